@@ -1,0 +1,39 @@
+#!/bin/sh
+# Installs the Debian packages Grace needs, only those that are missing.
+#   scripts/bootstrap.sh          build and run dependencies
+#   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool)
+#   scripts/bootstrap.sh --bench  also what the benchmarks compare against
+set -eu
+
+pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
+libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev"
+for arg in "$@"; do
+	case "$arg" in
+	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps" ;;
+	--bench) pkgs="$pkgs python3 wrk nginx-light redis-server valgrind hyperfine procps" ;;
+	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
+	esac
+done
+
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "bootstrap: installing$missing" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# The packaged daemons (prometheus, nginx, redis) must not start on install:
+# tests and benchmarks start their own on loopback ports of their choosing.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+	$sudo chmod +x "$policy"
+	trap '$sudo rm -f "$policy"' EXIT
+fi
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null

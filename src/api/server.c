@@ -1,0 +1,147 @@
+#include "api/api.h"
+
+#include "kernels/registry.h"
+#include "sdk/metrics.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Gateway prefixes: adding a kernel's own API prefix is one line here. */
+static const struct {
+	const char *prefix; /* routed with everything below it */
+	const char *kernel;
+} gateway_prefixes[] = {
+	{ "/librarian", "librarian" },
+};
+
+const sdk_route api_routes[];
+const size_t api_n_routes;
+
+static void on_gateway_prefix(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	const char *path = sdk_req_path(req);
+	for (size_t i = 0; i < sizeof gateway_prefixes / sizeof *gateway_prefixes; i++) {
+		size_t n = strlen(gateway_prefixes[i].prefix);
+		if (strncmp(path, gateway_prefixes[i].prefix, n) || path[n] != '/')
+			continue;
+		sup_kernel *k = sup_find(api->sup, gateway_prefixes[i].kernel);
+		if (!k)
+			break;
+		gw_forward(api->gw, k, req, path + n);
+		return;
+	}
+	/* Not a gateway prefix: tell a wrong method on an API route from no route. */
+	sdk_route_params unused;
+	if (sdk_route_match(api_routes, api_n_routes - 1, sizeof *api_routes, sdk_req_method(req),
+			    path, &unused) == SDK_ROUTE_BAD_METHOD)
+		sdk_reply_error(req, 405, "method_not_allowed", "%s is not allowed on %s",
+				sdk_req_method(req), path);
+	else
+		sdk_reply_error(req, 404, "not_found", "no route for %s %s", sdk_req_method(req), path);
+}
+
+static void on_gateway_kernel(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	sup_kernel *k = api_kernel_param(api, req);
+	if (!k)
+		return;
+	char path[SDK_PATH_MAX + 1];
+	snprintf(path, sizeof path, "/%s", sdk_req_param(req, "*"));
+	gw_forward(api->gw, k, req, path);
+}
+
+const sdk_route api_routes[] = {
+	SDK_ROUTE("GET", "/health", api_health),
+	SDK_ROUTE("GET", "/metrics", api_metrics),
+	SDK_ROUTE("GET", "/kernel-ports", api_kernel_ports_list),
+	SDK_ROUTE("GET", "/kernel-ports/health-check", api_kernel_ports_health_check),
+	SDK_ROUTE("GET", "/kernel-ports/:name", api_kernel_ports_get),
+	SDK_ROUTE("POST", "/kernel-ports/:name/:action", api_kernel_ports_action),
+	SDK_ROUTE(NULL, "/kernels/:name/*", on_gateway_kernel),
+	SDK_ROUTE(NULL, "/*", on_gateway_prefix), /* last: everything else */
+};
+const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
+
+sup_kernel *api_kernel_param(api_ctx *api, sdk_req *req)
+{
+	const char *name = sdk_req_param(req, "name");
+	sup_kernel *k = name ? sup_find(api->sup, name) : NULL;
+	if (!k)
+		sdk_reply_error(req, 404, "unknown_kernel", "no kernel named '%s'", name ? name : "");
+	return k;
+}
+
+static int64_t api_wall_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+json_t *api_kernel_json(const sup_kernel *k)
+{
+	const sdk_kernel_def *def = kernel_registry_find(k->cfg->name);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:i, s:s, s:b}", "name", k->cfg->name,
+			      "state", sup_state_name(k->state), "tier", k->cfg->tier, "port",
+			      k->port, "configured_port", k->cfg->port, "since_ms",
+			      (json_int_t)k->since_ms, "restarts", (int)k->restarts, "last_exit",
+			      k->last_exit, "complete", def ? def->complete : 0);
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "pid", k->pid > 0 ? json_integer(k->pid) : json_null());
+	json_object_set_new(o, "uptime_s",
+			    k->pid > 0 ? json_real((double)(api_wall_ms() - k->started_ms) / 1e3)
+				       : json_null());
+	json_object_set_new(o, "command", json_string(k->cfg->command[0] ? k->cfg->command : ""));
+	if (k->state == SUP_PORT_UNAVAILABLE)
+		json_object_set_new(o, "port_holder",
+				    json_pack("{s:o, s:s}", "pid",
+					      k->holder.pid ? json_integer(k->holder.pid) : json_null(),
+					      "cmdline", k->holder.cmdline));
+	return o;
+}
+
+void api_metrics(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		sdk_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	sdk_server_render_metrics(api->server, b);
+	sdk_reply_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+void api_metrics_extra(struct evbuffer *out, void *ctx)
+{
+	api_ctx *api = ctx;
+	evbuffer_add_printf(out, "# HELP grace_kernel_up Whether a kernel is ready (1) or not (0).\n"
+				 "# TYPE grace_kernel_up gauge\n");
+	for (size_t i = 0; i < sup_count(api->sup); i++) {
+		const sup_kernel *k = sup_at(api->sup, i);
+		evbuffer_add_printf(out, "grace_kernel_up{kernel=\"%s\",state=\"%s\"} %d\n",
+				    k->cfg->name, sup_state_name(k->state), k->state == SUP_READY);
+	}
+	evbuffer_add_printf(out, "# HELP grace_kernel_restarts_total Automatic restarts of a kernel.\n"
+				 "# TYPE grace_kernel_restarts_total counter\n");
+	for (size_t i = 0; i < sup_count(api->sup); i++) {
+		const sup_kernel *k = sup_at(api->sup, i);
+		evbuffer_add_printf(out, "grace_kernel_restarts_total{kernel=\"%s\"} %u\n",
+				    k->cfg->name, k->restarts);
+	}
+	evbuffer_add_printf(out,
+			    "# HELP grace_kernel_watchdog_kills_total Kernels killed for a missed watchdog.\n"
+			    "# TYPE grace_kernel_watchdog_kills_total counter\n");
+	for (size_t i = 0; i < sup_count(api->sup); i++) {
+		const sup_kernel *k = sup_at(api->sup, i);
+		evbuffer_add_printf(out, "grace_kernel_watchdog_kills_total{kernel=\"%s\"} %u\n",
+				    k->cfg->name, k->watchdog_kills);
+	}
+}

@@ -1,0 +1,366 @@
+#include "gateway/gateway.h"
+
+#include "sdk/log.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Request headers a kernel may see; everything else stays at the edge. */
+static const char *const forwarded_request_headers[] = {
+	"Content-Type", "Accept", "Accept-Encoding", "If-None-Match", "If-Match", "Last-Event-ID",
+};
+/* Response headers a client may see from a kernel. */
+static const char *const forwarded_response_headers[] = {
+	"Content-Type", "Cache-Control", "ETag", "Location", "Retry-After",
+};
+
+struct pool {
+	int port;
+	struct evhttp_connection *conns[GW_POOL_MAX];
+	unsigned busy[GW_POOL_MAX];
+	size_t n;
+	unsigned pending;
+};
+
+struct gateway {
+	struct event_base *base;
+	supervisor *sup;
+	struct pool pools[GRACE_KERNELS_MAX];
+};
+
+struct forward {
+	gateway *gw;
+	sup_kernel *k;
+	sdk_req *req;
+	struct pool *pool;
+	size_t conn;
+	enum evhttp_cmd_type method;
+	char uri[SDK_PATH_MAX + 1024];
+	unsigned attempts;
+	enum evhttp_request_error error;
+	bool failed;
+};
+
+static void pool_reset(struct pool *p, int port)
+{
+	for (size_t i = 0; i < p->n; i++)
+		evhttp_connection_free(p->conns[i]);
+	memset(p->conns, 0, sizeof p->conns);
+	memset(p->busy, 0, sizeof p->busy);
+	p->n = 0;
+	p->port = port;
+}
+
+static struct pool *pool_of(gateway *gw, sup_kernel *k)
+{
+	struct pool *p = &gw->pools[k - sup_at(gw->sup, 0)];
+	if (p->port != k->port && p->pending == 0)
+		pool_reset(p, k->port); /* the kernel moved: old connections are useless */
+	return p;
+}
+
+static struct evhttp_connection *new_conn(gateway *gw, int port)
+{
+	struct evhttp_connection *c = evhttp_connection_base_new(gw->base, NULL, "127.0.0.1",
+								 (unsigned short)port);
+	if (!c)
+		return NULL;
+	struct timeval tv = { GW_ATTEMPT_TIMEOUT_MS / 1000, (GW_ATTEMPT_TIMEOUT_MS % 1000) * 1000 };
+	evhttp_connection_set_timeout_tv(c, &tv);
+	return c;
+}
+
+/* Picks an idle pooled connection, or opens one, or queues on the least busy. */
+static int pool_pick(gateway *gw, struct pool *p, size_t *idx)
+{
+	size_t best = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->busy[i] == 0) {
+			*idx = i;
+			return 0;
+		}
+		if (p->busy[i] < p->busy[best])
+			best = i;
+	}
+	if (p->n < GW_POOL_MAX) {
+		struct evhttp_connection *c = new_conn(gw, p->port);
+		if (c) {
+			p->conns[p->n] = c;
+			p->busy[p->n] = 0;
+			*idx = p->n++;
+			return 0;
+		}
+	}
+	if (p->n == 0)
+		return -1;
+	*idx = best;
+	return 0;
+}
+
+static bool idempotent(enum evhttp_cmd_type m)
+{
+	return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD || m == EVHTTP_REQ_OPTIONS;
+}
+
+static const char *error_text(enum evhttp_request_error e)
+{
+	switch (e) {
+	case EVREQ_HTTP_TIMEOUT: return "the kernel did not answer in time";
+	case EVREQ_HTTP_EOF: return "the kernel closed the connection before answering";
+	case EVREQ_HTTP_INVALID_HEADER: return "the kernel sent an invalid answer";
+	case EVREQ_HTTP_BUFFER_ERROR: return "connection to the kernel failed";
+	case EVREQ_HTTP_DATA_TOO_LONG: return "the kernel's answer was too large";
+	default: return "the kernel did not answer";
+	}
+}
+
+static int send_attempt(struct forward *f);
+
+static void forward_done(struct forward *f) { free(f); }
+
+static void on_upstream_error(enum evhttp_request_error e, void *arg)
+{
+	struct forward *f = arg;
+	f->error = e;
+	f->failed = true;
+}
+
+static void reply_upstream(struct forward *f, struct evhttp_request *ureq)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(ureq);
+	for (size_t i = 0; i < sizeof forwarded_response_headers / sizeof *forwarded_response_headers;
+	     i++) {
+		const char *v = evhttp_find_header(in, forwarded_response_headers[i]);
+		if (v)
+			sdk_req_add_header(f->req, forwarded_response_headers[i], v);
+	}
+	sdk_reply_raw(f->req, evhttp_request_get_response_code(ureq), NULL,
+		      evhttp_request_get_input_buffer(ureq));
+}
+
+static void on_upstream(struct evhttp_request *ureq, void *arg)
+{
+	struct forward *f = arg;
+	f->pool->busy[f->conn]--;
+	f->pool->pending--;
+	int code = ureq ? evhttp_request_get_response_code(ureq) : 0;
+	if (code > 0 && !f->failed) {
+		reply_upstream(f, ureq);
+		forward_done(f);
+		return;
+	}
+	/* A kernel that died with our request in hand: a GET is safe to repeat
+	 * on the restarted kernel; anything else may have been applied. */
+	if (idempotent(f->method) && f->attempts < 2 && f->k->state != SUP_FAILED &&
+	    f->k->state != SUP_STOPPED) {
+		if (send_attempt(f) == 0)
+			return;
+	}
+	int status = f->error == EVREQ_HTTP_TIMEOUT ? 504 : 502;
+	sdk_reply_error(f->req, status, status == 504 ? "upstream_timeout" : "upstream_failed",
+			"%s: %s", f->k->cfg->name, error_text(f->error));
+	forward_done(f);
+}
+
+static int send_attempt(struct forward *f)
+{
+	f->attempts++;
+	f->failed = false;
+	f->error = 0;
+	if (pool_pick(f->gw, f->pool, &f->conn) < 0)
+		return -1;
+	struct evhttp_request *u = evhttp_request_new(on_upstream, f);
+	if (!u)
+		return -1;
+	evhttp_request_set_error_cb(u, on_upstream_error);
+	struct evkeyvalq *in = evhttp_request_get_input_headers(sdk_req_ev(f->req));
+	struct evkeyvalq *out = evhttp_request_get_output_headers(u);
+	for (size_t i = 0; i < sizeof forwarded_request_headers / sizeof *forwarded_request_headers;
+	     i++) {
+		const char *v = evhttp_find_header(in, forwarded_request_headers[i]);
+		if (v)
+			evhttp_add_header(out, forwarded_request_headers[i], v);
+	}
+	char host[32];
+	snprintf(host, sizeof host, "127.0.0.1:%d", f->pool->port);
+	evhttp_add_header(out, "Host", host);
+	evhttp_add_header(out, "X-Request-Id", sdk_req_id(f->req));
+	struct evbuffer *body = sdk_req_body(f->req);
+	size_t len = evbuffer_get_length(body);
+	if (len) {
+		/* Copied, not moved: a retry needs the body again. */
+		evbuffer_add(evhttp_request_get_output_buffer(u), evbuffer_pullup(body, -1), len);
+	}
+	if (evhttp_make_request(f->pool->conns[f->conn], u, f->method, f->uri) < 0)
+		return -1; /* libevent freed u */
+	f->pool->busy[f->conn]++;
+	f->pool->pending++;
+	return 0;
+}
+
+static enum evhttp_cmd_type method_of(const char *m)
+{
+	static const struct {
+		const char *name;
+		enum evhttp_cmd_type t;
+	} map[] = { { "GET", EVHTTP_REQ_GET },         { "POST", EVHTTP_REQ_POST },
+		    { "HEAD", EVHTTP_REQ_HEAD },       { "PUT", EVHTTP_REQ_PUT },
+		    { "DELETE", EVHTTP_REQ_DELETE },   { "OPTIONS", EVHTTP_REQ_OPTIONS },
+		    { "PATCH", EVHTTP_REQ_PATCH } };
+	for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+		if (!strcmp(map[i].name, m))
+			return map[i].t;
+	return EVHTTP_REQ_GET;
+}
+
+void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
+{
+	if (k->state == SUP_FAILED || k->state == SUP_STOPPED || k->state == SUP_PORT_UNAVAILABLE) {
+		sdk_req_add_header(req, "Retry-After", "5");
+		sdk_reply_error(req, 503, "kernel_unavailable", "kernel %s is %s", k->cfg->name,
+				sup_state_name(k->state));
+		return;
+	}
+	struct pool *p = pool_of(gw, k);
+	if (p->pending >= GW_PENDING_MAX) {
+		sdk_req_add_header(req, "Retry-After", "1");
+		sdk_reply_error(req, 503, "kernel_busy", "kernel %s has %u requests waiting",
+				k->cfg->name, p->pending);
+		return;
+	}
+	struct forward *f = calloc(1, sizeof *f);
+	if (!f) {
+		sdk_reply_error(req, 503, "out_of_memory", "cannot forward now");
+		return;
+	}
+	*f = (struct forward){ .gw = gw, .k = k, .req = req, .pool = p,
+			       .method = method_of(sdk_req_method(req)) };
+	/* Re-encode the decoded path: what reaches the kernel is what we routed on. */
+	char *enc = evhttp_uriencode(path, -1, 0);
+	const char *q = sdk_req_query_string(req);
+	int n = snprintf(f->uri, sizeof f->uri, "%s%s%s", enc ? enc : "/", q ? "?" : "", q ? q : "");
+	free(enc);
+	if (n < 0 || (size_t)n >= sizeof f->uri) {
+		free(f);
+		sdk_reply_error(req, 414, "uri_too_long", "the request URI is too long");
+		return;
+	}
+	/* evhttp_uriencode also encodes '/': put the separators back. */
+	for (char *s = f->uri; (s = strstr(s, "%2F")); )
+		memmove(s + 1, s + 3, strlen(s + 3) + 1), *s = '/';
+	if (send_attempt(f) < 0) {
+		sdk_reply_error(req, 502, "upstream_failed", "%s: cannot connect", k->cfg->name);
+		free(f);
+	}
+}
+
+struct probe {
+	gw_probe_cb cb;
+	void *arg;
+	struct evhttp_connection *conn;
+	struct timespec t0;
+	enum evhttp_request_error error;
+	bool failed;
+	struct event *cleanup;
+};
+
+static void on_probe_cleanup(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct probe *p = arg;
+	evhttp_connection_free(p->conn);
+	event_free(p->cleanup);
+	free(p);
+}
+
+static void on_probe_error(enum evhttp_request_error e, void *arg)
+{
+	struct probe *p = arg;
+	p->failed = true;
+	p->error = e;
+}
+
+static void on_probe(struct evhttp_request *r, void *arg)
+{
+	struct probe *p = arg;
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double ms = (double)(t1.tv_sec - p->t0.tv_sec) * 1e3 +
+		    (double)(t1.tv_nsec - p->t0.tv_nsec) / 1e6;
+	int code = r && !p->failed ? evhttp_request_get_response_code(r) : 0;
+	if (code > 0) {
+		struct evbuffer *b = evhttp_request_get_input_buffer(r);
+		size_t len = evbuffer_get_length(b);
+		p->cb(code, (const char *)evbuffer_pullup(b, -1), len, ms, NULL, p->arg);
+	} else {
+		p->cb(0, NULL, 0, ms, error_text(p->error), p->arg);
+	}
+	/* The connection cannot be freed from inside its own callback. */
+	event_active(p->cleanup, 0, 0);
+}
+
+int gw_probe(gateway *gw, int port, const char *path, unsigned timeout_ms, gw_probe_cb cb,
+	     void *arg)
+{
+	struct probe *p = calloc(1, sizeof *p);
+	if (!p)
+		return -1;
+	p->cb = cb;
+	p->arg = arg;
+	p->conn = new_conn(gw, port);
+	p->cleanup = event_new(gw->base, -1, 0, on_probe_cleanup, p);
+	struct evhttp_request *r = evhttp_request_new(on_probe, p);
+	if (!p->conn || !p->cleanup || !r) {
+		if (r)
+			evhttp_request_free(r);
+		if (p->conn)
+			evhttp_connection_free(p->conn);
+		if (p->cleanup)
+			event_free(p->cleanup);
+		free(p);
+		return -1;
+	}
+	struct timeval tv = { timeout_ms / 1000, (suseconds_t)(timeout_ms % 1000) * 1000 };
+	evhttp_connection_set_timeout_tv(p->conn, &tv);
+	evhttp_request_set_error_cb(r, on_probe_error);
+	char host[32];
+	snprintf(host, sizeof host, "127.0.0.1:%d", port);
+	evhttp_add_header(evhttp_request_get_output_headers(r), "Host", host);
+	evhttp_add_header(evhttp_request_get_output_headers(r), "Connection", "close");
+	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+	if (evhttp_make_request(p->conn, r, EVHTTP_REQ_GET, path) < 0) {
+		evhttp_connection_free(p->conn);
+		event_free(p->cleanup);
+		free(p);
+		return -1;
+	}
+	return 0;
+}
+
+gateway *gw_new(struct event_base *base, supervisor *sup)
+{
+	gateway *gw = calloc(1, sizeof *gw);
+	if (!gw)
+		return NULL;
+	gw->base = base;
+	gw->sup = sup;
+	for (size_t i = 0; i < sup_count(sup); i++)
+		gw->pools[i].port = sup_at(sup, i)->port;
+	return gw;
+}
+
+void gw_free(gateway *gw)
+{
+	if (!gw)
+		return;
+	for (size_t i = 0; i < GRACE_KERNELS_MAX; i++)
+		pool_reset(&gw->pools[i], 0);
+	free(gw);
+}

@@ -1,0 +1,457 @@
+#include "sdk/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG_PATH "etc/grace.ini"
+#define DEFAULT_DATA_DIR "./var"
+#define DEFAULT_LIBRARY_ROOT "./library"
+#define DEFAULT_API_PORT 8000
+#define UNSET UINT32_MAX
+
+/* The port table of DESIGN.md: the contract when the file lists no kernels. */
+static const struct {
+	const char *name, *tier;
+	int port;
+} builtin_kernels[] = {
+	{ "message_bus", "core", 8100 },      { "immutable_log", "core", 8101 },
+	{ "governance", "governance", 8110 }, { "crypto", "governance", 8111 },
+	{ "trust", "governance", 8112 },      { "policy", "governance", 8113 },
+	{ "compliance", "governance", 8114 }, { "audit", "governance", 8115 },
+	{ "scheduler", "execution", 8120 },   { "executor", "execution", 8121 },
+	{ "workflow", "execution", 8122 },    { "state_machine", "execution", 8123 },
+	{ "librarian", "agentic", 8130 },     { "self_healing", "agentic", 8131 },
+	{ "coding_agent", "agentic", 8132 },  { "learning", "agentic", 8133 },
+	{ "research", "agentic", 8134 },      { "telemetry", "services", 8140 },
+	{ "metrics", "services", 8141 },      { "alerts", "services", 8142 },
+};
+
+enum key_type { KEY_UINT, KEY_SIZE };
+
+struct cfg_key {
+	const char *name;
+	size_t offset;
+	enum key_type type;
+	uint64_t min, max;
+};
+
+/* The keys a kernel section and [defaults] share. */
+static const struct cfg_key kernel_keys[] = {
+#define K(n, field, t, lo, hi) { n, offsetof(grace_kernel_cfg, field), t, lo, hi }
+	K("restart_burst", restart.burst_max, KEY_UINT, 1, 1000),
+	K("restart_window_ms", restart.burst_window_ms, KEY_UINT, 1, 3600000),
+	K("backoff_initial_ms", restart.backoff_initial_ms, KEY_UINT, 0, 600000),
+	K("backoff_max_ms", restart.backoff_max_ms, KEY_UINT, 0, 3600000),
+	K("stable_ms", restart.stable_ms, KEY_UINT, 0, 3600000),
+	K("watchdog_ms", watchdog_ms, KEY_UINT, 0, 3600000),
+	K("ready_timeout_ms", ready_timeout_ms, KEY_UINT, 10, 600000),
+	K("stop_timeout_ms", stop_timeout_ms, KEY_UINT, 10, 600000),
+	K("health_interval_ms", health_interval_ms, KEY_UINT, 50, 86400000),
+	K("health_timeout_ms", health_timeout_ms, KEY_UINT, 10, 600000),
+	K("health_failures", health_failures, KEY_UINT, 1, 1000),
+	K("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
+#undef K
+};
+
+static const struct cfg_key limit_keys[] = {
+#define L(n, field, t, lo, hi) { n, offsetof(grace_limits, field), t, lo, hi }
+	L("max_header_bytes", max_header_bytes, KEY_SIZE, 512, 1u << 20),
+	L("max_headers", max_headers, KEY_UINT, 4, 1000),
+	L("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
+	L("timeout_ms", timeout_ms, KEY_UINT, 100, 3600000),
+	L("drain_ms", drain_ms, KEY_UINT, 0, 600000),
+#undef L
+};
+
+struct parse_ctx {
+	grace_config *cfg;
+	grace_kernel_cfg defaults;
+	bool file_lists_kernels;
+	char err[256]; /* first error, without file and line */
+};
+
+static void kernel_unset(grace_kernel_cfg *k)
+{
+	for (size_t i = 0; i < sizeof kernel_keys / sizeof kernel_keys[0]; i++) {
+		char *p = (char *)k + kernel_keys[i].offset;
+		if (kernel_keys[i].type == KEY_UINT)
+			*(unsigned *)p = UNSET;
+		else
+			*(size_t *)p = SIZE_MAX;
+	}
+}
+
+static void kernel_inherit(grace_kernel_cfg *k, const grace_kernel_cfg *d)
+{
+	for (size_t i = 0; i < sizeof kernel_keys / sizeof kernel_keys[0]; i++) {
+		char *p = (char *)k + kernel_keys[i].offset;
+		const char *q = (const char *)d + kernel_keys[i].offset;
+		if (kernel_keys[i].type == KEY_UINT && *(unsigned *)p == UNSET)
+			*(unsigned *)p = *(const unsigned *)q;
+		else if (kernel_keys[i].type == KEY_SIZE && *(size_t *)p == SIZE_MAX)
+			*(size_t *)p = *(const size_t *)q;
+	}
+}
+
+static void defaults_init(grace_kernel_cfg *d)
+{
+	memset(d, 0, sizeof *d);
+	d->restart = (grace_restart){ .burst_max = 5,
+				      .burst_window_ms = 10000,
+				      .backoff_initial_ms = 100,
+				      .backoff_max_ms = 5000,
+				      .stable_ms = 1000 };
+	d->watchdog_ms = 3000;
+	d->ready_timeout_ms = 5000;
+	d->stop_timeout_ms = 3000;
+	d->health_interval_ms = 60000;
+	d->health_timeout_ms = 2000;
+	d->health_failures = 3;
+	d->max_body_bytes = 1u << 20;
+}
+
+static int parse_uint(const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (!*v || *v == '-' || *v == '+')
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || *end || n < min || n > max)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
+		*out = true;
+	else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+static int set_string(char *dst, size_t len, const char *v)
+{
+	if (!*v || strlen(v) >= len)
+		return -1;
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+/* Sets a numeric field through a key table; 1 if `name` is not in it. */
+static int set_keyed(void *base, const struct cfg_key *table, size_t n, const char *name,
+		     const char *value, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_key *k = &table[i];
+		if (strcmp(k->name, name) != 0)
+			continue;
+		uint64_t v;
+		if (parse_uint(value, k->min, k->max, &v) < 0) {
+			snprintf(err, errlen, "%s: expected an integer from %llu to %llu, got '%s'",
+				 name, (unsigned long long)k->min, (unsigned long long)k->max, value);
+			return -1;
+		}
+		char *p = (char *)base + k->offset;
+		if (k->type == KEY_UINT)
+			*(unsigned *)p = (unsigned)v;
+		else
+			*(size_t *)p = (size_t)v;
+		return 0;
+	}
+	return 1;
+}
+
+static int valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= GRACE_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+static grace_kernel_cfg *kernel_section(struct parse_ctx *c, const char *name)
+{
+	grace_config *cfg = c->cfg;
+	if (!c->file_lists_kernels) {
+		/* The file lists its own kernels: forget the built-in table. */
+		cfg->n_kernels = 0;
+		c->file_lists_kernels = true;
+	}
+	for (size_t i = 0; i < cfg->n_kernels; i++)
+		if (!strcmp(cfg->kernels[i].name, name))
+			return &cfg->kernels[i];
+	if (cfg->n_kernels == GRACE_KERNELS_MAX)
+		return NULL;
+	grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
+	memset(k, 0, sizeof *k);
+	memcpy(k->name, name, strlen(name) + 1);
+	k->enabled = true;
+	kernel_unset(k);
+	return k;
+}
+
+static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *name,
+			 const char *value)
+{
+	if (!strcmp(name, "port")) {
+		uint64_t v;
+		if (parse_uint(value, GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX, &v) < 0) {
+			snprintf(c->err, sizeof c->err, "port: expected %d-%d, got '%s'",
+				 GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX, value);
+			return 0;
+		}
+		k->port = (int)v;
+	} else if (!strcmp(name, "tier")) {
+		if (!valid_name(value)) {
+			snprintf(c->err, sizeof c->err, "tier: expected a lower-case word, got '%s'",
+				 value);
+			return 0;
+		}
+		memcpy(k->tier, value, strlen(value) + 1);
+	} else if (!strcmp(name, "enabled")) {
+		if (parse_bool(value, &k->enabled) < 0) {
+			snprintf(c->err, sizeof c->err, "enabled: expected true or false, got '%s'",
+				 value);
+			return 0;
+		}
+	} else if (!strcmp(name, "command")) {
+		if (set_string(k->command, sizeof k->command, value) < 0) {
+			snprintf(c->err, sizeof c->err, "command: empty or longer than %d bytes",
+				 GRACE_COMMAND_MAX - 1);
+			return 0;
+		}
+	} else {
+		int rc = set_keyed(k, kernel_keys, sizeof kernel_keys / sizeof kernel_keys[0], name, value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	return 1;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_ctx *c = user;
+	grace_config *cfg = c->cfg;
+	if (c->err[0])
+		return 0; /* keep the first error only */
+
+	if (!strcmp(section, "grace")) {
+		if (!strcmp(name, "api_port") || !strcmp(name, "port_offset")) {
+			uint64_t v;
+			uint64_t max = !strcmp(name, "api_port") ? 65535 : 50000;
+			if (parse_uint(value, !strcmp(name, "api_port"), max, &v) < 0) {
+				snprintf(c->err, sizeof c->err,
+					 "%s: expected an integer up to %llu, got '%s'", name,
+					 (unsigned long long)max, value);
+				return 0;
+			}
+			*(!strcmp(name, "api_port") ? &cfg->api_port : &cfg->port_offset) = (int)v;
+		} else if (!strcmp(name, "data_dir") || !strcmp(name, "library_root")) {
+			char *dst = !strcmp(name, "data_dir") ? cfg->data_dir : cfg->library_root;
+			if (set_string(dst, PATH_MAX, value) < 0) {
+				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
+				return 0;
+			}
+		} else if (!strcmp(name, "log_level")) {
+			if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
+			    strcmp(value, "error")) {
+				snprintf(c->err, sizeof c->err,
+					 "log_level: expected debug, info, warn or error, got '%s'", value);
+				return 0;
+			}
+			memcpy(cfg->log_level, value, strlen(value) + 1);
+		} else {
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(section, "limits")) {
+		int rc = set_keyed(&cfg->limits, limit_keys, sizeof limit_keys / sizeof limit_keys[0], name, value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "defaults")) {
+		int rc = set_keyed(&c->defaults, kernel_keys,
+				   sizeof kernel_keys / sizeof kernel_keys[0], name, value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strncmp(section, "kernel.", 7)) {
+		const char *kname = section + 7;
+		if (!valid_name(kname)) {
+			snprintf(c->err, sizeof c->err,
+				 "[%s]: a kernel name is lower-case letters, digits and '_'", section);
+			return 0;
+		}
+		grace_kernel_cfg *k = kernel_section(c, kname);
+		if (!k) {
+			snprintf(c->err, sizeof c->err, "[%s]: more than %d kernels", section,
+				 GRACE_KERNELS_MAX);
+			return 0;
+		}
+		return on_kernel_key(c, k, name, value);
+	}
+	snprintf(c->err, sizeof c->err, "[%s]: unknown section", section);
+	return 0;
+}
+
+static void config_defaults(grace_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->api_port = DEFAULT_API_PORT;
+	snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", DEFAULT_DATA_DIR);
+	snprintf(cfg->library_root, sizeof cfg->library_root, "%s", DEFAULT_LIBRARY_ROOT);
+	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
+	cfg->limits = (grace_limits){ .max_header_bytes = 16384,
+				      .max_headers = 100,
+				      .max_body_bytes = 1u << 20,
+				      .timeout_ms = 30000,
+				      .drain_ms = 5000 };
+	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
+		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
+		snprintf(k->name, sizeof k->name, "%s", builtin_kernels[i].name);
+		snprintf(k->tier, sizeof k->tier, "%s", builtin_kernels[i].tier);
+		k->port = builtin_kernels[i].port;
+		k->enabled = true;
+		kernel_unset(k);
+	}
+}
+
+/* Makes a path absolute against the current directory, without requiring it
+ * to exist yet (the data directory is created later by `grace serve`). */
+static int absolutize(char *path, size_t len)
+{
+	if (path[0] == '/')
+		return 0;
+	char cwd[PATH_MAX], tmp[PATH_MAX];
+	if (!getcwd(cwd, sizeof cwd))
+		return -1;
+	const char *rel = path[0] == '.' && path[1] == '/' ? path + 2 : path;
+	if (snprintf(tmp, sizeof tmp, "%s/%s", cwd, rel) >= (int)sizeof tmp || strlen(tmp) >= len)
+		return -1;
+	memcpy(path, tmp, strlen(tmp) + 1);
+	return 0;
+}
+
+static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->n_kernels; i++) {
+		grace_kernel_cfg *k = &cfg->kernels[i];
+		kernel_inherit(k, d);
+		if (!k->port) {
+			snprintf(err, errlen, "%s: [kernel.%s]: port: missing", cfg->path, k->name);
+			return -1;
+		}
+		if (!k->tier[0])
+			snprintf(k->tier, sizeof k->tier, "custom");
+		for (size_t j = 0; j < i; j++) {
+			if (cfg->kernels[j].port == k->port) {
+				snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also kernel %s's",
+					 cfg->path, k->name, k->port, cfg->kernels[j].name);
+				return -1;
+			}
+		}
+	}
+	if (cfg->api_port + cfg->port_offset > 65535 ||
+	    GRACE_KERNEL_PORT_MAX + cfg->port_offset > 65535) {
+		snprintf(err, errlen, "port_offset %d puts ports past 65535", cfg->port_offset);
+		return -1;
+	}
+	return 0;
+}
+
+int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char *err,
+		      size_t errlen)
+{
+	struct parse_ctx c = { .cfg = cfg };
+	config_defaults(cfg);
+	defaults_init(&c.defaults);
+
+	const char *path = ov && ov->config_path ? ov->config_path : getenv("GRACE_CONFIG");
+	bool required = path && *path;
+	if (!required && access(DEFAULT_CONFIG_PATH, R_OK) == 0)
+		path = DEFAULT_CONFIG_PATH;
+	if (path && *path) {
+		if (snprintf(cfg->path, sizeof cfg->path, "%s", path) >= (int)sizeof cfg->path) {
+			snprintf(err, errlen, "config path too long");
+			return -1;
+		}
+		int line = ini_parse(path, on_ini, &c);
+		if (line == -1) {
+			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+			return -1;
+		}
+		if (line != 0) {
+			snprintf(err, errlen, "%s:%d: %s", path, line,
+				 c.err[0] ? c.err : "syntax error (expected [section] or key = value)");
+			return -1;
+		}
+		absolutize(cfg->path, sizeof cfg->path);
+	}
+
+	const char *env;
+	if ((env = getenv("GRACE_DATA_DIR")) && *env)
+		snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", env);
+	if ((env = getenv("GRACE_LIBRARY_ROOT")) && *env)
+		snprintf(cfg->library_root, sizeof cfg->library_root, "%s", env);
+	if ((env = getenv("GRACE_LOG_LEVEL")) && *env)
+		snprintf(cfg->log_level, sizeof cfg->log_level, "%s", env);
+	const char *offset = ov && ov->port_offset ? ov->port_offset : getenv("GRACE_PORT_OFFSET");
+	if (offset && *offset) {
+		uint64_t v;
+		if (parse_uint(offset, 0, 50000, &v) < 0) {
+			snprintf(err, errlen, "port offset: expected an integer from 0 to 50000, got '%s'",
+				 offset);
+			return -1;
+		}
+		cfg->port_offset = (int)v;
+	}
+	if (ov && ov->data_dir)
+		snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", ov->data_dir);
+	if (absolutize(cfg->data_dir, sizeof cfg->data_dir) < 0 ||
+	    absolutize(cfg->library_root, sizeof cfg->library_root) < 0) {
+		snprintf(err, errlen, "data_dir or library_root: path too long");
+		return -1;
+	}
+	return check_kernels(cfg, &c.defaults, err, errlen);
+}
+
+int grace_config_kernel_index(const grace_config *cfg, const char *name)
+{
+	size_t n = strlen(name);
+	static const char suffix[] = "_kernel";
+	if (n > sizeof suffix - 1 && !strcmp(name + n - (sizeof suffix - 1), suffix))
+		n -= sizeof suffix - 1;
+	for (size_t i = 0; i < cfg->n_kernels; i++)
+		if (strlen(cfg->kernels[i].name) == n && !strncmp(cfg->kernels[i].name, name, n))
+			return (int)i;
+	return -1;
+}
+
+const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char *name)
+{
+	int i = grace_config_kernel_index(cfg, name);
+	return i < 0 ? NULL : &cfg->kernels[i];
+}
+
+int grace_kernel_port(const grace_config *cfg, const grace_kernel_cfg *k)
+{
+	return k->port + cfg->port_offset;
+}

@@ -1,0 +1,81 @@
+/* Grace's configuration: one INI file (etc/grace.ini), overridden by
+ * GRACE_* environment variables and then by command-line flags. The main
+ * process and every kernel read the same file, so a kernel run alone sees
+ * the same ports and data directory as one run by the supervisor. */
+#ifndef GRACE_SDK_CONFIG_H
+#define GRACE_SDK_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define GRACE_KERNELS_MAX 50
+#define GRACE_NAME_MAX 32
+#define GRACE_COMMAND_MAX 1024
+#define GRACE_KERNEL_PORT_MIN 8100
+#define GRACE_KERNEL_PORT_MAX 8149
+
+typedef struct grace_limits {
+	size_t max_header_bytes; /* request line + headers */
+	unsigned max_headers;
+	size_t max_body_bytes;
+	unsigned timeout_ms; /* read, write and keep-alive idle */
+	unsigned drain_ms;   /* SIGTERM: longest wait for in-flight requests */
+} grace_limits;
+
+typedef struct grace_restart {
+	unsigned burst_max;       /* starts allowed within burst_window_ms ... */
+	unsigned burst_window_ms; /* ... before the kernel is marked failed */
+	unsigned backoff_initial_ms;
+	unsigned backoff_max_ms;
+	unsigned stable_ms; /* a crash after this long up restarts at once */
+} grace_restart;
+
+typedef struct grace_kernel_cfg {
+	char name[GRACE_NAME_MAX];
+	char tier[GRACE_NAME_MAX];
+	int port; /* before port_offset */
+	bool enabled;
+	char command[GRACE_COMMAND_MAX]; /* empty: `grace kernel NAME` */
+	grace_restart restart;
+	unsigned watchdog_ms;   /* 0 disables hang detection */
+	unsigned ready_timeout_ms;
+	unsigned stop_timeout_ms;
+	unsigned health_interval_ms;
+	unsigned health_timeout_ms;
+	unsigned health_failures;
+	size_t max_body_bytes;
+} grace_kernel_cfg;
+
+typedef struct grace_config {
+	char path[PATH_MAX];     /* the file read ("" when none) */
+	char data_dir[PATH_MAX]; /* absolute once loaded */
+	char library_root[PATH_MAX];
+	char log_level[16];
+	int api_port; /* before port_offset */
+	int port_offset;
+	grace_limits limits;
+	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
+	size_t n_kernels;
+} grace_config;
+
+typedef struct grace_config_overrides {
+	const char *config_path; /* NULL: $GRACE_CONFIG, else etc/grace.ini if present */
+	const char *data_dir;
+	const char *port_offset;
+} grace_config_overrides;
+
+/* Loads defaults, the file, the environment and then `ov` (may be NULL).
+ * On error returns -1 and writes one line naming the file, line and key
+ * into `err`. Relative paths are resolved against the current directory. */
+int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char *err,
+		      size_t errlen);
+
+/* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */
+const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char *name);
+int grace_config_kernel_index(const grace_config *cfg, const char *name);
+
+/* The port a kernel listens on, offset applied. */
+int grace_kernel_port(const grace_config *cfg, const grace_kernel_cfg *k);
+
+#endif

@@ -1,0 +1,85 @@
+/* The HTTP/1.1 server every kernel and the main API use: libevent's evhttp
+ * with every limit set explicitly, framing checked before a handler runs,
+ * routing from a table, JSON in and out, one error shape, per-request ids,
+ * metrics and a drain on shutdown. */
+#ifndef GRACE_SDK_HTTP_H
+#define GRACE_SDK_HTTP_H
+
+#include "sdk/config.h"
+#include "sdk/metrics.h"
+#include "sdk/router.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct event_base;
+struct evbuffer;
+struct evhttp_request;
+
+typedef struct sdk_server sdk_server;
+typedef struct sdk_req sdk_req;
+
+/* A handler answers through sdk_reply_* exactly once, now or later (an
+ * asynchronous handler keeps `req` until it replies; the reply frees it). */
+typedef void (*sdk_handler_fn)(sdk_req *req, void *ctx);
+
+typedef struct sdk_route {
+	sdk_route_pattern pattern; /* first, so the router can walk the table */
+	sdk_handler_fn handler;
+} sdk_route;
+
+#define SDK_ROUTE(method, path, handler) { { method, path }, handler }
+
+typedef struct sdk_server_opts {
+	const char *component; /* for logs and metrics labels */
+	const sdk_route *routes; /* borrowed; must outlive the server */
+	size_t n_routes;
+	void *ctx; /* passed to every handler */
+	grace_limits limits;
+	/* Appends further metrics to a /metrics answer; may be NULL. */
+	void (*metrics_extra)(struct evbuffer *out, void *ctx);
+} sdk_server_opts;
+
+sdk_server *sdk_server_new(struct event_base *base, const sdk_server_opts *opts);
+/* Serves on a listening socket; takes ownership of `fd` (closed on failure). */
+int sdk_server_listen(sdk_server *s, int fd);
+/* Stops accepting: new connections wait in the socket's backlog. */
+void sdk_server_stop_accepting(sdk_server *s);
+/* Requests handed to a handler and not yet answered. */
+unsigned sdk_server_inflight(const sdk_server *s);
+double sdk_server_uptime(const sdk_server *s);
+/* Renders the standard /metrics body (with metrics_extra) into `out`. */
+void sdk_server_render_metrics(const sdk_server *s, struct evbuffer *out);
+void sdk_server_free(sdk_server *s);
+
+const char *sdk_req_method(const sdk_req *r);
+const char *sdk_req_path(const sdk_req *r); /* decoded */
+const char *sdk_req_param(const sdk_req *r, const char *name);
+const char *sdk_req_query(sdk_req *r, const char *name);
+const char *sdk_req_query_string(const sdk_req *r); /* raw, or NULL */
+const char *sdk_req_header(const sdk_req *r, const char *name);
+const char *sdk_req_id(const sdk_req *r);
+struct evbuffer *sdk_req_body(sdk_req *r);
+struct evhttp_request *sdk_req_ev(sdk_req *r);
+sdk_server *sdk_req_server(sdk_req *r);
+/* The body parsed as JSON (borrowed: freed with the request). On failure it
+ * has already answered 400 and returns NULL. With `want_object`, anything
+ * but a JSON object is refused the same way. */
+json_t *sdk_req_json(sdk_req *r, bool want_object);
+/* Parses an unsigned query parameter in [min, max]. Returns 0 and *out
+ * (def when absent), or answers 400 and returns -1. */
+int sdk_req_query_uint(sdk_req *r, const char *name, unsigned long long min,
+		       unsigned long long max, unsigned long long def, unsigned long long *out);
+
+void sdk_req_add_header(sdk_req *r, const char *name, const char *value);
+/* Steals `body`. */
+void sdk_reply_json(sdk_req *r, int status, json_t *body);
+void sdk_reply_error(sdk_req *r, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Drains `body` (may be NULL) into the reply. */
+void sdk_reply_raw(sdk_req *r, int status, const char *content_type, struct evbuffer *body);
+
+/* Fills `out` (33 bytes) with a fresh random request id. */
+void sdk_request_id_new(char out[33]);
+
+#endif

@@ -1,0 +1,228 @@
+#include "sdk/kernel.h"
+
+#include "sdk/db.h"
+#include "sdk/listen.h"
+#include "sdk/log.h"
+#include "sdk/notify.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DRAIN_POLL_MS 10
+
+struct runtime {
+	sdk_kernel k;
+	sdk_route *routes; /* standard routes followed by the kernel's */
+	struct event *sigterm, *sigint, *watchdog, *drain;
+	struct timeval watchdog_every;
+	struct timespec drain_deadline;
+	bool draining;
+};
+
+static void on_health(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	sdk_reply_json(req, 200,
+		       json_pack("{s:s, s:s, s:I, s:f, s:s, s:b}", "status", "ok", "kernel",
+				 k->def->name, "pid", (json_int_t)getpid(), "uptime_s",
+				 sdk_server_uptime(k->server), "version", GRACE_VERSION, "complete",
+				 k->def->complete));
+}
+
+static void on_metrics(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		sdk_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	sdk_server_render_metrics(k->server, b);
+	sdk_reply_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+static const sdk_route standard_routes[] = {
+	SDK_ROUTE("GET", "/health", on_health),
+	SDK_ROUTE("GET", "/metrics", on_metrics),
+};
+#define N_STANDARD (sizeof standard_routes / sizeof standard_routes[0])
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	/* Sent from the event loop itself: a loop that is stuck stops sending. */
+	sdk_notify("WATCHDOG=1");
+}
+
+static bool past(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct runtime *rt = arg;
+	unsigned left = sdk_server_inflight(rt->k.server);
+	if (left == 0 || past(&rt->drain_deadline)) {
+		if (left)
+			sdk_warn("drain time over with %u requests unanswered", left);
+		event_base_loopexit(rt->k.base, NULL);
+		return;
+	}
+	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
+	evtimer_add(rt->drain, &tv);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct runtime *rt = arg;
+	if (rt->draining)
+		return;
+	rt->draining = true;
+	sdk_info("signal %d: draining", (int)sig);
+	sdk_notify("STOPPING=1");
+	sdk_server_stop_accepting(rt->k.server);
+	clock_gettime(CLOCK_MONOTONIC, &rt->drain_deadline);
+	unsigned ms = rt->k.cfg->limits.drain_ms;
+	rt->drain_deadline.tv_sec += ms / 1000;
+	rt->drain_deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (rt->drain_deadline.tv_nsec >= 1000000000L) {
+		rt->drain_deadline.tv_sec++;
+		rt->drain_deadline.tv_nsec -= 1000000000L;
+	}
+	on_drain_tick(-1, 0, rt);
+}
+
+/* Returns a listening socket: fd 3 when handed one, else our own bind. */
+static int kernel_socket(const sdk_kernel *k)
+{
+	int n = sdk_listen_fds();
+	if (n >= 1) {
+		for (int fd = SDK_LISTEN_FDS_START + 1; fd < SDK_LISTEN_FDS_START + n; fd++)
+			close(fd);
+		return SDK_LISTEN_FDS_START;
+	}
+	int port = grace_kernel_port(k->cfg, k->kcfg);
+	int fd = sdk_listen_tcp(port);
+	if (fd < 0)
+		sdk_error("cannot listen on 127.0.0.1:%d: %s", port, strerror(-fd));
+	else
+		sdk_info("listening on 127.0.0.1:%d", port);
+	return fd;
+}
+
+static int runtime_start(struct runtime *rt, char *err, size_t errlen)
+{
+	sdk_kernel *k = &rt->k;
+	if (mkdir(k->cfg->data_dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %.200s: %s", k->cfg->data_dir, strerror(errno));
+		return -1;
+	}
+	if (sdk_db_open(k->cfg->data_dir, k->def->name, &k->db, err, errlen) < 0)
+		return -1;
+	if (k->def->init && k->def->init(k, err, errlen) < 0)
+		return -1;
+
+	size_t n = N_STANDARD + k->def->n_routes;
+	rt->routes = calloc(n, sizeof *rt->routes);
+	if (!rt->routes) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(rt->routes, standard_routes, sizeof standard_routes);
+	if (k->def->n_routes)
+		memcpy(rt->routes + N_STANDARD, k->def->routes, k->def->n_routes * sizeof(sdk_route));
+	grace_limits limits = k->cfg->limits;
+	limits.max_body_bytes = k->kcfg->max_body_bytes;
+	sdk_server_opts opts = { .component = k->def->name,
+				 .routes = rt->routes,
+				 .n_routes = n,
+				 .ctx = k,
+				 .limits = limits };
+	k->server = sdk_server_new(k->base, &opts);
+	if (!k->server) {
+		snprintf(err, errlen, "cannot create the HTTP server");
+		return -1;
+	}
+	int fd = kernel_socket(k);
+	if (fd < 0 || sdk_server_listen(k->server, fd) < 0) {
+		snprintf(err, errlen, "no listening socket");
+		return -1;
+	}
+	return 0;
+}
+
+static void runtime_stop(struct runtime *rt)
+{
+	sdk_kernel *k = &rt->k;
+	if (k->def->close)
+		k->def->close(k);
+	sdk_server_free(k->server);
+	if (k->db)
+		sqlite3_close(k->db);
+	struct event *evs[] = { rt->sigterm, rt->sigint, rt->watchdog, rt->drain };
+	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+		if (evs[i])
+			event_free(evs[i]);
+	free(rt->routes);
+	if (k->base)
+		event_base_free(k->base);
+}
+
+int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
+{
+	struct runtime rt = { 0 };
+	sdk_kernel *k = &rt.k;
+	k->def = def;
+	k->cfg = cfg;
+	k->kcfg = grace_config_kernel(cfg, def->name);
+	if (!k->kcfg) {
+		sdk_error("kernel %s is not in the configuration %s", def->name,
+			  cfg->path[0] ? cfg->path : "(built-in)");
+		return SDK_EXIT_PERMANENT;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	k->base = event_base_new();
+	if (!k->base)
+		return SDK_EXIT_TEMPORARY;
+
+	char err[512] = "";
+	if (runtime_start(&rt, err, sizeof err) < 0) {
+		sdk_error("cannot start: %s", err);
+		runtime_stop(&rt);
+		return SDK_EXIT_TEMPORARY;
+	}
+	rt.sigterm = evsignal_new(k->base, SIGTERM, on_stop_signal, &rt);
+	rt.sigint = evsignal_new(k->base, SIGINT, on_stop_signal, &rt);
+	rt.drain = evtimer_new(k->base, on_drain_tick, &rt);
+	evsignal_add(rt.sigterm, NULL);
+	evsignal_add(rt.sigint, NULL);
+
+	uint64_t wd = sdk_watchdog_usec();
+	if (wd) {
+		/* Twice per interval, as sd_watchdog_enabled(3) advises. */
+		uint64_t half = wd / 2;
+		rt.watchdog_every = (struct timeval){ .tv_sec = (time_t)(half / 1000000),
+						      .tv_usec = (suseconds_t)(half % 1000000) };
+		rt.watchdog = event_new(k->base, -1, EV_PERSIST, on_watchdog, &rt);
+		event_add(rt.watchdog, &rt.watchdog_every);
+	}
+	sdk_notify("READY=1");
+	sdk_info("ready");
+	event_base_dispatch(k->base);
+	runtime_stop(&rt);
+	sdk_info("stopped");
+	return SDK_EXIT_OK;
+}

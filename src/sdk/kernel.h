@@ -1,0 +1,46 @@
+/* A kernel is a table of routes plus init/close callbacks. The runtime here
+ * gives each one the same life: a listening socket (handed over or bound),
+ * its SQLite file, /health and /metrics, readiness and watchdog pings, and
+ * a drain on SIGTERM. */
+#ifndef GRACE_SDK_KERNEL_H
+#define GRACE_SDK_KERNEL_H
+
+#include "sdk/config.h"
+#include "sdk/http.h"
+
+#include <sqlite3.h>
+#include <stdbool.h>
+
+/* Exit codes the supervisor understands (see STYLE.md). */
+#define SDK_EXIT_OK 0
+#define SDK_EXIT_PERMANENT 100 /* bad configuration: restarting will not help */
+#define SDK_EXIT_TEMPORARY 111 /* try again later, with backoff */
+
+typedef struct sdk_kernel sdk_kernel;
+
+typedef struct sdk_kernel_def {
+	const char *name;
+	const char *summary;
+	bool complete; /* false: only the SDK's standard endpoints so far */
+	const sdk_route *routes; /* handlers get the sdk_kernel * as ctx */
+	size_t n_routes;
+	/* Runs after the database is open and before READY=1; returns 0, or -1
+	 * with the reason in err (the kernel then exits SDK_EXIT_TEMPORARY). */
+	int (*init)(sdk_kernel *k, char *err, size_t errlen);
+	void (*close)(sdk_kernel *k);
+} sdk_kernel_def;
+
+struct sdk_kernel {
+	const sdk_kernel_def *def;
+	const grace_config *cfg;
+	const grace_kernel_cfg *kcfg;
+	struct event_base *base;
+	sqlite3 *db; /* DATA_DIR/NAME.db, owned by the runtime */
+	void *state; /* the kernel's own, owned by its init/close */
+	sdk_server *server;
+};
+
+/* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */
+int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg);
+
+#endif

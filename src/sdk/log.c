@@ -1,0 +1,83 @@
+#include "sdk/log.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Process-wide and written once before anything concurrent starts, like
+ * redis's server.verbosity: logging must work from any module without a
+ * context pointer threaded through every call. */
+static char log_component[64] = "grace";
+static enum sdk_log_level log_min = SDK_LOG_INFO;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+void sdk_log_init(const char *component, enum sdk_log_level min)
+{
+	snprintf(log_component, sizeof log_component, "%s", component);
+	log_min = min;
+}
+
+int sdk_log_level_parse(const char *s, enum sdk_log_level *out)
+{
+	for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum sdk_log_level)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void sdk_log(enum sdk_log_level level, const char *request_id, const char *fmt, ...)
+{
+	if (level < log_min)
+		return;
+
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	struct tm tm;
+	gmtime_r(&tv.tv_sec, &tm);
+	char when[40];
+	size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + n, sizeof when - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "time", when, "level",
+			      level_names[level], "kernel", log_component, "msg", msg,
+			      "pid", (json_int_t)getpid());
+	if (!o) /* the message was not valid UTF-8: say so rather than lose the line */
+		o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "time", when, "level",
+			      level_names[level], "kernel", log_component, "msg",
+			      "(log message was not valid UTF-8)", "pid", (json_int_t)getpid());
+	if (!o)
+		return;
+	if (request_id)
+		json_object_set_new(o, "request_id", json_string(request_id));
+	char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	json_decref(o);
+	if (!line)
+		return;
+	/* One write per line so lines from concurrent processes sharing stderr
+	 * never interleave. */
+	size_t len = strlen(line);
+	char buf[4096];
+	if (len + 1 < sizeof buf) {
+		memcpy(buf, line, len);
+		buf[len] = '\n';
+		ssize_t w = write(STDERR_FILENO, buf, len + 1);
+		(void)w;
+	} else {
+		fprintf(stderr, "%s\n", line);
+	}
+	free(line);
+}

@@ -1,0 +1,203 @@
+#include "sdk/proc.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define TCP_LISTEN_STATE 0x0A
+
+static int proc_path(char *buf, size_t len, pid_t pid, const char *leaf)
+{
+	int n = pid ? snprintf(buf, len, "/proc/%d/%s", (int)pid, leaf)
+		    : snprintf(buf, len, "/proc/self/%s", leaf);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Reads a small /proc file whole; returns bytes read or a negative errno. */
+static ssize_t read_small(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, len - 1);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return -e;
+	buf[n] = '\0';
+	return n;
+}
+
+int proc_rss_bytes(pid_t pid, uint64_t *out)
+{
+	char path[64], buf[256];
+	if (proc_path(path, sizeof path, pid, "statm") < 0)
+		return -EINVAL;
+	ssize_t n = read_small(path, buf, sizeof buf);
+	if (n < 0)
+		return (int)n;
+	unsigned long long size, resident;
+	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+		return -EIO;
+	*out = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
+int proc_open_fds(pid_t pid, unsigned *out)
+{
+	char path[64];
+	if (proc_path(path, sizeof path, pid, "fd") < 0)
+		return -EINVAL;
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	unsigned n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	*out = pid ? n : n - 1; /* our own count includes the DIR's fd */
+	return 0;
+}
+
+int proc_max_fds(pid_t pid, uint64_t *out)
+{
+	struct rlimit rl;
+	if (prlimit(pid, RLIMIT_NOFILE, NULL, &rl) < 0)
+		return -errno;
+	*out = rl.rlim_cur;
+	return 0;
+}
+
+int proc_cmdline(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	if (len == 0 || proc_path(path, sizeof path, pid, "cmdline") < 0)
+		return -EINVAL;
+	ssize_t n = read_small(path, buf, len);
+	if (n < 0)
+		return (int)n;
+	while (n > 0 && buf[n - 1] == '\0')
+		n--;
+	for (ssize_t i = 0; i < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[n] = '\0';
+	return 0;
+}
+
+int proc_stat(pid_t pid, char *state, uint64_t *start_ticks)
+{
+	char path[64], buf[1024];
+	if (proc_path(path, sizeof path, pid, "stat") < 0)
+		return -EINVAL;
+	ssize_t n = read_small(path, buf, sizeof buf);
+	if (n < 0)
+		return (int)n;
+	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	char st;
+	unsigned long long start;
+	/* state is field 3, starttime field 22: 19 fields between them. */
+	if (sscanf(p + 2, "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
+			  "%*s %*s %*s %*s %llu",
+		   &st, &start) != 2)
+		return -EIO;
+	if (state)
+		*state = st;
+	if (start_ticks)
+		*start_ticks = start;
+	return 0;
+}
+
+/* Finds the inode of a listening socket on `port` in one /proc/net/tcp file. */
+static int find_listen_inode(const char *file, int port, unsigned long *inode)
+{
+	FILE *f = fopen(file, "re");
+	if (!f)
+		return -errno;
+	char line[512];
+	int rc = -ENOENT;
+	if (!fgets(line, sizeof line, f)) { /* header */
+		fclose(f);
+		return rc;
+	}
+	while (fgets(line, sizeof line, f)) {
+		char local[128];
+		unsigned st;
+		unsigned long ino;
+		if (sscanf(line, " %*d: %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st,
+			   &ino) != 3)
+			continue;
+		char *colon = strrchr(local, ':');
+		if (!colon || st != TCP_LISTEN_STATE)
+			continue;
+		if ((int)strtol(colon + 1, NULL, 16) == port) {
+			*inode = ino;
+			rc = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+static int pid_has_socket(const char *pid_dir, const char *want)
+{
+	char path[300];
+	snprintf(path, sizeof path, "/proc/%s/fd", pid_dir);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0;
+	int found = 0;
+	struct dirent *de;
+	while (!found && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char link[600], target[64];
+		snprintf(link, sizeof link, "%s/%s", path, de->d_name);
+		ssize_t n = readlink(link, target, sizeof target - 1);
+		if (n > 0) {
+			target[n] = '\0';
+			found = strcmp(target, want) == 0;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+int proc_port_holder(int port, pid_t *pid_out)
+{
+	unsigned long inode = 0;
+	if (find_listen_inode("/proc/net/tcp", port, &inode) < 0 &&
+	    find_listen_inode("/proc/net/tcp6", port, &inode) < 0)
+		return -ENOENT;
+	char want[64];
+	snprintf(want, sizeof want, "socket:[%lu]", inode);
+	*pid_out = 0;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	/* Several processes may share the socket (our kernels share the
+	 * supervisor's); the lowest pid is reported, which is the one that
+	 * created it in the common case. */
+	while ((de = readdir(d))) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
+		if ((*pid_out == 0 || pid < *pid_out) && pid_has_socket(de->d_name, want))
+			*pid_out = pid;
+	}
+	closedir(d);
+	return 0;
+}

@@ -1,0 +1,26 @@
+/* Facts about processes read from /proc: memory, descriptors, and who holds a
+ * TCP port. All return 0 or a negative errno; none of them print. */
+#ifndef GRACE_SDK_PROC_H
+#define GRACE_SDK_PROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Resident set size in bytes of `pid` (0 means this process). */
+int proc_rss_bytes(pid_t pid, uint64_t *out);
+/* Number of open descriptors of `pid`, and its soft RLIMIT_NOFILE. */
+int proc_open_fds(pid_t pid, unsigned *out);
+int proc_max_fds(pid_t pid, uint64_t *out);
+/* Its command line with NULs turned into spaces, truncated to `len`. */
+int proc_cmdline(pid_t pid, char *buf, size_t len);
+/* Its state letter (R, S, D, T, Z, ...) and start time in clock ticks since
+ * boot: with the pid, the start time names one process for good. */
+int proc_stat(pid_t pid, char *state, uint64_t *start_ticks);
+
+/* The process holding a socket that listens on 127.0.0.1/0.0.0.0/::
+ * port `port`: *pid_out is 0 when the socket is found but not its owner
+ * (another user's process). Returns -ENOENT when nobody listens there. */
+int proc_port_holder(int port, pid_t *pid_out);
+
+#endif

@@ -1,0 +1,192 @@
+#include "serve.h"
+
+#include "api/api.h"
+#include "sdk/listen.h"
+#include "sdk/log.h"
+#include "sdk/notify.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SHUTDOWN_SLACK_MS 2000
+
+struct serve {
+	api_ctx api;
+	struct event *sigterm, *sigint, *deadline, *watchdog;
+	struct timespec t0;
+	bool notified_ready, stopping;
+};
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
+{
+	(void)k, (void)old;
+	struct serve *s = arg;
+	if (s->stopping) {
+		if (sup_all_down(s->api.sup))
+			event_base_loopexit(s->api.base, NULL);
+		return;
+	}
+	/* Ready for systemd once nothing is still coming up: a kernel whose port
+	 * is taken or that keeps crashing must not hold the whole service back. */
+	if (!s->notified_ready && sup_all_settled(s->api.sup)) {
+		s->notified_ready = true;
+		char status[128];
+		snprintf(status, sizeof status, "READY=1\nSTATUS=%s",
+			 sup_all_ready(s->api.sup) ? "all kernels ready" : "degraded");
+		sdk_notify(status);
+		sdk_info("%s in %.1f ms", sup_all_ready(s->api.sup) ? "all kernels ready"
+								       : "kernels settled, some not ready",
+			 ms_since(&s->t0));
+	}
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct serve *s = arg;
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	sdk_info("signal %d: stopping every kernel", (int)sig);
+	sdk_notify("STOPPING=1");
+	sdk_server_stop_accepting(s->api.server);
+	sup_shutdown(s->api.sup);
+	unsigned longest = 0;
+	for (size_t i = 0; i < s->api.cfg->n_kernels; i++)
+		if (s->api.cfg->kernels[i].stop_timeout_ms > longest)
+			longest = s->api.cfg->kernels[i].stop_timeout_ms;
+	/* Past every stop timeout and the SIGKILLs they lead to, leave anyway. */
+	uint64_t ms = (uint64_t)longest + SHUTDOWN_SLACK_MS;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(s->deadline, &tv);
+	if (sup_all_down(s->api.sup))
+		event_base_loopexit(s->api.base, NULL);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct serve *s = arg;
+	sdk_warn("kernels still running after the stop timeout; killing them");
+	event_base_loopexit(s->api.base, NULL);
+}
+
+static void on_self_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	sdk_notify("WATCHDOG=1");
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int self_exe(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+int grace_serve(const grace_config *cfg)
+{
+	struct serve s = { 0 };
+	clock_gettime(CLOCK_MONOTONIC, &s.t0);
+	s.api.cfg = cfg;
+	signal(SIGPIPE, SIG_IGN);
+
+	char exe[PATH_MAX];
+	if (mkdir_p(cfg->data_dir) < 0) {
+		sdk_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+		return 1;
+	}
+	if (self_exe(exe, sizeof exe) < 0) {
+		sdk_error("cannot find this program's path: %s", strerror(errno));
+		return 1;
+	}
+	int api_port = cfg->api_port + cfg->port_offset;
+	int api_fd = sdk_listen_tcp(api_port);
+	if (api_fd < 0) {
+		sdk_error("cannot listen on 127.0.0.1:%d: %s", api_port, strerror(-api_fd));
+		return 1;
+	}
+
+	int rc = 1;
+	s.api.base = event_base_new();
+	if (!s.api.base) {
+		close(api_fd);
+		return 1;
+	}
+	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
+	s.api.sup = sup_new(s.api.base, &so);
+	s.api.gw = s.api.sup ? gw_new(s.api.base, s.api.sup) : NULL;
+	sdk_server_opts ho = { .component = "grace",
+			       .routes = api_routes,
+			       .n_routes = api_n_routes,
+			       .ctx = &s.api,
+			       .limits = cfg->limits,
+			       .metrics_extra = api_metrics_extra };
+	s.api.server = s.api.gw ? sdk_server_new(s.api.base, &ho) : NULL;
+	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
+		if (!s.api.server)
+			close(api_fd);
+		sdk_error("cannot start the API server");
+		goto out;
+	}
+	s.sigterm = evsignal_new(s.api.base, SIGTERM, on_stop_signal, &s);
+	s.sigint = evsignal_new(s.api.base, SIGINT, on_stop_signal, &s);
+	s.deadline = evtimer_new(s.api.base, on_deadline, &s);
+	evsignal_add(s.sigterm, NULL);
+	evsignal_add(s.sigint, NULL);
+	uint64_t wd = sdk_watchdog_usec();
+	if (wd) {
+		struct timeval tv = { (time_t)(wd / 2 / 1000000), (suseconds_t)(wd / 2 % 1000000) };
+		s.watchdog = event_new(s.api.base, -1, EV_PERSIST, on_self_watchdog, &s);
+		event_add(s.watchdog, &tv);
+	}
+
+	sdk_info("grace %s: API on 127.0.0.1:%d, %zu kernels, data in %s", GRACE_VERSION,
+		 api_port, cfg->n_kernels, cfg->data_dir);
+	sup_start_all(s.api.sup);
+	on_kernel_change(NULL, SUP_STOPPED, &s); /* every kernel may have settled already */
+	event_base_dispatch(s.api.base);
+	rc = 0;
+out:
+	sdk_server_free(s.api.server);
+	gw_free(s.api.gw);
+	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
+	struct event *evs[] = { s.sigterm, s.sigint, s.deadline, s.watchdog };
+	for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
+		if (evs[i])
+			event_free(evs[i]);
+	event_base_free(s.api.base);
+	sdk_info("stopped");
+	return rc;
+}

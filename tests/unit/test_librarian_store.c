@@ -1,0 +1,756 @@
+/* Unit tests for the librarian store: an in-memory database per test and a
+ * scratch directory tree for ingest. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/librarian/store.h"
+
+struct fx {
+	sqlite3 *db;
+	char dir[PATH_MAX];	/* scratch tree, already realpath'd */
+	char root[PATH_MAX];	/* dir/lib: the library root */
+	lib_err err;
+};
+
+static void path_of(char *buf, const struct fx *f, const char *rel)
+{
+	int n = snprintf(buf, PATH_MAX, "%s/%s", f->dir, rel);
+
+	assert_true(n > 0 && n < PATH_MAX);
+}
+
+static void write_file(const struct fx *f, const char *rel, const void *data,
+		       size_t len)
+{
+	char p[PATH_MAX];
+	FILE *fp;
+
+	path_of(p, f, rel);
+	fp = fopen(p, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static void write_text(const struct fx *f, const char *rel, const char *text)
+{
+	write_file(f, rel, text, strlen(text));
+}
+
+static void make_dir(const struct fx *f, const char *rel)
+{
+	char p[PATH_MAX];
+
+	path_of(p, f, rel);
+	assert_int_equal(mkdir(p, 0700), 0);
+}
+
+static void make_link(const struct fx *f, const char *target, const char *rel)
+{
+	char p[PATH_MAX];
+
+	path_of(p, f, rel);
+	assert_int_equal(symlink(target, p), 0);
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char tmpl[] = "/tmp/test_librarian_XXXXXX";
+
+	assert_non_null(f);
+	assert_int_equal(sqlite3_open(":memory:", &f->db), SQLITE_OK);
+	assert_int_equal(lib_store_init(f->db, &f->err), LIB_OK);
+	assert_non_null(mkdtemp(tmpl));
+	/* /tmp may itself be a symlink; the store reports resolved paths. */
+	assert_non_null(realpath(tmpl, f->dir));
+	path_of(f->root, f, "lib");
+	make_dir(f, "lib");
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	sqlite3_close(f->db);
+	free(f);
+	return 0;
+}
+
+static int64_t put(struct fx *f, const char *title, const char *body,
+		   const char *tags_json)
+{
+	json_t *tags = tags_json ? json_loads(tags_json, 0, NULL) : NULL;
+	int64_t id = 0;
+
+	assert_int_equal(lib_doc_put(f->db, title, body, tags, NULL, &id,
+				     &f->err), LIB_OK);
+	json_decref(tags);
+	assert_true(id > 0);
+	return id;
+}
+
+static int put_rc(struct fx *f, const char *title, const char *body,
+		  json_t *tags, const char *msg)
+{
+	int rc;
+
+	f->err.msg[0] = '\0';
+	rc = lib_doc_put(f->db, title, body, tags, NULL, NULL, &f->err);
+	json_decref(tags);
+	if (msg && !strstr(f->err.msg, msg))
+		fail_msg("expected \"%s\" in \"%s\"", msg, f->err.msg);
+	return rc;
+}
+
+static long long count_rows(struct fx *f, const char *sql)
+{
+	sqlite3_stmt *st;
+	long long n;
+
+	assert_int_equal(sqlite3_prepare_v2(f->db, sql, -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static json_t *search(struct fx *f, const char *q, const char *tag,
+		      unsigned limit)
+{
+	json_t *out = NULL;
+
+	assert_int_equal(lib_search(f->db, q, tag, limit, &out, &f->err),
+			 LIB_OK);
+	assert_non_null(out);
+	return out;
+}
+
+static json_int_t total_of(json_t *res)
+{
+	return json_integer_value(json_object_get(res, "total"));
+}
+
+static json_t *hit(json_t *res, size_t i)
+{
+	return json_array_get(json_object_get(res, "results"), i);
+}
+
+static const char *str_of(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+static void test_init_idempotent(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(lib_store_init(f->db, &f->err), LIB_OK);
+	assert_int_equal(count_rows(f, "PRAGMA user_version"), 1);
+}
+
+static void test_init_refuses_newer_schema(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(sqlite3_exec(f->db, "PRAGMA user_version = 99",
+				      NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(lib_store_init(f->db, &f->err), LIB_EIO);
+	assert_non_null(strstr(f->err.msg, "newer"));
+}
+
+static void test_put_get_delete(void **state)
+{
+	struct fx *f = *state;
+	json_t *tags = json_pack("[s,s,s]", "a", "b", "a");
+	json_t *doc = NULL;
+	int64_t id = 0;
+
+	assert_int_equal(lib_doc_put(f->db, "Title", "Body text", tags,
+				     "/src/x", &id, &f->err), LIB_OK);
+	json_decref(tags);
+	assert_true(id > 0);
+
+	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), LIB_OK);
+	assert_int_equal(json_integer_value(json_object_get(doc, "id")), id);
+	assert_string_equal(str_of(doc, "title"), "Title");
+	assert_string_equal(str_of(doc, "body"), "Body text");
+	assert_string_equal(str_of(doc, "source"), "/src/x");
+	assert_true(json_integer_value(json_object_get(doc, "created_at")) >
+		    1600000000000LL);
+	/* The duplicate tag is dropped. */
+	tags = json_object_get(doc, "tags");
+	assert_int_equal(json_array_size(tags), 2);
+	assert_string_equal(json_string_value(json_array_get(tags, 0)), "a");
+	assert_string_equal(json_string_value(json_array_get(tags, 1)), "b");
+	json_decref(doc);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM document_tags"), 2);
+
+	assert_int_equal(lib_doc_delete(f->db, id, &f->err), LIB_OK);
+	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), LIB_ENOTFOUND);
+	assert_null(doc);
+	assert_int_equal(lib_doc_delete(f->db, id, &f->err), LIB_ENOTFOUND);
+	assert_non_null(strstr(f->err.msg, "not found"));
+	/* Triggers cleaned up the derived tables. */
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM document_tags"), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents_fts "
+				       "WHERE documents_fts MATCH 'body'"), 0);
+}
+
+static void test_put_defaults(void **state)
+{
+	struct fx *f = *state;
+	int64_t id = put(f, "t", "b", NULL);
+	json_t *doc = NULL;
+
+	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), LIB_OK);
+	assert_true(json_is_array(json_object_get(doc, "tags")));
+	assert_int_equal(json_array_size(json_object_get(doc, "tags")), 0);
+	assert_true(json_is_null(json_object_get(doc, "source")));
+	json_decref(doc);
+}
+
+static void test_get_not_found(void **state)
+{
+	struct fx *f = *state;
+	json_t *doc = NULL;
+
+	assert_int_equal(lib_doc_get(f->db, 12345, &doc, &f->err),
+			 LIB_ENOTFOUND);
+	assert_null(doc);
+	assert_int_equal(lib_doc_get(f->db, -1, &doc, &f->err), LIB_ENOTFOUND);
+}
+
+static void test_ids_not_reused(void **state)
+{
+	struct fx *f = *state;
+	int64_t a = put(f, "a", "a", NULL);
+
+	assert_int_equal(lib_doc_delete(f->db, a, &f->err), LIB_OK);
+	assert_true(put(f, "b", "b", NULL) > a);
+}
+
+static void test_validation(void **state)
+{
+	struct fx *f = *state;
+	char *big = malloc(LIB_BODY_MAX + 2);
+	char title[LIB_TITLE_MAX + 2];
+	char tag[LIB_TAG_LEN_MAX + 2];
+	json_t *many;
+	unsigned i;
+
+	assert_non_null(big);
+	memset(title, 't', sizeof(title));
+	title[LIB_TITLE_MAX + 1] = '\0';
+	memset(tag, 'g', sizeof(tag));
+	tag[LIB_TAG_LEN_MAX + 1] = '\0';
+
+	assert_int_equal(put_rc(f, NULL, "b", NULL, "title"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, "", "b", NULL, "title must not be empty"),
+			 LIB_EINVAL);
+	assert_int_equal(put_rc(f, title, "b", NULL, "title longer"),
+			 LIB_EINVAL);
+	title[LIB_TITLE_MAX] = '\0';
+	assert_int_equal(put_rc(f, title, "b", NULL, NULL), LIB_OK);
+	assert_int_equal(put_rc(f, "\xff", "b", NULL, "UTF-8"), LIB_EINVAL);
+
+	assert_int_equal(put_rc(f, "t", "", NULL, "body must not be empty"),
+			 LIB_EINVAL);
+	assert_int_equal(put_rc(f, "t", NULL, NULL, "body"), LIB_EINVAL);
+	memset(big, 'x', LIB_BODY_MAX + 1);
+	big[LIB_BODY_MAX + 1] = '\0';
+	assert_int_equal(put_rc(f, "t", big, NULL, "body longer"), LIB_EINVAL);
+	big[LIB_BODY_MAX] = '\0';
+	assert_int_equal(put_rc(f, "t", big, NULL, NULL), LIB_OK);
+	free(big);
+
+	assert_int_equal(put_rc(f, "t", "b", json_object(),
+				"tags must be an array of strings"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, "t", "b", json_string("a"),
+				"tags must be an array of strings"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, "t", "b", json_pack("[s,i]", "a", 1),
+				"tags must be an array of strings"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, "t", "b", json_pack("[s]", ""),
+				"tags must not be empty"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, "t", "b", json_pack("[s]", tag),
+				"tag longer"), LIB_EINVAL);
+	tag[LIB_TAG_LEN_MAX] = '\0';
+	assert_int_equal(put_rc(f, "t", "b", json_pack("[s]", tag), NULL),
+			 LIB_OK);
+	assert_int_equal(put_rc(f, "t", "b", json_pack("[o]", json_stringn("a\0b", 3)),
+				"NUL"), LIB_EINVAL);
+
+	many = json_array();
+	for (i = 0; i < LIB_TAGS_MAX; i++)
+		json_array_append_new(many, json_sprintf("t%u", i));
+	assert_int_equal(put_rc(f, "t", "b", json_incref(many), NULL), LIB_OK);
+	json_array_append_new(many, json_string("one-too-many"));
+	assert_int_equal(put_rc(f, "t", "b", many, "at most"), LIB_EINVAL);
+
+	assert_int_equal(lib_doc_put(f->db, "t", "b", NULL, "/dup", NULL,
+				     &f->err), LIB_OK);
+	assert_int_equal(lib_doc_put(f->db, "t", "b", NULL, "/dup", NULL,
+				     &f->err), LIB_EINVAL);
+	assert_non_null(strstr(f->err.msg, "source already exists"));
+	assert_int_equal(lib_doc_put(f->db, "t", "b", NULL, "", NULL,
+				     &f->err), LIB_EINVAL);
+
+	/* A NULL err is allowed. */
+	assert_int_equal(lib_doc_put(f->db, "", "b", NULL, NULL, NULL, NULL),
+			 LIB_EINVAL);
+}
+
+static void test_search_ranking(void **state)
+{
+	struct fx *f = *state;
+	int64_t weak, strong;
+	json_t *res;
+	double s0, s1;
+
+	weak = put(f, "Birds of the coast", "Gulls, terns and one kestrel "
+		   "were seen along the cliffs during the long walk.", NULL);
+	strong = put(f, "Kestrel kestrel kestrel", "A small falcon.", NULL);
+	put(f, "Unrelated", "Nothing to see here.", NULL);
+
+	res = search(f, "kestrel", NULL, 10);
+	assert_int_equal(total_of(res), 2);
+	assert_int_equal(json_integer_value(json_object_get(hit(res, 0), "id")),
+			 strong);
+	assert_int_equal(json_integer_value(json_object_get(hit(res, 1), "id")),
+			 weak);
+	s0 = json_real_value(json_object_get(hit(res, 0), "score"));
+	s1 = json_real_value(json_object_get(hit(res, 1), "score"));
+	assert_true(s0 > s1);
+	assert_true(s1 > 0.0);
+	assert_string_equal(str_of(res, "query"), "kestrel");
+	json_decref(res);
+}
+
+static void test_search_snippet_and_stemming(void **state)
+{
+	struct fx *f = *state;
+	const char *snip;
+	json_t *res;
+
+	put(f, "Notes", "The dogs were running through the park.", "[\"x\"]");
+	/* porter: "run" matches "running". */
+	res = search(f, "run", NULL, 5);
+	assert_int_equal(total_of(res), 1);
+	snip = str_of(hit(res, 0), "snippet");
+	assert_non_null(snip);
+	assert_non_null(strstr(snip, "<mark>running</mark>"));
+	assert_true(json_is_array(json_object_get(hit(res, 0), "tags")));
+	assert_true(json_is_null(json_object_get(hit(res, 0), "source")));
+	assert_string_equal(str_of(hit(res, 0), "title"), "Notes");
+	json_decref(res);
+}
+
+static void test_search_tag_filter(void **state)
+{
+	struct fx *f = *state;
+	int64_t red;
+	json_t *res;
+
+	red = put(f, "Apple", "A red fruit.", "[\"fruit\",\"red\"]");
+	put(f, "Banana", "A yellow fruit.", "[\"fruit\",\"yellow\"]");
+	put(f, "Cherry", "Another red fruit.", "[\"fruit\"]");
+
+	res = search(f, "fruit", "red", 10);
+	assert_int_equal(total_of(res), 1);
+	assert_int_equal(json_array_size(json_object_get(res, "results")), 1);
+	assert_int_equal(json_integer_value(json_object_get(hit(res, 0), "id")),
+			 red);
+	json_decref(res);
+
+	res = search(f, "fruit", "fruit", 10);
+	assert_int_equal(total_of(res), 3);
+	json_decref(res);
+
+	res = search(f, "fruit", "nope", 10);
+	assert_int_equal(total_of(res), 0);
+	assert_int_equal(json_array_size(json_object_get(res, "results")), 0);
+	json_decref(res);
+
+	/* Tag filtering must not be fooled by a tag that is only a prefix. */
+	res = search(f, "fruit", "re", 10);
+	assert_int_equal(total_of(res), 0);
+	json_decref(res);
+}
+
+static void test_search_total_and_limit(void **state)
+{
+	struct fx *f = *state;
+	json_t *res;
+	int i;
+
+	for (i = 0; i < 7; i++)
+		put(f, "Report", "quarterly figures", NULL);
+	res = search(f, "quarterly", NULL, 3);
+	assert_int_equal(total_of(res), 7);
+	assert_int_equal(json_array_size(json_object_get(res, "results")), 3);
+	json_decref(res);
+
+	res = search(f, "title:report", NULL, LIB_SEARCH_LIMIT_MAX);
+	assert_int_equal(total_of(res), 7);
+	json_decref(res);
+}
+
+static void test_search_malformed(void **state)
+{
+	static const char *const bad[] = {
+		"\"unterminated", "AND", "foo AND", "(", "NEAR(", "!!!",
+		"foo OR", "NOT", "nosuchcolumn:foo",
+	};
+	struct fx *f = *state;
+	json_t *out = NULL;
+	size_t i;
+
+	put(f, "foo", "foo bar", NULL);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f->err.msg[0] = '\0';
+		if (lib_search(f->db, bad[i], NULL, 10, &out, &f->err) !=
+		    LIB_EINVAL)
+			fail_msg("query '%s' was not LIB_EINVAL", bad[i]);
+		assert_null(out);
+		if (strncmp(f->err.msg, "malformed query: ", 17) != 0)
+			fail_msg("query '%s': message \"%s\"", bad[i],
+				 f->err.msg);
+	}
+	/* With a tag filter too: the count query must fail the same way. */
+	assert_int_equal(lib_search(f->db, "foo AND", "t", 10, &out, &f->err),
+			 LIB_EINVAL);
+	assert_non_null(strstr(f->err.msg, "fts5: syntax error"));
+}
+
+static void test_search_bad_arguments(void **state)
+{
+	struct fx *f = *state;
+	char q[1026];
+	json_t *out = NULL;
+
+	assert_int_equal(lib_search(f->db, "", NULL, 10, &out, &f->err),
+			 LIB_EINVAL);
+	assert_non_null(strstr(f->err.msg, "empty"));
+	assert_int_equal(lib_search(f->db, "  \t", NULL, 10, &out, &f->err),
+			 LIB_EINVAL);
+	assert_int_equal(lib_search(f->db, NULL, NULL, 10, &out, &f->err),
+			 LIB_EINVAL);
+	memset(q, 'a', sizeof(q));
+	q[1025] = '\0';
+	assert_int_equal(lib_search(f->db, q, NULL, 10, &out, &f->err),
+			 LIB_EINVAL);
+	assert_non_null(strstr(f->err.msg, "longer"));
+	q[1024] = '\0';
+	assert_int_equal(lib_search(f->db, q, NULL, 10, &out, &f->err), LIB_OK);
+	json_decref(out);
+	assert_int_equal(lib_search(f->db, "a", NULL, 0, &out, &f->err),
+			 LIB_EINVAL);
+	assert_int_equal(lib_search(f->db, "a", NULL, LIB_SEARCH_LIMIT_MAX + 1,
+				    &out, &f->err), LIB_EINVAL);
+	assert_int_equal(lib_search(f->db, "a", "", 10, &out, &f->err),
+			 LIB_EINVAL);
+	assert_null(out);
+}
+
+static void test_search_io_error(void **state)
+{
+	struct fx *f = *state;
+	json_t *out = NULL;
+
+	/* A broken schema is the database's fault, not the query's. */
+	assert_int_equal(sqlite3_exec(f->db, "DROP TABLE documents_fts",
+				      NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(lib_search(f->db, "foo", NULL, 10, &out, &f->err),
+			 LIB_EIO);
+	assert_null(out);
+}
+
+/*
+ * dir/lib/a.md          "# Hello World" heading       -> ingested
+ * dir/lib/B.TXT         plain text                    -> ingested
+ * dir/lib/blank.txt     whitespace only: title = name -> ingested
+ * dir/lib/c.bin                                        -> ignored
+ * dir/lib/link.md       symlink to a.md                -> ignored
+ * dir/lib/out.md        symlink to dir/secret.md       -> ignored
+ * dir/lib/loop          symlink to dir/lib             -> ignored
+ * dir/lib/sub/d.md      nested                         -> ingested
+ * dir/lib/sub/big.txt   LIB_INGEST_FILE_MAX + 1 bytes  -> skipped
+ * dir/lib/sub/bad.txt   not UTF-8                      -> skipped
+ * dir/lib/sub/empty.md  zero bytes                     -> skipped
+ */
+static void make_tree(struct fx *f)
+{
+	char *big = malloc(LIB_INGEST_FILE_MAX + 1);
+
+	assert_non_null(big);
+	write_text(f, "lib/a.md", "\n  \n## Hello World  \nkestrel body\n");
+	write_text(f, "lib/B.TXT", "Plain title\nsecond line about herons\n");
+	write_text(f, "lib/blank.txt", " \n\t\n");
+	write_text(f, "lib/c.bin", "kestrel binary");
+	write_text(f, "secret.md", "# Secret\nkestrel secret\n");
+	make_link(f, "a.md", "lib/link.md");
+	make_link(f, "../secret.md", "lib/out.md");
+	make_link(f, ".", "lib/loop");
+	make_dir(f, "lib/sub");
+	write_text(f, "lib/sub/d.md", "# Deep\nnested kestrel\n");
+	memset(big, 'k', LIB_INGEST_FILE_MAX + 1);
+	write_file(f, "lib/sub/big.txt", big, LIB_INGEST_FILE_MAX + 1);
+	free(big);
+	write_file(f, "lib/sub/bad.txt", "caf\xe9\n", 5);
+	write_file(f, "lib/sub/empty.md", "", 0);
+}
+
+static json_t *ingest(struct fx *f, const char *rel)
+{
+	char p[PATH_MAX];
+	json_t *out = NULL;
+
+	path_of(p, f, rel);
+	if (lib_ingest(f->db, f->root, p, &out, &f->err) != LIB_OK)
+		fail_msg("ingest %s: %s", rel, f->err.msg);
+	assert_non_null(out);
+	return out;
+}
+
+static json_t *doc_by_source(struct fx *f, json_t *report, const char *rel)
+{
+	json_t *docs = json_object_get(report, "documents"), *d, *doc = NULL;
+	char p[PATH_MAX];
+	size_t i;
+
+	path_of(p, f, rel);
+	json_array_foreach(docs, i, d) {
+		if (strcmp(str_of(d, "source"), p) == 0) {
+			assert_int_equal(lib_doc_get(f->db, json_integer_value(
+					 json_object_get(d, "id")), &doc,
+					 &f->err), LIB_OK);
+			return doc;
+		}
+	}
+	fail_msg("%s not in ingest report", rel);
+	return NULL;
+}
+
+static void test_ingest_tree(void **state)
+{
+	struct fx *f = *state;
+	json_t *rep, *doc, *tags, *res;
+
+	make_tree(f);
+	rep = ingest(f, "lib");
+	assert_int_equal(json_integer_value(json_object_get(rep, "ingested")), 4);
+	assert_int_equal(json_integer_value(json_object_get(rep, "skipped")), 3);
+	assert_int_equal(json_array_size(json_object_get(rep, "documents")), 4);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents"), 4);
+
+	doc = doc_by_source(f, rep, "lib/a.md");
+	assert_string_equal(str_of(doc, "title"), "Hello World");
+	assert_string_equal(str_of(doc, "body"),
+			    "\n  \n## Hello World  \nkestrel body\n");
+	tags = json_object_get(doc, "tags");
+	assert_int_equal(json_array_size(tags), 2);
+	assert_string_equal(json_string_value(json_array_get(tags, 0)),
+			    "ingested");
+	assert_string_equal(json_string_value(json_array_get(tags, 1)), "md");
+	json_decref(doc);
+
+	doc = doc_by_source(f, rep, "lib/B.TXT");
+	assert_string_equal(str_of(doc, "title"), "Plain title");
+	assert_string_equal(json_string_value(json_array_get(
+			    json_object_get(doc, "tags"), 1)), "txt");
+	json_decref(doc);
+
+	doc = doc_by_source(f, rep, "lib/blank.txt");
+	assert_string_equal(str_of(doc, "title"), "blank.txt");
+	json_decref(doc);
+
+	doc = doc_by_source(f, rep, "lib/sub/d.md");
+	assert_string_equal(str_of(doc, "title"), "Deep");
+	json_decref(doc);
+	json_decref(rep);
+
+	/* Neither the binary nor the symlinked secret were taken in. */
+	res = search(f, "kestrel", "ingested", 10);
+	assert_int_equal(total_of(res), 2);
+	json_decref(res);
+	res = search(f, "secret", NULL, 10);
+	assert_int_equal(total_of(res), 0);
+	json_decref(res);
+	res = search(f, "md", "md", 10);
+	assert_int_equal(total_of(res), 2);
+	json_decref(res);
+}
+
+static void test_ingest_single_file(void **state)
+{
+	struct fx *f = *state;
+	json_t *rep;
+
+	make_tree(f);
+	rep = ingest(f, "lib/sub/d.md");
+	assert_int_equal(json_integer_value(json_object_get(rep, "ingested")), 1);
+	json_decref(rep);
+	rep = ingest(f, "lib/c.bin");
+	assert_int_equal(json_integer_value(json_object_get(rep, "ingested")), 0);
+	json_decref(rep);
+}
+
+static void test_ingest_denied(void **state)
+{
+	static const char *const outside[] = {
+		"",		/* the scratch dir: parent of the root */
+		"secret.md",
+		"lib/../secret.md",
+		"lib/sub/../../secret.md",
+		"lib2",		/* sibling sharing the root's name prefix */
+		"lib2/e.md",
+		"lib/out.md",	/* symlink inside, target outside */
+		"lib/missing.md",
+		"/etc",
+	};
+	struct fx *f = *state;
+	char p[PATH_MAX];
+	json_t *out = NULL;
+	size_t i;
+
+	make_tree(f);
+	make_dir(f, "lib2");
+	write_text(f, "lib2/e.md", "# E\nkestrel\n");
+	for (i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+		if (outside[i][0] == '/')
+			snprintf(p, sizeof(p), "%s", outside[i]);
+		else
+			path_of(p, f, outside[i]);
+		if (lib_ingest(f->db, f->root, p, &out, &f->err) != LIB_EDENIED)
+			fail_msg("%s was not denied", outside[i]);
+		assert_null(out);
+	}
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents"), 0);
+
+	/* The root itself, spelled with a detour, is fine. */
+	out = ingest(f, "lib/sub/..");
+	assert_int_equal(json_integer_value(json_object_get(out, "ingested")), 4);
+	json_decref(out);
+}
+
+static void test_reingest_replaces(void **state)
+{
+	struct fx *f = *state;
+	json_t *first, *second, *doc, *res;
+	json_int_t id;
+
+	make_tree(f);
+	first = ingest(f, "lib");
+	doc = doc_by_source(f, first, "lib/a.md");
+	id = json_integer_value(json_object_get(doc, "id"));
+	json_decref(doc);
+
+	write_text(f, "lib/a.md", "# Renamed\nosprey now\n");
+	second = ingest(f, "lib");
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents"), 4);
+	assert_true(json_equal(json_object_get(first, "documents"),
+			       json_object_get(second, "documents")));
+	doc = doc_by_source(f, second, "lib/a.md");
+	assert_int_equal(json_integer_value(json_object_get(doc, "id")), id);
+	assert_string_equal(str_of(doc, "title"), "Renamed");
+	json_decref(doc);
+	json_decref(first);
+	json_decref(second);
+
+	/* The FTS index followed the update. */
+	res = search(f, "osprey", NULL, 10);
+	assert_int_equal(total_of(res), 1);
+	json_decref(res);
+	res = search(f, "\"hello world\"", NULL, 10);
+	assert_int_equal(total_of(res), 0);
+	json_decref(res);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM document_tags"), 8);
+}
+
+static void test_ingest_rolls_back(void **state)
+{
+	struct fx *f = *state;
+	json_t *out = NULL;
+
+	write_text(f, "lib/a.md", "# fine\nok\n");
+	write_text(f, "lib/b.md", "# boom\nfails\n");
+	assert_int_equal(sqlite3_exec(f->db,
+		"CREATE TEMP TRIGGER boom BEFORE INSERT ON documents "
+		"WHEN new.title = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END",
+		NULL, NULL, NULL), SQLITE_OK);
+	assert_true(lib_ingest(f->db, f->root, f->root, &out, &f->err) < 0);
+	assert_null(out);
+	assert_non_null(strstr(f->err.msg, "boom"));
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents"), 0);
+	assert_true(sqlite3_get_autocommit(f->db));
+}
+
+static void test_ingest_inside_caller_transaction(void **state)
+{
+	struct fx *f = *state;
+	json_t *out;
+
+	write_text(f, "lib/a.md", "# fine\nok\n");
+	assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL),
+			 SQLITE_OK);
+	out = ingest(f, "lib");
+	json_decref(out);
+	assert_false(sqlite3_get_autocommit(f->db));
+	assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents"), 0);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_init_idempotent),
+		T(test_init_refuses_newer_schema),
+		T(test_put_get_delete),
+		T(test_put_defaults),
+		T(test_get_not_found),
+		T(test_ids_not_reused),
+		T(test_validation),
+		T(test_search_ranking),
+		T(test_search_snippet_and_stemming),
+		T(test_search_tag_filter),
+		T(test_search_total_and_limit),
+		T(test_search_malformed),
+		T(test_search_bad_arguments),
+		T(test_search_io_error),
+		T(test_ingest_tree),
+		T(test_ingest_single_file),
+		T(test_ingest_denied),
+		T(test_reingest_replaces),
+		T(test_ingest_rolls_back),
+		T(test_ingest_inside_caller_transaction),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
