@@ -81,7 +81,21 @@ fail:;
 	_exit(127);
 }
 
-pid_t sup_spawn(const sup_spawn_opts *o)
+int sup_spawn_exec_result(int exec_fd)
+{
+	int child_errno = 0;
+	ssize_t r;
+	do
+		r = read(exec_fd, &child_errno, sizeof child_errno);
+	while (r < 0 && errno == EINTR);
+	if (r == (ssize_t)sizeof child_errno)
+		return child_errno;
+	if (r < 0 && errno == EAGAIN)
+		return -EAGAIN;
+	return 0;
+}
+
+pid_t sup_spawn(const sup_spawn_opts *o, int *exec_fd)
 {
 	/* The environment is built before fork: the child only fills its pid in. */
 	char *envp[ENV_TOTAL_MAX];
@@ -114,13 +128,14 @@ pid_t sup_spawn(const sup_spawn_opts *o)
 	/* Both sides set the group, so a kill of -pid works whichever runs first. */
 	setpgid(pid, pid);
 	close(pipefd[1]);
-	int child_errno = 0;
-	ssize_t r;
-	do
-		r = read(pipefd[0], &child_errno, sizeof child_errno);
-	while (r < 0 && errno == EINTR);
+	if (exec_fd) {
+		fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+		*exec_fd = pipefd[0];
+		return pid;
+	}
+	int child_errno = sup_spawn_exec_result(pipefd[0]);
 	close(pipefd[0]);
-	if (r == (ssize_t)sizeof child_errno) {
+	if (child_errno > 0) {
 		/* exec failed and the child is exiting: reap it here, not as a crash. */
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;

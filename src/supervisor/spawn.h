@@ -16,9 +16,18 @@ typedef struct sup_spawn_opts {
 	int listen_fd;           /* becomes fd 3 in the child; -1 for none */
 } sup_spawn_opts;
 
-/* Returns the child's pid, or a negative errno when fork or exec failed
- * (an exec failure is known before this returns). */
-pid_t sup_spawn(const sup_spawn_opts *o);
+/* Returns the child's pid, or a negative errno when fork failed.
+ *
+ * With `exec_fd` NULL it waits for the exec and returns a negative errno when
+ * exec failed (the child is reaped here). Otherwise it returns at once and
+ * *exec_fd (the caller owns it) becomes readable when the exec is done: EOF
+ * on success, or an int errno on failure, after which the child exits 127
+ * and is reaped by the caller like any other exit. */
+pid_t sup_spawn(const sup_spawn_opts *o, int *exec_fd);
+
+/* Reads an exec result from a sup_spawn exec_fd without blocking: the errno
+ * the exec failed with, 0 when it succeeded, -EAGAIN when not known yet. */
+int sup_spawn_exec_result(int exec_fd);
 
 /* Splits a command line on blanks, with '...' and "..." quoting, into `buf`.
  * Returns the number of arguments, or -1 when it is empty, too long or

@@ -119,6 +119,36 @@ static int ensure_socket(sup_kernel *k)
 
 static void schedule_restart(sup_kernel *k, const sup_decision *d);
 
+static void exec_watch_close(sup_kernel *k)
+{
+	if (!k->exec_ev)
+		return;
+	close(event_get_fd(k->exec_ev));
+	event_free(k->exec_ev);
+	k->exec_ev = NULL;
+}
+
+/* Takes in the exec result, if it is known: a failed exec names its reason
+ * before the child's exit (127) is reported. */
+static void exec_watch_read(sup_kernel *k)
+{
+	if (!k->exec_ev)
+		return;
+	int e = sup_spawn_exec_result(event_get_fd(k->exec_ev));
+	if (e == -EAGAIN)
+		return;
+	if (e > 0)
+		snprintf(k->kill_reason, sizeof k->kill_reason, "cannot run the command: %s",
+			 strerror(e));
+	exec_watch_close(k);
+}
+
+static void on_exec_result(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	exec_watch_read(arg);
+}
+
 static void spawn_kernel(sup_kernel *k)
 {
 	supervisor *s = k->sup;
@@ -158,7 +188,9 @@ static void spawn_kernel(sup_kernel *k)
 	k->started_mono_ms = now;
 	k->started_ms = wall_ms();
 	k->kill_reason[0] = '\0';
-	pid_t pid = sup_spawn(&o);
+	exec_watch_close(k);
+	int exec_fd = -1;
+	pid_t pid = sup_spawn(&o, &exec_fd);
 	if (pid < 0) {
 		snprintf(k->last_exit, sizeof k->last_exit, "cannot run %s: %s", argv[0],
 			 strerror((int)-pid));
@@ -168,6 +200,12 @@ static void spawn_kernel(sup_kernel *k)
 		return;
 	}
 	k->pid = pid;
+	/* Not waited for: the kernels' execs run in parallel. */
+	k->exec_ev = event_new(s->base, exec_fd, EV_READ, on_exec_result, k);
+	if (k->exec_ev)
+		event_add(k->exec_ev, NULL);
+	else
+		close(exec_fd);
 	set_state(k, SUP_STARTING);
 	arm_timer(k, k->cfg->ready_timeout_ms);
 	sdk_debug("kernel %s: spawned pid %d on port %d", k->cfg->name, (int)pid, k->port);
@@ -208,6 +246,8 @@ static void on_exit_of(sup_kernel *k, int status)
 {
 	evtimer_del(k->timer);
 	evtimer_del(k->watchdog);
+	exec_watch_read(k);
+	exec_watch_close(k);
 	k->pid = 0;
 	describe_exit(k, status);
 	sdk_log(k->state == SUP_STOPPING ? SDK_LOG_INFO : SDK_LOG_WARN, NULL,
@@ -428,6 +468,7 @@ void sup_free(supervisor *s)
 			event_free(k->timer);
 		if (k->watchdog)
 			event_free(k->watchdog);
+		exec_watch_close(k);
 	}
 	if (s->notify_ev)
 		event_free(s->notify_ev);

@@ -48,6 +48,7 @@ typedef struct sup_kernel {
 	enum sup_after_exit after_exit;
 	struct event *timer;    /* backoff, ready timeout or stop timeout */
 	struct event *watchdog; /* hang deadline while ready */
+	struct event *exec_ev;  /* the exec result pipe of the newest spawn */
 } sup_kernel;
 
 /* Called after every state change; `old` is the previous state. */
