@@ -1,6 +1,8 @@
 #include "serve.h"
 
 #include "api/api.h"
+#include "healer/ports.h"
+#include "sdk/db.h"
 #include "sdk/listen.h"
 #include "sdk/log.h"
 #include "sdk/notify.h"
@@ -19,6 +21,7 @@
 
 struct serve {
 	api_ctx api;
+	sqlite3 *db; /* DATA_DIR/grace.db: guardian events, incidents, moved ports */
 	struct event *sigterm, *sigint, *deadline, *watchdog;
 	struct timespec t0;
 	bool notified_ready, stopping;
@@ -33,8 +36,11 @@ static double ms_since(const struct timespec *t0)
 
 static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
 {
-	(void)k, (void)old;
 	struct serve *s = arg;
+	if (k) {
+		gd_on_sup_change(s->api.gd, k, old);
+		hl_on_sup_change(s->api.hl, k, old);
+	}
 	if (s->stopping) {
 		if (sup_all_down(s->api.sup))
 			event_base_loopexit(s->api.base, NULL);
@@ -52,6 +58,14 @@ static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
 								       : "kernels settled, some not ready",
 			 ms_since(&s->t0));
 	}
+}
+
+static void on_unhealthy(sup_kernel *k, const char *reason, void *arg)
+{
+	struct serve *s = arg;
+	hl_request hr = { .issue = -1, .trigger = "guardian" };
+	(void)reason;
+	hl_heal(s->api.hl, k, &hr, NULL, NULL, NULL);
 }
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
@@ -139,21 +153,30 @@ int grace_serve(const grace_config *cfg)
 	}
 
 	int rc = 1;
+	char err[512];
+	if (sdk_db_open(cfg->data_dir, "grace", &s.db, err, sizeof err) < 0) {
+		sdk_error("cannot open the main database: %s", err);
+		close(api_fd);
+		return 1;
+	}
 	s.api.base = event_base_new();
 	if (!s.api.base) {
 		close(api_fd);
+		sqlite3_close(s.db);
 		return 1;
 	}
 	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
 	s.api.sup = sup_new(s.api.base, &so);
 	s.api.gw = s.api.sup ? gw_new(s.api.base, s.api.sup) : NULL;
+	s.api.gd = s.api.gw ? gd_new(s.api.base, s.api.sup, s.api.gw, s.db) : NULL;
+	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = api_routes,
 			       .n_routes = api_n_routes,
 			       .ctx = &s.api,
 			       .limits = cfg->limits,
 			       .metrics_extra = api_metrics_extra };
-	s.api.server = s.api.gw ? sdk_server_new(s.api.base, &ho) : NULL;
+	s.api.server = s.api.hl ? sdk_server_new(s.api.base, &ho) : NULL;
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)
 			close(api_fd);
@@ -174,12 +197,17 @@ int grace_serve(const grace_config *cfg)
 
 	sdk_info("grace %s: API on 127.0.0.1:%d, %zu kernels, data in %s", GRACE_VERSION,
 		 api_port, cfg->n_kernels, cfg->data_dir);
+	gd_set_healer(s.api.gd, on_unhealthy, &s);
+	hl_ports_apply(s.db, s.api.sup);
 	sup_start_all(s.api.sup);
+	gd_start(s.api.gd);
 	on_kernel_change(NULL, SUP_STOPPED, &s); /* every kernel may have settled already */
 	event_base_dispatch(s.api.base);
 	rc = 0;
 out:
+	hl_free(s.api.hl); /* answers heals still running, so before the server */
 	sdk_server_free(s.api.server);
+	gd_free(s.api.gd);
 	gw_free(s.api.gw);
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
 	struct event *evs[] = { s.sigterm, s.sigint, s.deadline, s.watchdog };
@@ -187,6 +215,7 @@ out:
 		if (evs[i])
 			event_free(evs[i]);
 	event_base_free(s.api.base);
+	sqlite3_close(s.db);
 	sdk_info("stopped");
 	return rc;
 }

@@ -4,6 +4,8 @@
 #define GRACE_API_API_H
 
 #include "gateway/gateway.h"
+#include "guardian/guardian.h"
+#include "healer/healer.h"
 #include "sdk/http.h"
 #include "supervisor/supervisor.h"
 
@@ -12,6 +14,8 @@ typedef struct api_ctx {
 	struct event_base *base;
 	supervisor *sup;
 	gateway *gw;
+	guardian *gd;
+	healer *hl;
 	sdk_server *server;
 } api_ctx;
 
@@ -32,5 +36,16 @@ void api_kernel_ports_list(sdk_req *req, void *ctx);
 void api_kernel_ports_get(sdk_req *req, void *ctx);
 void api_kernel_ports_health_check(sdk_req *req, void *ctx);
 void api_kernel_ports_action(sdk_req *req, void *ctx);
+void api_guardian_status(sdk_req *req, void *ctx);
+void api_guardian_events(sdk_req *req, void *ctx);
+void api_guardian_config(sdk_req *req, void *ctx);
+void api_healer_heal(sdk_req *req, void *ctx);
+void api_healer_diagnose(sdk_req *req, void *ctx);
+void api_healer_playbooks(sdk_req *req, void *ctx);
+void api_healer_incidents(sdk_req *req, void *ctx);
+void api_healer_incident(sdk_req *req, void *ctx);
+void api_healer_stats(sdk_req *req, void *ctx);
+/* Runs `action` on `k` and answers `req` with the incident when it ends. */
+void api_heal_and_reply(api_ctx *api, sdk_req *req, sup_kernel *k, const hl_request *hr);
 
 #endif

@@ -118,9 +118,14 @@ void api_kernel_ports_action(sdk_req *req, void *ctx)
 		rc = sup_kernel_stop(k);
 	else if (!strcmp(action, "restart"))
 		rc = sup_kernel_restart(k);
-	else {
+	else if (!strcmp(action, "reset-port")) {
+		/* Through the healer: it stops, moves, starts and verifies. */
+		hl_request hr = { .issue = -1, .action = "reset_port", .trigger = "reset-port" };
+		api_heal_and_reply(api, req, k, &hr);
+		return;
+	} else {
 		sdk_reply_error(req, 404, "unknown_action",
-				"action must be start, stop or restart, not '%s'", action);
+				"action must be start, stop, restart or reset-port, not '%s'", action);
 		return;
 	}
 	if (rc == -EALREADY) {

@@ -62,6 +62,15 @@ const sdk_route api_routes[] = {
 	SDK_ROUTE("GET", "/kernel-ports/health-check", api_kernel_ports_health_check),
 	SDK_ROUTE("GET", "/kernel-ports/:name", api_kernel_ports_get),
 	SDK_ROUTE("POST", "/kernel-ports/:name/:action", api_kernel_ports_action),
+	SDK_ROUTE("GET", "/guardian/status", api_guardian_status),
+	SDK_ROUTE("GET", "/guardian/events", api_guardian_events),
+	SDK_ROUTE("GET", "/guardian/config", api_guardian_config),
+	SDK_ROUTE("POST", "/network-healer/heal", api_healer_heal),
+	SDK_ROUTE("POST", "/network-healer/diagnose", api_healer_diagnose),
+	SDK_ROUTE("GET", "/network-healer/playbooks", api_healer_playbooks),
+	SDK_ROUTE("GET", "/network-healer/incidents", api_healer_incidents),
+	SDK_ROUTE("GET", "/network-healer/incidents/:id", api_healer_incident),
+	SDK_ROUTE("GET", "/network-healer/stats", api_healer_stats),
 	SDK_ROUTE(NULL, "/kernels/:name/*", on_gateway_kernel),
 	SDK_ROUTE(NULL, "/*", on_gateway_prefix), /* last: everything else */
 };

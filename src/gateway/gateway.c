@@ -29,10 +29,13 @@ struct pool {
 	unsigned pending;
 };
 
+struct probe;
+
 struct gateway {
 	struct event_base *base;
 	supervisor *sup;
 	struct pool pools[GRACE_KERNELS_MAX];
+	struct probe *probes; /* in flight, so gw_free can end them */
 };
 
 struct forward {
@@ -262,6 +265,8 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 }
 
 struct probe {
+	gateway *gw;
+	struct probe *prev, *next;
 	gw_probe_cb cb;
 	void *arg;
 	struct evhttp_connection *conn;
@@ -271,14 +276,25 @@ struct probe {
 	struct event *cleanup;
 };
 
-static void on_probe_cleanup(evutil_socket_t fd, short what, void *arg)
+static void probe_free(struct probe *p)
 {
-	(void)fd, (void)what;
-	struct probe *p = arg;
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		p->gw->probes = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
 	evhttp_connection_free(p->conn);
 	event_free(p->cleanup);
 	free(p);
 }
+
+static void on_probe_cleanup(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	probe_free(arg);
+}
+
 
 static void on_probe_error(enum evhttp_request_error e, void *arg)
 {
@@ -341,6 +357,11 @@ int gw_probe(gateway *gw, int port, const char *path, unsigned timeout_ms, gw_pr
 		free(p);
 		return -1;
 	}
+	p->gw = gw;
+	p->next = gw->probes;
+	if (p->next)
+		p->next->prev = p;
+	gw->probes = p;
 	return 0;
 }
 
@@ -362,5 +383,7 @@ void gw_free(gateway *gw)
 		return;
 	for (size_t i = 0; i < GRACE_KERNELS_MAX; i++)
 		pool_reset(&gw->pools[i], 0);
+	while (gw->probes) /* frees their requests without calling back */
+		probe_free(gw->probes);
 	free(gw);
 }

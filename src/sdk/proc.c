@@ -119,8 +119,8 @@ int proc_stat(pid_t pid, char *state, uint64_t *start_ticks)
 	return 0;
 }
 
-/* Finds the inode of a listening socket on `port` in one /proc/net/tcp file. */
-static int find_listen_inode(const char *file, int port, unsigned long *inode)
+/* Finds a listening socket on `port` in one /proc/net/tcp file. */
+static int find_listen(const char *file, int port, proc_listen_info *out)
 {
 	FILE *f = fopen(file, "re");
 	if (!f)
@@ -133,22 +133,30 @@ static int find_listen_inode(const char *file, int port, unsigned long *inode)
 	}
 	while (fgets(line, sizeof line, f)) {
 		char local[128];
-		unsigned st;
+		unsigned st, txq, rxq;
 		unsigned long ino;
-		if (sscanf(line, " %*d: %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st,
-			   &ino) != 3)
+		if (sscanf(line, " %*d: %127s %*s %x %x:%x %*s %*s %*s %*s %lu", local, &st, &txq,
+			   &rxq, &ino) != 5)
 			continue;
 		char *colon = strrchr(local, ':');
 		if (!colon || st != TCP_LISTEN_STATE)
 			continue;
 		if ((int)strtol(colon + 1, NULL, 16) == port) {
-			*inode = ino;
+			*out = (proc_listen_info){ .inode = ino, .accept_queue = rxq, .accept_max = txq };
 			rc = 0;
 			break;
 		}
 	}
 	fclose(f);
 	return rc;
+}
+
+int proc_listen_info_get(int port, proc_listen_info *out)
+{
+	if (find_listen("/proc/net/tcp", port, out) == 0 ||
+	    find_listen("/proc/net/tcp6", port, out) == 0)
+		return 0;
+	return -ENOENT;
 }
 
 static int pid_has_socket(const char *pid_dir, const char *want)
@@ -175,29 +183,34 @@ static int pid_has_socket(const char *pid_dir, const char *want)
 	return found;
 }
 
-int proc_port_holder(int port, pid_t *pid_out)
+size_t proc_socket_holders(unsigned long inode, pid_t *pids, size_t max)
 {
-	unsigned long inode = 0;
-	if (find_listen_inode("/proc/net/tcp", port, &inode) < 0 &&
-	    find_listen_inode("/proc/net/tcp6", port, &inode) < 0)
-		return -ENOENT;
 	char want[64];
 	snprintf(want, sizeof want, "socket:[%lu]", inode);
-	*pid_out = 0;
 	DIR *d = opendir("/proc");
 	if (!d)
-		return -errno;
+		return 0;
+	size_t n = 0;
 	struct dirent *de;
+	/* procfs lists pids in ascending order. */
+	while (n < max && (de = readdir(d))) {
+		if (!isdigit((unsigned char)de->d_name[0]) || !pid_has_socket(de->d_name, want))
+			continue;
+		pids[n++] = (pid_t)strtol(de->d_name, NULL, 10);
+	}
+	closedir(d);
+	return n;
+}
+
+int proc_port_holder(int port, pid_t *pid_out)
+{
+	proc_listen_info li;
+	if (proc_listen_info_get(port, &li) < 0)
+		return -ENOENT;
 	/* Several processes may share the socket (our kernels share the
 	 * supervisor's); the lowest pid is reported, which is the one that
 	 * created it in the common case. */
-	while ((de = readdir(d))) {
-		if (!isdigit((unsigned char)de->d_name[0]))
-			continue;
-		pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
-		if ((*pid_out == 0 || pid < *pid_out) && pid_has_socket(de->d_name, want))
-			*pid_out = pid;
-	}
-	closedir(d);
+	pid_t pid = 0;
+	*pid_out = proc_socket_holders(li.inode, &pid, 1) ? pid : 0;
 	return 0;
 }

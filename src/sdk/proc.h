@@ -18,6 +18,19 @@ int proc_cmdline(pid_t pid, char *buf, size_t len);
  * boot: with the pid, the start time names one process for good. */
 int proc_stat(pid_t pid, char *state, uint64_t *start_ticks);
 
+/* A listening TCP socket as /proc/net/tcp shows it: for a listener the
+ * receive queue is the accept queue's length and the send queue its limit. */
+typedef struct proc_listen_info {
+	unsigned long inode;
+	unsigned accept_queue, accept_max;
+} proc_listen_info;
+
+/* -ENOENT when nothing listens on `port` (IPv4 or IPv6). */
+int proc_listen_info_get(int port, proc_listen_info *out);
+
+/* The processes with socket `inode` open (the first `max`), lowest pid first. */
+size_t proc_socket_holders(unsigned long inode, pid_t *pids, size_t max);
+
 /* The process holding a socket that listens on 127.0.0.1/0.0.0.0/::
  * port `port`: *pid_out is 0 when the socket is found but not its owner
  * (another user's process). Returns -ENOENT when nobody listens there. */

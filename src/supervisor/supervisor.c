@@ -440,7 +440,7 @@ supervisor *sup_new(struct event_base *base, const sup_opts *opts)
 		k->fd = -1;
 		k->state = SUP_STOPPED;
 		k->since_ms = wall_ms();
-		k->port = grace_kernel_port(opts->cfg, k->cfg);
+		k->port = k->configured_port = grace_kernel_port(opts->cfg, k->cfg);
 		k->timer = evtimer_new(base, on_timer, k);
 		k->watchdog = evtimer_new(base, on_watchdog, k);
 		if (!k->timer || !k->watchdog)
@@ -514,6 +514,8 @@ int sup_kernel_stop(sup_kernel *k)
 		k->after_exit = SUP_THEN_STOP;
 		evtimer_del(k->watchdog);
 		kill_group(k, SIGTERM);
+		/* As systemd does: a stopped (SIGSTOP) process must run to act on it. */
+		kill_group(k, SIGCONT);
 		set_state(k, SUP_STOPPING);
 		arm_timer(k, k->cfg->stop_timeout_ms);
 		return 0;
@@ -541,6 +543,20 @@ int sup_kernel_restart(sup_kernel *k)
 		return 0;
 	}
 	return sup_kernel_start(k);
+}
+
+int sup_kernel_set_port(sup_kernel *k, int port, int fd)
+{
+	if (k->pid > 0) {
+		if (fd >= 0)
+			close(fd);
+		return -EBUSY;
+	}
+	if (k->fd >= 0)
+		close(k->fd);
+	k->fd = fd;
+	k->port = port;
+	return 0;
 }
 
 void sup_start_all(supervisor *s)

@@ -34,7 +34,8 @@ typedef struct sup_kernel {
 	supervisor *sup;
 	enum sup_state state;
 	int64_t since_ms; /* wall clock, of the last state change */
-	int port;         /* offset applied */
+	int port;         /* offset applied; rebind_port may move it */
+	int configured_port; /* cfg->port with the offset applied */
 	int fd;           /* our listening socket, -1 when not bound */
 	pid_t pid;        /* 0 when no process */
 	uint64_t started_mono_ms;
@@ -79,6 +80,11 @@ sup_kernel *sup_find(supervisor *s, const char *name); /* NAME or NAME_kernel */
 int sup_kernel_start(sup_kernel *k);
 int sup_kernel_stop(sup_kernel *k);
 int sup_kernel_restart(sup_kernel *k);
+
+/* Moves a kernel with no process to another port: takes ownership of
+ * `fd` (a socket bound to `port`, or -1 to bind lazily at the next start)
+ * and closes the old socket. -EBUSY while a process runs. */
+int sup_kernel_set_port(sup_kernel *k, int port, int fd);
 
 bool sup_all_settled(const supervisor *s); /* no kernel starting or restarting */
 bool sup_all_ready(const supervisor *s);
