@@ -1,5 +1,6 @@
 /* grace: the one binary. `grace serve` runs the platform; `grace kernel NAME`
  * runs one kernel alone; the rest are small helpers. */
+#include "cli/cli.h"
 #include "kernels/registry.h"
 #include "sdk/config.h"
 #include "sdk/log.h"
@@ -22,6 +23,16 @@ static void usage(FILE *out)
 		"  kernel NAME       run one kernel alone (binds its own port unless given a\n"
 		"                    socket by LISTEN_FDS, as systemd socket activation does)\n"
 		"  kernels-list      list the kernels this binary can run\n"
+		"\n"
+		"  status            every kernel's state (exit 1 unless all are ready)\n"
+		"  kernels           kernels, ports and tiers\n"
+		"  health-check      probe every kernel's /health now\n"
+		"  heal NAME [--action PLAYBOOK] [--force]\n"
+		"                    diagnose and heal a kernel (exit 1 unless healed)\n"
+		"  diagnose NAME     findings only\n"
+		"  restart NAME      graceful restart\n"
+		"  incidents [--limit N]  the healer's latest incidents\n"
+		"                    (these take --json, and --api URL or the config's port)\n"
 		"  version           print the version\n"
 		"  help              this text\n"
 		"\n"
@@ -90,6 +101,9 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+
+	if (cli_is_command(cmd))
+		return cli_main(argc, argv);
 
 	/* static: grace_config is large, and the kernel keeps pointers into it. */
 	static grace_config cfg;

@@ -1,0 +1,19 @@
+/* The operator's commands: `grace status`, `kernels`, `health-check`,
+ * `heal`, `diagnose`, `restart`, `incidents`. Each asks the running API
+ * (the same config tells where it listens) and prints a table, or the
+ * API's JSON with --json. */
+#ifndef GRACE_CLI_CLI_H
+#define GRACE_CLI_CLI_H
+
+#include "sdk/config.h"
+
+#include <stdbool.h>
+
+/* True when `cmd` is one of the CLI's commands. */
+bool cli_is_command(const char *cmd);
+/* argv[1] is the command. Returns the exit status: 0 when all is well, 1
+ * when a kernel is not healthy or a heal did not heal, 2 on bad usage, 3
+ * when the API cannot be reached. */
+int cli_main(int argc, char **argv);
+
+#endif
