@@ -2,7 +2,9 @@
 
 #include "sdk/log.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* Request headers a kernel may see; everything else stays at the edge. */
@@ -47,6 +50,7 @@ struct forward {
 	enum evhttp_cmd_type method;
 	char uri[SDK_PATH_MAX + 1024];
 	unsigned attempts;
+	struct timespec t0;
 	enum evhttp_request_error error;
 	bool failed;
 };
@@ -80,12 +84,34 @@ static struct evhttp_connection *new_conn(gateway *gw, int port)
 	return c;
 }
 
+/* Whether an idle pooled connection's peer has closed it: a kernel that
+ * died leaves EOF (or a reset) waiting on every connection it had. Sending
+ * on such a connection would fail after the request was written, when it
+ * can no longer be retried safely; found here, it never reaches the wire. */
+static bool conn_dead(struct evhttp_connection *c)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(c);
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	if (fd < 0)
+		return false; /* not connected: libevent connects afresh */
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 /* Picks an idle pooled connection, or opens one, or queues on the least busy. */
 static int pool_pick(gateway *gw, struct pool *p, size_t *idx)
 {
 	size_t best = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->busy[i] == 0) {
+			if (conn_dead(p->conns[i])) {
+				struct evhttp_connection *c = new_conn(gw, p->port);
+				if (!c)
+					continue;
+				evhttp_connection_free(p->conns[i]);
+				p->conns[i] = c;
+			}
 			*idx = i;
 			return 0;
 		}
@@ -126,6 +152,13 @@ static const char *error_text(enum evhttp_request_error e)
 
 static int send_attempt(struct forward *f);
 
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
 static void forward_done(struct forward *f) { free(f); }
 
 static void on_upstream_error(enum evhttp_request_error e, void *arg)
@@ -162,7 +195,7 @@ static void on_upstream(struct evhttp_request *ureq, void *arg)
 	/* A kernel that died with our request in hand: a GET is safe to repeat
 	 * on the restarted kernel; anything else may have been applied. */
 	if (idempotent(f->method) && f->attempts < 2 && f->k->state != SUP_FAILED &&
-	    f->k->state != SUP_STOPPED) {
+	    f->k->state != SUP_STOPPED && ms_since(&f->t0) < GW_DEADLINE_MS) {
 		if (send_attempt(f) == 0)
 			return;
 	}
@@ -245,6 +278,7 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 	}
 	*f = (struct forward){ .gw = gw, .k = k, .req = req, .pool = p,
 			       .method = method_of(sdk_req_method(req)) };
+	clock_gettime(CLOCK_MONOTONIC, &f->t0);
 	/* Re-encode the decoded path: what reaches the kernel is what we routed on. */
 	char *enc = evhttp_uriencode(path, -1, 0);
 	const char *q = sdk_req_query_string(req);

@@ -11,7 +11,8 @@
 
 #define GW_POOL_MAX 32        /* connections per kernel */
 #define GW_PENDING_MAX 1024   /* requests waiting on one kernel before 503 */
-#define GW_ATTEMPT_TIMEOUT_MS 10000
+#define GW_ATTEMPT_TIMEOUT_MS 10000 /* one try: past it, 504 */
+#define GW_DEADLINE_MS 15000        /* no retry starts after this */
 
 typedef struct gateway gateway;
 
