@@ -41,6 +41,9 @@ struct sdk_req {
 	bool query_parsed;
 	json_t *json;
 	struct timespec start;
+	bool streaming, closed;
+	sdk_close_fn on_close;
+	void *close_arg;
 };
 
 static double seconds_since(const struct timespec *t0)
@@ -192,6 +195,54 @@ void sdk_reply_error(sdk_req *r, int status, const char *code, const char *fmt, 
 				 "invalid input", "request_id", r->id);
 	sdk_reply_json(r, status, body);
 }
+
+static void on_stream_conn_close(struct evhttp_connection *conn, void *arg)
+{
+	(void)conn;
+	sdk_req *r = arg;
+	if (r->closed)
+		return;
+	r->closed = true;
+	if (r->on_close)
+		r->on_close(r, r->close_arg);
+}
+
+void sdk_reply_stream_start(sdk_req *r, int status, const char *content_type,
+			    sdk_close_fn on_close, void *arg)
+{
+	if (content_type)
+		sdk_req_add_header(r, "Content-Type", content_type);
+	sdk_req_add_header(r, "X-Request-Id", r->id);
+	sdk_req_add_header(r, "Cache-Control", "no-store");
+	r->streaming = true;
+	r->on_close = on_close;
+	r->close_arg = arg;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(r->ev), on_stream_conn_close, r);
+	evhttp_send_reply_start(r->ev, status, reason_phrase(status));
+	sdk_metrics_observe(r->srv->metrics, r->route, r->method, status, seconds_since(&r->start));
+}
+
+void sdk_reply_stream_chunk(sdk_req *r, struct evbuffer *data)
+{
+	if (!r->closed && evhttp_request_get_connection(r->ev))
+		evhttp_send_reply_chunk(r->ev, data);
+	else
+		evbuffer_drain(data, evbuffer_get_length(data));
+}
+
+void sdk_reply_stream_end(sdk_req *r)
+{
+	/* After a close libevent has detached the request from its (freed)
+	 * connection; evhttp_send_reply_end then frees the request alone. */
+	struct evhttp_connection *c = evhttp_request_get_connection(r->ev);
+	if (c)
+		evhttp_connection_set_closecb(c, NULL, NULL);
+	evhttp_send_reply_end(r->ev);
+	r->srv->inflight--;
+	req_free(r);
+}
+
+bool sdk_req_closed(const sdk_req *r) { return r->closed; }
 
 const char *sdk_req_method(const sdk_req *r) { return r->method; }
 const char *sdk_req_path(const sdk_req *r) { return r->path; }

@@ -79,6 +79,19 @@ void sdk_reply_error(sdk_req *r, int status, const char *code, const char *fmt, 
 /* Drains `body` (may be NULL) into the reply. */
 void sdk_reply_raw(sdk_req *r, int status, const char *content_type, struct evbuffer *body);
 
+/* Streaming replies (Server-Sent Events, long bodies): start sends the
+ * status and headers with chunked encoding; each chunk drains `data`; end
+ * finishes and frees the request. `on_close` (may be NULL) is called if
+ * the client goes away first; the request must then not be used again
+ * except through sdk_reply_stream_end, which frees it. */
+typedef void (*sdk_close_fn)(sdk_req *req, void *arg);
+void sdk_reply_stream_start(sdk_req *r, int status, const char *content_type,
+			    sdk_close_fn on_close, void *arg);
+void sdk_reply_stream_chunk(sdk_req *r, struct evbuffer *data);
+void sdk_reply_stream_end(sdk_req *r);
+/* True once the client of a streaming reply has gone. */
+bool sdk_req_closed(const sdk_req *r);
+
 /* Fills `out` (33 bytes) with a fresh random request id. */
 void sdk_request_id_new(char out[33]);
 

@@ -94,6 +94,8 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	sdk_info("signal %d: draining", (int)sig);
 	sdk_notify("STOPPING=1");
 	sdk_server_stop_accepting(rt->k.server);
+	if (rt->k.def->drain)
+		rt->k.def->drain(&rt->k);
 	clock_gettime(CLOCK_MONOTONIC, &rt->drain_deadline);
 	unsigned ms = rt->k.cfg->limits.drain_ms;
 	rt->drain_deadline.tv_sec += ms / 1000;

@@ -27,6 +27,9 @@ typedef struct sdk_kernel_def {
 	/* Runs after the database is open and before READY=1; returns 0, or -1
 	 * with the reason in err (the kernel then exits SDK_EXIT_TEMPORARY). */
 	int (*init)(sdk_kernel *k, char *err, size_t errlen);
+	/* SIGTERM arrived: end streams and long polls so the drain can finish
+	 * (may be NULL). Requests are still answered after this. */
+	void (*drain)(sdk_kernel *k);
 	void (*close)(sdk_kernel *k);
 } sdk_kernel_def;
 
