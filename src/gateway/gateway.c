@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include "sdk/client.h"
 #include "sdk/log.h"
 
 #include <errno.h>
@@ -32,13 +33,11 @@ struct pool {
 	unsigned pending;
 };
 
-struct probe;
-
 struct gateway {
 	struct event_base *base;
 	supervisor *sup;
 	struct pool pools[GRACE_KERNELS_MAX];
-	struct probe *probes; /* in flight, so gw_free can end them */
+	sdk_client *client; /* probes */
 };
 
 struct forward {
@@ -298,105 +297,10 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 	}
 }
 
-struct probe {
-	gateway *gw;
-	struct probe *prev, *next;
-	gw_probe_cb cb;
-	void *arg;
-	struct evhttp_connection *conn;
-	struct timespec t0;
-	enum evhttp_request_error error;
-	bool failed;
-	struct event *cleanup;
-};
-
-static void probe_free(struct probe *p)
-{
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		p->gw->probes = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
-	evhttp_connection_free(p->conn);
-	event_free(p->cleanup);
-	free(p);
-}
-
-static void on_probe_cleanup(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd, (void)what;
-	probe_free(arg);
-}
-
-
-static void on_probe_error(enum evhttp_request_error e, void *arg)
-{
-	struct probe *p = arg;
-	p->failed = true;
-	p->error = e;
-}
-
-static void on_probe(struct evhttp_request *r, void *arg)
-{
-	struct probe *p = arg;
-	struct timespec t1;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double ms = (double)(t1.tv_sec - p->t0.tv_sec) * 1e3 +
-		    (double)(t1.tv_nsec - p->t0.tv_nsec) / 1e6;
-	int code = r && !p->failed ? evhttp_request_get_response_code(r) : 0;
-	if (code > 0) {
-		struct evbuffer *b = evhttp_request_get_input_buffer(r);
-		size_t len = evbuffer_get_length(b);
-		p->cb(code, (const char *)evbuffer_pullup(b, -1), len, ms, NULL, p->arg);
-	} else {
-		p->cb(0, NULL, 0, ms, error_text(p->error), p->arg);
-	}
-	/* The connection cannot be freed from inside its own callback. */
-	event_active(p->cleanup, 0, 0);
-}
-
 int gw_probe(gateway *gw, int port, const char *path, unsigned timeout_ms, gw_probe_cb cb,
 	     void *arg)
 {
-	struct probe *p = calloc(1, sizeof *p);
-	if (!p)
-		return -1;
-	p->cb = cb;
-	p->arg = arg;
-	p->conn = new_conn(gw, port);
-	p->cleanup = event_new(gw->base, -1, 0, on_probe_cleanup, p);
-	struct evhttp_request *r = evhttp_request_new(on_probe, p);
-	if (!p->conn || !p->cleanup || !r) {
-		if (r)
-			evhttp_request_free(r);
-		if (p->conn)
-			evhttp_connection_free(p->conn);
-		if (p->cleanup)
-			event_free(p->cleanup);
-		free(p);
-		return -1;
-	}
-	struct timeval tv = { timeout_ms / 1000, (suseconds_t)(timeout_ms % 1000) * 1000 };
-	evhttp_connection_set_timeout_tv(p->conn, &tv);
-	evhttp_request_set_error_cb(r, on_probe_error);
-	char host[32];
-	snprintf(host, sizeof host, "127.0.0.1:%d", port);
-	evhttp_add_header(evhttp_request_get_output_headers(r), "Host", host);
-	evhttp_add_header(evhttp_request_get_output_headers(r), "Connection", "close");
-	clock_gettime(CLOCK_MONOTONIC, &p->t0);
-	if (evhttp_make_request(p->conn, r, EVHTTP_REQ_GET, path) < 0) {
-		evhttp_connection_free(p->conn);
-		event_free(p->cleanup);
-		free(p);
-		return -1;
-	}
-	p->gw = gw;
-	p->next = gw->probes;
-	if (p->next)
-		p->next->prev = p;
-	gw->probes = p;
-	return 0;
+	return sdk_client_call(gw->client, port, "GET", path, NULL, 0, NULL, timeout_ms, cb, arg);
 }
 
 gateway *gw_new(struct event_base *base, supervisor *sup)
@@ -406,6 +310,11 @@ gateway *gw_new(struct event_base *base, supervisor *sup)
 		return NULL;
 	gw->base = base;
 	gw->sup = sup;
+	gw->client = sdk_client_new(base);
+	if (!gw->client) {
+		free(gw);
+		return NULL;
+	}
 	for (size_t i = 0; i < sup_count(sup); i++)
 		gw->pools[i].port = sup_at(sup, i)->port;
 	return gw;
@@ -417,7 +326,6 @@ void gw_free(gateway *gw)
 		return;
 	for (size_t i = 0; i < GRACE_KERNELS_MAX; i++)
 		pool_reset(&gw->pools[i], 0);
-	while (gw->probes) /* frees their requests without calling back */
-		probe_free(gw->probes);
+	sdk_client_free(gw->client); /* ends probes in flight without calling back */
 	free(gw);
 }

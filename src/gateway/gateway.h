@@ -4,6 +4,7 @@
 #ifndef GRACE_GATEWAY_GATEWAY_H
 #define GRACE_GATEWAY_GATEWAY_H
 
+#include "sdk/client.h"
 #include "sdk/http.h"
 #include "supervisor/supervisor.h"
 
@@ -26,8 +27,7 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path);
 
 /* One GET of `path` on 127.0.0.1:port on a fresh connection. `cb` gets the
  * status (0 when there was no answer), the body (borrowed) and the latency. */
-typedef void (*gw_probe_cb)(int status, const char *body, size_t len, double latency_ms,
-			    const char *error, void *arg);
+typedef sdk_client_cb gw_probe_cb;
 int gw_probe(gateway *gw, int port, const char *path, unsigned timeout_ms, gw_probe_cb cb,
 	     void *arg);
 
