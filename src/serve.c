@@ -34,12 +34,42 @@ static double ms_since(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* Every state change goes to the bus (grace.kernel.NAME.state) and the
+ * audit trail, through the outbox: never waited for. */
+static void announce_state(struct serve *s, sup_kernel *k, enum sup_state old)
+{
+	char subject[96];
+	snprintf(subject, sizeof subject, "grace.kernel.%s.state", k->cfg->name);
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:I}", "kernel", k->cfg->name, "from",
+			       sup_state_name(old), "to", sup_state_name(k->state), "port", k->port,
+			       "pid", k->pid > 0 ? json_integer(k->pid) : json_null(), "last_exit",
+			       k->last_exit, "ts_ms", (json_int_t)k->since_ms);
+	char resource[64];
+	snprintf(resource, sizeof resource, "kernel/%s", k->cfg->name);
+	ob_audit(s->api.ob, "grace", "kernel.state", resource, sup_state_name(k->state), NULL,
+		 json_incref(ev));
+	ob_publish(s->api.ob, subject, ev);
+}
+
+static void on_incident(json_t *incident, void *arg)
+{
+	struct serve *s = arg;
+	char resource[64];
+	snprintf(resource, sizeof resource, "kernel/%s",
+		 json_string_value(json_object_get(incident, "component")));
+	const char *outcome = json_string_value(json_object_get(incident, "outcome"));
+	ob_audit(s->api.ob, "grace", "heal", resource, outcome ? outcome : "unknown", NULL,
+		 json_deep_copy(incident));
+	ob_publish(s->api.ob, "grace.healer.incident", json_deep_copy(incident));
+}
+
 static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
 {
 	struct serve *s = arg;
 	if (k) {
 		gd_on_sup_change(s->api.gd, k, old);
 		hl_on_sup_change(s->api.hl, k, old);
+		announce_state(s, k, old);
 	}
 	if (s->stopping) {
 		if (sup_all_down(s->api.sup))
@@ -170,13 +200,15 @@ int grace_serve(const grace_config *cfg)
 	s.api.gw = s.api.sup ? gw_new(s.api.base, s.api.sup) : NULL;
 	s.api.gd = s.api.gw ? gd_new(s.api.base, s.api.sup, s.api.gw, s.db) : NULL;
 	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
+	s.api.ob = s.api.hl ? ob_new(s.api.base, s.api.sup) : NULL;
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = api_routes,
 			       .n_routes = api_n_routes,
 			       .ctx = &s.api,
 			       .limits = cfg->limits,
-			       .metrics_extra = api_metrics_extra };
-	s.api.server = s.api.hl ? sdk_server_new(s.api.base, &ho) : NULL;
+			       .metrics_extra = api_metrics_extra,
+			       .on_reply = api_on_reply };
+	s.api.server = s.api.ob ? sdk_server_new(s.api.base, &ho) : NULL;
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)
 			close(api_fd);
@@ -198,6 +230,7 @@ int grace_serve(const grace_config *cfg)
 	sdk_info("grace %s: API on 127.0.0.1:%d, %zu kernels, data in %s", GRACE_VERSION,
 		 api_port, cfg->n_kernels, cfg->data_dir);
 	gd_set_healer(s.api.gd, on_unhealthy, &s);
+	hl_set_observer(s.api.hl, on_incident, &s);
 	hl_ports_apply(s.db, s.api.sup);
 	sup_start_all(s.api.sup);
 	gd_start(s.api.gd);
@@ -207,6 +240,7 @@ int grace_serve(const grace_config *cfg)
 out:
 	hl_free(s.api.hl); /* answers heals still running, so before the server */
 	sdk_server_free(s.api.server);
+	ob_free(s.api.ob);
 	gd_free(s.api.gd);
 	gw_free(s.api.gw);
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */

@@ -6,6 +6,7 @@
 #include "gateway/gateway.h"
 #include "guardian/guardian.h"
 #include "healer/healer.h"
+#include "outbox/outbox.h"
 #include "sdk/http.h"
 #include "supervisor/supervisor.h"
 
@@ -16,6 +17,7 @@ typedef struct api_ctx {
 	gateway *gw;
 	guardian *gd;
 	healer *hl;
+	outbox *ob;
 	sdk_server *server;
 } api_ctx;
 
@@ -24,6 +26,8 @@ extern const size_t api_n_routes;
 
 /* Process and kernel-state metrics added to the API's /metrics. */
 void api_metrics_extra(struct evbuffer *out, void *ctx);
+/* Sends every state-changing request to the audit trail. */
+void api_on_reply(sdk_req *req, int status, void *ctx);
 
 /* A kernel as the API reports it: a new reference. */
 json_t *api_kernel_json(const sup_kernel *k);

@@ -128,9 +128,24 @@ void api_metrics(sdk_req *req, void *ctx)
 	evbuffer_free(b);
 }
 
+void api_on_reply(sdk_req *req, int status, void *ctx)
+{
+	api_ctx *api = ctx;
+	const char *m = sdk_req_method(req);
+	if (!strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS"))
+		return;
+	char action[SDK_PATH_MAX + 16], outcome[16];
+	snprintf(action, sizeof action, "%s %s", m, sdk_req_path(req));
+	snprintf(outcome, sizeof outcome, "%d", status);
+	/* No authentication yet: the actor is the client's address. */
+	ob_audit(api->ob, sdk_req_peer(req), action, sdk_req_path(req), outcome, sdk_req_peer(req),
+		 json_pack("{s:s}", "request_id", sdk_req_id(req)));
+}
+
 void api_metrics_extra(struct evbuffer *out, void *ctx)
 {
 	api_ctx *api = ctx;
+	ob_metrics(api->ob, out);
 	evbuffer_add_printf(out, "# HELP grace_kernel_up Whether a kernel is ready (1) or not (0).\n"
 				 "# TYPE grace_kernel_up gauge\n");
 	for (size_t i = 0; i < sup_count(api->sup); i++) {

@@ -102,7 +102,15 @@ struct healer {
 	guardian *gd;
 	sqlite3 *db;
 	struct incident *running;
+	hl_done_cb observer;
+	void *observer_arg;
 };
+
+void hl_set_observer(healer *h, hl_done_cb cb, void *arg)
+{
+	h->observer = cb;
+	h->observer_arg = arg;
+}
 
 static int64_t wall_ms(void)
 {
@@ -174,6 +182,8 @@ static void incident_finish(struct incident *inc, const char *outcome)
 		}
 	if (inc->cb)
 		inc->cb(inc->json, inc->arg);
+	if (h->observer)
+		h->observer(inc->json, h->observer_arg);
 	gd_heal_done(h->gd, inc->k);
 	event_free(inc->timer);
 	json_decref(inc->json);

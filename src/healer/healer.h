@@ -37,6 +37,8 @@ int hl_heal(healer *h, sup_kernel *k, const hl_request *req, hl_done_cb cb, void
 	    int64_t *running_id);
 
 void hl_on_sup_change(healer *h, sup_kernel *k, enum sup_state old);
+/* Called with every finished incident, whoever asked for it. */
+void hl_set_observer(healer *h, hl_done_cb cb, void *arg);
 bool hl_playbook_known(const char *name);
 json_t *hl_playbooks_json(void);
 sqlite3 *hl_db(healer *h);

@@ -137,6 +137,8 @@ static void reply_send(sdk_req *r, int status, struct evbuffer *body)
 	sdk_server *s = r->srv;
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
 	evhttp_add_header(out, "X-Request-Id", r->id);
+	if (s->opts.on_reply)
+		s->opts.on_reply(r, status, s->opts.ctx);
 	evhttp_send_reply(r->ev, status, reason_phrase(status), body);
 	double dt = seconds_since(&r->start);
 	sdk_metrics_observe(s->metrics, r->route, r->method, status, dt);
@@ -247,6 +249,16 @@ bool sdk_req_closed(const sdk_req *r) { return r->closed; }
 const char *sdk_req_method(const sdk_req *r) { return r->method; }
 const char *sdk_req_path(const sdk_req *r) { return r->path; }
 const char *sdk_req_id(const sdk_req *r) { return r->id; }
+
+const char *sdk_req_peer(sdk_req *r)
+{
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+	struct evhttp_connection *c = evhttp_request_get_connection(r->ev);
+	if (c)
+		evhttp_connection_get_peer(c, &addr, &port);
+	return addr ? addr : "";
+}
 struct evhttp_request *sdk_req_ev(sdk_req *r) { return r->ev; }
 sdk_server *sdk_req_server(sdk_req *r) { return r->srv; }
 

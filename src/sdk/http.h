@@ -38,6 +38,8 @@ typedef struct sdk_server_opts {
 	grace_limits limits;
 	/* Appends further metrics to a /metrics answer; may be NULL. */
 	void (*metrics_extra)(struct evbuffer *out, void *ctx);
+	/* Called as each request is answered (before `req` is freed); may be NULL. */
+	void (*on_reply)(sdk_req *req, int status, void *ctx);
 } sdk_server_opts;
 
 sdk_server *sdk_server_new(struct event_base *base, const sdk_server_opts *opts);
@@ -59,6 +61,8 @@ const char *sdk_req_query(sdk_req *r, const char *name);
 const char *sdk_req_query_string(const sdk_req *r); /* raw, or NULL */
 const char *sdk_req_header(const sdk_req *r, const char *name);
 const char *sdk_req_id(const sdk_req *r);
+/* The client's address ("127.0.0.1"); borrowed. */
+const char *sdk_req_peer(sdk_req *r);
 struct evbuffer *sdk_req_body(sdk_req *r);
 struct evhttp_request *sdk_req_ev(sdk_req *r);
 sdk_server *sdk_req_server(sdk_req *r);
