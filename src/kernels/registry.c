@@ -4,38 +4,60 @@
 
 /* Kernels whose own routes come in later issues: they run as their own
  * processes with the SDK's standard endpoints, and say so in /health. */
-#define PLACEHOLDER(n, s) { .name = n, .summary = s, .complete = false }
+#define PLACEHOLDER(var, n, s) \
+	static const sdk_kernel_def var = { .name = n, .summary = s, .complete = false }
 
-static const sdk_kernel_def placeholders[] = {
-	PLACEHOLDER("message_bus", "durable topics, publish, subscribe, consumer groups"),
-	PLACEHOLDER("immutable_log", "append-only Merkle log with signed tree heads"),
-	PLACEHOLDER("governance", "proposals, votes, quorum, decisions"),
-	PLACEHOLDER("crypto", "keys, signatures, encryption, hashes"),
-	PLACEHOLDER("trust", "trust scores from evidence"),
-	PLACEHOLDER("policy", "allow/deny decisions, default deny"),
-	PLACEHOLDER("compliance", "controls checked on a schedule"),
-	PLACEHOLDER("audit", "tamper-evident record of who did what"),
-	PLACEHOLDER("scheduler", "cron, interval and one-shot jobs"),
-	PLACEHOLDER("executor", "commands with timeouts and limits"),
-	PLACEHOLDER("workflow", "durable DAG runs"),
-	PLACEHOLDER("state_machine", "machine definitions and guarded transitions"),
-	PLACEHOLDER("self_healing", "incidents from alerts and health events"),
-	PLACEHOLDER("coding_agent", "workspaces, patches, build and test runs"),
-	PLACEHOLDER("learning", "outcomes in, recommendations out"),
-	PLACEHOLDER("research", "questions answered from the library"),
-	PLACEHOLDER("telemetry", "structured events, logs and spans"),
-	PLACEHOLDER("metrics", "scrapes every /metrics and keeps series"),
-	PLACEHOLDER("alerts", "rules over metrics, notifications, silences"),
+PLACEHOLDER(message_bus_placeholder, "message_bus",
+	    "durable topics, publish, subscribe, consumer groups");
+PLACEHOLDER(immutable_log_placeholder, "immutable_log",
+	    "append-only Merkle log with signed tree heads");
+PLACEHOLDER(governance_placeholder, "governance", "proposals, votes, quorum, decisions");
+PLACEHOLDER(crypto_placeholder, "crypto", "keys, signatures, encryption, hashes");
+PLACEHOLDER(trust_placeholder, "trust", "trust scores from evidence");
+PLACEHOLDER(policy_placeholder, "policy", "allow/deny decisions, default deny");
+PLACEHOLDER(compliance_placeholder, "compliance", "controls checked on a schedule");
+PLACEHOLDER(scheduler_placeholder, "scheduler", "cron, interval and one-shot jobs");
+PLACEHOLDER(executor_placeholder, "executor", "commands with timeouts and limits");
+PLACEHOLDER(workflow_placeholder, "workflow", "durable DAG runs");
+PLACEHOLDER(state_machine_placeholder, "state_machine",
+	    "machine definitions and guarded transitions");
+PLACEHOLDER(self_healing_placeholder, "self_healing", "incidents from alerts and health events");
+PLACEHOLDER(coding_agent_placeholder, "coding_agent", "workspaces, patches, build and test runs");
+PLACEHOLDER(learning_placeholder, "learning", "outcomes in, recommendations out");
+PLACEHOLDER(research_placeholder, "research", "questions answered from the library");
+PLACEHOLDER(telemetry_placeholder, "telemetry", "structured events, logs and spans");
+PLACEHOLDER(metrics_placeholder, "metrics", "scrapes every /metrics and keeps series");
+PLACEHOLDER(alerts_placeholder, "alerts", "rules over metrics, notifications, silences");
+
+/* One line per kernel: a kernel that lands replaces its placeholder here. */
+static const sdk_kernel_def *const kernels[] = {
+	&message_bus_placeholder,
+	&immutable_log_placeholder,
+	&governance_placeholder,
+	&crypto_placeholder,
+	&trust_placeholder,
+	&policy_placeholder,
+	&compliance_placeholder,
+	&audit_kernel,
+	&scheduler_placeholder,
+	&executor_placeholder,
+	&workflow_placeholder,
+	&state_machine_placeholder,
+	&librarian_kernel,
+	&self_healing_placeholder,
+	&coding_agent_placeholder,
+	&learning_placeholder,
+	&research_placeholder,
+	&telemetry_placeholder,
+	&metrics_placeholder,
+	&alerts_placeholder,
 };
-#define N_PLACEHOLDERS (sizeof placeholders / sizeof placeholders[0])
 
-size_t kernel_registry_count(void) { return N_PLACEHOLDERS + 1; }
+size_t kernel_registry_count(void) { return sizeof kernels / sizeof kernels[0]; }
 
 const sdk_kernel_def *kernel_registry_at(size_t i)
 {
-	if (i == 0)
-		return &librarian_kernel;
-	return i <= N_PLACEHOLDERS ? &placeholders[i - 1] : NULL;
+	return i < kernel_registry_count() ? kernels[i] : NULL;
 }
 
 const sdk_kernel_def *kernel_registry_find(const char *name)
@@ -45,7 +67,7 @@ const sdk_kernel_def *kernel_registry_find(const char *name)
 	if (n > sizeof suffix - 1 && !strcmp(name + n - (sizeof suffix - 1), suffix))
 		n -= sizeof suffix - 1;
 	for (size_t i = 0; i < kernel_registry_count(); i++) {
-		const sdk_kernel_def *d = kernel_registry_at(i);
+		const sdk_kernel_def *d = kernels[i];
 		if (strlen(d->name) == n && !strncmp(d->name, name, n))
 			return d;
 	}

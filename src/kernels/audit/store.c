@@ -1,0 +1,210 @@
+#include "kernels/audit/store.h"
+
+#include "sdk/db.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int aud_store_init(sqlite3 *db, char *err, size_t errlen)
+{
+	return sdk_db_exec(db,
+			   "CREATE TABLE IF NOT EXISTS events ("
+			   " id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL,"
+			   " actor TEXT NOT NULL, action TEXT NOT NULL, resource TEXT NOT NULL,"
+			   " outcome TEXT NOT NULL, details TEXT, source_ip TEXT, log_index INTEGER);"
+			   "CREATE INDEX IF NOT EXISTS events_actor ON events(actor, id);"
+			   "CREATE INDEX IF NOT EXISTS events_action ON events(action, id);"
+			   "CREATE INDEX IF NOT EXISTS events_resource ON events(resource, id);"
+			   "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms);"
+			   "CREATE INDEX IF NOT EXISTS events_unlogged ON events(id) WHERE log_index IS NULL;",
+			   err, errlen);
+}
+
+static const char *check_string(json_t *ev, const char *key, size_t max, int required)
+{
+	json_t *v = json_object_get(ev, key);
+	if (!v || json_is_null(v))
+		return required ? "actor, action, resource and outcome are required strings" : NULL;
+	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max)
+		return required ? "actor, action, resource and outcome are non-empty strings of "
+				  "bounded length"
+				: "source_ip is a short string";
+	return NULL;
+}
+
+const char *aud_event_check(json_t *ev)
+{
+	if (!json_is_object(ev))
+		return "an event is a JSON object";
+	const char *why;
+	if ((why = check_string(ev, "actor", AUD_FIELD_MAX, 1)) ||
+	    (why = check_string(ev, "action", AUD_ACTION_MAX, 1)) ||
+	    (why = check_string(ev, "resource", AUD_ACTION_MAX, 1)) ||
+	    (why = check_string(ev, "outcome", AUD_FIELD_MAX, 1)) ||
+	    (why = check_string(ev, "source_ip", 64, 0)))
+		return why;
+	json_t *ts = json_object_get(ev, "ts_ms");
+	if (ts && !(json_is_integer(ts) && json_integer_value(ts) > 0))
+		return "ts_ms is a positive integer (unix milliseconds)";
+	json_t *d = json_object_get(ev, "details");
+	if (d) {
+		char *s = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+		size_t n = s ? strlen(s) : 0;
+		free(s);
+		if (n > AUD_DETAILS_MAX)
+			return "details is larger than 64 KiB";
+	}
+	return NULL;
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, json_t *ev, const char *key)
+{
+	const char *v = json_string_value(json_object_get(ev, key));
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_prepare_v2(db,
+			       "INSERT INTO events (ts_ms, actor, action, resource, outcome, details,"
+			       " source_ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	*ids = json_array();
+	size_t i;
+	json_t *ev;
+	int rc = 0;
+	json_array_foreach(events, i, ev) {
+		json_t *ts = json_object_get(ev, "ts_ms");
+		sqlite3_bind_int64(st, 1, ts ? json_integer_value(ts) : now_ms);
+		bind_opt(st, 2, ev, "actor");
+		bind_opt(st, 3, ev, "action");
+		bind_opt(st, 4, ev, "resource");
+		bind_opt(st, 5, ev, "outcome");
+		json_t *d = json_object_get(ev, "details");
+		char *ds = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+		if (ds)
+			sqlite3_bind_text(st, 6, ds, -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_null(st, 6);
+		free(ds);
+		bind_opt(st, 7, ev, "source_ip");
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			rc = -1;
+			break;
+		}
+		json_array_append_new(*ids, json_integer(sqlite3_last_insert_rowid(db)));
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		return 0;
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	json_decref(*ids);
+	*ids = NULL;
+	return -1;
+}
+
+#define EVENT_COLUMNS "id, ts_ms, actor, action, resource, outcome, details, source_ip, log_index"
+
+static json_t *row_event(sqlite3_stmt *st, int with_index)
+{
+	const char *details = (const char *)sqlite3_column_text(st, 6);
+	const char *ip = (const char *)sqlite3_column_text(st, 7);
+	json_t *d = details ? json_loads(details, JSON_DECODE_ANY, NULL) : NULL;
+	json_t *e = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:o, s:o}", "id",
+			      (json_int_t)sqlite3_column_int64(st, 0), "ts_ms",
+			      (json_int_t)sqlite3_column_int64(st, 1), "actor",
+			      (const char *)sqlite3_column_text(st, 2), "action",
+			      (const char *)sqlite3_column_text(st, 3), "resource",
+			      (const char *)sqlite3_column_text(st, 4), "outcome",
+			      (const char *)sqlite3_column_text(st, 5), "details",
+			      d ? d : json_null(), "source_ip", ip ? json_string(ip) : json_null());
+	if (e && with_index)
+		json_object_set_new(e, "log_index",
+				    sqlite3_column_type(st, 8) == SQLITE_NULL
+					    ? json_null()
+					    : json_integer(sqlite3_column_int64(st, 8)));
+	return e;
+}
+
+json_t *aud_query(sqlite3 *db, const aud_filter *f)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?1"
+			       " AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3)"
+			       " AND (?4 IS NULL OR resource = ?4) AND ts_ms >= ?5"
+			       " AND (?6 = 0 OR ts_ms < ?6) ORDER BY id LIMIT ?7",
+			       -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_int64(st, 1, f->after_id);
+	if (f->actor)
+		sqlite3_bind_text(st, 2, f->actor, -1, SQLITE_STATIC);
+	if (f->action)
+		sqlite3_bind_text(st, 3, f->action, -1, SQLITE_STATIC);
+	if (f->resource)
+		sqlite3_bind_text(st, 4, f->resource, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, f->since_ms);
+	sqlite3_bind_int64(st, 6, f->until_ms);
+	sqlite3_bind_int(st, 7, (int)f->limit);
+	json_t *out = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(out, row_event(st, 1));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
+json_t *aud_get(sqlite3 *db, int64_t id)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT " EVENT_COLUMNS " FROM events WHERE id = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_int64(st, 1, id);
+	json_t *e = sqlite3_step(st) == SQLITE_ROW ? row_event(st, 1) : NULL;
+	sqlite3_finalize(st);
+	return e;
+}
+
+json_t *aud_unlogged(sqlite3 *db, unsigned max)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT " EVENT_COLUMNS " FROM events WHERE log_index IS NULL"
+			       " ORDER BY id LIMIT ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_int(st, 1, (int)max);
+	json_t *out = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(out, row_event(st, 0));
+	sqlite3_finalize(st);
+	return out;
+}
+
+int aud_set_log_index(sqlite3 *db, int64_t id, int64_t index)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "UPDATE events SET log_index = ? WHERE id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, index);
+	sqlite3_bind_int64(st, 2, id);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	return rc;
+}
