@@ -135,7 +135,6 @@ static void facts_from_proc(struct diag *d)
 	if (proc_listen_info_get(k->port, &li) == 0) {
 		f->listening = true;
 		f->accept_queue = li.accept_queue;
-		f->accept_max = li.accept_max;
 		pid_t pids[HOLDERS_MAX];
 		size_t n = proc_socket_holders(li.inode, pids, HOLDERS_MAX);
 		pid_t self = getpid();
@@ -183,6 +182,8 @@ static void diag_finish(struct diag *d)
 				    alive ? json_integer((json_int_t)rss) : json_null(), "open_fds",
 				    alive ? json_integer(fds) : json_null(), "max_fds",
 				    alive ? json_integer((json_int_t)max_fds) : json_null());
+	uint64_t ov = 0;
+	json_t *overflows = proc_listen_overflows(&ov) == 0 ? json_integer((json_int_t)ov) : json_null();
 	json_t *health = json_pack("{s:i, s:o, s:o, s:s*}", "status", f->health_status, "latency_ms",
 				   num_or_null(f->health_ms), "answer",
 				   d->health_answer ? json_incref(d->health_answer) : json_null(),
@@ -191,8 +192,8 @@ static void diag_finish(struct diag *d)
 			    k->cfg->name, "issue_type", hl_issue_name(f->issue), "port", f->port,
 			    "supervisor_state", sup_state_name(k->state), "listening", f->listening,
 			    "port_holder", holder, "accept_queue",
-			    f->listening ? json_pack("{s:i, s:i}", "length", (int)f->accept_queue, "max",
-						     (int)f->accept_max)
+			    f->listening ? json_pack("{s:i, s:o}", "length", (int)f->accept_queue,
+						     "listen_overflows_system_wide", overflows)
 					 : json_null(),
 			    "process", process, "connect_ms", num_or_null(f->connect_ms), "health",
 			    health, "slow_threshold_ms", slow_ms);

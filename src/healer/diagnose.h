@@ -34,7 +34,7 @@ typedef struct hl_findings {
 	pid_t holder_pid;
 	uint64_t holder_start_ticks;
 	char holder_cmdline[256];
-	unsigned accept_queue, accept_max;
+	unsigned accept_queue;
 	pid_t pid;
 	char proc_state; /* '\0' when no process */
 	int health_status; /* 0: no answer */

@@ -312,6 +312,78 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	return 0;
 }
 
+/* libinih (as Debian builds it) reads lines of at most this many bytes and
+ * silently treats the rest as a new line: longer ones are refused here. */
+#define CONFIG_LINE_MAX 198
+
+static bool known_section(const char *name, size_t n)
+{
+	static const char *const fixed[] = { "grace", "limits", "defaults" };
+	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
+			return true;
+	return n > 7 && !strncmp(name, "kernel.", 7);
+}
+
+/* A first pass over the file for what libinih would get wrong or report
+ * with the wrong line: over-long lines, lines that are neither a section
+ * nor a key, unknown sections, and kernel sections with no keys (which
+ * libinih never reports). Returns the failing line, 0 when clean, -1 when
+ * the file cannot be read. */
+static int config_lint(const char *path, struct parse_ctx *c, char *why, size_t whylen)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int lineno = 0, bad = 0;
+	while (!bad && (len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		char *p = line;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (len > CONFIG_LINE_MAX) {
+			snprintf(why, whylen, "line longer than %d bytes", CONFIG_LINE_MAX);
+			bad = lineno;
+		} else if (*p == '\0' || *p == ';' || *p == '#') {
+			continue;
+		} else if (*p == '[') {
+			char *end = strchr(p, ']');
+			if (!end) {
+				snprintf(why, whylen, "section header without ']'");
+				bad = lineno;
+			} else if (!known_section(p + 1, (size_t)(end - p - 1))) {
+				snprintf(why, whylen, "[%.*s]: unknown section",
+					 (int)(end - p - 1), p + 1);
+				bad = lineno;
+			} else if (!strncmp(p + 1, "kernel.", 7)) {
+				*end = '\0';
+				/* Registered now, so a section with no keys is still
+				 * checked (its missing port reported). */
+				if (!valid_name(p + 8)) {
+					snprintf(why, whylen,
+						 "[%.64s]: a kernel name is lower-case letters, digits "
+						 "and '_'", p + 1);
+					bad = lineno;
+				} else {
+					kernel_section(c, p + 8);
+				}
+			}
+		} else if (!strchr(p, '=') && !strchr(p, ':')) {
+			snprintf(why, whylen,
+				 "syntax error: expected [section] or key = value");
+			bad = lineno;
+		}
+	}
+	free(line);
+	fclose(f);
+	return bad;
+}
+
 static void config_defaults(grace_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
@@ -393,10 +465,23 @@ int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char 
 			snprintf(err, errlen, "config path too long");
 			return -1;
 		}
+		/* The earlier of the two passes' first errors is the one reported:
+		 * libinih is right about every line before the first the lint
+		 * pass objects to. */
+		char lint_why[256] = "";
+		int lint_line = config_lint(path, &c, lint_why, sizeof lint_why);
+		if (lint_line == -1) {
+			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+			return -1;
+		}
 		int line = ini_parse(path, on_ini, &c);
 		if (line == -1) {
 			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 			return -1;
+		}
+		if (lint_line > 0 && (line == 0 || lint_line <= line)) {
+			line = lint_line;
+			snprintf(c.err, sizeof c.err, "%s", lint_why);
 		}
 		if (line != 0) {
 			snprintf(err, errlen, "%s:%d: %s", path, line,
@@ -411,8 +496,15 @@ int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char 
 		snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", env);
 	if ((env = getenv("GRACE_LIBRARY_ROOT")) && *env)
 		snprintf(cfg->library_root, sizeof cfg->library_root, "%s", env);
-	if ((env = getenv("GRACE_LOG_LEVEL")) && *env)
+	if ((env = getenv("GRACE_LOG_LEVEL")) && *env) {
+		if (strcmp(env, "debug") && strcmp(env, "info") && strcmp(env, "warn") &&
+		    strcmp(env, "error")) {
+			snprintf(err, errlen,
+				 "GRACE_LOG_LEVEL: expected debug, info, warn or error, got '%.32s'", env);
+			return -1;
+		}
 		snprintf(cfg->log_level, sizeof cfg->log_level, "%s", env);
+	}
 	const char *offset = ov && ov->port_offset ? ov->port_offset : getenv("GRACE_PORT_OFFSET");
 	if (offset && *offset) {
 		uint64_t v;
@@ -435,6 +527,9 @@ int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char 
 
 int grace_config_kernel_index(const grace_config *cfg, const char *name)
 {
+	for (size_t i = 0; i < cfg->n_kernels; i++) /* a name may itself end in _kernel */
+		if (!strcmp(cfg->kernels[i].name, name))
+			return (int)i;
 	size_t n = strlen(name);
 	static const char suffix[] = "_kernel";
 	if (n > sizeof suffix - 1 && !strcmp(name + n - (sizeof suffix - 1), suffix))

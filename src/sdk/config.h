@@ -11,7 +11,7 @@
 
 #define GRACE_KERNELS_MAX 50
 #define GRACE_NAME_MAX 32
-#define GRACE_COMMAND_MAX 1024
+#define GRACE_COMMAND_MAX 256 /* and a config line is at most 198 bytes */
 #define GRACE_KERNEL_PORT_MIN 8100
 #define GRACE_KERNEL_PORT_MAX 8149
 

@@ -15,7 +15,7 @@ static const double latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 struct status_count {
 	int route; /* -1 unmatched */
-	char method[8];
+	char method[16]; /* longer methods are cut, and compared cut */
 	int status;
 	uint64_t count;
 };
@@ -65,7 +65,8 @@ static struct status_count *count_slot(sdk_metrics *m, int route, const char *me
 {
 	for (size_t i = 0; i < m->n_counts; i++) {
 		struct status_count *c = &m->counts[i];
-		if (c->route == route && c->status == status && !strcmp(c->method, method))
+		if (c->route == route && c->status == status &&
+		    !strncmp(c->method, method, sizeof c->method - 1))
 			return c;
 	}
 	if (m->n_counts == m->cap_counts) {
@@ -125,7 +126,7 @@ static const char *route_label(const sdk_metrics *m, int route)
 void sdk_metrics_render(const sdk_metrics *m, const char *component, double uptime_s,
 			struct evbuffer *out)
 {
-	char comp[128], route[512];
+	char comp[128], route[512], method[32];
 	sdk_metrics_escape(component, comp, sizeof comp);
 
 	evbuffer_add_printf(out, "# HELP grace_http_requests_total HTTP requests answered.\n"
@@ -133,10 +134,11 @@ void sdk_metrics_render(const sdk_metrics *m, const char *component, double upti
 	for (size_t i = 0; i < m->n_counts; i++) {
 		const struct status_count *c = &m->counts[i];
 		sdk_metrics_escape(route_label(m, c->route), route, sizeof route);
+		sdk_metrics_escape(c->method, method, sizeof method);
 		evbuffer_add_printf(out,
 				    "grace_http_requests_total{component=\"%s\",route=\"%s\","
 				    "method=\"%s\",status=\"%d\"} %llu\n",
-				    comp, route, c->method, c->status, (unsigned long long)c->count);
+				    comp, route, method, c->status, (unsigned long long)c->count);
 	}
 
 	evbuffer_add_printf(out,

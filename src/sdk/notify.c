@@ -47,7 +47,7 @@ uint64_t sdk_watchdog_usec(void)
 	if (pid && *pid && strtol(pid, NULL, 10) != (long)getpid())
 		return 0;
 	const char *usec = getenv("WATCHDOG_USEC");
-	if (!usec || !*usec)
+	if (!usec || *usec < '0' || *usec > '9')
 		return 0;
 	char *end;
 	errno = 0;

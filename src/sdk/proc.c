@@ -63,8 +63,37 @@ int proc_open_fds(pid_t pid, unsigned *out)
 		if (de->d_name[0] != '.')
 			n++;
 	closedir(d);
-	*out = pid ? n : n - 1; /* our own count includes the DIR's fd */
+	/* Our own count includes the DIR's fd. */
+	*out = pid == 0 || pid == getpid() ? n - 1 : n;
 	return 0;
+}
+
+int proc_listen_overflows(uint64_t *out)
+{
+	FILE *f = fopen("/proc/net/netstat", "re");
+	if (!f)
+		return -errno;
+	/* Pairs of lines: "TcpExt: names..." then "TcpExt: values...". */
+	char names[4096], values[4096];
+	int rc = -ENOENT;
+	while (fgets(names, sizeof names, f) && fgets(values, sizeof values, f)) {
+		if (strncmp(names, "TcpExt:", 7))
+			continue;
+		char *sn, *sv;
+		char *n = strtok_r(names, " \n", &sn), *v = strtok_r(values, " \n", &sv);
+		while (n && v) {
+			if (!strcmp(n, "ListenOverflows")) {
+				*out = strtoull(v, NULL, 10);
+				rc = 0;
+				break;
+			}
+			n = strtok_r(NULL, " \n", &sn);
+			v = strtok_r(NULL, " \n", &sv);
+		}
+		break;
+	}
+	fclose(f);
+	return rc;
 }
 
 int proc_max_fds(pid_t pid, uint64_t *out)
@@ -133,16 +162,16 @@ static int find_listen(const char *file, int port, proc_listen_info *out)
 	}
 	while (fgets(line, sizeof line, f)) {
 		char local[128];
-		unsigned st, txq, rxq;
+		unsigned st, rxq;
 		unsigned long ino;
-		if (sscanf(line, " %*d: %127s %*s %x %x:%x %*s %*s %*s %*s %lu", local, &st, &txq,
-			   &rxq, &ino) != 5)
+		if (sscanf(line, " %*d: %127s %*s %x %*x:%x %*s %*s %*s %*s %lu", local, &st, &rxq,
+			   &ino) != 4)
 			continue;
 		char *colon = strrchr(local, ':');
 		if (!colon || st != TCP_LISTEN_STATE)
 			continue;
 		if ((int)strtol(colon + 1, NULL, 16) == port) {
-			*out = (proc_listen_info){ .inode = ino, .accept_queue = rxq, .accept_max = txq };
+			*out = (proc_listen_info){ .inode = ino, .accept_queue = rxq };
 			rc = 0;
 			break;
 		}

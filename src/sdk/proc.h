@@ -9,7 +9,8 @@
 
 /* Resident set size in bytes of `pid` (0 means this process). */
 int proc_rss_bytes(pid_t pid, uint64_t *out);
-/* Number of open descriptors of `pid`, and its soft RLIMIT_NOFILE. */
+/* Number of open descriptors of `pid` (0 or getpid() for this process),
+ * and its soft RLIMIT_NOFILE. */
 int proc_open_fds(pid_t pid, unsigned *out);
 int proc_max_fds(pid_t pid, uint64_t *out);
 /* Its command line with NULs turned into spaces, truncated to `len`. */
@@ -19,11 +20,16 @@ int proc_cmdline(pid_t pid, char *buf, size_t len);
 int proc_stat(pid_t pid, char *state, uint64_t *start_ticks);
 
 /* A listening TCP socket as /proc/net/tcp shows it: for a listener the
- * receive queue is the accept queue's length and the send queue its limit. */
+ * receive-queue column is the accept queue's current length. (Its limit is
+ * not there: only inet_diag has it.) */
 typedef struct proc_listen_info {
 	unsigned long inode;
-	unsigned accept_queue, accept_max;
+	unsigned accept_queue;
 } proc_listen_info;
+
+/* The system-wide count of connections dropped because an accept queue was
+ * full (TcpExt ListenOverflows): Linux keeps no per-port count. */
+int proc_listen_overflows(uint64_t *out);
 
 /* -ENOENT when nothing listens on `port` (IPv4 or IPv6). */
 int proc_listen_info_get(int port, proc_listen_info *out);

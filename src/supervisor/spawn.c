@@ -66,10 +66,9 @@ child(const sup_spawn_opts *o, char **envp, char *pid_slot, int err_fd, pid_t pa
 			goto fail;
 	}
 	int null = open("/dev/null", O_RDONLY);
-	if (null >= 0 && null != STDIN_FILENO) {
+	if (null > STDIN_FILENO) {
 		dup2(null, STDIN_FILENO);
-		if (null != fd3)
-			close(null);
+		close(null); /* fd 3 is the listening socket's, or nobody's */
 	}
 	utoa(pid_slot, (unsigned long)getpid());
 	environ = envp;
@@ -172,9 +171,7 @@ int sup_split_command(const char *cmd, char *buf, size_t buflen, char **argv, in
 				return -1;
 			buf[o++] = *p++;
 		}
-		if (quote)
-			return -1;
-		if (o + 1 >= buflen)
+		if (quote || o >= buflen)
 			return -1;
 		buf[o++] = '\0';
 	}

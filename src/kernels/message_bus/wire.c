@@ -1,0 +1,76 @@
+#include "kernels/message_bus/wire.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+int bus_wire_string(struct evbuffer *out, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	int rc = evbuffer_add(out, "\"", 1);
+	while (!rc && *s) {
+		size_t n = strcspn(s, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e"
+				      "\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d"
+				      "\x1e\x1f");
+		if (n)
+			rc = evbuffer_add(out, s, n);
+		s += n;
+		if (rc || !*s)
+			break;
+		unsigned char c = (unsigned char)*s++;
+		char esc[6] = { '\\', (char)c };
+		if (c < 0x20) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			rc = evbuffer_add(out, esc, 6);
+		} else {
+			rc = evbuffer_add(out, esc, 2);
+		}
+	}
+	return rc ? -1 : evbuffer_add(out, "\"", 1);
+}
+
+int bus_wire_msg(struct evbuffer *out, const bus_msg *m, int deliveries)
+{
+	int rc = evbuffer_add_printf(out, "{\"offset\":%" PRId64 ",\"subject\":", m->seq) < 0;
+	rc = rc || bus_wire_string(out, m->subject);
+	rc = rc || evbuffer_add_printf(out, ",\"timestamp\":%" PRId64 ",\"key\":", m->ts) < 0;
+	rc = rc || (m->key ? bus_wire_string(out, m->key) : evbuffer_add(out, "null", 4));
+	rc = rc || evbuffer_add_printf(out, ",\"headers\":%s,\"payload\":",
+				       m->headers ? m->headers : "null") < 0;
+	rc = rc || evbuffer_add(out, m->payload, strlen(m->payload));
+	if (deliveries > 0)
+		rc = rc || evbuffer_add_printf(out, ",\"deliveries\":%d,\"receipt\":\"%" PRId64
+						    "-%d\"",
+					       deliveries, m->seq, deliveries) < 0;
+	return rc || evbuffer_add(out, "}", 1) ? -1 : 0;
+}
+
+int bus_wire_event(struct evbuffer *out, const bus_msg *m)
+{
+	if (evbuffer_add_printf(out, "id: %" PRId64 "\nevent: message\ndata: ", m->seq) < 0 ||
+	    bus_wire_msg(out, m, 0) < 0 || evbuffer_add(out, "\n\n", 2))
+		return -1;
+	return 0;
+}
+
+int bus_receipt_parse(const char *s, int64_t *seq, int *deliveries)
+{
+	char *end;
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || v <= 0 || *end != '-' || end[1] < '0' || end[1] > '9')
+		return -1;
+	const char *d = end + 1;
+	long n = strtol(d, &end, 10);
+	if (errno || *end || n <= 0 || n > BUS_DELIVERIES_MAX)
+		return -1;
+	*seq = v;
+	*deliveries = (int)n;
+	return 0;
+}

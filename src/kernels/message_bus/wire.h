@@ -1,0 +1,23 @@
+/* How a message looks on the wire: one line of compact JSON,
+ *   {"offset":N,"subject":"...","timestamp":MS,"key":"..."|null,
+ *    "headers":{...}|null,"payload":ANY}
+ * with ,"deliveries":N,"receipt":"OFFSET-N" added for consumer groups.
+ * Built by splicing the stored JSON text, never by re-parsing it. */
+#ifndef GRACE_MESSAGE_BUS_WIRE_H
+#define GRACE_MESSAGE_BUS_WIRE_H
+
+#include "kernels/message_bus/store.h"
+
+struct evbuffer;
+
+/* `deliveries` 0 leaves out the consumer-group fields. -1 when out of memory. */
+int bus_wire_msg(struct evbuffer *out, const bus_msg *m, int deliveries);
+/* An SSE event ("id:", "event: message", "data:" and a blank line). */
+int bus_wire_event(struct evbuffer *out, const bus_msg *m);
+/* A JSON string literal, escaped. */
+int bus_wire_string(struct evbuffer *out, const char *s);
+
+/* Parses a receipt "OFFSET-N"; -1 when it is not one. */
+int bus_receipt_parse(const char *s, int64_t *seq, int *deliveries);
+
+#endif
