@@ -6,6 +6,7 @@
 #include "sdk/listen.h"
 #include "sdk/log.h"
 #include "sdk/notify.h"
+#include "sdk/token.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -21,6 +22,7 @@
 
 struct serve {
 	api_ctx api;
+	char token[SDK_TOKEN_LEN + 1];
 	sqlite3 *db; /* DATA_DIR/grace.db: guardian events, incidents, moved ports */
 	struct event *sigterm, *sigint, *deadline, *watchdog;
 	struct timespec t0;
@@ -184,6 +186,12 @@ int grace_serve(const grace_config *cfg)
 
 	int rc = 1;
 	char err[512];
+	int trc = sdk_token_create(cfg, s.token);
+	if (trc < 0) {
+		sdk_error("cannot write the internal token: %s", strerror(-trc));
+		close(api_fd);
+		return 1;
+	}
 	if (sdk_db_open(cfg->data_dir, "grace", &s.db, err, sizeof err) < 0) {
 		sdk_error("cannot open the main database: %s", err);
 		close(api_fd);
@@ -197,10 +205,10 @@ int grace_serve(const grace_config *cfg)
 	}
 	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
 	s.api.sup = sup_new(s.api.base, &so);
-	s.api.gw = s.api.sup ? gw_new(s.api.base, s.api.sup) : NULL;
+	s.api.gw = s.api.sup ? gw_new(s.api.base, s.api.sup, s.token) : NULL;
 	s.api.gd = s.api.gw ? gd_new(s.api.base, s.api.sup, s.api.gw, s.db) : NULL;
 	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
-	s.api.ob = s.api.hl ? ob_new(s.api.base, s.api.sup) : NULL;
+	s.api.ob = s.api.hl ? ob_new(s.api.base, s.api.sup, s.token) : NULL;
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = api_routes,
 			       .n_routes = api_n_routes,

@@ -2,6 +2,7 @@
 
 #include "sdk/client.h"
 #include "sdk/log.h"
+#include "sdk/token.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -38,6 +39,7 @@ struct gateway {
 	supervisor *sup;
 	struct pool pools[GRACE_KERNELS_MAX];
 	sdk_client *client; /* probes */
+	const char *token;
 };
 
 struct forward {
@@ -227,6 +229,7 @@ static int send_attempt(struct forward *f)
 	snprintf(host, sizeof host, "127.0.0.1:%d", f->pool->port);
 	evhttp_add_header(out, "Host", host);
 	evhttp_add_header(out, "X-Request-Id", sdk_req_id(f->req));
+	evhttp_add_header(out, SDK_TOKEN_HEADER, f->gw->token);
 	struct evbuffer *body = sdk_req_body(f->req);
 	size_t len = evbuffer_get_length(body);
 	if (len) {
@@ -303,18 +306,20 @@ int gw_probe(gateway *gw, int port, const char *path, unsigned timeout_ms, gw_pr
 	return sdk_client_call(gw->client, port, "GET", path, NULL, 0, NULL, timeout_ms, cb, arg);
 }
 
-gateway *gw_new(struct event_base *base, supervisor *sup)
+gateway *gw_new(struct event_base *base, supervisor *sup, const char *token)
 {
 	gateway *gw = calloc(1, sizeof *gw);
 	if (!gw)
 		return NULL;
 	gw->base = base;
 	gw->sup = sup;
+	gw->token = token;
 	gw->client = sdk_client_new(base);
 	if (!gw->client) {
 		free(gw);
 		return NULL;
 	}
+	sdk_client_set_token(gw->client, token);
 	for (size_t i = 0; i < sup_count(sup); i++)
 		gw->pools[i].port = sup_at(sup, i)->port;
 	return gw;

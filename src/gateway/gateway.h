@@ -17,7 +17,8 @@
 
 typedef struct gateway gateway;
 
-gateway *gw_new(struct event_base *base, supervisor *sup);
+/* `token` (borrowed) is the internal token every kernel call carries. */
+gateway *gw_new(struct event_base *base, supervisor *sup, const char *token);
 void gw_free(gateway *gw);
 
 /* Forwards `req` to kernel `k` as `path` (the part after the API prefix,

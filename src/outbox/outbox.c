@@ -104,7 +104,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	lane_flush(&ob->audit);
 }
 
-outbox *ob_new(struct event_base *base, supervisor *sup)
+outbox *ob_new(struct event_base *base, supervisor *sup, const char *token)
 {
 	outbox *ob = calloc(1, sizeof *ob);
 	if (!ob)
@@ -119,6 +119,7 @@ outbox *ob_new(struct event_base *base, supervisor *sup)
 		ob_free(ob);
 		return NULL;
 	}
+	sdk_client_set_token(ob->client, token);
 	struct timeval tv = { 0, OB_FLUSH_MS * 1000 };
 	event_add(ob->timer, &tv);
 	return ob;

@@ -18,7 +18,8 @@
 struct evbuffer;
 typedef struct outbox outbox;
 
-outbox *ob_new(struct event_base *base, supervisor *sup);
+/* `token` (borrowed): the internal token for the kernels. */
+outbox *ob_new(struct event_base *base, supervisor *sup, const char *token);
 void ob_free(outbox *ob);
 
 /* Queues a bus message; steals `payload`. */

@@ -1,5 +1,7 @@
 #include "sdk/client.h"
 
+#include "sdk/token.h"
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -24,7 +26,10 @@ struct call {
 struct sdk_client {
 	struct event_base *base;
 	struct call *calls;
+	const char *token;
 };
+
+void sdk_client_set_token(sdk_client *c, const char *token) { c->token = token; }
 
 static const char *error_text(enum evhttp_request_error e)
 {
@@ -146,6 +151,8 @@ int sdk_client_call(sdk_client *c, int port, const char *method, const char *pat
 	snprintf(host, sizeof host, "127.0.0.1:%d", port);
 	evhttp_add_header(h, "Host", host);
 	evhttp_add_header(h, "Connection", "close");
+	if (c->token && *c->token)
+		evhttp_add_header(h, SDK_TOKEN_HEADER, c->token);
 	for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
 		evhttp_add_header(h, headers[i], headers[i + 1]);
 	if (body) {

@@ -15,6 +15,8 @@ typedef void (*sdk_client_cb)(int status, const char *body, size_t len, double l
 
 /* Tracks calls in flight so they can all be ended at shutdown. */
 sdk_client *sdk_client_new(struct event_base *base);
+/* Every call then carries the internal token (borrowed; must outlive c). */
+void sdk_client_set_token(sdk_client *c, const char *token);
 /* Ends every call in flight without calling back. */
 void sdk_client_free(sdk_client *c);
 

@@ -42,6 +42,7 @@ struct sdk_req {
 	json_t *json;
 	struct timespec start;
 	bool streaming, closed;
+	void *user;
 	sdk_close_fn on_close;
 	void *close_arg;
 };
@@ -249,6 +250,17 @@ bool sdk_req_closed(const sdk_req *r) { return r->closed; }
 const char *sdk_req_method(const sdk_req *r) { return r->method; }
 const char *sdk_req_path(const sdk_req *r) { return r->path; }
 const char *sdk_req_id(const sdk_req *r) { return r->id; }
+void sdk_req_set_user(sdk_req *r, void *user) { r->user = user; }
+void *sdk_req_user(const sdk_req *r) { return r->user; }
+
+bool sdk_secret_equal(const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+	volatile unsigned char diff = (unsigned char)(na != nb);
+	for (size_t i = 0; i < na; i++)
+		diff |= (unsigned char)a[i] ^ (unsigned char)b[i < nb ? i : 0];
+	return diff == 0 && nb > 0;
+}
 
 const char *sdk_req_peer(sdk_req *r)
 {
@@ -395,6 +407,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	const char *method = !strcmp(r->method, "HEAD") ? "GET" : r->method;
 	int i = sdk_route_match(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), method,
 				r->path, &r->params);
+	/* Authorization first: who may not call anything learns nothing. */
+	if (s->opts.authorize && !s->opts.authorize(r, i >= 0 ? &s->opts.routes[i] : NULL, s->opts.ctx))
+		return;
 	if (i == SDK_ROUTE_BAD_METHOD) {
 		sdk_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s", r->method,
 				r->path);

@@ -26,9 +26,11 @@ typedef void (*sdk_handler_fn)(sdk_req *req, void *ctx);
 typedef struct sdk_route {
 	sdk_route_pattern pattern; /* first, so the router can walk the table */
 	sdk_handler_fn handler;
+	unsigned access; /* who may call it: meaning given by the server's authorize */
 } sdk_route;
 
-#define SDK_ROUTE(method, path, handler) { { method, path }, handler }
+#define SDK_ROUTE(method, path, handler) { { method, path }, handler, 0 }
+#define SDK_ROUTE_ACCESS(method, path, handler, access) { { method, path }, handler, access }
 
 typedef struct sdk_server_opts {
 	const char *component; /* for logs and metrics labels */
@@ -38,6 +40,10 @@ typedef struct sdk_server_opts {
 	grace_limits limits;
 	/* Appends further metrics to a /metrics answer; may be NULL. */
 	void (*metrics_extra)(struct evbuffer *out, void *ctx);
+	/* Decides whether a routed request may run (route NULL: no route
+	 * matched). Returns false after answering it (401, 403, ...). NULL:
+	 * everything may run. */
+	bool (*authorize)(sdk_req *req, const sdk_route *route, void *ctx);
 	/* Called as each request is answered (before `req` is freed); may be NULL. */
 	void (*on_reply)(sdk_req *req, int status, void *ctx);
 } sdk_server_opts;
@@ -61,6 +67,9 @@ const char *sdk_req_query(sdk_req *r, const char *name);
 const char *sdk_req_query_string(const sdk_req *r); /* raw, or NULL */
 const char *sdk_req_header(const sdk_req *r, const char *name);
 const char *sdk_req_id(const sdk_req *r);
+/* Per-request slot for the authorizer (the caller's identity); borrowed. */
+void sdk_req_set_user(sdk_req *r, void *user);
+void *sdk_req_user(const sdk_req *r);
 /* The client's address ("127.0.0.1"); borrowed. */
 const char *sdk_req_peer(sdk_req *r);
 struct evbuffer *sdk_req_body(sdk_req *r);
@@ -95,6 +104,9 @@ void sdk_reply_stream_chunk(sdk_req *r, struct evbuffer *data);
 void sdk_reply_stream_end(sdk_req *r);
 /* True once the client of a streaming reply has gone. */
 bool sdk_req_closed(const sdk_req *r);
+
+/* Compares two strings in time that depends only on their lengths. */
+bool sdk_secret_equal(const char *a, const char *b);
 
 /* Fills `out` (33 bytes) with a fresh random request id. */
 void sdk_request_id_new(char out[33]);

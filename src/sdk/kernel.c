@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #define DRAIN_POLL_MS 10
+#define ACCESS_TOKEN 0 /* the default: a kernel's own routes */
+#define ACCESS_OPEN 1
 
 struct runtime {
 	sdk_kernel k;
@@ -49,9 +51,30 @@ static void on_metrics(sdk_req *req, void *ctx)
 	evbuffer_free(b);
 }
 
+/* Every route but the standard ones needs the internal token. */
+static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	if (route && route->access == ACCESS_OPEN)
+		return true;
+	const char *given = sdk_req_header(req, SDK_TOKEN_HEADER);
+	if (!k->token[0]) {
+		sdk_reply_error(req, 401, "unauthorized",
+				"this kernel has no internal token (see %s in the data directory)",
+				SDK_TOKEN_FILE);
+		return false;
+	}
+	if (!given || !sdk_secret_equal(given, k->token)) {
+		sdk_reply_error(req, 401, "unauthorized",
+				"kernel routes are reached through the Grace API");
+		return false;
+	}
+	return true;
+}
+
 static const sdk_route standard_routes[] = {
-	SDK_ROUTE("GET", "/health", on_health),
-	SDK_ROUTE("GET", "/metrics", on_metrics),
+	SDK_ROUTE_ACCESS("GET", "/health", on_health, ACCESS_OPEN),
+	SDK_ROUTE_ACCESS("GET", "/metrics", on_metrics, ACCESS_OPEN),
 };
 #define N_STANDARD (sizeof standard_routes / sizeof standard_routes[0])
 
@@ -134,6 +157,12 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 	}
 	if (sdk_db_open(k->cfg->data_dir, k->def->name, &k->db, err, errlen) < 0)
 		return -1;
+	int trc = sdk_token_load(k->cfg, k->token);
+	if (trc < 0) {
+		k->token[0] = '\0';
+		sdk_warn("no internal token (%s): every route but /health and /metrics will "
+			 "answer 401", strerror(-trc));
+	}
 	if (k->def->init && k->def->init(k, err, errlen) < 0)
 		return -1;
 
@@ -144,15 +173,18 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		return -1;
 	}
 	memcpy(rt->routes, standard_routes, sizeof standard_routes);
-	if (k->def->n_routes)
-		memcpy(rt->routes + N_STANDARD, k->def->routes, k->def->n_routes * sizeof(sdk_route));
+	for (size_t i = 0; i < k->def->n_routes; i++) {
+		rt->routes[N_STANDARD + i] = k->def->routes[i];
+		rt->routes[N_STANDARD + i].access = ACCESS_TOKEN;
+	}
 	grace_limits limits = k->cfg->limits;
 	limits.max_body_bytes = k->kcfg->max_body_bytes;
 	sdk_server_opts opts = { .component = k->def->name,
 				 .routes = rt->routes,
 				 .n_routes = n,
 				 .ctx = k,
-				 .limits = limits };
+				 .limits = limits,
+				 .authorize = authorize };
 	k->server = sdk_server_new(k->base, &opts);
 	if (!k->server) {
 		snprintf(err, errlen, "cannot create the HTTP server");

@@ -7,6 +7,7 @@
 
 #include "sdk/config.h"
 #include "sdk/http.h"
+#include "sdk/token.h"
 
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -41,6 +42,7 @@ struct sdk_kernel {
 	sqlite3 *db; /* DATA_DIR/NAME.db, owned by the runtime */
 	void *state; /* the kernel's own, owned by its init/close */
 	sdk_server *server;
+	char token[SDK_TOKEN_LEN + 1]; /* "" when none could be read: fail closed */
 };
 
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */

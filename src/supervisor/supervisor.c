@@ -2,6 +2,7 @@
 
 #include "sdk/log.h"
 #include "sdk/notify.h"
+#include "sdk/token.h"
 #include "supervisor/spawn.h"
 
 #include <errno.h>
@@ -168,7 +169,10 @@ static void spawn_kernel(sup_kernel *k)
 		argv[3] = NULL;
 	}
 	char e_notify[160], e_wd[48], e_kernel[64], e_cfg[PATH_MAX + 16], e_data[PATH_MAX + 16],
-		e_off[48], e_lib[PATH_MAX + 24], e_names[64];
+		e_off[48], e_lib[PATH_MAX + 24], e_names[64], e_tok[PATH_MAX + 32],
+		tok_path[PATH_MAX];
+	sdk_token_path(s->opts.cfg, tok_path, sizeof tok_path);
+	snprintf(e_tok, sizeof e_tok, "GRACE_INTERNAL_TOKEN_FILE=%s", tok_path);
 	snprintf(e_notify, sizeof e_notify, "NOTIFY_SOCKET=%s", s->notify_path);
 	snprintf(e_wd, sizeof e_wd, "WATCHDOG_USEC=%llu",
 		 (unsigned long long)k->cfg->watchdog_ms * 1000ULL);
@@ -179,7 +183,7 @@ static void spawn_kernel(sup_kernel *k)
 	snprintf(e_lib, sizeof e_lib, "GRACE_LIBRARY_ROOT=%s", s->opts.cfg->library_root);
 	snprintf(e_names, sizeof e_names, "LISTEN_FDNAMES=%s", k->cfg->name);
 	const char *env[] = { e_notify, e_wd, "WATCHDOG_PID=", e_kernel, e_data, e_off,
-			      e_lib, "LISTEN_FDS=1", e_names,
+			      e_lib, "LISTEN_FDS=1", e_names, e_tok,
 			      s->opts.cfg->path[0] ? e_cfg : "GRACE_CONFIG=", NULL };
 	sup_spawn_opts o = { .argv = (const char *const *)argv, .env = env, .listen_fd = k->fd };
 

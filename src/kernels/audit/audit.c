@@ -355,6 +355,8 @@ static int audit_init(sdk_kernel *k, char *err, size_t errlen)
 	a->k = k;
 	a->log_port = grace_kernel_port(k->cfg, log);
 	a->client = sdk_client_new(k->base);
+	if (a->client)
+		sdk_client_set_token(a->client, k->token);
 	a->append_timer = event_new(k->base, -1, EV_PERSIST, on_append_timer, a);
 	k->state = a;
 	if (!a->client || !a->append_timer) {

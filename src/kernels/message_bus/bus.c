@@ -1,0 +1,549 @@
+/* The message bus kernel (8100): durable subjects, publish, Server-Sent
+ * Events subscriptions, consumer groups, retention.
+ *
+ * Group commit: POST /publish validates its messages and queues them; the
+ * commit runs from a zero-delay timer, i.e. after libevent has handled every
+ * request that arrived in the same loop turn, and writes all the queued
+ * messages in one fsynced transaction. Only then is any of those publishes
+ * answered, and the committed messages are pushed to subscribers and wake
+ * the long polls waiting for them. While one commit's fsync blocks the loop,
+ * new publishes pile up in the sockets and become the next batch, so the
+ * batch grows with the load and a publish never waits for a timer. */
+#include "kernels/message_bus/bus.h"
+
+#include "kernels/message_bus/subject.h"
+#include "kernels/message_bus/wire.h"
+#include "kernels/registry.h"
+#include "sdk/log.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BUS_PUBLISH_MAX 10000u  /* messages in one POST /publish */
+#define BUS_KEY_MAX 1024u       /* bytes */
+#define BUS_HEADERS_MAX 64u     /* entries */
+#define BUS_HEADER_NAME_MAX 256u
+#define BUS_HEADER_VALUE_MAX 4096u
+#define BUS_RETENTION_EVERY_MS 1000
+#define BUS_RETENTION_BUDGET 10000u /* deletions per transaction */
+#define BUS_RETENTION_AGE_MAX (10LL * 365 * 24 * 3600 * 1000)
+#define BUS_RETENTION_COUNT_MAX 1000000000000LL
+
+/* One POST /publish waiting for its batch's commit. */
+struct bus_pub {
+	sdk_req *req;
+	size_t first, n; /* its messages in the batch */
+	bool array;      /* answered with an array, as it asked with one */
+	TAILQ_ENTRY(bus_pub) link;
+};
+
+/* The messages of every publish since the last commit. Subjects and keys
+ * are borrowed from the requests' JSON, which lives until they are
+ * answered; payload and headers texts are the batch's own. */
+struct bus_batch {
+	bus_msg *msgs;
+	char **texts; /* 2 per message: payload, headers (may be NULL) */
+	size_t n, cap;
+	TAILQ_HEAD(, bus_pub) pubs;
+};
+
+int64_t bus_wall_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int64_t bus_mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+void bus_reply_store_error(sdk_req *req, int rc, const bus_err *e)
+{
+	switch (rc) {
+	case BUS_EINVAL: sdk_reply_error(req, 400, "invalid", "%s", e->msg); break;
+	case BUS_ENOTFOUND: sdk_reply_error(req, 404, "not_found", "%s", e->msg); break;
+	case BUS_ECONFLICT: sdk_reply_error(req, 409, "conflict", "%s", e->msg); break;
+	default: sdk_reply_error(req, 500, "storage", "%s", e->msg); break;
+	}
+}
+
+/* ----------------------------------------------------------- validation */
+
+/* A JSON string without NUL bytes (which C strings would cut short). */
+static const char *bus_json_cstr(json_t *v)
+{
+	const char *s = json_string_value(v);
+	return s && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
+static const char *bus_check_headers(json_t *h)
+{
+	if (!json_is_object(h))
+		return "headers must be an object of strings";
+	if (json_object_size(h) > BUS_HEADERS_MAX)
+		return "more than 64 headers";
+	const char *name;
+	json_t *v;
+	json_object_foreach (h, name, v) {
+		if (!*name || strlen(name) > BUS_HEADER_NAME_MAX)
+			return "a header name is empty or longer than 256 bytes";
+		if (!json_is_string(v))
+			return "header values must be strings";
+		if (json_string_length(v) > BUS_HEADER_VALUE_MAX)
+			return "a header value is longer than 4096 bytes";
+	}
+	return NULL;
+}
+
+/* Checks one message object; NULL when good, else why not. */
+static const char *bus_check_msg(json_t *m)
+{
+	if (!json_is_object(m))
+		return "a message must be an object";
+	const char *field;
+	json_t *v;
+	json_object_foreach (m, field, v)
+		if (strcmp(field, "subject") && strcmp(field, "payload") && strcmp(field, "key") &&
+		    strcmp(field, "headers"))
+			return "unknown field (subject, payload, key and headers are allowed)";
+	const char *subject = bus_json_cstr(json_object_get(m, "subject"));
+	if (!subject)
+		return "subject is required and must be a string";
+	const char *why = bus_subject_check(subject);
+	if (why)
+		return why;
+	if (bus_subject_reserved(subject))
+		return "subjects starting with '$' are reserved for the bus";
+	if (!json_object_get(m, "payload"))
+		return "payload is required (any JSON value)";
+	json_t *key = json_object_get(m, "key");
+	if (key && !json_is_null(key) && (!bus_json_cstr(key) || json_string_length(key) > BUS_KEY_MAX))
+		return "key must be a string of at most 1024 bytes without NUL";
+	json_t *h = json_object_get(m, "headers");
+	return h && !json_is_null(h) ? bus_check_headers(h) : NULL;
+}
+
+/* Answers 400 naming the first bad message; returns -1 then. */
+static int bus_check_body(sdk_req *req, json_t *body, size_t *n)
+{
+	bool array = json_is_array(body);
+	*n = array ? json_array_size(body) : 1;
+	if (array && (*n == 0 || *n > BUS_PUBLISH_MAX)) {
+		sdk_reply_error(req, 400, "invalid", "an array of 1 to %u messages is required",
+				BUS_PUBLISH_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < *n; i++) {
+		const char *why = bus_check_msg(array ? json_array_get(body, i) : body);
+		if (why && array) {
+			sdk_reply_error(req, 400, "invalid", "message %zu: %s", i, why);
+			return -1;
+		}
+		if (why) {
+			sdk_reply_error(req, 400, "invalid", "%s", why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------- group commit */
+
+static void bus_batch_free_texts(struct bus_batch *bt)
+{
+	for (size_t i = 0; i < 2 * bt->n; i++)
+		free(bt->texts[i]);
+	bt->n = 0;
+}
+
+static int bus_batch_reserve(struct bus_batch *bt, size_t more)
+{
+	if (bt->n + more <= bt->cap)
+		return 0;
+	size_t cap = bt->cap ? bt->cap : 256;
+	while (cap < bt->n + more)
+		cap *= 2;
+	bus_msg *m = realloc(bt->msgs, cap * sizeof *m);
+	if (!m)
+		return -1;
+	bt->msgs = m;
+	char **t = realloc(bt->texts, 2 * cap * sizeof *t);
+	if (!t)
+		return -1;
+	bt->texts = t;
+	bt->cap = cap;
+	return 0;
+}
+
+/* Adds a checked message; the texts are dumped now, once. */
+static int bus_batch_add(struct bus_batch *bt, json_t *m)
+{
+	json_t *key = json_object_get(m, "key"), *h = json_object_get(m, "headers");
+	char *payload = json_dumps(json_object_get(m, "payload"), JSON_COMPACT | JSON_ENCODE_ANY);
+	char *headers = h && !json_is_null(h) ? json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS) :
+						NULL;
+	if (!payload || (h && !json_is_null(h) && !headers)) {
+		free(payload);
+		free(headers);
+		return -1;
+	}
+	bt->msgs[bt->n] = (bus_msg){ .subject = json_string_value(json_object_get(m, "subject")),
+				     .key = json_is_string(key) ? json_string_value(key) : NULL,
+				     .headers = headers,
+				     .payload = payload };
+	bt->texts[2 * bt->n] = payload;
+	bt->texts[2 * bt->n + 1] = headers;
+	bt->n++;
+	return 0;
+}
+
+static void bus_reply_published(struct bus_pub *p, const bus_msg *msgs)
+{
+	struct evbuffer *out = evbuffer_new();
+	int bad = !out || (p->array && evbuffer_add(out, "[", 1));
+	for (size_t i = 0; !bad && i < p->n; i++) {
+		const bus_msg *m = &msgs[p->first + i];
+		bad = (i && evbuffer_add(out, ",", 1)) || evbuffer_add(out, "{\"subject\":", 11) ||
+		      bus_wire_string(out, m->subject) ||
+		      evbuffer_add_printf(out, ",\"offset\":%" PRId64 ",\"timestamp\":%" PRId64 "}",
+					  m->seq, m->ts) < 0;
+	}
+	bad = bad || (p->array && evbuffer_add(out, "]", 1)) || evbuffer_add(out, "\n", 1);
+	if (bad)
+		sdk_reply_error(p->req, 500, "internal",
+				"out of memory (the messages are stored)");
+	else
+		sdk_reply_raw(p->req, 200, "application/json", out);
+	if (out)
+		evbuffer_free(out);
+}
+
+static void bus_commit(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	bus *b = arg;
+	struct bus_batch *bt = b->batch;
+	if (bt->n == 0)
+		return;
+	bus_err e = { "" };
+	int rc = bus_store_append(b->store, bt->msgs, bt->n, bus_wall_ms(), &e);
+	if (rc) {
+		b->stats.commit_failures++;
+		sdk_error("commit of %zu messages failed: %s", bt->n, e.msg);
+	} else {
+		b->stats.published += bt->n;
+		b->stats.batches++;
+		if (bt->n > b->stats.batch_max)
+			b->stats.batch_max = bt->n;
+		/* Before the answers: the subjects are borrowed from the requests. */
+		bus_stream_publish(b, bt->msgs, bt->n);
+		bus_groups_wake(b, bt->msgs, bt->n);
+	}
+	struct bus_pub *p;
+	while ((p = TAILQ_FIRST(&bt->pubs))) {
+		TAILQ_REMOVE(&bt->pubs, p, link);
+		if (rc)
+			sdk_reply_error(p->req, 503, "storage", "not stored: %s", e.msg);
+		else
+			bus_reply_published(p, bt->msgs);
+		free(p);
+	}
+	bus_batch_free_texts(bt);
+}
+
+static void bus_on_publish(sdk_req *req, void *ctx)
+{
+	bus *b = ((sdk_kernel *)ctx)->state;
+	json_t *body = sdk_req_json(req, false);
+	size_t n;
+	if (!body)
+		return;
+	if (!json_is_object(body) && !json_is_array(body)) {
+		sdk_reply_error(req, 400, "invalid", "the body must be a message or an array of them");
+		return;
+	}
+	if (bus_check_body(req, body, &n) < 0)
+		return;
+	struct bus_batch *bt = b->batch;
+	struct bus_pub *p = calloc(1, sizeof *p);
+	if (!p || bus_batch_reserve(bt, n) < 0) {
+		free(p);
+		sdk_reply_error(req, 503, "out_of_memory", "cannot queue the messages now");
+		return;
+	}
+	*p = (struct bus_pub){ .req = req, .first = bt->n, .n = n, .array = json_is_array(body) };
+	for (size_t i = 0; i < n; i++) {
+		if (bus_batch_add(bt, p->array ? json_array_get(body, i) : body) < 0) {
+			while (bt->n > p->first) { /* this request's messages only */
+				bt->n--;
+				free(bt->texts[2 * bt->n]);
+				free(bt->texts[2 * bt->n + 1]);
+			}
+			free(p);
+			sdk_reply_error(req, 503, "out_of_memory", "cannot queue the messages now");
+			return;
+		}
+	}
+	TAILQ_INSERT_TAIL(&bt->pubs, p, link);
+	if (!evtimer_pending(b->commit_ev, NULL)) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(b->commit_ev, &now);
+	}
+}
+
+/* ------------------------------------------------------ subjects, retention */
+
+static void bus_reply_wrapped(sdk_req *req, const char *name, json_t *arr)
+{
+	sdk_reply_json(req, 200, json_pack("{s:o}", name, arr));
+}
+
+/* Reads an optional pattern query parameter; answers 400 when bad. */
+static int bus_query_pattern(sdk_req *req, const char *name, bool required, const char **out)
+{
+	const char *p = sdk_req_query(req, name);
+	*out = p;
+	if (!p && !required)
+		return 0;
+	const char *why = bus_pattern_check(p);
+	if (why) {
+		sdk_reply_error(req, 400, "bad_subject", "%s %s", name, p ? why : "is required");
+		return -1;
+	}
+	return 0;
+}
+
+static void bus_on_subjects(sdk_req *req, void *ctx)
+{
+	bus *b = ((sdk_kernel *)ctx)->state;
+	const char *pattern;
+	if (bus_query_pattern(req, "subject", false, &pattern) < 0)
+		return;
+	json_t *arr;
+	bus_err e;
+	int rc = bus_subjects_list(b->store, pattern, &arr, &e);
+	if (rc)
+		bus_reply_store_error(req, rc, &e);
+	else
+		bus_reply_wrapped(req, "subjects", arr);
+}
+
+static void bus_retention_run(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	bus *b = arg;
+	size_t deleted = 0;
+	bool more = false;
+	bus_err e;
+	if (bus_retention_enforce(b->store, bus_wall_ms(), BUS_RETENTION_BUDGET, &deleted, &more,
+				  &e))
+		sdk_warn("retention: %s", e.msg);
+	b->stats.retention_deleted += deleted;
+	/* A full budget means more is due: go on soon, but let requests in. */
+	int64_t ms = more ? 1 : BUS_RETENTION_EVERY_MS;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	if (!b->draining)
+		evtimer_add(b->retention_ev, &tv);
+}
+
+/* Reads an optional limit: absent/null is -1; else an integer in [min, max]. */
+static int bus_limit(json_t *body, const char *name, long long min, long long max, int64_t *out)
+{
+	json_t *v = json_object_get(body, name);
+	*out = -1;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return -1;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static void bus_on_retention_set(sdk_req *req, void *ctx)
+{
+	bus *b = ((sdk_kernel *)ctx)->state;
+	json_t *body = sdk_req_json(req, true);
+	if (!body)
+		return;
+	const char *pattern = bus_json_cstr(json_object_get(body, "pattern"));
+	const char *why = bus_pattern_check(pattern);
+	int64_t count, age;
+	if (why) {
+		sdk_reply_error(req, 400, "bad_subject", "pattern %s", pattern ? why : "is required");
+		return;
+	}
+	if (bus_limit(body, "max_count", 0, BUS_RETENTION_COUNT_MAX, &count) < 0 ||
+	    bus_limit(body, "max_age_ms", 1, BUS_RETENTION_AGE_MAX, &age) < 0 ||
+	    (count < 0 && age < 0)) {
+		sdk_reply_error(req, 400, "invalid",
+				"max_count (an integer >= 0) and/or max_age_ms (an integer >= 1) "
+				"is required");
+		return;
+	}
+	bus_err e;
+	int rc = bus_retention_set(b->store, pattern, count, age, bus_wall_ms(), &e);
+	if (rc) {
+		bus_reply_store_error(req, rc, &e);
+		return;
+	}
+	/* Enforced at once rather than at the next tick. */
+	evtimer_del(b->retention_ev);
+	struct timeval now = { 0, 0 };
+	evtimer_add(b->retention_ev, &now);
+	json_t *out = json_pack("{s:s, s:o, s:o}", "pattern", pattern, "max_count",
+				count < 0 ? json_null() : json_integer(count), "max_age_ms",
+				age < 0 ? json_null() : json_integer(age));
+	sdk_reply_json(req, 200, out);
+}
+
+static void bus_on_retention_list(sdk_req *req, void *ctx)
+{
+	bus *b = ((sdk_kernel *)ctx)->state;
+	json_t *arr;
+	bus_err e;
+	int rc = bus_retention_list(b->store, &arr, &e);
+	if (rc)
+		bus_reply_store_error(req, rc, &e);
+	else
+		bus_reply_wrapped(req, "rules", arr);
+}
+
+static void bus_on_retention_delete(sdk_req *req, void *ctx)
+{
+	bus *b = ((sdk_kernel *)ctx)->state;
+	const char *pattern;
+	if (bus_query_pattern(req, "pattern", true, &pattern) < 0)
+		return;
+	bus_err e;
+	int rc = bus_retention_delete(b->store, pattern, &e);
+	if (rc)
+		bus_reply_store_error(req, rc, &e);
+	else
+		sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "pattern", pattern, "deleted", 1));
+}
+
+static void bus_on_stats(sdk_req *req, void *ctx)
+{
+	bus *b = ((sdk_kernel *)ctx)->state;
+	const bus_stats *s = &b->stats;
+	sdk_reply_json(
+		req, 200,
+		json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			  "next_offset", (json_int_t)bus_store_next_seq(b->store), "subscribers",
+			  (json_int_t)b->n_subs, "waiting_polls", (json_int_t)b->n_pollers,
+			  "published", (json_int_t)s->published, "batches", (json_int_t)s->batches,
+			  "batch_max", (json_int_t)s->batch_max, "commit_failures",
+			  (json_int_t)s->commit_failures, "streamed", (json_int_t)s->streamed,
+			  "polled", (json_int_t)s->polled, "acked", (json_int_t)s->acked,
+			  "dead_lettered", (json_int_t)s->dead_lettered, "retention_deleted",
+			  (json_int_t)s->retention_deleted, "pending_publishes",
+			  (json_int_t)b->batch->n));
+}
+
+/* ------------------------------------------------------------ the kernel */
+
+static void bus_free(bus *b)
+{
+	if (!b)
+		return;
+	bus_groups_free(b);
+	struct event *evs[] = { b->commit_ev, b->retention_ev };
+	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+		if (evs[i])
+			event_free(evs[i]);
+	if (b->batch) {
+		bus_batch_free_texts(b->batch);
+		free(b->batch->msgs);
+		free(b->batch->texts);
+		free(b->batch);
+	}
+	bus_store_close(b->store);
+	free(b);
+}
+
+static int bus_init(sdk_kernel *k, char *err, size_t errlen)
+{
+	bus *b = calloc(1, sizeof *b);
+	bus_err e = { "out of memory" };
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	b->k = k;
+	LIST_INIT(&b->subs);
+	TAILQ_INIT(&b->pollers);
+	b->batch = calloc(1, sizeof *b->batch);
+	if (b->batch)
+		TAILQ_INIT(&b->batch->pubs);
+	b->commit_ev = evtimer_new(k->base, bus_commit, b);
+	b->retention_ev = evtimer_new(k->base, bus_retention_run, b);
+	if (!b->batch || !b->commit_ev || !b->retention_ev || bus_stream_init(b) < 0 ||
+	    bus_groups_init(b) < 0 || bus_store_open(k->db, &b->store, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		bus_free(b);
+		return -1;
+	}
+	struct timeval tv = { BUS_RETENTION_EVERY_MS / 1000, 0 };
+	evtimer_add(b->retention_ev, &tv);
+	k->state = b;
+	sdk_info("message bus open: next offset %" PRId64, bus_store_next_seq(b->store));
+	return 0;
+}
+
+static void bus_drain(sdk_kernel *k)
+{
+	bus *b = k->state;
+	b->draining = true;
+	evtimer_del(b->retention_ev);
+	bus_stream_end_all(b);
+	bus_groups_answer_all(b);
+}
+
+static void bus_close(sdk_kernel *k)
+{
+	bus *b = k->state;
+	if (!b)
+		return;
+	b->draining = true;
+	/* The loop may have stopped with a batch queued: store it and answer
+	 * (the answers may never leave, but nothing is held or leaked). */
+	bus_commit(-1, 0, b);
+	bus_stream_end_all(b);
+	bus_groups_answer_all(b);
+	bus_free(b);
+	k->state = NULL;
+}
+
+static const sdk_route bus_routes[] = {
+	SDK_ROUTE("POST", "/publish", bus_on_publish),
+	SDK_ROUTE("GET", "/subscribe", bus_on_subscribe),
+	SDK_ROUTE("GET", "/subjects", bus_on_subjects),
+	SDK_ROUTE("GET", "/groups", bus_on_group_list),
+	SDK_ROUTE("GET", "/groups/:group", bus_on_group_get),
+	SDK_ROUTE("DELETE", "/groups/:group", bus_on_group_delete),
+	SDK_ROUTE("GET", "/groups/:group/poll", bus_on_poll),
+	SDK_ROUTE("POST", "/groups/:group/ack", bus_on_ack),
+	SDK_ROUTE("GET", "/retention", bus_on_retention_list),
+	SDK_ROUTE("POST", "/retention", bus_on_retention_set),
+	SDK_ROUTE("DELETE", "/retention", bus_on_retention_delete),
+	SDK_ROUTE("GET", "/stats", bus_on_stats),
+};
+
+const sdk_kernel_def message_bus_kernel = {
+	.name = "message_bus",
+	.summary = "durable topics, publish, subscribe, consumer groups",
+	.complete = true,
+	.routes = bus_routes,
+	.n_routes = sizeof bus_routes / sizeof bus_routes[0],
+	.init = bus_init,
+	.drain = bus_drain,
+	.close = bus_close,
+};

@@ -1,0 +1,26 @@
+/* The internal token: created by `grace serve` at each start, kept in a
+ * 0600 file in the data directory (never on a command line), and required
+ * by every kernel route but /health and /metrics. The gateway adds it;
+ * clients never see it. A kernel run alone reads the same file, or the
+ * one $GRACE_INTERNAL_TOKEN_FILE names. */
+#ifndef GRACE_SDK_TOKEN_H
+#define GRACE_SDK_TOKEN_H
+
+#include "sdk/config.h"
+
+#include <stddef.h>
+
+#define SDK_TOKEN_HEADER "X-Grace-Internal-Token"
+#define SDK_TOKEN_FILE "internal.token"
+#define SDK_TOKEN_LEN 64 /* hex characters */
+
+/* The token file's path: $GRACE_INTERNAL_TOKEN_FILE, else DATA_DIR/internal.token. */
+int sdk_token_path(const grace_config *cfg, char *buf, size_t len);
+/* Reads the token into `out` (SDK_TOKEN_LEN + 1 bytes). Refuses a file
+ * others may read. 0, or a negative errno. */
+int sdk_token_load(const grace_config *cfg, char *out);
+/* Makes a new random token and writes it to the path (mode 0600, replaced
+ * atomically). 0, or a negative errno. */
+int sdk_token_create(const grace_config *cfg, char *out);
+
+#endif
