@@ -32,7 +32,12 @@ static void usage(FILE *out)
 		"  diagnose NAME     findings only\n"
 		"  restart NAME      graceful restart\n"
 		"  incidents [--limit N]  the healer's latest incidents\n"
-		"                    (these take --json, and --api URL or the config's port)\n"
+		"  login NAME        ask for the password, keep a session token for these\n"
+		"  logout\n"
+		"                    (these take --json, and --port N or the config's port;\n"
+		"                    the token comes from $GRACE_TOKEN or `grace login`)\n"
+		"  user add NAME [--admin]  create a user in the data directory's database\n"
+		"                    (password from the terminal, or stdin)\n"
 		"  version           print the version\n"
 		"  help              this text\n"
 		"\n"
@@ -104,6 +109,8 @@ int main(int argc, char **argv)
 
 	if (cli_is_command(cmd))
 		return cli_main(argc, argv);
+	if (!strcmp(cmd, "user"))
+		return cli_user_main(argc, argv);
 
 	/* static: grace_config is large, and the kernel keeps pointers into it. */
 	static grace_config cfg;

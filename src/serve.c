@@ -209,14 +209,16 @@ int grace_serve(const grace_config *cfg)
 	s.api.gd = s.api.gw ? gd_new(s.api.base, s.api.sup, s.api.gw, s.db) : NULL;
 	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
 	s.api.ob = s.api.hl ? ob_new(s.api.base, s.api.sup, s.token) : NULL;
+	s.api.auth = s.api.ob ? auth_new(s.api.base, cfg, s.db) : NULL;
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = api_routes,
 			       .n_routes = api_n_routes,
 			       .ctx = &s.api,
 			       .limits = cfg->limits,
 			       .metrics_extra = api_metrics_extra,
-			       .on_reply = api_on_reply };
-	s.api.server = s.api.ob ? sdk_server_new(s.api.base, &ho) : NULL;
+			       .on_reply = api_on_reply,
+			       .authorize = api_authorize };
+	s.api.server = s.api.auth ? sdk_server_new(s.api.base, &ho) : NULL;
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)
 			close(api_fd);
@@ -247,6 +249,7 @@ int grace_serve(const grace_config *cfg)
 	rc = 0;
 out:
 	hl_free(s.api.hl); /* answers heals still running, so before the server */
+	auth_free(s.api.auth); /* likewise for password jobs */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);

@@ -3,6 +3,7 @@
 #ifndef GRACE_API_API_H
 #define GRACE_API_API_H
 
+#include "auth/auth.h"
 #include "gateway/gateway.h"
 #include "guardian/guardian.h"
 #include "healer/healer.h"
@@ -18,8 +19,22 @@ typedef struct api_ctx {
 	guardian *gd;
 	healer *hl;
 	outbox *ob;
+	auth_ctx *auth;
 	sdk_server *server;
 } api_ctx;
+
+/* Route access levels. 0, the default, is admin-only: fail closed. */
+enum { ACCESS_ADMIN = 0, ACCESS_PUBLIC = 1, ACCESS_USER = 2 };
+
+bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx);
+void api_auth_login(sdk_req *req, void *ctx);
+void api_auth_logout(sdk_req *req, void *ctx);
+void api_auth_me(sdk_req *req, void *ctx);
+void api_auth_register(sdk_req *req, void *ctx);
+void api_auth_users_create(sdk_req *req, void *ctx);
+void api_auth_users_list(sdk_req *req, void *ctx);
+void api_auth_users_delete(sdk_req *req, void *ctx);
+void api_auth_users_password(sdk_req *req, void *ctx);
 
 extern const sdk_route api_routes[];
 extern const size_t api_n_routes;

@@ -55,24 +55,36 @@ static void on_gateway_kernel(sdk_req *req, void *ctx)
 	gw_forward(api->gw, k, req, path);
 }
 
+#define PUBLIC(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_PUBLIC)
+#define USER(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_USER)
+#define ADMIN(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_ADMIN)
+
 const sdk_route api_routes[] = {
-	SDK_ROUTE("GET", "/health", api_health),
-	SDK_ROUTE("GET", "/metrics", api_metrics),
-	SDK_ROUTE("GET", "/kernel-ports", api_kernel_ports_list),
-	SDK_ROUTE("GET", "/kernel-ports/health-check", api_kernel_ports_health_check),
-	SDK_ROUTE("GET", "/kernel-ports/:name", api_kernel_ports_get),
-	SDK_ROUTE("POST", "/kernel-ports/:name/:action", api_kernel_ports_action),
-	SDK_ROUTE("GET", "/guardian/status", api_guardian_status),
-	SDK_ROUTE("GET", "/guardian/events", api_guardian_events),
-	SDK_ROUTE("GET", "/guardian/config", api_guardian_config),
-	SDK_ROUTE("POST", "/network-healer/heal", api_healer_heal),
-	SDK_ROUTE("POST", "/network-healer/diagnose", api_healer_diagnose),
-	SDK_ROUTE("GET", "/network-healer/playbooks", api_healer_playbooks),
-	SDK_ROUTE("GET", "/network-healer/incidents", api_healer_incidents),
-	SDK_ROUTE("GET", "/network-healer/incidents/:id", api_healer_incident),
-	SDK_ROUTE("GET", "/network-healer/stats", api_healer_stats),
-	SDK_ROUTE(NULL, "/kernels/:name/*", on_gateway_kernel),
-	SDK_ROUTE(NULL, "/*", on_gateway_prefix), /* last: everything else */
+	PUBLIC("GET", "/health", api_health),
+	PUBLIC("GET", "/metrics", api_metrics),
+	PUBLIC("POST", "/auth/login", api_auth_login),
+	PUBLIC("POST", "/auth/register", api_auth_register),
+	USER("POST", "/auth/logout", api_auth_logout),
+	USER("GET", "/auth/me", api_auth_me),
+	ADMIN("POST", "/auth/users", api_auth_users_create),
+	ADMIN("GET", "/auth/users", api_auth_users_list),
+	ADMIN("DELETE", "/auth/users/:name", api_auth_users_delete),
+	USER("POST", "/auth/users/:name/password", api_auth_users_password), /* self or admin */
+	USER("GET", "/kernel-ports", api_kernel_ports_list),
+	USER("GET", "/kernel-ports/health-check", api_kernel_ports_health_check),
+	USER("GET", "/kernel-ports/:name", api_kernel_ports_get),
+	ADMIN("POST", "/kernel-ports/:name/:action", api_kernel_ports_action),
+	USER("GET", "/guardian/status", api_guardian_status),
+	USER("GET", "/guardian/events", api_guardian_events),
+	USER("GET", "/guardian/config", api_guardian_config),
+	ADMIN("POST", "/network-healer/heal", api_healer_heal),
+	ADMIN("POST", "/network-healer/diagnose", api_healer_diagnose),
+	USER("GET", "/network-healer/playbooks", api_healer_playbooks),
+	USER("GET", "/network-healer/incidents", api_healer_incidents),
+	USER("GET", "/network-healer/incidents/:id", api_healer_incident),
+	USER("GET", "/network-healer/stats", api_healer_stats),
+	ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
+	USER(NULL, "/*", on_gateway_prefix), /* last: the gateway's prefixes */
 };
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 
@@ -137,8 +149,8 @@ void api_on_reply(sdk_req *req, int status, void *ctx)
 	char action[SDK_PATH_MAX + 16], outcome[16];
 	snprintf(action, sizeof action, "%s %s", m, sdk_req_path(req));
 	snprintf(outcome, sizeof outcome, "%d", status);
-	/* No authentication yet: the actor is the client's address. */
-	ob_audit(api->ob, sdk_req_peer(req), action, sdk_req_path(req), outcome, sdk_req_peer(req),
+	const char *user = sdk_req_user(req, NULL);
+	ob_audit(api->ob, user ? user : "anonymous", action, sdk_req_path(req), outcome, sdk_req_peer(req),
 		 json_pack("{s:s}", "request_id", sdk_req_id(req)));
 }
 

@@ -1,19 +1,30 @@
 #include "cli/cli.h"
 
-#include <curl/curl.h>
+#include "auth/users.h"
+#include "cli/secret.h"
+#include "sdk/client.h"
+#include "sdk/db.h"
+
+#include <event2/event.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #define CLI_TIMEOUT_S 60 /* a heal waits for stop, start and verify */
 #define EXIT_UNHEALTHY 1
 #define EXIT_USAGE 2
 #define EXIT_UNREACHABLE 3
 
+#define AUTH_HEADER_MAX 128
+
 struct cli {
-	char base[128];
+	int port;
+	char token[96];
 	bool json;
 	const char *action;
 	bool force;
@@ -21,60 +32,51 @@ struct cli {
 	unsigned limit;
 };
 
-struct body {
-	char *data;
-	size_t len;
+struct answer {
+	long status;
+	json_t *json;
+	char error[128];
 };
 
-static size_t on_data(char *ptr, size_t size, size_t n, void *arg)
+static void on_answer(int status, const char *body, size_t len, double ms, const char *error,
+		      void *arg)
 {
-	struct body *b = arg;
-	size_t add = size * n;
-	char *d = realloc(b->data, b->len + add + 1);
-	if (!d)
-		return 0;
-	memcpy(d + b->len, ptr, add);
-	b->len += add;
-	d[b->len] = '\0';
-	b->data = d;
-	return add;
+	(void)ms;
+	struct answer *a = arg;
+	a->status = status;
+	if (body)
+		a->json = json_loadb(body, len, 0, NULL);
+	if (error)
+		snprintf(a->error, sizeof a->error, "%s", error);
 }
 
-/* One request to the API. Returns the HTTP status (0 when unreachable) and
- * the parsed answer in *out (a new reference, NULL when not JSON). */
+/* One request to the API, waited for. Returns the HTTP status (0 when
+ * unreachable) and the parsed answer in *out (a new reference, NULL when
+ * not JSON). libevent's client, not libcurl: every kernel is this same
+ * binary, and libcurl's dependencies would cost each of them megabytes. */
 static long api_call(const struct cli *c, const char *method, const char *path,
 		     const char *payload, json_t **out)
 {
 	*out = NULL;
-	CURL *h = curl_easy_init();
-	if (!h)
-		return 0;
-	char url[512];
-	snprintf(url, sizeof url, "%s%s", c->base, path);
-	struct body b = { 0 };
-	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)CLI_TIMEOUT_S);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	if (payload)
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
-	long status = 0;
-	CURLcode rc = curl_easy_perform(h);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	struct answer a = { 0 };
+	struct event_base *base = event_base_new();
+	sdk_client *client = base ? sdk_client_new(base) : NULL;
+	char auth[AUTH_HEADER_MAX];
+	const char *headers[] = { "Authorization", auth, NULL };
+	snprintf(auth, sizeof auth, "Bearer %s", c->token);
+	if (client &&
+	    sdk_client_call(client, c->port, method, path, payload, payload ? strlen(payload) : 0,
+			    c->token[0] ? headers : NULL, CLI_TIMEOUT_S * 1000, on_answer, &a) == 0)
+		event_base_dispatch(base);
 	else
-		fprintf(stderr, "grace: cannot reach the API at %s: %s\n", c->base,
-			curl_easy_strerror(rc));
-	if (b.data)
-		*out = json_loadb(b.data, b.len, 0, NULL);
-	free(b.data);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(h);
-	return status;
+		snprintf(a.error, sizeof a.error, "cannot start a request");
+	sdk_client_free(client);
+	if (base)
+		event_base_free(base);
+	if (a.status == 0)
+		fprintf(stderr, "grace: cannot reach the API on 127.0.0.1:%d: %s\n", c->port, a.error);
+	*out = a.json;
+	return a.status;
 }
 
 static const char *str(json_t *o, const char *key)
@@ -351,8 +353,137 @@ static int cmd_incidents(const struct cli *c)
 	return 0;
 }
 
-static const char *const commands[] = { "status",  "kernels", "health-check", "heal",
-					"diagnose", "restart", "incidents" };
+static int cmd_login(struct cli *c)
+{
+	char pw[AUTH_PASSWORD_MAX + 2];
+	if (cli_password_read("password: ", pw, sizeof pw) < 0) {
+		fprintf(stderr, "grace: no password given\n");
+		return EXIT_USAGE;
+	}
+	json_t *req = json_pack("{s:s, s:s}", "username", c->name, "password", pw);
+	sodium_memzero(pw, sizeof pw);
+	char *payload = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	json_t *ans;
+	long st = api_call(c, "POST", "/auth/login", payload, &ans);
+	if (payload) {
+		sodium_memzero(payload, strlen(payload));
+		free(payload);
+	}
+	if (st != 200) {
+		int rc = report_error(st, ans);
+		json_decref(ans);
+		return rc;
+	}
+	char path[4096];
+	int rc = 0;
+	if (cli_token_write(str(ans, "token"), path, sizeof path) < 0) {
+		fprintf(stderr, "grace: cannot save the token\n");
+		rc = EXIT_UNHEALTHY;
+	} else {
+		printf("logged in as %s (%s); token saved in %s\n", c->name,
+		       str(json_object_get(ans, "user"), "role"), path);
+	}
+	json_decref(ans);
+	return rc;
+}
+
+static int cmd_logout(struct cli *c)
+{
+	json_t *ans;
+	long st = c->token[0] ? api_call(c, "POST", "/auth/logout", NULL, &ans) : 200;
+	if (c->token[0])
+		json_decref(ans);
+	cli_token_forget();
+	return st == 200 || st == 401 ? 0 : EXIT_UNHEALTHY;
+}
+
+/* `grace user add NAME [--admin]`: written straight into the data
+ * directory's database, so the first admin can be made before any start. */
+static int cmd_user_add(const grace_config *cfg, const char *name, bool admin)
+{
+	if (!auth_name_valid(name)) {
+		fprintf(stderr, "grace: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'\n");
+		return EXIT_USAGE;
+	}
+	char pw[AUTH_PASSWORD_MAX + 2];
+	if (cli_password_read("new password: ", pw, sizeof pw) < 0) {
+		fprintf(stderr, "grace: no password given\n");
+		return EXIT_USAGE;
+	}
+	const char *why = auth_password_problem(pw);
+	if (why) {
+		sodium_memzero(pw, sizeof pw);
+		fprintf(stderr, "grace: %s\n", why);
+		return EXIT_USAGE;
+	}
+	char hash[AUTH_HASH_MAX], err[256];
+	sqlite3 *db = NULL;
+	int rc = EXIT_UNHEALTHY;
+	if (sodium_init() < 0 || (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST)) {
+		fprintf(stderr, "grace: cannot create %s\n", cfg->data_dir);
+	} else if (sdk_db_open(cfg->data_dir, "grace", &db, err, sizeof err) < 0 ||
+		   auth_store_init(db, err, sizeof err) < 0) {
+		fprintf(stderr, "grace: %s\n", err);
+	} else if (auth_hash(pw, cfg->auth.argon2_ops, (size_t)cfg->auth.argon2_mem_kib * 1024,
+			     hash) < 0) {
+		fprintf(stderr, "grace: cannot hash the password\n");
+	} else {
+		struct timespec t;
+		clock_gettime(CLOCK_REALTIME, &t);
+		int r = auth_user_add(db, name, hash, admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER,
+				      (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+		if (r == -EEXIST)
+			fprintf(stderr, "grace: user '%s' exists\n", name);
+		else if (r < 0)
+			fprintf(stderr, "grace: cannot store the user\n");
+		else {
+			printf("user %s (%s) added to %s/grace.db\n", name, admin ? "admin" : "user",
+			       cfg->data_dir);
+			rc = 0;
+		}
+	}
+	sodium_memzero(pw, sizeof pw);
+	sqlite3_close(db);
+	return rc;
+}
+
+int cli_user_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "admin", no_argument, NULL, 'a' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "data-dir", required_argument, NULL, 'd' },
+		{ 0, 0, 0, 0 },
+	};
+	grace_config_overrides ov = { 0 };
+	bool admin = false;
+	int o;
+	optind = 3;
+	while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (o) {
+		case 'a': admin = true; break;
+		case 'c': ov.config_path = optarg; break;
+		case 'd': ov.data_dir = optarg; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (argc < 3 || strcmp(argv[2], "add") || optind != argc - 1) {
+		fprintf(stderr, "grace: usage: grace user add NAME [--admin] [--data-dir DIR]\n");
+		return EXIT_USAGE;
+	}
+	static grace_config cfg;
+	char err[512];
+	if (grace_config_load(&cfg, &ov, err, sizeof err) < 0) {
+		fprintf(stderr, "grace: %s\n", err);
+		return EXIT_USAGE;
+	}
+	return cmd_user_add(&cfg, argv[optind], admin);
+}
+
+static const char *const commands[] = { "status",   "kernels",   "health-check", "heal",
+					"diagnose", "restart",   "incidents",    "login",
+					"logout" };
 
 bool cli_is_command(const char *cmd)
 {
@@ -368,7 +499,7 @@ int cli_main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "action", required_argument, NULL, 'a' },
 		{ "force", no_argument, NULL, 'f' },
-		{ "api", required_argument, NULL, 'u' },
+		{ "port", required_argument, NULL, 'u' },
 		{ "limit", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "port-offset", required_argument, NULL, 'p' },
@@ -378,7 +509,7 @@ int cli_main(int argc, char **argv)
 	const char *cmd = argv[1];
 	struct cli c = { .limit = 20 };
 	grace_config_overrides ov = { 0 };
-	const char *api = NULL;
+	const char *api_port = NULL;
 	int o;
 	optind = 2;
 	while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -386,7 +517,7 @@ int cli_main(int argc, char **argv)
 		case 'j': c.json = true; break;
 		case 'a': c.action = optarg; break;
 		case 'f': c.force = true; break;
-		case 'u': api = optarg; break;
+		case 'u': api_port = optarg; break;
 		case 'l': c.limit = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'c': ov.config_path = optarg; break;
 		case 'p': ov.port_offset = optarg; break;
@@ -394,7 +525,8 @@ int cli_main(int argc, char **argv)
 		default: return EXIT_USAGE;
 		}
 	}
-	bool needs_name = !strcmp(cmd, "heal") || !strcmp(cmd, "diagnose") || !strcmp(cmd, "restart");
+	bool needs_name = !strcmp(cmd, "heal") || !strcmp(cmd, "diagnose") ||
+			  !strcmp(cmd, "restart") || !strcmp(cmd, "login");
 	if (needs_name) {
 		if (optind != argc - 1) {
 			fprintf(stderr, "grace: usage: grace %s NAME%s [--json]\n", cmd,
@@ -413,8 +545,8 @@ int cli_main(int argc, char **argv)
 	}
 	if (c.limit == 0 || c.limit > 500)
 		c.limit = 20;
-	if (api) {
-		snprintf(c.base, sizeof c.base, "%s", api);
+	if (api_port) {
+		c.port = atoi(api_port);
 	} else {
 		static grace_config cfg;
 		char err[512];
@@ -422,9 +554,13 @@ int cli_main(int argc, char **argv)
 			fprintf(stderr, "grace: %s\n", err);
 			return EXIT_USAGE;
 		}
-		snprintf(c.base, sizeof c.base, "http://127.0.0.1:%d", cfg.api_port + cfg.port_offset);
+		c.port = cfg.api_port + cfg.port_offset;
 	}
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (c.port <= 0 || c.port > 65535) {
+		fprintf(stderr, "grace: --port must be a TCP port\n");
+		return EXIT_USAGE;
+	}
+	cli_token_read(c.token, sizeof c.token);
 	int rc;
 	if (!strcmp(cmd, "status"))
 		rc = cmd_status(&c);
@@ -438,8 +574,11 @@ int cli_main(int argc, char **argv)
 		rc = cmd_heal(&c, true);
 	else if (!strcmp(cmd, "restart"))
 		rc = cmd_restart(&c);
+	else if (!strcmp(cmd, "login"))
+		rc = cmd_login(&c);
+	else if (!strcmp(cmd, "logout"))
+		rc = cmd_logout(&c);
 	else
 		rc = cmd_incidents(&c);
-	curl_global_cleanup();
 	return rc;
 }

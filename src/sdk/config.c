@@ -68,6 +68,20 @@ static const struct cfg_key limit_keys[] = {
 #undef L
 };
 
+static const struct cfg_key auth_keys[] = {
+#define A(n, field, lo, hi) { n, offsetof(grace_auth, field), KEY_UINT, lo, hi }
+	A("session_idle_s", session_idle_s, 60, 30u * 86400),
+	A("session_max_s", session_max_s, 60, 365u * 86400),
+	A("hash_threads", hash_threads, 1, 64),
+	A("hash_queue", hash_queue, 1, 100000),
+	/* OWASP's floor for Argon2id: 19 MiB and 2 iterations. */
+	A("argon2_ops", argon2_ops, 2, 100),
+	A("argon2_mem_kib", argon2_mem_kib, 19456, 4u << 20),
+	A("login_failures_max", login_failures_max, 3, 1000),
+	A("login_window_s", login_window_s, 10, 86400),
+#undef A
+};
+
 struct parse_ctx {
 	grace_config *cfg;
 	grace_kernel_cfg defaults;
@@ -280,6 +294,28 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		}
 		return 1;
 	}
+	if (!strcmp(section, "auth")) {
+		if (!strcmp(name, "self_registration")) {
+			if (parse_bool(value, &cfg->auth.self_registration) < 0) {
+				snprintf(c->err, sizeof c->err,
+					 "self_registration: expected true or false, got '%s'", value);
+				return 0;
+			}
+			return 1;
+		}
+		if (!strcmp(name, "allowed_hosts")) {
+			if (set_string(cfg->auth.allowed_hosts, sizeof cfg->auth.allowed_hosts, value) < 0) {
+				snprintf(c->err, sizeof c->err, "allowed_hosts: empty or too long");
+				return 0;
+			}
+			return 1;
+		}
+		int rc = set_keyed(&cfg->auth, auth_keys, sizeof auth_keys / sizeof auth_keys[0], name,
+				   value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "limits")) {
 		int rc = set_keyed(&cfg->limits, limit_keys, sizeof limit_keys / sizeof limit_keys[0], name, value, c->err, sizeof c->err);
 		if (rc == 1)
@@ -318,7 +354,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace", "limits", "defaults" };
+	static const char *const fixed[] = { "grace", "limits", "defaults", "auth" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -396,6 +432,15 @@ static void config_defaults(grace_config *cfg)
 				      .max_body_bytes = 1u << 20,
 				      .timeout_ms = 30000,
 				      .drain_ms = 5000 };
+	/* libsodium's "interactive" Argon2id: 64 MiB, 2 passes. */
+	cfg->auth = (grace_auth){ .session_idle_s = 1800,
+				  .session_max_s = 43200,
+				  .hash_threads = 2,
+				  .hash_queue = 256,
+				  .argon2_ops = 2,
+				  .argon2_mem_kib = 65536,
+				  .login_failures_max = 10,
+				  .login_window_s = 900 };
 	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
 		snprintf(k->name, sizeof k->name, "%s", builtin_kernels[i].name);

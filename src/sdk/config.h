@@ -31,6 +31,16 @@ typedef struct grace_restart {
 	unsigned stable_ms; /* a crash after this long up restarts at once */
 } grace_restart;
 
+typedef struct grace_auth {
+	bool self_registration;
+	unsigned session_idle_s, session_max_s;
+	char allowed_hosts[200]; /* comma-separated; "" means the defaults */
+	unsigned hash_threads, hash_queue;
+	unsigned argon2_ops, argon2_mem_kib;
+	unsigned login_failures_max; /* within login_window_s, then 429 */
+	unsigned login_window_s;
+} grace_auth;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -55,6 +65,7 @@ typedef struct grace_config {
 	int api_port; /* before port_offset */
 	int port_offset;
 	grace_limits limits;
+	grace_auth auth;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -42,7 +42,8 @@ struct sdk_req {
 	json_t *json;
 	struct timespec start;
 	bool streaming, closed;
-	void *user;
+	char user[64];
+	int role;
 	sdk_close_fn on_close;
 	void *close_arg;
 };
@@ -250,8 +251,18 @@ bool sdk_req_closed(const sdk_req *r) { return r->closed; }
 const char *sdk_req_method(const sdk_req *r) { return r->method; }
 const char *sdk_req_path(const sdk_req *r) { return r->path; }
 const char *sdk_req_id(const sdk_req *r) { return r->id; }
-void sdk_req_set_user(sdk_req *r, void *user) { r->user = user; }
-void *sdk_req_user(const sdk_req *r) { return r->user; }
+void sdk_req_set_user(sdk_req *r, const char *name, int role)
+{
+	snprintf(r->user, sizeof r->user, "%s", name);
+	r->role = role;
+}
+
+const char *sdk_req_user(const sdk_req *r, int *role)
+{
+	if (role)
+		*role = r->role;
+	return r->user[0] ? r->user : NULL;
+}
 
 bool sdk_secret_equal(const char *a, const char *b)
 {

@@ -67,9 +67,10 @@ const char *sdk_req_query(sdk_req *r, const char *name);
 const char *sdk_req_query_string(const sdk_req *r); /* raw, or NULL */
 const char *sdk_req_header(const sdk_req *r, const char *name);
 const char *sdk_req_id(const sdk_req *r);
-/* Per-request slot for the authorizer (the caller's identity); borrowed. */
-void sdk_req_set_user(sdk_req *r, void *user);
-void *sdk_req_user(const sdk_req *r);
+/* The caller's identity, set by the authorizer: a name (copied, up to 63
+ * bytes) and a role number. sdk_req_user is NULL when there is none. */
+void sdk_req_set_user(sdk_req *r, const char *name, int role);
+const char *sdk_req_user(const sdk_req *r, int *role);
 /* The client's address ("127.0.0.1"); borrowed. */
 const char *sdk_req_peer(sdk_req *r);
 struct evbuffer *sdk_req_body(sdk_req *r);

@@ -1,0 +1,107 @@
+#include "auth/auth.h"
+
+#include "sdk/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define FIRST_ADMIN "admin"
+
+size_t auth_mem_bytes(const grace_config *cfg) { return (size_t)cfg->auth.argon2_mem_kib * 1024; }
+
+static void hosts_init(auth_ctx *a)
+{
+	const grace_config *cfg = a->cfg;
+	if (cfg->auth.allowed_hosts[0]) {
+		char list[sizeof cfg->auth.allowed_hosts];
+		snprintf(list, sizeof list, "%s", cfg->auth.allowed_hosts);
+		char *save;
+		for (char *h = strtok_r(list, ", ", &save); h && a->n_hosts < AUTH_HOSTS_MAX;
+		     h = strtok_r(NULL, ", ", &save))
+			snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s", h);
+		return;
+	}
+	/* The listen address and localhost, with and without the port. */
+	int port = cfg->api_port + cfg->port_offset;
+	static const char *const names[] = { "127.0.0.1", "localhost", "[::1]" };
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+		snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s", names[i]);
+		snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s:%d", names[i], port);
+	}
+}
+
+bool auth_host_allowed(const auth_ctx *a, const char *host)
+{
+	for (size_t i = 0; i < a->n_hosts; i++)
+		if (!strcasecmp(a->hosts[i], host))
+			return true;
+	return false;
+}
+
+static int first_admin(auth_ctx *a)
+{
+	int n = auth_user_count(a->db, AUTH_ROLE_NONE);
+	if (n != 0)
+		return n < 0 ? -1 : 0;
+	unsigned char raw[18];
+	randombytes_buf(raw, sizeof raw);
+	char pw[32];
+	sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof raw);
+	char hash[AUTH_HASH_MAX];
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	if (auth_hash(pw, a->cfg->auth.argon2_ops, auth_mem_bytes(a->cfg), hash) < 0 ||
+	    auth_user_add(a->db, FIRST_ADMIN, hash, AUTH_ROLE_ADMIN,
+			  (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000) < 0) {
+		sodium_memzero(pw, sizeof pw);
+		return -1;
+	}
+	/* Shown once: only its hash is kept. */
+	sdk_warn("first start: created user '%s' (admin) with password %s - shown only now; "
+		 "change it with POST /auth/users/%s/password",
+		 FIRST_ADMIN, pw, FIRST_ADMIN);
+	sodium_memzero(pw, sizeof pw);
+	return 0;
+}
+
+auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db)
+{
+	char err[256];
+	if (sodium_init() < 0 || auth_store_init(db, err, sizeof err) < 0) {
+		sdk_error("auth: cannot initialise: %s", err);
+		return NULL;
+	}
+	auth_ctx *a = calloc(1, sizeof *a);
+	if (!a)
+		return NULL;
+	a->cfg = cfg;
+	a->db = db;
+	hosts_init(a);
+	a->pool = wpool_new(base, cfg->auth.hash_threads, cfg->auth.hash_queue);
+	a->lim = limiter_new(cfg->auth.login_failures_max, cfg->auth.login_window_s);
+	unsigned char junk[16];
+	randombytes_buf(junk, sizeof junk);
+	char junk_pw[40];
+	sodium_bin2hex(junk_pw, sizeof junk_pw, junk, sizeof junk);
+	if (!a->pool || !a->lim ||
+	    auth_hash(junk_pw, cfg->auth.argon2_ops, auth_mem_bytes(cfg), a->dummy_hash) < 0 ||
+	    first_admin(a) < 0) {
+		sdk_error("auth: cannot start the hashing pool or create the first admin");
+		auth_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void auth_free(auth_ctx *a)
+{
+	if (!a)
+		return;
+	wpool_free(a->pool);
+	limiter_free(a->lim);
+	free(a);
+}
