@@ -53,8 +53,7 @@ bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 	const char *token = presented_token(req, cookie, sizeof cookie);
 	char user[AUTH_NAME_MAX + 1];
 	int role = AUTH_ROLE_NONE;
-	if (!token || auth_session_check(api->auth->db, token, wall_ms(),
-					 api->cfg->auth.session_idle_s, user, &role) < 0) {
+	if (!token || auth_check(api->auth, token, wall_ms(), user, &role) < 0) {
 		sdk_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"grace\"");
 		sdk_reply_error(req, 401, "unauthorized",
 				token ? "the token is not valid (expired, revoked or unknown)"

@@ -182,6 +182,7 @@ static void set_password_done(struct hash_job *j)
 						 : "cannot hash the password now");
 	} else {
 		int rc = auth_user_set_password(api->auth->db, j->name, j->fresh, wall_ms());
+		auth_cache_clear(api->auth); /* its sessions are gone: at once */
 		if (rc == -ENOENT)
 			sdk_reply_error(j->req, 404, "not_found", "no user '%s'", j->name);
 		else if (rc < 0)
@@ -287,6 +288,7 @@ void api_auth_logout(sdk_req *req, void *ctx)
 	}
 	if (token)
 		auth_session_delete(api->auth->db, token);
+	auth_cache_clear(api->auth);
 	sdk_req_add_header(req, "Set-Cookie",
 			   AUTH_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
 	sdk_reply_json(req, 200, json_pack("{s:b}", "logged_out", 1));
@@ -371,6 +373,7 @@ void api_auth_users_delete(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 409, "last_admin", "'%s' is the last admin", name);
 		return;
 	}
+	auth_cache_clear(api->auth);
 	if (auth_user_delete(api->auth->db, name) < 0) {
 		sdk_reply_error(req, 500, "storage", "cannot delete the user");
 		return;

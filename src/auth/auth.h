@@ -11,6 +11,18 @@
 #define AUTH_COOKIE "grace_session"
 #define AUTH_HOSTS_MAX 16
 
+#define AUTH_CACHE_SLOTS 256
+#define AUTH_CACHE_TTL_MS 10000
+
+/* A checked session, so a request need not read SQLite: entries are
+ * dropped at logout and whenever a password or user changes. */
+struct auth_cached {
+	char token_hash[65];
+	char user[AUTH_NAME_MAX + 1];
+	int role;
+	int64_t checked_ms;
+};
+
 typedef struct auth_ctx {
 	const grace_config *cfg;
 	sqlite3 *db;
@@ -19,6 +31,7 @@ typedef struct auth_ctx {
 	char dummy_hash[AUTH_HASH_MAX]; /* verified for unknown users: same cost */
 	char hosts[AUTH_HOSTS_MAX][128];
 	size_t n_hosts;
+	struct auth_cached cache[AUTH_CACHE_SLOTS];
 } auth_ctx;
 
 /* Creates the tables, the pool and the allow-list; on the first start with
@@ -28,5 +41,11 @@ void auth_free(auth_ctx *a);
 
 size_t auth_mem_bytes(const grace_config *cfg);
 bool auth_host_allowed(const auth_ctx *a, const char *host);
+
+/* auth_session_check with a cache in front: 0 with the user, or -ENOENT. */
+int auth_check(auth_ctx *a, const char *token, int64_t now_ms, char user[AUTH_NAME_MAX + 1],
+	       int *role);
+/* After a logout, a password change or a user's removal. */
+void auth_cache_clear(auth_ctx *a);
 
 #endif

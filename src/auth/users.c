@@ -76,7 +76,7 @@ bool auth_verify(const char *hash, const char *pw)
 	return crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
 }
 
-static void token_hash(const char *token, char hex[65])
+void auth_token_hash(const char *token, char hex[65])
 {
 	unsigned char h[crypto_hash_sha256_BYTES];
 	crypto_hash_sha256(h, (const unsigned char *)token, strlen(token));
@@ -200,7 +200,7 @@ int auth_session_create(sqlite3 *db, const char *user, int64_t now_ms, unsigned 
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(raw, sizeof raw);
 	char hex[65];
-	token_hash(token, hex);
+	auth_token_hash(token, hex);
 	*expires_ms = now_ms + (int64_t)max_s * 1000;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
@@ -229,7 +229,7 @@ int auth_session_check(sqlite3 *db, const char *token, int64_t now_ms, unsigned 
 	if (strlen(token) > AUTH_TOKEN_MAX)
 		return -ENOENT;
 	char hex[65];
-	token_hash(token, hex);
+	auth_token_hash(token, hex);
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT s.user, u.role, s.last_ms, s.expires_ms FROM sessions s"
@@ -262,7 +262,7 @@ int auth_session_check(sqlite3 *db, const char *token, int64_t now_ms, unsigned 
 int auth_session_delete(sqlite3 *db, const char *token)
 {
 	char hex[65];
-	token_hash(token, hex);
+	auth_token_hash(token, hex);
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE token_hash = ?", -1, &st, NULL) !=
 	    SQLITE_OK)

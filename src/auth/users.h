@@ -48,5 +48,7 @@ int auth_session_create(sqlite3 *db, const char *user, int64_t now_ms, unsigned 
 int auth_session_check(sqlite3 *db, const char *token, int64_t now_ms, unsigned idle_s,
 		       char user[AUTH_NAME_MAX + 1], int *role);
 int auth_session_delete(sqlite3 *db, const char *token);
+/* The stored form of a token. */
+void auth_token_hash(const char *token, char hex[65]);
 
 #endif

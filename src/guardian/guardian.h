@@ -56,8 +56,9 @@ void gd_heal_done(guardian *g, sup_kernel *k);
 
 gd_kernel *gd_kernel_of(guardian *g, const sup_kernel *k);
 const char *gd_state_name(enum gd_state st);
-/* The pure part: a kernel's health state from its process state and
- * its run of failed probes. */
+/* The pure part: a kernel's health state from its process state, whether
+ * a restart is under way (a restart or a heal), and its run of failed
+ * probes. */
 enum gd_state gd_state_derive(enum sup_state sup, bool restart_pending, unsigned failures,
 			      unsigned threshold);
 

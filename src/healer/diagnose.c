@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +121,12 @@ static const char *holder_kind_name(enum hl_holder_kind k)
 
 static json_t *num_or_null(double v) { return v >= 0 ? json_real(v) : json_null(); }
 
+static unsigned long socket_inode(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
 /* Reads everything /proc can tell without waiting. */
 static void facts_from_proc(struct diag *d)
 {
@@ -135,6 +142,12 @@ static void facts_from_proc(struct diag *d)
 	if (proc_listen_info_get(k->port, &li) == 0) {
 		f->listening = true;
 		f->accept_queue = li.accept_queue;
+		/* Our own bound socket is the listener: no need to walk every
+		 * process's descriptors (slow on a busy machine, and on the loop). */
+		if (k->fd >= 0 && socket_inode(k->fd) == li.inode) {
+			f->holder_kind = HL_HOLDER_OURS;
+			return;
+		}
 		pid_t pids[HOLDERS_MAX];
 		size_t n = proc_socket_holders(li.inode, pids, HOLDERS_MAX);
 		pid_t self = getpid();
@@ -150,7 +163,7 @@ static void facts_from_proc(struct diag *d)
 				f->holder_kind = HL_HOLDER_STALE_KERNEL;
 		} else if (n == 0 && f->holder_kind != HL_HOLDER_OURS) {
 			/* Listening, but by a process we may not look into. */
-			f->holder_kind = k->fd >= 0 ? HL_HOLDER_OURS : HL_HOLDER_FOREIGN;
+			f->holder_kind = HL_HOLDER_FOREIGN;
 		}
 	}
 }

@@ -97,19 +97,25 @@ static const char *method_name(enum evhttp_cmd_type t)
 
 void sdk_request_id_new(char out[33])
 {
-	unsigned char raw[16];
-	if (getrandom(raw, sizeof raw, GRND_NONBLOCK) != (ssize_t)sizeof raw) {
-		/* Only uniqueness matters here, not secrecy. */
-		struct timespec t;
-		clock_gettime(CLOCK_REALTIME, &t);
-		memcpy(raw, &t, sizeof raw < sizeof t ? sizeof raw : sizeof t);
+	/* Unique, not secret: a random prefix per process and a counter, so a
+	 * request costs no system call. */
+	static unsigned char prefix[8];
+	static unsigned long long counter;
+	static bool seeded;
+	if (!seeded) {
+		if (getrandom(prefix, sizeof prefix, GRND_NONBLOCK) != (ssize_t)sizeof prefix) {
+			struct timespec t;
+			clock_gettime(CLOCK_REALTIME, &t);
+			memcpy(prefix, &t, sizeof prefix);
+		}
+		seeded = true;
 	}
 	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < sizeof raw; i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 15];
+	for (size_t i = 0; i < sizeof prefix; i++) {
+		out[2 * i] = hex[prefix[i] >> 4];
+		out[2 * i + 1] = hex[prefix[i] & 15];
 	}
-	out[32] = '\0';
+	snprintf(out + 16, 17, "%016llx", ++counter);
 }
 
 /* A client's id is kept only when it is short and harmless in logs. */
