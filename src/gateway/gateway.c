@@ -266,6 +266,14 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 				sup_state_name(k->state));
 		return;
 	}
+	/* The kernel would refuse it and close while we still write: say it here. */
+	size_t body = evbuffer_get_length(sdk_req_body(req));
+	if (body > k->cfg->max_body_bytes) {
+		sdk_req_add_header(req, "Connection", "close");
+		sdk_reply_error(req, 413, "body_too_large", "kernel %s takes bodies up to %zu bytes",
+				k->cfg->name, k->cfg->max_body_bytes);
+		return;
+	}
 	struct pool *p = pool_of(gw, k);
 	if (p->pending >= GW_PENDING_MAX) {
 		sdk_req_add_header(req, "Retry-After", "1");

@@ -26,7 +26,8 @@ struct sdk_server {
 	sdk_metrics *metrics;
 	const char **labels; /* route patterns, for metrics */
 	unsigned inflight;
-	struct timespec started;
+	struct timespec started, last_request;
+	bool draining;
 };
 
 struct sdk_req {
@@ -145,6 +146,8 @@ static void reply_send(sdk_req *r, int status, struct evbuffer *body)
 	sdk_server *s = r->srv;
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
 	evhttp_add_header(out, "X-Request-Id", r->id);
+	if (s->draining && !evhttp_find_header(out, "Connection"))
+		evhttp_add_header(out, "Connection", "close");
 	if (s->opts.on_reply)
 		s->opts.on_reply(r, status, s->opts.ctx);
 	evhttp_send_reply(r->ev, status, reason_phrase(status), body);
@@ -395,6 +398,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
+	s->last_request = r->start;
 	r->ev = ev;
 	r->srv = s;
 	r->route = -1;
@@ -448,6 +452,7 @@ sdk_server *sdk_server_new(struct event_base *base, const sdk_server_opts *opts)
 	s->base = base;
 	s->opts = *opts;
 	clock_gettime(CLOCK_MONOTONIC, &s->started);
+	s->last_request = s->started;
 	s->labels = calloc(opts->n_routes ? opts->n_routes : 1, sizeof *s->labels);
 	s->http = evhttp_new(base);
 	if (!s->labels || !s->http)
@@ -486,8 +491,11 @@ int sdk_server_listen(sdk_server *s, int fd)
 	return 0;
 }
 
+double sdk_server_quiet_ms(const sdk_server *s) { return seconds_since(&s->last_request) * 1e3; }
+
 void sdk_server_stop_accepting(sdk_server *s)
 {
+	s->draining = true;
 	if (s->bound) {
 		evhttp_del_accept_socket(s->http, s->bound);
 		s->bound = NULL;

@@ -51,8 +51,12 @@ typedef struct sdk_server_opts {
 sdk_server *sdk_server_new(struct event_base *base, const sdk_server_opts *opts);
 /* Serves on a listening socket; takes ownership of `fd` (closed on failure). */
 int sdk_server_listen(sdk_server *s, int fd);
-/* Stops accepting: new connections wait in the socket's backlog. */
+/* Stops accepting: new connections wait in the socket's backlog. From then
+ * on every answer closes its connection, so no client sends another request
+ * on a connection that is about to go. */
 void sdk_server_stop_accepting(sdk_server *s);
+/* Milliseconds since a request last arrived (or since the server began). */
+double sdk_server_quiet_ms(const sdk_server *s);
 /* Requests handed to a handler and not yet answered. */
 unsigned sdk_server_inflight(const sdk_server *s);
 double sdk_server_uptime(const sdk_server *s);

@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #define DRAIN_POLL_MS 10
+/* After SIGTERM, a connection accepted just before it may not have sent its
+ * request yet: exit only once nothing has arrived for this long. */
+#define DRAIN_QUIET_MS 100
 #define ACCESS_TOKEN 0 /* the default: a kernel's own routes */
 #define ACCESS_OPEN 1
 
@@ -97,7 +100,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	struct runtime *rt = arg;
 	unsigned left = sdk_server_inflight(rt->k.server);
-	if (left == 0 || past(&rt->drain_deadline)) {
+	bool quiet = sdk_server_quiet_ms(rt->k.server) >= DRAIN_QUIET_MS;
+	if ((left == 0 && quiet) || past(&rt->drain_deadline)) {
 		if (left)
 			sdk_warn("drain time over with %u requests unanswered", left);
 		event_base_loopexit(rt->k.base, NULL);

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SUP_HISTORY_MAX 64 /* starts remembered; restart_burst is capped below it */
+#define SUP_HISTORY_MAX 1024 /* starts remembered: above restart_burst's limit (1000) */
 
 typedef struct sup_history {
 	uint64_t starts_ms[SUP_HISTORY_MAX]; /* ring, newest at (head - 1) */

@@ -15,7 +15,7 @@
 
 extern char **environ;
 
-#define ENV_TOTAL_MAX 512
+#define ENV_TOTAL_MAX 512 /* inherited and extra together */
 
 /* Writes `v` in decimal; async-signal-safe, for use between fork and exec. */
 static void utoa(char *out, unsigned long v)
@@ -34,10 +34,12 @@ static bool env_overridden(const char *entry, const char *const *extra)
 {
 	const char *eq = strchr(entry, '=');
 	size_t klen = eq ? (size_t)(eq - entry) : strlen(entry);
-	if (klen == 10 && !strncmp(entry, "LISTEN_PID", 10))
+	if ((klen == 10 && !strncmp(entry, "LISTEN_PID", 10)) ||
+	    (klen == 12 && !strncmp(entry, "WATCHDOG_PID", 12)))
 		return true;
 	for (size_t i = 0; extra[i]; i++)
-		if (!strncmp(extra[i], entry, klen) && extra[i][klen] == '=')
+		if (!strncmp(extra[i], entry, klen) &&
+		    (extra[i][klen] == '=' || extra[i][klen] == '\0'))
 			return true;
 	return false;
 }
@@ -45,7 +47,8 @@ static bool env_overridden(const char *entry, const char *const *extra)
 /* Only async-signal-safe calls from here to exec: the parent may have
  * threads, and they left locks held in this copy of the address space. */
 static void __attribute__((noreturn))
-child(const sup_spawn_opts *o, char **envp, char *pid_slot, int err_fd, pid_t parent)
+child(const sup_spawn_opts *o, char **envp, char *pid_slot, char *wd_slot, int err_fd,
+      pid_t parent)
 {
 	setpgid(0, 0);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -71,6 +74,7 @@ child(const sup_spawn_opts *o, char **envp, char *pid_slot, int err_fd, pid_t pa
 		close(null); /* fd 3 is the listening socket's, or nobody's */
 	}
 	utoa(pid_slot, (unsigned long)getpid());
+	utoa(wd_slot, (unsigned long)getpid());
 	environ = envp;
 	execvp(o->argv[0], (char *const *)o->argv);
 fail:;
@@ -98,15 +102,18 @@ pid_t sup_spawn(const sup_spawn_opts *o, int *exec_fd)
 {
 	/* The environment is built before fork: the child only fills its pid in. */
 	char *envp[ENV_TOTAL_MAX];
-	char listen_pid[32] = "LISTEN_PID=";
+	char listen_pid[32] = "LISTEN_PID=", watchdog_pid[32] = "WATCHDOG_PID=";
 	size_t n = 0;
 	for (char **e = environ; *e && n < ENV_TOTAL_MAX - SPAWN_ENV_MAX - 2; e++)
 		if (!env_overridden(*e, o->env))
 			envp[n++] = *e;
 	for (size_t i = 0; o->env[i] && i < SPAWN_ENV_MAX; i++)
-		envp[n++] = (char *)o->env[i];
+		if (strchr(o->env[i], '='))
+			envp[n++] = (char *)o->env[i];
 	if (o->listen_fd >= 0)
 		envp[n++] = listen_pid;
+	if (o->watchdog_pid)
+		envp[n++] = watchdog_pid;
 	envp[n] = NULL;
 
 	int pipefd[2];
@@ -122,7 +129,8 @@ pid_t sup_spawn(const sup_spawn_opts *o, int *exec_fd)
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		child(o, envp, listen_pid + strlen("LISTEN_PID="), pipefd[1], parent);
+		child(o, envp, listen_pid + strlen("LISTEN_PID="),
+		      watchdog_pid + strlen("WATCHDOG_PID="), pipefd[1], parent);
 	}
 	/* Both sides set the group, so a kill of -pid works whichever runs first. */
 	setpgid(pid, pid);

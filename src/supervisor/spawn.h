@@ -4,6 +4,7 @@
 #ifndef GRACE_SUPERVISOR_SPAWN_H
 #define GRACE_SUPERVISOR_SPAWN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -12,8 +13,10 @@
 
 typedef struct sup_spawn_opts {
 	const char *const *argv; /* argv[0] is looked up in PATH when it has no '/' */
-	const char *const *env;  /* extra "KEY=VALUE" pairs, NULL-terminated */
+	const char *const *env;  /* extra "KEY=VALUE" pairs, NULL-terminated; a bare
+				  * "KEY" removes KEY from the inherited environment */
 	int listen_fd;           /* becomes fd 3 in the child; -1 for none */
+	bool watchdog_pid;       /* set WATCHDOG_PID to the child's pid */
 } sup_spawn_opts;
 
 /* Returns the child's pid, or a negative errno when fork failed.

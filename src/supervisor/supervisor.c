@@ -174,18 +174,26 @@ static void spawn_kernel(sup_kernel *k)
 	sdk_token_path(s->opts.cfg, tok_path, sizeof tok_path);
 	snprintf(e_tok, sizeof e_tok, "GRACE_INTERNAL_TOKEN_FILE=%s", tok_path);
 	snprintf(e_notify, sizeof e_notify, "NOTIFY_SOCKET=%s", s->notify_path);
-	snprintf(e_wd, sizeof e_wd, "WATCHDOG_USEC=%llu",
-		 (unsigned long long)k->cfg->watchdog_ms * 1000ULL);
+	/* sd_watchdog_enabled(3) wants WATCHDOG_PID to be the kernel's own pid
+	 * (filled in by spawn) and no WATCHDOG_USEC at all when there is none. */
+	if (k->cfg->watchdog_ms)
+		snprintf(e_wd, sizeof e_wd, "WATCHDOG_USEC=%llu",
+			 (unsigned long long)k->cfg->watchdog_ms * 1000ULL);
+	else
+		snprintf(e_wd, sizeof e_wd, "WATCHDOG_USEC");
 	snprintf(e_kernel, sizeof e_kernel, "GRACE_KERNEL=%s", k->cfg->name);
 	snprintf(e_cfg, sizeof e_cfg, "GRACE_CONFIG=%s", s->opts.cfg->path);
 	snprintf(e_data, sizeof e_data, "GRACE_DATA_DIR=%s", s->opts.cfg->data_dir);
 	snprintf(e_off, sizeof e_off, "GRACE_PORT_OFFSET=%d", s->opts.cfg->port_offset);
 	snprintf(e_lib, sizeof e_lib, "GRACE_LIBRARY_ROOT=%s", s->opts.cfg->library_root);
 	snprintf(e_names, sizeof e_names, "LISTEN_FDNAMES=%s", k->cfg->name);
-	const char *env[] = { e_notify, e_wd, "WATCHDOG_PID=", e_kernel, e_data, e_off,
+	const char *env[] = { e_notify, e_wd, e_kernel, e_data, e_off,
 			      e_lib, "LISTEN_FDS=1", e_names, e_tok,
 			      s->opts.cfg->path[0] ? e_cfg : "GRACE_CONFIG=", NULL };
-	sup_spawn_opts o = { .argv = (const char *const *)argv, .env = env, .listen_fd = k->fd };
+	sup_spawn_opts o = { .argv = (const char *const *)argv,
+			     .env = env,
+			     .listen_fd = k->fd,
+			     .watchdog_pid = k->cfg->watchdog_ms > 0 };
 
 	uint64_t now = mono_ms();
 	sup_history_add_start(&k->history, now);
