@@ -7,12 +7,7 @@
 #define PLACEHOLDER(var, n, s) \
 	static const sdk_kernel_def var = { .name = n, .summary = s, .complete = false }
 
-PLACEHOLDER(message_bus_placeholder, "message_bus",
-	    "durable topics, publish, subscribe, consumer groups");
-PLACEHOLDER(immutable_log_placeholder, "immutable_log",
-	    "append-only Merkle log with signed tree heads");
 PLACEHOLDER(governance_placeholder, "governance", "proposals, votes, quorum, decisions");
-PLACEHOLDER(crypto_placeholder, "crypto", "keys, signatures, encryption, hashes");
 PLACEHOLDER(trust_placeholder, "trust", "trust scores from evidence");
 PLACEHOLDER(policy_placeholder, "policy", "allow/deny decisions, default deny");
 PLACEHOLDER(compliance_placeholder, "compliance", "controls checked on a schedule");
@@ -31,10 +26,10 @@ PLACEHOLDER(alerts_placeholder, "alerts", "rules over metrics, notifications, si
 
 /* One line per kernel: a kernel that lands replaces its placeholder here. */
 static const sdk_kernel_def *const kernels[] = {
-	&message_bus_placeholder,
-	&immutable_log_placeholder,
+	&message_bus_kernel,
+	&immutable_log_kernel,
 	&governance_placeholder,
-	&crypto_placeholder,
+	&crypto_kernel,
 	&trust_placeholder,
 	&policy_placeholder,
 	&compliance_placeholder,

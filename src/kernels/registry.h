@@ -10,6 +10,8 @@ const sdk_kernel_def *kernel_registry_at(size_t i);
 size_t kernel_registry_count(void);
 
 extern const sdk_kernel_def librarian_kernel;
+extern const sdk_kernel_def immutable_log_kernel, crypto_kernel;
+extern const sdk_kernel_def message_bus_kernel;
 extern const sdk_kernel_def audit_kernel;
 
 #endif

@@ -1,5 +1,7 @@
 #include "sdk/token.h"
 
+#include "sdk/keyfile.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,21 +21,14 @@ int sdk_token_path(const grace_config *cfg, char *buf, size_t len)
 
 int sdk_token_load(const grace_config *cfg, char *out)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], err[256];
 	if (sdk_token_path(cfg, path, sizeof path) < 0)
 		return -ENAMETOOLONG;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	if (fstat(fd, &st) < 0 || (st.st_mode & 077)) {
-		close(fd);
-		return -EPERM; /* a token others can read protects nothing */
-	}
-	ssize_t n = read(fd, out, SDK_TOKEN_LEN);
-	close(fd);
-	if (n != SDK_TOKEN_LEN)
-		return -EINVAL;
+	int rc = keyfile_read(path, (unsigned char *)out, SDK_TOKEN_LEN, err, sizeof err);
+	if (rc == KEYFILE_ENOENT)
+		return -ENOENT;
+	if (rc < 0)
+		return -EPERM; /* unreadable, or others may read it: protects nothing */
 	out[SDK_TOKEN_LEN] = '\0';
 	for (int i = 0; i < SDK_TOKEN_LEN; i++)
 		if (!((out[i] >= '0' && out[i] <= '9') || (out[i] >= 'a' && out[i] <= 'f')))
@@ -51,27 +46,12 @@ int sdk_token_create(const grace_config *cfg, char *out)
 		out[2 * i] = hex[raw[i] >> 4];
 		out[2 * i + 1] = hex[raw[i] & 15];
 	}
+	explicit_bzero(raw, sizeof raw);
 	out[SDK_TOKEN_LEN] = '\0';
-	char path[PATH_MAX], tmp[PATH_MAX + 8];
-	if (sdk_token_path(cfg, path, sizeof path) < 0 ||
-	    snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp)
+	char path[PATH_MAX], err[256];
+	if (sdk_token_path(cfg, path, sizeof path) < 0)
 		return -ENAMETOOLONG;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	fchmod(fd, 0600);
-	ssize_t w = write(fd, out, SDK_TOKEN_LEN);
-	int e = errno;
-	if (w != SDK_TOKEN_LEN || fsync(fd) < 0) {
-		close(fd);
-		unlink(tmp);
-		return w < 0 ? -e : -EIO;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		e = errno;
-		unlink(tmp);
-		return -e;
-	}
-	return 0;
+	return keyfile_replace(path, (const unsigned char *)out, SDK_TOKEN_LEN, err, sizeof err) < 0
+		       ? -EIO
+		       : 0;
 }

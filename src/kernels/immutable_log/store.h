@@ -113,7 +113,8 @@ char *ilog_canonical_json(const json_t *value);
  * running log would sign). It stops at the first problem. */
 typedef struct ilog_verify ilog_verify;
 
-int ilog_verify_begin(const char *db_path, const unsigned char public_key[crypto_sign_PUBLICKEYBYTES],
+int ilog_verify_begin(const char *db_path,
+		      const unsigned char public_key[crypto_sign_PUBLICKEYBYTES],
 		      uint64_t mem_size, const ilog_hash mem_root, ilog_verify **out, ilog_err *err);
 /* Checks up to `budget` more entries: 1 when finished, 0 when there is
  * more, ILOG_EIO when it could not read. */

@@ -2,13 +2,14 @@
  * Events subscriptions, consumer groups, retention.
  *
  * Group commit: POST /publish validates its messages and queues them; the
- * commit runs from a zero-delay timer, i.e. after libevent has handled every
- * request that arrived in the same loop turn, and writes all the queued
+ * commit runs from a timer, after libevent has handled every request that
+ * arrived in the same loop turn (or, with several publishers at work, up to
+ * a millisecond later: see bus_commit_schedule), and writes all the queued
  * messages in one fsynced transaction. Only then is any of those publishes
  * answered, and the committed messages are pushed to subscribers and wake
  * the long polls waiting for them. While one commit's fsync blocks the loop,
  * new publishes pile up in the sockets and become the next batch, so the
- * batch grows with the load and a publish never waits for a timer. */
+ * batch grows with the load. */
 #include "kernels/message_bus/bus.h"
 
 #include "kernels/message_bus/subject.h"
@@ -28,6 +29,7 @@
 #define BUS_HEADERS_MAX 64u     /* entries */
 #define BUS_HEADER_NAME_MAX 256u
 #define BUS_HEADER_VALUE_MAX 4096u
+#define BUS_COMMIT_WAIT_US 1000 /* see bus_commit_schedule */
 #define BUS_RETENTION_EVERY_MS 1000
 #define BUS_RETENTION_BUDGET 10000u /* deletions per transaction */
 #define BUS_RETENTION_AGE_MAX (10LL * 365 * 24 * 3600 * 1000)
@@ -48,6 +50,9 @@ struct bus_batch {
 	bus_msg *msgs;
 	char **texts; /* 2 per message: payload, headers (may be NULL) */
 	size_t n, cap;
+	size_t n_pubs, last_pubs; /* requests queued now, and in the last commit */
+	int64_t last_commit_us;   /* how long the last commit took */
+	bool due_now;             /* the commit timer is set for this loop turn */
 	TAILQ_HEAD(, bus_pub) pubs;
 };
 
@@ -58,11 +63,13 @@ int64_t bus_wall_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-int64_t bus_mono_ms(void)
+int64_t bus_mono_ms(void) { return bus_mono_us() / 1000; }
+
+int64_t bus_mono_us(void)
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
 void bus_reply_store_error(sdk_req *req, int rc, const bus_err *e)
@@ -103,9 +110,11 @@ static const char *bus_check_headers(json_t *h)
 	return NULL;
 }
 
-/* Checks one message object; NULL when good, else why not. */
-static const char *bus_check_msg(json_t *m)
+/* Checks one message object; NULL when good, else why not (*what names
+ * the field the reason is about, or is ""). */
+static const char *bus_check_msg(json_t *m, const char **what)
 {
+	*what = "";
 	if (!json_is_object(m))
 		return "a message must be an object";
 	const char *field;
@@ -118,8 +127,10 @@ static const char *bus_check_msg(json_t *m)
 	if (!subject)
 		return "subject is required and must be a string";
 	const char *why = bus_subject_check(subject);
-	if (why)
+	if (why) {
+		*what = "subject ";
 		return why;
+	}
 	if (bus_subject_reserved(subject))
 		return "subjects starting with '$' are reserved for the bus";
 	if (!json_object_get(m, "payload"))
@@ -142,13 +153,13 @@ static int bus_check_body(sdk_req *req, json_t *body, size_t *n)
 		return -1;
 	}
 	for (size_t i = 0; i < *n; i++) {
-		const char *why = bus_check_msg(array ? json_array_get(body, i) : body);
+		const char *what, *why = bus_check_msg(array ? json_array_get(body, i) : body, &what);
 		if (why && array) {
-			sdk_reply_error(req, 400, "invalid", "message %zu: %s", i, why);
+			sdk_reply_error(req, 400, "invalid", "message %zu: %s%s", i, what, why);
 			return -1;
 		}
 		if (why) {
-			sdk_reply_error(req, 400, "invalid", "%s", why);
+			sdk_reply_error(req, 400, "invalid", "%s%s", what, why);
 			return -1;
 		}
 	}
@@ -226,6 +237,29 @@ static void bus_reply_published(struct bus_pub *p, const bus_msg *msgs)
 		evbuffer_free(out);
 }
 
+/* When to commit what is queued. A publisher that is alone (the last
+ * commit served one request) is committed at once, in this loop turn. With
+ * several at work, the ones just answered are about to send their next
+ * publish: waiting until as many requests as the last commit had are
+ * queued, or BUS_COMMIT_WAIT_US at most, lets one fsync serve them all
+ * instead of the first alone (PostgreSQL's commit_delay/commit_siblings,
+ * made adaptive). The wait is only worth it when a commit costs well more
+ * than the wait itself: on a disk that syncs fast, commit at once. */
+static void bus_commit_schedule(bus *b)
+{
+	struct bus_batch *bt = b->batch;
+	bool now = bt->last_pubs <= 1 || bt->n_pubs >= bt->last_pubs ||
+		   bt->last_commit_us < 2 * BUS_COMMIT_WAIT_US || b->draining;
+	if (evtimer_pending(b->commit_ev, NULL)) {
+		if (!now || bt->due_now)
+			return;
+		evtimer_del(b->commit_ev);
+	}
+	struct timeval tv = { 0, now ? 0 : BUS_COMMIT_WAIT_US };
+	bt->due_now = now;
+	evtimer_add(b->commit_ev, &tv);
+}
+
 static void bus_commit(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
@@ -233,8 +267,12 @@ static void bus_commit(evutil_socket_t fd, short what, void *arg)
 	struct bus_batch *bt = b->batch;
 	if (bt->n == 0)
 		return;
+	bt->last_pubs = bt->n_pubs;
+	bt->n_pubs = 0;
 	bus_err e = { "" };
+	int64_t t0 = bus_mono_us();
 	int rc = bus_store_append(b->store, bt->msgs, bt->n, bus_wall_ms(), &e);
+	bt->last_commit_us = bus_mono_us() - t0;
 	if (rc) {
 		b->stats.commit_failures++;
 		sdk_error("commit of %zu messages failed: %s", bt->n, e.msg);
@@ -293,10 +331,8 @@ static void bus_on_publish(sdk_req *req, void *ctx)
 		}
 	}
 	TAILQ_INSERT_TAIL(&bt->pubs, p, link);
-	if (!evtimer_pending(b->commit_ev, NULL)) {
-		struct timeval now = { 0, 0 };
-		evtimer_add(b->commit_ev, &now);
-	}
+	bt->n_pubs++;
+	bus_commit_schedule(b);
 }
 
 /* ------------------------------------------------------ subjects, retention */
@@ -436,13 +472,14 @@ static void bus_on_stats(sdk_req *req, void *ctx)
 	const bus_stats *s = &b->stats;
 	sdk_reply_json(
 		req, 200,
-		json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+		json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			  "next_offset", (json_int_t)bus_store_next_seq(b->store), "subscribers",
 			  (json_int_t)b->n_subs, "waiting_polls", (json_int_t)b->n_pollers,
 			  "published", (json_int_t)s->published, "batches", (json_int_t)s->batches,
 			  "batch_max", (json_int_t)s->batch_max, "commit_failures",
 			  (json_int_t)s->commit_failures, "streamed", (json_int_t)s->streamed,
-			  "polled", (json_int_t)s->polled, "acked", (json_int_t)s->acked,
+			  "polled", (json_int_t)s->polled, "polls_abandoned",
+			  (json_int_t)s->polls_abandoned, "acked", (json_int_t)s->acked,
 			  "dead_lettered", (json_int_t)s->dead_lettered, "retention_deleted",
 			  (json_int_t)s->retention_deleted, "pending_publishes",
 			  (json_int_t)b->batch->n));
@@ -450,12 +487,34 @@ static void bus_on_stats(sdk_req *req, void *ctx)
 
 /* ------------------------------------------------------------ the kernel */
 
+/* Streams and long polls are ended one loop turn after SIGTERM, not from
+ * the drain hook itself: the SDK stops the loop as soon as no request is
+ * unanswered, and answers written in that same turn would never leave the
+ * socket buffers. From a timer, the SDK's drain check (every few ms) comes
+ * after libevent has written them out. */
+static void bus_drain_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	bus *b = arg;
+	bus_stream_end_all(b);
+	bus_groups_answer_all(b);
+}
+
+static void bus_drain(sdk_kernel *k)
+{
+	bus *b = k->state;
+	b->draining = true;
+	evtimer_del(b->retention_ev);
+	struct timeval now = { 0, 0 };
+	evtimer_add(b->drain_ev, &now);
+}
+
 static void bus_free(bus *b)
 {
 	if (!b)
 		return;
 	bus_groups_free(b);
-	struct event *evs[] = { b->commit_ev, b->retention_ev };
+	struct event *evs[] = { b->commit_ev, b->retention_ev, b->drain_ev };
 	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -485,7 +544,9 @@ static int bus_init(sdk_kernel *k, char *err, size_t errlen)
 		TAILQ_INIT(&b->batch->pubs);
 	b->commit_ev = evtimer_new(k->base, bus_commit, b);
 	b->retention_ev = evtimer_new(k->base, bus_retention_run, b);
-	if (!b->batch || !b->commit_ev || !b->retention_ev || bus_stream_init(b) < 0 ||
+	b->drain_ev = evtimer_new(k->base, bus_drain_now, b);
+	if (!b->batch || !b->commit_ev || !b->retention_ev || !b->drain_ev ||
+	    bus_stream_init(b) < 0 ||
 	    bus_groups_init(b) < 0 || bus_store_open(k->db, &b->store, &e) < 0) {
 		snprintf(err, errlen, "%s", e.msg);
 		bus_free(b);
@@ -496,15 +557,6 @@ static int bus_init(sdk_kernel *k, char *err, size_t errlen)
 	k->state = b;
 	sdk_info("message bus open: next offset %" PRId64, bus_store_next_seq(b->store));
 	return 0;
-}
-
-static void bus_drain(sdk_kernel *k)
-{
-	bus *b = k->state;
-	b->draining = true;
-	evtimer_del(b->retention_ev);
-	bus_stream_end_all(b);
-	bus_groups_answer_all(b);
 }
 
 static void bus_close(sdk_kernel *k)

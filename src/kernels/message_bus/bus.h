@@ -19,7 +19,7 @@ struct bus_poller;
 
 typedef struct bus_stats {
 	uint64_t published, batches, batch_max, commit_failures;
-	uint64_t streamed, polled, acked, dead_lettered, retention_deleted;
+	uint64_t streamed, polled, polls_abandoned, acked, dead_lettered, retention_deleted;
 } bus_stats;
 
 typedef struct bus {
@@ -31,18 +31,20 @@ typedef struct bus {
 	struct bus_batch *batch;
 	struct event *commit_ev;
 	struct event *retention_ev;
+	struct event *drain_ev;
 	/* Server-Sent Events subscribers (stream.c). */
 	LIST_HEAD(, bus_sub) subs;
 	unsigned n_subs;
 	/* Long polls waiting for messages, oldest first (groups.c). */
 	TAILQ_HEAD(, bus_poller) pollers;
 	unsigned n_pollers;
-	struct event *wake_ev;
+	struct event *wake_ev, *sweep_ev;
 } bus;
 
-/* Wall clock (stored times) and monotonic (deadlines), in milliseconds. */
+/* Wall clock (stored times) and monotonic (deadlines, durations). */
 int64_t bus_wall_ms(void);
 int64_t bus_mono_ms(void);
+int64_t bus_mono_us(void);
 
 /* Answers a store error with the fitting status. */
 void bus_reply_store_error(sdk_req *req, int rc, const bus_err *e);

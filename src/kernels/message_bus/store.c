@@ -229,7 +229,7 @@ static int bus_schema_create(bus_store *st, bus_err *err)
 
 static int bus_load_positions(bus_store *st, bus_err *err)
 {
-	int64_t seq_used, seq_max;
+	int64_t seq_used = 0, seq_max = 0;
 	int rc = bus_query_int(st, "SELECT seq FROM sqlite_sequence WHERE name = 'messages'", 0,
 			       &seq_used, err);
 	if (!rc)
@@ -389,7 +389,8 @@ struct bus_scan {
 	int64_t next;
 };
 
-/* Steps a prepared page; returns rows seen in it, or <0 (fn's code or EIO). */
+/* Steps a prepared page, counting its rows in *rows; BUS_OK, fn's nonzero
+ * code, or BUS_EIO. */
 static int bus_scan_page(struct bus_scan *sc, sqlite3_stmt *s, bool filter, size_t max,
 			 bus_err *err, size_t *rows)
 {
@@ -790,6 +791,8 @@ int bus_group_poll(bus_store *st, const char *group, const bus_poll_opts *o, int
 	if (!rc)
 		rc = bus_next_due(st, group, &res->next_due_ms, err);
 	if (!rc)
+		snprintf(res->pattern, sizeof res->pattern, "%s", g.pattern);
+	if (!rc)
 		rc = bus_commit(st, err);
 	else
 		bus_rollback(st);
@@ -1131,7 +1134,8 @@ static int bus_delete_through(struct bus_retention *r, struct bus_subject_row *s
 	if (sqlite3_prepare_v2(r->st->db, sql, -1, &s, NULL) != SQLITE_OK)
 		return bus_fail_sql(r->st, r->err, "prepare subject update");
 	rc = SQLITE_ERROR;
-	if (!bus_bind_text(s, 1, sub->subject) && !sqlite3_bind_int64(s, 2, sub->count))
+	if (!bus_bind_text(s, 1, sub->subject) &&
+	    (sub->count <= 0 || !sqlite3_bind_int64(s, 2, sub->count)))
 		rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(r->st, r->err, "update subject");

@@ -26,6 +26,8 @@
 #ifndef GRACE_MESSAGE_BUS_STORE_H
 #define GRACE_MESSAGE_BUS_STORE_H
 
+#include "kernels/message_bus/subject.h"
+
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -102,6 +104,7 @@ typedef struct bus_poll_result {
 	bool more;           /* the cursor stopped before the end of the log */
 	int64_t next_due_ms; /* earliest visible_at still in flight, or 0 */
 	bool appended;       /* dead letters were appended: new messages exist */
+	char pattern[BUS_SUBJECT_MAX + 1]; /* the group's */
 } bus_poll_result;
 
 /* Called once per message handed out, with its delivery count (1 on the

@@ -1,0 +1,551 @@
+/* The crypto kernel (8111): named, versioned keys sealed at rest; Ed25519
+ * signatures, XChaCha20-Poly1305 and sealed-box encryption, hashes and
+ * random bytes. No route ever returns a private key. See docs/crypto.md. */
+#include "sdk/keyfile.h"
+#include "kernels/crypto/ops.h"
+#include "kernels/registry.h"
+#include "sdk/log.h"
+
+#include <event2/buffer.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CRY_MASTER_FILE "crypto.master"
+#define CRY_RANDOM_MAX 1024u
+#define CRY_RANDOM_DEFAULT 32u
+#define CRY_BLAKE2B_DEFAULT 32u
+
+static int64_t cry_now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static cry_store *cry_store_of(void *ctx)
+{
+	return ((sdk_kernel *)ctx)->state;
+}
+
+static void cry_reply_err(sdk_req *req, int rc, const cry_err *e)
+{
+	switch (rc) {
+	case CRY_EINVAL: sdk_reply_error(req, 400, "invalid", "%s", e->msg); break;
+	case CRY_ENOTFOUND: sdk_reply_error(req, 404, "not_found", "%s", e->msg); break;
+	case CRY_EEXIST: sdk_reply_error(req, 409, "exists", "%s", e->msg); break;
+	case CRY_EAUTH: sdk_reply_error(req, 400, "decrypt_failed", "%s", e->msg); break;
+	case CRY_ESEALED: sdk_reply_error(req, 500, "sealed_key_damaged", "%s", e->msg); break;
+	default: sdk_reply_error(req, 500, "storage", "%s", e->msg); break;
+	}
+}
+
+static json_t *cry_b64_json(const unsigned char *data, size_t len)
+{
+	size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+	char *buf = malloc(cap);
+	if (!buf)
+		return NULL;
+	sodium_bin2base64(buf, cap, data, len, sodium_base64_VARIANT_ORIGINAL);
+	json_t *j = json_string(buf);
+	free(buf);
+	return j;
+}
+
+/* ---- request fields */
+
+/* Refuses fields other than `allowed` (NULL-terminated): a misspelt
+ * "aad" must not silently encrypt without associated data. */
+static int cry_fields_only(sdk_req *req, json_t *body, const char *const *allowed)
+{
+	const char *key;
+	json_t *val;
+	json_object_foreach(body, key, val) {
+		size_t i = 0;
+		while (allowed[i] && strcmp(allowed[i], key))
+			i++;
+		if (!allowed[i]) {
+			sdk_reply_error(req, 400, "invalid", "unknown field \"%s\"", key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static const char *cry_string_field(sdk_req *req, json_t *body, const char *name)
+{
+	json_t *v = json_object_get(body, name);
+	if (!json_is_string(v)) {
+		sdk_reply_error(req, 400, "invalid", "%s is a required string", name);
+		return NULL;
+	}
+	return json_string_value(v);
+}
+
+/* Bytes from "<name>" (a UTF-8 string) or "<name>_b64" (base64). *owned is
+ * what to free afterwards. Returns 1 when present, 0 when absent and not
+ * required; answers 400 and returns -1 when bad. */
+static int cry_bytes_field(sdk_req *req, json_t *body, const char *name, bool required,
+			   const unsigned char **data, size_t *len, unsigned char **owned)
+{
+	char b64name[40];
+	snprintf(b64name, sizeof b64name, "%s_b64", name);
+	json_t *text = json_object_get(body, name);
+	json_t *b64 = json_object_get(body, b64name);
+	*owned = NULL;
+	if (text && b64) {
+		sdk_reply_error(req, 400, "invalid", "give %s or %s, not both", name, b64name);
+		return -1;
+	}
+	if (!text && !b64) {
+		if (!required)
+			return 0;
+		sdk_reply_error(req, 400, "invalid", "%s (a string) or %s (base64) is required", name,
+				b64name);
+		return -1;
+	}
+	if (!json_is_string(text ? text : b64)) {
+		sdk_reply_error(req, 400, "invalid", "%s must be a string", text ? name : b64name);
+		return -1;
+	}
+	if (text) {
+		*data = (const unsigned char *)json_string_value(text);
+		*len = json_string_length(text);
+		return 1;
+	}
+	const char *s = json_string_value(b64);
+	size_t slen = json_string_length(b64);
+	unsigned char *buf = malloc(slen / 4 * 3 + 1);
+	if (!buf || sodium_base642bin(buf, slen / 4 * 3 + 1, s, slen, NULL, len, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) < 0) {
+		free(buf);
+		sdk_reply_error(req, 400, "bad_base64",
+				"%s must be base64 (standard alphabet, padded)", b64name);
+		return -1;
+	}
+	*data = buf;
+	*owned = buf;
+	return 1;
+}
+
+/* The optional "import": base64 of exactly CRY_SECRET_BYTES. Returns 1 when
+ * present (in `out`), 0 when absent; answers 400 and returns -1 when bad. */
+static int cry_import_field(sdk_req *req, json_t *body, unsigned char out[CRY_SECRET_BYTES])
+{
+	json_t *v = body ? json_object_get(body, "import") : NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	const char *s = json_string_value(v);
+	size_t len = 0;
+	unsigned char buf[CRY_SECRET_BYTES + 3];
+	if (!s || sodium_base642bin(buf, sizeof buf, s, json_string_length(v), NULL, &len, NULL,
+				    sodium_base64_VARIANT_ORIGINAL) < 0 ||
+	    len != CRY_SECRET_BYTES) {
+		sodium_memzero(buf, sizeof buf);
+		sdk_reply_error(req, 400, "bad_base64",
+				"import must be base64 of exactly %d bytes (an Ed25519 seed, an"
+				" X25519 secret key or a symmetric key)",
+				CRY_SECRET_BYTES);
+		return -1;
+	}
+	memcpy(out, buf, CRY_SECRET_BYTES);
+	sodium_memzero(buf, sizeof buf);
+	return 1;
+}
+
+/* ---- keys */
+
+static void on_key_create(sdk_req *req, void *ctx)
+{
+	static const char *const fields[] = { "name", "type", "import", NULL };
+	json_t *body = sdk_req_json(req, true);
+	if (!body || cry_fields_only(req, body, fields) < 0)
+		return;
+	const char *name = cry_string_field(req, body, "name");
+	if (!name)
+		return;
+	const char *type_s = cry_string_field(req, body, "type");
+	if (!type_s)
+		return;
+	enum cry_type type;
+	if (cry_type_parse(type_s, &type) < 0) {
+		sdk_reply_error(req, 400, "invalid",
+				"type must be ed25519, x25519 or symmetric, not %s", type_s);
+		return;
+	}
+	unsigned char secret[CRY_SECRET_BYTES];
+	int imported = cry_import_field(req, body, secret);
+	if (imported < 0)
+		return;
+	json_t *out;
+	cry_err e;
+	int rc = cry_key_create(cry_store_of(ctx), name, type, imported ? secret : NULL,
+				cry_now_ms(), &out, &e);
+	sodium_memzero(secret, sizeof secret);
+	if (rc < 0)
+		cry_reply_err(req, rc, &e);
+	else
+		sdk_reply_json(req, 201, out);
+}
+
+static void on_key_list(sdk_req *req, void *ctx)
+{
+	json_t *out;
+	cry_err e;
+	int rc = cry_key_list(cry_store_of(ctx), &out, &e);
+	if (rc < 0)
+		cry_reply_err(req, rc, &e);
+	else
+		sdk_reply_json(req, 200, out);
+}
+
+static void on_key_get(sdk_req *req, void *ctx)
+{
+	json_t *out;
+	cry_err e;
+	int rc = cry_key_get(cry_store_of(ctx), sdk_req_param(req, "name"), &out, &e);
+	if (rc < 0)
+		cry_reply_err(req, rc, &e);
+	else
+		sdk_reply_json(req, 200, out);
+}
+
+static void on_key_rotate(sdk_req *req, void *ctx)
+{
+	static const char *const fields[] = { "import", NULL };
+	json_t *body = NULL;
+	/* The body is optional: only to import the new version's secret. */
+	if (evbuffer_get_length(sdk_req_body(req))) {
+		body = sdk_req_json(req, true);
+		if (!body || cry_fields_only(req, body, fields) < 0)
+			return;
+	}
+	unsigned char secret[CRY_SECRET_BYTES];
+	int imported = cry_import_field(req, body, secret);
+	if (imported < 0)
+		return;
+	json_t *out;
+	cry_err e;
+	int rc = cry_key_rotate(cry_store_of(ctx), sdk_req_param(req, "name"),
+				imported ? secret : NULL, cry_now_ms(), &out, &e);
+	sodium_memzero(secret, sizeof secret);
+	if (rc < 0)
+		cry_reply_err(req, rc, &e);
+	else
+		sdk_reply_json(req, 200, out);
+}
+
+/* ---- sign and verify */
+
+static void on_sign(sdk_req *req, void *ctx)
+{
+	static const char *const fields[] = { "key", "data", "data_b64", NULL };
+	json_t *body = sdk_req_json(req, true);
+	if (!body || cry_fields_only(req, body, fields) < 0)
+		return;
+	const char *key = cry_string_field(req, body, "key");
+	const unsigned char *data;
+	size_t len;
+	unsigned char *owned;
+	if (!key || cry_bytes_field(req, body, "data", true, &data, &len, &owned) < 0)
+		return;
+	unsigned char sig[crypto_sign_BYTES];
+	unsigned version;
+	cry_err e;
+	int rc = cry_sign(cry_store_of(ctx), key, data, len, sig, &version, &e);
+	free(owned);
+	if (rc < 0) {
+		cry_reply_err(req, rc, &e);
+		return;
+	}
+	sdk_reply_json(req, 200, json_pack("{s:s, s:I, s:s, s:o}", "key", key, "version",
+					   (json_int_t)version, "algorithm", "ed25519",
+					   "signature", cry_b64_json(sig, sizeof sig)));
+}
+
+static int cry_version_field(sdk_req *req, json_t *body, unsigned *out)
+{
+	json_t *v = json_object_get(body, "version");
+	*out = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+	if (n < 1 || n > UINT32_MAX) {
+		sdk_reply_error(req, 400, "invalid", "version is an integer from 1");
+		return -1;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+static void on_verify(sdk_req *req, void *ctx)
+{
+	static const char *const fields[] = { "key", "data", "data_b64", "signature", "version",
+					      NULL };
+	json_t *body = sdk_req_json(req, true);
+	if (!body || cry_fields_only(req, body, fields) < 0)
+		return;
+	const char *key = cry_string_field(req, body, "key");
+	if (!key)
+		return;
+	const char *sig_s = cry_string_field(req, body, "signature");
+	if (!sig_s)
+		return;
+	unsigned version;
+	if (cry_version_field(req, body, &version) < 0)
+		return;
+	unsigned char sig[crypto_sign_BYTES + 3];
+	size_t sig_len = 0;
+	if (sodium_base642bin(sig, sizeof sig, sig_s, strlen(sig_s), NULL, &sig_len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) < 0) {
+		sdk_reply_error(req, 400, "bad_base64",
+				"signature must be base64 (standard alphabet, padded) of %u bytes",
+				crypto_sign_BYTES);
+		return;
+	}
+	const unsigned char *data;
+	size_t len;
+	unsigned char *owned;
+	if (cry_bytes_field(req, body, "data", true, &data, &len, &owned) < 0)
+		return;
+	bool valid;
+	unsigned matched;
+	cry_err e;
+	int rc = cry_verify(cry_store_of(ctx), key, data, len, sig, sig_len, version, &valid,
+			    &matched, &e);
+	free(owned);
+	if (rc < 0) {
+		cry_reply_err(req, rc, &e);
+		return;
+	}
+	sdk_reply_json(req, 200, json_pack("{s:s, s:b, s:o}", "key", key, "valid", valid,
+					   "version", matched ? json_integer(matched) : json_null()));
+}
+
+/* ---- encrypt and decrypt */
+
+static void on_encrypt(sdk_req *req, void *ctx)
+{
+	static const char *const fields[] = { "key", "plaintext", "plaintext_b64", "aad",
+					      "aad_b64", NULL };
+	json_t *body = sdk_req_json(req, true);
+	if (!body || cry_fields_only(req, body, fields) < 0)
+		return;
+	const char *key = cry_string_field(req, body, "key");
+	if (!key)
+		return;
+	const unsigned char *pt, *aad = NULL;
+	size_t len, aad_len = 0;
+	unsigned char *pt_owned, *aad_owned;
+	if (cry_bytes_field(req, body, "plaintext", true, &pt, &len, &pt_owned) < 0)
+		return;
+	int has_aad = cry_bytes_field(req, body, "aad", false, &aad, &aad_len, &aad_owned);
+	if (has_aad < 0) {
+		free(pt_owned);
+		return;
+	}
+	char *token = NULL;
+	unsigned version;
+	cry_err e;
+	/* An empty aad is still given (non-NULL): x25519 keys refuse it too. */
+	int rc = cry_encrypt(cry_store_of(ctx), key, pt, len, has_aad ? aad : NULL,
+			     aad_len, &token, &version, &e);
+	if (pt_owned)
+		sodium_memzero(pt_owned, len);
+	free(pt_owned);
+	free(aad_owned);
+	if (rc < 0) {
+		cry_reply_err(req, rc, &e);
+		return;
+	}
+	sdk_reply_json(req, 200, json_pack("{s:s, s:I, s:s}", "key", key, "version",
+					   (json_int_t)version, "ciphertext", token));
+	free(token);
+}
+
+static void on_decrypt(sdk_req *req, void *ctx)
+{
+	static const char *const fields[] = { "key", "ciphertext", "aad", "aad_b64", NULL };
+	json_t *body = sdk_req_json(req, true);
+	if (!body || cry_fields_only(req, body, fields) < 0)
+		return;
+	const char *key = cry_string_field(req, body, "key");
+	if (!key)
+		return;
+	const char *token = cry_string_field(req, body, "ciphertext");
+	if (!token)
+		return;
+	const unsigned char *aad = NULL;
+	size_t aad_len = 0;
+	unsigned char *aad_owned;
+	int has_aad = cry_bytes_field(req, body, "aad", false, &aad, &aad_len, &aad_owned);
+	if (has_aad < 0)
+		return;
+	unsigned char *pt = NULL;
+	size_t len = 0;
+	unsigned version;
+	cry_err e;
+	int rc = cry_decrypt(cry_store_of(ctx), key, token,
+			     has_aad ? aad : NULL, aad_len, &pt, &len, &version,
+			     &e);
+	free(aad_owned);
+	if (rc < 0) {
+		cry_reply_err(req, rc, &e);
+		return;
+	}
+	json_t *out = json_pack("{s:s, s:I, s:o}", "key", key, "version", (json_int_t)version,
+				"plaintext_b64", cry_b64_json(pt, len));
+	/* The text form only when the bytes are UTF-8 (json_stringn checks). */
+	json_t *text = json_stringn((const char *)pt, len);
+	if (text)
+		json_object_set_new(out, "plaintext", text);
+	sodium_memzero(pt, len);
+	free(pt);
+	sdk_reply_json(req, 200, out);
+}
+
+/* ---- hashes and random bytes */
+
+static void on_hash(sdk_req *req, void *ctx)
+{
+	(void)ctx;
+	static const char *const fields[] = { "algorithm", "data", "data_b64", "bytes", NULL };
+	json_t *body = sdk_req_json(req, true);
+	if (!body || cry_fields_only(req, body, fields) < 0)
+		return;
+	const char *alg = cry_string_field(req, body, "algorithm");
+	if (!alg)
+		return;
+	json_t *bytes = json_object_get(body, "bytes");
+	if (bytes && (!json_is_integer(bytes) || strcmp(alg, "blake2b"))) {
+		sdk_reply_error(req, 400, "invalid", "bytes (an integer) is for blake2b only");
+		return;
+	}
+	json_int_t out_len = bytes ? json_integer_value(bytes) : CRY_BLAKE2B_DEFAULT;
+	const unsigned char *data;
+	size_t len;
+	unsigned char *owned;
+	if (cry_bytes_field(req, body, "data", true, &data, &len, &owned) < 0)
+		return;
+	unsigned char digest[64];
+	size_t n = 0;
+	cry_err e;
+	int rc = cry_hash(alg, data, len, out_len < 0 || out_len > 64 ? 0 : (size_t)out_len, digest,
+			  &n, &e);
+	free(owned);
+	if (rc < 0) {
+		cry_reply_err(req, rc, &e);
+		return;
+	}
+	char hex[2 * sizeof digest + 1];
+	sodium_bin2hex(hex, sizeof hex, digest, n);
+	sdk_reply_json(req, 200, json_pack("{s:s, s:s, s:I}", "algorithm", alg, "hash", hex,
+					   "bytes", (json_int_t)n));
+}
+
+static void on_random(sdk_req *req, void *ctx)
+{
+	(void)ctx;
+	unsigned long long n;
+	if (sdk_req_query_uint(req, "bytes", 1, CRY_RANDOM_MAX, CRY_RANDOM_DEFAULT, &n) < 0)
+		return;
+	unsigned char buf[CRY_RANDOM_MAX];
+	randombytes_buf(buf, (size_t)n);
+	sdk_reply_json(req, 200, json_pack("{s:I, s:o}", "bytes", (json_int_t)n, "data_b64",
+					   cry_b64_json(buf, (size_t)n)));
+	sodium_memzero(buf, (size_t)n);
+}
+
+/* ---- life */
+
+/* The master key: DATA_DIR/crypto.master, 32 random bytes with mode 0600,
+ * created at first start. A master key that is missing while sealed keys
+ * exist, or that has loose permissions, stops the kernel rather than
+ * creating a new one (which would orphan every key) or using it. */
+static int cry_master_load(sdk_kernel *k, unsigned char master[CRY_MASTER_BYTES], char *err,
+			   size_t errlen)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/%s", k->cfg->data_dir, CRY_MASTER_FILE) >=
+	    (int)sizeof path) {
+		snprintf(err, errlen, "master key path too long");
+		return -1;
+	}
+	int rc = keyfile_read(path, master, CRY_MASTER_BYTES, err, errlen);
+	if (rc != KEYFILE_ENOENT)
+		return rc ? -1 : 0;
+	bool in_use;
+	cry_err e;
+	if (cry_store_in_use(k->db, &in_use, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	if (in_use) {
+		snprintf(err, errlen, "%s is missing but the database holds keys sealed with it;"
+			 " restore it", path);
+		return -1;
+	}
+	crypto_aead_xchacha20poly1305_ietf_keygen(master);
+	if (keyfile_create(path, master, CRY_MASTER_BYTES, err, errlen) < 0) {
+		sodium_memzero(master, CRY_MASTER_BYTES);
+		return -1;
+	}
+	sdk_info("created the master key %s", path);
+	return 0;
+}
+
+static int cry_init(sdk_kernel *k, char *err, size_t errlen)
+{
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "libsodium failed to initialise");
+		return -1;
+	}
+	cry_err e;
+	if (cry_store_schema(k->db, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	unsigned char master[CRY_MASTER_BYTES];
+	if (cry_master_load(k, master, err, errlen) < 0)
+		return -1;
+	cry_store *s = NULL;
+	int rc = cry_store_open(k->db, master, &s, &e);
+	sodium_memzero(master, sizeof master);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	k->state = s;
+	return 0;
+}
+
+static void cry_close(sdk_kernel *k)
+{
+	cry_store_close(k->state);
+	k->state = NULL;
+}
+
+static const sdk_route cry_routes[] = {
+	SDK_ROUTE("POST", "/keys", on_key_create),
+	SDK_ROUTE("GET", "/keys", on_key_list),
+	SDK_ROUTE("GET", "/keys/:name", on_key_get),
+	SDK_ROUTE("POST", "/keys/:name/rotate", on_key_rotate),
+	SDK_ROUTE("POST", "/sign", on_sign),
+	SDK_ROUTE("POST", "/verify", on_verify),
+	SDK_ROUTE("POST", "/encrypt", on_encrypt),
+	SDK_ROUTE("POST", "/decrypt", on_decrypt),
+	SDK_ROUTE("POST", "/hash", on_hash),
+	SDK_ROUTE("GET", "/random", on_random),
+};
+
+const sdk_kernel_def crypto_kernel = {
+	.name = "crypto",
+	.summary = "keys sealed at rest, Ed25519 signatures, encryption, hashes, random bytes",
+	.complete = true,
+	.routes = cry_routes,
+	.n_routes = sizeof cry_routes / sizeof cry_routes[0],
+	.init = cry_init,
+	.close = cry_close,
+};

@@ -1,0 +1,583 @@
+/* The immutable log's storage (see store.h).
+ *
+ * `entries` holds each entry's bytes exactly as hashed. `nodes` holds the
+ * hash of every complete aligned subtree, level 0 being the leaf hashes: a
+ * proof reads O(log n) of them instead of rehashing the log. Both are only
+ * ever inserted into, inside one transaction per append, and triggers refuse
+ * UPDATE and DELETE so that no code path (nor a careless hand in the sqlite3
+ * shell) can rewrite history without first dropping them. Whoever does drop
+ * them is caught by /verify. */
+#include "store.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ILOG_SCHEMA_VERSION 1
+
+#define ILOG_STR_(x) #x
+#define ILOG_STR(x) ILOG_STR_(x)
+
+#define ILOG_APPEND_ONLY(table) \
+	"CREATE TRIGGER IF NOT EXISTS " table "_no_update BEFORE UPDATE ON " table \
+	" BEGIN SELECT RAISE(ABORT, 'the immutable log is append-only'); END;" \
+	"CREATE TRIGGER IF NOT EXISTS " table "_no_delete BEFORE DELETE ON " table \
+	" BEGIN SELECT RAISE(ABORT, 'the immutable log is append-only'); END;"
+
+static const char ilog_schema[] =
+	"CREATE TABLE IF NOT EXISTS entries ("
+	"  idx INTEGER PRIMARY KEY CHECK (idx >= 0),"
+	"  data BLOB NOT NULL,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('bytes', 'json')),"
+	"  created_at INTEGER NOT NULL"
+	");"
+	"CREATE TABLE IF NOT EXISTS nodes ("
+	"  level INTEGER NOT NULL CHECK (level BETWEEN 0 AND 63),"
+	"  idx INTEGER NOT NULL CHECK (idx >= 0),"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+	"  PRIMARY KEY (level, idx)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS tree_heads ("
+	"  tree_size INTEGER PRIMARY KEY,"
+	"  timestamp INTEGER NOT NULL,"
+	"  root BLOB NOT NULL,"
+	"  signature BLOB NOT NULL"
+	");"
+	"CREATE TABLE IF NOT EXISTS meta ("
+	"  key TEXT PRIMARY KEY,"
+	"  value BLOB NOT NULL"
+	");"
+	ILOG_APPEND_ONLY("entries")
+	ILOG_APPEND_ONLY("nodes")
+	ILOG_APPEND_ONLY("tree_heads")
+	"PRAGMA user_version = " ILOG_STR(ILOG_SCHEMA_VERSION) ";";
+
+enum ilog_stmt {
+	ILOG_SQL_INS_ENTRY,
+	ILOG_SQL_INS_NODE,
+	ILOG_SQL_GET_NODE,
+	ILOG_SQL_GET_ENTRIES,
+	ILOG_SQL_SIZE,
+	ILOG_SQL_STH_SAVE,
+	ILOG_SQL_STH_LATEST,
+	ILOG_SQL_META_GET,
+	ILOG_SQL_META_PUT,
+	ILOG_SQL_N
+};
+
+static const char *const ilog_sql[ILOG_SQL_N] = {
+	[ILOG_SQL_INS_ENTRY] = "INSERT INTO entries (idx, data, kind, created_at)"
+			       " VALUES (?1, ?2, ?3, ?4)",
+	[ILOG_SQL_INS_NODE] = "INSERT INTO nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+	[ILOG_SQL_GET_NODE] = "SELECT hash FROM nodes WHERE level = ?1 AND idx = ?2",
+	[ILOG_SQL_GET_ENTRIES] = "SELECT e.idx, e.data, e.kind, e.created_at, n.hash"
+				 " FROM entries AS e LEFT JOIN nodes AS n"
+				 " ON n.level = 0 AND n.idx = e.idx"
+				 " WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx",
+	[ILOG_SQL_SIZE] = "SELECT coalesce(max(idx) + 1, 0) FROM entries",
+	[ILOG_SQL_STH_SAVE] = "INSERT OR IGNORE INTO tree_heads (tree_size, timestamp, root,"
+			      " signature) VALUES (?1, ?2, ?3, ?4)",
+	[ILOG_SQL_STH_LATEST] = "SELECT tree_size, timestamp, root, signature FROM tree_heads"
+				" ORDER BY tree_size DESC LIMIT 1",
+	[ILOG_SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[ILOG_SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+};
+
+struct ilog_store {
+	sqlite3 *db;
+	sqlite3_stmt *st[ILOG_SQL_N];
+	ilog_frontier frontier;
+	char broken[256];
+};
+
+__attribute__((format(printf, 3, 4)))
+static int ilog_fail(ilog_err *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+static int ilog_fail_sql(sqlite3 *db, ilog_err *err, const char *what)
+{
+	return ilog_fail(err, ILOG_EIO, "%s: %s", what, sqlite3_errmsg(db));
+}
+
+/* A statement ready to bind: reset from its last use. */
+static sqlite3_stmt *ilog_stmt(ilog_store *s, enum ilog_stmt which)
+{
+	sqlite3_stmt *st = s->st[which];
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+static int ilog_exec(ilog_store *s, const char *sql, ilog_err *err)
+{
+	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return ilog_fail_sql(s->db, err, sql);
+	return 0;
+}
+
+/* ---- subtree hashes as a proof source */
+
+struct ilog_node_read {
+	ilog_store *s;
+	ilog_err *err;
+};
+
+static int ilog_node_get(void *ctx, unsigned level, uint64_t index, ilog_hash out)
+{
+	struct ilog_node_read *r = ctx;
+	sqlite3_stmt *st = ilog_stmt(r->s, ILOG_SQL_GET_NODE);
+	sqlite3_bind_int(st, 1, (int)level);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == ILOG_HASH_BYTES) {
+		memcpy(out, sqlite3_column_blob(st, 0), ILOG_HASH_BYTES);
+		sqlite3_reset(st);
+		return 0;
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return ilog_fail(r->err, ILOG_ECORRUPT,
+				 "the stored hash of leaves [%llu, %llu) is missing or malformed",
+				 (unsigned long long)(index << level),
+				 (unsigned long long)((index + 1) << level));
+	return ilog_fail_sql(r->s->db, r->err, "reading a subtree hash");
+}
+
+static ilog_source ilog_source_of(struct ilog_node_read *r)
+{
+	return (ilog_source){ .node = ilog_node_get, .ctx = r };
+}
+
+/* ---- open and close */
+
+static int ilog_schema_check(sqlite3 *db, ilog_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return ilog_fail_sql(db, err, "reading the schema version");
+	int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (v > ILOG_SCHEMA_VERSION)
+		return ilog_fail(err, ILOG_EIO,
+				 "the database has schema version %d; this build knows %d", v,
+				 ILOG_SCHEMA_VERSION);
+	return 0;
+}
+
+static int ilog_size_read(ilog_store *s, uint64_t *out, ilog_err *err)
+{
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_SIZE);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		int rc = ilog_fail_sql(s->db, err, "counting entries");
+		sqlite3_reset(st);
+		return rc;
+	}
+	sqlite3_int64 n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	*out = n > 0 ? (uint64_t)n : 0;
+	return 0;
+}
+
+/* Signs of tampering that are cheap to see at start: a missing subtree, a
+ * leaf hash beyond the last entry, a signed head larger than the log. */
+static void ilog_check_tail(ilog_store *s, uint64_t size)
+{
+	ilog_err e;
+	struct ilog_node_read r = { s, &e };
+	ilog_source src = ilog_source_of(&r);
+	if (ilog_frontier_load(&s->frontier, size, &src)) {
+		snprintf(s->broken, sizeof s->broken, "%s", e.msg);
+		ilog_frontier_init(&s->frontier);
+		return;
+	}
+	ilog_hash h;
+	if (ilog_node_get(&r, 0, size, h) == 0) {
+		snprintf(s->broken, sizeof s->broken,
+			 "a leaf hash exists for index %llu but the entry does not",
+			 (unsigned long long)size);
+		return;
+	}
+	ilog_sth sth;
+	if (ilog_store_sth_latest(s, &sth, NULL) == 0 && sth.tree_size > size)
+		snprintf(s->broken, sizeof s->broken,
+			 "a signed tree head covers %llu entries but only %llu are stored",
+			 (unsigned long long)sth.tree_size, (unsigned long long)size);
+}
+
+int ilog_store_open(sqlite3 *db, ilog_store **out, ilog_err *err)
+{
+	int rc = ilog_schema_check(db, err);
+	if (rc)
+		return rc;
+	char *msg = NULL;
+	if (sqlite3_exec(db, ilog_schema, NULL, NULL, &msg) != SQLITE_OK) {
+		rc = ilog_fail(err, ILOG_EIO, "creating the schema: %s",
+			       msg ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return rc;
+	}
+	ilog_store *s = calloc(1, sizeof *s);
+	if (!s)
+		return ilog_fail(err, ILOG_EIO, "out of memory");
+	s->db = db;
+	for (int i = 0; i < ILOG_SQL_N; i++) {
+		if (sqlite3_prepare_v3(db, ilog_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+				       NULL) != SQLITE_OK) {
+			rc = ilog_fail_sql(db, err, "preparing a statement");
+			ilog_store_close(s);
+			return rc;
+		}
+	}
+	uint64_t size = 0;
+	rc = ilog_size_read(s, &size, err);
+	if (rc) {
+		ilog_store_close(s);
+		return rc;
+	}
+	ilog_check_tail(s, size);
+	*out = s;
+	return 0;
+}
+
+void ilog_store_close(ilog_store *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < ILOG_SQL_N; i++)
+		sqlite3_finalize(s->st[i]);
+	free(s);
+}
+
+uint64_t ilog_store_size(const ilog_store *s) { return s->frontier.size; }
+
+void ilog_store_root(const ilog_store *s, ilog_hash out)
+{
+	ilog_frontier_root(&s->frontier, out);
+}
+
+const char *ilog_store_broken(const ilog_store *s)
+{
+	return s->broken[0] ? s->broken : NULL;
+}
+
+/* ---- append */
+
+struct ilog_append {
+	ilog_store *s;
+	ilog_err *err;
+};
+
+static int ilog_emit_node(void *ctx, unsigned level, uint64_t index, const ilog_hash hash)
+{
+	struct ilog_append *a = ctx;
+	sqlite3_stmt *st = ilog_stmt(a->s, ILOG_SQL_INS_NODE);
+	sqlite3_bind_int(st, 1, (int)level);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+	sqlite3_bind_blob(st, 3, hash, ILOG_HASH_BYTES, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return ilog_fail_sql(a->s->db, a->err, "storing a subtree hash");
+	return 0;
+}
+
+static int ilog_insert_entry(ilog_store *s, uint64_t index, const ilog_item *it, int64_t now_ms,
+			     ilog_err *err)
+{
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_INS_ENTRY);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
+	/* A zero-length blob must still be a blob, not NULL. */
+	sqlite3_bind_blob64(st, 2, it->len ? (const void *)it->data : "", it->len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, it->kind == ILOG_KIND_JSON ? "json" : "bytes", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now_ms);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return ilog_fail_sql(s->db, err, "storing an entry");
+	return 0;
+}
+
+int ilog_store_append(ilog_store *s, const ilog_item *items, size_t n, int64_t now_ms,
+		      uint64_t *first_index, ilog_hash *leaf_hashes, ilog_err *err)
+{
+	if (s->broken[0])
+		return ilog_fail(err, ILOG_ECORRUPT, "appends are refused: %s", s->broken);
+	if (n == 0 || n > ILOG_BATCH_MAX)
+		return ilog_fail(err, ILOG_EINVAL, "a batch holds 1 to %u entries", ILOG_BATCH_MAX);
+	int rc = ilog_exec(s, "BEGIN IMMEDIATE", err);
+	if (rc)
+		return rc;
+	/* The frontier changes only once the transaction has committed. */
+	ilog_frontier next = s->frontier;
+	struct ilog_append a = { s, err };
+	for (size_t i = 0; i < n && !rc; i++) {
+		ilog_hash leaf;
+		ilog_hash_leaf(items[i].data, items[i].len, leaf);
+		if (leaf_hashes)
+			memcpy(leaf_hashes[i], leaf, ILOG_HASH_BYTES);
+		rc = ilog_insert_entry(s, next.size, &items[i], now_ms, err);
+		if (!rc)
+			rc = ilog_frontier_push(&next, leaf, ilog_emit_node, &a);
+	}
+	if (!rc)
+		rc = ilog_exec(s, "COMMIT", err);
+	if (rc) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc < 0 ? rc : ILOG_EIO;
+	}
+	*first_index = s->frontier.size;
+	s->frontier = next;
+	return 0;
+}
+
+/* ---- reads */
+
+char *ilog_canonical_json(const json_t *value)
+{
+	/* Sorted keys and no whitespace make the bytes a function of the value;
+	 * UTF-8 is kept as is (only what JSON requires is escaped). */
+	return json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+static json_t *ilog_b64(const void *data, size_t len)
+{
+	size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+	char *buf = malloc(cap);
+	if (!buf)
+		return NULL;
+	sodium_bin2base64(buf, cap, data, len, sodium_base64_VARIANT_ORIGINAL);
+	json_t *j = json_string(buf);
+	free(buf);
+	return j;
+}
+
+static json_t *ilog_hex(const void *hash)
+{
+	char hex[2 * ILOG_HASH_BYTES + 1];
+	ilog_hash_hex(hash, hex);
+	return json_string(hex);
+}
+
+/* One row of ILOG_SQL_GET_ENTRIES as JSON. */
+static json_t *ilog_entry_json(sqlite3_stmt *st)
+{
+	const void *data = sqlite3_column_blob(st, 1);
+	size_t len = (size_t)sqlite3_column_bytes(st, 1);
+	const char *kind = (const char *)sqlite3_column_text(st, 2);
+	json_t *e = json_object();
+	json_object_set_new(e, "index", json_integer(sqlite3_column_int64(st, 0)));
+	if (sqlite3_column_bytes(st, 4) == ILOG_HASH_BYTES)
+		json_object_set_new(e, "leaf_hash", ilog_hex(sqlite3_column_blob(st, 4)));
+	else
+		json_object_set_new(e, "leaf_hash", json_null());
+	json_object_set_new(e, "timestamp", json_integer(sqlite3_column_int64(st, 3)));
+	if (kind && !strcmp(kind, "json")) {
+		json_t *v = json_loadb(data ? data : "", len, JSON_DECODE_ANY, NULL);
+		if (v)
+			json_object_set_new(e, "data", v);
+	}
+	json_object_set_new(e, "data_b64", ilog_b64(data ? data : "", len));
+	return e;
+}
+
+int ilog_store_entries(ilog_store *s, uint64_t start, uint64_t end, json_t **out, ilog_err *err)
+{
+	if (start > end || end > s->frontier.size || end - start > ILOG_PAGE_MAX)
+		return ilog_fail(err, ILOG_EINVAL, "bad range [%llu, %llu) of a log of %llu",
+				 (unsigned long long)start, (unsigned long long)end,
+				 (unsigned long long)s->frontier.size);
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_GET_ENTRIES);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)start);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)end);
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, ilog_entry_json(st));
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(arr);
+		return ilog_fail_sql(s->db, err, "reading entries");
+	}
+	*out = arr;
+	return 0;
+}
+
+int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, ilog_err *err)
+{
+	if (index >= s->frontier.size)
+		return ilog_fail(err, ILOG_ENOTFOUND, "no entry %llu: the log has %llu entries",
+				 (unsigned long long)index, (unsigned long long)s->frontier.size);
+	json_t *arr;
+	int rc = ilog_store_entries(s, index, index + 1, &arr, err);
+	if (rc)
+		return rc;
+	json_t *e = json_array_get(arr, 0);
+	if (!e) {
+		json_decref(arr);
+		return ilog_fail(err, ILOG_ECORRUPT, "entry %llu is missing from storage",
+				 (unsigned long long)index);
+	}
+	*out = json_incref(e);
+	json_decref(arr);
+	return 0;
+}
+
+static int ilog_check_size(const ilog_store *s, const char *what, uint64_t tree_size,
+			   ilog_err *err)
+{
+	if (s->frontier.size == 0)
+		return ilog_fail(err, ILOG_EINVAL, "the log is empty: no tree size has proofs yet");
+	if (tree_size == 0 || tree_size > s->frontier.size)
+		return ilog_fail(err, ILOG_EINVAL, "%s %llu is not a tree size of this log (1 to %llu)",
+				 what, (unsigned long long)tree_size,
+				 (unsigned long long)s->frontier.size);
+	return 0;
+}
+
+int ilog_store_root_at(ilog_store *s, uint64_t tree_size, ilog_hash out, ilog_err *err)
+{
+	if (tree_size == s->frontier.size) {
+		ilog_frontier_root(&s->frontier, out);
+		return 0;
+	}
+	int rc = ilog_check_size(s, "tree_size", tree_size, err);
+	if (rc)
+		return rc;
+	struct ilog_node_read r = { s, err };
+	ilog_source src = ilog_source_of(&r);
+	return ilog_range_hash(&src, 0, tree_size, out);
+}
+
+int ilog_store_leaf_hash(ilog_store *s, uint64_t index, ilog_hash out, ilog_err *err)
+{
+	if (index >= s->frontier.size)
+		return ilog_fail(err, ILOG_EINVAL, "index %llu is past the tree size %llu",
+				 (unsigned long long)index, (unsigned long long)s->frontier.size);
+	struct ilog_node_read r = { s, err };
+	return ilog_node_get(&r, 0, index, out);
+}
+
+int ilog_store_inclusion(ilog_store *s, uint64_t index, uint64_t tree_size,
+			 ilog_hash path[ILOG_PROOF_MAX], size_t *n, ilog_err *err)
+{
+	int rc = ilog_check_size(s, "tree_size", tree_size, err);
+	if (rc)
+		return rc;
+	if (index >= tree_size)
+		return ilog_fail(err, ILOG_EINVAL, "index %llu is past the tree size %llu",
+				 (unsigned long long)index, (unsigned long long)tree_size);
+	struct ilog_node_read r = { s, err };
+	ilog_source src = ilog_source_of(&r);
+	return ilog_inclusion_proof(&src, index, tree_size, path, n);
+}
+
+int ilog_store_consistency(ilog_store *s, uint64_t first, uint64_t second,
+			   ilog_hash proof[ILOG_PROOF_MAX], size_t *n, ilog_err *err)
+{
+	int rc = ilog_check_size(s, "second", second, err);
+	if (!rc)
+		rc = ilog_check_size(s, "first", first, err);
+	if (rc)
+		return rc;
+	if (first > second)
+		return ilog_fail(err, ILOG_EINVAL, "first (%llu) is larger than second (%llu)",
+				 (unsigned long long)first, (unsigned long long)second);
+	struct ilog_node_read r = { s, err };
+	ilog_source src = ilog_source_of(&r);
+	return ilog_consistency_proof(&src, first, second, proof, n);
+}
+
+/* ---- tree heads */
+
+static void ilog_put_be64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+void ilog_sth_message(const ilog_sth *h, unsigned char out[ILOG_STH_MESSAGE_BYTES])
+{
+	out[0] = 0; /* Version v1 */
+	out[1] = 1; /* SignatureType tree_hash */
+	ilog_put_be64(out + 2, h->timestamp_ms);
+	ilog_put_be64(out + 10, h->tree_size);
+	memcpy(out + 18, h->root, ILOG_HASH_BYTES);
+}
+
+int ilog_store_sth_save(ilog_store *s, const ilog_sth *h, ilog_err *err)
+{
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_STH_SAVE);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)h->tree_size);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)h->timestamp_ms);
+	sqlite3_bind_blob(st, 3, h->root, ILOG_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, h->signature, sizeof h->signature, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return ilog_fail_sql(s->db, err, "storing a tree head");
+	return 0;
+}
+
+int ilog_store_sth_latest(ilog_store *s, ilog_sth *out, ilog_err *err)
+{
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_STH_LATEST);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 2) == ILOG_HASH_BYTES &&
+	    sqlite3_column_bytes(st, 3) == crypto_sign_BYTES) {
+		out->tree_size = (uint64_t)sqlite3_column_int64(st, 0);
+		out->timestamp_ms = (uint64_t)sqlite3_column_int64(st, 1);
+		memcpy(out->root, sqlite3_column_blob(st, 2), ILOG_HASH_BYTES);
+		memcpy(out->signature, sqlite3_column_blob(st, 3), crypto_sign_BYTES);
+		sqlite3_reset(st);
+		return 0;
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return ilog_fail(err, ILOG_ENOTFOUND, "no tree head has been signed yet");
+	if (rc == SQLITE_ROW)
+		return ilog_fail(err, ILOG_ECORRUPT, "the latest tree head is malformed");
+	return ilog_fail_sql(s->db, err, "reading the latest tree head");
+}
+
+/* ---- meta */
+
+int ilog_store_meta_get(ilog_store *s, const char *key, unsigned char *out, size_t len,
+			ilog_err *err)
+{
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_META_GET);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && (size_t)sqlite3_column_bytes(st, 0) == len) {
+		memcpy(out, sqlite3_column_blob(st, 0), len);
+		sqlite3_reset(st);
+		return 0;
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return ilog_fail(err, ILOG_ENOTFOUND, "no %s recorded", key);
+	if (rc == SQLITE_ROW)
+		return ilog_fail(err, ILOG_ECORRUPT, "the recorded %s has the wrong size", key);
+	return ilog_fail_sql(s->db, err, "reading meta");
+}
+
+int ilog_store_meta_put(ilog_store *s, const char *key, const unsigned char *val, size_t len,
+			ilog_err *err)
+{
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_META_PUT);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, val, (int)len, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return ilog_fail_sql(s->db, err, "writing meta");
+	return 0;
+}
