@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,6 +111,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	sdk_info("signal %d: stopping every kernel", (int)sig);
 	sdk_notify("STOPPING=1");
 	sdk_server_stop_accepting(s->api.server);
+	chat_stop(s->api.chat); /* answers waiting on a model: from their sources, now */
 	sup_shutdown(s->api.sup);
 	unsigned longest = 0;
 	for (size_t i = 0; i < s->api.cfg->n_kernels; i++)
@@ -165,6 +167,14 @@ int grace_serve(const grace_config *cfg)
 {
 	struct serve s = { 0 };
 	clock_gettime(CLOCK_MONOTONIC, &s.t0);
+	/* A SIGTERM during start-up waits (blocked) until the loop can take it,
+	 * rather than killing us half-built. Threads made meanwhile inherit the
+	 * mask, so the signal always comes to this thread. */
+	sigset_t stop_signals, old_mask;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
 	s.api.cfg = cfg;
 	signal(SIGPIPE, SIG_IGN);
 
@@ -210,6 +220,10 @@ int grace_serve(const grace_config *cfg)
 	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
 	s.api.ob = s.api.hl ? ob_new(s.api.base, s.api.sup, s.token) : NULL;
 	s.api.auth = s.api.ob ? auth_new(s.api.base, cfg, s.db) : NULL;
+	if (s.api.auth && !(s.api.chat = chat_new(s.api.base, cfg, s.api.sup, s.token, err, sizeof err)))
+		sdk_error("cannot start chat: %s", err);
+	if (s.api.auth)
+		s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = api_routes,
 			       .n_routes = api_n_routes,
@@ -218,7 +232,7 @@ int grace_serve(const grace_config *cfg)
 			       .metrics_extra = api_metrics_extra,
 			       .on_reply = api_on_reply,
 			       .authorize = api_authorize };
-	s.api.server = s.api.auth ? sdk_server_new(s.api.base, &ho) : NULL;
+	s.api.server = s.api.chat ? sdk_server_new(s.api.base, &ho) : NULL;
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)
 			close(api_fd);
@@ -230,6 +244,7 @@ int grace_serve(const grace_config *cfg)
 	s.deadline = evtimer_new(s.api.base, on_deadline, &s);
 	evsignal_add(s.sigterm, NULL);
 	evsignal_add(s.sigint, NULL);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	uint64_t wd = sdk_watchdog_usec();
 	if (wd) {
 		struct timeval tv = { (time_t)(wd / 2 / 1000000), (suseconds_t)(wd / 2 % 1000000) };
@@ -250,6 +265,8 @@ int grace_serve(const grace_config *cfg)
 out:
 	hl_free(s.api.hl); /* answers heals still running, so before the server */
 	auth_free(s.api.auth); /* likewise for password jobs */
+	chat_free(s.api.chat); /* and for answers being written */
+	api_memory_close(s.api.mem); /* and for memory requests queued */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);

@@ -4,12 +4,15 @@
 #define GRACE_API_API_H
 
 #include "auth/auth.h"
+#include "chat/chat.h"
 #include "gateway/gateway.h"
 #include "guardian/guardian.h"
 #include "healer/healer.h"
 #include "outbox/outbox.h"
 #include "sdk/http.h"
 #include "supervisor/supervisor.h"
+
+typedef struct api_memory api_memory; /* /memory: its store and worker pool */
 
 typedef struct api_ctx {
 	const grace_config *cfg;
@@ -20,6 +23,8 @@ typedef struct api_ctx {
 	healer *hl;
 	outbox *ob;
 	auth_ctx *auth;
+	chat *chat;
+	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
 	sdk_server *server;
 } api_ctx;
 
@@ -35,6 +40,29 @@ void api_auth_users_create(sdk_req *req, void *ctx);
 void api_auth_users_list(sdk_req *req, void *ctx);
 void api_auth_users_delete(sdk_req *req, void *ctx);
 void api_auth_users_password(sdk_req *req, void *ctx);
+
+void api_chat_sessions_create(sdk_req *req, void *ctx);
+void api_chat_sessions_list(sdk_req *req, void *ctx);
+void api_chat_session_get(sdk_req *req, void *ctx);
+void api_chat_session_delete(sdk_req *req, void *ctx);
+void api_chat_messages_post(sdk_req *req, void *ctx);
+
+/* Opens DATA_DIR/memory.db and the memory worker pool; NULL (logged) on failure. */
+api_memory *api_memory_open(const grace_config *cfg, struct event_base *base);
+/* Answers the requests still queued: call before the server is freed. */
+void api_memory_close(api_memory *m);
+void api_memory_tables_create(sdk_req *req, void *ctx);
+void api_memory_tables_list(sdk_req *req, void *ctx);
+void api_memory_table_get(sdk_req *req, void *ctx);
+void api_memory_table_delete(sdk_req *req, void *ctx);
+void api_memory_rows_insert(sdk_req *req, void *ctx);
+void api_memory_rows_query(sdk_req *req, void *ctx);
+void api_memory_row_get(sdk_req *req, void *ctx);
+void api_memory_row_patch(sdk_req *req, void *ctx);
+void api_memory_row_delete(sdk_req *req, void *ctx);
+void api_memory_shares_add(sdk_req *req, void *ctx);
+void api_memory_shares_list(sdk_req *req, void *ctx);
+void api_memory_shares_remove(sdk_req *req, void *ctx);
 
 extern const sdk_route api_routes[];
 extern const size_t api_n_routes;

@@ -83,6 +83,23 @@ const sdk_route api_routes[] = {
 	USER("GET", "/network-healer/incidents", api_healer_incidents),
 	USER("GET", "/network-healer/incidents/:id", api_healer_incident),
 	USER("GET", "/network-healer/stats", api_healer_stats),
+	USER("POST", "/chat/sessions", api_chat_sessions_create),
+	USER("GET", "/chat/sessions", api_chat_sessions_list),
+	USER("GET", "/chat/sessions/:id", api_chat_session_get),
+	USER("DELETE", "/chat/sessions/:id", api_chat_session_delete),
+	USER("POST", "/chat/sessions/:id/messages", api_chat_messages_post),
+	USER("POST", "/memory/tables", api_memory_tables_create),
+	USER("GET", "/memory/tables", api_memory_tables_list),
+	USER("GET", "/memory/tables/:table", api_memory_table_get),
+	USER("DELETE", "/memory/tables/:table", api_memory_table_delete),
+	USER("POST", "/memory/tables/:table/rows", api_memory_rows_insert),
+	USER("GET", "/memory/tables/:table/rows", api_memory_rows_query),
+	USER("GET", "/memory/tables/:table/rows/:id", api_memory_row_get),
+	USER("PATCH", "/memory/tables/:table/rows/:id", api_memory_row_patch),
+	USER("DELETE", "/memory/tables/:table/rows/:id", api_memory_row_delete),
+	ADMIN("POST", "/memory/tables/:table/shares", api_memory_shares_add),
+	ADMIN("GET", "/memory/tables/:table/shares", api_memory_shares_list),
+	ADMIN("DELETE", "/memory/tables/:table/shares", api_memory_shares_remove),
 	ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	USER(NULL, "/*", on_gateway_prefix), /* last: the gateway's prefixes */
 };
@@ -158,6 +175,8 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 {
 	api_ctx *api = ctx;
 	ob_metrics(api->ob, out);
+	if (api->chat)
+		chat_metrics(api->chat, out);
 	evbuffer_add_printf(out, "# HELP grace_kernel_up Whether a kernel is ready (1) or not (0).\n"
 				 "# TYPE grace_kernel_up gauge\n");
 	for (size_t i = 0; i < sup_count(api->sup); i++) {

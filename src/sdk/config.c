@@ -82,6 +82,24 @@ static const struct cfg_key auth_keys[] = {
 #undef A
 };
 
+static const struct cfg_key model_keys[] = {
+#define M(n, field, lo, hi) { n, offsetof(grace_model, field), KEY_UINT, lo, hi }
+	M("timeout_ms", timeout_ms, 100, 3600000),
+	M("max_tokens", max_tokens, 0, 1000000),
+#undef M
+};
+
+/* A model server's base URL: http or https, and nothing odd in it. */
+static bool model_url_valid(const char *v)
+{
+	if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+		return false;
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			return false;
+	return strlen(v) > (size_t)(v[4] == 's' ? 8 : 7);
+}
+
 struct parse_ctx {
 	grace_config *cfg;
 	grace_kernel_cfg defaults;
@@ -256,6 +274,37 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 	return 1;
 }
 
+static int on_model_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_model *m = &c->cfg->model;
+	if (!strcmp(name, "base_url")) {
+		if (!model_url_valid(value) || set_string(m->base_url, sizeof m->base_url, value) < 0) {
+			snprintf(c->err, sizeof c->err,
+				 "base_url: expected an http:// or https:// URL of at most %zu bytes",
+				 sizeof m->base_url - 1);
+			return 0;
+		}
+	} else if (!strcmp(name, "model")) {
+		if (set_string(m->model, sizeof m->model, value) < 0) {
+			snprintf(c->err, sizeof c->err, "model: empty or longer than %zu bytes",
+				 sizeof m->model - 1);
+			return 0;
+		}
+	} else if (!strcmp(name, "key_file")) {
+		if (set_string(m->key_file, sizeof m->key_file, value) < 0) {
+			snprintf(c->err, sizeof c->err, "key_file: empty or too long");
+			return 0;
+		}
+	} else {
+		int rc = set_keyed(m, model_keys, sizeof model_keys / sizeof model_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	return 1;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -316,6 +365,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "model"))
+		return on_model_key(c, name, value);
 	if (!strcmp(section, "limits")) {
 		int rc = set_keyed(&cfg->limits, limit_keys, sizeof limit_keys / sizeof limit_keys[0], name, value, c->err, sizeof c->err);
 		if (rc == 1)
@@ -354,7 +405,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace", "limits", "defaults", "auth" };
+	static const char *const fixed[] = { "grace", "limits", "defaults", "auth", "model" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -441,6 +492,7 @@ static void config_defaults(grace_config *cfg)
 				  .argon2_mem_kib = 65536,
 				  .login_failures_max = 10,
 				  .login_window_s = 900 };
+	cfg->model = (grace_model){ .timeout_ms = 60000, .max_tokens = 1024 };
 	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
 		snprintf(k->name, sizeof k->name, "%s", builtin_kernels[i].name);
@@ -478,6 +530,11 @@ static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err
 		}
 		if (!k->tier[0])
 			snprintf(k->tier, sizeof k->tier, "custom");
+		if (k->port == cfg->api_port) {
+			snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also the API's (api_port)",
+				 cfg->path, k->name, k->port);
+			return -1;
+		}
 		for (size_t j = 0; j < i; j++) {
 			if (cfg->kernels[j].port == k->port) {
 				snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also kernel %s's",
@@ -560,11 +617,20 @@ int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char 
 		}
 		cfg->port_offset = (int)v;
 	}
+	if ((env = getenv("GRACE_MODEL_URL")) && *env) {
+		if (!model_url_valid(env) || strlen(env) >= sizeof cfg->model.base_url) {
+			snprintf(err, errlen, "GRACE_MODEL_URL: expected an http:// or https:// URL of "
+					      "at most %zu bytes", sizeof cfg->model.base_url - 1);
+			return -1;
+		}
+		snprintf(cfg->model.base_url, sizeof cfg->model.base_url, "%s", env);
+	}
 	if (ov && ov->data_dir)
 		snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", ov->data_dir);
 	if (absolutize(cfg->data_dir, sizeof cfg->data_dir) < 0 ||
-	    absolutize(cfg->library_root, sizeof cfg->library_root) < 0) {
-		snprintf(err, errlen, "data_dir or library_root: path too long");
+	    absolutize(cfg->library_root, sizeof cfg->library_root) < 0 ||
+	    (cfg->model.key_file[0] && absolutize(cfg->model.key_file, sizeof cfg->model.key_file) < 0)) {
+		snprintf(err, errlen, "data_dir, library_root or [model] key_file: path too long");
 		return -1;
 	}
 	return check_kernels(cfg, &c.defaults, err, errlen);

@@ -41,6 +41,15 @@ typedef struct grace_auth {
 	unsigned login_window_s;
 } grace_auth;
 
+/* [model]: an OpenAI-compatible chat server (llama.cpp, Ollama, vLLM). */
+typedef struct grace_model {
+	char base_url[200]; /* http(s)://host:port/v1; "" when no model is configured */
+	char model[128];    /* sent as "model"; "" leaves it to the server */
+	char key_file[PATH_MAX]; /* a file holding an API key; "" for none */
+	unsigned timeout_ms; /* the whole answer, streamed or not */
+	unsigned max_tokens; /* 0: not sent */
+} grace_model;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -66,6 +75,7 @@ typedef struct grace_config {
 	int port_offset;
 	grace_limits limits;
 	grace_auth auth;
+	grace_model model;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;
