@@ -224,25 +224,10 @@ static void reply_error(sdk_req *req, const mem_error *e)
 	sdk_reply_error(req, status, map[k].code, "%s", e->msg);
 }
 
-/* A page of rows is often more than the 16 KiB libevent writes at once;
- * with Nagle's algorithm the rest then waits for the client's delayed ACK
- * (40 ms on Linux). Until the SDK sets TCP_NODELAY on every connection,
- * the memory routes set it on theirs. */
-static void no_delay(sdk_req *req)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(req));
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-	int one = 1;
-	if (fd >= 0)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 /* On the loop. */
 static void job_done(void *arg)
 {
 	struct mem_job *j = arg;
-	no_delay(j->req);
 	if (!j->ran) {
 		sdk_req_add_header(j->req, "Retry-After", "1");
 		sdk_reply_error(j->req, 503, "shutting_down", "the server is stopping");

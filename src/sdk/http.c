@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -483,6 +486,10 @@ fail:
 int sdk_server_listen(sdk_server *s, int fd)
 {
 	evutil_make_socket_nonblocking(fd);
+	/* Accepted sockets inherit it on Linux: an answer larger than one
+	 * segment must not wait for the client's delayed ACK (40 ms). */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	s->bound = evhttp_accept_socket_with_handle(s->http, fd);
 	if (!s->bound) {
 		close(fd);
