@@ -230,6 +230,8 @@ void sdk_reply_stream_start(sdk_req *r, int status, const char *content_type,
 		sdk_req_add_header(r, "Content-Type", content_type);
 	sdk_req_add_header(r, "X-Request-Id", r->id);
 	sdk_req_add_header(r, "Cache-Control", "no-store");
+	if (r->srv->opts.on_reply)
+		r->srv->opts.on_reply(r, status, r->srv->opts.ctx);
 	r->streaming = true;
 	r->on_close = on_close;
 	r->close_arg = arg;
