@@ -604,6 +604,7 @@ def main():
                          "/dev/shm takes the disk out of the comparison)")
     ap.add_argument("--keep-tmp", action="store_true")
     a = ap.parse_args()
+    a.grace = os.path.abspath(a.grace)  # the servers run in the temp dir
     if not shutil.which("redis-server"):
         sys.exit("redis-server not found (Debian: apt-get install redis-server)")
     if not os.access(a.grace, os.X_OK):

@@ -28,11 +28,8 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #define BUS_SUBS_MAX 1024u
 #define BUS_HEARTBEAT_DEFAULT_MS 15000u
@@ -208,20 +205,12 @@ static void bus_sub_greet(struct bus_sub *s)
 	evbuffer_free(out);
 }
 
-/* A stream's connection: no read timeout (see BUS_STREAM_TIMEOUT_S), and
- * no Nagle: each event is a small write on a connection the client never
- * writes to, so Nagle would hold an event back until the client's delayed
- * ACK for the previous one (tens of ms) instead of sending it at once. */
+/* A stream's connection: no read timeout (see BUS_STREAM_TIMEOUT_S). */
 static void bus_stream_socket_setup(sdk_req *req)
 {
 	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(req));
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-	int one = 1;
 	if (c)
 		evhttp_connection_set_timeout(c, BUS_STREAM_TIMEOUT_S);
-	if (fd >= 0)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 void bus_on_subscribe(sdk_req *req, void *ctx)

@@ -373,6 +373,22 @@ class BusBasics(GraceTestCase):
         self.assertEqual(st, 200)
 
 
+class BusIdleStream(GraceTestCase):
+    def test_stream_outlives_the_read_timeout(self):
+        # The client of a stream never writes again: the server's read
+        # timeout (1 s here) must not end the stream, only heartbeats matter.
+        with GraceServer(kernels={"message_bus": {}},
+                         config={"limits": {"timeout_ms": 1000}}) as g:
+            bus = Bus(g)
+            s = SSE(bus, "subject=idle.x&heartbeat_ms=60000")
+            try:
+                time.sleep(2.5)
+                bus.publish({"subject": "idle.x", "payload": "still here"})
+                self.assertEqual(s.event()["data"]["payload"], "still here")
+            finally:
+                s.close()
+
+
 class BusDrain(GraceTestCase):
     def test_sigterm_ends_streams_and_long_polls(self):
         with GraceServer(kernels={"message_bus": {}}) as g:

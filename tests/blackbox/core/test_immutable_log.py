@@ -1,13 +1,12 @@
 """Immutable log (8101) through `grace serve` and the gateway at
 /kernels/immutable_log/*: appends (single, batch, bytes), entries, signed
 tree heads, inclusion and consistency proofs checked by an independent
-RFC 6962 / RFC 9162 verifier written here with hashlib (never the kernel's
+RFC 6962 / RFC 9162 verifier (rfc6962.py, hashlib only, never the kernel's
 code), /verify catching hand edits of the SQLite file made while the kernel
 is stopped and while it runs, and bad input getting a clear 4xx."""
 
 import base64
 import hashlib
-import json
 import os
 import sqlite3
 import sys
@@ -21,95 +20,10 @@ from session import AdminApi  # noqa: E402
 PREFIX = "/kernels/immutable_log"
 
 
-# --------------------------------------------------------------------------
-# An independent RFC 6962 implementation: tree hashes straight from the
-# definition, and the proof checks of RFC 9162 sections 2.1.3.2 and 2.1.4.2.
-
-def leaf_hash(entry):
-    return hashlib.sha256(b"\x00" + entry).digest()
-
-
-def node_hash(left, right):
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def mth(leaves):
-    """MTH(D[n]) of RFC 6962 2.1 over entry bytes."""
-    n = len(leaves)
-    if n == 0:
-        return hashlib.sha256(b"").digest()
-    if n == 1:
-        return leaf_hash(leaves[0])
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return node_hash(mth(leaves[:k]), mth(leaves[k:]))
-
-
-def verify_inclusion(index, size, leaf, path, root):
-    if index >= size:
-        return False
-    fn, sn, r = index, size - 1, leaf
-    for p in path:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
-
-
-def verify_consistency(first, second, first_root, second_root, proof):
-    if first > second or first == 0:
-        return False
-    if first == second:
-        return not proof and first_root == second_root
-    if first & (first - 1) == 0:
-        proof = [first_root] + list(proof)
-    if not proof:
-        return False
-    fn, sn = first - 1, second - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = proof[0]
-    for c in proof[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and fr == first_root and sr == second_root
-
-
-def canonical(value):
-    """The documented canonical form, for values without floats or control
-    characters (where Python and jansson print alike)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
-
-
-def unhex(s):
-    return bytes.fromhex(s)
-
-
-def sth_message(sth):
-    """RFC 6962 3.5 TreeHeadSignature: v1, tree_hash, timestamp, size, root."""
-    return (bytes([0, 1]) + sth["timestamp"].to_bytes(8, "big")
-            + sth["tree_size"].to_bytes(8, "big") + unhex(sth["root_hash"]))
+# The independent RFC 6962 / RFC 9162 verifier (hashlib only, never the
+# kernel's code) lives in rfc6962.py, shared with the audit tests.
+from rfc6962 import (canonical, leaf_hash, mth, sth_message, unhex,  # noqa: E402
+                     verify_consistency, verify_inclusion)
 
 
 class LogCase(GraceTestCase):
