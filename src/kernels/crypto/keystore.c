@@ -6,6 +6,7 @@
  * version, does not open. A known value sealed the same way (meta
  * 'master_check') tells at start whether the master key on disk is the one
  * the database was sealed with. */
+#include "sdk/err.h"
 #include "keystore.h"
 
 #include <stdarg.h>
@@ -54,21 +55,9 @@ static const char *const cry_type_names[] = {
 	[CRY_SYMMETRIC] = "symmetric",
 };
 
-__attribute__((format(printf, 3, 4)))
-static int cry_fail(cry_err *err, int code, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static int cry_fail_sql(sqlite3 *db, cry_err *err, const char *what)
 {
-	return cry_fail(err, CRY_EIO, "%s: %s", what, sqlite3_errmsg(db));
+	return sdk_fail(err, CRY_EIO, "%s: %s", what, sqlite3_errmsg(db));
 }
 
 const char *cry_type_name(enum cry_type t)
@@ -149,11 +138,11 @@ int cry_store_schema(sqlite3 *db, cry_err *err)
 	int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 	sqlite3_finalize(st);
 	if (v > CRY_SCHEMA_VERSION)
-		return cry_fail(err, CRY_EIO, "the database has schema version %d; this build knows %d",
+		return sdk_fail(err, CRY_EIO, "the database has schema version %d; this build knows %d",
 				v, CRY_SCHEMA_VERSION);
 	char *msg = NULL;
 	if (sqlite3_exec(db, cry_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		int rc = cry_fail(err, CRY_EIO, "creating the schema: %s",
+		int rc = sdk_fail(err, CRY_EIO, "creating the schema: %s",
 				  msg ? msg : sqlite3_errmsg(db));
 		sqlite3_free(msg);
 		return rc;
@@ -192,7 +181,7 @@ static int cry_master_check(cry_store *s, cry_err *err)
 		sqlite3_finalize(st);
 		sodium_memzero(probe, sizeof probe);
 		if (ok)
-			return cry_fail(err, CRY_EAUTH,
+			return sdk_fail(err, CRY_EAUTH,
 					"the master key does not open this database's keys"
 					" (crypto.master was replaced?)");
 		return 0;
@@ -220,13 +209,13 @@ int cry_store_open(sqlite3 *db, const unsigned char master[CRY_MASTER_BYTES], cr
 		return rc;
 	cry_store *s = calloc(1, sizeof *s);
 	if (!s)
-		return cry_fail(err, CRY_EIO, "out of memory");
+		return sdk_fail(err, CRY_EIO, "out of memory");
 	s->db = db;
 	/* Guard pages around it, out of swap where the system allows. */
 	s->master = sodium_malloc(CRY_MASTER_BYTES);
 	if (!s->master) {
 		free(s);
-		return cry_fail(err, CRY_EIO, "cannot allocate guarded memory for the master key");
+		return sdk_fail(err, CRY_EIO, "cannot allocate guarded memory for the master key");
 	}
 	memcpy(s->master, master, CRY_MASTER_BYTES);
 	sodium_mprotect_readonly(s->master);
@@ -313,7 +302,7 @@ int cry_key_create(cry_store *s, const char *name, enum cry_type type,
 		   const unsigned char *import, int64_t now_ms, json_t **out, cry_err *err)
 {
 	if (!cry_name_valid(name))
-		return cry_fail(err, CRY_EINVAL,
+		return sdk_fail(err, CRY_EINVAL,
 				"a key name is 1 to %d letters, digits, '.', '_' or '-' and does"
 				" not start with '.'",
 				CRY_NAME_MAX);
@@ -330,7 +319,7 @@ int cry_key_create(cry_store *s, const char *name, enum cry_type type,
 		sqlite3_bind_int64(st, 3, now_ms);
 		int step = sqlite3_step(st);
 		if ((step & 0xff) == SQLITE_CONSTRAINT)
-			rc = cry_fail(err, CRY_EEXIST, "a key named %s already exists", name);
+			rc = sdk_fail(err, CRY_EEXIST, "a key named %s already exists", name);
 		else if (step != SQLITE_DONE)
 			rc = cry_fail_sql(s->db, err, "creating a key");
 		sqlite3_finalize(st);
@@ -353,7 +342,7 @@ int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, cry_err 
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		sqlite3_finalize(st);
-		return cry_fail(err, CRY_ENOTFOUND, "no key named %s", name);
+		return sdk_fail(err, CRY_ENOTFOUND, "no key named %s", name);
 	}
 	if (rc != SQLITE_ROW) {
 		rc = cry_fail_sql(s->db, err, "reading a key");
@@ -364,7 +353,7 @@ int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, cry_err 
 	sqlite3_int64 latest = sqlite3_column_int64(st, 1);
 	sqlite3_finalize(st);
 	if (rc || latest < 1 || latest > UINT32_MAX)
-		return cry_fail(err, CRY_EIO, "key %s is damaged in storage", name);
+		return sdk_fail(err, CRY_EIO, "key %s is damaged in storage", name);
 	out->latest = (unsigned)latest;
 	return 0;
 }
@@ -378,7 +367,7 @@ int cry_key_rotate(cry_store *s, const char *name, const unsigned char *import, 
 	cry_key_info info;
 	rc = cry_key_info_get(s, name, &info, err);
 	if (!rc && info.latest == UINT32_MAX)
-		rc = cry_fail(err, CRY_EINVAL, "key %s has no versions left", name);
+		rc = sdk_fail(err, CRY_EINVAL, "key %s has no versions left", name);
 	if (!rc)
 		rc = cry_version_insert(s, name, info.type, info.latest + 1, import, now_ms, err);
 	rc = cry_end(s, rc, err);
@@ -455,7 +444,7 @@ int cry_key_get(cry_store *s, const char *name, json_t **out, cry_err *err)
 		json_decref(versions);
 		if (rc != SQLITE_DONE)
 			return cry_fail_sql(s->db, err, "reading a key");
-		return cry_fail(err, CRY_ENOTFOUND, "no key named %s", name);
+		return sdk_fail(err, CRY_ENOTFOUND, "no key named %s", name);
 	}
 	json_object_set_new(key, "latest_version", json_integer((json_int_t)latest));
 	json_object_set_new(key, "versions", versions);
@@ -478,10 +467,10 @@ static int cry_version_read(cry_store *s, const char *name, unsigned version, co
 		*len = n <= cap ? n : 0;
 		if (n <= cap && n)
 			memcpy(out, sqlite3_column_blob(st, 0), n);
-		rc = n <= cap ? 0 : cry_fail(err, CRY_EIO, "key %s version %u is damaged", name,
+		rc = n <= cap ? 0 : sdk_fail(err, CRY_EIO, "key %s version %u is damaged", name,
 					       version);
 	} else if (rc == SQLITE_DONE) {
-		rc = cry_fail(err, CRY_ENOTFOUND, "key %s has no version %u", name, version);
+		rc = sdk_fail(err, CRY_ENOTFOUND, "key %s has no version %u", name, version);
 	} else {
 		rc = cry_fail_sql(s->db, err, "reading a key version");
 	}
@@ -497,7 +486,7 @@ int cry_key_public(cry_store *s, const char *name, unsigned version,
 				  "SELECT public_key FROM key_versions WHERE name = ?1 AND version = ?2",
 				  pk, CRY_PUBLIC_BYTES, &len, err);
 	if (!rc && len != CRY_PUBLIC_BYTES)
-		rc = cry_fail(err, CRY_EINVAL, "key %s has no public part", name);
+		rc = sdk_fail(err, CRY_EINVAL, "key %s has no public part", name);
 	return rc;
 }
 
@@ -518,7 +507,7 @@ int cry_key_secret(cry_store *s, const char *name, unsigned version,
 	char label[CRY_LABEL_MAX];
 	size_t label_len = cry_key_label(label, name, info.type, version);
 	if (cry_unseal(s, label, label_len, sealed, len, secret))
-		return cry_fail(err, CRY_ESEALED,
+		return sdk_fail(err, CRY_ESEALED,
 				"the sealed secret of key %s version %u does not open: it was"
 				" altered or moved",
 				name, version);

@@ -7,6 +7,7 @@
 #ifndef GRACE_CRYPTO_KEYSTORE_H
 #define GRACE_CRYPTO_KEYSTORE_H
 
+#include "sdk/err.h"
 #include <jansson.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -32,9 +33,7 @@ enum cry_type { CRY_ED25519, CRY_X25519, CRY_SYMMETRIC };
 #define CRY_PUBLIC_BYTES 32
 #define CRY_NAME_MAX 64
 
-typedef struct cry_err {
-	char msg[256];
-} cry_err;
+typedef sdk_err cry_err;
 
 typedef struct cry_store cry_store;
 

@@ -7,6 +7,7 @@
  * UPDATE and DELETE so that no code path (nor a careless hand in the sqlite3
  * shell) can rewrite history without first dropping them. Whoever does drop
  * them is caught by /verify. */
+#include "sdk/err.h"
 #include "store.h"
 
 #include <stdarg.h>
@@ -91,21 +92,9 @@ struct ilog_store {
 	char broken[256];
 };
 
-__attribute__((format(printf, 3, 4)))
-static int ilog_fail(ilog_err *err, int code, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static int ilog_fail_sql(sqlite3 *db, ilog_err *err, const char *what)
 {
-	return ilog_fail(err, ILOG_EIO, "%s: %s", what, sqlite3_errmsg(db));
+	return sdk_fail(err, ILOG_EIO, "%s: %s", what, sqlite3_errmsg(db));
 }
 
 /* A statement ready to bind: reset from its last use. */
@@ -145,7 +134,7 @@ static int ilog_node_get(void *ctx, unsigned level, uint64_t index, ilog_hash ou
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-		return ilog_fail(r->err, ILOG_ECORRUPT,
+		return sdk_fail(r->err, ILOG_ECORRUPT,
 				 "the stored hash of leaves [%llu, %llu) is missing or malformed",
 				 (unsigned long long)(index << level),
 				 (unsigned long long)((index + 1) << level));
@@ -167,7 +156,7 @@ static int ilog_schema_check(sqlite3 *db, ilog_err *err)
 	int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 	sqlite3_finalize(st);
 	if (v > ILOG_SCHEMA_VERSION)
-		return ilog_fail(err, ILOG_EIO,
+		return sdk_fail(err, ILOG_EIO,
 				 "the database has schema version %d; this build knows %d", v,
 				 ILOG_SCHEMA_VERSION);
 	return 0;
@@ -220,14 +209,14 @@ int ilog_store_open(sqlite3 *db, ilog_store **out, ilog_err *err)
 		return rc;
 	char *msg = NULL;
 	if (sqlite3_exec(db, ilog_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		rc = ilog_fail(err, ILOG_EIO, "creating the schema: %s",
+		rc = sdk_fail(err, ILOG_EIO, "creating the schema: %s",
 			       msg ? msg : sqlite3_errmsg(db));
 		sqlite3_free(msg);
 		return rc;
 	}
 	ilog_store *s = calloc(1, sizeof *s);
 	if (!s)
-		return ilog_fail(err, ILOG_EIO, "out of memory");
+		return sdk_fail(err, ILOG_EIO, "out of memory");
 	s->db = db;
 	for (int i = 0; i < ILOG_SQL_N; i++) {
 		if (sqlite3_prepare_v3(db, ilog_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
@@ -310,9 +299,9 @@ int ilog_store_append(ilog_store *s, const ilog_item *items, size_t n, int64_t n
 		      uint64_t *first_index, ilog_hash *leaf_hashes, ilog_err *err)
 {
 	if (s->broken[0])
-		return ilog_fail(err, ILOG_ECORRUPT, "appends are refused: %s", s->broken);
+		return sdk_fail(err, ILOG_ECORRUPT, "appends are refused: %s", s->broken);
 	if (n == 0 || n > ILOG_BATCH_MAX)
-		return ilog_fail(err, ILOG_EINVAL, "a batch holds 1 to %u entries", ILOG_BATCH_MAX);
+		return sdk_fail(err, ILOG_EINVAL, "a batch holds 1 to %u entries", ILOG_BATCH_MAX);
 	int rc = ilog_exec(s, "BEGIN IMMEDIATE", err);
 	if (rc)
 		return rc;
@@ -392,7 +381,7 @@ static json_t *ilog_entry_json(sqlite3_stmt *st)
 int ilog_store_entries(ilog_store *s, uint64_t start, uint64_t end, json_t **out, ilog_err *err)
 {
 	if (start > end || end > s->frontier.size || end - start > ILOG_PAGE_MAX)
-		return ilog_fail(err, ILOG_EINVAL, "bad range [%llu, %llu) of a log of %llu",
+		return sdk_fail(err, ILOG_EINVAL, "bad range [%llu, %llu) of a log of %llu",
 				 (unsigned long long)start, (unsigned long long)end,
 				 (unsigned long long)s->frontier.size);
 	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_GET_ENTRIES);
@@ -414,7 +403,7 @@ int ilog_store_entries(ilog_store *s, uint64_t start, uint64_t end, json_t **out
 int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, ilog_err *err)
 {
 	if (index >= s->frontier.size)
-		return ilog_fail(err, ILOG_ENOTFOUND, "no entry %llu: the log has %llu entries",
+		return sdk_fail(err, ILOG_ENOTFOUND, "no entry %llu: the log has %llu entries",
 				 (unsigned long long)index, (unsigned long long)s->frontier.size);
 	json_t *arr;
 	int rc = ilog_store_entries(s, index, index + 1, &arr, err);
@@ -423,7 +412,7 @@ int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, ilog_err *err)
 	json_t *e = json_array_get(arr, 0);
 	if (!e) {
 		json_decref(arr);
-		return ilog_fail(err, ILOG_ECORRUPT, "entry %llu is missing from storage",
+		return sdk_fail(err, ILOG_ECORRUPT, "entry %llu is missing from storage",
 				 (unsigned long long)index);
 	}
 	*out = json_incref(e);
@@ -435,9 +424,9 @@ static int ilog_check_size(const ilog_store *s, const char *what, uint64_t tree_
 			   ilog_err *err)
 {
 	if (s->frontier.size == 0)
-		return ilog_fail(err, ILOG_EINVAL, "the log is empty: no tree size has proofs yet");
+		return sdk_fail(err, ILOG_EINVAL, "the log is empty: no tree size has proofs yet");
 	if (tree_size == 0 || tree_size > s->frontier.size)
-		return ilog_fail(err, ILOG_EINVAL, "%s %llu is not a tree size of this log (1 to %llu)",
+		return sdk_fail(err, ILOG_EINVAL, "%s %llu is not a tree size of this log (1 to %llu)",
 				 what, (unsigned long long)tree_size,
 				 (unsigned long long)s->frontier.size);
 	return 0;
@@ -460,7 +449,7 @@ int ilog_store_root_at(ilog_store *s, uint64_t tree_size, ilog_hash out, ilog_er
 int ilog_store_leaf_hash(ilog_store *s, uint64_t index, ilog_hash out, ilog_err *err)
 {
 	if (index >= s->frontier.size)
-		return ilog_fail(err, ILOG_EINVAL, "index %llu is past the tree size %llu",
+		return sdk_fail(err, ILOG_EINVAL, "index %llu is past the tree size %llu",
 				 (unsigned long long)index, (unsigned long long)s->frontier.size);
 	struct ilog_node_read r = { s, err };
 	return ilog_node_get(&r, 0, index, out);
@@ -473,7 +462,7 @@ int ilog_store_inclusion(ilog_store *s, uint64_t index, uint64_t tree_size,
 	if (rc)
 		return rc;
 	if (index >= tree_size)
-		return ilog_fail(err, ILOG_EINVAL, "index %llu is past the tree size %llu",
+		return sdk_fail(err, ILOG_EINVAL, "index %llu is past the tree size %llu",
 				 (unsigned long long)index, (unsigned long long)tree_size);
 	struct ilog_node_read r = { s, err };
 	ilog_source src = ilog_source_of(&r);
@@ -489,7 +478,7 @@ int ilog_store_consistency(ilog_store *s, uint64_t first, uint64_t second,
 	if (rc)
 		return rc;
 	if (first > second)
-		return ilog_fail(err, ILOG_EINVAL, "first (%llu) is larger than second (%llu)",
+		return sdk_fail(err, ILOG_EINVAL, "first (%llu) is larger than second (%llu)",
 				 (unsigned long long)first, (unsigned long long)second);
 	struct ilog_node_read r = { s, err };
 	ilog_source src = ilog_source_of(&r);
@@ -542,9 +531,9 @@ int ilog_store_sth_latest(ilog_store *s, ilog_sth *out, ilog_err *err)
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_DONE)
-		return ilog_fail(err, ILOG_ENOTFOUND, "no tree head has been signed yet");
+		return sdk_fail(err, ILOG_ENOTFOUND, "no tree head has been signed yet");
 	if (rc == SQLITE_ROW)
-		return ilog_fail(err, ILOG_ECORRUPT, "the latest tree head is malformed");
+		return sdk_fail(err, ILOG_ECORRUPT, "the latest tree head is malformed");
 	return ilog_fail_sql(s->db, err, "reading the latest tree head");
 }
 
@@ -563,9 +552,9 @@ int ilog_store_meta_get(ilog_store *s, const char *key, unsigned char *out, size
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_DONE)
-		return ilog_fail(err, ILOG_ENOTFOUND, "no %s recorded", key);
+		return sdk_fail(err, ILOG_ENOTFOUND, "no %s recorded", key);
 	if (rc == SQLITE_ROW)
-		return ilog_fail(err, ILOG_ECORRUPT, "the recorded %s has the wrong size", key);
+		return sdk_fail(err, ILOG_ECORRUPT, "the recorded %s has the wrong size", key);
 	return ilog_fail_sql(s->db, err, "reading meta");
 }
 

@@ -6,6 +6,7 @@
 #ifndef GRACE_IMMUTABLE_LOG_STORE_H
 #define GRACE_IMMUTABLE_LOG_STORE_H
 
+#include "sdk/err.h"
 #include "merkle.h"
 
 #include <jansson.h>
@@ -29,9 +30,7 @@ enum ilog_kind { ILOG_KIND_BYTES = 0, ILOG_KIND_JSON = 1 };
 #define ILOG_PAGE_MAX 1000u
 #define ILOG_PAGE_DEFAULT 100u
 
-typedef struct ilog_err {
-	char msg[256];
-} ilog_err;
+typedef sdk_err ilog_err;
 
 typedef struct ilog_item {
 	const unsigned char *data;

@@ -4,6 +4,7 @@
  * tag index are derived from it by triggers, so every write path (put, the
  * ingest upsert, delete, even a hand-written UPDATE in the sqlite3 shell)
  * keeps them consistent without the code having to remember to. */
+#include "sdk/err.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -131,27 +132,14 @@ struct lib_ingest {
 	lib_err *err;
 };
 
-__attribute__((format(printf, 3, 4)))
-static int lib_fail(lib_err *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static int lib_fail_sql(sqlite3 *db, lib_err *err, const char *what)
 {
-	return lib_fail(err, LIB_EIO, "%s: %s", what, sqlite3_errmsg(db));
+	return sdk_fail(err, LIB_EIO, "%s: %s", what, sqlite3_errmsg(db));
 }
 
 static int lib_oom(lib_err *err)
 {
-	return lib_fail(err, LIB_EIO, "out of memory");
+	return sdk_fail(err, LIB_EIO, "out of memory");
 }
 
 static int64_t lib_now_ms(void)
@@ -270,7 +258,7 @@ static int lib_schema_create(sqlite3 *db, lib_err *err)
 	if (rc)
 		return rc;
 	if (version > LIB_SCHEMA_VERSION)
-		return lib_fail(err, LIB_EIO,
+		return sdk_fail(err, LIB_EIO,
 				"schema version %d is newer than supported (%d)",
 				version, LIB_SCHEMA_VERSION);
 	if (sqlite3_exec(db, lib_schema, NULL, NULL, NULL) != SQLITE_OK)
@@ -284,7 +272,7 @@ int lib_store_init(sqlite3 *db, lib_err *err)
 	int rc;
 
 	if (!db)
-		return lib_fail(err, LIB_EINVAL, "no database");
+		return sdk_fail(err, LIB_EINVAL, "no database");
 	/* The version is read under the write lock so two processes starting
 	 * at once cannot both decide to create or migrate. */
 	rc = lib_tx_begin(db, &nested, err);
@@ -305,14 +293,14 @@ static int lib_check_text(const char *what, const char *s, size_t max,
 	size_t n;
 
 	if (!s || !*s)
-		return lib_fail(err, LIB_EINVAL, "%s must not be empty", what);
+		return sdk_fail(err, LIB_EINVAL, "%s must not be empty", what);
 	n = strnlen(s, max + 1);
 	if (n > max)
-		return lib_fail(err, LIB_EINVAL, "%s longer than %zu bytes",
+		return sdk_fail(err, LIB_EINVAL, "%s longer than %zu bytes",
 				what, max);
 	/* Stored text that is not UTF-8 could never be returned as JSON. */
 	if (!lib_utf8_valid((const unsigned char *)s, n))
-		return lib_fail(err, LIB_EINVAL, "%s is not valid UTF-8", what);
+		return sdk_fail(err, LIB_EINVAL, "%s is not valid UTF-8", what);
 	return LIB_OK;
 }
 
@@ -334,17 +322,17 @@ static int lib_check_tag(json_t *tag, lib_err *err)
 	size_t n;
 
 	if (!json_is_string(tag))
-		return lib_fail(err, LIB_EINVAL,
+		return sdk_fail(err, LIB_EINVAL,
 				"tags must be an array of strings");
 	n = json_string_length(tag);
 	if (n == 0)
-		return lib_fail(err, LIB_EINVAL, "tags must not be empty");
+		return sdk_fail(err, LIB_EINVAL, "tags must not be empty");
 	if (n > LIB_TAG_LEN_MAX)
-		return lib_fail(err, LIB_EINVAL, "tag longer than %u bytes",
+		return sdk_fail(err, LIB_EINVAL, "tag longer than %u bytes",
 				LIB_TAG_LEN_MAX);
 	/* jansson accepts "\u0000"; SQLite and C callers would cut there. */
 	if (strlen(json_string_value(tag)) != n)
-		return lib_fail(err, LIB_EINVAL, "tag contains a NUL byte");
+		return sdk_fail(err, LIB_EINVAL, "tag contains a NUL byte");
 	return LIB_OK;
 }
 
@@ -368,10 +356,10 @@ static int lib_tags_text(json_t *tags, char **out, lib_err *err)
 	int rc = LIB_OK;
 
 	if (tags && !json_is_array(tags))
-		return lib_fail(err, LIB_EINVAL,
+		return sdk_fail(err, LIB_EINVAL,
 				"tags must be an array of strings");
 	if (json_array_size(tags) > LIB_TAGS_MAX)
-		return lib_fail(err, LIB_EINVAL, "at most %u tags allowed",
+		return sdk_fail(err, LIB_EINVAL, "at most %u tags allowed",
 				LIB_TAGS_MAX);
 	clean = json_array();
 	if (!clean)
@@ -397,10 +385,10 @@ static int lib_tags_text(json_t *tags, char **out, lib_err *err)
 static int lib_fail_write(sqlite3 *db, int rc, lib_err *err)
 {
 	if (rc == SQLITE_CONSTRAINT_UNIQUE)
-		return lib_fail(err, LIB_EINVAL,
+		return sdk_fail(err, LIB_EINVAL,
 				"a document with this source already exists");
 	if ((rc & 0xff) == SQLITE_CONSTRAINT)
-		return lib_fail(err, LIB_EINVAL, "document rejected: %s",
+		return sdk_fail(err, LIB_EINVAL, "document rejected: %s",
 				sqlite3_errmsg(db));
 	return lib_fail_sql(db, err, "write document");
 }
@@ -451,7 +439,7 @@ int lib_doc_put(sqlite3 *db, const char *title, const char *body, json_t *tags,
 	int rc;
 
 	if (!db)
-		return lib_fail(err, LIB_EINVAL, "no database");
+		return sdk_fail(err, LIB_EINVAL, "no database");
 	rc = lib_check_doc(title, body, source, err);
 	if (!rc)
 		rc = lib_tags_text(tags, &tags_text, err);
@@ -518,7 +506,7 @@ int lib_doc_get(sqlite3 *db, int64_t id, json_t **doc_out, lib_err *err)
 	int rc;
 
 	if (!db || !doc_out)
-		return lib_fail(err, LIB_EINVAL, "missing argument");
+		return sdk_fail(err, LIB_EINVAL, "missing argument");
 	*doc_out = NULL;
 	if (sqlite3_prepare_v2(db, lib_sql_get, -1, &st, NULL) != SQLITE_OK)
 		return lib_fail_sql(db, err, "prepare read");
@@ -527,10 +515,10 @@ int lib_doc_get(sqlite3 *db, int64_t id, json_t **doc_out, lib_err *err)
 	if (rc == SQLITE_ROW) {
 		doc = lib_row_doc(st);
 		rc = doc ? LIB_OK :
-		     lib_fail(err, LIB_EIO, "document %" PRId64
+		     sdk_fail(err, LIB_EIO, "document %" PRId64
 			      " cannot be encoded", id);
 	} else if (rc == SQLITE_DONE) {
-		rc = lib_fail(err, LIB_ENOTFOUND,
+		rc = sdk_fail(err, LIB_ENOTFOUND,
 			      "document %" PRId64 " not found", id);
 	} else {
 		rc = lib_fail_sql(db, err, "read document");
@@ -546,7 +534,7 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err)
 	int rc;
 
 	if (!db)
-		return lib_fail(err, LIB_EINVAL, "no database");
+		return sdk_fail(err, LIB_EINVAL, "no database");
 	if (sqlite3_prepare_v2(db, lib_sql_delete, -1, &st, NULL) != SQLITE_OK)
 		return lib_fail_sql(db, err, "prepare delete");
 	sqlite3_bind_int64(st, 1, id);
@@ -554,7 +542,7 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err)
 	if (rc != SQLITE_DONE)
 		rc = lib_fail_sql(db, err, "delete document");
 	else if (sqlite3_changes(db) == 0)
-		rc = lib_fail(err, LIB_ENOTFOUND,
+		rc = sdk_fail(err, LIB_ENOTFOUND,
 			      "document %" PRId64 " not found", id);
 	else
 		rc = LIB_OK;
@@ -570,17 +558,17 @@ static int lib_check_search(const char *query, const char *tag,
 	/* FTS5 calls a blank query a syntax error; "empty" is the truth. */
 	n = query ? strnlen(query, LIB_QUERY_MAX + 1) : 0;
 	if (n > LIB_QUERY_MAX)
-		return lib_fail(err, LIB_EINVAL, "query longer than %u bytes",
+		return sdk_fail(err, LIB_EINVAL, "query longer than %u bytes",
 				LIB_QUERY_MAX);
 	if (!query || lib_blank(query))
-		return lib_fail(err, LIB_EINVAL, "query must not be empty");
+		return sdk_fail(err, LIB_EINVAL, "query must not be empty");
 	if (tag && !*tag)
-		return lib_fail(err, LIB_EINVAL, "tag must not be empty");
+		return sdk_fail(err, LIB_EINVAL, "tag must not be empty");
 	if (tag && strnlen(tag, LIB_TAG_LEN_MAX + 1) > LIB_TAG_LEN_MAX)
-		return lib_fail(err, LIB_EINVAL, "tag longer than %u bytes",
+		return sdk_fail(err, LIB_EINVAL, "tag longer than %u bytes",
 				LIB_TAG_LEN_MAX);
 	if (limit < 1 || limit > LIB_SEARCH_LIMIT_MAX)
-		return lib_fail(err, LIB_EINVAL, "limit must be 1..%u",
+		return sdk_fail(err, LIB_EINVAL, "limit must be 1..%u",
 				LIB_SEARCH_LIMIT_MAX);
 	return LIB_OK;
 }
@@ -592,7 +580,7 @@ static int lib_check_search(const char *query, const char *tag,
 static int lib_fail_match(sqlite3 *db, int rc, lib_err *err)
 {
 	if ((rc & 0xff) == SQLITE_ERROR)
-		return lib_fail(err, LIB_EINVAL, "malformed query: %s",
+		return sdk_fail(err, LIB_EINVAL, "malformed query: %s",
 				sqlite3_errmsg(db));
 	return lib_fail_sql(db, err, "search");
 }
@@ -665,7 +653,7 @@ static int lib_search_rows(sqlite3 *db, const char *query, const char *tag,
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (json_array_append_new(results, lib_row_hit(st))) {
-			rc = lib_fail(err, LIB_EIO,
+			rc = sdk_fail(err, LIB_EIO,
 				      "search result cannot be encoded");
 			goto out;
 		}
@@ -684,7 +672,7 @@ int lib_search(sqlite3 *db, const char *query, const char *tag, unsigned limit,
 	int rc;
 
 	if (!db || !out)
-		return lib_fail(err, LIB_EINVAL, "missing argument");
+		return sdk_fail(err, LIB_EINVAL, "missing argument");
 	*out = NULL;
 	rc = lib_check_search(query, tag, limit, err);
 	if (rc)
@@ -694,7 +682,7 @@ int lib_search(sqlite3 *db, const char *query, const char *tag, unsigned limit,
 		return lib_oom(err);
 	if (json_object_set_new(res, "query", json_string(query))) {
 		json_decref(res);
-		return lib_fail(err, LIB_EINVAL, "query is not valid UTF-8");
+		return sdk_fail(err, LIB_EINVAL, "query is not valid UTF-8");
 	}
 	/* Counting first also surfaces a malformed query before any rows. */
 	rc = lib_search_count(db, query, tag, &total, err);
@@ -952,7 +940,7 @@ static int lib_ingest_dir(struct lib_ingest *ctx, int dfd, const char *dir,
 	n = scandirat(dfd, ".", &names, lib_dirent_filter, alphasort);
 	if (n < 0)
 		return depth ? LIB_OK :
-		       lib_fail(ctx->err, LIB_EIO, "cannot read directory: %s",
+		       sdk_fail(ctx->err, LIB_EIO, "cannot read directory: %s",
 				strerror(errno));
 	for (i = 0; i < n; i++) {
 		if (!rc)
@@ -972,7 +960,7 @@ static int lib_ingest_top(struct lib_ingest *ctx, const char *path)
 	int fd, rc;
 
 	if (lstat(path, &st) != 0)
-		return lib_fail(ctx->err, LIB_EIO, "cannot stat path: %s",
+		return sdk_fail(ctx->err, LIB_EIO, "cannot stat path: %s",
 				strerror(errno));
 	if (S_ISREG(st.st_mode)) {
 		kind = lib_ingest_kind(path);
@@ -980,11 +968,11 @@ static int lib_ingest_top(struct lib_ingest *ctx, const char *path)
 			      LIB_OK;
 	}
 	if (!S_ISDIR(st.st_mode))
-		return lib_fail(ctx->err, LIB_EINVAL,
+		return sdk_fail(ctx->err, LIB_EINVAL,
 				"path is not a file or directory");
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return lib_fail(ctx->err, LIB_EIO, "cannot open directory: %s",
+		return sdk_fail(ctx->err, LIB_EIO, "cannot open directory: %s",
 				strerror(errno));
 	rc = lib_ingest_dir(ctx, fd, path, 0);
 	close(fd);
@@ -999,13 +987,13 @@ static int lib_resolve(const char *root, const char *path, char **rroot,
 {
 	*rroot = realpath(root, NULL);
 	if (!*rroot)
-		return lib_fail(err, LIB_EIO, "cannot resolve library root: %s",
+		return sdk_fail(err, LIB_EIO, "cannot resolve library root: %s",
 				strerror(errno));
 	*rpath = realpath(path, NULL);
 	if (!*rpath && errno == ENOMEM)
 		return lib_oom(err);
 	if (!*rpath || !lib_path_within(*rroot, *rpath))
-		return lib_fail(err, LIB_EDENIED,
+		return sdk_fail(err, LIB_EDENIED,
 				"path does not resolve inside the library root");
 	return LIB_OK;
 }
@@ -1061,7 +1049,7 @@ int lib_ingest(sqlite3 *db, const char *root, const char *path, json_t **out,
 	int rc;
 
 	if (!db || !root || !path || !out)
-		return lib_fail(err, LIB_EINVAL, "missing argument");
+		return sdk_fail(err, LIB_EINVAL, "missing argument");
 	*out = NULL;
 	rc = lib_resolve(root, path, &rroot, &rpath, err);
 	if (!rc) {

@@ -6,6 +6,7 @@
 #ifndef GRACE_LIBRARIAN_STORE_H
 #define GRACE_LIBRARIAN_STORE_H
 
+#include "sdk/err.h"
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -25,9 +26,7 @@ enum {
 #define LIB_SEARCH_LIMIT_MAX 100u
 #define LIB_INGEST_FILE_MAX (4u << 20)
 
-typedef struct lib_err {
-	char msg[256];
-} lib_err;
+typedef sdk_err lib_err;
 
 /* Creates the schema if missing. The caller owns `db` (already opened, WAL). */
 int lib_store_init(sqlite3 *db, lib_err *err);

@@ -4,6 +4,7 @@
  * the C code (one upsert per run of equal subjects in a batch, not one per
  * message), so GET /subjects never scans the log. `groups` and
  * `deliveries` are the consumer groups; `retention` the rules. */
+#include "sdk/err.h"
 #include "kernels/message_bus/store.h"
 
 #include "kernels/message_bus/subject.h"
@@ -139,21 +140,9 @@ typedef struct bus_group {
 	int max_deliveries;
 } bus_group;
 
-__attribute__((format(printf, 3, 4)))
-static int bus_fail(bus_err *err, int code, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static int bus_fail_sql(bus_store *st, bus_err *err, const char *what)
 {
-	return bus_fail(err, BUS_EIO, "%s: %s", what, sqlite3_errmsg(st->db));
+	return sdk_fail(err, BUS_EIO, "%s: %s", what, sqlite3_errmsg(st->db));
 }
 
 /* A statement from the cache, reset and unbound, ready to bind. */
@@ -217,11 +206,11 @@ static int bus_schema_create(bus_store *st, bus_err *err)
 	if (rc)
 		return rc;
 	if (version > BUS_SCHEMA_VERSION)
-		return bus_fail(err, BUS_EIO, "schema version %" PRId64 " is newer than %d", version,
+		return sdk_fail(err, BUS_EIO, "schema version %" PRId64 " is newer than %d", version,
 				BUS_SCHEMA_VERSION);
 	char *msg = NULL;
 	if (sqlite3_exec(st->db, bus_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		rc = bus_fail(err, BUS_EIO, "create schema: %s", msg ? msg : "?");
+		rc = sdk_fail(err, BUS_EIO, "create schema: %s", msg ? msg : "?");
 		sqlite3_free(msg);
 	}
 	return rc;
@@ -254,7 +243,7 @@ int bus_store_open(sqlite3 *db, bus_store **out, bus_err *err)
 {
 	bus_store *st = calloc(1, sizeof *st);
 	if (!st)
-		return bus_fail(err, BUS_EIO, "out of memory");
+		return sdk_fail(err, BUS_EIO, "out of memory");
 	st->db = db;
 	/* The schema is created under the write lock so two processes starting
 	 * at once cannot both decide to create it. */
@@ -531,12 +520,12 @@ static int bus_group_open(bus_store *st, const char *name, const bus_poll_opts *
 		return rc;
 	if (!found)
 		return o->pattern ? bus_group_create(st, name, o, now_ms, g, err) :
-				    bus_fail(err, BUS_ENOTFOUND,
+				    sdk_fail(err, BUS_ENOTFOUND,
 					     "group %s does not exist: the first poll must name "
 					     "its subject",
 					     name);
 	if (o->pattern && strcmp(o->pattern, g->pattern) != 0)
-		return bus_fail(err, BUS_ECONFLICT, "group %s consumes %s, not %s", name,
+		return sdk_fail(err, BUS_ECONFLICT, "group %s consumes %s, not %s", name,
 				g->pattern, o->pattern);
 	if (o->visibility_ms)
 		g->visibility_ms = o->visibility_ms;
@@ -587,7 +576,7 @@ static int bus_dead_letter(bus_store *st, const char *grp, const bus_msg *m, int
 	char *subject = NULL, *headers = bus_dlq_headers(grp, m, count);
 	if (!headers || asprintf(&subject, BUS_DLQ_PREFIX ".%s.%s", grp, m->subject) < 0) {
 		free(headers);
-		return bus_fail(err, BUS_EIO, "out of memory");
+		return sdk_fail(err, BUS_EIO, "out of memory");
 	}
 	bus_msg dl = { .subject = subject, .key = m->key, .headers = headers, .payload = m->payload };
 	int rc = bus_append_rows(st, &dl, 1, now_ms, err);
@@ -658,7 +647,7 @@ static int bus_due_load(struct bus_poll *p, int64_t seq, int *count, bus_msg *m,
 	}
 	sqlite3_reset(s);
 	if (rc == SQLITE_NOMEM)
-		return bus_fail(p->err, BUS_EIO, "out of memory");
+		return sdk_fail(p->err, BUS_EIO, "out of memory");
 	return rc == SQLITE_ROW ? BUS_OK : bus_fail_sql(p->st, p->err, "read delivery");
 }
 
@@ -686,7 +675,7 @@ static int bus_poll_due_one(struct bus_poll *p, int64_t seq)
 		rc = bus_delivery_write(p->st, S_DELIVERY_UPDATE, p->grp, seq, count + 1,
 					p->now_ms + p->g->visibility_ms, p->err);
 		if (!rc && p->fn(&m, count + 1, p->arg))
-			rc = bus_fail(p->err, BUS_EIO, "out of memory");
+			rc = sdk_fail(p->err, BUS_EIO, "out of memory");
 		if (!rc)
 			p->res->delivered++;
 	}
@@ -704,7 +693,7 @@ static int bus_poll_due(struct bus_poll *p)
 		size_t want = p->max - p->res->delivered, got = 0;
 		int64_t *seqs = calloc(want, sizeof *seqs);
 		if (!seqs)
-			return bus_fail(p->err, BUS_EIO, "out of memory");
+			return sdk_fail(p->err, BUS_EIO, "out of memory");
 		sqlite3_stmt *s = bus_stmt(p->st, S_DUE);
 		int rc = SQLITE_DONE;
 		if (bus_bind_text(s, 1, p->grp) || sqlite3_bind_int64(s, 2, p->now_ms) ||
@@ -735,7 +724,7 @@ static int bus_poll_new_one(const bus_msg *m, void *arg)
 	if (rc)
 		return rc;
 	if (p->fn(m, 1, p->arg))
-		return bus_fail(p->err, BUS_EIO, "out of memory");
+		return sdk_fail(p->err, BUS_EIO, "out of memory");
 	p->res->delivered++;
 	return BUS_OK;
 }
@@ -773,7 +762,7 @@ int bus_group_poll(bus_store *st, const char *group, const bus_poll_opts *o, int
 {
 	*res = (bus_poll_result){ 0 };
 	if (o->max == 0)
-		return bus_fail(err, BUS_EINVAL, "max must be at least 1");
+		return sdk_fail(err, BUS_EINVAL, "max must be at least 1");
 	int64_t seq0 = st->next_seq, ts0 = st->last_ts;
 	bus_group g;
 	struct bus_poll p = { .st = st, .grp = group, .g = &g, .now_ms = now_ms, .max = o->max,
@@ -814,7 +803,7 @@ int bus_group_ack(bus_store *st, const char *group, const int64_t *seqs, const i
 		return rc;
 	rc = bus_group_load(st, group, &g, &found, err);
 	if (!rc && !found)
-		rc = bus_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
+		rc = sdk_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
 	for (size_t i = 0; !rc && i < n; i++) {
 		sqlite3_stmt *s = bus_stmt(st, S_ACK);
 		if (bus_bind_text(s, 1, group) || sqlite3_bind_int64(s, 2, seqs[i]) ||
@@ -874,7 +863,7 @@ static int bus_rows_json(bus_store *st, const char *sql, const char *text,
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		json_decref(arr);
-		return rc == SQLITE_NOMEM ? bus_fail(err, BUS_EIO, "out of memory") :
+		return rc == SQLITE_NOMEM ? sdk_fail(err, BUS_EIO, "out of memory") :
 					    bus_fail_sql(st, err, "listing");
 	}
 	*out = arr;
@@ -912,7 +901,7 @@ int bus_group_get(bus_store *st, const char *group, json_t **out, bus_err *err)
 		return rc;
 	if (json_array_size(arr) == 0) {
 		json_decref(arr);
-		return bus_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
+		return sdk_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
 	}
 	*out = json_incref(json_array_get(arr, 0));
 	json_decref(arr);
@@ -949,7 +938,7 @@ int bus_group_delete(bus_store *st, const char *group, bus_err *err)
 	if (!rc)
 		rc = bus_exec_bound(st, "DELETE FROM groups WHERE name = ?1", group, &changes, err);
 	if (!rc && changes == 0)
-		rc = bus_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
+		rc = sdk_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
 	if (!rc)
 		return bus_commit(st, err);
 	bus_rollback(st);
@@ -976,7 +965,7 @@ int bus_retention_set(bus_store *st, const char *pattern, int64_t max_count, int
 		      int64_t now_ms, bus_err *err)
 {
 	if (max_count < 0 && max_age_ms < 0)
-		return bus_fail(err, BUS_EINVAL, "set max_count, max_age_ms or both");
+		return sdk_fail(err, BUS_EINVAL, "set max_count, max_age_ms or both");
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(st->db,
 			       "INSERT OR REPLACE INTO retention (pattern, max_count, max_age_ms,"
@@ -997,7 +986,7 @@ int bus_retention_delete(bus_store *st, const char *pattern, bus_err *err)
 	int rc = bus_exec_bound(st, "DELETE FROM retention WHERE pattern = ?1", pattern, &changes,
 				err);
 	if (!rc && changes == 0)
-		rc = bus_fail(err, BUS_ENOTFOUND, "no retention rule for %s", pattern);
+		rc = sdk_fail(err, BUS_ENOTFOUND, "no retention rule for %s", pattern);
 	return rc;
 }
 

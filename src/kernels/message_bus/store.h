@@ -26,6 +26,7 @@
 #ifndef GRACE_MESSAGE_BUS_STORE_H
 #define GRACE_MESSAGE_BUS_STORE_H
 
+#include "sdk/err.h"
 #include "kernels/message_bus/subject.h"
 
 #include <jansson.h>
@@ -49,9 +50,7 @@ enum {
 #define BUS_DELIVERIES_MAX 1000
 #define BUS_DLQ_PREFIX "$dlq"
 
-typedef struct bus_err {
-	char msg[256];
-} bus_err;
+typedef sdk_err bus_err;
 
 /* One message. The strings are borrowed: from the caller on append, from
  * SQLite during a callback (valid only until it returns). `headers` is the
