@@ -103,6 +103,20 @@ static int report_error(long status, json_t *ans)
 	return status == 404 || status == 400 ? EXIT_USAGE : EXIT_UNHEALTHY;
 }
 
+/* api_call expecting status `want`: 0 with *ans set, or the exit status
+ * for the error it has printed (and *ans is NULL). */
+static int call_expect(const struct cli *c, const char *method, const char *path,
+		       const char *payload, long want, json_t **ans)
+{
+	long st = api_call(c, method, path, payload, ans);
+	if (st == want)
+		return 0;
+	int rc = report_error(st, *ans);
+	json_decref(*ans);
+	*ans = NULL;
+	return rc;
+}
+
 static void fmt_uptime(json_t *v, char *buf, size_t len)
 {
 	if (!json_is_number(v)) {
@@ -129,12 +143,9 @@ static void fmt_int(json_t *v, char *buf, size_t len)
 static int cmd_status(const struct cli *c)
 {
 	json_t *ans;
-	long st = api_call(c, "GET", "/health", NULL, &ans);
-	if (st != 200) {
-		int rc = report_error(st, ans);
-		json_decref(ans);
-		return rc;
-	}
+	int err = call_expect(c, "GET", "/health", NULL, 200, &ans);
+	if (err)
+		return err;
 	const char *overall = str(ans, "status");
 	if (c->json) {
 		print_json(ans);
@@ -165,12 +176,9 @@ static int cmd_status(const struct cli *c)
 static int cmd_kernels(const struct cli *c)
 {
 	json_t *ans;
-	long st = api_call(c, "GET", "/kernel-ports", NULL, &ans);
-	if (st != 200) {
-		int rc = report_error(st, ans);
-		json_decref(ans);
-		return rc;
-	}
+	int err = call_expect(c, "GET", "/kernel-ports", NULL, 200, &ans);
+	if (err)
+		return err;
 	if (c->json) {
 		print_json(ans);
 	} else {
@@ -195,12 +203,9 @@ static int cmd_kernels(const struct cli *c)
 static int cmd_health_check(const struct cli *c)
 {
 	json_t *ans;
-	long st = api_call(c, "GET", "/kernel-ports/health-check", NULL, &ans);
-	if (st != 200) {
-		int rc = report_error(st, ans);
-		json_decref(ans);
-		return rc;
-	}
+	int err = call_expect(c, "GET", "/kernel-ports/health-check", NULL, 200, &ans);
+	if (err)
+		return err;
 	if (c->json) {
 		print_json(ans);
 	} else {
@@ -281,15 +286,12 @@ static int cmd_heal(const struct cli *c, bool diagnose_only)
 	char *payload = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	json_t *ans;
-	long st = api_call(c, "POST",
-			   diagnose_only ? "/network-healer/diagnose" : "/network-healer/heal",
-			   payload, &ans);
+	int err = call_expect(c, "POST",
+			      diagnose_only ? "/network-healer/diagnose" : "/network-healer/heal",
+			      payload, 200, &ans);
 	free(payload);
-	if (st != 200) {
-		int rc = report_error(st, ans);
-		json_decref(ans);
-		return rc;
-	}
+	if (err)
+		return err;
 	const char *outcome = str(ans, "outcome");
 	if (c->json)
 		print_json(ans);
@@ -311,12 +313,9 @@ static int cmd_restart(const struct cli *c)
 	char path[128];
 	snprintf(path, sizeof path, "/kernel-ports/%s/restart", c->name);
 	json_t *ans;
-	long st = api_call(c, "POST", path, NULL, &ans);
-	if (st != 202) {
-		int rc = report_error(st, ans);
-		json_decref(ans);
-		return rc;
-	}
+	int err = call_expect(c, "POST", path, NULL, 202, &ans);
+	if (err)
+		return err;
 	if (c->json)
 		print_json(ans);
 	else
@@ -330,12 +329,9 @@ static int cmd_incidents(const struct cli *c)
 	char path[128];
 	snprintf(path, sizeof path, "/network-healer/incidents?limit=%u", c->limit);
 	json_t *ans;
-	long st = api_call(c, "GET", path, NULL, &ans);
-	if (st != 200) {
-		int rc = report_error(st, ans);
-		json_decref(ans);
-		return rc;
-	}
+	int err = call_expect(c, "GET", path, NULL, 200, &ans);
+	if (err)
+		return err;
 	if (c->json) {
 		print_json(ans);
 	} else {
@@ -365,16 +361,13 @@ static int cmd_login(struct cli *c)
 	char *payload = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	json_t *ans;
-	long st = api_call(c, "POST", "/auth/login", payload, &ans);
+	int err = call_expect(c, "POST", "/auth/login", payload, 200, &ans);
 	if (payload) {
 		sodium_memzero(payload, strlen(payload));
 		free(payload);
 	}
-	if (st != 200) {
-		int rc = report_error(st, ans);
-		json_decref(ans);
-		return rc;
-	}
+	if (err)
+		return err;
 	char path[4096];
 	int rc = 0;
 	if (cli_token_write(str(ans, "token"), path, sizeof path) < 0) {
