@@ -61,8 +61,14 @@ static void hash_work(void *arg)
 	const grace_config *cfg = j->api->cfg;
 	switch (j->kind) {
 	case HASH_LOGIN:
-		/* An unknown user costs the same as a wrong password. */
-		j->ok = auth_verify(j->stored, j->password) && j->known;
+		/* An unknown user costs the same as a wrong password: one Argon2id
+		 * computation at the configured cost either way. */
+		if (j->known) {
+			j->ok = auth_verify(j->stored, j->password);
+		} else {
+			auth_hash(j->password, cfg->auth.argon2_ops, auth_mem_bytes(cfg), j->fresh);
+			j->ok = false;
+		}
 		break;
 	case HASH_SET_PASSWORD:
 		if (j->check_current && !auth_verify(j->stored, j->current)) {
@@ -257,8 +263,6 @@ void api_auth_login(sdk_req *req, void *ctx)
 	}
 	j->known = auth_name_valid(j->name) &&
 		   auth_user_get(api->auth->db, j->name, j->stored, &j->role) == 0;
-	if (!j->known)
-		memcpy(j->stored, api->auth->dummy_hash, sizeof j->stored);
 	job_submit(j);
 }
 

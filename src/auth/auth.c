@@ -84,13 +84,7 @@ auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db
 	hosts_init(a);
 	a->pool = wpool_new(base, cfg->auth.hash_threads, cfg->auth.hash_queue);
 	a->lim = limiter_new(cfg->auth.login_failures_max, cfg->auth.login_window_s);
-	unsigned char junk[16];
-	randombytes_buf(junk, sizeof junk);
-	char junk_pw[40];
-	sodium_bin2hex(junk_pw, sizeof junk_pw, junk, sizeof junk);
-	if (!a->pool || !a->lim ||
-	    auth_hash(junk_pw, cfg->auth.argon2_ops, auth_mem_bytes(cfg), a->dummy_hash) < 0 ||
-	    first_admin(a) < 0) {
+	if (!a->pool || !a->lim || first_admin(a) < 0) {
 		sdk_error("auth: cannot start the hashing pool or create the first admin");
 		auth_free(a);
 		return NULL;

@@ -28,7 +28,6 @@ typedef struct auth_ctx {
 	sqlite3 *db;
 	wpool *pool;
 	limiter *lim;
-	char dummy_hash[AUTH_HASH_MAX]; /* verified for unknown users: same cost */
 	char hosts[AUTH_HOSTS_MAX][128];
 	size_t n_hosts;
 	struct auth_cached cache[AUTH_CACHE_SLOTS];
