@@ -16,6 +16,7 @@ struct lane {
 	const char *kernel, *path, *name;
 	json_t *queue; /* array, oldest first */
 	size_t in_flight; /* items sent in the call now running */
+	bool one_by_one;  /* a batch was refused: find the bad item alone */
 	unsigned long long delivered, dropped, failures;
 	outbox *ob;
 };
@@ -58,15 +59,21 @@ static void on_delivered(int status, const char *body, size_t len, double ms, co
 		for (size_t i = 0; i < n; i++)
 			json_array_remove(l->queue, 0);
 		l->delivered += n;
+		l->one_by_one = false;
 		return;
 	}
-	/* Kept for the next try; a 4xx means the kernel will never take them. */
+	/* Kept for the next try; a 4xx means the kernel will never take them:
+	 * but only the one that is bad, so a refused batch is sent again one
+	 * event at a time until the bad one is found and dropped alone. */
 	l->failures++;
 	if (status >= 400 && status < 500) {
-		for (size_t i = 0; i < n; i++)
-			json_array_remove(l->queue, 0);
-		l->dropped += n;
-		sdk_warn("outbox: %s refused %zu events (%d)", l->kernel, n, status);
+		if (n > 1) {
+			l->one_by_one = true;
+			return;
+		}
+		json_array_remove(l->queue, 0);
+		l->dropped++;
+		sdk_warn("outbox: %s refused an event (%d)", l->kernel, status);
 	} else if (l->failures % 50 == 1) {
 		sdk_debug("outbox: %s not reachable (%s); %zu events wait", l->kernel,
 			  error ? error : "error", json_array_size(l->queue));
@@ -83,9 +90,23 @@ static void lane_flush(struct lane *l)
 		return;
 	if (n > OB_BATCH_MAX)
 		n = OB_BATCH_MAX;
+	if (l->one_by_one)
+		n = 1;
+	/* A batch is bounded in bytes too: the kernel's body limit would refuse
+	 * a larger one, and a refused batch would be retried for ever. */
 	json_t *batch = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append(batch, json_array_get(l->queue, i));
+	size_t bytes = 2, i;
+	for (i = 0; i < n; i++) {
+		json_t *item = json_array_get(l->queue, i);
+		char *one = json_dumps(item, JSON_COMPACT);
+		size_t len = one ? strlen(one) + 1 : 0;
+		free(one);
+		if (i > 0 && bytes + len > OB_BATCH_BYTES)
+			break;
+		bytes += len;
+		json_array_append(batch, item);
+	}
+	n = i;
 	char *body = json_dumps(batch, JSON_COMPACT);
 	json_decref(batch);
 	if (!body)
@@ -113,8 +134,10 @@ outbox *ob_new(struct event_base *base, supervisor *sup, const char *token)
 	ob->sup = sup;
 	ob->client = sdk_client_new(base);
 	ob->timer = event_new(base, -1, EV_PERSIST, on_timer, ob);
-	ob->bus = (struct lane){ "message_bus", "/publish", "bus", json_array(), 0, 0, 0, 0, ob };
-	ob->audit = (struct lane){ "audit", "/events", "audit", json_array(), 0, 0, 0, 0, ob };
+	ob->bus = (struct lane){ .kernel = "message_bus", .path = "/publish", .name = "bus",
+				 .queue = json_array(), .ob = ob };
+	ob->audit = (struct lane){ .kernel = "audit", .path = "/events", .name = "audit",
+				   .queue = json_array(), .ob = ob };
 	if (!ob->client || !ob->timer || !ob->bus.queue || !ob->audit.queue) {
 		ob_free(ob);
 		return NULL;
@@ -143,16 +166,36 @@ void ob_publish(outbox *ob, const char *subject, json_t *payload)
 				      payload ? payload : json_null()));
 }
 
+/* A field as the audit kernel takes it: non-empty, at most `max` bytes,
+ * valid UTF-8 (what a client sent in a path may be none of these). */
+static json_t *field(const char *s, size_t max)
+{
+	if (!s || !*s)
+		return json_string("-");
+	size_t n = strnlen(s, max);
+	json_t *j;
+	/* Cutting may split a character: step back until the text is valid. */
+	while (n > 0 && !(j = json_stringn(s, n)))
+		n--;
+	return n > 0 ? j : json_string("(not valid UTF-8)");
+}
+
 void ob_audit(outbox *ob, const char *actor, const char *action, const char *resource,
 	      const char *outcome, const char *source_ip, json_t *details)
 {
-	json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:I}", "actor", actor, "action", action,
-			      "resource", resource, "outcome", outcome, "ts_ms",
-			      (json_int_t)wall_ms());
-	if (e && details)
+	json_t *e = json_pack("{s:o, s:o, s:o, s:o, s:I}", "actor", field(actor, OB_FIELD_MAX),
+			      "action", field(action, OB_ACTION_MAX), "resource",
+			      field(resource, OB_ACTION_MAX), "outcome", field(outcome, OB_FIELD_MAX),
+			      "ts_ms", (json_int_t)wall_ms());
+	if (!e) {
+		json_decref(details);
+		ob->audit.dropped++;
+		return;
+	}
+	if (details)
 		json_object_set(e, "details", details);
-	if (e && source_ip)
-		json_object_set_new(e, "source_ip", json_string(source_ip));
+	if (source_ip && *source_ip)
+		json_object_set_new(e, "source_ip", field(source_ip, 64));
 	json_decref(details);
 	lane_push(&ob->audit, e);
 }

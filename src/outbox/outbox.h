@@ -13,7 +13,10 @@
 
 #define OB_QUEUE_MAX 10000 /* per destination */
 #define OB_BATCH_MAX 500
+#define OB_BATCH_BYTES (512u << 10) /* half a kernel's default body limit */
 #define OB_FLUSH_MS 100
+#define OB_FIELD_MAX 256    /* the audit kernel's limits on a field ... */
+#define OB_ACTION_MAX 2048  /* ... and on action and resource */
 
 struct evbuffer;
 typedef struct outbox outbox;

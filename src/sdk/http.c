@@ -177,7 +177,7 @@ void sdk_reply_raw(sdk_req *r, int status, const char *content_type, struct evbu
 void sdk_reply_json(sdk_req *r, int status, json_t *body)
 {
 	struct evbuffer *buf = evbuffer_new();
-	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9)) : NULL;
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	json_decref(body);
 	if (!buf || (body && !text)) {
 		free(text);

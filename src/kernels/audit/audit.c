@@ -8,7 +8,9 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,9 @@
 
 #define APPEND_EVERY_MS 200
 #define APPEND_BATCH 500
+#define APPEND_BATCH_BYTES (512u << 10)
+#define EXPORT_PAUSE_MS 1          /* between chunks: the loop serves others */
+#define EXPORT_BUFFERED_MAX (256u << 10) /* unsent bytes before we wait */
 #define LOG_CALL_TIMEOUT_MS 5000
 #define EXPORT_CHUNK 500
 
@@ -90,11 +95,24 @@ static void on_append_timer(evutil_socket_t fd, short what, void *arg)
 		json_decref(events);
 		return;
 	}
+	/* Bounded in bytes as well as count: a batch over the log's body limit
+	 * would be refused, and retried unchanged, for ever. An event is at
+	 * most ~70 KiB, so one always fits. */
 	json_t *batch = json_array();
-	size_t i;
+	size_t i, bytes = 2;
 	json_t *ev;
-	json_array_foreach(events, i, ev)
-		json_array_append_new(batch, json_pack("{s:O}", "data", ev));
+	json_array_foreach(events, i, ev) {
+		json_t *entry = json_pack("{s:O}", "data", ev);
+		char *one = json_dumps(entry, JSON_COMPACT);
+		size_t len = one ? strlen(one) + 1 : 0;
+		free(one);
+		if (i > 0 && bytes + len > APPEND_BATCH_BYTES) {
+			json_decref(entry);
+			break;
+		}
+		bytes += len;
+		json_array_append_new(batch, entry);
+	}
 	char *body = json_dumps(batch, JSON_COMPACT);
 	json_decref(batch);
 	json_decref(events);
@@ -186,10 +204,30 @@ struct export {
 	bool closed;
 };
 
+/* The next chunk goes after a pause (a timer, not event_active, which
+ * libevent would run in the same pass), and only once the client has
+ * taken most of what it was sent: a slow reader must not grow our memory. */
+static void export_later(struct export *x)
+{
+	struct timeval tv = { 0, EXPORT_PAUSE_MS * 1000 };
+	evtimer_add(x->ev, &tv);
+}
+
+static size_t export_unsent(struct export *x)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(x->req));
+	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+	return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
 static void export_step(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
 	struct export *x = arg;
+	if (!x->closed && export_unsent(x) > EXPORT_BUFFERED_MAX) {
+		export_later(x);
+		return;
+	}
 	json_t *rows = x->closed ? NULL : aud_query(x->db, &x->f);
 	size_t n = json_array_size(rows);
 	if (n) {
@@ -210,7 +248,7 @@ static void export_step(evutil_socket_t fd, short what, void *arg)
 	}
 	json_decref(rows);
 	if (n == EXPORT_CHUNK && !x->closed) {
-		event_active(x->ev, 0, 0);
+		export_later(x);
 		return;
 	}
 	sdk_reply_stream_end(x->req);
@@ -239,14 +277,14 @@ static void on_export(sdk_req *req, void *ctx)
 	x->f.limit = EXPORT_CHUNK;
 	x->req = req;
 	x->db = k->db;
-	x->ev = event_new(k->base, -1, 0, export_step, x);
+	x->ev = evtimer_new(k->base, export_step, x);
 	if (!x->ev) {
 		free(x);
 		sdk_reply_error(req, 503, "busy", "out of memory");
 		return;
 	}
 	sdk_reply_stream_start(req, 200, "application/x-ndjson", on_export_close, x);
-	event_active(x->ev, 0, 0);
+	export_later(x);
 }
 
 /* A proof in progress: the signed tree head first, then the path to it. */

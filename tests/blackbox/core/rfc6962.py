@@ -8,6 +8,7 @@ Ed25519 signature check after the reference code of RFC 8032 section 6
 Shared by test_immutable_log.py and the audit tests; a plain module, no
 tests in it."""
 
+import base64
 import hashlib
 import json
 
@@ -200,5 +201,4 @@ RFC8032_VECTORS = [
 def verify_sth_signature(sth, public_key):
     """Checks a signed tree head's Ed25519 signature over its RFC 6962 3.5
     serialization with the log's raw public key."""
-    import base64
     return ed25519_verify(public_key, sth_message(sth), base64.b64decode(sth["signature"]))
