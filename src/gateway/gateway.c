@@ -27,8 +27,9 @@ static const char *const forwarded_response_headers[] = {
 };
 
 struct pool {
-	int port;
+	int port; /* the kernel's port now */
 	struct evhttp_connection *conns[GW_POOL_MAX];
+	int conn_port[GW_POOL_MAX]; /* the port each connection was made for */
 	unsigned busy[GW_POOL_MAX];
 	size_t n;
 	unsigned pending;
@@ -66,11 +67,12 @@ static void pool_reset(struct pool *p, int port)
 	p->port = port;
 }
 
+/* The kernel may have moved (rebind_port): new connections go to its port
+ * now; a connection made for the old one is replaced when next picked. */
 static struct pool *pool_of(gateway *gw, sup_kernel *k)
 {
 	struct pool *p = &gw->pools[k - sup_at(gw->sup, 0)];
-	if (p->port != k->port && p->pending == 0)
-		pool_reset(p, k->port); /* the kernel moved: old connections are useless */
+	p->port = k->port;
 	return p;
 }
 
@@ -100,18 +102,21 @@ static bool conn_dead(struct evhttp_connection *c)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
-/* Picks an idle pooled connection, or opens one, or queues on the least busy. */
-static int pool_pick(gateway *gw, struct pool *p, size_t *idx)
+/* Picks an idle pooled connection, or opens one, or queues on the least
+ * busy. With `fresh`, an idle connection is replaced by a new one: a retry
+ * must not land on another connection to the process that just failed. */
+static int pool_pick(gateway *gw, struct pool *p, bool fresh, size_t *idx)
 {
 	size_t best = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->busy[i] == 0) {
-			if (conn_dead(p->conns[i])) {
+			if (fresh || p->conn_port[i] != p->port || conn_dead(p->conns[i])) {
 				struct evhttp_connection *c = new_conn(gw, p->port);
 				if (!c)
 					continue;
 				evhttp_connection_free(p->conns[i]);
 				p->conns[i] = c;
+				p->conn_port[i] = p->port;
 			}
 			*idx = i;
 			return 0;
@@ -123,6 +128,7 @@ static int pool_pick(gateway *gw, struct pool *p, size_t *idx)
 		struct evhttp_connection *c = new_conn(gw, p->port);
 		if (c) {
 			p->conns[p->n] = c;
+			p->conn_port[p->n] = p->port;
 			p->busy[p->n] = 0;
 			*idx = p->n++;
 			return 0;
@@ -194,24 +200,28 @@ static void on_upstream(struct evhttp_request *ureq, void *arg)
 		return;
 	}
 	/* A kernel that died with our request in hand: a GET is safe to repeat
-	 * on the restarted kernel; anything else may have been applied. */
-	if (idempotent(f->method) && f->attempts < 2 && f->k->state != SUP_FAILED &&
-	    f->k->state != SUP_STOPPED && ms_since(&f->t0) < GW_DEADLINE_MS) {
+	 * on the restarted (or moved) kernel; anything else may have been
+	 * applied. A timeout is not retried: the kernel may still be at it. */
+	bool timed_out = f->failed && f->error == EVREQ_HTTP_TIMEOUT;
+	if (idempotent(f->method) && !timed_out && f->attempts < 2 &&
+	    f->k->state != SUP_FAILED && f->k->state != SUP_STOPPED &&
+	    ms_since(&f->t0) < GW_DEADLINE_MS) {
+		f->pool = pool_of(f->gw, f->k);
 		if (send_attempt(f) == 0)
 			return;
 	}
-	int status = f->error == EVREQ_HTTP_TIMEOUT ? 504 : 502;
+	int status = timed_out ? 504 : 502;
 	sdk_reply_error(f->req, status, status == 504 ? "upstream_timeout" : "upstream_failed",
-			"%s: %s", f->k->cfg->name, error_text(f->error));
+			"%s: %s", f->k->cfg->name,
+			f->failed ? error_text(f->error) : "the kernel closed the connection before answering");
 	forward_done(f);
 }
 
 static int send_attempt(struct forward *f)
 {
-	f->attempts++;
+	bool retry = f->attempts++ > 0;
 	f->failed = false;
-	f->error = 0;
-	if (pool_pick(f->gw, f->pool, &f->conn) < 0)
+	if (pool_pick(f->gw, f->pool, retry, &f->conn) < 0)
 		return -1;
 	struct evhttp_request *u = evhttp_request_new(on_upstream, f);
 	if (!u)

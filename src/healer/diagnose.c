@@ -196,7 +196,9 @@ static void diag_finish(struct diag *d)
 				    alive ? json_integer(fds) : json_null(), "max_fds",
 				    alive ? json_integer((json_int_t)max_fds) : json_null());
 	uint64_t ov = 0;
-	json_t *overflows = proc_listen_overflows(&ov) == 0 ? json_integer((json_int_t)ov) : json_null();
+	json_t *overflows = NULL;
+	if (f->listening)
+		overflows = proc_listen_overflows(&ov) == 0 ? json_integer((json_int_t)ov) : json_null();
 	json_t *health = json_pack("{s:i, s:o, s:o, s:s*}", "status", f->health_status, "latency_ms",
 				   num_or_null(f->health_ms), "answer",
 				   d->health_answer ? json_incref(d->health_answer) : json_null(),

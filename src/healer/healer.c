@@ -211,7 +211,9 @@ static void step_done(struct incident *inc, bool ok, const char *fmt, ...)
 					ms_since(&inc->step_t0), "result",
 					inc->refused ? "refused" : ok ? "ok" : "failed", "detail", detail));
 	if (!ok) {
-		incident_finish(inc, inc->refused ? "refused" : "failed");
+		incident_finish(inc, inc->refused		   ? "refused"
+				     : sup_shutting_down(inc->h->sup) ? "interrupted"
+								     : "failed");
 		return;
 	}
 	if (++inc->step == inc->pb->n) {
@@ -305,9 +307,17 @@ static void step_clear_holder(struct incident *inc)
 	wait_with_timeout(inc, WAIT_HOLDER_GONE, CLEAR_POLL_MS);
 }
 
+/* Whether anything still listens on the kernel's port: a dying process
+ * loses its command line before it closes its sockets. */
+static bool port_still_held(const struct incident *inc)
+{
+	proc_listen_info li;
+	return proc_listen_info_get(inc->k->port, &li) == 0;
+}
+
 static void clear_holder_poll(struct incident *inc)
 {
-	if (!holder_unchanged(inc)) {
+	if (!holder_unchanged(inc) && !port_still_held(inc)) {
 		step_done(inc, true, "ended %s pid %d (%s) with %s", inc->holder_kind == HL_HOLDER_FOREIGN
 									? "foreign (forced)"
 									: "stale Grace kernel",
@@ -316,7 +326,7 @@ static void clear_holder_poll(struct incident *inc)
 	}
 	/* A zombie its parent has yet to reap holds no port any more. */
 	char st = 0;
-	if (proc_stat(inc->holder_pid, &st, NULL) == 0 && st == 'Z') {
+	if (proc_stat(inc->holder_pid, &st, NULL) == 0 && st == 'Z' && !port_still_held(inc)) {
 		step_done(inc, true, "ended pid %d (%s) with %s", (int)inc->holder_pid,
 			  inc->holder_cmdline, inc->sent_kill ? "SIGKILL" : "SIGTERM");
 		return;
@@ -324,7 +334,8 @@ static void clear_holder_poll(struct incident *inc)
 	double ms = ms_since(&inc->clear_t0);
 	if (!inc->sent_kill && ms > CLEAR_TERM_MS) {
 		inc->sent_kill = true;
-		kill(inc->holder_pid, SIGKILL);
+		if (holder_unchanged(inc))
+			kill(inc->holder_pid, SIGKILL);
 	} else if (ms > CLEAR_TERM_MS + CLEAR_KILL_MS) {
 		step_done(inc, false, "pid %d survived SIGKILL", (int)inc->holder_pid);
 		return;
@@ -392,9 +403,11 @@ static void on_verify(int status, const char *body, size_t len, double latency_m
 				      answer ? answer : json_null(), "error", error);
 	if (ok)
 		step_done(inc, true, "/health answered 200 in %.1f ms", latency_ms);
+	else if (status)
+		step_done(inc, false, "/health answered %d%s", status,
+			  status == 200 ? " but its status is not \"ok\"" : "");
 	else
-		step_done(inc, false, "/health %s%s%s", status ? "answered " : "did not answer",
-			  status ? "" : ": ", error ? error : status == 200 ? "200 but not ok" : "");
+		step_done(inc, false, "/health did not answer: %s", error ? error : "no answer");
 }
 
 static void step_verify(struct incident *inc)

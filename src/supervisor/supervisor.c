@@ -614,6 +614,8 @@ bool sup_all_settled(const supervisor *s)
 	return true;
 }
 
+bool sup_shutting_down(const supervisor *s) { return s->shutting_down; }
+
 bool sup_all_ready(const supervisor *s)
 {
 	for (size_t i = 0; i < s->n; i++)

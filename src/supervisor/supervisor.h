@@ -87,6 +87,7 @@ int sup_kernel_restart(sup_kernel *k);
 int sup_kernel_set_port(sup_kernel *k, int port, int fd);
 
 bool sup_all_settled(const supervisor *s); /* no kernel starting or restarting */
+bool sup_shutting_down(const supervisor *s);
 bool sup_all_ready(const supervisor *s);
 bool sup_all_down(const supervisor *s); /* no process left */
 

@@ -3,17 +3,25 @@
 
 Run as a program, this file is also a stand-in kernel:
 
-    python3 healer_support.py stub-kernel STATUS
+    python3 healer_support.py stub-kernel STATUS [DELAY_MS [DIE_FLAG]]
 
 It speaks the kernel protocols the README describes (HTTP on fd 3 when
 LISTEN_FDS=1 and LISTEN_PID is its pid, READY=1 and WATCHDOG=1 as datagrams
 to $NOTIFY_SOCKET, an abstract socket when it starts with '@', stops on
-SIGTERM) and answers every GET /health with STATUS: a kernel that comes up
-"ready" but is not healthy, for checking that a heal's verification is real.
+SIGTERM) and answers every GET /health with STATUS, after DELAY_MS: a
+kernel that comes up "ready" but is not healthy (or is slow), for checking
+that a heal's verification is real. It also answers /echo (the request as
+it arrived: method, path, query, headers, body), /sleep?ms=N, /seen (how
+many requests each path got) and /die?ms=N (when the file DIE_FLAG exists:
+it removes it, stops accepting, drops that request after N ms and every
+later one on the connections it still has without an answer, and exits
+0.5 s later: a crashing kernel in slow motion), for looking at the gateway
+from behind.
 """
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -38,13 +46,17 @@ def _notify_address():
     return addr
 
 
-def run_stub_kernel(health_status):
+def run_stub_kernel(health_status, delay_ms=0, die_flag=None):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     if os.environ.get("LISTEN_FDS") != "1" or os.environ.get("LISTEN_PID") != str(os.getpid()):
         sys.stderr.write("stub kernel: no socket passed (LISTEN_FDS/LISTEN_PID)\n")
         return 100  # permanent error: do not restart
+
+    lock = threading.Lock()
+    seen = {}  # requests per path
+    dying = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -55,14 +67,55 @@ def run_stub_kernel(health_status):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the gateway gave up waiting (a timeout test)
 
-        def do_GET(self):
-            if self.path.split("?")[0] == "/health":
+        def _handle(self):
+            path, _, query = self.path.partition("?")
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+            with lock:
+                seen[path] = seen.get(path, 0) + 1
+            if dying.is_set() or (path == "/die" and die_flag and os.path.exists(die_flag)):
+                # Dying: no more accepting, every request on a connection it
+                # still has is dropped unanswered, and it exits soon.
+                if not dying.is_set():
+                    os.unlink(die_flag)
+                    dying.set()
+                    # Let go of the listening socket at once (grace serve
+                    # keeps it, and its backlog, for the next process).
+                    idle = socket.socket()
+                    os.dup2(idle.fileno(), server.socket.fileno())
+                    idle.close()
+                    threading.Thread(target=server.shutdown, daemon=True).start()
+                    # /die?ms=N: hold this request N ms before dropping it.
+                    time.sleep(int(query.partition("ms=")[2] or 0) / 1000.0)
+                self.close_connection = True
+                return
+            if path == "/health":
+                if delay_ms:
+                    time.sleep(delay_ms / 1000.0)
                 self._answer(health_status, {"status": "ok" if health_status == 200 else "failing",
                                              "kernel": "stub", "pid": os.getpid()})
+            elif path == "/echo":
+                # What the gateway sent, as the kernel saw it.
+                self._answer(200, {"method": self.command, "path": path, "query": query,
+                                   "headers": [[k, v] for k, v in self.headers.items()],
+                                   "body": body.decode("latin-1"), "pid": os.getpid()})
+            elif path == "/sleep":
+                time.sleep(int(query.partition("ms=")[2] or 0) / 1000.0)
+                self._answer(200, {"slept": True})
+            elif path == "/die":
+                self._answer(200, {"died": False, "pid": os.getpid()})
+            elif path == "/seen":
+                with lock:
+                    self._answer(200, dict(seen))
             else:
                 self._answer(404, {"error": {"code": "not_found", "message": self.path}})
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
         def log_message(self, *args):
             pass
@@ -99,25 +152,29 @@ def run_stub_kernel(health_status):
     signal.signal(signal.SIGTERM, on_term)
     send(b"READY=1")
     server.serve_forever()
-    return 0
+    time.sleep(0.5)  # stopped accepting (GET /die): linger a little, then exit
+    os._exit(1)
 
 
-def stub_kernel_command(health_status=500):
-    """The `command =` line that runs the stand-in kernel."""
-    return "%s %s stub-kernel %d" % (sys.executable, os.path.abspath(__file__), health_status)
+def stub_kernel_command(health_status=500, delay_ms=0, die_flag=None):
+    """The `command =` line that runs the stand-in kernel: /health answers
+    health_status after delay_ms; GET /die makes it die (once: only while
+    the file die_flag exists, which it removes)."""
+    cmd = "%s %s stub-kernel %d %d" % (sys.executable, os.path.abspath(__file__), health_status,
+                                       delay_ms)
+    return cmd + (" " + die_flag if die_flag else "")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "stub-kernel":
-        sys.exit(run_stub_kernel(int(sys.argv[2])))
-    sys.stderr.write("usage: healer_support.py stub-kernel STATUS\n")
+    if len(sys.argv) in (3, 4, 5) and sys.argv[1] == "stub-kernel":
+        sys.exit(run_stub_kernel(*[int(a) for a in sys.argv[2:4]] + sys.argv[4:]))
+    sys.stderr.write("usage: healer_support.py stub-kernel STATUS [DELAY_MS [DIE_FLAG]]\n")
     sys.exit(2)
 
 
 # --------------------------------------------------------------------------
 # Test helpers
 
-import harness  # noqa: E402
 from harness import GRACE_BIN, HAS_AUTH, pid_alive, proc_start_ticks, scaled  # noqa: E402
 
 # A heal waits for stop, start and verify: generous, and longer under ASan.
@@ -149,7 +206,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1])))
 s.listen(16)
 s.set_inheritable(True)
-sys.stdout.write("listening\\n")
+sys.stdout.write("listening\n")
 sys.stdout.flush()
 os.execvp("sleep", ["sleep", "3600"])
 """
@@ -165,7 +222,8 @@ class ForeignProcess:
         self.proc = subprocess.Popen([sys.executable, "-c", _LISTENER, str(port)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
         self.pid = self.proc.pid
-        line = self.proc.stdout.readline()
+        ready, _, _ = select.select([self.proc.stdout], [], [], scaled(20))
+        line = self.proc.stdout.readline() if ready else b""
         if line.strip() != b"listening":
             self.stop()
             raise AssertionError("the foreign listener on port %d did not start" % port)
@@ -215,7 +273,7 @@ def kill_popen(p):
 def resume_and_kill(pid, ticks):
     """Cleanup for a kernel the test stopped with SIGSTOP: if that very
     process is still there, SIGCONT and SIGKILL it."""
-    if pid_alive(pid, ticks) or (proc_start_ticks(pid) or (None, None))[1] == ticks:
+    if pid_alive(pid, ticks):
         for sig in (signal.SIGCONT, signal.SIGKILL):
             try:
                 os.kill(pid, sig)
@@ -309,6 +367,18 @@ def check_incident_shape(test, inc, component):
         test.assertEqual(inc["steps"][-1]["step"], "verify")
         test.assertEqual(inc["steps"][-1]["result"], "ok")
         test.assertTrue(all(s["result"] == "ok" for s in inc["steps"]), inc["steps"])
+
+
+def rounded(obj, places=3):
+    """obj with every float rounded: an incident read back from storage may
+    differ from the heal's answer in the last digits of its timings."""
+    if isinstance(obj, float):
+        return round(obj, places)
+    if isinstance(obj, dict):
+        return {k: rounded(v, places) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [rounded(v, places) for v in obj]
+    return obj
 
 
 def step(inc, name):

@@ -102,23 +102,13 @@ class HealerRebind(GraceTestCase):
             st, _, body = g.http("GET", "/kernels/librarian/health")
             self.assertEqual((st, body["pid"]), (200, k["pid"]))
 
-            # reset-port while the configured port is still taken: it cannot
-            # heal, and says so.
-            st, _, inc = g.http("POST", "/kernel-ports/librarian/reset-port", timeout=30)
-            self.assertEqual(st, 200, inc)
-            check_incident_shape(self, inc, "librarian")
-            self.assertEqual(inc["playbook"], "reset_port")
-            self.assertEqual(inc["trigger"], "reset-port")
-            self.assertEqual(inc["outcome"], "failed", inc)
-            self.assertEqual(step(inc, "start")["result"], "failed")
-            k = g.kernel("librarian")
-            self.assertEqual((k["state"], k["port"]), ("port_unavailable", configured))
-
             # Freed: reset-port brings it back to the configured port.
             blocker.close()
             st, _, inc = g.http("POST", "/kernel-ports/librarian/reset-port", timeout=30)
             self.assertEqual(st, 200, inc)
             check_incident_shape(self, inc, "librarian")
+            self.assertEqual(inc["playbook"], "reset_port")
+            self.assertEqual(inc["trigger"], "reset-port")
             self.assertEqual(inc["outcome"], "healed", inc)
             self.assertEqual(inc["new_port"], configured)
             self.assertEqual([s["step"] for s in inc["steps"]],
@@ -127,6 +117,8 @@ class HealerRebind(GraceTestCase):
             self.assertEqual((k["state"], k["port"]), ("ready", configured))
             st, _, body = g.http("GET", "/librarian/documents/%d" % doc["id"])
             self.assertEqual(st, 200, body)
+            st, _, body = g.http("GET", "/librarian/health")
+            self.assertEqual((st, body["pid"]), (200, k["pid"]))
             self.assertTrue(port_bindable(new_port))
 
             # And it stays there across a restart of grace serve.
@@ -135,11 +127,31 @@ class HealerRebind(GraceTestCase):
             k = g.kernel("librarian")
             self.assertEqual((k["state"], k["port"]), ("ready", configured))
 
+            # reset-port while the configured port is taken again: it cannot
+            # heal, and says so. (Moved away first, so the port can be taken.)
+            st, inc = heal(g, "librarian", action="rebind_port")
+            self.assertEqual((st, inc["outcome"]), (200, "healed"), inc)
+            blocker = listen_here(configured)
+            self.addCleanup(blocker.close)
+            st, _, inc = g.http("POST", "/kernel-ports/librarian/reset-port", timeout=30)
+            self.assertEqual(st, 200, inc)
+            check_incident_shape(self, inc, "librarian")
+            self.assertEqual(inc["outcome"], "failed", inc)
+            self.assertEqual(step(inc, "start")["result"], "failed")
+            self.assertIsNone(inc["verification"])
+            k = g.kernel("librarian")
+            self.assertEqual((k["state"], k["port"]), ("port_unavailable", configured))
+            self.assertEqual(k["port_holder"]["pid"], os.getpid())
+            blocker.close()
+            st, _, body = g.http("POST", "/kernel-ports/librarian/start")
+            self.assertEqual(st, 202, body)
+            g.wait_kernel("librarian", lambda x: x["state"] == "ready" and x["port"] == configured)
+
             # All of it is on record, newest first.
             got = incidents(g, component="librarian")
-            self.assertEqual([(i["playbook"], i["outcome"]) for i in got[:3]],
-                             [("reset_port", "healed"), ("reset_port", "failed"),
-                              ("rebind_port", "healed")])
+            self.assertEqual([(i["playbook"], i["outcome"]) for i in got],
+                             [("reset_port", "failed"), ("rebind_port", "healed"),
+                              ("reset_port", "healed"), ("rebind_port", "healed")])
 
     def test_rebind_of_a_running_kernel(self):
         """rebind_port on a healthy kernel: stopped, moved, started, verified;
@@ -161,6 +173,27 @@ class HealerRebind(GraceTestCase):
             self.assertEqual((st, body["pid"]), (200, k["pid"]))
             lib = g.kernel("librarian")
             self.assertEqual((lib["state"], lib["restarts"]), ("ready", 0))
+
+    def test_rebind_outside_a_full_tier_range(self):
+        """Every port of the librarian's tier range (8130-8139) taken: the
+        healer falls back to 8100-8149, skipping every kernel's ports."""
+        with GraceServer(kernels={"librarian": {}, OTHER: {}},
+                         expect={"librarian": "port_unavailable"}, autostart=False) as g:
+            blockers = []
+            for p in range(8130 + g.offset, 8140 + g.offset):
+                blockers.append(listen_here(p))
+                self.addCleanup(blockers[-1].close)
+            g.start()
+            st, inc = heal(g, "librarian", action="rebind_port")
+            self.assertEqual(st, 200, inc)
+            self.assertEqual(inc["outcome"], "healed", inc)
+            new_port = inc["new_port"]
+            self.assertTrue(KERNEL_PORT_MIN + g.offset <= new_port <= KERNEL_PORT_MAX + g.offset,
+                            new_port)
+            self.assertFalse(8130 + g.offset <= new_port <= 8139 + g.offset, new_port)
+            self.assertNotEqual(new_port, g.kernel_port(OTHER))
+            st, _, body = g.http("GET", "/librarian/health")
+            self.assertEqual((st, body["pid"]), (200, g.kernel("librarian")["pid"]))
 
 
 if __name__ == "__main__":
