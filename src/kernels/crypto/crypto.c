@@ -42,6 +42,15 @@ static void cry_reply_err(sdk_req *req, int rc, const cry_err *e)
 	}
 }
 
+/* Answers a store call: its JSON with `status`, or its error. Steals out. */
+static void cry_reply(sdk_req *req, int rc, const cry_err *e, int status, json_t *out)
+{
+	if (rc < 0)
+		cry_reply_err(req, rc, e);
+	else
+		sdk_reply_json(req, status, out);
+}
+
 static json_t *cry_b64_json(const unsigned char *data, size_t len)
 {
 	size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
@@ -179,37 +188,28 @@ static void on_key_create(sdk_req *req, void *ctx)
 	int imported = cry_import_field(req, body, secret);
 	if (imported < 0)
 		return;
-	json_t *out;
+	json_t *out = NULL;
 	cry_err e;
 	int rc = cry_key_create(cry_store_of(ctx), name, type, imported ? secret : NULL,
 				cry_now_ms(), &out, &e);
 	sodium_memzero(secret, sizeof secret);
-	if (rc < 0)
-		cry_reply_err(req, rc, &e);
-	else
-		sdk_reply_json(req, 201, out);
+	cry_reply(req, rc, &e, 201, out);
 }
 
 static void on_key_list(sdk_req *req, void *ctx)
 {
-	json_t *out;
+	json_t *out = NULL;
 	cry_err e;
 	int rc = cry_key_list(cry_store_of(ctx), &out, &e);
-	if (rc < 0)
-		cry_reply_err(req, rc, &e);
-	else
-		sdk_reply_json(req, 200, out);
+	cry_reply(req, rc, &e, 200, out);
 }
 
 static void on_key_get(sdk_req *req, void *ctx)
 {
-	json_t *out;
+	json_t *out = NULL;
 	cry_err e;
 	int rc = cry_key_get(cry_store_of(ctx), sdk_req_param(req, "name"), &out, &e);
-	if (rc < 0)
-		cry_reply_err(req, rc, &e);
-	else
-		sdk_reply_json(req, 200, out);
+	cry_reply(req, rc, &e, 200, out);
 }
 
 static void on_key_rotate(sdk_req *req, void *ctx)
@@ -226,15 +226,12 @@ static void on_key_rotate(sdk_req *req, void *ctx)
 	int imported = cry_import_field(req, body, secret);
 	if (imported < 0)
 		return;
-	json_t *out;
+	json_t *out = NULL;
 	cry_err e;
 	int rc = cry_key_rotate(cry_store_of(ctx), sdk_req_param(req, "name"),
 				imported ? secret : NULL, cry_now_ms(), &out, &e);
 	sodium_memzero(secret, sizeof secret);
-	if (rc < 0)
-		cry_reply_err(req, rc, &e);
-	else
-		sdk_reply_json(req, 200, out);
+	cry_reply(req, rc, &e, 200, out);
 }
 
 /* ---- sign and verify */
