@@ -265,6 +265,18 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 				 GRACE_COMMAND_MAX - 1);
 			return 0;
 		}
+		/* The supervisor splits it on blanks with '...' and "..." quoting:
+		 * a quote left open would only show when the kernel starts. */
+		char open_quote = 0;
+		for (const char *p = value; *p; p++)
+			if (!open_quote && (*p == '\'' || *p == '"'))
+				open_quote = *p;
+			else if (*p == open_quote)
+				open_quote = 0;
+		if (open_quote) {
+			snprintf(c->err, sizeof c->err, "command: unterminated %c quote", open_quote);
+			return 0;
+		}
 	} else {
 		int rc = set_keyed(k, kernel_keys, sizeof kernel_keys / sizeof kernel_keys[0], name, value, c->err, sizeof c->err);
 		if (rc == 1)

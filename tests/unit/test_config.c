@@ -579,6 +579,15 @@ static void test_long_command(void **state)
 	assert_int_equal(strlen(f->cfg.kernels[0].command), 175);
 }
 
+static void test_command_quotes_checked_at_load(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[kernel.a]\nport = 8100\ncommand = sh -c 'exit 3\n");
+	expect_error(f, 3, "command", "unterminated");
+	write_ini(f, "[kernel.a]\nport = 8100\ncommand = sh -c \"it's fine\"\n");
+	expect_ok(f, NULL);
+}
+
 static void test_long_line_not_split(void **state)
 {
 	struct fx *f = *state;
@@ -634,6 +643,7 @@ int main(void)
 		T(test_port_offset),
 		T(test_long_command),
 		T(test_long_line_not_split),
+		T(test_command_quotes_checked_at_load),
 		T(test_too_many_kernels),
 #undef T
 	};
