@@ -19,54 +19,22 @@ import os
 import sys
 import time
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from harness import GraceServer, GraceTestCase, http_request, scaled  # noqa: E402
+from harness import http_request, scaled  # noqa: E402
+from audit_support import AUDIT, ILOG, ServerCase, now_ms, qs  # noqa: E402
 from rfc6962 import (canonical, leaf_hash, mth, sth_message, unhex,  # noqa: E402
                      verify_inclusion, verify_sth_signature)
 
-AUDIT = "/kernels/audit"
-ILOG = "/kernels/immutable_log"
 EVENT_KEYS = {"id", "ts_ms", "actor", "action", "resource", "outcome", "details", "source_ip",
               "log_index"}
-KERNELS = {"message_bus": {}, "immutable_log": {}, "audit": {}, "librarian": {}, "trust": {}}
-
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def qs(**q):
-    return "?" + urllib.parse.urlencode(q) if q else ""
 
 
 def without_index(ev):
     return {k: v for k, v in ev.items() if k != "log_index"}
 
 
-class AuditCase(GraceTestCase):
-    g = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(kernels=KERNELS)
-        try:
-            cls.g.start()
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
-
-    def call(self, method, path, body=None, expect=200, headers=None):
-        st, hdrs, out = self.g.http(method, path, body, headers=headers, timeout=scaled(10))
-        self.assertEqual(st, expect, "%s %s -> %s %r" % (method, path, st, out))
-        return out
-
+class AuditCase(ServerCase):
     def audit(self, method, path, body=None, expect=200):
         return self.call(method, AUDIT + path, body, expect)
 
@@ -83,21 +51,6 @@ class AuditCase(GraceTestCase):
 
     def page(self, **q):
         return self.audit("GET", "/events" + qs(**q))
-
-    def events(self, **q):
-        """Every event matching q, following the cursor."""
-        out, cursor, seen = [], None, 0
-        while True:
-            qq = dict(q)
-            if cursor is not None:
-                qq["cursor"] = cursor
-            p = self.page(**qq)
-            out.extend(p["events"])
-            cursor = p["next_cursor"]
-            seen += 1
-            self.assertLess(seen, 10000)
-            if cursor is None:
-                return out
 
     def export(self, **q):
         st, hdrs, body = self.g.http("GET", AUDIT + "/events/export" + qs(**q),

@@ -40,61 +40,12 @@ import sys
 import threading
 import time
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from harness import GraceServer, GraceTestCase, http_request, scaled  # noqa: E402
+from harness import http_request, scaled  # noqa: E402
+from audit_support import AUDIT, ILOG, ServerCase, now_ms  # noqa: E402
 
-AUDIT = "/kernels/audit"
-ILOG = "/kernels/immutable_log"
-KERNELS = {"message_bus": {}, "immutable_log": {}, "audit": {}, "librarian": {}, "trust": {}}
-
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def qs(**q):
-    return "?" + urllib.parse.urlencode(q)
-
-
-class Case(GraceTestCase):
-    kernels = KERNELS
-    g = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(kernels=cls.kernels)
-        try:
-            cls.g.start()
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
-
-    def call(self, method, path, body=None, expect=200, headers=None, auth=True):
-        st, _, out = self.g.http(method, path, body, headers=headers, timeout=scaled(10),
-                                 auth=auth)
-        if expect is not None:
-            self.assertEqual(st, expect, "%s %s -> %s %r" % (method, path, st, out))
-        return out
-
-    def events(self, **q):
-        out, cursor = [], None
-        while True:
-            qq = dict(q, limit=1000)
-            if cursor is not None:
-                qq["cursor"] = cursor
-            p = self.call("GET", AUDIT + "/events" + qs(**qq))
-            out.extend(p["events"])
-            cursor = p["next_cursor"]
-            if cursor is None:
-                return out
-
+class Case(ServerCase):
     def outbox(self):
         st, _, body = self.g.http("GET", "/metrics", auth=False, timeout=scaled(10))
         out = {}

@@ -27,24 +27,14 @@ import statistics
 import sys
 import time
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from harness import GraceServer, GraceTestCase, scaled  # noqa: E402
+from harness import scaled  # noqa: E402
+from audit_support import KERNELS, ServerCase, now_ms, qs  # noqa: E402
 
-AUDIT = "/kernels/audit"
 BUS = "/kernels/message_bus"
-KERNELS = {"message_bus": {}, "immutable_log": {}, "audit": {}, "librarian": {}, "trust": {}}
 GROUPS = itertools.count(1)
 PASSWORD = "a long wiring password"
-
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def qs(**q):
-    return "?" + urllib.parse.urlencode(q)
 
 
 def same(a, b):
@@ -61,48 +51,13 @@ def same(a, b):
     return a == b
 
 
-class Wiring(GraceTestCase):
-    g = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(kernels=KERNELS)
-        try:
-            cls.g.start()
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
-
+class Wiring(ServerCase):
     # -- helpers
-
-    def call(self, method, path, body=None, expect=200, headers=None, auth=True):
-        st, _, out = self.g.http(method, path, body, headers=headers, timeout=scaled(10),
-                                 auth=auth)
-        if expect is not None:
-            self.assertEqual(st, expect, "%s %s -> %s %r" % (method, path, st, out))
-        return out
-
-    def audit_events(self, **q):
-        out, cursor = [], None
-        while True:
-            qq = dict(q, limit=1000)
-            if cursor is not None:
-                qq["cursor"] = cursor
-            p = self.call("GET", AUDIT + "/events" + qs(**qq))
-            out.extend(p["events"])
-            cursor = p["next_cursor"]
-            if cursor is None:
-                return out
 
     def wait_audit(self, pred, timeout=None, message="audit events", **q):
         """Polls the audit trail (filtered by q) until pred(events) is true."""
         def p():
-            evs = self.audit_events(**q)
+            evs = self.events(**q)
             return evs if pred(evs) else None
         return self.g.wait_for(p, timeout or scaled(15), interval=0.05, message=message)
 
@@ -345,7 +300,7 @@ class Wiring(GraceTestCase):
         self.assertGreaterEqual(after[("grace_outbox_events_total", "audit", "delivered")]
                                 - before[("grace_outbox_events_total", "audit", "delivered")],
                                 waiting)
-        evs = self.audit_events(actor="grace", since=t0)
+        evs = self.events(actor="grace", since=t0)
         own = [e["outcome"] for e in evs if e["resource"] == "kernel/audit"]
         self.assertEqual(own[:2], ["stopping", "stopped"], own)
         ts = [e["ts_ms"] for e in evs]
