@@ -4,7 +4,7 @@
 #include "kernels/registry.h"
 #include "sdk/config.h"
 #include "sdk/log.h"
-#include "serve.h"
+#include "serve/serve.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 #include "cli/cli.h"
+#include "sdk/clock.h"
 
-#include "auth/users.h"
+#include "serve/auth/users.h"
 #include "cli/secret.h"
 #include "sdk/client.h"
 #include "sdk/db.h"
@@ -422,10 +423,8 @@ static int cmd_user_add(const grace_config *cfg, const char *name, bool admin)
 			     hash) < 0) {
 		fprintf(stderr, "grace: cannot hash the password\n");
 	} else {
-		struct timespec t;
-		clock_gettime(CLOCK_REALTIME, &t);
 		int r = auth_user_add(db, name, hash, admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER,
-				      (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+				      sdk_wall_ms());
 		if (r == -EEXIST)
 			fprintf(stderr, "grace: user '%s' exists\n", name);
 		else if (r < 0)

@@ -5,6 +5,8 @@
 #ifndef GRACE_CLI_CLI_H
 #define GRACE_CLI_CLI_H
 
+#include "serve/layer.h"
+
 #include "sdk/config.h"
 
 #include <stdbool.h>

@@ -4,6 +4,8 @@
 #ifndef GRACE_CLI_SECRET_H
 #define GRACE_CLI_SECRET_H
 
+#include "serve/layer.h"
+
 #include <stddef.h>
 
 /* 0, or -1 when nothing could be read. The newline is removed. */

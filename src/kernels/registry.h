@@ -2,6 +2,8 @@
 #ifndef GRACE_KERNELS_REGISTRY_H
 #define GRACE_KERNELS_REGISTRY_H
 
+#include "kernels/layer.h"
+
 #include "sdk/kernel.h"
 
 /* NULL when no kernel has that name (the "_kernel" suffix is accepted). */

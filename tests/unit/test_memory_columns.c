@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memory/columns.h"
+#include "serve/memory/columns.h"
 
 static mem_columns *cols_new(const char *spec_text)
 {

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memory/filter.h"
+#include "serve/memory/filter.h"
 
 struct fx {
 	mem_columns none; /* a table without declared columns */

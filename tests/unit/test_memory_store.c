@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "memory/store.h"
+#include "serve/memory/store.h"
 
 #include <sqlite3.h>
 

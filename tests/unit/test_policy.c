@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "supervisor/policy.h"
+#include "serve/supervisor/policy.h"
 
 /* The shipped defaults (etc/grace.ini [defaults]). */
 static const grace_restart defaults = {

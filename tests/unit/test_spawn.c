@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "supervisor/spawn.h"
+#include "serve/supervisor/spawn.h"
 
 /* ---- sup_split_command ---- */
 

@@ -2,6 +2,7 @@
  * event is appended, in batches, to the immutable log, so its history can
  * be proven with an RFC 6962 inclusion proof against a signed tree head. */
 #include "kernels/audit/store.h"
+#include "sdk/clock.h"
 #include "kernels/registry.h"
 #include "sdk/client.h"
 #include "sdk/log.h"
@@ -32,13 +33,6 @@ struct audit {
 	int log_port;
 	unsigned long long appended, append_failures;
 };
-
-static int64_t wall_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* The log answers a batch with its entries in order: a JSON array, or an
  * object holding one under "entries". */
@@ -148,7 +142,7 @@ static void on_post_events(sdk_req *req, void *ctx)
 		}
 	}
 	json_t *ids;
-	if (aud_insert(k->db, events, wall_ms(), &ids) < 0) {
+	if (aud_insert(k->db, events, sdk_wall_ms(), &ids) < 0) {
 		json_decref(events);
 		sdk_reply_error(req, 500, "storage", "cannot store the events");
 		return;

@@ -4,6 +4,8 @@
 #ifndef GRACE_AUDIT_STORE_H
 #define GRACE_AUDIT_STORE_H
 
+#include "kernels/layer.h"
+
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdint.h>

@@ -2,6 +2,7 @@
  * signatures, XChaCha20-Poly1305 and sealed-box encryption, hashes and
  * random bytes. No route ever returns a private key. See docs/crypto.md. */
 #include "sdk/keyfile.h"
+#include "sdk/clock.h"
 #include "kernels/crypto/ops.h"
 #include "kernels/registry.h"
 #include "sdk/log.h"
@@ -17,13 +18,6 @@
 #define CRY_RANDOM_MAX 1024u
 #define CRY_RANDOM_DEFAULT 32u
 #define CRY_BLAKE2B_DEFAULT 32u
-
-static int64_t cry_now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static cry_store *cry_store_of(void *ctx)
 {
@@ -191,7 +185,7 @@ static void on_key_create(sdk_req *req, void *ctx)
 	json_t *out = NULL;
 	cry_err e;
 	int rc = cry_key_create(cry_store_of(ctx), name, type, imported ? secret : NULL,
-				cry_now_ms(), &out, &e);
+				sdk_wall_ms(), &out, &e);
 	sodium_memzero(secret, sizeof secret);
 	cry_reply(req, rc, &e, 201, out);
 }
@@ -229,7 +223,7 @@ static void on_key_rotate(sdk_req *req, void *ctx)
 	json_t *out = NULL;
 	cry_err e;
 	int rc = cry_key_rotate(cry_store_of(ctx), sdk_req_param(req, "name"),
-				imported ? secret : NULL, cry_now_ms(), &out, &e);
+				imported ? secret : NULL, sdk_wall_ms(), &out, &e);
 	sodium_memzero(secret, sizeof secret);
 	cry_reply(req, rc, &e, 200, out);
 }

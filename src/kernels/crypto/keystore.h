@@ -7,6 +7,8 @@
 #ifndef GRACE_CRYPTO_KEYSTORE_H
 #define GRACE_CRYPTO_KEYSTORE_H
 
+#include "kernels/layer.h"
+
 #include "sdk/err.h"
 #include <jansson.h>
 #include <sodium.h>

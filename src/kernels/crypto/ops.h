@@ -14,6 +14,8 @@
 #ifndef GRACE_CRYPTO_OPS_H
 #define GRACE_CRYPTO_OPS_H
 
+#include "kernels/layer.h"
+
 #include "keystore.h"
 
 #include <stdbool.h>

@@ -2,6 +2,7 @@
  * hashing, signed tree heads, inclusion and consistency proofs, and a full
  * verification of what is stored. See docs/immutable-log.md. */
 #include "sdk/keyfile.h"
+#include "sdk/clock.h"
 #include "kernels/immutable_log/store.h"
 #include "kernels/registry.h"
 #include "sdk/log.h"
@@ -46,13 +47,6 @@ struct ilog_job {
 	struct timespec t0;
 	struct ilog_job *prev, *next;
 };
-
-static int64_t ilog_now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static struct ilog_state *ilog_state_of(void *ctx)
 {
@@ -238,7 +232,7 @@ static void on_append(sdk_req *req, void *ctx)
 			goto out;
 	uint64_t first;
 	ilog_err e;
-	int rc = ilog_store_append(st->store, items, n, ilog_now_ms(), &first, leaves, &e);
+	int rc = ilog_store_append(st->store, items, n, sdk_wall_ms(), &first, leaves, &e);
 	if (rc < 0) {
 		sdk_log(SDK_LOG_ERROR, sdk_req_id(req), "append failed: %s", e.msg);
 		ilog_reply_err(req, rc, &e);
@@ -311,7 +305,7 @@ static void on_entries(sdk_req *req, void *ctx)
 static int ilog_sign_head(struct ilog_state *st, ilog_err *e)
 {
 	ilog_sth h = { .tree_size = ilog_store_size(st->store) };
-	int64_t now = ilog_now_ms();
+	int64_t now = sdk_wall_ms();
 	h.timestamp_ms = now > 0 ? (uint64_t)now : 0;
 	/* Heads are ordered by size; keep their timestamps ordered too even if
 	 * the wall clock steps back. */

@@ -12,6 +12,8 @@
 #ifndef GRACE_IMMUTABLE_LOG_MERKLE_H
 #define GRACE_IMMUTABLE_LOG_MERKLE_H
 
+#include "kernels/layer.h"
+
 #include <stddef.h>
 #include <stdint.h>
 

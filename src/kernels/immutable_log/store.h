@@ -6,6 +6,8 @@
 #ifndef GRACE_IMMUTABLE_LOG_STORE_H
 #define GRACE_IMMUTABLE_LOG_STORE_H
 
+#include "kernels/layer.h"
+
 #include "sdk/err.h"
 #include "merkle.h"
 

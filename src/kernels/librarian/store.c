@@ -5,6 +5,7 @@
  * ingest upsert, delete, even a hand-written UPDATE in the sqlite3 shell)
  * keeps them consistent without the code having to remember to. */
 #include "sdk/err.h"
+#include "sdk/clock.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -140,14 +141,6 @@ static int lib_fail_sql(sqlite3 *db, lib_err *err, const char *what)
 static int lib_oom(lib_err *err)
 {
 	return sdk_fail(err, LIB_EIO, "out of memory");
-}
-
-static int64_t lib_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Strict: no overlong forms, surrogates, code points past U+10FFFF or NUL,
@@ -408,7 +401,7 @@ static int lib_doc_write(sqlite3 *db, const char *sql, const char *title,
 	rc = rc ? rc : sqlite3_bind_text(st, 2, body, -1, SQLITE_STATIC);
 	rc = rc ? rc : sqlite3_bind_text(st, 3, tags, -1, SQLITE_STATIC);
 	rc = rc ? rc : sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
-	rc = rc ? rc : sqlite3_bind_int64(st, 5, lib_now_ms());
+	rc = rc ? rc : sqlite3_bind_int64(st, 5, sdk_wall_ms());
 	if (rc) {
 		rc = lib_fail_sql(db, err, "bind document");
 		goto out;

@@ -6,6 +6,8 @@
 #ifndef GRACE_LIBRARIAN_STORE_H
 #define GRACE_LIBRARIAN_STORE_H
 
+#include "kernels/layer.h"
+
 #include "sdk/err.h"
 #include <jansson.h>
 #include <sqlite3.h>

@@ -11,6 +11,7 @@
  * new publishes pile up in the sockets and become the next batch, so the
  * batch grows with the load. */
 #include "kernels/message_bus/bus.h"
+#include "sdk/clock.h"
 
 #include "kernels/message_bus/subject.h"
 #include "kernels/message_bus/wire.h"
@@ -55,15 +56,6 @@ struct bus_batch {
 	bool due_now;             /* the commit timer is set for this loop turn */
 	TAILQ_HEAD(, bus_pub) pubs;
 };
-
-int64_t bus_wall_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-int64_t bus_mono_ms(void) { return bus_mono_us() / 1000; }
 
 int64_t bus_mono_us(void)
 {
@@ -271,7 +263,7 @@ static void bus_commit(evutil_socket_t fd, short what, void *arg)
 	bt->n_pubs = 0;
 	bus_err e = { "" };
 	int64_t t0 = bus_mono_us();
-	int rc = bus_store_append(b->store, bt->msgs, bt->n, bus_wall_ms(), &e);
+	int rc = bus_store_append(b->store, bt->msgs, bt->n, sdk_wall_ms(), &e);
 	bt->last_commit_us = bus_mono_us() - t0;
 	if (rc) {
 		b->stats.commit_failures++;
@@ -379,7 +371,7 @@ static void bus_retention_run(evutil_socket_t fd, short what, void *arg)
 	size_t deleted = 0;
 	bool more = false;
 	bus_err e;
-	if (bus_retention_enforce(b->store, bus_wall_ms(), BUS_RETENTION_BUDGET, &deleted, &more,
+	if (bus_retention_enforce(b->store, sdk_wall_ms(), BUS_RETENTION_BUDGET, &deleted, &more,
 				  &e))
 		sdk_warn("retention: %s", e.msg);
 	b->stats.retention_deleted += deleted;
@@ -425,7 +417,7 @@ static void bus_on_retention_set(sdk_req *req, void *ctx)
 		return;
 	}
 	bus_err e;
-	int rc = bus_retention_set(b->store, pattern, count, age, bus_wall_ms(), &e);
+	int rc = bus_retention_set(b->store, pattern, count, age, sdk_wall_ms(), &e);
 	if (rc) {
 		bus_reply_store_error(req, rc, &e);
 		return;

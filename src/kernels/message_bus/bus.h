@@ -6,6 +6,8 @@
 #ifndef GRACE_MESSAGE_BUS_BUS_H
 #define GRACE_MESSAGE_BUS_BUS_H
 
+#include "kernels/layer.h"
+
 #include "kernels/message_bus/store.h"
 #include "sdk/kernel.h"
 
@@ -41,9 +43,7 @@ typedef struct bus {
 	struct event *wake_ev, *sweep_ev;
 } bus;
 
-/* Wall clock (stored times) and monotonic (deadlines, durations). */
-int64_t bus_wall_ms(void);
-int64_t bus_mono_ms(void);
+/* Microseconds on the monotonic clock, for durations finer than sdk_mono_ms. */
 int64_t bus_mono_us(void);
 
 /* Answers a store error with the fitting status. */

@@ -17,6 +17,7 @@
  * anything (checked before every try and swept every second), so messages
  * do not sit out a visibility timeout for a client that gave up. Through
  * the gateway a poll must also fit in its attempt timeout (10 s). */
+#include "sdk/clock.h"
 #include "kernels/message_bus/bus.h"
 
 #include "kernels/message_bus/subject.h"
@@ -92,7 +93,7 @@ static bool bus_poll_try(bus *b, sdk_req *req, const char *group, const bus_poll
 {
 	struct bus_poll_out po = { evbuffer_new(), 0 };
 	bus_err e = { "out of memory" };
-	int rc = po.msgs ? bus_group_poll(b->store, group, o, bus_wall_ms(), bus_poll_emit, &po,
+	int rc = po.msgs ? bus_group_poll(b->store, group, o, sdk_wall_ms(), bus_poll_emit, &po,
 					  res, &e) :
 			   BUS_EIO;
 	if (rc) {
@@ -153,9 +154,9 @@ static void bus_poller_free(struct bus_poller *p)
  * at once when the last poll stopped short of the log's end. */
 static void bus_poller_arm(struct bus_poller *p, const bus_poll_result *res)
 {
-	int64_t ms = p->deadline - bus_mono_ms();
+	int64_t ms = p->deadline - sdk_mono_ms();
 	if (res->next_due_ms > 0) {
-		int64_t due = res->next_due_ms - bus_wall_ms() + 1;
+		int64_t due = res->next_due_ms - sdk_wall_ms() + 1;
 		if (due < ms)
 			ms = due;
 	}
@@ -176,7 +177,7 @@ static void bus_poller_drop(struct bus_poller *p)
 static void bus_poller_run(struct bus_poller *p)
 {
 	bus_poll_result res;
-	bool final = bus_mono_ms() >= p->deadline || p->bus->draining;
+	bool final = sdk_mono_ms() >= p->deadline || p->bus->draining;
 	if (bus_poller_gone(p)) {
 		bus_poller_drop(p);
 		return;
@@ -336,7 +337,7 @@ void bus_on_poll(sdk_req *req, void *ctx)
 		return;
 	}
 	*p = (struct bus_poller){ .bus = b, .req = req, .group = group, .opts = o,
-				  .deadline = bus_mono_ms() + (int64_t)wait_ms,
+				  .deadline = sdk_mono_ms() + (int64_t)wait_ms,
 				  .dead_lettered = dead, .timer = t };
 	snprintf(p->pattern, sizeof p->pattern, "%s", res.pattern);
 	/* The first try created the group if need be and applied its settings;

@@ -26,6 +26,8 @@
 #ifndef GRACE_MESSAGE_BUS_STORE_H
 #define GRACE_MESSAGE_BUS_STORE_H
 
+#include "kernels/layer.h"
+
 #include "sdk/err.h"
 #include "kernels/message_bus/subject.h"
 

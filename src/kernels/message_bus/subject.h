@@ -18,6 +18,8 @@
 #ifndef GRACE_MESSAGE_BUS_SUBJECT_H
 #define GRACE_MESSAGE_BUS_SUBJECT_H
 
+#include "kernels/layer.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -6,6 +6,8 @@
 #ifndef GRACE_MESSAGE_BUS_WIRE_H
 #define GRACE_MESSAGE_BUS_WIRE_H
 
+#include "kernels/layer.h"
+
 #include "kernels/message_bus/store.h"
 
 struct evbuffer;

@@ -1,0 +1,163 @@
+#include "sdk/pool.h"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct job {
+	sdk_pool_work_fn work;
+	sdk_pool_done_fn done;
+	void *arg;
+	struct job *next;
+};
+
+struct sdk_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *todo, *todo_tail, *finished;
+	size_t pending, queue_max;
+	bool stopping;
+	pthread_t *threads;
+	unsigned n_threads;
+	int wake[2]; /* worker -> loop: "something finished" */
+	struct event *wake_ev;
+};
+
+static void *worker(void *arg)
+{
+	sdk_pool *p = arg;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->todo && !p->stopping)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stopping)
+			break;
+		struct job *j = p->todo;
+		p->todo = j->next;
+		if (!p->todo)
+			p->todo_tail = NULL;
+		pthread_mutex_unlock(&p->mu);
+		j->work(j->arg);
+		pthread_mutex_lock(&p->mu);
+		j->next = p->finished;
+		p->finished = j;
+		char b = 1;
+		ssize_t w = write(p->wake[1], &b, 1);
+		(void)w; /* a full pipe already says "wake up" */
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void run_finished(sdk_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	struct job *done = p->finished;
+	p->finished = NULL;
+	pthread_mutex_unlock(&p->mu);
+	/* Oldest first: the list was built by pushing. */
+	struct job *rev = NULL;
+	while (done) {
+		struct job *n = done->next;
+		done->next = rev;
+		rev = done;
+		done = n;
+	}
+	while (rev) {
+		struct job *n = rev->next;
+		p->pending--;
+		rev->done(rev->arg);
+		free(rev);
+		rev = n;
+	}
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	char buf[64];
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	run_finished(arg);
+}
+
+sdk_pool *sdk_pool_new(struct event_base *base, unsigned threads, size_t queue_max)
+{
+	sdk_pool *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->queue_max = queue_max;
+	p->wake[0] = p->wake[1] = -1;
+	if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+		goto fail;
+	p->wake_ev = event_new(base, p->wake[0], EV_READ | EV_PERSIST, on_wake, p);
+	p->threads = calloc(threads, sizeof *p->threads);
+	if (!p->wake_ev || !p->threads)
+		goto fail;
+	event_add(p->wake_ev, NULL);
+	for (; p->n_threads < threads; p->n_threads++)
+		if (pthread_create(&p->threads[p->n_threads], NULL, worker, p) != 0)
+			break;
+	if (p->n_threads == 0)
+		goto fail;
+	return p;
+fail:
+	sdk_pool_free(p);
+	return NULL;
+}
+
+void sdk_pool_free(sdk_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 0; i < p->n_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	run_finished(p);
+	while (p->todo) { /* never ran: let the owner clean up */
+		struct job *j = p->todo;
+		p->todo = j->next;
+		j->done(j->arg);
+		free(j);
+	}
+	if (p->wake_ev)
+		event_free(p->wake_ev);
+	if (p->wake[0] >= 0)
+		close(p->wake[0]);
+	if (p->wake[1] >= 0)
+		close(p->wake[1]);
+	free(p->threads);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+}
+
+int sdk_pool_submit(sdk_pool *p, sdk_pool_work_fn work, sdk_pool_done_fn done, void *arg)
+{
+	if (p->pending >= p->queue_max)
+		return -1;
+	struct job *j = malloc(sizeof *j);
+	if (!j)
+		return -1;
+	*j = (struct job){ .work = work, .done = done, .arg = arg };
+	p->pending++;
+	pthread_mutex_lock(&p->mu);
+	if (p->todo_tail)
+		p->todo_tail->next = j;
+	else
+		p->todo = j;
+	p->todo_tail = j;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+size_t sdk_pool_pending(const sdk_pool *p) { return p->pending; }

@@ -1,0 +1,299 @@
+/* /chat: a user's chat sessions and the answers in them. A session belongs
+ * to the user who made it; any other user (an admin too) gets a 404, as if
+ * it did not exist. An answer comes back whole as JSON, or with ?stream=1
+ * as Server-Sent Events: "delta" events as it is written, then one "done"
+ * event with the stored message and its citations. */
+#include "serve/api/api.h"
+#include "sdk/clock.h"
+
+#include "serve/chat/chat.h"
+#include "serve/chat/store.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SESSIONS_LIST_DEFAULT 100
+
+/* A message being answered for a client. */
+struct pending {
+	sdk_req *req;
+	chat_turn *turn;
+	bool stream;
+};
+
+/* The caller, set by api_authorize for every USER route. */
+static const char *caller(sdk_req *req)
+{
+	const char *user = sdk_req_user(req, NULL);
+	if (!user)
+		sdk_reply_error(req, 401, "unauthorized", "log in first: POST /auth/login");
+	return user;
+}
+
+/* The :id of the path; answers 404 and returns -1 when it names no session
+ * (a session id is a positive decimal integer). */
+static int session_param(sdk_req *req, int64_t *id)
+{
+	const char *s = sdk_req_param(req, "id");
+	int64_t v = 0;
+	size_t n = s ? strlen(s) : 0;
+	bool ok = n > 0 && n <= 15 && s[0] != '0';
+	for (size_t i = 0; ok && i < n; i++) {
+		ok = s[i] >= '0' && s[i] <= '9';
+		v = v * 10 + (s[i] - '0');
+	}
+	if (!ok) {
+		sdk_reply_error(req, 404, "not_found", "no chat session '%.64s'", s ? s : "");
+		return -1;
+	}
+	*id = v;
+	return 0;
+}
+
+void api_chat_sessions_create(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	const char *user = caller(req);
+	if (!user)
+		return;
+	json_t *title = NULL;
+	if (evbuffer_get_length(sdk_req_body(req)) > 0) { /* the body is optional */
+		json_t *body = sdk_req_json(req, true);
+		if (!body)
+			return;
+		title = json_object_get(body, "title");
+		if (json_is_null(title))
+			title = NULL;
+		if (title && (!json_is_string(title) || json_string_length(title) > CHAT_TITLE_MAX ||
+			      strlen(json_string_value(title)) != json_string_length(title))) {
+			sdk_reply_error(req, 400, "invalid",
+					"title is a string of at most %d bytes, or null", CHAT_TITLE_MAX);
+			return;
+		}
+		if (title && json_string_length(title) == 0)
+			title = NULL;
+	}
+	sqlite3 *db = chat_db(api->chat);
+	int64_t n;
+	if (chat_store_session_count(db, user, &n) < 0) {
+		sdk_reply_error(req, 500, "storage", "cannot count the sessions");
+		return;
+	}
+	if (n >= CHAT_SESSIONS_MAX) {
+		sdk_reply_error(req, 409, "limit_reached",
+				"you have %d chat sessions, the most one user keeps; delete some first",
+				CHAT_SESSIONS_MAX);
+		return;
+	}
+	json_t *s;
+	if (chat_store_session_new(db, user, title ? json_string_value(title) : NULL, sdk_wall_ms(),
+				   &s) < 0) {
+		sdk_reply_error(req, 500, "storage", "cannot store the session");
+		return;
+	}
+	sdk_reply_json(req, 201, s);
+}
+
+void api_chat_sessions_list(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	const char *user = caller(req);
+	unsigned long long limit;
+	if (!user ||
+	    sdk_req_query_uint(req, "limit", 1, CHAT_SESSIONS_MAX, SESSIONS_LIST_DEFAULT, &limit) < 0)
+		return;
+	json_t *list;
+	if (chat_store_sessions(chat_db(api->chat), user, (unsigned)limit, &list) < 0) {
+		sdk_reply_error(req, 500, "storage", "cannot list the sessions");
+		return;
+	}
+	sdk_reply_json(req, 200, json_pack("{s:o}", "sessions", list));
+}
+
+void api_chat_session_get(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	const char *user = caller(req);
+	int64_t id;
+	unsigned long long limit;
+	if (!user || session_param(req, &id) < 0 ||
+	    sdk_req_query_uint(req, "limit", 1, CHAT_MESSAGES_MAX, CHAT_MESSAGES_MAX, &limit) < 0)
+		return;
+	json_t *s, *msgs;
+	int rc = chat_store_session_get(chat_db(api->chat), user, id, &s);
+	if (rc == -ENOENT) {
+		sdk_reply_error(req, 404, "not_found", "no chat session %lld", (long long)id);
+		return;
+	}
+	if (rc < 0 || chat_store_messages(chat_db(api->chat), id, (unsigned)limit, &msgs) < 0) {
+		if (rc == 0)
+			json_decref(s);
+		sdk_reply_error(req, 500, "storage", "cannot read the session");
+		return;
+	}
+	json_object_set_new(s, "messages", msgs);
+	json_object_set_new(s, "busy", json_boolean(chat_session_busy(api->chat, id)));
+	sdk_reply_json(req, 200, s);
+}
+
+void api_chat_session_delete(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	const char *user = caller(req);
+	int64_t id;
+	if (!user || session_param(req, &id) < 0)
+		return;
+	json_t *s;
+	int rc = chat_store_session_get(chat_db(api->chat), user, id, &s);
+	if (rc == 0) {
+		json_decref(s);
+		/* Its answer would have nowhere to go. */
+		if (chat_session_busy(api->chat, id)) {
+			sdk_reply_error(req, 409, "busy",
+					"an answer is still being written in session %lld; try again "
+					"when it is done", (long long)id);
+			return;
+		}
+		rc = chat_store_session_delete(chat_db(api->chat), user, id);
+	}
+	if (rc == -ENOENT)
+		sdk_reply_error(req, 404, "not_found", "no chat session %lld", (long long)id);
+	else if (rc < 0)
+		sdk_reply_error(req, 500, "storage", "cannot delete the session");
+	else
+		sdk_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
+}
+
+/* ---- answers ---- */
+
+static void sse_event(sdk_req *req, const char *name, json_t *data)
+{
+	char *text = json_dumps(data, JSON_COMPACT);
+	json_decref(data);
+	struct evbuffer *b = evbuffer_new();
+	if (b && text) {
+		/* Compact JSON has no newline, so one data line carries it. */
+		evbuffer_add_printf(b, "event: %s\ndata: %s\n\n", name, text);
+		sdk_reply_stream_chunk(req, b);
+	}
+	if (b)
+		evbuffer_free(b);
+	free(text);
+}
+
+static void on_delta(const char *text, size_t len, void *arg)
+{
+	struct pending *p = arg;
+	sse_event(p->req, "delta", json_pack("{s:s%}", "content", text, len));
+}
+
+static void on_done(json_t *message, const chat_error *e, void *arg)
+{
+	struct pending *p = arg;
+	if (p->stream) {
+		if (message)
+			sse_event(p->req, "done", json_pack("{s:b, s:o}", "done", 1, "message", message));
+		else
+			sse_event(p->req, "error",
+				  json_pack("{s:b, s:{s:s, s:s, s:s}}", "done", 1, "error", "code",
+					    e->code, "message", e->message, "request_id",
+					    sdk_req_id(p->req)));
+		sdk_reply_stream_end(p->req);
+	} else if (message) {
+		sdk_reply_json(p->req, 200, message);
+	} else {
+		sdk_reply_error(p->req, e->status, e->code, "%s", e->message);
+	}
+	free(p);
+}
+
+/* The client of a streamed answer went away: the answer is still written
+ * and stored, only no longer sent. */
+static void on_stream_close(sdk_req *req, void *arg)
+{
+	struct pending *p = arg;
+	chat_turn_detach(p->turn);
+	sdk_reply_stream_end(req);
+	free(p);
+}
+
+/* ?stream=1 (or true/yes), or a client that accepts only event streams. */
+static int want_stream(sdk_req *req, bool *out)
+{
+	const char *v = sdk_req_query(req, "stream");
+	const char *accept = sdk_req_header(req, "Accept");
+	*out = false;
+	if (!v) {
+		*out = accept && strstr(accept, "text/event-stream") && !strstr(accept, "json");
+		return 0;
+	}
+	if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+		*out = true;
+	else if (strcmp(v, "0") && strcmp(v, "false") && strcmp(v, "no") && *v) {
+		sdk_reply_error(req, 400, "bad_query", "stream is 1 or 0");
+		return -1;
+	}
+	return 0;
+}
+
+static bool blank(const char *s)
+{
+	for (; *s; s++)
+		if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+			return false;
+	return true;
+}
+
+void api_chat_messages_post(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	const char *user = caller(req);
+	int64_t id;
+	bool stream;
+	if (!user || session_param(req, &id) < 0 || want_stream(req, &stream) < 0)
+		return;
+	json_t *body = sdk_req_json(req, true);
+	if (!body)
+		return;
+	json_t *content = json_object_get(body, "content");
+	if (!json_is_string(content)) {
+		sdk_reply_error(req, 400, "invalid", "content is a required string");
+		return;
+	}
+	const char *text = json_string_value(content);
+	if (json_string_length(content) > CHAT_CONTENT_MAX) {
+		sdk_reply_error(req, 413, "too_large", "content is longer than %d bytes",
+				CHAT_CONTENT_MAX);
+		return;
+	}
+	if (strlen(text) != json_string_length(content) || blank(text)) {
+		sdk_reply_error(req, 400, "invalid",
+				"content must say something (and hold no NUL character)");
+		return;
+	}
+	struct pending *p = calloc(1, sizeof *p);
+	if (!p) {
+		sdk_reply_error(req, 503, "busy", "out of memory");
+		return;
+	}
+	p->req = req;
+	p->stream = stream;
+	chat_turn_cbs cbs = { .on_delta = on_delta, .on_done = on_done };
+	chat_error e;
+	p->turn = chat_turn_start(api->chat, user, id, text, stream, &cbs, p, &e);
+	if (!p->turn) {
+		free(p);
+		if (e.status == 503)
+			sdk_req_add_header(req, "Retry-After", "1");
+		sdk_reply_error(req, e.status, e.code, "%s", e.message);
+		return;
+	}
+	if (stream) {
+		sdk_req_add_header(req, "X-Accel-Buffering", "no"); /* for a proxy in front */
+		sdk_reply_stream_start(req, 200, "text/event-stream; charset=utf-8", on_stream_close, p);
+	}
+}

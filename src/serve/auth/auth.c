@@ -1,0 +1,136 @@
+#include "serve/auth/auth.h"
+#include "sdk/clock.h"
+
+#include "sdk/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define FIRST_ADMIN "admin"
+
+size_t auth_mem_bytes(const grace_config *cfg) { return (size_t)cfg->auth.argon2_mem_kib * 1024; }
+
+static void hosts_init(auth_ctx *a)
+{
+	const grace_config *cfg = a->cfg;
+	if (cfg->auth.allowed_hosts[0]) {
+		char list[sizeof cfg->auth.allowed_hosts];
+		snprintf(list, sizeof list, "%s", cfg->auth.allowed_hosts);
+		char *save;
+		for (char *h = strtok_r(list, ", ", &save); h && a->n_hosts < AUTH_HOSTS_MAX;
+		     h = strtok_r(NULL, ", ", &save))
+			snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s", h);
+		return;
+	}
+	/* The listen address and localhost, with and without the port. */
+	int port = cfg->api_port + cfg->port_offset;
+	static const char *const names[] = { "127.0.0.1", "localhost", "[::1]" };
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+		snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s", names[i]);
+		snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s:%d", names[i], port);
+	}
+}
+
+bool auth_host_allowed(const auth_ctx *a, const char *host)
+{
+	for (size_t i = 0; i < a->n_hosts; i++)
+		if (!strcasecmp(a->hosts[i], host))
+			return true;
+	return false;
+}
+
+static int first_admin(auth_ctx *a)
+{
+	int n = auth_user_count(a->db, AUTH_ROLE_NONE);
+	if (n != 0)
+		return n < 0 ? -1 : 0;
+	unsigned char raw[18];
+	randombytes_buf(raw, sizeof raw);
+	char pw[32];
+	sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof raw);
+	char hash[AUTH_HASH_MAX];
+	if (auth_hash(pw, a->cfg->auth.argon2_ops, auth_mem_bytes(a->cfg), hash) < 0 ||
+	    auth_user_add(a->db, FIRST_ADMIN, hash, AUTH_ROLE_ADMIN,
+			  sdk_wall_ms()) < 0) {
+		sodium_memzero(pw, sizeof pw);
+		return -1;
+	}
+	/* Shown once: only its hash is kept. */
+	sdk_warn("first start: created user '%s' (admin) with password %s - shown only now; "
+		 "change it with POST /auth/users/%s/password",
+		 FIRST_ADMIN, pw, FIRST_ADMIN);
+	sodium_memzero(pw, sizeof pw);
+	return 0;
+}
+
+auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db)
+{
+	char err[256];
+	if (sodium_init() < 0 || auth_store_init(db, err, sizeof err) < 0) {
+		sdk_error("auth: cannot initialise: %s", err);
+		return NULL;
+	}
+	auth_ctx *a = calloc(1, sizeof *a);
+	if (!a)
+		return NULL;
+	a->cfg = cfg;
+	a->db = db;
+	hosts_init(a);
+	a->pool = sdk_pool_new(base, cfg->auth.hash_threads, cfg->auth.hash_queue);
+	a->lim = limiter_new(cfg->auth.login_failures_max, cfg->auth.login_window_s);
+	if (!a->pool || !a->lim || first_admin(a) < 0) {
+		sdk_error("auth: cannot start the hashing pool or create the first admin");
+		auth_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void auth_free(auth_ctx *a)
+{
+	if (!a)
+		return;
+	sdk_pool_free(a->pool);
+	limiter_free(a->lim);
+	free(a);
+}
+
+static struct auth_cached *cache_slot(auth_ctx *a, const char *hex)
+{
+	unsigned h = 0;
+	for (int i = 0; i < 8; i++) /* the hash is already uniform */
+		h = h * 16 + (unsigned)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+	return &a->cache[h % AUTH_CACHE_SLOTS];
+}
+
+int auth_check(auth_ctx *a, const char *token, int64_t now_ms, char user[AUTH_NAME_MAX + 1],
+	       int *role)
+{
+	if (strlen(token) > AUTH_TOKEN_MAX)
+		return -ENOENT;
+	char hex[65];
+	auth_token_hash(token, hex);
+	struct auth_cached *c = cache_slot(a, hex);
+	/* Within the TTL the database would say the same: idle expiry is far
+	 * longer, and every revocation in this process clears the cache. */
+	if (!strcmp(c->token_hash, hex) && now_ms - c->checked_ms < AUTH_CACHE_TTL_MS) {
+		snprintf(user, AUTH_NAME_MAX + 1, "%s", c->user);
+		*role = c->role;
+		return 0;
+	}
+	int rc = auth_session_check(a->db, token, now_ms, a->cfg->auth.session_idle_s, user, role);
+	if (rc == 0) {
+		snprintf(c->token_hash, sizeof c->token_hash, "%s", hex);
+		snprintf(c->user, sizeof c->user, "%s", user);
+		c->role = *role;
+		c->checked_ms = now_ms;
+	}
+	return rc;
+}
+
+void auth_cache_clear(auth_ctx *a) { memset(a->cache, 0, sizeof a->cache); }

@@ -1,0 +1,52 @@
+/* Authentication state of the main process: the hashing pool, the login
+ * limiter, the host allow-list, and the main database. */
+#ifndef GRACE_AUTH_AUTH_H
+#define GRACE_AUTH_AUTH_H
+
+#include "serve/layer.h"
+
+#include "serve/auth/limiter.h"
+#include "sdk/pool.h"
+#include "serve/auth/users.h"
+#include "sdk/config.h"
+
+#define AUTH_COOKIE "grace_session"
+#define AUTH_HOSTS_MAX 16
+
+#define AUTH_CACHE_SLOTS 256
+#define AUTH_CACHE_TTL_MS 10000
+
+/* A checked session, so a request need not read SQLite: entries are
+ * dropped at logout and whenever a password or user changes. */
+struct auth_cached {
+	char token_hash[65];
+	char user[AUTH_NAME_MAX + 1];
+	int role;
+	int64_t checked_ms;
+};
+
+typedef struct auth_ctx {
+	const grace_config *cfg;
+	sqlite3 *db;
+	sdk_pool *pool;
+	limiter *lim;
+	char hosts[AUTH_HOSTS_MAX][128];
+	size_t n_hosts;
+	struct auth_cached cache[AUTH_CACHE_SLOTS];
+} auth_ctx;
+
+/* Creates the tables, the pool and the allow-list; on the first start with
+ * no user, creates "admin" with a random password written once to the log. */
+auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db);
+void auth_free(auth_ctx *a);
+
+size_t auth_mem_bytes(const grace_config *cfg);
+bool auth_host_allowed(const auth_ctx *a, const char *host);
+
+/* auth_session_check with a cache in front: 0 with the user, or -ENOENT. */
+int auth_check(auth_ctx *a, const char *token, int64_t now_ms, char user[AUTH_NAME_MAX + 1],
+	       int *role);
+/* After a logout, a password change or a user's removal. */
+void auth_cache_clear(auth_ctx *a);
+
+#endif

@@ -1,0 +1,56 @@
+/* Users and sessions, kept in the main process's SQLite file. Passwords
+ * are stored only as Argon2id strings; session tokens only as hashes. The
+ * hash functions block (by design) and run on the worker pool. */
+#ifndef GRACE_AUTH_USERS_H
+#define GRACE_AUTH_USERS_H
+
+#include "serve/layer.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { AUTH_ROLE_NONE = 0, AUTH_ROLE_USER = 1, AUTH_ROLE_ADMIN = 2 };
+
+#define AUTH_NAME_MAX 64
+#define AUTH_PASSWORD_MIN 10
+#define AUTH_PASSWORD_MAX 1024
+#define AUTH_HASH_MAX crypto_pwhash_STRBYTES
+#define AUTH_TOKEN_MAX 64 /* base64url of 32 bytes is 43 characters */
+
+int auth_store_init(sqlite3 *db, char *err, size_t errlen);
+
+bool auth_name_valid(const char *name);
+/* NULL when the password is acceptable, else why not. */
+const char *auth_password_problem(const char *pw);
+const char *auth_role_name(int role);
+int auth_role_parse(const char *s); /* AUTH_ROLE_NONE when unknown */
+
+/* Blocking (hundreds of ms by design): call from the worker pool or a CLI. */
+int auth_hash(const char *pw, unsigned ops, size_t mem_bytes, char out[AUTH_HASH_MAX]);
+bool auth_verify(const char *hash, const char *pw);
+
+/* 0, -ENOENT, or -EIO. `hash` (AUTH_HASH_MAX bytes) may be NULL. */
+int auth_user_get(sqlite3 *db, const char *name, char *hash, int *role);
+int auth_user_add(sqlite3 *db, const char *name, const char *hash, int role, int64_t now_ms);
+int auth_user_delete(sqlite3 *db, const char *name);
+/* Also ends every session of the user. */
+int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int64_t now_ms);
+int auth_user_count(sqlite3 *db, int role); /* role NONE: all */
+json_t *auth_user_list(sqlite3 *db);
+
+/* A new session: `token` (AUTH_TOKEN_MAX + 1 bytes) goes to the client and
+ * is stored only as its hash. */
+int auth_session_create(sqlite3 *db, const char *user, int64_t now_ms, unsigned max_s,
+			char *token, int64_t *expires_ms);
+/* Checks a token against both expiries and refreshes its idle time. 0 with
+ * the user's name and role, or -ENOENT. */
+int auth_session_check(sqlite3 *db, const char *token, int64_t now_ms, unsigned idle_s,
+		       char user[AUTH_NAME_MAX + 1], int *role);
+int auth_session_delete(sqlite3 *db, const char *token);
+/* The stored form of a token. */
+void auth_token_hash(const char *token, char hex[65]);
+
+#endif

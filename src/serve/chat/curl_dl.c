@@ -1,0 +1,78 @@
+#include "serve/chat/curl_dl.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The soname first; the unversioned name only where a -dev package made it. */
+static const char *const curl_names[] = { "libcurl.so.4", "libcurl.so" };
+
+static const struct {
+	const char *name;
+	size_t offset;
+} curl_syms[] = {
+#define S(sym, member) { sym, offsetof(curl_dl, member) }
+	S("curl_global_init", global_init),
+	S("curl_global_cleanup", global_cleanup),
+	S("curl_version", version),
+	S("curl_multi_init", multi_init),
+	S("curl_multi_cleanup", multi_cleanup),
+	S("curl_multi_setopt", multi_setopt),
+	S("curl_multi_add_handle", multi_add_handle),
+	S("curl_multi_remove_handle", multi_remove_handle),
+	S("curl_multi_socket_action", multi_socket_action),
+	S("curl_multi_assign", multi_assign),
+	S("curl_multi_info_read", multi_info_read),
+	S("curl_multi_strerror", multi_strerror),
+	S("curl_easy_init", easy_init),
+	S("curl_easy_cleanup", easy_cleanup),
+	S("curl_easy_setopt", easy_setopt),
+	S("curl_easy_getinfo", easy_getinfo),
+	S("curl_easy_strerror", easy_strerror),
+	S("curl_slist_append", slist_append),
+	S("curl_slist_free_all", slist_free_all),
+#undef S
+};
+
+int curl_dl_open(curl_dl *c, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof *c);
+	const char *why = "not found";
+	for (size_t i = 0; i < sizeof curl_names / sizeof *curl_names && !c->lib; i++) {
+		c->lib = dlopen(curl_names[i], RTLD_NOW | RTLD_LOCAL);
+		if (!c->lib && i == 0)
+			why = dlerror();
+	}
+	if (!c->lib) {
+		snprintf(err, errlen, "cannot load libcurl: %s", why ? why : "not found");
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof curl_syms / sizeof *curl_syms; i++) {
+		void *p = dlsym(c->lib, curl_syms[i].name);
+		if (!p) {
+			snprintf(err, errlen, "libcurl has no %s (too old?)", curl_syms[i].name);
+			dlclose(c->lib);
+			memset(c, 0, sizeof *c);
+			return -1;
+		}
+		/* POSIX guarantees a function pointer fits a void *. */
+		memcpy((char *)c + curl_syms[i].offset, &p, sizeof p);
+	}
+	CURLcode rc = c->global_init(CURL_GLOBAL_DEFAULT);
+	if (rc != CURLE_OK) {
+		snprintf(err, errlen, "curl_global_init: %s", c->easy_strerror(rc));
+		dlclose(c->lib);
+		memset(c, 0, sizeof *c);
+		return -1;
+	}
+	return 0;
+}
+
+void curl_dl_close(curl_dl *c)
+{
+	if (!c->lib)
+		return;
+	c->global_cleanup();
+	dlclose(c->lib);
+	memset(c, 0, sizeof *c);
+}

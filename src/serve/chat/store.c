@@ -1,0 +1,275 @@
+#include "serve/chat/store.h"
+
+#include "sdk/db.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* AUTOINCREMENT: a deleted session's id is never handed out again, so an
+ * old link never shows someone a newer conversation. */
+static const char chat_schema[] =
+	"CREATE TABLE IF NOT EXISTS sessions ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" owner TEXT NOT NULL,"
+	" title TEXT,"
+	" created_ms INTEGER NOT NULL,"
+	" updated_ms INTEGER NOT NULL,"
+	" message_count INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner, updated_ms);"
+	"CREATE TABLE IF NOT EXISTS messages ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,"
+	" role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),"
+	" content TEXT NOT NULL,"
+	" citations TEXT," /* JSON array, assistant messages only */
+	" model TEXT,"
+	" model_answered INTEGER,"
+	" notice TEXT,"
+	" created_ms INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS messages_session ON messages (session_id, id);";
+
+#define SESSION_COLUMNS "id, title, created_ms, updated_ms, message_count"
+
+int chat_store_init(sqlite3 *db, char *err, size_t errlen)
+{
+	return sdk_db_exec(db, chat_schema, err, errlen);
+}
+
+static json_t *text_or_null(sqlite3_stmt *st, int col)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+	return s ? json_string((const char *)s) : json_null();
+}
+
+static json_t *session_row(sqlite3_stmt *st)
+{
+	return json_pack("{s:I, s:o, s:I, s:I, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+			 "title", text_or_null(st, 1), "created_ms",
+			 (json_int_t)sqlite3_column_int64(st, 2), "updated_ms",
+			 (json_int_t)sqlite3_column_int64(st, 3), "message_count",
+			 (json_int_t)sqlite3_column_int64(st, 4));
+}
+
+int chat_store_session_new(sqlite3 *db, const char *owner, const char *title, int64_t now_ms,
+			   json_t **out)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "INSERT INTO sessions (owner, title, created_ms, updated_ms)"
+			       " VALUES (?1, ?2, ?3, ?3) RETURNING " SESSION_COLUMNS,
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, title, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now_ms);
+	int rc = -EIO;
+	if (sqlite3_step(st) == SQLITE_ROW && (*out = session_row(st)))
+		rc = 0;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int chat_store_session_count(sqlite3 *db, const char *owner, int64_t *n)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sessions WHERE owner = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	int rc = -EIO;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*n = sqlite3_column_int64(st, 0);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int chat_store_sessions(sqlite3 *db, const char *owner, unsigned limit, json_t **out)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT " SESSION_COLUMNS " FROM sessions WHERE owner = ?1"
+			       " ORDER BY updated_ms DESC, id DESC LIMIT ?2",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, limit);
+	json_t *arr = json_array();
+	int rc;
+	while (arr && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, session_row(st));
+	sqlite3_finalize(st);
+	if (!arr || rc != SQLITE_DONE) {
+		json_decref(arr);
+		return -EIO;
+	}
+	*out = arr;
+	return 0;
+}
+
+int chat_store_session_get(sqlite3 *db, const char *owner, int64_t id, json_t **out)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT " SESSION_COLUMNS " FROM sessions WHERE id = ?1 AND owner = ?2",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	int rc = step == SQLITE_DONE ? -ENOENT : -EIO;
+	if (step == SQLITE_ROW && (*out = session_row(st)))
+		rc = 0;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int chat_store_session_delete(sqlite3 *db, const char *owner, int64_t id)
+{
+	sqlite3_stmt *st;
+	/* The messages go with it: ON DELETE CASCADE (foreign_keys is on). */
+	if (sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE id = ?1 AND owner = ?2", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? (sqlite3_changes(db) ? 0 : -ENOENT) : -EIO;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static json_t *message_row(sqlite3_stmt *st)
+{
+	const char *role = (const char *)sqlite3_column_text(st, 1);
+	json_t *m = json_pack("{s:I, s:s, s:o, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+			      "role", role ? role : "", "content", text_or_null(st, 2), "created_ms",
+			      (json_int_t)sqlite3_column_int64(st, 7));
+	if (!m || !role || strcmp(role, "assistant"))
+		return m;
+	const char *cit = (const char *)sqlite3_column_text(st, 3);
+	json_t *c = cit ? json_loads(cit, 0, NULL) : NULL;
+	json_object_set_new(m, "citations", c ? c : json_array());
+	json_object_set_new(m, "model", text_or_null(st, 4));
+	json_object_set_new(m, "model_answered", json_boolean(sqlite3_column_int(st, 5)));
+	json_object_set_new(m, "notice", text_or_null(st, 6));
+	return m;
+}
+
+int chat_store_messages(sqlite3 *db, int64_t session, unsigned limit, json_t **out)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT * FROM (SELECT id, role, content, citations, model,"
+			       " model_answered, notice, created_ms FROM messages"
+			       " WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, session);
+	sqlite3_bind_int64(st, 2, limit);
+	json_t *arr = json_array();
+	int rc;
+	while (arr && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, message_row(st));
+	sqlite3_finalize(st);
+	if (!arr || rc != SQLITE_DONE) {
+		json_decref(arr);
+		return -EIO;
+	}
+	*out = arr;
+	return 0;
+}
+
+/* A title from the first words of the first question. */
+static void title_from(const char *content, char *out, size_t len)
+{
+	size_t n = 0, cut = 0;
+	const char *p = content;
+	for (; *p && n + 1 < len; p++) {
+		char ch = *p == '\n' || *p == '\r' || *p == '\t' ? ' ' : *p;
+		if (ch == ' ' && (n == 0 || out[n - 1] == ' '))
+			continue;
+		if (ch == ' ')
+			cut = n;
+		out[n++] = ch;
+	}
+	if (*p && cut) { /* too long: end at a word */
+		n = cut;
+	} else if (*p && ((unsigned char)*p & 0xc0) == 0x80) { /* never inside a character */
+		while (n && ((unsigned char)out[n - 1] & 0xc0) == 0x80)
+			n--;
+		if (n)
+			n--;
+	}
+	while (n && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
+}
+
+int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t now_ms)
+{
+	const char *role = json_string_value(json_object_get(msg, "role"));
+	const char *content = json_string_value(json_object_get(msg, "content"));
+	const char *model = json_string_value(json_object_get(msg, "model"));
+	const char *notice = json_string_value(json_object_get(msg, "notice"));
+	json_t *cits = json_object_get(msg, "citations");
+	json_t *answered = json_object_get(msg, "model_answered");
+	if (!role || !content)
+		return -EINVAL;
+	char *cit_text = cits ? json_dumps(cits, JSON_COMPACT) : NULL;
+	if (cits && !cit_text)
+		return -EIO;
+	char title[64];
+	title_from(content, title, sizeof title);
+
+	int rc = -EIO;
+	sqlite3_stmt *up = NULL, *ins = NULL;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		free(cit_text);
+		return -EIO;
+	}
+	if (sqlite3_prepare_v2(db,
+			       "UPDATE sessions SET message_count = message_count + 1,"
+			       " updated_ms = ?2, title = CASE WHEN title IS NULL AND ?3 = 'user'"
+			       " AND ?4 <> '' THEN ?4 ELSE title END WHERE id = ?1",
+			       -1, &up, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "INSERT INTO messages (session_id, role, content, citations, model,"
+			       " model_answered, notice, created_ms)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+			       -1, &ins, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(up, 1, session);
+	sqlite3_bind_int64(up, 2, now_ms);
+	sqlite3_bind_text(up, 3, role, -1, SQLITE_STATIC);
+	sqlite3_bind_text(up, 4, title, -1, SQLITE_STATIC);
+	if (sqlite3_step(up) != SQLITE_DONE)
+		goto out;
+	if (sqlite3_changes(db) == 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	sqlite3_bind_int64(ins, 1, session);
+	sqlite3_bind_text(ins, 2, role, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 3, content, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 4, cit_text, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 5, model, -1, SQLITE_STATIC);
+	if (answered)
+		sqlite3_bind_int(ins, 6, json_is_true(answered));
+	sqlite3_bind_text(ins, 7, notice, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(ins, 8, now_ms);
+	if (sqlite3_step(ins) != SQLITE_ROW)
+		goto out;
+	json_object_set_new(msg, "id", json_integer(sqlite3_column_int64(ins, 0)));
+	json_object_set_new(msg, "created_ms", json_integer(now_ms));
+	rc = 0;
+out:
+	sqlite3_finalize(up);
+	sqlite3_finalize(ins);
+	sqlite3_exec(db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+	free(cit_text);
+	return rc;
+}

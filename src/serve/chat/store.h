@@ -1,0 +1,38 @@
+/* Chat sessions and their messages in DATA_DIR/chat.db. Every lookup is by
+ * owner as well as id: another user's session does not exist here. */
+#ifndef GRACE_CHAT_STORE_H
+#define GRACE_CHAT_STORE_H
+
+#include "serve/layer.h"
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Creates the tables when missing. 0, or -1 with the reason in `err`. */
+int chat_store_init(sqlite3 *db, char *err, size_t errlen);
+
+/* A new session of `owner` (title may be NULL): 0 and *out, a new
+ * reference to its JSON; -EIO. */
+int chat_store_session_new(sqlite3 *db, const char *owner, const char *title, int64_t now_ms,
+			   json_t **out);
+/* How many sessions `owner` has: 0 and *n, or -EIO. */
+int chat_store_session_count(sqlite3 *db, const char *owner, int64_t *n);
+/* The newest `limit` sessions of `owner`: 0 and *out (an array), or -EIO. */
+int chat_store_sessions(sqlite3 *db, const char *owner, unsigned limit, json_t **out);
+/* Session `id` of `owner`: 0 and *out; -ENOENT when there is none; -EIO. */
+int chat_store_session_get(sqlite3 *db, const char *owner, int64_t id, json_t **out);
+/* Deletes session `id` of `owner` with its messages: 0, -ENOENT or -EIO. */
+int chat_store_session_delete(sqlite3 *db, const char *owner, int64_t id);
+
+/* The last `limit` messages of a session, oldest first: 0 and *out (an
+ * array), or -EIO. */
+int chat_store_messages(sqlite3 *db, int64_t session, unsigned limit, json_t **out);
+/* Appends `msg` ({"role","content"} and, for the assistant, "citations",
+ * "model", "model_answered", "notice") to a session, and sets its id and
+ * created_ms in `msg`. The first user message names an untitled session.
+ * 0, -ENOENT (the session is gone) or -EIO. */
+int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t now_ms);
+
+#endif

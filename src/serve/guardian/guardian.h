@@ -1,0 +1,72 @@
+/* The guardian: one health state per kernel, from the supervisor's process
+ * state and periodic asynchronous /health probes. A kernel that fails its
+ * probes `health_failures` times in a row is unhealthy and is handed to the
+ * healer (the same path as a manual heal). */
+#ifndef GRACE_GUARDIAN_GUARDIAN_H
+#define GRACE_GUARDIAN_GUARDIAN_H
+
+#include "serve/layer.h"
+
+#include "serve/gateway/gateway.h"
+#include "serve/supervisor/supervisor.h"
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+
+enum gd_state {
+	GD_STARTING,
+	GD_READY,
+	GD_DEGRADED,  /* some probes failed, fewer than health_failures */
+	GD_UNHEALTHY, /* health_failures probes failed in a row */
+	GD_RESTARTING,
+	GD_FAILED,
+	GD_STOPPED,
+	GD_PORT_UNAVAILABLE,
+};
+
+typedef struct gd_kernel {
+	sup_kernel *k;
+	enum gd_state state;
+	int64_t since_ms;
+	int64_t last_probe_ms; /* 0: never probed */
+	int last_status;       /* HTTP status of the last probe; 0 none */
+	double last_latency_ms;
+	char last_error[128];
+	unsigned failures; /* consecutive */
+	unsigned probes, probe_failures;
+	bool probing, healing;
+	struct event *timer;
+	struct guardian *g;
+} gd_kernel;
+
+typedef struct guardian guardian;
+
+/* Asks for a heal of an unhealthy kernel; the healer calls
+ * gd_heal_done when it has finished. */
+typedef void (*gd_heal_fn)(sup_kernel *k, const char *reason, void *arg);
+
+guardian *gd_new(struct event_base *base, supervisor *sup, gateway *gw, sqlite3 *db);
+void gd_free(guardian *g);
+void gd_set_healer(guardian *g, gd_heal_fn heal, void *arg);
+void gd_start(guardian *g);
+
+/* Inputs: every supervisor state change, and the end of a heal. */
+void gd_on_sup_change(guardian *g, sup_kernel *k, enum sup_state old);
+void gd_heal_started(guardian *g, sup_kernel *k);
+void gd_heal_done(guardian *g, sup_kernel *k);
+
+gd_kernel *gd_kernel_of(guardian *g, const sup_kernel *k);
+const char *gd_state_name(enum gd_state st);
+/* The pure part: a kernel's health state from its process state, whether
+ * a restart is under way (a restart or a heal), and its run of failed
+ * probes. */
+enum gd_state gd_state_derive(enum sup_state sup, bool restart_pending, unsigned failures,
+			      unsigned threshold);
+
+json_t *gd_kernel_json(const gd_kernel *gk);
+json_t *gd_status_json(guardian *g);
+json_t *gd_config_json(guardian *g);
+sqlite3 *gd_db(guardian *g);
+
+#endif

@@ -1,0 +1,98 @@
+/* The supervisor inside `grace serve`: holds every kernel's listening socket,
+ * spawns the kernels, reaps them the moment they exit, restarts them by the
+ * policy in policy.h, and kills the ones whose watchdog pings stop. */
+#ifndef GRACE_SUPERVISOR_SUPERVISOR_H
+#define GRACE_SUPERVISOR_SUPERVISOR_H
+
+#include "serve/layer.h"
+
+#include "sdk/config.h"
+#include "serve/supervisor/policy.h"
+#include "serve/supervisor/sockets.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct event_base;
+struct event;
+
+enum sup_state {
+	SUP_STARTING,     /* spawned, READY=1 not yet received */
+	SUP_READY,
+	SUP_RESTARTING,   /* exited; waiting out the backoff */
+	SUP_STOPPING,     /* SIGTERM sent, waiting for the exit */
+	SUP_STOPPED,      /* by an operator, or disabled in the config */
+	SUP_FAILED,       /* burst limit reached; stays down until started */
+	SUP_PORT_UNAVAILABLE,
+};
+
+enum sup_after_exit { SUP_THEN_POLICY, SUP_THEN_STOP, SUP_THEN_START };
+
+typedef struct supervisor supervisor;
+
+typedef struct sup_kernel {
+	const grace_kernel_cfg *cfg;
+	supervisor *sup;
+	enum sup_state state;
+	int64_t since_ms; /* wall clock, of the last state change */
+	int port;         /* offset applied; rebind_port may move it */
+	int configured_port; /* cfg->port with the offset applied */
+	int fd;           /* our listening socket, -1 when not bound */
+	pid_t pid;        /* 0 when no process */
+	uint64_t started_mono_ms;
+	int64_t started_ms; /* wall clock */
+	unsigned restarts;  /* automatic restarts since grace serve started */
+	unsigned watchdog_kills;
+	char last_exit[192];
+	char kill_reason[128]; /* why we killed it, reported with the exit */
+	sup_port_holder holder; /* when port_unavailable */
+	sup_history history;
+	enum sup_after_exit after_exit;
+	struct event *timer;    /* backoff, ready timeout or stop timeout */
+	struct event *watchdog; /* hang deadline while ready */
+	struct event *exec_ev;  /* the exec result pipe of the newest spawn */
+} sup_kernel;
+
+/* Called after every state change; `old` is the previous state. */
+typedef void (*sup_change_cb)(sup_kernel *k, enum sup_state old, void *arg);
+
+typedef struct sup_opts {
+	const grace_config *cfg;
+	const char *self_exe; /* runs `self_exe kernel NAME` when no command is set */
+	sup_change_cb on_change;
+	void *arg;
+} sup_opts;
+
+supervisor *sup_new(struct event_base *base, const sup_opts *opts);
+/* Kills whatever is still running (SIGKILL) and closes every socket. */
+void sup_free(supervisor *s);
+
+/* Binds every enabled kernel's port and spawns it. */
+void sup_start_all(supervisor *s);
+/* SIGTERM to every kernel, SIGKILL after its stop timeout. */
+void sup_shutdown(supervisor *s);
+
+size_t sup_count(const supervisor *s);
+sup_kernel *sup_at(supervisor *s, size_t i);
+sup_kernel *sup_find(supervisor *s, const char *name); /* NAME or NAME_kernel */
+
+/* Operator actions: 0, or -EALREADY when there is nothing to do, or a
+ * negative errno (EADDRINUSE when the port is still held by another). */
+int sup_kernel_start(sup_kernel *k);
+int sup_kernel_stop(sup_kernel *k);
+int sup_kernel_restart(sup_kernel *k);
+
+/* Moves a kernel with no process to another port: takes ownership of
+ * `fd` (a socket bound to `port`, or -1 to bind lazily at the next start)
+ * and closes the old socket. -EBUSY while a process runs. */
+int sup_kernel_set_port(sup_kernel *k, int port, int fd);
+
+bool sup_all_settled(const supervisor *s); /* no kernel starting or restarting */
+bool sup_shutting_down(const supervisor *s);
+bool sup_all_ready(const supervisor *s);
+bool sup_all_down(const supervisor *s); /* no process left */
+
+const char *sup_state_name(enum sup_state st);
+
+#endif
