@@ -212,6 +212,15 @@ void sdk_reply_error(sdk_req *r, int status, const char *code, const char *fmt, 
 	sdk_reply_json(r, status, body);
 }
 
+void sdk_reply_status(sdk_req *r, int status, const sdk_err *err)
+{
+	if (status == SDK_EBUSY || status == SDK_ETIMEOUT)
+		sdk_req_add_header(r, "Retry-After", "1");
+	const char *code = sdk_status_code(status);
+	sdk_reply_error(r, sdk_status_http(status), code, "%s",
+			err && err->msg[0] ? err->msg : code);
+}
+
 static void on_stream_conn_close(struct evhttp_connection *conn, void *arg)
 {
 	(void)conn;

@@ -6,6 +6,7 @@
 #define GRACE_SDK_HTTP_H
 
 #include "sdk/config.h"
+#include "sdk/err.h"
 #include "sdk/metrics.h"
 #include "sdk/router.h"
 
@@ -94,6 +95,10 @@ void sdk_req_add_header(sdk_req *r, const char *name, const char *value);
 void sdk_reply_json(sdk_req *r, int status, json_t *body);
 void sdk_reply_error(sdk_req *r, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Answers a failure in Grace's one convention (sdk/err.h): the status's
+ * HTTP code and error code, with err's reason (err may be NULL). A busy or
+ * timed-out store adds Retry-After. */
+void sdk_reply_status(sdk_req *r, int status, const sdk_err *err);
 /* Drains `body` (may be NULL) into the reply. */
 void sdk_reply_raw(sdk_req *r, int status, const char *content_type, struct evbuffer *body);
 
