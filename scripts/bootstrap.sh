@@ -15,12 +15,31 @@ for arg in "$@"; do
 	esac
 done
 
+# The test oracles from npm (tests/node/package-lock.json): installed, never
+# committed; again whenever the lock file changes.
+npm_oracles() {
+	dir="$(dirname "$0")/../tests/node"
+	stamp="$dir/node_modules/.grace-lock"
+	if [ -f "$stamp" ] && cmp -s "$dir/package-lock.json" "$stamp"; then
+		return 0
+	fi
+	command -v npm >/dev/null || { echo "bootstrap: npm (Node.js 20) is needed for the tests" >&2; exit 1; }
+	echo "bootstrap: npm ci in tests/node" >&2
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) &&
+		cp "$dir/package-lock.json" "$stamp"
+}
+
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 		missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+want_npm=false
+for arg in "$@"; do [ "$arg" = --test ] && want_npm=true; done
+if [ -z "$missing" ]; then
+	if $want_npm; then npm_oracles; fi
+	exit 0
+fi
 
 echo "bootstrap: installing$missing" >&2
 sudo=""
@@ -37,3 +56,4 @@ if [ ! -e "$policy" ]; then
 fi
 # shellcheck disable=SC2086
 $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if $want_npm; then npm_oracles; fi
