@@ -64,6 +64,10 @@ static const struct cfg_key limit_keys[] = {
 	L("max_headers", max_headers, KEY_UINT, 4, 1000),
 	L("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
 	L("timeout_ms", timeout_ms, KEY_UINT, 100, 3600000),
+	L("head_timeout_ms", head_timeout_ms, KEY_UINT, 100, 600000),
+	L("keepalive_ms", keepalive_ms, KEY_UINT, 100, 3600000),
+	L("max_connections", max_connections, KEY_UINT, 16, 1000000),
+	L("max_connections_per_address", max_connections_per_address, KEY_UINT, 1, 1000000),
 	L("drain_ms", drain_ms, KEY_UINT, 0, 600000),
 #undef L
 };
@@ -494,6 +498,10 @@ static void config_defaults(grace_config *cfg)
 				      .max_headers = 100,
 				      .max_body_bytes = 1u << 20,
 				      .timeout_ms = 30000,
+				      .head_timeout_ms = 10000,
+				      .keepalive_ms = 75000,
+				      .max_connections = 10000,
+				      .max_connections_per_address = 2048,
 				      .drain_ms = 5000 };
 	/* libsodium's "interactive" Argon2id: 64 MiB, 2 passes. */
 	cfg->auth = (grace_auth){ .session_idle_s = 1800,

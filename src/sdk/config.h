@@ -19,7 +19,11 @@ typedef struct grace_limits {
 	size_t max_header_bytes; /* request line + headers */
 	unsigned max_headers;
 	size_t max_body_bytes;
-	unsigned timeout_ms; /* read, write and keep-alive idle */
+	unsigned timeout_ms;      /* between reads of a body, and a stalled write */
+	unsigned head_timeout_ms; /* the whole request head, from its first byte */
+	unsigned keepalive_ms;    /* an idle connection between requests */
+	unsigned max_connections; /* open at once, in all (idle ones are closed first) */
+	unsigned max_connections_per_address;
 	unsigned drain_ms;   /* SIGTERM: longest wait for in-flight requests */
 } grace_limits;
 

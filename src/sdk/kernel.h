@@ -23,6 +23,9 @@ typedef struct sdk_kernel_def {
 	const char *name;
 	const char *summary;
 	bool complete; /* false: only the SDK's standard endpoints so far */
+	/* The longest a route of this kernel holds a long poll (its `wait_ms`
+	 * query), so a proxy in front waits that long plus a margin; 0: none. */
+	unsigned long_poll_max_ms;
 	const sdk_route *routes; /* handlers get the sdk_kernel * as ctx */
 	size_t n_routes;
 	/* Runs after the database is open and before READY=1; returns 0, or -1

@@ -11,7 +11,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,12 +206,7 @@ static void export_later(struct export *x)
 	evtimer_add(x->ev, &tv);
 }
 
-static size_t export_unsent(struct export *x)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(x->req));
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
-}
+static size_t export_unsent(struct export *x) { return sdk_reply_backlog(x->req); }
 
 static void export_step(evutil_socket_t fd, short what, void *arg)
 {

@@ -585,6 +585,7 @@ const sdk_kernel_def message_bus_kernel = {
 	.name = "message_bus",
 	.summary = "durable topics, publish, subscribe, consumer groups",
 	.complete = true,
+	.long_poll_max_ms = BUS_WAIT_MAX_MS,
 	.routes = bus_routes,
 	.n_routes = sizeof bus_routes / sizeof bus_routes[0],
 	.init = bus_init,

@@ -43,6 +43,8 @@ typedef struct bus {
 	struct event *wake_ev, *sweep_ev;
 } bus;
 
+#define BUS_WAIT_MAX_MS 30000u /* a group poll's longest wait_ms */
+
 /* Microseconds on the monotonic clock, for durations finer than sdk_mono_ms. */
 int64_t bus_mono_us(void);
 

@@ -28,7 +28,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +35,6 @@
 
 #define BUS_POLL_DEFAULT 10u
 #define BUS_POLL_MAX 1000u
-#define BUS_WAIT_MAX_MS 30000u
 #define BUS_POLL_BUDGET 10000u /* new rows a poll looks at, matching or not */
 #define BUS_POLLERS_MAX 4096u
 #define BUS_ACK_MAX 10000u
@@ -124,17 +122,7 @@ static bool bus_poll_try(bus *b, sdk_req *req, const char *group, const bus_poll
  * whose request is unanswered, so it never notices; a peek does (the same
  * test the gateway makes of its idle connections). A client that
  * half-closes after its request counts as gone. */
-static bool bus_poller_gone(struct bus_poller *p)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(p->req));
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-	if (fd < 0)
-		return true;
-	char byte;
-	ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
+static bool bus_poller_gone(struct bus_poller *p) { return sdk_req_closed(p->req); }
 
 static void bus_sweep_arm(bus *b)
 {

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -279,15 +278,9 @@ static struct mem_job *job_new(api_ctx *api, sdk_req *req, enum job_kind kind, b
 		return NULL;
 	}
 	/* A malformed query string must not be read as "no filter". */
-	const char *qs = sdk_req_query_string(req);
-	if (qs) {
-		struct evkeyvalq kv = { NULL, &kv.tqh_first };
-		int bad = evhttp_parse_query_str(qs, &kv) < 0;
-		evhttp_clear_headers(&kv);
-		if (bad) {
-			sdk_reply_error(req, 400, "bad_query", "the query string is malformed");
-			return NULL;
-		}
+	if (!sdk_req_query_ok(req)) {
+		sdk_reply_error(req, 400, "bad_query", "the query string is malformed");
+		return NULL;
 	}
 	const char *owner = sdk_req_query(req, "owner");
 	if (owner && !auth_name_valid(owner)) {

@@ -95,4 +95,9 @@ bool sup_all_down(const supervisor *s); /* no process left */
 
 const char *sup_state_name(enum sup_state st);
 
+/* An sdk_resolve_fn (arg: the supervisor): kernel NAME's port now, or
+ * SDK_ENOTFOUND, or SDK_EBUSY when it is stopped, failed or off its port.
+ * (resolve.c) */
+int sup_resolve(const char *name, void *arg);
+
 #endif
