@@ -79,11 +79,14 @@ auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db
 	if (!a)
 		return NULL;
 	a->cfg = cfg;
+	a->base = base;
 	a->db = db;
 	hosts_init(a);
+	int64_t window_ms = (int64_t)cfg->auth.login_window_s * 1000;
 	a->pool = sdk_pool_new(base, cfg->auth.hash_threads, cfg->auth.hash_queue);
-	a->lim = limiter_new(cfg->auth.login_failures_max, cfg->auth.login_window_s);
-	if (!a->pool || !a->lim || first_admin(a) < 0) {
+	a->sources = limiter_new(AUTH_SOURCES_MAX, window_ms);
+	a->unknown_names = limiter_new(LOGIN_UNKNOWN_NAMES_MAX, window_ms);
+	if (!a->pool || !a->sources || !a->unknown_names || first_admin(a) < 0) {
 		sdk_error("auth: cannot start the hashing pool or create the first admin");
 		auth_free(a);
 		return NULL;
@@ -95,8 +98,11 @@ void auth_free(auth_ctx *a)
 {
 	if (!a)
 		return;
-	sdk_pool_free(a->pool);
-	limiter_free(a->lim);
+	a->closing = true;
+	sdk_pool_free(a->pool); /* finishes the checks under way ... */
+	auth_login_close_all(a); /* ... so that every login can be answered */
+	limiter_free(a->sources);
+	limiter_free(a->unknown_names);
 	free(a);
 }
 
