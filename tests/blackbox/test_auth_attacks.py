@@ -1,4 +1,4 @@
-"""Attacks on logins (issue 8, findings 4 and 5).
+"""Attacks on logins and cookie sessions (issue 8, findings 4, 5 and 6).
 
 4. The per-account lockout must not be evictable (names that collided in
    the old hashed limiter table erased a locked account's counter), and
@@ -6,6 +6,8 @@
 5. Failed logins for unknown names from loopback must not lock every local
    client out: the source is slowed (a bounded delay), never refused, and
    only an account's own lock refuses its correct password.
+6. A cross-site request carrying the session cookie changes nothing: state
+   changes with the cookie need an allowed Origin and a JSON body.
 """
 
 import http.client
@@ -187,6 +189,126 @@ class LoginDenialOfService(GraceTestCase):
                 st, hdrs, body, _ = login(g, name, "wrong-guess!")
                 self.assertEqual((st, body["error"]["code"]), (429, "too_many_attempts"))
                 self.assertIn("Retry-After", hdrs)
+
+
+def cookie_of(headers):
+    for k, v in headers.items():
+        if k.lower() == "set-cookie" and v.startswith("grace_session="):
+            return v.split(";")[0]
+    raise AssertionError("no session cookie in %r" % (headers,))
+
+
+class CrossSiteRequests(GraceTestCase):
+    def setUp(self):
+        self.g = GraceServer(config=TEN, kernels=KERNELS)
+        self.g.__enter__()
+        self.addCleanup(self.g.__exit__, None, None, None)
+        self.admin, self.password = self.g.first_admin()
+        st, hdrs, body, _ = login(self.g, self.admin, self.password)
+        self.assertEqual(st, 200, body)
+        self.cookie = cookie_of(hdrs)
+        self.bearer = "Bearer " + body["token"]
+        self.own = "http://127.0.0.1:%d" % self.g.api_port
+
+    def cookie_call(self, method, path, body, **headers):
+        headers = dict({"Cookie": self.cookie}, **headers)
+        data = json.dumps(body) if body is not None else None
+        return request(self.g.api_port, method, path, data, headers)
+
+    def user_names(self):
+        st, _, body, _ = request(self.g.api_port, "GET", "/auth/users",
+                                 headers={"Authorization": self.bearer})
+        self.assertEqual(st, 200)
+        return {u["name"] for u in body["users"]}
+
+    def test_cross_site_posts_with_the_cookie_change_nothing(self):
+        g = self.g
+        pid = g.kernel("trust")["pid"]
+        attacks = [("POST", "/auth/users/%s/password" % self.admin,
+                    {"password": "attacker-chose-this"}),
+                   ("POST", "/auth/users",
+                    {"username": "mallory", "password": "mallory-password", "role": "admin"}),
+                   ("POST", "/kernel-ports/trust/stop", None),
+                   ("DELETE", "/auth/users/%s" % self.admin, None)]
+        evil = "http://localhost:9999"  # another port on this machine: same-site
+        variants = [
+            {"Content-Type": "text/plain", "Origin": evil},
+            {"Content-Type": "text/plain", "Sec-Fetch-Site": "same-site"},
+            {"Content-Type": "text/plain"},  # neither Origin nor Sec-Fetch-Site
+            {"Content-Type": "application/json", "Origin": evil},
+            {"Content-Type": "application/json", "Origin": "null"},
+            {"Content-Type": "application/json", "Origin": "http://localhost"},  # port 80
+            {"Content-Type": "text/plain", "Origin": self.own},  # right Origin, not JSON
+            {"Content-Type": "application/x-www-form-urlencoded", "Origin": self.own},
+        ]
+        for method, path, body in attacks:
+            for headers in variants:
+                st, _, answer, _ = self.cookie_call(method, path, body, **headers)
+                self.assertEqual(st, 403, (method, path, headers, answer))
+                self.assertEqual(answer["error"]["code"], "csrf_rejected")
+        # Nothing changed: the password, the users, the kernel.
+        self.assertEqual(login(g, self.admin, self.password)[0], 200)
+        self.assertNotIn("mallory", self.user_names())
+        self.assertIn(self.admin, self.user_names())
+        k = g.kernel("trust")
+        self.assertEqual((k["state"], k["pid"]), ("ready", pid))
+        # Reads with the cookie still work (a browser keeps the answer from
+        # another origin's page).
+        st, _, me, _ = self.cookie_call("GET", "/auth/me", None, Origin=evil)
+        self.assertEqual((st, me["name"]), (200, self.admin))
+
+    def test_same_origin_json_with_the_cookie_works(self):
+        g = self.g
+        js = {"Content-Type": "application/json; charset=utf-8", "Origin": self.own}
+        st, _, body, _ = self.cookie_call(
+            "POST", "/auth/users", {"username": "alice", "password": "alice-password-1"}, **js)
+        self.assertEqual(st, 201, body)
+        # Without an Origin, the browser's Sec-Fetch-Site says it is ours.
+        st, _, body, _ = self.cookie_call(
+            "POST", "/auth/users/alice/password", {"password": "alice-password-2"},
+            **{"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(login(g, "alice", "alice-password-2")[0], 200)
+        st, _, body, _ = self.cookie_call(
+            "POST", "/kernel-ports/trust/stop", None,
+            **{"Content-Type": "application/json", "Origin": "http://localhost:%d" % g.api_port})
+        self.assertEqual(st, 202, body)
+        g.wait_kernel("trust", lambda k: k["state"] == "stopped")
+        st, _, body, _ = self.cookie_call("DELETE", "/auth/users/alice", None, **js)
+        self.assertEqual(st, 200, body)
+        self.assertNotIn("alice", self.user_names())
+        st, hdrs, body, _ = self.cookie_call("POST", "/auth/logout", None, **js)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.cookie_call("GET", "/auth/me", None)[0], 401)
+
+    def test_bearer_requests_are_unchanged(self):
+        g = self.g
+        pid = g.kernel("trust")["pid"]
+        st, _, body, _ = request(g.api_port, "POST", "/auth/users",
+                                 json.dumps({"username": "bob", "password": "bob-password-1"}),
+                                 {"Authorization": self.bearer, "Content-Type": "text/plain",
+                                  "Origin": "http://localhost:9999"})
+        self.assertEqual(st, 201, body)
+        st, _, body, _ = request(g.api_port, "POST", "/kernel-ports/trust/restart", None,
+                                 {"Authorization": self.bearer})
+        self.assertEqual(st, 202, body)
+        g.wait_kernel("trust", lambda k: k["state"] == "ready" and k["pid"] != pid)
+
+    def test_cross_site_login_is_refused(self):
+        g = self.g
+        creds = json.dumps({"username": self.admin, "password": self.password})
+        for headers in ({"Content-Type": "text/plain", "Origin": "http://localhost:9999"},
+                        {"Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site"},
+                        {"Content-Type": "application/json", "Origin": "null"}):
+            st, hdrs, body, _ = request(g.api_port, "POST", "/auth/login", creds, headers)
+            self.assertEqual((st, body["error"]["code"]), (403, "csrf_rejected"), headers)
+            self.assertNotIn("Set-Cookie", hdrs)
+        # A page of our own, and a client that is no browser (curl -d sends
+        # a form type and no Origin), log in as before.
+        for headers in ({"Content-Type": "application/json", "Origin": self.own},
+                        {"Content-Type": "application/x-www-form-urlencoded"}):
+            st, _, body, _ = request(g.api_port, "POST", "/auth/login", creds, headers)
+            self.assertEqual(st, 200, (headers, body))
 
 
 if __name__ == "__main__":

@@ -179,9 +179,8 @@ static void login_answer(const auth_login_result *r, void *arg)
 		return;
 	}
 	char cookie[256];
-	snprintf(cookie, sizeof cookie, "%s=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%u",
-		 AUTH_COOKIE, r->token, api->cfg->auth.session_max_s);
-	sdk_req_add_header(req, "Set-Cookie", cookie);
+	if (auth_cookie_set(cookie, sizeof cookie, r->token, api->cfg->auth.session_max_s) == 0)
+		sdk_req_add_header(req, "Set-Cookie", cookie);
 	sdk_req_add_header(req, "Cache-Control", "no-store");
 	ob_audit(api->ob, r->name, "auth.login", "auth", "ok", sdk_req_peer(req), NULL);
 	sdk_reply_json(req, 200,
@@ -213,35 +212,18 @@ out:
 	sodium_memzero(password, sizeof password);
 }
 
-static char *session_token(sdk_req *req)
-{
-	const char *h = sdk_req_header(req, "Authorization");
-	return h && !strncmp(h, "Bearer ", 7) ? (char *)h + 7 : NULL;
-}
-
 void api_auth_logout(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
-	const char *token = session_token(req);
-	char cookie[AUTH_TOKEN_MAX + 2];
-	if (!token) { /* the browser's cookie */
-		const char *c = sdk_req_header(req, "Cookie");
-		const char *p = c ? strstr(c, AUTH_COOKIE "=") : NULL;
-		if (p) {
-			p += strlen(AUTH_COOKIE "=");
-			size_t n = strcspn(p, "; ");
-			if (n < sizeof cookie) {
-				memcpy(cookie, p, n);
-				cookie[n] = '\0';
-				token = cookie;
-			}
-		}
-	}
+	char buf[AUTH_TOKEN_MAX + 1];
+	bool by_cookie;
+	const char *token = auth_presented_token(sdk_req_header(req, "Authorization"),
+						 sdk_req_header(req, "Cookie"), buf, sizeof buf,
+						 &by_cookie);
 	if (token)
 		auth_session_delete(api->auth->db, token);
 	auth_cache_clear(api->auth);
-	sdk_req_add_header(req, "Set-Cookie",
-			   AUTH_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+	sdk_req_add_header(req, "Set-Cookie", AUTH_COOKIE_CLEAR);
 	sdk_reply_json(req, 200, json_pack("{s:b}", "logged_out", 1));
 }
 

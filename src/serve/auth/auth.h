@@ -1,5 +1,5 @@
 /* Authentication state of the main process: the hashing pool, the login
- * limits, the host allow-list, and the main database. */
+ * limits, the host and origin allow-lists, and the main database. */
 #ifndef GRACE_AUTH_AUTH_H
 #define GRACE_AUTH_AUTH_H
 
@@ -7,13 +7,13 @@
 
 #include "sdk/config.h"
 #include "sdk/pool.h"
+#include "serve/auth/cookie.h"
+#include "serve/auth/csrf.h"
+#include "serve/auth/hosts.h"
 #include "serve/auth/limiter.h"
 #include "serve/auth/login.h"
 #include "serve/auth/source.h"
 #include "serve/auth/users.h"
-
-#define AUTH_COOKIE "grace_session"
-#define AUTH_HOSTS_MAX 16
 
 #define AUTH_CACHE_SLOTS 256
 #define AUTH_CACHE_TTL_MS 10000
@@ -39,8 +39,8 @@ typedef struct auth_ctx {
 	limiter *unknown_names;  /* failures per name that is no account, monotonic ms */
 	struct auth_login *logins; /* waiting on a timer: answered at auth_free */
 	bool closing;              /* in auth_free: logins answer without waiting */
-	char hosts[AUTH_HOSTS_MAX][128];
-	size_t n_hosts;
+	auth_hosts hosts;   /* what Host may say */
+	auth_hosts origins; /* what Origin may name */
 	struct auth_cached cache[AUTH_CACHE_SLOTS];
 } auth_ctx;
 
