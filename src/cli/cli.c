@@ -3,7 +3,7 @@
 
 #include "serve/auth/users.h"
 #include "cli/secret.h"
-#include "sdk/client.h"
+#include "sdk/call.h"
 #include "sdk/db.h"
 
 #include <event2/event.h>
@@ -61,17 +61,17 @@ static long api_call(const struct cli *c, const char *method, const char *path,
 	*out = NULL;
 	struct answer a = { 0 };
 	struct event_base *base = event_base_new();
-	sdk_client *client = base ? sdk_client_new(base) : NULL;
+	sdk_caller *client = base ? sdk_caller_new(base, "cli", NULL, NULL, NULL) : NULL;
 	char auth[AUTH_HEADER_MAX];
 	const char *headers[] = { "Authorization", auth, NULL };
 	snprintf(auth, sizeof auth, "Bearer %s", c->token);
 	if (client &&
-	    sdk_client_call(client, c->port, method, path, payload, payload ? strlen(payload) : 0,
-			    c->token[0] ? headers : NULL, CLI_TIMEOUT_S * 1000, on_answer, &a) == 0)
+	    sdk_call_port(client, c->port, method, path, payload, payload ? strlen(payload) : 0,
+			  c->token[0] ? headers : NULL, CLI_TIMEOUT_S * 1000, on_answer, &a) == 0)
 		event_base_dispatch(base);
 	else
 		snprintf(a.error, sizeof a.error, "cannot start a request");
-	sdk_client_free(client);
+	sdk_caller_free(client);
 	if (base)
 		event_base_free(base);
 	if (a.status == 0)

@@ -167,6 +167,14 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		sdk_warn("no internal token (%s): every route but /health and /metrics will "
 			 "answer 401", strerror(-trc));
 	}
+	k->ports = sdk_ports_open(k->base, k->cfg);
+	k->caller = k->ports ? sdk_caller_new(k->base, k->def->name, k->token, sdk_ports_resolve,
+					      k->ports)
+			     : NULL;
+	if (!k->caller) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	if (k->def->init && k->def->init(k, err, errlen) < 0)
 		return -1;
 
@@ -207,6 +215,8 @@ static void runtime_stop(struct runtime *rt)
 	sdk_kernel *k = &rt->k;
 	if (k->def->close)
 		k->def->close(k);
+	sdk_caller_free(k->caller);
+	sdk_ports_close(k->ports);
 	sdk_server_free(k->server);
 	if (k->db)
 		sqlite3_close(k->db);

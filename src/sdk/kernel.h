@@ -5,8 +5,10 @@
 #ifndef GRACE_SDK_KERNEL_H
 #define GRACE_SDK_KERNEL_H
 
+#include "sdk/call.h"
 #include "sdk/config.h"
 #include "sdk/http.h"
+#include "sdk/ports.h"
 #include "sdk/token.h"
 
 #include <sqlite3.h>
@@ -46,6 +48,10 @@ struct sdk_kernel {
 	void *state; /* the kernel's own, owned by its init/close */
 	sdk_server *server;
 	char token[SDK_TOKEN_LEN + 1]; /* "" when none could be read: fail closed */
+	/* The call path to other kernels, by name (sdk/call.h), following them
+	 * wherever they move; owned by the runtime. */
+	sdk_caller *caller;
+	sdk_ports *ports;
 };
 
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */

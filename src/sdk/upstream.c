@@ -97,13 +97,13 @@ static void pool_next(struct pool *p);
 const char *sdk_up_error_text(int err)
 {
 	switch (err) {
-	case SDK_UP_UNAVAILABLE: return "the kernel is not running";
-	case SDK_UP_REFUSED: return "no connection to the kernel";
-	case SDK_UP_RESET: return "the kernel closed the connection before answering";
-	case SDK_UP_TIMEOUT: return "the kernel did not answer in time";
-	case SDK_UP_BAD_ANSWER: return "the kernel sent an invalid answer";
-	case SDK_UP_TRUNCATED: return "the kernel's answer stopped before its end";
-	case SDK_UP_BUSY: return "too many requests are waiting on the kernel";
+	case SDK_UP_UNAVAILABLE: return "not running";
+	case SDK_UP_REFUSED: return "connection refused";
+	case SDK_UP_RESET: return "the connection closed before an answer";
+	case SDK_UP_TIMEOUT: return "no answer in time";
+	case SDK_UP_BAD_ANSWER: return "an invalid answer";
+	case SDK_UP_TRUNCATED: return "the answer stopped before its end";
+	case SDK_UP_BUSY: return "too many requests waiting";
 	default: return "out of memory";
 	}
 }
@@ -257,8 +257,10 @@ static void retry_or_fail(sdk_ureq *u, int err, bool never_sent)
 {
 	ureq_detach(u, false);
 	u->state = U_WAIT;
+	/* Refused by name: the kernel may be moving, so look again; refused
+	 * by port: there is nothing else to look up. */
 	bool again = !past_deadline(u) &&
-		     (err == SDK_UP_REFUSED ||
+		     ((err == SDK_UP_REFUSED && u->kernel) ||
 		      (u->resets + 1 < ATTEMPTS_MAX && (never_sent || u->idempotent)));
 	if (!again) {
 		fail(u, err, NULL);
@@ -399,7 +401,7 @@ static void on_ureq_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	/* No answer in time: closing the connection tells the kernel. */
-	fail(u, SDK_UP_TIMEOUT, u->state == U_BODY ? "the kernel's answer stalled" : NULL);
+	fail(u, SDK_UP_TIMEOUT, u->state == U_BODY ? "the answer stalled" : NULL);
 }
 
 /* Serializes the request once; every attempt sends the same bytes. */

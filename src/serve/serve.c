@@ -2,6 +2,7 @@
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/directory.h"
 #include "serve/healer/ports.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
@@ -26,6 +27,7 @@ struct serve {
 	api_ctx api;
 	char token[SDK_TOKEN_LEN + 1];
 	sqlite3 *db; /* DATA_DIR/grace.db: guardian events, incidents, moved ports */
+	directory *dir; /* DATA_DIR/ports.json, for the kernels' call path */
 	struct event *sigterm, *sigint, *deadline, *watchdog;
 	struct timespec t0;
 	bool notified_ready, stopping;
@@ -63,6 +65,8 @@ static void on_incident(json_t *incident, void *arg)
 static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
 {
 	struct serve *s = arg;
+	if (k)
+		dir_publish(s->dir);
 	if (k) {
 		gd_on_sup_change(s->api.gd, k, old);
 		hl_on_sup_change(s->api.hl, k, old);
@@ -209,7 +213,8 @@ int grace_serve(const grace_config *cfg)
 	}
 	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
 	s.api.sup = sup_new(s.api.base, &so);
-	s.api.gw = s.api.sup ? gw_new(s.api.base, s.api.sup, s.token) : NULL;
+	s.dir = s.api.sup ? dir_new(cfg, s.api.sup) : NULL;
+	s.api.gw = s.dir ? gw_new(s.api.base, s.api.sup, s.token) : NULL;
 	s.api.gd = s.api.gw ? gd_new(s.api.base, s.api.sup, s.api.gw, s.db) : NULL;
 	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
 	s.api.ob = s.api.hl ? ob_new(s.api.base, s.api.sup, s.token) : NULL;
@@ -251,6 +256,7 @@ int grace_serve(const grace_config *cfg)
 	gd_set_healer(s.api.gd, on_unhealthy, &s);
 	hl_set_observer(s.api.hl, on_incident, &s);
 	hl_ports_apply(s.db, s.api.sup);
+	dir_publish(s.dir); /* before any kernel starts: they read it */
 	sup_start_all(s.api.sup);
 	gd_start(s.api.gd);
 	on_kernel_change(NULL, SUP_STOPPED, &s); /* every kernel may have settled already */
@@ -266,6 +272,7 @@ out:
 	gd_free(s.api.gd);
 	gw_free(s.api.gw);
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
+	dir_free(s.dir);
 	struct event *evs[] = { s.sigterm, s.sigint, s.deadline, s.watchdog };
 	for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
 		if (evs[i])

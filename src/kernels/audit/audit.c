@@ -4,7 +4,6 @@
 #include "kernels/audit/store.h"
 #include "sdk/clock.h"
 #include "kernels/registry.h"
-#include "sdk/client.h"
 #include "sdk/log.h"
 
 #include <errno.h>
@@ -26,10 +25,8 @@
 
 struct audit {
 	sdk_kernel *k;
-	sdk_client *client;
 	struct event *append_timer;
 	bool appending;
-	int log_port;
 	unsigned long long appended, append_failures;
 };
 
@@ -109,8 +106,8 @@ static void on_append_timer(evutil_socket_t fd, short what, void *arg)
 	char *body = json_dumps(batch, JSON_COMPACT);
 	json_decref(batch);
 	json_decref(events);
-	if (body && sdk_client_call(a->client, a->log_port, "POST", "/entries", body, strlen(body),
-				    NULL, LOG_CALL_TIMEOUT_MS, on_appended, a) == 0)
+	if (body && sdk_call(a->k->caller, "immutable_log", "POST", "/entries", body, strlen(body),
+			     NULL, LOG_CALL_TIMEOUT_MS, on_appended, a) == 0)
 		a->appending = true;
 	free(body);
 }
@@ -323,8 +320,8 @@ static void on_sth(int status, const char *body, size_t len, double ms, const ch
 	snprintf(path, sizeof path, "/proof/inclusion?index=%lld&tree_size=%lld",
 		 (long long)json_integer_value(json_object_get(p->event, "log_index")),
 		 (long long)json_integer_value(size));
-	if (sdk_client_call(p->a->client, p->a->log_port, "GET", path, NULL, 0, NULL,
-			    LOG_CALL_TIMEOUT_MS, on_inclusion, p) < 0)
+	if (sdk_call(p->a->k->caller, "immutable_log", "GET", path, NULL, 0, NULL,
+		     LOG_CALL_TIMEOUT_MS, on_inclusion, p) < 0)
 		proof_fail(p, 503, "cannot call");
 }
 
@@ -359,8 +356,8 @@ static void on_proof(sdk_req *req, void *ctx)
 		return;
 	}
 	*p = (struct proof){ .req = req, .a = a, .event = ev };
-	if (sdk_client_call(a->client, a->log_port, "GET", "/sth", NULL, 0, NULL,
-			    LOG_CALL_TIMEOUT_MS, on_sth, p) < 0)
+	if (sdk_call(a->k->caller, "immutable_log", "GET", "/sth", NULL, 0, NULL,
+		     LOG_CALL_TIMEOUT_MS, on_sth, p) < 0)
 		proof_fail(p, 503, "cannot call");
 }
 
@@ -368,8 +365,7 @@ static int audit_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	if (aud_store_init(k->db, err, errlen) < 0)
 		return -1;
-	const grace_kernel_cfg *log = grace_config_kernel(k->cfg, "immutable_log");
-	if (!log) {
+	if (!grace_config_kernel(k->cfg, "immutable_log")) {
 		snprintf(err, errlen, "the immutable_log kernel is not configured");
 		return -1;
 	}
@@ -379,13 +375,9 @@ static int audit_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	a->k = k;
-	a->log_port = grace_kernel_port(k->cfg, log);
-	a->client = sdk_client_new(k->base);
-	if (a->client)
-		sdk_client_set_token(a->client, k->token);
 	a->append_timer = event_new(k->base, -1, EV_PERSIST, on_append_timer, a);
 	k->state = a;
-	if (!a->client || !a->append_timer) {
+	if (!a->append_timer) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -401,7 +393,6 @@ static void audit_close(sdk_kernel *k)
 		return;
 	if (a->append_timer)
 		event_free(a->append_timer);
-	sdk_client_free(a->client);
 	free(a);
 	k->state = NULL;
 }

@@ -5,14 +5,13 @@
 #include "serve/chat/model.h"
 #include "serve/chat/recall.h"
 #include "serve/chat/store.h"
-#include "sdk/client.h"
+#include "sdk/call.h"
 #include "sdk/db.h"
 #include "sdk/log.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +44,7 @@ struct chat {
 	struct event_base *base;
 	supervisor *sup;
 	sqlite3 *db;
-	sdk_client *client;
+	sdk_caller *caller; /* to the librarian, by name */
 	model *model; /* NULL without a [model] */
 	chat_recall *recall; /* NULL when memory.db cannot be opened */
 	chat_turn *turns;
@@ -277,14 +276,15 @@ static bool turn_search(chat_turn *t)
 			 k ? sup_state_name(k->state) : "not configured");
 		return false;
 	}
-	char *enc = evhttp_uriencode(query, -1, 0);
+	char enc[3 * SEARCH_QUERY_MAX];
 	char path[4 * SEARCH_QUERY_MAX];
-	int n = enc ? snprintf(path, sizeof path, "/search?limit=%u&query=%s", CHAT_PASSAGES_MAX, enc)
-		    : -1;
-	free(enc);
+	int n = sdk_uri_encode(query, enc, sizeof enc) == 0
+			? snprintf(path, sizeof path, "/search?limit=%u&query=%s", CHAT_PASSAGES_MAX,
+				   enc)
+			: -1;
 	if (n < 0 || (size_t)n >= sizeof path ||
-	    sdk_client_call(c->client, k->port, "GET", path, NULL, 0, NULL,
-			    CHAT_LIBRARIAN_TIMEOUT_MS, on_search, t) < 0) {
+	    sdk_call(c->caller, "librarian", "GET", path, NULL, 0, NULL, CHAT_LIBRARIAN_TIMEOUT_MS,
+		     on_search, t) < 0) {
 		c->librarian_failures++;
 		snprintf(t->lib_problem, sizeof t->lib_problem, "the call to the librarian could not start");
 		return false;
@@ -469,12 +469,11 @@ chat *chat_new(struct event_base *base, const grace_config *cfg, supervisor *sup
 		chat_free(c);
 		return NULL;
 	}
-	if (!(c->client = sdk_client_new(base))) {
+	if (!(c->caller = sdk_caller_new(base, "grace", token, sup_resolve, sup))) {
 		snprintf(err, errlen, "out of memory");
 		chat_free(c);
 		return NULL;
 	}
-	sdk_client_set_token(c->client, token);
 	c->recall = chat_recall_open(base, cfg->data_dir, why, sizeof why);
 	if (!c->recall)
 		sdk_warn("chat: answers will not see memory tables: %s", why);
@@ -498,8 +497,8 @@ void chat_free(chat *c)
 {
 	if (!c)
 		return;
-	sdk_client_free(c->client); /* ends librarian calls without calling back */
-	c->client = NULL;
+	sdk_caller_free(c->caller); /* ends librarian calls without calling back */
+	c->caller = NULL;
 	while (c->turns) {
 		chat_turn *t = c->turns;
 		model_call_cancel(t->call);
