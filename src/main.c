@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define EXIT_USAGE 2
 
@@ -83,6 +84,18 @@ static void log_setup(const grace_config *cfg, const char *component)
 	sdk_log_init(component, lvl);
 }
 
+/* A server's connections are descriptors: take all the kernel allows this
+ * process (the soft limit is often 1024 of a far larger hard one). The
+ * HTTP layer caps connections below it and keeps a spare for EMFILE. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -114,6 +127,8 @@ int main(int argc, char **argv)
 
 	/* static: grace_config is large, and the kernel keeps pointers into it. */
 	static grace_config cfg;
+	if (!strcmp(cmd, "serve") || !strcmp(cmd, "kernel"))
+		raise_fd_limit();
 	if (!strcmp(cmd, "serve")) {
 		if (load_config(argc, argv, &cfg) < 0)
 			return EXIT_USAGE;

@@ -253,6 +253,8 @@ const char *sdk_req_header(const sdk_req *r, const char *name)
 	return sdk_http_field_get(&r->h, name);
 }
 
+const char *sdk_req_host(const sdk_req *r) { return r->h.host; }
+
 bool sdk_req_header_at(const sdk_req *r, size_t i, const char **name, const char **value)
 {
 	if (i >= r->h.n_fields)

@@ -76,6 +76,9 @@ const char *sdk_req_param(const sdk_req *r, const char *name);
 const char *sdk_req_query(sdk_req *r, const char *name);
 const char *sdk_req_query_string(const sdk_req *r); /* raw, or NULL */
 const char *sdk_req_header(const sdk_req *r, const char *name);
+/* The host the request names: an absolute-form target's authority, else
+ * its Host (RFC 9112 §3.2.2); NULL when it names none (HTTP/1.0). */
+const char *sdk_req_host(const sdk_req *r);
 const char *sdk_req_id(const sdk_req *r);
 /* The caller's identity, set by the authorizer: a name (copied, up to 63
  * bytes) and a role number. sdk_req_user is NULL when there is none. */

@@ -361,7 +361,7 @@ int sdk_http_parse_request(char *buf, size_t len, unsigned max_fields, sdk_http_
 	}
 	if (v > 0) {
 		/* 505 would invite a retry in another version; none is spoken. */
-		*why = "only HTTP/1.0 and HTTP/1.1 are spoken here";
+		*why = "an HTTP version other than 1.0 and 1.1";
 		return 400;
 	}
 	*sp1 = *sp2 = '\0';

@@ -599,7 +599,8 @@ class GraceServer:
     """
 
     def __init__(self, config=None, kernels=None, text=None, expect=None, autostart=True,
-                 start_timeout=None, env=None, reservation=None):
+                 start_timeout=None, env=None, reservation=None, preexec_fn=None):
+        self.preexec_fn = preexec_fn  # runs in the child before exec (limits)
         self.tmp = tempfile.mkdtemp(prefix="grace-bb-")
         self.data_dir = os.path.join(self.tmp, "data")
         self.library = os.path.join(self.tmp, "library")
@@ -682,7 +683,8 @@ class GraceServer:
             self.proc = subprocess.Popen(
                 [GRACE_BIN, "serve", "--config", self.config_path, "--data-dir", self.data_dir,
                  "--port-offset", str(self.offset)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.tmp, env=self.env())
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.tmp, env=self.env(),
+                preexec_fn=self.preexec_fn)
         finally:
             log.close()
         if wait:

@@ -134,7 +134,19 @@ static const char *bus_check_msg(json_t *m, const char **what)
 	return h && !json_is_null(h) ? bus_check_headers(h) : NULL;
 }
 
-/* Answers 400 naming the first bad message; returns -1 then. */
+/* Subjects under "grace." carry the platform's own events (kernel states,
+ * incidents): only Grace itself and admins publish there, so a user cannot
+ * forge them. A request that carries a user role came through the gateway
+ * on a user's behalf (the role is believed only beside the internal token,
+ * which the kernel checked before this handler ran). */
+static bool bus_may_publish(sdk_req *req, const char *subject)
+{
+	const char *role = sdk_req_header(req, SDK_ROLE_HEADER);
+	return !role || !strcmp(role, "admin") || strncmp(subject, "grace.", 6) != 0;
+}
+
+/* Answers 400 naming the first bad message (403 for a subject the caller
+ * may not publish to); returns -1 then. */
 static int bus_check_body(sdk_req *req, json_t *body, size_t *n)
 {
 	bool array = json_is_array(body);
@@ -152,6 +164,14 @@ static int bus_check_body(sdk_req *req, json_t *body, size_t *n)
 		}
 		if (why) {
 			sdk_reply_error(req, 400, "invalid", "%s%s", what, why);
+			return -1;
+		}
+		const char *subject = json_string_value(
+			json_object_get(array ? json_array_get(body, i) : body, "subject"));
+		if (!bus_may_publish(req, subject)) {
+			sdk_reply_error(req, 403, "reserved_subject",
+					"subjects under grace. are Grace's own; message %zu names %s", i,
+					subject);
 			return -1;
 		}
 	}

@@ -26,7 +26,7 @@ static bool csrf_refused(sdk_req *req, int status, const sdk_err *err)
 bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 {
 	api_ctx *api = ctx;
-	const char *host = sdk_req_header(req, "Host");
+	const char *host = sdk_req_host(req);
 	/* Against DNS rebinding: a page on another name must not reach us. */
 	if (host && !auth_host_allowed(api->auth, host)) {
 		sdk_reply_error(req, 421, "host_not_allowed", "Host '%s' is not served here", host);

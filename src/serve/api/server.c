@@ -10,39 +10,27 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Gateway prefixes: adding a kernel's own API prefix is one line here. */
-static const struct {
-	const char *prefix; /* routed with everything below it */
-	const char *kernel;
-} gateway_prefixes[] = {
-	{ "/librarian", "librarian" },
-};
-
-const sdk_route api_routes[];
-const size_t api_n_routes;
-
-static void on_gateway_prefix(sdk_req *req, void *ctx)
+/* Gateway prefixes: a kernel's own API under a prefix of :8000 (what
+ * follows the prefix is forwarded as the kernel's path). */
+static void forward_prefix(api_ctx *api, sdk_req *req, const char *kernel, const char *prefix)
 {
-	api_ctx *api = ctx;
-	const char *path = sdk_req_path(req);
-	for (size_t i = 0; i < sizeof gateway_prefixes / sizeof *gateway_prefixes; i++) {
-		size_t n = strlen(gateway_prefixes[i].prefix);
-		if (strncmp(path, gateway_prefixes[i].prefix, n) || path[n] != '/')
-			continue;
-		sup_kernel *k = sup_find(api->sup, gateway_prefixes[i].kernel);
-		if (!k)
-			break;
-		gw_forward(api->gw, k, req, path + n);
+	sup_kernel *k = sup_find(api->sup, kernel);
+	if (!k) {
+		sdk_reply_error(req, 404, "unknown_kernel", "no %s kernel is configured", kernel);
 		return;
 	}
-	/* Not a gateway prefix: tell a wrong method on an API route from no route. */
-	sdk_route_params unused;
-	if (sdk_route_match(api_routes, api_n_routes - 1, sizeof *api_routes, sdk_req_method(req),
-			    path, &unused) == SDK_ROUTE_BAD_METHOD)
-		sdk_reply_error(req, 405, "method_not_allowed", "%s is not allowed on %s",
-				sdk_req_method(req), path);
-	else
-		sdk_reply_error(req, 404, "not_found", "no route for %s %s", sdk_req_method(req), path);
+	gw_forward(api->gw, k, req, sdk_req_path(req) + strlen(prefix));
+}
+
+static void on_gateway_librarian(sdk_req *req, void *ctx)
+{
+	forward_prefix(ctx, req, "librarian", "/librarian");
+}
+
+/* /bus/...: the message bus on a user's own session. */
+static void on_gateway_bus(sdk_req *req, void *ctx)
+{
+	forward_prefix(ctx, req, "message_bus", "/bus");
 }
 
 static void on_gateway_kernel(sdk_req *req, void *ctx)
@@ -101,8 +89,19 @@ const sdk_route api_routes[] = {
 	ADMIN("POST", "/memory/tables/:table/shares", api_memory_shares_add),
 	ADMIN("GET", "/memory/tables/:table/shares", api_memory_shares_list),
 	ADMIN("DELETE", "/memory/tables/:table/shares", api_memory_shares_remove),
+	/* The bus for users: subscribe (SSE), publish (not under grace.), its
+	 * subjects and consumer groups. Retention and statistics stay with
+	 * admins, under /kernels/message_bus. */
+	USER("GET", "/bus/subscribe", on_gateway_bus),
+	USER("POST", "/bus/publish", on_gateway_bus),
+	USER("GET", "/bus/subjects", on_gateway_bus),
+	USER("GET", "/bus/groups", on_gateway_bus),
+	USER("GET", "/bus/groups/:group", on_gateway_bus),
+	USER("GET", "/bus/groups/:group/poll", on_gateway_bus),
+	USER("POST", "/bus/groups/:group/ack", on_gateway_bus),
+	ADMIN("DELETE", "/bus/groups/:group", on_gateway_bus),
 	ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
-	USER(NULL, "/*", on_gateway_prefix), /* last: the gateway's prefixes */
+	USER(NULL, "/librarian/*", on_gateway_librarian),
 };
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 

@@ -18,7 +18,7 @@ static const char *const forwarded_request_headers[] = {
 };
 /* Response headers a client may see from a kernel. */
 static const char *const forwarded_response_headers[] = {
-	"Content-Type", "Cache-Control", "ETag", "Location", "Retry-After",
+	"Content-Type", "Cache-Control", "ETag", "Location", "Retry-After", "Allow",
 };
 #define N_FORWARDED_REQUEST (sizeof forwarded_request_headers / sizeof *forwarded_request_headers)
 #define FORWARD_HEADERS_MAX (2 * (N_FORWARDED_REQUEST + 5) + 1)
