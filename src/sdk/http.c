@@ -175,15 +175,24 @@ static int path_decode(const char *s, size_t n, char *out)
 
 sdk_req *req_new(sdk_conn *c, const char *head, size_t len)
 {
-	sdk_req *r = malloc(sizeof *r + len + 1);
-	if (!r)
+	sdk_server *s = c->srv;
+	sdk_req *r = s->spare;
+	if (r) {
+		s->spare = r->spare_next;
+		s->n_spare--;
+	} else if (!(r = malloc(sizeof *r))) {
 		return NULL;
+	}
 	memset(r, 0, offsetof(sdk_req, h));
+	r->head = len < sizeof r->head_inline ? r->head_inline : malloc(len + 1);
+	if (!r->head) {
+		free(r);
+		return NULL;
+	}
 	r->h.n_fields = 0;
 	r->h.target = r->h.method = NULL;
 	r->h.minor = 1;
 	r->params.n = r->params.used = 0;
-	r->head = (char *)(r + 1);
 	memcpy(r->head, head, len);
 	r->head[len] = '\0';
 	r->conn = c;
@@ -207,8 +216,18 @@ void req_free(sdk_req *r)
 	json_decref(r->json);
 	free(r->path);
 	free(r->query_copy);
-	if (r->srv)
-		r->srv->inflight--;
+	if (r->head != r->head_inline)
+		free(r->head);
+	sdk_server *s = r->srv;
+	if (s) {
+		s->inflight--;
+		if (s->n_spare < REQ_SPARE_MAX) {
+			r->spare_next = s->spare;
+			s->spare = r;
+			s->n_spare++;
+			r = NULL;
+		}
+	}
 	free(r);
 	conn_release(c);
 }
@@ -263,6 +282,8 @@ bool sdk_req_header_at(const sdk_req *r, size_t i, const char **name, const char
 	*value = r->h.fields[i].value;
 	return true;
 }
+
+size_t sdk_req_body_len(const sdk_req *r) { return r->body ? evbuffer_get_length(r->body) : 0; }
 
 struct evbuffer *sdk_req_body(sdk_req *r)
 {

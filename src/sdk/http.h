@@ -88,6 +88,7 @@ const char *sdk_req_user(const sdk_req *r, int *role);
 const char *sdk_req_peer(sdk_req *r);
 /* The body (never NULL: an empty buffer when none came). */
 struct evbuffer *sdk_req_body(sdk_req *r);
+size_t sdk_req_body_len(const sdk_req *r);
 sdk_server *sdk_req_server(sdk_req *r);
 /* The request's head field `name` by index (for forwarding them): returns
  * false past the last. Borrowed. */

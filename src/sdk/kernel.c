@@ -36,7 +36,7 @@ static void on_health(sdk_req *req, void *ctx)
 	sdk_kernel *k = ctx;
 	sdk_reply_json(req, 200,
 		       json_pack("{s:s, s:s, s:I, s:f, s:s, s:b}", "status", "ok", "kernel",
-				 k->def->name, "pid", (json_int_t)getpid(), "uptime_s",
+				 k->def->name, "pid", (json_int_t)k->pid, "uptime_s",
 				 sdk_server_uptime(k->server), "version", GRACE_VERSION, "complete",
 				 k->def->complete));
 }
@@ -235,6 +235,7 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	sdk_kernel *k = &rt.k;
 	k->def = def;
 	k->cfg = cfg;
+	k->pid = getpid();
 	k->kcfg = grace_config_kernel(cfg, def->name);
 	if (!k->kcfg) {
 		sdk_error("kernel %s is not in the configuration %s", def->name,

@@ -13,6 +13,7 @@
 
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* Exit codes the supervisor understands (see STYLE.md). */
 #define SDK_EXIT_OK 0
@@ -52,6 +53,7 @@ struct sdk_kernel {
 	 * wherever they move; owned by the runtime. */
 	sdk_caller *caller;
 	sdk_ports *ports;
+	pid_t pid; /* this process's, read once: /health answers it per request */
 };
 
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */
