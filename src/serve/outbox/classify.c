@@ -35,6 +35,23 @@ enum ob_class ob_classify_request(const char *method, const char *path, int stat
 	return status < 400 ? OB_SECURITY : OB_NOISE;
 }
 
+bool ob_admit_always(const char *method, const char *path)
+{
+	static const char *const paths[] = {
+		"/auth/login",
+		"/kernel-ports/audit/start",
+		"/kernel-ports/audit/restart",
+		"/kernel-ports/audit_kernel/start",
+		"/kernel-ports/audit_kernel/restart",
+	};
+	if (strcmp(method, "POST"))
+		return false;
+	for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+		if (!strcmp(path, paths[i]))
+			return true;
+	return false;
+}
+
 bool ob_is_failed_login(const char *action, const char *outcome)
 {
 	return action && outcome && !strcmp(action, "auth.login") && !strcmp(outcome, "failed");

@@ -27,6 +27,11 @@ enum ob_class ob_classify_request(const char *method, const char *path, int stat
 /* Whether a request with this method may change state (everything but
  * GET, HEAD and OPTIONS). */
 bool ob_changes_state(const char *method);
+/* Requests let through even while the audit journal is near its bound,
+ * because they are how an operator gets the audit trail going again:
+ * logging in, and starting or restarting the audit kernel. Their events
+ * go into the journal's reserve. */
+bool ob_admit_always(const char *method, const char *path);
 /* True for the event a failed login makes: those are counted per source,
  * user name and window rather than kept one by one. */
 bool ob_is_failed_login(const char *action, const char *outcome);
