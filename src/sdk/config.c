@@ -86,6 +86,15 @@ static const struct cfg_key auth_keys[] = {
 #undef A
 };
 
+static const struct cfg_key audit_keys[] = {
+#define AU(n, field, t, lo, hi) { n, offsetof(grace_audit, field), t, lo, hi }
+	AU("window_s", window_s, KEY_UINT, 1, 3600),
+	AU("windows_max", windows_max, KEY_UINT, 4, 65536),
+	AU("journal_max_events", journal_max_events, KEY_UINT, 100, 10000000),
+	AU("journal_max_bytes", journal_max_bytes, KEY_SIZE, 65536, 1u << 30),
+#undef AU
+};
+
 static const struct cfg_key model_keys[] = {
 #define M(n, field, lo, hi) { n, offsetof(grace_model, field), KEY_UINT, lo, hi }
 	M("timeout_ms", timeout_ms, 100, 3600000),
@@ -383,6 +392,13 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "model"))
 		return on_model_key(c, name, value);
+	if (!strcmp(section, "audit")) {
+		int rc = set_keyed(&cfg->audit, audit_keys, sizeof audit_keys / sizeof audit_keys[0],
+				   name, value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "limits")) {
 		int rc = set_keyed(&cfg->limits, limit_keys, sizeof limit_keys / sizeof limit_keys[0], name, value, c->err, sizeof c->err);
 		if (rc == 1)
@@ -421,7 +437,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace", "limits", "defaults", "auth", "model" };
+	static const char *const fixed[] = { "grace", "limits", "defaults", "auth", "model",
+					       "audit" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -512,6 +529,10 @@ static void config_defaults(grace_config *cfg)
 				  .argon2_mem_kib = 65536,
 				  .login_failures_max = 10,
 				  .login_window_s = 900 };
+	cfg->audit = (grace_audit){ .window_s = 60,
+				    .windows_max = 256,
+				    .journal_max_events = 100000,
+				    .journal_max_bytes = 64u << 20 };
 	cfg->model = (grace_model){ .timeout_ms = 60000, .max_tokens = 1024 };
 	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];

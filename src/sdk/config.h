@@ -45,6 +45,14 @@ typedef struct grace_auth {
 	unsigned login_window_s;
 } grace_auth;
 
+/* [audit]: how the main process feeds the audit trail (docs/audit.md). */
+typedef struct grace_audit {
+	unsigned window_s;     /* noise and failed logins are counted per window */
+	unsigned windows_max;  /* keys counted per window; the rest as "other" */
+	unsigned journal_max_events; /* security events waiting in grace.db ... */
+	size_t journal_max_bytes;    /* ... before state-changing requests get 503 */
+} grace_audit;
+
 /* [model]: an OpenAI-compatible chat server (llama.cpp, Ollama, vLLM). */
 typedef struct grace_model {
 	char base_url[200]; /* http(s)://host:port/v1; "" when no model is configured */
@@ -79,6 +87,7 @@ typedef struct grace_config {
 	int port_offset;
 	grace_limits limits;
 	grace_auth auth;
+	grace_audit audit;
 	grace_model model;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;

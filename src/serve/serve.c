@@ -45,8 +45,8 @@ static void announce_state(struct serve *s, sup_kernel *k, enum sup_state old)
 			       k->last_exit, "ts_ms", (json_int_t)k->since_ms);
 	char resource[64];
 	snprintf(resource, sizeof resource, "kernel/%s", k->cfg->name);
-	ob_audit(s->api.ob, "grace", "kernel.state", resource, sup_state_name(k->state), NULL,
-		 json_incref(ev));
+	ob_audit_system(s->api.ob, "kernel.state", resource, sup_state_name(k->state),
+			json_incref(ev));
 	ob_publish(s->api.ob, subject, ev);
 }
 
@@ -57,8 +57,8 @@ static void on_incident(json_t *incident, void *arg)
 	snprintf(resource, sizeof resource, "kernel/%s",
 		 json_string_value(json_object_get(incident, "component")));
 	const char *outcome = json_string_value(json_object_get(incident, "outcome"));
-	ob_audit(s->api.ob, "grace", "heal", resource, outcome ? outcome : "unknown", NULL,
-		 json_deep_copy(incident));
+	ob_audit_system(s->api.ob, "heal", resource, outcome ? outcome : "unknown",
+			json_deep_copy(incident));
 	ob_publish(s->api.ob, "grace.healer.incident", json_deep_copy(incident));
 }
 
@@ -217,7 +217,11 @@ int grace_serve(const grace_config *cfg)
 	s.api.gw = s.dir ? gw_new(s.api.base, s.api.sup, s.token) : NULL;
 	s.api.gd = s.api.gw ? gd_new(s.api.base, s.api.sup, s.api.gw, s.db) : NULL;
 	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
-	s.api.ob = s.api.hl ? ob_new(s.api.base, s.api.sup, s.token) : NULL;
+	sdk_err oerr = { { 0 } };
+	ob_opts oo = { .base = s.api.base, .sup = s.api.sup, .db = s.db, .token = s.token,
+		       .audit = &cfg->audit };
+	if (s.api.hl && !(s.api.ob = ob_new(&oo, &oerr)))
+		sdk_error("cannot start the outbox: %s", oerr.msg);
 	s.api.auth = s.api.ob ? auth_new(s.api.base, cfg, s.db) : NULL;
 	if (s.api.auth && !(s.api.chat = chat_new(s.api.base, cfg, s.api.sup, s.token, err, sizeof err)))
 		sdk_error("cannot start chat: %s", err);
@@ -230,7 +234,7 @@ int grace_serve(const grace_config *cfg)
 			       .limits = cfg->limits,
 			       .metrics_extra = api_metrics_extra,
 			       .on_reply = api_on_reply,
-			       .authorize = api_authorize };
+			       .authorize = api_audit_authorize };
 	s.api.server = s.api.chat ? sdk_server_new(s.api.base, &ho) : NULL;
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)

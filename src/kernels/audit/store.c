@@ -2,12 +2,25 @@
 
 #include "sdk/db.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether `events` has a uid column (databases made before it was added do not). */
+static int has_uid(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('events') WHERE name = 'uid'",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 int aud_store_init(sqlite3 *db, char *err, size_t errlen)
 {
-	return sdk_db_exec(db,
+	if (sdk_db_exec(db,
 			   "CREATE TABLE IF NOT EXISTS events ("
 			   " id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL,"
 			   " actor TEXT NOT NULL, action TEXT NOT NULL, resource TEXT NOT NULL,"
@@ -17,6 +30,20 @@ int aud_store_init(sqlite3 *db, char *err, size_t errlen)
 			   "CREATE INDEX IF NOT EXISTS events_resource ON events(resource, id);"
 			   "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms);"
 			   "CREATE INDEX IF NOT EXISTS events_unlogged ON events(id) WHERE log_index IS NULL;",
+			   err, errlen) < 0)
+		return -1;
+	int uid = has_uid(db);
+	if (uid < 0 || (uid == 0 && sdk_db_exec(db, "ALTER TABLE events ADD COLUMN uid TEXT", err,
+						 errlen) < 0)) {
+		if (uid < 0)
+			snprintf(err, errlen, "cannot read the events table: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	/* A sender that resends what it is not sure was stored (the main
+	 * process's outbox) names each event: stored once. */
+	return sdk_db_exec(db,
+			   "CREATE UNIQUE INDEX IF NOT EXISTS events_uid ON events(uid)"
+			   " WHERE uid IS NOT NULL;",
 			   err, errlen);
 }
 
@@ -43,6 +70,10 @@ const char *aud_event_check(json_t *ev)
 	    (why = check_string(ev, "outcome", AUD_FIELD_MAX, 1)) ||
 	    (why = check_string(ev, "source_ip", 64, 0)))
 		return why;
+	json_t *uid = json_object_get(ev, "uid");
+	if (uid && !(json_is_string(uid) && json_string_length(uid) > 0 &&
+		     json_string_length(uid) <= AUD_UID_MAX))
+		return "uid is a string of 1 to 64 bytes";
 	json_t *ts = json_object_get(ev, "ts_ms");
 	if (ts && !(json_is_integer(ts) && json_integer_value(ts) > 0))
 		return "ts_ms is a positive integer (unix milliseconds)";
@@ -68,13 +99,17 @@ static void bind_opt(sqlite3_stmt *st, int i, json_t *ev, const char *key)
 
 int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL, *again = NULL;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return -1;
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO events (ts_ms, actor, action, resource, outcome, details,"
-			       " source_ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
-			       -1, &st, NULL) != SQLITE_OK) {
+			       " source_ip, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+			       " ON CONFLICT (uid) WHERE uid IS NOT NULL DO NOTHING",
+			       -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT id FROM events WHERE uid = ?", -1, &again, NULL) !=
+		    SQLITE_OK) {
+		sqlite3_finalize(st);
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
@@ -97,14 +132,26 @@ int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids)
 			sqlite3_bind_null(st, 6);
 		free(ds);
 		bind_opt(st, 7, ev, "source_ip");
+		bind_opt(st, 8, ev, "uid");
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			rc = -1;
 			break;
 		}
-		json_array_append_new(*ids, json_integer(sqlite3_last_insert_rowid(db)));
+		int64_t id = sqlite3_last_insert_rowid(db);
+		if (sqlite3_changes(db) == 0) { /* stored before: its id */
+			bind_opt(again, 1, ev, "uid");
+			if (sqlite3_step(again) != SQLITE_ROW) {
+				rc = -1;
+				break;
+			}
+			id = sqlite3_column_int64(again, 0);
+			sqlite3_reset(again);
+		}
+		json_array_append_new(*ids, json_integer(id));
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
+	sqlite3_finalize(again);
 	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
 		return 0;
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

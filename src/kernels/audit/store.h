@@ -13,6 +13,7 @@
 #define AUD_FIELD_MAX 256
 #define AUD_ACTION_MAX 2048
 #define AUD_DETAILS_MAX 65536
+#define AUD_UID_MAX 64 /* an event's optional unique name: a resent one is stored once */
 #define AUD_BATCH_MAX 1000
 #define AUD_PAGE_MAX 1000
 
@@ -27,7 +28,8 @@ int aud_store_init(sqlite3 *db, char *err, size_t errlen);
 /* Checks one event object; NULL when valid, else a reason. */
 const char *aud_event_check(json_t *ev);
 /* Inserts checked events (an array) in one transaction; fills `ids`
- * (a new array) with their ids. */
+ * (a new array) with their ids. An event whose uid is stored already is
+ * not stored again: its id is the first one's. */
 int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids);
 /* A new array of events in id order, or NULL on a storage error. */
 json_t *aud_query(sqlite3 *db, const aud_filter *f);

@@ -71,8 +71,11 @@ extern const size_t api_n_routes;
 
 /* Process and kernel-state metrics added to the API's /metrics. */
 void api_metrics_extra(struct evbuffer *out, void *ctx);
-/* Sends every state-changing request to the audit trail. */
+/* The audit trail's hooks (audit_hook.c): every state-changing request is
+ * recorded as it is answered, and refused before it runs when its record
+ * could not be kept. */
 void api_on_reply(sdk_req *req, int status, void *ctx);
+bool api_audit_authorize(sdk_req *req, const sdk_route *route, void *ctx);
 
 /* A kernel as the API reports it: a new reference. */
 json_t *api_kernel_json(const sup_kernel *k);

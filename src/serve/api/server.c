@@ -150,20 +150,6 @@ void api_metrics(sdk_req *req, void *ctx)
 	evbuffer_free(b);
 }
 
-void api_on_reply(sdk_req *req, int status, void *ctx)
-{
-	api_ctx *api = ctx;
-	const char *m = sdk_req_method(req);
-	if (!strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS"))
-		return;
-	char action[SDK_PATH_MAX + 16], outcome[16];
-	snprintf(action, sizeof action, "%s %s", m, sdk_req_path(req));
-	snprintf(outcome, sizeof outcome, "%d", status);
-	const char *user = sdk_req_user(req, NULL);
-	ob_audit(api->ob, user ? user : "anonymous", action, sdk_req_path(req), outcome, sdk_req_peer(req),
-		 json_pack("{s:s}", "request_id", sdk_req_id(req)));
-}
-
 void api_metrics_extra(struct evbuffer *out, void *ctx)
 {
 	api_ctx *api = ctx;

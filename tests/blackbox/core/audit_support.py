@@ -24,13 +24,17 @@ def qs(**q):
 
 
 class ServerCase(GraceTestCase):
-    """One grace serve (with `kernels`) for all the tests of a class."""
+    """One grace serve (with `kernels` and `config`) for all the tests of a
+    class. Aggregates (refused anonymous requests, failed logins) are counted
+    in windows of 1 s here, so they reach the audit trail within a second or
+    two rather than a minute."""
     kernels = KERNELS
+    config = {"audit": {"window_s": 1}}
     g = None
 
     @classmethod
     def setUpClass(cls):
-        cls.g = GraceServer(kernels=cls.kernels)
+        cls.g = GraceServer(kernels=cls.kernels, config=cls.config)
         try:
             cls.g.start()
         except BaseException:
