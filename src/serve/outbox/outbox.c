@@ -42,7 +42,7 @@ struct sec_lane {
 struct outbox {
 	struct event_base *base;
 	supervisor *sup;
-	sdk_client *client;
+	sdk_caller *caller; /* to the bus and the audit kernel, by name */
 	struct event *timer;
 	ob_journal *journal;
 	grace_audit cfg;
@@ -380,8 +380,8 @@ static void lane_flush(struct lane *l)
 	json_decref(batch);
 	if (!body)
 		return;
-	if (sdk_client_call(l->ob->client, k->port, "POST", l->path, body, strlen(body), NULL,
-			    DELIVERY_TIMEOUT_MS, on_delivered, l) == 0)
+	if (sdk_call(l->ob->caller, k->cfg->name, "POST", l->path, body, strlen(body), NULL,
+		     DELIVERY_TIMEOUT_MS, on_delivered, l) == 0)
 		l->in_flight = n;
 	free(body);
 }
@@ -476,8 +476,8 @@ static void sec_flush(outbox *ob)
 			  &batch);
 	char *body = n > 0 ? json_dumps(batch, JSON_COMPACT) : NULL;
 	json_decref(batch);
-	if (body && sdk_client_call(ob->client, k->port, "POST", "/events", body, strlen(body),
-				    NULL, DELIVERY_TIMEOUT_MS, on_sec_delivered, ob) == 0)
+	if (body && sdk_call(ob->caller, k->cfg->name, "POST", "/events", body, strlen(body), NULL,
+			     DELIVERY_TIMEOUT_MS, on_sec_delivered, ob) == 0)
 		ob->sec.in_flight = (size_t)n;
 	free(body);
 }
@@ -522,14 +522,13 @@ outbox *ob_new(const ob_opts *o, sdk_err *err)
 		return NULL;
 	}
 	int rc = obw_init(&ob->windows, (int64_t)ob->cfg.window_s * 1000, ob->cfg.windows_max);
-	ob->client = sdk_client_new(o->base);
+	ob->caller = sdk_caller_new(o->base, "grace", o->token, sup_resolve, o->sup);
 	ob->timer = event_new(o->base, -1, EV_PERSIST, on_timer, ob);
-	if (rc < 0 || !ob->client || !ob->timer || !ob->bus.queue || !ob->noise.queue || !ob->held) {
+	if (rc < 0 || !ob->caller || !ob->timer || !ob->bus.queue || !ob->noise.queue || !ob->held) {
 		sdk_fail(err, SDK_EIO, "out of memory");
 		ob_free(ob);
 		return NULL;
 	}
-	sdk_client_set_token(ob->client, o->token);
 	struct timeval tv = { 0, OB_FLUSH_MS * 1000 };
 	event_add(ob->timer, &tv);
 	return ob;
@@ -539,7 +538,7 @@ void ob_free(outbox *ob)
 {
 	if (!ob)
 		return;
-	sdk_client_free(ob->client);
+	sdk_caller_free(ob->caller);
 	if (ob->timer)
 		event_free(ob->timer);
 	/* What is held in memory goes to the journal if it can now. */

@@ -21,7 +21,7 @@
 
 #include "serve/layer.h"
 
-#include "sdk/client.h"
+#include "sdk/call.h"
 #include "sdk/config.h"
 #include "sdk/err.h"
 #include "sdk/http.h"
