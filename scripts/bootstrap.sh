@@ -10,7 +10,7 @@ libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev"
 for arg in "$@"; do
 	case "$arg" in
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps" ;;
-	--bench) pkgs="$pkgs python3 wrk nginx-light redis-server valgrind hyperfine procps" ;;
+	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps strace" ;;
 	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
 	esac
 done

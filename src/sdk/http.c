@@ -112,6 +112,8 @@ static int hdr_append(struct hdr_buf *b, const char *name, const char *value)
 		b->p = n;
 		b->cap = cap;
 	}
+	b->has_type |= !strcasecmp(name, "Content-Type");
+	b->has_connection |= !strcasecmp(name, "Connection");
 	memcpy(b->p + b->len, name, nl);
 	b->p[b->len + nl] = ':';
 	b->p[b->len + nl + 1] = ' ';
@@ -120,20 +122,6 @@ static int hdr_append(struct hdr_buf *b, const char *name, const char *value)
 	b->p[b->len + nl + 3 + vl] = '\n';
 	b->len = need;
 	return 0;
-}
-
-static bool hdr_has(const struct hdr_buf *b, const char *name)
-{
-	size_t nl = strlen(name);
-	for (size_t i = 0; i + nl < b->len;) {
-		if (!strncasecmp(b->p + i, name, nl) && b->p[i + nl] == ':')
-			return true;
-		const char *e = memchr(b->p + i, '\n', b->len - i);
-		if (!e)
-			break;
-		i = (size_t)(e - b->p) + 1;
-	}
-	return false;
 }
 
 void sdk_req_add_header(sdk_req *r, const char *name, const char *value)
@@ -451,7 +439,7 @@ static void write_head(sdk_req *r, int status, long long length)
 		c->close_after = true;
 	if (length < 0 && r->h.minor == 0)
 		c->close_after = true; /* no chunked for HTTP/1.0: the close ends it */
-	if (hdr_has(&r->hdrs, "Connection"))
+	if (r->hdrs.has_connection)
 		c->close_after = true; /* a handler asked for "close" */
 	char head[512];
 	char *p = head;
@@ -465,7 +453,7 @@ static void write_head(sdk_req *r, int status, long long length)
 	p = put(p, date, strlen(date));
 	p = PUT(p, "\r\nX-Request-Id: ");
 	p = put(p, r->id, strlen(r->id));
-	if (!hdr_has(&r->hdrs, "Content-Type") && status != 204 && status != 304)
+	if (!r->hdrs.has_type && status != 204 && status != 304)
 		p = PUT(p, "\r\nContent-Type: application/json");
 	if (length >= 0) {
 		if (status != 204 && status != 304) {
@@ -476,7 +464,7 @@ static void write_head(sdk_req *r, int status, long long length)
 		p = PUT(p, "\r\nTransfer-Encoding: chunked");
 		r->chunked = true;
 	}
-	if (c->close_after && !hdr_has(&r->hdrs, "Connection"))
+	if (c->close_after && !r->hdrs.has_connection)
 		p = PUT(p, "\r\nConnection: close");
 	else if (!c->close_after && r->h.minor == 0)
 		p = PUT(p, "\r\nConnection: keep-alive");

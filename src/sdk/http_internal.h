@@ -68,6 +68,7 @@ struct sdk_server {
 struct hdr_buf {
 	char *p;
 	size_t len, cap;
+	bool has_type, has_connection; /* Content-Type, Connection among them */
 	char inline_[384];
 };
 
