@@ -127,9 +127,11 @@ static void login_done(struct hash_job *j)
 	limiter_reset(api->auth->lim, j->peer_key, now);
 	char token[AUTH_TOKEN_MAX + 1];
 	int64_t expires;
-	if (auth_session_create(api->auth->db, j->name, sdk_wall_ms(), api->cfg->auth.session_max_s,
-				token, &expires) < 0) {
-		sdk_reply_error(j->req, 500, "storage", "cannot create a session");
+	int src = auth_session_create(api->auth->db, j->name, sdk_wall_ms(),
+				      api->cfg->auth.session_max_s, token, &expires);
+	if (src < 0) {
+		sdk_reply_status(j->req, src == -ENOSPC ? SDK_EFULL : SDK_EIO,
+				 &(sdk_err){ "cannot create a session" });
 		job_free(j);
 		return;
 	}
@@ -158,7 +160,8 @@ static void create_done(struct hash_job *j)
 		if (rc == -EEXIST)
 			sdk_reply_error(j->req, 409, "exists", "user '%s' exists", j->name);
 		else if (rc < 0)
-			sdk_reply_error(j->req, 500, "storage", "cannot store the user");
+			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+					 &(sdk_err){ "cannot store the user" });
 		else
 			sdk_reply_json(j->req, 201, json_pack("{s:s, s:s}", "name", j->name, "role",
 							      auth_role_name(j->role)));
@@ -179,7 +182,8 @@ static void set_password_done(struct hash_job *j)
 		if (rc == -ENOENT)
 			sdk_reply_error(j->req, 404, "not_found", "no user '%s'", j->name);
 		else if (rc < 0)
-			sdk_reply_error(j->req, 500, "storage", "cannot store the password");
+			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+					 &(sdk_err){ "cannot store the password" });
 		else
 			sdk_reply_json(j->req, 200,
 				       json_pack("{s:s, s:b}", "name", j->name, "sessions_revoked", 1));
