@@ -157,6 +157,30 @@ class CorruptStore(GraceTestCase):
                        message="guardian state ready again")
 
 
+    def test_damage_met_while_running_fails_the_store(self):
+        with GraceServer(kernels={"immutable_log": {}, "audit": dict(FAST)}) as g:
+            # More than SQLite's page cache (2 MB) holds, so that reads go to the file.
+            for b in range(6):
+                events = [{"actor": "a%d" % i, "action": "x" * 500, "resource": "r",
+                           "outcome": "ok"} for i in range(1000)]
+                st, _, body = g.kernel_http("audit", "POST", "/events", events)
+                self.assertEqual(st, 201, body)
+            # A new process, everything in the file.
+            stop_kernel(self, g, "audit")
+            start_kernel(self, g, "audit")
+            damage(os.path.join(g.data_dir, "audit.db"))
+            # The request that meets the damage, or the append timer first.
+            st, _, body = g.kernel_http("audit", "GET", "/events?limit=1000")
+            self.assertIn((st, body["error"]["code"]),
+                          [(500, "storage_corrupt"), (503, "storage_failed")], body)
+            st, h = kernel_health(g, "audit")
+            self.assertEqual((st, h["status"]), (503, "storage_failed"), h)
+            self.assertIn("SQLite found", h["storage"]["error"])
+            st, _, body = g.kernel_http("audit", "GET", "/events")
+            self.assertEqual((st, body["error"]["code"]), (503, "storage_failed"), body)
+            g.wait_for(lambda: guardian_kernel(g, "audit")["state"] == "storage_failed",
+                       message="guardian state storage_failed")
+
     def test_damaged_main_database_stops_grace_serve_with_the_reason(self):
         g = GraceServer(kernels={"alerts": {}}, autostart=False)
         with g:
