@@ -22,6 +22,8 @@
  * both CPUs busy (docs/errors.md). */
 typedef struct sdk_db_check {
 	unsigned budget_ms; /* in: the longest it may run; 0: no limit */
+	bool skip;          /* in: no check (a pool's further connections to a
+			     * file its first one checked) */
 	double ms;          /* out: how long it ran */
 	bool complete;      /* out: false when the budget cut it short (not checked) */
 } sdk_db_check;
