@@ -560,6 +560,84 @@ static int absolutize(char *path, size_t len)
 	return 0;
 }
 
+#define EPHEMERAL_RANGE_FILE "/proc/sys/net/ipv4/ip_local_port_range"
+#define RESERVED_PORTS_FILE "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+/* Whether `port` is in ip_local_reserved_ports ("8100-8149,9000"): the
+ * kernel never hands those out as ephemeral ports. */
+static bool port_reserved(const char *list, int port)
+{
+	for (const char *p = list; *p;) {
+		char *end;
+		long lo = strtol(p, &end, 10), hi = lo;
+		if (end == p)
+			break;
+		if (*end == '-')
+			hi = strtol(end + 1, &end, 10);
+		if (port >= lo && port <= hi)
+			return true;
+		p = *end == ',' ? end + 1 : end;
+		if (*end != ',')
+			break;
+	}
+	return false;
+}
+
+/* A listening port inside the ephemeral range can be taken at any moment
+ * by a client's outgoing connection (or its TIME_WAIT), and the kernel
+ * then cannot bind it ("held by pid 0"). Grace's ports must stay out of
+ * it: refused at load, naming the range and the port. */
+static int check_ephemeral(const grace_config *cfg, char *err, size_t errlen)
+{
+	int lo = 0, hi = 0;
+	FILE *f = fopen(EPHEMERAL_RANGE_FILE, "r");
+	if (!f)
+		return 0; /* not Linux, or no /proc: nothing to go by */
+	int n = fscanf(f, "%d %d", &lo, &hi);
+	fclose(f);
+	if (n != 2 || lo <= 0 || hi < lo)
+		return 0;
+	char reserved[4096] = "";
+	if ((f = fopen(RESERVED_PORTS_FILE, "r"))) {
+		if (!fgets(reserved, sizeof reserved, f))
+			reserved[0] = '\0';
+		fclose(f);
+	}
+	int api = cfg->api_port + cfg->port_offset;
+	int port = 0;
+	char name[96] = "";
+	if (api >= lo && api <= hi && !port_reserved(reserved, api)) {
+		port = api;
+		snprintf(name, sizeof name, "the API port (api_port %d", cfg->api_port);
+	}
+	for (size_t i = 0; !port && i < cfg->n_kernels; i++) {
+		int p = cfg->kernels[i].port + cfg->port_offset;
+		if (p >= lo && p <= hi && !port_reserved(reserved, p)) {
+			port = p;
+			snprintf(name, sizeof name, "kernel %s's port (%d", cfg->kernels[i].name,
+				 cfg->kernels[i].port);
+		}
+	}
+	/* rebind_port may move a kernel anywhere in the kernel range. */
+	for (int p = GRACE_KERNEL_PORT_MIN; !port && p <= GRACE_KERNEL_PORT_MAX; p++) {
+		int q = p + cfg->port_offset;
+		if (q >= lo && q <= hi && !port_reserved(reserved, q)) {
+			port = q;
+			snprintf(name, sizeof name, "the kernel port range (%d-%d",
+				 GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX);
+		}
+	}
+	if (!port)
+		return 0;
+	snprintf(err, errlen,
+		 "%s: port_offset %d puts %s) + %d = %d inside the ephemeral port range "
+		 "%d-%d (%s), where clients' connections can take it; choose an offset that keeps "
+		 "every port out of that range, or list the ports in %s",
+		 cfg->path[0] ? cfg->path : "configuration", cfg->port_offset, name,
+		 cfg->port_offset, port, lo, hi, EPHEMERAL_RANGE_FILE, RESERVED_PORTS_FILE);
+	return -1;
+}
+
 static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < cfg->n_kernels; i++) {
@@ -589,7 +667,7 @@ static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err
 		snprintf(err, errlen, "port_offset %d puts ports past 65535", cfg->port_offset);
 		return -1;
 	}
-	return 0;
+	return check_ephemeral(cfg, err, errlen);
 }
 
 int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char *err,

@@ -32,7 +32,9 @@ typedef struct sdk_kernel_def {
 	const sdk_route *routes; /* handlers get the sdk_kernel * as ctx */
 	size_t n_routes;
 	/* Runs after the database is open and before READY=1; returns 0, or -1
-	 * with the reason in err (the kernel then exits SDK_EXIT_TEMPORARY). */
+	 * with the reason in err (the kernel then exits SDK_EXIT_TEMPORARY,
+	 * unless the database is damaged: then it stays up with its storage
+	 * failed). Not called when the database failed its check at open. */
 	int (*init)(sdk_kernel *k, char *err, size_t errlen);
 	/* SIGTERM arrived: end streams and long polls so the drain can finish
 	 * (may be NULL). Requests are still answered after this. */
@@ -55,6 +57,13 @@ struct sdk_kernel {
 	sdk_ports *ports;
 	pid_t pid; /* this process's, read once: /health answers it per request */
 };
+
+/* False once the kernel's storage has failed: its database was damaged at
+ * open, SQLite has met damage since, or the file was deleted or replaced
+ * while open. The runtime checks before every route; a write acknowledged
+ * later than its request arrived (a group commit) checks again before
+ * answering. */
+bool sdk_kernel_storage_ok(sdk_kernel *k);
 
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */
 int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg);

@@ -180,10 +180,11 @@ from harness import GRACE_BIN, HAS_AUTH, pid_alive, proc_start_ticks, scaled  # 
 # A heal waits for stop, start and verify: generous, and longer under ASan.
 HEAL_TIMEOUT = scaled(30)
 
-PLAYBOOKS = {"restart_component", "clear_port", "diagnose_network", "rebind_port", "reset_port"}
+PLAYBOOKS = {"restart_component", "clear_port", "diagnose_network", "rebind_port", "reset_port",
+             "report_storage", "quarantine_store"}
 ISSUES = {"port_not_listening", "process_dead", "process_hung", "port_held_by_stale_kernel",
-          "port_held_by_foreign_process", "slow_response", "healthy"}
-OUTCOMES = {"healed", "failed", "refused", "diagnosed", "interrupted"}
+          "port_held_by_foreign_process", "slow_response", "healthy", "storage_failed"}
+OUTCOMES = {"healed", "failed", "refused", "diagnosed", "interrupted", "needs_operator"}
 
 
 def listen_here(port):

@@ -21,7 +21,7 @@ class HealerApi(GraceTestCase):
             pbs = get_json(g, "/network-healer/playbooks")["playbooks"]
             by_name = {p["name"]: p for p in pbs}
             self.assertEqual(set(by_name), PLAYBOOKS)
-            self.assertEqual(len(pbs), 5)
+            self.assertEqual(len(pbs), 7)
             for p in pbs:
                 self.assertTrue(p["description"], p)
                 self.assertTrue(p["steps"], p)
@@ -37,10 +37,15 @@ class HealerApi(GraceTestCase):
                              ["port_held_by_foreign_process"])
             self.assertEqual(set(by_name["diagnose_network"]["chosen_for"]),
                              {"healthy", "slow_response"})
+            self.assertEqual(by_name["report_storage"]["chosen_for"], ["storage_failed"])
+            self.assertEqual(by_name["report_storage"]["steps"], ["report_storage"])
+            self.assertEqual(by_name["quarantine_store"]["chosen_for"], [])
+            self.assertEqual(by_name["quarantine_store"]["steps"],
+                             ["confirm", "stop", "quarantine", "start", "verify"])
             # Every issue has exactly one playbook.
             chosen = [i for p in pbs for i in p["chosen_for"]]
             self.assertEqual(len(chosen), len(set(chosen)))
-            self.assertEqual(len(chosen), 7)
+            self.assertEqual(len(chosen), 8)
 
     def test_bad_requests(self):
         with GraceServer(kernels={"librarian": {}}) as g:

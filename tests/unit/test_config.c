@@ -552,6 +552,37 @@ static void test_port_offset(void **state)
 	assert_non_null(strstr(f->err, "65535"));
 }
 
+/* A port inside the ephemeral range is refused, naming range and port;
+ * one just below it is not. */
+static void test_ephemeral_offset(void **state)
+{
+	struct fx *f = *state;
+	int lo = 0, hi = 0;
+	FILE *r = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (!r || fscanf(r, "%d %d", &lo, &hi) != 2)
+		fail_msg("this test needs /proc/sys/net/ipv4/ip_local_port_range");
+	fclose(r);
+	char text[128], want[64];
+	/* The last kernel port (8149) lands on lo + 1; the API stays below. */
+	snprintf(text, sizeof text, "[grace]\nport_offset = %d\n", lo + 1 - 8149);
+	write_ini(f, text);
+	assert_int_equal(load_file(f, NULL), -1);
+	print_message("error: %s\n", f->err);
+	snprintf(want, sizeof want, "%d-%d", lo, hi);
+	assert_non_null(strstr(f->err, want));
+	snprintf(want, sizeof want, "= %d inside the ephemeral port range", lo);
+	assert_non_null(strstr(f->err, want)); /* the first port in it: 8148 + offset */
+	assert_null(strchr(f->err, '\n'));
+	snprintf(text, sizeof text, "[grace]\nport_offset = %d\n", lo - 1 - 8149);
+	write_ini(f, text);
+	assert_int_equal(load_file(f, NULL), 0);
+	/* api_port itself in the range, without any offset. */
+	snprintf(text, sizeof text, "[grace]\napi_port = %d\n", lo + 10);
+	write_ini(f, text);
+	assert_int_equal(load_file(f, NULL), -1);
+	assert_non_null(strstr(f->err, "the API port"));
+}
+
 static void test_long_command(void **state)
 {
 	struct fx *f = *state;
@@ -641,6 +672,7 @@ int main(void)
 		T(test_kernel_lookup),
 		T(test_kernel_named_with_suffix),
 		T(test_port_offset),
+		T(test_ephemeral_offset),
 		T(test_long_command),
 		T(test_long_line_not_split),
 		T(test_command_quotes_checked_at_load),

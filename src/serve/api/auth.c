@@ -92,7 +92,8 @@ static void create_done(struct hash_job *j)
 		if (rc == -EEXIST)
 			sdk_reply_error(j->req, 409, "exists", "user '%s' exists", j->name);
 		else if (rc < 0)
-			sdk_reply_error(j->req, 500, "storage", "cannot store the user");
+			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+					 &(sdk_err){ "cannot store the user" });
 		else
 			sdk_reply_json(j->req, 201, json_pack("{s:s, s:s}", "name", j->name, "role",
 							      auth_role_name(j->role)));
@@ -114,7 +115,8 @@ static void set_password_done(struct hash_job *j)
 		if (rc == -ENOENT)
 			sdk_reply_error(j->req, 404, "not_found", "no user '%s'", j->name);
 		else if (rc < 0)
-			sdk_reply_error(j->req, 500, "storage", "cannot store the password");
+			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+					 &(sdk_err){ "cannot store the password" });
 		else
 			sdk_reply_json(j->req, 200,
 				       json_pack("{s:s, s:b}", "name", j->name, "sessions_revoked", 1));

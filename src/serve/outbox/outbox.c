@@ -50,6 +50,7 @@ struct outbox {
 	struct lane bus, noise;
 	struct sec_lane sec;
 	json_t *held; /* security events the journal could not take, oldest first */
+	int journal_err; /* why the journal last failed (an sdk_status), while events are held */
 	obw_table windows;
 	int64_t login_window; /* the window failed logins are counted in ... */
 	size_t login_keys;    /* ... and how many sources and users it counts apart */
@@ -145,19 +146,25 @@ static void hold(outbox *ob, json_t *e)
 /* Journals one event (stolen), after those held, so order is kept. */
 static void keep(outbox *ob, json_t *e)
 {
-	if (e && json_array_size(ob->held) == 0 && obj_append(ob->journal, e) == 0) {
+	int rc = SDK_EBUSY; /* events are held already: keep their order */
+	if (e && json_array_size(ob->held) == 0 && (rc = obj_append(ob->journal, e)) == 0) {
 		ob->sec.journaled++;
 		json_decref(e);
 		return;
 	}
+	if (json_array_size(ob->held) == 0)
+		ob->journal_err = rc;
 	hold(ob, e);
 }
 
 static void held_retry(outbox *ob)
 {
 	while (json_array_size(ob->held) > 0) {
-		if (obj_append(ob->journal, json_array_get(ob->held, 0)) < 0)
+		int rc = obj_append(ob->journal, json_array_get(ob->held, 0));
+		if (rc < 0) {
+			ob->journal_err = rc;
 			return;
+		}
 		json_array_remove(ob->held, 0);
 		ob->sec.journaled++;
 		if (json_array_size(ob->held) == 0)
@@ -280,10 +287,20 @@ void ob_audit_system(outbox *ob, const char *action, const char *resource, const
 
 bool ob_admit(outbox *ob, sdk_req *req)
 {
+	if (json_array_size(ob->held))
+		held_retry(ob); /* the disk may have room again: try before refusing */
 	if (journal_admits(ob))
 		return true;
 	ob->requests_refused++;
 	ob->refusing = true;
+	if (json_array_size(ob->held) && ob->journal_err == SDK_EFULL) {
+		/* The same answer as every store gives on a full disk. */
+		sdk_reply_error(req, 507, "storage_full",
+				"the disk is full: the audit trail cannot record this request, so "
+				"nothing was done");
+		ob->refusing = false;
+		return false;
+	}
 	sdk_req_add_header(req, "Retry-After", "5");
 	sdk_reply_error(req, 503, "audit_unavailable",
 			"the audit trail cannot take the record of this request now (%zu events "
