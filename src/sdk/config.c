@@ -99,6 +99,7 @@ static const struct cfg_key model_keys[] = {
 #define M(n, field, lo, hi) { n, offsetof(grace_model, field), KEY_UINT, lo, hi }
 	M("timeout_ms", timeout_ms, 100, 3600000),
 	M("max_tokens", max_tokens, 0, 1000000),
+	M("heartbeat_ms", heartbeat_ms, 100, GRACE_MODEL_HEARTBEAT_MAX_MS),
 #undef M
 };
 
@@ -533,7 +534,9 @@ static void config_defaults(grace_config *cfg)
 				    .windows_max = 256,
 				    .journal_max_events = 100000,
 				    .journal_max_bytes = 64u << 20 };
-	cfg->model = (grace_model){ .timeout_ms = 60000, .max_tokens = 1024 };
+	cfg->model = (grace_model){ .timeout_ms = 60000,
+				    .max_tokens = 1024,
+				    .heartbeat_ms = GRACE_MODEL_HEARTBEAT_MS };
 	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
 		snprintf(k->name, sizeof k->name, "%s", builtin_kernels[i].name);

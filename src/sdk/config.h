@@ -60,7 +60,13 @@ typedef struct grace_model {
 	char key_file[PATH_MAX]; /* a file holding an API key; "" for none */
 	unsigned timeout_ms; /* the whole answer, streamed or not */
 	unsigned max_tokens; /* 0: not sent */
+	/* A streamed answer sends an SSE comment after this long without
+	 * other output, so no idle proxy cuts it while the model thinks. */
+	unsigned heartbeat_ms;
 } grace_model;
+
+#define GRACE_MODEL_HEARTBEAT_MS 10000     /* the default */
+#define GRACE_MODEL_HEARTBEAT_MAX_MS 15000 /* the promise: a comment at least this often */
 
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];

@@ -649,6 +649,23 @@ static void test_too_many_kernels(void **state)
 	expect_error(f, 2 * GRACE_KERNELS_MAX + 2, "kernel.k50", NULL);
 }
 
+static void test_model_heartbeat(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[model]\ntimeout_ms = 5000\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.model.heartbeat_ms, GRACE_MODEL_HEARTBEAT_MS);
+	assert_true(GRACE_MODEL_HEARTBEAT_MS <= 15000); /* the promise of docs/chat.md */
+	write_ini(f, "[model]\nheartbeat_ms = 100\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.model.heartbeat_ms, 100);
+	/* Too often floods the stream; too rarely lets an idle proxy cut it. */
+	write_ini(f, "[model]\nheartbeat_ms = 99\n");
+	expect_error(f, 2, "heartbeat_ms", "100");
+	write_ini(f, "[model]\n\nheartbeat_ms = 15001\n");
+	expect_error(f, 3, "heartbeat_ms", "15000");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -677,6 +694,7 @@ int main(void)
 		T(test_long_line_not_split),
 		T(test_command_quotes_checked_at_load),
 		T(test_too_many_kernels),
+		T(test_model_heartbeat),
 #undef T
 	};
 	return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);

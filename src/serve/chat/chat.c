@@ -50,7 +50,8 @@ struct chat {
 	chat_turn *turns;
 	unsigned n_turns;
 	bool stopping;
-	unsigned long long by_model, by_retrieval, model_failures, librarian_failures;
+	unsigned long long by_model, by_retrieval, librarian_failures;
+	unsigned long long model_failures[MODEL_FAILURE_KINDS]; /* by model_failure */
 };
 
 static void set_error(chat_error *e, int status, const char *code, const char *fmt, ...)
@@ -175,6 +176,15 @@ static void turn_fallback(chat_turn *t, const char *why, const char *partial, si
 	free(content);
 }
 
+/* The model was asked and gave no whole answer: the client of a stream is
+ * told before the answer from the sources follows what the model wrote. */
+static void turn_model_failed(chat_turn *t, const char *why, const char *partial, size_t plen)
+{
+	if (!t->detached && t->stream && t->cbs.on_fallback)
+		t->cbs.on_fallback(why, plen > 0, t->arg);
+	turn_fallback(t, why, partial, plen);
+}
+
 static void on_model_delta(const char *text, size_t len, void *arg)
 {
 	chat_turn *t = arg;
@@ -182,17 +192,18 @@ static void on_model_delta(const char *text, size_t len, void *arg)
 	turn_delta(t, text, len);
 }
 
-static void on_model_done(const char *text, size_t len, const char *error, void *arg)
+static void on_model_done(const char *text, size_t len, model_failure failure, const char *error,
+			  void *arg)
 {
 	chat_turn *t = arg;
 	t->call = NULL;
-	if (!error) {
+	if (failure == MODEL_OK) {
 		turn_finish(t, text, true, NULL);
 		return;
 	}
-	t->c->model_failures++;
+	t->c->model_failures[failure]++;
 	sdk_warn("chat: session %lld: %s; answering from the library", (long long)t->session, error);
-	turn_fallback(t, error, text, len);
+	turn_model_failed(t, error, text, len);
 }
 
 /* With every source in: the model, or the answer without one. */
@@ -413,8 +424,8 @@ void chat_stop(chat *c)
 		model_call_cancel(t->call);
 		t->call = NULL;
 		size_t n = evbuffer_get_length(t->streamed);
-		turn_fallback(t, "Grace is stopping", n ? (const char *)evbuffer_pullup(t->streamed, -1) : NULL,
-			      n);
+		turn_model_failed(t, "Grace is stopping",
+				  n ? (const char *)evbuffer_pullup(t->streamed, -1) : NULL, n);
 	}
 }
 
@@ -425,17 +436,21 @@ void chat_metrics(const chat *c, struct evbuffer *out)
 			    "# TYPE grace_chat_answers_total counter\n"
 			    "grace_chat_answers_total{by=\"model\"} %llu\n"
 			    "grace_chat_answers_total{by=\"retrieval\"} %llu\n"
-			    "# HELP grace_chat_model_failures_total Model calls that failed or timed out.\n"
-			    "# TYPE grace_chat_model_failures_total counter\n"
-			    "grace_chat_model_failures_total %llu\n"
+			    "# HELP grace_chat_model_failures_total Model calls that gave no whole "
+			    "answer, by why.\n"
+			    "# TYPE grace_chat_model_failures_total counter\n",
+			    c->by_model, c->by_retrieval);
+	for (int f = MODEL_OK + 1; f < MODEL_FAILURE_KINDS; f++)
+		evbuffer_add_printf(out, "grace_chat_model_failures_total{reason=\"%s\"} %llu\n",
+				    model_failure_label((model_failure)f), c->model_failures[f]);
+	evbuffer_add_printf(out,
 			    "# HELP grace_chat_librarian_failures_total Answers written without the library.\n"
 			    "# TYPE grace_chat_librarian_failures_total counter\n"
 			    "grace_chat_librarian_failures_total %llu\n"
 			    "# HELP grace_chat_turns_in_flight Answers being written.\n"
 			    "# TYPE grace_chat_turns_in_flight gauge\n"
 			    "grace_chat_turns_in_flight %u\n",
-			    c->by_model, c->by_retrieval, c->model_failures, c->librarian_failures,
-			    c->n_turns);
+			    c->librarian_failures, c->n_turns);
 }
 
 /* scheme://host[:port] of a URL, without any user:password@. */
