@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct job {
@@ -12,6 +14,17 @@ struct job {
 	sdk_pool_done_fn done;
 	void *arg;
 	struct job *next;
+	bool has_caller;
+	char caller[SDK_POOL_CALLER_MAX + 1];
+};
+
+/* A caller with jobs queued or running. Only the loop touches these: jobs
+ * are counted at submit and uncounted before their done, both on the loop.
+ * There are never more entries than jobs, so a linear search is bounded
+ * by queue_max. */
+struct caller {
+	char name[SDK_POOL_CALLER_MAX + 1];
+	size_t jobs;
 };
 
 struct sdk_pool {
@@ -19,6 +32,9 @@ struct sdk_pool {
 	pthread_cond_t cv;
 	struct job *todo, *todo_tail, *finished;
 	size_t pending, queue_max;
+	size_t caller_max; /* 0: no per-caller limit */
+	struct caller *callers;
+	size_t n_callers, cap_callers;
 	bool stopping;
 	pthread_t *threads;
 	unsigned n_threads;
@@ -52,6 +68,33 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+static struct caller *caller_find(const sdk_pool *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_callers; i++)
+		if (!strncmp(p->callers[i].name, name, SDK_POOL_CALLER_MAX))
+			return &p->callers[i];
+	return NULL;
+}
+
+/* A job of this caller is gone: forget the caller with its last job. */
+static void caller_release(sdk_pool *p, const char *name)
+{
+	struct caller *c = caller_find(p, name);
+	if (!c)
+		return;
+	if (--c->jobs == 0)
+		*c = p->callers[--p->n_callers];
+}
+
+static void job_finish(sdk_pool *p, struct job *j)
+{
+	p->pending--;
+	if (j->has_caller)
+		caller_release(p, j->caller);
+	j->done(j->arg);
+	free(j);
+}
+
 static void run_finished(sdk_pool *p)
 {
 	pthread_mutex_lock(&p->mu);
@@ -68,9 +111,7 @@ static void run_finished(sdk_pool *p)
 	}
 	while (rev) {
 		struct job *n = rev->next;
-		p->pending--;
-		rev->done(rev->arg);
-		free(rev);
+		job_finish(p, rev);
 		rev = n;
 	}
 }
@@ -125,8 +166,7 @@ void sdk_pool_free(sdk_pool *p)
 	while (p->todo) { /* never ran: let the owner clean up */
 		struct job *j = p->todo;
 		p->todo = j->next;
-		j->done(j->arg);
-		free(j);
+		job_finish(p, j);
 	}
 	if (p->wake_ev)
 		event_free(p->wake_ev);
@@ -135,19 +175,51 @@ void sdk_pool_free(sdk_pool *p)
 	if (p->wake[1] >= 0)
 		close(p->wake[1]);
 	free(p->threads);
+	free(p->callers);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	free(p);
 }
 
+void sdk_pool_set_caller_max(sdk_pool *p, size_t caller_max) { p->caller_max = caller_max; }
+
 int sdk_pool_submit(sdk_pool *p, sdk_pool_work_fn work, sdk_pool_done_fn done, void *arg)
 {
+	return sdk_pool_submit_as(p, NULL, work, done, arg);
+}
+
+int sdk_pool_submit_as(sdk_pool *p, const char *caller, sdk_pool_work_fn work,
+		       sdk_pool_done_fn done, void *arg)
+{
 	if (p->pending >= p->queue_max)
-		return -1;
+		return SDK_EBUSY;
+	struct caller *c = caller ? caller_find(p, caller) : NULL;
+	if (c && p->caller_max && c->jobs >= p->caller_max)
+		return SDK_POOL_ECALLER;
+	if (caller && !c) {
+		if (p->n_callers == p->cap_callers) {
+			size_t cap = p->cap_callers ? p->cap_callers * 2 : 8;
+			struct caller *more = realloc(p->callers, cap * sizeof *more);
+			if (!more)
+				return SDK_EBUSY;
+			p->callers = more;
+			p->cap_callers = cap;
+		}
+		c = &p->callers[p->n_callers++];
+		*c = (struct caller){ .jobs = 0 };
+		snprintf(c->name, sizeof c->name, "%s", caller);
+	}
 	struct job *j = malloc(sizeof *j);
-	if (!j)
-		return -1;
-	*j = (struct job){ .work = work, .done = done, .arg = arg };
+	if (!j) {
+		if (c && c->jobs == 0)
+			*c = p->callers[--p->n_callers];
+		return SDK_EBUSY;
+	}
+	*j = (struct job){ .work = work, .done = done, .arg = arg, .has_caller = caller != NULL };
+	if (caller) {
+		snprintf(j->caller, sizeof j->caller, "%s", caller);
+		c->jobs++;
+	}
 	p->pending++;
 	pthread_mutex_lock(&p->mu);
 	if (p->todo_tail)
@@ -161,3 +233,9 @@ int sdk_pool_submit(sdk_pool *p, sdk_pool_work_fn work, sdk_pool_done_fn done, v
 }
 
 size_t sdk_pool_pending(const sdk_pool *p) { return p->pending; }
+
+size_t sdk_pool_caller_pending(const sdk_pool *p, const char *caller)
+{
+	const struct caller *c = caller ? caller_find(p, caller) : NULL;
+	return c ? c->jobs : 0;
+}
