@@ -234,6 +234,10 @@ static int send_attempt(struct forward *f)
 	evhttp_add_header(out, "Host", host);
 	evhttp_add_header(out, "X-Request-Id", sdk_req_id(f->req));
 	evhttp_add_header(out, SDK_TOKEN_HEADER, f->gw->token);
+	int role; /* who the kernel acts for (sdk_req_caller): never a client's own headers */
+	const char *user = sdk_req_user(f->req, &role);
+	if (user && evhttp_add_header(out, SDK_CALLER_HEADER, user) == 0)
+		evhttp_add_header(out, SDK_CALLER_ROLE_HEADER, role == SDK_CALLER_ADMIN ? "admin" : "user");
 	struct evbuffer *body = sdk_req_body(f->req);
 	size_t len = evbuffer_get_length(body);
 	if (len) {
