@@ -55,6 +55,8 @@ bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 		return false;
 	}
 	sdk_req_set_user(req, user, role);
+	if (!api_user_data_ready(api, req, user)) /* an earlier user's data is still going */
+		return false;
 	if (access == ACCESS_USER && (role == AUTH_ROLE_USER || role == AUTH_ROLE_ADMIN))
 		return true;
 	if (role == AUTH_ROLE_ADMIN)

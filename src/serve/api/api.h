@@ -13,6 +13,7 @@
 #include "serve/outbox/outbox.h"
 #include "sdk/http.h"
 #include "serve/supervisor/supervisor.h"
+#include "serve/api/user_data.h"
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
 typedef struct mem_service mem_service;
@@ -28,6 +29,7 @@ typedef struct api_ctx {
 	auth_ctx *auth;
 	chat *chat;
 	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
+	user_data *ud;   /* purges a user's data with the user (user_data.h) */
 	sdk_server *server;
 } api_ctx;
 
