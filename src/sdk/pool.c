@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,17 @@ struct caller {
 	size_t jobs;
 };
 
+/* What the workers remember of a caller, under the mutex, to take turns:
+ * the next job is one of the caller with the fewest jobs running, and of
+ * those the one served longest ago. A bounded table: the entry of an idle
+ * caller served longest ago is reused, which only puts it first in line. */
+#define POOL_SERVED_MAX 64
+struct served {
+	char name[SDK_POOL_CALLER_MAX + 1];
+	unsigned running;
+	uint64_t last; /* when its last job started, in dequeues */
+};
+
 struct sdk_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -35,12 +47,63 @@ struct sdk_pool {
 	size_t caller_max; /* 0: no per-caller limit */
 	struct caller *callers;
 	size_t n_callers, cap_callers;
+	struct served served[POOL_SERVED_MAX];
+	size_t n_served;
+	uint64_t dequeues;
 	bool stopping;
 	pthread_t *threads;
 	unsigned n_threads;
 	int wake[2]; /* worker -> loop: "something finished" */
 	struct event *wake_ev;
 };
+
+/* Under the mutex. A job with no caller counts as the caller "". */
+static struct served *served_find(sdk_pool *p, const char *name, bool add)
+{
+	struct served *idle = NULL;
+	for (size_t i = 0; i < p->n_served; i++) {
+		struct served *s = &p->served[i];
+		if (!strncmp(s->name, name, SDK_POOL_CALLER_MAX))
+			return s;
+		if (!s->running && (!idle || s->last < idle->last))
+			idle = s;
+	}
+	if (!add)
+		return NULL;
+	struct served *s = p->n_served < POOL_SERVED_MAX ? &p->served[p->n_served++] : idle;
+	if (!s)
+		return NULL; /* every entry running: more callers than that are not told apart */
+	*s = (struct served){ .running = 0, .last = 0 };
+	snprintf(s->name, sizeof s->name, "%s", name);
+	return s;
+}
+
+/* Under the mutex: takes the job to run next out of the queue. One
+ * caller's burst does not keep the others waiting behind it; a single
+ * caller's jobs (and jobs of no caller) run in order. */
+static struct job *job_next(sdk_pool *p)
+{
+	struct job *best = NULL, *best_prev = NULL, *prev = NULL;
+	unsigned best_running = 0;
+	uint64_t best_last = 0;
+	for (struct job *j = p->todo; j; prev = j, j = j->next) {
+		const struct served *s = served_find(p, j->caller, false);
+		unsigned running = s ? s->running : 0;
+		uint64_t last = s ? s->last : 0;
+		if (!best || running < best_running || (running == best_running && last < best_last)) {
+			best = j, best_prev = prev;
+			best_running = running, best_last = last;
+		}
+	}
+	if (best_prev)
+		best_prev->next = best->next;
+	else
+		p->todo = best->next;
+	if (p->todo_tail == best)
+		p->todo_tail = best_prev;
+	best->next = NULL;
+	return best;
+}
 
 static void *worker(void *arg)
 {
@@ -51,13 +114,17 @@ static void *worker(void *arg)
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (p->stopping)
 			break;
-		struct job *j = p->todo;
-		p->todo = j->next;
-		if (!p->todo)
-			p->todo_tail = NULL;
+		struct job *j = job_next(p);
+		struct served *s = served_find(p, j->caller, true);
+		if (s) {
+			s->running++;
+			s->last = ++p->dequeues;
+		}
 		pthread_mutex_unlock(&p->mu);
 		j->work(j->arg);
 		pthread_mutex_lock(&p->mu);
+		if (s && !strncmp(s->name, j->caller, SDK_POOL_CALLER_MAX) && s->running)
+			s->running--;
 		j->next = p->finished;
 		p->finished = j;
 		char b = 1;

@@ -9,7 +9,11 @@
  *     caller limit set, a caller with that many jobs queued or running is
  *     refused with SDK_POOL_ECALLER (answer 429 and Retry-After) while
  *     every other caller still gets in. So one caller cannot fill the
- *     queue that everybody shares. */
+ *     queue that everybody shares.
+ * And callers take turns: a free worker takes a job of the caller with the
+ * fewest jobs running, of those the one served longest ago, so a caller's
+ * burst does not keep another's one job waiting behind it. Jobs of one
+ * caller (and jobs of no caller) run in the order they came. */
 #ifndef GRACE_SDK_POOL_H
 #define GRACE_SDK_POOL_H
 

@@ -33,7 +33,10 @@ static void gate_set(bool open)
 struct job {
 	int ran, done;
 	pthread_t worker;
+	int order; /* when it ran, from 1 */
 };
+
+static int ran_so_far; /* only the pool's one worker writes it in test_turns */
 
 static pthread_t loop_thread;
 
@@ -46,6 +49,7 @@ static void work(void *arg)
 	pthread_mutex_unlock(&gate_mu);
 	j->worker = pthread_self();
 	j->ran++;
+	j->order = __atomic_add_fetch(&ran_so_far, 1, __ATOMIC_SEQ_CST);
 }
 
 static void done(void *arg)
@@ -180,6 +184,34 @@ static void test_long_caller_names(void **state)
 	event_base_free(base);
 }
 
+/* One worker, alice's burst queued before bob's one job: bob's runs as soon
+ * as the worker is free, not after all of alice's; alice's keep their order. */
+static void test_turns(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	sdk_pool *p = sdk_pool_new(base, 1, 16);
+	struct job a[4] = { 0 }, b[2] = { 0 };
+	ran_so_far = 0;
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(sdk_pool_submit_as(p, "alice", work, done, &a[i]), 0);
+	assert_int_equal(sdk_pool_submit_as(p, "bob", work, done, &b[0]), 0);
+	assert_int_equal(sdk_pool_submit_as(p, "bob", work, done, &b[1]), 0);
+	gate_set(true);
+	run_until_done(base, a, 4);
+	run_until_done(base, b, 2);
+	/* a[0] first (it came first), then they alternate while both have some. */
+	assert_int_equal(a[0].order, 1);
+	assert_int_equal(b[0].order, 2);
+	assert_int_equal(a[1].order, 3);
+	assert_int_equal(b[1].order, 4);
+	for (size_t i = 1; i < 4; i++)
+		assert_true(a[i].order > a[i - 1].order);
+	assert_true(b[1].order > b[0].order);
+	sdk_pool_free(p);
+	event_base_free(base);
+}
+
 static void *open_gate_later(void *arg)
 {
 	(void)arg;
@@ -219,6 +251,7 @@ int main(void)
 		cmocka_unit_test_setup(test_queue_bound, setup),
 		cmocka_unit_test_setup(test_caller_limit, setup),
 		cmocka_unit_test_setup(test_long_caller_names, setup),
+		cmocka_unit_test_setup(test_turns, setup),
 		cmocka_unit_test_setup(test_free_answers_queued, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,7 +34,10 @@
  * The update trigger fires on title, body and tags only: a change of
  * owner (a user deleted) must not re-index every document they had.
  *
- * size is the bytes of title and body, what an owner's quota counts.
+ * size is the bytes of title and body, what an owner's quota counts. The
+ * two covering indexes answer "what does this owner have" and "whose is
+ * this source" without reading a body: a column after the body is found
+ * only by walking the body's overflow pages.
  * ingest_jobs and ingest_files are the ingests (ingest.h): each file of an
  * ingest and what became of it, so a restart resumes where it stopped. */
 #define LIB_SCHEMA_DOCUMENTS \
@@ -57,8 +60,10 @@
 	") WITHOUT ROWID;" \
 	"CREATE INDEX IF NOT EXISTS document_tags_by_tag" \
 	"  ON document_tags (tag, doc_id);" \
-	"CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (owner)" \
+	"CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (owner, size)" \
 	"  WHERE owner IS NOT NULL;" \
+	"CREATE INDEX IF NOT EXISTS documents_by_source ON documents (source, owner, size)" \
+	"  WHERE source IS NOT NULL;" \
 	"CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(" \
 	"  title, body, tags," \
 	"  content = 'documents', content_rowid = 'id'," \
