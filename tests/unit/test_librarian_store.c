@@ -727,6 +727,172 @@ static void test_ingest_inside_caller_transaction(void **state)
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents"), 0);
 }
 
+
+/* A schema 1 database (no owners, no ingest tables) is migrated: its
+ * documents stay, with no owner and their size counted. */
+static void test_migrate_schema_1(void **state)
+{
+	struct fx *f = *state;
+	sqlite3 *db;
+	json_t *doc = NULL;
+	int64_t docs, bytes;
+
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+		"CREATE TABLE documents (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" title TEXT NOT NULL, body TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]',"
+		" source TEXT UNIQUE NULL, created_at INTEGER NOT NULL);"
+		"CREATE TABLE document_tags (doc_id INTEGER NOT NULL, tag TEXT NOT NULL,"
+		" PRIMARY KEY (doc_id, tag)) WITHOUT ROWID;"
+		"CREATE VIRTUAL TABLE documents_fts USING fts5(title, body, tags,"
+		" content = 'documents', content_rowid = 'id', tokenize = 'porter unicode61');"
+		"CREATE TRIGGER documents_au AFTER UPDATE ON documents BEGIN SELECT 1; END;"
+		"INSERT INTO documents (title, body, created_at) VALUES ('Old', 'kestrel', 1);"
+		"INSERT INTO documents_fts (rowid, title, body, tags) VALUES (1, 'Old', 'kestrel', '[]');"
+		"PRAGMA user_version = 1;", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(lib_store_init(db, &f->err), SDK_OK);
+	assert_int_equal(lib_doc_get(db, 1, &doc, &f->err), SDK_OK);
+	assert_true(json_is_null(json_object_get(doc, "owner")));
+	json_decref(doc);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT size FROM documents WHERE id = 1",
+					    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 3 + 7);
+	sqlite3_finalize(st);
+	assert_int_equal(lib_usage(db, "nobody", &docs, &bytes, &f->err), SDK_OK);
+	assert_int_equal(docs, 0);
+	sqlite3_close(db);
+}
+
+/* Owners: who may delete, quotas, and a deleted owner's release. */
+static void test_owners_and_quotas(void **state)
+{
+	struct fx *f = *state;
+	lib_quota q = { .docs = 2, .bytes = 100 };
+	lib_actor alice = { "alice", false }, bob = { "bob", false }, admin = { "root", true },
+		  none = { NULL, false };
+	int64_t a, b, docs, bytes;
+	json_t *out = NULL, *doc = NULL;
+
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "a", "first", NULL, NULL, &a,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "b", "second", NULL, NULL, &b,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "c", "third", NULL, NULL, NULL,
+					   &f->err), SDK_EQUOTA);
+	assert_non_null(strstr(f->err.msg, "at most 2 documents"));
+	assert_int_equal(lib_doc_put_owned(f->db, "bob", &q, "c", "x", NULL, NULL, NULL,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_put_owned(f->db, "carol", &q, "big", "0123456789012345678901234"
+					   "56789012345678901234567890123456789012345678901234567"
+					   "8901234567890123456789", NULL, NULL, NULL, &f->err),
+			 SDK_EQUOTA);
+	assert_non_null(strstr(f->err.msg, "100 bytes"));
+	assert_int_equal(lib_usage(f->db, "alice", &docs, &bytes, &f->err), SDK_OK);
+	assert_int_equal(docs, 2);
+	assert_int_equal(bytes, 1 + 5 + 1 + 6);
+
+	assert_int_equal(lib_doc_delete_as(f->db, &bob, a, &f->err), SDK_EDENIED);
+	assert_int_equal(lib_doc_delete_as(f->db, &none, a, &f->err), SDK_EDENIED);
+	assert_int_equal(lib_doc_delete_as(f->db, &alice, a, &f->err), SDK_OK);
+	assert_int_equal(lib_doc_delete_as(f->db, &alice, a, &f->err), SDK_ENOTFOUND);
+
+	/* alice is gone: b stays, with no owner, and only an admin deletes it. */
+	assert_int_equal(lib_owner_release(f->db, "alice", 5, &out, &f->err), SDK_OK);
+	assert_int_equal(json_integer_value(json_object_get(out, "documents")), 1);
+	json_decref(out);
+	assert_int_equal(lib_doc_get(f->db, b, &doc, &f->err), SDK_OK);
+	assert_true(json_is_null(json_object_get(doc, "owner")));
+	json_decref(doc);
+	assert_int_equal(lib_doc_delete_as(f->db, &alice, b, &f->err), SDK_EDENIED);
+	assert_int_equal(lib_doc_delete_as(f->db, &admin, b, &f->err), SDK_OK);
+}
+
+/* A job: walked, listed, ingested a chunk at a time, each file once; a
+ * job that would pass the quota is refused whole; another user's file is
+ * not taken over. */
+static void test_jobs(void **state)
+{
+	struct fx *f = *state;
+	lib_actor alice = { "alice", false }, bob = { "bob", false };
+	lib_quota q = { 0 };
+	lib_files files;
+	char *rpath = NULL, p[PATH_MAX], state_[16];
+	int64_t id, id2, n;
+	json_t *job = NULL, *rep = NULL;
+	int rc, rounds = 0;
+
+	make_tree(f);
+	path_of(p, f, "lib");
+	assert_int_equal(lib_ingest_resolve(f->root, p, &rpath, &f->err), SDK_OK);
+	assert_int_equal(lib_ingest_walk(rpath, 5, 0, &files, &f->err), SDK_ETOOLARGE);
+	assert_int_equal(lib_ingest_walk(rpath, 0, 0, &files, &f->err), SDK_OK);
+	assert_int_equal(files.n, 7); /* 4 to read, 3 skipped at the walk or the read */
+	assert_int_equal(lib_job_create(f->db, &alice, rpath, 1, &id, &f->err), SDK_OK);
+	assert_int_equal(lib_job_active(f->db, "alice", &n, &f->err), SDK_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(lib_job_scan_store(f->db, id, &files, &q, 2, &f->err), SDK_OK);
+	while ((rc = lib_job_chunk(f->db, id, 2, 1 << 20, &q, 3, &f->err)) == 1)
+		rounds++;
+	assert_int_equal(rc, 0);
+	assert_true(rounds >= 1);
+	assert_int_equal(lib_job_chunk(f->db, id, 2, 1 << 20, &q, 3, &f->err), 0);
+	assert_int_equal(lib_job_state(f->db, id, state_, sizeof state_, &f->err), SDK_OK);
+	assert_string_equal(state_, "done");
+	assert_int_equal(lib_job_report(f->db, id, &rep, &f->err), SDK_OK);
+	assert_int_equal(json_integer_value(json_object_get(rep, "ingested")), 4);
+	assert_int_equal(json_integer_value(json_object_get(rep, "skipped")), 3);
+	json_decref(rep);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents WHERE owner = 'alice'"), 4);
+	assert_int_equal(lib_job_get(f->db, &bob, id, &job, &f->err), SDK_ENOTFOUND);
+	assert_int_equal(lib_job_get(f->db, &alice, id, &job, &f->err), SDK_OK);
+	assert_int_equal(json_array_size(json_object_get(job, "errors")), 3);
+	json_decref(job);
+
+	/* Bob ingests the same files: each fails, none is taken over. */
+	assert_int_equal(lib_job_create(f->db, &bob, rpath, 4, &id2, &f->err), SDK_OK);
+	assert_int_equal(lib_job_scan_store(f->db, id2, &files, &q, 5, &f->err), SDK_OK);
+	while (lib_job_chunk(f->db, id2, 10, 1 << 20, &q, 6, &f->err) == 1)
+		;
+	assert_int_equal(lib_job_report(f->db, id2, &rep, &f->err), SDK_OK);
+	assert_int_equal(json_integer_value(json_object_get(rep, "failed")), 4);
+	json_decref(rep);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents WHERE owner = 'alice'"), 4);
+
+	/* alice is deleted: her documents stay, with no owner. */
+	assert_int_equal(lib_owner_release(f->db, "alice", 8, &job, &f->err), SDK_OK);
+	json_decref(job);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents WHERE owner IS NULL"), 4);
+	lib_files_free(&files);
+	free(rpath);
+
+	/* Files that would pass a quota: refused whole, nothing listed or stored. */
+	lib_actor carol = { "carol", false };
+	make_dir(f, "lib/fresh");
+	for (int i = 0; i < 4; i++) {
+		char rel[32];
+		snprintf(rel, sizeof rel, "lib/fresh/f%d.md", i);
+		write_text(f, rel, "# fresh\nosprey\n");
+	}
+	path_of(p, f, "lib/fresh");
+	assert_int_equal(lib_ingest_resolve(f->root, p, &rpath, &f->err), SDK_OK);
+	assert_int_equal(lib_ingest_walk(rpath, 0, 0, &files, &f->err), SDK_OK);
+	assert_int_equal(lib_job_create(f->db, &carol, rpath, 9, &id2, &f->err), SDK_OK);
+	q.docs = 3;
+	assert_int_equal(lib_job_scan_store(f->db, id2, &files, &q, 10, &f->err), SDK_EQUOTA);
+	assert_non_null(strstr(f->err.msg, "at most 3 documents"));
+	assert_int_equal(lib_job_fail(f->db, id2, f->err.msg, 11, &f->err), SDK_OK);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM ingest_files WHERE job_id ="
+				       " (SELECT max(id) FROM ingest_jobs)"), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents WHERE owner = 'carol'"), 0);
+	assert_int_equal(lib_job_chunk(f->db, id2, 10, 1 << 20, &q, 12, &f->err), 0);
+	assert_int_equal(lib_job_state(f->db, id2, state_, sizeof state_, &f->err), SDK_OK);
+	assert_string_equal(state_, "failed");
+	lib_files_free(&files);
+	free(rpath);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -751,6 +917,9 @@ int main(void)
 		T(test_reingest_replaces),
 		T(test_ingest_rolls_back),
 		T(test_ingest_inside_caller_transaction),
+		T(test_migrate_schema_1),
+		T(test_owners_and_quotas),
+		T(test_jobs),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -146,7 +146,8 @@ static void part_end(struct pending *p, unsigned part, int status, const char *w
 			 why ? why : "failed");
 		retry_later(u);
 	} else if (p->todo & part) {
-		run(p); /* asked for again meanwhile */
+		run(p); /* asked for again meanwhile; it may end the purge and free p */
+		return;
 	}
 	if (p->todo == 0 && p->running == 0) {
 		sdk_info("user data: everything kept under '%s' is purged", p->name);
