@@ -96,7 +96,14 @@ class HealthWatch:
 
 class LargeIngest(GraceTestCase):
     def test_large_ingest_is_a_resumable_job(self):
-        with GraceServer(kernels={"librarian": {}}) as g:
+        with GraceServer(kernels={"librarian": {}},
+                         config={"librarian": {"ingests_per_user": 1}}) as g:
+            g.create_user("reader", "reader-password-1")
+            reader = {"Authorization": "Bearer " + g.login("reader", "reader-password-1")}
+            small = os.path.join(g.library, "small")
+            os.makedirs(small)
+            with open(os.path.join(small, "note.md"), "w") as f:
+                f.write("# A small note\nzqxsmall\n")
             tree = os.path.join(g.library, "archive")
             paths = make_tree(tree)
             total = sum(os.path.getsize(p) for p in paths)
@@ -113,6 +120,15 @@ class LargeIngest(GraceTestCase):
                 self.assertEqual(job["files"]["total"], FILES)
                 self.assertEqual(job["bytes"]["total"], total)
                 self.assertEqual(job["state"], "running")
+
+                # One ingest at a time per user (ingests_per_user = 1): the
+                # same user again is 429; another user is not held up.
+                st, hdrs, r2 = g.http("POST", "/librarian/ingest", {"path": small})
+                self.assertEqual(st, 429, r2)
+                self.assertTrue(hdrs["Retry-After"].isdigit())
+                st, _, r2 = g.http("POST", "/librarian/ingest", {"path": small}, headers=reader,
+                                   timeout=scaled(30))
+                self.assertEqual((st, r2.get("ingested")), (200, 1), r2)
 
                 def job_now():
                     st, _, j = g.http("GET", "/librarian/ingest/jobs/%d" % jid,
