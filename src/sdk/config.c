@@ -103,6 +103,26 @@ static const struct cfg_key model_keys[] = {
 #undef M
 };
 
+static const struct cfg_key memory_keys[] = {
+#define Q(n, field, t, lo, hi) { n, offsetof(grace_memory, field), t, lo, hi }
+	Q("tables_per_user", tables_per_user, KEY_UINT, 1, 1000000),
+	Q("jobs_per_user", jobs_per_user, KEY_UINT, 1, 64),
+	Q("rows_per_user", rows_per_user, KEY_SIZE, 1, 1000000000),
+	Q("bytes_per_user", bytes_per_user, KEY_SIZE, 1024, (uint64_t)1 << 40),
+#undef Q
+};
+
+static const struct cfg_key librarian_keys[] = {
+#define B(n, field, t, lo, hi) { n, offsetof(grace_librarian, field), t, lo, hi }
+	B("documents_per_user", documents_per_user, KEY_UINT, 1, 100000000),
+	B("ingests_per_user", ingests_per_user, KEY_UINT, 1, 64),
+	B("ingest_files_max", ingest_files_max, KEY_UINT, 1, 10000000),
+	B("ingest_chunk_files", ingest_chunk_files, KEY_UINT, 1, 10000),
+	B("document_bytes_per_user", document_bytes_per_user, KEY_SIZE, 1024, (uint64_t)1 << 40),
+	B("ingest_bytes_max", ingest_bytes_max, KEY_SIZE, 1024, (uint64_t)1 << 40),
+#undef B
+};
+
 /* A model server's base URL: http or https, and nothing odd in it. */
 static bool model_url_valid(const char *v)
 {
@@ -393,9 +413,19 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "model"))
 		return on_model_key(c, name, value);
-	if (!strcmp(section, "audit")) {
-		int rc = set_keyed(&cfg->audit, audit_keys, sizeof audit_keys / sizeof audit_keys[0],
-				   name, value, c->err, sizeof c->err);
+	if (!strcmp(section, "audit") || !strcmp(section, "memory") ||
+	    !strcmp(section, "librarian")) {
+		int rc = !strcmp(section, "audit")
+				 ? set_keyed(&cfg->audit, audit_keys,
+					     sizeof audit_keys / sizeof audit_keys[0], name, value,
+					     c->err, sizeof c->err)
+			 : !strcmp(section, "memory")
+				 ? set_keyed(&cfg->memory, memory_keys,
+					     sizeof memory_keys / sizeof memory_keys[0], name, value,
+					     c->err, sizeof c->err)
+				 : set_keyed(&cfg->librarian, librarian_keys,
+					     sizeof librarian_keys / sizeof librarian_keys[0], name,
+					     value, c->err, sizeof c->err);
 		if (rc == 1)
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
@@ -438,8 +468,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace", "limits", "defaults", "auth", "model",
-					       "audit" };
+	static const char *const fixed[] = { "grace", "limits",	 "defaults", "auth",
+					     "model", "audit",	 "memory",   "librarian" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -537,6 +567,16 @@ static void config_defaults(grace_config *cfg)
 	cfg->model = (grace_model){ .timeout_ms = 60000,
 				    .max_tokens = 1024,
 				    .heartbeat_ms = GRACE_MODEL_HEARTBEAT_MS };
+	cfg->memory = (grace_memory){ .tables_per_user = 100,
+				      .jobs_per_user = 8,
+				      .rows_per_user = 1000000,
+				      .bytes_per_user = (size_t)1 << 30 };
+	cfg->librarian = (grace_librarian){ .documents_per_user = 100000,
+					    .ingests_per_user = 2,
+					    .ingest_files_max = 20000,
+					    .ingest_chunk_files = 32,
+					    .document_bytes_per_user = (size_t)1 << 30,
+					    .ingest_bytes_max = (size_t)512 << 20 };
 	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
 		snprintf(k->name, sizeof k->name, "%s", builtin_kernels[i].name);

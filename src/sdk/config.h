@@ -68,6 +68,24 @@ typedef struct grace_model {
 #define GRACE_MODEL_HEARTBEAT_MS 10000     /* the default */
 #define GRACE_MODEL_HEARTBEAT_MAX_MS 15000 /* the promise: a comment at least this often */
 
+/* [memory]: per-user quotas and fairness of the memory tables. */
+typedef struct grace_memory {
+	unsigned tables_per_user;
+	unsigned jobs_per_user; /* requests queued or running at once; past it 429 */
+	size_t rows_per_user;
+	size_t bytes_per_user; /* rows' JSON */
+} grace_memory;
+
+/* [librarian]: per-user quotas and ingest limits of the librarian kernel. */
+typedef struct grace_librarian {
+	unsigned documents_per_user;
+	unsigned ingests_per_user;   /* ingests queued or running at once */
+	unsigned ingest_files_max;   /* files in one ingest */
+	unsigned ingest_chunk_files; /* files per transaction */
+	size_t document_bytes_per_user;
+	size_t ingest_bytes_max;     /* bytes in one ingest */
+} grace_librarian;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -95,6 +113,8 @@ typedef struct grace_config {
 	grace_auth auth;
 	grace_audit audit;
 	grace_model model;
+	grace_memory memory;
+	grace_librarian librarian;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -5,6 +5,7 @@
 #include "sdk/clock.h"
 #include "sdk/http_internal.h"
 #include "sdk/log.h"
+#include "sdk/token.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -239,6 +240,40 @@ const char *sdk_req_user(const sdk_req *r, int *role)
 	if (role)
 		*role = r->role;
 	return r->user[0] ? r->user : NULL;
+}
+
+/* A user name as the main process's auth allows it: 1 to 64 of a-z, 0-9,
+ * '_', '.', '-'. Anything else in the header is not a caller. */
+static bool caller_name_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > SDK_CALLER_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '.' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+const char *sdk_req_caller(const sdk_req *r, const char *token, int *role)
+{
+	if (role)
+		*role = SDK_CALLER_NONE;
+	const char *given = sdk_req_header(r, SDK_TOKEN_HEADER);
+	const char *name = sdk_req_header(r, SDK_USER_HEADER);
+	const char *rn = sdk_req_header(r, SDK_ROLE_HEADER);
+	if (!token || !*token || !given || !sdk_secret_equal(given, token) ||
+	    !caller_name_valid(name) || !rn)
+		return NULL;
+	int k = !strcmp(rn, "admin") ? SDK_CALLER_ADMIN
+		: !strcmp(rn, "user") ? SDK_CALLER_USER
+				      : SDK_CALLER_NONE;
+	if (k == SDK_CALLER_NONE)
+		return NULL;
+	if (role)
+		*role = k;
+	return name;
 }
 
 bool sdk_secret_equal(const char *a, const char *b)

@@ -84,6 +84,17 @@ const char *sdk_req_id(const sdk_req *r);
  * bytes) and a role number. sdk_req_user is NULL when there is none. */
 void sdk_req_set_user(sdk_req *r, const char *name, int role);
 const char *sdk_req_user(const sdk_req *r, int *role);
+/* The end user a kernel request is made for, as the gateway vouches for
+ * it after authenticating them: X-Grace-User (the user name) and
+ * X-Grace-Role ("admin" or "user"). Believed only together with the
+ * internal token `token` (the kernel's own), which the gateway also adds;
+ * the gateway never forwards these headers from a client. Returns the name
+ * (borrowed from the request) and *role, or NULL and SDK_CALLER_NONE when
+ * the request names no caller, names one badly, or lacks the token. The
+ * header names are SDK_USER_HEADER and SDK_ROLE_HEADER (sdk/token.h). */
+#define SDK_CALLER_NAME_MAX 64
+enum { SDK_CALLER_NONE = 0, SDK_CALLER_USER = 1, SDK_CALLER_ADMIN = 2 };
+const char *sdk_req_caller(const sdk_req *r, const char *token, int *role);
 /* The client's address ("127.0.0.1"); borrowed. */
 const char *sdk_req_peer(sdk_req *r);
 /* The body (never NULL: an empty buffer when none came). */

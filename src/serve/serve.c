@@ -227,6 +227,8 @@ int grace_serve(const grace_config *cfg)
 		sdk_error("cannot start chat: %s", err);
 	if (s.api.auth)
 		s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
+	if (s.api.auth && s.api.chat)
+		user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = api_routes,
 			       .n_routes = api_n_routes,
@@ -271,6 +273,7 @@ out:
 	auth_free(s.api.auth); /* likewise for password jobs */
 	chat_free(s.api.chat); /* and for answers being written */
 	api_memory_close(s.api.mem); /* and for memory requests queued */
+	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);

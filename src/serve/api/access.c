@@ -54,6 +54,8 @@ bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 	sdk_req_set_user(req, user, role);
 	if (by_cookie && csrf_refused(req, auth_csrf_cookie(&api->auth->origins, &in, &err), &err))
 		return false;
+	if (!api_user_data_ready(api, req, user)) /* an earlier user's data is still going */
+		return false;
 	if (access == ACCESS_USER && (role == AUTH_ROLE_USER || role == AUTH_ROLE_ADMIN))
 		return true;
 	if (role == AUTH_ROLE_ADMIN)

@@ -13,8 +13,10 @@
 #include "serve/outbox/outbox.h"
 #include "sdk/http.h"
 #include "serve/supervisor/supervisor.h"
+#include "serve/api/user_data.h"
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
+typedef struct mem_service mem_service;
 
 typedef struct api_ctx {
 	const grace_config *cfg;
@@ -27,6 +29,7 @@ typedef struct api_ctx {
 	auth_ctx *auth;
 	chat *chat;
 	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
+	user_data *ud;   /* purges a user's data with the user (user_data.h) */
 	sdk_server *server;
 } api_ctx;
 
@@ -53,6 +56,8 @@ void api_chat_messages_post(sdk_req *req, void *ctx);
 api_memory *api_memory_open(const grace_config *cfg, struct event_base *base);
 /* Answers the requests still queued: call before the server is freed. */
 void api_memory_close(api_memory *m);
+/* The memory service behind /memory (NULL when it could not open). */
+mem_service *api_memory_service(api_memory *m);
 void api_memory_tables_create(sdk_req *req, void *ctx);
 void api_memory_tables_list(sdk_req *req, void *ctx);
 void api_memory_table_get(sdk_req *req, void *ctx);

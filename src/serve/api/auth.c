@@ -97,6 +97,7 @@ static void create_done(struct hash_job *j)
 		else
 			sdk_reply_json(j->req, 201, json_pack("{s:s, s:s}", "name", j->name, "role",
 							      auth_role_name(j->role)));
+		if (rc == 0) api_user_data_purge(api, j->name); /* an earlier user's data, if any */
 	}
 	job_free(j);
 }
@@ -313,6 +314,7 @@ void api_auth_users_delete(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 500, "storage", "cannot delete the user");
 		return;
 	}
+	api_user_data_purge(api, name); /* their tables, chats and documents go with them */
 	sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
 }
 
