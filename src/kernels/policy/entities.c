@@ -143,7 +143,7 @@ static int entity_of(cedar_arena *a, json_t *obj, cedar_entity *e, char *err, si
 		return -1;
 	}
 	e->tags = (cedar_value){ .kind = CEDAR_RECORD };
-	if (tags && !json_is_null(tags) &&
+	if (tags &&
 	    (!json_is_object(tags) || cedar_json_record(a, tags, &e->tags, why, sizeof why) < 0)) {
 		snprintf(err, errlen, "tags of %s: %s", name,
 			 json_is_object(tags) ? why : "`tags` must be an object");

@@ -116,7 +116,7 @@ static int run_lines(void)
 		}
 		if (len) {
 			json_error_t jerr;
-			json_t *cs = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+			json_t *cs = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 			json_t *out = cs ? run_case(cs) : json_pack("{s:s}", "bad_case", jerr.text);
 			char *s = json_dumps(out, JSON_COMPACT);
 			puts(s ? s : "{}");

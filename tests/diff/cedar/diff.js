@@ -22,12 +22,13 @@ const { genCase } = require('./gen.js');
 const WASM = path.join(__dirname, '..', '..', 'node', 'node_modules', '@cedar-policy', 'cedar-wasm', 'nodejs');
 
 function args() {
-  const a = { cases: process.env.GRACE_SANITIZED === '1' ? 300 : 4000, seed: 1, corpus: path.join(__dirname, 'corpus'), verbose: false };
+  const a = { cases: process.env.GRACE_SANITIZED === '1' ? 300 : 4000, broken: process.env.GRACE_SANITIZED === '1' ? 100 : 1000, seed: 1, corpus: path.join(__dirname, 'corpus'), verbose: false };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     if (v[i] === '--cli') a.cli = v[++i];
     else if (v[i] === '--cases') a.cases = Number(v[++i]);
     else if (v[i] === '--seed') a.seed = Number(v[++i]);
+    else if (v[i] === '--broken') a.broken = Number(v[++i]);
     else if (v[i] === '--corpus') a.corpus = v[++i];
     else if (v[i] === '--verbose') a.verbose = true;
     else if (v[i] === '--dump') a.dump = v[++i];
@@ -90,6 +91,7 @@ function same(a, b) {
 
 // Returns null when both agree, else a description of the difference.
 function compare(ref, got) {
+  if (got.bad_case) return 'cedar_cli could not read the case: ' + got.bad_case;
   if (!ref.parse || got.parse_error) {
     if (!ref.parse && got.parse_error) return null;
     return ref.parse ? 'C refused the policies (' + JSON.stringify(got.parse_error) + '), Cedar parsed them'
@@ -146,6 +148,8 @@ function main() {
   const corpus = loadCorpus(a.corpus);
   const generated = [];
   for (let i = 0; i < a.cases; i++) generated.push(Object.assign({ name: 'seed ' + (a.seed + i) }, genCase(a.seed + i)));
+  // Broken texts: the same generator with one to three mutations each.
+  for (let i = 0; i < a.broken; i++) generated.push(Object.assign({ name: 'broken seed ' + (a.seed + i) }, genCase(a.seed + i, { mutate: true })));
   const all = corpus.concat(generated);
   if (a.dump) fs.writeFileSync(a.dump, all.map((c) => JSON.stringify(c)).join('\n') + '\n');
   const t0 = Date.now();
@@ -169,7 +173,7 @@ function main() {
     }
     if (diff) bad.push({ name: all[i].name, diff, c: all[i] });
   }
-  console.log('cedar differential: ' + corpus.length + ' corpus cases and ' + generated.length + ' generated (seed ' + a.seed + '); ' + JSON.stringify(stats) + '; C side ' + tC + ' ms');
+  console.log('cedar differential: ' + corpus.length + ' corpus cases and ' + generated.length + ' generated (' + a.broken + ' of them mutated texts; seed ' + a.seed + '); ' + JSON.stringify(stats) + '; C side ' + tC + ' ms');
   for (const b of bad.slice(0, a.verbose ? bad.length : 10)) {
     console.log('DISAGREEMENT ' + b.name + ': ' + b.diff);
     console.log('  case: ' + JSON.stringify({ policies: b.c.policies, entities: b.c.entities, store: b.c.store, requests: b.c.requests }));

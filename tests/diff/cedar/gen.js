@@ -33,6 +33,55 @@ const IPS = ['10.0.0.1', '10.0.0.0/8', '192.168.1.0/24', '127.0.0.1', '224.0.0.1
 const DATETIMES = ['2024-01-01', '2024-06-15T12:30:00Z', '2024-06-15T12:30:00.250Z', '2024-06-15T12:30:00+0200', '1970-01-01', '2024-02-30', '2023-12-31T23:59:59-0130', 'bad'];
 const DURATIONS = ['1d', '2h30m', '-1h', '1d2h3m4s5ms', '500ms', '0ms', '1x', '-'];
 
+// Random text forms for the extension constructors: mostly near-valid, so
+// that the edges of each format are crossed.
+function randDigits(r, lo, hi) {
+  let s = '';
+  for (let n = r.int(lo, hi); n > 0; n--) s += String(r.int(0, 9));
+  return s;
+}
+
+function randDecimal(r) {
+  if (r.chance(0.5)) return r.pick(DECIMALS);
+  return (r.chance(0.3) ? '-' : '') + randDigits(r, 0, r.chance(0.1) ? 17 : 4) + (r.chance(0.9) ? '.' : '') + randDigits(r, 0, r.chance(0.2) ? 6 : 4);
+}
+
+function randIp(r) {
+  if (r.chance(0.4)) return r.pick(IPS);
+  let s;
+  if (r.chance(0.5)) {
+    s = Array.from({ length: r.chance(0.9) ? 4 : r.int(3, 5) }, () => String(r.chance(0.1) ? r.int(0, 300) : r.int(0, 255)).padStart(r.chance(0.05) ? 3 : 1, '0')).join('.');
+  } else {
+    const groups = Array.from({ length: r.int(1, 8) }, () => r.int(0, 65535).toString(16).padStart(r.chance(0.1) ? 4 : 1, '0'));
+    if (r.chance(0.6)) groups.splice(r.int(0, groups.length), 0, '');
+    s = groups.join(':');
+    if (s.startsWith(':') && !s.startsWith('::')) s = ':' + s;
+    if (s.endsWith(':') && !s.endsWith('::')) s += ':';
+  }
+  if (r.chance(0.4)) s += '/' + (r.chance(0.1) ? '0' : '') + r.int(0, 130);
+  return s;
+}
+
+function randDatetime(r) {
+  if (r.chance(0.3)) return r.pick(DATETIMES);
+  const p2 = (n) => String(n).padStart(2, '0');
+  let s = String(r.int(0, 9999)).padStart(4, '0') + '-' + p2(r.int(0, 13)) + '-' + p2(r.int(0, 32));
+  if (r.chance(0.7)) {
+    s += 'T' + p2(r.int(0, 24)) + ':' + p2(r.int(0, 60)) + ':' + p2(r.int(0, 60));
+    if (r.chance(0.4)) s += '.' + String(r.int(0, 999)).padStart(3, '0');
+    s += r.chance(0.5) ? 'Z' : r.chance(0.9) ? r.pick(['+', '-']) + p2(r.int(0, 25)) + p2(r.int(0, 61)) : '';
+  }
+  return s;
+}
+
+function randDuration(r) {
+  if (r.chance(0.3)) return r.pick(DURATIONS);
+  let s = r.chance(0.3) ? '-' : '';
+  for (const u of ['d', 'h', 'm', 's', 'ms']) if (r.chance(0.4)) s += String(r.chance(0.05) ? r.int(0, 2 ** 31) * 2 ** 22 : r.int(0, 100)) + u;
+  if (r.chance(0.05)) s += r.pick(['d', 'x', '1']);
+  return s;
+}
+
 function cedarString(s) {
   let out = '"';
   for (const ch of s) {
@@ -164,17 +213,17 @@ function gen(r, type, depth, env) {
       if (leaf || r.chance(0.4)) return r.pick(['{}', 'context', 'context.info', 'principal.info', '{a: 1, b: "x"}', '{"a b": 1}', '{level: 2, name: "a"}']);
       return '{' + Array.from({ length: r.int(0, 3) }, (_, i) => r.pick(['level', 'name', 'flag', '"k' + i + '"', 'owner']) + ': ' + sub(r.pick(['long', 'string', 'bool']))).filter((v, i, a) => a.findIndex((w) => w.split(':')[0] === v.split(':')[0]) === i).join(', ') + '}';
     case 'decimal':
-      return r.chance(0.6) ? 'decimal(' + cedarString(r.pick(DECIMALS)) + ')' : r.pick(['principal.d', 'resource.d', 'context.d']);
+      return r.chance(0.6) ? 'decimal(' + cedarString(randDecimal(r)) + ')' : r.pick(['principal.d', 'resource.d', 'context.d']);
     case 'ip':
-      return r.chance(0.6) ? 'ip(' + cedarString(r.pick(IPS)) + ')' : r.pick(['principal.ip', 'context.ip']);
+      return r.chance(0.6) ? 'ip(' + cedarString(randIp(r)) + ')' : r.pick(['principal.ip', 'context.ip']);
     case 'datetime':
       if (r.chance(0.2)) return paren(sub('datetime')) + '.offset(' + sub('duration') + ')';
       if (r.chance(0.1)) return paren(sub('datetime')) + r.pick(['.toDate()']);
-      return r.chance(0.6) ? 'datetime(' + cedarString(r.pick(DATETIMES)) + ')' : r.pick(['principal.when', 'context.when']);
+      return r.chance(0.6) ? 'datetime(' + cedarString(randDatetime(r)) + ')' : r.pick(['principal.when', 'context.when']);
     case 'duration':
       if (r.chance(0.15)) return paren(sub('datetime')) + '.durationSince(' + sub('datetime') + ')';
       if (r.chance(0.1)) return paren(sub('datetime')) + '.toTime()';
-      return r.chance(0.6) ? 'duration(' + cedarString(r.pick(DURATIONS)) + ')' : r.pick(['principal.span', 'context.span']);
+      return r.chance(0.6) ? 'duration(' + cedarString(randDuration(r)) + ')' : r.pick(['principal.span', 'context.span']);
     default:
       return sub(r.pick(['bool', 'long', 'string', 'entity', 'set', 'record', 'decimal', 'ip']));
   }
@@ -221,7 +270,7 @@ function mutate(r, text) {
   switch (r.int(0, 4)) {
     case 0: return text.slice(0, i) + text.slice(i + 1);
     case 1: return text.slice(0, i) + text[i] + text.slice(i);
-    case 2: return text.slice(0, i) + r.pick(['(', ')', ';', ',', '"', '.', '::', '==', '!', '-', '[', '{', 'if ', ' in ', ' has ', '@x ', '?principal', '/', '%', '=', '0']) + text.slice(i);
+    case 2: return text.slice(0, i) + r.pick(['(', ')', ';', ',', '"', '.', '::', '==', '!', '-', '[', ']', '{', '}', 'if ', ' then ', ' else ', ' in ', ' has ', ' like ', ' is ', '@x ', '?principal', '?foo', '/', '%', '=', '0', '9223372036854775808', 'true', 'principal', 'context', ':', '\\', '\\u{', '&&', '||', '<', '*', 'x', '.foo', '()', '[]', '{}']) + text.slice(i);
     case 3: return text.slice(0, i) + r.pick([' ', '\n', '// c\n', '  ']) + text.slice(i);
     default: return text.replace(r.pick(['permit', 'when', 'principal', 'action', 'resource', '&&', '||', 'true']), r.pick(['permitt', 'whenever', 'principals', 'actor', '', '&', '|', 'True']));
   }
@@ -245,7 +294,8 @@ function genCase(seed, opts = {}) {
   const policies = [];
   for (let i = 0; i < np; i++) policies.push(genPolicy(r, env, i));
   let text = policies.join(r.pick(['\n', '\n\n', ' ', '\n// between\n']));
-  if (opts.mutate || r.chance(0.08)) text = mutate(r, text);
+  if (opts.mutate) for (let k = r.int(1, 3); k > 0; k--) text = mutate(r, text);
+  else if (r.chance(0.08)) text = mutate(r, text);
   const pickUid = () => (r.chance(0.1) ? { type: r.pick(TYPES), id: 'nobody' } : r.pick(uids));
   const requests = [];
   const nr = r.int(1, 4);
