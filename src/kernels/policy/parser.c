@@ -1020,6 +1020,20 @@ static px parse_record(parser *p, uint32_t start)
 		if (all_lit)
 			return px_expr(lit(p, start, rec), start);
 	}
+	/* Sorted by key now, so that evaluating makes a record as it stands
+	 * (Cedar too evaluates the values in key order). */
+	for (uint32_t i = 1; i < n; i++) {
+		cedar_attr ka = attrs[i];
+		cedar_expr *kv = vals[i];
+		uint32_t j = i;
+		while (j > 0 && cedar_bytes_cmp(attrs[j - 1].key, attrs[j - 1].key_len, ka.key, ka.key_len) > 0) {
+			attrs[j] = attrs[j - 1];
+			vals[j] = vals[j - 1];
+			j--;
+		}
+		attrs[j] = ka;
+		vals[j] = kv;
+	}
 	cedar_expr *e = node(p, OP_RECORD, start, NULL, NULL, NULL);
 	e->items = vals;
 	e->n = n;
