@@ -97,12 +97,15 @@ static void test_versions(void **state)
 	assert_int_equal(out->version, 3);
 	assert_null(out->ps);
 	assert_int_equal(pol_store_delete(f->s, "default", -1, 2000, &out, &e), SDK_ENOTFOUND);
-	assert_int_equal(put(f, "default", "permit(principal, action, resource);", 3, &e), 0);
+	assert_int_equal(pol_store_put(f->s, "default", "permit(principal, action, resource);", 36, 3, 3000,
+				       &out, &created, &perr, &e), 0);
+	assert_true(created); /* live again after the deletion */
+	assert_int_equal(put(f, "default", "permit(principal, action, resource);", -1, &e), 0);
 	json_t *vs;
 	assert_int_equal(pol_store_versions(f->s, "default", &vs, &e), 0);
-	assert_int_equal(json_array_size(vs), 4);
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(vs, 0), "version")), 4);
-	assert_true(json_is_true(json_object_get(json_array_get(vs, 1), "deleted")));
+	assert_int_equal(json_array_size(vs), 5);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(vs, 0), "version")), 5);
+	assert_true(json_is_true(json_object_get(json_array_get(vs, 2), "deleted")));
 	json_decref(vs);
 	json_t *v1;
 	assert_int_equal(pol_store_version(f->s, "default", 1, &v1, &e), 0);
@@ -115,7 +118,7 @@ static void test_versions(void **state)
 	open_store(f);
 	set = pol_store_set(f->s, "default");
 	assert_non_null(set);
-	assert_int_equal(set->version, 4);
+	assert_int_equal(set->version, 5);
 	assert_non_null(set->ps);
 	assert_int_equal(set->ps->n, 1);
 }

@@ -110,6 +110,11 @@ static bool same_entity(cedar_arena *a, const cedar_entity *x, const cedar_entit
 	return true;
 }
 
+static int entity_ptr_cmp(const void *a, const void *b)
+{
+	return cedar_uid_cmp((*(cedar_entity *const *)a)->uid, (*(cedar_entity *const *)b)->uid);
+}
+
 static int label(const cedar_uid *u, char *buf, size_t cap)
 {
 	cedar_value v = cedar_uid_value(u);
@@ -350,6 +355,10 @@ int cedar_entities_parse(cedar_arena *a, json_t *arr, bool closure, bool keep_js
 		es->table[i] = e;
 		es->list[es->n++] = e;
 	}
+	/* A kept set lists its entities by uid, as its file does: one order
+	 * whatever the order of the writes that made it. */
+	if (closure)
+		qsort(es->list, es->n, sizeof *es->list, entity_ptr_cmp);
 	const cedar_entity **order = closure ? cedar_arena_alloc(a, sizeof *order * (es->n + 1)) : NULL;
 	if (closure && !order) {
 		snprintf(err, errlen, "out of memory");

@@ -312,6 +312,7 @@ int pol_store_put(pol_store *s, const char *name, const char *text, size_t len,
 		cedar_policy_set_free(ps);
 		return rc;
 	}
+	bool was_live = cur && (cur->ps || cur->broken);
 	pol_set *set = set_slot(s, name, err);
 	if (!set) {
 		/* Written but not loaded: the memory no longer says what the file does. */
@@ -319,7 +320,7 @@ int pol_store_put(pol_store *s, const char *name, const char *text, size_t len,
 		return SDK_EIO;
 	}
 	set_install(set, version + 1, now_ms, ps, NULL);
-	*created = !cur || !cur->ps;
+	*created = !was_live;
 	*out = set;
 	return 0;
 }
