@@ -15,6 +15,8 @@
 #include "kernels/policy/cedar.h"
 #include "kernels/policy/lexer.h"
 
+#include <jansson.h>
+
 /* ---- an S-expression of a tree */
 
 typedef struct sbuf {
@@ -432,6 +434,23 @@ static void test_error_positions(void **state)
 	fails_at("permit(principal, action, resource) when { \"\xc3\" };", 1, 45);
 }
 
+/* Messages quote the input and are cut to fit: never in the middle of a
+ * character (they go into JSON). */
+static void test_messages_are_utf8(void **state)
+{
+	(void)state;
+	const char *text = "@a(\"x\"\"\")\nforbid(\n  principal is Use in User::\xc3\xa9\",\n  action, resource);";
+	cedar_policy_set *ps;
+	cedar_parse_error err;
+	assert_int_equal(cedar_parse(text, strlen(text), &ps, &err), -1);
+	json_t *j = json_string(err.msg);
+	assert_non_null(j);
+	json_decref(j);
+	char bad[] = "a\xc3 \xe2\x82 ok \xc3\xa9 \xed\xa0\x80 \xff";
+	cedar_utf8_sanitize(bad);
+	assert_string_equal(bad, "a? ?? ok \xc3\xa9 ??? ?");
+}
+
 static void test_limits(void **state)
 {
 	(void)state;
@@ -489,7 +508,7 @@ int main(void)
 		cmocka_unit_test(test_literals),       cmocka_unit_test(test_members),
 		cmocka_unit_test(test_expression_errors), cmocka_unit_test(test_lexing),
 		cmocka_unit_test(test_error_positions), cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_unescape),
+		cmocka_unit_test(test_unescape),      cmocka_unit_test(test_messages_are_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

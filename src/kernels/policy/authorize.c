@@ -6,8 +6,20 @@
 #include <stdio.h>
 #include <string.h>
 
+static int request_parse(cedar_arena *a, json_t *principal, json_t *action, json_t *resource,
+			 json_t *context, cedar_request *out, char *err, size_t errlen);
+
 int cedar_request_parse(cedar_arena *a, json_t *principal, json_t *action, json_t *resource,
 			json_t *context, cedar_request *out, char *err, size_t errlen)
+{
+	int rc = request_parse(a, principal, action, resource, context, out, err, errlen);
+	if (rc < 0)
+		cedar_utf8_sanitize(err);
+	return rc;
+}
+
+static int request_parse(cedar_arena *a, json_t *principal, json_t *action, json_t *resource,
+			 json_t *context, cedar_request *out, char *err, size_t errlen)
 {
 	char why[CEDAR_ERR_MAX];
 	static const char *const names[] = { "principal", "action", "resource" };

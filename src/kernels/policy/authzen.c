@@ -121,8 +121,21 @@ static json_t *az_reason(const pol_set *set, const cedar_response *r)
 
 /* One evaluation: 0 with the AuthZEN answer in *out, or -1 with why (a
  * 400 for the whole request, or one evaluation's error in a batch). */
+static int az_evaluate_one(pol_kernel *pk, const pol_set *set, json_t *subject, json_t *action,
+			   json_t *resource, json_t *context, json_t **out, char *why, size_t n);
+
+/* The reason goes into JSON: it must be UTF-8 even when it quotes a cut. */
 static int az_evaluate(pol_kernel *pk, const pol_set *set, json_t *subject, json_t *action,
 		       json_t *resource, json_t *context, json_t **out, char *why, size_t n)
+{
+	int rc = az_evaluate_one(pk, set, subject, action, resource, context, out, why, n);
+	if (rc < 0)
+		cedar_utf8_sanitize(why);
+	return rc;
+}
+
+static int az_evaluate_one(pol_kernel *pk, const pol_set *set, json_t *subject, json_t *action,
+			   json_t *resource, json_t *context, json_t **out, char *why, size_t n)
 {
 	az_part parts[3];
 	if (az_part_of(&pk->arena, subject, "subject", false, &parts[0], why, n) < 0 ||

@@ -267,6 +267,7 @@ static int table_set(const cedar_uid ***slot, uint32_t *cap, cedar_arena *a, con
 static int compute_closure(cedar_entities *es, const cedar_entity **order, char *err, size_t errlen)
 {
 	cedar_arena *a = es->arena;
+	uint64_t links = 0;
 	for (uint32_t k = 0; k < es->n; k++) {
 		cedar_entity *e = (cedar_entity *)order[k];
 		uidset s;
@@ -282,13 +283,22 @@ static int compute_closure(cedar_entities *es, const cedar_entity **order, char 
 			if (uidset_add(&s, a, e->parents[i]) < 0)
 				goto oom;
 			const cedar_entity *p = cedar_entities_get(es, e->parents[i]);
+			links += p ? p->anc_cap / 8 : 0; /* scanning counts too, at a discount */
 			for (uint32_t j = 0; p && j < p->anc_cap; j++)
 				if (p->anc[j] && uidset_add(&s, a, p->anc[j]) < 0)
 					goto oom;
 		}
-		if (table_set(&e->anc, &e->anc_cap, a, &s) < 0)
-			goto oom;
+		/* The set is sized for its contents already: it is the table. */
+		e->anc = s.slot;
+		e->anc_cap = s.cap;
 		e->n_anc = s.n;
+		/* A long chain makes the closure quadratic: bound the work. */
+		links += s.n;
+		if (links > CEDAR_CLOSURE_MAX) {
+			snprintf(err, errlen, "the entity hierarchy is too large: more than %d ancestor links "
+					      "in all (a chain of some thousands of entities)", CEDAR_CLOSURE_MAX);
+			return -1;
+		}
 	}
 	/* Every uid some entity names as a parent, for over_touches_base. */
 	uidset refs;
@@ -371,6 +381,7 @@ int cedar_entities_parse(cedar_arena *a, json_t *arr, bool closure, bool keep_js
 	*out = es;
 	return 0;
 fail:
+	cedar_utf8_sanitize(err);
 	cedar_entities_release(es);
 	return -1;
 }
@@ -502,6 +513,7 @@ int cedar_view_check(cedar_view *v, cedar_arena *scratch, char *err, size_t errl
 				char name[128];
 				label(pu, name, sizeof name);
 				snprintf(err, errlen, "the entity hierarchy has a cycle containing %s", name);
+				cedar_utf8_sanitize(err);
 				return -1;
 			}
 			if (table_has(done.slot, done.cap, pu))

@@ -20,6 +20,7 @@
 
 #define CEDAR_ENTITIES_MAX 100000 /* entities in one set */
 #define CEDAR_PARENTS_MAX 10000   /* parents of one entity */
+#define CEDAR_CLOSURE_MAX 2000000 /* ancestor links of a kept set, all entities together */
 #define CEDAR_ERR_MAX 256
 
 typedef struct cedar_entity {

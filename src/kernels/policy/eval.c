@@ -390,5 +390,8 @@ static int eval(cedar_eval *ev, const cedar_expr *e, cedar_value *out)
 int cedar_eval_expr(cedar_eval *ev, const cedar_expr *e, cedar_value *out)
 {
 	ev->err[0] = 0;
-	return eval(ev, e, out);
+	int rc = eval(ev, e, out);
+	if (rc < 0)
+		cedar_utf8_sanitize(ev->err);
+	return rc;
 }

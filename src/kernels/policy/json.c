@@ -124,7 +124,10 @@ static int uid_of(cedar_arena *a, json_t *j, bool text_ok, const cedar_uid **out
 
 int cedar_json_uid(cedar_arena *a, json_t *j, const cedar_uid **out, char *err, size_t errlen)
 {
-	return uid_of(a, j, true, out, err, errlen);
+	int rc = uid_of(a, j, true, out, err, errlen);
+	if (rc < 0)
+		cedar_utf8_sanitize(err);
+	return rc;
 }
 
 static int value_of(cedar_arena *a, json_t *j, int depth, cedar_value *out, char *err,
@@ -265,20 +268,29 @@ static int value_of(cedar_arena *a, json_t *j, int depth, cedar_value *out, char
 
 int cedar_json_value(cedar_arena *a, json_t *j, cedar_value *out, char *err, size_t errlen)
 {
-	return value_of(a, j, 0, out, err, errlen);
+	int rc = value_of(a, j, 0, out, err, errlen);
+	if (rc < 0)
+		cedar_utf8_sanitize(err);
+	return rc;
 }
 
 int cedar_json_record(cedar_arena *a, json_t *obj, cedar_value *out, char *err, size_t errlen)
 {
 	if (!json_is_object(obj))
 		return fail(err, errlen, "expected a JSON object", NULL);
-	return record_of(a, obj, 0, out, err, errlen);
+	int rc = record_of(a, obj, 0, out, err, errlen);
+	if (rc < 0)
+		cedar_utf8_sanitize(err);
+	return rc;
 }
 
 int cedar_json_uid_strict(cedar_arena *a, json_t *j, const cedar_uid **out, char *err,
 			  size_t errlen)
 {
-	return uid_of(a, j, false, out, err, errlen);
+	int rc = uid_of(a, j, false, out, err, errlen);
+	if (rc < 0)
+		cedar_utf8_sanitize(err);
+	return rc;
 }
 
 json_t *cedar_uid_json(const cedar_uid *u)

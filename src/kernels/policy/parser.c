@@ -70,6 +70,7 @@ static _Noreturn __attribute__((format(printf, 3, 4))) void fail_at(parser *p, u
 	va_start(ap, fmt);
 	vsnprintf(p->err->msg, sizeof p->err->msg, fmt, ap);
 	va_end(ap);
+	cedar_utf8_sanitize(p->err->msg);
 	p->err->offset = offset;
 	position(p, offset, &p->err->line, &p->err->column);
 	longjmp(p->fail, 1);

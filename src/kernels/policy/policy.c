@@ -550,6 +550,7 @@ static void on_authorize_batch(sdk_req *req, void *ctx)
 					      json_object_get(one, "context"), &rq, why, sizeof why) < 0)
 			ok = false;
 		if (!ok) {
+			cedar_utf8_sanitize(why);
 			json_array_append_new(results, json_pack("{s:{s:i, s:s}}", "error", "status", 400,
 								 "message", why));
 			continue;

@@ -341,3 +341,29 @@ void cedar_value_format(const cedar_value *v, char *buf, size_t cap)
 		memcpy(buf + cap - 4, "...", 3), f.len = cap - 1;
 	buf[f.len < cap ? f.len : cap - 1] = 0;
 }
+
+void cedar_utf8_sanitize(char *msg)
+{
+	unsigned char *u = (unsigned char *)msg;
+	for (size_t i = 0; u[i];) {
+		unsigned c = u[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		bool ok = len > 0;
+		uint32_t cp = len == 1 ? c : len ? c & (0x7fu >> len) : 0;
+		for (size_t k = 1; ok && k < len; k++) {
+			if ((u[i + k] & 0xc0) != 0x80)
+				ok = false;
+			else
+				cp = cp << 6 | (u[i + k] & 0x3fu);
+		}
+		if (ok && len > 1) {
+			static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+			ok = cp >= min[len] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+		}
+		if (!ok) {
+			u[i++] = '?';
+			continue;
+		}
+		i += len;
+	}
+}

@@ -123,6 +123,11 @@ int cedar_record_of(cedar_attr *attrs, uint32_t n, cedar_value *out, const cedar
 /* The attribute, or NULL. */
 const cedar_value *cedar_record_get(const cedar_value *rec, const char *key, uint32_t len);
 
+/* Makes a message valid UTF-8 in place: a byte that starts no complete
+ * character (a cut in the middle of one, or bad input quoted back)
+ * becomes '?'. Messages quote input and are cut to fit their buffers. */
+void cedar_utf8_sanitize(char *msg);
+
 /* The type name a message uses for a kind ("long", "decimal", ...). */
 const char *cedar_kind_name(int kind);
 /* Writes v in Cedar syntax into buf (truncated with "..." past cap). */

@@ -118,6 +118,8 @@ static int run_lines(void)
 			json_error_t jerr;
 			json_t *cs = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 			json_t *out = cs ? run_case(cs) : json_pack("{s:s}", "bad_case", jerr.text);
+			if (!out) /* a message that is not UTF-8: a bug, and the harness must see it */
+				out = json_pack("{s:s}", "bad_case", "the answer could not be encoded as JSON");
 			char *s = json_dumps(out, JSON_COMPACT);
 			puts(s ? s : "{}");
 			free(s);
