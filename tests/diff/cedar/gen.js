@@ -156,7 +156,17 @@ function gen(r, type, depth, env) {
   switch (type) {
     case 'bool': {
       if (leaf) return r.pick(['true', 'false', 'context.flag', 'principal.flag', 'resource.flag', 'principal has flag', 'context has n']);
-      switch (r.int(0, 29)) {
+      switch (r.int(0, 31)) {
+        case 30: {
+          // The same computed record both ways round: equal whatever the key order.
+          const keys = ['b', 'a', 'c', '"z z"'].slice(0, r.int(1, 4));
+          const vals = keys.map(() => gen(r, r.pick(['long', 'string', 'entity']), env.maxDepth, env));
+          const lhs = '{' + keys.map((k, i) => k + ': ' + vals[i]).join(', ') + '}';
+          const order = keys.map((_, i) => i).reverse();
+          const rhs = '{' + order.map((i) => keys[i] + ': ' + vals[i]).join(', ') + '}';
+          return lhs + (r.chance(0.8) ? ' == ' : ' != ') + rhs;
+        }
+        case 31: return '[' + sub('long') + ', ' + sub('long') + '].contains(' + sub('long') + ')';
         case 0: return sub('bool') + ' && ' + sub('bool');
         case 1: return sub('bool') + ' || ' + sub('bool');
         case 2: return '!' + paren(sub('bool'));
