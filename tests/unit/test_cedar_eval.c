@@ -285,6 +285,35 @@ static void test_entity_sets(void **state)
 	assert_int_equal(cedar_entities_get(es, uid("U", "a"))->n_anc, 4);
 }
 
+/* A chain makes the kept closure quadratic: past CEDAR_CLOSURE_MAX links
+ * it is refused, below it computed. */
+static void test_closure_bound(void **state)
+{
+	(void)state;
+	char err[CEDAR_ERR_MAX];
+	for (int n = 500; n <= 2500; n += 2000) {
+		json_t *arr = json_array();
+		for (int i = 0; i < n; i++) {
+			char id[16], parent[16];
+			snprintf(id, sizeof id, "%d", i);
+			snprintf(parent, sizeof parent, "%d", i + 1);
+			json_array_append_new(arr, json_pack("{s:{s:s, s:s}, s:{}, s:[{s:s, s:s}]}", "uid", "type",
+							     "G", "id", id, "attrs", "parents", "type", "G", "id",
+							     parent));
+		}
+		cedar_entities *es;
+		int rc = cedar_entities_parse(&A, arr, true, false, &es, err, sizeof err);
+		json_decref(arr);
+		if (n == 500) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(cedar_entities_get(es, uid("G", "0"))->n_anc, 500);
+		} else {
+			assert_int_equal(rc, -1);
+			assert_non_null(strstr(err, "too large"));
+		}
+	}
+}
+
 static void test_views(void **state)
 {
 	(void)state;
@@ -462,6 +491,7 @@ int main(void)
 		cmocka_unit_test(test_values),     cmocka_unit_test(test_like),
 		cmocka_unit_test(test_extension_texts), cmocka_unit_test(test_json_values),
 		cmocka_unit_test(test_entity_sets), cmocka_unit_test(test_views),
+		cmocka_unit_test(test_closure_bound),
 		cmocka_unit_test(test_evaluation), cmocka_unit_test(test_decisions),
 		cmocka_unit_test(test_arena),
 	};
