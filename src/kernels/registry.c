@@ -9,7 +9,6 @@
 
 PLACEHOLDER(governance_placeholder, "governance", "proposals, votes, quorum, decisions");
 PLACEHOLDER(trust_placeholder, "trust", "trust scores from evidence");
-PLACEHOLDER(policy_placeholder, "policy", "allow/deny decisions, default deny");
 PLACEHOLDER(compliance_placeholder, "compliance", "controls checked on a schedule");
 PLACEHOLDER(scheduler_placeholder, "scheduler", "cron, interval and one-shot jobs");
 PLACEHOLDER(executor_placeholder, "executor", "commands with timeouts and limits");
@@ -31,7 +30,7 @@ static const sdk_kernel_def *const kernels[] = {
 	&governance_placeholder,
 	&crypto_kernel,
 	&trust_placeholder,
-	&policy_placeholder,
+	&policy_kernel,
 	&compliance_placeholder,
 	&audit_kernel,
 	&scheduler_placeholder,
