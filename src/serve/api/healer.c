@@ -43,7 +43,7 @@ static sup_kernel *component_of(api_ctx *api, sdk_req *req, json_t *body)
 	return k;
 }
 
-void api_healer_heal(sdk_req *req, void *ctx)
+static void api_healer_heal(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *body = sdk_req_json(req, true);
@@ -81,7 +81,7 @@ void api_healer_heal(sdk_req *req, void *ctx)
 	api_heal_and_reply(api, req, k, &hr);
 }
 
-void api_healer_diagnose(sdk_req *req, void *ctx)
+static void api_healer_diagnose(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *body = sdk_req_json(req, true);
@@ -94,13 +94,13 @@ void api_healer_diagnose(sdk_req *req, void *ctx)
 	api_heal_and_reply(api, req, k, &hr);
 }
 
-void api_healer_playbooks(sdk_req *req, void *ctx)
+static void api_healer_playbooks(sdk_req *req, void *ctx)
 {
 	(void)ctx;
 	sdk_reply_json(req, 200, hl_playbooks_json());
 }
 
-void api_healer_incidents(sdk_req *req, void *ctx)
+static void api_healer_incidents(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	unsigned long long before, limit;
@@ -123,7 +123,7 @@ void api_healer_incidents(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, json_pack("{s:o}", "incidents", list));
 }
 
-void api_healer_incident(sdk_req *req, void *ctx)
+static void api_healer_incident(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *s = sdk_req_param(req, "id");
@@ -140,7 +140,7 @@ void api_healer_incident(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, inc);
 }
 
-void api_healer_stats(sdk_req *req, void *ctx)
+static void api_healer_stats(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *stats = hl_incident_stats(hl_db(api->hl));
@@ -149,3 +149,14 @@ void api_healer_stats(sdk_req *req, void *ctx)
 	else
 		sdk_reply_json(req, 200, stats);
 }
+
+/* The healer: heals, diagnoses, playbooks, incidents */
+static const sdk_route routes[] = {
+	API_ADMIN("POST", "/network-healer/heal", api_healer_heal),
+	API_ADMIN("POST", "/network-healer/diagnose", api_healer_diagnose),
+	API_USER("GET", "/network-healer/playbooks", api_healer_playbooks),
+	API_USER("GET", "/network-healer/incidents", api_healer_incidents),
+	API_USER("GET", "/network-healer/incidents/:id", api_healer_incident),
+	API_USER("GET", "/network-healer/stats", api_healer_stats),
+};
+const api_family api_healer_family = { "healer", routes, sizeof routes / sizeof routes[0] };
