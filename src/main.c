@@ -136,6 +136,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "grace: serve takes no arguments\n");
 			return EXIT_USAGE;
 		}
+		char err[512];
+		if (grace_config_check_authorizer(&cfg, err, sizeof err) < 0) {
+			fprintf(stderr, "grace: %s\n", err);
+			return EXIT_USAGE;
+		}
 		log_setup(&cfg, "grace");
 		return grace_serve(&cfg);
 	}

@@ -123,6 +123,13 @@ static const struct cfg_key librarian_keys[] = {
 #undef B
 };
 
+static const struct cfg_key policy_keys[] = {
+#define P(n, field, lo, hi) { n, offsetof(grace_policy, field), KEY_UINT, lo, hi }
+	P("decision_timeout_ms", decision_timeout_ms, 50, 60000),
+	P("cache_entries", cache_entries, 16, 1u << 20),
+#undef P
+};
+
 /* A model server's base URL: http or https, and nothing odd in it. */
 static bool model_url_valid(const char *v)
 {
@@ -351,6 +358,51 @@ static int on_model_key(struct parse_ctx *c, const char *name, const char *value
 	return 1;
 }
 
+/* A policy set's name as the policy kernel allows it. */
+static bool policy_set_valid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > GRACE_POLICY_SET_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+		      (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-' || v[i] == '.'))
+			return false;
+	return true;
+}
+
+static int on_policy_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_policy *p = &c->cfg->policy;
+	if (!strcmp(name, "authorizer")) {
+		if (!strcmp(value, "kernel")) {
+			p->authorizer = GRACE_AUTHORIZER_KERNEL;
+		} else if (!strcmp(value, "table")) {
+			p->authorizer = GRACE_AUTHORIZER_TABLE;
+		} else {
+			snprintf(c->err, sizeof c->err, "authorizer: expected kernel or table, got '%s'",
+				 value);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(name, "policy_set")) {
+		if (!policy_set_valid(value)) {
+			snprintf(c->err, sizeof c->err,
+				 "policy_set: expected 1 to %d of A-Z a-z 0-9 _ - ., got '%s'",
+				 GRACE_POLICY_SET_MAX, value);
+			return 0;
+		}
+		memcpy(p->policy_set, value, strlen(value) + 1);
+		return 1;
+	}
+	int rc = set_keyed(p, policy_keys, sizeof policy_keys / sizeof policy_keys[0], name, value,
+			   c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -413,6 +465,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "model"))
 		return on_model_key(c, name, value);
+	if (!strcmp(section, "policy"))
+		return on_policy_key(c, name, value);
 	if (!strcmp(section, "audit") || !strcmp(section, "memory") ||
 	    !strcmp(section, "librarian")) {
 		int rc = !strcmp(section, "audit")
@@ -468,8 +522,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace", "limits",	 "defaults", "auth",
-					     "model", "audit",	 "memory",   "librarian" };
+	static const char *const fixed[] = { "grace", "limits", "defaults",  "auth",  "model",
+					     "audit", "memory", "librarian", "policy" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -577,6 +631,10 @@ static void config_defaults(grace_config *cfg)
 					    .ingest_chunk_files = 32,
 					    .document_bytes_per_user = (size_t)1 << 30,
 					    .ingest_bytes_max = (size_t)512 << 20 };
+	cfg->policy = (grace_policy){ .authorizer = GRACE_AUTHORIZER_KERNEL,
+				      .policy_set = "default",
+				      .decision_timeout_ms = 2000,
+				      .cache_entries = 4096 };
 	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
 		snprintf(k->name, sizeof k->name, "%s", builtin_kernels[i].name);
@@ -796,6 +854,18 @@ int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char 
 		return -1;
 	}
 	return check_kernels(cfg, &c.defaults, err, errlen);
+}
+
+int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL ||
+	    grace_config_kernel_index(cfg, "policy") >= 0)
+		return 0;
+	snprintf(err, errlen,
+		 "%s: [policy] authorizer = kernel (the default) needs the policy kernel: add "
+		 "[kernel.policy], or set authorizer = table for the built-in role table",
+		 cfg->path[0] ? cfg->path : "configuration");
+	return -1;
 }
 
 int grace_config_kernel_index(const grace_config *cfg, const char *name)

@@ -86,6 +86,17 @@ typedef struct grace_librarian {
 	size_t ingest_bytes_max;     /* bytes in one ingest */
 } grace_librarian;
 
+/* [policy]: who decides each request on :8000 and each call between
+ * kernels (docs/policy.md). */
+enum { GRACE_AUTHORIZER_KERNEL = 0, GRACE_AUTHORIZER_TABLE = 1 };
+#define GRACE_POLICY_SET_MAX 64
+typedef struct grace_policy {
+	int authorizer;      /* GRACE_AUTHORIZER_*: the policy kernel (default) or the role table */
+	char policy_set[GRACE_POLICY_SET_MAX + 1]; /* the set decisions use */
+	unsigned decision_timeout_ms; /* a request waits this long for its decision */
+	unsigned cache_entries;       /* decisions kept by each process that asks */
+} grace_policy;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -115,6 +126,7 @@ typedef struct grace_config {
 	grace_model model;
 	grace_memory memory;
 	grace_librarian librarian;
+	grace_policy policy;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;
@@ -130,6 +142,12 @@ typedef struct grace_config_overrides {
  * into `err`. Relative paths are resolved against the current directory. */
 int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char *err,
 		      size_t errlen);
+
+/* For `grace serve`: decisions by a policy kernel that is not configured
+ * would refuse everything for ever (a disabled one can be started by an
+ * admin). -1 with the reason when [policy] authorizer = kernel and there
+ * is no [kernel.policy]. */
+int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen);
 
 /* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */
 const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char *name);
