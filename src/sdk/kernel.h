@@ -22,6 +22,15 @@
 
 typedef struct sdk_kernel sdk_kernel;
 
+/* A call to one of a kernel's routes from another process that names
+ * itself (X-Grace-Caller, sent by the call path with the internal token):
+ * what the policy decides (docs/policy.md, "Calls between kernels"). */
+typedef struct sdk_call_decision {
+	const char *caller; /* Kernel::"CALLER": a kernel's name, or "grace" */
+	const char *action; /* Action::"METHOD /pattern" of the called route */
+	const char *user, *role; /* the user it is made for, or NULL */
+} sdk_call_decision;
+
 typedef struct sdk_kernel_def {
 	const char *name;
 	const char *summary;
@@ -40,6 +49,12 @@ typedef struct sdk_kernel_def {
 	 * (may be NULL). Requests are still answered after this. */
 	void (*drain)(sdk_kernel *k);
 	void (*close)(sdk_kernel *k);
+	/* Decides a call from another process itself instead of asking the
+	 * policy kernel (the policy kernel's own: asking itself over HTTP
+	 * would wait on itself). 1 allowed, 0 refused, or a negative
+	 * sdk_status when it cannot decide (answered 503). NULL: the runtime
+	 * asks the policy kernel. */
+	int (*decide_call)(sdk_kernel *k, const sdk_call_decision *d);
 } sdk_kernel_def;
 
 struct sdk_kernel {
