@@ -39,6 +39,10 @@ static void usage(FILE *out)
 		"                    the token comes from $GRACE_TOKEN or `grace login`)\n"
 		"  user add NAME [--admin]  create a user in the data directory's database\n"
 		"                    (password from the terminal, or stdin)\n"
+		"  policy reset      restore the built-in default policy set in the data\n"
+		"                    directory (offline: stop grace serve first)\n"
+		"  policy routes [--json]  every API route's access, actions and resource\n"
+		"  policy default    print the built-in default policy set\n"
 		"  version           print the version\n"
 		"  help              this text\n"
 		"\n"
@@ -124,6 +128,8 @@ int main(int argc, char **argv)
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "user"))
 		return cli_user_main(argc, argv);
+	if (!strcmp(cmd, "policy"))
+		return cli_policy_main(argc, argv);
 
 	/* static: grace_config is large, and the kernel keeps pointers into it. */
 	static grace_config cfg;

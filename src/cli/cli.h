@@ -19,5 +19,7 @@ bool cli_is_command(const char *cmd);
 int cli_main(int argc, char **argv);
 /* `grace user add NAME [--admin]`: argv[1] is "user". */
 int cli_user_main(int argc, char **argv);
+/* `grace policy reset|default|routes` (policy.c): argv[1] is "policy". */
+int cli_policy_main(int argc, char **argv);
 
 #endif
