@@ -59,6 +59,7 @@ struct sdk_pdp {
 
 	struct event *flush_ev, *watch_timer;
 	bool flush_armed, watch_inflight;
+	bool probe_inflight; /* a plain GET /versions beside the long poll */
 	bool was_ready; /* the ready hook's last answer */
 	bool live;      /* the watch has the current versions */
 	bool hung;      /* the last call went unanswered: nothing is asked until one is */
@@ -118,12 +119,10 @@ static void watch_retry(sdk_pdp *p)
 	evtimer_add(p->watch_timer, &tv);
 }
 
-static void on_watch(int status, const char *body, size_t len, double ms, const char *error,
-		     void *arg)
+/* Takes a GET /versions answer: true when it held the versions. */
+static bool versions_heard(sdk_pdp *p, int status, const char *body, size_t len,
+			   const char *error)
 {
-	(void)ms;
-	sdk_pdp *p = arg;
-	p->watch_inflight = false;
 	json_t *j = status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
 	json_t *pv = json_object_get(j, "policy_version"), *ev = json_object_get(j, "entities_version");
 	const char *inst = json_string_value(json_object_get(j, "instance"));
@@ -136,8 +135,7 @@ static void on_watch(int status, const char *body, size_t len, double ms, const 
 			p->hung = true;
 		invalidate(p, status == 0 ? "the policy kernel does not answer"
 					  : "the policy kernel answers no versions");
-		watch_retry(p);
-		return;
+		return false;
 	}
 	if (strcmp(inst, p->instance)) {
 		/* Restarted (or first heard of): nothing cached is known good. */
@@ -150,7 +148,28 @@ static void on_watch(int status, const char *body, size_t len, double ms, const 
 	p->hung = false;
 	p->why = NULL;
 	json_decref(j);
-	watch_start(p);
+	return true;
+}
+
+static void on_watch(int status, const char *body, size_t len, double ms, const char *error,
+		     void *arg)
+{
+	(void)ms;
+	sdk_pdp *p = arg;
+	p->watch_inflight = false;
+	if (versions_heard(p, status, body, len, error))
+		watch_start(p);
+	else
+		watch_retry(p);
+}
+
+static void on_probe(int status, const char *body, size_t len, double ms, const char *error,
+		     void *arg)
+{
+	(void)ms;
+	sdk_pdp *p = arg;
+	p->probe_inflight = false;
+	versions_heard(p, status, body, len, error); /* the long poll carries on either way */
 }
 
 static void watch_start(sdk_pdp *p)
@@ -179,6 +198,25 @@ static void on_watch_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
 	watch_start(arg);
+}
+
+void sdk_pdp_invalidate(sdk_pdp *p)
+{
+	invalidate(p, NULL);
+	if (!p->watch_inflight) {
+		watch_start(p);
+		return;
+	}
+	/* The long poll in flight may already hold the new versions and then
+	 * wait its full turn: ask for them now beside it. */
+	char enc[3 * sizeof p->set], target[512];
+	if (p->probe_inflight || sdk_uri_encode(p->set, enc, sizeof enc) < 0)
+		return;
+	snprintf(target, sizeof target, "/versions?policy_set=%s", enc);
+	p->probe_inflight = true;
+	if (sdk_call(p->caller, "policy", "GET", target, NULL, 0, NULL, PDP_WATCH_GRACE_MS * 2,
+		     on_probe, p) < 0)
+		p->probe_inflight = false;
 }
 
 bool sdk_pdp_ready(sdk_pdp *p)

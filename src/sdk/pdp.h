@@ -66,6 +66,10 @@ sdk_pdp *sdk_pdp_new(const sdk_pdp_opts *o);
  * frees. Call before the caller is freed, and not from a callback. */
 void sdk_pdp_free(sdk_pdp *p);
 
+/* Forgets what is cached until the watch has the versions again: after a
+ * change this process made and wants in force before it answers. */
+void sdk_pdp_invalidate(sdk_pdp *p);
+
 /* Whether decisions can be had now (see above). */
 bool sdk_pdp_ready(sdk_pdp *p);
 /* Why not, when not ready (a static string). */

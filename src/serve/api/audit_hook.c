@@ -5,6 +5,7 @@
  * counted per source, kind and window. And a state-changing request that
  * is about to run is refused (503) while its record could not be kept. */
 #include "serve/api/api.h"
+#include "serve/api/decide.h"
 
 #include "serve/outbox/classify.h"
 
@@ -15,6 +16,7 @@
 void api_on_reply(sdk_req *req, int status, void *ctx)
 {
 	api_ctx *api = ctx;
+	api_decide_on_reply(api, req, status);
 	if (ob_refusing(api->ob))
 		return;
 	const char *method = sdk_req_method(req), *path = sdk_req_path(req);

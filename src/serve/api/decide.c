@@ -246,6 +246,18 @@ void api_decide_free(api_ctx *api)
 	sdk_pdp_free(pdp);
 }
 
+void api_decide_on_reply(api_ctx *api, sdk_req *req, int status)
+{
+	static const char prefix[] = "/kernels/" POLICY_KERNEL "/";
+	static const char entities[] = "/kernels/" POLICY_KERNEL "/entities";
+	const char *m = sdk_req_method(req), *path = sdk_req_path(req);
+	/* The writes: PUT and DELETE, and POST /entities (other POSTs ask). */
+	bool write = !strcmp(m, "PUT") || !strcmp(m, "DELETE") ||
+		     (!strcmp(m, "POST") && !strncmp(path, entities, sizeof entities - 1));
+	if (api->pdp && status < 300 && write && !strncmp(path, prefix, sizeof prefix - 1))
+		sdk_pdp_invalidate(api->pdp);
+}
+
 void api_decide_metrics(api_ctx *api, struct evbuffer *out)
 {
 	if (api->pdp)

@@ -74,5 +74,9 @@ bool api_decide(struct api_ctx *api, sdk_req *req, const sdk_route *route,
  * is freed. */
 void api_decide_free(struct api_ctx *api);
 void api_decide_metrics(struct api_ctx *api, struct evbuffer *out);
+/* As a request is answered: a change to the policy kernel made through
+ * :8000 (/kernels/policy/...) makes the cached decisions wait for the
+ * versions it wrote, before its answer leaves. */
+void api_decide_on_reply(struct api_ctx *api, sdk_req *req, int status);
 
 #endif
