@@ -150,6 +150,14 @@ static void refuse(sdk_req *req, bool anonymous, const char *action)
 			sdk_req_method(req), sdk_req_path(req), action);
 }
 
+/* Break glass with a session only: an API token is scoped. */
+static bool may_break_glass(api_ctx *api, sdk_req *req, const sdk_route *route,
+			    const api_target *t, enum api_principal_kind kind, int role)
+{
+	return kind == API_PRINCIPAL_USER && role == AUTH_ROLE_ADMIN &&
+	       api_break_glass(api, req, route, t);
+}
+
 /* The policy kernel cannot decide: the break-glass set stays open to an
  * admin's session, audited; everything else gets 503. */
 static bool unavailable(api_ctx *api, sdk_req *req, bool glass_ok, const char *user,
@@ -177,9 +185,11 @@ static bool unavailable(api_ctx *api, sdk_req *req, bool glass_ok, const char *u
 struct wait {
 	api_ctx *api;
 	sdk_req *req;
-	bool anonymous, glass_ok;
+	const sdk_route *route; /* the server's table outlives every request */
+	enum api_principal_kind kind;
+	int role;
 	char user[AUTH_NAME_MAX + 1];
-	char action[API_ACTION_MAX];
+	api_target t;
 };
 
 static void on_decided(int result, const char *why, void *arg)
@@ -187,14 +197,15 @@ static void on_decided(int result, const char *why, void *arg)
 	struct wait *w = arg;
 	api_ctx *api = w->api;
 	sdk_req *req = w->req;
-	bool go = false;
+	bool go = false, anonymous = w->kind == API_PRINCIPAL_ANONYMOUS;
 	if (result == SDK_PDP_ALLOW)
-		go = !w->anonymous || api_csrf_anonymous_ok(api, req);
+		go = !anonymous || api_csrf_anonymous_ok(api, req);
 	else if (result == SDK_PDP_DENY)
-		refuse(req, w->anonymous, w->action);
+		refuse(req, anonymous, w->t.action);
 	else /* shutting down (api->pdp gone): no break-glass then */
-		go = unavailable(api, req, w->glass_ok && api->pdp, w->user,
-				 why ? why : "it is not ready");
+		go = unavailable(api, req,
+				 api->pdp && may_break_glass(api, req, w->route, &w->t, w->kind, w->role),
+				 w->user, why ? why : "it is not ready");
 	free(w);
 	if (go && api_audit_admit(req, api))
 		sdk_req_resume(req);
@@ -205,11 +216,10 @@ bool api_decide(api_ctx *api, sdk_req *req, const sdk_route *route, const api_pr
 	api_target t;
 	api_target_of(api, req, route, who, &t);
 	bool anonymous = who->kind == API_PRINCIPAL_ANONYMOUS;
-	/* Break glass with a session only: an API token is scoped. */
-	bool glass_ok = t.break_glass && who->kind == API_PRINCIPAL_USER && who->role == AUTH_ROLE_ADMIN;
 	sdk_pdp *pdp = pdp_of(api);
 	if (!pdp)
-		return unavailable(api, req, glass_ok, who->user, "there is no memory to ask it");
+		return unavailable(api, req, may_break_glass(api, req, route, &t, who->kind, who->role),
+				   who->user, "there is no memory to ask it");
 	char key[PDP_KEY_MAX];
 	int n = key_of(who, &t, key, sizeof key);
 	if (n < 0) {
@@ -219,7 +229,9 @@ bool api_decide(api_ctx *api, sdk_req *req, const sdk_route *route, const api_pr
 	switch (sdk_pdp_lookup(pdp, key, (size_t)n)) {
 	case SDK_PDP_ALLOW: return !anonymous || api_csrf_anonymous_ok(api, req);
 	case SDK_PDP_DENY: refuse(req, anonymous, t.action); return false;
-	case SDK_PDP_UNAVAILABLE: return unavailable(api, req, glass_ok, who->user, sdk_pdp_why(pdp));
+	case SDK_PDP_UNAVAILABLE:
+		return unavailable(api, req, may_break_glass(api, req, route, &t, who->kind, who->role),
+				   who->user, sdk_pdp_why(pdp));
 	default: break;
 	}
 	struct wait *w = calloc(1, sizeof *w);
@@ -230,11 +242,12 @@ bool api_decide(api_ctx *api, sdk_req *req, const sdk_route *route, const api_pr
 		free(w);
 		json_decref(q);
 		json_decref(ents);
-		return unavailable(api, req, glass_ok, who->user, "there is no memory to ask it");
+		return unavailable(api, req, may_break_glass(api, req, route, &t, who->kind, who->role),
+				   who->user, "there is no memory to ask it");
 	}
-	*w = (struct wait){ .api = api, .req = req, .anonymous = anonymous, .glass_ok = glass_ok };
+	*w = (struct wait){ .api = api, .req = req, .route = route, .kind = who->kind,
+			    .role = who->role, .t = t };
 	snprintf(w->user, sizeof w->user, "%s", who->user);
-	snprintf(w->action, sizeof w->action, "%s", t.action);
 	sdk_pdp_ask(pdp, key, (size_t)n, q, ents, on_decided, w);
 	return false;
 }

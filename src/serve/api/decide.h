@@ -44,15 +44,17 @@ typedef struct api_target {
 	const char *rtype; /* the resource's entity type (static) */
 	char rid[API_RESOURCE_ID_MAX];
 	char owner[AUTH_NAME_MAX + 1]; /* a Table's owner, else "" */
-	/* In the break-glass set: open to admins while the policy kernel is
-	 * not ready (policy_map.c lists it). */
-	bool break_glass;
 } api_target;
 
 /* policy_map.c: the action and resource of a request (route NULL: no
  * route matched). */
 void api_target_of(struct api_ctx *api, sdk_req *req, const sdk_route *route,
 		   const api_principal *who, api_target *out);
+/* Whether a request is in the break-glass set (policy_map.c lists it),
+ * open to admins while the policy kernel is not ready. Asked only then:
+ * it may read the body. */
+bool api_break_glass(struct api_ctx *api, sdk_req *req, const sdk_route *route,
+		     const api_target *t);
 /* The action of a route called with `method` (for `grace policy routes`). */
 void api_route_action(const sdk_route *route, const char *method, char *out, size_t len);
 /* The resource type of a route's requests, for `grace policy routes`. */

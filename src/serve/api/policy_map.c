@@ -126,8 +126,12 @@ static bool heals_policy(api_ctx *api, sdk_req *req)
 }
 
 /* The break-glass set (docs/policy.md): what heals the policy kernel. */
-static bool break_glass(api_ctx *api, sdk_req *req, const char *family, const api_target *t)
+bool api_break_glass(api_ctx *api, sdk_req *req, const sdk_route *route, const api_target *t)
 {
+	if (!route)
+		return false;
+	char family[FAMILY_MAX];
+	family_of(route->pattern.path, family, sizeof family);
 	if (!strcmp(family, "guardian"))
 		return true;
 	if (!strcmp(family, "kernel-ports"))
@@ -144,7 +148,6 @@ void api_target_of(api_ctx *api, sdk_req *req, const sdk_route *route, const api
 		   api_target *out)
 {
 	out->owner[0] = '\0';
-	out->break_glass = false;
 	api_route_action(route, sdk_req_method(req), out->action, sizeof out->action);
 	out->rtype = "Route";
 	snprintf(out->rid, sizeof out->rid, "%s", route ? route->pattern.path : "");
@@ -180,5 +183,4 @@ void api_target_of(api_ctx *api, sdk_req *req, const sdk_route *route, const api
 		}
 		break;
 	}
-	out->break_glass = break_glass(api, req, family, out);
 }
