@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define PDP_WATCH_WAIT_MS 1000  /* the long poll's wait */
-#define PDP_WATCH_GRACE_MS 500  /* beyond it: the kernel hangs */
+#define PDP_WATCH_GRACE_MS 1000 /* beyond it: the kernel hangs */
 #define PDP_WATCH_RETRY_MS 250  /* after a failed poll */
 #define PDP_BATCH_MAX 256       /* questions in one POST /authorize/batch */
 #define PDP_BATCHES_MAX 4       /* batches in flight at once */
