@@ -34,6 +34,8 @@ static struct fake {
 	unsigned questions;
 	size_t last_batch;
 	sdk_req *waiting; /* a long poll held */
+	sdk_req *hung[64]; /* requests left unanswered while hanging (answered at teardown) */
+	size_t n_hung;
 	int64_t wait_pv, wait_ev;
 	struct event *wait_timer;
 } fk;
@@ -71,7 +73,8 @@ static void on_versions(sdk_req *req, void *ctx)
 {
 	(void)ctx;
 	if (fk.hang) {
-		fk.waiting = NULL; /* dropped: never answered (freed at the end) */
+		if (fk.n_hung < sizeof fk.hung / sizeof *fk.hung)
+			fk.hung[fk.n_hung++] = req; /* answered only at teardown */
 		return;
 	}
 	const char *pv = sdk_req_query(req, "policy_version");
@@ -89,8 +92,11 @@ static void on_versions(sdk_req *req, void *ctx)
 static void on_batch(sdk_req *req, void *ctx)
 {
 	(void)ctx;
-	if (fk.hang)
+	if (fk.hang) {
+		if (fk.n_hung < sizeof fk.hung / sizeof *fk.hung)
+			fk.hung[fk.n_hung++] = req;
 		return;
+	}
 	json_t *body = sdk_req_json(req, true);
 	if (!body)
 		return;
@@ -212,6 +218,9 @@ static int teardown(void **state)
 	if (fk.waiting)
 		sdk_reply_json(fk.waiting, 200, versions());
 	fk.waiting = NULL;
+	for (size_t i = 0; i < fk.n_hung; i++)
+		sdk_reply_json(fk.hung[i], 503, NULL);
+	fk.n_hung = 0;
 	sdk_server_free(srv);
 	event_free(fk.wait_timer);
 	event_base_free(base);
@@ -292,7 +301,9 @@ static void test_fail_closed(void **state)
 	ask("a", "yes.a", 0);
 	assert_true(run_until(answered_1, 2000));
 	fk.hang = true;
-	fk.waiting = NULL; /* the held poll is never answered */
+	if (fk.waiting) /* the held poll is never answered */
+		fk.hung[fk.n_hung++] = fk.waiting;
+	fk.waiting = NULL;
 	assert_true(run_until(not_ready, PDP_WATCH_WAIT_MS + PDP_WATCH_GRACE_MS + 1500));
 	n_results = 0;
 	ask("b", "yes.b", 0);
