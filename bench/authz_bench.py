@@ -55,16 +55,33 @@ def write_config(path, mode):
         f.write("\n".join(lines) + "\n")
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read()
+    fields = st[st.rfind(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def wrk(a, g, path, script=None):
+    """wrk against one route; also the main process's CPU per request (less
+    sensitive than req/s to what else the machine runs)."""
     url = f"http://{gb.HOST}:{g.api_port}{path}"
     argv = wrk_argv(a.wrk_threads, a.wrk_conns, a.wrk_secs, url, g.auth())
     if script:
         argv[1:1] = ["-s", script]
+    t0 = cpu_ticks(g.proc.pid)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=a.wrk_secs + 30,
                          stdin=subprocess.DEVNULL)
+    ticks = cpu_ticks(g.proc.pid) - t0
     if out.returncode != 0:
         raise BenchError(f"wrk failed: {out.stderr.strip()}")
-    return parse_wrk(out.stdout)
+    res = parse_wrk(out.stdout)
+    res["cpu_us"] = ticks / CLK_TCK * 1e6 / res["n"] if res.get("n") else float("nan")
+    return res
 
 
 def main():
@@ -127,17 +144,20 @@ def main():
                             raise BenchError(f"{m} {name}: {bad} non-2xx, errors {res['sockerr']}")
                         results[m][name].append(res)
                         log(f"round {r + 1} {m:6} {name:7} {res['rps']:9.0f} req/s "
-                            f"p50 {res['p50'] * 1e3:.2f} ms p99 {res['p99'] * 1e3:.2f} ms")
+                            f"p50 {res['p50'] * 1e3:.2f} ms p99 {res['p99'] * 1e3:.2f} ms "
+                            f"grace serve {res['cpu_us']:.1f} us CPU/request")
                 finally:
                     g.stop()
         R("")
-        R(f"{'':8} {'authorizer':10} {'req/s (median)':>15} {'p50':>9} {'p99':>9}")
+        R(f"{'':8} {'authorizer':10} {'req/s (median)':>15} {'p50':>9} {'p99':>9} "
+          f"{'serve CPU/req':>14}")
         for name in ("route", "gateway", "miss"):
             for m in MODES:
                 rs = results[m][name]
                 R(f"{name:8} {m:10} {statistics.median(x['rps'] for x in rs):15.0f} "
                   f"{statistics.median(x['p50'] for x in rs) * 1e3:8.2f}ms "
-                  f"{statistics.median(x['p99'] for x in rs) * 1e3:8.2f}ms")
+                  f"{statistics.median(x['p99'] for x in rs) * 1e3:8.2f}ms "
+                  f"{statistics.median(x['cpu_us'] for x in rs):11.1f} us")
         R("")
         for name, label in (("route", "GET /auth/me"), ("gateway", "GET /librarian/documents/N")):
             k = statistics.median(x["rps"] for x in results["kernel"][name])
@@ -145,6 +165,10 @@ def main():
             ratios = [x["rps"] / y["rps"] for x, y in zip(results["kernel"][name], results["table"][name])]
             R(f"ratio policy kernel / role table, {label}: {k / t:.2f}x "
               f"(per round: {', '.join(f'{x:.2f}' for x in ratios)}; goal >= 0.9x)")
+            kc = statistics.median(x["cpu_us"] for x in results["kernel"][name])
+            tc = statistics.median(x["cpu_us"] for x in results["table"][name])
+            R(f"  grace serve's CPU per request, {label}: {kc:.1f} us with the policy kernel, "
+              f"{tc:.1f} us with the role table ({tc / kc:.2f}x as many requests per CPU second)")
         miss = statistics.median(x["rps"] for x in results["kernel"]["miss"])
         R(f"uncached decisions (a new resource every request, each a round trip): {miss:.0f} req/s "
           f"with the policy kernel, {statistics.median(x['rps'] for x in results['table']['miss']):.0f} "
