@@ -577,6 +577,36 @@ class GraceTestCase(unittest.TestCase):
                 _dump_servers(since)
 
 
+class ServerClassCase(GraceTestCase):
+    """One grace serve for every test of a class: the class says how to
+    make it (make_server, not started) and what to do once it runs
+    (prepare); a start that fails dumps the log and cleans up."""
+    g = None
+
+    @classmethod
+    def make_server(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def prepare(cls):
+        pass
+
+    @classmethod
+    def setUpClass(cls):
+        cls.g = cls.make_server()
+        try:
+            cls.g.start()
+            cls.prepare()
+        except BaseException:
+            cls.g.dump_log()
+            cls.g.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.g.close()
+
+
 # --------------------------------------------------------------------------
 # The server
 
