@@ -164,46 +164,33 @@ class CpuContention:
         return 1.0 + sum(self.samples) / len(self.samples)
 
 
-# The port table of the built-in configuration (src/sdk/config.c), in order.
-BUILTIN_KERNELS = {
-    "message_bus": (8100, "core"),
-    "immutable_log": (8101, "core"),
-    "governance": (8110, "governance"),
-    "crypto": (8111, "governance"),
-    "trust": (8112, "governance"),
-    "policy": (8113, "governance"),
-    "compliance": (8114, "governance"),
-    "audit": (8115, "governance"),
-    "scheduler": (8120, "execution"),
-    "executor": (8121, "execution"),
-    "workflow": (8122, "execution"),
-    "state_machine": (8123, "execution"),
-    "librarian": (8130, "agentic"),
-    "self_healing": (8131, "agentic"),
-    "coding_agent": (8132, "agentic"),
-    "learning": (8133, "agentic"),
-    "research": (8134, "agentic"),
-    "telemetry": (8140, "services"),
-    "metrics": (8141, "services"),
-    "alerts": (8142, "services"),
-}
+def _kernel_defs():
+    """The kernels this binary can run, from their definitions (`grace
+    kernels-list --json`, in port order): the one table of kernels."""
+    try:
+        p = subprocess.run([GRACE_BIN, "kernels-list", "--json"], capture_output=True,
+                           timeout=60)
+    except OSError as e:
+        raise RuntimeError("cannot run %s kernels-list --json: %s (build first, or set "
+                           "GRACE_BIN)" % (GRACE_BIN, e)) from e
+    if p.returncode != 0:
+        raise RuntimeError("%s kernels-list --json exited %d: %s"
+                           % (GRACE_BIN, p.returncode, p.stderr.decode(errors="replace")))
+    return json.loads(p.stdout)["kernels"]
 
-_KERNELS_LIST = None
+
+# {name: definition} in port order; each definition has name, port, tier,
+# state (complete, partial or placeholder), complete, routes and summary.
+KERNEL_DEFS = {k["name"]: k for k in _kernel_defs()}
+
+# {name: (default port, tier)} in port order, as the configuration has them
+# when the file lists no kernels.
+BUILTIN_KERNELS = {n: (k["port"], k["tier"]) for n, k in KERNEL_DEFS.items()}
 
 
 def kernels_list():
-    """{name: complete?} from `grace kernels-list`: which kernels have their
-    own routes (complete) and which only the SDK's standard ones."""
-    global _KERNELS_LIST
-    if _KERNELS_LIST is None:
-        out = subprocess.run([GRACE_BIN, "kernels-list"], capture_output=True, check=True,
-                             timeout=30).stdout.decode()
-        _KERNELS_LIST = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) >= 2:
-                _KERNELS_LIST[parts[0]] = parts[1] == "complete"
-    return _KERNELS_LIST
+    """{name: complete?}: which kernels do everything their issue asks."""
+    return {n: k["complete"] for n, k in KERNEL_DEFS.items()}
 
 
 # Placeholder kernels make the quietest neighbours: no dependencies on other
@@ -217,8 +204,8 @@ def spare_kernels(n, exclude=()):
     """n built-in kernel names to use as bystanders or stand-in slots:
     placeholders first (they need no other kernel), in a stable order."""
     kl = kernels_list()
-    names = [k for k in _SPARE_ORDER if k not in exclude]
-    names.sort(key=lambda k: (kl.get(k, True), _SPARE_ORDER.index(k)))
+    names = [k for k in _SPARE_ORDER if k not in exclude and k in kl]
+    names.sort(key=lambda k: (kl[k], _SPARE_ORDER.index(k)))
     if len(names) < n:
         raise RuntimeError("not enough spare kernels")
     return names[:n]
@@ -534,19 +521,14 @@ def render_ini(sections):
 
 
 def kernel_sections(names=None, **overrides):
-    """[kernel.NAME] sections for built-in kernels (all 20 by default), each
-    with its built-in port and tier, updated with overrides[NAME]."""
+    """[kernel.NAME] sections for built-in kernels (all of them by default),
+    with overrides[NAME] (a built-in kernel's port and tier come from its
+    definition: its section only overrides)."""
     names = list(BUILTIN_KERNELS) if names is None else list(names)
     for n in overrides:
         if n not in names:
             names.append(n)
-    out = {}
-    for n in names:
-        port, tier = BUILTIN_KERNELS[n]
-        sec = {"port": port, "tier": tier}
-        sec.update(overrides.get(n, {}))
-        out[n] = sec
-    return out
+    return {n: dict(overrides.get(n, {})) for n in names}
 
 
 # --------------------------------------------------------------------------
@@ -589,8 +571,9 @@ class GraceServer:
     """One `grace serve` in a temporary directory of its own.
 
     config:  {section: {key: value}} merged over DEFAULT_SECTIONS.
-    kernels: {name: {key: value}} written as [kernel.NAME] sections (the
-             port defaults to the built-in one); None keeps the built-in 20.
+    kernels: {name: {key: value}} written as [kernel.NAME] sections: only
+             those kernels run (a built-in one's port and tier come from its
+             definition unless given); None keeps every built-in kernel.
     text:    the whole config file instead (no defaults added); @TMP@,
              @LIBRARY@ and @GRACE_BIN@ in it are replaced.
     expect:  {name: state or set of states} for kernels that should not end
@@ -643,9 +626,12 @@ class GraceServer:
             if kernels is not None:
                 for name, keys in kernels.items():
                     keys = dict(keys)
+                    sections["kernel." + name] = dict(keys)
                     if "port" not in keys:
+                        if name not in BUILTIN_KERNELS:
+                            raise ValueError("kernel %s is not built in: give its port"
+                                             % name)
                         keys["port"] = BUILTIN_KERNELS[name][0]
-                    sections["kernel." + name] = keys
                     self.kernel_table[name] = keys
             else:
                 for name, (port, tier) in BUILTIN_KERNELS.items():
