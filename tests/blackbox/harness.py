@@ -18,9 +18,9 @@ GraceServer (see its docstring for the constructor):
       sanitizer report is in the log. A failing GraceTestCase prints the log.
   http(method, path, body, headers, port, timeout, auth): one request on a
       fresh connection -> (status, headers, JSON or bytes). To the API unless
-      `port` says otherwise; API requests carry the first admin's session on
-      builds with logins (the password is read from the log of the first
-      start), unless auth=False or the caller sends its own Authorization.
+      `port` says otherwise; API requests carry the first admin's session
+      (the password is read from the log of the first start), unless
+      auth=False or the caller sends its own Authorization.
   kernel_http(name, ...): straight to a kernel's port, with the internal
       token; raw(bytes, port): exact bytes on a socket -> RawResponse.
   kernel(name), wait_kernel(name, pred), health(), wait_states(expect),
@@ -29,7 +29,11 @@ GraceServer (see its docstring for the constructor):
 Module helpers: http_request, raw_request, wait_for, scaled (deadlines
 stretched for sanitizer builds), CpuContention (stretches a time limit by
 how busy the CPUs were), spare_kernels (placeholder kernels for bystanders
-and stand-in slots), python_standin, port_bindable, pid_alive.
+and stand-in slots), python_standin, port_bindable, pid_alive,
+need_libsystemd, need_tool (a missing tool fails the test, naming the
+package).
+The kernels (BUILTIN_KERNELS, KERNEL_DEFS, kernels_list()) come from
+`grace kernels-list --json`: the kernels' own definitions.
 """
 
 import fcntl
@@ -94,9 +98,11 @@ def _time_factor():
 TIME_FACTOR = _time_factor()
 
 
-# Builds with logins on :8000 (every API route but /health, /metrics and
-# /auth/login wants a session token; kernels want the internal token).
-HAS_AUTH = binary_has(b"/auth/login") and binary_has(b"argon2_mem_kib")
+# Every build has logins on :8000: every API route but /health, /metrics
+# and /auth/login wants a session token, and kernels want the internal
+# token. (Always true: kept for tests that still import it. A build without
+# logins would fail the tests that log in, not skip them.)
+HAS_AUTH = True
 PUBLIC_API_PATHS = ("/health", "/metrics", "/auth/login")
 
 
@@ -229,9 +235,8 @@ DEFAULT_SECTIONS = {
         "stop_timeout_ms": 2000,
     },
 }
-if HAS_AUTH:
-    # The cheapest password hashing allowed: logins stay quick under ASan.
-    DEFAULT_SECTIONS["auth"] = {"argon2_mem_kib": 19456, "argon2_ops": 2}
+# The cheapest password hashing allowed: logins stay quick under ASan.
+DEFAULT_SECTIONS["auth"] = {"argon2_mem_kib": 19456, "argon2_ops": 2}
 
 
 # --------------------------------------------------------------------------
@@ -904,8 +909,8 @@ class GraceServer:
     def first_admin(self):
         """(name, password) of the admin `grace serve` created on the first
         start of this data directory (printed once in its log), or None when
-        it created none (users existed already) or this build has no logins."""
-        if self.admin_password is None and HAS_AUTH:
+        it created none (users existed already)."""
+        if self.admin_password is None:
             # The line is written before the API answers: wait for that.
             self.wait_for(lambda: self.health(), scaled(30), message="the API answering")
             m = re.search(r"created user '(\w+)' \(admin\) with password ([A-Za-z0-9_-]+)",
@@ -916,12 +921,9 @@ class GraceServer:
 
     def login(self, name=None, password=None):
         """Returns a session token. With no arguments: the first admin's, which
-        then goes with every later API request made through http() (None for
-        builds without logins). With a name and password: that user's, and
-        nothing else changes."""
+        then goes with every later API request made through http(). With a
+        name and password: that user's, and nothing else changes."""
         if name is None:
-            if not HAS_AUTH:
-                return None
             admin = self.first_admin()
             if not admin:
                 raise AssertionError("grace serve printed no first admin (users existed "
@@ -949,15 +951,14 @@ class GraceServer:
 
     def auth_headers(self):
         """The first admin's session header for the API (logging in first if
-        need be); {} for builds without logins."""
-        if HAS_AUTH and "Authorization" not in self.api_headers:
+        need be)."""
+        if "Authorization" not in self.api_headers:
             self.login()
         return {k: v for k, v in self.api_headers.items() if k == "Authorization"}
 
     def auth_line(self):
-        """The session as a raw header line (b"" for builds without logins)."""
-        h = self.auth_headers()
-        return ("Authorization: %s\r\n" % h["Authorization"]).encode() if h else b""
+        """The session as a raw header line."""
+        return ("Authorization: %s\r\n" % self.auth_headers()["Authorization"]).encode()
 
     def http(self, method, path, body=None, headers=None, port=None, timeout=10.0, auth=True):
         """A request on a fresh connection; to the API unless `port` says
@@ -965,7 +966,7 @@ class GraceServer:
         port = port or self.api_port
         if port == self.api_port:
             own = any(k.lower() == "authorization" for k in (headers or {}))
-            if auth and not own and HAS_AUTH and path.split("?")[0] not in PUBLIC_API_PATHS:
+            if auth and not own and path.split("?")[0] not in PUBLIC_API_PATHS:
                 self.auth_headers()
             base = dict(self.api_headers)
             if not auth:
@@ -1055,10 +1056,22 @@ def python_standin(test, source, *args):
     return " ".join([sys.executable, path] + [str(a) for a in args])
 
 
-def have_libsystemd():
+def need_libsystemd():
+    """Fails the calling test, naming the package, unless libsystemd.so.0
+    loads (scripts/bootstrap.sh --test installs libsystemd0)."""
     try:
         import ctypes
         ctypes.CDLL("libsystemd.so.0")
-        return True
-    except OSError:
-        return False
+    except OSError as e:
+        raise AssertionError("this test needs libsystemd.so.0 (Debian: libsystemd0; "
+                             "scripts/bootstrap.sh --test installs it): %s" % e) from e
+
+
+def need_tool(name, package):
+    """The path of a program the test needs; fails the test, naming the
+    Debian package (installed by scripts/bootstrap.sh --test), without it."""
+    path = shutil.which(name)
+    if not path:
+        raise AssertionError("this test needs %s (Debian: %s; scripts/bootstrap.sh --test "
+                             "installs it)" % (name, package))
+    return path
