@@ -4,17 +4,24 @@
 
 #include <string.h>
 
-#define GRACE_KERNEL(n) extern const sdk_kernel_def n##_kernel;
+/* NAME_kernel is defined in src/kernels/NAME/ when has_folder is 1, else
+ * by its PLACEHOLDER line below. A name with neither fails the link. */
+#define GRACE_KERNEL(n, has_folder)             \
+	extern const sdk_kernel_def n##_kernel; \
+	enum { kernel_has_folder_##n = has_folder };
 GRACE_KERNEL_LIST
 #undef GRACE_KERNEL
 
 /* Kernels whose own code comes in later issues: each runs as its own
  * process with the SDK's standard endpoints, and says so in /health. A
  * kernel that lands deletes its line here; its folder src/kernels/NAME/
- * then defines NAME_kernel, with this port and tier. (Both at once: the
- * link fails with NAME_kernel defined twice.) */
-#define PLACEHOLDER(n, p, t, s)                                                      \
-	const sdk_kernel_def n##_kernel = { .name = #n, .summary = s, .port = p, .tier = t, \
+ * then defines NAME_kernel, with this port and tier. The compiler holds
+ * both ends: a placeholder whose kernel has its folder, or whose name is
+ * not in grace_kernels (kernel_has_folder_NAME undeclared), is an error. */
+#define PLACEHOLDER(n, p, t, s)                                                           \
+	_Static_assert(!kernel_has_folder_##n,                                            \
+		       "src/kernels/" #n "/ defines " #n "_kernel: delete its PLACEHOLDER line"); \
+	const sdk_kernel_def n##_kernel = { .name = #n, .summary = s, .port = p, .tier = t,      \
 					    .complete = false }
 
 PLACEHOLDER(governance, 8110, "governance", "proposals, votes, quorum, decisions");
@@ -34,7 +41,7 @@ PLACEHOLDER(alerts, 8142, "services", "rules over metrics, notifications, silenc
 
 /* In the order of grace_kernels, which is port order (tests/unit/test_registry.c). */
 static const sdk_kernel_def *const kernels[] = {
-#define GRACE_KERNEL(n) &n##_kernel,
+#define GRACE_KERNEL(n, has_folder) &n##_kernel,
 	GRACE_KERNEL_LIST
 #undef GRACE_KERNEL
 };
