@@ -19,5 +19,8 @@ bool cli_is_command(const char *cmd);
 int cli_main(int argc, char **argv);
 /* `grace user add NAME [--admin]`: argv[1] is "user". */
 int cli_user_main(int argc, char **argv);
+/* `grace kernels-list [--json]`: the kernels this binary can run, from
+ * their definitions (no configuration, no running server). */
+int cli_kernels_list(int argc, char **argv);
 
 #endif
