@@ -24,6 +24,9 @@ static void usage(FILE *out)
 		"  kernel NAME       run one kernel alone (binds its own port unless given a\n"
 		"                    socket by LISTEN_FDS, as systemd socket activation does)\n"
 		"  kernels-list      list the kernels this binary can run\n"
+		"  routes [--json]   every route the API on :8000 answers, the kernels' behind\n"
+		"                    the gateway's prefixes included (GET /openapi.json\n"
+		"                    describes the same)\n"
 		"\n"
 		"  status            every kernel's state (exit 1 unless all are ready)\n"
 		"  kernels           kernels, ports and tiers\n"
@@ -120,6 +123,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	if (!strcmp(cmd, "routes"))
+		return cli_routes_main(argc, argv);
 	if (cli_is_command(cmd))
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "user"))
