@@ -156,6 +156,11 @@ class Build:
                 auto.append(("413", "TooLarge"))
             auto += [("502", "BadGateway"), ("503", "Unavailable"), ("504", "GatewayTimeout")]
         for code, name in auto:
+            if code == "403" and "description" in responses.get(code, {}):
+                # The route's own 403 and the one every route of its kind has.
+                responses[code]["description"] += " Or: " + (
+                    "the route needs the admin role (forbidden)." if access == "admin" else
+                    "a change authenticated by the session cookie came from another origin (csrf_rejected).")
             responses.setdefault(code, {"$ref": f"#/components/responses/{name}"})
         if forwarded:
             responses.setdefault("404", self.error_response(
