@@ -26,6 +26,9 @@ static void usage(FILE *out)
 		"  kernels-list [--json]\n"
 		"                    the kernels this binary can run: name, port, tier,\n"
 		"                    state (complete, partial, placeholder), summary\n"
+		"  routes [--json]   every route the API on :8000 answers, the kernels' behind\n"
+		"                    the gateway's prefixes included (GET /openapi.json\n"
+		"                    describes the same)\n"
 		"\n"
 		"  status            every kernel's state (exit 1 unless all are ready)\n"
 		"  kernels           kernels, ports and tiers\n"
@@ -118,6 +121,8 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "kernels-list"))
 		return cli_kernels_list(argc, argv);
 
+	if (!strcmp(cmd, "routes"))
+		return cli_routes_main(argc, argv);
 	if (cli_is_command(cmd))
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "user"))

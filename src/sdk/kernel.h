@@ -71,6 +71,11 @@ struct sdk_kernel {
  * answering. */
 bool sdk_kernel_storage_ok(sdk_kernel *k);
 
+/* The routes every kernel answers besides its own (GET /health, GET
+ * /metrics: open, no token needed), in the order it matches them; *n gets
+ * their count. For `grace routes` and the API's description. */
+const sdk_route *sdk_kernel_standard_routes(size_t *n);
+
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */
 int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg);
 
