@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 
 #include "kernels/policy/policy.h"
+#include "kernels/registry.h"
 #include "sdk/clock.h"
 #include "sdk/db.h"
 #include "serve/api/api.h"
@@ -188,7 +189,8 @@ int cli_policy_main(int argc, char **argv)
 	}
 	static grace_config cfg;
 	char err[512];
-	if (grace_config_load(&cfg, &ov, err, sizeof err) < 0) {
+	if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
+			      sizeof err) < 0) {
 		fprintf(stderr, "grace: %s\n", err);
 		return EXIT_USAGE;
 	}

@@ -67,7 +67,7 @@ typedef struct api_family {
 
 extern const api_family api_health_family, api_auth_family, api_kernel_ports_family,
 	api_guardian_family, api_healer_family, api_chat_family, api_memory_family,
-	api_prefixes_family, api_tokens_family;
+	api_prefixes_family, api_openapi_family, api_tokens_family;
 
 /* Every family, in the order they are matched (server.c). */
 size_t api_family_count(void);
@@ -75,6 +75,20 @@ const api_family *api_family_at(size_t i);
 /* One table of every family's routes: a new array (*n entries), owned by
  * the caller. NULL when out of memory. */
 sdk_route *api_routes_build(size_t *n);
+
+/* Which kernel a gateway prefix reaches (prefixes.c), so that the routes
+ * it forwards can be listed one by one (`grace routes`, /openapi.json). A
+ * route of the prefixes family is PATH followed by the kernel's own path:
+ * a final "*" segment (every route of the kernel), or one route of it
+ * ("/subscribe"). */
+typedef struct api_prefix {
+	const char *path;   /* "/librarian", "/kernels/:name" */
+	const char *kernel; /* the kernel reached; NULL: the one the :name segment names */
+} api_prefix;
+size_t api_prefix_count(void);
+const api_prefix *api_prefix_at(size_t i);
+/* The prefix a route pattern forwards under (PATH then "/"), or NULL. */
+const api_prefix *api_prefix_of(const char *pattern);
 
 /* Forwards req to `kernel` with `prefix` taken off its path (prefixes.c). */
 void api_forward_prefix(api_ctx *api, sdk_req *req, const char *kernel, const char *prefix);

@@ -3,6 +3,7 @@
 #include "serve/healer/incidents.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,10 +59,12 @@ static void api_healer_heal(sdk_req *req, void *ctx)
 	json_t *force = json_object_get(body, "force");
 	if (issue && !json_is_null(issue)) {
 		if (!json_is_string(issue) || (hr.issue = hl_issue_parse(json_string_value(issue))) < 0) {
-			sdk_reply_error(req, 400, "invalid",
-					"issue_type must be one of port_not_listening, process_dead, "
-					"process_hung, port_held_by_stale_kernel, "
-					"port_held_by_foreign_process, slow_response, healthy");
+			/* The list from the healer's own table, so it names every one. */
+			char names[512] = "";
+			for (int i = 0; i < HL_ISSUE_COUNT; i++)
+				snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+					 i ? ", " : "", hl_issue_name((enum hl_issue)i));
+			sdk_reply_error(req, 400, "invalid", "issue_type must be one of %s", names);
 			return;
 		}
 	}

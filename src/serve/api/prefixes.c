@@ -39,6 +39,26 @@ static void on_gateway_kernel(sdk_req *req, void *ctx)
 	gw_forward(api->gw, k, req, path);
 }
 
+/* The kernel behind each prefix of the routes below. */
+static const api_prefix prefixes[] = {
+	{ "/bus", "message_bus" },
+	{ "/kernels/:name", NULL },
+	{ "/librarian", "librarian" },
+};
+
+size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
+const api_prefix *api_prefix_at(size_t i) { return i < api_prefix_count() ? &prefixes[i] : NULL; }
+
+const api_prefix *api_prefix_of(const char *pattern)
+{
+	for (size_t i = 0; i < api_prefix_count(); i++) {
+		size_t n = strlen(prefixes[i].path);
+		if (!strncmp(pattern, prefixes[i].path, n) && pattern[n] == '/')
+			return &prefixes[i];
+	}
+	return NULL;
+}
+
 static const sdk_route routes[] = {
 	/* The bus for users: subscribe (SSE), publish (not under grace.), its
 	 * subjects and consumer groups. Retention and statistics stay with
