@@ -690,7 +690,7 @@ static const sdk_route pol_routes[] = {
 const sdk_kernel_def policy_kernel = {
 	.name = "policy",
 	.port = 8113, .tier = "governance",
-	.summary = "Cedar policies, versioned; entities; decisions (Cedar and AuthZEN APIs)",
+	.summary = "Cedar policies, versioned; entities; AuthZEN; decides every request and call",
 	.complete = true,
 	.long_poll_max_ms = POL_WATCH_MAX_MS,
 	.routes = pol_routes,
