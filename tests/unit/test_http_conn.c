@@ -112,11 +112,47 @@ static void test_client_gone_mid_body(void **state)
 	assert_int_equal(sdk_server_inflight(x->srv), 0);
 }
 
+/* Sends `text` on `fd` and turns the loop until an answer comes. */
+static size_t exchange(struct fx *x, int fd, const char *text, char *out, size_t cap)
+{
+	assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
+	size_t n = 0;
+	for (int i = 0; i < 1000 && n == 0; i++) {
+		event_base_loop(x->base, EVLOOP_NONBLOCK);
+		ssize_t k = recv(fd, out, cap - 1, 0);
+		if (k > 0)
+			n = (size_t)k;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+static void test_expect_continue(void **state)
+{
+	struct fx *x = *state;
+	char out[4096];
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&x->addr, x->addr_len), 0);
+	exchange(x, fd,
+		 "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+		 "Content-Length: 3\r\n\r\n",
+		 out, sizeof out);
+	assert_string_equal(out, "HTTP/1.1 100 Continue\r\n\r\n");
+	exchange(x, fd, "abc", out, sizeof out);
+	assert_non_null(strstr(out, "{\"len\":3}"));
+	close(fd);
+	for (int i = 0; i < 100; i++)
+		event_base_loop(x->base, EVLOOP_NONBLOCK);
+	assert_int_equal(sdk_server_inflight(x->srv), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_answered_requests_end),
 		cmocka_unit_test(test_client_gone_mid_body),
+		cmocka_unit_test(test_expect_continue),
 	};
 	return cmocka_run_group_tests_name("http_conn", tests, setup, teardown);
 }
