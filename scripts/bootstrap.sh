@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages Grace needs, only those that are missing.
 #   scripts/bootstrap.sh          build and run dependencies
-#   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool)
+#   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool,
+#                                 and clang with libFuzzer's runtime for scripts/fuzz.sh)
 #   scripts/bootstrap.sh --bench  also what the benchmarks compare against
 set -eu
 
@@ -9,7 +10,9 @@ pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
 libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev"
 for arg in "$@"; do
 	case "$arg" in
-	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps" ;;
+	# clang only recommends libclang-rt-14-dev, the runtime that
+	# -fsanitize=fuzzer needs; llvm gives sanitizer reports their symbols.
+	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps clang libclang-rt-14-dev llvm" ;;
 	--bench) pkgs="$pkgs python3 wrk nginx-light redis-server valgrind hyperfine procps" ;;
 	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
 	esac
