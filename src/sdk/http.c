@@ -5,6 +5,7 @@
 #include "sdk/clock.h"
 #include "sdk/http_internal.h"
 #include "sdk/log.h"
+#include "sdk/token.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -112,6 +113,8 @@ static int hdr_append(struct hdr_buf *b, const char *name, const char *value)
 		b->p = n;
 		b->cap = cap;
 	}
+	b->has_type |= !strcasecmp(name, "Content-Type");
+	b->has_connection |= !strcasecmp(name, "Connection");
 	memcpy(b->p + b->len, name, nl);
 	b->p[b->len + nl] = ':';
 	b->p[b->len + nl + 1] = ' ';
@@ -120,20 +123,6 @@ static int hdr_append(struct hdr_buf *b, const char *name, const char *value)
 	b->p[b->len + nl + 3 + vl] = '\n';
 	b->len = need;
 	return 0;
-}
-
-static bool hdr_has(const struct hdr_buf *b, const char *name)
-{
-	size_t nl = strlen(name);
-	for (size_t i = 0; i + nl < b->len;) {
-		if (!strncasecmp(b->p + i, name, nl) && b->p[i + nl] == ':')
-			return true;
-		const char *e = memchr(b->p + i, '\n', b->len - i);
-		if (!e)
-			break;
-		i = (size_t)(e - b->p) + 1;
-	}
-	return false;
 }
 
 void sdk_req_add_header(sdk_req *r, const char *name, const char *value)
@@ -175,15 +164,24 @@ static int path_decode(const char *s, size_t n, char *out)
 
 sdk_req *req_new(sdk_conn *c, const char *head, size_t len)
 {
-	sdk_req *r = malloc(sizeof *r + len + 1);
-	if (!r)
+	sdk_server *s = c->srv;
+	sdk_req *r = s->spare;
+	if (r) {
+		s->spare = r->spare_next;
+		s->n_spare--;
+	} else if (!(r = malloc(sizeof *r))) {
 		return NULL;
+	}
 	memset(r, 0, offsetof(sdk_req, h));
+	r->head = len < sizeof r->head_inline ? r->head_inline : malloc(len + 1);
+	if (!r->head) {
+		free(r);
+		return NULL;
+	}
 	r->h.n_fields = 0;
 	r->h.target = r->h.method = NULL;
 	r->h.minor = 1;
 	r->params.n = r->params.used = 0;
-	r->head = (char *)(r + 1);
 	memcpy(r->head, head, len);
 	r->head[len] = '\0';
 	r->conn = c;
@@ -207,8 +205,18 @@ void req_free(sdk_req *r)
 	json_decref(r->json);
 	free(r->path);
 	free(r->query_copy);
-	if (r->srv)
-		r->srv->inflight--;
+	if (r->head != r->head_inline)
+		free(r->head);
+	sdk_server *s = r->srv;
+	if (s) {
+		s->inflight--;
+		if (s->n_spare < REQ_SPARE_MAX) {
+			r->spare_next = s->spare;
+			s->spare = r;
+			s->n_spare++;
+			r = NULL;
+		}
+	}
 	free(r);
 	conn_release(c);
 }
@@ -234,6 +242,40 @@ const char *sdk_req_user(const sdk_req *r, int *role)
 	return r->user[0] ? r->user : NULL;
 }
 
+/* A user name as the main process's auth allows it: 1 to 64 of a-z, 0-9,
+ * '_', '.', '-'. Anything else in the header is not a caller. */
+static bool caller_name_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > SDK_CALLER_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '.' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+const char *sdk_req_caller(const sdk_req *r, const char *token, int *role)
+{
+	if (role)
+		*role = SDK_CALLER_NONE;
+	const char *given = sdk_req_header(r, SDK_TOKEN_HEADER);
+	const char *name = sdk_req_header(r, SDK_USER_HEADER);
+	const char *rn = sdk_req_header(r, SDK_ROLE_HEADER);
+	if (!token || !*token || !given || !sdk_secret_equal(given, token) ||
+	    !caller_name_valid(name) || !rn)
+		return NULL;
+	int k = !strcmp(rn, "admin") ? SDK_CALLER_ADMIN
+		: !strcmp(rn, "user") ? SDK_CALLER_USER
+				      : SDK_CALLER_NONE;
+	if (k == SDK_CALLER_NONE)
+		return NULL;
+	if (role)
+		*role = k;
+	return name;
+}
+
 bool sdk_secret_equal(const char *a, const char *b)
 {
 	size_t na = strlen(a), nb = strlen(b);
@@ -253,6 +295,8 @@ const char *sdk_req_header(const sdk_req *r, const char *name)
 	return sdk_http_field_get(&r->h, name);
 }
 
+const char *sdk_req_host(const sdk_req *r) { return r->h.host; }
+
 bool sdk_req_header_at(const sdk_req *r, size_t i, const char **name, const char **value)
 {
 	if (i >= r->h.n_fields)
@@ -261,6 +305,8 @@ bool sdk_req_header_at(const sdk_req *r, size_t i, const char **name, const char
 	*value = r->h.fields[i].value;
 	return true;
 }
+
+size_t sdk_req_body_len(const sdk_req *r) { return r->body ? evbuffer_get_length(r->body) : 0; }
 
 struct evbuffer *sdk_req_body(sdk_req *r)
 {
@@ -431,7 +477,7 @@ static void write_head(sdk_req *r, int status, long long length)
 		c->close_after = true;
 	if (length < 0 && r->h.minor == 0)
 		c->close_after = true; /* no chunked for HTTP/1.0: the close ends it */
-	if (hdr_has(&r->hdrs, "Connection"))
+	if (r->hdrs.has_connection)
 		c->close_after = true; /* a handler asked for "close" */
 	char head[512];
 	char *p = head;
@@ -445,7 +491,7 @@ static void write_head(sdk_req *r, int status, long long length)
 	p = put(p, date, strlen(date));
 	p = PUT(p, "\r\nX-Request-Id: ");
 	p = put(p, r->id, strlen(r->id));
-	if (!hdr_has(&r->hdrs, "Content-Type") && status != 204 && status != 304)
+	if (!r->hdrs.has_type && status != 204 && status != 304)
 		p = PUT(p, "\r\nContent-Type: application/json");
 	if (length >= 0) {
 		if (status != 204 && status != 304) {
@@ -456,7 +502,7 @@ static void write_head(sdk_req *r, int status, long long length)
 		p = PUT(p, "\r\nTransfer-Encoding: chunked");
 		r->chunked = true;
 	}
-	if (c->close_after && !hdr_has(&r->hdrs, "Connection"))
+	if (c->close_after && !r->hdrs.has_connection)
 		p = PUT(p, "\r\nConnection: close");
 	else if (!c->close_after && r->h.minor == 0)
 		p = PUT(p, "\r\nConnection: keep-alive");
@@ -706,6 +752,9 @@ void req_dispatch(sdk_req *r)
 	size_t n = q ? (size_t)(q - t) : strlen(t);
 	if (t[0] != '/' || n >= SDK_PATH_MAX || !(r->path = malloc(n + 1)) ||
 	    path_decode(t, n, r->path) < 0) {
+		/* The reply hooks read r->path: never leave a half-decoded one. */
+		free(r->path);
+		r->path = NULL;
 		sdk_reply_error(r, 400, "bad_path", "the path is not valid");
 		return;
 	}

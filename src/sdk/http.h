@@ -76,15 +76,30 @@ const char *sdk_req_param(const sdk_req *r, const char *name);
 const char *sdk_req_query(sdk_req *r, const char *name);
 const char *sdk_req_query_string(const sdk_req *r); /* raw, or NULL */
 const char *sdk_req_header(const sdk_req *r, const char *name);
+/* The host the request names: an absolute-form target's authority, else
+ * its Host (RFC 9112 §3.2.2); NULL when it names none (HTTP/1.0). */
+const char *sdk_req_host(const sdk_req *r);
 const char *sdk_req_id(const sdk_req *r);
 /* The caller's identity, set by the authorizer: a name (copied, up to 63
  * bytes) and a role number. sdk_req_user is NULL when there is none. */
 void sdk_req_set_user(sdk_req *r, const char *name, int role);
 const char *sdk_req_user(const sdk_req *r, int *role);
+/* The end user a kernel request is made for, as the gateway vouches for
+ * it after authenticating them: X-Grace-User (the user name) and
+ * X-Grace-Role ("admin" or "user"). Believed only together with the
+ * internal token `token` (the kernel's own), which the gateway also adds;
+ * the gateway never forwards these headers from a client. Returns the name
+ * (borrowed from the request) and *role, or NULL and SDK_CALLER_NONE when
+ * the request names no caller, names one badly, or lacks the token. The
+ * header names are SDK_USER_HEADER and SDK_ROLE_HEADER (sdk/token.h). */
+#define SDK_CALLER_NAME_MAX 64
+enum { SDK_CALLER_NONE = 0, SDK_CALLER_USER = 1, SDK_CALLER_ADMIN = 2 };
+const char *sdk_req_caller(const sdk_req *r, const char *token, int *role);
 /* The client's address ("127.0.0.1"); borrowed. */
 const char *sdk_req_peer(sdk_req *r);
 /* The body (never NULL: an empty buffer when none came). */
 struct evbuffer *sdk_req_body(sdk_req *r);
+size_t sdk_req_body_len(const sdk_req *r);
 sdk_server *sdk_req_server(sdk_req *r);
 /* The request's head field `name` by index (for forwarding them): returns
  * false past the last. Borrowed. */

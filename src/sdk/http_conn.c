@@ -822,6 +822,11 @@ void sdk_server_free(sdk_server *s)
 		c->srv = NULL;
 		conn_release(c);
 	}
+	while (s->spare) {
+		sdk_req *r = s->spare;
+		s->spare = r->spare_next;
+		free(r);
+	}
 	if (s->accept_ev)
 		event_free(s->accept_ev);
 	if (s->accept_retry)

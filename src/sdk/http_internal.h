@@ -13,6 +13,8 @@
 #include <time.h>
 
 #define REQUEST_ID_MAX 64
+#define REQ_HEAD_INLINE 1024 /* heads up to this size live in the request itself */
+#define REQ_SPARE_MAX 64     /* finished requests kept for reuse, per server */
 #define PEER_MAX 48 /* INET6_ADDRSTRLEN and a NUL */
 
 typedef struct sdk_conn sdk_conn;
@@ -51,6 +53,8 @@ struct sdk_server {
 	const struct timeval *tmo_head, *tmo_io, *tmo_idle, *tmo_linger; /* common timeouts */
 
 	unsigned inflight;
+	sdk_req *spare; /* finished requests for reuse (a list through ->spare_next) */
+	unsigned n_spare;
 	struct timespec started, last_request;
 	uint64_t shed_total; /* connections refused at a cap or at EMFILE */
 	int64_t shed_logged_ms;
@@ -64,6 +68,7 @@ struct sdk_server {
 struct hdr_buf {
 	char *p;
 	size_t len, cap;
+	bool has_type, has_connection; /* Content-Type, Connection among them */
 	char inline_[384];
 };
 
@@ -71,7 +76,8 @@ struct sdk_req {
 	/* Scalars first: req_new clears everything before `h`. */
 	sdk_conn *conn; /* referenced while the request lives; closed: replies are dropped */
 	sdk_server *srv; /* NULL once the server is freed */
-	char *head;      /* this request's copy of its head (in the same allocation) */
+	char *head;      /* this request's copy of its head: head_inline, or owned */
+	sdk_req *spare_next;
 	struct evbuffer *body; /* owned; NULL until a body arrives or is asked for */
 	int route;
 	char method[8];
@@ -93,6 +99,7 @@ struct sdk_req {
 	sdk_close_fn on_drain;
 	void *drain_arg;
 	/* Large and bounded by counts: not cleared. */
+	char head_inline[REQ_HEAD_INLINE];
 	sdk_http_head h; /* fields point into `head` */
 	sdk_route_params params;
 	struct { const char *name, *value; } query[SDK_QUERY_MAX];

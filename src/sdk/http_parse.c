@@ -193,11 +193,20 @@ bool sdk_http_list_has(const char *value, const char *token)
 
 const char *sdk_http_field_get(const sdk_http_head *h, const char *name)
 {
+	size_t n = strlen(name);
 	for (size_t i = 0; i < h->n_fields; i++)
-		if (!strcasecmp(h->fields[i].name, name))
+		if (h->fields[i].name_len == n && !strncasecmp(h->fields[i].name, name, n))
 			return h->fields[i].value;
 	return NULL;
 }
+
+/* Whether field f is `lower` (given in lower case, its length known). */
+static inline bool field_is(const sdk_http_field *f, const char *lower, size_t n)
+{
+	return f->name_len == n && (f->name[0] | 0x20) == lower[0] &&
+	       !strncasecmp(f->name, lower, n);
+}
+#define FIELD_IS(f, lit) field_is(f, lit, sizeof lit - 1)
 
 static int parse_length(const char *v, uint64_t *out)
 {
@@ -223,18 +232,18 @@ static int derive_framing(sdk_http_head *h, bool request, const char **why)
 	bool close = false, keep = false;
 	for (size_t i = 0; i < h->n_fields; i++) {
 		const sdk_http_field *f = &h->fields[i];
-		if (!strcasecmp(f->name, "content-length"))
+		if (FIELD_IS(f, "content-length"))
 			n_cl++, cl = f->value;
-		else if (!strcasecmp(f->name, "transfer-encoding"))
+		else if (FIELD_IS(f, "transfer-encoding"))
 			n_te++, te = f->value;
-		else if (!strcasecmp(f->name, "connection")) {
+		else if (FIELD_IS(f, "connection")) {
 			close |= sdk_http_list_has(f->value, "close");
 			keep |= sdk_http_list_has(f->value, "keep-alive");
-		} else if (request && !strcasecmp(f->name, "host")) {
+		} else if (request && FIELD_IS(f, "host")) {
 			n_host++;
 			if (!h->absolute_form)
 				h->host = f->value;
-		} else if (request && !strcasecmp(f->name, "expect")) {
+		} else if (request && FIELD_IS(f, "expect")) {
 			if (strcasecmp(f->value, "100-continue") != 0) {
 				*why = "only the expectation 100-continue is supported";
 				return 417;
@@ -365,7 +374,7 @@ int sdk_http_parse_request(char *buf, size_t len, unsigned max_fields, sdk_http_
 	}
 	if (v > 0) {
 		/* 505 would invite a retry in another version; none is spoken. */
-		*why = "only HTTP/1.0 and HTTP/1.1 are spoken here";
+		*why = "an HTTP version other than 1.0 and 1.1";
 		return 400;
 	}
 	*sp1 = *sp2 = '\0';

@@ -22,6 +22,8 @@
 #define POOL_IDLE_MS 30000   /* below every kernel's keep-alive, so we close first */
 #define RETRY_WAIT_MS 20     /* after a refused connection, before the next try */
 #define ATTEMPTS_MAX 2       /* for a reset or a clean close: one retry */
+#define INLINE_BYTES 1024    /* a request or an answer head this small needs no allocation */
+#define SPARE_MAX 64         /* finished requests kept for reuse */
 
 struct uconn;
 
@@ -35,7 +37,7 @@ struct sdk_ureq {
 	int port;
 	/* The request as it goes on the wire, owned: its request line, then
 	 * the Host of the attempt's port, then the rest of it. */
-	char *msg;
+	char *msg; /* msg_inline, or owned */
 	size_t msg_len, line_len;
 	bool idempotent, fresh, head_only;
 	unsigned head_timeout_ms, idle_timeout_ms, deadline_ms;
@@ -46,7 +48,7 @@ struct sdk_ureq {
 	unsigned resets; /* retries spent on resets and clean closes */
 	enum ustate state;
 	bool retry_wait; /* the timer is a pause before the next attempt */
-	char *hbuf;      /* the answer's head, owned */
+	char *hbuf;      /* the answer's head: head_inline, or owned */
 	sdk_http_head h;
 	sdk_chunked ch;
 	uint64_t left;
@@ -56,7 +58,9 @@ struct sdk_ureq {
 	int pending_err; /* a failure found while starting */
 	const char *pending_why;
 	TAILQ_ENTRY(sdk_ureq) qlink; /* in its pool's queue */
-	TAILQ_ENTRY(sdk_ureq) alink; /* in up->all */
+	TAILQ_ENTRY(sdk_ureq) alink; /* in up->all, or up->spare */
+	char msg_inline[INLINE_BYTES];
+	char head_inline[INLINE_BYTES];
 };
 
 struct uconn {
@@ -86,7 +90,9 @@ struct sdk_upstream {
 	unsigned pool_max, queue_max, n_queued;
 	bool freeing; /* no new sends */
 	struct pool *pools;
-	TAILQ_HEAD(, sdk_ureq) all;
+	TAILQ_HEAD(ureq_list, sdk_ureq) all;
+	struct ureq_list spare; /* finished, with their timer and buffer, for reuse */
+	unsigned n_spare;
 	const struct timeval *tmo_idle;
 };
 
@@ -97,13 +103,13 @@ static void pool_next(struct pool *p);
 const char *sdk_up_error_text(int err)
 {
 	switch (err) {
-	case SDK_UP_UNAVAILABLE: return "the kernel is not running";
-	case SDK_UP_REFUSED: return "no connection to the kernel";
-	case SDK_UP_RESET: return "the kernel closed the connection before answering";
-	case SDK_UP_TIMEOUT: return "the kernel did not answer in time";
-	case SDK_UP_BAD_ANSWER: return "the kernel sent an invalid answer";
-	case SDK_UP_TRUNCATED: return "the kernel's answer stopped before its end";
-	case SDK_UP_BUSY: return "too many requests are waiting on the kernel";
+	case SDK_UP_UNAVAILABLE: return "not running";
+	case SDK_UP_REFUSED: return "connection refused";
+	case SDK_UP_RESET: return "the connection closed before an answer";
+	case SDK_UP_TIMEOUT: return "no answer in time";
+	case SDK_UP_BAD_ANSWER: return "an invalid answer";
+	case SDK_UP_TRUNCATED: return "the answer stopped before its end";
+	case SDK_UP_BUSY: return "too many requests waiting";
 	default: return "out of memory";
 	}
 }
@@ -192,20 +198,56 @@ static struct uconn *conn_open(struct pool *p, bool fresh, int *err)
 
 /* ---- requests ---- */
 
-static void ureq_free(sdk_ureq *u)
+static void ureq_destroy(sdk_ureq *u)
 {
-	if (u->pool) {
-		TAILQ_REMOVE(&u->pool->waiting, u, qlink);
-		u->up->n_queued--;
-	}
-	TAILQ_REMOVE(&u->up->all, u, alink);
-	event_free(u->timer);
+	if (u->timer)
+		event_free(u->timer);
 	if (u->data)
 		evbuffer_free(u->data);
-	free(u->hbuf);
-	free(u->msg);
-	free(u->kernel);
 	free(u);
+}
+
+static void ureq_free(sdk_ureq *u)
+{
+	sdk_upstream *up = u->up;
+	if (u->pool) {
+		TAILQ_REMOVE(&u->pool->waiting, u, qlink);
+		up->n_queued--;
+	}
+	TAILQ_REMOVE(&up->all, u, alink);
+	if (u->hbuf != u->head_inline)
+		free(u->hbuf);
+	if (u->msg != u->msg_inline)
+		free(u->msg);
+	free(u->kernel);
+	event_del(u->timer);
+	evbuffer_drain(u->data, evbuffer_get_length(u->data));
+	if (up->n_spare < SPARE_MAX && !up->freeing) {
+		TAILQ_INSERT_HEAD(&up->spare, u, alink);
+		up->n_spare++;
+		return;
+	}
+	ureq_destroy(u);
+}
+
+/* A request object: a spare one (its timer and buffer kept) or a new one. */
+static sdk_ureq *ureq_get(sdk_upstream *up)
+{
+	sdk_ureq *u = TAILQ_FIRST(&up->spare);
+	struct event *timer = NULL;
+	struct evbuffer *data = NULL;
+	if (u) {
+		TAILQ_REMOVE(&up->spare, u, alink);
+		up->n_spare--;
+		timer = u->timer;
+		data = u->data;
+	} else if (!(u = malloc(sizeof *u))) {
+		return NULL;
+	}
+	memset(u, 0, offsetof(sdk_ureq, msg_inline));
+	u->timer = timer;
+	u->data = data;
+	return u;
 }
 
 /* The request is over (answered or failed): its connection goes back to
@@ -257,8 +299,10 @@ static void retry_or_fail(sdk_ureq *u, int err, bool never_sent)
 {
 	ureq_detach(u, false);
 	u->state = U_WAIT;
+	/* Refused by name: the kernel may be moving, so look again; refused
+	 * by port: there is nothing else to look up. */
 	bool again = !past_deadline(u) &&
-		     (err == SDK_UP_REFUSED ||
+		     ((err == SDK_UP_REFUSED && u->kernel) ||
 		      (u->resets + 1 < ATTEMPTS_MAX && (never_sent || u->idempotent)));
 	if (!again) {
 		fail(u, err, NULL);
@@ -399,51 +443,61 @@ static void on_ureq_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	/* No answer in time: closing the connection tells the kernel. */
-	fail(u, SDK_UP_TIMEOUT, u->state == U_BODY ? "the kernel's answer stalled" : NULL);
+	fail(u, SDK_UP_TIMEOUT, u->state == U_BODY ? "the answer stalled" : NULL);
 }
 
-/* Serializes the request once; every attempt sends the same bytes. */
+static char *put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+/* Serializes the request once; every attempt sends the same bytes (with
+ * the Host of its own port between the request line and the rest). */
 static int build_message(sdk_ureq *u, const sdk_ureq_opts *o)
 {
-	char head[REQUEST_HEAD_MAX];
-	size_t n = 0;
-	int k = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\n", o->method, o->target);
-	if (k < 0 || (size_t)k >= sizeof head)
-		return -1;
-	n = u->line_len = (size_t)k;
+	/* Exact framing for every method: a body always has its length. */
+	bool with_length = o->body_len > 0 || !strcmp(o->method, "POST") ||
+			   !strcmp(o->method, "PUT") || !strcmp(o->method, "PATCH");
+	char length[48] = "";
+	if (with_length)
+		snprintf(length, sizeof length, "Content-Length: %zu\r\n", o->body_len);
+	size_t ml = strlen(o->method), tl = strlen(o->target), ll = strlen(length);
+	size_t need = ml + 1 + tl + 11 + ll + 2 + o->body_len;
 	for (size_t i = 0; o->headers && o->headers[i] && o->headers[i + 1]; i += 2) {
 		const char *name = o->headers[i], *value = o->headers[i + 1];
 		if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
 			return -1; /* would split the request */
-		k = snprintf(head + n, sizeof head - n, "%s: %s\r\n", name, value);
-		if (k < 0 || (size_t)k >= sizeof head - n)
-			return -1;
-		n += (size_t)k;
+		need += strlen(name) + 2 + strlen(value) + 2;
 	}
-	/* Exact framing for every method: a body always has its length. */
-	bool with_length = o->body_len > 0 || !strcmp(o->method, "POST") ||
-			   !strcmp(o->method, "PUT") || !strcmp(o->method, "PATCH");
-	if (with_length)
-		k = snprintf(head + n, sizeof head - n, "Content-Length: %zu\r\n\r\n", o->body_len);
-	else
-		k = snprintf(head + n, sizeof head - n, "\r\n");
-	if (k < 0 || (size_t)k >= sizeof head - n)
+	if (need - o->body_len > REQUEST_HEAD_MAX || strpbrk(o->target, " \r\n"))
 		return -1;
-	n += (size_t)k;
-	u->msg = malloc(n + o->body_len);
+	u->msg = need <= sizeof u->msg_inline ? u->msg_inline : malloc(need);
 	if (!u->msg)
 		return -1;
-	memcpy(u->msg, head, n);
+	char *p = put(u->msg, o->method, ml);
+	*p++ = ' ';
+	p = put(p, o->target, tl);
+	p = put(p, " HTTP/1.1\r\n", 11);
+	u->line_len = (size_t)(p - u->msg);
+	for (size_t i = 0; o->headers && o->headers[i] && o->headers[i + 1]; i += 2) {
+		p = put(p, o->headers[i], strlen(o->headers[i]));
+		p = put(p, ": ", 2);
+		p = put(p, o->headers[i + 1], strlen(o->headers[i + 1]));
+		p = put(p, "\r\n", 2);
+	}
+	p = put(p, length, ll);
+	p = put(p, "\r\n", 2);
 	if (o->body_len)
-		memcpy(u->msg + n, o->body, o->body_len);
-	u->msg_len = n + o->body_len;
+		p = put(p, o->body, o->body_len);
+	u->msg_len = (size_t)(p - u->msg);
 	return 0;
 }
 
 sdk_ureq *sdk_upstream_request(sdk_upstream *up, const sdk_ureq_opts *o, const sdk_ureq_cbs *cbs,
 			       void *arg)
 {
-	sdk_ureq *u = calloc(1, sizeof *u);
+	sdk_ureq *u = ureq_get(up);
 	if (!u)
 		return NULL;
 	u->up = up;
@@ -457,18 +511,17 @@ sdk_ureq *sdk_upstream_request(sdk_upstream *up, const sdk_ureq_opts *o, const s
 	u->head_timeout_ms = o->head_timeout_ms ? o->head_timeout_ms : 10000;
 	u->idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : u->head_timeout_ms;
 	u->deadline_ms = o->deadline_ms ? o->deadline_ms : u->head_timeout_ms;
-	u->timer = evtimer_new(up->base, on_ureq_timer, u);
-	u->data = evbuffer_new();
+	if (!u->timer)
+		u->timer = evtimer_new(up->base, on_ureq_timer, u);
+	if (!u->data)
+		u->data = evbuffer_new();
 	if (o->kernel)
 		u->kernel = strdup(o->kernel);
 	if (!u->timer || !u->data || (o->kernel && !u->kernel) || build_message(u, o) < 0) {
-		if (u->timer)
-			event_free(u->timer);
-		if (u->data)
-			evbuffer_free(u->data);
 		free(u->kernel);
-		free(u->msg);
-		free(u);
+		if (u->msg != u->msg_inline)
+			free(u->msg);
+		ureq_destroy(u);
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&up->all, u, alink);
@@ -561,8 +614,10 @@ static int take_head(sdk_ureq *u, struct uconn *c)
 			}
 			return 0;
 		}
-		free(u->hbuf);
-		if (!(u->hbuf = malloc(end + 1))) {
+		if (u->hbuf != u->head_inline)
+			free(u->hbuf);
+		u->hbuf = end < sizeof u->head_inline ? u->head_inline : malloc(end + 1);
+		if (!u->hbuf) {
 			fail(u, SDK_UP_NOMEM, NULL);
 			return -1;
 		}
@@ -730,6 +785,7 @@ sdk_upstream *sdk_upstream_new(struct event_base *base, sdk_resolve_fn resolve, 
 	up->pool_max = pool_max ? pool_max : 1;
 	up->queue_max = queue_max;
 	TAILQ_INIT(&up->all);
+	TAILQ_INIT(&up->spare);
 	struct timeval idle = sdk_ms_tv(POOL_IDLE_MS);
 	up->tmo_idle = event_base_init_common_timeout(base, &idle);
 	return up;
@@ -747,6 +803,10 @@ void sdk_upstream_free(sdk_upstream *up)
 		u->gone = true;
 		ureq_detach(u, false);
 		ureq_free(u);
+	}
+	while ((u = TAILQ_FIRST(&up->spare))) {
+		TAILQ_REMOVE(&up->spare, u, alink);
+		ureq_destroy(u);
 	}
 	struct pool *p = up->pools;
 	while (p) {

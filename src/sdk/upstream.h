@@ -96,7 +96,7 @@ void sdk_ureq_pause(sdk_ureq *u, bool paused);
 double sdk_ureq_elapsed_ms(const sdk_ureq *u);
 /* Requests waiting for a connection to `port`. */
 unsigned sdk_upstream_queued(const sdk_upstream *up, int port);
-/* What an error code means, in words. */
+/* What an error code means, in words (the caller names the peer). */
 const char *sdk_up_error_text(int err);
 
 #endif

@@ -33,7 +33,7 @@ static int64_t now_ms = 1000;
 
 static void store_open(void)
 {
-	bus_err err;
+	sdk_err err;
 	FUZZ_CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK, "sqlite3_open");
 	FUZZ_CHECK(bus_store_open(db, &st, &err) == 0, "bus_store_open: %s", err.msg);
 }
@@ -191,7 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < n; i++)
 		FUZZ_CHECK(bus_batch_add(&bt, array ? json_array_get(body, i) : body) == 0, "add");
 	int64_t first = bus_store_next_seq(st), last_ts = 0;
-	bus_err err;
+	sdk_err err;
 	now_ms += (int64_t)(runs % 3) - 1; /* the clock may step back a little */
 	FUZZ_CHECK(bus_store_append(st, bt.msgs, n, now_ms, &err) == 0, "append: %s", err.msg);
 	for (size_t i = 0; i < n; i++) {

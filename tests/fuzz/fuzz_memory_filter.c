@@ -10,7 +10,7 @@
  *    quoted literals are JSON paths of valid column names and fixed type
  *    names, and it has exactly one `?` per bound value, each bound value
  *    a scalar of the filter (keyset conditions likewise);
- *  - a query fails only as bad input (MEM_E_INVALID, a 400), and not at
+ *  - a query fails only as bad input (SDK_EINVAL, a 400), and not at
  *    all when where, order and cursor parse and there is no q: no input
  *    makes the generated SQL fail;
  *  - the rows that match are those a reference evaluator of the grammar
@@ -222,12 +222,12 @@ static bool term_holds(const mem_term *t, json_t *row, json_int_t id)
 
 static long query(const struct fx_table *t, const char *where, const char *order,
 		  const char *cursor, const char *q, unsigned limit, int64_t *ids, char **next,
-		  mem_error *e)
+		  int *status, sdk_err *e)
 {
 	mem_buf out = { 0 };
 	mem_query mq = { where, order, cursor, q, limit };
 	*next = NULL;
-	if (mem_rows_query(fx.s, FX_USER, NULL, t->name, &mq, &out, e) < 0) {
+	if ((*status = mem_rows_query(fx.s, FX_USER, NULL, t->name, &mq, &out, e)) < 0) {
 		mem_buf_free(&out);
 		return -1;
 	}
@@ -275,10 +275,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	static int64_t ids[MEM_LIMIT_MAX + 1], all[MEM_LIMIT_MAX + 1];
 	char *next = NULL;
-	mem_error e = { 0 };
-	long n = query(t, where, order, cursor, q, limit, ids, &next, &e);
+	sdk_err e = { 0 };
+	int status = 0;
+	long n = query(t, where, order, cursor, q, limit, ids, &next, &status, &e);
 	if (n < 0) {
-		FUZZ_CHECK(e.status == MEM_E_INVALID, "status %d: %s", e.status, e.msg);
+		FUZZ_CHECK(status == SDK_EINVAL, "status %d: %s", status, e.msg);
 		/* Refused: one of the parts must be bad. */
 		static mem_filter f;
 		mem_order o;
@@ -300,7 +301,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	/* One page with every row. */
-	long n_all = query(t, where, order, NULL, q, MEM_LIMIT_MAX, all, &next, &e);
+	long n_all = query(t, where, order, NULL, q, MEM_LIMIT_MAX, all, &next, &status, &e);
 	FUZZ_CHECK(n_all >= 0 && !next, "the whole page: %s", e.msg);
 	FUZZ_CHECK(n <= n_all && !memcmp(ids, all, (size_t)n * sizeof *ids),
 		   "the first page is not the start of the whole");
@@ -329,7 +330,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *cur = NULL;
 	for (int page = 0;; page++) {
 		FUZZ_CHECK(page < PAGES_MAX, "more pages than rows");
-		long k = query(t, where, order, cur, q, limit, ids, &next, &e);
+		long k = query(t, where, order, cur, q, limit, ids, &next, &status, &e);
 		FUZZ_CHECK(k >= 0, "page %d refused its own cursor %s: %s", page, cur, e.msg);
 		FUZZ_CHECK(got + k <= n_all && !memcmp(ids, all + got, (size_t)k * sizeof *ids),
 			   "page %d (order %s, limit %u) is not the next part of the whole", page,

@@ -105,9 +105,9 @@ static json_t *fx_json(const char *text)
 static void fx_fill(struct fx_table *t, const char *name, const char *spec,
 		    const char *const *rows, size_t n)
 {
-	mem_error e;
-	json_t *sp = fx_json(spec), *made = mem_table_create(fx.s, FX_USER, sp, 1000, &e);
-	if (!made) {
+	sdk_err e;
+	json_t *sp = fx_json(spec), *made = NULL;
+	if (mem_table_create(fx.s, FX_USER, sp, 1000, &made, &e) < 0) {
 		fprintf(stderr, "fixture: create %s: %s\n", name, e.msg);
 		abort();
 	}
@@ -116,8 +116,8 @@ static void fx_fill(struct fx_table *t, const char *name, const char *spec,
 	t->name = name;
 	for (size_t i = 0; i < n; i++) {
 		json_t *row = fx_json(rows[i]);
-		json_t *ids = mem_rows_insert(fx.s, FX_USER, NULL, name, row, 2000, &e);
-		if (!ids) {
+		json_t *ids = NULL;
+		if (mem_rows_insert(fx.s, FX_USER, NULL, name, row, 2000, &ids, &e) < 0) {
 			fprintf(stderr, "fixture: insert %s: %s\n", rows[i], e.msg);
 			abort();
 		}
@@ -135,8 +135,8 @@ static void fx_open(void)
 		base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 	snprintf(fx.dir, sizeof fx.dir, "%s/grace-fuzz-XXXXXX", base);
 	FUZZ_CHECK(strlen(fx.dir) + 16 < sizeof fx.dir, "a long temporary directory");
-	char err[256];
-	if (!mkdtemp(fx.dir) || !(fx.s = mem_store_open(fx.dir, 1, err, sizeof err))) {
+	sdk_err e;
+	if (!mkdtemp(fx.dir) || !(fx.s = mem_store_open(fx.dir, 1, &e))) {
 		fprintf(stderr, "fixture: cannot open a store in %s\n", fx.dir);
 		abort();
 	}

@@ -48,9 +48,6 @@ typedef struct bus {
 /* Microseconds on the monotonic clock, for durations finer than sdk_mono_ms. */
 int64_t bus_mono_us(void);
 
-/* Answers a store error with the fitting status. */
-void bus_reply_store_error(sdk_req *req, int rc, const bus_err *e);
-
 /* stream.c */
 int bus_stream_init(bus *b);
 void bus_on_subscribe(sdk_req *req, void *ctx);

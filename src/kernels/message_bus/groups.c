@@ -90,14 +90,14 @@ static bool bus_poll_try(bus *b, sdk_req *req, const char *group, const bus_poll
 			 bool final, bus_poll_result *res, size_t *dead)
 {
 	struct bus_poll_out po = { evbuffer_new(), 0 };
-	bus_err e = { "out of memory" };
+	sdk_err e = { "out of memory" };
 	int rc = po.msgs ? bus_group_poll(b->store, group, o, sdk_wall_ms(), bus_poll_emit, &po,
 					  res, &e) :
-			   BUS_EIO;
+			   SDK_EIO;
 	if (rc) {
 		if (po.msgs)
 			evbuffer_free(po.msgs);
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 		return true;
 	}
 	b->stats.polled += res->delivered;
@@ -413,10 +413,10 @@ void bus_on_ack(sdk_req *req, void *ctx)
 	if (!body || bus_ack_parse(req, body, &seqs, &dels, &n) < 0)
 		goto out;
 	acked = calloc(n, sizeof *acked);
-	bus_err e = { "out of memory" };
-	int rc = acked ? bus_group_ack(b->store, group, seqs, dels, n, acked, &e) : BUS_EIO;
+	sdk_err e = { "out of memory" };
+	int rc = acked ? bus_group_ack(b->store, group, seqs, dels, n, acked, &e) : SDK_EIO;
 	if (rc) {
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 		goto out;
 	}
 	size_t n_acked;
@@ -433,12 +433,12 @@ void bus_on_group_get(sdk_req *req, void *ctx)
 	bus *b = ((sdk_kernel *)ctx)->state;
 	const char *group = bus_group_param(req);
 	json_t *out;
-	bus_err e;
+	sdk_err e;
 	if (!group)
 		return;
 	int rc = bus_group_get(b->store, group, &out, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, out);
 }
@@ -447,10 +447,10 @@ void bus_on_group_list(sdk_req *req, void *ctx)
 {
 	bus *b = ((sdk_kernel *)ctx)->state;
 	json_t *arr;
-	bus_err e;
+	sdk_err e;
 	int rc = bus_group_list(b->store, &arr, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, json_pack("{s:o}", "groups", arr));
 }
@@ -459,12 +459,12 @@ void bus_on_group_delete(sdk_req *req, void *ctx)
 {
 	bus *b = ((sdk_kernel *)ctx)->state;
 	const char *group = bus_group_param(req);
-	bus_err e;
+	sdk_err e;
 	if (!group)
 		return;
 	int rc = bus_group_delete(b->store, group, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "group", group, "deleted", 1));
 }

@@ -89,7 +89,7 @@ static int bus_sub_write(const bus_msg *m, void *arg)
 {
 	struct bus_sub_out *o = arg;
 	if (bus_wire_event(o->buf, m) < 0)
-		return BUS_EIO;
+		return SDK_EIO;
 	o->n++;
 	return 0;
 }
@@ -112,7 +112,7 @@ static void bus_sub_pump(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	int64_t next;
-	bus_err e = { "out of memory" };
+	sdk_err e = { "out of memory" };
 	struct bus_sub_out o = { out, 0 };
 	int rc = bus_store_scan(b->store, s->pattern, s->next, BUS_PUMP_MATCHES, BUS_PUMP_BUDGET,
 				bus_sub_write, &o, &next, &e);

@@ -26,7 +26,7 @@ static bool csrf_refused(sdk_req *req, int status, const sdk_err *err)
 bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 {
 	api_ctx *api = ctx;
-	const char *host = sdk_req_header(req, "Host");
+	const char *host = sdk_req_host(req);
 	/* Against DNS rebinding: a page on another name must not reach us. */
 	if (host && !auth_host_allowed(api->auth, host)) {
 		sdk_reply_error(req, 421, "host_not_allowed", "Host '%s' is not served here", host);
@@ -53,6 +53,8 @@ bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 	}
 	sdk_req_set_user(req, user, role);
 	if (by_cookie && csrf_refused(req, auth_csrf_cookie(&api->auth->origins, &in, &err), &err))
+		return false;
+	if (!api_user_data_ready(api, req, user)) /* an earlier user's data is still going */
 		return false;
 	if (access == ACCESS_USER && (role == AUTH_ROLE_USER || role == AUTH_ROLE_ADMIN))
 		return true;

@@ -92,10 +92,12 @@ static void create_done(struct hash_job *j)
 		if (rc == -EEXIST)
 			sdk_reply_error(j->req, 409, "exists", "user '%s' exists", j->name);
 		else if (rc < 0)
-			sdk_reply_error(j->req, 500, "storage", "cannot store the user");
+			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+					 &(sdk_err){ "cannot store the user" });
 		else
 			sdk_reply_json(j->req, 201, json_pack("{s:s, s:s}", "name", j->name, "role",
 							      auth_role_name(j->role)));
+		if (rc == 0) api_user_data_purge(api, j->name); /* an earlier user's data, if any */
 	}
 	job_free(j);
 }
@@ -114,7 +116,8 @@ static void set_password_done(struct hash_job *j)
 		if (rc == -ENOENT)
 			sdk_reply_error(j->req, 404, "not_found", "no user '%s'", j->name);
 		else if (rc < 0)
-			sdk_reply_error(j->req, 500, "storage", "cannot store the password");
+			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+					 &(sdk_err){ "cannot store the password" });
 		else
 			sdk_reply_json(j->req, 200,
 				       json_pack("{s:s, s:b}", "name", j->name, "sessions_revoked", 1));
@@ -191,7 +194,7 @@ static void login_answer(const auth_login_result *r, void *arg)
 	sodium_memzero(cookie, sizeof cookie);
 }
 
-void api_auth_login(sdk_req *req, void *ctx)
+static void api_auth_login(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *body = sdk_req_json(req, true);
@@ -212,7 +215,7 @@ out:
 	sodium_memzero(password, sizeof password);
 }
 
-void api_auth_logout(sdk_req *req, void *ctx)
+static void api_auth_logout(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	char buf[AUTH_TOKEN_MAX + 1];
@@ -227,7 +230,7 @@ void api_auth_logout(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, json_pack("{s:b}", "logged_out", 1));
 }
 
-void api_auth_me(sdk_req *req, void *ctx)
+static void api_auth_me(sdk_req *req, void *ctx)
 {
 	(void)ctx;
 	int role;
@@ -270,9 +273,9 @@ static void create_user(api_ctx *api, sdk_req *req, int forced_role)
 	job_submit(j);
 }
 
-void api_auth_users_create(sdk_req *req, void *ctx) { create_user(ctx, req, AUTH_ROLE_NONE); }
+static void api_auth_users_create(sdk_req *req, void *ctx) { create_user(ctx, req, AUTH_ROLE_NONE); }
 
-void api_auth_register(sdk_req *req, void *ctx)
+static void api_auth_register(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	if (!api->cfg->auth.self_registration) {
@@ -283,7 +286,7 @@ void api_auth_register(sdk_req *req, void *ctx)
 	create_user(api, req, AUTH_ROLE_USER);
 }
 
-void api_auth_users_list(sdk_req *req, void *ctx)
+static void api_auth_users_list(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *users = auth_user_list(api->auth->db);
@@ -293,7 +296,7 @@ void api_auth_users_list(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, json_pack("{s:o}", "users", users));
 }
 
-void api_auth_users_delete(sdk_req *req, void *ctx)
+static void api_auth_users_delete(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *name = sdk_req_param(req, "name");
@@ -311,12 +314,13 @@ void api_auth_users_delete(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 500, "storage", "cannot delete the user");
 		return;
 	}
+	api_user_data_purge(api, name); /* their tables, chats and documents go with them */
 	sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
 }
 
 /* An admin sets anyone's password; a user may set their own, with the
  * current one. Every session of that user ends either way. */
-void api_auth_users_password(sdk_req *req, void *ctx)
+static void api_auth_users_password(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	int role;
@@ -364,3 +368,16 @@ void api_auth_users_password(sdk_req *req, void *ctx)
 	}
 	job_submit(j);
 }
+
+/* Logging in, sessions and users */
+static const sdk_route routes[] = {
+	API_PUBLIC("POST", "/auth/login", api_auth_login),
+	API_PUBLIC("POST", "/auth/register", api_auth_register),
+	API_USER("POST", "/auth/logout", api_auth_logout),
+	API_USER("GET", "/auth/me", api_auth_me),
+	API_ADMIN("POST", "/auth/users", api_auth_users_create),
+	API_ADMIN("GET", "/auth/users", api_auth_users_list),
+	API_ADMIN("DELETE", "/auth/users/:name", api_auth_users_delete),
+	API_USER("POST", "/auth/users/:name/password", api_auth_users_password), /* self or admin */
+};
+const api_family api_auth_family = { "auth", routes, sizeof routes / sizeof routes[0] };

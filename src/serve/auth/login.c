@@ -181,7 +181,7 @@ static void check_done(void *arg)
 	int64_t expires;
 	int rc = auth_session_create(a->db, j->name, sdk_wall_ms(), a->cfg->auth.session_max_s,
 				     token, &expires);
-	finish(j, rc < 0 ? SDK_EIO : 0, 0, rc < 0 ? NULL : token, expires);
+	finish(j, rc == -ENOSPC ? SDK_EFULL : rc < 0 ? SDK_EIO : 0, 0, rc < 0 ? NULL : token, expires);
 	sodium_memzero(token, sizeof token);
 }
 

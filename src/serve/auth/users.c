@@ -92,7 +92,10 @@ static int step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : rc == SQLITE_CONSTRAINT ? -EEXIST : -EIO;
+	return rc == SQLITE_DONE		  ? 0
+	       : rc == SQLITE_CONSTRAINT	  ? -EEXIST
+	       : (rc & 0xff) == SQLITE_FULL ? -ENOSPC /* answered 507 (docs/errors.md) */
+					  : -EIO;
 }
 
 int auth_user_get(sqlite3 *db, const char *name, char *hash, int *role)

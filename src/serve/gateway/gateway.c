@@ -18,7 +18,7 @@ static const char *const forwarded_request_headers[] = {
 };
 /* Response headers a client may see from a kernel. */
 static const char *const forwarded_response_headers[] = {
-	"Content-Type", "Cache-Control", "ETag", "Location", "Retry-After",
+	"Content-Type", "Cache-Control", "ETag", "Location", "Retry-After", "Allow",
 };
 #define N_FORWARDED_REQUEST (sizeof forwarded_request_headers / sizeof *forwarded_request_headers)
 #define FORWARD_HEADERS_MAX (2 * (N_FORWARDED_REQUEST + 5) + 1)
@@ -203,7 +203,7 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 		return;
 	}
 	/* The kernel would refuse it and close while we still write: say it here. */
-	size_t body_len = evbuffer_get_length(sdk_req_body(req));
+	size_t body_len = sdk_req_body_len(req);
 	if (body_len > k->cfg->max_body_bytes) {
 		sdk_reply_error(req, 413, "body_too_large", "kernel %s takes bodies up to %zu bytes",
 				k->cfg->name, k->cfg->max_body_bytes);
