@@ -53,8 +53,16 @@ sources_of() {
 	http_request|http_response|chunked) echo src/sdk/http_parse.c ;;
 	http_server) echo src/sdk/http_conn.c src/sdk/http.c src/sdk/http_parse.c ;;
 	router) echo src/sdk/router.c src/sdk/http.c ;;
-	memory_filter) echo src/serve/memory/filter.c src/serve/memory/store.c ;;
-	json_bodies) echo src/serve/memory/columns.c src/serve/memory/store.c ;;
+	memory_filter) echo src/serve/memory/filter.c src/serve/memory/rows.c ;;
+	json_bodies) echo src/serve/memory/columns.c src/serve/memory/tables.c \
+		src/serve/memory/rows.c ;;
+	cedar) echo src/kernels/policy/lexer.c src/kernels/policy/parser.c \
+		src/kernels/policy/eval.c src/kernels/policy/value.c src/kernels/policy/ext_ip.c \
+		src/kernels/policy/ext_decimal.c src/kernels/policy/ext_datetime.c \
+		src/kernels/policy/authorize.c ;;
+	cedar_json) echo src/kernels/policy/json.c src/kernels/policy/entities.c \
+		src/kernels/policy/value.c src/kernels/policy/authorize.c ;;
+	auth_headers) echo src/serve/auth/cookie.c src/serve/auth/csrf.c src/serve/auth/hosts.c ;;
 	bus_publish) echo src/kernels/message_bus/bus.c src/kernels/message_bus/wire.c \
 		src/kernels/message_bus/subject.c ;;
 	*) ls "src/"*"/$1.c" 2>/dev/null ;;
