@@ -10,8 +10,6 @@
 PLACEHOLDER(governance_placeholder, "governance", "proposals, votes, quorum, decisions");
 PLACEHOLDER(trust_placeholder, "trust", "trust scores from evidence");
 PLACEHOLDER(compliance_placeholder, "compliance", "controls checked on a schedule");
-PLACEHOLDER(scheduler_placeholder, "scheduler", "cron, interval and one-shot jobs");
-PLACEHOLDER(executor_placeholder, "executor", "commands with timeouts and limits");
 PLACEHOLDER(workflow_placeholder, "workflow", "durable DAG runs");
 PLACEHOLDER(state_machine_placeholder, "state_machine",
 	    "machine definitions and guarded transitions");
@@ -33,8 +31,8 @@ static const sdk_kernel_def *const kernels[] = {
 	&policy_kernel,
 	&compliance_placeholder,
 	&audit_kernel,
-	&scheduler_placeholder,
-	&executor_placeholder,
+	&scheduler_kernel,
+	&executor_kernel,
 	&workflow_placeholder,
 	&state_machine_placeholder,
 	&librarian_kernel,

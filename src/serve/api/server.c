@@ -33,6 +33,18 @@ static void on_gateway_bus(sdk_req *req, void *ctx)
 	forward_prefix(ctx, req, "message_bus", "/bus");
 }
 
+/* /scheduler/...: users may check schedules and keep bus jobs of their
+ * own (the kernel scopes them); /executor/...: admins (issue 13). */
+static void on_gateway_scheduler(sdk_req *req, void *ctx)
+{
+	forward_prefix(ctx, req, "scheduler", "/scheduler");
+}
+
+static void on_gateway_executor(sdk_req *req, void *ctx)
+{
+	forward_prefix(ctx, req, "executor", "/executor");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -102,6 +114,8 @@ const sdk_route api_routes[] = {
 	ADMIN("DELETE", "/bus/groups/:group", on_gateway_bus),
 	ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	USER(NULL, "/librarian/*", on_gateway_librarian),
+	USER(NULL, "/scheduler/*", on_gateway_scheduler),
+	ADMIN(NULL, "/executor/*", on_gateway_executor),
 };
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 
