@@ -141,6 +141,7 @@ static const struct cfg_key executor_keys[] = {
 	X("timeout_default_ms", timeout_default_ms, KEY_UINT, 100, 86400000),
 	X("timeout_max_ms", timeout_max_ms, KEY_UINT, 100, 604800000),
 	X("kill_grace_ms", kill_grace_ms, KEY_UINT, 0, 600000),
+	X("cgroups", cgroups, KEY_UINT, 0, 1),
 	X("output_default_bytes", output_default_bytes, KEY_SIZE, 0, 1u << 30),
 	X("output_max_bytes", output_max_bytes, KEY_SIZE, 0, 1u << 30),
 #undef X
@@ -638,6 +639,7 @@ static void config_defaults(grace_config *cfg)
 					  .timeout_default_ms = 60000,
 					  .timeout_max_ms = 86400000,
 					  .kill_grace_ms = 2000,
+					  .cgroups = 1,
 					  .output_default_bytes = 1u << 20,
 					  .output_max_bytes = 16u << 20,
 					  .jobs_user = "grace-jobs" };

@@ -102,6 +102,7 @@ typedef struct grace_executor {
 	unsigned history_max;  /* finished jobs kept (with their output) */
 	unsigned timeout_default_ms, timeout_max_ms;
 	unsigned kill_grace_ms; /* SIGTERM, then SIGKILL after this */
+	unsigned cgroups;       /* 0: no cgroups even where usable (rlimits and the subreaper) */
 	size_t output_default_bytes, output_max_bytes; /* per stream, stored */
 	char jobs_user[32];    /* jobs run as this user when Grace runs as root */
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */

@@ -1272,7 +1272,10 @@ static void host_setup(exe *x)
 {
 	exe_host *h = &x->host;
 	h->root = geteuid() == 0;
-	exe_cg_detect(x->instance, &h->cg);
+	if (x->cfg->cgroups)
+		exe_cg_detect(x->instance, &h->cg);
+	else
+		snprintf(h->cg.notes, sizeof h->cg.notes, "cgroups off by configuration ([executor] cgroups = 0)");
 	char buf[4096];
 	struct passwd pw, *res = NULL;
 	if (h->root) {

@@ -49,10 +49,4 @@ int exe_out_subscribe(exe_out *o, sdk_req *req);
 /* Ends every subscriber's stream now (drain). */
 void exe_out_end_subscribers(exe_out *o);
 
-/* How many bytes of [p, p+n) end on a character boundary (a cut there
- * splits no UTF-8 sequence). */
-size_t exe_utf8_complete(const char *p, size_t n);
-/* A JSON string of [p, p+n) with invalid bytes as U+FFFD. */
-json_t *exe_utf8_json(const char *p, size_t n);
-
 #endif
