@@ -6,12 +6,16 @@
  *       the next `count` fire instants (Unix seconds) after `after`
  *   Z <zone> <t>                     ->  "ok <offset> <next_change> <last_change> <before>"
  *       (TZ_NEVER and INT64_MIN print as "none")
+ *   T <expr> <zone> <after> <count>  ->  "ok <last fire> <ns>": the time `count` fires take
+ *   L <zone> <other zone> <count>    ->  "ok <ns tz_offset_at> <ns localtime_r> <ns TZ switched>"
+ *       per conversion, for bench/scheduler_bench.py
  *
  * Zones are loaded once and kept. */
 #include "kernels/scheduler/cron.h"
 #include "kernels/scheduler/tz.h"
 
 #include <inttypes.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +47,55 @@ static tz_zone *zone(const char *name, const char **why)
 		n_zones++;
 	}
 	return z;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* The ways to learn an offset: ours, glibc's for one zone, and glibc's
+ * with TZ switched between two zones at each call (what a scheduler of
+ * jobs in many zones would have to do, under a lock, with localtime_r). */
+static void bench_zone(tz_zone *z, const char *name, const char *other, long n)
+{
+	volatile long sink = 0;
+	uint64_t x = 88172645463325252ULL;
+	int64_t t0 = now_ns();
+	for (long i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		sink += tz_offset_at(z, (int64_t)(x % 4102444800ULL));
+	}
+	int64_t ours = now_ns() - t0;
+	char tzv[TZ_NAME_MAX + 2];
+	snprintf(tzv, sizeof tzv, ":%s", name);
+	setenv("TZ", tzv, 1);
+	tzset();
+	struct tm tm;
+	t0 = now_ns();
+	for (long i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		time_t t = (time_t)(x % 4102444800ULL);
+		localtime_r(&t, &tm);
+		sink += tm.tm_gmtoff;
+	}
+	int64_t glibc = now_ns() - t0;
+	char otv[TZ_NAME_MAX + 2];
+	snprintf(otv, sizeof otv, ":%s", other);
+	t0 = now_ns();
+	for (long i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		setenv("TZ", i & 1 ? otv : tzv, 1);
+		tzset();
+		time_t t = (time_t)(x % 4102444800ULL);
+		localtime_r(&t, &tm);
+		sink += tm.tm_gmtoff;
+	}
+	int64_t switched = now_ns() - t0;
+	(void)sink;
+	printf("ok %.1f %.1f %.1f\n", (double)ours / n, (double)glibc / n, (double)switched / n);
 }
 
 static void print_instant(int64_t t)
@@ -87,6 +140,27 @@ int main(void)
 				printf(" %" PRId64, t);
 			}
 			putchar('\n');
+		} else if (n == 5 && !strcmp(f[0], "T")) {
+			cron_expr e;
+			sdk_err err = { "" };
+			tz_zone *z = zone(f[2], &why);
+			if (cron_parse(f[1], &e, &err) < 0 || !z) {
+				printf("error %s\n", z ? err.msg : why);
+				continue;
+			}
+			int64_t t = strtoll(f[3], NULL, 10);
+			long count = atol(f[4]);
+			int64_t t0 = now_ns();
+			for (long i = 0; i < count && cron_next(&e, z, t, &t); i++)
+				;
+			printf("ok %" PRId64 " %" PRId64 "\n", t, now_ns() - t0);
+		} else if (n == 4 && !strcmp(f[0], "L")) {
+			tz_zone *z = zone(f[1], &why);
+			if (!z) {
+				printf("error %s\n", why);
+				continue;
+			}
+			bench_zone(z, f[1], f[2], atol(f[3]));
 		} else if (n == 3 && !strcmp(f[0], "Z")) {
 			tz_zone *z = zone(f[1], &why);
 			if (!z) {
