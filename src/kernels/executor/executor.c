@@ -1483,6 +1483,7 @@ static const sdk_route executor_routes[] = {
 
 const sdk_kernel_def executor_kernel = {
 	.name = "executor",
+	.port = 8121, .tier = "execution",
 	.summary = "commands as jobs: queue, limits, containment, streamed output",
 	/* Not complete until :8000 decides by policy who may run jobs (issue 13
 	 * says admin-only unless policy says otherwise; the policy is not wired). */

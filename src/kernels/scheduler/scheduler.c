@@ -707,6 +707,7 @@ static const sdk_route scheduler_routes[] = {
 
 const sdk_kernel_def scheduler_kernel = {
 	.name = "scheduler",
+	.port = 8120, .tier = "execution",
 	.summary = "cron, @every and manual jobs that run executor jobs, publish or call a route",
 	/* Not complete until :8000 decides by policy and the policy kernel
 	 * knows users' current roles, and workflow targets exist (issue 13). */
