@@ -386,7 +386,8 @@ class Executor(ExecutorBase):
         buf = b""
         first_line_at = None
         t0 = time.monotonic()
-        while b"event: end" not in buf or not buf.rstrip().endswith(b"}"):
+        # The gateway streams it chunked: the stream ends with the last chunk.
+        while not buf.endswith(b"\r\n0\r\n\r\n"):
             chunk = s.recv(65536)
             if not chunk:
                 break
