@@ -895,6 +895,12 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 		snprintf(err, errlen, "data_dir, library_root or [model] key_file: path too long");
 		return -1;
 	}
+	if (cfg->executor.timeout_default_ms > cfg->executor.timeout_max_ms ||
+	    cfg->executor.output_default_bytes > cfg->executor.output_max_bytes) {
+		snprintf(err, errlen, "[executor]: timeout_default_ms and output_default_bytes must "
+				      "not exceed timeout_max_ms and output_max_bytes");
+		return -1;
+	}
 	return check_kernels(cfg, &c.defaults, err, errlen);
 }
 
