@@ -112,6 +112,17 @@ class ExecutorBase(GraceTestCase):
 
 
 class Executor(ExecutorBase):
+    def test_quick_jobs_back_to_back(self):
+        # A quick job's pipes often end before its shim's report arrives:
+        # the report then completes the run (this once read the freed run
+        # and crashed the kernel within a few dozen jobs).
+        before = self.g.kernel("executor")["pid"]
+        for i in range(40):
+            job = self.run_job({"argv": ["/bin/echo", "quick %d" % i]})
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(job["output"]["stdout_bytes"], len("quick %d\n" % i))
+        self.assertEqual(self.g.kernel("executor")["pid"], before)
+
     def test_a_job_runs_as_its_own_user_in_its_own_directory(self):
         job = self.run_job({"argv": ["/bin/sh", "-c", "id -u; pwd; echo $HOME; echo err >&2"]})
         self.assertEqual(job["state"], "succeeded", job)

@@ -370,10 +370,13 @@ static void run_complete(exe_run *r)
 	try_start(x);
 }
 
-static void maybe_complete(exe_run *r)
+/* True when the run completed: r is freed then. */
+static bool maybe_complete(exe_run *r)
 {
-	if (r->exited && r->eof[0] && r->eof[1])
-		run_complete(r);
+	if (!(r->exited && r->eof[0] && r->eof[1]))
+		return false;
+	run_complete(r);
+	return true;
 }
 
 static void on_grace(evutil_socket_t fd, short what, void *arg)
@@ -382,19 +385,21 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
 	run_complete(arg); /* something still holds the pipes: do not wait for it */
 }
 
-static void mark_exited(exe_run *r)
+/* True when the run completed (and r is freed). */
+static bool mark_exited(exe_run *r)
 {
 	if (r->exited)
-		return;
+		return false;
 	r->exited = true;
 	struct timeval tv = sdk_ms_tv(EOF_GRACE_MS);
 	evtimer_add(r->ev_grace, &tv);
-	maybe_complete(r);
+	return maybe_complete(r);
 }
 
 /* ---- the shim's reports, and the job's output */
 
-static void on_msg(exe_run *r, const exe_shim_msg *m)
+/* True when the message completed the run (r is freed then). */
+static bool on_msg(exe_run *r, const exe_shim_msg *m)
 {
 	exe *x = r->x;
 	switch (m->type) {
@@ -412,13 +417,12 @@ static void on_msg(exe_run *r, const exe_shim_msg *m)
 		snprintf(r->error, sizeof r->error, "%s failed: %s", exe_stage_name(m->stage),
 			 strerror(m->err));
 		r->end = *m;
-		mark_exited(r);
-		break;
+		return mark_exited(r);
 	case EXE_MSG_EXITED:
 		r->end = *m;
-		mark_exited(r);
-		break;
+		return mark_exited(r);
 	}
+	return false;
 }
 
 static void on_status(evutil_socket_t fd, short what, void *arg)
@@ -445,9 +449,8 @@ static void on_status(evutil_socket_t fd, short what, void *arg)
 			exe_shim_msg m;
 			memcpy(&m, r->msg_buf, sizeof m);
 			r->msg_got = 0;
-			on_msg(r, &m);
-			if (r->done)
-				return;
+			if (on_msg(r, &m))
+				return; /* r is freed: the job's output had ended before its report */
 		}
 	}
 }
