@@ -312,22 +312,62 @@ class Scheduler(GraceTestCase):
     def test_policy_decides_each_time_a_job_fires(self):
         job = self.create({"name": "policy-denied", "schedule": "* * * * * *",
                            "target": {"type": "bus", "subject": "deny.me"}})
-        # No policy set yet: the built-in rule lets an admin's job fire.
+        mine = self.create({"name": "policy-user", "schedule": "* * * * * *",
+                            "target": {"type": "bus", "subject": "uma.ticks"}}, who="user")
+        # No policy set yet: the role table lets both fire.
         self.wait_runs(job["id"], lambda r: any(x["state"] == "succeeded" for x in r))
-        policies = ('@id("all") permit(principal, action, resource);\n'
-                    '@id("no-deny-me") forbid(principal, action == Action::"scheduler.fire",'
-                    ' resource == Target::"bus:deny.me");\n')
+        self.wait_runs(mine["id"], lambda r: any(x["state"] == "succeeded" for x in r))
+        # The question is :8000's for the creator now: bus.write on
+        # Route::"/bus/publish", the creator under Role::"ROLE", and a
+        # context that names the scheduled run.
+        policies = ('@id("admins") permit(principal in Role::"admin", action, resource);\n'
+                    '@id("no-deny-me") forbid(principal, action == Action::"bus.write",'
+                    ' resource == Route::"/bus/publish")'
+                    ' when { context has job_name && context.job_name == "policy-denied" };\n')
         try:
-            self.admin("PUT", "/kernels/policy/policy-sets/default", {"policies": policies})
+            self.admin("PUT", "/kernels/policy/policy-sets/default", {"policies": policies},
+                       expect=201)
             runs = self.wait_runs(job["id"], lambda r: any(x["state"] == "denied" for x in r))
             denied = next(x for x in runs if x["state"] == "denied")
             self.assertEqual(denied["detail"]["policy"], "policy")
             self.assertIn("no-deny-me", denied["detail"]["reason"])
+            # Never more than its creator may do then: uma is no admin.
+            runs = self.wait_runs(mine["id"], lambda r: any(x["state"] == "denied" for x in r))
+            denied = next(x for x in runs if x["state"] == "denied")
+            self.assertEqual(denied["detail"]["reason"], "no policy permits it")
+            # A permit for users' bus writes lets uma's job fire again.
+            self.admin("PUT", "/kernels/policy/policy-sets/default",
+                       {"policies": policies + '@id("users-bus") permit(principal in '
+                        'Role::"user", action == Action::"bus.write", resource);'}, expect=200)
+            last = max(r["id"] for r in self.runs(mine["id"]))
+            self.wait_runs(mine["id"], lambda r: any(x["state"] == "succeeded" and x["id"] > last
+                                                     for x in r))
         finally:
             self.pause(job["id"])
+            self.user("DELETE", "/scheduler/jobs/" + mine["id"], expect=200)
             # A deleted set denies everything (fail closed): leave one that permits.
             self.admin("PUT", "/kernels/policy/policy-sets/default",
                        {"policies": '@id("all") permit(principal, action, resource);'})
+
+    def test_a_deleted_users_jobs_go_with_the_user(self):
+        self.g.create_user("vic", PW)
+        vic = {"Authorization": "Bearer " + self.g.login("vic", PW)}
+        st, _, job = self.g.http("POST", "/scheduler/jobs",
+                                 {"name": "vics", "schedule": "* * * * * *",
+                                  "target": {"type": "bus", "subject": "vic.ticks"}},
+                                 headers=vic, timeout=scaled(20))
+        self.assertEqual(st, 201, job)
+        self.wait_runs(job["id"], lambda r: len(r) > 0)
+        # Only admins and the main process remove someone's jobs.
+        st, _, out = self.g.http("DELETE", "/scheduler/owners/uma", headers=vic)
+        self.assertEqual(st, 403, out)
+        self.admin("DELETE", "/auth/users/vic", expect=200)
+        self.g.wait_for(lambda: self.admin("GET", "/scheduler/jobs/" + job["id"])[0] == 404,
+                        scaled(15), message="vic's job outlived vic")
+        # A new vic does not inherit it either.
+        self.g.create_user("vic", PW)
+        _, out = self.admin("GET", "/scheduler/jobs?limit=1000", expect=200)
+        self.assertNotIn("vic", [j["owner"] for j in out["jobs"]])
 
     # -- after downtime
 

@@ -298,29 +298,87 @@ static void act_send(sch_act *a)
 	free(text);
 }
 
-/* ---- policy: the creator's rights each time the job fires */
+/* ---- policy: the creator's rights each time the job fires
+ *
+ * The question is the one :8000 asks when the creator makes the same
+ * request there now (docs/policy.md): principal User::"OWNER" under
+ * Role::"ROLE" (sent as an entity, as :8000 sends it), action
+ * FAMILY.VERB of the route the target is, resource as :8000 names it:
+ *
+ *   bus       bus.write        Route::"/bus/publish"
+ *   executor  executor.write   Route:: the gateway pattern of /executor (ending in a star)
+ *   route     kernels.VERB     Kernel::"NAME"   (/kernels/NAME/... for admins)
+ *
+ * A job made by a kernel asks as that kernel calling the target
+ * (principal Kernel::"NAME", action "METHOD /path", resource
+ * Kernel::"CALLEE"), as calls between kernels are asked. The context
+ * says it is a scheduled run: {job, job_name, trigger, slot_ms}. So a
+ * job never does what its creator could not do by hand at that moment. */
 
-/* The resource a job's target is, for the policy: a type and an id. */
-static void target_resource(const sch_job *j, char *id, size_t n)
+typedef struct policy_q {
+	char principal_type[8];
+	char principal[SCH_OWNER_MAX + 1];
+	char action[SCH_PATH_MAX + 16];
+	char resource_type[8];
+	char resource[64];
+} policy_q;
+
+static const char *verb_of(const char *method)
+{
+	if (!method || !strcmp(method, "GET"))
+		return "read";
+	return !strcmp(method, "DELETE") ? "delete" : "write";
+}
+
+static void policy_question(const sch_job *j, policy_q *q)
 {
 	json_t *t = j->spec.target;
+	const char *kernel = json_string_value(json_object_get(t, "kernel"));
+	const char *method = json_string_value(json_object_get(t, "method"));
+	const char *path = json_string_value(json_object_get(t, "path"));
+	if (j->role == SCH_ROLE_KERNEL) {
+		snprintf(q->principal_type, sizeof q->principal_type, "Kernel");
+		snprintf(q->principal, sizeof q->principal, "%s",
+			 strncmp(j->owner, "kernel:", 7) ? j->owner : j->owner + 7);
+		snprintf(q->resource_type, sizeof q->resource_type, "Kernel");
+		switch (j->spec.target_type) {
+		case SCH_TARGET_BUS:
+			snprintf(q->action, sizeof q->action, "POST /publish");
+			snprintf(q->resource, sizeof q->resource, "message_bus");
+			break;
+		case SCH_TARGET_ROUTE:
+			snprintf(q->action, sizeof q->action, "%s %s", method, path);
+			snprintf(q->resource, sizeof q->resource, "%s", kernel);
+			break;
+		default:
+			snprintf(q->action, sizeof q->action, "POST /jobs");
+			snprintf(q->resource, sizeof q->resource, "executor");
+		}
+		return;
+	}
+	snprintf(q->principal_type, sizeof q->principal_type, "User");
+	snprintf(q->principal, sizeof q->principal, "%s", j->owner);
 	switch (j->spec.target_type) {
 	case SCH_TARGET_BUS:
-		snprintf(id, n, "bus:%s", json_string_value(json_object_get(t, "subject")));
+		snprintf(q->action, sizeof q->action, "bus.write");
+		snprintf(q->resource_type, sizeof q->resource_type, "Route");
+		snprintf(q->resource, sizeof q->resource, "/bus/publish");
 		break;
 	case SCH_TARGET_ROUTE:
-		snprintf(id, n, "route:%s:%s %s", json_string_value(json_object_get(t, "kernel")),
-			 json_string_value(json_object_get(t, "method")),
-			 json_string_value(json_object_get(t, "path")));
+		snprintf(q->action, sizeof q->action, "kernels.%s", verb_of(method));
+		snprintf(q->resource_type, sizeof q->resource_type, "Kernel");
+		snprintf(q->resource, sizeof q->resource, "%s", kernel);
 		break;
 	default:
-		snprintf(id, n, "executor");
+		snprintf(q->action, sizeof q->action, "executor.write");
+		snprintf(q->resource_type, sizeof q->resource_type, "Route");
+		snprintf(q->resource, sizeof q->resource, "/executor/*");
 	}
 }
 
-/* With no policy set to ask: admins and kernels may fire anything; a user
- * may fire bus targets (the bus then applies the user's own limits, since
- * the publish carries the user's identity). */
+/* With no policy set to ask: the role table of :8000. Admins and kernels
+ * may fire anything; a user may fire bus targets (the bus then applies
+ * the user's own limits, since the publish carries the user's identity). */
 static bool builtin_allows(const sch_job *j)
 {
 	return j->role != SCH_ROLE_USER || j->spec.target_type == SCH_TARGET_BUS;
@@ -337,6 +395,23 @@ static void act_decided(sch_act *a, bool allow, const char *source, const char *
 	act_send(a);
 }
 
+/* "permitted by policy a, b" / "forbidden by policy c" / "no policy permits it". */
+static void policy_reason(json_t *ans, bool allow, char *out, size_t n)
+{
+	json_t *ids = json_object_get(json_object_get(ans, "diagnostics"), "reason");
+	size_t len = (size_t)snprintf(out, n, "%s", json_array_size(ids)
+							  ? (allow ? "permitted by policy " : "forbidden by policy ")
+							  : (allow ? "permitted" : "no policy permits it"));
+	size_t i;
+	json_t *id;
+	json_array_foreach(ids, i, id) {
+		if (len >= n)
+			break;
+		len += (size_t)snprintf(out + len, n - len, "%s%s", i ? ", " : "",
+					json_string_value(id) ? json_string_value(id) : "?");
+	}
+}
+
 static void on_policy(int status, const char *body, size_t len, double ms, const char *error,
 		      void *arg)
 {
@@ -344,12 +419,12 @@ static void on_policy(int status, const char *body, size_t len, double ms, const
 	sch_act *a = arg;
 	if (status == 404) { /* no policy set yet */
 		act_decided(a, builtin_allows(&a->job), "builtin",
-			    "no policy set: users may fire bus targets only");
+			    "no policy set: the role table (users may fire bus targets only)");
 		return;
 	}
 	json_t *ans = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
-	json_t *d = json_object_get(ans, "decision");
-	if (!json_is_boolean(d)) {
+	const char *d = json_string_value(json_object_get(ans, "decision"));
+	if (!d || (strcmp(d, "allow") && strcmp(d, "deny"))) {
 		char why[200];
 		snprintf(why, sizeof why, "the policy kernel could not decide (%d %s): failing closed",
 			 status, error ? error : "");
@@ -357,11 +432,9 @@ static void on_policy(int status, const char *body, size_t len, double ms, const
 		act_decided(a, false, "policy", why);
 		return;
 	}
-	const char *reason = json_string_value(
-		json_object_get(json_object_get(json_object_get(ans, "context"), "reason_admin"), "en"));
+	bool allow = !strcmp(d, "allow");
 	char why[256];
-	snprintf(why, sizeof why, "%s", reason ? reason : "");
-	bool allow = json_is_true(d);
+	policy_reason(ans, allow, why, sizeof why);
 	json_decref(ans);
 	act_decided(a, allow, "policy", why);
 }
@@ -372,23 +445,31 @@ static void act_policy(sch_act *a)
 	a->stage = ACT_POLICY;
 	if (!grace_config_kernel(s->k->cfg, "policy")) {
 		act_decided(a, builtin_allows(&a->job), "builtin",
-			    "no policy kernel: users may fire bus targets only");
+			    "no policy kernel: the role table (users may fire bus targets only)");
 		return;
 	}
-	char res[SCH_PATH_MAX + 96];
-	target_resource(&a->job, res, sizeof res);
+	policy_q q;
+	policy_question(&a->job, &q);
+	json_t *ents = json_array();
+	if (a->job.role != SCH_ROLE_KERNEL) {
+		const char *role = sch_role_name(a->job.role);
+		json_array_append_new(
+			ents, json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:[{s:s, s:s}]}", "uid", "type",
+					"User", "id", a->job.owner, "attrs", "name", a->job.owner,
+					"role", role, "parents", "type", "Role", "id", role));
+	}
 	json_t *req = json_pack(
-		"{s:{s:s, s:s, s:{s:s}}, s:{s:s}, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s, s:s, s:o}}",
-		"subject", "type", a->job.role == SCH_ROLE_KERNEL ? "Kernel" : "User", "id",
-		a->job.owner, "properties", "role", sch_role_name(a->job.role), "action", "name",
-		"scheduler.fire", "resource", "type", "Target", "id", res, "properties", "kind",
-		sch_target_type_name(a->job.spec.target_type), "context", "job", a->job.id,
-		"job_name", a->job.spec.name, "trigger", sch_trigger_name(a->run.trigger), "slot_ms",
-		a->run.slot_ms == INT64_MIN ? json_integer(0) : json_integer(a->run.slot_ms));
+		"{s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:o}, s:o}",
+		"principal", "type", q.principal_type, "id", q.principal, "action", "type", "Action",
+		"id", q.action, "resource", "type", q.resource_type, "id", q.resource, "context",
+		"job", a->job.id, "job_name", a->job.spec.name, "trigger",
+		sch_trigger_name(a->run.trigger), "slot_ms",
+		a->run.slot_ms == INT64_MIN ? json_integer(0) : json_integer(a->run.slot_ms),
+		"entities", ents);
 	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
-	if (!text || sdk_call(s->k->caller, "policy", "POST", "/access/v1/evaluation", text,
-			      strlen(text), NULL, POLICY_TIMEOUT_MS, on_policy, a) < 0)
+	if (!text || sdk_call(s->k->caller, "policy", "POST", "/authorize", text, strlen(text), NULL,
+			      POLICY_TIMEOUT_MS, on_policy, a) < 0)
 		act_decided(a, false, "policy", "the policy kernel cannot be called: failing closed");
 	free(text);
 }

@@ -14,6 +14,7 @@
  *   GET    /jobs/:id/runs         history, newest first, ?cursor=&limit=
  *   GET    /jobs/:id/next         ?count= next fire times
  *   GET    /next                  ?schedule=&timezone=&count=&after= (any expression)
+ *   DELETE /owners/:name          a deleted user's jobs (admins, the main process)
  *   GET    /stats */
 #include "kernels/scheduler/sched.h"
 
@@ -471,6 +472,31 @@ static void on_delete(sdk_req *req, void *ctx)
 	arm(s);
 }
 
+/* DELETE /owners/:name: a deleted user's jobs go with the user (the main
+ * process calls this when a user is deleted or a name is taken again). */
+static void on_owner_delete(sdk_req *req, void *ctx)
+{
+	sched *s = sched_of(ctx);
+	sch_actor a;
+	actor_of(req, s, &a);
+	if (a.role == SCH_ROLE_USER) {
+		sdk_reply_error(req, 403, "forbidden", "only admins remove another owner's jobs");
+		return;
+	}
+	const char *owner = sdk_req_param(req, "name");
+	int64_t n = 0;
+	sdk_err e;
+	int rc = sch_jobs_delete_owner(s->k->db, owner, sdk_wall_ms(), &n, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	if (n)
+		sdk_info("scheduler: %lld jobs of '%s' deleted with their owner", (long long)n, owner);
+	sdk_reply_json(req, 200, json_pack("{s:s, s:I}", "owner", owner, "deleted", (json_int_t)n));
+	arm(s);
+}
+
 static void on_trigger(sdk_req *req, void *ctx)
 {
 	sched *s = sched_of(ctx);
@@ -702,6 +728,7 @@ static const sdk_route scheduler_routes[] = {
 	SDK_ROUTE("GET", "/jobs/:id/runs", on_runs),
 	SDK_ROUTE("GET", "/jobs/:id/next", on_job_next),
 	SDK_ROUTE("GET", "/next", on_next),
+	SDK_ROUTE("DELETE", "/owners/:name", on_owner_delete),
 	SDK_ROUTE("GET", "/stats", on_stats),
 };
 

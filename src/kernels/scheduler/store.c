@@ -262,6 +262,44 @@ fail:
 	return rc;
 }
 
+int sch_jobs_delete_owner(sqlite3 *db, const char *owner, int64_t now_ms, int64_t *deleted,
+			  sdk_err *err)
+{
+	int rc = exec_sql(db, "BEGIN IMMEDIATE", err);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = NULL;
+	if ((rc = prepare(db,
+			  "UPDATE runs SET state = 'cancelled', finished_ms = ?,"
+			  " detail = '{\"reason\":\"its owner was deleted\"}'"
+			  " WHERE state IN ('pending', 'running')"
+			  " AND job_id IN (SELECT id FROM jobs WHERE owner = ?)",
+			  &st, err)) < 0)
+		goto fail;
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		rc = sdk_db_fail(db, err, "cancel runs");
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((rc = prepare(db, "DELETE FROM jobs WHERE owner = ?", &st, err)) < 0)
+		goto fail;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		rc = sdk_db_fail(db, err, "delete jobs");
+		goto fail;
+	}
+	*deleted = sqlite3_changes(db);
+	sqlite3_finalize(st);
+	return exec_sql(db, "COMMIT", err);
+fail:
+	sqlite3_finalize(st);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 int sch_job_list(sqlite3 *db, const char *owner, const char *cursor, unsigned limit,
 		 json_t **out, sdk_err *err)
 {

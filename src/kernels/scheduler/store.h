@@ -68,6 +68,10 @@ int sch_job_insert(sqlite3 *db, const sch_job *j, sdk_err *err);
 int sch_job_get(sqlite3 *db, const char *id, sch_job *out, sdk_err *err);
 /* Deletes the job; its open runs become cancelled. */
 int sch_job_delete(sqlite3 *db, const char *id, int64_t now_ms, sdk_err *err);
+/* Deletes every job of `owner` (a deleted user's), their open runs
+ * cancelled; how many in *deleted. */
+int sch_jobs_delete_owner(sqlite3 *db, const char *owner, int64_t now_ms, int64_t *deleted,
+			  sdk_err *err);
 /* A page of jobs (owner NULL: everyone's) after id `cursor` ("" first). */
 int sch_job_list(sqlite3 *db, const char *owner, const char *cursor, unsigned limit,
 		 json_t **out, sdk_err *err);
