@@ -1488,8 +1488,8 @@ const sdk_kernel_def executor_kernel = {
 	.name = "executor",
 	.port = 8121, .tier = "execution",
 	.summary = "commands as jobs: queue, limits, containment, streamed output",
-	/* Not complete until :8000 decides by policy who may run jobs (issue 13
-	 * says admin-only unless policy says otherwise; the policy is not wired). */
+	/* Not complete until :8000 decides by policy who may run jobs (issue 13:
+	 * admin-only unless policy says otherwise; may_run is the role table). */
 	.complete = false,
 	.long_poll_max_ms = WAIT_MAX_MS,
 	.routes = executor_routes,

@@ -736,8 +736,9 @@ const sdk_kernel_def scheduler_kernel = {
 	.name = "scheduler",
 	.port = 8120, .tier = "execution",
 	.summary = "cron, @every and manual jobs that run executor jobs, publish or call a route",
-	/* Not complete until :8000 decides by policy and the policy kernel
-	 * knows users' current roles, and workflow targets exist (issue 13). */
+	/* Not complete (issue 13): workflow targets wait for the workflow
+	 * kernel, and who may create route and executor jobs is the role
+	 * table's (spec.c) until :8000 decides by policy. */
 	.complete = false,
 	.routes = scheduler_routes,
 	.n_routes = sizeof scheduler_routes / sizeof scheduler_routes[0],
