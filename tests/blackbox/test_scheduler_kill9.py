@@ -28,7 +28,12 @@ RESTARTS = {"restart_burst": 1000, "restart_window_ms": 1000, "backoff_initial_m
 
 class SchedulerKill9(GraceTestCase):
     def setUp(self):
-        self.g = GraceServer(kernels={"scheduler": RESTARTS, "executor": {},
+        # The executor's watchdog is long here: this test is about the
+        # scheduler, and on a loaded machine under the sanitizers a 3 s
+        # watchdog can restart the executor too (its jobs then end lost,
+        # which test_executor_kill9 covers).
+        self.g = GraceServer(kernels={"scheduler": RESTARTS,
+                                      "executor": {"watchdog_ms": 30000},
                                       "message_bus": {}})
         self.g.start()
         self.addCleanup(self.g.close)

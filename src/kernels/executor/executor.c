@@ -78,6 +78,7 @@ struct exe_run {
 	exe_out *out;
 	char msg_buf[sizeof(exe_shim_msg)];
 	size_t msg_got;
+	bool reported; /* the shim's final report (exited, or exec failed) arrived */
 	exe_shim_msg end;
 	bool started, exited, eof[2], shim_reaped, done;
 	char error[256];
@@ -417,32 +418,35 @@ static bool on_msg(exe_run *r, const exe_shim_msg *m)
 		snprintf(r->error, sizeof r->error, "%s failed: %s", exe_stage_name(m->stage),
 			 strerror(m->err));
 		r->end = *m;
+		r->reported = true;
 		return mark_exited(r);
 	case EXE_MSG_EXITED:
 		r->end = *m;
+		r->reported = true;
 		return mark_exited(r);
 	}
 	return false;
 }
 
-static void on_status(evutil_socket_t fd, short what, void *arg)
+/* Reads what the shim reported so far. True when that completed the run
+ * (r is freed then). */
+static bool status_read(exe_run *r)
 {
-	(void)what;
-	exe_run *r = arg;
+	int fd = r->shim.status_fd;
 	for (;;) {
 		ssize_t n = read(fd, r->msg_buf + r->msg_got, sizeof r->msg_buf - r->msg_got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
-			return;
+			return false;
 		if (n <= 0) {
 			event_del(r->ev_status);
 			if (!r->exited) {
 				snprintf(r->error, sizeof r->error,
 					 "the job's shim ended without a report");
-				mark_exited(r);
+				return mark_exited(r);
 			}
-			return;
+			return false;
 		}
 		r->msg_got += (size_t)n;
 		if (r->msg_got == sizeof r->msg_buf) {
@@ -450,9 +454,15 @@ static void on_status(evutil_socket_t fd, short what, void *arg)
 			memcpy(&m, r->msg_buf, sizeof m);
 			r->msg_got = 0;
 			if (on_msg(r, &m))
-				return; /* r is freed: the job's output had ended before its report */
+				return true; /* the job's output had ended before its report */
 		}
 	}
+}
+
+static void on_status(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	status_read(arg);
 }
 
 static void on_output(exe_run *r, int stream, int fd)
@@ -885,7 +895,12 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 		if (!r)
 			continue; /* an orphan that came to us and ended */
 		r->shim_reaped = true;
-		if (!r->exited) {
+		if (r->exited)
+			continue;
+		/* Its report may be in the pipe still: SIGCHLD can come first. */
+		if (status_read(r))
+			continue; /* the report completed the run (r is freed) */
+		if (!r->reported) {
 			snprintf(r->error, sizeof r->error, "the job's shim died (%s %d)",
 				 WIFSIGNALED(st) ? "signal" : "exit",
 				 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
