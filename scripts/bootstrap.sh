@@ -2,8 +2,9 @@
 # Installs the Debian packages Grace needs, only those that are missing.
 #   scripts/bootstrap.sh          build and run dependencies
 #   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool,
-#                                 libsystemd for the stand-in kernels): a test whose
-#                                 tool is missing fails, naming the package
+#                                 libsystemd for the stand-in kernels, clang with
+#                                 libFuzzer's runtime for scripts/fuzz.sh): a test
+#                                 whose tool is missing fails, naming the package
 #   scripts/bootstrap.sh --bench  also what the benchmarks compare against
 set -eu
 
@@ -12,6 +13,8 @@ libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-
 libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev"
 for arg in "$@"; do
 	case "$arg" in
+	# clang only recommends libclang-rt-14-dev, the runtime that
+	# -fsanitize=fuzzer needs; llvm gives sanitizer reports their symbols.
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
 		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm" ;;
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps strace" ;;
