@@ -4,6 +4,7 @@
 #include "sdk/listen.h"
 #include "sdk/log.h"
 #include "sdk/notify.h"
+#include "sdk/standby.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -235,6 +236,14 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	k->base = event_base_new();
 	if (!k->base)
 		return SDK_EXIT_TEMPORARY;
+	/* A standby waits here until the kernel it stands in for is dead. */
+	int sb = sdk_standby_wait();
+	if (sb <= 0) {
+		if (sb < 0)
+			sdk_error("standby: %s", strerror(-sb));
+		event_base_free(k->base);
+		return sb == 0 ? SDK_EXIT_OK : SDK_EXIT_TEMPORARY;
+	}
 
 	char err[512] = "";
 	if (runtime_start(&rt, err, sizeof err) < 0) {
