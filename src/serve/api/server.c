@@ -130,6 +130,7 @@ json_t *api_kernel_json(const sup_kernel *k)
 			    k->pid > 0 ? json_real((double)(sdk_wall_ms() - k->started_ms) / 1e3)
 				       : json_null());
 	json_object_set_new(o, "command", json_string(k->cfg->command[0] ? k->cfg->command : ""));
+	json_object_set_new(o, "standby_pid", k->sb_pid > 0 ? json_integer(k->sb_pid) : json_null());
 	if (k->state == SUP_PORT_UNAVAILABLE)
 		json_object_set_new(o, "port_holder",
 				    json_pack("{s:o, s:s}", "pid",
