@@ -231,10 +231,10 @@ static void test_every_cell(void **state)
 	(void)state;
 	assert_int_equal(sizeof all_states / sizeof *all_states, SUP_STATE_COUNT);
 	unsigned cells = 0;
-	for (int st = 0; st < SUP_STATE_COUNT; st++)
+	for (size_t i = 0; i < SUP_STATE_COUNT; i++)
 		for (int ev = 0; ev < SUP_EVENT_COUNT; ev++) {
-			check_cell((enum sup_state)st, (enum sup_event)ev, false);
-			check_cell((enum sup_state)st, (enum sup_event)ev, true);
+			check_cell(all_states[i], (enum sup_event)ev, false);
+			check_cell(all_states[i], (enum sup_event)ev, true);
 			cells++;
 		}
 	assert_int_equal(cells, 8 * 12);
