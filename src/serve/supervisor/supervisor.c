@@ -214,6 +214,10 @@ static int spawn_args_build(sup_kernel *k, struct spawn_args *a, bool standby)
 	a->env[n++] = a->e_tok;
 	a->env[n++] = s->opts.cfg->path[0] ? a->e_cfg : "GRACE_CONFIG=";
 	a->env[n++] = standby ? SDK_STANDBY_ENV "=1" : SDK_STANDBY_ENV; /* bare: removed */
+	/* A standby resolves every symbol while it waits, not on first call
+	 * after a crash (ld.so(8)). */
+	if (standby)
+		a->env[n++] = "LD_BIND_NOW=1";
 	a->env[n] = NULL;
 	return 0;
 }
