@@ -10,7 +10,10 @@ libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev"
 for arg in "$@"; do
 	case "$arg" in
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps" ;;
-	--bench) pkgs="$pkgs python3 wrk nginx-light redis-server valgrind hyperfine procps" ;;
+	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
+	# supervisors are run by the bench itself, never as services.
+	--bench) pkgs="$pkgs python3 wrk nginx-light redis-server valgrind hyperfine procps
+		strace s6 runit" ;;
 	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
 	esac
 done
@@ -46,8 +49,9 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# The packaged daemons (prometheus, nginx, redis) must not start on install:
-# tests and benchmarks start their own on loopback ports of their choosing.
+# The packaged daemons (prometheus, nginx, redis, runit's runsvdir) must not
+# start on install: tests and benchmarks start their own, on loopback ports
+# and in service directories of their choosing.
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then
 	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
