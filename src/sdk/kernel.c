@@ -160,7 +160,7 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create %.200s: %s", k->cfg->data_dir, strerror(errno));
 		return -1;
 	}
-	if (sdk_db_open(k->cfg->data_dir, k->def->name, &k->db, err, errlen) < 0)
+	if (!k->db && sdk_db_open(k->cfg->data_dir, k->def->name, &k->db, err, errlen) < 0)
 		return -1;
 	int trc = sdk_token_load(k->cfg, k->token);
 	if (trc < 0) {
@@ -236,11 +236,19 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	k->base = event_base_new();
 	if (!k->base)
 		return SDK_EXIT_TEMPORARY;
-	/* A standby waits here until the kernel it stands in for is dead. */
+	/* A standby waits here until the kernel it stands in for is dead, with
+	 * the kernel's SQLite file open but idle (sdk/standby.h says why that
+	 * is safe); the kernel's init and its state come after the word. */
+	if (sdk_standby_requested()) {
+		char err[256];
+		if (sdk_db_open(k->cfg->data_dir, def->name, &k->db, err, sizeof err) < 0)
+			sdk_warn("standby: %s: opened after the hand-over instead", err);
+	}
 	int sb = sdk_standby_wait();
 	if (sb <= 0) {
 		if (sb < 0)
 			sdk_error("standby: %s", strerror(-sb));
+		sqlite3_close(k->db);
 		event_base_free(k->base);
 		return sb == 0 ? SDK_EXIT_OK : SDK_EXIT_TEMPORARY;
 	}

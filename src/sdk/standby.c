@@ -1,7 +1,6 @@
 #include "sdk/standby.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,31 +9,18 @@
 
 #define HAND_OVER_BYTE 'G'
 
-/* Runs SQLite's open, pragma, write and read paths once on a private
- * in-memory database, so the pages of code the kernel's own open will need
- * are already mapped in this process. Touches no file. */
-static void warm_up(void)
+bool sdk_standby_requested(void)
 {
-	sqlite3 *db = NULL;
-	if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
-	    SQLITE_OK)
-		sqlite3_exec(db,
-			     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-			     "PRAGMA foreign_keys=ON;"
-			     "CREATE TABLE IF NOT EXISTS w(id INTEGER PRIMARY KEY, v TEXT);"
-			     "INSERT INTO w(v) VALUES ('x'); SELECT count(*) FROM w;",
-			     NULL, NULL, NULL);
-	sqlite3_close(db);
+	const char *v = getenv(SDK_STANDBY_ENV);
+	return v && !strcmp(v, "1");
 }
 
 int sdk_standby_wait(void)
 {
-	const char *v = getenv(SDK_STANDBY_ENV);
-	bool standby = v && !strcmp(v, "1");
+	bool standby = sdk_standby_requested();
 	unsetenv(SDK_STANDBY_ENV);
 	if (!standby)
 		return 1;
-	warm_up();
 
 	char byte = 0;
 	struct iovec iov = { &byte, 1 };

@@ -1,7 +1,7 @@
 """The standby (docs/supervisor.md): a `grace kernel NAME` started ahead of
-need that waits, exec'ed and configured, holding neither the kernel's store
-nor its port, until the kernel dies; then it is handed the port and serves,
-with the state written before the crash. No connection is refused on the
+need that waits, exec'ed and configured, with the kernel's SQLite file open
+but idle and without its port, until the kernel dies; then it is handed the
+port and serves, with the state written before the crash. No connection is refused on the
 way; a new standby replaces it; stopping the kernel retires the standby;
 `standby = 0` turns it off; nothing is left behind."""
 
@@ -51,12 +51,15 @@ def cmdline(pid):
 
 class Standby(GraceTestCase):
     def assert_idle_standby(self, g, name, pid):
-        """Waiting: ours, `grace kernel NAME`, no store open, no port held."""
+        """Waiting: ours, `grace kernel NAME`, its store open (an idle SQLite
+        connection, which keeps the WAL index alive), no port held."""
+        # Its pid is known from the fork on: wait for it to reach the wait.
+        db = os.path.join(g.data_dir, name + ".db")
+        targets = g.wait_for(lambda: (lambda t: t if db in t else None)(fd_targets(pid)),
+                             message="standby %d holding %s" % (pid, db))
         self.assertTrue(pid_alive(pid))
         self.assertEqual(ppid_of(pid), g.proc.pid)
         self.assertEqual(cmdline(pid)[1:3], [b"kernel", name.encode()])
-        targets = fd_targets(pid)
-        self.assertFalse([t for t in targets if name + ".db" in t], targets)
         inode = listen_inode(g.kernel_port(name))
         self.assertIsNotNone(inode)
         self.assertNotIn("socket:[%s]" % inode, targets)
