@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HAND_OVER_BYTE 'G'
@@ -21,6 +22,9 @@ int sdk_standby_wait(void)
 	unsetenv(SDK_STANDBY_ENV);
 	if (!standby)
 		return 1;
+	/* The first gmtime_r reads /etc/localtime: a fifth of a takeover's CPU
+	 * when the first log line after the crash did it. Done here instead. */
+	tzset();
 
 	char byte = 0;
 	struct iovec iov = { &byte, 1 };
