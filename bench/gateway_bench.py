@@ -164,9 +164,75 @@ http {{
             proxy_set_header X-Request-Id $request_id;
             proxy_set_header X-Grace-Internal-Token "{token}";
         }}
+        # What a kernel's /health is compared with: nginx answering alone.
+        location = /ok {{
+            default_type application/json;
+            return 200 '{{"status":"ok"}}\n';
+        }}
     }}
 }}
 """
+
+# h2o (Debian's h2o 2.2, built on the library the front-door issue named
+# as a candidate): the same keep-alive reverse proxy, one thread.
+H2O_CONF = """\
+# Written by bench/gateway_bench.py.
+user: {user}
+num-threads: 1
+pid-file: {dir}/h2o.pid
+error-log: {dir}/error.log
+proxy.timeout.keepalive: 60000
+hosts:
+  default:
+    listen:
+      host: 127.0.0.1
+      port: {port}
+    paths:
+      "/{kernel}":
+        proxy.reverse.url: "http://127.0.0.1:{upstream}/"
+        proxy.header.set: "X-Grace-Internal-Token: {token}"
+"""
+
+
+class H2o:
+    def __init__(self, tmp, port, kernel, upstream, token):
+        import pwd
+        self.dir = os.path.join(tmp, "h2o")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port, self.kernel = port, kernel
+        self.conf = os.path.join(self.dir, "h2o.conf")
+        fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:  # it holds the internal token
+            f.write(H2O_CONF.format(user=pwd.getpwuid(os.getuid()).pw_name, dir=self.dir,
+                                    kernel=kernel, upstream=upstream, port=port, token=token))
+        self.proc = None
+
+    def start(self):
+        self.logf = open(os.path.join(self.dir, "stderr.log"), "wb")
+        self.proc = PROCS.spawn([shutil.which("h2o"), "-c", self.conf], stdout=self.logf,
+                                stderr=self.logf)
+        deadline = now() + 10
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError(f"h2o exited {self.proc.returncode}")
+            try:
+                st, _ = gb.get_json(self.port, f"/{self.kernel}/health", timeout=2)
+                if st == 200:
+                    return
+            except (OSError, ValueError):
+                pass
+            if now() > deadline:
+                raise BenchError(f"h2o on :{self.port} never answered")
+            time.sleep(0.02)
+
+    def pids(self):
+        return [self.proc.pid] + children_of(self.proc.pid)
+
+    def stop(self):
+        if self.proc:
+            PROCS.stop(self.proc, signal.SIGTERM, timeout=10)
+            self.logf.close()
+            self.proc = None
 
 
 class Nginx:
@@ -373,7 +439,7 @@ def bench_gateway(a, R, kernels, cfg, tmp):
     g = Grace(a.grace, cfg, os.path.join(tmp, "gateway-data"), a.offset, kernels,
               os.path.join(tmp, "gateway-grace.log"))
     g.start()
-    nginx = None
+    nginx = h2o = None
     try:
         g.wait_ready()
         g.login()
@@ -384,6 +450,9 @@ def bench_gateway(a, R, kernels, cfg, tmp):
             itoken = f.read().strip()
         nginx = Nginx(tmp, nport, name, kport, a.nginx_workers, itoken)
         nginx.start()
+        if shutil.which("h2o"):
+            h2o = H2o(tmp, free_port_near(g.api_port + 180), name, kport, itoken)
+            h2o.start()
         perf_ok, perf_why = perf_check()
         serve_pid = g.proc.pid
         targets = [
@@ -391,8 +460,14 @@ def bench_gateway(a, R, kernels, cfg, tmp):
             ("gateway", f"http://{HOST}:{g.api_port}/{name}/health", g.auth(), [serve_pid]),
             ("nginx", f"http://{HOST}:{nport}/{name}/health", None, nginx.pids()),
         ]
+        if h2o:
+            targets.append(("h2o", f"http://{HOST}:{h2o.port}/{name}/health", None, h2o.pids()))
+        # nginx answering by itself: the peer of a kernel's own /health.
+        targets.append(("nginx-200", f"http://{HOST}:{nport}/ok", None, nginx.pids()))
         # Each answers 200 with the same kernel (same pid) before the clock starts.
         for label, url, hdrs, _ in targets:
+            if label == "nginx-200":
+                continue
             port = int(url.split(":")[2].split("/")[0])
             path = "/" + url.split("/", 3)[3]
             st, j = gb.get_json(port, path, headers=hdrs)
@@ -419,6 +494,8 @@ def bench_gateway(a, R, kernels, cfg, tmp):
     finally:
         if nginx:
             nginx.stop()
+        if h2o:
+            h2o.stop()
         g.stop()
 
     R(f"5. Gateway throughput: GET /{name}/health (the kernel's /health) with wrk "
@@ -430,8 +507,11 @@ def bench_gateway(a, R, kernels, cfg, tmp):
       f"keepalive 64, HTTP/1.1, Connection \"\"")
     R(f"   CPU/req = utime+stime from /proc/PID/stat over the run / requests; proxy = grace serve, "
       f"or nginx master+workers")
+    if h2o:
+        R(f"   h2o     = {h2o_version()} :{h2o.port}, 1 thread, proxy.reverse.url, upstream keep-alive")
+    R(f"   nginx-200 = the same nginx answering `return 200` itself (peer of a kernel's /health)")
     summary = {}
-    for label in ("direct", "gateway", "nginx"):
+    for label in [t[0] for t in targets]:
         ws = res[label]
         for i, w in enumerate(ws):
             n = w["n"] or 0
@@ -440,7 +520,8 @@ def bench_gateway(a, R, kernels, cfg, tmp):
                 extra += f", {w['non2xx']} non-2xx"
             if w["sockerr"]:
                 extra += f", socket errors: {w['sockerr']}"
-            proxy = f"proxy {us(w['proxy_cpu'] / n):>7}/req" if label != "direct" and n else " " * 19
+            proxy = (f"proxy {us(w['proxy_cpu'] / n):>7}/req"
+                     if label not in ("direct", "nginx-200") and n else " " * 19)
             tag = label if a.gw_rounds == 1 else f"{label} #{i + 1}"
             R(f"     {tag:<11} {w['rps'] or 0:>8.0f} req/s   p50 {ms(w.get('p50', float('nan'))):>8}"
               f"  p99 {ms(w.get('p99', float('nan'))):>8}   {proxy}   kernel "
@@ -468,12 +549,20 @@ def bench_gateway(a, R, kernels, cfg, tmp):
     R(f"   p99 gateway / nginx: {ratio(gw['p99_ms'], nx['p99_ms']):.2f}   proxy CPU per request: "
       f"grace serve {gw['proxy_cpu_us']:.0f} us, nginx {nx['proxy_cpu_us']:.0f} us "
       f"(ratio {ratio(gw['proxy_cpu_us'], nx['proxy_cpu_us']):.2f})")
+    if "h2o" in summary:
+        h = summary["h2o"]
+        R(f"   gateway / h2o: throughput {ratio(gw['rps'], h['rps']):.2f}, p99 "
+          f"{ratio(gw['p99_ms'], h['p99_ms']):.2f}, proxy CPU per request "
+          f"{ratio(gw['proxy_cpu_us'], h['proxy_cpu_us']):.2f} (h2o {h['proxy_cpu_us']:.0f} us)")
+    n2 = summary["nginx-200"]
+    R(f"   a kernel's own /health against nginx's return 200: throughput "
+      f"{ratio(d['rps'], n2['rps']):.2f}, p99 {ratio(d['p99_ms'], n2['p99_ms']):.2f}")
     if not perf_ok:
         R(f"   perf: not used ({perf_why}); CPU from /proc only")
     if any(sysc.values()):
         R(f"   system calls per request (strace -c -f, untimed wrk -t1 -c8 -d{a.strace_secs}s; "
           f"direct = the kernel, else the proxy alone):")
-        for label in ("direct", "gateway", "nginx"):
+        for label in [t[0] for t in targets]:
             sc = sysc.get(label)
             if sc:
                 top = ", ".join(f"{k} {v:.1f}" for v, k in sc["by_name"] if v >= 0.05)
@@ -483,6 +572,12 @@ def bench_gateway(a, R, kernels, cfg, tmp):
             summary["nginx"]["syscalls"] = sysc["nginx"]["total"]
     R()
     a.summary["gateway"] = summary
+
+
+def h2o_version():
+    r = subprocess.run([shutil.which("h2o"), "--version"], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    return (r.stdout.splitlines() or ["h2o"])[0]
 
 
 def nginx_version():
@@ -616,7 +711,7 @@ def med(xs):
 def bench_guardian(a, R, kernels, tmp, src_ini):
     name = a.kernel
     cfg = os.path.join(tmp, "guardian.ini")
-    gb.write_bench_config(src_ini, cfg, 100, {name: GUARDIAN_CFG})
+    gb.write_bench_config(src_ini, cfg, 100, {name: GUARDIAN_CFG}, kernels)
     g = Grace(a.grace, cfg, os.path.join(tmp, "guardian-data"), a.offset, kernels,
               os.path.join(tmp, "guardian-grace.log"))
     g.start()
@@ -876,9 +971,9 @@ def main():
     if not os.access(a.grace, os.X_OK):
         raise BenchError(f"{a.grace}: not found; build first (ninja -C {a.build_dir})")
     src_ini = os.path.join(gb.REPO, "etc", "grace.ini")
-    kernels = gb.read_kernels(src_ini)
+    kernels = gb.read_kernels(src_ini, a.grace)
     if a.kernel not in dict(kernels):
-        raise BenchError(f"{src_ini}: no [kernel.{a.kernel}]")
+        raise BenchError(f"{src_ini}: runs no kernel {a.kernel}")
     only = set(a.only.split(","))
     unknown = only - set(MY_PHASES) - set(gb.MY_PHASES)
     if unknown:

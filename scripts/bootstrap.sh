@@ -1,18 +1,22 @@
 #!/bin/sh
 # Installs the Debian packages Grace needs, only those that are missing.
 #   scripts/bootstrap.sh          build and run dependencies
-#   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool)
+#   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool,
+#                                 libsystemd for the stand-in kernels): a test whose
+#                                 tool is missing fails, naming the package
 #   scripts/bootstrap.sh --bench  also what the benchmarks compare against
 set -eu
 
 pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
-libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev"
+libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-dev
+libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap"
 for arg in "$@"; do
 	case "$arg" in
-	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps" ;;
+	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
+		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm" ;;
 	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
 	# supervisors are run by the bench itself, never as services.
-	--bench) pkgs="$pkgs python3 wrk nginx-light redis-server valgrind hyperfine procps
+	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps
 		strace s6 runit" ;;
 	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
 	esac

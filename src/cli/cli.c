@@ -3,7 +3,8 @@
 
 #include "serve/auth/users.h"
 #include "cli/secret.h"
-#include "sdk/client.h"
+#include "kernels/registry.h"
+#include "sdk/call.h"
 #include "sdk/db.h"
 
 #include <event2/event.h>
@@ -61,17 +62,17 @@ static long api_call(const struct cli *c, const char *method, const char *path,
 	*out = NULL;
 	struct answer a = { 0 };
 	struct event_base *base = event_base_new();
-	sdk_client *client = base ? sdk_client_new(base) : NULL;
+	sdk_caller *client = base ? sdk_caller_new(base, "cli", NULL, NULL, NULL) : NULL;
 	char auth[AUTH_HEADER_MAX];
 	const char *headers[] = { "Authorization", auth, NULL };
 	snprintf(auth, sizeof auth, "Bearer %s", c->token);
 	if (client &&
-	    sdk_client_call(client, c->port, method, path, payload, payload ? strlen(payload) : 0,
-			    c->token[0] ? headers : NULL, CLI_TIMEOUT_S * 1000, on_answer, &a) == 0)
+	    sdk_call_port(client, c->port, method, path, payload, payload ? strlen(payload) : 0,
+			  c->token[0] ? headers : NULL, CLI_TIMEOUT_S * 1000, on_answer, &a) == 0)
 		event_base_dispatch(base);
 	else
 		snprintf(a.error, sizeof a.error, "cannot start a request");
-	sdk_client_free(client);
+	sdk_caller_free(client);
 	if (base)
 		event_base_free(base);
 	if (a.status == 0)
@@ -466,7 +467,8 @@ int cli_user_main(int argc, char **argv)
 	}
 	static grace_config cfg;
 	char err[512];
-	if (grace_config_load(&cfg, &ov, err, sizeof err) < 0) {
+	if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
+			      sizeof err) < 0) {
 		fprintf(stderr, "grace: %s\n", err);
 		return EXIT_USAGE;
 	}
@@ -542,7 +544,8 @@ int cli_main(int argc, char **argv)
 	} else {
 		static grace_config cfg;
 		char err[512];
-		if (grace_config_load(&cfg, &ov, err, sizeof err) < 0) {
+		if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov,
+				      err, sizeof err) < 0) {
 			fprintf(stderr, "grace: %s\n", err);
 			return EXIT_USAGE;
 		}

@@ -1,4 +1,5 @@
 #include "sdk/config.h"
+#include "sdk/kernel.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -13,23 +14,6 @@
 #define DEFAULT_LIBRARY_ROOT "./library"
 #define DEFAULT_API_PORT 8000
 #define UNSET UINT32_MAX
-
-/* The port table of DESIGN.md: the contract when the file lists no kernels. */
-static const struct {
-	const char *name, *tier;
-	int port;
-} builtin_kernels[] = {
-	{ "message_bus", "core", 8100 },      { "immutable_log", "core", 8101 },
-	{ "governance", "governance", 8110 }, { "crypto", "governance", 8111 },
-	{ "trust", "governance", 8112 },      { "policy", "governance", 8113 },
-	{ "compliance", "governance", 8114 }, { "audit", "governance", 8115 },
-	{ "scheduler", "execution", 8120 },   { "executor", "execution", 8121 },
-	{ "workflow", "execution", 8122 },    { "state_machine", "execution", 8123 },
-	{ "librarian", "agentic", 8130 },     { "self_healing", "agentic", 8131 },
-	{ "coding_agent", "agentic", 8132 },  { "learning", "agentic", 8133 },
-	{ "research", "agentic", 8134 },      { "telemetry", "services", 8140 },
-	{ "metrics", "services", 8141 },      { "alerts", "services", 8142 },
-};
 
 enum key_type { KEY_UINT, KEY_SIZE };
 
@@ -65,6 +49,10 @@ static const struct cfg_key limit_keys[] = {
 	L("max_headers", max_headers, KEY_UINT, 4, 1000),
 	L("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
 	L("timeout_ms", timeout_ms, KEY_UINT, 100, 3600000),
+	L("head_timeout_ms", head_timeout_ms, KEY_UINT, 100, 600000),
+	L("keepalive_ms", keepalive_ms, KEY_UINT, 100, 3600000),
+	L("max_connections", max_connections, KEY_UINT, 16, 1000000),
+	L("max_connections_per_address", max_connections_per_address, KEY_UINT, 1, 1000000),
 	L("drain_ms", drain_ms, KEY_UINT, 0, 600000),
 #undef L
 };
@@ -83,11 +71,41 @@ static const struct cfg_key auth_keys[] = {
 #undef A
 };
 
+static const struct cfg_key audit_keys[] = {
+#define AU(n, field, t, lo, hi) { n, offsetof(grace_audit, field), t, lo, hi }
+	AU("window_s", window_s, KEY_UINT, 1, 3600),
+	AU("windows_max", windows_max, KEY_UINT, 4, 65536),
+	AU("journal_max_events", journal_max_events, KEY_UINT, 100, 10000000),
+	AU("journal_max_bytes", journal_max_bytes, KEY_SIZE, 65536, 1u << 30),
+#undef AU
+};
+
 static const struct cfg_key model_keys[] = {
 #define M(n, field, lo, hi) { n, offsetof(grace_model, field), KEY_UINT, lo, hi }
 	M("timeout_ms", timeout_ms, 100, 3600000),
 	M("max_tokens", max_tokens, 0, 1000000),
+	M("heartbeat_ms", heartbeat_ms, 100, GRACE_MODEL_HEARTBEAT_MAX_MS),
 #undef M
+};
+
+static const struct cfg_key memory_keys[] = {
+#define Q(n, field, t, lo, hi) { n, offsetof(grace_memory, field), t, lo, hi }
+	Q("tables_per_user", tables_per_user, KEY_UINT, 1, 1000000),
+	Q("jobs_per_user", jobs_per_user, KEY_UINT, 1, 64),
+	Q("rows_per_user", rows_per_user, KEY_SIZE, 1, 1000000000),
+	Q("bytes_per_user", bytes_per_user, KEY_SIZE, 1024, (uint64_t)1 << 40),
+#undef Q
+};
+
+static const struct cfg_key librarian_keys[] = {
+#define B(n, field, t, lo, hi) { n, offsetof(grace_librarian, field), t, lo, hi }
+	B("documents_per_user", documents_per_user, KEY_UINT, 1, 100000000),
+	B("ingests_per_user", ingests_per_user, KEY_UINT, 1, 64),
+	B("ingest_files_max", ingest_files_max, KEY_UINT, 1, 10000000),
+	B("ingest_chunk_files", ingest_chunk_files, KEY_UINT, 1, 10000),
+	B("document_bytes_per_user", document_bytes_per_user, KEY_SIZE, 1024, (uint64_t)1 << 40),
+	B("ingest_bytes_max", ingest_bytes_max, KEY_SIZE, 1024, (uint64_t)1 << 40),
+#undef B
 };
 
 /* A model server's base URL: http or https, and nothing odd in it. */
@@ -103,6 +121,8 @@ static bool model_url_valid(const char *v)
 
 struct parse_ctx {
 	grace_config *cfg;
+	const sdk_kernel_def *const *builtins; /* the defaults of their sections */
+	size_t n_builtins;
 	grace_kernel_cfg defaults;
 	bool file_lists_kernels;
 	char err[256]; /* first error, without file and line */
@@ -216,11 +236,33 @@ static int valid_name(const char *s)
 	return 1;
 }
 
+/* A kernel as its definition describes it: name, port and tier; the rest
+ * unset until [defaults] fills it. */
+static void kernel_init(grace_kernel_cfg *k, const char *name, const sdk_kernel_def *def)
+{
+	memset(k, 0, sizeof *k);
+	snprintf(k->name, sizeof k->name, "%s", name);
+	if (def) {
+		k->port = def->port;
+		snprintf(k->tier, sizeof k->tier, "%s", def->tier);
+	}
+	k->enabled = true;
+	kernel_unset(k);
+}
+
+static const sdk_kernel_def *builtin_find(const struct parse_ctx *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_builtins; i++)
+		if (!strcmp(c->builtins[i]->name, name))
+			return c->builtins[i];
+	return NULL;
+}
+
 static grace_kernel_cfg *kernel_section(struct parse_ctx *c, const char *name)
 {
 	grace_config *cfg = c->cfg;
 	if (!c->file_lists_kernels) {
-		/* The file lists its own kernels: forget the built-in table. */
+		/* The file lists its own kernels: only those run. */
 		cfg->n_kernels = 0;
 		c->file_lists_kernels = true;
 	}
@@ -230,10 +272,8 @@ static grace_kernel_cfg *kernel_section(struct parse_ctx *c, const char *name)
 	if (cfg->n_kernels == GRACE_KERNELS_MAX)
 		return NULL;
 	grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
-	memset(k, 0, sizeof *k);
-	memcpy(k->name, name, strlen(name) + 1);
-	k->enabled = true;
-	kernel_unset(k);
+	/* A built-in kernel's section only overrides its definition. */
+	kernel_init(k, name, builtin_find(c, name));
 	return k;
 }
 
@@ -381,6 +421,23 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "model"))
 		return on_model_key(c, name, value);
+	if (!strcmp(section, "audit") || !strcmp(section, "memory") ||
+	    !strcmp(section, "librarian")) {
+		int rc = !strcmp(section, "audit")
+				 ? set_keyed(&cfg->audit, audit_keys,
+					     sizeof audit_keys / sizeof audit_keys[0], name, value,
+					     c->err, sizeof c->err)
+			 : !strcmp(section, "memory")
+				 ? set_keyed(&cfg->memory, memory_keys,
+					     sizeof memory_keys / sizeof memory_keys[0], name, value,
+					     c->err, sizeof c->err)
+				 : set_keyed(&cfg->librarian, librarian_keys,
+					     sizeof librarian_keys / sizeof librarian_keys[0], name,
+					     value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "limits")) {
 		int rc = set_keyed(&cfg->limits, limit_keys, sizeof limit_keys / sizeof limit_keys[0], name, value, c->err, sizeof c->err);
 		if (rc == 1)
@@ -419,7 +476,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace", "limits", "defaults", "auth", "model" };
+	static const char *const fixed[] = { "grace", "limits",	 "defaults", "auth",
+					     "model", "audit",	 "memory",   "librarian" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -496,6 +554,10 @@ static void config_defaults(grace_config *cfg)
 				      .max_headers = 100,
 				      .max_body_bytes = 1u << 20,
 				      .timeout_ms = 30000,
+				      .head_timeout_ms = 10000,
+				      .keepalive_ms = 75000,
+				      .max_connections = 10000,
+				      .max_connections_per_address = 2048,
 				      .drain_ms = 5000 };
 	/* libsodium's "interactive" Argon2id: 64 MiB, 2 passes. */
 	cfg->auth = (grace_auth){ .session_idle_s = 1800,
@@ -506,15 +568,54 @@ static void config_defaults(grace_config *cfg)
 				  .argon2_mem_kib = 65536,
 				  .login_failures_max = 10,
 				  .login_window_s = 900 };
-	cfg->model = (grace_model){ .timeout_ms = 60000, .max_tokens = 1024 };
-	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
-		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
-		snprintf(k->name, sizeof k->name, "%s", builtin_kernels[i].name);
-		snprintf(k->tier, sizeof k->tier, "%s", builtin_kernels[i].tier);
-		k->port = builtin_kernels[i].port;
-		k->enabled = true;
-		kernel_unset(k);
+	cfg->audit = (grace_audit){ .window_s = 60,
+				    .windows_max = 256,
+				    .journal_max_events = 100000,
+				    .journal_max_bytes = 64u << 20 };
+	cfg->model = (grace_model){ .timeout_ms = 60000,
+				    .max_tokens = 1024,
+				    .heartbeat_ms = GRACE_MODEL_HEARTBEAT_MS };
+	cfg->memory = (grace_memory){ .tables_per_user = 100,
+				      .jobs_per_user = 8,
+				      .rows_per_user = 1000000,
+				      .bytes_per_user = (size_t)1 << 30 };
+	cfg->librarian = (grace_librarian){ .documents_per_user = 100000,
+					    .ingests_per_user = 2,
+					    .ingest_files_max = 20000,
+					    .ingest_chunk_files = 32,
+					    .document_bytes_per_user = (size_t)1 << 30,
+					    .ingest_bytes_max = (size_t)512 << 20 };
+}
+
+/* The built-in kernels are the configuration when the file lists none.
+ * A definition the file could not have held (a kernel without its port)
+ * is refused here, naming it, rather than as a missing key of a file. */
+static int builtins_add(grace_config *cfg, const sdk_kernel_def *const *builtins, size_t n,
+			char *err, size_t errlen)
+{
+	if (n > GRACE_KERNELS_MAX) {
+		snprintf(err, errlen, "built-in kernels: %zu, more than %d", n, GRACE_KERNELS_MAX);
+		return -1;
 	}
+	for (size_t i = 0; i < n; i++) {
+		const sdk_kernel_def *d = builtins[i];
+		if (!d->name || !valid_name(d->name)) {
+			snprintf(err, errlen, "built-in kernel %zu: name '%.40s' is not lower-case "
+					      "letters, digits and '_'", i, d->name ? d->name : "");
+			return -1;
+		}
+		if (d->port < GRACE_KERNEL_PORT_MIN || d->port > GRACE_KERNEL_PORT_MAX ||
+		    !d->tier || !valid_name(d->tier)) {
+			snprintf(err, errlen,
+				 "built-in kernel %s: its definition needs .port (%d-%d) and .tier "
+				 "(a lower-case word); it has port %d, tier '%.40s'",
+				 d->name, GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX, d->port,
+				 d->tier ? d->tier : "");
+			return -1;
+		}
+		kernel_init(&cfg->kernels[cfg->n_kernels++], d->name, d);
+	}
+	return 0;
 }
 
 /* Makes a path absolute against the current directory, without requiring it
@@ -533,26 +634,106 @@ static int absolutize(char *path, size_t len)
 	return 0;
 }
 
+#define EPHEMERAL_RANGE_FILE "/proc/sys/net/ipv4/ip_local_port_range"
+#define RESERVED_PORTS_FILE "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+/* Whether `port` is in ip_local_reserved_ports ("8100-8149,9000"): the
+ * kernel never hands those out as ephemeral ports. */
+static bool port_reserved(const char *list, int port)
+{
+	for (const char *p = list; *p;) {
+		char *end;
+		long lo = strtol(p, &end, 10), hi = lo;
+		if (end == p)
+			break;
+		if (*end == '-')
+			hi = strtol(end + 1, &end, 10);
+		if (port >= lo && port <= hi)
+			return true;
+		p = *end == ',' ? end + 1 : end;
+		if (*end != ',')
+			break;
+	}
+	return false;
+}
+
+/* A listening port inside the ephemeral range can be taken at any moment
+ * by a client's outgoing connection (or its TIME_WAIT), and the kernel
+ * then cannot bind it ("held by pid 0"). Grace's ports must stay out of
+ * it: refused at load, naming the range and the port. */
+static int check_ephemeral(const grace_config *cfg, char *err, size_t errlen)
+{
+	int lo = 0, hi = 0;
+	FILE *f = fopen(EPHEMERAL_RANGE_FILE, "r");
+	if (!f)
+		return 0; /* not Linux, or no /proc: nothing to go by */
+	int n = fscanf(f, "%d %d", &lo, &hi);
+	fclose(f);
+	if (n != 2 || lo <= 0 || hi < lo)
+		return 0;
+	char reserved[4096] = "";
+	if ((f = fopen(RESERVED_PORTS_FILE, "r"))) {
+		if (!fgets(reserved, sizeof reserved, f))
+			reserved[0] = '\0';
+		fclose(f);
+	}
+	int api = cfg->api_port + cfg->port_offset;
+	int port = 0;
+	char name[96] = "";
+	if (api >= lo && api <= hi && !port_reserved(reserved, api)) {
+		port = api;
+		snprintf(name, sizeof name, "the API port (api_port %d", cfg->api_port);
+	}
+	for (size_t i = 0; !port && i < cfg->n_kernels; i++) {
+		int p = cfg->kernels[i].port + cfg->port_offset;
+		if (p >= lo && p <= hi && !port_reserved(reserved, p)) {
+			port = p;
+			snprintf(name, sizeof name, "kernel %s's port (%d", cfg->kernels[i].name,
+				 cfg->kernels[i].port);
+		}
+	}
+	/* rebind_port may move a kernel anywhere in the kernel range. */
+	for (int p = GRACE_KERNEL_PORT_MIN; !port && p <= GRACE_KERNEL_PORT_MAX; p++) {
+		int q = p + cfg->port_offset;
+		if (q >= lo && q <= hi && !port_reserved(reserved, q)) {
+			port = q;
+			snprintf(name, sizeof name, "the kernel port range (%d-%d",
+				 GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX);
+		}
+	}
+	if (!port)
+		return 0;
+	snprintf(err, errlen,
+		 "%s: port_offset %d puts %s) + %d = %d inside the ephemeral port range "
+		 "%d-%d (%s), where clients' connections can take it; choose an offset that keeps "
+		 "every port out of that range, or list the ports in %s",
+		 cfg->path[0] ? cfg->path : "configuration", cfg->port_offset, name,
+		 cfg->port_offset, port, lo, hi, EPHEMERAL_RANGE_FILE, RESERVED_PORTS_FILE);
+	return -1;
+}
+
 static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err, size_t errlen)
 {
+	/* Without a file the kernels are the built-in ones: name those. */
+	const char *where = cfg->path[0] ? cfg->path : "built-in kernels";
 	for (size_t i = 0; i < cfg->n_kernels; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[i];
 		kernel_inherit(k, d);
 		if (!k->port) {
-			snprintf(err, errlen, "%s: [kernel.%s]: port: missing", cfg->path, k->name);
+			snprintf(err, errlen, "%s: [kernel.%s]: port: missing", where, k->name);
 			return -1;
 		}
 		if (!k->tier[0])
 			snprintf(k->tier, sizeof k->tier, "custom");
 		if (k->port == cfg->api_port) {
 			snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also the API's (api_port)",
-				 cfg->path, k->name, k->port);
+				 where, k->name, k->port);
 			return -1;
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (cfg->kernels[j].port == k->port) {
 				snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also kernel %s's",
-					 cfg->path, k->name, k->port, cfg->kernels[j].name);
+					 where, k->name, k->port, cfg->kernels[j].name);
 				return -1;
 			}
 		}
@@ -562,14 +743,17 @@ static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err
 		snprintf(err, errlen, "port_offset %d puts ports past 65535", cfg->port_offset);
 		return -1;
 	}
-	return 0;
+	return check_ephemeral(cfg, err, errlen);
 }
 
-int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char *err,
+int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
+		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen)
 {
-	struct parse_ctx c = { .cfg = cfg };
+	struct parse_ctx c = { .cfg = cfg, .builtins = builtins, .n_builtins = n_builtins };
 	config_defaults(cfg);
+	if (builtins_add(cfg, builtins, n_builtins, err, errlen) < 0)
+		return -1;
 	defaults_init(&c.defaults);
 
 	const char *path = ov && ov->config_path ? ov->config_path : getenv("GRACE_CONFIG");

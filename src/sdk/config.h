@@ -19,7 +19,11 @@ typedef struct grace_limits {
 	size_t max_header_bytes; /* request line + headers */
 	unsigned max_headers;
 	size_t max_body_bytes;
-	unsigned timeout_ms; /* read, write and keep-alive idle */
+	unsigned timeout_ms;      /* between reads of a body, and a stalled write */
+	unsigned head_timeout_ms; /* the whole request head, from its first byte */
+	unsigned keepalive_ms;    /* an idle connection between requests */
+	unsigned max_connections; /* open at once, in all (idle ones are closed first) */
+	unsigned max_connections_per_address;
 	unsigned drain_ms;   /* SIGTERM: longest wait for in-flight requests */
 } grace_limits;
 
@@ -41,6 +45,14 @@ typedef struct grace_auth {
 	unsigned login_window_s;
 } grace_auth;
 
+/* [audit]: how the main process feeds the audit trail (docs/audit.md). */
+typedef struct grace_audit {
+	unsigned window_s;     /* noise and failed logins are counted per window */
+	unsigned windows_max;  /* keys counted per window; the rest as "other" */
+	unsigned journal_max_events; /* security events waiting in grace.db ... */
+	size_t journal_max_bytes;    /* ... before state-changing requests get 503 */
+} grace_audit;
+
 /* [model]: an OpenAI-compatible chat server (llama.cpp, Ollama, vLLM). */
 typedef struct grace_model {
 	char base_url[200]; /* http(s)://host:port/v1; "" when no model is configured */
@@ -48,7 +60,31 @@ typedef struct grace_model {
 	char key_file[PATH_MAX]; /* a file holding an API key; "" for none */
 	unsigned timeout_ms; /* the whole answer, streamed or not */
 	unsigned max_tokens; /* 0: not sent */
+	/* A streamed answer sends an SSE comment after this long without
+	 * other output, so no idle proxy cuts it while the model thinks. */
+	unsigned heartbeat_ms;
 } grace_model;
+
+#define GRACE_MODEL_HEARTBEAT_MS 10000     /* the default */
+#define GRACE_MODEL_HEARTBEAT_MAX_MS 15000 /* the promise: a comment at least this often */
+
+/* [memory]: per-user quotas and fairness of the memory tables. */
+typedef struct grace_memory {
+	unsigned tables_per_user;
+	unsigned jobs_per_user; /* requests queued or running at once; past it 429 */
+	size_t rows_per_user;
+	size_t bytes_per_user; /* rows' JSON */
+} grace_memory;
+
+/* [librarian]: per-user quotas and ingest limits of the librarian kernel. */
+typedef struct grace_librarian {
+	unsigned documents_per_user;
+	unsigned ingests_per_user;   /* ingests queued or running at once */
+	unsigned ingest_files_max;   /* files in one ingest */
+	unsigned ingest_chunk_files; /* files per transaction */
+	size_t document_bytes_per_user;
+	size_t ingest_bytes_max;     /* bytes in one ingest */
+} grace_librarian;
 
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
@@ -76,7 +112,10 @@ typedef struct grace_config {
 	int port_offset;
 	grace_limits limits;
 	grace_auth auth;
+	grace_audit audit;
 	grace_model model;
+	grace_memory memory;
+	grace_librarian librarian;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;
@@ -87,10 +126,19 @@ typedef struct grace_config_overrides {
 	const char *port_offset;
 } grace_config_overrides;
 
+struct sdk_kernel_def; /* sdk/kernel.h */
+
 /* Loads defaults, the file, the environment and then `ov` (may be NULL).
- * On error returns -1 and writes one line naming the file, line and key
- * into `err`. Relative paths are resolved against the current directory. */
-int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char *err,
+ * `builtins` (n_builtins of them, in port order) are the kernels this
+ * binary can run (main.c passes kernels/registry.h's): with no
+ * [kernel.NAME] section in the file they are the kernels, with the port
+ * and tier of their definitions; a file with [kernel.NAME] sections runs
+ * exactly those, a built-in one's port and tier defaulting to its
+ * definition's. On error returns -1 and writes one line naming the file,
+ * line and key into `err`. Relative paths are resolved against the
+ * current directory. */
+int grace_config_load(grace_config *cfg, const struct sdk_kernel_def *const *builtins,
+		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen);
 
 /* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */

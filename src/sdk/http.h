@@ -1,7 +1,11 @@
-/* The HTTP/1.1 server every kernel and the main API use: libevent's evhttp
- * with every limit set explicitly, framing checked before a handler runs,
- * routing from a table, JSON in and out, one error shape, per-request ids,
- * metrics and a drain on shutdown. */
+/* The HTTP/1.1 server every kernel and the main API use: Grace's own
+ * connection layer over libevent's event loop (http_conn.c) with a strict
+ * parser (http_parse.c), every limit explicit (head deadline, body and
+ * header sizes, connections per address and in all), framing checked
+ * before a handler runs, routing from a table, JSON in and out, one error
+ * shape for every answer (those the HTTP layer gives before any route runs
+ * included), per-request ids, streamed replies with backpressure, metrics
+ * and a drain on shutdown. docs/http.md says why it is not evhttp. */
 #ifndef GRACE_SDK_HTTP_H
 #define GRACE_SDK_HTTP_H
 
@@ -15,7 +19,8 @@
 
 struct event_base;
 struct evbuffer;
-struct evhttp_request;
+
+#define SDK_QUERY_MAX 64 /* query parameters looked at; more are ignored */
 
 typedef struct sdk_server sdk_server;
 typedef struct sdk_req sdk_req;
@@ -71,20 +76,41 @@ const char *sdk_req_param(const sdk_req *r, const char *name);
 const char *sdk_req_query(sdk_req *r, const char *name);
 const char *sdk_req_query_string(const sdk_req *r); /* raw, or NULL */
 const char *sdk_req_header(const sdk_req *r, const char *name);
+/* The host the request names: an absolute-form target's authority, else
+ * its Host (RFC 9112 §3.2.2); NULL when it names none (HTTP/1.0). */
+const char *sdk_req_host(const sdk_req *r);
 const char *sdk_req_id(const sdk_req *r);
 /* The caller's identity, set by the authorizer: a name (copied, up to 63
  * bytes) and a role number. sdk_req_user is NULL when there is none. */
 void sdk_req_set_user(sdk_req *r, const char *name, int role);
 const char *sdk_req_user(const sdk_req *r, int *role);
+/* The end user a kernel request is made for, as the gateway vouches for
+ * it after authenticating them: X-Grace-User (the user name) and
+ * X-Grace-Role ("admin" or "user"). Believed only together with the
+ * internal token `token` (the kernel's own), which the gateway also adds;
+ * the gateway never forwards these headers from a client. Returns the name
+ * (borrowed from the request) and *role, or NULL and SDK_CALLER_NONE when
+ * the request names no caller, names one badly, or lacks the token. The
+ * header names are SDK_USER_HEADER and SDK_ROLE_HEADER (sdk/token.h). */
+#define SDK_CALLER_NAME_MAX 64
+enum { SDK_CALLER_NONE = 0, SDK_CALLER_USER = 1, SDK_CALLER_ADMIN = 2 };
+const char *sdk_req_caller(const sdk_req *r, const char *token, int *role);
 /* The client's address ("127.0.0.1"); borrowed. */
 const char *sdk_req_peer(sdk_req *r);
+/* The body (never NULL: an empty buffer when none came). */
 struct evbuffer *sdk_req_body(sdk_req *r);
-struct evhttp_request *sdk_req_ev(sdk_req *r);
+size_t sdk_req_body_len(const sdk_req *r);
 sdk_server *sdk_req_server(sdk_req *r);
+/* The request's head field `name` by index (for forwarding them): returns
+ * false past the last. Borrowed. */
+bool sdk_req_header_at(const sdk_req *r, size_t i, const char **name, const char **value);
 /* The body parsed as JSON (borrowed: freed with the request). On failure it
  * has already answered 400 and returns NULL. With `want_object`, anything
  * but a JSON object is refused the same way. */
 json_t *sdk_req_json(sdk_req *r, bool want_object);
+/* Whether the query string (if any) is well formed: name=value pairs with
+ * non-empty names joined by "&", and valid %XX escapes. */
+bool sdk_req_query_ok(const sdk_req *r);
 /* Parses an unsigned query parameter in [min, max]. Returns 0 and *out
  * (def when absent), or answers 400 and returns -1. */
 int sdk_req_query_uint(sdk_req *r, const char *name, unsigned long long min,
@@ -112,7 +138,29 @@ void sdk_reply_stream_start(sdk_req *r, int status, const char *content_type,
 			    sdk_close_fn on_close, void *arg);
 void sdk_reply_stream_chunk(sdk_req *r, struct evbuffer *data);
 void sdk_reply_stream_end(sdk_req *r);
-/* True once the client of a streaming reply has gone. */
+/* Bytes of a reply queued and not yet taken by the client: a producer
+ * pauses past its own bound (backpressure). */
+size_t sdk_reply_backlog(const sdk_req *r);
+/* Called (on the loop) each time the backlog has been written out; NULL
+ * to stop. */
+void sdk_reply_on_drain(sdk_req *r, sdk_close_fn fn, void *arg);
+/* A reply of known framing, for a proxy: begin sends the status, the
+ * headers added so far and Content-Length `length` (or, when length < 0,
+ * chunked); write sends body bytes as they come (draining `data`); end
+ * finishes and frees the request. */
+void sdk_reply_begin(sdk_req *r, int status, long long length);
+void sdk_reply_write(sdk_req *r, struct evbuffer *data);
+void sdk_reply_end(sdk_req *r);
+/* Ends a begun reply as broken: the connection is closed without the
+ * body's end, so the client sees it incomplete. Frees the request. */
+void sdk_reply_abort(sdk_req *r);
+/* Whether sdk_reply_begin/stream_start has run for r. */
+bool sdk_reply_started(const sdk_req *r);
+/* Calls `fn` once if the client goes before the reply is finished (a long
+ * poll, a proxied request); after that the request may only be answered,
+ * which frees it, or ended. NULL to stop. */
+void sdk_req_on_close(sdk_req *r, sdk_close_fn fn, void *arg);
+/* True once the client has gone (closed, reset or timed out). */
 bool sdk_req_closed(const sdk_req *r);
 
 /* Compares two strings in time that depends only on their lengths. */

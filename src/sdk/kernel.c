@@ -1,5 +1,6 @@
 #include "sdk/kernel.h"
 
+#include "sdk/clock.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
 #include "sdk/log.h"
@@ -9,7 +10,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,24 +26,120 @@
 #define DRAIN_QUIET_MS 100
 #define ACCESS_TOKEN 0 /* the default: a kernel's own routes */
 #define ACCESS_OPEN 1
+/* How often the database file is checked when no request comes. */
+#define STORAGE_WATCH_MS 1000
+
+/* What SQLite reported as damage, from its log callback (which may run on
+ * any thread): written once by whoever moves `state` from 0 to 1, read
+ * once it is 2. */
+struct storage_report {
+	atomic_int state;
+	char msg[256];
+};
 
 struct runtime {
-	sdk_kernel k;
+	sdk_kernel k; /* first: handlers get &k and storage code finds the runtime */
 	sdk_route *routes; /* standard routes followed by the kernel's */
-	struct event *sigterm, *sigint, *watchdog, *drain;
+	struct event *sigterm, *sigint, *watchdog, *drain, *storage_watch;
 	struct timeval watchdog_every;
 	struct timespec drain_deadline;
 	bool draining;
+	bool init_ran;
+	/* Storage failure: set once, never cleared (a new process starts clean). */
+	bool storage_failed;
+	char storage_error[512];
+	char db_path[PATH_MAX];
+	sdk_db_watch db_watch;
+	struct storage_report sqlite_report;
 };
+
+/* ---- storage: a kernel whose database is damaged, deleted or replaced
+ * says so in /health (503 "storage_failed") and refuses every other route
+ * with 503, and keeps running so it can be diagnosed; restarting it would
+ * not repair the file (docs/healer.md: the storage_failed playbook). */
+
+static struct runtime *runtime_of(sdk_kernel *k)
+{
+	return (struct runtime *)k;
+}
+
+static void storage_fail(struct runtime *rt, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void storage_fail(struct runtime *rt, const char *fmt, ...)
+{
+	if (rt->storage_failed)
+		return;
+	rt->storage_failed = true;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(rt->storage_error, sizeof rt->storage_error, fmt, ap);
+	va_end(ap);
+	sdk_error("storage failed: %s; every route but /health and /metrics answers 503 "
+		  "storage_failed until an operator acts (a restart does not repair a database "
+		  "file; see docs/healer.md)",
+		  rt->storage_error);
+	char status[300];
+	snprintf(status, sizeof status, "STATUS=storage failed: %.250s", rt->storage_error);
+	sdk_notify(status);
+}
+
+/* SQLite's error log: the one place every SQLITE_CORRUPT and SQLITE_NOTADB
+ * passes, whichever statement met it. */
+static void on_sqlite_log(void *arg, int code, const char *msg)
+{
+	struct storage_report *r = arg;
+	int primary = code & 0xff;
+	if (primary != SQLITE_CORRUPT && primary != SQLITE_NOTADB)
+		return;
+	int expected = 0;
+	if (!atomic_compare_exchange_strong(&r->state, &expected, 1))
+		return;
+	snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "database corruption");
+	atomic_store(&r->state, 2);
+}
+
+/* Whether the store can still be trusted: not failed at start, no damage
+ * reported by SQLite, and the file still the one the path names. */
+static bool storage_ok(struct runtime *rt)
+{
+	if (rt->storage_failed)
+		return false;
+	if (atomic_load(&rt->sqlite_report.state) == 2)
+		storage_fail(rt, "SQLite found %s damaged: %s", rt->db_path, rt->sqlite_report.msg);
+	sdk_err e;
+	if (!rt->storage_failed && rt->k.db && sdk_db_watch_check(&rt->db_watch, rt->k.db, &e) < 0)
+		storage_fail(rt, "%s", e.msg);
+	return !rt->storage_failed;
+}
+
+bool sdk_kernel_storage_ok(sdk_kernel *k)
+{
+	return storage_ok(runtime_of(k));
+}
+
+static void on_storage_watch(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct runtime *rt = arg;
+	if (!storage_ok(rt))
+		event_del(rt->storage_watch); /* reported once; /health keeps saying it */
+}
 
 static void on_health(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
-	sdk_reply_json(req, 200,
-		       json_pack("{s:s, s:s, s:I, s:f, s:s, s:b}", "status", "ok", "kernel",
-				 k->def->name, "pid", (json_int_t)getpid(), "uptime_s",
-				 sdk_server_uptime(k->server), "version", GRACE_VERSION, "complete",
-				 k->def->complete));
+	struct runtime *rt = runtime_of(k);
+	bool ok = storage_ok(rt);
+	json_t *storage = ok ? json_pack("{s:b}", "ok", 1)
+			     : json_pack("{s:b, s:s, s:s}", "ok", 0, "file", rt->db_path, "error",
+					 rt->storage_error);
+	sdk_reply_json(req, ok ? 200 : 503,
+		       json_pack("{s:s, s:s, s:I, s:f, s:s, s:b, s:o}", "status",
+				 ok ? "ok" : "storage_failed", "kernel", k->def->name, "pid",
+				 (json_int_t)k->pid, "uptime_s", sdk_server_uptime(k->server),
+				 "version", GRACE_VERSION, "complete", k->def->complete, "storage",
+				 storage));
 }
 
 static void on_metrics(sdk_req *req, void *ctx)
@@ -73,6 +173,12 @@ static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 				"kernel routes are reached through the Grace API");
 		return false;
 	}
+	/* Checked before every route, so no write is acknowledged into a file
+	 * that is already gone. */
+	if (route && !storage_ok(runtime_of(k))) {
+		sdk_reply_error(req, 503, "storage_failed", "%s", runtime_of(k)->storage_error);
+		return false;
+	}
 	return true;
 }
 
@@ -81,6 +187,12 @@ static const sdk_route standard_routes[] = {
 	SDK_ROUTE_ACCESS("GET", "/metrics", on_metrics, ACCESS_OPEN),
 };
 #define N_STANDARD (sizeof standard_routes / sizeof standard_routes[0])
+
+const sdk_route *sdk_kernel_standard_routes(size_t *n)
+{
+	*n = N_STANDARD;
+	return standard_routes;
+}
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
@@ -153,6 +265,58 @@ static int kernel_socket(const sdk_kernel *k)
 	return fd;
 }
 
+/* Opens the kernel's database. A damaged one is not an error that ends
+ * the process: the kernel comes up with its storage failed. */
+static int storage_open(struct runtime *rt, char *err, size_t errlen)
+{
+	sdk_kernel *k = &rt->k;
+	if (snprintf(rt->db_path, sizeof rt->db_path, "%s/%s.db", k->cfg->data_dir,
+		     k->def->name) >= (int)sizeof rt->db_path) {
+		snprintf(err, errlen, "database path too long");
+		return -1;
+	}
+	/* Half the ready timeout at most, so a large file never makes the
+	 * supervisor kill the kernel over and over before it is ready. */
+	sdk_db_check check = { .budget_ms = k->kcfg->ready_timeout_ms / 2 };
+	sdk_err e = { "" };
+	int rc = sdk_db_open_checked(k->cfg->data_dir, k->def->name, &check, &k->db, &e);
+	if (rc == SDK_ECORRUPT) {
+		storage_fail(rt, "%s", e.msg);
+		return 0;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	if (!check.complete)
+		sdk_warn("%s: quick_check did not finish within %u ms (half of ready_timeout_ms): "
+			 "the file was not checked; raise ready_timeout_ms to check it",
+			 rt->db_path, check.budget_ms);
+	else
+		sdk_debug("%s: quick_check ok in %.0f ms", rt->db_path, check.ms);
+	sdk_db_watch_init(&rt->db_watch, k->db);
+	return 0;
+}
+
+/* Runs the kernel's init unless its storage failed already. An init that
+ * fails on a damaged file leaves the kernel up with its storage failed. */
+static int storage_init(struct runtime *rt, char *err, size_t errlen)
+{
+	sdk_kernel *k = &rt->k;
+	if (rt->storage_failed || !k->def->init)
+		return 0;
+	rt->init_ran = true;
+	if (k->def->init(k, err, errlen) == 0)
+		return 0;
+	int primary = sqlite3_extended_errcode(k->db) & 0xff;
+	if (atomic_load(&rt->sqlite_report.state) == 2 || primary == SQLITE_CORRUPT ||
+	    primary == SQLITE_NOTADB) {
+		storage_fail(rt, "%s: %s", rt->db_path, err);
+		return 0;
+	}
+	return -1;
+}
+
 static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 {
 	sdk_kernel *k = &rt->k;
@@ -160,7 +324,8 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create %.200s: %s", k->cfg->data_dir, strerror(errno));
 		return -1;
 	}
-	if (!k->db && sdk_db_open(k->cfg->data_dir, k->def->name, &k->db, err, errlen) < 0)
+	/* A standby opened (and checked) it while it waited. */
+	if (!k->db && !rt->storage_failed && storage_open(rt, err, errlen) < 0)
 		return -1;
 	int trc = sdk_token_load(k->cfg, k->token);
 	if (trc < 0) {
@@ -168,7 +333,15 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		sdk_warn("no internal token (%s): every route but /health and /metrics will "
 			 "answer 401", strerror(-trc));
 	}
-	if (k->def->init && k->def->init(k, err, errlen) < 0)
+	k->ports = sdk_ports_open(k->base, k->cfg);
+	k->caller = k->ports ? sdk_caller_new(k->base, k->def->name, k->token, sdk_ports_resolve,
+					      k->ports)
+			     : NULL;
+	if (!k->caller) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (storage_init(rt, err, errlen) < 0)
 		return -1;
 
 	size_t n = N_STANDARD + k->def->n_routes;
@@ -206,12 +379,15 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 static void runtime_stop(struct runtime *rt)
 {
 	sdk_kernel *k = &rt->k;
-	if (k->def->close)
+	if (k->def->close && rt->init_ran)
 		k->def->close(k);
+	sdk_caller_free(k->caller);
+	sdk_ports_close(k->ports);
 	sdk_server_free(k->server);
 	if (k->db)
 		sqlite3_close(k->db);
-	struct event *evs[] = { rt->sigterm, rt->sigint, rt->watchdog, rt->drain };
+	struct event *evs[] = { rt->sigterm, rt->sigint, rt->watchdog, rt->drain,
+				rt->storage_watch };
 	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -220,12 +396,20 @@ static void runtime_stop(struct runtime *rt)
 		event_base_free(k->base);
 }
 
+/* Every connection is closed: SQLite's log lets go of the runtime. */
+static void sqlite_log_release(void)
+{
+	sqlite3_shutdown();
+	sqlite3_config(SQLITE_CONFIG_LOG, NULL, NULL);
+}
+
 int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 {
 	struct runtime rt = { 0 };
 	sdk_kernel *k = &rt.k;
 	k->def = def;
 	k->cfg = cfg;
+	k->pid = getpid();
 	k->kcfg = grace_config_kernel(cfg, def->name);
 	if (!k->kcfg) {
 		sdk_error("kernel %s is not in the configuration %s", def->name,
@@ -233,6 +417,10 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 		return SDK_EXIT_PERMANENT;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Before the first open, which initialises SQLite (the log cannot be
+	 * set after that). */
+	if (sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, &rt.sqlite_report) != SQLITE_OK)
+		sdk_debug("SQLite's error log is not ours: damage is found at open only");
 	k->base = event_base_new();
 	if (!k->base)
 		return SDK_EXIT_TEMPORARY;
@@ -240,8 +428,11 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	 * the kernel's SQLite file open but idle (sdk/standby.h says why that
 	 * is safe); the kernel's init and its state come after the word. */
 	if (sdk_standby_requested()) {
-		char err[256];
-		if (sdk_db_open(k->cfg->data_dir, def->name, &k->db, err, sizeof err) < 0)
+		/* Its quick_check too runs now, off the recovery path; a kill -9
+		 * cannot damage a WAL database, and damage found later is caught
+		 * by SQLite's log and the watch like any other. */
+		char err[256] = "";
+		if (storage_open(&rt, err, sizeof err) < 0)
 			sdk_warn("standby: %s: opened after the hand-over instead", err);
 	}
 	int sb = sdk_standby_wait();
@@ -257,6 +448,7 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	if (runtime_start(&rt, err, sizeof err) < 0) {
 		sdk_error("cannot start: %s", err);
 		runtime_stop(&rt);
+		sqlite_log_release();
 		return SDK_EXIT_TEMPORARY;
 	}
 	rt.sigterm = evsignal_new(k->base, SIGTERM, on_stop_signal, &rt);
@@ -264,6 +456,12 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	rt.drain = evtimer_new(k->base, on_drain_tick, &rt);
 	evsignal_add(rt.sigterm, NULL);
 	evsignal_add(rt.sigint, NULL);
+	if (!rt.storage_failed) {
+		struct timeval every = sdk_ms_tv(STORAGE_WATCH_MS);
+		rt.storage_watch = event_new(k->base, -1, EV_PERSIST, on_storage_watch, &rt);
+		if (rt.storage_watch)
+			event_add(rt.storage_watch, &every);
+	}
 
 	uint64_t wd = sdk_watchdog_usec();
 	if (wd) {
@@ -278,6 +476,7 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	sdk_info("ready");
 	event_base_dispatch(k->base);
 	runtime_stop(&rt);
+	sqlite_log_release();
 	sdk_info("stopped");
 	return SDK_EXIT_OK;
 }

@@ -5,12 +5,15 @@
 #ifndef GRACE_SDK_KERNEL_H
 #define GRACE_SDK_KERNEL_H
 
+#include "sdk/call.h"
 #include "sdk/config.h"
 #include "sdk/http.h"
+#include "sdk/ports.h"
 #include "sdk/token.h"
 
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* Exit codes the supervisor understands (see STYLE.md). */
 #define SDK_EXIT_OK 0
@@ -19,14 +22,25 @@
 
 typedef struct sdk_kernel sdk_kernel;
 
+/* A kernel's definition is also its identity: name, default port, tier
+ * and completeness live here and nowhere else. The configuration's
+ * defaults, `grace kernels-list`, /kernel-ports and the README's kernel
+ * table are derived from these (docs/kernels.md). */
 typedef struct sdk_kernel_def {
 	const char *name;
 	const char *summary;
-	bool complete; /* false: only the SDK's standard endpoints so far */
+	int port;         /* default, GRACE_KERNEL_PORT_MIN..MAX, before port_offset */
+	const char *tier; /* core, governance, execution, agentic or services */
+	bool complete;    /* true only when everything its issue asks works */
+	/* The longest a route of this kernel holds a long poll (its `wait_ms`
+	 * query), so a proxy in front waits that long plus a margin; 0: none. */
+	unsigned long_poll_max_ms;
 	const sdk_route *routes; /* handlers get the sdk_kernel * as ctx */
 	size_t n_routes;
 	/* Runs after the database is open and before READY=1; returns 0, or -1
-	 * with the reason in err (the kernel then exits SDK_EXIT_TEMPORARY). */
+	 * with the reason in err (the kernel then exits SDK_EXIT_TEMPORARY,
+	 * unless the database is damaged: then it stays up with its storage
+	 * failed). Not called when the database failed its check at open. */
 	int (*init)(sdk_kernel *k, char *err, size_t errlen);
 	/* SIGTERM arrived: end streams and long polls so the drain can finish
 	 * (may be NULL). Requests are still answered after this. */
@@ -43,7 +57,24 @@ struct sdk_kernel {
 	void *state; /* the kernel's own, owned by its init/close */
 	sdk_server *server;
 	char token[SDK_TOKEN_LEN + 1]; /* "" when none could be read: fail closed */
+	/* The call path to other kernels, by name (sdk/call.h), following them
+	 * wherever they move; owned by the runtime. */
+	sdk_caller *caller;
+	sdk_ports *ports;
+	pid_t pid; /* this process's, read once: /health answers it per request */
 };
+
+/* False once the kernel's storage has failed: its database was damaged at
+ * open, SQLite has met damage since, or the file was deleted or replaced
+ * while open. The runtime checks before every route; a write acknowledged
+ * later than its request arrived (a group commit) checks again before
+ * answering. */
+bool sdk_kernel_storage_ok(sdk_kernel *k);
+
+/* The routes every kernel answers besides its own (GET /health, GET
+ * /metrics: open, no token needed), in the order it matches them; *n gets
+ * their count. For `grace routes` and the API's description. */
+const sdk_route *sdk_kernel_standard_routes(size_t *n);
 
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */
 int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg);

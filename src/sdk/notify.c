@@ -21,6 +21,13 @@ int sdk_notify_addr(const char *path, struct sockaddr_un *sun)
 	return (int)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '/'));
 }
 
+/* The socket is opened by the first notification (READY=1, at start, when
+ * descriptors are plentiful) and kept: a process out of descriptors must
+ * still be able to say WATCHDOG=1, or its supervisor kills it for a hang
+ * it does not have. Process-wide, like the log's settings; the address is
+ * read again each time, so a changed NOTIFY_SOCKET is followed. */
+static int notify_fd = -1;
+
 int sdk_notify(const char *state)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
@@ -30,15 +37,12 @@ int sdk_notify(const char *state)
 	int alen = sdk_notify_addr(path, &sun);
 	if (alen < 0)
 		return -EINVAL;
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	if (notify_fd < 0 && (notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
 		return -errno;
-	int rc = 0;
-	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+	if (sendto(notify_fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun,
 		   (socklen_t)alen) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
+		return -errno;
+	return 0;
 }
 
 uint64_t sdk_watchdog_usec(void)

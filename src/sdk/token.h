@@ -11,6 +11,11 @@
 #include <stddef.h>
 
 #define SDK_TOKEN_HEADER "X-Grace-Internal-Token"
+/* The user a request came from, set by the gateway after authenticating it
+ * (and stripped from anything a client sends); a kernel believes them only
+ * beside a valid internal token. */
+#define SDK_USER_HEADER "X-Grace-User"
+#define SDK_ROLE_HEADER "X-Grace-Role" /* "admin" or "user" */
 #define SDK_TOKEN_FILE "internal.token"
 #define SDK_TOKEN_LEN 64 /* hex characters */
 

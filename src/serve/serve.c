@@ -2,6 +2,7 @@
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/directory.h"
 #include "serve/healer/ports.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -26,6 +28,9 @@ struct serve {
 	api_ctx api;
 	char token[SDK_TOKEN_LEN + 1];
 	sqlite3 *db; /* DATA_DIR/grace.db: guardian events, incidents, moved ports */
+	directory *dir; /* DATA_DIR/ports.json, for the kernels' call path */
+	sdk_route *routes; /* every API route family's, in one table */
+	size_t n_routes;
 	struct event *sigterm, *sigint, *deadline, *watchdog;
 	struct timespec t0;
 	bool notified_ready, stopping;
@@ -48,7 +53,7 @@ static void announce_state(struct serve *s, const sup_change *c)
 			       c->last_exit, "ts_ms", (json_int_t)c->at_ms);
 	char resource[64];
 	snprintf(resource, sizeof resource, "kernel/%s", name);
-	ob_audit(s->api.ob, "grace", "kernel.state", resource, to, NULL, json_incref(ev));
+	ob_audit_system(s->api.ob, "kernel.state", resource, to, json_incref(ev));
 	ob_publish(s->api.ob, subject, ev);
 }
 
@@ -59,8 +64,8 @@ static void on_incident(json_t *incident, void *arg)
 	snprintf(resource, sizeof resource, "kernel/%s",
 		 json_string_value(json_object_get(incident, "component")));
 	const char *outcome = json_string_value(json_object_get(incident, "outcome"));
-	ob_audit(s->api.ob, "grace", "heal", resource, outcome ? outcome : "unknown", NULL,
-		 json_deep_copy(incident));
+	ob_audit_system(s->api.ob, "heal", resource, outcome ? outcome : "unknown",
+			json_deep_copy(incident));
 	ob_publish(s->api.ob, "grace.healer.incident", json_deep_copy(incident));
 }
 
@@ -93,6 +98,7 @@ static void check_settled(struct serve *s)
 static void on_kernel_change(const sup_change *c, void *arg)
 {
 	struct serve *s = arg;
+	dir_publish(s->dir);
 	gd_on_sup_change(s->api.gd, c->k, c->from);
 	hl_on_sup_change(s->api.hl, c->k, c->from);
 	announce_state(s, c);
@@ -226,29 +232,50 @@ int grace_serve(const grace_config *cfg)
 		return 1;
 	}
 	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
-	s.api.sup = sup_new(s.api.base, &so);
-	s.api.gw = s.api.sup ? gw_new(s.api.base, s.api.sup, s.token) : NULL;
-	s.api.gd = s.api.gw ? gd_new(s.api.base, s.api.sup, s.api.gw, s.db) : NULL;
-	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
-	s.api.ob = s.api.hl ? ob_new(s.api.base, s.api.sup, s.token) : NULL;
-	s.api.auth = s.api.ob ? auth_new(s.api.base, cfg, s.db) : NULL;
-	if (s.api.auth && !(s.api.chat = chat_new(s.api.base, cfg, s.api.sup, s.token, err, sizeof err)))
-		sdk_error("cannot start chat: %s", err);
-	if (s.api.auth)
-		s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
+	sdk_err oerr = { { 0 } };
+	ob_opts oo = { .base = s.api.base, .sup = NULL, .db = s.db, .token = s.token,
+		       .audit = &cfg->audit };
+	/* Each part in order; the first that cannot start is named. */
+	const char *failed = NULL;
+	err[0] = '\0';
+	if (!(s.api.sup = sup_new(s.api.base, &so)))
+		failed = "the supervisor";
+	else if (!(s.dir = dir_new(cfg, s.api.sup)))
+		failed = "the kernel directory";
+	else if (!(s.api.gw = gw_new(s.api.base, s.api.sup, s.token)))
+		failed = "the gateway";
+	else if (!(s.api.gd = gd_new(s.api.base, s.api.sup, s.api.gw, s.db)))
+		failed = "the guardian";
+	else if (!(s.api.hl = hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db)))
+		failed = "the healer";
+	else if ((oo.sup = s.api.sup, !(s.api.ob = ob_new(&oo, &oerr))))
+		failed = "the outbox", snprintf(err, sizeof err, "%s", oerr.msg);
+	else if (!(s.api.auth = auth_new(s.api.base, cfg, s.db)))
+		failed = "authentication";
+	else if (!(s.api.chat = chat_new(s.api.base, cfg, s.api.sup, s.token, err, sizeof err)))
+		failed = "chat";
+	else if (!(s.routes = api_routes_build(&s.n_routes)))
+		failed = "the route table";
+	if (failed) {
+		sdk_error("cannot start %s%s%s", failed, err[0] ? ": " : "", err);
+		close(api_fd);
+		goto out;
+	}
+	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
+	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
 	sdk_server_opts ho = { .component = "grace",
-			       .routes = api_routes,
-			       .n_routes = api_n_routes,
+			       .routes = s.routes,
+			       .n_routes = s.n_routes,
 			       .ctx = &s.api,
 			       .limits = cfg->limits,
 			       .metrics_extra = api_metrics_extra,
 			       .on_reply = api_on_reply,
-			       .authorize = api_authorize };
-	s.api.server = s.api.chat ? sdk_server_new(s.api.base, &ho) : NULL;
+			       .authorize = api_audit_authorize };
+	s.api.server = sdk_server_new(s.api.base, &ho);
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)
 			close(api_fd);
-		sdk_error("cannot start the API server");
+		sdk_error("cannot start the API server on 127.0.0.1:%d", api_port);
 		goto out;
 	}
 	s.sigterm = evsignal_new(s.api.base, SIGTERM, on_stop_signal, &s);
@@ -269,6 +296,7 @@ int grace_serve(const grace_config *cfg)
 	gd_set_healer(s.api.gd, on_unhealthy, &s);
 	hl_set_observer(s.api.hl, on_incident, &s);
 	hl_ports_apply(s.db, s.api.sup);
+	dir_publish(s.dir); /* before any kernel starts: they read it */
 	sup_start_all(s.api.sup);
 	gd_start(s.api.gd);
 	check_settled(&s); /* every kernel may have settled already */
@@ -279,11 +307,14 @@ out:
 	auth_free(s.api.auth); /* likewise for password jobs */
 	chat_free(s.api.chat); /* and for answers being written */
 	api_memory_close(s.api.mem); /* and for memory requests queued */
+	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);
 	gw_free(s.api.gw);
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
+	dir_free(s.dir);
+	free(s.routes);
 	struct event *evs[] = { s.sigterm, s.sigint, s.deadline, s.watchdog };
 	for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
 		if (evs[i])

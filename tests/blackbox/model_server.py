@@ -13,7 +13,14 @@ Modes: ok (the above); hang (read the request, never answer); fail (HTTP 500
 with an OpenAI-shaped error); stall (stream the first piece, then hang).
 
 For the test driving it:
-  POST /_control {"mode"?, "text"?, "chunks"?, "delay_ms"?} changes the behaviour;
+  POST /_control {"mode"?, "text"?, "chunks"?, "delay_ms"?, "think_ms"?,
+    "send_done"?, "send_finish"?, "framing"?} changes the behaviour:
+    think_ms waits that long before answering at all (a slow model thinking);
+    send_done false leaves out "data: [DONE]", send_finish false every
+    finish_reason (both false: a stream cut off that still ends cleanly);
+    framing "close" sends a stream without chunked encoding, its end being
+    the connection's close, "broken" a chunked stream whose connection
+    closes before its last chunk (default "chunked");
   GET /_requests lists every completion request seen: {"body", "authorization"},
     and "max_active", the most answered at once;
   POST /_reset forgets them.
@@ -41,6 +48,10 @@ class State:
         self.mode = mode
         self.chunks = chunks
         self.delay_ms = delay_ms
+        self.think_ms = 0
+        self.send_done = True
+        self.send_finish = True
+        self.framing = "chunked"
         self.requests = []
         self.active = 0  # completion requests being answered now
         self.max_active = 0
@@ -48,7 +59,9 @@ class State:
 
 def split_text(text, n):
     """TEXT in n pieces of about the same length (never splitting a character)."""
-    n = max(1, min(n, len(text) or 1))
+    if not text:
+        return [""]
+    n = max(1, min(n, len(text)))
     size = -(-len(text) // n)
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
@@ -93,7 +106,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_control":
             cfg = json.loads(raw or b"{}")
             with self.state.lock:
-                for k in ("mode", "text", "chunks", "delay_ms"):
+                for k in ("mode", "text", "chunks", "delay_ms", "think_ms", "send_done",
+                          "send_finish", "framing"):
                     if k in cfg:
                         setattr(self.state, k, cfg[k])
             self.send_json(200, {"ok": True})
@@ -127,8 +141,15 @@ class Handler(BaseHTTPRequestHandler):
                                         "authorization": self.headers.get("Authorization")})
             mode, text = self.state.mode, self.state.text
             chunks, delay = self.state.chunks, self.state.delay_ms / 1000.0
+            think = self.state.think_ms / 1000.0
+            send_done, send_finish = self.state.send_done, self.state.send_finish
+            chunked = self.state.framing != "close"
+            broken = self.state.framing == "broken"
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             self.send_json(400, {"error": {"message": "messages is required"}})
+            return
+        if think and STOP.wait(think):
+            self.close_connection = True
             return
         if mode == "hang":
             STOP.wait(600)
@@ -150,11 +171,18 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:  # the body ends when the connection closes
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
 
         def chunk(data):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            if chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            else:
+                self.wfile.write(data)
             self.wfile.flush()
 
         def event(obj):
@@ -173,10 +201,15 @@ class Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
                 time.sleep(delay)
-            event({"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model,
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            chunk(b"data: [DONE]\n\n")
-            chunk(b"")
+            if send_finish:
+                event({"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model,
+                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if send_done:
+                chunk(b"data: [DONE]\n\n")
+            if broken:  # no last chunk: the body breaks off
+                self.close_connection = True
+            elif chunked:
+                chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

@@ -111,8 +111,10 @@ def ask(g, token, sid, content, expect=200):
     return body
 
 
-def start_server(model=None, env=None):
+def start_server(model=None, env=None, sections=None):
+    """`sections`: further config sections, {section: {key: value}}."""
     config = {"auth": {"argon2_mem_kib": 19456}}
+    config.update(sections or {})
     if model:
         config["model"] = model
     g = GraceServer(kernels={"librarian": {}}, config=config, autostart=False, env=env)

@@ -6,7 +6,7 @@ import statistics
 import threading
 import unittest
 
-from harness import HAS_AUTH, GraceServer, GraceTestCase, scaled, spare_kernels
+from harness import GraceServer, GraceTestCase, scaled, spare_kernels
 from healer_support import (PLAYBOOKS, diagnose, get_json, guardian_kernel,
                             heal, incidents, proc_state, rounded, stop_process)
 
@@ -21,7 +21,7 @@ class HealerApi(GraceTestCase):
             pbs = get_json(g, "/network-healer/playbooks")["playbooks"]
             by_name = {p["name"]: p for p in pbs}
             self.assertEqual(set(by_name), PLAYBOOKS)
-            self.assertEqual(len(pbs), 5)
+            self.assertEqual(len(pbs), 7)
             for p in pbs:
                 self.assertTrue(p["description"], p)
                 self.assertTrue(p["steps"], p)
@@ -37,10 +37,15 @@ class HealerApi(GraceTestCase):
                              ["port_held_by_foreign_process"])
             self.assertEqual(set(by_name["diagnose_network"]["chosen_for"]),
                              {"healthy", "slow_response"})
+            self.assertEqual(by_name["report_storage"]["chosen_for"], ["storage_failed"])
+            self.assertEqual(by_name["report_storage"]["steps"], ["report_storage"])
+            self.assertEqual(by_name["quarantine_store"]["chosen_for"], [])
+            self.assertEqual(by_name["quarantine_store"]["steps"],
+                             ["confirm", "stop", "quarantine", "start", "verify"])
             # Every issue has exactly one playbook.
             chosen = [i for p in pbs for i in p["chosen_for"]]
             self.assertEqual(len(chosen), len(set(chosen)))
-            self.assertEqual(len(chosen), 7)
+            self.assertEqual(len(chosen), 8)
 
     def test_bad_requests(self):
         with GraceServer(kernels={"librarian": {}}) as g:
@@ -186,7 +191,6 @@ class HealerApi(GraceTestCase):
                              5 + bool(last.get("playbook")))
             self.assertEqual(sum(p["healed"] for p in stats.values()), 4)
 
-    @unittest.skipUnless(HAS_AUTH, "this build has no logins")
     def test_who_may_call_what(self):
         with GraceServer(kernels={"librarian": {}}) as g:
             g.create_user("plain", "a long enough password")

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernels/librarian/ingest.h"
 #include "kernels/librarian/store.h"
 
 struct fx {
@@ -81,7 +82,7 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	assert_int_equal(sqlite3_open(":memory:", &f->db), SQLITE_OK);
-	assert_int_equal(lib_store_init(f->db, &f->err), LIB_OK);
+	assert_int_equal(lib_store_init(f->db, &f->err), SDK_OK);
 	assert_non_null(mkdtemp(tmpl));
 	/* /tmp may itself be a symlink; the store reports resolved paths. */
 	assert_non_null(realpath(tmpl, f->dir));
@@ -108,7 +109,7 @@ static int64_t put(struct fx *f, const char *title, const char *body,
 	int64_t id = 0;
 
 	assert_int_equal(lib_doc_put(f->db, title, body, tags, NULL, &id,
-				     &f->err), LIB_OK);
+				     &f->err), SDK_OK);
 	json_decref(tags);
 	assert_true(id > 0);
 	return id;
@@ -146,7 +147,7 @@ static json_t *search(struct fx *f, const char *q, const char *tag,
 	json_t *out = NULL;
 
 	assert_int_equal(lib_search(f->db, q, tag, limit, &out, &f->err),
-			 LIB_OK);
+			 SDK_OK);
 	assert_non_null(out);
 	return out;
 }
@@ -170,8 +171,8 @@ static void test_init_idempotent(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(lib_store_init(f->db, &f->err), LIB_OK);
-	assert_int_equal(count_rows(f, "PRAGMA user_version"), 1);
+	assert_int_equal(lib_store_init(f->db, &f->err), SDK_OK);
+	assert_int_equal(count_rows(f, "PRAGMA user_version"), LIB_SCHEMA_VERSION);
 }
 
 static void test_init_refuses_newer_schema(void **state)
@@ -180,7 +181,7 @@ static void test_init_refuses_newer_schema(void **state)
 
 	assert_int_equal(sqlite3_exec(f->db, "PRAGMA user_version = 99",
 				      NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(lib_store_init(f->db, &f->err), LIB_EIO);
+	assert_int_equal(lib_store_init(f->db, &f->err), SDK_EIO);
 	assert_non_null(strstr(f->err.msg, "newer"));
 }
 
@@ -192,11 +193,11 @@ static void test_put_get_delete(void **state)
 	int64_t id = 0;
 
 	assert_int_equal(lib_doc_put(f->db, "Title", "Body text", tags,
-				     "/src/x", &id, &f->err), LIB_OK);
+				     "/src/x", &id, &f->err), SDK_OK);
 	json_decref(tags);
 	assert_true(id > 0);
 
-	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), LIB_OK);
+	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), SDK_OK);
 	assert_int_equal(json_integer_value(json_object_get(doc, "id")), id);
 	assert_string_equal(str_of(doc, "title"), "Title");
 	assert_string_equal(str_of(doc, "body"), "Body text");
@@ -211,10 +212,10 @@ static void test_put_get_delete(void **state)
 	json_decref(doc);
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM document_tags"), 2);
 
-	assert_int_equal(lib_doc_delete(f->db, id, &f->err), LIB_OK);
-	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), LIB_ENOTFOUND);
+	assert_int_equal(lib_doc_delete(f->db, id, &f->err), SDK_OK);
+	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), SDK_ENOTFOUND);
 	assert_null(doc);
-	assert_int_equal(lib_doc_delete(f->db, id, &f->err), LIB_ENOTFOUND);
+	assert_int_equal(lib_doc_delete(f->db, id, &f->err), SDK_ENOTFOUND);
 	assert_non_null(strstr(f->err.msg, "not found"));
 	/* Triggers cleaned up the derived tables. */
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM document_tags"), 0);
@@ -228,7 +229,7 @@ static void test_put_defaults(void **state)
 	int64_t id = put(f, "t", "b", NULL);
 	json_t *doc = NULL;
 
-	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), LIB_OK);
+	assert_int_equal(lib_doc_get(f->db, id, &doc, &f->err), SDK_OK);
 	assert_true(json_is_array(json_object_get(doc, "tags")));
 	assert_int_equal(json_array_size(json_object_get(doc, "tags")), 0);
 	assert_true(json_is_null(json_object_get(doc, "source")));
@@ -241,9 +242,9 @@ static void test_get_not_found(void **state)
 	json_t *doc = NULL;
 
 	assert_int_equal(lib_doc_get(f->db, 12345, &doc, &f->err),
-			 LIB_ENOTFOUND);
+			 SDK_ENOTFOUND);
 	assert_null(doc);
-	assert_int_equal(lib_doc_get(f->db, -1, &doc, &f->err), LIB_ENOTFOUND);
+	assert_int_equal(lib_doc_get(f->db, -1, &doc, &f->err), SDK_ENOTFOUND);
 }
 
 static void test_ids_not_reused(void **state)
@@ -251,7 +252,7 @@ static void test_ids_not_reused(void **state)
 	struct fx *f = *state;
 	int64_t a = put(f, "a", "a", NULL);
 
-	assert_int_equal(lib_doc_delete(f->db, a, &f->err), LIB_OK);
+	assert_int_equal(lib_doc_delete(f->db, a, &f->err), SDK_OK);
 	assert_true(put(f, "b", "b", NULL) > a);
 }
 
@@ -270,59 +271,59 @@ static void test_validation(void **state)
 	memset(tag, 'g', sizeof(tag));
 	tag[LIB_TAG_LEN_MAX + 1] = '\0';
 
-	assert_int_equal(put_rc(f, NULL, "b", NULL, "title"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, NULL, "b", NULL, "title"), SDK_EINVAL);
 	assert_int_equal(put_rc(f, "", "b", NULL, "title must not be empty"),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	assert_int_equal(put_rc(f, title, "b", NULL, "title longer"),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	title[LIB_TITLE_MAX] = '\0';
-	assert_int_equal(put_rc(f, title, "b", NULL, NULL), LIB_OK);
-	assert_int_equal(put_rc(f, "\xff", "b", NULL, "UTF-8"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, title, "b", NULL, NULL), SDK_OK);
+	assert_int_equal(put_rc(f, "\xff", "b", NULL, "UTF-8"), SDK_EINVAL);
 
 	assert_int_equal(put_rc(f, "t", "", NULL, "body must not be empty"),
-			 LIB_EINVAL);
-	assert_int_equal(put_rc(f, "t", NULL, NULL, "body"), LIB_EINVAL);
+			 SDK_EINVAL);
+	assert_int_equal(put_rc(f, "t", NULL, NULL, "body"), SDK_EINVAL);
 	memset(big, 'x', LIB_BODY_MAX + 1);
 	big[LIB_BODY_MAX + 1] = '\0';
-	assert_int_equal(put_rc(f, "t", big, NULL, "body longer"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, "t", big, NULL, "body longer"), SDK_EINVAL);
 	big[LIB_BODY_MAX] = '\0';
-	assert_int_equal(put_rc(f, "t", big, NULL, NULL), LIB_OK);
+	assert_int_equal(put_rc(f, "t", big, NULL, NULL), SDK_OK);
 	free(big);
 
 	assert_int_equal(put_rc(f, "t", "b", json_object(),
-				"tags must be an array of strings"), LIB_EINVAL);
+				"tags must be an array of strings"), SDK_EINVAL);
 	assert_int_equal(put_rc(f, "t", "b", json_string("a"),
-				"tags must be an array of strings"), LIB_EINVAL);
+				"tags must be an array of strings"), SDK_EINVAL);
 	assert_int_equal(put_rc(f, "t", "b", json_pack("[s,i]", "a", 1),
-				"tags must be an array of strings"), LIB_EINVAL);
+				"tags must be an array of strings"), SDK_EINVAL);
 	assert_int_equal(put_rc(f, "t", "b", json_pack("[s]", ""),
-				"tags must not be empty"), LIB_EINVAL);
+				"tags must not be empty"), SDK_EINVAL);
 	assert_int_equal(put_rc(f, "t", "b", json_pack("[s]", tag),
-				"tag longer"), LIB_EINVAL);
+				"tag longer"), SDK_EINVAL);
 	tag[LIB_TAG_LEN_MAX] = '\0';
 	assert_int_equal(put_rc(f, "t", "b", json_pack("[s]", tag), NULL),
-			 LIB_OK);
+			 SDK_OK);
 	assert_int_equal(put_rc(f, "t", "b", json_pack("[o]", json_stringn("a\0b", 3)),
-				"NUL"), LIB_EINVAL);
+				"NUL"), SDK_EINVAL);
 
 	many = json_array();
 	for (i = 0; i < LIB_TAGS_MAX; i++)
 		json_array_append_new(many, json_sprintf("t%u", i));
-	assert_int_equal(put_rc(f, "t", "b", json_incref(many), NULL), LIB_OK);
+	assert_int_equal(put_rc(f, "t", "b", json_incref(many), NULL), SDK_OK);
 	json_array_append_new(many, json_string("one-too-many"));
-	assert_int_equal(put_rc(f, "t", "b", many, "at most"), LIB_EINVAL);
+	assert_int_equal(put_rc(f, "t", "b", many, "at most"), SDK_EINVAL);
 
 	assert_int_equal(lib_doc_put(f->db, "t", "b", NULL, "/dup", NULL,
-				     &f->err), LIB_OK);
+				     &f->err), SDK_OK);
 	assert_int_equal(lib_doc_put(f->db, "t", "b", NULL, "/dup", NULL,
-				     &f->err), LIB_EINVAL);
+				     &f->err), SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "source already exists"));
 	assert_int_equal(lib_doc_put(f->db, "t", "b", NULL, "", NULL,
-				     &f->err), LIB_EINVAL);
+				     &f->err), SDK_EINVAL);
 
 	/* A NULL err is allowed. */
 	assert_int_equal(lib_doc_put(f->db, "", "b", NULL, NULL, NULL, NULL),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 }
 
 static void test_search_ranking(void **state)
@@ -434,8 +435,8 @@ static void test_search_malformed(void **state)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		f->err.msg[0] = '\0';
 		if (lib_search(f->db, bad[i], NULL, 10, &out, &f->err) !=
-		    LIB_EINVAL)
-			fail_msg("query '%s' was not LIB_EINVAL", bad[i]);
+		    SDK_EINVAL)
+			fail_msg("query '%s' was not SDK_EINVAL", bad[i]);
 		assert_null(out);
 		if (strncmp(f->err.msg, "malformed query: ", 17) != 0)
 			fail_msg("query '%s': message \"%s\"", bad[i],
@@ -443,7 +444,7 @@ static void test_search_malformed(void **state)
 	}
 	/* With a tag filter too: the count query must fail the same way. */
 	assert_int_equal(lib_search(f->db, "foo AND", "t", 10, &out, &f->err),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "fts5: syntax error"));
 }
 
@@ -454,26 +455,26 @@ static void test_search_bad_arguments(void **state)
 	json_t *out = NULL;
 
 	assert_int_equal(lib_search(f->db, "", NULL, 10, &out, &f->err),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "empty"));
 	assert_int_equal(lib_search(f->db, "  \t", NULL, 10, &out, &f->err),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	assert_int_equal(lib_search(f->db, NULL, NULL, 10, &out, &f->err),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	memset(q, 'a', sizeof(q));
 	q[1025] = '\0';
 	assert_int_equal(lib_search(f->db, q, NULL, 10, &out, &f->err),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "longer"));
 	q[1024] = '\0';
-	assert_int_equal(lib_search(f->db, q, NULL, 10, &out, &f->err), LIB_OK);
+	assert_int_equal(lib_search(f->db, q, NULL, 10, &out, &f->err), SDK_OK);
 	json_decref(out);
 	assert_int_equal(lib_search(f->db, "a", NULL, 0, &out, &f->err),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	assert_int_equal(lib_search(f->db, "a", NULL, LIB_SEARCH_LIMIT_MAX + 1,
-				    &out, &f->err), LIB_EINVAL);
+				    &out, &f->err), SDK_EINVAL);
 	assert_int_equal(lib_search(f->db, "a", "", 10, &out, &f->err),
-			 LIB_EINVAL);
+			 SDK_EINVAL);
 	assert_null(out);
 }
 
@@ -486,7 +487,7 @@ static void test_search_io_error(void **state)
 	assert_int_equal(sqlite3_exec(f->db, "DROP TABLE documents_fts",
 				      NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(lib_search(f->db, "foo", NULL, 10, &out, &f->err),
-			 LIB_EIO);
+			 SDK_EIO);
 	assert_null(out);
 }
 
@@ -531,7 +532,7 @@ static json_t *ingest(struct fx *f, const char *rel)
 	json_t *out = NULL;
 
 	path_of(p, f, rel);
-	if (lib_ingest(f->db, f->root, p, &out, &f->err) != LIB_OK)
+	if (lib_ingest(f->db, f->root, p, &out, &f->err) != SDK_OK)
 		fail_msg("ingest %s: %s", rel, f->err.msg);
 	assert_non_null(out);
 	return out;
@@ -548,7 +549,7 @@ static json_t *doc_by_source(struct fx *f, json_t *report, const char *rel)
 		if (strcmp(str_of(d, "source"), p) == 0) {
 			assert_int_equal(lib_doc_get(f->db, json_integer_value(
 					 json_object_get(d, "id")), &doc,
-					 &f->err), LIB_OK);
+					 &f->err), SDK_OK);
 			return doc;
 		}
 	}
@@ -646,7 +647,7 @@ static void test_ingest_denied(void **state)
 			snprintf(p, sizeof(p), "%s", outside[i]);
 		else
 			path_of(p, f, outside[i]);
-		if (lib_ingest(f->db, f->root, p, &out, &f->err) != LIB_EDENIED)
+		if (lib_ingest(f->db, f->root, p, &out, &f->err) != SDK_EDENIED)
 			fail_msg("%s was not denied", outside[i]);
 		assert_null(out);
 	}
@@ -726,6 +727,172 @@ static void test_ingest_inside_caller_transaction(void **state)
 	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents"), 0);
 }
 
+
+/* A schema 1 database (no owners, no ingest tables) is migrated: its
+ * documents stay, with no owner and their size counted. */
+static void test_migrate_schema_1(void **state)
+{
+	struct fx *f = *state;
+	sqlite3 *db;
+	json_t *doc = NULL;
+	int64_t docs, bytes;
+
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+		"CREATE TABLE documents (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" title TEXT NOT NULL, body TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]',"
+		" source TEXT UNIQUE NULL, created_at INTEGER NOT NULL);"
+		"CREATE TABLE document_tags (doc_id INTEGER NOT NULL, tag TEXT NOT NULL,"
+		" PRIMARY KEY (doc_id, tag)) WITHOUT ROWID;"
+		"CREATE VIRTUAL TABLE documents_fts USING fts5(title, body, tags,"
+		" content = 'documents', content_rowid = 'id', tokenize = 'porter unicode61');"
+		"CREATE TRIGGER documents_au AFTER UPDATE ON documents BEGIN SELECT 1; END;"
+		"INSERT INTO documents (title, body, created_at) VALUES ('Old', 'kestrel', 1);"
+		"INSERT INTO documents_fts (rowid, title, body, tags) VALUES (1, 'Old', 'kestrel', '[]');"
+		"PRAGMA user_version = 1;", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(lib_store_init(db, &f->err), SDK_OK);
+	assert_int_equal(lib_doc_get(db, 1, &doc, &f->err), SDK_OK);
+	assert_true(json_is_null(json_object_get(doc, "owner")));
+	json_decref(doc);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT size FROM documents WHERE id = 1",
+					    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 3 + 7);
+	sqlite3_finalize(st);
+	assert_int_equal(lib_usage(db, "nobody", &docs, &bytes, &f->err), SDK_OK);
+	assert_int_equal(docs, 0);
+	sqlite3_close(db);
+}
+
+/* Owners: who may delete, quotas, and a deleted owner's release. */
+static void test_owners_and_quotas(void **state)
+{
+	struct fx *f = *state;
+	lib_quota q = { .docs = 2, .bytes = 100 };
+	lib_actor alice = { "alice", false }, bob = { "bob", false }, admin = { "root", true },
+		  none = { NULL, false };
+	int64_t a, b, docs, bytes;
+	json_t *out = NULL, *doc = NULL;
+
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "a", "first", NULL, NULL, &a,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "b", "second", NULL, NULL, &b,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "c", "third", NULL, NULL, NULL,
+					   &f->err), SDK_EQUOTA);
+	assert_non_null(strstr(f->err.msg, "at most 2 documents"));
+	assert_int_equal(lib_doc_put_owned(f->db, "bob", &q, "c", "x", NULL, NULL, NULL,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_put_owned(f->db, "carol", &q, "big", "0123456789012345678901234"
+					   "56789012345678901234567890123456789012345678901234567"
+					   "8901234567890123456789", NULL, NULL, NULL, &f->err),
+			 SDK_EQUOTA);
+	assert_non_null(strstr(f->err.msg, "100 bytes"));
+	assert_int_equal(lib_usage(f->db, "alice", &docs, &bytes, &f->err), SDK_OK);
+	assert_int_equal(docs, 2);
+	assert_int_equal(bytes, 1 + 5 + 1 + 6);
+
+	assert_int_equal(lib_doc_delete_as(f->db, &bob, a, &f->err), SDK_EDENIED);
+	assert_int_equal(lib_doc_delete_as(f->db, &none, a, &f->err), SDK_EDENIED);
+	assert_int_equal(lib_doc_delete_as(f->db, &alice, a, &f->err), SDK_OK);
+	assert_int_equal(lib_doc_delete_as(f->db, &alice, a, &f->err), SDK_ENOTFOUND);
+
+	/* alice is gone: b stays, with no owner, and only an admin deletes it. */
+	assert_int_equal(lib_owner_release(f->db, "alice", 5, &out, &f->err), SDK_OK);
+	assert_int_equal(json_integer_value(json_object_get(out, "documents")), 1);
+	json_decref(out);
+	assert_int_equal(lib_doc_get(f->db, b, &doc, &f->err), SDK_OK);
+	assert_true(json_is_null(json_object_get(doc, "owner")));
+	json_decref(doc);
+	assert_int_equal(lib_doc_delete_as(f->db, &alice, b, &f->err), SDK_EDENIED);
+	assert_int_equal(lib_doc_delete_as(f->db, &admin, b, &f->err), SDK_OK);
+}
+
+/* A job: walked, listed, ingested a chunk at a time, each file once; a
+ * job that would pass the quota is refused whole; another user's file is
+ * not taken over. */
+static void test_jobs(void **state)
+{
+	struct fx *f = *state;
+	lib_actor alice = { "alice", false }, bob = { "bob", false };
+	lib_quota q = { 0 };
+	lib_files files;
+	char *rpath = NULL, p[PATH_MAX], state_[16];
+	int64_t id, id2, n;
+	json_t *job = NULL, *rep = NULL;
+	int rc, rounds = 0;
+
+	make_tree(f);
+	path_of(p, f, "lib");
+	assert_int_equal(lib_ingest_resolve(f->root, p, &rpath, &f->err), SDK_OK);
+	assert_int_equal(lib_ingest_walk(rpath, 5, 0, &files, &f->err), SDK_ETOOLARGE);
+	assert_int_equal(lib_ingest_walk(rpath, 0, 0, &files, &f->err), SDK_OK);
+	assert_int_equal(files.n, 7); /* 4 to read, 3 skipped at the walk or the read */
+	assert_int_equal(lib_job_create(f->db, &alice, rpath, 1, &id, &f->err), SDK_OK);
+	assert_int_equal(lib_job_active(f->db, "alice", &n, &f->err), SDK_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(lib_job_scan_store(f->db, id, &files, &q, 2, &f->err), SDK_OK);
+	while ((rc = lib_job_chunk(f->db, id, 2, 1 << 20, &q, 3, &f->err)) == 1)
+		rounds++;
+	assert_int_equal(rc, 0);
+	assert_true(rounds >= 1);
+	assert_int_equal(lib_job_chunk(f->db, id, 2, 1 << 20, &q, 3, &f->err), 0);
+	assert_int_equal(lib_job_state(f->db, id, state_, sizeof state_, &f->err), SDK_OK);
+	assert_string_equal(state_, "done");
+	assert_int_equal(lib_job_report(f->db, id, &rep, &f->err), SDK_OK);
+	assert_int_equal(json_integer_value(json_object_get(rep, "ingested")), 4);
+	assert_int_equal(json_integer_value(json_object_get(rep, "skipped")), 3);
+	json_decref(rep);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents WHERE owner = 'alice'"), 4);
+	assert_int_equal(lib_job_get(f->db, &bob, id, &job, &f->err), SDK_ENOTFOUND);
+	assert_int_equal(lib_job_get(f->db, &alice, id, &job, &f->err), SDK_OK);
+	assert_int_equal(json_array_size(json_object_get(job, "errors")), 3);
+	json_decref(job);
+
+	/* Bob ingests the same files: each fails, none is taken over. */
+	assert_int_equal(lib_job_create(f->db, &bob, rpath, 4, &id2, &f->err), SDK_OK);
+	assert_int_equal(lib_job_scan_store(f->db, id2, &files, &q, 5, &f->err), SDK_OK);
+	while (lib_job_chunk(f->db, id2, 10, 1 << 20, &q, 6, &f->err) == 1)
+		;
+	assert_int_equal(lib_job_report(f->db, id2, &rep, &f->err), SDK_OK);
+	assert_int_equal(json_integer_value(json_object_get(rep, "failed")), 4);
+	json_decref(rep);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents WHERE owner = 'alice'"), 4);
+
+	/* alice is deleted: her documents stay, with no owner. */
+	assert_int_equal(lib_owner_release(f->db, "alice", 8, &job, &f->err), SDK_OK);
+	json_decref(job);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents WHERE owner IS NULL"), 4);
+	lib_files_free(&files);
+	free(rpath);
+
+	/* Files that would pass a quota: refused whole, nothing listed or stored. */
+	lib_actor carol = { "carol", false };
+	make_dir(f, "lib/fresh");
+	for (int i = 0; i < 4; i++) {
+		char rel[32];
+		snprintf(rel, sizeof rel, "lib/fresh/f%d.md", i);
+		write_text(f, rel, "# fresh\nosprey\n");
+	}
+	path_of(p, f, "lib/fresh");
+	assert_int_equal(lib_ingest_resolve(f->root, p, &rpath, &f->err), SDK_OK);
+	assert_int_equal(lib_ingest_walk(rpath, 0, 0, &files, &f->err), SDK_OK);
+	assert_int_equal(lib_job_create(f->db, &carol, rpath, 9, &id2, &f->err), SDK_OK);
+	q.docs = 3;
+	assert_int_equal(lib_job_scan_store(f->db, id2, &files, &q, 10, &f->err), SDK_EQUOTA);
+	assert_non_null(strstr(f->err.msg, "at most 3 documents"));
+	assert_int_equal(lib_job_fail(f->db, id2, f->err.msg, 11, &f->err), SDK_OK);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM ingest_files WHERE job_id ="
+				       " (SELECT max(id) FROM ingest_jobs)"), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM documents WHERE owner = 'carol'"), 0);
+	assert_int_equal(lib_job_chunk(f->db, id2, 10, 1 << 20, &q, 12, &f->err), 0);
+	assert_int_equal(lib_job_state(f->db, id2, state_, sizeof state_, &f->err), SDK_OK);
+	assert_string_equal(state_, "failed");
+	lib_files_free(&files);
+	free(rpath);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -750,6 +917,9 @@ int main(void)
 		T(test_reingest_replaces),
 		T(test_ingest_rolls_back),
 		T(test_ingest_inside_caller_transaction),
+		T(test_migrate_schema_1),
+		T(test_owners_and_quotas),
+		T(test_jobs),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-/* Unit tests for the memory store (src/memory/store.c) on a real SQLite
+/* Unit tests for the memory store (src/serve/memory/{conn,tables,rows,shares}.c) on a real SQLite
  * file in a temporary directory: tables, rows, the checks, full-text
  * search, keyset pagination (every row exactly once, in order, whatever
  * the order and the NULLs), and who may see and change what. */
@@ -20,8 +20,35 @@
 struct fx {
 	char dir[64];
 	mem_store *s;
-	mem_error e;
+	/* The last call: its status (0 or a negative sdk_status) and reason. */
+	struct {
+		int status;
+		char msg[sizeof(sdk_err)];
+	} e;
+	sdk_err err;
+	json_t *out;
 };
+
+/* A call answering JSON through x->out: the answer, or NULL with x->e set. */
+static json_t *jcall(struct fx *x, int rc)
+{
+	x->e.status = rc < 0 ? rc : 0;
+	snprintf(x->e.msg, sizeof x->e.msg, "%s", rc < 0 ? x->err.msg : "");
+	json_t *o = rc < 0 ? NULL : x->out;
+	x->out = NULL;
+	return o;
+}
+
+/* A call answering a status: 0, or -1 with x->e set. */
+static int icall(struct fx *x, int rc)
+{
+	x->e.status = rc < 0 ? rc : 0;
+	snprintf(x->e.msg, sizeof x->e.msg, "%s", rc < 0 ? x->err.msg : "");
+	return rc < 0 ? -1 : 0;
+}
+
+#define JCALL(x, call) jcall((x), (call))
+#define ICALL(x, call) icall((x), (call))
 
 static int setup(void **state)
 {
@@ -31,10 +58,10 @@ static int setup(void **state)
 	snprintf(x->dir, sizeof x->dir, "/tmp/grace-memtest-XXXXXX");
 	if (!mkdtemp(x->dir))
 		return -1;
-	char err[256];
-	x->s = mem_store_open(x->dir, 2, err, sizeof err);
+	sdk_err err;
+	x->s = mem_store_open(x->dir, 2, &err);
 	if (!x->s) {
-		fprintf(stderr, "open: %s\n", err);
+		fprintf(stderr, "open: %s\n", err.msg);
 		return -1;
 	}
 	*state = x;
@@ -65,7 +92,7 @@ static json_t *J(const char *text)
 static void create(struct fx *x, const char *user, const char *spec)
 {
 	json_t *sp = J(spec);
-	json_t *t = mem_table_create(x->s, user, sp, 1000, &x->e);
+	json_t *t = JCALL(x, mem_table_create(x->s, user, sp, 1000, &x->out, &x->err));
 	if (!t)
 		fail_msg("create %s: %s", spec, x->e.msg);
 	json_decref(t);
@@ -77,7 +104,7 @@ static json_t *insert(struct fx *x, const char *user, const char *owner, const c
 		      const char *rows)
 {
 	json_t *r = J(rows);
-	json_t *out = mem_rows_insert(x->s, user, owner, table, r, 2000, &x->e);
+	json_t *out = JCALL(x, mem_rows_insert(x->s, user, owner, table, r, 2000, &x->out, &x->err));
 	json_decref(r);
 	json_t *ids = out ? json_incref(json_object_get(out, "ids")) : NULL;
 	json_decref(out);
@@ -91,7 +118,7 @@ static json_t *query(struct fx *x, const char *user, const char *owner, const ch
 	mem_buf out = { 0 };
 	mem_query mq = { .where = where, .order = order, .cursor = cursor, .q = q, .limit = limit };
 	json_t *j = NULL;
-	if (mem_rows_query(x->s, user, owner, table, &mq, &out, &x->e) == 0) {
+	if (ICALL(x, mem_rows_query(x->s, user, owner, table, &mq, &out, &x->err)) == 0) {
 		j = json_loads(out.p, 0, NULL);
 		assert_non_null(j); /* the text the store wrote is valid JSON */
 	}
@@ -105,9 +132,9 @@ static void test_tables(void **state)
 	create(x, "alice", "{\"name\":\"notes\",\"description\":\"mine\","
 			   "\"columns\":[{\"name\":\"title\",\"type\":\"text\"}]}");
 	json_t *sp = J("{\"name\":\"notes\"}");
-	assert_null(mem_table_create(x->s, "alice", sp, 1, &x->e));
-	assert_int_equal(x->e.status, MEM_E_EXISTS);
-	json_t *t = mem_table_create(x->s, "bob", sp, 1, &x->e); /* names are per user */
+	assert_null(JCALL(x, mem_table_create(x->s, "alice", sp, 1, &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ECONFLICT);
+	json_t *t = JCALL(x, mem_table_create(x->s, "bob", sp, 1, &x->out, &x->err)); /* names are per user */
 	assert_non_null(t);
 	json_decref(t);
 	json_decref(sp);
@@ -119,14 +146,14 @@ static void test_tables(void **state)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		sp = J(bad[i]);
-		t = mem_table_create(x->s, "alice", sp, 1, &x->e);
+		t = JCALL(x, mem_table_create(x->s, "alice", sp, 1, &x->out, &x->err));
 		if (t)
 			fail_msg("created %s", bad[i]);
-		assert_int_equal(x->e.status, MEM_E_INVALID);
+		assert_int_equal(x->e.status, SDK_EINVAL);
 		json_decref(sp);
 	}
 
-	json_t *l = mem_table_list(x->s, "alice", &x->e);
+	json_t *l = JCALL(x, mem_table_list(x->s, "alice", &x->out, &x->err));
 	assert_non_null(l);
 	assert_int_equal(json_array_size(json_object_get(l, "tables")), 1);
 	json_t *t0 = json_array_get(json_object_get(l, "tables"), 0);
@@ -138,11 +165,11 @@ static void test_tables(void **state)
 	json_t *ids = insert(x, "alice", NULL, "notes", "[{\"title\":\"a\"},{\"title\":\"b\"}]");
 	assert_non_null(ids);
 	json_decref(ids);
-	t = mem_table_delete(x->s, "alice", NULL, "notes", &x->e);
+	t = JCALL(x, mem_table_delete(x->s, "alice", NULL, "notes", &x->out, &x->err));
 	assert_non_null(t);
 	json_decref(t);
-	assert_null(mem_table_get(x->s, "alice", NULL, "notes", &x->e));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_null(JCALL(x, mem_table_get(x->s, "alice", NULL, "notes", &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	/* The file is in incremental auto-vacuum mode and the pages came back. */
 	char path[128];
 	snprintf(path, sizeof path, "%s/memory.db", x->dir);
@@ -175,7 +202,7 @@ static void test_rows_checked(void **state)
 			   "{\"name\":\"s\",\"type\":\"string\"}]}");
 	/* All or nothing: one bad row and none is stored. */
 	assert_null(insert(x, "alice", NULL, "t", "[{\"n\":1},{\"n\":\"two\"},{\"n\":3}]"));
-	assert_int_equal(x->e.status, MEM_E_INVALID);
+	assert_int_equal(x->e.status, SDK_EINVAL);
 	assert_non_null(strstr(x->e.msg, "rows[1]"));
 	assert_null(insert(x, "alice", NULL, "t", "[{\"n\":1},{\"bogus\":1}]"));
 	assert_null(insert(x, "alice", NULL, "t", "[]"));
@@ -202,11 +229,11 @@ static void test_rows_checked(void **state)
 	json_decref(ids);
 	mem_buf out = { 0 };
 	json_t *p = J("{\"n\":\"x\"}");
-	assert_int_equal(mem_row_patch(x->s, "alice", NULL, "t", id, p, 3000, &out, &x->e), -1);
-	assert_int_equal(x->e.status, MEM_E_INVALID);
+	assert_int_equal(ICALL(x, mem_row_patch(x->s, "alice", NULL, "t", id, p, 3000, &out, &x->err)), -1);
+	assert_int_equal(x->e.status, SDK_EINVAL);
 	json_decref(p);
 	p = J("{\"n\":2,\"s\":null}");
-	assert_int_equal(mem_row_patch(x->s, "alice", NULL, "t", id, p, 3000, &out, &x->e), 0);
+	assert_int_equal(ICALL(x, mem_row_patch(x->s, "alice", NULL, "t", id, p, 3000, &out, &x->err)), 0);
 	json_decref(p);
 	json_t *row = json_loads(out.p, 0, NULL);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(row, "data"), "n")), 2);
@@ -215,13 +242,13 @@ static void test_rows_checked(void **state)
 	json_decref(row);
 	mem_buf_free(&out);
 
-	assert_int_equal(mem_row_get(x->s, "alice", NULL, "t", id + 100, &out, &x->e), -1);
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
-	json_t *d = mem_row_delete(x->s, "alice", NULL, "t", id, &x->e);
+	assert_int_equal(ICALL(x, mem_row_get(x->s, "alice", NULL, "t", id + 100, &out, &x->err)), -1);
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
+	json_t *d = JCALL(x, mem_row_delete(x->s, "alice", NULL, "t", id, &x->out, &x->err));
 	assert_non_null(d);
 	json_decref(d);
-	assert_null(mem_row_delete(x->s, "alice", NULL, "t", id, &x->e));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_null(JCALL(x, mem_row_delete(x->s, "alice", NULL, "t", id, &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	mem_buf_free(&out);
 }
 
@@ -332,7 +359,7 @@ static void test_pagination(void **state)
 	assert_non_null(next);
 	json_t *other = query(x, "alice", NULL, "p", NULL, "-n", next, NULL, 5);
 	assert_null(other);
-	assert_int_equal(x->e.status, MEM_E_INVALID);
+	assert_int_equal(x->e.status, SDK_EINVAL);
 	json_decref(page);
 }
 
@@ -393,7 +420,7 @@ static void test_fts(void **state)
 	int64_t id = json_integer_value(json_array_get(ids, 0));
 	mem_buf out = { 0 };
 	json_t *p = J("{\"title\":\"Yellow bananas\",\"body\":null}");
-	assert_int_equal(mem_row_patch(x->s, "alice", NULL, "docs", id, p, 5, &out, &x->e), 0);
+	assert_int_equal(ICALL(x, mem_row_patch(x->s, "alice", NULL, "docs", id, p, 5, &out, &x->err)), 0);
 	json_decref(p);
 	mem_buf_free(&out);
 	page = query(x, "alice", NULL, "docs", NULL, NULL, NULL, "apple", 0);
@@ -402,7 +429,7 @@ static void test_fts(void **state)
 	page = query(x, "alice", NULL, "docs", NULL, NULL, NULL, "banana", 0);
 	assert_int_equal(json_integer_value(json_object_get(page, "count")), 1);
 	json_decref(page);
-	json_t *d = mem_row_delete(x->s, "alice", NULL, "docs", id, &x->e);
+	json_t *d = JCALL(x, mem_row_delete(x->s, "alice", NULL, "docs", id, &x->out, &x->err));
 	json_decref(d);
 	page = query(x, "alice", NULL, "docs", NULL, NULL, NULL, "banana", 0);
 	assert_int_equal(json_integer_value(json_object_get(page, "count")), 0);
@@ -416,16 +443,16 @@ static void test_fts(void **state)
 		page = query(x, "alice", NULL, "docs", NULL, NULL, NULL, bad[i], 0);
 		if (page)
 			fail_msg("q=%s accepted", bad[i]);
-		if (x->e.status != MEM_E_INVALID)
+		if (x->e.status != SDK_EINVAL)
 			fail_msg("q=%s: status %d (%s)", bad[i], x->e.status, x->e.msg);
 	}
 	/* A table without text columns has nothing to search. */
 	create(x, "alice", "{\"name\":\"plain\"}");
 	assert_null(query(x, "alice", NULL, "plain", NULL, NULL, NULL, "x", 0));
-	assert_int_equal(x->e.status, MEM_E_INVALID);
+	assert_int_equal(x->e.status, SDK_EINVAL);
 	/* _rank needs q. */
 	assert_null(query(x, "alice", NULL, "docs", NULL, "_rank", NULL, NULL, 0));
-	assert_int_equal(x->e.status, MEM_E_INVALID);
+	assert_int_equal(x->e.status, SDK_EINVAL);
 }
 
 static void test_access(void **state)
@@ -438,23 +465,23 @@ static void test_access(void **state)
 	json_decref(ids);
 
 	/* Bob: not his, not shared: not found, whichever way he asks. */
-	assert_null(mem_table_get(x->s, "bob", NULL, "secret", &x->e));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
-	assert_null(mem_table_get(x->s, "bob", "alice", "secret", &x->e));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_null(JCALL(x, mem_table_get(x->s, "bob", NULL, "secret", &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
+	assert_null(JCALL(x, mem_table_get(x->s, "bob", "alice", "secret", &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	assert_null(query(x, "bob", "alice", "secret", NULL, NULL, NULL, NULL, 0));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	mem_buf out = { 0 };
-	assert_int_equal(mem_row_get(x->s, "bob", "alice", "secret", id, &out, &x->e), -1);
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_int_equal(ICALL(x, mem_row_get(x->s, "bob", "alice", "secret", id, &out, &x->err)), -1);
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	assert_null(insert(x, "bob", "alice", "secret", "{\"v\":3}"));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
-	assert_null(mem_table_delete(x->s, "bob", "alice", "secret", &x->e));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
+	assert_null(JCALL(x, mem_table_delete(x->s, "bob", "alice", "secret", &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 
 	/* Shared read-only with bob. */
 	json_t *users = J("[\"bob\"]");
-	json_t *sh = mem_shares_add(x->s, "alice", "secret", users, 9, &x->e);
+	json_t *sh = JCALL(x, mem_shares_add(x->s, "alice", "secret", users, 9, &x->out, &x->err));
 	assert_non_null(sh);
 	json_decref(sh);
 	json_t *page = query(x, "bob", "alice", "secret", NULL, NULL, NULL, NULL, 0);
@@ -462,53 +489,53 @@ static void test_access(void **state)
 	assert_int_equal(json_integer_value(json_object_get(page, "count")), 2);
 	assert_true(json_is_true(json_object_get(page, "shared")));
 	json_decref(page);
-	assert_int_equal(mem_row_get(x->s, "bob", "alice", "secret", id, &out, &x->e), 0);
+	assert_int_equal(ICALL(x, mem_row_get(x->s, "bob", "alice", "secret", id, &out, &x->err)), 0);
 	mem_buf_free(&out);
-	json_t *l = mem_table_list(x->s, "bob", &x->e);
+	json_t *l = JCALL(x, mem_table_list(x->s, "bob", &x->out, &x->err));
 	json_t *t0 = json_array_get(json_object_get(l, "tables"), 0);
 	assert_string_equal(json_string_value(json_object_get(t0, "owner")), "alice");
 	assert_true(json_is_true(json_object_get(t0, "shared")));
 	json_decref(l);
 	assert_null(insert(x, "bob", "alice", "secret", "{\"v\":3}"));
-	assert_int_equal(x->e.status, MEM_E_READ_ONLY);
+	assert_int_equal(x->e.status, SDK_EDENIED);
 	json_t *p = J("{\"v\":5}");
-	assert_int_equal(mem_row_patch(x->s, "bob", "alice", "secret", id, p, 1, &out, &x->e), -1);
-	assert_int_equal(x->e.status, MEM_E_READ_ONLY);
+	assert_int_equal(ICALL(x, mem_row_patch(x->s, "bob", "alice", "secret", id, p, 1, &out, &x->err)), -1);
+	assert_int_equal(x->e.status, SDK_EDENIED);
 	json_decref(p);
-	assert_null(mem_row_delete(x->s, "bob", "alice", "secret", id, &x->e));
-	assert_int_equal(x->e.status, MEM_E_READ_ONLY);
-	assert_null(mem_table_delete(x->s, "bob", "alice", "secret", &x->e));
-	assert_int_equal(x->e.status, MEM_E_READ_ONLY);
+	assert_null(JCALL(x, mem_row_delete(x->s, "bob", "alice", "secret", id, &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_EDENIED);
+	assert_null(JCALL(x, mem_table_delete(x->s, "bob", "alice", "secret", &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_EDENIED);
 	/* Bob's own name space is still his: "secret" alone is his own (none). */
-	assert_null(mem_table_get(x->s, "bob", NULL, "secret", &x->e));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_null(JCALL(x, mem_table_get(x->s, "bob", NULL, "secret", &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	/* Carol still sees nothing. */
 	assert_null(query(x, "carol", "alice", "secret", NULL, NULL, NULL, NULL, 0));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 
 	/* The owner cannot be a share of their own table. */
 	json_t *self = J("[\"alice\"]");
-	assert_null(mem_shares_add(x->s, "alice", "secret", self, 9, &x->e));
-	assert_int_equal(x->e.status, MEM_E_INVALID);
+	assert_null(JCALL(x, mem_shares_add(x->s, "alice", "secret", self, 9, &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_EINVAL);
 	json_decref(self);
 
 	/* Unshared: gone again. */
-	sh = mem_shares_remove(x->s, "alice", "secret", users, &x->e);
+	sh = JCALL(x, mem_shares_remove(x->s, "alice", "secret", users, &x->out, &x->err));
 	assert_non_null(sh);
 	assert_int_equal(json_array_size(json_object_get(sh, "shared_with")), 0);
 	json_decref(sh);
 	assert_null(query(x, "bob", "alice", "secret", NULL, NULL, NULL, NULL, 0));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 
 	/* A share ends with its table: a new table of the same name is not shared. */
-	sh = mem_shares_add(x->s, "alice", "secret", users, 9, &x->e);
+	sh = JCALL(x, mem_shares_add(x->s, "alice", "secret", users, 9, &x->out, &x->err));
 	json_decref(sh);
-	json_t *d = mem_table_delete(x->s, "alice", NULL, "secret", &x->e);
+	json_t *d = JCALL(x, mem_table_delete(x->s, "alice", NULL, "secret", &x->out, &x->err));
 	assert_non_null(d);
 	json_decref(d);
 	create(x, "alice", "{\"name\":\"secret\"}");
 	assert_null(query(x, "bob", "alice", "secret", NULL, NULL, NULL, NULL, 0));
-	assert_int_equal(x->e.status, MEM_E_NOT_FOUND);
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	json_decref(users);
 }
 
@@ -524,30 +551,144 @@ static void test_limits(void **state)
 		n += (size_t)snprintf(rows + n, cap - n, "%s{}", i ? "," : "");
 	snprintf(rows + n, cap - n, "]");
 	assert_null(insert(x, "alice", NULL, "big", rows));
-	assert_int_equal(x->e.status, MEM_E_TOO_LARGE);
+	assert_int_equal(x->e.status, SDK_ETOOLARGE);
 	free(rows);
 	/* A row over the limit. */
 	char *s = malloc(MEM_ROW_BYTES_MAX + 1);
 	memset(s, 'x', MEM_ROW_BYTES_MAX);
 	s[MEM_ROW_BYTES_MAX] = '\0';
 	json_t *row = json_pack("{s:s}", "a", s);
-	assert_null(mem_rows_insert(x->s, "alice", NULL, "big", row, 1, &x->e));
-	assert_int_equal(x->e.status, MEM_E_TOO_LARGE);
+	assert_null(JCALL(x, mem_rows_insert(x->s, "alice", NULL, "big", row, 1, &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ETOOLARGE);
 	json_decref(row);
 	free(s);
 	/* Tables per user. */
-	for (int i = 1; i < MEM_TABLES_PER_USER_MAX; i++) {
+	for (int i = 1; i < MEM_QUOTA_TABLES_DEFAULT; i++) {
 		char spec[64];
 		snprintf(spec, sizeof spec, "{\"name\":\"t%d\"}", i);
 		create(x, "alice", spec);
 	}
 	json_t *sp = J("{\"name\":\"one_too_many\"}");
-	assert_null(mem_table_create(x->s, "alice", sp, 1, &x->e));
-	assert_int_equal(x->e.status, MEM_E_LIMIT);
+	assert_null(JCALL(x, mem_table_create(x->s, "alice", sp, 1, &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_EQUOTA);
 	json_decref(sp);
 	/* Bad limits and q. */
 	assert_null(query(x, "alice", NULL, "big", NULL, NULL, NULL, NULL, MEM_LIMIT_MAX + 1));
-	assert_int_equal(x->e.status, MEM_E_INVALID);
+	assert_int_equal(x->e.status, SDK_EINVAL);
+}
+
+/* Per-user quotas: each one refused whole (nothing partial stored), with a
+ * message that names the quota and its limit; other users unaffected. */
+static void test_quotas(void **state)
+{
+	struct fx *x = *state;
+	mem_quota q = { .tables = 2, .rows = 5, .bytes = 200 };
+	mem_store_set_quota(x->s, &q);
+	create(x, "alice", "{\"name\":\"a\"}");
+	create(x, "alice", "{\"name\":\"b\"}");
+	json_t *sp = J("{\"name\":\"c\"}");
+	assert_null(JCALL(x, mem_table_create(x->s, "alice", sp, 1, &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_EQUOTA);
+	assert_non_null(strstr(x->e.msg, "at most 2 tables"));
+	json_decref(JCALL(x, mem_table_create(x->s, "bob", sp, 1, &x->out, &x->err)));
+	assert_int_equal(x->e.status, 0);
+	json_decref(sp);
+
+	/* Rows, across tables: 4 fit, then a batch of 2 does not, whole. */
+	json_t *ids = insert(x, "alice", NULL, "a", "[{\"n\":1},{\"n\":2},{\"n\":3}]");
+	assert_non_null(ids);
+	json_decref(ids);
+	ids = insert(x, "alice", NULL, "b", "{\"n\":4}");
+	assert_non_null(ids);
+	json_decref(ids);
+	assert_null(insert(x, "alice", NULL, "b", "[{\"n\":5},{\"n\":6}]"));
+	assert_int_equal(x->e.status, SDK_EQUOTA);
+	assert_non_null(strstr(x->e.msg, "at most 5 rows per user"));
+	json_t *page = query(x, "alice", NULL, "b", NULL, NULL, NULL, NULL, 0);
+	assert_int_equal(json_integer_value(json_object_get(page, "count")), 1);
+	json_decref(page);
+
+	/* Bytes: a row that would pass the limit, and a patch that would. */
+	q.rows = 100;
+	mem_store_set_quota(x->s, &q);
+	char big[256];
+	snprintf(big, sizeof big, "{\"s\":\"%0180d\"}", 0);
+	assert_null(insert(x, "alice", NULL, "b", big));
+	assert_int_equal(x->e.status, SDK_EQUOTA);
+	assert_non_null(strstr(x->e.msg, "at most 200 bytes"));
+	ids = insert(x, "alice", NULL, "b", "{\"s\":\"small\"}");
+	assert_non_null(ids);
+	int64_t id = json_integer_value(json_array_get(ids, 0));
+	json_decref(ids);
+	snprintf(big, sizeof big, "{\"s\":\"%0200d\"}", 0);
+	json_t *p = J(big); /* a patch that makes the row longer than the quota lets it be */
+	mem_buf out = { 0 };
+	assert_int_equal(ICALL(x, mem_row_patch(x->s, "alice", NULL, "b", id, p, 5, &out, &x->err)),
+			 -1);
+	assert_int_equal(x->e.status, SDK_EQUOTA);
+	json_decref(p);
+	assert_int_equal(ICALL(x, mem_row_get(x->s, "alice", NULL, "b", id, &out, &x->err)), 0);
+	assert_non_null(strstr(out.p, "\"small\""));
+	mem_buf_free(&out);
+	/* Bob's quota is his own. */
+	ids = insert(x, "bob", NULL, "c", "[{\"n\":1},{\"n\":2},{\"n\":3},{\"n\":4},{\"n\":5}]");
+	assert_non_null(ids);
+	json_decref(ids);
+}
+
+/* A user's purge: their tables, their rows, shares of their tables and
+ * shares given to them; nobody else's; twice is harmless. */
+static void test_user_purge(void **state)
+{
+	struct fx *x = *state;
+	create(x, "alice", "{\"name\":\"notes\",\"columns\":[{\"name\":\"t\",\"type\":\"text\"}]}");
+	create(x, "alice", "{\"name\":\"more\"}");
+	create(x, "bob", "{\"name\":\"notes\"}");
+	json_decref(insert(x, "alice", NULL, "notes", "[{\"t\":\"secret plans\"}]"));
+	json_decref(insert(x, "bob", NULL, "notes", "[{\"v\":1}]"));
+	json_t *users = J("[\"bob\"]");
+	json_decref(JCALL(x, mem_shares_add(x->s, "alice", "notes", users, 1, &x->out, &x->err)));
+	json_decref(users);
+	users = J("[\"alice\", \"carol\"]");
+	json_decref(JCALL(x, mem_shares_add(x->s, "bob", "notes", users, 1, &x->out, &x->err)));
+	json_decref(users);
+
+	sdk_err e;
+	assert_int_equal(mem_user_purge(x->s, "alice", &e), 2);
+	json_t *l = JCALL(x, mem_table_list(x->s, "alice", &x->out, &x->err));
+	assert_int_equal(json_array_size(json_object_get(l, "tables")), 0); /* not even bob's share */
+	json_decref(l);
+	assert_null(JCALL(x, mem_table_get(x->s, "alice", NULL, "notes", &x->out, &x->err)));
+	assert_int_equal(x->e.status, SDK_ENOTFOUND);
+	/* A new alice starts empty; bob keeps his table, and carol her share of it. */
+	create(x, "alice", "{\"name\":\"notes\"}");
+	json_t *page = query(x, "alice", NULL, "notes", NULL, NULL, NULL, NULL, 0);
+	assert_int_equal(json_integer_value(json_object_get(page, "count")), 0);
+	json_decref(page);
+	assert_null(query(x, "alice", "bob", "notes", NULL, NULL, NULL, NULL, 0));
+	page = query(x, "carol", "bob", "notes", NULL, NULL, NULL, NULL, 0);
+	assert_int_equal(json_integer_value(json_object_get(page, "count")), 1);
+	json_decref(page);
+	l = JCALL(x, mem_table_list(x->s, "bob", &x->out, &x->err));
+	assert_int_equal(json_array_size(json_object_get(l, "tables")), 1); /* alice's share is gone */
+	json_decref(l);
+	/* The dropped tables' SQL tables are gone too. */
+	char path[128];
+	snprintf(path, sizeof path, "%s/memory.db", x->dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name LIKE"
+						" 'mr\\_%' ESCAPE '\\' AND type = 'table'",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 2); /* bob's and the new alice's */
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_int_equal(mem_user_purge(x->s, "nobody", &e), 0);
+	assert_int_equal(mem_user_purge(x->s, "alice", &e), 1);
+	assert_int_equal(mem_user_purge(x->s, "alice", &e), 0);
 }
 
 int main(void)
@@ -560,6 +701,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quotas, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_user_purge, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

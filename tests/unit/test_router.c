@@ -70,8 +70,9 @@ static void test_params(void **state)
 
 	assert_int_equal(match(t, N(t), "GET", "/kernels/crypto/logs/42", p), 1);
 	assert_int_equal(p->n, 2);
-	assert_string_equal(p->p[0].name, "name");
-	assert_string_equal(p->p[0].value, "crypto");
+	assert_int_equal(p->p[0].name_len, 4);
+	assert_memory_equal(p->p[0].name, "name", 4);
+	assert_string_equal(p->buf + p->p[0].value_at, "crypto");
 	assert_string_equal(sdk_route_param(p, "name"), "crypto");
 	assert_string_equal(sdk_route_param(p, "n"), "42");
 
@@ -150,6 +151,30 @@ static void test_method(void **state)
 	assert_string_equal(sdk_route_param(p, "id"), "3");
 	assert_int_equal(match(t, N(t), "POST", "/items", p), 1);
 	assert_int_equal(p->n, 0);
+}
+
+/* The methods a path allows, for a 405's Allow: HEAD goes with GET. */
+static void test_allowed(void **state)
+{
+	(void)state;
+	static const sdk_route_pattern t[] = {
+		{ "GET", "/items/:id" },
+		{ "DELETE", "/items/:id" },
+		{ "POST", "/items" },
+		{ NULL, "/any/*" },
+		{ "PATCH", "/items/:id" },
+	};
+	char allow[64];
+	sdk_route_allowed(t, N(t), sizeof *t, "/items/3", allow, sizeof allow);
+	assert_string_equal(allow, "GET, HEAD, DELETE, PATCH");
+	sdk_route_allowed(t, N(t), sizeof *t, "/items", allow, sizeof allow);
+	assert_string_equal(allow, "POST");
+	sdk_route_allowed(t, N(t), sizeof *t, "/nothing", allow, sizeof allow);
+	assert_string_equal(allow, "");
+	/* A buffer too small keeps whole names only. */
+	char small[12];
+	sdk_route_allowed(t, N(t), sizeof *t, "/items/3", small, sizeof small);
+	assert_string_equal(small, "GET, HEAD");
 }
 
 static void test_null_method_matches_any(void **state)
@@ -301,6 +326,7 @@ int main(void)
 		T(test_star),
 		T(test_star_only_when_final),
 		T(test_method),
+		T(test_allowed),
 		T(test_null_method_matches_any),
 		T(test_first_match_wins),
 		T(test_stride),

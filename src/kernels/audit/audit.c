@@ -4,14 +4,12 @@
 #include "kernels/audit/store.h"
 #include "sdk/clock.h"
 #include "kernels/registry.h"
-#include "sdk/client.h"
 #include "sdk/log.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +25,31 @@
 
 struct audit {
 	sdk_kernel *k;
-	sdk_client *client;
 	struct event *append_timer;
 	bool appending;
-	int log_port;
-	unsigned long long appended, append_failures;
+	/* [[id, index], ...]: where the log put events whose index could not be
+	 * stored yet (a full disk). Stored before anything else is sent: sending
+	 * those events again would put them in the log twice. */
+	json_t *pending;
+	unsigned long long appended, append_failures, index_failures;
 };
+
+/* Writes the pending log indexes; true when none are left. */
+static bool store_pending(struct audit *a)
+{
+	if (json_array_size(a->pending) == 0)
+		return true;
+	sdk_err e;
+	if (aud_set_log_indexes(a->k->db, a->pending, &e) < 0) {
+		if (a->index_failures++ % 50 == 0)
+			sdk_warn("audit: cannot record %zu log indexes (%s); holding further appends",
+				 json_array_size(a->pending), e.msg);
+		return false;
+	}
+	a->appended += json_array_size(a->pending);
+	json_array_clear(a->pending);
+	return true;
+}
 
 /* The log answers a batch with its entries in order: a JSON array, or an
  * object holding one under "entries". */
@@ -60,20 +77,23 @@ static void on_appended(int status, const char *body, size_t len, double ms, con
 		return;
 	}
 	/* The batch that was sent is the oldest unlogged events, in order. */
-	sent = aud_unlogged(a->k->db, (unsigned)json_array_size(entries));
-	sqlite3_exec(a->k->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	sdk_err e;
+	if (aud_unlogged(a->k->db, (unsigned)json_array_size(entries), &sent, &e) < 0) {
+		sdk_error("audit: the log took %zu events but they cannot be read back (%s): "
+			  "they may be appended again", json_array_size(entries), e.msg);
+		json_decref(answer);
+		return;
+	}
 	size_t i;
-	json_t *e;
-	json_array_foreach(entries, i, e) {
+	json_t *en;
+	json_array_foreach(entries, i, en) {
 		json_t *ev = json_array_get(sent, i);
-		json_t *idx = json_object_get(e, "index");
+		json_t *idx = json_object_get(en, "index");
 		if (!ev || !json_is_integer(idx))
 			break;
-		aud_set_log_index(a->k->db, json_integer_value(json_object_get(ev, "id")),
-				  json_integer_value(idx));
-		a->appended++;
+		json_array_append_new(a->pending, json_pack("[O, O]", json_object_get(ev, "id"), idx));
 	}
-	sqlite3_exec(a->k->db, "COMMIT", NULL, NULL, NULL);
+	store_pending(a);
 	json_decref(sent);
 	json_decref(answer);
 }
@@ -82,10 +102,11 @@ static void on_append_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
 	struct audit *a = arg;
-	if (a->appending)
+	if (a->appending || !store_pending(a))
 		return;
-	json_t *events = aud_unlogged(a->k->db, APPEND_BATCH);
-	if (!events || json_array_size(events) == 0) {
+	json_t *events = NULL;
+	if (aud_unlogged(a->k->db, APPEND_BATCH, &events, NULL) < 0 ||
+	    json_array_size(events) == 0) {
 		json_decref(events);
 		return;
 	}
@@ -110,8 +131,8 @@ static void on_append_timer(evutil_socket_t fd, short what, void *arg)
 	char *body = json_dumps(batch, JSON_COMPACT);
 	json_decref(batch);
 	json_decref(events);
-	if (body && sdk_client_call(a->client, a->log_port, "POST", "/entries", body, strlen(body),
-				    NULL, LOG_CALL_TIMEOUT_MS, on_appended, a) == 0)
+	if (body && sdk_call(a->k->caller, "immutable_log", "POST", "/entries", body, strlen(body),
+			     NULL, LOG_CALL_TIMEOUT_MS, on_appended, a) == 0)
 		a->appending = true;
 	free(body);
 }
@@ -142,9 +163,11 @@ static void on_post_events(sdk_req *req, void *ctx)
 		}
 	}
 	json_t *ids;
-	if (aud_insert(k->db, events, sdk_wall_ms(), &ids) < 0) {
+	sdk_err e;
+	int rc = aud_insert(k->db, events, sdk_wall_ms(), &ids, &e);
+	if (rc < 0) {
 		json_decref(events);
-		sdk_reply_error(req, 500, "storage", "cannot store the events");
+		sdk_reply_status(req, rc, &e);
 		return;
 	}
 	json_decref(events);
@@ -178,9 +201,11 @@ static void on_get_events(sdk_req *req, void *ctx)
 	aud_filter f;
 	if (read_filter(req, &f, 100) < 0)
 		return;
-	json_t *events = aud_query(k->db, &f);
-	if (!events) {
-		sdk_reply_error(req, 500, "storage", "cannot read the events");
+	json_t *events;
+	sdk_err e;
+	int rc = aud_query(k->db, &f, &events, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
 		return;
 	}
 	size_t n = json_array_size(events);
@@ -207,12 +232,7 @@ static void export_later(struct export *x)
 	evtimer_add(x->ev, &tv);
 }
 
-static size_t export_unsent(struct export *x)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(x->req));
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
-}
+static size_t export_unsent(struct export *x) { return sdk_reply_backlog(x->req); }
 
 static void export_step(evutil_socket_t fd, short what, void *arg)
 {
@@ -222,7 +242,11 @@ static void export_step(evutil_socket_t fd, short what, void *arg)
 		export_later(x);
 		return;
 	}
-	json_t *rows = x->closed ? NULL : aud_query(x->db, &x->f);
+	json_t *rows = NULL;
+	sdk_err e;
+	/* A failure mid-stream can only end it: the status line has gone. */
+	if (!x->closed && aud_query(x->db, &x->f, &rows, &e) < 0)
+		sdk_warn("audit: export ended early: %s", e.msg);
 	size_t n = json_array_size(rows);
 	if (n) {
 		struct evbuffer *b = evbuffer_new();
@@ -329,8 +353,8 @@ static void on_sth(int status, const char *body, size_t len, double ms, const ch
 	snprintf(path, sizeof path, "/proof/inclusion?index=%lld&tree_size=%lld",
 		 (long long)json_integer_value(json_object_get(p->event, "log_index")),
 		 (long long)json_integer_value(size));
-	if (sdk_client_call(p->a->client, p->a->log_port, "GET", path, NULL, 0, NULL,
-			    LOG_CALL_TIMEOUT_MS, on_inclusion, p) < 0)
+	if (sdk_call(p->a->k->caller, "immutable_log", "GET", path, NULL, 0, NULL,
+		     LOG_CALL_TIMEOUT_MS, on_inclusion, p) < 0)
 		proof_fail(p, 503, "cannot call");
 }
 
@@ -346,9 +370,11 @@ static void on_proof(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 400, "bad_id", "an event id is a positive integer");
 		return;
 	}
-	json_t *ev = aud_get(k->db, id);
-	if (!ev) {
-		sdk_reply_error(req, 404, "not_found", "no event %lld", id);
+	json_t *ev;
+	sdk_err e;
+	int rc = aud_get(k->db, id, &ev, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
 		return;
 	}
 	if (!json_is_integer(json_object_get(ev, "log_index"))) {
@@ -365,17 +391,19 @@ static void on_proof(sdk_req *req, void *ctx)
 		return;
 	}
 	*p = (struct proof){ .req = req, .a = a, .event = ev };
-	if (sdk_client_call(a->client, a->log_port, "GET", "/sth", NULL, 0, NULL,
-			    LOG_CALL_TIMEOUT_MS, on_sth, p) < 0)
+	if (sdk_call(a->k->caller, "immutable_log", "GET", "/sth", NULL, 0, NULL,
+		     LOG_CALL_TIMEOUT_MS, on_sth, p) < 0)
 		proof_fail(p, 503, "cannot call");
 }
 
 static int audit_init(sdk_kernel *k, char *err, size_t errlen)
 {
-	if (aud_store_init(k->db, err, errlen) < 0)
+	sdk_err e;
+	if (aud_store_init(k->db, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
 		return -1;
-	const grace_kernel_cfg *log = grace_config_kernel(k->cfg, "immutable_log");
-	if (!log) {
+	}
+	if (!grace_config_kernel(k->cfg, "immutable_log")) {
 		snprintf(err, errlen, "the immutable_log kernel is not configured");
 		return -1;
 	}
@@ -385,13 +413,10 @@ static int audit_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	a->k = k;
-	a->log_port = grace_kernel_port(k->cfg, log);
-	a->client = sdk_client_new(k->base);
-	if (a->client)
-		sdk_client_set_token(a->client, k->token);
 	a->append_timer = event_new(k->base, -1, EV_PERSIST, on_append_timer, a);
+	a->pending = json_array();
 	k->state = a;
-	if (!a->client || !a->append_timer) {
+	if (!a->append_timer || !a->pending) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -407,7 +432,10 @@ static void audit_close(sdk_kernel *k)
 		return;
 	if (a->append_timer)
 		event_free(a->append_timer);
-	sdk_client_free(a->client);
+	if (json_array_size(a->pending))
+		sdk_warn("audit: %zu events are in the log but their indexes were not recorded: "
+			 "they will be appended again", json_array_size(a->pending));
+	json_decref(a->pending);
 	free(a);
 	k->state = NULL;
 }
@@ -421,6 +449,7 @@ static const sdk_route audit_routes[] = {
 
 const sdk_kernel_def audit_kernel = {
 	.name = "audit",
+	.port = 8115, .tier = "governance",
 	.summary = "tamper-evident record of who did what, appended to the immutable log",
 	.complete = true,
 	.routes = audit_routes,

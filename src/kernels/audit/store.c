@@ -2,12 +2,28 @@
 
 #include "sdk/db.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int aud_store_init(sqlite3 *db, char *err, size_t errlen)
+/* Whether `events` has a uid column (databases made before it was added do
+ * not): 1, 0, or a negative sdk_status. */
+static int has_uid(sqlite3 *db, sdk_err *err)
 {
-	return sdk_db_exec(db,
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('events') WHERE name = 'uid'",
+			       -1, &st, NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "reading the events table");
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sdk_db_fail(db, err, "reading the events table");
+	return rc == SQLITE_ROW;
+}
+
+int aud_store_init(sqlite3 *db, sdk_err *err)
+{
+	if (sqlite3_exec(db,
 			   "CREATE TABLE IF NOT EXISTS events ("
 			   " id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL,"
 			   " actor TEXT NOT NULL, action TEXT NOT NULL, resource TEXT NOT NULL,"
@@ -17,7 +33,22 @@ int aud_store_init(sqlite3 *db, char *err, size_t errlen)
 			   "CREATE INDEX IF NOT EXISTS events_resource ON events(resource, id);"
 			   "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms);"
 			   "CREATE INDEX IF NOT EXISTS events_unlogged ON events(id) WHERE log_index IS NULL;",
-			   err, errlen);
+			   NULL, NULL, NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "creating the schema");
+	int uid = has_uid(db, err);
+	if (uid < 0)
+		return uid;
+	if (uid == 0 && sqlite3_exec(db, "ALTER TABLE events ADD COLUMN uid TEXT", NULL, NULL,
+				     NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "adding the uid column");
+	/* A sender that resends what it is not sure was stored (the main
+	 * process's outbox) names each event: stored once. */
+	if (sqlite3_exec(db,
+			 "CREATE UNIQUE INDEX IF NOT EXISTS events_uid ON events(uid)"
+			 " WHERE uid IS NOT NULL;",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "indexing uids");
+	return 0;
 }
 
 static const char *check_string(json_t *ev, const char *key, size_t max, int required)
@@ -43,6 +74,10 @@ const char *aud_event_check(json_t *ev)
 	    (why = check_string(ev, "outcome", AUD_FIELD_MAX, 1)) ||
 	    (why = check_string(ev, "source_ip", 64, 0)))
 		return why;
+	json_t *uid = json_object_get(ev, "uid");
+	if (uid && !(json_is_string(uid) && json_string_length(uid) > 0 &&
+		     json_string_length(uid) <= AUD_UID_MAX))
+		return "uid is a string of 1 to 64 bytes";
 	json_t *ts = json_object_get(ev, "ts_ms");
 	if (ts && !(json_is_integer(ts) && json_integer_value(ts) > 0))
 		return "ts_ms is a positive integer (unix milliseconds)";
@@ -66,23 +101,39 @@ static void bind_opt(sqlite3_stmt *st, int i, json_t *ev, const char *key)
 		sqlite3_bind_null(st, i);
 }
 
-int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids)
+/* Rolls back what is left of a failed transaction (SQLite may have done it
+ * already: SQLITE_FULL, ...) and returns `rc`. */
+static int aud_abort(sqlite3 *db, int rc)
 {
-	sqlite3_stmt *st;
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids, sdk_err *err)
+{
+	sqlite3_stmt *st = NULL, *again = NULL;
+	*ids = NULL;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return -1;
+		return aud_abort(db, sdk_db_fail(db, err, "begin"));
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO events (ts_ms, actor, action, resource, outcome, details,"
-			       " source_ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		return -1;
+			       " source_ip, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+			       " ON CONFLICT (uid) WHERE uid IS NOT NULL DO NOTHING",
+			       -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT id FROM events WHERE uid = ?", -1, &again, NULL) !=
+		    SQLITE_OK) {
+		int rc = sdk_db_fail(db, err, "storing events");
+		sqlite3_finalize(st);
+		return aud_abort(db, rc);
 	}
-	*ids = json_array();
+	json_t *out = json_array();
 	size_t i;
 	json_t *ev;
-	int rc = 0;
+	int rc = out ? 0 : sdk_fail(err, SDK_EIO, "out of memory");
 	json_array_foreach(events, i, ev) {
+		if (rc)
+			break;
 		json_t *ts = json_object_get(ev, "ts_ms");
 		sqlite3_bind_int64(st, 1, ts ? json_integer_value(ts) : now_ms);
 		bind_opt(st, 2, ev, "actor");
@@ -97,20 +148,34 @@ int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids)
 			sqlite3_bind_null(st, 6);
 		free(ds);
 		bind_opt(st, 7, ev, "source_ip");
+		bind_opt(st, 8, ev, "uid");
 		if (sqlite3_step(st) != SQLITE_DONE) {
-			rc = -1;
+			rc = sdk_db_fail(db, err, "storing events");
 			break;
 		}
-		json_array_append_new(*ids, json_integer(sqlite3_last_insert_rowid(db)));
+		int64_t id = sqlite3_last_insert_rowid(db);
+		if (sqlite3_changes(db) == 0) { /* stored before: its id */
+			bind_opt(again, 1, ev, "uid");
+			if (sqlite3_step(again) != SQLITE_ROW) {
+				rc = sdk_db_fail(db, err, "finding an event stored before");
+				break;
+			}
+			id = sqlite3_column_int64(again, 0);
+			sqlite3_reset(again);
+		}
+		json_array_append_new(out, json_integer(id));
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
-	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-		return 0;
-	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	json_decref(*ids);
-	*ids = NULL;
-	return -1;
+	sqlite3_finalize(again);
+	if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = sdk_db_fail(db, err, "committing events");
+	if (rc) {
+		json_decref(out);
+		return aud_abort(db, rc);
+	}
+	*ids = out;
+	return 0;
 }
 
 #define EVENT_COLUMNS "id, ts_ms, actor, action, resource, outcome, details, source_ip, log_index"
@@ -136,7 +201,25 @@ static json_t *row_event(sqlite3_stmt *st, int with_index)
 	return e;
 }
 
-json_t *aud_query(sqlite3 *db, const aud_filter *f)
+/* Steps `st` to its end, collecting each row as an event into *out. */
+static int aud_rows(sqlite3 *db, sqlite3_stmt *st, int with_index, json_t **out, sdk_err *err)
+{
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, row_event(st, with_index));
+	if (rc != SQLITE_DONE) {
+		rc = sdk_db_fail(db, err, "reading events");
+		sqlite3_finalize(st);
+		json_decref(arr);
+		return rc;
+	}
+	sqlite3_finalize(st);
+	*out = arr;
+	return 0;
+}
+
+int aud_query(sqlite3 *db, const aud_filter *f, json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
@@ -145,7 +228,7 @@ json_t *aud_query(sqlite3 *db, const aud_filter *f)
 			       " AND (?4 IS NULL OR resource = ?4) AND ts_ms >= ?5"
 			       " AND (?6 = 0 OR ts_ms < ?6) ORDER BY id LIMIT ?7",
 			       -1, &st, NULL) != SQLITE_OK)
-		return NULL;
+		return sdk_db_fail(db, err, "reading events");
 	sqlite3_bind_int64(st, 1, f->after_id);
 	if (f->actor)
 		sqlite3_bind_text(st, 2, f->actor, -1, SQLITE_STATIC);
@@ -156,55 +239,59 @@ json_t *aud_query(sqlite3 *db, const aud_filter *f)
 	sqlite3_bind_int64(st, 5, f->since_ms);
 	sqlite3_bind_int64(st, 6, f->until_ms);
 	sqlite3_bind_int(st, 7, (int)f->limit);
-	json_t *out = json_array();
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(out, row_event(st, 1));
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		json_decref(out);
-		return NULL;
-	}
-	return out;
+	return aud_rows(db, st, 1, out, err);
 }
 
-json_t *aud_get(sqlite3 *db, int64_t id)
+int aud_get(sqlite3 *db, int64_t id, json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT " EVENT_COLUMNS " FROM events WHERE id = ?", -1, &st,
 			       NULL) != SQLITE_OK)
-		return NULL;
+		return sdk_db_fail(db, err, "reading an event");
 	sqlite3_bind_int64(st, 1, id);
-	json_t *e = sqlite3_step(st) == SQLITE_ROW ? row_event(st, 1) : NULL;
-	sqlite3_finalize(st);
-	return e;
+	json_t *arr;
+	int rc = aud_rows(db, st, 1, &arr, err);
+	if (rc)
+		return rc;
+	*out = json_incref(json_array_get(arr, 0));
+	json_decref(arr);
+	return *out ? 0 : sdk_fail(err, SDK_ENOTFOUND, "no event %lld", (long long)id);
 }
 
-json_t *aud_unlogged(sqlite3 *db, unsigned max)
+int aud_unlogged(sqlite3 *db, unsigned max, json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT " EVENT_COLUMNS " FROM events WHERE log_index IS NULL"
 			       " ORDER BY id LIMIT ?",
 			       -1, &st, NULL) != SQLITE_OK)
-		return NULL;
+		return sdk_db_fail(db, err, "reading unlogged events");
 	sqlite3_bind_int(st, 1, (int)max);
-	json_t *out = json_array();
-	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(out, row_event(st, 0));
-	sqlite3_finalize(st);
-	return out;
+	return aud_rows(db, st, 0, out, err);
 }
 
-int aud_set_log_index(sqlite3 *db, int64_t id, int64_t index)
+int aud_set_log_indexes(sqlite3 *db, json_t *pairs, sdk_err *err)
 {
 	sqlite3_stmt *st;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return aud_abort(db, sdk_db_fail(db, err, "begin"));
 	if (sqlite3_prepare_v2(db, "UPDATE events SET log_index = ? WHERE id = ?", -1, &st, NULL) !=
 	    SQLITE_OK)
-		return -1;
-	sqlite3_bind_int64(st, 1, index);
-	sqlite3_bind_int64(st, 2, id);
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+		return aud_abort(db, sdk_db_fail(db, err, "recording log indexes"));
+	size_t i;
+	json_t *p;
+	int rc = 0;
+	json_array_foreach(pairs, i, p) {
+		sqlite3_bind_int64(st, 1, json_integer_value(json_array_get(p, 1)));
+		sqlite3_bind_int64(st, 2, json_integer_value(json_array_get(p, 0)));
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			rc = sdk_db_fail(db, err, "recording log indexes");
+			break;
+		}
+		sqlite3_reset(st);
+	}
 	sqlite3_finalize(st);
-	return rc;
+	if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = sdk_db_fail(db, err, "committing log indexes");
+	return rc ? aud_abort(db, rc) : 0;
 }

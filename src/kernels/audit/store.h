@@ -6,6 +6,8 @@
 
 #include "kernels/layer.h"
 
+#include "sdk/err.h"
+
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -13,6 +15,7 @@
 #define AUD_FIELD_MAX 256
 #define AUD_ACTION_MAX 2048
 #define AUD_DETAILS_MAX 65536
+#define AUD_UID_MAX 64 /* an event's optional unique name: a resent one is stored once */
 #define AUD_BATCH_MAX 1000
 #define AUD_PAGE_MAX 1000
 
@@ -23,19 +26,25 @@ typedef struct aud_filter {
 	unsigned limit;
 } aud_filter;
 
-int aud_store_init(sqlite3 *db, char *err, size_t errlen);
+/* Every call returns 0 or a negative sdk_status with the reason in `err`
+ * (which may be NULL): SDK_ENOTFOUND, or SQLite's failures as
+ * sdk_status_of_sqlite maps them (SDK_EFULL when the disk is full). */
+int aud_store_init(sqlite3 *db, sdk_err *err);
 /* Checks one event object; NULL when valid, else a reason. */
 const char *aud_event_check(json_t *ev);
-/* Inserts checked events (an array) in one transaction; fills `ids`
- * (a new array) with their ids. */
-int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids);
-/* A new array of events in id order, or NULL on a storage error. */
-json_t *aud_query(sqlite3 *db, const aud_filter *f);
-/* NULL when there is no such event. */
-json_t *aud_get(sqlite3 *db, int64_t id);
+/* Inserts checked events (an array) in one transaction, or none; *ids is
+ * a new array of their ids. An event whose uid is stored already is not
+ * stored again: its id is the first one's. */
+int aud_insert(sqlite3 *db, json_t *events, int64_t now_ms, json_t **ids, sdk_err *err);
+/* *out: a new array of events in id order. */
+int aud_query(sqlite3 *db, const aud_filter *f, json_t **out, sdk_err *err);
+/* *out: a new event object; SDK_ENOTFOUND when there is no such event. */
+int aud_get(sqlite3 *db, int64_t id, json_t **out, sdk_err *err);
 /* Events not yet in the immutable log, oldest first (at most `max`), as
- * the canonical objects that go into the log. */
-json_t *aud_unlogged(sqlite3 *db, unsigned max);
-int aud_set_log_index(sqlite3 *db, int64_t id, int64_t index);
+ * the canonical objects that go into the log: a new array in *out. */
+int aud_unlogged(sqlite3 *db, unsigned max, json_t **out, sdk_err *err);
+/* Records where each event went in the log: `pairs` is [[id, index], ...],
+ * written in one transaction, or none. */
+int aud_set_log_indexes(sqlite3 *db, json_t *pairs, sdk_err *err);
 
 #endif

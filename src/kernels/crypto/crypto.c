@@ -24,20 +24,19 @@ static cry_store *cry_store_of(void *ctx)
 	return ((sdk_kernel *)ctx)->state;
 }
 
-static void cry_reply_err(sdk_req *req, int rc, const cry_err *e)
+/* Crypto's own failures, then the convention's (sdk_reply_status). */
+static void cry_reply_err(sdk_req *req, int rc, const sdk_err *e)
 {
 	switch (rc) {
-	case CRY_EINVAL: sdk_reply_error(req, 400, "invalid", "%s", e->msg); break;
-	case CRY_ENOTFOUND: sdk_reply_error(req, 404, "not_found", "%s", e->msg); break;
 	case CRY_EEXIST: sdk_reply_error(req, 409, "exists", "%s", e->msg); break;
 	case CRY_EAUTH: sdk_reply_error(req, 400, "decrypt_failed", "%s", e->msg); break;
 	case CRY_ESEALED: sdk_reply_error(req, 500, "sealed_key_damaged", "%s", e->msg); break;
-	default: sdk_reply_error(req, 500, "storage", "%s", e->msg); break;
+	default: sdk_reply_status(req, rc, e); break;
 	}
 }
 
 /* Answers a store call: its JSON with `status`, or its error. Steals out. */
-static void cry_reply(sdk_req *req, int rc, const cry_err *e, int status, json_t *out)
+static void cry_reply(sdk_req *req, int rc, const sdk_err *e, int status, json_t *out)
 {
 	if (rc < 0)
 		cry_reply_err(req, rc, e);
@@ -183,7 +182,7 @@ static void on_key_create(sdk_req *req, void *ctx)
 	if (imported < 0)
 		return;
 	json_t *out = NULL;
-	cry_err e;
+	sdk_err e;
 	int rc = cry_key_create(cry_store_of(ctx), name, type, imported ? secret : NULL,
 				sdk_wall_ms(), &out, &e);
 	sodium_memzero(secret, sizeof secret);
@@ -193,7 +192,7 @@ static void on_key_create(sdk_req *req, void *ctx)
 static void on_key_list(sdk_req *req, void *ctx)
 {
 	json_t *out = NULL;
-	cry_err e;
+	sdk_err e;
 	int rc = cry_key_list(cry_store_of(ctx), &out, &e);
 	cry_reply(req, rc, &e, 200, out);
 }
@@ -201,7 +200,7 @@ static void on_key_list(sdk_req *req, void *ctx)
 static void on_key_get(sdk_req *req, void *ctx)
 {
 	json_t *out = NULL;
-	cry_err e;
+	sdk_err e;
 	int rc = cry_key_get(cry_store_of(ctx), sdk_req_param(req, "name"), &out, &e);
 	cry_reply(req, rc, &e, 200, out);
 }
@@ -221,7 +220,7 @@ static void on_key_rotate(sdk_req *req, void *ctx)
 	if (imported < 0)
 		return;
 	json_t *out = NULL;
-	cry_err e;
+	sdk_err e;
 	int rc = cry_key_rotate(cry_store_of(ctx), sdk_req_param(req, "name"),
 				imported ? secret : NULL, sdk_wall_ms(), &out, &e);
 	sodium_memzero(secret, sizeof secret);
@@ -244,7 +243,7 @@ static void on_sign(sdk_req *req, void *ctx)
 		return;
 	unsigned char sig[crypto_sign_BYTES];
 	unsigned version;
-	cry_err e;
+	sdk_err e;
 	int rc = cry_sign(cry_store_of(ctx), key, data, len, sig, &version, &e);
 	free(owned);
 	if (rc < 0) {
@@ -303,7 +302,7 @@ static void on_verify(sdk_req *req, void *ctx)
 		return;
 	bool valid;
 	unsigned matched;
-	cry_err e;
+	sdk_err e;
 	int rc = cry_verify(cry_store_of(ctx), key, data, len, sig, sig_len, version, &valid,
 			    &matched, &e);
 	free(owned);
@@ -339,7 +338,7 @@ static void on_encrypt(sdk_req *req, void *ctx)
 	}
 	char *token = NULL;
 	unsigned version;
-	cry_err e;
+	sdk_err e;
 	/* An empty aad is still given (non-NULL): x25519 keys refuse it too. */
 	int rc = cry_encrypt(cry_store_of(ctx), key, pt, len, has_aad ? aad : NULL,
 			     aad_len, &token, &version, &e);
@@ -377,7 +376,7 @@ static void on_decrypt(sdk_req *req, void *ctx)
 	unsigned char *pt = NULL;
 	size_t len = 0;
 	unsigned version;
-	cry_err e;
+	sdk_err e;
 	int rc = cry_decrypt(cry_store_of(ctx), key, token,
 			     has_aad ? aad : NULL, aad_len, &pt, &len, &version,
 			     &e);
@@ -422,7 +421,7 @@ static void on_hash(sdk_req *req, void *ctx)
 		return;
 	unsigned char digest[64];
 	size_t n = 0;
-	cry_err e;
+	sdk_err e;
 	int rc = cry_hash(alg, data, len, out_len < 0 || out_len > 64 ? 0 : (size_t)out_len, digest,
 			  &n, &e);
 	free(owned);
@@ -468,7 +467,7 @@ static int cry_master_load(sdk_kernel *k, unsigned char master[CRY_MASTER_BYTES]
 	if (rc != KEYFILE_ENOENT)
 		return rc ? -1 : 0;
 	bool in_use;
-	cry_err e;
+	sdk_err e;
 	if (cry_store_in_use(k->db, &in_use, &e) < 0) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
@@ -493,7 +492,7 @@ static int cry_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "libsodium failed to initialise");
 		return -1;
 	}
-	cry_err e;
+	sdk_err e;
 	if (cry_store_schema(k->db, &e) < 0) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
@@ -533,6 +532,7 @@ static const sdk_route cry_routes[] = {
 
 const sdk_kernel_def crypto_kernel = {
 	.name = "crypto",
+	.port = 8111, .tier = "governance",
 	.summary = "keys sealed at rest, Ed25519 signatures, encryption, hashes, random bytes",
 	.complete = true,
 	.routes = cry_routes,

@@ -9,6 +9,8 @@
 #include "sdk/err.h"
 #include "keystore.h"
 
+#include "sdk/db.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,9 +57,9 @@ static const char *const cry_type_names[] = {
 	[CRY_SYMMETRIC] = "symmetric",
 };
 
-static int cry_fail_sql(sqlite3 *db, cry_err *err, const char *what)
+static int cry_fail_sql(sqlite3 *db, sdk_err *err, const char *what)
 {
-	return sdk_fail(err, CRY_EIO, "%s: %s", what, sqlite3_errmsg(db));
+	return sdk_db_fail(db, err, what);
 }
 
 const char *cry_type_name(enum cry_type t)
@@ -74,7 +76,7 @@ int cry_type_parse(const char *s, enum cry_type *out)
 			return 0;
 		}
 	}
-	return CRY_EINVAL;
+	return SDK_EINVAL;
 }
 
 /* Names appear in URLs (/keys/NAME), so they are kept to a safe alphabet. */
@@ -130,7 +132,7 @@ static int cry_unseal(const cry_store *s, const char *label, size_t label_len,
 
 /* ---- schema and master key */
 
-int cry_store_schema(sqlite3 *db, cry_err *err)
+int cry_store_schema(sqlite3 *db, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
@@ -138,19 +140,14 @@ int cry_store_schema(sqlite3 *db, cry_err *err)
 	int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 	sqlite3_finalize(st);
 	if (v > CRY_SCHEMA_VERSION)
-		return sdk_fail(err, CRY_EIO, "the database has schema version %d; this build knows %d",
+		return sdk_fail(err, SDK_EIO, "the database has schema version %d; this build knows %d",
 				v, CRY_SCHEMA_VERSION);
-	char *msg = NULL;
-	if (sqlite3_exec(db, cry_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		int rc = sdk_fail(err, CRY_EIO, "creating the schema: %s",
-				  msg ? msg : sqlite3_errmsg(db));
-		sqlite3_free(msg);
-		return rc;
-	}
+	if (sqlite3_exec(db, cry_schema, NULL, NULL, NULL) != SQLITE_OK)
+		return cry_fail_sql(db, err, "creating the schema");
 	return 0;
 }
 
-int cry_store_in_use(sqlite3 *db, bool *out, cry_err *err)
+int cry_store_in_use(sqlite3 *db, bool *out, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
@@ -166,7 +163,7 @@ int cry_store_in_use(sqlite3 *db, bool *out, cry_err *err)
 
 /* Checks the master key against the sealed check value, writing one when
  * the database has none yet. */
-static int cry_master_check(cry_store *s, cry_err *err)
+static int cry_master_check(cry_store *s, sdk_err *err)
 {
 	static const char label[] = "grace-crypto/v1/" CRY_CHECK_LABEL;
 	sqlite3_stmt *st;
@@ -202,20 +199,20 @@ static int cry_master_check(cry_store *s, cry_err *err)
 }
 
 int cry_store_open(sqlite3 *db, const unsigned char master[CRY_MASTER_BYTES], cry_store **out,
-		   cry_err *err)
+		   sdk_err *err)
 {
 	int rc = cry_store_schema(db, err);
 	if (rc)
 		return rc;
 	cry_store *s = calloc(1, sizeof *s);
 	if (!s)
-		return sdk_fail(err, CRY_EIO, "out of memory");
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	s->db = db;
 	/* Guard pages around it, out of swap where the system allows. */
 	s->master = sodium_malloc(CRY_MASTER_BYTES);
 	if (!s->master) {
 		free(s);
-		return sdk_fail(err, CRY_EIO, "cannot allocate guarded memory for the master key");
+		return sdk_fail(err, SDK_EIO, "cannot allocate guarded memory for the master key");
 	}
 	memcpy(s->master, master, CRY_MASTER_BYTES);
 	sodium_mprotect_readonly(s->master);
@@ -238,14 +235,14 @@ void cry_store_close(cry_store *s)
 
 /* ---- keys */
 
-static int cry_begin(cry_store *s, cry_err *err)
+static int cry_begin(cry_store *s, sdk_err *err)
 {
 	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return cry_fail_sql(s->db, err, "starting a transaction");
 	return 0;
 }
 
-static int cry_end(cry_store *s, int rc, cry_err *err)
+static int cry_end(cry_store *s, int rc, sdk_err *err)
 {
 	if (rc == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = cry_fail_sql(s->db, err, "committing");
@@ -268,7 +265,7 @@ static void cry_public_of(enum cry_type t, const unsigned char secret[CRY_SECRET
 
 /* Inserts one sealed version of `name`. */
 static int cry_version_insert(cry_store *s, const char *name, enum cry_type t, unsigned version,
-			      const unsigned char *import, int64_t now_ms, cry_err *err)
+			      const unsigned char *import, int64_t now_ms, sdk_err *err)
 {
 	unsigned char secret[CRY_SECRET_BYTES], pk[CRY_PUBLIC_BYTES], sealed[CRY_SEALED_BYTES];
 	if (import)
@@ -299,10 +296,10 @@ static int cry_version_insert(cry_store *s, const char *name, enum cry_type t, u
 }
 
 int cry_key_create(cry_store *s, const char *name, enum cry_type type,
-		   const unsigned char *import, int64_t now_ms, json_t **out, cry_err *err)
+		   const unsigned char *import, int64_t now_ms, json_t **out, sdk_err *err)
 {
 	if (!cry_name_valid(name))
-		return sdk_fail(err, CRY_EINVAL,
+		return sdk_fail(err, SDK_EINVAL,
 				"a key name is 1 to %d letters, digits, '.', '_' or '-' and does"
 				" not start with '.'",
 				CRY_NAME_MAX);
@@ -330,7 +327,7 @@ int cry_key_create(cry_store *s, const char *name, enum cry_type type,
 	return rc ? rc : cry_key_get(s, name, out, err);
 }
 
-int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, cry_err *err)
+int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db,
@@ -342,7 +339,7 @@ int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, cry_err 
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		sqlite3_finalize(st);
-		return sdk_fail(err, CRY_ENOTFOUND, "no key named %s", name);
+		return sdk_fail(err, SDK_ENOTFOUND, "no key named %s", name);
 	}
 	if (rc != SQLITE_ROW) {
 		rc = cry_fail_sql(s->db, err, "reading a key");
@@ -353,13 +350,13 @@ int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, cry_err 
 	sqlite3_int64 latest = sqlite3_column_int64(st, 1);
 	sqlite3_finalize(st);
 	if (rc || latest < 1 || latest > UINT32_MAX)
-		return sdk_fail(err, CRY_EIO, "key %s is damaged in storage", name);
+		return sdk_fail(err, SDK_ECORRUPT, "key %s is damaged in storage", name);
 	out->latest = (unsigned)latest;
 	return 0;
 }
 
 int cry_key_rotate(cry_store *s, const char *name, const unsigned char *import, int64_t now_ms,
-		   json_t **out, cry_err *err)
+		   json_t **out, sdk_err *err)
 {
 	int rc = cry_begin(s, err);
 	if (rc)
@@ -367,7 +364,7 @@ int cry_key_rotate(cry_store *s, const char *name, const unsigned char *import, 
 	cry_key_info info;
 	rc = cry_key_info_get(s, name, &info, err);
 	if (!rc && info.latest == UINT32_MAX)
-		rc = sdk_fail(err, CRY_EINVAL, "key %s has no versions left", name);
+		rc = sdk_fail(err, SDK_EINVAL, "key %s has no versions left", name);
 	if (!rc)
 		rc = cry_version_insert(s, name, info.type, info.latest + 1, import, now_ms, err);
 	rc = cry_end(s, rc, err);
@@ -383,7 +380,7 @@ static json_t *cry_b64(const unsigned char *data, size_t len)
 	return json_string(buf);
 }
 
-int cry_key_list(cry_store *s, json_t **out, cry_err *err)
+int cry_key_list(cry_store *s, json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db,
@@ -411,7 +408,7 @@ int cry_key_list(cry_store *s, json_t **out, cry_err *err)
 	return 0;
 }
 
-int cry_key_get(cry_store *s, const char *name, json_t **out, cry_err *err)
+int cry_key_get(cry_store *s, const char *name, json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db,
@@ -444,7 +441,7 @@ int cry_key_get(cry_store *s, const char *name, json_t **out, cry_err *err)
 		json_decref(versions);
 		if (rc != SQLITE_DONE)
 			return cry_fail_sql(s->db, err, "reading a key");
-		return sdk_fail(err, CRY_ENOTFOUND, "no key named %s", name);
+		return sdk_fail(err, SDK_ENOTFOUND, "no key named %s", name);
 	}
 	json_object_set_new(key, "latest_version", json_integer((json_int_t)latest));
 	json_object_set_new(key, "versions", versions);
@@ -454,7 +451,7 @@ int cry_key_get(cry_store *s, const char *name, json_t **out, cry_err *err)
 
 /* Reads column `col` ("public_key" or "sealed") of one version. */
 static int cry_version_read(cry_store *s, const char *name, unsigned version, const char *sql,
-			    unsigned char *out, size_t cap, size_t *len, cry_err *err)
+			    unsigned char *out, size_t cap, size_t *len, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -467,10 +464,10 @@ static int cry_version_read(cry_store *s, const char *name, unsigned version, co
 		*len = n <= cap ? n : 0;
 		if (n <= cap && n)
 			memcpy(out, sqlite3_column_blob(st, 0), n);
-		rc = n <= cap ? 0 : sdk_fail(err, CRY_EIO, "key %s version %u is damaged", name,
+		rc = n <= cap ? 0 : sdk_fail(err, SDK_ECORRUPT, "key %s version %u is damaged", name,
 					       version);
 	} else if (rc == SQLITE_DONE) {
-		rc = sdk_fail(err, CRY_ENOTFOUND, "key %s has no version %u", name, version);
+		rc = sdk_fail(err, SDK_ENOTFOUND, "key %s has no version %u", name, version);
 	} else {
 		rc = cry_fail_sql(s->db, err, "reading a key version");
 	}
@@ -479,19 +476,19 @@ static int cry_version_read(cry_store *s, const char *name, unsigned version, co
 }
 
 int cry_key_public(cry_store *s, const char *name, unsigned version,
-		   unsigned char pk[CRY_PUBLIC_BYTES], cry_err *err)
+		   unsigned char pk[CRY_PUBLIC_BYTES], sdk_err *err)
 {
 	size_t len = 0;
 	int rc = cry_version_read(s, name, version,
 				  "SELECT public_key FROM key_versions WHERE name = ?1 AND version = ?2",
 				  pk, CRY_PUBLIC_BYTES, &len, err);
 	if (!rc && len != CRY_PUBLIC_BYTES)
-		rc = sdk_fail(err, CRY_EINVAL, "key %s has no public part", name);
+		rc = sdk_fail(err, SDK_EINVAL, "key %s has no public part", name);
 	return rc;
 }
 
 int cry_key_secret(cry_store *s, const char *name, unsigned version,
-		   unsigned char secret[CRY_SECRET_BYTES], cry_err *err)
+		   unsigned char secret[CRY_SECRET_BYTES], sdk_err *err)
 {
 	cry_key_info info;
 	int rc = cry_key_info_get(s, name, &info, err);

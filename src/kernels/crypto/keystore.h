@@ -1,8 +1,11 @@
 /* The crypto kernel's key store: named keys with versions, their secrets
  * sealed with the master key, in SQLite. No HTTP.
  *
- * Every call returns 0 or a negative CRY_E* code with a reason in `err`
- * (which may be NULL). No call hands out a secret except cry_key_secret,
+ * Every call returns 0 or a negative sdk_status (sdk/err.h) with a reason
+ * in `err` (which may be NULL): SDK_EINVAL (a bad name, type or import, a
+ * key of the wrong type), SDK_ENOTFOUND, SDK_ECORRUPT (a row that cannot
+ * be what the store wrote), SQLite's failures as sdk_status_of_sqlite maps
+ * them (SDK_EFULL when the disk is full), or one of crypto's own below. No call hands out a secret except cry_key_secret,
  * whose callers wipe it with sodium_memzero as soon as they are done. */
 #ifndef GRACE_CRYPTO_KEYSTORE_H
 #define GRACE_CRYPTO_KEYSTORE_H
@@ -16,14 +19,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Crypto's own failures, numbered from SDK_E_MODULE (crypto.c maps them). */
 enum {
-	CRY_OK = 0,
-	CRY_EINVAL = -1,    /* bad argument: name, type, import, wrong key type */
-	CRY_ENOTFOUND = -2, /* no such key or version */
-	CRY_EEXIST = -3,    /* a key with that name exists */
-	CRY_EIO = -4,       /* SQLite failure */
-	CRY_EAUTH = -5,     /* a ciphertext did not authenticate, or the master key is wrong */
-	CRY_ESEALED = -6,   /* a stored sealed secret does not open: altered or moved */
+	CRY_EAUTH = SDK_E_MODULE,       /* a ciphertext did not authenticate, or the master key is wrong */
+	CRY_ESEALED = SDK_E_MODULE - 1, /* a stored sealed secret does not open: altered or moved */
+	CRY_EEXIST = SDK_E_MODULE - 2,  /* a key with that name exists */
 };
 
 enum cry_type { CRY_ED25519, CRY_X25519, CRY_SYMMETRIC };
@@ -35,8 +35,6 @@ enum cry_type { CRY_ED25519, CRY_X25519, CRY_SYMMETRIC };
 #define CRY_PUBLIC_BYTES 32
 #define CRY_NAME_MAX 64
 
-typedef sdk_err cry_err;
-
 typedef struct cry_store cry_store;
 
 typedef struct cry_key_info {
@@ -45,13 +43,13 @@ typedef struct cry_key_info {
 } cry_key_info;
 
 /* Creates the schema if missing. */
-int cry_store_schema(sqlite3 *db, cry_err *err);
+int cry_store_schema(sqlite3 *db, sdk_err *err);
 /* True when the database already holds secrets sealed by some master key. */
-int cry_store_in_use(sqlite3 *db, bool *out, cry_err *err);
+int cry_store_in_use(sqlite3 *db, bool *out, sdk_err *err);
 /* Keeps a copy of `master` in guarded memory. Fails with CRY_EAUTH when the
  * database was sealed with another master key. `db` stays the caller's. */
 int cry_store_open(sqlite3 *db, const unsigned char master[CRY_MASTER_BYTES], cry_store **out,
-		   cry_err *err);
+		   sdk_err *err);
 void cry_store_close(cry_store *s);
 
 const char *cry_type_name(enum cry_type t);
@@ -61,21 +59,21 @@ bool cry_name_valid(const char *name);
 /* `import` (may be NULL: a fresh random secret) is CRY_SECRET_BYTES long.
  * On success *out is the key's public description (as cry_key_get). */
 int cry_key_create(cry_store *s, const char *name, enum cry_type type,
-		   const unsigned char *import, int64_t now_ms, json_t **out, cry_err *err);
+		   const unsigned char *import, int64_t now_ms, json_t **out, sdk_err *err);
 /* Adds version latest + 1 (from `import`, or random). */
 int cry_key_rotate(cry_store *s, const char *name, const unsigned char *import, int64_t now_ms,
-		   json_t **out, cry_err *err);
+		   json_t **out, sdk_err *err);
 /* {"keys":[{"name","type","latest_version","created_at"}]} */
-int cry_key_list(cry_store *s, json_t **out, cry_err *err);
+int cry_key_list(cry_store *s, json_t **out, sdk_err *err);
 /* {"name","type","latest_version","created_at",
  *  "versions":[{"version","created_at","public_key"?}]}; never a secret. */
-int cry_key_get(cry_store *s, const char *name, json_t **out, cry_err *err);
+int cry_key_get(cry_store *s, const char *name, json_t **out, sdk_err *err);
 
-int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, cry_err *err);
+int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, sdk_err *err);
 int cry_key_public(cry_store *s, const char *name, unsigned version,
-		   unsigned char pk[CRY_PUBLIC_BYTES], cry_err *err);
+		   unsigned char pk[CRY_PUBLIC_BYTES], sdk_err *err);
 /* The unsealed secret of one version. The caller wipes it. */
 int cry_key_secret(cry_store *s, const char *name, unsigned version,
-		   unsigned char secret[CRY_SECRET_BYTES], cry_err *err);
+		   unsigned char secret[CRY_SECRET_BYTES], sdk_err *err);
 
 #endif

@@ -15,19 +15,19 @@
 
 /* The key, which must be of type `want`. */
 static int cry_key_of_type(cry_store *s, const char *name, enum cry_type want, const char *what,
-			   cry_key_info *info, cry_err *err)
+			   cry_key_info *info, sdk_err *err)
 {
 	int rc = cry_key_info_get(s, name, info, err);
 	if (rc)
 		return rc;
 	if (info->type != want)
-		return sdk_fail(err, CRY_EINVAL, "key %s is a %s key; %s needs a %s key", name,
+		return sdk_fail(err, SDK_EINVAL, "key %s is a %s key; %s needs a %s key", name,
 				    cry_type_name(info->type), what, cry_type_name(want));
 	return 0;
 }
 
 int cry_sign(cry_store *s, const char *name, const unsigned char *data, size_t len,
-	     unsigned char sig[crypto_sign_BYTES], unsigned *version, cry_err *err)
+	     unsigned char sig[crypto_sign_BYTES], unsigned *version, sdk_err *err)
 {
 	cry_key_info info;
 	int rc = cry_key_of_type(s, name, CRY_ED25519, "signing", &info, err);
@@ -48,7 +48,7 @@ int cry_sign(cry_store *s, const char *name, const unsigned char *data, size_t l
 
 static int cry_verify_one(cry_store *s, const char *name, unsigned version,
 			  const unsigned char *data, size_t len, const unsigned char *sig,
-			  bool *valid, cry_err *err)
+			  bool *valid, sdk_err *err)
 {
 	unsigned char pk[CRY_PUBLIC_BYTES];
 	int rc = cry_key_public(s, name, version, pk, err);
@@ -60,14 +60,14 @@ static int cry_verify_one(cry_store *s, const char *name, unsigned version,
 
 int cry_verify(cry_store *s, const char *name, const unsigned char *data, size_t len,
 	       const unsigned char *sig, size_t sig_len, unsigned version, bool *valid,
-	       unsigned *matched, cry_err *err)
+	       unsigned *matched, sdk_err *err)
 {
 	cry_key_info info;
 	int rc = cry_key_of_type(s, name, CRY_ED25519, "verifying", &info, err);
 	if (rc)
 		return rc;
 	if (sig_len != crypto_sign_BYTES)
-		return sdk_fail(err, CRY_EINVAL, "an Ed25519 signature is %u bytes, not %zu",
+		return sdk_fail(err, SDK_EINVAL, "an Ed25519 signature is %u bytes, not %zu",
 				    crypto_sign_BYTES, sig_len);
 	*valid = false;
 	*matched = 0;
@@ -107,36 +107,36 @@ typedef struct cry_token {
 	size_t len;
 } cry_token;
 
-static int cry_token_parse(const char *tok, cry_token *out, cry_err *err)
+static int cry_token_parse(const char *tok, cry_token *out, sdk_err *err)
 {
 	static const char bad[] = "the ciphertext is not a token from this kernel"
 				  " (" CRY_TOKEN_PREFIX ".SCHEME.VERSION.PAYLOAD)";
 	memset(out, 0, sizeof *out);
 	size_t plen = strlen(CRY_TOKEN_PREFIX);
 	if (strncmp(tok, CRY_TOKEN_PREFIX ".", plen + 1))
-		return sdk_fail(err, CRY_EINVAL, "%s", bad);
+		return sdk_fail(err, SDK_EINVAL, "%s", bad);
 	const char *scheme = tok + plen + 1;
 	const char *dot = strchr(scheme, '.');
 	if (!dot || dot == scheme || (size_t)(dot - scheme) >= sizeof out->scheme)
-		return sdk_fail(err, CRY_EINVAL, "%s", bad);
+		return sdk_fail(err, SDK_EINVAL, "%s", bad);
 	memcpy(out->scheme, scheme, (size_t)(dot - scheme));
 	const char *ver = dot + 1;
 	char *end;
 	errno = 0;
 	unsigned long v = *ver >= '1' && *ver <= '9' ? strtoul(ver, &end, 10) : 0;
 	if (!v || errno || *end != '.' || v > UINT32_MAX)
-		return sdk_fail(err, CRY_EINVAL, "%s", bad);
+		return sdk_fail(err, SDK_EINVAL, "%s", bad);
 	out->version = (unsigned)v;
 	const char *b64 = end + 1;
 	size_t blen = strlen(b64);
 	out->payload = malloc(blen / 4 * 3 + 3);
 	if (!out->payload)
-		return sdk_fail(err, CRY_EIO, "out of memory");
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	if (sodium_base642bin(out->payload, blen / 4 * 3 + 3, b64, blen, NULL, &out->len, NULL,
 			      CRY_B64URL) < 0) {
 		free(out->payload);
 		out->payload = NULL;
-		return sdk_fail(err, CRY_EINVAL, "%s", bad);
+		return sdk_fail(err, SDK_EINVAL, "%s", bad);
 	}
 	return 0;
 }
@@ -145,7 +145,7 @@ static int cry_token_parse(const char *tok, cry_token *out, cry_err *err)
 
 static int cry_encrypt_aead(cry_store *s, const char *name, unsigned version,
 			    const unsigned char *pt, size_t len, const unsigned char *aad,
-			    size_t aad_len, char **token, cry_err *err)
+			    size_t aad_len, char **token, sdk_err *err)
 {
 	unsigned char key[CRY_SECRET_BYTES];
 	int rc = cry_key_secret(s, name, version, key, err);
@@ -155,7 +155,7 @@ static int cry_encrypt_aead(cry_store *s, const char *name, unsigned version,
 	unsigned char *payload = malloc(n);
 	if (!payload) {
 		sodium_memzero(key, sizeof key);
-		return sdk_fail(err, CRY_EIO, "out of memory");
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	/* 192-bit random nonces: collisions are not a concern at any volume. */
 	randombytes_buf(payload, CRY_NONCE_BYTES);
@@ -164,11 +164,11 @@ static int cry_encrypt_aead(cry_store *s, const char *name, unsigned version,
 	sodium_memzero(key, sizeof key);
 	*token = cry_token_make(CRY_SCHEME_AEAD, version, payload, n);
 	free(payload);
-	return *token ? 0 : sdk_fail(err, CRY_EIO, "out of memory");
+	return *token ? 0 : sdk_fail(err, SDK_EIO, "out of memory");
 }
 
 static int cry_encrypt_sealed(cry_store *s, const char *name, unsigned version,
-			      const unsigned char *pt, size_t len, char **token, cry_err *err)
+			      const unsigned char *pt, size_t len, char **token, sdk_err *err)
 {
 	unsigned char pk[CRY_PUBLIC_BYTES];
 	int rc = cry_key_public(s, name, version, pk, err);
@@ -177,16 +177,16 @@ static int cry_encrypt_sealed(cry_store *s, const char *name, unsigned version,
 	size_t n = crypto_box_SEALBYTES + len;
 	unsigned char *payload = malloc(n);
 	if (!payload)
-		return sdk_fail(err, CRY_EIO, "out of memory");
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	crypto_box_seal(payload, pt, len, pk);
 	*token = cry_token_make(CRY_SCHEME_SEALED, version, payload, n);
 	free(payload);
-	return *token ? 0 : sdk_fail(err, CRY_EIO, "out of memory");
+	return *token ? 0 : sdk_fail(err, SDK_EIO, "out of memory");
 }
 
 int cry_encrypt(cry_store *s, const char *name, const unsigned char *pt, size_t len,
 		const unsigned char *aad, size_t aad_len, char **token, unsigned *version,
-		cry_err *err)
+		sdk_err *err)
 {
 	cry_key_info info;
 	int rc = cry_key_info_get(s, name, &info, err);
@@ -198,14 +198,14 @@ int cry_encrypt(cry_store *s, const char *name, const unsigned char *pt, size_t 
 		break;
 	case CRY_X25519:
 		if (aad)
-			return sdk_fail(err, CRY_EINVAL,
+			return sdk_fail(err, SDK_EINVAL,
 					    "key %s is an x25519 key: sealed boxes take no"
 					    " associated data",
 					    name);
 		rc = cry_encrypt_sealed(s, name, info.latest, pt, len, token, err);
 		break;
 	default:
-		return sdk_fail(err, CRY_EINVAL,
+		return sdk_fail(err, SDK_EINVAL,
 				    "key %s is an ed25519 key; encryption needs a symmetric or"
 				    " x25519 key",
 				    name);
@@ -217,10 +217,10 @@ int cry_encrypt(cry_store *s, const char *name, const unsigned char *pt, size_t 
 
 static int cry_decrypt_aead(cry_store *s, const char *name, const cry_token *t,
 			    const unsigned char *aad, size_t aad_len, unsigned char *pt,
-			    size_t *len, cry_err *err)
+			    size_t *len, sdk_err *err)
 {
 	if (t->len < CRY_NONCE_BYTES + CRY_TAG_BYTES)
-		return sdk_fail(err, CRY_EINVAL, "the ciphertext is too short");
+		return sdk_fail(err, SDK_EINVAL, "the ciphertext is too short");
 	unsigned char key[CRY_SECRET_BYTES];
 	int rc = cry_key_secret(s, name, t->version, key, err);
 	if (rc)
@@ -235,10 +235,10 @@ static int cry_decrypt_aead(cry_store *s, const char *name, const cry_token *t,
 }
 
 static int cry_decrypt_sealed(cry_store *s, const char *name, const cry_token *t,
-			      unsigned char *pt, size_t *len, cry_err *err)
+			      unsigned char *pt, size_t *len, sdk_err *err)
 {
 	if (t->len < crypto_box_SEALBYTES)
-		return sdk_fail(err, CRY_EINVAL, "the ciphertext is too short");
+		return sdk_fail(err, SDK_EINVAL, "the ciphertext is too short");
 	unsigned char sk[CRY_SECRET_BYTES], pk[CRY_PUBLIC_BYTES];
 	int rc = cry_key_secret(s, name, t->version, sk, err);
 	if (rc)
@@ -251,7 +251,7 @@ static int cry_decrypt_sealed(cry_store *s, const char *name, const cry_token *t
 }
 
 int cry_decrypt(cry_store *s, const char *name, const char *token, const unsigned char *aad,
-		size_t aad_len, unsigned char **pt, size_t *len, unsigned *version, cry_err *err)
+		size_t aad_len, unsigned char **pt, size_t *len, unsigned *version, sdk_err *err)
 {
 	cry_key_info info;
 	int rc = cry_key_info_get(s, name, &info, err);
@@ -261,12 +261,12 @@ int cry_decrypt(cry_store *s, const char *name, const char *token, const unsigne
 			   info.type == CRY_X25519    ? CRY_SCHEME_SEALED :
 							NULL;
 	if (!want)
-		return sdk_fail(err, CRY_EINVAL,
+		return sdk_fail(err, SDK_EINVAL,
 				    "key %s is an ed25519 key; decryption needs a symmetric or"
 				    " x25519 key",
 				    name);
 	if (info.type == CRY_X25519 && aad)
-		return sdk_fail(err, CRY_EINVAL,
+		return sdk_fail(err, SDK_EINVAL,
 				    "key %s is an x25519 key: sealed boxes take no associated data",
 				    name);
 	cry_token t;
@@ -275,7 +275,7 @@ int cry_decrypt(cry_store *s, const char *name, const char *token, const unsigne
 		return rc;
 	if (strcmp(t.scheme, want)) {
 		free(t.payload);
-		return sdk_fail(err, CRY_EINVAL, "the ciphertext is for a %s key, and %s is a %s key",
+		return sdk_fail(err, SDK_EINVAL, "the ciphertext is for a %s key, and %s is a %s key",
 				    !strcmp(t.scheme, CRY_SCHEME_AEAD) ? "symmetric" :
 				    !strcmp(t.scheme, CRY_SCHEME_SEALED) ? "x25519" : "unknown",
 				    name, cry_type_name(info.type));
@@ -283,7 +283,7 @@ int cry_decrypt(cry_store *s, const char *name, const char *token, const unsigne
 	unsigned char *out = malloc(t.len ? t.len : 1);
 	if (!out) {
 		free(t.payload);
-		return sdk_fail(err, CRY_EIO, "out of memory");
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	if (info.type == CRY_SYMMETRIC)
 		rc = cry_decrypt_aead(s, name, &t, aad, aad_len, out, len, err);
@@ -308,7 +308,7 @@ int cry_decrypt(cry_store *s, const char *name, const char *token, const unsigne
 /* ---- hashes */
 
 int cry_hash(const char *algorithm, const unsigned char *data, size_t len, size_t out_len,
-	     unsigned char out[64], size_t *n, cry_err *err)
+	     unsigned char out[64], size_t *n, sdk_err *err)
 {
 	if (!strcmp(algorithm, "sha256")) {
 		crypto_hash_sha256(out, data, len);
@@ -318,13 +318,13 @@ int cry_hash(const char *algorithm, const unsigned char *data, size_t len, size_
 		*n = crypto_hash_sha512_BYTES;
 	} else if (!strcmp(algorithm, "blake2b")) {
 		if (out_len < crypto_generichash_BYTES_MIN || out_len > crypto_generichash_BYTES_MAX)
-			return sdk_fail(err, CRY_EINVAL, "blake2b digests are %u to %u bytes",
+			return sdk_fail(err, SDK_EINVAL, "blake2b digests are %u to %u bytes",
 					    crypto_generichash_BYTES_MIN,
 					    crypto_generichash_BYTES_MAX);
 		crypto_generichash(out, out_len, data, len, NULL, 0);
 		*n = out_len;
 	} else {
-		return sdk_fail(err, CRY_EINVAL,
+		return sdk_fail(err, SDK_EINVAL,
 				    "unknown algorithm %s (sha256, sha512 or blake2b)", algorithm);
 	}
 	return 0;

@@ -55,16 +55,6 @@ static struct ilog_state *ilog_state_of(void *ctx)
 
 /* ---- replies */
 
-static void ilog_reply_err(sdk_req *req, int rc, const ilog_err *e)
-{
-	switch (rc) {
-	case ILOG_EINVAL: sdk_reply_error(req, 400, "invalid", "%s", e->msg); break;
-	case ILOG_ENOTFOUND: sdk_reply_error(req, 404, "not_found", "%s", e->msg); break;
-	case ILOG_ECORRUPT: sdk_reply_error(req, 500, "corrupt", "%s", e->msg); break;
-	default: sdk_reply_error(req, 500, "storage", "%s", e->msg); break;
-	}
-}
-
 static json_t *ilog_hex_json(const ilog_hash h)
 {
 	char hex[2 * ILOG_HASH_BYTES + 1];
@@ -231,11 +221,11 @@ static void on_append(sdk_req *req, void *ctx)
 				    &owned[i]) < 0)
 			goto out;
 	uint64_t first;
-	ilog_err e;
+	sdk_err e;
 	int rc = ilog_store_append(st->store, items, n, sdk_wall_ms(), &first, leaves, &e);
 	if (rc < 0) {
 		sdk_log(SDK_LOG_ERROR, sdk_req_id(req), "append failed: %s", e.msg);
-		ilog_reply_err(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	} else {
 		ilog_reply_appended(req, st, batch, first, leaves, n);
 	}
@@ -257,10 +247,10 @@ static void on_entry(sdk_req *req, void *ctx)
 	if (ilog_path_index(req, &index) < 0)
 		return;
 	json_t *out;
-	ilog_err e;
+	sdk_err e;
 	int rc = ilog_store_entry(st->store, index, &out, &e);
 	if (rc < 0)
-		ilog_reply_err(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, out);
 }
@@ -289,10 +279,10 @@ static void on_entries(sdk_req *req, void *ctx)
 	if (end - start > ILOG_PAGE_MAX)
 		end = start + ILOG_PAGE_MAX;
 	json_t *arr;
-	ilog_err e;
+	sdk_err e;
 	int rc = ilog_store_entries(st->store, start, end, &arr, &e);
 	if (rc < 0) {
-		ilog_reply_err(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 		return;
 	}
 	sdk_reply_json(req, 200, json_pack("{s:I, s:I, s:I, s:o}", "start", (json_int_t)start,
@@ -302,7 +292,7 @@ static void on_entries(sdk_req *req, void *ctx)
 
 /* ---- tree heads and the key */
 
-static int ilog_sign_head(struct ilog_state *st, ilog_err *e)
+static int ilog_sign_head(struct ilog_state *st, sdk_err *e)
 {
 	ilog_sth h = { .tree_size = ilog_store_size(st->store) };
 	int64_t now = sdk_wall_ms();
@@ -328,10 +318,10 @@ static void on_sth(sdk_req *req, void *ctx)
 	struct ilog_state *st = ilog_state_of(ctx);
 	/* A head is signed once per tree size: asking again returns it as is. */
 	if (!st->have_sth || st->sth.tree_size != ilog_store_size(st->store)) {
-		ilog_err e;
+		sdk_err e;
 		int rc = ilog_sign_head(st, &e);
 		if (rc < 0) {
-			ilog_reply_err(req, rc, &e);
+			sdk_reply_status(req, rc, &e);
 			return;
 		}
 	}
@@ -364,14 +354,14 @@ static void on_inclusion(sdk_req *req, void *ctx)
 		return;
 	ilog_hash path[ILOG_PROOF_MAX], leaf, root;
 	size_t n = 0;
-	ilog_err e;
+	sdk_err e;
 	int rc = ilog_store_inclusion(st->store, index, tree_size, path, &n, &e);
 	if (!rc)
 		rc = ilog_store_leaf_hash(st->store, index, leaf, &e);
 	if (!rc)
 		rc = ilog_store_root_at(st->store, tree_size, root, &e);
 	if (rc < 0) {
-		ilog_reply_err(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 		return;
 	}
 	sdk_reply_json(req, 200,
@@ -391,14 +381,14 @@ static void on_consistency(sdk_req *req, void *ctx)
 		return;
 	ilog_hash proof[ILOG_PROOF_MAX], r1, r2;
 	size_t n = 0;
-	ilog_err e;
+	sdk_err e;
 	int rc = ilog_store_consistency(st->store, first, second, proof, &n, &e);
 	if (!rc)
 		rc = ilog_store_root_at(st->store, first, r1, &e);
 	if (!rc)
 		rc = ilog_store_root_at(st->store, second, r2, &e);
 	if (rc < 0) {
-		ilog_reply_err(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 		return;
 	}
 	sdk_reply_json(req, 200,
@@ -440,14 +430,14 @@ static void ilog_job_tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
 	struct ilog_job *j = arg;
-	ilog_err e;
+	sdk_err e;
 	int rc = ilog_verify_step(j->v, ILOG_VERIFY_STEP, &e);
 	if (rc == 0) {
 		ilog_job_schedule(j);
 		return;
 	}
 	if (rc < 0) {
-		sdk_reply_error(j->req, 500, "storage", "%s", e.msg);
+		sdk_reply_status(j->req, rc, &e);
 	} else {
 		struct timespec t1;
 		clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -483,13 +473,15 @@ static void on_verify(sdk_req *req, void *ctx)
 	clock_gettime(CLOCK_MONOTONIC, &j->t0);
 	ilog_hash root;
 	ilog_store_root(st->store, root);
-	ilog_err e;
+	sdk_err e;
 	int rc = ilog_verify_begin(st->db_path, st->pk, ilog_store_size(st->store), root, &j->v, &e);
 	j->tick = rc ? NULL : evtimer_new(st->base, ilog_job_tick, j);
 	if (!j->tick) {
 		ilog_verify_free(rc ? NULL : j->v);
 		free(j);
-		sdk_reply_error(req, 500, "storage", "%s", rc ? e.msg : "out of memory");
+		if (!rc)
+			sdk_fail(&e, SDK_EIO, "out of memory");
+		sdk_reply_status(req, rc ? rc : SDK_EIO, &e);
 		return;
 	}
 	j->st = st;
@@ -516,16 +508,16 @@ static int ilog_key_init(struct ilog_state *st, const char *data_dir, char *err,
 		return -1;
 	}
 	unsigned char recorded[crypto_sign_PUBLICKEYBYTES];
-	ilog_err e;
+	sdk_err e;
 	int have = ilog_store_meta_get(st->store, ILOG_META_PUBLIC_KEY, recorded, sizeof recorded,
 				       &e);
-	if (have != ILOG_OK && have != ILOG_ENOTFOUND) {
+	if (have != SDK_OK && have != SDK_ENOTFOUND) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
 	unsigned char seed[crypto_sign_SEEDBYTES];
 	int rc = keyfile_read(path, seed, sizeof seed, err, errlen);
-	if (rc == KEYFILE_ENOENT && have == ILOG_OK) {
+	if (rc == KEYFILE_ENOENT && have == SDK_OK) {
 		snprintf(err, errlen, "%s is missing but this log was signed with another key;"
 			 " restore the key file", path);
 		return -1;
@@ -542,11 +534,11 @@ static int ilog_key_init(struct ilog_state *st, const char *data_dir, char *err,
 	}
 	crypto_sign_seed_keypair(st->pk, st->sk, seed);
 	sodium_memzero(seed, sizeof seed);
-	if (have == ILOG_OK && sodium_memcmp(recorded, st->pk, sizeof recorded)) {
+	if (have == SDK_OK && sodium_memcmp(recorded, st->pk, sizeof recorded)) {
 		snprintf(err, errlen, "%s is not the key this log was signed with", path);
 		return -1;
 	}
-	if (have != ILOG_OK &&
+	if (have != SDK_OK &&
 	    ilog_store_meta_put(st->store, ILOG_META_PUBLIC_KEY, st->pk, sizeof st->pk, &e)) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
@@ -584,7 +576,7 @@ static int ilog_init(sdk_kernel *k, char *err, size_t errlen)
 	st->base = k->base;
 	const char *path = sqlite3_db_filename(k->db, "main");
 	snprintf(st->db_path, sizeof st->db_path, "%s", path ? path : "");
-	ilog_err e;
+	sdk_err e;
 	if (ilog_store_open(k->db, &st->store, &e) < 0) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
@@ -639,6 +631,7 @@ static const sdk_route ilog_routes[] = {
 
 const sdk_kernel_def immutable_log_kernel = {
 	.name = "immutable_log",
+	.port = 8101, .tier = "core",
 	.summary = "append-only Merkle log (RFC 6962) with signed tree heads and proofs",
 	.complete = true,
 	.routes = ilog_routes,

@@ -10,6 +10,8 @@
 #include "sdk/err.h"
 #include "store.h"
 
+#include "sdk/db.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,9 +94,9 @@ struct ilog_store {
 	char broken[256];
 };
 
-static int ilog_fail_sql(sqlite3 *db, ilog_err *err, const char *what)
+static int ilog_fail_sql(sqlite3 *db, sdk_err *err, const char *what)
 {
-	return sdk_fail(err, ILOG_EIO, "%s: %s", what, sqlite3_errmsg(db));
+	return sdk_db_fail(db, err, what);
 }
 
 /* A statement ready to bind: reset from its last use. */
@@ -106,7 +108,7 @@ static sqlite3_stmt *ilog_stmt(ilog_store *s, enum ilog_stmt which)
 	return st;
 }
 
-static int ilog_exec(ilog_store *s, const char *sql, ilog_err *err)
+static int ilog_exec(ilog_store *s, const char *sql, sdk_err *err)
 {
 	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return ilog_fail_sql(s->db, err, sql);
@@ -117,7 +119,7 @@ static int ilog_exec(ilog_store *s, const char *sql, ilog_err *err)
 
 struct ilog_node_read {
 	ilog_store *s;
-	ilog_err *err;
+	sdk_err *err;
 };
 
 static int ilog_node_get(void *ctx, unsigned level, uint64_t index, ilog_hash out)
@@ -134,7 +136,7 @@ static int ilog_node_get(void *ctx, unsigned level, uint64_t index, ilog_hash ou
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-		return sdk_fail(r->err, ILOG_ECORRUPT,
+		return sdk_fail(r->err, SDK_ECORRUPT,
 				 "the stored hash of leaves [%llu, %llu) is missing or malformed",
 				 (unsigned long long)(index << level),
 				 (unsigned long long)((index + 1) << level));
@@ -148,7 +150,7 @@ static ilog_source ilog_source_of(struct ilog_node_read *r)
 
 /* ---- open and close */
 
-static int ilog_schema_check(sqlite3 *db, ilog_err *err)
+static int ilog_schema_check(sqlite3 *db, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
@@ -156,13 +158,13 @@ static int ilog_schema_check(sqlite3 *db, ilog_err *err)
 	int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 	sqlite3_finalize(st);
 	if (v > ILOG_SCHEMA_VERSION)
-		return sdk_fail(err, ILOG_EIO,
+		return sdk_fail(err, SDK_EIO,
 				 "the database has schema version %d; this build knows %d", v,
 				 ILOG_SCHEMA_VERSION);
 	return 0;
 }
 
-static int ilog_size_read(ilog_store *s, uint64_t *out, ilog_err *err)
+static int ilog_size_read(ilog_store *s, uint64_t *out, sdk_err *err)
 {
 	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_SIZE);
 	if (sqlite3_step(st) != SQLITE_ROW) {
@@ -180,7 +182,7 @@ static int ilog_size_read(ilog_store *s, uint64_t *out, ilog_err *err)
  * leaf hash beyond the last entry, a signed head larger than the log. */
 static void ilog_check_tail(ilog_store *s, uint64_t size)
 {
-	ilog_err e;
+	sdk_err e;
 	struct ilog_node_read r = { s, &e };
 	ilog_source src = ilog_source_of(&r);
 	if (ilog_frontier_load(&s->frontier, size, &src)) {
@@ -202,21 +204,16 @@ static void ilog_check_tail(ilog_store *s, uint64_t size)
 			 (unsigned long long)sth.tree_size, (unsigned long long)size);
 }
 
-int ilog_store_open(sqlite3 *db, ilog_store **out, ilog_err *err)
+int ilog_store_open(sqlite3 *db, ilog_store **out, sdk_err *err)
 {
 	int rc = ilog_schema_check(db, err);
 	if (rc)
 		return rc;
-	char *msg = NULL;
-	if (sqlite3_exec(db, ilog_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		rc = sdk_fail(err, ILOG_EIO, "creating the schema: %s",
-			       msg ? msg : sqlite3_errmsg(db));
-		sqlite3_free(msg);
-		return rc;
-	}
+	if (sqlite3_exec(db, ilog_schema, NULL, NULL, NULL) != SQLITE_OK)
+		return ilog_fail_sql(db, err, "creating the schema");
 	ilog_store *s = calloc(1, sizeof *s);
 	if (!s)
-		return sdk_fail(err, ILOG_EIO, "out of memory");
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	s->db = db;
 	for (int i = 0; i < ILOG_SQL_N; i++) {
 		if (sqlite3_prepare_v3(db, ilog_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
@@ -262,7 +259,7 @@ const char *ilog_store_broken(const ilog_store *s)
 
 struct ilog_append {
 	ilog_store *s;
-	ilog_err *err;
+	sdk_err *err;
 };
 
 static int ilog_emit_node(void *ctx, unsigned level, uint64_t index, const ilog_hash hash)
@@ -280,7 +277,7 @@ static int ilog_emit_node(void *ctx, unsigned level, uint64_t index, const ilog_
 }
 
 static int ilog_insert_entry(ilog_store *s, uint64_t index, const ilog_item *it, int64_t now_ms,
-			     ilog_err *err)
+			     sdk_err *err)
 {
 	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_INS_ENTRY);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
@@ -296,12 +293,12 @@ static int ilog_insert_entry(ilog_store *s, uint64_t index, const ilog_item *it,
 }
 
 int ilog_store_append(ilog_store *s, const ilog_item *items, size_t n, int64_t now_ms,
-		      uint64_t *first_index, ilog_hash *leaf_hashes, ilog_err *err)
+		      uint64_t *first_index, ilog_hash *leaf_hashes, sdk_err *err)
 {
 	if (s->broken[0])
-		return sdk_fail(err, ILOG_ECORRUPT, "appends are refused: %s", s->broken);
+		return sdk_fail(err, SDK_ECORRUPT, "appends are refused: %s", s->broken);
 	if (n == 0 || n > ILOG_BATCH_MAX)
-		return sdk_fail(err, ILOG_EINVAL, "a batch holds 1 to %u entries", ILOG_BATCH_MAX);
+		return sdk_fail(err, SDK_EINVAL, "a batch holds 1 to %u entries", ILOG_BATCH_MAX);
 	int rc = ilog_exec(s, "BEGIN IMMEDIATE", err);
 	if (rc)
 		return rc;
@@ -321,7 +318,7 @@ int ilog_store_append(ilog_store *s, const ilog_item *items, size_t n, int64_t n
 		rc = ilog_exec(s, "COMMIT", err);
 	if (rc) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		return rc < 0 ? rc : ILOG_EIO;
+		return rc < 0 ? rc : SDK_EIO;
 	}
 	*first_index = s->frontier.size;
 	s->frontier = next;
@@ -378,10 +375,10 @@ static json_t *ilog_entry_json(sqlite3_stmt *st)
 	return e;
 }
 
-int ilog_store_entries(ilog_store *s, uint64_t start, uint64_t end, json_t **out, ilog_err *err)
+int ilog_store_entries(ilog_store *s, uint64_t start, uint64_t end, json_t **out, sdk_err *err)
 {
 	if (start > end || end > s->frontier.size || end - start > ILOG_PAGE_MAX)
-		return sdk_fail(err, ILOG_EINVAL, "bad range [%llu, %llu) of a log of %llu",
+		return sdk_fail(err, SDK_EINVAL, "bad range [%llu, %llu) of a log of %llu",
 				 (unsigned long long)start, (unsigned long long)end,
 				 (unsigned long long)s->frontier.size);
 	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_GET_ENTRIES);
@@ -400,10 +397,10 @@ int ilog_store_entries(ilog_store *s, uint64_t start, uint64_t end, json_t **out
 	return 0;
 }
 
-int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, ilog_err *err)
+int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, sdk_err *err)
 {
 	if (index >= s->frontier.size)
-		return sdk_fail(err, ILOG_ENOTFOUND, "no entry %llu: the log has %llu entries",
+		return sdk_fail(err, SDK_ENOTFOUND, "no entry %llu: the log has %llu entries",
 				 (unsigned long long)index, (unsigned long long)s->frontier.size);
 	json_t *arr;
 	int rc = ilog_store_entries(s, index, index + 1, &arr, err);
@@ -412,7 +409,7 @@ int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, ilog_err *err)
 	json_t *e = json_array_get(arr, 0);
 	if (!e) {
 		json_decref(arr);
-		return sdk_fail(err, ILOG_ECORRUPT, "entry %llu is missing from storage",
+		return sdk_fail(err, SDK_ECORRUPT, "entry %llu is missing from storage",
 				 (unsigned long long)index);
 	}
 	*out = json_incref(e);
@@ -421,18 +418,18 @@ int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, ilog_err *err)
 }
 
 static int ilog_check_size(const ilog_store *s, const char *what, uint64_t tree_size,
-			   ilog_err *err)
+			   sdk_err *err)
 {
 	if (s->frontier.size == 0)
-		return sdk_fail(err, ILOG_EINVAL, "the log is empty: no tree size has proofs yet");
+		return sdk_fail(err, SDK_EINVAL, "the log is empty: no tree size has proofs yet");
 	if (tree_size == 0 || tree_size > s->frontier.size)
-		return sdk_fail(err, ILOG_EINVAL, "%s %llu is not a tree size of this log (1 to %llu)",
+		return sdk_fail(err, SDK_EINVAL, "%s %llu is not a tree size of this log (1 to %llu)",
 				 what, (unsigned long long)tree_size,
 				 (unsigned long long)s->frontier.size);
 	return 0;
 }
 
-int ilog_store_root_at(ilog_store *s, uint64_t tree_size, ilog_hash out, ilog_err *err)
+int ilog_store_root_at(ilog_store *s, uint64_t tree_size, ilog_hash out, sdk_err *err)
 {
 	if (tree_size == s->frontier.size) {
 		ilog_frontier_root(&s->frontier, out);
@@ -446,23 +443,23 @@ int ilog_store_root_at(ilog_store *s, uint64_t tree_size, ilog_hash out, ilog_er
 	return ilog_range_hash(&src, 0, tree_size, out);
 }
 
-int ilog_store_leaf_hash(ilog_store *s, uint64_t index, ilog_hash out, ilog_err *err)
+int ilog_store_leaf_hash(ilog_store *s, uint64_t index, ilog_hash out, sdk_err *err)
 {
 	if (index >= s->frontier.size)
-		return sdk_fail(err, ILOG_EINVAL, "index %llu is past the tree size %llu",
+		return sdk_fail(err, SDK_EINVAL, "index %llu is past the tree size %llu",
 				 (unsigned long long)index, (unsigned long long)s->frontier.size);
 	struct ilog_node_read r = { s, err };
 	return ilog_node_get(&r, 0, index, out);
 }
 
 int ilog_store_inclusion(ilog_store *s, uint64_t index, uint64_t tree_size,
-			 ilog_hash path[ILOG_PROOF_MAX], size_t *n, ilog_err *err)
+			 ilog_hash path[ILOG_PROOF_MAX], size_t *n, sdk_err *err)
 {
 	int rc = ilog_check_size(s, "tree_size", tree_size, err);
 	if (rc)
 		return rc;
 	if (index >= tree_size)
-		return sdk_fail(err, ILOG_EINVAL, "index %llu is past the tree size %llu",
+		return sdk_fail(err, SDK_EINVAL, "index %llu is past the tree size %llu",
 				 (unsigned long long)index, (unsigned long long)tree_size);
 	struct ilog_node_read r = { s, err };
 	ilog_source src = ilog_source_of(&r);
@@ -470,7 +467,7 @@ int ilog_store_inclusion(ilog_store *s, uint64_t index, uint64_t tree_size,
 }
 
 int ilog_store_consistency(ilog_store *s, uint64_t first, uint64_t second,
-			   ilog_hash proof[ILOG_PROOF_MAX], size_t *n, ilog_err *err)
+			   ilog_hash proof[ILOG_PROOF_MAX], size_t *n, sdk_err *err)
 {
 	int rc = ilog_check_size(s, "second", second, err);
 	if (!rc)
@@ -478,7 +475,7 @@ int ilog_store_consistency(ilog_store *s, uint64_t first, uint64_t second,
 	if (rc)
 		return rc;
 	if (first > second)
-		return sdk_fail(err, ILOG_EINVAL, "first (%llu) is larger than second (%llu)",
+		return sdk_fail(err, SDK_EINVAL, "first (%llu) is larger than second (%llu)",
 				 (unsigned long long)first, (unsigned long long)second);
 	struct ilog_node_read r = { s, err };
 	ilog_source src = ilog_source_of(&r);
@@ -502,7 +499,7 @@ void ilog_sth_message(const ilog_sth *h, unsigned char out[ILOG_STH_MESSAGE_BYTE
 	memcpy(out + 18, h->root, ILOG_HASH_BYTES);
 }
 
-int ilog_store_sth_save(ilog_store *s, const ilog_sth *h, ilog_err *err)
+int ilog_store_sth_save(ilog_store *s, const ilog_sth *h, sdk_err *err)
 {
 	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_STH_SAVE);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)h->tree_size);
@@ -516,7 +513,7 @@ int ilog_store_sth_save(ilog_store *s, const ilog_sth *h, ilog_err *err)
 	return 0;
 }
 
-int ilog_store_sth_latest(ilog_store *s, ilog_sth *out, ilog_err *err)
+int ilog_store_sth_latest(ilog_store *s, ilog_sth *out, sdk_err *err)
 {
 	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_STH_LATEST);
 	int rc = sqlite3_step(st);
@@ -531,16 +528,16 @@ int ilog_store_sth_latest(ilog_store *s, ilog_sth *out, ilog_err *err)
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_DONE)
-		return sdk_fail(err, ILOG_ENOTFOUND, "no tree head has been signed yet");
+		return sdk_fail(err, SDK_ENOTFOUND, "no tree head has been signed yet");
 	if (rc == SQLITE_ROW)
-		return sdk_fail(err, ILOG_ECORRUPT, "the latest tree head is malformed");
+		return sdk_fail(err, SDK_ECORRUPT, "the latest tree head is malformed");
 	return ilog_fail_sql(s->db, err, "reading the latest tree head");
 }
 
 /* ---- meta */
 
 int ilog_store_meta_get(ilog_store *s, const char *key, unsigned char *out, size_t len,
-			ilog_err *err)
+			sdk_err *err)
 {
 	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_META_GET);
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -552,14 +549,14 @@ int ilog_store_meta_get(ilog_store *s, const char *key, unsigned char *out, size
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_DONE)
-		return sdk_fail(err, ILOG_ENOTFOUND, "no %s recorded", key);
+		return sdk_fail(err, SDK_ENOTFOUND, "no %s recorded", key);
 	if (rc == SQLITE_ROW)
-		return sdk_fail(err, ILOG_ECORRUPT, "the recorded %s has the wrong size", key);
+		return sdk_fail(err, SDK_ECORRUPT, "the recorded %s has the wrong size", key);
 	return ilog_fail_sql(s->db, err, "reading meta");
 }
 
 int ilog_store_meta_put(ilog_store *s, const char *key, const unsigned char *val, size_t len,
-			ilog_err *err)
+			sdk_err *err)
 {
 	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_META_PUT);
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);

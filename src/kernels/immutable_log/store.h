@@ -1,8 +1,11 @@
 /* The immutable log's storage: entries, every complete aligned subtree hash,
  * and the tree heads it has signed, in SQLite. No HTTP.
  *
- * Every call returns 0 or a negative ILOG_E* code with a reason in `err`
- * (which may be NULL). The store never prints. */
+ * Every call returns 0 or a negative sdk_status (sdk/err.h) with a reason
+ * in `err` (which may be NULL): SDK_EINVAL for an index past the tree or a
+ * bad range, SDK_ENOTFOUND, SDK_ECORRUPT when storage no longer holds what
+ * the log wrote, and for SQLite's failures the status sdk_status_of_sqlite
+ * gives (SDK_EFULL when the disk is full). The store never prints. */
 #ifndef GRACE_IMMUTABLE_LOG_STORE_H
 #define GRACE_IMMUTABLE_LOG_STORE_H
 
@@ -17,22 +20,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum {
-	ILOG_OK = 0,
-	ILOG_EINVAL = -1,   /* bad argument: index past the tree, bad range */
-	ILOG_ENOTFOUND = -2,
-	ILOG_EIO = -3,      /* SQLite failure */
-	ILOG_ECORRUPT = -4, /* storage no longer holds what the log wrote */
-};
-
 /* How an entry came in: it decides only how GET shows it, never its hash. */
 enum ilog_kind { ILOG_KIND_BYTES = 0, ILOG_KIND_JSON = 1 };
 
 #define ILOG_BATCH_MAX 1000u
 #define ILOG_PAGE_MAX 1000u
 #define ILOG_PAGE_DEFAULT 100u
-
-typedef sdk_err ilog_err;
 
 typedef struct ilog_item {
 	const unsigned char *data;
@@ -55,7 +48,7 @@ typedef struct ilog_store ilog_store;
 /* Creates the schema if missing and loads the frontier. `db` stays the
  * caller's. A log whose stored subtrees cannot rebuild its frontier still
  * opens (so /verify can say what is wrong) but refuses appends. */
-int ilog_store_open(sqlite3 *db, ilog_store **out, ilog_err *err);
+int ilog_store_open(sqlite3 *db, ilog_store **out, sdk_err *err);
 void ilog_store_close(ilog_store *s);
 
 uint64_t ilog_store_size(const ilog_store *s);
@@ -67,22 +60,22 @@ const char *ilog_store_broken(const ilog_store *s);
  * *first_index is the index of items[0], and leaf_hashes (n of them, may be
  * NULL) their leaf hashes. */
 int ilog_store_append(ilog_store *s, const ilog_item *items, size_t n, int64_t now_ms,
-		      uint64_t *first_index, ilog_hash *leaf_hashes, ilog_err *err);
+		      uint64_t *first_index, ilog_hash *leaf_hashes, sdk_err *err);
 
 /* {"index","leaf_hash","timestamp","data_b64"} plus "data" for JSON entries;
  * a new reference. */
-int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, ilog_err *err);
+int ilog_store_entry(ilog_store *s, uint64_t index, json_t **out, sdk_err *err);
 /* Entries [start, end) as a JSON array (new reference); requires
  * start <= end <= size and end - start <= ILOG_PAGE_MAX. */
-int ilog_store_entries(ilog_store *s, uint64_t start, uint64_t end, json_t **out, ilog_err *err);
+int ilog_store_entries(ilog_store *s, uint64_t start, uint64_t end, json_t **out, sdk_err *err);
 
 /* Proofs and historical roots, for 0 < tree_size <= size. */
-int ilog_store_root_at(ilog_store *s, uint64_t tree_size, ilog_hash out, ilog_err *err);
+int ilog_store_root_at(ilog_store *s, uint64_t tree_size, ilog_hash out, sdk_err *err);
 int ilog_store_inclusion(ilog_store *s, uint64_t index, uint64_t tree_size,
-			 ilog_hash path[ILOG_PROOF_MAX], size_t *n, ilog_err *err);
+			 ilog_hash path[ILOG_PROOF_MAX], size_t *n, sdk_err *err);
 int ilog_store_consistency(ilog_store *s, uint64_t first, uint64_t second,
-			   ilog_hash proof[ILOG_PROOF_MAX], size_t *n, ilog_err *err);
-int ilog_store_leaf_hash(ilog_store *s, uint64_t index, ilog_hash out, ilog_err *err);
+			   ilog_hash proof[ILOG_PROOF_MAX], size_t *n, sdk_err *err);
+int ilog_store_leaf_hash(ilog_store *s, uint64_t index, ilog_hash out, sdk_err *err);
 
 /* The serialization a tree head signature covers: RFC 6962 section 3.5's
  * TreeHeadSignature, i.e. version 0 (v1), signature type 1 (tree_hash),
@@ -91,15 +84,15 @@ void ilog_sth_message(const ilog_sth *h, unsigned char out[ILOG_STH_MESSAGE_BYTE
 
 /* Tree heads already signed are kept so /verify can check the entries
  * still produce them. */
-int ilog_store_sth_save(ilog_store *s, const ilog_sth *h, ilog_err *err);
-/* The head with the largest size, ILOG_ENOTFOUND when none. */
-int ilog_store_sth_latest(ilog_store *s, ilog_sth *out, ilog_err *err);
+int ilog_store_sth_save(ilog_store *s, const ilog_sth *h, sdk_err *err);
+/* The head with the largest size, SDK_ENOTFOUND when none. */
+int ilog_store_sth_latest(ilog_store *s, ilog_sth *out, sdk_err *err);
 
 /* Small named values (the public key the log signs with). */
 int ilog_store_meta_get(ilog_store *s, const char *key, unsigned char *out, size_t len,
-			ilog_err *err);
+			sdk_err *err);
 int ilog_store_meta_put(ilog_store *s, const char *key, const unsigned char *val, size_t len,
-			ilog_err *err);
+			sdk_err *err);
 
 /* Canonical bytes of a JSON value as stored: compact, keys sorted, UTF-8
  * (see docs/immutable-log.md). A new string for free(), or NULL. */
@@ -116,10 +109,10 @@ typedef struct ilog_verify ilog_verify;
 
 int ilog_verify_begin(const char *db_path,
 		      const unsigned char public_key[crypto_sign_PUBLICKEYBYTES],
-		      uint64_t mem_size, const ilog_hash mem_root, ilog_verify **out, ilog_err *err);
+		      uint64_t mem_size, const ilog_hash mem_root, ilog_verify **out, sdk_err *err);
 /* Checks up to `budget` more entries: 1 when finished, 0 when there is
- * more, ILOG_EIO when it could not read. */
-int ilog_verify_step(ilog_verify *v, unsigned budget, ilog_err *err);
+ * more, SDK_EIO when it could not read. */
+int ilog_verify_step(ilog_verify *v, unsigned budget, sdk_err *err);
 /* {"ok":true,...} or {"ok":false,"first_bad_index":N|null,"reason":...};
  * a new reference. */
 json_t *ilog_verify_report(const ilog_verify *v);

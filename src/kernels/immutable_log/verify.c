@@ -9,6 +9,8 @@
  * steps so the kernel's event loop keeps answering in between. */
 #include "store.h"
 
+#include "sdk/db.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,7 +37,7 @@ struct ilog_verify {
 	bool bad_index_known;
 	uint64_t bad_index;
 	char reason[320];
-	ilog_err *err; /* of the step in progress, for I/O failures */
+	sdk_err *err; /* of the step in progress, for I/O failures */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -50,14 +52,12 @@ static void ilog_verify_fail(ilog_verify *v, bool known, uint64_t index, const c
 	v->bad_index = index;
 }
 
-static int ilog_verify_io(ilog_verify *v, ilog_err *err, const char *what)
+static int ilog_verify_io(ilog_verify *v, sdk_err *err, const char *what)
 {
-	if (err)
-		snprintf(err->msg, sizeof err->msg, "%s: %s", what, sqlite3_errmsg(v->db));
-	return ILOG_EIO;
+	return sdk_db_fail(v->db, err, what);
 }
 
-static int ilog_verify_next_head(ilog_verify *v, ilog_err *err)
+static int ilog_verify_next_head(ilog_verify *v, sdk_err *err)
 {
 	int rc = sqlite3_step(v->heads);
 	if (rc == SQLITE_DONE) {
@@ -81,7 +81,7 @@ static int ilog_verify_next_head(ilog_verify *v, ilog_err *err)
 }
 
 /* Checks every stored head of the size the rebuild has reached. */
-static int ilog_verify_heads(ilog_verify *v, ilog_err *err)
+static int ilog_verify_heads(ilog_verify *v, sdk_err *err)
 {
 	while (v->have_head && v->head.tree_size == v->f.size) {
 		unsigned char msg[ILOG_STH_MESSAGE_BYTES];
@@ -164,18 +164,18 @@ static int ilog_verify_emit(void *ctx, unsigned level, uint64_t index, const ilo
 
 int ilog_verify_begin(const char *db_path,
 		      const unsigned char public_key[crypto_sign_PUBLICKEYBYTES],
-		      uint64_t mem_size, const ilog_hash mem_root, ilog_verify **out, ilog_err *err)
+		      uint64_t mem_size, const ilog_hash mem_root, ilog_verify **out, sdk_err *err)
 {
 	ilog_verify *v = calloc(1, sizeof *v);
 	if (!v) {
 		snprintf(err->msg, sizeof err->msg, "out of memory");
-		return ILOG_EIO;
+		return SDK_EIO;
 	}
 	memcpy(v->public_key, public_key, sizeof v->public_key);
 	v->mem_size = mem_size;
 	memcpy(v->mem_root, mem_root, ILOG_HASH_BYTES);
 	ilog_frontier_init(&v->f);
-	int rc = ILOG_EIO;
+	int rc = SDK_EIO;
 	if (sqlite3_open_v2(db_path, &v->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
 	    SQLITE_OK) {
 		rc = ilog_verify_io(v, err, db_path);
@@ -217,7 +217,7 @@ fail:
 
 /* Everything after the last entry: heads past it, leaf hashes past it, and
  * the running log's own idea of the tree. */
-static int ilog_verify_finish(ilog_verify *v, ilog_err *err)
+static int ilog_verify_finish(ilog_verify *v, sdk_err *err)
 {
 	v->done = true;
 	if (v->have_head) {
@@ -255,7 +255,7 @@ static int ilog_verify_finish(ilog_verify *v, ilog_err *err)
 	return 0;
 }
 
-int ilog_verify_step(ilog_verify *v, unsigned budget, ilog_err *err)
+int ilog_verify_step(ilog_verify *v, unsigned budget, sdk_err *err)
 {
 	if (v->done)
 		return 1;

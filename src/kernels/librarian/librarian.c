@@ -1,35 +1,41 @@
-/* The librarian kernel (8130): documents in, ranked full-text search out. */
+/* The librarian kernel (8130): documents in, ranked full-text search out.
+ *
+ * Routes (behind the API's /librarian prefix; the caller is who the
+ * gateway says, sdk_req_caller):
+ *   POST   /documents             {"title","body","tags"?,"source"?} -> 201 {"id"}
+ *   GET    /documents/:id         anyone
+ *   DELETE /documents/:id         its owner or an admin (403 otherwise)
+ *   GET    /search?query=&tag=&limit=
+ *   POST   /ingest                {"path"} -> 200 report (small) or 202 job
+ *   GET    /ingest/jobs           your ingests (an admin: all), newest first
+ *   GET    /ingest/jobs/:id       one, with progress and errors by file
+ *   DELETE /ingest/jobs/:id       cancel (its owner or an admin)
+ *   DELETE /owners/:name          admin: the user is gone (see store.h) */
+#include "kernels/librarian/jobs.h"
 #include "kernels/librarian/store.h"
 #include "kernels/registry.h"
+
+#include "sdk/clock.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static int status_of(int rc)
-{
-	switch (rc) {
-	case LIB_EINVAL: return 400;
-	case LIB_ENOTFOUND: return 404;
-	case LIB_EDENIED: return 403;
-	default: return 500;
-	}
-}
-
-static const char *code_of(int rc)
-{
-	switch (rc) {
-	case LIB_EINVAL: return "invalid";
-	case LIB_ENOTFOUND: return "not_found";
-	case LIB_EDENIED: return "forbidden";
-	default: return "storage";
-	}
-}
+#define LIB_JOBS_LIST_DEFAULT 50
+#define LIB_JOBS_LIST_MAX 1000
 
 static void reply_lib_error(sdk_req *req, int rc, const lib_err *e)
 {
-	sdk_reply_error(req, status_of(rc), code_of(rc), "%s", e->msg);
+	sdk_reply_status(req, rc, e);
+}
+
+/* Who asks: the caller the gateway vouches for, or nobody. */
+static lib_actor actor_of(sdk_req *req, const sdk_kernel *k)
+{
+	int role;
+	const char *name = sdk_req_caller(req, k->token, &role);
+	return (lib_actor){ .name = name, .admin = name && role == SDK_CALLER_ADMIN };
 }
 
 /* Parses the :id path parameter; answers 400 and returns -1 when bad. */
@@ -73,9 +79,12 @@ static void on_put(sdk_req *req, void *ctx)
 				"title and body are required strings; source is a string");
 		return;
 	}
+	lib_actor who = actor_of(req, k);
+	lib_quota quota = lib_jobs_quota(k->state);
 	int64_t id;
 	lib_err e;
-	int rc = lib_doc_put(k->db, title, text, json_is_null(tags) ? NULL : tags, source, &id, &e);
+	int rc = lib_doc_put_owned(k->db, who.name, &quota, title, text,
+				   json_is_null(tags) ? NULL : tags, source, &id, &e);
 	if (rc < 0) {
 		reply_lib_error(req, rc, &e);
 		return;
@@ -104,8 +113,9 @@ static void on_delete(sdk_req *req, void *ctx)
 	int64_t id;
 	if (doc_id(req, &id) < 0)
 		return;
+	lib_actor who = actor_of(req, k);
 	lib_err e;
-	int rc = lib_doc_delete(k->db, id, &e);
+	int rc = lib_doc_delete_as(k->db, &who, id, &e);
 	if (rc < 0)
 		reply_lib_error(req, rc, &e);
 	else
@@ -124,9 +134,80 @@ static void on_ingest(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 400, "invalid", "path is a required string");
 		return;
 	}
+	lib_actor who = actor_of(req, k);
+	lib_jobs_start(k->state, req, &who, path);
+}
+
+static void on_jobs_list(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	unsigned long long limit;
+	if (sdk_req_query_uint(req, "limit", 1, LIB_JOBS_LIST_MAX, LIB_JOBS_LIST_DEFAULT,
+			       &limit) < 0)
+		return;
+	lib_actor who = actor_of(req, k);
 	json_t *out;
 	lib_err e;
-	int rc = lib_ingest(k->db, k->cfg->library_root, path, &out, &e);
+	int rc = lib_job_list(k->db, &who, (unsigned)limit, &out, &e);
+	if (rc < 0)
+		reply_lib_error(req, rc, &e);
+	else
+		sdk_reply_json(req, 200, out);
+}
+
+static void on_job_get(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	int64_t id;
+	if (doc_id(req, &id) < 0)
+		return;
+	lib_actor who = actor_of(req, k);
+	json_t *out;
+	lib_err e;
+	int rc = lib_job_get(k->db, &who, id, &out, &e);
+	if (rc < 0)
+		reply_lib_error(req, rc, &e);
+	else
+		sdk_reply_json(req, 200, out);
+}
+
+static void on_job_cancel(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	int64_t id;
+	if (doc_id(req, &id) < 0)
+		return;
+	lib_actor who = actor_of(req, k);
+	json_t *out;
+	lib_err e;
+	int rc = lib_job_cancel(k->db, &who, id, sdk_wall_ms(), &e);
+	if (!rc)
+		rc = lib_job_get(k->db, &who, id, &out, &e);
+	if (rc < 0)
+		reply_lib_error(req, rc, &e);
+	else
+		sdk_reply_json(req, 200, out);
+}
+
+/* A user was deleted in the main process: their documents lose their
+ * owner, their ingests stop. Admin only (the purge calls it as admin). */
+static void on_owner_release(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	lib_actor who = actor_of(req, k);
+	const char *name = sdk_req_param(req, "name");
+	lib_err e;
+	if (!who.admin) {
+		sdk_fail(&e, SDK_EDENIED, "only an admin releases a user's documents");
+		reply_lib_error(req, SDK_EDENIED, &e);
+		return;
+	}
+	if (!name || !*name || strlen(name) > LIB_OWNER_MAX) {
+		sdk_reply_error(req, 400, "invalid", "a user name is 1 to %u bytes", LIB_OWNER_MAX);
+		return;
+	}
+	json_t *out;
+	int rc = lib_owner_release(k->db, name, sdk_wall_ms(), &out, &e);
 	if (rc < 0)
 		reply_lib_error(req, rc, &e);
 	else
@@ -164,11 +245,22 @@ static void on_search(sdk_req *req, void *ctx)
 static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	lib_err e;
-	if (lib_store_init(k->db, &e) < 0) {
+	if (lib_store_init(k->db, &e) < 0 || !(k->state = lib_jobs_new(k, &e))) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
 	return 0;
+}
+
+static void librarian_drain(sdk_kernel *k)
+{
+	lib_jobs_drain(k->state);
+}
+
+static void librarian_close(sdk_kernel *k)
+{
+	lib_jobs_free(k->state);
+	k->state = NULL;
 }
 
 static const sdk_route librarian_routes[] = {
@@ -176,14 +268,21 @@ static const sdk_route librarian_routes[] = {
 	SDK_ROUTE("GET", "/documents/:id", on_get),
 	SDK_ROUTE("DELETE", "/documents/:id", on_delete),
 	SDK_ROUTE("POST", "/ingest", on_ingest),
+	SDK_ROUTE("GET", "/ingest/jobs", on_jobs_list),
+	SDK_ROUTE("GET", "/ingest/jobs/:id", on_job_get),
+	SDK_ROUTE("DELETE", "/ingest/jobs/:id", on_job_cancel),
+	SDK_ROUTE("DELETE", "/owners/:name", on_owner_release),
 	SDK_ROUTE("GET", "/search", on_search),
 };
 
 const sdk_kernel_def librarian_kernel = {
 	.name = "librarian",
+	.port = 8130, .tier = "agentic",
 	.summary = "documents, ingestion, ranked full-text search with snippets",
 	.complete = true,
 	.routes = librarian_routes,
 	.n_routes = sizeof librarian_routes / sizeof librarian_routes[0],
 	.init = librarian_init,
+	.drain = librarian_drain,
+	.close = librarian_close,
 };

@@ -8,9 +8,6 @@
 #include "sdk/clock.h"
 #include "store.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -18,16 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#define LIB_SCHEMA_VERSION 1
 #define LIB_QUERY_MAX 1024u
 #define LIB_SOURCE_MAX PATH_MAX
-/* Bounds both the recursion and the number of directory fds held open. */
-#define LIB_INGEST_DEPTH_MAX 64
 
 #define LIB_STR_(x) #x
 #define LIB_STR(x) LIB_STR_(x)
@@ -39,66 +29,131 @@
  * must never come back as a different document.
  *
  * document_tags has no foreign key on purpose: the triggers maintain it, so
- * it stays correct whether or not the connection enables foreign_keys. */
+ * it stays correct whether or not the connection enables foreign_keys.
+ *
+ * The update trigger fires on title, body and tags only: a change of
+ * owner (a user deleted) must not re-index every document they had.
+ *
+ * size is the bytes of title and body, what an owner's quota counts. The
+ * two covering indexes answer "what does this owner have" and "whose is
+ * this source" without reading a body: a column after the body is found
+ * only by walking the body's overflow pages.
+ * ingest_jobs and ingest_files are the ingests (ingest.h): each file of an
+ * ingest and what became of it, so a restart resumes where it stopped. */
+#define LIB_SCHEMA_DOCUMENTS \
+	"CREATE TABLE IF NOT EXISTS documents (" \
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT," \
+	"  title TEXT NOT NULL," \
+	"  body TEXT NOT NULL," \
+	"  tags TEXT NOT NULL DEFAULT '[]' CHECK (json_type(tags) = 'array')," \
+	"  source TEXT UNIQUE NULL," \
+	"  created_at INTEGER NOT NULL," \
+	"  owner TEXT NULL," \
+	"  size INTEGER NOT NULL DEFAULT 0" \
+	");"
+
+#define LIB_SCHEMA_REST \
+	"CREATE TABLE IF NOT EXISTS document_tags (" \
+	"  doc_id INTEGER NOT NULL," \
+	"  tag TEXT NOT NULL," \
+	"  PRIMARY KEY (doc_id, tag)" \
+	") WITHOUT ROWID;" \
+	"CREATE INDEX IF NOT EXISTS document_tags_by_tag" \
+	"  ON document_tags (tag, doc_id);" \
+	"CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (owner, size)" \
+	"  WHERE owner IS NOT NULL;" \
+	"CREATE INDEX IF NOT EXISTS documents_by_source ON documents (source, owner, size)" \
+	"  WHERE source IS NOT NULL;" \
+	"CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(" \
+	"  title, body, tags," \
+	"  content = 'documents', content_rowid = 'id'," \
+	"  tokenize = 'porter unicode61'" \
+	");" \
+	"CREATE TRIGGER IF NOT EXISTS documents_ai AFTER INSERT ON documents BEGIN" \
+	"  INSERT INTO documents_fts (rowid, title, body, tags)" \
+	"    VALUES (new.id, new.title, new.body, new.tags);" \
+	"  INSERT OR IGNORE INTO document_tags (doc_id, tag)" \
+	"    SELECT new.id, value FROM json_each(new.tags);" \
+	"END;" \
+	"CREATE TRIGGER IF NOT EXISTS documents_ad AFTER DELETE ON documents BEGIN" \
+	"  INSERT INTO documents_fts (documents_fts, rowid, title, body, tags)" \
+	"    VALUES ('delete', old.id, old.title, old.body, old.tags);" \
+	"  DELETE FROM document_tags WHERE doc_id = old.id;" \
+	"END;" \
+	"CREATE TRIGGER IF NOT EXISTS documents_au" \
+	"  AFTER UPDATE OF title, body, tags ON documents BEGIN" \
+	"  INSERT INTO documents_fts (documents_fts, rowid, title, body, tags)" \
+	"    VALUES ('delete', old.id, old.title, old.body, old.tags);" \
+	"  INSERT INTO documents_fts (rowid, title, body, tags)" \
+	"    VALUES (new.id, new.title, new.body, new.tags);" \
+	"  DELETE FROM document_tags WHERE doc_id = old.id;" \
+	"  INSERT OR IGNORE INTO document_tags (doc_id, tag)" \
+	"    SELECT new.id, value FROM json_each(new.tags);" \
+	"END;" \
+	"CREATE TABLE IF NOT EXISTS ingest_jobs (" \
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT," \
+	"  owner TEXT NULL," \
+	"  admin INTEGER NOT NULL DEFAULT 0," \
+	"  path TEXT NOT NULL," \
+	"  state TEXT NOT NULL CHECK (state IN" \
+	"    ('scanning', 'running', 'done', 'failed', 'cancelled'))," \
+	"  files_total INTEGER NOT NULL DEFAULT 0," \
+	"  bytes_total INTEGER NOT NULL DEFAULT 0," \
+	"  files_done INTEGER NOT NULL DEFAULT 0," \
+	"  bytes_done INTEGER NOT NULL DEFAULT 0," \
+	"  ingested INTEGER NOT NULL DEFAULT 0," \
+	"  skipped INTEGER NOT NULL DEFAULT 0," \
+	"  failed INTEGER NOT NULL DEFAULT 0," \
+	"  error TEXT NULL," \
+	"  created_ms INTEGER NOT NULL," \
+	"  updated_ms INTEGER NOT NULL," \
+	"  finished_ms INTEGER NULL" \
+	");" \
+	"CREATE INDEX IF NOT EXISTS ingest_jobs_by_owner ON ingest_jobs (owner, state);" \
+	"CREATE INDEX IF NOT EXISTS ingest_jobs_by_state ON ingest_jobs (state);" \
+	"CREATE TABLE IF NOT EXISTS ingest_files (" \
+	"  job_id INTEGER NOT NULL REFERENCES ingest_jobs (id) ON DELETE CASCADE," \
+	"  seq INTEGER NOT NULL," \
+	"  path TEXT NOT NULL," \
+	"  size INTEGER NOT NULL," \
+	"  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN" \
+	"    ('pending', 'ingested', 'skipped', 'failed'))," \
+	"  doc_id INTEGER NULL," \
+	"  reason TEXT NULL," \
+	"  PRIMARY KEY (job_id, seq)" \
+	") WITHOUT ROWID;" \
+	"CREATE INDEX IF NOT EXISTS ingest_files_pending ON ingest_files (job_id, state, seq);"
+
 static const char lib_schema[] =
-	"CREATE TABLE IF NOT EXISTS documents ("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  title TEXT NOT NULL,"
-	"  body TEXT NOT NULL,"
-	"  tags TEXT NOT NULL DEFAULT '[]' CHECK (json_type(tags) = 'array'),"
-	"  source TEXT UNIQUE NULL,"
-	"  created_at INTEGER NOT NULL"
-	");"
-	"CREATE TABLE IF NOT EXISTS document_tags ("
-	"  doc_id INTEGER NOT NULL,"
-	"  tag TEXT NOT NULL,"
-	"  PRIMARY KEY (doc_id, tag)"
-	") WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS document_tags_by_tag"
-	"  ON document_tags (tag, doc_id);"
-	"CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5("
-	"  title, body, tags,"
-	"  content = 'documents', content_rowid = 'id',"
-	"  tokenize = 'porter unicode61'"
-	");"
-	"CREATE TRIGGER IF NOT EXISTS documents_ai AFTER INSERT ON documents BEGIN"
-	"  INSERT INTO documents_fts (rowid, title, body, tags)"
-	"    VALUES (new.id, new.title, new.body, new.tags);"
-	"  INSERT OR IGNORE INTO document_tags (doc_id, tag)"
-	"    SELECT new.id, value FROM json_each(new.tags);"
-	"END;"
-	"CREATE TRIGGER IF NOT EXISTS documents_ad AFTER DELETE ON documents BEGIN"
-	"  INSERT INTO documents_fts (documents_fts, rowid, title, body, tags)"
-	"    VALUES ('delete', old.id, old.title, old.body, old.tags);"
-	"  DELETE FROM document_tags WHERE doc_id = old.id;"
-	"END;"
-	"CREATE TRIGGER IF NOT EXISTS documents_au AFTER UPDATE ON documents BEGIN"
-	"  INSERT INTO documents_fts (documents_fts, rowid, title, body, tags)"
-	"    VALUES ('delete', old.id, old.title, old.body, old.tags);"
-	"  INSERT INTO documents_fts (rowid, title, body, tags)"
-	"    VALUES (new.id, new.title, new.body, new.tags);"
-	"  DELETE FROM document_tags WHERE doc_id = old.id;"
-	"  INSERT OR IGNORE INTO document_tags (doc_id, tag)"
-	"    SELECT new.id, value FROM json_each(new.tags);"
-	"END;"
+	LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST
 	"PRAGMA user_version = " LIB_STR(LIB_SCHEMA_VERSION) ";";
 
+/* Version 1 had documents without owner and size, an update trigger on
+ * every column, and no ingest tables. */
+static const char lib_migrate_1[] =
+	"ALTER TABLE documents ADD COLUMN owner TEXT NULL;"
+	"ALTER TABLE documents ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"
+	"DROP TRIGGER IF EXISTS documents_au;"
+	LIB_SCHEMA_REST
+	"UPDATE documents SET size = length(CAST(title AS BLOB)) + length(CAST(body AS BLOB));"
+	"PRAGMA user_version = 2;";
+
 static const char lib_sql_insert[] =
-	"INSERT INTO documents (title, body, tags, source, created_at)"
-	" VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id";
+	"INSERT INTO documents (title, body, tags, source, created_at, owner, size)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id";
 
 /* Re-ingesting a file updates in place rather than delete+insert so the
- * document keeps the id clients may already hold. */
+ * document keeps the id clients may already hold, and its owner. */
 static const char lib_sql_upsert[] =
-	"INSERT INTO documents (title, body, tags, source, created_at)"
-	" VALUES (?1, ?2, ?3, ?4, ?5)"
+	"INSERT INTO documents (title, body, tags, source, created_at, owner, size)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
 	" ON CONFLICT (source) DO UPDATE SET title = excluded.title,"
 	" body = excluded.body, tags = excluded.tags,"
-	" created_at = excluded.created_at"
+	" created_at = excluded.created_at, size = excluded.size"
 	" RETURNING id";
 
 static const char lib_sql_get[] =
-	"SELECT id, title, body, tags, source, created_at"
+	"SELECT id, title, body, tags, source, created_at, owner"
 	" FROM documents WHERE id = ?1";
 
 static const char lib_sql_delete[] = "DELETE FROM documents WHERE id = ?1";
@@ -117,35 +172,25 @@ static const char lib_sql_count[] =
 static const char lib_sql_search[] =
 	"SELECT d.id, d.title, -" LIB_SQL_BM25 ","
 	" snippet(documents_fts, 1, '<mark>', '</mark>', '\xe2\x80\xa6', 16),"
-	" d.tags, d.source"
+	" d.tags, d.source, d.owner"
 	" FROM documents_fts JOIN documents AS d ON d.id = documents_fts.rowid"
 	" WHERE" LIB_SQL_FILTER
 	" ORDER BY " LIB_SQL_BM25 ", d.id LIMIT ?3";
 
-static const char lib_tags_md[] = "[\"ingested\",\"md\"]";
-static const char lib_tags_txt[] = "[\"ingested\",\"txt\"]";
-
-struct lib_ingest {
-	sqlite3 *db;
-	json_t *docs;
-	json_int_t ingested;
-	json_int_t skipped;
-	lib_err *err;
-};
-
-static int lib_fail_sql(sqlite3 *db, lib_err *err, const char *what)
+int lib_fail_sql(sqlite3 *db, lib_err *err, const char *what)
 {
-	return sdk_fail(err, LIB_EIO, "%s: %s", what, sqlite3_errmsg(db));
+	return sdk_fail(err, sdk_status_of_sqlite(sqlite3_errcode(db)), "%s: %s", what,
+			sqlite3_errmsg(db));
 }
 
 static int lib_oom(lib_err *err)
 {
-	return sdk_fail(err, LIB_EIO, "out of memory");
+	return sdk_fail(err, SDK_EIO, "out of memory");
 }
 
 /* Strict: no overlong forms, surrogates, code points past U+10FFFF or NUL,
  * so the text survives jansson and C string handling unchanged. */
-static bool lib_utf8_valid(const unsigned char *s, size_t n)
+bool lib_utf8_valid(const unsigned char *s, size_t n)
 {
 	size_t i = 0, k, need;
 	uint32_t cp, min;
@@ -192,16 +237,16 @@ static bool lib_blank(const char *s)
  * later upgrades can fail with SQLITE_BUSY_SNAPSHOT, which the busy handler
  * never retries. Inside a caller's transaction a savepoint gives the same
  * all-or-nothing behaviour without committing their work. */
-static int lib_tx_begin(sqlite3 *db, bool *nested, lib_err *err)
+int lib_tx_begin(sqlite3 *db, bool *nested, lib_err *err)
 {
 	*nested = !sqlite3_get_autocommit(db);
 	if (sqlite3_exec(db, *nested ? "SAVEPOINT lib_tx" : "BEGIN IMMEDIATE",
 			 NULL, NULL, NULL) != SQLITE_OK)
 		return lib_fail_sql(db, err, "begin transaction");
-	return LIB_OK;
+	return SDK_OK;
 }
 
-static void lib_tx_rollback(sqlite3 *db, bool nested)
+void lib_tx_rollback(sqlite3 *db, bool nested)
 {
 	/* Errors are ignored: SQLite may already have rolled back by itself
 	 * (e.g. after SQLITE_FULL), and there is nothing better to do. */
@@ -212,13 +257,13 @@ static void lib_tx_rollback(sqlite3 *db, bool nested)
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static int lib_tx_commit(sqlite3 *db, bool nested, lib_err *err)
+int lib_tx_commit(sqlite3 *db, bool nested, lib_err *err)
 {
 	int rc;
 
 	if (sqlite3_exec(db, nested ? "RELEASE lib_tx" : "COMMIT",
 			 NULL, NULL, NULL) == SQLITE_OK)
-		return LIB_OK;
+		return SDK_OK;
 	rc = lib_fail_sql(db, err, "commit");
 	lib_tx_rollback(db, nested);
 	return rc;
@@ -235,7 +280,7 @@ static int lib_user_version(sqlite3 *db, int *version, lib_err *err)
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*version = sqlite3_column_int(st, 0);
-		rc = LIB_OK;
+		rc = SDK_OK;
 	} else {
 		rc = lib_fail_sql(db, err, "read schema version");
 	}
@@ -251,12 +296,15 @@ static int lib_schema_create(sqlite3 *db, lib_err *err)
 	if (rc)
 		return rc;
 	if (version > LIB_SCHEMA_VERSION)
-		return sdk_fail(err, LIB_EIO,
+		return sdk_fail(err, SDK_EIO,
 				"schema version %d is newer than supported (%d)",
 				version, LIB_SCHEMA_VERSION);
+	if (version == 1 &&
+	    sqlite3_exec(db, lib_migrate_1, NULL, NULL, NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "migrate schema 1 to 2");
 	if (sqlite3_exec(db, lib_schema, NULL, NULL, NULL) != SQLITE_OK)
 		return lib_fail_sql(db, err, "create schema");
-	return LIB_OK;
+	return SDK_OK;
 }
 
 int lib_store_init(sqlite3 *db, lib_err *err)
@@ -265,7 +313,7 @@ int lib_store_init(sqlite3 *db, lib_err *err)
 	int rc;
 
 	if (!db)
-		return sdk_fail(err, LIB_EINVAL, "no database");
+		return sdk_fail(err, SDK_EINVAL, "no database");
 	/* The version is read under the write lock so two processes starting
 	 * at once cannot both decide to create or migrate. */
 	rc = lib_tx_begin(db, &nested, err);
@@ -286,15 +334,15 @@ static int lib_check_text(const char *what, const char *s, size_t max,
 	size_t n;
 
 	if (!s || !*s)
-		return sdk_fail(err, LIB_EINVAL, "%s must not be empty", what);
+		return sdk_fail(err, SDK_EINVAL, "%s must not be empty", what);
 	n = strnlen(s, max + 1);
 	if (n > max)
-		return sdk_fail(err, LIB_EINVAL, "%s longer than %zu bytes",
+		return sdk_fail(err, SDK_EINVAL, "%s longer than %zu bytes",
 				what, max);
 	/* Stored text that is not UTF-8 could never be returned as JSON. */
 	if (!lib_utf8_valid((const unsigned char *)s, n))
-		return sdk_fail(err, LIB_EINVAL, "%s is not valid UTF-8", what);
-	return LIB_OK;
+		return sdk_fail(err, SDK_EINVAL, "%s is not valid UTF-8", what);
+	return SDK_OK;
 }
 
 static int lib_check_doc(const char *title, const char *body,
@@ -315,18 +363,18 @@ static int lib_check_tag(json_t *tag, lib_err *err)
 	size_t n;
 
 	if (!json_is_string(tag))
-		return sdk_fail(err, LIB_EINVAL,
+		return sdk_fail(err, SDK_EINVAL,
 				"tags must be an array of strings");
 	n = json_string_length(tag);
 	if (n == 0)
-		return sdk_fail(err, LIB_EINVAL, "tags must not be empty");
+		return sdk_fail(err, SDK_EINVAL, "tags must not be empty");
 	if (n > LIB_TAG_LEN_MAX)
-		return sdk_fail(err, LIB_EINVAL, "tag longer than %u bytes",
+		return sdk_fail(err, SDK_EINVAL, "tag longer than %u bytes",
 				LIB_TAG_LEN_MAX);
 	/* jansson accepts "\u0000"; SQLite and C callers would cut there. */
 	if (strlen(json_string_value(tag)) != n)
-		return sdk_fail(err, LIB_EINVAL, "tag contains a NUL byte");
-	return LIB_OK;
+		return sdk_fail(err, SDK_EINVAL, "tag contains a NUL byte");
+	return SDK_OK;
 }
 
 static bool lib_tags_has(json_t *tags, json_t *tag)
@@ -346,13 +394,13 @@ static int lib_tags_text(json_t *tags, char **out, lib_err *err)
 {
 	json_t *clean, *tag;
 	size_t i;
-	int rc = LIB_OK;
+	int rc = SDK_OK;
 
 	if (tags && !json_is_array(tags))
-		return sdk_fail(err, LIB_EINVAL,
+		return sdk_fail(err, SDK_EINVAL,
 				"tags must be an array of strings");
 	if (json_array_size(tags) > LIB_TAGS_MAX)
-		return sdk_fail(err, LIB_EINVAL, "at most %u tags allowed",
+		return sdk_fail(err, SDK_EINVAL, "at most %u tags allowed",
 				LIB_TAGS_MAX);
 	clean = json_array();
 	if (!clean)
@@ -378,10 +426,10 @@ static int lib_tags_text(json_t *tags, char **out, lib_err *err)
 static int lib_fail_write(sqlite3 *db, int rc, lib_err *err)
 {
 	if (rc == SQLITE_CONSTRAINT_UNIQUE)
-		return sdk_fail(err, LIB_EINVAL,
+		return sdk_fail(err, SDK_EINVAL,
 				"a document with this source already exists");
 	if ((rc & 0xff) == SQLITE_CONSTRAINT)
-		return sdk_fail(err, LIB_EINVAL, "document rejected: %s",
+		return sdk_fail(err, SDK_EINVAL, "document rejected: %s",
 				sqlite3_errmsg(db));
 	return lib_fail_sql(db, err, "write document");
 }
@@ -389,7 +437,7 @@ static int lib_fail_write(sqlite3 *db, int rc, lib_err *err)
 /* Inputs are already validated; `sql` is lib_sql_insert or lib_sql_upsert. */
 static int lib_doc_write(sqlite3 *db, const char *sql, const char *title,
 			 const char *body, const char *tags, const char *source,
-			 int64_t *id_out, lib_err *err)
+			 const char *owner, int64_t size, int64_t *id_out, lib_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t id = 0;
@@ -402,6 +450,8 @@ static int lib_doc_write(sqlite3 *db, const char *sql, const char *title,
 	rc = rc ? rc : sqlite3_bind_text(st, 3, tags, -1, SQLITE_STATIC);
 	rc = rc ? rc : sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
 	rc = rc ? rc : sqlite3_bind_int64(st, 5, sdk_wall_ms());
+	rc = rc ? rc : sqlite3_bind_text(st, 6, owner, -1, SQLITE_STATIC);
+	rc = rc ? rc : sqlite3_bind_int64(st, 7, size);
 	if (rc) {
 		rc = lib_fail_sql(db, err, "bind document");
 		goto out;
@@ -419,7 +469,7 @@ static int lib_doc_write(sqlite3 *db, const char *sql, const char *title,
 	}
 	if (id_out)
 		*id_out = id;
-	rc = LIB_OK;
+	rc = SDK_OK;
 out:
 	sqlite3_finalize(st);
 	return rc;
@@ -428,19 +478,50 @@ out:
 int lib_doc_put(sqlite3 *db, const char *title, const char *body, json_t *tags,
 		const char *source, int64_t *id_out, lib_err *err)
 {
+	return lib_doc_put_owned(db, NULL, NULL, title, body, tags, source, id_out,
+				 err);
+}
+
+int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
+		      const char *title, const char *body, json_t *tags,
+		      const char *source, int64_t *id_out, lib_err *err)
+{
 	char *tags_text = NULL;
+	bool nested;
 	int rc;
 
 	if (!db)
-		return sdk_fail(err, LIB_EINVAL, "no database");
+		return sdk_fail(err, SDK_EINVAL, "no database");
 	rc = lib_check_doc(title, body, source, err);
 	if (!rc)
 		rc = lib_tags_text(tags, &tags_text, err);
+	if (rc) {
+		free(tags_text);
+		return rc;
+	}
+	/* The quota is read and the document written under one write lock:
+	 * an ingest adding documents meanwhile cannot slip past it. */
+	int64_t size = (int64_t)strlen(title) + (int64_t)strlen(body);
+	rc = lib_tx_begin(db, &nested, err);
+	if (!rc)
+		rc = lib_quota_check(db, owner, quota, 1, size, err);
 	if (!rc)
 		rc = lib_doc_write(db, lib_sql_insert, title, body, tags_text,
-				   source, id_out, err);
+				   source, owner, size, id_out, err);
+	if (!rc)
+		rc = lib_tx_commit(db, nested, err);
+	else
+		lib_tx_rollback(db, nested);
 	free(tags_text);
 	return rc;
+}
+
+int lib_doc_upsert(sqlite3 *db, const char *owner, const char *title, const char *body,
+		   const char *tags, const char *source, int64_t size, int64_t *id_out,
+		   lib_err *err)
+{
+	return lib_doc_write(db, lib_sql_upsert, title, body, tags, source, owner,
+			     size, id_out, err);
 }
 
 static json_t *lib_col_string(sqlite3_stmt *st, int col)
@@ -485,6 +566,7 @@ static json_t *lib_row_doc(sqlite3_stmt *st)
 	bad |= json_object_set_new(doc, "source", lib_col_string(st, 4));
 	bad |= json_object_set_new(doc, "created_at",
 				   json_integer(sqlite3_column_int64(st, 5)));
+	bad |= json_object_set_new(doc, "owner", lib_col_string(st, 6));
 	if (bad) {
 		json_decref(doc);
 		return NULL;
@@ -499,7 +581,7 @@ int lib_doc_get(sqlite3 *db, int64_t id, json_t **doc_out, lib_err *err)
 	int rc;
 
 	if (!db || !doc_out)
-		return sdk_fail(err, LIB_EINVAL, "missing argument");
+		return sdk_fail(err, SDK_EINVAL, "missing argument");
 	*doc_out = NULL;
 	if (sqlite3_prepare_v2(db, lib_sql_get, -1, &st, NULL) != SQLITE_OK)
 		return lib_fail_sql(db, err, "prepare read");
@@ -507,11 +589,11 @@ int lib_doc_get(sqlite3 *db, int64_t id, json_t **doc_out, lib_err *err)
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		doc = lib_row_doc(st);
-		rc = doc ? LIB_OK :
-		     sdk_fail(err, LIB_EIO, "document %" PRId64
+		rc = doc ? SDK_OK :
+		     sdk_fail(err, SDK_EIO, "document %" PRId64
 			      " cannot be encoded", id);
 	} else if (rc == SQLITE_DONE) {
-		rc = sdk_fail(err, LIB_ENOTFOUND,
+		rc = sdk_fail(err, SDK_ENOTFOUND,
 			      "document %" PRId64 " not found", id);
 	} else {
 		rc = lib_fail_sql(db, err, "read document");
@@ -527,7 +609,7 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err)
 	int rc;
 
 	if (!db)
-		return sdk_fail(err, LIB_EINVAL, "no database");
+		return sdk_fail(err, SDK_EINVAL, "no database");
 	if (sqlite3_prepare_v2(db, lib_sql_delete, -1, &st, NULL) != SQLITE_OK)
 		return lib_fail_sql(db, err, "prepare delete");
 	sqlite3_bind_int64(st, 1, id);
@@ -535,10 +617,10 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err)
 	if (rc != SQLITE_DONE)
 		rc = lib_fail_sql(db, err, "delete document");
 	else if (sqlite3_changes(db) == 0)
-		rc = sdk_fail(err, LIB_ENOTFOUND,
+		rc = sdk_fail(err, SDK_ENOTFOUND,
 			      "document %" PRId64 " not found", id);
 	else
-		rc = LIB_OK;
+		rc = SDK_OK;
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -551,19 +633,19 @@ static int lib_check_search(const char *query, const char *tag,
 	/* FTS5 calls a blank query a syntax error; "empty" is the truth. */
 	n = query ? strnlen(query, LIB_QUERY_MAX + 1) : 0;
 	if (n > LIB_QUERY_MAX)
-		return sdk_fail(err, LIB_EINVAL, "query longer than %u bytes",
+		return sdk_fail(err, SDK_EINVAL, "query longer than %u bytes",
 				LIB_QUERY_MAX);
 	if (!query || lib_blank(query))
-		return sdk_fail(err, LIB_EINVAL, "query must not be empty");
+		return sdk_fail(err, SDK_EINVAL, "query must not be empty");
 	if (tag && !*tag)
-		return sdk_fail(err, LIB_EINVAL, "tag must not be empty");
+		return sdk_fail(err, SDK_EINVAL, "tag must not be empty");
 	if (tag && strnlen(tag, LIB_TAG_LEN_MAX + 1) > LIB_TAG_LEN_MAX)
-		return sdk_fail(err, LIB_EINVAL, "tag longer than %u bytes",
+		return sdk_fail(err, SDK_EINVAL, "tag longer than %u bytes",
 				LIB_TAG_LEN_MAX);
 	if (limit < 1 || limit > LIB_SEARCH_LIMIT_MAX)
-		return sdk_fail(err, LIB_EINVAL, "limit must be 1..%u",
+		return sdk_fail(err, SDK_EINVAL, "limit must be 1..%u",
 				LIB_SEARCH_LIMIT_MAX);
-	return LIB_OK;
+	return SDK_OK;
 }
 
 /* FTS5 parses the MATCH expression when the statement first steps and
@@ -573,7 +655,7 @@ static int lib_check_search(const char *query, const char *tag,
 static int lib_fail_match(sqlite3 *db, int rc, lib_err *err)
 {
 	if ((rc & 0xff) == SQLITE_ERROR)
-		return sdk_fail(err, LIB_EINVAL, "malformed query: %s",
+		return sdk_fail(err, SDK_EINVAL, "malformed query: %s",
 				sqlite3_errmsg(db));
 	return lib_fail_sql(db, err, "search");
 }
@@ -602,7 +684,7 @@ static int lib_search_count(sqlite3 *db, const char *query, const char *tag,
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*total = sqlite3_column_int64(st, 0);
-		rc = LIB_OK;
+		rc = SDK_OK;
 	} else {
 		rc = lib_fail_match(db, rc, err);
 	}
@@ -624,6 +706,7 @@ static json_t *lib_row_hit(sqlite3_stmt *st)
 	bad |= json_object_set_new(hit, "snippet", lib_col_string(st, 3));
 	bad |= json_object_set_new(hit, "tags", lib_col_tags(st, 4));
 	bad |= json_object_set_new(hit, "source", lib_col_string(st, 5));
+	bad |= json_object_set_new(hit, "owner", lib_col_string(st, 6));
 	if (bad) {
 		json_decref(hit);
 		return NULL;
@@ -646,12 +729,12 @@ static int lib_search_rows(sqlite3 *db, const char *query, const char *tag,
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (json_array_append_new(results, lib_row_hit(st))) {
-			rc = sdk_fail(err, LIB_EIO,
+			rc = sdk_fail(err, SDK_EIO,
 				      "search result cannot be encoded");
 			goto out;
 		}
 	}
-	rc = rc == SQLITE_DONE ? LIB_OK : lib_fail_match(db, rc, err);
+	rc = rc == SQLITE_DONE ? SDK_OK : lib_fail_match(db, rc, err);
 out:
 	sqlite3_finalize(st);
 	return rc;
@@ -665,7 +748,7 @@ int lib_search(sqlite3 *db, const char *query, const char *tag, unsigned limit,
 	int rc;
 
 	if (!db || !out)
-		return sdk_fail(err, LIB_EINVAL, "missing argument");
+		return sdk_fail(err, SDK_EINVAL, "missing argument");
 	*out = NULL;
 	rc = lib_check_search(query, tag, limit, err);
 	if (rc)
@@ -675,7 +758,7 @@ int lib_search(sqlite3 *db, const char *query, const char *tag, unsigned limit,
 		return lib_oom(err);
 	if (json_object_set_new(res, "query", json_string(query))) {
 		json_decref(res);
-		return sdk_fail(err, LIB_EINVAL, "query is not valid UTF-8");
+		return sdk_fail(err, SDK_EINVAL, "query is not valid UTF-8");
 	}
 	/* Counting first also surfaces a malformed query before any rows. */
 	rc = lib_search_count(db, query, tag, &total, err);
@@ -693,364 +776,197 @@ int lib_search(sqlite3 *db, const char *query, const char *tag, unsigned limit,
 		return rc;
 	}
 	*out = res;
-	return LIB_OK;
+	return SDK_OK;
 }
 
-/* The '/' boundary keeps /lib2 from counting as inside /lib. A root that
- * itself ends in '/' can only be "/", which contains everything. */
-static bool lib_path_within(const char *root, const char *path)
+
+/* The owner of document `id`: 1 and *owner (malloc'd, NULL for none), or
+ * SDK_ENOTFOUND. */
+static int lib_doc_owner(sqlite3 *db, int64_t id, char **owner, lib_err *err)
 {
-	size_t n = strlen(root);
-
-	if (strncmp(root, path, n) != 0)
-		return false;
-	return path[n] == '\0' || path[n] == '/' || (n && root[n - 1] == '/');
-}
-
-/* Returns "md", "txt" or NULL; the kind doubles as the second tag. */
-static const char *lib_ingest_kind(const char *name)
-{
-	const char *dot = strrchr(name, '.');
-
-	if (!dot)
-		return NULL;
-	if (strcasecmp(dot, ".md") == 0)
-		return "md";
-	if (strcasecmp(dot, ".txt") == 0)
-		return "txt";
-	return NULL;
-}
-
-static bool lib_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-/* Cuts at a character boundary so a truncated title stays valid UTF-8. */
-static char *lib_strndup_utf8(const char *s, size_t n, size_t max)
-{
-	if (n > max) {
-		n = max;
-		while (n && ((unsigned char)s[n] & 0xc0) == 0x80)
-			n--;
-	}
-	return strndup(s, n);
-}
-
-/* First line with visible text, markdown heading marks removed; the file
- * name when the file has no such line. */
-static char *lib_ingest_title(const char *body, size_t len, bool md,
-			      const char *name)
-{
-	const char *p = body, *end = body + len, *eol, *s, *e;
-
-	/* Editors on some systems start UTF-8 files with a BOM. */
-	if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
-		p += 3;
-	while (p < end) {
-		eol = memchr(p, '\n', (size_t)(end - p));
-		if (!eol)
-			eol = end;
-		s = p;
-		e = eol;
-		while (s < e && (lib_space(*s) || (md && *s == '#')))
-			s++;
-		while (e > s && lib_space(e[-1]))
-			e--;
-		if (e > s)
-			return lib_strndup_utf8(s, (size_t)(e - s), LIB_TITLE_MAX);
-		p = eol + 1;
-	}
-	return strdup(name);
-}
-
-/* Reads one byte beyond the size fstat reported, so a file that grew past
- * the limit while we looked is caught instead of silently truncated. */
-static char *lib_read_fd(int fd, const struct stat *st, size_t *len_out)
-{
-	size_t cap = (size_t)st->st_size + 1, len = 0;
-	char *buf = malloc(cap + 1);
-	ssize_t n = 0;
-
-	if (!buf)
-		return NULL;
-	while (len < cap) {
-		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	if (n < 0 || len > (size_t)st->st_size) {
-		free(buf);
-		return NULL;
-	}
-	buf[len] = '\0';
-	*len_out = len;
-	return buf;
-}
-
-static int lib_ingest_note(struct lib_ingest *ctx, int64_t id,
-			   const char *source)
-{
-	json_t *doc = json_object();
-	int bad = 0;
-
-	bad |= json_object_set_new(doc, "id", json_integer(id));
-	bad |= json_object_set_new(doc, "source", json_string(source));
-	if (bad || json_array_append_new(ctx->docs, doc)) {
-		if (bad)
-			json_decref(doc);
-		return lib_oom(ctx->err);
-	}
-	ctx->ingested++;
-	return LIB_OK;
-}
-
-/* Only database failures are errors; a file that cannot be taken (too big,
- * unreadable, empty, not UTF-8, swapped for something else mid-walk) is
- * counted as skipped and the walk goes on. */
-static int lib_ingest_body(struct lib_ingest *ctx, const char *body,
-			   size_t len, const char *path, const char *kind)
-{
-	const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	bool md = strcmp(kind, "md") == 0;
-	int64_t id;
-	char *title;
+	sqlite3_stmt *st;
 	int rc;
 
-	if (len == 0 || !lib_utf8_valid((const unsigned char *)body, len) ||
-	    !lib_utf8_valid((const unsigned char *)path, strlen(path))) {
-		ctx->skipped++;
-		return LIB_OK;
+	*owner = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT owner FROM documents WHERE id = ?1",
+			       -1, &st, NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "prepare owner");
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *o = (const char *)sqlite3_column_text(st, 0);
+		rc = 1;
+		if (o && !(*owner = strdup(o)))
+			rc = lib_oom(err);
+	} else if (rc == SQLITE_DONE) {
+		rc = sdk_fail(err, SDK_ENOTFOUND, "document %" PRId64 " not found",
+			      id);
+	} else {
+		rc = lib_fail_sql(db, err, "read owner");
 	}
-	title = lib_ingest_title(body, len, md, name);
-	if (!title)
-		return lib_oom(ctx->err);
-	rc = lib_doc_write(ctx->db, lib_sql_upsert, title, body,
-			   md ? lib_tags_md : lib_tags_txt, path, &id, ctx->err);
-	free(title);
-	return rc ? rc : lib_ingest_note(ctx, id, path);
-}
-
-static int lib_ingest_file(struct lib_ingest *ctx, int dfd, const char *name,
-			   const char *path, const char *kind)
-{
-	struct stat st;
-	size_t len;
-	char *body;
-	int fd, rc;
-
-	/* O_NONBLOCK: a FIFO swapped in after the stat must not hang us. */
-	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
-		    O_NONBLOCK);
-	if (fd < 0) {
-		ctx->skipped++;
-		return LIB_OK;
-	}
-	body = NULL;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-	    st.st_size <= (off_t)LIB_INGEST_FILE_MAX &&
-	    strlen(path) <= LIB_SOURCE_MAX)
-		body = lib_read_fd(fd, &st, &len);
-	close(fd);
-	if (!body) {
-		ctx->skipped++;
-		return LIB_OK;
-	}
-	rc = lib_ingest_body(ctx, body, len, path, kind);
-	free(body);
+	sqlite3_finalize(st);
 	return rc;
 }
 
-static char *lib_path_join(const char *dir, const char *name)
+int lib_doc_delete_as(sqlite3 *db, const lib_actor *who, int64_t id,
+		      lib_err *err)
 {
-	size_t n = strlen(dir);
-	char *p;
-
-	if (asprintf(&p, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/",
-		     name) < 0)
-		return NULL;
-	return p;
-}
-
-static int lib_ingest_dir(struct lib_ingest *ctx, int dfd, const char *dir,
-			  int depth);
-
-static int lib_ingest_subdir(struct lib_ingest *ctx, int dfd,
-			     const char *name, const char *path, int depth)
-{
-	int fd, rc;
-
-	/* Unreadable, or replaced by a symlink since the stat: not ours. */
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return LIB_OK;
-	rc = lib_ingest_dir(ctx, fd, path, depth);
-	close(fd);
-	return rc;
-}
-
-static int lib_ingest_entry(struct lib_ingest *ctx, int dfd, const char *dir,
-			    const char *name, int depth)
-{
-	const char *kind = NULL;
-	struct stat st;
-	char *path;
-	int rc = LIB_OK;
-
-	/* Never followed: a symlink could lead outside the root. */
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return LIB_OK;
-	if (S_ISREG(st.st_mode))
-		kind = lib_ingest_kind(name);
-	if (!kind && (!S_ISDIR(st.st_mode) || depth >= LIB_INGEST_DEPTH_MAX))
-		return LIB_OK;
-	path = lib_path_join(dir, name);
-	if (!path)
-		return lib_oom(ctx->err);
-	if (kind)
-		rc = lib_ingest_file(ctx, dfd, name, path, kind);
-	else
-		rc = lib_ingest_subdir(ctx, dfd, name, path, depth + 1);
-	free(path);
-	return rc;
-}
-
-static int lib_dirent_filter(const struct dirent *e)
-{
-	return strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-}
-
-/* Sorted so ingest order, and thus ids and the report, are reproducible. */
-static int lib_ingest_dir(struct lib_ingest *ctx, int dfd, const char *dir,
-			  int depth)
-{
-	struct dirent **names;
-	int n, i, rc = LIB_OK;
-
-	n = scandirat(dfd, ".", &names, lib_dirent_filter, alphasort);
-	if (n < 0)
-		return depth ? LIB_OK :
-		       sdk_fail(ctx->err, LIB_EIO, "cannot read directory: %s",
-				strerror(errno));
-	for (i = 0; i < n; i++) {
-		if (!rc)
-			rc = lib_ingest_entry(ctx, dfd, dir, names[i]->d_name,
-					      depth);
-		free(names[i]);
-	}
-	free(names);
-	return rc;
-}
-
-/* `path` is already resolved, so it names no symlink itself. */
-static int lib_ingest_top(struct lib_ingest *ctx, const char *path)
-{
-	const char *kind;
-	struct stat st;
-	int fd, rc;
-
-	if (lstat(path, &st) != 0)
-		return sdk_fail(ctx->err, LIB_EIO, "cannot stat path: %s",
-				strerror(errno));
-	if (S_ISREG(st.st_mode)) {
-		kind = lib_ingest_kind(path);
-		return kind ? lib_ingest_file(ctx, AT_FDCWD, path, path, kind) :
-			      LIB_OK;
-	}
-	if (!S_ISDIR(st.st_mode))
-		return sdk_fail(ctx->err, LIB_EINVAL,
-				"path is not a file or directory");
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return sdk_fail(ctx->err, LIB_EIO, "cannot open directory: %s",
-				strerror(errno));
-	rc = lib_ingest_dir(ctx, fd, path, 0);
-	close(fd);
-	return rc;
-}
-
-/* A path that does not resolve gets the same answer as one outside the
- * root: telling them apart would let a client probe which files exist
- * anywhere on the host. */
-static int lib_resolve(const char *root, const char *path, char **rroot,
-		       char **rpath, lib_err *err)
-{
-	*rroot = realpath(root, NULL);
-	if (!*rroot)
-		return sdk_fail(err, LIB_EIO, "cannot resolve library root: %s",
-				strerror(errno));
-	*rpath = realpath(path, NULL);
-	if (!*rpath && errno == ENOMEM)
-		return lib_oom(err);
-	if (!*rpath || !lib_path_within(*rroot, *rpath))
-		return sdk_fail(err, LIB_EDENIED,
-				"path does not resolve inside the library root");
-	return LIB_OK;
-}
-
-static json_t *lib_ingest_report(struct lib_ingest *ctx)
-{
-	json_t *res = json_object();
-	int bad = 0;
-
-	bad |= json_object_set_new(res, "ingested",
-				   json_integer(ctx->ingested));
-	bad |= json_object_set_new(res, "skipped", json_integer(ctx->skipped));
-	bad |= json_object_set_new(res, "documents", json_incref(ctx->docs));
-	if (bad) {
-		json_decref(res);
-		return NULL;
-	}
-	return res;
-}
-
-/* The report is built before the commit so that running out of memory for
- * it cannot leave an ingest committed but reported as failed. */
-static int lib_ingest_tx(struct lib_ingest *ctx, const char *path,
-			 json_t **out)
-{
+	char *owner = NULL;
 	bool nested;
 	int rc;
 
-	rc = lib_tx_begin(ctx->db, &nested, ctx->err);
+	if (!db || !who)
+		return sdk_fail(err, SDK_EINVAL, "missing argument");
+	rc = lib_tx_begin(db, &nested, err);
 	if (rc)
 		return rc;
-	rc = lib_ingest_top(ctx, path);
-	if (!rc) {
-		*out = lib_ingest_report(ctx);
-		rc = *out ? LIB_OK : lib_oom(ctx->err);
+	rc = lib_doc_owner(db, id, &owner, err);
+	if (rc == 1) {
+		if (!who->name)
+			rc = sdk_fail(err, SDK_EDENIED,
+				      "a document is deleted by its owner or an admin,"
+				      " through the Grace API");
+		else if (!who->admin && !owner)
+			rc = sdk_fail(err, SDK_EDENIED,
+				      "document %" PRId64 " has no owner: only an admin"
+				      " may delete it", id);
+		else if (!who->admin && strcmp(owner, who->name))
+			rc = sdk_fail(err, SDK_EDENIED,
+				      "document %" PRId64 " belongs to '%s': only its"
+				      " owner or an admin may delete it", id, owner);
+		else
+			rc = lib_doc_delete(db, id, err);
 	}
-	if (!rc)
-		rc = lib_tx_commit(ctx->db, nested, ctx->err);
+	free(owner);
+	if (rc)
+		lib_tx_rollback(db, nested);
 	else
-		lib_tx_rollback(ctx->db, nested);
-	if (rc) {
-		json_decref(*out);
-		*out = NULL;
-	}
+		rc = lib_tx_commit(db, nested, err);
 	return rc;
 }
 
-int lib_ingest(sqlite3 *db, const char *root, const char *path, json_t **out,
-	       lib_err *err)
+int lib_usage(sqlite3 *db, const char *owner, int64_t *docs, int64_t *bytes,
+	      lib_err *err)
 {
-	struct lib_ingest ctx = { .db = db, .err = err };
-	char *rroot = NULL, *rpath = NULL;
+	sqlite3_stmt *st;
 	int rc;
 
-	if (!db || !root || !path || !out)
-		return sdk_fail(err, LIB_EINVAL, "missing argument");
-	*out = NULL;
-	rc = lib_resolve(root, path, &rroot, &rpath, err);
-	if (!rc) {
-		ctx.docs = json_array();
-		rc = ctx.docs ? lib_ingest_tx(&ctx, rpath, out) : lib_oom(err);
+	if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(sum(size), 0)"
+			       " FROM documents WHERE owner = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "prepare usage");
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*docs = sqlite3_column_int64(st, 0);
+		*bytes = sqlite3_column_int64(st, 1);
+		rc = SDK_OK;
+	} else {
+		rc = lib_fail_sql(db, err, "read usage");
 	}
-	json_decref(ctx.docs);
-	free(rroot);
-	free(rpath);
+	sqlite3_finalize(st);
 	return rc;
+}
+
+int lib_quota_check(sqlite3 *db, const char *owner, const lib_quota *quota,
+		    int64_t docs, int64_t bytes, lib_err *err)
+{
+	int64_t have_docs = 0, have_bytes = 0;
+	int rc;
+
+	if (!owner || !quota || (!quota->docs && !quota->bytes))
+		return SDK_OK;
+	rc = lib_usage(db, owner, &have_docs, &have_bytes, err);
+	if (rc)
+		return rc;
+	if (quota->docs && have_docs + docs > quota->docs)
+		return sdk_fail(err, SDK_EQUOTA,
+				"librarian quota: at most %" PRId64 " documents per"
+				" user (you have %" PRId64 ")", quota->docs,
+				have_docs);
+	if (quota->bytes && have_bytes + bytes > quota->bytes)
+		return sdk_fail(err, SDK_EQUOTA,
+				"librarian quota: at most %" PRId64 " bytes of"
+				" documents per user (you have %" PRId64 ")",
+				quota->bytes, have_bytes);
+	return SDK_OK;
+}
+
+int lib_source_owner(sqlite3 *db, const char *source, char **owner,
+		     int64_t *size, lib_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*owner = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT owner, size FROM documents"
+			       " WHERE source = ?1", -1, &st, NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "prepare source");
+	sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *o = (const char *)sqlite3_column_text(st, 0);
+		*size = sqlite3_column_int64(st, 1);
+		rc = 1;
+		if (o && !(*owner = strdup(o)))
+			rc = lib_oom(err);
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : lib_fail_sql(db, err, "read source");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int lib_exec_owner(sqlite3 *db, const char *sql, const char *owner,
+			  int64_t now_ms, int64_t *changed, lib_err *err)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "prepare release");
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		sqlite3_bind_int64(st, 2, now_ms);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return lib_fail_sql(db, err, "release");
+	if (changed)
+		*changed = sqlite3_changes(db);
+	return SDK_OK;
+}
+
+int lib_owner_release(sqlite3 *db, const char *owner, int64_t now_ms,
+		      json_t **out, lib_err *err)
+{
+	int64_t docs = 0, jobs = 0;
+	bool nested;
+	int rc;
+
+	if (!db || !owner || !*owner || !out)
+		return sdk_fail(err, SDK_EINVAL, "missing argument");
+	rc = lib_tx_begin(db, &nested, err);
+	if (rc)
+		return rc;
+	rc = lib_exec_owner(db, "UPDATE documents SET owner = NULL WHERE owner = ?1",
+			    owner, now_ms, &docs, err);
+	if (!rc)
+		rc = lib_exec_owner(db,
+				    "UPDATE ingest_jobs SET state = 'cancelled',"
+				    " error = 'its owner was deleted',"
+				    " updated_ms = ?2, finished_ms = ?2"
+				    " WHERE owner = ?1 AND state IN ('scanning', 'running')",
+				    owner, now_ms, &jobs, err);
+	/* A new user of the name must not find the old one's ingests. */
+	if (!rc)
+		rc = lib_exec_owner(db, "UPDATE ingest_jobs SET owner = NULL, admin = 0"
+				    " WHERE owner = ?1", owner, now_ms, NULL, err);
+	if (!rc)
+		rc = lib_tx_commit(db, nested, err);
+	else
+		lib_tx_rollback(db, nested);
+	if (rc)
+		return rc;
+	*out = json_pack("{s:s, s:I, s:I}", "owner", owner, "documents",
+			 (json_int_t)docs, "ingests_cancelled", (json_int_t)jobs);
+	return *out ? SDK_OK : lib_oom(err);
 }

@@ -1,8 +1,15 @@
 /* The librarian's document store: SQLite + FTS5, no HTTP.
  *
- * Every call returns 0 on success or a negative LIB_E* code; on error a
- * human-readable reason is written into `err` (which may be NULL). The store
- * never prints and never aborts on bad input. */
+ * Errors follow sdk/err.h: every call returns 0 (or a count) on success or
+ * a negative sdk_status, with a human-readable reason in `err` (which may
+ * be NULL); SQLite failures go through sdk_status_of_sqlite (a full disk
+ * is SDK_EFULL). The store never prints and never aborts on bad input.
+ *
+ * Ownership: a document belongs to the user who created or ingested it
+ * (its `owner`), or to nobody when it was made without a caller (by Grace
+ * itself, or by the operator holding the internal token) or when its
+ * owner was deleted. Everyone reads and searches every document; changing
+ * or deleting one is for its owner or an admin (SDK_EDENIED otherwise). */
 #ifndef GRACE_LIBRARIAN_STORE_H
 #define GRACE_LIBRARIAN_STORE_H
 
@@ -11,53 +18,91 @@
 #include "sdk/err.h"
 #include <jansson.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 
-enum {
-	LIB_OK = 0,
-	LIB_EINVAL = -1,   /* bad argument: empty title, malformed query, ... */
-	LIB_ENOTFOUND = -2,
-	LIB_EDENIED = -3,  /* path outside the library root */
-	LIB_EIO = -4,      /* SQLite or file system failure */
-};
-
+#define LIB_SCHEMA_VERSION 2
 #define LIB_TITLE_MAX 1024u
 #define LIB_BODY_MAX (4u << 20)
 #define LIB_TAGS_MAX 32u
 #define LIB_TAG_LEN_MAX 64u
 #define LIB_SEARCH_LIMIT_MAX 100u
 #define LIB_INGEST_FILE_MAX (4u << 20)
+#define LIB_OWNER_MAX 64u
 
 typedef sdk_err lib_err;
 
-/* Creates the schema if missing. The caller owns `db` (already opened, WAL). */
+/* Who acts: the caller the gateway vouches for (sdk_req_caller). */
+typedef struct lib_actor {
+	const char *name; /* NULL: no caller */
+	bool admin;
+} lib_actor;
+
+/* An owner's quota; a zero field is no limit. */
+typedef struct lib_quota {
+	int64_t docs;
+	int64_t bytes; /* titles and bodies */
+} lib_quota;
+
+/* Creates the schema if missing (or migrates an older one). The caller
+ * owns `db` (already opened, WAL). */
 int lib_store_init(sqlite3 *db, lib_err *err);
 
-/* `tags` may be NULL (borrowed: a JSON array of strings); `source` may be NULL.
- * On success *id_out is the new document's id. */
+/* A document with no owner. `tags` may be NULL (borrowed: a JSON array of
+ * strings); `source` may be NULL. On success *id_out is the new id. */
 int lib_doc_put(sqlite3 *db, const char *title, const char *body, json_t *tags,
 		const char *source, int64_t *id_out, lib_err *err);
+/* The same, owned by `owner` (NULL: nobody) within `quota` (NULL: none):
+ * SDK_EQUOTA, naming the quota and its limit, when it would not fit. */
+int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
+		      const char *title, const char *body, json_t *tags,
+		      const char *source, int64_t *id_out, lib_err *err);
 
 /* On success *doc_out is a new reference the caller must json_decref:
- * {"id","title","body","tags":[...],"source"|null,"created_at"(unix ms)} */
+ * {"id","title","body","tags":[...],"source"|null,"owner"|null,
+ *  "created_at"(unix ms)} */
 int lib_doc_get(sqlite3 *db, int64_t id, json_t **doc_out, lib_err *err);
 
+/* Deletes whatever the owner: for the store's own use and tests. */
 int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err);
+/* Deletes as `who`: SDK_EDENIED unless `who` owns it or is an admin. */
+int lib_doc_delete_as(sqlite3 *db, const lib_actor *who, int64_t id, lib_err *err);
+
+/* What `owner` has: documents and bytes. */
+int lib_usage(sqlite3 *db, const char *owner, int64_t *docs, int64_t *bytes, lib_err *err);
+/* SDK_EQUOTA (with the reason) when `owner` cannot take `docs` more
+ * documents of `bytes` more bytes. */
+int lib_quota_check(sqlite3 *db, const char *owner, const lib_quota *quota, int64_t docs,
+		    int64_t bytes, lib_err *err);
+
+/* The owner is gone: their documents stay with no owner, their ingests
+ * still queued or running are cancelled, and their past ingests are no
+ * longer theirs. *out: {"owner","documents","ingests_cancelled"}. */
+int lib_owner_release(sqlite3 *db, const char *owner, int64_t now_ms, json_t **out,
+		      lib_err *err);
 
 /* Full-text search ranked by BM25 (best first). `tag` may be NULL; limit is
  * 1..LIB_SEARCH_LIMIT_MAX. On success *out is a new reference:
- * {"query","total","results":[{"id","title","score","snippet","tags","source"}]}
+ * {"query","total","results":[{"id","title","score","snippet","tags","source","owner"}]}
  * where snippet marks hits with <mark>…</mark>. A malformed FTS5 query is
- * LIB_EINVAL with the reason in err, never LIB_EIO. */
+ * SDK_EINVAL with the reason in err, never a storage error. */
 int lib_search(sqlite3 *db, const char *query, const char *tag, unsigned limit,
 	       json_t **out, lib_err *err);
 
-/* Ingests every regular .txt/.md file below `path` (recursively, symlinks not
- * followed). `path` must resolve inside `root` (both resolved with realpath),
- * else LIB_EDENIED. A file already ingested from the same source path is
- * replaced, not duplicated. On success *out is a new reference:
- * {"ingested":N,"skipped":N,"documents":[{"id","source"}...]} */
-int lib_ingest(sqlite3 *db, const char *root, const char *path, json_t **out,
-	       lib_err *err);
+/* For the store's other files (ingest.c): transactions that nest as
+ * savepoints inside a caller's, and a SQLite failure as a status. */
+int lib_tx_begin(sqlite3 *db, bool *nested, lib_err *err);
+void lib_tx_rollback(sqlite3 *db, bool nested);
+int lib_tx_commit(sqlite3 *db, bool nested, lib_err *err);
+int lib_fail_sql(sqlite3 *db, lib_err *err, const char *what);
+bool lib_utf8_valid(const unsigned char *s, size_t n);
+/* Upsert by source: a file ingested again keeps its id (and owner). */
+int lib_doc_upsert(sqlite3 *db, const char *owner, const char *title, const char *body,
+		   const char *tags, const char *source, int64_t size, int64_t *id_out,
+		   lib_err *err);
+/* The owner of the document with this source: 1 and *owner (malloc'd, or
+ * NULL for none), 0 when there is no such document. */
+int lib_source_owner(sqlite3 *db, const char *source, char **owner, int64_t *size,
+		     lib_err *err);
 
 #endif

@@ -64,16 +64,6 @@ int64_t bus_mono_us(void)
 	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
-void bus_reply_store_error(sdk_req *req, int rc, const bus_err *e)
-{
-	switch (rc) {
-	case BUS_EINVAL: sdk_reply_error(req, 400, "invalid", "%s", e->msg); break;
-	case BUS_ENOTFOUND: sdk_reply_error(req, 404, "not_found", "%s", e->msg); break;
-	case BUS_ECONFLICT: sdk_reply_error(req, 409, "conflict", "%s", e->msg); break;
-	default: sdk_reply_error(req, 500, "storage", "%s", e->msg); break;
-	}
-}
-
 /* ----------------------------------------------------------- validation */
 
 /* A JSON string without NUL bytes (which C strings would cut short). */
@@ -134,7 +124,19 @@ static const char *bus_check_msg(json_t *m, const char **what)
 	return h && !json_is_null(h) ? bus_check_headers(h) : NULL;
 }
 
-/* Answers 400 naming the first bad message; returns -1 then. */
+/* Subjects under "grace." carry the platform's own events (kernel states,
+ * incidents): only Grace itself and admins publish there, so a user cannot
+ * forge them. A request that carries a user role came through the gateway
+ * on a user's behalf (the role is believed only beside the internal token,
+ * which the kernel checked before this handler ran). */
+static bool bus_may_publish(sdk_req *req, const char *subject)
+{
+	const char *role = sdk_req_header(req, SDK_ROLE_HEADER);
+	return !role || !strcmp(role, "admin") || strncmp(subject, "grace.", 6) != 0;
+}
+
+/* Answers 400 naming the first bad message (403 for a subject the caller
+ * may not publish to); returns -1 then. */
 static int bus_check_body(sdk_req *req, json_t *body, size_t *n)
 {
 	bool array = json_is_array(body);
@@ -152,6 +154,14 @@ static int bus_check_body(sdk_req *req, json_t *body, size_t *n)
 		}
 		if (why) {
 			sdk_reply_error(req, 400, "invalid", "%s%s", what, why);
+			return -1;
+		}
+		const char *subject = json_string_value(
+			json_object_get(array ? json_array_get(body, i) : body, "subject"));
+		if (!bus_may_publish(req, subject)) {
+			sdk_reply_error(req, 403, "reserved_subject",
+					"subjects under grace. are Grace's own; message %zu names %s", i,
+					subject);
 			return -1;
 		}
 	}
@@ -261,11 +271,18 @@ static void bus_commit(evutil_socket_t fd, short what, void *arg)
 		return;
 	bt->last_pubs = bt->n_pubs;
 	bt->n_pubs = 0;
-	bus_err e = { "" };
+	sdk_err e = { "" };
 	int64_t t0 = bus_mono_us();
 	int rc = bus_store_append(b->store, bt->msgs, bt->n, sdk_wall_ms(), &e);
 	bt->last_commit_us = bus_mono_us() - t0;
-	if (rc) {
+	/* These publishes were let in before the commit: if the file went away
+	 * meanwhile, the commit is in a file no restart will read. */
+	bool lost = !rc && !sdk_kernel_storage_ok(b->k);
+	if (lost) {
+		b->stats.commit_failures++;
+		sdk_error("commit of %zu messages went to a database file that is gone: "
+			  "answered as not stored", bt->n);
+	} else if (rc) {
 		b->stats.commit_failures++;
 		sdk_error("commit of %zu messages failed: %s", bt->n, e.msg);
 	} else {
@@ -280,8 +297,11 @@ static void bus_commit(evutil_socket_t fd, short what, void *arg)
 	struct bus_pub *p;
 	while ((p = TAILQ_FIRST(&bt->pubs))) {
 		TAILQ_REMOVE(&bt->pubs, p, link);
-		if (rc)
-			sdk_reply_error(p->req, 503, "storage", "not stored: %s", e.msg);
+		if (lost)
+			sdk_reply_error(p->req, 503, "storage_failed",
+					"not stored: the database file was deleted or replaced");
+		else if (rc)
+			sdk_reply_status(p->req, rc, &e);
 		else
 			bus_reply_published(p, bt->msgs);
 		free(p);
@@ -356,10 +376,10 @@ static void bus_on_subjects(sdk_req *req, void *ctx)
 	if (bus_query_pattern(req, "subject", false, &pattern) < 0)
 		return;
 	json_t *arr;
-	bus_err e;
+	sdk_err e;
 	int rc = bus_subjects_list(b->store, pattern, &arr, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		bus_reply_wrapped(req, "subjects", arr);
 }
@@ -370,7 +390,7 @@ static void bus_retention_run(evutil_socket_t fd, short what, void *arg)
 	bus *b = arg;
 	size_t deleted = 0;
 	bool more = false;
-	bus_err e;
+	sdk_err e;
 	if (bus_retention_enforce(b->store, sdk_wall_ms(), BUS_RETENTION_BUDGET, &deleted, &more,
 				  &e))
 		sdk_warn("retention: %s", e.msg);
@@ -416,10 +436,10 @@ static void bus_on_retention_set(sdk_req *req, void *ctx)
 				"is required");
 		return;
 	}
-	bus_err e;
+	sdk_err e;
 	int rc = bus_retention_set(b->store, pattern, count, age, sdk_wall_ms(), &e);
 	if (rc) {
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 		return;
 	}
 	/* Enforced at once rather than at the next tick. */
@@ -436,10 +456,10 @@ static void bus_on_retention_list(sdk_req *req, void *ctx)
 {
 	bus *b = ((sdk_kernel *)ctx)->state;
 	json_t *arr;
-	bus_err e;
+	sdk_err e;
 	int rc = bus_retention_list(b->store, &arr, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		bus_reply_wrapped(req, "rules", arr);
 }
@@ -450,10 +470,10 @@ static void bus_on_retention_delete(sdk_req *req, void *ctx)
 	const char *pattern;
 	if (bus_query_pattern(req, "pattern", true, &pattern) < 0)
 		return;
-	bus_err e;
+	sdk_err e;
 	int rc = bus_retention_delete(b->store, pattern, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "pattern", pattern, "deleted", 1));
 }
@@ -523,7 +543,7 @@ static void bus_free(bus *b)
 static int bus_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	bus *b = calloc(1, sizeof *b);
-	bus_err e = { "out of memory" };
+	sdk_err e = { "out of memory" };
 	if (!b) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -583,8 +603,10 @@ static const sdk_route bus_routes[] = {
 
 const sdk_kernel_def message_bus_kernel = {
 	.name = "message_bus",
+	.port = 8100, .tier = "core",
 	.summary = "durable topics, publish, subscribe, consumer groups",
 	.complete = true,
+	.long_poll_max_ms = BUS_WAIT_MAX_MS,
 	.routes = bus_routes,
 	.n_routes = sizeof bus_routes / sizeof bus_routes[0],
 	.init = bus_init,

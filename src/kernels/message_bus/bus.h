@@ -43,11 +43,10 @@ typedef struct bus {
 	struct event *wake_ev, *sweep_ev;
 } bus;
 
+#define BUS_WAIT_MAX_MS 30000u /* a group poll's longest wait_ms */
+
 /* Microseconds on the monotonic clock, for durations finer than sdk_mono_ms. */
 int64_t bus_mono_us(void);
-
-/* Answers a store error with the fitting status. */
-void bus_reply_store_error(sdk_req *req, int rc, const bus_err *e);
 
 /* stream.c */
 int bus_stream_init(bus *b);

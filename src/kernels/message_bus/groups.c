@@ -28,7 +28,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +35,6 @@
 
 #define BUS_POLL_DEFAULT 10u
 #define BUS_POLL_MAX 1000u
-#define BUS_WAIT_MAX_MS 30000u
 #define BUS_POLL_BUDGET 10000u /* new rows a poll looks at, matching or not */
 #define BUS_POLLERS_MAX 4096u
 #define BUS_ACK_MAX 10000u
@@ -92,14 +90,14 @@ static bool bus_poll_try(bus *b, sdk_req *req, const char *group, const bus_poll
 			 bool final, bus_poll_result *res, size_t *dead)
 {
 	struct bus_poll_out po = { evbuffer_new(), 0 };
-	bus_err e = { "out of memory" };
+	sdk_err e = { "out of memory" };
 	int rc = po.msgs ? bus_group_poll(b->store, group, o, sdk_wall_ms(), bus_poll_emit, &po,
 					  res, &e) :
-			   BUS_EIO;
+			   SDK_EIO;
 	if (rc) {
 		if (po.msgs)
 			evbuffer_free(po.msgs);
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 		return true;
 	}
 	b->stats.polled += res->delivered;
@@ -124,17 +122,7 @@ static bool bus_poll_try(bus *b, sdk_req *req, const char *group, const bus_poll
  * whose request is unanswered, so it never notices; a peek does (the same
  * test the gateway makes of its idle connections). A client that
  * half-closes after its request counts as gone. */
-static bool bus_poller_gone(struct bus_poller *p)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(p->req));
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-	if (fd < 0)
-		return true;
-	char byte;
-	ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
+static bool bus_poller_gone(struct bus_poller *p) { return sdk_req_closed(p->req); }
 
 static void bus_sweep_arm(bus *b)
 {
@@ -425,10 +413,10 @@ void bus_on_ack(sdk_req *req, void *ctx)
 	if (!body || bus_ack_parse(req, body, &seqs, &dels, &n) < 0)
 		goto out;
 	acked = calloc(n, sizeof *acked);
-	bus_err e = { "out of memory" };
-	int rc = acked ? bus_group_ack(b->store, group, seqs, dels, n, acked, &e) : BUS_EIO;
+	sdk_err e = { "out of memory" };
+	int rc = acked ? bus_group_ack(b->store, group, seqs, dels, n, acked, &e) : SDK_EIO;
 	if (rc) {
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 		goto out;
 	}
 	size_t n_acked;
@@ -445,12 +433,12 @@ void bus_on_group_get(sdk_req *req, void *ctx)
 	bus *b = ((sdk_kernel *)ctx)->state;
 	const char *group = bus_group_param(req);
 	json_t *out;
-	bus_err e;
+	sdk_err e;
 	if (!group)
 		return;
 	int rc = bus_group_get(b->store, group, &out, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, out);
 }
@@ -459,10 +447,10 @@ void bus_on_group_list(sdk_req *req, void *ctx)
 {
 	bus *b = ((sdk_kernel *)ctx)->state;
 	json_t *arr;
-	bus_err e;
+	sdk_err e;
 	int rc = bus_group_list(b->store, &arr, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, json_pack("{s:o}", "groups", arr));
 }
@@ -471,12 +459,12 @@ void bus_on_group_delete(sdk_req *req, void *ctx)
 {
 	bus *b = ((sdk_kernel *)ctx)->state;
 	const char *group = bus_group_param(req);
-	bus_err e;
+	sdk_err e;
 	if (!group)
 		return;
 	int rc = bus_group_delete(b->store, group, &e);
 	if (rc)
-		bus_reply_store_error(req, rc, &e);
+		sdk_reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "group", group, "deleted", 1));
 }

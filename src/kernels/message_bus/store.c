@@ -4,9 +4,10 @@
  * the C code (one upsert per run of equal subjects in a batch, not one per
  * message), so GET /subjects never scans the log. `groups` and
  * `deliveries` are the consumer groups; `retention` the rules. */
-#include "sdk/err.h"
 #include "kernels/message_bus/store.h"
 
+#include "sdk/db.h"
+#include "sdk/err.h"
 #include "kernels/message_bus/subject.h"
 
 #include <inttypes.h>
@@ -140,9 +141,9 @@ typedef struct bus_group {
 	int max_deliveries;
 } bus_group;
 
-static int bus_fail_sql(bus_store *st, bus_err *err, const char *what)
+static int bus_fail_sql(bus_store *st, sdk_err *err, const char *what)
 {
-	return sdk_fail(err, BUS_EIO, "%s: %s", what, sqlite3_errmsg(st->db));
+	return sdk_db_fail(st->db, err, what);
 }
 
 /* A statement from the cache, reset and unbound, ready to bind. */
@@ -155,12 +156,12 @@ static sqlite3_stmt *bus_stmt(bus_store *st, enum bus_stmt_id id)
 }
 
 /* Runs a cached statement that returns no rows. */
-static int bus_run(bus_store *st, enum bus_stmt_id id, bus_err *err, const char *what)
+static int bus_run(bus_store *st, enum bus_stmt_id id, sdk_err *err, const char *what)
 {
 	sqlite3_stmt *s = bus_stmt(st, id);
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? BUS_OK : bus_fail_sql(st, err, what);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SDK_OK : bus_fail_sql(st, err, what);
 }
 
 static void bus_rollback(bus_store *st)
@@ -171,13 +172,13 @@ static void bus_rollback(bus_store *st)
 }
 
 /* `durable`: the commit is fsynced before it returns. */
-static int bus_begin(bus_store *st, bool durable, bus_err *err)
+static int bus_begin(bus_store *st, bool durable, sdk_err *err)
 {
 	int rc = bus_run(st, durable ? S_SYNC_FULL : S_SYNC_NORMAL, err, "set synchronous");
 	return rc ? rc : bus_run(st, S_BEGIN, err, "begin transaction");
 }
 
-static int bus_commit(bus_store *st, bus_err *err)
+static int bus_commit(bus_store *st, sdk_err *err)
 {
 	int rc = bus_run(st, S_COMMIT, err, "commit");
 	if (rc)
@@ -186,7 +187,7 @@ static int bus_commit(bus_store *st, bus_err *err)
 }
 
 /* One integer from a one-shot query; `def` when it returns no row or NULL. */
-static int bus_query_int(bus_store *st, const char *sql, int64_t def, int64_t *out, bus_err *err)
+static int bus_query_int(bus_store *st, const char *sql, int64_t def, int64_t *out, sdk_err *err)
 {
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
@@ -196,27 +197,24 @@ static int bus_query_int(bus_store *st, const char *sql, int64_t def, int64_t *o
 	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
 		*out = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(st, err, sql);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(st, err, sql);
 }
 
-static int bus_schema_create(bus_store *st, bus_err *err)
+static int bus_schema_create(bus_store *st, sdk_err *err)
 {
 	int64_t version;
 	int rc = bus_query_int(st, "PRAGMA user_version", 0, &version, err);
 	if (rc)
 		return rc;
 	if (version > BUS_SCHEMA_VERSION)
-		return sdk_fail(err, BUS_EIO, "schema version %" PRId64 " is newer than %d", version,
+		return sdk_fail(err, SDK_EIO, "schema version %" PRId64 " is newer than %d", version,
 				BUS_SCHEMA_VERSION);
-	char *msg = NULL;
-	if (sqlite3_exec(st->db, bus_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		rc = sdk_fail(err, BUS_EIO, "create schema: %s", msg ? msg : "?");
-		sqlite3_free(msg);
-	}
+	if (sqlite3_exec(st->db, bus_schema, NULL, NULL, NULL) != SQLITE_OK)
+		rc = bus_fail_sql(st, err, "create schema");
 	return rc;
 }
 
-static int bus_load_positions(bus_store *st, bus_err *err)
+static int bus_load_positions(bus_store *st, sdk_err *err)
 {
 	int64_t seq_used = 0, seq_max = 0;
 	int rc = bus_query_int(st, "SELECT seq FROM sqlite_sequence WHERE name = 'messages'", 0,
@@ -230,25 +228,25 @@ static int bus_load_positions(bus_store *st, bus_err *err)
 	return rc;
 }
 
-static int bus_prepare_all(bus_store *st, bus_err *err)
+static int bus_prepare_all(bus_store *st, sdk_err *err)
 {
 	for (int i = 0; i < S_COUNT; i++)
 		if (sqlite3_prepare_v3(st->db, bus_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->st[i],
 				       NULL) != SQLITE_OK)
 			return bus_fail_sql(st, err, bus_sql[i]);
-	return BUS_OK;
+	return SDK_OK;
 }
 
-int bus_store_open(sqlite3 *db, bus_store **out, bus_err *err)
+int bus_store_open(sqlite3 *db, bus_store **out, sdk_err *err)
 {
 	bus_store *st = calloc(1, sizeof *st);
 	if (!st)
-		return sdk_fail(err, BUS_EIO, "out of memory");
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	st->db = db;
 	/* The schema is created under the write lock so two processes starting
 	 * at once cannot both decide to create it. */
 	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ?
-			 BUS_OK :
+			 SDK_OK :
 			 bus_fail_sql(st, err, "begin");
 	if (!rc) {
 		rc = bus_schema_create(st, err);
@@ -266,7 +264,7 @@ int bus_store_open(sqlite3 *db, bus_store **out, bus_err *err)
 		return rc;
 	}
 	*out = st;
-	return BUS_OK;
+	return SDK_OK;
 }
 
 void bus_store_close(bus_store *st)
@@ -285,7 +283,7 @@ static int bus_bind_text(sqlite3_stmt *s, int i, const char *v)
 	return v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
 }
 
-static int bus_insert_one(bus_store *st, const bus_msg *m, bus_err *err)
+static int bus_insert_one(bus_store *st, const bus_msg *m, sdk_err *err)
 {
 	sqlite3_stmt *s = bus_stmt(st, S_INSERT);
 	if (sqlite3_bind_int64(s, 1, m->seq) || bus_bind_text(s, 2, m->subject) ||
@@ -294,11 +292,11 @@ static int bus_insert_one(bus_store *st, const bus_msg *m, bus_err *err)
 		return bus_fail_sql(st, err, "bind message");
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(st, err, "insert message");
+	return rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(st, err, "insert message");
 }
 
 static int bus_subject_add(bus_store *st, const char *subject, int64_t count, int64_t first,
-			   int64_t last, bus_err *err)
+			   int64_t last, sdk_err *err)
 {
 	sqlite3_stmt *s = bus_stmt(st, S_SUBJECT_ADD);
 	if (bus_bind_text(s, 1, subject) || sqlite3_bind_int64(s, 2, count) ||
@@ -306,12 +304,12 @@ static int bus_subject_add(bus_store *st, const char *subject, int64_t count, in
 		return bus_fail_sql(st, err, "bind subject");
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(st, err, "count subject");
+	return rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(st, err, "count subject");
 }
 
 /* Inserts inside the caller's transaction; on failure the caller rolls
  * back and st->next_seq/last_ts are restored by the caller. */
-static int bus_append_rows(bus_store *st, bus_msg *msgs, size_t n, int64_t now_ms, bus_err *err)
+static int bus_append_rows(bus_store *st, bus_msg *msgs, size_t n, int64_t now_ms, sdk_err *err)
 {
 	size_t run = 0; /* start of the current run of one subject */
 	for (size_t i = 0; i < n; i++) {
@@ -330,13 +328,13 @@ static int bus_append_rows(bus_store *st, bus_msg *msgs, size_t n, int64_t now_m
 			run = i + 1;
 		}
 	}
-	return BUS_OK;
+	return SDK_OK;
 }
 
-int bus_store_append(bus_store *st, bus_msg *msgs, size_t n, int64_t now_ms, bus_err *err)
+int bus_store_append(bus_store *st, bus_msg *msgs, size_t n, int64_t now_ms, sdk_err *err)
 {
 	if (n == 0)
-		return BUS_OK;
+		return SDK_OK;
 	int64_t seq0 = st->next_seq, ts0 = st->last_ts;
 	int rc = bus_begin(st, true, err);
 	if (rc)
@@ -378,10 +376,10 @@ struct bus_scan {
 	int64_t next;
 };
 
-/* Steps a prepared page, counting its rows in *rows; BUS_OK, fn's nonzero
- * code, or BUS_EIO. */
+/* Steps a prepared page, counting its rows in *rows; SDK_OK, fn's nonzero
+ * code, or SDK_EIO. */
 static int bus_scan_page(struct bus_scan *sc, sqlite3_stmt *s, bool filter, size_t max,
-			 bus_err *err, size_t *rows)
+			 sdk_err *err, size_t *rows)
 {
 	int rc;
 	*rows = 0;
@@ -403,11 +401,11 @@ static int bus_scan_page(struct bus_scan *sc, sqlite3_stmt *s, bool filter, size
 			break;
 	}
 	sqlite3_reset(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? BUS_OK :
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SDK_OK :
 						       bus_fail_sql(sc->st, err, "scan messages");
 }
 
-static int bus_scan_literal(struct bus_scan *sc, int64_t from, size_t max, bus_err *err)
+static int bus_scan_literal(struct bus_scan *sc, int64_t from, size_t max, sdk_err *err)
 {
 	sqlite3_stmt *s = bus_stmt(sc->st, S_SCAN_SUBJECT);
 	if (bus_bind_text(s, 1, sc->pattern) || sqlite3_bind_int64(s, 2, from) ||
@@ -422,7 +420,7 @@ static int bus_scan_literal(struct bus_scan *sc, int64_t from, size_t max, bus_e
 }
 
 static int bus_scan_all(struct bus_scan *sc, int64_t from, size_t max, size_t budget,
-			bus_err *err)
+			sdk_err *err)
 {
 	sc->next = from;
 	while (sc->matched < max && sc->seen < budget) {
@@ -441,16 +439,16 @@ static int bus_scan_all(struct bus_scan *sc, int64_t from, size_t max, size_t bu
 			break;
 		}
 	}
-	return BUS_OK;
+	return SDK_OK;
 }
 
 int bus_store_scan(bus_store *st, const char *pattern, int64_t from, size_t max, size_t budget,
-		   bus_msg_fn fn, void *arg, int64_t *next_out, bus_err *err)
+		   bus_msg_fn fn, void *arg, int64_t *next_out, sdk_err *err)
 {
 	struct bus_scan sc = { .st = st, .pattern = pattern, .fn = fn, .arg = arg, .next = from };
 	*next_out = from;
 	if (max == 0 || from >= st->next_seq)
-		return BUS_OK;
+		return SDK_OK;
 	int rc = bus_pattern_literal(pattern) ? bus_scan_literal(&sc, from, max, err) :
 						bus_scan_all(&sc, from, max, budget, err);
 	if (rc >= 0)
@@ -461,7 +459,7 @@ int bus_store_scan(bus_store *st, const char *pattern, int64_t from, size_t max,
 /* ------------------------------------------------------------------ groups */
 
 static int bus_group_load(bus_store *st, const char *name, bus_group *g, bool *found,
-			  bus_err *err)
+			  sdk_err *err)
 {
 	sqlite3_stmt *s = bus_stmt(st, S_GROUP_GET);
 	if (bus_bind_text(s, 1, name))
@@ -476,11 +474,11 @@ static int bus_group_load(bus_store *st, const char *name, bus_group *g, bool *f
 		g->created_at = sqlite3_column_int64(s, 4);
 	}
 	sqlite3_reset(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(st, err, "read group");
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(st, err, "read group");
 }
 
 static int bus_group_create(bus_store *st, const char *name, const bus_poll_opts *o,
-			    int64_t now_ms, bus_group *g, bus_err *err)
+			    int64_t now_ms, bus_group *g, sdk_err *err)
 {
 	snprintf(g->pattern, sizeof g->pattern, "%s", o->pattern);
 	g->cursor = o->from == BUS_FROM_LATEST ? st->next_seq :
@@ -496,10 +494,10 @@ static int bus_group_create(bus_store *st, const char *name, const bus_poll_opts
 		return bus_fail_sql(st, err, "bind group");
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(st, err, "create group");
+	return rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(st, err, "create group");
 }
 
-static int bus_group_save(bus_store *st, const char *name, const bus_group *g, bus_err *err)
+static int bus_group_save(bus_store *st, const char *name, const bus_group *g, sdk_err *err)
 {
 	sqlite3_stmt *s = bus_stmt(st, S_GROUP_UPDATE);
 	if (bus_bind_text(s, 1, name) || sqlite3_bind_int64(s, 2, g->cursor) ||
@@ -507,12 +505,12 @@ static int bus_group_save(bus_store *st, const char *name, const bus_group *g, b
 		return bus_fail_sql(st, err, "bind group");
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(st, err, "update group");
+	return rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(st, err, "update group");
 }
 
 /* Loads the group, creating it or applying new settings as asked. */
 static int bus_group_open(bus_store *st, const char *name, const bus_poll_opts *o,
-			  int64_t now_ms, bus_group *g, bus_err *err)
+			  int64_t now_ms, bus_group *g, sdk_err *err)
 {
 	bool found;
 	int rc = bus_group_load(st, name, g, &found, err);
@@ -520,22 +518,22 @@ static int bus_group_open(bus_store *st, const char *name, const bus_poll_opts *
 		return rc;
 	if (!found)
 		return o->pattern ? bus_group_create(st, name, o, now_ms, g, err) :
-				    sdk_fail(err, BUS_ENOTFOUND,
+				    sdk_fail(err, SDK_ENOTFOUND,
 					     "group %s does not exist: the first poll must name "
 					     "its subject",
 					     name);
 	if (o->pattern && strcmp(o->pattern, g->pattern) != 0)
-		return sdk_fail(err, BUS_ECONFLICT, "group %s consumes %s, not %s", name,
+		return sdk_fail(err, SDK_ECONFLICT, "group %s consumes %s, not %s", name,
 				g->pattern, o->pattern);
 	if (o->visibility_ms)
 		g->visibility_ms = o->visibility_ms;
 	if (o->max_deliveries)
 		g->max_deliveries = o->max_deliveries;
-	return BUS_OK;
+	return SDK_OK;
 }
 
 static int bus_delivery_write(bus_store *st, enum bus_stmt_id id, const char *grp, int64_t seq,
-			      int count, int64_t visible_at, bus_err *err)
+			      int count, int64_t visible_at, sdk_err *err)
 {
 	sqlite3_stmt *s = bus_stmt(st, id);
 	int bad = bus_bind_text(s, 1, grp) || sqlite3_bind_int64(s, 2, seq);
@@ -547,7 +545,7 @@ static int bus_delivery_write(bus_store *st, enum bus_stmt_id id, const char *gr
 		return bus_fail_sql(st, err, "bind delivery");
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(st, err, "write delivery");
+	return rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(st, err, "write delivery");
 }
 
 /* The headers of a dead letter: the original ones plus where it came from. */
@@ -571,12 +569,12 @@ static char *bus_dlq_headers(const char *grp, const bus_msg *m, int count)
 }
 
 static int bus_dead_letter(bus_store *st, const char *grp, const bus_msg *m, int count,
-			   int64_t now_ms, bus_err *err)
+			   int64_t now_ms, sdk_err *err)
 {
 	char *subject = NULL, *headers = bus_dlq_headers(grp, m, count);
 	if (!headers || asprintf(&subject, BUS_DLQ_PREFIX ".%s.%s", grp, m->subject) < 0) {
 		free(headers);
-		return sdk_fail(err, BUS_EIO, "out of memory");
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	bus_msg dl = { .subject = subject, .key = m->key, .headers = headers, .payload = m->payload };
 	int rc = bus_append_rows(st, &dl, 1, now_ms, err);
@@ -623,7 +621,7 @@ struct bus_poll {
 	bus_delivery_fn fn;
 	void *arg;
 	bus_poll_result *res;
-	bus_err *err;
+	sdk_err *err;
 };
 
 /* Reads one in-flight delivery: its count and a copy of its message
@@ -647,8 +645,8 @@ static int bus_due_load(struct bus_poll *p, int64_t seq, int *count, bus_msg *m,
 	}
 	sqlite3_reset(s);
 	if (rc == SQLITE_NOMEM)
-		return sdk_fail(p->err, BUS_EIO, "out of memory");
-	return rc == SQLITE_ROW ? BUS_OK : bus_fail_sql(p->st, p->err, "read delivery");
+		return sdk_fail(p->err, SDK_EIO, "out of memory");
+	return rc == SQLITE_ROW ? SDK_OK : bus_fail_sql(p->st, p->err, "read delivery");
 }
 
 /* One due delivery: handed out again, dead-lettered, or dropped when
@@ -675,7 +673,7 @@ static int bus_poll_due_one(struct bus_poll *p, int64_t seq)
 		rc = bus_delivery_write(p->st, S_DELIVERY_UPDATE, p->grp, seq, count + 1,
 					p->now_ms + p->g->visibility_ms, p->err);
 		if (!rc && p->fn(&m, count + 1, p->arg))
-			rc = sdk_fail(p->err, BUS_EIO, "out of memory");
+			rc = sdk_fail(p->err, SDK_EIO, "out of memory");
 		if (!rc)
 			p->res->delivered++;
 	}
@@ -693,7 +691,7 @@ static int bus_poll_due(struct bus_poll *p)
 		size_t want = p->max - p->res->delivered, got = 0;
 		int64_t *seqs = calloc(want, sizeof *seqs);
 		if (!seqs)
-			return sdk_fail(p->err, BUS_EIO, "out of memory");
+			return sdk_fail(p->err, SDK_EIO, "out of memory");
 		sqlite3_stmt *s = bus_stmt(p->st, S_DUE);
 		int rc = SQLITE_DONE;
 		if (bus_bind_text(s, 1, p->grp) || sqlite3_bind_int64(s, 2, p->now_ms) ||
@@ -702,7 +700,7 @@ static int bus_poll_due(struct bus_poll *p)
 		while (rc != SQLITE_ERROR && got < want && (rc = sqlite3_step(s)) == SQLITE_ROW)
 			seqs[got++] = sqlite3_column_int64(s, 0);
 		sqlite3_reset(s);
-		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? BUS_OK :
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SDK_OK :
 							     bus_fail_sql(p->st, p->err, "read due");
 		for (size_t i = 0; !rc && i < got; i++)
 			rc = bus_poll_due_one(p, seqs[i]);
@@ -712,7 +710,7 @@ static int bus_poll_due(struct bus_poll *p)
 		if (got < want)
 			break;
 	}
-	return BUS_OK;
+	return SDK_OK;
 }
 
 /* Scan callback: a message seen by the group for the first time. */
@@ -724,9 +722,9 @@ static int bus_poll_new_one(const bus_msg *m, void *arg)
 	if (rc)
 		return rc;
 	if (p->fn(m, 1, p->arg))
-		return sdk_fail(p->err, BUS_EIO, "out of memory");
+		return sdk_fail(p->err, SDK_EIO, "out of memory");
 	p->res->delivered++;
-	return BUS_OK;
+	return SDK_OK;
 }
 
 static int bus_poll_new(struct bus_poll *p, size_t budget)
@@ -734,7 +732,7 @@ static int bus_poll_new(struct bus_poll *p, size_t budget)
 	size_t want = p->max - p->res->delivered;
 	if (want == 0) {
 		p->res->more = p->g->cursor < p->st->next_seq;
-		return BUS_OK;
+		return SDK_OK;
 	}
 	int64_t next;
 	int rc = bus_store_scan(p->st, p->g->pattern, p->g->cursor, want, budget, bus_poll_new_one,
@@ -743,10 +741,10 @@ static int bus_poll_new(struct bus_poll *p, size_t budget)
 		return rc;
 	p->g->cursor = next;
 	p->res->more = next < p->st->next_seq;
-	return BUS_OK;
+	return SDK_OK;
 }
 
-static int bus_next_due(bus_store *st, const char *grp, int64_t *out, bus_err *err)
+static int bus_next_due(bus_store *st, const char *grp, int64_t *out, sdk_err *err)
 {
 	sqlite3_stmt *s = bus_stmt(st, S_NEXT_DUE);
 	if (bus_bind_text(s, 1, grp))
@@ -754,15 +752,15 @@ static int bus_next_due(bus_store *st, const char *grp, int64_t *out, bus_err *e
 	int rc = sqlite3_step(s);
 	*out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0; /* NULL reads as 0 */
 	sqlite3_reset(s);
-	return rc == SQLITE_ROW ? BUS_OK : bus_fail_sql(st, err, "read next due");
+	return rc == SQLITE_ROW ? SDK_OK : bus_fail_sql(st, err, "read next due");
 }
 
 int bus_group_poll(bus_store *st, const char *group, const bus_poll_opts *o, int64_t now_ms,
-		   bus_delivery_fn fn, void *arg, bus_poll_result *res, bus_err *err)
+		   bus_delivery_fn fn, void *arg, bus_poll_result *res, sdk_err *err)
 {
 	*res = (bus_poll_result){ 0 };
 	if (o->max == 0)
-		return sdk_fail(err, BUS_EINVAL, "max must be at least 1");
+		return sdk_fail(err, SDK_EINVAL, "max must be at least 1");
 	int64_t seq0 = st->next_seq, ts0 = st->last_ts;
 	bus_group g;
 	struct bus_poll p = { .st = st, .grp = group, .g = &g, .now_ms = now_ms, .max = o->max,
@@ -794,7 +792,7 @@ int bus_group_poll(bus_store *st, const char *group, const bus_poll_opts *o, int
 }
 
 int bus_group_ack(bus_store *st, const char *group, const int64_t *seqs, const int *deliveries,
-		  size_t n, bool *acked, bus_err *err)
+		  size_t n, bool *acked, sdk_err *err)
 {
 	bus_group g;
 	bool found;
@@ -803,7 +801,7 @@ int bus_group_ack(bus_store *st, const char *group, const int64_t *seqs, const i
 		return rc;
 	rc = bus_group_load(st, group, &g, &found, err);
 	if (!rc && !found)
-		rc = sdk_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
+		rc = sdk_fail(err, SDK_ENOTFOUND, "group %s does not exist", group);
 	for (size_t i = 0; !rc && i < n; i++) {
 		sqlite3_stmt *s = bus_stmt(st, S_ACK);
 		if (bus_bind_text(s, 1, group) || sqlite3_bind_int64(s, 2, seqs[i]) ||
@@ -842,7 +840,7 @@ static json_t *bus_col_json(sqlite3_stmt *s, int i)
 static int bus_rows_json(bus_store *st, const char *sql, const char *text,
 			 const char *const *names, int ncols,
 			 bool (*keep)(sqlite3_stmt *s, const void *arg), const void *arg,
-			 json_t **out, bus_err *err)
+			 json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
@@ -863,11 +861,11 @@ static int bus_rows_json(bus_store *st, const char *sql, const char *text,
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		json_decref(arr);
-		return rc == SQLITE_NOMEM ? sdk_fail(err, BUS_EIO, "out of memory") :
+		return rc == SQLITE_NOMEM ? sdk_fail(err, SDK_EIO, "out of memory") :
 					    bus_fail_sql(st, err, "listing");
 	}
 	*out = arr;
-	return BUS_OK;
+	return SDK_OK;
 }
 
 #define BUS_GROUP_SELECT \
@@ -877,7 +875,7 @@ static int bus_rows_json(bus_store *st, const char *sql, const char *text,
 static const char *const bus_group_names[] = { "name", "subject", "cursor", "visibility_ms",
 					       "max_deliveries", "created_at", "in_flight" };
 
-static int bus_groups_json(bus_store *st, const char *group, json_t **out, bus_err *err)
+static int bus_groups_json(bus_store *st, const char *group, json_t **out, sdk_err *err)
 {
 	json_t *arr;
 	int rc = bus_rows_json(st, group ? BUS_GROUP_SELECT " WHERE name = ?1" :
@@ -890,10 +888,10 @@ static int bus_groups_json(bus_store *st, const char *group, json_t **out, bus_e
 	json_array_foreach (arr, i, g)
 		json_object_set_new(g, "next_offset", json_integer(st->next_seq));
 	*out = arr;
-	return BUS_OK;
+	return SDK_OK;
 }
 
-int bus_group_get(bus_store *st, const char *group, json_t **out, bus_err *err)
+int bus_group_get(bus_store *st, const char *group, json_t **out, sdk_err *err)
 {
 	json_t *arr;
 	int rc = bus_groups_json(st, group, &arr, err);
@@ -901,20 +899,20 @@ int bus_group_get(bus_store *st, const char *group, json_t **out, bus_err *err)
 		return rc;
 	if (json_array_size(arr) == 0) {
 		json_decref(arr);
-		return sdk_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
+		return sdk_fail(err, SDK_ENOTFOUND, "group %s does not exist", group);
 	}
 	*out = json_incref(json_array_get(arr, 0));
 	json_decref(arr);
-	return BUS_OK;
+	return SDK_OK;
 }
 
-int bus_group_list(bus_store *st, json_t **out, bus_err *err)
+int bus_group_list(bus_store *st, json_t **out, sdk_err *err)
 {
 	return bus_groups_json(st, NULL, out, err);
 }
 
 static int bus_exec_bound(bus_store *st, const char *sql, const char *text, int *changes,
-			  bus_err *err)
+			  sdk_err *err)
 {
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
@@ -925,10 +923,10 @@ static int bus_exec_bound(bus_store *st, const char *sql, const char *text, int 
 		return bus_fail_sql(st, err, sql);
 	if (changes)
 		*changes = sqlite3_changes(st->db);
-	return BUS_OK;
+	return SDK_OK;
 }
 
-int bus_group_delete(bus_store *st, const char *group, bus_err *err)
+int bus_group_delete(bus_store *st, const char *group, sdk_err *err)
 {
 	int changes = 0;
 	int rc = bus_begin(st, false, err);
@@ -938,7 +936,7 @@ int bus_group_delete(bus_store *st, const char *group, bus_err *err)
 	if (!rc)
 		rc = bus_exec_bound(st, "DELETE FROM groups WHERE name = ?1", group, &changes, err);
 	if (!rc && changes == 0)
-		rc = sdk_fail(err, BUS_ENOTFOUND, "group %s does not exist", group);
+		rc = sdk_fail(err, SDK_ENOTFOUND, "group %s does not exist", group);
 	if (!rc)
 		return bus_commit(st, err);
 	bus_rollback(st);
@@ -950,7 +948,7 @@ static bool bus_keep_matching(sqlite3_stmt *s, const void *pattern)
 	return bus_pattern_match(pattern, bus_col_text(s, 0));
 }
 
-int bus_subjects_list(bus_store *st, const char *pattern, json_t **out, bus_err *err)
+int bus_subjects_list(bus_store *st, const char *pattern, json_t **out, sdk_err *err)
 {
 	static const char *const names[] = { "subject", "count", "first_offset", "last_offset" };
 	return bus_rows_json(st,
@@ -962,10 +960,10 @@ int bus_subjects_list(bus_store *st, const char *pattern, json_t **out, bus_err 
 /* -------------------------------------------------------------- retention */
 
 int bus_retention_set(bus_store *st, const char *pattern, int64_t max_count, int64_t max_age_ms,
-		      int64_t now_ms, bus_err *err)
+		      int64_t now_ms, sdk_err *err)
 {
 	if (max_count < 0 && max_age_ms < 0)
-		return sdk_fail(err, BUS_EINVAL, "set max_count, max_age_ms or both");
+		return sdk_fail(err, SDK_EINVAL, "set max_count, max_age_ms or both");
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(st->db,
 			       "INSERT OR REPLACE INTO retention (pattern, max_count, max_age_ms,"
@@ -977,20 +975,20 @@ int bus_retention_set(bus_store *st, const char *pattern, int64_t max_count, int
 	    !sqlite3_bind_int64(s, 3, max_age_ms) && !sqlite3_bind_int64(s, 4, now_ms))
 		rc = sqlite3_step(s);
 	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(st, err, "set retention");
+	return rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(st, err, "set retention");
 }
 
-int bus_retention_delete(bus_store *st, const char *pattern, bus_err *err)
+int bus_retention_delete(bus_store *st, const char *pattern, sdk_err *err)
 {
 	int changes = 0;
 	int rc = bus_exec_bound(st, "DELETE FROM retention WHERE pattern = ?1", pattern, &changes,
 				err);
 	if (!rc && changes == 0)
-		rc = sdk_fail(err, BUS_ENOTFOUND, "no retention rule for %s", pattern);
+		rc = sdk_fail(err, SDK_ENOTFOUND, "no retention rule for %s", pattern);
 	return rc;
 }
 
-int bus_retention_list(bus_store *st, json_t **out, bus_err *err)
+int bus_retention_list(bus_store *st, json_t **out, sdk_err *err)
 {
 	static const char *const names[] = { "pattern", "max_count", "max_age_ms", "updated_at" };
 	json_t *arr;
@@ -1021,7 +1019,7 @@ struct bus_retention {
 	size_t n_subjects;
 	int64_t now_ms;
 	size_t budget, deleted;
-	bus_err *err;
+	sdk_err *err;
 };
 
 static void bus_retention_free(struct bus_retention *r)
@@ -1059,7 +1057,7 @@ static int bus_retention_load(struct bus_retention *r)
 	if (rc != SQLITE_DONE)
 		return bus_fail_sql(r->st, r->err, "read retention");
 	if (r->n_rules == 0)
-		return BUS_OK;
+		return SDK_OK;
 	rc = sqlite3_prepare_v2(db, "SELECT subject, count FROM subjects", -1, &s, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct bus_subject_row *n = realloc(r->subjects, (r->n_subjects + 1) * sizeof *n);
@@ -1074,7 +1072,7 @@ static int bus_retention_load(struct bus_retention *r)
 		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(r->st, r->err, "read subjects");
+	return rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(r->st, r->err, "read subjects");
 }
 
 /* The seq of the n-th oldest message of a subject (n >= 1) whose ts is
@@ -1094,7 +1092,7 @@ static int bus_cut_point(struct bus_retention *r, const char *subject, int64_t n
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW && sqlite3_column_int64(s, 1) < before)
 			*seq = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? BUS_OK :
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SDK_OK :
 						       bus_fail_sql(r->st, r->err, "retention scan");
 }
 
@@ -1127,7 +1125,7 @@ static int bus_delete_through(struct bus_retention *r, struct bus_subject_row *s
 	    (sub->count <= 0 || !sqlite3_bind_int64(s, 2, sub->count)))
 		rc = sqlite3_step(s);
 	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? BUS_OK : bus_fail_sql(r->st, r->err, "update subject");
+	return rc == SQLITE_DONE ? SDK_OK : bus_fail_sql(r->st, r->err, "update subject");
 }
 
 static int bus_enforce_rule(struct bus_retention *r, struct bus_subject_row *sub,
@@ -1153,11 +1151,11 @@ static int bus_enforce_rule(struct bus_retention *r, struct bus_subject_row *sub
 		if (rc)
 			return rc;
 	}
-	return BUS_OK;
+	return SDK_OK;
 }
 
 int bus_retention_enforce(bus_store *st, int64_t now_ms, size_t budget, size_t *deleted,
-			  bool *more, bus_err *err)
+			  bool *more, sdk_err *err)
 {
 	struct bus_retention r = { .st = st, .now_ms = now_ms, .budget = budget, .err = err };
 	*deleted = 0;

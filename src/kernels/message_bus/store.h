@@ -21,8 +21,10 @@
  * deliveries on a power cut, which at-least-once delivery tolerates (they
  * are delivered again).
  *
- * Every call returns BUS_OK or a negative BUS_E* code with the reason in
- * `err` (which may be NULL). */
+ * Every call returns 0 or a negative sdk_status (sdk/err.h) with the reason
+ * in `err` (which may be NULL): SDK_EINVAL, SDK_ENOTFOUND, SDK_ECONFLICT,
+ * and for SQLite's failures the status sdk_status_of_sqlite gives
+ * (SDK_EFULL when the disk is full). */
 #ifndef GRACE_MESSAGE_BUS_STORE_H
 #define GRACE_MESSAGE_BUS_STORE_H
 
@@ -37,22 +39,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum {
-	BUS_OK = 0,
-	BUS_EINVAL = -1,
-	BUS_ENOTFOUND = -2,
-	BUS_ECONFLICT = -3,
-	BUS_EIO = -4,
-};
-
 #define BUS_VISIBILITY_DEFAULT_MS 30000
 #define BUS_VISIBILITY_MIN_MS 10
 #define BUS_VISIBILITY_MAX_MS (12 * 3600 * 1000)
 #define BUS_DELIVERIES_DEFAULT 5
 #define BUS_DELIVERIES_MAX 1000
 #define BUS_DLQ_PREFIX "$dlq"
-
-typedef sdk_err bus_err;
 
 /* One message. The strings are borrowed: from the caller on append, from
  * SQLite during a callback (valid only until it returns). `headers` is the
@@ -67,7 +59,7 @@ typedef struct bus_store bus_store;
 
 /* Creates the schema if missing and prepares statements. `db` stays the
  * caller's and must outlive the store. */
-int bus_store_open(sqlite3 *db, bus_store **out, bus_err *err);
+int bus_store_open(sqlite3 *db, bus_store **out, sdk_err *err);
 void bus_store_close(bus_store *st);
 
 /* The seq the next appended message will get. */
@@ -76,7 +68,7 @@ int64_t bus_store_next_seq(const bus_store *st);
 /* Appends `n` messages in one fsynced transaction, filling in seq and ts
  * (ts = max(now_ms, the last timestamp)). On failure nothing is stored and
  * the seq/ts fields are unspecified. */
-int bus_store_append(bus_store *st, bus_msg *msgs, size_t n, int64_t now_ms, bus_err *err);
+int bus_store_append(bus_store *st, bus_msg *msgs, size_t n, int64_t now_ms, sdk_err *err);
 
 /* Calls fn on each message with seq >= from matching `pattern`, in seq
  * order, until `max` matched or `budget` rows were looked at (a literal
@@ -85,7 +77,7 @@ int bus_store_append(bus_store *st, bus_msg *msgs, size_t n, int64_t now_ms, bus
  * stops the scan with that code (the message it saw counts as looked at). */
 typedef int (*bus_msg_fn)(const bus_msg *m, void *arg);
 int bus_store_scan(bus_store *st, const char *pattern, int64_t from, size_t max, size_t budget,
-		   bus_msg_fn fn, void *arg, int64_t *next_out, bus_err *err);
+		   bus_msg_fn fn, void *arg, int64_t *next_out, sdk_err *err);
 
 /* Where a new group starts reading. */
 enum bus_from { BUS_FROM_EARLIEST, BUS_FROM_LATEST, BUS_FROM_SEQ };
@@ -112,43 +104,43 @@ typedef struct bus_poll_result {
  * first delivery). */
 typedef int (*bus_delivery_fn)(const bus_msg *m, int deliveries, void *arg);
 
-/* One poll of group `group` at now_ms, in one transaction. BUS_ENOTFOUND
- * when the group does not exist and no pattern was given; BUS_ECONFLICT
+/* One poll of group `group` at now_ms, in one transaction. SDK_ENOTFOUND
+ * when the group does not exist and no pattern was given; SDK_ECONFLICT
  * when the pattern differs from the group's. If fn fails, or the commit
  * does, nothing of the poll is kept. */
 int bus_group_poll(bus_store *st, const char *group, const bus_poll_opts *o, int64_t now_ms,
-		   bus_delivery_fn fn, void *arg, bus_poll_result *res, bus_err *err);
+		   bus_delivery_fn fn, void *arg, bus_poll_result *res, sdk_err *err);
 
 /* Acks in one transaction. deliveries[i] >= 1 acks seqs[i] only if it is
  * still that delivery (a receipt); 0 acks it whatever the count. acked[i]
- * tells which were in flight and are now done. BUS_ENOTFOUND for an
+ * tells which were in flight and are now done. SDK_ENOTFOUND for an
  * unknown group. */
 int bus_group_ack(bus_store *st, const char *group, const int64_t *seqs, const int *deliveries,
-		  size_t n, bool *acked, bus_err *err);
+		  size_t n, bool *acked, sdk_err *err);
 
 /* {"name","subject","cursor","visibility_ms","max_deliveries","created_at",
  *  "in_flight","next_offset"}: cursor is the first offset the group has not
  * looked at, next_offset the one the next message will get. */
-int bus_group_get(bus_store *st, const char *group, json_t **out, bus_err *err);
+int bus_group_get(bus_store *st, const char *group, json_t **out, sdk_err *err);
 /* [{...}] as above, by name. */
-int bus_group_list(bus_store *st, json_t **out, bus_err *err);
-int bus_group_delete(bus_store *st, const char *group, bus_err *err);
+int bus_group_list(bus_store *st, json_t **out, sdk_err *err);
+int bus_group_delete(bus_store *st, const char *group, sdk_err *err);
 
 /* Per subject: [{"subject","count","first_offset","last_offset"}] by
  * subject, only those matching `pattern` when it is not NULL. */
-int bus_subjects_list(bus_store *st, const char *pattern, json_t **out, bus_err *err);
+int bus_subjects_list(bus_store *st, const char *pattern, json_t **out, sdk_err *err);
 
 /* Retention rules: each applies to every subject matching its pattern
  * separately: at most max_count messages per subject, none older than
  * max_age_ms. -1 means no limit of that kind; at least one must be set.
  * Setting a pattern again replaces its rule. */
 int bus_retention_set(bus_store *st, const char *pattern, int64_t max_count, int64_t max_age_ms,
-		      int64_t now_ms, bus_err *err);
-int bus_retention_delete(bus_store *st, const char *pattern, bus_err *err);
-int bus_retention_list(bus_store *st, json_t **out, bus_err *err);
+		      int64_t now_ms, sdk_err *err);
+int bus_retention_delete(bus_store *st, const char *pattern, sdk_err *err);
+int bus_retention_list(bus_store *st, json_t **out, sdk_err *err);
 /* Deletes at most `budget` messages the rules no longer allow, oldest first,
  * in one transaction. *more when it stopped at the budget. */
 int bus_retention_enforce(bus_store *st, int64_t now_ms, size_t budget, size_t *deleted,
-			  bool *more, bus_err *err);
+			  bool *more, sdk_err *err);
 
 #endif

@@ -26,7 +26,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +41,6 @@
 #define BUS_PUMP_RETRY_MS 10           /* a backed-up subscriber is looked at again */
 /* The server's read timeout would end an idle stream (the client sends
  * nothing after its request); a stream's liveness is the heartbeat's job. */
-#define BUS_STREAM_TIMEOUT_S (24 * 3600)
 
 struct bus_sub {
 	bus *bus;
@@ -54,13 +52,8 @@ struct bus_sub {
 	LIST_ENTRY(bus_sub) link;
 };
 
-/* Bytes written to the subscriber's socket buffer and not yet sent. */
-static size_t bus_sub_backlog(struct bus_sub *s)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(s->req));
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
-}
+/* Bytes written for the subscriber and not yet taken by it. */
+static size_t bus_sub_backlog(struct bus_sub *s) { return sdk_reply_backlog(s->req); }
 
 static void bus_sub_free(struct bus_sub *s)
 {
@@ -96,7 +89,7 @@ static int bus_sub_write(const bus_msg *m, void *arg)
 {
 	struct bus_sub_out *o = arg;
 	if (bus_wire_event(o->buf, m) < 0)
-		return BUS_EIO;
+		return SDK_EIO;
 	o->n++;
 	return 0;
 }
@@ -119,7 +112,7 @@ static void bus_sub_pump(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	int64_t next;
-	bus_err e = { "out of memory" };
+	sdk_err e = { "out of memory" };
 	struct bus_sub_out o = { out, 0 };
 	int rc = bus_store_scan(b->store, s->pattern, s->next, BUS_PUMP_MATCHES, BUS_PUMP_BUDGET,
 				bus_sub_write, &o, &next, &e);
@@ -205,14 +198,6 @@ static void bus_sub_greet(struct bus_sub *s)
 	evbuffer_free(out);
 }
 
-/* A stream's connection: no read timeout (see BUS_STREAM_TIMEOUT_S). */
-static void bus_stream_socket_setup(sdk_req *req)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(sdk_req_ev(req));
-	if (c)
-		evhttp_connection_set_timeout(c, BUS_STREAM_TIMEOUT_S);
-}
-
 void bus_on_subscribe(sdk_req *req, void *ctx)
 {
 	bus *b = ((sdk_kernel *)ctx)->state;
@@ -256,7 +241,6 @@ void bus_on_subscribe(sdk_req *req, void *ctx)
 	b->n_subs++;
 	sdk_req_add_header(req, "X-Accel-Buffering", "no");
 	sdk_reply_stream_start(req, 200, "text/event-stream", bus_sub_on_close, s);
-	bus_stream_socket_setup(req);
 	bus_sub_greet(s);
 	struct timeval tv = { (time_t)(hb / 1000), (suseconds_t)(hb % 1000) * 1000 };
 	event_add(s->heartbeat, &tv);

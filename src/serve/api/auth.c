@@ -1,21 +1,21 @@
-/* /auth: login, logout, who am I, and user management. Password hashing
- * and checking run on the worker pool; everything else on the loop. */
+/* /auth: login, logout, who am I, and user management: the HTTP side.
+ * The login flow itself (limits, the check on the worker pool, the
+ * session) is auth/login.c's; hashing a new password runs on the same
+ * pool from here. */
 #include "serve/api/api.h"
 #include "sdk/clock.h"
 
 #include "sdk/log.h"
 
 #include <errno.h>
-#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-enum hash_kind { HASH_LOGIN, HASH_CREATE, HASH_SET_PASSWORD };
+enum hash_kind { HASH_CREATE, HASH_SET_PASSWORD };
 
-/* One password job: filled on the loop, hashed or checked on a worker,
- * finished on the loop. Passwords are wiped before it is freed. */
+/* One password job: filled on the loop, hashed on a worker, finished on
+ * the loop. Passwords are wiped before it is freed. */
 struct hash_job {
 	api_ctx *api;
 	sdk_req *req;
@@ -26,18 +26,11 @@ struct hash_job {
 	char stored[AUTH_HASH_MAX];          /* the hash to check against */
 	char fresh[AUTH_HASH_MAX];           /* the new hash */
 	int role;
-	bool known, ok, check_current;
-	int http_status;
-	json_t *reply;
-	struct event *delay;
-	char peer_key[80], user_key[96];
+	bool ok, check_current, wrong_current;
 };
 
 static void job_free(struct hash_job *j)
 {
-	if (j->delay)
-		event_free(j->delay);
-	json_decref(j->reply);
 	sodium_memzero(j, sizeof *j);
 	free(j);
 }
@@ -47,18 +40,9 @@ static void hash_work(void *arg)
 	struct hash_job *j = arg;
 	const grace_config *cfg = j->api->cfg;
 	switch (j->kind) {
-	case HASH_LOGIN:
-		/* An unknown user costs the same as a wrong password: one Argon2id
-		 * computation at the configured cost either way. */
-		if (j->known) {
-			j->ok = auth_verify(j->stored, j->password);
-		} else {
-			auth_hash(j->password, cfg->auth.argon2_ops, auth_mem_bytes(cfg), j->fresh);
-			j->ok = false;
-		}
-		break;
 	case HASH_SET_PASSWORD:
 		if (j->check_current && !auth_verify(j->stored, j->current)) {
+			j->wrong_current = true;
 			j->ok = false;
 			break;
 		}
@@ -67,6 +51,16 @@ static void hash_work(void *arg)
 		j->ok = auth_hash(j->password, cfg->auth.argon2_ops, auth_mem_bytes(cfg), j->fresh) == 0;
 		break;
 	}
+}
+
+/* 429 for an account locked for `ms` more (auth/login.h). */
+static void reply_locked(sdk_req *req, int64_t ms)
+{
+	char after[24];
+	snprintf(after, sizeof after, "%lld", (long long)(ms + 999) / 1000);
+	sdk_req_add_header(req, "Retry-After", after);
+	sdk_reply_error(req, 429, "too_many_attempts",
+			"too many failed logins for this account; try again in %s s", after);
 }
 
 /* Reads a string member into `out`; answers 400 and returns -1 when bad. */
@@ -88,66 +82,6 @@ static int read_string(sdk_req *req, json_t *body, const char *key, char *out, s
 	return 0;
 }
 
-static void login_answer(struct hash_job *j)
-{
-	sdk_reply_json(j->req, j->http_status, j->reply);
-	j->reply = NULL;
-	job_free(j);
-}
-
-static void on_login_delay(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd, (void)what;
-	login_answer(arg);
-}
-
-static void login_done(struct hash_job *j)
-{
-	api_ctx *api = j->api;
-	uint64_t now = sdk_mono_ms();
-	if (!j->ok) {
-		uint64_t d1 = limiter_fail(api->auth->lim, j->user_key, now);
-		uint64_t d2 = limiter_fail(api->auth->lim, j->peer_key, now);
-		uint64_t delay = d1 > d2 ? d1 : d2;
-		j->http_status = 401;
-		j->reply = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "bad_credentials",
-				     "message", "wrong user name or password", "request_id",
-				     sdk_req_id(j->req));
-		ob_audit(api->ob, j->name, "auth.login", "auth", "failed", sdk_req_peer(j->req), NULL);
-		/* Each failure past the first few is answered later and later. */
-		if (delay && (j->delay = evtimer_new(api->base, on_login_delay, j))) {
-			struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };
-			evtimer_add(j->delay, &tv);
-			return;
-		}
-		login_answer(j);
-		return;
-	}
-	limiter_reset(api->auth->lim, j->user_key, now);
-	limiter_reset(api->auth->lim, j->peer_key, now);
-	char token[AUTH_TOKEN_MAX + 1];
-	int64_t expires;
-	if (auth_session_create(api->auth->db, j->name, sdk_wall_ms(), api->cfg->auth.session_max_s,
-				token, &expires) < 0) {
-		sdk_reply_error(j->req, 500, "storage", "cannot create a session");
-		job_free(j);
-		return;
-	}
-	char cookie[256];
-	snprintf(cookie, sizeof cookie, "%s=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%u",
-		 AUTH_COOKIE, token, api->cfg->auth.session_max_s);
-	sdk_req_add_header(j->req, "Set-Cookie", cookie);
-	sdk_req_add_header(j->req, "Cache-Control", "no-store");
-	ob_audit(api->ob, j->name, "auth.login", "auth", "ok", sdk_req_peer(j->req), NULL);
-	sdk_reply_json(j->req, 200,
-		       json_pack("{s:s, s:I, s:{s:s, s:s}, s:i}", "token", token, "expires_at",
-				 (json_int_t)expires, "user", "name", j->name, "role",
-				 auth_role_name(j->role), "idle_timeout_s",
-				 (int)api->cfg->auth.session_idle_s));
-	sodium_memzero(token, sizeof token);
-	job_free(j);
-}
-
 static void create_done(struct hash_job *j)
 {
 	api_ctx *api = j->api;
@@ -158,10 +92,12 @@ static void create_done(struct hash_job *j)
 		if (rc == -EEXIST)
 			sdk_reply_error(j->req, 409, "exists", "user '%s' exists", j->name);
 		else if (rc < 0)
-			sdk_reply_error(j->req, 500, "storage", "cannot store the user");
+			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+					 &(sdk_err){ "cannot store the user" });
 		else
 			sdk_reply_json(j->req, 201, json_pack("{s:s, s:s}", "name", j->name, "role",
 							      auth_role_name(j->role)));
+		if (rc == 0) api_user_data_purge(api, j->name); /* an earlier user's data, if any */
 	}
 	job_free(j);
 }
@@ -169,17 +105,19 @@ static void create_done(struct hash_job *j)
 static void set_password_done(struct hash_job *j)
 {
 	api_ctx *api = j->api;
-	if (!j->ok) {
-		sdk_reply_error(j->req, j->check_current ? 403 : 503, j->check_current ? "forbidden" : "busy",
-				j->check_current ? "the current password is wrong"
-						 : "cannot hash the password now");
+	if (j->wrong_current) {
+		auth_account_failed(api->auth, j->name);
+		sdk_reply_error(j->req, 403, "forbidden", "the current password is wrong");
+	} else if (!j->ok) {
+		sdk_reply_error(j->req, 503, "busy", "cannot hash the password now");
 	} else {
 		int rc = auth_user_set_password(api->auth->db, j->name, j->fresh, sdk_wall_ms());
 		auth_cache_clear(api->auth); /* its sessions are gone: at once */
 		if (rc == -ENOENT)
 			sdk_reply_error(j->req, 404, "not_found", "no user '%s'", j->name);
 		else if (rc < 0)
-			sdk_reply_error(j->req, 500, "storage", "cannot store the password");
+			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+					 &(sdk_err){ "cannot store the password" });
 		else
 			sdk_reply_json(j->req, 200,
 				       json_pack("{s:s, s:b}", "name", j->name, "sessions_revoked", 1));
@@ -191,7 +129,6 @@ static void hash_done(void *arg)
 {
 	struct hash_job *j = arg;
 	switch (j->kind) {
-	case HASH_LOGIN: login_done(j); break;
 	case HASH_CREATE: create_done(j); break;
 	case HASH_SET_PASSWORD: set_password_done(j); break;
 	}
@@ -219,73 +156,81 @@ static void job_submit(struct hash_job *j)
 	}
 }
 
-void api_auth_login(sdk_req *req, void *ctx)
+/* The HTTP side of one login: what auth_login_start answers to. */
+struct login_call {
+	api_ctx *api;
+	sdk_req *req;
+};
+
+static void login_answer(const auth_login_result *r, void *arg)
+{
+	struct login_call *c = arg;
+	api_ctx *api = c->api;
+	sdk_req *req = c->req;
+	free(c);
+	if (r->status == SDK_EDENIED) {
+		ob_audit(api->ob, r->name, "auth.login", "auth", "failed", sdk_req_peer(req), NULL);
+		sdk_reply_error(req, 401, "bad_credentials", "wrong user name or password");
+		return;
+	}
+	if (r->status == AUTH_ELOCKED) {
+		reply_locked(req, r->retry_after_ms);
+		return;
+	}
+	if (r->status < 0) {
+		sdk_reply_status(req, r->status, &r->err);
+		return;
+	}
+	char cookie[256];
+	if (auth_cookie_set(cookie, sizeof cookie, r->token, api->cfg->auth.session_max_s) == 0)
+		sdk_req_add_header(req, "Set-Cookie", cookie);
+	sdk_req_add_header(req, "Cache-Control", "no-store");
+	ob_audit(api->ob, r->name, "auth.login", "auth", "ok", sdk_req_peer(req), NULL);
+	sdk_reply_json(req, 200,
+		       json_pack("{s:s, s:I, s:{s:s, s:s}, s:i}", "token", r->token, "expires_at",
+				 (json_int_t)r->expires_ms, "user", "name", r->name, "role",
+				 auth_role_name(r->role), "idle_timeout_s",
+				 (int)api->cfg->auth.session_idle_s));
+	sodium_memzero(cookie, sizeof cookie);
+}
+
+static void api_auth_login(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *body = sdk_req_json(req, true);
 	if (!body)
 		return;
-	struct hash_job *j = job_new(api, req, HASH_LOGIN);
-	if (!j)
-		return;
-	if (read_string(req, body, "username", j->name, sizeof j->name, true) < 0 ||
-	    read_string(req, body, "password", j->password, sizeof j->password, true) < 0) {
-		job_free(j);
-		return;
+	char name[AUTH_NAME_MAX + 1], password[AUTH_PASSWORD_MAX + 1];
+	if (read_string(req, body, "username", name, sizeof name, true) < 0 ||
+	    read_string(req, body, "password", password, sizeof password, true) < 0)
+		goto out;
+	struct login_call *c = malloc(sizeof *c);
+	if (!c) {
+		sdk_reply_error(req, 503, "busy", "out of memory");
+		goto out;
 	}
-	snprintf(j->user_key, sizeof j->user_key, "u:%s", j->name);
-	snprintf(j->peer_key, sizeof j->peer_key, "a:%s", sdk_req_peer(req));
-	uint64_t now = sdk_mono_ms();
-	uint64_t b1 = limiter_blocked_ms(api->auth->lim, j->user_key, now);
-	uint64_t b2 = limiter_blocked_ms(api->auth->lim, j->peer_key, now);
-	uint64_t blocked = b1 > b2 ? b1 : b2;
-	if (blocked) {
-		char after[24];
-		snprintf(after, sizeof after, "%llu", (unsigned long long)(blocked + 999) / 1000);
-		sdk_req_add_header(req, "Retry-After", after);
-		sdk_reply_error(req, 429, "too_many_attempts",
-				"too many failed logins; try again in %s s", after);
-		job_free(j);
-		return;
-	}
-	j->known = auth_name_valid(j->name) &&
-		   auth_user_get(api->auth->db, j->name, j->stored, &j->role) == 0;
-	job_submit(j);
+	*c = (struct login_call){ api, req };
+	auth_login_start(api->auth, name, password, sdk_req_peer(req), login_answer, c);
+out:
+	sodium_memzero(password, sizeof password);
 }
 
-static char *session_token(sdk_req *req)
-{
-	const char *h = sdk_req_header(req, "Authorization");
-	return h && !strncmp(h, "Bearer ", 7) ? (char *)h + 7 : NULL;
-}
-
-void api_auth_logout(sdk_req *req, void *ctx)
+static void api_auth_logout(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
-	const char *token = session_token(req);
-	char cookie[AUTH_TOKEN_MAX + 2];
-	if (!token) { /* the browser's cookie */
-		const char *c = sdk_req_header(req, "Cookie");
-		const char *p = c ? strstr(c, AUTH_COOKIE "=") : NULL;
-		if (p) {
-			p += strlen(AUTH_COOKIE "=");
-			size_t n = strcspn(p, "; ");
-			if (n < sizeof cookie) {
-				memcpy(cookie, p, n);
-				cookie[n] = '\0';
-				token = cookie;
-			}
-		}
-	}
+	char buf[AUTH_TOKEN_MAX + 1];
+	bool by_cookie;
+	const char *token = auth_presented_token(sdk_req_header(req, "Authorization"),
+						 sdk_req_header(req, "Cookie"), buf, sizeof buf,
+						 &by_cookie);
 	if (token)
 		auth_session_delete(api->auth->db, token);
 	auth_cache_clear(api->auth);
-	sdk_req_add_header(req, "Set-Cookie",
-			   AUTH_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+	sdk_req_add_header(req, "Set-Cookie", AUTH_COOKIE_CLEAR);
 	sdk_reply_json(req, 200, json_pack("{s:b}", "logged_out", 1));
 }
 
-void api_auth_me(sdk_req *req, void *ctx)
+static void api_auth_me(sdk_req *req, void *ctx)
 {
 	(void)ctx;
 	int role;
@@ -328,9 +273,9 @@ static void create_user(api_ctx *api, sdk_req *req, int forced_role)
 	job_submit(j);
 }
 
-void api_auth_users_create(sdk_req *req, void *ctx) { create_user(ctx, req, AUTH_ROLE_NONE); }
+static void api_auth_users_create(sdk_req *req, void *ctx) { create_user(ctx, req, AUTH_ROLE_NONE); }
 
-void api_auth_register(sdk_req *req, void *ctx)
+static void api_auth_register(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	if (!api->cfg->auth.self_registration) {
@@ -341,7 +286,7 @@ void api_auth_register(sdk_req *req, void *ctx)
 	create_user(api, req, AUTH_ROLE_USER);
 }
 
-void api_auth_users_list(sdk_req *req, void *ctx)
+static void api_auth_users_list(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *users = auth_user_list(api->auth->db);
@@ -351,7 +296,7 @@ void api_auth_users_list(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, json_pack("{s:o}", "users", users));
 }
 
-void api_auth_users_delete(sdk_req *req, void *ctx)
+static void api_auth_users_delete(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *name = sdk_req_param(req, "name");
@@ -369,12 +314,13 @@ void api_auth_users_delete(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 500, "storage", "cannot delete the user");
 		return;
 	}
+	api_user_data_purge(api, name); /* their tables, chats and documents go with them */
 	sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
 }
 
 /* An admin sets anyone's password; a user may set their own, with the
  * current one. Every session of that user ends either way. */
-void api_auth_users_password(sdk_req *req, void *ctx)
+static void api_auth_users_password(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	int role;
@@ -410,5 +356,28 @@ void api_auth_users_password(sdk_req *req, void *ctx)
 		return;
 	}
 	j->check_current = role != AUTH_ROLE_ADMIN;
+	/* The current password is checked like a login's: not while locked. */
+	int64_t locked = j->check_current ? auth_account_locked_ms(api->auth, name) : 0;
+	if (locked != 0) {
+		if (locked < 0)
+			sdk_reply_status(req, (int)locked, NULL);
+		else
+			reply_locked(req, locked);
+		job_free(j);
+		return;
+	}
 	job_submit(j);
 }
+
+/* Logging in, sessions and users */
+static const sdk_route routes[] = {
+	API_PUBLIC("POST", "/auth/login", api_auth_login),
+	API_PUBLIC("POST", "/auth/register", api_auth_register),
+	API_USER("POST", "/auth/logout", api_auth_logout),
+	API_USER("GET", "/auth/me", api_auth_me),
+	API_ADMIN("POST", "/auth/users", api_auth_users_create),
+	API_ADMIN("GET", "/auth/users", api_auth_users_list),
+	API_ADMIN("DELETE", "/auth/users/:name", api_auth_users_delete),
+	API_USER("POST", "/auth/users/:name/password", api_auth_users_password), /* self or admin */
+};
+const api_family api_auth_family = { "auth", routes, sizeof routes / sizeof routes[0] };

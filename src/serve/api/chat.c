@@ -2,7 +2,9 @@
  * to the user who made it; any other user (an admin too) gets a 404, as if
  * it did not exist. An answer comes back whole as JSON, or with ?stream=1
  * as Server-Sent Events: "delta" events as it is written, then one "done"
- * event with the stored message and its citations. */
+ * event with the stored message and its citations. While nothing else is
+ * sent (the model thinking), an SSE comment goes every [model]
+ * heartbeat_ms, so no proxy in front takes the stream for dead. */
 #include "serve/api/api.h"
 #include "sdk/clock.h"
 
@@ -11,6 +13,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +21,28 @@
 
 #define SESSIONS_LIST_DEFAULT 100
 
+/* What a heartbeat sends: an SSE comment, which clients ignore. */
+#define SSE_HEARTBEAT ": waiting\n\n"
+
 /* A message being answered for a client. */
 struct pending {
 	sdk_req *req;
 	chat_turn *turn;
 	bool stream;
+	/* Streams: a write that finds the client gone calls on_stream_close
+	 * before it returns; while `sending`, that only sets `gone`, and the
+	 * writer ends the request when its write returns. */
+	bool sending, gone;
+	struct event *beat; /* fires after heartbeat_ms of silence */
+	const struct timeval *beat_tv; /* a common timeout: O(1) to re-arm */
 };
+
+static void pending_free(struct pending *p)
+{
+	if (p->beat)
+		event_free(p->beat);
+	free(p);
+}
 
 /* The caller, set by api_authorize for every USER route. */
 static const char *caller(sdk_req *req)
@@ -54,7 +73,7 @@ static int session_param(sdk_req *req, int64_t *id)
 	return 0;
 }
 
-void api_chat_sessions_create(sdk_req *req, void *ctx)
+static void api_chat_sessions_create(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -98,7 +117,7 @@ void api_chat_sessions_create(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 201, s);
 }
 
-void api_chat_sessions_list(sdk_req *req, void *ctx)
+static void api_chat_sessions_list(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -114,7 +133,7 @@ void api_chat_sessions_list(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, json_pack("{s:o}", "sessions", list));
 }
 
-void api_chat_session_get(sdk_req *req, void *ctx)
+static void api_chat_session_get(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -140,7 +159,7 @@ void api_chat_session_get(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, s);
 }
 
-void api_chat_session_delete(sdk_req *req, void *ctx)
+static void api_chat_session_delete(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -170,55 +189,105 @@ void api_chat_session_delete(sdk_req *req, void *ctx)
 
 /* ---- answers ---- */
 
-static void sse_event(sdk_req *req, const char *name, json_t *data)
+/* The stream ends here: the request is freed, and `p`. */
+static void stream_end(struct pending *p)
+{
+	sdk_reply_stream_end(p->req);
+	pending_free(p);
+}
+
+/* Sends `b` (drained) on the stream and puts the next heartbeat a whole
+ * interval away. False when the client turned out to be gone: then `p`
+ * has been freed. */
+static bool stream_send(struct pending *p, struct evbuffer *b)
+{
+	p->sending = true;
+	sdk_reply_stream_chunk(p->req, b);
+	p->sending = false;
+	if (p->gone) {
+		stream_end(p);
+		return false;
+	}
+	event_add(p->beat, p->beat_tv);
+	return true;
+}
+
+/* Sends one event; false when `p` is gone (freed). */
+static bool sse_event(struct pending *p, const char *name, json_t *data)
 {
 	char *text = json_dumps(data, JSON_COMPACT);
 	json_decref(data);
 	struct evbuffer *b = evbuffer_new();
-	if (b && text) {
-		/* Compact JSON has no newline, so one data line carries it. */
-		evbuffer_add_printf(b, "event: %s\ndata: %s\n\n", name, text);
-		sdk_reply_stream_chunk(req, b);
-	}
+	bool here = true;
+	/* Compact JSON has no newline, so one data line carries it. */
+	if (b && text && evbuffer_add_printf(b, "event: %s\ndata: %s\n\n", name, text) > 0)
+		here = stream_send(p, b);
 	if (b)
 		evbuffer_free(b);
 	free(text);
+	return here;
+}
+
+static void on_beat(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct pending *p = arg;
+	/* Bytes still queued show the stream is alive once they go; more would
+	 * only pile up behind a client that does not read. */
+	struct evbuffer *b = sdk_reply_backlog(p->req) == 0 ? evbuffer_new() : NULL;
+	if (b && evbuffer_add(b, SSE_HEARTBEAT, sizeof SSE_HEARTBEAT - 1) == 0)
+		stream_send(p, b); /* re-arms, unless the client has gone */
+	else
+		event_add(p->beat, p->beat_tv);
+	if (b)
+		evbuffer_free(b);
 }
 
 static void on_delta(const char *text, size_t len, void *arg)
 {
 	struct pending *p = arg;
-	sse_event(p->req, "delta", json_pack("{s:s%}", "content", text, len));
+	sse_event(p, "delta", json_pack("{s:s%}", "content", text, len));
+}
+
+static void on_fallback(const char *why, bool partial, void *arg)
+{
+	struct pending *p = arg;
+	sse_event(p, "fallback", json_pack("{s:s, s:b}", "reason", why, "partial", partial));
 }
 
 static void on_done(json_t *message, const chat_error *e, void *arg)
 {
 	struct pending *p = arg;
-	if (p->stream) {
+	if (!p->stream) {
 		if (message)
-			sse_event(p->req, "done", json_pack("{s:b, s:o}", "done", 1, "message", message));
+			sdk_reply_json(p->req, 200, message);
 		else
-			sse_event(p->req, "error",
-				  json_pack("{s:b, s:{s:s, s:s, s:s}}", "done", 1, "error", "code",
-					    e->code, "message", e->message, "request_id",
-					    sdk_req_id(p->req)));
-		sdk_reply_stream_end(p->req);
-	} else if (message) {
-		sdk_reply_json(p->req, 200, message);
-	} else {
-		sdk_reply_error(p->req, e->status, e->code, "%s", e->message);
+			sdk_reply_error(p->req, e->status, e->code, "%s", e->message);
+		pending_free(p);
+		return;
 	}
-	free(p);
+	bool here;
+	if (message)
+		here = sse_event(p, "done", json_pack("{s:b, s:o}", "done", 1, "message", message));
+	else
+		here = sse_event(p, "error",
+				 json_pack("{s:b, s:{s:s, s:s, s:s}}", "done", 1, "error", "code",
+					   e->code, "message", e->message, "request_id",
+					   sdk_req_id(p->req)));
+	if (here)
+		stream_end(p);
 }
 
 /* The client of a streamed answer went away: the answer is still written
  * and stored, only no longer sent. */
 static void on_stream_close(sdk_req *req, void *arg)
 {
+	(void)req;
 	struct pending *p = arg;
 	chat_turn_detach(p->turn);
-	sdk_reply_stream_end(req);
-	free(p);
+	p->gone = true;
+	if (!p->sending)
+		stream_end(p);
 }
 
 /* ?stream=1 (or true/yes), or a client that accepts only event streams. */
@@ -248,7 +317,7 @@ static bool blank(const char *s)
 	return true;
 }
 
-void api_chat_messages_post(sdk_req *req, void *ctx)
+static void api_chat_messages_post(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -282,11 +351,22 @@ void api_chat_messages_post(sdk_req *req, void *ctx)
 	}
 	p->req = req;
 	p->stream = stream;
-	chat_turn_cbs cbs = { .on_delta = on_delta, .on_done = on_done };
+	if (stream) {
+		struct timeval tv = sdk_ms_tv(api->cfg->model.heartbeat_ms);
+		p->beat_tv = event_base_init_common_timeout(api->base, &tv);
+		p->beat = p->beat_tv ? evtimer_new(api->base, on_beat, p) : NULL;
+		if (!p->beat) {
+			pending_free(p);
+			sdk_req_add_header(req, "Retry-After", "1");
+			sdk_reply_error(req, 503, "busy", "out of memory");
+			return;
+		}
+	}
+	chat_turn_cbs cbs = { .on_delta = on_delta, .on_fallback = on_fallback, .on_done = on_done };
 	chat_error e;
 	p->turn = chat_turn_start(api->chat, user, id, text, stream, &cbs, p, &e);
 	if (!p->turn) {
-		free(p);
+		pending_free(p);
 		if (e.status == 503)
 			sdk_req_add_header(req, "Retry-After", "1");
 		sdk_reply_error(req, e.status, e.code, "%s", e.message);
@@ -294,6 +374,22 @@ void api_chat_messages_post(sdk_req *req, void *ctx)
 	}
 	if (stream) {
 		sdk_req_add_header(req, "X-Accel-Buffering", "no"); /* for a proxy in front */
+		p->sending = true; /* the head's write may find the client gone */
 		sdk_reply_stream_start(req, 200, "text/event-stream; charset=utf-8", on_stream_close, p);
+		p->sending = false;
+		if (p->gone)
+			stream_end(p);
+		else
+			event_add(p->beat, p->beat_tv);
 	}
 }
+
+/* Chat sessions and answers */
+static const sdk_route routes[] = {
+	API_USER("POST", "/chat/sessions", api_chat_sessions_create),
+	API_USER("GET", "/chat/sessions", api_chat_sessions_list),
+	API_USER("GET", "/chat/sessions/:id", api_chat_session_get),
+	API_USER("DELETE", "/chat/sessions/:id", api_chat_session_delete),
+	API_USER("POST", "/chat/sessions/:id/messages", api_chat_messages_post),
+};
+const api_family api_chat_family = { "chat", routes, sizeof routes / sizeof routes[0] };

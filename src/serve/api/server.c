@@ -6,105 +6,50 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Gateway prefixes: adding a kernel's own API prefix is one line here. */
-static const struct {
-	const char *prefix; /* routed with everything below it */
-	const char *kernel;
-} gateway_prefixes[] = {
-	{ "/librarian", "librarian" },
+/* GET /metrics: every request's counts and latencies, the kernels'
+ * states, the outbox's and chat's counters. */
+static void api_metrics(sdk_req *req, void *ctx);
+
+static const sdk_route metrics_routes[] = {
+	API_PUBLIC("GET", "/metrics", api_metrics),
+};
+static const api_family api_metrics_family = { "metrics", metrics_routes,
+					       sizeof metrics_routes / sizeof metrics_routes[0] };
+
+/* Every family of :8000's routes, each registered by its own file. Order
+ * only matters where patterns overlap (a literal segment before a
+ * parameter), and those stay within a family. */
+static const api_family *const families[] = {
+	&api_health_family, &api_metrics_family, &api_auth_family,   &api_kernel_ports_family,
+	&api_guardian_family, &api_healer_family, &api_chat_family,  &api_memory_family,
+	&api_prefixes_family, &api_openapi_family,
 };
 
-const sdk_route api_routes[];
-const size_t api_n_routes;
+size_t api_family_count(void) { return sizeof families / sizeof families[0]; }
+const api_family *api_family_at(size_t i) { return i < api_family_count() ? families[i] : NULL; }
 
-static void on_gateway_prefix(sdk_req *req, void *ctx)
+sdk_route *api_routes_build(size_t *n)
 {
-	api_ctx *api = ctx;
-	const char *path = sdk_req_path(req);
-	for (size_t i = 0; i < sizeof gateway_prefixes / sizeof *gateway_prefixes; i++) {
-		size_t n = strlen(gateway_prefixes[i].prefix);
-		if (strncmp(path, gateway_prefixes[i].prefix, n) || path[n] != '/')
-			continue;
-		sup_kernel *k = sup_find(api->sup, gateway_prefixes[i].kernel);
-		if (!k)
-			break;
-		gw_forward(api->gw, k, req, path + n);
-		return;
+	size_t total = 0;
+	for (size_t i = 0; i < api_family_count(); i++)
+		total += families[i]->n_routes;
+	sdk_route *r = calloc(total, sizeof *r);
+	if (!r)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < api_family_count(); i++) {
+		memcpy(r + k, families[i]->routes, families[i]->n_routes * sizeof *r);
+		k += families[i]->n_routes;
 	}
-	/* Not a gateway prefix: tell a wrong method on an API route from no route. */
-	sdk_route_params unused;
-	if (sdk_route_match(api_routes, api_n_routes - 1, sizeof *api_routes, sdk_req_method(req),
-			    path, &unused) == SDK_ROUTE_BAD_METHOD)
-		sdk_reply_error(req, 405, "method_not_allowed", "%s is not allowed on %s",
-				sdk_req_method(req), path);
-	else
-		sdk_reply_error(req, 404, "not_found", "no route for %s %s", sdk_req_method(req), path);
+	*n = total;
+	return r;
 }
 
-static void on_gateway_kernel(sdk_req *req, void *ctx)
-{
-	api_ctx *api = ctx;
-	sup_kernel *k = api_kernel_param(api, req);
-	if (!k)
-		return;
-	char path[SDK_PATH_MAX + 1];
-	snprintf(path, sizeof path, "/%s", sdk_req_param(req, "*"));
-	gw_forward(api->gw, k, req, path);
-}
-
-#define PUBLIC(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_PUBLIC)
-#define USER(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_USER)
-#define ADMIN(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_ADMIN)
-
-const sdk_route api_routes[] = {
-	PUBLIC("GET", "/health", api_health),
-	PUBLIC("GET", "/metrics", api_metrics),
-	PUBLIC("POST", "/auth/login", api_auth_login),
-	PUBLIC("POST", "/auth/register", api_auth_register),
-	USER("POST", "/auth/logout", api_auth_logout),
-	USER("GET", "/auth/me", api_auth_me),
-	ADMIN("POST", "/auth/users", api_auth_users_create),
-	ADMIN("GET", "/auth/users", api_auth_users_list),
-	ADMIN("DELETE", "/auth/users/:name", api_auth_users_delete),
-	USER("POST", "/auth/users/:name/password", api_auth_users_password), /* self or admin */
-	USER("GET", "/kernel-ports", api_kernel_ports_list),
-	USER("GET", "/kernel-ports/health-check", api_kernel_ports_health_check),
-	USER("GET", "/kernel-ports/:name", api_kernel_ports_get),
-	ADMIN("POST", "/kernel-ports/:name/:action", api_kernel_ports_action),
-	USER("GET", "/guardian/status", api_guardian_status),
-	USER("GET", "/guardian/events", api_guardian_events),
-	USER("GET", "/guardian/config", api_guardian_config),
-	ADMIN("POST", "/network-healer/heal", api_healer_heal),
-	ADMIN("POST", "/network-healer/diagnose", api_healer_diagnose),
-	USER("GET", "/network-healer/playbooks", api_healer_playbooks),
-	USER("GET", "/network-healer/incidents", api_healer_incidents),
-	USER("GET", "/network-healer/incidents/:id", api_healer_incident),
-	USER("GET", "/network-healer/stats", api_healer_stats),
-	USER("POST", "/chat/sessions", api_chat_sessions_create),
-	USER("GET", "/chat/sessions", api_chat_sessions_list),
-	USER("GET", "/chat/sessions/:id", api_chat_session_get),
-	USER("DELETE", "/chat/sessions/:id", api_chat_session_delete),
-	USER("POST", "/chat/sessions/:id/messages", api_chat_messages_post),
-	USER("POST", "/memory/tables", api_memory_tables_create),
-	USER("GET", "/memory/tables", api_memory_tables_list),
-	USER("GET", "/memory/tables/:table", api_memory_table_get),
-	USER("DELETE", "/memory/tables/:table", api_memory_table_delete),
-	USER("POST", "/memory/tables/:table/rows", api_memory_rows_insert),
-	USER("GET", "/memory/tables/:table/rows", api_memory_rows_query),
-	USER("GET", "/memory/tables/:table/rows/:id", api_memory_row_get),
-	USER("PATCH", "/memory/tables/:table/rows/:id", api_memory_row_patch),
-	USER("DELETE", "/memory/tables/:table/rows/:id", api_memory_row_delete),
-	ADMIN("POST", "/memory/tables/:table/shares", api_memory_shares_add),
-	ADMIN("GET", "/memory/tables/:table/shares", api_memory_shares_list),
-	ADMIN("DELETE", "/memory/tables/:table/shares", api_memory_shares_remove),
-	ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
-	USER(NULL, "/*", on_gateway_prefix), /* last: the gateway's prefixes */
-};
-const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 
 sup_kernel *api_kernel_param(api_ctx *api, sdk_req *req)
 {
@@ -139,7 +84,7 @@ json_t *api_kernel_json(const sup_kernel *k)
 	return o;
 }
 
-void api_metrics(sdk_req *req, void *ctx)
+static void api_metrics(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	struct evbuffer *b = evbuffer_new();
@@ -150,20 +95,6 @@ void api_metrics(sdk_req *req, void *ctx)
 	sdk_server_render_metrics(api->server, b);
 	sdk_reply_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
 	evbuffer_free(b);
-}
-
-void api_on_reply(sdk_req *req, int status, void *ctx)
-{
-	api_ctx *api = ctx;
-	const char *m = sdk_req_method(req);
-	if (!strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS"))
-		return;
-	char action[SDK_PATH_MAX + 16], outcome[16];
-	snprintf(action, sizeof action, "%s %s", m, sdk_req_path(req));
-	snprintf(outcome, sizeof outcome, "%d", status);
-	const char *user = sdk_req_user(req, NULL);
-	ob_audit(api->ob, user ? user : "anonymous", action, sdk_req_path(req), outcome, sdk_req_peer(req),
-		 json_pack("{s:s}", "request_id", sdk_req_id(req)));
 }
 
 void api_metrics_extra(struct evbuffer *out, void *ctx)

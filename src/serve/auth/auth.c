@@ -7,40 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #define FIRST_ADMIN "admin"
 
 size_t auth_mem_bytes(const grace_config *cfg) { return (size_t)cfg->auth.argon2_mem_kib * 1024; }
 
-static void hosts_init(auth_ctx *a)
-{
-	const grace_config *cfg = a->cfg;
-	if (cfg->auth.allowed_hosts[0]) {
-		char list[sizeof cfg->auth.allowed_hosts];
-		snprintf(list, sizeof list, "%s", cfg->auth.allowed_hosts);
-		char *save;
-		for (char *h = strtok_r(list, ", ", &save); h && a->n_hosts < AUTH_HOSTS_MAX;
-		     h = strtok_r(NULL, ", ", &save))
-			snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s", h);
-		return;
-	}
-	/* The listen address and localhost, with and without the port. */
-	int port = cfg->api_port + cfg->port_offset;
-	static const char *const names[] = { "127.0.0.1", "localhost", "[::1]" };
-	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-		snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s", names[i]);
-		snprintf(a->hosts[a->n_hosts++], sizeof a->hosts[0], "%s:%d", names[i], port);
-	}
-}
-
 bool auth_host_allowed(const auth_ctx *a, const char *host)
 {
-	for (size_t i = 0; i < a->n_hosts; i++)
-		if (!strcasecmp(a->hosts[i], host))
-			return true;
-	return false;
+	return auth_hosts_has(&a->hosts, host);
 }
 
 static int first_admin(auth_ctx *a)
@@ -79,11 +54,14 @@ auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db
 	if (!a)
 		return NULL;
 	a->cfg = cfg;
+	a->base = base;
 	a->db = db;
-	hosts_init(a);
+	auth_hosts_init(cfg, &a->hosts, &a->origins);
+	int64_t window_ms = (int64_t)cfg->auth.login_window_s * 1000;
 	a->pool = sdk_pool_new(base, cfg->auth.hash_threads, cfg->auth.hash_queue);
-	a->lim = limiter_new(cfg->auth.login_failures_max, cfg->auth.login_window_s);
-	if (!a->pool || !a->lim || first_admin(a) < 0) {
+	a->sources = limiter_new(AUTH_SOURCES_MAX, window_ms);
+	a->unknown_names = limiter_new(LOGIN_UNKNOWN_NAMES_MAX, window_ms);
+	if (!a->pool || !a->sources || !a->unknown_names || first_admin(a) < 0) {
 		sdk_error("auth: cannot start the hashing pool or create the first admin");
 		auth_free(a);
 		return NULL;
@@ -95,8 +73,11 @@ void auth_free(auth_ctx *a)
 {
 	if (!a)
 		return;
-	sdk_pool_free(a->pool);
-	limiter_free(a->lim);
+	a->closing = true;
+	sdk_pool_free(a->pool); /* finishes the checks under way ... */
+	auth_login_close_all(a); /* ... so that every login can be answered */
+	limiter_free(a->sources);
+	limiter_free(a->unknown_names);
 	free(a);
 }
 

@@ -1,20 +1,25 @@
 /* Authentication state of the main process: the hashing pool, the login
- * limiter, the host allow-list, and the main database. */
+ * limits, the host and origin allow-lists, and the main database. */
 #ifndef GRACE_AUTH_AUTH_H
 #define GRACE_AUTH_AUTH_H
 
 #include "serve/layer.h"
 
-#include "serve/auth/limiter.h"
-#include "sdk/pool.h"
-#include "serve/auth/users.h"
 #include "sdk/config.h"
-
-#define AUTH_COOKIE "grace_session"
-#define AUTH_HOSTS_MAX 16
+#include "sdk/pool.h"
+#include "serve/auth/cookie.h"
+#include "serve/auth/csrf.h"
+#include "serve/auth/hosts.h"
+#include "serve/auth/limiter.h"
+#include "serve/auth/login.h"
+#include "serve/auth/source.h"
+#include "serve/auth/users.h"
 
 #define AUTH_CACHE_SLOTS 256
 #define AUTH_CACHE_TTL_MS 10000
+
+struct event_base;
+struct auth_login; /* login.c: a login under way */
 
 /* A checked session, so a request need not read SQLite: entries are
  * dropped at logout and whenever a password or user changes. */
@@ -27,17 +32,23 @@ struct auth_cached {
 
 typedef struct auth_ctx {
 	const grace_config *cfg;
+	struct event_base *base;
 	sqlite3 *db;
 	sdk_pool *pool;
-	limiter *lim;
-	char hosts[AUTH_HOSTS_MAX][128];
-	size_t n_hosts;
+	limiter *sources;        /* failures per source, monotonic ms (source.h) */
+	limiter *unknown_names;  /* failures per name that is no account, monotonic ms */
+	struct auth_login *logins; /* waiting on a timer: answered at auth_free */
+	bool closing;              /* in auth_free: logins answer without waiting */
+	auth_hosts hosts;   /* what Host may say */
+	auth_hosts origins; /* what Origin may name */
 	struct auth_cached cache[AUTH_CACHE_SLOTS];
 } auth_ctx;
 
 /* Creates the tables, the pool and the allow-list; on the first start with
  * no user, creates "admin" with a random password written once to the log. */
 auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db);
+/* Answers the logins still under way, then frees: call before the server
+ * is freed. */
 void auth_free(auth_ctx *a);
 
 size_t auth_mem_bytes(const grace_config *cfg);

@@ -1,89 +1,181 @@
 #include "serve/auth/limiter.h"
 
+#include "sdk/err.h"
+
+#include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define LIMITER_CAPACITY_MAX ((size_t)1 << 20)
+
+void limiter_count_age(limiter_count *c, int64_t now_ms, int64_t window_ms)
+{
+	if (c->failures && (now_ms < c->since_ms || now_ms - c->since_ms >= window_ms))
+		*c = (limiter_count){ 0, 0 };
+}
+
+void limiter_count_fail(limiter_count *c, int64_t now_ms, int64_t window_ms)
+{
+	limiter_count_age(c, now_ms, window_ms);
+	if (c->failures == 0)
+		c->since_ms = now_ms;
+	if (c->failures < UINT_MAX)
+		c->failures++;
+}
+
+int64_t limiter_count_locked_ms(const limiter_count *c, int64_t now_ms, int64_t window_ms,
+				unsigned max)
+{
+	limiter_count a = *c;
+	limiter_count_age(&a, now_ms, window_ms);
+	if (a.failures < max)
+		return 0;
+	int64_t left = a.since_ms + window_ms - now_ms;
+	return left < 1 ? 1 : left;
+}
+
+int64_t limiter_delay_ms(unsigned failures, unsigned free, int64_t base_ms, int64_t max_ms)
+{
+	if (failures <= free)
+		return 0;
+	int64_t d = base_ms;
+	for (unsigned i = free + 1; i < failures && d < max_ms; i++)
+		d *= 2;
+	return d < max_ms ? d : max_ms;
+}
+
+/* A slot once used stays used (a probe for a key stops only at a slot never
+ * used); a slot whose count is over holds no state and is reused in place. */
 struct slot {
-	char key[96];
-	unsigned failures;
-	uint64_t first_ms;
+	uint64_t hash;
+	limiter_count count;
+	bool used;
+	char key[LIMITER_KEY_MAX + 1];
 };
 
 struct limiter {
-	unsigned max_failures;
-	uint64_t window_ms;
-	struct slot slots[LIMITER_SLOTS];
+	size_t mask;
+	int64_t window_ms;
+	struct slot *slots; /* owned */
 };
 
-static uint32_t hash(const char *s)
+static uint64_t key_hash(const char *s)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
+	uint64_t h = 14695981039346656037ull; /* FNV-1a: keys are compared exactly */
 	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
 	return h;
 }
 
-/* The key's slot; a full table reuses the slot whose window is oldest, so
- * the table stays bounded whatever the number of addresses. */
-static struct slot *slot_for(limiter *l, const char *key, uint64_t now_ms, int create)
+static bool slot_live(const struct slot *s, int64_t now_ms, int64_t window_ms)
 {
-	uint32_t h = hash(key);
-	struct slot *oldest = NULL;
-	for (unsigned i = 0; i < 8; i++) {
-		struct slot *s = &l->slots[(h + i) % LIMITER_SLOTS];
-		if (!strncmp(s->key, key, sizeof s->key - 1) && s->key[0]) {
-			if (now_ms - s->first_ms >= l->window_ms) {
-				s->failures = 0;
-				s->first_ms = now_ms;
-			}
-			return s;
-		}
-		if (!oldest || !s->key[0] || (oldest->key[0] && s->first_ms < oldest->first_ms))
-			oldest = s;
-	}
-	if (!create)
-		return NULL;
-	memset(oldest, 0, sizeof *oldest);
-	strncpy(oldest->key, key, sizeof oldest->key - 1);
-	oldest->first_ms = now_ms;
-	return oldest;
+	limiter_count c = s->count;
+	limiter_count_age(&c, now_ms, window_ms);
+	return s->used && c.failures > 0;
 }
 
-limiter *limiter_new(unsigned max_failures, unsigned window_s)
+/* The key's slot, or NULL with *room set to where it would go (NULL when
+ * every slot on its way holds a live count). */
+static struct slot *slot_find(const limiter *l, const char *key, uint64_t h, int64_t now_ms,
+			      struct slot **room)
 {
-	limiter *l = calloc(1, sizeof *l);
-	if (l) {
-		l->max_failures = max_failures;
-		l->window_ms = (uint64_t)window_s * 1000;
+	*room = NULL;
+	for (size_t i = 0; i <= l->mask; i++) {
+		struct slot *s = &l->slots[(h + i) & l->mask];
+		if (!s->used) {
+			if (!*room)
+				*room = s;
+			return NULL;
+		}
+		if (s->hash == h && !strcmp(s->key, key))
+			return s;
+		if (!*room && !slot_live(s, now_ms, l->window_ms))
+			*room = s;
 	}
+	return NULL;
+}
+
+limiter *limiter_new(size_t capacity, int64_t window_ms)
+{
+	if (capacity == 0 || capacity > LIMITER_CAPACITY_MAX || window_ms <= 0)
+		return NULL;
+	size_t n = 1;
+	while (n < capacity)
+		n *= 2;
+	limiter *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	l->slots = calloc(n, sizeof *l->slots);
+	if (!l->slots) {
+		free(l);
+		return NULL;
+	}
+	l->mask = n - 1;
+	l->window_ms = window_ms;
 	return l;
 }
 
-void limiter_free(limiter *l) { free(l); }
-
-uint64_t limiter_blocked_ms(limiter *l, const char *key, uint64_t now_ms)
+void limiter_free(limiter *l)
 {
-	struct slot *s = slot_for(l, key, now_ms, 0);
-	if (!s || s->failures < l->max_failures)
-		return 0;
-	return s->first_ms + l->window_ms - now_ms;
+	if (!l)
+		return;
+	free(l->slots);
+	free(l);
 }
 
-uint64_t limiter_fail(limiter *l, const char *key, uint64_t now_ms)
+int limiter_get(const limiter *l, const char *key, int64_t now_ms, limiter_count *out)
 {
-	struct slot *s = slot_for(l, key, now_ms, 1);
-	s->failures++;
-	if (s->failures <= LIMITER_FREE_FAILURES)
+	*out = (limiter_count){ 0, 0 };
+	if (strlen(key) > LIMITER_KEY_MAX)
+		return SDK_EINVAL;
+	struct slot *room;
+	struct slot *s = slot_find(l, key, key_hash(key), now_ms, &room);
+	if (s) {
+		*out = s->count;
+		limiter_count_age(out, now_ms, l->window_ms);
 		return 0;
-	uint64_t d = LIMITER_DELAY_BASE_MS;
-	for (unsigned i = LIMITER_FREE_FAILURES + 1; i < s->failures && d < LIMITER_DELAY_MAX_MS; i++)
-		d *= 2;
-	return d < LIMITER_DELAY_MAX_MS ? d : LIMITER_DELAY_MAX_MS;
+	}
+	return room ? 0 : SDK_EBUSY;
 }
 
-void limiter_reset(limiter *l, const char *key, uint64_t now_ms)
+int limiter_fail(limiter *l, const char *key, int64_t now_ms, limiter_count *out)
 {
-	struct slot *s = slot_for(l, key, now_ms, 0);
+	*out = (limiter_count){ 0, 0 };
+	size_t n = strlen(key);
+	if (n > LIMITER_KEY_MAX)
+		return SDK_EINVAL;
+	uint64_t h = key_hash(key);
+	struct slot *room;
+	struct slot *s = slot_find(l, key, h, now_ms, &room);
+	if (!s) {
+		if (!room)
+			return SDK_EBUSY;
+		s = room;
+		s->used = true;
+		s->hash = h;
+		s->count = (limiter_count){ 0, 0 };
+		memcpy(s->key, key, n + 1);
+	}
+	limiter_count_fail(&s->count, now_ms, l->window_ms);
+	*out = s->count;
+	return 0;
+}
+
+void limiter_forget(limiter *l, const char *key)
+{
+	if (strlen(key) > LIMITER_KEY_MAX)
+		return;
+	struct slot *room;
+	struct slot *s = slot_find(l, key, key_hash(key), 0, &room);
 	if (s)
-		s->failures = 0;
+		s->count = (limiter_count){ 0, 0 };
+}
+
+size_t limiter_live(const limiter *l, int64_t now_ms)
+{
+	size_t n = 0;
+	for (size_t i = 0; i <= l->mask; i++)
+		n += slot_live(&l->slots[i], now_ms, l->window_ms);
+	return n;
 }

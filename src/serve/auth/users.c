@@ -1,6 +1,7 @@
 #include "serve/auth/users.h"
 
 #include "sdk/db.h"
+#include "serve/auth/lockout.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,7 +22,11 @@ int auth_store_init(sqlite3 *db, char *err, size_t errlen)
 			   " user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,"
 			   " created_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL,"
 			   " expires_ms INTEGER NOT NULL);"
-			   "CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);",
+			   "CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);"
+			   /* lockout.h: failed logins of an account, gone with it */
+			   "CREATE TABLE IF NOT EXISTS login_failures ("
+			   " user TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,"
+			   " failures INTEGER NOT NULL, since_ms INTEGER NOT NULL);",
 			   err, errlen);
 }
 
@@ -87,7 +92,10 @@ static int step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : rc == SQLITE_CONSTRAINT ? -EEXIST : -EIO;
+	return rc == SQLITE_DONE		  ? 0
+	       : rc == SQLITE_CONSTRAINT	  ? -EEXIST
+	       : (rc & 0xff) == SQLITE_FULL ? -ENOSPC /* answered 507 (docs/errors.md) */
+					  : -EIO;
 }
 
 int auth_user_get(sqlite3 *db, const char *name, char *hash, int *role)
@@ -149,9 +157,11 @@ int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int6
 		return -ENOENT;
 	if (rc < 0)
 		return rc;
-	/* A changed password ends every session that the old one opened. */
-	if (sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE user = ?", -1, &st, NULL) !=
-	    SQLITE_OK)
+	/* A changed password ends every session that the old one opened, and
+	 * lifts a lock on the account (how an admin unlocks one). */
+	if (auth_lockout_clear(db, name) < 0 ||
+	    sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE user = ?", -1, &st, NULL) !=
+		    SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	return step_done(st);

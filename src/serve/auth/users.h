@@ -36,7 +36,7 @@ bool auth_verify(const char *hash, const char *pw);
 int auth_user_get(sqlite3 *db, const char *name, char *hash, int *role);
 int auth_user_add(sqlite3 *db, const char *name, const char *hash, int role, int64_t now_ms);
 int auth_user_delete(sqlite3 *db, const char *name);
-/* Also ends every session of the user. */
+/* Also ends every session of the user and lifts a lock on the account. */
 int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int64_t now_ms);
 int auth_user_count(sqlite3 *db, int role); /* role NONE: all */
 json_t *auth_user_list(sqlite3 *db);

@@ -5,14 +5,13 @@
 #include "serve/chat/model.h"
 #include "serve/chat/recall.h"
 #include "serve/chat/store.h"
-#include "sdk/client.h"
+#include "sdk/call.h"
 #include "sdk/db.h"
 #include "sdk/log.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,13 +44,14 @@ struct chat {
 	struct event_base *base;
 	supervisor *sup;
 	sqlite3 *db;
-	sdk_client *client;
+	sdk_caller *caller; /* to the librarian, by name */
 	model *model; /* NULL without a [model] */
 	chat_recall *recall; /* NULL when memory.db cannot be opened */
 	chat_turn *turns;
 	unsigned n_turns;
 	bool stopping;
-	unsigned long long by_model, by_retrieval, model_failures, librarian_failures;
+	unsigned long long by_model, by_retrieval, librarian_failures;
+	unsigned long long model_failures[MODEL_FAILURE_KINDS]; /* by model_failure */
 };
 
 static void set_error(chat_error *e, int status, const char *code, const char *fmt, ...)
@@ -176,6 +176,15 @@ static void turn_fallback(chat_turn *t, const char *why, const char *partial, si
 	free(content);
 }
 
+/* The model was asked and gave no whole answer: the client of a stream is
+ * told before the answer from the sources follows what the model wrote. */
+static void turn_model_failed(chat_turn *t, const char *why, const char *partial, size_t plen)
+{
+	if (!t->detached && t->stream && t->cbs.on_fallback)
+		t->cbs.on_fallback(why, plen > 0, t->arg);
+	turn_fallback(t, why, partial, plen);
+}
+
 static void on_model_delta(const char *text, size_t len, void *arg)
 {
 	chat_turn *t = arg;
@@ -183,17 +192,18 @@ static void on_model_delta(const char *text, size_t len, void *arg)
 	turn_delta(t, text, len);
 }
 
-static void on_model_done(const char *text, size_t len, const char *error, void *arg)
+static void on_model_done(const char *text, size_t len, model_failure failure, const char *error,
+			  void *arg)
 {
 	chat_turn *t = arg;
 	t->call = NULL;
-	if (!error) {
+	if (failure == MODEL_OK) {
 		turn_finish(t, text, true, NULL);
 		return;
 	}
-	t->c->model_failures++;
+	t->c->model_failures[failure]++;
 	sdk_warn("chat: session %lld: %s; answering from the library", (long long)t->session, error);
-	turn_fallback(t, error, text, len);
+	turn_model_failed(t, error, text, len);
 }
 
 /* With every source in: the model, or the answer without one. */
@@ -277,14 +287,15 @@ static bool turn_search(chat_turn *t)
 			 k ? sup_state_name(k->state) : "not configured");
 		return false;
 	}
-	char *enc = evhttp_uriencode(query, -1, 0);
+	char enc[3 * SEARCH_QUERY_MAX];
 	char path[4 * SEARCH_QUERY_MAX];
-	int n = enc ? snprintf(path, sizeof path, "/search?limit=%u&query=%s", CHAT_PASSAGES_MAX, enc)
-		    : -1;
-	free(enc);
+	int n = sdk_uri_encode(query, enc, sizeof enc) == 0
+			? snprintf(path, sizeof path, "/search?limit=%u&query=%s", CHAT_PASSAGES_MAX,
+				   enc)
+			: -1;
 	if (n < 0 || (size_t)n >= sizeof path ||
-	    sdk_client_call(c->client, k->port, "GET", path, NULL, 0, NULL,
-			    CHAT_LIBRARIAN_TIMEOUT_MS, on_search, t) < 0) {
+	    sdk_call(c->caller, "librarian", "GET", path, NULL, 0, NULL, CHAT_LIBRARIAN_TIMEOUT_MS,
+		     on_search, t) < 0) {
 		c->librarian_failures++;
 		snprintf(t->lib_problem, sizeof t->lib_problem, "the call to the librarian could not start");
 		return false;
@@ -413,8 +424,8 @@ void chat_stop(chat *c)
 		model_call_cancel(t->call);
 		t->call = NULL;
 		size_t n = evbuffer_get_length(t->streamed);
-		turn_fallback(t, "Grace is stopping", n ? (const char *)evbuffer_pullup(t->streamed, -1) : NULL,
-			      n);
+		turn_model_failed(t, "Grace is stopping",
+				  n ? (const char *)evbuffer_pullup(t->streamed, -1) : NULL, n);
 	}
 }
 
@@ -425,17 +436,21 @@ void chat_metrics(const chat *c, struct evbuffer *out)
 			    "# TYPE grace_chat_answers_total counter\n"
 			    "grace_chat_answers_total{by=\"model\"} %llu\n"
 			    "grace_chat_answers_total{by=\"retrieval\"} %llu\n"
-			    "# HELP grace_chat_model_failures_total Model calls that failed or timed out.\n"
-			    "# TYPE grace_chat_model_failures_total counter\n"
-			    "grace_chat_model_failures_total %llu\n"
+			    "# HELP grace_chat_model_failures_total Model calls that gave no whole "
+			    "answer, by why.\n"
+			    "# TYPE grace_chat_model_failures_total counter\n",
+			    c->by_model, c->by_retrieval);
+	for (int f = MODEL_OK + 1; f < MODEL_FAILURE_KINDS; f++)
+		evbuffer_add_printf(out, "grace_chat_model_failures_total{reason=\"%s\"} %llu\n",
+				    model_failure_label((model_failure)f), c->model_failures[f]);
+	evbuffer_add_printf(out,
 			    "# HELP grace_chat_librarian_failures_total Answers written without the library.\n"
 			    "# TYPE grace_chat_librarian_failures_total counter\n"
 			    "grace_chat_librarian_failures_total %llu\n"
 			    "# HELP grace_chat_turns_in_flight Answers being written.\n"
 			    "# TYPE grace_chat_turns_in_flight gauge\n"
 			    "grace_chat_turns_in_flight %u\n",
-			    c->by_model, c->by_retrieval, c->model_failures, c->librarian_failures,
-			    c->n_turns);
+			    c->librarian_failures, c->n_turns);
 }
 
 /* scheme://host[:port] of a URL, without any user:password@. */
@@ -469,12 +484,11 @@ chat *chat_new(struct event_base *base, const grace_config *cfg, supervisor *sup
 		chat_free(c);
 		return NULL;
 	}
-	if (!(c->client = sdk_client_new(base))) {
+	if (!(c->caller = sdk_caller_new(base, "grace", token, sup_resolve, sup))) {
 		snprintf(err, errlen, "out of memory");
 		chat_free(c);
 		return NULL;
 	}
-	sdk_client_set_token(c->client, token);
 	c->recall = chat_recall_open(base, cfg->data_dir, why, sizeof why);
 	if (!c->recall)
 		sdk_warn("chat: answers will not see memory tables: %s", why);
@@ -498,8 +512,8 @@ void chat_free(chat *c)
 {
 	if (!c)
 		return;
-	sdk_client_free(c->client); /* ends librarian calls without calling back */
-	c->client = NULL;
+	sdk_caller_free(c->caller); /* ends librarian calls without calling back */
+	c->caller = NULL;
 	while (c->turns) {
 		chat_turn *t = c->turns;
 		model_call_cancel(t->call);

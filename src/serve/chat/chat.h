@@ -42,6 +42,10 @@ typedef struct chat_error {
 typedef struct chat_turn_cbs {
 	/* A piece of the answer as it is written (`stream` turns only). */
 	void (*on_delta)(const char *text, size_t len, void *arg);
+	/* The model was asked and failed (`stream` turns only; may be NULL):
+	 * what follows is the answer from the sources. `partial`: the model
+	 * had already written some of its answer, and it stops here, cut off. */
+	void (*on_fallback)(const char *why, bool partial, void *arg);
 	/* Once: the stored assistant message (a new reference the callee
 	 * owns), or NULL and `e` saying why there is none. */
 	void (*on_done)(json_t *message, const chat_error *e, void *arg);

@@ -31,6 +31,9 @@ struct model_call {
 	bool in_cb;     /* inside a libcurl callback: cancel only marks it */
 	bool cancelled;
 	bool saw_event; /* at least one "data:" line */
+	/* The stream's own end: "data: [DONE]", or a choice with a
+	 * finish_reason. Without either, the body ended early. */
+	bool saw_done, saw_finish;
 	char *raw;      /* every byte the server sent */
 	size_t raw_len, raw_cap, parsed;
 	char *text;     /* the answer so far */
@@ -57,6 +60,19 @@ struct model {
 };
 
 const char *model_name(const model *m) { return m->name; }
+
+const char *model_failure_label(model_failure f)
+{
+	static const char *const labels[MODEL_FAILURE_KINDS] = {
+		[MODEL_OK] = "none",
+		[MODEL_FAIL_TIMEOUT] = "timeout",
+		[MODEL_FAIL_UNREACHABLE] = "unreachable",
+		[MODEL_FAIL_HTTP_STATUS] = "http_status",
+		[MODEL_FAIL_BAD_ANSWER] = "bad_answer",
+		[MODEL_FAIL_TRUNCATED] = "truncated_stream",
+	};
+	return (unsigned)f < MODEL_FAILURE_KINDS ? labels[f] : "unknown";
+}
 
 static int grow(char **buf, size_t *cap, size_t need)
 {
@@ -141,8 +157,10 @@ static void stream_line(model_call *c, const char *line, size_t len)
 	if (len && *line == ' ')
 		line++, len--;
 	c->saw_event = true;
-	if (len == 6 && !memcmp(line, "[DONE]", 6))
+	if (len == 6 && !memcmp(line, "[DONE]", 6)) {
+		c->saw_done = true;
 		return;
+	}
 	json_t *j = json_loadb(line, len, 0, NULL);
 	if (!j) {
 		snprintf(c->problem, sizeof c->problem, "the model sent an event that is not JSON");
@@ -152,9 +170,14 @@ static void stream_line(model_call *c, const char *line, size_t len)
 	if (why) {
 		snprintf(c->problem, sizeof c->problem, "the model server reported: %.200s", why);
 	} else {
-		json_t *content = json_object_get(
-			json_object_get(json_array_get(json_object_get(j, "choices"), 0), "delta"),
-			"content");
+		json_t *choices = json_object_get(j, "choices"), *choice;
+		size_t i;
+		json_array_foreach(choices, i, choice) {
+			if (json_is_string(json_object_get(choice, "finish_reason")))
+				c->saw_finish = true;
+		}
+		json_t *content = json_object_get(json_object_get(json_array_get(choices, 0), "delta"),
+						  "content");
 		size_t n = json_string_length(content);
 		if (json_is_string(content) && n && append_text(c, json_string_value(content), n) == 0 &&
 		    c->on_delta)
@@ -235,36 +258,59 @@ static void call_finish(model_call *c, CURLcode result)
 {
 	model *m = c->m;
 	char error[512] = "";
+	model_failure failure = MODEL_OK;
 	long code = response_code(c);
+	/* Events are read only from a 2xx answer. Once the model has said it
+	 * is done, a transfer that then breaks loses nothing. */
+	bool began = c->stream && c->saw_event;
+	bool ended = c->saw_done || c->saw_finish;
+	const char *curl_why = c->errbuf[0] ? c->errbuf : m->curl.easy_strerror(result);
 	if (c->problem[0]) {
+		failure = MODEL_FAIL_BAD_ANSWER;
 		snprintf(error, sizeof error, "%s", c->problem);
-	} else if (result == CURLE_OPERATION_TIMEDOUT) {
+	} else if (result == CURLE_OPERATION_TIMEDOUT && !ended) {
+		failure = MODEL_FAIL_TIMEOUT;
 		snprintf(error, sizeof error, "the model did not answer within %u ms", m->timeout_ms);
-	} else if (result != CURLE_OK) {
-		snprintf(error, sizeof error, "cannot reach the model server: %s",
-			 c->errbuf[0] ? c->errbuf : m->curl.easy_strerror(result));
+	} else if (result != CURLE_OK && began && !ended) {
+		failure = MODEL_FAIL_TRUNCATED;
+		snprintf(error, sizeof error, "the model's answer was cut off: its stream broke off "
+					      "without [DONE] or a finish_reason (%s)", curl_why);
+	} else if (result != CURLE_OK && !(began && ended)) {
+		failure = MODEL_FAIL_UNREACHABLE;
+		snprintf(error, sizeof error, "cannot reach the model server: %s", curl_why);
 	} else if (code < 200 || code >= 300) {
+		failure = MODEL_FAIL_HTTP_STATUS;
 		json_t *j = json_loadb(c->raw ? c->raw : "", c->raw_len, 0, NULL);
 		const char *why = j ? error_message(j) : NULL;
 		snprintf(error, sizeof error, "the model server answered HTTP %ld%s%.200s", code,
 			 why ? ": " : "", why ? why : "");
 		json_decref(j);
 	} else {
+		/* Both parsers may call the delta callback, which may cancel. */
+		c->in_cb = true;
 		if (c->stream)
 			stream_parse(c, true);
-		if (!c->problem[0] && !(c->stream && c->saw_event)) {
-			c->in_cb = true; /* whole_parse may call the delta callback */
+		bool events = c->stream && c->saw_event;
+		if (!c->problem[0] && !c->cancelled && !events)
 			whole_parse(c);
-			c->in_cb = false;
-			if (c->cancelled) {
-				call_free(c);
-				return;
-			}
+		c->in_cb = false;
+		if (c->cancelled) {
+			call_free(c);
+			return;
 		}
-		if (c->problem[0])
+		if (c->problem[0]) {
+			failure = MODEL_FAIL_BAD_ANSWER;
 			snprintf(error, sizeof error, "%s", c->problem);
-		else if (c->text_len == 0)
+		} else if (events && !c->saw_done && !c->saw_finish) {
+			/* The body ended (a closed connection, or chunked framing
+			 * ended early) before the model said it had finished. */
+			failure = MODEL_FAIL_TRUNCATED;
+			snprintf(error, sizeof error, "the model's answer was cut off: its stream ended "
+						      "without [DONE] or a finish_reason");
+		} else if (c->text_len == 0) {
+			failure = MODEL_FAIL_BAD_ANSWER;
 			snprintf(error, sizeof error, "the model answered with no text");
+		}
 	}
 	model_done_cb done = c->on_done;
 	void *arg = c->arg;
@@ -272,7 +318,7 @@ static void call_finish(model_call *c, CURLcode result)
 	m->curl.multi_remove_handle(m->multi, c->easy);
 	m->curl.easy_cleanup(c->easy);
 	c->easy = NULL;
-	done(c->text ? c->text : "", c->text_len, error[0] ? error : NULL, arg);
+	done(c->text ? c->text : "", c->text_len, failure, failure ? error : NULL, arg);
 	call_free(c);
 }
 

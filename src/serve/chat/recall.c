@@ -39,7 +39,7 @@ static json_t *table_rows(chat_recall_job *j, json_t *table)
 		return NULL;
 	mem_query q = { .q = j->query, .limit = (unsigned)j->max };
 	mem_buf out = { 0 };
-	mem_error e;
+	sdk_err e;
 	json_t *rows = NULL;
 	if (mem_rows_query(j->r->store, j->user, owner, name, &q, &out, &e) == 0 && !out.oom &&
 	    out.p) {
@@ -70,9 +70,9 @@ static json_t *source_of(const char *table, const char *owner, const char *user,
 static void recall_work(void *arg)
 {
 	chat_recall_job *j = arg;
-	mem_error e;
-	json_t *list = mem_table_list(j->r->store, j->user, &e);
-	if (!list) {
+	sdk_err e;
+	json_t *list = NULL;
+	if (mem_table_list(j->r->store, j->user, &list, &e) < 0) {
 		snprintf(j->problem, sizeof j->problem, "%.180s", e.msg);
 		return;
 	}
@@ -164,7 +164,9 @@ chat_recall *chat_recall_open(struct event_base *base, const char *data_dir, cha
 	}
 	/* A store of its own: the memory API's is private to it, and SQLite
 	 * (WAL) lets both read the same file. */
-	r->store = mem_store_open(data_dir, 1, err, errlen);
+	sdk_err e;
+	if (!(r->store = mem_store_open(data_dir, 1, &e)))
+		snprintf(err, errlen, "%s", e.msg);
 	r->pool = r->store ? sdk_pool_new(base, 1, RECALL_QUEUE_MAX) : NULL;
 	if (!r->pool) {
 		if (r->store)

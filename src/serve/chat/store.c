@@ -273,3 +273,44 @@ out:
 	free(cit_text);
 	return rc;
 }
+
+static int purge_fail(sqlite3 *db, sdk_err *e)
+{
+	int st = sdk_status_of_sqlite(sqlite3_errcode(db));
+	sdk_fail(e, st, "chat.db: %s", sqlite3_errmsg(db));
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return st;
+}
+
+int chat_store_purge_owner(sqlite3 *db, const char *owner, unsigned max_messages, sdk_err *e)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return purge_fail(db, e);
+	if (sqlite3_prepare_v2(db,
+			       "DELETE FROM messages WHERE id IN (SELECT m.id FROM sessions s"
+			       " JOIN messages m ON m.session_id = s.id WHERE s.owner = ?1 LIMIT ?2)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return purge_fail(db, e);
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, max_messages);
+	int step = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (step != SQLITE_DONE)
+		return purge_fail(db, e);
+	bool more = (unsigned)sqlite3_changes(db) >= max_messages;
+	if (!more) { /* the sessions go once their messages have */
+		if (sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE owner = ?1", -1, &st, NULL) !=
+		    SQLITE_OK)
+			return purge_fail(db, e);
+		sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+		step = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (step != SQLITE_DONE)
+			return purge_fail(db, e);
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		return purge_fail(db, e);
+	return more ? 1 : 0;
+}

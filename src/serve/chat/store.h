@@ -5,6 +5,8 @@
 
 #include "serve/layer.h"
 
+#include "sdk/err.h"
+
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stddef.h>
@@ -34,5 +36,12 @@ int chat_store_messages(sqlite3 *db, int64_t session, unsigned limit, json_t **o
  * created_ms in `msg`. The first user message names an untitled session.
  * 0, -ENOENT (the session is gone) or -EIO. */
 int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t now_ms);
+
+/* Deletes `owner`'s sessions with their messages (a user's account is
+ * gone, or a new account takes the name), at most `max_messages` messages
+ * per call so a long history never holds the loop for long. Returns 1 when
+ * more is left, 0 when `owner` has nothing left, or a negative sdk_status
+ * (sdk/err.h) with the reason in `e`. */
+int chat_store_purge_owner(sqlite3 *db, const char *owner, unsigned max_messages, sdk_err *e);
 
 #endif

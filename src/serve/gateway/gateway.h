@@ -1,21 +1,28 @@
-/* The gateway: forwards API requests to a kernel's current port over a pool
- * of keep-alive connections per kernel, rebuilding each upstream request from
- * parsed fields (never passing raw bytes on). */
+/* The gateway: forwards API requests to a kernel wherever it listens now,
+ * over pooled keep-alive connections (sdk/upstream.h), rebuilding each
+ * upstream request from parsed fields (never passing raw bytes on), and
+ * streaming the answer back as it arrives: chunked bodies, Server-Sent
+ * Events and long polls pass through with a bounded buffer per stream (a
+ * slow client pauses the read from the kernel) and a client that leaves
+ * cancels its upstream request at once. */
 #ifndef GRACE_GATEWAY_GATEWAY_H
 #define GRACE_GATEWAY_GATEWAY_H
 
 #include "serve/layer.h"
 
-#include "sdk/client.h"
+#include "sdk/call.h"
 #include "sdk/http.h"
 #include "serve/supervisor/supervisor.h"
 
 #include <stdint.h>
 
-#define GW_POOL_MAX 32        /* connections per kernel */
-#define GW_PENDING_MAX 1024   /* requests waiting on one kernel before 503 */
-#define GW_ATTEMPT_TIMEOUT_MS 10000 /* one try: past it, 504 */
+#define GW_POOL_MAX 32              /* connections per kernel */
+#define GW_PENDING_MAX 1024         /* requests waiting on connections before 503 */
+#define GW_ATTEMPT_TIMEOUT_MS 10000 /* for a kernel's answer to start: past it, 504 */
 #define GW_DEADLINE_MS 15000        /* no retry starts after this */
+#define GW_STREAM_IDLE_MS 60000     /* a streamed answer may pause this long (heartbeats) */
+#define GW_LONG_POLL_MARGIN_MS 5000 /* beyond a long poll's own wait */
+#define GW_STREAM_BUFFER_MAX (256u * 1024) /* queued for a slow client: then pause the kernel */
 
 typedef struct gateway gateway;
 
@@ -28,9 +35,13 @@ void gw_free(gateway *gw);
  * kernel's answer or a 502/503/504 that says why. */
 void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path);
 
+/* The main process's kernel call path: by kernel name, resolved through the
+ * supervisor (for chat, the outbox, the healer). Borrowed. */
+sdk_caller *gw_caller(gateway *gw);
+
 /* One GET of `path` on 127.0.0.1:port on a fresh connection. `cb` gets the
  * status (0 when there was no answer), the body (borrowed) and the latency. */
-typedef sdk_client_cb gw_probe_cb;
+typedef sdk_call_cb gw_probe_cb;
 int gw_probe(gateway *gw, int port, const char *path, unsigned timeout_ms, gw_probe_cb cb,
 	     void *arg);
 

@@ -25,16 +25,18 @@ const char *gd_state_name(enum gd_state st)
 {
 	static const char *const names[] = { "starting", "ready",      "degraded",
 					      "unhealthy", "restarting", "failed",
-					      "stopped",  "port_unavailable" };
+					      "stopped",  "port_unavailable", "storage_failed" };
 	return (size_t)st < sizeof names / sizeof *names ? names[st] : "unknown";
 }
 
 enum gd_state gd_state_derive(enum sup_state sup, bool restart_pending, unsigned failures,
-			      unsigned threshold)
+			      unsigned threshold, bool storage_failed)
 {
 	switch (sup) {
 	case SUP_STARTING: return GD_STARTING;
 	case SUP_READY:
+		if (storage_failed)
+			return GD_STORAGE_FAILED;
 		if (failures >= threshold)
 			return GD_UNHEALTHY;
 		return failures ? GD_DEGRADED : GD_READY;
@@ -59,6 +61,23 @@ gd_kernel *gd_kernel_of(guardian *g, const sup_kernel *k)
 
 sqlite3 *gd_db(guardian *g) { return g->db; }
 
+bool gd_answer_storage_failed(int status, const char *body, size_t len, char *why,
+			      size_t whylen)
+{
+	if (status != 503 || !body)
+		return false;
+	json_t *j = json_loadb(body, len, 0, NULL);
+	const char *st = json_string_value(json_object_get(j, "status"));
+	bool failed = st && !strcmp(st, "storage_failed");
+	if (failed && why) {
+		const char *e = json_string_value(json_object_get(json_object_get(j, "storage"),
+								  "error"));
+		snprintf(why, whylen, "%s", e ? e : "storage failed");
+	}
+	json_decref(j);
+	return failed;
+}
+
 static void update(gd_kernel *gk, const char *reason)
 {
 	sup_kernel *k = gk->k;
@@ -66,7 +85,7 @@ static void update(gd_kernel *gk, const char *reason)
 	 * restarting, not stopped by an operator. */
 	bool restarting = gk->healing;
 	enum gd_state st = gd_state_derive(k->state, restarting, gk->failures,
-					   k->cfg->health_failures);
+					   k->cfg->health_failures, gk->storage_failed);
 	if (st == gk->state)
 		return;
 	enum gd_state old = gk->state;
@@ -77,6 +96,11 @@ static void update(gd_kernel *gk, const char *reason)
 	if (st == GD_UNHEALTHY && !gk->healing && gk->g->heal) {
 		sdk_warn("guardian: %s unhealthy after %u failed probes: healing", k->cfg->name,
 			 gk->failures);
+		gk->g->heal(k, reason, gk->g->heal_arg);
+	} else if (st == GD_STORAGE_FAILED && !gk->healing && gk->g->heal) {
+		/* The healer reports it (an incident naming the file); it does not
+		 * restart: a restart cannot repair a file. */
+		sdk_error("guardian: %s: storage failed: %s", k->cfg->name, gk->storage_error);
 		gk->g->heal(k, reason, gk->g->heal_arg);
 	}
 }
@@ -91,18 +115,24 @@ static void schedule_probe(gd_kernel *gk)
 static void on_probe(int status, const char *body, size_t len, double latency_ms,
 		     const char *error, void *arg)
 {
-	(void)body, (void)len;
 	gd_kernel *gk = arg;
 	gk->probing = false;
 	gk->probes++;
 	gk->last_probe_ms = sdk_wall_ms();
 	gk->last_status = status;
 	gk->last_latency_ms = latency_ms;
-	char reason[192];
+	char reason[320];
+	gk->storage_failed = gd_answer_storage_failed(status, body, len, gk->storage_error,
+						      sizeof gk->storage_error);
 	if (status == 200) {
 		gk->last_error[0] = '\0';
 		gk->failures = 0;
 		snprintf(reason, sizeof reason, "probe ok in %.1f ms", latency_ms);
+	} else if (gk->storage_failed) {
+		/* It answers, and says what is wrong: not a failed probe. */
+		snprintf(gk->last_error, sizeof gk->last_error, "storage failed");
+		gk->failures = 0;
+		snprintf(reason, sizeof reason, "storage failed: %.250s", gk->storage_error);
 	} else {
 		snprintf(gk->last_error, sizeof gk->last_error, "%s",
 			 error ? error : "health answer was not 200");
@@ -145,7 +175,7 @@ guardian *gd_new(struct event_base *base, supervisor *sup, gateway *gw, sqlite3 
 		gd_kernel *gk = &g->kernels[g->n++];
 		gk->g = g;
 		gk->k = sup_at(sup, i);
-		gk->state = gd_state_derive(gk->k->state, false, 0, 1);
+		gk->state = gd_state_derive(gk->k->state, false, 0, 1, false);
 		gk->since_ms = sdk_wall_ms();
 		gk->timer = evtimer_new(base, on_timer, gk);
 		if (!gk->timer) {
@@ -184,8 +214,10 @@ void gd_on_sup_change(guardian *g, sup_kernel *k, enum sup_state old)
 	gd_kernel *gk = gd_kernel_of(g, k);
 	if (!gk)
 		return;
-	if (k->state != SUP_READY)
+	if (k->state != SUP_READY) {
 		gk->failures = 0; /* a new process starts with a clean slate */
+		gk->storage_failed = false;
+	}
 	char reason[256];
 	if (k->state == SUP_RESTARTING || k->state == SUP_FAILED ||
 	    (old == SUP_READY && k->state == SUP_STARTING))
@@ -220,13 +252,17 @@ json_t *gd_kernel_json(const gd_kernel *gk)
 					    "status", gk->last_status, "latency_ms", gk->last_latency_ms,
 					    "error", gk->last_error[0] ? gk->last_error : NULL)
 				: json_null();
-	return json_pack("{s:s, s:s, s:s, s:I, s:o, s:i, s:i, s:i, s:i, s:s, s:b, s:i, s:o}", "name",
-			 k->cfg->name, "state", gd_state_name(gk->state), "process_state",
+	json_t *storage = gk->storage_failed
+				  ? json_pack("{s:b, s:s}", "ok", 0, "error", gk->storage_error)
+				  : json_null();
+	return json_pack("{s:s, s:s, s:s, s:I, s:o, s:i, s:i, s:i, s:i, s:s, s:b, s:i, s:o, s:o}",
+			 "name", k->cfg->name, "state", gd_state_name(gk->state), "process_state",
 			 sup_state_name(k->state), "since_ms", (json_int_t)gk->since_ms,
 			 "last_probe", probe, "consecutive_failures", (int)gk->failures, "probes",
 			 (int)gk->probes, "probe_failures", (int)gk->probe_failures, "restarts",
 			 (int)k->restarts, "last_exit", k->last_exit, "healing", gk->healing, "port",
-			 k->port, "pid", k->pid > 0 ? json_integer(k->pid) : json_null());
+			 k->port, "pid", k->pid > 0 ? json_integer(k->pid) : json_null(), "storage",
+			 storage);
 }
 
 json_t *gd_status_json(guardian *g)

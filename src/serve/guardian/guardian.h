@@ -23,6 +23,7 @@ enum gd_state {
 	GD_FAILED,
 	GD_STOPPED,
 	GD_PORT_UNAVAILABLE,
+	GD_STORAGE_FAILED, /* the process runs, but /health says its database failed */
 };
 
 typedef struct gd_kernel {
@@ -34,6 +35,10 @@ typedef struct gd_kernel {
 	double last_latency_ms;
 	char last_error[128];
 	unsigned failures; /* consecutive */
+	/* The last probe answered 503 "storage_failed": not a probe failure
+	 * (restarting cannot repair a file), a condition of its own. */
+	bool storage_failed;
+	char storage_error[256];
 	unsigned probes, probe_failures;
 	bool probing, healing;
 	struct event *timer;
@@ -42,8 +47,9 @@ typedef struct gd_kernel {
 
 typedef struct guardian guardian;
 
-/* Asks for a heal of an unhealthy kernel; the healer calls
- * gd_heal_done when it has finished. */
+/* Asks for a heal of an unhealthy kernel, or a report on one whose storage
+ * failed (once each time it enters that state, so it never loops); the
+ * healer calls gd_heal_done when it has finished. */
 typedef void (*gd_heal_fn)(sup_kernel *k, const char *reason, void *arg);
 
 guardian *gd_new(struct event_base *base, supervisor *sup, gateway *gw, sqlite3 *db);
@@ -59,10 +65,14 @@ void gd_heal_done(guardian *g, sup_kernel *k);
 gd_kernel *gd_kernel_of(guardian *g, const sup_kernel *k);
 const char *gd_state_name(enum gd_state st);
 /* The pure part: a kernel's health state from its process state, whether
- * a restart is under way (a restart or a heal), and its run of failed
- * probes. */
+ * a restart is under way (a restart or a heal), its run of failed probes,
+ * and whether its last answer said its storage failed. */
 enum gd_state gd_state_derive(enum sup_state sup, bool restart_pending, unsigned failures,
-			      unsigned threshold);
+			      unsigned threshold, bool storage_failed);
+/* Whether a /health answer (status and body) says the kernel's storage
+ * failed; its reason, when it gives one, goes into `why`. */
+bool gd_answer_storage_failed(int status, const char *body, size_t len, char *why,
+			      size_t whylen);
 
 json_t *gd_kernel_json(const gd_kernel *gk);
 json_t *gd_status_json(guardian *g);

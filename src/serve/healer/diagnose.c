@@ -2,6 +2,7 @@
 #include "sdk/clock.h"
 
 #include "sdk/proc.h"
+#include "serve/guardian/guardian.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +28,7 @@ static const char *const issue_names[HL_ISSUE_COUNT] = {
 	"port_held_by_stale_kernel",
 	"port_held_by_foreign_process",
 	"slow_response",
+	"storage_failed",
 };
 
 const char *hl_issue_name(enum hl_issue i)
@@ -74,6 +76,10 @@ enum hl_issue hl_classify(const hl_findings *f, double slow_ms)
 		return HL_PORT_NOT_LISTENING;
 	if (f->pid <= 0 || f->proc_state == '\0' || f->proc_state == 'Z' || f->proc_state == 'X')
 		return HL_PROCESS_DEAD;
+	/* It answers and says its database failed: not hung, and a restart
+	 * would not help. */
+	if (f->storage_failed)
+		return HL_STORAGE_FAILED;
 	if (f->proc_state == 'T' || f->proc_state == 't' || f->health_status != 200)
 		return HL_PROCESS_HUNG;
 	if (f->health_ms > slow_ms)
@@ -222,6 +228,8 @@ static void on_health(int status, const char *body, size_t len, double latency_m
 		snprintf(d->f.health_error, sizeof d->f.health_error, "%s", error);
 	if (body)
 		d->health_answer = json_loadb(body, len, 0, NULL);
+	d->f.storage_failed = gd_answer_storage_failed(status, body, len, d->f.storage_error,
+						       sizeof d->f.storage_error);
 	diag_finish(d);
 }
 

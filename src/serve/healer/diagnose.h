@@ -22,6 +22,7 @@ enum hl_issue {
 	HL_PORT_HELD_BY_STALE_KERNEL,
 	HL_PORT_HELD_BY_FOREIGN_PROCESS,
 	HL_SLOW_RESPONSE,
+	HL_STORAGE_FAILED, /* answers /health 503 "storage_failed": its database failed */
 	HL_ISSUE_COUNT,
 };
 
@@ -42,6 +43,8 @@ typedef struct hl_findings {
 	int health_status; /* 0: no answer */
 	double connect_ms, health_ms; /* < 0: not measured */
 	char health_error[128];
+	bool storage_failed;     /* /health said so */
+	char storage_error[256]; /* and why */
 	enum hl_issue issue;
 	json_t *json; /* owned: the full report */
 } hl_findings;

@@ -3,11 +3,14 @@
 
 #include "serve/healer/incidents.h"
 #include "serve/healer/ports.h"
+#include "sdk/db.h"
 #include "sdk/log.h"
 #include "sdk/proc.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,33 +33,55 @@ enum hl_step {
 	STEP_PICK_PORT,
 	STEP_CONFIGURED_PORT,
 	STEP_VERIFY,
+	STEP_REPORT_STORAGE,
+	STEP_CONFIRM,
+	STEP_QUARANTINE,
 };
 
 static const char *const step_names[] = {
-	"diagnose", "stop", "clear_holder", "start", "pick_port", "configured_port", "verify",
+	"diagnose", "stop",	      "clear_holder", "start",	    "pick_port",
+	"configured_port", "verify", "report_storage", "confirm", "quarantine",
 };
 
-/* Playbooks as data: a name, what it is for, and its steps in order. */
+#define STORAGE_ADVICE                                                                        \
+	"restarting cannot repair a database file, so nothing was restarted. Restore the file " \
+	"from a backup while the kernel is stopped, or heal with "                             \
+	"{\"action\":\"quarantine_store\",\"force\":true}: the file is moved aside (kept, "    \
+	"timestamped) and the kernel starts on an empty store"
+
+/* Playbooks as data: a name, what it is for, its steps in order, and what
+ * a run that gets through them all is called (NULL: "healed", which also
+ * needs /health to answer 200 at the end: every such playbook verifies). */
 static const struct playbook {
 	const char *name;
 	const char *description;
 	enum hl_step steps[PLAYBOOK_STEPS_MAX];
 	size_t n;
+	const char *outcome;
 } playbooks[] = {
 	{ "restart_component", "graceful stop (SIGTERM, SIGKILL after stop_timeout_ms), start, "
 			       "wait until ready, verify /health",
-	  { STEP_STOP, STEP_START, STEP_VERIFY }, 3 },
+	  { STEP_STOP, STEP_START, STEP_VERIFY }, 3, NULL },
 	{ "clear_port", "end a stale Grace kernel holding the port (identified by pid, start "
 			"time and command line; a foreign process only when forced), bind, start, "
 			"verify /health",
-	  { STEP_CLEAR_HOLDER, STEP_START, STEP_VERIFY }, 3 },
-	{ "diagnose_network", "findings only: nothing is changed", { STEP_DIAGNOSE }, 1 },
+	  { STEP_CLEAR_HOLDER, STEP_START, STEP_VERIFY }, 3, NULL },
+	{ "diagnose_network", "findings only: nothing is changed", { STEP_DIAGNOSE }, 1,
+	  "diagnosed" },
 	{ "rebind_port", "stop, bind a free port in the kernel's tier range (else 8100-8149), "
 			 "start there, switch the gateway's route, verify /health; the port is "
 			 "kept until reset-port",
-	  { STEP_STOP, STEP_PICK_PORT, STEP_START, STEP_VERIFY }, 4 },
+	  { STEP_STOP, STEP_PICK_PORT, STEP_START, STEP_VERIFY }, 4, NULL },
 	{ "reset_port", "stop, return to the configured port, start, verify /health",
-	  { STEP_STOP, STEP_CONFIGURED_PORT, STEP_START, STEP_VERIFY }, 4 },
+	  { STEP_STOP, STEP_CONFIGURED_PORT, STEP_START, STEP_VERIFY }, 4, NULL },
+	{ "report_storage", "the kernel's database is damaged, deleted or replaced: record which "
+			    "file and why, change nothing (a restart cannot repair a file); the "
+			    "incident ends needs_operator",
+	  { STEP_REPORT_STORAGE }, 1, "needs_operator" },
+	{ "quarantine_store", "only with force: stop, move DATA_DIR/NAME.db (and its -wal, -shm) "
+			      "aside as NAME.corrupt-TIME.db, start on an empty store, verify "
+			      "/health",
+	  { STEP_CONFIRM, STEP_STOP, STEP_QUARANTINE, STEP_START, STEP_VERIFY }, 5, NULL },
 };
 #define N_PLAYBOOKS (sizeof playbooks / sizeof *playbooks)
 
@@ -69,6 +94,7 @@ static const char *const playbook_for_issue[HL_ISSUE_COUNT] = {
 	[HL_PORT_HELD_BY_STALE_KERNEL] = "clear_port",
 	[HL_PORT_HELD_BY_FOREIGN_PROCESS] = "rebind_port",
 	[HL_SLOW_RESPONSE] = "diagnose_network",
+	[HL_STORAGE_FAILED] = "report_storage",
 };
 
 enum wait_for { WAIT_NONE, WAIT_STOPPED, WAIT_READY, WAIT_HOLDER_GONE, WAIT_PROBE };
@@ -87,6 +113,7 @@ struct incident {
 	pid_t holder_pid;
 	uint64_t holder_start;
 	char holder_cmdline[256];
+	char storage_error[256]; /* what the kernel's /health said, when its storage failed */
 	enum wait_for wait;
 	struct event *timer;
 	struct timespec t0, step_t0, clear_t0;
@@ -204,8 +231,7 @@ static void step_done(struct incident *inc, bool ok, const char *fmt, ...)
 		return;
 	}
 	if (++inc->step == inc->pb->n) {
-		incident_finish(inc, !strcmp(inc->pb->name, "diagnose_network") ? "diagnosed"
-										   : "healed");
+		incident_finish(inc, inc->pb->outcome ? inc->pb->outcome : "healed");
 		return;
 	}
 	run_step(inc);
@@ -412,6 +438,92 @@ static void step_verify(struct incident *inc)
 	}
 }
 
+/* DATA_DIR/NAME.db: the data directory is where grace.db is (sdk_db_open
+ * puts every database there). Derived, never taken from a kernel's answer:
+ * quarantine moves files. */
+static int storage_path(const struct incident *inc, char *out, size_t len, char *dir,
+			size_t dirlen)
+{
+	if (sdk_db_dir(inc->h->db, dir, dirlen) < 0)
+		return -1;
+	return snprintf(out, len, "%s/%s.db", dir, inc->k->cfg->name) < (int)len ? 0 : -1;
+}
+
+static void step_report_storage(struct incident *inc)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	if (storage_path(inc, path, sizeof path, dir, sizeof dir) < 0)
+		snprintf(path, sizeof path, "%s.db", inc->k->cfg->name);
+	const char *why = inc->storage_error[0] ? inc->storage_error
+						: "the kernel's /health did not say why";
+	json_object_set_new(inc->json, "storage",
+			    json_pack("{s:s, s:s, s:s}", "file", path, "error", why, "advice",
+				      STORAGE_ADVICE));
+	step_done(inc, true, "%s: %s; %s", path, why, STORAGE_ADVICE);
+}
+
+static void step_confirm(struct incident *inc)
+{
+	if (!inc->req.force) {
+		inc->refused = true;
+		step_done(inc, false,
+			  "quarantine_store moves %s's database aside and starts it on an empty "
+			  "store: set \"force\": true to do it",
+			  inc->k->cfg->name);
+		return;
+	}
+	step_done(inc, true, "forced by the operator");
+}
+
+/* Moves DATA_DIR/NAME.db, -wal and -shm to NAME.corrupt-TIME.db(-wal,-shm):
+ * SQLite can still open the copy with its WAL, for forensics. Never over
+ * an existing file. */
+static void step_quarantine(struct incident *inc)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	if (storage_path(inc, path, sizeof path, dir, sizeof dir) < 0) {
+		step_done(inc, false, "cannot tell where %s's database is", inc->k->cfg->name);
+		return;
+	}
+	int64_t now = sdk_wall_ms();
+	time_t secs = (time_t)(now / 1000);
+	struct tm tm;
+	char stamp[32];
+	gmtime_r(&secs, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	json_t *moved = json_array();
+	char first[PATH_MAX] = "";
+	for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+		char from[PATH_MAX], to[PATH_MAX];
+		snprintf(from, sizeof from, "%s%s", path, suffixes[i]);
+		if (snprintf(to, sizeof to, "%s/%s.corrupt-%s.%03dZ.db%s", dir, inc->k->cfg->name,
+			     stamp, (int)(now % 1000), suffixes[i]) >= (int)sizeof to) {
+			json_decref(moved);
+			step_done(inc, false, "path too long");
+			return;
+		}
+		if (access(from, F_OK) < 0)
+			continue;
+		if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
+			int e = errno;
+			json_object_set_new(inc->json, "quarantined", moved);
+			step_done(inc, false, "cannot move %s to %s: %s", from, to, strerror(e));
+			return;
+		}
+		if (!first[0])
+			snprintf(first, sizeof first, "%s", to);
+		json_array_append_new(moved, json_pack("{s:s, s:s}", "from", from, "to", to));
+	}
+	json_object_set_new(inc->json, "quarantined", moved);
+	if (!first[0])
+		step_done(inc, true, "no %s to move: the kernel starts on an empty store", path);
+	else
+		step_done(inc, true, "moved %s aside as %s (kept); the kernel starts on an empty "
+				     "store",
+			  path, first);
+}
+
 static void run_step(struct incident *inc)
 {
 	clock_gettime(CLOCK_MONOTONIC, &inc->step_t0);
@@ -423,6 +535,9 @@ static void run_step(struct incident *inc)
 	case STEP_PICK_PORT: step_pick_port(inc); break;
 	case STEP_CONFIGURED_PORT: step_configured_port(inc); break;
 	case STEP_VERIFY: step_verify(inc); break;
+	case STEP_REPORT_STORAGE: step_report_storage(inc); break;
+	case STEP_CONFIRM: step_confirm(inc); break;
+	case STEP_QUARANTINE: step_quarantine(inc); break;
 	}
 }
 
@@ -473,6 +588,7 @@ static void on_diagnosed(hl_findings *f, void *arg)
 	inc->holder_pid = f->holder_pid;
 	inc->holder_start = f->holder_start_ticks;
 	snprintf(inc->holder_cmdline, sizeof inc->holder_cmdline, "%s", f->holder_cmdline);
+	snprintf(inc->storage_error, sizeof inc->storage_error, "%s", f->storage_error);
 	int issue = inc->req.issue >= 0 ? inc->req.issue : (int)f->issue;
 	const char *pb = inc->action[0] ? inc->action : playbook_for_issue[issue];
 	inc->pb = playbook_find(pb);

@@ -13,14 +13,23 @@
  * the store's connections for its duration. Reads run in one read
  * transaction, writes in one BEGIN IMMEDIATE transaction: all or nothing.
  *
+ * Errors follow sdk/err.h: a call returns 0 (or a count) or a negative
+ * sdk_status with the reason in `e` (which may be NULL). A quota reached
+ * is SDK_EQUOTA, and its message names the quota and its limit.
+ *
  * `user` is the caller. `owner` names another user's table shared with the
  * caller (NULL or the caller's own name: the caller's table). A table the
- * caller may not see is MEM_E_NOT_FOUND, never a hint that it exists. */
+ * caller may not see is SDK_ENOTFOUND, never a hint that it exists; a write
+ * to a table shared read-only is SDK_EDENIED.
+ *
+ * The code is split by concern: conn.c (connections, transactions, the
+ * schema), tables.c, rows.c, shares.c; store_int.h is what they share. */
 #ifndef GRACE_MEMORY_STORE_H
 #define GRACE_MEMORY_STORE_H
 
 #include "serve/layer.h"
 
+#include "sdk/err.h"
 #include "serve/memory/buf.h"
 #include "serve/memory/columns.h"
 
@@ -29,9 +38,7 @@
 #include <stdint.h>
 
 #define MEM_CONNS_MAX 16
-#define MEM_TABLES_PER_USER_MAX 100
 #define MEM_ROWS_PER_TABLE_MAX 1000000
-#define MEM_BYTES_PER_USER_MAX (1024LL * 1024 * 1024) /* rows' JSON, all tables */
 #define MEM_BATCH_MAX 1000        /* rows in one insert */
 #define MEM_DESCRIPTION_MAX 1024
 #define MEM_SHARES_MAX 100        /* users one table is shared with */
@@ -41,46 +48,41 @@
 #define MEM_PAGE_BYTES_MAX (8u << 20) /* a page stops early past this */
 #define MEM_QUERY_MS_MAX 5000     /* a statement running longer is stopped */
 
-enum mem_status {
-	MEM_OK = 0,
-	MEM_E_INVALID,   /* bad input: 400 */
-	MEM_E_NOT_FOUND, /* 404 */
-	MEM_E_EXISTS,    /* 409 */
-	MEM_E_READ_ONLY, /* a write to a table shared read-only: 403 */
-	MEM_E_LIMIT,     /* a quota is reached: 409 */
-	MEM_E_TOO_LARGE, /* a row or batch over its limit: 413 */
-	MEM_E_BUSY,      /* the database stayed locked: 503 */
-	MEM_E_TIMEOUT,   /* a statement ran past MEM_QUERY_MS_MAX: 503 */
-	MEM_E_IO,        /* anything else: 500 */
-};
+/* Per-user quotas ([memory] in grace.ini). */
+typedef struct mem_quota {
+	unsigned tables; /* tables a user owns */
+	int64_t rows;    /* rows in all of a user's tables */
+	int64_t bytes;   /* rows' JSON in all of a user's tables */
+} mem_quota;
 
-typedef struct mem_error {
-	enum mem_status status;
-	char msg[256];
-} mem_error;
+#define MEM_QUOTA_TABLES_DEFAULT 100
+#define MEM_QUOTA_ROWS_DEFAULT 1000000
+#define MEM_QUOTA_BYTES_DEFAULT (1024LL * 1024 * 1024)
 
 typedef struct mem_store mem_store;
 
 /* Opens (creating) DATA_DIR/memory.db with `conns` connections (1 to
- * MEM_CONNS_MAX). NULL and the reason in `err` on failure. */
-mem_store *mem_store_open(const char *data_dir, unsigned conns, char *err, size_t errlen);
+ * MEM_CONNS_MAX), with the default quotas. NULL and the reason in `e`. */
+mem_store *mem_store_open(const char *data_dir, unsigned conns, sdk_err *e);
 void mem_store_close(mem_store *s);
+/* Sets the quotas; before the store is shared between threads. */
+void mem_store_set_quota(mem_store *s, const mem_quota *q);
 
-/* The answers below are new references (or NULL with `e` set). */
+/* *out is a new reference on success. */
 
 /* spec: {"name", "columns"?, "description"?}. */
-json_t *mem_table_create(mem_store *s, const char *user, json_t *spec, int64_t now_ms,
-			 mem_error *e);
+int mem_table_create(mem_store *s, const char *user, json_t *spec, int64_t now_ms, json_t **out,
+		     sdk_err *e);
 /* {"tables": [...]}: the caller's tables, then those shared with them. */
-json_t *mem_table_list(mem_store *s, const char *user, mem_error *e);
-json_t *mem_table_get(mem_store *s, const char *user, const char *owner, const char *name,
-		      mem_error *e);
-json_t *mem_table_delete(mem_store *s, const char *user, const char *owner, const char *name,
-			 mem_error *e);
+int mem_table_list(mem_store *s, const char *user, json_t **out, sdk_err *e);
+int mem_table_get(mem_store *s, const char *user, const char *owner, const char *name,
+		  json_t **out, sdk_err *e);
+int mem_table_delete(mem_store *s, const char *user, const char *owner, const char *name,
+		     json_t **out, sdk_err *e);
 
 /* rows: one object or an array of 1 to MEM_BATCH_MAX. {"ids": [...]}. */
-json_t *mem_rows_insert(mem_store *s, const char *user, const char *owner, const char *name,
-			json_t *rows, int64_t now_ms, mem_error *e);
+int mem_rows_insert(mem_store *s, const char *user, const char *owner, const char *name,
+		    json_t *rows, int64_t now_ms, json_t **out, sdk_err *e);
 
 typedef struct mem_query {
 	const char *where, *order, *cursor, *q; /* each may be NULL */
@@ -89,22 +91,29 @@ typedef struct mem_query {
 
 /* Writes {"rows": [...], "count", "next_cursor", ...} as JSON text to `out`. */
 int mem_rows_query(mem_store *s, const char *user, const char *owner, const char *name,
-		   const mem_query *q, mem_buf *out, mem_error *e);
+		   const mem_query *q, mem_buf *out, sdk_err *e);
 /* Writes one row ({"id", "data", "created_ms", "updated_ms"}) to `out`. */
 int mem_row_get(mem_store *s, const char *user, const char *owner, const char *name,
-		int64_t id, mem_buf *out, mem_error *e);
+		int64_t id, mem_buf *out, sdk_err *e);
 /* Merges `patch`'s keys into the row (null removes a key), re-checked. */
 int mem_row_patch(mem_store *s, const char *user, const char *owner, const char *name,
-		  int64_t id, json_t *patch, int64_t now_ms, mem_buf *out, mem_error *e);
-json_t *mem_row_delete(mem_store *s, const char *user, const char *owner, const char *name,
-		       int64_t id, mem_error *e);
+		  int64_t id, json_t *patch, int64_t now_ms, mem_buf *out, sdk_err *e);
+int mem_row_delete(mem_store *s, const char *user, const char *owner, const char *name,
+		   int64_t id, json_t **out, sdk_err *e);
 
 /* Read-only grants on OWNER's table NAME (for an admin: no caller check
  * here). `users` are names already checked to exist. */
-json_t *mem_shares_add(mem_store *s, const char *owner, const char *name, json_t *users,
-		       int64_t now_ms, mem_error *e);
-json_t *mem_shares_list(mem_store *s, const char *owner, const char *name, mem_error *e);
-json_t *mem_shares_remove(mem_store *s, const char *owner, const char *name, json_t *users,
-			  mem_error *e);
+int mem_shares_add(mem_store *s, const char *owner, const char *name, json_t *users,
+		   int64_t now_ms, json_t **out, sdk_err *e);
+int mem_shares_list(mem_store *s, const char *owner, const char *name, json_t **out,
+		    sdk_err *e);
+int mem_shares_remove(mem_store *s, const char *owner, const char *name, json_t *users,
+		      json_t **out, sdk_err *e);
+
+/* Everything of `user`: their tables (with their rows and the shares of
+ * them) and the shares of other users' tables given to them. One table
+ * per transaction, so a huge user never holds the write lock for long;
+ * safe to repeat after a crash. Returns the number of tables dropped. */
+int mem_user_purge(mem_store *s, const char *user, sdk_err *e);
 
 #endif

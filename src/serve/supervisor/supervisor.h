@@ -108,4 +108,9 @@ bool sup_all_down(const supervisor *s); /* no process left, standbys included */
  * with standby = 1 in their configuration. */
 bool sup_kernel_has_standby(const sup_kernel *k);
 
+/* An sdk_resolve_fn (arg: the supervisor): kernel NAME's port now, or
+ * SDK_ENOTFOUND, or SDK_EBUSY when it is stopped, failed or off its port.
+ * (resolve.c) */
+int sup_resolve(const char *name, void *arg);
+
 #endif

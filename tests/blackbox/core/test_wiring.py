@@ -9,7 +9,9 @@
   and as a message on grace.healer.incident;
 - a state-changing API request is recorded with the logged-in user's name,
   the method and path, the status, the caller's address and request id;
-  reads are not recorded;
+  reads are not recorded; a request refused before any authentication is
+  counted in an aggregate per source, kind and window (docs/audit.md), and
+  a failed login in one per source, user name and window;
 - with the audit kernel stopped (or hung), kernel changes and heals go on,
   not slowed, the events wait in the outbox (grace_outbox_queued) and arrive,
   in order, once it is back; the same for the bus;
@@ -236,8 +238,6 @@ class Wiring(ServerCase):
                                  "/kernel-ports/trust/restart", "403"),
             "wiring-deleted": ("wiring_alice", "DELETE /librarian/documents/%d" % doc["id"],
                                "/librarian/documents/%d" % doc["id"], "200"),
-            "wiring-anonymous": ("anonymous", "POST /kernel-ports/trust/restart",
-                                 "/kernel-ports/trust/restart", "401"),
         }
 
         def by_rid(evs):
@@ -252,6 +252,21 @@ class Wiring(ServerCase):
                              (actor, action, resource, status), e)
             self.assertEqual(e["source_ip"], "127.0.0.1")
         self.assertNotIn("wiring-read", got)
+        # The anonymous request is noise: not an event of its own, but
+        # counted in its source's aggregate for POST 401, which it opened.
+        self.assertNotIn("wiring-anonymous", got)
+        noise = self.wait_audit(
+            lambda e: [x for x in e if x["details"]["sample_request_id"] == "wiring-anonymous"],
+            actor="anonymous", action="request.refused", since=t0,
+            message="the anonymous request's aggregate")
+        agg = [x for x in noise if x["details"]["sample_request_id"] == "wiring-anonymous"]
+        self.assertEqual(len(agg), 1, noise)
+        agg = agg[0]
+        self.assertEqual((agg["resource"], agg["outcome"], agg["source_ip"]),
+                         ("source/127.0.0.1", "refused", "127.0.0.1"), agg)
+        self.assertEqual(agg["details"]["kind"], "POST 401")
+        self.assertEqual(agg["details"]["sample_path"], "/kernel-ports/trust/restart")
+        self.assertEqual(agg["details"]["count"], 1, agg)
         self.assertFalse([e for e in evs if e["action"].startswith(("GET ", "HEAD "))])
         # The admin's user creation, and alice's logins, good and bad.
         self.assertTrue([e for e in evs if e["actor"] == g.admin_user and
@@ -259,6 +274,9 @@ class Wiring(ServerCase):
         logins = self.wait_audit(lambda e: {"ok", "failed"} <= {x["outcome"] for x in e},
                                  actor="wiring_alice", action="auth.login", since=t0)
         self.assertEqual({e["resource"] for e in logins}, {"auth"})
+        failed = [e for e in logins if e["outcome"] == "failed"]
+        self.assertEqual([e["details"]["count"] for e in failed], [1], failed)
+        self.assertEqual(failed[0]["source_ip"], "127.0.0.1")
 
     def test_05_audit_down_events_wait_and_heals_are_not_slowed(self):
         g = self.g

@@ -23,7 +23,7 @@ struct fx {
 	sqlite3 *db;
 	cry_store *s;
 	unsigned char master[CRY_MASTER_BYTES];
-	cry_err err;
+	sdk_err err;
 	char dir[64];
 };
 
@@ -209,9 +209,9 @@ static void test_keys_create_list_get_rotate(void **state)
 	assert_int_equal(cry_key_create(f->s, "ed", CRY_SYMMETRIC, NULL, 1, &out, &f->err),
 			 CRY_EEXIST);
 	assert_int_equal(cry_key_create(f->s, "bad/name", CRY_SYMMETRIC, NULL, 1, &out, &f->err),
-			 CRY_EINVAL);
+			 SDK_EINVAL);
 	assert_int_equal(cry_key_create(f->s, ".hidden", CRY_SYMMETRIC, NULL, 1, &out, &f->err),
-			 CRY_EINVAL);
+			 SDK_EINVAL);
 	create(f, "sym", CRY_SYMMETRIC, NULL);
 
 	assert_int_equal(cry_key_rotate(f->s, "sym", NULL, 2, &out, &f->err), 0);
@@ -220,7 +220,7 @@ static void test_keys_create_list_get_rotate(void **state)
 	assert_null(json_object_get(json_array_get(json_object_get(out, "versions"), 0),
 				    "public_key"));
 	json_decref(out);
-	assert_int_equal(cry_key_rotate(f->s, "nope", NULL, 2, &out, &f->err), CRY_ENOTFOUND);
+	assert_int_equal(cry_key_rotate(f->s, "nope", NULL, 2, &out, &f->err), SDK_ENOTFOUND);
 
 	assert_int_equal(cry_key_list(f->s, &out, &f->err), 0);
 	json_t *keys = json_object_get(out, "keys");
@@ -229,7 +229,7 @@ static void test_keys_create_list_get_rotate(void **state)
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(keys, 1),
 							     "latest_version")), 2);
 	json_decref(out);
-	assert_int_equal(cry_key_get(f->s, "nope", &out, &f->err), CRY_ENOTFOUND);
+	assert_int_equal(cry_key_get(f->s, "nope", &out, &f->err), SDK_ENOTFOUND);
 }
 
 static void test_names_and_types(void **state)
@@ -250,7 +250,7 @@ static void test_names_and_types(void **state)
 	enum cry_type t;
 	assert_int_equal(cry_type_parse("x25519", &t), 0);
 	assert_int_equal(t, CRY_X25519);
-	assert_int_equal(cry_type_parse("rsa", &t), CRY_EINVAL);
+	assert_int_equal(cry_type_parse("rsa", &t), SDK_EINVAL);
 	assert_string_equal(cry_type_name(CRY_SYMMETRIC), "symmetric");
 }
 
@@ -295,14 +295,14 @@ static void test_sign_rfc8032_and_rotation(void **state)
 	assert_false(valid);
 	assert_int_equal(matched, 0);
 	assert_int_equal(cry_verify(f->s, "ed", (const unsigned char *)"", 0, sig, 63, 0, &valid,
-				    &matched, &f->err), CRY_EINVAL);
+				    &matched, &f->err), SDK_EINVAL);
 	assert_int_equal(cry_verify(f->s, "ed", (const unsigned char *)"", 0, sig, 64, 3, &valid,
-				    &matched, &f->err), CRY_ENOTFOUND);
+				    &matched, &f->err), SDK_ENOTFOUND);
 	create(f, "sym", CRY_SYMMETRIC, NULL);
 	assert_int_equal(cry_sign(f->s, "sym", (const unsigned char *)"", 0, sig, &version, &f->err),
-			 CRY_EINVAL);
+			 SDK_EINVAL);
 	assert_int_equal(cry_sign(f->s, "nope", (const unsigned char *)"", 0, sig, &version, &f->err),
-			 CRY_ENOTFOUND);
+			 SDK_ENOTFOUND);
 }
 
 static void test_aead_draft_vector_through_a_token(void **state)
@@ -355,9 +355,9 @@ static void test_encrypt_decrypt(void **state)
 	assert_int_equal(strncmp(tok_box, "grace1.sealedbox.1.", 19), 0);
 	char *unused;
 	assert_int_equal(cry_encrypt(f->s, "box", msg, 1, (const unsigned char *)"", 0, &unused,
-				     &version, &f->err), CRY_EINVAL);
+				     &version, &f->err), SDK_EINVAL);
 	assert_int_equal(cry_encrypt(f->s, "ed", msg, 1, NULL, 0, &unused, &version, &f->err),
-			 CRY_EINVAL);
+			 SDK_EINVAL);
 
 	json_t *out;
 	assert_int_equal(cry_key_rotate(f->s, "sym", NULL, 2, &out, &f->err), 0);
@@ -379,9 +379,9 @@ static void test_encrypt_decrypt(void **state)
 	assert_int_equal(cry_decrypt(f->s, "sym", tok, (const unsigned char *)"AD", 2, &pt, &len,
 				     &version, &f->err), CRY_EAUTH);
 	assert_int_equal(cry_decrypt(f->s, "sym", tok_box, NULL, 0, &pt, &len, &version, &f->err),
-			 CRY_EINVAL);
+			 SDK_EINVAL);
 	assert_int_equal(cry_decrypt(f->s, "box", tok, NULL, 0, &pt, &len, &version, &f->err),
-			 CRY_EINVAL);
+			 SDK_EINVAL);
 
 	static const char *const malformed[] = {
 		"", "grace1", "grace1.xchacha20poly1305", "grace1.xchacha20poly1305.1",
@@ -392,12 +392,12 @@ static void test_encrypt_decrypt(void **state)
 	};
 	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
 		assert_int_equal(cry_decrypt(f->s, "sym", malformed[i], NULL, 0, &pt, &len, &version,
-					     &f->err), CRY_EINVAL);
+					     &f->err), SDK_EINVAL);
 	/* A version the key does not have. */
 	char other[512];
 	snprintf(other, sizeof other, "grace1.xchacha20poly1305.7.%s", tok + 27);
 	assert_int_equal(cry_decrypt(f->s, "sym", other, NULL, 0, &pt, &len, &version, &f->err),
-			 CRY_ENOTFOUND);
+			 SDK_ENOTFOUND);
 	free(tok);
 	free(tok_box);
 }
@@ -406,7 +406,7 @@ static void hash_is(const char *alg, const char *data, size_t out_len, const cha
 {
 	unsigned char out[64];
 	size_t n;
-	cry_err e;
+	sdk_err e;
 	assert_int_equal(cry_hash(alg, (const unsigned char *)data, strlen(data), out_len, out, &n,
 				  &e), 0);
 	char got[129];
@@ -428,12 +428,12 @@ static void test_hashes(void **state)
 		"7d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923");
 	unsigned char out[64];
 	size_t n;
-	cry_err e;
-	assert_int_equal(cry_hash("md5", (const unsigned char *)"", 0, 0, out, &n, &e), CRY_EINVAL);
+	sdk_err e;
+	assert_int_equal(cry_hash("md5", (const unsigned char *)"", 0, 0, out, &n, &e), SDK_EINVAL);
 	assert_int_equal(cry_hash("blake2b", (const unsigned char *)"", 0, 15, out, &n, &e),
-			 CRY_EINVAL);
+			 SDK_EINVAL);
 	assert_int_equal(cry_hash("blake2b", (const unsigned char *)"", 0, 65, out, &n, &e),
-			 CRY_EINVAL);
+			 SDK_EINVAL);
 }
 
 /* ---- key files */

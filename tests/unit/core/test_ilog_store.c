@@ -25,7 +25,7 @@ struct fx {
 	ilog_store *s;
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 	unsigned char sk[crypto_sign_SECRETKEYBYTES];
-	ilog_err err;
+	sdk_err err;
 };
 
 static void fx_open_db(struct fx *f)
@@ -218,12 +218,12 @@ static void test_append_and_read(void **state)
 	assert_string_equal(json_string_value(json_object_get(e, "data_b64")), "");
 	json_decref(e);
 
-	assert_int_equal(ilog_store_entry(f->s, 3, &e, &f->err), ILOG_ENOTFOUND);
+	assert_int_equal(ilog_store_entry(f->s, 3, &e, &f->err), SDK_ENOTFOUND);
 	json_t *page;
 	assert_int_equal(ilog_store_entries(f->s, 1, 3, &page, &f->err), 0);
 	assert_int_equal(json_array_size(page), 2);
 	json_decref(page);
-	assert_int_equal(ilog_store_entries(f->s, 2, 4, &page, &f->err), ILOG_EINVAL);
+	assert_int_equal(ilog_store_entries(f->s, 2, 4, &page, &f->err), SDK_EINVAL);
 	free(canon);
 	json_decref(v);
 }
@@ -242,7 +242,8 @@ static void test_batch_is_all_or_nothing(void **state)
 		{ (const unsigned char *)"c", 1, ILOG_KIND_BYTES },
 	};
 	uint64_t first;
-	assert_int_equal(ilog_store_append(f->s, items, 3, 1, &first, NULL, &f->err), ILOG_EIO);
+	/* SQLITE_CONSTRAINT: the convention maps it to SDK_ECONFLICT. */
+	assert_int_equal(ilog_store_append(f->s, items, 3, 1, &first, NULL, &f->err), SDK_ECONFLICT);
 	assert_int_equal(ilog_store_size(f->s), 5);
 	ilog_hash after;
 	ilog_store_root(f->s, after);
@@ -258,7 +259,7 @@ static void test_batch_is_all_or_nothing(void **state)
 	assert_int_equal(ilog_store_append(f->s, items, 3, 1, &first, NULL, &f->err), 0);
 	assert_int_equal(first, 5);
 	assert_int_equal(ilog_store_size(f->s), 8);
-	assert_int_equal(ilog_store_append(f->s, items, 0, 1, &first, NULL, &f->err), ILOG_EINVAL);
+	assert_int_equal(ilog_store_append(f->s, items, 0, 1, &first, NULL, &f->err), SDK_EINVAL);
 }
 
 static void test_append_only_guards(void **state)
@@ -303,14 +304,14 @@ static void test_proofs_and_roots_from_storage(void **state)
 	}
 	ilog_hash path[ILOG_PROOF_MAX], h;
 	size_t n;
-	assert_int_equal(ilog_store_inclusion(f->s, 21, 21, path, &n, &f->err), ILOG_EINVAL);
+	assert_int_equal(ilog_store_inclusion(f->s, 21, 21, path, &n, &f->err), SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "past the tree size"));
-	assert_int_equal(ilog_store_inclusion(f->s, 0, 22, path, &n, &f->err), ILOG_EINVAL);
-	assert_int_equal(ilog_store_consistency(f->s, 0, 5, path, &n, &f->err), ILOG_EINVAL);
-	assert_int_equal(ilog_store_consistency(f->s, 6, 5, path, &n, &f->err), ILOG_EINVAL);
+	assert_int_equal(ilog_store_inclusion(f->s, 0, 22, path, &n, &f->err), SDK_EINVAL);
+	assert_int_equal(ilog_store_consistency(f->s, 0, 5, path, &n, &f->err), SDK_EINVAL);
+	assert_int_equal(ilog_store_consistency(f->s, 6, 5, path, &n, &f->err), SDK_EINVAL);
 	assert_int_equal(ilog_store_leaf_hash(f->s, 20, h, &f->err), 0);
 	assert_memory_equal(h, leaves[20], ILOG_HASH_BYTES);
-	assert_int_equal(ilog_store_leaf_hash(f->s, 21, h, &f->err), ILOG_EINVAL);
+	assert_int_equal(ilog_store_leaf_hash(f->s, 21, h, &f->err), SDK_EINVAL);
 }
 
 static void test_empty_log_has_no_proofs(void **state)
@@ -318,7 +319,7 @@ static void test_empty_log_has_no_proofs(void **state)
 	struct fx *f = *state;
 	ilog_hash path[ILOG_PROOF_MAX];
 	size_t n;
-	assert_int_equal(ilog_store_inclusion(f->s, 0, 0, path, &n, &f->err), ILOG_EINVAL);
+	assert_int_equal(ilog_store_inclusion(f->s, 0, 0, path, &n, &f->err), SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "empty"));
 	json_t *r = verify_all(f, 10);
 	assert_true(json_is_true(json_object_get(r, "ok")));
@@ -346,7 +347,7 @@ static void test_sth_save_and_latest(void **state)
 {
 	struct fx *f = *state;
 	ilog_sth got;
-	assert_int_equal(ilog_store_sth_latest(f->s, &got, &f->err), ILOG_ENOTFOUND);
+	assert_int_equal(ilog_store_sth_latest(f->s, &got, &f->err), SDK_ENOTFOUND);
 	sign_head(f);
 	append_n(f, 3);
 	sign_head(f);
@@ -358,7 +359,7 @@ static void test_sth_save_and_latest(void **state)
 	assert_int_equal(crypto_sign_verify_detached(got.signature, m, sizeof m, f->pk), 0);
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 	assert_int_equal(ilog_store_meta_get(f->s, "public_key", pk, sizeof pk, &f->err),
-			 ILOG_ENOTFOUND);
+			 SDK_ENOTFOUND);
 	assert_int_equal(ilog_store_meta_put(f->s, "public_key", f->pk, sizeof f->pk, &f->err), 0);
 	assert_int_equal(ilog_store_meta_get(f->s, "public_key", pk, sizeof pk, &f->err), 0);
 	assert_memory_equal(pk, f->pk, sizeof pk);
@@ -391,7 +392,7 @@ static void test_reopen_with_missing_subtree_refuses_appends(void **state)
 	assert_non_null(ilog_store_broken(f->s));
 	ilog_item it = { (const unsigned char *)"x", 1, ILOG_KIND_BYTES };
 	uint64_t first;
-	assert_int_equal(ilog_store_append(f->s, &it, 1, 1, &first, NULL, &f->err), ILOG_ECORRUPT);
+	assert_int_equal(ilog_store_append(f->s, &it, 1, 1, &first, NULL, &f->err), SDK_ECORRUPT);
 }
 
 static void test_reopen_after_truncation_is_broken(void **state)

@@ -1,0 +1,51 @@
+/* The one way a process calls a kernel: by kernel name, resolved at each
+ * attempt to wherever that kernel listens now (see sdk/ports.h; the main
+ * process resolves through its supervisor), over pooled keep-alive
+ * connections, with upstream.h's safe-retry rules and a deadline, carrying
+ * the caller's credentials: the internal token and the caller's own name
+ * (X-Grace-Caller), which the policy issue authorizes. Kernels, the main
+ * process's services, probes and the CLI all call through here. */
+#ifndef GRACE_SDK_CALL_H
+#define GRACE_SDK_CALL_H
+
+#include "sdk/upstream.h"
+
+#include <stddef.h>
+
+#define SDK_CALLER_HEADER "X-Grace-Caller"
+
+typedef struct sdk_caller sdk_caller;
+
+/* status is 0 when there was no answer (then `error` says why); the body is
+ * borrowed for the duration of the call. */
+typedef void (*sdk_call_cb)(int status, const char *body, size_t len, double latency_ms,
+			    const char *error, void *arg);
+
+/* `self` names the caller ("grace" for the main process); `token` is the
+ * internal token (borrowed, may be NULL or "" for none); `resolve` maps a
+ * kernel's name to its port now. */
+sdk_caller *sdk_caller_new(struct event_base *base, const char *self, const char *token,
+			   sdk_resolve_fn resolve, void *arg);
+/* Ends every call in flight without calling back (never from inside a
+ * call's callback). */
+void sdk_caller_free(sdk_caller *c);
+
+/* method "GET"/"POST"/...; `target` is the path and query, encoded; body
+ * may be NULL (sent as application/json). `headers` is NULL or a
+ * NULL-terminated list of "Name", "value" pairs. `timeout_ms` bounds the
+ * wait for the answer and, with retries, the whole call. Returns 0, or -1
+ * when the call could not start (cb is then not called). */
+int sdk_call(sdk_caller *c, const char *kernel, const char *method, const char *target,
+	     const char *body, size_t len, const char *const *headers, unsigned timeout_ms,
+	     sdk_call_cb cb, void *arg);
+/* The same to a port, on a connection of its own (probes: they must see
+ * what a new client sees), or to a server that is not a kernel (the CLI). */
+int sdk_call_port(sdk_caller *c, int port, const char *method, const char *target,
+		  const char *body, size_t len, const char *const *headers, unsigned timeout_ms,
+		  sdk_call_cb cb, void *arg);
+
+/* Percent-encodes `in` for a path segment or a query value into out
+ * (len bytes with the NUL). -1 when it does not fit. */
+int sdk_uri_encode(const char *in, char *out, size_t len);
+
+#endif

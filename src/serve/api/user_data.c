@@ -1,0 +1,416 @@
+/* The purge of a user's data (user_data.h says what and why). Everything
+ * here runs on the loop; the slow parts run elsewhere: the memory purge on
+ * the memory service's workers, the chat purge in small transactions one
+ * loop turn apart, the librarian's on the librarian. */
+#include "serve/api/api.h"
+
+#include "sdk/call.h"
+#include "sdk/token.h"
+#include "sdk/clock.h"
+#include "sdk/db.h"
+#include "sdk/log.h"
+#include "serve/chat/store.h"
+#include "serve/memory/service.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The gateway tells kernels the caller's role with SDK_CALLER_*, from the
+ * role auth gave the request. */
+_Static_assert((int)AUTH_ROLE_ADMIN == (int)SDK_CALLER_ADMIN && (int)AUTH_ROLE_USER == (int)SDK_CALLER_USER,
+	       "auth roles and kernel caller roles must agree");
+
+#define UD_RETRY_MS 2000          /* a failed part is tried again after this */
+#define UD_CHAT_MESSAGES_STEP 500 /* chat messages deleted per loop turn */
+#define UD_LIBRARY_TIMEOUT_MS 10000
+#define UD_ACTOR "grace"          /* who the librarian is told acts */
+
+enum { PART_MEMORY = 1, PART_CHAT = 2, PART_LIBRARY = 4, PART_ALL = 7 };
+
+static const struct {
+	unsigned part;
+	const char *name;
+} part_names[] = { { PART_MEMORY, "memory" }, { PART_CHAT, "chat" }, { PART_LIBRARY, "librarian" } };
+
+/* The routes that show data of each part: refused to a user of the name
+ * until the part is done. Chat reads memory rows, so it waits for both. */
+static const struct {
+	unsigned parts;
+	const char *prefix;
+} gates[] = {
+	{ PART_MEMORY, "/memory" },
+	{ PART_MEMORY | PART_CHAT, "/chat" },
+	{ PART_LIBRARY, "/librarian" },
+	{ PART_LIBRARY, "/kernels/librarian" },
+	{ PART_LIBRARY, "/kernels/librarian_kernel" },
+};
+
+static const char ud_schema[] = "CREATE TABLE IF NOT EXISTS user_purges ("
+				" name TEXT PRIMARY KEY,"
+				" since_ms INTEGER NOT NULL,"
+				" todo INTEGER NOT NULL) WITHOUT ROWID;";
+
+struct pending {
+	user_data *u;
+	char name[AUTH_NAME_MAX + 1];
+	unsigned todo;    /* parts not done yet (running ones included) */
+	unsigned running; /* parts in flight */
+	unsigned again;   /* asked for again while running: run once more */
+	int64_t since_ms;
+	struct event *chat_step;
+	struct pending *next;
+};
+
+struct user_data {
+	api_ctx *api;
+	sqlite3 *db; /* DATA_DIR/grace.db, a connection of our own */
+	sdk_caller *caller; /* to the librarian, by name */
+	struct event *retry;
+	struct pending *list;
+};
+
+static const char *part_name(unsigned part)
+{
+	for (size_t i = 0; i < sizeof part_names / sizeof *part_names; i++)
+		if (part_names[i].part == part)
+			return part_names[i].name;
+	return "?";
+}
+
+static struct pending *find(const user_data *u, const char *name)
+{
+	for (struct pending *p = u->list; p; p = p->next)
+		if (!strcmp(p->name, name))
+			return p;
+	return NULL;
+}
+
+/* The journal: a failure to write it is logged, and the purge goes on. */
+static void journal_write(user_data *u, const struct pending *p)
+{
+	sqlite3_stmt *st = NULL;
+	const char *sql = p->todo ? "INSERT INTO user_purges (name, since_ms, todo) VALUES (?1, ?2, ?3)"
+				    " ON CONFLICT (name) DO UPDATE SET todo = excluded.todo"
+				  : "DELETE FROM user_purges WHERE name = ?1";
+	if (sqlite3_prepare_v2(u->db, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, p->name, -1, SQLITE_STATIC);
+		if (p->todo) {
+			sqlite3_bind_int64(st, 2, p->since_ms);
+			sqlite3_bind_int(st, 3, (int)p->todo);
+		}
+		if (sqlite3_step(st) == SQLITE_DONE) {
+			sqlite3_finalize(st);
+			return;
+		}
+	}
+	sdk_warn("user data: cannot write the purge journal for '%s': %s", p->name,
+		 sqlite3_errmsg(u->db));
+	sqlite3_finalize(st);
+}
+
+static void pending_free(user_data *u, struct pending *p)
+{
+	for (struct pending **pp = &u->list; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	if (p->chat_step)
+		event_free(p->chat_step);
+	free(p);
+}
+
+static void run(struct pending *p);
+
+static void retry_later(user_data *u)
+{
+	if (evtimer_pending(u->retry, NULL))
+		return;
+	struct timeval tv = { UD_RETRY_MS / 1000, (UD_RETRY_MS % 1000) * 1000 };
+	evtimer_add(u->retry, &tv);
+}
+
+/* A part ended: done (status 0) or to be tried again. */
+static void part_end(struct pending *p, unsigned part, int status, const char *why)
+{
+	user_data *u = p->u;
+	p->running &= ~part;
+	if (status == 0 && !(p->again & part)) {
+		p->todo &= ~part;
+		journal_write(u, p);
+	}
+	p->again &= ~part;
+	if (status != 0) {
+		sdk_warn("user data: purging '%s': %s: %s; trying again", p->name, part_name(part),
+			 why ? why : "failed");
+		retry_later(u);
+	} else if (p->todo & part) {
+		run(p); /* asked for again meanwhile; it may end the purge and free p */
+		return;
+	}
+	if (p->todo == 0 && p->running == 0) {
+		sdk_info("user data: everything kept under '%s' is purged", p->name);
+		char resource[AUTH_NAME_MAX + 8];
+		snprintf(resource, sizeof resource, "user/%s", p->name);
+		ob_audit(u->api->ob, UD_ACTOR, "user.data_purged", resource, "ok", NULL, NULL);
+		pending_free(u, p);
+	}
+}
+
+static void on_memory_purged(int status, const sdk_err *e, void *arg)
+{
+	part_end(arg, PART_MEMORY, status, e ? e->msg : NULL);
+}
+
+static void memory_run(struct pending *p)
+{
+	mem_service *ms = api_memory_service(p->u->api->mem);
+	if (!ms) {
+		part_end(p, PART_MEMORY, SDK_EIO, "the memory store is not open");
+		return;
+	}
+	mem_service_purge(ms, p->name, on_memory_purged, p);
+}
+
+/* One small transaction per loop turn, until nothing is left. */
+static void on_chat_step(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct pending *p = arg;
+	sdk_err e = { "" };
+	int rc = chat_store_purge_owner(chat_db(p->u->api->chat), p->name, UD_CHAT_MESSAGES_STEP,
+					&e);
+	if (rc == 1) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(p->chat_step, &now);
+		return;
+	}
+	part_end(p, PART_CHAT, rc < 0 ? rc : 0, e.msg);
+}
+
+static void chat_run(struct pending *p)
+{
+	if (!p->u->api->chat) { /* no chat, no chat.db: nothing to remove */
+		part_end(p, PART_CHAT, 0, NULL);
+		return;
+	}
+	if (!p->chat_step && !(p->chat_step = evtimer_new(p->u->api->base, on_chat_step, p))) {
+		part_end(p, PART_CHAT, SDK_EIO, "out of memory");
+		return;
+	}
+	struct timeval now = { 0, 0 };
+	evtimer_add(p->chat_step, &now);
+}
+
+static void on_library_done(int status, const char *body, size_t len, double latency_ms,
+			    const char *error, void *arg)
+{
+	(void)latency_ms;
+	char why[160] = "";
+	if (status == 0)
+		snprintf(why, sizeof why, "no answer from the librarian: %s", error ? error : "");
+	else if (status != 200)
+		snprintf(why, sizeof why, "the librarian answered %d: %.*s", status,
+			 (int)(len < 100 ? len : 100), body ? body : "");
+	part_end(arg, PART_LIBRARY, status == 200 ? 0 : SDK_EIO, why);
+}
+
+static void library_run(struct pending *p)
+{
+	user_data *u = p->u;
+	sup_kernel *k = sup_find(u->api->sup, "librarian");
+	if (!k) { /* no librarian here: no documents to release */
+		part_end(p, PART_LIBRARY, 0, NULL);
+		return;
+	}
+	if (k->state != SUP_READY) {
+		part_end(p, PART_LIBRARY, SDK_EBUSY, "the librarian is not ready");
+		return;
+	}
+	char path[AUTH_NAME_MAX + 16];
+	snprintf(path, sizeof path, "/owners/%s", p->name); /* a valid name needs no encoding */
+	static const char *const headers[] = { SDK_USER_HEADER, UD_ACTOR, SDK_ROLE_HEADER, "admin",
+					       NULL };
+	if (sdk_call(u->caller, "librarian", "DELETE", path, NULL, 0, headers,
+		     UD_LIBRARY_TIMEOUT_MS, on_library_done, p) < 0)
+		part_end(p, PART_LIBRARY, SDK_EIO, "cannot call the librarian");
+}
+
+/* Starts every part that is to do and not running. A runner may end its
+ * part at once, and the last one the whole purge (freeing `p`): nothing
+ * touches `p` after the last start. */
+static void run(struct pending *p)
+{
+	static void (*const runners[])(struct pending *) = { memory_run, chat_run, library_run };
+	static const unsigned parts[] = { PART_MEMORY, PART_CHAT, PART_LIBRARY };
+	unsigned start = p->todo & ~p->running;
+	p->running |= start;
+	for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+		if (!(start & parts[i]))
+			continue;
+		start &= ~parts[i];
+		bool last = start == 0;
+		runners[i](p);
+		if (last)
+			return;
+	}
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	user_data *u = arg;
+	/* Collect first: a run may free its entry. */
+	size_t n = 0;
+	for (struct pending *p = u->list; p; p = p->next)
+		n++;
+	char(*names)[AUTH_NAME_MAX + 1] = calloc(n ? n : 1, sizeof *names);
+	if (!names) {
+		retry_later(u);
+		return;
+	}
+	size_t i = 0;
+	for (struct pending *p = u->list; p; p = p->next)
+		snprintf(names[i++], sizeof names[0], "%s", p->name);
+	for (i = 0; i < n; i++) {
+		struct pending *p = find(u, names[i]);
+		if (p && (p->todo & ~p->running))
+			run(p);
+	}
+	free(names);
+}
+
+/* Starts (or restarts) the purge of `name`; `todo` its parts. */
+static void purge(user_data *u, const char *name, unsigned todo, int64_t since_ms)
+{
+	struct pending *p = find(u, name);
+	if (!p) {
+		p = calloc(1, sizeof *p);
+		if (!p) {
+			sdk_error("user data: out of memory: '%s' is not purged now", name);
+			return;
+		}
+		p->u = u;
+		snprintf(p->name, sizeof p->name, "%s", name);
+		p->since_ms = since_ms;
+		p->next = u->list;
+		u->list = p;
+	}
+	p->again |= p->running & todo;
+	p->todo |= todo;
+	journal_write(u, p);
+	run(p);
+}
+
+void api_user_data_purge(api_ctx *api, const char *name)
+{
+	if (!api->ud || !auth_name_valid(name)) {
+		sdk_error("user data: cannot purge '%s': the purge service is not running", name);
+		return;
+	}
+	purge(api->ud, name, PART_ALL, sdk_wall_ms());
+}
+
+bool api_user_data_ready(api_ctx *api, sdk_req *req, const char *user)
+{
+	const struct pending *p = api->ud && user ? find(api->ud, user) : NULL;
+	if (!p)
+		return true;
+	const char *path = sdk_req_path(req);
+	for (size_t i = 0; i < sizeof gates / sizeof *gates; i++) {
+		size_t n = strlen(gates[i].prefix);
+		if (!(p->todo & gates[i].parts) || strncmp(path, gates[i].prefix, n) ||
+		    (path[n] && path[n] != '/'))
+			continue;
+		sdk_err e;
+		sdk_fail(&e, SDK_EBUSY,
+			 "the data of an earlier user named '%s' is still being removed; try again "
+			 "shortly",
+			 user);
+		sdk_reply_status(req, SDK_EBUSY, &e);
+		return false;
+	}
+	return true;
+}
+
+/* The journal's purges, resumed at start. */
+static int resume(user_data *u)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(u->db, "SELECT name, since_ms, todo FROM user_purges", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -1;
+	struct {
+		char name[AUTH_NAME_MAX + 1];
+		int64_t since;
+		unsigned todo;
+	} *rows = NULL;
+	size_t n = 0, cap = 0;
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		if (!name || !auth_name_valid(name))
+			continue;
+		if (n == cap) {
+			void *more = realloc(rows, (cap = cap ? cap * 2 : 8) * sizeof *rows);
+			if (!more)
+				break;
+			rows = more;
+		}
+		snprintf(rows[n].name, sizeof rows[n].name, "%s", name);
+		rows[n].since = sqlite3_column_int64(st, 1);
+		rows[n].todo = (unsigned)sqlite3_column_int(st, 2) & PART_ALL;
+		n++;
+	}
+	sqlite3_finalize(st);
+	for (size_t i = 0; i < n; i++) {
+		sdk_info("user data: resuming the purge of '%s'", rows[i].name);
+		purge(u, rows[i].name, rows[i].todo ? rows[i].todo : PART_ALL, rows[i].since);
+	}
+	free(rows);
+	return step == SQLITE_DONE || step == SQLITE_ROW ? 0 : -1;
+}
+
+user_data *user_data_new(api_ctx *api, const char *token)
+{
+	user_data *u = calloc(1, sizeof *u);
+	char err[256];
+	if (!u)
+		return NULL;
+	u->api = api;
+	if (sdk_db_open(api->cfg->data_dir, "grace", &u->db, err, sizeof err) < 0 ||
+	    sdk_db_exec(u->db, ud_schema, err, sizeof err) < 0) {
+		sdk_error("user data: cannot open the purge journal: %s", err);
+		user_data_free(u);
+		return NULL;
+	}
+	u->caller = sdk_caller_new(api->base, "grace", token, sup_resolve, api->sup);
+	u->retry = evtimer_new(api->base, on_retry, u);
+	if (!u->caller || !u->retry) {
+		sdk_error("user data: out of memory");
+		user_data_free(u);
+		return NULL;
+	}
+	api->ud = u; /* the purges resumed below may end at once and look for it */
+	if (resume(u) < 0)
+		sdk_warn("user data: cannot read the purge journal: %s", sqlite3_errmsg(u->db));
+	return u;
+}
+
+void user_data_free(user_data *u)
+{
+	if (!u)
+		return;
+	while (u->list)
+		pending_free(u, u->list);
+	sdk_caller_free(u->caller);
+	if (u->retry)
+		event_free(u->retry);
+	if (u->db)
+		sqlite3_close(u->db);
+	if (u->api && u->api->ud == u)
+		u->api->ud = NULL;
+	free(u);
+}

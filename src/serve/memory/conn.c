@@ -1,0 +1,210 @@
+/* The memory store's connections, transactions and schema. */
+#include "serve/memory/store_int.h"
+
+#include "sdk/clock.h"
+#include "sdk/db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MEM_SCHEMA_VERSION 1
+#define MEM_CACHE_KIB 8192 /* page cache per connection */
+#define MEM_PROGRESS_OPS 4096 /* VM steps between deadline checks */
+
+/* Bump MEM_SCHEMA_VERSION and add a migration when this changes; a
+ * database from a newer build is refused rather than half-understood.
+ * AUTOINCREMENT: a table id names SQL tables (mr_ID, mf_ID) and row ids
+ * are handed to clients, so neither is ever reused. */
+static const char mem_schema[] =
+	"CREATE TABLE IF NOT EXISTS mem_tables ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  owner TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  description TEXT NOT NULL DEFAULT '',"
+	"  columns TEXT NOT NULL DEFAULT '[]',"
+	"  created_ms INTEGER NOT NULL,"
+	"  n_rows INTEGER NOT NULL DEFAULT 0,"
+	"  bytes INTEGER NOT NULL DEFAULT 0,"
+	"  UNIQUE (owner, name)"
+	");"
+	"CREATE TABLE IF NOT EXISTS mem_shares ("
+	"  table_id INTEGER NOT NULL REFERENCES mem_tables (id) ON DELETE CASCADE,"
+	"  user TEXT NOT NULL,"
+	"  created_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY (table_id, user)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS mem_shares_by_user ON mem_shares (user, table_id);";
+
+int mem_db_fail(sqlite3 *db, sdk_err *e, const char *what)
+{
+	int st = sdk_status_of_sqlite(sqlite3_errcode(db));
+	switch (st) {
+	case SDK_EBUSY: return sdk_fail(e, st, "the memory database is busy; try again");
+	case SDK_ETIMEOUT:
+		return sdk_fail(e, st, "the query ran longer than %d ms", MEM_QUERY_MS_MAX);
+	case SDK_EFULL: return sdk_fail(e, st, "the disk is full");
+	case SDK_ETOOLARGE: return sdk_fail(e, st, "%s: a value is too large", what);
+	default: return sdk_fail(e, st, "%s: %s", what, sqlite3_errmsg(db));
+	}
+}
+
+int mem_oom(sdk_err *e) { return sdk_fail(e, SDK_EIO, "out of memory"); }
+
+/* A statement past its deadline is interrupted (SQLITE_INTERRUPT). */
+static int on_progress(void *arg)
+{
+	return sdk_mono_ms() > *(int64_t *)arg;
+}
+
+void mem_conn_get(mem_store *s, mem_conn *c)
+{
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		for (unsigned i = 0; i < s->n; i++)
+			if (!s->busy[i]) {
+				s->busy[i] = true;
+				pthread_mutex_unlock(&s->mu);
+				*c = (mem_conn){ .s = s, .i = i, .db = s->db[i] };
+				c->deadline = sdk_mono_ms() + MEM_QUERY_MS_MAX;
+				sqlite3_progress_handler(c->db, MEM_PROGRESS_OPS, on_progress,
+							 &c->deadline);
+				return;
+			}
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+}
+
+void mem_conn_put(mem_conn *c)
+{
+	sqlite3_progress_handler(c->db, 0, NULL, NULL);
+	if (!sqlite3_get_autocommit(c->db)) /* a path that forgot: never leak a transaction */
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_lock(&c->s->mu);
+	c->s->busy[c->i] = false;
+	pthread_cond_signal(&c->s->cv);
+	pthread_mutex_unlock(&c->s->mu);
+}
+
+int mem_begin(mem_conn *c, bool write, sdk_err *e)
+{
+	if (sqlite3_exec(c->db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return mem_db_fail(c->db, e, "begin");
+	return 0;
+}
+
+int mem_commit(mem_conn *c, sdk_err *e)
+{
+	if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		int rc = mem_db_fail(c->db, e, "commit");
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	return 0;
+}
+
+void mem_rollback(mem_conn *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int mem_prep(mem_conn *c, const char *sql, sqlite3_stmt **st, sdk_err *e)
+{
+	*st = NULL;
+	if (sqlite3_prepare_v2(c->db, sql, -1, st, NULL) != SQLITE_OK)
+		return mem_db_fail(c->db, e, "prepare");
+	return 0;
+}
+
+static int open_conn(const char *data_dir, sqlite3 **out, sdk_err *e)
+{
+	char err[256];
+	if (sdk_db_open(data_dir, "memory", out, err, sizeof err) < 0)
+		return sdk_fail(e, SDK_EIO, "%s", err);
+	char pragma[64];
+	snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%d;", MEM_CACHE_KIB);
+	if (sdk_db_exec(*out, pragma, err, sizeof err) < 0) {
+		sqlite3_close(*out);
+		*out = NULL;
+		return sdk_fail(e, SDK_EIO, "%s", err);
+	}
+	return 0;
+}
+
+static int schema_init(sqlite3 *db, sdk_err *e)
+{
+	sqlite3_stmt *st = NULL;
+	int version = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version < 0)
+		return sdk_fail(e, sdk_status_of_sqlite(sqlite3_errcode(db)),
+				"cannot read the schema version: %s", sqlite3_errmsg(db));
+	if (version > MEM_SCHEMA_VERSION)
+		return sdk_fail(e, SDK_EIO, "memory.db has schema %d; this build knows up to %d",
+				version, MEM_SCHEMA_VERSION);
+	if (version == MEM_SCHEMA_VERSION)
+		return 0;
+	/* A new file: let deleted tables give their pages back. auto_vacuum
+	 * can only be chosen before the first table exists and, once the file
+	 * is in WAL mode, takes a VACUUM (instant on an empty file). */
+	char sql[sizeof mem_schema + 128];
+	snprintf(sql, sizeof sql,
+		 "PRAGMA auto_vacuum=INCREMENTAL; VACUUM; BEGIN IMMEDIATE; %s PRAGMA "
+		 "user_version=%d;"
+		 " COMMIT;",
+		 mem_schema, MEM_SCHEMA_VERSION);
+	char err[256];
+	if (sdk_db_exec(db, sql, err, sizeof err) < 0) {
+		int rc = sdk_status_of_sqlite(sqlite3_errcode(db));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return sdk_fail(e, rc, "%s", err);
+	}
+	return 0;
+}
+
+mem_store *mem_store_open(const char *data_dir, unsigned conns, sdk_err *e)
+{
+	if (conns < 1 || conns > MEM_CONNS_MAX) {
+		sdk_fail(e, SDK_EINVAL, "1 to %d connections", MEM_CONNS_MAX);
+		return NULL;
+	}
+	mem_store *s = calloc(1, sizeof *s);
+	if (!s) {
+		mem_oom(e);
+		return NULL;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	s->quota = (mem_quota){ .tables = MEM_QUOTA_TABLES_DEFAULT,
+				.rows = MEM_QUOTA_ROWS_DEFAULT,
+				.bytes = MEM_QUOTA_BYTES_DEFAULT };
+	for (; s->n < conns; s->n++) {
+		if (open_conn(data_dir, &s->db[s->n], e) < 0)
+			goto fail;
+		if (s->n == 0 && schema_init(s->db[0], e) < 0) {
+			s->n++;
+			goto fail;
+		}
+	}
+	return s;
+fail:
+	mem_store_close(s);
+	return NULL;
+}
+
+void mem_store_set_quota(mem_store *s, const mem_quota *q) { s->quota = *q; }
+
+void mem_store_close(mem_store *s)
+{
+	if (!s)
+		return;
+	for (unsigned i = 0; i < s->n; i++)
+		sqlite3_close(s->db[i]);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+}
