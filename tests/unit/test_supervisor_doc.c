@@ -61,6 +61,15 @@ static void put_outcome(struct out *o, enum sup_state from, sup_outcome oc, bool
 		put(o, "%s", sup_state_key((enum sup_state)oc.next));
 }
 
+static void put_sb(struct out *o, int st, sup_sb_outcome oc)
+{
+	put(o, " %s", oc.next == st ? "=" : sup_sb_state_name((enum sup_sb_state)oc.next));
+	if (oc.actions) {
+		put(o, ": ");
+		put_actions(o, oc.actions, sup_sb_action_name, SUP_SB_ACTION_COUNT);
+	}
+}
+
 static void render(struct out *o)
 {
 	put(o, BEGIN);
@@ -118,17 +127,18 @@ static void render(struct out *o)
 	for (int s = 0; s < SUP_SB_STATE_COUNT; s++) {
 		put(o, "| **%s** |", sup_sb_state_name((enum sup_sb_state)s));
 		for (int e = 0; e < SUP_SB_EVENT_COUNT; e++) {
-			sup_sb_cell c = sup_sb_table[s][e];
-			put(o, " %s", c.next == s ? "=" : sup_sb_state_name((enum sup_sb_state)c.next));
-			if (c.actions) {
-				put(o, ": ");
-				put_actions(o, c.actions, sup_sb_action_name, SUP_SB_ACTION_COUNT);
+			const sup_sb_cell *c = &sup_sb_table[s][e];
+			put_sb(o, s, c->go);
+			if (c->counted) {
+				put(o, "; at the limit");
+				put_sb(o, s, c->at_limit);
 			}
 			put(o, " |");
 		}
 		put(o, "\n");
 	}
-	put(o, "\n" END);
+	put(o, "\n`wanted` does nothing for a kernel without a standby. *At the limit*: %d "
+	       "standbys lost in a row, this one included.\n\n" END, SUP_SB_FAILS_MAX);
 }
 
 static void test_doc_matches_code(void **state)

@@ -367,7 +367,7 @@ static void test_standby_cells(void **state)
 		unsigned actions;
 	} want[] = {
 		/* Planned when the kernel is ready; spawned when the timer fires. */
-		{ SUP_SB_NONE, SUP_SB_WANTED, SUP_SB_ARMED, SUP_SBA_ARM },
+		{ SUP_SB_NONE, SUP_SB_WANTED, SUP_SB_ARMED, SUP_SBA_ARM | SUP_SBA_CLEAR_FAILS },
 		{ SUP_SB_ARMED, SUP_SB_WANTED, SUP_SB_ARMED, 0 },
 		{ SUP_SB_WAITING, SUP_SB_WANTED, SUP_SB_WAITING, 0 },
 		{ SUP_SB_NONE, SUP_SB_TIMEOUT, SUP_SB_NONE, 0 },
@@ -383,17 +383,18 @@ static void test_standby_cells(void **state)
 		{ SUP_SB_ARMED, SUP_SB_TAKEN, SUP_SB_ARMED, 0 },
 		/* A waiting standby that dies is replaced later; others' exits are
 		 * the retired leaving. */
-		{ SUP_SB_WAITING, SUP_SB_EXIT, SUP_SB_ARMED, SUP_SBA_REARM },
+		{ SUP_SB_WAITING, SUP_SB_EXIT, SUP_SB_ARMED, SUP_SBA_REARM | SUP_SBA_COUNT_FAIL },
 		{ SUP_SB_NONE, SUP_SB_EXIT, SUP_SB_NONE, 0 },
 		{ SUP_SB_ARMED, SUP_SB_EXIT, SUP_SB_ARMED, 0 },
 		/* A spawn that cannot fork is tried again later. */
-		{ SUP_SB_ARMED, SUP_SB_SPAWN_FAILED, SUP_SB_ARMED, SUP_SBA_REARM },
+		{ SUP_SB_ARMED, SUP_SB_SPAWN_FAILED, SUP_SB_ARMED, SUP_SBA_REARM | SUP_SBA_COUNT_FAIL },
 		{ SUP_SB_NONE, SUP_SB_SPAWN_FAILED, SUP_SB_NONE, 0 },
 		{ SUP_SB_WAITING, SUP_SB_SPAWN_FAILED, SUP_SB_WAITING, 0 },
 	};
 	bool covered[SUP_SB_STATE_COUNT][SUP_SB_EVENT_COUNT] = { { false } };
+	const sup_sb_in in = { .enabled = true, .fails = 0 };
 	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
-		sup_sb_cell c = sup_sb_step(want[i].st, want[i].ev);
+		sup_sb_outcome c = sup_sb_step(want[i].st, want[i].ev, &in);
 		if (c.next != want[i].next || c.actions != want[i].actions)
 			fail_msg("standby %s/%s: got %s 0x%x, want %s 0x%x",
 				 sup_sb_state_name(want[i].st), sup_sb_event_name(want[i].ev),
@@ -409,6 +410,73 @@ static void test_standby_cells(void **state)
 					 sup_sb_event_name((enum sup_sb_event)e));
 }
 
+/* A kernel without a standby (standby = 0, a command, shutting down) never
+ * plans one; everything else is as when it has one. */
+static void test_standby_disabled(void **state)
+{
+	(void)state;
+	const sup_sb_in off = { .enabled = false }, on = { .enabled = true };
+	for (int s = 0; s < SUP_SB_STATE_COUNT; s++)
+		for (int e = 0; e < SUP_SB_EVENT_COUNT; e++) {
+			sup_sb_outcome a = sup_sb_step((enum sup_sb_state)s, (enum sup_sb_event)e, &off);
+			sup_sb_outcome b = sup_sb_step((enum sup_sb_state)s, (enum sup_sb_event)e, &on);
+			if (e == SUP_SB_WANTED) {
+				assert_int_equal(a.next, s);
+				assert_int_equal(a.actions, 0);
+			} else {
+				assert_int_equal(a.next, b.next);
+				assert_int_equal(a.actions, b.actions);
+			}
+		}
+}
+
+/* Standbys lost in a row: replaced until the limit, then none (and the
+ * count kept) until the kernel is ready again, which clears it. */
+static void test_standby_limit(void **state)
+{
+	(void)state;
+	const struct {
+		enum sup_sb_state st;
+		enum sup_sb_event ev;
+	} lost[] = { { SUP_SB_WAITING, SUP_SB_EXIT }, { SUP_SB_ARMED, SUP_SB_SPAWN_FAILED } };
+	for (size_t i = 0; i < sizeof lost / sizeof *lost; i++) {
+		for (unsigned f = 0; f < SUP_SB_FAILS_MAX + 2; f++) {
+			sup_sb_in in = { .enabled = true, .fails = f };
+			sup_sb_outcome o = sup_sb_step(lost[i].st, lost[i].ev, &in);
+			assert_true(o.actions & SUP_SBA_COUNT_FAIL);
+			if (f + 1 < SUP_SB_FAILS_MAX) {
+				assert_int_equal(o.next, SUP_SB_ARMED);
+				assert_int_equal(o.actions, SUP_SBA_REARM | SUP_SBA_COUNT_FAIL);
+			} else {
+				assert_int_equal(o.next, SUP_SB_NONE);
+				assert_int_equal(o.actions, SUP_SBA_COUNT_FAIL | SUP_SBA_GIVE_UP);
+			}
+		}
+	}
+	/* No other cell is counted or depends on the count. */
+	for (int s = 0; s < SUP_SB_STATE_COUNT; s++)
+		for (int e = 0; e < SUP_SB_EVENT_COUNT; e++) {
+			bool counted = (s == SUP_SB_WAITING && e == SUP_SB_EXIT) ||
+				       (s == SUP_SB_ARMED && e == SUP_SB_SPAWN_FAILED);
+			assert_int_equal(sup_sb_table[s][e].counted, counted);
+			sup_sb_in zero = { .enabled = true, .fails = 0 };
+			sup_sb_in many = { .enabled = true, .fails = 100 };
+			if (!counted) {
+				sup_sb_outcome a = sup_sb_step((enum sup_sb_state)s,
+							       (enum sup_sb_event)e, &zero);
+				sup_sb_outcome b = sup_sb_step((enum sup_sb_state)s,
+							       (enum sup_sb_event)e, &many);
+				assert_int_equal(a.next, b.next);
+				assert_int_equal(a.actions, b.actions);
+			}
+		}
+	/* Ready again: the count starts over. */
+	sup_sb_in in = { .enabled = true, .fails = SUP_SB_FAILS_MAX };
+	sup_sb_outcome o = sup_sb_step(SUP_SB_NONE, SUP_SB_WANTED, &in);
+	assert_int_equal(o.next, SUP_SB_ARMED);
+	assert_true(o.actions & SUP_SBA_CLEAR_FAILS);
+}
+
 /* ---- sequences: a model of the shell, with a fake clock ---- */
 
 #define NEVER UINT64_MAX
@@ -422,6 +490,7 @@ struct sim {
 	bool process, port, bind_fails, fork_fails;
 	uint64_t timer_at, watchdog_at, sb_timer_at;
 	unsigned restarts, spawns, takeovers, terms, kills, hung, closes, sb_spawns, sb_retired;
+	unsigned sb_fails;
 	int last_result;
 };
 
@@ -437,7 +506,12 @@ static void sim_init(struct sim *m, const grace_restart *r)
 
 static void sim_sb(struct sim *m, enum sup_sb_event ev)
 {
-	sup_sb_cell c = sup_sb_step(m->sb, ev);
+	sup_sb_in in = { .enabled = true, .fails = m->sb_fails };
+	sup_sb_outcome c = sup_sb_step(m->sb, ev, &in);
+	if (c.actions & SUP_SBA_CLEAR_FAILS)
+		m->sb_fails = 0;
+	if (c.actions & SUP_SBA_COUNT_FAIL)
+		m->sb_fails++;
 	if (c.actions & SUP_SBA_CANCEL_TIMER)
 		m->sb_timer_at = NEVER;
 	if (c.actions & SUP_SBA_ARM)
@@ -861,6 +935,8 @@ int main(void)
 		cmocka_unit_test(test_reachability),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_standby_cells),
+		cmocka_unit_test(test_standby_disabled),
+		cmocka_unit_test(test_standby_limit),
 		cmocka_unit_test(test_seq_crash_loop_backs_off_then_fails),
 		cmocka_unit_test(test_seq_stable_crash_uses_the_standby),
 		cmocka_unit_test(test_seq_watchdog_kills_a_hung_kernel),

@@ -26,10 +26,9 @@
 #define NOTES_MAX 4096
 /* Standbys told to leave, until they are reaped. */
 #define RETIRING_MAX (2 * GRACE_KERNELS_MAX)
-/* A standby that died unused is replaced no sooner than this ... */
+/* A standby that died unused is replaced no sooner than this (and after
+ * SUP_SB_FAILS_MAX in a row, not until the kernel is ready again). */
 #define STANDBY_RETRY_MS 1000
-/* ... and after this many in a row, not until the kernel is ready again. */
-#define STANDBY_EXITS_MAX 3
 
 struct supervisor {
 	struct event_base *base;
@@ -316,24 +315,20 @@ static int standby_spawn(sup_kernel *k)
 	return 0;
 }
 
+/* Steps one event through the standby's table and performs the answer. */
 static void sb_feed(sup_kernel *k, enum sup_sb_event ev)
 {
-	if (ev == SUP_SB_WANTED && (!sup_kernel_has_standby(k) || k->sup->shutting_down))
-		return;
-	sup_sb_cell c = sup_sb_step(k->sb_state, ev);
+	sup_sb_in in = { .enabled = sup_kernel_has_standby(k) && !k->sup->shutting_down,
+			 .fails = k->sb_fails };
+	sup_sb_outcome o = sup_sb_step(k->sb_state, ev, &in);
 	int rc;
-	if ((c.actions & SUP_SBA_SPAWN) && (rc = standby_spawn(k)) < 0) {
+	if ((o.actions & SUP_SBA_SPAWN) && (rc = standby_spawn(k)) < 0) {
+		/* Abandoned: the failure, from the same state. */
 		sdk_warn("kernel %s: cannot start a standby: %s", k->cfg->name, strerror(-rc));
 		ev = SUP_SB_SPAWN_FAILED;
-		c = sup_sb_step(k->sb_state, ev);
+		o = sup_sb_step(k->sb_state, ev, &in);
 	}
-	unsigned a = c.actions;
-	if ((a & SUP_SBA_REARM) && ++k->sb_exits >= STANDBY_EXITS_MAX) {
-		sdk_warn("kernel %s: %u standbys in a row died unused: none until it is ready again",
-			 k->cfg->name, STANDBY_EXITS_MAX);
-		c = (sup_sb_cell){ SUP_SB_NONE, 0 };
-		a = 0;
-	}
+	unsigned a = o.actions;
 	if (a & SUP_SBA_CANCEL_TIMER)
 		evtimer_del(k->sb_timer);
 	if (a & SUP_SBA_ARM)
@@ -352,13 +347,18 @@ static void sb_feed(sup_kernel *k, enum sup_sb_event ev)
 			retire(k->sup, k->sb_pid);
 		k->sb_pid = 0;
 	}
-	if (ev == SUP_SB_TAKEN || ev == SUP_SB_WANTED)
-		k->sb_exits = 0;
-	if (c.next != k->sb_state)
+	if (a & SUP_SBA_CLEAR_FAILS)
+		k->sb_fails = 0;
+	if (a & SUP_SBA_COUNT_FAIL)
+		k->sb_fails++;
+	if (a & SUP_SBA_GIVE_UP)
+		sdk_warn("kernel %s: %u standbys in a row lost: none until it is ready again",
+			 k->cfg->name, k->sb_fails);
+	if (o.next != k->sb_state)
 		sdk_debug("kernel %s: standby %s -> %s (%s)", k->cfg->name,
-			  sup_sb_state_name(k->sb_state), sup_sb_state_name(c.next),
+			  sup_sb_state_name(k->sb_state), sup_sb_state_name((enum sup_sb_state)o.next),
 			  sup_sb_event_name(ev));
-	k->sb_state = (enum sup_sb_state)c.next;
+	k->sb_state = (enum sup_sb_state)o.next;
 }
 
 /* SUP_A_TAKEOVER: the kernel's port to the waiting standby. The previous

@@ -48,7 +48,7 @@ typedef struct sup_kernel {
 	enum sup_sb_state sb_state;
 	pid_t sb_pid;          /* 0 when no standby process */
 	int sb_fd;             /* our end of its channel, -1 when none */
-	unsigned sb_exits;     /* standbys in a row that died unused */
+	unsigned sb_fails;     /* standbys lost in a row (died unused, or no fork) */
 	struct event *sb_timer;
 } sup_kernel;
 

@@ -161,33 +161,50 @@ sup_step_out sup_step(enum sup_state st, enum sup_event ev, const sup_step_in *i
 	return o;
 }
 
+#define SB(st, acts) { .go = { SUP_SB_##st, (acts) } }
+/* A standby lost: another after a while, or none at the limit. */
+#define SB_LOST(st, acts)                                                                       \
+	{ .go = { SUP_SB_##st, (acts) | SUP_SBA_COUNT_FAIL },                                   \
+	  .counted = true,                                                                      \
+	  .at_limit = { SUP_SB_NONE, SUP_SBA_COUNT_FAIL | SUP_SBA_GIVE_UP } }
+
 const sup_sb_cell sup_sb_table[SUP_SB_STATE_COUNT][SUP_SB_EVENT_COUNT] = {
 	[SUP_SB_NONE] = {
-		[SUP_SB_WANTED] = { SUP_SB_ARMED, SUP_SBA_ARM },
-		[SUP_SB_UNWANTED] = { SUP_SB_NONE, 0 },
-		[SUP_SB_TIMEOUT] = { SUP_SB_NONE, 0 },
-		[SUP_SB_TAKEN] = { SUP_SB_NONE, 0 },
-		[SUP_SB_EXIT] = { SUP_SB_NONE, 0 }, /* a retired standby leaving */
-		[SUP_SB_SPAWN_FAILED] = { SUP_SB_NONE, 0 },
+		[SUP_SB_WANTED] = SB(ARMED, SUP_SBA_ARM | SUP_SBA_CLEAR_FAILS),
+		[SUP_SB_UNWANTED] = SB(NONE, 0),
+		[SUP_SB_TIMEOUT] = SB(NONE, 0),
+		[SUP_SB_TAKEN] = SB(NONE, 0),
+		[SUP_SB_EXIT] = SB(NONE, 0), /* a retired standby leaving */
+		[SUP_SB_SPAWN_FAILED] = SB(NONE, 0),
 	},
 	[SUP_SB_ARMED] = {
-		[SUP_SB_WANTED] = { SUP_SB_ARMED, 0 },
-		[SUP_SB_UNWANTED] = { SUP_SB_NONE, SUP_SBA_CANCEL_TIMER },
-		[SUP_SB_TIMEOUT] = { SUP_SB_WAITING, SUP_SBA_SPAWN },
-		[SUP_SB_TAKEN] = { SUP_SB_ARMED, 0 }, /* no process to take */
-		[SUP_SB_EXIT] = { SUP_SB_ARMED, 0 },
-		[SUP_SB_SPAWN_FAILED] = { SUP_SB_ARMED, SUP_SBA_REARM },
+		[SUP_SB_WANTED] = SB(ARMED, 0),
+		[SUP_SB_UNWANTED] = SB(NONE, SUP_SBA_CANCEL_TIMER),
+		[SUP_SB_TIMEOUT] = SB(WAITING, SUP_SBA_SPAWN),
+		[SUP_SB_TAKEN] = SB(ARMED, 0), /* no process to take */
+		[SUP_SB_EXIT] = SB(ARMED, 0),
+		[SUP_SB_SPAWN_FAILED] = SB_LOST(ARMED, SUP_SBA_REARM),
 	},
 	[SUP_SB_WAITING] = {
-		[SUP_SB_WANTED] = { SUP_SB_WAITING, 0 },
-		[SUP_SB_UNWANTED] = { SUP_SB_NONE, SUP_SBA_RETIRE },
-		[SUP_SB_TIMEOUT] = { SUP_SB_WAITING, 0 },
-		[SUP_SB_TAKEN] = { SUP_SB_NONE, SUP_SBA_FORGET },
+		[SUP_SB_WANTED] = SB(WAITING, 0),
+		[SUP_SB_UNWANTED] = SB(NONE, SUP_SBA_RETIRE),
+		[SUP_SB_TIMEOUT] = SB(WAITING, 0),
+		[SUP_SB_TAKEN] = SB(NONE, SUP_SBA_FORGET),
 		/* Killed by someone, or it could not start: another, later. */
-		[SUP_SB_EXIT] = { SUP_SB_ARMED, SUP_SBA_REARM },
-		[SUP_SB_SPAWN_FAILED] = { SUP_SB_WAITING, 0 },
+		[SUP_SB_EXIT] = SB_LOST(ARMED, SUP_SBA_REARM),
+		[SUP_SB_SPAWN_FAILED] = SB(WAITING, 0),
 	},
 };
+
+sup_sb_outcome sup_sb_step(enum sup_sb_state st, enum sup_sb_event ev, const sup_sb_in *in)
+{
+	const sup_sb_cell *c = &sup_sb_table[st][ev];
+	if (ev == SUP_SB_WANTED && !in->enabled)
+		return (sup_sb_outcome){ (uint8_t)st, 0 };
+	if (c->counted && in->fails + 1 >= SUP_SB_FAILS_MAX)
+		return c->at_limit;
+	return c->go;
+}
 
 #define NAME_OF(table, i) ((size_t)(i) < sizeof table / sizeof *table ? table[i] : "unknown")
 
@@ -255,7 +272,9 @@ const char *sup_sb_event_name(enum sup_sb_event ev)
 
 const char *sup_sb_action_name(unsigned bit)
 {
-	static const char *const names[SUP_SB_ACTION_COUNT] = { "arm",   "rearm",  "cancel_timer",
-								"spawn", "retire", "forget" };
+	static const char *const names[SUP_SB_ACTION_COUNT] = {
+		"arm",	  "rearm",	 "cancel_timer", "spawn",  "retire",
+		"forget", "clear_fails", "count_fail",	 "give_up",
+	};
 	return NAME_OF(names, bit);
 }

@@ -64,7 +64,8 @@ enum sup_action {
 	SUP_A_BIND = 1u << 7,            /* bind the port unless held: may fail */
 	SUP_A_START = 1u << 8,           /* in the table: a new process, either way below */
 	SUP_A_SPAWN = 1u << 9,           /* fork and exec: may fail */
-	SUP_A_TAKEOVER = 1u << 10,       /* hand the port to the waiting standby */
+	SUP_A_TAKEOVER = 1u << 10,       /* hand the port to the waiting standby;
+					  * one that died since: SPAWN instead */
 	SUP_A_COUNT_RESTART = 1u << 11,  /* an automatic restart, for the API */
 	SUP_A_ARM_READY = 1u << 12,      /* ready_timeout_ms */
 	SUP_A_ARM_STOP = 1u << 13,       /* stop_timeout_ms */
@@ -140,25 +141,45 @@ enum sup_sb_event {
 
 enum sup_sb_action {
 	SUP_SBA_ARM = 1u << 0,          /* timer: the kernel's stable_ms */
-	SUP_SBA_REARM = 1u << 1,        /* timer: a retry, at least SUP_STANDBY_RETRY_MS */
+	SUP_SBA_REARM = 1u << 1,        /* timer: a retry, at least one second */
 	SUP_SBA_CANCEL_TIMER = 1u << 2,
 	SUP_SBA_SPAWN = 1u << 3,        /* start a standby process: may fail */
 	SUP_SBA_RETIRE = 1u << 4,       /* tell the standby to leave (it exits 0) */
 	SUP_SBA_FORGET = 1u << 5,       /* the process is the kernel's now */
+	SUP_SBA_CLEAR_FAILS = 1u << 6,  /* the count of standbys lost in a row to 0 */
+	SUP_SBA_COUNT_FAIL = 1u << 7,   /* one more lost (died unused, or no fork) */
+	SUP_SBA_GIVE_UP = 1u << 8,      /* the limit: none until the kernel is ready again */
 };
-#define SUP_SB_ACTION_COUNT 6
+#define SUP_SB_ACTION_COUNT 9
 
-typedef struct sup_sb_cell {
+/* Standbys lost in a row (died unused, or could not be forked) before the
+ * kernel goes without one until it is ready again. */
+#define SUP_SB_FAILS_MAX 3
+
+typedef struct sup_sb_outcome {
 	uint8_t next; /* enum sup_sb_state */
-	uint8_t actions;
+	uint16_t actions;
+} sup_sb_outcome;
+
+/* A cell: `go`, or for a lost standby (`counted`) `go` below the limit and
+ * `at_limit` once SUP_SB_FAILS_MAX are lost in a row. */
+typedef struct sup_sb_cell {
+	sup_sb_outcome go;
+	bool counted;
+	sup_sb_outcome at_limit;
 } sup_sb_cell;
 
 extern const sup_sb_cell sup_sb_table[SUP_SB_STATE_COUNT][SUP_SB_EVENT_COUNT];
 
-static inline sup_sb_cell sup_sb_step(enum sup_sb_state st, enum sup_sb_event ev)
-{
-	return sup_sb_table[st][ev];
-}
+/* What sup_sb_step needs besides the state and the event. */
+typedef struct sup_sb_in {
+	bool enabled;   /* the kernel has a standby (standby = 1, no command) and
+			 * grace serve is not shutting down: else `wanted` does nothing */
+	unsigned fails; /* standbys lost in a row so far */
+} sup_sb_in;
+
+/* The standby's transition function: pure. */
+sup_sb_outcome sup_sb_step(enum sup_sb_state st, enum sup_sb_event ev, const sup_sb_in *in);
 
 /* ---- names ---- */
 
