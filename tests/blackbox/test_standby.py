@@ -1,9 +1,11 @@
 """The standby (docs/supervisor.md): a `grace kernel NAME` started ahead of
 need that waits, exec'ed and configured, with the kernel's SQLite file open
-but idle and without its port, until the kernel dies; then it is handed the
+but idle and without any port, until the kernel dies; then it is handed the
 port and serves, with the state written before the crash. No connection is refused on the
 way; a new standby replaces it; stopping the kernel retires the standby;
-`standby = 0` turns it off; nothing is left behind."""
+what it costs in memory is reported; it follows the healer's port moves; a
+store replaced while it waited is opened anew; `standby = 0` turns it off;
+nothing is left behind."""
 
 import http.client
 import os
@@ -12,6 +14,7 @@ import threading
 import unittest
 
 from harness import GraceServer, GraceTestCase, pid_alive, scaled, spare_kernels
+from healer_support import heal
 
 OTHER = spare_kernels(1)[0]
 
@@ -38,6 +41,27 @@ def listen_inode(port):
     return None
 
 
+def listen_inodes():
+    """Every listening TCP socket on the host, IPv4 and IPv6."""
+    out = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if p[3] == "0A":
+                    out.add(p[9])
+    return out
+
+
+def statm(pid):
+    """(rss, resident minus shared) in bytes, as /proc/PID/statm has them."""
+    with open("/proc/%d/statm" % pid) as f:
+        _, res, shared = map(int, f.read().split()[:3])
+    page = os.sysconf("SC_PAGE_SIZE")
+    return res * page, (res - shared) * page
+
+
 def ppid_of(pid):
     with open("/proc/%d/stat" % pid) as f:
         st = f.read()
@@ -60,9 +84,33 @@ class Standby(GraceTestCase):
         self.assertTrue(pid_alive(pid))
         self.assertEqual(ppid_of(pid), g.proc.pid)
         self.assertEqual(cmdline(pid)[1:3], [b"kernel", name.encode()])
-        inode = listen_inode(g.kernel_port(name))
+        inode = listen_inode(g.kernel(name)["port"])
         self.assertIsNotNone(inode)
         self.assertNotIn("socket:[%s]" % inode, targets)
+        # No listening socket at all: none of any kernel, nor the API's.
+        held = [t for t in targets if t.startswith("socket:[")
+                and t[len("socket:["):-1] in listen_inodes()]
+        self.assertEqual(held, [], "standby %d holds listening sockets" % pid)
+
+    def assert_memory_reported(self, g, name, pid):
+        """Its cost is in /kernel-ports and /metrics, as /proc has it."""
+        k = g.kernel(name)
+        self.assertEqual(k["standby_pid"], pid)
+        mem = k["standby_memory"]
+        rss, own = statm(pid)
+        # Read a moment apart: the same order of size, not the same bytes.
+        self.assertGreater(mem["rss_bytes"], 0)
+        self.assertGreater(mem["own_bytes"], 0)
+        self.assertLess(mem["own_bytes"], mem["rss_bytes"])
+        self.assertLess(abs(mem["rss_bytes"] - rss), rss // 2, (mem, rss))
+        self.assertLess(abs(mem["own_bytes"] - own), max(own, 1 << 20), (mem, own))
+        st, _, text = g.http("GET", "/metrics")
+        self.assertEqual(st, 200)
+        lines = dict(line.rsplit(" ", 1) for line in text.decode().splitlines()
+                     if line.startswith("grace_kernel_standby_"))
+        self.assertGreater(int(lines['grace_kernel_standby_rss_bytes{kernel="%s"}' % name]), 0)
+        self.assertGreater(int(lines['grace_kernel_standby_own_bytes{kernel="%s"}' % name]), 0)
+        return lines
 
     def test_kill9_taken_over_by_the_standby(self):
         with GraceServer(kernels={"librarian": {}, OTHER: {}}) as g:
@@ -72,6 +120,7 @@ class Standby(GraceTestCase):
             g.track_pid(standby)
             self.assertNotEqual(old, standby)
             self.assert_idle_standby(g, "librarian", standby)
+            self.assert_memory_reported(g, "librarian", standby)
 
             # Written after the standby started: the standby must not have
             # read anything yet, so the new process must find it.
@@ -160,6 +209,76 @@ class Standby(GraceTestCase):
                               and k["pid"] == new_standby)
             self.assertEqual(k["restarts"], 0)
 
+    def test_follows_port_moves(self):
+        """rebind_port and reset_port stop the kernel (its standby retired)
+        and start a fresh process on the new port; the next standby is
+        handed whatever port the kernel has when it dies."""
+        with GraceServer(kernels={"librarian": {}}) as g:
+            configured = g.kernel_port("librarian")
+            first = g.wait_kernel("librarian", lambda k: k["standby_pid"])["standby_pid"]
+            g.track_pid(first)
+            st, inc = heal(g, "librarian", action="rebind_port")
+            self.assertEqual((st, inc.get("outcome")), (200, "healed"), inc)
+            moved = inc["new_port"]
+            self.assertNotEqual(moved, configured)
+            g.wait_for(lambda: not pid_alive(first), message="standby %d retired" % first)
+            for port in (moved, configured):
+                k = g.wait_kernel("librarian", lambda k: k["state"] == "ready"
+                                  and k["port"] == port and k["standby_pid"])
+                old, standby = k["pid"], k["standby_pid"]
+                g.track_pid(standby)
+                self.assertNotIn(standby, (first, old))
+                self.assert_idle_standby(g, "librarian", standby)
+                st, _, doc = g.http("POST", "/librarian/documents",
+                                    {"title": "on %d" % port, "body": "moved"})
+                self.assertEqual(st, 201, doc)
+                os.kill(old, signal.SIGKILL)
+                k = g.wait_kernel("librarian", lambda k: k["state"] == "ready"
+                                  and k["pid"] == standby)
+                self.assertEqual(k["port"], port)
+                # Answering on the port it has now, directly and through :8000.
+                st, _, h = g.http("GET", "/health", port=port)
+                self.assertEqual((st, h["pid"]), (200, standby))
+                st, _, got = g.http("GET", "/librarian/documents/%d" % doc["id"])
+                self.assertEqual((st, got["title"]), (200, "on %d" % port))
+                if port == moved:
+                    first = standby
+                    st, inc = heal(g, "librarian", action="reset_port")
+                    self.assertEqual((st, inc.get("outcome")), (200, "healed"), inc)
+
+    def test_store_replaced_while_waiting(self):
+        """An operator removes the kernel's database while it runs (the
+        kernel reports storage_failed) and restarts it: the standby, which
+        opened the old file, takes over on the file the path names now."""
+        with GraceServer(kernels={"librarian": {}}) as g:
+            k = g.wait_kernel("librarian", lambda k: k["standby_pid"])
+            old, standby = k["pid"], k["standby_pid"]
+            g.track_pid(standby)
+            self.assert_idle_standby(g, "librarian", standby)
+            db = os.path.join(g.data_dir, "librarian.db")
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(db + suffix)
+                except FileNotFoundError:
+                    pass
+            # The running kernel finds its file gone (its /health says so).
+            def failed():
+                st, _, h = g.kernel_http("librarian", "GET", "/health")
+                return st == 503 and h["status"] == "storage_failed"
+            g.wait_for(failed, message="the kernel reports its store gone")
+            st, _, _ = g.http("POST", "/kernel-ports/librarian/restart")
+            self.assertEqual(st, 202)
+            k = g.wait_kernel("librarian", lambda k: k["state"] == "ready"
+                              and k["pid"] == standby)
+            st, _, h = g.kernel_http("librarian", "GET", "/health")
+            self.assertEqual((st, h["status"], h["pid"]), (200, "ok", standby), h)
+            self.assertTrue(os.path.exists(db))
+            st, _, doc = g.http("POST", "/librarian/documents",
+                                {"title": "fresh", "body": "a new store"})
+            self.assertEqual(st, 201, doc)
+            self.assertIn("standby: ", g.log())
+            self.assertFalse(pid_alive(old))
+
     def test_standby_off(self):
         with GraceServer(kernels={"librarian": {"standby": 0}, OTHER: {}}) as g:
             lib = g.wait_kernel("librarian", lambda k: k["state"] == "ready")
@@ -176,6 +295,9 @@ class Standby(GraceTestCase):
             self.assertEqual(o["pid"], first)
             lib = g.kernel("librarian")
             self.assertIsNone(lib["standby_pid"])
+            self.assertIsNone(lib["standby_memory"])
+            lines = self.assert_memory_reported(g, OTHER, o["standby_pid"])
+            self.assertEqual(lines['grace_kernel_standby_rss_bytes{kernel="librarian"}'], "0")
             self.assertNotIn("kernel librarian: standby", g.log())
             # Every child of grace serve is accounted for.
             kids = [p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
