@@ -56,16 +56,16 @@ def tool(name):
     raise BenchError(f"{name} not found (scripts/bootstrap.sh --bench installs s6 and runit)")
 
 
-def write_config(src, dst, standby):
-    """etc/grace.ini with only the kernel under test enabled."""
-    gb.write_bench_config(src, dst, 1000)
+def write_config(src, dst, standby, kernels):
+    """etc/grace.ini with only the kernel under test enabled (a section per
+    kernel, as the ini may list none) and `standby` in [defaults]."""
+    others = {n: {"enabled": "false"} for n, _ in kernels if n != KERNEL}
+    gb.write_bench_config(src, dst, 1000, kernel_extra=others, kernels=kernels)
     out, section = [], None
     for line in open(dst):
         if line.lstrip().startswith("["):
             section = line.strip()[1:-1]
             out.append(line)
-            if section.startswith("kernel.") and section != "kernel." + KERNEL:
-                out.append("enabled = false ; restart_bench\n")
             if section == "defaults":
                 out.append(f"standby = {standby} ; restart_bench\n")
             continue
@@ -97,7 +97,7 @@ class Supervised:
 
     def __init__(self, kind, a, tmp):
         self.kind, self.a, self.tmp = kind, a, tmp
-        self.port = 8130 + a.offset
+        self.port = a.kernel_port + a.offset
         self.proc = self.grace = None
 
     def start(self):
@@ -105,7 +105,7 @@ class Supervised:
         logf = open(os.path.join(tmp, f"{self.kind}.log"), "ab")
         if self.kind.startswith("grace"):
             cfg = a.cfg_standby if self.kind == "grace" else a.cfg_spawn
-            self.grace = Grace(a.grace, cfg, a.data, a.offset, [(KERNEL, 8130)],
+            self.grace = Grace(a.grace, cfg, a.data, a.offset, [(KERNEL, a.kernel_port)],
                                os.path.join(tmp, f"{self.kind}.log"))
             self.grace.start()
             self.grace.wait_ready()
@@ -271,7 +271,9 @@ def main():
     if not os.access(src, os.X_OK):
         raise BenchError(f"{src}: not built")
     ini = os.path.join(REPO, "etc", "grace.ini")
-    a.offset = gb.choose_offset([p for _, p in gb.read_kernels(ini)], a.port_offset)
+    kernels = gb.read_kernels(ini, src)
+    a.kernel_port = dict(kernels)[KERNEL]
+    a.offset = gb.choose_offset([p for _, p in kernels], a.port_offset)
     tmp = tempfile.mkdtemp(prefix="grace-bench-restart-")
     a.grace = os.path.join(tmp, "grace")
     shutil.copy2(a.snapshot or src, a.grace)
@@ -279,8 +281,8 @@ def main():
         sha = hashlib.sha256(f.read()).hexdigest()[:12]
     a.cfg_standby = os.path.join(tmp, "standby.ini")
     a.cfg_spawn = os.path.join(tmp, "spawn.ini")
-    write_config(ini, a.cfg_standby, 1)
-    write_config(ini, a.cfg_spawn, 0)
+    write_config(ini, a.cfg_standby, 1, kernels)
+    write_config(ini, a.cfg_spawn, 0, kernels)
     a.data = os.path.join(tmp, "data")
 
     R = Report()
