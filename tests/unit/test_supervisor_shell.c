@@ -26,7 +26,7 @@
 #include "serve/supervisor/supervisor.h"
 
 #define CHANGES_MAX 32
-#define WAIT_MS 10000 /* a bound for the loop, never an assertion */
+#define WAIT_MS 30000 /* a bound for the loop, never an assertion */
 
 /* A kernel that says READY=1 and then waits to be killed. */
 #define READY_KERNEL                                                                            \
@@ -102,6 +102,8 @@ static int setup(void **state, const char *command)
 	fprintf(fp,
 		"[grace]\ndata_dir = %s\nport_offset = %d\nlog_level = error\n"
 		"[defaults]\nstable_ms = 200\nbackoff_initial_ms = 50\nstop_timeout_ms = 2000\n"
+		/* Python may take seconds to start on a busy machine. */
+		"ready_timeout_ms = 60000\n"
 		"[kernel.librarian]\nport = 8130\ncommand = %s\n",
 		f->dir, free_port() - 8130, command);
 	fclose(fp);
@@ -241,12 +243,13 @@ static void test_crash_told_with_its_exit(void **state)
 		event_base_loop(f->base, EVLOOP_ONCE);
 	event_free(t);
 	pid_t old = k->pid;
+	unsigned restarts = k->restarts;
 	assert_int_equal(kill(old, SIGKILL), 0);
 	loop_until(f, 3);
 	expect_change(f, 2, SUP_READY, SUP_STARTING, SUP_EV_EXIT);
 	assert_string_equal(f->seen[2].last_exit, "signal 9 (Killed)");
 	assert_true(f->seen[2].pid > 0 && f->seen[2].pid != old); /* restarted at once */
-	assert_int_equal(k->restarts, 1);
+	assert_int_equal(k->restarts, restarts + 1);
 	assert_int_equal(k->sb_pid, 0); /* a command kernel has no standby */
 	assert_false(sup_kernel_has_standby(k));
 }
