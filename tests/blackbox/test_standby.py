@@ -296,6 +296,7 @@ class Standby(GraceTestCase):
             lib = g.kernel("librarian")
             self.assertIsNone(lib["standby_pid"])
             self.assertIsNone(lib["standby_memory"])
+            self.assert_idle_standby(g, OTHER, o["standby_pid"])  # settled: its memory too
             lines = self.assert_memory_reported(g, OTHER, o["standby_pid"])
             self.assertEqual(lines['grace_kernel_standby_rss_bytes{kernel="librarian"}'], "0")
             self.assertNotIn("kernel librarian: standby", g.log())
