@@ -29,6 +29,9 @@
 /* A standby that died unused is replaced no sooner than this (and after
  * SUP_SB_FAILS_MAX in a row, not until the kernel is ready again). */
 #define STANDBY_RETRY_MS 1000
+/* Standbys start at least this far apart, so twenty kernels ready together
+ * do not get twenty exec's at once on top of their own work. */
+#define STANDBY_SPACING_MS 200
 
 struct supervisor {
 	struct event_base *base;
@@ -43,6 +46,7 @@ struct supervisor {
 	size_t notes_head, notes_len, notes_cap;
 	pid_t retiring[RETIRING_MAX];
 	size_t n_retiring;
+	uint64_t sb_next_slot_ms; /* monotonic: the earliest the next standby may start */
 };
 
 bool sup_kernel_has_standby(const sup_kernel *k)
@@ -315,6 +319,17 @@ static int standby_spawn(sup_kernel *k)
 	return 0;
 }
 
+/* The standby timer: `ms` from now, or the next free slot if later. */
+static void sb_arm(sup_kernel *k, uint64_t ms)
+{
+	supervisor *s = k->sup;
+	uint64_t now = (uint64_t)sdk_mono_ms(), at = now + ms;
+	if (at < s->sb_next_slot_ms)
+		at = s->sb_next_slot_ms;
+	s->sb_next_slot_ms = at + STANDBY_SPACING_MS;
+	arm(k->sb_timer, at - now);
+}
+
 /* Steps one event through the standby's table and performs the answer. */
 static void sb_feed(sup_kernel *k, enum sup_sb_event ev)
 {
@@ -332,11 +347,10 @@ static void sb_feed(sup_kernel *k, enum sup_sb_event ev)
 	if (a & SUP_SBA_CANCEL_TIMER)
 		evtimer_del(k->sb_timer);
 	if (a & SUP_SBA_ARM)
-		arm(k->sb_timer, k->cfg->restart.stable_ms);
+		sb_arm(k, k->cfg->restart.stable_ms);
 	if (a & SUP_SBA_REARM)
-		arm(k->sb_timer, k->cfg->restart.stable_ms > STANDBY_RETRY_MS
-					 ? k->cfg->restart.stable_ms
-					 : STANDBY_RETRY_MS);
+		sb_arm(k, k->cfg->restart.stable_ms > STANDBY_RETRY_MS ? k->cfg->restart.stable_ms
+									: STANDBY_RETRY_MS);
 	if (a & (SUP_SBA_RETIRE | SUP_SBA_FORGET)) {
 		/* Closing the channel is the word to leave; after a hand-over it
 		 * has served already. */
