@@ -17,7 +17,10 @@ for arg in "$@"; do
 	# -fsanitize=fuzzer needs; llvm gives sanitizer reports their symbols.
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
 		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm" ;;
-	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps strace" ;;
+	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
+	# supervisors are run by the bench itself, never as services.
+	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps
+		strace s6 runit" ;;
 	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
 	esac
 done
@@ -64,8 +67,9 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# The packaged daemons (prometheus, nginx, redis) must not start on install:
-# tests and benchmarks start their own on loopback ports of their choosing.
+# The packaged daemons (prometheus, nginx, redis, runit's runsvdir) must not
+# start on install: tests and benchmarks start their own, on loopback ports
+# and in service directories of their choosing.
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then
 	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
