@@ -20,7 +20,6 @@ PLACEHOLDER(coding_agent_placeholder, "coding_agent", "workspaces, patches, buil
 PLACEHOLDER(learning_placeholder, "learning", "outcomes in, recommendations out");
 PLACEHOLDER(research_placeholder, "research", "questions answered from the library");
 PLACEHOLDER(telemetry_placeholder, "telemetry", "structured events, logs and spans");
-PLACEHOLDER(metrics_placeholder, "metrics", "scrapes every /metrics and keeps series");
 PLACEHOLDER(alerts_placeholder, "alerts", "rules over metrics, notifications, silences");
 
 /* One line per kernel: a kernel that lands replaces its placeholder here. */
@@ -43,7 +42,7 @@ static const sdk_kernel_def *const kernels[] = {
 	&learning_placeholder,
 	&research_placeholder,
 	&telemetry_placeholder,
-	&metrics_placeholder,
+	&metrics_kernel,
 	&alerts_placeholder,
 };
 

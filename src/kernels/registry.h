@@ -16,5 +16,6 @@ extern const sdk_kernel_def immutable_log_kernel, crypto_kernel;
 extern const sdk_kernel_def message_bus_kernel;
 extern const sdk_kernel_def audit_kernel;
 extern const sdk_kernel_def policy_kernel;
+extern const sdk_kernel_def metrics_kernel;
 
 #endif

@@ -880,6 +880,13 @@ int tsdb_flush_done(tsdb *db, tsdb_flush *f, sdk_err *err)
 	return rc;
 }
 
+void tsdb_flush_cancel(tsdb *db, tsdb_flush *f)
+{
+	f->rc = sdk_fail(&f->err, SDK_EBUSY, "the flush did not run");
+	tsdb_flush_done(db, f, NULL);
+	db->st.flush_failures--; /* not a failure of the store */
+}
+
 int tsdb_flush_now(tsdb *db, int64_t now_ms, bool retention, sdk_err *err)
 {
 	tsdb_flush *f = tsdb_flush_prepare(db, now_ms, retention);

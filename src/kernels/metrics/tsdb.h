@@ -76,6 +76,9 @@ void tsdb_flush_write(tsdb_flush *f);
 /* 0, or the write's failure (then nothing is lost: the next flush tries
  * again); frees f. */
 int tsdb_flush_done(tsdb *db, tsdb_flush *f, sdk_err *err);
+/* A prepared flush that will not be written (its worker never ran):
+ * everything stays for the next one; frees f. */
+void tsdb_flush_cancel(tsdb *db, tsdb_flush *f);
 /* prepare + write + done at once (tests, shutdown). */
 int tsdb_flush_now(tsdb *db, int64_t now_ms, bool retention, sdk_err *err);
 

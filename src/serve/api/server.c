@@ -33,6 +33,25 @@ static void on_gateway_bus(sdk_req *req, void *ctx)
 	forward_prefix(ctx, req, "message_bus", "/bus");
 }
 
+/* /prometheus/...: the metrics kernel's Prometheus API, so Grafana can be
+ * pointed at http://127.0.0.1:8000/prometheus with a bearer token; the
+ * rules and alerts of that API are the alerts kernel's. */
+static void on_gateway_prometheus(sdk_req *req, void *ctx)
+{
+	forward_prefix(ctx, req, "metrics", "/prometheus");
+}
+
+static void on_gateway_prometheus_alerts(sdk_req *req, void *ctx)
+{
+	forward_prefix(ctx, req, "alerts", "/prometheus");
+}
+
+/* /alertmanager/...: the alerts kernel's Alertmanager API (v2). */
+static void on_gateway_alertmanager(sdk_req *req, void *ctx)
+{
+	forward_prefix(ctx, req, "alerts", "/alertmanager");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -100,6 +119,16 @@ const sdk_route api_routes[] = {
 	USER("GET", "/bus/groups/:group/poll", on_gateway_bus),
 	USER("POST", "/bus/groups/:group/ack", on_gateway_bus),
 	ADMIN("DELETE", "/bus/groups/:group", on_gateway_bus),
+	/* Metrics and alerts: reads for users, changes for admins. */
+	USER("GET", "/prometheus/api/v1/rules", on_gateway_prometheus_alerts),
+	USER("GET", "/prometheus/api/v1/alerts", on_gateway_prometheus_alerts),
+	USER("GET", "/prometheus/api/v1/*", on_gateway_prometheus),
+	USER("POST", "/prometheus/api/v1/*", on_gateway_prometheus), /* queries by form */
+	USER("GET", "/prometheus/federate", on_gateway_prometheus),
+	ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
+	USER("GET", "/alertmanager/api/v2/*", on_gateway_alertmanager),
+	ADMIN("POST", "/alertmanager/api/v2/*", on_gateway_alertmanager),
+	ADMIN("DELETE", "/alertmanager/api/v2/*", on_gateway_alertmanager),
 	ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	USER(NULL, "/librarian/*", on_gateway_librarian),
 };
