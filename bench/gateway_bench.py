@@ -711,7 +711,7 @@ def med(xs):
 def bench_guardian(a, R, kernels, tmp, src_ini):
     name = a.kernel
     cfg = os.path.join(tmp, "guardian.ini")
-    gb.write_bench_config(src_ini, cfg, 100, {name: GUARDIAN_CFG})
+    gb.write_bench_config(src_ini, cfg, 100, {name: GUARDIAN_CFG}, kernels)
     g = Grace(a.grace, cfg, os.path.join(tmp, "guardian-data"), a.offset, kernels,
               os.path.join(tmp, "guardian-grace.log"))
     g.start()
@@ -971,9 +971,9 @@ def main():
     if not os.access(a.grace, os.X_OK):
         raise BenchError(f"{a.grace}: not found; build first (ninja -C {a.build_dir})")
     src_ini = os.path.join(gb.REPO, "etc", "grace.ini")
-    kernels = gb.read_kernels(src_ini)
+    kernels = gb.read_kernels(src_ini, a.grace)
     if a.kernel not in dict(kernels):
-        raise BenchError(f"{src_ini}: no [kernel.{a.kernel}]")
+        raise BenchError(f"{src_ini}: runs no kernel {a.kernel}")
     only = set(a.only.split(","))
     unknown = only - set(MY_PHASES) - set(gb.MY_PHASES)
     if unknown:

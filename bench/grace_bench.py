@@ -153,24 +153,44 @@ def clean_env():
 # --------------------------------------------------------------------------
 # Configuration
 
-def read_kernels(ini_path):
+def read_kernels(ini_path, grace):
+    """[(name, port)] of the kernels `grace serve --config ini_path` runs:
+    the ini's [kernel.NAME] sections when it has some, else every built-in
+    kernel; a built-in kernel's port defaults to its definition's
+    (`grace kernels-list --json`)."""
+    out = subprocess.run([grace, "kernels-list", "--json"], capture_output=True, check=True,
+                         timeout=30).stdout
+    builtin = {k["name"]: k["port"] for k in json.loads(out)["kernels"]}
     cp = configparser.ConfigParser(inline_comment_prefixes=(";", "#"),
                                    interpolation=None)
     cp.read(ini_path)
+    sections = [sec for sec in cp.sections() if sec.startswith("kernel.")]
+    if not sections:
+        return list(builtin.items())
     kernels = []
-    for sec in cp.sections():
-        if sec.startswith("kernel."):
-            if cp[sec].get("enabled", "true").strip() in ("false", "no", "0"):
-                continue
-            kernels.append((sec[len("kernel."):], int(cp[sec]["port"])))
+    for sec in sections:
+        if cp[sec].get("enabled", "true").strip() in ("false", "no", "0"):
+            continue
+        name = sec[len("kernel."):]
+        kernels.append((name, int(cp[sec].get("port", builtin.get(name, 0)))))
     return kernels
 
 
-def write_bench_config(src, dst, restart_burst, kernel_extra=None):
+def write_bench_config(src, dst, restart_burst, kernel_extra=None, kernels=None):
     """etc/grace.ini with restart_burst raised, the log at info and
     [auth] argon2_mem_kib at its minimum (so login is fast). kernel_extra
-    {NAME: {key: value}} adds or replaces keys in [kernel.NAME]."""
+    {NAME: {key: value}} adds or replaces keys in [kernel.NAME]; when src
+    has no [kernel.NAME] sections (it runs every built-in kernel), one is
+    written for each of `kernels` [(name, port)], so that all still run."""
     kernel_extra = {f"kernel.{n}": dict(kv) for n, kv in (kernel_extra or {}).items()}
+    if kernel_extra and not any(re.match(r"\s*\[kernel\.", l) for l in open(src)):
+        if not kernels:
+            raise BenchError(f"{src} lists no kernels: pass the kernels to keep running")
+        with open(src) as f:
+            src_text = f.read()
+        src = dst + ".src"
+        with open(src, "w") as f:
+            f.write(src_text + "".join(f"\n[kernel.{n}]\n" for n, _ in kernels))
     out, section, seen = [], None, set()
 
     def close_section():
@@ -1158,9 +1178,9 @@ def main():
     if not os.access(a.grace, os.X_OK):
         raise BenchError(f"{a.grace}: not found; build first (ninja -C {a.build_dir})")
     src_ini = os.path.join(REPO, "etc", "grace.ini")
-    kernels = read_kernels(src_ini)
+    kernels = read_kernels(src_ini, a.grace)
     if not kernels or "librarian" not in dict(kernels):
-        raise BenchError(f"{src_ini}: expected [kernel.NAME] sections including librarian")
+        raise BenchError(f"{src_ini}: the kernels it runs do not include librarian")
     a.offset = choose_offset([p for _, p in kernels], a.port_offset)
     only = set(a.only.split(","))
     unknown = only - set(MY_PHASES) - set(OTHER_PHASES)

@@ -23,7 +23,12 @@ static void usage(FILE *out)
 		"  serve             run the API on :8000 and supervise every kernel\n"
 		"  kernel NAME       run one kernel alone (binds its own port unless given a\n"
 		"                    socket by LISTEN_FDS, as systemd socket activation does)\n"
-		"  kernels-list      list the kernels this binary can run\n"
+		"  kernels-list [--json]\n"
+		"                    the kernels this binary can run: name, port, tier,\n"
+		"                    state (complete, partial, placeholder), summary\n"
+		"  routes [--json]   every route the API on :8000 answers, the kernels' behind\n"
+		"                    the gateway's prefixes included (GET /openapi.json\n"
+		"                    describes the same)\n"
 		"\n"
 		"  status            every kernel's state (exit 1 unless all are ready)\n"
 		"  kernels           kernels, ports and tiers\n"
@@ -70,7 +75,9 @@ static int load_config(int argc, char **argv, grace_config *cfg)
 		}
 	}
 	char err[512];
-	if (grace_config_load(cfg, &ov, err, sizeof err) < 0) {
+	/* The registry's kernels are the configuration's built-in ones. */
+	if (grace_config_load(cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
+			      sizeof err) < 0) {
 		fprintf(stderr, "grace: %s\n", err);
 		return -1;
 	}
@@ -111,15 +118,11 @@ int main(int argc, char **argv)
 		printf("grace %s\n", GRACE_VERSION);
 		return 0;
 	}
-	if (!strcmp(cmd, "kernels-list")) {
-		for (size_t i = 0; i < kernel_registry_count(); i++) {
-			const sdk_kernel_def *d = kernel_registry_at(i);
-			printf("%-14s %-11s %s\n", d->name, d->complete ? "complete" : "placeholder",
-			       d->summary);
-		}
-		return 0;
-	}
+	if (!strcmp(cmd, "kernels-list"))
+		return cli_kernels_list(argc, argv);
 
+	if (!strcmp(cmd, "routes"))
+		return cli_routes_main(argc, argv);
 	if (cli_is_command(cmd))
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "user"))

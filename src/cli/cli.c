@@ -3,6 +3,7 @@
 
 #include "serve/auth/users.h"
 #include "cli/secret.h"
+#include "kernels/registry.h"
 #include "sdk/call.h"
 #include "sdk/db.h"
 
@@ -466,7 +467,8 @@ int cli_user_main(int argc, char **argv)
 	}
 	static grace_config cfg;
 	char err[512];
-	if (grace_config_load(&cfg, &ov, err, sizeof err) < 0) {
+	if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
+			      sizeof err) < 0) {
 		fprintf(stderr, "grace: %s\n", err);
 		return EXIT_USAGE;
 	}
@@ -542,7 +544,8 @@ int cli_main(int argc, char **argv)
 	} else {
 		static grace_config cfg;
 		char err[512];
-		if (grace_config_load(&cfg, &ov, err, sizeof err) < 0) {
+		if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov,
+				      err, sizeof err) < 0) {
 			fprintf(stderr, "grace: %s\n", err);
 			return EXIT_USAGE;
 		}

@@ -17,7 +17,13 @@ bool cli_is_command(const char *cmd);
  * when a kernel is not healthy or a heal did not heal, 2 on bad usage, 3
  * when the API cannot be reached. */
 int cli_main(int argc, char **argv);
+/* `grace routes [--json]`: every route :8000 answers (routes.c); argv[1]
+ * is "routes". Needs no running Grace. */
+int cli_routes_main(int argc, char **argv);
 /* `grace user add NAME [--admin]`: argv[1] is "user". */
 int cli_user_main(int argc, char **argv);
+/* `grace kernels-list [--json]`: the kernels this binary can run, from
+ * their definitions (no configuration, no running server). */
+int cli_kernels_list(int argc, char **argv);
 
 #endif

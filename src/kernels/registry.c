@@ -1,52 +1,53 @@
 #include "kernels/registry.h"
 
+#include "kernels/kernel_list.h" /* generated from grace_kernels in meson.build */
+
 #include <string.h>
 
-/* Kernels whose own routes come in later issues: they run as their own
- * processes with the SDK's standard endpoints, and say so in /health. */
-#define PLACEHOLDER(var, n, s) \
-	static const sdk_kernel_def var = { .name = n, .summary = s, .complete = false }
+/* NAME_kernel is defined in src/kernels/NAME/ when has_folder is 1, else
+ * by its PLACEHOLDER line below. A name with neither fails the link. */
+#define GRACE_KERNEL(n, has_folder)             \
+	extern const sdk_kernel_def n##_kernel; \
+	enum { kernel_has_folder_##n = has_folder };
+GRACE_KERNEL_LIST
+#undef GRACE_KERNEL
 
-PLACEHOLDER(governance_placeholder, "governance", "proposals, votes, quorum, decisions");
-PLACEHOLDER(trust_placeholder, "trust", "trust scores from evidence");
-PLACEHOLDER(compliance_placeholder, "compliance", "controls checked on a schedule");
-PLACEHOLDER(scheduler_placeholder, "scheduler", "cron, interval and one-shot jobs");
-PLACEHOLDER(executor_placeholder, "executor", "commands with timeouts and limits");
-PLACEHOLDER(workflow_placeholder, "workflow", "durable DAG runs");
-PLACEHOLDER(state_machine_placeholder, "state_machine",
-	    "machine definitions and guarded transitions");
-PLACEHOLDER(self_healing_placeholder, "self_healing", "incidents from alerts and health events");
-PLACEHOLDER(coding_agent_placeholder, "coding_agent", "workspaces, patches, build and test runs");
-PLACEHOLDER(learning_placeholder, "learning", "outcomes in, recommendations out");
-PLACEHOLDER(research_placeholder, "research", "questions answered from the library");
-PLACEHOLDER(telemetry_placeholder, "telemetry", "structured events, logs and spans");
-PLACEHOLDER(alerts_placeholder, "alerts", "rules over metrics, notifications, silences");
+/* Kernels whose own code comes in later issues: each runs as its own
+ * process with the SDK's standard endpoints, and says so in /health. A
+ * kernel that lands deletes its line here; its folder src/kernels/NAME/
+ * then defines NAME_kernel, with this port and tier. The compiler holds
+ * both ends: a placeholder whose kernel has its folder, or whose name is
+ * not in grace_kernels (kernel_has_folder_NAME undeclared), is an error. */
+#define PLACEHOLDER(n, p, t, s)                                                           \
+	_Static_assert(!kernel_has_folder_##n,                                            \
+		       "src/kernels/" #n "/ defines " #n "_kernel: delete its PLACEHOLDER line"); \
+	const sdk_kernel_def n##_kernel = { .name = #n, .summary = s, .port = p, .tier = t,      \
+					    .complete = false }
 
-/* One line per kernel: a kernel that lands replaces its placeholder here. */
+PLACEHOLDER(governance, 8110, "governance", "proposals, votes, quorum, decisions");
+PLACEHOLDER(trust, 8112, "governance", "trust scores from evidence");
+PLACEHOLDER(compliance, 8114, "governance", "controls checked on a schedule");
+PLACEHOLDER(scheduler, 8120, "execution", "cron, interval and one-shot jobs");
+PLACEHOLDER(executor, 8121, "execution", "commands with timeouts and limits");
+PLACEHOLDER(workflow, 8122, "execution", "durable DAG runs");
+PLACEHOLDER(state_machine, 8123, "execution", "machine definitions and guarded transitions");
+PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");
+PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test runs");
+PLACEHOLDER(learning, 8133, "agentic", "outcomes in, recommendations out");
+PLACEHOLDER(research, 8134, "agentic", "questions answered from the library");
+PLACEHOLDER(telemetry, 8140, "services", "structured events, logs and spans");
+PLACEHOLDER(alerts, 8142, "services", "rules over metrics, notifications, silences");
+
+/* In the order of grace_kernels, which is port order (tests/unit/test_registry.c). */
 static const sdk_kernel_def *const kernels[] = {
-	&message_bus_kernel,
-	&immutable_log_kernel,
-	&governance_placeholder,
-	&crypto_kernel,
-	&trust_placeholder,
-	&policy_kernel,
-	&compliance_placeholder,
-	&audit_kernel,
-	&scheduler_placeholder,
-	&executor_placeholder,
-	&workflow_placeholder,
-	&state_machine_placeholder,
-	&librarian_kernel,
-	&self_healing_placeholder,
-	&coding_agent_placeholder,
-	&learning_placeholder,
-	&research_placeholder,
-	&telemetry_placeholder,
-	&metrics_kernel,
-	&alerts_placeholder,
+#define GRACE_KERNEL(n, has_folder) &n##_kernel,
+	GRACE_KERNEL_LIST
+#undef GRACE_KERNEL
 };
 
 size_t kernel_registry_count(void) { return sizeof kernels / sizeof kernels[0]; }
+
+const sdk_kernel_def *const *kernel_registry_all(void) { return kernels; }
 
 const sdk_kernel_def *kernel_registry_at(size_t i)
 {

@@ -1,4 +1,5 @@
 #include "sdk/config.h"
+#include "sdk/kernel.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -13,23 +14,6 @@
 #define DEFAULT_LIBRARY_ROOT "./library"
 #define DEFAULT_API_PORT 8000
 #define UNSET UINT32_MAX
-
-/* The port table of DESIGN.md: the contract when the file lists no kernels. */
-static const struct {
-	const char *name, *tier;
-	int port;
-} builtin_kernels[] = {
-	{ "message_bus", "core", 8100 },      { "immutable_log", "core", 8101 },
-	{ "governance", "governance", 8110 }, { "crypto", "governance", 8111 },
-	{ "trust", "governance", 8112 },      { "policy", "governance", 8113 },
-	{ "compliance", "governance", 8114 }, { "audit", "governance", 8115 },
-	{ "scheduler", "execution", 8120 },   { "executor", "execution", 8121 },
-	{ "workflow", "execution", 8122 },    { "state_machine", "execution", 8123 },
-	{ "librarian", "agentic", 8130 },     { "self_healing", "agentic", 8131 },
-	{ "coding_agent", "agentic", 8132 },  { "learning", "agentic", 8133 },
-	{ "research", "agentic", 8134 },      { "telemetry", "services", 8140 },
-	{ "metrics", "services", 8141 },      { "alerts", "services", 8142 },
-};
 
 enum key_type { KEY_UINT, KEY_SIZE };
 
@@ -162,6 +146,8 @@ static bool model_url_valid(const char *v)
 
 struct parse_ctx {
 	grace_config *cfg;
+	const sdk_kernel_def *const *builtins; /* the defaults of their sections */
+	size_t n_builtins;
 	grace_kernel_cfg defaults;
 	bool file_lists_kernels;
 	char err[256]; /* first error, without file and line */
@@ -308,11 +294,33 @@ static int valid_name(const char *s)
 	return 1;
 }
 
+/* A kernel as its definition describes it: name, port and tier; the rest
+ * unset until [defaults] fills it. */
+static void kernel_init(grace_kernel_cfg *k, const char *name, const sdk_kernel_def *def)
+{
+	memset(k, 0, sizeof *k);
+	snprintf(k->name, sizeof k->name, "%s", name);
+	if (def) {
+		k->port = def->port;
+		snprintf(k->tier, sizeof k->tier, "%s", def->tier);
+	}
+	k->enabled = true;
+	kernel_unset(k);
+}
+
+static const sdk_kernel_def *builtin_find(const struct parse_ctx *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_builtins; i++)
+		if (!strcmp(c->builtins[i]->name, name))
+			return c->builtins[i];
+	return NULL;
+}
+
 static grace_kernel_cfg *kernel_section(struct parse_ctx *c, const char *name)
 {
 	grace_config *cfg = c->cfg;
 	if (!c->file_lists_kernels) {
-		/* The file lists its own kernels: forget the built-in table. */
+		/* The file lists its own kernels: only those run. */
 		cfg->n_kernels = 0;
 		c->file_lists_kernels = true;
 	}
@@ -322,10 +330,8 @@ static grace_kernel_cfg *kernel_section(struct parse_ctx *c, const char *name)
 	if (cfg->n_kernels == GRACE_KERNELS_MAX)
 		return NULL;
 	grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
-	memset(k, 0, sizeof *k);
-	memcpy(k->name, name, strlen(name) + 1);
-	k->enabled = true;
-	kernel_unset(k);
+	/* A built-in kernel's section only overrides its definition. */
+	kernel_init(k, name, builtin_find(c, name));
 	return k;
 }
 
@@ -692,14 +698,37 @@ static void config_defaults(grace_config *cfg)
 				      .resend_delay_ms = 60000,
 				      .incident_alert_s = 900,
 				      .notify_timeout_ms = 10000 };
-	for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++) {
-		grace_kernel_cfg *k = &cfg->kernels[cfg->n_kernels++];
-		snprintf(k->name, sizeof k->name, "%s", builtin_kernels[i].name);
-		snprintf(k->tier, sizeof k->tier, "%s", builtin_kernels[i].tier);
-		k->port = builtin_kernels[i].port;
-		k->enabled = true;
-		kernel_unset(k);
+}
+
+/* The built-in kernels are the configuration when the file lists none.
+ * A definition the file could not have held (a kernel without its port)
+ * is refused here, naming it, rather than as a missing key of a file. */
+static int builtins_add(grace_config *cfg, const sdk_kernel_def *const *builtins, size_t n,
+			char *err, size_t errlen)
+{
+	if (n > GRACE_KERNELS_MAX) {
+		snprintf(err, errlen, "built-in kernels: %zu, more than %d", n, GRACE_KERNELS_MAX);
+		return -1;
 	}
+	for (size_t i = 0; i < n; i++) {
+		const sdk_kernel_def *d = builtins[i];
+		if (!d->name || !valid_name(d->name)) {
+			snprintf(err, errlen, "built-in kernel %zu: name '%.40s' is not lower-case "
+					      "letters, digits and '_'", i, d->name ? d->name : "");
+			return -1;
+		}
+		if (d->port < GRACE_KERNEL_PORT_MIN || d->port > GRACE_KERNEL_PORT_MAX ||
+		    !d->tier || !valid_name(d->tier)) {
+			snprintf(err, errlen,
+				 "built-in kernel %s: its definition needs .port (%d-%d) and .tier "
+				 "(a lower-case word); it has port %d, tier '%.40s'",
+				 d->name, GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX, d->port,
+				 d->tier ? d->tier : "");
+			return -1;
+		}
+		kernel_init(&cfg->kernels[cfg->n_kernels++], d->name, d);
+	}
+	return 0;
 }
 
 /* Makes a path absolute against the current directory, without requiring it
@@ -798,24 +827,26 @@ static int check_ephemeral(const grace_config *cfg, char *err, size_t errlen)
 
 static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err, size_t errlen)
 {
+	/* Without a file the kernels are the built-in ones: name those. */
+	const char *where = cfg->path[0] ? cfg->path : "built-in kernels";
 	for (size_t i = 0; i < cfg->n_kernels; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[i];
 		kernel_inherit(k, d);
 		if (!k->port) {
-			snprintf(err, errlen, "%s: [kernel.%s]: port: missing", cfg->path, k->name);
+			snprintf(err, errlen, "%s: [kernel.%s]: port: missing", where, k->name);
 			return -1;
 		}
 		if (!k->tier[0])
 			snprintf(k->tier, sizeof k->tier, "custom");
 		if (k->port == cfg->api_port) {
 			snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also the API's (api_port)",
-				 cfg->path, k->name, k->port);
+				 where, k->name, k->port);
 			return -1;
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (cfg->kernels[j].port == k->port) {
 				snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also kernel %s's",
-					 cfg->path, k->name, k->port, cfg->kernels[j].name);
+					 where, k->name, k->port, cfg->kernels[j].name);
 				return -1;
 			}
 		}
@@ -828,11 +859,14 @@ static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err
 	return check_ephemeral(cfg, err, errlen);
 }
 
-int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char *err,
+int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
+		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen)
 {
-	struct parse_ctx c = { .cfg = cfg };
+	struct parse_ctx c = { .cfg = cfg, .builtins = builtins, .n_builtins = n_builtins };
 	config_defaults(cfg);
+	if (builtins_add(cfg, builtins, n_builtins, err, errlen) < 0)
+		return -1;
 	defaults_init(&c.defaults);
 
 	const char *path = ov && ov->config_path ? ov->config_path : getenv("GRACE_CONFIG");

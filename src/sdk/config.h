@@ -157,10 +157,19 @@ typedef struct grace_config_overrides {
 	const char *port_offset;
 } grace_config_overrides;
 
+struct sdk_kernel_def; /* sdk/kernel.h */
+
 /* Loads defaults, the file, the environment and then `ov` (may be NULL).
- * On error returns -1 and writes one line naming the file, line and key
- * into `err`. Relative paths are resolved against the current directory. */
-int grace_config_load(grace_config *cfg, const grace_config_overrides *ov, char *err,
+ * `builtins` (n_builtins of them, in port order) are the kernels this
+ * binary can run (main.c passes kernels/registry.h's): with no
+ * [kernel.NAME] section in the file they are the kernels, with the port
+ * and tier of their definitions; a file with [kernel.NAME] sections runs
+ * exactly those, a built-in one's port and tier defaulting to its
+ * definition's. On error returns -1 and writes one line naming the file,
+ * line and key into `err`. Relative paths are resolved against the
+ * current directory. */
+int grace_config_load(grace_config *cfg, const struct sdk_kernel_def *const *builtins,
+		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen);
 
 /* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */

@@ -749,6 +749,9 @@ void req_dispatch(sdk_req *r)
 	size_t n = q ? (size_t)(q - t) : strlen(t);
 	if (t[0] != '/' || n >= SDK_PATH_MAX || !(r->path = malloc(n + 1)) ||
 	    path_decode(t, n, r->path) < 0) {
+		/* The reply hooks read r->path: never leave a half-decoded one. */
+		free(r->path);
+		r->path = NULL;
 		sdk_reply_error(r, 400, "bad_path", "the path is not valid");
 		return;
 	}

@@ -195,6 +195,12 @@ static const sdk_route standard_routes[] = {
 };
 #define N_STANDARD (sizeof standard_routes / sizeof standard_routes[0])
 
+const sdk_route *sdk_kernel_standard_routes(size_t *n)
+{
+	*n = N_STANDARD;
+	return standard_routes;
+}
+
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what, (void)arg;

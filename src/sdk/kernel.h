@@ -24,10 +24,16 @@ struct evbuffer;
 
 typedef struct sdk_kernel sdk_kernel;
 
+/* A kernel's definition is also its identity: name, default port, tier
+ * and completeness live here and nowhere else. The configuration's
+ * defaults, `grace kernels-list`, /kernel-ports and the README's kernel
+ * table are derived from these (docs/kernels.md). */
 typedef struct sdk_kernel_def {
 	const char *name;
 	const char *summary;
-	bool complete; /* false: only the SDK's standard endpoints so far */
+	int port;         /* default, GRACE_KERNEL_PORT_MIN..MAX, before port_offset */
+	const char *tier; /* core, governance, execution, agentic or services */
+	bool complete;    /* true only when everything its issue asks works */
 	/* The longest a route of this kernel holds a long poll (its `wait_ms`
 	 * query), so a proxy in front waits that long plus a margin; 0: none. */
 	unsigned long_poll_max_ms;
@@ -70,6 +76,11 @@ struct sdk_kernel {
  * later than its request arrived (a group commit) checks again before
  * answering. */
 bool sdk_kernel_storage_ok(sdk_kernel *k);
+
+/* The routes every kernel answers besides its own (GET /health, GET
+ * /metrics: open, no token needed), in the order it matches them; *n gets
+ * their count. For `grace routes` and the API's description. */
+const sdk_route *sdk_kernel_standard_routes(size_t *n);
 
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */
 int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg);

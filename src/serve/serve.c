@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,6 +29,8 @@ struct serve {
 	char token[SDK_TOKEN_LEN + 1];
 	sqlite3 *db; /* DATA_DIR/grace.db: guardian events, incidents, moved ports */
 	directory *dir; /* DATA_DIR/ports.json, for the kernels' call path */
+	sdk_route *routes; /* every API route family's, in one table */
+	size_t n_routes;
 	struct event *sigterm, *sigint, *deadline, *watchdog;
 	struct timespec t0;
 	bool notified_ready, stopping;
@@ -212,36 +215,50 @@ int grace_serve(const grace_config *cfg)
 		return 1;
 	}
 	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
-	s.api.sup = sup_new(s.api.base, &so);
-	s.dir = s.api.sup ? dir_new(cfg, s.api.sup) : NULL;
-	s.api.gw = s.dir ? gw_new(s.api.base, s.api.sup, s.token) : NULL;
-	s.api.gd = s.api.gw ? gd_new(s.api.base, s.api.sup, s.api.gw, s.db) : NULL;
-	s.api.hl = s.api.gd ? hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db) : NULL;
 	sdk_err oerr = { { 0 } };
-	ob_opts oo = { .base = s.api.base, .sup = s.api.sup, .db = s.db, .token = s.token,
+	ob_opts oo = { .base = s.api.base, .sup = NULL, .db = s.db, .token = s.token,
 		       .audit = &cfg->audit };
-	if (s.api.hl && !(s.api.ob = ob_new(&oo, &oerr)))
-		sdk_error("cannot start the outbox: %s", oerr.msg);
-	s.api.auth = s.api.ob ? auth_new(s.api.base, cfg, s.db) : NULL;
-	if (s.api.auth && !(s.api.chat = chat_new(s.api.base, cfg, s.api.sup, s.token, err, sizeof err)))
-		sdk_error("cannot start chat: %s", err);
-	if (s.api.auth)
-		s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
-	if (s.api.auth && s.api.chat)
-		user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
+	/* Each part in order; the first that cannot start is named. */
+	const char *failed = NULL;
+	err[0] = '\0';
+	if (!(s.api.sup = sup_new(s.api.base, &so)))
+		failed = "the supervisor";
+	else if (!(s.dir = dir_new(cfg, s.api.sup)))
+		failed = "the kernel directory";
+	else if (!(s.api.gw = gw_new(s.api.base, s.api.sup, s.token)))
+		failed = "the gateway";
+	else if (!(s.api.gd = gd_new(s.api.base, s.api.sup, s.api.gw, s.db)))
+		failed = "the guardian";
+	else if (!(s.api.hl = hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db)))
+		failed = "the healer";
+	else if ((oo.sup = s.api.sup, !(s.api.ob = ob_new(&oo, &oerr))))
+		failed = "the outbox", snprintf(err, sizeof err, "%s", oerr.msg);
+	else if (!(s.api.auth = auth_new(s.api.base, cfg, s.db)))
+		failed = "authentication";
+	else if (!(s.api.chat = chat_new(s.api.base, cfg, s.api.sup, s.token, err, sizeof err)))
+		failed = "chat";
+	else if (!(s.routes = api_routes_build(&s.n_routes)))
+		failed = "the route table";
+	if (failed) {
+		sdk_error("cannot start %s%s%s", failed, err[0] ? ": " : "", err);
+		close(api_fd);
+		goto out;
+	}
+	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
+	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
 	sdk_server_opts ho = { .component = "grace",
-			       .routes = api_routes,
-			       .n_routes = api_n_routes,
+			       .routes = s.routes,
+			       .n_routes = s.n_routes,
 			       .ctx = &s.api,
 			       .limits = cfg->limits,
 			       .metrics_extra = api_metrics_extra,
 			       .on_reply = api_on_reply,
 			       .authorize = api_audit_authorize };
-	s.api.server = s.api.chat ? sdk_server_new(s.api.base, &ho) : NULL;
+	s.api.server = sdk_server_new(s.api.base, &ho);
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)
 			close(api_fd);
-		sdk_error("cannot start the API server");
+		sdk_error("cannot start the API server on 127.0.0.1:%d", api_port);
 		goto out;
 	}
 	s.sigterm = evsignal_new(s.api.base, SIGTERM, on_stop_signal, &s);
@@ -280,6 +297,7 @@ out:
 	gw_free(s.api.gw);
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
 	dir_free(s.dir);
+	free(s.routes);
 	struct event *evs[] = { s.sigterm, s.sigint, s.deadline, s.watchdog };
 	for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
 		if (evs[i])

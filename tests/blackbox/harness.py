@@ -18,9 +18,9 @@ GraceServer (see its docstring for the constructor):
       sanitizer report is in the log. A failing GraceTestCase prints the log.
   http(method, path, body, headers, port, timeout, auth): one request on a
       fresh connection -> (status, headers, JSON or bytes). To the API unless
-      `port` says otherwise; API requests carry the first admin's session on
-      builds with logins (the password is read from the log of the first
-      start), unless auth=False or the caller sends its own Authorization.
+      `port` says otherwise; API requests carry the first admin's session
+      (the password is read from the log of the first start), unless
+      auth=False or the caller sends its own Authorization.
   kernel_http(name, ...): straight to a kernel's port, with the internal
       token; raw(bytes, port): exact bytes on a socket -> RawResponse.
   kernel(name), wait_kernel(name, pred), health(), wait_states(expect),
@@ -29,7 +29,11 @@ GraceServer (see its docstring for the constructor):
 Module helpers: http_request, raw_request, wait_for, scaled (deadlines
 stretched for sanitizer builds), CpuContention (stretches a time limit by
 how busy the CPUs were), spare_kernels (placeholder kernels for bystanders
-and stand-in slots), python_standin, port_bindable, pid_alive.
+and stand-in slots), python_standin, port_bindable, pid_alive,
+need_libsystemd, need_tool (a missing tool fails the test, naming the
+package).
+The kernels (BUILTIN_KERNELS, KERNEL_DEFS, kernels_list()) come from
+`grace kernels-list --json`: the kernels' own definitions.
 """
 
 import fcntl
@@ -94,9 +98,11 @@ def _time_factor():
 TIME_FACTOR = _time_factor()
 
 
-# Builds with logins on :8000 (every API route but /health, /metrics and
-# /auth/login wants a session token; kernels want the internal token).
-HAS_AUTH = binary_has(b"/auth/login") and binary_has(b"argon2_mem_kib")
+# Every build has logins on :8000: every API route but /health, /metrics
+# and /auth/login wants a session token, and kernels want the internal
+# token. (Always true: kept for tests that still import it. A build without
+# logins would fail the tests that log in, not skip them.)
+HAS_AUTH = True
 PUBLIC_API_PATHS = ("/health", "/metrics", "/auth/login")
 
 
@@ -164,46 +170,33 @@ class CpuContention:
         return 1.0 + sum(self.samples) / len(self.samples)
 
 
-# The port table of the built-in configuration (src/sdk/config.c), in order.
-BUILTIN_KERNELS = {
-    "message_bus": (8100, "core"),
-    "immutable_log": (8101, "core"),
-    "governance": (8110, "governance"),
-    "crypto": (8111, "governance"),
-    "trust": (8112, "governance"),
-    "policy": (8113, "governance"),
-    "compliance": (8114, "governance"),
-    "audit": (8115, "governance"),
-    "scheduler": (8120, "execution"),
-    "executor": (8121, "execution"),
-    "workflow": (8122, "execution"),
-    "state_machine": (8123, "execution"),
-    "librarian": (8130, "agentic"),
-    "self_healing": (8131, "agentic"),
-    "coding_agent": (8132, "agentic"),
-    "learning": (8133, "agentic"),
-    "research": (8134, "agentic"),
-    "telemetry": (8140, "services"),
-    "metrics": (8141, "services"),
-    "alerts": (8142, "services"),
-}
+def _kernel_defs():
+    """The kernels this binary can run, from their definitions (`grace
+    kernels-list --json`, in port order): the one table of kernels."""
+    try:
+        p = subprocess.run([GRACE_BIN, "kernels-list", "--json"], capture_output=True,
+                           timeout=60)
+    except OSError as e:
+        raise RuntimeError("cannot run %s kernels-list --json: %s (build first, or set "
+                           "GRACE_BIN)" % (GRACE_BIN, e)) from e
+    if p.returncode != 0:
+        raise RuntimeError("%s kernels-list --json exited %d: %s"
+                           % (GRACE_BIN, p.returncode, p.stderr.decode(errors="replace")))
+    return json.loads(p.stdout)["kernels"]
 
-_KERNELS_LIST = None
+
+# {name: definition} in port order; each definition has name, port, tier,
+# state (complete, partial or placeholder), complete, routes and summary.
+KERNEL_DEFS = {k["name"]: k for k in _kernel_defs()}
+
+# {name: (default port, tier)} in port order, as the configuration has them
+# when the file lists no kernels.
+BUILTIN_KERNELS = {n: (k["port"], k["tier"]) for n, k in KERNEL_DEFS.items()}
 
 
 def kernels_list():
-    """{name: complete?} from `grace kernels-list`: which kernels have their
-    own routes (complete) and which only the SDK's standard ones."""
-    global _KERNELS_LIST
-    if _KERNELS_LIST is None:
-        out = subprocess.run([GRACE_BIN, "kernels-list"], capture_output=True, check=True,
-                             timeout=30).stdout.decode()
-        _KERNELS_LIST = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) >= 2:
-                _KERNELS_LIST[parts[0]] = parts[1] == "complete"
-    return _KERNELS_LIST
+    """{name: complete?}: which kernels do everything their issue asks."""
+    return {n: k["complete"] for n, k in KERNEL_DEFS.items()}
 
 
 # Placeholder kernels make the quietest neighbours: no dependencies on other
@@ -217,8 +210,8 @@ def spare_kernels(n, exclude=()):
     """n built-in kernel names to use as bystanders or stand-in slots:
     placeholders first (they need no other kernel), in a stable order."""
     kl = kernels_list()
-    names = [k for k in _SPARE_ORDER if k not in exclude]
-    names.sort(key=lambda k: (kl.get(k, True), _SPARE_ORDER.index(k)))
+    names = [k for k in _SPARE_ORDER if k not in exclude and k in kl]
+    names.sort(key=lambda k: (kl[k], _SPARE_ORDER.index(k)))
     if len(names) < n:
         raise RuntimeError("not enough spare kernels")
     return names[:n]
@@ -242,9 +235,8 @@ DEFAULT_SECTIONS = {
         "stop_timeout_ms": 2000,
     },
 }
-if HAS_AUTH:
-    # The cheapest password hashing allowed: logins stay quick under ASan.
-    DEFAULT_SECTIONS["auth"] = {"argon2_mem_kib": 19456, "argon2_ops": 2}
+# The cheapest password hashing allowed: logins stay quick under ASan.
+DEFAULT_SECTIONS["auth"] = {"argon2_mem_kib": 19456, "argon2_ops": 2}
 
 
 # --------------------------------------------------------------------------
@@ -534,19 +526,14 @@ def render_ini(sections):
 
 
 def kernel_sections(names=None, **overrides):
-    """[kernel.NAME] sections for built-in kernels (all 20 by default), each
-    with its built-in port and tier, updated with overrides[NAME]."""
+    """[kernel.NAME] sections for built-in kernels (all of them by default),
+    with overrides[NAME] (a built-in kernel's port and tier come from its
+    definition: its section only overrides)."""
     names = list(BUILTIN_KERNELS) if names is None else list(names)
     for n in overrides:
         if n not in names:
             names.append(n)
-    out = {}
-    for n in names:
-        port, tier = BUILTIN_KERNELS[n]
-        sec = {"port": port, "tier": tier}
-        sec.update(overrides.get(n, {}))
-        out[n] = sec
-    return out
+    return {n: dict(overrides.get(n, {})) for n in names}
 
 
 # --------------------------------------------------------------------------
@@ -577,6 +564,36 @@ class GraceTestCase(unittest.TestCase):
                 _dump_servers(since)
 
 
+class ServerClassCase(GraceTestCase):
+    """One grace serve for every test of a class: the class says how to
+    make it (make_server, not started) and what to do once it runs
+    (prepare); a start that fails dumps the log and cleans up."""
+    g = None
+
+    @classmethod
+    def make_server(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def prepare(cls):
+        pass
+
+    @classmethod
+    def setUpClass(cls):
+        cls.g = cls.make_server()
+        try:
+            cls.g.start()
+            cls.prepare()
+        except BaseException:
+            cls.g.dump_log()
+            cls.g.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.g.close()
+
+
 # --------------------------------------------------------------------------
 # The server
 
@@ -589,8 +606,9 @@ class GraceServer:
     """One `grace serve` in a temporary directory of its own.
 
     config:  {section: {key: value}} merged over DEFAULT_SECTIONS.
-    kernels: {name: {key: value}} written as [kernel.NAME] sections (the
-             port defaults to the built-in one); None keeps the built-in 20.
+    kernels: {name: {key: value}} written as [kernel.NAME] sections: only
+             those kernels run (a built-in one's port and tier come from its
+             definition unless given); None keeps every built-in kernel.
     text:    the whole config file instead (no defaults added); @TMP@,
              @LIBRARY@ and @GRACE_BIN@ in it are replaced.
     expect:  {name: state or set of states} for kernels that should not end
@@ -643,9 +661,12 @@ class GraceServer:
             if kernels is not None:
                 for name, keys in kernels.items():
                     keys = dict(keys)
+                    sections["kernel." + name] = dict(keys)
                     if "port" not in keys:
+                        if name not in BUILTIN_KERNELS:
+                            raise ValueError("kernel %s is not built in: give its port"
+                                             % name)
                         keys["port"] = BUILTIN_KERNELS[name][0]
-                    sections["kernel." + name] = keys
                     self.kernel_table[name] = keys
             else:
                 for name, (port, tier) in BUILTIN_KERNELS.items():
@@ -918,8 +939,8 @@ class GraceServer:
     def first_admin(self):
         """(name, password) of the admin `grace serve` created on the first
         start of this data directory (printed once in its log), or None when
-        it created none (users existed already) or this build has no logins."""
-        if self.admin_password is None and HAS_AUTH:
+        it created none (users existed already)."""
+        if self.admin_password is None:
             # The line is written before the API answers: wait for that.
             self.wait_for(lambda: self.health(), scaled(30), message="the API answering")
             m = re.search(r"created user '(\w+)' \(admin\) with password ([A-Za-z0-9_-]+)",
@@ -930,12 +951,9 @@ class GraceServer:
 
     def login(self, name=None, password=None):
         """Returns a session token. With no arguments: the first admin's, which
-        then goes with every later API request made through http() (None for
-        builds without logins). With a name and password: that user's, and
-        nothing else changes."""
+        then goes with every later API request made through http(). With a
+        name and password: that user's, and nothing else changes."""
         if name is None:
-            if not HAS_AUTH:
-                return None
             admin = self.first_admin()
             if not admin:
                 raise AssertionError("grace serve printed no first admin (users existed "
@@ -963,15 +981,14 @@ class GraceServer:
 
     def auth_headers(self):
         """The first admin's session header for the API (logging in first if
-        need be); {} for builds without logins."""
-        if HAS_AUTH and "Authorization" not in self.api_headers:
+        need be)."""
+        if "Authorization" not in self.api_headers:
             self.login()
         return {k: v for k, v in self.api_headers.items() if k == "Authorization"}
 
     def auth_line(self):
-        """The session as a raw header line (b"" for builds without logins)."""
-        h = self.auth_headers()
-        return ("Authorization: %s\r\n" % h["Authorization"]).encode() if h else b""
+        """The session as a raw header line."""
+        return ("Authorization: %s\r\n" % self.auth_headers()["Authorization"]).encode()
 
     def http(self, method, path, body=None, headers=None, port=None, timeout=10.0, auth=True):
         """A request on a fresh connection; to the API unless `port` says
@@ -979,7 +996,7 @@ class GraceServer:
         port = port or self.api_port
         if port == self.api_port:
             own = any(k.lower() == "authorization" for k in (headers or {}))
-            if auth and not own and HAS_AUTH and path.split("?")[0] not in PUBLIC_API_PATHS:
+            if auth and not own and path.split("?")[0] not in PUBLIC_API_PATHS:
                 self.auth_headers()
             base = dict(self.api_headers)
             if not auth:
@@ -1069,10 +1086,22 @@ def python_standin(test, source, *args):
     return " ".join([sys.executable, path] + [str(a) for a in args])
 
 
-def have_libsystemd():
+def need_libsystemd():
+    """Fails the calling test, naming the package, unless libsystemd.so.0
+    loads (scripts/bootstrap.sh --test installs libsystemd0)."""
     try:
         import ctypes
         ctypes.CDLL("libsystemd.so.0")
-        return True
-    except OSError:
-        return False
+    except OSError as e:
+        raise AssertionError("this test needs libsystemd.so.0 (Debian: libsystemd0; "
+                             "scripts/bootstrap.sh --test installs it): %s" % e) from e
+
+
+def need_tool(name, package):
+    """The path of a program the test needs; fails the test, naming the
+    Debian package (installed by scripts/bootstrap.sh --test), without it."""
+    path = shutil.which(name)
+    if not path:
+        raise AssertionError("this test needs %s (Debian: %s; scripts/bootstrap.sh --test "
+                             "installs it)" % (name, package))
+    return path

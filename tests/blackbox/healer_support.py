@@ -175,7 +175,7 @@ if __name__ == "__main__":
 # --------------------------------------------------------------------------
 # Test helpers
 
-from harness import GRACE_BIN, HAS_AUTH, pid_alive, proc_start_ticks, scaled  # noqa: E402
+from harness import GRACE_BIN, pid_alive, proc_start_ticks, scaled  # noqa: E402
 
 # A heal waits for stop, start and verify: generous, and longer under ASan.
 HEAL_TIMEOUT = scaled(30)
@@ -401,7 +401,7 @@ def run_cli(g, *args, token=True, timeout=None):
     env.pop("GRACE_TOKEN", None)
     env["HOME"] = g.tmp  # never a token file of the machine's user
     env.pop("XDG_CONFIG_HOME", None)
-    if token is True and HAS_AUTH:
+    if token is True:
         env["GRACE_TOKEN"] = g.auth_headers()["Authorization"].split(" ", 1)[1]
     elif isinstance(token, str):
         env["GRACE_TOKEN"] = token

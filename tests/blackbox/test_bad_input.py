@@ -6,7 +6,7 @@ import socket
 import time
 import unittest
 
-from harness import GraceServer, GraceTestCase, scaled, spare_kernels
+from harness import GraceServer, ServerClassCase, scaled, spare_kernels
 
 API_MAX_BODY = 131072
 KERNEL_MAX_BODY = 4096
@@ -17,25 +17,18 @@ def headers_block(n):
     return b"".join(b"X-Filler-%d: v\r\n" % i for i in range(n))
 
 
-class BadInput(GraceTestCase):
+class BadInput(ServerClassCase):
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(
+    def make_server(cls):
+        return GraceServer(
             config={"limits": {"max_body_bytes": API_MAX_BODY, "max_headers": MAX_HEADERS}},
             kernels={"librarian": {"max_body_bytes": KERNEL_MAX_BODY}, spare_kernels(1)[0]: {}})
-        try:
-            cls.g.start()
-            h = cls.g.health()
-            cls.serve_pid = h["pid"]
-            cls.pids = {n: k["pid"] for n, k in h["kernels"].items()}
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
 
     @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def prepare(cls):
+        h = cls.g.health()
+        cls.serve_pid = h["pid"]
+        cls.pids = {n: k["pid"] for n, k in h["kernels"].items()}
 
     def targets(self):
         """(label, port, prefix): the kernel itself, and the API's gateway."""

@@ -7,7 +7,7 @@ import json
 import re
 import unittest
 
-from harness import HAS_AUTH, GraceServer, GraceTestCase, spare_kernels
+from harness import GraceServer, GraceTestCase, spare_kernels
 from healer_support import ForeignProcess, run_cli, stub_kernel_command
 
 OTHER, SICK, BLOCKED = spare_kernels(3)
@@ -176,25 +176,24 @@ class Cli(GraceTestCase):
             self.assertEqual(r.returncode, 2, r.stderr)
             r = run_cli(g, "restart", "nope")
             self.assertEqual(r.returncode, 2, r.stderr)
-            if HAS_AUTH:
-                # (status reads /health, which needs no login.)
-                out_of(self, run_cli(g, "status", token=False), 0)
-                for args in (("kernels",), ("health-check",), ("heal", "librarian"),
-                             ("diagnose", "librarian"), ("restart", "librarian"),
-                             ("incidents",)):
-                    r = run_cli(g, *args, token=False)
-                    self.assertNotEqual(r.returncode, 0, args)
-                    self.assertIn("401", r.stderr)
-                    self.assertEqual(r.stdout, "")
-                g.create_user("plain", "a long enough password")
-                tok = g.login("plain", "a long enough password")
-                r = run_cli(g, "heal", "librarian", token=tok)
-                self.assertNotEqual(r.returncode, 0)
-                self.assertIn("403", r.stderr)
-                r = run_cli(g, "restart", "librarian", token=tok)
-                self.assertIn("403", r.stderr)
-                self.assertNotEqual(r.returncode, 0)
-                out_of(self, run_cli(g, "status", token=tok), 0)
+            # (status reads /health, which needs no login.)
+            out_of(self, run_cli(g, "status", token=False), 0)
+            for args in (("kernels",), ("health-check",), ("heal", "librarian"),
+                         ("diagnose", "librarian"), ("restart", "librarian"),
+                         ("incidents",)):
+                r = run_cli(g, *args, token=False)
+                self.assertNotEqual(r.returncode, 0, args)
+                self.assertIn("401", r.stderr)
+                self.assertEqual(r.stdout, "")
+            g.create_user("plain", "a long enough password")
+            tok = g.login("plain", "a long enough password")
+            r = run_cli(g, "heal", "librarian", token=tok)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("403", r.stderr)
+            r = run_cli(g, "restart", "librarian", token=tok)
+            self.assertIn("403", r.stderr)
+            self.assertNotEqual(r.returncode, 0)
+            out_of(self, run_cli(g, "status", token=tok), 0)
             pid = g.kernel("librarian")["pid"]
             g.stop()
             r = run_cli(g, "status")

@@ -34,8 +34,9 @@ CASES = [
     ("duplicate port",
      "[kernel.librarian]\nport = 8130\n\n[kernel.alerts]\nport = 8130\n", None,
      ["port", "8130", "librarian", "alerts"]),
+    # (A built-in kernel's section needs none: its definition has one.)
     ("kernel without a port",
-     "[kernel.librarian]\ntier = agentic\n", None, ["port", "librarian"]),
+     "[kernel.stub]\ntier = custom\ncommand = /bin/true\n", None, ["port", "stub"]),
     ("bad boolean",
      "[kernel.librarian]\nport = 8130\nenabled = maybe\n", 3, ["enabled", "maybe"]),
     ("bad log level",

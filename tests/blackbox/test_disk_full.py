@@ -17,7 +17,7 @@ import subprocess
 import time
 import unittest
 
-from harness import GRACE_BIN, GraceServer, GraceTestCase, HAS_AUTH, scaled
+from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled
 
 TMPFS_MB = 48
 QUIET = {"health_interval_ms": 600000}
@@ -102,10 +102,9 @@ class DiskFull(GraceTestCase):
                                "details": {"big": BIG[:60000]}})
         out["crypto"] = g.http("POST", "/kernels/crypto/keys",
                                {"name": "key-" + tag, "type": "symmetric"})
-        if HAS_AUTH:
-            out["api"] = g.http("POST", "/auth/users",
-                                {"username": "user-" + tag, "password": "a long password",
-                                 "role": "user"}, timeout=scaled(30))
+        out["api"] = g.http("POST", "/auth/users",
+                            {"username": "user-" + tag, "password": "a long password",
+                             "role": "user"}, timeout=scaled(30))
         return {k: (st, body) for k, (st, _, body) in out.items()}
 
     def read_back(self, g):
@@ -125,11 +124,10 @@ class DiskFull(GraceTestCase):
         st, _, body = g.http("GET", "/kernels/crypto/keys")
         self.assertEqual(st, 200, body)
         got["crypto"] = sorted(k["name"] for k in body["keys"])
-        if HAS_AUTH:
-            st, _, body = g.http("GET", "/auth/users")
-            self.assertEqual(st, 200, body)
-            got["api"] = sorted(u["name"] for u in body["users"]
-                                if u["name"].startswith("user-"))
+        st, _, body = g.http("GET", "/auth/users")
+        self.assertEqual(st, 200, body)
+        got["api"] = sorted(u["name"] for u in body["users"]
+                            if u["name"].startswith("user-"))
         return got
 
     def test_full_disk_is_507_everywhere_and_loses_nothing(self):
@@ -168,8 +166,7 @@ class DiskFull(GraceTestCase):
             self.assertEqual(got["immutable_log"], ["before", "after"])
             self.assertEqual(got["audit"], ["before", "after"])
             self.assertEqual(got["crypto"], ["key-after", "key-before"])
-            if HAS_AUTH:
-                self.assertEqual(got["api"], ["user-after", "user-before"])
+            self.assertEqual(got["api"], ["user-after", "user-before"])
 
 
 if __name__ == "__main__":

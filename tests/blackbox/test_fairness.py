@@ -15,7 +15,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import GraceServer, GraceTestCase, http_request, scaled  # noqa: E402
+from harness import GraceServer, GraceTestCase, ServerClassCase, http_request, scaled  # noqa: E402
 
 PW = "fairness-password-1"
 KERNELS = {"learning": {}}  # one light kernel: this is about the API process
@@ -106,24 +106,17 @@ class PerUserLimit(GraceTestCase):
                 self.assertEqual(out["error"]["code"], "too_many_requests")
 
 
-class Quotas(GraceTestCase):
+class Quotas(ServerClassCase):
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(kernels=KERNELS, config={"memory": {
+    def make_server(cls):
+        return GraceServer(kernels=KERNELS, config={"memory": {
             "tables_per_user": 2, "rows_per_user": 10, "bytes_per_user": 2048}})
-        try:
-            cls.g.start()
-            cls.u = Users(cls.g)
-            cls.u.add("frank")
-            cls.u.add("gina")
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
 
     @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def prepare(cls):
+        cls.u = Users(cls.g)
+        cls.u.add("frank")
+        cls.u.add("gina")
 
     def refused(self, who, method, path, body, quota):
         st, _, out = self.u.call(who, method, path, body)

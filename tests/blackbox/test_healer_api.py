@@ -6,7 +6,7 @@ import statistics
 import threading
 import unittest
 
-from harness import HAS_AUTH, GraceServer, GraceTestCase, scaled, spare_kernels
+from harness import GraceServer, GraceTestCase, scaled, spare_kernels
 from healer_support import (PLAYBOOKS, diagnose, get_json, guardian_kernel,
                             heal, incidents, proc_state, rounded, stop_process)
 
@@ -191,7 +191,6 @@ class HealerApi(GraceTestCase):
                              5 + bool(last.get("playbook")))
             self.assertEqual(sum(p["healed"] for p in stats.values()), 4)
 
-    @unittest.skipUnless(HAS_AUTH, "this build has no logins")
     def test_who_may_call_what(self):
         with GraceServer(kernels={"librarian": {}}) as g:
             g.create_user("plain", "a long enough password")

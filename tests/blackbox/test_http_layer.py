@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from harness import GraceServer, GraceTestCase, raw_request, scaled
+from harness import GraceServer, GraceTestCase, ServerClassCase, raw_request, scaled
 
 FAST = {"auth": {"argon2_mem_kib": 19456}}
 HEAD_TIMEOUT_MS = 1500
@@ -76,20 +76,10 @@ def closed_by_peer(s, timeout):
         return True
 
 
-class HttpLayer(GraceTestCase):
+class HttpLayer(ServerClassCase):
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(config=dict(FAST, limits=LIMITS), kernels={"librarian": {}})
-        try:
-            cls.g.start()
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def make_server(cls):
+        return GraceServer(config=dict(FAST, limits=LIMITS), kernels={"librarian": {}})
 
     def ports(self):
         return (("api", self.g.api_port), ("kernel", self.g.kernel_port("librarian")))

@@ -1,13 +1,17 @@
 """`grace kernel NAME` on its own: it binds its own port (offset applied),
-answers, and exits 0 on SIGTERM; under systemd-socket-activate it takes the
-socket it is handed, started by the first connection."""
+answers, and exits 0 on SIGTERM; socket-activated (systemd's LISTEN_FDS
+protocol, as systemd-socket-activate or a .socket unit hand it a socket),
+it serves on the socket it is handed, the connections that arrived before
+it started included, and binds none of its own."""
 
+import json
 import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -147,40 +151,88 @@ class KernelAlone(GraceTestCase):
         finally:
             blocker.close()
 
-    @unittest.skipUnless(shutil.which("systemd-socket-activate"),
-                         "systemd-socket-activate is not installed")
+    def spawn_activated(self, sock, listen_pid=None):
+        """`grace kernel librarian` started as systemd's socket activation
+        starts a service (systemd-socket-activate, a .socket unit): `sock`,
+        made and listening before the kernel exists, is its fd 3, with
+        LISTEN_FDS=1 and LISTEN_PID naming the process that must take it
+        (its own pid unless listen_pid says otherwise). The exec wrapper
+        keeps the pid, as systemd's does."""
+        argv = [sys.executable, "-c", ACTIVATE, str(sock.fileno()),
+                "" if listen_pid is None else str(listen_pid), GRACE_BIN, "kernel",
+                "librarian", "--config", self.cfg, "--data-dir", self.data, "--port-offset",
+                str(self.res.offset)]
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+                             cwd=self.tmp, env=self.env(), pass_fds=(sock.fileno(),))
+        self.procs.append(p)
+        return p
+
+    def handed_socket(self):
+        """A listening socket on a port of our reservation that no kernel
+        of this configuration has: whoever answers there took it from us."""
+        port = self.res.port(8149)
+        s = socket.socket()
+        self.addCleanup(s.close)
+        s.bind(("127.0.0.1", port))
+        s.listen(16)
+        return s, port
+
     def test_socket_activation(self):
-        ssa = shutil.which("systemd-socket-activate")
-        # It passes on no environment but what -E names.
-        p = self.spawn([ssa, "-l", "127.0.0.1:%d" % self.port,
-                        "-E", "GRACE_INTERNAL_TOKEN_FILE=" + self.token_file,
-                        GRACE_BIN, "kernel", "librarian",
-                        "--config", self.cfg, "--data-dir", self.data,
-                        "--port-offset", str(self.res.offset)])
-        wait_for(lambda: self.port in listening_ports() or p.poll() is not None, scaled(10),
-                 message="systemd-socket-activate listening")
-        self.assertIsNone(p.poll(), self.log_text())
-        # Nothing has connected yet: the kernel has not been started.
-        time.sleep(0.2)
-        with open("/proc/%d/cmdline" % p.pid, "rb") as f:
-            self.assertIn(b"systemd-socket-activate", f.read())
-        self.assertFalse(os.path.exists(os.path.join(self.data, "librarian.db")))
-        # The first connection starts it, and is the one answered.
-        st, _, body = self.get("/health")
-        self.assertEqual(st, 200)
+        sock, port = self.handed_socket()
+        # A request that arrives before the kernel exists waits in the
+        # socket's backlog, and is the first one answered.
+        early = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+        self.addCleanup(early.close)
+        early.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        p = self.spawn_activated(sock)
+        raw = b""
+        while True:
+            chunk = early.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), (raw, self.log_text()))
+        body = json.loads(body)
         self.assertEqual(body["kernel"], "librarian")
-        self.assertEqual(body["pid"], p.pid)  # exec'd in place, socket passed as fd 3
-        with open("/proc/%d/cmdline" % p.pid, "rb") as f:
-            self.assertIn(b"kernel\0librarian", f.read())
-        st, _, body = http_request(self.port, "POST", "/documents",
-                                   {"title": "Activated", "body": "by the first connection"},
+        self.assertEqual(body["pid"], p.pid)  # exec'd in place, the socket as fd 3
+        # It serves on the socket it was handed, and bound none of its own.
+        st, _, body = http_request(port, "POST", "/documents",
+                                   {"title": "Activated", "body": "on a handed socket"},
                                    headers={"X-Grace-Internal-Token": self.token})
         self.assertEqual(st, 201, body)
+        self.assertNotIn(self.port, listening_ports())
+        self.assertNotIn("listening on 127.0.0.1:", self.log_text())
         self.assertNotIn("cannot listen", self.log_text())
         rc, _ = self.terminate(p)
         self.assertEqual(rc, 0, self.log_text())
         self.assertFalse(pid_alive(p.pid))
         self.assertTrue(port_bindable(self.port))
+
+    def test_socket_for_another_process_is_not_taken(self):
+        """LISTEN_FDS is for the process LISTEN_PID names (sd_listen_fds(3)):
+        a kernel that is not that process binds its own port instead."""
+        sock, port = self.handed_socket()
+        p = self.spawn_activated(sock, listen_pid=os.getpid())
+        st, _, body = self.wait_answering(p)
+        self.assertEqual((st, body["kernel"], body["pid"]), (200, "librarian", p.pid))
+        self.assertIn(self.port, listening_ports())
+        self.assertIn("listening on 127.0.0.1:%d" % self.port, self.log_text())
+        rc, _ = self.terminate(p)
+        self.assertEqual(rc, 0, self.log_text())
+
+
+# The exec wrapper of spawn_activated: argv is FD LISTEN_PID PROGRAM ARGS...
+ACTIVATE = """
+import os, sys
+fd, listen_pid = int(sys.argv[1]), sys.argv[2]
+if fd != 3:
+    os.dup2(fd, 3)  # inheritable, as the protocol wants
+    os.close(fd)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = listen_pid or str(os.getpid())
+os.execv(sys.argv[3], sys.argv[3:])
+"""
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import threading
 import unittest
 import urllib.parse
 
-from harness import GraceServer, GraceTestCase, scaled, spare_kernels
+from harness import GraceServer, ServerClassCase, scaled, spare_kernels
 
 DOCS = [
     # Title hits weigh more than body hits (bm25 weights 10 / 1 / 5).
@@ -26,25 +26,18 @@ def q(**params):
     return "/librarian/search?" + urllib.parse.urlencode(params)
 
 
-class Librarian(GraceTestCase):
+class Librarian(ServerClassCase):
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(kernels={"librarian": {}, spare_kernels(1)[0]: {}})
-        try:
-            cls.g.start()
-            cls.ids = []
-            for d in DOCS:
-                st, _, body = cls.g.http("POST", "/librarian/documents", d)
-                assert st == 201, (st, body)
-                cls.ids.append(body["id"])
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
+    def make_server(cls):
+        return GraceServer(kernels={"librarian": {}, spare_kernels(1)[0]: {}})
 
     @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def prepare(cls):
+        cls.ids = []
+        for d in DOCS:
+            st, _, body = cls.g.http("POST", "/librarian/documents", d)
+            assert st == 201, (st, body)
+            cls.ids.append(body["id"])
 
     def search(self, expect=200, **params):
         st, _, body = self.g.http("GET", q(**params))

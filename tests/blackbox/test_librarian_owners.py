@@ -15,31 +15,24 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import GraceServer, GraceTestCase, http_request, scaled  # noqa: E402
+from harness import GraceServer, ServerClassCase, http_request, scaled  # noqa: E402
 
 PW = "owners-password-1"
 CONFIG = {"librarian": {"documents_per_user": 4, "document_bytes_per_user": 4096,
                         "ingest_files_max": 20, "ingest_bytes_max": 100000}}
 
 
-class Owners(GraceTestCase):
+class Owners(ServerClassCase):
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(config=CONFIG, kernels={"librarian": {}})
-        try:
-            cls.g.start()
-            cls.tokens = {}
-            for name in ("alice", "bob", "quinn"):
-                cls.g.create_user(name, PW)
-                cls.tokens[name] = cls.g.login(name, PW)
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
+    def make_server(cls):
+        return GraceServer(config=CONFIG, kernels={"librarian": {}})
 
     @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def prepare(cls):
+        cls.tokens = {}
+        for name in ("alice", "bob", "quinn"):
+            cls.g.create_user(name, PW)
+            cls.tokens[name] = cls.g.login(name, PW)
 
     def call(self, who, method, path, body=None, headers=None):
         h = dict(headers or {})

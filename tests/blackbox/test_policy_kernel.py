@@ -12,7 +12,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import GraceServer, GraceTestCase  # noqa: E402
+from harness import GraceServer, ServerClassCase  # noqa: E402
 
 PREFIX = "/kernels/policy"
 
@@ -47,20 +47,10 @@ def uid(t, i):
     return {"type": t, "id": i}
 
 
-class PolicyKernel(GraceTestCase):
+class PolicyKernel(ServerClassCase):
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(kernels={"policy": {}})
-        try:
-            cls.g.start()
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def make_server(cls):
+        return GraceServer(kernels={"policy": {}})
 
     def call(self, method, path, body=None, expect=200, headers=None):
         st, _, out = self.g.http(method, PREFIX + path, body, headers)

@@ -12,7 +12,7 @@ import unittest
 
 import harness
 from harness import (GRACE_BIN, SD_STANDIN, GraceServer, GraceTestCase, PortReservation,
-                     have_libsystemd, python_standin, spare_kernels)
+                     need_libsystemd, python_standin, spare_kernels)
 
 SLOT = spare_kernels(1)[0]
 
@@ -79,8 +79,8 @@ class Regressions(GraceTestCase):
             self.assertEqual(len(lines), 1, err)
             self.assertIn("api_port", lines[0])
 
-    @unittest.skipUnless(have_libsystemd(), "libsystemd.so.0 is not installed")
     def test_watchdog_pid_is_empty(self):
+        need_libsystemd()
         # WAS A BUG (src/supervisor/supervisor.c, spawn_kernel): every kernel gets
         # WATCHDOG_PID set to the empty string. In systemd's protocol
         # WATCHDOG_PID names the process that must ping, and libsystemd's

@@ -125,6 +125,15 @@ class CorruptStore(GraceTestCase):
             self.assertEqual(inc["outcome"], "failed", inc)
             self.assertEqual(inc["verification"]["status"], 503, inc)
 
+            # The restarted kernel's store fails again, so the guardian asks
+            # for a report of its own: let that incident end first (a heal
+            # asked meanwhile would be refused as one already running).
+            def reported_again():
+                got = incidents(g, component="crypto")
+                reports = [i for i in got if i["playbook"] == "report_storage"]
+                return (len(reports) >= 2 and
+                        all(i["outcome"] != "running" for i in got)) or None
+            g.wait_for(reported_again, message="the guardian's second report, ended")
             # Quarantine needs force, and refuses before touching anything.
             pid = g.kernel("crypto")["pid"]
             st, inc = heal(g, "crypto", action="quarantine_store")

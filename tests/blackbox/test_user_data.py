@@ -14,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import GraceServer, GraceTestCase, http_request, scaled, wait_for  # noqa: E402
+from harness import GraceServer, ServerClassCase, http_request, scaled, wait_for  # noqa: E402
 
 PW = "user-data-password-1"
 CONFIG = {"auth": {"self_registration": "true"}}
@@ -89,24 +89,17 @@ def assert_clean(t, c, name, sid, doc):
     t.assertEqual(c.settled(name, "GET", "/memory/tables/diary/rows")["count"], 0)
 
 
-class UserData(GraceTestCase):
+class UserData(ServerClassCase):
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(config=CONFIG, kernels={"librarian": {}})
-        try:
-            cls.g.start()
-            cls.c = Client(cls.g)
-            cls.c.create("bob")
-            cls.c.settled("bob", "POST", "/memory/tables", {"name": "recipes"}, want=201)
-            cls.c.settled("bob", "POST", "/memory/tables/recipes/rows", {"t": "soup"}, want=201)
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
+    def make_server(cls):
+        return GraceServer(config=CONFIG, kernels={"librarian": {}})
 
     @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def prepare(cls):
+        cls.c = Client(cls.g)
+        cls.c.create("bob")
+        cls.c.settled("bob", "POST", "/memory/tables", {"name": "recipes"}, want=201)
+        cls.c.settled("bob", "POST", "/memory/tables/recipes/rows", {"t": "soup"}, want=201)
 
     def share_both_ways(self, name):
         c = self.c

@@ -6,7 +6,7 @@ import signal
 import time
 import unittest
 
-from harness import (SD_STANDIN, CpuContention, GraceServer, GraceTestCase, have_libsystemd,
+from harness import (SD_STANDIN, CpuContention, GraceServer, GraceTestCase, need_libsystemd,
                      pid_alive, proc_start_ticks, python_standin, scaled, spare_kernels)
 
 OTHER, SLOT = spare_kernels(2)
@@ -110,10 +110,10 @@ class Watchdog(GraceTestCase):
             st, _, hc = g.http("GET", "/kernel-ports/health-check", timeout=scaled(10))
             self.assertEqual((st, hc["status"]), (200, "ok"))
 
-    @unittest.skipUnless(have_libsystemd(), "libsystemd.so.0 is not installed")
     def test_libsystemd_standin_gets_its_socket(self):
         """A stand-in written against libsystemd finds its listening socket
         with sd_listen_fds() and is ready with sd_notify()."""
+        need_libsystemd()
         with GraceServer(kernels={"librarian": {},
                                   SLOT: {"command": python_standin(self, SD_STANDIN)}}) as g:
             st, _, body = g.kernel_http(SLOT, "GET", "/")

@@ -13,7 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/registry.h"
 #include "sdk/config.h"
+
+/* The kernels this binary can run, as main.c passes them. */
+#define BUILTINS kernel_registry_all(), kernel_registry_count()
 
 static const char *const env_names[] = { "GRACE_CONFIG",      "GRACE_DATA_DIR",
 					 "GRACE_PORT_OFFSET", "GRACE_LIBRARY_ROOT",
@@ -32,7 +36,7 @@ struct fx {
 	char path[PATH_MAX + 16]; /* the INI file of this test */
 };
 
-/* The port table of DESIGN.md. */
+/* The port table of DESIGN.md: the registry's definitions must match it. */
 static const struct {
 	const char *name, *tier;
 	int port;
@@ -126,7 +130,7 @@ static int load_file(struct fx *f, grace_config_overrides *ov)
 		ov = &none;
 	ov->config_path = f->path;
 	f->err[0] = '\0';
-	return grace_config_load(&f->cfg, ov, f->err, sizeof f->err);
+	return grace_config_load(&f->cfg, BUILTINS, ov, f->err, sizeof f->err);
 }
 
 static void expect_ok(struct fx *f, grace_config_overrides *ov)
@@ -159,7 +163,7 @@ static void test_builtin_kernels(void **state)
 {
 	struct fx *f = *state;
 	/* No file at all: GRACE_CONFIG unset and no etc/grace.ini here. */
-	assert_int_equal(grace_config_load(&f->cfg, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), 0);
 	assert_string_equal(f->cfg.path, "");
 	assert_int_equal(f->cfg.n_kernels, sizeof design / sizeof design[0]);
 	assert_int_equal(f->cfg.n_kernels, 20);
@@ -366,7 +370,7 @@ static void test_error_cannot_open(void **state)
 	expect_error(f, 0, NULL, NULL);
 	/* GRACE_CONFIG names a file that must exist, too. */
 	setenv("GRACE_CONFIG", f->path, 1);
-	assert_int_equal(grace_config_load(&f->cfg, NULL, f->err, sizeof f->err), -1);
+	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), -1);
 	assert_non_null(strstr(f->err, f->path));
 }
 
@@ -451,7 +455,7 @@ static void test_config_path_precedence(void **state)
 	write_ini(f, "[grace]\napi_port = 8500\n");
 	/* GRACE_CONFIG is read when no path is given ... */
 	setenv("GRACE_CONFIG", f->path, 1);
-	assert_int_equal(grace_config_load(&f->cfg, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), 0);
 	assert_int_equal(f->cfg.api_port, 8500);
 	assert_string_equal(f->cfg.path, f->path);
 
@@ -463,7 +467,7 @@ static void test_config_path_precedence(void **state)
 	fputs("[grace]\napi_port = 8600\n", fp);
 	assert_int_equal(fclose(fp), 0);
 	grace_config_overrides ov = { .config_path = other };
-	int rc = grace_config_load(&f->cfg, &ov, f->err, sizeof f->err);
+	int rc = grace_config_load(&f->cfg, BUILTINS, &ov, f->err, sizeof f->err);
 	unlink(other);
 	assert_int_equal(rc, 0);
 	assert_int_equal(f->cfg.api_port, 8600);
@@ -493,14 +497,14 @@ static void test_relative_paths_become_absolute(void **state)
 
 	/* The config path itself is recorded absolute too. */
 	grace_config_overrides rel = { .config_path = "grace.ini" };
-	assert_int_equal(grace_config_load(&f->cfg, &rel, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, &rel, f->err, sizeof f->err), 0);
 	assert_string_equal(f->cfg.path, f->path);
 }
 
 static void test_kernel_lookup(void **state)
 {
 	struct fx *f = *state;
-	assert_int_equal(grace_config_load(&f->cfg, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), 0);
 	const grace_kernel_cfg *k = grace_config_kernel(&f->cfg, "librarian");
 	assert_non_null(k);
 	assert_string_equal(k->name, "librarian");
@@ -535,7 +539,7 @@ static void test_port_offset(void **state)
 {
 	struct fx *f = *state;
 	setenv("GRACE_PORT_OFFSET", "1000", 1);
-	assert_int_equal(grace_config_load(&f->cfg, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), 0);
 	assert_int_equal(f->cfg.port_offset, 1000);
 	for (size_t i = 0; i < f->cfg.n_kernels; i++) {
 		/* The stored port is before the offset; grace_kernel_port adds it. */
@@ -649,6 +653,77 @@ static void test_too_many_kernels(void **state)
 	expect_error(f, 2 * GRACE_KERNELS_MAX + 2, "kernel.k50", NULL);
 }
 
+/* A built-in kernel's section only overrides its definition: no port or
+ * tier to repeat. Listing it still makes it one of the kernels that run. */
+static void test_builtin_section_overrides(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[kernel.librarian]\nwatchdog_ms = 0\n"
+		     "[kernel.audit]\n"
+		     "[kernel.alerts]\nport = 8149\ntier = mine\n"
+		     "[kernel.stub]\nport = 8148\ncommand = /bin/true\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.n_kernels, 4);
+	const grace_kernel_cfg *k = grace_config_kernel(&f->cfg, "librarian");
+	assert_non_null(k);
+	assert_int_equal(k->port, 8130);
+	assert_string_equal(k->tier, "agentic");
+	assert_int_equal(k->watchdog_ms, 0);
+	assert_int_equal(k->health_failures, 3);
+	/* A section with no keys: the kernel as defined. */
+	k = grace_config_kernel(&f->cfg, "audit");
+	assert_non_null(k);
+	assert_int_equal(k->port, 8115);
+	assert_string_equal(k->tier, "governance");
+	assert_true(k->enabled);
+	k = grace_config_kernel(&f->cfg, "alerts");
+	assert_int_equal(k->port, 8149);
+	assert_string_equal(k->tier, "mine");
+	/* Not built in: its port is the section's, its tier "custom". */
+	k = grace_config_kernel(&f->cfg, "stub");
+	assert_int_equal(k->port, 8148);
+	assert_string_equal(k->tier, "custom");
+	assert_string_equal(k->command, "/bin/true");
+	assert_null(grace_config_kernel(&f->cfg, "message_bus"));
+	/* Its default port taken by another section: refused, naming both. */
+	write_ini(f, "[kernel.stub]\nport = 8130\n[kernel.librarian]\n");
+	expect_error(f, 0, "8130", "stub");
+}
+
+/* The built-in list comes from the caller (the registry): a definition
+ * without its port or tier is refused at load, naming the kernel. */
+static void test_builtin_definitions_checked(void **state)
+{
+	struct fx *f = *state;
+	const sdk_kernel_def good = { .name = "good", .port = 8100, .tier = "core" };
+	const sdk_kernel_def portless = { .name = "portless", .tier = "core" };
+	const sdk_kernel_def tierless = { .name = "tierless", .port = 8101 };
+	const sdk_kernel_def badname = { .name = "Bad", .port = 8102, .tier = "core" };
+	const sdk_kernel_def twin = { .name = "twin", .port = 8100, .tier = "core" };
+	const sdk_kernel_def *list[2] = { &good, NULL };
+
+	assert_int_equal(grace_config_load(&f->cfg, list, 1, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(f->cfg.n_kernels, 1);
+	assert_string_equal(f->cfg.kernels[0].name, "good");
+	assert_int_equal(f->cfg.kernels[0].port, 8100);
+	assert_string_equal(f->cfg.kernels[0].tier, "core");
+	assert_int_equal(f->cfg.kernels[0].restart.burst_max, 5);
+
+	const sdk_kernel_def *bad[] = { &portless, &tierless, &badname, &twin };
+	const char *word[] = { "portless", "tierless", "Bad", "twin" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		list[1] = bad[i];
+		assert_int_equal(grace_config_load(&f->cfg, list, 2, NULL, f->err, sizeof f->err),
+				 -1);
+		print_message("error: %s\n", f->err);
+		if (!strstr(f->err, word[i]))
+			fail_msg("'%s' does not name '%s'", f->err, word[i]);
+	}
+	/* No built-in kernels at all: a file must list its own. */
+	assert_int_equal(grace_config_load(&f->cfg, NULL, 0, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(f->cfg.n_kernels, 0);
+}
+
 static void test_model_heartbeat(void **state)
 {
 	struct fx *f = *state;
@@ -694,6 +769,8 @@ int main(void)
 		T(test_long_line_not_split),
 		T(test_command_quotes_checked_at_load),
 		T(test_too_many_kernels),
+		T(test_builtin_section_overrides),
+		T(test_builtin_definitions_checked),
 		T(test_model_heartbeat),
 #undef T
 	};

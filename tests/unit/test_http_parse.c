@@ -282,7 +282,8 @@ static int dechunk(const char *in, size_t len, size_t step, char *out, size_t *o
 		const char *data, *why;
 		size_t dlen;
 		rc = sdk_chunked_step(&c, in + pos, avail - pos, &used, &data, &dlen, &why);
-		memcpy(out + o, data, dlen);
+		if (dlen)
+			memcpy(out + o, data, dlen);
 		o += dlen;
 		pos += used;
 		if (rc == SDK_CHUNKED_BAD)

@@ -334,7 +334,8 @@ static void test_promtool(void **state)
 {
 	struct fx *f = *state;
 	if (!find_in_path("promtool"))
-		skip();
+		fail_msg("this test needs promtool (Debian: prometheus; scripts/bootstrap.sh "
+			 "--test installs it)");
 	observe_some(f->m);
 	sdk_metrics_observe(f->m, 3, "HEAD", 304, 3.0);
 	const char *t = render(f, "grace \"main\"\n");

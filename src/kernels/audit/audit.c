@@ -449,6 +449,7 @@ static const sdk_route audit_routes[] = {
 
 const sdk_kernel_def audit_kernel = {
 	.name = "audit",
+	.port = 8115, .tier = "governance",
 	.summary = "tamper-evident record of who did what, appended to the immutable log",
 	.complete = true,
 	.routes = audit_routes,

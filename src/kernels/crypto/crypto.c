@@ -532,6 +532,7 @@ static const sdk_route cry_routes[] = {
 
 const sdk_kernel_def crypto_kernel = {
 	.name = "crypto",
+	.port = 8111, .tier = "governance",
 	.summary = "keys sealed at rest, Ed25519 signatures, encryption, hashes, random bytes",
 	.complete = true,
 	.routes = cry_routes,

@@ -631,6 +631,7 @@ static const sdk_route ilog_routes[] = {
 
 const sdk_kernel_def immutable_log_kernel = {
 	.name = "immutable_log",
+	.port = 8101, .tier = "core",
 	.summary = "append-only Merkle log (RFC 6962) with signed tree heads and proofs",
 	.complete = true,
 	.routes = ilog_routes,

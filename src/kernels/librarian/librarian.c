@@ -277,6 +277,7 @@ static const sdk_route librarian_routes[] = {
 
 const sdk_kernel_def librarian_kernel = {
 	.name = "librarian",
+	.port = 8130, .tier = "agentic",
 	.summary = "documents, ingestion, ranked full-text search with snippets",
 	.complete = true,
 	.routes = librarian_routes,

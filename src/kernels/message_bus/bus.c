@@ -648,6 +648,7 @@ static const sdk_route bus_routes[] = {
 
 const sdk_kernel_def message_bus_kernel = {
 	.name = "message_bus",
+	.port = 8100, .tier = "core",
 	.summary = "durable topics, publish, subscribe, consumer groups",
 	.complete = true,
 	.long_poll_max_ms = BUS_WAIT_MAX_MS,

@@ -241,6 +241,8 @@ static const sdk_route mk_routes[] = {
 
 const sdk_kernel_def metrics_kernel = {
 	.name = "metrics",
+	.port = 8141,
+	.tier = "services",
 	.summary = "scrapes every /metrics and keeps series; PromQL and the Prometheus API",
 	.complete = false,
 	.routes = mk_routes,

@@ -625,6 +625,7 @@ static const sdk_route pol_routes[] = {
  * this kernel (issue 11's second part). */
 const sdk_kernel_def policy_kernel = {
 	.name = "policy",
+	.port = 8113, .tier = "governance",
 	.summary = "Cedar policies, versioned; entities; decisions (Cedar and AuthZEN APIs)",
 	.complete = false,
 	.routes = pol_routes,

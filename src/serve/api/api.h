@@ -37,20 +37,7 @@ typedef struct api_ctx {
 enum { ACCESS_ADMIN = 0, ACCESS_PUBLIC = 1, ACCESS_USER = 2 };
 
 bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx);
-void api_auth_login(sdk_req *req, void *ctx);
-void api_auth_logout(sdk_req *req, void *ctx);
-void api_auth_me(sdk_req *req, void *ctx);
-void api_auth_register(sdk_req *req, void *ctx);
-void api_auth_users_create(sdk_req *req, void *ctx);
-void api_auth_users_list(sdk_req *req, void *ctx);
-void api_auth_users_delete(sdk_req *req, void *ctx);
-void api_auth_users_password(sdk_req *req, void *ctx);
 
-void api_chat_sessions_create(sdk_req *req, void *ctx);
-void api_chat_sessions_list(sdk_req *req, void *ctx);
-void api_chat_session_get(sdk_req *req, void *ctx);
-void api_chat_session_delete(sdk_req *req, void *ctx);
-void api_chat_messages_post(sdk_req *req, void *ctx);
 
 /* Opens DATA_DIR/memory.db and the memory worker pool; NULL (logged) on failure. */
 api_memory *api_memory_open(const grace_config *cfg, struct event_base *base);
@@ -58,21 +45,45 @@ api_memory *api_memory_open(const grace_config *cfg, struct event_base *base);
 void api_memory_close(api_memory *m);
 /* The memory service behind /memory (NULL when it could not open). */
 mem_service *api_memory_service(api_memory *m);
-void api_memory_tables_create(sdk_req *req, void *ctx);
-void api_memory_tables_list(sdk_req *req, void *ctx);
-void api_memory_table_get(sdk_req *req, void *ctx);
-void api_memory_table_delete(sdk_req *req, void *ctx);
-void api_memory_rows_insert(sdk_req *req, void *ctx);
-void api_memory_rows_query(sdk_req *req, void *ctx);
-void api_memory_row_get(sdk_req *req, void *ctx);
-void api_memory_row_patch(sdk_req *req, void *ctx);
-void api_memory_row_delete(sdk_req *req, void *ctx);
-void api_memory_shares_add(sdk_req *req, void *ctx);
-void api_memory_shares_list(sdk_req *req, void *ctx);
-void api_memory_shares_remove(sdk_req *req, void *ctx);
 
-extern const sdk_route api_routes[];
-extern const size_t api_n_routes;
+/* A family of routes: each route file registers its own table. */
+typedef struct api_family {
+	const char *name;
+	const sdk_route *routes;
+	size_t n_routes;
+} api_family;
+
+#define API_PUBLIC(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_PUBLIC)
+#define API_USER(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_USER)
+#define API_ADMIN(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_ADMIN)
+
+extern const api_family api_health_family, api_auth_family, api_kernel_ports_family,
+	api_guardian_family, api_healer_family, api_chat_family, api_memory_family,
+	api_prefixes_family, api_openapi_family;
+
+/* Every family, in the order they are matched (server.c). */
+size_t api_family_count(void);
+const api_family *api_family_at(size_t i);
+/* One table of every family's routes: a new array (*n entries), owned by
+ * the caller. NULL when out of memory. */
+sdk_route *api_routes_build(size_t *n);
+
+/* Which kernel a gateway prefix reaches (prefixes.c), so that the routes
+ * it forwards can be listed one by one (`grace routes`, /openapi.json). A
+ * route of the prefixes family is PATH followed by the kernel's own path:
+ * a final "*" segment (every route of the kernel), or one route of it
+ * ("/subscribe"). */
+typedef struct api_prefix {
+	const char *path;   /* "/librarian", "/kernels/:name" */
+	const char *kernel; /* the kernel reached; NULL: the one the :name segment names */
+} api_prefix;
+size_t api_prefix_count(void);
+const api_prefix *api_prefix_at(size_t i);
+/* The prefix a route pattern forwards under (PATH then "/"), or NULL. */
+const api_prefix *api_prefix_of(const char *pattern);
+
+/* Forwards req to `kernel` with `prefix` taken off its path (prefixes.c). */
+void api_forward_prefix(api_ctx *api, sdk_req *req, const char *kernel, const char *prefix);
 
 /* Process and kernel-state metrics added to the API's /metrics. */
 void api_metrics_extra(struct evbuffer *out, void *ctx);
@@ -87,21 +98,6 @@ json_t *api_kernel_json(const sup_kernel *k);
 /* Looks up :name; answers 404 and returns NULL when there is no such kernel. */
 sup_kernel *api_kernel_param(api_ctx *api, sdk_req *req);
 
-void api_health(sdk_req *req, void *ctx);
-void api_metrics(sdk_req *req, void *ctx);
-void api_kernel_ports_list(sdk_req *req, void *ctx);
-void api_kernel_ports_get(sdk_req *req, void *ctx);
-void api_kernel_ports_health_check(sdk_req *req, void *ctx);
-void api_kernel_ports_action(sdk_req *req, void *ctx);
-void api_guardian_status(sdk_req *req, void *ctx);
-void api_guardian_events(sdk_req *req, void *ctx);
-void api_guardian_config(sdk_req *req, void *ctx);
-void api_healer_heal(sdk_req *req, void *ctx);
-void api_healer_diagnose(sdk_req *req, void *ctx);
-void api_healer_playbooks(sdk_req *req, void *ctx);
-void api_healer_incidents(sdk_req *req, void *ctx);
-void api_healer_incident(sdk_req *req, void *ctx);
-void api_healer_stats(sdk_req *req, void *ctx);
 /* Runs `action` on `k` and answers `req` with the incident when it ends. */
 void api_heal_and_reply(api_ctx *api, sdk_req *req, sup_kernel *k, const hl_request *hr);
 

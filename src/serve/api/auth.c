@@ -194,7 +194,7 @@ static void login_answer(const auth_login_result *r, void *arg)
 	sodium_memzero(cookie, sizeof cookie);
 }
 
-void api_auth_login(sdk_req *req, void *ctx)
+static void api_auth_login(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *body = sdk_req_json(req, true);
@@ -215,7 +215,7 @@ out:
 	sodium_memzero(password, sizeof password);
 }
 
-void api_auth_logout(sdk_req *req, void *ctx)
+static void api_auth_logout(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	char buf[AUTH_TOKEN_MAX + 1];
@@ -230,7 +230,7 @@ void api_auth_logout(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, json_pack("{s:b}", "logged_out", 1));
 }
 
-void api_auth_me(sdk_req *req, void *ctx)
+static void api_auth_me(sdk_req *req, void *ctx)
 {
 	(void)ctx;
 	int role;
@@ -273,9 +273,9 @@ static void create_user(api_ctx *api, sdk_req *req, int forced_role)
 	job_submit(j);
 }
 
-void api_auth_users_create(sdk_req *req, void *ctx) { create_user(ctx, req, AUTH_ROLE_NONE); }
+static void api_auth_users_create(sdk_req *req, void *ctx) { create_user(ctx, req, AUTH_ROLE_NONE); }
 
-void api_auth_register(sdk_req *req, void *ctx)
+static void api_auth_register(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	if (!api->cfg->auth.self_registration) {
@@ -286,7 +286,7 @@ void api_auth_register(sdk_req *req, void *ctx)
 	create_user(api, req, AUTH_ROLE_USER);
 }
 
-void api_auth_users_list(sdk_req *req, void *ctx)
+static void api_auth_users_list(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *users = auth_user_list(api->auth->db);
@@ -296,7 +296,7 @@ void api_auth_users_list(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, json_pack("{s:o}", "users", users));
 }
 
-void api_auth_users_delete(sdk_req *req, void *ctx)
+static void api_auth_users_delete(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *name = sdk_req_param(req, "name");
@@ -320,7 +320,7 @@ void api_auth_users_delete(sdk_req *req, void *ctx)
 
 /* An admin sets anyone's password; a user may set their own, with the
  * current one. Every session of that user ends either way. */
-void api_auth_users_password(sdk_req *req, void *ctx)
+static void api_auth_users_password(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	int role;
@@ -368,3 +368,16 @@ void api_auth_users_password(sdk_req *req, void *ctx)
 	}
 	job_submit(j);
 }
+
+/* Logging in, sessions and users */
+static const sdk_route routes[] = {
+	API_PUBLIC("POST", "/auth/login", api_auth_login),
+	API_PUBLIC("POST", "/auth/register", api_auth_register),
+	API_USER("POST", "/auth/logout", api_auth_logout),
+	API_USER("GET", "/auth/me", api_auth_me),
+	API_ADMIN("POST", "/auth/users", api_auth_users_create),
+	API_ADMIN("GET", "/auth/users", api_auth_users_list),
+	API_ADMIN("DELETE", "/auth/users/:name", api_auth_users_delete),
+	API_USER("POST", "/auth/users/:name/password", api_auth_users_password), /* self or admin */
+};
+const api_family api_auth_family = { "auth", routes, sizeof routes / sizeof routes[0] };

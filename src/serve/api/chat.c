@@ -73,7 +73,7 @@ static int session_param(sdk_req *req, int64_t *id)
 	return 0;
 }
 
-void api_chat_sessions_create(sdk_req *req, void *ctx)
+static void api_chat_sessions_create(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -117,7 +117,7 @@ void api_chat_sessions_create(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 201, s);
 }
 
-void api_chat_sessions_list(sdk_req *req, void *ctx)
+static void api_chat_sessions_list(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -133,7 +133,7 @@ void api_chat_sessions_list(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, json_pack("{s:o}", "sessions", list));
 }
 
-void api_chat_session_get(sdk_req *req, void *ctx)
+static void api_chat_session_get(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -159,7 +159,7 @@ void api_chat_session_get(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, s);
 }
 
-void api_chat_session_delete(sdk_req *req, void *ctx)
+static void api_chat_session_delete(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -317,7 +317,7 @@ static bool blank(const char *s)
 	return true;
 }
 
-void api_chat_messages_post(sdk_req *req, void *ctx)
+static void api_chat_messages_post(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *user = caller(req);
@@ -383,3 +383,13 @@ void api_chat_messages_post(sdk_req *req, void *ctx)
 			event_add(p->beat, p->beat_tv);
 	}
 }
+
+/* Chat sessions and answers */
+static const sdk_route routes[] = {
+	API_USER("POST", "/chat/sessions", api_chat_sessions_create),
+	API_USER("GET", "/chat/sessions", api_chat_sessions_list),
+	API_USER("GET", "/chat/sessions/:id", api_chat_session_get),
+	API_USER("DELETE", "/chat/sessions/:id", api_chat_session_delete),
+	API_USER("POST", "/chat/sessions/:id/messages", api_chat_messages_post),
+};
+const api_family api_chat_family = { "chat", routes, sizeof routes / sizeof routes[0] };

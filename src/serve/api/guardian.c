@@ -2,19 +2,19 @@
 
 #include "serve/guardian/events.h"
 
-void api_guardian_status(sdk_req *req, void *ctx)
+static void api_guardian_status(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	sdk_reply_json(req, 200, gd_status_json(api->gd));
 }
 
-void api_guardian_config(sdk_req *req, void *ctx)
+static void api_guardian_config(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	sdk_reply_json(req, 200, gd_config_json(api->gd));
 }
 
-void api_guardian_events(sdk_req *req, void *ctx)
+static void api_guardian_events(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	unsigned long long since, limit;
@@ -35,3 +35,11 @@ void api_guardian_events(sdk_req *req, void *ctx)
 	}
 	sdk_reply_json(req, 200, json_pack("{s:o}", "events", events));
 }
+
+/* The guardian: kernel health states and events */
+static const sdk_route routes[] = {
+	API_USER("GET", "/guardian/status", api_guardian_status),
+	API_USER("GET", "/guardian/events", api_guardian_events),
+	API_USER("GET", "/guardian/config", api_guardian_config),
+};
+const api_family api_guardian_family = { "guardian", routes, sizeof routes / sizeof routes[0] };

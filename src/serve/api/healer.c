@@ -3,6 +3,7 @@
 #include "serve/healer/incidents.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,7 +44,7 @@ static sup_kernel *component_of(api_ctx *api, sdk_req *req, json_t *body)
 	return k;
 }
 
-void api_healer_heal(sdk_req *req, void *ctx)
+static void api_healer_heal(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *body = sdk_req_json(req, true);
@@ -58,10 +59,12 @@ void api_healer_heal(sdk_req *req, void *ctx)
 	json_t *force = json_object_get(body, "force");
 	if (issue && !json_is_null(issue)) {
 		if (!json_is_string(issue) || (hr.issue = hl_issue_parse(json_string_value(issue))) < 0) {
-			sdk_reply_error(req, 400, "invalid",
-					"issue_type must be one of port_not_listening, process_dead, "
-					"process_hung, port_held_by_stale_kernel, "
-					"port_held_by_foreign_process, slow_response, healthy");
+			/* The list from the healer's own table, so it names every one. */
+			char names[512] = "";
+			for (int i = 0; i < HL_ISSUE_COUNT; i++)
+				snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+					 i ? ", " : "", hl_issue_name((enum hl_issue)i));
+			sdk_reply_error(req, 400, "invalid", "issue_type must be one of %s", names);
 			return;
 		}
 	}
@@ -81,7 +84,7 @@ void api_healer_heal(sdk_req *req, void *ctx)
 	api_heal_and_reply(api, req, k, &hr);
 }
 
-void api_healer_diagnose(sdk_req *req, void *ctx)
+static void api_healer_diagnose(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *body = sdk_req_json(req, true);
@@ -94,13 +97,13 @@ void api_healer_diagnose(sdk_req *req, void *ctx)
 	api_heal_and_reply(api, req, k, &hr);
 }
 
-void api_healer_playbooks(sdk_req *req, void *ctx)
+static void api_healer_playbooks(sdk_req *req, void *ctx)
 {
 	(void)ctx;
 	sdk_reply_json(req, 200, hl_playbooks_json());
 }
 
-void api_healer_incidents(sdk_req *req, void *ctx)
+static void api_healer_incidents(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	unsigned long long before, limit;
@@ -123,7 +126,7 @@ void api_healer_incidents(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, json_pack("{s:o}", "incidents", list));
 }
 
-void api_healer_incident(sdk_req *req, void *ctx)
+static void api_healer_incident(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	const char *s = sdk_req_param(req, "id");
@@ -140,7 +143,7 @@ void api_healer_incident(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, inc);
 }
 
-void api_healer_stats(sdk_req *req, void *ctx)
+static void api_healer_stats(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *stats = hl_incident_stats(hl_db(api->hl));
@@ -149,3 +152,14 @@ void api_healer_stats(sdk_req *req, void *ctx)
 	else
 		sdk_reply_json(req, 200, stats);
 }
+
+/* The healer: heals, diagnoses, playbooks, incidents */
+static const sdk_route routes[] = {
+	API_ADMIN("POST", "/network-healer/heal", api_healer_heal),
+	API_ADMIN("POST", "/network-healer/diagnose", api_healer_diagnose),
+	API_USER("GET", "/network-healer/playbooks", api_healer_playbooks),
+	API_USER("GET", "/network-healer/incidents", api_healer_incidents),
+	API_USER("GET", "/network-healer/incidents/:id", api_healer_incident),
+	API_USER("GET", "/network-healer/stats", api_healer_stats),
+};
+const api_family api_healer_family = { "healer", routes, sizeof routes / sizeof routes[0] };

@@ -5,7 +5,7 @@
 
 /* Aggregate health: "ok" only when every enabled kernel is ready. The HTTP
  * status stays 200 either way; load balancers read "status". */
-void api_health(sdk_req *req, void *ctx)
+static void api_health(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *kernels = json_object();
@@ -25,3 +25,9 @@ void api_health(sdk_req *req, void *ctx)
 				 "kernels_ready", (int)ready, "kernels_total", (int)total, "kernels",
 				 kernels));
 }
+
+/* Overall health */
+static const sdk_route routes[] = {
+	API_PUBLIC("GET", "/health", api_health),
+};
+const api_family api_health_family = { "health", routes, sizeof routes / sizeof routes[0] };

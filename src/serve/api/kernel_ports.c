@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void api_kernel_ports_list(sdk_req *req, void *ctx)
+static void api_kernel_ports_list(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	json_t *list = json_array();
@@ -15,7 +15,7 @@ void api_kernel_ports_list(sdk_req *req, void *ctx)
 				 "port_offset", api->cfg->port_offset, "kernels", list));
 }
 
-void api_kernel_ports_get(sdk_req *req, void *ctx)
+static void api_kernel_ports_get(sdk_req *req, void *ctx)
 {
 	sup_kernel *k = api_kernel_param(ctx, req);
 	if (k)
@@ -64,7 +64,7 @@ static void on_probe(int status, const char *body, size_t len, double latency_ms
 
 /* Probes every kernel's /health at once; one slow kernel delays only its
  * own result, bounded by its health_timeout_ms. */
-void api_kernel_ports_health_check(sdk_req *req, void *ctx)
+static void api_kernel_ports_health_check(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	struct health_check *hc = calloc(1, sizeof *hc);
@@ -104,7 +104,7 @@ void api_kernel_ports_health_check(sdk_req *req, void *ctx)
 		health_check_finish(hc);
 }
 
-void api_kernel_ports_action(sdk_req *req, void *ctx)
+static void api_kernel_ports_action(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	sup_kernel *k = api_kernel_param(api, req);
@@ -142,3 +142,12 @@ void api_kernel_ports_action(sdk_req *req, void *ctx)
 	json_object_set_new(body, "action", json_string(action));
 	sdk_reply_json(req, 202, body);
 }
+
+/* Kernels: state, ports, start, stop, restart */
+static const sdk_route routes[] = {
+	API_USER("GET", "/kernel-ports", api_kernel_ports_list),
+	API_USER("GET", "/kernel-ports/health-check", api_kernel_ports_health_check),
+	API_USER("GET", "/kernel-ports/:name", api_kernel_ports_get),
+	API_ADMIN("POST", "/kernel-ports/:name/:action", api_kernel_ports_action),
+};
+const api_family api_kernel_ports_family = { "kernel_ports", routes, sizeof routes / sizeof routes[0] };

@@ -212,42 +212,42 @@ static bool row_id(sdk_req *req, mem_call *c)
 	return true;
 }
 
-void api_memory_tables_create(sdk_req *req, void *ctx)
+static void api_memory_tables_create(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_TABLE_CREATE, false);
 	if (c && copy_body(req, c))
 		call_submit(ctx, req, c);
 }
 
-void api_memory_tables_list(sdk_req *req, void *ctx)
+static void api_memory_tables_list(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_TABLE_LIST, false);
 	if (c)
 		call_submit(ctx, req, c);
 }
 
-void api_memory_table_get(sdk_req *req, void *ctx)
+static void api_memory_table_get(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_TABLE_GET, true);
 	if (c)
 		call_submit(ctx, req, c);
 }
 
-void api_memory_table_delete(sdk_req *req, void *ctx)
+static void api_memory_table_delete(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_TABLE_DELETE, true);
 	if (c)
 		call_submit(ctx, req, c);
 }
 
-void api_memory_rows_insert(sdk_req *req, void *ctx)
+static void api_memory_rows_insert(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_ROWS_INSERT, true);
 	if (c && copy_body(req, c))
 		call_submit(ctx, req, c);
 }
 
-void api_memory_rows_query(sdk_req *req, void *ctx)
+static void api_memory_rows_query(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_ROWS_QUERY, true);
 	if (!c)
@@ -266,21 +266,21 @@ void api_memory_rows_query(sdk_req *req, void *ctx)
 	call_submit(ctx, req, c);
 }
 
-void api_memory_row_get(sdk_req *req, void *ctx)
+static void api_memory_row_get(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_ROW_GET, true);
 	if (c && row_id(req, c))
 		call_submit(ctx, req, c);
 }
 
-void api_memory_row_patch(sdk_req *req, void *ctx)
+static void api_memory_row_patch(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_ROW_PATCH, true);
 	if (c && row_id(req, c) && copy_body(req, c))
 		call_submit(ctx, req, c);
 }
 
-void api_memory_row_delete(sdk_req *req, void *ctx)
+static void api_memory_row_delete(sdk_req *req, void *ctx)
 {
 	mem_call *c = call_new(ctx, req, MEM_OP_ROW_DELETE, true);
 	if (c && row_id(req, c))
@@ -334,7 +334,7 @@ static bool owner_required(sdk_req *req, mem_call *c, json_t *body)
 	return true;
 }
 
-void api_memory_shares_add(sdk_req *req, void *ctx)
+static void api_memory_shares_add(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	if (!admin_only(req))
@@ -359,7 +359,7 @@ void api_memory_shares_add(sdk_req *req, void *ctx)
 	call_submit(api, req, c);
 }
 
-void api_memory_shares_list(sdk_req *req, void *ctx)
+static void api_memory_shares_list(sdk_req *req, void *ctx)
 {
 	if (!admin_only(req))
 		return;
@@ -369,7 +369,7 @@ void api_memory_shares_list(sdk_req *req, void *ctx)
 }
 
 /* DELETE .../shares?owner=O&users=a,b (a DELETE carries no body). */
-void api_memory_shares_remove(sdk_req *req, void *ctx)
+static void api_memory_shares_remove(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	if (!admin_only(req))
@@ -407,3 +407,20 @@ void api_memory_shares_remove(sdk_req *req, void *ctx)
 	}
 	call_submit(api, req, c);
 }
+
+/* Memory tables: rows, queries, shares */
+static const sdk_route routes[] = {
+	API_USER("POST", "/memory/tables", api_memory_tables_create),
+	API_USER("GET", "/memory/tables", api_memory_tables_list),
+	API_USER("GET", "/memory/tables/:table", api_memory_table_get),
+	API_USER("DELETE", "/memory/tables/:table", api_memory_table_delete),
+	API_USER("POST", "/memory/tables/:table/rows", api_memory_rows_insert),
+	API_USER("GET", "/memory/tables/:table/rows", api_memory_rows_query),
+	API_USER("GET", "/memory/tables/:table/rows/:id", api_memory_row_get),
+	API_USER("PATCH", "/memory/tables/:table/rows/:id", api_memory_row_patch),
+	API_USER("DELETE", "/memory/tables/:table/rows/:id", api_memory_row_delete),
+	API_ADMIN("POST", "/memory/tables/:table/shares", api_memory_shares_add),
+	API_ADMIN("GET", "/memory/tables/:table/shares", api_memory_shares_list),
+	API_ADMIN("DELETE", "/memory/tables/:table/shares", api_memory_shares_remove),
+};
+const api_family api_memory_family = { "memory", routes, sizeof routes / sizeof routes[0] };

@@ -6,134 +6,51 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Gateway prefixes: a kernel's own API under a prefix of :8000 (what
- * follows the prefix is forwarded as the kernel's path). */
-static void forward_prefix(api_ctx *api, sdk_req *req, const char *kernel, const char *prefix)
-{
-	sup_kernel *k = sup_find(api->sup, kernel);
-	if (!k) {
-		sdk_reply_error(req, 404, "unknown_kernel", "no %s kernel is configured", kernel);
-		return;
-	}
-	gw_forward(api->gw, k, req, sdk_req_path(req) + strlen(prefix));
-}
+/* GET /metrics: every request's counts and latencies, the kernels'
+ * states, the outbox's and chat's counters. */
+static void api_metrics(sdk_req *req, void *ctx);
 
-static void on_gateway_librarian(sdk_req *req, void *ctx)
-{
-	forward_prefix(ctx, req, "librarian", "/librarian");
-}
-
-/* /bus/...: the message bus on a user's own session. */
-static void on_gateway_bus(sdk_req *req, void *ctx)
-{
-	forward_prefix(ctx, req, "message_bus", "/bus");
-}
-
-/* /prometheus/...: the metrics kernel's Prometheus API, so Grafana can be
- * pointed at http://127.0.0.1:8000/prometheus with a bearer token; the
- * rules and alerts of that API are the alerts kernel's. */
-static void on_gateway_prometheus(sdk_req *req, void *ctx)
-{
-	forward_prefix(ctx, req, "metrics", "/prometheus");
-}
-
-static void on_gateway_prometheus_alerts(sdk_req *req, void *ctx)
-{
-	forward_prefix(ctx, req, "alerts", "/prometheus");
-}
-
-/* /alertmanager/...: the alerts kernel's Alertmanager API (v2). */
-static void on_gateway_alertmanager(sdk_req *req, void *ctx)
-{
-	forward_prefix(ctx, req, "alerts", "/alertmanager");
-}
-
-static void on_gateway_kernel(sdk_req *req, void *ctx)
-{
-	api_ctx *api = ctx;
-	sup_kernel *k = api_kernel_param(api, req);
-	if (!k)
-		return;
-	char path[SDK_PATH_MAX + 1];
-	snprintf(path, sizeof path, "/%s", sdk_req_param(req, "*"));
-	gw_forward(api->gw, k, req, path);
-}
-
-#define PUBLIC(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_PUBLIC)
-#define USER(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_USER)
-#define ADMIN(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_ADMIN)
-
-const sdk_route api_routes[] = {
-	PUBLIC("GET", "/health", api_health),
-	PUBLIC("GET", "/metrics", api_metrics),
-	PUBLIC("POST", "/auth/login", api_auth_login),
-	PUBLIC("POST", "/auth/register", api_auth_register),
-	USER("POST", "/auth/logout", api_auth_logout),
-	USER("GET", "/auth/me", api_auth_me),
-	ADMIN("POST", "/auth/users", api_auth_users_create),
-	ADMIN("GET", "/auth/users", api_auth_users_list),
-	ADMIN("DELETE", "/auth/users/:name", api_auth_users_delete),
-	USER("POST", "/auth/users/:name/password", api_auth_users_password), /* self or admin */
-	USER("GET", "/kernel-ports", api_kernel_ports_list),
-	USER("GET", "/kernel-ports/health-check", api_kernel_ports_health_check),
-	USER("GET", "/kernel-ports/:name", api_kernel_ports_get),
-	ADMIN("POST", "/kernel-ports/:name/:action", api_kernel_ports_action),
-	USER("GET", "/guardian/status", api_guardian_status),
-	USER("GET", "/guardian/events", api_guardian_events),
-	USER("GET", "/guardian/config", api_guardian_config),
-	ADMIN("POST", "/network-healer/heal", api_healer_heal),
-	ADMIN("POST", "/network-healer/diagnose", api_healer_diagnose),
-	USER("GET", "/network-healer/playbooks", api_healer_playbooks),
-	USER("GET", "/network-healer/incidents", api_healer_incidents),
-	USER("GET", "/network-healer/incidents/:id", api_healer_incident),
-	USER("GET", "/network-healer/stats", api_healer_stats),
-	USER("POST", "/chat/sessions", api_chat_sessions_create),
-	USER("GET", "/chat/sessions", api_chat_sessions_list),
-	USER("GET", "/chat/sessions/:id", api_chat_session_get),
-	USER("DELETE", "/chat/sessions/:id", api_chat_session_delete),
-	USER("POST", "/chat/sessions/:id/messages", api_chat_messages_post),
-	USER("POST", "/memory/tables", api_memory_tables_create),
-	USER("GET", "/memory/tables", api_memory_tables_list),
-	USER("GET", "/memory/tables/:table", api_memory_table_get),
-	USER("DELETE", "/memory/tables/:table", api_memory_table_delete),
-	USER("POST", "/memory/tables/:table/rows", api_memory_rows_insert),
-	USER("GET", "/memory/tables/:table/rows", api_memory_rows_query),
-	USER("GET", "/memory/tables/:table/rows/:id", api_memory_row_get),
-	USER("PATCH", "/memory/tables/:table/rows/:id", api_memory_row_patch),
-	USER("DELETE", "/memory/tables/:table/rows/:id", api_memory_row_delete),
-	ADMIN("POST", "/memory/tables/:table/shares", api_memory_shares_add),
-	ADMIN("GET", "/memory/tables/:table/shares", api_memory_shares_list),
-	ADMIN("DELETE", "/memory/tables/:table/shares", api_memory_shares_remove),
-	/* The bus for users: subscribe (SSE), publish (not under grace.), its
-	 * subjects and consumer groups. Retention and statistics stay with
-	 * admins, under /kernels/message_bus. */
-	USER("GET", "/bus/subscribe", on_gateway_bus),
-	USER("POST", "/bus/publish", on_gateway_bus),
-	USER("GET", "/bus/subjects", on_gateway_bus),
-	USER("GET", "/bus/groups", on_gateway_bus),
-	USER("GET", "/bus/groups/:group", on_gateway_bus),
-	USER("GET", "/bus/groups/:group/poll", on_gateway_bus),
-	USER("POST", "/bus/groups/:group/ack", on_gateway_bus),
-	ADMIN("DELETE", "/bus/groups/:group", on_gateway_bus),
-	/* Metrics and alerts: reads for users, changes for admins. */
-	USER("GET", "/prometheus/api/v1/rules", on_gateway_prometheus_alerts),
-	USER("GET", "/prometheus/api/v1/alerts", on_gateway_prometheus_alerts),
-	USER("GET", "/prometheus/api/v1/*", on_gateway_prometheus),
-	USER("POST", "/prometheus/api/v1/*", on_gateway_prometheus), /* queries by form */
-	USER("GET", "/prometheus/federate", on_gateway_prometheus),
-	ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
-	USER("GET", "/alertmanager/api/v2/*", on_gateway_alertmanager),
-	ADMIN("POST", "/alertmanager/api/v2/*", on_gateway_alertmanager),
-	ADMIN("DELETE", "/alertmanager/api/v2/*", on_gateway_alertmanager),
-	ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
-	USER(NULL, "/librarian/*", on_gateway_librarian),
+static const sdk_route metrics_routes[] = {
+	API_PUBLIC("GET", "/metrics", api_metrics),
 };
-const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
+static const api_family api_metrics_family = { "metrics", metrics_routes,
+					       sizeof metrics_routes / sizeof metrics_routes[0] };
+
+/* Every family of :8000's routes, each registered by its own file. Order
+ * only matters where patterns overlap (a literal segment before a
+ * parameter), and those stay within a family. */
+static const api_family *const families[] = {
+	&api_health_family, &api_metrics_family, &api_auth_family,   &api_kernel_ports_family,
+	&api_guardian_family, &api_healer_family, &api_chat_family,  &api_memory_family,
+	&api_prefixes_family, &api_openapi_family,
+};
+
+size_t api_family_count(void) { return sizeof families / sizeof families[0]; }
+const api_family *api_family_at(size_t i) { return i < api_family_count() ? families[i] : NULL; }
+
+sdk_route *api_routes_build(size_t *n)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < api_family_count(); i++)
+		total += families[i]->n_routes;
+	sdk_route *r = calloc(total, sizeof *r);
+	if (!r)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < api_family_count(); i++) {
+		memcpy(r + k, families[i]->routes, families[i]->n_routes * sizeof *r);
+		k += families[i]->n_routes;
+	}
+	*n = total;
+	return r;
+}
+
 
 sup_kernel *api_kernel_param(api_ctx *api, sdk_req *req)
 {
@@ -167,7 +84,7 @@ json_t *api_kernel_json(const sup_kernel *k)
 	return o;
 }
 
-void api_metrics(sdk_req *req, void *ctx)
+static void api_metrics(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
 	struct evbuffer *b = evbuffer_new();

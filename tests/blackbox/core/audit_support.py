@@ -8,7 +8,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from harness import GraceServer, GraceTestCase, scaled  # noqa: E402
+from harness import GraceServer, ServerClassCase, scaled  # noqa: E402
 
 AUDIT = "/kernels/audit"
 ILOG = "/kernels/immutable_log"
@@ -23,28 +23,17 @@ def qs(**q):
     return "?" + urllib.parse.urlencode(q) if q else ""
 
 
-class ServerCase(GraceTestCase):
+class ServerCase(ServerClassCase):
     """One grace serve (with `kernels` and `config`) for all the tests of a
     class. Aggregates (refused anonymous requests, failed logins) are counted
     in windows of 1 s here, so they reach the audit trail within a second or
     two rather than a minute."""
     kernels = KERNELS
     config = {"audit": {"window_s": 1}}
-    g = None
 
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(kernels=cls.kernels, config=cls.config)
-        try:
-            cls.g.start()
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def make_server(cls):
+        return GraceServer(kernels=cls.kernels, config=cls.config)
 
     def call(self, method, path, body=None, expect=200, headers=None, auth=True):
         """An API call as the admin (unless auth=False) whose status must be

@@ -13,7 +13,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from harness import GraceServer, GraceTestCase  # noqa: E402
+from harness import GraceServer, ServerClassCase  # noqa: E402
 from session import AdminApi  # noqa: E402
 
 PREFIX = "/kernels/crypto"
@@ -53,21 +53,14 @@ def token_parts(token):
     return prefix, scheme, int(version), raw
 
 
-class Crypto(GraceTestCase):
+class Crypto(ServerClassCase):
     @classmethod
-    def setUpClass(cls):
-        cls.g = GraceServer(kernels={"crypto": {}})
-        try:
-            cls.g.start()
-            cls.api = AdminApi(cls.g)
-        except BaseException:
-            cls.g.dump_log()
-            cls.g.close()
-            raise
+    def make_server(cls):
+        return GraceServer(kernels={"crypto": {}})
 
     @classmethod
-    def tearDownClass(cls):
-        cls.g.close()
+    def prepare(cls):
+        cls.api = AdminApi(cls.g)
 
     def call(self, method, path, body=None, expect=200):
         st, _, out = self.api.http(method, PREFIX + path, body)
