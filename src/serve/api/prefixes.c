@@ -36,6 +36,13 @@ static void on_gateway_prometheus(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "metrics", "/prometheus");
 }
 
+/* /alertmanager/...: the alerts kernel's Alertmanager API v2, so amtool
+ * and Grafana can be pointed at http://HOST:8000/alertmanager. */
+static void on_gateway_alertmanager(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "alerts", "/alertmanager");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -49,6 +56,7 @@ static void on_gateway_kernel(sdk_req *req, void *ctx)
 
 /* The kernel behind each prefix of the routes below. */
 static const api_prefix prefixes[] = {
+	{ "/alertmanager", "alerts" },
 	{ "/bus", "message_bus" },
 	{ "/kernels/:name", NULL },
 	{ "/librarian", "librarian" },
@@ -80,6 +88,16 @@ static const sdk_route routes[] = {
 	API_USER("GET", "/bus/groups/:group/poll", on_gateway_bus),
 	API_USER("POST", "/bus/groups/:group/ack", on_gateway_bus),
 	API_ADMIN("DELETE", "/bus/groups/:group", on_gateway_bus),
+	/* Alertmanager's API: users read, admins post alerts and silences. */
+	API_USER("GET", "/alertmanager/api/v2/status", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/receivers", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/alerts", on_gateway_alertmanager),
+	API_ADMIN("POST", "/alertmanager/api/v2/alerts", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/alerts/groups", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/silences", on_gateway_alertmanager),
+	API_ADMIN("POST", "/alertmanager/api/v2/silences", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
+	API_ADMIN("DELETE", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
 	/* The Prometheus API for users (queries by GET or by form); writing
