@@ -106,8 +106,12 @@ def main():
         log("grace: %d write batches built" % len(bodies))
         t0 = time.monotonic()
         for b in bodies:
-            st, ans = http_json(port, "POST", "/write", b, hdr)
+            try:
+                st, ans = http_json(port, "POST", "/write", b, hdr)
+            except OSError as e:
+                st, ans = 0, str(e)
             if st != 200:
+                log(g.log_tail(40))
                 raise SystemExit("grace /write: %s %s" % (st, ans))
         g_ingest = time.monotonic() - t0
         del bodies

@@ -529,6 +529,13 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			}
 			return 1;
 		}
+		if (!strcmp(name, "default_rules")) {
+			if (parse_bool(value, &a->default_rules) < 0) {
+				snprintf(c->err, sizeof c->err, "default_rules: true or false");
+				return 0;
+			}
+			return 1;
+		}
 		int rc = set_keyed(a, alerts_keys, sizeof alerts_keys / sizeof alerts_keys[0], name,
 				   value, c->err, sizeof c->err);
 		if (rc == 1)
@@ -697,7 +704,8 @@ static void config_defaults(grace_config *cfg)
 	cfg->alerts = (grace_alerts){ .evaluation_interval_ms = 10000,
 				      .resend_delay_ms = 60000,
 				      .incident_alert_s = 900,
-				      .notify_timeout_ms = 10000 };
+				      .notify_timeout_ms = 10000,
+				      .default_rules = true };
 }
 
 /* The built-in kernels are the configuration when the file lists none.

@@ -112,6 +112,7 @@ typedef struct grace_alerts {
 	unsigned resend_delay_ms;  /* alerts re-sent to an Alertmanager receiver this often */
 	unsigned incident_alert_s; /* how long a finished heal incident stays an alert */
 	unsigned notify_timeout_ms;
+	bool default_rules; /* Grace's own rule set (alerts.c) */
 	char rule_files[PATH_MAX];    /* a glob; relative to the configuration file */
 	char notifier_file[PATH_MAX]; /* Alertmanager's format; relative likewise */
 } grace_alerts;

@@ -49,6 +49,61 @@ static const char default_notifier[] =
 	"    grace_bus_configs:\n"
 	"      - subject: grace.alerts\n";
 
+/* Grace alerts on itself out of the box (docs/alerts.md): kernels down or
+ * flapping, scrape targets down, heals failing, the audit outbox dropping
+ * events, the immutable log's /verify failing, the data directory's disk
+ * filling. Loaded as a file of the configuration (read-only through the
+ * API); [alerts] default_rules = false leaves it out. */
+#define DEFAULT_RULES_NAME "grace-default.yml"
+static const char default_rules[] =
+	"groups:\n"
+	"  - name: grace\n"
+	"    rules:\n"
+	"      - alert: GraceKernelDown\n"
+	"        expr: grace_kernel_up == 0\n"
+	"        for: 1m\n"
+	"        labels: {severity: critical}\n"
+	"        annotations:\n"
+	"          summary: \"Kernel {{ $labels.kernel }} is not ready\"\n"
+	"      - alert: GraceKernelFlapping\n"
+	"        expr: increase(grace_kernel_restarts_total[15m]) >= 3\n"
+	"        labels: {severity: warning}\n"
+	"        annotations:\n"
+	"          summary: \"Kernel {{ $labels.kernel }} restarted {{ $value | humanize }} times in 15 minutes\"\n"
+	"      - alert: GraceTargetDown\n"
+	"        expr: up == 0\n"
+	"        for: 2m\n"
+	"        labels: {severity: warning}\n"
+	"        annotations:\n"
+	"          summary: \"Scrape target {{ $labels.instance }} is down\"\n"
+	"      - alert: GraceHealFailing\n"
+	"        expr: increase(grace_heal_incidents_total{outcome=~\"failed|refused\"}[30m]) > 0\n"
+	"        labels: {severity: critical}\n"
+	"        annotations:\n"
+	"          summary: \"Healing {{ $labels.healed_kernel }} {{ $labels.outcome }} in the last 30 minutes\"\n"
+	"      - alert: GraceAuditEventsDropped\n"
+	"        expr: increase(grace_outbox_events_total{result=\"dropped\"}[10m]) > 0\n"
+	"        labels: {severity: critical}\n"
+	"        annotations:\n"
+	"          summary: \"The outbox dropped {{ $value | humanize }} events for {{ $labels.destination }} in 10 minutes\"\n"
+	"      - alert: GraceLogVerifyFailing\n"
+	"        expr: grace_log_verify_success == 0\n"
+	"        labels: {severity: critical}\n"
+	"        annotations:\n"
+	"          summary: \"The immutable log's /verify failed\"\n"
+	"      - alert: GraceDiskFilling\n"
+	"        expr: grace_data_dir_free_bytes / grace_data_dir_size_bytes < 0.10\n"
+	"        for: 5m\n"
+	"        labels: {severity: warning}\n"
+	"        annotations:\n"
+	"          summary: \"{{ $value | humanizePercentage }} of the data directory's disk is free\"\n"
+	"      - alert: GraceDiskFullSoon\n"
+	"        expr: predict_linear(grace_data_dir_free_bytes[1h], 86400) < 0\n"
+	"        for: 30m\n"
+	"        labels: {severity: critical}\n"
+	"        annotations:\n"
+	"          summary: \"The data directory's disk fills within a day at this rate\"\n";
+
 /* ---- rule files and their groups */
 
 static void group_free(ar_group *g)
@@ -736,7 +791,9 @@ static void incident_alert(ak *a, json_t *inc)
 		return; /* already over: counted, not announced */
 	json_t *labels = json_pack("{s:s, s:s, s:s, s:s, s:s}", "alertname", "GraceHealIncident",
 				   "kernel", kernel, "outcome", outcome, "issue", issue ? issue : "unknown",
-				   "severity", strcmp(outcome, "healed") ? "critical" : "warning");
+				   "severity",
+				   !strcmp(outcome, "failed") || !strcmp(outcome, "refused") ? "critical"
+											     : "warning");
 	char summary[256], idtext[32];
 	snprintf(summary, sizeof summary, "The healer %s %s (%s)",
 		 !strcmp(outcome, "healed") ? "healed" : "could not heal", kernel, issue ? issue : "");
@@ -973,6 +1030,12 @@ static int ak_init(sdk_kernel *k, char *err, size_t errlen)
 		 k->cfg->api_port + k->cfg->port_offset);
 	load_notifier(a);
 	load_silences_and_log(a);
+	if (k->cfg->alerts.default_rules && ak_file_set(a, DEFAULT_RULES_NAME, default_rules, false,
+							 true, &e) < 0) {
+		snprintf(err, errlen, "the default rules do not load: %s", e.msg);
+		ak_free(a);
+		return -1;
+	}
 	load_config_files(a);
 	json_t *files;
 	if (as_rule_files(k->db, &files, &e) == 0) {

@@ -314,8 +314,11 @@ struct job {
 	size_t n_match;
 	int64_t start, end;
 	char label[LBL_NAME_MAX + 1];
-	bool is_query;
+	bool is_query, is_write;
+	char *body; /* /write: the request's body (owned) */
+	size_t body_len;
 	/* out */
+	size_t appended;
 	int http;
 	const char *ctype;
 	struct evbuffer *out;
@@ -325,6 +328,7 @@ struct job {
 
 static void job_free(job *j)
 {
+	free(j->body);
 	pq_expr_free(j->expr);
 	for (size_t i = 0; i < j->n_match; i++)
 		pq_expr_free(j->match[i]);
@@ -350,6 +354,10 @@ static void job_done(void *arg)
 			m->st.query_failures++;
 		if (j->status == SDK_ETIMEOUT)
 			m->st.query_timeouts++;
+	}
+	if (j->is_write && j->http == 200) {
+		m->st.writes++;
+		m->st.written_samples += j->appended;
 	}
 	if (!j->out) {
 		/* The pool dropped it (shutdown) before it ran. */
@@ -391,6 +399,34 @@ static void job_error(job *j, int http, const char *type, const char *msg)
 	json_str(j->out, msg);
 	evbuffer_add(j->out, "}", 1);
 	j->http = http;
+}
+
+static void job_errorf(job *j, int http, const char *type, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void job_errorf(job *j, int http, const char *type, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	job_error(j, http, type ? type : error_type(http), msg);
+}
+
+/* A success answer of Prometheus's shape (worker side); takes data. */
+static void job_data(job *j, json_t *data)
+{
+	json_t *doc = json_pack("{s:s, s:o}", "status", "success", "data", data);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (!text) {
+		job_error(j, 500, "internal", "out of memory");
+		return;
+	}
+	evbuffer_add(j->out, text, strlen(text));
+	free(text);
+	j->http = 200;
 }
 
 static void render_result(struct evbuffer *b, const pq_result *r)
@@ -1076,15 +1112,24 @@ static bool sample_value(json_t *v, double *out)
 	return expo_parse_float(s, strlen(s), out);
 }
 
-void mk_on_write(sdk_req *req, void *ctx)
+static void work_write(job *wj)
 {
-	mkernel *m = ((sdk_kernel *)ctx)->state;
-	json_t *body = sdk_req_json(req, true);
-	if (!body)
+	mkernel *m = wj->m;
+	wj->out = evbuffer_new();
+	if (!wj->out)
 		return;
+	wj->http = 200;
+	json_error_t je;
+	json_t *body = json_loadb(wj->body, wj->body_len, 0, &je);
+	if (!json_is_object(body)) {
+		json_decref(body);
+		job_errorf(wj, 400, NULL, "the body is not a JSON object: %s", je.text);
+		return;
+	}
 	json_t *series = json_object_get(body, "series");
 	if (!json_is_array(series)) {
-		api_error(req, 400, NULL, "expected {\"series\": [{\"labels\": {...}, \"samples\": [[ms, value], ...]}]}");
+		job_errorf(wj, 400, NULL, "expected {\"series\": [{\"labels\": {...}, \"samples\": [[ms, value], ...]}]}");
+		json_decref(body);
 		return;
 	}
 	size_t total = 0, i;
@@ -1092,13 +1137,15 @@ void mk_on_write(sdk_req *req, void *ctx)
 	json_array_foreach(series, i, s)
 		total += json_array_size(json_object_get(s, "samples"));
 	if (total > WRITE_SAMPLES_MAX) {
-		api_error(req, 400, NULL, "more than %d samples in one write", WRITE_SAMPLES_MAX);
+		job_errorf(wj, 400, NULL, "more than %d samples in one write", WRITE_SAMPLES_MAX);
+		json_decref(body);
 		return;
 	}
 	/* Every series is checked before any sample goes in. */
 	lbl_set **ls = calloc(json_array_size(series) + 1, sizeof *ls);
 	if (!ls) {
-		api_error(req, 500, NULL, "out of memory");
+		job_errorf(wj, 500, NULL, "out of memory");
+		json_decref(body);
 		return;
 	}
 	size_t n = json_array_size(series);
@@ -1145,7 +1192,8 @@ void mk_on_write(sdk_req *req, void *ctx)
 			for (size_t q = 0; q < n; q++)
 				lbl_unref(ls[q]);
 			free(ls);
-			api_error(req, 400, NULL, "series %zu: %s", i, why);
+			job_errorf(wj, 400, NULL, "series %zu: %s", i, why);
+			json_decref(body);
 			return;
 		}
 	}
@@ -1166,14 +1214,38 @@ void mk_on_write(sdk_req *req, void *ctx)
 		lbl_unref(ls[i]);
 	}
 	free(ls);
-	m->st.writes++;
-	m->st.written_samples += appended;
+	wj->appended = appended;
 	if (limited)
-		api_error(req, 422, "execution",
+		job_errorf(wj, 422, "execution",
 			  "%zu samples refused: the store holds its max_series (%u) series; %zu appended",
 			  limited, m->k->cfg->metrics.max_series, appended);
 	else
-		reply_data(req, json_pack("{s:I, s:I, s:I}", "appended", (json_int_t)appended,
+		job_data(wj, json_pack("{s:I, s:I, s:I}", "appended", (json_int_t)appended,
 					  "out_of_order", (json_int_t)ooo, "duplicate_timestamp",
 					  (json_int_t)dupts));
+	json_decref(body);
+}
+
+/* POST /write: the body is parsed and appended on a query worker, not
+ * on the loop (a 1 MiB body is tens of thousands of samples). */
+void mk_on_write(sdk_req *req, void *ctx)
+{
+	mkernel *m = ((sdk_kernel *)ctx)->state;
+	struct evbuffer *b = sdk_req_body(req);
+	size_t len = evbuffer_get_length(b);
+	job *j = job_new(req);
+	if (!j)
+		return;
+	j->body = malloc(len + 1);
+	if (!j->body) {
+		job_free(j);
+		sdk_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	evbuffer_copyout(b, j->body, len);
+	j->body[len] = '\0';
+	j->body_len = len;
+	j->is_write = true;
+	j->work = work_write;
+	job_submit(m, j);
 }

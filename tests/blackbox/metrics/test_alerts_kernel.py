@@ -21,6 +21,7 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import GraceServer, GraceTestCase, scaled  # noqa: E402
+from healer_support import run_cli  # noqa: E402
 from webhook import Webhook  # noqa: E402
 
 A = "/alertmanager/api/v2"
@@ -279,6 +280,66 @@ class AlertsKernel(GraceTestCase):
                 self.assertNotEqual(a["endsAt"], "0001-01-01T00:00:00Z")
         gone = self.query('ALERTS{alertname="ValueHigh"}', t3)
         self.assertEqual(gone, [])
+
+    def test_4_silences_from_the_cli(self):
+        r = run_cli(self.g, "silence", "add", "job=cli", 'severity=~"crit.*"',
+                    "--comment", "from the CLI", "--duration", "30m", "--author", "ops")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sid = r.stdout.strip()
+        st, _, body = self.g.http("GET", A + "/silence/" + sid)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["createdBy"], "ops")
+        self.assertEqual(sorted((m["name"], m["value"], m["isRegex"]) for m in body["matchers"]),
+                         [("job", "cli", False), ("severity", "crit.*", True)])
+        r = run_cli(self.g, "silences")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(sid, r.stdout)
+        self.assertIn("from the CLI", r.stdout)
+        r = run_cli(self.g, "silence", "expire", sid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_cli(self.g, "silences", "--json")
+        state = {s["id"]: s["status"]["state"] for s in json.loads(r.stdout)}
+        self.assertEqual(state[sid], "expired")
+        r = run_cli(self.g, "silence", "add", "job", "--comment", "x")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not a matcher", r.stderr)
+        r = run_cli(self.g, "silence", "expire", "no-such-silence")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not found", r.stderr)
+
+    def test_5_grace_alerts_on_itself(self):
+        # The default rule set is loaded, read-only, and healthy.
+        st, _, body = self.g.http("GET", K + "/rules/files")
+        files = {f["name"]: f for f in body["files"]}
+        self.assertTrue(files["grace-default.yml"]["from_config"])
+        st, _, body = self.g.http("PUT", K + "/rules/files/grace-default.yml", "groups: []\n",
+                                  headers={"Content-Type": "application/yaml"})
+        self.assertEqual(st, 409, body)
+        st, _, body = self.g.http("POST", K + "/rules/evaluate?file=grace-default.yml",
+                                  timeout=scaled(30))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["failures"], 0, body)
+        st, _, body = self.g.http("GET", K + "/api/v1/rules")
+        rules = {r["name"]: r for gr in body["data"]["groups"] if gr["file"] == "grace-default.yml"
+                 for r in gr["rules"]}
+        self.assertEqual(set(rules), {"GraceKernelDown", "GraceKernelFlapping", "GraceTargetDown",
+                                      "GraceHealFailing", "GraceAuditEventsDropped",
+                                      "GraceLogVerifyFailing", "GraceDiskFilling",
+                                      "GraceDiskFullSoon"})
+        self.assertTrue(all(r["health"] == "ok" for r in rules.values()), rules)
+        # A heal incident (the guardian's path to the healer) becomes an alert.
+        st, _, body = self.g.http("POST", "/network-healer/heal",
+                                  {"component_name": "metrics", "issue_type": "slow_response"},
+                                  timeout=scaled(60))
+        self.assertIn(st, (200, 409, 422, 500, 502, 503), body)
+
+        def incident():
+            st, _, body = self.g.http("GET", A + "/alerts?filter=" +
+                                      urllib.parse.quote('alertname="GraceHealIncident"'))
+            return st == 200 and [a for a in body if a["labels"]["kernel"] == "metrics"]
+        got = self.g.wait_for(incident, scaled(30), interval=0.2,
+                              message="the heal incident as an alert")
+        self.assertIn("metrics", got[0]["annotations"]["summary"])
 
     def restart_alerts(self):
         st, _, body = self.g.http("POST", "/kernel-ports/alerts/restart")
