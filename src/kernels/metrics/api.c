@@ -1249,3 +1249,48 @@ void mk_on_write(sdk_req *req, void *ctx)
 	j->work = work_write;
 	job_submit(m, j);
 }
+
+/* ---- /api/v1/rules and /api/v1/alerts: the alerts kernel's, so that a
+ * client pointed at the Prometheus API (Grafana's alerting view) finds
+ * them where Prometheus serves them. The request stays valid until it is
+ * answered, even if the client goes first. */
+
+#define ALERTS_CALL_TIMEOUT_MS 10000
+
+static void on_alerts_answer(int status, const char *body, size_t len, double ms,
+			     const char *error, void *arg)
+{
+	(void)ms;
+	sdk_req *req = arg;
+	if (!status || !body) {
+		api_error(req, 503, "unavailable", "the alerts kernel did not answer: %s",
+			  error ? error : "no body");
+		return;
+	}
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		sdk_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	evbuffer_add(b, body, len);
+	reply_buf(req, status, b);
+	evbuffer_free(b);
+}
+
+static void to_alerts(sdk_req *req, void *ctx, const char *path)
+{
+	sdk_kernel *k = ctx;
+	const char *qs = sdk_req_query_string(req);
+	char target[SDK_PATH_MAX + 1];
+	if (snprintf(target, sizeof target, "%s%s%s", path, qs ? "?" : "", qs ? qs : "") >=
+	    (int)sizeof target) {
+		api_error(req, 400, NULL, "the query string is too long");
+		return;
+	}
+	if (sdk_call(k->caller, "alerts", "GET", target, NULL, 0, NULL, ALERTS_CALL_TIMEOUT_MS,
+		     on_alerts_answer, req) < 0)
+		api_error(req, 503, "unavailable", "cannot reach the alerts kernel");
+}
+
+void mk_on_rules(sdk_req *req, void *ctx) { to_alerts(req, ctx, "/api/v1/rules"); }
+void mk_on_alerts(sdk_req *req, void *ctx) { to_alerts(req, ctx, "/api/v1/alerts"); }

@@ -235,6 +235,8 @@ static const sdk_route mk_routes[] = {
 	SDK_ROUTE("GET", "/api/v1/status/tsdb", mk_on_tsdb_status),
 	SDK_ROUTE("GET", "/api/v1/query_exemplars", mk_on_exemplars),
 	SDK_ROUTE("POST", "/api/v1/query_exemplars", mk_on_exemplars),
+	SDK_ROUTE("GET", "/api/v1/rules", mk_on_rules),
+	SDK_ROUTE("GET", "/api/v1/alerts", mk_on_alerts),
 	SDK_ROUTE("GET", "/federate", mk_on_federate),
 	SDK_ROUTE("POST", "/write", mk_on_write),
 };

@@ -42,6 +42,8 @@ void mk_on_buildinfo(sdk_req *req, void *ctx);
 void mk_on_tsdb_status(sdk_req *req, void *ctx);
 void mk_on_exemplars(sdk_req *req, void *ctx);
 void mk_on_federate(sdk_req *req, void *ctx);
+void mk_on_rules(sdk_req *req, void *ctx);  /* forwarded to the alerts kernel */
+void mk_on_alerts(sdk_req *req, void *ctx);
 void mk_on_write(sdk_req *req, void *ctx);
 
 #endif

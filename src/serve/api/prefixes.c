@@ -117,6 +117,8 @@ static const sdk_route routes[] = {
 	API_USER("GET", "/prometheus/api/v1/status/tsdb", on_gateway_prometheus),
 	API_USER("GET", "/prometheus/api/v1/query_exemplars", on_gateway_prometheus),
 	API_USER("POST", "/prometheus/api/v1/query_exemplars", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/rules", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/alerts", on_gateway_prometheus),
 	API_USER("GET", "/prometheus/federate", on_gateway_prometheus),
 	API_ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
 };

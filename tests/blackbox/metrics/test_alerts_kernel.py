@@ -59,6 +59,8 @@ receivers:
     webhook_configs:
       - url: http://127.0.0.1:%d/hook
         send_resolved: true
+    grace_bus_configs:
+      - subject: test.alerts
 inhibit_rules:
   - source_matchers: [severity="critical"]
     target_matchers: [severity="warning"]
@@ -114,7 +116,8 @@ class AlertsKernel(GraceTestCase):
         return body["data"]["result"]
 
     def prom_alerts(self):
-        st, _, body = self.g.http("GET", K + "/api/v1/alerts")
+        # Through the Prometheus API's prefix: the metrics kernel forwards.
+        st, _, body = self.g.http("GET", "/prometheus/api/v1/alerts")
         self.assertEqual(st, 200, body)
         self.assertEqual(body["status"], "success")
         return {(a["labels"]["alertname"], a["labels"]["job"]): a for a in body["data"]["alerts"]}
@@ -214,6 +217,15 @@ class AlertsKernel(GraceTestCase):
         self.assertEqual(set(first), {"receiver", "status", "alerts", "groupLabels",
                                       "commonLabels", "commonAnnotations", "externalURL",
                                       "version", "groupKey", "truncatedAlerts"})
+
+        # The same notification on the bus subject, as the payload.
+        def on_bus():
+            st, _, body = self.g.http("GET", "/bus/groups/t/poll?subject=test.alerts"
+                                      "&from=earliest&max=10")
+            return st == 200 and body["messages"]
+        msgs = self.g.wait_for(on_bus, scaled(10), interval=0.1, message="the bus notification")
+        self.assertEqual(msgs[0]["payload"]["groupKey"], first["groupKey"])
+        self.assertEqual(msgs[0]["payload"]["alerts"], first["alerts"])
 
         # 3 s later ValueHigh fires; its notification holds a only (c is
         # silenced); the receiver fails twice first and is retried.
@@ -319,7 +331,8 @@ class AlertsKernel(GraceTestCase):
                                   timeout=scaled(30))
         self.assertEqual(st, 200, body)
         self.assertEqual(body["failures"], 0, body)
-        st, _, body = self.g.http("GET", K + "/api/v1/rules")
+        st, _, body = self.g.http("GET", "/prometheus/api/v1/rules?type=alert")
+        self.assertEqual(st, 200, body)
         rules = {r["name"]: r for gr in body["data"]["groups"] if gr["file"] == "grace-default.yml"
                  for r in gr["rules"]}
         self.assertEqual(set(rules), {"GraceKernelDown", "GraceKernelFlapping", "GraceTargetDown",
