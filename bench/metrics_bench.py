@@ -115,6 +115,7 @@ def main():
                 raise SystemExit("grace /write: %s %s" % (st, ans))
         g_ingest = time.monotonic() - t0
         del bodies
+        log("grace ingest: %.0f samples/s (%.1f s)" % (n_samples / g_ingest, g_ingest))
         time.sleep(3)  # a flush
         st, tsdb = http_json(port, "GET", "/api/v1/status/tsdb", headers=g.token_headers())
         gs = tsdb["data"]["graceStorage"]
@@ -135,6 +136,7 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
         p_ingest = time.monotonic() - t0
         os.unlink(om)
+        log("prometheus ingest: %.0f samples/s (%.1f s)" % (n_samples / p_ingest, p_ingest))
         chunk_bytes = block_bytes = 0
         for root, _, files in os.walk(pdata):
             for fn in files:
@@ -172,7 +174,8 @@ def main():
                     if st != 200:
                         raise SystemExit("%s query: %s %s" % (name, st, ans))
                 xs.sort()
-                lat[(q, name)] = (statistics.median(xs), xs[int(len(xs) * 0.99) - 1])
+                lat[(q, name)] = (statistics.median(xs), xs[max(0, int(len(xs) * 0.99) - 1)])
+                log("%s %s: p50 %.1f ms" % (name, q, lat[(q, name)][0]))
 
         # -- rule evaluation: N alerting rules, once, on the last instant
         rules = "groups:\n- name: bench\n  interval: 1h\n  rules:\n"
