@@ -581,7 +581,8 @@ tsdb_flush *tsdb_flush_prepare(tsdb *db, int64_t now_ms, bool retention)
 		flush_free(f);
 		return NULL;
 	}
-	memcpy(f->del, db->dead, db->n_dead * sizeof *f->del);
+	if (db->n_dead)
+		memcpy(f->del, db->dead, db->n_dead * sizeof *f->del);
 	f->n_del = db->n_dead;
 	for (size_t i = 0; i < db->cap_id; i++) {
 		series *s = db->by_id[i];
@@ -649,7 +650,9 @@ static int delete_chunks(sqlite3 *w, tsdb_flush *f, const char *count_sql, const
 	if (sqlite3_prepare_v2(w, del_sql, -1, &st, NULL) != SQLITE_OK)
 		return f->rc = sdk_db_fail(w, &f->err, "retention");
 	sqlite3_bind_int64(st, 1, x);
-	return step_done(w, st, f, "retention");
+	int rc = step_done(w, st, f, "retention");
+	sqlite3_finalize(st); /* step_done only resets: a statement left open keeps the connection */
+	return rc;
 }
 
 static uint64_t store_bytes(sqlite3 *w)
