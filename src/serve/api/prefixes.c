@@ -44,6 +44,19 @@ static void on_gateway_alertmanager(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "alerts", "/alertmanager");
 }
 
+/* /scheduler/...: users may check schedules and keep jobs of their own
+ * (the kernel scopes them, and refuses executor targets to non-admins);
+ * /executor/...: admins (issue 13: running jobs is admin-only). */
+static void on_gateway_scheduler(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "scheduler", "/scheduler");
+}
+
+static void on_gateway_executor(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "executor", "/executor");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -63,6 +76,8 @@ static const api_prefix prefixes[] = {
 	{ "/kernels/:name", NULL },
 	{ "/librarian", "librarian" },
 	{ "/prometheus", "metrics" },
+	{ "/scheduler", "scheduler" },
+	{ "/executor", "executor" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -123,5 +138,7 @@ static const sdk_route routes[] = {
 	API_USER("GET", "/prometheus/api/v1/alerts", on_gateway_prometheus),
 	API_USER("GET", "/prometheus/federate", on_gateway_prometheus),
 	API_ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
+	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
+	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };
