@@ -49,12 +49,16 @@ groups:
 
 NOTIFIER = """
 route:
-  receiver: hook
+  receiver: nobody
   group_by: [alertname]
   group_wait: 0s
   group_interval: 1s
   repeat_interval: 1h
+  routes:
+    - matchers: [alertname=~"Value.*"]
+      receiver: hook
 receivers:
+  - name: nobody
   - name: hook
     webhook_configs:
       - url: http://127.0.0.1:%d/hook
@@ -219,7 +223,7 @@ class AlertsKernel(GraceTestCase):
         self.assertEqual(first["version"], "4")
         self.assertEqual(first["status"], "firing")
         self.assertEqual(first["receiver"], "hook")
-        self.assertEqual(first["groupKey"], '{}:{alertname="ValueWarm"}')
+        self.assertEqual(first["groupKey"], '{}/{alertname=~"Value.*"}:{alertname="ValueWarm"}')
         self.assertEqual(first["commonLabels"]["alertname"], "ValueWarm")
         self.assertEqual(sorted(a["labels"]["job"] for a in first["alerts"]), ["a", "b"])
         for a in first["alerts"]:
