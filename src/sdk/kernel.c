@@ -295,6 +295,14 @@ static bool decide_call(struct runtime *rt, sdk_req *req, const sdk_route *route
 	return false;
 }
 
+/* The kernel's own series after the SDK's. */
+static void kernel_metrics_extra(struct evbuffer *out, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	if (k->def->metrics && k->state)
+		k->def->metrics(k, out);
+}
+
 /* Every route but the standard ones needs the internal token. */
 static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 {
@@ -502,6 +510,7 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 				 .n_routes = n,
 				 .ctx = k,
 				 .limits = limits,
+				 .metrics_extra = kernel_metrics_extra,
 				 .authorize = authorize };
 	k->server = sdk_server_new(k->base, &opts);
 	if (!k->server) {

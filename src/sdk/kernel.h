@@ -11,6 +11,8 @@
 #include "sdk/ports.h"
 #include "sdk/token.h"
 
+struct evbuffer;
+
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <sys/types.h>
@@ -61,6 +63,10 @@ typedef struct sdk_kernel_def {
 	 * sdk_status when it cannot decide (answered 503). NULL: the runtime
 	 * asks the policy kernel. */
 	int (*decide_call)(sdk_kernel *k, const sdk_call_decision *d);
+	/* Appends the kernel's own series to its /metrics answer, in the text
+	 * format, each labelled kernel="NAME" (sdk_metrics_escape the values);
+	 * may be NULL. Runs on the loop: keep it cheap. */
+	void (*metrics)(sdk_kernel *k, struct evbuffer *out);
 } sdk_kernel_def;
 
 struct sdk_kernel {

@@ -21,6 +21,13 @@ static const struct {
 	{ NULL, "/auth/tokens", "auth.tokens." },
 	{ NULL, "/auth/tokens/:id", "auth.tokens." },
 	{ NULL, "/memory/tables/:table/shares", "memory.shares." },
+	/* Prometheus's queries by form are reads (users); its POST /write is
+	 * a write (admins). */
+	{ "POST", "/prometheus/api/v1/query", "prometheus.read" },
+	{ "POST", "/prometheus/api/v1/query_range", "prometheus.read" },
+	{ "POST", "/prometheus/api/v1/series", "prometheus.read" },
+	{ "POST", "/prometheus/api/v1/labels", "prometheus.read" },
+	{ "POST", "/prometheus/api/v1/query_exemplars", "prometheus.read" },
 };
 
 /* The resource of a route with this parameter, by family. `owned`: the
