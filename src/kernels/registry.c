@@ -30,7 +30,6 @@ PLACEHOLDER(compliance, 8114, "governance", "controls checked on a schedule");
 PLACEHOLDER(scheduler, 8120, "execution", "cron, interval and one-shot jobs");
 PLACEHOLDER(executor, 8121, "execution", "commands with timeouts and limits");
 PLACEHOLDER(workflow, 8122, "execution", "durable DAG runs");
-PLACEHOLDER(state_machine, 8123, "execution", "machine definitions and guarded transitions");
 PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");
 PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test runs");
 PLACEHOLDER(learning, 8133, "agentic", "outcomes in, recommendations out");

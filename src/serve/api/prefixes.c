@@ -28,6 +28,12 @@ static void on_gateway_bus(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "message_bus", "/bus");
 }
 
+/* /state-machine/...: statecharts; a user reaches only their own instances. */
+static void on_gateway_state_machine(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "state_machine", "/state-machine");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -44,6 +50,7 @@ static const api_prefix prefixes[] = {
 	{ "/bus", "message_bus" },
 	{ "/kernels/:name", NULL },
 	{ "/librarian", "librarian" },
+	{ "/state-machine", "state_machine" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -73,5 +80,6 @@ static const sdk_route routes[] = {
 	API_ADMIN("DELETE", "/bus/groups/:group", on_gateway_bus),
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
+	API_USER(NULL, "/state-machine/*", on_gateway_state_machine),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };
