@@ -196,7 +196,7 @@ static json_t *from_jv(jv v, int depth, size_t *nodes)
 			out = json_null();
 		else if (isinf(d))
 			out = json_real(d > 0 ? 1.7976931348623157e308 : -1.7976931348623157e308);
-		else if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+		else if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(long long)d)
 			out = json_integer((json_int_t)d);
 		else
 			out = json_real(d);

@@ -413,7 +413,8 @@ static size_t remove_conflicting(run *r, const sc_trans **ts, size_t n)
 		if (!have)
 			kept[nk++] = t1;
 	}
-	memcpy(ts, kept, nk * sizeof *ts);
+	if (nk)
+		memcpy(ts, kept, nk * sizeof *ts);
 out:
 	free(kept);
 	free(x1);

@@ -114,15 +114,15 @@ static void compile_done(void *arg)
 			}
 			continue;
 		}
-		sdk_jq_prog *p = sdk_jq_cache_adopt(s->cache, j->progs[i]);
-		/* the chart takes its own references at bind: drop the adoption's,
-		 * the program stays cached (unused) until then */
-		sdk_jq_cache_release(s->cache, p);
+		/* held until the chart is bound: an unused program may be evicted */
+		j->progs[i] = sdk_jq_cache_adopt(s->cache, j->progs[i]);
 	}
 	if (rc == 0 && !s->closing)
 		rc = sc_chart_bind(j->chart, s->cache, &e);
 	else if (rc == 0)
 		rc = sdk_fail(&e, SDK_EBUSY, "the kernel is stopping");
+	for (i = 0; i < json_array_size(j->texts); i++)
+		sdk_jq_cache_release(s->cache, j->progs[i]); /* NULL-safe; the chart holds its own */
 	if (rc < 0) {
 		sc_chart_free(j->chart);
 		j->cb(s, NULL, rc, &e, j->arg);

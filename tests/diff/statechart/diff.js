@@ -237,6 +237,12 @@ function main() {
     console.error('sc_cli failed: status ' + run.status + ' signal ' + run.signal + '\n' + run.stderr);
     process.exit(1);
   }
+  // a sanitizer's report (UBSan does not stop the process) fails the run
+  const stderr = run.stderr.toString();
+  if (/runtime error|Sanitizer/.test(stderr)) {
+    console.error('sc_cli reported:\n' + stderr.slice(0, 4000));
+    process.exit(1);
+  }
   const lines = run.stdout.toString().split('\n').filter((l) => l.length);
   if (lines.length !== cases.length) {
     console.error(`sc_cli answered ${lines.length} of ${cases.length} cases`);
