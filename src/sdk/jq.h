@@ -13,7 +13,7 @@
  * read the kernel's environment, and cannot include modules from disk (a
  * module directive is a syntax error after the prefix that does this).
  * jq 1.6 has no step limit: an expression that loops for ever holds its
- * thread (docs/workflow.md says so). */
+ * thread (docs/state_machine.md says so). */
 #ifndef GRACE_SDK_JQ_H
 #define GRACE_SDK_JQ_H
 

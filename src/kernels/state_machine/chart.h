@@ -4,7 +4,7 @@
  * expressions. Pure: no I/O; expressions are compiled by the caller
  * (sc_chart_compile, or the kernel off its loop) and bound to the chart.
  *
- * The subset (docs/state-machine.md): atomic, compound, parallel, final
+ * The subset (docs/state_machine.md): atomic, compound, parallel, final
  * and history (shallow, deep) states; `initial`; `on` with exact, `*` and
  * `prefix.*` descriptors; `always`; `after` (delays in milliseconds);
  * `onDone`; `id`; `tags`, `description`, `meta` (kept, no effect);
