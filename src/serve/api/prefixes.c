@@ -35,6 +35,19 @@ static void on_gateway_state_machine(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "state_machine", "/state-machine");
 }
 
+/* /scheduler/...: users may check schedules and keep jobs of their own
+ * (the kernel scopes them, and refuses executor targets to non-admins);
+ * /executor/...: admins (issue 13: running jobs is admin-only). */
+static void on_gateway_scheduler(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "scheduler", "/scheduler");
+}
+
+static void on_gateway_executor(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "executor", "/executor");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -53,6 +66,8 @@ static const api_prefix prefixes[] = {
 	{ "/kernels/:name", NULL },
 	{ "/librarian", "librarian" },
 	{ "/state-machine", "state_machine" },
+	{ "/scheduler", "scheduler" },
+	{ "/executor", "executor" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -83,5 +98,7 @@ static const sdk_route routes[] = {
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
 	API_USER(NULL, "/state-machine/*", on_gateway_state_machine),
+	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
+	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };

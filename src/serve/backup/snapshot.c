@@ -260,8 +260,7 @@ static int copy_file(const char *src, const char *dst, sdk_err *e)
 	return r;
 }
 
-/* Removes the staging directory and what it holds (one level). */
-static void remove_tree(const char *dir)
+void bk_remove_dir(const char *dir)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -520,7 +519,7 @@ int bk_snapshot_write(const bk_plan *plan, const char *path, json_t **manifest, 
 			      "files", files, "skipped", skipped);
 	if (!r)
 		r = write_archive(path, staging, m, keyed ? &keys : NULL, e);
-	remove_tree(staging);
+	bk_remove_dir(staging);
 	free(items);
 	if (keyed)
 		bk_keys_wipe(&keys);
