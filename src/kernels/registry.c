@@ -33,8 +33,6 @@ PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test 
 PLACEHOLDER(learning, 8133, "agentic", "outcomes in, recommendations out");
 PLACEHOLDER(research, 8134, "agentic", "questions answered from the library");
 PLACEHOLDER(telemetry, 8140, "services", "structured events, logs and spans");
-PLACEHOLDER(metrics, 8141, "services", "scrapes every /metrics and keeps series");
-PLACEHOLDER(alerts, 8142, "services", "rules over metrics, notifications, silences");
 
 /* In the order of grace_kernels, which is port order (tests/unit/test_registry.c). */
 static const sdk_kernel_def *const kernels[] = {

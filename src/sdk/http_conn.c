@@ -152,12 +152,10 @@ static void conn_close(sdk_conn *c)
 	evbuffer_drain(c->out, evbuffer_get_length(c->out));
 	sdk_req *r = c->req;
 	c->req = NULL;
-	if (r && c->state == CONN_BUSY) {
+	if (r && c->state == CONN_BUSY)
 		req_peer_gone(r); /* the handler still owns it and will end it */
-	} else if (r) {
-		r->srv = NULL; /* never dispatched: nobody else holds it */
-		req_free(r);
-	}
+	else if (r)
+		req_free(r); /* never dispatched: nobody else holds it; no longer in flight */
 	conn_release(c);
 }
 
@@ -801,10 +799,10 @@ void sdk_server_render_metrics(const sdk_server *s, struct evbuffer *out)
 	evbuffer_add_printf(out,
 			    "# HELP grace_http_connections Open HTTP connections.\n"
 			    "# TYPE grace_http_connections gauge\n"
-			    "grace_http_connections{component=\"%s\"} %u\n"
+			    "grace_http_connections{kernel=\"%s\"} %u\n"
 			    "# HELP grace_http_connections_shed_total Connections refused at a limit.\n"
 			    "# TYPE grace_http_connections_shed_total counter\n"
-			    "grace_http_connections_shed_total{component=\"%s\"} %llu\n",
+			    "grace_http_connections_shed_total{kernel=\"%s\"} %llu\n",
 			    s->opts.component, s->n_conns, s->opts.component,
 			    (unsigned long long)s->shed_total);
 	if (s->opts.metrics_extra)
