@@ -86,6 +86,14 @@ typedef struct grace_librarian {
 	size_t ingest_bytes_max;     /* bytes in one ingest */
 } grace_librarian;
 
+/* [state_machine]: limits of the state_machine kernel. */
+typedef struct grace_state_machine {
+	unsigned instances_per_user; /* instances a user may own at once */
+	unsigned history_keep;       /* transitions kept per instance */
+	size_t context_max_bytes;    /* an instance's context as JSON */
+	size_t event_max_bytes;      /* one event as JSON */
+} grace_state_machine;
+
 /* [metrics]: the metrics kernel's scrapes, store and queries
  * (docs/metrics.md). */
 #define GRACE_METRICS_TARGETS_MAX 32
@@ -168,6 +176,7 @@ typedef struct grace_config {
 	grace_model model;
 	grace_memory memory;
 	grace_librarian librarian;
+	grace_state_machine state_machine;
 	grace_metrics metrics;
 	grace_alerts alerts;
 	grace_scheduler scheduler;
