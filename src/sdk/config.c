@@ -115,6 +115,15 @@ static const struct cfg_key policy_keys[] = {
 #undef P
 };
 
+static const struct cfg_key state_machine_keys[] = {
+#define S(n, field, t, lo, hi) { n, offsetof(grace_state_machine, field), t, lo, hi }
+	S("instances_per_user", instances_per_user, KEY_UINT, 1, 100000000),
+	S("history_keep", history_keep, KEY_UINT, 1, 1000000),
+	S("context_max_bytes", context_max_bytes, KEY_SIZE, 1024, (uint64_t)16 << 20),
+	S("event_max_bytes", event_max_bytes, KEY_SIZE, 256, (uint64_t)16 << 20),
+#undef S
+};
+
 static const struct cfg_key metrics_keys[] = {
 #define MT(n, field, t, lo, hi) { n, offsetof(grace_metrics, field), t, lo, hi }
 	MT("scrape_interval_ms", scrape_interval_ms, KEY_UINT, 1000, 3600000),
@@ -559,6 +568,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return on_model_key(c, name, value);
 	if (!strcmp(section, "policy"))
 		return on_policy_key(c, name, value);
+	if (!strcmp(section, "state_machine")) {
+		int rc = set_keyed(&cfg->state_machine, state_machine_keys,
+				   sizeof state_machine_keys / sizeof state_machine_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
 		if (!strcmp(section, "executor") &&
 		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
@@ -688,7 +705,7 @@ static bool known_section(const char *name, size_t n)
 {
 	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
 					     "audit",   "memory",    "librarian", "policy", "metrics",
-					     "alerts",  "scheduler", "executor" };
+					     "alerts",  "scheduler", "executor",  "state_machine" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -800,6 +817,10 @@ static void config_defaults(grace_config *cfg)
 				      .policy_set = "default",
 				      .decision_timeout_ms = 2000,
 				      .cache_entries = 4096 };
+	cfg->state_machine = (grace_state_machine){ .instances_per_user = 10000,
+						    .history_keep = 1000,
+						    .context_max_bytes = (size_t)256 << 10,
+						    .event_max_bytes = (size_t)64 << 10 };
 	cfg->metrics = (grace_metrics){ .scrape_interval_ms = 5000,
 					.scrape_timeout_ms = 4000,
 					.flush_interval_ms = 10000,

@@ -96,6 +96,15 @@ typedef struct grace_policy {
 	unsigned decision_timeout_ms; /* a request waits this long for its decision */
 	unsigned cache_entries;       /* decisions kept by each process that asks */
 } grace_policy;
+
+/* [state_machine]: limits of the state_machine kernel. */
+typedef struct grace_state_machine {
+	unsigned instances_per_user; /* instances a user may own at once */
+	unsigned history_keep;       /* transitions kept per instance */
+	size_t context_max_bytes;    /* an instance's context as JSON */
+	size_t event_max_bytes;      /* one event as JSON */
+} grace_state_machine;
+
 /* [metrics]: the metrics kernel's scrapes, store and queries
  * (docs/metrics.md). */
 #define GRACE_METRICS_TARGETS_MAX 32
@@ -179,6 +188,7 @@ typedef struct grace_config {
 	grace_memory memory;
 	grace_librarian librarian;
 	grace_policy policy;
+	grace_state_machine state_machine;
 	grace_metrics metrics;
 	grace_alerts alerts;
 	grace_scheduler scheduler;

@@ -643,9 +643,11 @@ static void eval_cmd(run *r, unsigned line, bool range, int64_t start, int64_t e
 					} else {
 						ok = compare_vector(&mid, x, false, why, sizeof why);
 						if (!ok) {
-							char t[600];
-							snprintf(t, sizeof t, "range mode: %s", why);
-							snprintf(why, sizeof why, "%s", t);
+							char t[sizeof why];
+							memcpy(t, why, sizeof t);
+							if (snprintf(why, sizeof why, "range mode: %s", t) >=
+							    (int)sizeof why)
+								why[sizeof why - 1] = '\0';
 						}
 					}
 					free(mid.s);

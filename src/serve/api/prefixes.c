@@ -29,6 +29,12 @@ static void on_gateway_bus(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "message_bus", "/bus");
 }
 
+/* /state-machine/...: statecharts; a user reaches only their own instances. */
+static void on_gateway_state_machine(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "state_machine", "/state-machine");
+}
+
 /* /prometheus/...: the metrics kernel's Prometheus API, so Grafana or
  * promtool can be pointed at http://HOST:8000/prometheus with a bearer
  * token. */
@@ -75,6 +81,7 @@ static const api_prefix prefixes[] = {
 	{ "/bus", "message_bus" },
 	{ "/kernels/:name", NULL },
 	{ "/librarian", "librarian" },
+	{ "/state-machine", "state_machine" },
 	{ "/prometheus", "metrics" },
 	{ "/scheduler", "scheduler" },
 	{ "/executor", "executor" },
@@ -117,6 +124,7 @@ static const sdk_route routes[] = {
 	API_ADMIN("DELETE", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
+	API_USER(NULL, "/state-machine/*", on_gateway_state_machine),
 	/* The Prometheus API for users (queries by GET or by form); writing
 	 * samples stays with admins. */
 	API_USER("GET", "/prometheus/api/v1/query", on_gateway_prometheus),
