@@ -57,6 +57,10 @@ static void usage(FILE *out)
 		"                    started on it, the log against the manifest's tree head\n"
 		"  user add NAME [--admin]  create a user in the data directory's database\n"
 		"                    (password from the terminal, or stdin)\n"
+		"  policy reset      restore the built-in default policy set in the data\n"
+		"                    directory (offline: stop grace serve first)\n"
+		"  policy routes [--json]  every API route's access, actions and resource\n"
+		"  policy default    print the built-in default policy set\n"
 		"  version           print the version\n"
 		"  help              this text\n"
 		"\n"
@@ -140,6 +144,8 @@ int main(int argc, char **argv)
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "user"))
 		return cli_user_main(argc, argv);
+	if (!strcmp(cmd, "policy"))
+		return cli_policy_main(argc, argv);
 	if (!strcmp(cmd, "backup"))
 		return cli_backup_main(argc, argv);
 	if (!strcmp(cmd, "restore"))
@@ -154,6 +160,11 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		if (optind != argc) {
 			fprintf(stderr, "grace: serve takes no arguments\n");
+			return EXIT_USAGE;
+		}
+		char err[512];
+		if (grace_config_check_authorizer(&cfg, err, sizeof err) < 0) {
+			fprintf(stderr, "grace: %s\n", err);
 			return EXIT_USAGE;
 		}
 		log_setup(&cfg, "grace");

@@ -22,6 +22,8 @@ int cli_main(int argc, char **argv);
 int cli_routes_main(int argc, char **argv);
 /* `grace user add NAME [--admin]`: argv[1] is "user". */
 int cli_user_main(int argc, char **argv);
+/* `grace policy reset|default|routes` (policy.c): argv[1] is "policy". */
+int cli_policy_main(int argc, char **argv);
 /* `grace kernels-list [--json]`: the kernels this binary can run, from
  * their definitions (no configuration, no running server). */
 int cli_kernels_list(int argc, char **argv);
