@@ -9,11 +9,11 @@ set -eu
 
 pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
 libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-dev
-libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev"
+libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev libssl-dev"
 for arg in "$@"; do
 	case "$arg" in
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
-		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm" ;;
+		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm openssl" ;;
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps strace" ;;
 	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
 	esac
