@@ -48,6 +48,8 @@ static int64_t overlap_ms(enum tr_kind k)
 	return (k == TR_JWT ? TR_JWT_TTL_MAX_S : TR_X509_TTL_MAX_S) * 1000LL;
 }
 
+static int key_row(tr_store *s, sqlite3_stmt *st, tr_key *out, int with_secret, sdk_err *err);
+
 /* ---- master key */
 
 static int master_load(tr_store *s, const char *data_dir, sdk_err *err)
@@ -83,6 +85,29 @@ static int master_load(tr_store *s, const char *data_dir, sdk_err *err)
 	return 0;
 }
 
+/* Opens the newest sealed key, if any: a master key that is not the one
+ * the keys were sealed with stops the kernel at start instead of failing
+ * every request later. */
+static int master_check(tr_store *s, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT kid, kind, created_ms, retire_ms, pub, sealed FROM trust_keys"
+			       " ORDER BY seq DESC LIMIT 1", -1, &st, NULL))
+		return sql_fail(s->db, err, "reading keys");
+	int rc = 0, step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		tr_key k;
+		rc = key_row(s, st, &k, 1, err);
+		if (rc == 0)
+			tr_key_clear(&k);
+	} else if (step != SQLITE_DONE) {
+		rc = sql_fail(s->db, err, "reading keys");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *err)
 {
 	char *msg = NULL;
@@ -108,6 +133,8 @@ int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *er
 		return sdk_fail(err, SDK_EIO, "cannot allocate guarded memory");
 	}
 	int rc = master_load(s, data_dir, err);
+	if (rc == 0)
+		rc = master_check(s, err);
 	if (rc < 0) {
 		tr_store_close(s);
 		return rc;
