@@ -10,7 +10,8 @@ set -eu
 
 pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
 libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-dev
-libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev libssl-dev"
+libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev libpcre2-dev
+libssl-dev"
 for arg in "$@"; do
 	case "$arg" in
 	# clang only recommends libclang-rt-14-dev, the runtime that

@@ -32,6 +32,10 @@ struct cli {
 	bool force;
 	const char *name;
 	unsigned limit;
+	/* silence add */
+	const char *duration, *comment, *author;
+	char **args; /* the positional arguments after the subcommand */
+	int n_args;
 };
 
 struct answer {
@@ -47,7 +51,7 @@ static void on_answer(int status, const char *body, size_t len, double ms, const
 	struct answer *a = arg;
 	a->status = status;
 	if (body)
-		a->json = json_loadb(body, len, 0, NULL);
+		a->json = json_loadb(body, len, JSON_DECODE_ANY, NULL); /* a string: Alertmanager's errors */
 	if (error)
 		snprintf(a->error, sizeof a->error, "%s", error);
 }
@@ -101,7 +105,10 @@ static int report_error(long status, json_t *ans)
 	if (status == 0)
 		return EXIT_UNREACHABLE;
 	json_t *e = json_object_get(ans, "error");
-	fprintf(stderr, "grace: %ld %s: %s\n", status, str(e, "code"), str(e, "message"));
+	if (json_is_string(ans)) /* Alertmanager's API answers its errors so */
+		fprintf(stderr, "grace: %ld: %s\n", status, json_string_value(ans));
+	else
+		fprintf(stderr, "grace: %ld %s: %s\n", status, str(e, "code"), str(e, "message"));
 	return status == 404 || status == 400 ? EXIT_USAGE : EXIT_UNHEALTHY;
 }
 
@@ -351,6 +358,165 @@ static int cmd_incidents(const struct cli *c)
 	return 0;
 }
 
+/* ---- silences, through the Alertmanager API under /alertmanager */
+
+static int cmd_silences(const struct cli *c)
+{
+	json_t *ans;
+	int err = call_expect(c, "GET", "/alertmanager/api/v2/silences", NULL, 200, &ans);
+	if (err)
+		return err;
+	if (c->json) {
+		print_json(ans);
+		json_decref(ans);
+		return 0;
+	}
+	printf("%-36s %-8s %-24s %-24s %-12s %s\n", "ID", "STATE", "ENDS", "MATCHERS", "BY",
+	       "COMMENT");
+	size_t i;
+	json_t *s;
+	json_array_foreach(ans, i, s) {
+		char ms[256] = "";
+		size_t k;
+		json_t *m;
+		json_array_foreach(json_object_get(s, "matchers"), k, m) {
+			bool eq = !json_is_false(json_object_get(m, "isEqual"));
+			bool re = json_is_true(json_object_get(m, "isRegex"));
+			snprintf(ms + strlen(ms), sizeof ms - strlen(ms), "%s%s%s%s\"%s\"", k ? "," : "",
+				 str(m, "name"), eq ? "" : "!", re ? "=~" : "=", str(m, "value"));
+		}
+		printf("%-36s %-8s %-24s %-24s %-12s %s\n", str(s, "id"),
+		       str(json_object_get(s, "status"), "state"), str(s, "endsAt"), ms,
+		       str(s, "createdBy"), str(s, "comment"));
+	}
+	json_decref(ans);
+	return 0;
+}
+
+/* name=value, name!=value, name=~re, name!~re (quotes around the value
+ * optional): a matcher of the API, or NULL. */
+static json_t *matcher_arg(const char *a)
+{
+	const char *op = strpbrk(a, "=!");
+	if (!op || op == a)
+		return NULL;
+	bool eq = op[0] == '=', re;
+	const char *v;
+	if (op[0] == '!' && op[1] == '=') {
+		re = false;
+		v = op + 2;
+	} else if (op[0] == '!' && op[1] == '~') {
+		re = true;
+		v = op + 2;
+	} else if (op[0] == '=' && op[1] == '~') {
+		re = true;
+		v = op + 2;
+	} else if (op[0] == '=') {
+		re = false;
+		v = op + 1;
+	} else {
+		return NULL;
+	}
+	char name[256], value[1024];
+	size_t nl = (size_t)(op - a), vl = strlen(v);
+	if (nl >= sizeof name || vl >= sizeof value)
+		return NULL;
+	memcpy(name, a, nl);
+	name[nl] = '\0';
+	if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+		v++;
+		vl -= 2;
+	}
+	memcpy(value, v, vl);
+	value[vl] = '\0';
+	return json_pack("{s:s, s:s, s:b, s:b}", "name", name, "value", value, "isRegex", re,
+			 "isEqual", eq);
+}
+
+/* A duration: NUMBER then s, m, h or d. */
+static long long duration_ms(const char *d)
+{
+	char *end;
+	double v = strtod(d, &end);
+	long long unit = !strcmp(end, "s") ? 1000 : !strcmp(end, "m") ? 60000
+						 : !strcmp(end, "h") ? 3600000
+						 : !strcmp(end, "d") ? 86400000 : 0;
+	return v > 0 && unit ? (long long)(v * (double)unit) : -1;
+}
+
+static int cmd_silence(const struct cli *c)
+{
+	if (c->n_args >= 1 && !strcmp(c->args[0], "expire") && c->n_args == 2) {
+		char path[160];
+		if (strlen(c->args[1]) > 64 || strpbrk(c->args[1], "/?#%")) {
+			fprintf(stderr, "grace: '%s' is not a silence id\n", c->args[1]);
+			return EXIT_USAGE;
+		}
+		snprintf(path, sizeof path, "/alertmanager/api/v2/silence/%s", c->args[1]);
+		json_t *ans;
+		int err = call_expect(c, "DELETE", path, NULL, 200, &ans);
+		if (err)
+			return err;
+		if (!c->json)
+			printf("%s: expired\n", c->args[1]);
+		else
+			print_json(ans);
+		json_decref(ans);
+		return 0;
+	}
+	if (c->n_args < 2 || strcmp(c->args[0], "add") || !c->comment) {
+		fprintf(stderr, "grace: usage: grace silence add MATCHER... --comment TEXT "
+				"[--duration 2h] [--author NAME]\n"
+				"       grace silence expire ID\n"
+				"  a matcher: name=value, name!=value, name=~regex, name!~regex\n");
+		return EXIT_USAGE;
+	}
+	long long ms = duration_ms(c->duration ? c->duration : "2h");
+	if (ms <= 0) {
+		fprintf(stderr, "grace: --duration: a number then s, m, h or d (e.g. 90m)\n");
+		return EXIT_USAGE;
+	}
+	json_t *matchers = json_array();
+	for (int i = 1; i < c->n_args; i++) {
+		json_t *m = matcher_arg(c->args[i]);
+		if (!m) {
+			fprintf(stderr, "grace: '%s' is not a matcher (name=value, name!=value, "
+					"name=~regex, name!~regex)\n", c->args[i]);
+			json_decref(matchers);
+			return EXIT_USAGE;
+		}
+		json_array_append_new(matchers, m);
+	}
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	long long start = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	char st[40], en[40];
+	time_t s1 = (time_t)(start / 1000), s2 = (time_t)((start + ms) / 1000);
+	struct tm t1, t2;
+	gmtime_r(&s1, &t1);
+	gmtime_r(&s2, &t2);
+	strftime(st, sizeof st, "%Y-%m-%dT%H:%M:%SZ", &t1);
+	strftime(en, sizeof en, "%Y-%m-%dT%H:%M:%SZ", &t2);
+	const char *who = c->author ? c->author : getenv("USER");
+	json_t *body = json_pack("{s:o, s:s, s:s, s:s, s:s}", "matchers", matchers, "startsAt", st,
+				 "endsAt", en, "createdBy", who && *who ? who : "grace-cli",
+				 "comment", c->comment);
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	json_t *ans;
+	int err = text ? call_expect(c, "POST", "/alertmanager/api/v2/silences", text, 200, &ans)
+		       : EXIT_USAGE;
+	free(text);
+	if (err)
+		return err;
+	if (c->json)
+		print_json(ans);
+	else
+		printf("%s\n", str(ans, "silenceID"));
+	json_decref(ans);
+	return 0;
+}
+
 static int cmd_login(struct cli *c)
 {
 	char pw[AUTH_PASSWORD_MAX + 2];
@@ -477,7 +643,7 @@ int cli_user_main(int argc, char **argv)
 
 static const char *const commands[] = { "status",   "kernels",   "health-check", "heal",
 					"diagnose", "restart",   "incidents",    "login",
-					"logout" };
+					"logout",   "silences",  "silence" };
 
 bool cli_is_command(const char *cmd)
 {
@@ -498,6 +664,9 @@ int cli_main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "port-offset", required_argument, NULL, 'p' },
 		{ "data-dir", required_argument, NULL, 'd' },
+		{ "duration", required_argument, NULL, 'D' },
+		{ "comment", required_argument, NULL, 'C' },
+		{ "author", required_argument, NULL, 'A' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *cmd = argv[1];
@@ -516,6 +685,9 @@ int cli_main(int argc, char **argv)
 		case 'c': ov.config_path = optarg; break;
 		case 'p': ov.port_offset = optarg; break;
 		case 'd': ov.data_dir = optarg; break;
+		case 'D': c.duration = optarg; break;
+		case 'C': c.comment = optarg; break;
+		case 'A': c.author = optarg; break;
 		default: return EXIT_USAGE;
 		}
 	}
@@ -533,6 +705,9 @@ int cli_main(int argc, char **argv)
 				fprintf(stderr, "grace: '%s' is not a kernel name\n", c.name);
 				return EXIT_USAGE;
 			}
+	} else if (!strcmp(cmd, "silence")) {
+		c.args = argv + optind;
+		c.n_args = argc - optind;
 	} else if (optind != argc) {
 		fprintf(stderr, "grace: %s takes no arguments\n", cmd);
 		return EXIT_USAGE;
@@ -573,6 +748,10 @@ int cli_main(int argc, char **argv)
 		rc = cmd_login(&c);
 	else if (!strcmp(cmd, "logout"))
 		rc = cmd_logout(&c);
+	else if (!strcmp(cmd, "silences"))
+		rc = cmd_silences(&c);
+	else if (!strcmp(cmd, "silence"))
+		rc = cmd_silence(&c);
 	else
 		rc = cmd_incidents(&c);
 	return rc;
