@@ -7,6 +7,7 @@
 
 #include "kernels/alerts/alabels.h"
 #include "kernels/alerts/store.h"
+#include "sdk/rfc3339.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
 
@@ -336,7 +337,7 @@ static bool parse_time_field(json_t *j, const char *name, int64_t *ms, char *why
 	*ms = 0;
 	if (!v || json_is_null(v))
 		return true;
-	if (!json_is_string(v) || !ntf_parse_time(json_string_value(v), ms)) {
+	if (!json_is_string(v) || !sdk_rfc3339_parse_ms(json_string_value(v), ms)) {
 		snprintf(why, len, "%s: not an RFC 3339 time", name);
 		return false;
 	}
