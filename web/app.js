@@ -321,7 +321,7 @@
     if (!res.ok) { box.replaceChildren(h('p', { className: 'error' }, errText(res))); return; }
     const list = res.data.incidents;
     if (!list.length) { box.replaceChildren(h('p', { className: 'muted' }, 'No incidents: the healer has not run.')); return; }
-    box.replaceChildren(...list.map((inc) => {
+    box.replaceChildren(...list.map((inc, i) => {
       const outcome = inc.outcome || 'running';
       const sum = h('summary', {}, `#${inc.id} ${inc.component} — ${inc.playbook || inc.requested_action || 'diagnosing'} — `,
         h('span', { className: outcome === 'healed' ? 'ok' : outcome }, outcome),
@@ -332,7 +332,7 @@
         h('tbody', {}, ...(inc.steps || []).map((s) => h('tr', {},
           h('td', {}, s.step), h('td', {}, ms(s.at_ms)), h('td', {}, ms(s.duration_ms)),
           h('td', { className: s.result }, s.result), h('td', {}, s.detail || '')))));
-      return h('details', {}, sum, h('div', { className: 'scroll' }, steps));
+      return h('details', { open: i === 0 }, sum, h('div', { className: 'scroll' }, steps)); // the newest open
     }));
   }
 

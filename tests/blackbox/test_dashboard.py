@@ -38,6 +38,22 @@ SANITIZED = os.environ.get("GRACE_SANITIZED") == "1"
 VICTIM = "governance"  # a placeholder kernel: cheap to kill and restart
 
 
+def open_feed(port, token):
+    """A socket on GET /dashboard/events, read up to its snapshot -> (socket, bytes)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+    s.sendall(("GET /dashboard/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+               "Accept: text/event-stream\r\nAuthorization: Bearer %s\r\n\r\n"
+               % (port, token)).encode())
+    data = b""
+    while not re.search(rb"event: snapshot\ndata: [^\n]*\n\n", data):
+        chunk = s.recv(65536)
+        if not chunk:
+            s.close()
+            raise AssertionError("the feed closed: %r" % data)
+        data += chunk
+    return s, data
+
+
 def kernels():
     if SANITIZED:
         return {VICTIM: {}}
@@ -133,17 +149,8 @@ class Dashboard(GraceTestCase):
         # A feed never ends: only a client that asks for one gets it.
         st, _, body = self.get("/dashboard/events", auth=True)
         self.assertEqual((st, body["error"]["code"]), (406, "not_acceptable"))
-        s = socket.create_connection(("127.0.0.1", self.g.api_port), timeout=scaled(10))
-        try:
-            s.sendall(("GET /dashboard/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                       "Accept: text/event-stream\r\nAuthorization: Bearer %s\r\n\r\n" % (self.g.api_port, token)).encode())
-            data = b""
-            while not re.search(rb"event: snapshot\ndata: [^\n]*\n\n", data):
-                chunk = s.recv(65536)
-                self.assertTrue(chunk, "the feed closed: %r" % data)
-                data += chunk
-        finally:
-            s.close()
+        s, data = open_feed(self.g.api_port, token)
+        s.close()
         head, _, rest = data.partition(b"\r\n\r\n")
         self.assertIn(b"200", head.split(b"\r\n")[0])
         self.assertIn(b"content-type: text/event-stream", head.lower())
@@ -157,6 +164,27 @@ class Dashboard(GraceTestCase):
         self.assertEqual(k["pid"], self.g.kernel(VICTIM)["pid"])
         for key in ("state", "health", "uptime_s", "restarts", "port"):
             self.assertIn(key, k)
+
+    def test_feeds_end_when_grace_stops(self):
+        with GraceServer(kernels={VICTIM: {}}) as g:
+            token = g.login()
+            socks = []
+            for _ in range(3):
+                socks.append(open_feed(g.api_port, token)[0])
+            t0 = time.monotonic()
+            g.stop()
+            # Each feed was ended (its last chunk, then the close), not cut
+            # by the drain's deadline.
+            for s in socks:
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.assertTrue(data.endswith(b"0\r\n\r\n"), data[-200:])
+                s.close()
+            self.assertLess(time.monotonic() - t0, scaled(10))
 
     def test_browser(self):
         need_tool("node", "nodejs")

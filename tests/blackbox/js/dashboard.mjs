@@ -128,6 +128,10 @@ try {
     check((await answer).status() === 202, 'the restart was not accepted');
     await page.waitForFunction((name) => document.getElementById('status').textContent === `restart ${name}: accepted`, victim, { timeout: STEP_MS });
     await page.waitForSelector(`${tile}[data-color="green"]`, { timeout: RECOVER_MS });
+    // And a heal (POST /network-healer/heal): its incident is then listed.
+    await page.click(`${tile} button[data-action="heal"]`);
+    await page.waitForFunction((name) => document.getElementById('status').textContent.startsWith(`heal ${name}: `) &&
+      /incident \d+/.test(document.getElementById('status').textContent), victim, { timeout: STEP_MS });
 
     // A narrow window: one column, nothing wider than the screen.
     await page.setViewportSize({ width: 380, height: 800 });
@@ -136,7 +140,8 @@ try {
     await page.setViewportSize({ width: 1100, height: 760 });
 
     // Every other page, each with what it shows.
-    await visit(page, 'incidents', () => document.querySelector('#incidents details, #incidents p'));
+    await visit(page, 'incidents', () => document.querySelector('#incidents details'));
+    check(await page.isVisible('#incidents details table.steps tbody tr'), 'an incident shows no steps');
     await visit(page, 'alerts', () => document.querySelector('#alerts table, #alerts p') && document.querySelector('#silences table, #silences p'));
     await visit(page, 'metrics', () => document.querySelectorAll('#charts figure.chart svg').length === 3);
     await visit(page, 'traces', () => document.getElementById('traces-placeholder'));
