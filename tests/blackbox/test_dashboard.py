@@ -30,7 +30,7 @@ import threading
 import time
 import unittest
 
-from harness import GraceServer, GraceTestCase, http_request, need_tool, scaled
+from harness import GraceServer, GraceTestCase, need_tool, scaled
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "js", "dashboard.mjs")
@@ -143,8 +143,12 @@ class Dashboard(GraceTestCase):
         self.assertEqual(body["signed_in"], False)
 
     def test_feed_needs_a_session_and_starts_with_a_snapshot(self):
-        st, _, body = self.get("/dashboard/events")
+        st, _, body = self.get("/dashboard/events", {"Accept": "text/event-stream"})
         self.assertEqual(st, 401)
+        st, h, body = self.g.http("HEAD", "/dashboard/events",
+                                  headers={"Accept": "text/event-stream"})
+        self.assertEqual((st, body), (200, b""))
+        self.assertTrue(h["Content-Type"].startswith("text/event-stream"))
         token = self.g.login()
         # A feed never ends: only a client that asks for one gets it.
         st, _, body = self.get("/dashboard/events", auth=True)

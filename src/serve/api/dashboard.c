@@ -17,7 +17,7 @@
 
 /* No inline script or style, no other origin, no framing, no plugins. */
 #define DASH_CSP                                                                               \
-	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "      \
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "      \
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 static const dash_asset *asset_find(const char *name)

@@ -186,6 +186,10 @@ void api_dashboard_events(sdk_req *req, void *ctx)
 				"this is a Server-Sent Events feed: send Accept: text/event-stream");
 		return;
 	}
+	if (!strcmp(sdk_req_method(req), "HEAD")) { /* the headers, and no feed to wait for */
+		sdk_reply_raw(req, 200, "text/event-stream; charset=utf-8", NULL);
+		return;
+	}
 	struct api_dash *d = dash_get(api);
 	if (!d) {
 		sdk_reply_error(req, 503, "busy", "out of memory");
