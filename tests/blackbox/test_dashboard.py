@@ -196,7 +196,9 @@ class Dashboard(GraceTestCase):
         admin, password = self.g.first_admin()
         shots = os.path.join(self.g.tmp, "screenshots")
         os.makedirs(shots)
-        env = dict(os.environ, CHROMIUM=chromium, DASH_RECOVER_MS=str(int(scaled(10) * 1000)),
+        if not SANITIZED:
+            self.g.create_user("viewer", "viewer-password-1")
+        env = dict(os.environ, CHROMIUM=chromium, DASH_USER="viewer", DASH_USER_PW="viewer-password-1", DASH_RECOVER_MS=str(int(scaled(10) * 1000)),
                    DASH_STEP_MS=str(int(scaled(10) * 1000)))
         t0 = time.monotonic()
         proc = subprocess.Popen(["node", SCRIPT, "http://127.0.0.1:%d" % self.g.api_port, admin,

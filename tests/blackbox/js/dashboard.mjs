@@ -1,6 +1,8 @@
 // The dashboard in a real browser: headless Chromium (Debian's) driven by
 // playwright-core, for tests/blackbox/test_dashboard.py.
 //   node dashboard.mjs URL USER PASSWORD OUTDIR full|reduced VICTIM
+// (DASH_USER and DASH_USER_PW in the environment: a user's, not an admin's,
+// signed in after the admin in the full run.)
 // Talks to the harness on stdio, one JSON object a line: it prints
 // {"kill": PID} when the VICTIM kernel's tile shows its pid, and waits for
 // a line on stdin saying the harness killed it; at the end it prints
@@ -37,13 +39,13 @@ async function shot(page, name) {
   shots.push(file);
 }
 
-async function visit(page, name, ready) {
+async function visit(page, name, ready, shotName = name) {
   const t0 = Date.now();
   await page.click(`#nav a[data-page="${name}"]`);
   await page.waitForSelector(`#page-${name}:not([hidden])`, { timeout: STEP_MS });
   await page.waitForFunction(ready, null, { timeout: STEP_MS, polling: 100 });
-  timings[name + '_ms'] = Date.now() - t0;
-  await shot(page, name);
+  timings[shotName + '_ms'] = Date.now() - t0;
+  await shot(page, shotName);
 }
 
 let browser;
@@ -161,6 +163,20 @@ try {
   await page.click('#signout');
   await page.waitForSelector('#page-signin:not([hidden])', { timeout: STEP_MS });
   check((await context.cookies()).every((c) => c.name !== 'grace_session' || c.value === ''), 'sign out left the cookie');
+  if (full && process.env.DASH_USER) {
+    // A user (not an admin): the tiles, live, without the admin's buttons
+    // or the audit page, and nothing the API refuses.
+    await page.fill('#username', process.env.DASH_USER);
+    await page.fill('#password', process.env.DASH_USER_PW);
+    await page.click('#signin-form button');
+    await page.waitForSelector('#feed[data-feed="open"]', { timeout: STEP_MS });
+    await page.waitForFunction(() => document.querySelectorAll('#tiles li.tile').length > 0, null, { timeout: STEP_MS });
+    check(await page.$$eval('#tiles button', (b) => b.length) === 0, 'a user sees the admin\'s buttons');
+    check(!(await page.isVisible('#nav a[data-page="audit"]')), 'a user sees the audit page\'s link');
+    await visit(page, 'incidents', () => document.querySelector('#incidents details'), 'incidents-user');
+    await page.click('#signout');
+    await page.waitForSelector('#page-signin:not([hidden])', { timeout: STEP_MS });
+  }
   await browser.close();
   browser = null;
   if (problems.length) throw new Error('the page logged errors: ' + problems.join(' | '));
