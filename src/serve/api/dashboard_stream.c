@@ -106,17 +106,19 @@ static bool stream_write(struct dash_stream *s, const char *text, size_t len)
 /* One event of `name` with `data` (stolen); false as stream_write. */
 static bool stream_send(struct dash_stream *s, const char *name, json_t *data)
 {
-	char *json = data ? json_dumps(data, JSON_COMPACT) : NULL;
+	char *json = data ? json_dumps(data, JSON_COMPACT) : NULL; /* one line */
 	json_decref(data);
-	if (!json)
-		return true; /* out of memory: this event is lost, the next snapshot repairs it */
-	size_t len = strlen(name) + strlen(json) + 32;
-	char *text = malloc(len);
-	bool ok = true;
-	if (text) {
-		int n = snprintf(text, len, "event: %s\ndata: %s\n\n", name, json);
-		ok = stream_write(s, text, (size_t)n);
+	size_t len = json ? strlen(name) + strlen(json) + 32 : 0;
+	char *text = json ? malloc(len) : NULL;
+	if (!text) {
+		/* Out of memory: rather than a feed with a hole, none; the browser
+		 * reconnects and starts again from a snapshot. */
+		free(json);
+		stream_end(s);
+		return false;
 	}
+	int n = snprintf(text, len, "event: %s\ndata: %s\n\n", name, json);
+	bool ok = stream_write(s, text, (size_t)n);
 	free(text);
 	free(json);
 	return ok;
