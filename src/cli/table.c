@@ -1,0 +1,184 @@
+/* The command table's data (table.h says why there is one table). */
+#include "cli/table.h"
+
+#include <string.h>
+
+const struct cli_exit_doc cli_exit_docs[CLI_N_EXITS] = {
+	{ CLI_OK, "ok", "success; for status and health-check: every kernel is ready" },
+	{ CLI_FAILED, "failed",
+	  "Grace answered, but something is not well: degraded (a kernel not ready or "
+	  "unhealthy), a heal that did not heal, an action that failed" },
+	{ CLI_USAGE, "usage",
+	  "bad arguments: an unknown command, option, kernel or playbook; see "
+	  "`grace COMMAND --help`" },
+	{ CLI_REFUSED, "unreachable",
+	  "the connection to the API was refused or lost: Grace is not running there "
+	  "(start it with `systemctl start grace` or `grace serve`)" },
+	{ CLI_TIMEOUT, "timeout", "connected, but the API did not answer within --timeout" },
+	{ CLI_UNAUTHORIZED, "not logged in",
+	  "no session token, or it has expired: run `grace login NAME` (or set GRACE_TOKEN)" },
+	{ CLI_FORBIDDEN, "forbidden", "logged in, but the command needs an admin" },
+	{ CLI_API_ERROR, "api error",
+	  "the API answered with an error of its own (its code and message are printed)" },
+};
+
+const struct cli_opt cli_opts[CLI_N_OPTS] = {
+	[OPT_HELP] = { "help", 'h', NULL, "print this command's help and exit" },
+	[OPT_JSON] = { "json", 0, NULL, "print JSON (the API's answer) instead of a table" },
+	[OPT_CONFIG] = { "config", 0, "FILE",
+			 "INI file (default: $GRACE_CONFIG, else etc/grace.ini)" },
+	[OPT_DATA_DIR] = { "data-dir", 0, "DIR", "the data directory (default: the configuration's)" },
+	[OPT_PORT_OFFSET] = { "port-offset", 0, "N", "add N to every port, the API's and the kernels'" },
+	[OPT_PORT] = { "port", 0, "PORT",
+		       "the API's port on 127.0.0.1 (default: the configuration's api_port)" },
+	[OPT_TIMEOUT] = { "timeout", 0, "SECONDS", "give up waiting for the API after this long" },
+	[OPT_ACTION] = { "action", 0, "PLAYBOOK",
+			 "run this playbook instead of the one the diagnosis picks" },
+	[OPT_FORCE] = { "force", 0, NULL, "act even on a process Grace did not start" },
+	[OPT_LIMIT] = { "limit", 'n', "N", "show at most N (1 to 500; default 20)" },
+	[OPT_ADMIN] = { "admin", 0, NULL, "make the user an administrator" },
+	[OPT_FOLLOW] = { "follow", 'f', NULL, "keep printing new lines as they come" },
+	[OPT_SINCE] = { "since", 0, "WHEN",
+			"only lines from WHEN on: an age (30s, 10m, 2h, 1d) or a UTC time "
+			"(2026-01-31 12:00)" },
+	[OPT_LEVEL] = { "level", 0, "LEVEL", "only lines at LEVEL or above: debug, info, warn, error" },
+	[OPT_FILE] = { "file", 0, "FILE",
+		       "read this log file (JSON lines) instead of the journal or the data "
+		       "directory's log" },
+	[OPT_INTERVAL] = { "interval", 'd', "SECONDS", "refresh every SECONDS (default 2)" },
+	[OPT_ITERATIONS] = { "iterations", 'n', "N", "stop after N refreshes (default: until q or Ctrl-C)" },
+	[OPT_WAIT] = { "wait", 0, NULL,
+		       "wait until the kernel is ready (start, restart) or stopped (stop)" },
+};
+
+static const char *const completion_shells[] = { "bash", "zsh", "fish", NULL };
+static const char *const user_words[] = { "add", NULL };
+
+#define SERVE_OPTS (OPTS_CONFIG)
+
+const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
+	{ CMD_SERVE, "serve", "", 0, 0, ARG_NONE, NULL, SERVE_OPTS, 0,
+	  "run the API on 127.0.0.1:8000 and supervise every kernel",
+	  "Runs Grace in the foreground: the HTTP API, the supervisor of the kernels, the "
+	  "guardian and the healer. Logs are JSON lines on standard error (the journal under "
+	  "systemd). SIGTERM stops every kernel, then Grace.",
+	  "grace serve --config /etc/grace/grace.ini --data-dir /var/lib/grace" },
+	{ CMD_KERNEL, "kernel", "NAME", 1, 1, ARG_KERNEL, NULL, SERVE_OPTS, 0,
+	  "run one kernel alone, in the foreground",
+	  "Runs the kernel NAME by itself on its own port, or on the socket systemd passes "
+	  "(LISTEN_FDS, socket activation). Its routes other than /health and /metrics want "
+	  "the internal token in the X-Grace-Internal-Token header; the kernel reads it from "
+	  "$GRACE_INTERNAL_TOKEN_FILE, else DATA_DIR/internal.token.",
+	  "grace kernel librarian --data-dir /var/lib/grace" },
+	{ CMD_STATUS, "status", "[KERNEL]", 0, 1, ARG_KERNEL, NULL, OPTS_API, 0,
+	  "every kernel's state, or one kernel in detail",
+	  "Without KERNEL: Grace's version and every kernel's state, port, pid, uptime, "
+	  "restarts and last exit (needs no login). With KERNEL: that kernel in detail, with "
+	  "its recent guardian events, as `systemctl status` shows a unit. Exits 1 unless "
+	  "every kernel (or KERNEL) is ready.",
+	  "grace status\ngrace status librarian" },
+	{ CMD_KERNELS, "kernels", "", 0, 0, ARG_NONE, NULL, OPTS_API, 0,
+	  "the running kernels, their ports and tiers",
+	  "The kernels the running Grace supervises: name, port now and configured, tier, "
+	  "state, pid, and whether the kernel is complete or a placeholder.",
+	  "grace kernels --json" },
+	{ CMD_HEALTH_CHECK, "health-check", "", 0, 0, ARG_NONE, NULL, OPTS_API, 0,
+	  "probe every kernel's /health now",
+	  "Asks every kernel's /health at once and prints each answer and its latency. Exits "
+	  "1 unless all are healthy.",
+	  "grace health-check" },
+	{ CMD_START, "start", "KERNEL", 1, 1, ARG_KERNEL, NULL, OPTS_API | OPTB(OPT_WAIT), 0,
+	  "start a stopped kernel",
+	  "Asks the supervisor to start KERNEL (an admin's command). With --wait, waits until "
+	  "it is ready and exits 1 if it is not within --timeout.",
+	  "grace start librarian --wait" },
+	{ CMD_STOP, "stop", "KERNEL", 1, 1, ARG_KERNEL, NULL, OPTS_API | OPTB(OPT_WAIT), 0,
+	  "stop a kernel (it stays stopped until started)",
+	  "Asks the supervisor to stop KERNEL gracefully (SIGTERM, then SIGKILL after its "
+	  "stop_timeout_ms); the guardian leaves a stopped kernel alone. An admin's command.",
+	  "grace stop librarian --wait" },
+	{ CMD_RESTART, "restart", "KERNEL", 1, 1, ARG_KERNEL, NULL, OPTS_API | OPTB(OPT_WAIT), 0,
+	  "restart a kernel gracefully",
+	  "Stops KERNEL gracefully and starts it again. An admin's command.",
+	  "grace restart librarian" },
+	{ CMD_LOGS, "logs", "[KERNEL]", 0, 1, ARG_KERNEL, NULL,
+	  OPTB(OPT_JSON) | OPTB(OPT_FOLLOW) | OPTB(OPT_SINCE) | OPTB(OPT_LEVEL) | OPTB(OPT_FILE) |
+		  OPTS_CONFIG,
+	  0, "Grace's logs, readable (or raw JSON lines with --json)",
+	  "Prints the JSON log lines of Grace and its kernels (only KERNEL's with KERNEL; "
+	  "\"grace\" names the main process) as readable lines: time, level, component, "
+	  "message. Reads --file if given, else DATA_DIR/log/grace.log and its rotations "
+	  "(grace.log.1 ...) when they exist, else the journal of grace.service (journalctl).",
+	  "grace logs librarian --since 10m --level warn\ngrace logs -f" },
+	{ CMD_TOP, "top", "", 0, 0, ARG_NONE, NULL,
+	  OPTS_API | OPTB(OPT_INTERVAL) | OPTB(OPT_ITERATIONS), 0,
+	  "a live view of the kernels: state, requests per second, latency, restarts",
+	  "Refreshes every --interval: each kernel's state, pid, uptime, restarts, requests "
+	  "per second and mean latency (from the kernels' /metrics). On a terminal it redraws "
+	  "the screen until q or Ctrl-C; otherwise it prints one table per refresh. --json "
+	  "prints one JSON object per refresh.",
+	  "grace top --interval 1\ngrace top --iterations 2 --json" },
+	{ CMD_HEAL, "heal", "KERNEL", 1, 1, ARG_KERNEL, NULL,
+	  OPTS_API | OPTB(OPT_ACTION) | OPTB(OPT_FORCE), 0, "diagnose a kernel and heal it",
+	  "Diagnoses KERNEL and runs the playbook the diagnosis picks (or --action), then "
+	  "verifies. Exits 0 when healed or when nothing needed healing, 1 otherwise. An "
+	  "admin's command.",
+	  "grace heal librarian --action restart_component" },
+	{ CMD_DIAGNOSE, "diagnose", "KERNEL", 1, 1, ARG_KERNEL, NULL, OPTS_API, 0,
+	  "what is wrong with a kernel, without acting",
+	  "Process, port, connection and /health findings for KERNEL. Exits 1 unless it is "
+	  "healthy.",
+	  "grace diagnose librarian" },
+	{ CMD_INCIDENTS, "incidents", "", 0, 0, ARG_NONE, NULL, OPTS_API | OPTB(OPT_LIMIT), 0,
+	  "the healer's latest incidents", "The healer's incidents, newest first.",
+	  "grace incidents --limit 5" },
+	{ CMD_LOGIN, "login", "USER", 1, 1, ARG_USER, NULL, OPTS_API, 0,
+	  "log in and keep the session token for the other commands",
+	  "Asks for USER's password (from the terminal without echo, or standard input) and "
+	  "keeps the session token in $XDG_CONFIG_HOME/grace/token (mode 0600). "
+	  "$GRACE_TOKEN, when set, is used instead of that file.",
+	  "grace login admin" },
+	{ CMD_LOGOUT, "logout", "", 0, 0, ARG_NONE, NULL, OPTS_API, 0,
+	  "end the session and forget its token", "Ends the session on the API and removes the token file.",
+	  "grace logout" },
+	{ CMD_USER, "user", "add USER", 2, 2, ARG_WORD, user_words,
+	  OPTB(OPT_JSON) | OPTB(OPT_ADMIN) | OPTS_CONFIG, 0,
+	  "create a user in the data directory's database",
+	  "Writes the user straight into DATA_DIR/grace.db, so the first admin can be made "
+	  "before Grace starts. The password comes from the terminal, or standard input.",
+	  "grace user add alice --admin --data-dir /var/lib/grace" },
+	{ CMD_KERNELS_LIST, "kernels-list", "", 0, 0, ARG_NONE, NULL, OPTB(OPT_JSON), 0,
+	  "the kernels this binary can run",
+	  "Every kernel built into this binary: name, port, tier, state (complete, partial, "
+	  "placeholder) and summary. Needs no running Grace.",
+	  "grace kernels-list --json" },
+	{ CMD_ROUTES, "routes", "", 0, 0, ARG_NONE, NULL, OPTB(OPT_JSON), 0,
+	  "every route the API answers",
+	  "Every route of the API on :8000, the kernels' behind the gateway's prefixes "
+	  "included (GET /openapi.json describes the same). Needs no running Grace.",
+	  "grace routes --json" },
+	{ CMD_COMPLETION, "completion", "bash|zsh|fish", 1, 1, ARG_WORD, completion_shells, 0, 0,
+	  "print the shell completion script",
+	  "Prints a completion script for the shell, made from the same table as this help.",
+	  "grace completion bash > /etc/bash_completion.d/grace\n"
+	  "source <(grace completion bash)" },
+	{ CMD_VERSION, "version", "", 0, 0, ARG_NONE, NULL, OPTB(OPT_JSON), 0,
+	  "print the version", "Prints Grace's version.", "grace version --json" },
+	{ CMD_HELP, "help", "[COMMAND]", 0, 1, ARG_WORD, NULL, 0, 0,
+	  "every command, or one command's help",
+	  "Without COMMAND: the list of commands. With COMMAND: the same as `grace COMMAND "
+	  "--help`. `grace help exit-codes` lists the exit statuses.",
+	  "grace help status" },
+	{ CMD_MAN, "man", "", 0, 0, ARG_NONE, NULL, 0, CLI_HIDDEN,
+	  "print the grace(1) manual page (roff)",
+	  "Prints grace(1) in roff, made from this table; the build installs it.",
+	  "grace man | man -l -" },
+};
+
+const struct cli_cmd *cli_cmd_find(const char *name)
+{
+	for (size_t i = 0; i < CLI_N_CMDS; i++)
+		if (!strcmp(cli_cmds[i].name, name))
+			return &cli_cmds[i];
+	return NULL;
+}
