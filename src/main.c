@@ -63,6 +63,9 @@ int main(int argc, char **argv)
 	int rc = cli_parse(argc, argv, sdk_wall_ms(), &a, err, sizeof err);
 	if (rc) {
 		fprintf(stderr, "%s\n", err);
+		if (a.cmd && !strstr(err, "usage:"))
+			fprintf(stderr, "usage: grace %s%s%s [options]\n", a.cmd->name,
+				*a.cmd->args ? " " : "", a.cmd->args);
 		return rc;
 	}
 	if (a.help) {

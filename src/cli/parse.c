@@ -13,8 +13,8 @@
 #define LIMIT_MAX 500
 #define SECONDS_MAX 86400.0
 
-static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t len, const char *fmt, ...)
+static int usage_error(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int usage_error(char *err, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -155,42 +155,42 @@ static int set_opt(struct cli_args *a, enum cli_opt_id id, const char *v, int64_
 	case OPT_FILE: a->file = v; break;
 	case OPT_PORT:
 		if (parse_uint(v, 1, 65535, &n) < 0)
-			return fail(err, len, "grace %s: --port wants a TCP port (1 to 65535), not '%s'",
+			return usage_error(err, len, "grace %s: --port wants a TCP port (1 to 65535), not '%s'",
 				    cmd, v);
 		a->port = (int)n;
 		break;
 	case OPT_LIMIT:
 		if (parse_uint(v, 1, LIMIT_MAX, &n) < 0)
-			return fail(err, len, "grace %s: --limit wants 1 to %d, not '%s'", cmd,
+			return usage_error(err, len, "grace %s: --limit wants 1 to %d, not '%s'", cmd,
 				    LIMIT_MAX, v);
 		a->limit = (unsigned)n;
 		break;
 	case OPT_ITERATIONS:
 		if (parse_uint(v, 1, 1000000, &n) < 0)
-			return fail(err, len, "grace %s: --iterations wants 1 to 1000000, not '%s'",
+			return usage_error(err, len, "grace %s: --iterations wants 1 to 1000000, not '%s'",
 				    cmd, v);
 		a->iterations = (unsigned)n;
 		break;
 	case OPT_TIMEOUT:
 		if (parse_seconds(v, 100, &a->timeout_ms) < 0)
-			return fail(err, len,
+			return usage_error(err, len,
 				    "grace %s: --timeout wants seconds (0.1 to 86400), not '%s'", cmd, v);
 		break;
 	case OPT_INTERVAL:
 		if (parse_seconds(v, 100, &a->interval_ms) < 0)
-			return fail(err, len,
+			return usage_error(err, len,
 				    "grace %s: --interval wants seconds (0.1 to 86400), not '%s'", cmd, v);
 		break;
 	case OPT_LEVEL:
 		if (strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") && strcmp(v, "error"))
-			return fail(err, len,
+			return usage_error(err, len,
 				    "grace %s: --level wants debug, info, warn or error, not '%s'", cmd, v);
 		a->level = v;
 		break;
 	case OPT_SINCE:
 		a->since_ms = cli_parse_since(v, now_ms);
 		if (a->since_ms < 0)
-			return fail(err, len,
+			return usage_error(err, len,
 				    "grace %s: --since wants an age (30s, 10m, 2h, 1d) or a UTC time "
 				    "(2026-01-31 12:00), not '%s'",
 				    cmd, v);
@@ -205,16 +205,16 @@ static int check_args(struct cli_args *a, char *err, size_t len)
 {
 	const struct cli_cmd *c = a->cmd;
 	if (a->n_args < c->min_args || a->n_args > c->max_args)
-		return fail(err, len, "usage: grace %s%s%s [options] (see grace %s --help)", c->name,
+		return usage_error(err, len, "usage: grace %s%s%s [options] (see grace %s --help)", c->name,
 			    *c->args ? " " : "", c->args, c->name);
 	for (int i = 0; i < a->n_args; i++) {
 		const char *v = a->args[i];
 		if (c->arg_kind == ARG_KERNEL && !cli_kernel_name_ok(v))
-			return fail(err, len,
+			return usage_error(err, len,
 				    "grace %s: '%s' is not a kernel name (see grace kernels-list)",
 				    c->name, v);
 		if (c->arg_kind == ARG_USER && !user_name_ok(v))
-			return fail(err, len,
+			return usage_error(err, len,
 				    "grace %s: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'",
 				    c->name);
 	}
@@ -223,14 +223,14 @@ static int check_args(struct cli_args *a, char *err, size_t len)
 		for (const char *const *w = c->words; *w; w++)
 			known = known || !strcmp(*w, a->args[0]);
 		if (!known)
-			return fail(err, len, "usage: grace %s %s (not '%s')", c->name, c->args,
+			return usage_error(err, len, "usage: grace %s %s (not '%s')", c->name, c->args,
 				    a->args[0]);
 	}
 	if (c->id == CMD_USER && !user_name_ok(a->args[1]))
-		return fail(err, len, "grace user: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'");
+		return usage_error(err, len, "grace user: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'");
 	if (c->id == CMD_HELP && a->n_args == 1 && strcmp(a->args[0], "exit-codes") &&
 	    !cli_cmd_find(a->args[0]))
-		return fail(err, len, "grace help: no command '%s' (see grace help)", a->args[0]);
+		return usage_error(err, len, "grace help: no command '%s' (see grace help)", a->args[0]);
 	return 0;
 }
 
@@ -242,10 +242,10 @@ int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *a, c
 	a->interval_ms = 2000;
 	err[0] = '\0';
 	if (argc < 2)
-		return fail(err, len, "usage: grace COMMAND [options] (see grace help)");
+		return usage_error(err, len, "usage: grace COMMAND [options] (see grace help)");
 	a->cmd = cli_cmd_find(argv[1]);
 	if (!a->cmd)
-		return fail(err, len, "grace: unknown command '%s' (see grace help)", argv[1]);
+		return usage_error(err, len, "grace: unknown command '%s' (see grace help)", argv[1]);
 	const char *cmd = a->cmd->name;
 	bool options_done = false;
 	for (int i = 2; i < argc; i++) {
@@ -255,7 +255,7 @@ int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *a, c
 		const char *value = NULL;
 		if (options_done || s[0] != '-' || !s[1]) {
 			if (a->n_args == CLI_MAX_ARGS)
-				return fail(err, len, "grace %s: too many arguments (see grace %s --help)",
+				return usage_error(err, len, "grace %s: too many arguments (see grace %s --help)",
 					    cmd, cmd);
 			a->args[a->n_args++] = s;
 			continue;
@@ -269,26 +269,26 @@ int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *a, c
 			size_t n = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
 			o = find_long(a->cmd, s + 2, n, &id);
 			if (!o)
-				return fail(err, len,
+				return usage_error(err, len,
 					    "grace %s: unknown option '%.*s' (see grace %s --help)", cmd,
 					    (int)(n + 2), s, cmd);
 			if (eq && !o->metavar)
-				return fail(err, len, "grace %s: --%s takes no value", cmd, o->name);
+				return usage_error(err, len, "grace %s: --%s takes no value", cmd, o->name);
 			value = eq ? eq + 1 : NULL;
 		} else {
 			if (s[2])
-				return fail(err, len,
+				return usage_error(err, len,
 					    "grace %s: unknown option '%s' (see grace %s --help)", cmd, s,
 					    cmd);
 			o = find_short(a->cmd, s[1], &id);
 			if (!o)
-				return fail(err, len,
+				return usage_error(err, len,
 					    "grace %s: unknown option '%s' (see grace %s --help)", cmd, s,
 					    cmd);
 		}
 		if (o->metavar && !value) {
 			if (i + 1 >= argc)
-				return fail(err, len, "grace %s: --%s wants a value (%s)", cmd, o->name,
+				return usage_error(err, len, "grace %s: --%s wants a value (%s)", cmd, o->name,
 					    o->metavar);
 			value = argv[++i];
 		}
