@@ -2,6 +2,7 @@
 # Installs the Debian packages Grace needs, only those that are missing.
 #   scripts/bootstrap.sh          build and run dependencies
 #   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool,
+#                                 systemd-analyze, debhelper and lintian for the package,
 #                                 libsystemd for the stand-in kernels): a test whose
 #                                 tool is missing fails, naming the package
 #   scripts/bootstrap.sh --bench  also what the benchmarks compare against
@@ -13,7 +14,8 @@ libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap"
 for arg in "$@"; do
 	case "$arg" in
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
-		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm" ;;
+		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm
+		systemd debhelper dpkg-dev fakeroot lintian man-db" ;;
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps strace" ;;
 	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
 	esac

@@ -45,6 +45,20 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* `grace kernel PORT`: the kernel configured on that port (after the
+ * offset), as grace-kernel@PORT.service names it (the socket template
+ * takes its port from the instance; see contrib/systemd). Else `arg`. */
+static const char *kernel_by_port(const grace_config *cfg, const char *arg)
+{
+	if (strspn(arg, "0123456789") != strlen(arg))
+		return arg;
+	int port = atoi(arg);
+	for (size_t i = 0; i < cfg->n_kernels; i++)
+		if (cfg->kernels[i].port + cfg->port_offset == port)
+			return cfg->kernels[i].name;
+	return arg;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -84,7 +98,8 @@ int main(int argc, char **argv)
 		log_setup(&cfg, "grace");
 		return grace_serve(&cfg);
 	}
-	const sdk_kernel_def *def = kernel_registry_find(a.args[0]);
+	const char *name = kernel_by_port(&cfg, a.args[0]);
+	const sdk_kernel_def *def = kernel_registry_find(name);
 	if (!def) {
 		fprintf(stderr, "grace: no kernel named '%s' (see grace kernels-list)\n", a.args[0]);
 		return CLI_USAGE;

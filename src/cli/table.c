@@ -63,13 +63,14 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "guardian and the healer. Logs are JSON lines on standard error (the journal under "
 	  "systemd). SIGTERM stops every kernel, then Grace.",
 	  "grace serve --config /etc/grace/grace.ini --data-dir /var/lib/grace" },
-	{ CMD_KERNEL, "kernel", "NAME", 1, 1, ARG_KERNEL, NULL, SERVE_OPTS, 0,
+	{ CMD_KERNEL, "kernel", "NAME|PORT", 1, 1, ARG_KERNEL, NULL, SERVE_OPTS, 0,
 	  "run one kernel alone, in the foreground",
-	  "Runs the kernel NAME by itself on its own port, or on the socket systemd passes "
-	  "(LISTEN_FDS, socket activation). Its routes other than /health and /metrics want "
+	  "Runs the kernel NAME (or the one configured on PORT) by itself on its own port, or "
+	  "on the socket systemd passes (LISTEN_FDS, socket activation: "
+	  "grace-kernel@PORT.socket). Its routes other than /health and /metrics want "
 	  "the internal token in the X-Grace-Internal-Token header; the kernel reads it from "
 	  "$GRACE_INTERNAL_TOKEN_FILE, else DATA_DIR/internal.token.",
-	  "grace kernel librarian --data-dir /var/lib/grace" },
+	  "grace kernel librarian --data-dir /var/lib/grace\nsystemctl enable --now grace-kernel@8130.socket" },
 	{ CMD_STATUS, "status", "[KERNEL]", 0, 1, ARG_KERNEL, NULL, OPTS_API, 0,
 	  "every kernel's state, or one kernel in detail",
 	  "Without KERNEL: Grace's version and every kernel's state, port, pid, uptime, "
