@@ -129,12 +129,12 @@ static int read_file(const struct filter *f, const char *path, bool follow)
 		return CLI_FAILED;
 	}
 	size_t have = 0;
-	pump(f, in, buf, &have);
-	if (follow) {
+	if (follow) { /* before the first line: an interrupt from then on ends it well */
 		signal(SIGINT, on_stop);
 		signal(SIGTERM, on_stop);
 		signal(SIGPIPE, on_stop);
 	}
+	pump(f, in, buf, &have);
 	while (follow && !stop_following) {
 		usleep(FOLLOW_POLL_US);
 		pump(f, in, buf, &have);
