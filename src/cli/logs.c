@@ -213,7 +213,7 @@ int cli_logs(const struct cli_args *a)
 			    .min_level = a->level ? level_index(a->level) : 0,
 			    .since_ms = a->since_ms,
 			    .json = a->json,
-			    .colour = isatty(STDOUT_FILENO) && !getenv("NO_COLOR") };
+			    .colour = isatty(STDOUT_FILENO) && !(getenv("NO_COLOR") && *getenv("NO_COLOR")) };
 	if (a->file)
 		return read_file(&f, a->file, a->follow);
 	static grace_config cfg; /* large */

@@ -24,6 +24,8 @@
 
 #define SHUTDOWN_SLACK_MS 2000
 
+#define STATUS_MAX 400
+
 struct serve {
 	api_ctx api;
 	char token[SDK_TOKEN_LEN + 1];
@@ -34,6 +36,7 @@ struct serve {
 	struct event *sigterm, *sigint, *deadline, *watchdog;
 	struct timespec t0;
 	bool notified_ready, stopping;
+	char status[STATUS_MAX]; /* the last STATUS= told to systemd */
 };
 
 /* Every state change goes to the bus (grace.kernel.NAME.state) and the
@@ -65,6 +68,45 @@ static void on_incident(json_t *incident, void *arg)
 	ob_publish(s->api.ob, "grace.healer.incident", json_deep_copy(incident));
 }
 
+/* STATUS= for systemd: how many kernels are ready and which are not, told
+ * again whenever it changes. `prefix` goes before it ("READY=1\n"). */
+static void notify_status(struct serve *s, const char *prefix)
+{
+	char text[STATUS_MAX], names[STATUS_MAX] = "";
+	size_t ready = 0, total = 0, used = 0;
+	for (size_t i = 0; i < sup_count(s->api.sup); i++) {
+		const sup_kernel *k = sup_at(s->api.sup, i);
+		if (!k->cfg->enabled)
+			continue;
+		total++;
+		if (k->state == SUP_READY) {
+			ready++;
+			continue;
+		}
+		if (used == SIZE_MAX)
+			continue; /* already cut short */
+		int n = snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "",
+				 k->cfg->name);
+		if (n > 0 && used + (size_t)n < sizeof names - 4) {
+			used += (size_t)n;
+		} else {
+			snprintf(names + used, sizeof names - used, "...");
+			used = SIZE_MAX;
+		}
+	}
+	if (ready == total)
+		snprintf(text, sizeof text, "all kernels ready (%zu of %zu)", ready, total);
+	else
+		snprintf(text, sizeof text, "degraded: %zu of %zu kernels ready; not ready: %s", ready,
+			 total, names);
+	if (!prefix[0] && !strcmp(text, s->status))
+		return;
+	snprintf(s->status, sizeof s->status, "%s", text);
+	char msg[STATUS_MAX + 32];
+	snprintf(msg, sizeof msg, "%sSTATUS=%s", prefix, text);
+	sdk_notify(msg);
+}
+
 static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
 {
 	struct serve *s = arg;
@@ -84,13 +126,12 @@ static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
 	 * is taken or that keeps crashing must not hold the whole service back. */
 	if (!s->notified_ready && sup_all_settled(s->api.sup)) {
 		s->notified_ready = true;
-		char status[128];
-		snprintf(status, sizeof status, "READY=1\nSTATUS=%s",
-			 sup_all_ready(s->api.sup) ? "all kernels ready" : "degraded");
-		sdk_notify(status);
+		notify_status(s, "READY=1\n");
 		sdk_info("%s in %.1f ms", sup_all_ready(s->api.sup) ? "all kernels ready"
 								       : "kernels settled, some not ready",
 			 sdk_ms_since(&s->t0));
+	} else if (s->notified_ready) {
+		notify_status(s, ""); /* kept current: systemctl status shows it */
 	}
 }
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled, wait_for
+from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled, spare_kernels, wait_for
 from healer_support import run_cli
 
 EXIT = {"ok": 0, "failed": 1, "usage": 2, "refused": 3, "timeout": 4, "unauthorized": 5,
@@ -294,6 +294,48 @@ class Live(GraceTestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertIn("grace heal", run_cli(g, "heal", "--help").stdout)
             self.assertIn("nothing needed healing", run_cli(g, "heal", "--help").stdout)
+
+
+class SystemdStatus(GraceTestCase):
+    """Under systemd, STATUS= stays current: the ready count and the names
+    of the kernels that are not ready (systemctl status shows it)."""
+
+    def test_status_follows_the_kernels(self):
+        tmp = tempfile.mkdtemp(prefix="grace-bb-status-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(path)
+        sock.settimeout(0.05)
+        seen = []
+
+        def until(pred, timeout):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    m = sock.recv(4096).decode()
+                except socket.timeout:
+                    continue
+                seen.append(m)
+                if pred(m):
+                    return m
+            raise AssertionError("no such notification: %r" % seen)
+
+        other = spare_kernels(1)[0]
+        with GraceServer(kernels={"librarian": {}, other: {}}, autostart=False,
+                         env={"NOTIFY_SOCKET": path}) as g:
+            g.start(wait=False)
+            m = until(lambda m: "READY=1" in m, scaled(15))
+            self.assertIn("STATUS=all kernels ready (2 of 2)", m)
+            g.wait_states()
+            self.assertEqual(run_cli(g, "stop", other, "--wait").returncode, 0)
+            until(lambda m: m == "STATUS=degraded: 1 of 2 kernels ready; not ready: %s" % other,
+                  scaled(10))
+            self.assertEqual(run_cli(g, "start", other, "--wait").returncode, 0)
+            until(lambda m: m == "STATUS=all kernels ready (2 of 2)", scaled(10))
+            # Told when it changes, not at every event.
+            self.assertEqual(len(seen), len(set(seen)), seen)
 
 
 if __name__ == "__main__":
