@@ -36,6 +36,29 @@ def commands():
     return [line.split()[0] for line in rows.splitlines()]
 
 
+def on_terminal(args, env):
+    """grace ARGS with a pseudo-terminal as its stdout: what it wrote."""
+    import pty
+    master, slave = pty.openpty()
+    e = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR",)}
+    e.update(env)
+    p = subprocess.Popen([GRACE_BIN] + args, stdout=slave, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, env=e)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO once the child closed its end
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    p.wait(timeout=scaled(10))
+    return out.decode()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -148,6 +171,34 @@ class Offline(GraceTestCase):
         self.assertIn("did not answer GET /health within 0.5 s", r.stderr)
         self.assertLess(time.monotonic() - t0, scaled(5))
 
+    def test_api_error_has_its_own_status(self):
+        """An error answer that is none of the above: exit 7, its code and message."""
+        import http.server
+        import threading
+
+        class Busy(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b'{"error":{"code":"busy","message":"try later","request_id":"r1"}}'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), Busy)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        r = grace("status", "--port", str(srv.server_address[1]))
+        self.assertEqual(r.returncode, EXIT["api_error"], r.stderr)
+        self.assertEqual(r.stderr, "grace: 503 busy: try later\n")
+        self.assertEqual(r.stdout, "")
+
     def test_logs_from_files(self):
         tmp = tempfile.mkdtemp(prefix="grace-bb-logs-")
         self.addCleanup(shutil.rmtree, tmp, True)
@@ -190,6 +241,13 @@ class Offline(GraceTestCase):
             self.assertEqual(p.wait(timeout=scaled(10)), 0)
             p.stdout.close()
             p.stderr.close()
+        # Colours on a terminal only, and never with NO_COLOR.
+        for no_color, want in ((None, True), ("1", False)):
+            env = {"NO_COLOR": no_color} if no_color else {}
+            out = on_terminal(["logs", "--file", os.path.join(tmp, "log", "grace.log")], env)
+            self.assertEqual("\033[33mwarn" in out, want, out)
+            self.assertEqual("\033[1;31merror" in out, want, out)
+            self.assertIn("librarian[7]: newer", out)
         r = grace("logs", "--file", os.path.join(tmp, "missing.log"))
         self.assertEqual(r.returncode, EXIT["failed"])
         self.assertIn("cannot read", r.stderr)
