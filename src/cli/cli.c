@@ -21,6 +21,9 @@
 #define HEAL_TIMEOUT_MS 60000 /* a heal waits for stop, start and verify */
 #define WAIT_POLL_MS 100
 #define RECENT_EVENTS 10
+#define EVENTS_WINDOW_MS (24LL * 3600 * 1000) /* "recent": the last day */
+#define EVENTS_PAGE 1000                      /* GD_EVENTS_PAGE_MAX */
+#define EVENTS_PAGES_MAX 50
 
 #define str cli_str
 #define print_json cli_print_json
@@ -69,26 +72,55 @@ static void print_time(int64_t ms)
 	printf("%s.%03dZ", buf, (int)(ms % 1000));
 }
 
+/* The kernel's last RECENT_EVENTS guardian events into `out`, paging
+ * through the record (oldest first, by time) from the last day on. */
+static int recent_events(const struct cli *c, json_t *out)
+{
+	int64_t since = (int64_t)sdk_wall_ms() - EVENTS_WINDOW_MS;
+	json_int_t last_id = 0;
+	for (int page = 0; page < EVENTS_PAGES_MAX; page++) {
+		char path[200];
+		snprintf(path, sizeof path, "/guardian/events?kernel=%s&limit=%d&since=%lld", c->name,
+			 EVENTS_PAGE, (long long)since);
+		json_t *ans;
+		int err = call_expect(c, "GET", path, NULL, 200, &ans);
+		if (err)
+			return err;
+		json_t *events = json_object_get(ans, "events"), *e;
+		size_t i, n = json_array_size(events);
+		json_array_foreach(events, i, e) {
+			json_int_t id = json_integer_value(json_object_get(e, "id"));
+			if (id <= last_id)
+				continue; /* seen on the page before (the same ms) */
+			last_id = id;
+			since = json_integer_value(json_object_get(e, "ts_ms"));
+			json_array_append(out, e);
+			if (json_array_size(out) > RECENT_EVENTS)
+				json_array_remove(out, 0);
+		}
+		json_decref(ans);
+		if (n < EVENTS_PAGE)
+			break;
+	}
+	return 0;
+}
+
 /* `grace status KERNEL`: as `systemctl status UNIT` shows one unit. */
 static int cmd_status_one(const struct cli *c)
 {
 	char path[160];
 	snprintf(path, sizeof path, "/kernel-ports/%s", c->name);
-	json_t *k, *ev;
+	json_t *k;
 	int err = call_expect(c, "GET", path, NULL, 200, &k);
 	if (err)
 		return err;
-	snprintf(path, sizeof path, "/guardian/events?kernel=%s&limit=1000", c->name);
-	err = call_expect(c, "GET", path, NULL, 200, &ev);
+	json_t *recent = json_array();
+	err = recent_events(c, recent);
 	if (err) {
 		json_decref(k);
+		json_decref(recent);
 		return err;
 	}
-	json_t *events = json_object_get(ev, "events");
-	size_t n = json_array_size(events);
-	json_t *recent = json_array();
-	for (size_t i = n > RECENT_EVENTS ? n - RECENT_EVENTS : 0; i < n; i++)
-		json_array_append(recent, json_array_get(events, i));
 	int rc = strcmp(str(k, "state"), "ready") ? CLI_FAILED : 0;
 	if (c->json) {
 		json_object_set_new(k, "recent_events", recent);
@@ -124,7 +156,6 @@ static int cmd_status_one(const struct cli *c)
 		json_decref(recent);
 	}
 	json_decref(k);
-	json_decref(ev);
 	return rc;
 }
 
