@@ -1,5 +1,6 @@
 /* grace: the one binary. `grace serve` runs the platform; `grace kernel NAME`
  * runs one kernel alone; the rest are small helpers. */
+#include "cli/backup.h"
 #include "cli/cli.h"
 #include "kernels/registry.h"
 #include "sdk/config.h"
@@ -86,6 +87,11 @@ int main(int argc, char **argv)
 		cli_help_command(stdout, a.cmd);
 		return 0;
 	}
+	/* Checked against the table above; they parse their own options. */
+	if (a.cmd->id == CMD_BACKUP)
+		return cli_backup_main(argc, argv);
+	if (a.cmd->id == CMD_RESTORE)
+		return cli_restore_main(argc, argv);
 	if (a.cmd->id != CMD_SERVE && a.cmd->id != CMD_KERNEL)
 		return cli_dispatch(&a);
 

@@ -34,7 +34,9 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 	[OPT_TIMEOUT] = { "timeout", 0, "SECONDS", "give up waiting for the API after this long" },
 	[OPT_ACTION] = { "action", 0, "PLAYBOOK",
 			 "run this playbook instead of the one the diagnosis picks" },
-	[OPT_FORCE] = { "force", 0, NULL, "act even on a process Grace did not start" },
+	[OPT_FORCE] = { "force", 0, NULL,
+			"heal: act even on a process Grace did not start; backup, restore: "
+			"replace what exists" },
 	[OPT_LIMIT] = { "limit", 'n', "N", "show at most N (1 to 500; default 20)" },
 	[OPT_ADMIN] = { "admin", 0, NULL, "make the user an administrator" },
 	[OPT_FOLLOW] = { "follow", 'f', NULL, "keep printing new lines as they come" },
@@ -47,6 +49,13 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 		       "directory's log" },
 	[OPT_INTERVAL] = { "interval", 'd', "SECONDS", "refresh every SECONDS (default 2)" },
 	[OPT_ITERATIONS] = { "iterations", 'n', "N", "stop after N refreshes (default: until q or Ctrl-C)" },
+	[OPT_PASSPHRASE_FILE] = { "passphrase-file", 0, "FILE",
+				  "seal (or open) the archive's secrets with the passphrase in FILE" },
+	[OPT_KEY_FILE] = { "key-file", 0, "FILE",
+			   "seal (or open) the archive's secrets with the 32-byte key in FILE" },
+	[OPT_NO_SECRETS] = { "no-secrets", 0, NULL, "leave the secrets out of the archive" },
+	[OPT_CONFIG_OUT] = { "config-out", 0, "FILE",
+			     "write the archive's configuration to FILE" },
 	[OPT_WAIT] = { "wait", 0, NULL,
 		       "wait until the kernel is ready (start, restart) or stopped (stop)" },
 };
@@ -148,6 +157,24 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "Writes the user straight into DATA_DIR/grace.db, so the first admin can be made "
 	  "before Grace starts. The password comes from the terminal, or standard input.",
 	  "grace user add alice --admin --data-dir /var/lib/grace" },
+	{ CMD_BACKUP, "backup", "FILE", 1, 1, ARG_NONE, NULL,
+	  OPTB(OPT_JSON) | OPTB(OPT_CONFIG) | OPTB(OPT_PORT_OFFSET) | OPTB(OPT_PORT) |
+		  OPTB(OPT_FORCE) | OPTB(OPT_PASSPHRASE_FILE) | OPTB(OPT_KEY_FILE) |
+		  OPTB(OPT_NO_SECRETS),
+	  0, "a consistent archive of everything Grace holds, taken while it serves",
+	  "Writes FILE: every kernel's and Grace's data, consistent, taken while Grace serves "
+	  "(an admin's command). The secrets are sealed with --passphrase-file or --key-file, "
+	  "or left out with --no-secrets (one of them). docs/backup.md has the whole story.",
+	  "grace backup /srv/grace-2026-12-04.tar --passphrase-file /root/backup.pass" },
+	{ CMD_RESTORE, "restore", "FILE", 1, 1, ARG_NONE, NULL,
+	  OPTB(OPT_JSON) | OPTB(OPT_DATA_DIR) | OPTB(OPT_FORCE) | OPTB(OPT_PASSPHRASE_FILE) |
+		  OPTB(OPT_KEY_FILE) | OPTB(OPT_CONFIG_OUT),
+	  0, "check a backup whole and restore it into an empty data directory",
+	  "Checks FILE whole, restores it into the empty --data-dir, and proves it: integrity "
+	  "checks, each kernel started on it, the log against the manifest's tree head. "
+	  "docs/backup.md has the whole story.",
+	  "grace restore /srv/grace-2026-12-04.tar --data-dir /var/lib/grace "
+	  "--passphrase-file /root/backup.pass" },
 	{ CMD_KERNELS_LIST, "kernels-list", "", 0, 0, ARG_NONE, NULL, OPTB(OPT_JSON), 0,
 	  "the kernels this binary can run",
 	  "Every kernel built into this binary: name, port, tier, state (complete, partial, "
