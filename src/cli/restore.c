@@ -188,15 +188,18 @@ static struct archive *open_archive(struct restore *r)
 	return NULL;
 }
 
-/* Step 1: everything checked, nothing written. */
-static int verify_archive(struct restore *r)
+static int check_keys(struct restore *r, const char *pass_file, const char *key_file);
+
+/* Step 1: everything checked, nothing written. The manifest is
+ * authenticated (check_keys) before any hash in it is trusted. */
+static int verify_archive(struct restore *r, const char *pass_file, const char *key_file)
 {
 	struct archive *a = open_archive(r);
 	if (!a)
 		return CLI_BACKUP_FAILED;
 	struct archive_entry *en;
 	int rc = 0, st;
-	bool first = true;
+	bool first = true, keys_checked = false;
 	while (!rc && (st = r->A->read_next_header(a, &en)) == ARCHIVE_OK) {
 		const char *name = r->A->entry_pathname(en);
 		if (!name || r->A->entry_filetype(en) != AE_IFREG) {
@@ -218,11 +221,12 @@ static int verify_archive(struct restore *r)
 			free(text);
 			continue;
 		}
-		if (r->have_mac) {
-			rc = refuse("%s: entries after manifest.mac (%s)", r->file, name);
-			break;
-		}
 		if (!strcmp(name, "manifest.mac")) {
+			if (r->have_mac || keys_checked) {
+				rc = refuse("%s: manifest.mac not right after the manifest%s", r->file,
+					    "");
+				break;
+			}
 			la_ssize_t got = r->A->read_data(a, r->mac, MAC_MAX);
 			if (got <= 0) {
 				rc = refuse("%s: manifest.mac is empty or damaged%s", r->file, "");
@@ -231,6 +235,11 @@ static int verify_archive(struct restore *r)
 			r->mac[got] = '\0';
 			r->have_mac = true;
 			continue;
+		}
+		if (!keys_checked) {
+			keys_checked = true;
+			if ((rc = check_keys(r, pass_file, key_file)))
+				break;
 		}
 		struct want *w = find(r, name);
 		if (!w) {
@@ -260,6 +269,8 @@ static int verify_archive(struct restore *r)
 		return rc;
 	if (!r->manifest)
 		return refuse("%s: empty: not a Grace backup%s", r->file, "");
+	if (!keys_checked && (rc = check_keys(r, pass_file, key_file)))
+		return rc;
 	for (size_t i = 0; i < r->n; i++)
 		if (!r->files[i].seen)
 			return refuse("%s: %s is in the manifest and not in the archive (truncated?)",
@@ -747,9 +758,7 @@ int cli_restore_main(int argc, char **argv)
 	/* Refuse a non-empty target before reading anything. */
 	if (!force && !dir_empty(dir))
 		return refuse("%s is not empty; --force moves it aside and restores%s", dir, "");
-	int rc = verify_archive(&r);
-	if (!rc)
-		rc = check_keys(&r, pass_file, key_file);
+	int rc = verify_archive(&r, pass_file, key_file);
 	if (rc)
 		return rc;
 	json_decref(check(&r, "archive", true,

@@ -413,6 +413,13 @@ static int write_archive(const char *path, const char *staging, json_t *manifest
 			     a ? A->error_string(a) : "out of memory");
 	if (!r)
 		r = add_bytes(A, a, "manifest.json", text, strlen(text), e);
+	/* The MAC right after: a restore authenticates the manifest before it
+	 * trusts a single hash in it. */
+	if (!r && keys) {
+		char mac[2 * crypto_auth_BYTES + 1];
+		bk_mac(keys, text, strlen(text), mac);
+		r = add_bytes(A, a, "manifest.mac", mac, strlen(mac), e);
+	}
 	json_t *f;
 	size_t i;
 	json_array_foreach(json_object_get(manifest, "files"), i, f) {
@@ -427,11 +434,6 @@ static int write_archive(const char *path, const char *staging, json_t *manifest
 			r = sdk_fail(e, SDK_EINVAL, "the staging path is too long");
 		else
 			r = add_entry(A, a, name, src, e);
-	}
-	if (!r && keys) {
-		char mac[2 * crypto_auth_BYTES + 1];
-		bk_mac(keys, text, strlen(text), mac);
-		r = add_bytes(A, a, "manifest.mac", mac, strlen(mac), e);
 	}
 	if (a) {
 		if (!r && A->write_close(a) != ARCHIVE_OK)

@@ -1,7 +1,7 @@
 /* A backup archive of everything Grace holds, made while it serves.
  *
- * The archive is a POSIX tar (libarchive): `manifest.json` first, then the
- * files it lists, then `manifest.mac` when the backup is keyed. Each SQLite
+ * The archive is a POSIX tar (libarchive): `manifest.json` first, then
+ * `manifest.mac` when the backup is keyed, then the files it lists. Each SQLite
  * database is copied with SQLite's online backup API (one read transaction:
  * the copy is the database at one instant, every write acknowledged before
  * it included), checked with quick_check, and hashed. Databases are copied
