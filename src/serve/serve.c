@@ -72,7 +72,7 @@ static void on_incident(json_t *incident, void *arg)
  * again whenever it changes. `prefix` goes before it ("READY=1\n"). */
 static void notify_status(struct serve *s, const char *prefix)
 {
-	char text[STATUS_MAX], names[STATUS_MAX] = "";
+	char text[STATUS_MAX], names[STATUS_MAX - 100] = ""; /* room for the counts */
 	size_t ready = 0, total = 0, used = 0;
 	for (size_t i = 0; i < sup_count(s->api.sup); i++) {
 		const sup_kernel *k = sup_at(s->api.sup, i);
