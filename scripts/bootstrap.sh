@@ -35,6 +35,17 @@ npm_oracles() {
 		cp "$dir/package-lock.json" "$stamp"
 }
 
+# The executor runs jobs as this unprivileged user when Grace runs as root
+# (RLIMIT_NPROC does not bind root; docs/executor.md). Made once, as root only.
+jobs_user() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	id grace-jobs >/dev/null 2>&1 && return 0
+	echo "bootstrap: creating the system user grace-jobs (the executor's jobs)" >&2
+	useradd --system --user-group --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin grace-jobs
+}
+jobs_user
+
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

@@ -335,23 +335,6 @@ static int check_keys(struct restore *r, const char *pass_file, const char *key_
 	return 0;
 }
 
-static void remove_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		char p[PATH_MAX];
-		if (snprintf(p, sizeof p, "%s/%s", dir, de->d_name) < (int)sizeof p)
-			unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
 /* Step 2: the files into `staging`, and the configuration to config_out. */
 static int extract(struct restore *r, const char *staging, const char *config_out, bool force)
 {
@@ -778,7 +761,7 @@ int cli_restore_main(int argc, char **argv)
 	if (!rc)
 		rc = kernels(&r, staging);
 	if (rc) {
-		remove_tree(staging);
+		bk_remove_dir(staging);
 		return rc;
 	}
 	/* Step 4: into place. */
@@ -790,13 +773,13 @@ int cli_restore_main(int argc, char **argv)
 		} else {
 			snprintf(aside, sizeof aside, "%s.replaced-%ld", dir, (long)time(NULL));
 			if (rename(dir, aside) < 0) {
-				remove_tree(staging);
+				bk_remove_dir(staging);
 				return refuse("cannot move %s aside: %s", dir, strerror(errno));
 			}
 		}
 	}
 	if (rename(staging, dir) < 0) {
-		remove_tree(staging);
+		bk_remove_dir(staging);
 		return refuse("cannot move the restored files to %s: %s", dir, strerror(errno));
 	}
 	json_object_set_new(r.report, "data_dir", json_string(dir));

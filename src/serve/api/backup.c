@@ -82,6 +82,8 @@ static void job_free(struct backup_job *j)
 	free(j);
 }
 
+static void stream_done(struct backup_job *j, sdk_req *req, bool whole);
+
 void api_backup_close(api_backup *b)
 {
 	if (!b)
@@ -91,15 +93,10 @@ void api_backup_close(api_backup *b)
 	 * closing, answers 503). */
 	sdk_pool_free(b->pool);
 	struct backup_job *j = b->running;
-	if (j && j->req) { /* streaming: the client gets a broken transfer */
-		sdk_req *req = j->req;
-		j->req = NULL;
-		sdk_reply_on_drain(req, NULL, NULL);
-		sdk_req_on_close(req, NULL, NULL);
-		sdk_reply_abort(req);
-	}
-	if (b->running)
-		job_free(b->running);
+	if (j && j->req) /* streaming: the client gets a broken transfer */
+		stream_done(j, j->req, false);
+	else if (j)
+		job_free(j);
 	free(b);
 }
 
@@ -111,15 +108,24 @@ static void on_gone(sdk_req *req, void *arg)
 	job_free(j);
 }
 
+/* Ends a streamed reply, whole or broken, and the job with it. */
+static void stream_done(struct backup_job *j, sdk_req *req, bool whole)
+{
+	sdk_reply_on_drain(req, NULL, NULL);
+	sdk_req_on_close(req, NULL, NULL);
+	if (whole)
+		sdk_reply_end(req);
+	else
+		sdk_reply_abort(req);
+	j->req = NULL;
+	job_free(j);
+}
+
 static void send_more(sdk_req *req, void *arg)
 {
 	struct backup_job *j = arg;
 	if (j->off >= j->size) {
-		sdk_reply_on_drain(req, NULL, NULL);
-		sdk_req_on_close(req, NULL, NULL);
-		sdk_reply_end(req);
-		j->req = NULL;
-		job_free(j);
+		stream_done(j, req, true);
 		return;
 	}
 	struct evbuffer *buf = evbuffer_new();
@@ -138,11 +144,7 @@ static void send_more(sdk_req *req, void *arg)
 		 * broken transfer, never a short archive that looks whole. */
 		sdk_error("backup: cannot read %s: %s", j->path, n < 0 ? strerror(errno) : "short");
 		evbuffer_free(buf);
-		sdk_reply_on_drain(req, NULL, NULL);
-		sdk_req_on_close(req, NULL, NULL);
-		sdk_reply_abort(req);
-		j->req = NULL;
-		job_free(j);
+		stream_done(j, req, false);
 		return;
 	}
 	j->off += n;

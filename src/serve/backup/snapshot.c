@@ -1,6 +1,8 @@
 #include "serve/backup/snapshot.h"
 
+#include "sdk/clock.h"
 #include "sdk/db.h"
+#include "sdk/log.h"
 #include "serve/backup/archive_dl.h"
 
 #include <dirent.h>
@@ -156,6 +158,8 @@ static int copy_sqlite(const char *src, const char *dst, int *schema, sdk_err *e
 		goto out;
 	}
 	sqlite3_busy_timeout(d, 10000);
+	/* The staging copy is scratch: the archive is what is synced. */
+	sqlite3_exec(d, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", NULL, NULL, NULL);
 	sqlite3_backup *b = sqlite3_backup_init(d, "main", s, "main");
 	if (!b) {
 		r = sqlite_fail(e, d, sqlite3_errcode(d), "cannot back up", src);
@@ -183,7 +187,8 @@ static int copy_sqlite(const char *src, const char *dst, int *schema, sdk_err *e
 	    sqlite3_step(st) == SQLITE_ROW)
 		*schema = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	/* One file: no -wal beside the copy when it is archived. */
+	/* One file, no -wal beside it, and a restore opens it in the mode the
+	 * kernel sets (WAL). */
 	sqlite3_exec(d, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
 out:
 	sqlite3_close(d);
@@ -255,8 +260,7 @@ static int copy_file(const char *src, const char *dst, sdk_err *e)
 	return r;
 }
 
-/* Removes the staging directory and what it holds (one level). */
-static void remove_tree(const char *dir)
+void bk_remove_dir(const char *dir)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -325,6 +329,8 @@ static int add_bytes(const archive_dl *A, struct archive *a, const char *name, c
 static int stage(const bk_plan *plan, const bk_keys *keys, const char *staging,
 		 const struct item *items, size_t n, json_t *files, json_t *skipped, sdk_err *e)
 {
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (size_t i = 0; i < n; i++) {
 		const struct item *it = &items[i];
 		char src[PATH_MAX], dst[PATH_MAX];
@@ -361,6 +367,8 @@ static int stage(const bk_plan *plan, const bk_keys *keys, const char *staging,
 		long long size = 0;
 		if ((r = bk_file_sha256(dst, hex, &size, e)))
 			return r;
+		sdk_debug("backup: %s staged (%lld bytes) at %.0f ms", it->name, size,
+			  sdk_ms_since(&t0));
 		char name[NAME_MAX + 8];
 		snprintf(name, sizeof name, "data/%s", it->name);
 		json_t *f = json_pack("{s:s, s:s, s:I, s:s}", "name", name, "kind",
@@ -511,7 +519,7 @@ int bk_snapshot_write(const bk_plan *plan, const char *path, json_t **manifest, 
 			      "files", files, "skipped", skipped);
 	if (!r)
 		r = write_archive(path, staging, m, keyed ? &keys : NULL, e);
-	remove_tree(staging);
+	bk_remove_dir(staging);
 	free(items);
 	if (keyed)
 		bk_keys_wipe(&keys);

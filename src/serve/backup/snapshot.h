@@ -41,6 +41,9 @@ typedef struct bk_plan {
  * after. */
 int bk_snapshot_write(const bk_plan *plan, const char *path, json_t **manifest, sdk_err *e);
 
+/* Removes a staging directory and the files in it (one level, no more). */
+void bk_remove_dir(const char *dir);
+
 /* SHA-256 of a file, as 64 hex digits; its size in *size. */
 int bk_file_sha256(const char *path, char hex[65], long long *size, sdk_err *e);
 
