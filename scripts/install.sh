@@ -26,8 +26,11 @@ fi
 bindir=$prefix/bin
 mandir=$prefix/share/man
 version=$("$grace" version --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+# The executor's drop-in goes to its port's instance (grace-kernel@PORT).
+executor_port=$("$grace" kernels-list --json | python3 -c 'import json,sys
+print(next(k["port"] for k in json.load(sys.stdin)["kernels"] if k["name"] == "executor"))')
 
-install -d "$dest$bindir" "$dest$unitdir" "$dest$unitdir/grace-kernel@8109.service.d" \
+install -d "$dest$bindir" "$dest$unitdir" "$dest$unitdir/grace-kernel@$executor_port.service.d" \
 	"$dest$mandir/man1" "$dest$mandir/man5" "$dest$sysconfdir/grace" \
 	"$dest$prefix/share/bash-completion/completions" "$dest$prefix/share/zsh/vendor-completions" \
 	"$dest$prefix/share/fish/vendor_completions.d"
@@ -40,7 +43,7 @@ for unit in grace.service grace-kernel@.service; do
 done
 install -m 0644 "$src/contrib/systemd/grace-kernel@.socket" "$dest$unitdir/"
 install -m 0644 "$src/contrib/systemd/executor-sandbox.conf" \
-	"$dest$unitdir/grace-kernel@8109.service.d/sandbox.conf"
+	"$dest$unitdir/grace-kernel@$executor_port.service.d/sandbox.conf"
 
 "$grace" man | gzip -9n > "$dest$mandir/man1/grace.1.gz"
 python3 "$src/scripts/man_ini.py" "$src/etc/grace.ini" "$version" | gzip -9n \

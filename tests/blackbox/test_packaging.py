@@ -31,6 +31,15 @@ BUILD = os.path.dirname(GRACE_BIN)
 SECURITY_MAX = 2.0
 
 
+def executor_port():
+    out = subprocess.run([GRACE_BIN, "kernels-list", "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    return next(k["port"] for k in json.loads(out)["kernels"] if k["name"] == "executor")
+
+
+EXECUTOR = "grace-kernel@%d.service" % executor_port()
+
+
 def need(tool, package):
     path = shutil.which(tool)
     if not path:
@@ -63,7 +72,7 @@ class Packaging(GraceTestCase):
             for path in ("%s/bin/grace" % prefix, "%s/grace/grace.ini" % etc,
                          "%s/grace.service" % units, "%s/grace-kernel@.service" % units,
                          "%s/grace-kernel@.socket" % units,
-                         "%s/grace-kernel@8109.service.d/sandbox.conf" % units,
+                         "%s/%s.d/sandbox.conf" % (units, EXECUTOR),
                          "%s/share/man/man1/grace.1.gz" % prefix,
                          "%s/share/man/man5/grace.ini.5.gz" % prefix,
                          "%s/share/bash-completion/completions/grace" % prefix,
@@ -108,7 +117,7 @@ class Packaging(GraceTestCase):
         analyze = need("systemd-analyze", "systemd")
         root = self.units_root()
         units = ["grace.service", "grace-kernel@8130.service", "grace-kernel@8130.socket",
-                 "grace-kernel@8109.service"]
+                 EXECUTOR]
         r = run([analyze, "verify", "--man=no", "--root=" + root] + units)
         self.assertEqual((r.returncode, r.stderr, r.stdout), (0, "", ""))
         # The check bites: without the binary at its installed path it fails.
@@ -118,7 +127,7 @@ class Packaging(GraceTestCase):
         os.rename(root + "/grace", root + "/usr/bin/grace")
 
         scores = {}
-        for unit in ("grace.service", "grace-kernel@8130.service", "grace-kernel@8109.service"):
+        for unit in ("grace.service", "grace-kernel@8130.service", EXECUTOR):
             r = run([analyze, "security", "--offline=true", "--root=" + root, "--no-pager", unit])
             self.assertEqual(r.returncode, 0, r.stderr)
             m = re.search(r"Overall exposure level for %s: (\d+\.\d)" % re.escape(unit), r.stdout)
@@ -128,7 +137,7 @@ class Packaging(GraceTestCase):
         self.assertLessEqual(scores["grace.service"], SECURITY_MAX)
         self.assertLessEqual(scores["grace-kernel@8130.service"], SECURITY_MAX)
         # The executor's drop-in relaxes only what it names.
-        self.assertGreater(scores["grace-kernel@8109.service"],
+        self.assertGreater(scores[EXECUTOR],
                            scores["grace-kernel@8130.service"])
         with open(root + "/lib/systemd/system/grace-kernel@.socket") as f:
             self.assertIn("\nListenStream=127.0.0.1:%i\n", f.read())
