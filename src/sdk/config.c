@@ -39,6 +39,7 @@ static const struct cfg_key kernel_keys[] = {
 	K("health_timeout_ms", health_timeout_ms, KEY_UINT, 10, 600000),
 	K("health_failures", health_failures, KEY_UINT, 1, 1000),
 	K("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
+	K("standby", standby, KEY_UINT, 0, 1),
 #undef K
 };
 
@@ -189,6 +190,7 @@ static void defaults_init(grace_kernel_cfg *d)
 	d->health_timeout_ms = 2000;
 	d->health_failures = 3;
 	d->max_body_bytes = 1u << 20;
+	d->standby = 1;
 }
 
 static int parse_uint(const char *v, uint64_t min, uint64_t max, uint64_t *out)

@@ -122,6 +122,7 @@ typedef struct grace_kernel_cfg {
 	unsigned health_timeout_ms;
 	unsigned health_failures;
 	size_t max_body_bytes;
+	unsigned standby; /* 1: a pre-started process takes over at a crash */
 } grace_kernel_cfg;
 
 typedef struct grace_config {
