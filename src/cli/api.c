@@ -152,6 +152,10 @@ static int report(const struct cli_api *api, const char *method, const char *pat
 	}
 	json_t *e = json_object_get(ans, "error");
 	const char *code = cli_str(e, "code"), *msg = cli_str(e, "message");
+	if (json_is_string(ans)) { /* Alertmanager's error: a bare string */
+		code = "-";
+		msg = json_string_value(ans);
+	}
 	if (st == 401) {
 		fprintf(stderr,
 			"grace: 401 %s: %s: not logged in, or the session expired; run `grace login "
@@ -180,7 +184,9 @@ int cli_api_request(const struct cli_api *api, const char *method, const char *p
 		return rc;
 	struct answer a = { 0 };
 	exchange(api->port, method, path, payload, api->token, api->timeout_ms, &a);
-	json_t *j = a.body ? json_loadb(a.body, a.len, 0, NULL) : NULL;
+	/* Any JSON value: Alertmanager's API (the alerts kernel's) answers its
+	 * errors as a bare string. */
+	json_t *j = a.body ? json_loadb(a.body, a.len, JSON_DECODE_ANY, NULL) : NULL;
 	free(a.body);
 	if (a.status == 0) {
 		json_decref(j);

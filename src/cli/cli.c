@@ -433,6 +433,105 @@ static int cmd_incidents(const struct cli *c)
 	return 0;
 }
 
+/* ---- silences, through the alerts kernel's Alertmanager API */
+
+static int cmd_silences(const struct cli *c)
+{
+	json_t *ans;
+	int err = call_expect(c, "GET", "/alertmanager/api/v2/silences", NULL, 200, &ans);
+	if (err)
+		return err;
+	if (c->json) {
+		print_json_new(ans);
+		return 0;
+	}
+	printf("%-36s %-8s %-24s %-24s %-12s %s\n", "ID", "STATE", "ENDS", "MATCHERS", "BY",
+	       "COMMENT");
+	size_t i;
+	json_t *s;
+	json_array_foreach(ans, i, s) {
+		char ms[256] = "";
+		size_t k;
+		json_t *m;
+		json_array_foreach(json_object_get(s, "matchers"), k, m) {
+			bool eq = !json_is_false(json_object_get(m, "isEqual"));
+			bool re = json_is_true(json_object_get(m, "isRegex"));
+			size_t used = strlen(ms);
+			snprintf(ms + used, sizeof ms - used, "%s%s%s%s\"%s\"", k ? "," : "",
+				 str(m, "name"), eq ? "" : "!", re ? "=~" : "=", str(m, "value"));
+		}
+		printf("%-36s %-8s %-24s %-24s %-12s %s\n", str(s, "id"),
+		       str(json_object_get(s, "status"), "state"), str(s, "endsAt"), ms,
+		       str(s, "createdBy"), str(s, "comment"));
+	}
+	json_decref(ans);
+	return 0;
+}
+
+static void iso_time(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int cmd_silence_expire(const struct cli *c, const char *id)
+{
+	char path[160];
+	snprintf(path, sizeof path, "/alertmanager/api/v2/silence/%s", id); /* parse.c checked id */
+	json_t *ans;
+	int err = call_expect(c, "DELETE", path, NULL, 200, &ans);
+	if (err)
+		return err;
+	if (c->json)
+		print_json_new(json_pack("{s:s, s:b}", "silenceID", id, "expired", 1));
+	else
+		printf("%s: expired\n", id);
+	json_decref(ans);
+	return 0;
+}
+
+/* `grace silence add MATCHER... --comment TEXT`: parse.c checked the
+ * matchers, the comment and the duration. */
+static int cmd_silence_add(const struct cli *c)
+{
+	const struct cli_args *a = c->a;
+	json_t *matchers = json_array();
+	for (int i = 1; i < a->n_args; i++) {
+		struct cli_matcher m;
+		if (cli_matcher_parse(a->args[i], &m) == 0)
+			json_array_append_new(matchers, json_pack("{s:s, s:s, s:b, s:b}", "name", m.name,
+								  "value", m.value, "isRegex",
+								  m.is_regex, "isEqual", m.is_equal));
+	}
+	int64_t start = (int64_t)sdk_wall_ms();
+	char st[40], en[40];
+	iso_time(start, st, sizeof st);
+	iso_time(start + a->duration_ms, en, sizeof en);
+	const char *who = a->author ? a->author : getenv("USER");
+	json_t *body = json_pack("{s:o, s:s, s:s, s:s, s:s}", "matchers", matchers, "startsAt", st,
+				 "endsAt", en, "createdBy", who && *who ? who : "grace-cli",
+				 "comment", a->comment);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text) {
+		fprintf(stderr, "grace: the silence is not valid UTF-8 (matchers, --comment, --author)\n");
+		return CLI_USAGE;
+	}
+	json_t *ans;
+	int err = call_expect(c, "POST", "/alertmanager/api/v2/silences", text, 200, &ans);
+	free(text);
+	if (err)
+		return err;
+	if (c->json)
+		print_json(ans);
+	else
+		printf("%s\n", str(ans, "silenceID"));
+	json_decref(ans);
+	return 0;
+}
+
 static int cmd_login(struct cli *c)
 {
 	char pw[AUTH_PASSWORD_MAX + 2];
@@ -581,6 +680,10 @@ static int api_command(const struct cli_args *a)
 	case CMD_HEAL: return cmd_heal(&c, false);
 	case CMD_DIAGNOSE: return cmd_heal(&c, true);
 	case CMD_INCIDENTS: return cmd_incidents(&c);
+	case CMD_SILENCES: return cmd_silences(&c);
+	case CMD_SILENCE:
+		return !strcmp(a->args[0], "expire") ? cmd_silence_expire(&c, a->args[1])
+						     : cmd_silence_add(&c);
 	case CMD_LOGIN: return cmd_login(&c);
 	case CMD_LOGOUT: return cmd_logout(&c);
 	default: return CLI_USAGE;

@@ -56,7 +56,10 @@ void cli_help_list(FILE *out)
 			continue;
 		char head[48];
 		snprintf(head, sizeof head, "%s%s%s", c->name, *c->args ? " " : "", c->args);
-		fprintf(out, "  %-25s %s\n", head, c->summary);
+		if (strlen(head) > 25) /* a long synopsis: the summary on its own line */
+			fprintf(out, "  %s\n  %-25s %s\n", head, "", c->summary);
+		else
+			fprintf(out, "  %-25s %s\n", head, c->summary);
 	}
 	fprintf(out, "\n`grace COMMAND --help` (or `grace help COMMAND`) shows a command's options "
 		     "and an example;\n`grace help exit-codes` the exit statuses; `man grace` "

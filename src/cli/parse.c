@@ -12,6 +12,7 @@
 #define KERNEL_NAME_MAX 63
 #define LIMIT_MAX 500
 #define SECONDS_MAX 86400.0
+#define DURATION_MAX_MS (366.0 * 86400000.0) /* a silence: at most a year */
 
 static int usage_error(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int usage_error(char *err, size_t len, const char *fmt, ...)
@@ -109,6 +110,60 @@ int64_t cli_parse_since(const char *s, int64_t now_ms)
 	return t < 0 ? -1 : (int64_t)t * 1000;
 }
 
+int64_t cli_parse_duration(const char *s)
+{
+	char *end;
+	errno = 0;
+	if (!(*s >= '0' && *s <= '9'))
+		return -1;
+	double v = strtod(s, &end);
+	int64_t unit = !strcmp(end, "s")   ? 1000
+		       : !strcmp(end, "m") ? 60000
+		       : !strcmp(end, "h") ? 3600000
+		       : !strcmp(end, "d") ? 86400000
+					   : 0;
+	if (errno || !unit || !(v > 0) || v * (double)unit > DURATION_MAX_MS)
+		return -1;
+	int64_t ms = (int64_t)(v * (double)unit);
+	return ms > 0 ? ms : -1;
+}
+
+int cli_matcher_parse(const char *a, struct cli_matcher *m)
+{
+	const char *op = strpbrk(a, "=!");
+	if (!op || op == a)
+		return -1;
+	const char *v;
+	m->is_equal = op[0] == '=';
+	if (op[0] == '!' && op[1] == '=') {
+		m->is_regex = false;
+		v = op + 2;
+	} else if (op[0] == '!' && op[1] == '~') {
+		m->is_regex = true;
+		v = op + 2;
+	} else if (op[0] == '=' && op[1] == '~') {
+		m->is_regex = true;
+		v = op + 2;
+	} else if (op[0] == '=') {
+		m->is_regex = false;
+		v = op + 1;
+	} else {
+		return -1;
+	}
+	size_t nl = (size_t)(op - a), vl = strlen(v);
+	if (nl >= sizeof m->name || vl >= sizeof m->value)
+		return -1;
+	memcpy(m->name, a, nl);
+	m->name[nl] = '\0';
+	if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+		v++;
+		vl -= 2;
+	}
+	memcpy(m->value, v, vl);
+	m->value[vl] = '\0';
+	return 0;
+}
+
 static const struct cli_opt *find_long(const struct cli_cmd *c, const char *name, size_t len,
 				       enum cli_opt_id *id)
 {
@@ -153,6 +208,20 @@ static int set_opt(struct cli_args *a, enum cli_opt_id id, const char *v, int64_
 	case OPT_PORT_OFFSET: a->port_offset = v; break;
 	case OPT_ACTION: a->action = v; break;
 	case OPT_FILE: a->file = v; break;
+	case OPT_COMMENT:
+		if (!*v)
+			return usage_error(err, len, "grace %s: --comment wants a text", cmd);
+		a->comment = v;
+		break;
+	case OPT_AUTHOR: a->author = v; break;
+	case OPT_DURATION:
+		a->duration_ms = cli_parse_duration(v);
+		if (a->duration_ms < 0)
+			return usage_error(err, len,
+				    "grace %s: --duration wants a number then s, m, h or d (e.g. 90m; "
+				    "at most a year), not '%s'",
+				    cmd, v);
+		break;
 	case OPT_PORT:
 		if (parse_uint(v, 1, 65535, &n) < 0)
 			return usage_error(err, len, "grace %s: --port wants a TCP port (1 to 65535), not '%s'",
@@ -232,6 +301,25 @@ static int check_args(struct cli_args *a, char *err, size_t len)
 	}
 	if (c->id == CMD_USER && !user_name_ok(a->args[1]))
 		return usage_error(err, len, "grace user: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'");
+	if (c->id == CMD_SILENCE && !strcmp(a->args[0], "expire")) {
+		const char *id = a->args[1];
+		if (a->n_args != 2)
+			return usage_error(err, len, "usage: grace silence expire ID (one id)");
+		if (strlen(id) > CLI_SILENCE_ID_MAX || strpbrk(id, "/?#%"))
+			return usage_error(err, len, "grace silence: '%s' is not a silence id", id);
+	}
+	if (c->id == CMD_SILENCE && !strcmp(a->args[0], "add")) {
+		struct cli_matcher m;
+		for (int i = 1; i < a->n_args; i++)
+			if (cli_matcher_parse(a->args[i], &m) < 0)
+				return usage_error(err, len,
+					    "grace silence: '%s' is not a matcher (name=value, "
+					    "name!=value, name=~regex, name!~regex)",
+					    a->args[i]);
+		if (!a->comment)
+			return usage_error(err, len,
+				    "grace silence add: --comment TEXT is required (why the silence)");
+	}
 	if (c->id == CMD_HELP && a->n_args == 1 && strcmp(a->args[0], "exit-codes") &&
 	    !cli_cmd_find(a->args[0]))
 		return usage_error(err, len, "grace help: no command '%s' (see grace help)", a->args[0]);
@@ -244,6 +332,7 @@ int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *a, c
 	memset(a, 0, sizeof *a);
 	a->limit = 20;
 	a->interval_ms = 2000;
+	a->duration_ms = 2 * 3600000;
 	err[0] = '\0';
 	if (argc < 2)
 		return usage_error(err, len, "usage: grace COMMAND [options] (see grace help)");

@@ -56,12 +56,17 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 	[OPT_NO_SECRETS] = { "no-secrets", 0, NULL, "leave the secrets out of the archive" },
 	[OPT_CONFIG_OUT] = { "config-out", 0, "FILE",
 			     "write the archive's configuration to FILE" },
+	[OPT_COMMENT] = { "comment", 0, "TEXT", "why the silence (required; shown by grace silences)" },
+	[OPT_DURATION] = { "duration", 0, "DURATION",
+			   "how long the silence lasts: 30m, 2h, 1d (default 2h; at most a year)" },
+	[OPT_AUTHOR] = { "author", 0, "NAME", "who silences (default: $USER)" },
 	[OPT_WAIT] = { "wait", 0, NULL,
 		       "wait until the kernel is ready (start, restart) or stopped (stop)" },
 };
 
 static const char *const completion_shells[] = { "bash", "zsh", "fish", NULL };
 static const char *const user_words[] = { "add", NULL };
+static const char *const silence_words[] = { "add", "expire", NULL };
 
 #define SERVE_OPTS (OPTS_CONFIG)
 
@@ -142,6 +147,21 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	{ CMD_INCIDENTS, "incidents", "", 0, 0, ARG_NONE, NULL, OPTS_API | OPTB(OPT_LIMIT), 0,
 	  "the healer's latest incidents", "The healer's incidents, newest first.",
 	  "grace incidents --limit 5" },
+	{ CMD_SILENCES, "silences", "", 0, 0, ARG_NONE, NULL, OPTS_API, 0,
+	  "the alerts kernel's silences",
+	  "Every silence of the alerts kernel (its Alertmanager API under /alertmanager): id, "
+	  "state (active, pending, expired), end, matchers, author and comment.",
+	  "grace silences\ngrace silences --json" },
+	{ CMD_SILENCE, "silence", "add MATCHER... | expire ID", 2, CLI_MAX_ARGS, ARG_WORD,
+	  silence_words, OPTS_API | OPTB(OPT_COMMENT) | OPTB(OPT_DURATION) | OPTB(OPT_AUTHOR), 0,
+	  "silence alerts, or end a silence now",
+	  "`silence add` silences the alerts every MATCHER matches (up to 16; a matcher is "
+	  "name=value, name!=value, name=~regex or name!~regex, the value optionally in double "
+	  "quotes) from now for --duration, and prints the silence's id; --comment says why. "
+	  "`silence expire ID` ends a silence now. Both go to the alerts kernel's Alertmanager "
+	  "API (/alertmanager/api/v2/silences).",
+	  "grace silence add job=api 'severity=~\"crit.*\"' --comment \"deploy\" --duration 30m\n"
+	  "grace silence expire 6f1c0d2e-5a3b-4c8d-9e7f-0a1b2c3d4e5f" },
 	{ CMD_LOGIN, "login", "USER", 1, 1, ARG_USER, NULL, OPTS_API, 0,
 	  "log in and keep the session token for the other commands",
 	  "Asks for USER's password (from the terminal without echo, or standard input) and "

@@ -56,6 +56,9 @@ enum cli_opt_id {
 	OPT_KEY_FILE,
 	OPT_NO_SECRETS,
 	OPT_CONFIG_OUT,
+	OPT_COMMENT,
+	OPT_DURATION,
+	OPT_AUTHOR,
 	CLI_N_OPTS
 };
 
@@ -88,6 +91,8 @@ enum cli_cmd_id {
 	CMD_HEAL,
 	CMD_DIAGNOSE,
 	CMD_INCIDENTS,
+	CMD_SILENCES,
+	CMD_SILENCE,
 	CMD_LOGIN,
 	CMD_LOGOUT,
 	CMD_USER,
@@ -125,7 +130,9 @@ extern const struct cli_cmd cli_cmds[CLI_N_CMDS];
 /* NULL when there is no such command. */
 const struct cli_cmd *cli_cmd_find(const char *name);
 
-#define CLI_MAX_ARGS 3
+#define CLI_SILENCE_MATCHERS_MAX 16
+#define CLI_MAX_ARGS (1 + CLI_SILENCE_MATCHERS_MAX) /* silence add MATCHER... */
+#define CLI_SILENCE_ID_MAX 64
 
 /* A command line, parsed: pointers into argv. */
 struct cli_args {
@@ -140,6 +147,8 @@ struct cli_args {
 	unsigned interval_ms; /* top */
 	unsigned iterations;  /* top; 0 = until interrupted */
 	int64_t since_ms;     /* logs: wall-clock ms, or a negative age; 0 = none */
+	const char *comment, *author; /* silence add */
+	int64_t duration_ms;          /* silence add; 2 h when not given */
 };
 
 /* Parses argv[1...]: argv[1] is the command. 0, or CLI_USAGE with the
@@ -153,6 +162,17 @@ int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *out,
  * "YYYY-MM-DD[ HH:MM[:SS]]" (UTC, 'T' or ' ' between): wall-clock ms. -1
  * when it is neither. */
 int64_t cli_parse_since(const char *s, int64_t now_ms);
+/* "30s", "90m", "2h", "1d" (a decimal number then s, m, h or d; at most a
+ * year): milliseconds, or -1. */
+int64_t cli_parse_duration(const char *s);
+/* A silence matcher: name=value, name!=value, name=~regex, name!~regex
+ * (the value may be in double quotes). */
+struct cli_matcher {
+	char name[256], value[1024];
+	bool is_equal, is_regex;
+};
+/* 0 with *m filled, or -1 when s is not a matcher. */
+int cli_matcher_parse(const char *s, struct cli_matcher *m);
 /* True when s is a kernel's name as the configuration allows it. */
 bool cli_kernel_name_ok(const char *s);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CALL_POOL_MAX 16     /* connections per kernel from one caller */
 #define CALL_QUEUE_MAX 4096  /* calls waiting for a connection, in all */
@@ -85,7 +86,11 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 		h[n++] = SDK_TOKEN_HEADER;
 		h[n++] = c->token;
 	}
-	if (body) {
+	/* JSON unless the caller names its own type (a form, for instance). */
+	bool own_type = false;
+	for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+		own_type |= !strcasecmp(headers[i], "Content-Type");
+	if (body && !own_type) {
 		h[n++] = "Content-Type";
 		h[n++] = "application/json";
 	}

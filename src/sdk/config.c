@@ -108,6 +108,41 @@ static const struct cfg_key librarian_keys[] = {
 #undef B
 };
 
+static const struct cfg_key state_machine_keys[] = {
+#define S(n, field, t, lo, hi) { n, offsetof(grace_state_machine, field), t, lo, hi }
+	S("instances_per_user", instances_per_user, KEY_UINT, 1, 100000000),
+	S("history_keep", history_keep, KEY_UINT, 1, 1000000),
+	S("context_max_bytes", context_max_bytes, KEY_SIZE, 1024, (uint64_t)16 << 20),
+	S("event_max_bytes", event_max_bytes, KEY_SIZE, 256, (uint64_t)16 << 20),
+#undef S
+};
+
+static const struct cfg_key metrics_keys[] = {
+#define MT(n, field, t, lo, hi) { n, offsetof(grace_metrics, field), t, lo, hi }
+	MT("scrape_interval_ms", scrape_interval_ms, KEY_UINT, 1000, 3600000),
+	MT("scrape_timeout_ms", scrape_timeout_ms, KEY_UINT, 100, 3600000),
+	MT("flush_interval_ms", flush_interval_ms, KEY_UINT, 1000, 600000),
+	MT("retention_s", retention_s, KEY_UINT, 0, 10u * 366 * 86400),
+	MT("retention_bytes", retention_bytes, KEY_SIZE, 0, (uint64_t)1 << 44),
+	MT("max_series", max_series, KEY_UINT, 100, 50000000),
+	MT("sample_limit", sample_limit, KEY_UINT, 0, 10000000),
+	MT("query_timeout_ms", query_timeout_ms, KEY_UINT, 100, 3600000),
+	MT("query_threads", query_threads, KEY_UINT, 1, 64),
+	MT("query_queue", query_queue, KEY_UINT, 1, 100000),
+	MT("query_max_samples", query_max_samples, KEY_SIZE, 1000, 1000000000),
+	MT("log_verify_interval_s", log_verify_interval_s, KEY_UINT, 0, 30u * 86400),
+#undef MT
+};
+
+static const struct cfg_key alerts_keys[] = {
+#define AL(n, field, lo, hi) { n, offsetof(grace_alerts, field), KEY_UINT, lo, hi }
+	AL("evaluation_interval_ms", evaluation_interval_ms, 1000, 3600000),
+	AL("resend_delay_ms", resend_delay_ms, 1000, 3600000),
+	AL("incident_alert_s", incident_alert_s, 0, 7u * 86400),
+	AL("notify_timeout_ms", notify_timeout_ms, 100, 600000),
+#undef AL
+};
+
 static const struct cfg_key scheduler_keys[] = {
 #define S(n, field, lo, hi) { n, offsetof(grace_scheduler, field), KEY_UINT, lo, hi }
 	S("late_tolerance_ms", late_tolerance_ms, 0, 3600000),
@@ -247,6 +282,40 @@ static int set_keyed(void *base, const struct cfg_key *table, size_t n, const ch
 		return 0;
 	}
 	return 1;
+}
+
+/* "JOB HOST:PORT [PATH]": a target on this machine (Grace's HTTP client
+ * reaches loopback only). */
+static bool metrics_target_valid(const char *v, char *why, size_t len)
+{
+	char job[64], addr[64], path[96] = "/metrics", extra[8];
+	int n = sscanf(v, "%63s %63s %95s %7s", job, addr, path, extra);
+	if (n < 2 || n > 3) {
+		snprintf(why, len, "target: expected JOB HOST:PORT [PATH], got '%s'", v);
+		return false;
+	}
+	for (const char *p = job; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_' || *p == '-' || *p == '.')) {
+			snprintf(why, len, "target: a job name is letters, digits, '_', '-' and '.'");
+			return false;
+		}
+	char *colon = strrchr(addr, ':');
+	uint64_t port;
+	if (!colon || parse_uint(colon + 1, 1, 65535, &port) < 0) {
+		snprintf(why, len, "target: expected HOST:PORT, got '%s'", addr);
+		return false;
+	}
+	*colon = '\0';
+	if (strcmp(addr, "127.0.0.1") && strcmp(addr, "localhost")) {
+		snprintf(why, len, "target: only 127.0.0.1 and localhost can be scraped, got '%s'", addr);
+		return false;
+	}
+	if (path[0] != '/') {
+		snprintf(why, len, "target: a path starts with '/', got '%s'", path);
+		return false;
+	}
+	return true;
 }
 
 static int valid_name(const char *s)
@@ -445,6 +514,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "model"))
 		return on_model_key(c, name, value);
+	if (!strcmp(section, "state_machine")) {
+		int rc = set_keyed(&cfg->state_machine, state_machine_keys,
+				   sizeof state_machine_keys / sizeof state_machine_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
 		if (!strcmp(section, "executor") &&
 		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
@@ -488,6 +565,52 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "metrics")) {
+		grace_metrics *m = &cfg->metrics;
+		if (!strcmp(name, "target")) {
+			if (m->n_targets == GRACE_METRICS_TARGETS_MAX) {
+				snprintf(c->err, sizeof c->err, "target: more than %d targets",
+					 GRACE_METRICS_TARGETS_MAX);
+				return 0;
+			}
+			if (!metrics_target_valid(value, c->err, sizeof c->err))
+				return 0;
+			if (set_string(m->targets[m->n_targets], GRACE_METRICS_TARGET_MAX, value) < 0) {
+				snprintf(c->err, sizeof c->err, "target: too long");
+				return 0;
+			}
+			m->n_targets++;
+			return 1;
+		}
+		int rc = set_keyed(m, metrics_keys, sizeof metrics_keys / sizeof metrics_keys[0], name,
+				   value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "alerts")) {
+		grace_alerts *a = &cfg->alerts;
+		if (!strcmp(name, "rule_files") || !strcmp(name, "notifier_file")) {
+			char *dst = name[0] == 'r' ? a->rule_files : a->notifier_file;
+			if (set_string(dst, PATH_MAX, value) < 0) {
+				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
+				return 0;
+			}
+			return 1;
+		}
+		if (!strcmp(name, "default_rules")) {
+			if (parse_bool(value, &a->default_rules) < 0) {
+				snprintf(c->err, sizeof c->err, "default_rules: true or false");
+				return 0;
+			}
+			return 1;
+		}
+		int rc = set_keyed(a, alerts_keys, sizeof alerts_keys / sizeof alerts_keys[0], name,
+				   value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "limits")) {
 		int rc = set_keyed(&cfg->limits, limit_keys, sizeof limit_keys / sizeof limit_keys[0], name, value, c->err, sizeof c->err);
 		if (rc == 1)
@@ -526,9 +649,10 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace", "limits",	 "defaults", "auth",
-					     "model", "audit",	 "memory",   "librarian",
-					     "scheduler", "executor" };
+	static const char *const fixed[] = { "grace",   "limits",   "defaults",  "auth",
+					     "model",   "audit",    "memory",    "librarian",
+					     "metrics", "alerts",   "scheduler", "executor",
+					     "state_machine" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -636,6 +760,27 @@ static void config_defaults(grace_config *cfg)
 					    .ingest_chunk_files = 32,
 					    .document_bytes_per_user = (size_t)1 << 30,
 					    .ingest_bytes_max = (size_t)512 << 20 };
+	cfg->state_machine = (grace_state_machine){ .instances_per_user = 10000,
+						    .history_keep = 1000,
+						    .context_max_bytes = (size_t)256 << 10,
+						    .event_max_bytes = (size_t)64 << 10 };
+	cfg->metrics = (grace_metrics){ .scrape_interval_ms = 5000,
+					.scrape_timeout_ms = 4000,
+					.flush_interval_ms = 10000,
+					.retention_s = 15u * 86400,
+					.retention_bytes = (size_t)1 << 30,
+					.max_series = 200000,
+					.sample_limit = 50000,
+					.query_timeout_ms = 120000,
+					.query_threads = 2,
+					.query_queue = 64,
+					.query_max_samples = 50000000,
+					.log_verify_interval_s = 3600 };
+	cfg->alerts = (grace_alerts){ .evaluation_interval_ms = 10000,
+				      .resend_delay_ms = 60000,
+				      .incident_alert_s = 900,
+				      .notify_timeout_ms = 10000,
+				      .default_rules = true };
 	cfg->scheduler = (grace_scheduler){ .late_tolerance_ms = 2000,
 					    .jobs_max = 10000,
 					    .jobs_per_user = 100,

@@ -86,6 +86,44 @@ typedef struct grace_librarian {
 	size_t ingest_bytes_max;     /* bytes in one ingest */
 } grace_librarian;
 
+/* [state_machine]: limits of the state_machine kernel. */
+typedef struct grace_state_machine {
+	unsigned instances_per_user; /* instances a user may own at once */
+	unsigned history_keep;       /* transitions kept per instance */
+	size_t context_max_bytes;    /* an instance's context as JSON */
+	size_t event_max_bytes;      /* one event as JSON */
+} grace_state_machine;
+
+/* [metrics]: the metrics kernel's scrapes, store and queries
+ * (docs/metrics.md). */
+#define GRACE_METRICS_TARGETS_MAX 32
+#define GRACE_METRICS_TARGET_MAX 160 /* "JOB HOST:PORT [PATH]" */
+typedef struct grace_metrics {
+	unsigned scrape_interval_ms;
+	unsigned scrape_timeout_ms;
+	unsigned flush_interval_ms; /* the store's checkpoint: a crash loses at most this */
+	unsigned retention_s;       /* 0: no limit by age */
+	size_t retention_bytes;     /* of compressed samples; 0: no limit by size */
+	unsigned max_series;
+	unsigned sample_limit;      /* samples in one scrape; 0: no limit */
+	unsigned query_timeout_ms;
+	unsigned query_threads, query_queue;
+	size_t query_max_samples;
+	unsigned log_verify_interval_s; /* the immutable log's /verify as a probe; 0: never */
+	char targets[GRACE_METRICS_TARGETS_MAX][GRACE_METRICS_TARGET_MAX];
+	size_t n_targets;
+} grace_metrics;
+
+/* [alerts]: the alerts kernel's rules and notifications (docs/alerts.md). */
+typedef struct grace_alerts {
+	unsigned evaluation_interval_ms;
+	unsigned resend_delay_ms;  /* alerts re-sent to an Alertmanager receiver this often */
+	unsigned incident_alert_s; /* how long a finished heal incident stays an alert */
+	unsigned notify_timeout_ms;
+	bool default_rules; /* Grace's own rule set (alerts.c) */
+	char rule_files[PATH_MAX];    /* a glob; relative to the configuration file */
+	char notifier_file[PATH_MAX]; /* Alertmanager's format; relative likewise */
+} grace_alerts;
 /* [scheduler]: the scheduler kernel's limits (docs/scheduler.md). */
 typedef struct grace_scheduler {
 	unsigned late_tolerance_ms; /* a slot later than this is missed (the missed-run policy) */
@@ -138,6 +176,9 @@ typedef struct grace_config {
 	grace_model model;
 	grace_memory memory;
 	grace_librarian librarian;
+	grace_state_machine state_machine;
+	grace_metrics metrics;
+	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];

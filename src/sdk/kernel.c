@@ -155,6 +155,14 @@ static void on_metrics(sdk_req *req, void *ctx)
 	evbuffer_free(b);
 }
 
+/* The kernel's own series after the SDK's. */
+static void kernel_metrics_extra(struct evbuffer *out, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	if (k->def->metrics && k->state)
+		k->def->metrics(k, out);
+}
+
 /* Every route but the standard ones needs the internal token. */
 static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 {
@@ -362,6 +370,7 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 				 .n_routes = n,
 				 .ctx = k,
 				 .limits = limits,
+				 .metrics_extra = kernel_metrics_extra,
 				 .authorize = authorize };
 	k->server = sdk_server_new(k->base, &opts);
 	if (!k->server) {

@@ -11,6 +11,8 @@
 #include "sdk/ports.h"
 #include "sdk/token.h"
 
+struct evbuffer;
+
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <sys/types.h>
@@ -46,6 +48,10 @@ typedef struct sdk_kernel_def {
 	 * (may be NULL). Requests are still answered after this. */
 	void (*drain)(sdk_kernel *k);
 	void (*close)(sdk_kernel *k);
+	/* Appends the kernel's own series to its /metrics answer, in the text
+	 * format, each labelled kernel="NAME" (sdk_metrics_escape the values);
+	 * may be NULL. Runs on the loop: keep it cheap. */
+	void (*metrics)(sdk_kernel *k, struct evbuffer *out);
 } sdk_kernel_def;
 
 struct sdk_kernel {

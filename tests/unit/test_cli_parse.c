@@ -129,7 +129,84 @@ static const struct line_case cases[] = {
 	{ "start librarian --wait --timeout 5", 0, NULL },
 	{ "stop -- librarian", 0, NULL },
 	{ "status --bogus --help", CLI_USAGE, "unknown option" },
+	{ "silences --json", 0, NULL },
+	{ "silences extra", CLI_USAGE, "usage: grace silences" },
+	{ "silence add job=api severity=~\"crit.*\" --comment deploy --duration 30m --author ops",
+	  0, NULL },
+	{ "silence add job!=api x!~y --comment deploy", 0, NULL },
+	{ "silence add job --comment x", CLI_USAGE, "'job' is not a matcher" },
+	{ "silence add =x --comment x", CLI_USAGE, "not a matcher" },
+	{ "silence add job=api", CLI_USAGE, "--comment TEXT is required" },
+	{ "silence add --comment x", CLI_USAGE, "usage: grace silence add MATCHER" },
+	{ "silence add job=a --comment x --duration 5q", CLI_USAGE, "--duration wants" },
+	{ "silence add job=a --comment x --duration 0h", CLI_USAGE, "--duration wants" },
+	{ "silence add job=a --comment x --duration 400d", CLI_USAGE, "--duration wants" },
+	{ "silence add a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 k=11 l=12 m=13 n=14 o=15 p=16 "
+	  "--comment x",
+	  0, NULL },
+	{ "silence add a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 k=11 l=12 m=13 n=14 o=15 p=16 q=17 "
+	  "--comment x",
+	  CLI_USAGE, "too many arguments" },
+	{ "silence expire 6f1c0d2e-5a3b", 0, NULL },
+	{ "silence expire", CLI_USAGE, "usage: grace silence" },
+	{ "silence expire a b", CLI_USAGE, "usage: grace silence expire ID" },
+	{ "silence expire ../x", CLI_USAGE, "is not a silence id" },
+	{ "silence frob x", CLI_USAGE, "(not 'frob')" },
+	{ "silence expire x --limit 3", CLI_USAGE, "unknown option '--limit'" },
 };
+
+/* Every command main's usage text listed before the table (and the
+ * silences the alerts work added to it) is still a command. */
+static void main_commands_survive(void **state)
+{
+	(void)state;
+	static const char *const names[] = {
+		"serve",     "kernel",   "kernels-list", "routes",  "status",  "kernels",
+		"health-check", "heal",  "diagnose",     "restart", "incidents", "silences",
+		"silence",   "login",    "logout",       "backup",  "restore", "user",
+		"version",   "help",
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!cli_cmd_find(names[i]))
+			fail_msg("'%s' is not in the command table", names[i]);
+}
+
+static void silence_args(void **state)
+{
+	(void)state;
+	char err[256];
+	struct cli_args a;
+	assert_int_equal(parse_line("silence add job=api --comment x", &a, err, sizeof err), 0);
+	assert_int_equal(a.duration_ms, 2 * 3600000); /* the default */
+	assert_null(a.author);
+	assert_int_equal(parse_line("silence add job=api --comment why --duration 1.5h --author ops",
+				    &a, err, sizeof err),
+			 0);
+	assert_int_equal(a.duration_ms, 5400000);
+	assert_string_equal(a.comment, "why");
+	assert_string_equal(a.author, "ops");
+	assert_int_equal(a.n_args, 2);
+	struct cli_matcher m;
+	assert_int_equal(cli_matcher_parse("severity=~\"crit.*\"", &m), 0);
+	assert_string_equal(m.name, "severity");
+	assert_string_equal(m.value, "crit.*");
+	assert_true(m.is_regex && m.is_equal);
+	assert_int_equal(cli_matcher_parse("job!=api", &m), 0);
+	assert_true(!m.is_regex && !m.is_equal);
+	assert_string_equal(m.value, "api");
+	assert_int_equal(cli_matcher_parse("job!~a|b", &m), 0);
+	assert_true(m.is_regex && !m.is_equal);
+	assert_int_equal(cli_matcher_parse("job=", &m), 0);
+	assert_string_equal(m.value, "");
+	assert_int_equal(cli_matcher_parse("job", &m), -1);
+	assert_int_equal(cli_matcher_parse("!=x", &m), -1);
+	assert_int_equal(cli_matcher_parse("job!x", &m), -1);
+	assert_int_equal(cli_parse_duration("30s"), 30000);
+	assert_int_equal(cli_parse_duration("1d"), 86400000);
+	assert_int_equal(cli_parse_duration("2"), -1);
+	assert_int_equal(cli_parse_duration("-1h"), -1);
+	assert_int_equal(cli_parse_duration("h"), -1);
+}
 
 static void lines(void **state)
 {
@@ -178,6 +255,8 @@ int main(void)
 		cmocka_unit_test(every_command_takes_help),
 		cmocka_unit_test(lines),
 		cmocka_unit_test(since),
+		cmocka_unit_test(main_commands_survive),
+		cmocka_unit_test(silence_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

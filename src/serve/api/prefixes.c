@@ -29,6 +29,27 @@ static void on_gateway_bus(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "message_bus", "/bus");
 }
 
+/* /state-machine/...: statecharts; a user reaches only their own instances. */
+static void on_gateway_state_machine(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "state_machine", "/state-machine");
+}
+
+/* /prometheus/...: the metrics kernel's Prometheus API, so Grafana or
+ * promtool can be pointed at http://HOST:8000/prometheus with a bearer
+ * token. */
+static void on_gateway_prometheus(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "metrics", "/prometheus");
+}
+
+/* /alertmanager/...: the alerts kernel's Alertmanager API v2, so amtool
+ * and Grafana can be pointed at http://HOST:8000/alertmanager. */
+static void on_gateway_alertmanager(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "alerts", "/alertmanager");
+}
+
 /* /scheduler/...: users may check schedules and keep jobs of their own
  * (the kernel scopes them, and refuses executor targets to non-admins);
  * /executor/...: admins (issue 13: running jobs is admin-only). */
@@ -56,9 +77,12 @@ static void on_gateway_kernel(sdk_req *req, void *ctx)
 
 /* The kernel behind each prefix of the routes below. */
 static const api_prefix prefixes[] = {
+	{ "/alertmanager", "alerts" },
 	{ "/bus", "message_bus" },
 	{ "/kernels/:name", NULL },
 	{ "/librarian", "librarian" },
+	{ "/state-machine", "state_machine" },
+	{ "/prometheus", "metrics" },
 	{ "/scheduler", "scheduler" },
 	{ "/executor", "executor" },
 };
@@ -88,8 +112,40 @@ static const sdk_route routes[] = {
 	API_USER("GET", "/bus/groups/:group/poll", on_gateway_bus),
 	API_USER("POST", "/bus/groups/:group/ack", on_gateway_bus),
 	API_ADMIN("DELETE", "/bus/groups/:group", on_gateway_bus),
+	/* Alertmanager's API: users read, admins post alerts and silences. */
+	API_USER("GET", "/alertmanager/api/v2/status", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/receivers", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/alerts", on_gateway_alertmanager),
+	API_ADMIN("POST", "/alertmanager/api/v2/alerts", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/alerts/groups", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/silences", on_gateway_alertmanager),
+	API_ADMIN("POST", "/alertmanager/api/v2/silences", on_gateway_alertmanager),
+	API_USER("GET", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
+	API_ADMIN("DELETE", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
+	API_USER(NULL, "/state-machine/*", on_gateway_state_machine),
+	/* The Prometheus API for users (queries by GET or by form); writing
+	 * samples stays with admins. */
+	API_USER("GET", "/prometheus/api/v1/query", on_gateway_prometheus),
+	API_USER("POST", "/prometheus/api/v1/query", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/query_range", on_gateway_prometheus),
+	API_USER("POST", "/prometheus/api/v1/query_range", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/series", on_gateway_prometheus),
+	API_USER("POST", "/prometheus/api/v1/series", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/labels", on_gateway_prometheus),
+	API_USER("POST", "/prometheus/api/v1/labels", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/label/:name/values", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/targets", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/metadata", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/status/buildinfo", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/status/tsdb", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/query_exemplars", on_gateway_prometheus),
+	API_USER("POST", "/prometheus/api/v1/query_exemplars", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/rules", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/api/v1/alerts", on_gateway_prometheus),
+	API_USER("GET", "/prometheus/federate", on_gateway_prometheus),
+	API_ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
 	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
 	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
 };

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -110,12 +111,24 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 	ob_metrics(api->ob, out);
 	if (api->chat)
 		chat_metrics(api->chat, out);
+	/* Up is 0 or 1; the state is a state set of its own (OpenMetrics'
+	 * stateset: one series per state, 1 for the current one), so a change
+	 * of state does not end one `up` series and begin another. */
 	evbuffer_add_printf(out, "# HELP grace_kernel_up Whether a kernel is ready (1) or not (0).\n"
 				 "# TYPE grace_kernel_up gauge\n");
 	for (size_t i = 0; i < sup_count(api->sup); i++) {
 		const sup_kernel *k = sup_at(api->sup, i);
-		evbuffer_add_printf(out, "grace_kernel_up{kernel=\"%s\",state=\"%s\"} %d\n",
-				    k->cfg->name, sup_state_name(k->state), k->state == SUP_READY);
+		evbuffer_add_printf(out, "grace_kernel_up{kernel=\"%s\"} %d\n", k->cfg->name,
+				    k->state == SUP_READY);
+	}
+	evbuffer_add_printf(out, "# HELP grace_kernel_state A kernel's supervisor state (1: the current one).\n"
+				 "# TYPE grace_kernel_state gauge\n");
+	for (size_t i = 0; i < sup_count(api->sup); i++) {
+		const sup_kernel *k = sup_at(api->sup, i);
+		for (int st = SUP_STARTING; st <= SUP_PORT_UNAVAILABLE; st++)
+			evbuffer_add_printf(out, "grace_kernel_state{kernel=\"%s\",state=\"%s\"} %d\n",
+					    k->cfg->name, sup_state_name((enum sup_state)st),
+					    k->state == (enum sup_state)st);
 	}
 	evbuffer_add_printf(out, "# HELP grace_kernel_restarts_total Automatic restarts of a kernel.\n"
 				 "# TYPE grace_kernel_restarts_total counter\n");
@@ -152,4 +165,17 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 		evbuffer_add_printf(out, "grace_kernel_watchdog_kills_total{kernel=\"%s\"} %u\n",
 				    k->cfg->name, k->watchdog_kills);
 	}
+	/* The data directory's file system, for the "disk filling" alert
+	 * (one statvfs: cheap enough for every scrape). */
+	struct statvfs fs;
+	if (statvfs(api->cfg->data_dir, &fs) == 0)
+		evbuffer_add_printf(out,
+				    "# HELP grace_data_dir_free_bytes Bytes free to Grace on the data directory's file system.\n"
+				    "# TYPE grace_data_dir_free_bytes gauge\n"
+				    "grace_data_dir_free_bytes{kernel=\"grace\"} %llu\n"
+				    "# HELP grace_data_dir_size_bytes Size of the data directory's file system.\n"
+				    "# TYPE grace_data_dir_size_bytes gauge\n"
+				    "grace_data_dir_size_bytes{kernel=\"grace\"} %llu\n",
+				    (unsigned long long)fs.f_bavail * fs.f_frsize,
+				    (unsigned long long)fs.f_blocks * fs.f_frsize);
 }
