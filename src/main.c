@@ -101,6 +101,10 @@ int main(int argc, char **argv)
 	if (load_config(&a, &cfg) < 0)
 		return CLI_USAGE;
 	if (a.cmd->id == CMD_SERVE) {
+		if (grace_config_check_authorizer(&cfg, err, sizeof err) < 0) {
+			fprintf(stderr, "grace: %s\n", err);
+			return CLI_USAGE;
+		}
 		log_setup(&cfg, "grace");
 		return grace_serve(&cfg);
 	}

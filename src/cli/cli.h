@@ -29,5 +29,7 @@ int cli_kernels_list(const struct cli_args *a);
 int cli_routes(const struct cli_args *a);
 int cli_logs(const struct cli_args *a);
 int cli_top(const struct cli_args *a);
+/* `grace policy reset|default|routes` (policy.c). */
+int cli_policy(const struct cli_args *a);
 
 #endif

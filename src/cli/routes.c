@@ -22,6 +22,7 @@ static const char *access_name(unsigned access)
 {
 	switch (access) {
 	case ACCESS_PUBLIC: return "public";
+	case ACCESS_ANON: return "public"; /* no session needed (decided by policy as Anonymous) */
 	case ACCESS_USER: return "user";
 	default: return "admin"; /* the router's default: fail closed */
 	}

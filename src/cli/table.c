@@ -66,6 +66,7 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 
 static const char *const completion_shells[] = { "bash", "zsh", "fish", NULL };
 static const char *const user_words[] = { "add", NULL };
+static const char *const policy_words[] = { "reset", "default", "routes", NULL };
 static const char *const silence_words[] = { "add", "expire", NULL };
 
 #define SERVE_OPTS (OPTS_CONFIG)
@@ -177,6 +178,15 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "Writes the user straight into DATA_DIR/grace.db, so the first admin can be made "
 	  "before Grace starts. The password comes from the terminal, or standard input.",
 	  "grace user add alice --admin --data-dir /var/lib/grace" },
+	{ CMD_POLICY, "policy", "reset|default|routes", 1, 1, ARG_WORD, policy_words,
+	  OPTB(OPT_JSON) | OPTS_CONFIG, 0,
+	  "the policy's operator side: reset the set offline, print the default, list routes",
+	  "reset restores the built-in default policy set in DATA_DIR/policy.db, offline "
+	  "(stop grace serve first): the way back in when a policy locks every admin out; "
+	  "the audit trail records it at the next start. default prints the built-in set "
+	  "(etc/policy/default.cedar). routes lists every route on :8000 with its access "
+	  "level, its actions and its resource type (--json for scripts).",
+	  "grace policy reset --data-dir /var/lib/grace\ngrace policy routes --json" },
 	{ CMD_BACKUP, "backup", "FILE", 1, 1, ARG_NONE, NULL,
 	  OPTB(OPT_JSON) | OPTB(OPT_CONFIG) | OPTB(OPT_PORT_OFFSET) | OPTB(OPT_PORT) |
 		  OPTB(OPT_FORCE) | OPTB(OPT_PASSPHRASE_FILE) | OPTB(OPT_KEY_FILE) |

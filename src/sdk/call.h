@@ -13,6 +13,10 @@
 #include <stddef.h>
 
 #define SDK_CALLER_HEADER "X-Grace-Caller"
+/* The caller name of the main process's gateway, forwarding a request it
+ * decided for the user it names (X-Grace-User): a kernel does not decide
+ * it again. The main process's own calls are "grace". */
+#define SDK_GATEWAY_CALLER "gateway"
 
 typedef struct sdk_caller sdk_caller;
 

@@ -108,6 +108,13 @@ static const struct cfg_key librarian_keys[] = {
 #undef B
 };
 
+static const struct cfg_key policy_keys[] = {
+#define P(n, field, lo, hi) { n, offsetof(grace_policy, field), KEY_UINT, lo, hi }
+	P("decision_timeout_ms", decision_timeout_ms, 50, 60000),
+	P("cache_entries", cache_entries, 16, 1u << 20),
+#undef P
+};
+
 static const struct cfg_key state_machine_keys[] = {
 #define S(n, field, t, lo, hi) { n, offsetof(grace_state_machine, field), t, lo, hi }
 	S("instances_per_user", instances_per_user, KEY_UINT, 1, 100000000),
@@ -452,6 +459,51 @@ static int on_model_key(struct parse_ctx *c, const char *name, const char *value
 	return 1;
 }
 
+/* A policy set's name as the policy kernel allows it. */
+static bool policy_set_valid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > GRACE_POLICY_SET_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+		      (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-' || v[i] == '.'))
+			return false;
+	return true;
+}
+
+static int on_policy_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_policy *p = &c->cfg->policy;
+	if (!strcmp(name, "authorizer")) {
+		if (!strcmp(value, "kernel")) {
+			p->authorizer = GRACE_AUTHORIZER_KERNEL;
+		} else if (!strcmp(value, "table")) {
+			p->authorizer = GRACE_AUTHORIZER_TABLE;
+		} else {
+			snprintf(c->err, sizeof c->err, "authorizer: expected kernel or table, got '%s'",
+				 value);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(name, "policy_set")) {
+		if (!policy_set_valid(value)) {
+			snprintf(c->err, sizeof c->err,
+				 "policy_set: expected 1 to %d of A-Z a-z 0-9 _ - ., got '%s'",
+				 GRACE_POLICY_SET_MAX, value);
+			return 0;
+		}
+		memcpy(p->policy_set, value, strlen(value) + 1);
+		return 1;
+	}
+	int rc = set_keyed(p, policy_keys, sizeof policy_keys / sizeof policy_keys[0], name, value,
+			   c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -514,6 +566,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "model"))
 		return on_model_key(c, name, value);
+	if (!strcmp(section, "policy"))
+		return on_policy_key(c, name, value);
 	if (!strcmp(section, "state_machine")) {
 		int rc = set_keyed(&cfg->state_machine, state_machine_keys,
 				   sizeof state_machine_keys / sizeof state_machine_keys[0], name, value,
@@ -649,10 +703,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace",   "limits",   "defaults",  "auth",
-					     "model",   "audit",    "memory",    "librarian",
-					     "metrics", "alerts",   "scheduler", "executor",
-					     "state_machine" };
+	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
+					     "audit",   "memory",    "librarian", "policy", "metrics",
+					     "alerts",  "scheduler", "executor",  "state_machine" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -760,6 +813,10 @@ static void config_defaults(grace_config *cfg)
 					    .ingest_chunk_files = 32,
 					    .document_bytes_per_user = (size_t)1 << 30,
 					    .ingest_bytes_max = (size_t)512 << 20 };
+	cfg->policy = (grace_policy){ .authorizer = GRACE_AUTHORIZER_KERNEL,
+				      .policy_set = "default",
+				      .decision_timeout_ms = 2000,
+				      .cache_entries = 4096 };
 	cfg->state_machine = (grace_state_machine){ .instances_per_user = 10000,
 						    .history_keep = 1000,
 						    .context_max_bytes = (size_t)256 << 10,
@@ -1049,6 +1106,18 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 		return -1;
 	}
 	return check_kernels(cfg, &c.defaults, err, errlen);
+}
+
+int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL ||
+	    grace_config_kernel_index(cfg, "policy") >= 0)
+		return 0;
+	snprintf(err, errlen,
+		 "%s: [policy] authorizer = kernel (the default) needs the policy kernel: add "
+		 "[kernel.policy], or set authorizer = table for the built-in role table",
+		 cfg->path[0] ? cfg->path : "configuration");
+	return -1;
 }
 
 int grace_config_kernel_index(const grace_config *cfg, const char *name)

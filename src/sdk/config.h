@@ -86,6 +86,17 @@ typedef struct grace_librarian {
 	size_t ingest_bytes_max;     /* bytes in one ingest */
 } grace_librarian;
 
+/* [policy]: who decides each request on :8000 and each call between
+ * kernels (docs/policy.md). */
+enum { GRACE_AUTHORIZER_KERNEL = 0, GRACE_AUTHORIZER_TABLE = 1 };
+#define GRACE_POLICY_SET_MAX 64
+typedef struct grace_policy {
+	int authorizer;      /* GRACE_AUTHORIZER_*: the policy kernel (default) or the role table */
+	char policy_set[GRACE_POLICY_SET_MAX + 1]; /* the set decisions use */
+	unsigned decision_timeout_ms; /* a request waits this long for its decision */
+	unsigned cache_entries;       /* decisions kept by each process that asks */
+} grace_policy;
+
 /* [state_machine]: limits of the state_machine kernel. */
 typedef struct grace_state_machine {
 	unsigned instances_per_user; /* instances a user may own at once */
@@ -176,6 +187,7 @@ typedef struct grace_config {
 	grace_model model;
 	grace_memory memory;
 	grace_librarian librarian;
+	grace_policy policy;
 	grace_state_machine state_machine;
 	grace_metrics metrics;
 	grace_alerts alerts;
@@ -205,6 +217,12 @@ struct sdk_kernel_def; /* sdk/kernel.h */
 int grace_config_load(grace_config *cfg, const struct sdk_kernel_def *const *builtins,
 		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen);
+
+/* For `grace serve`: decisions by a policy kernel that is not configured
+ * would refuse everything for ever (a disabled one can be started by an
+ * admin). -1 with the reason when [policy] authorizer = kernel and there
+ * is no [kernel.policy]. */
+int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen);
 
 /* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */
 const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char *name);

@@ -739,6 +739,8 @@ void req_drained(sdk_req *r)
 
 /* ---- dispatch ---- */
 
+static void route_run(sdk_req *r);
+
 void req_dispatch(sdk_req *r)
 {
 	sdk_server *s = r->srv;
@@ -762,10 +764,29 @@ void req_dispatch(sdk_req *r)
 	const char *method = r->head_only ? "GET" : r->method;
 	int i = sdk_route_match(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), method,
 				r->path, &r->params);
+	r->matched = i;
 	/* Authorization first: who may not call anything learns nothing. */
 	if (s->opts.authorize &&
 	    !s->opts.authorize(r, i >= 0 ? &s->opts.routes[i] : NULL, s->opts.ctx))
 		return;
+	route_run(r);
+}
+
+void sdk_req_resume(sdk_req *r)
+{
+	if (r->closed || !r->srv) {
+		/* Nobody to answer, or no server left to run a route: end it. */
+		sdk_reply_error(r, 503, "gone", "the request ended while it was decided");
+		return;
+	}
+	route_run(r);
+}
+
+/* What follows a request's authorization: its route, or the 405 or 404. */
+static void route_run(sdk_req *r)
+{
+	sdk_server *s = r->srv;
+	int i = r->matched;
 	if (i == SDK_ROUTE_BAD_METHOD) {
 		char allow[128];
 		sdk_route_allowed(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), r->path, allow,

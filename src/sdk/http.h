@@ -47,7 +47,9 @@ typedef struct sdk_server_opts {
 	/* Appends further metrics to a /metrics answer; may be NULL. */
 	void (*metrics_extra)(struct evbuffer *out, void *ctx);
 	/* Decides whether a routed request may run (route NULL: no route
-	 * matched). Returns false after answering it (401, 403, ...). NULL:
+	 * matched). Returns false after answering it (401, 403, ...), or
+	 * false without answering when it decides later (asynchronously): it
+	 * then either answers the request or calls sdk_req_resume. NULL:
 	 * everything may run. */
 	bool (*authorize)(sdk_req *req, const sdk_route *route, void *ctx);
 	/* Called as each request is answered (before `req` is freed); may be NULL. */
@@ -69,6 +71,11 @@ double sdk_server_uptime(const sdk_server *s);
 /* Renders the standard /metrics body (with metrics_extra) into `out`. */
 void sdk_server_render_metrics(const sdk_server *s, struct evbuffer *out);
 void sdk_server_free(sdk_server *s);
+
+/* Runs the route of a request whose authorize decided later and allowed
+ * it (see sdk_server_opts.authorize), as if authorize had returned true.
+ * A request whose client has gone meanwhile is ended instead. */
+void sdk_req_resume(sdk_req *r);
 
 const char *sdk_req_method(const sdk_req *r);
 const char *sdk_req_path(const sdk_req *r); /* decoded */

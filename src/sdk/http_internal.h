@@ -80,6 +80,7 @@ struct sdk_req {
 	sdk_req *spare_next;
 	struct evbuffer *body; /* owned; NULL until a body arrives or is asked for */
 	int route;
+	int matched; /* the router's answer (an index, or SDK_ROUTE_*), for a resumed request */
 	char method[8];
 	char *path; /* decoded, owned (NUL inside refused) */
 	char id[REQUEST_ID_MAX + 1];

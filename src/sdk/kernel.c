@@ -5,6 +5,7 @@
 #include "sdk/listen.h"
 #include "sdk/log.h"
 #include "sdk/notify.h"
+#include "sdk/pdp.h"
 #include "sdk/standby.h"
 
 #include <event2/buffer.h>
@@ -51,6 +52,7 @@ struct runtime {
 	char db_path[PATH_MAX];
 	sdk_db_watch db_watch;
 	struct storage_report sqlite_report;
+	sdk_pdp *pdp; /* decisions on calls from other processes; made at the first */
 };
 
 /* ---- storage: a kernel whose database is damaged, deleted or replaced
@@ -155,6 +157,144 @@ static void on_metrics(sdk_req *req, void *ctx)
 	evbuffer_free(b);
 }
 
+/* ---- calls from other processes, decided by policy (docs/policy.md):
+ * principal Kernel::"CALLER" (X-Grace-Caller, which the call path sends
+ * with the internal token: the main process is "grace"), action
+ * Action::"METHOD /pattern" of the route called, resource Kernel::"SELF",
+ * context {user, role} when the call is made for a user. Not decided
+ * again: what the gateway forwards for a user (caller "gateway" with
+ * X-Grace-User), which :8000 decided for that user; and a request with the
+ * token and no caller name, the operator's (whoever holds the token file).
+ * Until kernels have identities of their own (the trust issue), the name
+ * is what the caller says. */
+
+#define CALLER_NAME_MAX 63
+
+static bool caller_valid(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 0 && n <= CALLER_NAME_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+static void call_refused(sdk_req *req, sdk_kernel *k, const sdk_call_decision *d)
+{
+	sdk_reply_error(req, 403, "call_forbidden",
+			"policy does not let '%s' call %s of kernel %s", d->caller, d->action,
+			k->def->name);
+}
+
+static void call_unavailable(sdk_req *req, const char *why)
+{
+	sdk_req_add_header(req, "Retry-After", "1");
+	sdk_reply_error(req, 503, "policy_unavailable",
+			"this call is decided by the policy kernel, and %s", why);
+}
+
+struct call_wait {
+	sdk_req *req;
+	sdk_kernel *k;
+	sdk_call_decision d;
+	char caller[CALLER_NAME_MAX + 1], action[SDK_PATH_MAX + 16];
+};
+
+static void on_call_decided(int result, const char *why, void *arg)
+{
+	struct call_wait *w = arg;
+	if (result == SDK_PDP_ALLOW)
+		sdk_req_resume(w->req);
+	else if (result == SDK_PDP_DENY)
+		call_refused(w->req, w->k, &w->d);
+	else
+		call_unavailable(w->req, why ? why : "it is not ready");
+	free(w);
+}
+
+static sdk_pdp *runtime_pdp(struct runtime *rt)
+{
+	if (!rt->pdp) {
+		const grace_policy *pol = &rt->k.cfg->policy;
+		sdk_pdp_opts o = { .base = rt->k.base,
+				   .caller = rt->k.caller,
+				   .policy_set = pol->policy_set,
+				   .timeout_ms = pol->decision_timeout_ms,
+				   .cache_entries = pol->cache_entries };
+		rt->pdp = sdk_pdp_new(&o);
+	}
+	return rt->pdp;
+}
+
+/* True when the call may run now; else it has been answered, or is
+ * waiting for its decision (then answered or resumed later). */
+static bool decide_call(struct runtime *rt, sdk_req *req, const sdk_route *route)
+{
+	sdk_kernel *k = &rt->k;
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	if (k->cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL || !caller)
+		return true;
+	if (!caller_valid(caller)) {
+		sdk_reply_error(req, 403, "call_forbidden", "%s names no caller", SDK_CALLER_HEADER);
+		return false;
+	}
+	int role = SDK_CALLER_NONE;
+	const char *user = sdk_req_caller(req, k->token, &role);
+	if (user && !strcmp(caller, SDK_GATEWAY_CALLER))
+		return true;
+	char action[SDK_PATH_MAX + 16];
+	snprintf(action, sizeof action, "%s %s",
+		 route->pattern.method ? route->pattern.method : sdk_req_method(req),
+		 route->pattern.path);
+	sdk_call_decision d = { .caller = caller, .action = action, .user = user,
+				.role = user ? (role == SDK_CALLER_ADMIN ? "admin" : "user") : NULL };
+	if (k->def->decide_call) {
+		int r = k->def->decide_call(k, &d);
+		if (r == 1)
+			return true;
+		if (r == 0)
+			call_refused(req, k, &d);
+		else
+			call_unavailable(req, "it cannot decide it now");
+		return false;
+	}
+	sdk_pdp *pdp = runtime_pdp(rt);
+	if (!pdp) {
+		call_unavailable(req, "there is no memory to ask it");
+		return false;
+	}
+	char key[CALLER_NAME_MAX + SDK_PATH_MAX + SDK_CALLER_NAME_MAX + 48];
+	int n = snprintf(key, sizeof key, "%s%s%s%s", caller, action, user ? user : "",
+			 d.role ? d.role : "");
+	if (n < 0 || (size_t)n >= sizeof key) {
+		call_unavailable(req, "the call's description is too long");
+		return false;
+	}
+	switch (sdk_pdp_lookup(pdp, key, (size_t)n)) {
+	case SDK_PDP_ALLOW: return true;
+	case SDK_PDP_DENY: call_refused(req, k, &d); return false;
+	case SDK_PDP_UNAVAILABLE: call_unavailable(req, sdk_pdp_why(pdp)); return false;
+	default: break;
+	}
+	struct call_wait *w = calloc(1, sizeof *w);
+	json_t *q = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}, s:o}", "principal", "type",
+			      "Kernel", "id", caller, "action", "type", "Action", "id", action,
+			      "resource", "type", "Kernel", "id", k->def->name, "context",
+			      user ? json_pack("{s:s, s:s}", "user", user, "role", d.role)
+				   : json_object());
+	if (!w || !q) {
+		free(w);
+		json_decref(q);
+		call_unavailable(req, "there is no memory to ask it");
+		return false;
+	}
+	w->req = req;
+	w->k = k;
+	snprintf(w->caller, sizeof w->caller, "%s", caller);
+	snprintf(w->action, sizeof w->action, "%s", action);
+	w->d = (sdk_call_decision){ .caller = w->caller, .action = w->action };
+	sdk_pdp_ask(pdp, key, (size_t)n, q, NULL, on_call_decided, w);
+	return false;
+}
+
 /* The kernel's own series after the SDK's. */
 static void kernel_metrics_extra(struct evbuffer *out, void *ctx)
 {
@@ -187,7 +327,7 @@ static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 		sdk_reply_error(req, 503, "storage_failed", "%s", runtime_of(k)->storage_error);
 		return false;
 	}
-	return true;
+	return !route || decide_call(runtime_of(k), req, route);
 }
 
 static const sdk_route standard_routes[] = {
@@ -388,6 +528,7 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 static void runtime_stop(struct runtime *rt)
 {
 	sdk_kernel *k = &rt->k;
+	sdk_pdp_free(rt->pdp); /* answers the calls waiting for a decision */
 	if (k->def->close && rt->init_ran)
 		k->def->close(k);
 	sdk_caller_free(k->caller);

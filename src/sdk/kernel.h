@@ -24,6 +24,15 @@ struct evbuffer;
 
 typedef struct sdk_kernel sdk_kernel;
 
+/* A call to one of a kernel's routes from another process that names
+ * itself (X-Grace-Caller, sent by the call path with the internal token):
+ * what the policy decides (docs/policy.md, "Calls between kernels"). */
+typedef struct sdk_call_decision {
+	const char *caller; /* Kernel::"CALLER": a kernel's name, or "grace" */
+	const char *action; /* Action::"METHOD /pattern" of the called route */
+	const char *user, *role; /* the user it is made for, or NULL */
+} sdk_call_decision;
+
 /* A kernel's definition is also its identity: name, default port, tier
  * and completeness live here and nowhere else. The configuration's
  * defaults, `grace kernels-list`, /kernel-ports and the README's kernel
@@ -48,6 +57,12 @@ typedef struct sdk_kernel_def {
 	 * (may be NULL). Requests are still answered after this. */
 	void (*drain)(sdk_kernel *k);
 	void (*close)(sdk_kernel *k);
+	/* Decides a call from another process itself instead of asking the
+	 * policy kernel (the policy kernel's own: asking itself over HTTP
+	 * would wait on itself). 1 allowed, 0 refused, or a negative
+	 * sdk_status when it cannot decide (answered 503). NULL: the runtime
+	 * asks the policy kernel. */
+	int (*decide_call)(sdk_kernel *k, const sdk_call_decision *d);
 	/* Appends the kernel's own series to its /metrics answer, in the text
 	 * format, each labelled kernel="NAME" (sdk_metrics_escape the values);
 	 * may be NULL. Runs on the loop: keep it cheap. */

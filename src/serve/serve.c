@@ -2,6 +2,7 @@
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/api/decide.h"
 #include "serve/directory.h"
 #include "serve/healer/ports.h"
 #include "sdk/db.h"
@@ -352,6 +353,7 @@ out:
 	api_memory_close(s.api.mem); /* and for memory requests queued */
 	api_backup_close(s.api.backup); /* and for a backup being made or sent */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
+	api_decide_free(&s.api); /* answers requests waiting for a decision */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);

@@ -201,9 +201,10 @@ def kernels_list():
 
 # Placeholder kernels make the quietest neighbours: no dependencies on other
 # kernels, nothing but /health and /metrics. Preferred in this order.
+# (Not the policy kernel: when it is configured it decides every request.)
 _SPARE_ORDER = ["alerts", "telemetry", "metrics", "learning", "research", "coding_agent",
                 "self_healing", "executor", "workflow", "state_machine", "scheduler",
-                "compliance", "policy", "trust", "governance"]
+                "compliance", "trust", "governance"]
 
 
 def spare_kernels(n, exclude=()):
@@ -221,6 +222,13 @@ API_PORT = 8000
 KERNEL_PORT_MIN = 8100
 KERNEL_PORT_MAX = 8149
 OFFSETS = list(range(10000, 24001, 200))
+
+# Who decides the API's requests when a test's kernels do not include the
+# policy kernel: "table" (the default; [policy] authorizer = table is
+# written) or, with GRACE_TEST_AUTHORIZER=kernel, the policy kernel, added
+# to the test's kernels. Tests that start every kernel, or name the policy
+# kernel, always have it deciding.
+AUTHORIZER = os.environ.get("GRACE_TEST_AUTHORIZER", "table")
 
 # Small timeouts, so that every state change a test waits for is quick.
 DEFAULT_SECTIONS = {
@@ -616,6 +624,8 @@ class GraceServer:
     kernels: {name: {key: value}} written as [kernel.NAME] sections: only
              those kernels run (a built-in one's port and tier come from its
              definition unless given); None keeps every built-in kernel.
+             Without "policy" among them, [policy] authorizer = table is
+             written (see AUTHORIZER).
     text:    the whole config file instead (no defaults added); @TMP@,
              @LIBRARY@ and @GRACE_BIN@ in it are replaced.
     expect:  {name: state or set of states} for kernels that should not end
@@ -665,6 +675,13 @@ class GraceServer:
             for name, keys in (config or {}).items():
                 sections.setdefault(name, {}).update(keys)
             self.kernel_table = {}
+            if kernels is not None and "policy" not in kernels:
+                if AUTHORIZER == "kernel":
+                    kernels = dict(kernels, policy={})
+                else:
+                    # No policy kernel to decide: the built-in role table
+                    # decides instead (docs/policy.md), unless the test says.
+                    sections.setdefault("policy", {}).setdefault("authorizer", "table")
             if kernels is not None:
                 for name, keys in kernels.items():
                     keys = dict(keys)

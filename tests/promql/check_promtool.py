@@ -263,6 +263,14 @@ def main(paths):
                             ok = False
                             break
                         samples.append((name if name else "{}", v))
+                    # Prometheus folds stddev/stdvar with a running update
+                    # over the series in hash order: the last bit of a
+                    # result that is not exact varies between its own runs,
+                    # and promtool compares exactly. Our runner compares
+                    # these with a tolerance (promqltest.c).
+                    if ok and re.search(r"\bstd(dev|var)(_over_time)?\b", expr) and any(
+                            v != round(v, 6) for _, v in samples):
+                        ok = False
                     if not ok or expr.lstrip("(").startswith(("\"", "'", "`")):
                         file_skipped += 1
                         continue

@@ -741,6 +741,41 @@ static void test_model_heartbeat(void **state)
 	expect_error(f, 3, "heartbeat_ms", "15000");
 }
 
+static void test_policy_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[grace]\nlog_level = info\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.policy.authorizer, GRACE_AUTHORIZER_KERNEL);
+	assert_string_equal(f->cfg.policy.policy_set, "default");
+	assert_int_equal(f->cfg.policy.decision_timeout_ms, 2000);
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), 0);
+	write_ini(f, "[policy]\nauthorizer = table\npolicy_set = ops.v2\ndecision_timeout_ms = 50\n"
+		     "cache_entries = 16\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.policy.authorizer, GRACE_AUTHORIZER_TABLE);
+	assert_string_equal(f->cfg.policy.policy_set, "ops.v2");
+	assert_int_equal(f->cfg.policy.decision_timeout_ms, 50);
+	assert_int_equal(f->cfg.policy.cache_entries, 16);
+	write_ini(f, "[policy]\nauthorizer = roles\n");
+	expect_error(f, 2, "authorizer", "roles");
+	write_ini(f, "[policy]\npolicy_set = no way\n");
+	expect_error(f, 2, "policy_set", "no way");
+	write_ini(f, "[policy]\ndecision_timeout_ms = 49\n");
+	expect_error(f, 2, "decision_timeout_ms", "49");
+	write_ini(f, "[policy]\ncolour = blue\n");
+	expect_error(f, 2, "colour", "unknown key");
+	/* Decisions by a policy kernel that is not configured: grace serve
+	 * refuses (the file itself loads: other commands read it). */
+	write_ini(f, "[kernel.a]\nport = 8100\n");
+	expect_ok(f, NULL);
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), -1);
+	assert_non_null(strstr(f->err, "[kernel.policy]"));
+	write_ini(f, "[policy]\nauthorizer = table\n[kernel.a]\nport = 8100\n");
+	expect_ok(f, NULL);
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), 0);
+}
+
 /* [scheduler] and [executor]: their keys, their ranges, and the shipped
  * file's values equal to the compiled defaults. */
 static void test_scheduler_executor_sections(void **state)
@@ -812,6 +847,7 @@ int main(void)
 		T(test_builtin_section_overrides),
 		T(test_builtin_definitions_checked),
 		T(test_model_heartbeat),
+		T(test_policy_section),
 		T(test_scheduler_executor_sections),
 #undef T
 	};

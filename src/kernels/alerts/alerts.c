@@ -353,7 +353,20 @@ static void load_notifier(ak *a)
 struct delivery {
 	ak *a;
 	nt_out o;
+	struct delivery *prev, *next; /* in a->deliveries */
 };
+
+static void delivery_free(struct delivery *d)
+{
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		d->a->deliveries = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	ntf_out_free(&d->o);
+	free(d);
+}
 
 static void on_delivered(int status, const char *body, size_t len, double ms, const char *error,
 			 void *arg)
@@ -381,8 +394,7 @@ static void on_delivered(int status, const char *body, size_t len, double ms, co
 			sdk_warn("alerts: cannot save the notification log: %s", e.msg);
 		json_decref(entry);
 	}
-	ntf_out_free(&d->o);
-	free(d);
+	delivery_free(d);
 }
 
 static void deliver(ak *a, nt_out *o)
@@ -394,6 +406,10 @@ static void deliver(ak *a, nt_out *o)
 	}
 	d->a = a;
 	d->o = *o;
+	d->next = a->deliveries;
+	if (d->next)
+		d->next->prev = d;
+	a->deliveries = d;
 	const nt_integration *in = o->to;
 	unsigned timeout = a->k->cfg->alerts.notify_timeout_ms;
 	char *body = NULL;
@@ -1001,6 +1017,8 @@ static void ak_free(ak *a)
 	for (size_t i = 0; i < a->n_files; i++)
 		free(a->files[i].yaml);
 	free(a->files);
+	while (a->deliveries)
+		delivery_free(a->deliveries);
 	ntf_free(a->ntf);
 	sdk_caller_free(a->outside);
 	free(a);

@@ -44,6 +44,9 @@ typedef struct ak {
 	/* For receivers outside Grace (webhooks, an Alertmanager): a caller
 	 * without the internal token, which must not leave Grace. */
 	sdk_caller *outside;
+	/* Notifications in flight (alerts.c): freed at close, since a caller
+	 * freed ends its calls without calling back. */
+	struct delivery *deliveries;
 	char notifier_error[512]; /* why the configured notifier file was not used */
 	bool notifier_from_api;
 	ak_file *files;

@@ -2,11 +2,12 @@
  * Alertmanager's API v2 (alerts, groups, silences, receivers, status) with
  * its shapes and its errors (a JSON string with 400, as go-swagger answers),
  * and Grace's own routes for rule files and the notifier's configuration.
- * Times: Alertmanager's RFC 3339 (ntf_time), Prometheus's likewise. */
+ * Times: sdk/rfc3339, in the style each peer's JSON encoder writes. */
 #include "kernels/alerts/alerts.h"
 
 #include "kernels/alerts/alabels.h"
 #include "kernels/alerts/store.h"
+#include "sdk/rfc3339.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
 
@@ -111,14 +112,10 @@ static int query_bool(sdk_req *req, const char *name, bool def, bool *out)
 
 /* ---- Prometheus: rules and alerts */
 
+/* Prometheus writes its times through Go's encoding/json. */
 static const char *rfc3339(int64_t ms, char *buf, size_t len)
 {
-	if (!ms) {
-		snprintf(buf, len, "0001-01-01T00:00:00Z");
-		return buf;
-	}
-	ntf_time(ms, buf, len);
-	return buf;
+	return sdk_rfc3339_format_ms(ms, SDK_RFC3339_GO, buf, len);
 }
 
 static void value_text(double v, char *buf, size_t len)
@@ -238,7 +235,7 @@ void ak_on_am_status(sdk_req *req, void *ctx)
 	if (!started)
 		started = sdk_wall_ms();
 	char up[40];
-	ntf_time(started, up, sizeof up);
+	sdk_rfc3339_format_ms(started, SDK_RFC3339_MILLIS, up, sizeof up);
 	sdk_reply_json(req, 200,
 		       json_pack("{s:{s:s, s:[]}, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:{s:s}, s:s}",
 				 "cluster", "status", "disabled", "peers", "versionInfo", "version",
@@ -336,7 +333,7 @@ static bool parse_time_field(json_t *j, const char *name, int64_t *ms, char *why
 	*ms = 0;
 	if (!v || json_is_null(v))
 		return true;
-	if (!json_is_string(v) || !ntf_parse_time(json_string_value(v), ms)) {
+	if (!json_is_string(v) || !sdk_rfc3339_parse_ms(json_string_value(v), ms)) {
 		snprintf(why, len, "%s: not an RFC 3339 time", name);
 		return false;
 	}

@@ -1,6 +1,7 @@
 #include "kernels/alerts/notifier.h"
 
 #include "kernels/alerts/yaml.h"
+#include "sdk/rfc3339.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,61 +87,6 @@ struct ntf {
 	nt_log *log;
 	size_t n_log, cap_log;
 };
-
-/* ---- times */
-
-void ntf_time(int64_t ms, char *buf, size_t len)
-{
-	if (ms <= 0) {
-		snprintf(buf, len, "0001-01-01T00:00:00Z");
-		return;
-	}
-	time_t s = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&s, &tm);
-	char b[32];
-	strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%03dZ", b, (int)(ms % 1000));
-}
-
-bool ntf_parse_time(const char *s, int64_t *ms)
-{
-	if (!s)
-		return false;
-	struct tm tm = { 0 };
-	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
-		return false;
-	int64_t frac = 0;
-	if (*p == '.') {
-		p++;
-		int d = 0;
-		while (*p >= '0' && *p <= '9') {
-			if (d < 3)
-				frac = frac * 10 + (*p - '0');
-			d++;
-			p++;
-		}
-		for (; d < 3; d++)
-			frac *= 10;
-	}
-	int64_t off = 0;
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int hh, mm;
-		if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
-			return false;
-		off = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
-		p += 6;
-	} else {
-		return false;
-	}
-	if (*p)
-		return false;
-	*ms = ((int64_t)timegm(&tm) - off) * 1000 + frac;
-	return true;
-}
 
 /* ---- configuration */
 
@@ -948,9 +894,9 @@ json_t *ntf_silence_json(const nt_silence *s, int64_t now)
 	for (size_t i = 0; i < s->m.n; i++)
 		json_array_append_new(ms, al_matcher_json(&s->m.m[i]));
 	char st[40], en[40], up[40];
-	ntf_time(s->starts_ms, st, sizeof st);
-	ntf_time(s->ends_ms, en, sizeof en);
-	ntf_time(s->updated_ms, up, sizeof up);
+	sdk_rfc3339_format_ms(s->starts_ms, SDK_RFC3339_MILLIS, st, sizeof st);
+	sdk_rfc3339_format_ms(s->ends_ms, SDK_RFC3339_MILLIS, en, sizeof en);
+	sdk_rfc3339_format_ms(s->updated_ms, SDK_RFC3339_MILLIS, up, sizeof up);
 	return json_pack("{s:s, s:{s:s}, s:s, s:o, s:s, s:s, s:s, s:s}", "id", s->id, "status",
 			 "state", sil_state(s, now), "updatedAt", up, "matchers", ms, "startsAt", st,
 			 "endsAt", en, "createdBy", s->created_by, "comment", s->comment);
@@ -1160,9 +1106,10 @@ static json_t *alert_json_webhook(const nt_alert *a, int64_t now)
 {
 	char st[40], en[40], hex[17];
 	bool done = resolved(a, now);
-	ntf_time(a->starts, st, sizeof st);
+	/* Go's encoding/json writes these times (template.Alert), not strfmt. */
+	sdk_rfc3339_format_ms(a->starts, SDK_RFC3339_GO, st, sizeof st);
 	/* types.Alerts(): an end not reached yet is not shown (zero time). */
-	ntf_time(done ? a->ends : 0, en, sizeof en);
+	sdk_rfc3339_format_ms(done ? a->ends : 0, SDK_RFC3339_GO, en, sizeof en);
 	al_fingerprint_hex(a->fp, hex);
 	return json_pack("{s:s, s:O, s:O, s:s, s:s, s:s, s:s}", "status",
 			 done ? "resolved" : "firing", "labels", a->labels, "annotations",
@@ -1275,8 +1222,8 @@ static void flush_group(ntf *n, nt_group *g, int64_t now, const char *ext, nt_ou
 			o.posted = json_array();
 			for (size_t i = 0; i < nl; i++) {
 				char st[40], en[40];
-				ntf_time(live[i]->starts, st, sizeof st);
-				ntf_time(live[i]->ends, en, sizeof en);
+				sdk_rfc3339_format_ms(live[i]->starts, SDK_RFC3339_MILLIS, st, sizeof st);
+				sdk_rfc3339_format_ms(live[i]->ends, SDK_RFC3339_MILLIS, en, sizeof en);
 				json_array_append_new(o.posted,
 						      json_pack("{s:O, s:O, s:s, s:s, s:s}", "labels",
 								live[i]->labels, "annotations",
@@ -1442,9 +1389,9 @@ json_t *ntf_alerts_json(ntf *n, int64_t now, const al_matchers *filter, bool wan
 		for (size_t k = 0; k < nr; k++)
 			json_array_append_new(recv, json_pack("{s:s}", "name", routes[k]->receiver));
 		char st[40], en[40], up[40], hex[17];
-		ntf_time(a->starts, st, sizeof st);
-		ntf_time(a->ends, en, sizeof en);
-		ntf_time(a->updated, up, sizeof up);
+		sdk_rfc3339_format_ms(a->starts, SDK_RFC3339_MILLIS, st, sizeof st);
+		sdk_rfc3339_format_ms(a->ends, SDK_RFC3339_MILLIS, en, sizeof en);
+		sdk_rfc3339_format_ms(a->updated, SDK_RFC3339_MILLIS, up, sizeof up);
 		al_fingerprint_hex(a->fp, hex);
 		json_array_append_new(
 			out, json_pack("{s:O, s:O, s:s, s:s, s:s, s:s, s:o, s:{s:s, s:o, s:o}, s:s}",
@@ -1469,8 +1416,8 @@ json_t *ntf_groups_json(ntf *n, int64_t now)
 			if (!a || resolved(a, now))
 				continue;
 			char st[40], en[40], hex[17];
-			ntf_time(a->starts, st, sizeof st);
-			ntf_time(a->ends, en, sizeof en);
+			sdk_rfc3339_format_ms(a->starts, SDK_RFC3339_MILLIS, st, sizeof st);
+			sdk_rfc3339_format_ms(a->ends, SDK_RFC3339_MILLIS, en, sizeof en);
 			al_fingerprint_hex(a->fp, hex);
 			json_array_append_new(alerts, json_pack("{s:O, s:O, s:s, s:s, s:s}", "labels",
 								a->labels, "annotations", a->annotations,

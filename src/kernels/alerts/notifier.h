@@ -141,8 +141,4 @@ json_t *ntf_groups_json(ntf *n, int64_t now_ms);
 json_t *ntf_receivers_json(const ntf *n);
 size_t ntf_alert_count(const ntf *n, int64_t now_ms, bool firing_only);
 
-/* Alertmanager's time format (RFC 3339, ms, UTC). */
-void ntf_time(int64_t ms, char *buf, size_t len);
-bool ntf_parse_time(const char *s, int64_t *ms);
-
 #endif

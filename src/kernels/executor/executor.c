@@ -1503,8 +1503,10 @@ const sdk_kernel_def executor_kernel = {
 	.name = "executor",
 	.port = 8121, .tier = "execution",
 	.summary = "commands as jobs: queue, limits, containment, streamed output",
-	/* Not complete until :8000 decides by policy who may run jobs (issue 13:
-	 * admin-only unless policy says otherwise; may_run is the role table). */
+	/* Not complete (issue 13): :8000 decides /executor by policy (issue
+	 * 11: admins only in the default set), but may_run here is still the
+	 * role table (admin-only whatever the policy says), and containment
+	 * wants a delegated cgroup. */
 	.complete = false,
 	.long_poll_max_ms = WAIT_MAX_MS,
 	.routes = executor_routes,

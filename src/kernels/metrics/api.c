@@ -14,6 +14,7 @@
 
 #include "kernels/metrics/expo.h"
 #include "kernels/metrics/promql/eval.h"
+#include "sdk/rfc3339.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
 
@@ -247,41 +248,7 @@ static bool parse_time(const char *s, int64_t *ms)
 		*ms = MAX_TIME_MS;
 		return true;
 	}
-	/* RFC 3339 with an optional fraction and a Z or an offset. */
-	struct tm tm = { 0 };
-	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
-		return false;
-	int64_t frac_ms = 0;
-	if (*p == '.') {
-		p++;
-		int digits = 0;
-		while (isdigit((unsigned char)*p)) {
-			if (digits < 3)
-				frac_ms = frac_ms * 10 + (*p - '0');
-			digits++;
-			p++;
-		}
-		for (; digits < 3; digits++)
-			frac_ms *= 10;
-	}
-	int64_t off = 0;
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int hh, mm;
-		if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
-			return false;
-		off = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
-		p += 6;
-	} else {
-		return false;
-	}
-	if (*p)
-		return false;
-	time_t t = timegm(&tm);
-	*ms = ((int64_t)t - off) * 1000 + frac_ms;
-	return true;
+	return sdk_rfc3339_parse_ms(s, ms);
 }
 
 static bool parse_duration(const char *s, int64_t *ms)

@@ -3,6 +3,7 @@
 #include "kernels/metrics/ingest.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
+#include "sdk/rfc3339.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -335,16 +336,6 @@ void scr_free(scr *s)
 	free(s);
 }
 
-static void rfc3339(int64_t ms, char *buf, size_t len)
-{
-	time_t sec = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&sec, &tm);
-	char base[32];
-	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%03dZ", base, (int)(ms % 1000));
-}
-
 static const char *health_name(enum health h)
 {
 	return h == HEALTH_UP ? "up" : h == HEALTH_DOWN ? "down" : "unknown";
@@ -361,10 +352,9 @@ json_t *scr_targets_json(scr *s, const char *state)
 		target *t = &s->t[i];
 		char url[256], last[48];
 		snprintf(url, sizeof url, "http://%s%s", t->address, t->path);
-		if (t->last_ms)
-			rfc3339(t->last_ms, last, sizeof last);
-		else
-			snprintf(last, sizeof last, "0001-01-01T00:00:00Z");
+		/* Prometheus: Go encoding/json of time.Time; never scraped is
+		 * Go's zero time. */
+		sdk_rfc3339_format_ms(t->last_ms, SDK_RFC3339_GO, last, sizeof last);
 		json_t *labels = json_object();
 		for (uint32_t j = 0; j < t->labels->n; j++)
 			json_object_set_new(labels, t->labels->p[j].name,

@@ -737,8 +737,10 @@ const sdk_kernel_def scheduler_kernel = {
 	.port = 8120, .tier = "execution",
 	.summary = "cron, @every and manual jobs that run executor jobs, publish or call a route",
 	/* Not complete (issue 13): workflow targets wait for the workflow
-	 * kernel, and who may create route and executor jobs is the role
-	 * table's (spec.c) until :8000 decides by policy. */
+	 * kernel. :8000 and the calls between kernels are decided by policy
+	 * (issue 11), and each fire asks it; who may create route and
+	 * executor jobs is still the role table's (spec.c), not a question
+	 * to the policy kernel. */
 	.complete = false,
 	.routes = scheduler_routes,
 	.n_routes = sizeof scheduler_routes / sizeof scheduler_routes[0],

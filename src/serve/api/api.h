@@ -18,6 +18,7 @@
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
 typedef struct api_backup api_backup; /* /backup: its worker and the one under way */
 typedef struct mem_service mem_service;
+typedef struct sdk_pdp sdk_pdp;
 
 typedef struct api_ctx {
 	const grace_config *cfg;
@@ -33,11 +34,17 @@ typedef struct api_ctx {
 	user_data *ud;   /* purges a user's data with the user (user_data.h) */
 	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
 	sdk_server *server;
+	sdk_pdp *pdp; /* decisions by the policy kernel (decide.c); made at the first */
 } api_ctx;
 
-/* Route access levels. 0, the default, is admin-only: fail closed. */
-enum { ACCESS_ADMIN = 0, ACCESS_PUBLIC = 1, ACCESS_USER = 2 };
+/* Route access levels: the role table. 0, the default, is admin-only: fail
+ * closed. PUBLIC routes are never decided (/health, /metrics, /auth/login,
+ * ...); ANON ones are open to anyone in the role table, and decided by
+ * policy for Anonymous (docs/policy.md). */
+enum { ACCESS_ADMIN = 0, ACCESS_PUBLIC = 1, ACCESS_USER = 2, ACCESS_ANON = 3 };
 
+/* Who may call what (access.c): authentication, then the role table or
+ * the policy ([policy] authorizer). May decide later (sdk/http.h). */
 bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx);
 
 
@@ -63,10 +70,11 @@ typedef struct api_family {
 #define API_PUBLIC(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_PUBLIC)
 #define API_USER(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_USER)
 #define API_ADMIN(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_ADMIN)
+#define API_ANON(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_ANON)
 
 extern const api_family api_health_family, api_auth_family, api_kernel_ports_family,
 	api_guardian_family, api_healer_family, api_chat_family, api_memory_family,
-	api_prefixes_family, api_openapi_family, api_backup_family;
+	api_prefixes_family, api_openapi_family, api_tokens_family, api_backup_family;
 
 /* Every family, in the order they are matched (server.c). */
 size_t api_family_count(void);
@@ -99,6 +107,9 @@ void api_metrics_extra(struct evbuffer *out, void *ctx);
  * could not be kept. */
 void api_on_reply(sdk_req *req, int status, void *ctx);
 bool api_audit_authorize(sdk_req *req, const sdk_route *route, void *ctx);
+/* The audit trail's say alone, for a request allowed after a wait: false
+ * after answering it 503. */
+bool api_audit_admit(sdk_req *req, void *ctx);
 
 /* A kernel as the API reports it: a new reference. */
 json_t *api_kernel_json(const sup_kernel *k);

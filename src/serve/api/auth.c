@@ -372,7 +372,7 @@ static void api_auth_users_password(sdk_req *req, void *ctx)
 /* Logging in, sessions and users */
 static const sdk_route routes[] = {
 	API_PUBLIC("POST", "/auth/login", api_auth_login),
-	API_PUBLIC("POST", "/auth/register", api_auth_register),
+	API_ANON("POST", "/auth/register", api_auth_register),
 	API_USER("POST", "/auth/logout", api_auth_logout),
 	API_USER("GET", "/auth/me", api_auth_me),
 	API_ADMIN("POST", "/auth/users", api_auth_users_create),

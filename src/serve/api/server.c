@@ -3,6 +3,7 @@
 #include "sdk/proc.h"
 
 #include "kernels/registry.h"
+#include "serve/api/decide.h"
 #include "sdk/metrics.h"
 
 #include <event2/buffer.h>
@@ -29,7 +30,7 @@ static const api_family api_metrics_family = { "metrics", metrics_routes,
 static const api_family *const families[] = {
 	&api_health_family, &api_metrics_family, &api_auth_family,   &api_kernel_ports_family,
 	&api_guardian_family, &api_healer_family, &api_chat_family,  &api_memory_family,
-	&api_prefixes_family, &api_openapi_family, &api_backup_family,
+	&api_prefixes_family, &api_openapi_family, &api_tokens_family, &api_backup_family,
 };
 
 size_t api_family_count(void) { return sizeof families / sizeof families[0]; }
@@ -109,6 +110,7 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 {
 	api_ctx *api = ctx;
 	ob_metrics(api->ob, out);
+	api_decide_metrics(api, out);
 	if (api->chat)
 		chat_metrics(api->chat, out);
 	/* Up is 0 or 1; the state is a state set of its own (OpenMetrics'

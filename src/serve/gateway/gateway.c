@@ -241,7 +241,7 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 	h[n++] = SDK_TOKEN_HEADER;
 	h[n++] = gw->token;
 	h[n++] = SDK_CALLER_HEADER;
-	h[n++] = "grace";
+	h[n++] = SDK_GATEWAY_CALLER;
 	int role = 0;
 	const char *user = sdk_req_user(req, &role);
 	if (user) {

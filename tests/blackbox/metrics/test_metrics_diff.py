@@ -213,6 +213,7 @@ class MetricsDifferential(GraceTestCase):
         try:
             sections = {k: dict(v) for k, v in DEFAULT_SECTIONS.items()}
             sections["grace"]["library_root"] = "@LIBRARY@"
+            sections["policy"] = {"authorizer": "table"}  # no policy kernel here: the role table
             text = render_ini(sections)
             text += "[kernel.metrics]\nport = 8141\ntier = services\n\n"
             text += "[metrics]\nscrape_interval_ms = 1000\nscrape_timeout_ms = 1000\n"

@@ -26,6 +26,7 @@ P = "/prometheus/api/v1"
 def base_sections(extra_metrics):
     sections = {k: dict(v) for k, v in DEFAULT_SECTIONS.items()}
     sections["grace"]["library_root"] = "@LIBRARY@"
+    sections["policy"] = {"authorizer": "table"}  # no policy kernel here: the role table
     sections["_metrics"] = extra_metrics
     return {k: v for k, v in sections.items() if k != "_metrics"}, extra_metrics
 

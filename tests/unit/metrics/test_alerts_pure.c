@@ -19,6 +19,7 @@
 #include "kernels/alerts/rules.h"
 #include "kernels/alerts/tmpl.h"
 #include "kernels/alerts/yaml.h"
+#include "sdk/rfc3339.h"
 
 static void test_durations(void **state)
 {
@@ -208,6 +209,41 @@ static void put(ntf *n, const char *name, const char *job, const char *sev, int6
 	json_decref(l);
 }
 
+/* The two ways Go writes a time: the webhook's encoding/json drops
+ * trailing zeros (Alertmanager sent ".49Z" where Grace once sent ".490Z"),
+ * API v2's strfmt keeps three digits; both read back to the same instant. */
+static void test_time_styles(void **state)
+{
+	(void)state;
+	static const struct {
+		int64_t ms;
+		const char *go, *millis;
+	} cases[] = {
+		{ 1796406534490, "2026-12-04T17:48:54.49Z", "2026-12-04T17:48:54.490Z" },
+		{ 1796406534000, "2026-12-04T17:48:54Z", "2026-12-04T17:48:54.000Z" },
+		{ 1796406534007, "2026-12-04T17:48:54.007Z", "2026-12-04T17:48:54.007Z" },
+		{ 1796406534100, "2026-12-04T17:48:54.1Z", "2026-12-04T17:48:54.100Z" },
+		{ 0, "0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char b[40];
+		int64_t back;
+		assert_string_equal(sdk_rfc3339_format_ms(cases[i].ms, SDK_RFC3339_GO, b, sizeof b),
+				    cases[i].go);
+		if (cases[i].ms) {
+			assert_true(sdk_rfc3339_parse_ms(b, &back));
+			assert_int_equal(back, cases[i].ms);
+		}
+		assert_string_equal(
+			sdk_rfc3339_format_ms(cases[i].ms, SDK_RFC3339_MILLIS, b, sizeof b),
+			cases[i].millis);
+		if (cases[i].ms) {
+			assert_true(sdk_rfc3339_parse_ms(b, &back));
+			assert_int_equal(back, cases[i].ms);
+		}
+	}
+}
+
 static void test_notifier(void **state)
 {
 	(void)state;
@@ -281,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_templates),
 		cmocka_unit_test(test_matchers_and_fingerprints),
 		cmocka_unit_test(test_rule_states),
+		cmocka_unit_test(test_time_styles),
 		cmocka_unit_test(test_notifier),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,7 +114,8 @@ static int series_cmp(const void *a, const void *b)
 
 int mat_sort(pq_matrix *m)
 {
-	qsort(m->s, m->n, sizeof *m->s, series_cmp);
+	if (m->n > 1) /* an empty matrix may have no array at all */
+		qsort(m->s, m->n, sizeof *m->s, series_cmp);
 	return 0;
 }
 
