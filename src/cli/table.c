@@ -180,7 +180,7 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "grace user add alice --admin --data-dir /var/lib/grace" },
 	{ CMD_POLICY, "policy", "reset|default|routes", 1, 1, ARG_WORD, policy_words,
 	  OPTB(OPT_JSON) | OPTS_CONFIG, 0,
-	  "the policy's operator side: reset the set offline, print the default, list routes",
+	  "reset the policy set offline, print the default set, list the routes' access",
 	  "reset restores the built-in default policy set in DATA_DIR/policy.db, offline "
 	  "(stop grace serve first): the way back in when a policy locks every admin out; "
 	  "the audit trail records it at the next start. default prints the built-in set "

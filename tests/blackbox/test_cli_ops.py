@@ -33,7 +33,9 @@ def commands():
     """The command names `grace help` lists."""
     out = grace("help")
     rows = out.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0]
-    return [line.split()[0] for line in rows.splitlines()]
+    # A synopsis too long for its column puts the summary on the next,
+    # indented line: that line names no command.
+    return [line.split()[0] for line in rows.splitlines() if not line.startswith("   ")]
 
 
 def on_terminal(args, env):
