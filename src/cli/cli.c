@@ -408,6 +408,70 @@ static int cmd_action(const struct cli *c, const char *action)
 	return rc;
 }
 
+/* ---- reload */
+
+static void print_names(const char *label, json_t *names)
+{
+	if (!json_array_size(names))
+		return;
+	printf("%s:", label);
+	size_t i;
+	json_t *n;
+	json_array_foreach(names, i, n)
+		printf(" %s", json_string_value(n));
+	printf("\n");
+}
+
+static void print_reload(json_t *st)
+{
+	json_t *k = json_object_get(st, "kernels");
+	print_names("restart", json_object_get(k, "restart"));
+	print_names("stop", json_object_get(k, "stop"));
+	print_names("start", json_object_get(k, "start"));
+	if (json_is_true(json_object_get(st, "log_level")))
+		printf("log_level: applied\n");
+	size_t i;
+	json_t *w;
+	json_array_foreach(json_object_get(st, "at_next_start"), i, w)
+		printf("at the next start of grace serve: %s\n", json_string_value(w));
+	const char *state = str(st, "state");
+	printf("reload: %s", state);
+	if (!strcmp(state, "halted"))
+		printf(": %s", str(st, "error"));
+	else if (!strcmp(state, "rolling") && json_is_string(json_object_get(st, "current")))
+		printf(" (now: %s)", str(st, "current"));
+	printf("\n");
+}
+
+static int cmd_reload(const struct cli *c)
+{
+	json_t *ans;
+	int err = call_expect(c, "POST", "/reload", NULL, 200, &ans);
+	if (err)
+		return err;
+	uint64_t t0 = sdk_mono_ms();
+	while (c->a->wait && !strcmp(str(ans, "state"), "rolling")) {
+		if (sdk_mono_ms() - t0 > c->api.timeout_ms) {
+			fprintf(stderr, "grace: the reload is still rolling after %u s (grace status "
+					"shows the kernels)\n",
+				c->api.timeout_ms / 1000);
+			json_decref(ans);
+			return CLI_TIMEOUT;
+		}
+		usleep(WAIT_POLL_MS * 1000);
+		json_decref(ans);
+		if ((err = call_expect(c, "GET", "/reload", NULL, 200, &ans)))
+			return err;
+	}
+	int rc = !strcmp(str(ans, "state"), "halted") ? CLI_FAILED : CLI_OK;
+	if (c->json)
+		print_json(ans);
+	else
+		print_reload(ans);
+	json_decref(ans);
+	return rc;
+}
+
 static int cmd_incidents(const struct cli *c)
 {
 	char path[128];
@@ -677,6 +741,7 @@ static int api_command(const struct cli_args *a)
 	case CMD_START: return cmd_action(&c, "start");
 	case CMD_STOP: return cmd_action(&c, "stop");
 	case CMD_RESTART: return cmd_action(&c, "restart");
+	case CMD_RELOAD: return cmd_reload(&c);
 	case CMD_HEAL: return cmd_heal(&c, false);
 	case CMD_DIAGNOSE: return cmd_heal(&c, true);
 	case CMD_INCIDENTS: return cmd_incidents(&c);

@@ -117,6 +117,16 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "restart a kernel gracefully",
 	  "Stops KERNEL gracefully and starts it again. An admin's command.",
 	  "grace restart librarian" },
+	{ CMD_RELOAD, "reload", "", 0, 0, ARG_NONE, NULL, OPTS_API | OPTB(OPT_WAIT), 0,
+	  "read the configuration file again, without a full restart",
+	  "Grace reads its configuration file again (as SIGHUP and `systemctl reload grace` "
+	  "do): a kernel whose settings or own section changed is restarted, one at a time, "
+	  "each waited for before the next; a kernel disabled is stopped, one enabled is "
+	  "started; log_level applies at once. What only a start can change (the API's port, "
+	  "the data directory, [limits], [auth], the set of kernels and their ports) is listed "
+	  "and left as it is. A file that does not load changes nothing (exit 7). With --wait, "
+	  "waits for the last kernel and exits 1 if the rollout halted. An admin's command.",
+	  "grace reload --wait" },
 	{ CMD_LOGS, "logs", "[KERNEL]", 0, 1, ARG_KERNEL, NULL,
 	  OPTB(OPT_JSON) | OPTB(OPT_FOLLOW) | OPTB(OPT_SINCE) | OPTB(OPT_LEVEL) | OPTB(OPT_FILE) |
 		  OPTS_CONFIG,

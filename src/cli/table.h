@@ -86,6 +86,7 @@ enum cli_cmd_id {
 	CMD_START,
 	CMD_STOP,
 	CMD_RESTART,
+	CMD_RELOAD,
 	CMD_LOGS,
 	CMD_TOP,
 	CMD_HEAL,

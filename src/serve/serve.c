@@ -5,6 +5,8 @@
 #include "serve/api/decide.h"
 #include "serve/directory.h"
 #include "serve/healer/ports.h"
+#include "serve/logfile.h"
+#include "serve/reload/reload.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
 #include "sdk/log.h"
@@ -34,7 +36,7 @@ struct serve {
 	directory *dir; /* DATA_DIR/ports.json, for the kernels' call path */
 	sdk_route *routes; /* every API route family's, in one table */
 	size_t n_routes;
-	struct event *sigterm, *sigint, *deadline, *watchdog;
+	struct event *sigterm, *sigint, *sighup, *deadline, *watchdog;
 	struct timespec t0;
 	bool notified_ready, stopping;
 	char status[STATUS_MAX]; /* the last STATUS= told to systemd */
@@ -144,7 +146,23 @@ static void on_kernel_change(const sup_change *c, void *arg)
 	gd_on_sup_change(s->api.gd, c->k, c->from);
 	hl_on_sup_change(s->api.hl, c->k, c->from);
 	announce_state(s, c);
+	rl_on_change(s->api.rl, c);
 	check_settled(s);
+}
+
+/* SIGHUP: the configuration file read again (serve/reload/reload.h). */
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct serve *s = arg;
+	if (s->stopping || !s->api.rl)
+		return;
+	json_t *status = NULL;
+	sdk_err err = { "" };
+	if (rl_reload(s->api.rl, "SIGHUP", &status, &err) < 0)
+		sdk_warn("SIGHUP: %s", err.msg);
+	json_decref(status);
 }
 
 static void on_unhealthy(sup_kernel *k, const char *reason, void *arg)
@@ -217,7 +235,27 @@ static int self_exe(char *buf, size_t len)
 	return 0;
 }
 
-int grace_serve(const grace_config *cfg)
+static int serve_run(grace_config *cfg);
+
+int grace_serve(grace_config *cfg)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (mkdir_p(cfg->data_dir) < 0) {
+		sdk_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+		return 1;
+	}
+	/* From here, our lines and every kernel's go to DATA_DIR/log/ too. */
+	char err[PATH_MAX + 64];
+	logfile *lf = lf_start(cfg->data_dir, cfg->log_file_bytes, cfg->log_files, err,
+			       sizeof err);
+	if (!lf && err[0])
+		sdk_warn("no log files (standard error only): %s", err);
+	int rc = serve_run(cfg);
+	lf_stop(lf); /* every kernel has exited: their lines are in */
+	return rc;
+}
+
+static int serve_run(grace_config *cfg)
 {
 	struct serve s = { 0 };
 	clock_gettime(CLOCK_MONOTONIC, &s.t0);
@@ -228,15 +266,11 @@ int grace_serve(const grace_config *cfg)
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP); /* its default would end us */
 	pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
 	s.api.cfg = cfg;
-	signal(SIGPIPE, SIG_IGN);
 
 	char exe[PATH_MAX];
-	if (mkdir_p(cfg->data_dir) < 0) {
-		sdk_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
-		return 1;
-	}
 	if (self_exe(exe, sizeof exe) < 0) {
 		sdk_error("cannot find this program's path: %s", strerror(errno));
 		return 1;
@@ -307,6 +341,8 @@ int grace_serve(const grace_config *cfg)
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
+	if (!(s.api.rl = rl_new(s.api.base, cfg, s.api.sup)))
+		sdk_warn("cannot read %s again: SIGHUP and /reload do nothing", cfg->path);
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = s.routes,
 			       .n_routes = s.n_routes,
@@ -325,8 +361,10 @@ int grace_serve(const grace_config *cfg)
 	s.sigterm = evsignal_new(s.api.base, SIGTERM, on_stop_signal, &s);
 	s.sigint = evsignal_new(s.api.base, SIGINT, on_stop_signal, &s);
 	s.deadline = evtimer_new(s.api.base, on_deadline, &s);
+	s.sighup = evsignal_new(s.api.base, SIGHUP, on_reload_signal, &s);
 	evsignal_add(s.sigterm, NULL);
 	evsignal_add(s.sigint, NULL);
+	evsignal_add(s.sighup, NULL);
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	uint64_t wd = sdk_watchdog_usec();
 	if (wd) {
@@ -361,7 +399,8 @@ out:
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
 	dir_free(s.dir);
 	free(s.routes);
-	struct event *evs[] = { s.sigterm, s.sigint, s.deadline, s.watchdog };
+	rl_free(s.api.rl);
+	struct event *evs[] = { s.sigterm, s.sigint, s.sighup, s.deadline, s.watchdog };
 	for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
 		if (evs[i])
 			event_free(evs[i]);

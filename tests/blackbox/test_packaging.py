@@ -111,6 +111,9 @@ class Packaging(GraceTestCase):
         for path in glob.glob("/lib/systemd/system/*.target"):
             if not os.path.exists(os.path.join(system, os.path.basename(path))):
                 shutil.copy(path, system, follow_symlinks=True)
+        # ExecReload's /bin/kill: the system's, as the targets are.
+        os.makedirs(os.path.join(root, "bin"), exist_ok=True)
+        shutil.copy(need("kill", "procps"), os.path.join(root, "bin", "kill"))
         return root
 
     def test_units_verify_and_security(self):
