@@ -29,6 +29,7 @@ static void load(struct side *s, const char *name, const char *text)
 	assert_non_null(f);
 	fputs(text, f);
 	fclose(f);
+	rl_ini_free(&s->ini); /* a side loaded before, in the same test */
 	grace_config_overrides ov = { path, dir, "0" };
 	int rc = grace_config_load(&s->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
 				   err, sizeof err);
