@@ -157,6 +157,14 @@ typedef struct grace_executor {
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
 } grace_executor;
 
+/* [compliance]: the compliance kernel's scans and limits (docs/compliance.md). */
+typedef struct grace_compliance {
+	unsigned scan_interval_s;  /* the scheduled scan of the default profile; 0: none */
+	unsigned scans_keep;       /* scans kept, newest first (each is in the log besides) */
+	unsigned waiver_max_days;  /* the longest a waiver may run */
+	unsigned check_timeout_ms; /* a check that asks another kernel waits this long */
+} grace_compliance;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -193,6 +201,7 @@ typedef struct grace_config {
 	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
+	grace_compliance compliance;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;
