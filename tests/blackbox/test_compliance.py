@@ -129,6 +129,7 @@ class Compliance(ServerClassCase):
             f.write("x")
         os.chmod(path, 0o644)
         s = self.scan("secrets")
+        failed_id = s["id"]
         r = self.result(s, "test-keys")
         self.assertEqual(r["result"], "fail", r)
         self.assertIn("leak.testkey mode=0644", r["evidence"][0]["data"])
@@ -143,9 +144,9 @@ class Compliance(ServerClassCase):
         # Both changes are bus events, in order.
         out = self.api("GET", "/kernels/message_bus/groups/cmp-test/poll?"
                        "subject=grace.compliance.changed&max=100", expect=200)
-        seen = [(m["payload"]["previous"], m["payload"]["result"]) for m in out["messages"]
-                if m["payload"]["profile"] == "secrets"]
-        self.assertEqual(seen, [("not_applicable", "fail"), ("fail", "pass")])
+        seen = [(m["payload"]["previous"], m["payload"]["result"], m["payload"]["scan_id"])
+                for m in out["messages"] if m["payload"]["profile"] == "secrets"]
+        self.assertEqual(seen, [("not_applicable", "fail", failed_id), ("fail", "pass", s["id"])])
         os.unlink(path)
 
     def test_waiver_and_expiry(self):

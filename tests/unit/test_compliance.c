@@ -309,6 +309,42 @@ static void test_config_checks(void **st)
 	json_decref(c);
 }
 
+static void test_evidence_utf8(void **st)
+{
+	(void)st;
+	/* A cut inside a two-byte character backs off to its first byte. */
+	size_t n = CMP_EVIDENCE_MAX + 101;
+	char *big = malloc(n + 1);
+	assert_non_null(big);
+	big[0] = 'x';
+	for (size_t i = 1; i + 1 < n; i += 2) {
+		big[i] = (char)0xc3;
+		big[i + 1] = (char)0xa9;
+	}
+	big[n] = '\0';
+	json_t *r = cmp_result_new("pass", "m");
+	cmp_result_evidence(r, "big", big, n);
+	json_t *ev = json_array_get(json_object_get(r, "evidence"), 0);
+	assert_true(json_is_true(json_object_get(ev, "truncated")));
+	assert_int_equal(json_string_length(json_object_get(ev, "data")), CMP_EVIDENCE_MAX - 1);
+	unsigned char h[32];
+	char hex[65];
+	crypto_hash_sha256(h, (const unsigned char *)big, n);
+	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+	assert_string_equal(json_string_value(json_object_get(ev, "sha256")), hex);
+	json_decref(r);
+	/* Bytes that are not UTF-8 at all: said so, the hash still theirs. */
+	r = cmp_result_new("pass", "m");
+	cmp_result_evidence(r, "bin", "\xff\xfe", 2);
+	ev = json_array_get(json_object_get(r, "evidence"), 0);
+	assert_non_null(strstr(json_string_value(json_object_get(ev, "data")), "not valid UTF-8"));
+	crypto_hash_sha256(h, (const unsigned char *)"\xff\xfe", 2);
+	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+	assert_string_equal(json_string_value(json_object_get(ev, "sha256")), hex);
+	json_decref(r);
+	free(big);
+}
+
 static void test_uuid4(void **st)
 {
 	(void)st;
@@ -400,6 +436,7 @@ int main(void)
 		cmocka_unit_test(test_proc_net_lines),
 		cmocka_unit_test(test_file_mode_check),
 		cmocka_unit_test(test_config_checks),
+		cmocka_unit_test(test_evidence_utf8),
 		cmocka_unit_test(test_uuid4),
 		cmocka_unit_test(test_oscal_build),
 	};

@@ -22,8 +22,15 @@ void cmp_result_evidence(json_t *result, const char *read, const char *data, siz
 	char hex[2 * sizeof h + 1];
 	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
 	size_t keep = len > CMP_EVIDENCE_MAX ? CMP_EVIDENCE_MAX : len;
+	while (keep < len && keep > 0 && ((unsigned char)data[keep] & 0xC0) == 0x80)
+		keep--; /* cut on a character's first byte */
 	json_t *ev = json_pack("{s:s, s:s%, s:s, s:b}", "read", read, "data", data, keep, "sha256",
 			       hex, "truncated", keep < len);
+	/* JSON holds UTF-8 only (a file's name may be anything, and a cut may
+	 * split a character): the hash stays that of what was read. */
+	if (!ev)
+		ev = json_pack("{s:s, s:s, s:s, s:b}", "read", read ? read : "?", "data",
+			       "(not valid UTF-8: see sha256)", "sha256", hex, "truncated", true);
 	json_array_append_new(json_object_get(result, "evidence"), ev);
 }
 

@@ -652,6 +652,10 @@ static void scan_finish(scan *s)
 		return;
 	}
 	c->scans++;
+	size_t ci;
+	json_t *ch;
+	json_array_foreach(changes, ci, ch)
+		json_object_set_new(ch, "scan_id", json_integer(s->id));
 	publish_changes(c, changes);
 	post_alerts(c, s, s->results, changes, now);
 	json_decref(changes);
