@@ -93,6 +93,12 @@ class Compliance(ServerClassCase):
                     "databases-mode", "argon2-cost", "host-allowlist", "listeners-loopback",
                     "log-verify", "kernel-identity"):
             self.assertEqual(self.result(s, cid)["result"], "pass", self.result(s, cid))
+        ident = self.result(s, "kernel-identity")
+        self.assertEqual([e["read"] for e in ident["evidence"]],
+                         ["trust GET /bundle", "trust POST /jwt-svid/validate"])
+        self.assertEqual(json.loads(ident["evidence"][1]["data"])["spiffe_id"],
+                         "spiffe://grace.local/kernel/compliance")
+        self.assertNotIn("eyJ", json.dumps(s))  # no token kept as evidence
         admins = self.result(s, "admin-users")
         self.assertEqual(admins["result"], "info")
         self.assertIn(self.g.first_admin()[0] + "\n", admins["evidence"][0]["data"])

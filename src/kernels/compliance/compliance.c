@@ -169,6 +169,76 @@ static void on_verify(int status, const char *body, size_t len, double ms, const
 	remote_result(s, r);
 }
 
+#define CMP_SVID_AUDIENCE "grace-compliance"
+
+/* kernel_identity: the trust bundle has keys, then this kernel asks for
+ * its own JWT-SVID and has it validated: the identity path works end to
+ * end for a kernel. The token itself is kept out of the evidence. */
+static void identity_end(scan *s, const char *result, const char *message, const char *read2,
+			 const char *body2, size_t len2)
+{
+	json_t *r = cmp_result_new(result, message);
+	cmp_result_evidence(r, "trust GET /bundle", s->key_lines ? s->key_lines : "",
+			    s->key_lines ? s->key_len : 0);
+	if (read2)
+		cmp_result_evidence(r, read2, body2 ? body2 : "", body2 ? len2 : 0);
+	free(s->key_lines);
+	s->key_lines = NULL;
+	s->key_len = 0;
+	remote_result(s, r);
+}
+
+static void on_svid_valid(int status, const char *body, size_t len, double ms,
+			  const char *error, void *arg)
+{
+	(void)ms;
+	scan *s = arg;
+	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *id = json_string_value(json_object_get(j, "spiffe_id"));
+	char want[128], msg[400];
+	snprintf(want, sizeof want, "spiffe://grace.local/kernel/%s", s->c->k->def->name);
+	if (status == 200 && id && !strcmp(id, want)) {
+		snprintf(msg, sizeof msg,
+			 "the trust kernel publishes its keys and issued and validated %s "
+			 "(attestation at spawn is not in the trust kernel yet)",
+			 want);
+		identity_end(s, "pass", msg, "trust POST /jwt-svid/validate", body, len);
+	} else {
+		snprintf(msg, sizeof msg, "this kernel's SVID did not validate: %d %s", status,
+			 error ? error : "");
+		identity_end(s, status == 200 || status == 400 ? "fail" : "error", msg,
+			     "trust POST /jwt-svid/validate", body, len);
+	}
+	json_decref(j);
+}
+
+static void on_svid(int status, const char *body, size_t len, double ms, const char *error,
+		    void *arg)
+{
+	(void)ms;
+	scan *s = arg;
+	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *svid = json_string_value(
+		json_object_get(json_array_get(json_object_get(j, "svids"), 0), "svid"));
+	char msg[300];
+	if (status != 200 || !svid) {
+		json_decref(j);
+		snprintf(msg, sizeof msg, "the trust kernel issued this kernel no SVID: %d %s", status,
+			 error ? error : "");
+		identity_end(s, status == 0 || status >= 500 ? "error" : "fail", msg, NULL, NULL, 0);
+		return;
+	}
+	json_t *req = json_pack("{s:s, s:s}", "svid", svid, "audience", CMP_SVID_AUDIENCE);
+	json_decref(j);
+	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!text || sdk_call(s->c->k->caller, "trust", "POST", "/jwt-svid/validate", text,
+			      strlen(text), NULL, s->c->k->cfg->compliance.check_timeout_ms,
+			      on_svid_valid, s) < 0)
+		identity_end(s, "error", "cannot call the trust kernel", NULL, NULL, 0);
+	free(text);
+}
+
 static void on_bundle(int status, const char *body, size_t len, double ms, const char *error,
 		      void *arg)
 {
@@ -176,24 +246,27 @@ static void on_bundle(int status, const char *body, size_t len, double ms, const
 	scan *s = arg;
 	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
 	size_t keys = json_array_size(json_object_get(j, "keys"));
-	json_t *r;
+	bool parsed = json_is_object(j);
+	json_decref(j);
+	s->key_lines = malloc(len + 1);
+	if (s->key_lines) {
+		memcpy(s->key_lines, body ? body : "", body ? len : 0);
+		s->key_lines[body ? len : 0] = '\0';
+		s->key_len = body ? len : 0;
+	}
 	char msg[300];
-	if (status != 200 || !json_is_object(j)) {
+	if (status != 200 || !parsed) {
 		snprintf(msg, sizeof msg, "the trust kernel did not answer: %d %s", status,
 			 error ? error : "");
-		r = answer_result("error", msg, "trust GET /bundle", body, len);
+		identity_end(s, "error", msg, NULL, NULL, 0);
 	} else if (keys == 0) {
-		r = answer_result("fail", "the trust kernel publishes no signing key",
-				  "trust GET /bundle", body, len);
+		identity_end(s, "fail", "the trust kernel publishes no signing key", NULL, NULL, 0);
 	} else {
-		snprintf(msg, sizeof msg,
-			 "the trust kernel publishes %zu keys: every kernel can get its SPIFFE "
-			 "identity (attestation at spawn is not in the trust kernel yet)",
-			 keys);
-		r = answer_result("pass", msg, "trust GET /bundle", body, len);
+		static const char ask[] = "{\"audience\":\"" CMP_SVID_AUDIENCE "\"}";
+		if (sdk_call(s->c->k->caller, "trust", "POST", "/jwt-svid", ask, sizeof ask - 1,
+			     NULL, s->c->k->cfg->compliance.check_timeout_ms, on_svid, s) < 0)
+			identity_end(s, "error", "cannot call the trust kernel", NULL, NULL, 0);
 	}
-	json_decref(j);
-	remote_result(s, r);
 }
 
 static void key_next(scan *s);
