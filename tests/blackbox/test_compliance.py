@@ -140,18 +140,29 @@ class Compliance(ServerClassCase):
         self.assertEqual(r["result"], "fail", r)
         self.assertIn("leak.testkey mode=0644", r["evidence"][0]["data"])
         # The change reached the alerts kernel, in Alertmanager's format.
-        alerts = self.api("GET", "/alertmanager/api/v2/alerts", expect=200)
-        mine = [a for a in alerts if a["labels"].get("control") == "test-keys"]
-        self.assertTrue(mine, alerts)
+        def mine():
+            alerts = self.api("GET", "/alertmanager/api/v2/alerts", expect=200)
+            return [a for a in alerts if a["labels"].get("control") == "test-keys"]
+        self.g.wait_for(mine, timeout=scaled(10), message="the alert in the alerts kernel")
+        mine = mine()
         self.assertEqual(mine[0]["labels"]["alertname"], "GraceComplianceControl")
         os.chmod(path, 0o600)
         s = self.scan("secrets")
         self.assertEqual(self.result(s, "test-keys")["result"], "pass")
-        # Both changes are bus events, in order.
-        out = self.api("GET", "/kernels/message_bus/groups/cmp-test/poll?"
-                       "subject=grace.compliance.changed&max=100", expect=200)
-        seen = [(m["payload"]["previous"], m["payload"]["result"], m["payload"]["scan_id"])
-                for m in out["messages"] if m["payload"]["profile"] == "secrets"]
+        # Both changes are bus events, in order (published as the scan is
+        # answered: the second may land a moment after its answer).
+        seen = []
+
+        def both():
+            out = self.api("GET", "/kernels/message_bus/groups/cmp-test/poll?"
+                           "subject=grace.compliance.changed&max=100", expect=200)
+            for m in out["messages"]:
+                p = m["payload"]
+                ev = (p["previous"], p["result"], p["scan_id"])
+                if p["profile"] == "secrets" and ev not in seen:
+                    seen.append(ev)
+            return len(seen) >= 2
+        self.g.wait_for(both, timeout=scaled(10), message="both changes on the bus")
         self.assertEqual(seen, [("not_applicable", "fail", failed_id), ("fail", "pass", s["id"])])
         os.unlink(path)
 
@@ -320,6 +331,26 @@ class Schedule(ServerClassCase):
         if expect is not None:
             self.assertEqual(st, expect, "%s %s -> %s %r" % (method, path, st, out))
         return out
+
+    def test_scan_reaches_the_log_once_it_is_back(self):
+        st, _, out = self.g.http("POST", "/kernel-ports/immutable_log/stop")
+        self.assertIn(st, (200, 202), out)
+        self.g.wait_kernel("immutable_log", lambda k: k["state"] == "stopped")
+        try:
+            s = self.api("POST", "/compliance/scans", {}, expect=201)
+            self.assertIsNone(s["log_index"])
+            r = next(x for x in s["results"] if x["control_id"] == "log-verify")
+            self.assertEqual(r["result"], "error", r)
+        finally:
+            st, _, out = self.g.http("POST", "/kernel-ports/immutable_log/start")
+            self.assertIn(st, (200, 202), out)
+        self.g.wait_for(lambda: isinstance(self.api("GET", "/compliance/scans/%d" % s["id"])
+                                           ["log_index"], int),
+                        timeout=scaled(30), message="the scan appended once the log is back")
+        got = self.api("GET", "/compliance/scans/%d" % s["id"])
+        entry = self.api("GET", "/kernels/immutable_log/entries/%d" % got["log_index"],
+                         expect=200)
+        self.assertEqual(entry["data"], json.loads(got["log_record"]))
 
     def test_next_scan_survives_restart_and_short_interval_scans(self):
         sch = self.api("GET", "/compliance/schedule", expect=200)

@@ -28,7 +28,7 @@ extern const char cmp_default_profile_json[]; /* etc/compliance/default.json, bu
 #define CMP_DEFAULT_PROFILE "default"
 #define CMP_BUS_SUBJECT "grace.compliance.changed"
 #define CMP_CALL_TIMEOUT_MS 5000 /* bus, alerts, log appends */
-#define CMP_LOG_RETRY_MS 5000    /* a scan not yet in the log is sent again this often */
+#define CMP_LOG_RETRY_MS 2000    /* a scan not yet in the log is sent again this often */
 #define CMP_SCHEDULE_BUSY_RETRY_MS 5000
 #define CMP_BODY_MAX (256u << 10)
 #define CMP_KEYS_MAX 256 /* keys whose versions a key_age check reads */
