@@ -12,6 +12,7 @@
 #include "kernels/registry.h"
 #include "sdk/call.h"
 #include "sdk/clock.h"
+#include "sdk/json_keys.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
 #include "sdk/rfc3339.h"
@@ -933,14 +934,9 @@ static void on_scan_post(sdk_req *req, void *ctx)
 		json_t *body = body_object(req);
 		if (!body)
 			return;
-		const char *key;
-		json_t *v;
-		json_object_foreach(body, key, v) {
-			if (strcmp(key, "profile")) {
-				sdk_reply_error(req, 400, "invalid", "%.64s: unknown field", key);
-				return;
-			}
-		}
+		static const char *const fields[] = { "profile", NULL };
+		if (sdk_req_fields_only(req, body, fields) < 0)
+			return;
 		json_t *p = json_object_get(body, "profile");
 		if (p && (!json_is_string(p) ||
 			  !cmp_name_valid(json_string_value(p), CMP_PROFILE_NAME_MAX))) {
@@ -1117,19 +1113,10 @@ static void on_waiver_post(sdk_req *req, void *ctx)
 	json_t *body = body_object(req);
 	if (!body)
 		return;
-	static const char *const fields[] = { "control_id", "reason", "approver", "expires_at",
-					      "expires_in_s" };
-	const char *key;
-	json_t *v;
-	json_object_foreach(body, key, v) {
-		size_t i = 0;
-		while (i < sizeof fields / sizeof *fields && strcmp(fields[i], key))
-			i++;
-		if (i == sizeof fields / sizeof *fields) {
-			sdk_reply_error(req, 400, "invalid", "%.64s: unknown field of a waiver", key);
-			return;
-		}
-	}
+	static const char *const fields[] = { "control_id", "reason",       "approver",
+					      "expires_at", "expires_in_s", NULL };
+	if (sdk_req_fields_only(req, body, fields) < 0)
+		return;
 	const char *control, *reason, *approver;
 	if (!text_field(req, body, "control_id", CMP_ID_MAX, true, &control) ||
 	    !text_field(req, body, "reason", CMP_TEXT_MAX, false, &reason) ||

@@ -1,5 +1,7 @@
 #include "kernels/compliance/profile.h"
 
+#include "sdk/json_keys.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,16 +201,10 @@ int cmp_profile_check(const json_t *profile, sdk_err *err)
 {
 	if (!json_is_object(profile))
 		return sdk_fail(err, SDK_EINVAL, "profile: must be a JSON object");
-	static const char *const top[] = { "title", "version", "description", "controls" };
-	const char *key;
-	json_t *v;
-	json_object_foreach((json_t *)profile, key, v) {
-		size_t i = 0;
-		while (i < sizeof top / sizeof *top && strcmp(top[i], key))
-			i++;
-		if (i == sizeof top / sizeof *top)
-			return sdk_fail(err, SDK_EINVAL, "%.64s: unknown field of a profile", key);
-	}
+	static const char *const top[] = { "title", "version", "description", "controls", NULL };
+	const char *unknown = sdk_json_unknown_key((json_t *)profile, top);
+	if (unknown)
+		return sdk_fail(err, SDK_EINVAL, "%.64s: unknown field of a profile", unknown);
 	if (check_text(profile, "title", "", CMP_TITLE_MAX, true, err) < 0 ||
 	    check_text(profile, "version", "", CMP_ID_MAX, false, err) < 0 ||
 	    check_text(profile, "description", "", CMP_TEXT_MAX, false, err) < 0)
@@ -225,15 +221,11 @@ int cmp_profile_check(const json_t *profile, sdk_err *err)
 		snprintf(at, sizeof at, "controls[%zu]", i);
 		if (!json_is_object(c))
 			return sdk_fail(err, SDK_EINVAL, "%s: must be an object", at);
-		static const char *const fields[] = { "id", "title", "description", "check" };
-		json_object_foreach(c, key, v) {
-			size_t j = 0;
-			while (j < sizeof fields / sizeof *fields && strcmp(fields[j], key))
-				j++;
-			if (j == sizeof fields / sizeof *fields)
-				return sdk_fail(err, SDK_EINVAL, "%s.%.64s: unknown field of a control", at,
-						key);
-		}
+		static const char *const fields[] = { "id", "title", "description", "check", NULL };
+		unknown = sdk_json_unknown_key(c, fields);
+		if (unknown)
+			return sdk_fail(err, SDK_EINVAL, "%s.%.64s: unknown field of a control", at,
+					unknown);
 		const char *id = json_string_value(json_object_get(c, "id"));
 		if (!id || !cmp_name_valid(id, CMP_ID_MAX))
 			return sdk_fail(err, SDK_EINVAL,

@@ -1,15 +1,11 @@
 #include "kernels/compliance/store.h"
 
+#include "sdk/db.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail_sql(sqlite3 *db, sdk_err *err, const char *what)
-{
-	int rc = sqlite3_extended_errcode(db);
-	return sdk_fail(err, sdk_status_of_sqlite(rc), "%s: %s", what, sqlite3_errmsg(db));
-}
 
 int cmp_store_init(sqlite3 *db, sdk_err *err)
 {
@@ -29,7 +25,7 @@ int cmp_store_init(sqlite3 *db, sdk_err *err)
 		"CREATE TABLE IF NOT EXISTS cmp_settings(name TEXT PRIMARY KEY,"
 		" value INTEGER NOT NULL);";
 	if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "creating the tables");
+		return sdk_db_fail(db, err, "creating the tables");
 	return 0;
 }
 
@@ -38,7 +34,7 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, sdk_err *err, const char *wh
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return fail_sql(db, err, what);
+		return sdk_db_fail(db, err, what);
 	return 0;
 }
 
@@ -54,7 +50,7 @@ int cmp_profile_put(sqlite3 *db, const char *name, const json_t *body, int64_t n
 			       " ON CONFLICT(name) DO UPDATE SET body = ?2, updated_ms = ?3",
 			       -1, &st, NULL) != SQLITE_OK) {
 		free(text);
-		return fail_sql(db, err, "storing a profile");
+		return sdk_db_fail(db, err, "storing a profile");
 	}
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, text, -1, free);
@@ -67,13 +63,13 @@ int cmp_profile_get(sqlite3 *db, const char *name, json_t **out, sdk_err *err)
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT body, updated_ms FROM cmp_profiles WHERE name = ?1", -1,
 			       &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "reading a profile");
+		return sdk_db_fail(db, err, "reading a profile");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
-			return fail_sql(db, err, "reading a profile");
+			return sdk_db_fail(db, err, "reading a profile");
 		return sdk_fail(err, SDK_ENOTFOUND, "no profile named %s", name);
 	}
 	*out = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
@@ -91,7 +87,7 @@ int cmp_profile_list(sqlite3 *db, json_t **out, sdk_err *err)
 			       " json_array_length(body, '$.controls'), updated_ms"
 			       " FROM cmp_profiles ORDER BY name",
 			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "listing profiles");
+		return sdk_db_fail(db, err, "listing profiles");
 	json_t *a = json_array();
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -104,7 +100,7 @@ int cmp_profile_list(sqlite3 *db, json_t **out, sdk_err *err)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		json_decref(a);
-		return fail_sql(db, err, "listing profiles");
+		return sdk_db_fail(db, err, "listing profiles");
 	}
 	*out = a;
 	return 0;
@@ -115,7 +111,7 @@ int cmp_profile_delete(sqlite3 *db, const char *name, sdk_err *err)
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "DELETE FROM cmp_profiles WHERE name = ?1", -1, &st, NULL) !=
 	    SQLITE_OK)
-		return fail_sql(db, err, "deleting a profile");
+		return sdk_db_fail(db, err, "deleting a profile");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	int rc = step_done(db, st, err, "deleting a profile");
 	if (rc == 0 && sqlite3_changes(db) == 0)
@@ -138,7 +134,7 @@ int cmp_scan_insert(sqlite3 *db, const json_t *scan, const char *record, unsigne
 		free(results);
 		free(summary);
 		return st || !results || !summary ? sdk_fail(err, SDK_EIO, "out of memory")
-						  : fail_sql(db, err, "storing a scan");
+						  : sdk_db_fail(db, err, "storing a scan");
 	}
 	static const char *const texts[] = { "uuid", "report_uuid", "profile", "profile_title",
 					     "profile_version", "trigger" };
@@ -172,7 +168,7 @@ int cmp_scan_set_logged(sqlite3 *db, int64_t id, int64_t index, const char *leaf
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "UPDATE cmp_scans SET log_index = ?2, leaf_hash = ?3 WHERE id = ?1",
 			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "recording a log index");
+		return sdk_db_fail(db, err, "recording a log index");
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, index);
 	sqlite3_bind_text(st, 3, leaf_hash, -1, SQLITE_STATIC);
@@ -220,14 +216,14 @@ int cmp_scan_get(sqlite3 *db, int64_t id, json_t **out, sdk_err *err)
 	const char *sql = id ? "SELECT " SCAN_COLS " FROM cmp_scans WHERE id = ?1"
 			     : "SELECT " SCAN_COLS " FROM cmp_scans ORDER BY id DESC LIMIT 1";
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "reading a scan");
+		return sdk_db_fail(db, err, "reading a scan");
 	if (id)
 		sqlite3_bind_int64(st, 1, id);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
-			return fail_sql(db, err, "reading a scan");
+			return sdk_db_fail(db, err, "reading a scan");
 		return id ? sdk_fail(err, SDK_ENOTFOUND, "no scan %lld", (long long)id)
 			  : sdk_fail(err, SDK_ENOTFOUND, "no scan yet");
 	}
@@ -243,7 +239,7 @@ int cmp_scan_list(sqlite3 *db, unsigned limit, int64_t before_id, json_t **out, 
 			       "SELECT " SCAN_COLS " FROM cmp_scans WHERE ?1 = 0 OR id < ?1"
 			       " ORDER BY id DESC LIMIT ?2",
 			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "listing scans");
+		return sdk_db_fail(db, err, "listing scans");
 	sqlite3_bind_int64(st, 1, before_id);
 	sqlite3_bind_int(st, 2, (int)limit);
 	json_t *a = json_array();
@@ -253,7 +249,7 @@ int cmp_scan_list(sqlite3 *db, unsigned limit, int64_t before_id, json_t **out, 
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		json_decref(a);
-		return fail_sql(db, err, "listing scans");
+		return sdk_db_fail(db, err, "listing scans");
 	}
 	*out = a;
 	return 0;
@@ -267,14 +263,14 @@ int cmp_scan_previous(sqlite3 *db, const char *profile, int64_t before_id, json_
 			       "SELECT " SCAN_COLS " FROM cmp_scans WHERE profile = ?1"
 			       " AND (?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT 1",
 			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "reading the previous scan");
+		return sdk_db_fail(db, err, "reading the previous scan");
 	sqlite3_bind_text(st, 1, profile, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, before_id);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
-			return fail_sql(db, err, "reading the previous scan");
+			return sdk_db_fail(db, err, "reading the previous scan");
 		return sdk_fail(err, SDK_ENOTFOUND, "no earlier scan of %s", profile);
 	}
 	*out = scan_row(st, true);
@@ -289,12 +285,12 @@ int cmp_scan_unlogged(sqlite3 *db, int64_t *id, char **record, sdk_err *err)
 			       "SELECT id, record FROM cmp_scans WHERE log_index IS NULL"
 			       " ORDER BY id LIMIT 1",
 			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "reading unlogged scans");
+		return sdk_db_fail(db, err, "reading unlogged scans");
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
-			return fail_sql(db, err, "reading unlogged scans");
+			return sdk_db_fail(db, err, "reading unlogged scans");
 		return sdk_fail(err, SDK_ENOTFOUND, "every scan is in the log");
 	}
 	*id = sqlite3_column_int64(st, 0);
@@ -325,7 +321,7 @@ int cmp_waiver_insert(sqlite3 *db, const char *control_id, const char *reason,
 			       "INSERT INTO cmp_waivers(control_id, reason, approver, requested_by,"
 			       " created_ms, expires_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "storing a waiver");
+		return sdk_db_fail(db, err, "storing a waiver");
 	sqlite3_bind_text(st, 1, control_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, approver, -1, SQLITE_STATIC);
@@ -346,7 +342,7 @@ int cmp_waiver_list(sqlite3 *db, json_t **out, sdk_err *err)
 			       "SELECT id, control_id, reason, approver, requested_by, created_ms,"
 			       " expires_ms FROM cmp_waivers ORDER BY id",
 			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "listing waivers");
+		return sdk_db_fail(db, err, "listing waivers");
 	json_t *a = json_array();
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -364,7 +360,7 @@ int cmp_waiver_list(sqlite3 *db, json_t **out, sdk_err *err)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		json_decref(a);
-		return fail_sql(db, err, "listing waivers");
+		return sdk_db_fail(db, err, "listing waivers");
 	}
 	*out = a;
 	return 0;
@@ -375,7 +371,7 @@ int cmp_waiver_delete(sqlite3 *db, int64_t id, sdk_err *err)
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "DELETE FROM cmp_waivers WHERE id = ?1", -1, &st, NULL) !=
 	    SQLITE_OK)
-		return fail_sql(db, err, "deleting a waiver");
+		return sdk_db_fail(db, err, "deleting a waiver");
 	sqlite3_bind_int64(st, 1, id);
 	int rc = step_done(db, st, err, "deleting a waiver");
 	if (rc == 0 && sqlite3_changes(db) == 0)
@@ -404,7 +400,7 @@ int cmp_setting_set(sqlite3 *db, const char *name, int64_t value, sdk_err *err)
 			       "INSERT INTO cmp_settings(name, value) VALUES(?1, ?2)"
 			       " ON CONFLICT(name) DO UPDATE SET value = ?2",
 			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err, "storing a setting");
+		return sdk_db_fail(db, err, "storing a setting");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, value);
 	return step_done(db, st, err, "storing a setting");
