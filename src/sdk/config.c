@@ -183,6 +183,15 @@ static const struct cfg_key executor_keys[] = {
 #undef X
 };
 
+static const struct cfg_key compliance_keys[] = {
+#define CP(n, field, lo, hi) { n, offsetof(grace_compliance, field), KEY_UINT, lo, hi }
+	CP("scan_interval_s", scan_interval_s, 0, 30u * 86400),
+	CP("scans_keep", scans_keep, 10, 1000000),
+	CP("waiver_max_days", waiver_max_days, 1, 3650),
+	CP("check_timeout_ms", check_timeout_ms, 100, 600000),
+#undef CP
+};
+
 /* A model server's base URL: http or https, and nothing odd in it. */
 static bool model_url_valid(const char *v)
 {
@@ -590,6 +599,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return on_model_key(c, name, value);
 	if (!strcmp(section, "policy"))
 		return on_policy_key(c, name, value);
+	if (!strcmp(section, "compliance")) {
+		int rc = set_keyed(&cfg->compliance, compliance_keys,
+				   sizeof compliance_keys / sizeof compliance_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "state_machine")) {
 		int rc = set_keyed(&cfg->state_machine, state_machine_keys,
 				   sizeof state_machine_keys / sizeof state_machine_keys[0], name, value,
@@ -756,7 +773,7 @@ static bool known_section(const char *name, size_t n)
 	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
-					     "backup" };
+					     "backup",  "compliance" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -897,6 +914,10 @@ static void config_defaults(grace_config *cfg)
 					    .jobs_per_user = 100,
 					    .runs_per_job = 1000,
 					    .active_runs_max = 256 };
+	cfg->compliance = (grace_compliance){ .scan_interval_s = 3600,
+					      .scans_keep = 1000,
+					      .waiver_max_days = 90,
+					      .check_timeout_ms = 10000 };
 	cfg->executor = (grace_executor){ .concurrency = 4,
 					  .queue_max = 100,
 					  .history_max = 10000,

@@ -170,6 +170,14 @@ typedef struct grace_backup {
 	unsigned verify;        /* 1: each one restored into a temporary directory */
 } grace_backup;
 
+/* [compliance]: the compliance kernel's scans and limits (docs/compliance.md). */
+typedef struct grace_compliance {
+	unsigned scan_interval_s;  /* the scheduled scan of the default profile; 0: none */
+	unsigned scans_keep;       /* scans kept, newest first (each is in the log besides) */
+	unsigned waiver_max_days;  /* the longest a waiver may run */
+	unsigned check_timeout_ms; /* a check that asks another kernel waits this long */
+} grace_compliance;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -212,6 +220,7 @@ typedef struct grace_config {
 	grace_scheduler scheduler;
 	grace_executor executor;
 	grace_backup backup;
+	grace_compliance compliance;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

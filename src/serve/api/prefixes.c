@@ -63,6 +63,14 @@ static void on_gateway_executor(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "executor", "/executor");
 }
 
+/* /compliance/...: admins only, reading included: results name the weak
+ * spots of this Grace (file modes, settings, who is admin), which is for
+ * the people who may fix them. */
+static void on_gateway_compliance(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "compliance", "/compliance");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -85,6 +93,7 @@ static const api_prefix prefixes[] = {
 	{ "/prometheus", "metrics" },
 	{ "/scheduler", "scheduler" },
 	{ "/executor", "executor" },
+	{ "/compliance", "compliance" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -148,5 +157,6 @@ static const sdk_route routes[] = {
 	API_ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
 	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
 	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
+	API_ADMIN(NULL, "/compliance/*", on_gateway_compliance),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };
