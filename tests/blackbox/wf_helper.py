@@ -1,10 +1,12 @@
 """A small HTTP server for the workflow tests and bench: it answers calls
 of workflow runs on loopback and counts each Idempotency-Key, so a test can
 tell a call made twice. Paths: /echo answers {"got": body, "key": the key
-without its run id}; /flaky/N fails (503) the first N requests of each run; /gate fails (500) until opened."""
+without its run id}; /flaky/N fails (503) the first N requests of each run; /gate fails (500) until opened;
+/slow answers as /echo after 60 ms."""
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -15,6 +17,8 @@ class CountingServer:
         self.headers = []           # the headers of each request
         self.flaky = {}             # key without attempt -> failures so far
         self.gate_open = False
+        self.answers = {}           # key -> the first answer given
+        self.duplicates = 0         # requests with a key already answered
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -50,8 +54,18 @@ class CountingServer:
                             status = 503
                     elif path == "/gate" and not outer.gate_open:
                         status = 500
+                if path == "/slow":
+                    time.sleep(0.06)
                 tail = key.split(":", 1)[1] if ":" in key else key
                 out = json.dumps({"got": body, "key": tail, "path": path}).encode()
+                with outer.lock:
+                    # a callee that drops duplicates: a key seen before gets its first answer
+                    if key and status == 200:
+                        if key in outer.answers:
+                            out = outer.answers[key]
+                            outer.duplicates += 1
+                        else:
+                            outer.answers[key] = out
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
