@@ -286,8 +286,11 @@ static int task_body(vctx *c, const json_t *t, int kind, const char *path, const
 	switch (kind) {
 	case WF_DO:
 		return task_list(c, b, p, vars, depth + 1);
-	case WF_SET:
-		return expr_field(c, b, p, vars, true);
+	case WF_SET: /* an object of arguments, or one "${...}" string */
+		if (!json_is_object(b) && !json_is_string(b))
+			return bad(c, p, "an object, or a runtime expression");
+		wfx_collect(b, p, vars, c->programs);
+		return 0;
 	case WF_SWITCH: {
 		if (!json_is_array(b) || json_array_size(b) == 0)
 			return bad(c, p, "an array of cases");

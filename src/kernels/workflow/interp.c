@@ -223,8 +223,7 @@ static int k_do(wf_rt *rt, json_t *f, const json_t *body, const scope *s, json_t
 
 static int k_set(wf_rt *rt, json_t *f, const json_t *body, const scope *s, json_t **raw)
 {
-	json_t *set = json_object_get(body, "set");
-	return eval(rt, s, f, set, json_is_string(set), json_object_get(f, "x"), raw);
+	return eval(rt, s, f, json_object_get(body, "set"), false, json_object_get(f, "x"), raw);
 }
 
 static int k_switch(wf_rt *rt, json_t *f, const json_t *body, const scope *s, json_t **raw)
