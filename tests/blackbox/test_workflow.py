@@ -31,7 +31,8 @@ class Workflow(ServerClassCase):
     @classmethod
     def make_server(cls):
         cls.srv = CountingServer()
-        return GraceServer(kernels={"workflow": {}, "message_bus": {}})
+        return GraceServer(kernels={"workflow": {}, "message_bus": {},
+                                    "executor": {"watchdog_ms": 30000}})
 
     @classmethod
     def tearDownClass(cls):
@@ -250,6 +251,43 @@ class Workflow(ServerClassCase):
         f = self.finish(self.start("bobemit", headers=hb)["id"], hb)
         self.assertEqual(f["status"], "faulted", f)
         self.assertEqual(f["error"]["status"], 403)
+
+    def test_run_emit_and_listen(self):
+        self.store(doc("proc", [
+            {"sh": {"run": {"shell": {"command": "echo \"$1-$2\"", "arguments": ["${ .a }", "b"]}}}},
+            {"code": {"run": {"shell": {"command": "exit 0"}, "return": "code"}}},
+            {"bad": {"try": [{"fail": {"run": {"shell": {"command": "exit 3"}}}}],
+                     "catch": {"as": "e", "do": [{"why": {"set": {"status": "${ $e.status }",
+                                                                  "code": "${ $e.job.exit_code }"}}}]}}},
+            {"out": {"set": {"code": "${ .code }"}}}]))
+        r = self.finish(self.start("proc", {"a": "x"})["id"])
+        self.assertEqual(r["status"], "completed", r)
+        self.assertEqual(r["output"], {"code": 3})
+        done = {e["pos"]: e.get("output") for e in self.history(r["id"]) if e["type"] == "task.completed"}
+        self.assertEqual(done["/sh"], "x-b\n")
+        self.assertEqual(done["/code"], 0)
+
+        self.store(doc("chat", [
+            {"hear": {"listen": {"to": {"one": {"with": {"type": "wf.test.ping"}}}}}},
+            {"say": {"emit": {"event": {"with": {"type": "wf.test.pong", "source": "test",
+                                                 "data": "${ .[0].data }"}}}}}]))
+        r = self.start("chat")
+
+        def listening():
+            st, _, out = self.g.http("GET", "/kernels/message_bus/groups")
+            return any(g["name"].startswith("wf_" + r["id"]) for g in out["groups"]) or None
+        self.g.wait_for(listening, scaled(10), interval=0.05)
+        self.assertEqual(self.call("GET", "/runs/" + r["id"])["waiting_on"],
+                         [{"pos": "/hear", "kind": "listen"}])
+        st, _, out = self.g.http("POST", "/bus/publish", {"subject": "wf.test.ping",
+                                                         "payload": {"type": "wf.test.ping", "data": 42}})
+        self.assertEqual(st, 200, out)
+        self.assertEqual(self.finish(r["id"])["status"], "completed")
+        st, _, out = self.g.http("GET", "/kernels/message_bus/groups/wfpong/poll?subject=wf.test.pong")
+        self.assertEqual(len(out["messages"]), 1, out)
+        ce = out["messages"][0]["payload"]
+        self.assertEqual((ce["type"], ce["data"], ce["specversion"]), ("wf.test.pong", 42, "1.0"))
+        self.assertEqual(ce["id"], r["id"] + ":/say:1")
 
     def test_list_and_query(self):
         self.store(doc("quick", [{"a": {"set": {"a": 1}}}]))
