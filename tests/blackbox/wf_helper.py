@@ -72,7 +72,10 @@ class CountingServer:
                 self.end_headers()
                 self.wfile.write(out)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # a wide fork connects all at once
+
+        self.httpd = Server(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

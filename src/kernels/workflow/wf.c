@@ -38,6 +38,7 @@
 #define WF_BUS_TIMEOUT_MS 5000
 #define WF_RELOAD_MS 1000      /* a run whose commit failed is read again after this */
 #define WF_HEADERS_MAX 32
+#define WF_EFFECTS_MAX 256     /* effects in flight at once (a wide fork waits its turn) */
 #define WF_ERR_TYPE WF_ERR_BASE
 
 typedef struct def_slot {
@@ -73,6 +74,10 @@ struct wf {
 	bool closing;
 	grace_workflow lim;
 	struct event *reload;
+	struct event *kick; /* issues effects that waited for a slot */
+	unsigned inflight;  /* effects in flight, all runs */
+	struct effect_job *jobs;
+	bool starved;       /* an effect waits for a free slot */
 	unsigned long long steps, commits, effects, bus_failures;
 };
 
@@ -520,10 +525,22 @@ typedef struct effect_job {
 	char job[128];      /* run: the executor's job id */
 	int step;           /* run: 0 submit, 1 wait, 2 output; listen: 0 poll, 1 ack */
 	json_t *res;        /* listen: the event while acking */
+	struct effect_job *prev, *next; /* every job in flight, freed at close */
 } effect_job;
 
 static void effect_free(effect_job *j)
 {
+	j->w->inflight--;
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		j->w->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	if (j->w->starved && !j->w->closing) { /* from the loop, not from inside a callback */
+		struct timeval tv = { 0, 0 };
+		evtimer_add(j->w->kick, &tv);
+	}
 	json_decref(j->eff);
 	json_decref(j->res);
 	free(j);
@@ -866,6 +883,10 @@ static void issue_effects(run *r)
 		const char *pos = json_string_value(json_object_get(f, "p"));
 		if (json_object_get(r->inflight, pos))
 			continue;
+		if (r->w->inflight >= WF_EFFECTS_MAX) {
+			r->w->starved = true;
+			break;
+		}
 		json_t *eff = json_object_get(f, "eff");
 		effect_job *j = calloc(1, sizeof *j);
 		if (!j)
@@ -878,6 +899,11 @@ static void issue_effects(run *r)
 		snprintf(j->user, sizeof j->user, "%s", r->r.owner);
 		snprintf(j->role, sizeof j->role, "%s", r->r.role);
 		j->eff = json_deep_copy(eff);
+		r->w->inflight++;
+		j->next = r->w->jobs;
+		if (j->next)
+			j->next->prev = j;
+		r->w->jobs = j;
 		json_object_set_new(r->inflight, pos, json_true());
 		const char *kind = json_string_value(json_object_get(eff, "kind"));
 		if (!strcmp(kind, "http"))
@@ -890,6 +916,28 @@ static void issue_effects(run *r)
 			do_listen(j);
 	}
 	json_decref(pend);
+}
+
+/* Effects that waited for a slot go out. */
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	wf *w = arg;
+	w->starved = false;
+	/* by id: an effect failing at once may end (and free) its run */
+	json_t *ids = json_array();
+	for (run *r = w->runs; r; r = r->next)
+		json_array_append_new(ids, json_string(r->r.id));
+	size_t i;
+	json_t *id;
+	json_array_foreach(ids, i, id) {
+		run *r = run_find(w, json_string_value(id));
+		if (w->starved)
+			break;
+		if (r && !strcmp(r->r.status, "running") && r->def && r->r.state)
+			issue_effects(r);
+	}
+	json_decref(ids);
 }
 
 /* ---- loading runs ---- */
@@ -1431,7 +1479,8 @@ static int wf_init(sdk_kernel *k, char *err, size_t errlen)
 	w->pool = sdk_pool_new(k->base, 1, 256);
 	w->ext = sdk_caller_new(k->base, "workflow", NULL, sdk_ports_resolve, k->ports);
 	w->reload = evtimer_new(k->base, on_reload, w);
-	if (!w->cache || !w->pool || !w->ext || !w->reload) {
+	w->kick = evtimer_new(k->base, on_kick, w);
+	if (!w->cache || !w->pool || !w->ext || !w->reload || !w->kick) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1451,11 +1500,15 @@ static void wf_close(sdk_kernel *k)
 		sdk_caller_free(w->ext);
 	while (w->runs)
 		run_free(w->runs);
+	while (w->jobs) /* their calls end without calling back */
+		effect_free(w->jobs);
 	for (size_t i = 0; i < w->n_defs; i++)
 		def_free(w, w->defs[i]);
 	sdk_jq_cache_free(w->cache);
 	if (w->reload)
 		event_free(w->reload);
+	if (w->kick)
+		event_free(w->kick);
 	free(w);
 	k->state = NULL;
 }
