@@ -31,7 +31,7 @@ class Workflow(ServerClassCase):
     @classmethod
     def make_server(cls):
         cls.srv = CountingServer()
-        return GraceServer(kernels={"workflow": {}, "message_bus": {},
+        return GraceServer(kernels={"workflow": {}, "message_bus": {}, "policy": {},
                                     "executor": {"watchdog_ms": 30000}})
 
     @classmethod
@@ -251,6 +251,13 @@ class Workflow(ServerClassCase):
         f = self.finish(self.start("bobemit", headers=hb)["id"], hb)
         self.assertEqual(f["status"], "faulted", f)
         self.assertEqual(f["error"]["status"], 403)
+        # and policy decides each call for the run's user when it happens:
+        # a user's run may publish, but not run a job (/executor is for admins)
+        self.store(doc("bobjob", [{"ok": {"emit": {"event": {"with": {"type": "wf.bob", "data": 1}}}}},
+                                  {"j": {"run": {"shell": {"command": "true"}}}}]), hb)
+        f = self.finish(self.start("bobjob", headers=hb)["id"], hb)
+        self.assertEqual((f["status"], f["error"]["instance"]), ("faulted", "/j"), f)
+        self.assertEqual(f["error"]["job"]["error"]["code"], "call_forbidden", f)
 
     def test_run_emit_and_listen(self):
         self.store(doc("proc", [

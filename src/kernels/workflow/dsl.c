@@ -182,7 +182,11 @@ static int filter(vctx *c, const json_t *task, const char *key, const char *fiel
 	wfx_path(p, sizeof p, "%s/%s", path, key);
 	if (!json_is_object(f))
 		return bad(c, p, "an object");
-	const char *allowed[] = { field, "schema", NULL };
+	if (json_object_get(f, "schema")) {
+		wfx_path(p, sizeof p, "%s/%s/schema", path, key);
+		return bad(c, p, "schema validation is not implemented");
+	}
+	const char *allowed[] = { field, NULL };
 	int rc = only(c, f, p, allowed);
 	json_t *x = json_object_get(f, field);
 	if (rc == 0 && x) {
@@ -240,7 +244,7 @@ static int retry_policy(vctx *c, const json_t *r, const char *path)
 	if (rc == 0 && (v = json_object_get(r, "limit"))) {
 		wfx_path(p, sizeof p, "%s/limit", path);
 		static const char *const lk[] = { "attempt", "duration", NULL };
-		static const char *const ak[] = { "count", "duration", NULL };
+		static const char *const ak[] = { "count", NULL }; /* an attempt's duration: not implemented */
 		json_t *a = json_object_get(v, "attempt"), *d = json_object_get(v, "duration");
 		if (!json_is_object(v))
 			rc = bad(c, p, "an object");
@@ -250,7 +254,7 @@ static int retry_policy(vctx *c, const json_t *r, const char *path)
 		}
 		if (rc == 0 && a) {
 			wfx_path(p, sizeof p, "%s/limit/attempt", path);
-			json_t *n = json_object_get(a, "count"), *ad = json_object_get(a, "duration");
+			json_t *n = json_object_get(a, "count"), *ad = NULL;
 			if (!json_is_object(a))
 				rc = bad(c, p, "an object");
 			else if ((rc = only(c, a, p, ak)) == 0 && n &&
