@@ -111,7 +111,7 @@ typedef struct grace_workflow {
 	unsigned tasks_max;          /* tasks in one definition, nested ones counted */
 	unsigned runs_max;           /* runs active (running, waiting, suspended) at once */
 	unsigned history_max;        /* events in one run's history; past it the run faults */
-	size_t data_max_bytes;       /* a run's input, context or a task's output as JSON */
+	size_t data_max_bytes;       /* a run's input, context or output as JSON */
 } grace_workflow;
 
 /* [metrics]: the metrics kernel's scrapes, store and queries

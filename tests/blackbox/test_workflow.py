@@ -31,7 +31,8 @@ class Workflow(ServerClassCase):
     @classmethod
     def make_server(cls):
         cls.srv = CountingServer()
-        return GraceServer(kernels={"workflow": {}, "message_bus": {}, "policy": {},
+        return GraceServer(config={"workflow": {"history_max": 200, "data_max_bytes": 4096}},
+                           kernels={"workflow": {}, "message_bus": {}, "policy": {},
                                     "executor": {"watchdog_ms": 30000}})
 
     @classmethod
@@ -295,6 +296,20 @@ class Workflow(ServerClassCase):
         ce = out["messages"][0]["payload"]
         self.assertEqual((ce["type"], ce["data"], ce["specversion"]), ("wf.test.pong", 42, "1.0"))
         self.assertEqual(ce["id"], r["id"] + ":/say:1")
+
+    def test_limits(self):
+        self.store(doc("endless", [{"l": {"for": {"in": "${ [range(0; 1000)] }"}, "do": [
+            {"s": {"set": {"i": "${ $index }"}}}]}}]))
+        f = self.finish(self.start("endless")["id"])
+        self.assertEqual(f["status"], "faulted")
+        self.assertIn("history_max", f["error"]["detail"])
+        self.assertLessEqual(f["events"], 200)
+        self.store(doc("fat", [{"s": {"set": "${ [range(0; 2000)] }"}}]))
+        f = self.finish(self.start("fat")["id"])
+        self.assertEqual(f["status"], "faulted")
+        self.assertIn("data_max_bytes", f["error"]["detail"])
+        self.call("POST", "/runs", {"definition": "fat", "input": {"x": "y" * 5000}}, 413)
+        self.call("POST", "/runs", {"definition": "fat", "bogus": 1}, 400)
 
     def test_list_and_query(self):
         self.store(doc("quick", [{"a": {"set": {"a": 1}}}]))

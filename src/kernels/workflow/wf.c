@@ -77,6 +77,8 @@ struct wf {
 	struct event *kick; /* issues effects that waited for a slot */
 	unsigned inflight;  /* effects in flight, all runs */
 	struct effect_job *jobs;
+	json_t *bus_queue;  /* bodies of status events, oldest first (the head in flight) */
+	bool bus_busy;
 	bool starved;       /* an effect waits for a free slot */
 	unsigned long long steps, commits, effects, bus_failures;
 };
@@ -316,6 +318,14 @@ static bool caller_of(sdk_req *req, sdk_kernel *k, const char **user, int *role)
 	return *role == SDK_CALLER_ADMIN;
 }
 
+static size_t json_size(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	size_t n = s ? strlen(s) : SIZE_MAX;
+	free(s);
+	return n;
+}
+
 /* ---- runs in memory ---- */
 
 static run *run_find(wf *w, const char *id)
@@ -369,13 +379,36 @@ static json_t *run_view(const wfs_run *r)
 	return v;
 }
 
+#define WF_BUS_QUEUE_MAX 10000 /* status events waiting for the bus */
+
+static void bus_next(wf *w);
+
 static void on_bus_sent(int status, const char *body, size_t len, double ms, const char *error, void *arg)
 {
 	(void)body, (void)len, (void)ms;
 	wf *w = arg;
+	w->bus_busy = false;
 	if (status < 200 || status >= 300) {
 		if (w->bus_failures++ % 50 == 0)
 			sdk_warn("workflow: a run's event did not reach the bus (%d %s)", status, error ? error : "");
+	}
+	json_array_remove(w->bus_queue, 0);
+	bus_next(w);
+}
+
+/* One at a time, so the bus holds a run's changes in the order they were
+ * committed. */
+static void bus_next(wf *w)
+{
+	while (!w->bus_busy && !w->closing && json_array_size(w->bus_queue) > 0) {
+		const char *body = json_string_value(json_array_get(w->bus_queue, 0));
+		w->bus_busy = true;
+		if (sdk_call(w->k->caller, "message_bus", "POST", "/publish", body, strlen(body), NULL,
+			     WF_BUS_TIMEOUT_MS, on_bus_sent, w) < 0) {
+			w->bus_busy = false;
+			w->bus_failures++;
+			json_array_remove(w->bus_queue, 0);
+		}
 	}
 }
 
@@ -388,12 +421,21 @@ static void publish_status(wf *w, const wfs_run *r)
 	snprintf(subject, sizeof subject, "grace.workflow.run.%s.%s", r->id, r->status);
 	json_t *msg = json_pack("{s:s, s:s, s:o}", "subject", subject, "key", r->id, "payload", run_view(r));
 	json_object_del(json_object_get(msg, "payload"), "context");
+	json_object_del(json_object_get(msg, "payload"), "waiting_on");
 	char *body = json_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
-	if (!body || sdk_call(w->k->caller, "message_bus", "POST", "/publish", body, strlen(body), NULL,
-			      WF_BUS_TIMEOUT_MS, on_bus_sent, w) < 0)
+	if (!body) {
 		w->bus_failures++;
+		return;
+	}
+	if (json_array_size(w->bus_queue) >= WF_BUS_QUEUE_MAX) {
+		if (w->bus_failures++ % 50 == 0)
+			sdk_warn("workflow: the bus is behind by %d events; dropping the oldest", WF_BUS_QUEUE_MAX);
+		json_array_remove(w->bus_queue, w->bus_busy ? 1 : 0);
+	}
+	json_array_append_new(w->bus_queue, json_string(body));
 	free(body);
+	bus_next(w);
 }
 
 static void run_schedule(run *r, int64_t delay_ms)
@@ -469,11 +511,18 @@ static void run_pump(run *r)
 		r->r.error = result;
 		json_array_append_new(events, run_event("run.faulted", json_pack("{s:O}", "error", result)));
 	}
-	if (r->r.events + (int64_t)json_array_size(events) > (int64_t)w->lim.history_max &&
-	    st != WF_ST_FAULT) {
-		/* the history is full: the run stops here, faulted, its turn undone */
-		json_t *err = wf_error("runtime", 500, "the run's history is full",
-				       "[workflow] history_max events", NULL);
+	const char *over = NULL;
+	if (r->r.events + (int64_t)json_array_size(events) > (int64_t)w->lim.history_max)
+		over = "the run's history is full ([workflow] history_max events)";
+	else if (json_size(json_object_get(r->r.state, "context")) > w->lim.data_max_bytes)
+		over = "the context is over [workflow] data_max_bytes";
+	else if (st == WF_ST_DONE && json_size(r->r.output) > w->lim.data_max_bytes)
+		over = "the output is over [workflow] data_max_bytes";
+	if (over && st != WF_ST_FAULT) {
+		/* a limit: the run stops here, faulted, its turn undone */
+		json_decref(r->r.output);
+		r->r.output = NULL;
+		json_t *err = wf_error("runtime", 500, "a limit of the run was reached", over, NULL);
 		wfs_run st0;
 		sdk_err e;
 		if (wfs_run_get(w->k->db, r->r.id, &st0, &e) == 0) {
@@ -1213,14 +1262,6 @@ static void start_bound(wf *w, def_slot *d, int status, sdk_err *err, void *arg)
 	free(j);
 }
 
-static size_t json_size(const json_t *v)
-{
-	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	size_t n = s ? strlen(s) : SIZE_MAX;
-	free(s);
-	return n;
-}
-
 static void on_run_start(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -1480,6 +1521,7 @@ static int wf_init(sdk_kernel *k, char *err, size_t errlen)
 	w->ext = sdk_caller_new(k->base, "workflow", NULL, sdk_ports_resolve, k->ports);
 	w->reload = evtimer_new(k->base, on_reload, w);
 	w->kick = evtimer_new(k->base, on_kick, w);
+	w->bus_queue = json_array();
 	if (!w->cache || !w->pool || !w->ext || !w->reload || !w->kick) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -1509,6 +1551,7 @@ static void wf_close(sdk_kernel *k)
 		event_free(w->reload);
 	if (w->kick)
 		event_free(w->kick);
+	json_decref(w->bus_queue);
 	free(w);
 	k->state = NULL;
 }
