@@ -1,5 +1,6 @@
 #include "kernels/workflow/dsl.h"
 #include "kernels/workflow/expr.h"
+#include "sdk/json_keys.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -143,17 +144,11 @@ static bool good_task_name(const char *s)
 /* Only `allowed` (NULL-terminated) keys in obj. */
 static int only(vctx *c, const json_t *obj, const char *path, const char *const *allowed)
 {
-	const char *key;
-	json_t *v;
+	const char *key = sdk_json_unknown_key((json_t *)obj, allowed);
 	char p[1024];
-	json_object_foreach((json_t *)obj, key, v) {
-		bool ok = false;
-		for (const char *const *a = allowed; *a && !ok; a++)
-			ok = !strcmp(*a, key);
-		if (!ok) {
-			wfx_path(p, sizeof p, "%s/%s", path, key);
-			return bad(c, p, "unknown field");
-		}
+	if (key) {
+		wfx_path(p, sizeof p, "%s/%s", path, key);
+		return bad(c, p, "unknown field");
 	}
 	return 0;
 }

@@ -17,6 +17,7 @@
 #include "kernels/workflow/interp.h"
 #include "kernels/workflow/store.h"
 #include "sdk/clock.h"
+#include "sdk/json_keys.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
 #include "sdk/ports.h"
@@ -1269,14 +1270,9 @@ static void on_run_start(sdk_req *req, void *ctx)
 	json_t *body = sdk_req_json(req, true);
 	if (!body)
 		return;
-	const char *key, *bad = NULL;
-	json_t *v;
-	json_object_foreach(body, key, v) if (strcmp(key, "definition") && strcmp(key, "version") &&
-					      strcmp(key, "input")) bad = key;
-	if (bad) {
-		sdk_reply_error(req, 400, "invalid", "%s: unknown field (definition, version, input)", bad);
+	static const char *const fields[] = { "definition", "version", "input", NULL };
+	if (sdk_req_fields_only(req, body, fields) < 0)
 		return;
-	}
 	const char *name = json_string_value(json_object_get(body, "definition"));
 	json_t *ver = json_object_get(body, "version");
 	json_t *input = json_object_get(body, "input");
