@@ -24,7 +24,9 @@ int wfs_init(sqlite3 *db, sdk_err *err)
 			 "CREATE TABLE IF NOT EXISTS history ("
 			 " run TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
 			 " type TEXT NOT NULL, pos TEXT, name TEXT, data TEXT,"
-			 " PRIMARY KEY (run, seq)) WITHOUT ROWID;",
+			 " PRIMARY KEY (run, seq)) WITHOUT ROWID;"
+			 "CREATE TABLE IF NOT EXISTS outbox ("
+			 " seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);",
 			 NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_db_fail(db, err, "creating the schema");
 	return 0;
@@ -207,6 +209,57 @@ static int append_events(sqlite3 *db, wfs_run *r, const json_t *events, sdk_err 
 	return rc;
 }
 
+static int outbox_add(sqlite3 *db, const char *body, int64_t *seq, sdk_err *err)
+{
+	if (!body)
+		return 0;
+	sqlite3_stmt *st;
+	int rc = prep(db, "INSERT INTO outbox (body) VALUES (?)", &st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, body, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = sdk_db_fail(db, err, "queueing a bus event");
+	else if (seq)
+		*seq = sqlite3_last_insert_rowid(db);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int wfs_outbox_list(sqlite3 *db, unsigned limit, json_t **out, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = prep(db, "SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", &st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int(st, 1, (int)limit);
+	json_t *a = json_array();
+	int s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(a, json_pack("[I, s]", (json_int_t)sqlite3_column_int64(st, 0), col(st, 1)));
+	if (s != SQLITE_DONE) {
+		json_decref(a);
+		rc = sdk_db_fail(db, err, "reading the outbox");
+	} else {
+		*out = a;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int wfs_outbox_drop(sqlite3 *db, int64_t seq, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = prep(db, "DELETE FROM outbox WHERE seq = ?", &st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, seq);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = sdk_db_fail(db, err, "emptying the outbox");
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static void bind_json(sqlite3_stmt *st, int i, const json_t *v)
 {
 	char *t = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -216,7 +269,8 @@ static void bind_json(sqlite3_stmt *st, int i, const json_t *v)
 		sqlite3_bind_null(st, i);
 }
 
-int wfs_run_insert(sqlite3 *db, const wfs_run *r0, const json_t *events, sdk_err *err)
+int wfs_run_insert(sqlite3 *db, const wfs_run *r0, const json_t *events, const char *outbox,
+		   int64_t *seq, sdk_err *err)
 {
 	wfs_run *r = (wfs_run *)r0;
 	sqlite3_stmt *st;
@@ -253,10 +307,13 @@ int wfs_run_insert(sqlite3 *db, const wfs_run *r0, const json_t *events, sdk_err
 			rc = sdk_db_fail(db, err, "storing a run");
 		sqlite3_finalize(st);
 	}
+	if (rc == 0)
+		rc = outbox_add(db, outbox, seq, err);
 	return commit(db, rc, err);
 }
 
-int wfs_run_save(sqlite3 *db, wfs_run *r, const json_t *events, sdk_err *err)
+int wfs_run_save(sqlite3 *db, wfs_run *r, const json_t *events, const char *outbox, int64_t *seq,
+		 sdk_err *err)
 {
 	int64_t before = r->events;
 	int rc = begin(db, err);
@@ -278,6 +335,8 @@ int wfs_run_save(sqlite3 *db, wfs_run *r, const json_t *events, sdk_err *err)
 			rc = sdk_db_fail(db, err, "saving a run");
 		sqlite3_finalize(st);
 	}
+	if (rc == 0)
+		rc = outbox_add(db, outbox, seq, err);
 	rc = commit(db, rc, err);
 	if (rc < 0)
 		r->events = before;

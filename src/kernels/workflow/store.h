@@ -37,10 +37,17 @@ typedef struct wfs_run {
 } wfs_run;
 
 void wfs_run_clear(wfs_run *r);
-int wfs_run_insert(sqlite3 *db, const wfs_run *r, const json_t *events, sdk_err *err);
+/* Both write, in the same transaction as the run, `outbox` (a bus
+ * message's body, or NULL) to the outbox; *seq gets its number. */
+int wfs_run_insert(sqlite3 *db, const wfs_run *r, const json_t *events, const char *outbox,
+		   int64_t *seq, sdk_err *err);
 /* Saves the run's status, state, output, error, due and appends events
  * (r->events counts them). */
-int wfs_run_save(sqlite3 *db, wfs_run *r, const json_t *events, sdk_err *err);
+int wfs_run_save(sqlite3 *db, wfs_run *r, const json_t *events, const char *outbox, int64_t *seq,
+		 sdk_err *err);
+/* The outbox, oldest first: [[seq, body], ...] (at most `limit`). */
+int wfs_outbox_list(sqlite3 *db, unsigned limit, json_t **out, sdk_err *err);
+int wfs_outbox_drop(sqlite3 *db, int64_t seq, sdk_err *err);
 int wfs_run_get(sqlite3 *db, const char *id, wfs_run *r, sdk_err *err);
 /* Runs matching the filters (any may be NULL/0), newest first. */
 int wfs_run_list(sqlite3 *db, const char *owner, const char *status, const char *name,

@@ -68,8 +68,8 @@ struct wf {
 	sdk_jq_cache *cache;
 	sdk_pool *pool;
 	sdk_caller *ext;    /* loopback URLs: no internal token */
-	def_slot *defs[WF_DEFS_MAX];
-	size_t n_defs;
+	def_slot **defs;    /* WF_DEFS_MAX kept, more while runs hold them */
+	size_t n_defs, cap_defs;
 	run *runs;
 	size_t n_runs;
 	bool closing;
@@ -78,8 +78,9 @@ struct wf {
 	struct event *kick; /* issues effects that waited for a slot */
 	unsigned inflight;  /* effects in flight, all runs */
 	struct effect_job *jobs;
-	json_t *bus_queue;  /* bodies of status events, oldest first (the head in flight) */
-	bool bus_busy;
+	json_t *bus_queue;  /* [[outbox seq, body], ...] oldest first (the head in flight) */
+	bool bus_busy, outbox_more;
+	struct event *bus_retry;
 	bool starved;       /* an effect waits for a free slot */
 	unsigned long long steps, commits, effects, bus_failures;
 };
@@ -122,9 +123,11 @@ static bool def_in_use(wf *w, def_slot *d)
 	return false;
 }
 
-static void def_keep(wf *w, def_slot *d)
+/* Keeps d (owned from now on); the oldest definition no run holds goes
+ * when WF_DEFS_MAX are kept. False when out of memory (d is then freed). */
+static bool def_keep(wf *w, def_slot *d)
 {
-	if (w->n_defs == WF_DEFS_MAX) {
+	if (w->n_defs >= WF_DEFS_MAX) {
 		for (size_t i = 0; i < w->n_defs; i++)
 			if (!def_in_use(w, w->defs[i])) {
 				def_free(w, w->defs[i]);
@@ -133,11 +136,18 @@ static void def_keep(wf *w, def_slot *d)
 				break;
 			}
 	}
-	if (w->n_defs == WF_DEFS_MAX) { /* all in use: grow past the bound rather than fail a run */
-		def_free(w, d);
-		return;
+	if (w->n_defs == w->cap_defs) {
+		size_t cap = w->cap_defs ? 2 * w->cap_defs : 16;
+		def_slot **n = realloc(w->defs, cap * sizeof *n);
+		if (!n) {
+			def_free(w, d);
+			return false;
+		}
+		w->defs = n;
+		w->cap_defs = cap;
 	}
 	w->defs[w->n_defs++] = d;
+	return true;
 }
 
 typedef void (*def_cb)(wf *w, def_slot *d, int status, sdk_err *err, void *arg);
@@ -273,11 +283,14 @@ static void load_done(wf *w, def_slot *d, int status, sdk_err *err, void *arg)
 		if (have) {
 			def_free(w, d);
 			d = have;
-		} else {
-			def_keep(w, d);
-			d = def_cached(w, d->name, d->version);
+		} else if (!def_keep(w, d)) {
+			d = NULL;
+			status = SDK_EBUSY;
 		}
 	}
+	sdk_err e;
+	if (!d && !err)
+		sdk_fail(err = &e, SDK_EBUSY, "out of memory");
 	l->cb(w, d, d ? 0 : (status < 0 ? status : SDK_EBUSY), err, l->arg);
 	free(l);
 }
@@ -380,44 +393,80 @@ static json_t *run_view(const wfs_run *r)
 	return v;
 }
 
-#define WF_BUS_QUEUE_MAX 10000 /* status events waiting for the bus */
+#define WF_OUTBOX_BATCH 1000 /* outbox rows read into memory at once */
+#define WF_BUS_RETRY_MS 1000
 
+/* Status events go through an outbox table written in the same
+ * transaction as the change, so a crash between the commit and the
+ * publish loses none: the next process publishes what is left. One at a
+ * time, so the bus holds a run's changes in the order they were committed
+ * (at least once: a crash after the publish and before the row is dropped
+ * publishes it again). */
 static void bus_next(wf *w);
+
+static void on_bus_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	bus_next(arg);
+}
 
 static void on_bus_sent(int status, const char *body, size_t len, double ms, const char *error, void *arg)
 {
 	(void)body, (void)len, (void)ms;
 	wf *w = arg;
 	w->bus_busy = false;
-	if (status < 200 || status >= 300) {
+	if (status == 0 || status >= 500) { /* the bus is away: the same event again later */
 		if (w->bus_failures++ % 50 == 0)
-			sdk_warn("workflow: a run's event did not reach the bus (%d %s)", status, error ? error : "");
+			sdk_warn("workflow: a run's event did not reach the bus (%d %s); will retry", status,
+				 error ? error : "");
+		struct timeval tv = sdk_ms_tv(WF_BUS_RETRY_MS);
+		evtimer_add(w->bus_retry, &tv);
+		return;
 	}
+	if (status >= 300 && w->bus_failures++ % 50 == 0)
+		sdk_warn("workflow: the bus refused a run's event (%d); dropped", status);
+	sdk_err e;
+	json_int_t seq = json_integer_value(json_array_get(json_array_get(w->bus_queue, 0), 0));
+	if (wfs_outbox_drop(w->k->db, seq, &e) < 0)
+		sdk_warn("workflow: %s", e.msg); /* published again later: at least once */
 	json_array_remove(w->bus_queue, 0);
 	bus_next(w);
 }
 
-/* One at a time, so the bus holds a run's changes in the order they were
- * committed. */
 static void bus_next(wf *w)
 {
-	while (!w->bus_busy && !w->closing && json_array_size(w->bus_queue) > 0) {
-		const char *body = json_string_value(json_array_get(w->bus_queue, 0));
-		w->bus_busy = true;
-		if (sdk_call(w->k->caller, "message_bus", "POST", "/publish", body, strlen(body), NULL,
-			     WF_BUS_TIMEOUT_MS, on_bus_sent, w) < 0) {
-			w->bus_busy = false;
-			w->bus_failures++;
-			json_array_remove(w->bus_queue, 0);
+	if (w->bus_busy || w->closing)
+		return;
+	if (json_array_size(w->bus_queue) == 0 && w->outbox_more) {
+		/* rows not in memory yet (a backlog from a long outage) */
+		json_t *rows;
+		sdk_err e;
+		if (wfs_outbox_list(w->k->db, WF_OUTBOX_BATCH, &rows, &e) == 0) {
+			json_decref(w->bus_queue);
+	if (w->bus_retry)
+		event_free(w->bus_retry);
+			w->bus_queue = rows;
+			w->outbox_more = json_array_size(rows) == WF_OUTBOX_BATCH;
 		}
+	}
+	if (json_array_size(w->bus_queue) == 0)
+		return;
+	const char *body = json_string_value(json_array_get(json_array_get(w->bus_queue, 0), 1));
+	w->bus_busy = true;
+	if (sdk_call(w->k->caller, "message_bus", "POST", "/publish", body, strlen(body), NULL,
+		     WF_BUS_TIMEOUT_MS, on_bus_sent, w) < 0) {
+		w->bus_busy = false;
+		struct timeval tv = sdk_ms_tv(WF_BUS_RETRY_MS);
+		evtimer_add(w->bus_retry, &tv);
 	}
 }
 
-/* grace.workflow.run.ID.STATUS, after the change is committed. */
-static void publish_status(wf *w, const wfs_run *r)
+/* The event of r's status now, grace.workflow.run.ID.STATUS (malloc'd), or
+ * NULL when there is no bus. */
+static char *status_body(wf *w, const wfs_run *r)
 {
 	if (!grace_config_kernel(w->k->cfg, "message_bus"))
-		return;
+		return NULL;
 	char subject[128];
 	snprintf(subject, sizeof subject, "grace.workflow.run.%s.%s", r->id, r->status);
 	json_t *msg = json_pack("{s:s, s:s, s:o}", "subject", subject, "key", r->id, "payload", run_view(r));
@@ -425,16 +474,18 @@ static void publish_status(wf *w, const wfs_run *r)
 	json_object_del(json_object_get(msg, "payload"), "waiting_on");
 	char *body = json_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
-	if (!body) {
-		w->bus_failures++;
+	return body;
+}
+
+/* After the commit that wrote it to the outbox as `seq`. */
+static void publish_status(wf *w, int64_t seq, char *body)
+{
+	if (!body)
 		return;
-	}
-	if (json_array_size(w->bus_queue) >= WF_BUS_QUEUE_MAX) {
-		if (w->bus_failures++ % 50 == 0)
-			sdk_warn("workflow: the bus is behind by %d events; dropping the oldest", WF_BUS_QUEUE_MAX);
-		json_array_remove(w->bus_queue, w->bus_busy ? 1 : 0);
-	}
-	json_array_append_new(w->bus_queue, json_string(body));
+	if (json_array_size(w->bus_queue) < WF_OUTBOX_BATCH && !w->outbox_more)
+		json_array_append_new(w->bus_queue, json_pack("[I, s]", (json_int_t)seq, body));
+	else
+		w->outbox_more = true; /* read from the table when the queue drains */
 	free(body);
 	bus_next(w);
 }
@@ -462,15 +513,17 @@ static int run_commit(run *r, json_t *events, const char *old_status)
 	wf *w = r->w;
 	sdk_err e;
 	r->r.updated_ms = sdk_wall_ms();
-	if (wfs_run_save(w->k->db, &r->r, events, &e) < 0) {
+	char *body = strcmp(old_status, r->r.status) != 0 ? status_body(w, &r->r) : NULL;
+	int64_t seq = 0;
+	if (wfs_run_save(w->k->db, &r->r, events, body, &seq, &e) < 0) {
 		sdk_warn("workflow: run %s cannot be saved (%s); it will be read again", r->r.id, e.msg);
+		free(body);
 		run_free(r);
 		reload_later(w);
 		return -1;
 	}
 	w->commits++;
-	if (strcmp(old_status, r->r.status) != 0)
-		publish_status(w, &r->r);
+	publish_status(w, seq, body);
 	return 0;
 }
 
@@ -546,8 +599,7 @@ static void run_pump(run *r)
 	}
 	json_decref(events);
 	if (st == WF_ST_DONE || st == WF_ST_FAULT) {
-		if (st == WF_ST_DONE)
-			run_free(r); /* finished: it lives in the store only */
+		run_free(r); /* it lives in the store only (a retry reads it back) */
 		return;
 	}
 	issue_effects(r);
@@ -1113,7 +1165,7 @@ static void put_bound(wf *w, def_slot *d, int status, sdk_err *err, void *arg)
 			       json_pack("{s:s, s:s, s:b}", "name", d->name, "version", d->version, "created",
 					 rc == 0));
 		if (!def_cached(w, d->name, d->version))
-			def_keep(w, d);
+			def_keep(w, d); /* or freed: loaded again when a run needs it */
 		else
 			def_free(w, d);
 	}
@@ -1245,9 +1297,12 @@ static void start_bound(wf *w, def_slot *d, int status, sdk_err *err, void *arg)
 									   j->r.input, "definition", d->name,
 									   "version", d->version, "owner", j->r.owner)));
 	sdk_err e;
-	int rc = wfs_run_insert(w->k->db, &j->r, events, &e);
+	char *body = status_body(w, &j->r);
+	int64_t seq = 0;
+	int rc = wfs_run_insert(w->k->db, &j->r, events, body, &seq, &e);
 	json_decref(events);
 	if (rc < 0) {
+		free(body);
 		sdk_reply_status(j->req, rc, &e);
 		wfs_run_clear(&j->r);
 		free(j);
@@ -1255,9 +1310,9 @@ static void start_bound(wf *w, def_slot *d, int status, sdk_err *err, void *arg)
 	}
 	j->r.events = 1;
 	json_t *view = run_view(&j->r);
-	publish_status(w, &j->r);
-	run *r = run_load(w, &j->r); /* takes j->r */
-	(void)r;
+	publish_status(w, seq, body);
+	if (!run_load(w, &j->r)) /* takes j->r */
+		reload_later(w);
 	sdk_reply_json(j->req, 201, view);
 	wfs_run_clear(&j->r);
 	free(j);
@@ -1465,9 +1520,12 @@ static void run_op(sdk_req *req, sdk_kernel *k, const char *op)
 	json_array_append_new(events, run_event(row->event, json_pack("{s:s}", "by", *user ? user : "kernel")));
 	sdk_err e;
 	target->updated_ms = sdk_wall_ms();
-	int rc = wfs_run_save(k->db, target, events, &e);
+	char *body = status_body(w, target);
+	int64_t seq = 0;
+	int rc = wfs_run_save(k->db, target, events, body, &seq, &e);
 	json_decref(events);
 	if (rc < 0) {
+		free(body);
 		sdk_reply_status(req, rc, &e);
 		if (r) {
 			run_free(r);
@@ -1476,7 +1534,7 @@ static void run_op(sdk_req *req, sdk_kernel *k, const char *op)
 		wfs_run_clear(&st);
 		return;
 	}
-	publish_status(w, target);
+	publish_status(w, seq, body);
 	json_t *view = run_view(target);
 	if (!strcmp(row->to, "cancelled") && r)
 		run_free(r);
@@ -1517,12 +1575,15 @@ static int wf_init(sdk_kernel *k, char *err, size_t errlen)
 	w->ext = sdk_caller_new(k->base, "workflow", NULL, sdk_ports_resolve, k->ports);
 	w->reload = evtimer_new(k->base, on_reload, w);
 	w->kick = evtimer_new(k->base, on_kick, w);
+	w->bus_retry = evtimer_new(k->base, on_bus_retry, w);
 	w->bus_queue = json_array();
-	if (!w->cache || !w->pool || !w->ext || !w->reload || !w->kick) {
+	w->outbox_more = true; /* what the last process left */
+	if (!w->cache || !w->pool || !w->ext || !w->reload || !w->kick || !w->bus_retry) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	load_active(w); /* runs the last process left go on where they were */
+	bus_next(w);    /* and their status events still in the outbox go out */
 	return 0;
 }
 
@@ -1542,12 +1603,15 @@ static void wf_close(sdk_kernel *k)
 		effect_free(w->jobs);
 	for (size_t i = 0; i < w->n_defs; i++)
 		def_free(w, w->defs[i]);
+	free(w->defs);
 	sdk_jq_cache_free(w->cache);
 	if (w->reload)
 		event_free(w->reload);
 	if (w->kick)
 		event_free(w->kick);
 	json_decref(w->bus_queue);
+	if (w->bus_retry)
+		event_free(w->bus_retry);
 	free(w);
 	k->state = NULL;
 }
