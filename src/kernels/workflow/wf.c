@@ -443,8 +443,6 @@ static void bus_next(wf *w)
 		sdk_err e;
 		if (wfs_outbox_list(w->k->db, WF_OUTBOX_BATCH, &rows, &e) == 0) {
 			json_decref(w->bus_queue);
-	if (w->bus_retry)
-		event_free(w->bus_retry);
 			w->bus_queue = rows;
 			w->outbox_more = json_array_size(rows) == WF_OUTBOX_BATCH;
 		}
