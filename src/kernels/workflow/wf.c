@@ -1645,7 +1645,7 @@ const sdk_kernel_def workflow_kernel = {
 	.name = "workflow",
 	.port = 8122, .tier = "execution",
 	.summary = "durable runs of Serverless Workflow DSL 1.0 definitions that resume after a crash",
-	.complete = false,
+	.complete = true,
 	.routes = wf_routes,
 	.n_routes = sizeof wf_routes / sizeof wf_routes[0],
 	.init = wf_init,
