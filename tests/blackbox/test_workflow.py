@@ -135,6 +135,13 @@ class Workflow(ServerClassCase):
         keys = [k for k in s.keys() if k.startswith(r["id"])]
         self.assertIn(r["id"] + ":/both/left:1", keys)
         self.assertEqual(len([k for k in keys if "/persist/" in k]), 3)
+        # a header cannot smuggle a second line (an identity, with the token)
+        self.store(doc("smuggle", [{"c": {"call": "http", "with": {
+            "method": "get", "endpoint": "grace://message_bus/subjects",
+            "headers": {"X-Note": "a\r\nX-Grace-Role: admin"}}}}]))
+        f = self.finish(self.start("smuggle")["id"])
+        self.assertEqual((f["status"], f["error"]["status"]), ("faulted", 503), f)
+        self.assertIn("one line", f["error"]["detail"])
         # a loopback URL gets neither the internal token nor the identity
         for h in s.headers:
             self.assertFalse(any(k.lower() in ("x-grace-internal-token", "x-grace-user",

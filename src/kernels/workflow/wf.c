@@ -40,7 +40,6 @@
 #define WF_RELOAD_MS 1000      /* a run whose commit failed is read again after this */
 #define WF_HEADERS_MAX 32
 #define WF_EFFECTS_MAX 256     /* effects in flight at once (a wide fork waits its turn) */
-#define WF_ERR_TYPE WF_ERR_BASE
 
 typedef struct def_slot {
 	char name[WF_NAME_MAX + 1], version[WF_NAME_MAX + 1];
@@ -704,8 +703,13 @@ static int header_list(effect_job *j, const json_t *extra, bool kernel, const ch
 		    !strcasecmp(k, SDK_CALLER_HEADER) || !strcasecmp(k, "Idempotency-Key") ||
 		    !strncasecmp(k, "X-Grace-", 8) || !strcasecmp(k, "Authorization"))
 			continue;
+		/* a line break would forge headers (an identity, with the token) */
+		const char *val = json_string_value(v);
+		if (!*k || strpbrk(k, " \t\r\n:") || strpbrk(val, "\r\n") ||
+		    json_string_length(v) != strlen(val))
+			return -1;
 		h[n++] = k;
-		h[n++] = json_string_value(v);
+		h[n++] = val;
 	}
 	h[n] = NULL;
 	return 0;
@@ -788,7 +792,10 @@ static void do_http(effect_job *j)
 	json_t *b = json_object_get(e, "body");
 	char *body = b ? json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	const char *h[2 * WF_HEADERS_MAX + 8];
-	header_list(j, json_object_get(e, "headers"), is_kernel, h, sizeof h / sizeof h[0] - 1);
+	if (header_list(j, json_object_get(e, "headers"), is_kernel, h, sizeof h / sizeof h[0] - 1) < 0) {
+		free(body);
+		return effect_fail(j, "a header's name or value is not one line");
+	}
 	int rc = is_kernel ? sdk_call(w->k->caller, kernel, method, target, body, body ? strlen(body) : 0, h,
 				      WF_CALL_TIMEOUT_MS, on_http_done, j)
 			   : sdk_call_port(w->ext, port, method, target, body, body ? strlen(body) : 0, h,
