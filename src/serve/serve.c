@@ -2,6 +2,7 @@
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/api/dashboard.h"
 #include "serve/api/decide.h"
 #include "serve/directory.h"
 #include "serve/healer/ports.h"
@@ -146,6 +147,7 @@ static void on_kernel_change(const sup_change *c, void *arg)
 	gd_on_sup_change(s->api.gd, c->k, c->from);
 	hl_on_sup_change(s->api.hl, c->k, c->from);
 	announce_state(s, c);
+	api_dashboard_on_change(&s->api, c);
 	rl_on_change(s->api.rl, c);
 	check_settled(s);
 }
@@ -184,6 +186,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	sdk_notify("STOPPING=1");
 	sdk_server_stop_accepting(s->api.server);
 	chat_stop(s->api.chat); /* answers waiting on a model: from their sources, now */
+	api_dashboard_close(&s->api); /* the live feeds end, so the drain can */
 	sup_shutdown(s->api.sup);
 	unsigned longest = 0;
 	for (size_t i = 0; i < s->api.cfg->n_kernels; i++)
@@ -392,6 +395,7 @@ out:
 	api_backup_close(s.api.backup); /* and for a backup being made or sent */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	api_decide_free(&s.api); /* answers requests waiting for a decision */
+	api_dashboard_close(&s.api); /* ends the live feeds still open */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);
