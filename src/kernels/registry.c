@@ -25,7 +25,6 @@ GRACE_KERNEL_LIST
 					    .complete = false }
 
 PLACEHOLDER(governance, 8110, "governance", "proposals, votes, quorum, decisions");
-PLACEHOLDER(workflow, 8122, "execution", "durable DAG runs");
 PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");
 PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test runs");
 PLACEHOLDER(learning, 8133, "agentic", "outcomes in, recommendations out");

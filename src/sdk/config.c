@@ -124,6 +124,16 @@ static const struct cfg_key state_machine_keys[] = {
 #undef S
 };
 
+static const struct cfg_key workflow_keys[] = {
+#define W(n, field, t, lo, hi) { n, offsetof(grace_workflow, field), t, lo, hi }
+	W("definition_max_bytes", definition_max_bytes, KEY_SIZE, 1024, (uint64_t)16 << 20),
+	W("tasks_max", tasks_max, KEY_UINT, 1, 1000000),
+	W("runs_max", runs_max, KEY_UINT, 1, 1000000),
+	W("history_max", history_max, KEY_UINT, 100, 100000000),
+	W("data_max_bytes", data_max_bytes, KEY_SIZE, 1024, (uint64_t)64 << 20),
+#undef W
+};
+
 static const struct cfg_key metrics_keys[] = {
 #define MT(n, field, t, lo, hi) { n, offsetof(grace_metrics, field), t, lo, hi }
 	MT("scrape_interval_ms", scrape_interval_ms, KEY_UINT, 1000, 3600000),
@@ -643,6 +653,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "workflow")) {
+		int rc = set_keyed(&cfg->workflow, workflow_keys,
+				   sizeof workflow_keys / sizeof workflow_keys[0], name, value, c->err,
+				   sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
 		if (!strcmp(section, "executor") &&
 		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
@@ -773,7 +791,7 @@ static bool known_section(const char *name, size_t n)
 	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
-					     "backup",  "compliance" };
+					     "backup",  "compliance", "workflow" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -892,6 +910,11 @@ static void config_defaults(grace_config *cfg)
 						    .history_keep = 1000,
 						    .context_max_bytes = (size_t)256 << 10,
 						    .event_max_bytes = (size_t)64 << 10 };
+	cfg->workflow = (grace_workflow){ .definition_max_bytes = (size_t)1 << 20,
+					  .tasks_max = 10000,
+					  .runs_max = 1000,
+					  .history_max = 100000,
+					  .data_max_bytes = (size_t)1 << 20 };
 	cfg->metrics = (grace_metrics){ .scrape_interval_ms = 5000,
 					.scrape_timeout_ms = 4000,
 					.flush_interval_ms = 10000,

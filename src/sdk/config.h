@@ -106,6 +106,15 @@ typedef struct grace_state_machine {
 	size_t event_max_bytes;      /* one event as JSON */
 } grace_state_machine;
 
+/* [workflow]: limits of the workflow kernel. */
+typedef struct grace_workflow {
+	size_t definition_max_bytes; /* one definition as stored */
+	unsigned tasks_max;          /* tasks in one definition, nested ones counted */
+	unsigned runs_max;           /* runs active (running, waiting, suspended) at once */
+	unsigned history_max;        /* events in one run's history; past it the run faults */
+	size_t data_max_bytes;       /* a run's input, context or output as JSON */
+} grace_workflow;
+
 /* [metrics]: the metrics kernel's scrapes, store and queries
  * (docs/metrics.md). */
 #define GRACE_METRICS_TARGETS_MAX 32
@@ -215,6 +224,7 @@ typedef struct grace_config {
 	grace_librarian librarian;
 	grace_policy policy;
 	grace_state_machine state_machine;
+	grace_workflow workflow;
 	grace_metrics metrics;
 	grace_alerts alerts;
 	grace_scheduler scheduler;

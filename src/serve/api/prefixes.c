@@ -35,6 +35,13 @@ static void on_gateway_state_machine(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "state_machine", "/state-machine");
 }
 
+/* /workflow/...: workflow definitions and runs; a user reaches only their
+ * own (the kernel keeps them apart), admins everything. */
+static void on_gateway_workflow(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "workflow", "/workflow");
+}
+
 /* /prometheus/...: the metrics kernel's Prometheus API, so Grafana or
  * promtool can be pointed at http://HOST:8000/prometheus with a bearer
  * token. */
@@ -94,6 +101,7 @@ static const api_prefix prefixes[] = {
 	{ "/scheduler", "scheduler" },
 	{ "/executor", "executor" },
 	{ "/compliance", "compliance" },
+	{ "/workflow", "workflow" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -134,6 +142,7 @@ static const sdk_route routes[] = {
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
 	API_USER(NULL, "/state-machine/*", on_gateway_state_machine),
+	API_USER(NULL, "/workflow/*", on_gateway_workflow),
 	/* The Prometheus API for users (queries by GET or by form); writing
 	 * samples stays with admins. */
 	API_USER("GET", "/prometheus/api/v1/query", on_gateway_prometheus),
