@@ -157,6 +157,23 @@ typedef struct grace_executor {
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
 } grace_executor;
 
+/* [governance]: change requests before dangerous actions (docs/governance.md). */
+#define GRACE_GOV_RULES_MAX 16
+#define GRACE_GOV_RULE_MAX 192 /* a rule's text, as a grace.ini line holds it */
+typedef struct grace_governance {
+	unsigned expiry_s;       /* an open request expires this long after it was opened */
+	unsigned requests_max;   /* requests kept in all (closed ones are dropped oldest first) */
+	unsigned poll_ms;        /* the main process asks for approved actions this often */
+	unsigned run_delay_ms;   /* tests only: an approved action waits this long before it runs */
+	char gate[256];          /* the actions gated, space-separated ("" : none) */
+	char rule[GRACE_GOV_RULE_MAX + 1]; /* every gated action's rule unless it has its own */
+	struct {
+		char action[GRACE_NAME_MAX];
+		char rule[GRACE_GOV_RULE_MAX + 1];
+	} rules[GRACE_GOV_RULES_MAX]; /* rule.ACTION = ... */
+	size_t n_rules;
+} grace_governance;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -193,6 +210,7 @@ typedef struct grace_config {
 	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
+	grace_governance governance;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -2,6 +2,7 @@
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 #include "serve/api/decide.h"
 #include "serve/directory.h"
 #include "serve/healer/ports.h"
@@ -264,6 +265,7 @@ int grace_serve(const grace_config *cfg)
 	}
 	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
+	s.api.gov = gv_new(&s.api, s.token); /* NULL without a governance kernel */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
 	sdk_server_opts ho = { .component = "grace",
@@ -313,6 +315,7 @@ out:
 	api_backup_close(s.api.backup); /* and for a backup being made or sent */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	api_decide_free(&s.api); /* answers requests waiting for a decision */
+	gv_free(s.api.gov); /* after the healer: a clear_port it ran has reported */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);

@@ -16,6 +16,7 @@
 #include "serve/api/user_data.h"
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
+typedef struct gv gv;                 /* governance: the gate and executor (serve/govern) */
 typedef struct api_backup api_backup; /* /backup: its worker and the one under way */
 typedef struct mem_service mem_service;
 typedef struct sdk_pdp sdk_pdp;
@@ -35,6 +36,7 @@ typedef struct api_ctx {
 	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
 	sdk_server *server;
 	sdk_pdp *pdp; /* decisions by the policy kernel (decide.c); made at the first */
+	gv *gov;      /* NULL without a governance kernel: gated actions answer 503 */
 } api_ctx;
 
 /* Route access levels: the role table. 0, the default, is admin-only: fail
