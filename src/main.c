@@ -1,5 +1,6 @@
 /* grace: the one binary. `grace serve` runs the platform; `grace kernel NAME`
  * runs one kernel alone; the rest are small helpers. */
+#include "cli/approvals.h"
 #include "cli/backup.h"
 #include "cli/cli.h"
 #include "kernels/registry.h"
@@ -48,6 +49,10 @@ static void usage(FILE *out)
 		"  logout\n"
 		"                    (these take --json, and --port N or the config's port;\n"
 		"                    the token comes from $GRACE_TOKEN or `grace login`)\n"
+		"  approvals [--all] change requests waiting for approval, and what each\n"
+		"                    still waits for (docs/governance.md)\n"
+		"  approve ID [--comment TEXT], deny ID [--comment TEXT]\n"
+		"                    approve or deny (veto) a change request\n"
 		"  backup FILE [--passphrase-file F | --key-file F | --no-secrets]\n"
 		"                    a consistent archive of everything Grace holds, taken\n"
 		"                    while it serves (admin; docs/backup.md)\n"
@@ -148,6 +153,8 @@ int main(int argc, char **argv)
 		return cli_policy_main(argc, argv);
 	if (!strcmp(cmd, "backup"))
 		return cli_backup_main(argc, argv);
+	if (cli_approvals_is_command(cmd))
+		return cli_approvals_main(argc, argv);
 	if (!strcmp(cmd, "restore"))
 		return cli_restore_main(argc, argv);
 

@@ -12,13 +12,15 @@ actions. Each rule of the issue against a real grace serve:
   - users may not break the glass or reach the intents.
 """
 
+import json
 import os
+import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import GraceServer, GraceTestCase, scaled  # noqa: E402
+from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled  # noqa: E402
 
 PASSWORD = "correct horse battery staple 12"
 
@@ -194,6 +196,34 @@ class Governance(GraceTestCase):
         # Not gated: starting it again runs at once.
         self.as_("ann", "POST", "/kernel-ports/crypto/start", expect=202)
         self.g.wait_kernel("crypto", lambda k: k["state"] == "ready", timeout=scaled(20))
+
+    def cli(self, who, *args):
+        env = dict(os.environ, GRACE_TOKEN=self.tokens[who])
+        p = subprocess.run([GRACE_BIN] + list(args) + ["--port", str(self.g.api_port)],
+                           env=env, capture_output=True, text=True, timeout=scaled(30))
+        return p.returncode, p.stdout, p.stderr
+
+    def test_cli_approvals_approve_deny(self):
+        rid = self.open_req("ann", "key.rotate", {"name": "k-cli"})["id"]
+        rc, out, err = self.cli("bob", "approvals")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("#%d  key.rotate" % rid, out)
+        self.assertIn("waiting on: 2 more approvals from role admin", out)
+        rc, out, err = self.cli("bob", "approve", str(rid), "--comment", "lgtm")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("waiting on: 1 more approval from role admin", out)
+        # The requester's approval is refused: exit 1, the API's reason.
+        rc, out, err = self.cli("ann", "approve", str(rid))
+        self.assertEqual(rc, 1)
+        self.assertIn("403 forbidden: the requester cannot approve", err)
+        rc, out, err = self.cli("cid", "deny", str(rid), "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["state"], "denied")
+        rc, out, err = self.cli("cid", "approvals")
+        self.assertNotIn("#%d " % rid, out)
+        rc, out, err = self.cli("cid", "approvals", "--all")
+        self.assertIn("#%d  key.rotate" % rid, out)
+        self.assertEqual(self.cli("cid", "approve", "x")[0], 2)
 
     def test_intents_are_the_main_process_only(self):
         st, _, out = self.g.kernel_http("governance", "GET", "/intents")
