@@ -247,6 +247,48 @@ class Governance(GraceTestCase):
         self.assertEqual(gated, {"kernel.stop", "user.delete", "key.rotate"})
 
 
+class GovernanceEvents(GraceTestCase):
+    def test_every_step_is_an_audit_event_and_a_bus_event(self):
+        g = GraceServer(kernels={"governance": {}, "audit": {}, "immutable_log": {},
+                                 "message_bus": {}},
+                        config={"governance": {"rule": "1 admin", "poll_ms": 50}})
+        g.start()
+        self.addCleanup(g.close)
+        g.create_user("bob", PASSWORD, "admin")
+        bob = {"Authorization": "Bearer " + g.login("bob", PASSWORD)}
+        st, _, r = g.http("POST", "/governance/requests",
+                          {"action": "key.delete", "params": {"name": "k-ev"}})
+        self.assertEqual(st, 201, r)
+        rid = r["id"]
+        st, _, r = g.http("POST", "/governance/requests/%d/approve" % rid, {}, headers=bob)
+        self.assertEqual(st, 200, r)
+        # No crypto kernel here: the action fails, which is a step too.
+        g.wait_for(lambda: g.http("GET", "/governance/requests/%d" % rid)[2]["state"]
+                   == "failed", timeout=scaled(20))
+        steps = ["open", "quorum", "claim", "fail"]
+
+        def audited():
+            st, _, out = g.http("GET", "/kernels/audit/events?resource=governance/requests/%d"
+                                % rid)
+            return st == 200 and [e["action"] for e in out["events"]] == \
+                ["governance." + s for s in steps] and out["events"]
+        g.wait_for(audited, timeout=scaled(20), message="the audit trail lacks the steps")
+        events = audited()
+        self.assertEqual(events[0]["actor"], g.first_admin()[0])
+        self.assertEqual(events[1]["actor"], "bob")
+
+        def published():
+            st, _, out = g.http("GET", "/kernels/message_bus/groups/gv/poll?"
+                                "subject=governance.*&max=100")
+            self.assertEqual(st, 200, out)
+            for m in out["messages"]:  # a message not acked may come again
+                if m["payload"]["request_id"] == rid:
+                    got[m["payload"]["id"]] = m["subject"]
+            return [got[k] for k in sorted(got)] == ["governance." + s for s in steps]
+        got = {}
+        g.wait_for(published, timeout=scaled(20), message="the bus lacks the steps")
+
+
 class GovernanceExpiry(GraceTestCase):
     def test_requests_expire_also_across_a_restart(self):
         g = GraceServer(kernels={"governance": {}},
