@@ -29,9 +29,9 @@ class Governance(GraceTestCase):
     @classmethod
     def setUpClass(cls):
         cls.g = GraceServer(
-            kernels={"governance": {}, "crypto": {}},
+            kernels={"governance": {}, "crypto": {}, "message_bus": {}},
             config={"governance": {
-                "gate": "kernel.stop user.delete key.rotate",
+                "gate": "kernel.stop user.delete key.rotate port.clear_force bus.retention",
                 "rule": "2 admin",
                 "rule.user.delete": "all_of(1 admin, any_of(2 user, 1 admin))",
                 "expiry_s": 3600,
@@ -197,6 +197,34 @@ class Governance(GraceTestCase):
         self.as_("ann", "POST", "/kernel-ports/crypto/start", expect=202)
         self.g.wait_kernel("crypto", lambda k: k["state"] == "ready", timeout=scaled(20))
 
+    def test_each_gated_route_answers_202_and_runs_nothing(self):
+        self.g.create_user("victim2", PASSWORD, "user")
+        cases = [
+            ("DELETE", "/auth/users/victim2", None, "user.delete", {"name": "victim2"}),
+            ("POST", "/network-healer/heal",
+             {"component_name": "crypto", "action": "clear_port", "force": True},
+             "port.clear_force", {"kernel": "crypto"}),
+            ("POST", "/kernels/message_bus/retention", {"subject": "a.b", "max_messages": 5},
+             "bus.retention", {"method": "POST",
+                               "body": {"subject": "a.b", "max_messages": 5}}),
+        ]
+        for method, path, body, action, params in cases:
+            st, hdrs, out = self.as_("ann", method, path, body)
+            self.assertEqual(st, 202, "%s %s: %r" % (method, path, out))
+            cr = out["change_request"]
+            self.assertEqual((cr["action"], cr["params"], cr["state"], cr["requester"]),
+                             (action, params, "open", "ann"))
+            self.assertEqual(hdrs.get("Location") or hdrs.get("location"),
+                             "/governance/requests/%d" % cr["id"])
+            self.as_("ann", "POST", "/governance/requests/%d/withdraw" % cr["id"], {},
+                     expect=200)
+        users = [u["name"] for u in self.g.http("GET", "/auth/users")[2]["users"]]
+        self.assertIn("victim2", users)
+        st, _, out = self.g.http("GET", "/kernels/message_bus/retention")
+        self.assertNotIn("a.b", str(out))
+        # Reading is never gated.
+        self.as_("ann", "GET", "/kernels/message_bus/retention", expect=200)
+
     def cli(self, who, *args):
         env = dict(os.environ, GRACE_TOKEN=self.tokens[who])
         p = subprocess.run([GRACE_BIN] + list(args) + ["--port", str(self.g.api_port)],
@@ -244,7 +272,8 @@ class Governance(GraceTestCase):
         self.as_("ann", "GET", "/governance/requests/999999", expect=404)
         actions = self.as_("uma", "GET", "/governance/actions", expect=200)[2]["actions"]
         gated = {a["name"] for a in actions if a["gated"]}
-        self.assertEqual(gated, {"kernel.stop", "user.delete", "key.rotate"})
+        self.assertEqual(gated, {"kernel.stop", "user.delete", "key.rotate", "port.clear_force",
+                                 "bus.retention"})
 
 
 class GovernanceEvents(GraceTestCase):
