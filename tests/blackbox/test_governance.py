@@ -318,6 +318,33 @@ class GovernanceEvents(GraceTestCase):
         g.wait_for(published, timeout=scaled(20), message="the bus lacks the steps")
 
 
+class GovernanceWithPolicy(GraceTestCase):
+    def test_policy_decides_and_healing_the_policy_kernel_is_never_gated(self):
+        g = GraceServer(kernels={"governance": {}, "policy": {}, "crypto": {}},
+                        config={"governance": {"gate": "kernel.stop port.clear_force",
+                                               "poll_ms": 50}})
+        g.start()
+        self.addCleanup(g.close)
+        g.create_user("uma", PASSWORD, "user")
+        uma = {"Authorization": "Bearer " + g.login("uma", PASSWORD)}
+        # The default policy lets a user open and read requests...
+        st, _, r = g.http("POST", "/governance/requests",
+                          {"action": "key.rotate", "params": {"name": "k"}}, headers=uma)
+        self.assertEqual(st, 201, r)
+        st, _, r = g.http("GET", "/governance/requests/%d" % r["id"], headers=uma)
+        self.assertEqual(st, 200, r)
+        # ... and the main process open a gated action's request.
+        st, _, out = g.http("POST", "/kernel-ports/crypto/stop")
+        self.assertEqual(st, 202, out)
+        self.assertEqual(out["change_request"]["action"], "kernel.stop")
+        # Stopping the policy kernel is break-glass: it runs at once.
+        st, _, out = g.http("POST", "/kernel-ports/policy/stop")
+        self.assertEqual(st, 202, out)
+        self.assertEqual(out.get("action"), "stop", out)
+        self.assertNotIn("change_request", out)
+        g.wait_kernel("policy", lambda k: k["state"] == "stopped", timeout=scaled(10))
+
+
 class GovernanceExpiry(GraceTestCase):
     def test_requests_expire_also_across_a_restart(self):
         g = GraceServer(kernels={"governance": {}},

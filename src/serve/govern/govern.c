@@ -76,9 +76,18 @@ static void on_gate_answer(int status, const char *body, size_t len, double ms, 
 			"request now (%d %s)", status, error ? error : "");
 }
 
+/* The break-glass set that heals the policy kernel (docs/policy.md) is
+ * never gated: stopping it or clearing its port must not wait on anyone. */
+static bool never_gated(const char *action, const json_t *params)
+{
+	const char *kernel = json_string_value(json_object_get(params, "kernel"));
+	return (!strcmp(action, "kernel.stop") || !strcmp(action, "port.clear_force")) && kernel &&
+	       !strcmp(kernel, "policy");
+}
+
 bool gv_gate(api_ctx *api, sdk_req *req, const char *action, json_t *params)
 {
-	if (!sdk_gov_listed(api->cfg->governance.gate, action)) {
+	if (!sdk_gov_listed(api->cfg->governance.gate, action) || never_gated(action, params)) {
 		json_decref(params);
 		return false;
 	}
