@@ -6,7 +6,7 @@ static const sdk_gov_action actions[] = {
 	{ "kernel.stop", "stop a kernel (POST /kernel-ports/NAME/stop)", { "kernel" } },
 	{ "port.clear_force", "clear_port with force (POST /network-healer/heal)", { "kernel" } },
 	{ "user.delete", "delete a user (DELETE /auth/users/NAME)", { "name" } },
-	{ "user.role", "change a user's role (no route changes a role yet)", { "name", "role" } },
+	{ "user.role", "change a user's role (only through a change request)", { "name", "role" } },
 	{ "key.rotate", "rotate a key (crypto: POST /keys/NAME/rotate)", { "name" } },
 	{ "key.delete", "delete a key (crypto has no delete route yet)", { "name" } },
 	{ "policy.set", "change a policy set (policy: PUT or DELETE /policy-sets/NAME)",

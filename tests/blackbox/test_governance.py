@@ -116,6 +116,16 @@ class Governance(GraceTestCase):
         users = [u["name"] for u in self.g.http("GET", "/auth/users")[2]["users"]]
         self.assertNotIn("victim1", users)
 
+    def test_a_role_changes_through_an_approved_request(self):
+        self.g.create_user("rolly", PASSWORD, "user")
+        rid = self.open_req("uma", "user.role", {"name": "rolly", "role": "admin"})["id"]
+        for who in ("bob", "cid"):
+            self.as_(who, "POST", "/governance/requests/%d/approve" % rid, {}, expect=200)
+        r = self.wait_state(rid, "done")
+        self.assertEqual(r["result"]["result"], {"name": "rolly", "role": "admin", "was": "user"})
+        users = {u["name"]: u["role"] for u in self.g.http("GET", "/auth/users")[2]["users"]}
+        self.assertEqual(users["rolly"], "admin")
+
     def test_change_voids_approvals(self):
         r = self.open_req("uma", "key.rotate", {"name": "k-change"})
         rid = r["id"]

@@ -340,6 +340,27 @@ static void run_user_delete(gv *g, const char *name)
 	finish(g, true, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
 }
 
+/* The only way a role changes: an approved request. Sessions carry the
+ * role they were checked with: the cache goes, so the next request sees
+ * the new one. */
+static void run_user_role(gv *g, const char *name, const char *role_s)
+{
+	api_ctx *api = g->api;
+	int role = role_s ? auth_role_parse(role_s) : AUTH_ROLE_NONE, old;
+	if (role == AUTH_ROLE_NONE)
+		return finish_error(g, "role is 'user' or 'admin', not '%s'", role_s ? role_s : "");
+	if (!auth_name_valid(name) || auth_user_get(api->auth->db, name, NULL, &old) < 0)
+		return finish_error(g, "no user '%s'", name);
+	if (old == AUTH_ROLE_ADMIN && role != AUTH_ROLE_ADMIN &&
+	    auth_user_count(api->auth->db, AUTH_ROLE_ADMIN) <= 1)
+		return finish_error(g, "'%s' is the last admin", name);
+	if (auth_user_set_role(api->auth->db, name, role) < 0)
+		return finish_error(g, "cannot change the role of '%s'", name);
+	auth_cache_clear(api->auth);
+	finish(g, true, json_pack("{s:s, s:s, s:s}", "name", name, "role", auth_role_name(role),
+				  "was", auth_role_name(old)));
+}
+
 /* Runs the current intent's action; every path ends in finish(). */
 static void execute(gv *g)
 {
@@ -378,6 +399,8 @@ static void execute(gv *g)
 	}
 	if (!strcmp(action, "user.delete"))
 		return run_user_delete(g, name);
+	if (!strcmp(action, "user.role"))
+		return run_user_role(g, name, json_string_value(json_object_get(p, "role")));
 	if (!strcmp(action, "key.rotate")) {
 		snprintf(path, sizeof path, "/keys/%s/rotate", enc);
 		return run_kernel(g, "crypto", "POST", path, body);
