@@ -1,6 +1,7 @@
 #include "sdk/config.h"
 #include "sdk/kernel.h"
 #include "sdk/govaction.h"
+#include "sdk/govrule.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -543,11 +544,13 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 		return 1;
 	}
 	if (!strcmp(name, "rule") || !strncmp(name, "rule.", 5)) {
-		if (!*value || strlen(value) > GRACE_GOV_RULE_MAX) {
-			snprintf(c->err, sizeof c->err, "%s: a rule of 1 to %d bytes", name,
-				 GRACE_GOV_RULE_MAX);
+		sdk_err e;
+		json_t *parsed = sdk_gov_rule_parse(value, &e);
+		if (!parsed) {
+			snprintf(c->err, sizeof c->err, "%.40s: %.200s", name, e.msg);
 			return 0;
 		}
+		json_decref(parsed);
 		if (!strcmp(name, "rule")) {
 			memcpy(g->rule, value, strlen(value) + 1);
 			return 1;

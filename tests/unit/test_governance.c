@@ -12,16 +12,16 @@
 #include <string.h>
 
 #include "kernels/governance/fsm.h"
-#include "kernels/governance/rule.h"
+#include "sdk/govrule.h"
 #include "kernels/governance/store.h"
 
 static json_t *parse_ok(const char *text)
 {
 	sdk_err e = { "" };
-	json_t *r = gov_rule_parse(text, &e);
+	json_t *r = sdk_gov_rule_parse(text, &e);
 	if (!r)
 		fail_msg("%s: %s", text, e.msg);
-	assert_int_equal(gov_rule_check(r, &e), 0);
+	assert_int_equal(sdk_gov_rule_check(r, &e), 0);
 	return r;
 }
 
@@ -46,14 +46,14 @@ static void test_rule_parse(void **state)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		sdk_err e = { "" };
-		json_t *x = gov_rule_parse(bad[i], &e);
+		json_t *x = sdk_gov_rule_parse(bad[i], &e);
 		if (x)
 			fail_msg("'%s' parsed", bad[i]);
 		assert_true(e.msg[0] != '\0');
 	}
 	sdk_err e;
 	json_t *j = json_pack("{s:i, s:s}", "n", 0, "role", "admin");
-	assert_int_equal(gov_rule_check(j, &e), SDK_EINVAL);
+	assert_int_equal(sdk_gov_rule_check(j, &e), SDK_EINVAL);
 	json_decref(j);
 }
 
@@ -74,7 +74,7 @@ static json_t *votes(const char *spec)
 static json_t *eval(const char *rule, const char *spec, const char *requester)
 {
 	json_t *r = parse_ok(rule), *v = votes(spec);
-	json_t *out = gov_rule_eval(r, v, requester);
+	json_t *out = sdk_gov_rule_eval(r, v, requester);
 	json_decref(r);
 	json_decref(v);
 	assert_non_null(out);
@@ -134,12 +134,12 @@ static void test_rule_eligible(void **state)
 {
 	(void)state;
 	json_t *r = parse_ok("2 admin");
-	assert_true(gov_rule_eligible(r, "admin"));
-	assert_false(gov_rule_eligible(r, "user"));
-	assert_false(gov_rule_eligible(r, NULL));
+	assert_true(sdk_gov_rule_eligible(r, "admin"));
+	assert_false(sdk_gov_rule_eligible(r, "user"));
+	assert_false(sdk_gov_rule_eligible(r, NULL));
 	json_decref(r);
 	r = parse_ok("any_of(1 admin, 2 user)");
-	assert_true(gov_rule_eligible(r, "user"));
+	assert_true(sdk_gov_rule_eligible(r, "user"));
 	json_decref(r);
 }
 

@@ -9,7 +9,7 @@
  * kernel (docs/governance.md). Every step is a history row, sent from
  * this kernel's outbox to the audit trail and the bus. */
 #include "kernels/governance/fsm.h"
-#include "kernels/governance/rule.h"
+#include "sdk/govrule.h"
 #include "kernels/governance/store.h"
 #include "kernels/registry.h"
 #include "sdk/clock.h"
@@ -515,7 +515,7 @@ static int governance_init(sdk_kernel *k, char *err, size_t errlen)
 		for (size_t j = 0; j < c->n_rules; j++)
 			if (!strcmp(c->rules[j].action, name))
 				text = c->rules[j].rule;
-		json_t *r = gov_rule_parse(text, &e);
+		json_t *r = sdk_gov_rule_parse(text, &e);
 		if (!r) {
 			snprintf(err, errlen, "[governance] rule for %s: %s", name, e.msg);
 			return -1;

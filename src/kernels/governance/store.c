@@ -1,6 +1,6 @@
 #include "kernels/governance/store.h"
 #include "kernels/governance/fsm.h"
-#include "kernels/governance/rule.h"
+#include "sdk/govrule.h"
 #include "sdk/db.h"
 
 #include <stdio.h>
@@ -267,7 +267,7 @@ static int annotate(sqlite3 *db, json_t *r, sdk_err *err)
 		json_decref(ap);
 		return SDK_EIO;
 	}
-	json_t *ev = gov_rule_eval(json_object_get(r, "rule"), ap,
+	json_t *ev = sdk_gov_rule_eval(json_object_get(r, "rule"), ap,
 				   json_string_value(json_object_get(r, "requester")));
 	json_object_set_new(r, "approvals", ap);
 	json_object_set_new(r, "vetoes", ve);
@@ -405,7 +405,7 @@ static int may(const json_t *r, int ev, const gov_who *who, sdk_err *err)
 					ev == GOV_EV_APPROVE  ? "approve"
 					: ev == GOV_EV_VETO ? "veto"
 							    : "review");
-		if (!gov_rule_eligible(rule, who->role))
+		if (!sdk_gov_rule_eligible(rule, who->role))
 			return sdk_fail(err, SDK_EDENIED, "role %s holds no role this rule names",
 					who->role ? who->role : "(none)");
 		return 0;
@@ -502,7 +502,7 @@ static int step_locked(sqlite3 *db, json_t *r, int ev, const gov_who *who, json_
 		json_t *ap = NULL, *res = NULL;
 		rc = votes(db, id, rev, "approve", &ap, err);
 		if (rc == 0)
-			res = gov_rule_eval(json_object_get(r, "rule"), ap,
+			res = sdk_gov_rule_eval(json_object_get(r, "rule"), ap,
 					    json_string_value(json_object_get(r, "requester")));
 		if (res && json_is_true(json_object_get(res, "satisfied"))) {
 			ev = GOV_EV_QUORUM;

@@ -1,4 +1,4 @@
-#include "kernels/governance/rule.h"
+#include "sdk/govrule.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -37,10 +37,10 @@ static json_t *parse_list(struct parser *p, const char *kind, int depth)
 			return NULL;
 		}
 		json_array_append_new(kids, k);
-		if (json_array_size(kids) > GOV_RULE_CHILDREN_MAX) {
+		if (json_array_size(kids) > SDK_GOV_RULE_CHILDREN_MAX) {
 			json_decref(kids);
 			sdk_fail(p->err, SDK_EINVAL, "%s takes at most %d rules", kind,
-				 GOV_RULE_CHILDREN_MAX);
+				 SDK_GOV_RULE_CHILDREN_MAX);
 			return NULL;
 		}
 		skip_space(p);
@@ -60,16 +60,16 @@ static json_t *parse_list(struct parser *p, const char *kind, int depth)
 
 static json_t *parse_node(struct parser *p, int depth)
 {
-	if (depth >= GOV_RULE_DEPTH_MAX) {
-		sdk_fail(p->err, SDK_EINVAL, "rules nest at most %d deep", GOV_RULE_DEPTH_MAX);
+	if (depth >= SDK_GOV_RULE_DEPTH_MAX) {
+		sdk_fail(p->err, SDK_EINVAL, "rules nest at most %d deep", SDK_GOV_RULE_DEPTH_MAX);
 		return NULL;
 	}
 	skip_space(p);
 	if (isdigit((unsigned char)*p->s)) {
 		char *end;
 		long n = strtol(p->s, &end, 10);
-		if (n < 1 || n > GOV_RULE_N_MAX) {
-			sdk_fail(p->err, SDK_EINVAL, "an approval count is 1 to %d", GOV_RULE_N_MAX);
+		if (n < 1 || n > SDK_GOV_RULE_N_MAX) {
+			sdk_fail(p->err, SDK_EINVAL, "an approval count is 1 to %d", SDK_GOV_RULE_N_MAX);
 			return NULL;
 		}
 		p->s = end;
@@ -93,10 +93,10 @@ static json_t *parse_node(struct parser *p, int depth)
 	return NULL;
 }
 
-json_t *gov_rule_parse(const char *text, sdk_err *err)
+json_t *sdk_gov_rule_parse(const char *text, sdk_err *err)
 {
-	if (!text || strlen(text) > GOV_RULE_TEXT_MAX) {
-		sdk_fail(err, SDK_EINVAL, "a rule is at most %d bytes", GOV_RULE_TEXT_MAX);
+	if (!text || strlen(text) > SDK_GOV_RULE_TEXT_MAX) {
+		sdk_fail(err, SDK_EINVAL, "a rule is at most %d bytes", SDK_GOV_RULE_TEXT_MAX);
 		return NULL;
 	}
 	struct parser p = { text, err };
@@ -114,8 +114,8 @@ json_t *gov_rule_parse(const char *text, sdk_err *err)
 
 static int check_node(const json_t *r, int depth, sdk_err *err)
 {
-	if (depth >= GOV_RULE_DEPTH_MAX)
-		return sdk_fail(err, SDK_EINVAL, "rules nest at most %d deep", GOV_RULE_DEPTH_MAX);
+	if (depth >= SDK_GOV_RULE_DEPTH_MAX)
+		return sdk_fail(err, SDK_EINVAL, "rules nest at most %d deep", SDK_GOV_RULE_DEPTH_MAX);
 	if (!json_is_object(r))
 		return sdk_fail(err, SDK_EINVAL, "a rule is an object");
 	const json_t *kids = json_object_get(r, "all_of");
@@ -123,9 +123,9 @@ static int check_node(const json_t *r, int depth, sdk_err *err)
 		kids = json_object_get(r, "any_of");
 	if (kids) {
 		if (!json_is_array(kids) || json_array_size(kids) == 0 ||
-		    json_array_size(kids) > GOV_RULE_CHILDREN_MAX)
+		    json_array_size(kids) > SDK_GOV_RULE_CHILDREN_MAX)
 			return sdk_fail(err, SDK_EINVAL, "all_of/any_of hold 1 to %d rules",
-					GOV_RULE_CHILDREN_MAX);
+					SDK_GOV_RULE_CHILDREN_MAX);
 		for (size_t i = 0; i < json_array_size(kids); i++)
 			if (check_node(json_array_get(kids, i), depth + 1, err) < 0)
 				return SDK_EINVAL;
@@ -133,34 +133,34 @@ static int check_node(const json_t *r, int depth, sdk_err *err)
 	}
 	const json_t *n = json_object_get(r, "n"), *role = json_object_get(r, "role");
 	if (!json_is_integer(n) || json_integer_value(n) < 1 ||
-	    json_integer_value(n) > GOV_RULE_N_MAX || !json_is_string(role) ||
+	    json_integer_value(n) > SDK_GOV_RULE_N_MAX || !json_is_string(role) ||
 	    !role_valid(json_string_value(role)))
 		return sdk_fail(err, SDK_EINVAL, "a leaf is {\"n\": 1..%d, \"role\": admin|user}",
-				GOV_RULE_N_MAX);
+				SDK_GOV_RULE_N_MAX);
 	return 0;
 }
 
-int gov_rule_check(const json_t *rule, sdk_err *err) { return check_node(rule, 0, err); }
+int sdk_gov_rule_check(const json_t *rule, sdk_err *err) { return check_node(rule, 0, err); }
 
-bool gov_role_holds(const char *role, const char *needed)
+bool sdk_gov_role_holds(const char *role, const char *needed)
 {
 	if (!role || !needed)
 		return false;
 	return !strcmp(role, "admin") || !strcmp(role, needed);
 }
 
-bool gov_rule_eligible(const json_t *rule, const char *role)
+bool sdk_gov_rule_eligible(const json_t *rule, const char *role)
 {
 	const json_t *kids = json_object_get(rule, "all_of");
 	if (!kids)
 		kids = json_object_get(rule, "any_of");
 	if (kids) {
 		for (size_t i = 0; i < json_array_size(kids); i++)
-			if (gov_rule_eligible(json_array_get(kids, i), role))
+			if (sdk_gov_rule_eligible(json_array_get(kids, i), role))
 				return true;
 		return false;
 	}
-	return gov_role_holds(role, json_string_value(json_object_get(rule, "role")));
+	return sdk_gov_role_holds(role, json_string_value(json_object_get(rule, "role")));
 }
 
 /* Annotates a copy of node r; appends what is missing to waiting. */
@@ -208,7 +208,7 @@ static json_t *eval_node(const json_t *r, const json_t *approvals, const char *r
 		const json_t *a = json_array_get(approvals, i);
 		const char *user = json_string_value(json_object_get(a, "user"));
 		const char *role = json_string_value(json_object_get(a, "role"));
-		if (!user || (requester && !strcmp(user, requester)) || !gov_role_holds(role, needed))
+		if (!user || (requester && !strcmp(user, requester)) || !sdk_gov_role_holds(role, needed))
 			continue;
 		bool seen = false;
 		for (size_t j = 0; j < json_array_size(who) && !seen; j++)
@@ -229,7 +229,7 @@ static json_t *eval_node(const json_t *r, const json_t *approvals, const char *r
 			 "missing", missing, "approvers", who, "satisfied", *ok);
 }
 
-json_t *gov_rule_eval(const json_t *rule, const json_t *approvals, const char *requester)
+json_t *sdk_gov_rule_eval(const json_t *rule, const json_t *approvals, const char *requester)
 {
 	json_t *waiting = json_array();
 	bool ok = false;
