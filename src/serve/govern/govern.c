@@ -41,17 +41,12 @@ static const char schema[] =
 
 /* ---- the gate */
 
-struct gate_call {
-	sdk_req *req;
-};
-
+/* arg is the gated request, answered here. */
 static void on_gate_answer(int status, const char *body, size_t len, double ms, const char *error,
 			   void *arg)
 {
 	(void)ms;
-	struct gate_call *c = arg;
-	sdk_req *req = c->req;
-	free(c);
+	sdk_req *req = arg;
 	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
 	if (status == 201 && json_is_object(j)) {
 		char loc[64];
@@ -115,15 +110,9 @@ bool gv_gate(api_ctx *api, sdk_req *req, const char *action, json_t *params)
 	json_decref(b);
 	const char *h[] = { SDK_USER_HEADER, user, SDK_ROLE_HEADER,
 			    role == AUTH_ROLE_ADMIN ? "admin" : "user", NULL };
-	struct gate_call *c = malloc(sizeof *c);
-	if (!body || !c ||
-	    sdk_call(api->gov->caller, "governance", "POST", "/requests", body, strlen(body), h,
-		     GV_CALL_TIMEOUT_MS, on_gate_answer, c) < 0) {
-		free(c);
+	if (!body || sdk_call(api->gov->caller, "governance", "POST", "/requests", body,
+			      strlen(body), h, GV_CALL_TIMEOUT_MS, on_gate_answer, req) < 0)
 		sdk_reply_error(req, 503, "governance_unavailable", "cannot reach the governance kernel");
-	} else {
-		c->req = req;
-	}
 	free(body);
 	return true;
 }
