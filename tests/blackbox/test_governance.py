@@ -250,9 +250,9 @@ class Governance(GraceTestCase):
         rc, out, err = self.cli("bob", "approve", str(rid), "--comment", "lgtm")
         self.assertEqual(rc, 0, err)
         self.assertIn("waiting on: 1 more approval from role admin", out)
-        # The requester's approval is refused: exit 1, the API's reason.
+        # The requester's approval is refused: exit 6 (forbidden), the API's reason.
         rc, out, err = self.cli("ann", "approve", str(rid))
-        self.assertEqual(rc, 1)
+        self.assertEqual(rc, 6)
         self.assertIn("403 forbidden: the requester cannot approve", err)
         rc, out, err = self.cli("cid", "deny", str(rid), "--json")
         self.assertEqual(rc, 0, err)

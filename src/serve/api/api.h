@@ -18,6 +18,7 @@
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
 typedef struct gv gv;                 /* governance: the gate and executor (serve/govern) */
 typedef struct api_backup api_backup; /* /backup: its worker and the one under way */
+typedef struct reloader reloader;     /* /reload, SIGHUP (serve/reload/reload.h) */
 typedef struct mem_service mem_service;
 typedef struct sdk_pdp sdk_pdp;
 
@@ -34,6 +35,7 @@ typedef struct api_ctx {
 	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
 	user_data *ud;   /* purges a user's data with the user (user_data.h) */
 	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
+	reloader *rl;       /* NULL when it could not start: /reload answers 503 */
 	sdk_server *server;
 	sdk_pdp *pdp; /* decisions by the policy kernel (decide.c); made at the first */
 	gv *gov;      /* NULL without a governance kernel: gated actions answer 503 */
@@ -76,7 +78,8 @@ typedef struct api_family {
 
 extern const api_family api_health_family, api_auth_family, api_kernel_ports_family,
 	api_guardian_family, api_healer_family, api_chat_family, api_memory_family,
-	api_prefixes_family, api_openapi_family, api_tokens_family, api_backup_family;
+	api_prefixes_family, api_openapi_family, api_tokens_family, api_backup_family,
+	api_reload_family;
 
 /* Every family, in the order they are matched (server.c). */
 size_t api_family_count(void);
