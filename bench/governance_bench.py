@@ -74,7 +74,7 @@ def main():
 
     g = GraceServer(kernels={"governance": {}, "message_bus": {}},
                     config={"grace": {"log_level": "warn"},
-                            "governance": {"rule": "1 admin", "poll_ms": 50}})
+                            "governance": {"default_rule": "1 admin", "poll_ms": 50}})
     try:
         g.start()
         g.create_user("bob", PASSWORD, "admin")

@@ -515,7 +515,7 @@ static int on_policy_key(struct parse_ctx *c, const char *name, const char *valu
 	return rc == 0;
 }
 
-/* [governance]: gate (a list of actions), rule and rule.ACTION (rule
+/* [governance]: gate (a list of actions), default_rule and rule.ACTION (rule
  * text, parsed by the governance kernel), and the numbers. */
 static int on_governance_key(struct parse_ctx *c, const char *name, const char *value)
 {
@@ -543,7 +543,7 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 		memcpy(g->gate, value, strlen(value) + 1);
 		return 1;
 	}
-	if (!strcmp(name, "rule") || !strncmp(name, "rule.", 5)) {
+	if (!strcmp(name, "default_rule") || !strncmp(name, "rule.", 5)) {
 		sdk_err e;
 		json_t *parsed = sdk_gov_rule_parse(value, &e);
 		if (!parsed) {
@@ -551,8 +551,8 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 			return 0;
 		}
 		json_decref(parsed);
-		if (!strcmp(name, "rule")) {
-			memcpy(g->rule, value, strlen(value) + 1);
+		if (!strcmp(name, "default_rule")) {
+			memcpy(g->default_rule, value, strlen(value) + 1);
 			return 1;
 		}
 		const char *action = name + 5;
@@ -941,7 +941,7 @@ static void config_defaults(grace_config *cfg)
 	cfg->governance = (grace_governance){ .expiry_s = 86400,
 					      .requests_max = 100000,
 					      .poll_ms = 500,
-					      .rule = "1 admin" };
+					      .default_rule = "1 admin" };
 	cfg->executor = (grace_executor){ .concurrency = 4,
 					  .queue_max = 100,
 					  .history_max = 10000,

@@ -167,7 +167,7 @@ typedef struct grace_governance {
 	unsigned poll_ms;        /* the main process asks for approved actions this often */
 	unsigned run_delay_ms;   /* tests only: an approved action waits this long before it runs */
 	char gate[256];          /* the actions gated, space-separated ("" : none) */
-	char rule[GRACE_GOV_RULE_MAX + 1]; /* every gated action's rule unless it has its own */
+	char default_rule[GRACE_GOV_RULE_MAX + 1]; /* every action's rule unless it has its own */
 	struct {
 		char action[GRACE_NAME_MAX];
 		char rule[GRACE_GOV_RULE_MAX + 1];

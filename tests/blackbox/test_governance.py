@@ -33,7 +33,7 @@ class Governance(GraceTestCase):
             kernels={"governance": {}, "crypto": {}, "message_bus": {}},
             config={"governance": {
                 "gate": "kernel.stop user.delete key.rotate port.clear_force bus.retention",
-                "rule": "2 admin",
+                "default_rule": "2 admin",
                 "rule.user.delete": "all_of(1 admin, any_of(2 user, 1 admin))",
                 "expiry_s": 3600,
                 "poll_ms": 50,

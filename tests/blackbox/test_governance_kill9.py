@@ -28,7 +28,7 @@ class GovernanceKill9(GraceTestCase):
     def setUp(self):
         self.g = GraceServer(
             kernels={"governance": {"backoff_initial_ms": 10}, "crypto": {}},
-            config={"governance": {"gate": "key.rotate", "rule": "1 admin",
+            config={"governance": {"gate": "key.rotate", "default_rule": "1 admin",
                                    "run_delay_ms": DELAY_MS, "poll_ms": 50}})
         self.g.start()
         self.addCleanup(self.g.close)

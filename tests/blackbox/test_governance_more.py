@@ -20,7 +20,7 @@ class GovernanceEvents(GraceTestCase):
     def test_every_step_is_an_audit_event_and_a_bus_event(self):
         g = GraceServer(kernels={"governance": {}, "audit": {}, "immutable_log": {},
                                  "message_bus": {}},
-                        config={"governance": {"rule": "1 admin", "poll_ms": 50}})
+                        config={"governance": {"default_rule": "1 admin", "poll_ms": 50}})
         g.start()
         self.addCleanup(g.close)
         g.create_user("bob", PASSWORD, "admin")
@@ -88,7 +88,7 @@ class GovernanceWithPolicy(GraceTestCase):
 class GovernanceExpiry(GraceTestCase):
     def test_requests_expire_also_across_a_restart(self):
         g = GraceServer(kernels={"governance": {}},
-                        config={"governance": {"expiry_s": 2, "rule": "1 admin"}})
+                        config={"governance": {"expiry_s": 2, "default_rule": "1 admin"}})
         g.start()
         self.addCleanup(g.close)
         st, _, r = g.http("POST", "/governance/requests",

@@ -821,12 +821,12 @@ static void test_scheduler_executor_sections(void **state)
 static void test_governance_section(void **state)
 {
 	struct fx *f = *state;
-	write_ini(f, "[governance]\ngate = kernel.stop, user.delete\nrule = 2 admin\n"
+	write_ini(f, "[governance]\ngate = kernel.stop, user.delete\ndefault_rule = 2 admin\n"
 		     "rule.user.delete = all_of(1 admin, any_of(2 user, 1 admin))\n"
 		     "rule.user.delete = 3 admin\nexpiry_s = 5\nrun_delay_ms = 100\n");
 	expect_ok(f, NULL);
 	assert_string_equal(f->cfg.governance.gate, "kernel.stop, user.delete");
-	assert_string_equal(f->cfg.governance.rule, "2 admin");
+	assert_string_equal(f->cfg.governance.default_rule, "2 admin");
 	assert_int_equal(f->cfg.governance.n_rules, 1); /* the same action twice: the last */
 	assert_string_equal(f->cfg.governance.rules[0].action, "user.delete");
 	assert_string_equal(f->cfg.governance.rules[0].rule, "3 admin");
@@ -834,8 +834,10 @@ static void test_governance_section(void **state)
 	assert_int_equal(f->cfg.governance.run_delay_ms, 100);
 	write_ini(f, "[governance]\ngate = kernel.stop rm.rf\n");
 	expect_error(f, 2, "gate", "rm.rf");
-	write_ini(f, "[governance]\nrule = 2 admins\n");
-	expect_error(f, 2, "rule", "role");
+	write_ini(f, "[governance]\ndefault_rule = 2 admins\n");
+	expect_error(f, 2, "default_rule", "role");
+	write_ini(f, "[governance]\nrule = 2 admin\n");
+	expect_error(f, 2, "rule", "unknown key");
 	write_ini(f, "[governance]\nrule.kernel.start = 1 admin\n");
 	expect_error(f, 2, "kernel.start", "not an action");
 	write_ini(f, "[governance]\nrule.kernel.stop = all_of(1 admin\n");

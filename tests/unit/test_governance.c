@@ -1,5 +1,5 @@
 /* Unit tests of the governance kernel's pure pieces and store: the rule
- * language and its evaluation (src/kernels/governance/rule.c), the state
+ * language and its evaluation (src/sdk/govrule.c), the state
  * table (fsm.c), and the store's steps on an in-memory database (store.c):
  * quorum writes the intent in the same transaction, a change voids
  * approvals, a veto closes, expiry, a result attached once. */
@@ -335,6 +335,53 @@ static void test_store_change_veto_expire(void **state)
 	sqlite3_close(db);
 }
 
+static size_t count(sqlite3 *db, const char *table)
+{
+	char sql[64];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	size_t n = (size_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void test_store_expired_before_the_timer_and_trim(void **state)
+{
+	(void)state;
+	sqlite3 *db = db_new();
+	json_t *r = NULL;
+	gov_who ann = { "ann", "admin" }, bob = { "bob", "admin" };
+	sdk_err e;
+	/* Past its time, not yet expired by the timer: an approval finds it expired. */
+	int64_t id = open_req(db, "1 admin", false, 1000);
+	assert_int_equal(gov_step(db, id, GOV_EV_APPROVE, &bob, NULL, NULL, 2000, 0, &e),
+			 SDK_ECONFLICT);
+	assert_non_null(strstr(e.msg, "expired"));
+	assert_string_equal(state_of(db, id, &r), "expired");
+	assert_int_equal(due(db, 9000), 0);
+	/* Trim keeps the newest closed ones, and any whose steps are not all sent. */
+	for (int i = 0; i < 4; i++) {
+		int64_t x = open_req(db, "1 admin", false, 3000);
+		assert_int_equal(gov_step(db, x, GOV_EV_WITHDRAW, &ann, NULL, NULL, 3001, 0, &e), 0);
+	}
+	assert_int_equal(gov_trim(db, 2, &e), 0);
+	assert_int_equal(count(db, "requests"), 5); /* nothing sent yet: nothing goes */
+	json_t *ob;
+	assert_int_equal(gov_outbox(db, "audit", 1000, &ob, &e), 0);
+	int64_t last = json_integer_value(json_object_get(json_array_get(ob, json_array_size(ob) - 1), "id"));
+	json_decref(ob);
+	assert_int_equal(gov_outbox_sent(db, "audit", last, &e), 0);
+	assert_int_equal(gov_outbox_sent(db, "bus", last, &e), 0);
+	assert_int_equal(gov_trim(db, 2, &e), 0);
+	assert_int_equal(count(db, "requests"), 2);
+	assert_int_equal(gov_get(db, id, false, &ob, &e), SDK_ENOTFOUND);
+	assert_int_equal(count(db, "history"), 4); /* open + withdraw of the two kept */
+	json_decref(r);
+	sqlite3_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_fsm_table),
 		cmocka_unit_test(test_store_quorum_writes_intent),
 		cmocka_unit_test(test_store_change_veto_expire),
+		cmocka_unit_test(test_store_expired_before_the_timer_and_trim),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -511,13 +511,13 @@ static int governance_init(sdk_kernel *k, char *err, size_t errlen)
 	g->rules = json_object();
 	const grace_governance *c = &k->cfg->governance;
 	for (size_t i = 0; i < sdk_gov_action_count(); i++) {
-		const char *name = sdk_gov_action_at(i)->name, *text = c->rule;
+		const char *name = sdk_gov_action_at(i)->name, *text = c->default_rule;
 		for (size_t j = 0; j < c->n_rules; j++)
 			if (!strcmp(c->rules[j].action, name))
 				text = c->rules[j].rule;
 		json_t *r = sdk_gov_rule_parse(text, &e);
 		if (!r) {
-			snprintf(err, errlen, "[governance] rule for %s: %s", name, e.msg);
+			snprintf(err, errlen, "[governance] the rule for %s: %s", name, e.msg);
 			return -1;
 		}
 		json_object_set_new(g->rules, name, r);

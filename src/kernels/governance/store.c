@@ -522,6 +522,23 @@ static int step_locked(sqlite3 *db, json_t *r, int ev, const gov_who *who, json_
 	return rc;
 }
 
+/* An open request past its time expires before anything else happens to
+ * it (the timer may not have come round yet): 1 when it did. */
+static int expire_if_due(sqlite3 *db, const json_t *r, int64_t now, sdk_err *err)
+{
+	const char *state = json_string_value(json_object_get(r, "state"));
+	if (strcmp(state, gov_state_name(GOV_OPEN)) ||
+	    json_integer_value(json_object_get(r, "expires_ms")) > now)
+		return 0;
+	int64_t id = json_integer_value(json_object_get(r, "id"));
+	const char *to = gov_state_name(gov_fsm_next(GOV_OPEN, GOV_EV_EXPIRE));
+	int rc = set_state(db, id, to, now, err);
+	if (rc == 0)
+		rc = history_add(db, id, now, NULL, gov_event_name(GOV_EV_EXPIRE), state, to, NULL,
+				 err);
+	return rc < 0 ? rc : 1;
+}
+
 int gov_step(sqlite3 *db, int64_t id, int ev, const gov_who *who, json_t *arg,
 	     const char *comment, int64_t now, unsigned run_delay_ms, sdk_err *err)
 {
@@ -529,6 +546,13 @@ int gov_step(sqlite3 *db, int64_t id, int ev, const gov_who *who, json_t *arg,
 		return SDK_EIO;
 	json_t *r;
 	int rc = load(db, id, &r, err);
+	if (rc == 0 && (rc = expire_if_due(db, r, now, err)) == 1) {
+		json_decref(r);
+		rc = commit(db, err);
+		return rc < 0 ? rc
+			      : sdk_fail(err, SDK_ECONFLICT, "cannot %s a request that is expired",
+					 gov_event_name(ev));
+	}
 	if (rc == 0) {
 		rc = step_locked(db, r, ev, who, arg, comment, now, run_delay_ms, err);
 		json_decref(r);
@@ -589,18 +613,21 @@ int gov_trim(sqlite3 *db, unsigned keep, sdk_err *err)
 	sqlite3_finalize(st);
 	if (edge == 0)
 		return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "trimming");
-	char sql[512];
+	/* Closed, old enough, and every step of it sent to both sinks. */
+	char sql[1024];
 	snprintf(sql, sizeof sql,
 		 "BEGIN IMMEDIATE;"
-		 "DELETE FROM votes WHERE request_id <= %lld AND request_id IN (SELECT id FROM requests"
-		 " WHERE state IN ('done','failed','denied','expired','withdrawn','reviewed'));"
-		 "DELETE FROM history WHERE request_id <= %lld AND audit_sent = 1 AND bus_sent = 1"
-		 " AND request_id NOT IN (SELECT id FROM requests WHERE state NOT IN"
-		 " ('done','failed','denied','expired','withdrawn','reviewed'));"
-		 "DELETE FROM requests WHERE id <= %lld AND state IN ('done','failed','denied',"
-		 "'expired','withdrawn','reviewed');"
+		 "CREATE TEMP TABLE IF NOT EXISTS gov_trim (id INTEGER PRIMARY KEY);"
+		 "DELETE FROM gov_trim;"
+		 "INSERT INTO gov_trim SELECT id FROM requests WHERE id <= %lld AND state IN"
+		 " ('done','failed','denied','expired','withdrawn','reviewed') AND id NOT IN"
+		 " (SELECT request_id FROM history WHERE audit_sent = 0 OR bus_sent = 0);"
+		 "DELETE FROM votes WHERE request_id IN (SELECT id FROM gov_trim);"
+		 "DELETE FROM history WHERE request_id IN (SELECT id FROM gov_trim);"
+		 "DELETE FROM intents WHERE request_id IN (SELECT id FROM gov_trim);"
+		 "DELETE FROM requests WHERE id IN (SELECT id FROM gov_trim);"
 		 "COMMIT;",
-		 (long long)edge, (long long)edge, (long long)edge);
+		 (long long)edge);
 	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
 		rc = sdk_db_fail(db, err, "trimming closed requests");
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
