@@ -437,7 +437,7 @@ static void print_reload(json_t *st)
 	const char *state = str(st, "state");
 	printf("reload: %s", state);
 	if (!strcmp(state, "halted"))
-		printf(": %s", str(st, "error"));
+		printf(": %s", str(st, "reason"));
 	else if (!strcmp(state, "rolling") && json_is_string(json_object_get(st, "current")))
 		printf(" (now: %s)", str(st, "current"));
 	printf("\n");

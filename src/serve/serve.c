@@ -3,6 +3,7 @@
 
 #include "serve/api/api.h"
 #include "serve/govern/govern.h"
+#include "serve/api/dashboard.h"
 #include "serve/api/decide.h"
 #include "serve/directory.h"
 #include "serve/healer/ports.h"
@@ -147,6 +148,7 @@ static void on_kernel_change(const sup_change *c, void *arg)
 	gd_on_sup_change(s->api.gd, c->k, c->from);
 	hl_on_sup_change(s->api.hl, c->k, c->from);
 	announce_state(s, c);
+	api_dashboard_on_change(&s->api, c);
 	rl_on_change(s->api.rl, c);
 	check_settled(s);
 }
@@ -185,6 +187,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	sdk_notify("STOPPING=1");
 	sdk_server_stop_accepting(s->api.server);
 	chat_stop(s->api.chat); /* answers waiting on a model: from their sources, now */
+	api_dashboard_close(&s->api); /* the live feeds end, so the drain can */
 	sup_shutdown(s->api.sup);
 	unsigned longest = 0;
 	for (size_t i = 0; i < s->api.cfg->n_kernels; i++)
@@ -395,6 +398,7 @@ out:
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	api_decide_free(&s.api); /* answers requests waiting for a decision */
 	gv_free(s.api.gov); /* after the healer: a clear_port it ran has reported */
+	api_dashboard_close(&s.api); /* ends the live feeds still open */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);

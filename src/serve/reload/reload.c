@@ -104,7 +104,9 @@ json_t *rl_status(const reloader *r)
 	}
 	if (r->state == RL_DONE || r->state == RL_HALTED)
 		json_object_set_new(o, "finished_at_ms", json_integer(r->finished_ms));
-	json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
+	/* Not "error": a success's body never looks like Grace's error shape. */
+	if (r->error[0])
+		json_object_set_new(o, "reason", json_string(r->error));
 	return o;
 }
 
