@@ -285,9 +285,9 @@ static void test_store_change_veto_expire(void **state)
 	json_t *p = json_pack("{s:s}", "kernel", "alerts");
 	assert_int_equal(gov_step(db, id, GOV_EV_CHANGE, &uma, p, NULL, 1002, 0, &e), SDK_EDENIED);
 	assert_int_equal(gov_step(db, id, GOV_EV_CHANGE, &ann, p, NULL, 1002, 0, &e), 0);
-	json_decref(p);
 	state_of(db, id, &r);
 	assert_int_equal(json_array_size(json_object_get(r, "approvals")), 0);
+	json_decref(p);
 	assert_int_equal(json_integer_value(json_object_get(r, "revision")), 2);
 	/* bob may approve the new revision. */
 	assert_int_equal(gov_step(db, id, GOV_EV_APPROVE, &bob, NULL, NULL, 1003, 0, &e), 0);
@@ -331,6 +331,13 @@ static void test_store_change_veto_expire(void **state)
 	assert_int_equal(gov_outbox(db, "bus", 1000, &ob, &e), 0);
 	assert_int_equal(json_array_size(ob), n);
 	json_decref(ob);
+	/* A request changes a bounded number of times. */
+	p = json_pack("{s:s}", "kernel", "alerts");
+	int64_t many = open_req(db, "2 admin", false, 5000);
+	for (int i = 1; i < GOV_REVISIONS_MAX; i++)
+		assert_int_equal(gov_step(db, many, GOV_EV_CHANGE, &ann, p, NULL, 5001, 0, &e), 0);
+	assert_int_equal(gov_step(db, many, GOV_EV_CHANGE, &ann, p, NULL, 5001, 0, &e), SDK_EQUOTA);
+	json_decref(p);
 	json_decref(r);
 	sqlite3_close(db);
 }

@@ -471,6 +471,11 @@ static int step_locked(sqlite3 *db, json_t *r, int ev, const gov_who *who, json_
 		break;
 	case GOV_EV_CHANGE: {
 		sqlite3_stmt *st;
+		if (rev >= GOV_REVISIONS_MAX) {
+			rc = sdk_fail(err, SDK_EQUOTA, "a request changes at most %d times: open a new one",
+				      GOV_REVISIONS_MAX - 1);
+			break;
+		}
 		if ((rc = prep(db, "UPDATE requests SET params = ?, revision = revision + 1 WHERE id = ?",
 			       &st, err)) < 0)
 			break;

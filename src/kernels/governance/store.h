@@ -22,6 +22,7 @@
 #define GOV_RESULT_MAX (64u << 10) /* an action's result, as JSON */
 #define GOV_PAGE_MAX 500
 #define GOV_KEY_MAX 64
+#define GOV_REVISIONS_MAX 100 /* changes of one request: its history stays bounded */
 
 /* Who acts: a user (with the role the gateway vouched for), or the system
  * (the kernel's timer, the main process's executor). */
