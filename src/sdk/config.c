@@ -171,6 +171,15 @@ static const struct cfg_key governance_keys[] = {
 #undef G
 };
 
+static const struct cfg_key backup_keys[] = {
+#define X(n, field, t, lo, hi) { n, offsetof(grace_backup, field), t, lo, hi }
+	X("no_secrets", no_secrets, KEY_UINT, 0, 1),
+	X("keep", keep, KEY_UINT, 1, 10000),
+	X("max_age_days", max_age_days, KEY_UINT, 0, 36500),
+	X("verify", verify, KEY_UINT, 0, 1),
+#undef X
+};
+
 static const struct cfg_key executor_keys[] = {
 #define X(n, field, t, lo, hi) { n, offsetof(grace_executor, field), t, lo, hi }
 	X("concurrency", concurrency, KEY_UINT, 1, 1024),
@@ -668,6 +677,34 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "governance"))
 		return on_governance_key(c, name, value);
+	if (!strcmp(section, "backup")) {
+		grace_backup *b = &cfg->backup;
+		char *dst = !strcmp(name, "schedule")   ? b->schedule
+			    : !strcmp(name, "timezone") ? b->timezone
+			    : !strcmp(name, "dir")      ? b->dir
+			    : !strcmp(name, "key_file") ? b->key_file
+							: NULL;
+		if (dst) {
+			size_t len = dst == b->schedule ? sizeof b->schedule
+				     : dst == b->timezone ? sizeof b->timezone
+							  : PATH_MAX;
+			bool path = dst == b->dir || dst == b->key_file;
+			if ((*value && set_string(dst, len, value) < 0) ||
+			    (path && *value && *value != '/')) {
+				snprintf(c->err, sizeof c->err, "%s: too long%s", name,
+					 path ? ", or not an absolute path" : "");
+				return 0;
+			}
+			if (!*value)
+				dst[0] = '\0';
+			return 1;
+		}
+		int rc = set_keyed(b, backup_keys, sizeof backup_keys / sizeof backup_keys[0], name,
+				   value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
 		if (!strcmp(section, "executor") &&
 		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
@@ -798,7 +835,7 @@ static bool known_section(const char *name, size_t n)
 	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
-					     "governance" };
+					     "governance", "backup" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -873,6 +910,7 @@ static void config_defaults(grace_config *cfg)
 	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
 	cfg->log_file_bytes = 10 * 1024 * 1024;
 	cfg->log_files = 9;
+	cfg->backup = (grace_backup){ .timezone = "UTC", .keep = 7, .verify = 1 };
 	cfg->limits = (grace_limits){ .max_header_bytes = 16384,
 				      .max_headers = 100,
 				      .max_body_bytes = 1u << 20,
@@ -1202,6 +1240,13 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	    cfg->executor.output_default_bytes > cfg->executor.output_max_bytes) {
 		snprintf(err, errlen, "[executor]: timeout_default_ms and output_default_bytes must "
 				      "not exceed timeout_max_ms and output_max_bytes");
+		return -1;
+	}
+	const grace_backup *b = &cfg->backup;
+	if (b->schedule[0] && (!b->dir[0] || (!b->key_file[0] && !b->no_secrets) ||
+			       (b->key_file[0] && b->no_secrets))) {
+		snprintf(err, errlen, "[backup]: a schedule needs dir, and exactly one of key_file "
+				      "(the secrets sealed) or no_secrets = 1 (left out)");
 		return -1;
 	}
 	return check_kernels(cfg, &c.defaults, err, errlen);

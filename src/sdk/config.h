@@ -175,6 +175,18 @@ typedef struct grace_governance {
 	size_t n_rules;
 } grace_governance;
 
+/* [backup]: scheduled backups by grace serve (docs/backup.md). */
+typedef struct grace_backup {
+	char schedule[256];     /* cron (5 or 6 fields, @daily, @every 6h); "" = none */
+	char timezone[64];      /* IANA zone the schedule reads its hours in */
+	char dir[PATH_MAX];     /* where the archives go (absolute) */
+	char key_file[PATH_MAX]; /* 64 hex digits, mode 0600: seals the secrets */
+	unsigned no_secrets;    /* 1: no key_file, the secrets left out */
+	unsigned keep;          /* the newest archives kept */
+	unsigned max_age_days;  /* and none older (0: no age limit) */
+	unsigned verify;        /* 1: each one restored into a temporary directory */
+} grace_backup;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -217,6 +229,7 @@ typedef struct grace_config {
 	grace_scheduler scheduler;
 	grace_executor executor;
 	grace_governance governance;
+	grace_backup backup;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;
