@@ -1,5 +1,7 @@
 #include "sdk/config.h"
 #include "sdk/kernel.h"
+#include "sdk/govaction.h"
+#include "sdk/govrule.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -168,6 +170,15 @@ static const struct cfg_key scheduler_keys[] = {
 	S("runs_per_job", runs_per_job, 10, 1000000),
 	S("active_runs_max", active_runs_max, 1, 100000),
 #undef S
+};
+
+static const struct cfg_key governance_keys[] = {
+#define G(n, field, lo, hi) { n, offsetof(grace_governance, field), KEY_UINT, lo, hi }
+	G("expiry_s", expiry_s, 1, 366u * 86400),
+	G("requests_max", requests_max, 10, 10000000),
+	G("poll_ms", poll_ms, 20, 60000),
+	G("run_delay_ms", run_delay_ms, 0, 600000),
+#undef G
 };
 
 static const struct cfg_key backup_keys[] = {
@@ -532,6 +543,72 @@ static int on_policy_key(struct parse_ctx *c, const char *name, const char *valu
 	return rc == 0;
 }
 
+/* [governance]: gate (a list of actions), default_rule and rule.ACTION (rule
+ * text, parsed by the governance kernel), and the numbers. */
+static int on_governance_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_governance *g = &c->cfg->governance;
+	if (!strcmp(name, "gate")) {
+		if (strlen(value) >= sizeof g->gate) {
+			snprintf(c->err, sizeof c->err, "gate: too long");
+			return 0;
+		}
+		for (const char *p = value; *p;) {
+			while (*p == ' ' || *p == ',')
+				p++;
+			size_t w = strcspn(p, " ,");
+			char one[GRACE_NAME_MAX];
+			if (!w)
+				break;
+			snprintf(one, sizeof one, "%.*s", (int)(w < sizeof one ? w : sizeof one - 1), p);
+			if (w >= sizeof one || !sdk_gov_action_find(one)) {
+				snprintf(c->err, sizeof c->err, "gate: '%.*s' is not an action",
+					 (int)(w > 40 ? 40 : w), p);
+				return 0;
+			}
+			p += w;
+		}
+		memcpy(g->gate, value, strlen(value) + 1);
+		return 1;
+	}
+	if (!strcmp(name, "default_rule") || !strncmp(name, "rule.", 5)) {
+		sdk_err e;
+		json_t *parsed = sdk_gov_rule_parse(value, &e);
+		if (!parsed) {
+			snprintf(c->err, sizeof c->err, "%.40s: %.200s", name, e.msg);
+			return 0;
+		}
+		json_decref(parsed);
+		if (!strcmp(name, "default_rule")) {
+			memcpy(g->default_rule, value, strlen(value) + 1);
+			return 1;
+		}
+		const char *action = name + 5;
+		if (!sdk_gov_action_find(action)) {
+			snprintf(c->err, sizeof c->err, "%s: '%s' is not an action", name, action);
+			return 0;
+		}
+		size_t i = 0;
+		while (i < g->n_rules && strcmp(g->rules[i].action, action))
+			i++;
+		if (i == GRACE_GOV_RULES_MAX) {
+			snprintf(c->err, sizeof c->err, "%s: at most %d rules", name,
+				 GRACE_GOV_RULES_MAX);
+			return 0;
+		}
+		snprintf(g->rules[i].action, sizeof g->rules[i].action, "%s", action);
+		memcpy(g->rules[i].rule, value, strlen(value) + 1);
+		if (i == g->n_rules)
+			g->n_rules++;
+		return 1;
+	}
+	int rc = set_keyed(g, governance_keys, sizeof governance_keys / sizeof governance_keys[0],
+			   name, value, c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -625,6 +702,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "governance"))
+		return on_governance_key(c, name, value);
 	if (!strcmp(section, "backup")) {
 		grace_backup *b = &cfg->backup;
 		char *dst = !strcmp(name, "schedule")   ? b->schedule
@@ -791,7 +870,7 @@ static bool known_section(const char *name, size_t n)
 	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
-					     "backup",  "compliance", "workflow" };
+					     "backup",  "compliance", "workflow", "governance" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -941,6 +1020,10 @@ static void config_defaults(grace_config *cfg)
 					      .scans_keep = 1000,
 					      .waiver_max_days = 90,
 					      .check_timeout_ms = 10000 };
+	cfg->governance = (grace_governance){ .expiry_s = 86400,
+					      .requests_max = 100000,
+					      .poll_ms = 500,
+					      .default_rule = "1 admin" };
 	cfg->executor = (grace_executor){ .concurrency = 4,
 					  .queue_max = 100,
 					  .history_max = 10000,

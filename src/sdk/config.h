@@ -167,6 +167,23 @@ typedef struct grace_executor {
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
 } grace_executor;
 
+/* [governance]: change requests before dangerous actions (docs/governance.md). */
+#define GRACE_GOV_RULES_MAX 16
+#define GRACE_GOV_RULE_MAX 192 /* a rule's text, as a grace.ini line holds it */
+typedef struct grace_governance {
+	unsigned expiry_s;       /* an open request expires this long after it was opened */
+	unsigned requests_max;   /* requests kept in all (closed ones are dropped oldest first) */
+	unsigned poll_ms;        /* the main process asks for approved actions this often */
+	unsigned run_delay_ms;   /* tests only: an approved action waits this long before it runs */
+	char gate[256];          /* the actions gated, space-separated ("" : none) */
+	char default_rule[GRACE_GOV_RULE_MAX + 1]; /* every action's rule unless it has its own */
+	struct {
+		char action[GRACE_NAME_MAX];
+		char rule[GRACE_GOV_RULE_MAX + 1];
+	} rules[GRACE_GOV_RULES_MAX]; /* rule.ACTION = ... */
+	size_t n_rules;
+} grace_governance;
+
 /* [backup]: scheduled backups by grace serve (docs/backup.md). */
 typedef struct grace_backup {
 	char schedule[256];     /* cron (5 or 6 fields, @daily, @every 6h); "" = none */
@@ -229,6 +246,7 @@ typedef struct grace_config {
 	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
+	grace_governance governance;
 	grace_backup backup;
 	grace_compliance compliance;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];

@@ -2,6 +2,7 @@
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 #include "serve/api/dashboard.h"
 #include "serve/api/decide.h"
 #include "serve/directory.h"
@@ -347,6 +348,7 @@ static int serve_run(grace_config *cfg)
 	}
 	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
+	s.api.gov = gv_new(&s.api, s.token); /* NULL without a governance kernel */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
 	if (!(s.api.bks = bks_new(&s.api, exe, err, sizeof err)) && err[0]) {
@@ -406,6 +408,7 @@ out:
 	bks_free(s.api.bks);            /* and a scheduled one (it audits: before the outbox) */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	api_decide_free(&s.api); /* answers requests waiting for a decision */
+	gv_free(s.api.gov); /* after the healer: a clear_port it ran has reported */
 	api_dashboard_close(&s.api); /* ends the live feeds still open */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);

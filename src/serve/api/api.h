@@ -16,6 +16,7 @@
 #include "serve/api/user_data.h"
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
+typedef struct gv gv;                 /* governance: the gate and executor (serve/govern) */
 typedef struct api_backup api_backup; /* /backup: its worker and the one under way */
 typedef struct reloader reloader;     /* /reload, SIGHUP (serve/reload/reload.h) */
 typedef struct bk_schedule bk_schedule; /* [backup] schedule (serve/backup/schedule.h) */
@@ -40,6 +41,7 @@ typedef struct api_ctx {
 	bk_schedule *bks;   /* NULL when no [backup] schedule is configured */
 	sdk_server *server;
 	sdk_pdp *pdp; /* decisions by the policy kernel (decide.c); made at the first */
+	gv *gov;      /* NULL without a governance kernel: gated actions answer 503 */
 	api_dash *dash; /* made at the first feed; NULL before */
 } api_ctx;
 

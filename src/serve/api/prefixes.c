@@ -2,6 +2,7 @@
  * follows the prefix is forwarded as the kernel's path), and every kernel's
  * routes under /kernels/NAME for admins. */
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 #include "sdk/str.h"
 
 #include <stdio.h>
@@ -87,7 +88,16 @@ static void on_gateway_kernel(sdk_req *req, void *ctx)
 	char path[SDK_PATH_MAX + 1];
 	path[0] = '/';
 	sdk_strcpy(path + 1, sizeof path - 1, sdk_req_param(req, "*"));
+	if (gv_gate_kernel(api, req, k->cfg->name, path))
+		return;
 	gw_forward(api->gw, k, req, path);
+}
+
+/* /governance/...: change requests; the kernel lets a user approve, deny
+ * or veto only where they hold a role the request's rule names. */
+static void on_gateway_governance(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "governance", "/governance");
 }
 
 /* The kernel behind each prefix of the routes below. */
@@ -102,6 +112,7 @@ static const api_prefix prefixes[] = {
 	{ "/executor", "executor" },
 	{ "/compliance", "compliance" },
 	{ "/workflow", "workflow" },
+	{ "/governance", "governance" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -167,5 +178,17 @@ static const sdk_route routes[] = {
 	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
 	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
 	API_ADMIN(NULL, "/compliance/*", on_gateway_compliance),
+	/* Users open requests and decide them; the intents are the main
+	 * process's (the kernel refuses them to anyone else). */
+	API_USER("GET", "/governance/actions", on_gateway_governance),
+	API_USER("POST", "/governance/requests", on_gateway_governance),
+	API_USER("GET", "/governance/requests", on_gateway_governance),
+	API_USER("GET", "/governance/requests/:id", on_gateway_governance),
+	API_USER("PATCH", "/governance/requests/:id", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/approve", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/deny", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/veto", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/withdraw", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/review", on_gateway_governance),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };
