@@ -97,6 +97,7 @@ static void *copy_lines(void *arg)
 	char *buf = malloc(CHUNK);
 	if (!buf)
 		return NULL;
+	pthread_cleanup_push(free, buf); /* lf_stop may cancel it in read() */
 	for (;;) {
 		ssize_t n = read(lf->rd, buf, CHUNK);
 		if (n < 0 && errno == EINTR)
@@ -117,7 +118,7 @@ static void *copy_lines(void *arg)
 		if (lf->size >= lf->rotate_bytes && buf[n - 1] == '\n')
 			rotate(lf);
 	}
-	free(buf);
+	pthread_cleanup_pop(1);
 	return NULL;
 }
 
