@@ -240,10 +240,20 @@ static int self_exe(char *buf, size_t len)
 	return 0;
 }
 
-static int serve_run(grace_config *cfg);
+static int serve_run(grace_config *cfg, const sigset_t *run_mask);
 
 int grace_serve(grace_config *cfg)
 {
+	/* A SIGTERM during start-up waits (blocked) until the loop can take it,
+	 * rather than killing us half-built; SIGHUP's default would end us too.
+	 * First thing: threads made meanwhile (the log copier, the pools)
+	 * inherit the mask, so the signal always comes to this thread. */
+	sigset_t stop_signals, run_mask;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, &run_mask);
 	char err[PATH_MAX + 64];
 	if (bks_check(&cfg->backup, err, sizeof err) < 0) {
 		sdk_error("%s", err);
@@ -259,24 +269,16 @@ int grace_serve(grace_config *cfg)
 			       sizeof err);
 	if (!lf && err[0])
 		sdk_warn("no log files (standard error only): %s", err);
-	int rc = serve_run(cfg);
+	int rc = serve_run(cfg, &run_mask);
 	lf_stop(lf); /* every kernel has exited: their lines are in */
 	return rc;
 }
 
-static int serve_run(grace_config *cfg)
+/* run_mask: the signal mask to take once the loop handles the stop signals. */
+static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 {
 	struct serve s = { 0 };
 	clock_gettime(CLOCK_MONOTONIC, &s.t0);
-	/* A SIGTERM during start-up waits (blocked) until the loop can take it,
-	 * rather than killing us half-built. Threads made meanwhile inherit the
-	 * mask, so the signal always comes to this thread. */
-	sigset_t stop_signals, old_mask;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGHUP); /* its default would end us */
-	pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
 	s.api.cfg = cfg;
 
 	char exe[PATH_MAX];
@@ -380,7 +382,7 @@ static int serve_run(grace_config *cfg)
 	evsignal_add(s.sigterm, NULL);
 	evsignal_add(s.sigint, NULL);
 	evsignal_add(s.sighup, NULL);
-	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	pthread_sigmask(SIG_SETMASK, run_mask, NULL);
 	uint64_t wd = sdk_watchdog_usec();
 	if (wd) {
 		struct timeval tv = { (time_t)(wd / 2 / 1000000), (suseconds_t)(wd / 2 % 1000000) };
