@@ -160,6 +160,17 @@ static const struct cfg_key scheduler_keys[] = {
 #undef S
 };
 
+static const struct cfg_key telemetry_keys[] = {
+#define T(n, field, t, lo, hi) { n, offsetof(grace_telemetry, field), t, lo, hi }
+	T("retention_age_s", retention_age_s, KEY_UINT, 60, 31536000),
+	T("retention_max_bytes", retention_max_bytes, KEY_SIZE, 1u << 20, 1ull << 40),
+	T("retention_interval_ms", retention_interval_ms, KEY_UINT, 100, 86400000),
+	T("request_items_max", request_items_max, KEY_UINT, 1, 1000000),
+	T("queue_max", queue_max, KEY_UINT, 1, 100000),
+	T("caller_requests_max", caller_requests_max, KEY_UINT, 1, 100000),
+#undef T
+};
+
 static const struct cfg_key executor_keys[] = {
 #define X(n, field, t, lo, hi) { n, offsetof(grace_executor, field), t, lo, hi }
 	X("concurrency", concurrency, KEY_UINT, 1, 1024),
@@ -576,6 +587,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "telemetry")) {
+		int rc = set_keyed(&cfg->telemetry, telemetry_keys,
+				   sizeof telemetry_keys / sizeof telemetry_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
 		if (!strcmp(section, "executor") &&
 		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
@@ -705,7 +724,8 @@ static bool known_section(const char *name, size_t n)
 {
 	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
 					     "audit",   "memory",    "librarian", "policy", "metrics",
-					     "alerts",  "scheduler", "executor",  "state_machine" };
+					     "alerts",  "scheduler", "executor",  "state_machine",
+					     "telemetry" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -843,6 +863,12 @@ static void config_defaults(grace_config *cfg)
 					    .jobs_per_user = 100,
 					    .runs_per_job = 1000,
 					    .active_runs_max = 256 };
+	cfg->telemetry = (grace_telemetry){ .retention_age_s = 7 * 86400,
+					    .retention_max_bytes = (size_t)256 << 20,
+					    .retention_interval_ms = 60000,
+					    .request_items_max = 10000,
+					    .queue_max = 256,
+					    .caller_requests_max = 64 };
 	cfg->executor = (grace_executor){ .concurrency = 4,
 					  .queue_max = 100,
 					  .history_max = 10000,

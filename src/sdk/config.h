@@ -157,6 +157,16 @@ typedef struct grace_executor {
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
 } grace_executor;
 
+/* [telemetry]: the telemetry kernel's retention and limits (docs/telemetry.md). */
+typedef struct grace_telemetry {
+	unsigned retention_age_s;      /* spans and log records older than this are deleted */
+	size_t retention_max_bytes;    /* the store's size past which the oldest go */
+	unsigned retention_interval_ms; /* how often retention runs */
+	unsigned request_items_max;    /* spans or log records in one request; past it 413 */
+	unsigned queue_max;            /* requests waiting for the writer; past it 503 + Retry-After */
+	unsigned caller_requests_max;  /* one caller's writes queued at once; past it 429 */
+} grace_telemetry;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -193,6 +203,7 @@ typedef struct grace_config {
 	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
+	grace_telemetry telemetry;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -63,6 +63,13 @@ static void on_gateway_executor(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "executor", "/executor");
 }
 
+/* /telemetry/...: any signed-in user may send OTLP (issue 16); reading
+ * traces and logs back, which hold every user's requests, is for admins. */
+static void on_gateway_telemetry(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "telemetry", "/telemetry");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -85,6 +92,7 @@ static const api_prefix prefixes[] = {
 	{ "/prometheus", "metrics" },
 	{ "/scheduler", "scheduler" },
 	{ "/executor", "executor" },
+	{ "/telemetry", "telemetry" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -148,5 +156,11 @@ static const sdk_route routes[] = {
 	API_ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
 	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
 	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
+	API_USER("POST", "/telemetry/v1/traces", on_gateway_telemetry),
+	API_USER("POST", "/telemetry/v1/logs", on_gateway_telemetry),
+	API_USER("POST", "/telemetry/v1/metrics", on_gateway_telemetry),
+	API_ADMIN("GET", "/telemetry/traces", on_gateway_telemetry),
+	API_ADMIN("GET", "/telemetry/traces/:trace_id", on_gateway_telemetry),
+	API_ADMIN("GET", "/telemetry/logs", on_gateway_telemetry),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };

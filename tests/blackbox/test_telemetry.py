@@ -1,0 +1,365 @@
+"""The telemetry kernel (8140) through :8000's /telemetry (issue 16): the
+OpenTelemetry JS SDK sends spans and log records with its own OTLP/HTTP
+exporters, in protobuf and JSON, as a signed-in user, and an admin reads
+them back as sent (ids, names, kinds, attributes, times, parent links,
+status, events, links); bad input gets OTLP's error answer (a
+google.rpc.Status in the request's encoding) and stores nothing; spans
+invalid by the specification are answered as a partial success; retention
+by size deletes the oldest."""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import GraceServer, GraceTestCase, http_request, scaled  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEND = os.path.join(HERE, "js", "otlp_send.mjs")
+PW = "telemetry-password-1"
+
+
+# -- a little protobuf, to craft bad requests and read error answers
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def field(num, payload):
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def pb_span(trace_id, span_id, name=b"s"):
+    # Span: trace_id = 1, span_id = 2, name = 5, start = 7, end = 8 (fixed64)
+    return (field(1, trace_id) + field(2, span_id) + field(5, name)
+            + bytes([7 << 3 | 1]) + (10**18).to_bytes(8, "little")
+            + bytes([8 << 3 | 1]) + (10**18 + 5).to_bytes(8, "little"))
+
+
+def pb_request(*spans):
+    scope_spans = b"".join(field(2, s) for s in spans)
+    return field(1, field(2, scope_spans))  # resource_spans { scope_spans { spans } }
+
+
+def read_varint(buf, i):
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def pb_fields(buf):
+    """{field number: value} of a flat message (varints and bytes)."""
+    out, i = {}, 0
+    while i < len(buf):
+        key, i = read_varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            out[num], i = read_varint(buf, i)
+        elif wt == 2:
+            n, i = read_varint(buf, i)
+            out[num] = buf[i:i + n]
+            i += n
+        else:
+            raise AssertionError("unexpected wire type %d" % wt)
+    return out
+
+
+def any_value(v):
+    """An OTLP/JSON AnyValue as the Python value the SDK was given."""
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "boolValue" in v:
+        return v["boolValue"]
+    if "intValue" in v:
+        return int(v["intValue"])
+    if "doubleValue" in v:
+        return float(v["doubleValue"])
+    if "arrayValue" in v:
+        return [any_value(x) for x in v["arrayValue"].get("values", [])]
+    raise AssertionError("unexpected AnyValue %r" % v)
+
+
+def attrs(kvs):
+    return {kv["key"]: any_value(kv["value"]) for kv in kvs}
+
+
+def span_json(trace_id, span_id, name="s", parent=None):
+    s = {"traceId": trace_id, "spanId": span_id, "name": name, "kind": 1,
+         "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": 1700000000000001000}
+    if parent:
+        s["parentSpanId"] = parent
+    return s
+
+
+def traces_json(*spans, service="bb-raw"):
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"scope": {"name": "raw"}, "spans": list(spans)}]}]}
+
+
+class Telemetry(GraceTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.g = GraceServer(config={"telemetry": {"request_items_max": 50}},
+                            kernels={"telemetry": {}})
+        try:
+            cls.g.start()
+            cls.g.create_user("tess", PW)
+            cls.user_token = cls.g.login("tess", PW)
+        except BaseException:
+            cls.g.dump_log()
+            cls.g.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.g.close()
+
+    def send_sdk(self, mode):
+        base = "http://127.0.0.1:%d/telemetry" % self.g.api_port
+        p = subprocess.run(["node", SEND, base, mode, self.user_token], capture_output=True,
+                           text=True, timeout=scaled(60))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+        self.assertEqual(out["result"], {"code": 0, "error": None}, mode)
+        return out["sent"]
+
+    def admin(self, path, expect=200):
+        st, _, body = self.g.http("GET", "/telemetry" + path, timeout=scaled(20))
+        self.assertEqual(st, expect, "%s -> %s %r" % (path, st, body))
+        return body
+
+    def post(self, path, body, ctype, token=None):
+        hdrs = {"Content-Type": ctype, "Authorization": "Bearer " + (token or self.user_token)}
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        return http_request(self.g.api_port, "POST", "/telemetry" + path, data, hdrs,
+                            scaled(20))
+
+    def tree_spans(self, trace_id):
+        tree = self.admin("/traces/" + trace_id)
+        flat = {}
+
+        def walk(node, parent):
+            flat[node["spanId"]] = (node, parent)
+            for c in node["children"]:
+                walk(c, node["spanId"])
+        for r in tree["roots"]:
+            walk(r, None)
+        self.assertEqual(tree["spanCount"], len(flat))
+        return flat
+
+    def check_traces(self, mode):
+        sent = self.send_sdk(mode)
+        self.assertEqual(len(sent), 4)
+        trace_id = sent[0]["traceId"]
+        self.assertTrue(all(s["traceId"] == trace_id for s in sent))
+        flat = self.tree_spans(trace_id)
+        self.assertEqual(set(flat), {s["spanId"] for s in sent})
+        for s in sent:
+            got, parent = flat[s["spanId"]]
+            self.assertEqual(got["name"], s["name"])
+            self.assertEqual(got["kind"], s["kind"] + 1)  # the API's enum is OTLP's minus one
+            self.assertEqual(got["startTimeUnixNano"], s["start"])
+            self.assertEqual(got["endTimeUnixNano"], s["end"])
+            self.assertEqual(parent, s["parentSpanId"])
+            self.assertEqual(got.get("parentSpanId"), s["parentSpanId"])
+            self.assertEqual(attrs(got["attributes"]), s["attributes"])
+            self.assertEqual(got["status"].get("code", 0), s["status"]["code"])
+            self.assertEqual(got["status"].get("message"), s["status"].get("message"))
+            self.assertEqual([e["name"] for e in got["events"]], s["events"])
+            self.assertEqual([lk["spanId"] for lk in got["links"]], s["links"])
+            self.assertEqual(got["service"], s["service"])
+            self.assertEqual(got["scope"], {"name": "grace-bb", "version": "1.2.3"})
+        # The search finds them by service, name, status, attribute, duration.
+        svc = urllib.parse.quote(sent[0]["service"])
+        found = self.admin("/traces?service=%s" % svc)["spans"]
+        self.assertEqual({s["spanId"] for s in found}, set(flat))
+        root = next(s for s in sent if s["parentSpanId"] is None and s["name"].startswith("checkout"))
+        q = "/traces?service=%s&name=%s" % (svc, urllib.parse.quote(root["name"]))
+        self.assertEqual([s["spanId"] for s in self.admin(q)["spans"]], [root["spanId"]])
+        err = self.admin("/traces?service=%s&status=error" % svc)["spans"]
+        self.assertEqual([s["name"] for s in err], ["db.query"])
+        tagged = self.admin("/traces?attr=%s" % urllib.parse.quote("tag=" + root["attributes"]["tag"]))
+        self.assertEqual([s["spanId"] for s in tagged["spans"]], [root["spanId"]])
+        code = self.admin("/traces?service=%s&attr=http.status_code%%3D201" % svc)["spans"]
+        self.assertEqual([s["spanId"] for s in code], [root["spanId"]])
+        dur = int(root["end"]) - int(root["start"])
+        longest = self.admin("/traces?service=%s&min_duration_ns=%d" % (svc, dur))["spans"]
+        self.assertIn(root["spanId"], {s["spanId"] for s in longest})
+        self.assertTrue(all(int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"]) >= dur
+                            for s in longest))
+        since_ms = int(root["start"]) // 10**6
+        later = self.admin("/traces?service=%s&since=%d&until=%d" % (svc, since_ms + 10**6,
+                                                                      since_ms + 2 * 10**6))
+        self.assertEqual(later["spans"], [])
+
+    def test_sdk_traces_protobuf(self):
+        self.check_traces("traces-proto")
+
+    def test_sdk_traces_json(self):
+        self.check_traces("traces-json")
+
+    def check_logs(self, mode):
+        sent = self.send_sdk(mode)
+        self.assertEqual(len(sent), 2)
+        got = self.admin("/logs?trace_id=" + sent[0]["traceId"])["logs"]
+        self.assertEqual(len(got), 2)
+        for s, g in zip(sent, got):
+            self.assertEqual(g["body"], {"stringValue": s["body"]})
+            self.assertEqual(g["severityNumber"], s["severityNumber"])
+            self.assertEqual(g["severityText"], s["severityText"])
+            self.assertEqual(g["spanId"], s["spanId"])
+            self.assertEqual(g["timeUnixNano"], s["time"])
+            self.assertEqual(attrs(g["attributes"]), s["attributes"])
+            self.assertEqual(g["service"], s["service"])
+        t0 = int(sent[0]["time"]) // 10**6
+        by_time = self.admin("/logs?service=%s&since=%d&until=%d"
+                             % (urllib.parse.quote(sent[0]["service"]), t0, t0 + 60000))["logs"]
+        self.assertEqual([g["body"] for g in by_time], [g["body"] for g in got])
+
+    def test_sdk_logs_json(self):
+        self.check_logs("logs-json")
+
+    def test_sdk_logs_protobuf(self):
+        self.check_logs("logs-proto")
+
+    def assert_nothing(self, trace_id):
+        self.admin("/traces/" + trace_id, expect=404)
+
+    def test_bad_json_gets_status_and_stores_nothing(self):
+        st, h, body = self.post("/v1/traces", b'{"resourceSpans": [', "application/json")
+        self.assertEqual(st, 400)
+        self.assertEqual(h["Content-Type"], "application/json")
+        self.assertEqual(body["code"], 3)
+        self.assertIn("not JSON", body["message"])
+        # One good span and one whose trace id is 15 bytes: refused whole.
+        good = "aa" * 16
+        req = traces_json(span_json(good, "11" * 8), span_json("bb" * 15, "22" * 8))
+        st, _, body = self.post("/v1/traces", req, "application/json")
+        self.assertEqual(st, 400, body)
+        self.assertEqual(body["code"], 3)
+        self.assertIn("traceId", body["message"])
+        self.assert_nothing(good)
+        # A span id of 7 bytes, and base64 instead of hex.
+        for bad in (span_json("ab" * 16, "33" * 7), span_json("ab" * 16, "AAAAAAAAAAA=")):
+            st, _, body = self.post("/v1/traces", traces_json(bad), "application/json")
+            self.assertEqual((st, body["code"]), (400, 3), body)
+            self.assertIn("spanId", body["message"])
+        self.assert_nothing("ab" * 16)
+        # Not OTLP's shape.
+        st, _, body = self.post("/v1/traces", {"resourceSpans": {"no": 1}}, "application/json")
+        self.assertEqual((st, body["code"]), (400, 3))
+
+    def test_bad_protobuf_gets_status_in_protobuf(self):
+        st, h, body = self.post("/v1/traces", b"\xff\xff\xff\xff", "application/x-protobuf")
+        self.assertEqual(st, 400)
+        self.assertEqual(h["Content-Type"], "application/x-protobuf")
+        status = pb_fields(body)
+        self.assertEqual(status[1], 3)
+        self.assertIn(b"does not decode", status[2])
+        good = bytes.fromhex("cc" * 16)
+        req = pb_request(pb_span(good, b"\x01" * 8), pb_span(b"\x02" * 16, b"\x03" * 9))
+        st, h, body = self.post("/v1/traces", req, "application/x-protobuf")
+        self.assertEqual(st, 400)
+        status = pb_fields(body)
+        self.assertEqual(status[1], 3)
+        self.assertIn(b"spanId", status[2])
+        self.assert_nothing("cc" * 16)
+        # And a well-formed protobuf request is stored (the crafting is right).
+        ok_id = bytes.fromhex("cd" * 16)
+        st, h, body = self.post("/v1/traces", pb_request(pb_span(ok_id, b"\x04" * 8, b"crafted")),
+                                "application/x-protobuf")
+        self.assertEqual((st, body), (200, b""))
+        names = [n["name"] for n in self.admin("/traces/" + "cd" * 16)["roots"]]
+        self.assertEqual(names, ["crafted"])
+
+    def test_oversized_batch_refused_whole(self):
+        spans = [span_json("ee" * 16, "%016x" % (i + 1)) for i in range(51)]
+        st, _, body = self.post("/v1/traces", traces_json(*spans), "application/json")
+        self.assertEqual(st, 413, body)
+        self.assertEqual(body["code"], 3)
+        self.assertIn("limit is 50", body["message"])
+        self.assert_nothing("ee" * 16)
+        st, _, body = self.post("/v1/traces", traces_json(*spans[:50]), "application/json")
+        self.assertEqual((st, body), (200, {}))
+        self.assertEqual(self.admin("/traces/" + "ee" * 16)["spanCount"], 50)
+
+    def test_partial_success(self):
+        tid = "f1" * 16
+        req = traces_json(span_json(tid, "01" * 8), span_json(tid, "00" * 8, "zero"),
+                          dict(span_json(tid, "02" * 8, "backwards"),
+                               endTimeUnixNano="1"))
+        st, _, body = self.post("/v1/traces", req, "application/json")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["partialSuccess"]["rejectedSpans"], "2")
+        self.assertIn("all-zero", body["partialSuccess"]["errorMessage"])
+        self.assertEqual(self.admin("/traces/" + tid)["spanCount"], 1)
+        # In protobuf too.
+        tid2 = bytes.fromhex("f2" * 16)
+        req = pb_request(pb_span(tid2, b"\x05" * 8), pb_span(tid2, b"\x00" * 8))
+        st, _, body = self.post("/v1/traces", req, "application/x-protobuf")
+        self.assertEqual(st, 200)
+        partial = pb_fields(pb_fields(body)[1])
+        self.assertEqual(partial[1], 1)
+        self.assertIn(b"all-zero", partial[2])
+
+    def test_other_refusals(self):
+        st, _, body = self.post("/v1/traces", b"x", "text/plain")
+        self.assertEqual((st, body["code"]), (415, 3))
+        st, _, body = self.post("/v1/metrics", {"resourceMetrics": []}, "application/json")
+        self.assertEqual((st, body["code"]), (501, 12))
+        self.assertIn("metrics kernel", body["message"])
+        # Users send; they do not read back. Nobody unsigned sends.
+        st, _, _ = http_request(self.g.api_port, "GET", "/telemetry/traces",
+                                headers={"Authorization": "Bearer " + self.user_token})
+        self.assertEqual(st, 403)
+        st, _, _ = http_request(self.g.api_port, "POST", "/telemetry/v1/traces",
+                                json.dumps(traces_json()).encode(),
+                                {"Content-Type": "application/json"})
+        self.assertEqual(st, 401)
+        self.admin("/traces/xyz", expect=400)
+        self.admin("/traces?status=maybe", expect=400)
+
+
+class Retention(GraceTestCase):
+    def test_size_retention_deletes_the_oldest(self):
+        with GraceServer(config={"telemetry": {"retention_max_bytes": 1 << 20,
+                                               "retention_interval_ms": 100}},
+                         kernels={"telemetry": {}}) as g:
+            pad = "x" * 1000
+            for batch in range(5):
+                tid = "%032x" % (batch + 1)
+                spans = [dict(span_json(tid, "%016x" % (i + 1)),
+                              attributes=[{"key": "pad", "value": {"stringValue": pad}}])
+                         for i in range(400)]
+                st, _, body = g.http("POST", "/telemetry/v1/traces", traces_json(*spans),
+                                     timeout=scaled(20))
+                self.assertEqual(st, 200, body)
+            newest = "%032x" % 5
+
+            def first_gone():
+                st, _, _ = g.http("GET", "/telemetry/traces/%032x" % 1)
+                return st == 404
+            g.wait_for(first_gone, scaled(20), message="the oldest trace deleted")
+            st, _, body = g.http("GET", "/telemetry/traces/" + newest)
+            self.assertEqual(st, 200)
+            self.assertEqual(body["spanCount"], 400)
+
+
+if __name__ == "__main__":
+    unittest.main()
