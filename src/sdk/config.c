@@ -168,6 +168,7 @@ static const struct cfg_key telemetry_keys[] = {
 	T("request_items_max", request_items_max, KEY_UINT, 1, 1000000),
 	T("queue_max", queue_max, KEY_UINT, 1, 100000),
 	T("caller_requests_max", caller_requests_max, KEY_UINT, 1, 100000),
+	T("self_trace", self_trace, KEY_UINT, 0, 1),
 #undef T
 };
 
@@ -868,7 +869,8 @@ static void config_defaults(grace_config *cfg)
 					    .retention_interval_ms = 60000,
 					    .request_items_max = 10000,
 					    .queue_max = 256,
-					    .caller_requests_max = 64 };
+					    .caller_requests_max = 64,
+					    .self_trace = 1 };
 	cfg->executor = (grace_executor){ .concurrency = 4,
 					  .queue_max = 100,
 					  .history_max = 10000,
@@ -1170,4 +1172,10 @@ const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char 
 int grace_kernel_port(const grace_config *cfg, const grace_kernel_cfg *k)
 {
 	return k->port + cfg->port_offset;
+}
+
+bool grace_config_self_trace(const grace_config *cfg)
+{
+	const grace_kernel_cfg *k = grace_config_kernel(cfg, "telemetry");
+	return cfg->telemetry.self_trace && k && k->enabled;
 }

@@ -165,6 +165,7 @@ typedef struct grace_telemetry {
 	unsigned request_items_max;    /* spans or log records in one request; past it 413 */
 	unsigned queue_max;            /* requests waiting for the writer; past it 503 + Retry-After */
 	unsigned caller_requests_max;  /* one caller's writes queued at once; past it 429 */
+	unsigned self_trace;           /* 1: Grace's own requests are traced (sdk/tracer.h) */
 } grace_telemetry;
 
 typedef struct grace_kernel_cfg {
@@ -237,6 +238,9 @@ int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t err
 
 /* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */
 const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char *name);
+/* Whether this process should trace its requests: [telemetry] self_trace
+ * and a telemetry kernel configured and enabled to send them to. */
+bool grace_config_self_trace(const grace_config *cfg);
 int grace_config_kernel_index(const grace_config *cfg, const char *name);
 
 /* The port a kernel listens on, offset applied. */

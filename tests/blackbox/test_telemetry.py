@@ -116,7 +116,7 @@ class Telemetry(GraceTestCase):
     @classmethod
     def setUpClass(cls):
         cls.g = GraceServer(config={"telemetry": {"request_items_max": 50}},
-                            kernels={"telemetry": {}})
+                            kernels={"telemetry": {}, "message_bus": {}})
         try:
             cls.g.start()
             cls.g.create_user("tess", PW)
@@ -334,6 +334,67 @@ class Telemetry(GraceTestCase):
         self.assertEqual(st, 401)
         self.admin("/traces/xyz", expect=400)
         self.admin("/traces?status=maybe", expect=400)
+
+    # -- Grace tracing itself
+
+    def wait_trace(self, trace_id, spans):
+        def full():
+            st, _, body = self.g.http("GET", "/telemetry/traces/" + trace_id)
+            return st == 200 and body["spanCount"] >= spans
+        self.g.wait_for(full, scaled(20), message="trace %s with %d spans" % (trace_id, spans))
+        return self.tree_spans(trace_id)
+
+    def test_one_request_one_trace_across_hops(self):
+        tid, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        st, _, body = self.g.http("GET", "/bus/subjects",
+                                  headers={"traceparent": "00-%s-%s-01" % (tid, parent),
+                                           "tracestate": "congo=t61rcWkgMzE, rojo=00f067"})
+        self.assertEqual(st, 200, body)
+        flat = self.wait_trace(tid, 3)
+        self.assertEqual(len(flat), 3)
+        by_name = {n["name"]: (n, p) for n, p in flat.values()}
+        api, api_parent = by_name["GET /bus/subjects"]
+        fwd, fwd_parent = by_name["forward message_bus"]
+        kern, kern_parent = by_name["GET /subjects"]
+        # The API's span continues the caller's; the forward is its child;
+        # the kernel's handler the forward's.
+        self.assertEqual(api["parentSpanId"], parent)
+        self.assertIsNone(api_parent)  # the caller's span is not stored here
+        self.assertEqual(fwd_parent, api["spanId"])
+        self.assertEqual(kern_parent, fwd["spanId"])
+        self.assertEqual((api["service"], fwd["service"], kern["service"]),
+                         ("grace", "grace", "grace.message_bus"))
+        self.assertEqual((api["kind"], fwd["kind"], kern["kind"]), (2, 3, 2))
+        for n in (api, fwd, kern):
+            self.assertEqual(n["traceState"], "congo=t61rcWkgMzE,rojo=00f067")
+            self.assertEqual(attrs(n["attributes"])["http.response.status_code"], 200)
+        self.assertLessEqual(int(api["startTimeUnixNano"]), int(fwd["startTimeUnixNano"]))
+        self.assertLessEqual(int(fwd["startTimeUnixNano"]), int(kern["startTimeUnixNano"]))
+        self.assertGreaterEqual(int(api["endTimeUnixNano"]), int(kern["endTimeUnixNano"]))
+
+    def test_malformed_traceparent_starts_a_new_trace(self):
+        bad_tid, parent = "a" * 31 + "b", "1" * 16
+        headers = {"traceparent": "00-%s-%s-01." % (bad_tid, parent)}
+        st, h, _ = self.g.http("GET", "/bus/subjects", headers=headers)
+        self.assertEqual(st, 200)
+        rid = h["X-Request-Id"]
+        ok_tid = "c" * 31 + "d"
+        st, _, _ = self.g.http("GET", "/bus/subjects",
+                               headers={"traceparent": "00-%s-%s-01" % (ok_tid, parent)})
+        self.assertEqual(st, 200)
+        self.wait_trace(ok_tid, 3)  # exported after the malformed one's
+        self.admin("/traces/" + bad_tid, expect=404)
+        # Its three spans (the request id goes with it to the kernel) are
+        # one new trace, whose root is the API's span, with no parent.
+        q = "/traces?attr=%s" % urllib.parse.quote("grace.request_id=" + rid)
+        self.g.wait_for(lambda: len(self.admin(q)["spans"]) == 3, scaled(20),
+                        message="the malformed request's spans")
+        found = self.admin(q)["spans"]
+        self.assertEqual(len({s["traceId"] for s in found}), 1)
+        self.assertNotEqual(found[0]["traceId"], bad_tid)
+        roots = [s for s in found if "parentSpanId" not in s]
+        self.assertEqual([(s["service"], s["name"]) for s in roots],
+                         [("grace", "GET /bus/subjects")])
 
 
 class Retention(GraceTestCase):

@@ -355,7 +355,7 @@ static job *query_job(sdk_req *req, job_kind kind)
 static void on_trace(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
-	const char *id = sdk_req_param(req, "trace_id");
+	const char *id = sdk_req_param(req, "id");
 	if (!is_hex_id(id, 32)) {
 		sdk_reply_error(req, 400, "bad_id", "a trace id is 32 hex digits");
 		return;
@@ -545,7 +545,7 @@ static const sdk_route telemetry_routes[] = {
 	SDK_ROUTE("POST", "/v1/logs", on_logs),
 	SDK_ROUTE("POST", "/v1/metrics", on_metrics),
 	SDK_ROUTE("GET", "/traces", on_search),
-	SDK_ROUTE("GET", "/traces/:trace_id", on_trace),
+	SDK_ROUTE("GET", "/traces/:id", on_trace),
 	SDK_ROUTE("GET", "/logs", on_get_logs),
 };
 

@@ -160,7 +160,7 @@ static const sdk_route routes[] = {
 	API_USER("POST", "/telemetry/v1/logs", on_gateway_telemetry),
 	API_USER("POST", "/telemetry/v1/metrics", on_gateway_telemetry),
 	API_ADMIN("GET", "/telemetry/traces", on_gateway_telemetry),
-	API_ADMIN("GET", "/telemetry/traces/:trace_id", on_gateway_telemetry),
+	API_ADMIN("GET", "/telemetry/traces/:id", on_gateway_telemetry),
 	API_ADMIN("GET", "/telemetry/logs", on_gateway_telemetry),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };
