@@ -247,8 +247,10 @@ void sdk_tracer_metrics(const sdk_tracer *t, const char *component, struct evbuf
 	char c[128];
 	sdk_metrics_escape(component, c, sizeof c);
 	evbuffer_add_printf(out,
+			    "# HELP grace_trace_spans_sent_total Spans of this process sent to the telemetry kernel.\n"
 			    "# TYPE grace_trace_spans_sent_total counter\n"
 			    "grace_trace_spans_sent_total{kernel=\"%s\"} %llu\n"
+			    "# HELP grace_trace_spans_dropped_total Spans dropped: the queue full or the telemetry kernel not taking them.\n"
 			    "# TYPE grace_trace_spans_dropped_total counter\n"
 			    "grace_trace_spans_dropped_total{kernel=\"%s\"} %llu\n",
 			    c, t->sent, c, t->dropped);

@@ -15,6 +15,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import GraceServer, GraceTestCase, http_request, scaled  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -395,6 +396,28 @@ class Telemetry(GraceTestCase):
         roots = [s for s in found if "parentSpanId" not in s]
         self.assertEqual([(s["service"], s["name"]) for s in roots],
                          [("grace", "GET /bus/subjects")])
+
+    def test_metrics_counted_and_valid(self):
+        tid = "ab" * 16
+        st, _, _ = self.post("/v1/traces", traces_json(span_json(tid, "01" * 8)),
+                             "application/json")
+        self.assertEqual(st, 200)
+        st, _, _ = self.g.http("GET", "/bus/subjects")
+        self.assertEqual(st, 200)
+        promtool = harness.need_tool("promtool", "prometheus")
+        for kernel, series in (("telemetry", "grace_telemetry_spans_stored_total"),
+                               ("message_bus", "grace_trace_spans_sent_total")):
+            def counted():
+                st, _, body = http_request(self.g.kernel_port(kernel), "GET", "/metrics")
+                text = body.decode() if isinstance(body, bytes) else str(body)
+                for line in text.splitlines():
+                    if line.startswith(series + "{") and int(line.split()[-1]) > 0:
+                        return text
+                return None
+            self.g.wait_for(counted, scaled(20), message=series)
+            p = subprocess.run([promtool, "check", "metrics"], input=counted().encode(),
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
 
 
 class Retention(GraceTestCase):

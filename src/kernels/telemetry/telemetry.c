@@ -523,17 +523,23 @@ static void telemetry_metrics(sdk_kernel *k, struct evbuffer *out)
 	if (!t)
 		return;
 	evbuffer_add_printf(out,
+			    "# HELP grace_telemetry_spans_stored_total Spans stored.\n"
 			    "# TYPE grace_telemetry_spans_stored_total counter\n"
 			    "grace_telemetry_spans_stored_total{kernel=\"telemetry\"} %llu\n"
+			    "# HELP grace_telemetry_logs_stored_total Log records stored.\n"
 			    "# TYPE grace_telemetry_logs_stored_total counter\n"
 			    "grace_telemetry_logs_stored_total{kernel=\"telemetry\"} %llu\n"
+			    "# HELP grace_telemetry_rejected_total Spans and log records left out of a partial success.\n"
 			    "# TYPE grace_telemetry_rejected_total counter\n"
 			    "grace_telemetry_rejected_total{kernel=\"telemetry\"} %llu\n"
+			    "# HELP grace_telemetry_bad_requests_total OTLP requests refused whole (bad input, oversized, store failure).\n"
 			    "# TYPE grace_telemetry_bad_requests_total counter\n"
 			    "grace_telemetry_bad_requests_total{kernel=\"telemetry\"} %llu\n"
+			    "# HELP grace_telemetry_refused_total OTLP requests refused for back-pressure (503 busy, 429 caller).\n"
 			    "# TYPE grace_telemetry_refused_total counter\n"
 			    "grace_telemetry_refused_total{kernel=\"telemetry\",why=\"busy\"} %llu\n"
 			    "grace_telemetry_refused_total{kernel=\"telemetry\",why=\"caller\"} %llu\n"
+			    "# HELP grace_telemetry_retention_deleted_total Rows deleted by retention.\n"
 			    "# TYPE grace_telemetry_retention_deleted_total counter\n"
 			    "grace_telemetry_retention_deleted_total{kernel=\"telemetry\"} %llu\n",
 			    t->spans, t->logs, t->rejected, t->bad, t->refused_busy, t->refused_caller,
