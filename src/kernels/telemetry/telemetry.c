@@ -541,9 +541,12 @@ static void telemetry_metrics(sdk_kernel *k, struct evbuffer *out)
 			    "grace_telemetry_refused_total{kernel=\"telemetry\",why=\"caller\"} %llu\n"
 			    "# HELP grace_telemetry_retention_deleted_total Rows deleted by retention.\n"
 			    "# TYPE grace_telemetry_retention_deleted_total counter\n"
-			    "grace_telemetry_retention_deleted_total{kernel=\"telemetry\"} %llu\n",
+			    "grace_telemetry_retention_deleted_total{kernel=\"telemetry\"} %llu\n"
+			    "# HELP grace_telemetry_queued_jobs Requests, queries and retention runs waiting for or on the store's worker.\n"
+			    "# TYPE grace_telemetry_queued_jobs gauge\n"
+			    "grace_telemetry_queued_jobs{kernel=\"telemetry\"} %zu\n",
 			    t->spans, t->logs, t->rejected, t->bad, t->refused_busy, t->refused_caller,
-			    t->retained);
+			    t->retained, sdk_pool_pending(t->pool));
 }
 
 static const sdk_route telemetry_routes[] = {

@@ -1,10 +1,12 @@
 // Spans and log records made by the OpenTelemetry JS SDK and sent by its
 // own OTLP/HTTP exporters (protobuf or JSON) to Grace's telemetry kernel,
 // for the black-box tests.
-//   node otlp_send.mjs BASE_URL MODE TOKEN
-// MODE: traces-proto | traces-json | logs-json | logs-proto (the SDK's
-// protobuf serializer, POSTed as the exporter would). Prints one JSON
-// object: {"result": {code, error}, "sent": [what the SDK recorded]}.
+//   node otlp_send.mjs BASE_URL MODES TOKEN
+// MODES: a comma list of traces-proto | traces-json | logs-json |
+// logs-proto (the SDK's protobuf serializer, POSTed as the exporter
+// would). Prints one JSON line per mode, in order: {"mode", "result":
+// {code, error}, "sent": [what the SDK recorded]}. (One process for all:
+// node and the SDK take seconds to load on a busy machine.)
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -16,13 +18,12 @@ const { BasicTracerProvider, SimpleSpanProcessor, InMemorySpanExporter } =
   require('@opentelemetry/sdk-trace-base');
 const { resourceFromAttributes } = require('@opentelemetry/resources');
 
-const [base, mode, token] = process.argv.slice(2);
+const [base, modes, token] = process.argv.slice(2);
 const headers = token ? { Authorization: 'Bearer ' + token } : {};
 const ns = (hr) => (BigInt(hr[0]) * 1000000000n + BigInt(hr[1])).toString();
-const tag = mode + '-' + process.pid;
-const resource = resourceFromAttributes({ 'service.name': 'bb-' + tag, 'deployment.environment': 'test' });
+let mode, tag, resource;
 const done = (result, sent) => {
-  process.stdout.write(JSON.stringify({ result, sent }) + '\n');
+  process.stdout.write(JSON.stringify({ mode, result, sent }) + '\n');
 };
 
 async function traces(proto) {
@@ -100,8 +101,12 @@ async function logs(proto) {
   })));
 }
 
-if (mode === 'traces-proto') await traces(true);
-else if (mode === 'traces-json') await traces(false);
-else if (mode === 'logs-proto') await logs(true);
-else if (mode === 'logs-json') await logs(false);
-else { console.error('unknown mode ' + mode); process.exit(2); }
+for (mode of modes.split(',')) {
+  tag = mode + '-' + process.pid;
+  resource = resourceFromAttributes({ 'service.name': 'bb-' + tag, 'deployment.environment': 'test' });
+  if (mode === 'traces-proto') await traces(true);
+  else if (mode === 'traces-json') await traces(false);
+  else if (mode === 'logs-proto') await logs(true);
+  else if (mode === 'logs-json') await logs(false);
+  else { console.error('unknown mode ' + mode); process.exit(2); }
+}
