@@ -169,6 +169,7 @@ static const struct cfg_key telemetry_keys[] = {
 	T("queue_max", queue_max, KEY_UINT, 1, 100000),
 	T("caller_requests_max", caller_requests_max, KEY_UINT, 1, 100000),
 	T("self_trace", self_trace, KEY_UINT, 0, 1),
+	T("sample_percent", sample_percent, KEY_UINT, 0, 100),
 #undef T
 };
 
@@ -870,7 +871,8 @@ static void config_defaults(grace_config *cfg)
 					    .request_items_max = 10000,
 					    .queue_max = 256,
 					    .caller_requests_max = 64,
-					    .self_trace = 1 };
+					    .self_trace = 1,
+					    .sample_percent = 100 };
 	cfg->executor = (grace_executor){ .concurrency = 4,
 					  .queue_max = 100,
 					  .history_max = 10000,

@@ -166,6 +166,7 @@ typedef struct grace_telemetry {
 	unsigned queue_max;            /* requests waiting for the writer; past it 503 + Retry-After */
 	unsigned caller_requests_max;  /* one caller's writes queued at once; past it 429 */
 	unsigned self_trace;           /* 1: Grace's own requests are traced (sdk/tracer.h) */
+	unsigned sample_percent;       /* of the traces :8000 starts, this many are recorded */
 } grace_telemetry;
 
 typedef struct grace_kernel_cfg {

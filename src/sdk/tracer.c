@@ -31,6 +31,7 @@ struct sdk_tracer {
 	char service[64];
 	struct event *timer;
 	bool every_request;
+	unsigned sample_percent;
 	bool sending;
 	size_t sending_n;
 	rec *queue; /* a ring of SDK_TRACER_QUEUE_MAX */
@@ -211,6 +212,7 @@ sdk_tracer *sdk_tracer_new(struct event_base *base, sdk_caller *caller, const ch
 	t->base = base;
 	t->caller = caller;
 	snprintf(t->service, sizeof t->service, "%s", service);
+	t->sample_percent = 100;
 	t->queue = calloc(SDK_TRACER_QUEUE_MAX, sizeof *t->queue);
 	t->timer = event_new(base, -1, EV_PERSIST, on_timer, t);
 	if (!t->queue || !t->timer) {
@@ -235,6 +237,11 @@ void sdk_tracer_free(sdk_tracer *t)
 void sdk_tracer_set_every_request(sdk_tracer *t, bool every_request)
 {
 	t->every_request = every_request;
+}
+
+void sdk_tracer_set_sample_percent(sdk_tracer *t, unsigned percent)
+{
+	t->sample_percent = percent > 100 ? 100 : percent;
 }
 
 unsigned long long sdk_tracer_sent(const sdk_tracer *t) { return t ? t->sent : 0; }
@@ -271,6 +278,14 @@ static void http_begin(void *ctx, sdk_req *req, const sdk_route *route)
 	snprintf(name, sizeof name, "%s %s", sdk_req_method(req),
 		 route && route->pattern.path ? route->pattern.path : "");
 	sdk_span_start(s, has ? &parent : NULL, SDK_SPAN_SERVER, name);
+	if (!has && t->sample_percent < 100) {
+		/* The trace id is random: its last bytes decide, as
+		 * OpenTelemetry's TraceIdRatioBased sampler does. */
+		uint32_t r = (uint32_t)s->ctx.trace_id[12] << 24 | (uint32_t)s->ctx.trace_id[13] << 16 |
+			     (uint32_t)s->ctx.trace_id[14] << 8 | s->ctx.trace_id[15];
+		if ((uint64_t)r * 100 >= (uint64_t)t->sample_percent << 32)
+			s->ctx.flags &= (uint8_t)~SDK_TRACE_FLAG_SAMPLED;
+	}
 	/* tracestate goes on only with the traceparent it came with. */
 	if (has &&
 	    sdk_tracestate_parse(sdk_req_header(req, "tracestate"), s->tracestate,

@@ -69,6 +69,11 @@ void sdk_tracer_metrics(const sdk_tracer *t, const char *component, struct evbuf
  * traceparent, or always when `every_request` (the API on :8000 starts a
  * trace for each request that comes without one). */
 void sdk_tracer_set_every_request(sdk_tracer *t, bool every_request);
+/* Of the traces this process starts (a request without a valid
+ * traceparent), the percentage sampled (recorded, and flagged so
+ * downstream); the others are propagated unsampled. 100 by default. A
+ * trace that comes with a traceparent keeps its caller's decision. */
+void sdk_tracer_set_sample_percent(sdk_tracer *t, unsigned percent);
 extern const struct sdk_trace_hooks sdk_tracer_http_hooks;
 
 #endif

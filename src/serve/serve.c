@@ -273,6 +273,7 @@ int grace_serve(const grace_config *cfg)
 	if (grace_config_self_trace(cfg) && (s.tracer = sdk_tracer_new(s.api.base,
 								       gw_caller(s.api.gw), "grace"))) {
 		sdk_tracer_set_every_request(s.tracer, true);
+		sdk_tracer_set_sample_percent(s.tracer, cfg->telemetry.sample_percent);
 		gw_set_tracer(s.api.gw, s.tracer);
 	}
 	sdk_server_opts ho = { .component = "grace",

@@ -456,78 +456,116 @@ class Retention(GraceTestCase):
             self.assertEqual(body["spanCount"], 400)
 
 
-class BackPressure(GraceTestCase):
-    """OTLP's back-pressure: a sender at its limit of waiting requests gets
+class Limits(GraceTestCase):
+    """Sampling; and OTLP's back-pressure: a sender at its limit of waiting requests gets
     429, anyone meeting a full queue 503, both with Retry-After and a
     google.rpc.Status, and nothing of theirs stored. (Should the writer
     finish the big request first, the round is repeated.)"""
 
-    def test_429_and_503_while_the_writer_is_behind(self):
-        cfg = {"telemetry": {"caller_requests_max": 1, "queue_max": 2, "self_trace": 0,
+    @classmethod
+    def setUpClass(cls):
+        # Traces started here are not sampled: only a caller's sampled
+        # traceparent makes spans, so the writer's queue is the test's.
+        cfg = {"telemetry": {"caller_requests_max": 1, "queue_max": 2, "sample_percent": 0,
                              "retention_interval_ms": 86400000}}
-        with GraceServer(config=cfg, kernels={"telemetry": {}}) as g:
-            g.create_user("tess", PW)
-            user = {"Authorization": "Bearer " + g.login("tess", PW),
-                    "Content-Type": "application/json"}
-            admin = dict(g.auth_headers(), **{"Content-Type": "application/json"})
-            # About 800 KB: long enough to keep the writer busy a while.
-            big = json.dumps(traces_json(*[span_json("%032x" % (i // 100 + 1), "%016x" % (i + 1))
-                                           for i in range(3500)])).encode()
+        cls.g = GraceServer(config=cfg, kernels={"telemetry": {}})
+        try:
+            cls.g.start()
+        except BaseException:
+            cls.g.dump_log()
+            cls.g.close()
+            raise
 
-            def queued(n=1):
-                st, _, body = http_request(g.kernel_port("telemetry"), "GET", "/metrics")
-                text = body.decode() if isinstance(body, bytes) else str(body)
-                m = [l for l in text.splitlines() if l.startswith("grace_telemetry_queued_jobs{")]
-                return m and int(m[0].split()[-1]) >= n
+    @classmethod
+    def tearDownClass(cls):
+        cls.g.close()
 
-            seen = set()
-            for attempt in range(5):
-                conn = http.client.HTTPConnection("127.0.0.1", g.api_port, timeout=scaled(60))
-                conn.request("POST", "/telemetry/v1/traces", body=big, headers=user)
-                g.wait_for(queued, scaled(20), message="the big request queued")
-                small_u = "%032x" % (0xaa00 + attempt)
-                small_a = "%032x" % (0xbb00 + attempt)
-                st_u, h_u, b_u = http_request(g.api_port, "POST", "/telemetry/v1/traces",
-                                              json.dumps(traces_json(span_json(small_u, "01" * 8))),
-                                              user, scaled(20))
-                # The admin's first fills the queue (2); the second finds it full.
-                conn_a = http.client.HTTPConnection("127.0.0.1", g.api_port, timeout=scaled(60))
-                conn_a.request("POST", "/telemetry/v1/traces", headers=admin, body=json.dumps(
-                    traces_json(span_json("%032x" % (0xcc00 + attempt), "03" * 8))).encode())
-                # Two queued, or none: the writer caught up (the round is
-                # then inconclusive and repeated).
-                g.wait_for(lambda: queued(2) or not queued(1), scaled(20),
-                           message="two requests queued")
-                st_a, h_a, b_a = http_request(g.api_port, "POST", "/telemetry/v1/traces",
-                                              json.dumps(traces_json(span_json(small_a, "02" * 8))),
-                                              admin, scaled(20))
-                r = conn_a.getresponse()
-                self.assertEqual(r.status, 200, r.read())
-                r.read()
-                conn_a.close()
-                r = conn.getresponse()
-                self.assertEqual(r.status, 200, r.read())
-                r.read()
-                conn.close()
-                if st_u == 429:
-                    self.assertEqual(h_u["Retry-After"], "1")
-                    self.assertEqual(b_u["code"], 8)
-                    st, _, _ = g.http("GET", "/telemetry/traces/" + small_u)
-                    self.assertEqual(st, 404)
-                    seen.add(429)
-                else:
-                    self.assertEqual(st_u, 200, b_u)  # the big one was done first
-                if st_a == 503:
-                    self.assertEqual(h_a["Retry-After"], "1")
-                    self.assertEqual(b_a["code"], 14)
-                    st, _, _ = g.http("GET", "/telemetry/traces/" + small_a)
-                    self.assertEqual(st, 404)
-                    seen.add(503)
-                else:
-                    self.assertEqual(st_a, 200, b_a)
-                if seen == {429, 503}:
-                    break
-            self.assertEqual(seen, {429, 503})
+    def test_sampling_keeps_the_callers_decision(self):
+        g = self.g
+        st, h, _ = g.http("GET", "/telemetry/logs")
+        self.assertEqual(st, 200)
+        unsampled = h["X-Request-Id"]
+        tid, untid = "de" * 16, "df" * 16
+        for trace_id, flags in ((untid, "00"), (tid, "01")):
+            st, _, _ = g.http("GET", "/telemetry/logs",
+                              headers={"traceparent": "00-%s-%s-%s" % (trace_id, "12" * 8, flags)})
+            self.assertEqual(st, 200)
+
+        def sampled():
+            st, _, body = g.http("GET", "/telemetry/traces/" + tid)
+            return st == 200 and body["spanCount"] == 2
+        g.wait_for(sampled, scaled(20), message="the sampled trace")
+        # Sent before it: neither the unsampled caller's trace nor the one
+        # started here at 0 percent was recorded.
+        st, _, _ = g.http("GET", "/telemetry/traces/" + untid)
+        self.assertEqual(st, 404)
+        q = "/telemetry/traces?attr=" + urllib.parse.quote("grace.request_id=" + unsampled)
+        self.assertEqual(g.http("GET", q)[2]["spans"], [])
+
+    def test_429_and_503_while_the_writer_is_behind(self):
+        g = self.g
+        g.create_user("tess", PW)
+        user = {"Authorization": "Bearer " + g.login("tess", PW),
+                "Content-Type": "application/json"}
+        admin = dict(g.auth_headers(), **{"Content-Type": "application/json"})
+        # About 800 KB: long enough to keep the writer busy a while.
+        big = json.dumps(traces_json(*[span_json("%032x" % (i // 100 + 1), "%016x" % (i + 1))
+                                       for i in range(3500)])).encode()
+
+        def queued(n=1):
+            st, _, body = http_request(g.kernel_port("telemetry"), "GET", "/metrics")
+            text = body.decode() if isinstance(body, bytes) else str(body)
+            m = [l for l in text.splitlines() if l.startswith("grace_telemetry_queued_jobs{")]
+            return m and int(m[0].split()[-1]) >= n
+
+        seen = set()
+        for attempt in range(5):
+            conn = http.client.HTTPConnection("127.0.0.1", g.api_port, timeout=scaled(60))
+            conn.request("POST", "/telemetry/v1/traces", body=big, headers=user)
+            g.wait_for(queued, scaled(20), message="the big request queued")
+            small_u = "%032x" % (0xaa00 + attempt)
+            small_a = "%032x" % (0xbb00 + attempt)
+            st_u, h_u, b_u = http_request(g.api_port, "POST", "/telemetry/v1/traces",
+                                          json.dumps(traces_json(span_json(small_u, "01" * 8))),
+                                          user, scaled(20))
+            # The admin's first fills the queue (2); the second finds it full.
+            conn_a = http.client.HTTPConnection("127.0.0.1", g.api_port, timeout=scaled(60))
+            conn_a.request("POST", "/telemetry/v1/traces", headers=admin, body=json.dumps(
+                traces_json(span_json("%032x" % (0xcc00 + attempt), "03" * 8))).encode())
+            # Two queued, or none: the writer caught up (the round is
+            # then inconclusive and repeated).
+            g.wait_for(lambda: queued(2) or not queued(1), scaled(20),
+                       message="two requests queued")
+            st_a, h_a, b_a = http_request(g.api_port, "POST", "/telemetry/v1/traces",
+                                          json.dumps(traces_json(span_json(small_a, "02" * 8))),
+                                          admin, scaled(20))
+            r = conn_a.getresponse()
+            self.assertEqual(r.status, 200, r.read())
+            r.read()
+            conn_a.close()
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200, r.read())
+            r.read()
+            conn.close()
+            if st_u == 429:
+                self.assertEqual(h_u["Retry-After"], "1")
+                self.assertEqual(b_u["code"], 8)
+                st, _, _ = g.http("GET", "/telemetry/traces/" + small_u)
+                self.assertEqual(st, 404)
+                seen.add(429)
+            else:
+                self.assertEqual(st_u, 200, b_u)  # the big one was done first
+            if st_a == 503:
+                self.assertEqual(h_a["Retry-After"], "1")
+                self.assertEqual(b_a["code"], 14)
+                st, _, _ = g.http("GET", "/telemetry/traces/" + small_a)
+                self.assertEqual(st, 404)
+                seen.add(503)
+            else:
+                self.assertEqual(st_a, 200, b_a)
+            if seen == {429, 503}:
+                break
+        self.assertEqual(seen, {429, 503})
 
 
 if __name__ == "__main__":
