@@ -2,6 +2,7 @@
 # Installs the Debian packages Grace needs, only those that are missing.
 #   scripts/bootstrap.sh          build and run dependencies
 #   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool,
+#                                 systemd-analyze, debhelper and lintian for the package,
 #                                 libsystemd for the stand-in kernels, clang with
 #                                 libFuzzer's runtime for scripts/fuzz.sh): a test
 #                                 whose tool is missing fails, naming the package
@@ -17,7 +18,8 @@ for arg in "$@"; do
 	# clang only recommends libclang-rt-14-dev, the runtime that
 	# -fsanitize=fuzzer needs; llvm gives sanitizer reports their symbols.
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
-		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm openssl" ;;
+		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm
+		openssl systemd debhelper dpkg-dev fakeroot lintian man-db" ;;
 	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
 	# supervisors are run by the bench itself, never as services.
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps

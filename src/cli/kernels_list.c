@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXIT_USAGE 2
-
 /* complete: everything its issue asks works; partial: routes of its own,
  * not all yet; placeholder: only the SDK's /health and /metrics. */
 static const char *kernel_state(const sdk_kernel_def *d)
@@ -34,14 +32,9 @@ static json_t *kernels_json(void)
 	return list ? json_pack("{s:o}", "kernels", list) : NULL;
 }
 
-int cli_kernels_list(int argc, char **argv)
+int cli_kernels_list(const struct cli_args *a)
 {
-	bool json = argc == 3 && !strcmp(argv[2], "--json");
-	if (argc > 2 && !json) {
-		fprintf(stderr, "grace: usage: grace kernels-list [--json]\n");
-		return EXIT_USAGE;
-	}
-	if (json) {
+	if (a->json) {
 		json_t *o = kernels_json();
 		char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
 		json_decref(o);

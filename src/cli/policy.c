@@ -22,7 +22,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,8 +29,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define EXIT_USAGE 2
-#define EXIT_FAILED 1
 #define RESET_ACTOR "grace policy reset"
 
 static const char *access_name(unsigned access)
@@ -116,17 +113,17 @@ static int cmd_reset(const grace_config *cfg)
 			"grace: the policy kernel is running (127.0.0.1:%d): stop grace serve first; "
 			"`grace policy reset` works on the data directory, offline\n",
 			grace_kernel_port(cfg, k));
-		return EXIT_FAILED;
+		return CLI_FAILED;
 	}
 	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
 		fprintf(stderr, "grace: cannot create %s: %s\n", cfg->data_dir, strerror(errno));
-		return EXIT_FAILED;
+		return CLI_FAILED;
 	}
 	char err[512];
 	sqlite3 *db = NULL;
 	pol_store *store = NULL;
 	sdk_err e = { "" };
-	int rc = EXIT_FAILED;
+	int rc = CLI_FAILED;
 	const pol_set *set;
 	bool created;
 	cedar_parse_error perr;
@@ -152,47 +149,16 @@ static int cmd_reset(const grace_config *cfg)
 	return rc;
 }
 
-int cli_policy_main(int argc, char **argv)
+int cli_policy(const struct cli_args *a)
 {
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "data-dir", required_argument, NULL, 'd' },
-		{ "port-offset", required_argument, NULL, 'p' },
-		{ "json", no_argument, NULL, 'j' },
-		{ 0, 0, 0, 0 },
-	};
-	grace_config_overrides ov = { 0 };
-	bool as_json = false;
-	int o;
-	optind = 3;
-	while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (o) {
-		case 'c': ov.config_path = optarg; break;
-		case 'd': ov.data_dir = optarg; break;
-		case 'p': ov.port_offset = optarg; break;
-		case 'j': as_json = true; break;
-		default: return EXIT_USAGE;
-		}
-	}
-	const char *sub = argc >= 3 ? argv[2] : "";
-	if (optind != argc || (strcmp(sub, "reset") && strcmp(sub, "routes") && strcmp(sub, "default"))) {
-		fprintf(stderr, "grace: usage: grace policy reset [--data-dir DIR] [--config FILE]\n"
-				"       grace policy routes [--json]\n"
-				"       grace policy default\n");
-		return EXIT_USAGE;
-	}
+	const char *sub = a->args[0]; /* one of the table's words */
 	if (!strcmp(sub, "routes"))
-		return cmd_routes(as_json);
+		return cmd_routes(a->json);
 	if (!strcmp(sub, "default")) {
 		fwrite(pol_default_text, 1, pol_default_text_len, stdout);
 		return 0;
 	}
-	static grace_config cfg;
-	char err[512];
-	if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
-			      sizeof err) < 0) {
-		fprintf(stderr, "grace: %s\n", err);
-		return EXIT_USAGE;
-	}
-	return cmd_reset(&cfg);
+	static grace_config cfg; /* large */
+	int rc = cli_config_load(a, &cfg);
+	return rc ? rc : cmd_reset(&cfg);
 }

@@ -541,6 +541,19 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
 				return 0;
 			}
+		} else if (!strcmp(name, "log_file_bytes") || !strcmp(name, "log_files")) {
+			bool bytes = !strcmp(name, "log_file_bytes");
+			uint64_t v, lo = bytes ? 0 : 1, hi = bytes ? (uint64_t)1 << 40 : 9; /* grace logs reads .1-.9 */
+			if (parse_uint(value, lo, hi, &v) < 0) {
+				snprintf(c->err, sizeof c->err,
+					 "%s: expected an integer from %llu to %llu, got '%s'", name,
+					 (unsigned long long)lo, (unsigned long long)hi, value);
+				return 0;
+			}
+			if (bytes)
+				cfg->log_file_bytes = v;
+			else
+				cfg->log_files = (unsigned)v;
 		} else if (!strcmp(name, "log_level")) {
 			if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
 			    strcmp(value, "error")) {
@@ -800,6 +813,8 @@ static void config_defaults(grace_config *cfg)
 	snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", DEFAULT_DATA_DIR);
 	snprintf(cfg->library_root, sizeof cfg->library_root, "%s", DEFAULT_LIBRARY_ROOT);
 	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
+	cfg->log_file_bytes = 10 * 1024 * 1024;
+	cfg->log_files = 9;
 	cfg->limits = (grace_limits){ .max_header_bytes = 16384,
 				      .max_headers = 100,
 				      .max_body_bytes = 1u << 20,

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define GRACE_KERNELS_MAX 50
 #define GRACE_NAME_MAX 32
@@ -191,6 +192,11 @@ typedef struct grace_config {
 	char data_dir[PATH_MAX]; /* absolute once loaded */
 	char library_root[PATH_MAX];
 	char log_level[16];
+	/* grace serve's log files, DATA_DIR/log/grace.log and its rotations,
+	 * when not under systemd (serve/logfile.h): rotated past this size (0:
+	 * no files), this many old ones kept */
+	uint64_t log_file_bytes;
+	unsigned log_files;
 	int api_port; /* before port_offset */
 	int port_offset;
 	grace_limits limits;

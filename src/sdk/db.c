@@ -230,3 +230,33 @@ int sdk_db_watch_check(sdk_db_watch *w, sqlite3 *db, sdk_err *err)
 	}
 	return 0;
 }
+
+int sdk_db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, sdk_err *err)
+{
+	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "prepare");
+	return 0;
+}
+
+const char *sdk_db_text(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	return s ? s : "";
+}
+
+int sdk_db_count(sqlite3 *db, const char *sql, const char *arg, int64_t *out, const char *what,
+		 sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db, sql, &st, err);
+	if (rc < 0)
+		return rc;
+	if (arg)
+		sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	else
+		rc = sdk_db_fail(db, err, what);
+	sqlite3_finalize(st);
+	return rc;
+}

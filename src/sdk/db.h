@@ -51,6 +51,16 @@ int sdk_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
  * through this, so SQLITE_FULL is SDK_EFULL everywhere. */
 int sdk_db_fail(sqlite3 *db, sdk_err *err, const char *what);
 
+/* sqlite3_prepare_v2 reported as sdk_db_fail does: 0, or the status. */
+int sdk_db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, sdk_err *err);
+/* A text column, "" for NULL (never NULL); valid until the next step. */
+const char *sdk_db_text(sqlite3_stmt *st, int col);
+/* The one integer a query like "SELECT count(*) ... WHERE x = ?" answers,
+ * with `arg` bound to its first parameter when not NULL. `what` names it
+ * in the error. */
+int sdk_db_count(sqlite3 *db, const char *sql, const char *arg, int64_t *out, const char *what,
+		 sdk_err *err);
+
 /* The directory holding `db`'s main file (where sdk_db_open put it). */
 int sdk_db_dir(sqlite3 *db, char *out, size_t len);
 

@@ -3,9 +3,12 @@
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/api/dashboard.h"
 #include "serve/api/decide.h"
 #include "serve/directory.h"
 #include "serve/healer/ports.h"
+#include "serve/logfile.h"
+#include "serve/reload/reload.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
 #include "sdk/log.h"
@@ -26,6 +29,8 @@
 
 #define SHUTDOWN_SLACK_MS 2000
 
+#define STATUS_MAX 400
+
 struct serve {
 	api_ctx api;
 	char token[SDK_TOKEN_LEN + 1];
@@ -33,10 +38,11 @@ struct serve {
 	directory *dir; /* DATA_DIR/ports.json, for the kernels' call path */
 	sdk_route *routes; /* every API route family's, in one table */
 	size_t n_routes;
-	struct event *sigterm, *sigint, *deadline, *watchdog;
+	struct event *sigterm, *sigint, *sighup, *deadline, *watchdog;
 	sdk_tracer *tracer; /* Grace tracing itself; NULL: not (sdk/tracer.h) */
 	struct timespec t0;
 	bool notified_ready, stopping;
+	char status[STATUS_MAX]; /* the last STATUS= told to systemd */
 };
 
 /* Every state change goes to the bus (grace.kernel.NAME.state) and the
@@ -72,6 +78,45 @@ static void on_incident(json_t *incident, void *arg)
 	ob_publish(s->api.ob, "grace.healer.incident", json_deep_copy(incident));
 }
 
+/* STATUS= for systemd: how many kernels are ready and which are not, told
+ * again whenever it changes. `prefix` goes before it ("READY=1\n"). */
+static void notify_status(struct serve *s, const char *prefix)
+{
+	char text[STATUS_MAX], names[STATUS_MAX - 100] = ""; /* room for the counts */
+	size_t ready = 0, total = 0, used = 0;
+	for (size_t i = 0; i < sup_count(s->api.sup); i++) {
+		const sup_kernel *k = sup_at(s->api.sup, i);
+		if (!k->cfg->enabled)
+			continue;
+		total++;
+		if (k->state == SUP_READY) {
+			ready++;
+			continue;
+		}
+		if (used == SIZE_MAX)
+			continue; /* already cut short */
+		int n = snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "",
+				 k->cfg->name);
+		if (n > 0 && used + (size_t)n < sizeof names - 4) {
+			used += (size_t)n;
+		} else {
+			snprintf(names + used, sizeof names - used, "...");
+			used = SIZE_MAX;
+		}
+	}
+	if (ready == total)
+		snprintf(text, sizeof text, "all kernels ready (%zu of %zu)", ready, total);
+	else
+		snprintf(text, sizeof text, "degraded: %zu of %zu kernels ready; not ready: %s", ready,
+			 total, names);
+	if (!prefix[0] && !strcmp(text, s->status))
+		return;
+	snprintf(s->status, sizeof s->status, "%s", text);
+	char msg[STATUS_MAX + 32];
+	snprintf(msg, sizeof msg, "%sSTATUS=%s", prefix, text);
+	sdk_notify(msg);
+}
+
 /* After every change of a kernel's state, and once at launch: systemd's
  * readiness, and the end of the loop once every kernel is down. */
 static void check_settled(struct serve *s)
@@ -85,13 +130,12 @@ static void check_settled(struct serve *s)
 	 * is taken or that keeps crashing must not hold the whole service back. */
 	if (!s->notified_ready && sup_all_settled(s->api.sup)) {
 		s->notified_ready = true;
-		char status[128];
-		snprintf(status, sizeof status, "READY=1\nSTATUS=%s",
-			 sup_all_ready(s->api.sup) ? "all kernels ready" : "degraded");
-		sdk_notify(status);
+		notify_status(s, "READY=1\n");
 		sdk_info("%s in %.1f ms", sup_all_ready(s->api.sup) ? "all kernels ready"
 								       : "kernels settled, some not ready",
 			 sdk_ms_since(&s->t0));
+	} else if (s->notified_ready) {
+		notify_status(s, ""); /* kept current: systemctl status shows it */
 	}
 }
 
@@ -105,7 +149,24 @@ static void on_kernel_change(const sup_change *c, void *arg)
 	gd_on_sup_change(s->api.gd, c->k, c->from);
 	hl_on_sup_change(s->api.hl, c->k, c->from);
 	announce_state(s, c);
+	api_dashboard_on_change(&s->api, c);
+	rl_on_change(s->api.rl, c);
 	check_settled(s);
+}
+
+/* SIGHUP: the configuration file read again (serve/reload/reload.h). */
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct serve *s = arg;
+	if (s->stopping || !s->api.rl)
+		return;
+	json_t *status = NULL;
+	sdk_err err = { "" };
+	if (rl_reload(s->api.rl, "SIGHUP", &status, &err) < 0)
+		sdk_warn("SIGHUP: %s", err.msg);
+	json_decref(status);
 }
 
 static void on_unhealthy(sup_kernel *k, const char *reason, void *arg)
@@ -127,6 +188,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	sdk_notify("STOPPING=1");
 	sdk_server_stop_accepting(s->api.server);
 	chat_stop(s->api.chat); /* answers waiting on a model: from their sources, now */
+	api_dashboard_close(&s->api); /* the live feeds end, so the drain can */
 	sup_shutdown(s->api.sup);
 	unsigned longest = 0;
 	for (size_t i = 0; i < s->api.cfg->n_kernels; i++)
@@ -178,7 +240,27 @@ static int self_exe(char *buf, size_t len)
 	return 0;
 }
 
-int grace_serve(const grace_config *cfg)
+static int serve_run(grace_config *cfg);
+
+int grace_serve(grace_config *cfg)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (mkdir_p(cfg->data_dir) < 0) {
+		sdk_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+		return 1;
+	}
+	/* From here, our lines and every kernel's go to DATA_DIR/log/ too. */
+	char err[PATH_MAX + 64];
+	logfile *lf = lf_start(cfg->data_dir, cfg->log_file_bytes, cfg->log_files, err,
+			       sizeof err);
+	if (!lf && err[0])
+		sdk_warn("no log files (standard error only): %s", err);
+	int rc = serve_run(cfg);
+	lf_stop(lf); /* every kernel has exited: their lines are in */
+	return rc;
+}
+
+static int serve_run(grace_config *cfg)
 {
 	struct serve s = { 0 };
 	clock_gettime(CLOCK_MONOTONIC, &s.t0);
@@ -189,15 +271,11 @@ int grace_serve(const grace_config *cfg)
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP); /* its default would end us */
 	pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
 	s.api.cfg = cfg;
-	signal(SIGPIPE, SIG_IGN);
 
 	char exe[PATH_MAX];
-	if (mkdir_p(cfg->data_dir) < 0) {
-		sdk_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
-		return 1;
-	}
 	if (self_exe(exe, sizeof exe) < 0) {
 		sdk_error("cannot find this program's path: %s", strerror(errno));
 		return 1;
@@ -268,6 +346,8 @@ int grace_serve(const grace_config *cfg)
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
+	if (!(s.api.rl = rl_new(s.api.base, cfg, s.api.sup)))
+		sdk_warn("cannot read %s again: SIGHUP and /reload do nothing", cfg->path);
 	/* Grace traces itself (sdk/tracer.h): every request on :8000 is a
 	 * span, a new trace unless it brings a valid traceparent. */
 	if (grace_config_self_trace(cfg) && (s.tracer = sdk_tracer_new(s.api.base,
@@ -296,8 +376,10 @@ int grace_serve(const grace_config *cfg)
 	s.sigterm = evsignal_new(s.api.base, SIGTERM, on_stop_signal, &s);
 	s.sigint = evsignal_new(s.api.base, SIGINT, on_stop_signal, &s);
 	s.deadline = evtimer_new(s.api.base, on_deadline, &s);
+	s.sighup = evsignal_new(s.api.base, SIGHUP, on_reload_signal, &s);
 	evsignal_add(s.sigterm, NULL);
 	evsignal_add(s.sigint, NULL);
+	evsignal_add(s.sighup, NULL);
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	uint64_t wd = sdk_watchdog_usec();
 	if (wd) {
@@ -325,6 +407,7 @@ out:
 	api_backup_close(s.api.backup); /* and for a backup being made or sent */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	api_decide_free(&s.api); /* answers requests waiting for a decision */
+	api_dashboard_close(&s.api); /* ends the live feeds still open */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);
@@ -333,7 +416,8 @@ out:
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
 	dir_free(s.dir);
 	free(s.routes);
-	struct event *evs[] = { s.sigterm, s.sigint, s.deadline, s.watchdog };
+	rl_free(s.api.rl);
+	struct event *evs[] = { s.sigterm, s.sigint, s.sighup, s.deadline, s.watchdog };
 	for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
 		if (evs[i])
 			event_free(evs[i]);

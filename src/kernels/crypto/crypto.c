@@ -1,6 +1,7 @@
 /* The crypto kernel (8111): named, versioned keys sealed at rest; Ed25519
  * signatures, XChaCha20-Poly1305 and sealed-box encryption, hashes and
  * random bytes. No route ever returns a private key. See docs/crypto.md. */
+#include "sdk/json_keys.h"
 #include "sdk/keyfile.h"
 #include "sdk/clock.h"
 #include "kernels/crypto/ops.h"
@@ -57,24 +58,6 @@ static json_t *cry_b64_json(const unsigned char *data, size_t len)
 }
 
 /* ---- request fields */
-
-/* Refuses fields other than `allowed` (NULL-terminated): a misspelt
- * "aad" must not silently encrypt without associated data. */
-static int cry_fields_only(sdk_req *req, json_t *body, const char *const *allowed)
-{
-	const char *key;
-	json_t *val;
-	json_object_foreach(body, key, val) {
-		size_t i = 0;
-		while (allowed[i] && strcmp(allowed[i], key))
-			i++;
-		if (!allowed[i]) {
-			sdk_reply_error(req, 400, "invalid", "unknown field \"%s\"", key);
-			return -1;
-		}
-	}
-	return 0;
-}
 
 static const char *cry_string_field(sdk_req *req, json_t *body, const char *name)
 {
@@ -163,7 +146,7 @@ static void on_key_create(sdk_req *req, void *ctx)
 {
 	static const char *const fields[] = { "name", "type", "import", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *name = cry_string_field(req, body, "name");
 	if (!name)
@@ -212,7 +195,7 @@ static void on_key_rotate(sdk_req *req, void *ctx)
 	/* The body is optional: only to import the new version's secret. */
 	if (evbuffer_get_length(sdk_req_body(req))) {
 		body = sdk_req_json(req, true);
-		if (!body || cry_fields_only(req, body, fields) < 0)
+		if (!body || sdk_req_fields_only(req, body, fields) < 0)
 			return;
 	}
 	unsigned char secret[CRY_SECRET_BYTES];
@@ -233,7 +216,7 @@ static void on_sign(sdk_req *req, void *ctx)
 {
 	static const char *const fields[] = { "key", "data", "data_b64", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *key = cry_string_field(req, body, "key");
 	const unsigned char *data;
@@ -275,7 +258,7 @@ static void on_verify(sdk_req *req, void *ctx)
 	static const char *const fields[] = { "key", "data", "data_b64", "signature", "version",
 					      NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *key = cry_string_field(req, body, "key");
 	if (!key)
@@ -321,7 +304,7 @@ static void on_encrypt(sdk_req *req, void *ctx)
 	static const char *const fields[] = { "key", "plaintext", "plaintext_b64", "aad",
 					      "aad_b64", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *key = cry_string_field(req, body, "key");
 	if (!key)
@@ -359,7 +342,7 @@ static void on_decrypt(sdk_req *req, void *ctx)
 {
 	static const char *const fields[] = { "key", "ciphertext", "aad", "aad_b64", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *key = cry_string_field(req, body, "key");
 	if (!key)
@@ -403,7 +386,7 @@ static void on_hash(sdk_req *req, void *ctx)
 	(void)ctx;
 	static const char *const fields[] = { "algorithm", "data", "data_b64", "bytes", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *alg = cry_string_field(req, body, "algorithm");
 	if (!alg)

@@ -7,6 +7,7 @@
 
 #include "kernels/policy/json.h"
 #include "kernels/registry.h"
+#include "sdk/json_keys.h"
 #include "sdk/clock.h"
 
 #include <event2/buffer.h>
@@ -85,22 +86,6 @@ static int expected_version(sdk_req *req, json_t *body, int64_t *out)
 	if (sdk_req_query_uint(req, "expected_version", 0, 1ULL << 62, 0, &n) < 0)
 		return -1;
 	*out = (int64_t)n;
-	return 0;
-}
-
-static int fields_only(sdk_req *req, json_t *body, const char *const *allowed)
-{
-	const char *key;
-	json_t *val;
-	json_object_foreach(body, key, val) {
-		size_t i = 0;
-		while (allowed[i] && strcmp(allowed[i], key))
-			i++;
-		if (!allowed[i]) {
-			sdk_reply_error(req, 400, "invalid", "unknown field \"%s\"", key);
-			return -1;
-		}
-	}
 	return 0;
 }
 
@@ -244,7 +229,7 @@ static int policy_text(sdk_req *req, json_t **body, const char **text, size_t *l
 		return *text ? 0 : -1;
 	}
 	*body = pol_body_json(req, true);
-	if (!*body || fields_only(req, *body, fields) < 0)
+	if (!*body || sdk_req_fields_only(req, *body, fields) < 0)
 		return -1;
 	json_t *p = json_object_get(*body, "policies");
 	if (!json_is_string(p)) {
@@ -395,7 +380,7 @@ static void entities_write(sdk_req *req, void *ctx, bool replace)
 		return;
 	json_t *arr = body;
 	if (json_is_object(body)) {
-		if (fields_only(req, body, fields) < 0) {
+		if (sdk_req_fields_only(req, body, fields) < 0) {
 			json_decref(body);
 			return;
 		}
@@ -509,7 +494,7 @@ static void on_authorize(sdk_req *req, void *ctx)
 					      "entities", "policy_set", NULL };
 	pol_kernel *pk = pol_of(ctx);
 	json_t *body = pol_body_json(req, true);
-	if (!body || fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		goto out;
 	const pol_set *set = pol_decision_set(req, pk, body);
 	cedar_view v;
@@ -542,7 +527,7 @@ static void on_authorize_batch(sdk_req *req, void *ctx)
 	static const char *const rq_fields[] = { "principal", "action", "resource", "context", NULL };
 	pol_kernel *pk = pol_of(ctx);
 	json_t *body = pol_body_json(req, true);
-	if (!body || fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		goto out;
 	json_t *reqs = json_object_get(body, "requests");
 	if (!json_is_array(reqs) || json_array_size(reqs) > POL_BATCH_MAX) {

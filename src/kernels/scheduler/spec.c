@@ -1,4 +1,5 @@
 #include "kernels/scheduler/spec.h"
+#include "sdk/json_keys.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -116,19 +117,12 @@ static int opt_bool(json_t *o, const char *key, const char *path, bool def, bool
 static int check_keys(json_t *o, const char *const *allowed, const char *prefix,
 		      char field[SCH_FIELD_MAX], sdk_err *err)
 {
-	const char *key;
-	json_t *v;
-	json_object_foreach(o, key, v) {
-		bool ok = false;
-		for (size_t i = 0; allowed[i] && !ok; i++)
-			ok = !strcmp(key, allowed[i]);
-		if (!ok) {
-			char path[SCH_FIELD_MAX];
-			snprintf(path, sizeof path, "%s%.40s", prefix, key);
-			return bad(field, path, err, "unknown field");
-		}
-	}
-	return 0;
+	const char *key = sdk_json_unknown_key(o, allowed);
+	if (!key)
+		return 0;
+	char path[SCH_FIELD_MAX];
+	snprintf(path, sizeof path, "%s%.40s", prefix, key);
+	return bad(field, path, err, "unknown field");
 }
 
 static int parse_bus(json_t *t, sch_spec *s, char field[SCH_FIELD_MAX], sdk_err *err)

@@ -16,6 +16,7 @@
  *     "sibling" or "sibling.child" (from the source's parent), with "\."
  *     escaping a dot; "" or no target: targetless. */
 #include "kernels/state_machine/chart.h"
+#include "sdk/json_keys.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -189,18 +190,7 @@ static int add_expr(parser *p, json_t *v, int *out)
 
 static bool only_keys(json_t *obj, const char *const *allowed, const char **bad)
 {
-	const char *k;
-	json_t *v;
-	json_object_foreach(obj, k, v) {
-		bool ok = false;
-		for (size_t i = 0; allowed[i] && !ok; i++)
-			ok = !strcmp(k, allowed[i]);
-		if (!ok) {
-			*bad = k;
-			return false;
-		}
-	}
-	return true;
+	return !(*bad = sdk_json_unknown_key(obj, allowed));
 }
 
 /* ---- actions ---- */

@@ -9,6 +9,7 @@
 #include "kernels/trust/spiffe.h"
 #include "kernels/trust/store.h"
 #include "kernels/trust/x509.h"
+#include "sdk/json_keys.h"
 #include "sdk/call.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
@@ -54,18 +55,7 @@ static json_t *body_of(sdk_req *req, const char *const *allowed)
 	} else if (!(body = sdk_req_json(req, true))) {
 		return NULL;
 	}
-	const char *key;
-	json_t *val;
-	json_object_foreach(body, key, val) {
-		size_t i = 0;
-		while (allowed[i] && strcmp(allowed[i], key))
-			i++;
-		if (!allowed[i]) {
-			sdk_reply_error(req, 400, "invalid", "unknown field \"%s\"", key);
-			return NULL;
-		}
-	}
-	return body;
+	return sdk_req_fields_only(req, body, allowed) < 0 ? NULL : body;
 }
 
 /* "ttl_s": absent (def), or an integer in [TR_TTL_MIN_S, max]. */

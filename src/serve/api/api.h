@@ -17,8 +17,10 @@
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
 typedef struct api_backup api_backup; /* /backup: its worker and the one under way */
+typedef struct reloader reloader;     /* /reload, SIGHUP (serve/reload/reload.h) */
 typedef struct mem_service mem_service;
 typedef struct sdk_pdp sdk_pdp;
+typedef struct api_dash api_dash; /* the dashboard's live feeds (dashboard.h) */
 
 typedef struct api_ctx {
 	const grace_config *cfg;
@@ -33,8 +35,10 @@ typedef struct api_ctx {
 	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
 	user_data *ud;   /* purges a user's data with the user (user_data.h) */
 	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
+	reloader *rl;       /* NULL when it could not start: /reload answers 503 */
 	sdk_server *server;
 	sdk_pdp *pdp; /* decisions by the policy kernel (decide.c); made at the first */
+	api_dash *dash; /* made at the first feed; NULL before */
 } api_ctx;
 
 /* Route access levels: the role table. 0, the default, is admin-only: fail
@@ -74,7 +78,8 @@ typedef struct api_family {
 
 extern const api_family api_health_family, api_auth_family, api_kernel_ports_family,
 	api_guardian_family, api_healer_family, api_chat_family, api_memory_family,
-	api_prefixes_family, api_openapi_family, api_tokens_family, api_backup_family;
+	api_prefixes_family, api_openapi_family, api_tokens_family, api_backup_family,
+	api_dashboard_family, api_reload_family;
 
 /* Every family, in the order they are matched (server.c). */
 size_t api_family_count(void);

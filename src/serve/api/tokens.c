@@ -4,6 +4,7 @@
  * answer only. */
 #include "serve/api/api.h"
 
+#include "sdk/json_keys.h"
 #include "sdk/clock.h"
 #include "serve/auth/tokens.h"
 
@@ -18,17 +19,8 @@ static int read_create(sdk_req *req, json_t *body, const char **name, json_t **s
 		       const char **user, long long *expires_in_s)
 {
 	static const char *const fields[] = { "name", "scopes", "user", "expires_in_s", NULL };
-	const char *key;
-	json_t *v;
-	json_object_foreach (body, key, v) {
-		size_t i = 0;
-		while (fields[i] && strcmp(fields[i], key))
-			i++;
-		if (!fields[i]) {
-			sdk_reply_error(req, 400, "invalid", "unknown field \"%.64s\"", key);
-			return -1;
-		}
-	}
+	if (sdk_req_fields_only(req, body, fields) < 0)
+		return -1;
 	json_t *n = json_object_get(body, "name");
 	*name = json_string_value(n);
 	if (!*name || !*name[0] || json_string_length(n) > AUTH_API_TOKEN_NAME_MAX ||
@@ -45,6 +37,7 @@ static int read_create(sdk_req *req, json_t *body, const char **name, json_t **s
 		return -1;
 	}
 	size_t i;
+	json_t *v;
 	json_array_foreach (*scopes, i, v) {
 		const char *s = json_string_value(v);
 		if (!s || memchr(s, '\0', json_string_length(v)) || !auth_scope_valid(s)) {
