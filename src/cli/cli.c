@@ -764,6 +764,9 @@ int cli_dispatch(const struct cli_args *a)
 	case CMD_TOP: return cli_top(a);
 	case CMD_USER: return cmd_user_add(a);
 	case CMD_POLICY: return cli_policy(a);
+	case CMD_APPROVALS:
+	case CMD_APPROVE:
+	case CMD_DENY: return cli_approvals(a);
 	case CMD_VERSION: return cmd_version(a);
 	case CMD_COMPLETION: return cli_completion(a->args[0]);
 	case CMD_MAN: return cli_man();

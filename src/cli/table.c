@@ -56,12 +56,15 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 	[OPT_NO_SECRETS] = { "no-secrets", 0, NULL, "leave the secrets out of the archive" },
 	[OPT_CONFIG_OUT] = { "config-out", 0, "FILE",
 			     "write the archive's configuration to FILE" },
-	[OPT_COMMENT] = { "comment", 0, "TEXT", "why the silence (required; shown by grace silences)" },
+	[OPT_COMMENT] = { "comment", 0, "TEXT",
+			  "why: the silence's reason (required; shown by grace silences), or an "
+			  "approval's or a denial's comment" },
 	[OPT_DURATION] = { "duration", 0, "DURATION",
 			   "how long the silence lasts: 30m, 2h, 1d (default 2h; at most a year)" },
 	[OPT_AUTHOR] = { "author", 0, "NAME", "who silences (default: $USER)" },
 	[OPT_WAIT] = { "wait", 0, NULL,
 		       "wait until the kernel is ready (start, restart) or stopped (stop)" },
+	[OPT_ALL] = { "all", 'a', NULL, "every change request, not only the open ones" },
 };
 
 static const char *const completion_shells[] = { "bash", "zsh", "fish", NULL };
@@ -197,6 +200,24 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "(etc/policy/default.cedar). routes lists every route on :8000 with its access "
 	  "level, its actions and its resource type (--json for scripts).",
 	  "grace policy reset --data-dir /var/lib/grace\ngrace policy routes --json" },
+	{ CMD_APPROVALS, "approvals", "", 0, 0, ARG_NONE, NULL, OPTS_API | OPTB(OPT_ALL), 0,
+	  "change requests waiting for approval, and what each still waits for",
+	  "The governance kernel's change requests (docs/governance.md), newest first: the open "
+	  "ones, or every one with --all. Each line gives the id, the action, its state, its "
+	  "requester and its parameters; below it, what it still waits for (\"1 more approval "
+	  "from role admin\") and, once it ran, whether its action succeeded.",
+	  "grace approvals\ngrace approvals --all --json" },
+	{ CMD_APPROVE, "approve", "ID", 1, 1, ARG_NONE, NULL, OPTS_API | OPTB(OPT_COMMENT), 0,
+	  "approve a change request",
+	  "Approves change request ID as the logged-in user, who must hold a role its rule "
+	  "names and may not be its requester. The approval that meets the rule runs the "
+	  "action (once). Prints the request as it is then.",
+	  "grace approve 12 --comment \"checked the plan\"" },
+	{ CMD_DENY, "deny", "ID", 1, 1, ARG_NONE, NULL, OPTS_API | OPTB(OPT_COMMENT), 0,
+	  "deny (veto) a change request",
+	  "Denies change request ID as the logged-in user, who must be one who may approve "
+	  "it: the request is closed and its action never runs.",
+	  "grace deny 12 --comment \"not during the freeze\"" },
 	{ CMD_BACKUP, "backup", "FILE", 1, 1, ARG_NONE, NULL,
 	  OPTB(OPT_JSON) | OPTB(OPT_CONFIG) | OPTB(OPT_PORT_OFFSET) | OPTB(OPT_PORT) |
 		  OPTB(OPT_FORCE) | OPTB(OPT_PASSPHRASE_FILE) | OPTB(OPT_KEY_FILE) |

@@ -59,6 +59,7 @@ enum cli_opt_id {
 	OPT_COMMENT,
 	OPT_DURATION,
 	OPT_AUTHOR,
+	OPT_ALL,
 	CLI_N_OPTS
 };
 
@@ -98,6 +99,9 @@ enum cli_cmd_id {
 	CMD_LOGOUT,
 	CMD_USER,
 	CMD_POLICY,
+	CMD_APPROVALS,
+	CMD_APPROVE,
+	CMD_DENY,
 	CMD_BACKUP,
 	CMD_RESTORE,
 	CMD_KERNELS_LIST,
@@ -141,7 +145,7 @@ struct cli_args {
 	const struct cli_cmd *cmd;
 	const char *args[CLI_MAX_ARGS];
 	int n_args;
-	bool help, json, force, admin, follow, wait;
+	bool help, json, force, admin, follow, wait, all;
 	const char *config, *data_dir, *port_offset, *action, *level, *file, *since_text;
 	int port;             /* 0: from the configuration */
 	unsigned timeout_ms;  /* 0: the command's own */
@@ -149,7 +153,7 @@ struct cli_args {
 	unsigned interval_ms; /* top */
 	unsigned iterations;  /* top; 0 = until interrupted */
 	int64_t since_ms;     /* logs: wall-clock ms, or a negative age; 0 = none */
-	const char *comment, *author; /* silence add */
+	const char *comment, *author; /* silence add; approve and deny (comment) */
 	int64_t duration_ms;          /* silence add; 2 h when not given */
 };
 

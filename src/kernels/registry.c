@@ -24,9 +24,6 @@ GRACE_KERNEL_LIST
 	const sdk_kernel_def n##_kernel = { .name = #n, .summary = s, .port = p, .tier = t,      \
 					    .complete = false }
 
-PLACEHOLDER(governance, 8110, "governance", "proposals, votes, quorum, decisions");
-PLACEHOLDER(compliance, 8114, "governance", "controls checked on a schedule");
-PLACEHOLDER(workflow, 8122, "execution", "durable DAG runs");
 PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");
 PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test runs");
 PLACEHOLDER(learning, 8133, "agentic", "outcomes in, recommendations out");

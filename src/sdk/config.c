@@ -1,5 +1,7 @@
 #include "sdk/config.h"
 #include "sdk/kernel.h"
+#include "sdk/govaction.h"
+#include "sdk/govrule.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -124,6 +126,16 @@ static const struct cfg_key state_machine_keys[] = {
 #undef S
 };
 
+static const struct cfg_key workflow_keys[] = {
+#define W(n, field, t, lo, hi) { n, offsetof(grace_workflow, field), t, lo, hi }
+	W("definition_max_bytes", definition_max_bytes, KEY_SIZE, 1024, (uint64_t)16 << 20),
+	W("tasks_max", tasks_max, KEY_UINT, 1, 1000000),
+	W("runs_max", runs_max, KEY_UINT, 1, 1000000),
+	W("history_max", history_max, KEY_UINT, 100, 100000000),
+	W("data_max_bytes", data_max_bytes, KEY_SIZE, 1024, (uint64_t)64 << 20),
+#undef W
+};
+
 static const struct cfg_key metrics_keys[] = {
 #define MT(n, field, t, lo, hi) { n, offsetof(grace_metrics, field), t, lo, hi }
 	MT("scrape_interval_ms", scrape_interval_ms, KEY_UINT, 1000, 3600000),
@@ -173,6 +185,24 @@ static const struct cfg_key telemetry_keys[] = {
 #undef T
 };
 
+static const struct cfg_key governance_keys[] = {
+#define G(n, field, lo, hi) { n, offsetof(grace_governance, field), KEY_UINT, lo, hi }
+	G("expiry_s", expiry_s, 1, 366u * 86400),
+	G("requests_max", requests_max, 10, 10000000),
+	G("poll_ms", poll_ms, 20, 60000),
+	G("run_delay_ms", run_delay_ms, 0, 600000),
+#undef G
+};
+
+static const struct cfg_key backup_keys[] = {
+#define X(n, field, t, lo, hi) { n, offsetof(grace_backup, field), t, lo, hi }
+	X("no_secrets", no_secrets, KEY_UINT, 0, 1),
+	X("keep", keep, KEY_UINT, 1, 10000),
+	X("max_age_days", max_age_days, KEY_UINT, 0, 36500),
+	X("verify", verify, KEY_UINT, 0, 1),
+#undef X
+};
+
 static const struct cfg_key executor_keys[] = {
 #define X(n, field, t, lo, hi) { n, offsetof(grace_executor, field), t, lo, hi }
 	X("concurrency", concurrency, KEY_UINT, 1, 1024),
@@ -185,6 +215,15 @@ static const struct cfg_key executor_keys[] = {
 	X("output_default_bytes", output_default_bytes, KEY_SIZE, 0, 1u << 30),
 	X("output_max_bytes", output_max_bytes, KEY_SIZE, 0, 1u << 30),
 #undef X
+};
+
+static const struct cfg_key compliance_keys[] = {
+#define CP(n, field, lo, hi) { n, offsetof(grace_compliance, field), KEY_UINT, lo, hi }
+	CP("scan_interval_s", scan_interval_s, 0, 30u * 86400),
+	CP("scans_keep", scans_keep, 10, 1000000),
+	CP("waiver_max_days", waiver_max_days, 1, 3650),
+	CP("check_timeout_ms", check_timeout_ms, 100, 600000),
+#undef CP
 };
 
 /* A model server's base URL: http or https, and nothing odd in it. */
@@ -517,6 +556,72 @@ static int on_policy_key(struct parse_ctx *c, const char *name, const char *valu
 	return rc == 0;
 }
 
+/* [governance]: gate (a list of actions), default_rule and rule.ACTION (rule
+ * text, parsed by the governance kernel), and the numbers. */
+static int on_governance_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_governance *g = &c->cfg->governance;
+	if (!strcmp(name, "gate")) {
+		if (strlen(value) >= sizeof g->gate) {
+			snprintf(c->err, sizeof c->err, "gate: too long");
+			return 0;
+		}
+		for (const char *p = value; *p;) {
+			while (*p == ' ' || *p == ',')
+				p++;
+			size_t w = strcspn(p, " ,");
+			char one[GRACE_NAME_MAX];
+			if (!w)
+				break;
+			snprintf(one, sizeof one, "%.*s", (int)(w < sizeof one ? w : sizeof one - 1), p);
+			if (w >= sizeof one || !sdk_gov_action_find(one)) {
+				snprintf(c->err, sizeof c->err, "gate: '%.*s' is not an action",
+					 (int)(w > 40 ? 40 : w), p);
+				return 0;
+			}
+			p += w;
+		}
+		memcpy(g->gate, value, strlen(value) + 1);
+		return 1;
+	}
+	if (!strcmp(name, "default_rule") || !strncmp(name, "rule.", 5)) {
+		sdk_err e;
+		json_t *parsed = sdk_gov_rule_parse(value, &e);
+		if (!parsed) {
+			snprintf(c->err, sizeof c->err, "%.40s: %.200s", name, e.msg);
+			return 0;
+		}
+		json_decref(parsed);
+		if (!strcmp(name, "default_rule")) {
+			memcpy(g->default_rule, value, strlen(value) + 1);
+			return 1;
+		}
+		const char *action = name + 5;
+		if (!sdk_gov_action_find(action)) {
+			snprintf(c->err, sizeof c->err, "%s: '%s' is not an action", name, action);
+			return 0;
+		}
+		size_t i = 0;
+		while (i < g->n_rules && strcmp(g->rules[i].action, action))
+			i++;
+		if (i == GRACE_GOV_RULES_MAX) {
+			snprintf(c->err, sizeof c->err, "%s: at most %d rules", name,
+				 GRACE_GOV_RULES_MAX);
+			return 0;
+		}
+		snprintf(g->rules[i].action, sizeof g->rules[i].action, "%s", action);
+		memcpy(g->rules[i].rule, value, strlen(value) + 1);
+		if (i == g->n_rules)
+			g->n_rules++;
+		return 1;
+	}
+	int rc = set_keyed(g, governance_keys, sizeof governance_keys / sizeof governance_keys[0],
+			   name, value, c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -594,6 +699,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return on_model_key(c, name, value);
 	if (!strcmp(section, "policy"))
 		return on_policy_key(c, name, value);
+	if (!strcmp(section, "compliance")) {
+		int rc = set_keyed(&cfg->compliance, compliance_keys,
+				   sizeof compliance_keys / sizeof compliance_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "state_machine")) {
 		int rc = set_keyed(&cfg->state_machine, state_machine_keys,
 				   sizeof state_machine_keys / sizeof state_machine_keys[0], name, value,
@@ -606,6 +719,44 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		int rc = set_keyed(&cfg->telemetry, telemetry_keys,
 				   sizeof telemetry_keys / sizeof telemetry_keys[0], name, value,
 				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "governance"))
+		return on_governance_key(c, name, value);
+	if (!strcmp(section, "backup")) {
+		grace_backup *b = &cfg->backup;
+		char *dst = !strcmp(name, "schedule")   ? b->schedule
+			    : !strcmp(name, "timezone") ? b->timezone
+			    : !strcmp(name, "dir")      ? b->dir
+			    : !strcmp(name, "key_file") ? b->key_file
+							: NULL;
+		if (dst) {
+			size_t len = dst == b->schedule ? sizeof b->schedule
+				     : dst == b->timezone ? sizeof b->timezone
+							  : PATH_MAX;
+			bool path = dst == b->dir || dst == b->key_file;
+			if ((*value && set_string(dst, len, value) < 0) ||
+			    (path && *value && *value != '/')) {
+				snprintf(c->err, sizeof c->err, "%s: too long%s", name,
+					 path ? ", or not an absolute path" : "");
+				return 0;
+			}
+			if (!*value)
+				dst[0] = '\0';
+			return 1;
+		}
+		int rc = set_keyed(b, backup_keys, sizeof backup_keys / sizeof backup_keys[0], name,
+				   value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "workflow")) {
+		int rc = set_keyed(&cfg->workflow, workflow_keys,
+				   sizeof workflow_keys / sizeof workflow_keys[0], name, value, c->err,
+				   sizeof c->err);
 		if (rc == 1)
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
@@ -740,6 +891,7 @@ static bool known_section(const char *name, size_t n)
 	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
+					     "backup",  "compliance", "workflow", "governance",
 					     "telemetry" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
@@ -815,6 +967,7 @@ static void config_defaults(grace_config *cfg)
 	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
 	cfg->log_file_bytes = 10 * 1024 * 1024;
 	cfg->log_files = 9;
+	cfg->backup = (grace_backup){ .timezone = "UTC", .keep = 7, .verify = 1 };
 	cfg->limits = (grace_limits){ .max_header_bytes = 16384,
 				      .max_headers = 100,
 				      .max_body_bytes = 1u << 20,
@@ -858,6 +1011,11 @@ static void config_defaults(grace_config *cfg)
 						    .history_keep = 1000,
 						    .context_max_bytes = (size_t)256 << 10,
 						    .event_max_bytes = (size_t)64 << 10 };
+	cfg->workflow = (grace_workflow){ .definition_max_bytes = (size_t)1 << 20,
+					  .tasks_max = 10000,
+					  .runs_max = 1000,
+					  .history_max = 100000,
+					  .data_max_bytes = (size_t)1 << 20 };
 	cfg->metrics = (grace_metrics){ .scrape_interval_ms = 5000,
 					.scrape_timeout_ms = 4000,
 					.flush_interval_ms = 10000,
@@ -888,6 +1046,14 @@ static void config_defaults(grace_config *cfg)
 					    .caller_requests_max = 64,
 					    .self_trace = 1,
 					    .sample_percent = 100 };
+	cfg->compliance = (grace_compliance){ .scan_interval_s = 3600,
+					      .scans_keep = 1000,
+					      .waiver_max_days = 90,
+					      .check_timeout_ms = 10000 };
+	cfg->governance = (grace_governance){ .expiry_s = 86400,
+					      .requests_max = 100000,
+					      .poll_ms = 500,
+					      .default_rule = "1 admin" };
 	cfg->executor = (grace_executor){ .concurrency = 4,
 					  .queue_max = 100,
 					  .history_max = 10000,
@@ -1148,6 +1314,13 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	    cfg->executor.output_default_bytes > cfg->executor.output_max_bytes) {
 		snprintf(err, errlen, "[executor]: timeout_default_ms and output_default_bytes must "
 				      "not exceed timeout_max_ms and output_max_bytes");
+		return -1;
+	}
+	const grace_backup *b = &cfg->backup;
+	if (b->schedule[0] && (!b->dir[0] || (!b->key_file[0] && !b->no_secrets) ||
+			       (b->key_file[0] && b->no_secrets))) {
+		snprintf(err, errlen, "[backup]: a schedule needs dir, and exactly one of key_file "
+				      "(the secrets sealed) or no_secrets = 1 (left out)");
 		return -1;
 	}
 	return check_kernels(cfg, &c.defaults, err, errlen);

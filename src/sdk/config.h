@@ -106,6 +106,15 @@ typedef struct grace_state_machine {
 	size_t event_max_bytes;      /* one event as JSON */
 } grace_state_machine;
 
+/* [workflow]: limits of the workflow kernel. */
+typedef struct grace_workflow {
+	size_t definition_max_bytes; /* one definition as stored */
+	unsigned tasks_max;          /* tasks in one definition, nested ones counted */
+	unsigned runs_max;           /* runs active (running, waiting, suspended) at once */
+	unsigned history_max;        /* events in one run's history; past it the run faults */
+	size_t data_max_bytes;       /* a run's input, context or output as JSON */
+} grace_workflow;
+
 /* [metrics]: the metrics kernel's scrapes, store and queries
  * (docs/metrics.md). */
 #define GRACE_METRICS_TARGETS_MAX 32
@@ -170,6 +179,43 @@ typedef struct grace_telemetry {
 	unsigned sample_percent;       /* of the traces :8000 starts, this many are recorded */
 } grace_telemetry;
 
+/* [governance]: change requests before dangerous actions (docs/governance.md). */
+#define GRACE_GOV_RULES_MAX 16
+#define GRACE_GOV_RULE_MAX 192 /* a rule's text, as a grace.ini line holds it */
+typedef struct grace_governance {
+	unsigned expiry_s;       /* an open request expires this long after it was opened */
+	unsigned requests_max;   /* requests kept in all (closed ones are dropped oldest first) */
+	unsigned poll_ms;        /* the main process asks for approved actions this often */
+	unsigned run_delay_ms;   /* tests only: an approved action waits this long before it runs */
+	char gate[256];          /* the actions gated, space-separated ("" : none) */
+	char default_rule[GRACE_GOV_RULE_MAX + 1]; /* every action's rule unless it has its own */
+	struct {
+		char action[GRACE_NAME_MAX];
+		char rule[GRACE_GOV_RULE_MAX + 1];
+	} rules[GRACE_GOV_RULES_MAX]; /* rule.ACTION = ... */
+	size_t n_rules;
+} grace_governance;
+
+/* [backup]: scheduled backups by grace serve (docs/backup.md). */
+typedef struct grace_backup {
+	char schedule[256];     /* cron (5 or 6 fields, @daily, @every 6h); "" = none */
+	char timezone[64];      /* IANA zone the schedule reads its hours in */
+	char dir[PATH_MAX];     /* where the archives go (absolute) */
+	char key_file[PATH_MAX]; /* 64 hex digits, mode 0600: seals the secrets */
+	unsigned no_secrets;    /* 1: no key_file, the secrets left out */
+	unsigned keep;          /* the newest archives kept */
+	unsigned max_age_days;  /* and none older (0: no age limit) */
+	unsigned verify;        /* 1: each one restored into a temporary directory */
+} grace_backup;
+
+/* [compliance]: the compliance kernel's scans and limits (docs/compliance.md). */
+typedef struct grace_compliance {
+	unsigned scan_interval_s;  /* the scheduled scan of the default profile; 0: none */
+	unsigned scans_keep;       /* scans kept, newest first (each is in the log besides) */
+	unsigned waiver_max_days;  /* the longest a waiver may run */
+	unsigned check_timeout_ms; /* a check that asks another kernel waits this long */
+} grace_compliance;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -207,11 +253,15 @@ typedef struct grace_config {
 	grace_librarian librarian;
 	grace_policy policy;
 	grace_state_machine state_machine;
+	grace_workflow workflow;
 	grace_metrics metrics;
 	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
 	grace_telemetry telemetry;
+	grace_governance governance;
+	grace_backup backup;
+	grace_compliance compliance;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -3,9 +3,11 @@
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 #include "serve/api/dashboard.h"
 #include "serve/api/decide.h"
 #include "serve/directory.h"
+#include "serve/backup/schedule.h"
 #include "serve/healer/ports.h"
 #include "serve/logfile.h"
 #include "serve/reload/reload.h"
@@ -244,13 +246,17 @@ static int serve_run(grace_config *cfg);
 
 int grace_serve(grace_config *cfg)
 {
+	char err[PATH_MAX + 64];
+	if (bks_check(&cfg->backup, err, sizeof err) < 0) {
+		sdk_error("%s", err);
+		return 2; /* the configuration's fault, as a load error is */
+	}
 	signal(SIGPIPE, SIG_IGN);
 	if (mkdir_p(cfg->data_dir) < 0) {
 		sdk_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
 		return 1;
 	}
 	/* From here, our lines and every kernel's go to DATA_DIR/log/ too. */
-	char err[PATH_MAX + 64];
 	logfile *lf = lf_start(cfg->data_dir, cfg->log_file_bytes, cfg->log_files, err,
 			       sizeof err);
 	if (!lf && err[0])
@@ -344,8 +350,14 @@ static int serve_run(grace_config *cfg)
 	}
 	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
+	s.api.gov = gv_new(&s.api, s.token); /* NULL without a governance kernel */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
+	if (!(s.api.bks = bks_new(&s.api, exe, err, sizeof err)) && err[0]) {
+		sdk_error("cannot start scheduled backups: %s", err);
+		close(api_fd);
+		goto out;
+	}
 	if (!(s.api.rl = rl_new(s.api.base, cfg, s.api.sup)))
 		sdk_warn("cannot read %s again: SIGHUP and /reload do nothing", cfg->path);
 	/* Grace traces itself (sdk/tracer.h): every request on :8000 is a
@@ -405,8 +417,10 @@ out:
 	chat_free(s.api.chat); /* and for answers being written */
 	api_memory_close(s.api.mem); /* and for memory requests queued */
 	api_backup_close(s.api.backup); /* and for a backup being made or sent */
+	bks_free(s.api.bks);            /* and a scheduled one (it audits: before the outbox) */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	api_decide_free(&s.api); /* answers requests waiting for a decision */
+	gv_free(s.api.gov); /* after the healer: a clear_port it ran has reported */
 	api_dashboard_close(&s.api); /* ends the live feeds still open */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);

@@ -92,7 +92,9 @@ class Packaging(GraceTestCase):
                 keys = re.findall(r"^([a-z_]+) *=", f.read(), re.M)
             self.assertGreater(len(keys), 30)
             for key in keys:
-                self.assertIn("\n       " + key + "\n", r.stdout, key)
+                # A tag: alone on its line, or, narrower than the indent,
+                # with its text beside it ("keep   default 7: ...").
+                self.assertRegex(r.stdout, r"\n {7}%s(\n| +\S)" % re.escape(key), key)
         # An existing configuration is kept.
         conf = os.path.join(self.tmp, "stage-usr", "etc", "grace", "grace.ini")
         with open(conf, "w") as f:

@@ -816,6 +816,45 @@ static void test_scheduler_executor_sections(void **state)
 	assert_memory_equal(&shipped.executor, &f->cfg.executor, sizeof shipped.executor);
 }
 
+/* [governance]: the gate list and the rules are checked as they are read;
+ * the shipped file (strict profile commented out) equals the defaults. */
+static void test_governance_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[governance]\ngate = kernel.stop, user.delete\ndefault_rule = 2 admin\n"
+		     "rule.user.delete = all_of(1 admin, any_of(2 user, 1 admin))\n"
+		     "rule.user.delete = 3 admin\nexpiry_s = 5\nrun_delay_ms = 100\n");
+	expect_ok(f, NULL);
+	assert_string_equal(f->cfg.governance.gate, "kernel.stop, user.delete");
+	assert_string_equal(f->cfg.governance.default_rule, "2 admin");
+	assert_int_equal(f->cfg.governance.n_rules, 1); /* the same action twice: the last */
+	assert_string_equal(f->cfg.governance.rules[0].action, "user.delete");
+	assert_string_equal(f->cfg.governance.rules[0].rule, "3 admin");
+	assert_int_equal(f->cfg.governance.expiry_s, 5);
+	assert_int_equal(f->cfg.governance.run_delay_ms, 100);
+	write_ini(f, "[governance]\ngate = kernel.stop rm.rf\n");
+	expect_error(f, 2, "gate", "rm.rf");
+	write_ini(f, "[governance]\ndefault_rule = 2 admins\n");
+	expect_error(f, 2, "default_rule", "role");
+	write_ini(f, "[governance]\nrule = 2 admin\n");
+	expect_error(f, 2, "rule", "unknown key");
+	write_ini(f, "[governance]\nrule.kernel.start = 1 admin\n");
+	expect_error(f, 2, "kernel.start", "not an action");
+	write_ini(f, "[governance]\nrule.kernel.stop = all_of(1 admin\n");
+	expect_error(f, 2, "rule.kernel.stop", "')'");
+	write_ini(f, "[governance]\nexpiry_s = 0\n");
+	expect_error(f, 2, "expiry_s", "1");
+	grace_config shipped;
+	char err[512];
+	grace_config_overrides ov = { .config_path = GRACE_SOURCE_ROOT "/etc/grace.ini" };
+	if (grace_config_load(&shipped, BUILTINS, &ov, err, sizeof err) != 0)
+		fail_msg("etc/grace.ini: %s", err);
+	write_ini(f, "[grace]\n");
+	expect_ok(f, NULL);
+	assert_memory_equal(&shipped.governance, &f->cfg.governance, sizeof shipped.governance);
+	assert_string_equal(shipped.governance.gate, ""); /* off by default */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -849,6 +888,7 @@ int main(void)
 		T(test_model_heartbeat),
 		T(test_policy_section),
 		T(test_scheduler_executor_sections),
+		T(test_governance_section),
 #undef T
 	};
 	return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);

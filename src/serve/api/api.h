@@ -16,8 +16,10 @@
 #include "serve/api/user_data.h"
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
+typedef struct gv gv;                 /* governance: the gate and executor (serve/govern) */
 typedef struct api_backup api_backup; /* /backup: its worker and the one under way */
 typedef struct reloader reloader;     /* /reload, SIGHUP (serve/reload/reload.h) */
+typedef struct bk_schedule bk_schedule; /* [backup] schedule (serve/backup/schedule.h) */
 typedef struct mem_service mem_service;
 typedef struct sdk_pdp sdk_pdp;
 typedef struct api_dash api_dash; /* the dashboard's live feeds (dashboard.h) */
@@ -36,8 +38,10 @@ typedef struct api_ctx {
 	user_data *ud;   /* purges a user's data with the user (user_data.h) */
 	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
 	reloader *rl;       /* NULL when it could not start: /reload answers 503 */
+	bk_schedule *bks;   /* NULL when no [backup] schedule is configured */
 	sdk_server *server;
 	sdk_pdp *pdp; /* decisions by the policy kernel (decide.c); made at the first */
+	gv *gov;      /* NULL without a governance kernel: gated actions answer 503 */
 	api_dash *dash; /* made at the first feed; NULL before */
 } api_ctx;
 

@@ -3,6 +3,7 @@
  * session) is auth/login.c's; hashing a new password runs on the same
  * pool from here. */
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 #include "sdk/clock.h"
 
 #include "sdk/log.h"
@@ -309,6 +310,8 @@ static void api_auth_users_delete(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 409, "last_admin", "'%s' is the last admin", name);
 		return;
 	}
+	if (gv_gate(api, req, "user.delete", json_pack("{s:s}", "name", name)))
+		return;
 	auth_cache_clear(api->auth);
 	if (auth_user_delete(api->auth->db, name) < 0) {
 		sdk_reply_error(req, 500, "storage", "cannot delete the user");

@@ -10,6 +10,7 @@
 #include "sdk/log.h"
 #include "sdk/pool.h"
 #include "serve/backup/archive_dl.h"
+#include "serve/backup/schedule.h"
 #include "serve/backup/snapshot.h"
 
 #include <errno.h>
@@ -312,7 +313,39 @@ static void on_backup(sdk_req *req, void *ctx)
 		on_log_head(0, NULL, 0, 0, "cannot call the immutable log", j);
 }
 
+/* ---- scheduled backups ([backup] schedule; serve/backup/schedule.h) */
+
+static void on_schedule(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	if (!api->bks) {
+		sdk_reply_error(req, 404, "not_found",
+				"no scheduled backups: set [backup] schedule and dir in grace.ini");
+		return;
+	}
+	sdk_reply_json(req, 200, bks_status(api->bks));
+}
+
+static void on_schedule_run(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	if (!api->bks) {
+		sdk_reply_error(req, 404, "not_found",
+				"no scheduled backups: set [backup] schedule and dir in grace.ini");
+		return;
+	}
+	sdk_err err = { "" };
+	int rc = bks_run_now(api->bks, &err);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &err);
+		return;
+	}
+	sdk_reply_json(req, 202, bks_status(api->bks));
+}
+
 static const sdk_route routes[] = {
 	API_ADMIN("POST", "/backup", on_backup),
+	API_ADMIN("GET", "/backup/schedule", on_schedule),
+	API_ADMIN("POST", "/backup/schedule/run", on_schedule_run),
 };
 const api_family api_backup_family = { "backup", routes, sizeof routes / sizeof routes[0] };

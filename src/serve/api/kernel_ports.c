@@ -1,4 +1,5 @@
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -114,8 +115,11 @@ static void api_kernel_ports_action(sdk_req *req, void *ctx)
 	int rc;
 	if (!strcmp(action, "start"))
 		rc = sup_kernel_start(k);
-	else if (!strcmp(action, "stop"))
+	else if (!strcmp(action, "stop")) {
+		if (gv_gate(api, req, "kernel.stop", json_pack("{s:s}", "kernel", k->cfg->name)))
+			return;
 		rc = sup_kernel_stop(k);
+	}
 	else if (!strcmp(action, "restart"))
 		rc = sup_kernel_restart(k);
 	else if (!strcmp(action, "reset-port")) {

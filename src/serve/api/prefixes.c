@@ -2,6 +2,7 @@
  * follows the prefix is forwarded as the kernel's path), and every kernel's
  * routes under /kernels/NAME for admins. */
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 #include "sdk/str.h"
 
 #include <stdio.h>
@@ -33,6 +34,13 @@ static void on_gateway_bus(sdk_req *req, void *ctx)
 static void on_gateway_state_machine(sdk_req *req, void *ctx)
 {
 	api_forward_prefix(ctx, req, "state_machine", "/state-machine");
+}
+
+/* /workflow/...: workflow definitions and runs; a user reaches only their
+ * own (the kernel keeps them apart), admins everything. */
+static void on_gateway_workflow(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "workflow", "/workflow");
 }
 
 /* /prometheus/...: the metrics kernel's Prometheus API, so Grafana or
@@ -70,6 +78,14 @@ static void on_gateway_telemetry(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "telemetry", "/telemetry");
 }
 
+/* /compliance/...: admins only, reading included: results name the weak
+ * spots of this Grace (file modes, settings, who is admin), which is for
+ * the people who may fix them. */
+static void on_gateway_compliance(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "compliance", "/compliance");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -79,7 +95,16 @@ static void on_gateway_kernel(sdk_req *req, void *ctx)
 	char path[SDK_PATH_MAX + 1];
 	path[0] = '/';
 	sdk_strcpy(path + 1, sizeof path - 1, sdk_req_param(req, "*"));
+	if (gv_gate_kernel(api, req, k->cfg->name, path))
+		return;
 	gw_forward(api->gw, k, req, path);
+}
+
+/* /governance/...: change requests; the kernel lets a user approve, deny
+ * or veto only where they hold a role the request's rule names. */
+static void on_gateway_governance(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "governance", "/governance");
 }
 
 /* The kernel behind each prefix of the routes below. */
@@ -93,6 +118,9 @@ static const api_prefix prefixes[] = {
 	{ "/scheduler", "scheduler" },
 	{ "/executor", "executor" },
 	{ "/telemetry", "telemetry" },
+	{ "/compliance", "compliance" },
+	{ "/workflow", "workflow" },
+	{ "/governance", "governance" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -133,6 +161,7 @@ static const sdk_route routes[] = {
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
 	API_USER(NULL, "/state-machine/*", on_gateway_state_machine),
+	API_USER(NULL, "/workflow/*", on_gateway_workflow),
 	/* The Prometheus API for users (queries by GET or by form); writing
 	 * samples stays with admins. */
 	API_USER("GET", "/prometheus/api/v1/query", on_gateway_prometheus),
@@ -162,5 +191,18 @@ static const sdk_route routes[] = {
 	API_ADMIN("GET", "/telemetry/traces", on_gateway_telemetry),
 	API_ADMIN("GET", "/telemetry/traces/:id", on_gateway_telemetry),
 	API_ADMIN("GET", "/telemetry/logs", on_gateway_telemetry),
+	API_ADMIN(NULL, "/compliance/*", on_gateway_compliance),
+	/* Users open requests and decide them; the intents are the main
+	 * process's (the kernel refuses them to anyone else). */
+	API_USER("GET", "/governance/actions", on_gateway_governance),
+	API_USER("POST", "/governance/requests", on_gateway_governance),
+	API_USER("GET", "/governance/requests", on_gateway_governance),
+	API_USER("GET", "/governance/requests/:id", on_gateway_governance),
+	API_USER("PATCH", "/governance/requests/:id", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/approve", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/deny", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/veto", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/withdraw", on_gateway_governance),
+	API_USER("POST", "/governance/requests/:id/review", on_gateway_governance),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };

@@ -124,6 +124,8 @@ static const struct {
 } main_reads[] = {
 	{ "audit", NULL },	    /* the outbox's windows and journal limits */
 	{ "policy", "authorizer" }, /* who decides the API's requests */
+	{ "governance", "gate" },   /* which actions the API gates */
+	{ "governance", "poll_ms" }, /* how often it looks for approved ones */
 };
 
 static bool main_reads_key(const char *section, const char *key)
