@@ -28,7 +28,6 @@ PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health eve
 PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test runs");
 PLACEHOLDER(learning, 8133, "agentic", "outcomes in, recommendations out");
 PLACEHOLDER(research, 8134, "agentic", "questions answered from the library");
-PLACEHOLDER(telemetry, 8140, "services", "structured events, logs and spans");
 
 /* In the order of grace_kernels, which is port order (tests/unit/test_registry.c). */
 static const sdk_kernel_def *const kernels[] = {

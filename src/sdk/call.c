@@ -1,4 +1,5 @@
 #include "sdk/call.h"
+#include "sdk/tracer.h"
 
 #include "sdk/token.h"
 
@@ -78,7 +79,7 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 		 const char *target, const char *body, size_t len, const char *const *headers,
 		 unsigned timeout_ms, sdk_call_cb cb, void *arg)
 {
-	const char *h[2 * (CALL_HEADERS_MAX + 3) + 1];
+	const char *h[2 * (CALL_HEADERS_MAX + 5) + 1];
 	size_t n = 0;
 	h[n++] = SDK_CALLER_HEADER;
 	h[n++] = c->self;
@@ -99,6 +100,19 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 			return -1;
 		h[n++] = headers[i];
 		h[n++] = headers[i + 1];
+	}
+	/* The span the caller works for is the parent of the callee's. */
+	char traceparent[SDK_TRACEPARENT_LEN + 1];
+	const sdk_span *cur = sdk_trace_current();
+	if (cur && n + 4 < sizeof h / sizeof *h) {
+		sdk_trace_ctx tc = sdk_span_context(cur);
+		sdk_traceparent_format(&tc, traceparent);
+		h[n++] = "traceparent";
+		h[n++] = traceparent;
+		if (*cur->tracestate) {
+			h[n++] = "tracestate";
+			h[n++] = cur->tracestate;
+		}
 	}
 	h[n] = NULL;
 	struct call *x = calloc(1, sizeof *x);

@@ -172,6 +172,19 @@ static const struct cfg_key scheduler_keys[] = {
 #undef S
 };
 
+static const struct cfg_key telemetry_keys[] = {
+#define T(n, field, t, lo, hi) { n, offsetof(grace_telemetry, field), t, lo, hi }
+	T("retention_age_s", retention_age_s, KEY_UINT, 60, 31536000),
+	T("retention_max_bytes", retention_max_bytes, KEY_SIZE, 1u << 20, 1ull << 40),
+	T("retention_interval_ms", retention_interval_ms, KEY_UINT, 100, 86400000),
+	T("request_items_max", request_items_max, KEY_UINT, 1, 1000000),
+	T("queue_max", queue_max, KEY_UINT, 1, 100000),
+	T("caller_requests_max", caller_requests_max, KEY_UINT, 1, 100000),
+	T("self_trace", self_trace, KEY_UINT, 0, 1),
+	T("sample_percent", sample_percent, KEY_UINT, 0, 100),
+#undef T
+};
+
 static const struct cfg_key governance_keys[] = {
 #define G(n, field, lo, hi) { n, offsetof(grace_governance, field), KEY_UINT, lo, hi }
 	G("expiry_s", expiry_s, 1, 366u * 86400),
@@ -702,6 +715,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "telemetry")) {
+		int rc = set_keyed(&cfg->telemetry, telemetry_keys,
+				   sizeof telemetry_keys / sizeof telemetry_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "governance"))
 		return on_governance_key(c, name, value);
 	if (!strcmp(section, "backup")) {
@@ -870,7 +891,8 @@ static bool known_section(const char *name, size_t n)
 	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
-					     "backup",  "compliance", "workflow", "governance" };
+					     "backup",  "compliance", "workflow", "governance",
+					     "telemetry" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1016,6 +1038,14 @@ static void config_defaults(grace_config *cfg)
 					    .jobs_per_user = 100,
 					    .runs_per_job = 1000,
 					    .active_runs_max = 256 };
+	cfg->telemetry = (grace_telemetry){ .retention_age_s = 7 * 86400,
+					    .retention_max_bytes = (size_t)256 << 20,
+					    .retention_interval_ms = 60000,
+					    .request_items_max = 10000,
+					    .queue_max = 256,
+					    .caller_requests_max = 64,
+					    .self_trace = 1,
+					    .sample_percent = 100 };
 	cfg->compliance = (grace_compliance){ .scan_interval_s = 3600,
 					      .scans_keep = 1000,
 					      .waiver_max_days = 90,
@@ -1332,4 +1362,10 @@ const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char 
 int grace_kernel_port(const grace_config *cfg, const grace_kernel_cfg *k)
 {
 	return k->port + cfg->port_offset;
+}
+
+bool grace_config_self_trace(const grace_config *cfg)
+{
+	const grace_kernel_cfg *k = grace_config_kernel(cfg, "telemetry");
+	return cfg->telemetry.self_trace && k && k->enabled;
 }

@@ -167,6 +167,18 @@ typedef struct grace_executor {
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
 } grace_executor;
 
+/* [telemetry]: the telemetry kernel's retention and limits (docs/telemetry.md). */
+typedef struct grace_telemetry {
+	unsigned retention_age_s;      /* spans and log records older than this are deleted */
+	size_t retention_max_bytes;    /* the store's size past which the oldest go */
+	unsigned retention_interval_ms; /* how often retention runs */
+	unsigned request_items_max;    /* spans or log records in one request; past it 413 */
+	unsigned queue_max;            /* requests waiting for the writer; past it 503 + Retry-After */
+	unsigned caller_requests_max;  /* one caller's writes queued at once; past it 429 */
+	unsigned self_trace;           /* 1: Grace's own requests are traced (sdk/tracer.h) */
+	unsigned sample_percent;       /* of the traces :8000 starts, this many are recorded */
+} grace_telemetry;
+
 /* [governance]: change requests before dangerous actions (docs/governance.md). */
 #define GRACE_GOV_RULES_MAX 16
 #define GRACE_GOV_RULE_MAX 192 /* a rule's text, as a grace.ini line holds it */
@@ -246,6 +258,7 @@ typedef struct grace_config {
 	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
+	grace_telemetry telemetry;
 	grace_governance governance;
 	grace_backup backup;
 	grace_compliance compliance;
@@ -282,6 +295,9 @@ int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t err
 
 /* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */
 const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char *name);
+/* Whether this process should trace its requests: [telemetry] self_trace
+ * and a telemetry kernel configured and enabled to send them to. */
+bool grace_config_self_trace(const grace_config *cfg);
 int grace_config_kernel_index(const grace_config *cfg, const char *name);
 
 /* The port a kernel listens on, offset applied. */

@@ -532,6 +532,9 @@ static void finish(sdk_req *r, int status)
 			observe(r, r->closed ? 499 : status);
 			if (r->srv->opts.on_reply && r->method[0])
 				r->srv->opts.on_reply(r, status, r->srv->opts.ctx);
+			if (r->srv->opts.trace_hooks && r->span.active)
+				r->srv->opts.trace_hooks->end(r->srv->opts.trace_ctx, r,
+							      r->closed ? 499 : status);
 		}
 		if (!r->closed)
 			conn_reply_queued(r->conn);
@@ -644,6 +647,8 @@ void sdk_reply_begin(sdk_req *r, int status, long long length)
 	observe(r, status);
 	if (r->srv->opts.on_reply && r->method[0])
 		r->srv->opts.on_reply(r, status, r->srv->opts.ctx);
+	if (r->srv->opts.trace_hooks && r->span.active)
+		r->srv->opts.trace_hooks->end(r->srv->opts.trace_ctx, r, status);
 	if (r->closed)
 		return;
 	write_head(r, status, length);
@@ -801,5 +806,14 @@ static void route_run(sdk_req *r)
 		return;
 	}
 	r->route = i;
+	const sdk_trace_hooks *th = s->opts.trace_hooks;
+	void *tctx = s->opts.trace_ctx;
+	if (th)
+		th->begin(tctx, r, &s->opts.routes[i]);
+	/* The handler may answer and free r: the hooks' context is copied. */
 	s->opts.routes[i].handler(r, s->opts.ctx);
+	if (th)
+		th->after(tctx, NULL);
 }
+
+struct sdk_span *sdk_req_span(sdk_req *r) { return &r->span; }

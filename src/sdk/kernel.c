@@ -1,4 +1,5 @@
 #include "sdk/kernel.h"
+#include "sdk/tracer.h"
 
 #include "sdk/clock.h"
 #include "sdk/db.h"
@@ -53,6 +54,7 @@ struct runtime {
 	sdk_db_watch db_watch;
 	struct storage_report sqlite_report;
 	sdk_pdp *pdp; /* decisions on calls from other processes; made at the first */
+	sdk_tracer *tracer; /* NULL: not traced (sdk/tracer.h) */
 };
 
 /* ---- storage: a kernel whose database is damaged, deleted or replaced
@@ -301,6 +303,7 @@ static void kernel_metrics_extra(struct evbuffer *out, void *ctx)
 	sdk_kernel *k = ctx;
 	if (k->def->metrics && k->state)
 		k->def->metrics(k, out);
+	sdk_tracer_metrics(runtime_of(k)->tracer, k->def->name, out);
 }
 
 /* Every route but the standard ones needs the internal token. */
@@ -503,6 +506,13 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		rt->routes[N_STANDARD + i] = k->def->routes[i];
 		rt->routes[N_STANDARD + i].access = ACCESS_TOKEN;
 	}
+	/* Requests that come with a traceparent are traced; the telemetry
+	 * kernel's own are not (its exports would be traced in turn). */
+	if (grace_config_self_trace(k->cfg) && strcmp(k->def->name, "telemetry")) {
+		char service[64];
+		snprintf(service, sizeof service, "grace.%s", k->def->name);
+		rt->tracer = sdk_tracer_new(k->base, k->caller, service);
+	}
 	grace_limits limits = k->cfg->limits;
 	limits.max_body_bytes = k->kcfg->max_body_bytes;
 	sdk_server_opts opts = { .component = k->def->name,
@@ -511,7 +521,9 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 				 .ctx = k,
 				 .limits = limits,
 				 .metrics_extra = kernel_metrics_extra,
-				 .authorize = authorize };
+				 .authorize = authorize,
+				 .trace_hooks = rt->tracer ? &sdk_tracer_http_hooks : NULL,
+				 .trace_ctx = rt->tracer };
 	k->server = sdk_server_new(k->base, &opts);
 	if (!k->server) {
 		snprintf(err, errlen, "cannot create the HTTP server");
@@ -534,6 +546,7 @@ static void runtime_stop(struct runtime *rt)
 	sdk_caller_free(k->caller);
 	sdk_ports_close(k->ports);
 	sdk_server_free(k->server);
+	sdk_tracer_free(rt->tracer); /* after the caller: no export calls back */
 	if (k->db)
 		sqlite3_close(k->db);
 	struct event *evs[] = { rt->sigterm, rt->sigint, rt->watchdog, rt->drain,

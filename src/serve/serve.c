@@ -1,4 +1,5 @@
 #include "serve/serve.h"
+#include "sdk/tracer.h"
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
@@ -40,6 +41,7 @@ struct serve {
 	sdk_route *routes; /* every API route family's, in one table */
 	size_t n_routes;
 	struct event *sigterm, *sigint, *sighup, *deadline, *watchdog;
+	sdk_tracer *tracer; /* Grace tracing itself; NULL: not (sdk/tracer.h) */
 	struct timespec t0;
 	bool notified_ready, stopping;
 	char status[STATUS_MAX]; /* the last STATUS= told to systemd */
@@ -360,6 +362,14 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	}
 	if (!(s.api.rl = rl_new(s.api.base, cfg, s.api.sup)))
 		sdk_warn("cannot read %s again: SIGHUP and /reload do nothing", cfg->path);
+	/* Grace traces itself (sdk/tracer.h): every request on :8000 is a
+	 * span, a new trace unless it brings a valid traceparent. */
+	if (grace_config_self_trace(cfg) && (s.tracer = sdk_tracer_new(s.api.base,
+								       gw_caller(s.api.gw), "grace"))) {
+		sdk_tracer_set_every_request(s.tracer, true);
+		sdk_tracer_set_sample_percent(s.tracer, cfg->telemetry.sample_percent);
+		gw_set_tracer(s.api.gw, s.tracer);
+	}
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = s.routes,
 			       .n_routes = s.n_routes,
@@ -367,7 +377,9 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 			       .limits = cfg->limits,
 			       .metrics_extra = api_metrics_extra,
 			       .on_reply = api_on_reply,
-			       .authorize = api_audit_authorize };
+			       .authorize = api_audit_authorize,
+			       .trace_hooks = s.tracer ? &sdk_tracer_http_hooks : NULL,
+			       .trace_ctx = s.tracer };
 	s.api.server = sdk_server_new(s.api.base, &ho);
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)
@@ -416,6 +428,7 @@ out:
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);
 	gw_free(s.api.gw);
+	sdk_tracer_free(s.tracer); /* after the gateway's caller: no export calls back */
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
 	dir_free(s.dir);
 	free(s.routes);

@@ -71,6 +71,13 @@ static void on_gateway_executor(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "executor", "/executor");
 }
 
+/* /telemetry/...: any signed-in user may send OTLP (issue 16); reading
+ * traces and logs back, which hold every user's requests, is for admins. */
+static void on_gateway_telemetry(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "telemetry", "/telemetry");
+}
+
 /* /compliance/...: admins only, reading included: results name the weak
  * spots of this Grace (file modes, settings, who is admin), which is for
  * the people who may fix them. */
@@ -110,6 +117,7 @@ static const api_prefix prefixes[] = {
 	{ "/prometheus", "metrics" },
 	{ "/scheduler", "scheduler" },
 	{ "/executor", "executor" },
+	{ "/telemetry", "telemetry" },
 	{ "/compliance", "compliance" },
 	{ "/workflow", "workflow" },
 	{ "/governance", "governance" },
@@ -177,6 +185,12 @@ static const sdk_route routes[] = {
 	API_ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
 	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
 	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
+	API_USER("POST", "/telemetry/v1/traces", on_gateway_telemetry),
+	API_USER("POST", "/telemetry/v1/logs", on_gateway_telemetry),
+	API_USER("POST", "/telemetry/v1/metrics", on_gateway_telemetry),
+	API_ADMIN("GET", "/telemetry/traces", on_gateway_telemetry),
+	API_ADMIN("GET", "/telemetry/traces/:id", on_gateway_telemetry),
+	API_ADMIN("GET", "/telemetry/logs", on_gateway_telemetry),
 	API_ADMIN(NULL, "/compliance/*", on_gateway_compliance),
 	/* Users open requests and decide them; the intents are the main
 	 * process's (the kernel refuses them to anyone else). */
