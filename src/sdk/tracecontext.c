@@ -1,10 +1,13 @@
 /* W3C Trace Context parsing (tracecontext.h). */
 #include "sdk/tracecontext.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 static int lhex(char c)
 {
@@ -178,19 +181,44 @@ int sdk_tracestate_parse(const char *value, char *out, size_t len)
 	return 0;
 }
 
-void sdk_trace_random(uint8_t *out, size_t n)
+/* xoshiro256** per thread, seeded once from getrandom: a span id per hop
+ * of every request must not cost a system call each (the gateway's
+ * throughput), and W3C Trace Context asks ids be random, not secret.
+ * Every process that makes ids was exec'd, so none shares a parent's state. */
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t next_u64(void)
 {
-	do {
-		if (getrandom(out, n, GRND_NONBLOCK) != (ssize_t)n) {
-			/* No entropy yet (early boot): ids need be unique, not secret. */
+	static _Thread_local uint64_t st[4];
+	static _Thread_local bool seeded;
+	if (!seeded) {
+		if (getrandom(st, sizeof st, GRND_NONBLOCK) != (ssize_t)sizeof st) {
+			/* No entropy yet (early boot): unique, not secret. */
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-				     (uint64_t)(uintptr_t)out;
-			for (size_t i = 0; i < n; i++) {
-				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-				out[i] = (uint8_t)x;
+				     (uint64_t)(uintptr_t)&seeded ^ (uint64_t)getpid() << 40;
+			for (int i = 0; i < 4; i++) { /* splitmix64 */
+				uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+				z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+				z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+				st[i] = z ^ (z >> 31);
 			}
+		}
+		seeded = true;
+	}
+	uint64_t r = rotl(st[1] * 5, 7) * 9, t = st[1] << 17;
+	st[2] ^= st[0], st[3] ^= st[1], st[1] ^= st[2], st[0] ^= st[3];
+	st[2] ^= t, st[3] = rotl(st[3], 45);
+	return r;
+}
+
+void sdk_trace_random(uint8_t *out, size_t n)
+{
+	do {
+		for (size_t i = 0; i < n; i += 8) {
+			uint64_t r = next_u64();
+			memcpy(out + i, &r, n - i < 8 ? n - i : 8);
 		}
 	} while (!sdk_trace_id_valid(out, n));
 }

@@ -117,7 +117,7 @@ def traces_json(*spans, service="bb-raw"):
 class Telemetry(GraceTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.g = GraceServer(config={"telemetry": {"request_items_max": 50}},
+        cls.g = GraceServer(config={"telemetry": {"request_items_max": 50, "sample_percent": 100}},
                             kernels={"telemetry": {}, "message_bus": {}})
         try:
             cls.g.start()
