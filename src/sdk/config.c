@@ -1045,7 +1045,7 @@ static void config_defaults(grace_config *cfg)
 					    .queue_max = 256,
 					    .caller_requests_max = 64,
 					    .self_trace = 1,
-					    .sample_percent = 10 };
+					    .sample_percent = 1 };
 	cfg->compliance = (grace_compliance){ .scan_interval_s = 3600,
 					      .scans_keep = 1000,
 					      .waiver_max_days = 90,
