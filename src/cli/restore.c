@@ -298,13 +298,9 @@ static int check_keys(struct restore *r, const char *pass_file, const char *key_
 	if (alg && !strcmp(alg, "keyfile")) {
 		if (!key_file)
 			return refuse("%s was made with a key: give --key-file%s", r->file, "");
-		unsigned char raw[256], master[BK_KEY_BYTES];
-		FILE *f = fopen(key_file, "re");
-		size_t n = f ? fread(raw, 1, sizeof raw, f) : 0;
-		if (f)
-			fclose(f);
-		if (!f || bk_master_parse(raw, n, master, &e) < 0)
-			return refuse("%s: %s", key_file, f ? e.msg : "cannot read the key file");
+		unsigned char master[BK_KEY_BYTES];
+		if (bk_master_read(key_file, false, master, &e) < 0)
+			return refuse("%s: %s", key_file, e.msg);
 		bk_keys_from_master(master, &r->keys);
 		sodium_memzero(master, sizeof master);
 	} else {

@@ -3,15 +3,13 @@
 
 #include "kernels/scheduler/cron.h"
 #include "kernels/scheduler/tz.h"
-#include "sdk/call.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
+#include "serve/backup/log_head.h"
 #include "serve/backup/seal.h"
 #include "serve/backup/snapshot.h"
-#include "serve/gateway/gateway.h"
 #include "serve/outbox/outbox.h"
-#include "serve/supervisor/supervisor.h"
 
 #include <dirent.h>
 #include <event2/event.h>
@@ -31,10 +29,8 @@
 #include <unistd.h>
 
 #define PREFIX "grace-backup-"
-#define LOG_HEAD_TIMEOUT_MS 10000
 #define VERIFY_TIMEOUT_MS (10 * 60 * 1000) /* a restore that proves every kernel */
 #define REPORT_MAX (1 << 20)               /* the restore's JSON report */
-#define KEY_FILE_MAX 256
 #define ARCHIVES_MAX 10000
 
 extern char **environ;
@@ -43,6 +39,7 @@ struct bks_run {
 	bk_schedule *s;
 	char trigger[16];      /* "schedule" or "api" */
 	json_t *log_head;      /* owned, or NULL */
+	bk_head_ask head_ask;
 	json_t *record;        /* owned: what NAME.json says */
 };
 
@@ -61,30 +58,6 @@ struct bk_schedule {
 };
 
 /* ---- on the worker: the archive, its proof, the record, retention */
-
-static int read_key(const char *path, unsigned char key[BK_KEY_BYTES], sdk_err *e)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	struct stat sb;
-	if (fd < 0 || fstat(fd, &sb) < 0) {
-		int en = errno;
-		if (fd >= 0)
-			close(fd);
-		return sdk_fail(e, SDK_EINVAL, "key_file %s: %s", path, strerror(en));
-	}
-	if (sb.st_mode & 077) {
-		close(fd);
-		return sdk_fail(e, SDK_EINVAL, "key_file %s may be read by others (mode %03o): chmod 600 it",
-				path, (unsigned)(sb.st_mode & 0777));
-	}
-	unsigned char buf[KEY_FILE_MAX];
-	ssize_t n = read(fd, buf, sizeof buf);
-	close(fd);
-	int rc = n <= 0 ? sdk_fail(e, SDK_EINVAL, "key_file %s is empty", path)
-			: bk_master_parse(buf, (size_t)n, key, e);
-	sodium_memzero(buf, sizeof buf);
-	return rc;
-}
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -311,8 +284,9 @@ static void work(void *arg)
 	int rc = 0;
 	if (mkdir(s->cfg->dir, 0700) < 0 && errno != EEXIST)
 		rc = sdk_fail(&e, SDK_EIO, "cannot create %s: %s", s->cfg->dir, strerror(errno));
-	if (!rc && s->cfg->key_file[0])
-		rc = read_key(s->cfg->key_file, key, &e);
+	sdk_err ke = { "" };
+	if (!rc && s->cfg->key_file[0] && bk_master_read(s->cfg->key_file, true, key, &ke) < 0)
+		rc = sdk_fail(&e, SDK_EINVAL, "key_file %s: %s", s->cfg->key_file, ke.msg);
 	if (!rc) {
 		bk_plan plan = { .data_dir = cfg->data_dir, .config_path = cfg->path,
 				 .master = s->cfg->key_file[0] ? key : NULL,
@@ -397,23 +371,19 @@ static void submit(struct bks_run *run)
 	}
 }
 
-static void on_log_head(int status, const char *body, size_t len, double ms, const char *error,
-			void *arg)
+static void on_log_head(json_t *head, const char *why, void *arg)
 {
-	(void)ms;
 	struct bks_run *run = arg;
-	json_t *head = status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
-	if (!json_is_object(head) || !json_is_integer(json_object_get(head, "tree_size"))) {
+	if (!head && why) {
 		/* As POST /backup: an archive must name the log's tree head. */
-		json_decref(head);
 		sdk_error("scheduled backup skipped: the immutable log's signed tree head is needed: "
 			  "%s",
-			  error ? error : status ? "it answered an error" : "no answer");
+			  why);
 		run->s->running = NULL;
 		free(run);
 		return;
 	}
-	run->log_head = head;
+	run->log_head = head; /* NULL: no log in this configuration, nothing to pin */
 	submit(run);
 }
 
@@ -429,13 +399,8 @@ static int start(bk_schedule *s, const char *trigger, sdk_err *err)
 	run->s = s;
 	snprintf(run->trigger, sizeof run->trigger, "%s", trigger);
 	s->running = run;
-	if (!sup_find(s->api->sup, "immutable_log")) {
-		submit(run); /* no log in this configuration: nothing to pin */
-		return 0;
-	}
-	if (sdk_call(gw_caller(s->api->gw), "immutable_log", "GET", "/sth", NULL, 0, NULL,
-		     LOG_HEAD_TIMEOUT_MS, on_log_head, run) < 0)
-		on_log_head(0, NULL, 0, 0, "cannot call the immutable log", run);
+	run->head_ask = (bk_head_ask){ on_log_head, run };
+	bk_log_head_ask(s->api, &run->head_ask);
 	return 0;
 }
 
