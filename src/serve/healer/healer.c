@@ -381,6 +381,27 @@ static void clear_holder_poll(struct incident *inc)
 	wait_with_timeout(inc, WAIT_HOLDER_GONE, CLEAR_POLL_MS);
 }
 
+/* A unit's port is its socket unit's (or its ExecStart's): moving it means
+ * another unit, an operator's decision, not a playbook's. Refused before
+ * the first step, so nothing is stopped for a move that cannot happen. */
+static bool refuse_port_move(struct incident *inc)
+{
+	if (!sup_kernel_by_systemd(inc->k))
+		return false;
+	for (size_t i = 0; i < inc->pb->n; i++) {
+		if (inc->pb->steps[i] != STEP_PICK_PORT && inc->pb->steps[i] != STEP_CONFIGURED_PORT)
+			continue;
+		inc->refused = true;
+		step_done(inc, false,
+			  "kernel %s is run by systemd: its port is its unit's (%s); %s moves "
+			  "ports, so nothing was done",
+			  inc->k->cfg->name,
+			  inc->k->socket_unit[0] ? inc->k->socket_unit : inc->k->unit, inc->pb->name);
+		return true;
+	}
+	return false;
+}
+
 static void step_pick_port(struct incident *inc)
 {
 	sup_kernel *k = inc->k;
@@ -613,7 +634,16 @@ static void start_playbook(struct incident *inc, const char *pb, json_t *learnin
 	json_object_set_new(inc->json, "playbook", json_string(pb));
 	if (learning)
 		json_object_set(inc->json, "learning", learning);
-	run_step(inc);
+	if (!refuse_port_move(inc))
+		run_step(inc);
+}
+
+static bool moves_port(const struct playbook *pb)
+{
+	for (size_t i = 0; pb && i < pb->n; i++)
+		if (pb->steps[i] == STEP_PICK_PORT || pb->steps[i] == STEP_CONFIGURED_PORT)
+			return true;
+	return false;
 }
 
 static void on_learned(const char *pb, json_t *learning, int64_t decision_id, void *arg)
@@ -641,18 +671,24 @@ static void on_diagnosed(hl_findings *f, void *arg)
 		return;
 	}
 	/* More than one playbook fits: the learning kernel orders them, or the
-	 * static order stands at once (learn.h). */
+	 * static order stands at once (learn.h). A kernel run by systemd is
+	 * offered no alternative that moves its port (it would be refused). */
+	const char *fit[ISSUE_PLAYBOOKS_MAX];
+	size_t n = 0;
+	for (size_t i = 0; i < playbooks_fit(issue); i++)
+		if (i == 0 || !sup_kernel_by_systemd(inc->k) ||
+		    !moves_port(playbook_find(playbooks_for_issue[issue][i])))
+			fit[n++] = playbooks_for_issue[issue][i];
 	json_t *fallback = NULL;
-	inc->ask = hl_learn_order(inc->h->learn, inc->k, hl_issue_name(issue),
-				  playbooks_for_issue[issue], playbooks_fit(issue), on_learned, inc,
-				  &fallback);
+	inc->ask = hl_learn_order(inc->h->learn, inc->k, hl_issue_name(issue), fit, n, on_learned,
+				  inc, &fallback);
 	if (inc->ask) {
 		json_decref(fallback);
 		return;
 	}
 	if (issue != HL_HEALTHY && issue != HL_SLOW_RESPONSE)
 		hl_learn_incident(inc->h->learn, inc->k->cfg->name, hl_issue_name(issue));
-	start_playbook(inc, playbooks_for_issue[issue][0], fallback);
+	start_playbook(inc, fit[0], fallback);
 	json_decref(fallback);
 }
 
