@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,16 @@
 #include "kernels/learning/bandit.h"
 #include "kernels/learning/context.h"
 #include "kernels/learning/estimate.h"
+
+/* The sanitizer pass of CI (GRACE_SANITIZED=1) runs smaller samples. */
+static bool sanitized(void)
+{
+	const char *e = getenv("GRACE_SANITIZED");
+	return e && *e && strcmp(e, "0") != 0;
+}
+
+static int draws(void) { return sanitized() ? 5000 : 20000; }
+static double draw_tol(void) { return sanitized() ? 0.02 : 0.01; }
 
 static void test_rng_seeded(void **state)
 {
@@ -49,7 +60,7 @@ static void test_beta_sampling(void **state)
 	const double cases[][2] = { { 3, 7 }, { 1, 1 }, { 0.5, 0.5 }, { 90, 10 } };
 	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
 		double a = cases[c][0], b = cases[c][1], sum = 0, sq = 0;
-		const int n = 40000;
+		const int n = 2 * draws();
 		for (int i = 0; i < n; i++) {
 			double x = lrn_rng_beta(&r, a, b);
 			assert_true(x >= 0.0 && x <= 1.0);
@@ -108,7 +119,7 @@ static void test_thompson_probs(void **state)
 	lrn_rng_seed(&r, 11);
 	size_t order[LRN_ARMS_MAX];
 	int first[3] = { 0 };
-	const int n = 20000;
+	const int n = draws();
 	for (int i = 0; i < n; i++) {
 		double q = lrn_order(LRN_THOMPSON, arms, 3, 0, &r, order);
 		assert_true(fabs(q - p[order[0]]) < 1e-12);
@@ -117,14 +128,14 @@ static void test_thompson_probs(void **state)
 		assert_true(order[0] != order[1] && order[1] != order[2] && order[0] != order[2]);
 	}
 	for (int i = 0; i < 3; i++)
-		assert_true(fabs((double)first[i] / n - p[i]) < 0.01);
+		assert_true(fabs((double)first[i] / n - p[i]) < draw_tol());
 	/* Sharp posteriors (thousands of outcomes) stay accurate. */
 	lrn_arm sharp[2] = { { 901, 101 }, { 881, 121 } };
 	lrn_thompson_probs(sharp, 2, p);
 	int wins = 0;
 	for (int i = 0; i < n; i++)
 		wins += lrn_order(LRN_THOMPSON, sharp, 2, 0, &r, order) > 0 && order[0] == 0;
-	assert_true(fabs((double)wins / n - p[0]) < 0.01);
+	assert_true(fabs((double)wins / n - p[0]) < draw_tol());
 }
 
 /* The exploration floor: every arm keeps at least explore / n. */
@@ -139,13 +150,13 @@ static void test_thompson_floor(void **state)
 	lrn_rng_seed(&r, 3);
 	size_t order[LRN_ARMS_MAX];
 	int low = 0;
-	const int n = 20000;
+	const int n = draws();
 	for (int i = 0; i < n; i++) {
 		double q = lrn_order(LRN_THOMPSON, arms, 2, 0.1, &r, order);
 		assert_true(fabs(q - p[order[0]]) < 1e-12);
 		low += order[0] == 0;
 	}
-	assert_true(fabs((double)low / n - 0.05) < 0.008);
+	assert_true(fabs((double)low / n - 0.05) < draw_tol());
 	lrn_policy_probs(LRN_STATIC, arms, 2, 0.1, p);
 	assert_true(p[0] == 1.0 && p[1] == 0.0);
 }
@@ -162,7 +173,7 @@ static void test_epsilon_greedy(void **state)
 	lrn_rng_seed(&r, 5);
 	size_t order[LRN_ARMS_MAX];
 	int first[3] = { 0 };
-	const int n = 30000;
+	const int n = draws();
 	for (int i = 0; i < n; i++) {
 		double q = lrn_order(LRN_EPSILON_GREEDY, arms, 3, 0.3, &r, order);
 		assert_true(fabs(q - p[order[0]]) < 1e-12);
@@ -172,7 +183,7 @@ static void test_epsilon_greedy(void **state)
 			assert_true(order[1] == 2 && order[2] == 0);
 	}
 	for (int i = 0; i < 3; i++)
-		assert_true(fabs((double)first[i] / n - p[i]) < 0.01);
+		assert_true(fabs((double)first[i] / n - p[i]) < draw_tol());
 	/* Ties go to the static order; epsilon 0 is greedy. */
 	lrn_arm tie[2] = { LRN_PRIOR, LRN_PRIOR };
 	assert_true(lrn_order(LRN_EPSILON_GREEDY, tie, 2, 0, &r, order) == 1.0);
@@ -272,6 +283,7 @@ static void test_context(void **state)
 
 #define SIM_ROUNDS 1500
 #define SIM_RUNS 20
+#define SIM_RUNS_SANITIZED 6 /* the first 6 of the 20 */
 #define SIM_EXPLORE 0.05 /* the kernel's default explore_floor_percent */
 static const double heal_p[2] = { 0.2, 0.9 };
 
@@ -311,7 +323,8 @@ static void test_simulation(void **state)
 	static struct sim s;
 	int covered_good = 0, covered_bad = 0, covered_uniform = 0, covered_snips = 0;
 	double sum_good = 0, sum_bad = 0, sum_uniform = 0;
-	for (uint64_t seed = 1; seed <= SIM_RUNS; seed++) {
+	const int runs = sanitized() ? SIM_RUNS_SANITIZED : SIM_RUNS;
+	for (uint64_t seed = 1; seed <= (uint64_t)runs; seed++) {
 		simulate(&s, seed);
 		/* It picks the 90 % arm in most of the last 200 decisions. */
 		int good = 0;
@@ -340,17 +353,21 @@ static void test_simulation(void **state)
 	printf("# %d runs of %d decisions: the 95 %% IPS interval held the true value in "
 	       "%d (always 90 %%), %d (always 20 %%), %d (uniform) runs; SNIPS %d (always 90 %%); "
 	       "mean IPS %.3f, %.3f, %.3f\n",
-	       SIM_RUNS, SIM_ROUNDS, covered_good, covered_bad, covered_uniform, covered_snips,
-	       sum_good / SIM_RUNS, sum_bad / SIM_RUNS, sum_uniform / SIM_RUNS);
+	       runs, SIM_ROUNDS, covered_good, covered_bad, covered_uniform, covered_snips,
+	       sum_good / runs, sum_bad / runs, sum_uniform / runs);
 	/* A 95 % interval misses now and then: at least 16 of the 20 seeded
-	 * runs (19, 17, 17 and 18 today). */
-	assert_true(covered_good >= 16 && covered_bad >= 16 && covered_uniform >= 16 &&
-		    covered_snips >= 16);
+	 * runs (19, 17, 17 and 18 today); under the sanitizers at least 4 of the
+	 * first 6. */
+	int need = sanitized() ? 4 : 16;
+	assert_true(covered_good >= need && covered_bad >= need && covered_uniform >= need &&
+		    covered_snips >= need);
 	/* And IPS is unbiased: the mean of the 20 estimates is close to the
 	 * true value. */
-	assert_true(fabs(sum_good / SIM_RUNS - 0.9) < 0.02);
-	assert_true(fabs(sum_bad / SIM_RUNS - 0.2) < 0.04); /* its log holds the fewest samples */
-	assert_true(fabs(sum_uniform / SIM_RUNS - 0.55) < 0.02);
+	/* (The bounds widen as the square root of fewer runs.) */
+	double widen = sqrt((double)SIM_RUNS / runs);
+	assert_true(fabs(sum_good / runs - 0.9) < 0.02 * widen);
+	assert_true(fabs(sum_bad / runs - 0.2) < 0.04 * widen); /* the log has fewest of these */
+	assert_true(fabs(sum_uniform / runs - 0.55) < 0.02 * widen);
 }
 
 int main(void)
