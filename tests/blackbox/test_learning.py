@@ -190,6 +190,13 @@ class LearningRoutes(GraceTestCase):
             st, _, dd = g.http("GET", L + "/decisions/%d" % d["decision_id"])
             self.assertEqual(dd["reward"]["state"], "provisional", dd)
             self.assertIsNone(dd["reward"]["final_value"])
+            # Offline evaluation reads final rewards unless told otherwise.
+            st, _, err = g.http("POST", L + "/evaluate", {"policy": {"name": "static"}})
+            self.assertEqual((st, err["error"]["code"]), (409, "no_data"), err)
+            st, _, ev = g.http("POST", L + "/evaluate", {"policy": {"name": "uniform"},
+                                                         "include_provisional": True})
+            self.assertEqual((st, ev["n"]), (200, 1), ev)
+            self.assertAlmostEqual(ev["snips"]["value"], 1.0)
             st, _, inc = g.http("POST", L + "/incidents", {"kernel": "k1", "issue": "process_dead"})
             self.assertEqual((st, inc["relapsed"]), (200, 1), inc)
             st, _, dd = g.http("GET", L + "/decisions/%d" % d["decision_id"])

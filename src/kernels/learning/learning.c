@@ -12,10 +12,13 @@
 #include "kernels/learning/store.h"
 #include "kernels/registry.h"
 #include "sdk/clock.h"
+#include "sdk/db.h"
 #include "sdk/json_keys.h"
 #include "sdk/log.h"
+#include "sdk/pool.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <math.h>
@@ -27,12 +30,14 @@
 #define FINALIZE_EVERY_MS 1000
 #define OUTCOME_MAX_BYTES 4096
 #define LIST_MAX 1000
+#define EVAL_QUEUE_MAX 4 /* evaluations waiting for the worker; past it 503 */
 
 struct lrn {
 	sdk_kernel *k;
 	lrn_rng rng;
 	lrn_policy_row initial;
 	struct event *timer;
+	sdk_pool *pool; /* one worker: evaluations read the log off the loop */
 	unsigned long long decisions[LRN_POLICY_COUNT], rewards, finals, relapses, evaluations,
 		switches, incidents;
 };
@@ -273,8 +278,19 @@ static void on_list(sdk_req *req, void *ctx)
 
 enum cand { CAND_STATIC, CAND_UNIFORM, CAND_ARM, CAND_TABLE, CAND_THOMPSON, CAND_GREEDY };
 
+/* An evaluation: read and computed on the pool's worker, over a read-only
+ * connection of its own (the kernel's is the loop's), answered on the
+ * loop. */
 struct eval {
 	sdk_kernel *k;
+	sdk_req *req;
+	char path[PATH_MAX]; /* the kernel's database file */
+	sqlite3 *db;         /* the worker's connection */
+	bool provisional;
+	unsigned max;
+	json_t *spec;        /* the candidate as asked (a reference) */
+	bool ran;
+	lrn_estimate est;
 	enum cand kind;
 	const char *arm;   /* CAND_ARM */
 	json_t *choices;   /* CAND_TABLE: {issue: arm} */
@@ -321,7 +337,7 @@ static double target_p(struct eval *ev, const lrn_logged *l, json_t *arms)
 					 json_string_value(json_array_get(arms, i)));
 			lrn_arm post[LRN_ARMS_MAX];
 			double p[LRN_ARMS_MAX];
-			if ((ev->rc = lrn_store_posteriors(ev->k->db, &c, post, &ev->e)) < 0)
+			if ((ev->rc = lrn_store_posteriors(ev->db, &c, post, &ev->e)) < 0)
 				return 0.0;
 			lrn_policy_probs(ev->kind == CAND_THOMPSON ? LRN_THOMPSON
 								   : LRN_EPSILON_GREEDY,
@@ -428,6 +444,66 @@ static int read_candidate(sdk_req *req, json_t *spec, struct eval *ev)
 	return 0;
 }
 
+/* On the worker: the log's rewarded decisions, the candidate's weights,
+ * the estimates. */
+static void eval_work(void *arg)
+{
+	struct eval *ev = arg;
+	ev->ran = true;
+	if (sqlite3_open_v2(ev->path, &ev->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		ev->rc = sdk_db_fail(ev->db, &ev->e, "opening the log to read");
+	} else {
+		sqlite3_busy_timeout(ev->db, 5000);
+		ev->cache = json_object();
+		int rc = lrn_store_logged(ev->db, ev->provisional, ev->max, on_logged, ev, &ev->e);
+		if (rc < 0 && ev->rc == 0)
+			ev->rc = rc;
+		json_decref(ev->cache);
+		ev->cache = NULL;
+		if (ev->rc == 0 && ev->n > 0)
+			lrn_estimate_value(ev->s, ev->n, &ev->est);
+	}
+	sqlite3_close(ev->db);
+	ev->db = NULL;
+}
+
+/* On the loop: the answer. */
+static void eval_done(void *arg)
+{
+	struct eval *ev = arg;
+	struct lrn *l = ev->k->state;
+	sdk_req *req = ev->req;
+	if (!ev->ran)
+		sdk_reply_error(req, 503, "unavailable", "the learning kernel is stopping");
+	else if (ev->rc < 0)
+		sdk_reply_status(req, ev->rc, &ev->e);
+	else if (ev->n == 0)
+		sdk_reply_error(req, 409, "no_data", "no rewarded decisions to evaluate on yet%s",
+				ev->provisional ? "" : " (final ones; include_provisional counts "
+						       "the others)");
+	else {
+		const lrn_estimate *est = &ev->est;
+		if (l)
+			l->evaluations++;
+		sdk_reply_json(req, 200,
+			       json_pack("{s:O, s:I, s:I, s:o, s:o, s:f, s:f, s:f, s:s}", "policy",
+					 ev->spec, "n", (json_int_t)est->n, "matched",
+					 (json_int_t)est->matched, "ips",
+					 interval_json(est->ips, est->ips_se, est->ips_lo, est->ips_hi),
+					 "snips",
+					 interval_json(est->snips, est->snips_se, est->snips_lo,
+						       est->snips_hi),
+					 "sum_weights", est->sum_w, "effective_sample_size", est->ess,
+					 "logged_value", ev->logged_sum / (double)ev->n, "interval",
+					 "95 % normal approximation (SNIPS: delta method), clipped to "
+					 "[0, 1]"));
+	}
+	json_decref(ev->spec);
+	free(ev->s);
+	free(ev);
+}
+
 static void on_evaluate(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -454,36 +530,25 @@ static void on_evaluate(sdk_req *req, void *ctx)
 	if (lim)
 		max = (unsigned)json_integer_value(lim);
 	finalize(l, sdk_wall_ms());
-	ev.cache = json_object();
-	int rc = lrn_store_logged(k->db, json_is_true(prov), max, on_logged, &ev, &ev.e);
-	if (rc == 0)
-		rc = ev.rc;
-	json_decref(ev.cache);
-	if (rc < 0) {
-		free(ev.s);
-		sdk_reply_status(req, rc, &ev.e);
+	struct eval *job = malloc(sizeof *job);
+	const char *file = sqlite3_db_filename(k->db, "main");
+	if (!job || !file || snprintf(ev.path, sizeof ev.path, "%s", file) >= (int)sizeof ev.path) {
+		free(job);
+		sdk_reply_error(req, 503, "busy", "cannot start an evaluation");
 		return;
 	}
-	if (ev.n == 0) {
-		free(ev.s);
-		sdk_reply_error(req, 409, "no_data", "no rewarded decisions to evaluate on yet%s",
-				json_is_true(prov) ? "" : " (final ones; include_provisional counts "
-							  "the others)");
-		return;
+	ev.req = req;
+	ev.provisional = json_is_true(prov);
+	ev.max = max;
+	ev.spec = json_incref(json_object_get(body, "policy"));
+	*job = ev;
+	if (sdk_pool_submit(l->pool, eval_work, eval_done, job) < 0) {
+		json_decref(job->spec);
+		free(job);
+		sdk_req_add_header(req, "Retry-After", "1");
+		sdk_reply_error(req, 503, "busy", "%d evaluations are waiting already; try again",
+				EVAL_QUEUE_MAX);
 	}
-	lrn_estimate est;
-	lrn_estimate_value(ev.s, ev.n, &est);
-	free(ev.s);
-	l->evaluations++;
-	sdk_reply_json(req, 200,
-		       json_pack("{s:O, s:I, s:I, s:o, s:o, s:f, s:f, s:f, s:s}", "policy",
-				 json_object_get(body, "policy"), "n", (json_int_t)est.n, "matched",
-				 (json_int_t)est.matched, "ips",
-				 interval_json(est.ips, est.ips_se, est.ips_lo, est.ips_hi), "snips",
-				 interval_json(est.snips, est.snips_se, est.snips_lo, est.snips_hi),
-				 "sum_weights", est.sum_w, "effective_sample_size", est.ess,
-				 "logged_value", ev.logged_sum / (double)ev.n, "interval",
-				 "95 % normal approximation (SNIPS: delta method), clipped to [0, 1]"));
 }
 
 /* ---- the policy ---- */
@@ -650,7 +715,8 @@ static int learning_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	l->timer = event_new(k->base, -1, EV_PERSIST, on_tick, l);
-	if (!l->timer) {
+	l->pool = sdk_pool_new(k->base, 1, EVAL_QUEUE_MAX);
+	if (!l->timer || !l->pool) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -666,6 +732,7 @@ static void learning_close(sdk_kernel *k)
 		return;
 	if (l->timer)
 		event_free(l->timer);
+	sdk_pool_free(l->pool); /* answers the evaluations still queued */
 	free(l);
 	k->state = NULL;
 }
