@@ -119,6 +119,9 @@ static void test_not_asked(void **state)
 	/* One playbook: nothing to order. */
 	assert_null(hl_learn_order(l, &patient, "storage_failed", arms, 1, on_pick, NULL, &fb));
 	assert_null(fb);
+	/* Healing learning itself: not asked. */
+	assert_null(hl_learn_order(l, &learner, "process_hung", arms, 2, on_pick, NULL, &fb));
+	assert_null(fb);
 	/* Not ready: the static order, said so, not asked. */
 	learner.state = SUP_STOPPED;
 	assert_null(ask(l, &fb));

@@ -198,7 +198,8 @@ hl_learn_ask *hl_learn_order(hl_learn *l, const sup_kernel *k, const char *issue
 {
 	*fallback = NULL;
 	sup_kernel *lk = learner_kernel(l);
-	if (!lk || n < 2)
+	/* Healing the learning kernel itself never waits on it. */
+	if (!lk || n < 2 || lk == k)
 		return NULL;
 	if (lk->state != SUP_READY) {
 		*fallback = fallback_json(l, FB_NOT_READY, sup_state_name(lk->state));
