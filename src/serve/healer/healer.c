@@ -218,7 +218,8 @@ static void incident_finish(struct incident *inc, const char *outcome)
 			break;
 		}
 	hl_learn_reward(h->learn, inc->decision_id, inc->pb ? inc->pb->name : "", inc->json);
-	hl_learn_heal_ended(h->learn, inc->k->cfg->name, sdk_wall_ms());
+	if (inc->pb && !inc->pb->outcome) /* a playbook that repairs, not a diagnosis */
+		hl_learn_heal_ended(h->learn, inc->k->cfg->name, sdk_wall_ms());
 	if (inc->cb)
 		inc->cb(inc->json, inc->arg);
 	if (h->observer)
