@@ -47,6 +47,7 @@ struct runtime {
 	struct timespec drain_deadline;
 	bool draining;
 	bool init_ran;
+	bool refused; /* the schema cannot be used: exit SDK_EXIT_PERMANENT */
 	/* Storage failure: set once, never cleared (a new process starts clean). */
 	bool storage_failed;
 	char storage_error[512];
@@ -449,12 +450,41 @@ static int storage_open(struct runtime *rt, char *err, size_t errlen)
 	return 0;
 }
 
+/* Brings the database to the kernel's schema version before its init. A
+ * file from a newer Grace, or a step that fails, is not something a
+ * restart repairs: the kernel refuses to start (SDK_EXIT_PERMANENT, the
+ * supervisor gives up and logs it) with the reason in the log. */
+static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
+{
+	sdk_kernel *k = &rt->k;
+	if (!k->def->schema_version)
+		return 0;
+	sdk_mig_def def = { .store = k->def->name,
+			    .version = k->def->schema_version,
+			    .steps = k->def->migrations,
+			    .n_steps = k->def->n_migrations };
+	sdk_mig_report r;
+	sdk_err e = { "" };
+	if (sdk_mig_run(k->db, &def, &r, &e) < 0) {
+		rt->refused = true;
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	if (r.steps)
+		sdk_info("%s: schema migrated from version %d to %d", rt->db_path, r.from, r.to);
+	return 0;
+}
+
 /* Runs the kernel's init unless its storage failed already. An init that
  * fails on a damaged file leaves the kernel up with its storage failed. */
 static int storage_init(struct runtime *rt, char *err, size_t errlen)
 {
 	sdk_kernel *k = &rt->k;
-	if (rt->storage_failed || !k->def->init)
+	if (rt->storage_failed)
+		return 0;
+	if (schema_migrate(rt, err, errlen) < 0)
+		return -1;
+	if (!k->def->init)
 		return 0;
 	rt->init_ran = true;
 	if (k->def->init(k, err, errlen) == 0)
@@ -634,9 +664,10 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	char err[512] = "";
 	if (runtime_start(&rt, err, sizeof err) < 0) {
 		sdk_error("cannot start: %s", err);
+		bool refused = rt.refused;
 		runtime_stop(&rt);
 		sqlite_log_release();
-		return SDK_EXIT_TEMPORARY;
+		return refused ? SDK_EXIT_PERMANENT : SDK_EXIT_TEMPORARY;
 	}
 	rt.sigterm = evsignal_new(k->base, SIGTERM, on_stop_signal, &rt);
 	rt.sigint = evsignal_new(k->base, SIGINT, on_stop_signal, &rt);
