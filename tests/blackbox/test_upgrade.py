@@ -13,9 +13,11 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import unittest
 
-from harness import KERNEL_DEFS, GraceServer, GraceTestCase, scaled
+from harness import GRACE_BIN, KERNEL_DEFS, GraceServer, GraceTestCase, scaled
+from healer_support import run_cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures", "datadir")
@@ -161,6 +163,51 @@ class Upgrade(GraceTestCase):
         after = {n: sha256(os.path.join(g.data_dir, n)) for n in dbs}
         self.assertEqual(after, before, "a database changed although grace serve refused")
         self.assertFalse([n for n in os.listdir(g.data_dir) if ".pre-v" in n])
+
+    def test_restore_refuses_a_newer_database_and_reports_an_older_one(self):
+        g = GraceServer(kernels={"message_bus": {}, "crypto": {}})
+        self.addCleanup(g.close)
+        g.start()
+        g.login()
+        pass_file = os.path.join(g.tmp, "pass")
+        with open(pass_file, "w") as f:
+            f.write("a backup passphrase, long enough\n")
+        # An older crypto.db (unversioned: version 0, same tables) ...
+        stamp(os.path.join(g.data_dir, "crypto.db"), 0)
+        older = os.path.join(g.tmp, "older.backup")
+        r = run_cli(g, "backup", older, "--passphrase-file", pass_file)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # ... and a message_bus.db from a newer Grace.
+        stamp(os.path.join(g.data_dir, "message_bus.db"), NEWER)
+        newer = os.path.join(g.tmp, "newer.backup")
+        r = run_cli(g, "backup", newer, "--passphrase-file", pass_file)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        g.stop()
+
+        def restore(archive, target):
+            return subprocess.run([GRACE_BIN, "restore", archive, "--data-dir", target,
+                                   "--passphrase-file", pass_file],
+                                  capture_output=True, text=True, timeout=scaled(120))
+
+        target = os.path.join(g.tmp, "restored-newer")
+        r = restore(newer, target)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("message_bus.db has schema version %d, this Grace knows up to %d"
+                      % (NEWER, current_version("message_bus")), r.stderr)
+        self.assertIn("written by a newer Grace", r.stderr)
+        self.assertFalse(os.path.exists(target) and os.listdir(target), "nothing written")
+        self.assertEqual([n for n in os.listdir(g.tmp) if ".restore-" in n], [],
+                         "no staging directory")
+
+        target = os.path.join(g.tmp, "restored-older")
+        r = restore(older, target)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("schema crypto.db: version 0, older than this Grace's %d: migrated when "
+                      "first opened" % current_version("crypto"), r.stdout)
+        # The crypto kernel's start in the restore migrated it.
+        self.assertEqual(user_version(os.path.join(target, "crypto.db")),
+                         current_version("crypto"))
+        self.assertFalse([n for n in os.listdir(target) if ".pre-v" in n])
 
 
 if __name__ == "__main__":
