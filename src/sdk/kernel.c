@@ -453,7 +453,8 @@ static int storage_open(struct runtime *rt, char *err, size_t errlen)
 /* Brings the database to the kernel's schema version before its init. A
  * file from a newer Grace, or a step that fails, is not something a
  * restart repairs: the kernel refuses to start (SDK_EXIT_PERMANENT, the
- * supervisor gives up and logs it) with the reason in the log. */
+ * supervisor gives up and logs it) with the reason in the log. Damage met
+ * on the way fails the storage, as at open. */
 static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
 {
 	sdk_kernel *k = &rt->k;
@@ -465,8 +466,14 @@ static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
 			    .n_steps = k->def->n_migrations };
 	sdk_mig_report r;
 	sdk_err e = { "" };
-	if (sdk_mig_run(k->db, &def, &r, &e) < 0) {
-		rt->refused = true;
+	int rc = sdk_mig_run(k->db, &def, &r, &e);
+	if (rc == SDK_ECORRUPT) {
+		storage_fail(rt, "%s", e.msg); /* up, with its storage failed */
+		return 0;
+	}
+	if (rc < 0) {
+		/* Locked by another process: worth a restart with backoff. */
+		rt->refused = rc != SDK_EBUSY;
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
@@ -484,7 +491,7 @@ static int storage_init(struct runtime *rt, char *err, size_t errlen)
 		return 0;
 	if (schema_migrate(rt, err, errlen) < 0)
 		return -1;
-	if (!k->def->init)
+	if (rt->storage_failed || !k->def->init)
 		return 0;
 	rt->init_ran = true;
 	if (k->def->init(k, err, errlen) == 0)
