@@ -427,6 +427,15 @@ static int storage_open(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "database path too long");
 		return -1;
 	}
+	/* A file from a newer Grace is refused before the open below changes
+	 * anything in it (its journal mode). */
+	sdk_err ne = { "" };
+	if (k->def->schema_version &&
+	    sdk_mig_refuse_if_newer(rt->db_path, k->def->schema_version, &ne) < 0) {
+		rt->refused = true;
+		snprintf(err, errlen, "%s", ne.msg);
+		return -1;
+	}
 	/* Half the ready timeout at most, so a large file never makes the
 	 * supervisor kill the kernel over and over before it is ready. */
 	sdk_db_check check = { .budget_ms = k->kcfg->ready_timeout_ms / 2 };

@@ -33,6 +33,22 @@ int sdk_mig_refuse_newer(sdk_err *err, const char *path, int file_version, int t
 			path, file_version, this_version);
 }
 
+int sdk_mig_refuse_if_newer(const char *path, int version, sdk_err *err)
+{
+	if (access(path, F_OK) < 0)
+		return 0;
+	sqlite3 *db = NULL;
+	int v = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+		sqlite3_busy_timeout(db, SDK_DB_BUSY_TIMEOUT_MS);
+		sdk_err ignored;
+		if (sdk_mig_version(db, &v, &ignored) < 0)
+			v = -1;
+	}
+	sqlite3_close(db);
+	return v > version ? sdk_mig_refuse_newer(err, path, v, version) : 0;
+}
+
 static const char *base_name(const char *path)
 {
 	const char *slash = strrchr(path, '/');

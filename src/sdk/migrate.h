@@ -66,6 +66,13 @@ int sdk_mig_version(sqlite3 *db, int *out, sdk_err *err);
  * writes to the file. */
 int sdk_mig_run(sqlite3 *db, const sdk_mig_def *def, sdk_mig_report *report, sdk_err *err);
 
+/* Refuses (SDK_EIO, the same reason as sdk_mig_run) when the file at
+ * `path` has a version above `version`, looking through a read-only
+ * connection: a file from a newer Grace is then not touched at all, not
+ * even switched to WAL by the regular open. 0 otherwise, also when there
+ * is no file or it cannot be read (the regular open reports that). */
+int sdk_mig_refuse_if_newer(const char *path, int version, sdk_err *err);
+
 /* The version and the advice in a refusal, for callers that check a file
  * without opening it for writing (restore): the same wording. */
 int sdk_mig_refuse_newer(sdk_err *err, const char *path, int file_version, int this_version);

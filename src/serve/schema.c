@@ -4,6 +4,8 @@
 #include "sdk/db.h"
 #include "sdk/log.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Each file's tables as they are today are its version 1 (version 0: the
@@ -38,14 +40,34 @@ int schema_version_of(const char *name)
 	return def ? def->schema_version : 0;
 }
 
-int schema_migrate_main(const char *data_dir, sdk_err *err)
+int schema_refuse_newer_main(const char *data_dir, sdk_err *err)
 {
 	for (size_t i = 0; i < sizeof main_dbs / sizeof *main_dbs; i++) {
+		char path[PATH_MAX];
+		if (snprintf(path, sizeof path, "%s/%s.db", data_dir, main_dbs[i].name) >=
+		    (int)sizeof path)
+			return sdk_fail(err, SDK_EINVAL, "database path too long");
+		int rc = sdk_mig_refuse_if_newer(path, main_dbs[i].mig->version, err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int schema_migrate_main(const char *data_dir, sdk_err *err)
+{
+	int rc = schema_refuse_newer_main(data_dir, err);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < sizeof main_dbs / sizeof *main_dbs; i++) {
 		sqlite3 *db = NULL;
-		int rc = sdk_db_open_checked(data_dir, main_dbs[i].name, NULL, &db, err);
+		sdk_err open_err = { "" };
+		/* A file that cannot be opened is left to its module's own open,
+		 * which reports it in its words. */
+		if (sdk_db_open_checked(data_dir, main_dbs[i].name, NULL, &db, &open_err) < 0)
+			continue;
 		sdk_mig_report r = { 0 };
-		if (!rc)
-			rc = sdk_mig_run(db, main_dbs[i].mig, &r, err);
+		rc = sdk_mig_run(db, main_dbs[i].mig, &r, err);
 		sqlite3_close(db);
 		if (rc < 0)
 			return rc;

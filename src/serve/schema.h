@@ -25,8 +25,14 @@ const schema_db *schema_main_dbs(size_t *n);
  * its own, or is unknown). */
 int schema_version_of(const char *name);
 
-/* Brings every main-process database in `data_dir` to its version, before
- * anything else opens them. 0, or a negative sdk_status with the reason
+/* Refuses (the reason in `err`) when any main-process database in
+ * `data_dir` is newer than this build, before any is opened for writing:
+ * the directory is then left exactly as it was. */
+int schema_refuse_newer_main(const char *data_dir, sdk_err *err);
+
+/* schema_refuse_newer_main, then brings every main-process database in
+ * `data_dir` to its version, before anything else uses them (a file that
+ * cannot be opened is skipped: its module's open reports it). 0, or a negative sdk_status with the reason
  * (a file from a newer Grace, a failed step: sdk_mig_run) in `err`. */
 int schema_migrate_main(const char *data_dir, sdk_err *err);
 

@@ -312,7 +312,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		close(api_fd);
 		return 1;
 	}
-	if (schema_migrate_main(cfg->data_dir, &merr) < 0) {
+	if (schema_refuse_newer_main(cfg->data_dir, &merr) < 0) {
 		sdk_error("cannot start: %s", merr.msg);
 		close(api_fd);
 		return 1;
@@ -320,6 +320,12 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	if (sdk_db_open(cfg->data_dir, "grace", &s.db, err, sizeof err) < 0) {
 		sdk_error("cannot open the main database: %s", err);
 		close(api_fd);
+		return 1;
+	}
+	if (schema_migrate_main(cfg->data_dir, &merr) < 0) {
+		sdk_error("cannot start: %s", merr.msg);
+		close(api_fd);
+		sqlite3_close(s.db);
 		return 1;
 	}
 	s.api.base = event_base_new();
