@@ -210,6 +210,29 @@ static int stamp_if_new(sqlite3 *db, const sdk_mig_def *def, int *version, bool 
 	return rc;
 }
 
+/* The file is at its current version, so every step succeeded: a copy
+ * left by a run killed between its last COMMIT and the removal (a ready
+ * timeout, a power cut) is not needed any more. */
+static void remove_stale_copies(const char *path, int version)
+{
+	bool removed = false;
+	for (int v = 0; v < version; v++) {
+		char copy[PATH_MAX], tmp[PATH_MAX + 8];
+		if (snprintf(copy, sizeof copy, "%s.pre-v%d", path, v) >= (int)sizeof copy)
+			return;
+		snprintf(tmp, sizeof tmp, "%s.tmp", copy);
+		if (unlink(copy) == 0) {
+			sdk_info("%s is at version %d: removed %s, left by an interrupted "
+				 "migration",
+				 path, version, copy);
+			removed = true;
+		}
+		removed |= unlink(tmp) == 0;
+	}
+	if (removed)
+		fsync_dir_of(path, &(sdk_err){ "" });
+}
+
 int sdk_mig_run(sqlite3 *db, const sdk_mig_def *def, sdk_mig_report *report, sdk_err *err)
 {
 	sdk_mig_report r = { 0 };
@@ -228,8 +251,11 @@ int sdk_mig_run(sqlite3 *db, const sdk_mig_def *def, sdk_mig_report *report, sdk
 		*report = r;
 	if (version < 0 || version > def->version)
 		return sdk_mig_refuse_newer(err, path, version, def->version);
-	if (version == def->version)
+	if (version == def->version) {
+		if (on_disk)
+			remove_stale_copies(path, version);
 		return 0;
+	}
 
 	char copy[PATH_MAX];
 	if (snprintf(copy, sizeof copy, "%s.pre-v%d", path, version) >= (int)sizeof copy)

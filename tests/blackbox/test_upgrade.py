@@ -107,8 +107,10 @@ class Upgrade(GraceTestCase):
         self.assertEqual((st, v.get("ok")), (200, True), v)
         log = g.log()
         g.stop()
-        for name in sorted(older - OWN_VERSIONS):
-            self.assertIn("%s.db: schema migrated from version" % name, log)
+        # Said in the log (a kernel killed by its ready timeout after its
+        # COMMIT, on a crowded machine, migrates without its line: the
+        # versions below are the proof for each file).
+        self.assertIn("schema migrated from version 0 to 1", log)
         for n in sorted(os.listdir(g.data_dir)):
             self.assertNotIn(".pre-v", n, "a copy made before a migration is left")
             if not n.endswith(".db") or n[:-3] in OWN_VERSIONS:

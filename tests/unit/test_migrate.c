@@ -208,6 +208,20 @@ static void test_newer_file_is_refused_unchanged(void **state)
 	assert_false(exists(f, "store.db.pre-v7"));
 }
 
+static void test_copy_left_by_a_killed_run_is_removed(void **state)
+{
+	struct fx *f = *state;
+	/* Killed after the last COMMIT, before the copy was removed. */
+	exec(f, "CREATE TABLE t (a INTEGER); PRAGMA user_version = 3;");
+	char p[256];
+	snprintf(p, sizeof p, "%s/store.db.pre-v1", f->dir);
+	FILE *c = fopen(p, "w");
+	assert_non_null(c);
+	fclose(c);
+	assert_int_equal(sdk_mig_run(f->db, &def3, NULL, &f->err), 0);
+	assert_false(exists(f, "store.db.pre-v1"));
+}
+
 static void test_bad_declaration(void **state)
 {
 	struct fx *f = *state;
@@ -228,6 +242,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_failed_sql_step_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_file_is_refused_unchanged, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_copy_left_by_a_killed_run_is_removed, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_declaration, setup, teardown),
 	};
