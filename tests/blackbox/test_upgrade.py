@@ -68,6 +68,10 @@ def sha256(path):
 def fixture_into(fixture, data_dir):
     shutil.copytree(fixture, data_dir, ignore=shutil.ignore_patterns("expected.json",
                                                                      "README*"))
+    # As Grace keeps them (a checkout makes them 0644; keys must be 0600).
+    os.chmod(data_dir, 0o700)
+    for n in os.listdir(data_dir):
+        os.chmod(os.path.join(data_dir, n), 0o600)
     with open(os.path.join(fixture, "expected.json")) as f:
         return json.load(f)
 
