@@ -754,6 +754,9 @@ const sdk_kernel_def learning_kernel = {
 	.port = 8133, .tier = "agentic",
 	.summary = "a contextual bandit that orders the healer's playbooks, with offline evaluation",
 	.complete = false,
+	/* Its tables as they are today (store.c): a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = learning_routes,
 	.n_routes = sizeof learning_routes / sizeof learning_routes[0],
 	.init = learning_init,
