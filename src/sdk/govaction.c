@@ -8,7 +8,7 @@ static const sdk_gov_action actions[] = {
 	{ "user.delete", "delete a user (DELETE /auth/users/NAME)", { "name" } },
 	{ "user.role", "change a user's role (only through a change request)", { "name", "role" } },
 	{ "key.rotate", "rotate a key (crypto: POST /keys/NAME/rotate)", { "name" } },
-	{ "key.delete", "delete a key (crypto has no delete route yet)", { "name" } },
+	{ "key.delete", "delete a key (crypto: DELETE /keys/NAME)", { "name" } },
 	{ "policy.set", "change a policy set (policy: PUT or DELETE /policy-sets/NAME)",
 	  { "name", "method" } },
 	{ "bus.retention", "change bus retention (message_bus: POST or DELETE /retention)",

@@ -163,15 +163,27 @@ class Restart(Base):
             self.g.close()
 
 
+def strict_gate():
+    """The gate of the strict profile etc/grace.ini ships (commented out)."""
+    ini = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "grace.ini")
+    with open(ini) as f:
+        for line in f:
+            if line.startswith(";gate = "):
+                return line[1:].split("=", 1)[1].split(";")[0].strip()
+    raise AssertionError("etc/grace.ini ships no strict profile (;gate = ...)")
+
+
 class Gated(Base):
-    """The strict profile: key.delete waits for another admin."""
+    """The strict profile: key.delete waits for another admin. The policy
+    kernel runs, so every call between processes is decided by the default
+    policy (crypto's audit events among them)."""
 
     @classmethod
     def setUpClass(cls):
-        cls.g = GraceServer(kernels=dict(KERNELS, governance={}),
+        cls.g = GraceServer(kernels=dict(KERNELS, governance={}, policy={}),
                             config={"crypto": CRYPTO,
-                                    "governance": {"gate": "key.delete", "default_rule": "1 admin",
-                                                   "poll_ms": 50}})
+                                    "governance": {"gate": strict_gate(),
+                                                   "default_rule": "1 admin", "poll_ms": 50}})
         cls.g.start()
         for name in ("ann", "bob"):
             cls.g.create_user(name, PASSWORD, "admin")
@@ -215,6 +227,16 @@ class Gated(Base):
         self.wait_gone("gated")
         self.call("POST", "/sign", {"key": "gated", "data": "m"}, expect=410, code="key_deleted")
         self.wait_audit("gated", {"crypto.key.deletion_scheduled", "crypto.key.destroyed"})
+
+    def test_strict_profile_gates_a_policy_set_change(self):
+        self.assertIn("policy.set", strict_gate().split())
+        body = {"policies": "permit (principal, action, resource);"}
+        out = self.as_("ann", "PUT", "/kernels/policy/policy-sets/probe", body, expect=202)
+        cr = out["change_request"]
+        self.assertEqual((cr["action"], cr["params"]),
+                         ("policy.set", {"name": "probe", "method": "PUT", "body": body}))
+        self.as_("ann", "POST", "/governance/requests/%d/withdraw" % cr["id"], {})
+        self.as_("ann", "GET", "/kernels/policy/policy-sets/probe", expect=404)
 
 
 if __name__ == "__main__":

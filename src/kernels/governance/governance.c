@@ -584,7 +584,7 @@ const sdk_kernel_def governance_kernel = {
 	.name = "governance",
 	.port = 8110, .tier = "governance",
 	.summary = "change requests with approval rules before dangerous actions",
-	.complete = false,
+	.complete = true,
 	.routes = governance_routes,
 	.n_routes = sizeof governance_routes / sizeof governance_routes[0],
 	.init = governance_init,
