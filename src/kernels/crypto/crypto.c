@@ -33,6 +33,10 @@ typedef struct cry_kernel {
 	struct event *tick;
 	bool have_audit, sending;
 	int64_t sending_upto;
+	/* Kept here so that the timer touches SQLite only when there is work:
+	 * the earliest pending deletion (0: none), audit events waiting. */
+	int64_t next_due;
+	bool outbox;
 	unsigned long long destroyed, audit_failures;
 } cry_kernel;
 
@@ -228,6 +232,18 @@ static void on_key_rotate(sdk_req *req, void *ctx)
 	cry_reply(req, rc, &e, 200, out);
 }
 
+/* Reads what the timer has to do after a step changed it. A failure
+ * leaves the timer looking every tick until it reads again. */
+static void cry_work_refresh(cry_kernel *ck)
+{
+	sdk_err e;
+	if (cry_pending_work(ck->store, &ck->next_due, &ck->outbox, &e) < 0) {
+		sdk_warn("crypto: %s", e.msg);
+		ck->next_due = 1;
+		ck->outbox = true;
+	}
+}
+
 /* Who asks, for the audit trail: the user the gateway (or the governance
  * executor, for an approved request) named, and the calling process. */
 static cry_actor cry_actor_of(sdk_req *req, sdk_kernel *k)
@@ -267,6 +283,8 @@ static void on_key_delete(sdk_req *req, void *ctx)
 	sdk_err e;
 	int rc = cry_key_schedule_deletion(cry_store_of(ctx), sdk_req_param(req, "name"), window,
 					   &who, sdk_wall_ms(), &out, &e);
+	if (rc == 0)
+		cry_work_refresh(k->state);
 	cry_reply(req, rc, &e, 200, out);
 }
 
@@ -284,6 +302,8 @@ static void on_key_cancel_deletion(sdk_req *req, void *ctx)
 	sdk_err e;
 	int rc = cry_key_cancel_deletion(cry_store_of(ctx), sdk_req_param(req, "name"), &who,
 					 sdk_wall_ms(), &out, &e);
+	if (rc == 0)
+		cry_work_refresh(k->state);
 	cry_reply(req, rc, &e, 200, out);
 }
 
@@ -538,6 +558,8 @@ static void audit_send(cry_kernel *ck)
 	if (upto == 0 || !ck->have_audit) { /* nothing, or no audit trail to keep it */
 		if (upto)
 			cry_outbox_sent(ck->store, upto, &e);
+		else
+			ck->outbox = false;
 		json_decref(batch);
 		return;
 	}
@@ -557,15 +579,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	cry_kernel *ck = arg;
 	if (!sdk_kernel_storage_ok(ck->k))
 		return;
-	sdk_err e;
-	int n = cry_key_destroy_due(ck->store, sdk_wall_ms(), &e);
-	if (n < 0)
-		sdk_warn("crypto: cannot destroy keys due: %s", e.msg);
-	else if (n > 0) {
-		ck->destroyed += (unsigned)n;
-		sdk_info("crypto: destroyed %d key(s) whose deletion was due", n);
+	int64_t now = sdk_wall_ms();
+	if (ck->next_due && ck->next_due <= now) {
+		sdk_err e;
+		int n = cry_key_destroy_due(ck->store, now, &e);
+		if (n < 0)
+			sdk_warn("crypto: cannot destroy keys due: %s", e.msg);
+		else if (n > 0) {
+			ck->destroyed += (unsigned)n;
+			sdk_info("crypto: destroyed %d key(s) whose deletion was due", n);
+		}
+		cry_work_refresh(ck);
 	}
-	if (!ck->sending)
+	if (ck->outbox && !ck->sending)
 		audit_send(ck);
 }
 
@@ -639,6 +665,7 @@ static int cry_init(sdk_kernel *k, char *err, size_t errlen)
 	k->state = ck;
 	const grace_kernel_cfg *audit = grace_config_kernel(k->cfg, "audit");
 	ck->have_audit = audit && audit->enabled;
+	cry_work_refresh(ck);
 	/* Deletions that came due while the kernel was down are done on the
 	 * first tick. */
 	ck->tick = event_new(k->base, -1, EV_PERSIST, on_tick, ck);

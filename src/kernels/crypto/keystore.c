@@ -839,3 +839,20 @@ int cry_outbox_sent(cry_store *s, int64_t upto, sdk_err *err)
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : cry_fail_sql(s->db, err, "clearing the audit outbox");
 }
+
+int cry_pending_work(cry_store *s, int64_t *next_due, bool *outbox, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT (SELECT min(deletion_at) FROM keys),"
+			       " EXISTS (SELECT 1 FROM audit_outbox)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return cry_fail_sql(s->db, err, "looking for pending deletions");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*next_due = sqlite3_column_int64(st, 0);
+		*outbox = sqlite3_column_int(st, 1) != 0;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : cry_fail_sql(s->db, err, "looking for pending deletions");
+}

@@ -101,6 +101,9 @@ int cry_key_destroy_due(cry_store *s, int64_t now_ms, sdk_err *err);
  * of event objects; *upto is the last one's id. */
 int cry_outbox(cry_store *s, unsigned limit, json_t **out, int64_t *upto, sdk_err *err);
 int cry_outbox_sent(cry_store *s, int64_t upto, sdk_err *err);
+/* What the timer has to do: *next_due the earliest pending deletion (0:
+ * none), *outbox whether audit events wait to be sent. */
+int cry_pending_work(cry_store *s, int64_t *next_due, bool *outbox, sdk_err *err);
 int cry_key_public(cry_store *s, const char *name, unsigned version,
 		   unsigned char pk[CRY_PUBLIC_BYTES], sdk_err *err);
 /* The unsealed secret of one version. The caller wipes it. */
