@@ -23,7 +23,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'core'))
-from harness import GraceServer, GraceTestCase, scaled  # noqa: E402
+from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled  # noqa: E402
 from rfc6962 import (canonical, leaf_hash, unhex,  # noqa: E402
                      verify_consistency, verify_inclusion)
 from session import AdminApi  # noqa: E402
@@ -153,6 +153,19 @@ class Archive(GraceTestCase):
             if e["index"] in known:
                 self.assertEqual(base64.b64decode(e["data_b64"]), known[e["index"]])
         self.assertGreater(len([e for e in entries if e["index"] in known]), 500)
+        # Grace's own offline check agrees, and refuses an altered copy.
+        r = subprocess.run([GRACE_BIN, "archive", "verify", path, "--json"],
+                           capture_output=True, text=True, timeout=scaled(20))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["sha256"], out["sha256"])
+        bad = os.path.join(self.g.tmp, "altered.jsonl")
+        at = raw.index(b'"data_b64":"', len(raw) // 2) + 12  # an entry's first byte
+        with open(bad, "wb") as f:
+            f.write(raw[:at] + (b"f" if raw[at:at + 1] == b"e" else b"e") + raw[at + 1:])
+        r = subprocess.run([GRACE_BIN, "archive", "verify", bad], capture_output=True,
+                           text=True, timeout=scaled(20))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("does NOT verify", r.stderr)
         st, _, fetched = self.api.http("GET", LOG + "/archives/" + out["file"])
         self.assertEqual(st, 200)
         self.assertEqual(fetched if isinstance(fetched, bytes) else None, raw)

@@ -46,4 +46,10 @@ bool ilog_archive_name_ok(const char *name);
 /* Writes (or checks) the archive x describes; the outcome in x->rc. */
 void ilog_export_run(ilog_export *x);
 
+/* Checks the archive file at `path` with nothing else (archive_check.c):
+ * *report is {"file","ok",...} with "reason" when not ok, else "first",
+ * "end","entries","tree_size","root_hash","key_id","sha256" (a new
+ * reference). 0, or SDK_ENOTFOUND when the file cannot be opened. */
+int ilog_archive_check(const char *path, json_t **report, sdk_err *err);
+
 #endif
