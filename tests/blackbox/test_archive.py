@@ -115,7 +115,7 @@ class Archive(GraceTestCase):
     def head(self):
         return self.call("GET", "/sth")
 
-    def test_archive(self):
+    def test_1_log(self):
         # The audit trail appends its own events too: entries are known
         # by the indexes the appends answer.
         known = {}
@@ -295,6 +295,88 @@ class Archive(GraceTestCase):
                                       "immutable_log.archive.remove")
             return st == 200 and len(ev.get("events", [])) >= 2 and ev
         self.g.wait_for(audited, timeout=scaled(20), message="no audit event of the archival")
+
+
+    def test_2_audit(self):
+        aud = "/kernels/audit"
+        evs = [{"actor": "alice", "action": "doc.read", "resource": "doc/%d" % i,
+                "outcome": "success", "details": {"n": i, "ü": "ß"}} for i in range(40)]
+        st, _, out = self.api.http("POST", aud + "/events", evs)
+        self.assertEqual(st, 201, out)
+        ids = out["ids"]
+
+        def logged():
+            st, _, page = self.api.http("GET", aud + "/events?actor=alice&limit=1000")
+            return st == 200 and all(e["log_index"] is not None for e in page["events"]) \
+                and len(page["events"]) == 40 and page
+        self.g.wait_for(logged, timeout=scaled(20), message="events never reached the log")
+
+        def bad(body, field, status=400):
+            st, _, out = self.api.http("POST", aud + "/archive", body)
+            self.assertEqual(st, status, out)
+            self.assertIn(field, out["error"]["message"], out)
+        bad({}, "before_id")
+        bad({"before_id": "7"}, "before_id")
+        bad({"before_id": 7, "remove": 1}, "remove")
+        bad({"before_ms": 5, "older_than_s": 5}, "before_ms")
+        bad({"before_id": 7, "colour": 1}, "colour")
+
+        cut = ids[30]  # events below it: every earlier event, logged
+        st, _, out = self.api.http("POST", aud + "/archive", {"before_id": cut, "remove": True},
+                                   timeout=scaled(30))
+        self.assertEqual(st, 200, out)
+        self.assertTrue(out["removed"])
+        self.assertEqual(out["last_id"], cut - 1)
+        path = os.path.join(self.g.data_dir, "archive", out["file"])
+        with open(path, "rb") as f:
+            raw = f.read()
+        self.assertEqual(hashlib.sha256(raw).hexdigest(), out["sha256"])
+
+        # Independently: the manifest, the log's signature, and for every
+        # event its leaf hash (of its canonical JSON) and inclusion proof.
+        key = self.call("GET", "/key")["public_key"]
+        lines = raw.split(b"\n")[:-1]
+        header, manifest = json.loads(lines[0]), json.loads(lines[-1])["manifest"]
+        body_len = len(raw) - len(lines[-1]) - 1
+        self.assertEqual(manifest["content_sha256"], hashlib.sha256(raw[:body_len]).hexdigest())
+        head = header["tree_head"]
+        self.assertEqual(head["public_key"], key)
+        msg = (b"\x00\x01" + struct.pack(">QQ", head["timestamp"], head["tree_size"]) +
+               unhex(head["root_hash"]))
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(key)).verify(
+            base64.b64decode(head["signature"]), msg)
+        events = [json.loads(line) for line in lines[1:-1]]
+        self.assertEqual(len(events), out["events"])
+        self.assertEqual(manifest["events"], len(events))
+        for e in events:
+            leaf = leaf_hash(canonical(e["event"]))
+            self.assertEqual(unhex(e["leaf_hash"]), leaf)
+            self.assertTrue(verify_inclusion(e["log_index"], head["tree_size"], leaf,
+                                             [unhex(h) for h in e["audit_path"]],
+                                             unhex(head["root_hash"])), e["event"]["id"])
+        self.assertIn(ids[0], [e["event"]["id"] for e in events])
+        self.assertEqual(events[-1]["event"]["id"], cut - 1)
+
+        # Gone locally; queries over the range say how much was archived.
+        st, _, page = self.api.http("GET", aud + "/events?limit=1000")
+        self.assertEqual(st, 200)
+        self.assertGreaterEqual(page["events"][0]["id"], cut)
+        self.assertEqual(page["archived"]["events"], out["events"])
+        self.assertEqual(page["archived"]["last_id"], cut - 1)
+        st, _, page = self.api.http("GET", aud + "/events?cursor=%d" % (cut - 1))
+        self.assertNotIn("archived", page)
+        st, _, _ = self.api.http("GET", aud + "/events/%d/proof" % ids[29])
+        self.assertEqual(st, 404)
+        st, _, p = self.api.http("GET", aud + "/events/%d/proof" % ids[30])
+        self.assertEqual(st, 200, p)
+
+        # The same range again: nothing left to archive.
+        bad({"before_id": cut, "remove": True}, "nothing to archive", status=409)
+
+        def recorded():
+            st, _, ev = self.api.http("GET", aud + "/events?action=audit.archive.remove")
+            return st == 200 and len(ev["events"]) == 1 and ev
+        self.g.wait_for(recorded, timeout=scaled(10), message="the archival is no audit event")
 
 
 if __name__ == "__main__":
