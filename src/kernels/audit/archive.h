@@ -12,8 +12,10 @@
 #include "sdk/kernel.h"
 
 #define AUD_ARCHIVE_FORMAT "grace-audit-archive/1"
-/* Events one call archives: each needs a proof from the log (one call). */
-#define AUD_ARCHIVE_MAX 10000u
+/* Events one call archives: each needs a proof from the log (one call,
+ * about a millisecond), and the answer must come within the gateway's
+ * 10 s. */
+#define AUD_ARCHIVE_MAX 2000u
 
 typedef struct aud_archiver aud_archiver;
 
