@@ -181,6 +181,10 @@ class Archive(GraceTestCase):
                                              "sha256": out["sha256"]})
         self.assertTrue(out["removed"], out)
         sha = out["sha256"]
+        listed = self.call("GET", "/archives")
+        self.assertEqual(listed["archived_before"], 600)
+        self.assertEqual(listed["archives"][0]["sha256"], sha)
+        self.assertEqual(listed["archives"][0]["tree_size"], header["tree_head"]["tree_size"])
         self.assertEqual(hashlib.sha256(raw).hexdigest(), sha)
         record = self.call("GET", "/entries/%d" % out["record_index"])
         self.assertEqual(record["data"]["type"], "immutable_log.archive")

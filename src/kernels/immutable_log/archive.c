@@ -317,6 +317,16 @@ static int ilog_export_check(ilog_export *x)
 		x->bytes += n;
 	}
 	int bad = ferror(f);
+	/* The tree head the file's proofs are against, for the record. */
+	rewind(f);
+	char *line = NULL;
+	size_t cap = 0;
+	json_t *header = getline(&line, &cap, f) > 0 ? json_loads(line, 0, NULL) : NULL;
+	json_t *size = json_object_get(json_object_get(header, "tree_head"), "tree_size");
+	if (json_is_integer(size) && json_integer_value(size) >= (json_int_t)x->end)
+		x->head.tree_size = (uint64_t)json_integer_value(size);
+	json_decref(header);
+	free(line);
 	fclose(f);
 	if (bad)
 		return sdk_fail(&x->err, SDK_EIO, "reading %s", x->file);
