@@ -93,10 +93,12 @@ static void aud_job_record(struct aud_job *j, const char *outcome, json_t *detai
 
 /* ---- writing the file (worker thread) */
 
+/* Writes `line` (stolen) and hashes it. */
 static int aud_put_line(FILE *f, crypto_hash_sha256_state *h, long long *bytes, json_t *line,
 			sdk_err *err)
 {
 	char *text = json_dumps(line, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(line);
 	if (!text)
 		return sdk_fail(err, SDK_EIO, "out of memory");
 	size_t len = strlen(text);
