@@ -371,8 +371,9 @@ class Archive(GraceTestCase):
         self.assertEqual(page["archived"]["last_id"], cut - 1)
         st, _, page = self.api.http("GET", aud + "/events?cursor=%d" % (cut - 1))
         self.assertNotIn("archived", page)
-        st, _, _ = self.api.http("GET", aud + "/events/%d/proof" % ids[29])
-        self.assertEqual(st, 404)
+        st, _, gone = self.api.http("GET", aud + "/events/%d/proof" % ids[29])
+        self.assertEqual(st, 410, gone)
+        self.assertIn(out["sha256"], gone["error"]["message"])
         st, _, p = self.api.http("GET", aud + "/events/%d/proof" % ids[30])
         self.assertEqual(st, 200, p)
 

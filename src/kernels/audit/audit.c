@@ -385,6 +385,20 @@ static void on_proof(sdk_req *req, void *ctx)
 	json_t *ev;
 	sdk_err e;
 	int rc = aud_get(k->db, id, &ev, &e);
+	json_t *archived = NULL;
+	if (rc == SDK_ENOTFOUND && aud_archived(k->db, &archived, NULL) == 0 &&
+	    id <= json_integer_value(json_object_get(archived, "last_id"))) {
+		/* Its proof went with it: the archive file holds it. */
+		sdk_reply_error(req, 410, "archived",
+				"event %lld was archived (events up to %lld; the latest archive is"
+				" %s, SHA-256 %s): its proof is in its archive file",
+				id, (long long)json_integer_value(json_object_get(archived, "last_id")),
+				json_string_value(json_object_get(archived, "last_file")),
+				json_string_value(json_object_get(archived, "last_sha256")));
+		json_decref(archived);
+		return;
+	}
+	json_decref(archived);
 	if (rc < 0) {
 		sdk_reply_status(req, rc, &e);
 		return;
