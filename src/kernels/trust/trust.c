@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TR_JWT_TTL_DEFAULT_S 300
-#define TR_X509_TTL_DEFAULT_S 3600
 #define TR_TTL_MIN_S 10
 #define TR_REFRESH_HINT_S 300
 #define TR_BODY_MAX 16384
@@ -124,7 +122,7 @@ static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, char *id, size_
 				"\"%.64s\" is not a kernel of this Grace", who);
 		return -1;
 	}
-	if (tr_workload_id(TR_TRUST_DOMAIN, grace ? NULL : who, id, idlen, &e) < 0) {
+	if (tr_workload_id(k->cfg->trust.domain, grace ? NULL : who, id, idlen, &e) < 0) {
 		sdk_reply_status(req, SDK_EINVAL, &e);
 		return -1;
 	}
@@ -161,7 +159,8 @@ static void on_jwt_svid(sdk_req *req, void *ctx)
 	json_t *body = body_of(req, allowed);
 	char id[TR_SPIFFE_ID_MAX + 1];
 	int ttl;
-	if (!body || ttl_of(req, body, TR_JWT_TTL_DEFAULT_S, TR_JWT_TTL_MAX_S, &ttl) < 0 ||
+	const grace_trust *t = &((sdk_kernel *)ctx)->cfg->trust;
+	if (!body || ttl_of(req, body, (int)t->jwt_ttl_default_s, (int)t->jwt_ttl_max_s, &ttl) < 0 ||
 	    subject_of(req, ctx, body, id, sizeof id) < 0)
 		return;
 	json_t *aud = audience_of(req, body);
@@ -192,7 +191,8 @@ static void on_x509_svid(sdk_req *req, void *ctx)
 	json_t *body = body_of(req, allowed);
 	char id[TR_SPIFFE_ID_MAX + 1];
 	int ttl;
-	if (!body || ttl_of(req, body, TR_X509_TTL_DEFAULT_S, TR_X509_TTL_MAX_S, &ttl) < 0 ||
+	const grace_trust *t = &((sdk_kernel *)ctx)->cfg->trust;
+	if (!body || ttl_of(req, body, (int)t->x509_ttl_default_s, (int)t->x509_ttl_max_s, &ttl) < 0 ||
 	    subject_of(req, ctx, body, id, sizeof id) < 0)
 		return;
 	tr_key ca;
@@ -333,6 +333,13 @@ static int tr_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
+	const grace_trust *t = &k->cfg->trust;
+	tr_params p = { .jwt_rotate_ms = t->jwt_rotate_s * 1000LL,
+			.x509_rotate_ms = t->x509_rotate_s * 1000LL,
+			.jwt_ttl_max_s = (int)t->jwt_ttl_max_s,
+			.x509_ttl_max_s = (int)t->x509_ttl_max_s };
+	snprintf(p.domain, sizeof p.domain, "%s", t->domain);
+	tr_store_set_params(s, &p);
 	k->state = s;
 	return 0;
 }
