@@ -236,6 +236,7 @@ static const struct cfg_key trust_keys[] = {
 	TR("x509_rotate_s", x509_rotate_s, 60, 3u * 366 * 86400),
 	TR("score_half_life_s", score_half_life_s, 1, 366u * 86400),
 	TR("score_refresh_ms", score_refresh_ms, 100, 3600000),
+	TR("score_period_s", score_period_s, 1, 86400),
 #undef TR
 };
 
@@ -1106,7 +1107,8 @@ static void config_defaults(grace_config *cfg)
 				    .jwt_rotate_s = 86400,
 				    .x509_rotate_s = 7 * 86400,
 				    .score_half_life_s = 86400,
-				    .score_refresh_ms = 5000 };
+				    .score_refresh_ms = 5000,
+				    .score_period_s = 300 };
 	cfg->governance = (grace_governance){ .expiry_s = 86400,
 					      .requests_max = 100000,
 					      .poll_ms = 500,

@@ -227,6 +227,7 @@ typedef struct grace_trust {
 	unsigned x509_rotate_s;      /* the X.509 CA signs this long */
 	unsigned score_half_life_s;  /* trust-score evidence loses half its weight */
 	unsigned score_refresh_ms;   /* the main process reads the scores this often */
+	unsigned score_period_s;     /* a kernel up this long without a fault: one good outcome */
 } grace_trust;
 
 typedef struct grace_kernel_cfg {

@@ -179,6 +179,19 @@ static void on_unhealthy(sup_kernel *k, const char *reason, void *arg)
 	hl_heal(s->api.hl, k, &hr, NULL, NULL, NULL);
 }
 
+/* The guardian's health states go to the bus (grace.guardian.NAME.state):
+ * the trust kernel counts failing probes against a kernel's score. */
+static void on_health_change(sup_kernel *k, const char *from, const char *to, const char *reason,
+			     void *arg)
+{
+	struct serve *s = arg;
+	char subject[96];
+	snprintf(subject, sizeof subject, "grace.guardian.%s.state", k->cfg->name);
+	ob_publish(s->api.ob, subject,
+		   json_pack("{s:s, s:s, s:s, s:s, s:I}", "kernel", k->cfg->name, "from", from, "to",
+			     to, "reason", reason, "ts_ms", (json_int_t)sdk_wall_ms()));
+}
+
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
@@ -405,6 +418,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	sdk_info("grace %s: API on 127.0.0.1:%d, %zu kernels, data in %s", GRACE_VERSION,
 		 api_port, cfg->n_kernels, cfg->data_dir);
 	gd_set_healer(s.api.gd, on_unhealthy, &s);
+	gd_set_observer(s.api.gd, on_health_change, &s);
 	hl_set_observer(s.api.hl, on_incident, &s);
 	hl_ports_apply(s.db, s.api.sup);
 	dir_publish(s.dir); /* before any kernel starts: they read it */

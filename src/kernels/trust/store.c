@@ -117,7 +117,19 @@ int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *er
 			 " seq INTEGER PRIMARY KEY AUTOINCREMENT, kid TEXT NOT NULL UNIQUE,"
 			 " kind TEXT NOT NULL CHECK (kind IN ('jwt','x509')),"
 			 " created_ms INTEGER NOT NULL, retire_ms INTEGER NOT NULL DEFAULT 0,"
-			 " pub BLOB NOT NULL, sealed BLOB NOT NULL)",
+			 " pub BLOB NOT NULL, sealed BLOB NOT NULL);"
+			 /* Trust scores (evidence.c): additive tables only. */
+			 "CREATE TABLE IF NOT EXISTS trust_scores ("
+			 " kind TEXT NOT NULL CHECK (kind IN ('kernel','user')), name TEXT NOT NULL,"
+			 " alpha REAL NOT NULL, beta REAL NOT NULL, at_ms INTEGER NOT NULL,"
+			 " PRIMARY KEY (kind, name));"
+			 "CREATE TABLE IF NOT EXISTS trust_evidence ("
+			 " kind TEXT NOT NULL, name TEXT NOT NULL, outcome TEXT NOT NULL,"
+			 " good INTEGER NOT NULL, count INTEGER NOT NULL, last_ms INTEGER NOT NULL,"
+			 " PRIMARY KEY (kind, name, outcome));"
+			 "CREATE TABLE IF NOT EXISTS trust_live ("
+			 " name TEXT PRIMARY KEY, ready INTEGER NOT NULL, since_ms INTEGER NOT NULL,"
+			 " good_ms INTEGER NOT NULL)",
 			 NULL, NULL, &msg)) {
 		int rc = sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				  "creating the schema: %s", msg ? msg : "?");

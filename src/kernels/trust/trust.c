@@ -5,6 +5,8 @@
  * overlap, and serves the trust bundle in the SPIFFE bundle format (a JWKS).
  * See docs/trust.md. */
 #include "kernels/registry.h"
+#include "kernels/trust/evidence.h"
+#include "kernels/trust/feed.h"
 #include "kernels/trust/jwt.h"
 #include "kernels/trust/spiffe.h"
 #include "kernels/trust/store.h"
@@ -14,6 +16,7 @@
 #include "sdk/clock.h"
 #include "sdk/log.h"
 
+#include <event2/event.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +26,19 @@
 #define TR_REFRESH_HINT_S 300
 #define TR_BODY_MAX 16384
 
+#define TR_TICK_MS 1000
+#define TR_SCORES_LIMIT_MAX 10000
+
+/* k->state. */
+typedef struct tr_kernel {
+	tr_store *store;
+	tr_feed feed;
+	struct event *tick; /* each second: the bus, the healthy periods */
+} tr_kernel;
+
 static tr_store *store_of(void *ctx)
 {
-	return ((sdk_kernel *)ctx)->state;
+	return ((tr_kernel *)((sdk_kernel *)ctx)->state)->store;
 }
 
 static void reply_err(sdk_req *req, int rc, const sdk_err *e)
@@ -228,12 +241,12 @@ static int published(sdk_kernel *k, tr_key **keys, size_t *n, int64_t *seq, sdk_
 	int64_t now = sdk_wall_ms();
 	tr_key active;
 	for (int kind = TR_JWT; kind <= TR_X509; kind++) {
-		int rc = tr_key_active(k->state, (enum tr_kind)kind, now, &active, e);
+		int rc = tr_key_active(store_of(k), (enum tr_kind)kind, now, &active, e);
 		if (rc < 0)
 			return rc;
 		tr_key_clear(&active);
 	}
-	return tr_keys_published(k->state, now, keys, n, seq, e);
+	return tr_keys_published(store_of(k), now, keys, n, seq, e);
 }
 
 static void on_bundle(sdk_req *req, void *ctx)
@@ -311,7 +324,7 @@ static void on_rotate(sdk_req *req, void *ctx)
 		return;
 	}
 	sdk_err e;
-	int rc = tr_key_rotate(k->state, strcmp(kind, "jwt") ? TR_X509 : TR_JWT, sdk_wall_ms(), &e);
+	int rc = tr_key_rotate(store_of(k), strcmp(kind, "jwt") ? TR_X509 : TR_JWT, sdk_wall_ms(), &e);
 	if (rc < 0) {
 		reply_err(req, rc, &e);
 		return;
@@ -319,7 +332,101 @@ static void on_rotate(sdk_req *req, void *ctx)
 	on_bundle(req, ctx);
 }
 
+/* ---- trust scores */
+
+/* Scores are read by admins, by the main process and kernels asking for
+ * themselves (no user: the internal token was checked), and by a user
+ * about themselves only (`self`, or NULL). Answers 403 and returns false
+ * otherwise. */
+static bool may_read_scores(sdk_req *req, sdk_kernel *k, const char *self)
+{
+	int role;
+	const char *user = sdk_req_caller(req, k->token, &role);
+	if (!user || role == SDK_CALLER_ADMIN || (self && !strcmp(user, self)))
+		return true;
+	sdk_reply_error(req, 403, "forbidden", "a user reads only their own trust score");
+	return false;
+}
+
+static void reply_scores(sdk_req *req, sdk_kernel *k, const char *kind, const char *name,
+			 size_t limit)
+{
+	json_t *out;
+	sdk_err e;
+	int rc = tr_scores_json(k->db, kind, name, sdk_wall_ms(),
+				k->cfg->trust.score_half_life_s * 1000LL, limit, &out, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	if (name) { /* one subject: the object itself */
+		json_t *one = json_incref(json_array_get(json_object_get(out, "scores"), 0));
+		json_decref(out);
+		out = one;
+	} else {
+		json_object_set_new(out, "half_life_s",
+				    json_integer(k->cfg->trust.score_half_life_s));
+	}
+	sdk_reply_json(req, 200, out);
+}
+
+static void on_scores(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	if (!may_read_scores(req, k, NULL))
+		return;
+	const char *kind = sdk_req_query(req, "kind");
+	unsigned long long limit;
+	if (kind && strcmp(kind, "kernel") && strcmp(kind, "user")) {
+		sdk_reply_error(req, 400, "invalid", "kind must be \"kernel\" or \"user\"");
+		return;
+	}
+	if (sdk_req_query_uint(req, "limit", 1, TR_SCORES_LIMIT_MAX, 1000, &limit) < 0)
+		return;
+	reply_scores(req, k, kind, NULL, (size_t)limit);
+}
+
+static void on_score_of(sdk_req *req, void *ctx, const char *kind)
+{
+	sdk_kernel *k = ctx;
+	const char *name = sdk_req_param(req, "name");
+	if (!may_read_scores(req, k, !strcmp(kind, "user") ? name : NULL))
+		return;
+	if (!tr_subject_valid(kind, name)) {
+		sdk_reply_error(req, 400, "invalid", "a name is 1 to %d printable bytes",
+				TR_SUBJECT_NAME_MAX);
+		return;
+	}
+	reply_scores(req, k, kind, name, 1);
+}
+
+static void on_score_kernel(sdk_req *req, void *ctx)
+{
+	on_score_of(req, ctx, "kernel");
+}
+
+static void on_score_user(sdk_req *req, void *ctx)
+{
+	on_score_of(req, ctx, "user");
+}
+
 /* ---- life */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	tr_feed_tick(&((tr_kernel *)arg)->feed);
+}
+
+static void tr_free(tr_kernel *t)
+{
+	if (!t)
+		return;
+	if (t->tick)
+		event_free(t->tick);
+	tr_store_close(t->store);
+	free(t);
+}
 
 static int tr_init(sdk_kernel *k, char *err, size_t errlen)
 {
@@ -329,24 +436,46 @@ static int tr_init(sdk_kernel *k, char *err, size_t errlen)
 	}
 	sdk_err e;
 	tr_store *s;
-	if (tr_store_open(k->db, k->cfg->data_dir, &s, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
+	tr_kernel *t = calloc(1, sizeof *t);
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	const grace_trust *t = &k->cfg->trust;
-	tr_params p = { .jwt_rotate_ms = t->jwt_rotate_s * 1000LL,
-			.x509_rotate_ms = t->x509_rotate_s * 1000LL,
-			.jwt_ttl_max_s = (int)t->jwt_ttl_max_s,
-			.x509_ttl_max_s = (int)t->x509_ttl_max_s };
-	snprintf(p.domain, sizeof p.domain, "%s", t->domain);
+	if (tr_store_open(k->db, k->cfg->data_dir, &s, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		free(t);
+		return -1;
+	}
+	t->store = s;
+	t->feed.k = k;
+	if (!(t->tick = event_new(k->base, -1, EV_PERSIST, on_tick, t))) {
+		tr_free(t);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	const grace_trust *c = &k->cfg->trust;
+	tr_params p = { .jwt_rotate_ms = c->jwt_rotate_s * 1000LL,
+			.x509_rotate_ms = c->x509_rotate_s * 1000LL,
+			.jwt_ttl_max_s = (int)c->jwt_ttl_max_s,
+			.x509_ttl_max_s = (int)c->x509_ttl_max_s };
+	snprintf(p.domain, sizeof p.domain, "%s", c->domain);
 	tr_store_set_params(s, &p);
-	k->state = s;
+	struct timeval tv = sdk_ms_tv(TR_TICK_MS);
+	event_add(t->tick, &tv);
+	k->state = t;
 	return 0;
+}
+
+static void tr_drain(sdk_kernel *k)
+{
+	tr_kernel *t = k->state;
+	if (t)
+		t->feed.draining = true;
 }
 
 static void tr_close(sdk_kernel *k)
 {
-	tr_store_close(k->state);
+	tr_free(k->state);
 	k->state = NULL;
 }
 
@@ -356,6 +485,9 @@ static const sdk_route tr_routes[] = {
 	SDK_ROUTE("POST", "/jwt-svid/validate", on_validate),
 	SDK_ROUTE("POST", "/x509-svid", on_x509_svid),
 	SDK_ROUTE("POST", "/rotate", on_rotate),
+	SDK_ROUTE("GET", "/scores", on_scores),
+	SDK_ROUTE("GET", "/scores/kernel/:name", on_score_kernel),
+	SDK_ROUTE("GET", "/scores/user/:name", on_score_user),
 };
 
 const sdk_kernel_def trust_kernel = {
@@ -366,5 +498,6 @@ const sdk_kernel_def trust_kernel = {
 	.routes = tr_routes,
 	.n_routes = sizeof tr_routes / sizeof tr_routes[0],
 	.init = tr_init,
+	.drain = tr_drain,
 	.close = tr_close,
 };
