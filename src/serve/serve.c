@@ -11,6 +11,7 @@
 #include "serve/healer/ports.h"
 #include "serve/logfile.h"
 #include "serve/reload/reload.h"
+#include "serve/supervisor/attest.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
 #include "sdk/log.h"
@@ -192,6 +193,14 @@ static void on_health_change(sup_kernel *k, const char *from, const char *to, co
 			     to, "reason", reason, "ts_ms", (json_int_t)sdk_wall_ms()));
 }
 
+/* A kernel process was spawned with a join credential: registered with
+ * the trust kernel in the background (serve/supervisor/attest.h). */
+static void on_kernel_spawned(sup_kernel *k, pid_t pid, const char *hash_hex, void *arg)
+{
+	struct serve *s = arg;
+	sup_attest_register(gw_caller(s->api.gw), s->api.cfg, k->cfg->name, pid, hash_hex);
+}
+
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
@@ -333,7 +342,8 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		sqlite3_close(s.db);
 		return 1;
 	}
-	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
+	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s,
+			.on_spawned = on_kernel_spawned };
 	sdk_err oerr = { { 0 } };
 	ob_opts oo = { .base = s.api.base, .sup = NULL, .db = s.db, .token = s.token,
 		       .audit = &cfg->audit };

@@ -129,7 +129,16 @@ int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *er
 			 " PRIMARY KEY (kind, name, outcome));"
 			 "CREATE TABLE IF NOT EXISTS trust_live ("
 			 " name TEXT PRIMARY KEY, ready INTEGER NOT NULL, since_ms INTEGER NOT NULL,"
-			 " good_ms INTEGER NOT NULL)",
+			 " good_ms INTEGER NOT NULL);"
+			 /* Attestation (attest.c): additive tables only. */
+			 "CREATE TABLE IF NOT EXISTS trust_joins ("
+			 " hash TEXT PRIMARY KEY, kernel TEXT NOT NULL, pid INTEGER NOT NULL,"
+			 " start_time INTEGER NOT NULL, exe TEXT NOT NULL,"
+			 " registered_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL DEFAULT 0);"
+			 "CREATE TABLE IF NOT EXISTS trust_workloads ("
+			 " kernel TEXT PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,"
+			 " exe TEXT NOT NULL, attested_ms INTEGER NOT NULL,"
+			 " attestation_sha256 TEXT NOT NULL, svid_expires_ms INTEGER NOT NULL DEFAULT 0)",
 			 NULL, NULL, &msg)) {
 		int rc = sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				  "creating the schema: %s", msg ? msg : "?");

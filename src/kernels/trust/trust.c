@@ -5,6 +5,7 @@
  * overlap, and serves the trust bundle in the SPIFFE bundle format (a JWKS).
  * See docs/trust.md. */
 #include "kernels/registry.h"
+#include "kernels/trust/attest.h"
 #include "kernels/trust/evidence.h"
 #include "kernels/trust/feed.h"
 #include "kernels/trust/jwt.h"
@@ -135,6 +136,18 @@ static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, char *id, size_
 				"\"%.64s\" is not a kernel of this Grace", who);
 		return -1;
 	}
+	/* A kernel that attested gets its identity only in its attested
+	 * process (attest.h). */
+	int rc = user || grace ? 0
+			       : tr_workload_check(k->db, who,
+						   sdk_req_header(req, SDK_ATTESTATION_HEADER), &e);
+	if (rc < 0) {
+		if (rc == SDK_EDENIED)
+			sdk_reply_error(req, 403, "forbidden", "%s", e.msg);
+		else
+			sdk_reply_status(req, rc, &e);
+		return -1;
+	}
 	if (tr_workload_id(k->cfg->trust.domain, grace ? NULL : who, id, idlen, &e) < 0) {
 		sdk_reply_status(req, SDK_EINVAL, &e);
 		return -1;
@@ -162,6 +175,16 @@ static json_t *audience_of(sdk_req *req, json_t *body)
 		return NULL;
 	}
 	return arr;
+}
+
+/* An SVID went to the kernel asking for itself: its expiry, for
+ * GET /workloads. */
+static void svid_issued(sdk_req *req, sdk_kernel *k, int64_t expires_ms)
+{
+	int role;
+	const char *who = sdk_req_header(req, SDK_CALLER_HEADER);
+	if (!sdk_req_caller(req, k->token, &role) && who)
+		tr_workload_svid(k->db, who, expires_ms);
 }
 
 /* ---- routes */
@@ -193,6 +216,7 @@ static void on_jwt_svid(sdk_req *req, void *ctx)
 		reply_err(req, rc, &e);
 		return;
 	}
+	svid_issued(req, ctx, exp * 1000);
 	sdk_reply_json(req, 200, json_pack("{s:[{s:s, s:s, s:I}]}", "svids", "spiffe_id", id,
 					   "svid", tok, "expires_at", (json_int_t)exp));
 	free(tok);
@@ -220,6 +244,7 @@ static void on_x509_svid(sdk_req *req, void *ctx)
 		reply_err(req, rc, &e);
 		return;
 	}
+	svid_issued(req, ctx, svid.expires_ms);
 	sdk_reply_json(req, 200, json_pack("{s:[{s:s, s:s, s:s, s:s, s:I}]}", "svids", "spiffe_id",
 					   id, "x509_svid", svid.cert_pem, "x509_svid_key",
 					   svid.key_pem, "bundle", svid.bundle_pem, "expires_at",
@@ -330,6 +355,111 @@ static void on_rotate(sdk_req *req, void *ctx)
 		return;
 	}
 	on_bundle(req, ctx);
+}
+
+/* ---- attestation */
+
+/* POST /attest/register: the main process (no user, caller "grace")
+ * registers a kernel process it spawned. */
+static void on_attest_register(sdk_req *req, void *ctx)
+{
+	static const char *const allowed[] = { "kernel", "pid", "start_time", "exe",
+					       "credential_sha256", NULL };
+	sdk_kernel *k = ctx;
+	int role;
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	if (sdk_req_caller(req, k->token, &role) || !caller || strcmp(caller, "grace")) {
+		sdk_reply_error(req, 403, "forbidden", "only the supervisor registers processes");
+		return;
+	}
+	json_t *body = body_of(req, allowed);
+	if (!body)
+		return;
+	const char *name = json_string_value(json_object_get(body, "kernel"));
+	const char *exe = json_string_value(json_object_get(body, "exe"));
+	const char *hash = json_string_value(json_object_get(body, "credential_sha256"));
+	json_t *pid = json_object_get(body, "pid"), *start = json_object_get(body, "start_time");
+	if (!name || !kernel_registry_find(name) || !exe || !*exe ||
+	    strlen(exe) >= TR_EXE_MAX || !json_is_integer(pid) || json_integer_value(pid) <= 0 ||
+	    json_integer_value(pid) > 0x7fffffff || !json_is_integer(start) ||
+	    json_integer_value(start) < 0 || !hash) {
+		sdk_reply_error(req, 400, "invalid",
+				"kernel (a kernel's name), pid, start_time, exe and credential_sha256 "
+				"are required");
+		return;
+	}
+	tr_proc p = { .pid = (pid_t)json_integer_value(pid),
+		      .start_time = json_integer_value(start) };
+	snprintf(p.exe, sizeof p.exe, "%s", exe);
+	sdk_err e;
+	int rc = tr_join_register(k->db, name, &p, hash, sdk_wall_ms(), &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	sdk_reply_json(req, 201, json_pack("{s:s, s:i}", "kernel", name, "pid", (int)p.pid));
+}
+
+/* POST /attest/join: a kernel process presents its join credential, once. */
+static void on_attest_join(sdk_req *req, void *ctx)
+{
+	static const char *const allowed[] = { "credential", "pid", NULL };
+	sdk_kernel *k = ctx;
+	int role;
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	if (sdk_req_caller(req, k->token, &role) || !caller || !kernel_registry_find(caller)) {
+		sdk_reply_error(req, 403, "forbidden", "only a kernel joins, as itself");
+		return;
+	}
+	json_t *body = body_of(req, allowed);
+	if (!body)
+		return;
+	const char *cred = json_string_value(json_object_get(body, "credential"));
+	json_t *pid = json_object_get(body, "pid");
+	if (!cred || !json_is_integer(pid) || json_integer_value(pid) <= 0 ||
+	    json_integer_value(pid) > 0x7fffffff) {
+		sdk_reply_error(req, 400, "invalid", "credential and pid are required");
+		return;
+	}
+	char attestation[TR_JOIN_HEX + 1], id[TR_SPIFFE_ID_MAX + 1];
+	sdk_err e;
+	int64_t now = sdk_wall_ms();
+	int rc = tr_join_accept(k->db, caller, cred, (pid_t)json_integer_value(pid), now,
+				attestation, &e);
+	if (rc == 0)
+		rc = tr_workload_id(k->cfg->trust.domain, caller, id, sizeof id, &e);
+	if (rc < 0) {
+		if (rc == SDK_EDENIED)
+			sdk_reply_error(req, 403, "forbidden", "%s", e.msg);
+		else
+			sdk_reply_status(req, rc, &e);
+		return;
+	}
+	sdk_info("trust: kernel %s attested (pid %d)", caller, (int)json_integer_value(pid));
+	sdk_reply_json(req, 200, json_pack("{s:s, s:s, s:I, s:I, s:s}", "kernel", caller,
+					   "spiffe_id", id, "pid", json_integer_value(pid),
+					   "attested_at", (json_int_t)now, "attestation",
+					   attestation));
+	sodium_memzero(attestation, sizeof attestation);
+}
+
+/* GET /workloads: which kernel process holds which identity (admins). */
+static void on_workloads(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	int role;
+	if (sdk_req_caller(req, k->token, &role) && role != SDK_CALLER_ADMIN) {
+		sdk_reply_error(req, 403, "forbidden", "only an admin lists workloads");
+		return;
+	}
+	json_t *out;
+	sdk_err e;
+	int rc = tr_workloads_json(k->db, &out, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	sdk_reply_json(req, 200, out);
 }
 
 /* ---- trust scores */
@@ -485,6 +615,9 @@ static const sdk_route tr_routes[] = {
 	SDK_ROUTE("POST", "/jwt-svid/validate", on_validate),
 	SDK_ROUTE("POST", "/x509-svid", on_x509_svid),
 	SDK_ROUTE("POST", "/rotate", on_rotate),
+	SDK_ROUTE("POST", "/attest/register", on_attest_register),
+	SDK_ROUTE("POST", "/attest/join", on_attest_join),
+	SDK_ROUTE("GET", "/workloads", on_workloads),
 	SDK_ROUTE("GET", "/scores", on_scores),
 	SDK_ROUTE("GET", "/scores/kernel/:name", on_score_kernel),
 	SDK_ROUTE("GET", "/scores/user/:name", on_score_user),

@@ -167,6 +167,7 @@ static const sdk_route routes[] = {
 	API_USER("GET", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
 	API_ADMIN("DELETE", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
+	API_ADMIN("GET", "/trust/workloads", on_gateway_trust),
 	API_ADMIN("GET", "/trust/scores", on_gateway_trust),
 	API_ADMIN("GET", "/trust/scores/kernel/:name", on_gateway_trust),
 	API_USER("GET", "/trust/scores/user/:name", on_gateway_trust),

@@ -50,6 +50,9 @@ typedef struct sup_kernel {
 	int sb_fd;             /* our end of its channel, -1 when none */
 	unsigned sb_fails;     /* standbys lost in a row (died unused, or no fork) */
 	struct event *sb_timer;
+	/* SHA-256 of the join credential handed to the process and to the
+	 * standby (serve/supervisor/attest.h); "" when none. */
+	char join_hash[65], sb_join_hash[65];
 } sup_kernel;
 
 /* One state change, as it was when it happened. */
@@ -73,6 +76,9 @@ typedef struct sup_opts {
 	const char *self_exe; /* runs `self_exe kernel NAME` when no command is set */
 	sup_change_cb on_change;
 	void *arg;
+	/* A process was spawned (its exec done, or a standby forked) holding
+	 * the join credential whose SHA-256 is `hash_hex`; NULL: none. */
+	void (*on_spawned)(sup_kernel *k, pid_t pid, const char *hash_hex, void *arg);
 } sup_opts;
 
 supervisor *sup_new(struct event_base *base, const sup_opts *opts);
