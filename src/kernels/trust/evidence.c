@@ -6,6 +6,7 @@
 #include "kernels/trust/score.h"
 #include "sdk/db.h"
 
+#include <stdio.h>
 #include <string.h>
 
 int tr_subject_valid(const char *kind, const char *name)
