@@ -1329,6 +1329,9 @@ const sdk_kernel_def compliance_kernel = {
 	.port = 8114, .tier = "governance",
 	.summary = "controls as data, scans with evidence, waivers, OSCAL reports",
 	.complete = false,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = cmp_routes,
 	.n_routes = sizeof cmp_routes / sizeof cmp_routes[0],
 	.init = cmp_init,

@@ -518,6 +518,9 @@ const sdk_kernel_def crypto_kernel = {
 	.port = 8111, .tier = "governance",
 	.summary = "keys sealed at rest, Ed25519 signatures, encryption, hashes, random bytes",
 	.complete = true,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = cry_routes,
 	.n_routes = sizeof cry_routes / sizeof cry_routes[0],
 	.init = cry_init,

@@ -16,9 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CRY_SCHEMA_VERSION 1
-#define CRY_STR_(x) #x
-#define CRY_STR(x) CRY_STR_(x)
 
 #define CRY_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define CRY_SEALED_BYTES \
@@ -26,6 +23,9 @@
 #define CRY_LABEL_MAX 128
 #define CRY_CHECK_LABEL "master-check"
 
+/* The tables at crypto_kernel's .schema_version (crypto.c): a change is a
+ * new step there and a new fixture directory (docs/upgrades.md); the
+ * runtime migrates before init, this runs on every open after it. */
 static const char cry_schema[] =
 	"CREATE TABLE IF NOT EXISTS keys ("
 	"  name TEXT PRIMARY KEY,"
@@ -43,8 +43,7 @@ static const char cry_schema[] =
 	"CREATE TABLE IF NOT EXISTS meta ("
 	"  key TEXT PRIMARY KEY,"
 	"  value BLOB NOT NULL"
-	");"
-	"PRAGMA user_version = " CRY_STR(CRY_SCHEMA_VERSION) ";";
+	");";
 
 struct cry_store {
 	sqlite3 *db;
@@ -134,14 +133,6 @@ static int cry_unseal(const cry_store *s, const char *label, size_t label_len,
 
 int cry_store_schema(sqlite3 *db, sdk_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return cry_fail_sql(db, err, "reading the schema version");
-	int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
-	if (v > CRY_SCHEMA_VERSION)
-		return sdk_fail(err, SDK_EIO, "the database has schema version %d; this build knows %d",
-				v, CRY_SCHEMA_VERSION);
 	if (sqlite3_exec(db, cry_schema, NULL, NULL, NULL) != SQLITE_OK)
 		return cry_fail_sql(db, err, "creating the schema");
 	return 0;

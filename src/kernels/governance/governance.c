@@ -585,6 +585,9 @@ const sdk_kernel_def governance_kernel = {
 	.port = 8110, .tier = "governance",
 	.summary = "change requests with approval rules before dangerous actions",
 	.complete = false,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = governance_routes,
 	.n_routes = sizeof governance_routes / sizeof governance_routes[0],
 	.init = governance_init,
