@@ -105,6 +105,33 @@ class TracedHops(GraceTestCase):
         self.assertEqual([r["name"] for r in roots], ["POST /kernels/:name/*"])
         self.assertEqual(len(by_id), len(spans))
 
+    def test_calls_from_a_continuation_stay_in_the_trace(self):
+        # The audit kernel's proof route calls the immutable log for its
+        # signed tree head and, from that call's callback (its handler has
+        # returned), for the inclusion proof: both calls are the handler's
+        # children.
+        ev = {"actor": "tess", "action": "proof.me", "resource": "r/2", "outcome": "ok"}
+        st, _, body = self.g.http("POST", "/kernels/audit/events", ev)
+        self.assertEqual(st, 201, body)
+        path = "/kernels/audit/events/%d/proof" % body["id"]
+        self.g.wait_for(lambda: self.g.http("GET", path)[0] == 200, scaled(20),
+                        message="the event in the immutable log")
+        tid = "7" * 31 + "c"
+        st, _, body = self.g.http("GET", path,
+                                  headers={"traceparent": "00-%s-%s-01" % (tid, "4" * 16)})
+        self.assertEqual(st, 200, body)
+
+        def whole(spans):
+            names = [n["name"] for n, _ in spans.values()]
+            return ("GET /events/:id/proof" in names and "GET /sth" in names and
+                    "GET /proof/inclusion" in names)
+        spans = self.tree(tid, whole, "the proof's trace with both immutable_log calls")
+        handler = [n for n, _ in spans.values() if n["name"] == "GET /events/:id/proof"][0]
+        for name in ("GET /sth", "GET /proof/inclusion"):
+            node, parent = [(n, p) for n, p in spans.values() if n["name"] == name][0]
+            self.assertEqual(node["service"], "grace.immutable_log")
+            self.assertEqual(parent, handler["spanId"], name)
+
     def test_retried_forward_has_a_span_per_attempt(self):
         # GET /die drops the request unanswered and the stub stops
         # accepting: the gateway tries again (a GET, closed unanswered) and
