@@ -749,7 +749,7 @@ const sdk_kernel_def telemetry_kernel = {
 	.name = "telemetry",
 	.port = 8140, .tier = "services",
 	.summary = "OTLP traces, logs and metrics in, span trees and searches out",
-	.complete = false,
+	.complete = true,
 	.routes = telemetry_routes,
 	.n_routes = sizeof telemetry_routes / sizeof telemetry_routes[0],
 	.init = telemetry_init,
