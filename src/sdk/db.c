@@ -5,6 +5,7 @@
 #include "sdk/clock.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,15 +125,19 @@ static int db_quick_check(sqlite3 *db, const char *path, sdk_db_check *check, sd
 /* Statements seen by tracing (sdk_db_set_stmt_hook): SQLite calls this
  * as each statement starts and as it ends. Without a hook (a process that
  * does not trace) it costs this one test. */
-static sdk_db_stmt_hook stmt_hook;
+static _Atomic(sdk_db_stmt_hook) stmt_hook; /* set on the loop, read by pool threads too */
 
-void sdk_db_set_stmt_hook(sdk_db_stmt_hook hook) { stmt_hook = hook; }
+void sdk_db_set_stmt_hook(sdk_db_stmt_hook hook)
+{
+	atomic_store_explicit(&stmt_hook, hook, memory_order_relaxed);
+}
 
 static int db_on_trace(unsigned type, void *ctx, void *p, void *x)
 {
 	(void)ctx, (void)x;
-	if (stmt_hook && (type == SQLITE_TRACE_STMT || type == SQLITE_TRACE_PROFILE))
-		stmt_hook(type == SQLITE_TRACE_PROFILE, p, sqlite3_sql(p));
+	sdk_db_stmt_hook hook = atomic_load_explicit(&stmt_hook, memory_order_relaxed);
+	if (hook && (type == SQLITE_TRACE_STMT || type == SQLITE_TRACE_PROFILE))
+		hook(type == SQLITE_TRACE_PROFILE, p, sqlite3_sql(p));
 	return 0;
 }
 
