@@ -225,6 +225,27 @@ typedef struct grace_compliance {
 	unsigned check_timeout_ms; /* a check that asks another kernel waits this long */
 } grace_compliance;
 
+/* [crypto]: key deletion's waiting period (docs/crypto.md). */
+typedef struct grace_crypto {
+	unsigned deletion_window_s;     /* a deletion that names no window waits this long */
+	unsigned deletion_window_min_s; /* the shortest window a deletion may ask for */
+	unsigned deletion_window_max_s; /* the longest */
+} grace_crypto;
+
+/* [trust]: the trust kernel's identities and trust scores (docs/trust.md). */
+typedef struct grace_trust {
+	char domain[256];            /* the SPIFFE trust domain: [a-z0-9._-], 1 to 255 */
+	unsigned jwt_ttl_default_s;  /* a JWT-SVID's lifetime when none is asked */
+	unsigned jwt_ttl_max_s;      /* the longest asked; also a retired key's overlap */
+	unsigned x509_ttl_default_s;
+	unsigned x509_ttl_max_s;
+	unsigned jwt_rotate_s;       /* a JWT signing key signs this long */
+	unsigned x509_rotate_s;      /* the X.509 CA signs this long */
+	unsigned score_half_life_s;  /* trust-score evidence loses half its weight */
+	unsigned score_refresh_ms;   /* the main process reads the scores this often */
+	unsigned score_period_s;     /* a kernel up this long without a fault: one good outcome */
+} grace_trust;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -279,6 +300,8 @@ typedef struct grace_config {
 	grace_backup backup;
 	grace_systemd systemd;
 	grace_compliance compliance;
+	grace_crypto crypto;
+	grace_trust trust;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -742,6 +742,9 @@ const sdk_kernel_def scheduler_kernel = {
 	 * executor jobs is still the role table's (spec.c), not a question
 	 * to the policy kernel. */
 	.complete = false,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = scheduler_routes,
 	.n_routes = sizeof scheduler_routes / sizeof scheduler_routes[0],
 	.init = scheduler_init,

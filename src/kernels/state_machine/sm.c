@@ -986,6 +986,9 @@ const sdk_kernel_def state_machine_kernel = {
 	.port = 8123, .tier = "execution",
 	.summary = "statecharts with XState's semantics: instances, guarded transitions, delayed events",
 	.complete = false,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = sm_routes,
 	.n_routes = sizeof sm_routes / sizeof sm_routes[0],
 	.init = sm_init,
