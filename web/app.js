@@ -130,6 +130,7 @@
   function route() {
     if (!state.user) return;
     let page = (location.hash.match(/^#\/([a-z]+)/) || [])[1];
+    state.traceId = (location.hash.match(/^#\/traces\/([0-9a-f]{32})$/) || [])[1] || null;
     if (!PAGES.includes(page) || (page === 'audit' && !isAdmin())) page = 'kernels';
     state.page = page;
     showOnly(page);
@@ -434,9 +435,110 @@
     })));
   }
 
+  // ---- traces: a search over the telemetry kernel's spans, and a trace
+  // as a waterfall (#/traces/ID). Reading traces is for admins.
+
+  const STATUS = ['unset', 'ok', 'error'];
+  const spanStatus = (sp) => STATUS[(sp.status && sp.status.code) || 0] || 'unset';
+  const nanos = (v) => Number(BigInt(v || 0) / 1000n) / 1000; // ns (a string) -> ms, exactly enough
+  const spanMs = (sp) => nanos(sp.endTimeUnixNano) - nanos(sp.startTimeUnixNano);
+
+  function tracesUnavailable(box) {
+    if (!isAdmin()) { box.replaceChildren(h('p', { className: 'muted' }, 'Reading traces is for admins.')); return true; }
+    if (!kernelReady('telemetry')) { notRunning(box, 'telemetry', 'Traces'); return true; }
+    return false;
+  }
+
+  function traceLink(id) {
+    return h('a', { href: `#/traces/${id}`, 'aria-label': `Open the trace ${id}` }, id.slice(0, 8) + '…');
+  }
+
+  async function searchTraces() {
+    const box = $('traces');
+    $('trace').replaceChildren();
+    if (tracesUnavailable(box)) return;
+    const q = new URLSearchParams({ limit: 50 });
+    const service = $('ts-service').value.trim(), name = $('ts-name').value.trim();
+    const min = parseFloat($('ts-min').value), status = $('ts-status').value;
+    if (service) q.set('service', service);
+    if (name) q.set('name', name);
+    if (min > 0) q.set('min_duration_ns', String(Math.round(min * 1e6)));
+    if (status) q.set('status', status);
+    const res = await api('GET', '/telemetry/traces?' + q);
+    if (!res.ok) { box.replaceChildren(h('p', { className: 'error' }, errText(res))); return; }
+    const spans = res.data.spans;
+    if (!spans.length) { box.replaceChildren(h('p', { className: 'muted' }, 'No spans match.')); return; }
+    box.replaceChildren(h('h3', {}, `Spans, latest first (${spans.length})`),
+      table(['Start', 'Service', 'Name', 'Duration', 'Status', 'Trace'], spans.map((sp) => [
+        when(nanos(sp.startTimeUnixNano)), sp.service || '', sp.name, ms(spanMs(sp)),
+        h('span', { className: spanStatus(sp) === 'error' ? 'bad' : '' }, spanStatus(sp)), traceLink(sp.traceId)])));
+  }
+
+  // One row a span, in tree order (children by start), its bar placed on
+  // the trace's time line: a waterfall.
+  function waterfall(tree) {
+    const rows = [];
+    const walk = (sp, depth) => { rows.push([sp, depth]); for (const c of sp.children || []) walk(c, depth + 1); };
+    for (const r of tree.roots) walk(r, 0);
+    const t0 = Math.min(...rows.map(([sp]) => nanos(sp.startTimeUnixNano)));
+    const t1 = Math.max(...rows.map(([sp]) => nanos(sp.endTimeUnixNano)));
+    const total = Math.max(t1 - t0, 0.001);
+    const NS = 'http://www.w3.org/2000/svg';
+    const body = rows.map(([sp, depth]) => {
+      const svg = document.createElementNS(NS, 'svg');
+      svg.setAttribute('viewBox', '0 0 1000 10');
+      svg.setAttribute('preserveAspectRatio', 'none');
+      svg.setAttribute('aria-hidden', 'true');
+      const rect = document.createElementNS(NS, 'rect');
+      const x = (nanos(sp.startTimeUnixNano) - t0) / total * 1000;
+      rect.setAttribute('x', x.toFixed(1));
+      rect.setAttribute('width', Math.max(2, spanMs(sp) / total * 1000).toFixed(1));
+      rect.setAttribute('y', '1');
+      rect.setAttribute('height', '8');
+      svg.append(rect);
+      const offset = nanos(sp.startTimeUnixNano) - t0;
+      const name = h('td', { className: 'name' }, h('span', { className: 'depth' }, '\u00a0\u00a0'.repeat(depth) + (depth ? '└ ' : '')), h('span', { className: 'span-name' }, sp.name));
+      return h('tr', { 'data-span': sp.spanId, 'data-depth': String(depth), 'data-status': spanStatus(sp) },
+        name, h('td', {}, sp.service || ''), h('td', {}, '+' + ms(offset)), h('td', {}, ms(spanMs(sp))),
+        h('td', { className: spanStatus(sp) === 'error' ? 'bad' : '' }, spanStatus(sp)),
+        h('td', { className: 'bar', title: `${sp.name}: starts at +${ms(offset)}, takes ${ms(spanMs(sp))}` }, svg));
+    });
+    return h('div', { className: 'scroll' }, h('table', { className: 'waterfall' },
+      h('caption', { className: 'muted' }, `Trace ${tree.traceId}: ${tree.spanCount} spans over ${ms(total)}`),
+      h('thead', {}, h('tr', {}, ...['Span', 'Service', 'Starts', 'Took', 'Status', 'Time line'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, ...body)));
+  }
+
+  async function openTrace(id) {
+    const box = $('trace');
+    if (tracesUnavailable(box)) return;
+    $('trace-id').value = id;
+    box.replaceChildren(h('p', { className: 'muted' }, 'Loading the trace…'));
+    const res = await api('GET', '/telemetry/traces/' + id);
+    if (res.status === 404) { box.replaceChildren(h('p', { className: 'muted' }, `No span of the trace ${id} is stored.`)); return; }
+    if (!res.ok) { box.replaceChildren(h('p', { className: 'error' }, errText(res))); return; }
+    box.replaceChildren(h('h3', { id: 'trace-h', tabindex: '-1' }, 'Trace ', h('code', {}, id)), waterfall(res.data));
+  }
+
+  function loadTraces() {
+    if (state.traceId) { $('traces').replaceChildren(); openTrace(state.traceId); }
+    else searchTraces();
+  }
+
+  $('trace-search').addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (location.hash !== '#/traces') location.hash = '#/traces';
+    else searchTraces();
+  });
+  $('trace-open').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const id = $('trace-id').value.trim().toLowerCase();
+    if (/^[0-9a-f]{32}$/.test(id)) location.hash = '#/traces/' + id;
+  });
+
   const LOADERS = {
     kernels: () => {}, incidents: loadIncidents, alerts: loadAlerts, metrics: loadMetrics,
-    traces: () => {}, audit: loadAudit,
+    traces: loadTraces, audit: loadAudit,
   };
 
   boot();

@@ -27,7 +27,22 @@ struct call {
 	void *arg;
 	int status;
 	struct evbuffer *body;
+	/* The span current when the call was made (has_span): current again
+	 * while cb runs, so the calls a continuation makes, its SQLite work
+	 * and its log lines belong to the same trace. */
+	bool has_span;
+	sdk_span span;
 };
+
+/* cb, with the caller's span current while it runs. */
+static void answer(struct call *x, int status, const char *body, size_t len, double ms,
+		   const char *error)
+{
+	const sdk_span *prev = x->has_span ? sdk_trace_set_current(&x->span) : NULL;
+	x->cb(status, body, len, ms, error, x->arg);
+	if (x->has_span)
+		sdk_trace_set_current(prev);
+}
 
 static void on_head(sdk_ureq *u, const sdk_http_head *h, void *arg)
 {
@@ -43,7 +58,7 @@ static void on_body(sdk_ureq *u, struct evbuffer *data, bool last, void *arg)
 		evbuffer_drain(data, evbuffer_get_length(data));
 		double ms = sdk_ureq_elapsed_ms(u);
 		sdk_ureq_cancel(u);
-		x->cb(0, NULL, 0, ms, "the answer is too large", x->arg);
+		answer(x, 0, NULL, 0, ms, "the answer is too large");
 		evbuffer_free(x->body);
 		free(x);
 		return;
@@ -53,7 +68,7 @@ static void on_body(sdk_ureq *u, struct evbuffer *data, bool last, void *arg)
 		return;
 	size_t len = evbuffer_get_length(x->body);
 	const char *p = len ? (const char *)evbuffer_pullup(x->body, -1) : "";
-	x->cb(x->status, p, len, sdk_ureq_elapsed_ms(u), NULL, x->arg);
+	answer(x, x->status, p, len, sdk_ureq_elapsed_ms(u), NULL);
 	evbuffer_free(x->body);
 	free(x);
 }
@@ -62,7 +77,7 @@ static void on_error(sdk_ureq *u, int err, const char *why, void *arg)
 {
 	(void)err;
 	struct call *x = arg;
-	x->cb(0, NULL, 0, sdk_ureq_elapsed_ms(u), why, x->arg);
+	answer(x, 0, NULL, 0, sdk_ureq_elapsed_ms(u), why);
 	evbuffer_free(x->body);
 	free(x);
 }
@@ -127,6 +142,10 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 	}
 	x->cb = cb;
 	x->arg = arg;
+	if (cur) {
+		x->span = *cur;
+		x->has_span = true;
+	}
 	sdk_ureq_opts o = { .kernel = kernel, .port = port, .method = method, .target = target,
 			    .headers = h, .body = body, .body_len = body ? len : 0,
 			    .head_timeout_ms = timeout_ms, .deadline_ms = timeout_ms,

@@ -45,6 +45,14 @@ int sdk_db_open(const char *data_dir, const char *name, sqlite3 **out, char *err
 /* Runs a script of statements that return no rows; -1 with the reason on error. */
 int sdk_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 
+/* Called as each statement of a database opened here starts (`end`
+ * false) and ends (true), with the statement (an identity only) and its
+ * SQL, on the thread that runs it (SQLite's statement and profile
+ * traces): the tracer's way to a span per statement (sdk/tracer.c sets
+ * it). NULL: none. */
+typedef void (*sdk_db_stmt_hook)(bool end, const void *stmt, const char *sql);
+void sdk_db_set_stmt_hook(sdk_db_stmt_hook hook);
+
 /* The status of `db`'s last failure (sdk_status_of_sqlite of its extended
  * code; never 0: a failure with no code is SDK_EIO), with "what: SQLite's
  * message" written into `err`. Every store reports its SQLite failures

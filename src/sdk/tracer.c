@@ -2,6 +2,7 @@
 #include "sdk/tracer.h"
 
 #include "sdk/call.h"
+#include "sdk/db.h"
 #include "sdk/http.h"
 #include "sdk/log.h"
 
@@ -23,6 +24,8 @@ typedef struct rec {
 	char method[8];
 	char target[160];
 	char request_id[33];
+	int error; /* -1: by the HTTP status; else 0 or 1 (sdk_span_end_attr) */
+	char akey[32];
 } rec;
 
 struct sdk_tracer {
@@ -40,6 +43,11 @@ struct sdk_tracer {
 };
 
 static _Thread_local const sdk_span *current;
+/* The children made for the current span, and whose (its span id). */
+static _Thread_local uint8_t children_of[8];
+static _Thread_local unsigned children;
+/* This process's tracer (a kernel has one; so has the main process). */
+static sdk_tracer *process_tracer;
 
 const sdk_span *sdk_trace_current(void) { return current; }
 
@@ -83,6 +91,29 @@ void sdk_span_start(sdk_span *s, const sdk_trace_ctx *parent, int kind, const ch
 
 sdk_trace_ctx sdk_span_context(const sdk_span *s) { return s->ctx; }
 
+void sdk_trace_child_done(const sdk_span *parent, const char *name, int64_t dur_ns,
+			  const char *key, const char *value)
+{
+	sdk_tracer *t = process_tracer;
+	if (!t || !parent || !parent->active || !(parent->ctx.flags & SDK_TRACE_FLAG_SAMPLED))
+		return;
+	if (memcmp(children_of, parent->ctx.span_id, 8)) {
+		memcpy(children_of, parent->ctx.span_id, 8);
+		children = 0;
+	}
+	if (children >= SDK_TRACE_CHILDREN_MAX) {
+		t->dropped++;
+		return;
+	}
+	children++;
+	sdk_span s;
+	sdk_trace_ctx pc = sdk_span_context(parent);
+	sdk_span_start(&s, &pc, SDK_SPAN_INTERNAL, name);
+	s.start_ns -= dur_ns;
+	snprintf(s.tracestate, sizeof s.tracestate, "%s", parent->tracestate);
+	sdk_span_end_attr(t, &s, false, key, value);
+}
+
 void sdk_span_end(sdk_tracer *t, sdk_span *s, int status, const char *method, const char *target,
 		  const char *request_id)
 {
@@ -99,9 +130,27 @@ void sdk_span_end(sdk_tracer *t, sdk_span *s, int status, const char *method, co
 	r->s = *s;
 	r->end_ns = now_ns();
 	r->status = status;
+	r->error = -1;
+	r->akey[0] = '\0';
 	snprintf(r->method, sizeof r->method, "%s", method ? method : "");
 	snprintf(r->target, sizeof r->target, "%s", target ? target : "");
 	snprintf(r->request_id, sizeof r->request_id, "%s", request_id ? request_id : "");
+}
+
+void sdk_span_end_attr(sdk_tracer *t, sdk_span *s, bool error, const char *key, const char *value)
+{
+	if (!s->active)
+		return;
+	sdk_span_end(t, s, 0, NULL, value, NULL);
+	if (!t || !(s->ctx.flags & SDK_TRACE_FLAG_SAMPLED) || !t->n)
+		return;
+	/* The record sdk_span_end just queued (the last one), unless the
+	 * queue was full and it was dropped. */
+	rec *r = &t->queue[(t->head + t->n - 1) % SDK_TRACER_QUEUE_MAX];
+	if (memcmp(r->s.ctx.span_id, s->ctx.span_id, sizeof s->ctx.span_id))
+		return;
+	r->error = error;
+	snprintf(r->akey, sizeof r->akey, "%s", key && value ? key : "");
 }
 
 static void hex(const uint8_t *in, size_t n, char *out)
@@ -128,7 +177,7 @@ static json_t *span_json(const rec *r)
 	if (*r->method)
 		json_array_append_new(attrs, kv_str("http.request.method", r->method));
 	if (*r->target)
-		json_array_append_new(attrs, kv_str("url.path", r->target));
+		json_array_append_new(attrs, kv_str(*r->akey ? r->akey : "url.path", r->target));
 	if (r->status) {
 		char st[16];
 		snprintf(st, sizeof st, "%d", r->status);
@@ -150,8 +199,9 @@ static json_t *span_json(const rec *r)
 		json_object_set_new(o, "traceState", json_string(r->s.tracestate));
 	/* A server's 5xx is its error (OpenTelemetry's HTTP conventions); a
 	 * client's (the gateway's forward) any status of 400 and up, or none. */
-	bool error = r->s.kind == SDK_SPAN_SERVER ? r->status >= 500
-						   : r->status >= 400 || r->status == 0;
+	bool error = r->error >= 0		     ? r->error
+		     : r->s.kind == SDK_SPAN_SERVER ? r->status >= 500
+						    : r->status >= 400 || r->status == 0;
 	json_object_set_new(o, "status", error ? json_pack("{s:i}", "code", 2) : json_object());
 	return o;
 }
@@ -204,6 +254,50 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	flush(arg);
 }
 
+/* A span for each SQLite statement a sampled request's handler runs
+ * (sdk/db.c's hook), timed here from its start to its end (SQLite's own
+ * profile time has millisecond steps). Only on the thread where the
+ * handler's span is current, so work on a pool's threads is not traced,
+ * and an unsampled request's statements cost one test each. Per
+ * statement rather than per transaction: a handler runs few, and each
+ * shows what it waited on (at most SDK_TRACE_CHILDREN_MAX are kept). */
+#define STMTS_OPEN 8 /* statements started and not ended, at once */
+static _Thread_local struct {
+	const void *stmt;
+	int64_t start_ns;
+} stmts_open[STMTS_OPEN];
+static _Thread_local uint8_t stmts_of[8]; /* the span they were started under */
+
+static void on_statement(bool end, const void *stmt, const char *sql)
+{
+	const sdk_span *cur = current;
+	if (!cur || !cur->active || !(cur->ctx.flags & SDK_TRACE_FLAG_SAMPLED))
+		return;
+	if (memcmp(stmts_of, cur->ctx.span_id, 8)) {
+		/* Another handler: what the last one left open is not ours. */
+		memset(stmts_open, 0, sizeof stmts_open);
+		memcpy(stmts_of, cur->ctx.span_id, 8);
+	}
+	int slot = -1;
+	for (int i = 0; i < STMTS_OPEN; i++)
+		if (stmts_open[i].stmt == stmt || (slot < 0 && !end && !stmts_open[i].stmt))
+			slot = i;
+	if (!end) {
+		if (slot >= 0)
+			stmts_open[slot].stmt = stmt, stmts_open[slot].start_ns = now_ns();
+		return;
+	}
+	/* Started before the handler ran (or past STMTS_OPEN): no span. */
+	if (slot < 0 || stmts_open[slot].stmt != stmt)
+		return;
+	stmts_open[slot].stmt = NULL;
+	char name[48];
+	size_t lead = sql ? strspn(sql, " \t\r\n") : 0;
+	snprintf(name, sizeof name, "sqlite %.*s", sql ? (int)strcspn(sql + lead, " \t\r\n(;") : 0,
+		 sql ? sql + lead : "");
+	sdk_trace_child_done(cur, name, now_ns() - stmts_open[slot].start_ns, "db.query.text", sql);
+}
+
 sdk_tracer *sdk_tracer_new(struct event_base *base, sdk_caller *caller, const char *service)
 {
 	sdk_tracer *t = calloc(1, sizeof *t);
@@ -221,6 +315,10 @@ sdk_tracer *sdk_tracer_new(struct event_base *base, sdk_caller *caller, const ch
 	}
 	struct timeval tv = { 0, FLUSH_EVERY_MS * 1000 };
 	event_add(t->timer, &tv);
+	if (!process_tracer) {
+		process_tracer = t;
+		sdk_db_set_stmt_hook(on_statement);
+	}
 	return t;
 }
 
@@ -228,6 +326,10 @@ void sdk_tracer_free(sdk_tracer *t)
 {
 	if (!t)
 		return;
+	if (process_tracer == t) {
+		sdk_db_set_stmt_hook(NULL);
+		process_tracer = NULL;
+	}
 	if (t->timer)
 		event_free(t->timer);
 	free(t->queue);

@@ -51,6 +51,20 @@ sdk_trace_ctx sdk_span_context(const sdk_span *s);
 void sdk_span_end(sdk_tracer *t, sdk_span *s, int status, const char *method, const char *target,
 		  const char *request_id);
 
+/* Ends `s` with one string attribute (key and value may be NULL) and its
+ * status said outright: for spans that are not an HTTP exchange (a SQLite
+ * statement, a failed attempt of the gateway's forward). */
+void sdk_span_end_attr(sdk_tracer *t, sdk_span *s, bool error, const char *key, const char *value);
+
+/* A finished child of `parent` (the current span, on its thread) that
+ * took `dur_ns` up to now, queued on this process's tracer (the first one
+ * made): the SQLite statements a handler runs (sdk/db.c). At most
+ * SDK_TRACE_CHILDREN_MAX of them per parent; the rest are counted as
+ * dropped. */
+#define SDK_TRACE_CHILDREN_MAX 64
+void sdk_trace_child_done(const sdk_span *parent, const char *name, int64_t dur_ns,
+			  const char *key, const char *value);
+
 /* The span the code running now works for (this thread's), or NULL: a
  * handler's while it runs, so the calls it makes carry its traceparent and
  * the lines it logs its ids. Returns the previous one. */

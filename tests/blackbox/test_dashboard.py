@@ -58,7 +58,7 @@ def kernels():
     if SANITIZED:
         return {VICTIM: {}}
     return {VICTIM: {}, "metrics": {}, "alerts": {}, "audit": {},
-            "immutable_log": {}, "message_bus": {}}
+            "immutable_log": {}, "message_bus": {}, "telemetry": {}}
 
 
 class Dashboard(GraceTestCase):
@@ -66,7 +66,8 @@ class Dashboard(GraceTestCase):
     def setUpClass(cls):
         # Samples each second: the charts have lines within the test.
         config = {} if SANITIZED else {"metrics": {"scrape_interval_ms": 1000,
-                                                   "scrape_timeout_ms": 900}}
+                                                   "scrape_timeout_ms": 900},
+                                       "telemetry": {"sample_percent": 100}}
         cls.g = GraceServer(kernels=kernels(), config=config)
         try:
             cls.g.start()
@@ -196,9 +197,21 @@ class Dashboard(GraceTestCase):
         admin, password = self.g.first_admin()
         shots = os.path.join(self.g.tmp, "screenshots")
         os.makedirs(shots)
+        trace_id = "d" * 31 + "e"
         if not SANITIZED:
             self.g.create_user("viewer", "viewer-password-1")
-        env = dict(os.environ, CHROMIUM=chromium, DASH_USER="viewer", DASH_USER_PW="viewer-password-1", DASH_RECOVER_MS=str(int(scaled(10) * 1000)),
+            # A real trace for the trace view: one request through the
+            # gateway to a kernel that reads SQLite, stored whole.
+            st, _, _ = self.g.http("GET", "/bus/subjects",
+                                   headers={"traceparent": "00-%s-%s-01" % (trace_id, "3" * 16)})
+            self.assertEqual(st, 200)
+
+            def stored():
+                st, _, body = self.g.http("GET", "/telemetry/traces/" + trace_id)
+                names = [] if st != 200 else json.dumps(body)
+                return st == 200 and "forward message_bus" in names and "GET /subjects" in names
+            self.g.wait_for(stored, scaled(20), message="the trace for the trace view")
+        env = dict(os.environ, CHROMIUM=chromium, DASH_TRACE_ID=trace_id, DASH_USER="viewer", DASH_USER_PW="viewer-password-1", DASH_RECOVER_MS=str(int(scaled(10) * 1000)),
                    DASH_STEP_MS=str(int(scaled(10) * 1000)))
         t0 = time.monotonic()
         proc = subprocess.Popen(["node", SCRIPT, "http://127.0.0.1:%d" % self.g.api_port, admin,
@@ -247,7 +260,8 @@ class Dashboard(GraceTestCase):
         if not SANITIZED:
             self.assertIsNotNone(killed)
             want += ["kernels-recovering", "kernels-narrow", "incidents", "alerts", "metrics",
-                     "traces", "audit"]
+                     "traces", "trace", "audit"]
+            self.assertGreaterEqual(result["timings"]["trace_rows"], 3)
             # Red then green within the bound, and the kernel runs again
             # under a new pid.
             self.assertLess(result["timings"]["green_ms"], scaled(10) * 1000)

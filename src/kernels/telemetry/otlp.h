@@ -26,7 +26,7 @@ enum {
 	OTLP_CODE_UNAVAILABLE = 14,
 };
 
-typedef enum { OTLP_TRACES, OTLP_LOGS } otlp_signal;
+typedef enum { OTLP_TRACES, OTLP_LOGS, OTLP_METRICS } otlp_signal;
 
 /* The rows of one request, ready to store: `rows` is an array of objects,
  * for spans {"trace_id","span_id","parent_id","service","name","kind",
@@ -43,7 +43,7 @@ typedef struct otlp_batch {
 } otlp_batch;
 
 /* Decodes a protobuf ExportTraceServiceRequest / ExportLogsServiceRequest
- * into its OTLP/JSON tree (*out, new). -1 with the reason when it does not
+ * / ExportMetricsServiceRequest into its OTLP/JSON tree (*out, new). -1 with the reason when it does not
  * decode. */
 int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **out, char *why,
 		    size_t whylen);
@@ -55,7 +55,8 @@ int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **ou
 int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch, char *why,
 		    size_t whylen);
 
-/* The answers. A success, with partial_success when rejected > 0; an error
+/* The answers. A success, with partial_success when rejected > 0 (or,
+ * for metrics, when `why` is a warning with nothing rejected); an error
  * as google.rpc.Status. Both in protobuf when `pb`, else JSON. *out is a
  * malloc'd body of *len bytes. */
 int otlp_encode_success(otlp_signal sig, bool pb, size_t rejected, const char *why, uint8_t **out,

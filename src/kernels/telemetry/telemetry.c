@@ -1,11 +1,14 @@
-/* The telemetry kernel (8140): OTLP/HTTP receivers for traces and logs,
- * in protobuf and JSON (otlp_pb.c, otlp_json.c), kept in SQLite with
+/* The telemetry kernel (8140): OTLP/HTTP receivers for traces, logs and
+ * metrics, in protobuf and JSON (otlp_pb.c, otlp_json.c, otlp_metrics.c);
+ * metrics are translated into Prometheus samples and handed to the metrics
+ * kernel (POST /write); traces and logs are kept in SQLite with
  * retention by age and by size (store.c), and queries: a trace as a span
  * tree, spans by service, name, duration, status, attribute and time, log
  * records by trace and by time. Every SQLite step, and the decoding of a
  * request, runs on one worker thread (sdk_pool): the loop only reads the
  * body and answers. docs/telemetry.md. */
 #include "kernels/telemetry/otlp.h"
+#include "kernels/telemetry/otlp_metrics.h"
 #include "kernels/telemetry/store.h"
 
 #include "kernels/registry.h"
@@ -22,6 +25,11 @@
 #include <strings.h>
 
 #define RETRY_AFTER_S "1"
+#define WRITE_CHUNK_BYTES (256 * 1024) /* one /write to the metrics kernel */
+#define WRITE_TIMEOUT_MS 10000
+#define DELTA_SERIES_MAX 10000 /* delta series whose running totals are kept */
+
+typedef struct job job;
 
 typedef struct tel {
 	sdk_kernel *k;
@@ -29,13 +37,17 @@ typedef struct tel {
 	struct event *retain_timer;
 	bool retaining;
 	grace_telemetry cfg;
+	otlp_prom_acc *acc; /* delta totals: used on the worker thread only */
+	job *sending;	    /* metrics requests waiting for the metrics kernel */
 	unsigned long long spans, logs, rejected, refused_busy, refused_caller, bad, retained;
+	unsigned long long points, samples;
 } tel;
 
 typedef enum { JOB_EXPORT, JOB_TRACE, JOB_SEARCH, JOB_LOGS, JOB_RETAIN } job_kind;
 
-typedef struct job {
+struct job {
 	tel *t;
+	job *next; /* in t->sending */
 	sdk_req *req; /* NULL for retention */
 	job_kind kind;
 	otlp_signal sig;
@@ -53,12 +65,20 @@ typedef struct job {
 	int rc;
 	sdk_err err;
 	unsigned long long deleted;
-} job;
+	/* metrics: the /write bodies, sent one after the other */
+	char **chunks;
+	size_t n_chunks, next_chunk; /* each a NUL-ended JSON text */
+	size_t points, samples, out_of_order, duplicates;
+	bool ran; /* the worker ran it (else the pool dropped it: stopping) */
+};
 
 static void job_free(job *j)
 {
 	free(j->body);
 	json_decref(j->out);
+	for (size_t i = 0; i < j->n_chunks; i++)
+		free(j->chunks[i]);
+	free(j->chunks);
 	free(j);
 }
 
@@ -105,6 +125,68 @@ static int encoding_of(sdk_req *req)
 
 /* ---- export: decoded, checked and stored on the worker ---- */
 
+static int add_chunk(job *j, struct evbuffer *b)
+{
+	char **c = realloc(j->chunks, (j->n_chunks + 1) * sizeof *c);
+	if (!c)
+		return -1;
+	j->chunks = c;
+	evbuffer_add(b, "]}", 3); /* with its NUL */
+	size_t len = evbuffer_get_length(b);
+	char *s = malloc(len);
+	if (!s)
+		return -1;
+	evbuffer_remove(b, s, len);
+	j->chunks[j->n_chunks++] = s;
+	return 0;
+}
+
+/* OTLP metrics into /write bodies of at most WRITE_CHUNK_BYTES each (a
+ * series of one sample is far smaller). http stays 0: done_export hands
+ * them to the metrics kernel. */
+static void work_metrics(job *j, json_t *tree)
+{
+	otlp_prom_out out;
+	int rc = otlp_prom_translate(j->t->acc, tree, j->t->cfg.request_items_max, sdk_wall_ms(),
+				     &out, j->why, sizeof j->why);
+	if (rc < 0) {
+		j->http = rc == -2 ? 413 : 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
+		return;
+	}
+	j->points = out.points, j->rejected = out.rejected;
+	j->samples = json_array_size(out.series);
+	if (out.rejected)
+		snprintf(j->why, sizeof j->why, "%zu rejected; the first: %s", out.rejected, out.why);
+	struct evbuffer *b = evbuffer_new();
+	size_t i;
+	json_t *series;
+	bool ok = b != NULL;
+	json_array_foreach(out.series, i, series) {
+		if (!ok)
+			break;
+		char *text = json_dumps(series, JSON_COMPACT);
+		if (!text) {
+			ok = false;
+			break;
+		}
+		size_t len = evbuffer_get_length(b);
+		if (len && len + strlen(text) > WRITE_CHUNK_BYTES)
+			ok = add_chunk(j, b) == 0, len = 0;
+		if (ok)
+			evbuffer_add_printf(b, "%s%s", len ? "," : "{\"series\":[", text);
+		free(text);
+	}
+	if (ok && b && evbuffer_get_length(b))
+		ok = add_chunk(j, b) == 0;
+	if (b)
+		evbuffer_free(b);
+	json_decref(out.series);
+	if (!ok) {
+		j->http = 503, j->code = OTLP_CODE_UNAVAILABLE;
+		snprintf(j->why, sizeof j->why, "out of memory");
+	}
+}
+
 static void work_export(job *j)
 {
 	json_t *tree = NULL;
@@ -122,6 +204,11 @@ static void work_export(job *j)
 			j->http = 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
 			return;
 		}
+	}
+	if (j->sig == OTLP_METRICS) {
+		work_metrics(j, tree);
+		json_decref(tree);
+		return;
 	}
 	otlp_batch b;
 	int rc = otlp_json_batch(j->sig, tree, j->t->cfg.request_items_max, &b, j->why, sizeof j->why);
@@ -158,7 +245,7 @@ static void done_export(job *j)
 		size_t len;
 		if (j->sig == OTLP_TRACES)
 			t->spans += j->stored;
-		else
+		else if (j->sig == OTLP_LOGS)
 			t->logs += j->stored;
 		t->rejected += j->rejected;
 		if (otlp_encode_success(j->sig, j->pb, j->rejected, j->why, &body, &len) < 0)
@@ -168,6 +255,97 @@ static void done_export(job *j)
 	} else {
 		t->bad++;
 		reply_status(j->req, j->http, j->pb, j->code, j->why);
+	}
+}
+
+/* ---- metrics: the translated samples handed to the metrics kernel,
+ * one /write after the other; the answer waits for the last ---- */
+
+static void sending_remove(job *j)
+{
+	for (job **p = &j->t->sending; *p; p = &(*p)->next)
+		if (*p == j) {
+			*p = j->next;
+			return;
+		}
+}
+
+static void metrics_finish(job *j)
+{
+	sending_remove(j);
+	if (!j->http) {
+		j->http = 200;
+		j->t->points += j->points - j->rejected;
+		j->t->samples += j->samples;
+		/* Samples the metrics kernel left out (a resend's duplicates,
+		 * points older than the series' last) are a warning: the
+		 * OTLP partial success with nothing rejected. */
+		if (!j->rejected && (j->out_of_order || j->duplicates))
+			snprintf(j->why, sizeof j->why,
+				 "the metrics kernel kept every series; %zu samples were older than "
+				 "their series' last and %zu repeated a stored timestamp",
+				 j->out_of_order, j->duplicates);
+	}
+	done_export(j);
+	job_free(j);
+}
+
+static void metrics_send(job *j);
+
+static void on_write_answer(int status, const char *body, size_t len, double ms,
+			    const char *error, void *arg)
+{
+	(void)ms;
+	job *j = arg;
+	json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
+	json_t *data = json_object_get(doc, "data");
+	const char *msg = json_string_value(json_object_get(doc, "error"));
+	if (status == 200) {
+		j->out_of_order += (size_t)json_integer_value(json_object_get(data, "out_of_order"));
+		j->duplicates +=
+			(size_t)json_integer_value(json_object_get(data, "duplicate_timestamp"));
+		json_decref(doc);
+		metrics_send(j);
+		return;
+	}
+	if (status == 422) {
+		/* The store is at its series limit: what could go in went
+		 * in; the request's points are counted as not all stored. */
+		j->http = 200;
+		j->rejected = j->points;
+		snprintf(j->why, sizeof j->why, "the metrics kernel refused samples: %s",
+			 msg ? msg : "over its series limit");
+	} else if (status == 0 || status == 429 || status == 503 || status == 504) {
+		j->http = status == 429 ? 429 : 503;
+		j->code = status == 429 ? OTLP_CODE_RESOURCE_EXHAUSTED : OTLP_CODE_UNAVAILABLE;
+		snprintf(j->why, sizeof j->why, "the metrics kernel is not taking samples now (%s)",
+			 status ? (msg ? msg : "busy") : (error ? error : "no answer"));
+	} else {
+		j->http = 500, j->code = OTLP_CODE_INTERNAL;
+		snprintf(j->why, sizeof j->why, "the metrics kernel answered %d: %s", status,
+			 msg ? msg : "no message");
+	}
+	json_decref(doc);
+	metrics_finish(j);
+}
+
+static void metrics_send(job *j)
+{
+	tel *t = j->t;
+	if (j->next_chunk == 0) { /* the first call: listed until answered */
+		j->next = t->sending;
+		t->sending = j;
+	}
+	if (j->next_chunk >= j->n_chunks) {
+		metrics_finish(j);
+		return;
+	}
+	const char *body = j->chunks[j->next_chunk++];
+	if (sdk_call(t->k->caller, "metrics", "POST", "/write", body, strlen(body), NULL,
+		     WRITE_TIMEOUT_MS, on_write_answer, j) < 0) {
+		j->http = 503, j->code = OTLP_CODE_UNAVAILABLE;
+		snprintf(j->why, sizeof j->why, "cannot reach the metrics kernel");
+		metrics_finish(j);
 	}
 }
 
@@ -224,6 +402,7 @@ static void done_retain(job *j)
 static void on_work(void *arg)
 {
 	job *j = arg;
+	j->ran = true;
 	if (j->kind == JOB_EXPORT)
 		work_export(j);
 	else if (j->kind == JOB_RETAIN)
@@ -235,6 +414,10 @@ static void on_work(void *arg)
 static void on_done(void *arg)
 {
 	job *j = arg;
+	if (j->kind == JOB_EXPORT && j->sig == OTLP_METRICS && j->ran && !j->http) {
+		metrics_send(j); /* owns j now */
+		return;
+	}
 	if (j->kind == JOB_EXPORT && j->http)
 		done_export(j);
 	else if (j->kind == JOB_EXPORT)
@@ -310,15 +493,11 @@ static void on_logs(sdk_req *req, void *ctx)
 	on_export(req, ((sdk_kernel *)ctx)->state, OTLP_LOGS);
 }
 
-/* The metrics kernel takes samples only in its own JSON (POST /write): it
- * has no OTLP or remote-write path yet, so OTLP metrics are refused
- * plainly rather than half translated (docs/telemetry.md). */
+/* OTLP metrics: translated on the worker (otlp_metrics.c), then handed
+ * to the metrics kernel's POST /write (metrics_send). */
 static void on_metrics(sdk_req *req, void *ctx)
 {
-	(void)ctx;
-	reply_status(req, 501, encoding_of(req) == 1, OTLP_CODE_UNIMPLEMENTED,
-		     "OTLP metrics are not accepted: the metrics kernel has no OTLP or "
-		     "remote-write ingestion path (it takes samples as JSON at POST /write)");
+	on_export(req, ((sdk_kernel *)ctx)->state, OTLP_METRICS);
 }
 
 static bool is_hex_id(const char *s, size_t digits)
@@ -492,7 +671,8 @@ static int telemetry_init(sdk_kernel *k, char *err, size_t errlen)
 	 * and the requests are stored in the order they came. */
 	t->pool = sdk_pool_new(k->base, 1, t->cfg.queue_max);
 	t->retain_timer = event_new(k->base, -1, EV_PERSIST, on_retain_timer, t);
-	if (!t->pool || !t->retain_timer) {
+	t->acc = otlp_prom_acc_new(DELTA_SERIES_MAX);
+	if (!t->pool || !t->retain_timer || !t->acc) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -513,6 +693,13 @@ static void telemetry_close(sdk_kernel *k)
 		event_free(t->retain_timer);
 	if (t->pool)
 		sdk_pool_free(t->pool); /* runs every done: the requests are answered */
+	/* Metrics requests still waiting for the metrics kernel: their
+	 * calls end unanswered with the caller (after close). */
+	for (job *j = t->sending, *n; j; j = n) {
+		n = j->next;
+		job_free(j);
+	}
+	otlp_prom_acc_free(t->acc);
 	free(t);
 	k->state = NULL;
 }
@@ -561,8 +748,8 @@ static const sdk_route telemetry_routes[] = {
 const sdk_kernel_def telemetry_kernel = {
 	.name = "telemetry",
 	.port = 8140, .tier = "services",
-	.summary = "OTLP traces and logs in, span trees and searches out",
-	.complete = false,
+	.summary = "OTLP traces, logs and metrics in, span trees and searches out",
+	.complete = true,
 	/* Its tables as they are today: a change is a new step in
 	 * .migrations and a new fixture directory (docs/upgrades.md). */
 	.schema_version = 1,

@@ -46,6 +46,11 @@ struct forward {
 	bool paused;      /* the kernel's read is paused for a slow client */
 	gateway *gw;
 	sdk_span span;    /* the forward, when the request is traced */
+	/* Once the forward is retried: the attempt going on, a child of the
+	 * forward (the first is made when the first retry ends it, so an
+	 * untried forward costs no span). */
+	sdk_span attempt;
+	unsigned attempts;
 	char method[8], request_id[40], target[160]; /* for the span: req may be gone */
 };
 
@@ -53,6 +58,9 @@ struct forward {
  * status (0: it gave none). */
 static void fw_free(struct forward *f)
 {
+	if (f->attempt.active)
+		sdk_span_end(f->gw->tracer, &f->attempt, f->status, f->method, f->target,
+			     f->request_id);
 	if (f->span.active)
 		sdk_span_end(f->gw->tracer, &f->span, f->status, f->method, f->target,
 			     f->request_id);
@@ -161,6 +169,27 @@ static void on_drop(void *arg)
 	else
 		sdk_reply_error(f->req, 503, "shutting_down", "Grace is stopping");
 	fw_free(f);
+}
+
+/* An attempt failed and the upstream tries again: the failed attempt's
+ * span ends (an error, with why) and the next one's starts. */
+static void on_retry(sdk_ureq *u, int err, void *arg)
+{
+	(void)u;
+	struct forward *f = arg;
+	if (!f->span.active)
+		return;
+	sdk_trace_ctx fc = sdk_span_context(&f->span);
+	char name[32];
+	if (!f->attempts) {
+		/* The first attempt began with the forward. */
+		sdk_span_start(&f->attempt, &fc, SDK_SPAN_CLIENT, "attempt 1");
+		f->attempt.start_ns = f->span.start_ns;
+		f->attempts = 1;
+	}
+	sdk_span_end_attr(f->gw->tracer, &f->attempt, true, "error.type", sdk_up_error_text(err));
+	snprintf(name, sizeof name, "attempt %u", ++f->attempts);
+	sdk_span_start(&f->attempt, &fc, SDK_SPAN_CLIENT, name);
 }
 
 static const sdk_ureq_cbs forward_cbs = { on_head, on_body, on_error, on_drop };
@@ -303,7 +332,8 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 			    .body_len = body_len,
 			    .head_timeout_ms = head_timeout(k, req),
 			    .idle_timeout_ms = GW_STREAM_IDLE_MS,
-			    .deadline_ms = GW_DEADLINE_MS };
+			    .deadline_ms = GW_DEADLINE_MS,
+			    .on_retry = on_retry };
 	f->u = sdk_upstream_request(gw->up, &o, &forward_cbs, f);
 	if (!f->u) {
 		free(f);

@@ -146,7 +146,34 @@ try {
     check(await page.isVisible('#incidents details table.steps tbody tr'), 'an incident shows no steps');
     await visit(page, 'alerts', () => document.querySelector('#alerts table, #alerts p') && document.querySelector('#silences table, #silences p'));
     await visit(page, 'metrics', () => document.querySelectorAll('#charts figure.chart svg').length === 3);
-    await visit(page, 'traces', () => document.getElementById('traces-placeholder'));
+    // Traces: the search lists spans; a trace opened by id is a
+    // waterfall of its spans, the gateway's forward under the API's span
+    // and the kernel's handler under it, each with its bar.
+    await visit(page, 'traces', () => document.querySelector('#traces table tbody tr'));
+    const tid = process.env.DASH_TRACE_ID;
+    await page.fill('#trace-id', tid);
+    await page.press('#trace-id', 'Enter');
+    await page.waitForFunction((id) => location.hash === '#/traces/' + id &&
+      document.querySelectorAll('#trace table.waterfall tbody tr').length >= 3, tid, { timeout: STEP_MS, polling: 100 });
+    const rows = await page.$$eval('#trace table.waterfall tbody tr', (trs) => trs.map((tr) => ({
+      name: tr.querySelector('td.name .span-name').textContent,
+      depth: Number(tr.dataset.depth),
+      width: Number(tr.querySelector('td.bar rect').getAttribute('width')),
+    })));
+    const depth = (n) => (rows.find((r) => r.name === n) || { depth: -1 }).depth;
+    check(depth('GET /bus/subjects') === 0, 'the API span is not the root: ' + JSON.stringify(rows));
+    check(depth('forward message_bus') === 1, 'the forward is not the API span\'s child: ' + JSON.stringify(rows));
+    check(depth('GET /subjects') === 2, 'the kernel handler is not the forward\'s child: ' + JSON.stringify(rows));
+    check(rows.every((r) => r.width > 0), 'a span has no bar');
+    timings.trace_rows = rows.length;
+    await shot(page, 'trace');
+    // Search by service and minimum duration, from the form.
+    await page.fill('#ts-service', 'grace.message_bus');
+    await page.fill('#ts-min', '0');
+    await page.click('#trace-search button');
+    await page.waitForFunction(() => location.hash === '#/traces' && document.querySelector('#traces table tbody tr') &&
+      [...document.querySelectorAll('#traces tbody tr td:nth-child(2)')].every((td) => td.textContent === 'grace.message_bus'),
+    null, { timeout: STEP_MS, polling: 100 });
     await visit(page, 'audit', () => document.querySelector('#audit table, #audit p'));
     const check_button = await page.$('#audit button');
     if (check_button) {
