@@ -9,11 +9,14 @@ creation (403) and denies an existing one when it fires; under the
 default set a user still may not make executor or route jobs."""
 
 import os
+import random
+import signal
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import GraceServer, ServerClassCase, scaled  # noqa: E402
+from harness import GraceServer, GraceTestCase, ServerClassCase, scaled  # noqa: E402
 
 SET = "/kernels/policy/policy-sets/default"
 USER, OTHER, PW = "swuma", "swvic", "sched-wf-password-1"
@@ -118,6 +121,25 @@ class SchedulerWorkflow(ServerClassCase):
         r = self.wait_runs(j["id"], self.vic, lambda r: r and r[0]["state"] == "failed", "failed")[0]
         self.assertEqual(r["detail"]["status"], 404, r)
 
+    def test_the_workflow_kernel_answers_a_resent_start_with_the_first_run(self):
+        self.store("keyed", [{"k": {"set": {"x": 1}}}], self.uma)
+        # as the scheduler calls it (:8000 does not forward the header)
+
+        def start(key):
+            st, _, out = self.g.kernel_http("workflow", "POST", "/runs", {"definition": "keyed"}, {
+                "X-Grace-User": USER, "X-Grace-Role": "user", "X-Grace-Caller": "scheduler",
+                "Idempotency-Key": key})
+            return st, out
+        st, first = start("sched:j_test:1000")
+        self.assertEqual(st, 201, first)
+        st, again = start("sched:j_test:1000")
+        self.assertEqual((st, again["id"]), (200, first["id"]), again)
+        st, other = start("sched:j_test:2000")
+        self.assertEqual(st, 201, other)
+        self.assertNotEqual(other["id"], first["id"])
+        runs = self.call("GET", "/workflow/runs?definition=keyed", headers=self.uma)["runs"]
+        self.assertEqual(len(runs), 2)
+
     def test_bad_workflow_targets_name_the_field(self):
         for target, field in (({"type": "workflow"}, "target.definition"),
                               ({"type": "workflow", "definition": "a/b"}, "target.definition"),
@@ -146,6 +168,57 @@ class SchedulerWorkflow(ServerClassCase):
         self.put_default(None)
         self.call("POST", "/scheduler/jobs/%s/trigger" % kept["id"], {}, 202, self.uma)
         self.wait_runs(kept["id"], self.uma, lambda r: r[0]["state"] == "succeeded", "allowed again")
+
+
+# Fewer under the sanitizers (GRACE_SANITIZED=1: each restart is slower).
+KILLS = 4 if os.environ.get("GRACE_SANITIZED") == "1" else 10
+RESTARTS = {"restart_burst": 1000, "restart_window_ms": 1000, "backoff_initial_ms": 10,
+            "backoff_max_ms": 50}
+
+
+class SchedulerWorkflowKill9(GraceTestCase):
+    """A workflow job fires every second while the scheduler is killed with
+    SIGKILL again and again: every slot started exactly one run (the
+    slot's key is the start's Idempotency-Key), none twice, none lost."""
+
+    def setUp(self):
+        self.g = GraceServer(kernels={"scheduler": RESTARTS, "workflow": {}, "message_bus": {}})
+        self.g.start()
+        self.addCleanup(self.g.close)
+
+    def call(self, method, path, body=None, expect=200):
+        st, _, out = self.g.http(method, path, body, timeout=scaled(30))
+        self.assertEqual(st, expect, "%s %s -> %s %r" % (method, path, st, out))
+        return out
+
+    def test_each_slot_starts_one_run_across_kills(self):
+        self.call("POST", "/workflow/definitions", doc("k9", [{"a": {"set": {"ok": True}}}]), 201)
+        job = self.call("POST", "/scheduler/jobs", {
+            "name": "wf-once", "schedule": "* * * * * *", "missed": {"policy": "run_all", "max": 1000},
+            "target": {"type": "workflow", "definition": "k9"}}, 201)
+        rng = random.Random(os.getpid())
+        for _ in range(KILLS):
+            time.sleep(rng.choice([0.02, 0.1, 0.3, 0.6, 0.9]))
+            k = self.g.wait_kernel("scheduler", lambda k: k["state"] == "ready", timeout=scaled(20))
+            os.kill(k["pid"], signal.SIGKILL)
+            self.g.wait_kernel("scheduler", lambda n: n["state"] == "ready" and n["pid"] != k["pid"],
+                               timeout=scaled(20))
+        time.sleep(1.5)
+        self.call("POST", "/scheduler/jobs/%s/pause" % job["id"], {})
+
+        def settled():
+            r = self.call("GET", "/scheduler/jobs/%s/runs?limit=1000" % job["id"])["runs"]
+            return r if all(x["state"] not in ("pending", "running") for x in r) else None
+        runs = self.g.wait_for(settled, scaled(40), interval=0.2, message="open runs settled")
+        slots = sorted(r["slot_ms"] for r in runs)
+        self.assertEqual(len(slots), len(set(slots)), "a slot recorded twice")
+        self.assertEqual(slots, list(range(slots[0], slots[-1] + 1000, 1000)), "a slot lost")
+        self.assertEqual([r for r in runs if r["state"] != "succeeded"], [])
+        refs = [r["target_ref"] for r in runs]
+        started = [r["id"] for r in self.call("GET", "/workflow/runs?definition=k9&limit=1000")["runs"]]
+        self.assertEqual(len(refs), len(set(refs)))
+        self.assertEqual(sorted(started), sorted(refs), "a slot started two runs, or none")
+        print("%d kills; %d slots, one run each" % (KILLS, len(slots)), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -371,8 +371,8 @@ static void act_send(sch_act *a)
 		break;
 	}
 	case SCH_TARGET_WORKFLOW: {
-		/* The slot's key goes as Idempotency-Key, for when the workflow
-		 * kernel recognises a resend (it does not yet: see spec.c). */
+		/* The slot's key goes as Idempotency-Key: a resend after a
+		 * restart is answered with the run the first send started. */
 		json_t *v = json_object_get(t, "version");
 		body = json_pack("{s:O, s:O}", "definition", json_object_get(t, "definition"), "input",
 				 json_object_get(t, "input"));

@@ -229,9 +229,7 @@ static int parse_workflow(json_t *t, sch_spec *s, const sch_spec_env *env,
 	}
 	if (!json_object_get(t, "input") || json_is_null(json_object_get(t, "input")))
 		json_object_set_new(t, "input", json_object());
-	/* The workflow kernel does not recognise a resend of a start yet: a run
-	 * found half-sent after a restart is interrupted, never started twice. */
-	s->idempotent = false;
+	s->idempotent = true; /* the workflow kernel knows each slot's key */
 	return 0;
 }
 

@@ -178,6 +178,7 @@ static int job_from_row(sqlite3_stmt *st, sch_job *j, sdk_err *err)
 			 : !strcmp(type, "workflow") ? SCH_TARGET_WORKFLOW
 						     : SCH_TARGET_ROUTE;
 	s->idempotent = s->target_type == SCH_TARGET_EXECUTOR ||
+			s->target_type == SCH_TARGET_WORKFLOW ||
 			json_is_true(json_object_get(s->target, "idempotent"));
 	s->missed_max = (unsigned)sqlite3_column_int(st, 8);
 	s->deadline_ms = sqlite3_column_int64(st, 9);
