@@ -1636,10 +1636,11 @@ const sdk_kernel_def executor_kernel = {
 	.name = "executor",
 	.port = 8121, .tier = "execution",
 	.summary = "commands as jobs: queue, limits, containment, streamed output",
-	/* Not complete (issue 13): :8000 decides /executor by policy (issue
-	 * 11: admins only in the default set), but may_run here is still the
-	 * role table (admin-only whatever the policy says), and containment
-	 * wants a delegated cgroup. */
+	/* Not complete (issue 13): who may run jobs is decided by policy
+	 * (executor.run), but memory and pids through cgroup v2 in a delegated
+	 * subtree as systemd lays it out (Grace's processes inside the
+	 * delegated group) are not done, nor exercised by a test here
+	 * (docs/executor.md "Not implemented"). */
 	.complete = false,
 	.long_poll_max_ms = WAIT_MAX_MS,
 	.routes = executor_routes,

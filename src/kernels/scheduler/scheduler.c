@@ -774,13 +774,11 @@ static const sdk_route scheduler_routes[] = {
 const sdk_kernel_def scheduler_kernel = {
 	.name = "scheduler",
 	.port = 8120, .tier = "execution",
-	.summary = "cron, @every and manual jobs that run executor jobs, publish or call a route",
-	/* Not complete (issue 13): workflow targets wait for the workflow
-	 * kernel. :8000 and the calls between kernels are decided by policy
-	 * (issue 11), and each fire asks it; who may create route and
-	 * executor jobs is still the role table's (spec.c), not a question
-	 * to the policy kernel. */
-	.complete = false,
+	.summary = "cron, @every and manual jobs that run executor jobs or workflows, publish or call a route",
+	/* Complete (issue 13's scheduler section): every target (executor,
+	 * workflow, bus, route), exactly once per slot across kill -9, and
+	 * the policy kernel deciding each job at creation and at each fire. */
+	.complete = true,
 	.routes = scheduler_routes,
 	.n_routes = sizeof scheduler_routes / sizeof scheduler_routes[0],
 	.init = scheduler_init,
