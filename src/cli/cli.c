@@ -143,6 +143,10 @@ static int cmd_status_one(const struct cli *c)
 		const char *cmd = str(k, "command");
 		if (*cmd && strcmp(cmd, "-"))
 			printf("   Command: %s\n", cmd);
+		if (!strcmp(str(k, "manager"), "systemd")) /* as systemctl status names it */
+			printf("      Unit: %s%s%s (run by systemd)\n", str(k, "unit"),
+			       json_object_get(k, "socket_unit") ? ", " : "",
+			       json_object_get(k, "socket_unit") ? str(k, "socket_unit") : "");
 		printf("\nRecent events:\n");
 		size_t i;
 		json_t *e;

@@ -42,6 +42,7 @@ static const struct cfg_key kernel_keys[] = {
 	K("health_failures", health_failures, KEY_UINT, 1, 1000),
 	K("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
 	K("standby", standby, KEY_UINT, 0, 1),
+	K("manager", manager, KEY_UINT, 0, 1), /* its words: manager_value() */
 #undef K
 };
 
@@ -399,6 +400,8 @@ static void kernel_init(grace_kernel_cfg *k, const char *name, const sdk_kernel_
 		snprintf(k->tier, sizeof k->tier, "%s", def->tier);
 	}
 	k->enabled = true;
+	snprintf(k->unit, sizeof k->unit, "grace-kernel@%%p.service");
+	snprintf(k->socket_unit, sizeof k->socket_unit, "grace-kernel@%%p.socket");
 	kernel_unset(k);
 }
 
@@ -427,6 +430,35 @@ static grace_kernel_cfg *kernel_section(struct parse_ctx *c, const char *name)
 	/* A built-in kernel's section only overrides its definition. */
 	kernel_init(k, name, builtin_find(c, name));
 	return k;
+}
+
+/* `manager` is a word in the file and a number in the table: "grace" or
+ * "systemd" as "0" or "1", anything else NULL. Other keys pass through. */
+static const char *manager_value(const char *name, const char *value)
+{
+	if (strcmp(name, "manager"))
+		return value;
+	return !strcmp(value, "grace") ? "0" : !strcmp(value, "systemd") ? "1" : NULL;
+}
+
+/* A unit name pattern: systemd's unit-name characters, and %p or %n. */
+static bool unit_pattern_valid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n >= GRACE_UNIT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = v[i];
+		if (ch == '%') {
+			if (v[i + 1] != 'p' && v[i + 1] != 'n')
+				return false;
+			i++;
+		} else if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= '0' && ch <= '9') || strchr("@._:-\\", ch))) {
+			return false;
+		}
+	}
+	return true;
 }
 
 static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *name,
@@ -471,8 +503,23 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 			snprintf(c->err, sizeof c->err, "command: unterminated %c quote", open_quote);
 			return 0;
 		}
+	} else if (!strcmp(name, "unit") || !strcmp(name, "socket_unit")) {
+		char *dst = name[0] == 'u' ? k->unit : k->socket_unit;
+		if (!unit_pattern_valid(value) || (name[0] == 'u' && !*value)) {
+			snprintf(c->err, sizeof c->err,
+				 "%s: a systemd unit name (letters, digits, @._:-\\, %%p for the "
+				 "port, %%n for the name) shorter than %d bytes%s",
+				 name, GRACE_UNIT_MAX, name[0] == 's' ? ", or empty for none" : "");
+			return 0;
+		}
+		memcpy(dst, value, strlen(value) + 1); /* shorter than GRACE_UNIT_MAX: checked */
 	} else {
-		int rc = set_keyed(k, kernel_keys, sizeof kernel_keys / sizeof kernel_keys[0], name, value, c->err, sizeof c->err);
+		const char *v = manager_value(name, value);
+		if (!v) {
+			snprintf(c->err, sizeof c->err, "manager: grace or systemd, got '%s'", value);
+			return 0;
+		}
+		int rc = set_keyed(k, kernel_keys, sizeof kernel_keys / sizeof kernel_keys[0], name, v, c->err, sizeof c->err);
 		if (rc == 1)
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
@@ -725,6 +772,28 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "governance"))
 		return on_governance_key(c, name, value);
+	if (!strcmp(section, "systemd")) {
+		if (!strcmp(name, "systemctl")) {
+			if (set_string(cfg->systemd.systemctl, sizeof cfg->systemd.systemctl, value) < 0) {
+				snprintf(c->err, sizeof c->err, "systemctl: empty or longer than %d bytes",
+					 GRACE_COMMAND_MAX - 1);
+				return 0;
+			}
+			return 1;
+		}
+		if (!strcmp(name, "poll_ms")) {
+			uint64_t v;
+			if (parse_uint(value, 100, 60000, &v) < 0) {
+				snprintf(c->err, sizeof c->err, "poll_ms: expected 100-60000, got '%s'",
+					 value);
+				return 0;
+			}
+			cfg->systemd.poll_ms = (unsigned)v;
+			return 1;
+		}
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return 0;
+	}
 	if (!strcmp(section, "backup")) {
 		grace_backup *b = &cfg->backup;
 		char *dst = !strcmp(name, "schedule")   ? b->schedule
@@ -857,8 +926,13 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return rc == 0;
 	}
 	if (!strcmp(section, "defaults")) {
+		const char *v = manager_value(name, value);
+		if (!v) {
+			snprintf(c->err, sizeof c->err, "manager: grace or systemd, got '%s'", value);
+			return 0;
+		}
 		int rc = set_keyed(&c->defaults, kernel_keys,
-				   sizeof kernel_keys / sizeof kernel_keys[0], name, value, c->err, sizeof c->err);
+				   sizeof kernel_keys / sizeof kernel_keys[0], name, v, c->err, sizeof c->err);
 		if (rc == 1)
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
@@ -892,7 +966,7 @@ static bool known_section(const char *name, size_t n)
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
-					     "telemetry" };
+					     "telemetry", "systemd" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -968,6 +1042,7 @@ static void config_defaults(grace_config *cfg)
 	cfg->log_file_bytes = 10 * 1024 * 1024;
 	cfg->log_files = 9;
 	cfg->backup = (grace_backup){ .timezone = "UTC", .keep = 7, .verify = 1 };
+	cfg->systemd = (grace_systemd){ .systemctl = "systemctl", .poll_ms = 1000 };
 	cfg->limits = (grace_limits){ .max_header_bytes = 16384,
 				      .max_headers = 100,
 				      .max_body_bytes = 1u << 20,

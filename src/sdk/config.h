@@ -12,6 +12,9 @@
 
 #define GRACE_KERNELS_MAX 50
 #define GRACE_NAME_MAX 32
+#define GRACE_UNIT_MAX 128
+#define GRACE_MANAGER_GRACE 0
+#define GRACE_MANAGER_SYSTEMD 1
 #define GRACE_COMMAND_MAX 256 /* and a config line is at most 198 bytes */
 #define GRACE_KERNEL_PORT_MIN 8100
 #define GRACE_KERNEL_PORT_MAX 8149
@@ -208,6 +211,12 @@ typedef struct grace_backup {
 	unsigned verify;        /* 1: each one restored into a temporary directory */
 } grace_backup;
 
+/* [systemd]: how grace serve reaches systemd for kernels run as units. */
+typedef struct grace_systemd {
+	char systemctl[GRACE_COMMAND_MAX]; /* the command, split on blanks */
+	unsigned poll_ms;                  /* how often the units' states are read */
+} grace_systemd;
+
 /* [compliance]: the compliance kernel's scans and limits (docs/compliance.md). */
 typedef struct grace_compliance {
 	unsigned scan_interval_s;  /* the scheduled scan of the default profile; 0: none */
@@ -231,6 +240,13 @@ typedef struct grace_kernel_cfg {
 	unsigned health_failures;
 	size_t max_body_bytes;
 	unsigned standby; /* 1: a pre-started process takes over at a crash */
+	/* Who runs the process: GRACE_MANAGER_GRACE (the supervisor forks it)
+	 * or GRACE_MANAGER_SYSTEMD (its unit, through [systemd] systemctl;
+	 * docs/supervisor.md). Units are patterns: %p is the kernel's port
+	 * (offset applied), %n its name; socket_unit "" for none. */
+	unsigned manager;
+	char unit[GRACE_UNIT_MAX];
+	char socket_unit[GRACE_UNIT_MAX];
 } grace_kernel_cfg;
 
 typedef struct grace_config {
@@ -261,6 +277,7 @@ typedef struct grace_config {
 	grace_telemetry telemetry;
 	grace_governance governance;
 	grace_backup backup;
+	grace_systemd systemd;
 	grace_compliance compliance;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;

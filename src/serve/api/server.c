@@ -80,6 +80,7 @@ json_t *api_kernel_json(const sup_kernel *k)
 			    k->pid > 0 ? json_real((double)(sdk_wall_ms() - k->started_ms) / 1e3)
 				       : json_null());
 	json_object_set_new(o, "command", json_string(k->cfg->command[0] ? k->cfg->command : ""));
+	sup_kernel_manager_json(k, o);
 	json_object_set_new(o, "standby_pid", k->sb_pid > 0 ? json_integer(k->sb_pid) : json_null());
 	uint64_t rss = 0, own = 0;
 	json_object_set_new(o, "standby_memory",

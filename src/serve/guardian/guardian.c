@@ -255,7 +255,7 @@ json_t *gd_kernel_json(const gd_kernel *gk)
 	json_t *storage = gk->storage_failed
 				  ? json_pack("{s:b, s:s}", "ok", 0, "error", gk->storage_error)
 				  : json_null();
-	return json_pack("{s:s, s:s, s:s, s:I, s:o, s:i, s:i, s:i, s:i, s:s, s:b, s:i, s:o, s:o}",
+	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:o, s:i, s:i, s:i, s:i, s:s, s:b, s:i, s:o, s:o}",
 			 "name", k->cfg->name, "state", gd_state_name(gk->state), "process_state",
 			 sup_state_name(k->state), "since_ms", (json_int_t)gk->since_ms,
 			 "last_probe", probe, "consecutive_failures", (int)gk->failures, "probes",
@@ -263,6 +263,9 @@ json_t *gd_kernel_json(const gd_kernel *gk)
 			 (int)k->restarts, "last_exit", k->last_exit, "healing", gk->healing, "port",
 			 k->port, "pid", k->pid > 0 ? json_integer(k->pid) : json_null(), "storage",
 			 storage);
+	if (j)
+		sup_kernel_manager_json(k, j);
+	return j;
 }
 
 json_t *gd_status_json(guardian *g)

@@ -357,6 +357,27 @@ static void clear_holder_poll(struct incident *inc)
 	wait_with_timeout(inc, WAIT_HOLDER_GONE, CLEAR_POLL_MS);
 }
 
+/* A unit's port is its socket unit's (or its ExecStart's): moving it means
+ * another unit, an operator's decision, not a playbook's. Refused before
+ * the first step, so nothing is stopped for a move that cannot happen. */
+static bool refuse_port_move(struct incident *inc)
+{
+	if (!sup_kernel_by_systemd(inc->k))
+		return false;
+	for (size_t i = 0; i < inc->pb->n; i++) {
+		if (inc->pb->steps[i] != STEP_PICK_PORT && inc->pb->steps[i] != STEP_CONFIGURED_PORT)
+			continue;
+		inc->refused = true;
+		step_done(inc, false,
+			  "kernel %s is run by systemd: its port is its unit's (%s); %s moves "
+			  "ports, so nothing was done",
+			  inc->k->cfg->name,
+			  inc->k->socket_unit[0] ? inc->k->socket_unit : inc->k->unit, inc->pb->name);
+		return true;
+	}
+	return false;
+}
+
 static void step_pick_port(struct incident *inc)
 {
 	sup_kernel *k = inc->k;
@@ -596,7 +617,8 @@ static void on_diagnosed(hl_findings *f, void *arg)
 	json_object_set_new(inc->json, "diagnosed_issue", json_string(hl_issue_name(f->issue)));
 	json_object_set_new(inc->json, "issue_type", json_string(hl_issue_name(issue)));
 	json_object_set_new(inc->json, "playbook", json_string(pb));
-	run_step(inc);
+	if (!refuse_port_move(inc))
+		run_step(inc);
 }
 
 int hl_heal(healer *h, sup_kernel *k, const hl_request *req, hl_done_cb cb, void *arg,

@@ -209,6 +209,10 @@ void rl_plan_make(const grace_config *old, const rl_ini *old_ini, const grace_co
 		const grace_kernel_cfg *b = &new_cfg->kernels[j];
 		if (a->port != b->port)
 			later_kernel(p, a->name, "port");
+		/* Who runs the process changes only with grace serve. */
+		if (a->manager != b->manager || strcmp(a->unit, b->unit) ||
+		    strcmp(a->socket_unit, b->socket_unit))
+			later_kernel(p, a->name, "manager");
 		if (a->enabled != b->enabled)
 			p->act[i] = b->enabled ? RL_START : RL_STOP;
 		else if (b->enabled && !kcfg_same(a, b))
