@@ -51,6 +51,15 @@ class ExecutorPolicy(ServerClassCase):
     def submit(self, headers=None, argv=("/bin/echo", "hi")):
         return self.g.http("POST", "/executor/jobs", {"argv": list(argv)}, headers)
 
+    def wait_end(self, job_id, headers):
+        """The job once ended (the executor's long poll holds at most 30 s)."""
+        def ended():
+            st, _, j = self.g.http("GET", "/executor/jobs/%s?wait_ms=5000" % job_id, headers=headers,
+                                   timeout=20)
+            self.assertEqual(st, 200, j)
+            return j if j["state"] not in ("queued", "running") else None
+        return self.g.wait_for(ended, scaled(20), message="job %s ended" % job_id)
+
     def as_user_on_kernel(self, name, method, path, body=None):
         return self.g.kernel_http("executor", method, path, body,
                                   headers={"X-Grace-User": name, "X-Grace-Role": "user",
@@ -75,9 +84,8 @@ class ExecutorPolicy(ServerClassCase):
             return st == 201
         self.g.wait_for(submitted, scaled(5), message="dave's job accepted")
         self.assertEqual(job["owner"], DAVE)
-        st, _, done = self.g.http("GET", "/executor/jobs/%s?wait_ms=%d" % (job["id"], scaled(10) * 1000),
-                                  headers=self.dave, timeout=scaled(20))
-        self.assertEqual((st, done["state"], done["exit_code"]), (200, "succeeded", 0), done)
+        done = self.wait_end(job["id"], self.dave)
+        self.assertEqual((done["state"], done["exit_code"]), ("succeeded", 0), done)
         st, _, lst = self.g.http("GET", "/executor/jobs", headers=self.dave)
         self.assertIn(job["id"], [j["id"] for j in lst["jobs"]])
         # frank reaches the routes but not executor.run: the kernel refuses,
@@ -93,8 +101,7 @@ class ExecutorPolicy(ServerClassCase):
         self.assertEqual(st, 201, long_job)
         st, _, out = self.g.http("POST", "/executor/jobs/%s/cancel" % long_job["id"], {}, self.dave)
         self.assertIn(st, (200, 202), out)
-        st, _, end = self.g.http("GET", "/executor/jobs/%s?wait_ms=%d" % (long_job["id"], scaled(10) * 1000),
-                                 headers=self.dave, timeout=scaled(20))
+        end = self.wait_end(long_job["id"], self.dave)
         self.assertEqual(end["state"], "cancelled", end)
         # the permission removed: refused again at once
         self.put_default(ROUTES_FOR % ("d", DAVE))
