@@ -19,7 +19,7 @@ for arg in "$@"; do
 	# -fsanitize=fuzzer needs; llvm gives sanitizer reports their symbols.
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
 		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm
-		openssl systemd debhelper dpkg-dev fakeroot lintian man-db" ;;
+		openssl systemd debhelper dpkg-dev fakeroot lintian man-db python3-cryptography" ;;
 	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
 	# supervisors are run by the bench itself, never as services.
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps

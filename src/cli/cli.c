@@ -768,6 +768,7 @@ int cli_dispatch(const struct cli_args *a)
 	case CMD_TOP: return cli_top(a);
 	case CMD_USER: return cmd_user_add(a);
 	case CMD_POLICY: return cli_policy(a);
+	case CMD_ARCHIVE: return cli_archive(a);
 	case CMD_APPROVALS:
 	case CMD_APPROVE:
 	case CMD_DENY: return cli_approvals(a);

@@ -31,6 +31,8 @@ int cli_logs(const struct cli_args *a);
 int cli_top(const struct cli_args *a);
 /* `grace policy reset|default|routes` (policy.c). */
 int cli_policy(const struct cli_args *a);
+/* `grace archive verify FILE` (archive.c). */
+int cli_archive(const struct cli_args *a);
 /* `grace approvals`, `grace approve ID`, `grace deny ID` (approvals.c). */
 int cli_approvals(const struct cli_args *a);
 

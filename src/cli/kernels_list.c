@@ -21,9 +21,10 @@ static json_t *kernels_json(void)
 	json_t *list = json_array();
 	for (size_t i = 0; list && i < kernel_registry_count(); i++) {
 		const sdk_kernel_def *d = kernel_registry_at(i);
-		json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:b, s:i, s:s}", "name", d->name, "port",
-				      d->port, "tier", d->tier, "state", kernel_state(d), "complete",
-				      d->complete, "routes", (int)d->n_routes, "summary", d->summary);
+		json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:b, s:i, s:s, s:i}", "name", d->name,
+				      "port", d->port, "tier", d->tier, "state", kernel_state(d),
+				      "complete", d->complete, "routes", (int)d->n_routes, "summary",
+				      d->summary, "schema_version", d->schema_version);
 		if (!o || json_array_append_new(list, o) < 0) {
 			json_decref(list);
 			return NULL;

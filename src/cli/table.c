@@ -70,6 +70,7 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 static const char *const completion_shells[] = { "bash", "zsh", "fish", NULL };
 static const char *const user_words[] = { "add", NULL };
 static const char *const policy_words[] = { "reset", "default", "routes", NULL };
+static const char *const archive_words[] = { "verify", NULL };
 static const char *const silence_words[] = { "add", "expire", NULL };
 
 #define SERVE_OPTS (OPTS_CONFIG)
@@ -236,6 +237,14 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "docs/backup.md has the whole story.",
 	  "grace restore /srv/grace-2026-12-04.tar --data-dir /var/lib/grace "
 	  "--passphrase-file /root/backup.pass" },
+	{ CMD_ARCHIVE, "archive", "verify FILE", 2, 2, ARG_WORD, archive_words, OPTB(OPT_JSON), 0,
+	  "check an archive of the immutable log with nothing but the file",
+	  "Checks an archive file that POST /kernels/immutable_log/archive wrote "
+	  "(docs/immutable-log.md \"Archival\"), offline: the manifest's SHA-256 over the "
+	  "contents, the tree head's Ed25519 signature, every entry's leaf hash and inclusion "
+	  "proof. Compare the key_id it prints with the log's (GET /kernels/immutable_log/key) "
+	  "and the sha256 with the one the log recorded. Needs no running Grace.",
+	  "grace archive verify immutable_log-00000000000000000000-00000000000000000600.jsonl" },
 	{ CMD_KERNELS_LIST, "kernels-list", "", 0, 0, ARG_NONE, NULL, OPTB(OPT_JSON), 0,
 	  "the kernels this binary can run",
 	  "Every kernel built into this binary: name, port, tier, state (complete, partial, "

@@ -22,7 +22,7 @@ GRACE_KERNEL_LIST
 	_Static_assert(!kernel_has_folder_##n,                                            \
 		       "src/kernels/" #n "/ defines " #n "_kernel: delete its PLACEHOLDER line"); \
 	const sdk_kernel_def n##_kernel = { .name = #n, .summary = s, .port = p, .tier = t,      \
-					    .complete = false }
+					    .complete = false, .schema_version = 1 }
 
 PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");
 PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test runs");

@@ -227,6 +227,14 @@ static const struct cfg_key compliance_keys[] = {
 #undef CP
 };
 
+static const struct cfg_key crypto_keys[] = {
+#define CR(n, field) { n, offsetof(grace_crypto, field), KEY_UINT, 1, 366u * 86400 }
+	CR("deletion_window_s", deletion_window_s),
+	CR("deletion_window_min_s", deletion_window_min_s),
+	CR("deletion_window_max_s", deletion_window_max_s),
+#undef CR
+};
+
 /* A model server's base URL: http or https, and nothing odd in it. */
 static bool model_url_valid(const char *v)
 {
@@ -754,6 +762,13 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "crypto")) {
+		int rc = set_keyed(&cfg->crypto, crypto_keys, sizeof crypto_keys / sizeof crypto_keys[0],
+				   name, value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "state_machine")) {
 		int rc = set_keyed(&cfg->state_machine, state_machine_keys,
 				   sizeof state_machine_keys / sizeof state_machine_keys[0], name, value,
@@ -966,7 +981,7 @@ static bool known_section(const char *name, size_t n)
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
-					     "telemetry", "systemd" };
+					     "telemetry", "systemd", "crypto" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1125,6 +1140,10 @@ static void config_defaults(grace_config *cfg)
 					      .scans_keep = 1000,
 					      .waiver_max_days = 90,
 					      .check_timeout_ms = 10000 };
+	/* AWS KMS's: 30 days unless asked, 7 to 30. */
+	cfg->crypto = (grace_crypto){ .deletion_window_s = 30 * 86400,
+				      .deletion_window_min_s = 7 * 86400,
+				      .deletion_window_max_s = 30 * 86400 };
 	cfg->governance = (grace_governance){ .expiry_s = 86400,
 					      .requests_max = 100000,
 					      .poll_ms = 500,
@@ -1389,6 +1408,13 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	    cfg->executor.output_default_bytes > cfg->executor.output_max_bytes) {
 		snprintf(err, errlen, "[executor]: timeout_default_ms and output_default_bytes must "
 				      "not exceed timeout_max_ms and output_max_bytes");
+		return -1;
+	}
+	const grace_crypto *cr = &cfg->crypto;
+	if (cr->deletion_window_min_s > cr->deletion_window_s ||
+	    cr->deletion_window_s > cr->deletion_window_max_s) {
+		snprintf(err, errlen, "[crypto]: deletion_window_min_s <= deletion_window_s <= "
+				      "deletion_window_max_s");
 		return -1;
 	}
 	const grace_backup *b = &cfg->backup;

@@ -225,6 +225,13 @@ typedef struct grace_compliance {
 	unsigned check_timeout_ms; /* a check that asks another kernel waits this long */
 } grace_compliance;
 
+/* [crypto]: key deletion's waiting period (docs/crypto.md). */
+typedef struct grace_crypto {
+	unsigned deletion_window_s;     /* a deletion that names no window waits this long */
+	unsigned deletion_window_min_s; /* the shortest window a deletion may ask for */
+	unsigned deletion_window_max_s; /* the longest */
+} grace_crypto;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -279,6 +286,7 @@ typedef struct grace_config {
 	grace_backup backup;
 	grace_systemd systemd;
 	grace_compliance compliance;
+	grace_crypto crypto;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

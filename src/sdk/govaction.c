@@ -2,18 +2,26 @@
 
 #include <string.h>
 
+#define A(n, s, ...) { .name = n, .summary = s, .params = { __VA_ARGS__ } }
 static const sdk_gov_action actions[] = {
-	{ "kernel.stop", "stop a kernel (POST /kernel-ports/NAME/stop)", { "kernel" } },
-	{ "port.clear_force", "clear_port with force (POST /network-healer/heal)", { "kernel" } },
-	{ "user.delete", "delete a user (DELETE /auth/users/NAME)", { "name" } },
-	{ "user.role", "change a user's role (only through a change request)", { "name", "role" } },
-	{ "key.rotate", "rotate a key (crypto: POST /keys/NAME/rotate)", { "name" } },
-	{ "key.delete", "delete a key (crypto has no delete route yet)", { "name" } },
-	{ "policy.set", "change a policy set (policy: PUT or DELETE /policy-sets/NAME)",
-	  { "name", "method" } },
-	{ "bus.retention", "change bus retention (message_bus: POST or DELETE /retention)",
-	  { "method" } },
+	A("kernel.stop", "stop a kernel (POST /kernel-ports/NAME/stop)", "kernel"),
+	A("port.clear_force", "clear_port with force (POST /network-healer/heal)", "kernel"),
+	A("user.delete", "delete a user (DELETE /auth/users/NAME)", "name"),
+	A("user.role", "change a user's role (only through a change request)", "name", "role"),
+	A("key.rotate", "rotate a key (crypto: POST /keys/NAME/rotate)", "name"),
+	A("key.delete", "delete a key (crypto: DELETE /keys/NAME)", "name"),
+	A("policy.set", "change a policy set (policy: PUT or DELETE /policy-sets/NAME)", "name",
+	  "method"),
+	A("bus.retention", "change bus retention (message_bus: POST or DELETE /retention)",
+	  "method"),
+	/* A waiver is an approval in itself: never without one. */
+	{ .name = "compliance.waiver",
+	  .summary = "waive a compliance control (compliance: POST /waivers; always gated)",
+	  .params = { "control_id" },
+	  .always = true,
+	  .rule = "1 admin" },
 };
+#undef A
 
 size_t sdk_gov_action_count(void) { return sizeof actions / sizeof actions[0]; }
 

@@ -15,6 +15,11 @@ typedef struct sdk_gov_action {
 	const char *summary;
 	/* The string parameters it needs; "body" (any JSON) is never required. */
 	const char *params[SDK_GOV_PARAMS_MAX];
+	/* Gated whatever [governance] gate says (its route always opens a
+	 * request), with this rule unless rule.ACTION gives one (NULL:
+	 * [governance] default_rule). */
+	bool always;
+	const char *rule;
 } sdk_gov_action;
 
 size_t sdk_gov_action_count(void);

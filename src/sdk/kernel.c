@@ -47,6 +47,7 @@ struct runtime {
 	struct timespec drain_deadline;
 	bool draining;
 	bool init_ran;
+	bool refused; /* the schema cannot be used: exit SDK_EXIT_PERMANENT */
 	/* Storage failure: set once, never cleared (a new process starts clean). */
 	bool storage_failed;
 	char storage_error[512];
@@ -433,6 +434,15 @@ static int storage_open(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "database path too long");
 		return -1;
 	}
+	/* A file from a newer Grace is refused before the open below changes
+	 * anything in it (its journal mode). */
+	sdk_err ne = { "" };
+	if (k->def->schema_version &&
+	    sdk_mig_refuse_if_newer(rt->db_path, k->def->schema_version, &ne) < 0) {
+		rt->refused = true;
+		snprintf(err, errlen, "%s", ne.msg);
+		return -1;
+	}
 	/* Half the ready timeout at most, so a large file never makes the
 	 * supervisor kill the kernel over and over before it is ready. */
 	sdk_db_check check = { .budget_ms = k->kcfg->ready_timeout_ms / 2 };
@@ -456,11 +466,47 @@ static int storage_open(struct runtime *rt, char *err, size_t errlen)
 	return 0;
 }
 
+/* Brings the database to the kernel's schema version before its init. A
+ * file from a newer Grace, or a step that fails, is not something a
+ * restart repairs: the kernel refuses to start (SDK_EXIT_PERMANENT, the
+ * supervisor gives up and logs it) with the reason in the log. Damage met
+ * on the way fails the storage, as at open. */
+static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
+{
+	sdk_kernel *k = &rt->k;
+	if (!k->def->schema_version)
+		return 0;
+	sdk_mig_def def = { .store = k->def->name,
+			    .version = k->def->schema_version,
+			    .steps = k->def->migrations,
+			    .n_steps = k->def->n_migrations };
+	sdk_mig_report r;
+	sdk_err e = { "" };
+	int rc = sdk_mig_run(k->db, &def, &r, &e);
+	if (rc == SDK_ECORRUPT) {
+		storage_fail(rt, "%s", e.msg); /* up, with its storage failed */
+		return 0;
+	}
+	if (rc < 0) {
+		/* Locked by another process: worth a restart with backoff. */
+		rt->refused = rc != SDK_EBUSY;
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	if (r.steps)
+		sdk_info("%s: schema migrated from version %d to %d", rt->db_path, r.from, r.to);
+	return 0;
+}
+
 /* Runs the kernel's init unless its storage failed already. An init that
  * fails on a damaged file leaves the kernel up with its storage failed. */
 static int storage_init(struct runtime *rt, char *err, size_t errlen)
 {
 	sdk_kernel *k = &rt->k;
+	if (rt->storage_failed)
+		return 0;
+	if (schema_migrate(rt, err, errlen) < 0)
+		return -1;
 	if (rt->storage_failed || !k->def->init)
 		return 0;
 	rt->init_ran = true;
@@ -641,9 +687,10 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	char err[512] = "";
 	if (runtime_start(&rt, err, sizeof err) < 0) {
 		sdk_error("cannot start: %s", err);
+		bool refused = rt.refused;
 		runtime_stop(&rt);
 		sqlite_log_release();
-		return SDK_EXIT_TEMPORARY;
+		return refused ? SDK_EXIT_PERMANENT : SDK_EXIT_TEMPORARY;
 	}
 	rt.sigterm = evsignal_new(k->base, SIGTERM, on_stop_signal, &rt);
 	rt.sigint = evsignal_new(k->base, SIGINT, on_stop_signal, &rt);

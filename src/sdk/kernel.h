@@ -8,6 +8,7 @@
 #include "sdk/call.h"
 #include "sdk/config.h"
 #include "sdk/http.h"
+#include "sdk/migrate.h"
 #include "sdk/ports.h"
 #include "sdk/token.h"
 
@@ -46,6 +47,15 @@ typedef struct sdk_kernel_def {
 	/* The longest a route of this kernel holds a long poll (its `wait_ms`
 	 * query), so a proxy in front waits that long plus a margin; 0: none. */
 	unsigned long_poll_max_ms;
+	/* The schema version of DATA_DIR/NAME.db this build writes, and the
+	 * steps from each older one (sdk/migrate.h: migrations[N] goes from N
+	 * to N+1; NULL when each only stamps). The runtime brings the file up
+	 * to date before init, and refuses to start (exit SDK_EXIT_PERMANENT,
+	 * the reason logged) on a file from a newer Grace or a failed step.
+	 * 0: the kernel manages its version itself (none is checked). */
+	int schema_version;
+	const sdk_mig_step *migrations;
+	size_t n_migrations;
 	const sdk_route *routes; /* handlers get the sdk_kernel * as ctx */
 	size_t n_routes;
 	/* Runs after the database is open and before READY=1; returns 0, or -1

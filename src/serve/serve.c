@@ -1,4 +1,5 @@
 #include "serve/serve.h"
+#include "serve/schema.h"
 #include "sdk/tracer.h"
 #include "sdk/clock.h"
 
@@ -303,9 +304,28 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		close(api_fd);
 		return 1;
 	}
+	/* Before anything opens them: a file from a newer Grace is refused
+	 * here, with the reason, and nothing else starts. */
+	sdk_err merr = { "" };
+	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
+		sdk_error("cannot create %s: %s", cfg->data_dir, strerror(errno));
+		close(api_fd);
+		return 1;
+	}
+	if (schema_refuse_newer_main(cfg->data_dir, &merr) < 0) {
+		sdk_error("cannot start: %s", merr.msg);
+		close(api_fd);
+		return 1;
+	}
 	if (sdk_db_open(cfg->data_dir, "grace", &s.db, err, sizeof err) < 0) {
 		sdk_error("cannot open the main database: %s", err);
 		close(api_fd);
+		return 1;
+	}
+	if (schema_migrate_main(cfg->data_dir, &merr) < 0) {
+		sdk_error("cannot start: %s", merr.msg);
+		close(api_fd);
+		sqlite3_close(s.db);
 		return 1;
 	}
 	s.api.base = event_base_new();

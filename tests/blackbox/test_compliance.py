@@ -5,8 +5,12 @@ asks (immutable_log, crypto, trust), the bus and the alerts kernel.
   SHA-256 is the hash of what it says was read.
 - A key file at 0644 in the data directory fails its control and passes
   after chmod 600; the change is a bus event and an alert.
-- A waiver turns that fail into waived (the approver recorded); once it
-  expires the control fails again.
+- A waiver is a change request in the governance kernel: POST /waivers
+  answers 202, the waiver exists only once another admin approves (the
+  approver recorded is theirs, as governance reports), then turns that
+  fail into waived; once it expires the control fails again. The
+  requester's own approval does not count, a denied request makes no
+  waiver, and the executor's route cannot be called to skip approval.
 - Every scan is appended to the immutable log: the entry at the index the
   scan cites holds exactly the scan's record, and the report cites it.
 - The OSCAL 1.0.4 report validates with npm ajv against our schema of what
@@ -29,6 +33,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import GraceServer, ServerClassCase, http_request, scaled  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+CAROL_PASSWORD = "correct horse battery staple 12"
 VALIDATE = os.path.join(HERE, "js", "oscal_validate.mjs")
 SCHEMA = os.path.join(HERE, "..", "schemas", "oscal-assessment-results-subset.json")
 DEFAULT = os.path.join(HERE, "..", "..", "etc", "compliance", "default.json")
@@ -49,8 +54,56 @@ class Compliance(ServerClassCase):
     @classmethod
     def make_server(cls):
         return GraceServer(kernels={"compliance": {}, "immutable_log": {}, "crypto": {},
-                                    "trust": {}, "message_bus": {}, "alerts": {}},
-                           config={"compliance": {"scan_interval_s": 0}})
+                                    "trust": {}, "message_bus": {}, "alerts": {},
+                                    "governance": {}},
+                           config={"compliance": {"scan_interval_s": 0},
+                                   "governance": {"poll_ms": 50}})
+
+    @classmethod
+    def prepare(cls):
+        cls.g.create_user("carol", CAROL_PASSWORD, "admin")
+        cls.carol = {"Authorization": "Bearer " + cls.g.login("carol", CAROL_PASSWORD)}
+
+    def as_carol(self, method, path, body=None, expect=None):
+        st, _, out = self.g.http(method, path, body, headers=self.carol, timeout=scaled(30))
+        if expect is not None:
+            self.assertEqual(st, expect, "%s %s as carol -> %s %r" % (method, path, st, out))
+        return out
+
+    def request_waiver(self, body):
+        """POST /waivers: 202 and the change request's id."""
+        st, hdrs, out = self.g.http("POST", "/compliance/waivers", body, timeout=scaled(30))
+        self.assertEqual(st, 202, out)
+        self.assertEqual(out["status"], "pending_approval")
+        cr = out["change_request"]
+        self.assertEqual((cr["action"], cr["state"], cr["requester"]),
+                         ("compliance.waiver", "open", self.g.first_admin()[0]))
+        self.assertEqual(hdrs.get("Location") or hdrs.get("location"),
+                         "/governance/requests/%d" % cr["id"])
+        return cr["id"]
+
+    def request_state(self, rid, states):
+        last = {}
+
+        def done():
+            last["r"] = self.api("GET", "/governance/requests/%d" % rid, expect=200)
+            return last["r"]["state"] in states
+        self.g.wait_for(done, timeout=scaled(20), interval=0.05,
+                        message="request %d never reached %s" % (rid, states))
+        return last["r"]
+
+    def waiver_of(self, rid):
+        listed = self.api("GET", "/compliance/waivers", expect=200)["waivers"]
+        return next((w for w in listed if w["change_request"] == rid), None)
+
+    def waive(self, body):
+        """A waiver requested by the first admin and approved by carol."""
+        rid = self.request_waiver(body)
+        self.as_carol("POST", "/governance/requests/%d/approve" % rid, {}, expect=200)
+        r = self.request_state(rid, ("done", "failed"))
+        self.assertEqual(r["state"], "done", r)
+        self.assertEqual(r["result"]["result"]["status"], 201, r["result"])
+        return self.waiver_of(rid)
 
     def api(self, method, path, body=None, expect=None):
         st, _, out = self.g.http(method, path, body, timeout=scaled(30))
@@ -176,16 +229,31 @@ class Compliance(ServerClassCase):
             f.write("x")
         os.chmod(path, 0o640)
         self.assertEqual(self.result(self.scan("waived"), "w-keys")["result"], "fail")
-        # The requester may not approve their own waiver.
         me = self.g.first_admin()[0]
+        # The approver is not the requester's to name.
         self.bad("POST", "/compliance/waivers", {"control_id": "w-keys", "reason": "r",
-                                                  "approver": me, "expires_in_s": 60},
+                                                  "approver": "carol", "expires_in_s": 60},
                  "approver")
-        w = self.api("POST", "/compliance/waivers",
-                     {"control_id": "w-keys", "reason": "rotating the file", "approver": "carol",
-                      "expires_in_s": 2}, expect=201)
-        self.assertEqual(w["approver"], "carol")
-        self.assertEqual(w["requested_by"], me)
+        rid = self.request_waiver({"control_id": "w-keys", "reason": "rotating the file",
+                                   "expires_in_s": int(scaled(4))})
+        # Nothing is waived while the request waits.
+        self.assertIsNone(self.waiver_of(rid))
+        self.assertEqual(self.result(self.scan("waived"), "w-keys")["result"], "fail")
+        # The requester may not approve their own waiver.
+        out = self.api("POST", "/governance/requests/%d/approve" % rid, {}, expect=403)
+        self.assertIn("own", out["error"]["message"])
+        self.assertEqual(self.api("GET", "/governance/requests/%d" % rid, expect=200)["state"],
+                         "open")
+        self.as_carol("POST", "/governance/requests/%d/approve" % rid, {"comment": "ok"},
+                      expect=200)
+        r = self.request_state(rid, ("done", "failed"))
+        self.assertEqual(r["state"], "done", r)
+        w = self.waiver_of(rid)
+        self.assertIsNotNone(w, r)
+        self.assertEqual(r["result"]["result"]["body"]["id"], w["id"])
+        self.assertEqual((w["control_id"], w["approver"], w["requested_by"]),
+                         ("w-keys", "carol", me))
+        self.assertEqual([(a["user"], a["comment"]) for a in w["approvals"]], [("carol", "ok")])
         r = self.result(self.scan("waived"), "w-keys")
         self.assertEqual((r["result"], r["raw_result"], r["waiver"]), ("waived", "fail", w["id"]))
         # Once the waiver's time has passed, the control fails again.
@@ -243,9 +311,7 @@ class Compliance(ServerClassCase):
             {"id": "m-na", "title": "nothing", "check": {"kind": "file_mode",
                                                           "path": "none.*", "max_mode": "600"}}]}
         self.api("PUT", "/compliance/profiles/mixed", prof, expect=200)
-        self.api("POST", "/compliance/waivers", {"control_id": "m-waived", "reason": "r",
-                                                  "approver": "dave", "expires_in_s": 3600},
-                 expect=201)
+        self.waive({"control_id": "m-waived", "reason": "r", "expires_in_s": 3600})
         s = self.scan("mixed")
         self.assertEqual([r["result"] for r in s["results"]], ["fail", "waived", "not_applicable"])
         rep = self.api("GET", "/compliance/scans/%d/report" % s["id"], expect=200)
@@ -292,25 +358,60 @@ class Compliance(ServerClassCase):
         self.bad("POST", "/compliance/scans", {"profile": 7}, "profile")
         self.api("POST", "/compliance/scans", {"profile": "missing"}, expect=404)
         waivers = self.api("GET", "/compliance/waivers", expect=200)
+        requests = self.api("GET", "/governance/requests?limit=500", expect=200)
+        self.bad("POST", "/compliance/waivers", {"control_id": "x", "reason": "r"},
+                 "expires_at")
         self.bad("POST", "/compliance/waivers", {"control_id": "x", "reason": "r",
-                                                  "approver": "a"}, "expires_at")
-        self.bad("POST", "/compliance/waivers", {"control_id": "x", "reason": "r",
-                                                  "approver": "a", "expires_in_s": -5},
+                                                  "expires_in_s": -5},
                  "expires_in_s")
         self.bad("POST", "/compliance/waivers", {"control_id": "x", "reason": "r",
-                                                  "approver": "a",
                                                   "expires_at": "2001-01-01T00:00:00Z"},
                  "expires_at")
         self.bad("POST", "/compliance/waivers", {"control_id": "x", "reason": "r",
-                                                  "approver": "a",
                                                   "expires_in_s": 400 * 86400}, "expires_at")
-        self.bad("POST", "/compliance/waivers", {"reason": "r", "approver": "a",
-                                                  "expires_in_s": 5}, "control_id")
+        self.bad("POST", "/compliance/waivers", {"reason": "r", "expires_in_s": 5},
+                 "control_id")
+        self.bad("POST", "/compliance/waivers", {"control_id": "x", "reason": "r",
+                                                  "expires_in_s": 5, "extra": 1}, "extra")
         self.assertEqual(self.api("GET", "/compliance/waivers", expect=200), waivers)
+        # No change request was opened for any of them.
+        self.assertEqual(self.api("GET", "/governance/requests?limit=500", expect=200),
+                         requests)
         self.bad("PUT", "/compliance/schedule", {"interval_s": -1}, "interval_s")
         self.api("DELETE", "/compliance/profiles/default", expect=409)
         self.api("GET", "/compliance/scans/abc", expect=400)
         self.api("GET", "/compliance/scans/999999", expect=404)
+
+    def test_denied_waiver_is_no_waiver(self):
+        rid = self.request_waiver({"control_id": "denied-one", "reason": "r",
+                                   "expires_in_s": 3600})
+        self.as_carol("POST", "/governance/requests/%d/deny" % rid, {}, expect=200)
+        self.assertEqual(self.request_state(rid, ("denied",))["state"], "denied")
+        # Denied is final: no approval can follow, and no waiver exists.
+        self.as_carol("POST", "/governance/requests/%d/approve" % rid, {}, expect=409)
+        self.assertIsNone(self.waiver_of(rid))
+
+    def test_approval_cannot_be_skipped(self):
+        rid = self.request_waiver({"control_id": "skip-me", "reason": "r",
+                                   "expires_in_s": 3600})
+        waivers = self.api("GET", "/compliance/waivers", expect=200)
+        # An admin through :8000, by its prefix or /kernels/compliance: 403.
+        for path in ("/compliance/waivers/approved", "/kernels/compliance/waivers/approved"):
+            out = self.api("POST", path, {"request_id": rid}, expect=403)
+            self.assertEqual(out["error"]["code"], "forbidden", out)
+        # Even the executor's own call finds the request not approved.
+        tok = self.g.token_headers()
+        tok.update({"X-Grace-Caller": "grace"})
+        st, _, out = http_request(self.g.kernel_port("compliance"), "POST", "/waivers/approved",
+                                  {"request_id": rid}, tok, scaled(10))
+        self.assertEqual((st, out["error"]["code"]), (409, "not_approved"), out)
+        # A kernel claiming to be the main process but naming a user: 403.
+        tok.update({"X-Grace-User": "mallory", "X-Grace-Role": "admin"})
+        st, _, out = http_request(self.g.kernel_port("compliance"), "POST", "/waivers/approved",
+                                  {"request_id": rid}, tok, scaled(10))
+        self.assertEqual(st, 403, out)
+        self.assertEqual(self.api("GET", "/compliance/waivers", expect=200), waivers)
+        self.api("POST", "/governance/requests/%d/withdraw" % rid, {}, expect=200)
 
     def test_users_are_refused(self):
         self.g.create_user("cmpuser", "a-long-password-1")

@@ -816,6 +816,37 @@ static void test_scheduler_executor_sections(void **state)
 	assert_memory_equal(&shipped.executor, &f->cfg.executor, sizeof shipped.executor);
 }
 
+/* [crypto]: deletion windows, in bounds and in order; the shipped file
+ * equals the defaults (AWS KMS's 30 days, 7 to 30). */
+static void test_crypto_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[crypto]\ndeletion_window_s = 60\ndeletion_window_min_s = 1\n"
+		     "deletion_window_max_s = 120\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.crypto.deletion_window_s, 60);
+	assert_int_equal(f->cfg.crypto.deletion_window_min_s, 1);
+	assert_int_equal(f->cfg.crypto.deletion_window_max_s, 120);
+	write_ini(f, "[crypto]\ndeletion_window_min_s = 0\n");
+	expect_error(f, 2, "deletion_window_min_s", "1");
+	write_ini(f, "[crypto]\nbogus = 1\n");
+	expect_error(f, 2, "bogus", "unknown");
+	write_ini(f, "[crypto]\ndeletion_window_s = 10\ndeletion_window_min_s = 20\n");
+	assert_int_equal(load_file(f, NULL), -1);
+	assert_non_null(strstr(f->err, "[crypto]"));
+	write_ini(f, "[grace]\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.crypto.deletion_window_s, 30 * 86400);
+	assert_int_equal(f->cfg.crypto.deletion_window_min_s, 7 * 86400);
+	assert_int_equal(f->cfg.crypto.deletion_window_max_s, 30 * 86400);
+	grace_config shipped;
+	char err[512];
+	grace_config_overrides ov = { .config_path = GRACE_SOURCE_ROOT "/etc/grace.ini" };
+	if (grace_config_load(&shipped, BUILTINS, &ov, err, sizeof err) != 0)
+		fail_msg("etc/grace.ini: %s", err);
+	assert_memory_equal(&shipped.crypto, &f->cfg.crypto, sizeof shipped.crypto);
+}
+
 /* [governance]: the gate list and the rules are checked as they are read;
  * the shipped file (strict profile commented out) equals the defaults. */
 static void test_governance_section(void **state)
@@ -888,6 +919,7 @@ int main(void)
 		T(test_model_heartbeat),
 		T(test_policy_section),
 		T(test_scheduler_executor_sections),
+		T(test_crypto_section),
 		T(test_governance_section),
 #undef T
 	};

@@ -16,6 +16,7 @@
 #include "sdk/log.h"
 #include "sdk/pool.h"
 #include "sdk/rfc3339.h"
+#include "sdk/token.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -34,6 +35,8 @@ extern const char cmp_default_profile_json[]; /* etc/compliance/default.json, bu
 #define CMP_BODY_MAX (256u << 10)
 #define CMP_KEYS_MAX 256 /* keys whose versions a key_age check reads */
 #define CMP_PAGE_MAX 100
+#define CMP_WAIVER_ACTION "compliance.waiver" /* its governance action (sdk/govaction.c) */
+#define CMP_EXECUTOR_CALLER "grace"           /* the main process runs approved actions */
 
 struct scan;
 
@@ -1107,68 +1110,272 @@ static bool text_field(sdk_req *req, json_t *body, const char *name, size_t max,
 	return true;
 }
 
+/* A waiver's fields (control_id, reason, expires_at or expires_in_s), as
+ * POST /waivers takes them and as the approved request carries them: 0,
+ * or answers 400 and returns -1. An expires_in_s counts from now_ms: from
+ * the approval, when the waiver is taken. */
+static int waiver_fields(sdk_req *req, cmp *c, json_t *body, int64_t now, const char **control,
+			 const char **reason, int64_t *expires)
+{
+	if (json_object_get(body, "approver")) {
+		sdk_reply_error(req, 400, "invalid",
+				"approver: not given by the requester: the approver is the admin who"
+				" approves the waiver's change request in governance");
+		return -1;
+	}
+	static const char *const fields[] = { "control_id", "reason", "expires_at", "expires_in_s",
+					      NULL };
+	if (sdk_req_fields_only(req, body, fields) < 0)
+		return -1;
+	if (!text_field(req, body, "control_id", CMP_ID_MAX, true, control) ||
+	    !text_field(req, body, "reason", CMP_TEXT_MAX, false, reason))
+		return -1;
+	json_t *at = json_object_get(body, "expires_at"), *in = json_object_get(body, "expires_in_s");
+	if (!at == !in) {
+		sdk_reply_error(req, 400, "invalid",
+				"expires_at: give exactly one of expires_at (RFC 3339) and expires_in_s");
+		return -1;
+	}
+	if (at && (!json_is_string(at) || !sdk_rfc3339_parse_ms(json_string_value(at), expires))) {
+		sdk_reply_error(req, 400, "invalid", "expires_at: an RFC 3339 time");
+		return -1;
+	}
+	if (in) {
+		if (!json_is_integer(in) || json_integer_value(in) < 1 ||
+		    json_integer_value(in) > 3650LL * 86400) {
+			sdk_reply_error(req, 400, "invalid", "expires_in_s: a positive integer");
+			return -1;
+		}
+		*expires = now + json_integer_value(in) * 1000;
+	}
+	int64_t max_ms = (int64_t)c->k->cfg->compliance.waiver_max_days * 86400 * 1000;
+	if (*expires <= now || *expires - now > max_ms) {
+		sdk_reply_error(req, 400, "invalid",
+				"expires_at: in the future, and at most %u days away ([compliance] "
+				"waiver_max_days)",
+				c->k->cfg->compliance.waiver_max_days);
+		return -1;
+	}
+	return 0;
+}
+
+/* The governance kernel opened the waiver's change request (or not). */
+static void on_waiver_opened(int status, const char *body, size_t len, double ms,
+			     const char *error, void *arg)
+{
+	(void)ms;
+	sdk_req *req = arg;
+	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+	if (status == 201 && json_is_object(j)) {
+		char loc[64];
+		snprintf(loc, sizeof loc, "/governance/requests/%lld",
+			 (long long)json_integer_value(json_object_get(j, "id")));
+		sdk_req_add_header(req, "Location", loc);
+		sdk_reply_json(req, 202, json_pack("{s:s, s:o}", "status", "pending_approval",
+						   "change_request", j));
+		return;
+	}
+	if (status >= 400 && status < 500 && json_is_object(json_object_get(j, "error"))) {
+		sdk_reply_json(req, status, j);
+		return;
+	}
+	json_decref(j);
+	sdk_reply_error(req, 503, "governance_unavailable",
+			"a waiver needs approval, and the governance kernel cannot take the "
+			"request now (%d %s)", status, error ? error : "");
+}
+
+/* POST /waivers: a waiver is never taken on the requester's word. It is
+ * opened as a change request (compliance.waiver, gated always) in the
+ * governance kernel for the requesting user, and taken only once approved
+ * (POST /waivers/approved, by the governance executor). */
 static void on_waiver_post(sdk_req *req, void *ctx)
 {
 	cmp *c = cmp_of(ctx);
 	json_t *body = body_object(req);
 	if (!body)
 		return;
-	static const char *const fields[] = { "control_id", "reason",       "approver",
-					      "expires_at", "expires_in_s", NULL };
-	if (sdk_req_fields_only(req, body, fields) < 0)
+	const char *control, *reason;
+	int64_t expires;
+	if (waiver_fields(req, c, body, sdk_wall_ms(), &control, &reason, &expires) < 0)
 		return;
-	const char *control, *reason, *approver;
-	if (!text_field(req, body, "control_id", CMP_ID_MAX, true, &control) ||
-	    !text_field(req, body, "reason", CMP_TEXT_MAX, false, &reason) ||
-	    !text_field(req, body, "approver", 64, false, &approver))
-		return;
-	int64_t now = sdk_wall_ms(), expires;
-	json_t *at = json_object_get(body, "expires_at"), *in = json_object_get(body, "expires_in_s");
-	if (!at == !in) {
-		sdk_reply_error(req, 400, "invalid",
-				"expires_at: give exactly one of expires_at (RFC 3339) and expires_in_s");
-		return;
-	}
-	if (at && (!json_is_string(at) || !sdk_rfc3339_parse_ms(json_string_value(at), &expires))) {
-		sdk_reply_error(req, 400, "invalid", "expires_at: an RFC 3339 time");
-		return;
-	}
-	if (in) {
-		if (!json_is_integer(in) || json_integer_value(in) < 1 ||
-		    json_integer_value(in) > 3650LL * 86400) {
-			sdk_reply_error(req, 400, "invalid", "expires_in_s: a positive integer");
-			return;
-		}
-		expires = now + json_integer_value(in) * 1000;
-	}
-	int64_t max_ms = (int64_t)c->k->cfg->compliance.waiver_max_days * 86400 * 1000;
-	if (expires <= now || expires - now > max_ms) {
-		sdk_reply_error(req, 400, "invalid",
-				"expires_at: in the future, and at most %u days away ([compliance] "
-				"waiver_max_days)",
-				c->k->cfg->compliance.waiver_max_days);
-		return;
-	}
 	int role;
 	const char *user = sdk_req_caller(req, c->k->token, &role);
-	if (user && !strcmp(user, approver)) {
+	if (!user) {
+		sdk_reply_error(req, 403, "forbidden",
+				"a waiver is requested by a user (through :8000), who needs another"
+				" admin's approval");
+		return;
+	}
+	if (!kernel_configured(c, "governance")) {
+		sdk_reply_error(req, 503, "governance_unavailable",
+				"a waiver needs approval through governance, and no governance kernel"
+				" is configured");
+		return;
+	}
+	json_t *rb = json_pack("{s:s, s:{s:s, s:O}, s:s}", "action", CMP_WAIVER_ACTION, "params",
+			       "control_id", control, "body", body, "reason", reason);
+	char *text = rb ? json_dumps(rb, JSON_COMPACT) : NULL;
+	json_decref(rb);
+	const char *h[] = { SDK_USER_HEADER, user, SDK_ROLE_HEADER,
+			    role == SDK_CALLER_ADMIN ? "admin" : "user", NULL };
+	if (!text || sdk_call(c->k->caller, "governance", "POST", "/requests", text, strlen(text), h,
+			      CMP_CALL_TIMEOUT_MS, on_waiver_opened, req) < 0)
+		sdk_reply_error(req, 503, "governance_unavailable",
+				"cannot reach the governance kernel");
+	free(text);
+}
+
+typedef struct waiver_take {
+	cmp *c;
+	sdk_req *req;
+	int64_t request_id;
+} waiver_take;
+
+/* Joins the approvers' names: "ann" or "ann, bob". */
+static char *approvers_of(const json_t *approvals)
+{
+	size_t n = 0, i;
+	const json_t *a;
+	json_array_foreach(approvals, i, a)
+		n += json_string_length(json_object_get(a, "user")) + 2;
+	char *out = calloc(1, n + 1);
+	if (!out)
+		return NULL;
+	json_array_foreach(approvals, i, a) {
+		const char *u = json_string_value(json_object_get(a, "user"));
+		if (!u)
+			continue;
+		if (*out)
+			strcat(out, ", ");
+		strcat(out, u);
+	}
+	return out;
+}
+
+/* The change request, as the governance kernel has it: the waiver is taken
+ * only from an approved request being run, with the approvals it had. */
+static void on_waiver_record(int status, const char *body, size_t len, double ms,
+			     const char *error, void *arg)
+{
+	(void)ms;
+	waiver_take *t = arg;
+	cmp *c = t->c;
+	sdk_req *req = t->req;
+	int64_t id = t->request_id;
+	free(t);
+	json_t *r = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
+	if (!json_is_object(r)) {
+		json_decref(r);
+		if (status == 404)
+			sdk_reply_error(req, 404, "not_found", "governance has no change request %lld",
+					(long long)id);
+		else
+			sdk_reply_error(req, 503, "governance_unavailable",
+					"cannot read change request %lld from governance (%d %s)",
+					(long long)id, status, error ? error : "");
+		return;
+	}
+	const char *action = json_string_value(json_object_get(r, "action"));
+	const char *state = json_string_value(json_object_get(r, "state"));
+	json_t *approvals = json_object_get(r, "approvals");
+	json_t *params = json_object_get(r, "params");
+	json_t *wbody = json_object_get(params, "body");
+	const char *requester = json_string_value(json_object_get(r, "requester"));
+	if (!action || strcmp(action, CMP_WAIVER_ACTION)) {
+		sdk_reply_error(req, 409, "not_a_waiver", "change request %lld is %s, not a waiver",
+				(long long)id, action ? action : "(none)");
+	} else if (!state || strcmp(state, "running") || json_array_size(approvals) == 0) {
+		/* Break-glass runs an action without approval: not a waiver's. */
+		sdk_reply_error(req, 409, "not_approved",
+				"change request %lld is %s%s: a waiver is taken only once approved",
+				(long long)id, state ? state : "(no state)",
+				json_array_size(approvals) ? "" : ", with no approval");
+	} else if (!json_is_object(wbody) ||
+		   !json_equal(json_object_get(wbody, "control_id"),
+			       json_object_get(params, "control_id"))) {
 		sdk_reply_error(req, 400, "invalid",
-				"approver: someone other than the requester (%s)", user);
+				"change request %lld carries no waiver (params.body, with the"
+				" control_id of params); request one with POST /compliance/waivers",
+				(long long)id);
+	} else {
+		json_t *have = NULL;
+		sdk_err e;
+		int64_t now = sdk_wall_ms(), expires, wid;
+		const char *control, *reason;
+		if (cmp_waiver_of_request(c->k->db, id, &have, NULL) == 0) {
+			json_object_set_new(have, "expired",
+					    json_boolean(json_integer_value(json_object_get(
+								 have, "expires_ms")) <= now));
+			sdk_reply_json(req, 200, have); /* the executor asked again */
+		} else if (waiver_fields(req, c, wbody, now, &control, &reason, &expires) == 0) {
+			char *approver = approvers_of(approvals);
+			cmp_waiver_new w = { .control_id = control,
+					     .reason = reason,
+					     .approver = approver ? approver : "",
+					     .requested_by = requester,
+					     .created_ms = now,
+					     .expires_ms = expires,
+					     .change_request = id,
+					     .approvals = approvals };
+			int rc = approver ? cmp_waiver_insert(c->k->db, &w, &wid, &e)
+					  : sdk_fail(&e, SDK_EIO, "out of memory");
+			free(approver);
+			if (rc == 0)
+				rc = cmp_waiver_of_request(c->k->db, id, &have, &e);
+			if (rc < 0) {
+				sdk_reply_status(req, rc, &e);
+			} else {
+				json_object_set_new(have, "expired", json_false());
+				sdk_reply_json(req, 201, have);
+			}
+		}
+	}
+	json_decref(r);
+}
+
+/* POST /waivers/approved {"request_id"}: the governance executor's (the
+ * main process, caller "grace", no user) once the waiver's request is
+ * approved. A user, even an admin through /kernels/compliance, cannot
+ * reach it: the gateway always names itself and the user. And the request
+ * id alone is taken: the waiver, its state and its approvals are read from
+ * the governance kernel. */
+static void on_waiver_approved(sdk_req *req, void *ctx)
+{
+	cmp *c = cmp_of(ctx);
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	int role;
+	if (!caller || strcmp(caller, CMP_EXECUTOR_CALLER) || sdk_req_caller(req, c->k->token, &role)) {
+		sdk_reply_error(req, 403, "forbidden",
+				"a waiver is taken only by the governance executor once its change"
+				" request is approved; request one with POST /compliance/waivers");
 		return;
 	}
-	int64_t id;
-	sdk_err e;
-	int rc = cmp_waiver_insert(c->k->db, control, reason, approver, user, now, expires, &id, &e);
-	if (rc < 0) {
-		sdk_reply_status(req, rc, &e);
+	json_t *body = body_object(req);
+	if (!body)
+		return;
+	static const char *const fields[] = { "request_id", NULL };
+	if (sdk_req_fields_only(req, body, fields) < 0)
+		return;
+	json_t *idv = json_object_get(body, "request_id");
+	if (!json_is_integer(idv) || json_integer_value(idv) < 1) {
+		sdk_reply_error(req, 400, "invalid", "request_id: a positive integer");
 		return;
 	}
-	sdk_reply_json(req, 201,
-		       json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:b}", "id", (json_int_t)id,
-				 "control_id", control, "reason", reason, "approver", approver,
-				 "requested_by", user ? json_string(user) : json_null(),
-				 "created_ms", (json_int_t)now, "expires_ms", (json_int_t)expires,
-				 "expired", 0));
+	waiver_take *t = calloc(1, sizeof *t);
+	if (!t) {
+		sdk_reply_error(req, 503, "out_of_memory", "cannot take the waiver now");
+		return;
+	}
+	*t = (waiver_take){ .c = c, .req = req, .request_id = json_integer_value(idv) };
+	char path[64];
+	snprintf(path, sizeof path, "/requests/%lld", (long long)t->request_id);
+	if (sdk_call(c->k->caller, "governance", "GET", path, NULL, 0, NULL, CMP_CALL_TIMEOUT_MS,
+		     on_waiver_record, t) < 0) {
+		free(t);
+		sdk_reply_error(req, 503, "governance_unavailable",
+				"cannot reach the governance kernel");
+	}
 }
 
 static void on_waiver_delete(sdk_req *req, void *ctx)
@@ -1319,6 +1526,7 @@ static const sdk_route cmp_routes[] = {
 	SDK_ROUTE("GET", "/scans/:id/summary", on_summary),
 	SDK_ROUTE("GET", "/waivers", on_waivers),
 	SDK_ROUTE("POST", "/waivers", on_waiver_post),
+	SDK_ROUTE("POST", "/waivers/approved", on_waiver_approved),
 	SDK_ROUTE("DELETE", "/waivers/:id", on_waiver_delete),
 	SDK_ROUTE("GET", "/schedule", on_schedule_get),
 	SDK_ROUTE("PUT", "/schedule", on_schedule_put),
@@ -1329,6 +1537,11 @@ const sdk_kernel_def compliance_kernel = {
 	.port = 8114, .tier = "governance",
 	.summary = "controls as data, scans with evidence, waivers, OSCAL reports",
 	.complete = false,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = CMP_SCHEMA_VERSION,
+	.migrations = cmp_migrations,
+	.n_migrations = CMP_SCHEMA_VERSION,
 	.routes = cmp_routes,
 	.n_routes = sizeof cmp_routes / sizeof cmp_routes[0],
 	.init = cmp_init,

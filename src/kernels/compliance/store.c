@@ -7,6 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Version 2: a waiver's change request in governance and the approvals it
+ * had (the evidence), since waivers are approved there. */
+const sdk_mig_step cmp_migrations[CMP_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = "ALTER TABLE cmp_waivers ADD COLUMN change_request INTEGER NULL;"
+		 "ALTER TABLE cmp_waivers ADD COLUMN approvals TEXT NULL;",
+	  .what = "(cmp_waivers.change_request and approvals: waivers approved in governance)" },
+};
+
 int cmp_store_init(sqlite3 *db, sdk_err *err)
 {
 	static const char *const schema =
@@ -21,11 +30,18 @@ int cmp_store_init(sqlite3 *db, sdk_err *err)
 		"CREATE INDEX IF NOT EXISTS cmp_scans_profile ON cmp_scans(profile, id);"
 		"CREATE TABLE IF NOT EXISTS cmp_waivers(id INTEGER PRIMARY KEY AUTOINCREMENT,"
 		" control_id TEXT NOT NULL, reason TEXT NOT NULL, approver TEXT NOT NULL,"
-		" requested_by TEXT, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL);"
+		" requested_by TEXT, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+		" change_request INTEGER NULL, approvals TEXT NULL);" /* version 2 */
 		"CREATE TABLE IF NOT EXISTS cmp_settings(name TEXT PRIMARY KEY,"
 		" value INTEGER NOT NULL);";
 	if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_db_fail(db, err, "creating the tables");
+	/* One waiver per approved request, however often the executor asks. */
+	if (sqlite3_exec(db,
+			 "CREATE UNIQUE INDEX IF NOT EXISTS cmp_waivers_change_request"
+			 " ON cmp_waivers(change_request)",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "creating an index");
 	return 0;
 }
 
@@ -312,51 +328,75 @@ int64_t cmp_scan_last_ms(sqlite3 *db)
 	return v;
 }
 
-int cmp_waiver_insert(sqlite3 *db, const char *control_id, const char *reason,
-		      const char *approver, const char *requested_by, int64_t now_ms,
-		      int64_t expires_ms, int64_t *id, sdk_err *err)
+int cmp_waiver_insert(sqlite3 *db, const cmp_waiver_new *w, int64_t *id, sdk_err *err)
 {
+	char *approvals = w->approvals ? json_dumps(w->approvals, JSON_COMPACT) : NULL;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO cmp_waivers(control_id, reason, approver, requested_by,"
-			       " created_ms, expires_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-			       -1, &st, NULL) != SQLITE_OK)
+			       " created_ms, expires_ms, change_request, approvals)"
+			       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		free(approvals);
 		return sdk_db_fail(db, err, "storing a waiver");
-	sqlite3_bind_text(st, 1, control_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, approver, -1, SQLITE_STATIC);
-	if (requested_by)
-		sqlite3_bind_text(st, 4, requested_by, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, now_ms);
-	sqlite3_bind_int64(st, 6, expires_ms);
-	int rc = step_done(db, st, err, "storing a waiver");
-	if (rc == 0)
-		*id = sqlite3_last_insert_rowid(db);
-	return rc;
+	}
+	sqlite3_bind_text(st, 1, w->control_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, w->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, w->approver, -1, SQLITE_STATIC);
+	if (w->requested_by)
+		sqlite3_bind_text(st, 4, w->requested_by, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, w->created_ms);
+	sqlite3_bind_int64(st, 6, w->expires_ms);
+	if (w->change_request > 0)
+		sqlite3_bind_int64(st, 7, w->change_request);
+	if (approvals)
+		sqlite3_bind_text(st, 8, approvals, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	free(approvals);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return sdk_fail(err, SDK_ECONFLICT, "change request %lld has its waiver already",
+				(long long)w->change_request);
+	if (rc != SQLITE_DONE)
+		return sdk_db_fail(db, err, "storing a waiver");
+	*id = sqlite3_last_insert_rowid(db);
+	return 0;
 }
+
+static json_t *waiver_row(sqlite3_stmt *st)
+{
+	const char *by = (const char *)sqlite3_column_text(st, 4);
+	json_t *w = json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I}", "id",
+			      (json_int_t)sqlite3_column_int64(st, 0), "control_id",
+			      (const char *)sqlite3_column_text(st, 1), "reason",
+			      (const char *)sqlite3_column_text(st, 2), "approver",
+			      (const char *)sqlite3_column_text(st, 3), "requested_by",
+			      by ? json_string(by) : json_null(), "created_ms",
+			      (json_int_t)sqlite3_column_int64(st, 5), "expires_ms",
+			      (json_int_t)sqlite3_column_int64(st, 6));
+	json_object_set_new(w, "change_request",
+			    sqlite3_column_type(st, 7) == SQLITE_NULL
+				    ? json_null()
+				    : json_integer((json_int_t)sqlite3_column_int64(st, 7)));
+	const char *ap = (const char *)sqlite3_column_text(st, 8);
+	json_t *approvals = ap ? json_loads(ap, 0, NULL) : NULL;
+	json_object_set_new(w, "approvals", approvals ? approvals : json_null());
+	return w;
+}
+
+#define WAIVER_COLUMNS                                                                      \
+	"SELECT id, control_id, reason, approver, requested_by, created_ms, expires_ms,"      \
+	" change_request, approvals FROM cmp_waivers"
 
 int cmp_waiver_list(sqlite3 *db, json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT id, control_id, reason, approver, requested_by, created_ms,"
-			       " expires_ms FROM cmp_waivers ORDER BY id",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, WAIVER_COLUMNS " ORDER BY id", -1, &st, NULL) != SQLITE_OK)
 		return sdk_db_fail(db, err, "listing waivers");
 	json_t *a = json_array();
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *by = (const char *)sqlite3_column_text(st, 4);
-		json_array_append_new(
-			a, json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I}", "id",
-				     (json_int_t)sqlite3_column_int64(st, 0), "control_id",
-				     (const char *)sqlite3_column_text(st, 1), "reason",
-				     (const char *)sqlite3_column_text(st, 2), "approver",
-				     (const char *)sqlite3_column_text(st, 3), "requested_by",
-				     by ? json_string(by) : json_null(), "created_ms",
-				     (json_int_t)sqlite3_column_int64(st, 5), "expires_ms",
-				     (json_int_t)sqlite3_column_int64(st, 6)));
-	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(a, waiver_row(st));
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		json_decref(a);
@@ -364,6 +404,23 @@ int cmp_waiver_list(sqlite3 *db, json_t **out, sdk_err *err)
 	}
 	*out = a;
 	return 0;
+}
+
+int cmp_waiver_of_request(sqlite3 *db, int64_t change_request, json_t **out, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, WAIVER_COLUMNS " WHERE change_request = ?1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return sdk_db_fail(db, err, "reading a waiver");
+	sqlite3_bind_int64(st, 1, change_request);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = waiver_row(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return sdk_fail(err, SDK_ENOTFOUND, "no waiver of change request %lld",
+				(long long)change_request);
+	return rc == SQLITE_ROW ? 0 : sdk_db_fail(db, err, "reading a waiver");
 }
 
 int cmp_waiver_delete(sqlite3 *db, int64_t id, sdk_err *err)

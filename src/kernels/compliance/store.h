@@ -9,10 +9,16 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdint.h>
+
+/* The store's schema version and its steps, declared in compliance_kernel:
+ * a change is a new step and a new fixture directory (docs/upgrades.md). */
+#define CMP_SCHEMA_VERSION 2
+extern const sdk_mig_step cmp_migrations[CMP_SCHEMA_VERSION];
 
 int cmp_store_init(sqlite3 *db, sdk_err *err);
 
@@ -46,11 +52,24 @@ int cmp_scan_unlogged(sqlite3 *db, int64_t *id, char **record, sdk_err *err);
 /* The time the newest scan started (0 when none). */
 int64_t cmp_scan_last_ms(sqlite3 *db);
 
-/* Waivers. */
-int cmp_waiver_insert(sqlite3 *db, const char *control_id, const char *reason,
-		      const char *approver, const char *requested_by, int64_t now_ms,
-		      int64_t expires_ms, int64_t *id, sdk_err *err);
-/* All waivers (expired ones too), oldest first. */
+/* Waivers: each one taken when its change request in governance was
+ * approved; the approvals it had are kept as its evidence. */
+typedef struct cmp_waiver_new {
+	const char *control_id, *reason;
+	const char *approver;     /* who approved ("a, b" when several) */
+	const char *requested_by; /* may be NULL */
+	int64_t created_ms, expires_ms;
+	int64_t change_request;   /* 0: none */
+	const json_t *approvals;  /* may be NULL */
+} cmp_waiver_new;
+
+/* SDK_ECONFLICT when the change request has its waiver already. */
+int cmp_waiver_insert(sqlite3 *db, const cmp_waiver_new *w, int64_t *id, sdk_err *err);
+/* The waiver a change request made; SDK_ENOTFOUND when none. */
+int cmp_waiver_of_request(sqlite3 *db, int64_t change_request, json_t **out, sdk_err *err);
+/* All waivers (expired ones too), oldest first: {id, control_id, reason,
+ * approver, requested_by, created_ms, expires_ms, change_request,
+ * approvals}. */
 int cmp_waiver_list(sqlite3 *db, json_t **out, sdk_err *err);
 int cmp_waiver_delete(sqlite3 *db, int64_t id, sdk_err *err);
 

@@ -1643,6 +1643,9 @@ const sdk_kernel_def executor_kernel = {
 	 * (docs/executor.md "Not implemented"). */
 	.complete = false,
 	.long_poll_max_ms = WAIT_MAX_MS,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = executor_routes,
 	.n_routes = sizeof executor_routes / sizeof executor_routes[0],
 	.init = executor_init,

@@ -293,7 +293,7 @@ static void on_actions(sdk_req *req, void *ctx)
 		json_array_append_new(
 			list, json_pack("{s:s, s:s, s:o, s:b, s:O}", "name", a->name, "summary",
 					a->summary, "params", params, "gated",
-					sdk_gov_listed(k->cfg->governance.gate, a->name), "rule",
+					a->always || sdk_gov_listed(k->cfg->governance.gate, a->name), "rule",
 					json_object_get(g->rules, a->name)));
 	}
 	sdk_reply_json(req, 200,
@@ -511,7 +511,8 @@ static int governance_init(sdk_kernel *k, char *err, size_t errlen)
 	g->rules = json_object();
 	const grace_governance *c = &k->cfg->governance;
 	for (size_t i = 0; i < sdk_gov_action_count(); i++) {
-		const char *name = sdk_gov_action_at(i)->name, *text = c->default_rule;
+		const sdk_gov_action *a = sdk_gov_action_at(i);
+		const char *name = a->name, *text = a->rule ? a->rule : c->default_rule;
 		for (size_t j = 0; j < c->n_rules; j++)
 			if (!strcmp(c->rules[j].action, name))
 				text = c->rules[j].rule;
@@ -584,7 +585,10 @@ const sdk_kernel_def governance_kernel = {
 	.name = "governance",
 	.port = 8110, .tier = "governance",
 	.summary = "change requests with approval rules before dangerous actions",
-	.complete = false,
+	.complete = true,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = governance_routes,
 	.n_routes = sizeof governance_routes / sizeof governance_routes[0],
 	.init = governance_init,

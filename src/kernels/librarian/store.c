@@ -19,8 +19,6 @@
 #define LIB_QUERY_MAX 1024u
 #define LIB_SOURCE_MAX PATH_MAX
 
-#define LIB_STR_(x) #x
-#define LIB_STR(x) LIB_STR_(x)
 
 /* Bump LIB_SCHEMA_VERSION and add a migration step when this changes; a
  * database written by a newer build is refused rather than half-understood.
@@ -124,9 +122,9 @@
 	") WITHOUT ROWID;" \
 	"CREATE INDEX IF NOT EXISTS ingest_files_pending ON ingest_files (job_id, state, seq);"
 
-static const char lib_schema[] =
-	LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST
-	"PRAGMA user_version = " LIB_STR(LIB_SCHEMA_VERSION) ";";
+/* Today's tables (version LIB_SCHEMA_VERSION), run on every open after
+ * the migrations (sdk/migrate.h): additions are CREATE ... IF NOT EXISTS. */
+static const char lib_schema[] = LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST;
 
 /* Version 1 had documents without owner and size, an update trigger on
  * every column, and no ingest tables. */
@@ -135,8 +133,12 @@ static const char lib_migrate_1[] =
 	"ALTER TABLE documents ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"
 	"DROP TRIGGER IF EXISTS documents_au;"
 	LIB_SCHEMA_REST
-	"UPDATE documents SET size = length(CAST(title AS BLOB)) + length(CAST(body AS BLOB));"
-	"PRAGMA user_version = 2;";
+	"UPDATE documents SET size = length(CAST(title AS BLOB)) + length(CAST(body AS BLOB));";
+
+const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = lib_migrate_1, .what = "(documents' owner and size, the ingest tables)" },
+};
 
 static const char lib_sql_insert[] =
 	"INSERT INTO documents (title, body, tags, source, created_at, owner, size)"
@@ -269,44 +271,6 @@ int lib_tx_commit(sqlite3 *db, bool nested, lib_err *err)
 	return rc;
 }
 
-static int lib_user_version(sqlite3 *db, int *version, lib_err *err)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st,
-			       NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "read schema version");
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*version = sqlite3_column_int(st, 0);
-		rc = SDK_OK;
-	} else {
-		rc = lib_fail_sql(db, err, "read schema version");
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
-static int lib_schema_create(sqlite3 *db, lib_err *err)
-{
-	int version = 0, rc;
-
-	rc = lib_user_version(db, &version, err);
-	if (rc)
-		return rc;
-	if (version > LIB_SCHEMA_VERSION)
-		return sdk_fail(err, SDK_EIO,
-				"schema version %d is newer than supported (%d)",
-				version, LIB_SCHEMA_VERSION);
-	if (version == 1 &&
-	    sqlite3_exec(db, lib_migrate_1, NULL, NULL, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "migrate schema 1 to 2");
-	if (sqlite3_exec(db, lib_schema, NULL, NULL, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "create schema");
-	return SDK_OK;
-}
-
 int lib_store_init(sqlite3 *db, lib_err *err)
 {
 	bool nested;
@@ -314,12 +278,20 @@ int lib_store_init(sqlite3 *db, lib_err *err)
 
 	if (!db)
 		return sdk_fail(err, SDK_EINVAL, "no database");
-	/* The version is read under the write lock so two processes starting
-	 * at once cannot both decide to create or migrate. */
+	/* The runtime ran it already (librarian_kernel's declaration); run
+	 * here too (a no-op then) so the store stands alone. */
+	sdk_mig_def def = { .store = "librarian",
+			    .version = LIB_SCHEMA_VERSION,
+			    .steps = lib_migrations,
+			    .n_steps = LIB_SCHEMA_VERSION };
+	rc = sdk_mig_run(db, &def, NULL, err);
+	if (rc)
+		return rc;
 	rc = lib_tx_begin(db, &nested, err);
 	if (rc)
 		return rc;
-	rc = lib_schema_create(db, err);
+	if (sqlite3_exec(db, lib_schema, NULL, NULL, NULL) != SQLITE_OK)
+		rc = lib_fail_sql(db, err, "create schema");
 	if (rc) {
 		lib_tx_rollback(db, nested);
 		return rc;

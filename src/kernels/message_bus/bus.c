@@ -652,6 +652,7 @@ const sdk_kernel_def message_bus_kernel = {
 	.summary = "durable topics, publish, subscribe, consumer groups",
 	.complete = true,
 	.long_poll_max_ms = BUS_WAIT_MAX_MS,
+	.schema_version = 1, /* store.c's tables */
 	.routes = bus_routes,
 	.n_routes = sizeof bus_routes / sizeof bus_routes[0],
 	.init = bus_init,

@@ -678,6 +678,9 @@ const sdk_kernel_def policy_kernel = {
 	.summary = "Cedar policies, versioned; entities; AuthZEN; decides every request and call",
 	.complete = true,
 	.long_poll_max_ms = POL_WATCH_MAX_MS,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = pol_routes,
 	.n_routes = sizeof pol_routes / sizeof pol_routes[0],
 	.init = pol_init,

@@ -779,6 +779,9 @@ const sdk_kernel_def scheduler_kernel = {
 	 * workflow, bus, route), exactly once per slot across kill -9, and
 	 * the policy kernel deciding each job at creation and at each fire. */
 	.complete = true,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = scheduler_routes,
 	.n_routes = sizeof scheduler_routes / sizeof scheduler_routes[0],
 	.init = scheduler_init,

@@ -1101,6 +1101,11 @@ const sdk_kernel_def state_machine_kernel = {
 	 * delayed events across restarts, and each event decided by policy
 	 * when it happens, as its sender or, delayed, as the owner. */
 	.complete = true,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = SM_SCHEMA_VERSION,
+	.migrations = sm_migrations,
+	.n_migrations = SM_SCHEMA_VERSION,
 	.routes = sm_routes,
 	.n_routes = sizeof sm_routes / sizeof sm_routes[0],
 	.init = sm_init,

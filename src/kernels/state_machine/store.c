@@ -6,6 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Version 1 had no record of who an instance acts as (its owner's role,
+ * the kernel that started it) nor of denials in the history; its
+ * instances were users' (owner "" a kernel's). */
+static const char sm_migrate_1[] =
+	"ALTER TABLE instances ADD COLUMN owner_role TEXT NOT NULL DEFAULT 'user';"
+	"ALTER TABLE instances ADD COLUMN owner_kernel TEXT NOT NULL DEFAULT '';"
+	"UPDATE instances SET owner_role = 'kernel' WHERE owner = '';"
+	"ALTER TABLE history ADD COLUMN denied TEXT;";
+
+const sdk_mig_step sm_migrations[SM_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = sm_migrate_1, .what = "(instances' owner_role and owner_kernel, history's denied)" },
+};
+
 int sm_store_init(sqlite3 *db, sdk_err *err)
 {
 	if (sqlite3_exec(db,
@@ -16,12 +30,13 @@ int sm_store_init(sqlite3 *db, sdk_err *err)
 			 "CREATE TABLE IF NOT EXISTS instances ("
 			 " id TEXT PRIMARY KEY, machine TEXT NOT NULL, machine_version INTEGER NOT NULL,"
 			 " version INTEGER NOT NULL, snapshot TEXT NOT NULL, status TEXT NOT NULL,"
-			 " owner TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+			 " owner TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+			 " owner_role TEXT NOT NULL DEFAULT 'user', owner_kernel TEXT NOT NULL DEFAULT '');"
 			 "CREATE INDEX IF NOT EXISTS instances_owner ON instances(owner, id);"
 			 "CREATE TABLE IF NOT EXISTS history ("
 			 " instance TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,"
 			 " value TEXT NOT NULL, status TEXT NOT NULL, source TEXT NOT NULL,"
-			 " at_ms INTEGER NOT NULL, PRIMARY KEY (instance, seq));"
+			 " at_ms INTEGER NOT NULL, denied TEXT, PRIMARY KEY (instance, seq));"
 			 "CREATE TABLE IF NOT EXISTS timers ("
 			 " seq INTEGER PRIMARY KEY AUTOINCREMENT, instance TEXT NOT NULL,"
 			 " timer_id TEXT NOT NULL, event TEXT NOT NULL, due_ms INTEGER NOT NULL,"
@@ -30,26 +45,6 @@ int sm_store_init(sqlite3 *db, sdk_err *err)
 			 "CREATE INDEX IF NOT EXISTS timers_due ON timers(due_ms, seq);",
 			 NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_db_fail(db, err, "creating the schema");
-	/* Added later: who an instance acts as (its owner's role, the kernel
-	 * that started it), and the denials recorded in the history. A file
-	 * from before has users' instances only (a kernel's owner is ""). */
-	static const struct { const char *probe, *alter; } added[] = {
-		{ "SELECT owner_role FROM instances LIMIT 0",
-		  "ALTER TABLE instances ADD COLUMN owner_role TEXT NOT NULL DEFAULT 'user';"
-		  "UPDATE instances SET owner_role = 'kernel' WHERE owner = '';" },
-		{ "SELECT owner_kernel FROM instances LIMIT 0",
-		  "ALTER TABLE instances ADD COLUMN owner_kernel TEXT NOT NULL DEFAULT '';" },
-		{ "SELECT denied FROM history LIMIT 0", "ALTER TABLE history ADD COLUMN denied TEXT;" },
-	};
-	for (size_t i = 0; i < sizeof added / sizeof added[0]; i++) {
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(db, added[i].probe, -1, &st, NULL) == SQLITE_OK) {
-			sqlite3_finalize(st);
-			continue;
-		}
-		if (sqlite3_exec(db, added[i].alter, NULL, NULL, NULL) != SQLITE_OK)
-			return sdk_db_fail(db, err, "adding a column to the schema");
-	}
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -17,6 +18,9 @@
 
 #define SM_NAME_MAX 128     /* bytes of a machine's name, an instance id */
 #define SM_PAGE_MAX 1000    /* rows in one listing */
+#define SM_SCHEMA_VERSION 2 /* docs/upgrades.md; sm_migrations has this many steps */
+
+extern const sdk_mig_step sm_migrations[SM_SCHEMA_VERSION];
 
 typedef struct sm_instance {
 	char id[SM_NAME_MAX + 1];

@@ -6,6 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Version 1 had no idempotency keys for starts. */
+const sdk_mig_step wfs_migrations[WFS_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = "CREATE TABLE IF NOT EXISTS run_keys (owner TEXT NOT NULL, key TEXT NOT NULL,"
+		 " run TEXT NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID;",
+	  .what = "(run_keys: a start's Idempotency-Key)" },
+};
+
 int wfs_init(sqlite3 *db, sdk_err *err)
 {
 	if (sqlite3_exec(db,

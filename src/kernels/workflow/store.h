@@ -8,11 +8,15 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#define WFS_SCHEMA_VERSION 2 /* docs/upgrades.md; wfs_migrations has this many steps */
+extern const sdk_mig_step wfs_migrations[WFS_SCHEMA_VERSION];
 
 #define WFS_PAGE_MAX 1000
 

@@ -1686,6 +1686,11 @@ const sdk_kernel_def workflow_kernel = {
 	.port = 8122, .tier = "execution",
 	.summary = "durable runs of Serverless Workflow DSL 1.0 definitions that resume after a crash",
 	.complete = true,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = WFS_SCHEMA_VERSION,
+	.migrations = wfs_migrations,
+	.n_migrations = WFS_SCHEMA_VERSION,
 	.routes = wf_routes,
 	.n_routes = sizeof wf_routes / sizeof wf_routes[0],
 	.init = wf_init,

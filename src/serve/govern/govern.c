@@ -308,6 +308,20 @@ static void run_kernel(gv *g, const char *kernel, const char *method, const char
 	free(b);
 }
 
+/* An approved waiver: the compliance kernel's executor-only route, called
+ * as the main process (caller "grace", no user), with the request's id
+ * only: the kernel reads the request, its state and its approvals from the
+ * governance kernel itself before it takes the waiver. */
+static void run_waiver(gv *g)
+{
+	char body[64];
+	snprintf(body, sizeof body, "{\"request_id\":%lld}",
+		 (long long)json_integer_value(json_object_get(g->cur, "request_id")));
+	if (sdk_call(g->caller, "compliance", "POST", "/waivers/approved", body, strlen(body), NULL,
+		     GV_ACTION_TIMEOUT_MS, on_kernel_answer, g) < 0)
+		finish_error(g, "cannot call the %s kernel", "compliance");
+}
+
 static void on_healed(json_t *incident, void *arg)
 {
 	gv *g = arg;
@@ -403,6 +417,8 @@ static void execute(gv *g)
 		snprintf(path, sizeof path, "/policy-sets/%s", enc);
 		return run_kernel(g, "policy", method, path, body);
 	}
+	if (!strcmp(action, "compliance.waiver"))
+		return run_waiver(g);
 	if (!strcmp(action, "bus.retention") && method &&
 	    (!strcmp(method, "POST") || !strcmp(method, "DELETE")))
 		return run_kernel(g, "message_bus", method, "/retention", body);
