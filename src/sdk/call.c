@@ -19,6 +19,7 @@ struct sdk_caller {
 	sdk_upstream *up;
 	char self[64];
 	const char *token;
+	char attestation[72]; /* "" or the trust kernel's answer at join */
 };
 
 struct call {
@@ -79,13 +80,17 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 		 const char *target, const char *body, size_t len, const char *const *headers,
 		 unsigned timeout_ms, sdk_call_cb cb, void *arg)
 {
-	const char *h[2 * (CALL_HEADERS_MAX + 5) + 1];
+	const char *h[2 * (CALL_HEADERS_MAX + 6) + 1];
 	size_t n = 0;
 	h[n++] = SDK_CALLER_HEADER;
 	h[n++] = c->self;
 	if (c->token && *c->token) {
 		h[n++] = SDK_TOKEN_HEADER;
 		h[n++] = c->token;
+	}
+	if (c->attestation[0] && kernel && !strcmp(kernel, "trust")) {
+		h[n++] = SDK_ATTESTATION_HEADER;
+		h[n++] = c->attestation;
 	}
 	/* JSON unless the caller names its own type (a form, for instance). */
 	bool own_type = false;
@@ -169,6 +174,11 @@ sdk_caller *sdk_caller_new(struct event_base *base, const char *self, const char
 		return NULL;
 	}
 	return c;
+}
+
+void sdk_caller_set_attestation(sdk_caller *c, const char *attestation)
+{
+	snprintf(c->attestation, sizeof c->attestation, "%s", attestation ? attestation : "");
 }
 
 void sdk_caller_free(sdk_caller *c)

@@ -235,6 +235,20 @@ static const struct cfg_key crypto_keys[] = {
 #undef CR
 };
 
+static const struct cfg_key trust_keys[] = {
+#define TR(n, field, lo, hi) { n, offsetof(grace_trust, field), KEY_UINT, lo, hi }
+	TR("jwt_ttl_default_s", jwt_ttl_default_s, 10, 86400),
+	TR("jwt_ttl_max_s", jwt_ttl_max_s, 10, 86400),
+	TR("x509_ttl_default_s", x509_ttl_default_s, 10, 30u * 86400),
+	TR("x509_ttl_max_s", x509_ttl_max_s, 10, 30u * 86400),
+	TR("jwt_rotate_s", jwt_rotate_s, 60, 366u * 86400),
+	TR("x509_rotate_s", x509_rotate_s, 60, 3u * 366 * 86400),
+	TR("score_half_life_s", score_half_life_s, 1, 366u * 86400),
+	TR("score_refresh_ms", score_refresh_ms, 100, 3600000),
+	TR("score_period_s", score_period_s, 1, 86400),
+#undef TR
+};
+
 /* A model server's base URL: http or https, and nothing odd in it. */
 static bool model_url_valid(const char *v)
 {
@@ -677,6 +691,39 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 	return rc == 0;
 }
 
+/* A SPIFFE trust domain as the specification allows it: 1 to 255 of
+ * [a-z0-9._-] (lower case only). */
+static bool trust_domain_valid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 255)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') ||
+		      v[i] == '.' || v[i] == '_' || v[i] == '-'))
+			return false;
+	return true;
+}
+
+static int on_trust_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_trust *t = &c->cfg->trust;
+	if (!strcmp(name, "domain")) {
+		if (!trust_domain_valid(value)) {
+			snprintf(c->err, sizeof c->err,
+				 "domain: a trust domain is 1 to 255 of a-z, 0-9, '.', '_', '-'");
+			return 0;
+		}
+		snprintf(t->domain, sizeof t->domain, "%s", value);
+		return 1;
+	}
+	int rc = set_keyed(t, trust_keys, sizeof trust_keys / sizeof trust_keys[0], name, value,
+			   c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -754,6 +801,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return on_model_key(c, name, value);
 	if (!strcmp(section, "policy"))
 		return on_policy_key(c, name, value);
+	if (!strcmp(section, "trust"))
+		return on_trust_key(c, name, value);
 	if (!strcmp(section, "compliance")) {
 		int rc = set_keyed(&cfg->compliance, compliance_keys,
 				   sizeof compliance_keys / sizeof compliance_keys[0], name, value,
@@ -981,7 +1030,7 @@ static bool known_section(const char *name, size_t n)
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
-					     "telemetry", "systemd", "crypto" };
+					     "telemetry", "systemd", "crypto", "trust" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1144,6 +1193,16 @@ static void config_defaults(grace_config *cfg)
 	cfg->crypto = (grace_crypto){ .deletion_window_s = 30 * 86400,
 				      .deletion_window_min_s = 7 * 86400,
 				      .deletion_window_max_s = 30 * 86400 };
+	cfg->trust = (grace_trust){ .domain = "grace.local",
+				    .jwt_ttl_default_s = 300,
+				    .jwt_ttl_max_s = 3600,
+				    .x509_ttl_default_s = 3600,
+				    .x509_ttl_max_s = 86400,
+				    .jwt_rotate_s = 86400,
+				    .x509_rotate_s = 7 * 86400,
+				    .score_half_life_s = 86400,
+				    .score_refresh_ms = 5000,
+				    .score_period_s = 300 };
 	cfg->governance = (grace_governance){ .expiry_s = 86400,
 					      .requests_max = 100000,
 					      .poll_ms = 500,
@@ -1415,6 +1474,12 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	    cr->deletion_window_s > cr->deletion_window_max_s) {
 		snprintf(err, errlen, "[crypto]: deletion_window_min_s <= deletion_window_s <= "
 				      "deletion_window_max_s");
+		return -1;
+	}
+	const grace_trust *t = &cfg->trust;
+	if (t->jwt_ttl_default_s > t->jwt_ttl_max_s || t->x509_ttl_default_s > t->x509_ttl_max_s) {
+		snprintf(err, errlen, "[trust]: jwt_ttl_default_s and x509_ttl_default_s must not "
+				      "exceed jwt_ttl_max_s and x509_ttl_max_s");
 		return -1;
 	}
 	const grace_backup *b = &cfg->backup;

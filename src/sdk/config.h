@@ -232,6 +232,20 @@ typedef struct grace_crypto {
 	unsigned deletion_window_max_s; /* the longest */
 } grace_crypto;
 
+/* [trust]: the trust kernel's identities and trust scores (docs/trust.md). */
+typedef struct grace_trust {
+	char domain[256];            /* the SPIFFE trust domain: [a-z0-9._-], 1 to 255 */
+	unsigned jwt_ttl_default_s;  /* a JWT-SVID's lifetime when none is asked */
+	unsigned jwt_ttl_max_s;      /* the longest asked; also a retired key's overlap */
+	unsigned x509_ttl_default_s;
+	unsigned x509_ttl_max_s;
+	unsigned jwt_rotate_s;       /* a JWT signing key signs this long */
+	unsigned x509_rotate_s;      /* the X.509 CA signs this long */
+	unsigned score_half_life_s;  /* trust-score evidence loses half its weight */
+	unsigned score_refresh_ms;   /* the main process reads the scores this often */
+	unsigned score_period_s;     /* a kernel up this long without a fault: one good outcome */
+} grace_trust;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -287,6 +301,7 @@ typedef struct grace_config {
 	grace_systemd systemd;
 	grace_compliance compliance;
 	grace_crypto crypto;
+	grace_trust trust;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -9,6 +9,8 @@
 #include "sdk/pdp.h"
 #include "sdk/standby.h"
 
+#include <jansson.h>
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <errno.h>
@@ -28,6 +30,13 @@
 #define DRAIN_QUIET_MS 100
 #define ACCESS_TOKEN 0 /* the default: a kernel's own routes */
 #define ACCESS_OPEN 1
+/* The join credential: its variable, its length in hex, and how long the
+ * runtime keeps presenting it while the trust kernel has not yet heard of
+ * it (its registration is on its way) or is not up. */
+#define JOIN_ENV "GRACE_JOIN_CREDENTIAL"
+#define JOIN_HEX 64
+#define JOIN_RETRY_MS 500
+#define JOIN_TRIES_MAX 240
 /* How often the database file is checked when no request comes. */
 #define STORAGE_WATCH_MS 1000
 
@@ -55,6 +64,11 @@ struct runtime {
 	sdk_db_watch db_watch;
 	struct storage_report sqlite_report;
 	sdk_pdp *pdp; /* decisions on calls from other processes; made at the first */
+	/* Attestation (docs/trust.md): the join credential the supervisor
+	 * handed this process, until the trust kernel took or refused it. */
+	char join[JOIN_HEX + 1];
+	unsigned join_tries;
+	struct event *join_timer;
 	sdk_tracer *tracer; /* NULL: not traced (sdk/tracer.h) */
 };
 
@@ -590,6 +604,94 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- attestation: the join credential, presented once to the trust
+ * kernel, which checks it against this process (pid, start time,
+ * executable) and burns it; the answer is this process's attestation,
+ * sent with every later call to the trust kernel (sdk/call.h). */
+
+/* Takes the credential out of the environment at once: copied, then
+ * overwritten where it lies (so /proc/PID/environ no longer shows it) and
+ * removed. */
+static void join_take(struct runtime *rt)
+{
+	char *v = getenv(JOIN_ENV);
+	if (!v)
+		return;
+	if (strlen(v) == JOIN_HEX && strspn(v, "0123456789abcdef") == JOIN_HEX)
+		memcpy(rt->join, v, JOIN_HEX + 1);
+	memset(v, 'x', strlen(v));
+	unsetenv(JOIN_ENV);
+}
+
+static void join_present(struct runtime *rt);
+
+static void join_forget(struct runtime *rt)
+{
+	explicit_bzero(rt->join, sizeof rt->join);
+	if (rt->join_timer)
+		evtimer_del(rt->join_timer);
+}
+
+static void on_joined(int status, const char *body, size_t len, double ms, const char *error,
+		      void *arg)
+{
+	(void)ms;
+	struct runtime *rt = arg;
+	if (status == 200) {
+		json_t *j = json_loadb(body, len, 0, NULL);
+		const char *a = json_string_value(json_object_get(j, "attestation"));
+		if (a) {
+			sdk_caller_set_attestation(rt->k.caller, a);
+			sdk_info("attested by the trust kernel");
+		}
+		json_decref(j);
+		join_forget(rt);
+		return;
+	}
+	/* Not yet registered (404), or trust not up (0, 503): again soon;
+	 * anything else is a refusal, and final. */
+	if ((status == 404 || status == 503 || status == 0) && ++rt->join_tries < JOIN_TRIES_MAX &&
+	    rt->join_timer) {
+		struct timeval tv = sdk_ms_tv(JOIN_RETRY_MS);
+		evtimer_add(rt->join_timer, &tv);
+		return;
+	}
+	sdk_warn("the trust kernel did not attest this process (%d%s%s: %.*s)", status,
+		 error ? " " : "", error ? error : "", (int)(len > 200 ? 200 : len), body ? body : "");
+	join_forget(rt);
+}
+
+static void join_present(struct runtime *rt)
+{
+	sdk_kernel *k = &rt->k;
+	if (!rt->join[0] || rt->draining)
+		return;
+	char body[160];
+	snprintf(body, sizeof body, "{\"credential\":\"%s\",\"pid\":%d}", rt->join, (int)getpid());
+	if (sdk_call(k->caller, "trust", "POST", "/attest/join", body, strlen(body), NULL, 5000,
+		     on_joined, rt) < 0)
+		on_joined(0, NULL, 0, 0, "cannot call", rt);
+	explicit_bzero(body, sizeof body);
+}
+
+static void on_join_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	join_present(arg);
+}
+
+static void join_start(struct runtime *rt)
+{
+	if (!rt->join[0])
+		return;
+	if (!grace_config_kernel(rt->k.cfg, "trust")) {
+		join_forget(rt); /* nobody to attest it */
+		return;
+	}
+	rt->join_timer = evtimer_new(rt->k.base, on_join_timer, rt);
+	join_present(rt);
+}
+
 static void runtime_stop(struct runtime *rt)
 {
 	sdk_kernel *k = &rt->k;
@@ -603,7 +705,7 @@ static void runtime_stop(struct runtime *rt)
 	if (k->db)
 		sqlite3_close(k->db);
 	struct event *evs[] = { rt->sigterm, rt->sigint, rt->watchdog, rt->drain,
-				rt->storage_watch };
+				rt->storage_watch, rt->join_timer };
 	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -654,6 +756,7 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 		return SDK_EXIT_PERMANENT;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	join_take(&rt); /* before anything else: the environment forgets it */
 	/* Before the first open, which initialises SQLite (the log cannot be
 	 * set after that). */
 	if (sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, &rt.sqlite_report) != SQLITE_OK)
@@ -715,6 +818,7 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	}
 	sdk_notify("READY=1");
 	sdk_info("ready");
+	join_start(&rt);
 	event_base_dispatch(k->base);
 	runtime_stop(&rt);
 	sqlite_log_release();

@@ -12,6 +12,7 @@
 #include "serve/healer/ports.h"
 #include "serve/logfile.h"
 #include "serve/reload/reload.h"
+#include "serve/supervisor/attest.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
 #include "sdk/log.h"
@@ -180,6 +181,27 @@ static void on_unhealthy(sup_kernel *k, const char *reason, void *arg)
 	hl_heal(s->api.hl, k, &hr, NULL, NULL, NULL);
 }
 
+/* The guardian's health states go to the bus (grace.guardian.NAME.state):
+ * the trust kernel counts failing probes against a kernel's score. */
+static void on_health_change(sup_kernel *k, const char *from, const char *to, const char *reason,
+			     void *arg)
+{
+	struct serve *s = arg;
+	char subject[96];
+	snprintf(subject, sizeof subject, "grace.guardian.%s.state", k->cfg->name);
+	ob_publish(s->api.ob, subject,
+		   json_pack("{s:s, s:s, s:s, s:s, s:I}", "kernel", k->cfg->name, "from", from, "to",
+			     to, "reason", reason, "ts_ms", (json_int_t)sdk_wall_ms()));
+}
+
+/* A kernel process was spawned with a join credential: registered with
+ * the trust kernel in the background (serve/supervisor/attest.h). */
+static void on_kernel_spawned(sup_kernel *k, pid_t pid, const char *hash_hex, void *arg)
+{
+	struct serve *s = arg;
+	sup_attest_register(gw_caller(s->api.gw), s->api.cfg, k->cfg->name, pid, hash_hex);
+}
+
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
@@ -340,7 +362,8 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		sqlite3_close(s.db);
 		return 1;
 	}
-	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
+	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s,
+			.on_spawned = on_kernel_spawned };
 	sdk_err oerr = { { 0 } };
 	ob_opts oo = { .base = s.api.base, .sup = NULL, .db = s.db, .token = s.token,
 		       .audit = &cfg->audit };
@@ -425,6 +448,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	sdk_info("grace %s: API on 127.0.0.1:%d, %zu kernels, data in %s", GRACE_VERSION,
 		 api_port, cfg->n_kernels, cfg->data_dir);
 	gd_set_healer(s.api.gd, on_unhealthy, &s);
+	gd_set_observer(s.api.gd, on_health_change, &s);
 	hl_set_observer(s.api.hl, on_incident, &s);
 	hl_ports_apply(s.db, s.api.sup);
 	dir_publish(s.dir); /* before any kernel starts: they read it */

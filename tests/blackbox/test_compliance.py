@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -55,7 +56,7 @@ class Compliance(ServerClassCase):
     def make_server(cls):
         return GraceServer(kernels={"compliance": {}, "immutable_log": {}, "crypto": {},
                                     "trust": {}, "message_bus": {}, "alerts": {},
-                                    "governance": {}},
+                                    "governance": {"standby": 0}},
                            config={"compliance": {"scan_interval_s": 0},
                                    "governance": {"poll_ms": 50}})
 
@@ -148,9 +149,12 @@ class Compliance(ServerClassCase):
             self.assertEqual(self.result(s, cid)["result"], "pass", self.result(s, cid))
         ident = self.result(s, "kernel-identity")
         self.assertEqual([e["read"] for e in ident["evidence"]],
-                         ["trust GET /bundle", "trust POST /jwt-svid/validate"])
-        self.assertEqual(json.loads(ident["evidence"][1]["data"])["spiffe_id"],
-                         "spiffe://grace.local/kernel/compliance")
+                         ["trust GET /bundle", "trust GET /workloads"])
+        # Every kernel of this Grace, each as the live process attested.
+        names = sorted(w["name"] for w in
+                       json.loads(ident["evidence"][1]["data"])["workloads"])
+        self.assertEqual(names, sorted(self.g.expected_names()))
+        self.assertIn("each of the %d kernels" % len(names), ident["message"])
         self.assertNotIn("eyJ", json.dumps(s))  # no token kept as evidence
         admins = self.result(s, "admin-users")
         self.assertEqual(admins["result"], "info")
@@ -161,6 +165,40 @@ class Compliance(ServerClassCase):
         text = text.decode() if isinstance(text, bytes) else text
         self.assertIn("immutable log index %d" % s["log_index"], text)
         self.assertIn("INFO", text)
+
+    def test_a_kernel_without_its_identity_fails_the_control(self):
+        """kill -9 of a kernel while the trust kernel is stopped: its new
+        process was never registered (the supervisor does not wait for
+        trust, by design), so the kernel runs without an identity and the
+        control fails naming it; a restart with trust up attests it."""
+        g = self.g
+        victim = "governance"  # no standby there (see make_server)
+        old = g.kernel(victim)["pid"]
+        st, _, body = g.http("POST", "/kernel-ports/trust/stop")
+        self.assertIn(st, (200, 202), body)
+        g.wait_kernel("trust", lambda k: k["state"] == "stopped", timeout=scaled(15))
+        try:
+            os.kill(old, signal.SIGKILL)
+            g.wait_kernel(victim, lambda k: k["state"] == "ready" and k["pid"] != old,
+                          timeout=scaled(20))
+        finally:
+            st, _, body = g.http("POST", "/kernel-ports/trust/start")
+            self.assertIn(st, (200, 202), body)
+            g.wait_kernel("trust", lambda k: k["state"] == "ready", timeout=scaled(20))
+        r = self.result(self.scan(), "kernel-identity")
+        self.assertEqual(r["result"], "fail", r)
+        self.assertIn("%s: its attested process (pid %d) is gone" % (victim, old), r["message"])
+        st, _, body = g.http("POST", "/kernel-ports/%s/restart" % victim)
+        self.assertIn(st, (200, 202), body)
+        new = g.wait_kernel(victim, lambda k: k["state"] == "ready" and k["pid"] != old,
+                            timeout=scaled(20))["pid"]
+
+        def attested():
+            ws = self.api("GET", "/trust/workloads", expect=200)["workloads"]
+            return any(w["name"] == victim and w["pid"] == new for w in ws)
+        g.wait_for(attested, timeout=scaled(20), message="the restarted kernel attested")
+        r = self.result(self.scan(), "kernel-identity")
+        self.assertEqual(r["result"], "pass", r)
 
     def test_key_rotation(self):
         self.api("POST", "/kernels/crypto/keys", {"name": "cmp-test", "type": "ed25519"},

@@ -422,6 +422,58 @@ static void test_oscal_build(void **st)
 	json_decref(scan);
 }
 
+/* kernel_identity, kernel by kernel: a live attested process for each
+ * enabled kernel, and each reason a kernel can lack one. */
+static bool fake_alive(int pid, const char *name, void *arg)
+{
+	(void)arg;
+	/* 100 + i is kernel k<i>'s process; 999 is some other program. */
+	return pid >= 100 && pid < 110 && name[0] == 'k' && name[1] - '0' == pid - 100;
+}
+
+static void test_identity_verdict(void **st)
+{
+	(void)st;
+	static grace_config cfg; /* large: not on the stack */
+	memset(&cfg, 0, sizeof cfg);
+	cfg.n_kernels = 4;
+	for (int i = 0; i < 4; i++) {
+		snprintf(cfg.kernels[i].name, sizeof cfg.kernels[i].name, "k%d", i);
+		cfg.kernels[i].enabled = true;
+	}
+	cfg.kernels[3].enabled = false; /* not expected */
+	char msg[400];
+	json_t *w = json_loads("{\"workloads\":[{\"name\":\"k0\",\"pid\":100},"
+			       "{\"name\":\"k1\",\"pid\":101},{\"name\":\"k2\",\"pid\":102}]}",
+			       0, NULL);
+	assert_true(cmp_identity_verdict(&cfg, w, fake_alive, NULL, msg, sizeof msg));
+	assert_string_equal(msg, "each of the 3 kernels runs as the process the trust kernel "
+				 "attested for its SPIFFE ID");
+	json_decref(w);
+	/* k1's attested process is gone (pid 999 is not k1), k2 never attested. */
+	w = json_loads("{\"workloads\":[{\"name\":\"k0\",\"pid\":100},"
+		       "{\"name\":\"k1\",\"pid\":999}]}", 0, NULL);
+	assert_false(cmp_identity_verdict(&cfg, w, fake_alive, NULL, msg, sizeof msg));
+	assert_string_equal(msg, "k1: its attested process (pid 999) is gone: the running one "
+				 "has no identity; k2: never attested");
+	/* A kernel run by systemd says why it has none. */
+	cfg.kernels[2].manager = GRACE_MANAGER_SYSTEMD;
+	assert_false(cmp_identity_verdict(&cfg, w, fake_alive, NULL, msg, sizeof msg));
+	assert_non_null(strstr(msg, "k2: run by systemd, not attested"));
+	json_decref(w);
+	/* No list at all: every kernel fails; past four, a count. */
+	cfg.n_kernels = 7;
+	for (int i = 3; i < 7; i++) {
+		snprintf(cfg.kernels[i].name, sizeof cfg.kernels[i].name, "k%d", i);
+		cfg.kernels[i].enabled = true;
+	}
+	w = json_object();
+	assert_false(cmp_identity_verdict(&cfg, w, fake_alive, NULL, msg, sizeof msg));
+	assert_non_null(strstr(msg, "k0: never attested"));
+	assert_non_null(strstr(msg, "; and 3 more"));
+	json_decref(w);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -439,6 +491,7 @@ int main(void)
 		cmocka_unit_test(test_evidence_utf8),
 		cmocka_unit_test(test_uuid4),
 		cmocka_unit_test(test_oscal_build),
+		cmocka_unit_test(test_identity_verdict),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

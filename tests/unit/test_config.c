@@ -886,6 +886,43 @@ static void test_governance_section(void **state)
 	assert_string_equal(shipped.governance.gate, ""); /* off by default */
 }
 
+/* [trust]: the trust domain, TTL bounds, rotation periods and the score
+ * half-life, each within its limits; defaults that equal the old constants. */
+static void test_trust_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[grace]\napi_port = 8000\n");
+	expect_ok(f, NULL);
+	assert_string_equal(f->cfg.trust.domain, "grace.local");
+	assert_int_equal(f->cfg.trust.jwt_ttl_default_s, 300);
+	assert_int_equal(f->cfg.trust.jwt_ttl_max_s, 3600);
+	assert_int_equal(f->cfg.trust.x509_rotate_s, 7 * 86400);
+	assert_int_equal(f->cfg.trust.score_half_life_s, 86400);
+	write_ini(f, "[trust]\ndomain = example.org\njwt_ttl_default_s = 60\njwt_ttl_max_s = 120\n"
+		     "jwt_rotate_s = 600\nscore_half_life_s = 2\nscore_refresh_ms = 200\n");
+	expect_ok(f, NULL);
+	assert_string_equal(f->cfg.trust.domain, "example.org");
+	assert_int_equal(f->cfg.trust.jwt_ttl_default_s, 60);
+	assert_int_equal(f->cfg.trust.jwt_ttl_max_s, 120);
+	assert_int_equal(f->cfg.trust.jwt_rotate_s, 600);
+	assert_int_equal(f->cfg.trust.score_half_life_s, 2);
+	assert_int_equal(f->cfg.trust.score_refresh_ms, 200);
+	write_ini(f, "[trust]\ndomain = Grace.Local\n");
+	expect_error(f, 2, "domain", NULL);
+	write_ini(f, "[trust]\ndomain = \n");
+	expect_error(f, 2, "domain", NULL);
+	write_ini(f, "[trust]\njwt_ttl_max_s = 5\n");
+	expect_error(f, 2, "jwt_ttl_max_s", NULL);
+	write_ini(f, "[trust]\nscore_half_life_s = 0\n");
+	expect_error(f, 2, "score_half_life_s", NULL);
+	write_ini(f, "[trust]\nbogus = 1\n");
+	expect_error(f, 2, "bogus", NULL);
+	write_ini(f, "[trust]\njwt_ttl_default_s = 600\njwt_ttl_max_s = 300\n");
+	assert_int_equal(load_file(f, NULL), -1);
+	assert_non_null(strstr(f->err, "[trust]"));
+	assert_non_null(strstr(f->err, "jwt_ttl_max_s"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -921,6 +958,7 @@ int main(void)
 		T(test_scheduler_executor_sections),
 		T(test_crypto_section),
 		T(test_governance_section),
+		T(test_trust_section),
 #undef T
 	};
 	return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);

@@ -492,6 +492,9 @@ const sdk_kernel_def audit_kernel = {
 	.port = 8115, .tier = "governance",
 	.summary = "tamper-evident record of who did what, appended to the immutable log",
 	.complete = true,
+	/* Its tables as they are today (archives included): a change is a new
+	 * step in .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = audit_routes,
 	.n_routes = sizeof audit_routes / sizeof audit_routes[0],
 	.init = audit_init,

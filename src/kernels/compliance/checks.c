@@ -396,3 +396,69 @@ void cmp_waiver_apply(json_t *result, const char *id, const json_t *waivers, int
 		return;
 	}
 }
+
+bool cmp_kernel_alive(int pid, const char *name, void *arg)
+{
+	(void)arg;
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+	FILE *f = pid > 0 ? fopen(path, "re") : NULL;
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* argv: PROGRAM kernel NAME ...: NUL-separated. */
+	const char *a1 = memchr(buf, '\0', n) ? buf + strlen(buf) + 1 : NULL;
+	if (!a1 || a1 >= buf + n || strcmp(a1, "kernel"))
+		return false;
+	const char *a2 = a1 + strlen(a1) + 1;
+	return a2 < buf + n && !strcmp(a2, name);
+}
+
+bool cmp_identity_verdict(const grace_config *cfg, const json_t *workloads,
+			  cmp_kernel_alive_fn alive, void *arg, char *msg, size_t n)
+{
+	const json_t *list = json_object_get(workloads, "workloads");
+	size_t expected = 0, bad = 0, len = 0;
+	msg[0] = '\0';
+	for (size_t i = 0; i < cfg->n_kernels; i++) {
+		const grace_kernel_cfg *kc = &cfg->kernels[i];
+		if (!kc->enabled)
+			continue;
+		expected++;
+		const json_t *row = NULL, *w;
+		size_t j;
+		json_array_foreach(list, j, w) {
+			if (json_is_string(json_object_get(w, "name")) &&
+			    !strcmp(json_string_value(json_object_get(w, "name")), kc->name))
+				row = w;
+		}
+		json_int_t pid = json_integer_value(json_object_get(row, "pid"));
+		const char *why = NULL;
+		char whybuf[96];
+		if (kc->manager == GRACE_MANAGER_SYSTEMD && !row)
+			why = "run by systemd, not attested (no join credential)";
+		else if (!row)
+			why = "never attested";
+		else if (pid <= 0 || pid > INT32_MAX || !alive((int)pid, kc->name, arg)) {
+			snprintf(whybuf, sizeof whybuf,
+				 "its attested process (pid %lld) is gone: the running one has no "
+				 "identity", (long long)pid);
+			why = whybuf;
+		}
+		if (!why)
+			continue;
+		if (bad++ < 4 && len < n)
+			len += (size_t)snprintf(msg + len, n - len, "%s%s: %s", bad > 1 ? "; " : "",
+						kc->name, why);
+	}
+	if (!bad) {
+		snprintf(msg, n, "each of the %zu kernels runs as the process the trust kernel "
+				 "attested for its SPIFFE ID", expected);
+		return true;
+	}
+	if (bad > 4 && len < n)
+		snprintf(msg + len, n - len, "; and %zu more", bad - 4);
+	return false;
+}

@@ -52,4 +52,18 @@ bool cmp_result_bad(const char *result);
  * An expired waiver changes nothing: the control fails again. */
 void cmp_waiver_apply(json_t *result, const char *id, const json_t *waivers, int64_t now_ms);
 
+/* Whether process `pid` is alive and is `grace kernel NAME` (the kernel
+ * named); tests pass a fake. */
+typedef bool (*cmp_kernel_alive_fn)(int pid, const char *name, void *arg);
+/* The per-kernel part of kernel_identity: every enabled kernel of `cfg`
+ * has a row in the trust kernel's `workloads` answer ({"workloads":
+ * [{"name","pid",...}]}) whose process is alive and is that kernel. True
+ * when all do; `msg` says how many, or which do not and why (the first
+ * few). A kernel run by systemd is not attested by a supervisor: it fails
+ * with that reason until its join credential comes through LoadCredential=. */
+bool cmp_identity_verdict(const grace_config *cfg, const json_t *workloads,
+			  cmp_kernel_alive_fn alive, void *arg, char *msg, size_t n);
+/* The real cmp_kernel_alive_fn: /proc/PID/cmdline. */
+bool cmp_kernel_alive(int pid, const char *name, void *arg);
+
 #endif

@@ -192,6 +192,27 @@ static void identity_end(scan *s, const char *result, const char *message, const
 	remote_result(s, r);
 }
 
+/* Which process holds each kernel's identity, against the kernels this
+ * Grace runs (cmp_identity_verdict). */
+static void on_workloads_seen(int status, const char *body, size_t len, double ms,
+			      const char *error, void *arg)
+{
+	(void)ms;
+	scan *s = arg;
+	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+	char msg[600];
+	if (status != 200 || !json_is_array(json_object_get(j, "workloads"))) {
+		snprintf(msg, sizeof msg, "the trust kernel did not list its workloads: %d %s",
+			 status, error ? error : "");
+		identity_end(s, "error", msg, "trust GET /workloads", body, len);
+	} else {
+		bool ok = cmp_identity_verdict(s->c->k->cfg, j, cmp_kernel_alive, NULL, msg,
+					       sizeof msg);
+		identity_end(s, ok ? "pass" : "fail", msg, "trust GET /workloads", body, len);
+	}
+	json_decref(j);
+}
+
 static void on_svid_valid(int status, const char *body, size_t len, double ms,
 			  const char *error, void *arg)
 {
@@ -202,11 +223,10 @@ static void on_svid_valid(int status, const char *body, size_t len, double ms,
 	char want[128], msg[400];
 	snprintf(want, sizeof want, "spiffe://grace.local/kernel/%s", s->c->k->def->name);
 	if (status == 200 && id && !strcmp(id, want)) {
-		snprintf(msg, sizeof msg,
-			 "the trust kernel publishes its keys and issued and validated %s "
-			 "(attestation at spawn is not in the trust kernel yet)",
-			 want);
-		identity_end(s, "pass", msg, "trust POST /jwt-svid/validate", body, len);
+		/* The path works for this kernel; now every kernel, one by one. */
+		if (sdk_call(s->c->k->caller, "trust", "GET", "/workloads", NULL, 0, NULL,
+			     s->c->k->cfg->compliance.check_timeout_ms, on_workloads_seen, s) < 0)
+			identity_end(s, "error", "cannot call the trust kernel", NULL, NULL, 0);
 	} else {
 		snprintf(msg, sizeof msg, "this kernel's SVID did not validate: %d %s", status,
 			 error ? error : "");
@@ -1536,7 +1556,7 @@ const sdk_kernel_def compliance_kernel = {
 	.name = "compliance",
 	.port = 8114, .tier = "governance",
 	.summary = "controls as data, scans with evidence, waivers, OSCAL reports",
-	.complete = false,
+	.complete = true,
 	/* Its tables as they are today: a change is a new step in
 	 * .migrations and a new fixture directory (docs/upgrades.md). */
 	.schema_version = CMP_SCHEMA_VERSION,

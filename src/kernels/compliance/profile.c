@@ -25,7 +25,7 @@ static const cmp_kind kinds[] = {
 	{ "admin_users", CMP_LOCAL, "the users holding the admin role (evidence only)" },
 	{ "log_verify", CMP_REMOTE, "the immutable log's /verify passes" },
 	{ "key_age", CMP_REMOTE, "every crypto key's newest version younger than max_age_days" },
-	{ "kernel_identity", CMP_REMOTE, "the trust kernel publishes a trust bundle for kernel identities" },
+	{ "kernel_identity", CMP_REMOTE, "every kernel runs as the process the trust kernel attested for its SPIFFE ID" },
 };
 
 static const cmp_param params[] = {

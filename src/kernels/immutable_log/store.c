@@ -18,12 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-/* 1: entries, nodes, tree_heads, meta. 2: archives, and the DELETE trigger
- * of entries lets through only entries an archives row covers. */
-#define ILOG_SCHEMA_VERSION 2
-
-#define ILOG_STR_(x) #x
-#define ILOG_STR(x) ILOG_STR_(x)
 
 #define ILOG_APPEND_ONLY(table) \
 	"CREATE TRIGGER IF NOT EXISTS " table "_no_update BEFORE UPDATE ON " table \
@@ -81,13 +75,16 @@ static const char ilog_schema[] =
 	ILOG_ENTRIES_NO_DELETE
 	ILOG_APPEND_ONLY("nodes")
 	ILOG_APPEND_ONLY("tree_heads")
-	ILOG_APPEND_ONLY("archives")
-	"PRAGMA user_version = " ILOG_STR(ILOG_SCHEMA_VERSION) ";";
+	ILOG_APPEND_ONLY("archives");
 
-/* Each step takes a file of version i to i + 1; run in one transaction with
- * the schema above, so a failed step leaves the old file as it was. */
-static const char *const ilog_migrations[ILOG_SCHEMA_VERSION] = {
-	[1] = "DROP TRIGGER IF EXISTS entries_no_delete;",
+/* The steps of sdk/migrate.h, declared in immutable_log_kernel: 1 had
+ * entries, nodes, tree_heads and meta; 2 added archives, and the DELETE
+ * trigger of entries (made again by the schema above) lets through only
+ * entries an archives row covers. */
+const sdk_mig_step ilog_migrations[ILOG_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = "DROP TRIGGER IF EXISTS entries_no_delete;",
+	  .what = "(archives; entries deletable only where archived)" },
 };
 
 enum ilog_stmt {
@@ -200,39 +197,20 @@ static ilog_source ilog_source_of(struct ilog_node_read *r)
 
 /* ---- open and close */
 
-static int ilog_schema_version(sqlite3 *db, int *out, sdk_err *err)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return ilog_fail_sql(db, err, "reading the schema version");
-	*out = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
-	return 0;
-}
-
-/* Brings the file to ILOG_SCHEMA_VERSION in one transaction: the steps from
- * its version (0 is a new file: nothing to migrate), then the schema. */
+/* Brings the file to ILOG_SCHEMA_VERSION (the runtime did already, from the
+ * kernel's declaration: a no-op then, so the store stands alone), then
+ * makes what is missing of the schema in one transaction. */
 static int ilog_schema_migrate(sqlite3 *db, sdk_err *err)
 {
-	int v = -1;
-	int rc = ilog_schema_version(db, &v, err);
+	sdk_mig_def def = { .store = "immutable_log",
+			    .version = ILOG_SCHEMA_VERSION,
+			    .steps = ilog_migrations,
+			    .n_steps = ILOG_SCHEMA_VERSION };
+	int rc = sdk_mig_run(db, &def, NULL, err);
 	if (rc)
 		return rc;
-	if (v < 0 || v > ILOG_SCHEMA_VERSION)
-		return sdk_fail(err, SDK_EIO,
-				 "the database has schema version %d; this build knows %d", v,
-				 ILOG_SCHEMA_VERSION);
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return ilog_fail_sql(db, err, "starting the schema transaction");
-	for (int i = v > 0 ? v : ILOG_SCHEMA_VERSION; i < ILOG_SCHEMA_VERSION; i++) {
-		if (sqlite3_exec(db, ilog_migrations[i], NULL, NULL, NULL) != SQLITE_OK) {
-			rc = sdk_fail(err, sdk_status_of_sqlite(sqlite3_errcode(db)),
-				      "migrating the log from schema version %d to %d: %s", i,
-				      i + 1, sqlite3_errmsg(db));
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-			return rc;
-		}
-	}
 	if (sqlite3_exec(db, ilog_schema, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		rc = ilog_fail_sql(db, err, "creating the schema");

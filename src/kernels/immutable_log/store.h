@@ -12,6 +12,7 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 #include "merkle.h"
 
 #include <jansson.h>
@@ -19,6 +20,12 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+/* The store's schema version and its steps (sdk/migrate.h), declared in
+ * immutable_log_kernel: a change is a new step and a new fixture directory
+ * (docs/upgrades.md). */
+#define ILOG_SCHEMA_VERSION 2
+extern const sdk_mig_step ilog_migrations[ILOG_SCHEMA_VERSION];
 
 /* How an entry came in: it decides only how GET shows it, never its hash. */
 enum ilog_kind { ILOG_KIND_BYTES = 0, ILOG_KIND_JSON = 1 };

@@ -22,6 +22,7 @@
 struct tr_store {
 	sqlite3 *db;
 	unsigned char *master; /* sodium_malloc'd, read-only */
+	tr_params p;
 };
 
 static int sql_fail(sqlite3 *db, sdk_err *err, const char *what)
@@ -43,9 +44,9 @@ static const char *kind_name(enum tr_kind k)
 	return k == TR_JWT ? "jwt" : "x509";
 }
 
-static int64_t overlap_ms(enum tr_kind k)
+static int64_t overlap_ms(const tr_store *s, enum tr_kind k)
 {
-	return (k == TR_JWT ? TR_JWT_TTL_MAX_S : TR_X509_TTL_MAX_S) * 1000LL;
+	return (k == TR_JWT ? s->p.jwt_ttl_max_s : s->p.x509_ttl_max_s) * 1000LL;
 }
 
 static int key_row(tr_store *s, sqlite3_stmt *st, tr_key *out, int with_secret, sdk_err *err);
@@ -116,7 +117,28 @@ int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *er
 			 " seq INTEGER PRIMARY KEY AUTOINCREMENT, kid TEXT NOT NULL UNIQUE,"
 			 " kind TEXT NOT NULL CHECK (kind IN ('jwt','x509')),"
 			 " created_ms INTEGER NOT NULL, retire_ms INTEGER NOT NULL DEFAULT 0,"
-			 " pub BLOB NOT NULL, sealed BLOB NOT NULL)",
+			 " pub BLOB NOT NULL, sealed BLOB NOT NULL);"
+			 /* Trust scores (evidence.c): additive tables only. */
+			 "CREATE TABLE IF NOT EXISTS trust_scores ("
+			 " kind TEXT NOT NULL CHECK (kind IN ('kernel','user')), name TEXT NOT NULL,"
+			 " alpha REAL NOT NULL, beta REAL NOT NULL, at_ms INTEGER NOT NULL,"
+			 " PRIMARY KEY (kind, name));"
+			 "CREATE TABLE IF NOT EXISTS trust_evidence ("
+			 " kind TEXT NOT NULL, name TEXT NOT NULL, outcome TEXT NOT NULL,"
+			 " good INTEGER NOT NULL, count INTEGER NOT NULL, last_ms INTEGER NOT NULL,"
+			 " PRIMARY KEY (kind, name, outcome));"
+			 "CREATE TABLE IF NOT EXISTS trust_live ("
+			 " name TEXT PRIMARY KEY, ready INTEGER NOT NULL, since_ms INTEGER NOT NULL,"
+			 " good_ms INTEGER NOT NULL);"
+			 /* Attestation (attest.c): additive tables only. */
+			 "CREATE TABLE IF NOT EXISTS trust_joins ("
+			 " hash TEXT PRIMARY KEY, kernel TEXT NOT NULL, pid INTEGER NOT NULL,"
+			 " start_time INTEGER NOT NULL, exe TEXT NOT NULL,"
+			 " registered_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL DEFAULT 0);"
+			 "CREATE TABLE IF NOT EXISTS trust_workloads ("
+			 " kernel TEXT PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,"
+			 " exe TEXT NOT NULL, attested_ms INTEGER NOT NULL,"
+			 " attestation_sha256 TEXT NOT NULL, svid_expires_ms INTEGER NOT NULL DEFAULT 0)",
 			 NULL, NULL, &msg)) {
 		int rc = sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				  "creating the schema: %s", msg ? msg : "?");
@@ -127,6 +149,11 @@ int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *er
 	if (!s)
 		return sdk_fail(err, SDK_EIO, "out of memory");
 	s->db = db;
+	s->p = (tr_params){ .domain = TR_TRUST_DOMAIN,
+			    .jwt_rotate_ms = TR_JWT_ROTATE_MS,
+			    .x509_rotate_ms = TR_X509_ROTATE_MS,
+			    .jwt_ttl_max_s = TR_JWT_TTL_MAX_S,
+			    .x509_ttl_max_s = TR_X509_TTL_MAX_S };
 	s->master = sodium_malloc(TR_MASTER_BYTES);
 	if (!s->master) {
 		free(s);
@@ -149,6 +176,16 @@ void tr_store_close(tr_store *s)
 		return;
 	sodium_free(s->master);
 	free(s);
+}
+
+void tr_store_set_params(tr_store *s, const tr_params *p)
+{
+	s->p = *p;
+}
+
+const tr_params *tr_store_params(const tr_store *s)
+{
+	return &s->p;
 }
 
 /* ---- keys */
@@ -174,8 +211,8 @@ static int key_insert(tr_store *s, enum tr_kind kind, int64_t now_ms, sdk_err *e
 		k.pub_len = crypto_sign_PUBLICKEYBYTES;
 		k.secret_len = crypto_sign_SEEDBYTES;
 	} else {
-		int64_t valid = TR_X509_ROTATE_MS + overlap_ms(kind) + 3600 * 1000LL;
-		rc = tr_x509_ca_new(TR_TRUST_DOMAIN, now_ms, valid, &k, err);
+		int64_t valid = s->p.x509_rotate_ms + overlap_ms(s, kind) + 3600 * 1000LL;
+		rc = tr_x509_ca_new(s->p.domain, now_ms, valid, &k, err);
 		if (rc < 0) {
 			tr_key_clear(&k);
 			return rc;
@@ -201,7 +238,7 @@ static int key_insert(tr_store *s, enum tr_kind kind, int64_t now_ms, sdk_err *e
 				       " AND retire_ms = 0", -1, &st, NULL))
 			rc = sql_fail(s->db, err, "retiring the old key");
 		else {
-			sqlite3_bind_int64(st, 1, now_ms + overlap_ms(kind));
+			sqlite3_bind_int64(st, 1, now_ms + overlap_ms(s, kind));
 			sqlite3_bind_text(st, 2, kind_name(kind), -1, SQLITE_STATIC);
 			if (sqlite3_step(st) != SQLITE_DONE)
 				rc = sql_fail(s->db, err, "retiring the old key");
@@ -283,7 +320,7 @@ static int key_row(tr_store *s, sqlite3_stmt *st, tr_key *out, int with_secret, 
 
 int tr_key_active(tr_store *s, enum tr_kind kind, int64_t now_ms, tr_key *out, sdk_err *err)
 {
-	int64_t period = kind == TR_JWT ? TR_JWT_ROTATE_MS : TR_X509_ROTATE_MS;
+	int64_t period = kind == TR_JWT ? s->p.jwt_rotate_ms : s->p.x509_rotate_ms;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		sqlite3_stmt *st;
 		if (sqlite3_prepare_v2(s->db,

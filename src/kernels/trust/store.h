@@ -29,6 +29,16 @@ enum tr_kind { TR_JWT = 0, TR_X509 = 1 };
 
 typedef struct tr_store tr_store;
 
+/* What [trust] configures for the keys (sdk/config.h grace_trust); the
+ * defaults are the macros above and TR_TRUST_DOMAIN. */
+typedef struct tr_params {
+	char domain[256];        /* the trust domain the CA names */
+	int64_t jwt_rotate_ms;   /* a JWT key signs this long */
+	int64_t x509_rotate_ms;  /* the CA signs this long */
+	int jwt_ttl_max_s;       /* the longest JWT-SVID: a retired key's overlap */
+	int x509_ttl_max_s;      /* the longest X.509-SVID: a retired CA's overlap */
+} tr_params;
+
 typedef struct tr_key {
 	char kid[TR_KID_MAX + 1];
 	enum tr_kind kind;
@@ -45,6 +55,9 @@ void tr_key_clear(tr_key *k); /* frees and wipes */
 /* Creates the schema, reads or makes the master key. */
 int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *err);
 void tr_store_close(tr_store *s);
+/* Replaces the defaults the store was opened with. */
+void tr_store_set_params(tr_store *s, const tr_params *p);
+const tr_params *tr_store_params(const tr_store *s);
 
 /* The key that signs now, with its secret, made (or rotated, when older
  * than its kind's period) on the way. */

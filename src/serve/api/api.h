@@ -41,6 +41,7 @@ typedef struct api_ctx {
 	bk_schedule *bks;   /* NULL when no [backup] schedule is configured */
 	sdk_server *server;
 	sdk_pdp *pdp; /* decisions by the policy kernel (decide.c); made at the first */
+	struct trust_cache *trust; /* kernels' trust for policy (trust_cache.h); with pdp */
 	gv *gov;      /* NULL without a governance kernel: gated actions answer 503 */
 	api_dash *dash; /* made at the first feed; NULL before */
 } api_ctx;

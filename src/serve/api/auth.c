@@ -171,6 +171,8 @@ static void login_answer(const auth_login_result *r, void *arg)
 	free(c);
 	if (r->status == SDK_EDENIED) {
 		ob_audit(api->ob, r->name, "auth.login", "auth", "failed", sdk_req_peer(req), NULL);
+		ob_publish(api->ob, "grace.auth.login",
+			   json_pack("{s:s, s:s}", "user", r->name, "outcome", "failed"));
 		sdk_reply_error(req, 401, "bad_credentials", "wrong user name or password");
 		return;
 	}
@@ -187,6 +189,8 @@ static void login_answer(const auth_login_result *r, void *arg)
 		sdk_req_add_header(req, "Set-Cookie", cookie);
 	sdk_req_add_header(req, "Cache-Control", "no-store");
 	ob_audit(api->ob, r->name, "auth.login", "auth", "ok", sdk_req_peer(req), NULL);
+	ob_publish(api->ob, "grace.auth.login",
+		   json_pack("{s:s, s:s}", "user", r->name, "outcome", "ok"));
 	sdk_reply_json(req, 200,
 		       json_pack("{s:s, s:I, s:{s:s, s:s}, s:i}", "token", r->token, "expires_at",
 				 (json_int_t)r->expires_ms, "user", "name", r->name, "role",

@@ -15,7 +15,9 @@
  * (policy.break_glass). */
 #include "serve/api/api.h"
 #include "serve/api/decide.h"
+#include "serve/api/trust_cache.h"
 
+#include "sdk/clock.h"
 #include "sdk/log.h"
 #include "sdk/pdp.h"
 #include "serve/outbox/classify.h"
@@ -45,6 +47,8 @@ static sdk_pdp *pdp_of(api_ctx *api)
 				   .ready = policy_ready,
 				   .ready_arg = api };
 		api->pdp = sdk_pdp_new(&o);
+		if (api->pdp && !api->trust)
+			api->trust = tc_new(api->base, gw_caller(api->gw), api->cfg);
 	}
 	return api->pdp;
 }
@@ -54,7 +58,8 @@ static sdk_pdp *pdp_of(api_ctx *api)
 /* The cache key: who, with everything the decision reads about them
  * (the entities this process sends), the action and the resource. Fields
  * are joined by US (0x1f), which no name, scope, action or path holds. */
-static int key_of(const api_principal *who, const api_target *t, char *out, size_t len)
+static int key_of(const api_principal *who, const api_target *t, int trust, char *out,
+		  size_t len)
 {
 	int n;
 	switch (who->kind) {
@@ -76,7 +81,9 @@ static int key_of(const api_principal *who, const api_target *t, char *out, size
 	}
 	if (n < 0 || (size_t)n >= len)
 		return -1;
-	int m = snprintf(out + n, len - (size_t)n, "\x1f%s\x1f%s\x1f%s", t->action, t->rtype, t->rid);
+	/* A Kernel's trust is read by the decision: part of the key. */
+	int m = snprintf(out + n, len - (size_t)n, "\x1f%s\x1f%s\x1f%s\x1f%d", t->action, t->rtype,
+			 t->rid, trust);
 	return m < 0 || (size_t)(n + m) >= len ? -1 : n + m;
 }
 
@@ -102,7 +109,7 @@ static json_t *principal_uid(const api_principal *who)
 }
 
 /* What the decision reads about the principal and the resource. */
-static json_t *entities_of(const api_principal *who, const api_target *t)
+static json_t *entities_of(const api_principal *who, const api_target *t, int trust)
 {
 	json_t *arr = json_array();
 	if (who->kind == API_PRINCIPAL_ANONYMOUS) {
@@ -135,17 +142,29 @@ static json_t *entities_of(const api_principal *who, const api_target *t)
 		json_array_append_new(arr, json_pack("{s:o, s:{s:{s:o}}, s:[]}", "uid",
 						     uid(t->rtype, t->rid), "attrs", "owner",
 						     "__entity", uid("User", t->owner), "parents"));
+	/* resource.trust: the kernel's trust score in percent, when known
+	 * (docs/trust.md); absent otherwise, so policies ask `has` first. */
+	if (trust >= 0 && !strcmp(t->rtype, "Kernel"))
+		json_array_append_new(arr, json_pack("{s:o, s:{s:i}, s:[]}", "uid",
+						     uid(t->rtype, t->rid), "attrs", "trust", trust,
+						     "parents"));
 	return arr;
 }
 
 /* ---- answers */
 
-static void refuse(sdk_req *req, bool anonymous, const char *action)
+static void refuse(api_ctx *api, sdk_req *req, bool anonymous, const char *user,
+		   const api_target *t)
 {
+	const char *action = t->action;
 	if (anonymous) { /* nobody: the same answer as the role table's */
 		api_reply_unauthenticated(req, false);
 		return;
 	}
+	/* Evidence for the user's trust score (docs/trust.md). */
+	ob_publish(api->ob, "grace.policy.denied",
+		   json_pack("{s:s, s:s, s:s, s:s}", "user", user, "action", action, "resource_type",
+			     t->rtype, "resource", t->rid));
 	sdk_reply_error(req, 403, "forbidden", "%s %s (action %s) is not allowed by policy",
 			sdk_req_method(req), sdk_req_path(req), action);
 }
@@ -201,7 +220,7 @@ static void on_decided(int result, const char *why, void *arg)
 	if (result == SDK_PDP_ALLOW)
 		go = !anonymous || api_csrf_anonymous_ok(api, req);
 	else if (result == SDK_PDP_DENY)
-		refuse(req, anonymous, w->t.action);
+		refuse(api, req, anonymous, w->user, &w->t);
 	else /* shutting down (api->pdp gone): no break-glass then */
 		go = unavailable(api, req,
 				 api->pdp && may_break_glass(api, req, w->route, &w->t, w->kind, w->role),
@@ -220,15 +239,16 @@ bool api_decide(api_ctx *api, sdk_req *req, const sdk_route *route, const api_pr
 	if (!pdp)
 		return unavailable(api, req, may_break_glass(api, req, route, &t, who->kind, who->role),
 				   who->user, "there is no memory to ask it");
+	int trust = !strcmp(t.rtype, "Kernel") ? tc_percent(api->trust, t.rid, sdk_wall_ms()) : -1;
 	char key[PDP_KEY_MAX];
-	int n = key_of(who, &t, key, sizeof key);
+	int n = key_of(who, &t, trust, key, sizeof key);
 	if (n < 0) {
 		sdk_reply_error(req, 414, "uri_too_long", "the request is too long to be decided");
 		return false;
 	}
 	switch (sdk_pdp_lookup(pdp, key, (size_t)n)) {
 	case SDK_PDP_ALLOW: return !anonymous || api_csrf_anonymous_ok(api, req);
-	case SDK_PDP_DENY: refuse(req, anonymous, t.action); return false;
+	case SDK_PDP_DENY: refuse(api, req, anonymous, who->user, &t); return false;
 	case SDK_PDP_UNAVAILABLE:
 		return unavailable(api, req, may_break_glass(api, req, route, &t, who->kind, who->role),
 				   who->user, sdk_pdp_why(pdp));
@@ -237,7 +257,7 @@ bool api_decide(api_ctx *api, sdk_req *req, const sdk_route *route, const api_pr
 	struct wait *w = calloc(1, sizeof *w);
 	json_t *q = json_pack("{s:o, s:o, s:o, s:{}}", "principal", principal_uid(who), "action",
 			      uid("Action", t.action), "resource", uid(t.rtype, t.rid), "context");
-	json_t *ents = entities_of(who, &t);
+	json_t *ents = entities_of(who, &t, trust);
 	if (!w || !q || !ents) {
 		free(w);
 		json_decref(q);
@@ -257,6 +277,8 @@ void api_decide_free(api_ctx *api)
 	sdk_pdp *pdp = api->pdp;
 	api->pdp = NULL; /* the waiters answered now see it gone */
 	sdk_pdp_free(pdp);
+	tc_free(api->trust);
+	api->trust = NULL;
 }
 
 void api_decide_on_reply(api_ctx *api, sdk_req *req, int status)

@@ -28,6 +28,9 @@ static const struct {
 	{ "POST", "/prometheus/api/v1/series", "prometheus.read" },
 	{ "POST", "/prometheus/api/v1/labels", "prometheus.read" },
 	{ "POST", "/prometheus/api/v1/query_exemplars", "prometheus.read" },
+	/* A user reads their own trust score (the trust kernel checks it is
+	 * theirs); every other trust route is an admin's trust.read. */
+	{ "GET", "/trust/scores/user/:name", "trust.read_own" },
 };
 
 /* The resource of a route with this parameter, by family. `owned`: the

@@ -100,6 +100,13 @@ static void on_gateway_kernel(sdk_req *req, void *ctx)
 	gw_forward(api->gw, k, req, path);
 }
 
+/* /trust/...: trust scores (admins; a user reads their own, which the
+ * trust kernel checks). Its SVID routes stay under /kernels/trust. */
+static void on_gateway_trust(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "trust", "/trust");
+}
+
 /* /governance/...: change requests; the kernel lets a user approve, deny
  * or veto only where they hold a role the request's rule names. */
 static void on_gateway_governance(sdk_req *req, void *ctx)
@@ -121,6 +128,7 @@ static const api_prefix prefixes[] = {
 	{ "/compliance", "compliance" },
 	{ "/workflow", "workflow" },
 	{ "/governance", "governance" },
+	{ "/trust", "trust" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -159,6 +167,10 @@ static const sdk_route routes[] = {
 	API_USER("GET", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
 	API_ADMIN("DELETE", "/alertmanager/api/v2/silence/:id", on_gateway_alertmanager),
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
+	API_ADMIN("GET", "/trust/workloads", on_gateway_trust),
+	API_ADMIN("GET", "/trust/scores", on_gateway_trust),
+	API_ADMIN("GET", "/trust/scores/kernel/:name", on_gateway_trust),
+	API_USER("GET", "/trust/scores/user/:name", on_gateway_trust),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
 	API_USER(NULL, "/state-machine/*", on_gateway_state_machine),
 	API_USER(NULL, "/workflow/*", on_gateway_workflow),

@@ -17,6 +17,8 @@ struct guardian {
 	sqlite3 *db;
 	gd_heal_fn heal;
 	void *heal_arg;
+	gd_change_fn change;
+	void *change_arg;
 	gd_kernel kernels[GRACE_KERNELS_MAX];
 	size_t n;
 };
@@ -93,6 +95,8 @@ static void update(gd_kernel *gk, const char *reason)
 	gk->since_ms = sdk_wall_ms();
 	gd_events_add(gk->g->db, gk->since_ms, k->cfg->name, gd_state_name(old), gd_state_name(st),
 		      reason);
+	if (gk->g->change)
+		gk->g->change(k, gd_state_name(old), gd_state_name(st), reason, gk->g->change_arg);
 	if (st == GD_UNHEALTHY && !gk->healing && gk->g->heal) {
 		sdk_warn("guardian: %s unhealthy after %u failed probes: healing", k->cfg->name,
 			 gk->failures);
@@ -201,6 +205,12 @@ void gd_free(guardian *g)
 			event_free(g->kernels[i].timer);
 	/* Probes still in flight are freed by gw_free without calling back. */
 	free(g);
+}
+
+void gd_set_observer(guardian *g, gd_change_fn fn, void *arg)
+{
+	g->change = fn;
+	g->change_arg = arg;
 }
 
 void gd_set_healer(guardian *g, gd_heal_fn heal, void *arg)

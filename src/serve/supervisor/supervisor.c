@@ -5,9 +5,12 @@
 #include "sdk/notify.h"
 #include "sdk/standby.h"
 #include "sdk/token.h"
+#include "serve/supervisor/attest.h"
 #include "serve/supervisor/spawn.h"
 #include "serve/supervisor/unit.h"
 #include "serve/supervisor/units.h"
+
+#include <sodium.h>
 
 #include <errno.h>
 #include <event2/event.h>
@@ -183,6 +186,8 @@ static void exec_watch_read(sup_kernel *k)
 	if (e > 0)
 		snprintf(k->kill_reason, sizeof k->kill_reason, "cannot run the command: %s",
 			 strerror(e));
+	else if (k->pid > 0 && k->sup->opts.on_spawned) /* exec'ed: /proc shows what runs */
+		k->sup->opts.on_spawned(k, k->pid, k->join_hash, k->sup->opts.arg);
 	exec_watch_close(k);
 }
 
@@ -198,6 +203,7 @@ struct spawn_args {
 	char *argv[SPAWN_ARGS_MAX];
 	char e_notify[160], e_wd[48], e_kernel[64], e_cfg[PATH_MAX + 16], e_data[PATH_MAX + 16],
 		e_off[48], e_lib[PATH_MAX + 24], e_names[64], e_tok[PATH_MAX + 32];
+	char e_join[sizeof SUP_JOIN_ENV + SUP_JOIN_HEX + 1]; /* wiped after the spawn */
 	const char *env[SPAWN_ENV_MAX];
 };
 
@@ -232,7 +238,13 @@ static int spawn_args_build(sup_kernel *k, struct spawn_args *a, bool standby)
 	snprintf(a->e_off, sizeof a->e_off, "GRACE_PORT_OFFSET=%d", s->opts.cfg->port_offset);
 	snprintf(a->e_lib, sizeof a->e_lib, "GRACE_LIBRARY_ROOT=%s", s->opts.cfg->library_root);
 	snprintf(a->e_names, sizeof a->e_names, "LISTEN_FDNAMES=%s", k->cfg->name);
+	/* A one-time join credential for this process (attest.h). */
+	char cred[SUP_JOIN_HEX + 1];
+	sup_join_make(cred, standby ? k->sb_join_hash : k->join_hash);
+	snprintf(a->e_join, sizeof a->e_join, SUP_JOIN_ENV "=%s", cred);
+	sodium_memzero(cred, sizeof cred);
 	size_t n = 0;
+	a->env[n++] = a->e_join;
 	a->env[n++] = a->e_notify;
 	a->env[n++] = a->e_wd;
 	a->env[n++] = a->e_kernel;
@@ -279,6 +291,7 @@ static int spawn_kernel(sup_kernel *k)
 	exec_watch_close(k);
 	int exec_fd = -1;
 	pid_t pid = sup_spawn(&o, &exec_fd);
+	sodium_memzero(a.e_join, sizeof a.e_join); /* the child has its copy */
 	if (pid < 0) {
 		snprintf(k->last_exit, sizeof k->last_exit, "cannot run %s: %s", a.argv[0],
 			 strerror((int)-pid));
@@ -332,6 +345,7 @@ static int standby_spawn(sup_kernel *k)
 			     .watchdog_pid = k->cfg->watchdog_ms > 0 };
 	int exec_fd = -1;
 	pid_t pid = sup_spawn(&o, &exec_fd);
+	sodium_memzero(a.e_join, sizeof a.e_join);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
@@ -342,6 +356,10 @@ static int standby_spawn(sup_kernel *k)
 	close(exec_fd);
 	k->sb_pid = pid;
 	k->sb_fd = sv[0];
+	/* Registered now (only `grace kernel NAME` has standbys: /proc/PID/exe
+	 * is this binary before and after its exec). */
+	if (k->sup->opts.on_spawned)
+		k->sup->opts.on_spawned(k, pid, k->sb_join_hash, k->sup->opts.arg);
 	sdk_info("kernel %s: standby pid %d started", k->cfg->name, (int)pid);
 	return 0;
 }

@@ -57,6 +57,9 @@ typedef struct sup_kernel {
 	char unit[GRACE_UNIT_MAX], socket_unit[GRACE_UNIT_MAX];
 	bool unit_busy, unit_seen, socket_active;
 	unsigned unit_gen, unit_nrestarts;
+	/* SHA-256 of the join credential handed to the process and to the
+	 * standby (serve/supervisor/attest.h); "" when none. */
+	char join_hash[65], sb_join_hash[65];
 } sup_kernel;
 
 /* One state change, as it was when it happened. */
@@ -80,6 +83,9 @@ typedef struct sup_opts {
 	const char *self_exe; /* runs `self_exe kernel NAME` when no command is set */
 	sup_change_cb on_change;
 	void *arg;
+	/* A process was spawned (its exec done, or a standby forked) holding
+	 * the join credential whose SHA-256 is `hash_hex`; NULL: none. */
+	void (*on_spawned)(sup_kernel *k, pid_t pid, const char *hash_hex, void *arg);
 } sup_opts;
 
 supervisor *sup_new(struct event_base *base, const sup_opts *opts);
