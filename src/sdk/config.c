@@ -186,6 +186,19 @@ static const struct cfg_key telemetry_keys[] = {
 #undef T
 };
 
+static const struct cfg_key learning_keys[] = {
+#define L(n, field, t, lo, hi) { n, offsetof(grace_learning, field), t, lo, hi }
+	L("epsilon_percent", epsilon_percent, KEY_UINT, 0, 100),
+	L("explore_floor_percent", explore_floor_percent, KEY_UINT, 0, 50),
+	L("seed", seed, KEY_SIZE, 0, (1ull << 63) - 1),
+	L("relapse_window_ms", relapse_window_ms, KEY_UINT, 0, 7u * 86400000),
+	L("heal_bound_ms", heal_bound_ms, KEY_UINT, 1000, 3600000),
+	L("decisions_max", decisions_max, KEY_UINT, 100, 10000000),
+	L("evaluate_max", evaluate_max, KEY_UINT, 10, 1000000),
+	L("decide_timeout_ms", decide_timeout_ms, KEY_UINT, 20, 5000),
+#undef L
+};
+
 static const struct cfg_key governance_keys[] = {
 #define G(n, field, lo, hi) { n, offsetof(grace_governance, field), KEY_UINT, lo, hi }
 	G("expiry_s", expiry_s, 1, 366u * 86400),
@@ -834,6 +847,24 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "learning")) {
+		if (!strcmp(name, "policy")) {
+			if (strcmp(value, "thompson") && strcmp(value, "epsilon_greedy") &&
+			    strcmp(value, "static")) {
+				snprintf(c->err, sizeof c->err,
+					 "policy: thompson, epsilon_greedy or static, got '%s'", value);
+				return 0;
+			}
+			snprintf(cfg->learning.policy, sizeof cfg->learning.policy, "%s", value);
+			return 1;
+		}
+		int rc = set_keyed(&cfg->learning, learning_keys,
+				   sizeof learning_keys / sizeof learning_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "governance"))
 		return on_governance_key(c, name, value);
 	if (!strcmp(section, "systemd")) {
@@ -1030,7 +1061,7 @@ static bool known_section(const char *name, size_t n)
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
-					     "telemetry", "systemd", "crypto", "trust" };
+					     "telemetry", "systemd", "crypto", "trust", "learning" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1185,6 +1216,14 @@ static void config_defaults(grace_config *cfg)
 					    .caller_requests_max = 64,
 					    .self_trace = 1,
 					    .sample_percent = 1 };
+	cfg->learning = (grace_learning){ .policy = "thompson",
+					  .epsilon_percent = 10,
+					  .explore_floor_percent = 5,
+					  .relapse_window_ms = 3600000,
+					  .heal_bound_ms = 120000,
+					  .decisions_max = 100000,
+					  .evaluate_max = 20000,
+					  .decide_timeout_ms = 300 };
 	cfg->compliance = (grace_compliance){ .scan_interval_s = 3600,
 					      .scans_keep = 1000,
 					      .waiver_max_days = 90,

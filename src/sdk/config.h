@@ -182,6 +182,20 @@ typedef struct grace_telemetry {
 	unsigned sample_percent;       /* of the traces :8000 starts, this many are recorded */
 } grace_telemetry;
 
+/* [learning]: the learning kernel's bandit and the healer's use of it
+ * (docs/learning.md). */
+typedef struct grace_learning {
+	char policy[16];            /* the initial policy: thompson, epsilon_greedy or static */
+	unsigned epsilon_percent;   /* epsilon-greedy's exploration, in percent */
+	unsigned explore_floor_percent; /* Thompson's: a uniformly drawn first arm this often */
+	size_t seed;                /* the random generator's seed; 0: from getrandom */
+	unsigned relapse_window_ms; /* a heal's reward is final when no new incident came this long */
+	unsigned heal_bound_ms;     /* a heal slower than this earns 0 */
+	unsigned decisions_max;     /* decisions kept, newest */
+	unsigned evaluate_max;      /* decisions an offline evaluation reads, newest */
+	unsigned decide_timeout_ms; /* how long the healer waits for an order */
+} grace_learning;
+
 /* [governance]: change requests before dangerous actions (docs/governance.md). */
 #define GRACE_GOV_RULES_MAX 16
 #define GRACE_GOV_RULE_MAX 192 /* a rule's text, as a grace.ini line holds it */
@@ -296,6 +310,7 @@ typedef struct grace_config {
 	grace_scheduler scheduler;
 	grace_executor executor;
 	grace_telemetry telemetry;
+	grace_learning learning;
 	grace_governance governance;
 	grace_backup backup;
 	grace_systemd systemd;

@@ -201,8 +201,10 @@ def kernels_list():
 
 # Placeholder kernels make the quietest neighbours: no dependencies on other
 # kernels, nothing but /health and /metrics. Preferred in this order.
-# (Not the policy kernel: when it is configured it decides every request.)
-_SPARE_ORDER = ["alerts", "telemetry", "metrics", "learning", "research", "coding_agent",
+# (Not the policy kernel: when it is configured it decides every request.
+# Not the learning kernel: when it runs, the healer asks it which playbook
+# to run, and a bystander must not change that.)
+_SPARE_ORDER = ["alerts", "telemetry", "metrics", "research", "coding_agent",
                 "self_healing", "executor", "workflow", "state_machine", "scheduler",
                 "compliance", "trust", "governance"]
 
