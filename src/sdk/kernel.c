@@ -241,6 +241,13 @@ static sdk_pdp *runtime_pdp(struct runtime *rt)
 	return rt->pdp;
 }
 
+struct sdk_pdp *sdk_kernel_pdp(sdk_kernel *k)
+{
+	if (k->cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL)
+		return NULL;
+	return runtime_pdp(runtime_of(k));
+}
+
 /* True when the call may run now; else it has been answered, or is
  * waiting for its decision (then answered or resumed later). */
 static bool decide_call(struct runtime *rt, sdk_req *req, const sdk_route *route)

@@ -107,6 +107,14 @@ bool sdk_kernel_storage_ok(sdk_kernel *k);
  * their count. For `grace routes` and the API's description. */
 const sdk_route *sdk_kernel_standard_routes(size_t *n);
 
+/* The runtime's policy client (sdk/pdp.h: one cache and one version watch
+ * per process, shared with the decisions on calls), for a kernel's own
+ * questions (an event to an instance, a job run for a user). NULL when
+ * [policy] authorizer = table (the role table decides; nothing is asked)
+ * or out of memory: the caller tells them apart with the configuration. */
+struct sdk_pdp;
+struct sdk_pdp *sdk_kernel_pdp(sdk_kernel *k);
+
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */
 int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg);
 

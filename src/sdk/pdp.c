@@ -633,3 +633,10 @@ void sdk_pdp_metrics(const sdk_pdp *p, struct evbuffer *out, const char *prefix)
 			    prefix, p->unavailable, prefix, prefix, prefix, p->batches_sent, prefix,
 			    prefix, prefix, p->was_ready && !p->hung);
 }
+
+json_t *sdk_pdp_user_entity(const char *name, const char *role)
+{
+	return json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:[{s:s, s:s}]}", "uid", "type", "User", "id",
+			 name, "attrs", "name", name, "role", role, "parents", "type", "Role", "id",
+			 role);
+}

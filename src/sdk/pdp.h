@@ -91,6 +91,11 @@ typedef void (*sdk_pdp_cb)(int result, const char *why, void *arg);
 void sdk_pdp_ask(sdk_pdp *p, const char *key, size_t len, json_t *request, json_t *entities,
 		 sdk_pdp_cb cb, void *arg);
 
+/* The entity of a user as :8000 sends it: User::"NAME" with attributes
+ * name and role, parent Role::"ROLE" ("admin" or "user"). NULL when out
+ * of memory. */
+json_t *sdk_pdp_user_entity(const char *name, const char *role);
+
 /* Prometheus lines, each metric named PREFIX_... */
 void sdk_pdp_metrics(const sdk_pdp *p, struct evbuffer *out, const char *prefix);
 

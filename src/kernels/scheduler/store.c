@@ -173,10 +173,12 @@ static int job_from_row(sqlite3_stmt *st, sch_job *j, sdk_err *err)
 		sch_spec_free(s);
 		return sdk_fail(err, SDK_ECORRUPT, "job %s: stored row no longer reads", j->id);
 	}
-	s->target_type = !strcmp(type, "executor") ? SCH_TARGET_EXECUTOR
-			 : !strcmp(type, "bus")	   ? SCH_TARGET_BUS
-						   : SCH_TARGET_ROUTE;
+	s->target_type = !strcmp(type, "executor")   ? SCH_TARGET_EXECUTOR
+			 : !strcmp(type, "bus")	     ? SCH_TARGET_BUS
+			 : !strcmp(type, "workflow") ? SCH_TARGET_WORKFLOW
+						     : SCH_TARGET_ROUTE;
 	s->idempotent = s->target_type == SCH_TARGET_EXECUTOR ||
+			s->target_type == SCH_TARGET_WORKFLOW ||
 			json_is_true(json_object_get(s->target, "idempotent"));
 	s->missed_max = (unsigned)sqlite3_column_int(st, 8);
 	s->deadline_ms = sqlite3_column_int64(st, 9);

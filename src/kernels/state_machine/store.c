@@ -6,6 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Version 1 had no record of who an instance acts as (its owner's role,
+ * the kernel that started it) nor of denials in the history; its
+ * instances were users' (owner "" a kernel's). */
+static const char sm_migrate_1[] =
+	"ALTER TABLE instances ADD COLUMN owner_role TEXT NOT NULL DEFAULT 'user';"
+	"ALTER TABLE instances ADD COLUMN owner_kernel TEXT NOT NULL DEFAULT '';"
+	"UPDATE instances SET owner_role = 'kernel' WHERE owner = '';"
+	"ALTER TABLE history ADD COLUMN denied TEXT;";
+
+const sdk_mig_step sm_migrations[SM_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = sm_migrate_1, .what = "(instances' owner_role and owner_kernel, history's denied)" },
+};
+
 int sm_store_init(sqlite3 *db, sdk_err *err)
 {
 	if (sqlite3_exec(db,
@@ -16,12 +30,13 @@ int sm_store_init(sqlite3 *db, sdk_err *err)
 			 "CREATE TABLE IF NOT EXISTS instances ("
 			 " id TEXT PRIMARY KEY, machine TEXT NOT NULL, machine_version INTEGER NOT NULL,"
 			 " version INTEGER NOT NULL, snapshot TEXT NOT NULL, status TEXT NOT NULL,"
-			 " owner TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+			 " owner TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+			 " owner_role TEXT NOT NULL DEFAULT 'user', owner_kernel TEXT NOT NULL DEFAULT '');"
 			 "CREATE INDEX IF NOT EXISTS instances_owner ON instances(owner, id);"
 			 "CREATE TABLE IF NOT EXISTS history ("
 			 " instance TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,"
 			 " value TEXT NOT NULL, status TEXT NOT NULL, source TEXT NOT NULL,"
-			 " at_ms INTEGER NOT NULL, PRIMARY KEY (instance, seq));"
+			 " at_ms INTEGER NOT NULL, denied TEXT, PRIMARY KEY (instance, seq));"
 			 "CREATE TABLE IF NOT EXISTS timers ("
 			 " seq INTEGER PRIMARY KEY AUTOINCREMENT, instance TEXT NOT NULL,"
 			 " timer_id TEXT NOT NULL, event TEXT NOT NULL, due_ms INTEGER NOT NULL,"
@@ -196,7 +211,8 @@ int sm_instance_insert(sqlite3 *db, const sm_instance *in, const char *value_jso
 	if (!snap)
 		return sdk_fail(err, SDK_EBUSY, "out of memory");
 	int rc = prep(db, "INSERT INTO instances (id, machine, machine_version, version, snapshot, status,"
-			  " owner, created_ms, updated_ms) VALUES (?,?,?,?,?,?,?,?,?)", &st, err);
+			  " owner, created_ms, updated_ms, owner_role, owner_kernel)"
+			  " VALUES (?,?,?,?,?,?,?,?,?,?,?)", &st, err);
 	if (rc == 0) {
 		sqlite3_bind_text(st, 1, in->id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, in->machine, -1, SQLITE_STATIC);
@@ -208,6 +224,8 @@ int sm_instance_insert(sqlite3 *db, const sm_instance *in, const char *value_jso
 		sqlite3_bind_text(st, 7, in->owner, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 8, in->created_ms);
 		sqlite3_bind_int64(st, 9, in->updated_ms);
+		sqlite3_bind_text(st, 10, in->owner_role, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 11, in->owner_kernel, -1, SQLITE_STATIC);
 		int s = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (s == SQLITE_CONSTRAINT)
@@ -233,7 +251,7 @@ int sm_instance_get(sqlite3 *db, const char *id, sm_instance *out, sdk_err *err)
 	memset(out, 0, sizeof *out);
 	sqlite3_stmt *st;
 	int rc = prep(db, "SELECT id, machine, machine_version, version, snapshot, owner, created_ms,"
-			  " updated_ms FROM instances WHERE id = ?", &st, err);
+			  " updated_ms, owner_role, owner_kernel FROM instances WHERE id = ?", &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -247,6 +265,8 @@ int sm_instance_get(sqlite3 *db, const char *id, sm_instance *out, sdk_err *err)
 		snprintf(out->owner, sizeof out->owner, "%s", col(st, 5));
 		out->created_ms = sqlite3_column_int64(st, 6);
 		out->updated_ms = sqlite3_column_int64(st, 7);
+		snprintf(out->owner_role, sizeof out->owner_role, "%s", col(st, 8));
+		snprintf(out->owner_kernel, sizeof out->owner_kernel, "%s", col(st, 9));
 		if (!out->snapshot)
 			rc = sdk_fail(err, SDK_ECORRUPT, "instance \"%s\": its snapshot is not JSON", id);
 	} else if (s == SQLITE_DONE) {
@@ -405,8 +425,8 @@ int sm_timers_apply(sqlite3 *db, const char *id, json_t *effects, int64_t now_ms
 
 int sm_instance_step(sqlite3 *db, const char *id, int64_t version, json_t *snapshot,
 		     const char *status, json_t *event, json_t *value, const char *source,
-		     json_t *effects, int64_t timer_seq, unsigned history_keep, int64_t now_ms,
-		     sdk_err *err)
+		     json_t *effects, int64_t timer_seq, const char *denied, unsigned history_keep,
+		     int64_t now_ms, sdk_err *err)
 {
 	char *snap = json_dumps(snapshot, JSON_COMPACT);
 	char *ev = json_dumps(event, JSON_COMPACT);
@@ -430,8 +450,8 @@ int sm_instance_step(sqlite3 *db, const char *id, int64_t version, json_t *snaps
 			      (long long)version);
 		goto bad;
 	}
-	if ((rc = prep(db, "INSERT INTO history (instance, seq, event, value, status, source, at_ms)"
-			   " VALUES (?, ?, ?, ?, ?, ?, ?)", &st, err)) < 0)
+	if ((rc = prep(db, "INSERT INTO history (instance, seq, event, value, status, source, at_ms,"
+			   " denied) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st, err)) < 0)
 		goto bad;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, version + 1);
@@ -440,6 +460,8 @@ int sm_instance_step(sqlite3 *db, const char *id, int64_t version, json_t *snaps
 	sqlite3_bind_text(st, 5, status, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 6, source, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, now_ms);
+	if (denied)
+		sqlite3_bind_text(st, 8, denied, -1, SQLITE_STATIC);
 	if ((rc = run(db, st, err, "storing the history")) < 0)
 		goto bad;
 	if ((rc = prep(db, "DELETE FROM history WHERE instance = ? AND seq <= ?", &st, err)) < 0)
@@ -483,8 +505,8 @@ int sm_history(sqlite3 *db, const char *id, int64_t after, unsigned limit, json_
 	       sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prep(db, "SELECT seq, event, value, status, source, at_ms FROM history WHERE instance = ?"
-			  " AND seq > ? ORDER BY seq LIMIT ?", &st, err);
+	int rc = prep(db, "SELECT seq, event, value, status, source, at_ms, denied FROM history"
+			  " WHERE instance = ? AND seq > ? ORDER BY seq LIMIT ?", &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -492,12 +514,15 @@ int sm_history(sqlite3 *db, const char *id, int64_t after, unsigned limit, json_
 	sqlite3_bind_int(st, 3, (int)limit);
 	*out = json_array();
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(*out, json_pack("{s:I, s:o*, s:o*, s:s, s:s, s:I}", "version",
-						      (json_int_t)sqlite3_column_int64(st, 0), "event",
-						      col_json(st, 1), "value", col_json(st, 2), "status",
-						      col(st, 3), "source", col(st, 4), "at_ms",
-						      (json_int_t)sqlite3_column_int64(st, 5)));
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *row = json_pack("{s:I, s:o*, s:o*, s:s, s:s, s:I}", "version",
+					(json_int_t)sqlite3_column_int64(st, 0), "event", col_json(st, 1),
+					"value", col_json(st, 2), "status", col(st, 3), "source",
+					col(st, 4), "at_ms", (json_int_t)sqlite3_column_int64(st, 5));
+		if (row && sqlite3_column_type(st, 6) != SQLITE_NULL) /* a denial: nothing changed */
+			json_object_set_new(row, "denied", json_string(col(st, 6)));
+		json_array_append_new(*out, row);
+	}
 	sqlite3_finalize(st);
 	if (s != SQLITE_DONE) {
 		json_decref(*out);

@@ -10,6 +10,7 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -17,11 +18,16 @@
 
 #define SM_NAME_MAX 128     /* bytes of a machine's name, an instance id */
 #define SM_PAGE_MAX 1000    /* rows in one listing */
+#define SM_SCHEMA_VERSION 2 /* docs/upgrades.md; sm_migrations has this many steps */
+
+extern const sdk_mig_step sm_migrations[SM_SCHEMA_VERSION];
 
 typedef struct sm_instance {
 	char id[SM_NAME_MAX + 1];
 	char machine[SM_NAME_MAX + 1];
 	char owner[65]; /* a user name (SDK_CALLER_NAME_MAX), "" for a kernel */
+	char owner_role[8];   /* "admin", "user" or "kernel": who its events act as */
+	char owner_kernel[65]; /* the kernel that started it ("" for a user's) */
 	int64_t machine_version;
 	int64_t version;
 	json_t *snapshot; /* owned */
@@ -56,15 +62,17 @@ int sm_instance_count(sqlite3 *db, const char *owner, sdk_err *err);
 int sm_instance_delete(sqlite3 *db, const char *id, sdk_err *err);
 
 /* One transition of instance `id` from `version` to version + 1, in one
- * transaction: the snapshot, a history row {event, value, status, source},
+ * transaction: the snapshot, a history row {event, value, status, source,
+ * denied (NULL: none; else policy refused the event and the snapshot is
+ * the one before)},
  * the timer effects (schedule/cancel: an array of the engine's effects;
  * `done` drops every timer), the oldest history rows past `history_keep`
  * dropped, and, when `timer_seq` > 0, the deletion of
  * the timer that delivered the event. SDK_ECONFLICT when the version moved. */
 int sm_instance_step(sqlite3 *db, const char *id, int64_t version, json_t *snapshot,
 		     const char *status, json_t *event, json_t *value, const char *source,
-		     json_t *effects, int64_t timer_seq, unsigned history_keep, int64_t now_ms,
-		     sdk_err *err);
+		     json_t *effects, int64_t timer_seq, const char *denied, unsigned history_keep,
+		     int64_t now_ms, sdk_err *err);
 /* The history, oldest first, seq after `after`. */
 int sm_history(sqlite3 *db, const char *id, int64_t after, unsigned limit, json_t **out,
 	       sdk_err *err);

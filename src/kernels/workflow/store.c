@@ -6,6 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Version 1 had no idempotency keys for starts. */
+const sdk_mig_step wfs_migrations[WFS_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = "CREATE TABLE IF NOT EXISTS run_keys (owner TEXT NOT NULL, key TEXT NOT NULL,"
+		 " run TEXT NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID;",
+	  .what = "(run_keys: a start's Idempotency-Key)" },
+};
+
 int wfs_init(sqlite3 *db, sdk_err *err)
 {
 	if (sqlite3_exec(db,
@@ -25,6 +33,9 @@ int wfs_init(sqlite3 *db, sdk_err *err)
 			 " run TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
 			 " type TEXT NOT NULL, pos TEXT, name TEXT, data TEXT,"
 			 " PRIMARY KEY (run, seq)) WITHOUT ROWID;"
+			 "CREATE TABLE IF NOT EXISTS run_keys ("
+			 " owner TEXT NOT NULL, key TEXT NOT NULL, run TEXT NOT NULL,"
+			 " PRIMARY KEY (owner, key)) WITHOUT ROWID;"
 			 "CREATE TABLE IF NOT EXISTS outbox ("
 			 " seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);",
 			 NULL, NULL, NULL) != SQLITE_OK)
@@ -269,14 +280,48 @@ static void bind_json(sqlite3_stmt *st, int i, const json_t *v)
 		sqlite3_bind_null(st, i);
 }
 
-int wfs_run_insert(sqlite3 *db, const wfs_run *r0, const json_t *events, const char *outbox,
-		   int64_t *seq, sdk_err *err)
+int wfs_run_by_key(sqlite3 *db, const char *owner, const char *key, char run[33], sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = prep(db, "SELECT run FROM run_keys WHERE owner = ? AND key = ?", &st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		snprintf(run, 33, "%s", t ? (const char *)t : "");
+		rc = 1;
+	} else if (s != SQLITE_DONE) {
+		rc = sdk_db_fail(db, err, "reading idempotency keys");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int wfs_run_insert(sqlite3 *db, const wfs_run *r0, const char *idem_key, const json_t *events,
+		   const char *outbox, int64_t *seq, sdk_err *err)
 {
 	wfs_run *r = (wfs_run *)r0;
 	sqlite3_stmt *st;
 	int rc = begin(db, err);
 	if (rc < 0)
 		return rc;
+	if (idem_key && (rc = prep(db, "INSERT INTO run_keys (owner, key, run) VALUES (?, ?, ?)",
+				   &st, err)) == 0) {
+		sqlite3_bind_text(st, 1, r->owner, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, idem_key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, r->id, -1, SQLITE_STATIC);
+		int s = sqlite3_step(st);
+		if (s == SQLITE_CONSTRAINT)
+			rc = sdk_fail(err, SDK_ECONFLICT, "a run holds this idempotency key");
+		else if (s != SQLITE_DONE)
+			rc = sdk_db_fail(db, err, "storing an idempotency key");
+		sqlite3_finalize(st);
+	}
+	if (rc < 0)
+		return commit(db, rc, err);
 	if ((rc = prep(db, "INSERT INTO runs (id, name, version, owner, role, status, input, state, "
 			   "output, error, created_ms, updated_ms, due_ms, events) "
 			   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", &st, err)) == 0) {

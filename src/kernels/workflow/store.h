@@ -8,11 +8,15 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#define WFS_SCHEMA_VERSION 2 /* docs/upgrades.md; wfs_migrations has this many steps */
+extern const sdk_mig_step wfs_migrations[WFS_SCHEMA_VERSION];
 
 #define WFS_PAGE_MAX 1000
 
@@ -39,8 +43,12 @@ typedef struct wfs_run {
 void wfs_run_clear(wfs_run *r);
 /* Both write, in the same transaction as the run, `outbox` (a bus
  * message's body, or NULL) to the outbox; *seq gets its number. */
-int wfs_run_insert(sqlite3 *db, const wfs_run *r, const json_t *events, const char *outbox,
-		   int64_t *seq, sdk_err *err);
+int wfs_run_insert(sqlite3 *db, const wfs_run *r, const char *idem_key, const json_t *events,
+		   const char *outbox, int64_t *seq, sdk_err *err);
+/* The run `owner` started with `idem_key` (the caller's Idempotency-Key,
+ * stored with the run by wfs_run_insert; SDK_ECONFLICT there when taken):
+ * 1 and its id, or 0. */
+int wfs_run_by_key(sqlite3 *db, const char *owner, const char *key, char run[33], sdk_err *err);
 /* Saves the run's status, state, output, error, due and appends events
  * (r->events counts them). */
 int wfs_run_save(sqlite3 *db, wfs_run *r, const json_t *events, const char *outbox, int64_t *seq,

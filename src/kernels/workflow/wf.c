@@ -1257,10 +1257,33 @@ static void on_def_get(sdk_req *req, void *ctx)
 
 /* ---- routes: runs ---- */
 
+#define WF_IDEM_KEY_MAX 200 /* bytes of a start's Idempotency-Key */
+
 typedef struct start_job {
 	sdk_req *req;
 	wfs_run r;
+	char key[WF_IDEM_KEY_MAX + 1]; /* "": none */
 } start_job;
+
+/* A start whose Idempotency-Key the caller used before: 200 with that run
+ * (a resend after a crash, e.g. the scheduler's: each slot starts one run).
+ * False when there is none. */
+static bool start_again(sdk_req *req, sdk_kernel *k, const char *owner, const char *key)
+{
+	char id[33];
+	sdk_err e;
+	wfs_run r;
+	int rc = wfs_run_by_key(k->db, owner, key, id, &e);
+	if (rc == 0)
+		return false;
+	if (rc > 0 && (rc = wfs_run_get(k->db, id, &r, &e)) == 0) {
+		sdk_reply_json(req, 200, run_view(&r));
+		wfs_run_clear(&r);
+		return true;
+	}
+	sdk_reply_status(req, rc, &e);
+	return true;
+}
 
 static void new_id(char out[33])
 {
@@ -1304,11 +1327,13 @@ static void start_bound(wf *w, def_slot *d, int status, sdk_err *err, void *arg)
 	sdk_err e;
 	char *body = status_body(w, &j->r);
 	int64_t seq = 0;
-	int rc = wfs_run_insert(w->k->db, &j->r, events, body, &seq, &e);
+	int rc = wfs_run_insert(w->k->db, &j->r, j->key[0] ? j->key : NULL, events, body, &seq, &e);
 	json_decref(events);
 	if (rc < 0) {
 		free(body);
-		sdk_reply_status(j->req, rc, &e);
+		/* the same key started meanwhile: that run is the answer */
+		if (rc != SDK_ECONFLICT || !j->key[0] || !start_again(j->req, w->k, j->r.owner, j->key))
+			sdk_reply_status(j->req, rc, &e);
 		wfs_run_clear(&j->r);
 		free(j);
 		return;
@@ -1357,6 +1382,13 @@ static void on_run_start(sdk_req *req, void *ctx)
 	const char *user;
 	int role;
 	bool all = caller_of(req, k, &user, &role);
+	const char *key = sdk_req_header(req, "Idempotency-Key");
+	if (key && (!*key || strlen(key) > WF_IDEM_KEY_MAX)) {
+		sdk_reply_error(req, 400, "invalid", "Idempotency-Key: 1 to %d bytes", WF_IDEM_KEY_MAX);
+		return;
+	}
+	if (key && start_again(req, k, user, key))
+		return;
 	char *text = NULL, version[65], owner[65];
 	sdk_err e;
 	int rc = wfs_def_get(k->db, name, ver ? json_string_value(ver) : NULL, &text, version, owner, &e);
@@ -1373,6 +1405,7 @@ static void on_run_start(sdk_req *req, void *ctx)
 		return;
 	}
 	j->req = req;
+	snprintf(j->key, sizeof j->key, "%s", key ? key : "");
 	new_id(j->r.id);
 	snprintf(j->r.name, sizeof j->r.name, "%s", name);
 	snprintf(j->r.version, sizeof j->r.version, "%s", version);
@@ -1655,7 +1688,9 @@ const sdk_kernel_def workflow_kernel = {
 	.complete = true,
 	/* Its tables as they are today: a change is a new step in
 	 * .migrations and a new fixture directory (docs/upgrades.md). */
-	.schema_version = 1,
+	.schema_version = WFS_SCHEMA_VERSION,
+	.migrations = wfs_migrations,
+	.n_migrations = WFS_SCHEMA_VERSION,
 	.routes = wf_routes,
 	.n_routes = sizeof wf_routes / sizeof wf_routes[0],
 	.init = wf_init,
