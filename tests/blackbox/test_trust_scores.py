@@ -92,6 +92,10 @@ class TrustScores(ServerClassCase):
             timeout=scaled(5), message="no 403 on a low-trust kernel")
         self.assertEqual(out["error"]["code"], "forbidden")
         self.assertIn("kernels.read", out["error"]["message"])
+        # The same score the policy read is on the kernel's tile (the
+        # dashboard and /kernel-ports show it, 0..1).
+        g.wait_for(lambda: (g.kernel(VICTIM).get("trust_score", 1.0)) < 0.35,
+                   timeout=scaled(15), message=lambda: g.kernel(VICTIM))
         # Time heals: the crashes fade, good periods count, the score
         # rises again and the policy lets reads through.
         g.wait_for(lambda: (self.percent(VICTIM) or 0) > 60, timeout=scaled(40),

@@ -123,6 +123,9 @@ bool api_audit_admit(sdk_req *req, void *ctx);
 
 /* A kernel as the API reports it: a new reference. */
 json_t *api_kernel_json(const sup_kernel *k);
+/* api_kernel_json with what the API adds to it: the kernel's trust score
+ * (0..1) when one is fresh. A new reference. */
+json_t *api_kernel_view(api_ctx *api, const sup_kernel *k);
 /* Looks up :name; answers 404 and returns NULL when there is no such kernel. */
 sup_kernel *api_kernel_param(api_ctx *api, sdk_req *req);
 

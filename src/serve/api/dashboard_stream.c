@@ -43,7 +43,7 @@ static int health_of(api_ctx *api, sup_kernel *k)
  * whether it is enabled. A new reference. */
 static json_t *kernel_json(api_ctx *api, sup_kernel *k)
 {
-	json_t *o = api_kernel_json(k);
+	json_t *o = api_kernel_view(api, k);
 	int h = health_of(api, k);
 	if (o) {
 		json_object_set_new(o, "health", h >= 0 ? json_string(gd_state_name((enum gd_state)h))

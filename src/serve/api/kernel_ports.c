@@ -10,7 +10,7 @@ static void api_kernel_ports_list(sdk_req *req, void *ctx)
 	api_ctx *api = ctx;
 	json_t *list = json_array();
 	for (size_t i = 0; i < sup_count(api->sup); i++)
-		json_array_append_new(list, api_kernel_json(sup_at(api->sup, i)));
+		json_array_append_new(list, api_kernel_view(api, sup_at(api->sup, i)));
 	sdk_reply_json(req, 200,
 		       json_pack("{s:i, s:i, s:o}", "api_port", api->cfg->api_port + api->cfg->port_offset,
 				 "port_offset", api->cfg->port_offset, "kernels", list));
@@ -20,7 +20,7 @@ static void api_kernel_ports_get(sdk_req *req, void *ctx)
 {
 	sup_kernel *k = api_kernel_param(ctx, req);
 	if (k)
-		sdk_reply_json(req, 200, api_kernel_json(k));
+		sdk_reply_json(req, 200, api_kernel_view(ctx, k));
 }
 
 /* A health check in progress: answered when the last probe returns. */

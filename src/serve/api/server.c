@@ -1,4 +1,5 @@
 #include "serve/api/api.h"
+#include "serve/api/trust_cache.h"
 #include "sdk/clock.h"
 #include "sdk/proc.h"
 
@@ -94,6 +95,17 @@ json_t *api_kernel_json(const sup_kernel *k)
 				    json_pack("{s:o, s:s}", "pid",
 					      k->holder.pid ? json_integer(k->holder.pid) : json_null(),
 					      "cmdline", k->holder.cmdline));
+	return o;
+}
+
+json_t *api_kernel_view(api_ctx *api, const sup_kernel *k)
+{
+	json_t *o = api_kernel_json(k);
+	/* The trust kernel's score of it, as the main process last read it
+	 * for policy (api/trust_cache.h): absent when none is fresh. */
+	int pct = o ? tc_percent(api->trust, k->cfg->name, sdk_wall_ms()) : -1;
+	if (pct >= 0)
+		json_object_set_new(o, "trust_score", json_real(pct / 100.0));
 	return o;
 }
 
