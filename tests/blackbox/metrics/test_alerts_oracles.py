@@ -92,8 +92,15 @@ class Oracles(GraceTestCase):
     def start_alertmanager(self, hook_port, tmp):
         port = free_port()
         cfg = os.path.join(tmp, "am.yml")
+        # Alertmanager's own group_wait longer than Grace's: an alert
+        # older than group_wait makes it flush the moment the first alert
+        # of a POST is in, racing the insertion of the rest (Alertmanager's
+        # dispatcher goroutine against its API handler: under load it sent
+        # a group of one). Recent alerts and a longer wait make it take the
+        # whole POST Grace sends at its flush, every time.
         with open(cfg, "w") as f:
-            f.write(ROUTE + "receivers:\n  - name: hook\n    webhook_configs:\n"
+            f.write(ROUTE.replace("group_wait: 1s", "group_wait: 3s") +
+                    "receivers:\n  - name: hook\n    webhook_configs:\n"
                     "      - url: http://127.0.0.1:%d/hook\n        send_resolved: true\n"
                     % hook_port)
         with open(os.path.join(tmp, "am.log"), "w") as errf:
@@ -145,7 +152,7 @@ class Oracles(GraceTestCase):
             alerts = [{"labels": {"alertname": "DiskFull", "job": job, "instance": inst,
                                   "severity": "critical"},
                        "annotations": {"summary": "%s on %s" % (job, inst)},
-                       "startsAt": iso(now - 60000), "endsAt": iso(now + 3600_000),
+                       "startsAt": iso(now), "endsAt": iso(now + 3600_000),
                        "generatorURL": "http://prom.example/graph"}
                       for job, inst in (("db", "db1"), ("db", "db2"), ("web", "web1"))]
             st, _, body = self.g.http("POST", "/alertmanager/api/v2/alerts", alerts)
@@ -155,6 +162,7 @@ class Oracles(GraceTestCase):
             def firing(hook):
                 return lambda bs: len([b for b in bs if b["status"] == "firing"]) >= groups and bs
             grace_hook.wait(firing(grace_hook), scaled(15), "Grace's two firing groups")
+            am_hook.wait(firing(am_hook), scaled(15), "Alertmanager's two firing groups")
 
             # All resolved: each says so once.
             for a in alerts:
