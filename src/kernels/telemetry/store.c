@@ -177,6 +177,27 @@ static json_t *body_of(sqlite3_stmt *st, int col, const char *service)
 	return b;
 }
 
+/* Steps `st` (its columns: service, body) to its end and finalizes it:
+ * *out the bodies, each with its service, in row order. */
+static int bodies_of(sqlite3 *db, sqlite3_stmt *st, const char *what, json_t **out,
+		     sdk_err *err)
+{
+	json_t *a = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *b = body_of(st, 1, (const char *)sqlite3_column_text(st, 0));
+		if (b)
+			json_array_append_new(a, b);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(a);
+		return sdk_db_fail(db, err, what);
+	}
+	*out = a;
+	return 0;
+}
+
 int tel_trace(sqlite3 *db, const char *trace_id, json_t **out, sdk_err *err)
 {
 	*out = NULL;
@@ -262,20 +283,7 @@ int tel_search(sqlite3 *db, const tel_span_filter *f, json_t **out, sdk_err *err
 	sqlite3_bind_int64(st, 8, f->since_ns);
 	sqlite3_bind_int64(st, 9, f->until_ns);
 	sqlite3_bind_int(st, 10, (int)f->limit);
-	json_t *a = json_array();
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *b = body_of(st, 1, (const char *)sqlite3_column_text(st, 0));
-		if (b)
-			json_array_append_new(a, b);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		json_decref(a);
-		return sdk_db_fail(db, err, "search spans");
-	}
-	*out = a;
-	return 0;
+	return bodies_of(db, st, "search spans", out, err);
 }
 
 int tel_logs(sqlite3 *db, const tel_log_filter *f, json_t **out, sdk_err *err)
@@ -298,20 +306,7 @@ int tel_logs(sqlite3 *db, const tel_log_filter *f, json_t **out, sdk_err *err)
 	sqlite3_bind_int64(st, 4, f->since_ns);
 	sqlite3_bind_int64(st, 5, f->until_ns);
 	sqlite3_bind_int(st, 6, (int)f->limit);
-	json_t *a = json_array();
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *b = body_of(st, 1, (const char *)sqlite3_column_text(st, 0));
-		if (b)
-			json_array_append_new(a, b);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		json_decref(a);
-		return sdk_db_fail(db, err, "read log records");
-	}
-	*out = a;
-	return 0;
+	return bodies_of(db, st, "read log records", out, err);
 }
 
 static int exec_id(sqlite3 *db, const char *sql, int64_t arg, sdk_err *err)
