@@ -63,6 +63,10 @@ int otlp_encode_success(otlp_signal sig, bool pb, size_t rejected, const char *w
 			size_t *len);
 int otlp_encode_status(bool pb, int code, const char *message, uint8_t **out, size_t *len);
 
+/* A 64-bit unsigned integer of OTLP/JSON: a JSON number or a string of
+ * digits; absent or null is 0. -1 for anything else (otlp_num.c). */
+int otlp_json_u64(const json_t *v, uint64_t *out);
+
 /* Lowercase hex of `n` bytes into out (2n+1 bytes). */
 void otlp_hex(const uint8_t *in, size_t n, char *out);
 

@@ -33,33 +33,6 @@ static int bad(ctx *c, const char *fmt, ...)
 	return -1;
 }
 
-/* A 64-bit unsigned integer: a JSON number or a string of digits. */
-static int get_u64(json_t *v, uint64_t *out)
-{
-	if (!v || json_is_null(v)) {
-		*out = 0;
-		return 0;
-	}
-	if (json_is_integer(v)) {
-		if (json_integer_value(v) < 0)
-			return -1;
-		*out = (uint64_t)json_integer_value(v);
-		return 0;
-	}
-	if (!json_is_string(v))
-		return -1;
-	const char *s = json_string_value(v);
-	if (!*s || !isdigit((unsigned char)*s))
-		return -1;
-	char *end;
-	errno = 0;
-	unsigned long long u = strtoull(s, &end, 10);
-	if (*end || errno)
-		return -1;
-	*out = u;
-	return 0;
-}
-
 static int get_i64(json_t *v, int64_t *out)
 {
 	if (json_is_integer(v)) {
@@ -85,7 +58,7 @@ static int get_i64(json_t *v, int64_t *out)
 static int get_u32(ctx *c, json_t *o, const char *name, uint32_t max, uint32_t *out)
 {
 	uint64_t v;
-	if (get_u64(json_object_get(o, name), &v) < 0 || v > max)
+	if (otlp_json_u64(json_object_get(o, name), &v) < 0 || v > max)
 		return bad(c, "%s: expected an integer from 0 to %" PRIu32, name, max);
 	*out = (uint32_t)v;
 	return 0;
@@ -328,7 +301,7 @@ static int norm_scope(ctx *c, json_t *in, json_t **out)
 
 static int norm_time(ctx *c, json_t *in, json_t *out, const char *name, uint64_t *t)
 {
-	if (get_u64(json_object_get(in, name), t) < 0 || *t > INT64_MAX)
+	if (otlp_json_u64(json_object_get(in, name), t) < 0 || *t > INT64_MAX)
 		return bad(c, "%s: expected nanoseconds since the epoch, a number or a string of digits",
 			   name);
 	char s[24];

@@ -209,29 +209,6 @@ static json_t *sample_value(double d, bool stale)
 	return json_real(d);
 }
 
-static int get_u64(json_t *v, uint64_t *out)
-{
-	*out = 0;
-	if (!v || json_is_null(v))
-		return 0;
-	if (json_is_integer(v)) {
-		if (json_integer_value(v) < 0)
-			return -1;
-		*out = (uint64_t)json_integer_value(v);
-		return 0;
-	}
-	const char *s = json_string_value(v);
-	if (!s || !isdigit((unsigned char)*s))
-		return -1;
-	char *end;
-	errno = 0;
-	unsigned long long u = strtoull(s, &end, 10);
-	if (*end || errno)
-		return -1;
-	*out = u;
-	return 0;
-}
-
 /* A double in OTLP/JSON: a number, or "NaN", "Infinity", "-Infinity" (or
  * a decimal string). */
 static int get_double(json_t *v, double *out)
@@ -597,10 +574,10 @@ static int read_times(tctx *c, json_t *p, uint64_t *start, uint64_t *t, bool *st
 {
 	uint32_t flags = 0;
 	uint64_t f;
-	if (get_u64(json_object_get(p, "startTimeUnixNano"), start) < 0 ||
-	    get_u64(json_object_get(p, "timeUnixNano"), t) < 0)
+	if (otlp_json_u64(json_object_get(p, "startTimeUnixNano"), start) < 0 ||
+	    otlp_json_u64(json_object_get(p, "timeUnixNano"), t) < 0)
 		return bad(c, "a time is not a non-negative integer");
-	if (get_u64(json_object_get(p, "flags"), &f) < 0 || f > UINT32_MAX)
+	if (otlp_json_u64(json_object_get(p, "flags"), &f) < 0 || f > UINT32_MAX)
 		return bad(c, "flags: expected an integer");
 	flags = (uint32_t)f;
 	*stale = flags & 1; /* FLAG_NO_RECORDED_VALUE */
@@ -675,7 +652,7 @@ static int histogram_point(tctx *c, json_t *base, json_t *p, const char *name, b
 	bool stale;
 	if (read_times(c, p, &start, &t, &stale) < 0)
 		return -1;
-	if (get_u64(json_object_get(p, "count"), &count) < 0)
+	if (otlp_json_u64(json_object_get(p, "count"), &count) < 0)
 		return bad(c, "count: expected a non-negative integer");
 	json_t *bc = json_object_get(p, "bucketCounts"), *eb = json_object_get(p, "explicitBounds");
 	json_t *sj = json_object_get(p, "sum");
@@ -698,7 +675,7 @@ static int histogram_point(tctx *c, json_t *base, json_t *p, const char *name, b
 	}
 	for (size_t i = 0; i < nb; i++) {
 		uint64_t u;
-		if (get_u64(json_array_get(bc, i), &u) < 0) {
+		if (otlp_json_u64(json_array_get(bc, i), &u) < 0) {
 			rc = bad(c, "bucketCounts[%zu]: expected a non-negative integer", i);
 			goto out;
 		}
@@ -795,7 +772,7 @@ static int summary_point(tctx *c, json_t *base, json_t *p, const char *name)
 	if (read_times(c, p, &start, &t, &stale) < 0)
 		return -1;
 	json_t *qv = json_object_get(p, "quantileValues"), *sj = json_object_get(p, "sum");
-	if (get_u64(json_object_get(p, "count"), &count) < 0)
+	if (otlp_json_u64(json_object_get(p, "count"), &count) < 0)
 		return bad(c, "count: expected a non-negative integer");
 	if (sj && !json_is_null(sj) && get_double(sj, &sum) < 0)
 		return bad(c, "sum: expected a number");
@@ -864,7 +841,7 @@ static int one_metric(tctx *c, json_t *base, json_t *m)
 		return bad(c, "%s: expected an object with an array \"dataPoints\"", kind_keys[kind]);
 	size_t np = json_array_size(points);
 	uint64_t temp = 0;
-	if (get_u64(json_object_get(data, "aggregationTemporality"), &temp) < 0 || temp > 2)
+	if (otlp_json_u64(json_object_get(data, "aggregationTemporality"), &temp) < 0 || temp > 2)
 		return bad(c, "aggregationTemporality: expected 0, 1 or 2");
 	bool mono = json_is_true(json_object_get(data, "isMonotonic"));
 	char pkind = kind == M_GAUGE ? 'g'
