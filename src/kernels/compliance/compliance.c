@@ -1020,18 +1020,28 @@ static void on_scan_get(sdk_req *req, void *ctx)
 		reply_scan(cmp_of(ctx), req, id, 200);
 }
 
-static void on_report(sdk_req *req, void *ctx)
+/* The scan the path names (ID or latest), or NULL once the request is
+ * answered with why not. A new reference. */
+static json_t *scan_of_path(sdk_req *req, void *ctx)
 {
 	int64_t id;
 	if (scan_id(req, &id) < 0)
-		return;
+		return NULL;
 	json_t *s;
 	sdk_err e;
 	int rc = cmp_scan_get(cmp_of(ctx)->k->db, id, &s, &e);
 	if (rc < 0) {
 		sdk_reply_status(req, rc, &e);
-		return;
+		return NULL;
 	}
+	return s;
+}
+
+static void on_report(sdk_req *req, void *ctx)
+{
+	json_t *s = scan_of_path(req, ctx);
+	if (!s)
+		return;
 	json_t *doc = cmp_oscal_build(s);
 	json_decref(s);
 	if (!doc)
@@ -1042,16 +1052,9 @@ static void on_report(sdk_req *req, void *ctx)
 
 static void on_summary(sdk_req *req, void *ctx)
 {
-	int64_t id;
-	if (scan_id(req, &id) < 0)
+	json_t *s = scan_of_path(req, ctx);
+	if (!s)
 		return;
-	json_t *s;
-	sdk_err e;
-	int rc = cmp_scan_get(cmp_of(ctx)->k->db, id, &s, &e);
-	if (rc < 0) {
-		sdk_reply_status(req, rc, &e);
-		return;
-	}
 	struct evbuffer *b = evbuffer_new();
 	char t0[40], t1[40];
 	evbuffer_add_printf(
