@@ -385,22 +385,26 @@ static void clear_holder_poll(struct incident *inc)
 /* A unit's port is its socket unit's (or its ExecStart's): moving it means
  * another unit, an operator's decision, not a playbook's. Refused before
  * the first step, so nothing is stopped for a move that cannot happen. */
+/* Whether a playbook moves the kernel's port (rebind_port, reset_port). */
+static bool moves_port(const struct playbook *pb)
+{
+	for (size_t i = 0; pb && i < pb->n; i++)
+		if (pb->steps[i] == STEP_PICK_PORT || pb->steps[i] == STEP_CONFIGURED_PORT)
+			return true;
+	return false;
+}
+
 static bool refuse_port_move(struct incident *inc)
 {
-	if (!sup_kernel_by_systemd(inc->k))
+	if (!sup_kernel_by_systemd(inc->k) || !moves_port(inc->pb))
 		return false;
-	for (size_t i = 0; i < inc->pb->n; i++) {
-		if (inc->pb->steps[i] != STEP_PICK_PORT && inc->pb->steps[i] != STEP_CONFIGURED_PORT)
-			continue;
-		inc->refused = true;
-		step_done(inc, false,
-			  "kernel %s is run by systemd: its port is its unit's (%s); %s moves "
-			  "ports, so nothing was done",
-			  inc->k->cfg->name,
-			  inc->k->socket_unit[0] ? inc->k->socket_unit : inc->k->unit, inc->pb->name);
-		return true;
-	}
-	return false;
+	inc->refused = true;
+	step_done(inc, false,
+		  "kernel %s is run by systemd: its port is its unit's (%s); %s moves "
+		  "ports, so nothing was done",
+		  inc->k->cfg->name, inc->k->socket_unit[0] ? inc->k->socket_unit : inc->k->unit,
+		  inc->pb->name);
+	return true;
 }
 
 static void step_pick_port(struct incident *inc)
@@ -637,14 +641,6 @@ static void start_playbook(struct incident *inc, const char *pb, json_t *learnin
 		json_object_set(inc->json, "learning", learning);
 	if (!refuse_port_move(inc))
 		run_step(inc);
-}
-
-static bool moves_port(const struct playbook *pb)
-{
-	for (size_t i = 0; pb && i < pb->n; i++)
-		if (pb->steps[i] == STEP_PICK_PORT || pb->steps[i] == STEP_CONFIGURED_PORT)
-			return true;
-	return false;
 }
 
 static void on_learned(const char *pb, json_t *learning, int64_t decision_id, void *arg)
