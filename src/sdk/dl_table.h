@@ -4,23 +4,21 @@
  * otherwise be mapped, relocated and partly paged in by twenty kernel
  * processes and their standbys. Grace compiles against the library's
  * headers for its types and loads it where it is needed. */
-#ifndef GRACE_DL_TABLE_H
-#define GRACE_DL_TABLE_H
-
-#include "serve/layer.h"
+#ifndef GRACE_SDK_DL_TABLE_H
+#define GRACE_SDK_DL_TABLE_H
 
 #include <stddef.h>
 
-typedef struct dl_sym {
+typedef struct sdk_dl_sym {
 	const char *name;
 	size_t offset; /* of its pointer in the table */
-} dl_sym;
+} sdk_dl_sym;
 
-#define DL_SYM(type, sym, member) { sym, offsetof(type, member) }
+#define SDK_DL_SYM(type, sym, member) { sym, offsetof(type, member) }
 
 /* Opens the first of `names` that loads and fills `table` with every
  * symbol; the handle goes to *lib. 0, or -1 with why in err. */
-int dl_table_open(void **lib, const char *const *names, size_t n_names, const dl_sym *syms,
+int sdk_dl_table_open(void **lib, const char *const *names, size_t n_names, const sdk_dl_sym *syms,
 		  size_t n_syms, void *table, const char *what, char *err, size_t errlen);
 
 #endif

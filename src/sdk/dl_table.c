@@ -1,10 +1,10 @@
-#include "serve/dl_table.h"
+#include "sdk/dl_table.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
-int dl_table_open(void **lib, const char *const *names, size_t n_names, const dl_sym *syms,
+int sdk_dl_table_open(void **lib, const char *const *names, size_t n_names, const sdk_dl_sym *syms,
 		  size_t n_syms, void *table, const char *what, char *err, size_t errlen)
 {
 	/* The soname first; an unversioned name only where a -dev package made it. */

@@ -1,21 +1,20 @@
 /* libcurl, loaded at run time. Every kernel is this same `grace` binary, and
  * linking libcurl costs each kernel process about 6 MiB of resident memory
- * and 15 ms of exec (measured) for a library only the main process uses,
- * and only when a [model] is configured. So Grace compiles against
- * <curl/curl.h> for its types and constants, and the main process
+ * and 15 ms of exec (measured) for a library only the processes that talk
+ * to a model use (chat in the main process, the research and coding_agent
+ * kernels), and only when a [model] is configured. So Grace compiles
+ * against <curl/curl.h> for its types and constants, and such a process
  * dlopen()s libcurl.so.4 when it needs it; the functions it calls live in
  * one table here. */
-#ifndef GRACE_CHAT_CURL_DL_H
-#define GRACE_CHAT_CURL_DL_H
-
-#include "serve/layer.h"
+#ifndef GRACE_SDK_CURL_DL_H
+#define GRACE_SDK_CURL_DL_H
 
 #include <curl/curl.h>
 #include <stddef.h>
 
 /* The members are not named curl_*: <curl/curl.h> defines some of those
  * names as function-like macros (its GCC type checks). */
-typedef struct curl_dl {
+typedef struct sdk_curl_dl {
 	void *lib;
 	CURLcode (*global_init)(long flags);
 	void (*global_cleanup)(void);
@@ -37,12 +36,12 @@ typedef struct curl_dl {
 	const char *(*easy_strerror)(CURLcode code);
 	struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
 	void (*slist_free_all)(struct curl_slist *list);
-} curl_dl;
+} sdk_curl_dl;
 
 /* Loads libcurl and runs curl_global_init. 0, or -1 with the reason in
  * `err` (and nothing left loaded). */
-int curl_dl_open(curl_dl *c, char *err, size_t errlen);
+int sdk_curl_open(sdk_curl_dl *c, char *err, size_t errlen);
 /* curl_global_cleanup, then unloads it; a no-op on a table never opened. */
-void curl_dl_close(curl_dl *c);
+void sdk_curl_close(sdk_curl_dl *c);
 
 #endif

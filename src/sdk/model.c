@@ -1,6 +1,6 @@
-#include "serve/chat/model.h"
+#include "sdk/model.h"
 
-#include "serve/chat/curl_dl.h"
+#include "sdk/curl_dl.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -17,14 +17,14 @@
 
 /* One socket libcurl asked us to watch. */
 struct msock {
-	model *m;
+	sdk_model *m;
 	struct msock *prev, *next;
 	struct event *ev;
 };
 
-struct model_call {
-	model *m;
-	model_call *prev, *next;
+struct sdk_model_call {
+	sdk_model *m;
+	sdk_model_call *prev, *next;
 	CURL *easy;
 	char *request;
 	bool stream;
@@ -40,14 +40,14 @@ struct model_call {
 	size_t text_len, text_cap;
 	char problem[256]; /* found while reading the answer */
 	char errbuf[CURL_ERROR_SIZE];
-	model_delta_cb on_delta;
-	model_done_cb on_done;
+	sdk_model_delta_cb on_delta;
+	sdk_model_done_cb on_done;
 	void *arg;
 };
 
-struct model {
+struct sdk_model {
 	struct event_base *base;
-	curl_dl curl;
+	sdk_curl_dl curl;
 	CURLM *multi;
 	struct event *timer;
 	char url[sizeof ((grace_model *)0)->base_url + 32];
@@ -55,23 +55,23 @@ struct model {
 	char *noproxy;
 	unsigned timeout_ms, max_tokens;
 	struct curl_slist *hdr_stream, *hdr_whole;
-	model_call *calls;
+	sdk_model_call *calls;
 	struct msock *socks;
 };
 
-const char *model_name(const model *m) { return m->name; }
+const char *sdk_model_name(const sdk_model *m) { return m->name; }
 
-const char *model_failure_label(model_failure f)
+const char *sdk_model_failure_label(sdk_model_failure f)
 {
-	static const char *const labels[MODEL_FAILURE_KINDS] = {
-		[MODEL_OK] = "none",
-		[MODEL_FAIL_TIMEOUT] = "timeout",
-		[MODEL_FAIL_UNREACHABLE] = "unreachable",
-		[MODEL_FAIL_HTTP_STATUS] = "http_status",
-		[MODEL_FAIL_BAD_ANSWER] = "bad_answer",
-		[MODEL_FAIL_TRUNCATED] = "truncated_stream",
+	static const char *const labels[SDK_MODEL_FAILURE_KINDS] = {
+		[SDK_MODEL_OK] = "none",
+		[SDK_MODEL_FAIL_TIMEOUT] = "timeout",
+		[SDK_MODEL_FAIL_UNREACHABLE] = "unreachable",
+		[SDK_MODEL_FAIL_HTTP_STATUS] = "http_status",
+		[SDK_MODEL_FAIL_BAD_ANSWER] = "bad_answer",
+		[SDK_MODEL_FAIL_TRUNCATED] = "truncated_stream",
 	};
-	return (unsigned)f < MODEL_FAILURE_KINDS ? labels[f] : "unknown";
+	return (unsigned)f < SDK_MODEL_FAILURE_KINDS ? labels[f] : "unknown";
 }
 
 static int grow(char **buf, size_t *cap, size_t need)
@@ -91,9 +91,9 @@ static int grow(char **buf, size_t *cap, size_t need)
 
 /* ---- calls ---- */
 
-static void call_free(model_call *c)
+static void call_free(sdk_model_call *c)
 {
-	model *m = c->m;
+	sdk_model *m = c->m;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -110,7 +110,7 @@ static void call_free(model_call *c)
 	free(c);
 }
 
-void model_call_cancel(model_call *c)
+void sdk_model_call_cancel(sdk_model_call *c)
 {
 	if (!c)
 		return;
@@ -121,11 +121,11 @@ void model_call_cancel(model_call *c)
 	call_free(c);
 }
 
-static int append_text(model_call *c, const char *s, size_t n)
+static int append_text(sdk_model_call *c, const char *s, size_t n)
 {
-	if (c->text_len + n > MODEL_ANSWER_MAX) {
+	if (c->text_len + n > SDK_MODEL_ANSWER_MAX) {
 		snprintf(c->problem, sizeof c->problem, "the answer is longer than %u bytes",
-			 MODEL_ANSWER_MAX);
+			 SDK_MODEL_ANSWER_MAX);
 		return -1;
 	}
 	if (grow(&c->text, &c->text_cap, c->text_len + n + 1) < 0) {
@@ -149,7 +149,7 @@ static const char *error_message(json_t *j)
 }
 
 /* One line of a Server-Sent Events answer. */
-static void stream_line(model_call *c, const char *line, size_t len)
+static void stream_line(sdk_model_call *c, const char *line, size_t len)
 {
 	if (len < 5 || memcmp(line, "data:", 5))
 		return; /* event:, id:, comments and blank lines */
@@ -186,7 +186,7 @@ static void stream_line(model_call *c, const char *line, size_t len)
 	json_decref(j);
 }
 
-static void stream_parse(model_call *c, bool final)
+static void stream_parse(sdk_model_call *c, bool final)
 {
 	while (c->parsed < c->raw_len && !c->problem[0] && !c->cancelled) {
 		const char *start = c->raw + c->parsed;
@@ -201,7 +201,7 @@ static void stream_parse(model_call *c, bool final)
 	}
 }
 
-static long response_code(model_call *c)
+static long response_code(sdk_model_call *c)
 {
 	long code = 0;
 	c->m->curl.easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -210,13 +210,13 @@ static long response_code(model_call *c)
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 {
-	model_call *c = arg;
+	sdk_model_call *c = arg;
 	size_t n = size * nmemb;
 	if (c->cancelled || c->problem[0])
 		return 0;
-	if (c->raw_len + n > MODEL_RAW_MAX) {
+	if (c->raw_len + n > SDK_MODEL_RAW_MAX) {
 		snprintf(c->problem, sizeof c->problem, "the model sent more than %u bytes",
-			 MODEL_RAW_MAX);
+			 SDK_MODEL_RAW_MAX);
 		return 0;
 	}
 	if (grow(&c->raw, &c->raw_cap, c->raw_len + n + 1) < 0) {
@@ -236,7 +236,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 /* A whole (not streamed) answer: choices[0].message.content. */
-static void whole_parse(model_call *c)
+static void whole_parse(sdk_model_call *c)
 {
 	json_t *j = json_loadb(c->raw ? c->raw : "", c->raw_len, 0, NULL);
 	json_t *content = json_object_get(
@@ -254,11 +254,11 @@ static void whole_parse(model_call *c)
 	json_decref(j);
 }
 
-static void call_finish(model_call *c, CURLcode result)
+static void call_finish(sdk_model_call *c, CURLcode result)
 {
-	model *m = c->m;
+	sdk_model *m = c->m;
 	char error[512] = "";
-	model_failure failure = MODEL_OK;
+	sdk_model_failure failure = SDK_MODEL_OK;
 	long code = response_code(c);
 	/* Events are read only from a 2xx answer. Once the model has said it
 	 * is done, a transfer that then breaks loses nothing. */
@@ -266,20 +266,20 @@ static void call_finish(model_call *c, CURLcode result)
 	bool ended = c->saw_done || c->saw_finish;
 	const char *curl_why = c->errbuf[0] ? c->errbuf : m->curl.easy_strerror(result);
 	if (c->problem[0]) {
-		failure = MODEL_FAIL_BAD_ANSWER;
+		failure = SDK_MODEL_FAIL_BAD_ANSWER;
 		snprintf(error, sizeof error, "%s", c->problem);
 	} else if (result == CURLE_OPERATION_TIMEDOUT && !ended) {
-		failure = MODEL_FAIL_TIMEOUT;
+		failure = SDK_MODEL_FAIL_TIMEOUT;
 		snprintf(error, sizeof error, "the model did not answer within %u ms", m->timeout_ms);
 	} else if (result != CURLE_OK && began && !ended) {
-		failure = MODEL_FAIL_TRUNCATED;
+		failure = SDK_MODEL_FAIL_TRUNCATED;
 		snprintf(error, sizeof error, "the model's answer was cut off: its stream broke off "
 					      "without [DONE] or a finish_reason (%s)", curl_why);
 	} else if (result != CURLE_OK && !(began && ended)) {
-		failure = MODEL_FAIL_UNREACHABLE;
+		failure = SDK_MODEL_FAIL_UNREACHABLE;
 		snprintf(error, sizeof error, "cannot reach the model server: %s", curl_why);
 	} else if (code < 200 || code >= 300) {
-		failure = MODEL_FAIL_HTTP_STATUS;
+		failure = SDK_MODEL_FAIL_HTTP_STATUS;
 		json_t *j = json_loadb(c->raw ? c->raw : "", c->raw_len, 0, NULL);
 		const char *why = j ? error_message(j) : NULL;
 		snprintf(error, sizeof error, "the model server answered HTTP %ld%s%.200s", code,
@@ -299,20 +299,20 @@ static void call_finish(model_call *c, CURLcode result)
 			return;
 		}
 		if (c->problem[0]) {
-			failure = MODEL_FAIL_BAD_ANSWER;
+			failure = SDK_MODEL_FAIL_BAD_ANSWER;
 			snprintf(error, sizeof error, "%s", c->problem);
 		} else if (events && !c->saw_done && !c->saw_finish) {
 			/* The body ended (a closed connection, or chunked framing
 			 * ended early) before the model said it had finished. */
-			failure = MODEL_FAIL_TRUNCATED;
+			failure = SDK_MODEL_FAIL_TRUNCATED;
 			snprintf(error, sizeof error, "the model's answer was cut off: its stream ended "
 						      "without [DONE] or a finish_reason");
 		} else if (c->text_len == 0) {
-			failure = MODEL_FAIL_BAD_ANSWER;
+			failure = SDK_MODEL_FAIL_BAD_ANSWER;
 			snprintf(error, sizeof error, "the model answered with no text");
 		}
 	}
-	model_done_cb done = c->on_done;
+	sdk_model_done_cb done = c->on_done;
 	void *arg = c->arg;
 	/* The easy handle goes first; the text lives until the callback returns. */
 	m->curl.multi_remove_handle(m->multi, c->easy);
@@ -322,14 +322,14 @@ static void call_finish(model_call *c, CURLcode result)
 	call_free(c);
 }
 
-static void check_done(model *m)
+static void check_done(sdk_model *m)
 {
 	CURLMsg *msg;
 	int left;
 	while ((msg = m->curl.multi_info_read(m->multi, &left))) {
 		if (msg->msg != CURLMSG_DONE)
 			continue;
-		model_call *c = NULL;
+		sdk_model_call *c = NULL;
 		m->curl.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
 		CURLcode result = msg->data.result;
 		if (!c)
@@ -345,7 +345,7 @@ static void check_done(model *m)
 
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
-	model *m = arg;
+	sdk_model *m = arg;
 	int running;
 	int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 	m->curl.multi_socket_action(m->multi, fd, flags, &running);
@@ -355,7 +355,7 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
-	model *m = arg;
+	sdk_model *m = arg;
 	int running;
 	m->curl.multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	check_done(m);
@@ -363,7 +363,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 static void msock_free(struct msock *s)
 {
-	model *m = s->m;
+	sdk_model *m = s->m;
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -379,7 +379,7 @@ static void msock_free(struct msock *s)
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	(void)easy;
-	model *m = userp;
+	sdk_model *m = userp;
 	struct msock *s = socketp;
 	if (what == CURL_POLL_REMOVE) {
 		if (s)
@@ -410,7 +410,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
 	(void)multi;
-	model *m = userp;
+	sdk_model *m = userp;
 	if (timeout_ms < 0) {
 		evtimer_del(m->timer);
 		return 0;
@@ -419,10 +419,10 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 	return evtimer_add(m->timer, &tv) < 0 ? -1 : 0;
 }
 
-model_call *model_chat(model *m, const json_t *messages, bool stream, model_delta_cb on_delta,
-		       model_done_cb on_done, void *arg)
+sdk_model_call *sdk_model_chat(sdk_model *m, const json_t *messages, bool stream, sdk_model_delta_cb on_delta,
+		       sdk_model_done_cb on_done, void *arg)
 {
-	model_call *c = calloc(1, sizeof *c);
+	sdk_model_call *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
 	c->m = m;
@@ -444,7 +444,7 @@ model_call *model_chat(model *m, const json_t *messages, bool stream, model_delt
 		return NULL;
 	}
 	CURL *e = c->easy;
-	const curl_dl *k = &m->curl;
+	const sdk_curl_dl *k = &m->curl;
 	k->easy_setopt(e, CURLOPT_URL, m->url);
 	k->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	k->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -514,7 +514,7 @@ static int read_key(const char *path, char *key, size_t len, char *err, size_t e
 	return 0;
 }
 
-static struct curl_slist *headers_new(const curl_dl *k, const char *accept, const char *auth)
+static struct curl_slist *headers_new(const sdk_curl_dl *k, const char *accept, const char *auth)
 {
 	struct curl_slist *h = k->slist_append(NULL, "Content-Type: application/json");
 	struct curl_slist *t = h ? k->slist_append(h, accept) : NULL;
@@ -527,9 +527,9 @@ static struct curl_slist *headers_new(const curl_dl *k, const char *accept, cons
 	return h;
 }
 
-model *model_new(struct event_base *base, const grace_model *cfg, char *err, size_t errlen)
+sdk_model *sdk_model_new(struct event_base *base, const grace_model *cfg, char *err, size_t errlen)
 {
-	model *m = calloc(1, sizeof *m);
+	sdk_model *m = calloc(1, sizeof *m);
 	if (!m) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -563,7 +563,7 @@ model *model_new(struct event_base *base, const grace_model *cfg, char *err, siz
 	if ((m->noproxy = malloc(nplen)))
 		snprintf(m->noproxy, nplen, "%s%s" MODEL_NOPROXY_LOCAL, np && *np ? np : "",
 			 np && *np ? "," : "");
-	if (!m->noproxy || curl_dl_open(&m->curl, err, errlen) < 0) {
+	if (!m->noproxy || sdk_curl_open(&m->curl, err, errlen) < 0) {
 		explicit_bzero(auth, sizeof auth);
 		if (!m->noproxy)
 			snprintf(err, errlen, "out of memory");
@@ -571,7 +571,7 @@ model *model_new(struct event_base *base, const grace_model *cfg, char *err, siz
 		free(m);
 		return NULL;
 	}
-	const curl_dl *k = &m->curl;
+	const sdk_curl_dl *k = &m->curl;
 	m->hdr_stream = headers_new(k, "Accept: text/event-stream", auth[0] ? auth : NULL);
 	m->hdr_whole = headers_new(k, "Accept: application/json", auth[0] ? auth : NULL);
 	explicit_bzero(auth, sizeof auth);
@@ -579,7 +579,7 @@ model *model_new(struct event_base *base, const grace_model *cfg, char *err, siz
 	m->multi = k->multi_init();
 	if (!m->hdr_stream || !m->hdr_whole || !m->timer || !m->multi) {
 		snprintf(err, errlen, "cannot set up libcurl");
-		model_free(m);
+		sdk_model_free(m);
 		return NULL;
 	}
 	k->multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
@@ -589,7 +589,7 @@ model *model_new(struct event_base *base, const grace_model *cfg, char *err, siz
 	return m;
 }
 
-void model_free(model *m)
+void sdk_model_free(sdk_model *m)
 {
 	if (!m)
 		return;
@@ -610,7 +610,7 @@ void model_free(model *m)
 		m->curl.slist_free_all(m->hdr_stream);
 	if (m->hdr_whole)
 		m->curl.slist_free_all(m->hdr_whole);
-	curl_dl_close(&m->curl);
+	sdk_curl_close(&m->curl);
 	free(m->noproxy);
 	free(m);
 }

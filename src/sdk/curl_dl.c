@@ -1,6 +1,6 @@
-#include "serve/chat/curl_dl.h"
+#include "sdk/curl_dl.h"
 
-#include "serve/dl_table.h"
+#include "sdk/dl_table.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -8,8 +8,8 @@
 
 static const char *const curl_names[] = { "libcurl.so.4", "libcurl.so" };
 
-static const dl_sym curl_syms[] = {
-#define S(sym, member) DL_SYM(curl_dl, sym, member)
+static const sdk_dl_sym curl_syms[] = {
+#define S(sym, member) SDK_DL_SYM(sdk_curl_dl, sym, member)
 	S("curl_global_init", global_init),
 	S("curl_global_cleanup", global_cleanup),
 	S("curl_version", version),
@@ -32,10 +32,10 @@ static const dl_sym curl_syms[] = {
 #undef S
 };
 
-int curl_dl_open(curl_dl *c, char *err, size_t errlen)
+int sdk_curl_open(sdk_curl_dl *c, char *err, size_t errlen)
 {
 	memset(c, 0, sizeof *c);
-	if (dl_table_open(&c->lib, curl_names, sizeof curl_names / sizeof *curl_names, curl_syms,
+	if (sdk_dl_table_open(&c->lib, curl_names, sizeof curl_names / sizeof *curl_names, curl_syms,
 			  sizeof curl_syms / sizeof *curl_syms, c, "libcurl", err, errlen) < 0) {
 		memset(c, 0, sizeof *c);
 		return -1;
@@ -50,7 +50,7 @@ int curl_dl_open(curl_dl *c, char *err, size_t errlen)
 	return 0;
 }
 
-void curl_dl_close(curl_dl *c)
+void sdk_curl_close(sdk_curl_dl *c)
 {
 	if (!c->lib)
 		return;
