@@ -199,6 +199,19 @@ static const struct cfg_key learning_keys[] = {
 #undef L
 };
 
+static const struct cfg_key research_keys[] = {
+#define R(n, field, lo, hi) { n, offsetof(grace_research, field), KEY_UINT, lo, hi }
+	R("steps_default", steps_default, 1, 1000),
+	R("steps_max", steps_max, 1, 1000),
+	R("time_ms_default", time_ms_default, 100, 600000),
+	R("time_ms_max", time_ms_max, 100, 600000),
+	R("call_timeout_ms", call_timeout_ms, 100, 60000),
+	R("window_ms", window_ms, 1000, 7u * 86400000),
+	R("running_max", running_max, 1, 256),
+	R("keep", keep, 10, 1000000),
+#undef R
+};
+
 static const struct cfg_key governance_keys[] = {
 #define G(n, field, lo, hi) { n, offsetof(grace_governance, field), KEY_UINT, lo, hi }
 	G("expiry_s", expiry_s, 1, 366u * 86400),
@@ -865,6 +878,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "research")) {
+		int rc = set_keyed(&cfg->research, research_keys,
+				   sizeof research_keys / sizeof research_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "governance"))
 		return on_governance_key(c, name, value);
 	if (!strcmp(section, "systemd")) {
@@ -1061,7 +1082,8 @@ static bool known_section(const char *name, size_t n)
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
-					     "telemetry", "systemd", "crypto", "trust", "learning" };
+					     "telemetry", "systemd", "crypto", "trust", "learning",
+					     "research" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1224,6 +1246,14 @@ static void config_defaults(grace_config *cfg)
 					  .decisions_max = 100000,
 					  .evaluate_max = 20000,
 					  .decide_timeout_ms = 300 };
+	cfg->research = (grace_research){ .steps_default = 30,
+					  .steps_max = 200,
+					  .time_ms_default = 20000,
+					  .time_ms_max = 120000,
+					  .call_timeout_ms = 3000,
+					  .window_ms = 900000,
+					  .running_max = 8,
+					  .keep = 1000 };
 	cfg->compliance = (grace_compliance){ .scan_interval_s = 3600,
 					      .scans_keep = 1000,
 					      .waiver_max_days = 90,

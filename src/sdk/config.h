@@ -196,6 +196,18 @@ typedef struct grace_learning {
 	unsigned decide_timeout_ms; /* how long the healer waits for an order */
 } grace_learning;
 
+/* [research]: the research kernel's investigations (docs/research.md). */
+typedef struct grace_research {
+	unsigned steps_default;   /* calls to sources an investigation may make, unless it asks */
+	unsigned steps_max;       /* the most one may ask for */
+	unsigned time_ms_default; /* an investigation's time, unless it asks */
+	unsigned time_ms_max;     /* the most one may ask for */
+	unsigned call_timeout_ms; /* one call to a source, at most */
+	unsigned window_ms;       /* the window of a question that names no time */
+	unsigned running_max;     /* investigations running at once */
+	unsigned keep;            /* investigations kept, newest */
+} grace_research;
+
 /* [governance]: change requests before dangerous actions (docs/governance.md). */
 #define GRACE_GOV_RULES_MAX 16
 #define GRACE_GOV_RULE_MAX 192 /* a rule's text, as a grace.ini line holds it */
@@ -311,6 +323,7 @@ typedef struct grace_config {
 	grace_executor executor;
 	grace_telemetry telemetry;
 	grace_learning learning;
+	grace_research research;
 	grace_governance governance;
 	grace_backup backup;
 	grace_systemd systemd;

@@ -114,6 +114,12 @@ static void on_gateway_governance(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "governance", "/governance");
 }
 
+/* /research/...: investigations (admins only). */
+static void on_gateway_research(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "research", "/research");
+}
+
 /* The kernel behind each prefix of the routes below. */
 static const api_prefix prefixes[] = {
 	{ "/alertmanager", "alerts" },
@@ -129,6 +135,7 @@ static const api_prefix prefixes[] = {
 	{ "/workflow", "workflow" },
 	{ "/governance", "governance" },
 	{ "/trust", "trust" },
+	{ "/research", "research" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -171,6 +178,7 @@ static const sdk_route routes[] = {
 	API_ADMIN("GET", "/trust/scores", on_gateway_trust),
 	API_ADMIN("GET", "/trust/scores/kernel/:name", on_gateway_trust),
 	API_USER("GET", "/trust/scores/user/:name", on_gateway_trust),
+	API_ADMIN(NULL, "/research/*", on_gateway_research),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
 	API_USER(NULL, "/state-machine/*", on_gateway_state_machine),
 	API_USER(NULL, "/workflow/*", on_gateway_workflow),
