@@ -292,7 +292,9 @@ class Research(GraceTestCase):
 
     def test_model_claim_dropped(self):
         # One claim cites gathered evidence, one an invented id: the second goes.
-        self.model.control(text="The log was down [E1]. The disk was full [E999].")
+        # The model thinks a while first (slow, within its timeout).
+        self.model.control(text="The log was down [E1]. The disk was full [E999].",
+                           think_ms=300)
         inv = self.investigate("why did audit stop appending?")
         ans = inv["answer"]
         self.assertEqual(ans["by"], "model", ans)
