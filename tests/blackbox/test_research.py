@@ -219,6 +219,7 @@ class Research(GraceTestCase):
         # Sources: incidents (no self_healing kernel here) unavailable, not a failure;
         # memory skipped with its reason.
         self.assertEqual(inv["sources"]["audit"]["status"], "ok", inv["sources"])
+        self.assertEqual(inv["sources"]["metrics"], {"status": "ok", "calls": 4}, inv["sources"])
         self.assertEqual(inv["sources"]["incidents"]["status"], "unavailable", inv["sources"])
         self.assertEqual(inv["sources"]["memory"]["status"], "skipped")
         self.assertIn("main process", inv["sources"]["memory"]["detail"])

@@ -502,6 +502,11 @@ void rs_gather_start(rs_inv *inv)
 	metric(inv, q, "down", at);
 	snprintf(q, sizeof q, "increase(grace_kernel_restarts_total{%s}[%llds])", m, w > 0 ? w : 1);
 	metric(inv, q, "restarts", at);
+	/* The kernels' own error counters: answers of 5xx in the window. */
+	snprintf(q, sizeof q,
+		 "sum by (kernel) (increase(grace_http_requests_total{%s%sstatus=~\"5..\"}[%llds]))",
+		 m, nks ? "," : "", w > 0 ? w : 1);
+	metric(inv, q, "errors", at);
 	matcher("instance", ks, nks, m, sizeof m);
 	snprintf(q, sizeof q, "min_over_time(up{job=\"grace\"%s%s}[%llds])", nks ? "," : "", m,
 		 w > 0 ? w : 1);
