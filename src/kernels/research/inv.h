@@ -35,6 +35,7 @@ typedef struct rs_kernel {
 	struct rs_inv *running; /* a list, newest first */
 	unsigned n_running;
 	bool closing;
+	bool draining; /* SIGTERM came: no new long polls (drain answers the ones held) */
 	const char *const *names; /* the kernels' names, for the question parser */
 	unsigned long long started, by_model, by_rules, budget_exhausted,
 		model_failures[RS_FAIL_KINDS], unavailable, redactions, dropped_claims;

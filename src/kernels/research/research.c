@@ -211,7 +211,7 @@ static void on_get(sdk_req *req, void *ctx)
 		return;
 	rs_inv *inv = rs_inv_find(rk, id);
 	if (inv) {
-		if (wait_ms && !rk->closing)
+		if (wait_ms && !rk->closing && !rk->draining)
 			rs_inv_wait(inv, req, (unsigned)wait_ms);
 		else
 			sdk_reply_json(req, 200, json_deep_copy(inv->doc));
@@ -335,8 +335,10 @@ static int research_init(sdk_kernel *k, char *err, size_t errlen)
 static void research_drain(sdk_kernel *k)
 {
 	rs_kernel *rk = k->state;
-	if (rk)
-		rs_inv_reply_waiters_all(rk);
+	if (!rk)
+		return;
+	rk->draining = true;
+	rs_inv_reply_waiters_all(rk);
 }
 
 static void research_close(sdk_kernel *k)
