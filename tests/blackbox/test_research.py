@@ -212,6 +212,13 @@ class Research(GraceTestCase):
         for p in whole:
             self.assertIsInstance(p["audit_path"], list)
             self.assertRegex(p["root_hash"], "^[0-9a-f]{64}$")
+        # ... and the log's own entries of them, holding those very events.
+        entries = [e["citation"]["log_entry"] for e in from_audit if "log_entry" in e["citation"]]
+        self.assertTrue(entries, from_audit)
+        for en in entries:
+            self.assertTrue(en["holds_event"], en)
+            self.assertRegex(en["leaf_hash"], "^[0-9a-f]{64}$")
+        self.assertEqual(inv["sources"]["immutable_log"]["status"], "ok", inv["sources"])
         # ... and on the restarts the metrics kernel counted (PromQL cited).
         prom = [e for e in cited if e["source"] == "metrics"]
         self.assertTrue(prom, cited)

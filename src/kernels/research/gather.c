@@ -31,6 +31,7 @@ typedef enum call_kind {
 	C_INCIDENTS,
 	C_LIBRARIAN,
 	C_PROOF,
+	C_ENTRY,
 } call_kind;
 
 typedef struct rs_call {
@@ -66,6 +67,21 @@ static bool in_set(const char *const *ks, size_t n, const char *name)
 		if (name && !strcmp(ks[i], name))
 			return true;
 	return false;
+}
+
+/* The log's own entry of a cited audit event: what it holds is that event
+ * (the audit trail appends the event as the entry's data). */
+static void entry_evidence(rs_call *c, json_t *entry)
+{
+	json_t *cite = json_object_get(c->evidence, "citation");
+	json_t *data = json_object_get(entry, "data");
+	if (json_is_object(json_object_get(data, "data")))
+		data = json_object_get(data, "data");
+	json_t *id = json_object_get(data, "id");
+	json_object_set_new(cite, "log_entry",
+			    json_pack("{s:O, s:O?, s:b}", "index", json_object_get(entry, "index"),
+				      "leaf_hash", json_object_get(entry, "leaf_hash"), "holds_event",
+				      json_is_integer(id) && json_integer_value(id) == c->event_id));
 }
 
 static void on_answer(int status, const char *body, size_t len, double ms, const char *error,
@@ -449,6 +465,7 @@ static void on_answer(int status, const char *body, size_t len, double ms, const
 		case C_INCIDENTS: incidents_evidence(c, answer); break;
 		case C_LIBRARIAN: librarian_evidence(c, answer); break;
 		case C_PROOF: proof_evidence(c, status, answer); break;
+		case C_ENTRY: entry_evidence(c, answer); break;
 		}
 	}
 	json_decref(answer);
@@ -568,6 +585,13 @@ void rs_prove_start(rs_inv *inv)
 				 (long long)json_integer_value(aid));
 			rs_call tmpl = { .event_id = json_integer_value(aid), .evidence = ev };
 			issue(inv, C_PROOF, "audit_proofs", "audit", target, NULL, &tmpl);
+			/* And the log's own entry, when the event is in it. */
+			json_t *li = json_object_get(json_object_get(ev, "citation"), "log_index");
+			if (json_is_integer(li)) {
+				snprintf(target, sizeof target, "/entries/%lld",
+					 (long long)json_integer_value(li));
+				issue(inv, C_ENTRY, "immutable_log", "immutable_log", target, NULL, &tmpl);
+			}
 			n++;
 			break;
 		}
