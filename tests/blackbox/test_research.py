@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -71,6 +72,8 @@ class ModelServer:
 
 
 def metric(text, name, **labels):
+    if isinstance(text, bytes):
+        text = text.decode()
     want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
     for line in text.splitlines():
         if line.startswith(name + "{"):
@@ -363,6 +366,52 @@ class Research(GraceTestCase):
             self.assertEqual(st, 403, path)
             st, _, _ = http_request(g.api_port, method, path, {"question": "q"})
             self.assertEqual(st, 401, path)
+
+
+class ResearchStops(GraceTestCase):
+    def test_long_poll_answered_at_stop_then_interrupted(self):
+        # A model that thinks longer than the test: the investigation is
+        # still synthesizing when grace serve is told to stop.
+        model = ModelServer()
+        try:
+            model.control(text="The log was down [E1].", think_ms=20000)
+            g = GraceServer(kernels={"audit": {}, "immutable_log": {}, "research": {}},
+                            config={"model": {"base_url": model.url, "timeout_ms": 30000}},
+                            autostart=False)
+            with g:
+                g.start()
+                st, _, started = g.http("POST", "/research/investigations",
+                                        {"question": "why did audit stop appending?",
+                                         "budget": {"time_ms": 60000}})
+                self.assertEqual(st, 202, started)
+                path = "/research/investigations/%d" % started["id"]
+                g.wait_for(lambda: g.http("GET", path)[2].get("phase") == "synthesizing",
+                           timeout=scaled(20), message="the investigation asking the model")
+                got = {}
+
+                def poll():
+                    try:
+                        got["answer"] = g.http("GET", path + "?wait_ms=60000", timeout=scaled(60))
+                    except OSError as e:
+                        got["answer"] = e
+                t = threading.Thread(target=poll)
+                t.start()
+                g.wait_for(lambda: metric(g.http("GET", "/kernels/research/metrics")[2],
+                                          "grace_research_long_polls", kernel="research") == 1,
+                           timeout=scaled(20), message="the long poll held")
+                g.stop()
+                t.join(scaled(60))
+                st, _, body = got["answer"]
+                # The drain answered the held poll with the state as it was.
+                self.assertEqual(st, 200, body)
+                self.assertEqual((body["state"], body["answer"]), ("running", None))
+                # A new run marks it interrupted: nobody will finish it.
+                g.start()
+                st, _, body = g.http("GET", path)
+                self.assertEqual(st, 200, body)
+                self.assertEqual(body["state"], "interrupted")
+        finally:
+            model.stop()
 
 
 class ResearchWithoutModel(GraceTestCase):

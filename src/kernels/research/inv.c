@@ -245,6 +245,7 @@ static void reply_waiters(rs_inv *inv)
 	while (inv->waiters) {
 		rs_waiter *w = inv->waiters;
 		inv->waiters = w->next;
+		inv->rk->n_waiters--;
 		sdk_req_on_close(w->req, NULL, NULL);
 		event_free(w->timer);
 		sdk_reply_json(w->req, 200, json_deep_copy(inv->doc));
@@ -323,6 +324,7 @@ static void on_waiter_timer(evutil_socket_t fd, short what, void *arg)
 			*p = w->next;
 			break;
 		}
+	inv->rk->n_waiters--;
 	sdk_req_on_close(w->req, NULL, NULL);
 	event_free(w->timer);
 	sdk_reply_json(w->req, 200, json_deep_copy(inv->doc));
@@ -347,6 +349,7 @@ void rs_inv_wait(rs_inv *inv, sdk_req *req, unsigned wait_ms)
 	}
 	*w = (rs_waiter){ .req = req, .timer = t, .inv = inv, .next = inv->waiters };
 	inv->waiters = w;
+	inv->rk->n_waiters++;
 	struct timeval tv = { wait_ms / 1000, (wait_ms % 1000) * 1000 };
 	evtimer_add(t, &tv);
 	sdk_req_on_close(req, on_waiter_close, w);

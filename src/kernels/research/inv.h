@@ -34,6 +34,7 @@ typedef struct rs_kernel {
 	int64_t last_id;
 	struct rs_inv *running; /* a list, newest first */
 	unsigned n_running;
+	unsigned n_waiters; /* long polls held */
 	bool closing;
 	bool draining; /* SIGTERM came: no new long polls (drain answers the ones held) */
 	const char *const *names; /* the kernels' names, for the question parser */

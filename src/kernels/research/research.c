@@ -256,6 +256,9 @@ static void research_metrics(sdk_kernel *k, struct evbuffer *out)
 			    "# HELP grace_research_running Investigations running now.\n"
 			    "# TYPE grace_research_running gauge\n"
 			    "grace_research_running{kernel=\"research\"} %u\n"
+			    "# HELP grace_research_long_polls Long polls held now (?wait_ms=).\n"
+			    "# TYPE grace_research_long_polls gauge\n"
+			    "grace_research_long_polls{kernel=\"research\"} %u\n"
 			    "# HELP grace_research_answers_total Answers, by who wrote them.\n"
 			    "# TYPE grace_research_answers_total counter\n"
 			    "grace_research_answers_total{kernel=\"research\",by=\"model\"} %llu\n"
@@ -275,7 +278,7 @@ static void research_metrics(sdk_kernel *k, struct evbuffer *out)
 			    "dropped for citing no gathered evidence.\n"
 			    "# TYPE grace_research_dropped_claims_total counter\n"
 			    "grace_research_dropped_claims_total{kernel=\"research\"} %llu\n",
-			    rk->started, rk->n_running, rk->by_model, rk->by_rules, rk->budget_exhausted,
+			    rk->started, rk->n_running, rk->n_waiters, rk->by_model, rk->by_rules, rk->budget_exhausted,
 			    rk->unavailable, rk->redactions, rk->dropped_claims);
 	evbuffer_add_printf(out, "# HELP grace_research_model_failures_total Model answers not "
 				 "used, by reason.\n"
