@@ -320,11 +320,18 @@ class Research(GraceTestCase):
         self.assertTrue(inv["budget_exhausted"])
         self.assertIn("budget", [s["status"] for s in inv["sources"].values()], inv["sources"])
         # An explicit window and kernel win over the question's.
+        # (RFC 3339 or unix ms), and a secret in the question is redacted.
         now = int(time.time() * 1000)
-        inv = self.investigate("what happened at 03:00?", kernel="immutable_log",
-                               since=now - 600000, until=now + 1000, budget={"steps": 40})
+        since = now - 600000
+        rfc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since // 1000)) + ".%03dZ" % (
+            since % 1000)
+        inv = self.investigate("what happened at 03:00? password=%s" % SECRETS[0],
+                               kernel="immutable_log", since=rfc, until=now + 1000,
+                               budget={"steps": 40})
         self.assertEqual(inv["kernel"], "immutable_log")
-        self.assertEqual((inv["since_ms"], inv["until_ms"]), (now - 600000, now + 1000))
+        self.assertEqual((inv["since_ms"], inv["until_ms"]), (since, now + 1000))
+        self.assertEqual(inv["time_from"], "request")
+        self.assertEqual(inv["question"], "what happened at 03:00? password=[REDACTED]")
         self.assertFalse(inv["budget_exhausted"])
         self.assertNotEqual(inv["hypotheses"][0]["rule"], "dependency_down")
 

@@ -123,10 +123,11 @@ static void on_post(sdk_req *req, void *ctx)
 				q.kernel[0] ? json_string(q.kernel) : json_null(), "since_ms",
 				(json_int_t)q.since_ms, "until_ms", (json_int_t)q.until_ms,
 				"created_ms", (json_int_t)now, "time_from",
-				q.time == RS_TIME_AT	   ? "question (at)"
-				: q.time == RS_TIME_SINCE ? "question (since)"
-				: hs || hu		   ? "request"
-							   : "default window",
+				(hs && hu) || ((hs || hu) && q.time == RS_TIME_NONE) ? "request"
+				: hs || hu			  ? "request and question"
+				: q.time == RS_TIME_AT		  ? "question (at)"
+				: q.time == RS_TIME_SINCE	  ? "question (since)"
+								  : "default window",
 				"budget", "steps", steps, "time_ms", time_ms, "asked_by",
 				user ? json_string(user) : json_null());
 	free(clean);
