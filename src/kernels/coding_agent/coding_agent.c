@@ -122,7 +122,7 @@ static void on_submit(sdk_req *req, void *ctx)
 	static const char *const keys[] = { "repo",	    "base",	    "test_command",
 					    "instructions", "patch",	    "fail_to_pass",
 					    "pass_to_pass", "max_turns", NULL };
-	if (!sdk_req_fields_only(req, body, keys))
+	if (sdk_req_fields_only(req, body, keys) < 0)
 		return;
 	char id[CA_ID_LEN + 1];
 	sdk_err e = { "" };

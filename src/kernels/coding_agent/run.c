@@ -123,14 +123,15 @@ json_t *ca_tail_json(const char *s, size_t len, size_t max)
 	size_t from = len > max ? len - max : 0;
 	while (from < len && ((unsigned char)s[from] & 0xC0) == 0x80)
 		from++; /* not inside a character */
-	json_t *j = json_stringn(s + from, len - from);
+	/* NULs (git's -z lists) would not read back from the store. */
+	json_t *j = memchr(s + from, '\0', len - from) ? NULL : json_stringn(s + from, len - from);
 	if (!j) {
 		/* Not UTF-8: say so rather than pass bytes on. */
 		char *c = malloc(len - from + 1);
 		if (!c)
 			return json_string("");
 		for (size_t i = from; i < len; i++)
-			c[i - from] = ((unsigned char)s[i] < 0x80) ? s[i] : '?';
+			c[i - from] = !s[i] ? '\n' : ((unsigned char)s[i] < 0x80) ? s[i] : '?';
 		j = json_stringn(c, len - from);
 		free(c);
 	}

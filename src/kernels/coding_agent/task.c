@@ -299,9 +299,13 @@ static json_t *apply_failures(const char *out)
 				json_object_set_new(o, "file_line", json_integer(atoi(colon + 1)));
 			}
 			json_array_append_new(a, o);
-		} else if (n > 7 && !strncmp(p, "error: ", 7)) {
-			json_array_append_new(a, json_pack("{s:s, s:s%}", "why", "refused", "message",
-							   p, n));
+		} else if (n > 7 && !strncmp(p, "error: ", 7) &&
+			   strncmp(p, "error: while searching for", 26)) {
+			json_t *o = json_pack("{s:s, s:s%}", "why", "refused", "message", p, n);
+			const char *colon = memchr(p + 7, ':', n - 7);
+			if (colon)
+				json_object_set_new(o, "file", json_stringn(p + 7, (size_t)(colon - p - 7)));
+			json_array_append_new(a, o);
 		}
 		p = nl ? nl + 1 : NULL;
 	}
@@ -358,7 +362,8 @@ static void work_edit(void *arg)
 	size_t len = strlen(text);
 	json_decref(t->report);
 	t->report = NULL;
-	if (ca_edits_is_sr(text, len)) {
+	/* A model answers in blocks (its prompt says so); a patch may be either. */
+	if (t->answer || ca_edits_is_sr(text, len)) {
 		t->work_rc = ca_edits_apply(t->wt, text, len, &t->report, &t->work_err);
 	} else {
 		t->work_rc = apply_diff(t, text, len);
