@@ -310,6 +310,19 @@ class WithoutModel(Base):
                                         headers=kern)
         out = out if isinstance(out, str) else out.decode() if isinstance(out, bytes) else str(out)
         self.assertEqual(out.strip(), self.repo)
+        # In bubblewrap's namespaces the directory is bound at the same path.
+        st, _, j = self.g.kernel_http("executor", "POST", "/jobs",
+                                      {"argv": ["/bin/cat", "calc.py"], "dir": self.repo,
+                                       "sandbox": True}, headers=kern)
+        self.assertEqual(st, 201, j)
+        st, _, j = self.g.kernel_http("executor", "GET", "/jobs/%s?wait_ms=10000" % j["id"],
+                                      headers=kern, timeout=20)
+        self.assertEqual(j["state"], "succeeded", j)
+        st, _, out = self.g.kernel_http("executor", "GET",
+                                        "/jobs/%s/output?format=raw&stream=stdout" % j["id"],
+                                        headers=kern)
+        out = out.decode() if isinstance(out, bytes) else out
+        self.assertEqual(out, CALC)
         self.assertTrue(os.path.isdir(self.repo))  # never removed by the executor
         self.assert_untouched()
 
