@@ -74,6 +74,11 @@ def make_workspace():
     git(repo, "init", "-q", "-b", "main")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "calc")
+    # A hook of the repository's own: git run by the kernel must not run it.
+    hook = os.path.join(repo, ".git", "hooks", "post-checkout")
+    with open(hook, "w") as f:
+        f.write("#!/bin/sh\ntouch %s\n" % os.path.join(ws, "hook-ran"))
+    os.chmod(hook, 0o755)
     return ws, repo
 
 
@@ -173,6 +178,7 @@ class WithoutModel(Base):
         with open(os.path.join(t["worktree"], "calc.py")) as f:
             self.assertIn("return a + b", f.read())
         self.assertEqual(git(self.repo, "rev-parse", "--abbrev-ref", "HEAD").strip(), "main")
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "hook-ran")))
         self.assert_untouched()
         # Every command: git's and the executor's jobs (1 + 2 test ids, twice).
         kinds = [c["kind"] for c in t["commands"]]
@@ -215,8 +221,10 @@ class WithoutModel(Base):
         self.assertFalse(t["tests_before"]["passed"])
         self.assertTrue(t["tests_after"]["passed"])
         self.assertTrue(t["resolved"])
-        argvs = [c["argv"][3:5] for c in t["commands"] if c["kind"] == "git"]
-        self.assertIn(["apply", "--check"], argvs)
+        argvs = [" ".join(c["argv"]) for c in t["commands"] if c["kind"] == "git"]
+        self.assertTrue(any(" apply --check " in a for a in argvs), argvs)
+        # No hook or fsmonitor of the repository runs with git.
+        self.assertTrue(all(" -c core.hooksPath=/dev/null " in a for a in argvs), argvs)
         self.assert_untouched()
 
     def test_patch_that_does_not_apply(self):

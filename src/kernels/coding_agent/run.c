@@ -52,9 +52,11 @@ int ca_git(const char *dir, const char *const *args, unsigned timeout_ms, ca_run
 	if (!r->out)
 		return -1;
 	r->out[0] = '\0';
-	const char *argv[CA_RUN_ARGS_MAX + 4] = { "git", "-C", dir };
-	size_t n = 3;
-	for (size_t i = 0; args[i] && n < CA_RUN_ARGS_MAX + 3; i++)
+	/* No hooks, no fsmonitor: nothing of the repository's own runs. */
+	const char *argv[CA_RUN_ARGS_MAX + 8] = { "git", "-c", CA_GIT_NO_HOOKS, "-c",
+						  CA_GIT_NO_FSMONITOR, "-C", dir };
+	size_t n = 7;
+	for (size_t i = 0; args[i] && n < CA_RUN_ARGS_MAX + 7; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	int64_t t0 = sdk_mono_ms();
@@ -140,7 +142,8 @@ json_t *ca_tail_json(const char *s, size_t len, size_t max)
 
 json_t *ca_run_json(const char *dir, const char *const *args, const ca_run *r)
 {
-	json_t *argv = json_pack("[s, s, s]", "git", "-C", dir);
+	json_t *argv = json_pack("[s, s, s, s, s, s, s]", "git", "-c", CA_GIT_NO_HOOKS, "-c",
+				 CA_GIT_NO_FSMONITOR, "-C", dir);
 	for (size_t i = 0; args[i]; i++)
 		json_array_append_new(argv, json_string(args[i]));
 	return json_pack("{s:s, s:o, s:i, s:o, s:I}", "kind", "git", "argv", argv, "exit_code",

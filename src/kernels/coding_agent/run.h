@@ -1,5 +1,6 @@
 /* Git as a child process: posix_spawn of /usr/bin/git with a fixed argv
- * (never a shell), stdin /dev/null, stdout and stderr read together and
+ * (never a shell; hooks and fsmonitor off, so no program the repository
+ * names runs), stdin /dev/null, stdout and stderr read together and
  * kept up to a bound, killed past a deadline. Blocking: called on the
  * worker pool only. Each run is recorded (argv, exit code, output tail,
  * milliseconds) for the task's report and its audit events. */
@@ -12,6 +13,8 @@
 #include <stddef.h>
 
 #define CA_GIT "/usr/bin/git"
+#define CA_GIT_NO_HOOKS "core.hooksPath=/dev/null"
+#define CA_GIT_NO_FSMONITOR "core.fsmonitor=false"
 #define CA_RUN_ARGS_MAX 24
 #define CA_RUN_KEEP (64u << 10) /* output bytes kept (the end wins) */
 #define CA_RUN_TAIL 2000        /* bytes of output in a record */
