@@ -390,6 +390,18 @@ class WithModel(Base):
         self.assertIn("FAIL test_add", second[3]["content"])  # the failure fed back
         self.assert_untouched()
 
+    def test_an_answer_without_blocks_is_told_and_retried(self):
+        self.model.control(script=["I think the bug is in add().", FIX])
+        t = self.run_task({"repo": "calc", "test_command": TEST_COMMAND,
+                           "instructions": "fix add"})
+        self.assertEqual(t["state"], "done", t)
+        self.assertEqual(t["turns"], 2)
+        self.assertTrue(t["resolved"])
+        self.assertFalse(t["edits"][0]["applied_all"])
+        self.assertIn("no search/replace block", t["edits"][0]["error"])
+        second = self.model.requests()[1]["body"]["messages"]
+        self.assertIn("no search/replace block", second[-1]["content"])
+
     def test_failing_model_degrades_to_the_patch(self):
         self.model.control(mode="fail")
         t = self.run_task({"repo": "calc", "test_command": TEST_COMMAND,

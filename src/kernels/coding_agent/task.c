@@ -785,14 +785,17 @@ static void on_edit_done(void *arg)
 			"failed", json_object_get(rep, "failed") ? json_object_get(rep, "failed") : none));
 	if (t->work_rc < 0) {
 		t->c->stats.edits_failed++;
-		if (t->answer && t->turn < t->max_turns && t->work_rc == SDK_ECONFLICT) {
+		/* Blocks that do not apply, or an answer without any: the model
+		 * is told precisely and answers again while turns are left. */
+		if (t->answer && t->turn < t->max_turns &&
+		    (t->work_rc == SDK_ECONFLICT || t->work_rc == SDK_EINVAL)) {
 			char *dump = json_dumps(json_object_get(rep, "failed"), JSON_INDENT(1));
 			char *q = NULL;
 			if (asprintf(&q,
-				     "Your edits did not apply, and nothing of them was written:\n%s\n"
+				     "Your edits did not apply, and nothing of them was written: %s\n%s\n"
 				     "Answer again with search/replace blocks whose SEARCH parts match "
 				     "the files exactly.",
-				     dump ? dump : "") < 0)
+				     t->work_err.msg, dump ? dump : "") < 0)
 				q = NULL;
 			free(dump);
 			json_decref(rep);
