@@ -231,7 +231,7 @@ static void on_search(sdk_req *req, void *ctx)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	json_t *out;
 	lib_err e;
-	int rc = lib_search(k->db, query, sdk_req_query(req, "tag"), (unsigned)limit, &out, &e);
+	int rc = lib_search(k->db, NULL, query, sdk_req_query(req, "tag"), (unsigned)limit, &out, &e);
 	if (rc < 0) {
 		reply_lib_error(req, rc, &e);
 		return;
