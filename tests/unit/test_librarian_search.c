@@ -286,9 +286,9 @@ static void test_after_deletes_and_updates(void **state)
 		char src[32];
 		snprintf(src, sizeof src, "file://%u", i);
 		int64_t a, b;
-		assert_int_equal(lib_doc_upsert(f->db, NULL, f->vocab[i], f->vocab[i + 1], "[]", src,
+		assert_int_equal(lib_doc_upsert(f->db, NULL, NULL, f->vocab[i], f->vocab[i + 1], "[]", src,
 						10, &a, &e), 0);
-		assert_int_equal(lib_doc_upsert(f->db, NULL, f->vocab[i + 2], f->vocab[0], "[\"tag1\"]",
+		assert_int_equal(lib_doc_upsert(f->db, NULL, NULL, f->vocab[i + 2], f->vocab[0], "[\"tag1\"]",
 						src, 10, &b, &e), 0);
 		assert_int_equal(a, b);
 	}

@@ -50,7 +50,8 @@
 	"  source TEXT UNIQUE NULL," \
 	"  created_at INTEGER NOT NULL," \
 	"  owner TEXT NULL," \
-	"  size INTEGER NOT NULL DEFAULT 0" \
+	"  size INTEGER NOT NULL DEFAULT 0," \
+	"  hash BLOB NULL" \
 	");"
 
 #define LIB_SCHEMA_REST \
@@ -125,8 +126,14 @@
 	") WITHOUT ROWID;" \
 	"CREATE INDEX IF NOT EXISTS ingest_files_pending ON ingest_files (job_id, state, seq);"
 
+/* hash: of a bulk-loaded document without a source (bulk.c), so that
+ * loading the same one again finds it instead of making a second. */
+#define LIB_SCHEMA_HASH \
+	"CREATE UNIQUE INDEX IF NOT EXISTS documents_by_hash ON documents (hash)" \
+	"  WHERE hash IS NOT NULL;"
+
 static const char lib_schema[] =
-	LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST LIB_IX_SCHEMA
+	LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST LIB_IX_SCHEMA LIB_SCHEMA_HASH
 	"PRAGMA user_version = " LIB_STR(LIB_SCHEMA_VERSION) ";";
 
 /* Version 1 had documents without owner and size, an update trigger on
@@ -141,20 +148,22 @@ static const char lib_migrate_1[] =
 
 /* Version 2 had no block index: its tables are made empty and marked
  * incomplete, and lib_store_init builds them from the documents. */
-static const char lib_migrate_2[] = LIB_IX_SCHEMA "PRAGMA user_version = 3;";
+static const char lib_migrate_2[] =
+	"ALTER TABLE documents ADD COLUMN hash BLOB NULL;"
+	LIB_IX_SCHEMA "PRAGMA user_version = 3;";
 
 static const char lib_sql_insert[] =
-	"INSERT INTO documents (title, body, tags, source, created_at, owner, size)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id";
+	"INSERT INTO documents (title, body, tags, source, created_at, owner, size, hash)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id";
 
 /* Re-ingesting a file updates in place rather than delete+insert so the
  * document keeps the id clients may already hold, and its owner. */
 static const char lib_sql_upsert[] =
-	"INSERT INTO documents (title, body, tags, source, created_at, owner, size)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+	"INSERT INTO documents (title, body, tags, source, created_at, owner, size, hash)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 	" ON CONFLICT (source) DO UPDATE SET title = excluded.title,"
 	" body = excluded.body, tags = excluded.tags,"
-	" created_at = excluded.created_at, size = excluded.size"
+	" created_at = excluded.created_at, size = excluded.size, hash = excluded.hash"
 	" RETURNING id";
 
 static const char lib_sql_get[] =
@@ -351,7 +360,7 @@ static int lib_check_text(const char *what, const char *s, size_t max,
 	return SDK_OK;
 }
 
-static int lib_check_doc(const char *title, const char *body,
+int lib_check_doc(const char *title, const char *body,
 			 const char *source, lib_err *err)
 {
 	int rc;
@@ -396,7 +405,7 @@ static bool lib_tags_has(json_t *tags, json_t *tag)
 
 /* Duplicates are dropped so the stored array and document_tags agree. On
  * success *out is compact JSON the caller frees. */
-static int lib_tags_text(json_t *tags, char **out, lib_err *err)
+int lib_tags_text(json_t *tags, char **out, lib_err *err)
 {
 	json_t *clean, *tag;
 	size_t i;
@@ -447,15 +456,20 @@ static int lib_fail_write(sqlite3 *db, int rc, lib_err *err)
  * caller flushes inside the same transaction. */
 static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *title,
 			 const char *body, const char *tags, const char *source,
-			 const char *owner, int64_t size, int64_t *id_out, lib_err *err)
+			 const char *owner, int64_t size, const uint8_t *hash,
+			 int64_t *id_out, lib_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	lib_ix *own = NULL;
 	int64_t id = 0;
-	bool nested;
-	int rc = lib_tx_begin(db, &nested, err);
+	bool nested = false;
+	int rc = SDK_OK;
 
-	if (rc)
+	/* No savepoint under a caller's index: the caller's transaction is
+	 * all or nothing, each statement is on its own, and FTS5 writes out
+	 * its pending postings at every savepoint (a bulk load ran 10x
+	 * slower with one per document). */
+	if (!ix && (rc = lib_tx_begin(db, &nested, err)))
 		return rc;
 	if (!ix && (rc = lib_ix_open(db, &own, err)))
 		goto out;
@@ -481,6 +495,8 @@ static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *t
 	rc = rc ? rc : sqlite3_bind_int64(st, 5, sdk_wall_ms());
 	rc = rc ? rc : sqlite3_bind_text(st, 6, owner, -1, SQLITE_STATIC);
 	rc = rc ? rc : sqlite3_bind_int64(st, 7, size);
+	if (!rc && hash)
+		rc = sqlite3_bind_blob(st, 8, hash, LIB_HASH_BYTES, SQLITE_STATIC);
 	if (rc) {
 		rc = lib_fail_sql(db, err, "bind document");
 		goto out;
@@ -501,6 +517,8 @@ static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *t
 		*id_out = id;
 out:
 	sqlite3_finalize(st);
+	if (!own)
+		return rc;
 	lib_ix_close(own);
 	if (rc) {
 		lib_tx_rollback(db, nested);
@@ -541,7 +559,7 @@ int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
 		rc = lib_quota_check(db, owner, quota, 1, size, err);
 	if (!rc)
 		rc = lib_doc_write(db, NULL, lib_sql_insert, title, body, tags_text,
-				   source, owner, size, id_out, err);
+				   source, owner, size, NULL, id_out, err);
 	if (!rc)
 		rc = lib_tx_commit(db, nested, err);
 	else
@@ -568,12 +586,20 @@ int lib_doc_id_by_source(sqlite3 *db, const char *source, int64_t *id, lib_err *
 	return rc;
 }
 
-int lib_doc_upsert(sqlite3 *db, const char *owner, const char *title, const char *body,
-		   const char *tags, const char *source, int64_t size, int64_t *id_out,
-		   lib_err *err)
+int lib_doc_upsert(sqlite3 *db, lib_ix *ix, const char *owner, const char *title,
+		   const char *body, const char *tags, const char *source, int64_t size,
+		   int64_t *id_out, lib_err *err)
 {
-	return lib_doc_write(db, NULL, lib_sql_upsert, title, body, tags, source, owner,
-			     size, id_out, err);
+	return lib_doc_write(db, ix, lib_sql_upsert, title, body, tags, source, owner,
+			     size, NULL, id_out, err);
+}
+
+int lib_doc_write_bulk(sqlite3 *db, lib_ix *ix, const char *owner, const char *title,
+		       const char *body, const char *tags, const char *source, int64_t size,
+		       const uint8_t *hash, int64_t *id_out, lib_err *err)
+{
+	return lib_doc_write(db, ix, source ? lib_sql_upsert : lib_sql_insert, title, body, tags,
+			     source, owner, size, source ? NULL : hash, id_out, err);
 }
 
 json_t *lib_col_string(sqlite3_stmt *st, int col)

@@ -108,10 +108,25 @@ void lib_tx_rollback(sqlite3 *db, bool nested);
 int lib_tx_commit(sqlite3 *db, bool nested, lib_err *err);
 int lib_fail_sql(sqlite3 *db, lib_err *err, const char *what);
 bool lib_utf8_valid(const unsigned char *s, size_t n);
-/* Upsert by source: a file ingested again keeps its id (and owner). */
-int lib_doc_upsert(sqlite3 *db, const char *owner, const char *title, const char *body,
-		   const char *tags, const char *source, int64_t size, int64_t *id_out,
-		   lib_err *err);
+/* Upsert by source: a file ingested again keeps its id (and owner). `ix`
+ * NULL: the block index is written at once; otherwise collected into the
+ * caller's, who flushes it in the same transaction (index.h). */
+struct lib_ix;
+int lib_doc_upsert(sqlite3 *db, struct lib_ix *ix, const char *owner, const char *title,
+		   const char *body, const char *tags, const char *source, int64_t size,
+		   int64_t *id_out, lib_err *err);
+/* For bulk.c: the checks of a document, its tags as stored (compact JSON,
+ * duplicates dropped; *out malloc'd), and the write itself with the
+ * caller's index (struct lib_ix, flushed by the caller in the same
+ * transaction): an upsert by source when there is one (hash ignored),
+ * else an insert carrying `hash` (LIB_HASH_BYTES). */
+#define LIB_HASH_BYTES 32
+struct lib_ix;
+int lib_check_doc(const char *title, const char *body, const char *source, lib_err *err);
+int lib_tags_text(json_t *tags, char **out, lib_err *err);
+int lib_doc_write_bulk(sqlite3 *db, struct lib_ix *ix, const char *owner, const char *title,
+		       const char *body, const char *tags, const char *source, int64_t size,
+		       const uint8_t *hash, int64_t *id_out, lib_err *err);
 /* The id of the document with this source (0: none). */
 int lib_doc_id_by_source(sqlite3 *db, const char *source, int64_t *id, lib_err *err);
 /* The owner of the document with this source: 1 and *owner (malloc'd, or
