@@ -94,8 +94,8 @@ static int setup(void **state)
 	struct fx *f = calloc(1, sizeof *f);
 	const char *san = getenv("GRACE_SANITIZED");
 	bool small = san && *san && strcmp(san, "0");
-	f->docs = small ? 800 : 2000;
-	f->queries = small ? 300 : 1000;
+	f->docs = small ? 500 : 1200;
+	f->queries = small ? 200 : 600;
 	f->rng = 0x9e3779b97f4a7c15ull;
 	const char *cons = "bcdfghklmnprstvz", *vows = "aeiou";
 	double acc = 0;
