@@ -258,8 +258,8 @@ bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgd
 		     lib_buf_varint(docs, b->dl[k]) &&
 		     lib_buf_varint(docs, (uint64_t)tf[1] << 2 | (tf[0] > 0) << 1 | (tf[2] > 0)) &&
 		     (!tf[0] || lib_buf_varint(docs, tf[0])) && (!tf[2] || lib_buf_varint(docs, tf[2]));
-		const uint32_t *p = b->pos + b->poff[k];
-		for (unsigned fld = 0; ok && fld < LIB_FIELDS; fld++) {
+		const uint32_t *p = b->has_pos ? b->pos + b->poff[k] : NULL;
+		for (unsigned fld = 0; ok && p && fld < LIB_FIELDS; fld++) {
 			uint32_t at = 0;
 			for (uint32_t j = 0; ok && j < tf[fld]; j++, p++) {
 				ok = lib_buf_varint(pos, *p - at);

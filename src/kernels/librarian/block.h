@@ -9,7 +9,9 @@
  *          followed by tf_title and tf_tags when flagged
  *   pos    per posting, per field with tf > 0 (title, body, tags), tf
  *          positions as deltas from the previous one of that field (the
- *          first from 0); read only by phrase, NEAR and ^ queries
+ *          first from 0), when the block has them (has_pos). The index
+ *          writes none: phrases and NEAR are FTS5's, which keeps them
+ *          already, so the blob is empty (half the writing, and the disk)
  *   bound  a few (f, dl) points, f the weighted frequency: every posting
  *          of the block has f <= and dl >= one of them. BM25 grows with f
  *          and shrinks with dl, so the best of the points bounds every

@@ -329,7 +329,7 @@ static struct pterm *posting_of(lib_ix *ix, const char *s, uint32_t n)
 		ix->touched_cap = cap;
 	}
 	ix->touched[ix->ntouched++] = idx;
-	b->has_pos = true;
+	b->has_pos = false;
 	b->doc[b->n] = ix->doc;
 	b->dl[b->n] = 0;
 	memset(b->tf[b->n], 0, sizeof b->tf[b->n]);
@@ -348,14 +348,11 @@ static int on_doc_token(void *arg, const char *tok, int len, int start, int end)
 	uint32_t at = ix->field_pos[ix->field]++;
 	if (len <= 0 || len > LIB_TERM_MAX)
 		return 0; /* counted in the length, never found */
+	(void)at; /* no positions kept: phrases and NEAR are FTS5's (search.h) */
 	struct pterm *e = posting_of(ix, tok, (uint32_t)len);
-	if (!e || !lib_blk_pos_reserve(&e->blk, e->blk.npos + 1))
+	if (!e)
 		return ix->fail = SDK_EIO;
-	lib_blk *b = &e->blk;
-	b->pos[b->npos++] = at;
-	b->tf[b->n - 1][ix->field]++;
-	b->poff[b->n] = b->npos;
-	ix->pbytes += 4;
+	e->blk.tf[e->blk.n - 1][ix->field]++;
 	return 0;
 }
 
@@ -466,8 +463,7 @@ static int post_load(lib_ix *ix, int64_t post, lib_blk *into, sdk_err *err)
 					 : fail_sql(ix, err, "read postings");
 	}
 	rc = lib_blk_decode(into, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
-			    sqlite3_column_blob(s, 1) ? sqlite3_column_blob(s, 1) : (const void *)"",
-			    (size_t)sqlite3_column_bytes(s, 1));
+			    NULL, 0);
 	sqlite3_reset(s);
 	if (rc)
 		return sdk_fail(err, SDK_ECORRUPT, "index: postings %" PRId64 " are damaged", post);
@@ -559,7 +555,7 @@ static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, c
 
 static bool blk_push(lib_blk *dst, const lib_blk *src, uint32_t k)
 {
-	uint32_t np = src->poff[k + 1] - src->poff[k];
+	uint32_t np = src->has_pos ? src->poff[k + 1] - src->poff[k] : 0;
 	if (!lib_blk_reserve(dst, dst->n + 1) || !lib_blk_pos_reserve(dst, dst->npos + np))
 		return false;
 	uint32_t j = dst->n;
@@ -572,7 +568,7 @@ static bool blk_push(lib_blk *dst, const lib_blk *src, uint32_t k)
 	dst->npos += np;
 	dst->n++;
 	dst->poff[dst->n] = dst->npos;
-	dst->has_pos = true;
+	dst->has_pos = src->has_pos;
 	return true;
 }
 

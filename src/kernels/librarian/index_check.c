@@ -134,8 +134,9 @@ static int check_blocks(sqlite3 *db, int64_t *blocks, int64_t *postings, sdk_err
 			break;
 		}
 		const void *pos = sqlite3_column_blob(s, 5);
+		size_t pos_len = (size_t)sqlite3_column_bytes(s, 5);
 		if (lib_blk_decode(&blk, sqlite3_column_blob(s, 4), (size_t)sqlite3_column_bytes(s, 4),
-				   pos ? pos : (const void *)"", (size_t)sqlite3_column_bytes(s, 5)) ||
+				   pos_len ? pos : NULL, pos_len) ||
 		    lib_bound_decode(sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3),
 				     &bd)) {
 			rc = sdk_fail(err, SDK_ECORRUPT, "index: a block of term %" PRId64 " does not"
@@ -266,21 +267,23 @@ static int check_doc(sqlite3 *db, lib_tok *tok, int64_t id, sdk_err *err)
 			break;
 		}
 		const void *pos = sqlite3_column_blob(b, 1);
+		size_t pos_len = (size_t)sqlite3_column_bytes(b, 1);
 		if (lib_blk_decode(&blk, sqlite3_column_blob(b, 0), (size_t)sqlite3_column_bytes(b, 0),
-				   pos ? pos : (const void *)"", (size_t)sqlite3_column_bytes(b, 1))) {
+				   pos_len ? pos : NULL, pos_len)) {
 			rc = sdk_fail(err, SDK_ECORRUPT, "index: a block does not decode");
 			break;
 		}
 		uint32_t k = 0;
 		while (k < blk.n && blk.doc[k] != id)
 			k++;
+		uint32_t per_field[LIB_FIELDS] = { 0 };
+		for (size_t e = i; e < j; e++)
+			per_field[smp.v[e].field]++;
 		bool same = k < blk.n && blk.dl[k] == dl &&
-			    blk.tf[k][0] + blk.tf[k][1] + blk.tf[k][2] == j - i &&
-			    blk.poff[k + 1] - blk.poff[k] == j - i;
-		for (size_t e = i; same && e < j; e++) {
+			    !memcmp(blk.tf[k], per_field, sizeof per_field);
+		for (size_t e = i; same && blk.has_pos && e < j; e++) {
 			/* expected sorted by field then position: the block's order too */
-			same = blk.pos[blk.poff[k] + (e - i)] == smp.v[e].at &&
-			       blk.tf[k][smp.v[e].field] > 0;
+			same = blk.pos[blk.poff[k] + (e - i)] == smp.v[e].at;
 		}
 		if (!same)
 			rc = sdk_fail(err, SDK_ECORRUPT, "index: the postings of document %" PRId64
