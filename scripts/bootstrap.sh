@@ -9,7 +9,7 @@ set -eu
 
 pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
 libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-dev
-libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap"
+libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev"
 for arg in "$@"; do
 	case "$arg" in
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter

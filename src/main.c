@@ -1,5 +1,6 @@
 /* grace: the one binary. `grace serve` runs the platform; `grace kernel NAME`
  * runs one kernel alone; the rest are small helpers. */
+#include "cli/backup.h"
 #include "cli/cli.h"
 #include "kernels/registry.h"
 #include "sdk/config.h"
@@ -42,6 +43,13 @@ static void usage(FILE *out)
 		"  logout\n"
 		"                    (these take --json, and --port N or the config's port;\n"
 		"                    the token comes from $GRACE_TOKEN or `grace login`)\n"
+		"  backup FILE [--passphrase-file F | --key-file F | --no-secrets]\n"
+		"                    a consistent archive of everything Grace holds, taken\n"
+		"                    while it serves (admin; docs/backup.md)\n"
+		"  restore FILE --data-dir DIR [--force] [--passphrase-file F | --key-file F]\n"
+		"                    check a backup whole, restore it into an empty data\n"
+		"                    directory, and prove it: integrity checks, each kernel\n"
+		"                    started on it, the log against the manifest's tree head\n"
 		"  user add NAME [--admin]  create a user in the data directory's database\n"
 		"                    (password from the terminal, or stdin)\n"
 		"  version           print the version\n"
@@ -127,6 +135,10 @@ int main(int argc, char **argv)
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "user"))
 		return cli_user_main(argc, argv);
+	if (!strcmp(cmd, "backup"))
+		return cli_backup_main(argc, argv);
+	if (!strcmp(cmd, "restore"))
+		return cli_restore_main(argc, argv);
 
 	/* static: grace_config is large, and the kernel keeps pointers into it. */
 	static grace_config cfg;

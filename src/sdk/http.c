@@ -5,6 +5,7 @@
 #include "sdk/clock.h"
 #include "sdk/http_internal.h"
 #include "sdk/log.h"
+#include "sdk/str.h"
 #include "sdk/token.h"
 
 #include <errno.h>
@@ -231,7 +232,7 @@ bool sdk_reply_started(const sdk_req *r) { return r->started; }
 
 void sdk_req_set_user(sdk_req *r, const char *name, int role)
 {
-	snprintf(r->user, sizeof r->user, "%s", name);
+	sdk_strcpy(r->user, sizeof r->user, name);
 	r->role = role;
 }
 
@@ -738,10 +739,10 @@ void req_drained(sdk_req *r)
 void req_dispatch(sdk_req *r)
 {
 	sdk_server *s = r->srv;
-	snprintf(r->method, sizeof r->method, "%s", r->h.method);
+	sdk_strcpy(r->method, sizeof r->method, r->h.method);
 	const char *rid = sdk_req_header(r, "X-Request-Id");
 	if (rid && request_id_acceptable(rid))
-		snprintf(r->id, sizeof r->id, "%s", rid);
+		sdk_strcpy(r->id, sizeof r->id, rid);
 	r->head_only = !strcmp(r->method, "HEAD");
 
 	const char *t = r->h.target;

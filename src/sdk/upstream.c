@@ -77,6 +77,8 @@ struct uconn {
 struct pool {
 	sdk_upstream *up;
 	int port;
+	char host[40]; /* "Host: 127.0.0.1:PORT\r\n", made once */
+	int host_len;
 	unsigned n_conns;
 	TAILQ_HEAD(uconn_list, uconn) idle; /* the most recently used last */
 	TAILQ_HEAD(, sdk_ureq) waiting;
@@ -326,10 +328,8 @@ static void send_on(sdk_ureq *u, struct uconn *c)
 	c->u = u;
 	u->state = U_SENT;
 	event_del(c->tmo);
-	char host[40];
-	int hn = snprintf(host, sizeof host, "Host: 127.0.0.1:%d\r\n", c->pool->port);
 	evbuffer_add(c->out, u->msg, u->line_len);
-	evbuffer_add(c->out, host, (size_t)hn);
+	evbuffer_add(c->out, c->pool->host, (size_t)c->pool->host_len);
 	evbuffer_add(c->out, u->msg + u->line_len, u->msg_len - u->line_len);
 	if (!c->connecting)
 		conn_flush(c);
@@ -379,6 +379,7 @@ static struct pool *pool_of(sdk_upstream *up, int port)
 		return NULL;
 	p->up = up;
 	p->port = port;
+	p->host_len = snprintf(p->host, sizeof p->host, "Host: 127.0.0.1:%d\r\n", port);
 	TAILQ_INIT(&p->idle);
 	TAILQ_INIT(&p->waiting);
 	p->next = up->pools;

@@ -246,6 +246,8 @@ int grace_serve(const grace_config *cfg)
 	}
 	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
+	if (!(s.api.backup = api_backup_open(&s.api)))
+		sdk_warn("cannot start the backup worker: /backup answers 503");
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = s.routes,
 			       .n_routes = s.n_routes,
@@ -290,6 +292,7 @@ out:
 	auth_free(s.api.auth); /* likewise for password jobs */
 	chat_free(s.api.chat); /* and for answers being written */
 	api_memory_close(s.api.mem); /* and for memory requests queued */
+	api_backup_close(s.api.backup); /* and for a backup being made or sent */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);

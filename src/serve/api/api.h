@@ -16,6 +16,7 @@
 #include "serve/api/user_data.h"
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
+typedef struct api_backup api_backup; /* /backup: its worker and the one under way */
 typedef struct mem_service mem_service;
 
 typedef struct api_ctx {
@@ -30,6 +31,7 @@ typedef struct api_ctx {
 	chat *chat;
 	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
 	user_data *ud;   /* purges a user's data with the user (user_data.h) */
+	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
 	sdk_server *server;
 } api_ctx;
 
@@ -46,6 +48,11 @@ void api_memory_close(api_memory *m);
 /* The memory service behind /memory (NULL when it could not open). */
 mem_service *api_memory_service(api_memory *m);
 
+/* The backup worker (backup.c); NULL (logged) on failure. */
+api_backup *api_backup_open(api_ctx *api);
+/* Answers or breaks a backup under way: call before the server is freed. */
+void api_backup_close(api_backup *b);
+
 /* A family of routes: each route file registers its own table. */
 typedef struct api_family {
 	const char *name;
@@ -59,7 +66,7 @@ typedef struct api_family {
 
 extern const api_family api_health_family, api_auth_family, api_kernel_ports_family,
 	api_guardian_family, api_healer_family, api_chat_family, api_memory_family,
-	api_prefixes_family, api_openapi_family;
+	api_prefixes_family, api_openapi_family, api_backup_family;
 
 /* Every family, in the order they are matched (server.c). */
 size_t api_family_count(void);

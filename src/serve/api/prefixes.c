@@ -2,6 +2,7 @@
  * follows the prefix is forwarded as the kernel's path), and every kernel's
  * routes under /kernels/NAME for admins. */
 #include "serve/api/api.h"
+#include "sdk/str.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -35,7 +36,8 @@ static void on_gateway_kernel(sdk_req *req, void *ctx)
 	if (!k)
 		return;
 	char path[SDK_PATH_MAX + 1];
-	snprintf(path, sizeof path, "/%s", sdk_req_param(req, "*"));
+	path[0] = '/';
+	sdk_strcpy(path + 1, sizeof path - 1, sdk_req_param(req, "*"));
 	gw_forward(api->gw, k, req, path);
 }
 

@@ -27,7 +27,7 @@ static const api_family api_metrics_family = { "metrics", metrics_routes,
 static const api_family *const families[] = {
 	&api_health_family, &api_metrics_family, &api_auth_family,   &api_kernel_ports_family,
 	&api_guardian_family, &api_healer_family, &api_chat_family,  &api_memory_family,
-	&api_prefixes_family, &api_openapi_family,
+	&api_prefixes_family, &api_openapi_family, &api_backup_family,
 };
 
 size_t api_family_count(void) { return sizeof families / sizeof families[0]; }

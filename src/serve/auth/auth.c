@@ -1,4 +1,5 @@
 #include "serve/auth/auth.h"
+#include "sdk/str.h"
 #include "sdk/clock.h"
 
 #include "sdk/log.h"
@@ -56,6 +57,7 @@ auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db
 	a->cfg = cfg;
 	a->base = base;
 	a->db = db;
+	randombytes_buf(a->cache_key, sizeof a->cache_key);
 	auth_hosts_init(cfg, &a->hosts, &a->origins);
 	int64_t window_ms = (int64_t)cfg->auth.login_window_s * 1000;
 	a->pool = sdk_pool_new(base, cfg->auth.hash_threads, cfg->auth.hash_queue);
@@ -81,35 +83,37 @@ void auth_free(auth_ctx *a)
 	free(a);
 }
 
-static struct auth_cached *cache_slot(auth_ctx *a, const char *hex)
+static struct auth_cached *cache_slot(auth_ctx *a, const unsigned char tag[16])
 {
-	unsigned h = 0;
-	for (int i = 0; i < 8; i++) /* the hash is already uniform */
-		h = h * 16 + (unsigned)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+	unsigned h;
+	memcpy(&h, tag, sizeof h); /* the tag is already uniform */
 	return &a->cache[h % AUTH_CACHE_SLOTS];
 }
 
 int auth_check(auth_ctx *a, const char *token, int64_t now_ms, char user[AUTH_NAME_MAX + 1],
 	       int *role)
 {
-	if (strlen(token) > AUTH_TOKEN_MAX)
+	size_t len = strlen(token);
+	if (len > AUTH_TOKEN_MAX)
 		return -ENOENT;
-	char hex[65];
-	auth_token_hash(token, hex);
-	struct auth_cached *c = cache_slot(a, hex);
+	unsigned char tag[16];
+	crypto_shorthash_siphashx24(tag, (const unsigned char *)token, len, a->cache_key);
+	struct auth_cached *c = cache_slot(a, tag);
 	/* Within the TTL the database would say the same: idle expiry is far
-	 * longer, and every revocation in this process clears the cache. */
-	if (!strcmp(c->token_hash, hex) && now_ms - c->checked_ms < AUTH_CACHE_TTL_MS) {
-		snprintf(user, AUTH_NAME_MAX + 1, "%s", c->user);
+	 * longer, and every revocation in this process clears the cache. A
+	 * zeroed slot never matches: checked_ms 0 is always out of the TTL. */
+	if (c->checked_ms && !sodium_memcmp(c->tag, tag, sizeof tag) &&
+	    now_ms - c->checked_ms < AUTH_CACHE_TTL_MS) {
+		sdk_strcpy(user, AUTH_NAME_MAX + 1, c->user);
 		*role = c->role;
 		return 0;
 	}
 	int rc = auth_session_check(a->db, token, now_ms, a->cfg->auth.session_idle_s, user, role);
 	if (rc == 0) {
-		snprintf(c->token_hash, sizeof c->token_hash, "%s", hex);
-		snprintf(c->user, sizeof c->user, "%s", user);
+		memcpy(c->tag, tag, sizeof tag);
+		sdk_strcpy(c->user, sizeof c->user, user);
 		c->role = *role;
-		c->checked_ms = now_ms;
+		c->checked_ms = now_ms > 0 ? now_ms : 1;
 	}
 	return rc;
 }

@@ -24,7 +24,10 @@ struct auth_login; /* login.c: a login under way */
 /* A checked session, so a request need not read SQLite: entries are
  * dropped at logout and whenever a password or user changes. */
 struct auth_cached {
-	char token_hash[65];
+	/* SipHash-128 of the token under auth_ctx.cache_key: a cache needs a
+	 * tag no one can collide without the key, not SHA-256 (4k instructions
+	 * a request); the database keeps the SHA-256. */
+	unsigned char tag[16];
 	char user[AUTH_NAME_MAX + 1];
 	int role;
 	int64_t checked_ms;
@@ -41,6 +44,7 @@ typedef struct auth_ctx {
 	bool closing;              /* in auth_free: logins answer without waiting */
 	auth_hosts hosts;   /* what Host may say */
 	auth_hosts origins; /* what Origin may name */
+	unsigned char cache_key[16]; /* random per process */
 	struct auth_cached cache[AUTH_CACHE_SLOTS];
 } auth_ctx;
 

@@ -1,17 +1,15 @@
 #include "serve/chat/curl_dl.h"
 
+#include "serve/dl_table.h"
+
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
-/* The soname first; the unversioned name only where a -dev package made it. */
 static const char *const curl_names[] = { "libcurl.so.4", "libcurl.so" };
 
-static const struct {
-	const char *name;
-	size_t offset;
-} curl_syms[] = {
-#define S(sym, member) { sym, offsetof(curl_dl, member) }
+static const dl_sym curl_syms[] = {
+#define S(sym, member) DL_SYM(curl_dl, sym, member)
 	S("curl_global_init", global_init),
 	S("curl_global_cleanup", global_cleanup),
 	S("curl_version", version),
@@ -37,26 +35,10 @@ static const struct {
 int curl_dl_open(curl_dl *c, char *err, size_t errlen)
 {
 	memset(c, 0, sizeof *c);
-	const char *why = "not found";
-	for (size_t i = 0; i < sizeof curl_names / sizeof *curl_names && !c->lib; i++) {
-		c->lib = dlopen(curl_names[i], RTLD_NOW | RTLD_LOCAL);
-		if (!c->lib && i == 0)
-			why = dlerror();
-	}
-	if (!c->lib) {
-		snprintf(err, errlen, "cannot load libcurl: %s", why ? why : "not found");
+	if (dl_table_open(&c->lib, curl_names, sizeof curl_names / sizeof *curl_names, curl_syms,
+			  sizeof curl_syms / sizeof *curl_syms, c, "libcurl", err, errlen) < 0) {
+		memset(c, 0, sizeof *c);
 		return -1;
-	}
-	for (size_t i = 0; i < sizeof curl_syms / sizeof *curl_syms; i++) {
-		void *p = dlsym(c->lib, curl_syms[i].name);
-		if (!p) {
-			snprintf(err, errlen, "libcurl has no %s (too old?)", curl_syms[i].name);
-			dlclose(c->lib);
-			memset(c, 0, sizeof *c);
-			return -1;
-		}
-		/* POSIX guarantees a function pointer fits a void *. */
-		memcpy((char *)c + curl_syms[i].offset, &p, sizeof p);
 	}
 	CURLcode rc = c->global_init(CURL_GLOBAL_DEFAULT);
 	if (rc != CURLE_OK) {

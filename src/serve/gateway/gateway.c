@@ -2,6 +2,7 @@
 
 #include "kernels/registry.h"
 #include "sdk/log.h"
+#include "sdk/str.h"
 #include "sdk/token.h"
 #include "serve/auth/users.h"
 
@@ -190,8 +191,14 @@ static int encode_target(const char *path, const char *query, char *out, size_t 
 	}
 	if (o == 0)
 		out[o++] = '/';
-	int k = snprintf(out + o, len - o, "%s%s", query ? "?" : "", query ? query : "");
-	return k < 0 || (size_t)k >= len - o ? -1 : 0;
+	if (o + 1 >= len)
+		return -1;
+	if (!query) {
+		out[o] = '\0';
+		return 0;
+	}
+	out[o++] = '?';
+	return sdk_strcpy(out + o, len - o, query) >= len - o ? -1 : 0;
 }
 
 void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)

@@ -87,7 +87,8 @@ enum hl_issue hl_classify(const hl_findings *f, double slow_ms)
 	return HL_HEALTHY;
 }
 
-struct diag {
+struct hl_diag {
+	hl_diag **running; /* the caller's pointer to this diagnosis */
 	struct event_base *base;
 	gateway *gw;
 	sup_kernel *k;
@@ -128,7 +129,7 @@ static unsigned long socket_inode(int fd)
 }
 
 /* Reads everything /proc can tell without waiting. */
-static void facts_from_proc(struct diag *d)
+static void facts_from_proc(hl_diag *d)
 {
 	hl_findings *f = &d->f;
 	sup_kernel *k = d->k;
@@ -168,7 +169,7 @@ static void facts_from_proc(struct diag *d)
 	}
 }
 
-static void diag_finish(struct diag *d)
+static void diag_finish(hl_diag *d)
 {
 	hl_findings *f = &d->f;
 	sup_kernel *k = d->k;
@@ -212,6 +213,7 @@ static void diag_finish(struct diag *d)
 					 : json_null(),
 			    "process", process, "connect_ms", num_or_null(f->connect_ms), "health",
 			    health, "slow_threshold_ms", slow_ms);
+	*d->running = NULL;
 	d->cb(f, d->arg);
 	json_decref(f->json);
 	json_decref(d->health_answer);
@@ -221,7 +223,7 @@ static void diag_finish(struct diag *d)
 static void on_health(int status, const char *body, size_t len, double latency_ms,
 		      const char *error, void *arg)
 {
-	struct diag *d = arg;
+	hl_diag *d = arg;
 	d->f.health_status = status;
 	d->f.health_ms = latency_ms;
 	if (error)
@@ -233,7 +235,7 @@ static void on_health(int status, const char *body, size_t len, double latency_m
 	diag_finish(d);
 }
 
-static void probe_health(struct diag *d)
+static void probe_health(hl_diag *d)
 {
 	/* Probing a port that is not ours would talk to a stranger. */
 	if (!d->f.listening || d->f.holder_kind != HL_HOLDER_OURS || d->k->pid <= 0 ||
@@ -245,7 +247,7 @@ static void probe_health(struct diag *d)
 
 static void on_connect(evutil_socket_t fd, short what, void *arg)
 {
-	struct diag *d = arg;
+	hl_diag *d = arg;
 	int err = ETIMEDOUT;
 	if (what & EV_WRITE) {
 		socklen_t len = sizeof err;
@@ -255,11 +257,12 @@ static void on_connect(evutil_socket_t fd, short what, void *arg)
 	if (err == 0)
 		d->f.connect_ms = sdk_ms_since(&d->t0);
 	event_free(d->connect_ev);
+	d->connect_ev = NULL;
 	close(d->fd);
 	probe_health(d);
 }
 
-static void measure_connect(struct diag *d)
+static void measure_connect(hl_diag *d)
 {
 	if (!d->f.listening) {
 		probe_health(d);
@@ -281,18 +284,34 @@ static void measure_connect(struct diag *d)
 	if (!d->connect_ev || event_add(d->connect_ev, &tv) < 0) {
 		if (d->connect_ev)
 			event_free(d->connect_ev);
+		d->connect_ev = NULL;
 		close(d->fd);
 		probe_health(d);
 	}
 }
 
-int hl_diagnose(struct event_base *base, gateway *gw, sup_kernel *k, hl_diagnose_cb cb,
-		void *arg)
+void hl_diag_discard(hl_diag *d)
 {
-	struct diag *d = calloc(1, sizeof *d);
+	if (!d)
+		return;
+	*d->running = NULL;
+	if (d->connect_ev) {
+		event_free(d->connect_ev);
+		close(d->fd);
+	}
+	json_decref(d->health_answer);
+	free(d);
+}
+
+int hl_diagnose(struct event_base *base, gateway *gw, sup_kernel *k, hl_diagnose_cb cb,
+		void *arg, hl_diag **running)
+{
+	hl_diag *d = calloc(1, sizeof *d);
 	if (!d)
 		return -1;
-	*d = (struct diag){ .base = base, .gw = gw, .k = k, .cb = cb, .arg = arg, .fd = -1 };
+	*d = (hl_diag){ .running = running, .base = base, .gw = gw, .k = k, .cb = cb, .arg = arg,
+			.fd = -1 };
+	*running = d;
 	facts_from_proc(d);
 	measure_connect(d);
 	return 0;

@@ -51,10 +51,18 @@ typedef struct hl_findings {
 
 typedef void (*hl_diagnose_cb)(hl_findings *f, void *arg);
 
+typedef struct hl_diag hl_diag;
+
 /* Starts a diagnosis; `cb` gets findings it does not own (valid during the
- * call only). Returns 0, or -1 when it could not start. */
+ * call only). *running points at the diagnosis while it runs and is set to
+ * NULL before `cb` is called (which may happen before this returns).
+ * Returns 0, or -1 when it could not start. */
 int hl_diagnose(struct event_base *base, gateway *gw, sup_kernel *k, hl_diagnose_cb cb,
-		void *arg);
+		void *arg, hl_diag **running);
+/* Frees a diagnosis still running without calling back. Only at shutdown:
+ * once the loop no longer runs and before the gateway ends its probes
+ * (which it does without calling back). */
+void hl_diag_discard(hl_diag *d);
 
 const char *hl_issue_name(enum hl_issue i);
 /* -1 when unknown. */

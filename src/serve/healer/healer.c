@@ -115,6 +115,7 @@ struct incident {
 	char holder_cmdline[256];
 	char storage_error[256]; /* what the kernel's /health said, when its storage failed */
 	enum wait_for wait;
+	hl_diag *diag; /* the diagnosis while it runs */
 	struct event *timer;
 	struct timespec t0, step_t0, clear_t0;
 	bool sent_kill, refused, failed, probe_pending;
@@ -639,7 +640,7 @@ int hl_heal(healer *h, sup_kernel *k, const hl_request *req, hl_done_cb cb, void
 	inc->next = h->running;
 	h->running = inc;
 	gd_heal_started(h->gd, k);
-	if (hl_diagnose(h->base, h->gw, k, on_diagnosed, inc) < 0) {
+	if (hl_diagnose(h->base, h->gw, k, on_diagnosed, inc, &inc->diag) < 0) {
 		inc->pb = &playbooks[0];
 		incident_finish(inc, "failed");
 	}
@@ -664,6 +665,7 @@ void hl_free(healer *h)
 	if (!h)
 		return;
 	while (h->running) {
+		hl_diag_discard(h->running->diag);
 		if (!h->running->pb)
 			h->running->pb = &playbooks[0];
 		incident_finish(h->running, "interrupted");
