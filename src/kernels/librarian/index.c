@@ -564,7 +564,8 @@ static bool blk_push(lib_blk *dst, const lib_blk *src, uint32_t k)
 	dst->doc[j] = src->doc[k];
 	dst->dl[j] = src->dl[k];
 	memcpy(dst->tf[j], src->tf[k], sizeof dst->tf[j]);
-	memcpy(dst->pos + dst->npos, src->pos + src->poff[k], np * sizeof *dst->pos);
+	if (np) /* no positions: pos may be NULL */
+		memcpy(dst->pos + dst->npos, src->pos + src->poff[k], np * sizeof *dst->pos);
 	dst->npos += np;
 	dst->n++;
 	dst->poff[dst->n] = dst->npos;
