@@ -913,6 +913,17 @@ def bench_memory(a, R, g):
     R(f"   ({n} GETs through the gateway /kernels/NAME/health in {dt:.1f} s = "
       f"{n / dt:.0f} req/s with 4 keep-alive clients, then {a.mem_requests} direct "
       f"GET /health on each kernel port)")
+    # The standbys (docs/supervisor.md), started stable_ms after each kernel
+    # was ready: apart, so the totals above compare with earlier runs.
+    st, h = get_json(g.api_port, "/health")
+    sb = [k["standby_pid"] for k in h["kernels"].values() if k.get("standby_pid")]
+    for pid in sb:
+        PROCS.track(pid)
+    sbm = [m for m in (proc_mem(pid) for pid in sb) if m[0] is not None]
+    if sbm and all(m[1] is not None for m in sbm):
+        R(f"   standbys (not in the totals): {len(sbm)} processes, RSS "
+          f"{fmt_kib(sum(m[0] for m in sbm))}, PSS {fmt_kib(sum(m[1] for m in sbm))}"
+          f" (standby = 0 goes without them)")
     R()
     return after
 

@@ -2,15 +2,17 @@
 # Grace benchmarks: bench/run.sh BUILD_DIR (what `make bench` runs).
 # Runs grace_bench.py (cold start, crash, memory, search), then
 # gateway_bench.py (gateway vs direct vs nginx, guardian detection, heal
-# durations). Prints a compact report and writes it to bench/results-latest.txt.
+# durations), then restart_bench.py (kill -9 to answering again: Grace's
+# standby against a fresh spawn, s6-supervise and runsv). Prints a compact report and writes it to bench/results-latest.txt.
 #
 # Environment (all optional):
 #   BENCH_DOCS=100000        documents loaded for the search benchmark
-#   BENCH_ONLY=cold,crash,memory,search,gateway,guardian,heal   run a subset
+#   BENCH_ONLY=cold,crash,memory,search,gateway,guardian,heal,restart   run a subset
 #   BENCH_PORT_OFFSET=N      fixed --port-offset (default: first free of
 #                            21000, 21300, ... 23700)
 #   BENCH_STARTS=10 BENCH_KILLS=20 BENCH_QUERIES=300
 #   BENCH_WRK_SECS=10 BENCH_GW_ROUNDS=3 BENCH_GUARDIAN_RUNS=5 BENCH_HEALS=5
+#   BENCH_RESTART_ROUNDS=5 BENCH_RESTART_KILLS=10
 #   BENCH_TIMEOUT=1200       hard bound on the whole run, in seconds
 # Extra arguments go to both scripts (see their --help); each ignores the
 # options it does not have.
@@ -22,13 +24,15 @@ fi
 here=$(cd "$(dirname "$0")" && pwd)
 build=$1
 shift
-only=${BENCH_ONLY:-cold,crash,memory,search,gateway,guardian,heal}
+only=${BENCH_ONLY:-cold,crash,memory,search,gateway,guardian,heal,restart}
 has() { case ",$only," in *",$1,"*) return 0 ;; esac; return 1; }
-part1=false part2=false
+part1=false part2=false part3=false
 for b in cold crash memory search; do has "$b" && part1=true; done
 for b in gateway guardian heal; do has "$b" && part2=true; done
+has restart && part3=true
 tools="python3 wrk"
 has gateway && tools="$tools nginx"
+has restart && tools="$tools s6-supervise s6-notifyoncheck runsv bash"
 for tool in $tools; do
 	command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] ||
 		{ echo "bench: $tool not found (scripts/bootstrap.sh --bench)" >&2; exit 1; }
@@ -60,4 +64,11 @@ if $part2; then
 	[ "$left" -gt 30 ] || { echo "bench: BENCH_TIMEOUT=$budget s spent before gateway_bench.py" >&2; exit 1; }
 	timeout -k 20 "$left" python3 "$here/gateway_bench.py" "$build" --only "$only" \
 		--summary "$summary" --snapshot "$snap/grace" $append "$@"
+	append=--append
+fi
+if $part3; then
+	left=$((budget - ($(date +%s) - t0)))
+	[ "$left" -gt 30 ] || { echo "bench: BENCH_TIMEOUT=$budget s spent before restart_bench.py" >&2; exit 1; }
+	timeout -k 20 "$left" python3 "$here/restart_bench.py" "$build" --snapshot "$snap/grace" \
+		$append "$@"
 fi

@@ -2,8 +2,9 @@
 # Installs the Debian packages Grace needs, only those that are missing.
 #   scripts/bootstrap.sh          build and run dependencies
 #   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool,
-#                                 libsystemd for the stand-in kernels): a test whose
-#                                 tool is missing fails, naming the package
+#                                 libsystemd for the stand-in kernels, clang with
+#                                 libFuzzer's runtime for scripts/fuzz.sh): a test
+#                                 whose tool is missing fails, naming the package
 #   scripts/bootstrap.sh --bench  also what the benchmarks compare against
 set -eu
 
@@ -12,9 +13,14 @@ libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-
 libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev"
 for arg in "$@"; do
 	case "$arg" in
+	# clang only recommends libclang-rt-14-dev, the runtime that
+	# -fsanitize=fuzzer needs; llvm gives sanitizer reports their symbols.
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
 		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm" ;;
-	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps strace" ;;
+	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
+	# supervisors are run by the bench itself, never as services.
+	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps
+		strace s6 runit" ;;
 	*) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
 	esac
 done
@@ -33,6 +39,17 @@ npm_oracles() {
 		cp "$dir/package-lock.json" "$stamp"
 }
 
+# The executor runs jobs as this unprivileged user when Grace runs as root
+# (RLIMIT_NPROC does not bind root; docs/executor.md). Made once, as root only.
+jobs_user() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	id grace-jobs >/dev/null 2>&1 && return 0
+	echo "bootstrap: creating the system user grace-jobs (the executor's jobs)" >&2
+	useradd --system --user-group --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin grace-jobs
+}
+jobs_user
+
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -50,8 +67,9 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# The packaged daemons (prometheus, nginx, redis) must not start on install:
-# tests and benchmarks start their own on loopback ports of their choosing.
+# The packaged daemons (prometheus, nginx, redis, runit's runsvdir) must not
+# start on install: tests and benchmarks start their own, on loopback ports
+# and in service directories of their choosing.
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then
 	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null

@@ -27,8 +27,6 @@ GRACE_KERNEL_LIST
 PLACEHOLDER(governance, 8110, "governance", "proposals, votes, quorum, decisions");
 PLACEHOLDER(trust, 8112, "governance", "trust scores from evidence");
 PLACEHOLDER(compliance, 8114, "governance", "controls checked on a schedule");
-PLACEHOLDER(scheduler, 8120, "execution", "cron, interval and one-shot jobs");
-PLACEHOLDER(executor, 8121, "execution", "commands with timeouts and limits");
 PLACEHOLDER(workflow, 8122, "execution", "durable DAG runs");
 PLACEHOLDER(state_machine, 8123, "execution", "machine definitions and guarded transitions");
 PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");

@@ -39,6 +39,7 @@ static const struct cfg_key kernel_keys[] = {
 	K("health_timeout_ms", health_timeout_ms, KEY_UINT, 10, 600000),
 	K("health_failures", health_failures, KEY_UINT, 1, 1000),
 	K("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
+	K("standby", standby, KEY_UINT, 0, 1),
 #undef K
 };
 
@@ -107,6 +108,30 @@ static const struct cfg_key librarian_keys[] = {
 #undef B
 };
 
+static const struct cfg_key scheduler_keys[] = {
+#define S(n, field, lo, hi) { n, offsetof(grace_scheduler, field), KEY_UINT, lo, hi }
+	S("late_tolerance_ms", late_tolerance_ms, 0, 3600000),
+	S("jobs_max", jobs_max, 1, 1000000),
+	S("jobs_per_user", jobs_per_user, 1, 1000000),
+	S("runs_per_job", runs_per_job, 10, 1000000),
+	S("active_runs_max", active_runs_max, 1, 100000),
+#undef S
+};
+
+static const struct cfg_key executor_keys[] = {
+#define X(n, field, t, lo, hi) { n, offsetof(grace_executor, field), t, lo, hi }
+	X("concurrency", concurrency, KEY_UINT, 1, 1024),
+	X("queue_max", queue_max, KEY_UINT, 1, 1000000),
+	X("history_max", history_max, KEY_UINT, 10, 10000000),
+	X("timeout_default_ms", timeout_default_ms, KEY_UINT, 100, 86400000),
+	X("timeout_max_ms", timeout_max_ms, KEY_UINT, 100, 604800000),
+	X("kill_grace_ms", kill_grace_ms, KEY_UINT, 0, 600000),
+	X("cgroups", cgroups, KEY_UINT, 0, 1),
+	X("output_default_bytes", output_default_bytes, KEY_SIZE, 0, 1u << 30),
+	X("output_max_bytes", output_max_bytes, KEY_SIZE, 0, 1u << 30),
+#undef X
+};
+
 /* A model server's base URL: http or https, and nothing odd in it. */
 static bool model_url_valid(const char *v)
 {
@@ -165,6 +190,7 @@ static void defaults_init(grace_kernel_cfg *d)
 	d->health_timeout_ms = 2000;
 	d->health_failures = 3;
 	d->max_body_bytes = 1u << 20;
+	d->standby = 1;
 }
 
 static int parse_uint(const char *v, uint64_t min, uint64_t max, uint64_t *out)
@@ -419,6 +445,32 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "model"))
 		return on_model_key(c, name, value);
+	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
+		if (!strcmp(section, "executor") &&
+		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
+			bool user = !strcmp(name, "jobs_user");
+			char *dst = user ? cfg->executor.jobs_user : cfg->executor.work_root;
+			size_t len = user ? sizeof cfg->executor.jobs_user : sizeof cfg->executor.work_root;
+			if ((*value && set_string(dst, len, value) < 0) || (!user && *value && *value != '/')) {
+				snprintf(c->err, sizeof c->err, "%s: too long%s", name,
+					 user ? "" : ", or not an absolute path");
+				return 0;
+			}
+			if (!*value)
+				dst[0] = '\0';
+			return 1;
+		}
+		int rc = !strcmp(section, "scheduler")
+				 ? set_keyed(&cfg->scheduler, scheduler_keys,
+					     sizeof scheduler_keys / sizeof scheduler_keys[0], name, value,
+					     c->err, sizeof c->err)
+				 : set_keyed(&cfg->executor, executor_keys,
+					     sizeof executor_keys / sizeof executor_keys[0], name, value,
+					     c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "audit") || !strcmp(section, "memory") ||
 	    !strcmp(section, "librarian")) {
 		int rc = !strcmp(section, "audit")
@@ -475,7 +527,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 static bool known_section(const char *name, size_t n)
 {
 	static const char *const fixed[] = { "grace", "limits",	 "defaults", "auth",
-					     "model", "audit",	 "memory",   "librarian" };
+					     "model", "audit",	 "memory",   "librarian",
+					     "scheduler", "executor" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -583,6 +636,21 @@ static void config_defaults(grace_config *cfg)
 					    .ingest_chunk_files = 32,
 					    .document_bytes_per_user = (size_t)1 << 30,
 					    .ingest_bytes_max = (size_t)512 << 20 };
+	cfg->scheduler = (grace_scheduler){ .late_tolerance_ms = 2000,
+					    .jobs_max = 10000,
+					    .jobs_per_user = 100,
+					    .runs_per_job = 1000,
+					    .active_runs_max = 256 };
+	cfg->executor = (grace_executor){ .concurrency = 4,
+					  .queue_max = 100,
+					  .history_max = 10000,
+					  .timeout_default_ms = 60000,
+					  .timeout_max_ms = 86400000,
+					  .kill_grace_ms = 2000,
+					  .cgroups = 1,
+					  .output_default_bytes = 1u << 20,
+					  .output_max_bytes = 16u << 20,
+					  .jobs_user = "grace-jobs" };
 }
 
 /* The built-in kernels are the configuration when the file lists none.
@@ -827,6 +895,12 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	    absolutize(cfg->library_root, sizeof cfg->library_root) < 0 ||
 	    (cfg->model.key_file[0] && absolutize(cfg->model.key_file, sizeof cfg->model.key_file) < 0)) {
 		snprintf(err, errlen, "data_dir, library_root or [model] key_file: path too long");
+		return -1;
+	}
+	if (cfg->executor.timeout_default_ms > cfg->executor.timeout_max_ms ||
+	    cfg->executor.output_default_bytes > cfg->executor.output_max_bytes) {
+		snprintf(err, errlen, "[executor]: timeout_default_ms and output_default_bytes must "
+				      "not exceed timeout_max_ms and output_max_bytes");
 		return -1;
 	}
 	return check_kernels(cfg, &c.defaults, err, errlen);

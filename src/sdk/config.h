@@ -86,6 +86,28 @@ typedef struct grace_librarian {
 	size_t ingest_bytes_max;     /* bytes in one ingest */
 } grace_librarian;
 
+/* [scheduler]: the scheduler kernel's limits (docs/scheduler.md). */
+typedef struct grace_scheduler {
+	unsigned late_tolerance_ms; /* a slot later than this is missed (the missed-run policy) */
+	unsigned jobs_max;          /* jobs in all */
+	unsigned jobs_per_user;
+	unsigned runs_per_job;      /* closed runs kept per job, newest first */
+	unsigned active_runs_max;   /* runs acted on at once; the rest wait, recorded */
+} grace_scheduler;
+
+/* [executor]: the executor kernel's queue and limits (docs/executor.md). */
+typedef struct grace_executor {
+	unsigned concurrency;  /* jobs running at once */
+	unsigned queue_max;    /* jobs waiting; past it 503 queue_full */
+	unsigned history_max;  /* finished jobs kept (with their output) */
+	unsigned timeout_default_ms, timeout_max_ms;
+	unsigned kill_grace_ms; /* SIGTERM, then SIGKILL after this */
+	unsigned cgroups;       /* 0: no cgroups even where usable (rlimits and the subreaper) */
+	size_t output_default_bytes, output_max_bytes; /* per stream, stored */
+	char jobs_user[32];    /* jobs run as this user when Grace runs as root */
+	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
+} grace_executor;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -100,6 +122,7 @@ typedef struct grace_kernel_cfg {
 	unsigned health_timeout_ms;
 	unsigned health_failures;
 	size_t max_body_bytes;
+	unsigned standby; /* 1: a pre-started process takes over at a crash */
 } grace_kernel_cfg;
 
 typedef struct grace_config {
@@ -115,6 +138,8 @@ typedef struct grace_config {
 	grace_model model;
 	grace_memory memory;
 	grace_librarian librarian;
+	grace_scheduler scheduler;
+	grace_executor executor;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -377,8 +377,11 @@ bool sdk_req_query_ok(const sdk_req *r)
 		const char *eq = memchr(p, '=', n);
 		if (n && (!eq || eq == p))
 			return false;
+		/* A malformed escape, or %00: a NUL would cut a name or value
+		 * short (as path_decode refuses it too). */
 		for (size_t i = 0; i < n; i++)
-			if (p[i] == '%' && (i + 2 >= n || hexdig(p[i + 1]) < 0 || hexdig(p[i + 2]) < 0))
+			if (p[i] == '%' && (i + 2 >= n || hexdig(p[i + 1]) < 0 || hexdig(p[i + 2]) < 0 ||
+					    (hexdig(p[i + 1]) | hexdig(p[i + 2])) == 0))
 				return false;
 		p += n + (e != NULL);
 	}

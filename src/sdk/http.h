@@ -109,7 +109,7 @@ bool sdk_req_header_at(const sdk_req *r, size_t i, const char **name, const char
  * but a JSON object is refused the same way. */
 json_t *sdk_req_json(sdk_req *r, bool want_object);
 /* Whether the query string (if any) is well formed: name=value pairs with
- * non-empty names joined by "&", and valid %XX escapes. */
+ * non-empty names joined by "&", and valid %XX escapes other than %00. */
 bool sdk_req_query_ok(const sdk_req *r);
 /* Parses an unsigned query parameter in [min, max]. Returns 0 and *out
  * (def when absent), or answers 400 and returns -1. */

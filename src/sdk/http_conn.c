@@ -152,12 +152,10 @@ static void conn_close(sdk_conn *c)
 	evbuffer_drain(c->out, evbuffer_get_length(c->out));
 	sdk_req *r = c->req;
 	c->req = NULL;
-	if (r && c->state == CONN_BUSY) {
+	if (r && c->state == CONN_BUSY)
 		req_peer_gone(r); /* the handler still owns it and will end it */
-	} else if (r) {
-		r->srv = NULL; /* never dispatched: nobody else holds it */
-		req_free(r);
-	}
+	else if (r)
+		req_free(r); /* never dispatched: nobody else holds it; no longer in flight */
 	conn_release(c);
 }
 

@@ -66,6 +66,10 @@ static size_t skip_blank_lines(const char *buf, size_t len)
 size_t sdk_http_head_end(const char *buf, size_t len, size_t *scan)
 {
 	size_t start = skip_blank_lines(buf, len);
+	/* A CR last may be the first half of the allowed blank line: wait for
+	 * the next byte, or the head would depend on how the bytes arrived. */
+	if (start + 1 == len && buf[start] == '\r')
+		return 0;
 	if (start < len && (buf[start] == '\r' || buf[start] == '\n'))
 		return start + 1; /* blank lines past the allowance: the parser refuses it */
 	size_t p = *scan > start ? *scan : start;

@@ -5,6 +5,7 @@
 #include "sdk/listen.h"
 #include "sdk/log.h"
 #include "sdk/notify.h"
+#include "sdk/standby.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -323,7 +324,8 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create %.200s: %s", k->cfg->data_dir, strerror(errno));
 		return -1;
 	}
-	if (storage_open(rt, err, errlen) < 0)
+	/* A standby opened (and checked) it while it waited. */
+	if (!k->db && !rt->storage_failed && storage_open(rt, err, errlen) < 0)
 		return -1;
 	int trc = sdk_token_load(k->cfg, k->token);
 	if (trc < 0) {
@@ -394,6 +396,27 @@ static void runtime_stop(struct runtime *rt)
 		event_base_free(k->base);
 }
 
+/* After the hand-over: the file the standby opened may have been replaced,
+ * deleted or found damaged while it waited (an operator restoring a backup
+ * between a stop and a restart). A new process would open what the path
+ * names now, so the standby does too instead of serving the old file. */
+static void standby_store_recheck(struct runtime *rt)
+{
+	sdk_kernel *k = &rt->k;
+	sdk_err e = { "" };
+	if (!rt->storage_failed && atomic_load(&rt->sqlite_report.state) == 0 &&
+	    (!k->db || sdk_db_watch_check(&rt->db_watch, k->db, &e) == 0))
+		return;
+	sdk_info("standby: %s: opening it again", rt->storage_failed ? rt->storage_error
+					 : e.msg[0]	     ? e.msg
+								     : "damage reported");
+	sqlite3_close(k->db);
+	k->db = NULL;
+	rt->storage_failed = false;
+	rt->storage_error[0] = '\0';
+	atomic_store(&rt->sqlite_report.state, 0);
+}
+
 /* Every connection is closed: SQLite's log lets go of the runtime. */
 static void sqlite_log_release(void)
 {
@@ -422,6 +445,28 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	k->base = event_base_new();
 	if (!k->base)
 		return SDK_EXIT_TEMPORARY;
+	/* A standby waits here until the kernel it stands in for is dead, with
+	 * the kernel's SQLite file open but idle (sdk/standby.h says why that
+	 * is safe); the kernel's init and its state come after the word. */
+	bool standby = sdk_standby_requested();
+	if (standby) {
+		/* Its quick_check too runs now, off the recovery path; a kill -9
+		 * cannot damage a WAL database, and damage found later is caught
+		 * by SQLite's log and the watch like any other. */
+		char err[256] = "";
+		if (storage_open(&rt, err, sizeof err) < 0)
+			sdk_warn("standby: %s: opened after the hand-over instead", err);
+	}
+	int sb = sdk_standby_wait();
+	if (sb <= 0) {
+		if (sb < 0)
+			sdk_error("standby: %s", strerror(-sb));
+		sqlite3_close(k->db);
+		event_base_free(k->base);
+		return sb == 0 ? SDK_EXIT_OK : SDK_EXIT_TEMPORARY;
+	}
+	if (standby)
+		standby_store_recheck(&rt);
 
 	char err[512] = "";
 	if (runtime_start(&rt, err, sizeof err) < 0) {

@@ -34,7 +34,7 @@ static ssize_t read_small(const char *path, char *buf, size_t len)
 	return n;
 }
 
-int proc_rss_bytes(pid_t pid, uint64_t *out)
+int proc_mem_bytes(pid_t pid, uint64_t *rss, uint64_t *own)
 {
 	char path[64], buf[256];
 	if (proc_path(path, sizeof path, pid, "statm") < 0)
@@ -42,11 +42,19 @@ int proc_rss_bytes(pid_t pid, uint64_t *out)
 	ssize_t n = read_small(path, buf, sizeof buf);
 	if (n < 0)
 		return (int)n;
-	unsigned long long size, resident;
-	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+	unsigned long long size, resident, shared;
+	if (sscanf(buf, "%llu %llu %llu", &size, &resident, &shared) != 3)
 		return -EIO;
-	*out = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	*rss = (uint64_t)resident * page;
+	*own = (uint64_t)(resident > shared ? resident - shared : 0) * page;
 	return 0;
+}
+
+int proc_rss_bytes(pid_t pid, uint64_t *out)
+{
+	uint64_t own;
+	return proc_mem_bytes(pid, out, &own);
 }
 
 int proc_open_fds(pid_t pid, unsigned *out)

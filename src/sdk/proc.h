@@ -9,6 +9,10 @@
 
 /* Resident set size in bytes of `pid` (0 means this process). */
 int proc_rss_bytes(pid_t pid, uint64_t *out);
+/* Its RSS, and the part of it that is its own (resident minus resident
+ * file-backed and shared pages, statm's second and third fields): what it
+ * costs beyond the binary and libraries other processes map too. */
+int proc_mem_bytes(pid_t pid, uint64_t *rss, uint64_t *own);
 /* Number of open descriptors of `pid` (0 or getpid() for this process),
  * and its soft RLIMIT_NOFILE. */
 int proc_open_fds(pid_t pid, unsigned *out);

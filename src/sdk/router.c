@@ -26,10 +26,12 @@ static int add_param(sdk_route_params *params, const char *name, size_t nlen,
 }
 
 /* Whether pattern `pat` may match `path` at all, by their first segment's
- * first byte: skips most of a long table without a call. */
+ * first byte: skips most of a long table without a call. path[1] is read
+ * only when path[0] is '/' (an empty path has no second byte). */
 static inline int may_match(const char *pat, const char *path)
 {
-	return pat[0] != '/' || pat[1] == ':' || pat[1] == '*' || pat[1] == path[1];
+	return pat[0] != '/' || path[0] != '/' || pat[1] == ':' || pat[1] == '*' ||
+	       pat[1] == path[1];
 }
 
 static int path_match(const char *pat, const char *path, sdk_route_params *params)

@@ -37,19 +37,23 @@ struct serve {
 };
 
 /* Every state change goes to the bus (grace.kernel.NAME.state) and the
- * audit trail, through the outbox: never waited for. */
-static void announce_state(struct serve *s, sup_kernel *k, enum sup_state old)
+ * audit trail, through the outbox: never waited for. `c` is the change as it
+ * was when it happened. */
+static void announce_state(struct serve *s, const sup_change *c)
 {
+	const char *from = sup_state_name(c->from), *to = sup_state_name(c->to);
+	if (!strcmp(from, to))
+		return; /* stopping, now with a start to follow: the same to clients */
+	const char *name = c->k->cfg->name;
 	char subject[96];
-	snprintf(subject, sizeof subject, "grace.kernel.%s.state", k->cfg->name);
-	json_t *ev = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:I}", "kernel", k->cfg->name, "from",
-			       sup_state_name(old), "to", sup_state_name(k->state), "port", k->port,
-			       "pid", k->pid > 0 ? json_integer(k->pid) : json_null(), "last_exit",
-			       k->last_exit, "ts_ms", (json_int_t)k->since_ms);
+	snprintf(subject, sizeof subject, "grace.kernel.%s.state", name);
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:I}", "kernel", name, "from", from,
+			       "to", to, "port", c->port,
+			       "pid", c->pid > 0 ? json_integer(c->pid) : json_null(), "last_exit",
+			       c->last_exit, "ts_ms", (json_int_t)c->at_ms);
 	char resource[64];
-	snprintf(resource, sizeof resource, "kernel/%s", k->cfg->name);
-	ob_audit_system(s->api.ob, "kernel.state", resource, sup_state_name(k->state),
-			json_incref(ev));
+	snprintf(resource, sizeof resource, "kernel/%s", name);
+	ob_audit_system(s->api.ob, "kernel.state", resource, to, json_incref(ev));
 	ob_publish(s->api.ob, subject, ev);
 }
 
@@ -65,16 +69,10 @@ static void on_incident(json_t *incident, void *arg)
 	ob_publish(s->api.ob, "grace.healer.incident", json_deep_copy(incident));
 }
 
-static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
+/* After every change of a kernel's state, and once at launch: systemd's
+ * readiness, and the end of the loop once every kernel is down. */
+static void check_settled(struct serve *s)
 {
-	struct serve *s = arg;
-	if (k)
-		dir_publish(s->dir);
-	if (k) {
-		gd_on_sup_change(s->api.gd, k, old);
-		hl_on_sup_change(s->api.hl, k, old);
-		announce_state(s, k, old);
-	}
 	if (s->stopping) {
 		if (sup_all_down(s->api.sup))
 			event_base_loopexit(s->api.base, NULL);
@@ -92,6 +90,19 @@ static void on_kernel_change(sup_kernel *k, enum sup_state old, void *arg)
 								       : "kernels settled, some not ready",
 			 sdk_ms_since(&s->t0));
 	}
+}
+
+/* The supervisor calls this from the event loop, after each transition and
+ * in order; the observers see the kernel as it is now and learn where it
+ * came from. */
+static void on_kernel_change(const sup_change *c, void *arg)
+{
+	struct serve *s = arg;
+	dir_publish(s->dir);
+	gd_on_sup_change(s->api.gd, c->k, c->from);
+	hl_on_sup_change(s->api.hl, c->k, c->from);
+	announce_state(s, c);
+	check_settled(s);
 }
 
 static void on_unhealthy(sup_kernel *k, const char *reason, void *arg)
@@ -209,6 +220,12 @@ int grace_serve(const grace_config *cfg)
 		return 1;
 	}
 	s.api.base = event_base_new();
+	/* Two priorities: 0 for the supervisor's notifications, so observers
+	 * run right after the callback that changed a state; 1 for the rest. */
+	if (s.api.base && event_base_priority_init(s.api.base, 2) < 0) {
+		event_base_free(s.api.base);
+		s.api.base = NULL;
+	}
 	if (!s.api.base) {
 		close(api_fd);
 		sqlite3_close(s.db);
@@ -284,7 +301,7 @@ int grace_serve(const grace_config *cfg)
 	dir_publish(s.dir); /* before any kernel starts: they read it */
 	sup_start_all(s.api.sup);
 	gd_start(s.api.gd);
-	on_kernel_change(NULL, SUP_STOPPED, &s); /* every kernel may have settled already */
+	check_settled(&s); /* every kernel may have settled already */
 	event_base_dispatch(s.api.base);
 	rc = 0;
 out:

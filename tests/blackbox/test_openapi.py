@@ -23,7 +23,8 @@ from harness import GRACE_BIN, HAS_AUTH, GraceServer, GraceTestCase, scaled
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECK = os.path.join(HERE, "js", "openapi_check.mjs")
 FAST = {"auth": {"argon2_mem_kib": 19456}}
-KERNELS = ("librarian", "message_bus", "crypto", "immutable_log", "policy")
+KERNELS = ("librarian", "message_bus", "crypto", "immutable_log", "policy", "scheduler",
+           "executor")
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -161,6 +162,13 @@ class OpenApi(GraceTestCase):
         doc_id = doc["id"]
         st, _, s = g.http("POST", "/chat/sessions", {"title": "openapi"})
         self.assertEqual(st, 201, s)
+        st, _, sj = g.http("POST", "/scheduler/jobs",
+                           {"name": "openapi", "schedule": "0 9 * * mon-fri",
+                            "timezone": "Europe/Berlin",
+                            "target": {"type": "bus", "subject": "openapi.tick"}})
+        self.assertEqual(st, 201, sj)
+        st, _, xj = g.http("POST", "/executor/jobs", {"argv": ["/bin/echo", "openapi"]})
+        self.assertEqual(st, 201, xj)
         calls = [
             ("GET", "/health", "/health", None),
             ("GET", "/auth/me", "/auth/me", None),
@@ -213,6 +221,24 @@ class OpenApi(GraceTestCase):
              {"subject": {"type": "User", "id": "a"}, "action": {"name": "read"},
               "resource": {"type": "Doc", "id": "d"}}),
             ("GET", "/kernels/governance/health", "/kernels/governance/health", None),
+            ("GET", "/scheduler/next", "/scheduler/next?schedule=30+2+*+*+*&timezone=Europe/Berlin"
+             "&count=3", None),
+            ("GET", "/scheduler/next", "/scheduler/next?schedule=61+*+*+*+*", None),
+            ("GET", "/scheduler/jobs/{id}", "/scheduler/jobs/" + sj["id"], None),
+            ("GET", "/scheduler/jobs", "/scheduler/jobs", None),
+            ("POST", "/scheduler/jobs/{id}/trigger", "/scheduler/jobs/%s/trigger" % sj["id"], {}),
+            ("GET", "/scheduler/jobs/{id}/runs", "/scheduler/jobs/%s/runs" % sj["id"], None),
+            ("POST", "/scheduler/jobs", "/scheduler/jobs",
+             {"name": "bad", "schedule": "* * * * *", "timezone": "Mars/Olympus",
+              "target": {"type": "bus", "subject": "x"}}),
+            ("GET", "/scheduler/stats", "/scheduler/stats", None),
+            ("GET", "/executor/jobs/{id}", "/executor/jobs/%s?wait_ms=10000" % xj["id"], None),
+            ("GET", "/executor/jobs", "/executor/jobs?limit=5", None),
+            ("POST", "/executor/jobs/validate", "/executor/jobs/validate",
+             {"argv": ["/bin/true"], "limits": {"memory_bytes": 67108864}}),
+            ("POST", "/executor/jobs", "/executor/jobs", {"argv": ["bin/true"]}),
+            ("GET", "/executor/containment", "/executor/containment", None),
+            ("GET", "/executor/stats", "/executor/stats", None),
         ]
         out = []
         for method, doc_path, path, body in calls:

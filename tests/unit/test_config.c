@@ -741,6 +741,46 @@ static void test_model_heartbeat(void **state)
 	expect_error(f, 3, "heartbeat_ms", "15000");
 }
 
+/* [scheduler] and [executor]: their keys, their ranges, and the shipped
+ * file's values equal to the compiled defaults. */
+static void test_scheduler_executor_sections(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[scheduler]\njobs_per_user = 7\nlate_tolerance_ms = 0\n"
+		     "[executor]\nconcurrency = 2\ncgroups = 0\njobs_user = nobody\n"
+		     "work_root = /var/tmp/jobs\noutput_max_bytes = 2097152\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.scheduler.jobs_per_user, 7);
+	assert_int_equal(f->cfg.scheduler.late_tolerance_ms, 0);
+	assert_int_equal(f->cfg.scheduler.jobs_max, 10000);
+	assert_int_equal(f->cfg.executor.concurrency, 2);
+	assert_int_equal(f->cfg.executor.cgroups, 0);
+	assert_string_equal(f->cfg.executor.jobs_user, "nobody");
+	assert_string_equal(f->cfg.executor.work_root, "/var/tmp/jobs");
+	assert_int_equal(f->cfg.executor.output_max_bytes, 2u << 20);
+	write_ini(f, "[executor]\nconcurrency = 0\n");
+	expect_error(f, 2, "concurrency", "1");
+	write_ini(f, "[scheduler]\nruns_per_job = 9\n");
+	expect_error(f, 2, "runs_per_job", "10");
+	write_ini(f, "[executor]\nwork_root = jobs\n");
+	expect_error(f, 2, "work_root", "absolute");
+	write_ini(f, "[executor]\nbogus = 1\n");
+	expect_error(f, 2, "bogus", "unknown");
+	write_ini(f, "[executor]\ntimeout_default_ms = 5000\ntimeout_max_ms = 1000\n");
+	assert_int_equal(load_file(f, NULL), -1);
+	assert_non_null(strstr(f->err, "timeout_max_ms"));
+	/* The shipped file says what the code does. */
+	grace_config shipped;
+	char err[512];
+	grace_config_overrides ov = { .config_path = GRACE_SOURCE_ROOT "/etc/grace.ini" };
+	if (grace_config_load(&shipped, BUILTINS, &ov, err, sizeof err) != 0)
+		fail_msg("etc/grace.ini: %s", err);
+	write_ini(f, "[grace]\n");
+	expect_ok(f, NULL);
+	assert_memory_equal(&shipped.scheduler, &f->cfg.scheduler, sizeof shipped.scheduler);
+	assert_memory_equal(&shipped.executor, &f->cfg.executor, sizeof shipped.executor);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -772,6 +812,7 @@ int main(void)
 		T(test_builtin_section_overrides),
 		T(test_builtin_definitions_checked),
 		T(test_model_heartbeat),
+		T(test_scheduler_executor_sections),
 #undef T
 	};
 	return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);

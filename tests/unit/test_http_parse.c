@@ -229,6 +229,29 @@ static void test_head_end(void **state)
 	assert_int_equal(sdk_http_parse_request(junk, end, 20, &h, &why), 400);
 }
 
+/* Found by fuzz_http_request: the allowed leading blank line arriving as
+ * "\r" then "\n..." was framed as a one-byte head (and refused with a
+ * 400), while the same bytes at once were a good request. */
+static void test_head_end_split_leading_crlf(void **state)
+{
+	(void)state;
+	const char *r = "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	size_t full = strlen(r), scan = 0;
+	assert_int_equal(sdk_http_head_end(r, full, &scan), full);
+	scan = 0;
+	for (size_t n = 1; n < full; n++)
+		assert_int_equal(sdk_http_head_end(r, n, &scan), 0);
+	assert_int_equal(sdk_http_head_end(r, full, &scan), full);
+	/* Past the allowance, a CR still waits for what follows it. */
+	const char *junk = "\r\n\r\n";
+	scan = 0;
+	assert_int_equal(sdk_http_head_end(junk, 3, &scan), 0);
+	size_t at_once = 0;
+	assert_true((at_once = sdk_http_head_end(junk, 4, &scan)) > 0);
+	scan = 0;
+	assert_int_equal(sdk_http_head_end(junk, 4, &scan), at_once);
+}
+
 static void test_response(void **state)
 {
 	(void)state;
@@ -356,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_framing),
 		cmocka_unit_test(test_connection_and_expect),
 		cmocka_unit_test(test_head_end),
+		cmocka_unit_test(test_head_end_split_leading_crlf),
 		cmocka_unit_test(test_response),
 		cmocka_unit_test(test_chunked),
 		cmocka_unit_test(test_list_has),

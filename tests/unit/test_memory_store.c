@@ -392,6 +392,50 @@ static void test_pagination_mixed(void **state)
 	json_decref(page);
 }
 
+static int count(struct fx *x, const char *table, const char *where)
+{
+	json_t *page = query(x, "alice", NULL, table, where, NULL, NULL, NULL, 0);
+	if (!page)
+		fail_msg("%s: %s", where, x->e.msg);
+	int n = (int)json_integer_value(json_object_get(page, "count"));
+	json_decref(page);
+	return n;
+}
+
+/* Found by fuzz_memory_filter: "in" and "contains" compared values of
+ * different kinds, as SQLite gives them (true is 1, an array's element
+ * that is an array is its JSON text), against docs/memory.md. */
+static void test_filter_kinds(void **state)
+{
+	struct fx *x = *state;
+	create(x, "alice", "{\"name\":\"m\"}");
+	json_t *ids = insert(x, "alice", NULL, "m",
+			     "[{\"v\":1},{\"v\":\"1\"},{\"v\":true},{\"v\":false},{\"v\":0},"
+			     "{\"v\":[1]},{\"v\":{\"a\":1}},{\"v\":[true]},{\"v\":[[\"a\"]]},"
+			     "{\"v\":[\"a\"]},{\"v\":\"xa\"},{\"v\":[0,\"0\"]}]");
+	assert_non_null(ids);
+	json_decref(ids);
+	assert_int_equal(count(x, "m", "{\"v\":{\"in\":[1]}}"), 1);
+	assert_int_equal(count(x, "m", "{\"v\":{\"in\":[0,1]}}"), 2);
+	assert_int_equal(count(x, "m", "{\"v\":{\"in\":[\"[1]\"]}}"), 0);
+	assert_int_equal(count(x, "m", "{\"v\":{\"in\":[\"{\\\"a\\\":1}\"]}}"), 0);
+	assert_int_equal(count(x, "m", "{\"v\":{\"in\":[\"1\",\"xa\"]}}"), 2);
+	assert_int_equal(count(x, "m", "{\"v\":{\"contains\":1}}"), 1);    /* [1] */
+	assert_int_equal(count(x, "m", "{\"v\":{\"contains\":true}}"), 1); /* [true] */
+	assert_int_equal(count(x, "m", "{\"v\":{\"contains\":0}}"), 1);    /* [0,"0"] */
+	assert_int_equal(count(x, "m", "{\"v\":{\"contains\":\"a\"}}"), 2); /* ["a"], "xa" */
+	assert_int_equal(count(x, "m", "{\"v\":{\"contains\":\"[\\\"a\\\"]\"}}"), 0);
+	create(x, "alice", "{\"name\":\"jc\",\"columns\":[{\"name\":\"j\",\"type\":\"json\"}]}");
+	ids = insert(x, "alice", NULL, "jc",
+		     "[{\"j\":[true]},{\"j\":[1]},{\"j\":[[\"a\"]]},{\"j\":[\"a\"]}]");
+	assert_non_null(ids);
+	json_decref(ids);
+	assert_int_equal(count(x, "jc", "{\"j\":{\"contains\":1}}"), 1);
+	assert_int_equal(count(x, "jc", "{\"j\":{\"contains\":true}}"), 1);
+	assert_int_equal(count(x, "jc", "{\"j\":{\"contains\":\"[\\\"a\\\"]\"}}"), 0);
+	assert_int_equal(count(x, "jc", "{\"j\":{\"contains\":\"a\"}}"), 1);
+}
+
 static void test_fts(void **state)
 {
 	struct fx *x = *state;
@@ -698,6 +742,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rows_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pagination, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pagination_mixed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_filter_kinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),

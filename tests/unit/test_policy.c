@@ -261,6 +261,28 @@ static void test_burst_up_to_config_max(void **state)
 	assert_int_equal(run(f, &r, 1, false).verdict, SUP_GIVE_UP); /* start 1000 */
 }
 
+/* judge answers what decide would, and leaves the history alone. */
+static void test_judge_is_pure(void **state)
+{
+	struct fake *f = *state;
+	for (int i = 0; i < 3; i++)
+		sup_history_add_start(&f->h, f->now - 100 * (uint64_t)i);
+	f->h.quick_crashes = 2;
+	sup_history before = f->h;
+	sup_decision j = sup_policy_judge(&defaults, &f->h, f->now - 10, f->now, false);
+	assert_memory_equal(&before, &f->h, sizeof before);
+	assert_int_equal(j.verdict, SUP_RESTART_AFTER);
+	assert_int_equal(j.delay_ms, 400);
+	assert_int_equal(j.streak, 3);
+	sup_decision d = sup_policy_decide(&defaults, &f->h, f->now - 10, f->now, false);
+	assert_int_equal(d.verdict, j.verdict);
+	assert_int_equal(d.delay_ms, j.delay_ms);
+	assert_int_equal(f->h.quick_crashes, 3);
+	/* A stable run ends the streak; giving up keeps it. */
+	assert_int_equal(sup_policy_judge(&defaults, &f->h, f->now - 5000, f->now, false).streak, 0);
+	assert_int_equal(sup_policy_judge(&defaults, &f->h, f->now - 10, f->now, true).streak, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -275,6 +297,7 @@ int main(void)
 		T(test_permanent_gives_up),
 		T(test_history_ring_wraps),
 		T(test_burst_up_to_config_max),
+		T(test_judge_is_pure),
 #undef T
 	};
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);

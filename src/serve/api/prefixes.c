@@ -29,6 +29,19 @@ static void on_gateway_bus(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "message_bus", "/bus");
 }
 
+/* /scheduler/...: users may check schedules and keep jobs of their own
+ * (the kernel scopes them, and refuses executor targets to non-admins);
+ * /executor/...: admins (issue 13: running jobs is admin-only). */
+static void on_gateway_scheduler(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "scheduler", "/scheduler");
+}
+
+static void on_gateway_executor(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "executor", "/executor");
+}
+
 static void on_gateway_kernel(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -46,6 +59,8 @@ static const api_prefix prefixes[] = {
 	{ "/bus", "message_bus" },
 	{ "/kernels/:name", NULL },
 	{ "/librarian", "librarian" },
+	{ "/scheduler", "scheduler" },
+	{ "/executor", "executor" },
 };
 
 size_t api_prefix_count(void) { return sizeof prefixes / sizeof prefixes[0]; }
@@ -75,5 +90,7 @@ static const sdk_route routes[] = {
 	API_ADMIN("DELETE", "/bus/groups/:group", on_gateway_bus),
 	API_ADMIN(NULL, "/kernels/:name/*", on_gateway_kernel),
 	API_USER(NULL, "/librarian/*", on_gateway_librarian),
+	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
+	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
 };
 const api_family api_prefixes_family = { "prefixes", routes, sizeof routes / sizeof routes[0] };

@@ -1,5 +1,6 @@
 #include "serve/api/api.h"
 #include "sdk/clock.h"
+#include "sdk/proc.h"
 
 #include "kernels/registry.h"
 #include "sdk/metrics.h"
@@ -75,6 +76,13 @@ json_t *api_kernel_json(const sup_kernel *k)
 			    k->pid > 0 ? json_real((double)(sdk_wall_ms() - k->started_ms) / 1e3)
 				       : json_null());
 	json_object_set_new(o, "command", json_string(k->cfg->command[0] ? k->cfg->command : ""));
+	json_object_set_new(o, "standby_pid", k->sb_pid > 0 ? json_integer(k->sb_pid) : json_null());
+	uint64_t rss = 0, own = 0;
+	json_object_set_new(o, "standby_memory",
+			    k->sb_pid > 0 && proc_mem_bytes(k->sb_pid, &rss, &own) == 0
+				    ? json_pack("{s:I, s:I}", "rss_bytes", (json_int_t)rss,
+						"own_bytes", (json_int_t)own)
+				    : json_null());
 	if (k->state == SUP_PORT_UNAVAILABLE)
 		json_object_set_new(o, "port_holder",
 				    json_pack("{s:o, s:s}", "pid",
@@ -116,6 +124,26 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 		evbuffer_add_printf(out, "grace_kernel_restarts_total{kernel=\"%s\"} %u\n",
 				    k->cfg->name, k->restarts);
 	}
+	/* What the standbys cost, never silently (docs/supervisor.md). */
+	uint64_t sb_rss[GRACE_KERNELS_MAX] = { 0 }, sb_own[GRACE_KERNELS_MAX] = { 0 };
+	for (size_t i = 0; i < sup_count(api->sup) && i < GRACE_KERNELS_MAX; i++) {
+		const sup_kernel *k = sup_at(api->sup, i);
+		if (k->sb_pid > 0 && proc_mem_bytes(k->sb_pid, &sb_rss[i], &sb_own[i]) < 0)
+			sb_rss[i] = sb_own[i] = 0;
+	}
+	evbuffer_add_printf(out, "# HELP grace_kernel_standby_rss_bytes Resident memory of a kernel's "
+				 "waiting standby (0: none).\n"
+				 "# TYPE grace_kernel_standby_rss_bytes gauge\n");
+	for (size_t i = 0; i < sup_count(api->sup) && i < GRACE_KERNELS_MAX; i++)
+		evbuffer_add_printf(out, "grace_kernel_standby_rss_bytes{kernel=\"%s\"} %llu\n",
+				    sup_at(api->sup, i)->cfg->name, (unsigned long long)sb_rss[i]);
+	evbuffer_add_printf(out, "# HELP grace_kernel_standby_own_bytes The part of a standby's "
+				 "resident memory not shared with other processes' binary and "
+				 "libraries.\n"
+				 "# TYPE grace_kernel_standby_own_bytes gauge\n");
+	for (size_t i = 0; i < sup_count(api->sup) && i < GRACE_KERNELS_MAX; i++)
+		evbuffer_add_printf(out, "grace_kernel_standby_own_bytes{kernel=\"%s\"} %llu\n",
+				    sup_at(api->sup, i)->cfg->name, (unsigned long long)sb_own[i]);
 	evbuffer_add_printf(out,
 			    "# HELP grace_kernel_watchdog_kills_total Kernels killed for a missed watchdog.\n"
 			    "# TYPE grace_kernel_watchdog_kills_total counter\n");

@@ -25,14 +25,16 @@ _Static_assert((int)AUTH_ROLE_ADMIN == (int)SDK_CALLER_ADMIN && (int)AUTH_ROLE_U
 #define UD_RETRY_MS 2000          /* a failed part is tried again after this */
 #define UD_CHAT_MESSAGES_STEP 500 /* chat messages deleted per loop turn */
 #define UD_LIBRARY_TIMEOUT_MS 10000
+#define UD_SCHEDULER_TIMEOUT_MS 10000
 #define UD_ACTOR "grace"          /* who the librarian is told acts */
 
-enum { PART_MEMORY = 1, PART_CHAT = 2, PART_LIBRARY = 4, PART_ALL = 7 };
+enum { PART_MEMORY = 1, PART_CHAT = 2, PART_LIBRARY = 4, PART_SCHEDULER = 8, PART_ALL = 15 };
 
 static const struct {
 	unsigned part;
 	const char *name;
-} part_names[] = { { PART_MEMORY, "memory" }, { PART_CHAT, "chat" }, { PART_LIBRARY, "librarian" } };
+} part_names[] = { { PART_MEMORY, "memory" }, { PART_CHAT, "chat" }, { PART_LIBRARY, "librarian" },
+		    { PART_SCHEDULER, "scheduler" } };
 
 /* The routes that show data of each part: refused to a user of the name
  * until the part is done. Chat reads memory rows, so it waits for both. */
@@ -45,6 +47,8 @@ static const struct {
 	{ PART_LIBRARY, "/librarian" },
 	{ PART_LIBRARY, "/kernels/librarian" },
 	{ PART_LIBRARY, "/kernels/librarian_kernel" },
+	{ PART_SCHEDULER, "/scheduler" },
+	{ PART_SCHEDULER, "/kernels/scheduler" },
 };
 
 static const char ud_schema[] = "CREATE TABLE IF NOT EXISTS user_purges ("
@@ -238,13 +242,48 @@ static void library_run(struct pending *p)
 		part_end(p, PART_LIBRARY, SDK_EIO, "cannot call the librarian");
 }
 
+/* The scheduler: the user's jobs are deleted (a job never fires for
+ * anyone but its creator, nor for a new user who takes the name). */
+static void on_scheduler_done(int status, const char *body, size_t len, double latency_ms,
+			      const char *error, void *arg)
+{
+	(void)latency_ms;
+	char why[160] = "";
+	if (status == 0)
+		snprintf(why, sizeof why, "no answer from the scheduler: %s", error ? error : "");
+	else if (status != 200)
+		snprintf(why, sizeof why, "the scheduler answered %d: %.*s", status,
+			 (int)(len < 100 ? len : 100), body ? body : "");
+	part_end(arg, PART_SCHEDULER, status == 200 ? 0 : SDK_EIO, why);
+}
+
+static void scheduler_run(struct pending *p)
+{
+	user_data *u = p->u;
+	sup_kernel *k = sup_find(u->api->sup, "scheduler");
+	if (!k) { /* no scheduler here: no jobs */
+		part_end(p, PART_SCHEDULER, 0, NULL);
+		return;
+	}
+	if (k->state != SUP_READY) {
+		part_end(p, PART_SCHEDULER, SDK_EBUSY, "the scheduler is not ready");
+		return;
+	}
+	char path[AUTH_NAME_MAX + 16];
+	snprintf(path, sizeof path, "/owners/%s", p->name); /* a valid name needs no encoding */
+	if (sdk_call(u->caller, "scheduler", "DELETE", path, NULL, 0, NULL,
+		     UD_SCHEDULER_TIMEOUT_MS, on_scheduler_done, p) < 0)
+		part_end(p, PART_SCHEDULER, SDK_EIO, "cannot call the scheduler");
+}
+
 /* Starts every part that is to do and not running. A runner may end its
  * part at once, and the last one the whole purge (freeing `p`): nothing
  * touches `p` after the last start. */
 static void run(struct pending *p)
 {
-	static void (*const runners[])(struct pending *) = { memory_run, chat_run, library_run };
-	static const unsigned parts[] = { PART_MEMORY, PART_CHAT, PART_LIBRARY };
+	static void (*const runners[])(struct pending *) = { memory_run, chat_run, library_run,
+							      scheduler_run };
+	static const unsigned parts[] = { PART_MEMORY, PART_CHAT, PART_LIBRARY, PART_SCHEDULER };
 	unsigned start = p->todo & ~p->running;
 	p->running |= start;
 	for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {

@@ -7,7 +7,10 @@
  *   - chat: their sessions with every message;
  *   - librarian: their documents are kept (the library is shared and chat
  *     cites it) but lose their owner, so only an admin changes them; their
- *     ingests still queued or running are cancelled.
+ *     ingests still queued or running are cancelled;
+ *   - scheduler: their jobs, with their open runs cancelled (a job acts
+ *     as its creator: never for a deleted one, nor for a new user who
+ *     takes the name).
  *
  * Each purge is written to a journal (DATA_DIR/grace.db, user_purges)
  * before it starts and struck out when every part is done, so a restart

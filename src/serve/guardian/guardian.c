@@ -42,9 +42,11 @@ enum gd_state gd_state_derive(enum sup_state sup, bool restart_pending, unsigned
 		return failures ? GD_DEGRADED : GD_READY;
 	case SUP_RESTARTING: return GD_RESTARTING;
 	case SUP_STOPPING: return restart_pending ? GD_RESTARTING : GD_STOPPED;
+	case SUP_STOP_THEN_START: return GD_RESTARTING;
 	case SUP_STOPPED: return restart_pending ? GD_RESTARTING : GD_STOPPED;
 	case SUP_FAILED: return GD_FAILED;
 	case SUP_PORT_UNAVAILABLE: return GD_PORT_UNAVAILABLE;
+	case SUP_STATE_COUNT: break;
 	}
 	return GD_FAILED;
 }
@@ -81,7 +83,7 @@ static void update(gd_kernel *gk, const char *reason)
 	sup_kernel *k = gk->k;
 	/* A heal stops and starts the kernel: for those watching, it is
 	 * restarting, not stopped by an operator. */
-	bool restarting = k->after_exit == SUP_THEN_START || gk->healing;
+	bool restarting = gk->healing;
 	enum gd_state st = gd_state_derive(k->state, restarting, gk->failures,
 					   k->cfg->health_failures, gk->storage_failed);
 	if (st == gk->state)

@@ -314,6 +314,13 @@ static int term_sql(const mem_term *t, mem_buf *sql, mem_binds *b)
 			rc |= bind(b, m);
 		}
 		mem_buf_str(sql, ")");
+		/* The list holds strings and numbers: no boolean (SQLite's 1 and
+		 * 0) nor array or object (their JSON text) may equal one. */
+		if (any) {
+			mem_buf_str(sql, " AND ");
+			type_sql(t, sql);
+			mem_buf_str(sql, " IN ('integer','real','text')");
+		}
 		break;
 	}
 	case MEM_OP_CONTAINS:
@@ -324,13 +331,15 @@ static int term_sql(const mem_term *t, mem_buf *sql, mem_binds *b)
 			rc |= bind(b, v);
 		} else if (t->type == MEM_T_JSON || !json_is_string(v)) {
 			/* A number or boolean is contained only as an array's element
-			 * (json_each on a scalar would yield the scalar itself). */
+			 * (json_each on a scalar would yield the scalar itself), and
+			 * only as an element of its own kind (true is 1 to SQLite, a
+			 * nested array its JSON text). */
 			type_sql(t, sql);
 			mem_buf_printf(
 				sql,
 				" = 'array' AND EXISTS (SELECT 1 FROM json_each(r.data,'$.%s') "
-				"WHERE json_each.value = ?)",
-				t->col);
+				"WHERE json_each.value = ? AND json_each.type IN %s)",
+				t->col, kind_list(v));
 			rc |= bind(b, v);
 		} else {
 			mem_buf_str(sql, "CASE ");
@@ -338,8 +347,8 @@ static int term_sql(const mem_term *t, mem_buf *sql, mem_binds *b)
 			mem_buf_str(sql, " WHEN 'text' THEN instr(");
 			value_sql(t, sql);
 			mem_buf_printf(sql, ", ?) > 0 WHEN 'array' THEN EXISTS (SELECT 1 FROM "
-					    "json_each(r.data,'$.%s') WHERE json_each.value = ?) "
-					    "ELSE 0 END",
+					    "json_each(r.data,'$.%s') WHERE json_each.value = ? AND "
+					    "json_each.type = 'text') ELSE 0 END",
 				       t->col);
 			rc |= bind(b, v);
 			rc |= bind(b, v);

@@ -29,6 +29,7 @@ typedef struct sup_decision {
 	enum sup_verdict verdict;
 	uint64_t delay_ms;
 	const char *why; /* static text for logs and the API */
+	unsigned streak; /* the history's quick_crashes after this decision */
 } sup_decision;
 
 void sup_history_reset(sup_history *h);
@@ -37,8 +38,11 @@ void sup_history_add_start(sup_history *h, uint64_t now_ms);
 unsigned sup_history_starts_within(const sup_history *h, uint64_t now_ms, uint64_t window_ms);
 
 /* Decides for a run that started at started_ms and ended at now_ms;
- * `permanent` is an exit the kernel declared final (exit code 100). Updates
- * the crash streak in `h`. */
+ * `permanent` is an exit the kernel declared final (exit code 100). Pure:
+ * the new crash streak is in the answer's `streak`. */
+sup_decision sup_policy_judge(const grace_restart *r, const sup_history *h, uint64_t started_ms,
+			      uint64_t now_ms, bool permanent);
+/* sup_policy_judge, then the crash streak stored into `h`. */
 sup_decision sup_policy_decide(const grace_restart *r, sup_history *h, uint64_t started_ms,
 			       uint64_t now_ms, bool permanent);
 

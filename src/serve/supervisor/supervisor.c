@@ -1,8 +1,9 @@
 #include "serve/supervisor/supervisor.h"
-#include "sdk/clock.h"
 
+#include "sdk/clock.h"
 #include "sdk/log.h"
 #include "sdk/notify.h"
+#include "sdk/standby.h"
 #include "sdk/token.h"
 #include "serve/supervisor/spawn.h"
 
@@ -20,6 +21,17 @@
 
 #define NOTIFY_MSG_MAX 4096
 #define EXIT_PERMANENT 100
+/* State changes waiting for the observers: far more than one loop turn
+ * can make (a few per kernel), so reaching it means a bug. */
+#define NOTES_MAX 4096
+/* Standbys told to leave, until they are reaped. */
+#define RETIRING_MAX (2 * GRACE_KERNELS_MAX)
+/* A standby that died unused is replaced no sooner than this (and after
+ * SUP_SB_FAILS_MAX in a row, not until the kernel is ready again). */
+#define STANDBY_RETRY_MS 1000
+/* Standbys start at least this far apart, so twenty kernels ready together
+ * do not get twenty exec's at once on top of their own work. */
+#define STANDBY_SPACING_MS 200
 
 struct supervisor {
 	struct event_base *base;
@@ -28,47 +40,64 @@ struct supervisor {
 	size_t n;
 	int notify_fd;
 	char notify_path[108]; /* "@grace/<pid>/notify" */
-	struct event *notify_ev, *sigchld_ev;
+	struct event *notify_ev, *sigchld_ev, *drain_ev;
 	bool shutting_down;
+	sup_change *notes; /* FIFO of changes not yet told, [head, len) */
+	size_t notes_head, notes_len, notes_cap;
+	pid_t retiring[RETIRING_MAX];
+	size_t n_retiring;
+	uint64_t sb_next_slot_ms; /* monotonic: the earliest the next standby may start */
 };
 
-const char *sup_state_name(enum sup_state st)
+bool sup_kernel_has_standby(const sup_kernel *k)
 {
-	static const char *const names[] = { "starting", "ready",  "restarting",      "stopping",
-					      "stopped",  "failed", "port_unavailable" };
-	return (size_t)st < sizeof names / sizeof names[0] ? names[st] : "unknown";
+	/* Only `grace kernel NAME` speaks the standby protocol. */
+	return k->cfg->standby && !k->cfg->command[0];
 }
 
-static void set_state(sup_kernel *k, enum sup_state st)
+/* ---- notifications: queued in a transition, told from the loop ---- */
+
+static void note(sup_kernel *k, enum sup_state from, enum sup_event cause)
 {
-	enum sup_state old = k->state;
-	if (old == st)
+	supervisor *s = k->sup;
+	if (!s->opts.on_change)
 		return;
-	k->state = st;
-	k->since_ms = sdk_wall_ms();
-	if ((st == SUP_FAILED || st == SUP_STOPPED) && k->fd >= 0) {
-		/* Nobody will accept on it: let clients be refused at once rather
-		 * than wait in a backlog forever. Starting again binds anew. */
-		close(k->fd);
-		k->fd = -1;
+	if (s->notes_len == s->notes_cap) {
+		size_t cap = s->notes_cap ? s->notes_cap * 2 : 32;
+		sup_change *n = cap <= NOTES_MAX ? realloc(s->notes, cap * sizeof *n) : NULL;
+		if (!n) {
+			sdk_error("kernel %s: %s -> %s not told to observers: queue full",
+				  k->cfg->name, sup_state_key(from), sup_state_key(k->state));
+			return;
+		}
+		s->notes = n;
+		s->notes_cap = cap;
 	}
-	sdk_info("kernel %s: %s -> %s", k->cfg->name, sup_state_name(old), sup_state_name(st));
-	if (k->sup->opts.on_change)
-		k->sup->opts.on_change(k, old, k->sup->opts.arg);
+	sup_change *c = &s->notes[s->notes_len++];
+	*c = (sup_change){ .k = k, .from = from, .to = k->state, .cause = cause,
+			   .pid = k->pid, .port = k->port, .at_ms = k->since_ms };
+	memcpy(c->last_exit, k->last_exit, sizeof c->last_exit);
+	event_active(s->drain_ev, EV_TIMEOUT, 0);
 }
 
-static void arm_timer(sup_kernel *k, uint64_t ms)
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	supervisor *s = arg;
+	/* An observer may act on a kernel: its changes join the queue's end. */
+	while (s->notes_head < s->notes_len) {
+		sup_change c = s->notes[s->notes_head++];
+		s->opts.on_change(&c, s->opts.arg);
+	}
+	s->notes_head = s->notes_len = 0;
+}
+
+/* ---- small pieces the actions use ---- */
+
+static void arm(struct event *ev, uint64_t ms)
 {
 	struct timeval tv = sdk_ms_tv(ms);
-	evtimer_add(k->timer, &tv);
-}
-
-static void arm_watchdog(sup_kernel *k)
-{
-	if (k->cfg->watchdog_ms) {
-		struct timeval tv = sdk_ms_tv(k->cfg->watchdog_ms);
-		evtimer_add(k->watchdog, &tv);
-	}
+	evtimer_add(ev, &tv);
 }
 
 /* Signals the kernel's whole process group, so what it forked goes too. */
@@ -76,6 +105,13 @@ static void kill_group(sup_kernel *k, int sig)
 {
 	if (k->pid > 0 && kill(-k->pid, sig) < 0 && errno == ESRCH)
 		kill(k->pid, sig);
+}
+
+static void kill_for(sup_kernel *k, const char *why)
+{
+	snprintf(k->kill_reason, sizeof k->kill_reason, "%s", why);
+	sdk_warn("kernel %s: %s: killing pid %d", k->cfg->name, why, (int)k->pid);
+	kill_group(k, SIGKILL);
 }
 
 static int ensure_socket(sup_kernel *k)
@@ -98,8 +134,6 @@ static int ensure_socket(sup_kernel *k)
 	k->fd = fd;
 	return 0;
 }
-
-static void schedule_restart(sup_kernel *k, const sup_decision *d);
 
 static void exec_watch_close(sup_kernel *k)
 {
@@ -131,91 +165,353 @@ static void on_exec_result(evutil_socket_t fd, short what, void *arg)
 	exec_watch_read(arg);
 }
 
-static void spawn_kernel(sup_kernel *k)
-{
-	supervisor *s = k->sup;
+/* The command line and environment of a kernel process. */
+struct spawn_args {
 	char cmdbuf[GRACE_COMMAND_MAX + 64];
 	char *argv[SPAWN_ARGS_MAX];
-	if (k->cfg->command[0]) {
-		if (sup_split_command(k->cfg->command, cmdbuf, sizeof cmdbuf, argv,
-				      SPAWN_ARGS_MAX) < 0) {
-			snprintf(k->last_exit, sizeof k->last_exit, "command cannot be parsed");
-			set_state(k, SUP_FAILED);
-			return;
-		}
-	} else {
-		argv[0] = (char *)s->opts.self_exe;
-		argv[1] = "kernel";
-		argv[2] = (char *)k->cfg->name;
-		argv[3] = NULL;
-	}
 	char e_notify[160], e_wd[48], e_kernel[64], e_cfg[PATH_MAX + 16], e_data[PATH_MAX + 16],
-		e_off[48], e_lib[PATH_MAX + 24], e_names[64], e_tok[PATH_MAX + 32],
-		tok_path[PATH_MAX];
+		e_off[48], e_lib[PATH_MAX + 24], e_names[64], e_tok[PATH_MAX + 32];
+	const char *env[SPAWN_ENV_MAX];
+};
+
+/* -EINVAL when the command cannot be split. */
+static int spawn_args_build(sup_kernel *k, struct spawn_args *a, bool standby)
+{
+	supervisor *s = k->sup;
+	if (k->cfg->command[0]) {
+		if (sup_split_command(k->cfg->command, a->cmdbuf, sizeof a->cmdbuf, a->argv,
+				      SPAWN_ARGS_MAX) < 0)
+			return -EINVAL;
+	} else {
+		a->argv[0] = (char *)s->opts.self_exe;
+		a->argv[1] = "kernel";
+		a->argv[2] = (char *)k->cfg->name;
+		a->argv[3] = NULL;
+	}
+	char tok_path[PATH_MAX];
 	sdk_token_path(s->opts.cfg, tok_path, sizeof tok_path);
-	snprintf(e_tok, sizeof e_tok, "GRACE_INTERNAL_TOKEN_FILE=%s", tok_path);
-	snprintf(e_notify, sizeof e_notify, "NOTIFY_SOCKET=%s", s->notify_path);
+	snprintf(a->e_tok, sizeof a->e_tok, "GRACE_INTERNAL_TOKEN_FILE=%s", tok_path);
+	snprintf(a->e_notify, sizeof a->e_notify, "NOTIFY_SOCKET=%s", s->notify_path);
 	/* sd_watchdog_enabled(3) wants WATCHDOG_PID to be the kernel's own pid
 	 * (filled in by spawn) and no WATCHDOG_USEC at all when there is none. */
 	if (k->cfg->watchdog_ms)
-		snprintf(e_wd, sizeof e_wd, "WATCHDOG_USEC=%llu",
+		snprintf(a->e_wd, sizeof a->e_wd, "WATCHDOG_USEC=%llu",
 			 (unsigned long long)k->cfg->watchdog_ms * 1000ULL);
 	else
-		snprintf(e_wd, sizeof e_wd, "WATCHDOG_USEC");
-	snprintf(e_kernel, sizeof e_kernel, "GRACE_KERNEL=%s", k->cfg->name);
-	snprintf(e_cfg, sizeof e_cfg, "GRACE_CONFIG=%s", s->opts.cfg->path);
-	snprintf(e_data, sizeof e_data, "GRACE_DATA_DIR=%s", s->opts.cfg->data_dir);
-	snprintf(e_off, sizeof e_off, "GRACE_PORT_OFFSET=%d", s->opts.cfg->port_offset);
-	snprintf(e_lib, sizeof e_lib, "GRACE_LIBRARY_ROOT=%s", s->opts.cfg->library_root);
-	snprintf(e_names, sizeof e_names, "LISTEN_FDNAMES=%s", k->cfg->name);
-	const char *env[] = { e_notify, e_wd, e_kernel, e_data, e_off,
-			      e_lib, "LISTEN_FDS=1", e_names, e_tok,
-			      s->opts.cfg->path[0] ? e_cfg : "GRACE_CONFIG=", NULL };
-	sup_spawn_opts o = { .argv = (const char *const *)argv,
-			     .env = env,
-			     .listen_fd = k->fd,
-			     .watchdog_pid = k->cfg->watchdog_ms > 0 };
+		snprintf(a->e_wd, sizeof a->e_wd, "WATCHDOG_USEC");
+	snprintf(a->e_kernel, sizeof a->e_kernel, "GRACE_KERNEL=%s", k->cfg->name);
+	snprintf(a->e_cfg, sizeof a->e_cfg, "GRACE_CONFIG=%s", s->opts.cfg->path);
+	snprintf(a->e_data, sizeof a->e_data, "GRACE_DATA_DIR=%s", s->opts.cfg->data_dir);
+	snprintf(a->e_off, sizeof a->e_off, "GRACE_PORT_OFFSET=%d", s->opts.cfg->port_offset);
+	snprintf(a->e_lib, sizeof a->e_lib, "GRACE_LIBRARY_ROOT=%s", s->opts.cfg->library_root);
+	snprintf(a->e_names, sizeof a->e_names, "LISTEN_FDNAMES=%s", k->cfg->name);
+	size_t n = 0;
+	a->env[n++] = a->e_notify;
+	a->env[n++] = a->e_wd;
+	a->env[n++] = a->e_kernel;
+	a->env[n++] = a->e_data;
+	a->env[n++] = a->e_off;
+	a->env[n++] = a->e_lib;
+	a->env[n++] = "LISTEN_FDS=1";
+	a->env[n++] = a->e_names;
+	a->env[n++] = a->e_tok;
+	a->env[n++] = s->opts.cfg->path[0] ? a->e_cfg : "GRACE_CONFIG=";
+	a->env[n++] = standby ? SDK_STANDBY_ENV "=1" : SDK_STANDBY_ENV; /* bare: removed */
+	/* A standby resolves every symbol while it waits, not on first call
+	 * after a crash (ld.so(8)). */
+	if (standby)
+		a->env[n++] = "LD_BIND_NOW=1";
+	a->env[n] = NULL;
+	return 0;
+}
 
-	uint64_t now = sdk_mono_ms();
-	sup_history_add_start(&k->history, now);
+/* A new run: `pid` serves the kernel from `now` on. */
+static void run_begins(sup_kernel *k, pid_t pid, uint64_t now)
+{
 	k->started_mono_ms = now;
 	k->started_ms = sdk_wall_ms();
 	k->kill_reason[0] = '\0';
+	k->pid = pid;
+}
+
+/* SUP_A_SPAWN. Returns the event to step instead when it fails. */
+static int spawn_kernel(sup_kernel *k)
+{
+	struct spawn_args a;
+	if (spawn_args_build(k, &a, false) < 0) {
+		snprintf(k->last_exit, sizeof k->last_exit, "command cannot be parsed");
+		return SUP_EV_BAD_COMMAND;
+	}
+	sup_spawn_opts o = { .argv = (const char *const *)a.argv,
+			     .env = a.env,
+			     .listen_fd = k->fd,
+			     .watchdog_pid = k->cfg->watchdog_ms > 0 };
+	/* The attempt counts as a start, for the burst limit, even if fork fails. */
+	uint64_t now = (uint64_t)sdk_mono_ms();
+	sup_history_add_start(&k->history, now);
 	exec_watch_close(k);
 	int exec_fd = -1;
 	pid_t pid = sup_spawn(&o, &exec_fd);
 	if (pid < 0) {
-		snprintf(k->last_exit, sizeof k->last_exit, "cannot run %s: %s", argv[0],
+		snprintf(k->last_exit, sizeof k->last_exit, "cannot run %s: %s", a.argv[0],
 			 strerror((int)-pid));
 		sdk_warn("kernel %s: %s", k->cfg->name, k->last_exit);
-		sup_decision d = sup_policy_decide(&k->cfg->restart, &k->history, now, now, false);
-		schedule_restart(k, &d);
-		return;
+		return SUP_EV_SPAWN_FAILED;
 	}
-	k->pid = pid;
+	run_begins(k, pid, now);
 	/* Not waited for: the kernels' execs run in parallel. */
-	k->exec_ev = event_new(s->base, exec_fd, EV_READ, on_exec_result, k);
+	k->exec_ev = event_new(k->sup->base, exec_fd, EV_READ, on_exec_result, k);
 	if (k->exec_ev)
 		event_add(k->exec_ev, NULL);
 	else
 		close(exec_fd);
-	set_state(k, SUP_STARTING);
-	arm_timer(k, k->cfg->ready_timeout_ms);
 	sdk_debug("kernel %s: spawned pid %d on port %d", k->cfg->name, (int)pid, k->port);
+	return -1;
 }
 
-static void schedule_restart(sup_kernel *k, const sup_decision *d)
+/* ---- the standby: its table's actions ---- */
+
+static void retire(supervisor *s, pid_t pid)
 {
-	if (d->verdict == SUP_GIVE_UP) {
-		sdk_error("kernel %s: failed: %s (last: %s)", k->cfg->name, d->why, k->last_exit);
-		set_state(k, SUP_FAILED);
+	if (s->n_retiring < RETIRING_MAX) {
+		s->retiring[s->n_retiring++] = pid;
 		return;
 	}
-	k->restarts++;
-	set_state(k, SUP_RESTARTING);
-	/* Through the timer even for "now": no recursion when exec keeps failing. */
-	arm_timer(k, d->verdict == SUP_RESTART_NOW ? 0 : d->delay_ms);
+	/* Cannot happen (two per kernel at most); reaped as a stranger then. */
+	kill(pid, SIGKILL);
 }
+
+static bool retiring_forget(supervisor *s, pid_t pid)
+{
+	for (size_t i = 0; i < s->n_retiring; i++)
+		if (s->retiring[i] == pid) {
+			s->retiring[i] = s->retiring[--s->n_retiring];
+			return true;
+		}
+	return false;
+}
+
+static int standby_spawn(sup_kernel *k)
+{
+	struct spawn_args a;
+	if (spawn_args_build(k, &a, true) < 0)
+		return -EINVAL;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	sup_spawn_opts o = { .argv = (const char *const *)a.argv,
+			     .env = a.env,
+			     .listen_fd = sv[1], /* its fd 3 until it is handed the port */
+			     .watchdog_pid = k->cfg->watchdog_ms > 0 };
+	int exec_fd = -1;
+	pid_t pid = sup_spawn(&o, &exec_fd);
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return (int)pid;
+	}
+	/* Its exec result is not waited for: a standby that cannot run exits,
+	 * and that exit is all the table needs. */
+	close(exec_fd);
+	k->sb_pid = pid;
+	k->sb_fd = sv[0];
+	sdk_info("kernel %s: standby pid %d started", k->cfg->name, (int)pid);
+	return 0;
+}
+
+/* The standby timer: `ms` from now, or the next free slot if later. */
+static void sb_arm(sup_kernel *k, uint64_t ms)
+{
+	supervisor *s = k->sup;
+	uint64_t now = (uint64_t)sdk_mono_ms(), at = now + ms;
+	if (at < s->sb_next_slot_ms)
+		at = s->sb_next_slot_ms;
+	s->sb_next_slot_ms = at + STANDBY_SPACING_MS;
+	arm(k->sb_timer, at - now);
+}
+
+/* Steps one event through the standby's table and performs the answer. */
+static void sb_feed(sup_kernel *k, enum sup_sb_event ev)
+{
+	sup_sb_in in = { .enabled = sup_kernel_has_standby(k) && !k->sup->shutting_down,
+			 .fails = k->sb_fails };
+	sup_sb_outcome o = sup_sb_step(k->sb_state, ev, &in);
+	int rc;
+	if ((o.actions & SUP_SBA_SPAWN) && (rc = standby_spawn(k)) < 0) {
+		/* Abandoned: the failure, from the same state. */
+		sdk_warn("kernel %s: cannot start a standby: %s", k->cfg->name, strerror(-rc));
+		ev = SUP_SB_SPAWN_FAILED;
+		o = sup_sb_step(k->sb_state, ev, &in);
+	}
+	unsigned a = o.actions;
+	if (a & SUP_SBA_CANCEL_TIMER)
+		evtimer_del(k->sb_timer);
+	if (a & SUP_SBA_ARM)
+		sb_arm(k, k->cfg->restart.stable_ms);
+	if (a & SUP_SBA_REARM)
+		sb_arm(k, k->cfg->restart.stable_ms > STANDBY_RETRY_MS ? k->cfg->restart.stable_ms
+									: STANDBY_RETRY_MS);
+	if (a & (SUP_SBA_RETIRE | SUP_SBA_FORGET)) {
+		/* Closing the channel is the word to leave; after a hand-over it
+		 * has served already. */
+		if (k->sb_fd >= 0)
+			close(k->sb_fd);
+		k->sb_fd = -1;
+		if (a & SUP_SBA_RETIRE)
+			retire(k->sup, k->sb_pid);
+		k->sb_pid = 0;
+	}
+	if (a & SUP_SBA_CLEAR_FAILS)
+		k->sb_fails = 0;
+	if (a & SUP_SBA_COUNT_FAIL)
+		k->sb_fails++;
+	if (a & SUP_SBA_GIVE_UP)
+		sdk_warn("kernel %s: %u standbys in a row lost: none until it is ready again",
+			 k->cfg->name, k->sb_fails);
+	if (o.next != k->sb_state)
+		sdk_debug("kernel %s: standby %s -> %s (%s)", k->cfg->name,
+			  sup_sb_state_name(k->sb_state), sup_sb_state_name((enum sup_sb_state)o.next),
+			  sup_sb_event_name(ev));
+	k->sb_state = (enum sup_sb_state)o.next;
+}
+
+/* SUP_A_TAKEOVER: the kernel's port to the waiting standby. The previous
+ * process has been reaped: nothing else has the store open. */
+static int takeover(sup_kernel *k)
+{
+	int rc = sdk_standby_hand_over(k->sb_fd, k->fd);
+	if (rc < 0) {
+		sdk_warn("kernel %s: standby pid %d cannot take over: %s", k->cfg->name,
+			 (int)k->sb_pid, strerror(-rc));
+		sb_feed(k, SUP_SB_UNWANTED);
+		return rc;
+	}
+	exec_watch_close(k);
+	uint64_t now = (uint64_t)sdk_mono_ms();
+	sup_history_add_start(&k->history, now);
+	run_begins(k, k->sb_pid, now);
+	k->takeovers++;
+	sdk_info("kernel %s: standby pid %d takes over port %d", k->cfg->name, (int)k->pid,
+		 k->port);
+	sb_feed(k, SUP_SB_TAKEN);
+	return 0;
+}
+
+/* ---- the kernel's table: feed an event, perform, commit ---- */
+
+/* Performs a step's actions in their bit order. Returns the event to step
+ * instead when BIND or START failed (the transition is then abandoned),
+ * else -1. */
+static int perform(sup_kernel *k, const sup_step_out *o, int *bind_rc)
+{
+	uint32_t a = o->actions;
+	char why[128];
+	if (o->asked) {
+		k->history.quick_crashes = o->decision.streak;
+		if (o->decision.verdict == SUP_GIVE_UP)
+			sdk_error("kernel %s: failed: %s (last: %s)", k->cfg->name, o->decision.why,
+				  k->last_exit);
+	}
+	if (a & SUP_A_CANCEL_TIMER)
+		evtimer_del(k->timer);
+	if (a & SUP_A_CANCEL_WATCHDOG)
+		evtimer_del(k->watchdog);
+	if (a & SUP_A_TERM) {
+		kill_group(k, SIGTERM);
+		/* As systemd does: a stopped (SIGSTOP) process must run to act on it. */
+		kill_group(k, SIGCONT);
+	}
+	if (a & SUP_A_KILL_NOT_READY) {
+		snprintf(why, sizeof why, "not ready within %u ms", k->cfg->ready_timeout_ms);
+		kill_for(k, why);
+	}
+	if (a & SUP_A_KILL_NOT_STOPPED) {
+		snprintf(why, sizeof why, "did not stop within %u ms", k->cfg->stop_timeout_ms);
+		kill_for(k, why);
+	}
+	if (a & SUP_A_KILL_HUNG) {
+		k->watchdog_kills++;
+		snprintf(why, sizeof why, "watchdog: no WATCHDOG=1 for %u ms", k->cfg->watchdog_ms);
+		kill_for(k, why);
+	}
+	if (a & SUP_A_RESET_HISTORY)
+		sup_history_reset(&k->history);
+	if (a & SUP_A_BIND) {
+		int rc = ensure_socket(k);
+		if (rc < 0) {
+			*bind_rc = rc;
+			return SUP_EV_BIND_FAILED;
+		}
+	}
+	if ((a & SUP_A_TAKEOVER) && takeover(k) < 0)
+		a |= SUP_A_SPAWN; /* the standby is gone: a fresh process after all */
+	if (a & SUP_A_SPAWN) {
+		int fail = spawn_kernel(k);
+		if (fail >= 0)
+			return fail;
+	}
+	if (a & SUP_A_COUNT_RESTART)
+		k->restarts++;
+	if (a & SUP_A_ARM_READY)
+		arm(k->timer, k->cfg->ready_timeout_ms);
+	if (a & SUP_A_ARM_STOP)
+		arm(k->timer, k->cfg->stop_timeout_ms);
+	if (a & SUP_A_ARM_BACKOFF)
+		arm(k->timer, o->delay_ms);
+	if ((a & SUP_A_ARM_WATCHDOG) && k->cfg->watchdog_ms)
+		arm(k->watchdog, k->cfg->watchdog_ms);
+	if ((a & SUP_A_CLOSE_PORT) && k->fd >= 0) {
+		/* Nobody will accept on it: let clients be refused at once rather
+		 * than wait in a backlog forever. Starting again binds anew. */
+		close(k->fd);
+		k->fd = -1;
+	}
+	if (a & SUP_A_SB_WANT)
+		sb_feed(k, SUP_SB_WANTED);
+	if (a & SUP_A_SB_DROP)
+		sb_feed(k, SUP_SB_UNWANTED);
+	return -1;
+}
+
+static void commit(sup_kernel *k, enum sup_state next, enum sup_event cause)
+{
+	enum sup_state old = k->state;
+	if (old == next)
+		return;
+	k->state = next;
+	k->since_ms = sdk_wall_ms();
+	sdk_info("kernel %s: %s -> %s (%s)", k->cfg->name, sup_state_key(old),
+		 sup_state_key(next), sup_event_name(cause));
+	note(k, old, cause);
+}
+
+/* Steps one event through the table and performs the answer. Returns what
+ * an operator is told: 0, -EALREADY, or a failed bind's errno. */
+static int feed(sup_kernel *k, enum sup_event ev, bool permanent)
+{
+	sup_step_in in = { .restart = &k->cfg->restart,
+			   .history = &k->history,
+			   .now_ms = (uint64_t)sdk_mono_ms(),
+			   .started_ms = k->started_mono_ms,
+			   .permanent = permanent,
+			   .standby_ready = k->sb_state == SUP_SB_WAITING && k->sb_pid > 0 };
+	sup_step_out o = sup_step(k->state, ev, &in);
+	int bind_rc = 0;
+	int fail = perform(k, &o, &bind_rc);
+	if (fail < 0) {
+		commit(k, o.next, ev);
+		return o.result;
+	}
+	/* Abandoned: the failure, from the same state. Its cells start nothing,
+	 * so this cannot fail again. */
+	in.now_ms = (uint64_t)sdk_mono_ms();
+	sup_step_out f = sup_step(k->state, (enum sup_event)fail, &in);
+	perform(k, &f, &bind_rc);
+	commit(k, f.next, (enum sup_event)fail);
+	return fail == SUP_EV_BIND_FAILED ? bind_rc : o.result;
+}
+
+/* ---- what happens to the processes ---- */
 
 static void describe_exit(sup_kernel *k, int status)
 {
@@ -235,46 +531,42 @@ static void describe_exit(sup_kernel *k, int status)
 	memcpy(k->last_exit, text, sizeof text);
 }
 
-static void on_exit_of(sup_kernel *k, int status)
+static void on_kernel_exit(sup_kernel *k, int status)
 {
-	evtimer_del(k->timer);
-	evtimer_del(k->watchdog);
 	exec_watch_read(k);
 	exec_watch_close(k);
 	k->pid = 0;
 	describe_exit(k, status);
-	sdk_log(k->state == SUP_STOPPING ? SDK_LOG_INFO : SDK_LOG_WARN, NULL,
-		"kernel %s: exited: %s", k->cfg->name, k->last_exit);
+	bool asked_to = k->state == SUP_STOPPING || k->state == SUP_STOP_THEN_START;
+	sdk_log(asked_to ? SDK_LOG_INFO : SDK_LOG_WARN, NULL, "kernel %s: exited: %s",
+		k->cfg->name, k->last_exit);
+	feed(k, SUP_EV_EXIT, WIFEXITED(status) && WEXITSTATUS(status) == EXIT_PERMANENT);
+}
 
-	if (k->sup->shutting_down || k->after_exit == SUP_THEN_STOP) {
-		k->after_exit = SUP_THEN_POLICY;
-		set_state(k, SUP_STOPPED);
-		return;
-	}
-	if (k->after_exit == SUP_THEN_START) {
-		k->after_exit = SUP_THEN_POLICY;
-		sup_history_reset(&k->history);
-		spawn_kernel(k);
-		return;
-	}
-	bool permanent = WIFEXITED(status) && WEXITSTATUS(status) == EXIT_PERMANENT;
-	uint64_t now = sdk_mono_ms();
-	sup_decision d = sup_policy_decide(&k->cfg->restart, &k->history, k->started_mono_ms,
-					   now, permanent);
-	if (d.verdict == SUP_RESTART_NOW) {
-		/* The common case (a crash after a stable run) restarts right here:
-		 * the socket never closed, so waiting clients are served in ms. */
-		k->restarts++;
-		spawn_kernel(k);
-		return;
-	}
-	schedule_restart(k, &d);
+static void on_standby_exit(sup_kernel *k, int status)
+{
+	if (k->sb_fd >= 0)
+		close(k->sb_fd);
+	k->sb_fd = -1;
+	k->sb_pid = 0;
+	sdk_warn("kernel %s: standby exited unused: %s %d", k->cfg->name,
+		 WIFSIGNALED(status) ? "signal" : "exit",
+		 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	sb_feed(k, SUP_SB_EXIT);
 }
 
 static sup_kernel *kernel_by_pid(supervisor *s, pid_t pid)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (s->kernels[i].pid == pid)
+			return &s->kernels[i];
+	return NULL;
+}
+
+static sup_kernel *kernel_by_standby(supervisor *s, pid_t pid)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->kernels[i].sb_pid == pid)
 			return &s->kernels[i];
 	return NULL;
 }
@@ -296,67 +588,44 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 		int status = 0;
 		if (waitpid(pid, &status, WNOHANG) <= 0)
 			break;
+		sup_kernel *sk;
 		if (k)
-			on_exit_of(k, status);
+			on_kernel_exit(k, status);
+		else if ((sk = kernel_by_standby(s, pid)))
+			on_standby_exit(sk, status);
+		else
+			retiring_forget(s, pid);
 	}
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
-	sup_kernel *k = arg;
-	switch (k->state) {
-	case SUP_RESTARTING:
-		spawn_kernel(k);
-		break;
-	case SUP_STARTING:
-		snprintf(k->kill_reason, sizeof k->kill_reason, "not ready within %u ms",
-			 k->cfg->ready_timeout_ms);
-		sdk_warn("kernel %s: %s: killing it", k->cfg->name, k->kill_reason);
-		kill_group(k, SIGKILL);
-		break;
-	case SUP_STOPPING:
-		snprintf(k->kill_reason, sizeof k->kill_reason, "did not stop within %u ms",
-			 k->cfg->stop_timeout_ms);
-		sdk_warn("kernel %s: %s: killing it", k->cfg->name, k->kill_reason);
-		kill_group(k, SIGKILL);
-		break;
-	default:
-		break;
-	}
+	feed(arg, SUP_EV_TIMEOUT, false);
 }
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
-	sup_kernel *k = arg;
-	if (k->state != SUP_READY || k->pid <= 0)
-		return;
-	k->watchdog_kills++;
-	snprintf(k->kill_reason, sizeof k->kill_reason, "watchdog: no WATCHDOG=1 for %u ms",
-		 k->cfg->watchdog_ms);
-	sdk_warn("kernel %s: %s: killing pid %d", k->cfg->name, k->kill_reason, (int)k->pid);
-	kill_group(k, SIGKILL);
+	feed(arg, SUP_EV_WATCHDOG, false);
+}
+
+static void on_standby_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	sb_feed(arg, SUP_SB_TIMEOUT);
 }
 
 static void on_notify_msg(sup_kernel *k, char *msg)
 {
-	for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
-		if (!strcmp(line, "READY=1")) {
-			if (k->state == SUP_STARTING) {
-				evtimer_del(k->timer);
-				set_state(k, SUP_READY);
-				arm_watchdog(k);
-			}
-		} else if (!strcmp(line, "WATCHDOG=1")) {
-			if (k->state == SUP_READY)
-				arm_watchdog(k);
-		} else if (!strcmp(line, "STOPPING=1")) {
-			if (k->state == SUP_READY || k->state == SUP_STARTING) {
-				/* Stopping on its own: no hang detection while it drains. */
-				evtimer_del(k->watchdog);
-			}
-		}
+	char *save = NULL;
+	for (char *line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strcmp(line, "READY=1"))
+			feed(k, SUP_EV_READY, false);
+		else if (!strcmp(line, "WATCHDOG=1"))
+			feed(k, SUP_EV_PING, false);
+		else if (!strcmp(line, "STOPPING=1"))
+			feed(k, SUP_EV_DRAINING, false);
 	}
 }
 
@@ -384,7 +653,7 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
 			continue;
 		struct ucred cred;
 		memcpy(&cred, CMSG_DATA(c), sizeof cred);
-		/* Only a kernel's own process speaks for it. */
+		/* Only a kernel's own process speaks for it (a standby has no say). */
 		sup_kernel *k = kernel_by_pid(s, cred.pid);
 		if (k)
 			on_notify_msg(k, buf);
@@ -422,21 +691,28 @@ supervisor *sup_new(struct event_base *base, const sup_opts *opts)
 		goto fail;
 	s->notify_ev = event_new(base, s->notify_fd, EV_READ | EV_PERSIST, on_notify, s);
 	s->sigchld_ev = evsignal_new(base, SIGCHLD, on_sigchld, s);
-	if (!s->notify_ev || !s->sigchld_ev)
+	/* Observers run right after the callback that changed a state: first
+	 * among what is ready when the loop has priorities (serve.c gives it
+	 * two), in turn otherwise. */
+	s->drain_ev = event_new(base, -1, 0, on_drain, s);
+	if (!s->notify_ev || !s->sigchld_ev || !s->drain_ev)
 		goto fail;
+	event_priority_set(s->drain_ev, 0);
 	event_add(s->notify_ev, NULL);
 	evsignal_add(s->sigchld_ev, NULL);
 	for (size_t i = 0; i < opts->cfg->n_kernels; i++) {
 		sup_kernel *k = &s->kernels[s->n++];
 		k->cfg = &opts->cfg->kernels[i];
 		k->sup = s;
-		k->fd = -1;
+		k->fd = k->sb_fd = -1;
 		k->state = SUP_STOPPED;
+		k->sb_state = SUP_SB_NONE;
 		k->since_ms = sdk_wall_ms();
 		k->port = k->configured_port = grace_kernel_port(opts->cfg, k->cfg);
 		k->timer = evtimer_new(base, on_timer, k);
 		k->watchdog = evtimer_new(base, on_watchdog, k);
-		if (!k->timer || !k->watchdog)
+		k->sb_timer = evtimer_new(base, on_standby_timer, k);
+		if (!k->timer || !k->watchdog || !k->sb_timer)
 			goto fail;
 	}
 	return s;
@@ -445,97 +721,60 @@ fail:
 	return NULL;
 }
 
+static void kill_and_reap(pid_t pid, bool group)
+{
+	if (pid <= 0)
+		return;
+	if (!group || (kill(-pid, SIGKILL) < 0 && errno == ESRCH))
+		kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
 void sup_free(supervisor *s)
 {
 	if (!s)
 		return;
 	for (size_t i = 0; i < s->n; i++) {
 		sup_kernel *k = &s->kernels[i];
-		if (k->pid > 0) {
-			kill_group(k, SIGKILL);
-			waitpid(k->pid, NULL, 0);
-		}
+		kill_and_reap(k->pid, true);
+		kill_and_reap(k->sb_pid, false);
 		if (k->fd >= 0)
 			close(k->fd);
-		if (k->timer)
-			event_free(k->timer);
-		if (k->watchdog)
-			event_free(k->watchdog);
+		if (k->sb_fd >= 0)
+			close(k->sb_fd);
+		struct event *evs[] = { k->timer, k->watchdog, k->sb_timer };
+		for (size_t j = 0; j < sizeof evs / sizeof *evs; j++)
+			if (evs[j])
+				event_free(evs[j]);
 		exec_watch_close(k);
 	}
-	if (s->notify_ev)
-		event_free(s->notify_ev);
-	if (s->sigchld_ev)
-		event_free(s->sigchld_ev);
+	for (size_t i = 0; i < s->n_retiring; i++)
+		kill_and_reap(s->retiring[i], false);
+	struct event *evs[] = { s->notify_ev, s->sigchld_ev, s->drain_ev };
+	for (size_t j = 0; j < sizeof evs / sizeof *evs; j++)
+		if (evs[j])
+			event_free(evs[j]);
 	if (s->notify_fd >= 0)
 		close(s->notify_fd);
+	free(s->notes);
 	free(s);
 }
 
 int sup_kernel_start(sup_kernel *k)
 {
-	switch (k->state) {
-	case SUP_STARTING:
-	case SUP_READY:
-		return -EALREADY;
-	case SUP_STOPPING:
-		k->after_exit = SUP_THEN_START;
-		return 0;
-	case SUP_RESTARTING:
-		evtimer_del(k->timer);
-		break;
-	default:
-		break;
-	}
 	if (k->sup->shutting_down)
 		return -ESHUTDOWN;
-	int rc = ensure_socket(k);
-	if (rc < 0) {
-		set_state(k, SUP_PORT_UNAVAILABLE);
-		return rc;
-	}
-	sup_history_reset(&k->history);
-	spawn_kernel(k);
-	return 0;
+	return feed(k, SUP_EV_START, false);
 }
 
-int sup_kernel_stop(sup_kernel *k)
-{
-	switch (k->state) {
-	case SUP_STARTING:
-	case SUP_READY:
-		k->after_exit = SUP_THEN_STOP;
-		evtimer_del(k->watchdog);
-		kill_group(k, SIGTERM);
-		/* As systemd does: a stopped (SIGSTOP) process must run to act on it. */
-		kill_group(k, SIGCONT);
-		set_state(k, SUP_STOPPING);
-		arm_timer(k, k->cfg->stop_timeout_ms);
-		return 0;
-	case SUP_STOPPING:
-		k->after_exit = SUP_THEN_STOP;
-		return 0;
-	case SUP_RESTARTING:
-		evtimer_del(k->timer);
-		set_state(k, SUP_STOPPED);
-		return 0;
-	default:
-		return -EALREADY;
-	}
-}
+int sup_kernel_stop(sup_kernel *k) { return feed(k, SUP_EV_STOP, false); }
 
 int sup_kernel_restart(sup_kernel *k)
 {
-	if (k->state == SUP_STARTING || k->state == SUP_READY) {
-		int rc = sup_kernel_stop(k);
-		k->after_exit = SUP_THEN_START;
-		return rc;
-	}
-	if (k->state == SUP_STOPPING) {
-		k->after_exit = SUP_THEN_START;
-		return 0;
-	}
-	return sup_kernel_start(k);
+	if (k->sup->shutting_down)
+		return -ESHUTDOWN;
+	return feed(k, SUP_EV_RESTART, false);
 }
 
 int sup_kernel_set_port(sup_kernel *k, int port, int fd)
@@ -566,13 +805,17 @@ void sup_shutdown(supervisor *s)
 	s->shutting_down = true;
 	for (size_t i = 0; i < s->n; i++) {
 		sup_kernel *k = &s->kernels[i];
-		if (k->state == SUP_RESTARTING) {
-			evtimer_del(k->timer);
-			set_state(k, SUP_STOPPED);
-		} else {
-			sup_kernel_stop(k);
-		}
+		feed(k, SUP_EV_STOP, false);
+		sb_feed(k, SUP_SB_UNWANTED);
 	}
+	/* Standbys hold nothing: ended here and now, so the loop's end waits
+	 * only on the kernels draining (and hears of it through their changes). */
+	for (size_t i = 0; i < s->n_retiring; i++)
+		kill(s->retiring[i], SIGKILL);
+	for (size_t i = 0; i < s->n_retiring; i++)
+		while (waitpid(s->retiring[i], NULL, 0) < 0 && errno == EINTR)
+			;
+	s->n_retiring = 0;
 }
 
 size_t sup_count(const supervisor *s) { return s->n; }
@@ -608,7 +851,7 @@ bool sup_all_ready(const supervisor *s)
 bool sup_all_down(const supervisor *s)
 {
 	for (size_t i = 0; i < s->n; i++)
-		if (s->kernels[i].pid > 0)
+		if (s->kernels[i].pid > 0 || s->kernels[i].sb_pid > 0)
 			return false;
-	return true;
+	return s->n_retiring == 0;
 }

@@ -1,6 +1,9 @@
 /* The supervisor inside `grace serve`: holds every kernel's listening socket,
  * spawns the kernels, reaps them the moment they exit, restarts them by the
- * policy in policy.h, and kills the ones whose watchdog pings stop. */
+ * policy in policy.h, and kills the ones whose watchdog pings stop. What it
+ * does in each state on each event is the table in table.h; this is the
+ * shell that feeds it events and performs its actions. Observers hear of
+ * state changes from the event loop, after the transition, in order. */
 #ifndef GRACE_SUPERVISOR_SUPERVISOR_H
 #define GRACE_SUPERVISOR_SUPERVISOR_H
 
@@ -9,6 +12,7 @@
 #include "sdk/config.h"
 #include "serve/supervisor/policy.h"
 #include "serve/supervisor/sockets.h"
+#include "serve/supervisor/table.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,18 +20,6 @@
 
 struct event_base;
 struct event;
-
-enum sup_state {
-	SUP_STARTING,     /* spawned, READY=1 not yet received */
-	SUP_READY,
-	SUP_RESTARTING,   /* exited; waiting out the backoff */
-	SUP_STOPPING,     /* SIGTERM sent, waiting for the exit */
-	SUP_STOPPED,      /* by an operator, or disabled in the config */
-	SUP_FAILED,       /* burst limit reached; stays down until started */
-	SUP_PORT_UNAVAILABLE,
-};
-
-enum sup_after_exit { SUP_THEN_POLICY, SUP_THEN_STOP, SUP_THEN_START };
 
 typedef struct supervisor supervisor;
 
@@ -44,18 +36,37 @@ typedef struct sup_kernel {
 	int64_t started_ms; /* wall clock */
 	unsigned restarts;  /* automatic restarts since grace serve started */
 	unsigned watchdog_kills;
+	unsigned takeovers; /* starts that were a standby taking over */
 	char last_exit[192];
 	char kill_reason[128]; /* why we killed it, reported with the exit */
 	sup_port_holder holder; /* when port_unavailable */
 	sup_history history;
-	enum sup_after_exit after_exit;
 	struct event *timer;    /* backoff, ready timeout or stop timeout */
 	struct event *watchdog; /* hang deadline while ready */
 	struct event *exec_ev;  /* the exec result pipe of the newest spawn */
+	/* The standby: its own table (table.h), its process and its channel. */
+	enum sup_sb_state sb_state;
+	pid_t sb_pid;          /* 0 when no standby process */
+	int sb_fd;             /* our end of its channel, -1 when none */
+	unsigned sb_fails;     /* standbys lost in a row (died unused, or no fork) */
+	struct event *sb_timer;
 } sup_kernel;
 
-/* Called after every state change; `old` is the previous state. */
-typedef void (*sup_change_cb)(sup_kernel *k, enum sup_state old, void *arg);
+/* One state change, as it was when it happened. */
+typedef struct sup_change {
+	sup_kernel *k;
+	enum sup_state from, to;
+	enum sup_event cause;
+	pid_t pid; /* 0 when no process */
+	int port;
+	int64_t at_ms; /* wall clock */
+	char last_exit[192];
+} sup_change;
+
+/* Called from the event loop after a transition has completed, once per
+ * state change and in the order they happened; never from inside one.
+ * `c` lives for the call only. The observer may call sup_kernel_*. */
+typedef void (*sup_change_cb)(const sup_change *c, void *arg);
 
 typedef struct sup_opts {
 	const grace_config *cfg;
@@ -91,9 +102,11 @@ int sup_kernel_set_port(sup_kernel *k, int port, int fd);
 bool sup_all_settled(const supervisor *s); /* no kernel starting or restarting */
 bool sup_shutting_down(const supervisor *s);
 bool sup_all_ready(const supervisor *s);
-bool sup_all_down(const supervisor *s); /* no process left */
+bool sup_all_down(const supervisor *s); /* no process left, standbys included */
 
-const char *sup_state_name(enum sup_state st);
+/* A standby is started for kernels run as `grace kernel NAME` (no command)
+ * with standby = 1 in their configuration. */
+bool sup_kernel_has_standby(const sup_kernel *k);
 
 /* An sdk_resolve_fn (arg: the supervisor): kernel NAME's port now, or
  * SDK_ENOTFOUND, or SDK_EBUSY when it is stopped, failed or off its port.

@@ -1,0 +1,56 @@
+/* The scheduler kernel's state, shared by its routes (scheduler.c) and the
+ * code that acts on runs (act.c). */
+#ifndef GRACE_SCHEDULER_SCHED_H
+#define GRACE_SCHEDULER_SCHED_H
+
+#include "kernels/layer.h"
+
+#include "kernels/scheduler/plan.h"
+#include "kernels/scheduler/store.h"
+#include "sdk/kernel.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SCH_ZONES_MAX 512 /* distinct time zones kept parsed */
+
+typedef struct sch_act sch_act;
+
+typedef struct sched {
+	sdk_kernel *k;
+	const grace_scheduler *cfg;
+	struct event *timer;    /* at the earliest due slot (at most a second away) */
+	struct event *dispatch; /* runs the dispatcher on the next loop turn */
+	bool draining;
+	struct {
+		char name[TZ_NAME_MAX + 1];
+		tz_zone *z;
+	} zones[SCH_ZONES_MAX];
+	size_t n_zones;
+	sch_act *acts; /* runs being acted on (a list) */
+	unsigned n_acts;
+	int64_t dispatched_upto; /* the highest run id handed to an act */
+	bool dispatch_more;      /* open runs above dispatched_upto may wait */
+	struct {
+		uint64_t slots, fired, missed, denied, skipped, failed, succeeded, interrupted;
+		uint64_t plan_errors, act_errors;
+	} stats;
+} sched;
+
+/* The zone by name, parsed once and kept; NULL with the reason in err. */
+const tz_zone *sched_zone(sched *s, const char *name, sdk_err *err);
+/* The job's schedule (its zone from the cache); -1 when the zone is gone. */
+int sched_schedule(sched *s, const sch_job *j, sch_schedule *out, sdk_err *err);
+
+/* act.c: acting on open runs. */
+struct event *sched_dispatch_event(sched *s); /* the dispatcher's event (owned by s) */
+void sched_dispatch_soon(sched *s);
+void sched_dispatch(sched *s);
+/* Ends every act without answers (drain/close): they stay open in the
+ * store and a restart takes them up. */
+void sched_acts_free(sched *s);
+/* Identity headers for a call made on behalf of a job's owner: a NULL-
+ * terminated name/value list in `out` (at least 7 slots). */
+void sched_owner_headers(const sch_job *j, const char *idem_key, const char **out);
+
+#endif
