@@ -6,7 +6,7 @@ GRACE := $(BUILD)/grace
 MESON_OPTS ?=
 STAMP := $(BUILD)/.bootstrap
 
-.PHONY: all run test bench clean bootstrap
+.PHONY: all run test bench clean bootstrap install deb
 
 all: $(GRACE)
 
@@ -28,6 +28,17 @@ run: $(GRACE)
 
 test: $(GRACE)
 	scripts/test.sh $(BUILD)
+
+# As packagers expect: make install PREFIX=/usr DESTDIR=/tmp/stage
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: $(GRACE)
+	scripts/install.sh $(BUILD) $(PREFIX) $(DESTDIR)
+
+# The Debian package from this build, in $(BUILD)/deb (dpkg-buildpackage
+# -us -uc builds the same from a clean tree).
+deb: $(GRACE)
+	scripts/deb.sh $(BUILD) $(BUILD)/deb
 
 bench: $(GRACE)
 	scripts/bootstrap.sh --bench

@@ -2,6 +2,7 @@
 # Installs the Debian packages Grace needs, only those that are missing.
 #   scripts/bootstrap.sh          build and run dependencies
 #   scripts/bootstrap.sh --test   also what the tests use (cmocka, python3, promtool,
+#                                 systemd-analyze, debhelper and lintian for the package,
 #                                 libsystemd for the stand-in kernels, clang with
 #                                 libFuzzer's runtime for scripts/fuzz.sh): a test
 #                                 whose tool is missing fails, naming the package
@@ -10,13 +11,15 @@ set -eu
 
 pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
 libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-dev
-libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev"
+libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev libpcre2-dev
+libssl-dev"
 for arg in "$@"; do
 	case "$arg" in
 	# clang only recommends libclang-rt-14-dev, the runtime that
 	# -fsanitize=fuzzer needs; llvm gives sanitizer reports their symbols.
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
-		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm" ;;
+		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm
+		openssl systemd debhelper dpkg-dev fakeroot lintian man-db python3-cryptography" ;;
 	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
 	# supervisors are run by the bench itself, never as services.
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps

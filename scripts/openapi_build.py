@@ -155,12 +155,18 @@ class Build:
             if method in BODY_METHODS:
                 auto.append(("413", "TooLarge"))
             auto += [("502", "BadGateway"), ("503", "Unavailable"), ("504", "GatewayTimeout")]
+        elif access != "public":  # decided by the policy kernel, which may be down
+            auto.append(("503", "PolicyUnavailable"))
         for code, name in auto:
             if code == "403" and "description" in responses.get(code, {}):
                 # The route's own 403 and the one every route of its kind has.
                 responses[code]["description"] += " Or: " + (
                     "the route needs the admin role (forbidden)." if access == "admin" else
                     "a change authenticated by the session cookie came from another origin (csrf_rejected).")
+            if code == "503" and access != "public" and "description" in responses.get(code, {}):
+                # The route's own 503 and the policy kernel's (fail closed).
+                responses[code]["description"] += (
+                    " Or: the policy kernel cannot decide the request (policy_unavailable).")
             responses.setdefault(code, {"$ref": f"#/components/responses/{name}"})
         if forwarded:
             responses.setdefault("404", self.error_response(

@@ -56,15 +56,10 @@ static char *request_body(const char *pass_file, const char *key_file, bool no_s
 	if (no_secrets) {
 		b = json_pack("{s:b}", "no_secrets", 1);
 	} else if (key_file) {
-		unsigned char raw[256], master[BK_KEY_BYTES];
-		FILE *f = fopen(key_file, "re");
-		size_t n = f ? fread(raw, 1, sizeof raw, f) : 0;
-		if (f)
-			fclose(f);
+		unsigned char master[BK_KEY_BYTES];
 		sdk_err e;
-		if (!f || bk_master_parse(raw, n, master, &e) < 0) {
-			fprintf(stderr, "grace: %s: %s\n", key_file,
-				f ? e.msg : "cannot read the key file");
+		if (bk_master_read(key_file, false, master, &e) < 0) {
+			fprintf(stderr, "grace: %s: %s\n", key_file, e.msg);
 			return NULL;
 		}
 		char hex[2 * BK_KEY_BYTES + 1];

@@ -1,149 +1,172 @@
+/* The commands that ask the running API (api.h), and `user add`. */
 #include "cli/cli.h"
-#include "sdk/clock.h"
 
-#include "serve/auth/users.h"
+#include "cli/api.h"
 #include "cli/secret.h"
-#include "kernels/registry.h"
-#include "sdk/call.h"
+#include "sdk/clock.h"
 #include "sdk/db.h"
+#include "serve/auth/users.h"
 
-#include <event2/event.h>
-#include <getopt.h>
-#include <jansson.h>
-#include <stdio.h>
 #include <errno.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#define CLI_TIMEOUT_S 60 /* a heal waits for stop, start and verify */
-#define EXIT_UNHEALTHY 1
-#define EXIT_USAGE 2
-#define EXIT_UNREACHABLE 3
+#define TIMEOUT_MS 10000      /* most commands */
+#define HEAL_TIMEOUT_MS 60000 /* a heal waits for stop, start and verify */
+#define WAIT_POLL_MS 100
+#define RECENT_EVENTS 10
+#define EVENTS_WINDOW_MS (24LL * 3600 * 1000) /* "recent": the last day */
+#define EVENTS_PAGE 1000                      /* GD_EVENTS_PAGE_MAX */
+#define EVENTS_PAGES_MAX 50
 
-#define AUTH_HEADER_MAX 128
+#define str cli_str
+#define print_json cli_print_json
+#define fmt_int cli_fmt_int
+#define fmt_uptime cli_fmt_uptime
 
 struct cli {
-	int port;
-	char token[96];
+	const struct cli_args *a;
+	struct cli_api api;
 	bool json;
-	const char *action;
-	bool force;
-	const char *name;
-	unsigned limit;
+	const char *name; /* the kernel or user argument */
 };
 
-struct answer {
-	long status;
-	json_t *json;
-	char error[128];
-};
-
-static void on_answer(int status, const char *body, size_t len, double ms, const char *error,
-		      void *arg)
+/* Prints and frees. */
+static void print_json_new(json_t *j)
 {
-	(void)ms;
-	struct answer *a = arg;
-	a->status = status;
-	if (body)
-		a->json = json_loadb(body, len, 0, NULL);
-	if (error)
-		snprintf(a->error, sizeof a->error, "%s", error);
+	print_json(j);
+	json_decref(j);
 }
 
-/* One request to the API, waited for. Returns the HTTP status (0 when
- * unreachable) and the parsed answer in *out (a new reference, NULL when
- * not JSON). libevent's client, not libcurl: every kernel is this same
- * binary, and libcurl's dependencies would cost each of them megabytes. */
-static long api_call(const struct cli *c, const char *method, const char *path,
-		     const char *payload, json_t **out)
-{
-	*out = NULL;
-	struct answer a = { 0 };
-	struct event_base *base = event_base_new();
-	sdk_caller *client = base ? sdk_caller_new(base, "cli", NULL, NULL, NULL) : NULL;
-	char auth[AUTH_HEADER_MAX];
-	const char *headers[] = { "Authorization", auth, NULL };
-	snprintf(auth, sizeof auth, "Bearer %s", c->token);
-	if (client &&
-	    sdk_call_port(client, c->port, method, path, payload, payload ? strlen(payload) : 0,
-			  c->token[0] ? headers : NULL, CLI_TIMEOUT_S * 1000, on_answer, &a) == 0)
-		event_base_dispatch(base);
-	else
-		snprintf(a.error, sizeof a.error, "cannot start a request");
-	sdk_caller_free(client);
-	if (base)
-		event_base_free(base);
-	if (a.status == 0)
-		fprintf(stderr, "grace: cannot reach the API on 127.0.0.1:%d: %s\n", c->port, a.error);
-	*out = a.json;
-	return a.status;
-}
-
-static const char *str(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-	return s ? s : "-";
-}
-
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-	if (s)
-		puts(s);
-	free(s);
-}
-
-/* Prints an API error; returns the exit status for it. */
-static int report_error(long status, json_t *ans)
-{
-	if (status == 0)
-		return EXIT_UNREACHABLE;
-	json_t *e = json_object_get(ans, "error");
-	fprintf(stderr, "grace: %ld %s: %s\n", status, str(e, "code"), str(e, "message"));
-	return status == 404 || status == 400 ? EXIT_USAGE : EXIT_UNHEALTHY;
-}
-
-/* api_call expecting status `want`: 0 with *ans set, or the exit status
- * for the error it has printed (and *ans is NULL). */
 static int call_expect(const struct cli *c, const char *method, const char *path,
 		       const char *payload, long want, json_t **ans)
 {
-	long st = api_call(c, method, path, payload, ans);
-	if (st == want)
-		return 0;
-	int rc = report_error(st, *ans);
-	json_decref(*ans);
-	*ans = NULL;
-	return rc;
+	return cli_api_call(&c->api, method, path, payload, want, ans);
 }
 
-static void fmt_uptime(json_t *v, char *buf, size_t len)
+static void print_kernel_row(const char *name, json_t *k)
 {
-	if (!json_is_number(v)) {
-		snprintf(buf, len, "-");
-		return;
+	char pid[16], up[16], port[16], restarts[16];
+	fmt_int(json_object_get(k, "pid"), pid, sizeof pid);
+	fmt_int(json_object_get(k, "port"), port, sizeof port);
+	fmt_int(json_object_get(k, "restarts"), restarts, sizeof restarts);
+	fmt_uptime(json_object_get(k, "uptime_s"), up, sizeof up);
+	const char *last = str(k, "last_exit");
+	printf("%-14s %-16s %6s %8s %8s %8s  %.60s\n", name, str(k, "state"), port, pid, up,
+	       restarts, *last ? last : "-");
+}
+
+static void print_time(int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char buf[32];
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+	printf("%s.%03dZ", buf, (int)(ms % 1000));
+}
+
+/* The kernel's last RECENT_EVENTS guardian events into `out`, paging
+ * through the record (oldest first, by time) from the last day on. */
+static int recent_events(const struct cli *c, json_t *out)
+{
+	int64_t since = (int64_t)sdk_wall_ms() - EVENTS_WINDOW_MS;
+	json_int_t last_id = 0;
+	for (int page = 0; page < EVENTS_PAGES_MAX; page++) {
+		char path[200];
+		snprintf(path, sizeof path, "/guardian/events?kernel=%s&limit=%d&since=%lld", c->name,
+			 EVENTS_PAGE, (long long)since);
+		json_t *ans;
+		int err = call_expect(c, "GET", path, NULL, 200, &ans);
+		if (err)
+			return err;
+		json_t *events = json_object_get(ans, "events"), *e;
+		size_t i, n = json_array_size(events);
+		json_array_foreach(events, i, e) {
+			json_int_t id = json_integer_value(json_object_get(e, "id"));
+			if (id <= last_id)
+				continue; /* seen on the page before (the same ms) */
+			last_id = id;
+			since = json_integer_value(json_object_get(e, "ts_ms"));
+			json_array_append(out, e);
+			if (json_array_size(out) > RECENT_EVENTS)
+				json_array_remove(out, 0);
+		}
+		json_decref(ans);
+		if (n < EVENTS_PAGE)
+			break;
 	}
-	double s = json_number_value(v);
-	if (s < 120)
-		snprintf(buf, len, "%.1fs", s);
-	else if (s < 7200)
-		snprintf(buf, len, "%.0fm", s / 60);
-	else
-		snprintf(buf, len, "%.1fh", s / 3600);
+	return 0;
 }
 
-static void fmt_int(json_t *v, char *buf, size_t len)
+/* `grace status KERNEL`: as `systemctl status UNIT` shows one unit. */
+static int cmd_status_one(const struct cli *c)
 {
-	if (json_is_integer(v))
-		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
-	else
-		snprintf(buf, len, "-");
+	char path[160];
+	snprintf(path, sizeof path, "/kernel-ports/%s", c->name);
+	json_t *k;
+	int err = call_expect(c, "GET", path, NULL, 200, &k);
+	if (err)
+		return err;
+	json_t *recent = json_array();
+	err = recent_events(c, recent);
+	if (err) {
+		json_decref(k);
+		json_decref(recent);
+		return err;
+	}
+	int rc = strcmp(str(k, "state"), "ready") ? CLI_FAILED : 0;
+	if (c->json) {
+		json_object_set_new(k, "recent_events", recent);
+		print_json(k);
+	} else {
+		char pid[16], up[16], port[16], cport[16], restarts[16];
+		fmt_int(json_object_get(k, "pid"), pid, sizeof pid);
+		fmt_int(json_object_get(k, "port"), port, sizeof port);
+		fmt_int(json_object_get(k, "configured_port"), cport, sizeof cport);
+		fmt_int(json_object_get(k, "restarts"), restarts, sizeof restarts);
+		fmt_uptime(json_object_get(k, "uptime_s"), up, sizeof up);
+		const char *last = str(k, "last_exit");
+		printf("%s %s - %s kernel\n", rc ? "x" : "*", str(k, "name"), str(k, "tier"));
+		printf("     State: %s\n", str(k, "state"));
+		printf("       PID: %s\n", pid);
+		printf("    Uptime: %s\n", up);
+		printf("      Port: %s (configured %s)\n", port, cport);
+		printf("  Restarts: %s\n", restarts);
+		printf(" Last exit: %s\n", *last ? last : "-");
+		const char *cmd = str(k, "command");
+		if (*cmd && strcmp(cmd, "-"))
+			printf("   Command: %s\n", cmd);
+		if (!strcmp(str(k, "manager"), "systemd")) /* as systemctl status names it */
+			printf("      Unit: %s%s%s (run by systemd)\n", str(k, "unit"),
+			       json_object_get(k, "socket_unit") ? ", " : "",
+			       json_object_get(k, "socket_unit") ? str(k, "socket_unit") : "");
+		printf("\nRecent events:\n");
+		size_t i;
+		json_t *e;
+		json_array_foreach(recent, i, e) {
+			printf("  ");
+			print_time(json_integer_value(json_object_get(e, "ts_ms")));
+			printf("  %s -> %s  %s\n", str(e, "from"), str(e, "to"), str(e, "reason"));
+		}
+		if (json_array_size(recent) == 0)
+			printf("  (none)\n");
+		json_decref(recent);
+	}
+	json_decref(k);
+	return rc;
 }
 
 static int cmd_status(const struct cli *c)
 {
+	if (c->name)
+		return cmd_status_one(c);
 	json_t *ans;
 	int err = call_expect(c, "GET", "/health", NULL, 200, &ans);
 	if (err)
@@ -159,18 +182,13 @@ static int cmd_status(const struct cli *c)
 		       "RESTARTS", "LAST EXIT");
 		const char *name;
 		json_t *k;
-		json_object_foreach(json_object_get(ans, "kernels"), name, k) {
-			char pid[16], up[16], port[16], restarts[16];
-			fmt_int(json_object_get(k, "pid"), pid, sizeof pid);
-			fmt_int(json_object_get(k, "port"), port, sizeof port);
-			fmt_int(json_object_get(k, "restarts"), restarts, sizeof restarts);
-			fmt_uptime(json_object_get(k, "uptime_s"), up, sizeof up);
-			const char *last = str(k, "last_exit");
-			printf("%-14s %-16s %6s %8s %8s %8s  %.60s\n", name, str(k, "state"), port, pid,
-			       up, restarts, *last ? last : "-");
-		}
+		json_object_foreach(json_object_get(ans, "kernels"), name, k)
+			print_kernel_row(name, k);
+		if (strcmp(overall, "ok"))
+			printf("\n`grace status KERNEL` shows one kernel in detail, `grace diagnose "
+			       "KERNEL` what is wrong, `grace heal KERNEL` mends it.\n");
 	}
-	int rc = strcmp(overall, "ok") ? EXIT_UNHEALTHY : 0;
+	int rc = strcmp(overall, "ok") ? CLI_FAILED : 0;
 	json_decref(ans);
 	return rc;
 }
@@ -228,7 +246,7 @@ static int cmd_health_check(const struct cli *c)
 		       (long long)json_integer_value(json_object_get(ans, "healthy")),
 		       (long long)json_integer_value(json_object_get(ans, "total")));
 	}
-	int rc = strcmp(str(ans, "status"), "ok") ? EXIT_UNHEALTHY : 0;
+	int rc = strcmp(str(ans, "status"), "ok") ? CLI_FAILED : 0;
 	json_decref(ans);
 	return rc;
 }
@@ -278,12 +296,13 @@ static void print_diagnosis(json_t *d)
 	       json_is_string(json_object_get(h, "error")) ? str(h, "error") : "");
 }
 
+
 static int cmd_heal(const struct cli *c, bool diagnose_only)
 {
 	json_t *req = json_pack("{s:s}", "component_name", c->name);
-	if (c->action)
-		json_object_set_new(req, "action", json_string(c->action));
-	if (c->force)
+	if (c->a->action)
+		json_object_set_new(req, "action", json_string(c->a->action));
+	if (c->a->force)
 		json_object_set_new(req, "force", json_true());
 	char *payload = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
@@ -303,33 +322,164 @@ static int cmd_heal(const struct cli *c, bool diagnose_only)
 		print_incident(ans);
 	int rc;
 	if (diagnose_only)
-		rc = strcmp(str(json_object_get(ans, "diagnosis"), "issue_type"), "healthy") ? 1 : 0;
-	else
-		rc = strcmp(outcome, "healed") && strcmp(outcome, "diagnosed") ? EXIT_UNHEALTHY : 0;
+		rc = strcmp(str(json_object_get(ans, "diagnosis"), "issue_type"), "healthy") ? CLI_FAILED
+											     : 0;
+	else /* healed, or nothing needed healing */
+		rc = !strcmp(outcome, "healed") ||
+				     (!strcmp(outcome, "diagnosed") &&
+				      !strcmp(str(ans, "issue_type"), "healthy"))
+			     ? 0
+			     : CLI_FAILED;
+	if (rc && !c->json && !diagnose_only)
+		fprintf(stderr, "grace: %s was not healed (%s); `grace diagnose %s` says why\n",
+			c->name, outcome, c->name);
 	json_decref(ans);
 	return rc;
 }
 
-static int cmd_restart(const struct cli *c)
+static bool state_is(json_t *k, const char *s) { return !strcmp(str(k, "state"), s); }
+
+/* --wait: until the kernel is where the action leads, or it fails, or the
+ * timeout. */
+static int wait_for(const struct cli *c, const char *action, json_int_t old_pid)
 {
-	char path[128];
-	snprintf(path, sizeof path, "/kernel-ports/%s/restart", c->name);
+	char path[160];
+	snprintf(path, sizeof path, "/kernel-ports/%s", c->name);
+	bool stop = !strcmp(action, "stop");
+	uint64_t t0 = sdk_mono_ms();
+	for (;;) {
+		json_t *k;
+		int err = call_expect(c, "GET", path, NULL, 200, &k);
+		if (err)
+			return err;
+		json_int_t pid = json_integer_value(json_object_get(k, "pid"));
+		bool done = stop ? state_is(k, "stopped")
+				 : state_is(k, "ready") && (!old_pid || pid != old_pid);
+		bool failed = !stop && (state_is(k, "failed") || state_is(k, "port_unavailable") ||
+					state_is(k, "stopped"));
+		if (done || failed) {
+			if (c->json)
+				print_json(k);
+			else
+				printf("%s: %s\n", c->name, str(k, "state"));
+			json_decref(k);
+			if (failed)
+				fprintf(stderr, "grace: %s did not start; `grace status %s` says why\n",
+					c->name, c->name);
+			return failed ? CLI_FAILED : 0;
+		}
+		json_decref(k);
+		if (sdk_mono_ms() - t0 > c->api.timeout_ms) {
+			fprintf(stderr, "grace: %s is not %s after %.1f s (try a longer --timeout)\n",
+				c->name, stop ? "stopped" : "ready", c->api.timeout_ms / 1000.0);
+			return CLI_TIMEOUT;
+		}
+		usleep(WAIT_POLL_MS * 1000);
+	}
+}
+
+/* start, stop, restart: as systemctl's, an action already done is no error. */
+static int cmd_action(const struct cli *c, const char *action)
+{
+	char path[160];
+	snprintf(path, sizeof path, "/kernel-ports/%s/%s", c->name, action);
 	json_t *ans;
-	int err = call_expect(c, "POST", path, NULL, 202, &ans);
+	long st;
+	int err = cli_api_request(&c->api, "POST", path, NULL, &st, &ans);
 	if (err)
 		return err;
+	int rc = 0;
+	json_t *e = json_object_get(ans, "error");
+	if (st == 409 && !strcmp(str(e, "code"), "no_change")) {
+		if (c->json)
+			print_json_new(json_pack("{s:s, s:s, s:b}", "name", c->name, "action", action,
+					     "changed", 0));
+		else
+			printf("%s: %s\n", c->name, str(e, "message"));
+	} else if (st != 202) {
+		rc = cli_api_report(&c->api, "POST", path, st, ans);
+	} else if (c->a->wait) {
+		json_int_t pid = !strcmp(action, "restart")
+					 ? json_integer_value(json_object_get(ans, "pid"))
+					 : 0;
+		rc = wait_for(c, action, pid);
+	} else if (c->json) {
+		print_json(ans);
+	} else {
+		printf("%s: %s (%s requested)\n", str(ans, "name"), str(ans, "state"), action);
+	}
+	json_decref(ans);
+	return rc;
+}
+
+/* ---- reload */
+
+static void print_names(const char *label, json_t *names)
+{
+	if (!json_array_size(names))
+		return;
+	printf("%s:", label);
+	size_t i;
+	json_t *n;
+	json_array_foreach(names, i, n)
+		printf(" %s", json_string_value(n));
+	printf("\n");
+}
+
+static void print_reload(json_t *st)
+{
+	json_t *k = json_object_get(st, "kernels");
+	print_names("restart", json_object_get(k, "restart"));
+	print_names("stop", json_object_get(k, "stop"));
+	print_names("start", json_object_get(k, "start"));
+	if (json_is_true(json_object_get(st, "log_level")))
+		printf("log_level: applied\n");
+	size_t i;
+	json_t *w;
+	json_array_foreach(json_object_get(st, "at_next_start"), i, w)
+		printf("at the next start of grace serve: %s\n", json_string_value(w));
+	const char *state = str(st, "state");
+	printf("reload: %s", state);
+	if (!strcmp(state, "halted"))
+		printf(": %s", str(st, "reason"));
+	else if (!strcmp(state, "rolling") && json_is_string(json_object_get(st, "current")))
+		printf(" (now: %s)", str(st, "current"));
+	printf("\n");
+}
+
+static int cmd_reload(const struct cli *c)
+{
+	json_t *ans;
+	int err = call_expect(c, "POST", "/reload", NULL, 200, &ans);
+	if (err)
+		return err;
+	uint64_t t0 = sdk_mono_ms();
+	while (c->a->wait && !strcmp(str(ans, "state"), "rolling")) {
+		if (sdk_mono_ms() - t0 > c->api.timeout_ms) {
+			fprintf(stderr, "grace: the reload is still rolling after %u s (grace status "
+					"shows the kernels)\n",
+				c->api.timeout_ms / 1000);
+			json_decref(ans);
+			return CLI_TIMEOUT;
+		}
+		usleep(WAIT_POLL_MS * 1000);
+		json_decref(ans);
+		if ((err = call_expect(c, "GET", "/reload", NULL, 200, &ans)))
+			return err;
+	}
+	int rc = !strcmp(str(ans, "state"), "halted") ? CLI_FAILED : CLI_OK;
 	if (c->json)
 		print_json(ans);
 	else
-		printf("%s: %s (restart requested)\n", str(ans, "name"), str(ans, "state"));
+		print_reload(ans);
 	json_decref(ans);
-	return 0;
+	return rc;
 }
 
 static int cmd_incidents(const struct cli *c)
 {
 	char path[128];
-	snprintf(path, sizeof path, "/network-healer/incidents?limit=%u", c->limit);
+	snprintf(path, sizeof path, "/network-healer/incidents?limit=%u", c->a->limit);
 	json_t *ans;
 	int err = call_expect(c, "GET", path, NULL, 200, &ans);
 	if (err)
@@ -351,18 +501,118 @@ static int cmd_incidents(const struct cli *c)
 	return 0;
 }
 
+/* ---- silences, through the alerts kernel's Alertmanager API */
+
+static int cmd_silences(const struct cli *c)
+{
+	json_t *ans;
+	int err = call_expect(c, "GET", "/alertmanager/api/v2/silences", NULL, 200, &ans);
+	if (err)
+		return err;
+	if (c->json) {
+		print_json_new(ans);
+		return 0;
+	}
+	printf("%-36s %-8s %-24s %-24s %-12s %s\n", "ID", "STATE", "ENDS", "MATCHERS", "BY",
+	       "COMMENT");
+	size_t i;
+	json_t *s;
+	json_array_foreach(ans, i, s) {
+		char ms[256] = "";
+		size_t k;
+		json_t *m;
+		json_array_foreach(json_object_get(s, "matchers"), k, m) {
+			bool eq = !json_is_false(json_object_get(m, "isEqual"));
+			bool re = json_is_true(json_object_get(m, "isRegex"));
+			size_t used = strlen(ms);
+			snprintf(ms + used, sizeof ms - used, "%s%s%s%s\"%s\"", k ? "," : "",
+				 str(m, "name"), eq ? "" : "!", re ? "=~" : "=", str(m, "value"));
+		}
+		printf("%-36s %-8s %-24s %-24s %-12s %s\n", str(s, "id"),
+		       str(json_object_get(s, "status"), "state"), str(s, "endsAt"), ms,
+		       str(s, "createdBy"), str(s, "comment"));
+	}
+	json_decref(ans);
+	return 0;
+}
+
+static void iso_time(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int cmd_silence_expire(const struct cli *c, const char *id)
+{
+	char path[160];
+	snprintf(path, sizeof path, "/alertmanager/api/v2/silence/%s", id); /* parse.c checked id */
+	json_t *ans;
+	int err = call_expect(c, "DELETE", path, NULL, 200, &ans);
+	if (err)
+		return err;
+	if (c->json)
+		print_json_new(json_pack("{s:s, s:b}", "silenceID", id, "expired", 1));
+	else
+		printf("%s: expired\n", id);
+	json_decref(ans);
+	return 0;
+}
+
+/* `grace silence add MATCHER... --comment TEXT`: parse.c checked the
+ * matchers, the comment and the duration. */
+static int cmd_silence_add(const struct cli *c)
+{
+	const struct cli_args *a = c->a;
+	json_t *matchers = json_array();
+	for (int i = 1; i < a->n_args; i++) {
+		struct cli_matcher m;
+		if (cli_matcher_parse(a->args[i], &m) == 0)
+			json_array_append_new(matchers, json_pack("{s:s, s:s, s:b, s:b}", "name", m.name,
+								  "value", m.value, "isRegex",
+								  m.is_regex, "isEqual", m.is_equal));
+	}
+	int64_t start = (int64_t)sdk_wall_ms();
+	char st[40], en[40];
+	iso_time(start, st, sizeof st);
+	iso_time(start + a->duration_ms, en, sizeof en);
+	const char *who = a->author ? a->author : getenv("USER");
+	json_t *body = json_pack("{s:o, s:s, s:s, s:s, s:s}", "matchers", matchers, "startsAt", st,
+				 "endsAt", en, "createdBy", who && *who ? who : "grace-cli",
+				 "comment", a->comment);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text) {
+		fprintf(stderr, "grace: the silence is not valid UTF-8 (matchers, --comment, --author)\n");
+		return CLI_USAGE;
+	}
+	json_t *ans;
+	int err = call_expect(c, "POST", "/alertmanager/api/v2/silences", text, 200, &ans);
+	free(text);
+	if (err)
+		return err;
+	if (c->json)
+		print_json(ans);
+	else
+		printf("%s\n", str(ans, "silenceID"));
+	json_decref(ans);
+	return 0;
+}
+
 static int cmd_login(struct cli *c)
 {
 	char pw[AUTH_PASSWORD_MAX + 2];
 	if (cli_password_read("password: ", pw, sizeof pw) < 0) {
 		fprintf(stderr, "grace: no password given\n");
-		return EXIT_USAGE;
+		return CLI_USAGE;
 	}
 	json_t *req = json_pack("{s:s, s:s}", "username", c->name, "password", pw);
 	sodium_memzero(pw, sizeof pw);
 	char *payload = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	json_t *ans;
+	c->api.token[0] = '\0'; /* a login sends no old session */
 	int err = call_expect(c, "POST", "/auth/login", payload, 200, &ans);
 	if (payload) {
 		sodium_memzero(payload, strlen(payload));
@@ -372,12 +622,16 @@ static int cmd_login(struct cli *c)
 		return err;
 	char path[4096];
 	int rc = 0;
+	const char *role = str(json_object_get(ans, "user"), "role");
 	if (cli_token_write(str(ans, "token"), path, sizeof path) < 0) {
-		fprintf(stderr, "grace: cannot save the token\n");
-		rc = EXIT_UNHEALTHY;
+		fprintf(stderr, "grace: cannot save the token (is $HOME or $XDG_CONFIG_HOME set "
+				"and writable?)\n");
+		rc = CLI_FAILED;
+	} else if (c->json) {
+		print_json_new(json_pack("{s:s, s:s, s:s}", "user", c->name, "role", role, "token_file",
+				     path));
 	} else {
-		printf("logged in as %s (%s); token saved in %s\n", c->name,
-		       str(json_object_get(ans, "user"), "role"), path);
+		printf("logged in as %s (%s); token saved in %s\n", c->name, role, path);
 	}
 	json_decref(ans);
 	return rc;
@@ -385,54 +639,78 @@ static int cmd_login(struct cli *c)
 
 static int cmd_logout(struct cli *c)
 {
-	json_t *ans;
-	long st = c->token[0] ? api_call(c, "POST", "/auth/logout", NULL, &ans) : 200;
-	if (c->token[0])
+	json_t *ans = NULL;
+	long st = 200;
+	if (c->api.token[0]) {
+		int err = cli_api_request(&c->api, "POST", "/auth/logout", NULL, &st, &ans);
 		json_decref(ans);
+		if (err)
+			return err;
+	}
 	cli_token_forget();
-	return st == 200 || st == 401 ? 0 : EXIT_UNHEALTHY;
+	if (st != 200 && st != 401) {
+		fprintf(stderr, "grace: the API answered %ld to the logout\n", st);
+		return CLI_API_ERROR;
+	}
+	if (c->json)
+		print_json_new(json_pack("{s:b}", "logged_out", 1));
+	else
+		printf("logged out\n");
+	return 0;
 }
 
 /* `grace user add NAME [--admin]`: written straight into the data
  * directory's database, so the first admin can be made before any start. */
-static int cmd_user_add(const grace_config *cfg, const char *name, bool admin)
+static int cmd_user_add(const struct cli_args *a)
 {
+	static grace_config cfg; /* large */
+	int rc = cli_config_load(a, &cfg);
+	if (rc)
+		return rc;
+	const char *name = a->args[1];
+	bool admin = a->admin;
 	if (!auth_name_valid(name)) {
 		fprintf(stderr, "grace: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'\n");
-		return EXIT_USAGE;
+		return CLI_USAGE;
 	}
 	char pw[AUTH_PASSWORD_MAX + 2];
 	if (cli_password_read("new password: ", pw, sizeof pw) < 0) {
 		fprintf(stderr, "grace: no password given\n");
-		return EXIT_USAGE;
+		return CLI_USAGE;
 	}
 	const char *why = auth_password_problem(pw);
 	if (why) {
 		sodium_memzero(pw, sizeof pw);
 		fprintf(stderr, "grace: %s\n", why);
-		return EXIT_USAGE;
+		return CLI_USAGE;
 	}
 	char hash[AUTH_HASH_MAX], err[256];
 	sqlite3 *db = NULL;
-	int rc = EXIT_UNHEALTHY;
-	if (sodium_init() < 0 || (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST)) {
-		fprintf(stderr, "grace: cannot create %s\n", cfg->data_dir);
-	} else if (sdk_db_open(cfg->data_dir, "grace", &db, err, sizeof err) < 0 ||
+	rc = CLI_FAILED;
+	if (sodium_init() < 0 || (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST)) {
+		fprintf(stderr, "grace: cannot create %s\n", cfg.data_dir);
+	} else if (sdk_db_open(cfg.data_dir, "grace", &db, err, sizeof err) < 0 ||
 		   auth_store_init(db, err, sizeof err) < 0) {
 		fprintf(stderr, "grace: %s\n", err);
-	} else if (auth_hash(pw, cfg->auth.argon2_ops, (size_t)cfg->auth.argon2_mem_kib * 1024,
+	} else if (auth_hash(pw, cfg.auth.argon2_ops, (size_t)cfg.auth.argon2_mem_kib * 1024,
 			     hash) < 0) {
 		fprintf(stderr, "grace: cannot hash the password\n");
 	} else {
 		int r = auth_user_add(db, name, hash, admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER,
 				      sdk_wall_ms());
-		if (r == -EEXIST)
+		if (r == -EEXIST) {
 			fprintf(stderr, "grace: user '%s' exists\n", name);
-		else if (r < 0)
+			rc = CLI_USAGE;
+		} else if (r < 0) {
 			fprintf(stderr, "grace: cannot store the user\n");
-		else {
-			printf("user %s (%s) added to %s/grace.db\n", name, admin ? "admin" : "user",
-			       cfg->data_dir);
+		} else {
+			if (a->json)
+				print_json_new(json_pack("{s:s, s:s, s:s}", "user", name, "role",
+							 admin ? "admin" : "user", "data_dir",
+							 cfg.data_dir));
+			else
+				printf("user %s (%s) added to %s/grace.db\n", name,
+				       admin ? "admin" : "user", cfg.data_dir);
 			rc = 0;
 		}
 	}
@@ -441,139 +719,73 @@ static int cmd_user_add(const grace_config *cfg, const char *name, bool admin)
 	return rc;
 }
 
-int cli_user_main(int argc, char **argv)
+static int cmd_version(const struct cli_args *a)
 {
-	static const struct option longopts[] = {
-		{ "admin", no_argument, NULL, 'a' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "data-dir", required_argument, NULL, 'd' },
-		{ 0, 0, 0, 0 },
-	};
-	grace_config_overrides ov = { 0 };
-	bool admin = false;
-	int o;
-	optind = 3;
-	while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (o) {
-		case 'a': admin = true; break;
-		case 'c': ov.config_path = optarg; break;
-		case 'd': ov.data_dir = optarg; break;
-		default: return EXIT_USAGE;
-		}
-	}
-	if (argc < 3 || strcmp(argv[2], "add") || optind != argc - 1) {
-		fprintf(stderr, "grace: usage: grace user add NAME [--admin] [--data-dir DIR]\n");
-		return EXIT_USAGE;
-	}
-	static grace_config cfg;
-	char err[512];
-	if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
-			      sizeof err) < 0) {
-		fprintf(stderr, "grace: %s\n", err);
-		return EXIT_USAGE;
-	}
-	return cmd_user_add(&cfg, argv[optind], admin);
-}
-
-static const char *const commands[] = { "status",   "kernels",   "health-check", "heal",
-					"diagnose", "restart",   "incidents",    "login",
-					"logout" };
-
-bool cli_is_command(const char *cmd)
-{
-	for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-		if (!strcmp(cmd, commands[i]))
-			return true;
-	return false;
-}
-
-int cli_main(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "action", required_argument, NULL, 'a' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "port", required_argument, NULL, 'u' },
-		{ "limit", required_argument, NULL, 'l' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "port-offset", required_argument, NULL, 'p' },
-		{ "data-dir", required_argument, NULL, 'd' },
-		{ 0, 0, 0, 0 },
-	};
-	const char *cmd = argv[1];
-	struct cli c = { .limit = 20 };
-	grace_config_overrides ov = { 0 };
-	const char *api_port = NULL;
-	int o;
-	optind = 2;
-	while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (o) {
-		case 'j': c.json = true; break;
-		case 'a': c.action = optarg; break;
-		case 'f': c.force = true; break;
-		case 'u': api_port = optarg; break;
-		case 'l': c.limit = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'c': ov.config_path = optarg; break;
-		case 'p': ov.port_offset = optarg; break;
-		case 'd': ov.data_dir = optarg; break;
-		default: return EXIT_USAGE;
-		}
-	}
-	bool needs_name = !strcmp(cmd, "heal") || !strcmp(cmd, "diagnose") ||
-			  !strcmp(cmd, "restart") || !strcmp(cmd, "login");
-	if (needs_name) {
-		if (optind != argc - 1) {
-			fprintf(stderr, "grace: usage: grace %s NAME%s [--json]\n", cmd,
-				!strcmp(cmd, "heal") ? " [--action PLAYBOOK] [--force]" : "");
-			return EXIT_USAGE;
-		}
-		c.name = argv[optind];
-		for (const char *p = c.name; *p; p++)
-			if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) {
-				fprintf(stderr, "grace: '%s' is not a kernel name\n", c.name);
-				return EXIT_USAGE;
-			}
-	} else if (optind != argc) {
-		fprintf(stderr, "grace: %s takes no arguments\n", cmd);
-		return EXIT_USAGE;
-	}
-	if (c.limit == 0 || c.limit > 500)
-		c.limit = 20;
-	if (api_port) {
-		c.port = atoi(api_port);
-	} else {
-		static grace_config cfg;
-		char err[512];
-		if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov,
-				      err, sizeof err) < 0) {
-			fprintf(stderr, "grace: %s\n", err);
-			return EXIT_USAGE;
-		}
-		c.port = cfg.api_port + cfg.port_offset;
-	}
-	if (c.port <= 0 || c.port > 65535) {
-		fprintf(stderr, "grace: --port must be a TCP port\n");
-		return EXIT_USAGE;
-	}
-	cli_token_read(c.token, sizeof c.token);
-	int rc;
-	if (!strcmp(cmd, "status"))
-		rc = cmd_status(&c);
-	else if (!strcmp(cmd, "kernels"))
-		rc = cmd_kernels(&c);
-	else if (!strcmp(cmd, "health-check"))
-		rc = cmd_health_check(&c);
-	else if (!strcmp(cmd, "heal"))
-		rc = cmd_heal(&c, false);
-	else if (!strcmp(cmd, "diagnose"))
-		rc = cmd_heal(&c, true);
-	else if (!strcmp(cmd, "restart"))
-		rc = cmd_restart(&c);
-	else if (!strcmp(cmd, "login"))
-		rc = cmd_login(&c);
-	else if (!strcmp(cmd, "logout"))
-		rc = cmd_logout(&c);
+	if (a->json)
+		print_json_new(json_pack("{s:s}", "version", GRACE_VERSION));
 	else
-		rc = cmd_incidents(&c);
-	return rc;
+		printf("grace %s\n", GRACE_VERSION);
+	return 0;
+}
+
+static int api_command(const struct cli_args *a)
+{
+	enum cli_cmd_id id = a->cmd->id;
+	struct cli c = { .a = a, .json = a->json, .name = a->n_args ? a->args[0] : NULL };
+	unsigned timeout = id == CMD_HEAL || id == CMD_DIAGNOSE ? HEAL_TIMEOUT_MS
+			   : a->wait				   ? 3 * TIMEOUT_MS
+								   : TIMEOUT_MS;
+	int rc = cli_api_init(&c.api, a, timeout);
+	if (rc)
+		return rc;
+	switch (id) {
+	case CMD_STATUS: return cmd_status(&c);
+	case CMD_KERNELS: return cmd_kernels(&c);
+	case CMD_HEALTH_CHECK: return cmd_health_check(&c);
+	case CMD_START: return cmd_action(&c, "start");
+	case CMD_STOP: return cmd_action(&c, "stop");
+	case CMD_RESTART: return cmd_action(&c, "restart");
+	case CMD_RELOAD: return cmd_reload(&c);
+	case CMD_HEAL: return cmd_heal(&c, false);
+	case CMD_DIAGNOSE: return cmd_heal(&c, true);
+	case CMD_INCIDENTS: return cmd_incidents(&c);
+	case CMD_SILENCES: return cmd_silences(&c);
+	case CMD_SILENCE:
+		return !strcmp(a->args[0], "expire") ? cmd_silence_expire(&c, a->args[1])
+						     : cmd_silence_add(&c);
+	case CMD_LOGIN: return cmd_login(&c);
+	case CMD_LOGOUT: return cmd_logout(&c);
+	default: return CLI_USAGE;
+	}
+}
+
+int cli_dispatch(const struct cli_args *a)
+{
+	switch (a->cmd->id) {
+	case CMD_KERNELS_LIST: return cli_kernels_list(a);
+	case CMD_ROUTES: return cli_routes(a);
+	case CMD_LOGS: return cli_logs(a);
+	case CMD_TOP: return cli_top(a);
+	case CMD_USER: return cmd_user_add(a);
+	case CMD_POLICY: return cli_policy(a);
+	case CMD_ARCHIVE: return cli_archive(a);
+	case CMD_APPROVALS:
+	case CMD_APPROVE:
+	case CMD_DENY: return cli_approvals(a);
+	case CMD_VERSION: return cmd_version(a);
+	case CMD_COMPLETION: return cli_completion(a->args[0]);
+	case CMD_MAN: return cli_man();
+	case CMD_HELP:
+		if (a->n_args == 0)
+			cli_help_list(stdout);
+		else if (!strcmp(a->args[0], "exit-codes"))
+			cli_help_exit_codes(stdout);
+		else
+			cli_help_command(stdout, cli_cmd_find(a->args[0]));
+		return 0;
+	case CMD_SERVE:
+	case CMD_KERNEL:
+	case CLI_N_CMDS: return CLI_USAGE; /* main.c's */
+	default: return api_command(a);
+	}
 }

@@ -1,29 +1,39 @@
-/* The operator's commands: `grace status`, `kernels`, `health-check`,
- * `heal`, `diagnose`, `restart`, `incidents`. Each asks the running API
- * (the same config tells where it listens) and prints a table, or the
- * API's JSON with --json. */
+/* The operator's commands. main.c parses the command line against the
+ * command table (table.h), answers --help, runs `serve` and `kernel`
+ * itself and hands every other command to cli_dispatch. Exit statuses are
+ * table.h's enum cli_exit. */
 #ifndef GRACE_CLI_CLI_H
 #define GRACE_CLI_CLI_H
 
 #include "serve/layer.h"
 
+#include "cli/table.h"
 #include "sdk/config.h"
 
-#include <stdbool.h>
+#include <stdio.h>
 
-/* True when `cmd` is one of the CLI's commands. */
-bool cli_is_command(const char *cmd);
-/* argv[1] is the command. Returns the exit status: 0 when all is well, 1
- * when a kernel is not healthy or a heal did not heal, 2 on bad usage, 3
- * when the API cannot be reached. */
-int cli_main(int argc, char **argv);
-/* `grace routes [--json]`: every route :8000 answers (routes.c); argv[1]
- * is "routes". Needs no running Grace. */
-int cli_routes_main(int argc, char **argv);
-/* `grace user add NAME [--admin]`: argv[1] is "user". */
-int cli_user_main(int argc, char **argv);
-/* `grace kernels-list [--json]`: the kernels this binary can run, from
- * their definitions (no configuration, no running server). */
-int cli_kernels_list(int argc, char **argv);
+/* Runs a parsed command other than serve and kernel; its exit status. */
+int cli_dispatch(const struct cli_args *a);
+/* The configuration the options name; 0 or CLI_USAGE (printed). */
+int cli_config_load(const struct cli_args *a, grace_config *cfg);
+
+/* help.c: made from the command table. */
+void cli_help_list(FILE *out);
+void cli_help_command(FILE *out, const struct cli_cmd *c);
+void cli_help_exit_codes(FILE *out);
+int cli_man(void);
+int cli_completion(const char *shell);
+
+/* The commands that need no running Grace. */
+int cli_kernels_list(const struct cli_args *a);
+int cli_routes(const struct cli_args *a);
+int cli_logs(const struct cli_args *a);
+int cli_top(const struct cli_args *a);
+/* `grace policy reset|default|routes` (policy.c). */
+int cli_policy(const struct cli_args *a);
+/* `grace archive verify FILE` (archive.c). */
+int cli_archive(const struct cli_args *a);
+/* `grace approvals`, `grace approve ID`, `grace deny ID` (approvals.c). */
+int cli_approvals(const struct cli_args *a);
 
 #endif

@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXIT_USAGE 2
-
 /* complete: everything its issue asks works; partial: routes of its own,
  * not all yet; placeholder: only the SDK's /health and /metrics. */
 static const char *kernel_state(const sdk_kernel_def *d)
@@ -23,9 +21,10 @@ static json_t *kernels_json(void)
 	json_t *list = json_array();
 	for (size_t i = 0; list && i < kernel_registry_count(); i++) {
 		const sdk_kernel_def *d = kernel_registry_at(i);
-		json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:b, s:i, s:s}", "name", d->name, "port",
-				      d->port, "tier", d->tier, "state", kernel_state(d), "complete",
-				      d->complete, "routes", (int)d->n_routes, "summary", d->summary);
+		json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:b, s:i, s:s, s:i}", "name", d->name,
+				      "port", d->port, "tier", d->tier, "state", kernel_state(d),
+				      "complete", d->complete, "routes", (int)d->n_routes, "summary",
+				      d->summary, "schema_version", d->schema_version);
 		if (!o || json_array_append_new(list, o) < 0) {
 			json_decref(list);
 			return NULL;
@@ -34,14 +33,9 @@ static json_t *kernels_json(void)
 	return list ? json_pack("{s:o}", "kernels", list) : NULL;
 }
 
-int cli_kernels_list(int argc, char **argv)
+int cli_kernels_list(const struct cli_args *a)
 {
-	bool json = argc == 3 && !strcmp(argv[2], "--json");
-	if (argc > 2 && !json) {
-		fprintf(stderr, "grace: usage: grace kernels-list [--json]\n");
-		return EXIT_USAGE;
-	}
-	if (json) {
+	if (a->json) {
 		json_t *o = kernels_json();
 		char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
 		json_decref(o);

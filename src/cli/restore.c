@@ -4,7 +4,10 @@
  *   1. Read the whole archive once: the manifest first, every file's size
  *      and SHA-256 against it, nothing unlisted, nothing missing, and the
  *      manifest's MAC with the passphrase or key. A tampered, truncated or
- *      wrongly keyed archive stops here, before anything is written.
+ *      wrongly keyed archive stops here, before anything is written; so
+ *      does one holding a database with a schema version newer than this
+ *      build's (docs/upgrades.md). An older one is restored as it is and
+ *      migrated when it is first opened (said in the report).
  *   2. Write every file into a staging directory beside the target (hashes
  *      checked again as written; secrets opened), then run SQLite's
  *      integrity_check on each database.
@@ -22,6 +25,7 @@
 #include "serve/backup/archive_dl.h"
 #include "serve/backup/seal.h"
 #include "serve/backup/snapshot.h"
+#include "serve/schema.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -52,6 +56,7 @@ struct want {
 	const char *name; /* borrowed from the manifest */
 	const char *sha256, *kind;
 	long long size;
+	int schema; /* the manifest's schema_version, -1 when it has none */
 	bool sealed, seen;
 };
 
@@ -116,6 +121,8 @@ static int load_manifest(struct restore *r, const char *text, size_t len)
 		w->kind = json_string_value(json_object_get(f, "kind"));
 		w->size = json_integer_value(json_object_get(f, "size"));
 		w->sealed = json_is_true(json_object_get(f, "sealed"));
+		json_t *sv = json_object_get(f, "schema_version");
+		w->schema = json_is_integer(sv) ? (int)json_integer_value(sv) : -1;
 		if (!w->name || !name_ok(w->name) || !w->sha256 || strlen(w->sha256) != 64 ||
 		    !w->kind || w->size < 0)
 			return refuse("%s: the manifest lists a file it may not: %s", r->file,
@@ -298,13 +305,9 @@ static int check_keys(struct restore *r, const char *pass_file, const char *key_
 	if (alg && !strcmp(alg, "keyfile")) {
 		if (!key_file)
 			return refuse("%s was made with a key: give --key-file%s", r->file, "");
-		unsigned char raw[256], master[BK_KEY_BYTES];
-		FILE *f = fopen(key_file, "re");
-		size_t n = f ? fread(raw, 1, sizeof raw, f) : 0;
-		if (f)
-			fclose(f);
-		if (!f || bk_master_parse(raw, n, master, &e) < 0)
-			return refuse("%s: %s", key_file, f ? e.msg : "cannot read the key file");
+		unsigned char master[BK_KEY_BYTES];
+		if (bk_master_read(key_file, false, master, &e) < 0)
+			return refuse("%s: %s", key_file, e.msg);
 		bk_keys_from_master(master, &r->keys);
 		sodium_memzero(master, sizeof master);
 	} else {
@@ -409,6 +412,42 @@ static json_t *check(struct restore *r, const char *what, bool ok, const char *d
 	if (!ok)
 		fprintf(stderr, "grace: restore refused: %s: %s\n", what, detail);
 	return c;
+}
+
+/* Step 1, last: each database's schema version against this build's,
+ * before anything is written. Newer: refused. Older: restored as it is;
+ * it is migrated when first opened (kernels: by their start in step 3;
+ * the main process's: when grace serve starts). */
+static int schemas(struct restore *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		const struct want *w = &r->files[i];
+		char name[NAME_MAX + 1];
+		snprintf(name, sizeof name, "%s", w->name + 5);
+		char *dot = strstr(name, ".db");
+		if (strcmp(w->kind, "sqlite") || !dot || dot[3] || w->schema < 0)
+			continue;
+		*dot = '\0';
+		int mine = schema_version_of(name);
+		if (mine <= 0)
+			continue; /* a store that keeps its own version */
+		char what[NAME_MAX + 32], detail[256];
+		snprintf(what, sizeof what, "schema %s", w->name + 5);
+		if (w->schema > mine) {
+			sdk_err e;
+			sdk_mig_refuse_newer(&e, w->name + 5, w->schema, mine);
+			json_decref(check(r, what, false, e.msg));
+			return CLI_BACKUP_FAILED;
+		}
+		if (w->schema == mine)
+			continue;
+		snprintf(detail, sizeof detail,
+			 "version %d, older than this Grace's %d: migrated when first opened "
+			 "(a copy of the file is kept until that succeeds)",
+			 w->schema, mine);
+		json_decref(check(r, what, true, detail));
+	}
+	return 0;
 }
 
 static int integrity(struct restore *r, const char *staging)
@@ -746,6 +785,9 @@ int cli_restore_main(int argc, char **argv)
 		return rc;
 	json_decref(check(&r, "archive", true,
 			  "every file's size and SHA-256 match the manifest; nothing unlisted"));
+	rc = schemas(&r);
+	if (rc)
+		return rc;
 	char parent[PATH_MAX], base[NAME_MAX + 1], staging[PATH_MAX];
 	snprintf(parent, sizeof parent, "%s", dir);
 	snprintf(base, sizeof base, "%s", basename(parent));

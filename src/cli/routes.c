@@ -17,12 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXIT_USAGE 2
 
 static const char *access_name(unsigned access)
 {
 	switch (access) {
 	case ACCESS_PUBLIC: return "public";
+	case ACCESS_ANON: return "public"; /* no session needed (decided by policy as Anonymous) */
 	case ACCESS_USER: return "user";
 	default: return "admin"; /* the router's default: fail closed */
 	}
@@ -175,17 +175,9 @@ static void print_table(json_t *routes)
 	}
 }
 
-int cli_routes_main(int argc, char **argv)
+int cli_routes(const struct cli_args *a)
 {
-	bool as_json = false;
-	for (int i = 2; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
-			as_json = true;
-		} else {
-			fprintf(stderr, "grace: usage: grace routes [--json]\n");
-			return EXIT_USAGE;
-		}
-	}
+	bool as_json = a->json;
 	json_t *routes = routes_json();
 	if (!routes) {
 		fprintf(stderr, "grace: out of memory\n");

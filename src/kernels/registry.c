@@ -22,20 +22,11 @@ GRACE_KERNEL_LIST
 	_Static_assert(!kernel_has_folder_##n,                                            \
 		       "src/kernels/" #n "/ defines " #n "_kernel: delete its PLACEHOLDER line"); \
 	const sdk_kernel_def n##_kernel = { .name = #n, .summary = s, .port = p, .tier = t,      \
-					    .complete = false }
+					    .complete = false, .schema_version = 1 }
 
-PLACEHOLDER(governance, 8110, "governance", "proposals, votes, quorum, decisions");
-PLACEHOLDER(trust, 8112, "governance", "trust scores from evidence");
-PLACEHOLDER(compliance, 8114, "governance", "controls checked on a schedule");
-PLACEHOLDER(workflow, 8122, "execution", "durable DAG runs");
-PLACEHOLDER(state_machine, 8123, "execution", "machine definitions and guarded transitions");
 PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");
 PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test runs");
-PLACEHOLDER(learning, 8133, "agentic", "outcomes in, recommendations out");
 PLACEHOLDER(research, 8134, "agentic", "questions answered from the library");
-PLACEHOLDER(telemetry, 8140, "services", "structured events, logs and spans");
-PLACEHOLDER(metrics, 8141, "services", "scrapes every /metrics and keeps series");
-PLACEHOLDER(alerts, 8142, "services", "rules over metrics, notifications, silences");
 
 /* In the order of grace_kernels, which is port order (tests/unit/test_registry.c). */
 static const sdk_kernel_def *const kernels[] = {

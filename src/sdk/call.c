@@ -1,4 +1,5 @@
 #include "sdk/call.h"
+#include "sdk/tracer.h"
 
 #include "sdk/token.h"
 
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CALL_POOL_MAX 16     /* connections per kernel from one caller */
 #define CALL_QUEUE_MAX 4096  /* calls waiting for a connection, in all */
@@ -17,6 +19,7 @@ struct sdk_caller {
 	sdk_upstream *up;
 	char self[64];
 	const char *token;
+	char attestation[72]; /* "" or the trust kernel's answer at join */
 };
 
 struct call {
@@ -24,7 +27,22 @@ struct call {
 	void *arg;
 	int status;
 	struct evbuffer *body;
+	/* The span current when the call was made (has_span): current again
+	 * while cb runs, so the calls a continuation makes, its SQLite work
+	 * and its log lines belong to the same trace. */
+	bool has_span;
+	sdk_span span;
 };
+
+/* cb, with the caller's span current while it runs. */
+static void answer(struct call *x, int status, const char *body, size_t len, double ms,
+		   const char *error)
+{
+	const sdk_span *prev = x->has_span ? sdk_trace_set_current(&x->span) : NULL;
+	x->cb(status, body, len, ms, error, x->arg);
+	if (x->has_span)
+		sdk_trace_set_current(prev);
+}
 
 static void on_head(sdk_ureq *u, const sdk_http_head *h, void *arg)
 {
@@ -40,7 +58,7 @@ static void on_body(sdk_ureq *u, struct evbuffer *data, bool last, void *arg)
 		evbuffer_drain(data, evbuffer_get_length(data));
 		double ms = sdk_ureq_elapsed_ms(u);
 		sdk_ureq_cancel(u);
-		x->cb(0, NULL, 0, ms, "the answer is too large", x->arg);
+		answer(x, 0, NULL, 0, ms, "the answer is too large");
 		evbuffer_free(x->body);
 		free(x);
 		return;
@@ -50,7 +68,7 @@ static void on_body(sdk_ureq *u, struct evbuffer *data, bool last, void *arg)
 		return;
 	size_t len = evbuffer_get_length(x->body);
 	const char *p = len ? (const char *)evbuffer_pullup(x->body, -1) : "";
-	x->cb(x->status, p, len, sdk_ureq_elapsed_ms(u), NULL, x->arg);
+	answer(x, x->status, p, len, sdk_ureq_elapsed_ms(u), NULL);
 	evbuffer_free(x->body);
 	free(x);
 }
@@ -59,7 +77,7 @@ static void on_error(sdk_ureq *u, int err, const char *why, void *arg)
 {
 	(void)err;
 	struct call *x = arg;
-	x->cb(0, NULL, 0, sdk_ureq_elapsed_ms(u), why, x->arg);
+	answer(x, 0, NULL, 0, sdk_ureq_elapsed_ms(u), why);
 	evbuffer_free(x->body);
 	free(x);
 }
@@ -77,7 +95,7 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 		 const char *target, const char *body, size_t len, const char *const *headers,
 		 unsigned timeout_ms, sdk_call_cb cb, void *arg)
 {
-	const char *h[2 * (CALL_HEADERS_MAX + 3) + 1];
+	const char *h[2 * (CALL_HEADERS_MAX + 6) + 1];
 	size_t n = 0;
 	h[n++] = SDK_CALLER_HEADER;
 	h[n++] = c->self;
@@ -85,7 +103,15 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 		h[n++] = SDK_TOKEN_HEADER;
 		h[n++] = c->token;
 	}
-	if (body) {
+	if (c->attestation[0] && kernel && !strcmp(kernel, "trust")) {
+		h[n++] = SDK_ATTESTATION_HEADER;
+		h[n++] = c->attestation;
+	}
+	/* JSON unless the caller names its own type (a form, for instance). */
+	bool own_type = false;
+	for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+		own_type |= !strcasecmp(headers[i], "Content-Type");
+	if (body && !own_type) {
 		h[n++] = "Content-Type";
 		h[n++] = "application/json";
 	}
@@ -95,6 +121,19 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 		h[n++] = headers[i];
 		h[n++] = headers[i + 1];
 	}
+	/* The span the caller works for is the parent of the callee's. */
+	char traceparent[SDK_TRACEPARENT_LEN + 1];
+	const sdk_span *cur = sdk_trace_current();
+	if (cur && n + 4 < sizeof h / sizeof *h) {
+		sdk_trace_ctx tc = sdk_span_context(cur);
+		sdk_traceparent_format(&tc, traceparent);
+		h[n++] = "traceparent";
+		h[n++] = traceparent;
+		if (*cur->tracestate) {
+			h[n++] = "tracestate";
+			h[n++] = cur->tracestate;
+		}
+	}
 	h[n] = NULL;
 	struct call *x = calloc(1, sizeof *x);
 	if (!x || !(x->body = evbuffer_new())) {
@@ -103,6 +142,10 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 	}
 	x->cb = cb;
 	x->arg = arg;
+	if (cur) {
+		x->span = *cur;
+		x->has_span = true;
+	}
 	sdk_ureq_opts o = { .kernel = kernel, .port = port, .method = method, .target = target,
 			    .headers = h, .body = body, .body_len = body ? len : 0,
 			    .head_timeout_ms = timeout_ms, .deadline_ms = timeout_ms,
@@ -150,6 +193,11 @@ sdk_caller *sdk_caller_new(struct event_base *base, const char *self, const char
 		return NULL;
 	}
 	return c;
+}
+
+void sdk_caller_set_attestation(sdk_caller *c, const char *attestation)
+{
+	snprintf(c->attestation, sizeof c->attestation, "%s", attestation ? attestation : "");
 }
 
 void sdk_caller_free(sdk_caller *c)

@@ -13,6 +13,10 @@
 #include <stddef.h>
 
 #define SDK_CALLER_HEADER "X-Grace-Caller"
+/* The caller name of the main process's gateway, forwarding a request it
+ * decided for the user it names (X-Grace-User): a kernel does not decide
+ * it again. The main process's own calls are "grace". */
+#define SDK_GATEWAY_CALLER "gateway"
 
 typedef struct sdk_caller sdk_caller;
 
@@ -29,6 +33,11 @@ sdk_caller *sdk_caller_new(struct event_base *base, const char *self, const char
 /* Ends every call in flight without calling back (never from inside a
  * call's callback). */
 void sdk_caller_free(sdk_caller *c);
+/* The attestation the trust kernel gave this process when it joined
+ * (docs/trust.md): sent as SDK_ATTESTATION_HEADER on calls to the trust
+ * kernel only, so no other kernel ever sees it. Copied; "" or NULL clears. */
+#define SDK_ATTESTATION_HEADER "X-Grace-Attestation"
+void sdk_caller_set_attestation(sdk_caller *c, const char *attestation);
 
 /* method "GET"/"POST"/...; `target` is the path and query, encoded; body
  * may be NULL (sent as application/json). `headers` is NULL or a

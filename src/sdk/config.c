@@ -1,5 +1,7 @@
 #include "sdk/config.h"
 #include "sdk/kernel.h"
+#include "sdk/govaction.h"
+#include "sdk/govrule.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -40,6 +42,7 @@ static const struct cfg_key kernel_keys[] = {
 	K("health_failures", health_failures, KEY_UINT, 1, 1000),
 	K("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
 	K("standby", standby, KEY_UINT, 0, 1),
+	K("manager", manager, KEY_UINT, 0, 1), /* its words: manager_value() */
 #undef K
 };
 
@@ -108,6 +111,58 @@ static const struct cfg_key librarian_keys[] = {
 #undef B
 };
 
+static const struct cfg_key policy_keys[] = {
+#define P(n, field, lo, hi) { n, offsetof(grace_policy, field), KEY_UINT, lo, hi }
+	P("decision_timeout_ms", decision_timeout_ms, 50, 60000),
+	P("cache_entries", cache_entries, 16, 1u << 20),
+#undef P
+};
+
+static const struct cfg_key state_machine_keys[] = {
+#define S(n, field, t, lo, hi) { n, offsetof(grace_state_machine, field), t, lo, hi }
+	S("instances_per_user", instances_per_user, KEY_UINT, 1, 100000000),
+	S("history_keep", history_keep, KEY_UINT, 1, 1000000),
+	S("context_max_bytes", context_max_bytes, KEY_SIZE, 1024, (uint64_t)16 << 20),
+	S("event_max_bytes", event_max_bytes, KEY_SIZE, 256, (uint64_t)16 << 20),
+#undef S
+};
+
+static const struct cfg_key workflow_keys[] = {
+#define W(n, field, t, lo, hi) { n, offsetof(grace_workflow, field), t, lo, hi }
+	W("definition_max_bytes", definition_max_bytes, KEY_SIZE, 1024, (uint64_t)16 << 20),
+	W("tasks_max", tasks_max, KEY_UINT, 1, 1000000),
+	W("runs_max", runs_max, KEY_UINT, 1, 1000000),
+	W("history_max", history_max, KEY_UINT, 100, 100000000),
+	W("data_max_bytes", data_max_bytes, KEY_SIZE, 1024, (uint64_t)64 << 20),
+#undef W
+};
+
+static const struct cfg_key metrics_keys[] = {
+#define MT(n, field, t, lo, hi) { n, offsetof(grace_metrics, field), t, lo, hi }
+	MT("scrape_interval_ms", scrape_interval_ms, KEY_UINT, 1000, 3600000),
+	MT("scrape_timeout_ms", scrape_timeout_ms, KEY_UINT, 100, 3600000),
+	MT("flush_interval_ms", flush_interval_ms, KEY_UINT, 1000, 600000),
+	MT("retention_s", retention_s, KEY_UINT, 0, 10u * 366 * 86400),
+	MT("retention_bytes", retention_bytes, KEY_SIZE, 0, (uint64_t)1 << 44),
+	MT("max_series", max_series, KEY_UINT, 100, 50000000),
+	MT("sample_limit", sample_limit, KEY_UINT, 0, 10000000),
+	MT("query_timeout_ms", query_timeout_ms, KEY_UINT, 100, 3600000),
+	MT("query_threads", query_threads, KEY_UINT, 1, 64),
+	MT("query_queue", query_queue, KEY_UINT, 1, 100000),
+	MT("query_max_samples", query_max_samples, KEY_SIZE, 1000, 1000000000),
+	MT("log_verify_interval_s", log_verify_interval_s, KEY_UINT, 0, 30u * 86400),
+#undef MT
+};
+
+static const struct cfg_key alerts_keys[] = {
+#define AL(n, field, lo, hi) { n, offsetof(grace_alerts, field), KEY_UINT, lo, hi }
+	AL("evaluation_interval_ms", evaluation_interval_ms, 1000, 3600000),
+	AL("resend_delay_ms", resend_delay_ms, 1000, 3600000),
+	AL("incident_alert_s", incident_alert_s, 0, 7u * 86400),
+	AL("notify_timeout_ms", notify_timeout_ms, 100, 600000),
+#undef AL
+};
+
 static const struct cfg_key scheduler_keys[] = {
 #define S(n, field, lo, hi) { n, offsetof(grace_scheduler, field), KEY_UINT, lo, hi }
 	S("late_tolerance_ms", late_tolerance_ms, 0, 3600000),
@@ -116,6 +171,50 @@ static const struct cfg_key scheduler_keys[] = {
 	S("runs_per_job", runs_per_job, 10, 1000000),
 	S("active_runs_max", active_runs_max, 1, 100000),
 #undef S
+};
+
+static const struct cfg_key telemetry_keys[] = {
+#define T(n, field, t, lo, hi) { n, offsetof(grace_telemetry, field), t, lo, hi }
+	T("retention_age_s", retention_age_s, KEY_UINT, 60, 31536000),
+	T("retention_max_bytes", retention_max_bytes, KEY_SIZE, 1u << 20, 1ull << 40),
+	T("retention_interval_ms", retention_interval_ms, KEY_UINT, 100, 86400000),
+	T("request_items_max", request_items_max, KEY_UINT, 1, 1000000),
+	T("queue_max", queue_max, KEY_UINT, 1, 100000),
+	T("caller_requests_max", caller_requests_max, KEY_UINT, 1, 100000),
+	T("self_trace", self_trace, KEY_UINT, 0, 1),
+	T("sample_percent", sample_percent, KEY_UINT, 0, 100),
+#undef T
+};
+
+static const struct cfg_key learning_keys[] = {
+#define L(n, field, t, lo, hi) { n, offsetof(grace_learning, field), t, lo, hi }
+	L("epsilon_percent", epsilon_percent, KEY_UINT, 0, 100),
+	L("explore_floor_percent", explore_floor_percent, KEY_UINT, 0, 50),
+	L("seed", seed, KEY_SIZE, 0, (1ull << 63) - 1),
+	L("relapse_window_ms", relapse_window_ms, KEY_UINT, 0, 7u * 86400000),
+	L("heal_bound_ms", heal_bound_ms, KEY_UINT, 1000, 3600000),
+	L("decisions_max", decisions_max, KEY_UINT, 100, 10000000),
+	L("evaluate_max", evaluate_max, KEY_UINT, 10, 1000000),
+	L("decide_timeout_ms", decide_timeout_ms, KEY_UINT, 20, 5000),
+#undef L
+};
+
+static const struct cfg_key governance_keys[] = {
+#define G(n, field, lo, hi) { n, offsetof(grace_governance, field), KEY_UINT, lo, hi }
+	G("expiry_s", expiry_s, 1, 366u * 86400),
+	G("requests_max", requests_max, 10, 10000000),
+	G("poll_ms", poll_ms, 20, 60000),
+	G("run_delay_ms", run_delay_ms, 0, 600000),
+#undef G
+};
+
+static const struct cfg_key backup_keys[] = {
+#define X(n, field, t, lo, hi) { n, offsetof(grace_backup, field), t, lo, hi }
+	X("no_secrets", no_secrets, KEY_UINT, 0, 1),
+	X("keep", keep, KEY_UINT, 1, 10000),
+	X("max_age_days", max_age_days, KEY_UINT, 0, 36500),
+	X("verify", verify, KEY_UINT, 0, 1),
+#undef X
 };
 
 static const struct cfg_key executor_keys[] = {
@@ -130,6 +229,37 @@ static const struct cfg_key executor_keys[] = {
 	X("output_default_bytes", output_default_bytes, KEY_SIZE, 0, 1u << 30),
 	X("output_max_bytes", output_max_bytes, KEY_SIZE, 0, 1u << 30),
 #undef X
+};
+
+static const struct cfg_key compliance_keys[] = {
+#define CP(n, field, lo, hi) { n, offsetof(grace_compliance, field), KEY_UINT, lo, hi }
+	CP("scan_interval_s", scan_interval_s, 0, 30u * 86400),
+	CP("scans_keep", scans_keep, 10, 1000000),
+	CP("waiver_max_days", waiver_max_days, 1, 3650),
+	CP("check_timeout_ms", check_timeout_ms, 100, 600000),
+#undef CP
+};
+
+static const struct cfg_key crypto_keys[] = {
+#define CR(n, field) { n, offsetof(grace_crypto, field), KEY_UINT, 1, 366u * 86400 }
+	CR("deletion_window_s", deletion_window_s),
+	CR("deletion_window_min_s", deletion_window_min_s),
+	CR("deletion_window_max_s", deletion_window_max_s),
+#undef CR
+};
+
+static const struct cfg_key trust_keys[] = {
+#define TR(n, field, lo, hi) { n, offsetof(grace_trust, field), KEY_UINT, lo, hi }
+	TR("jwt_ttl_default_s", jwt_ttl_default_s, 10, 86400),
+	TR("jwt_ttl_max_s", jwt_ttl_max_s, 10, 86400),
+	TR("x509_ttl_default_s", x509_ttl_default_s, 10, 30u * 86400),
+	TR("x509_ttl_max_s", x509_ttl_max_s, 10, 30u * 86400),
+	TR("jwt_rotate_s", jwt_rotate_s, 60, 366u * 86400),
+	TR("x509_rotate_s", x509_rotate_s, 60, 3u * 366 * 86400),
+	TR("score_half_life_s", score_half_life_s, 1, 366u * 86400),
+	TR("score_refresh_ms", score_refresh_ms, 100, 3600000),
+	TR("score_period_s", score_period_s, 1, 86400),
+#undef TR
 };
 
 /* A model server's base URL: http or https, and nothing odd in it. */
@@ -249,6 +379,40 @@ static int set_keyed(void *base, const struct cfg_key *table, size_t n, const ch
 	return 1;
 }
 
+/* "JOB HOST:PORT [PATH]": a target on this machine (Grace's HTTP client
+ * reaches loopback only). */
+static bool metrics_target_valid(const char *v, char *why, size_t len)
+{
+	char job[64], addr[64], path[96] = "/metrics", extra[8];
+	int n = sscanf(v, "%63s %63s %95s %7s", job, addr, path, extra);
+	if (n < 2 || n > 3) {
+		snprintf(why, len, "target: expected JOB HOST:PORT [PATH], got '%s'", v);
+		return false;
+	}
+	for (const char *p = job; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_' || *p == '-' || *p == '.')) {
+			snprintf(why, len, "target: a job name is letters, digits, '_', '-' and '.'");
+			return false;
+		}
+	char *colon = strrchr(addr, ':');
+	uint64_t port;
+	if (!colon || parse_uint(colon + 1, 1, 65535, &port) < 0) {
+		snprintf(why, len, "target: expected HOST:PORT, got '%s'", addr);
+		return false;
+	}
+	*colon = '\0';
+	if (strcmp(addr, "127.0.0.1") && strcmp(addr, "localhost")) {
+		snprintf(why, len, "target: only 127.0.0.1 and localhost can be scraped, got '%s'", addr);
+		return false;
+	}
+	if (path[0] != '/') {
+		snprintf(why, len, "target: a path starts with '/', got '%s'", path);
+		return false;
+	}
+	return true;
+}
+
 static int valid_name(const char *s)
 {
 	size_t n = strlen(s);
@@ -271,6 +435,8 @@ static void kernel_init(grace_kernel_cfg *k, const char *name, const sdk_kernel_
 		snprintf(k->tier, sizeof k->tier, "%s", def->tier);
 	}
 	k->enabled = true;
+	snprintf(k->unit, sizeof k->unit, "grace-kernel@%%p.service");
+	snprintf(k->socket_unit, sizeof k->socket_unit, "grace-kernel@%%p.socket");
 	kernel_unset(k);
 }
 
@@ -299,6 +465,35 @@ static grace_kernel_cfg *kernel_section(struct parse_ctx *c, const char *name)
 	/* A built-in kernel's section only overrides its definition. */
 	kernel_init(k, name, builtin_find(c, name));
 	return k;
+}
+
+/* `manager` is a word in the file and a number in the table: "grace" or
+ * "systemd" as "0" or "1", anything else NULL. Other keys pass through. */
+static const char *manager_value(const char *name, const char *value)
+{
+	if (strcmp(name, "manager"))
+		return value;
+	return !strcmp(value, "grace") ? "0" : !strcmp(value, "systemd") ? "1" : NULL;
+}
+
+/* A unit name pattern: systemd's unit-name characters, and %p or %n. */
+static bool unit_pattern_valid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n >= GRACE_UNIT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = v[i];
+		if (ch == '%') {
+			if (v[i + 1] != 'p' && v[i + 1] != 'n')
+				return false;
+			i++;
+		} else if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= '0' && ch <= '9') || strchr("@._:-\\", ch))) {
+			return false;
+		}
+	}
+	return true;
 }
 
 static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *name,
@@ -343,8 +538,23 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 			snprintf(c->err, sizeof c->err, "command: unterminated %c quote", open_quote);
 			return 0;
 		}
+	} else if (!strcmp(name, "unit") || !strcmp(name, "socket_unit")) {
+		char *dst = name[0] == 'u' ? k->unit : k->socket_unit;
+		if (!unit_pattern_valid(value) || (name[0] == 'u' && !*value)) {
+			snprintf(c->err, sizeof c->err,
+				 "%s: a systemd unit name (letters, digits, @._:-\\, %%p for the "
+				 "port, %%n for the name) shorter than %d bytes%s",
+				 name, GRACE_UNIT_MAX, name[0] == 's' ? ", or empty for none" : "");
+			return 0;
+		}
+		memcpy(dst, value, strlen(value) + 1); /* shorter than GRACE_UNIT_MAX: checked */
 	} else {
-		int rc = set_keyed(k, kernel_keys, sizeof kernel_keys / sizeof kernel_keys[0], name, value, c->err, sizeof c->err);
+		const char *v = manager_value(name, value);
+		if (!v) {
+			snprintf(c->err, sizeof c->err, "manager: grace or systemd, got '%s'", value);
+			return 0;
+		}
+		int rc = set_keyed(k, kernel_keys, sizeof kernel_keys / sizeof kernel_keys[0], name, v, c->err, sizeof c->err);
 		if (rc == 1)
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
@@ -383,6 +593,150 @@ static int on_model_key(struct parse_ctx *c, const char *name, const char *value
 	return 1;
 }
 
+/* A policy set's name as the policy kernel allows it. */
+static bool policy_set_valid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > GRACE_POLICY_SET_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+		      (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-' || v[i] == '.'))
+			return false;
+	return true;
+}
+
+static int on_policy_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_policy *p = &c->cfg->policy;
+	if (!strcmp(name, "authorizer")) {
+		if (!strcmp(value, "kernel")) {
+			p->authorizer = GRACE_AUTHORIZER_KERNEL;
+		} else if (!strcmp(value, "table")) {
+			p->authorizer = GRACE_AUTHORIZER_TABLE;
+		} else {
+			snprintf(c->err, sizeof c->err, "authorizer: expected kernel or table, got '%s'",
+				 value);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(name, "policy_set")) {
+		if (!policy_set_valid(value)) {
+			snprintf(c->err, sizeof c->err,
+				 "policy_set: expected 1 to %d of A-Z a-z 0-9 _ - ., got '%s'",
+				 GRACE_POLICY_SET_MAX, value);
+			return 0;
+		}
+		memcpy(p->policy_set, value, strlen(value) + 1);
+		return 1;
+	}
+	int rc = set_keyed(p, policy_keys, sizeof policy_keys / sizeof policy_keys[0], name, value,
+			   c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
+/* [governance]: gate (a list of actions), default_rule and rule.ACTION (rule
+ * text, parsed by the governance kernel), and the numbers. */
+static int on_governance_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_governance *g = &c->cfg->governance;
+	if (!strcmp(name, "gate")) {
+		if (strlen(value) >= sizeof g->gate) {
+			snprintf(c->err, sizeof c->err, "gate: too long");
+			return 0;
+		}
+		for (const char *p = value; *p;) {
+			while (*p == ' ' || *p == ',')
+				p++;
+			size_t w = strcspn(p, " ,");
+			char one[GRACE_NAME_MAX];
+			if (!w)
+				break;
+			snprintf(one, sizeof one, "%.*s", (int)(w < sizeof one ? w : sizeof one - 1), p);
+			if (w >= sizeof one || !sdk_gov_action_find(one)) {
+				snprintf(c->err, sizeof c->err, "gate: '%.*s' is not an action",
+					 (int)(w > 40 ? 40 : w), p);
+				return 0;
+			}
+			p += w;
+		}
+		memcpy(g->gate, value, strlen(value) + 1);
+		return 1;
+	}
+	if (!strcmp(name, "default_rule") || !strncmp(name, "rule.", 5)) {
+		sdk_err e;
+		json_t *parsed = sdk_gov_rule_parse(value, &e);
+		if (!parsed) {
+			snprintf(c->err, sizeof c->err, "%.40s: %.200s", name, e.msg);
+			return 0;
+		}
+		json_decref(parsed);
+		if (!strcmp(name, "default_rule")) {
+			memcpy(g->default_rule, value, strlen(value) + 1);
+			return 1;
+		}
+		const char *action = name + 5;
+		if (!sdk_gov_action_find(action)) {
+			snprintf(c->err, sizeof c->err, "%s: '%s' is not an action", name, action);
+			return 0;
+		}
+		size_t i = 0;
+		while (i < g->n_rules && strcmp(g->rules[i].action, action))
+			i++;
+		if (i == GRACE_GOV_RULES_MAX) {
+			snprintf(c->err, sizeof c->err, "%s: at most %d rules", name,
+				 GRACE_GOV_RULES_MAX);
+			return 0;
+		}
+		snprintf(g->rules[i].action, sizeof g->rules[i].action, "%s", action);
+		memcpy(g->rules[i].rule, value, strlen(value) + 1);
+		if (i == g->n_rules)
+			g->n_rules++;
+		return 1;
+	}
+	int rc = set_keyed(g, governance_keys, sizeof governance_keys / sizeof governance_keys[0],
+			   name, value, c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
+/* A SPIFFE trust domain as the specification allows it: 1 to 255 of
+ * [a-z0-9._-] (lower case only). */
+static bool trust_domain_valid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 255)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') ||
+		      v[i] == '.' || v[i] == '_' || v[i] == '-'))
+			return false;
+	return true;
+}
+
+static int on_trust_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_trust *t = &c->cfg->trust;
+	if (!strcmp(name, "domain")) {
+		if (!trust_domain_valid(value)) {
+			snprintf(c->err, sizeof c->err,
+				 "domain: a trust domain is 1 to 255 of a-z, 0-9, '.', '_', '-'");
+			return 0;
+		}
+		snprintf(t->domain, sizeof t->domain, "%s", value);
+		return 1;
+	}
+	int rc = set_keyed(t, trust_keys, sizeof trust_keys / sizeof trust_keys[0], name, value,
+			   c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -407,6 +761,19 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
 				return 0;
 			}
+		} else if (!strcmp(name, "log_file_bytes") || !strcmp(name, "log_files")) {
+			bool bytes = !strcmp(name, "log_file_bytes");
+			uint64_t v, lo = bytes ? 0 : 1, hi = bytes ? (uint64_t)1 << 40 : 9; /* grace logs reads .1-.9 */
+			if (parse_uint(value, lo, hi, &v) < 0) {
+				snprintf(c->err, sizeof c->err,
+					 "%s: expected an integer from %llu to %llu, got '%s'", name,
+					 (unsigned long long)lo, (unsigned long long)hi, value);
+				return 0;
+			}
+			if (bytes)
+				cfg->log_file_bytes = v;
+			else
+				cfg->log_files = (unsigned)v;
 		} else if (!strcmp(name, "log_level")) {
 			if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
 			    strcmp(value, "error")) {
@@ -445,6 +812,119 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "model"))
 		return on_model_key(c, name, value);
+	if (!strcmp(section, "policy"))
+		return on_policy_key(c, name, value);
+	if (!strcmp(section, "trust"))
+		return on_trust_key(c, name, value);
+	if (!strcmp(section, "compliance")) {
+		int rc = set_keyed(&cfg->compliance, compliance_keys,
+				   sizeof compliance_keys / sizeof compliance_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "crypto")) {
+		int rc = set_keyed(&cfg->crypto, crypto_keys, sizeof crypto_keys / sizeof crypto_keys[0],
+				   name, value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "state_machine")) {
+		int rc = set_keyed(&cfg->state_machine, state_machine_keys,
+				   sizeof state_machine_keys / sizeof state_machine_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "telemetry")) {
+		int rc = set_keyed(&cfg->telemetry, telemetry_keys,
+				   sizeof telemetry_keys / sizeof telemetry_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "learning")) {
+		if (!strcmp(name, "policy")) {
+			if (strcmp(value, "thompson") && strcmp(value, "epsilon_greedy") &&
+			    strcmp(value, "static")) {
+				snprintf(c->err, sizeof c->err,
+					 "policy: thompson, epsilon_greedy or static, got '%s'", value);
+				return 0;
+			}
+			snprintf(cfg->learning.policy, sizeof cfg->learning.policy, "%s", value);
+			return 1;
+		}
+		int rc = set_keyed(&cfg->learning, learning_keys,
+				   sizeof learning_keys / sizeof learning_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "governance"))
+		return on_governance_key(c, name, value);
+	if (!strcmp(section, "systemd")) {
+		if (!strcmp(name, "systemctl")) {
+			if (set_string(cfg->systemd.systemctl, sizeof cfg->systemd.systemctl, value) < 0) {
+				snprintf(c->err, sizeof c->err, "systemctl: empty or longer than %d bytes",
+					 GRACE_COMMAND_MAX - 1);
+				return 0;
+			}
+			return 1;
+		}
+		if (!strcmp(name, "poll_ms")) {
+			uint64_t v;
+			if (parse_uint(value, 100, 60000, &v) < 0) {
+				snprintf(c->err, sizeof c->err, "poll_ms: expected 100-60000, got '%s'",
+					 value);
+				return 0;
+			}
+			cfg->systemd.poll_ms = (unsigned)v;
+			return 1;
+		}
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return 0;
+	}
+	if (!strcmp(section, "backup")) {
+		grace_backup *b = &cfg->backup;
+		char *dst = !strcmp(name, "schedule")   ? b->schedule
+			    : !strcmp(name, "timezone") ? b->timezone
+			    : !strcmp(name, "dir")      ? b->dir
+			    : !strcmp(name, "key_file") ? b->key_file
+							: NULL;
+		if (dst) {
+			size_t len = dst == b->schedule ? sizeof b->schedule
+				     : dst == b->timezone ? sizeof b->timezone
+							  : PATH_MAX;
+			bool path = dst == b->dir || dst == b->key_file;
+			if ((*value && set_string(dst, len, value) < 0) ||
+			    (path && *value && *value != '/')) {
+				snprintf(c->err, sizeof c->err, "%s: too long%s", name,
+					 path ? ", or not an absolute path" : "");
+				return 0;
+			}
+			if (!*value)
+				dst[0] = '\0';
+			return 1;
+		}
+		int rc = set_keyed(b, backup_keys, sizeof backup_keys / sizeof backup_keys[0], name,
+				   value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "workflow")) {
+		int rc = set_keyed(&cfg->workflow, workflow_keys,
+				   sizeof workflow_keys / sizeof workflow_keys[0], name, value, c->err,
+				   sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
 		if (!strcmp(section, "executor") &&
 		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
@@ -488,6 +968,52 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "metrics")) {
+		grace_metrics *m = &cfg->metrics;
+		if (!strcmp(name, "target")) {
+			if (m->n_targets == GRACE_METRICS_TARGETS_MAX) {
+				snprintf(c->err, sizeof c->err, "target: more than %d targets",
+					 GRACE_METRICS_TARGETS_MAX);
+				return 0;
+			}
+			if (!metrics_target_valid(value, c->err, sizeof c->err))
+				return 0;
+			if (set_string(m->targets[m->n_targets], GRACE_METRICS_TARGET_MAX, value) < 0) {
+				snprintf(c->err, sizeof c->err, "target: too long");
+				return 0;
+			}
+			m->n_targets++;
+			return 1;
+		}
+		int rc = set_keyed(m, metrics_keys, sizeof metrics_keys / sizeof metrics_keys[0], name,
+				   value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
+	if (!strcmp(section, "alerts")) {
+		grace_alerts *a = &cfg->alerts;
+		if (!strcmp(name, "rule_files") || !strcmp(name, "notifier_file")) {
+			char *dst = name[0] == 'r' ? a->rule_files : a->notifier_file;
+			if (set_string(dst, PATH_MAX, value) < 0) {
+				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
+				return 0;
+			}
+			return 1;
+		}
+		if (!strcmp(name, "default_rules")) {
+			if (parse_bool(value, &a->default_rules) < 0) {
+				snprintf(c->err, sizeof c->err, "default_rules: true or false");
+				return 0;
+			}
+			return 1;
+		}
+		int rc = set_keyed(a, alerts_keys, sizeof alerts_keys / sizeof alerts_keys[0], name,
+				   value, c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "limits")) {
 		int rc = set_keyed(&cfg->limits, limit_keys, sizeof limit_keys / sizeof limit_keys[0], name, value, c->err, sizeof c->err);
 		if (rc == 1)
@@ -495,8 +1021,13 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return rc == 0;
 	}
 	if (!strcmp(section, "defaults")) {
+		const char *v = manager_value(name, value);
+		if (!v) {
+			snprintf(c->err, sizeof c->err, "manager: grace or systemd, got '%s'", value);
+			return 0;
+		}
 		int rc = set_keyed(&c->defaults, kernel_keys,
-				   sizeof kernel_keys / sizeof kernel_keys[0], name, value, c->err, sizeof c->err);
+				   sizeof kernel_keys / sizeof kernel_keys[0], name, v, c->err, sizeof c->err);
 		if (rc == 1)
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
@@ -526,9 +1057,11 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool known_section(const char *name, size_t n)
 {
-	static const char *const fixed[] = { "grace", "limits",	 "defaults", "auth",
-					     "model", "audit",	 "memory",   "librarian",
-					     "scheduler", "executor" };
+	static const char *const fixed[] = { "grace",   "limits",    "defaults", "auth",    "model",
+					     "audit",   "memory",    "librarian", "policy", "metrics",
+					     "alerts",  "scheduler", "executor",  "state_machine",
+					     "backup",  "compliance", "workflow", "governance",
+					     "telemetry", "systemd", "crypto", "trust", "learning" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -601,6 +1134,10 @@ static void config_defaults(grace_config *cfg)
 	snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", DEFAULT_DATA_DIR);
 	snprintf(cfg->library_root, sizeof cfg->library_root, "%s", DEFAULT_LIBRARY_ROOT);
 	snprintf(cfg->log_level, sizeof cfg->log_level, "info");
+	cfg->log_file_bytes = 10 * 1024 * 1024;
+	cfg->log_files = 9;
+	cfg->backup = (grace_backup){ .timezone = "UTC", .keep = 7, .verify = 1 };
+	cfg->systemd = (grace_systemd){ .systemctl = "systemctl", .poll_ms = 1000 };
 	cfg->limits = (grace_limits){ .max_header_bytes = 16384,
 				      .max_headers = 100,
 				      .max_body_bytes = 1u << 20,
@@ -636,11 +1173,79 @@ static void config_defaults(grace_config *cfg)
 					    .ingest_chunk_files = 32,
 					    .document_bytes_per_user = (size_t)1 << 30,
 					    .ingest_bytes_max = (size_t)512 << 20 };
+	cfg->policy = (grace_policy){ .authorizer = GRACE_AUTHORIZER_KERNEL,
+				      .policy_set = "default",
+				      .decision_timeout_ms = 2000,
+				      .cache_entries = 4096 };
+	cfg->state_machine = (grace_state_machine){ .instances_per_user = 10000,
+						    .history_keep = 1000,
+						    .context_max_bytes = (size_t)256 << 10,
+						    .event_max_bytes = (size_t)64 << 10 };
+	cfg->workflow = (grace_workflow){ .definition_max_bytes = (size_t)1 << 20,
+					  .tasks_max = 10000,
+					  .runs_max = 1000,
+					  .history_max = 100000,
+					  .data_max_bytes = (size_t)1 << 20 };
+	cfg->metrics = (grace_metrics){ .scrape_interval_ms = 5000,
+					.scrape_timeout_ms = 4000,
+					.flush_interval_ms = 10000,
+					.retention_s = 15u * 86400,
+					.retention_bytes = (size_t)1 << 30,
+					.max_series = 200000,
+					.sample_limit = 50000,
+					.query_timeout_ms = 120000,
+					.query_threads = 2,
+					.query_queue = 64,
+					.query_max_samples = 50000000,
+					.log_verify_interval_s = 3600 };
+	cfg->alerts = (grace_alerts){ .evaluation_interval_ms = 10000,
+				      .resend_delay_ms = 60000,
+				      .incident_alert_s = 900,
+				      .notify_timeout_ms = 10000,
+				      .default_rules = true };
 	cfg->scheduler = (grace_scheduler){ .late_tolerance_ms = 2000,
 					    .jobs_max = 10000,
 					    .jobs_per_user = 100,
 					    .runs_per_job = 1000,
 					    .active_runs_max = 256 };
+	cfg->telemetry = (grace_telemetry){ .retention_age_s = 7 * 86400,
+					    .retention_max_bytes = (size_t)256 << 20,
+					    .retention_interval_ms = 60000,
+					    .request_items_max = 10000,
+					    .queue_max = 256,
+					    .caller_requests_max = 64,
+					    .self_trace = 1,
+					    .sample_percent = 1 };
+	cfg->learning = (grace_learning){ .policy = "thompson",
+					  .epsilon_percent = 10,
+					  .explore_floor_percent = 5,
+					  .relapse_window_ms = 3600000,
+					  .heal_bound_ms = 120000,
+					  .decisions_max = 100000,
+					  .evaluate_max = 20000,
+					  .decide_timeout_ms = 300 };
+	cfg->compliance = (grace_compliance){ .scan_interval_s = 3600,
+					      .scans_keep = 1000,
+					      .waiver_max_days = 90,
+					      .check_timeout_ms = 10000 };
+	/* AWS KMS's: 30 days unless asked, 7 to 30. */
+	cfg->crypto = (grace_crypto){ .deletion_window_s = 30 * 86400,
+				      .deletion_window_min_s = 7 * 86400,
+				      .deletion_window_max_s = 30 * 86400 };
+	cfg->trust = (grace_trust){ .domain = "grace.local",
+				    .jwt_ttl_default_s = 300,
+				    .jwt_ttl_max_s = 3600,
+				    .x509_ttl_default_s = 3600,
+				    .x509_ttl_max_s = 86400,
+				    .jwt_rotate_s = 86400,
+				    .x509_rotate_s = 7 * 86400,
+				    .score_half_life_s = 86400,
+				    .score_refresh_ms = 5000,
+				    .score_period_s = 300 };
+	cfg->governance = (grace_governance){ .expiry_s = 86400,
+					      .requests_max = 100000,
+					      .poll_ms = 500,
+					      .default_rule = "1 admin" };
 	cfg->executor = (grace_executor){ .concurrency = 4,
 					  .queue_max = 100,
 					  .history_max = 10000,
@@ -903,7 +1508,39 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 				      "not exceed timeout_max_ms and output_max_bytes");
 		return -1;
 	}
+	const grace_crypto *cr = &cfg->crypto;
+	if (cr->deletion_window_min_s > cr->deletion_window_s ||
+	    cr->deletion_window_s > cr->deletion_window_max_s) {
+		snprintf(err, errlen, "[crypto]: deletion_window_min_s <= deletion_window_s <= "
+				      "deletion_window_max_s");
+		return -1;
+	}
+	const grace_trust *t = &cfg->trust;
+	if (t->jwt_ttl_default_s > t->jwt_ttl_max_s || t->x509_ttl_default_s > t->x509_ttl_max_s) {
+		snprintf(err, errlen, "[trust]: jwt_ttl_default_s and x509_ttl_default_s must not "
+				      "exceed jwt_ttl_max_s and x509_ttl_max_s");
+		return -1;
+	}
+	const grace_backup *b = &cfg->backup;
+	if (b->schedule[0] && (!b->dir[0] || (!b->key_file[0] && !b->no_secrets) ||
+			       (b->key_file[0] && b->no_secrets))) {
+		snprintf(err, errlen, "[backup]: a schedule needs dir, and exactly one of key_file "
+				      "(the secrets sealed) or no_secrets = 1 (left out)");
+		return -1;
+	}
 	return check_kernels(cfg, &c.defaults, err, errlen);
+}
+
+int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL ||
+	    grace_config_kernel_index(cfg, "policy") >= 0)
+		return 0;
+	snprintf(err, errlen,
+		 "%s: [policy] authorizer = kernel (the default) needs the policy kernel: add "
+		 "[kernel.policy], or set authorizer = table for the built-in role table",
+		 cfg->path[0] ? cfg->path : "configuration");
+	return -1;
 }
 
 int grace_config_kernel_index(const grace_config *cfg, const char *name)
@@ -930,4 +1567,10 @@ const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char 
 int grace_kernel_port(const grace_config *cfg, const grace_kernel_cfg *k)
 {
 	return k->port + cfg->port_offset;
+}
+
+bool grace_config_self_trace(const grace_config *cfg)
+{
+	const grace_kernel_cfg *k = grace_config_kernel(cfg, "telemetry");
+	return cfg->telemetry.self_trace && k && k->enabled;
 }

@@ -8,9 +8,13 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define GRACE_KERNELS_MAX 50
 #define GRACE_NAME_MAX 32
+#define GRACE_UNIT_MAX 128
+#define GRACE_MANAGER_GRACE 0
+#define GRACE_MANAGER_SYSTEMD 1
 #define GRACE_COMMAND_MAX 256 /* and a config line is at most 198 bytes */
 #define GRACE_KERNEL_PORT_MIN 8100
 #define GRACE_KERNEL_PORT_MAX 8149
@@ -86,6 +90,64 @@ typedef struct grace_librarian {
 	size_t ingest_bytes_max;     /* bytes in one ingest */
 } grace_librarian;
 
+/* [policy]: who decides each request on :8000 and each call between
+ * kernels (docs/policy.md). */
+enum { GRACE_AUTHORIZER_KERNEL = 0, GRACE_AUTHORIZER_TABLE = 1 };
+#define GRACE_POLICY_SET_MAX 64
+typedef struct grace_policy {
+	int authorizer;      /* GRACE_AUTHORIZER_*: the policy kernel (default) or the role table */
+	char policy_set[GRACE_POLICY_SET_MAX + 1]; /* the set decisions use */
+	unsigned decision_timeout_ms; /* a request waits this long for its decision */
+	unsigned cache_entries;       /* decisions kept by each process that asks */
+} grace_policy;
+
+/* [state_machine]: limits of the state_machine kernel. */
+typedef struct grace_state_machine {
+	unsigned instances_per_user; /* instances a user may own at once */
+	unsigned history_keep;       /* transitions kept per instance */
+	size_t context_max_bytes;    /* an instance's context as JSON */
+	size_t event_max_bytes;      /* one event as JSON */
+} grace_state_machine;
+
+/* [workflow]: limits of the workflow kernel. */
+typedef struct grace_workflow {
+	size_t definition_max_bytes; /* one definition as stored */
+	unsigned tasks_max;          /* tasks in one definition, nested ones counted */
+	unsigned runs_max;           /* runs active (running, waiting, suspended) at once */
+	unsigned history_max;        /* events in one run's history; past it the run faults */
+	size_t data_max_bytes;       /* a run's input, context or output as JSON */
+} grace_workflow;
+
+/* [metrics]: the metrics kernel's scrapes, store and queries
+ * (docs/metrics.md). */
+#define GRACE_METRICS_TARGETS_MAX 32
+#define GRACE_METRICS_TARGET_MAX 160 /* "JOB HOST:PORT [PATH]" */
+typedef struct grace_metrics {
+	unsigned scrape_interval_ms;
+	unsigned scrape_timeout_ms;
+	unsigned flush_interval_ms; /* the store's checkpoint: a crash loses at most this */
+	unsigned retention_s;       /* 0: no limit by age */
+	size_t retention_bytes;     /* of compressed samples; 0: no limit by size */
+	unsigned max_series;
+	unsigned sample_limit;      /* samples in one scrape; 0: no limit */
+	unsigned query_timeout_ms;
+	unsigned query_threads, query_queue;
+	size_t query_max_samples;
+	unsigned log_verify_interval_s; /* the immutable log's /verify as a probe; 0: never */
+	char targets[GRACE_METRICS_TARGETS_MAX][GRACE_METRICS_TARGET_MAX];
+	size_t n_targets;
+} grace_metrics;
+
+/* [alerts]: the alerts kernel's rules and notifications (docs/alerts.md). */
+typedef struct grace_alerts {
+	unsigned evaluation_interval_ms;
+	unsigned resend_delay_ms;  /* alerts re-sent to an Alertmanager receiver this often */
+	unsigned incident_alert_s; /* how long a finished heal incident stays an alert */
+	unsigned notify_timeout_ms;
+	bool default_rules; /* Grace's own rule set (alerts.c) */
+	char rule_files[PATH_MAX];    /* a glob; relative to the configuration file */
+	char notifier_file[PATH_MAX]; /* Alertmanager's format; relative likewise */
+} grace_alerts;
 /* [scheduler]: the scheduler kernel's limits (docs/scheduler.md). */
 typedef struct grace_scheduler {
 	unsigned late_tolerance_ms; /* a slot later than this is missed (the missed-run policy) */
@@ -108,6 +170,96 @@ typedef struct grace_executor {
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
 } grace_executor;
 
+/* [telemetry]: the telemetry kernel's retention and limits (docs/telemetry.md). */
+typedef struct grace_telemetry {
+	unsigned retention_age_s;      /* spans and log records older than this are deleted */
+	size_t retention_max_bytes;    /* the store's size past which the oldest go */
+	unsigned retention_interval_ms; /* how often retention runs */
+	unsigned request_items_max;    /* spans or log records in one request; past it 413 */
+	unsigned queue_max;            /* requests waiting for the writer; past it 503 + Retry-After */
+	unsigned caller_requests_max;  /* one caller's writes queued at once; past it 429 */
+	unsigned self_trace;           /* 1: Grace's own requests are traced (sdk/tracer.h) */
+	unsigned sample_percent;       /* of the traces :8000 starts, this many are recorded */
+} grace_telemetry;
+
+/* [learning]: the learning kernel's bandit and the healer's use of it
+ * (docs/learning.md). */
+typedef struct grace_learning {
+	char policy[16];            /* the initial policy: thompson, epsilon_greedy or static */
+	unsigned epsilon_percent;   /* epsilon-greedy's exploration, in percent */
+	unsigned explore_floor_percent; /* Thompson's: a uniformly drawn first arm this often */
+	size_t seed;                /* the random generator's seed; 0: from getrandom */
+	unsigned relapse_window_ms; /* a heal's reward is final when no new incident came this long */
+	unsigned heal_bound_ms;     /* a heal slower than this earns 0 */
+	unsigned decisions_max;     /* decisions kept, newest */
+	unsigned evaluate_max;      /* decisions an offline evaluation reads, newest */
+	unsigned decide_timeout_ms; /* how long the healer waits for an order */
+} grace_learning;
+
+/* [governance]: change requests before dangerous actions (docs/governance.md). */
+#define GRACE_GOV_RULES_MAX 16
+#define GRACE_GOV_RULE_MAX 192 /* a rule's text, as a grace.ini line holds it */
+typedef struct grace_governance {
+	unsigned expiry_s;       /* an open request expires this long after it was opened */
+	unsigned requests_max;   /* requests kept in all (closed ones are dropped oldest first) */
+	unsigned poll_ms;        /* the main process asks for approved actions this often */
+	unsigned run_delay_ms;   /* tests only: an approved action waits this long before it runs */
+	char gate[256];          /* the actions gated, space-separated ("" : none) */
+	char default_rule[GRACE_GOV_RULE_MAX + 1]; /* every action's rule unless it has its own */
+	struct {
+		char action[GRACE_NAME_MAX];
+		char rule[GRACE_GOV_RULE_MAX + 1];
+	} rules[GRACE_GOV_RULES_MAX]; /* rule.ACTION = ... */
+	size_t n_rules;
+} grace_governance;
+
+/* [backup]: scheduled backups by grace serve (docs/backup.md). */
+typedef struct grace_backup {
+	char schedule[256];     /* cron (5 or 6 fields, @daily, @every 6h); "" = none */
+	char timezone[64];      /* IANA zone the schedule reads its hours in */
+	char dir[PATH_MAX];     /* where the archives go (absolute) */
+	char key_file[PATH_MAX]; /* 64 hex digits, mode 0600: seals the secrets */
+	unsigned no_secrets;    /* 1: no key_file, the secrets left out */
+	unsigned keep;          /* the newest archives kept */
+	unsigned max_age_days;  /* and none older (0: no age limit) */
+	unsigned verify;        /* 1: each one restored into a temporary directory */
+} grace_backup;
+
+/* [systemd]: how grace serve reaches systemd for kernels run as units. */
+typedef struct grace_systemd {
+	char systemctl[GRACE_COMMAND_MAX]; /* the command, split on blanks */
+	unsigned poll_ms;                  /* how often the units' states are read */
+} grace_systemd;
+
+/* [compliance]: the compliance kernel's scans and limits (docs/compliance.md). */
+typedef struct grace_compliance {
+	unsigned scan_interval_s;  /* the scheduled scan of the default profile; 0: none */
+	unsigned scans_keep;       /* scans kept, newest first (each is in the log besides) */
+	unsigned waiver_max_days;  /* the longest a waiver may run */
+	unsigned check_timeout_ms; /* a check that asks another kernel waits this long */
+} grace_compliance;
+
+/* [crypto]: key deletion's waiting period (docs/crypto.md). */
+typedef struct grace_crypto {
+	unsigned deletion_window_s;     /* a deletion that names no window waits this long */
+	unsigned deletion_window_min_s; /* the shortest window a deletion may ask for */
+	unsigned deletion_window_max_s; /* the longest */
+} grace_crypto;
+
+/* [trust]: the trust kernel's identities and trust scores (docs/trust.md). */
+typedef struct grace_trust {
+	char domain[256];            /* the SPIFFE trust domain: [a-z0-9._-], 1 to 255 */
+	unsigned jwt_ttl_default_s;  /* a JWT-SVID's lifetime when none is asked */
+	unsigned jwt_ttl_max_s;      /* the longest asked; also a retired key's overlap */
+	unsigned x509_ttl_default_s;
+	unsigned x509_ttl_max_s;
+	unsigned jwt_rotate_s;       /* a JWT signing key signs this long */
+	unsigned x509_rotate_s;      /* the X.509 CA signs this long */
+	unsigned score_half_life_s;  /* trust-score evidence loses half its weight */
+	unsigned score_refresh_ms;   /* the main process reads the scores this often */
+	unsigned score_period_s;     /* a kernel up this long without a fault: one good outcome */
+} grace_trust;
+
 typedef struct grace_kernel_cfg {
 	char name[GRACE_NAME_MAX];
 	char tier[GRACE_NAME_MAX];
@@ -123,6 +275,13 @@ typedef struct grace_kernel_cfg {
 	unsigned health_failures;
 	size_t max_body_bytes;
 	unsigned standby; /* 1: a pre-started process takes over at a crash */
+	/* Who runs the process: GRACE_MANAGER_GRACE (the supervisor forks it)
+	 * or GRACE_MANAGER_SYSTEMD (its unit, through [systemd] systemctl;
+	 * docs/supervisor.md). Units are patterns: %p is the kernel's port
+	 * (offset applied), %n its name; socket_unit "" for none. */
+	unsigned manager;
+	char unit[GRACE_UNIT_MAX];
+	char socket_unit[GRACE_UNIT_MAX];
 } grace_kernel_cfg;
 
 typedef struct grace_config {
@@ -130,6 +289,11 @@ typedef struct grace_config {
 	char data_dir[PATH_MAX]; /* absolute once loaded */
 	char library_root[PATH_MAX];
 	char log_level[16];
+	/* grace serve's log files, DATA_DIR/log/grace.log and its rotations,
+	 * when not under systemd (serve/logfile.h): rotated past this size (0:
+	 * no files), this many old ones kept */
+	uint64_t log_file_bytes;
+	unsigned log_files;
 	int api_port; /* before port_offset */
 	int port_offset;
 	grace_limits limits;
@@ -138,8 +302,21 @@ typedef struct grace_config {
 	grace_model model;
 	grace_memory memory;
 	grace_librarian librarian;
+	grace_policy policy;
+	grace_state_machine state_machine;
+	grace_workflow workflow;
+	grace_metrics metrics;
+	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
+	grace_telemetry telemetry;
+	grace_learning learning;
+	grace_governance governance;
+	grace_backup backup;
+	grace_systemd systemd;
+	grace_compliance compliance;
+	grace_crypto crypto;
+	grace_trust trust;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;
@@ -165,8 +342,17 @@ int grace_config_load(grace_config *cfg, const struct sdk_kernel_def *const *bui
 		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen);
 
+/* For `grace serve`: decisions by a policy kernel that is not configured
+ * would refuse everything for ever (a disabled one can be started by an
+ * admin). -1 with the reason when [policy] authorizer = kernel and there
+ * is no [kernel.policy]. */
+int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen);
+
 /* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */
 const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char *name);
+/* Whether this process should trace its requests: [telemetry] self_trace
+ * and a telemetry kernel configured and enabled to send them to. */
+bool grace_config_self_trace(const grace_config *cfg);
 int grace_config_kernel_index(const grace_config *cfg, const char *name);
 
 /* The port a kernel listens on, offset applied. */

@@ -1,8 +1,11 @@
 #include "sdk/db.h"
 
+#include "sdk/tracer.h"
+
 #include "sdk/clock.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -119,6 +122,25 @@ static int db_quick_check(sqlite3 *db, const char *path, sdk_db_check *check, sd
 	return 0;
 }
 
+/* Statements seen by tracing (sdk_db_set_stmt_hook): SQLite calls this
+ * as each statement starts and as it ends. Without a hook (a process that
+ * does not trace) it costs this one test. */
+static _Atomic(sdk_db_stmt_hook) stmt_hook; /* set on the loop, read by pool threads too */
+
+void sdk_db_set_stmt_hook(sdk_db_stmt_hook hook)
+{
+	atomic_store_explicit(&stmt_hook, hook, memory_order_relaxed);
+}
+
+static int db_on_trace(unsigned type, void *ctx, void *p, void *x)
+{
+	(void)ctx, (void)x;
+	sdk_db_stmt_hook hook = atomic_load_explicit(&stmt_hook, memory_order_relaxed);
+	if (hook && (type == SQLITE_TRACE_STMT || type == SQLITE_TRACE_PROFILE))
+		hook(type == SQLITE_TRACE_PROFILE, p, sqlite3_sql(p));
+	return 0;
+}
+
 int sdk_db_open_checked(const char *data_dir, const char *name, sdk_db_check *check,
 			sqlite3 **out, sdk_err *err)
 {
@@ -142,6 +164,7 @@ int sdk_db_open_checked(const char *data_dir, const char *name, sdk_db_check *ch
 	}
 	sqlite3_busy_timeout(db, SDK_DB_BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(db, 1);
+	sqlite3_trace_v2(db, SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE, db_on_trace, NULL);
 	/* WAL with synchronous=NORMAL survives a process crash with nothing lost;
 	 * only a power cut can drop the last transactions, never corrupt. A
 	 * file that is not a database fails here (SQLITE_NOTADB). */
@@ -229,4 +252,34 @@ int sdk_db_watch_check(sdk_db_watch *w, sqlite3 *db, sdk_err *err)
 				w->wal_path);
 	}
 	return 0;
+}
+
+int sdk_db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, sdk_err *err)
+{
+	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "prepare");
+	return 0;
+}
+
+const char *sdk_db_text(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	return s ? s : "";
+}
+
+int sdk_db_count(sqlite3 *db, const char *sql, const char *arg, int64_t *out, const char *what,
+		 sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db, sql, &st, err);
+	if (rc < 0)
+		return rc;
+	if (arg)
+		sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	else
+		rc = sdk_db_fail(db, err, what);
+	sqlite3_finalize(st);
+	return rc;
 }

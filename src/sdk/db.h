@@ -45,11 +45,29 @@ int sdk_db_open(const char *data_dir, const char *name, sqlite3 **out, char *err
 /* Runs a script of statements that return no rows; -1 with the reason on error. */
 int sdk_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 
+/* Called as each statement of a database opened here starts (`end`
+ * false) and ends (true), with the statement (an identity only) and its
+ * SQL, on the thread that runs it (SQLite's statement and profile
+ * traces): the tracer's way to a span per statement (sdk/tracer.c sets
+ * it). NULL: none. */
+typedef void (*sdk_db_stmt_hook)(bool end, const void *stmt, const char *sql);
+void sdk_db_set_stmt_hook(sdk_db_stmt_hook hook);
+
 /* The status of `db`'s last failure (sdk_status_of_sqlite of its extended
  * code; never 0: a failure with no code is SDK_EIO), with "what: SQLite's
  * message" written into `err`. Every store reports its SQLite failures
  * through this, so SQLITE_FULL is SDK_EFULL everywhere. */
 int sdk_db_fail(sqlite3 *db, sdk_err *err, const char *what);
+
+/* sqlite3_prepare_v2 reported as sdk_db_fail does: 0, or the status. */
+int sdk_db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, sdk_err *err);
+/* A text column, "" for NULL (never NULL); valid until the next step. */
+const char *sdk_db_text(sqlite3_stmt *st, int col);
+/* The one integer a query like "SELECT count(*) ... WHERE x = ?" answers,
+ * with `arg` bound to its first parameter when not NULL. `what` names it
+ * in the error. */
+int sdk_db_count(sqlite3 *db, const char *sql, const char *arg, int64_t *out, const char *what,
+		 sdk_err *err);
 
 /* The directory holding `db`'s main file (where sdk_db_open put it). */
 int sdk_db_dir(sqlite3 *db, char *out, size_t len);

@@ -532,6 +532,9 @@ static void finish(sdk_req *r, int status)
 			observe(r, r->closed ? 499 : status);
 			if (r->srv->opts.on_reply && r->method[0])
 				r->srv->opts.on_reply(r, status, r->srv->opts.ctx);
+			if (r->srv->opts.trace_hooks && r->span.active)
+				r->srv->opts.trace_hooks->end(r->srv->opts.trace_ctx, r,
+							      r->closed ? 499 : status);
 		}
 		if (!r->closed)
 			conn_reply_queued(r->conn);
@@ -644,6 +647,8 @@ void sdk_reply_begin(sdk_req *r, int status, long long length)
 	observe(r, status);
 	if (r->srv->opts.on_reply && r->method[0])
 		r->srv->opts.on_reply(r, status, r->srv->opts.ctx);
+	if (r->srv->opts.trace_hooks && r->span.active)
+		r->srv->opts.trace_hooks->end(r->srv->opts.trace_ctx, r, status);
 	if (r->closed)
 		return;
 	write_head(r, status, length);
@@ -739,6 +744,8 @@ void req_drained(sdk_req *r)
 
 /* ---- dispatch ---- */
 
+static void route_run(sdk_req *r);
+
 void req_dispatch(sdk_req *r)
 {
 	sdk_server *s = r->srv;
@@ -762,10 +769,29 @@ void req_dispatch(sdk_req *r)
 	const char *method = r->head_only ? "GET" : r->method;
 	int i = sdk_route_match(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), method,
 				r->path, &r->params);
+	r->matched = i;
 	/* Authorization first: who may not call anything learns nothing. */
 	if (s->opts.authorize &&
 	    !s->opts.authorize(r, i >= 0 ? &s->opts.routes[i] : NULL, s->opts.ctx))
 		return;
+	route_run(r);
+}
+
+void sdk_req_resume(sdk_req *r)
+{
+	if (r->closed || !r->srv) {
+		/* Nobody to answer, or no server left to run a route: end it. */
+		sdk_reply_error(r, 503, "gone", "the request ended while it was decided");
+		return;
+	}
+	route_run(r);
+}
+
+/* What follows a request's authorization: its route, or the 405 or 404. */
+static void route_run(sdk_req *r)
+{
+	sdk_server *s = r->srv;
+	int i = r->matched;
 	if (i == SDK_ROUTE_BAD_METHOD) {
 		char allow[128];
 		sdk_route_allowed(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), r->path, allow,
@@ -780,5 +806,14 @@ void req_dispatch(sdk_req *r)
 		return;
 	}
 	r->route = i;
+	const sdk_trace_hooks *th = s->opts.trace_hooks;
+	void *tctx = s->opts.trace_ctx;
+	if (th)
+		th->begin(tctx, r, &s->opts.routes[i]);
+	/* The handler may answer and free r: the hooks' context is copied. */
 	s->opts.routes[i].handler(r, s->opts.ctx);
+	if (th)
+		th->after(tctx, NULL);
 }
+
+struct sdk_span *sdk_req_span(sdk_req *r) { return &r->span; }

@@ -38,6 +38,16 @@ typedef struct sdk_route {
 #define SDK_ROUTE(method, path, handler) { { method, path }, handler, 0 }
 #define SDK_ROUTE_ACCESS(method, path, handler, access) { { method, path }, handler, access }
 
+/* Tracing (sdk/tracer.h): called with trace_ctx just before a routed
+ * request's handler runs, right after it returns, and as its answer is
+ * given. */
+struct sdk_span;
+typedef struct sdk_trace_hooks {
+	void (*begin)(void *ctx, sdk_req *req, const sdk_route *route);
+	void (*after)(void *ctx, sdk_req *req);
+	void (*end)(void *ctx, sdk_req *req, int status);
+} sdk_trace_hooks;
+
 typedef struct sdk_server_opts {
 	const char *component; /* for logs and metrics labels */
 	const sdk_route *routes; /* borrowed; must outlive the server */
@@ -47,11 +57,16 @@ typedef struct sdk_server_opts {
 	/* Appends further metrics to a /metrics answer; may be NULL. */
 	void (*metrics_extra)(struct evbuffer *out, void *ctx);
 	/* Decides whether a routed request may run (route NULL: no route
-	 * matched). Returns false after answering it (401, 403, ...). NULL:
+	 * matched). Returns false after answering it (401, 403, ...), or
+	 * false without answering when it decides later (asynchronously): it
+	 * then either answers the request or calls sdk_req_resume. NULL:
 	 * everything may run. */
 	bool (*authorize)(sdk_req *req, const sdk_route *route, void *ctx);
 	/* Called as each request is answered (before `req` is freed); may be NULL. */
 	void (*on_reply)(sdk_req *req, int status, void *ctx);
+	/* Tracing; NULL: none. */
+	const sdk_trace_hooks *trace_hooks;
+	void *trace_ctx;
 } sdk_server_opts;
 
 sdk_server *sdk_server_new(struct event_base *base, const sdk_server_opts *opts);
@@ -70,6 +85,11 @@ double sdk_server_uptime(const sdk_server *s);
 void sdk_server_render_metrics(const sdk_server *s, struct evbuffer *out);
 void sdk_server_free(sdk_server *s);
 
+/* Runs the route of a request whose authorize decided later and allowed
+ * it (see sdk_server_opts.authorize), as if authorize had returned true.
+ * A request whose client has gone meanwhile is ended instead. */
+void sdk_req_resume(sdk_req *r);
+
 const char *sdk_req_method(const sdk_req *r);
 const char *sdk_req_path(const sdk_req *r); /* decoded */
 const char *sdk_req_param(const sdk_req *r, const char *name);
@@ -80,6 +100,8 @@ const char *sdk_req_header(const sdk_req *r, const char *name);
  * its Host (RFC 9112 §3.2.2); NULL when it names none (HTTP/1.0). */
 const char *sdk_req_host(const sdk_req *r);
 const char *sdk_req_id(const sdk_req *r);
+/* The request's span (sdk/tracer.h): `active` when it is traced. */
+struct sdk_span *sdk_req_span(sdk_req *r);
 /* The caller's identity, set by the authorizer: a name (copied, up to 63
  * bytes) and a role number. sdk_req_user is NULL when there is none. */
 void sdk_req_set_user(sdk_req *r, const char *name, int role);

@@ -799,10 +799,10 @@ void sdk_server_render_metrics(const sdk_server *s, struct evbuffer *out)
 	evbuffer_add_printf(out,
 			    "# HELP grace_http_connections Open HTTP connections.\n"
 			    "# TYPE grace_http_connections gauge\n"
-			    "grace_http_connections{component=\"%s\"} %u\n"
+			    "grace_http_connections{kernel=\"%s\"} %u\n"
 			    "# HELP grace_http_connections_shed_total Connections refused at a limit.\n"
 			    "# TYPE grace_http_connections_shed_total counter\n"
-			    "grace_http_connections_shed_total{component=\"%s\"} %llu\n",
+			    "grace_http_connections_shed_total{kernel=\"%s\"} %llu\n",
 			    s->opts.component, s->n_conns, s->opts.component,
 			    (unsigned long long)s->shed_total);
 	if (s->opts.metrics_extra)

@@ -5,6 +5,7 @@
 
 #include "sdk/http.h"
 #include "sdk/http_parse.h"
+#include "sdk/tracer.h"
 
 #include <event2/util.h>
 #include <netinet/in.h>
@@ -80,6 +81,7 @@ struct sdk_req {
 	sdk_req *spare_next;
 	struct evbuffer *body; /* owned; NULL until a body arrives or is asked for */
 	int route;
+	int matched; /* the router's answer (an index, or SDK_ROUTE_*), for a resumed request */
 	char method[8];
 	char *path; /* decoded, owned (NUL inside refused) */
 	char id[REQUEST_ID_MAX + 1];
@@ -98,6 +100,7 @@ struct sdk_req {
 	void *close_arg;
 	sdk_close_fn on_drain;
 	void *drain_arg;
+	sdk_span span; /* when the server traces (sdk/tracer.h) */
 	/* Large and bounded by counts: not cleared. */
 	char head_inline[REQ_HEAD_INLINE];
 	sdk_http_head h; /* fields point into `head` */

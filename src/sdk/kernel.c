@@ -1,11 +1,15 @@
 #include "sdk/kernel.h"
+#include "sdk/tracer.h"
 
 #include "sdk/clock.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
 #include "sdk/log.h"
 #include "sdk/notify.h"
+#include "sdk/pdp.h"
 #include "sdk/standby.h"
+
+#include <jansson.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -26,6 +30,13 @@
 #define DRAIN_QUIET_MS 100
 #define ACCESS_TOKEN 0 /* the default: a kernel's own routes */
 #define ACCESS_OPEN 1
+/* The join credential: its variable, its length in hex, and how long the
+ * runtime keeps presenting it while the trust kernel has not yet heard of
+ * it (its registration is on its way) or is not up. */
+#define JOIN_ENV "GRACE_JOIN_CREDENTIAL"
+#define JOIN_HEX 64
+#define JOIN_RETRY_MS 500
+#define JOIN_TRIES_MAX 240
 /* How often the database file is checked when no request comes. */
 #define STORAGE_WATCH_MS 1000
 
@@ -45,12 +56,20 @@ struct runtime {
 	struct timespec drain_deadline;
 	bool draining;
 	bool init_ran;
+	bool refused; /* the schema cannot be used: exit SDK_EXIT_PERMANENT */
 	/* Storage failure: set once, never cleared (a new process starts clean). */
 	bool storage_failed;
 	char storage_error[512];
 	char db_path[PATH_MAX];
 	sdk_db_watch db_watch;
 	struct storage_report sqlite_report;
+	sdk_pdp *pdp; /* decisions on calls from other processes; made at the first */
+	/* Attestation (docs/trust.md): the join credential the supervisor
+	 * handed this process, until the trust kernel took or refused it. */
+	char join[JOIN_HEX + 1];
+	unsigned join_tries;
+	struct event *join_timer;
+	sdk_tracer *tracer; /* NULL: not traced (sdk/tracer.h) */
 };
 
 /* ---- storage: a kernel whose database is damaged, deleted or replaced
@@ -155,6 +174,160 @@ static void on_metrics(sdk_req *req, void *ctx)
 	evbuffer_free(b);
 }
 
+/* ---- calls from other processes, decided by policy (docs/policy.md):
+ * principal Kernel::"CALLER" (X-Grace-Caller, which the call path sends
+ * with the internal token: the main process is "grace"), action
+ * Action::"METHOD /pattern" of the route called, resource Kernel::"SELF",
+ * context {user, role} when the call is made for a user. Not decided
+ * again: what the gateway forwards for a user (caller "gateway" with
+ * X-Grace-User), which :8000 decided for that user; and a request with the
+ * token and no caller name, the operator's (whoever holds the token file).
+ * Until kernels have identities of their own (the trust issue), the name
+ * is what the caller says. */
+
+#define CALLER_NAME_MAX 63
+
+static bool caller_valid(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 0 && n <= CALLER_NAME_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+static void call_refused(sdk_req *req, sdk_kernel *k, const sdk_call_decision *d)
+{
+	sdk_reply_error(req, 403, "call_forbidden",
+			"policy does not let '%s' call %s of kernel %s", d->caller, d->action,
+			k->def->name);
+}
+
+static void call_unavailable(sdk_req *req, const char *why)
+{
+	sdk_req_add_header(req, "Retry-After", "1");
+	sdk_reply_error(req, 503, "policy_unavailable",
+			"this call is decided by the policy kernel, and %s", why);
+}
+
+struct call_wait {
+	sdk_req *req;
+	sdk_kernel *k;
+	sdk_call_decision d;
+	char caller[CALLER_NAME_MAX + 1], action[SDK_PATH_MAX + 16];
+};
+
+static void on_call_decided(int result, const char *why, void *arg)
+{
+	struct call_wait *w = arg;
+	if (result == SDK_PDP_ALLOW)
+		sdk_req_resume(w->req);
+	else if (result == SDK_PDP_DENY)
+		call_refused(w->req, w->k, &w->d);
+	else
+		call_unavailable(w->req, why ? why : "it is not ready");
+	free(w);
+}
+
+static sdk_pdp *runtime_pdp(struct runtime *rt)
+{
+	if (!rt->pdp) {
+		const grace_policy *pol = &rt->k.cfg->policy;
+		sdk_pdp_opts o = { .base = rt->k.base,
+				   .caller = rt->k.caller,
+				   .policy_set = pol->policy_set,
+				   .timeout_ms = pol->decision_timeout_ms,
+				   .cache_entries = pol->cache_entries };
+		rt->pdp = sdk_pdp_new(&o);
+	}
+	return rt->pdp;
+}
+
+struct sdk_pdp *sdk_kernel_pdp(sdk_kernel *k)
+{
+	if (k->cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL)
+		return NULL;
+	return runtime_pdp(runtime_of(k));
+}
+
+/* True when the call may run now; else it has been answered, or is
+ * waiting for its decision (then answered or resumed later). */
+static bool decide_call(struct runtime *rt, sdk_req *req, const sdk_route *route)
+{
+	sdk_kernel *k = &rt->k;
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	if (k->cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL || !caller)
+		return true;
+	if (!caller_valid(caller)) {
+		sdk_reply_error(req, 403, "call_forbidden", "%s names no caller", SDK_CALLER_HEADER);
+		return false;
+	}
+	int role = SDK_CALLER_NONE;
+	const char *user = sdk_req_caller(req, k->token, &role);
+	if (user && !strcmp(caller, SDK_GATEWAY_CALLER))
+		return true;
+	char action[SDK_PATH_MAX + 16];
+	snprintf(action, sizeof action, "%s %s",
+		 route->pattern.method ? route->pattern.method : sdk_req_method(req),
+		 route->pattern.path);
+	sdk_call_decision d = { .caller = caller, .action = action, .user = user,
+				.role = user ? (role == SDK_CALLER_ADMIN ? "admin" : "user") : NULL };
+	if (k->def->decide_call) {
+		int r = k->def->decide_call(k, &d);
+		if (r == 1)
+			return true;
+		if (r == 0)
+			call_refused(req, k, &d);
+		else
+			call_unavailable(req, "it cannot decide it now");
+		return false;
+	}
+	sdk_pdp *pdp = runtime_pdp(rt);
+	if (!pdp) {
+		call_unavailable(req, "there is no memory to ask it");
+		return false;
+	}
+	char key[CALLER_NAME_MAX + SDK_PATH_MAX + SDK_CALLER_NAME_MAX + 48];
+	int n = snprintf(key, sizeof key, "%s%s%s%s", caller, action, user ? user : "",
+			 d.role ? d.role : "");
+	if (n < 0 || (size_t)n >= sizeof key) {
+		call_unavailable(req, "the call's description is too long");
+		return false;
+	}
+	switch (sdk_pdp_lookup(pdp, key, (size_t)n)) {
+	case SDK_PDP_ALLOW: return true;
+	case SDK_PDP_DENY: call_refused(req, k, &d); return false;
+	case SDK_PDP_UNAVAILABLE: call_unavailable(req, sdk_pdp_why(pdp)); return false;
+	default: break;
+	}
+	struct call_wait *w = calloc(1, sizeof *w);
+	json_t *q = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}, s:o}", "principal", "type",
+			      "Kernel", "id", caller, "action", "type", "Action", "id", action,
+			      "resource", "type", "Kernel", "id", k->def->name, "context",
+			      user ? json_pack("{s:s, s:s}", "user", user, "role", d.role)
+				   : json_object());
+	if (!w || !q) {
+		free(w);
+		json_decref(q);
+		call_unavailable(req, "there is no memory to ask it");
+		return false;
+	}
+	w->req = req;
+	w->k = k;
+	snprintf(w->caller, sizeof w->caller, "%s", caller);
+	snprintf(w->action, sizeof w->action, "%s", action);
+	w->d = (sdk_call_decision){ .caller = w->caller, .action = w->action };
+	sdk_pdp_ask(pdp, key, (size_t)n, q, NULL, on_call_decided, w);
+	return false;
+}
+
+/* The kernel's own series after the SDK's. */
+static void kernel_metrics_extra(struct evbuffer *out, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	if (k->def->metrics && k->state)
+		k->def->metrics(k, out);
+	sdk_tracer_metrics(runtime_of(k)->tracer, k->def->name, out);
+}
+
 /* Every route but the standard ones needs the internal token. */
 static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 {
@@ -179,7 +352,7 @@ static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 		sdk_reply_error(req, 503, "storage_failed", "%s", runtime_of(k)->storage_error);
 		return false;
 	}
-	return true;
+	return !route || decide_call(runtime_of(k), req, route);
 }
 
 static const sdk_route standard_routes[] = {
@@ -275,6 +448,15 @@ static int storage_open(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "database path too long");
 		return -1;
 	}
+	/* A file from a newer Grace is refused before the open below changes
+	 * anything in it (its journal mode). */
+	sdk_err ne = { "" };
+	if (k->def->schema_version &&
+	    sdk_mig_refuse_if_newer(rt->db_path, k->def->schema_version, &ne) < 0) {
+		rt->refused = true;
+		snprintf(err, errlen, "%s", ne.msg);
+		return -1;
+	}
 	/* Half the ready timeout at most, so a large file never makes the
 	 * supervisor kill the kernel over and over before it is ready. */
 	sdk_db_check check = { .budget_ms = k->kcfg->ready_timeout_ms / 2 };
@@ -298,11 +480,47 @@ static int storage_open(struct runtime *rt, char *err, size_t errlen)
 	return 0;
 }
 
+/* Brings the database to the kernel's schema version before its init. A
+ * file from a newer Grace, or a step that fails, is not something a
+ * restart repairs: the kernel refuses to start (SDK_EXIT_PERMANENT, the
+ * supervisor gives up and logs it) with the reason in the log. Damage met
+ * on the way fails the storage, as at open. */
+static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
+{
+	sdk_kernel *k = &rt->k;
+	if (!k->def->schema_version)
+		return 0;
+	sdk_mig_def def = { .store = k->def->name,
+			    .version = k->def->schema_version,
+			    .steps = k->def->migrations,
+			    .n_steps = k->def->n_migrations };
+	sdk_mig_report r;
+	sdk_err e = { "" };
+	int rc = sdk_mig_run(k->db, &def, &r, &e);
+	if (rc == SDK_ECORRUPT) {
+		storage_fail(rt, "%s", e.msg); /* up, with its storage failed */
+		return 0;
+	}
+	if (rc < 0) {
+		/* Locked by another process: worth a restart with backoff. */
+		rt->refused = rc != SDK_EBUSY;
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	if (r.steps)
+		sdk_info("%s: schema migrated from version %d to %d", rt->db_path, r.from, r.to);
+	return 0;
+}
+
 /* Runs the kernel's init unless its storage failed already. An init that
  * fails on a damaged file leaves the kernel up with its storage failed. */
 static int storage_init(struct runtime *rt, char *err, size_t errlen)
 {
 	sdk_kernel *k = &rt->k;
+	if (rt->storage_failed)
+		return 0;
+	if (schema_migrate(rt, err, errlen) < 0)
+		return -1;
 	if (rt->storage_failed || !k->def->init)
 		return 0;
 	rt->init_ran = true;
@@ -355,6 +573,13 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		rt->routes[N_STANDARD + i] = k->def->routes[i];
 		rt->routes[N_STANDARD + i].access = ACCESS_TOKEN;
 	}
+	/* Requests that come with a traceparent are traced; the telemetry
+	 * kernel's own are not (its exports would be traced in turn). */
+	if (grace_config_self_trace(k->cfg) && strcmp(k->def->name, "telemetry")) {
+		char service[64];
+		snprintf(service, sizeof service, "grace.%s", k->def->name);
+		rt->tracer = sdk_tracer_new(k->base, k->caller, service);
+	}
 	grace_limits limits = k->cfg->limits;
 	limits.max_body_bytes = k->kcfg->max_body_bytes;
 	sdk_server_opts opts = { .component = k->def->name,
@@ -362,7 +587,10 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 				 .n_routes = n,
 				 .ctx = k,
 				 .limits = limits,
-				 .authorize = authorize };
+				 .metrics_extra = kernel_metrics_extra,
+				 .authorize = authorize,
+				 .trace_hooks = rt->tracer ? &sdk_tracer_http_hooks : NULL,
+				 .trace_ctx = rt->tracer };
 	k->server = sdk_server_new(k->base, &opts);
 	if (!k->server) {
 		snprintf(err, errlen, "cannot create the HTTP server");
@@ -376,18 +604,108 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- attestation: the join credential, presented once to the trust
+ * kernel, which checks it against this process (pid, start time,
+ * executable) and burns it; the answer is this process's attestation,
+ * sent with every later call to the trust kernel (sdk/call.h). */
+
+/* Takes the credential out of the environment at once: copied, then
+ * overwritten where it lies (so /proc/PID/environ no longer shows it) and
+ * removed. */
+static void join_take(struct runtime *rt)
+{
+	char *v = getenv(JOIN_ENV);
+	if (!v)
+		return;
+	if (strlen(v) == JOIN_HEX && strspn(v, "0123456789abcdef") == JOIN_HEX)
+		memcpy(rt->join, v, JOIN_HEX + 1);
+	memset(v, 'x', strlen(v));
+	unsetenv(JOIN_ENV);
+}
+
+static void join_present(struct runtime *rt);
+
+static void join_forget(struct runtime *rt)
+{
+	explicit_bzero(rt->join, sizeof rt->join);
+	if (rt->join_timer)
+		evtimer_del(rt->join_timer);
+}
+
+static void on_joined(int status, const char *body, size_t len, double ms, const char *error,
+		      void *arg)
+{
+	(void)ms;
+	struct runtime *rt = arg;
+	if (status == 200) {
+		json_t *j = json_loadb(body, len, 0, NULL);
+		const char *a = json_string_value(json_object_get(j, "attestation"));
+		if (a) {
+			sdk_caller_set_attestation(rt->k.caller, a);
+			sdk_info("attested by the trust kernel");
+		}
+		json_decref(j);
+		join_forget(rt);
+		return;
+	}
+	/* Not yet registered (404), or trust not up (0, 503): again soon;
+	 * anything else is a refusal, and final. */
+	if ((status == 404 || status == 503 || status == 0) && ++rt->join_tries < JOIN_TRIES_MAX &&
+	    rt->join_timer) {
+		struct timeval tv = sdk_ms_tv(JOIN_RETRY_MS);
+		evtimer_add(rt->join_timer, &tv);
+		return;
+	}
+	sdk_warn("the trust kernel did not attest this process (%d%s%s: %.*s)", status,
+		 error ? " " : "", error ? error : "", (int)(len > 200 ? 200 : len), body ? body : "");
+	join_forget(rt);
+}
+
+static void join_present(struct runtime *rt)
+{
+	sdk_kernel *k = &rt->k;
+	if (!rt->join[0] || rt->draining)
+		return;
+	char body[160];
+	snprintf(body, sizeof body, "{\"credential\":\"%s\",\"pid\":%d}", rt->join, (int)getpid());
+	if (sdk_call(k->caller, "trust", "POST", "/attest/join", body, strlen(body), NULL, 5000,
+		     on_joined, rt) < 0)
+		on_joined(0, NULL, 0, 0, "cannot call", rt);
+	explicit_bzero(body, sizeof body);
+}
+
+static void on_join_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	join_present(arg);
+}
+
+static void join_start(struct runtime *rt)
+{
+	if (!rt->join[0])
+		return;
+	if (!grace_config_kernel(rt->k.cfg, "trust")) {
+		join_forget(rt); /* nobody to attest it */
+		return;
+	}
+	rt->join_timer = evtimer_new(rt->k.base, on_join_timer, rt);
+	join_present(rt);
+}
+
 static void runtime_stop(struct runtime *rt)
 {
 	sdk_kernel *k = &rt->k;
+	sdk_pdp_free(rt->pdp); /* answers the calls waiting for a decision */
 	if (k->def->close && rt->init_ran)
 		k->def->close(k);
 	sdk_caller_free(k->caller);
 	sdk_ports_close(k->ports);
 	sdk_server_free(k->server);
+	sdk_tracer_free(rt->tracer); /* after the caller: no export calls back */
 	if (k->db)
 		sqlite3_close(k->db);
 	struct event *evs[] = { rt->sigterm, rt->sigint, rt->watchdog, rt->drain,
-				rt->storage_watch };
+				rt->storage_watch, rt->join_timer };
 	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -438,6 +756,7 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 		return SDK_EXIT_PERMANENT;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	join_take(&rt); /* before anything else: the environment forgets it */
 	/* Before the first open, which initialises SQLite (the log cannot be
 	 * set after that). */
 	if (sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, &rt.sqlite_report) != SQLITE_OK)
@@ -471,9 +790,10 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	char err[512] = "";
 	if (runtime_start(&rt, err, sizeof err) < 0) {
 		sdk_error("cannot start: %s", err);
+		bool refused = rt.refused;
 		runtime_stop(&rt);
 		sqlite_log_release();
-		return SDK_EXIT_TEMPORARY;
+		return refused ? SDK_EXIT_PERMANENT : SDK_EXIT_TEMPORARY;
 	}
 	rt.sigterm = evsignal_new(k->base, SIGTERM, on_stop_signal, &rt);
 	rt.sigint = evsignal_new(k->base, SIGINT, on_stop_signal, &rt);
@@ -498,6 +818,7 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	}
 	sdk_notify("READY=1");
 	sdk_info("ready");
+	join_start(&rt);
 	event_base_dispatch(k->base);
 	runtime_stop(&rt);
 	sqlite_log_release();

@@ -8,8 +8,11 @@
 #include "sdk/call.h"
 #include "sdk/config.h"
 #include "sdk/http.h"
+#include "sdk/migrate.h"
 #include "sdk/ports.h"
 #include "sdk/token.h"
+
+struct evbuffer;
 
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -21,6 +24,15 @@
 #define SDK_EXIT_TEMPORARY 111 /* try again later, with backoff */
 
 typedef struct sdk_kernel sdk_kernel;
+
+/* A call to one of a kernel's routes from another process that names
+ * itself (X-Grace-Caller, sent by the call path with the internal token):
+ * what the policy decides (docs/policy.md, "Calls between kernels"). */
+typedef struct sdk_call_decision {
+	const char *caller; /* Kernel::"CALLER": a kernel's name, or "grace" */
+	const char *action; /* Action::"METHOD /pattern" of the called route */
+	const char *user, *role; /* the user it is made for, or NULL */
+} sdk_call_decision;
 
 /* A kernel's definition is also its identity: name, default port, tier
  * and completeness live here and nowhere else. The configuration's
@@ -35,6 +47,15 @@ typedef struct sdk_kernel_def {
 	/* The longest a route of this kernel holds a long poll (its `wait_ms`
 	 * query), so a proxy in front waits that long plus a margin; 0: none. */
 	unsigned long_poll_max_ms;
+	/* The schema version of DATA_DIR/NAME.db this build writes, and the
+	 * steps from each older one (sdk/migrate.h: migrations[N] goes from N
+	 * to N+1; NULL when each only stamps). The runtime brings the file up
+	 * to date before init, and refuses to start (exit SDK_EXIT_PERMANENT,
+	 * the reason logged) on a file from a newer Grace or a failed step.
+	 * 0: the kernel manages its version itself (none is checked). */
+	int schema_version;
+	const sdk_mig_step *migrations;
+	size_t n_migrations;
 	const sdk_route *routes; /* handlers get the sdk_kernel * as ctx */
 	size_t n_routes;
 	/* Runs after the database is open and before READY=1; returns 0, or -1
@@ -46,6 +67,16 @@ typedef struct sdk_kernel_def {
 	 * (may be NULL). Requests are still answered after this. */
 	void (*drain)(sdk_kernel *k);
 	void (*close)(sdk_kernel *k);
+	/* Decides a call from another process itself instead of asking the
+	 * policy kernel (the policy kernel's own: asking itself over HTTP
+	 * would wait on itself). 1 allowed, 0 refused, or a negative
+	 * sdk_status when it cannot decide (answered 503). NULL: the runtime
+	 * asks the policy kernel. */
+	int (*decide_call)(sdk_kernel *k, const sdk_call_decision *d);
+	/* Appends the kernel's own series to its /metrics answer, in the text
+	 * format, each labelled kernel="NAME" (sdk_metrics_escape the values);
+	 * may be NULL. Runs on the loop: keep it cheap. */
+	void (*metrics)(sdk_kernel *k, struct evbuffer *out);
 } sdk_kernel_def;
 
 struct sdk_kernel {
@@ -75,6 +106,14 @@ bool sdk_kernel_storage_ok(sdk_kernel *k);
  * /metrics: open, no token needed), in the order it matches them; *n gets
  * their count. For `grace routes` and the API's description. */
 const sdk_route *sdk_kernel_standard_routes(size_t *n);
+
+/* The runtime's policy client (sdk/pdp.h: one cache and one version watch
+ * per process, shared with the decisions on calls), for a kernel's own
+ * questions (an event to an instance, a job run for a user). NULL when
+ * [policy] authorizer = table (the role table decides; nothing is asked)
+ * or out of memory: the caller tells them apart with the configuration. */
+struct sdk_pdp;
+struct sdk_pdp *sdk_kernel_pdp(sdk_kernel *k);
 
 /* Runs the kernel until SIGTERM/SIGINT; returns the process exit code. */
 int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg);

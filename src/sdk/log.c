@@ -16,6 +16,24 @@ static enum sdk_log_level log_min = SDK_LOG_INFO;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
+/* Per thread: a worker's lines are not the loop's span's. */
+static _Thread_local char trace_hex[33], span_hex[17];
+
+void sdk_log_set_trace(const unsigned char trace_id[16], const unsigned char span_id[8])
+{
+	static const char d[] = "0123456789abcdef";
+	if (!trace_id || !span_id) {
+		trace_hex[0] = span_hex[0] = '\0';
+		return;
+	}
+	for (int i = 0; i < 16; i++)
+		trace_hex[2 * i] = d[trace_id[i] >> 4], trace_hex[2 * i + 1] = d[trace_id[i] & 15];
+	trace_hex[32] = '\0';
+	for (int i = 0; i < 8; i++)
+		span_hex[2 * i] = d[span_id[i] >> 4], span_hex[2 * i + 1] = d[span_id[i] & 15];
+	span_hex[16] = '\0';
+}
+
 void sdk_log_init(const char *component, enum sdk_log_level min)
 {
 	snprintf(log_component, sizeof log_component, "%s", component);
@@ -63,6 +81,10 @@ void sdk_log(enum sdk_log_level level, const char *request_id, const char *fmt, 
 		return;
 	if (request_id)
 		json_object_set_new(o, "request_id", json_string(request_id));
+	if (trace_hex[0]) {
+		json_object_set_new(o, "trace_id", json_string(trace_hex));
+		json_object_set_new(o, "span_id", json_string(span_hex));
+	}
 	char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 	json_decref(o);
 	if (!line)

@@ -9,6 +9,10 @@ enum sdk_log_level { SDK_LOG_DEBUG, SDK_LOG_INFO, SDK_LOG_WARN, SDK_LOG_ERROR };
 void sdk_log_init(const char *component, enum sdk_log_level min);
 /* Accepts "debug", "info", "warn", "error"; returns -1 on anything else. */
 int sdk_log_level_parse(const char *s, enum sdk_log_level *out);
+/* The trace and span this thread's lines belong to (sdk/tracer.h sets
+ * them while a traced handler runs): lines then carry "trace_id" and
+ * "span_id". NULL, NULL: none. */
+void sdk_log_set_trace(const unsigned char trace_id[16], const unsigned char span_id[8]);
 
 /* request_id may be NULL. */
 void sdk_log(enum sdk_log_level level, const char *request_id, const char *fmt, ...)

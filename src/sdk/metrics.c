@@ -3,6 +3,7 @@
 #include "sdk/proc.h"
 
 #include <event2/buffer.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,16 @@ static const char *route_label(const sdk_metrics *m, int route)
 	return route < 0 ? "unmatched" : m->routes[route];
 }
 
+/* User plus system CPU time of every thread of this process. */
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 void sdk_metrics_render(const sdk_metrics *m, const char *component, double uptime_s,
 			struct evbuffer *out)
 {
@@ -136,7 +147,7 @@ void sdk_metrics_render(const sdk_metrics *m, const char *component, double upti
 		sdk_metrics_escape(route_label(m, c->route), route, sizeof route);
 		sdk_metrics_escape(c->method, method, sizeof method);
 		evbuffer_add_printf(out,
-				    "grace_http_requests_total{component=\"%s\",route=\"%s\","
+				    "grace_http_requests_total{kernel=\"%s\",route=\"%s\","
 				    "method=\"%s\",status=\"%d\"} %llu\n",
 				    comp, route, method, c->status, (unsigned long long)c->count);
 	}
@@ -154,16 +165,16 @@ void sdk_metrics_render(const sdk_metrics *m, const char *component, double upti
 		for (size_t b = 0; b < N_BUCKETS; b++) {
 			cum += h->buckets[b];
 			evbuffer_add_printf(out,
-					    "grace_http_request_duration_seconds_bucket{component=\"%s\","
+					    "grace_http_request_duration_seconds_bucket{kernel=\"%s\","
 					    "route=\"%s\",le=\"%g\"} %llu\n",
 					    comp, route, latency_buckets[b], (unsigned long long)cum);
 		}
 		evbuffer_add_printf(out,
-				    "grace_http_request_duration_seconds_bucket{component=\"%s\","
+				    "grace_http_request_duration_seconds_bucket{kernel=\"%s\","
 				    "route=\"%s\",le=\"+Inf\"} %llu\n"
-				    "grace_http_request_duration_seconds_sum{component=\"%s\","
+				    "grace_http_request_duration_seconds_sum{kernel=\"%s\","
 				    "route=\"%s\"} %.9f\n"
-				    "grace_http_request_duration_seconds_count{component=\"%s\","
+				    "grace_http_request_duration_seconds_count{kernel=\"%s\","
 				    "route=\"%s\"} %llu\n",
 				    comp, route, (unsigned long long)h->count, comp, route, h->sum,
 				    comp, route, (unsigned long long)h->count);
@@ -177,19 +188,26 @@ void sdk_metrics_render(const sdk_metrics *m, const char *component, double upti
 	evbuffer_add_printf(out,
 			    "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
 			    "# TYPE process_resident_memory_bytes gauge\n"
-			    "process_resident_memory_bytes{component=\"%s\"} %llu\n"
+			    "process_resident_memory_bytes{kernel=\"%s\"} %llu\n"
 			    "# HELP process_open_fds Number of open file descriptors.\n"
 			    "# TYPE process_open_fds gauge\n"
-			    "process_open_fds{component=\"%s\"} %u\n"
+			    "process_open_fds{kernel=\"%s\"} %u\n"
 			    "# HELP process_max_fds Maximum number of open file descriptors.\n"
 			    "# TYPE process_max_fds gauge\n"
-			    "process_max_fds{component=\"%s\"} %llu\n"
+			    "process_max_fds{kernel=\"%s\"} %llu\n"
 			    "# HELP process_start_time_seconds Start time since the epoch.\n"
 			    "# TYPE process_start_time_seconds gauge\n"
-			    "process_start_time_seconds{component=\"%s\"} %lld\n"
+			    "process_start_time_seconds{kernel=\"%s\"} %lld\n"
+			    "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+			    "# TYPE process_cpu_seconds_total counter\n"
+			    "process_cpu_seconds_total{kernel=\"%s\"} %.6f\n"
 			    "# HELP grace_uptime_seconds Seconds since this process started.\n"
 			    "# TYPE grace_uptime_seconds gauge\n"
-			    "grace_uptime_seconds{component=\"%s\"} %.3f\n",
+			    "grace_uptime_seconds{kernel=\"%s\"} %.3f\n"
+			    "# HELP grace_build_info The Grace version this process runs.\n"
+			    "# TYPE grace_build_info gauge\n"
+			    "grace_build_info{kernel=\"%s\",version=\"%s\"} 1\n",
 			    comp, (unsigned long long)rss, comp, fds, comp,
-			    (unsigned long long)max_fds, comp, (long long)m->started, comp, uptime_s);
+			    (unsigned long long)max_fds, comp, (long long)m->started, comp, cpu_seconds(),
+			    comp, uptime_s, comp, GRACE_VERSION);
 }

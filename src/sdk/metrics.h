@@ -1,6 +1,8 @@
 /* Request metrics in the Prometheus text exposition format (version 0.0.4):
  * counts by route, method and status, a latency histogram per route, and the
- * process's own facts (RSS, open fds, uptime). */
+ * process's own facts (RSS, open fds, CPU time, uptime, build). Every series
+ * of every Grace process names its process with the one label `kernel`
+ * (the main process is kernel="grace"). */
 #ifndef GRACE_SDK_METRICS_H
 #define GRACE_SDK_METRICS_H
 
@@ -19,7 +21,7 @@ void sdk_metrics_free(sdk_metrics *m);
 void sdk_metrics_observe(sdk_metrics *m, int route, const char *method, int status,
 			 double seconds);
 
-/* Appends every metric, labelled component="name", to `out`. */
+/* Appends every metric, labelled kernel="name", to `out`. */
 void sdk_metrics_render(const sdk_metrics *m, const char *component, double uptime_s,
 			struct evbuffer *out);
 

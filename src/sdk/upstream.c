@@ -42,6 +42,7 @@ struct sdk_ureq {
 	bool idempotent, fresh, head_only;
 	unsigned head_timeout_ms, idle_timeout_ms, deadline_ms;
 	sdk_ureq_cbs cbs;
+	void (*on_retry)(sdk_ureq *u, int err, void *arg);
 	void *arg;
 	struct timespec t0;
 	struct event *timer;
@@ -310,6 +311,8 @@ static void retry_or_fail(sdk_ureq *u, int err, bool never_sent)
 		fail(u, err, NULL);
 		return;
 	}
+	if (u->on_retry && !u->gone)
+		u->on_retry(u, err, u->arg);
 	if (err == SDK_UP_REFUSED) {
 		/* Wait a moment: the kernel may be moving or coming back. */
 		u->retry_wait = true;
@@ -503,6 +506,7 @@ sdk_ureq *sdk_upstream_request(sdk_upstream *up, const sdk_ureq_opts *o, const s
 		return NULL;
 	u->up = up;
 	u->cbs = *cbs;
+	u->on_retry = o->on_retry;
 	u->arg = arg;
 	u->t0 = sdk_mono_now();
 	u->port = o->port;

@@ -59,6 +59,9 @@ typedef struct sdk_ureq_opts {
 	unsigned idle_timeout_ms; /* between pieces of the answer's body; 0: head_timeout_ms */
 	unsigned deadline_ms;     /* no attempt starts after this; 0: head_timeout_ms */
 	bool fresh;               /* a connection of its own, closed afterwards (probes) */
+	/* An attempt failed with `err` and another follows (may be NULL;
+	 * called with the request's cbs arg): for per-attempt spans. */
+	void (*on_retry)(sdk_ureq *u, int err, void *arg);
 } sdk_ureq_opts;
 
 /* Exactly one of: on_head, then on_body until `last`; or on_error (at any

@@ -1,9 +1,19 @@
 #include "serve/serve.h"
+#include "serve/schema.h"
+#include "sdk/tracer.h"
 #include "sdk/clock.h"
 
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
+#include "serve/api/dashboard.h"
+#include "serve/api/decide.h"
 #include "serve/directory.h"
+#include "serve/backup/schedule.h"
+#include "serve/healer/learn.h"
 #include "serve/healer/ports.h"
+#include "serve/logfile.h"
+#include "serve/reload/reload.h"
+#include "serve/supervisor/attest.h"
 #include "sdk/db.h"
 #include "sdk/listen.h"
 #include "sdk/log.h"
@@ -24,6 +34,8 @@
 
 #define SHUTDOWN_SLACK_MS 2000
 
+#define STATUS_MAX 400
+
 struct serve {
 	api_ctx api;
 	char token[SDK_TOKEN_LEN + 1];
@@ -31,9 +43,11 @@ struct serve {
 	directory *dir; /* DATA_DIR/ports.json, for the kernels' call path */
 	sdk_route *routes; /* every API route family's, in one table */
 	size_t n_routes;
-	struct event *sigterm, *sigint, *deadline, *watchdog;
+	struct event *sigterm, *sigint, *sighup, *deadline, *watchdog;
+	sdk_tracer *tracer; /* Grace tracing itself; NULL: not (sdk/tracer.h) */
 	struct timespec t0;
 	bool notified_ready, stopping;
+	char status[STATUS_MAX]; /* the last STATUS= told to systemd */
 };
 
 /* Every state change goes to the bus (grace.kernel.NAME.state) and the
@@ -69,6 +83,45 @@ static void on_incident(json_t *incident, void *arg)
 	ob_publish(s->api.ob, "grace.healer.incident", json_deep_copy(incident));
 }
 
+/* STATUS= for systemd: how many kernels are ready and which are not, told
+ * again whenever it changes. `prefix` goes before it ("READY=1\n"). */
+static void notify_status(struct serve *s, const char *prefix)
+{
+	char text[STATUS_MAX], names[STATUS_MAX - 100] = ""; /* room for the counts */
+	size_t ready = 0, total = 0, used = 0;
+	for (size_t i = 0; i < sup_count(s->api.sup); i++) {
+		const sup_kernel *k = sup_at(s->api.sup, i);
+		if (!k->cfg->enabled)
+			continue;
+		total++;
+		if (k->state == SUP_READY) {
+			ready++;
+			continue;
+		}
+		if (used == SIZE_MAX)
+			continue; /* already cut short */
+		int n = snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "",
+				 k->cfg->name);
+		if (n > 0 && used + (size_t)n < sizeof names - 4) {
+			used += (size_t)n;
+		} else {
+			snprintf(names + used, sizeof names - used, "...");
+			used = SIZE_MAX;
+		}
+	}
+	if (ready == total)
+		snprintf(text, sizeof text, "all kernels ready (%zu of %zu)", ready, total);
+	else
+		snprintf(text, sizeof text, "degraded: %zu of %zu kernels ready; not ready: %s", ready,
+			 total, names);
+	if (!prefix[0] && !strcmp(text, s->status))
+		return;
+	snprintf(s->status, sizeof s->status, "%s", text);
+	char msg[STATUS_MAX + 32];
+	snprintf(msg, sizeof msg, "%sSTATUS=%s", prefix, text);
+	sdk_notify(msg);
+}
+
 /* After every change of a kernel's state, and once at launch: systemd's
  * readiness, and the end of the loop once every kernel is down. */
 static void check_settled(struct serve *s)
@@ -82,13 +135,12 @@ static void check_settled(struct serve *s)
 	 * is taken or that keeps crashing must not hold the whole service back. */
 	if (!s->notified_ready && sup_all_settled(s->api.sup)) {
 		s->notified_ready = true;
-		char status[128];
-		snprintf(status, sizeof status, "READY=1\nSTATUS=%s",
-			 sup_all_ready(s->api.sup) ? "all kernels ready" : "degraded");
-		sdk_notify(status);
+		notify_status(s, "READY=1\n");
 		sdk_info("%s in %.1f ms", sup_all_ready(s->api.sup) ? "all kernels ready"
 								       : "kernels settled, some not ready",
 			 sdk_ms_since(&s->t0));
+	} else if (s->notified_ready) {
+		notify_status(s, ""); /* kept current: systemctl status shows it */
 	}
 }
 
@@ -102,7 +154,24 @@ static void on_kernel_change(const sup_change *c, void *arg)
 	gd_on_sup_change(s->api.gd, c->k, c->from);
 	hl_on_sup_change(s->api.hl, c->k, c->from);
 	announce_state(s, c);
+	api_dashboard_on_change(&s->api, c);
+	rl_on_change(s->api.rl, c);
 	check_settled(s);
+}
+
+/* SIGHUP: the configuration file read again (serve/reload/reload.h). */
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct serve *s = arg;
+	if (s->stopping || !s->api.rl)
+		return;
+	json_t *status = NULL;
+	sdk_err err = { "" };
+	if (rl_reload(s->api.rl, "SIGHUP", &status, &err) < 0)
+		sdk_warn("SIGHUP: %s", err.msg);
+	json_decref(status);
 }
 
 static void on_unhealthy(sup_kernel *k, const char *reason, void *arg)
@@ -111,6 +180,27 @@ static void on_unhealthy(sup_kernel *k, const char *reason, void *arg)
 	hl_request hr = { .issue = -1, .trigger = "guardian" };
 	(void)reason;
 	hl_heal(s->api.hl, k, &hr, NULL, NULL, NULL);
+}
+
+/* The guardian's health states go to the bus (grace.guardian.NAME.state):
+ * the trust kernel counts failing probes against a kernel's score. */
+static void on_health_change(sup_kernel *k, const char *from, const char *to, const char *reason,
+			     void *arg)
+{
+	struct serve *s = arg;
+	char subject[96];
+	snprintf(subject, sizeof subject, "grace.guardian.%s.state", k->cfg->name);
+	ob_publish(s->api.ob, subject,
+		   json_pack("{s:s, s:s, s:s, s:s, s:I}", "kernel", k->cfg->name, "from", from, "to",
+			     to, "reason", reason, "ts_ms", (json_int_t)sdk_wall_ms()));
+}
+
+/* A kernel process was spawned with a join credential: registered with
+ * the trust kernel in the background (serve/supervisor/attest.h). */
+static void on_kernel_spawned(sup_kernel *k, pid_t pid, const char *hash_hex, void *arg)
+{
+	struct serve *s = arg;
+	sup_attest_register(gw_caller(s->api.gw), s->api.cfg, k->cfg->name, pid, hash_hex);
 }
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
@@ -124,6 +214,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	sdk_notify("STOPPING=1");
 	sdk_server_stop_accepting(s->api.server);
 	chat_stop(s->api.chat); /* answers waiting on a model: from their sources, now */
+	api_dashboard_close(&s->api); /* the live feeds end, so the drain can */
 	sup_shutdown(s->api.sup);
 	unsigned longest = 0;
 	for (size_t i = 0; i < s->api.cfg->n_kernels; i++)
@@ -175,26 +266,48 @@ static int self_exe(char *buf, size_t len)
 	return 0;
 }
 
-int grace_serve(const grace_config *cfg)
+static int serve_run(grace_config *cfg, const sigset_t *run_mask);
+
+int grace_serve(grace_config *cfg)
 {
-	struct serve s = { 0 };
-	clock_gettime(CLOCK_MONOTONIC, &s.t0);
 	/* A SIGTERM during start-up waits (blocked) until the loop can take it,
-	 * rather than killing us half-built. Threads made meanwhile inherit the
-	 * mask, so the signal always comes to this thread. */
-	sigset_t stop_signals, old_mask;
+	 * rather than killing us half-built; SIGHUP's default would end us too.
+	 * First thing: threads made meanwhile (the log copier, the pools)
+	 * inherit the mask, so the signal always comes to this thread. */
+	sigset_t stop_signals, run_mask;
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
-	s.api.cfg = cfg;
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, &run_mask);
+	char err[PATH_MAX + 64];
+	if (bks_check(&cfg->backup, err, sizeof err) < 0) {
+		sdk_error("%s", err);
+		return 2; /* the configuration's fault, as a load error is */
+	}
 	signal(SIGPIPE, SIG_IGN);
-
-	char exe[PATH_MAX];
 	if (mkdir_p(cfg->data_dir) < 0) {
 		sdk_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
 		return 1;
 	}
+	/* From here, our lines and every kernel's go to DATA_DIR/log/ too. */
+	logfile *lf = lf_start(cfg->data_dir, cfg->log_file_bytes, cfg->log_files, err,
+			       sizeof err);
+	if (!lf && err[0])
+		sdk_warn("no log files (standard error only): %s", err);
+	int rc = serve_run(cfg, &run_mask);
+	lf_stop(lf); /* every kernel has exited: their lines are in */
+	return rc;
+}
+
+/* run_mask: the signal mask to take once the loop handles the stop signals. */
+static int serve_run(grace_config *cfg, const sigset_t *run_mask)
+{
+	struct serve s = { 0 };
+	clock_gettime(CLOCK_MONOTONIC, &s.t0);
+	s.api.cfg = cfg;
+
+	char exe[PATH_MAX];
 	if (self_exe(exe, sizeof exe) < 0) {
 		sdk_error("cannot find this program's path: %s", strerror(errno));
 		return 1;
@@ -214,9 +327,28 @@ int grace_serve(const grace_config *cfg)
 		close(api_fd);
 		return 1;
 	}
+	/* Before anything opens them: a file from a newer Grace is refused
+	 * here, with the reason, and nothing else starts. */
+	sdk_err merr = { "" };
+	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
+		sdk_error("cannot create %s: %s", cfg->data_dir, strerror(errno));
+		close(api_fd);
+		return 1;
+	}
+	if (schema_refuse_newer_main(cfg->data_dir, &merr) < 0) {
+		sdk_error("cannot start: %s", merr.msg);
+		close(api_fd);
+		return 1;
+	}
 	if (sdk_db_open(cfg->data_dir, "grace", &s.db, err, sizeof err) < 0) {
 		sdk_error("cannot open the main database: %s", err);
 		close(api_fd);
+		return 1;
+	}
+	if (schema_migrate_main(cfg->data_dir, &merr) < 0) {
+		sdk_error("cannot start: %s", merr.msg);
+		close(api_fd);
+		sqlite3_close(s.db);
 		return 1;
 	}
 	s.api.base = event_base_new();
@@ -231,7 +363,8 @@ int grace_serve(const grace_config *cfg)
 		sqlite3_close(s.db);
 		return 1;
 	}
-	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s };
+	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s,
+			.on_spawned = on_kernel_spawned };
 	sdk_err oerr = { { 0 } };
 	ob_opts oo = { .base = s.api.base, .sup = NULL, .db = s.db, .token = s.token,
 		       .audit = &cfg->audit };
@@ -263,8 +396,24 @@ int grace_serve(const grace_config *cfg)
 	}
 	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
+	s.api.gov = gv_new(&s.api, s.token); /* NULL without a governance kernel */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
+	if (!(s.api.bks = bks_new(&s.api, exe, err, sizeof err)) && err[0]) {
+		sdk_error("cannot start scheduled backups: %s", err);
+		close(api_fd);
+		goto out;
+	}
+	if (!(s.api.rl = rl_new(s.api.base, cfg, s.api.sup)))
+		sdk_warn("cannot read %s again: SIGHUP and /reload do nothing", cfg->path);
+	/* Grace traces itself (sdk/tracer.h): every request on :8000 is a
+	 * span, a new trace unless it brings a valid traceparent. */
+	if (grace_config_self_trace(cfg) && (s.tracer = sdk_tracer_new(s.api.base,
+								       gw_caller(s.api.gw), "grace"))) {
+		sdk_tracer_set_every_request(s.tracer, true);
+		sdk_tracer_set_sample_percent(s.tracer, cfg->telemetry.sample_percent);
+		gw_set_tracer(s.api.gw, s.tracer);
+	}
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = s.routes,
 			       .n_routes = s.n_routes,
@@ -272,7 +421,9 @@ int grace_serve(const grace_config *cfg)
 			       .limits = cfg->limits,
 			       .metrics_extra = api_metrics_extra,
 			       .on_reply = api_on_reply,
-			       .authorize = api_audit_authorize };
+			       .authorize = api_audit_authorize,
+			       .trace_hooks = s.tracer ? &sdk_tracer_http_hooks : NULL,
+			       .trace_ctx = s.tracer };
 	s.api.server = sdk_server_new(s.api.base, &ho);
 	if (!s.api.server || sdk_server_listen(s.api.server, api_fd) < 0) {
 		if (!s.api.server)
@@ -283,9 +434,11 @@ int grace_serve(const grace_config *cfg)
 	s.sigterm = evsignal_new(s.api.base, SIGTERM, on_stop_signal, &s);
 	s.sigint = evsignal_new(s.api.base, SIGINT, on_stop_signal, &s);
 	s.deadline = evtimer_new(s.api.base, on_deadline, &s);
+	s.sighup = evsignal_new(s.api.base, SIGHUP, on_reload_signal, &s);
 	evsignal_add(s.sigterm, NULL);
 	evsignal_add(s.sigint, NULL);
-	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	evsignal_add(s.sighup, NULL);
+	pthread_sigmask(SIG_SETMASK, run_mask, NULL);
 	uint64_t wd = sdk_watchdog_usec();
 	if (wd) {
 		struct timeval tv = { (time_t)(wd / 2 / 1000000), (suseconds_t)(wd / 2 % 1000000) };
@@ -296,7 +449,9 @@ int grace_serve(const grace_config *cfg)
 	sdk_info("grace %s: API on 127.0.0.1:%d, %zu kernels, data in %s", GRACE_VERSION,
 		 api_port, cfg->n_kernels, cfg->data_dir);
 	gd_set_healer(s.api.gd, on_unhealthy, &s);
+	gd_set_observer(s.api.gd, on_health_change, &s);
 	hl_set_observer(s.api.hl, on_incident, &s);
+	hl_learn_set_timeout(hl_learner(s.api.hl), cfg->learning.decide_timeout_ms);
 	hl_ports_apply(s.db, s.api.sup);
 	dir_publish(s.dir); /* before any kernel starts: they read it */
 	sup_start_all(s.api.sup);
@@ -310,15 +465,21 @@ out:
 	chat_free(s.api.chat); /* and for answers being written */
 	api_memory_close(s.api.mem); /* and for memory requests queued */
 	api_backup_close(s.api.backup); /* and for a backup being made or sent */
+	bks_free(s.api.bks);            /* and a scheduled one (it audits: before the outbox) */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
+	api_decide_free(&s.api); /* answers requests waiting for a decision */
+	gv_free(s.api.gov); /* after the healer: a clear_port it ran has reported */
+	api_dashboard_close(&s.api); /* ends the live feeds still open */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);
 	gw_free(s.api.gw);
+	sdk_tracer_free(s.tracer); /* after the gateway's caller: no export calls back */
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */
 	dir_free(s.dir);
 	free(s.routes);
-	struct event *evs[] = { s.sigterm, s.sigint, s.deadline, s.watchdog };
+	rl_free(s.api.rl);
+	struct event *evs[] = { s.sigterm, s.sigint, s.sighup, s.deadline, s.watchdog };
 	for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
 		if (evs[i])
 			event_free(evs[i]);

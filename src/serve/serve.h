@@ -7,6 +7,8 @@
 #include "sdk/config.h"
 
 /* Runs until SIGTERM/SIGINT; returns the exit status. */
-int grace_serve(const grace_config *cfg);
+/* cfg outlives the call; a reload (SIGHUP, POST /reload) changes it in
+ * place (serve/reload/reload.h). */
+int grace_serve(grace_config *cfg);
 
 #endif

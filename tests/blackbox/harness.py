@@ -201,9 +201,12 @@ def kernels_list():
 
 # Placeholder kernels make the quietest neighbours: no dependencies on other
 # kernels, nothing but /health and /metrics. Preferred in this order.
-_SPARE_ORDER = ["alerts", "telemetry", "metrics", "learning", "research", "coding_agent",
+# (Not the policy kernel: when it is configured it decides every request.
+# Not the learning kernel: when it runs, the healer asks it which playbook
+# to run, and a bystander must not change that.)
+_SPARE_ORDER = ["alerts", "telemetry", "metrics", "research", "coding_agent",
                 "self_healing", "executor", "workflow", "state_machine", "scheduler",
-                "compliance", "policy", "trust", "governance"]
+                "compliance", "trust", "governance"]
 
 
 def spare_kernels(n, exclude=()):
@@ -222,6 +225,13 @@ KERNEL_PORT_MIN = 8100
 KERNEL_PORT_MAX = 8149
 OFFSETS = list(range(10000, 24001, 200))
 
+# Who decides the API's requests when a test's kernels do not include the
+# policy kernel: "table" (the default; [policy] authorizer = table is
+# written) or, with GRACE_TEST_AUTHORIZER=kernel, the policy kernel, added
+# to the test's kernels. Tests that start every kernel, or name the policy
+# kernel, always have it deciding.
+AUTHORIZER = os.environ.get("GRACE_TEST_AUTHORIZER", "table")
+
 # Small timeouts, so that every state change a test waits for is quick.
 DEFAULT_SECTIONS = {
     "grace": {"log_level": "info"},
@@ -237,6 +247,13 @@ DEFAULT_SECTIONS = {
 }
 # The cheapest password hashing allowed: logins stay quick under ASan.
 DEFAULT_SECTIONS["auth"] = {"argon2_mem_kib": 19456, "argon2_ops": 2}
+# The sanitizer pass of CI (GRACE_SANITIZED=1) runs without standbys unless
+# a test asks for them (test_standby does): twenty more instrumented
+# processes per server starve the kernels' watchdogs on 2 CPUs. The plain
+# pass keeps the shipped default (on), so every crash test there is taken
+# over by a standby.
+if os.environ.get("GRACE_SANITIZED") == "1":
+    DEFAULT_SECTIONS["defaults"]["standby"] = 0
 
 
 # --------------------------------------------------------------------------
@@ -609,6 +626,8 @@ class GraceServer:
     kernels: {name: {key: value}} written as [kernel.NAME] sections: only
              those kernels run (a built-in one's port and tier come from its
              definition unless given); None keeps every built-in kernel.
+             Without "policy" among them, [policy] authorizer = table is
+             written (see AUTHORIZER).
     text:    the whole config file instead (no defaults added); @TMP@,
              @LIBRARY@ and @GRACE_BIN@ in it are replaced.
     expect:  {name: state or set of states} for kernels that should not end
@@ -658,6 +677,13 @@ class GraceServer:
             for name, keys in (config or {}).items():
                 sections.setdefault(name, {}).update(keys)
             self.kernel_table = {}
+            if kernels is not None and "policy" not in kernels:
+                if AUTHORIZER == "kernel":
+                    kernels = dict(kernels, policy={})
+                else:
+                    # No policy kernel to decide: the built-in role table
+                    # decides instead (docs/policy.md), unless the test says.
+                    sections.setdefault("policy", {}).setdefault("authorizer", "table")
             if kernels is not None:
                 for name, keys in kernels.items():
                     keys = dict(keys)

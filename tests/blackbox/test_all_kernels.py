@@ -199,8 +199,13 @@ class AllKernels(GraceTestCase):
 
     def check_common_metrics(self, text, component):
         self.assertIn("# TYPE grace_http_requests_total counter", text)
-        self.assertIn('grace_http_requests_total{component="%s",route="/health",method="GET",'
+        self.assertIn('grace_http_requests_total{kernel="%s",route="/health",method="GET",'
                       'status="200"}' % component, text)
+        # One label names the process in every series (issue 15); CPU
+        # time and the build are there too.
+        self.assertNotIn("component=", text)
+        self.assertIn('process_cpu_seconds_total{kernel="%s"}' % component, text)
+        self.assertIn('grace_build_info{kernel="%s",version="' % component, text)
         self.assertIn("# TYPE process_resident_memory_bytes gauge", text)
         for line in text.splitlines():
             if line.startswith("process_resident_memory_bytes{"):
@@ -231,6 +236,11 @@ class AllKernels(GraceTestCase):
         self.assertEqual(len(up), 20)
         for l in up:
             self.assertTrue(l.endswith(" 1"), l)
+            # The state is not a label of up: a series of its own.
+            self.assertNotIn("state=", l)
+        self.assertIn('grace_kernel_state{kernel="librarian",state="ready"} 1', text)
+        self.assertIn('grace_kernel_state{kernel="librarian",state="failed"} 0', text)
+        self.assertIn('grace_data_dir_free_bytes{kernel="grace"}', text)
         self.promtool(text)
 
 

@@ -66,7 +66,9 @@ class Shutdown(GraceTestCase):
         with GraceServer(kernels={
                 "librarian": {},
                 OTHER: {},
-                LOOPER: {"command": "/bin/false"},
+                # Every exit counts as a quick crash, however slowly a loaded
+                # machine reaps it: it ends "failed".
+                LOOPER: {"command": "/bin/false", "stable_ms": 60000},
                 # Crashes every time but keeps backing off for long: it is
                 # "restarting" when the signal comes.
                 BACKOFF: {"command": "/bin/false", "backoff_initial_ms": 60000,

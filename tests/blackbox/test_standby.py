@@ -73,6 +73,10 @@ def cmdline(pid):
         return f.read().split(b"\0")
 
 
+# The shipped default, said here: the harness turns standbys off for the
+# sanitizer pass (harness.DEFAULT_SECTIONS), and this test is about them.
+STANDBY = {"defaults": {"standby": 1}}
+
 class Standby(GraceTestCase):
     def assert_idle_standby(self, g, name, pid):
         """Waiting: ours, `grace kernel NAME`, its store open (an idle SQLite
@@ -113,7 +117,7 @@ class Standby(GraceTestCase):
         return lines
 
     def test_kill9_taken_over_by_the_standby(self):
-        with GraceServer(kernels={"librarian": {}, OTHER: {}}) as g:
+        with GraceServer(config=STANDBY, kernels={"librarian": {}, OTHER: {}}) as g:
             port = g.kernel_port("librarian")
             k = g.wait_kernel("librarian", lambda k: k["standby_pid"])
             old, standby = k["pid"], k["standby_pid"]
@@ -187,7 +191,7 @@ class Standby(GraceTestCase):
             self.assertEqual((o["state"], o["restarts"]), ("ready", 0))
 
     def test_stop_retires_and_start_replans(self):
-        with GraceServer(kernels={"librarian": {}}) as g:
+        with GraceServer(config=STANDBY, kernels={"librarian": {}}) as g:
             k = g.wait_kernel("librarian", lambda k: k["standby_pid"])
             standby = k["standby_pid"]
             g.track_pid(standby)
@@ -213,7 +217,7 @@ class Standby(GraceTestCase):
         """rebind_port and reset_port stop the kernel (its standby retired)
         and start a fresh process on the new port; the next standby is
         handed whatever port the kernel has when it dies."""
-        with GraceServer(kernels={"librarian": {}}) as g:
+        with GraceServer(config=STANDBY, kernels={"librarian": {}}) as g:
             configured = g.kernel_port("librarian")
             first = g.wait_kernel("librarian", lambda k: k["standby_pid"])["standby_pid"]
             g.track_pid(first)
@@ -250,7 +254,7 @@ class Standby(GraceTestCase):
         """An operator removes the kernel's database while it runs (the
         kernel reports storage_failed) and restarts it: the standby, which
         opened the old file, takes over on the file the path names now."""
-        with GraceServer(kernels={"librarian": {}}) as g:
+        with GraceServer(config=STANDBY, kernels={"librarian": {}}) as g:
             k = g.wait_kernel("librarian", lambda k: k["standby_pid"])
             old, standby = k["pid"], k["standby_pid"]
             g.track_pid(standby)
@@ -280,7 +284,7 @@ class Standby(GraceTestCase):
             self.assertFalse(pid_alive(old))
 
     def test_standby_off(self):
-        with GraceServer(kernels={"librarian": {"standby": 0}, OTHER: {}}) as g:
+        with GraceServer(config=STANDBY, kernels={"librarian": {"standby": 0}, OTHER: {}}) as g:
             lib = g.wait_kernel("librarian", lambda k: k["state"] == "ready")
             # A witness: OTHER restarted after the librarian was ready gets
             # its next standby stable_ms after that, so by then the

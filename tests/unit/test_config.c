@@ -741,6 +741,41 @@ static void test_model_heartbeat(void **state)
 	expect_error(f, 3, "heartbeat_ms", "15000");
 }
 
+static void test_policy_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[grace]\nlog_level = info\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.policy.authorizer, GRACE_AUTHORIZER_KERNEL);
+	assert_string_equal(f->cfg.policy.policy_set, "default");
+	assert_int_equal(f->cfg.policy.decision_timeout_ms, 2000);
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), 0);
+	write_ini(f, "[policy]\nauthorizer = table\npolicy_set = ops.v2\ndecision_timeout_ms = 50\n"
+		     "cache_entries = 16\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.policy.authorizer, GRACE_AUTHORIZER_TABLE);
+	assert_string_equal(f->cfg.policy.policy_set, "ops.v2");
+	assert_int_equal(f->cfg.policy.decision_timeout_ms, 50);
+	assert_int_equal(f->cfg.policy.cache_entries, 16);
+	write_ini(f, "[policy]\nauthorizer = roles\n");
+	expect_error(f, 2, "authorizer", "roles");
+	write_ini(f, "[policy]\npolicy_set = no way\n");
+	expect_error(f, 2, "policy_set", "no way");
+	write_ini(f, "[policy]\ndecision_timeout_ms = 49\n");
+	expect_error(f, 2, "decision_timeout_ms", "49");
+	write_ini(f, "[policy]\ncolour = blue\n");
+	expect_error(f, 2, "colour", "unknown key");
+	/* Decisions by a policy kernel that is not configured: grace serve
+	 * refuses (the file itself loads: other commands read it). */
+	write_ini(f, "[kernel.a]\nport = 8100\n");
+	expect_ok(f, NULL);
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), -1);
+	assert_non_null(strstr(f->err, "[kernel.policy]"));
+	write_ini(f, "[policy]\nauthorizer = table\n[kernel.a]\nport = 8100\n");
+	expect_ok(f, NULL);
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), 0);
+}
+
 /* [scheduler] and [executor]: their keys, their ranges, and the shipped
  * file's values equal to the compiled defaults. */
 static void test_scheduler_executor_sections(void **state)
@@ -781,6 +816,113 @@ static void test_scheduler_executor_sections(void **state)
 	assert_memory_equal(&shipped.executor, &f->cfg.executor, sizeof shipped.executor);
 }
 
+/* [crypto]: deletion windows, in bounds and in order; the shipped file
+ * equals the defaults (AWS KMS's 30 days, 7 to 30). */
+static void test_crypto_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[crypto]\ndeletion_window_s = 60\ndeletion_window_min_s = 1\n"
+		     "deletion_window_max_s = 120\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.crypto.deletion_window_s, 60);
+	assert_int_equal(f->cfg.crypto.deletion_window_min_s, 1);
+	assert_int_equal(f->cfg.crypto.deletion_window_max_s, 120);
+	write_ini(f, "[crypto]\ndeletion_window_min_s = 0\n");
+	expect_error(f, 2, "deletion_window_min_s", "1");
+	write_ini(f, "[crypto]\nbogus = 1\n");
+	expect_error(f, 2, "bogus", "unknown");
+	write_ini(f, "[crypto]\ndeletion_window_s = 10\ndeletion_window_min_s = 20\n");
+	assert_int_equal(load_file(f, NULL), -1);
+	assert_non_null(strstr(f->err, "[crypto]"));
+	write_ini(f, "[grace]\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.crypto.deletion_window_s, 30 * 86400);
+	assert_int_equal(f->cfg.crypto.deletion_window_min_s, 7 * 86400);
+	assert_int_equal(f->cfg.crypto.deletion_window_max_s, 30 * 86400);
+	grace_config shipped;
+	char err[512];
+	grace_config_overrides ov = { .config_path = GRACE_SOURCE_ROOT "/etc/grace.ini" };
+	if (grace_config_load(&shipped, BUILTINS, &ov, err, sizeof err) != 0)
+		fail_msg("etc/grace.ini: %s", err);
+	assert_memory_equal(&shipped.crypto, &f->cfg.crypto, sizeof shipped.crypto);
+}
+
+/* [governance]: the gate list and the rules are checked as they are read;
+ * the shipped file (strict profile commented out) equals the defaults. */
+static void test_governance_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[governance]\ngate = kernel.stop, user.delete\ndefault_rule = 2 admin\n"
+		     "rule.user.delete = all_of(1 admin, any_of(2 user, 1 admin))\n"
+		     "rule.user.delete = 3 admin\nexpiry_s = 5\nrun_delay_ms = 100\n");
+	expect_ok(f, NULL);
+	assert_string_equal(f->cfg.governance.gate, "kernel.stop, user.delete");
+	assert_string_equal(f->cfg.governance.default_rule, "2 admin");
+	assert_int_equal(f->cfg.governance.n_rules, 1); /* the same action twice: the last */
+	assert_string_equal(f->cfg.governance.rules[0].action, "user.delete");
+	assert_string_equal(f->cfg.governance.rules[0].rule, "3 admin");
+	assert_int_equal(f->cfg.governance.expiry_s, 5);
+	assert_int_equal(f->cfg.governance.run_delay_ms, 100);
+	write_ini(f, "[governance]\ngate = kernel.stop rm.rf\n");
+	expect_error(f, 2, "gate", "rm.rf");
+	write_ini(f, "[governance]\ndefault_rule = 2 admins\n");
+	expect_error(f, 2, "default_rule", "role");
+	write_ini(f, "[governance]\nrule = 2 admin\n");
+	expect_error(f, 2, "rule", "unknown key");
+	write_ini(f, "[governance]\nrule.kernel.start = 1 admin\n");
+	expect_error(f, 2, "kernel.start", "not an action");
+	write_ini(f, "[governance]\nrule.kernel.stop = all_of(1 admin\n");
+	expect_error(f, 2, "rule.kernel.stop", "')'");
+	write_ini(f, "[governance]\nexpiry_s = 0\n");
+	expect_error(f, 2, "expiry_s", "1");
+	grace_config shipped;
+	char err[512];
+	grace_config_overrides ov = { .config_path = GRACE_SOURCE_ROOT "/etc/grace.ini" };
+	if (grace_config_load(&shipped, BUILTINS, &ov, err, sizeof err) != 0)
+		fail_msg("etc/grace.ini: %s", err);
+	write_ini(f, "[grace]\n");
+	expect_ok(f, NULL);
+	assert_memory_equal(&shipped.governance, &f->cfg.governance, sizeof shipped.governance);
+	assert_string_equal(shipped.governance.gate, ""); /* off by default */
+}
+
+/* [trust]: the trust domain, TTL bounds, rotation periods and the score
+ * half-life, each within its limits; defaults that equal the old constants. */
+static void test_trust_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[grace]\napi_port = 8000\n");
+	expect_ok(f, NULL);
+	assert_string_equal(f->cfg.trust.domain, "grace.local");
+	assert_int_equal(f->cfg.trust.jwt_ttl_default_s, 300);
+	assert_int_equal(f->cfg.trust.jwt_ttl_max_s, 3600);
+	assert_int_equal(f->cfg.trust.x509_rotate_s, 7 * 86400);
+	assert_int_equal(f->cfg.trust.score_half_life_s, 86400);
+	write_ini(f, "[trust]\ndomain = example.org\njwt_ttl_default_s = 60\njwt_ttl_max_s = 120\n"
+		     "jwt_rotate_s = 600\nscore_half_life_s = 2\nscore_refresh_ms = 200\n");
+	expect_ok(f, NULL);
+	assert_string_equal(f->cfg.trust.domain, "example.org");
+	assert_int_equal(f->cfg.trust.jwt_ttl_default_s, 60);
+	assert_int_equal(f->cfg.trust.jwt_ttl_max_s, 120);
+	assert_int_equal(f->cfg.trust.jwt_rotate_s, 600);
+	assert_int_equal(f->cfg.trust.score_half_life_s, 2);
+	assert_int_equal(f->cfg.trust.score_refresh_ms, 200);
+	write_ini(f, "[trust]\ndomain = Grace.Local\n");
+	expect_error(f, 2, "domain", NULL);
+	write_ini(f, "[trust]\ndomain = \n");
+	expect_error(f, 2, "domain", NULL);
+	write_ini(f, "[trust]\njwt_ttl_max_s = 5\n");
+	expect_error(f, 2, "jwt_ttl_max_s", NULL);
+	write_ini(f, "[trust]\nscore_half_life_s = 0\n");
+	expect_error(f, 2, "score_half_life_s", NULL);
+	write_ini(f, "[trust]\nbogus = 1\n");
+	expect_error(f, 2, "bogus", NULL);
+	write_ini(f, "[trust]\njwt_ttl_default_s = 600\njwt_ttl_max_s = 300\n");
+	assert_int_equal(load_file(f, NULL), -1);
+	assert_non_null(strstr(f->err, "[trust]"));
+	assert_non_null(strstr(f->err, "jwt_ttl_max_s"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -812,7 +954,11 @@ int main(void)
 		T(test_builtin_section_overrides),
 		T(test_builtin_definitions_checked),
 		T(test_model_heartbeat),
+		T(test_policy_section),
 		T(test_scheduler_executor_sections),
+		T(test_crypto_section),
+		T(test_governance_section),
+		T(test_trust_section),
 #undef T
 	};
 	return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);

@@ -95,6 +95,20 @@ static void test_mounts(void **state)
 	assert_false(s.has_v2);
 }
 
+/* A delegated group the executor may leave for a leaf of its own: only
+ * when it is the group's one process. */
+static void test_sole_process(void **state)
+{
+	(void)state;
+	assert_true(exe_cg_sole_process("4242\n", 4242));
+	assert_true(exe_cg_sole_process("4242", 4242));
+	assert_false(exe_cg_sole_process("4242\n4243\n", 4242)); /* grace serve's group */
+	assert_false(exe_cg_sole_process("17\n4242\n", 4242));
+	assert_false(exe_cg_sole_process("17\n", 4242));
+	assert_false(exe_cg_sole_process("", 4242)); /* not ours at all */
+	assert_false(exe_cg_sole_process("x\n", 4242));
+}
+
 /* ---- choosing the mechanisms */
 
 static exe_spec spec_of(const char *json)
@@ -483,6 +497,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mounts),
+		cmocka_unit_test(test_sole_process),
 		cmocka_unit_test(test_plan_matrix),
 		cmocka_unit_test(test_spec),
 		cmocka_unit_test(test_utf8),

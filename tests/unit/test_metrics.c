@@ -104,7 +104,7 @@ static unsigned long long check_histogram(const char *text, const char *comp, co
 {
 	char prefix[512];
 	int plen = snprintf(prefix, sizeof prefix,
-			    "grace_http_request_duration_seconds_bucket{component=\"%s\","
+			    "grace_http_request_duration_seconds_bucket{kernel=\"%s\","
 			    "route=\"%s\",le=\"",
 			    comp, route);
 	unsigned long long prev = 0, value = 0;
@@ -133,7 +133,7 @@ static unsigned long long check_histogram(const char *text, const char *comp, co
 	assert_true(saw_inf);
 	char series[512];
 	snprintf(series, sizeof series,
-		 "grace_http_request_duration_seconds_count{component=\"%s\",route=\"%s\"}", comp,
+		 "grace_http_request_duration_seconds_count{kernel=\"%s\",route=\"%s\"}", comp,
 		 route);
 	assert_true(sample(text, series) >= 0);
 	assert_int_equal((unsigned long long)sample(text, series), value);
@@ -158,17 +158,17 @@ static void test_counters(void **state)
 	observe_some(f->m);
 	const char *t = render(f, "librarian");
 	expect_line(t, "# TYPE grace_http_requests_total counter");
-	expect_line(t, "grace_http_requests_total{component=\"librarian\",route=\"/a\","
+	expect_line(t, "grace_http_requests_total{kernel=\"librarian\",route=\"/a\","
 		       "method=\"GET\",status=\"200\"} 2");
-	expect_line(t, "grace_http_requests_total{component=\"librarian\",route=\"/a\","
+	expect_line(t, "grace_http_requests_total{kernel=\"librarian\",route=\"/a\","
 		       "method=\"GET\",status=\"404\"} 1");
-	expect_line(t, "grace_http_requests_total{component=\"librarian\",route=\"/a\","
+	expect_line(t, "grace_http_requests_total{kernel=\"librarian\",route=\"/a\","
 		       "method=\"POST\",status=\"201\"} 1");
-	expect_line(t, "grace_http_requests_total{component=\"librarian\",route=\"/b/:id\","
+	expect_line(t, "grace_http_requests_total{kernel=\"librarian\",route=\"/b/:id\","
 		       "method=\"GET\",status=\"200\"} 1");
-	expect_line(t, "grace_http_requests_total{component=\"librarian\",route=\"unmatched\","
+	expect_line(t, "grace_http_requests_total{kernel=\"librarian\",route=\"unmatched\","
 		       "method=\"GET\",status=\"404\"} 1");
-	expect_line(t, "grace_http_requests_total{component=\"librarian\",route=\"unmatched\","
+	expect_line(t, "grace_http_requests_total{kernel=\"librarian\",route=\"unmatched\","
 		       "method=\"DELETE\",status=\"404\"} 1");
 	/* One series per (route, method, status) seen, no more. */
 	assert_int_equal(count_lines_with(t, "grace_http_requests_total{"), 7);
@@ -179,7 +179,7 @@ static void test_counters(void **state)
 	for (int i = 0; i < 40; i++)
 		sdk_metrics_observe(f->m, 1, "GET", 200, 0.01);
 	t = render(f, "librarian");
-	expect_line(t, "grace_http_requests_total{component=\"librarian\",route=\"/b/:id\","
+	expect_line(t, "grace_http_requests_total{kernel=\"librarian\",route=\"/b/:id\","
 		       "method=\"GET\",status=\"200\"} 41");
 	assert_int_equal(count_lines_with(t, "grace_http_requests_total{"), 7);
 
@@ -188,7 +188,7 @@ static void test_counters(void **state)
 		sdk_metrics_observe(f->m, 3, "GET", s, 0.01);
 	t = render(f, "librarian");
 	assert_int_equal(count_lines_with(t, "grace_http_requests_total{"), 67);
-	expect_line(t, "grace_http_requests_total{component=\"librarian\",route=\"/idle\","
+	expect_line(t, "grace_http_requests_total{kernel=\"librarian\",route=\"/idle\","
 		       "method=\"GET\",status=\"159\"} 1");
 }
 
@@ -204,7 +204,7 @@ static void test_histogram(void **state)
 	assert_int_equal(check_histogram(t, "k", "unmatched"), 2);
 	assert_int_equal(check_histogram(t, "k", "we\\\"ird\\\\ro\\nute"), 1);
 
-#define B(route, le) "grace_http_request_duration_seconds_bucket{component=\"k\",route=\"" \
+#define B(route, le) "grace_http_request_duration_seconds_bucket{kernel=\"k\",route=\"" \
 	route "\",le=\"" le "\"}"
 	/* /a: 0.0003, 0.002, 0.02 and 20 s. */
 	assert_true(sample(t, B("/a", "0.0005")) == 1);
@@ -220,9 +220,9 @@ static void test_histogram(void **state)
 	assert_true(sample(t, B("/b/:id", "0.25")) == 0);
 	assert_true(sample(t, B("/b/:id", "0.5")) == 1);
 #undef B
-	expect_line(t, "grace_http_request_duration_seconds_sum{component=\"k\",route=\"/a\"} "
+	expect_line(t, "grace_http_request_duration_seconds_sum{kernel=\"k\",route=\"/a\"} "
 		       "20.022300000");
-	expect_line(t, "grace_http_request_duration_seconds_count{component=\"k\",route=\"/a\"} 4");
+	expect_line(t, "grace_http_request_duration_seconds_count{kernel=\"k\",route=\"/a\"} 4");
 	/* No histogram for a route with no requests. */
 	expect_no_substring(t, "route=\"/idle\"");
 	/* The HELP and TYPE lines come once each. */
@@ -249,7 +249,7 @@ static void test_label_escaping(void **state)
 
 	sdk_metrics_observe(f->m, 2, "GET", 200, 0.001);
 	const char *t = render(f, "comp\"x\\y\nz");
-	expect_line(t, "grace_http_requests_total{component=\"comp\\\"x\\\\y\\nz\","
+	expect_line(t, "grace_http_requests_total{kernel=\"comp\\\"x\\\\y\\nz\","
 		       "route=\"we\\\"ird\\\\ro\\nute\",method=\"GET\",status=\"200\"} 1");
 	/* No raw quote or newline leaks into a label. */
 	expect_no_substring(t, "ird\\ro");
@@ -264,9 +264,9 @@ static void test_unmatched(void **state)
 	sdk_metrics_observe(f->m, (int)N_ROUTES, "GET", 404, 0.001);
 	sdk_metrics_observe(f->m, 1000, "POST", 405, 0.001);
 	const char *t = render(f, "c");
-	expect_line(t, "grace_http_requests_total{component=\"c\",route=\"unmatched\","
+	expect_line(t, "grace_http_requests_total{kernel=\"c\",route=\"unmatched\","
 		       "method=\"GET\",status=\"404\"} 3");
-	expect_line(t, "grace_http_requests_total{component=\"c\",route=\"unmatched\","
+	expect_line(t, "grace_http_requests_total{kernel=\"c\",route=\"unmatched\","
 		       "method=\"POST\",status=\"405\"} 1");
 	assert_int_equal(count_lines_with(t, "grace_http_requests_total{"), 2);
 	assert_int_equal(check_histogram(t, "c", "unmatched"), 4);
@@ -295,12 +295,18 @@ static void test_process_metrics(void **state)
 	/* With no requests the request metrics are declared but empty. */
 	assert_int_equal(count_lines_with(t, "grace_http_requests_total{"), 0);
 	assert_int_equal(count_lines_with(t, "grace_http_request_duration_seconds_"), 0);
-	assert_true(sample(t, "process_resident_memory_bytes{component=\"p\"}") > 0);
-	assert_true(sample(t, "process_open_fds{component=\"p\"}") >= 3);
-	assert_true(sample(t, "process_max_fds{component=\"p\"}") >= 3);
-	assert_true(sample(t, "process_start_time_seconds{component=\"p\"}") > 1e9);
-	expect_line(t, "grace_uptime_seconds{component=\"p\"} 12.500");
+	assert_true(sample(t, "process_resident_memory_bytes{kernel=\"p\"}") > 0);
+	assert_true(sample(t, "process_open_fds{kernel=\"p\"}") >= 3);
+	assert_true(sample(t, "process_max_fds{kernel=\"p\"}") >= 3);
+	assert_true(sample(t, "process_start_time_seconds{kernel=\"p\"}") > 1e9);
+	expect_line(t, "grace_uptime_seconds{kernel=\"p\"} 12.500");
 	expect_line(t, "# TYPE process_resident_memory_bytes gauge");
+	/* CPU time (this test has burnt some) and the build, labelled alike. */
+	expect_line(t, "# TYPE process_cpu_seconds_total counter");
+	assert_true(sample(t, "process_cpu_seconds_total{kernel=\"p\"}") >= 0);
+	expect_line(t, "grace_build_info{kernel=\"p\",version=\"" GRACE_VERSION "\"} 1");
+	/* One label names the process everywhere: no other spelling is left. */
+	assert_null(strstr(t, "component="));
 	/* Every line is a comment or a sample; the text ends with a newline. */
 	assert_int_equal(t[strlen(t) - 1], '\n');
 	for (const char *p = t; *p; p = strchr(p, '\n') + 1)

@@ -212,12 +212,70 @@ static void test_entities(void **state)
 	assert_int_equal(f->s->ents->n, 0);
 }
 
+/* The audit outbox: one event per change, written with it; none for a
+ * refused change; each with its actor; delivered ones go; kept across a
+ * reopen (so `grace policy reset`'s is sent at the next start). */
+static void test_audit_events(void **state)
+{
+	fixture *f = *state;
+	sdk_err e;
+	json_t *evs;
+	int64_t last;
+	assert_int_equal(pol_store_events(f->s, 100, &evs, &last, &e), 0);
+	assert_int_equal(json_array_size(evs), 0);
+	assert_int_equal(last, 0);
+	json_decref(evs);
+	pol_store_actor(f->s, "alice");
+	assert_int_equal(put(f, "default", "permit(principal, action, resource);", -1, &e), 0);
+	assert_int_equal(put(f, "default", "permit(", -1, &e), POL_ESYNTAX);       /* refused */
+	assert_int_equal(put(f, "default", "forbid(principal, action, resource);", 9, &e), SDK_ECONFLICT);
+	pol_store_actor(f->s, NULL);
+	const pol_set *out;
+	assert_int_equal(pol_store_delete(f->s, "default", -1, 2000, &out, &e), 0);
+	json_t *arr = J("[" ENT("User", "a", "", "") "]");
+	assert_int_equal(pol_store_put_entities(f->s, arr, false, -1, 3000, &e), 0);
+	json_decref(arr);
+	assert_int_equal(pol_store_delete_entity(f->s, "User", "a", 1, -1, 4000, &e), 0);
+	close_store(f);
+	open_store(f);
+	assert_int_equal(pol_store_events(f->s, 100, &evs, &last, &e), 0);
+	assert_int_equal(json_array_size(evs), 4);
+	static const char *const actions[] = { "policy.set.put", "policy.set.delete",
+					       "policy.entities.put", "policy.entities.delete" };
+	static const char *const actors[] = { "alice", "policy", "policy", "policy" };
+	for (size_t i = 0; i < 4; i++) {
+		json_t *ev = json_array_get(evs, i);
+		assert_string_equal(json_string_value(json_object_get(ev, "action")), actions[i]);
+		assert_string_equal(json_string_value(json_object_get(ev, "actor")), actors[i]);
+		assert_string_equal(json_string_value(json_object_get(ev, "outcome")), "ok");
+		assert_non_null(strstr(json_string_value(json_object_get(ev, "uid")), "policy-"));
+	}
+	json_t *d0 = json_object_get(json_array_get(evs, 0), "details");
+	assert_int_equal(json_integer_value(json_object_get(d0, "version")), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 0), "resource")),
+			    "policy-set/default");
+	json_t *d3 = json_object_get(json_array_get(evs, 3), "details");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(d3, "uids"), 0), "id")), "a");
+	/* Two at a time, then delivered: the rest stay. */
+	json_decref(evs);
+	assert_int_equal(pol_store_events(f->s, 2, &evs, &last, &e), 0);
+	assert_int_equal(json_array_size(evs), 2);
+	json_decref(evs);
+	assert_int_equal(pol_store_events_done(f->s, last, &e), 0);
+	assert_int_equal(pol_store_events(f->s, 100, &evs, &last, &e), 0);
+	assert_int_equal(json_array_size(evs), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 0), "action")),
+			    "policy.entities.put");
+	json_decref(evs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broken_text, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_entities, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_events, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* The audit trail kernel (8115): who did what, when, from where. Every
  * event is appended, in batches, to the immutable log, so its history can
  * be proven with an RFC 6962 inclusion proof against a signed tree head. */
+#include "kernels/audit/archive.h"
 #include "kernels/audit/store.h"
 #include "sdk/clock.h"
 #include "kernels/registry.h"
@@ -32,6 +33,7 @@ struct audit {
 	 * those events again would put them in the log twice. */
 	json_t *pending;
 	unsigned long long appended, append_failures, index_failures;
+	aud_archiver *arch;
 };
 
 /* Writes the pending log indexes; true when none are left. */
@@ -210,8 +212,18 @@ static void on_get_events(sdk_req *req, void *ctx)
 	}
 	size_t n = json_array_size(events);
 	json_t *next = n == f.limit ? json_object_get(json_array_get(events, n - 1), "id") : NULL;
-	sdk_reply_json(req, 200, json_pack("{s:o, s:O}", "events", events, "next_cursor",
-					   next ? next : json_null()));
+	json_t *out = json_pack("{s:o, s:O}", "events", events, "next_cursor",
+				next ? next : json_null());
+	/* A query that reaches back into what was archived says how much of
+	 * it is no longer here (docs/audit.md "Archival"). */
+	json_t *archived = NULL;
+	if (aud_archived(k->db, &archived, &e) == 0 &&
+	    json_integer_value(json_object_get(archived, "events")) > 0 &&
+	    f.after_id < json_integer_value(json_object_get(archived, "last_id")))
+		json_object_set_new(out, "archived", archived);
+	else
+		json_decref(archived);
+	sdk_reply_json(req, 200, out);
 }
 
 /* An export in progress: one chunk of JSON lines per loop turn. */
@@ -373,6 +385,20 @@ static void on_proof(sdk_req *req, void *ctx)
 	json_t *ev;
 	sdk_err e;
 	int rc = aud_get(k->db, id, &ev, &e);
+	json_t *archived = NULL;
+	if (rc == SDK_ENOTFOUND && aud_archived(k->db, &archived, NULL) == 0 &&
+	    id <= json_integer_value(json_object_get(archived, "last_id"))) {
+		/* Its proof went with it: the archive file holds it. */
+		sdk_reply_error(req, 410, "archived",
+				"event %lld was archived (events up to %lld; the latest archive is"
+				" %s, SHA-256 %s): its proof is in its archive file",
+				id, (long long)json_integer_value(json_object_get(archived, "last_id")),
+				json_string_value(json_object_get(archived, "last_file")),
+				json_string_value(json_object_get(archived, "last_sha256")));
+		json_decref(archived);
+		return;
+	}
+	json_decref(archived);
 	if (rc < 0) {
 		sdk_reply_status(req, rc, &e);
 		return;
@@ -394,6 +420,13 @@ static void on_proof(sdk_req *req, void *ctx)
 	if (sdk_call(a->k->caller, "immutable_log", "GET", "/sth", NULL, 0, NULL,
 		     LOG_CALL_TIMEOUT_MS, on_sth, p) < 0)
 		proof_fail(p, 503, "cannot call");
+}
+
+static void on_archive(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	struct audit *a = k->state;
+	aud_archive_route(req, a->arch);
 }
 
 static int audit_init(sdk_kernel *k, char *err, size_t errlen)
@@ -420,6 +453,11 @@ static int audit_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	a->arch = aud_archiver_new(k);
+	if (!a->arch) {
+		snprintf(err, errlen, "cannot start the archive writer");
+		return -1;
+	}
 	struct timeval tv = { 0, APPEND_EVERY_MS * 1000 };
 	event_add(a->append_timer, &tv);
 	return 0;
@@ -436,6 +474,7 @@ static void audit_close(sdk_kernel *k)
 		sdk_warn("audit: %zu events are in the log but their indexes were not recorded: "
 			 "they will be appended again", json_array_size(a->pending));
 	json_decref(a->pending);
+	aud_archiver_free(a->arch);
 	free(a);
 	k->state = NULL;
 }
@@ -445,6 +484,7 @@ static const sdk_route audit_routes[] = {
 	SDK_ROUTE("GET", "/events", on_get_events),
 	SDK_ROUTE("GET", "/events/export", on_export),
 	SDK_ROUTE("GET", "/events/:id/proof", on_proof),
+	SDK_ROUTE("POST", "/archive", on_archive),
 };
 
 const sdk_kernel_def audit_kernel = {
@@ -452,6 +492,9 @@ const sdk_kernel_def audit_kernel = {
 	.port = 8115, .tier = "governance",
 	.summary = "tamper-evident record of who did what, appended to the immutable log",
 	.complete = true,
+	/* Its tables as they are today (archives included): a change is a new
+	 * step in .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = audit_routes,
 	.n_routes = sizeof audit_routes / sizeof audit_routes[0],
 	.init = audit_init,

@@ -32,7 +32,13 @@ int aud_store_init(sqlite3 *db, sdk_err *err)
 			   "CREATE INDEX IF NOT EXISTS events_action ON events(action, id);"
 			   "CREATE INDEX IF NOT EXISTS events_resource ON events(resource, id);"
 			   "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms);"
-			   "CREATE INDEX IF NOT EXISTS events_unlogged ON events(id) WHERE log_index IS NULL;",
+			   "CREATE INDEX IF NOT EXISTS events_unlogged ON events(id) WHERE log_index IS NULL;"
+			   /* Archival (docs/audit.md): events [first_id, last_id] went
+			    * to an archive file and left this table. */
+			   "CREATE TABLE IF NOT EXISTS archives ("
+			   " last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL,"
+			   " events INTEGER NOT NULL, sha256 TEXT NOT NULL, file TEXT NOT NULL,"
+			   " tree_size INTEGER NOT NULL, created_at INTEGER NOT NULL);",
 			   NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_db_fail(db, err, "creating the schema");
 	int uid = has_uid(db, err);
@@ -293,5 +299,111 @@ int aud_set_log_indexes(sqlite3 *db, json_t *pairs, sdk_err *err)
 	sqlite3_finalize(st);
 	if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = sdk_db_fail(db, err, "committing log indexes");
+	return rc ? aud_abort(db, rc) : 0;
+}
+
+/* ---- archival */
+
+int aud_archivable(sqlite3 *db, int64_t before_id, int64_t before_ms, unsigned max,
+		   json_t **out, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT " EVENT_COLUMNS " FROM events WHERE id < ?1"
+			       " ORDER BY id LIMIT ?2",
+			       -1, &st, NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "reading events to archive");
+	sqlite3_bind_int64(st, 1, before_id);
+	sqlite3_bind_int(st, 2, (int)max);
+	json_t *all;
+	int rc = aud_rows(db, st, 1, &all, err);
+	if (rc)
+		return rc;
+	/* A run of the oldest events: one not yet in the log, or not older
+	 * than before_ms (senders may date events), stops it; it and every
+	 * later event stay, so what is archived is a range of ids. */
+	json_t *arr = json_array();
+	size_t i;
+	json_t *e;
+	json_array_foreach(all, i, e) {
+		if (!json_is_integer(json_object_get(e, "log_index")) ||
+		    json_integer_value(json_object_get(e, "ts_ms")) >= before_ms)
+			break;
+		json_array_append(arr, e);
+	}
+	json_decref(all);
+	*out = arr;
+	return 0;
+}
+
+int aud_archived(sqlite3 *db, json_t **out, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT count(*), coalesce(sum(events), 0), coalesce(max(last_id), 0),"
+			       " (SELECT file FROM archives ORDER BY last_id DESC LIMIT 1),"
+			       " (SELECT sha256 FROM archives ORDER BY last_id DESC LIMIT 1)"
+			       " FROM archives",
+			       -1, &st, NULL) != SQLITE_OK)
+		return sdk_db_fail(db, err, "reading archives");
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		rc = sdk_db_fail(db, err, "reading archives");
+		sqlite3_finalize(st);
+		return rc;
+	}
+	*out = json_pack("{s:I, s:I, s:I, s:s?, s:s?}", "archives",
+			 (json_int_t)sqlite3_column_int64(st, 0), "events",
+			 (json_int_t)sqlite3_column_int64(st, 1), "last_id",
+			 (json_int_t)sqlite3_column_int64(st, 2), "last_file",
+			 (const char *)sqlite3_column_text(st, 3), "last_sha256",
+			 (const char *)sqlite3_column_text(st, 4));
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int aud_remove(sqlite3 *db, const aud_archive_rec *a, int64_t now_ms, sdk_err *err)
+{
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return aud_abort(db, sdk_db_fail(db, err, "begin"));
+	sqlite3_stmt *ins = NULL, *del = NULL;
+	int rc = 0;
+	if (sqlite3_prepare_v2(db,
+			       "INSERT INTO archives (last_id, first_id, events, sha256, file,"
+			       " tree_size, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			       -1, &ins, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "DELETE FROM events WHERE id >= ?1 AND id <= ?2"
+			       " AND log_index IS NOT NULL",
+			       -1, &del, NULL) != SQLITE_OK) {
+		rc = sdk_db_fail(db, err, "preparing the removal");
+		goto out;
+	}
+	sqlite3_bind_int64(ins, 1, a->last_id);
+	sqlite3_bind_int64(ins, 2, a->first_id);
+	sqlite3_bind_int64(ins, 3, a->events);
+	sqlite3_bind_text(ins, 4, a->sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 5, a->file, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(ins, 6, a->tree_size);
+	sqlite3_bind_int64(ins, 7, now_ms);
+	if (sqlite3_step(ins) != SQLITE_DONE) {
+		rc = sdk_db_fail(db, err, "recording the archive");
+		goto out;
+	}
+	sqlite3_bind_int64(del, 1, a->first_id);
+	sqlite3_bind_int64(del, 2, a->last_id);
+	if (sqlite3_step(del) != SQLITE_DONE) {
+		rc = sdk_db_fail(db, err, "removing archived events");
+		goto out;
+	}
+	/* What was archived is exactly what goes: nothing else in between. */
+	if (sqlite3_changes(db) != a->events)
+		rc = sdk_fail(err, SDK_ECONFLICT, "events [%lld, %lld] changed while being archived",
+			      (long long)a->first_id, (long long)a->last_id);
+out:
+	sqlite3_finalize(ins);
+	sqlite3_finalize(del);
+	if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = sdk_db_fail(db, err, "committing the removal");
 	return rc ? aud_abort(db, rc) : 0;
 }

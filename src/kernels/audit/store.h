@@ -47,4 +47,24 @@ int aud_unlogged(sqlite3 *db, unsigned max, json_t **out, sdk_err *err);
  * written in one transaction, or none. */
 int aud_set_log_indexes(sqlite3 *db, json_t *pairs, sdk_err *err);
 
+/* ---- Archival (docs/audit.md "Archival"). */
+typedef struct aud_archive_rec {
+	int64_t first_id, last_id; /* the events [first_id, last_id] */
+	int64_t events;            /* how many: the ids in between that were there */
+	int64_t tree_size;         /* of the log's signed head the proofs are against */
+	const char *sha256, *file;
+} aud_archive_rec;
+
+/* The oldest events with id < before_id and ts_ms < before_ms, at most
+ * `max`, up to the first one not yet in the immutable log (never
+ * archived): a new array of events with their log_index in *out. */
+int aud_archivable(sqlite3 *db, int64_t before_id, int64_t before_ms, unsigned max,
+		   json_t **out, sdk_err *err);
+/* {"archives","events","last_id","last_file","last_sha256"}: what has been
+ * archived so far (zeros when nothing). A new object. */
+int aud_archived(sqlite3 *db, json_t **out, sdk_err *err);
+/* In one transaction: records the archive and deletes its events (exactly
+ * a->events of them, else SDK_ECONFLICT and nothing changes). */
+int aud_remove(sqlite3 *db, const aud_archive_rec *a, int64_t now_ms, sdk_err *err);
+
 #endif

@@ -1,13 +1,17 @@
 /* The crypto kernel (8111): named, versioned keys sealed at rest; Ed25519
  * signatures, XChaCha20-Poly1305 and sealed-box encryption, hashes and
  * random bytes. No route ever returns a private key. See docs/crypto.md. */
+#include "sdk/json_keys.h"
 #include "sdk/keyfile.h"
 #include "sdk/clock.h"
 #include "kernels/crypto/ops.h"
 #include "kernels/registry.h"
 #include "sdk/log.h"
+#include "sdk/call.h"
+#include "sdk/token.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +23,26 @@
 #define CRY_RANDOM_DEFAULT 32u
 #define CRY_BLAKE2B_DEFAULT 32u
 
+#define CRY_TICK_MS 1000       /* destruction of due keys, audit events out */
+#define CRY_AUDIT_BATCH 100
+#define CRY_AUDIT_TIMEOUT_MS 5000
+
+typedef struct cry_kernel {
+	cry_store *store;
+	sdk_kernel *k;
+	struct event *tick;
+	bool have_audit, sending;
+	int64_t sending_upto;
+	/* Kept here so that the timer touches SQLite only when there is work:
+	 * the earliest pending deletion (0: none), audit events waiting. */
+	int64_t next_due;
+	bool outbox;
+	unsigned long long destroyed, audit_failures;
+} cry_kernel;
+
 static cry_store *cry_store_of(void *ctx)
 {
-	return ((sdk_kernel *)ctx)->state;
+	return ((cry_kernel *)((sdk_kernel *)ctx)->state)->store;
 }
 
 /* Crypto's own failures, then the convention's (sdk_reply_status). */
@@ -31,6 +52,8 @@ static void cry_reply_err(sdk_req *req, int rc, const sdk_err *e)
 	case CRY_EEXIST: sdk_reply_error(req, 409, "exists", "%s", e->msg); break;
 	case CRY_EAUTH: sdk_reply_error(req, 400, "decrypt_failed", "%s", e->msg); break;
 	case CRY_ESEALED: sdk_reply_error(req, 500, "sealed_key_damaged", "%s", e->msg); break;
+	case CRY_EPENDING: sdk_reply_error(req, 409, "pending_deletion", "%s", e->msg); break;
+	case CRY_EGONE: sdk_reply_error(req, 410, "key_deleted", "%s", e->msg); break;
 	default: sdk_reply_status(req, rc, e); break;
 	}
 }
@@ -57,24 +80,6 @@ static json_t *cry_b64_json(const unsigned char *data, size_t len)
 }
 
 /* ---- request fields */
-
-/* Refuses fields other than `allowed` (NULL-terminated): a misspelt
- * "aad" must not silently encrypt without associated data. */
-static int cry_fields_only(sdk_req *req, json_t *body, const char *const *allowed)
-{
-	const char *key;
-	json_t *val;
-	json_object_foreach(body, key, val) {
-		size_t i = 0;
-		while (allowed[i] && strcmp(allowed[i], key))
-			i++;
-		if (!allowed[i]) {
-			sdk_reply_error(req, 400, "invalid", "unknown field \"%s\"", key);
-			return -1;
-		}
-	}
-	return 0;
-}
 
 static const char *cry_string_field(sdk_req *req, json_t *body, const char *name)
 {
@@ -163,7 +168,7 @@ static void on_key_create(sdk_req *req, void *ctx)
 {
 	static const char *const fields[] = { "name", "type", "import", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *name = cry_string_field(req, body, "name");
 	if (!name)
@@ -212,7 +217,7 @@ static void on_key_rotate(sdk_req *req, void *ctx)
 	/* The body is optional: only to import the new version's secret. */
 	if (evbuffer_get_length(sdk_req_body(req))) {
 		body = sdk_req_json(req, true);
-		if (!body || cry_fields_only(req, body, fields) < 0)
+		if (!body || sdk_req_fields_only(req, body, fields) < 0)
 			return;
 	}
 	unsigned char secret[CRY_SECRET_BYTES];
@@ -227,13 +232,88 @@ static void on_key_rotate(sdk_req *req, void *ctx)
 	cry_reply(req, rc, &e, 200, out);
 }
 
+/* Reads what the timer has to do after a step changed it. A failure
+ * leaves the timer looking every tick until it reads again. */
+static void cry_work_refresh(cry_kernel *ck)
+{
+	sdk_err e;
+	if (cry_pending_work(ck->store, &ck->next_due, &ck->outbox, &e) < 0) {
+		sdk_warn("crypto: %s", e.msg);
+		ck->next_due = 1;
+		ck->outbox = true;
+	}
+}
+
+/* Who asks, for the audit trail: the user the gateway (or the governance
+ * executor, for an approved request) named, and the calling process. */
+static cry_actor cry_actor_of(sdk_req *req, sdk_kernel *k)
+{
+	int role;
+	return (cry_actor){ .user = sdk_req_caller(req, k->token, &role),
+			    .caller = sdk_req_header(req, SDK_CALLER_HEADER) };
+}
+
+/* DELETE /keys/NAME {"window_s"?}: the key is unusable at once and
+ * destroyed when the window ends, unless the deletion is cancelled. */
+static void on_key_delete(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	const grace_crypto *c = &k->cfg->crypto;
+	static const char *const fields[] = { "window_s", NULL };
+	unsigned window = c->deletion_window_s;
+	if (evbuffer_get_length(sdk_req_body(req))) {
+		json_t *body = sdk_req_json(req, true);
+		if (!body || sdk_req_fields_only(req, body, fields) < 0)
+			return;
+		json_t *w = json_object_get(body, "window_s");
+		if (w) {
+			json_int_t n = json_is_integer(w) ? json_integer_value(w) : -1;
+			if (n < c->deletion_window_min_s || n > c->deletion_window_max_s) {
+				sdk_reply_error(req, 400, "invalid",
+						"window_s is an integer from %u to %u ([crypto]"
+						" deletion_window_min_s, deletion_window_max_s)",
+						c->deletion_window_min_s, c->deletion_window_max_s);
+				return;
+			}
+			window = (unsigned)n;
+		}
+	}
+	cry_actor who = cry_actor_of(req, k);
+	json_t *out = NULL;
+	sdk_err e;
+	int rc = cry_key_schedule_deletion(cry_store_of(ctx), sdk_req_param(req, "name"), window,
+					   &who, sdk_wall_ms(), &out, &e);
+	if (rc == 0)
+		cry_work_refresh(k->state);
+	cry_reply(req, rc, &e, 200, out);
+}
+
+static void on_key_cancel_deletion(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	if (evbuffer_get_length(sdk_req_body(req))) {
+		static const char *const none[] = { NULL };
+		json_t *body = sdk_req_json(req, true);
+		if (!body || sdk_req_fields_only(req, body, none) < 0)
+			return;
+	}
+	cry_actor who = cry_actor_of(req, k);
+	json_t *out = NULL;
+	sdk_err e;
+	int rc = cry_key_cancel_deletion(cry_store_of(ctx), sdk_req_param(req, "name"), &who,
+					 sdk_wall_ms(), &out, &e);
+	if (rc == 0)
+		cry_work_refresh(k->state);
+	cry_reply(req, rc, &e, 200, out);
+}
+
 /* ---- sign and verify */
 
 static void on_sign(sdk_req *req, void *ctx)
 {
 	static const char *const fields[] = { "key", "data", "data_b64", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *key = cry_string_field(req, body, "key");
 	const unsigned char *data;
@@ -275,7 +355,7 @@ static void on_verify(sdk_req *req, void *ctx)
 	static const char *const fields[] = { "key", "data", "data_b64", "signature", "version",
 					      NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *key = cry_string_field(req, body, "key");
 	if (!key)
@@ -321,7 +401,7 @@ static void on_encrypt(sdk_req *req, void *ctx)
 	static const char *const fields[] = { "key", "plaintext", "plaintext_b64", "aad",
 					      "aad_b64", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *key = cry_string_field(req, body, "key");
 	if (!key)
@@ -359,7 +439,7 @@ static void on_decrypt(sdk_req *req, void *ctx)
 {
 	static const char *const fields[] = { "key", "ciphertext", "aad", "aad_b64", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *key = cry_string_field(req, body, "key");
 	if (!key)
@@ -403,7 +483,7 @@ static void on_hash(sdk_req *req, void *ctx)
 	(void)ctx;
 	static const char *const fields[] = { "algorithm", "data", "data_b64", "bytes", NULL };
 	json_t *body = sdk_req_json(req, true);
-	if (!body || cry_fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		return;
 	const char *alg = cry_string_field(req, body, "algorithm");
 	if (!alg)
@@ -446,6 +526,73 @@ static void on_random(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, json_pack("{s:I, s:o}", "bytes", (json_int_t)n, "data_b64",
 					   cry_b64_json(buf, (size_t)n)));
 	sodium_memzero(buf, (size_t)n);
+}
+
+/* ---- the timer: keys due for destruction, audit events out */
+
+static void on_audit_sent(int status, const char *body, size_t len, double ms, const char *error,
+			  void *arg)
+{
+	(void)body, (void)len, (void)ms;
+	cry_kernel *ck = arg;
+	ck->sending = false;
+	sdk_err e;
+	if (status >= 200 && status < 300) {
+		if (cry_outbox_sent(ck->store, ck->sending_upto, &e) < 0)
+			sdk_warn("crypto: cannot mark audit events sent: %s", e.msg);
+	} else if (ck->audit_failures++ % 50 == 0) {
+		sdk_warn("crypto: the audit trail refused events (%d %s); will retry", status,
+			 error ? error : "");
+	}
+}
+
+static void audit_send(cry_kernel *ck)
+{
+	json_t *batch;
+	int64_t upto;
+	sdk_err e;
+	if (cry_outbox(ck->store, CRY_AUDIT_BATCH, &batch, &upto, &e) < 0) {
+		sdk_warn("crypto: %s", e.msg);
+		return;
+	}
+	if (upto == 0 || !ck->have_audit) { /* nothing, or no audit trail to keep it */
+		if (upto)
+			cry_outbox_sent(ck->store, upto, &e);
+		else
+			ck->outbox = false;
+		json_decref(batch);
+		return;
+	}
+	char *body = json_dumps(batch, JSON_COMPACT);
+	json_decref(batch);
+	if (body && sdk_call(ck->k->caller, "audit", "POST", "/events", body, strlen(body), NULL,
+			     CRY_AUDIT_TIMEOUT_MS, on_audit_sent, ck) == 0) {
+		ck->sending = true;
+		ck->sending_upto = upto;
+	}
+	free(body);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	cry_kernel *ck = arg;
+	if (!sdk_kernel_storage_ok(ck->k))
+		return;
+	int64_t now = sdk_wall_ms();
+	if (ck->next_due && ck->next_due <= now) {
+		sdk_err e;
+		int n = cry_key_destroy_due(ck->store, now, &e);
+		if (n < 0)
+			sdk_warn("crypto: cannot destroy keys due: %s", e.msg);
+		else if (n > 0) {
+			ck->destroyed += (unsigned)n;
+			sdk_info("crypto: destroyed %d key(s) whose deletion was due", n);
+		}
+		cry_work_refresh(ck);
+	}
+	if (ck->outbox && !ck->sending)
+		audit_send(ck);
 }
 
 /* ---- life */
@@ -507,13 +654,39 @@ static int cry_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
-	k->state = s;
+	cry_kernel *ck = calloc(1, sizeof *ck);
+	if (!ck) {
+		cry_store_close(s);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ck->store = s;
+	ck->k = k;
+	k->state = ck;
+	const grace_kernel_cfg *audit = grace_config_kernel(k->cfg, "audit");
+	ck->have_audit = audit && audit->enabled;
+	cry_work_refresh(ck);
+	/* Deletions that came due while the kernel was down are done on the
+	 * first tick. */
+	ck->tick = event_new(k->base, -1, EV_PERSIST, on_tick, ck);
+	if (!ck->tick) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	struct timeval tv = { CRY_TICK_MS / 1000, (CRY_TICK_MS % 1000) * 1000 };
+	event_add(ck->tick, &tv);
 	return 0;
 }
 
 static void cry_close(sdk_kernel *k)
 {
-	cry_store_close(k->state);
+	cry_kernel *ck = k->state;
+	if (!ck)
+		return;
+	if (ck->tick)
+		event_free(ck->tick);
+	cry_store_close(ck->store);
+	free(ck);
 	k->state = NULL;
 }
 
@@ -522,6 +695,8 @@ static const sdk_route cry_routes[] = {
 	SDK_ROUTE("GET", "/keys", on_key_list),
 	SDK_ROUTE("GET", "/keys/:name", on_key_get),
 	SDK_ROUTE("POST", "/keys/:name/rotate", on_key_rotate),
+	SDK_ROUTE("DELETE", "/keys/:name", on_key_delete),
+	SDK_ROUTE("POST", "/keys/:name/cancel-deletion", on_key_cancel_deletion),
 	SDK_ROUTE("POST", "/sign", on_sign),
 	SDK_ROUTE("POST", "/verify", on_verify),
 	SDK_ROUTE("POST", "/encrypt", on_encrypt),
@@ -535,6 +710,11 @@ const sdk_kernel_def crypto_kernel = {
 	.port = 8111, .tier = "governance",
 	.summary = "keys sealed at rest, Ed25519 signatures, encryption, hashes, random bytes",
 	.complete = true,
+	/* A change is a new step in cry_migrations and a new fixture
+	 * directory (docs/upgrades.md). */
+	.schema_version = CRY_SCHEMA_VERSION,
+	.migrations = cry_migrations,
+	.n_migrations = CRY_SCHEMA_VERSION,
 	.routes = cry_routes,
 	.n_routes = sizeof cry_routes / sizeof cry_routes[0],
 	.init = cry_init,

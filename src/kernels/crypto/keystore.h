@@ -13,17 +13,25 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 #include <jansson.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The store's schema version and its steps (sdk/migrate.h), declared in
+ * crypto_kernel: a change is a new step and a new fixture directory. */
+#define CRY_SCHEMA_VERSION 2
+extern const sdk_mig_step cry_migrations[CRY_SCHEMA_VERSION];
+
 /* Crypto's own failures, numbered from SDK_E_MODULE (crypto.c maps them). */
 enum {
 	CRY_EAUTH = SDK_E_MODULE,       /* a ciphertext did not authenticate, or the master key is wrong */
 	CRY_ESEALED = SDK_E_MODULE - 1, /* a stored sealed secret does not open: altered or moved */
 	CRY_EEXIST = SDK_E_MODULE - 2,  /* a key with that name exists */
+	CRY_EPENDING = SDK_E_MODULE - 3, /* the key is pending deletion: unusable until cancelled */
+	CRY_EGONE = SDK_E_MODULE - 4,    /* the key was destroyed (its tombstone remains) */
 };
 
 enum cry_type { CRY_ED25519, CRY_X25519, CRY_SYMMETRIC };
@@ -40,7 +48,14 @@ typedef struct cry_store cry_store;
 typedef struct cry_key_info {
 	enum cry_type type;
 	unsigned latest; /* newest version, from 1 */
+	int64_t deletion_at; /* when a pending deletion destroys it; 0: none */
 } cry_key_info;
+
+/* Who asked for a step, for the audit trail (NULL fields: unknown). */
+typedef struct cry_actor {
+	const char *user;
+	const char *caller; /* X-Grace-Caller */
+} cry_actor;
 
 /* Creates the schema if missing. */
 int cry_store_schema(sqlite3 *db, sdk_err *err);
@@ -69,7 +84,32 @@ int cry_key_list(cry_store *s, json_t **out, sdk_err *err);
  *  "versions":[{"version","created_at","public_key"?}]}; never a secret. */
 int cry_key_get(cry_store *s, const char *name, json_t **out, sdk_err *err);
 
+/* For use: CRY_EPENDING while a deletion is pending, CRY_EGONE once the
+ * key was destroyed. */
 int cry_key_info_get(cry_store *s, const char *name, cry_key_info *out, sdk_err *err);
+
+/* Deletion (AWS KMS's ScheduleKeyDeletion and CancelKeyDeletion): the key
+ * becomes unusable at once and is destroyed at now + window_s unless the
+ * deletion is cancelled. CRY_EPENDING when already pending. Each step
+ * writes its audit event to the outbox in the same transaction. */
+int cry_key_schedule_deletion(cry_store *s, const char *name, unsigned window_s,
+			      const cry_actor *who, int64_t now_ms, json_t **out, sdk_err *err);
+/* SDK_ECONFLICT when no deletion is pending. */
+int cry_key_cancel_deletion(cry_store *s, const char *name, const cry_actor *who,
+			    int64_t now_ms, json_t **out, sdk_err *err);
+/* Destroys every key whose deletion is due: its versions' rows are deleted
+ * with secure_delete on and the WAL checkpointed and truncated, so the
+ * sealed secrets leave the files; a tombstone keeps the name, type and
+ * times (names are never reused). Returns how many were destroyed. */
+int cry_key_destroy_due(cry_store *s, int64_t now_ms, sdk_err *err);
+
+/* The audit events not yet sent, oldest first (at most `limit`): an array
+ * of event objects; *upto is the last one's id. */
+int cry_outbox(cry_store *s, unsigned limit, json_t **out, int64_t *upto, sdk_err *err);
+int cry_outbox_sent(cry_store *s, int64_t upto, sdk_err *err);
+/* What the timer has to do: *next_due the earliest pending deletion (0:
+ * none), *outbox whether audit events wait to be sent. */
+int cry_pending_work(cry_store *s, int64_t *next_due, bool *outbox, sdk_err *err);
 int cry_key_public(cry_store *s, const char *name, unsigned version,
 		   unsigned char pk[CRY_PUBLIC_BYTES], sdk_err *err);
 /* The unsealed secret of one version. The caller wipes it. */

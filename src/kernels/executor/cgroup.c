@@ -220,6 +220,82 @@ static bool in_list(const char *list, const char *word)
 	return false;
 }
 
+bool exe_cg_sole_process(const char *procs, pid_t self)
+{
+	bool found = false;
+	for (const char *p = procs; p && *p;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			return false; /* not a pid list */
+		if (v != (long)self)
+			return false;
+		found = true;
+		p = end;
+		while (*p == '\n' || *p == ' ')
+			p++;
+	}
+	return found;
+}
+
+/* Controllers for the jobs' groups: enabled in our instance's
+ * subtree_control, which needs them in our own group's (allowed there
+ * only in the root group, or in a delegated group without processes). */
+static void enable_controllers(const char *own, exe_cg_host *h)
+{
+	static const char *const ctl[] = { "memory", "pids", "cpu" };
+	char path[EXE_CG_PATH_MAX + 64], list[1024];
+	for (int i = 0; i < 3; i++) {
+		char cmd[16];
+		snprintf(cmd, sizeof cmd, "+%s", ctl[i]);
+		if (path_join(path, sizeof path, own, "cgroup.subtree_control") &&
+		    exe_read_small(path, list, sizeof list) >= 0 && !in_list(list, ctl[i]))
+			exe_write_file(path, cmd); /* may fail: then not available */
+		if (path_join(path, sizeof path, h->v2_base, "cgroup.subtree_control"))
+			exe_write_file(path, cmd);
+	}
+	if (path_join(path, sizeof path, h->v2_base, "cgroup.subtree_control") &&
+	    exe_read_small(path, list, sizeof list) >= 0) {
+		h->v2_memory = in_list(list, "memory");
+		h->v2_pids = in_list(list, "pids");
+		h->v2_cpu = in_list(list, "cpu");
+	}
+}
+
+/* A group delegated to the executor alone (a systemd unit of its own with
+ * Delegate=yes: grace-kernel@PORT.service, contrib/systemd) holds the
+ * executor's process, so cgroup v2's "no internal processes" rule keeps
+ * its controllers from its children. When the group offers memory and
+ * pids and the executor is its only process, the executor moves into a
+ * leaf of its own (OWN/grace-exec-main, as systemd's DelegateSubgroup
+ * does), which empties the group so its controllers can be enabled for
+ * the jobs' groups. Never with another process in the group (grace serve
+ * and its other kernels, under grace.service). */
+static bool leave_own_group(const char *own, exe_cg_host *h)
+{
+	char path[EXE_CG_PATH_MAX + 64], list[1024], leaf[EXE_CG_PATH_MAX + 32];
+	if (!path_join(path, sizeof path, own, "cgroup.controllers") ||
+	    exe_read_small(path, list, sizeof list) < 0 || !in_list(list, "memory") ||
+	    !in_list(list, "pids"))
+		return false;
+	if (!path_join(path, sizeof path, own, "cgroup.procs") ||
+	    exe_read_small(path, list, sizeof list) < 0 || !exe_cg_sole_process(list, getpid()))
+		return false;
+	if (!path_join(leaf, sizeof leaf, own, "grace-exec-main") ||
+	    (mkdir(leaf, 0755) < 0 && errno != EEXIST) ||
+	    !path_join(path, sizeof path, leaf, "cgroup.procs"))
+		return false;
+	char pid[24];
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	if (exe_write_file(path, pid) < 0) {
+		rmdir(leaf);
+		return false;
+	}
+	note(h, "cgroup v2: the executor moved into %s (its delegated group then holds the jobs' "
+		"controllers)", leaf);
+	return true;
+}
+
 static void detect_v2(const exe_cg_mounts *m, const exe_cg_self *self, const char *instance,
 		      exe_cg_host *h)
 {
@@ -245,26 +321,10 @@ static void detect_v2(const exe_cg_mounts *m, const exe_cg_self *self, const cha
 		h->v2_kill = exists(probe, "cgroup.kill");
 		rmdir(probe);
 	}
-	/* Controllers for the jobs' groups: enabled in our instance's
-	 * subtree_control, which needs them in our own group's (allowed there
-	 * only in the root group, or in a delegated group without processes). */
-	static const char *const ctl[] = { "memory", "pids", "cpu" };
-	char path[EXE_CG_PATH_MAX + 64], list[1024];
-	for (int i = 0; i < 3; i++) {
-		char cmd[16];
-		snprintf(cmd, sizeof cmd, "+%s", ctl[i]);
-		if (path_join(path, sizeof path, own, "cgroup.subtree_control") &&
-		    exe_read_small(path, list, sizeof list) >= 0 && !in_list(list, ctl[i]))
-			exe_write_file(path, cmd); /* may fail: then not available */
-		if (path_join(path, sizeof path, h->v2_base, "cgroup.subtree_control"))
-			exe_write_file(path, cmd);
-	}
-	if (path_join(path, sizeof path, h->v2_base, "cgroup.subtree_control") &&
-	    exe_read_small(path, list, sizeof list) >= 0) {
-		h->v2_memory = in_list(list, "memory");
-		h->v2_pids = in_list(list, "pids");
-		h->v2_cpu = in_list(list, "cpu");
-	}
+	enable_controllers(own, h);
+	/* not the root group (exempt from the rule: nothing to gain) */
+	if ((!h->v2_memory || !h->v2_pids) && strcmp(self->v2, "/") != 0 && leave_own_group(own, h))
+		enable_controllers(own, h);
 	if (!h->v2_memory || !h->v2_pids)
 		note(h, "%s", "cgroup v2: memory or pids controller not delegated to us");
 }

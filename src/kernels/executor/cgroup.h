@@ -41,6 +41,10 @@ typedef struct exe_cg_self {
 
 void exe_cg_mounts_parse(const char *mountinfo, exe_cg_mounts *out);
 void exe_cg_self_parse(const char *proc_cgroup, exe_cg_self *out);
+/* Whether `procs` (a cgroup.procs file: one pid a line) lists `self` and
+ * no other process: then the executor may leave that group for a leaf of
+ * its own, emptying it (see detect_v2). */
+bool exe_cg_sole_process(const char *procs, pid_t self);
 /* mount + (own path less the mount's root) into out; false when too long
  * or the path is not below the root. */
 bool exe_cg_join(const char *mount, const char *root, const char *own, char *out, size_t n);

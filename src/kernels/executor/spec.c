@@ -1,4 +1,5 @@
 #include "kernels/executor/spec.h"
+#include "sdk/json_keys.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,19 +28,12 @@ static int bad(char field[EXE_FIELD_MAX], const char *name, sdk_err *err, const 
 static int check_keys(json_t *o, const char *const *allowed, const char *prefix,
 		      char field[EXE_FIELD_MAX], sdk_err *err)
 {
-	const char *key;
-	json_t *v;
-	json_object_foreach(o, key, v) {
-		bool ok = false;
-		for (size_t i = 0; allowed[i] && !ok; i++)
-			ok = !strcmp(key, allowed[i]);
-		if (!ok) {
-			char path[EXE_FIELD_MAX];
-			snprintf(path, sizeof path, "%s%.40s", prefix, key);
-			return bad(field, path, err, "unknown field");
-		}
-	}
-	return 0;
+	const char *key = sdk_json_unknown_key(o, allowed);
+	if (!key)
+		return 0;
+	char path[EXE_FIELD_MAX];
+	snprintf(path, sizeof path, "%s%.40s", prefix, key);
+	return bad(field, path, err, "unknown field");
 }
 
 /* A number in [lo, hi] (`def` when absent); the value is written back. */

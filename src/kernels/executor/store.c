@@ -40,30 +40,17 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(priority DESC, seq) WHERE state = 'queued';"
 	"CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq);";
 
-static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, sdk_err *err)
-{
-	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
-		return sdk_db_fail(db, err, "prepare");
-	return 0;
-}
-
-static const char *text_col(sqlite3_stmt *st, int i)
-{
-	const char *s = (const char *)sqlite3_column_text(st, i);
-	return s ? s : "";
-}
-
 int exe_store_init(sqlite3 *db, char instance[EXE_INSTANCE_LEN + 1], sdk_err *err)
 {
 	char why[256];
 	if (sdk_db_exec(db, schema, why, sizeof why) < 0)
 		return sdk_db_fail(db, err, "executor schema");
 	sqlite3_stmt *st;
-	int rc = prepare(db, "SELECT value FROM meta WHERE key = 'instance'", &st, err);
+	int rc = sdk_db_prepare(db, "SELECT value FROM meta WHERE key = 'instance'", &st, err);
 	if (rc < 0)
 		return rc;
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		snprintf(instance, EXE_INSTANCE_LEN + 1, "%s", text_col(st, 0));
+		snprintf(instance, EXE_INSTANCE_LEN + 1, "%s", sdk_db_text(st, 0));
 		sqlite3_finalize(st);
 		return 0;
 	}
@@ -72,7 +59,7 @@ int exe_store_init(sqlite3 *db, char instance[EXE_INSTANCE_LEN + 1], sdk_err *er
 	randombytes_buf(r, sizeof r);
 	for (size_t i = 0; i < sizeof r; i++)
 		snprintf(instance + 2 * i, 3, "%02x", r[i]);
-	if ((rc = prepare(db, "INSERT INTO meta(key, value) VALUES('instance', ?)", &st, err)) < 0)
+	if ((rc = sdk_db_prepare(db, "INSERT INTO meta(key, value) VALUES('instance', ?)", &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
@@ -86,7 +73,7 @@ int exe_job_insert(sqlite3 *db, const char *id, const char *owner, const char *r
 		   int64_t now_ms, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "INSERT INTO jobs(id, owner, role, name, spec, idem_key, priority, state,"
 			 " created_ms) VALUES(?,?,?,?,?,?,?,'queued',?)",
 			 &st, err);
@@ -114,14 +101,14 @@ int exe_job_by_key(sqlite3 *db, const char *key, char id[EXE_ID_LEN + 1], char *
 		   sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db, "SELECT id, spec FROM jobs WHERE idem_key = ?", &st, err);
+	int rc = sdk_db_prepare(db, "SELECT id, spec FROM jobs WHERE idem_key = ?", &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	int step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
-		snprintf(id, EXE_ID_LEN + 1, "%s", text_col(st, 0));
-		*spec_json = strdup(text_col(st, 1));
+		snprintf(id, EXE_ID_LEN + 1, "%s", sdk_db_text(st, 0));
+		*spec_json = strdup(sdk_db_text(st, 1));
 		rc = *spec_json ? 0 : sdk_fail(err, SDK_EIO, "out of memory");
 	} else {
 		rc = step == SQLITE_DONE ? sdk_fail(err, SDK_ENOTFOUND, "no job with that key")
@@ -146,7 +133,7 @@ static json_t *int_or_null(sqlite3_stmt *st, int i)
 static json_t *json_col(sqlite3_stmt *st, int i)
 {
 	json_t *v = sqlite3_column_type(st, i) == SQLITE_NULL ? NULL
-							      : json_loads(text_col(st, i), 0, NULL);
+							      : json_loads(sdk_db_text(st, i), 0, NULL);
 	return v ? v : json_null();
 }
 
@@ -176,12 +163,12 @@ static json_t *spec_view(const char *text)
 static json_t *job_from_row(sqlite3_stmt *st)
 {
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:s, s:I, s:I}", "id",
-			      text_col(st, 0), "owner", text_col(st, 1), "role", text_col(st, 2),
-			      "name", text_col(st, 3), "spec", spec_view(text_col(st, 4)),
+			      sdk_db_text(st, 0), "owner", sdk_db_text(st, 1), "role", sdk_db_text(st, 2),
+			      "name", sdk_db_text(st, 3), "spec", spec_view(sdk_db_text(st, 4)),
 			      "idempotency_key",
 			      sqlite3_column_type(st, 5) == SQLITE_NULL ? json_null()
-									: json_string(text_col(st, 5)),
-			      "priority", sqlite3_column_int(st, 6), "state", text_col(st, 7),
+									: json_string(sdk_db_text(st, 5)),
+			      "priority", sqlite3_column_int(st, 6), "state", sdk_db_text(st, 7),
 			      "created_ms", (json_int_t)sqlite3_column_int64(st, 8), "seq",
 			      (json_int_t)sqlite3_column_int64(st, 28));
 	json_object_set_new(o, "started_ms", int_or_null(st, 9));
@@ -202,12 +189,12 @@ static json_t *job_from_row(sqlite3_stmt *st)
 	json_object_set_new(o, "cpu_limit_hit", json_boolean(sqlite3_column_int(st, 16)));
 	json_object_set_new(o, "error", sqlite3_column_type(st, 17) == SQLITE_NULL
 						? json_null()
-						: json_string(text_col(st, 17)));
+						: json_string(sdk_db_text(st, 17)));
 	json_object_set_new(o, "usage", json_col(st, 18));
 	json_object_set_new(o, "containment", json_col(st, 19));
 	json_object_set_new(o, "workdir", sqlite3_column_type(st, 20) == SQLITE_NULL
 						  ? json_null()
-						  : json_string(text_col(st, 20)));
+						  : json_string(sdk_db_text(st, 20)));
 	json_object_set_new(o, "output",
 			    json_pack("{s:I, s:I, s:I, s:I, s:b, s:b}", "stdout_bytes",
 				      (json_int_t)sqlite3_column_int64(st, 23), "stderr_bytes",
@@ -223,7 +210,7 @@ static json_t *job_from_row(sqlite3_stmt *st)
 int exe_job_get(sqlite3 *db, const char *id, json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?", &st, err);
+	int rc = sdk_db_prepare(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?", &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -240,14 +227,14 @@ int exe_job_get(sqlite3 *db, const char *id, json_t **out, sdk_err *err)
 int exe_job_state(sqlite3 *db, const char *id, char *state, size_t n, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db, "SELECT state FROM jobs WHERE id = ?", &st, err);
+	int rc = sdk_db_prepare(db, "SELECT state FROM jobs WHERE id = ?", &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	int step = sqlite3_step(st);
 	state[0] = '\0';
 	if (step == SQLITE_ROW)
-		snprintf(state, n, "%s", text_col(st, 0));
+		snprintf(state, n, "%s", sdk_db_text(st, 0));
 	else if (step != SQLITE_DONE)
 		rc = sdk_db_fail(db, err, "job state");
 	sqlite3_finalize(st);
@@ -257,13 +244,13 @@ int exe_job_state(sqlite3 *db, const char *id, char *state, size_t n, sdk_err *e
 int exe_job_spec(sqlite3 *db, const char *id, char **spec_json, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db, "SELECT spec FROM jobs WHERE id = ?", &st, err);
+	int rc = sdk_db_prepare(db, "SELECT spec FROM jobs WHERE id = ?", &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	int step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
-		*spec_json = strdup(text_col(st, 0));
+		*spec_json = strdup(sdk_db_text(st, 0));
 		rc = *spec_json ? 0 : sdk_fail(err, SDK_EIO, "out of memory");
 	} else {
 		rc = step == SQLITE_DONE ? sdk_fail(err, SDK_ENOTFOUND, "no job %s", id)
@@ -278,7 +265,7 @@ int exe_job_set_running(sqlite3 *db, const char *id, int64_t started_ms, pid_t s
 			const char *workdir, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "UPDATE jobs SET state = 'running', started_ms = ?, shim_pid = ?,"
 			 " shim_start = ?, containment = ?, cgroups = ?, workdir = ? WHERE id = ?",
 			 &st, err);
@@ -303,7 +290,7 @@ int exe_job_set_running(sqlite3 *db, const char *id, int64_t started_ms, pid_t s
 int exe_job_set_pid(sqlite3 *db, const char *id, pid_t pid, uint64_t start_ticks, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db, "UPDATE jobs SET pid = ?, pid_start = ? WHERE id = ?", &st, err);
+	int rc = sdk_db_prepare(db, "UPDATE jobs SET pid = ?, pid_start = ? WHERE id = ?", &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
@@ -318,7 +305,7 @@ int exe_job_set_pid(sqlite3 *db, const char *id, pid_t pid, uint64_t start_ticks
 int exe_job_finish(sqlite3 *db, const char *id, const exe_result *r, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "UPDATE jobs SET state = ?, finished_ms = ?, exit_code = ?, signal = ?,"
 			 " timed_out = ?, cancelled = ?, oom_killed = ?, cpu_limit_hit = ?, error = ?,"
 			 " usage = ?, stdout = ?, stderr = ?, stdout_total = ?, stderr_total = ?,"
@@ -363,7 +350,7 @@ int exe_job_finish(sqlite3 *db, const char *id, const exe_result *r, sdk_err *er
 int exe_job_next_queued(sqlite3 *db, char id[EXE_ID_LEN + 1], sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq"
 			 " LIMIT 1",
 			 &st, err);
@@ -371,7 +358,7 @@ int exe_job_next_queued(sqlite3 *db, char id[EXE_ID_LEN + 1], sdk_err *err)
 		return rc;
 	int step = sqlite3_step(st);
 	if (step == SQLITE_ROW)
-		snprintf(id, EXE_ID_LEN + 1, "%s", text_col(st, 0));
+		snprintf(id, EXE_ID_LEN + 1, "%s", sdk_db_text(st, 0));
 	else
 		rc = step == SQLITE_DONE ? SDK_ENOTFOUND : sdk_db_fail(db, err, "next job");
 	sqlite3_finalize(st);
@@ -380,27 +367,17 @@ int exe_job_next_queued(sqlite3 *db, char id[EXE_ID_LEN + 1], sdk_err *err)
 
 int exe_job_count(sqlite3 *db, const char *state, int64_t *out, sdk_err *err)
 {
-	sqlite3_stmt *st;
-	int rc = prepare(db, state ? "SELECT count(*) FROM jobs WHERE state = ?"
-				   : "SELECT count(*) FROM jobs",
-			 &st, err);
-	if (rc < 0)
-		return rc;
-	if (state)
-		sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
-	else
-		rc = sdk_db_fail(db, err, "count jobs");
-	sqlite3_finalize(st);
-	return rc;
+	return sdk_db_count(db,
+			    state ? "SELECT count(*) FROM jobs WHERE state = ?"
+				  : "SELECT count(*) FROM jobs",
+			    state, out, "count jobs", err);
 }
 
 int exe_job_list(sqlite3 *db, const char *state, int64_t cursor, unsigned limit, json_t **out,
 		 sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 state ? "SELECT " JOB_COLUMNS " FROM jobs WHERE seq < ? AND state = ?"
 				 " ORDER BY seq DESC LIMIT ?"
 			       : "SELECT " JOB_COLUMNS " FROM jobs WHERE seq < ? ORDER BY seq DESC"
@@ -430,7 +407,7 @@ int exe_job_output(sqlite3 *db, const char *id, int stream, char **buf, size_t *
 		   sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db, stream ? "SELECT stderr FROM jobs WHERE id = ?"
+	int rc = sdk_db_prepare(db, stream ? "SELECT stderr FROM jobs WHERE id = ?"
 				    : "SELECT stdout FROM jobs WHERE id = ?",
 			 &st, err);
 	if (rc < 0)
@@ -459,7 +436,7 @@ int exe_job_output(sqlite3 *db, const char *id, int stream, char **buf, size_t *
 int exe_jobs_running(sqlite3 *db, exe_running_fn fn, void *arg, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "SELECT id, coalesce(shim_pid, 0), coalesce(shim_start, 0), coalesce(pid, 0),"
 			 " coalesce(pid_start, 0), cgroups, coalesce(workdir, '') FROM jobs"
 			 " WHERE state = 'running'",
@@ -469,9 +446,9 @@ int exe_jobs_running(sqlite3 *db, exe_running_fn fn, void *arg, sdk_err *err)
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *cg = json_col(st, 5);
-		fn(text_col(st, 0), (pid_t)sqlite3_column_int64(st, 1),
+		fn(sdk_db_text(st, 0), (pid_t)sqlite3_column_int64(st, 1),
 		   (uint64_t)sqlite3_column_int64(st, 2), (pid_t)sqlite3_column_int64(st, 3),
-		   (uint64_t)sqlite3_column_int64(st, 4), cg, text_col(st, 6), arg);
+		   (uint64_t)sqlite3_column_int64(st, 4), cg, sdk_db_text(st, 6), arg);
 		json_decref(cg);
 	}
 	sqlite3_finalize(st);
@@ -481,7 +458,7 @@ int exe_jobs_running(sqlite3 *db, exe_running_fn fn, void *arg, sdk_err *err)
 int exe_job_prune(sqlite3 *db, unsigned keep, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND seq <"
 			 " (SELECT seq FROM jobs WHERE state NOT IN ('queued', 'running')"
 			 " ORDER BY seq DESC LIMIT 1 OFFSET ?)",

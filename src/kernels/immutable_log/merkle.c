@@ -199,3 +199,30 @@ int ilog_consistency_proof(const ilog_source *src, uint64_t first, uint64_t seco
 	*n_out = n;
 	return 0;
 }
+
+/* RFC 9162 section 2.1.3.2, for archives checked away from the log. */
+bool ilog_inclusion_verify(uint64_t index, uint64_t size, const ilog_hash leaf,
+			   const ilog_hash *path, size_t n, const ilog_hash root)
+{
+	if (index >= size)
+		return false;
+	uint64_t fn = index, sn = size - 1;
+	ilog_hash r;
+	memcpy(r, leaf, ILOG_HASH_BYTES);
+	for (size_t i = 0; i < n; i++) {
+		if (sn == 0)
+			return false;
+		if ((fn & 1) || fn == sn) {
+			ilog_hash_node(path[i], r, r);
+			while (!(fn & 1) && fn != 0) {
+				fn >>= 1;
+				sn >>= 1;
+			}
+		} else {
+			ilog_hash_node(r, path[i], r);
+		}
+		fn >>= 1;
+		sn >>= 1;
+	}
+	return sn == 0 && !memcmp(r, root, ILOG_HASH_BYTES);
+}

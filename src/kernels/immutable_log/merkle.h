@@ -14,6 +14,7 @@
 
 #include "kernels/layer.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,6 +73,12 @@ int ilog_inclusion_proof(const ilog_source *src, uint64_t index, uint64_t size,
  * first == second gives the empty proof. */
 int ilog_consistency_proof(const ilog_source *src, uint64_t first, uint64_t second,
 			   ilog_hash out[ILOG_PROOF_MAX], size_t *n_out);
+
+/* Whether `path` proves `leaf` is entry `index` of the tree of `size`
+ * leaves with root `root` (RFC 9162 2.1.3.2): for checking an archive
+ * without the log. */
+bool ilog_inclusion_verify(uint64_t index, uint64_t size, const ilog_hash leaf,
+			   const ilog_hash *path, size_t n, const ilog_hash root);
 
 /* Lower-case hex of a hash into `out` (65 bytes with the NUL). */
 void ilog_hash_hex(const ilog_hash h, char out[2 * ILOG_HASH_BYTES + 1]);

@@ -16,16 +16,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define ILOG_SCHEMA_VERSION 1
-
-#define ILOG_STR_(x) #x
-#define ILOG_STR(x) ILOG_STR_(x)
 
 #define ILOG_APPEND_ONLY(table) \
 	"CREATE TRIGGER IF NOT EXISTS " table "_no_update BEFORE UPDATE ON " table \
 	" BEGIN SELECT RAISE(ABORT, 'the immutable log is append-only'); END;" \
 	"CREATE TRIGGER IF NOT EXISTS " table "_no_delete BEFORE DELETE ON " table \
+	" BEGIN SELECT RAISE(ABORT, 'the immutable log is append-only'); END;"
+
+/* Archival (docs/immutable-log.md "Archival") is the one way past the
+ * triggers: an entry may be deleted only once a row of `archives` covers
+ * its index, and that row is written in the same transaction. A bare
+ * DELETE (the sqlite3 shell) still hits the trigger. `archives` itself is
+ * append-only like the rest. */
+#define ILOG_ARCHIVES_TABLE \
+	"CREATE TABLE IF NOT EXISTS archives (" \
+	"  end_idx INTEGER PRIMARY KEY CHECK (end_idx > 0)," \
+	"  first INTEGER NOT NULL CHECK (first >= 0 AND first < end_idx)," \
+	"  sha256 TEXT NOT NULL CHECK (length(sha256) = 64)," \
+	"  file TEXT NOT NULL," \
+	"  tree_size INTEGER NOT NULL," \
+	"  created_at INTEGER NOT NULL" \
+	");"
+#define ILOG_ENTRIES_NO_DELETE \
+	"CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries" \
+	" WHEN OLD.idx >= (SELECT coalesce(max(end_idx), 0) FROM archives)" \
+	" BEGIN SELECT RAISE(ABORT, 'the immutable log is append-only'); END;"
+#define ILOG_NO_UPDATE(table) \
+	"CREATE TRIGGER IF NOT EXISTS " table "_no_update BEFORE UPDATE ON " table \
 	" BEGIN SELECT RAISE(ABORT, 'the immutable log is append-only'); END;"
 
 static const char ilog_schema[] =
@@ -51,10 +70,22 @@ static const char ilog_schema[] =
 	"  key TEXT PRIMARY KEY,"
 	"  value BLOB NOT NULL"
 	");"
-	ILOG_APPEND_ONLY("entries")
+	ILOG_ARCHIVES_TABLE
+	ILOG_NO_UPDATE("entries")
+	ILOG_ENTRIES_NO_DELETE
 	ILOG_APPEND_ONLY("nodes")
 	ILOG_APPEND_ONLY("tree_heads")
-	"PRAGMA user_version = " ILOG_STR(ILOG_SCHEMA_VERSION) ";";
+	ILOG_APPEND_ONLY("archives");
+
+/* The steps of sdk/migrate.h, declared in immutable_log_kernel: 1 had
+ * entries, nodes, tree_heads and meta; 2 added archives, and the DELETE
+ * trigger of entries (made again by the schema above) lets through only
+ * entries an archives row covers. */
+const sdk_mig_step ilog_migrations[ILOG_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = "DROP TRIGGER IF EXISTS entries_no_delete;",
+	  .what = "(archives; entries deletable only where archived)" },
+};
 
 enum ilog_stmt {
 	ILOG_SQL_INS_ENTRY,
@@ -66,6 +97,11 @@ enum ilog_stmt {
 	ILOG_SQL_STH_LATEST,
 	ILOG_SQL_META_GET,
 	ILOG_SQL_META_PUT,
+	ILOG_SQL_ARCHIVED,
+	ILOG_SQL_ARCHIVE_OF,
+	ILOG_SQL_ARCHIVE_INS,
+	ILOG_SQL_REMOVE,
+	ILOG_SQL_CREATED_AT,
 	ILOG_SQL_N
 };
 
@@ -78,19 +114,30 @@ static const char *const ilog_sql[ILOG_SQL_N] = {
 				 " FROM entries AS e LEFT JOIN nodes AS n"
 				 " ON n.level = 0 AND n.idx = e.idx"
 				 " WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx",
-	[ILOG_SQL_SIZE] = "SELECT coalesce(max(idx) + 1, 0) FROM entries",
+	/* Archived entries count: the tree never shrinks. */
+	[ILOG_SQL_SIZE] = "SELECT max(coalesce((SELECT max(idx) + 1 FROM entries), 0),"
+			  " coalesce((SELECT max(end_idx) FROM archives), 0))",
 	[ILOG_SQL_STH_SAVE] = "INSERT OR IGNORE INTO tree_heads (tree_size, timestamp, root,"
 			      " signature) VALUES (?1, ?2, ?3, ?4)",
 	[ILOG_SQL_STH_LATEST] = "SELECT tree_size, timestamp, root, signature FROM tree_heads"
 				" ORDER BY tree_size DESC LIMIT 1",
 	[ILOG_SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[ILOG_SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+	[ILOG_SQL_ARCHIVED] = "SELECT coalesce(max(end_idx), 0), count(*) FROM archives",
+	[ILOG_SQL_ARCHIVE_OF] = "SELECT first, end_idx, sha256, file, tree_size, created_at"
+				" FROM archives WHERE first <= ?1 AND end_idx > ?1",
+	[ILOG_SQL_ARCHIVE_INS] = "INSERT INTO archives (first, end_idx, sha256, file, tree_size,"
+				 " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ILOG_SQL_REMOVE] = "DELETE FROM entries WHERE idx >= ?1 AND idx < ?2",
+	[ILOG_SQL_CREATED_AT] = "SELECT created_at FROM entries WHERE idx = ?1",
 };
 
 struct ilog_store {
 	sqlite3 *db;
 	sqlite3_stmt *st[ILOG_SQL_N];
 	ilog_frontier frontier;
+	uint64_t archived_before; /* entries below it are in archive files */
+	uint64_t n_archives;
 	char broken[256];
 };
 
@@ -150,17 +197,41 @@ static ilog_source ilog_source_of(struct ilog_node_read *r)
 
 /* ---- open and close */
 
-static int ilog_schema_check(sqlite3 *db, sdk_err *err)
+/* Brings the file to ILOG_SCHEMA_VERSION (the runtime did already, from the
+ * kernel's declaration: a no-op then, so the store stands alone), then
+ * makes what is missing of the schema in one transaction. */
+static int ilog_schema_migrate(sqlite3 *db, sdk_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return ilog_fail_sql(db, err, "reading the schema version");
-	int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
-	if (v > ILOG_SCHEMA_VERSION)
-		return sdk_fail(err, SDK_EIO,
-				 "the database has schema version %d; this build knows %d", v,
-				 ILOG_SCHEMA_VERSION);
+	sdk_mig_def def = { .store = "immutable_log",
+			    .version = ILOG_SCHEMA_VERSION,
+			    .steps = ilog_migrations,
+			    .n_steps = ILOG_SCHEMA_VERSION };
+	int rc = sdk_mig_run(db, &def, NULL, err);
+	if (rc)
+		return rc;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return ilog_fail_sql(db, err, "starting the schema transaction");
+	if (sqlite3_exec(db, ilog_schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = ilog_fail_sql(db, err, "creating the schema");
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	return 0;
+}
+
+static int ilog_archived_read(ilog_store *s, sdk_err *err)
+{
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_ARCHIVED);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		int rc = ilog_fail_sql(s->db, err, "reading archives");
+		sqlite3_reset(st);
+		return rc;
+	}
+	sqlite3_int64 end = sqlite3_column_int64(st, 0), n = sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	s->archived_before = end > 0 ? (uint64_t)end : 0;
+	s->n_archives = n > 0 ? (uint64_t)n : 0;
 	return 0;
 }
 
@@ -206,11 +277,9 @@ static void ilog_check_tail(ilog_store *s, uint64_t size)
 
 int ilog_store_open(sqlite3 *db, ilog_store **out, sdk_err *err)
 {
-	int rc = ilog_schema_check(db, err);
+	int rc = ilog_schema_migrate(db, err);
 	if (rc)
 		return rc;
-	if (sqlite3_exec(db, ilog_schema, NULL, NULL, NULL) != SQLITE_OK)
-		return ilog_fail_sql(db, err, "creating the schema");
 	ilog_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return sdk_fail(err, SDK_EIO, "out of memory");
@@ -224,7 +293,9 @@ int ilog_store_open(sqlite3 *db, ilog_store **out, sdk_err *err)
 		}
 	}
 	uint64_t size = 0;
-	rc = ilog_size_read(s, &size, err);
+	rc = ilog_archived_read(s, err);
+	if (!rc)
+		rc = ilog_size_read(s, &size, err);
 	if (rc) {
 		ilog_store_close(s);
 		return rc;
@@ -292,6 +363,24 @@ static int ilog_insert_entry(ilog_store *s, uint64_t index, const ilog_item *it,
 	return 0;
 }
 
+/* Appends inside the caller's transaction, advancing `next`. */
+static int ilog_append_tx(ilog_store *s, ilog_frontier *next, const ilog_item *items, size_t n,
+			  int64_t now_ms, ilog_hash *leaf_hashes, sdk_err *err)
+{
+	struct ilog_append a = { s, err };
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		ilog_hash leaf;
+		ilog_hash_leaf(items[i].data, items[i].len, leaf);
+		if (leaf_hashes)
+			memcpy(leaf_hashes[i], leaf, ILOG_HASH_BYTES);
+		rc = ilog_insert_entry(s, next->size, &items[i], now_ms, err);
+		if (!rc)
+			rc = ilog_frontier_push(next, leaf, ilog_emit_node, &a);
+	}
+	return rc;
+}
+
 int ilog_store_append(ilog_store *s, const ilog_item *items, size_t n, int64_t now_ms,
 		      uint64_t *first_index, ilog_hash *leaf_hashes, sdk_err *err)
 {
@@ -304,16 +393,7 @@ int ilog_store_append(ilog_store *s, const ilog_item *items, size_t n, int64_t n
 		return rc;
 	/* The frontier changes only once the transaction has committed. */
 	ilog_frontier next = s->frontier;
-	struct ilog_append a = { s, err };
-	for (size_t i = 0; i < n && !rc; i++) {
-		ilog_hash leaf;
-		ilog_hash_leaf(items[i].data, items[i].len, leaf);
-		if (leaf_hashes)
-			memcpy(leaf_hashes[i], leaf, ILOG_HASH_BYTES);
-		rc = ilog_insert_entry(s, next.size, &items[i], now_ms, err);
-		if (!rc)
-			rc = ilog_frontier_push(&next, leaf, ilog_emit_node, &a);
-	}
+	rc = ilog_append_tx(s, &next, items, n, now_ms, leaf_hashes, err);
 	if (!rc)
 		rc = ilog_exec(s, "COMMIT", err);
 	if (rc) {
@@ -322,6 +402,142 @@ int ilog_store_append(ilog_store *s, const ilog_item *items, size_t n, int64_t n
 	}
 	*first_index = s->frontier.size;
 	s->frontier = next;
+	return 0;
+}
+
+/* ---- archival */
+
+uint64_t ilog_store_archived(const ilog_store *s) { return s->archived_before; }
+
+uint64_t ilog_store_archive_count(const ilog_store *s) { return s->n_archives; }
+
+int ilog_store_archive_of(ilog_store *s, uint64_t index, json_t **out, sdk_err *err)
+{
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_ARCHIVE_OF);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = json_pack("{s:I, s:I, s:s, s:s, s:I, s:I}", "first",
+				 (json_int_t)sqlite3_column_int64(st, 0), "end",
+				 (json_int_t)sqlite3_column_int64(st, 1), "sha256",
+				 sdk_db_text(st, 2), "file", sdk_db_text(st, 3), "tree_size",
+				 (json_int_t)sqlite3_column_int64(st, 4), "archived_at",
+				 (json_int_t)sqlite3_column_int64(st, 5));
+		sqlite3_reset(st);
+		return *out ? 0 : sdk_fail(err, SDK_EIO, "out of memory");
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return sdk_fail(err, SDK_ENOTFOUND, "entry %llu is in no archive",
+				 (unsigned long long)index);
+	return ilog_fail_sql(s->db, err, "reading archives");
+}
+
+int ilog_store_index_at(ilog_store *s, int64_t t_ms, uint64_t *out, sdk_err *err)
+{
+	/* Binary search on the primary key: O(log n) reads, no scan. */
+	uint64_t lo = s->archived_before, hi = s->frontier.size;
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_CREATED_AT);
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)mid);
+		int rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW) {
+			sqlite3_reset(st);
+			if (rc == SQLITE_DONE)
+				return sdk_fail(err, SDK_ECORRUPT, "entry %llu is missing from storage",
+						 (unsigned long long)mid);
+			return ilog_fail_sql(s->db, err, "reading an entry's time");
+		}
+		if (sqlite3_column_int64(st, 0) < t_ms)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	sqlite3_reset(st);
+	*out = lo;
+	return 0;
+}
+
+/* A test hook: GRACE_TEST_ILOG_REMOVE_STALL=END:MS sleeps MS inside the
+ * transaction that removes a range ending at END, so a test can kill the
+ * process there. */
+static void ilog_remove_stall(uint64_t end)
+{
+	const char *env = getenv("GRACE_TEST_ILOG_REMOVE_STALL");
+	unsigned long long at;
+	long ms;
+	if (env && sscanf(env, "%llu:%ld", &at, &ms) == 2 && at == end && ms > 0 && ms <= 60000) {
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int ilog_meta_put_int(ilog_store *s, const char *key, int64_t v, sdk_err *err)
+{
+	char buf[24];
+	int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+	return ilog_store_meta_put(s, key, (const unsigned char *)buf, (size_t)n, err);
+}
+
+int ilog_store_remove(ilog_store *s, const ilog_archive_rec *a, const ilog_item *record,
+		      int64_t now_ms, uint64_t *record_index, sdk_err *err)
+{
+	if (s->broken[0])
+		return sdk_fail(err, SDK_ECORRUPT, "removal is refused: %s", s->broken);
+	if (a->first != s->archived_before || a->end <= a->first || a->end > s->frontier.size)
+		return sdk_fail(err, SDK_ECONFLICT,
+				 "entries [%llu, %llu) cannot be removed: the next to archive"
+				 " start at %llu and the log has %llu",
+				 (unsigned long long)a->first, (unsigned long long)a->end,
+				 (unsigned long long)s->archived_before,
+				 (unsigned long long)s->frontier.size);
+	int rc = ilog_exec(s, "BEGIN IMMEDIATE", err);
+	if (rc)
+		return rc;
+	ilog_frontier next = s->frontier;
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_ARCHIVE_INS);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)a->first);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)a->end);
+	sqlite3_bind_text(st, 3, a->sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, a->file, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)a->tree_size);
+	sqlite3_bind_int64(st, 6, now_ms);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ilog_fail_sql(s->db, err, "recording the archive");
+	sqlite3_reset(st);
+	if (!rc) {
+		st = ilog_stmt(s, ILOG_SQL_REMOVE);
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)a->first);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)a->end);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0
+						      : ilog_fail_sql(s->db, err, "removing entries");
+		sqlite3_reset(st);
+	}
+	if (!rc && (uint64_t)sqlite3_changes(s->db) != a->end - a->first)
+		rc = sdk_fail(err, SDK_ECORRUPT, "entries [%llu, %llu) were not all stored",
+			      (unsigned long long)a->first, (unsigned long long)a->end);
+	if (!rc)
+		rc = ilog_meta_put_int(s, "archived_before", (int64_t)a->end, err);
+	if (!rc)
+		rc = ilog_store_meta_put(s, "archive_sha256", (const unsigned char *)a->sha256,
+					 strlen(a->sha256), err);
+	if (!rc)
+		rc = ilog_meta_put_int(s, "archived_at", now_ms, err);
+	if (!rc)
+		rc = ilog_append_tx(s, &next, record, 1, now_ms, NULL, err);
+	if (!rc) {
+		ilog_remove_stall(a->end);
+		rc = ilog_exec(s, "COMMIT", err);
+	}
+	if (rc) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc < 0 ? rc : SDK_EIO;
+	}
+	*record_index = s->frontier.size;
+	s->frontier = next;
+	s->archived_before = a->end;
+	s->n_archives++;
 	return 0;
 }
 

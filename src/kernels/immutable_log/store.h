@@ -12,6 +12,7 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 #include "merkle.h"
 
 #include <jansson.h>
@@ -19,6 +20,12 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+/* The store's schema version and its steps (sdk/migrate.h), declared in
+ * immutable_log_kernel: a change is a new step and a new fixture directory
+ * (docs/upgrades.md). */
+#define ILOG_SCHEMA_VERSION 2
+extern const sdk_mig_step ilog_migrations[ILOG_SCHEMA_VERSION];
 
 /* How an entry came in: it decides only how GET shows it, never its hash. */
 enum ilog_kind { ILOG_KIND_BYTES = 0, ILOG_KIND_JSON = 1 };
@@ -97,6 +104,34 @@ int ilog_store_meta_put(ilog_store *s, const char *key, const unsigned char *val
 /* Canonical bytes of a JSON value as stored: compact, keys sorted, UTF-8
  * (see docs/immutable-log.md). A new string for free(), or NULL. */
 char *ilog_canonical_json(const json_t *value);
+
+/* ---- Archival (docs/immutable-log.md "Archival").
+ *
+ * Entries below ilog_store_archived() have been exported to archive files
+ * and their bytes removed; every subtree hash (leaf hashes included) is
+ * kept, so proofs and roots of every size still work. */
+typedef struct ilog_archive_rec {
+	uint64_t first, end; /* the entries [first, end) */
+	uint64_t tree_size;  /* of the signed head the archive's proofs are against */
+	const char *sha256;  /* of the archive file, lower-case hex */
+	const char *file;    /* its name under DATA_DIR/archive/ */
+} ilog_archive_rec;
+
+uint64_t ilog_store_archived(const ilog_store *s);
+uint64_t ilog_store_archive_count(const ilog_store *s);
+/* The archive holding entry `index`: {"first","end","sha256","file",
+ * "tree_size","archived_at"} (a new reference), or SDK_ENOTFOUND. */
+int ilog_store_archive_of(ilog_store *s, uint64_t index, json_t **out, sdk_err *err);
+/* The first unarchived index appended at or after t_ms (the size when
+ * none): entries are appended in time order, so a binary search. */
+int ilog_store_index_at(ilog_store *s, int64_t t_ms, uint64_t *out, sdk_err *err);
+/* In one transaction: records `a` in `archives` and in meta
+ * (archived_before, archive_sha256, archived_at), deletes the entries'
+ * bytes and appends `record` (the archival's own entry, at
+ * *record_index). a->first must be ilog_store_archived() (SDK_ECONFLICT
+ * otherwise). */
+int ilog_store_remove(ilog_store *s, const ilog_archive_rec *a, const ilog_item *record,
+		      int64_t now_ms, uint64_t *record_index, sdk_err *err);
 
 /* ---- Full verification, in steps, on a connection of its own.
  *

@@ -22,12 +22,14 @@
 struct ilog_verify {
 	sqlite3 *db;
 	sqlite3_stmt *entries;
+	sqlite3_stmt *archived; /* leaf hashes of archived entries */
 	sqlite3_stmt *heads;
 	sqlite3_stmt *levels[ILOG_LEVELS_MAX];
 	unsigned char public_key[crypto_sign_PUBLICKEYBYTES];
 	uint64_t mem_size;
 	ilog_hash mem_root;
 	uint64_t total; /* entries in the snapshot: largest index + 1 */
+	uint64_t archived_before; /* entries below: checked by their kept leaf hashes */
 	ilog_frontier f;
 	ilog_sth head; /* the next stored head, when have_head */
 	bool have_head;
@@ -186,18 +188,28 @@ int ilog_verify_begin(const char *db_path,
 	 * whatever is appended while the steps run. */
 	sqlite3_stmt *count = NULL;
 	if (sqlite3_exec(v->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(v->db, "SELECT coalesce(max(idx) + 1, 0) FROM entries", -1, &count,
-			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(v->db,
+			       "SELECT coalesce((SELECT max(idx) + 1 FROM entries), 0),"
+			       " coalesce((SELECT max(end_idx) FROM archives), 0)",
+			       -1, &count, NULL) != SQLITE_OK ||
 	    sqlite3_step(count) != SQLITE_ROW) {
 		rc = ilog_verify_io(v, err, "starting the snapshot");
 		sqlite3_finalize(count);
 		goto fail;
 	}
 	sqlite3_int64 total = sqlite3_column_int64(count, 0);
+	sqlite3_int64 archived = sqlite3_column_int64(count, 1);
+	v->archived_before = archived > 0 ? (uint64_t)archived : 0;
 	v->total = total > 0 ? (uint64_t)total : 0;
+	if (v->total < v->archived_before)
+		v->total = v->archived_before;
 	sqlite3_finalize(count);
-	if (sqlite3_prepare_v2(v->db, "SELECT idx, data FROM entries ORDER BY idx", -1, &v->entries,
-			       NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(v->db, "SELECT idx, data FROM entries WHERE idx >= ?1 ORDER BY idx",
+			       -1, &v->entries, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(v->db,
+			       "SELECT idx, hash FROM nodes WHERE level = 0 AND idx < ?1"
+			       " ORDER BY idx",
+			       -1, &v->archived, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(v->db,
 			       "SELECT tree_size, timestamp, root, signature FROM tree_heads"
 			       " ORDER BY tree_size",
@@ -205,6 +217,8 @@ int ilog_verify_begin(const char *db_path,
 		rc = ilog_verify_io(v, err, "preparing the scan");
 		goto fail;
 	}
+	sqlite3_bind_int64(v->entries, 1, (sqlite3_int64)v->archived_before);
+	sqlite3_bind_int64(v->archived, 1, (sqlite3_int64)v->archived_before);
 	rc = ilog_verify_next_head(v, err);
 	if (rc)
 		goto fail;
@@ -262,25 +276,43 @@ int ilog_verify_step(ilog_verify *v, unsigned budget, sdk_err *err)
 	v->err = err;
 	int rc = ilog_verify_heads(v, err);
 	for (unsigned i = 0; !rc && !v->done && i < budget; i++) {
-		int step = sqlite3_step(v->entries);
-		if (step == SQLITE_DONE) {
+		/* Archived entries have no bytes left: their kept leaf hashes
+		 * rebuild every subtree above them, which is checked as usual. */
+		bool archived = v->f.size < v->archived_before;
+		sqlite3_stmt *cur = archived ? v->archived : v->entries;
+		int step = sqlite3_step(cur);
+		if (step == SQLITE_DONE && !archived) {
 			rc = ilog_verify_finish(v, err);
 			break;
 		}
-		if (step != SQLITE_ROW) {
+		if (step != SQLITE_ROW && step != SQLITE_DONE) {
 			rc = ilog_verify_io(v, err, "reading entries");
 			break;
 		}
-		sqlite3_int64 idx = sqlite3_column_int64(v->entries, 0);
+		sqlite3_int64 idx = step == SQLITE_ROW ? sqlite3_column_int64(cur, 0) : -1;
 		if (idx < 0 || (uint64_t)idx != v->f.size) {
-			ilog_verify_fail(v, true, v->f.size, "entry %llu is missing",
+			ilog_verify_fail(v, true, v->f.size,
+					 archived ? "the kept leaf hash of archived entry %llu is"
+						    " missing"
+						  : "entry %llu is missing",
 					 (unsigned long long)v->f.size);
 			break;
 		}
-		const void *data = sqlite3_column_blob(v->entries, 1);
-		size_t len = (size_t)sqlite3_column_bytes(v->entries, 1);
 		ilog_hash leaf;
-		ilog_hash_leaf(data ? data : "", len, leaf);
+		if (archived) {
+			if (sqlite3_column_bytes(cur, 1) != ILOG_HASH_BYTES) {
+				ilog_verify_fail(v, true, v->f.size,
+						 "the kept leaf hash of archived entry %llu is"
+						 " malformed",
+						 (unsigned long long)v->f.size);
+				break;
+			}
+			memcpy(leaf, sqlite3_column_blob(cur, 1), ILOG_HASH_BYTES);
+		} else {
+			const void *data = sqlite3_column_blob(cur, 1);
+			size_t len = (size_t)sqlite3_column_bytes(cur, 1);
+			ilog_hash_leaf(data ? data : "", len, leaf);
+		}
 		int push = ilog_frontier_push(&v->f, leaf, ilog_verify_emit, v);
 		if (push < 0)
 			rc = push;
@@ -310,6 +342,8 @@ json_t *ilog_verify_report(const ilog_verify *v)
 	}
 	json_object_set_new(r, "tree_size", json_integer((json_int_t)v->total));
 	json_object_set_new(r, "entries_checked", json_integer((json_int_t)v->f.size));
+	/* Of those, the archived ones were checked by their kept leaf hashes. */
+	json_object_set_new(r, "archived_entries", json_integer((json_int_t)v->archived_before));
 	json_object_set_new(r, "tree_heads_checked", json_integer((json_int_t)v->heads_checked));
 	return r;
 }
@@ -319,6 +353,7 @@ void ilog_verify_free(ilog_verify *v)
 	if (!v)
 		return;
 	sqlite3_finalize(v->entries);
+	sqlite3_finalize(v->archived);
 	sqlite3_finalize(v->heads);
 	for (unsigned i = 0; i < ILOG_LEVELS_MAX; i++)
 		sqlite3_finalize(v->levels[i]);

@@ -20,8 +20,6 @@
 
 #define LIB_SOURCE_MAX PATH_MAX
 
-#define LIB_STR_(x) #x
-#define LIB_STR(x) LIB_STR_(x)
 
 /* Bump LIB_SCHEMA_VERSION and add a migration step when this changes; a
  * database written by a newer build is refused rather than half-understood.
@@ -132,9 +130,10 @@
 	"CREATE UNIQUE INDEX IF NOT EXISTS documents_by_hash ON documents (hash)" \
 	"  WHERE hash IS NOT NULL;"
 
+/* Today's tables (version LIB_SCHEMA_VERSION), run on every open after
+ * the migrations (sdk/migrate.h): additions are CREATE ... IF NOT EXISTS. */
 static const char lib_schema[] =
-	LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST LIB_IX_SCHEMA LIB_SCHEMA_HASH
-	"PRAGMA user_version = " LIB_STR(LIB_SCHEMA_VERSION) ";";
+	LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST LIB_IX_SCHEMA LIB_SCHEMA_HASH;
 
 /* Version 1 had documents without owner and size, an update trigger on
  * every column, and no ingest tables. */
@@ -143,14 +142,24 @@ static const char lib_migrate_1[] =
 	"ALTER TABLE documents ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"
 	"DROP TRIGGER IF EXISTS documents_au;"
 	LIB_SCHEMA_REST
-	"UPDATE documents SET size = length(CAST(title AS BLOB)) + length(CAST(body AS BLOB));"
-	"PRAGMA user_version = 2;";
+	"UPDATE documents SET size = length(CAST(title AS BLOB)) + length(CAST(body AS BLOB));";
 
 /* Version 2 had no block index: its tables are made empty and marked
- * incomplete, and lib_store_init builds them from the documents. */
+ * incomplete here (a short step, whatever the corpus), and lib_store_init
+ * builds them from the documents after the migration, LIB_BUILD_STEP
+ * documents per transaction, before the kernel says READY. */
 static const char lib_migrate_2[] =
 	"ALTER TABLE documents ADD COLUMN hash BLOB NULL;"
-	LIB_IX_SCHEMA "PRAGMA user_version = 3;";
+	LIB_IX_SCHEMA
+	"INSERT OR IGNORE INTO ix_meta (id, docs, tokens, gen, next_term, complete)"
+	" VALUES (1, 0, 0, 1, 1, 0);";
+
+const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = lib_migrate_1, .what = "(documents' owner and size, the ingest tables)" },
+	{ .sql = lib_migrate_2,
+	  .what = "(documents' hash, the block index's tables, marked to be built)" },
+};
 
 static const char lib_sql_insert[] =
 	"INSERT INTO documents (title, body, tags, source, created_at, owner, size, hash)"
@@ -256,47 +265,18 @@ int lib_tx_commit(sqlite3 *db, bool nested, lib_err *err)
 	return rc;
 }
 
-static int lib_user_version(sqlite3 *db, int *version, lib_err *err)
+static bool lib_no_documents(sqlite3 *db)
 {
 	sqlite3_stmt *st;
-	int rc;
+	bool none = false;
 
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st,
+	if (sqlite3_prepare_v2(db, "SELECT NOT EXISTS (SELECT 1 FROM documents)", -1, &st,
 			       NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "read schema version");
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*version = sqlite3_column_int(st, 0);
-		rc = SDK_OK;
-	} else {
-		rc = lib_fail_sql(db, err, "read schema version");
-	}
+		return false;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		none = sqlite3_column_int(st, 0) != 0;
 	sqlite3_finalize(st);
-	return rc;
-}
-
-static int lib_schema_create(sqlite3 *db, lib_err *err)
-{
-	int version = 0, rc;
-
-	rc = lib_user_version(db, &version, err);
-	if (rc)
-		return rc;
-	if (version > LIB_SCHEMA_VERSION)
-		return sdk_fail(err, SDK_EIO,
-				"schema version %d is newer than supported (%d)",
-				version, LIB_SCHEMA_VERSION);
-	if (version == 1 &&
-	    sqlite3_exec(db, lib_migrate_1, NULL, NULL, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "migrate schema 1 to 2");
-	if (version >= 1 && version <= 2 &&
-	    sqlite3_exec(db, lib_migrate_2, NULL, NULL, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "migrate schema 2 to 3");
-	if (sqlite3_exec(db, lib_schema, NULL, NULL, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "create schema");
-	/* A new database is complete with nothing in it; a migrated one is
-	 * not until the build below has indexed its documents. */
-	return lib_ix_init(db, version == 0, err);
+	return none;
 }
 
 int lib_store_init(sqlite3 *db, lib_err *err)
@@ -306,12 +286,25 @@ int lib_store_init(sqlite3 *db, lib_err *err)
 
 	if (!db)
 		return sdk_fail(err, SDK_EINVAL, "no database");
-	/* The version is read under the write lock so two processes starting
-	 * at once cannot both decide to create or migrate. */
+	/* The runtime ran it already (librarian_kernel's declaration); run
+	 * here too (a no-op then) so the store stands alone. */
+	sdk_mig_def def = { .store = "librarian",
+			    .version = LIB_SCHEMA_VERSION,
+			    .steps = lib_migrations,
+			    .n_steps = LIB_SCHEMA_VERSION };
+	rc = sdk_mig_run(db, &def, NULL, err);
+	if (rc)
+		return rc;
 	rc = lib_tx_begin(db, &nested, err);
 	if (rc)
 		return rc;
-	rc = lib_schema_create(db, err);
+	if (sqlite3_exec(db, lib_schema, NULL, NULL, NULL) != SQLITE_OK)
+		rc = lib_fail_sql(db, err, "create schema");
+	/* A file with no documents has a complete (empty) index; one with
+	 * documents and no meta row yet (made by the migration step 2->3
+	 * otherwise) is built below. */
+	if (!rc)
+		rc = lib_ix_init(db, lib_no_documents(db), err);
 	if (rc) {
 		lib_tx_rollback(db, nested);
 		return rc;

@@ -16,12 +16,16 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+/* A schema change is a new step in lib_migrations and a new fixture
+ * directory (docs/upgrades.md). */
 #define LIB_SCHEMA_VERSION 3
+extern const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION];
 #define LIB_TITLE_MAX 1024u
 #define LIB_BODY_MAX (4u << 20)
 #define LIB_TAGS_MAX 32u

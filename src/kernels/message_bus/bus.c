@@ -586,6 +586,51 @@ static void bus_close(sdk_kernel *k)
 	k->state = NULL;
 }
 
+/* The counters of /stats, on /metrics too (the SDK's kernel hook). */
+static void bus_metrics(sdk_kernel *k, struct evbuffer *out)
+{
+	bus *b = k->state;
+	const bus_stats *s = &b->stats;
+	const char *kl = k->def->name;
+	const struct {
+		const char *name, *help;
+		uint64_t v;
+	} counters[] = {
+		{ "grace_bus_published_total", "Messages published (committed).", s->published },
+		{ "grace_bus_commit_batches_total", "Group commits.", s->batches },
+		{ "grace_bus_commit_failures_total", "Group commits that failed.", s->commit_failures },
+		{ "grace_bus_streamed_total", "Messages sent to SSE subscribers.", s->streamed },
+		{ "grace_bus_polled_total", "Messages delivered to consumer group polls.", s->polled },
+		{ "grace_bus_polls_abandoned_total", "Long polls whose client went away.", s->polls_abandoned },
+		{ "grace_bus_acked_total", "Messages acknowledged by consumer groups.", s->acked },
+		{ "grace_bus_dead_lettered_total", "Messages moved to a dead letter subject.", s->dead_lettered },
+		{ "grace_bus_retention_deleted_total", "Messages removed by retention.", s->retention_deleted },
+	};
+	for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{kernel=\"%s\"} %llu\n",
+				    counters[i].name, counters[i].help, counters[i].name,
+				    counters[i].name, kl, (unsigned long long)counters[i].v);
+	evbuffer_add_printf(out,
+			    "# HELP grace_bus_subscribers SSE subscribers connected.\n"
+			    "# TYPE grace_bus_subscribers gauge\n"
+			    "grace_bus_subscribers{kernel=\"%s\"} %u\n"
+			    "# HELP grace_bus_waiting_polls Consumer group polls waiting for messages.\n"
+			    "# TYPE grace_bus_waiting_polls gauge\n"
+			    "grace_bus_waiting_polls{kernel=\"%s\"} %u\n"
+			    "# HELP grace_bus_pending_publishes Publishes waiting for the next group commit.\n"
+			    "# TYPE grace_bus_pending_publishes gauge\n"
+			    "grace_bus_pending_publishes{kernel=\"%s\"} %zu\n"
+			    "# HELP grace_bus_next_offset The offset the next message will get.\n"
+			    "# TYPE grace_bus_next_offset gauge\n"
+			    "grace_bus_next_offset{kernel=\"%s\"} %lld\n"
+			    "# HELP grace_bus_commit_batch_max The largest group commit so far.\n"
+			    "# TYPE grace_bus_commit_batch_max gauge\n"
+			    "grace_bus_commit_batch_max{kernel=\"%s\"} %llu\n",
+			    kl, b->n_subs, kl, b->n_pollers, kl, (size_t)b->batch->n, kl,
+			    (long long)bus_store_next_seq(b->store), kl,
+			    (unsigned long long)s->batch_max);
+}
+
 static const sdk_route bus_routes[] = {
 	SDK_ROUTE("POST", "/publish", bus_on_publish),
 	SDK_ROUTE("GET", "/subscribe", bus_on_subscribe),
@@ -607,9 +652,11 @@ const sdk_kernel_def message_bus_kernel = {
 	.summary = "durable topics, publish, subscribe, consumer groups",
 	.complete = true,
 	.long_poll_max_ms = BUS_WAIT_MAX_MS,
+	.schema_version = 1, /* store.c's tables */
 	.routes = bus_routes,
 	.n_routes = sizeof bus_routes / sizeof bus_routes[0],
 	.init = bus_init,
 	.drain = bus_drain,
 	.close = bus_close,
+	.metrics = bus_metrics,
 };

@@ -7,16 +7,34 @@
 
 #include "kernels/policy/json.h"
 #include "kernels/registry.h"
+#include "sdk/json_keys.h"
 #include "sdk/clock.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
 
 pol_kernel *pol_of(void *ctx)
 {
 	return ((sdk_kernel *)ctx)->state;
+}
+
+/* A change was written: whoever watches the versions learns it now, and
+ * its audit event goes out. */
+static void changed(pol_kernel *pk)
+{
+	pol_watch_notify(pk);
+	pol_audit_kick(pk);
+}
+
+/* Names who the coming change is by, for its audit event. */
+static void actor_set(pol_kernel *pk, sdk_req *req)
+{
+	char actor[POL_ACTOR_MAX + 1];
+	pol_actor_of(req, pk->k, actor, sizeof actor);
+	pol_store_actor(pk->store, actor);
 }
 
 /* Answers a failure of this kernel's store in Grace's convention. */
@@ -68,22 +86,6 @@ static int expected_version(sdk_req *req, json_t *body, int64_t *out)
 	if (sdk_req_query_uint(req, "expected_version", 0, 1ULL << 62, 0, &n) < 0)
 		return -1;
 	*out = (int64_t)n;
-	return 0;
-}
-
-static int fields_only(sdk_req *req, json_t *body, const char *const *allowed)
-{
-	const char *key;
-	json_t *val;
-	json_object_foreach(body, key, val) {
-		size_t i = 0;
-		while (allowed[i] && strcmp(allowed[i], key))
-			i++;
-		if (!allowed[i]) {
-			sdk_reply_error(req, 400, "invalid", "unknown field \"%s\"", key);
-			return -1;
-		}
-	}
 	return 0;
 }
 
@@ -227,7 +229,7 @@ static int policy_text(sdk_req *req, json_t **body, const char **text, size_t *l
 		return *text ? 0 : -1;
 	}
 	*body = pol_body_json(req, true);
-	if (!*body || fields_only(req, *body, fields) < 0)
+	if (!*body || sdk_req_fields_only(req, *body, fields) < 0)
 		return -1;
 	json_t *p = json_object_get(*body, "policies");
 	if (!json_is_string(p)) {
@@ -254,15 +256,18 @@ static void on_set_put(sdk_req *req, void *ctx)
 	bool created;
 	cedar_parse_error perr;
 	sdk_err e;
+	actor_set(pk, req);
 	int rc = pol_store_put(pk->store, sdk_req_param(req, "name"), text, len, expected, sdk_wall_ms(),
 			       &set, &created, &perr, &e);
 	json_decref(body);
-	if (rc == POL_ESYNTAX)
+	if (rc == POL_ESYNTAX) {
 		reply_syntax_error(req, &perr);
-	else if (rc < 0)
+	} else if (rc < 0) {
 		reply_status(req, rc, &e);
-	else
+	} else {
+		changed(pk);
 		sdk_reply_json(req, created ? 201 : 200, set_json(pk, set, false));
+	}
 }
 
 static void on_set_delete(sdk_req *req, void *ctx)
@@ -273,11 +278,14 @@ static void on_set_delete(sdk_req *req, void *ctx)
 		return;
 	const pol_set *set;
 	sdk_err e;
+	actor_set(pk, req);
 	int rc = pol_store_delete(pk->store, sdk_req_param(req, "name"), expected, sdk_wall_ms(), &set, &e);
-	if (rc < 0)
+	if (rc < 0) {
 		reply_status(req, rc, &e);
-	else
+	} else {
+		changed(pk);
 		sdk_reply_json(req, 200, set_json(pk, set, false));
+	}
 }
 
 static void on_versions(sdk_req *req, void *ctx)
@@ -372,7 +380,7 @@ static void entities_write(sdk_req *req, void *ctx, bool replace)
 		return;
 	json_t *arr = body;
 	if (json_is_object(body)) {
-		if (fields_only(req, body, fields) < 0) {
+		if (sdk_req_fields_only(req, body, fields) < 0) {
 			json_decref(body);
 			return;
 		}
@@ -389,6 +397,7 @@ static void entities_write(sdk_req *req, void *ctx, bool replace)
 		return;
 	}
 	sdk_err e;
+	actor_set(pk, req);
 	int rc = pol_store_put_entities(pk->store, arr, replace, expected, sdk_wall_ms(), &e);
 	size_t n = json_array_size(arr);
 	json_decref(body);
@@ -396,6 +405,7 @@ static void entities_write(sdk_req *req, void *ctx, bool replace)
 		reply_status(req, rc, &e);
 		return;
 	}
+	changed(pk);
 	sdk_reply_json(req, 200, json_pack("{s:I, s:I, s:I}", "version",
 					   (json_int_t)pk->store->ents_version, "written", (json_int_t)n,
 					   "total", (json_int_t)pk->store->ents->n));
@@ -442,11 +452,14 @@ static void on_entity_delete(sdk_req *req, void *ctx)
 		return;
 	const char *type = sdk_req_param(req, "type"), *id = sdk_req_param(req, "*");
 	sdk_err e;
+	actor_set(pk, req);
 	int rc = pol_store_delete_entity(pk->store, type, id, strlen(id), expected, sdk_wall_ms(), &e);
-	if (rc < 0)
+	if (rc < 0) {
 		reply_status(req, rc, &e);
-	else
+	} else {
+		changed(pk);
 		sdk_reply_json(req, 200, json_pack("{s:I}", "version", (json_int_t)pk->store->ents_version));
+	}
 }
 
 /* ---- decisions, Cedar-shaped */
@@ -481,7 +494,7 @@ static void on_authorize(sdk_req *req, void *ctx)
 					      "entities", "policy_set", NULL };
 	pol_kernel *pk = pol_of(ctx);
 	json_t *body = pol_body_json(req, true);
-	if (!body || fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		goto out;
 	const pol_set *set = pol_decision_set(req, pk, body);
 	cedar_view v;
@@ -514,7 +527,7 @@ static void on_authorize_batch(sdk_req *req, void *ctx)
 	static const char *const rq_fields[] = { "principal", "action", "resource", "context", NULL };
 	pol_kernel *pk = pol_of(ctx);
 	json_t *body = pol_body_json(req, true);
-	if (!body || fields_only(req, body, fields) < 0)
+	if (!body || sdk_req_fields_only(req, body, fields) < 0)
 		goto out;
 	json_t *reqs = json_object_get(body, "requests");
 	if (!json_is_array(reqs) || json_array_size(reqs) > POL_BATCH_MAX) {
@@ -572,6 +585,26 @@ out:
 
 /* ---- life */
 
+/* The first start (or a store that never had one): the built-in default
+ * set, so that :8000 has something to decide by. A deleted "default" is
+ * not replaced: deleting it is an operator's choice (everything is then
+ * denied; `grace policy reset` restores it). */
+static int install_default(pol_kernel *pk, sdk_err *e)
+{
+	if (pol_store_set(pk->store, POL_DEFAULT_SET))
+		return 0;
+	const pol_set *set;
+	bool created;
+	cedar_parse_error perr;
+	pol_store_actor(pk->store, "policy (first start: the built-in default set)");
+	int rc = pol_store_put(pk->store, POL_DEFAULT_SET, pol_default_text, pol_default_text_len, 0,
+			       sdk_wall_ms(), &set, &created, &perr, e);
+	if (rc == POL_ESYNTAX)
+		sdk_fail(e, SDK_EINVAL, "the built-in default policy set does not parse: %u:%u: %s",
+			 perr.line, perr.column, perr.msg);
+	return rc;
+}
+
 static int pol_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	pol_kernel *pk = calloc(1, sizeof *pk);
@@ -579,15 +612,30 @@ static int pol_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	pk->k = k;
+	unsigned char raw[8] = { 0 };
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+		snprintf((char *)raw, sizeof raw, "%07d", (int)k->pid);
+	for (size_t i = 0; i < sizeof raw; i++)
+		snprintf(pk->instance + 2 * i, 3, "%02x", raw[i]);
 	cedar_arena_init(&pk->arena, POL_REQUEST_ARENA);
 	sdk_err e;
-	if (pol_store_open(k->db, &pk->store, &e) < 0) {
+	if (pol_store_open(k->db, &pk->store, &e) < 0 || install_default(pk, &e) < 0) {
 		snprintf(err, errlen, "%s", e.msg);
+		pol_store_close(pk->store);
+		cedar_arena_free(&pk->arena);
 		free(pk);
 		return -1;
 	}
 	k->state = pk;
+	pol_audit_kick(pk); /* what an earlier run, or `grace policy reset`, left */
 	return 0;
+}
+
+static void pol_drain(sdk_kernel *k)
+{
+	if (k->state)
+		pol_watch_drain(k->state);
 }
 
 static void pol_close(sdk_kernel *k)
@@ -595,6 +643,8 @@ static void pol_close(sdk_kernel *k)
 	pol_kernel *pk = k->state;
 	if (!pk)
 		return;
+	pol_watch_drain(pk);
+	pol_audit_stop(pk);
 	pol_store_close(pk->store);
 	cedar_arena_free(&pk->arena);
 	free(pk);
@@ -619,17 +669,22 @@ static const sdk_route pol_routes[] = {
 	SDK_ROUTE("POST", "/access/v1/evaluation", pol_on_evaluation),
 	SDK_ROUTE("POST", "/access/v1/evaluations", pol_on_evaluations),
 	SDK_ROUTE("GET", "/.well-known/authzen-configuration", pol_on_authzen_config),
+	SDK_ROUTE("GET", "/versions", pol_on_versions),
 };
 
-/* complete stays false until the API at :8000 decides every request with
- * this kernel (issue 11's second part). */
 const sdk_kernel_def policy_kernel = {
 	.name = "policy",
 	.port = 8113, .tier = "governance",
-	.summary = "Cedar policies, versioned; entities; decisions (Cedar and AuthZEN APIs)",
-	.complete = false,
+	.summary = "Cedar policies, versioned; entities; AuthZEN; decides every request and call",
+	.complete = true,
+	.long_poll_max_ms = POL_WATCH_MAX_MS,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = pol_routes,
 	.n_routes = sizeof pol_routes / sizeof pol_routes[0],
 	.init = pol_init,
+	.drain = pol_drain,
 	.close = pol_close,
+	.decide_call = pol_decide_call,
 };

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 /* The entity store may hold CEDAR_ENTITIES_MAX entities; its arena is
  * bounded so that a pathological set fails cleanly instead of swapping. */
@@ -18,7 +19,10 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS entities ("
 	"  type TEXT NOT NULL, id BLOB NOT NULL, json TEXT NOT NULL,"
 	"  PRIMARY KEY (type, id)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+	/* Audit events of changes, written with them, until delivered. */
+	"CREATE TABLE IF NOT EXISTS audit_outbox ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);";
 
 static int db_fail(sqlite3 *db, int rc, sdk_err *err, const char *what)
 {
@@ -240,6 +244,7 @@ int pol_store_open(sqlite3 *db, pol_store **out, sdk_err *err)
 	if (!s)
 		return sdk_fail(err, SDK_EIO, "out of memory");
 	s->db = db;
+	pol_store_actor(s, NULL);
 	if ((rc = load_sets(s, err)) < 0 || (rc = load_entities(s, err)) < 0) {
 		pol_store_close(s);
 		return rc;
@@ -259,6 +264,85 @@ void pol_store_close(pol_store *s)
 	free(s->sets);
 	drop_entities(s->ent_arena, s->ents);
 	free(s);
+}
+
+/* ---- audit events of changes */
+
+void pol_store_actor(pol_store *s, const char *actor)
+{
+	snprintf(s->actor, sizeof s->actor, "%s", actor && *actor ? actor : "policy");
+}
+
+/* Writes the audit event of a change, inside the change's transaction.
+ * Steals `details`. A uid lets the audit kernel store a resent event once. */
+static int record_event(pol_store *s, const char *action, const char *resource, json_t *details,
+			int64_t now_ms, sdk_err *err)
+{
+	unsigned char raw[8];
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+		memcpy(raw, &now_ms, sizeof raw);
+	char uid[32];
+	int n = snprintf(uid, sizeof uid, "policy-");
+	for (size_t i = 0; i < sizeof raw; i++)
+		n += snprintf(uid + n, sizeof uid - (size_t)n, "%02x", raw[i]);
+	json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "uid", uid, "ts_ms",
+			       (json_int_t)now_ms, "actor", s->actor[0] ? s->actor : "policy",
+			       "action", action, "resource", resource, "outcome", "ok", "details",
+			       details ? details : json_object());
+	char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+	json_decref(ev);
+	if (!text)
+		return sdk_fail(err, SDK_EIO, "out of memory");
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "INSERT INTO audit_outbox (event) VALUES (?)", -1, &st,
+				    NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	free(text);
+	if (rc != SQLITE_DONE)
+		return db_fail(s->db, rc, err, "recording the change's audit event");
+	/* Bounded: an audit kernel that never comes costs at most this much. */
+	char sql[160];
+	snprintf(sql, sizeof sql,
+		 "DELETE FROM audit_outbox WHERE seq <= (SELECT MAX(seq) FROM audit_outbox) - %d",
+		 POL_EVENTS_MAX);
+	return exec(s->db, sql, err);
+}
+
+int pol_store_events(pol_store *s, size_t max, json_t **out, int64_t *last, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT seq, event FROM audit_outbox ORDER BY seq LIMIT ?",
+				    -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(s->db, rc, err, "reading the audit outbox");
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+	json_t *arr = json_array();
+	*last = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *ev = json_loadb((const char *)sqlite3_column_text(st, 1),
+					(size_t)sqlite3_column_bytes(st, 1), 0, NULL);
+		*last = sqlite3_column_int64(st, 0);
+		if (ev) /* a row that is not JSON is skipped (and deleted with the batch) */
+			json_array_append_new(arr, ev);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(arr);
+		return db_fail(s->db, rc, err, "reading the audit outbox");
+	}
+	*out = arr;
+	return 0;
+}
+
+int pol_store_events_done(pol_store *s, int64_t last, sdk_err *err)
+{
+	char sql[96];
+	snprintf(sql, sizeof sql, "DELETE FROM audit_outbox WHERE seq <= %lld", (long long)last);
+	return exec(s->db, sql, err);
 }
 
 /* ---- policy sets */
@@ -308,7 +392,17 @@ int pol_store_put(pol_store *s, const char *name, const char *text, size_t len,
 	cedar_policy_set *ps;
 	if (cedar_parse(text, len, &ps, perr) < 0)
 		return sdk_fail(err, POL_ESYNTAX, "%u:%u: %s", perr->line, perr->column, perr->msg);
-	if ((rc = insert_version(s, name, version + 1, text, len, ps->n, now_ms, err)) < 0) {
+	char resource[POL_NAME_MAX + 16];
+	snprintf(resource, sizeof resource, "policy-set/%s", name);
+	if ((rc = exec(s->db, "BEGIN IMMEDIATE", err)) < 0 ||
+	    (rc = insert_version(s, name, version + 1, text, len, ps->n, now_ms, err)) < 0 ||
+	    (rc = record_event(s, "policy.set.put", resource,
+			       json_pack("{s:s, s:I, s:i}", "policy_set", name, "version",
+					 (json_int_t)(version + 1), "policies", (int)ps->n),
+			       now_ms, err)) < 0 ||
+	    (rc = exec(s->db, "COMMIT", err)) < 0) {
+		if (!sqlite3_get_autocommit(s->db))
+			exec(s->db, "ROLLBACK", NULL);
 		cedar_policy_set_free(ps);
 		return rc;
 	}
@@ -332,8 +426,21 @@ int pol_store_delete(pol_store *s, const char *name, int64_t expected_version, i
 	if (!set || (!set->ps && !set->broken))
 		return sdk_fail(err, SDK_ENOTFOUND, "no policy set named \"%s\"", name);
 	int rc = check_expected(expected_version, set->version, "the policy set", err);
-	if (rc < 0 || (rc = insert_version(s, name, set->version + 1, NULL, 0, 0, now_ms, err)) < 0)
+	if (rc < 0)
 		return rc;
+	char resource[POL_NAME_MAX + 16];
+	snprintf(resource, sizeof resource, "policy-set/%s", name);
+	if ((rc = exec(s->db, "BEGIN IMMEDIATE", err)) < 0 ||
+	    (rc = insert_version(s, name, set->version + 1, NULL, 0, 0, now_ms, err)) < 0 ||
+	    (rc = record_event(s, "policy.set.delete", resource,
+			       json_pack("{s:s, s:I}", "policy_set", name, "version",
+					 (json_int_t)(set->version + 1)),
+			       now_ms, err)) < 0 ||
+	    (rc = exec(s->db, "COMMIT", err)) < 0) {
+		if (!sqlite3_get_autocommit(s->db))
+			exec(s->db, "ROLLBACK", NULL);
+		return rc;
+	}
 	set_install(set, set->version + 1, now_ms, NULL, NULL);
 	*out = set;
 	return 0;
@@ -412,6 +519,29 @@ static int write_entity(sqlite3_stmt *ins, const cedar_entity *e, sdk_err *err, 
 	return rc == SQLITE_DONE ? 0 : db_fail(db, rc, err, "writing an entity");
 }
 
+#define EVENT_UIDS_MAX 100 /* uids named in one entities event; the count says the rest */
+
+static json_t *uid_json(const cedar_uid *u)
+{
+	return json_pack("{s:s%, s:s%}", "type", u->type, (size_t)u->type_len, "id", u->id,
+			 (size_t)u->id_len);
+}
+
+/* The details of an entities change: the new version and the uids written
+ * (or deleted). */
+static json_t *entities_event(const cedar_entities *given, bool replace, const cedar_uid *gone,
+			      int64_t version)
+{
+	json_t *uids = json_array();
+	uint32_t n = gone ? 1 : given ? given->n : 0;
+	if (gone)
+		json_array_append_new(uids, uid_json(gone));
+	for (uint32_t i = 0; !gone && i < n && i < EVENT_UIDS_MAX; i++)
+		json_array_append_new(uids, uid_json(given->list[i]->uid));
+	return json_pack("{s:I, s:b, s:I, s:o}", "version", (json_int_t)version, "replace", replace,
+			 "count", (json_int_t)n, "uids", uids);
+}
+
 /* Writes the rows that change (all of `next` when `replace`, else the
  * entities of `given`), the deletion of `gone` (NULL for none) and the
  * new version, in one transaction. */
@@ -452,7 +582,10 @@ static int write_entities(pol_store *s, const cedar_entities *next, const cedar_
 		}
 	}
 	if ((rc = meta_set(s->db, "entities_version", version, err)) < 0 ||
-	    (rc = meta_set(s->db, "entities_updated_ms", now_ms, err)) < 0)
+	    (rc = meta_set(s->db, "entities_updated_ms", now_ms, err)) < 0 ||
+	    (rc = record_event(s, gone ? "policy.entities.delete" : "policy.entities.put",
+			       "policy-entities", entities_event(given, replace, gone, version),
+			       now_ms, err)) < 0)
 		goto rollback;
 	sqlite3_finalize(ins);
 	sqlite3_finalize(del);

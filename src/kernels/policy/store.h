@@ -24,6 +24,10 @@
 
 #define POL_NAME_MAX 64   /* policy set names: [A-Za-z0-9_.-]{1,64} */
 #define POL_SETS_MAX 1000 /* policy sets in one store */
+/* Audit events of changes waiting for the audit kernel: past this many the
+ * oldest go (the versions table still holds every change). */
+#define POL_EVENTS_MAX 100000
+#define POL_ACTOR_MAX 96
 
 /* Statuses of this module (sdk/err.h's convention). */
 enum { POL_ESYNTAX = SDK_E_MODULE }; /* the policy text does not parse: see the parse error */
@@ -43,6 +47,9 @@ typedef struct pol_store {
 	cedar_arena *ent_arena; /* owns ents */
 	cedar_entities *ents;
 	int64_t ents_version, ents_updated_ms;
+	/* Who the next change is by, for its audit event: the kernel sets it
+	 * before each write (pol_store_actor). */
+	char actor[POL_ACTOR_MAX + 1];
 } pol_store;
 
 /* Creates the schema and loads every set's newest version and the entities. */
@@ -69,6 +76,19 @@ int pol_store_versions(pol_store *s, const char *name, json_t **out, sdk_err *er
 /* {"version", "created_ms", "deleted", "text"} of one version. */
 int pol_store_version(pol_store *s, const char *name, int64_t version, json_t **out,
 		      sdk_err *err);
+
+/* Names who the following changes are by ("" or NULL: "policy"). Every
+ * change writes, in its own transaction, an audit event (action
+ * policy.set.put, policy.set.delete, policy.entities.put or
+ * policy.entities.delete) to an outbox in the same file, which the kernel
+ * delivers to the audit kernel (audit_out.c): so a change made offline
+ * (`grace policy reset`) is recorded at the next start. */
+void pol_store_actor(pol_store *s, const char *actor);
+/* Up to `max` waiting events, oldest first, as a JSON array of audit
+ * events; *last is the sequence number of the last one (0: none). */
+int pol_store_events(pol_store *s, size_t max, json_t **out, int64_t *last, sdk_err *err);
+/* The events up to `last` were delivered: they go. */
+int pol_store_events_done(pol_store *s, int64_t last, sdk_err *err);
 
 /* Entities: replace all (`replace`) or add and replace the given ones;
  * delete one. expected_version as above, against ents_version. */

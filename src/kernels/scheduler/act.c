@@ -14,6 +14,7 @@
 
 #include "sdk/clock.h"
 #include "sdk/log.h"
+#include "sdk/pdp.h"
 #include "sdk/token.h"
 
 #include <event2/event.h>
@@ -26,6 +27,10 @@
 #define EXEC_WAIT_MS 20000          /* the executor's long poll */
 #define EXEC_POLL_TIMEOUT_MS (EXEC_WAIT_MS + 5000)
 #define EXEC_RETRY_MS 1000          /* after the executor did not answer */
+#define WF_START_TIMEOUT_MS 15000
+#define WF_POLL_TIMEOUT_MS 10000
+#define WF_POLL_MIN_MS 500          /* a run's end is looked for after this, */
+#define WF_POLL_MAX_MS 15000        /* doubling up to this (the kernel has no long poll) */
 #define DISPATCH_BATCH 64
 #define DETAIL_BODY_MAX 512 /* bytes of a target's answer kept in a run */
 
@@ -39,6 +44,7 @@ struct sch_act {
 	char key[96]; /* the slot's idempotency key */
 	enum act_stage stage;
 	int64_t started_ms;
+	unsigned poll_ms; /* a workflow run's next look */
 	struct event *retry;
 };
 
@@ -179,10 +185,16 @@ static void on_exec_job(int status, const char *body, size_t len, double ms, con
 	evtimer_add(a->retry, &tv);
 }
 
+static void wf_poll(sch_act *a);
+
 static void act_poll(sch_act *a)
 {
 	if (a->s->draining)
 		return; /* stays running in the store: a restart waits for it again */
+	if (a->job.spec.target_type == SCH_TARGET_WORKFLOW) {
+		wf_poll(a);
+		return;
+	}
 	char path[160];
 	snprintf(path, sizeof path, "/jobs/%s?wait_ms=%d", a->run.target_ref, EXEC_WAIT_MS);
 	const char *h[8];
@@ -221,6 +233,88 @@ static void on_exec_submitted(int status, const char *body, size_t len, double m
 		sdk_warn("scheduler: run %lld: cannot record executor job %s: %s",
 			 (long long)a->run.id, a->run.target_ref, e.msg);
 	act_poll(a);
+}
+
+/* ---- the workflow kernel: a run started as the job's owner, followed to
+ * its end (completed: succeeded; faulted or cancelled: failed). */
+
+static void wf_retry_later(sch_act *a)
+{
+	struct timeval tv = sdk_ms_tv(a->poll_ms);
+	a->poll_ms = a->poll_ms * 2 > WF_POLL_MAX_MS ? WF_POLL_MAX_MS : a->poll_ms * 2;
+	evtimer_add(a->retry, &tv);
+}
+
+static void on_wf_run(int status, const char *body, size_t len, double ms, const char *error,
+		      void *arg)
+{
+	(void)ms;
+	sch_act *a = arg;
+	json_t *run = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *st = json_string_value(json_object_get(run, "status"));
+	if (st && (!strcmp(st, "completed") || !strcmp(st, "faulted") || !strcmp(st, "cancelled"))) {
+		json_t *detail = json_pack("{s:s, s:s}", "run_id", a->run.target_ref, "status", st);
+		json_t *out = json_object_get(run, !strcmp(st, "completed") ? "output" : "error");
+		char *text = out ? json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+		if (text && strlen(text) <= DETAIL_BODY_MAX) /* the run has it whole */
+			json_object_set(detail, !strcmp(st, "completed") ? "output" : "error", out);
+		free(text);
+		act_finish(a, !strcmp(st, "completed") ? SCH_RUN_SUCCEEDED : SCH_RUN_FAILED, detail);
+		json_decref(run);
+		return;
+	}
+	json_decref(run);
+	if (status == 404) {
+		act_finish(a, SCH_RUN_FAILED,
+			   json_pack("{s:s, s:s}", "run_id", a->run.target_ref, "error",
+				     "the workflow kernel has no such run"));
+		return;
+	}
+	if (status != 200 && status != 0)
+		sdk_debug("scheduler: workflow answered %d for run %s: %s", status,
+			  a->run.target_ref, error ? error : "");
+	wf_retry_later(a); /* running or suspended, or no answer (restarting) */
+}
+
+static void wf_poll(sch_act *a)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/runs/%s", a->run.target_ref);
+	const char *h[8];
+	sched_owner_headers(&a->job, NULL, h);
+	a->stage = ACT_WAIT;
+	if (!a->poll_ms)
+		a->poll_ms = WF_POLL_MIN_MS;
+	if (sdk_call(a->s->k->caller, "workflow", "GET", path, NULL, 0, h, WF_POLL_TIMEOUT_MS,
+		     on_wf_run, a) < 0)
+		wf_retry_later(a);
+}
+
+static void on_wf_started(int status, const char *body, size_t len, double ms,
+			  const char *error, void *arg)
+{
+	(void)ms;
+	sch_act *a = arg;
+	json_t *run = (status == 200 || status == 201) && body ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *id = json_string_value(json_object_get(run, "id"));
+	bool good = id && *id && strlen(id) < sizeof a->run.target_ref;
+	for (const char *p = id; good && *p; p++)
+		good = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		       (*p >= '0' && *p <= '9') || *p == '-' || *p == '_';
+	if (!good) {
+		json_decref(run);
+		act_finish(a, SCH_RUN_FAILED, answer_json(status, body, len, error));
+		return;
+	}
+	snprintf(a->run.target_ref, sizeof a->run.target_ref, "%s", id);
+	json_decref(run);
+	sdk_err e;
+	if (sch_run_update(a->s->k->db, a->run.id, SCH_RUN_RUNNING, -1, -1, a->run.target_ref,
+			   NULL, &e) < 0)
+		sdk_warn("scheduler: run %lld: cannot record workflow run %s: %s",
+			 (long long)a->run.id, a->run.target_ref, e.msg);
+	a->poll_ms = WF_POLL_MIN_MS;
+	wf_retry_later(a); /* its end, in a moment */
 }
 
 /* ---- the bus and kernel routes */
@@ -276,6 +370,20 @@ static void act_send(sch_act *a)
 		timeout = (unsigned)json_integer_value(json_object_get(t, "timeout_ms"));
 		break;
 	}
+	case SCH_TARGET_WORKFLOW: {
+		/* The slot's key goes as Idempotency-Key: a resend after a
+		 * restart is answered with the run the first send started. */
+		json_t *v = json_object_get(t, "version");
+		body = json_pack("{s:O, s:O}", "definition", json_object_get(t, "definition"), "input",
+				 json_object_get(t, "input"));
+		if (json_is_string(v))
+			json_object_set(body, "version", v);
+		kernel = "workflow";
+		path = "/runs";
+		timeout = WF_START_TIMEOUT_MS;
+		cb = on_wf_started;
+		break;
+	}
 	case SCH_TARGET_EXECUTOR:
 	default:
 		body = json_deep_copy(json_object_get(t, "job"));
@@ -307,13 +415,21 @@ static void act_send(sch_act *a)
  *
  *   bus       bus.write        Route::"/bus/publish"
  *   executor  executor.write   Route:: the gateway pattern of /executor (ending in a star)
+ *   workflow  workflow.write   Route:: the gateway pattern of /workflow
  *   route     kernels.VERB     Kernel::"NAME"   (/kernels/NAME/... for admins)
  *
  * A job made by a kernel asks as that kernel calling the target
  * (principal Kernel::"NAME", action "METHOD /path", resource
  * Kernel::"CALLEE"), as calls between kernels are asked. The context
  * says it is a scheduled run: {job, job_name, trigger, slot_ms}. So a
- * job never does what its creator could not do by hand at that moment. */
+ * job never does what its creator could not do by hand at that moment.
+ *
+ * The same question is asked when the job is created (trigger "create",
+ * slot_ms 0): a job its creator could not fire is refused then (403),
+ * which under the default set is the role table's rule (users: bus and
+ * workflow targets; admins: any). This asks POST /authorize itself rather
+ * than through sdk/pdp.h: the answer's determining policies go in the
+ * run's record and the refusal, which a cached decision does not keep. */
 
 typedef struct policy_q {
 	char principal_type[8];
@@ -350,6 +466,10 @@ static void policy_question(const sch_job *j, policy_q *q)
 			snprintf(q->action, sizeof q->action, "%s %s", method, path);
 			snprintf(q->resource, sizeof q->resource, "%s", kernel);
 			break;
+		case SCH_TARGET_WORKFLOW:
+			snprintf(q->action, sizeof q->action, "POST /runs");
+			snprintf(q->resource, sizeof q->resource, "workflow");
+			break;
 		default:
 			snprintf(q->action, sizeof q->action, "POST /jobs");
 			snprintf(q->resource, sizeof q->resource, "executor");
@@ -369,6 +489,11 @@ static void policy_question(const sch_job *j, policy_q *q)
 		snprintf(q->resource_type, sizeof q->resource_type, "Kernel");
 		snprintf(q->resource, sizeof q->resource, "%s", kernel);
 		break;
+	case SCH_TARGET_WORKFLOW:
+		snprintf(q->action, sizeof q->action, "workflow.write");
+		snprintf(q->resource_type, sizeof q->resource_type, "Route");
+		snprintf(q->resource, sizeof q->resource, "/workflow/*");
+		break;
 	default:
 		snprintf(q->action, sizeof q->action, "executor.write");
 		snprintf(q->resource_type, sizeof q->resource_type, "Route");
@@ -377,15 +502,18 @@ static void policy_question(const sch_job *j, policy_q *q)
 }
 
 /* With no policy set to ask: the role table of :8000. Admins and kernels
- * may fire anything; a user may fire bus targets (the bus then applies
- * the user's own limits, since the publish carries the user's identity). */
+ * may fire anything; a user may fire bus and workflow targets (the bus and
+ * the workflow kernel then apply the user's own limits, since the call
+ * carries the user's identity). */
 static bool builtin_allows(const sch_job *j)
 {
-	return j->role != SCH_ROLE_USER || j->spec.target_type == SCH_TARGET_BUS;
+	return j->role != SCH_ROLE_USER || j->spec.target_type == SCH_TARGET_BUS ||
+	       j->spec.target_type == SCH_TARGET_WORKFLOW;
 }
 
-static void act_decided(sch_act *a, bool allow, const char *source, const char *reason)
+static void act_decided(void *arg, bool allow, const char *source, const char *reason)
 {
+	sch_act *a = arg;
 	if (!allow) {
 		act_finish(a, SCH_RUN_DENIED,
 			   json_pack("{s:s, s:s}", "policy", source, "reason",
@@ -412,14 +540,24 @@ static void policy_reason(json_t *ans, bool allow, char *out, size_t n)
 	}
 }
 
+typedef struct policy_ask {
+	const sch_job *job; /* borrowed: outlives the question */
+	sched_policy_cb cb;
+	void *arg;
+} policy_ask;
+
 static void on_policy(int status, const char *body, size_t len, double ms, const char *error,
 		      void *arg)
 {
 	(void)ms;
-	sch_act *a = arg;
+	policy_ask *p = arg;
+	sched_policy_cb cb = p->cb;
+	void *cb_arg = p->arg;
+	const sch_job *j = p->job;
+	free(p);
 	if (status == 404) { /* no policy set yet */
-		act_decided(a, builtin_allows(&a->job), "builtin",
-			    "no policy set: the role table (users may fire bus targets only)");
+		cb(cb_arg, builtin_allows(j), "builtin",
+		   "no policy set: the role table (users may fire bus and workflow targets only)");
 		return;
 	}
 	json_t *ans = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
@@ -429,49 +567,56 @@ static void on_policy(int status, const char *body, size_t len, double ms, const
 		snprintf(why, sizeof why, "the policy kernel could not decide (%d %s): failing closed",
 			 status, error ? error : "");
 		json_decref(ans);
-		act_decided(a, false, "policy", why);
+		cb(cb_arg, false, SCHED_POLICY_UNAVAILABLE, why);
 		return;
 	}
 	bool allow = !strcmp(d, "allow");
 	char why[256];
 	policy_reason(ans, allow, why, sizeof why);
 	json_decref(ans);
-	act_decided(a, allow, "policy", why);
+	cb(cb_arg, allow, "policy", why);
+}
+
+void sched_policy_ask(sched *s, const sch_job *j, const char *trigger, int64_t slot_ms,
+		      sched_policy_cb cb, void *arg)
+{
+	if (!grace_config_kernel(s->k->cfg, "policy")) {
+		cb(arg, builtin_allows(j), "builtin",
+		   "no policy kernel: the role table (users may fire bus and workflow targets only)");
+		return;
+	}
+	policy_q q;
+	policy_question(j, &q);
+	json_t *ents = json_array();
+	if (j->role != SCH_ROLE_KERNEL) {
+		const char *role = sch_role_name(j->role);
+		json_array_append_new(ents, sdk_pdp_user_entity(j->owner, role));
+	}
+	json_t *req = json_pack(
+		"{s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:I}, s:o}",
+		"principal", "type", q.principal_type, "id", q.principal, "action", "type", "Action",
+		"id", q.action, "resource", "type", q.resource_type, "id", q.resource, "context",
+		"job", j->id, "job_name", j->spec.name, "trigger", trigger, "slot_ms",
+		(json_int_t)slot_ms, "entities", ents);
+	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	policy_ask *p = text ? calloc(1, sizeof *p) : NULL;
+	if (p)
+		*p = (policy_ask){ .job = j, .cb = cb, .arg = arg };
+	if (!p || sdk_call(s->k->caller, "policy", "POST", "/authorize", text, strlen(text), NULL,
+			   POLICY_TIMEOUT_MS, on_policy, p) < 0) {
+		free(p);
+		cb(arg, false, SCHED_POLICY_UNAVAILABLE,
+		   "the policy kernel cannot be called: failing closed");
+	}
+	free(text);
 }
 
 static void act_policy(sch_act *a)
 {
-	sched *s = a->s;
 	a->stage = ACT_POLICY;
-	if (!grace_config_kernel(s->k->cfg, "policy")) {
-		act_decided(a, builtin_allows(&a->job), "builtin",
-			    "no policy kernel: the role table (users may fire bus targets only)");
-		return;
-	}
-	policy_q q;
-	policy_question(&a->job, &q);
-	json_t *ents = json_array();
-	if (a->job.role != SCH_ROLE_KERNEL) {
-		const char *role = sch_role_name(a->job.role);
-		json_array_append_new(
-			ents, json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:[{s:s, s:s}]}", "uid", "type",
-					"User", "id", a->job.owner, "attrs", "name", a->job.owner,
-					"role", role, "parents", "type", "Role", "id", role));
-	}
-	json_t *req = json_pack(
-		"{s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:o}, s:o}",
-		"principal", "type", q.principal_type, "id", q.principal, "action", "type", "Action",
-		"id", q.action, "resource", "type", q.resource_type, "id", q.resource, "context",
-		"job", a->job.id, "job_name", a->job.spec.name, "trigger",
-		sch_trigger_name(a->run.trigger), "slot_ms",
-		a->run.slot_ms == INT64_MIN ? json_integer(0) : json_integer(a->run.slot_ms),
-		"entities", ents);
-	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
-	if (!text || sdk_call(s->k->caller, "policy", "POST", "/authorize", text, strlen(text), NULL,
-			      POLICY_TIMEOUT_MS, on_policy, a) < 0)
-		act_decided(a, false, "policy", "the policy kernel cannot be called: failing closed");
-	free(text);
+	sched_policy_ask(a->s, &a->job, sch_trigger_name(a->run.trigger),
+			 a->run.slot_ms == INT64_MIN ? 0 : a->run.slot_ms, act_decided, a);
 }
 
 /* ---- starting an act */
@@ -485,13 +630,14 @@ static void cancel_replaced(sched *s, const sch_job *j, int64_t other, const cha
 	if (sch_run_update(s->k->db, other, SCH_RUN_CANCELLED, -1, sdk_wall_ms(), NULL, d, &e) < 0)
 		sdk_warn("scheduler: cannot cancel run %lld: %s", (long long)other, e.msg);
 	json_decref(d);
-	if (j->spec.target_type == SCH_TARGET_EXECUTOR && ref[0]) {
+	bool wf = j->spec.target_type == SCH_TARGET_WORKFLOW;
+	if ((j->spec.target_type == SCH_TARGET_EXECUTOR || wf) && ref[0]) {
 		char path[128];
-		snprintf(path, sizeof path, "/jobs/%s/cancel", ref);
+		snprintf(path, sizeof path, wf ? "/runs/%s/cancel" : "/jobs/%s/cancel", ref);
 		const char *h[8];
 		sched_owner_headers(j, NULL, h);
-		sdk_call(s->k->caller, "executor", "POST", path, "{}", 2, h, EXEC_SUBMIT_TIMEOUT_MS,
-			 on_ignored, NULL);
+		sdk_call(s->k->caller, wf ? "workflow" : "executor", "POST", path, "{}", 2, h,
+			 EXEC_SUBMIT_TIMEOUT_MS, on_ignored, NULL);
 	}
 }
 
@@ -520,7 +666,9 @@ static void act_start(sched *s, const sch_open_run *run)
 		snprintf(a->key, sizeof a->key, "sched:%s:%lld", a->job.id, (long long)run->slot_ms);
 	if (run->running) {
 		/* A restart found it sent, or about to be. */
-		if (a->job.spec.target_type == SCH_TARGET_EXECUTOR && run->target_ref[0]) {
+		if ((a->job.spec.target_type == SCH_TARGET_EXECUTOR ||
+		     a->job.spec.target_type == SCH_TARGET_WORKFLOW) &&
+		    run->target_ref[0]) {
 			act_poll(a);
 		} else if (a->job.spec.idempotent) {
 			act_policy(a);

@@ -53,4 +53,14 @@ void sched_acts_free(sched *s);
  * terminated name/value list in `out` (at least 7 slots). */
 void sched_owner_headers(const sch_job *j, const char *idem_key, const char **out);
 
+/* Whether `j`'s creator may do what its target does, now (act.c): the
+ * policy kernel's answer (the role table without one); `source` is
+ * "policy" or "builtin", or SCHED_POLICY_UNAVAILABLE when nothing could be
+ * decided (then allow is false), `reason` names the determining policies. `j` must
+ * live until cb, which may run before this returns. Fails closed. */
+#define SCHED_POLICY_UNAVAILABLE "unavailable"
+typedef void (*sched_policy_cb)(void *arg, bool allow, const char *source, const char *reason);
+void sched_policy_ask(sched *s, const sch_job *j, const char *trigger, int64_t slot_ms,
+		      sched_policy_cb cb, void *arg);
+
 #endif

@@ -320,6 +320,9 @@ static void new_job_id(char out[SCH_ID_LEN + 1])
 		 r[4], r[5], r[6], r[7]);
 }
 
+static void create_checked(struct create *c);
+static void create_decided(void *arg, bool allow, const char *source, const char *reason);
+
 static void on_create(sdk_req *req, void *ctx)
 {
 	sched *s = sched_of(ctx);
@@ -338,7 +341,8 @@ static void on_create(sdk_req *req, void *ctx)
 	sch_job *j = &c->job;
 	char field[SCH_FIELD_MAX];
 	sdk_err e = { "" };
-	sch_spec_env env = { .kernel_exists = kernel_exists, .arg = s };
+	sch_spec_env env = { .kernel_exists = kernel_exists, .arg = s,
+			     .role_table = !grace_config_kernel(s->k->cfg, "policy") };
 	int rc = sch_spec_parse(body, a.role, &env, &j->spec, field, &e);
 	if (rc < 0) {
 		reply_invalid(req, rc == SDK_EDENIED ? 403 : 400,
@@ -378,6 +382,41 @@ static void on_create(sdk_req *req, void *ctx)
 	j->next_due_ms = j->next_slot_ms == SCH_NO_SLOT
 				 ? SCH_NO_SLOT
 				 : j->next_slot_ms + sch_jitter(j->id, j->next_slot_ms, j->spec.jitter_ms);
+	if (env.role_table) {
+		create_checked(c);
+		return;
+	}
+	/* The policy kernel decides who may make which job: the question each
+	 * fire asks, asked now (act.c). */
+	sched_policy_ask(s, j, "create", 0, create_decided, c);
+}
+
+static void create_decided(void *arg, bool allow, const char *source, const char *reason)
+{
+	struct create *c = arg;
+	if (allow) {
+		create_checked(c);
+		return;
+	}
+	if (!strcmp(source, SCHED_POLICY_UNAVAILABLE)) {
+		sdk_req_add_header(c->req, "Retry-After", "1");
+		sdk_reply_error(c->req, 503, "policy_unavailable", "%s: nothing was stored", reason);
+	} else {
+		char msg[400];
+		snprintf(msg, sizeof msg, "target.type: %s may not schedule %s targets (%s)",
+			 c->job.owner, sch_target_type_name(c->job.spec.target_type), reason);
+		reply_invalid(c->req, 403, "forbidden", "target.type", msg);
+	}
+	sch_job_free(&c->job);
+	free(c);
+}
+
+/* Allowed: the executor checks an executor job's spec, then it is stored. */
+static void create_checked(struct create *c)
+{
+	sched *s = c->s;
+	sch_job *j = &c->job;
+	sdk_req *req = c->req;
 	if (j->spec.target_type != SCH_TARGET_EXECUTOR) {
 		create_finish(c);
 		return;
@@ -735,11 +774,14 @@ static const sdk_route scheduler_routes[] = {
 const sdk_kernel_def scheduler_kernel = {
 	.name = "scheduler",
 	.port = 8120, .tier = "execution",
-	.summary = "cron, @every and manual jobs that run executor jobs, publish or call a route",
-	/* Not complete (issue 13): workflow targets wait for the workflow
-	 * kernel, and who may create route and executor jobs is the role
-	 * table's (spec.c) until :8000 decides by policy. */
-	.complete = false,
+	.summary = "cron, @every and manual jobs that run executor jobs or workflows, publish or call a route",
+	/* Complete (issue 13's scheduler section): every target (executor,
+	 * workflow, bus, route), exactly once per slot across kill -9, and
+	 * the policy kernel deciding each job at creation and at each fire. */
+	.complete = true,
+	/* Its tables as they are today: a change is a new step in
+	 * .migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = 1,
 	.routes = scheduler_routes,
 	.n_routes = sizeof scheduler_routes / sizeof scheduler_routes[0],
 	.init = scheduler_init,

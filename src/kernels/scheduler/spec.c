@@ -1,4 +1,5 @@
 #include "kernels/scheduler/spec.h"
+#include "sdk/json_keys.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,7 +8,7 @@
 
 #define BUS_SUBJECT_MAX 255
 
-static const char *const target_names[] = { "executor", "bus", "route" };
+static const char *const target_names[] = { "executor", "bus", "route", "workflow" };
 static const char *const missed_names[] = { "skip", "run_once", "run_all" };
 static const char *const overlap_names[] = { "allow", "forbid", "replace" };
 static const char *const role_names[] = { "user", "admin", "kernel" };
@@ -116,19 +117,12 @@ static int opt_bool(json_t *o, const char *key, const char *path, bool def, bool
 static int check_keys(json_t *o, const char *const *allowed, const char *prefix,
 		      char field[SCH_FIELD_MAX], sdk_err *err)
 {
-	const char *key;
-	json_t *v;
-	json_object_foreach(o, key, v) {
-		bool ok = false;
-		for (size_t i = 0; allowed[i] && !ok; i++)
-			ok = !strcmp(key, allowed[i]);
-		if (!ok) {
-			char path[SCH_FIELD_MAX];
-			snprintf(path, sizeof path, "%s%.40s", prefix, key);
-			return bad(field, path, err, "unknown field");
-		}
-	}
-	return 0;
+	const char *key = sdk_json_unknown_key(o, allowed);
+	if (!key)
+		return 0;
+	char path[SCH_FIELD_MAX];
+	snprintf(path, sizeof path, "%s%.40s", prefix, key);
+	return bad(field, path, err, "unknown field");
 }
 
 static int parse_bus(json_t *t, sch_spec *s, char field[SCH_FIELD_MAX], sdk_err *err)
@@ -199,25 +193,63 @@ static int parse_route(json_t *t, sch_spec *s, const sch_spec_env *env,
 	return opt_bool(t, "idempotent", "target.idempotent", false, &s->idempotent, field, err);
 }
 
+/* The workflow kernel's names: 1 to SCH_WF_NAME_MAX of A-Z a-z 0-9 . _ - */
+static bool wf_name_ok(const char *n)
+{
+	size_t len = n ? strlen(n) : 0;
+	if (len == 0 || len > SCH_WF_NAME_MAX)
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return false;
+	return true;
+}
+
+/* A run of a stored workflow definition: {definition, version?, input?}. */
+static int parse_workflow(json_t *t, sch_spec *s, const sch_spec_env *env,
+			  char field[SCH_FIELD_MAX], sdk_err *err)
+{
+	static const char *const keys[] = { "type", "definition", "version", "input", NULL };
+	if (env && env->kernel_exists && !env->kernel_exists("workflow", env->arg))
+		return bad(field, "target.type", err, "no workflow kernel is configured");
+	int rc = check_keys(t, keys, "target.", field, err);
+	if (rc < 0)
+		return rc;
+	const char *def = json_string_value(json_object_get(t, "definition"));
+	if (!wf_name_ok(def))
+		return bad(field, "target.definition", err,
+			   "the name of a stored workflow definition (1 to %d of A-Z a-z 0-9 . _ -)",
+			   SCH_WF_NAME_MAX);
+	json_t *v = json_object_get(t, "version");
+	if (v && !json_is_null(v)) {
+		if (!wf_name_ok(json_string_value(v)))
+			return bad(field, "target.version", err,
+				   "a stored version of the definition (a string)");
+	}
+	if (!json_object_get(t, "input") || json_is_null(json_object_get(t, "input")))
+		json_object_set_new(t, "input", json_object());
+	s->idempotent = true; /* the workflow kernel knows each slot's key */
+	return 0;
+}
+
 static int parse_target(json_t *t, sch_role role, const sch_spec_env *env, sch_spec *s,
 			char field[SCH_FIELD_MAX], sdk_err *err)
 {
 	if (!json_is_object(t))
 		return bad(field, "target", err,
-			   "an object with a type: executor, bus or route");
+			   "an object with a type: executor, bus, route or workflow");
 	const char *type = json_string_value(json_object_get(t, "type"));
-	if (type && !strcmp(type, "workflow"))
-		return bad(field, "target.type", err,
-			   "workflow targets wait for the workflow kernel (not complete yet)");
-	int i = name_index(type, target_names, 3);
+	int i = name_index(type, target_names, 4);
 	if (i < 0)
-		return bad(field, "target.type", err, "executor, bus or route");
+		return bad(field, "target.type", err, "executor, bus, route or workflow");
 	s->target_type = (sch_target_type)i;
-	if (role == SCH_ROLE_USER && s->target_type != SCH_TARGET_BUS) {
+	if ((!env || env->role_table) && role == SCH_ROLE_USER &&
+	    s->target_type != SCH_TARGET_BUS && s->target_type != SCH_TARGET_WORKFLOW) {
 		snprintf(field, SCH_FIELD_MAX, "target.type");
 		return sdk_fail(err, SDK_EDENIED,
-				"target.type: users may schedule bus targets only; %s targets are "
-				"for admins (until policy says otherwise)", type);
+				"target.type: users may schedule bus and workflow targets only; %s "
+				"targets are for admins (the role table: no policy kernel)", type);
 	}
 	char *text = json_dumps(t, JSON_COMPACT);
 	size_t len = text ? strlen(text) : 0;
@@ -229,6 +261,8 @@ static int parse_target(json_t *t, sch_role role, const sch_spec_env *env, sch_s
 		return parse_bus(t, s, field, err);
 	case SCH_TARGET_ROUTE:
 		return parse_route(t, s, env, field, err);
+	case SCH_TARGET_WORKFLOW:
+		return parse_workflow(t, s, env, field, err);
 	case SCH_TARGET_EXECUTOR: {
 		static const char *const keys[] = { "type", "job", NULL };
 		int rc = check_keys(t, keys, "target.", field, err);
@@ -241,7 +275,7 @@ static int parse_target(json_t *t, sch_role role, const sch_spec_env *env, sch_s
 		return 0;
 	}
 	}
-	return bad(field, "target.type", err, "executor, bus or route");
+	return bad(field, "target.type", err, "executor, bus, route or workflow");
 }
 
 int sch_spec_parse(json_t *body, sch_role role, const sch_spec_env *env, sch_spec *out,
@@ -316,7 +350,8 @@ int sch_spec_parse(json_t *body, sch_role role, const sch_spec_env *env, sch_spe
 	json_t *target = json_object_get(body, "target");
 	s.target = json_is_object(target) ? json_deep_copy(target) : NULL;
 	if (!s.target)
-		return bad(field, "target", err, "an object with a type: executor, bus or route");
+		return bad(field, "target", err,
+			   "an object with a type: executor, bus, route or workflow");
 	if ((rc = parse_target(s.target, role, env, &s, field, err)) < 0) {
 		sch_spec_free(&s);
 		return rc;

@@ -21,11 +21,17 @@
 #define SCH_DEADLINE_MAX_S (366u * 86400)
 #define SCH_JITTER_MAX_S 86400
 #define SCH_PATH_MAX 1024
+#define SCH_WF_NAME_MAX 64 /* a workflow definition's name or version (the workflow kernel's) */
 #define SCH_CALL_TIMEOUT_MIN_MS 100
 #define SCH_CALL_TIMEOUT_MAX_MS 60000
 #define SCH_CALL_TIMEOUT_DEFAULT_MS 10000
 
-typedef enum { SCH_TARGET_EXECUTOR, SCH_TARGET_BUS, SCH_TARGET_ROUTE } sch_target_type;
+typedef enum {
+	SCH_TARGET_EXECUTOR,
+	SCH_TARGET_BUS,
+	SCH_TARGET_ROUTE,
+	SCH_TARGET_WORKFLOW,
+} sch_target_type;
 typedef enum { SCH_MISSED_SKIP, SCH_MISSED_RUN_ONCE, SCH_MISSED_RUN_ALL } sch_missed;
 typedef enum { SCH_OVERLAP_ALLOW, SCH_OVERLAP_FORBID, SCH_OVERLAP_REPLACE } sch_overlap;
 
@@ -54,6 +60,10 @@ typedef struct sch_spec_env {
 	bool (*kernel_exists)(const char *name, void *arg);
 	void *arg;
 	const char *tz_dir; /* NULL: the system's */
+	/* True: the role table decides who may make which target (users: bus
+	 * and workflow targets only), as without a policy kernel; false: the
+	 * policy kernel does, when the job is created and each time it fires. */
+	bool role_table;
 } sch_spec_env;
 
 /* Checks `body` into `out` (free with sch_spec_free). SDK_EINVAL with the

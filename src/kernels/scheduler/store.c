@@ -86,13 +86,6 @@ json_t *sch_job_json(const sch_job *j)
 	return o;
 }
 
-static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, sdk_err *err)
-{
-	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
-		return sdk_db_fail(db, err, "prepare");
-	return 0;
-}
-
 static void bind_ms(sqlite3_stmt *st, int i, int64_t ms)
 {
 	if (ms == SCH_NO_SLOT)
@@ -115,7 +108,7 @@ static const char *column_text(sqlite3_stmt *st, int i)
 int sch_job_insert(sqlite3 *db, const sch_job *j, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "INSERT INTO jobs(id, owner, role, name, schedule, timezone, target, missed,"
 			 " missed_max, deadline_ms, overlap, jitter_ms, paused, anchor_ms,"
 			 " next_slot_ms, next_due_ms, created_ms, updated_ms)"
@@ -180,10 +173,12 @@ static int job_from_row(sqlite3_stmt *st, sch_job *j, sdk_err *err)
 		sch_spec_free(s);
 		return sdk_fail(err, SDK_ECORRUPT, "job %s: stored row no longer reads", j->id);
 	}
-	s->target_type = !strcmp(type, "executor") ? SCH_TARGET_EXECUTOR
-			 : !strcmp(type, "bus")	   ? SCH_TARGET_BUS
-						   : SCH_TARGET_ROUTE;
+	s->target_type = !strcmp(type, "executor")   ? SCH_TARGET_EXECUTOR
+			 : !strcmp(type, "bus")	     ? SCH_TARGET_BUS
+			 : !strcmp(type, "workflow") ? SCH_TARGET_WORKFLOW
+						     : SCH_TARGET_ROUTE;
 	s->idempotent = s->target_type == SCH_TARGET_EXECUTOR ||
+			s->target_type == SCH_TARGET_WORKFLOW ||
 			json_is_true(json_object_get(s->target, "idempotent"));
 	s->missed_max = (unsigned)sqlite3_column_int(st, 8);
 	s->deadline_ms = sqlite3_column_int64(st, 9);
@@ -201,7 +196,7 @@ static int job_from_row(sqlite3_stmt *st, sch_job *j, sdk_err *err)
 int sch_job_get(sqlite3 *db, const char *id, sch_job *out, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?", &st, err);
+	int rc = sdk_db_prepare(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?", &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -229,7 +224,7 @@ int sch_job_delete(sqlite3 *db, const char *id, int64_t now_ms, sdk_err *err)
 	if (rc < 0)
 		return rc;
 	sqlite3_stmt *st = NULL;
-	if ((rc = prepare(db, "DELETE FROM jobs WHERE id = ?", &st, err)) < 0)
+	if ((rc = sdk_db_prepare(db, "DELETE FROM jobs WHERE id = ?", &st, err)) < 0)
 		goto fail;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE) {
@@ -242,7 +237,7 @@ int sch_job_delete(sqlite3 *db, const char *id, int64_t now_ms, sdk_err *err)
 		rc = sdk_fail(err, SDK_ENOTFOUND, "no job %s", id);
 		goto fail;
 	}
-	if ((rc = prepare(db,
+	if ((rc = sdk_db_prepare(db,
 			  "UPDATE runs SET state = 'cancelled', finished_ms = ?,"
 			  " detail = '{\"reason\":\"the job was deleted\"}'"
 			  " WHERE job_id = ? AND state IN ('pending', 'running')",
@@ -269,7 +264,7 @@ int sch_jobs_delete_owner(sqlite3 *db, const char *owner, int64_t now_ms, int64_
 	if (rc < 0)
 		return rc;
 	sqlite3_stmt *st = NULL;
-	if ((rc = prepare(db,
+	if ((rc = sdk_db_prepare(db,
 			  "UPDATE runs SET state = 'cancelled', finished_ms = ?,"
 			  " detail = '{\"reason\":\"its owner was deleted\"}'"
 			  " WHERE state IN ('pending', 'running')"
@@ -284,7 +279,7 @@ int sch_jobs_delete_owner(sqlite3 *db, const char *owner, int64_t now_ms, int64_
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if ((rc = prepare(db, "DELETE FROM jobs WHERE owner = ?", &st, err)) < 0)
+	if ((rc = sdk_db_prepare(db, "DELETE FROM jobs WHERE owner = ?", &st, err)) < 0)
 		goto fail;
 	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE) {
@@ -304,7 +299,7 @@ int sch_job_list(sqlite3 *db, const char *owner, const char *cursor, unsigned li
 		 json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 owner ? "SELECT " JOB_COLUMNS " FROM jobs WHERE id > ? AND owner = ?"
 				 " ORDER BY id LIMIT ?"
 			       : "SELECT " JOB_COLUMNS " FROM jobs WHERE id > ? ORDER BY id LIMIT ?",
@@ -336,27 +331,17 @@ int sch_job_list(sqlite3 *db, const char *owner, const char *cursor, unsigned li
 
 int sch_job_count(sqlite3 *db, const char *owner, int64_t *out, sdk_err *err)
 {
-	sqlite3_stmt *st;
-	int rc = prepare(db,
-			 owner ? "SELECT count(*) FROM jobs WHERE owner = ?" : "SELECT count(*) FROM jobs",
-			 &st, err);
-	if (rc < 0)
-		return rc;
-	if (owner)
-		sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
-	else
-		rc = sdk_db_fail(db, err, "count jobs");
-	sqlite3_finalize(st);
-	return rc;
+	return sdk_db_count(db,
+			    owner ? "SELECT count(*) FROM jobs WHERE owner = ?"
+				  : "SELECT count(*) FROM jobs",
+			    owner, out, "count jobs", err);
 }
 
 int sch_job_set_paused(sqlite3 *db, const char *id, bool paused, int64_t anchor_ms,
 		       int64_t next_slot_ms, int64_t next_due_ms, int64_t now_ms, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "UPDATE jobs SET paused = ?, anchor_ms = ?, next_slot_ms = ?, next_due_ms = ?,"
 			 " updated_ms = ? WHERE id = ?",
 			 &st, err);
@@ -380,7 +365,7 @@ int sch_due_jobs(sqlite3 *db, int64_t now_ms, unsigned max, char (*ids)[SCH_ID_L
 		 size_t *n, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "SELECT id FROM jobs WHERE paused = 0 AND next_due_ms <= ?"
 			 " ORDER BY next_due_ms LIMIT ?",
 			 &st, err);
@@ -418,7 +403,7 @@ int sch_commit_plan(sqlite3 *db, const sch_job *j, const sch_plan *p, int64_t no
 	if (rc < 0)
 		return rc;
 	sqlite3_stmt *ins = NULL, *upd = NULL;
-	if ((rc = prepare(db,
+	if ((rc = sdk_db_prepare(db,
 			  "INSERT OR IGNORE INTO runs(job_id, slot_ms, trigger, state, due_ms,"
 			  " created_ms, finished_ms) VALUES(?,?,?,?,?,?,?)",
 			  &ins, err)) < 0)
@@ -453,7 +438,7 @@ int sch_commit_plan(sqlite3 *db, const sch_job *j, const sch_plan *p, int64_t no
 	int64_t next_due = p->next_slot_ms == SCH_NO_SLOT
 				   ? SCH_NO_SLOT
 				   : p->next_slot_ms + sch_jitter(j->id, p->next_slot_ms, j->spec.jitter_ms);
-	if ((rc = prepare(db,
+	if ((rc = sdk_db_prepare(db,
 			  "UPDATE jobs SET next_slot_ms = ?, next_due_ms = ?,"
 			  " missed_total = missed_total + ? WHERE id = ?",
 			  &upd, err)) < 0)
@@ -480,7 +465,7 @@ int sch_run_insert_manual(sqlite3 *db, const char *job_id, int64_t now_ms, int64
 			  sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "INSERT INTO runs(job_id, slot_ms, trigger, state, due_ms, created_ms)"
 			 " VALUES(?, NULL, 'manual', 'pending', ?, ?)",
 			 &st, err);
@@ -501,7 +486,7 @@ int sch_run_update(sqlite3 *db, int64_t run_id, const char *state, int64_t start
 		   int64_t finished_ms, const char *target_ref, json_t *detail, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "UPDATE runs SET state = ?, started_ms = coalesce(?, started_ms),"
 			 " finished_ms = coalesce(?, finished_ms), target_ref = coalesce(?, target_ref),"
 			 " detail = coalesce(?, detail)"
@@ -531,7 +516,7 @@ int sch_runs_open(sqlite3 *db, int64_t after_id, unsigned max, sch_open_run *out
 		  sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "SELECT id, job_id, slot_ms, trigger, state, coalesce(target_ref, ''), due_ms"
 			 " FROM runs WHERE state IN ('pending', 'running') AND id > ?"
 			 " ORDER BY id LIMIT ?",
@@ -567,7 +552,7 @@ int sch_runs_active(sqlite3 *db, const char *job_id, int64_t except_run, int64_t
 		    int64_t *first_id, char target_ref[64], sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "SELECT id, coalesce(target_ref, '') FROM runs WHERE job_id = ? AND id != ?"
 			 " AND state = 'running' ORDER BY id",
 			 &st, err);
@@ -595,7 +580,7 @@ int sch_runs_list(sqlite3 *db, const char *job_id, int64_t cursor, unsigned limi
 		  sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "SELECT id, slot_ms, trigger, state, due_ms, created_ms, started_ms,"
 			 " finished_ms, target_ref, detail FROM runs WHERE job_id = ? AND id < ?"
 			 " ORDER BY id DESC LIMIT ?",
@@ -646,7 +631,7 @@ int sch_runs_list(sqlite3 *db, const char *job_id, int64_t cursor, unsigned limi
 int sch_runs_prune(sqlite3 *db, const char *job_id, unsigned keep, sdk_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(db,
+	int rc = sdk_db_prepare(db,
 			 "DELETE FROM runs WHERE job_id = ?1 AND state NOT IN ('pending', 'running')"
 			 " AND id < (SELECT id FROM runs WHERE job_id = ?1 ORDER BY id DESC"
 			 " LIMIT 1 OFFSET ?2)",

@@ -1,8 +1,13 @@
-/* Who may call what on :8000. Every route in the table carries an access
- * level, and the level a route does not name is admin-only: a route added
- * without thought fails closed. A browser's cookie authenticates a state
- * change only from the API's own pages (auth/csrf.h). */
+/* Who may call what on :8000. First who is calling: a session (the Bearer
+ * token or the browser's cookie), an API token (Bearer grace_...), or
+ * nobody. Then whether they may: by policy ([policy] authorizer = kernel,
+ * decide.c), or by the role table, each route's access level, where the
+ * level a route does not name is admin-only, so a route added without
+ * thought fails closed. Public routes are never decided. A browser's
+ * cookie authenticates a state change only from the API's own pages
+ * (auth/csrf.h). */
 #include "serve/api/api.h"
+#include "serve/api/decide.h"
 #include "sdk/clock.h"
 
 #include <string.h>
@@ -23,6 +28,75 @@ static bool csrf_refused(sdk_req *req, int status, const sdk_err *err)
 	return true;
 }
 
+/* For callers who are nobody (login, registration): no page of another
+ * origin logs a browser in. */
+bool api_csrf_anonymous_ok(api_ctx *api, sdk_req *req)
+{
+	sdk_err err = { "" };
+	auth_csrf_in in = csrf_in(req);
+	return !csrf_refused(req, auth_csrf_anonymous(&api->auth->origins, &in, &err), &err);
+}
+
+void api_reply_unauthenticated(sdk_req *req, bool presented)
+{
+	sdk_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"grace\"");
+	sdk_reply_error(req, 401, "unauthorized",
+			presented ? "the token is not valid (expired, revoked or unknown)"
+				  : "log in first: POST /auth/login");
+}
+
+/* Who presents what: 1 with *who filled, 0 when nothing is presented, or
+ * -1 after answering 401 (a session or API token that is not valid). */
+static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by_cookie)
+{
+	char cookie[AUTH_TOKEN_MAX + 1];
+	const char *token = auth_presented_token(sdk_req_header(req, "Authorization"),
+						 sdk_req_header(req, "Cookie"), cookie,
+						 sizeof cookie, by_cookie);
+	if (!token)
+		return 0;
+	if (!*by_cookie && auth_is_api_token(token)) {
+		if (auth_token_check(api->auth->db, token, sdk_wall_ms(), &who->token) < 0) {
+			api_reply_unauthenticated(req, true);
+			return -1;
+		}
+		who->kind = API_PRINCIPAL_TOKEN;
+		snprintf(who->user, sizeof who->user, "%s", who->token.owner);
+		who->role = who->token.role;
+		return 1;
+	}
+	if (auth_check(api->auth, token, sdk_wall_ms(), who->user, &who->role) < 0) {
+		api_reply_unauthenticated(req, true);
+		return -1;
+	}
+	who->kind = API_PRINCIPAL_USER;
+	return 1;
+}
+
+/* The role table: a route's access level against the caller's role, and
+ * an API token's scopes against the route's action. */
+static bool table_allows(sdk_req *req, const sdk_route *route, const api_principal *who)
+{
+	unsigned access = route ? route->access : ACCESS_USER;
+	bool ok = who->role == AUTH_ROLE_ADMIN ||
+		  (access == ACCESS_USER && who->role == AUTH_ROLE_USER);
+	if (!ok) {
+		sdk_reply_error(req, 403, "forbidden", "%s %s needs the admin role",
+				sdk_req_method(req), sdk_req_path(req));
+		return false;
+	}
+	if (who->kind == API_PRINCIPAL_TOKEN) {
+		char action[API_ACTION_MAX];
+		api_route_action(route, sdk_req_method(req), action, sizeof action);
+		if (!auth_token_allows(&who->token, action)) {
+			sdk_reply_error(req, 403, "forbidden", "this API token's scopes do not allow %s",
+					action);
+			return false;
+		}
+	}
+	return true;
+}
+
 bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 {
 	api_ctx *api = ctx;
@@ -32,35 +106,29 @@ bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 		sdk_reply_error(req, 421, "host_not_allowed", "Host '%s' is not served here", host);
 		return false;
 	}
+	bool by_policy = api->cfg->policy.authorizer == GRACE_AUTHORIZER_KERNEL;
 	unsigned access = route ? route->access : ACCESS_USER;
-	sdk_err err = { "" };
-	auth_csrf_in in = csrf_in(req);
-	if (access == ACCESS_PUBLIC) /* login: no page of another origin logs a browser in */
-		return !csrf_refused(req, auth_csrf_anonymous(&api->auth->origins, &in, &err), &err);
-	char cookie[AUTH_TOKEN_MAX + 1];
-	bool by_cookie;
-	const char *token = auth_presented_token(sdk_req_header(req, "Authorization"),
-						 sdk_req_header(req, "Cookie"), cookie,
-						 sizeof cookie, &by_cookie);
-	char user[AUTH_NAME_MAX + 1];
-	int role = AUTH_ROLE_NONE;
-	if (!token || auth_check(api->auth, token, sdk_wall_ms(), user, &role) < 0) {
-		sdk_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"grace\"");
-		sdk_reply_error(req, 401, "unauthorized",
-				token ? "the token is not valid (expired, revoked or unknown)"
-				      : "log in first: POST /auth/login");
+	api_principal who = { .kind = API_PRINCIPAL_ANONYMOUS, .role = AUTH_ROLE_NONE };
+	if (access == ACCESS_PUBLIC || (access == ACCESS_ANON && !by_policy))
+		return api_csrf_anonymous_ok(api, req);
+	if (access == ACCESS_ANON) /* open to anyone: decided as nobody */
+		return api_decide(api, req, route, &who);
+	bool by_cookie = false;
+	int rc = authenticate(api, req, &who, &by_cookie);
+	if (rc < 0)
+		return false;
+	if (rc == 0) {
+		if (by_policy) /* nobody: the policy may still let them (a denial is a 401) */
+			return api_decide(api, req, route, &who);
+		api_reply_unauthenticated(req, false);
 		return false;
 	}
-	sdk_req_set_user(req, user, role);
+	sdk_req_set_user(req, who.user, who.role);
+	sdk_err err = { "" };
+	auth_csrf_in in = csrf_in(req);
 	if (by_cookie && csrf_refused(req, auth_csrf_cookie(&api->auth->origins, &in, &err), &err))
 		return false;
-	if (!api_user_data_ready(api, req, user)) /* an earlier user's data is still going */
+	if (!api_user_data_ready(api, req, who.user)) /* an earlier user's data is still going */
 		return false;
-	if (access == ACCESS_USER && (role == AUTH_ROLE_USER || role == AUTH_ROLE_ADMIN))
-		return true;
-	if (role == AUTH_ROLE_ADMIN)
-		return true;
-	sdk_reply_error(req, 403, "forbidden", "%s %s needs the admin role", sdk_req_method(req),
-			sdk_req_path(req));
-	return false;
+	return by_policy ? api_decide(api, req, route, &who) : table_allows(req, route, &who);
 }

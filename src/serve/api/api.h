@@ -16,8 +16,13 @@
 #include "serve/api/user_data.h"
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
+typedef struct gv gv;                 /* governance: the gate and executor (serve/govern) */
 typedef struct api_backup api_backup; /* /backup: its worker and the one under way */
+typedef struct reloader reloader;     /* /reload, SIGHUP (serve/reload/reload.h) */
+typedef struct bk_schedule bk_schedule; /* [backup] schedule (serve/backup/schedule.h) */
 typedef struct mem_service mem_service;
+typedef struct sdk_pdp sdk_pdp;
+typedef struct api_dash api_dash; /* the dashboard's live feeds (dashboard.h) */
 
 typedef struct api_ctx {
 	const grace_config *cfg;
@@ -32,12 +37,23 @@ typedef struct api_ctx {
 	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
 	user_data *ud;   /* purges a user's data with the user (user_data.h) */
 	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
+	reloader *rl;       /* NULL when it could not start: /reload answers 503 */
+	bk_schedule *bks;   /* NULL when no [backup] schedule is configured */
 	sdk_server *server;
+	sdk_pdp *pdp; /* decisions by the policy kernel (decide.c); made at the first */
+	struct trust_cache *trust; /* kernels' trust for policy (trust_cache.h); with pdp */
+	gv *gov;      /* NULL without a governance kernel: gated actions answer 503 */
+	api_dash *dash; /* made at the first feed; NULL before */
 } api_ctx;
 
-/* Route access levels. 0, the default, is admin-only: fail closed. */
-enum { ACCESS_ADMIN = 0, ACCESS_PUBLIC = 1, ACCESS_USER = 2 };
+/* Route access levels: the role table. 0, the default, is admin-only: fail
+ * closed. PUBLIC routes are never decided (/health, /metrics, /auth/login,
+ * ...); ANON ones are open to anyone in the role table, and decided by
+ * policy for Anonymous (docs/policy.md). */
+enum { ACCESS_ADMIN = 0, ACCESS_PUBLIC = 1, ACCESS_USER = 2, ACCESS_ANON = 3 };
 
+/* Who may call what (access.c): authentication, then the role table or
+ * the policy ([policy] authorizer). May decide later (sdk/http.h). */
 bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx);
 
 
@@ -63,10 +79,12 @@ typedef struct api_family {
 #define API_PUBLIC(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_PUBLIC)
 #define API_USER(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_USER)
 #define API_ADMIN(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_ADMIN)
+#define API_ANON(m, p, h) SDK_ROUTE_ACCESS(m, p, h, ACCESS_ANON)
 
 extern const api_family api_health_family, api_auth_family, api_kernel_ports_family,
 	api_guardian_family, api_healer_family, api_chat_family, api_memory_family,
-	api_prefixes_family, api_openapi_family, api_backup_family;
+	api_prefixes_family, api_openapi_family, api_tokens_family, api_backup_family,
+	api_dashboard_family, api_reload_family;
 
 /* Every family, in the order they are matched (server.c). */
 size_t api_family_count(void);
@@ -99,9 +117,15 @@ void api_metrics_extra(struct evbuffer *out, void *ctx);
  * could not be kept. */
 void api_on_reply(sdk_req *req, int status, void *ctx);
 bool api_audit_authorize(sdk_req *req, const sdk_route *route, void *ctx);
+/* The audit trail's say alone, for a request allowed after a wait: false
+ * after answering it 503. */
+bool api_audit_admit(sdk_req *req, void *ctx);
 
 /* A kernel as the API reports it: a new reference. */
 json_t *api_kernel_json(const sup_kernel *k);
+/* api_kernel_json with what the API adds to it: the kernel's trust score
+ * (0..1) when one is fresh. A new reference. */
+json_t *api_kernel_view(api_ctx *api, const sup_kernel *k);
 /* Looks up :name; answers 404 and returns NULL when there is no such kernel. */
 sup_kernel *api_kernel_param(api_ctx *api, sdk_req *req);
 

@@ -5,6 +5,7 @@
  * counted per source, kind and window. And a state-changing request that
  * is about to run is refused (503) while its record could not be kept. */
 #include "serve/api/api.h"
+#include "serve/api/decide.h"
 
 #include "serve/outbox/classify.h"
 
@@ -15,6 +16,7 @@
 void api_on_reply(sdk_req *req, int status, void *ctx)
 {
 	api_ctx *api = ctx;
+	api_decide_on_reply(api, req, status);
 	if (ob_refusing(api->ob))
 		return;
 	const char *method = sdk_req_method(req), *path = sdk_req_path(req);
@@ -40,9 +42,12 @@ void api_on_reply(sdk_req *req, int status, void *ctx)
  * the first is noise and needs no room in the journal. */
 bool api_audit_authorize(sdk_req *req, const sdk_route *route, void *ctx)
 {
+	return api_authorize(req, route, ctx) && api_audit_admit(req, ctx);
+}
+
+bool api_audit_admit(sdk_req *req, void *ctx)
+{
 	api_ctx *api = ctx;
-	if (!api_authorize(req, route, ctx))
-		return false;
 	const char *method = sdk_req_method(req);
 	return !ob_changes_state(method) || ob_admit_always(method, sdk_req_path(req)) ||
 	       ob_admit(api->ob, req);

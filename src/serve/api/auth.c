@@ -3,6 +3,7 @@
  * session) is auth/login.c's; hashing a new password runs on the same
  * pool from here. */
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 #include "sdk/clock.h"
 
 #include "sdk/log.h"
@@ -170,6 +171,8 @@ static void login_answer(const auth_login_result *r, void *arg)
 	free(c);
 	if (r->status == SDK_EDENIED) {
 		ob_audit(api->ob, r->name, "auth.login", "auth", "failed", sdk_req_peer(req), NULL);
+		ob_publish(api->ob, "grace.auth.login",
+			   json_pack("{s:s, s:s}", "user", r->name, "outcome", "failed"));
 		sdk_reply_error(req, 401, "bad_credentials", "wrong user name or password");
 		return;
 	}
@@ -186,6 +189,8 @@ static void login_answer(const auth_login_result *r, void *arg)
 		sdk_req_add_header(req, "Set-Cookie", cookie);
 	sdk_req_add_header(req, "Cache-Control", "no-store");
 	ob_audit(api->ob, r->name, "auth.login", "auth", "ok", sdk_req_peer(req), NULL);
+	ob_publish(api->ob, "grace.auth.login",
+		   json_pack("{s:s, s:s}", "user", r->name, "outcome", "ok"));
 	sdk_reply_json(req, 200,
 		       json_pack("{s:s, s:I, s:{s:s, s:s}, s:i}", "token", r->token, "expires_at",
 				 (json_int_t)r->expires_ms, "user", "name", r->name, "role",
@@ -309,6 +314,8 @@ static void api_auth_users_delete(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 409, "last_admin", "'%s' is the last admin", name);
 		return;
 	}
+	if (gv_gate(api, req, "user.delete", json_pack("{s:s}", "name", name)))
+		return;
 	auth_cache_clear(api->auth);
 	if (auth_user_delete(api->auth->db, name) < 0) {
 		sdk_reply_error(req, 500, "storage", "cannot delete the user");
@@ -372,7 +379,7 @@ static void api_auth_users_password(sdk_req *req, void *ctx)
 /* Logging in, sessions and users */
 static const sdk_route routes[] = {
 	API_PUBLIC("POST", "/auth/login", api_auth_login),
-	API_PUBLIC("POST", "/auth/register", api_auth_register),
+	API_ANON("POST", "/auth/register", api_auth_register),
 	API_USER("POST", "/auth/logout", api_auth_logout),
 	API_USER("GET", "/auth/me", api_auth_me),
 	API_ADMIN("POST", "/auth/users", api_auth_users_create),

@@ -6,10 +6,11 @@
  * backpressure and removed. */
 #include "serve/api/api.h"
 
-#include "sdk/call.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
 #include "serve/backup/archive_dl.h"
+#include "serve/backup/log_head.h"
+#include "serve/backup/schedule.h"
 #include "serve/backup/snapshot.h"
 
 #include <errno.h>
@@ -23,7 +24,6 @@
 #include <unistd.h>
 
 #define CHUNK (256 * 1024)
-#define LOG_HEAD_TIMEOUT_MS 10000
 
 struct api_backup {
 	api_ctx *api;
@@ -40,6 +40,7 @@ struct backup_job {
 	unsigned char master[BK_KEY_BYTES];
 	bool have_master, no_secrets;
 	json_t *log_head; /* owned */
+	bk_head_ask head_ask;
 	char path[PATH_MAX];
 	/* the worker's result */
 	json_t *manifest; /* owned */
@@ -212,28 +213,24 @@ static void start_work(struct backup_job *j)
 	}
 }
 
-static void on_log_head(int status, const char *body, size_t len, double ms, const char *error,
-			void *arg)
+static void on_log_head(json_t *head, const char *why, void *arg)
 {
-	(void)ms;
 	struct backup_job *j = arg;
 	if (!j->req) {
+		json_decref(head);
 		job_free(j);
 		return;
 	}
-	json_t *head = status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
-	if (!json_is_object(head) || !json_is_integer(json_object_get(head, "tree_size"))) {
-		json_decref(head);
+	if (!head && why) {
 		sdk_req_on_close(j->req, NULL, NULL);
 		sdk_req_add_header(j->req, "Retry-After", "5");
 		sdk_reply_error(j->req, 503, "log_unavailable",
-				"the immutable log's signed tree head is needed for a backup: %s",
-				error ? error : status ? "it answered an error" : "no answer");
+				"the immutable log's signed tree head is needed for a backup: %s", why);
 		j->req = NULL;
 		job_free(j);
 		return;
 	}
-	j->log_head = head;
+	j->log_head = head; /* NULL: no log in this configuration, nothing to pin */
 	start_work(j);
 }
 
@@ -303,16 +300,43 @@ static void on_backup(sdk_req *req, void *ctx)
 	}
 	b->running = j;
 	sdk_req_on_close(req, on_gone_early, j);
-	if (!sup_find(api->sup, "immutable_log")) {
-		start_work(j); /* no log in this configuration: nothing to pin */
+	j->head_ask = (bk_head_ask){ on_log_head, j };
+	bk_log_head_ask(api, &j->head_ask);
+}
+
+/* ---- scheduled backups ([backup] schedule; serve/backup/schedule.h) */
+
+static void on_schedule(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	if (!api->bks) {
+		sdk_reply_error(req, 404, "not_found",
+				"no scheduled backups: set [backup] schedule and dir in grace.ini");
 		return;
 	}
-	if (sdk_call(gw_caller(api->gw), "immutable_log", "GET", "/sth", NULL, 0, NULL,
-		     LOG_HEAD_TIMEOUT_MS, on_log_head, j) < 0)
-		on_log_head(0, NULL, 0, 0, "cannot call the immutable log", j);
+	sdk_reply_json(req, 200, bks_status(api->bks));
+}
+
+static void on_schedule_run(sdk_req *req, void *ctx)
+{
+	api_ctx *api = ctx;
+	if (!api->bks) {
+		sdk_reply_error(req, 404, "not_found",
+				"no scheduled backups: set [backup] schedule and dir in grace.ini");
+		return;
+	}
+	sdk_err err = { "" };
+	int rc = bks_run_now(api->bks, &err);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &err);
+		return;
+	}
+	sdk_reply_json(req, 202, bks_status(api->bks));
 }
 
 static const sdk_route routes[] = {
 	API_ADMIN("POST", "/backup", on_backup),
+	API_ADMIN("GET", "/backup/schedule", on_schedule),
+	API_ADMIN("POST", "/backup/schedule/run", on_schedule_run),
 };
 const api_family api_backup_family = { "backup", routes, sizeof routes / sizeof routes[0] };

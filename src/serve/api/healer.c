@@ -1,4 +1,5 @@
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 
 #include "serve/healer/incidents.h"
 
@@ -81,6 +82,9 @@ static void api_healer_heal(sdk_req *req, void *ctx)
 		return;
 	}
 	hr.force = json_is_true(force);
+	if (hr.force && hr.action && !strcmp(hr.action, "clear_port") &&
+	    gv_gate(api, req, "port.clear_force", json_pack("{s:s}", "kernel", k->cfg->name)))
+		return;
 	api_heal_and_reply(api, req, k, &hr);
 }
 

@@ -16,7 +16,7 @@ static void api_health(sdk_req *req, void *ctx)
 			continue;
 		total++;
 		ready += k->state == SUP_READY;
-		json_object_set_new(kernels, k->cfg->name, api_kernel_json(k));
+		json_object_set_new(kernels, k->cfg->name, api_kernel_view(api, k));
 	}
 	sdk_reply_json(req, 200,
 		       json_pack("{s:s, s:I, s:f, s:s, s:i, s:i, s:o}", "status",

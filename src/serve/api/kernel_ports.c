@@ -1,4 +1,5 @@
 #include "serve/api/api.h"
+#include "serve/govern/govern.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -9,7 +10,7 @@ static void api_kernel_ports_list(sdk_req *req, void *ctx)
 	api_ctx *api = ctx;
 	json_t *list = json_array();
 	for (size_t i = 0; i < sup_count(api->sup); i++)
-		json_array_append_new(list, api_kernel_json(sup_at(api->sup, i)));
+		json_array_append_new(list, api_kernel_view(api, sup_at(api->sup, i)));
 	sdk_reply_json(req, 200,
 		       json_pack("{s:i, s:i, s:o}", "api_port", api->cfg->api_port + api->cfg->port_offset,
 				 "port_offset", api->cfg->port_offset, "kernels", list));
@@ -19,7 +20,7 @@ static void api_kernel_ports_get(sdk_req *req, void *ctx)
 {
 	sup_kernel *k = api_kernel_param(ctx, req);
 	if (k)
-		sdk_reply_json(req, 200, api_kernel_json(k));
+		sdk_reply_json(req, 200, api_kernel_view(ctx, k));
 }
 
 /* A health check in progress: answered when the last probe returns. */
@@ -114,8 +115,11 @@ static void api_kernel_ports_action(sdk_req *req, void *ctx)
 	int rc;
 	if (!strcmp(action, "start"))
 		rc = sup_kernel_start(k);
-	else if (!strcmp(action, "stop"))
+	else if (!strcmp(action, "stop")) {
+		if (gv_gate(api, req, "kernel.stop", json_pack("{s:s}", "kernel", k->cfg->name)))
+			return;
 		rc = sup_kernel_stop(k);
+	}
 	else if (!strcmp(action, "restart"))
 		rc = sup_kernel_restart(k);
 	else if (!strcmp(action, "reset-port")) {

@@ -1,14 +1,18 @@
 #include "serve/api/api.h"
+#include "serve/api/trust_cache.h"
 #include "sdk/clock.h"
 #include "sdk/proc.h"
 
 #include "kernels/registry.h"
+#include "serve/api/decide.h"
+#include "serve/healer/learn.h"
 #include "sdk/metrics.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +32,9 @@ static const api_family api_metrics_family = { "metrics", metrics_routes,
 static const api_family *const families[] = {
 	&api_health_family, &api_metrics_family, &api_auth_family,   &api_kernel_ports_family,
 	&api_guardian_family, &api_healer_family, &api_chat_family,  &api_memory_family,
-	&api_prefixes_family, &api_openapi_family, &api_backup_family,
+	&api_prefixes_family, &api_openapi_family, &api_tokens_family, &api_backup_family,
+	&api_dashboard_family,
+	&api_reload_family,
 };
 
 size_t api_family_count(void) { return sizeof families / sizeof families[0]; }
@@ -76,6 +82,7 @@ json_t *api_kernel_json(const sup_kernel *k)
 			    k->pid > 0 ? json_real((double)(sdk_wall_ms() - k->started_ms) / 1e3)
 				       : json_null());
 	json_object_set_new(o, "command", json_string(k->cfg->command[0] ? k->cfg->command : ""));
+	sup_kernel_manager_json(k, o);
 	json_object_set_new(o, "standby_pid", k->sb_pid > 0 ? json_integer(k->sb_pid) : json_null());
 	uint64_t rss = 0, own = 0;
 	json_object_set_new(o, "standby_memory",
@@ -88,6 +95,17 @@ json_t *api_kernel_json(const sup_kernel *k)
 				    json_pack("{s:o, s:s}", "pid",
 					      k->holder.pid ? json_integer(k->holder.pid) : json_null(),
 					      "cmdline", k->holder.cmdline));
+	return o;
+}
+
+json_t *api_kernel_view(api_ctx *api, const sup_kernel *k)
+{
+	json_t *o = api_kernel_json(k);
+	/* The trust kernel's score of it, as the main process last read it
+	 * for policy (api/trust_cache.h): absent when none is fresh. */
+	int pct = o ? tc_percent(api->trust, k->cfg->name, sdk_wall_ms()) : -1;
+	if (pct >= 0)
+		json_object_set_new(o, "trust_score", json_real(pct / 100.0));
 	return o;
 }
 
@@ -108,14 +126,28 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 {
 	api_ctx *api = ctx;
 	ob_metrics(api->ob, out);
+	api_decide_metrics(api, out);
+	hl_learn_metrics(hl_learner(api->hl), out);
 	if (api->chat)
 		chat_metrics(api->chat, out);
+	/* Up is 0 or 1; the state is a state set of its own (OpenMetrics'
+	 * stateset: one series per state, 1 for the current one), so a change
+	 * of state does not end one `up` series and begin another. */
 	evbuffer_add_printf(out, "# HELP grace_kernel_up Whether a kernel is ready (1) or not (0).\n"
 				 "# TYPE grace_kernel_up gauge\n");
 	for (size_t i = 0; i < sup_count(api->sup); i++) {
 		const sup_kernel *k = sup_at(api->sup, i);
-		evbuffer_add_printf(out, "grace_kernel_up{kernel=\"%s\",state=\"%s\"} %d\n",
-				    k->cfg->name, sup_state_name(k->state), k->state == SUP_READY);
+		evbuffer_add_printf(out, "grace_kernel_up{kernel=\"%s\"} %d\n", k->cfg->name,
+				    k->state == SUP_READY);
+	}
+	evbuffer_add_printf(out, "# HELP grace_kernel_state A kernel's supervisor state (1: the current one).\n"
+				 "# TYPE grace_kernel_state gauge\n");
+	for (size_t i = 0; i < sup_count(api->sup); i++) {
+		const sup_kernel *k = sup_at(api->sup, i);
+		for (int st = SUP_STARTING; st <= SUP_PORT_UNAVAILABLE; st++)
+			evbuffer_add_printf(out, "grace_kernel_state{kernel=\"%s\",state=\"%s\"} %d\n",
+					    k->cfg->name, sup_state_name((enum sup_state)st),
+					    k->state == (enum sup_state)st);
 	}
 	evbuffer_add_printf(out, "# HELP grace_kernel_restarts_total Automatic restarts of a kernel.\n"
 				 "# TYPE grace_kernel_restarts_total counter\n");
@@ -152,4 +184,17 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 		evbuffer_add_printf(out, "grace_kernel_watchdog_kills_total{kernel=\"%s\"} %u\n",
 				    k->cfg->name, k->watchdog_kills);
 	}
+	/* The data directory's file system, for the "disk filling" alert
+	 * (one statvfs: cheap enough for every scrape). */
+	struct statvfs fs;
+	if (statvfs(api->cfg->data_dir, &fs) == 0)
+		evbuffer_add_printf(out,
+				    "# HELP grace_data_dir_free_bytes Bytes free to Grace on the data directory's file system.\n"
+				    "# TYPE grace_data_dir_free_bytes gauge\n"
+				    "grace_data_dir_free_bytes{kernel=\"grace\"} %llu\n"
+				    "# HELP grace_data_dir_size_bytes Size of the data directory's file system.\n"
+				    "# TYPE grace_data_dir_size_bytes gauge\n"
+				    "grace_data_dir_size_bytes{kernel=\"grace\"} %llu\n",
+				    (unsigned long long)fs.f_bavail * fs.f_frsize,
+				    (unsigned long long)fs.f_blocks * fs.f_frsize);
 }

@@ -3,6 +3,7 @@
 #include "sdk/clock.h"
 
 #include "sdk/log.h"
+#include "serve/auth/tokens.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -47,7 +48,8 @@ static int first_admin(auth_ctx *a)
 auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db)
 {
 	char err[256];
-	if (sodium_init() < 0 || auth_store_init(db, err, sizeof err) < 0) {
+	if (sodium_init() < 0 || auth_store_init(db, err, sizeof err) < 0 ||
+	    auth_tokens_init(db, err, sizeof err) < 0) {
 		sdk_error("auth: cannot initialise: %s", err);
 		return NULL;
 	}

@@ -167,6 +167,18 @@ int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int6
 	return step_done(st);
 }
 
+int auth_user_set_role(sqlite3 *db, const char *name, int role)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "UPDATE users SET role = ? WHERE name = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, auth_role_name(role), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	int rc = step_done(st);
+	return rc == 0 && sqlite3_changes(db) == 0 ? -ENOENT : rc;
+}
+
 int auth_user_count(sqlite3 *db, int role)
 {
 	sqlite3_stmt *st;

@@ -38,6 +38,9 @@ int auth_user_add(sqlite3 *db, const char *name, const char *hash, int role, int
 int auth_user_delete(sqlite3 *db, const char *name);
 /* Also ends every session of the user and lifts a lock on the account. */
 int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int64_t now_ms);
+/* 0, -ENOENT, or -EIO. Changed only through an approved change request
+ * (docs/governance.md, action user.role). */
+int auth_user_set_role(sqlite3 *db, const char *name, int role);
 int auth_user_count(sqlite3 *db, int role); /* role NONE: all */
 json_t *auth_user_list(sqlite3 *db);
 

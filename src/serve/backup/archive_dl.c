@@ -1,13 +1,13 @@
 #include "serve/backup/archive_dl.h"
 
-#include "serve/dl_table.h"
+#include "sdk/dl_table.h"
 
 #include <stdbool.h>
 
 static const char *const names[] = { "libarchive.so.13", "libarchive.so" };
 
-static const dl_sym syms[] = {
-#define S(sym, member) DL_SYM(archive_dl, sym, member)
+static const sdk_dl_sym syms[] = {
+#define S(sym, member) SDK_DL_SYM(archive_dl, sym, member)
 	S("archive_write_new", write_new),
 	S("archive_write_set_format_pax_restricted", write_set_format_pax_restricted),
 	S("archive_write_open_fd", write_open_fd),
@@ -41,7 +41,7 @@ static bool loaded;
 
 const archive_dl *archive_dl_load(char *err, size_t errlen)
 {
-	if (!loaded && dl_table_open(&table.lib, names, sizeof names / sizeof *names, syms,
+	if (!loaded && sdk_dl_table_open(&table.lib, names, sizeof names / sizeof *names, syms,
 				     sizeof syms / sizeof *syms, &table, "libarchive", err,
 				     errlen) == 0)
 		loaded = true;

@@ -1,4 +1,4 @@
-/* libarchive, loaded at run time (serve/dl_table.h says why): it brings
+/* libarchive, loaded at run time (sdk/dl_table.h says why): it brings
  * libxml2, ICU and six compressors that no kernel needs. */
 #ifndef GRACE_BACKUP_ARCHIVE_DL_H
 #define GRACE_BACKUP_ARCHIVE_DL_H

@@ -1,7 +1,15 @@
 #include "serve/backup/seal.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <stdlib.h>
 #include <string.h>
+
+/* A key file: 32 bytes, or 64 hex digits with some white space. */
+#define KEY_FILE_MAX 256
 
 /* Subkey ids and context under the master key (crypto_kdf). */
 #define KDF_CONTEXT "grbackup"
@@ -78,6 +86,36 @@ int bk_master_parse(const unsigned char *in, size_t len, unsigned char master[BK
 		return sdk_fail(e, SDK_EINVAL,
 				"a backup key is 32 bytes, or 64 hex digits (openssl rand -hex 32)");
 	return 0;
+}
+
+int bk_master_read(const char *path, bool private_only, unsigned char master[BK_KEY_BYTES],
+		   sdk_err *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | (private_only ? O_NOFOLLOW : 0));
+	if (fd < 0)
+		return sdk_fail(e, SDK_EINVAL, "cannot read the key file");
+	struct stat sb;
+	if (private_only && (fstat(fd, &sb) < 0 || (sb.st_mode & 077))) {
+		close(fd);
+		return sdk_fail(e, SDK_EINVAL, "it may be read by others (mode %03o): chmod 600 it",
+				(unsigned)(sb.st_mode & 0777));
+	}
+	unsigned char raw[KEY_FILE_MAX];
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, raw + n, sizeof raw - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (n == sizeof raw)
+			break;
+	}
+	close(fd);
+	int rc = bk_master_parse(raw, n, master, e);
+	sodium_memzero(raw, sizeof raw);
+	return rc;
 }
 
 int bk_seal(const bk_keys *k, const unsigned char *in, size_t len, unsigned char **out,

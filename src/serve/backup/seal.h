@@ -39,6 +39,12 @@ void bk_keys_from_master(const unsigned char master[BK_KEY_BYTES], bk_keys *out)
 int bk_master_parse(const unsigned char *in, size_t len, unsigned char master[BK_KEY_BYTES],
 		    sdk_err *e);
 
+/* A key file's key, as bk_master_parse reads it. private_only (a key read
+ * by grace serve itself, from grace.ini) also refuses a file others may
+ * read, and a symbolic link. */
+int bk_master_read(const char *path, bool private_only, unsigned char master[BK_KEY_BYTES],
+		   sdk_err *e);
+
 /* Seals `len` bytes: *out is malloc'd (owned by the caller). */
 int bk_seal(const bk_keys *k, const unsigned char *in, size_t len, unsigned char **out,
 	    size_t *out_len, sdk_err *e);

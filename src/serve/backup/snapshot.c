@@ -109,6 +109,8 @@ static int survey(const char *dir, struct item *items, size_t *n, json_t *skippe
 		const char *why = NULL;
 		if (!strcmp(nm, "internal.token") || !strcmp(nm, "ports.json"))
 			why = "made anew at every start";
+		else if (!strcmp(nm, "log") && S_ISDIR(sb.st_mode))
+			why = "log files (serve/logfile.h): a record, not state";
 		else if (S_ISDIR(sb.st_mode))
 			why = "a directory: no kernel declares a snapshot of it";
 		else if (!S_ISREG(sb.st_mode))

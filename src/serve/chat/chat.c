@@ -2,7 +2,7 @@
 #include "sdk/clock.h"
 
 #include "serve/chat/context.h"
-#include "serve/chat/model.h"
+#include "sdk/model.h"
 #include "serve/chat/recall.h"
 #include "serve/chat/store.h"
 #include "sdk/call.h"
@@ -33,7 +33,7 @@ struct chat_turn {
 	char lib_problem[192]; /* why the library could not be searched */
 	char mem_problem[192]; /* why the memory tables could not be */
 	chat_recall_job *recall;
-	model_call *call;
+	sdk_model_call *call;
 	struct evbuffer *streamed; /* what the model has written so far */
 	struct event *next_step;
 	chat_turn_cbs cbs;
@@ -45,13 +45,13 @@ struct chat {
 	supervisor *sup;
 	sqlite3 *db;
 	sdk_caller *caller; /* to the librarian, by name */
-	model *model; /* NULL without a [model] */
+	sdk_model *model; /* NULL without a [model] */
 	chat_recall *recall; /* NULL when memory.db cannot be opened */
 	chat_turn *turns;
 	unsigned n_turns;
 	bool stopping;
 	unsigned long long by_model, by_retrieval, librarian_failures;
-	unsigned long long model_failures[MODEL_FAILURE_KINDS]; /* by model_failure */
+	unsigned long long model_failures[SDK_MODEL_FAILURE_KINDS]; /* by sdk_model_failure */
 };
 
 static void set_error(chat_error *e, int status, const char *code, const char *fmt, ...)
@@ -68,7 +68,7 @@ static void set_error(chat_error *e, int status, const char *code, const char *f
 
 sqlite3 *chat_db(chat *c) { return c->db; }
 
-const char *chat_model_name(const chat *c) { return c->model ? model_name(c->model) : NULL; }
+const char *chat_model_name(const chat *c) { return c->model ? sdk_model_name(c->model) : NULL; }
 
 bool chat_session_busy(const chat *c, int64_t session)
 {
@@ -89,7 +89,7 @@ static void turn_free(chat_turn *t)
 		t->next->prev = t->prev;
 	c->n_turns--;
 	chat_recall_cancel(t->recall);
-	model_call_cancel(t->call);
+	sdk_model_call_cancel(t->call);
 	if (t->next_step)
 		event_free(t->next_step);
 	if (t->streamed)
@@ -192,12 +192,12 @@ static void on_model_delta(const char *text, size_t len, void *arg)
 	turn_delta(t, text, len);
 }
 
-static void on_model_done(const char *text, size_t len, model_failure failure, const char *error,
+static void on_model_done(const char *text, size_t len, sdk_model_failure failure, const char *error,
 			  void *arg)
 {
 	chat_turn *t = arg;
 	t->call = NULL;
-	if (failure == MODEL_OK) {
+	if (failure == SDK_MODEL_OK) {
 		turn_finish(t, text, true, NULL);
 		return;
 	}
@@ -215,7 +215,7 @@ static void turn_answer(chat_turn *t)
 		return;
 	}
 	json_t *prompt = chat_prompt(t->sources, t->history, t->question);
-	t->call = prompt ? model_chat(c->model, prompt, t->stream, on_model_delta, on_model_done, t)
+	t->call = prompt ? sdk_model_chat(c->model, prompt, t->stream, on_model_delta, on_model_done, t)
 			 : NULL;
 	json_decref(prompt);
 	if (!t->call)
@@ -421,7 +421,7 @@ void chat_stop(chat *c)
 		next = t->next;
 		if (!t->call)
 			continue;
-		model_call_cancel(t->call);
+		sdk_model_call_cancel(t->call);
 		t->call = NULL;
 		size_t n = evbuffer_get_length(t->streamed);
 		turn_model_failed(t, "Grace is stopping",
@@ -440,9 +440,9 @@ void chat_metrics(const chat *c, struct evbuffer *out)
 			    "answer, by why.\n"
 			    "# TYPE grace_chat_model_failures_total counter\n",
 			    c->by_model, c->by_retrieval);
-	for (int f = MODEL_OK + 1; f < MODEL_FAILURE_KINDS; f++)
+	for (int f = SDK_MODEL_OK + 1; f < SDK_MODEL_FAILURE_KINDS; f++)
 		evbuffer_add_printf(out, "grace_chat_model_failures_total{reason=\"%s\"} %llu\n",
-				    model_failure_label((model_failure)f), c->model_failures[f]);
+				    sdk_model_failure_label((sdk_model_failure)f), c->model_failures[f]);
 	evbuffer_add_printf(out,
 			    "# HELP grace_chat_librarian_failures_total Answers written without the library.\n"
 			    "# TYPE grace_chat_librarian_failures_total counter\n"
@@ -493,7 +493,7 @@ chat *chat_new(struct event_base *base, const grace_config *cfg, supervisor *sup
 	if (!c->recall)
 		sdk_warn("chat: answers will not see memory tables: %s", why);
 	if (cfg->model.base_url[0]) {
-		if (!(c->model = model_new(base, &cfg->model, err, errlen))) {
+		if (!(c->model = sdk_model_new(base, &cfg->model, err, errlen))) {
 			chat_free(c);
 			return NULL;
 		}
@@ -516,7 +516,7 @@ void chat_free(chat *c)
 	c->caller = NULL;
 	while (c->turns) {
 		chat_turn *t = c->turns;
-		model_call_cancel(t->call);
+		sdk_model_call_cancel(t->call);
 		t->call = NULL;
 		if (!t->detached && t->cbs.on_done) {
 			chat_error e;
@@ -526,7 +526,7 @@ void chat_free(chat *c)
 		turn_free(t);
 	}
 	chat_recall_close(c->recall); /* after the turns: their lookups are cancelled */
-	model_free(c->model);
+	sdk_model_free(c->model);
 	if (c->db)
 		sqlite3_close(c->db);
 	free(c);

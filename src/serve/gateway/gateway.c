@@ -4,6 +4,7 @@
 #include "sdk/log.h"
 #include "sdk/str.h"
 #include "sdk/token.h"
+#include "sdk/tracer.h"
 #include "serve/auth/users.h"
 
 #include <event2/buffer.h>
@@ -22,7 +23,7 @@ static const char *const forwarded_response_headers[] = {
 	"Content-Type", "Cache-Control", "ETag", "Location", "Retry-After", "Allow",
 };
 #define N_FORWARDED_REQUEST (sizeof forwarded_request_headers / sizeof *forwarded_request_headers)
-#define FORWARD_HEADERS_MAX (2 * (N_FORWARDED_REQUEST + 5) + 1)
+#define FORWARD_HEADERS_MAX (2 * (N_FORWARDED_REQUEST + 7) + 1)
 
 struct gateway {
 	struct event_base *base;
@@ -30,6 +31,7 @@ struct gateway {
 	sdk_upstream *up; /* the proxied requests' pools */
 	sdk_caller *caller; /* probes and the main process's own calls */
 	const char *token;
+	sdk_tracer *tracer; /* NULL: forwards are not traced */
 };
 
 /* One proxied request, from the client's request to the end of the
@@ -42,9 +44,28 @@ struct forward {
 	long long length; /* the answer's Content-Length, or -1 */
 	bool streaming;   /* the client's answer has begun */
 	bool paused;      /* the kernel's read is paused for a slow client */
+	gateway *gw;
+	sdk_span span;    /* the forward, when the request is traced */
+	/* Once the forward is retried: the attempt going on, a child of the
+	 * forward (the first is made when the first retry ends it, so an
+	 * untried forward costs no span). */
+	sdk_span attempt;
+	unsigned attempts;
+	char method[8], request_id[40], target[160]; /* for the span: req may be gone */
 };
 
-static void fw_free(struct forward *f) { free(f); }
+/* Every end of a forward comes here: its span ends with the kernel's
+ * status (0: it gave none). */
+static void fw_free(struct forward *f)
+{
+	if (f->attempt.active)
+		sdk_span_end(f->gw->tracer, &f->attempt, f->status, f->method, f->target,
+			     f->request_id);
+	if (f->span.active)
+		sdk_span_end(f->gw->tracer, &f->span, f->status, f->method, f->target,
+			     f->request_id);
+	free(f);
+}
 
 static void on_head(sdk_ureq *u, const sdk_http_head *h, void *arg)
 {
@@ -150,6 +171,27 @@ static void on_drop(void *arg)
 	fw_free(f);
 }
 
+/* An attempt failed and the upstream tries again: the failed attempt's
+ * span ends (an error, with why) and the next one's starts. */
+static void on_retry(sdk_ureq *u, int err, void *arg)
+{
+	(void)u;
+	struct forward *f = arg;
+	if (!f->span.active)
+		return;
+	sdk_trace_ctx fc = sdk_span_context(&f->span);
+	char name[32];
+	if (!f->attempts) {
+		/* The first attempt began with the forward. */
+		sdk_span_start(&f->attempt, &fc, SDK_SPAN_CLIENT, "attempt 1");
+		f->attempt.start_ns = f->span.start_ns;
+		f->attempts = 1;
+	}
+	sdk_span_end_attr(f->gw->tracer, &f->attempt, true, "error.type", sdk_up_error_text(err));
+	snprintf(name, sizeof name, "attempt %u", ++f->attempts);
+	sdk_span_start(&f->attempt, &fc, SDK_SPAN_CLIENT, name);
+}
+
 static const sdk_ureq_cbs forward_cbs = { on_head, on_body, on_error, on_drop };
 
 /* A long poll (a `wait_ms` query on a kernel that declares one) may take
@@ -241,7 +283,7 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 	h[n++] = SDK_TOKEN_HEADER;
 	h[n++] = gw->token;
 	h[n++] = SDK_CALLER_HEADER;
-	h[n++] = "grace";
+	h[n++] = SDK_GATEWAY_CALLER;
 	int role = 0;
 	const char *user = sdk_req_user(req, &role);
 	if (user) {
@@ -250,14 +292,37 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 		h[n++] = SDK_ROLE_HEADER;
 		h[n++] = role == AUTH_ROLE_ADMIN ? "admin" : "user";
 	}
-	h[n] = NULL;
 	struct forward *f = calloc(1, sizeof *f);
 	if (!f) {
 		sdk_reply_error(req, 503, "out_of_memory", "cannot forward now");
 		return;
 	}
 	f->req = req;
+	f->gw = gw;
 	f->kernel = k->cfg->name;
+	/* A traced request's forward is its child; the kernel's handler is
+	 * the forward's. */
+	char traceparent[SDK_TRACEPARENT_LEN + 1];
+	const sdk_span *parent = sdk_req_span(req);
+	if (gw->tracer && parent->active) {
+		char name[96];
+		snprintf(name, sizeof name, "forward %s", k->cfg->name);
+		sdk_trace_ctx pc = sdk_span_context(parent);
+		sdk_span_start(&f->span, &pc, SDK_SPAN_CLIENT, name);
+		snprintf(f->span.tracestate, sizeof f->span.tracestate, "%s", parent->tracestate);
+		snprintf(f->method, sizeof f->method, "%s", sdk_req_method(req));
+		snprintf(f->request_id, sizeof f->request_id, "%s", sdk_req_id(req));
+		snprintf(f->target, sizeof f->target, "%s", path);
+		sdk_trace_ctx fc = sdk_span_context(&f->span);
+		sdk_traceparent_format(&fc, traceparent);
+		h[n++] = "traceparent";
+		h[n++] = traceparent;
+		if (*f->span.tracestate) {
+			h[n++] = "tracestate";
+			h[n++] = f->span.tracestate;
+		}
+	}
+	h[n] = NULL;
 	const char *body = body_len ? (const char *)evbuffer_pullup(sdk_req_body(req), -1) : NULL;
 	sdk_ureq_opts o = { .kernel = k->cfg->name,
 			    .method = sdk_req_method(req),
@@ -267,7 +332,8 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 			    .body_len = body_len,
 			    .head_timeout_ms = head_timeout(k, req),
 			    .idle_timeout_ms = GW_STREAM_IDLE_MS,
-			    .deadline_ms = GW_DEADLINE_MS };
+			    .deadline_ms = GW_DEADLINE_MS,
+			    .on_retry = on_retry };
 	f->u = sdk_upstream_request(gw->up, &o, &forward_cbs, f);
 	if (!f->u) {
 		free(f);
@@ -279,6 +345,8 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 }
 
 sdk_caller *gw_caller(gateway *gw) { return gw->caller; }
+
+void gw_set_tracer(gateway *gw, sdk_tracer *t) { gw->tracer = t; }
 
 int gw_probe(gateway *gw, int port, const char *path, unsigned timeout_ms, gw_probe_cb cb,
 	     void *arg)

@@ -29,6 +29,10 @@ typedef struct gateway gateway;
 /* `token` (borrowed) is the internal token every kernel call carries. */
 gateway *gw_new(struct event_base *base, supervisor *sup, const char *token);
 void gw_free(gateway *gw);
+/* Traces each forward of a traced request as a client span, its
+ * traceparent sent to the kernel (sdk/tracer.h; borrowed, may be NULL). */
+struct sdk_tracer;
+void gw_set_tracer(gateway *gw, struct sdk_tracer *t);
 
 /* Forwards `req` to kernel `k` as `path` (the part after the API prefix,
  * starting with '/') with the original query string; answers `req` with the

@@ -17,6 +17,8 @@ struct guardian {
 	sqlite3 *db;
 	gd_heal_fn heal;
 	void *heal_arg;
+	gd_change_fn change;
+	void *change_arg;
 	gd_kernel kernels[GRACE_KERNELS_MAX];
 	size_t n;
 };
@@ -93,6 +95,8 @@ static void update(gd_kernel *gk, const char *reason)
 	gk->since_ms = sdk_wall_ms();
 	gd_events_add(gk->g->db, gk->since_ms, k->cfg->name, gd_state_name(old), gd_state_name(st),
 		      reason);
+	if (gk->g->change)
+		gk->g->change(k, gd_state_name(old), gd_state_name(st), reason, gk->g->change_arg);
 	if (st == GD_UNHEALTHY && !gk->healing && gk->g->heal) {
 		sdk_warn("guardian: %s unhealthy after %u failed probes: healing", k->cfg->name,
 			 gk->failures);
@@ -203,6 +207,12 @@ void gd_free(guardian *g)
 	free(g);
 }
 
+void gd_set_observer(guardian *g, gd_change_fn fn, void *arg)
+{
+	g->change = fn;
+	g->change_arg = arg;
+}
+
 void gd_set_healer(guardian *g, gd_heal_fn heal, void *arg)
 {
 	g->heal = heal;
@@ -255,7 +265,7 @@ json_t *gd_kernel_json(const gd_kernel *gk)
 	json_t *storage = gk->storage_failed
 				  ? json_pack("{s:b, s:s}", "ok", 0, "error", gk->storage_error)
 				  : json_null();
-	return json_pack("{s:s, s:s, s:s, s:I, s:o, s:i, s:i, s:i, s:i, s:s, s:b, s:i, s:o, s:o}",
+	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:o, s:i, s:i, s:i, s:i, s:s, s:b, s:i, s:o, s:o}",
 			 "name", k->cfg->name, "state", gd_state_name(gk->state), "process_state",
 			 sup_state_name(k->state), "since_ms", (json_int_t)gk->since_ms,
 			 "last_probe", probe, "consecutive_failures", (int)gk->failures, "probes",
@@ -263,6 +273,9 @@ json_t *gd_kernel_json(const gd_kernel *gk)
 			 (int)k->restarts, "last_exit", k->last_exit, "healing", gk->healing, "port",
 			 k->port, "pid", k->pid > 0 ? json_integer(k->pid) : json_null(), "storage",
 			 storage);
+	if (j)
+		sup_kernel_manager_json(k, j);
+	return j;
 }
 
 json_t *gd_status_json(guardian *g)

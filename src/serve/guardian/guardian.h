@@ -55,6 +55,10 @@ typedef void (*gd_heal_fn)(sup_kernel *k, const char *reason, void *arg);
 guardian *gd_new(struct event_base *base, supervisor *sup, gateway *gw, sqlite3 *db);
 void gd_free(guardian *g);
 void gd_set_healer(guardian *g, gd_heal_fn heal, void *arg);
+/* Told every change of a kernel's health state (for the bus). */
+typedef void (*gd_change_fn)(sup_kernel *k, const char *from, const char *to, const char *reason,
+			     void *arg);
+void gd_set_observer(guardian *g, gd_change_fn fn, void *arg);
 void gd_start(guardian *g);
 
 /* Inputs: every supervisor state change, and the end of a heal. */

@@ -149,6 +149,13 @@ static void facts_from_proc(hl_diag *d)
 			f->holder_kind = HL_HOLDER_OURS;
 			return;
 		}
+		/* An active socket unit means systemd itself bound the port for
+		 * the kernel: its listener is the unit's, whichever process
+		 * (systemd, the main process) the descriptor shows in. */
+		if (sup_kernel_by_systemd(k) && k->socket_active) {
+			f->holder_kind = HL_HOLDER_OURS;
+			return;
+		}
 		pid_t pids[HOLDERS_MAX];
 		size_t n = proc_socket_holders(li.inode, pids, HOLDERS_MAX);
 		pid_t self = getpid();

@@ -2,6 +2,7 @@
 #include "sdk/clock.h"
 
 #include "serve/healer/incidents.h"
+#include "serve/healer/learn.h"
 #include "serve/healer/ports.h"
 #include "sdk/db.h"
 #include "sdk/log.h"
@@ -85,17 +86,29 @@ static const struct playbook {
 };
 #define N_PLAYBOOKS (sizeof playbooks / sizeof *playbooks)
 
-/* The playbook for each diagnosed issue. */
-static const char *const playbook_for_issue[HL_ISSUE_COUNT] = {
-	[HL_HEALTHY] = "diagnose_network",
-	[HL_PORT_NOT_LISTENING] = "restart_component",
-	[HL_PROCESS_DEAD] = "restart_component",
-	[HL_PROCESS_HUNG] = "restart_component",
-	[HL_PORT_HELD_BY_STALE_KERNEL] = "clear_port",
-	[HL_PORT_HELD_BY_FOREIGN_PROCESS] = "rebind_port",
-	[HL_SLOW_RESPONSE] = "diagnose_network",
-	[HL_STORAGE_FAILED] = "report_storage",
+/* The playbooks that fit each diagnosed issue, the static order: the first
+ * is the one chosen when nobody else decides. Where more than one fits, the
+ * learning kernel is asked for the order (learn.h; docs/learning.md says
+ * why each alternative is sound). quarantine_store is never automatic. */
+#define ISSUE_PLAYBOOKS_MAX 2
+static const char *const playbooks_for_issue[HL_ISSUE_COUNT][ISSUE_PLAYBOOKS_MAX] = {
+	[HL_HEALTHY] = { "diagnose_network" },
+	[HL_PORT_NOT_LISTENING] = { "restart_component", "rebind_port" },
+	[HL_PROCESS_DEAD] = { "restart_component", "reset_port" },
+	[HL_PROCESS_HUNG] = { "restart_component", "reset_port" },
+	[HL_PORT_HELD_BY_STALE_KERNEL] = { "clear_port", "rebind_port" },
+	[HL_PORT_HELD_BY_FOREIGN_PROCESS] = { "rebind_port" },
+	[HL_SLOW_RESPONSE] = { "diagnose_network" },
+	[HL_STORAGE_FAILED] = { "report_storage" },
 };
+
+static size_t playbooks_fit(int issue)
+{
+	size_t n = 0;
+	while (n < ISSUE_PLAYBOOKS_MAX && playbooks_for_issue[issue][n])
+		n++;
+	return n;
+}
 
 enum wait_for { WAIT_NONE, WAIT_STOPPED, WAIT_READY, WAIT_HOLDER_GONE, WAIT_PROBE };
 
@@ -121,6 +134,8 @@ struct incident {
 	bool sent_kill, refused, failed, probe_pending;
 	hl_done_cb cb;
 	void *arg;
+	hl_learn_ask *ask;   /* while the learning kernel is asked for the order */
+	int64_t decision_id; /* the learning kernel's, to report the outcome to */
 	struct incident *next;
 };
 
@@ -131,6 +146,7 @@ struct healer {
 	guardian *gd;
 	sqlite3 *db;
 	struct incident *running;
+	hl_learn *learn;
 	hl_done_cb observer;
 	void *observer_arg;
 };
@@ -153,6 +169,8 @@ bool hl_playbook_known(const char *name) { return playbook_find(name) != NULL; }
 
 sqlite3 *hl_db(healer *h) { return h->db; }
 
+hl_learn *hl_learner(healer *h) { return h ? h->learn : NULL; }
+
 json_t *hl_playbooks_json(void)
 {
 	json_t *list = json_array();
@@ -160,13 +178,16 @@ json_t *hl_playbooks_json(void)
 		json_t *steps = json_array();
 		for (size_t s = 0; s < playbooks[i].n; s++)
 			json_array_append_new(steps, json_string(step_names[playbooks[i].steps[s]]));
-		json_t *issues = json_array();
+		json_t *issues = json_array(), *fits = json_array();
 		for (int is = 0; is < HL_ISSUE_COUNT; is++)
-			if (!strcmp(playbook_for_issue[is], playbooks[i].name))
-				json_array_append_new(issues, json_string(hl_issue_name(is)));
-		json_array_append_new(list, json_pack("{s:s, s:s, s:o, s:o}", "name", playbooks[i].name,
-						      "description", playbooks[i].description, "steps",
-						      steps, "chosen_for", issues));
+			for (size_t f = 0; f < playbooks_fit(is); f++)
+				if (!strcmp(playbooks_for_issue[is][f], playbooks[i].name))
+					json_array_append_new(f ? fits : issues,
+							      json_string(hl_issue_name(is)));
+		json_array_append_new(list, json_pack("{s:s, s:s, s:o, s:o, s:o}", "name",
+						      playbooks[i].name, "description",
+						      playbooks[i].description, "steps", steps,
+						      "chosen_for", issues, "alternative_for", fits));
 	}
 	return json_pack("{s:o}", "playbooks", list);
 }
@@ -177,6 +198,7 @@ static void incident_finish(struct incident *inc, const char *outcome)
 {
 	healer *h = inc->h;
 	evtimer_del(inc->timer);
+	hl_learn_cancel(inc->ask);
 	json_object_set_new(inc->json, "outcome", json_string(outcome));
 	json_object_set_new(inc->json, "duration_ms", json_real(sdk_ms_since(&inc->t0)));
 	json_object_set_new(inc->json, "finished_ms", json_integer(sdk_wall_ms()));
@@ -195,6 +217,9 @@ static void incident_finish(struct incident *inc, const char *outcome)
 			*p = inc->next;
 			break;
 		}
+	hl_learn_reward(h->learn, inc->decision_id, inc->pb ? inc->pb->name : "", inc->json);
+	if (inc->pb && !inc->pb->outcome) /* a playbook that repairs, not a diagnosis */
+		hl_learn_heal_ended(h->learn, inc->k->cfg->name, sdk_wall_ms());
 	if (inc->cb)
 		inc->cb(inc->json, inc->arg);
 	if (h->observer)
@@ -355,6 +380,31 @@ static void clear_holder_poll(struct incident *inc)
 		return;
 	}
 	wait_with_timeout(inc, WAIT_HOLDER_GONE, CLEAR_POLL_MS);
+}
+
+/* A unit's port is its socket unit's (or its ExecStart's): moving it means
+ * another unit, an operator's decision, not a playbook's. Refused before
+ * the first step, so nothing is stopped for a move that cannot happen. */
+/* Whether a playbook moves the kernel's port (rebind_port, reset_port). */
+static bool moves_port(const struct playbook *pb)
+{
+	for (size_t i = 0; pb && i < pb->n; i++)
+		if (pb->steps[i] == STEP_PICK_PORT || pb->steps[i] == STEP_CONFIGURED_PORT)
+			return true;
+	return false;
+}
+
+static bool refuse_port_move(struct incident *inc)
+{
+	if (!sup_kernel_by_systemd(inc->k) || !moves_port(inc->pb))
+		return false;
+	inc->refused = true;
+	step_done(inc, false,
+		  "kernel %s is run by systemd: its port is its unit's (%s); %s moves "
+		  "ports, so nothing was done",
+		  inc->k->cfg->name, inc->k->socket_unit[0] ? inc->k->socket_unit : inc->k->unit,
+		  inc->pb->name);
+	return true;
 }
 
 static void step_pick_port(struct incident *inc)
@@ -581,6 +631,26 @@ void hl_on_sup_change(healer *h, sup_kernel *k, enum sup_state old)
 	}
 }
 
+/* Runs the playbook `pb` (a known name); `learning` (borrowed, may be
+ * NULL) is what the learning kernel said, for the incident. */
+static void start_playbook(struct incident *inc, const char *pb, json_t *learning)
+{
+	inc->pb = playbook_find(pb);
+	json_object_set_new(inc->json, "playbook", json_string(pb));
+	if (learning)
+		json_object_set(inc->json, "learning", learning);
+	if (!refuse_port_move(inc))
+		run_step(inc);
+}
+
+static void on_learned(const char *pb, json_t *learning, int64_t decision_id, void *arg)
+{
+	struct incident *inc = arg;
+	inc->ask = NULL;
+	inc->decision_id = decision_id;
+	start_playbook(inc, pb, learning);
+}
+
 static void on_diagnosed(hl_findings *f, void *arg)
 {
 	struct incident *inc = arg;
@@ -591,12 +661,32 @@ static void on_diagnosed(hl_findings *f, void *arg)
 	snprintf(inc->holder_cmdline, sizeof inc->holder_cmdline, "%s", f->holder_cmdline);
 	snprintf(inc->storage_error, sizeof inc->storage_error, "%s", f->storage_error);
 	int issue = inc->req.issue >= 0 ? inc->req.issue : (int)f->issue;
-	const char *pb = inc->action[0] ? inc->action : playbook_for_issue[issue];
-	inc->pb = playbook_find(pb);
 	json_object_set_new(inc->json, "diagnosed_issue", json_string(hl_issue_name(f->issue)));
 	json_object_set_new(inc->json, "issue_type", json_string(hl_issue_name(issue)));
-	json_object_set_new(inc->json, "playbook", json_string(pb));
-	run_step(inc);
+	if (inc->action[0]) {
+		start_playbook(inc, inc->action, NULL);
+		return;
+	}
+	/* More than one playbook fits: the learning kernel orders them, or the
+	 * static order stands at once (learn.h). A kernel run by systemd is
+	 * offered no alternative that moves its port (it would be refused). */
+	const char *fit[ISSUE_PLAYBOOKS_MAX];
+	size_t n = 0;
+	for (size_t i = 0; i < playbooks_fit(issue); i++)
+		if (i == 0 || !sup_kernel_by_systemd(inc->k) ||
+		    !moves_port(playbook_find(playbooks_for_issue[issue][i])))
+			fit[n++] = playbooks_for_issue[issue][i];
+	json_t *fallback = NULL;
+	inc->ask = hl_learn_order(inc->h->learn, inc->k, hl_issue_name(issue), fit, n, on_learned,
+				  inc, &fallback);
+	if (inc->ask) {
+		json_decref(fallback);
+		return;
+	}
+	if (issue != HL_HEALTHY && issue != HL_SLOW_RESPONSE)
+		hl_learn_incident(inc->h->learn, inc->k->cfg->name, hl_issue_name(issue));
+	start_playbook(inc, fit[0], fallback);
+	json_decref(fallback);
 }
 
 int hl_heal(healer *h, sup_kernel *k, const hl_request *req, hl_done_cb cb, void *arg,
@@ -656,7 +746,12 @@ healer *hl_new(struct event_base *base, supervisor *sup, gateway *gw, guardian *
 	}
 	healer *h = calloc(1, sizeof *h);
 	if (h)
-		*h = (healer){ .base = base, .sup = sup, .gw = gw, .gd = gd, .db = db };
+		*h = (healer){ .base = base, .sup = sup, .gw = gw, .gd = gd, .db = db,
+			       .learn = hl_learn_new(gw_caller(gw), sup) };
+	if (h && !h->learn) {
+		free(h);
+		return NULL;
+	}
 	return h;
 }
 
@@ -670,5 +765,6 @@ void hl_free(healer *h)
 			h->running->pb = &playbooks[0];
 		incident_finish(h->running, "interrupted");
 	}
+	hl_learn_free(h->learn);
 	free(h);
 }

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MEM_SCHEMA_VERSION 1
 #define MEM_CACHE_KIB 8192 /* page cache per connection */
 #define MEM_PROGRESS_OPS 4096 /* VM steps between deadline checks */
 
-/* Bump MEM_SCHEMA_VERSION and add a migration when this changes; a
- * database from a newer build is refused rather than half-understood.
+/* A change is a new step in memory_db (serve/schema.c) and a new fixture
+ * directory (docs/upgrades.md); a database from a newer build is refused
+ * there rather than half-understood.
  * AUTOINCREMENT: a table id names SQL tables (mr_ID, mf_ID) and row ids
  * are handed to clients, so neither is ever reused. */
 static const char mem_schema[] =
@@ -132,36 +132,26 @@ static int open_conn(const char *data_dir, sqlite3 **out, sdk_err *e)
 	return 0;
 }
 
+/* The version is memory_db's in serve/schema.c, checked and migrated
+ * there before the store opens; the tables run here on every open. */
 static int schema_init(sqlite3 *db, sdk_err *e)
 {
-	sqlite3_stmt *st = NULL;
-	int version = -1;
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	if (version < 0)
-		return sdk_fail(e, sdk_status_of_sqlite(sqlite3_errcode(db)),
-				"cannot read the schema version: %s", sqlite3_errmsg(db));
-	if (version > MEM_SCHEMA_VERSION)
-		return sdk_fail(e, SDK_EIO, "memory.db has schema %d; this build knows up to %d",
-				version, MEM_SCHEMA_VERSION);
-	if (version == MEM_SCHEMA_VERSION)
-		return 0;
+	int64_t n = 0;
+	int rc = sdk_db_count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'mem_tables'",
+			      NULL, &n, "reading the schema", e);
+	if (rc < 0)
+		return rc;
+	char sql[sizeof mem_schema + 128];
 	/* A new file: let deleted tables give their pages back. auto_vacuum
 	 * can only be chosen before the first table exists and, once the file
 	 * is in WAL mode, takes a VACUUM (instant on an empty file). */
-	char sql[sizeof mem_schema + 128];
-	snprintf(sql, sizeof sql,
-		 "PRAGMA auto_vacuum=INCREMENTAL; VACUUM; BEGIN IMMEDIATE; %s PRAGMA "
-		 "user_version=%d;"
-		 " COMMIT;",
-		 mem_schema, MEM_SCHEMA_VERSION);
+	snprintf(sql, sizeof sql, "%s BEGIN IMMEDIATE; %s COMMIT;",
+		 n ? "" : "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", mem_schema);
 	char err[256];
 	if (sdk_db_exec(db, sql, err, sizeof err) < 0) {
-		int rc = sdk_status_of_sqlite(sqlite3_errcode(db));
+		rc = sdk_status_of_sqlite(sqlite3_errcode(db));
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		return sdk_fail(e, rc, "%s", err);
+		return sdk_fail(e, rc < 0 ? rc : SDK_EIO, "%s", err);
 	}
 	return 0;
 }

@@ -68,6 +68,9 @@ child(const sup_spawn_opts *o, char **envp, char *pid_slot, char *wd_slot, int e
 		else if (dup2(o->listen_fd, fd3) < 0)
 			goto fail;
 	}
+	if (o->stdout_fd > STDERR_FILENO &&
+	    (dup2(o->stdout_fd, STDOUT_FILENO) < 0 || dup2(o->stdout_fd, STDERR_FILENO) < 0))
+		goto fail;
 	int null = open("/dev/null", O_RDONLY);
 	if (null > STDIN_FILENO) {
 		dup2(null, STDIN_FILENO);

@@ -19,6 +19,7 @@ typedef struct sup_spawn_opts {
 				  * "KEY" removes KEY from the inherited environment */
 	int listen_fd;           /* becomes fd 3 in the child; -1 for none */
 	bool watchdog_pid;       /* set WATCHDOG_PID to the child's pid */
+	int stdout_fd;           /* > 2: becomes the child's stdout and stderr; else inherited */
 } sup_spawn_opts;
 
 /* Returns the child's pid, or a negative errno when fork failed.

@@ -5,10 +5,16 @@
 #include "sdk/notify.h"
 #include "sdk/standby.h"
 #include "sdk/token.h"
+#include "serve/supervisor/attest.h"
 #include "serve/supervisor/spawn.h"
+#include "serve/supervisor/unit.h"
+#include "serve/supervisor/units.h"
+
+#include <sodium.h>
 
 #include <errno.h>
 #include <event2/event.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,12 +53,36 @@ struct supervisor {
 	pid_t retiring[RETIRING_MAX];
 	size_t n_retiring;
 	uint64_t sb_next_slot_ms; /* monotonic: the earliest the next standby may start */
+	/* Kernels run by systemd: systemctl, and the periodic reading of their
+	 * units (one `systemctl show` for all, gens as each kernel's unit_gen
+	 * was when it was asked). */
+	sup_units *units;
+	struct event *unit_poll_ev;
+	bool unit_polling, unit_poll_again;
+	unsigned unit_poll_gen[GRACE_KERNELS_MAX];
 };
 
 bool sup_kernel_has_standby(const sup_kernel *k)
 {
-	/* Only `grace kernel NAME` speaks the standby protocol. */
-	return k->cfg->standby && !k->cfg->command[0];
+	/* Only `grace kernel NAME` speaks the standby protocol, and only a
+	 * process grace serve forks has one. */
+	return k->cfg->standby && !k->cfg->command[0] && !sup_kernel_by_systemd(k);
+}
+
+bool sup_kernel_by_systemd(const sup_kernel *k)
+{
+	return k->cfg->manager == GRACE_MANAGER_SYSTEMD;
+}
+
+void sup_kernel_manager_json(const sup_kernel *k, json_t *o)
+{
+	bool unit = sup_kernel_by_systemd(k);
+	json_object_set_new(o, "manager", json_string(unit ? "systemd" : "grace"));
+	if (unit) {
+		json_object_set_new(o, "unit", json_string(k->unit));
+		if (k->socket_unit[0])
+			json_object_set_new(o, "socket_unit", json_string(k->socket_unit));
+	}
 }
 
 /* ---- notifications: queued in a transition, told from the loop ---- */
@@ -156,6 +186,8 @@ static void exec_watch_read(sup_kernel *k)
 	if (e > 0)
 		snprintf(k->kill_reason, sizeof k->kill_reason, "cannot run the command: %s",
 			 strerror(e));
+	else if (k->pid > 0 && k->sup->opts.on_spawned) /* exec'ed: /proc shows what runs */
+		k->sup->opts.on_spawned(k, k->pid, k->join_hash, k->sup->opts.arg);
 	exec_watch_close(k);
 }
 
@@ -171,6 +203,7 @@ struct spawn_args {
 	char *argv[SPAWN_ARGS_MAX];
 	char e_notify[160], e_wd[48], e_kernel[64], e_cfg[PATH_MAX + 16], e_data[PATH_MAX + 16],
 		e_off[48], e_lib[PATH_MAX + 24], e_names[64], e_tok[PATH_MAX + 32];
+	char e_join[sizeof SUP_JOIN_ENV + SUP_JOIN_HEX + 1]; /* wiped after the spawn */
 	const char *env[SPAWN_ENV_MAX];
 };
 
@@ -205,7 +238,13 @@ static int spawn_args_build(sup_kernel *k, struct spawn_args *a, bool standby)
 	snprintf(a->e_off, sizeof a->e_off, "GRACE_PORT_OFFSET=%d", s->opts.cfg->port_offset);
 	snprintf(a->e_lib, sizeof a->e_lib, "GRACE_LIBRARY_ROOT=%s", s->opts.cfg->library_root);
 	snprintf(a->e_names, sizeof a->e_names, "LISTEN_FDNAMES=%s", k->cfg->name);
+	/* A one-time join credential for this process (attest.h). */
+	char cred[SUP_JOIN_HEX + 1];
+	sup_join_make(cred, standby ? k->sb_join_hash : k->join_hash);
+	snprintf(a->e_join, sizeof a->e_join, SUP_JOIN_ENV "=%s", cred);
+	sodium_memzero(cred, sizeof cred);
 	size_t n = 0;
+	a->env[n++] = a->e_join;
 	a->env[n++] = a->e_notify;
 	a->env[n++] = a->e_wd;
 	a->env[n++] = a->e_kernel;
@@ -252,6 +291,7 @@ static int spawn_kernel(sup_kernel *k)
 	exec_watch_close(k);
 	int exec_fd = -1;
 	pid_t pid = sup_spawn(&o, &exec_fd);
+	sodium_memzero(a.e_join, sizeof a.e_join); /* the child has its copy */
 	if (pid < 0) {
 		snprintf(k->last_exit, sizeof k->last_exit, "cannot run %s: %s", a.argv[0],
 			 strerror((int)-pid));
@@ -305,6 +345,7 @@ static int standby_spawn(sup_kernel *k)
 			     .watchdog_pid = k->cfg->watchdog_ms > 0 };
 	int exec_fd = -1;
 	pid_t pid = sup_spawn(&o, &exec_fd);
+	sodium_memzero(a.e_join, sizeof a.e_join);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
@@ -315,6 +356,10 @@ static int standby_spawn(sup_kernel *k)
 	close(exec_fd);
 	k->sb_pid = pid;
 	k->sb_fd = sv[0];
+	/* Registered now (only `grace kernel NAME` has standbys: /proc/PID/exe
+	 * is this binary before and after its exec). */
+	if (k->sup->opts.on_spawned)
+		k->sup->opts.on_spawned(k, pid, k->sb_join_hash, k->sup->opts.arg);
 	sdk_info("kernel %s: standby pid %d started", k->cfg->name, (int)pid);
 	return 0;
 }
@@ -557,8 +602,9 @@ static void on_standby_exit(sup_kernel *k, int status)
 
 static sup_kernel *kernel_by_pid(supervisor *s, pid_t pid)
 {
+	/* A unit's main process is systemd's child, never ours. */
 	for (size_t i = 0; i < s->n; i++)
-		if (s->kernels[i].pid == pid)
+		if (s->kernels[i].pid == pid && !sup_kernel_by_systemd(&s->kernels[i]))
 			return &s->kernels[i];
 	return NULL;
 }
@@ -582,6 +628,13 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 		if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0)
 			break;
 		pid_t pid = info.si_pid;
+		if (sup_units_owns(s->units, pid)) {
+			int status = 0;
+			if (waitpid(pid, &status, WNOHANG) <= 0)
+				break;
+			sup_units_reaped(s->units, pid, status);
+			continue;
+		}
 		sup_kernel *k = kernel_by_pid(s, pid);
 		if (k)
 			kill(-pid, SIGKILL);
@@ -679,6 +732,258 @@ static int notify_socket_open(supervisor *s)
 	return 0;
 }
 
+/* ---- kernels run by systemd ([kernel.NAME] manager = systemd) ----
+ *
+ * Their processes are systemd's: started, stopped and restarted with
+ * systemctl, their state read every [systemd] poll_ms (and right after
+ * each action) and told to observers as any kernel's change, so the
+ * guardian probes them and the healer's playbooks act on them through
+ * systemd. systemd restarts them (Restart=), watches them (WatchdogSec=)
+ * and bounds their start (TimeoutStartSec=): none of this file's timers
+ * or policies apply. */
+
+#define UNIT_SHOW_DEADLINE_MS 5000
+#define UNIT_ACTION_SLACK_MS 5000 /* beyond the kernel's own timeout */
+
+static void unit_poll(supervisor *s);
+
+static void unit_poll_soon(supervisor *s)
+{
+	if (s->unit_polling)
+		s->unit_poll_again = true;
+	else
+		unit_poll(s);
+}
+
+/* One reading of a kernel's units, unless an action began or ended since it
+ * was asked for. */
+static void unit_apply(sup_kernel *k, const sup_unit_status *st, const sup_unit_status *sock)
+{
+	k->socket_active = sock && !strcmp(sock->active, "active");
+	enum sup_state next = sup_unit_state(st);
+	pid_t pid = next == SUP_STOPPED || next == SUP_FAILED ? 0 : st->main_pid;
+	char ended[sizeof k->last_exit];
+	sup_unit_describe_exit(st, ended, sizeof ended);
+	if (strcmp(st->load, "loaded"))
+		snprintf(k->last_exit, sizeof k->last_exit, "unit %.128s: %.24s", st->id, st->load);
+	else if (ended[0] && st->exec_start_mono_us)
+		snprintf(k->last_exit, sizeof k->last_exit, "%s", ended);
+	/* systemd restarted it between two readings: a new NRestarts, or
+	 * another main process. Observers hear of the restart as of any. */
+	bool restarted = k->unit_seen && (st->n_restarts > k->unit_nrestarts ||
+					  (k->pid > 0 && pid > 0 && pid != k->pid));
+	if (restarted) {
+		k->restarts += st->n_restarts > k->unit_nrestarts ? st->n_restarts - k->unit_nrestarts
+								  : 1;
+		/* Seen only after the new process started: systemd no longer
+		 * says how the old one ended (its journal does). */
+		if (!ended[0] || !st->exec_start_mono_us)
+			snprintf(k->last_exit, sizeof k->last_exit,
+				 "restarted by systemd (NRestarts=%u); how it ended: journalctl -u %.100s",
+				 st->n_restarts, st->id);
+		if (k->state == SUP_READY && next == SUP_READY)
+			commit(k, SUP_RESTARTING, SUP_EV_EXIT);
+	}
+	k->unit_nrestarts = st->n_restarts;
+	if (pid != k->pid && pid > 0) {
+		uint64_t now_us = (uint64_t)sdk_mono_ms() * 1000;
+		k->started_mono_ms = st->exec_start_mono_us ? st->exec_start_mono_us / 1000
+							    : now_us / 1000;
+		k->started_ms = sdk_wall_ms() - (int64_t)((now_us / 1000) - k->started_mono_ms);
+	}
+	k->pid = pid;
+	k->unit_seen = true;
+	enum sup_event cause = next == SUP_READY      ? SUP_EV_READY
+			       : next == SUP_STOPPING ? SUP_EV_STOP
+			       : next == SUP_STARTING || next == SUP_RESTARTING ? SUP_EV_START
+										: SUP_EV_EXIT;
+	commit(k, next, cause);
+}
+
+static const sup_unit_status *unit_find(const sup_unit_status *st, int n, const char *id)
+{
+	for (int i = 0; id[0] && i < n; i++)
+		if (!strcmp(st[i].id, id))
+			return &st[i];
+	return NULL;
+}
+
+static void on_unit_show(int status, const char *out, size_t len, void *arg)
+{
+	supervisor *s = arg;
+	s->unit_polling = false;
+	static sup_unit_status st[2 * GRACE_KERNELS_MAX]; /* the loop's only: too big for its stack */
+	int n = status == 0 ? sup_unit_parse_show(out, len, st, 2 * GRACE_KERNELS_MAX) : -1;
+	if (n < 0) {
+		sdk_warn("systemd: cannot read the kernels' units (%s %d): %.200s",
+			 status < 0 ? "cannot run systemctl:" : "systemctl show: status", status, out);
+	} else {
+		for (size_t i = 0; i < s->n; i++) {
+			sup_kernel *k = &s->kernels[i];
+			if (!sup_kernel_by_systemd(k) || k->unit_busy ||
+			    s->unit_poll_gen[i] != k->unit_gen)
+				continue;
+			const sup_unit_status *svc = unit_find(st, n, k->unit);
+			if (svc)
+				unit_apply(k, svc, unit_find(st, n, k->socket_unit));
+		}
+	}
+	if (s->unit_poll_again) {
+		s->unit_poll_again = false;
+		unit_poll(s);
+		return;
+	}
+	struct timeval tv = sdk_ms_tv(s->opts.cfg->systemd.poll_ms);
+	evtimer_add(s->unit_poll_ev, &tv);
+}
+
+static void unit_poll(supervisor *s)
+{
+	const char *args[SUP_UNITS_ARGS_MAX];
+	size_t n = 0;
+	args[n++] = "show";
+	args[n++] = "-p";
+	args[n++] = SUP_UNIT_PROPS;
+	args[n++] = "--";
+	size_t first = n;
+	for (size_t i = 0; i < s->n && n + 2 < SUP_UNITS_ARGS_MAX; i++) {
+		sup_kernel *k = &s->kernels[i];
+		if (!sup_kernel_by_systemd(k) || !k->cfg->enabled)
+			continue;
+		s->unit_poll_gen[i] = k->unit_gen;
+		args[n++] = k->unit;
+		if (k->socket_unit[0])
+			args[n++] = k->socket_unit;
+	}
+	args[n] = NULL;
+	if (n == first || s->shutting_down)
+		return;
+	evtimer_del(s->unit_poll_ev);
+	int rc = sup_units_run(s->units, args, UNIT_SHOW_DEADLINE_MS, on_unit_show, s);
+	if (rc < 0) {
+		sdk_warn("systemd: cannot run systemctl show: %s", strerror(-rc));
+		struct timeval tv = sdk_ms_tv(s->opts.cfg->systemd.poll_ms);
+		evtimer_add(s->unit_poll_ev, &tv);
+		return;
+	}
+	s->unit_polling = true;
+}
+
+static void on_unit_poll(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	unit_poll(arg);
+}
+
+/* The end of one systemctl action on a kernel: its failure is the kernel's
+ * last_exit (an operator reads it in the API and the healer's incident),
+ * and a start that failed leaves the kernel failed. */
+static void on_unit_action(int status, const char *out, size_t len, void *arg)
+{
+	(void)len;
+	sup_kernel *k = arg;
+	k->unit_busy = false;
+	k->unit_gen++;
+	if (status != 0) {
+		char what[48];
+		if (status < 0)
+			snprintf(what, sizeof what, "cannot run: %s", strerror(-status));
+		else if (WIFEXITED(status))
+			snprintf(what, sizeof what, "exit %d", WEXITSTATUS(status));
+		else
+			snprintf(what, sizeof what, "killed (signal %d)", WTERMSIG(status));
+		size_t line = strcspn(out, "\n");
+		snprintf(k->last_exit, sizeof k->last_exit, "systemctl %s: %s%s%.*s",
+			 k->state == SUP_STOPPING ? "stop" : "start", what, line ? ": " : "",
+			 (int)(line > 120 ? 120 : line), out);
+		sdk_warn("kernel %s: %s", k->cfg->name, k->last_exit);
+		if (k->state == SUP_STARTING || k->state == SUP_STOP_THEN_START)
+			commit(k, SUP_FAILED, SUP_EV_SPAWN_FAILED);
+	}
+	unit_poll_soon(k->sup);
+}
+
+/* `verb` the units of k in the order given; the state it shows meanwhile. */
+static int unit_act(sup_kernel *k, const char *verb, bool with_socket, bool socket_first,
+		    enum sup_state during, enum sup_event cause, unsigned timeout_ms)
+{
+	if (k->unit_busy)
+		return -EBUSY;
+	const char *args[5];
+	size_t n = 0;
+	args[n++] = verb;
+	if (with_socket && socket_first && k->socket_unit[0])
+		args[n++] = k->socket_unit;
+	args[n++] = k->unit;
+	if (with_socket && !socket_first && k->socket_unit[0])
+		args[n++] = k->socket_unit;
+	args[n] = NULL;
+	int rc = sup_units_run(k->sup->units, args, timeout_ms + UNIT_ACTION_SLACK_MS,
+			       on_unit_action, k);
+	if (rc < 0) {
+		snprintf(k->last_exit, sizeof k->last_exit, "cannot run systemctl %s: %s", verb,
+			 strerror(-rc));
+		return rc;
+	}
+	k->unit_busy = true;
+	k->unit_gen++;
+	k->kill_reason[0] = '\0';
+	commit(k, during, cause);
+	return 0;
+}
+
+static int unit_start(sup_kernel *k)
+{
+	if (k->state == SUP_READY || k->state == SUP_STARTING)
+		return -EALREADY;
+	/* The socket first: systemd's order for socket activation. */
+	return unit_act(k, "start", true, true, SUP_STARTING, SUP_EV_START,
+			k->cfg->ready_timeout_ms);
+}
+
+static int unit_stop(sup_kernel *k)
+{
+	if (k->state == SUP_STOPPED)
+		return -EALREADY;
+	/* The socket too, or the next connection would start it again. */
+	return unit_act(k, "stop", true, false, SUP_STOPPING, SUP_EV_STOP,
+			k->cfg->stop_timeout_ms);
+}
+
+static int unit_restart(sup_kernel *k)
+{
+	return unit_act(k, "restart", false, false, SUP_STOP_THEN_START, SUP_EV_RESTART,
+			k->cfg->stop_timeout_ms + k->cfg->ready_timeout_ms);
+}
+
+/* Units' names from their patterns, and systemctl, when any kernel has them. */
+static int units_open(supervisor *s)
+{
+	bool any = false;
+	for (size_t i = 0; i < s->n; i++) {
+		sup_kernel *k = &s->kernels[i];
+		if (!sup_kernel_by_systemd(k))
+			continue;
+		any = true;
+		if (sup_unit_name(k->cfg->unit, k->cfg->name, k->port, k->unit, sizeof k->unit) < 0 ||
+		    sup_unit_name(k->cfg->socket_unit, k->cfg->name, k->port, k->socket_unit,
+				  sizeof k->socket_unit) < 0) {
+			sdk_error("kernel %s: its unit names are too long", k->cfg->name);
+			return -1;
+		}
+	}
+	if (!any)
+		return 0;
+	s->units = sup_units_new(s->base, s->opts.cfg->systemd.systemctl);
+	s->unit_poll_ev = evtimer_new(s->base, on_unit_poll, s);
+	if (!s->units || !s->unit_poll_ev) {
+		sdk_error("systemd: [systemd] systemctl cannot be used: '%s'",
+			  s->opts.cfg->systemd.systemctl);
+		return -1;
+	}
+	return 0;
+}
+
 supervisor *sup_new(struct event_base *base, const sup_opts *opts)
 {
 	supervisor *s = calloc(1, sizeof *s);
@@ -715,6 +1020,8 @@ supervisor *sup_new(struct event_base *base, const sup_opts *opts)
 		if (!k->timer || !k->watchdog || !k->sb_timer)
 			goto fail;
 	}
+	if (units_open(s) < 0)
+		goto fail;
 	return s;
 fail:
 	sup_free(s);
@@ -735,9 +1042,13 @@ void sup_free(supervisor *s)
 {
 	if (!s)
 		return;
+	sup_units_free(s->units);
+	if (s->unit_poll_ev)
+		event_free(s->unit_poll_ev);
 	for (size_t i = 0; i < s->n; i++) {
 		sup_kernel *k = &s->kernels[i];
-		kill_and_reap(k->pid, true);
+		if (!sup_kernel_by_systemd(k)) /* systemd's, not ours to kill */
+			kill_and_reap(k->pid, true);
 		kill_and_reap(k->sb_pid, false);
 		if (k->fd >= 0)
 			close(k->fd);
@@ -765,20 +1076,34 @@ int sup_kernel_start(sup_kernel *k)
 {
 	if (k->sup->shutting_down)
 		return -ESHUTDOWN;
+	if (sup_kernel_by_systemd(k))
+		return unit_start(k);
 	return feed(k, SUP_EV_START, false);
 }
 
-int sup_kernel_stop(sup_kernel *k) { return feed(k, SUP_EV_STOP, false); }
+int sup_kernel_stop(sup_kernel *k)
+{
+	if (sup_kernel_by_systemd(k))
+		return unit_stop(k);
+	return feed(k, SUP_EV_STOP, false);
+}
 
 int sup_kernel_restart(sup_kernel *k)
 {
 	if (k->sup->shutting_down)
 		return -ESHUTDOWN;
+	if (sup_kernel_by_systemd(k))
+		return unit_restart(k);
 	return feed(k, SUP_EV_RESTART, false);
 }
 
 int sup_kernel_set_port(sup_kernel *k, int port, int fd)
 {
+	if (sup_kernel_by_systemd(k)) {
+		if (fd >= 0)
+			close(fd);
+		return -ENOTSUP;
+	}
 	if (k->pid > 0) {
 		if (fd >= 0)
 			close(fd);
@@ -798,6 +1123,8 @@ void sup_start_all(supervisor *s)
 		if (k->cfg->enabled)
 			sup_kernel_start(k);
 	}
+	if (s->units)
+		unit_poll_soon(s);
 }
 
 void sup_shutdown(supervisor *s)
@@ -805,6 +1132,10 @@ void sup_shutdown(supervisor *s)
 	s->shutting_down = true;
 	for (size_t i = 0; i < s->n; i++) {
 		sup_kernel *k = &s->kernels[i];
+		/* A unit outlives grace serve: systemd owns its lifetime (PartOf=
+		 * in the unit, if it should stop with grace.service). */
+		if (sup_kernel_by_systemd(k))
+			continue;
 		feed(k, SUP_EV_STOP, false);
 		sb_feed(k, SUP_SB_UNWANTED);
 	}
@@ -851,7 +1182,8 @@ bool sup_all_ready(const supervisor *s)
 bool sup_all_down(const supervisor *s)
 {
 	for (size_t i = 0; i < s->n; i++)
-		if (s->kernels[i].pid > 0 || s->kernels[i].sb_pid > 0)
+		if ((s->kernels[i].pid > 0 && !sup_kernel_by_systemd(&s->kernels[i])) ||
+		    s->kernels[i].sb_pid > 0)
 			return false;
 	return s->n_retiring == 0;
 }

@@ -50,6 +50,16 @@ typedef struct sup_kernel {
 	int sb_fd;             /* our end of its channel, -1 when none */
 	unsigned sb_fails;     /* standbys lost in a row (died unused, or no fork) */
 	struct event *sb_timer;
+	/* Run by systemd (cfg->manager): its units' names, what the last
+	 * reading of them said, and whether a systemctl action is in flight
+	 * (unit_gen counts actions, so a reading taken before one ended is
+	 * not applied after it). */
+	char unit[GRACE_UNIT_MAX], socket_unit[GRACE_UNIT_MAX];
+	bool unit_busy, unit_seen, socket_active;
+	unsigned unit_gen, unit_nrestarts;
+	/* SHA-256 of the join credential handed to the process and to the
+	 * standby (serve/supervisor/attest.h); "" when none. */
+	char join_hash[65], sb_join_hash[65];
 } sup_kernel;
 
 /* One state change, as it was when it happened. */
@@ -73,6 +83,9 @@ typedef struct sup_opts {
 	const char *self_exe; /* runs `self_exe kernel NAME` when no command is set */
 	sup_change_cb on_change;
 	void *arg;
+	/* A process was spawned (its exec done, or a standby forked) holding
+	 * the join credential whose SHA-256 is `hash_hex`; NULL: none. */
+	void (*on_spawned)(sup_kernel *k, pid_t pid, const char *hash_hex, void *arg);
 } sup_opts;
 
 supervisor *sup_new(struct event_base *base, const sup_opts *opts);
@@ -96,7 +109,8 @@ int sup_kernel_restart(sup_kernel *k);
 
 /* Moves a kernel with no process to another port: takes ownership of
  * `fd` (a socket bound to `port`, or -1 to bind lazily at the next start)
- * and closes the old socket. -EBUSY while a process runs. */
+ * and closes the old socket. -EBUSY while a process runs; -ENOTSUP for a
+ * kernel run by systemd (its port is its socket unit's). */
 int sup_kernel_set_port(sup_kernel *k, int port, int fd);
 
 bool sup_all_settled(const supervisor *s); /* no kernel starting or restarting */
@@ -107,6 +121,14 @@ bool sup_all_down(const supervisor *s); /* no process left, standbys included */
 /* A standby is started for kernels run as `grace kernel NAME` (no command)
  * with standby = 1 in their configuration. */
 bool sup_kernel_has_standby(const sup_kernel *k);
+
+/* Run by systemd ([kernel.NAME] manager = systemd): started, stopped and
+ * restarted through its units, never forked or signalled by grace serve. */
+bool sup_kernel_by_systemd(const sup_kernel *k);
+/* Sets "manager" (grace or systemd) on `o`, and for systemd "unit" and
+ * "socket_unit" (when it has one): what the API says of every kernel. */
+struct json_t;
+void sup_kernel_manager_json(const sup_kernel *k, struct json_t *o);
 
 /* An sdk_resolve_fn (arg: the supervisor): kernel NAME's port now, or
  * SDK_ENOTFOUND, or SDK_EBUSY when it is stopped, failed or off its port.

@@ -465,6 +465,75 @@ static void test_keyfile(void **state)
 	assert_int_equal(keyfile_read(f->dir, got, sizeof got, err, sizeof err), KEYFILE_EIO);
 }
 
+/* Deletion under a fake clock: pending refuses every use, cancel restores,
+ * destruction comes exactly at the window's end and leaves a tombstone,
+ * and each step is one audit event in the outbox. */
+static void test_deletion(void **state)
+{
+	struct fx *f = *state;
+	json_t *out = NULL;
+	const cry_actor ann = { .user = "ann", .caller = "gateway" };
+	assert_int_equal(cry_key_create(f->s, "k", CRY_ED25519, NULL, 1000, &out, &f->err), 0);
+	json_decref(out);
+	assert_int_equal(cry_key_schedule_deletion(f->s, "k", 60, &ann, 2000, &out, &f->err), 0);
+	assert_string_equal(json_string_value(json_object_get(out, "state")), "pending_deletion");
+	assert_int_equal(json_integer_value(json_object_get(out, "deletion_at")), 62000);
+	json_decref(out);
+	unsigned char sig[crypto_sign_BYTES];
+	unsigned v;
+	assert_int_equal(cry_sign(f->s, "k", (const unsigned char *)"m", 1, sig, &v, &f->err),
+			 CRY_EPENDING);
+	assert_int_equal(cry_key_rotate(f->s, "k", NULL, 3000, &out, &f->err), CRY_EPENDING);
+	assert_int_equal(cry_key_schedule_deletion(f->s, "k", 60, &ann, 3000, &out, &f->err),
+			 CRY_EPENDING);
+	/* Cancel, then schedule again. */
+	assert_int_equal(cry_key_cancel_deletion(f->s, "k", &ann, 4000, &out, &f->err), 0);
+	assert_string_equal(json_string_value(json_object_get(out, "state")), "enabled");
+	assert_null(json_object_get(out, "deletion_at"));
+	json_decref(out);
+	assert_int_equal(cry_key_cancel_deletion(f->s, "k", &ann, 4000, &out, &f->err),
+			 SDK_ECONFLICT);
+	assert_int_equal(cry_sign(f->s, "k", (const unsigned char *)"m", 1, sig, &v, &f->err), 0);
+	assert_int_equal(cry_key_schedule_deletion(f->s, "k", 10, &ann, 5000, &out, &f->err), 0);
+	json_decref(out);
+	/* Not a millisecond early. */
+	assert_int_equal(cry_key_destroy_due(f->s, 14999, &f->err), 0);
+	assert_int_equal(cry_key_destroy_due(f->s, 15000, &f->err), 1);
+	assert_int_equal(cry_key_destroy_due(f->s, 16000, &f->err), 0);
+	cry_key_info info;
+	assert_int_equal(cry_key_info_get(f->s, "k", &info, &f->err), CRY_EGONE);
+	assert_int_equal(cry_key_get(f->s, "k", &out, &f->err), CRY_EGONE);
+	assert_int_equal(cry_key_cancel_deletion(f->s, "k", &ann, 17000, &out, &f->err), CRY_EGONE);
+	assert_int_equal(cry_key_create(f->s, "k", CRY_SYMMETRIC, NULL, 18000, &out, &f->err),
+			 CRY_EEXIST);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(f->db, "SELECT count(*) FROM key_versions", -1, &st,
+					    NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 0);
+	sqlite3_finalize(st);
+	/* scheduled, cancelled, scheduled, destroyed: in order, then sent. */
+	int64_t upto;
+	assert_int_equal(cry_outbox(f->s, 100, &out, &upto, &f->err), 0);
+	static const char *const want[] = { "crypto.key.deletion_scheduled",
+					    "crypto.key.deletion_cancelled",
+					    "crypto.key.deletion_scheduled", "crypto.key.destroyed" };
+	assert_int_equal(json_array_size(out), 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(json_string_value(json_object_get(json_array_get(out, i), "action")),
+				    want[i]);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(out, 0), "actor")),
+			    "ann");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(out, 3), "actor")),
+			    "crypto");
+	json_decref(out);
+	assert_int_equal(cry_outbox_sent(f->s, upto, &f->err), 0);
+	assert_int_equal(cry_outbox(f->s, 100, &out, &upto, &f->err), 0);
+	assert_int_equal(json_array_size(out), 0);
+	json_decref(out);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -481,6 +550,7 @@ int main(void)
 		T(test_encrypt_decrypt),
 		cmocka_unit_test(test_hashes),
 		T(test_keyfile),
+		T(test_deletion),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

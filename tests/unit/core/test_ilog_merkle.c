@@ -384,11 +384,20 @@ static void test_against_reference(void **state)
 			assert_int_equal(n, rn);
 			assert_memory_equal(got, ref, n * sizeof *got);
 			assert_true(rfc_verify_inclusion(m, size, t->leaves[m], got, n, root));
+			assert_true(ilog_inclusion_verify(m, size, t->leaves[m], got, n, root));
+			if (n > 0) {
+				got[n - 1][3] ^= 1;
+				assert_false(ilog_inclusion_verify(m, size, t->leaves[m], got, n, root));
+				got[n - 1][3] ^= 1;
+			}
 			/* O(log n) reads: at most a path's worth plus one right edge. */
 			assert_true(t->reads <= 2 * 7 + 1);
 			if (size > 1)
 				assert_false(rfc_verify_inclusion(m, size, t->leaves[(m + 1) % size], got,
 								  n, root));
+			if (size > 1)
+				assert_false(ilog_inclusion_verify(m, size, t->leaves[(m + 1) % size],
+								   got, n, root));
 		}
 		for (size_t first = 1; first <= size; first++) {
 			ilog_hash got[ILOG_PROOF_MAX], ref[ILOG_PROOF_MAX], r1;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/immutable_log/archive.h"
 #include "kernels/immutable_log/store.h"
 
 struct fx {
@@ -543,6 +544,231 @@ static void test_verify_sees_a_stable_snapshot(void **state)
 	ilog_verify_free(v);
 }
 
+/* ---- archival */
+
+static uint64_t remove_range(struct fx *f, uint64_t first, uint64_t end, int want)
+{
+	const char *rec = "{\"type\":\"immutable_log.archive\"}";
+	ilog_item it = { (const unsigned char *)rec, strlen(rec), ILOG_KIND_JSON };
+	ilog_archive_rec a = { first, end, ilog_store_size(f->s),
+			       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			       "immutable_log-x.jsonl" };
+	uint64_t at = 0;
+	assert_int_equal(ilog_store_remove(f->s, &a, &it, 5000, &at, &f->err), want);
+	return at;
+}
+
+static int64_t count(struct fx *f, const char *q)
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(f->db, q, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void test_archive_removes_bytes_keeps_proofs(void **state)
+{
+	struct fx *f = *state;
+	append_n(f, 40);
+	sign_head(f);
+	ilog_hash path[ILOG_PROOF_MAX], again[ILOG_PROOF_MAX], root40;
+	size_t n = 0, m = 0;
+	assert_int_equal(ilog_store_inclusion(f->s, 3, 40, path, &n, &f->err), 0);
+	ilog_store_root(f->s, root40);
+	assert_int_equal(remove_range(f, 0, 25, 0), 40);
+	assert_int_equal(ilog_store_size(f->s), 41);
+	assert_int_equal(ilog_store_archived(f->s), 25);
+	assert_int_equal(count(f, "SELECT count(*) FROM entries WHERE idx < 25"), 0);
+	assert_int_equal(count(f, "SELECT count(*) FROM nodes WHERE level = 0"), 41);
+	/* Proofs and old roots come from the kept hashes. */
+	assert_int_equal(ilog_store_inclusion(f->s, 3, 40, again, &m, &f->err), 0);
+	assert_int_equal(m, n);
+	assert_memory_equal(path, again, n * ILOG_HASH_BYTES);
+	ilog_hash r;
+	assert_int_equal(ilog_store_root_at(f->s, 40, r, &f->err), 0);
+	assert_memory_equal(r, root40, ILOG_HASH_BYTES);
+	json_t *a = NULL;
+	assert_int_equal(ilog_store_archive_of(f->s, 3, &a, &f->err), 0);
+	assert_int_equal(json_integer_value(json_object_get(a, "end")), 25);
+	json_decref(a);
+	assert_int_equal(ilog_store_archive_of(f->s, 30, &a, &f->err), SDK_ENOTFOUND);
+	/* Twice the same range, a gap, or past the tree: refused. */
+	remove_range(f, 0, 25, SDK_ECONFLICT);
+	remove_range(f, 26, 30, SDK_ECONFLICT);
+	remove_range(f, 25, 42, SDK_ECONFLICT);
+	/* A bare DELETE still meets the trigger. */
+	assert_int_not_equal(sqlite3_exec(f->db, "DELETE FROM entries WHERE idx = 30", NULL,
+					  NULL, NULL), SQLITE_OK);
+	assert_int_not_equal(sqlite3_exec(f->db, "DELETE FROM archives", NULL, NULL, NULL),
+			     SQLITE_OK);
+	append_n(f, 3);
+	sign_head(f);
+	json_t *rep = verify_all(f, 7);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	assert_int_equal(json_integer_value(json_object_get(rep, "archived_entries")), 25);
+	assert_int_equal(json_integer_value(json_object_get(rep, "entries_checked")), 44);
+	assert_int_equal(json_integer_value(json_object_get(rep, "tree_heads_checked")), 2);
+	json_decref(rep);
+	/* Reopened, the log knows its archived range and its size. */
+	fx_close_db(f);
+	fx_open_db(f);
+	assert_int_equal(ilog_store_size(f->s), 44);
+	assert_int_equal(ilog_store_archived(f->s), 25);
+	assert_null(ilog_store_broken(f->s));
+	assert_int_equal(remove_range(f, 25, 44, 0), 44);
+	assert_int_equal(count(f, "SELECT count(*) FROM entries"), 1);
+}
+
+static void test_archive_removal_is_all_or_nothing(void **state)
+{
+	struct fx *f = *state;
+	append_n(f, 10);
+	sql(f, "CREATE TRIGGER meta_fails BEFORE INSERT ON meta"
+	       " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END");
+	remove_range(f, 0, 5, SDK_ECONFLICT); /* RAISE(ABORT) is a constraint */
+	assert_int_equal(count(f, "SELECT count(*) FROM entries"), 10);
+	assert_int_equal(count(f, "SELECT count(*) FROM archives"), 0);
+	assert_int_equal(ilog_store_archived(f->s), 0);
+	assert_int_equal(ilog_store_size(f->s), 10);
+	sql(f, "DROP TRIGGER meta_fails");
+	assert_int_equal(remove_range(f, 0, 5, 0), 10);
+}
+
+static void test_verify_catches_an_edited_archived_leaf(void **state)
+{
+	struct fx *f = *state;
+	append_n(f, 16);
+	sign_head(f);
+	remove_range(f, 0, 8, 0);
+	sql(f, "DROP TRIGGER nodes_no_update;"
+	       " UPDATE nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = 5");
+	assert_verify_bad(f, 4, "entries [4, 6)");
+}
+
+static void test_index_at_time(void **state)
+{
+	struct fx *f = *state;
+	for (int i = 0; i < 9; i++) {
+		ilog_item it = { (const unsigned char *)"x", 1, ILOG_KIND_BYTES };
+		uint64_t first;
+		assert_int_equal(ilog_store_append(f->s, &it, 1, 1000 * (i / 3 + 1), &first, NULL,
+						   &f->err), 0);
+	}
+	uint64_t at;
+	assert_int_equal(ilog_store_index_at(f->s, 500, &at, &f->err), 0);
+	assert_int_equal(at, 0);
+	assert_int_equal(ilog_store_index_at(f->s, 2000, &at, &f->err), 0);
+	assert_int_equal(at, 3);
+	assert_int_equal(ilog_store_index_at(f->s, 2500, &at, &f->err), 0);
+	assert_int_equal(at, 6);
+	assert_int_equal(ilog_store_index_at(f->s, 9000, &at, &f->err), 0);
+	assert_int_equal(at, 9);
+	remove_range(f, 0, 4, 0);
+	assert_int_equal(ilog_store_index_at(f->s, 500, &at, &f->err), 0);
+	assert_int_equal(at, 4);
+}
+
+/* A file of schema version 1 (no archives, the old DELETE trigger) is
+ * brought to version 2 at open, its entries kept. */
+static void test_migrates_schema_1(void **state)
+{
+	struct fx *f = *state;
+	append_n(f, 6);
+	sign_head(f);
+	sql(f, "DROP TABLE archives; DROP TRIGGER entries_no_delete;"
+	       " CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries"
+	       " BEGIN SELECT RAISE(ABORT, 'the immutable log is append-only'); END;"
+	       " PRAGMA user_version = 1;");
+	fx_close_db(f);
+	fx_open_db(f);
+	assert_int_equal(count(f, "PRAGMA user_version"), 2);
+	assert_int_equal(count(f, "SELECT count(*) FROM archives"), 0);
+	assert_int_equal(ilog_store_size(f->s), 6);
+	assert_int_not_equal(sqlite3_exec(f->db, "DELETE FROM entries", NULL, NULL, NULL),
+			     SQLITE_OK);
+	assert_int_equal(remove_range(f, 0, 3, 0), 6);
+	json_t *rep = verify_all(f, 100);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+	/* A newer file than this build is refused. */
+	sql(f, "PRAGMA user_version = 3");
+	fx_close_db(f);
+	assert_int_equal(sqlite3_open(f->path, &f->db), SQLITE_OK);
+	assert_int_equal(ilog_store_open(f->db, &f->s, &f->err), SDK_EIO);
+	assert_non_null(strstr(f->err.msg, "schema version 3"));
+	f->s = NULL;
+}
+
+/* An archive written by archive.c checks by archive_check.c; a flipped
+ * byte anywhere, a cut, or another key's signature does not. */
+static void test_archive_file_round_trip(void **state)
+{
+	struct fx *f = *state;
+	append_n(f, 50);
+	ilog_export *x = calloc(1, sizeof *x);
+	assert_non_null(x);
+	snprintf(x->db_path, sizeof x->db_path, "%s", f->path);
+	snprintf(x->dir, sizeof x->dir, "%s/archive", f->dir);
+	x->first = 0;
+	x->end = 30;
+	x->head = (ilog_sth){ .tree_size = 50, .timestamp_ms = 777 };
+	ilog_store_root(f->s, x->head.root);
+	unsigned char msg[ILOG_STH_MESSAGE_BYTES];
+	ilog_sth_message(&x->head, msg);
+	crypto_sign_detached(x->head.signature, NULL, msg, sizeof msg, f->sk);
+	memcpy(x->public_key, f->pk, sizeof f->pk);
+	x->now_ms = 1;
+	ilog_archive_name(x->first, x->end, x->file);
+	assert_true(ilog_archive_name_ok(x->file));
+	assert_false(ilog_archive_name_ok("../immutable_log.db"));
+	ilog_export_run(x);
+	assert_int_equal(x->rc, 0);
+	char path[PATH_MAX * 2];
+	snprintf(path, sizeof path, "%s/%s", x->dir, x->file);
+	json_t *r = NULL;
+	assert_int_equal(ilog_archive_check(path, &r, &f->err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_string_equal(json_string_value(json_object_get(r, "sha256")), x->sha256);
+	assert_int_equal(json_integer_value(json_object_get(r, "entries")), 30);
+	json_decref(r);
+	/* The same file named by its hash is confirmed; another is refused. */
+	snprintf(x->expect_sha256, sizeof x->expect_sha256, "%s", x->sha256);
+	ilog_export_run(x);
+	assert_int_equal(x->rc, 0);
+	x->expect_sha256[0] = x->expect_sha256[0] == 'a' ? 'b' : 'a';
+	ilog_export_run(x);
+	assert_int_equal(x->rc, SDK_ECONFLICT);
+
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	static char orig[1 << 16];
+	size_t len = fread(orig, 1, sizeof orig, fp);
+	fclose(fp);
+	assert_true(len > 0 && len < sizeof orig);
+	static char copy[1 << 16];
+	size_t spots[] = { 40, len / 3, len / 2, len - 30 };
+	for (size_t i = 0; i <= sizeof spots / sizeof spots[0]; i++) {
+		memcpy(copy, orig, len);
+		size_t n = len;
+		if (i < sizeof spots / sizeof spots[0])
+			copy[spots[i]] ^= 0x01;
+		else
+			n = len * 2 / 3; /* truncated */
+		fp = fopen(path, "wb");
+		assert_int_equal(fwrite(copy, 1, n, fp), n);
+		fclose(fp);
+		assert_int_equal(ilog_archive_check(path, &r, &f->err), 0);
+		assert_true(json_is_false(json_object_get(r, "ok")));
+		assert_non_null(json_string_value(json_object_get(r, "reason")));
+		json_decref(r);
+	}
+	unlink(path);
+	rmdir(x->dir);
+	free(x);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -569,6 +795,12 @@ int main(void)
 		T(test_verify_catches_a_consistent_rewrite),
 		T(test_verify_catches_a_forged_head),
 		T(test_verify_sees_a_stable_snapshot),
+		T(test_archive_removes_bytes_keeps_proofs),
+		T(test_archive_removal_is_all_or_nothing),
+		T(test_verify_catches_an_edited_archived_leaf),
+		T(test_index_at_time),
+		T(test_migrates_schema_1),
+		T(test_archive_file_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

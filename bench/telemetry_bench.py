@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Telemetry benchmark (issue 16), run by hand:
+
+    python3 bench/telemetry_bench.py [--spans 40000] [--batch 500] [--wrk-secs 5]
+
+  * ingest: spans stored per second by the telemetry kernel, OTLP/HTTP
+    protobuf and OTLP/JSON, batches of --batch spans built before the clock
+    starts, one connection, straight to the kernel's port (each request is
+    answered once its spans are committed); against the raw write rate of
+    the store: the same rows inserted by Python's sqlite3 into the same
+    schema, same pragmas, one transaction per batch. No OpenTelemetry
+    Collector package runs here (no Debian or npm package of it), so the
+    store's raw rate is the peer.
+  * the cost of tracing on the gateway: GET /bus/subjects through :8000 by
+    wrk, Grace with [telemetry] self_trace = 1 (every trace recorded, then
+    sample_percent = 10) against self_trace = 0, same run, rounds
+    interleaved.
+
+The report goes to stdout; progress to stderr."""
+
+import argparse
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "blackbox"))
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def ld(num, payload):
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def fixed64(num, v):
+    return varint(num << 3 | 1) + v.to_bytes(8, "little")
+
+
+def kv_str(k, v):
+    return ld(1, k.encode()) + ld(2, ld(1, v.encode()))  # KeyValue{key, AnyValue{string_value}}
+
+
+def spans_of(batch_no, n, t0):
+    out = []
+    for i in range(n):
+        tid = "%016x%016x" % (batch_no + 1, i // 10 + 1)
+        sid = "%016x" % (batch_no * n + i + 1)
+        parent = "%016x" % (batch_no * n + i) if i % 10 else None
+        start = t0 + i * 1000
+        out.append({"traceId": tid, "spanId": sid, "parentSpanId": parent, "name": "op %d" % (i % 20),
+                    "kind": 2, "start": start, "end": start + 500 + i,
+                    "attrs": {"http.route": "/items/%d" % (i % 50), "tenant": "t%d" % (i % 7)}})
+    return out
+
+
+def json_body(spans):
+    def one(s):
+        o = {"traceId": s["traceId"], "spanId": s["spanId"], "name": s["name"], "kind": s["kind"],
+             "startTimeUnixNano": str(s["start"]), "endTimeUnixNano": str(s["end"]),
+             "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in s["attrs"].items()],
+             "status": {}}
+        if s["parentSpanId"]:
+            o["parentSpanId"] = s["parentSpanId"]
+        return o
+    return json.dumps({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bench"}}]},
+        "scopeSpans": [{"scope": {"name": "bench"}, "spans": [one(s) for s in spans]}]}]}).encode()
+
+
+def pb_body(spans):
+    def one(s):
+        b = ld(1, bytes.fromhex(s["traceId"])) + ld(2, bytes.fromhex(s["spanId"]))
+        if s["parentSpanId"]:
+            b += ld(4, bytes.fromhex(s["parentSpanId"]))
+        b += ld(5, s["name"].encode()) + varint(6 << 3) + varint(s["kind"])
+        b += fixed64(7, s["start"]) + fixed64(8, s["end"])
+        for k, v in s["attrs"].items():
+            b += ld(9, kv_str(k, v))
+        return ld(2, b)
+    scope = ld(1, ld(1, b"bench")) + b"".join(one(s) for s in spans)
+    resource = ld(1, ld(1, kv_str("service.name", "bench")))
+    return ld(1, resource + ld(2, scope))
+
+
+def post_all(g, port, bodies, ctype):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    hdrs = dict(g.token_headers(), **{"Content-Type": ctype})
+    t = time.monotonic()
+    for b in bodies:
+        conn.request("POST", "/v1/traces", body=b, headers=hdrs)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise SystemExit("ingest answered %d" % r.status)
+    dt = time.monotonic() - t
+    conn.close()
+    return dt
+
+
+def raw_store(schema_db, batches):
+    """The same rows into the same schema by Python's sqlite3."""
+    d = tempfile.mkdtemp(prefix="telbench-raw-")
+    path = os.path.join(d, "raw.db")
+    src = sqlite3.connect(schema_db)
+    ddl = [r[0] for r in src.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
+    src.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    for s in ddl:
+        db.execute(s)
+    rows = []
+    for spans in batches:
+        rows.append([(s["traceId"], s["spanId"], s["parentSpanId"] or "", "bench", s["name"],
+                      s["kind"], s["start"], s["end"], s["end"] - s["start"], 0,
+                      int(time.time() * 1000), json.dumps(s), list(s["attrs"].items()))
+                     for s in spans])
+    t = time.monotonic()
+    for batch in rows:
+        db.execute("BEGIN IMMEDIATE")
+        for r in batch:
+            cur = db.execute("INSERT INTO spans(trace_id, span_id, parent_id, service, name, kind,"
+                             " start_ns, end_ns, duration_ns, status, received_ms, body)"
+                             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", r[:12])
+            sid = cur.lastrowid
+            db.executemany("INSERT INTO span_attrs(span, key, value) VALUES (?,?,?)",
+                           [(sid, k, v) for k, v in r[12] + [("service.name", "bench")]])
+        db.execute("COMMIT")
+    dt = time.monotonic() - t
+    db.close()
+    return dt
+
+
+def wrk(port, token, secs):
+    hdr = ["-H", "Authorization: Bearer " + token]
+    out = subprocess.run(["wrk", "-t2", "-c16", "-d%ds" % secs] + hdr +
+                         ["http://127.0.0.1:%d/bus/subjects" % port],
+                         capture_output=True, text=True, timeout=secs + 30).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not m or errs:
+        raise SystemExit("wrk: %s" % out)
+    return float(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--grace", default=os.path.join(HERE, "..", "build", "grace"))
+    ap.add_argument("--spans", type=int, default=40000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--wrk-secs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    os.environ["GRACE_BIN"] = os.path.abspath(args.grace)
+    from harness import GraceServer  # noqa: E402
+
+    nb = args.spans // args.batch
+    t0 = time.time_ns()
+    batches = [spans_of(b, args.batch, t0) for b in range(nb)]
+    report = []
+    with GraceServer(kernels={"telemetry": {}}, config={"telemetry": {"self_trace": 0}}) as g:
+        port = g.kernel_port("telemetry")
+        log("building %d batches of %d spans" % (nb, args.batch))
+        pb = [pb_body(s) for s in batches]
+        # JSON: other ids, so both runs store the same number of new rows.
+        batches_j = [spans_of(b + nb, args.batch, t0) for b in range(nb)]
+        js = [json_body(s) for s in batches_j]
+        log("ingest: protobuf")
+        dt_pb = post_all(g, port, pb, "application/x-protobuf")
+        log("ingest: JSON")
+        dt_js = post_all(g, port, js, "application/json")
+        schema_db = os.path.join(g.data_dir, "telemetry.db")
+        log("raw store")
+        dt_raw = raw_store(schema_db, batches)
+    n = nb * args.batch
+    report.append("telemetry ingest, %d spans in batches of %d, one connection:" % (n, args.batch))
+    report.append("  OTLP protobuf  %9.0f spans/s" % (n / dt_pb))
+    report.append("  OTLP JSON      %9.0f spans/s" % (n / dt_js))
+    report.append("  raw store      %9.0f spans/s (Python sqlite3, same schema and pragmas)"
+                  % (n / dt_raw))
+    report.append("  ratio to raw store: protobuf %.2f, JSON %.2f" % (dt_raw / dt_pb, dt_raw / dt_js))
+
+    kinds = (("traced", 1, 100), ("sampled 10%", 1, 10), ("untraced", 0, 100))
+    rates = {k[0]: [] for k in kinds}
+    servers = {}
+    try:
+        for name, on, pct in kinds:
+            g = GraceServer(kernels={"telemetry": {}, "message_bus": {}},
+                            config={"telemetry": {"self_trace": on, "sample_percent": pct}})
+            g.start()
+            servers[name] = (g, g.login())
+        for r in range(args.rounds):
+            for name, _, _ in kinds:
+                g, token = servers[name]
+                rate = wrk(g.api_port, token, args.wrk_secs)
+                rates[name].append(rate)
+                log("round %d %s: %.0f req/s" % (r + 1, name, rate))
+        g, _ = servers["traced"]
+        m = g.http("GET", "/kernels/message_bus/metrics")[2]
+        m = m.decode() if isinstance(m, bytes) else str(m)
+        dropped = re.search(r'grace_trace_spans_dropped_total\{kernel="message_bus"\} (\d+)', m)
+        sent = re.search(r'grace_trace_spans_sent_total\{kernel="message_bus"\} (\d+)', m)
+    finally:
+        for g, _ in servers.values():
+            g.close()
+    best = {k: max(v) for k, v in rates.items()}
+    report.append("gateway GET /bus/subjects, wrk -t2 -c16, best of %d x %ds:"
+                  % (args.rounds, args.wrk_secs))
+    report.append("  self_trace = 1, all recorded   %9.0f req/s (%.1f%% below untraced; the"
+                  " message bus sent %s spans, dropped %s)"
+                  % (best["traced"], 100 * (1 - best["traced"] / best["untraced"]),
+                     sent.group(1) if sent else "?", dropped.group(1) if dropped else "?"))
+    report.append("  self_trace = 1, 10%% sampled    %9.0f req/s (%.1f%% below untraced)"
+                  % (best["sampled 10%"], 100 * (1 - best["sampled 10%"] / best["untraced"])))
+    report.append("  self_trace = 0                 %9.0f req/s" % best["untraced"])
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()

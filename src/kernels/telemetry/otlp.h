@@ -1,0 +1,73 @@
+/* OTLP's two encodings made one: a protobuf request (protobuf-c, from our
+ * own .proto files in proto/) becomes the OTLP/JSON tree it stands for,
+ * and an OTLP/JSON tree is checked and normalized span by span (lowercase
+ * hex ids, 64-bit integers as strings, enums as integers) into the rows the
+ * store keeps. One checker for both, so both refuse the same things. */
+#ifndef GRACE_TELEMETRY_OTLP_H
+#define GRACE_TELEMETRY_OTLP_H
+
+#include "kernels/layer.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define OTLP_ANY_DEPTH_MAX 16  /* arrays and kvlists nested in an attribute */
+#define OTLP_WHY_MAX 256
+#define OTLP_ATTR_INDEXED_MAX 256 /* longer attribute values cannot be searched by */
+
+/* google.rpc.Code values an OTLP/HTTP error answer carries. */
+enum {
+	OTLP_CODE_INVALID_ARGUMENT = 3,
+	OTLP_CODE_RESOURCE_EXHAUSTED = 8,
+	OTLP_CODE_UNIMPLEMENTED = 12,
+	OTLP_CODE_INTERNAL = 13,
+	OTLP_CODE_UNAVAILABLE = 14,
+};
+
+typedef enum { OTLP_TRACES, OTLP_LOGS, OTLP_METRICS } otlp_signal;
+
+/* The rows of one request, ready to store: `rows` is an array of objects,
+ * for spans {"trace_id","span_id","parent_id","service","name","kind",
+ * "start_ns","end_ns","status","attrs":[[key,text],...],"body":{the span
+ * as OTLP/JSON with its "resource" and "scope"}}, for log records
+ * {"trace_id","span_id","service","time_ns","severity","body":{...}}.
+ * `rejected` items were well formed but invalid by the specification (an
+ * all-zero id, an end before the start): left out, counted, the first
+ * reason in `why` (the partial-success answer). */
+typedef struct otlp_batch {
+	json_t *rows;
+	size_t rejected;
+	char why[OTLP_WHY_MAX];
+} otlp_batch;
+
+/* Decodes a protobuf ExportTraceServiceRequest / ExportLogsServiceRequest
+ * / ExportMetricsServiceRequest into its OTLP/JSON tree (*out, new). -1 with the reason when it does not
+ * decode. */
+int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **out, char *why,
+		    size_t whylen);
+
+/* Checks and normalizes an OTLP/JSON request. 0 and *batch (rows owned by
+ * the caller), or -1 with the reason: then nothing of it may be stored (a
+ * shape that is not OTLP, an id of the wrong length, more than `items_max`
+ * spans or records: -2 for that one, the answer is 413). */
+int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch, char *why,
+		    size_t whylen);
+
+/* The answers. A success, with partial_success when rejected > 0 (or,
+ * for metrics, when `why` is a warning with nothing rejected); an error
+ * as google.rpc.Status. Both in protobuf when `pb`, else JSON. *out is a
+ * malloc'd body of *len bytes. */
+int otlp_encode_success(otlp_signal sig, bool pb, size_t rejected, const char *why, uint8_t **out,
+			size_t *len);
+int otlp_encode_status(bool pb, int code, const char *message, uint8_t **out, size_t *len);
+
+/* A 64-bit unsigned integer of OTLP/JSON: a JSON number or a string of
+ * digits; absent or null is 0. -1 for anything else (otlp_num.c). */
+int otlp_json_u64(const json_t *v, uint64_t *out);
+
+/* Lowercase hex of `n` bytes into out (2n+1 bytes). */
+void otlp_hex(const uint8_t *in, size_t n, char *out);
+
+#endif

@@ -1,0 +1,267 @@
+/* Attestation of kernel processes (attest.h). */
+#include "kernels/trust/attest.h"
+
+#include "sdk/db.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int tr_proc_read(pid_t pid, tr_proc *out, sdk_err *err)
+{
+	char path[64], buf[1024];
+	if (pid <= 0)
+		return sdk_fail(err, SDK_EINVAL, "not a pid");
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	if (f)
+		fclose(f);
+	if (!n)
+		return sdk_fail(err, SDK_ENOTFOUND, "process %d is not running", (int)pid);
+	buf[n] = '\0';
+	/* After the command's closing parenthesis: state is field 3, start
+	 * time field 22. */
+	char *p = strrchr(buf, ')');
+	unsigned long long start = 0;
+	int field = 2;
+	for (char *t = p ? strtok(p + 1, " ") : NULL; t; t = strtok(NULL, " "))
+		if (++field == 22) {
+			start = strtoull(t, NULL, 10);
+			break;
+		}
+	if (field != 22)
+		return sdk_fail(err, SDK_ENOTFOUND, "process %d: unreadable stat", (int)pid);
+	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+	ssize_t m = readlink(path, out->exe, sizeof out->exe - 1);
+	if (m <= 0)
+		return sdk_fail(err, SDK_ENOTFOUND, "process %d: no executable to read (%s)",
+				(int)pid, strerror(errno));
+	out->exe[m] = '\0';
+	out->pid = pid;
+	out->start_time = (int64_t)start;
+	return 0;
+}
+
+static void sha256_hex(const char *text, size_t len, char *out)
+{
+	unsigned char h[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256(h, (const unsigned char *)text, len);
+	sodium_bin2hex(out, TR_JOIN_HEX + 1, h, sizeof h);
+}
+
+static int hex_ok(const char *s)
+{
+	return s && strlen(s) == TR_JOIN_HEX && strspn(s, "0123456789abcdef") == TR_JOIN_HEX;
+}
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, sdk_err *err)
+{
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sdk_db_fail(db, err, what);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int tr_join_register(sqlite3 *db, const char *kernel, const tr_proc *p, const char *hash_hex,
+		     int64_t now_ms, sdk_err *err)
+{
+	if (!hex_ok(hash_hex))
+		return sdk_fail(err, SDK_EINVAL, "credential_sha256 must be 64 lower-case hex digits");
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"DELETE FROM trust_joins WHERE hash IN (SELECT hash FROM trust_joins"
+				" ORDER BY registered_ms DESC LIMIT -1 OFFSET ?)",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int(st, 1, TR_JOINS_MAX - 1);
+	if ((rc = step_done(db, st, "dropping old registrations", err)) < 0)
+		return rc;
+	if ((rc = sdk_db_prepare(db,
+				 "INSERT INTO trust_joins(hash, kernel, pid, start_time, exe,"
+				 " registered_ms) VALUES (?, ?, ?, ?, ?, ?)",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, kernel, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, (int)p->pid);
+	sqlite3_bind_int64(st, 4, p->start_time);
+	sqlite3_bind_text(st, 5, p->exe, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, now_ms);
+	int step = sqlite3_step(st);
+	if (step == SQLITE_CONSTRAINT) {
+		sqlite3_finalize(st);
+		return sdk_fail(err, SDK_ECONFLICT, "that credential is registered already");
+	}
+	return step == SQLITE_DONE ? (sqlite3_finalize(st), 0)
+				   : step_done(db, st, "registering a credential", err);
+}
+
+static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
+			 int64_t now_ms, char *attestation, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"SELECT kernel, pid, start_time, exe, used_ms FROM trust_joins"
+				" WHERE hash = ?",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	if (step != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return step == SQLITE_DONE
+			       ? sdk_fail(err, SDK_ENOTFOUND, "no such join credential (yet)")
+			       : sdk_db_fail(db, err, "reading registrations");
+	}
+	tr_proc want = { .pid = (pid_t)sqlite3_column_int(st, 1),
+			 .start_time = sqlite3_column_int64(st, 2) };
+	char who[65];
+	snprintf(who, sizeof who, "%s", sdk_db_text(st, 0));
+	snprintf(want.exe, sizeof want.exe, "%s", sdk_db_text(st, 3));
+	int64_t used = sqlite3_column_int64(st, 4);
+	sqlite3_finalize(st);
+	if (used)
+		return sdk_fail(err, SDK_ECONFLICT, "this join credential was used already");
+	if (strcmp(who, kernel))
+		return sdk_fail(err, SDK_EDENIED, "this join credential is not kernel %s's", kernel);
+	if (pid != want.pid)
+		return sdk_fail(err, SDK_EDENIED, "this join credential was given to another process");
+	tr_proc now;
+	sdk_err pe;
+	if (tr_proc_read(pid, &now, &pe) < 0 || now.start_time != want.start_time)
+		return sdk_fail(err, SDK_EDENIED,
+				"the process this join credential was given to is gone (restarted?)");
+	if (strcmp(now.exe, want.exe))
+		return sdk_fail(err, SDK_EDENIED, "process %d runs another executable now", (int)pid);
+	/* Burnt, and the workload recorded, in one transaction. */
+	if ((rc = sdk_db_prepare(db, "UPDATE trust_joins SET used_ms = ? WHERE hash = ?", &st,
+				 err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+	if ((rc = step_done(db, st, "burning the credential", err)) < 0)
+		return rc;
+	unsigned char raw[TR_JOIN_HEX / 2];
+	randombytes_buf(raw, sizeof raw);
+	sodium_bin2hex(attestation, TR_JOIN_HEX + 1, raw, sizeof raw);
+	char ahash[TR_JOIN_HEX + 1];
+	sha256_hex(attestation, TR_JOIN_HEX, ahash);
+	if ((rc = sdk_db_prepare(db,
+				 "INSERT OR REPLACE INTO trust_workloads(kernel, pid, start_time, exe,"
+				 " attested_ms, attestation_sha256, svid_expires_ms)"
+				 " VALUES (?, ?, ?, ?, ?, ?, 0)",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, kernel, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, (int)pid);
+	sqlite3_bind_int64(st, 3, now.start_time);
+	sqlite3_bind_text(st, 4, now.exe, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now_ms);
+	sqlite3_bind_text(st, 6, ahash, -1, SQLITE_STATIC);
+	return step_done(db, st, "recording the workload", err);
+}
+
+int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_t pid,
+		   int64_t now_ms, char *attestation, sdk_err *err)
+{
+	if (!hex_ok(credential))
+		return sdk_fail(err, SDK_EINVAL, "credential must be 64 lower-case hex digits");
+	char hash[TR_JOIN_HEX + 1];
+	sha256_hex(credential, TR_JOIN_HEX, hash);
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL))
+		return sdk_db_fail(db, err, "starting a join");
+	int rc = accept_locked(db, kernel, hash, pid, now_ms, attestation, err);
+	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL))
+		rc = sdk_db_fail(db, err, "committing a join");
+	if (rc < 0) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		sodium_memzero(attestation, TR_JOIN_HEX + 1);
+	}
+	return rc;
+}
+
+int tr_workload_check(sqlite3 *db, const char *kernel, const char *attestation, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"SELECT pid, start_time, attestation_sha256 FROM trust_workloads"
+				" WHERE kernel = ?",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, kernel, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	if (step == SQLITE_DONE) {
+		sqlite3_finalize(st);
+		return 0; /* never attested: the internal token's word, as before */
+	}
+	if (step != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return sdk_db_fail(db, err, "reading workloads");
+	}
+	pid_t pid = (pid_t)sqlite3_column_int(st, 0);
+	int64_t start = sqlite3_column_int64(st, 1);
+	char want[TR_JOIN_HEX + 1], got[TR_JOIN_HEX + 1];
+	snprintf(want, sizeof want, "%s", sdk_db_text(st, 2));
+	sqlite3_finalize(st);
+	if (!hex_ok(attestation))
+		return sdk_fail(err, SDK_EDENIED,
+				"kernel %s is attested: only its attested process gets its identity",
+				kernel);
+	sha256_hex(attestation, TR_JOIN_HEX, got);
+	if (sodium_memcmp(got, want, TR_JOIN_HEX) != 0)
+		return sdk_fail(err, SDK_EDENIED, "not kernel %s's attested process", kernel);
+	tr_proc now;
+	sdk_err pe;
+	if (tr_proc_read(pid, &now, &pe) < 0 || now.start_time != start)
+		return sdk_fail(err, SDK_EDENIED,
+				"kernel %s's attested process is gone: a new one attests anew", kernel);
+	return 0;
+}
+
+void tr_workload_svid(sqlite3 *db, const char *kernel, int64_t expires_ms)
+{
+	sqlite3_stmt *st;
+	sdk_err e;
+	if (sdk_db_prepare(db,
+			   "UPDATE trust_workloads SET svid_expires_ms = max(svid_expires_ms, ?)"
+			   " WHERE kernel = ?",
+			   &st, &e) < 0)
+		return;
+	sqlite3_bind_int64(st, 1, expires_ms);
+	sqlite3_bind_text(st, 2, kernel, -1, SQLITE_STATIC);
+	step_done(db, st, "recording an SVID", &e);
+}
+
+int tr_workloads_json(sqlite3 *db, json_t **out, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"SELECT kernel, pid, exe, attested_ms, svid_expires_ms"
+				" FROM trust_workloads ORDER BY kernel",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	json_t *list = json_array();
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t exp = sqlite3_column_int64(st, 4);
+		json_array_append_new(
+			list, json_pack("{s:s, s:i, s:s, s:I, s:o}", "name", sdk_db_text(st, 0), "pid",
+					sqlite3_column_int(st, 1), "exe", sdk_db_text(st, 2),
+					"attested_at", (json_int_t)sqlite3_column_int64(st, 3),
+					"svid_expires_at", exp ? json_integer(exp) : json_null()));
+	}
+	sqlite3_finalize(st);
+	if (step != SQLITE_DONE) {
+		json_decref(list);
+		return sdk_db_fail(db, err, "reading workloads");
+	}
+	*out = json_pack("{s:o}", "workloads", list);
+	return 0;
+}

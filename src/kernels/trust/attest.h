@@ -1,0 +1,57 @@
+/* Attestation of kernel processes (docs/trust.md). The supervisor
+ * registers each process it spawns: (kernel, pid, start time, executable,
+ * SHA-256 of a one-time join credential it handed that process). The
+ * process presents the credential once; it is accepted only from the
+ * kernel it was given to, for the pid it was given to, while that very
+ * process (same start time, same executable in /proc) lives, and only
+ * once. The process then gets an attestation (random, its hash kept) that
+ * it sends with later requests: SVIDs of a kernel that has attested go
+ * only to the process holding it. No HTTP.
+ *
+ * Calls return 0 or a negative sdk_status with the reason in err. */
+#ifndef GRACE_TRUST_ATTEST_H
+#define GRACE_TRUST_ATTEST_H
+
+#include "kernels/layer.h"
+
+#include "sdk/err.h"
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define TR_JOIN_HEX 64
+#define TR_EXE_MAX 4096
+#define TR_JOINS_MAX 1024 /* registrations kept; the oldest go first */
+
+typedef struct tr_proc {
+	pid_t pid;
+	int64_t start_time; /* clock ticks since boot, /proc/PID/stat field 22 */
+	char exe[TR_EXE_MAX];
+} tr_proc;
+
+/* The live process `pid` as /proc shows it now; SDK_ENOTFOUND when gone. */
+int tr_proc_read(pid_t pid, tr_proc *out, sdk_err *err);
+
+/* The supervisor's registration. */
+int tr_join_register(sqlite3 *db, const char *kernel, const tr_proc *p, const char *hash_hex,
+		     int64_t now_ms, sdk_err *err);
+/* A process presents `credential` (hex) as kernel `kernel`, pid `pid`.
+ * SDK_ENOTFOUND: no such registration (yet); SDK_ECONFLICT: used already;
+ * SDK_EDENIED: another kernel, another pid, or not the live process it was
+ * given to. On success the credential is burnt, the workload recorded, and
+ * `attestation` (TR_JOIN_HEX + 1 bytes) is what the process sends from now
+ * on. */
+int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_t pid,
+		   int64_t now_ms, char *attestation, sdk_err *err);
+/* Whether a request as kernel `kernel` carrying `attestation` (NULL: none)
+ * may have an SVID of that kernel: yes when the kernel never attested (it
+ * runs without the supervisor, or before its registration arrived), else
+ * only from the attested process, alive. SDK_EDENIED with the reason. */
+int tr_workload_check(sqlite3 *db, const char *kernel, const char *attestation, sdk_err *err);
+/* An SVID issued to the workload until expires_ms (for GET /workloads). */
+void tr_workload_svid(sqlite3 *db, const char *kernel, int64_t expires_ms);
+/* {"workloads":[{"name","pid","exe","attested_at","svid_expires_at"}]}. */
+int tr_workloads_json(sqlite3 *db, json_t **out, sdk_err *err);
+
+#endif

@@ -1,0 +1,30 @@
+/* Attestation at spawn (docs/trust.md): the supervisor hands each kernel
+ * process it spawns a one-time join credential (32 random bytes, in hex, in
+ * the environment variable GRACE_JOIN_CREDENTIAL, which the kernel's
+ * runtime wipes and removes before anything else), and registers the
+ * process with the trust kernel: its pid, its start time (/proc/PID/stat),
+ * its executable (/proc/PID/exe), the kernel's name and the credential's
+ * SHA-256. The registration is a call that is never waited for: a spawn
+ * never fails, and healing never waits, because trust is down. */
+#ifndef GRACE_SUPERVISOR_ATTEST_H
+#define GRACE_SUPERVISOR_ATTEST_H
+
+#include "serve/layer.h"
+
+#include "sdk/call.h"
+#include "sdk/config.h"
+
+#include <sys/types.h>
+
+#define SUP_JOIN_ENV "GRACE_JOIN_CREDENTIAL"
+#define SUP_JOIN_HEX 64 /* 32 bytes */
+
+/* A fresh credential (cred_hex) and its SHA-256 (hash_hex), both
+ * SUP_JOIN_HEX + 1 bytes. */
+void sup_join_make(char *cred_hex, char *hash_hex);
+/* Registers `pid` of kernel `name` with the trust kernel (when there is
+ * one), in the background. */
+void sup_attest_register(sdk_caller *c, const grace_config *cfg, const char *name, pid_t pid,
+			 const char *hash_hex);
+
+#endif
