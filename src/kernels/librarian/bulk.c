@@ -30,19 +30,20 @@ static void item_ok(json_t *items, unsigned line, int status, const char *result
 					       (json_int_t)id));
 }
 
-static int hash_find(sqlite3 *db, const uint8_t *hash, int64_t *id, lib_err *err)
+static const char sql_hash_find[] = "SELECT id FROM documents WHERE hash = ?1";
+
+static int hash_find(sqlite3 *db, lib_ix *ix, const uint8_t *hash, int64_t *id, lib_err *err)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = lib_ix_stmt(ix, sql_hash_find); /* ix's */
 	*id = 0;
-	if (sqlite3_prepare_v2(db, "SELECT id FROM documents WHERE hash = ?1", -1, &st, NULL) !=
-	    SQLITE_OK)
+	if (!st)
 		return lib_fail_sql(db, err, "prepare hash");
 	sqlite3_bind_blob(st, 1, hash, LIB_HASH_BYTES, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*id = sqlite3_column_int64(st, 0);
 	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SDK_OK : lib_fail_sql(db, err, "read hash");
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc;
 }
 
@@ -100,7 +101,7 @@ static int one(sqlite3 *db, lib_ix *ix, const char *owner, const lib_quota *q, c
 	if (source)
 		rc = lib_doc_id_by_source(db, source, &old, err);
 	else
-		rc = hash_find(db, hash, &old, err);
+		rc = hash_find(db, ix, hash, &old, err);
 	if (rc)
 		goto out;
 	if (!source && old) {

@@ -67,6 +67,9 @@ struct lib_ix {
 	sqlite3 *db;
 	lib_tok *tok;
 	sqlite3_stmt *st[ST_COUNT];
+	/* The writers' own statements (lib_ix_stmt), by their SQL's address. */
+	const char *xsql[LIB_IX_XSTMTS];
+	sqlite3_stmt *xst[LIB_IX_XSTMTS];
 	struct pterm *tab;
 	uint32_t cap, used;
 	/* the document being added */
@@ -224,8 +227,28 @@ void lib_ix_close(lib_ix *ix)
 	lib_buf_free(&ix->bound);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(ix->st[i]);
+	for (int i = 0; i < LIB_IX_XSTMTS; i++)
+		sqlite3_finalize(ix->xst[i]);
 	lib_tok_free(ix->tok);
 	free(ix);
+}
+
+sqlite3_stmt *lib_ix_stmt(lib_ix *ix, const char *sql_text)
+{
+	int i;
+	for (i = 0; i < LIB_IX_XSTMTS && ix->xsql[i]; i++)
+		if (ix->xsql[i] == sql_text) {
+			sqlite3_reset(ix->xst[i]);
+			sqlite3_clear_bindings(ix->xst[i]);
+			return ix->xst[i];
+		}
+	if (i == LIB_IX_XSTMTS)
+		return NULL;
+	if (sqlite3_prepare_v3(ix->db, sql_text, -1, SQLITE_PREPARE_PERSISTENT, &ix->xst[i], NULL) !=
+	    SQLITE_OK)
+		return NULL;
+	ix->xsql[i] = sql_text;
+	return ix->xst[i];
 }
 
 void lib_ix_discard(lib_ix *ix) { pending_clear(ix); }

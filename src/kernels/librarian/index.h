@@ -96,6 +96,13 @@ int lib_ix_flush(lib_ix *ix, sdk_err *err);
 void lib_ix_discard(lib_ix *ix);
 uint32_t lib_ix_pending_docs(const lib_ix *ix);
 size_t lib_ix_pending_bytes(const lib_ix *ix);
+/* A writer's statement prepared once per lib_ix (a bulk load writes
+ * thousands of documents with the same few): `sql_text` is a static
+ * string, known by its address; the statement comes reset, is owned by
+ * `ix` (finalized by lib_ix_close) and must be reset after use. NULL when
+ * it cannot be prepared or LIB_IX_XSTMTS are taken: prepare it yourself. */
+#define LIB_IX_XSTMTS 6
+sqlite3_stmt *lib_ix_stmt(lib_ix *ix, const char *sql_text);
 
 /* Indexes up to `max` documents that have no postings, with ids above
  * *cursor (moved on), in one transaction of its own. 1 while more may be

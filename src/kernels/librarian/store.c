@@ -477,7 +477,8 @@ static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *t
 		if (rc)
 			goto out;
 	}
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+	st = lib_ix_stmt(ix, sql);
+	if (!st) {
 		rc = lib_fail_sql(db, err, "prepare write");
 		goto out;
 	}
@@ -509,7 +510,7 @@ static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *t
 	if (!rc && id_out)
 		*id_out = id;
 out:
-	sqlite3_finalize(st);
+	sqlite3_reset(st); /* ix's: it stays prepared for the next document */
 	if (!own)
 		return rc;
 	lib_ix_close(own);
