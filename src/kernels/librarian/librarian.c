@@ -254,7 +254,9 @@ static void on_search(sdk_req *req, void *ctx)
 			   sdk_req_query(req, "tag"), (unsigned)limit);
 }
 
-static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
+/* The writer's connection and its thread: in a standby, while it waits.
+ * The readers wait for init (after the migration). */
+static int librarian_prepare(sdk_kernel *k, char *err, size_t errlen)
 {
 	lib_err e;
 	struct lib_state *st = calloc(1, sizeof *st);
@@ -263,7 +265,18 @@ static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	k->state = st;
-	if (lib_store_init(k->db, &e) < 0 || !(st->jobs = lib_jobs_new(k, &e)) ||
+	if (!(st->jobs = lib_jobs_new(k, &e))) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
+{
+	lib_err e;
+	struct lib_state *st = k->state;
+	if (lib_store_init(k->db, &e) < 0 || lib_jobs_resume(st->jobs, &e) < 0 ||
 	    !(st->workers = lib_workers_new(k, &e))) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
@@ -273,7 +286,7 @@ static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 
 static void librarian_drain(sdk_kernel *k)
 {
-	if (k->state)
+	if (k->state && jobs_of(k))
 		lib_jobs_drain(jobs_of(k));
 }
 
@@ -311,6 +324,7 @@ const sdk_kernel_def librarian_kernel = {
 	.n_migrations = LIB_SCHEMA_VERSION,
 	.routes = librarian_routes,
 	.n_routes = sizeof librarian_routes / sizeof librarian_routes[0],
+	.prepare = librarian_prepare,
 	.init = librarian_init,
 	.drain = librarian_drain,
 	.close = librarian_close,
