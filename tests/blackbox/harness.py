@@ -255,6 +255,38 @@ DEFAULT_SECTIONS["auth"] = {"argon2_mem_kib": 19456, "argon2_ops": 2}
 if os.environ.get("GRACE_SANITIZED") == "1":
     DEFAULT_SECTIONS["defaults"]["standby"] = 0
 
+# GRACE_TEST_STORE=postgresql: every GraceServer made from sections (not
+# text=) whose config names no [store] gets a fresh database of its own on
+# one throw-away PostgreSQL for this process (pg_server.py), started on
+# first use and stopped at exit (test_store_postgresql.py runs the auth,
+# memory and chat tests so).
+STORE = os.environ.get("GRACE_TEST_STORE", "sqlite")
+_PG = None
+
+
+def shared_pg():
+    """The process's throw-away PostgreSQL (started on first use)."""
+    global _PG
+    if _PG is None:
+        import atexit
+        from pg_server import PgServer
+        res = PortReservation()
+        pg = PgServer(res.offset)
+        try:
+            pg.start()
+        except BaseException:
+            pg.dump_log()
+            pg.stop()
+            res.release()
+            raise
+        _PG = (pg, res)
+
+        def _stop():
+            pg.stop()
+            res.release()
+        atexit.register(_stop)
+    return _PG[0]
+
 
 # --------------------------------------------------------------------------
 # Ports
@@ -676,6 +708,9 @@ class GraceServer:
             sections["grace"]["library_root"] = self.library
             for name, keys in (config or {}).items():
                 sections.setdefault(name, {}).update(keys)
+            if STORE == "postgresql" and "store" not in sections:
+                pg = shared_pg()
+                sections["store"] = pg.store_section(pg.create_database())
             self.kernel_table = {}
             if kernels is not None and "policy" not in kernels:
                 if AUTHORIZER == "kernel":

@@ -56,7 +56,7 @@ static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by
 	if (!token)
 		return 0;
 	if (!*by_cookie && auth_is_api_token(token)) {
-		if (auth_token_check(api->auth->db, token, sdk_wall_ms(), &who->token) < 0) {
+		if (auth_token_check(api->auth->store, token, sdk_wall_ms(), &who->token) < 0) {
 			api_reply_unauthenticated(req, true);
 			return -1;
 		}

@@ -1,0 +1,210 @@
+#include "serve/store/pg.h"
+
+#include "sdk/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PASSWORD_MAX 1024
+
+struct store_pg {
+	const grace_store_cfg *cfg;
+	pthread_mutex_t lock;
+	unsigned n; /* cfg->pool_size */
+	PGconn **conns; /* NULL until first needed */
+	bool *busy;
+};
+
+/* The password: the file's first line, without surrounding blanks. */
+static int read_password(const char *path, char *out, size_t len, sdk_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return sdk_fail(err, SDK_EIO, "[store] password_file %s: %s", path, strerror(errno));
+	ssize_t n = read(fd, out, len - 1);
+	close(fd);
+	if (n < 0)
+		return sdk_fail(err, SDK_EIO, "[store] password_file %s: %s", path, strerror(errno));
+	out[n] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	char *p = out;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	size_t k = strlen(p);
+	while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+		k--;
+	memmove(out, p, k);
+	out[k] = '\0';
+	if (k == 0)
+		return sdk_fail(err, SDK_EIO, "[store] password_file %s: empty", path);
+	return 0;
+}
+
+static PGconn *connect_one(const grace_store_cfg *cfg, sdk_err *err)
+{
+	char password[PASSWORD_MAX + 1] = "";
+	if (cfg->password_file[0] &&
+	    read_password(cfg->password_file, password, sizeof password, err) < 0)
+		return NULL;
+	char timeout[16], options[64];
+	snprintf(timeout, sizeof timeout, "%u", cfg->connect_timeout_s);
+	snprintf(options, sizeof options, "-c statement_timeout=%u", cfg->statement_timeout_ms);
+	/* The URL first, expanded; what follows overrides it. */
+	const char *keys[] = { "dbname", "connect_timeout", "options", "application_name",
+			       cfg->password_file[0] ? "password" : NULL, NULL };
+	const char *vals[] = { cfg->postgresql_url, timeout, options, "grace", password, NULL };
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	sodium_memzero(password, sizeof password);
+	if (!c || PQstatus(c) != CONNECTION_OK) {
+		sdk_fail(err, SDK_EIO, "PostgreSQL (%s): %s", cfg->postgresql_url,
+			 c ? PQerrorMessage(c) : "out of memory");
+		if (err)
+			err->msg[strcspn(err->msg, "\n")] = '\0';
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+store_pg *store_pg_open(const grace_store_cfg *cfg, sdk_err *err)
+{
+	store_pg *p = calloc(1, sizeof *p);
+	if (!p) {
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return NULL;
+	}
+	p->cfg = cfg;
+	p->n = cfg->pool_size ? cfg->pool_size : 1;
+	p->conns = calloc(p->n, sizeof *p->conns);
+	p->busy = calloc(p->n, sizeof *p->busy);
+	pthread_mutex_init(&p->lock, NULL);
+	if (!p->conns || !p->busy || !(p->conns[0] = connect_one(cfg, err))) {
+		if (!p->conns || !p->busy)
+			sdk_fail(err, SDK_EIO, "out of memory");
+		store_pg_close(p);
+		return NULL;
+	}
+	return p;
+}
+
+void store_pg_close(store_pg *p)
+{
+	if (!p)
+		return;
+	for (unsigned i = 0; p->conns && i < p->n; i++)
+		PQfinish(p->conns[i]);
+	free(p->conns);
+	free(p->busy);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+PGconn *store_pg_acquire(store_pg *p, sdk_err *err)
+{
+	pthread_mutex_lock(&p->lock);
+	unsigned i;
+	for (i = 0; i < p->n && p->busy[i]; i++)
+		;
+	if (i == p->n) {
+		pthread_mutex_unlock(&p->lock);
+		sdk_fail(err, SDK_EBUSY, "every PostgreSQL connection is in use ([store] pool_size)");
+		return NULL;
+	}
+	p->busy[i] = true;
+	PGconn *c = p->conns[i];
+	pthread_mutex_unlock(&p->lock);
+	/* Connecting happens outside the lock: others may take other slots. */
+	if (c && PQstatus(c) != CONNECTION_OK) {
+		sdk_warn("store: the PostgreSQL connection broke; connecting again");
+		PQfinish(c);
+		c = NULL;
+	}
+	if (!c)
+		c = connect_one(p->cfg, err);
+	pthread_mutex_lock(&p->lock);
+	p->conns[i] = c;
+	if (!c)
+		p->busy[i] = false;
+	pthread_mutex_unlock(&p->lock);
+	return c;
+}
+
+void store_pg_release(store_pg *p, PGconn *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->conns[i] == c) {
+			/* A transaction left open by a failure is ended here. */
+			if (PQtransactionStatus(c) != PQTRANS_IDLE &&
+			    PQstatus(c) == CONNECTION_OK)
+				PQclear(PQexec(c, "ROLLBACK"));
+			p->busy[i] = false;
+		}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int status_of(const PGresult *r)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	if (!state)
+		return SDK_EIO;
+	if (!strncmp(state, "23", 2)) /* integrity: unique, foreign key, check */
+		return SDK_ECONFLICT;
+	if (!strcmp(state, "57014")) /* query_canceled: statement_timeout */
+		return SDK_ETIMEOUT;
+	if (!strcmp(state, "53100")) /* disk_full */
+		return SDK_EFULL;
+	if (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strcmp(state, "55P03"))
+		return SDK_EBUSY; /* serialization, deadlock, lock not available */
+	return SDK_EIO;
+}
+
+PGresult *store_pg_exec(PGconn *c, const char *sql, int n, const char *const *params,
+			int *status, sdk_err *err)
+{
+	PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+		*status = 0;
+		return r;
+	}
+	*status = status_of(r);
+	const char *why = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+	sdk_fail(err, *status, "PostgreSQL: %.*s", (int)strcspn(why, "\n"), why);
+	PQclear(r);
+	return NULL;
+}
+
+int store_pg_run(PGconn *c, const char *sql, int n, const char *const *params, long *changed,
+		 sdk_err *err)
+{
+	int status;
+	PGresult *r = store_pg_exec(c, sql, n, params, &status, err);
+	if (!r)
+		return status;
+	if (changed)
+		*changed = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return 0;
+}
+
+const char *store_pg_i64(char buf[21], int64_t v)
+{
+	snprintf(buf, 21, "%" PRId64, v);
+	return buf;
+}
+
+int64_t store_pg_get_i64(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
