@@ -285,6 +285,9 @@ def shared_pg():
             pg.stop()
             res.release()
         atexit.register(_stop)
+        # A SIGTERM (meson's timeout) still runs _stop: no PostgreSQL is left.
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return _PG[0]
 
 

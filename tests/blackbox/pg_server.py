@@ -119,6 +119,11 @@ class PgServer:
                        "UTF8", "--locale=C", "--no-instructions"])
         finally:
             os.unlink(pwfile)
+        self.resume()
+        return self
+
+    def resume(self):
+        """Starts the server on the cluster initdb made (again after pause())."""
         opts = ("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
                 "-c shared_buffers=16MB" % (self.port, self.sock))
@@ -126,7 +131,17 @@ class PgServer:
                    "-o", opts, "-w", "-t", str(int(self.timeout)), "start"])
         with open(os.path.join(self.data, "postmaster.pid")) as f:
             self.pid = int(f.readline().strip())
-        return self
+
+    def pause(self):
+        """Stops the server (fast: connections are cut), keeping its data."""
+        self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", "fast", "-w",
+                   "-t", "30", "stop"], timeout=40)
+        deadline = time.monotonic() + 10
+        while _alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(self.pid):
+            raise AssertionError("postgres %d still running after pg_ctl stop" % self.pid)
+        self.pid = None
 
     def stop(self):
         if self.pid is not None:

@@ -139,6 +139,31 @@ class SharedStore(GraceTestCase):
         # Nothing was touched.
         self.assertEqual(self.pg.psql("SELECT to_regclass('users') IS NULL", db).strip(), "t")
 
+    def test_postgresql_down_then_back(self):
+        db = self.pg.create_database()
+        with GraceServer(config=self.store(db), kernels=KERNELS) as g:
+            g.create_user("dan", PW)
+            tok = g.login("dan", PW)
+            self.assertEqual(me(g, tok)[0], 200)
+            self.pg.pause()
+            try:
+                # Not known now: refused, but as unavailable (the client
+                # keeps its token), and the process stays up.
+                st, _, body = me(g, tok)
+                self.assertEqual((st, body["error"]["code"]), (503, "store_unavailable"))
+                st, _, _ = http_request(g.api_port, "POST", "/auth/login",
+                                        {"username": "dan", "password": PW}, None,
+                                        scaled(30))
+                self.assertGreaterEqual(st, 500)
+                self.assertEqual(g.http("GET", "/health", auth=False)[0], 200)
+            finally:
+                self.pg.resume()
+            # Back: the same session is valid again (once the store's pause
+            # between connection attempts, 1 s, has passed).
+            g.wait_for(lambda: me(g, tok)[0] == 200, scaled(10),
+                       message="the session valid again after PostgreSQL came back")
+            self.assertTrue(g.running)
+
     def test_no_password_in_the_url(self):
         db = self.pg.create_database()
         cfg = self.store(db)

@@ -1,5 +1,6 @@
 #include "serve/store/pg.h"
 
+#include "sdk/clock.h"
 #include "sdk/log.h"
 
 #include <errno.h>
@@ -14,6 +15,10 @@
 #include <unistd.h>
 
 #define PASSWORD_MAX 1024
+/* After a connection attempt failed, callers fail at once for this long
+ * instead of each waiting up to connect_timeout_s on an unreachable host
+ * (they run on the event loop). */
+#define RETRY_AFTER_MS 1000
 
 struct store_pg {
 	const grace_store_cfg *cfg;
@@ -21,6 +26,7 @@ struct store_pg {
 	unsigned n; /* cfg->pool_size */
 	PGconn **conns; /* NULL until first needed */
 	bool *busy;
+	int64_t down_until_ms; /* monotonic: no attempt before it */
 };
 
 /* The password: the file's first line, without surrounding blanks. */
@@ -127,12 +133,21 @@ PGconn *store_pg_acquire(store_pg *p, sdk_err *err)
 		PQfinish(c);
 		c = NULL;
 	}
-	if (!c)
+	pthread_mutex_lock(&p->lock);
+	int64_t until = p->down_until_ms;
+	pthread_mutex_unlock(&p->lock);
+	bool wait = !c && sdk_mono_ms() < until;
+	if (wait)
+		sdk_fail(err, SDK_EIO, "PostgreSQL unreachable; trying again shortly");
+	else if (!c)
 		c = connect_one(p->cfg, err);
 	pthread_mutex_lock(&p->lock);
 	p->conns[i] = c;
-	if (!c)
+	if (!c) {
 		p->busy[i] = false;
+		if (!wait)
+			p->down_until_ms = sdk_mono_ms() + RETRY_AFTER_MS;
+	}
 	pthread_mutex_unlock(&p->lock);
 	return c;
 }

@@ -9,18 +9,28 @@
 
 /* ---- one statement on a connection of the pool ---- */
 
-/* Its result (the caller PQclears it), or NULL with *status. */
+/* Its result (the caller PQclears it), or NULL with *status. A
+ * connection found broken (PostgreSQL restarted, a network cut) is opened
+ * again and the statement tried once more: each of this file's single
+ * statements may run twice (a lost answer to an INSERT reads as a
+ * conflict at worst). */
 static PGresult *query(store_pg *p, const char *sql, int n, const char *const *params,
 		       int *status)
 {
 	sdk_err err = { { 0 } };
-	PGconn *c = store_pg_acquire(p, &err);
 	PGresult *r = NULL;
-	if (!c)
-		*status = SDK_EIO;
-	else
+	for (int attempt = 0; attempt < 2 && !r; attempt++) {
+		PGconn *c = store_pg_acquire(p, &err);
+		if (!c) {
+			*status = SDK_EIO;
+			break;
+		}
 		r = store_pg_exec(c, sql, n, params, status, &err);
-	store_pg_release(p, c);
+		bool broken = PQstatus(c) != CONNECTION_OK;
+		store_pg_release(p, c);
+		if (!broken)
+			break;
+	}
 	if (!r && *status != SDK_ECONFLICT)
 		sdk_warn("store: %s", err.msg);
 	return r;
