@@ -694,6 +694,7 @@ class GraceServer:
         self._pids = {}  # pid -> starttime ticks: every process seen
         self._lock = threading.Lock()
         self.api_headers = {}  # added to every request to the API port
+        self.store_db = None  # its PostgreSQL database (GRACE_TEST_STORE=postgresql)
         self.admin_user = None  # the admin grace serve made on its first start,
         self.admin_password = None  # learnt from its log
         self._own_res = reservation is None
@@ -713,7 +714,8 @@ class GraceServer:
                 sections.setdefault(name, {}).update(keys)
             if STORE == "postgresql" and "store" not in sections:
                 pg = shared_pg()
-                sections["store"] = pg.store_section(pg.create_database())
+                self.store_db = pg.create_database()
+                sections["store"] = pg.store_section(self.store_db)
             self.kernel_table = {}
             if kernels is not None and "policy" not in kernels:
                 if AUTHORIZER == "kernel":
@@ -981,6 +983,21 @@ class GraceServer:
         if self.kernel_table and name in self.kernel_table:
             return int(self.kernel_table[name]["port"]) + self.offset
         return BUILTIN_KERNELS[name][0] + self.offset
+
+    def store_rows(self, sql):
+        """Rows of a query on the users' store: grace.db, or this server's
+        PostgreSQL database under GRACE_TEST_STORE=postgresql (each row a
+        tuple of strings there). The tables and columns read must have the
+        same names in both (users, api_tokens, and sessions' token_hash)."""
+        if self.store_db is not None:
+            out = shared_pg().psql(sql.replace("\n", " "), self.store_db)
+            return [tuple(line.split("|")) for line in out.splitlines() if line]
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.data_dir, "grace.db"))
+        try:
+            return list(db.execute(sql))
+        finally:
+            db.close()
 
     def token(self):
         """The internal token `grace serve` wrote for its kernels, or None
