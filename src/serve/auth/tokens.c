@@ -86,6 +86,22 @@ static void scopes_load(auth_api_token *t, const char *json)
 	json_decref(arr);
 }
 
+/* The owner's live tokens: a count, or SDK_EIO. */
+static int count_live(sqlite3 *db, const char *owner, int64_t now_ms)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT count(*) FROM api_tokens WHERE owner = ? AND revoked_ms IS NULL"
+			       " AND (expires_ms IS NULL OR expires_ms > ?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return SDK_EIO;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now_ms);
+	int live = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_finalize(st);
+	return live < 0 ? SDK_EIO : live;
+}
+
 int auth_token_create(grace_store *store, const char *owner, const char *name, json_t *scopes,
 		      int64_t now_ms, int64_t expires_ms, auth_api_token *out, char *secret)
 {
@@ -94,25 +110,10 @@ int auth_token_create(grace_store *store, const char *owner, const char *name, j
 		return SDK_ENOTFOUND;
 	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
-	int live;
-	if (store_is_pg(store)) {
-		live = pg_auth_token_count_live(store->pg, owner, now_ms);
-		if (live < 0)
-			return live;
-		goto counted;
-	}
-	if (sqlite3_prepare_v2(db,
-			       "SELECT count(*) FROM api_tokens WHERE owner = ? AND revoked_ms IS NULL"
-			       " AND (expires_ms IS NULL OR expires_ms > ?)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return SDK_EIO;
-	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now_ms);
-	live = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
+	int live = store_is_pg(store) ? pg_auth_token_count_live(store->pg, owner, now_ms)
+				      : count_live(db, owner, now_ms);
 	if (live < 0)
-		return SDK_EIO;
-counted:
+		return live;
 	if (live >= AUTH_API_TOKENS_PER_USER)
 		return SDK_EQUOTA;
 
