@@ -139,8 +139,8 @@ PGconn *store_pg_acquire(store_pg *p, sdk_err *err)
 	bool wait = !c && sdk_mono_ms() < until;
 	if (wait)
 		sdk_fail(err, SDK_EIO, "PostgreSQL unreachable; trying again shortly");
-	else if (!c)
-		c = connect_one(p->cfg, err);
+	else if (!c && !(c = connect_one(p->cfg, err)))
+		sdk_warn("store: %s", err ? err->msg : "cannot connect to PostgreSQL");
 	pthread_mutex_lock(&p->lock);
 	p->conns[i] = c;
 	if (!c) {

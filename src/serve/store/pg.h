@@ -20,9 +20,10 @@ typedef struct store_pg store_pg;
 store_pg *store_pg_open(const grace_store_cfg *cfg, sdk_err *err);
 void store_pg_close(store_pg *p);
 
-/* A connection of the pool for one caller (connected, reset if it had
- * broken): give it back with store_pg_release. NULL with the reason
- * (SDK_EBUSY: every connection in use; SDK_EIO: PostgreSQL unreachable). */
+/* A connection of the pool for one caller (connected, opened again if it
+ * had broken): give it back with store_pg_release. NULL with the reason
+ * (SDK_EBUSY: every connection in use; SDK_EIO: PostgreSQL unreachable,
+ * logged once per attempt, and attempts at most every second). */
 PGconn *store_pg_acquire(store_pg *p, sdk_err *err);
 void store_pg_release(store_pg *p, PGconn *c);
 

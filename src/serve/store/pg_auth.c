@@ -22,8 +22,8 @@ static PGresult *query(store_pg *p, const char *sql, int n, const char *const *p
 	for (int attempt = 0; attempt < 2 && !r; attempt++) {
 		PGconn *c = store_pg_acquire(p, &err);
 		if (!c) {
-			*status = SDK_EIO;
-			break;
+			*status = SDK_EIO; /* logged by store_pg_acquire */
+			return NULL;
 		}
 		r = store_pg_exec(c, sql, n, params, status, &err);
 		bool broken = PQstatus(c) != CONNECTION_OK;
@@ -102,11 +102,9 @@ int pg_auth_user_delete(store_pg *p, const char *name)
 int pg_auth_user_set_password(store_pg *p, const char *name, const char *hash, int64_t now_ms)
 {
 	sdk_err err = { { 0 } };
-	PGconn *c = store_pg_acquire(p, &err);
-	if (!c) {
-		sdk_warn("store: %s", err.msg);
+	PGconn *c = store_pg_acquire(p, &err); /* a failure is logged there */
+	if (!c)
 		return -EIO;
-	}
 	char now[21];
 	const char *a[] = { hash, store_pg_i64(now, now_ms), name };
 	const char *who[] = { name };
@@ -373,11 +371,9 @@ int pg_auth_lockout_fail(store_pg *p, const char *user, int64_t now_ms, int64_t 
 {
 	*out = (limiter_count){ 0, 0 };
 	sdk_err err = { { 0 } };
-	PGconn *c = store_pg_acquire(p, &err);
-	if (!c) {
-		sdk_warn("store: %s", err.msg);
+	PGconn *c = store_pg_acquire(p, &err); /* a failure is logged there */
+	if (!c)
 		return SDK_EIO;
-	}
 	/* Hosts count the same account at once: the row is made if missing,
 	 * then locked while its count moves, so no failure is lost. */
 	const char *a[] = { user };
