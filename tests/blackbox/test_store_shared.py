@@ -21,6 +21,11 @@ def bearer(token):
     return {"Authorization": "Bearer " + token}
 
 
+def maps(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return f.read()
+
+
 def me(g, token):
     return http_request(g.api_port, "GET", "/auth/me", None, bearer(token), scaled(20))
 
@@ -67,6 +72,12 @@ class SharedStore(GraceTestCase):
 
             # A user made and logged in on A is served by B.
             ta_admin = a.login(admin, admin_pw)
+            # libpq is loaded by the main process only (store/pq_dl.h): no
+            # kernel process maps it.
+            a.api_headers["Authorization"] = "Bearer " + ta_admin
+            kpid = a.kernel("trust")["pid"]
+            self.assertIn("libpq.so", maps(a.proc.pid))
+            self.assertNotIn("libpq.so", maps(kpid))
             st, _, body = http_request(a.api_port, "POST", "/auth/users",
                                        {"username": "carol", "password": PW, "role": "user"},
                                        bearer(ta_admin), scaled(30))

@@ -67,14 +67,14 @@ static PGconn *connect_one(const grace_store_cfg *cfg, sdk_err *err)
 	const char *keys[] = { "dbname", "connect_timeout", "options", "application_name",
 			       cfg->password_file[0] ? "password" : NULL, NULL };
 	const char *vals[] = { cfg->postgresql_url, timeout, options, "grace", password, NULL };
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	PGconn *c = store_pq->PQconnectdbParams(keys, vals, 1);
 	sodium_memzero(password, sizeof password);
-	if (!c || PQstatus(c) != CONNECTION_OK) {
+	if (!c || store_pq->PQstatus(c) != CONNECTION_OK) {
 		sdk_fail(err, SDK_EIO, "PostgreSQL (%s): %s", cfg->postgresql_url,
-			 c ? PQerrorMessage(c) : "out of memory");
+			 c ? store_pq->PQerrorMessage(c) : "out of memory");
 		if (err)
 			err->msg[strcspn(err->msg, "\n")] = '\0';
-		PQfinish(c);
+		store_pq->PQfinish(c);
 		return NULL;
 	}
 	return c;
@@ -82,6 +82,11 @@ static PGconn *connect_one(const grace_store_cfg *cfg, sdk_err *err)
 
 store_pg *store_pg_open(const grace_store_cfg *cfg, sdk_err *err)
 {
+	char why[256];
+	if (!pq_dl_load(why, sizeof why)) {
+		sdk_fail(err, SDK_EIO, "[store] engine = postgresql: %s", why);
+		return NULL;
+	}
 	store_pg *p = calloc(1, sizeof *p);
 	if (!p) {
 		sdk_fail(err, SDK_EIO, "out of memory");
@@ -106,7 +111,8 @@ void store_pg_close(store_pg *p)
 	if (!p)
 		return;
 	for (unsigned i = 0; p->conns && i < p->n; i++)
-		PQfinish(p->conns[i]);
+		if (p->conns[i])
+			store_pq->PQfinish(p->conns[i]);
 	free(p->conns);
 	free(p->busy);
 	pthread_mutex_destroy(&p->lock);
@@ -128,9 +134,9 @@ PGconn *store_pg_acquire(store_pg *p, sdk_err *err)
 	PGconn *c = p->conns[i];
 	pthread_mutex_unlock(&p->lock);
 	/* Connecting happens outside the lock: others may take other slots. */
-	if (c && PQstatus(c) != CONNECTION_OK) {
+	if (c && store_pq->PQstatus(c) != CONNECTION_OK) {
 		sdk_warn("store: the PostgreSQL connection broke; connecting again");
-		PQfinish(c);
+		store_pq->PQfinish(c);
 		c = NULL;
 	}
 	pthread_mutex_lock(&p->lock);
@@ -160,9 +166,9 @@ void store_pg_release(store_pg *p, PGconn *c)
 	for (unsigned i = 0; i < p->n; i++)
 		if (p->conns[i] == c) {
 			/* A transaction left open by a failure is ended here. */
-			if (PQtransactionStatus(c) != PQTRANS_IDLE &&
-			    PQstatus(c) == CONNECTION_OK)
-				PQclear(PQexec(c, "ROLLBACK"));
+			if (store_pq->PQtransactionStatus(c) != PQTRANS_IDLE &&
+			    store_pq->PQstatus(c) == CONNECTION_OK)
+				store_pq->PQclear(store_pq->PQexec(c, "ROLLBACK"));
 			p->busy[i] = false;
 		}
 	pthread_mutex_unlock(&p->lock);
@@ -170,7 +176,7 @@ void store_pg_release(store_pg *p, PGconn *c)
 
 static int status_of(const PGresult *r)
 {
-	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *state = r ? store_pq->PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	if (!state)
 		return SDK_EIO;
 	if (!strncmp(state, "23", 2)) /* integrity: unique, foreign key, check */
@@ -187,16 +193,16 @@ static int status_of(const PGresult *r)
 PGresult *store_pg_exec(PGconn *c, const char *sql, int n, const char *const *params,
 			int *status, sdk_err *err)
 {
-	PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-	ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	PGresult *r = store_pq->PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType s = r ? store_pq->PQresultStatus(r) : PGRES_FATAL_ERROR;
 	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
 		*status = 0;
 		return r;
 	}
 	*status = status_of(r);
-	const char *why = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+	const char *why = r ? store_pq->PQresultErrorMessage(r) : store_pq->PQerrorMessage(c);
 	sdk_fail(err, *status, "PostgreSQL: %.*s", (int)strcspn(why, "\n"), why);
-	PQclear(r);
+	store_pq->PQclear(r);
 	return NULL;
 }
 
@@ -208,8 +214,8 @@ int store_pg_run(PGconn *c, const char *sql, int n, const char *const *params, l
 	if (!r)
 		return status;
 	if (changed)
-		*changed = strtol(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
+		*changed = strtol(store_pq->PQcmdTuples(r), NULL, 10);
+	store_pq->PQclear(r);
 	return 0;
 }
 
@@ -221,5 +227,5 @@ const char *store_pg_i64(char buf[21], int64_t v)
 
 int64_t store_pg_get_i64(const PGresult *r, int row, int col)
 {
-	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+	return store_pq->PQgetisnull(r, row, col) ? 0 : strtoll(store_pq->PQgetvalue(r, row, col), NULL, 10);
 }

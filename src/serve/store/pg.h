@@ -11,7 +11,7 @@
 #include "sdk/config.h"
 #include "sdk/err.h"
 
-#include <libpq-fe.h>
+#include "serve/store/pq_dl.h"
 
 typedef struct store_pg store_pg;
 

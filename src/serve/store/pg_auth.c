@@ -26,7 +26,7 @@ static PGresult *query(store_pg *p, const char *sql, int n, const char *const *p
 			return NULL;
 		}
 		r = store_pg_exec(c, sql, n, params, status, &err);
-		bool broken = PQstatus(c) != CONNECTION_OK;
+		bool broken = store_pq->PQstatus(c) != CONNECTION_OK;
 		store_pg_release(p, c);
 		if (!broken)
 			break;
@@ -44,8 +44,8 @@ static int run(store_pg *p, const char *sql, int n, const char *const *params, l
 	if (!r)
 		return status;
 	if (changed)
-		*changed = strtol(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
+		*changed = strtol(store_pq->PQcmdTuples(r), NULL, 10);
+	store_pq->PQclear(r);
 	return 0;
 }
 
@@ -57,7 +57,7 @@ static int errno_of(int status)
 
 static void copy(char *dst, size_t len, const PGresult *r, int row, int col)
 {
-	snprintf(dst, len, "%s", PQgetvalue(r, row, col));
+	snprintf(dst, len, "%s", store_pq->PQgetvalue(r, row, col));
 }
 
 /* ---- users ---- */
@@ -70,14 +70,14 @@ int pg_auth_user_get(store_pg *p, const char *name, char *hash, int *role)
 			    &status);
 	if (!r)
 		return -EIO;
-	int rc = PQntuples(r) ? 0 : -ENOENT;
+	int rc = store_pq->PQntuples(r) ? 0 : -ENOENT;
 	if (rc == 0) {
 		if (hash)
 			copy(hash, AUTH_HASH_MAX, r, 0, 0);
 		if (role)
-			*role = auth_role_parse(PQgetvalue(r, 0, 1));
+			*role = auth_role_parse(store_pq->PQgetvalue(r, 0, 1));
 	}
-	PQclear(r);
+	store_pq->PQclear(r);
 	return rc;
 }
 
@@ -149,7 +149,7 @@ int pg_auth_user_count(store_pg *p, int role)
 	if (!r)
 		return -EIO;
 	int n = (int)store_pg_get_i64(r, 0, 0);
-	PQclear(r);
+	store_pq->PQclear(r);
 	return n;
 }
 
@@ -163,14 +163,14 @@ json_t *pg_auth_user_list(store_pg *p)
 	if (!r)
 		return NULL;
 	json_t *out = json_array();
-	for (int i = 0; i < PQntuples(r); i++)
+	for (int i = 0; i < store_pq->PQntuples(r); i++)
 		json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I}", "name",
-						     PQgetvalue(r, i, 0), "role", PQgetvalue(r, i, 1),
+						     store_pq->PQgetvalue(r, i, 0), "role", store_pq->PQgetvalue(r, i, 1),
 						     "created_ms",
 						     (json_int_t)store_pg_get_i64(r, i, 2),
 						     "password_changed_ms",
 						     (json_int_t)store_pg_get_i64(r, i, 3)));
-	PQclear(r);
+	store_pq->PQclear(r);
 	return out;
 }
 
@@ -204,16 +204,16 @@ int pg_auth_session_check(store_pg *p, const char *hex, int64_t now_ms, unsigned
 		return -EIO;
 	int rc = -ENOENT;
 	int64_t last = 0;
-	if (PQntuples(r)) {
+	if (store_pq->PQntuples(r)) {
 		last = store_pg_get_i64(r, 0, 2);
 		int64_t expires = store_pg_get_i64(r, 0, 3);
 		if (now_ms < expires && now_ms - last < (int64_t)idle_s * 1000) {
 			copy(user, AUTH_NAME_MAX + 1, r, 0, 0);
-			*role = auth_role_parse(PQgetvalue(r, 0, 1));
+			*role = auth_role_parse(store_pq->PQgetvalue(r, 0, 1));
 			rc = 0;
 		}
 	}
-	PQclear(r);
+	store_pq->PQclear(r);
 	if (rc == 0 && now_ms - last > touch_every_ms) {
 		char now[21];
 		const char *t[] = { store_pg_i64(now, now_ms), hex };
@@ -244,7 +244,7 @@ int pg_auth_token_count_live(store_pg *p, const char *owner, int64_t now_ms)
 	if (!r)
 		return SDK_EIO;
 	int n = (int)store_pg_get_i64(r, 0, 0);
-	PQclear(r);
+	store_pq->PQclear(r);
 	return n;
 }
 
@@ -274,20 +274,20 @@ int pg_auth_token_get(store_pg *p, const char *hex, auth_api_token *out, char *s
 			    1, a, &status);
 	if (!r)
 		return SDK_EIO;
-	if (!PQntuples(r)) {
-		PQclear(r);
+	if (!store_pq->PQntuples(r)) {
+		store_pq->PQclear(r);
 		return SDK_ENOTFOUND;
 	}
 	memset(out, 0, sizeof *out);
 	copy(out->id, sizeof out->id, r, 0, 0);
 	copy(out->name, sizeof out->name, r, 0, 1);
 	copy(out->owner, sizeof out->owner, r, 0, 2);
-	out->role = auth_role_parse(PQgetvalue(r, 0, 3));
+	out->role = auth_role_parse(store_pq->PQgetvalue(r, 0, 3));
 	copy(scopes, scopes_len, r, 0, 4);
-	*expires_ms = PQgetisnull(r, 0, 5) ? 0 : store_pg_get_i64(r, 0, 5);
-	*last_used_ms = PQgetisnull(r, 0, 6) ? -1 : store_pg_get_i64(r, 0, 6);
-	*revoked = !PQgetisnull(r, 0, 7);
-	PQclear(r);
+	*expires_ms = store_pq->PQgetisnull(r, 0, 5) ? 0 : store_pg_get_i64(r, 0, 5);
+	*last_used_ms = store_pq->PQgetisnull(r, 0, 6) ? -1 : store_pg_get_i64(r, 0, 6);
+	*revoked = !store_pq->PQgetisnull(r, 0, 7);
+	store_pq->PQclear(r);
 	return 0;
 }
 
@@ -301,7 +301,7 @@ void pg_auth_token_touch(store_pg *p, const char *id, int64_t now_ms)
 
 static json_t *int_or_null(const PGresult *r, int row, int col)
 {
-	return PQgetisnull(r, row, col) ? json_null() : json_integer(store_pg_get_i64(r, row, col));
+	return store_pq->PQgetisnull(r, row, col) ? json_null() : json_integer(store_pg_get_i64(r, row, col));
 }
 
 json_t *pg_auth_token_list(store_pg *p, const char *owner)
@@ -316,17 +316,17 @@ json_t *pg_auth_token_list(store_pg *p, const char *owner)
 	if (!r)
 		return NULL;
 	json_t *arr = json_array();
-	for (int i = 0; i < PQntuples(r); i++) {
-		json_t *scopes = json_loads(PQgetvalue(r, i, 3), 0, NULL);
+	for (int i = 0; i < store_pq->PQntuples(r); i++) {
+		json_t *scopes = json_loads(store_pq->PQgetvalue(r, i, 3), 0, NULL);
 		json_array_append_new(
 			arr, json_pack("{s:s, s:s, s:s, s:o, s:I, s:o, s:o, s:o}", "id",
-				       PQgetvalue(r, i, 0), "name", PQgetvalue(r, i, 1), "user",
-				       PQgetvalue(r, i, 2), "scopes", scopes ? scopes : json_array(),
+				       store_pq->PQgetvalue(r, i, 0), "name", store_pq->PQgetvalue(r, i, 1), "user",
+				       store_pq->PQgetvalue(r, i, 2), "scopes", scopes ? scopes : json_array(),
 				       "created_ms", (json_int_t)store_pg_get_i64(r, i, 4),
 				       "expires_ms", int_or_null(r, i, 5), "last_used_ms",
 				       int_or_null(r, i, 6), "revoked_ms", int_or_null(r, i, 7)));
 	}
-	PQclear(r);
+	store_pq->PQclear(r);
 	return arr;
 }
 
@@ -360,9 +360,9 @@ int pg_auth_lockout_get(store_pg *p, const char *user, limiter_count *out)
 			    1, a, &status);
 	if (!r)
 		return status;
-	if (PQntuples(r))
+	if (store_pq->PQntuples(r))
 		count_of(r, out);
-	PQclear(r);
+	store_pq->PQclear(r);
 	return 0;
 }
 
@@ -390,9 +390,9 @@ int pg_auth_lockout_fail(store_pg *p, const char *user, int64_t now_ms, int64_t 
 				  " FOR UPDATE",
 				  1, a, &status, &err);
 	if (r) {
-		if (PQntuples(r))
+		if (store_pq->PQntuples(r))
 			count_of(r, out);
-		PQclear(r);
+		store_pq->PQclear(r);
 		limiter_count_fail(out, now_ms, window_ms);
 		char n[21], since[21];
 		const char *b[] = { user, store_pg_i64(n, out->failures),

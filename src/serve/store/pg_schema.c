@@ -39,14 +39,14 @@ static const struct {
 /* A multi-statement text (no parameters): 0 or a negative sdk_status. */
 static int exec_text(PGconn *c, const char *sql, sdk_err *err)
 {
-	PGresult *r = PQexec(c, sql);
-	ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	PGresult *r = store_pq->PQexec(c, sql);
+	ExecStatusType s = r ? store_pq->PQresultStatus(r) : PGRES_FATAL_ERROR;
 	int rc = 0;
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-		const char *why = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+		const char *why = r ? store_pq->PQresultErrorMessage(r) : store_pq->PQerrorMessage(c);
 		rc = sdk_fail(err, SDK_EIO, "PostgreSQL: %.*s", (int)strcspn(why, "\n"), why);
 	}
-	PQclear(r);
+	store_pq->PQclear(r);
 	return rc;
 }
 
@@ -69,8 +69,8 @@ static int migrate_locked(PGconn *c, int *from, sdk_err *err)
 				    NULL, &status, err);
 	if (!r)
 		return status;
-	int version = PQntuples(r) ? (int)store_pg_get_i64(r, 0, 0) : 0;
-	PQclear(r);
+	int version = store_pq->PQntuples(r) ? (int)store_pg_get_i64(r, 0, 0) : 0;
+	store_pq->PQclear(r);
 	if (from)
 		*from = version;
 	if (version > STORE_PG_VERSION)

@@ -12,7 +12,7 @@
 
 #include "sdk/err.h"
 
-#include <libpq-fe.h>
+#include "serve/store/pq_dl.h"
 
 /* The version this binary writes. */
 #define STORE_PG_VERSION 1
