@@ -42,6 +42,10 @@
 #define BUS_JS_BATCH_MAX 10000u     /* messages per batch in flight */
 #define BUS_JS_RETRY_PAUSE_MS 50    /* between publish retries */
 #define BUS_JS_ID_MAX 64
+/* JetStream API requests (stream and consumer info, consumer create, acks):
+ * short, so a request made while a leader is being elected answers 503
+ * soon and the client tries again, rather than holding its connection. */
+#define BUS_JS_API_WAIT_MS 2000
 
 static const bus_engine bus_js_engine;
 
@@ -795,7 +799,7 @@ static int bus_js_connect(bus_js *b, char *err, size_t errlen)
 	}
 	jsOptions jo;
 	b->N.jsOptions_Init(&jo);
-	jo.Wait = c->publish_timeout_ms;
+	jo.Wait = BUS_JS_API_WAIT_MS; /* publishes wait publish_timeout_ms, their own */
 	jo.PublishAsync.AckHandler = bus_js_on_pub_ack;
 	jo.PublishAsync.AckHandlerClosure = b;
 	jo.PublishAsync.MaxPending = BUS_JS_BATCH_MAX;
@@ -819,11 +823,16 @@ static int bus_js_connect(bus_js *b, char *err, size_t errlen)
 	sc.Duplicates = (int64_t)BUS_JS_DUPLICATES_S * 1000000000LL;
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	s = b->N.js_AddStream(&si, b->js, &sc, NULL, &jerr);
+	/* At start the stream may be electing its leader: wait as long as a
+	 * publish would. */
+	jsOptions so;
+	b->N.jsOptions_Init(&so);
+	so.Wait = c->publish_timeout_ms;
+	s = b->N.js_AddStream(&si, b->js, &sc, &so, &jerr);
 	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
 		/* It exists with other limits: the configuration wins. */
 		jerr = 0;
-		s = b->N.js_UpdateStream(&si, b->js, &sc, NULL, &jerr);
+		s = b->N.js_UpdateStream(&si, b->js, &sc, &so, &jerr);
 	}
 	if (s != NATS_OK) {
 		snprintf(err, errlen, "stream %s: %s", b->stream, bus_js_why(b, s, jerr, why, sizeof why));
