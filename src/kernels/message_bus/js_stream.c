@@ -34,7 +34,7 @@
 #define BUS_JS_HEARTBEAT_MAX_MS 300000u
 #define BUS_JS_BACKLOG_MAX (4u << 20)
 #define BUS_JS_BACKLOG_LOW (1u << 20)
-#define BUS_JS_RESUB_MS 200         /* a failed or paused subscription is looked at again */
+#define BUS_JS_RESUB_MS 500         /* a failed or paused subscription is looked at again */
 #define BUS_JS_IDLE_HEARTBEAT_NS 1000000000LL /* the ordered consumer's: a dead one is seen in ~3 s */
 
 enum bus_js_sub_state { SUB_OPENING, SUB_LIVE, SUB_PAUSED };
@@ -47,6 +47,7 @@ struct bus_js_sub {
 	int64_t next;          /* the next offset it wants; 0: latest, not yet known */
 	enum bus_js_sub_state state;
 	bool greeted, job;     /* job: a (re)subscription is on the pool */
+	bool warned;           /* a failure to subscribe was logged; reset on success */
 	natsSubscription *nsub;
 	struct event *heartbeat, *retry;
 	LIST_ENTRY(bus_js_sub) link;
@@ -253,8 +254,10 @@ static void bus_js_sub_done(void *arg)
 		if (j->nsub) /* its client went meanwhile */
 			bus_js_unsubscribe(b, j->nsub);
 		if (s && !b->draining) {
-			if (j->ran)
-				sdk_warn("subscriber %s: %s; trying again", s->pattern, j->why);
+			if (j->ran && !s->warned)
+				sdk_warn("subscriber %s: %s; trying again every %d ms", s->pattern,
+					 j->why, BUS_JS_RESUB_MS);
+			s->warned = s->warned || j->ran;
 			bus_js_sub_retry_later(s);
 		}
 		free(j);
@@ -262,6 +265,7 @@ static void bus_js_sub_done(void *arg)
 	}
 	s->nsub = j->nsub;
 	s->state = SUB_LIVE;
+	s->warned = false;
 	if (s->next == 0)
 		s->next = j->start;
 	if (!s->greeted)
