@@ -296,7 +296,9 @@ static void bus_js_publish_work(void *arg)
 			b->N.natsMsgList_Destroy(&pending);
 	}
 	for (size_t i = 0; i < bt->n; i++) {
-		while (bus_js_seq_of(b, bt, i) == 0 && !atomic_load(&b->stop)) {
+		/* Not cut short by a drain: the deadline bounds it, and what is
+		 * acknowledged then is answered so. */
+		while (bus_js_seq_of(b, bt, i) == 0) {
 			int64_t left = deadline - sdk_mono_ms();
 			if (left <= 0)
 				break;
