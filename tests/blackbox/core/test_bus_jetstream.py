@@ -214,6 +214,55 @@ def dead_letter_script(g):
     }
 
 
+def basics_script(g):
+    """The API's shapes, the same on both engines: publish with key and
+    headers, SSE with a pattern and a Last-Event-ID resume, a group's
+    poll, ack by offset and by receipt, its settings, a conflicting
+    pattern, an unknown group. Offsets are given relative to the first."""
+    bus = Bus(g)
+    out = ok_or_retry(bus, "POST", "/publish", [
+        {"subject": "b.x", "payload": {"i": i}, "key": "k%d" % i, "headers": {"n": str(i)}}
+        if i % 2 else {"subject": "b.y.z" if i == 4 else "b.y", "payload": i}
+        for i in range(6)])
+    base = out[0]["offset"]
+    rel = [(m["subject"], m["offset"] - base) for m in out]
+    s = SSE(bus, "subject=b.*&from=%d" % base)
+    first = s.take(4)
+    s.close()
+
+    def shape(e):
+        d = e["data"]
+        return (int(e["id"]) - base, e["event"], d["offset"] - base, d["subject"], d["key"],
+                d["headers"], d["payload"])
+    s = SSE(bus, "subject=b.*", last_event_id=first[1]["id"])
+    resumed = s.take(2)
+    s.close()
+    polled = ok_or_retry(bus, "GET", "/groups/bg/poll?subject=b.>&max=4&wait_ms=2000"
+                         "&visibility_ms=60000&max_deliveries=3")["messages"]
+    acks = ok_or_retry(bus, "POST", "/groups/bg/ack", {
+        "offsets": [polled[0]["offset"]], "receipts": [polled[1]["receipt"],
+                                                      "%d-2" % polled[2]["offset"]]})
+    info = ok_or_retry(bus, "GET", "/groups/bg")
+    listed = [x["name"] for x in ok_or_retry(bus, "GET", "/groups")["groups"]]
+    conflict = bus.req("GET", "/groups/bg/poll?subject=other.>")[0]
+    unknown = bus.req("GET", "/groups/nosuch/poll")[0]
+    bad = bus.req("GET", "/subscribe?subject=a.b*")[0]
+    deleted = ok_or_retry(bus, "DELETE", "/groups/bg")
+    gone = bus.req("GET", "/groups/bg")[0]
+    return {
+        "published": rel,
+        "sse": [shape(e) for e in first],
+        "resumed": [shape(e) for e in resumed],
+        "polled": [(m["offset"] - base, m["payload"], m["deliveries"],
+                    m["receipt"] == "%d-1" % m["offset"]) for m in polled],
+        "acks": (acks["acked"], acks["not_found"], len(acks["stale"])),
+        "group": (info["name"], info["subject"], info["visibility_ms"],
+                  info["max_deliveries"], info["in_flight"]),
+        "listed": "bg" in listed,
+        "statuses": (conflict, unknown, bad, deleted, gone),
+    }
+
+
 class BusJetStream(GraceTestCase):
     @classmethod
     def setUpClass(cls):
@@ -260,6 +309,8 @@ class BusJetStream(GraceTestCase):
             self.assertEqual(mine, sorted(mine), "%s: publisher %d out of order" % (name, p))
         return {"delivered": set(acked) & seen & set(group)}
 
+    # Runs last (unittest's order is by name): the others need not wait
+    # for the elections that follow the kill.
     def test_load_with_a_nats_node_killed(self):
         emb = load_script(self.embedded, "load")
         js = load_script(self.js, "load", midway=lambda: self.cluster.kill(1))
@@ -278,7 +329,16 @@ class BusJetStream(GraceTestCase):
         self.assertEqual(stats["engine"], "jetstream")
         self.assertGreaterEqual(stats["published"], len(js["acked"]))
 
-    def test_redelivery_and_dead_letters_match(self):
+    def test_api_shapes_match(self):
+        emb = basics_script(self.embedded)
+        js = basics_script(self.js)
+        self.assertEqual(len(emb["sse"]), 4)
+        self.assertEqual(emb["resumed"], emb["sse"][2:4])
+        self.assertEqual(emb["acks"], (2, [], 1))
+        self.assertEqual(emb["statuses"], (409, 404, 400, {"group": "bg", "deleted": True}, 404))
+        self.assertEqual(js, emb)
+
+    def test_dead_letters_match(self):
         emb = dead_letter_script(self.embedded)
         js = dead_letter_script(self.js)
         self.assertEqual(emb["first"], [({"job": 1}, 1, True)])
