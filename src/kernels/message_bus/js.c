@@ -683,6 +683,8 @@ static void bus_js_free(bus_js *b)
 	sdk_pool_free(b->pub_pool);
 	sdk_pool_free(b->wait_pool);
 	sdk_pool_free(b->short_pool);
+	b->pub_pool = b->wait_pool = b->short_pool = NULL; /* what follows runs inline */
+	b->draining = true;
 	bus_js_stream_end_all(b);
 	bus_js_groups_free(b);
 	if (b->js)

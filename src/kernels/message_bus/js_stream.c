@@ -103,7 +103,7 @@ static void bus_js_unsubscribe(bus_js *b, natsSubscription *nsub)
 	struct bus_js_unsub *u = calloc(1, sizeof *u);
 	if (u)
 		*u = (struct bus_js_unsub){ b, nsub };
-	if (!u || b->draining ||
+	if (!u || b->draining || !b->short_pool ||
 	    sdk_pool_submit(b->short_pool, bus_js_unsub_work, bus_js_unsub_done, u) < 0) {
 		free(u);
 		b->N.natsSubscription_Unsubscribe(nsub);
