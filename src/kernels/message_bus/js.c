@@ -288,7 +288,9 @@ static void bus_js_publish_work(void *arg)
 	}
 	jsPubOptions po;
 	b->N.jsPubOptions_Init(&po);
-	po.MaxWait = b->cfg->publish_timeout_ms;
+	/* What the publishes took (they stall while the client reconnects)
+	 * counts against the same deadline. */
+	po.MaxWait = deadline - sdk_mono_ms() > 0 ? deadline - sdk_mono_ms() : 1;
 	if (b->N.js_PublishAsyncComplete(b->js, &po) != NATS_OK) {
 		/* Take back what is still unacknowledged: it is sent again below. */
 		natsMsgList pending = { 0 };
