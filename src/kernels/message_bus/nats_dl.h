@@ -1,10 +1,10 @@
 /* libnats (cnats, the NATS C client), loaded at run time.
  *
  * Every kernel is the same `grace` binary, and linking libnats costs each
- * kernel process about 400 KiB of resident memory (libnats and the libssl
- * it needs) and some milliseconds of exec (measured: docs/message_bus.md)
- * for a library only the message bus uses, and only with
- * [message_bus] engine = jetstream. So Grace compiles against <nats/nats.h>
+ * kernel process about 2 MiB of resident memory (libnats brings libssl and
+ * libcrypto, which Grace no longer links) and tens of milliseconds of exec
+ * (measured: docs/message_bus.md) for a library only the message bus uses,
+ * and only with [message_bus] engine = jetstream. So Grace compiles against <nats/nats.h>
  * for its types and the bus dlopen()s libnats.so.3.4 when it needs it
  * (sdk/dl_table.h, as sdk/curl_dl.h does for libcurl).
  *
