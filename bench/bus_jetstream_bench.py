@@ -28,6 +28,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -177,6 +178,7 @@ def main():
             g.__exit__(None, None, None)
         cluster.close()
         res.release()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Under GRACE_SANITIZED=1 the load is smaller (never skipped)."""
 
 import http.client
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -290,6 +291,7 @@ class BusJetStream(GraceTestCase):
                 g.__exit__(None, None, None)
         cls.cluster.close()
         cls.res.release()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def check_load(self, name, r):
         acked, sse, group = r["acked"], r["sse"], r["group"]
