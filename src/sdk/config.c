@@ -259,6 +259,7 @@ static const struct cfg_key trust_keys[] = {
 	TR("score_half_life_s", score_half_life_s, 1, 366u * 86400),
 	TR("score_refresh_ms", score_refresh_ms, 100, 3600000),
 	TR("score_period_s", score_period_s, 1, 86400),
+	TR("svid_ttl_s", svid_ttl_s, 10, 86400),
 #undef TR
 };
 
@@ -728,6 +729,13 @@ static int on_trust_key(struct parse_ctx *c, const char *name, const char *value
 			return 0;
 		}
 		snprintf(t->domain, sizeof t->domain, "%s", value);
+		return 1;
+	}
+	if (!strcmp(name, "require_svid")) {
+		if (parse_bool(value, &t->require_svid) < 0) {
+			snprintf(c->err, sizeof c->err, "require_svid: expected true or false");
+			return 0;
+		}
 		return 1;
 	}
 	int rc = set_keyed(t, trust_keys, sizeof trust_keys / sizeof trust_keys[0], name, value,
@@ -1241,7 +1249,9 @@ static void config_defaults(grace_config *cfg)
 				    .x509_rotate_s = 7 * 86400,
 				    .score_half_life_s = 86400,
 				    .score_refresh_ms = 5000,
-				    .score_period_s = 300 };
+				    .score_period_s = 300,
+				    .require_svid = false,
+				    .svid_ttl_s = 300 };
 	cfg->governance = (grace_governance){ .expiry_s = 86400,
 					      .requests_max = 100000,
 					      .poll_ms = 500,
