@@ -15,7 +15,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import GraceServer, ServerClassCase, scaled  # noqa: E402
+from harness import GraceServer, GraceTestCase, ServerClassCase, scaled  # noqa: E402
+from healer_support import guardian_kernel, incidents, stop_process  # noqa: E402
 from test_trust import b64url_flip, jose  # noqa: E402
 
 AUDIT_ID = "spiffe://grace.local/kernel/audit"
@@ -165,6 +166,32 @@ class KernelCalls(ServerClassCase):
         self.assertEqual(st, 401, out)
         self.assertEqual(out["error"]["code"], "invalid_svid")
         self.assertIn("expired", out["error"]["message"])
+
+
+# Probes every 100 ms; the watchdog must not act first.
+FAST = {"health_interval_ms": 100, "health_timeout_ms": 200, "watchdog_ms": 600000}
+
+
+class TrustHealedFirst(GraceTestCase):
+    def test_trust_healed_before_the_others(self):
+        # state_machine turns unhealthy first (2 failed probes), while trust
+        # is still degraded (4 needed): its heal waits for trust's.
+        with GraceServer(kernels={"trust": dict(FAST, health_failures=4),
+                                  "state_machine": dict(FAST, health_failures=2)}) as g:
+            sm, tr = g.kernel("state_machine")["pid"], g.kernel("trust")["pid"]
+            stop_process(self, sm)
+            stop_process(self, tr)
+            for name, old in (("trust", tr), ("state_machine", sm)):
+                g.wait_kernel(name, lambda k, old=old: k["state"] == "ready" and k["pid"] != old,
+                              timeout=scaled(20))
+            g.wait_for(lambda: guardian_kernel(g, "state_machine")["state"] == "ready")
+            self.assertIn("state_machine unhealthy after 2 failed probes: healed after the "
+                          "trust kernel", g.log())
+            incs = {}
+            for i in incidents(g):
+                incs.setdefault(i["component"], []).append(i)
+            trust, other = incs["trust"][-1], incs["state_machine"][-1]
+            self.assertGreaterEqual(other["started_ms"], trust["finished_ms"], (trust, other))
 
 
 if __name__ == "__main__":
