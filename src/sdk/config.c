@@ -1531,6 +1531,13 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 				      "exceed jwt_ttl_max_s and x509_ttl_max_s");
 		return -1;
 	}
+	/* SVIDs come from the trust kernel only: without it every call
+	 * between kernels would be refused. */
+	if (t->require_svid && grace_config_kernel_index(cfg, "trust") < 0) {
+		snprintf(err, errlen, "[trust]: require_svid = true needs the trust kernel "
+				      "([kernel.trust])");
+		return -1;
+	}
 	const grace_backup *b = &cfg->backup;
 	if (b->schedule[0] && (!b->dir[0] || (!b->key_file[0] && !b->no_secrets) ||
 			       (b->key_file[0] && b->no_secrets))) {

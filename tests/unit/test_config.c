@@ -920,6 +920,11 @@ static void test_trust_section(void **state)
 	expect_error(f, 2, "require_svid", NULL);
 	write_ini(f, "[trust]\nsvid_ttl_s = 5\n");
 	expect_error(f, 2, "svid_ttl_s", NULL);
+	/* ... and only with the trust kernel that issues them. */
+	write_ini(f, "[trust]\nrequire_svid = true\n[kernel.audit]\n");
+	assert_int_equal(load_file(f, NULL), -1);
+	write_ini(f, "[trust]\nrequire_svid = true\n[kernel.audit]\n[kernel.trust]\n");
+	expect_ok(f, NULL);
 	write_ini(f, "[trust]\ndomain = Grace.Local\n");
 	expect_error(f, 2, "domain", NULL);
 	write_ini(f, "[trust]\ndomain = \n");
