@@ -282,11 +282,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 void sdk_svids_release(sdk_svids *s)
 {
-	if (!s->held)
-		return;
+	bool was = s->held;
 	s->held = false;
+	/* Fetches refused before the attestation may succeed now: no backoff. */
+	for (size_t i = 0; i < s->n; i++) {
+		s->e[i].retry_ms = 0;
+		s->e[i].backoff_ms = 0;
+	}
 	/* The calls held meanwhile wait for their fetch now (or go). */
-	for (size_t i = 0; i < s->n && s->cb; i++)
+	for (size_t i = 0; was && i < s->n && s->cb; i++)
 		s->cb(s->e[i].callee, s->arg);
 }
 

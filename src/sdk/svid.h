@@ -58,7 +58,8 @@ typedef void (*sdk_svids_cb)(const char *callee, void *arg);
  * 2 to 3 s at most. */
 sdk_svids *sdk_svids_new(struct event_base *base, struct sdk_caller *c, const char *domain,
 			 unsigned ttl_s, bool held, sdk_svids_cb cb, void *arg);
-/* The attestation is over (done or not): fetches may start. */
+/* The attestation is over (done or not): fetches may start, those that
+ * failed meanwhile (refused before it) at once. */
 void sdk_svids_release(sdk_svids *s);
 /* Only once c's calls are dropped (sdk_caller_free does it). */
 void sdk_svids_free(sdk_svids *s);
