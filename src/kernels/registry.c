@@ -25,7 +25,6 @@ GRACE_KERNEL_LIST
 					    .complete = false, .schema_version = 1 }
 
 PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");
-PLACEHOLDER(coding_agent, 8132, "agentic", "workspaces, patches, build and test runs");
 PLACEHOLDER(research, 8134, "agentic", "questions answered from the library");
 
 /* In the order of grace_kernels, which is port order (tests/unit/test_registry.c). */

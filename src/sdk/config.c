@@ -231,6 +231,20 @@ static const struct cfg_key executor_keys[] = {
 #undef X
 };
 
+static const struct cfg_key coding_agent_keys[] = {
+#define CA(n, field, t, lo, hi) { n, offsetof(grace_coding_agent, field), t, lo, hi }
+	CA("running_max", running_max, KEY_UINT, 1, 64),
+	CA("tasks_max", tasks_max, KEY_UINT, 1, 1000000),
+	CA("turns_max", turns_max, KEY_UINT, 1, 100),
+	CA("turns_default", turns_default, KEY_UINT, 1, 100),
+	CA("test_timeout_ms", test_timeout_ms, KEY_UINT, 100, 86400000),
+	CA("git_timeout_ms", git_timeout_ms, KEY_UINT, 100, 3600000),
+	CA("task_timeout_ms", task_timeout_ms, KEY_UINT, 1000, 604800000),
+	CA("patch_max_bytes", patch_max_bytes, KEY_SIZE, 1024, 64u << 20),
+	CA("context_max_bytes", context_max_bytes, KEY_SIZE, 0, 16u << 20),
+#undef CA
+};
+
 static const struct cfg_key compliance_keys[] = {
 #define CP(n, field, lo, hi) { n, offsetof(grace_compliance, field), KEY_UINT, lo, hi }
 	CP("scan_interval_s", scan_interval_s, 0, 30u * 86400),
@@ -719,6 +733,67 @@ static bool trust_domain_valid(const char *v)
 	return true;
 }
 
+static const struct cfg_key store_keys[] = {
+#define ST(n, field, lo, hi) { n, offsetof(grace_store_cfg, field), KEY_UINT, lo, hi }
+	ST("pool_size", pool_size, 1, 64),
+	ST("statement_timeout_ms", statement_timeout_ms, 10, 600000),
+	ST("connect_timeout_s", connect_timeout_s, 1, 60),
+#undef ST
+};
+
+/* "password=..." in a key=value string, or "user:secret@" in a URI. */
+static bool store_url_has_password(const char *v)
+{
+	if (strstr(v, "password"))
+		return true;
+	const char *scheme = strstr(v, "://");
+	const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+	return at && memchr(scheme + 3, ':', (size_t)(at - (scheme + 3)));
+}
+
+static int on_store_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_store_cfg *s = &c->cfg->store;
+	if (!strcmp(name, "engine")) {
+		if (!strcmp(value, "sqlite"))
+			s->engine = GRACE_STORE_SQLITE;
+		else if (!strcmp(value, "postgresql"))
+			s->engine = GRACE_STORE_POSTGRESQL;
+		else {
+			snprintf(c->err, sizeof c->err,
+				 "engine: expected sqlite or postgresql, got '%s'", value);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(name, "postgresql_url")) {
+		/* A secret is never a literal: the password comes from password_file. */
+		if (store_url_has_password(value)) {
+			snprintf(c->err, sizeof c->err,
+				 "postgresql_url: no password in it: put it in password_file");
+			return 0;
+		}
+		if (set_string(s->postgresql_url, sizeof s->postgresql_url, value) < 0) {
+			snprintf(c->err, sizeof c->err, "postgresql_url: empty or longer than %zu bytes",
+				 sizeof s->postgresql_url - 1);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(name, "password_file")) {
+		if (set_string(s->password_file, sizeof s->password_file, value) < 0) {
+			snprintf(c->err, sizeof c->err, "password_file: empty or too long");
+			return 0;
+		}
+		return 1;
+	}
+	int rc = set_keyed(s, store_keys, sizeof store_keys / sizeof store_keys[0], name, value,
+			   c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 static int on_trust_key(struct parse_ctx *c, const char *name, const char *value)
 {
 	grace_trust *t = &c->cfg->trust;
@@ -824,6 +899,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return on_policy_key(c, name, value);
 	if (!strcmp(section, "trust"))
 		return on_trust_key(c, name, value);
+	if (!strcmp(section, "store"))
+		return on_store_key(c, name, value);
 	if (!strcmp(section, "compliance")) {
 		int rc = set_keyed(&cfg->compliance, compliance_keys,
 				   sizeof compliance_keys / sizeof compliance_keys[0], name, value,
@@ -933,12 +1010,36 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "coding_agent")) {
+		grace_coding_agent *ca = &cfg->coding_agent;
+		if (!strcmp(name, "workspace_root") || !strcmp(name, "worktree_root")) {
+			char *dst = name[1] == 'o' ? ca->workspace_root : ca->worktree_root;
+			if ((*value && set_string(dst, PATH_MAX, value) < 0) ||
+			    (*value && *value != '/')) {
+				snprintf(c->err, sizeof c->err, "%s: too long, or not an absolute path",
+					 name);
+				return 0;
+			}
+			if (!*value)
+				dst[0] = '\0';
+			return 1;
+		}
+		int rc = set_keyed(ca, coding_agent_keys,
+				   sizeof coding_agent_keys / sizeof coding_agent_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
 		if (!strcmp(section, "executor") &&
-		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
+		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root") ||
+		     !strcmp(name, "dir_root"))) {
 			bool user = !strcmp(name, "jobs_user");
-			char *dst = user ? cfg->executor.jobs_user : cfg->executor.work_root;
-			size_t len = user ? sizeof cfg->executor.jobs_user : sizeof cfg->executor.work_root;
+			char *dst = user ? cfg->executor.jobs_user
+				    : !strcmp(name, "work_root") ? cfg->executor.work_root
+								 : cfg->executor.dir_root;
+			size_t len = user ? sizeof cfg->executor.jobs_user : PATH_MAX;
 			if ((*value && set_string(dst, len, value) < 0) || (!user && *value && *value != '/')) {
 				snprintf(c->err, sizeof c->err, "%s: too long%s", name,
 					 user ? "" : ", or not an absolute path");
@@ -1069,7 +1170,8 @@ static bool known_section(const char *name, size_t n)
 					     "audit",   "memory",    "librarian", "policy", "metrics",
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
-					     "telemetry", "systemd", "crypto", "trust", "learning" };
+					     "telemetry", "systemd", "crypto", "trust", "learning",
+					     "coding_agent", "store" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1240,6 +1342,10 @@ static void config_defaults(grace_config *cfg)
 	cfg->crypto = (grace_crypto){ .deletion_window_s = 30 * 86400,
 				      .deletion_window_min_s = 7 * 86400,
 				      .deletion_window_max_s = 30 * 86400 };
+	cfg->store = (grace_store_cfg){ .engine = GRACE_STORE_SQLITE,
+					.pool_size = 4,
+					.statement_timeout_ms = 5000,
+					.connect_timeout_s = 5 };
 	cfg->trust = (grace_trust){ .domain = "grace.local",
 				    .jwt_ttl_default_s = 300,
 				    .jwt_ttl_max_s = 3600,
@@ -1266,6 +1372,15 @@ static void config_defaults(grace_config *cfg)
 					  .output_default_bytes = 1u << 20,
 					  .output_max_bytes = 16u << 20,
 					  .jobs_user = "grace-jobs" };
+	cfg->coding_agent = (grace_coding_agent){ .running_max = 2,
+						  .tasks_max = 10000,
+						  .turns_max = 20,
+						  .turns_default = 3,
+						  .test_timeout_ms = 300000,
+						  .git_timeout_ms = 60000,
+						  .task_timeout_ms = 3600000,
+						  .patch_max_bytes = 1u << 20,
+						  .context_max_bytes = 64u << 10 };
 }
 
 /* The built-in kernels are the configuration when the file lists none.
@@ -1518,6 +1633,10 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 				      "not exceed timeout_max_ms and output_max_bytes");
 		return -1;
 	}
+	if (cfg->coding_agent.turns_default > cfg->coding_agent.turns_max) {
+		snprintf(err, errlen, "[coding_agent]: turns_default must not exceed turns_max");
+		return -1;
+	}
 	const grace_crypto *cr = &cfg->crypto;
 	if (cr->deletion_window_min_s > cr->deletion_window_s ||
 	    cr->deletion_window_s > cr->deletion_window_max_s) {
@@ -1536,6 +1655,15 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	if (t->require_svid && grace_config_kernel_index(cfg, "trust") < 0) {
 		snprintf(err, errlen, "[trust]: require_svid = true needs the trust kernel "
 				      "([kernel.trust])");
+		return -1;
+	}
+	if (cfg->store.password_file[0] &&
+	    absolutize(cfg->store.password_file, sizeof cfg->store.password_file) < 0) {
+		snprintf(err, errlen, "[store] password_file: path too long");
+		return -1;
+	}
+	if (cfg->store.engine == GRACE_STORE_POSTGRESQL && !cfg->store.postgresql_url[0]) {
+		snprintf(err, errlen, "[store] engine = postgresql needs postgresql_url");
 		return -1;
 	}
 	const grace_backup *b = &cfg->backup;

@@ -168,7 +168,26 @@ typedef struct grace_executor {
 	size_t output_default_bytes, output_max_bytes; /* per stream, stored */
 	char jobs_user[32];    /* jobs run as this user when Grace runs as root */
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
+	/* A kernel's job may run in a directory of its own naming ("dir")
+	 * only below this one; "" = no job may name one. */
+	char dir_root[PATH_MAX];
 } grace_executor;
+
+/* [coding_agent]: the coding_agent kernel's workspaces and limits
+ * (docs/coding_agent.md). */
+typedef struct grace_coding_agent {
+	char workspace_root[PATH_MAX]; /* repositories of tasks resolve under it; "" = no tasks */
+	char worktree_root[PATH_MAX];  /* tasks' worktrees; "" = WORKSPACE_ROOT/.grace-worktrees */
+	unsigned running_max;     /* tasks worked on at once; the rest wait */
+	unsigned tasks_max;       /* tasks kept; past it 503 until some are deleted */
+	unsigned turns_max;       /* the most max_turns a task may ask for */
+	unsigned turns_default;   /* a task's max_turns when it names none */
+	unsigned test_timeout_ms; /* each executor job running the tests */
+	unsigned git_timeout_ms;  /* each git command */
+	unsigned task_timeout_ms; /* a whole task */
+	size_t patch_max_bytes;   /* a task's patch, and a model's answer applied */
+	size_t context_max_bytes; /* the repository's files shown to the model */
+} grace_coding_agent;
 
 /* [telemetry]: the telemetry kernel's retention and limits (docs/telemetry.md). */
 typedef struct grace_telemetry {
@@ -246,6 +265,19 @@ typedef struct grace_crypto {
 	unsigned deletion_window_max_s; /* the longest */
 } grace_crypto;
 
+/* [store]: where users, sessions, API tokens and login failures live
+ * (docs/operations.md "Shared state in PostgreSQL"). */
+enum { GRACE_STORE_SQLITE = 0, GRACE_STORE_POSTGRESQL = 1 };
+#define GRACE_STORE_URL_MAX 190 /* a config line holds at most 198 bytes */
+typedef struct grace_store_cfg {
+	int engine;                         /* GRACE_STORE_* (sqlite: the default) */
+	char postgresql_url[GRACE_STORE_URL_MAX + 1]; /* a libpq connection string, no password */
+	char password_file[PATH_MAX];       /* the password's file; "" for none */
+	unsigned pool_size;                 /* connections kept open */
+	unsigned statement_timeout_ms;      /* PostgreSQL cancels a statement past it */
+	unsigned connect_timeout_s;         /* a connection attempt gives up past it */
+} grace_store_cfg;
+
 /* [trust]: the trust kernel's identities and trust scores (docs/trust.md). */
 typedef struct grace_trust {
 	char domain[256];            /* the SPIFFE trust domain: [a-z0-9._-], 1 to 255 */
@@ -313,6 +345,7 @@ typedef struct grace_config {
 	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
+	grace_coding_agent coding_agent;
 	grace_telemetry telemetry;
 	grace_learning learning;
 	grace_governance governance;
@@ -321,6 +354,7 @@ typedef struct grace_config {
 	grace_compliance compliance;
 	grace_crypto crypto;
 	grace_trust trust;
+	grace_store_cfg store;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;
