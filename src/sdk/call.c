@@ -1,6 +1,8 @@
 #include "sdk/call.h"
 #include "sdk/tracer.h"
 
+#include "sdk/clock.h"
+#include "sdk/svid.h"
 #include "sdk/token.h"
 
 #include <event2/buffer.h>
@@ -15,11 +17,29 @@
 #define CALL_ANSWER_MAX (64u << 20) /* a buffered answer's body */
 #define CALL_HEADERS_MAX 16  /* pairs a caller may add */
 
+/* A call held while the first SVID for its callee is fetched (at most
+ * that fetch's deadline), with copies of what it sends. */
+struct deferred {
+	struct deferred *next;
+	char *kernel, *method, *target, *body; /* malloc'd */
+	size_t len;
+	char **headers; /* malloc'd, NULL-ended pairs, each malloc'd */
+	unsigned timeout_ms;
+	sdk_call_cb cb;
+	void *arg;
+	bool has_span;
+	sdk_span span;
+};
+
 struct sdk_caller {
 	sdk_upstream *up;
+	struct event_base *base;
 	char self[64];
 	const char *token;
 	char attestation[72]; /* "" or the trust kernel's answer at join */
+	sdk_svids *svids;     /* NULL: calls carry no SVID (svid.h) */
+	struct deferred *deferred, **deferred_tail;
+	size_t n_deferred;
 };
 
 struct call {
@@ -91,11 +111,123 @@ static void on_drop(void *arg)
 
 static const sdk_ureq_cbs call_cbs = { on_head, on_body, on_error, on_drop };
 
+static void deferred_free(struct deferred *d)
+{
+	free(d->kernel);
+	free(d->method);
+	free(d->target);
+	free(d->body);
+	for (size_t i = 0; d->headers && d->headers[i]; i++)
+		free(d->headers[i]);
+	free(d->headers);
+	free(d);
+}
+
+static char *dup_or_null(const char *s, size_t len, bool *bad)
+{
+	if (!s)
+		return NULL;
+	char *p = malloc(len + 1);
+	if (!p) {
+		*bad = true;
+		return NULL;
+	}
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+/* Holds the call until the SVID fetch for its callee ends. -1 when it
+ * cannot be held (no memory, too many held). */
+static int defer(sdk_caller *c, const char *kernel, const char *method, const char *target,
+		 const char *body, size_t len, const char *const *headers, unsigned timeout_ms,
+		 sdk_call_cb cb, void *arg)
+{
+	if (c->n_deferred >= CALL_QUEUE_MAX)
+		return -1;
+	struct deferred *d = calloc(1, sizeof *d);
+	if (!d)
+		return -1;
+	bool bad = false;
+	size_t nh = 0;
+	while (headers && headers[nh] && headers[nh + 1])
+		nh += 2;
+	d->kernel = dup_or_null(kernel, strlen(kernel), &bad);
+	d->method = dup_or_null(method, strlen(method), &bad);
+	d->target = dup_or_null(target, strlen(target), &bad);
+	d->body = dup_or_null(body, body ? len : 0, &bad);
+	d->len = body ? len : 0;
+	d->headers = calloc(nh + 1, sizeof *d->headers);
+	bad |= !d->headers;
+	for (size_t i = 0; !bad && i < nh; i++)
+		d->headers[i] = dup_or_null(headers[i], strlen(headers[i]), &bad);
+	if (bad) {
+		deferred_free(d);
+		return -1;
+	}
+	d->timeout_ms = timeout_ms;
+	d->cb = cb;
+	d->arg = arg;
+	const sdk_span *cur = sdk_trace_current();
+	if (cur) {
+		d->span = *cur;
+		d->has_span = true;
+	}
+	*c->deferred_tail = d;
+	c->deferred_tail = &d->next;
+	c->n_deferred++;
+	return 0;
+}
+
 static int start(sdk_caller *c, const char *kernel, int port, const char *method,
 		 const char *target, const char *body, size_t len, const char *const *headers,
-		 unsigned timeout_ms, sdk_call_cb cb, void *arg)
+		 unsigned timeout_ms, sdk_call_cb cb, void *arg, bool may_defer);
+
+/* The SVID fetch for `callee` ended, or the hold on fetches: its held
+ * calls go with the SVID, or without one (then the callee decides,
+ * docs/trust.md), or wait for the fetch that starts now. */
+static void on_svid_ready(const char *callee, void *arg)
 {
-	const char *h[2 * (CALL_HEADERS_MAX + 6) + 1];
+	sdk_caller *c = arg;
+	struct deferred *ready = NULL, **ready_tail = &ready;
+	for (struct deferred **p = &c->deferred; *p;) {
+		struct deferred *d = *p;
+		if (strcmp(d->kernel, callee)) {
+			p = &d->next;
+			continue;
+		}
+		*p = d->next;
+		if (!*p)
+			c->deferred_tail = p;
+		c->n_deferred--;
+		d->next = NULL;
+		*ready_tail = d;
+		ready_tail = &d->next;
+	}
+	while (ready) {
+		struct deferred *d = ready;
+		ready = d->next;
+		const sdk_span *prev = d->has_span ? sdk_trace_set_current(&d->span) : NULL;
+		if (start(c, d->kernel, 0, d->method, d->target, d->body, d->len,
+			  (const char *const *)d->headers, d->timeout_ms, d->cb, d->arg, true) < 0)
+			d->cb(0, NULL, 0, 0, "the call could not start", d->arg);
+		if (d->has_span)
+			sdk_trace_set_current(prev);
+		deferred_free(d);
+	}
+}
+
+static int start(sdk_caller *c, const char *kernel, int port, const char *method,
+		 const char *target, const char *body, size_t len, const char *const *headers,
+		 unsigned timeout_ms, sdk_call_cb cb, void *arg, bool may_defer)
+{
+	/* The caller's SVID for the callee (every kernel but the trust kernel,
+	 * to which the attestation speaks instead). */
+	const char *svid = NULL;
+	if (c->svids && kernel && strcmp(kernel, "trust") &&
+	    sdk_svids_get(c->svids, kernel, sdk_wall_ms(), &svid) == SDK_SVID_PENDING && may_defer)
+		return defer(c, kernel, method, target, body, len, headers, timeout_ms, cb, arg);
+	const char *h[2 * (CALL_HEADERS_MAX + 7) + 1];
 	size_t n = 0;
 	h[n++] = SDK_CALLER_HEADER;
 	h[n++] = c->self;
@@ -106,6 +238,10 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 	if (c->attestation[0] && kernel && !strcmp(kernel, "trust")) {
 		h[n++] = SDK_ATTESTATION_HEADER;
 		h[n++] = c->attestation;
+	}
+	if (svid) {
+		h[n++] = SDK_SVID_HEADER;
+		h[n++] = svid;
 	}
 	/* JSON unless the caller names its own type (a form, for instance). */
 	bool own_type = false;
@@ -162,14 +298,14 @@ int sdk_call(sdk_caller *c, const char *kernel, const char *method, const char *
 	     const char *body, size_t len, const char *const *headers, unsigned timeout_ms,
 	     sdk_call_cb cb, void *arg)
 {
-	return start(c, kernel, 0, method, target, body, len, headers, timeout_ms, cb, arg);
+	return start(c, kernel, 0, method, target, body, len, headers, timeout_ms, cb, arg, true);
 }
 
 int sdk_call_port(sdk_caller *c, int port, const char *method, const char *target,
 		  const char *body, size_t len, const char *const *headers, unsigned timeout_ms,
 		  sdk_call_cb cb, void *arg)
 {
-	return start(c, NULL, port, method, target, body, len, headers, timeout_ms, cb, arg);
+	return start(c, NULL, port, method, target, body, len, headers, timeout_ms, cb, arg, false);
 }
 
 static int no_names(const char *name, void *arg)
@@ -186,6 +322,8 @@ sdk_caller *sdk_caller_new(struct event_base *base, const char *self, const char
 		return NULL;
 	snprintf(c->self, sizeof c->self, "%s", self);
 	c->token = token;
+	c->base = base;
+	c->deferred_tail = &c->deferred;
 	c->up = sdk_upstream_new(base, resolve ? resolve : no_names, arg, CALL_POOL_MAX,
 				 CALL_QUEUE_MAX);
 	if (!c->up) {
@@ -200,11 +338,36 @@ void sdk_caller_set_attestation(sdk_caller *c, const char *attestation)
 	snprintf(c->attestation, sizeof c->attestation, "%s", attestation ? attestation : "");
 }
 
+struct event_base *sdk_caller_base(const sdk_caller *c)
+{
+	return c->base;
+}
+
+int sdk_caller_use_svids(sdk_caller *c, const char *domain, unsigned ttl_s, bool held)
+{
+	if (c->svids)
+		return 0;
+	c->svids = sdk_svids_new(c->base, c, domain, ttl_s, held, on_svid_ready, c);
+	return c->svids ? 0 : -1;
+}
+
+void sdk_caller_svids_release(sdk_caller *c)
+{
+	if (c->svids)
+		sdk_svids_release(c->svids);
+}
+
 void sdk_caller_free(sdk_caller *c)
 {
 	if (!c)
 		return;
 	sdk_upstream_free(c->up); /* on_drop frees each call's state */
+	sdk_svids_free(c->svids); /* its fetches were dropped above */
+	while (c->deferred) {
+		struct deferred *d = c->deferred;
+		c->deferred = d->next;
+		deferred_free(d);
+	}
 	free(c);
 }
 

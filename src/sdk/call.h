@@ -10,6 +10,7 @@
 
 #include "sdk/upstream.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define SDK_CALLER_HEADER "X-Grace-Caller"
@@ -33,11 +34,21 @@ sdk_caller *sdk_caller_new(struct event_base *base, const char *self, const char
 /* Ends every call in flight without calling back (never from inside a
  * call's callback). */
 void sdk_caller_free(sdk_caller *c);
+/* The event loop its calls run on. */
+struct event_base *sdk_caller_base(const sdk_caller *c);
 /* The attestation the trust kernel gave this process when it joined
  * (docs/trust.md): sent as SDK_ATTESTATION_HEADER on calls to the trust
  * kernel only, so no other kernel ever sees it. Copied; "" or NULL clears. */
 #define SDK_ATTESTATION_HEADER "X-Grace-Attestation"
 void sdk_caller_set_attestation(sdk_caller *c, const char *attestation);
+/* From now on, calls to a kernel (by name; not to the trust kernel) carry
+ * this process's JWT-SVID for that callee (SDK_SVID_HEADER in sdk/svid.h),
+ * asked of the trust kernel at the first call to it, which waits for it
+ * at most 2 s (without one when it cannot be had), and renewed at half its
+ * life. `held`: the process is attesting; calls wait (2 to 3 s at most)
+ * until sdk_caller_svids_release. 0, or -1 on ENOMEM. */
+int sdk_caller_use_svids(sdk_caller *c, const char *domain, unsigned ttl_s, bool held);
+void sdk_caller_svids_release(sdk_caller *c);
 
 /* method "GET"/"POST"/...; `target` is the path and query, encoded; body
  * may be NULL (sent as application/json). `headers` is NULL or a

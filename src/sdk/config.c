@@ -286,6 +286,7 @@ static const struct cfg_key trust_keys[] = {
 	TR("score_half_life_s", score_half_life_s, 1, 366u * 86400),
 	TR("score_refresh_ms", score_refresh_ms, 100, 3600000),
 	TR("score_period_s", score_period_s, 1, 86400),
+	TR("svid_ttl_s", svid_ttl_s, 10, 86400),
 #undef TR
 };
 
@@ -896,6 +897,13 @@ static int on_trust_key(struct parse_ctx *c, const char *name, const char *value
 		snprintf(t->domain, sizeof t->domain, "%s", value);
 		return 1;
 	}
+	if (!strcmp(name, "require_svid")) {
+		if (parse_bool(value, &t->require_svid) < 0) {
+			snprintf(c->err, sizeof c->err, "require_svid: expected true or false");
+			return 0;
+		}
+		return 1;
+	}
 	int rc = set_keyed(t, trust_keys, sizeof trust_keys / sizeof trust_keys[0], name, value,
 			   c->err, sizeof c->err);
 	if (rc == 1)
@@ -1462,7 +1470,9 @@ static void config_defaults(grace_config *cfg)
 				    .x509_rotate_s = 7 * 86400,
 				    .score_half_life_s = 86400,
 				    .score_refresh_ms = 5000,
-				    .score_period_s = 300 };
+				    .score_period_s = 300,
+				    .require_svid = false,
+				    .svid_ttl_s = 300 };
 	cfg->governance = (grace_governance){ .expiry_s = 86400,
 					      .requests_max = 100000,
 					      .poll_ms = 500,
@@ -1753,6 +1763,13 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	if (t->jwt_ttl_default_s > t->jwt_ttl_max_s || t->x509_ttl_default_s > t->x509_ttl_max_s) {
 		snprintf(err, errlen, "[trust]: jwt_ttl_default_s and x509_ttl_default_s must not "
 				      "exceed jwt_ttl_max_s and x509_ttl_max_s");
+		return -1;
+	}
+	/* SVIDs come from the trust kernel only: without it every call
+	 * between kernels would be refused. */
+	if (t->require_svid && grace_config_kernel_index(cfg, "trust") < 0) {
+		snprintf(err, errlen, "[trust]: require_svid = true needs the trust kernel "
+				      "([kernel.trust])");
 		return -1;
 	}
 	if (cfg->store.password_file[0] &&

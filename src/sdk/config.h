@@ -317,6 +317,10 @@ typedef struct grace_trust {
 	unsigned score_half_life_s;  /* trust-score evidence loses half its weight */
 	unsigned score_refresh_ms;   /* the main process reads the scores this often */
 	unsigned score_period_s;     /* a kernel up this long without a fault: one good outcome */
+	/* Calls between kernels must carry a valid SVID (docs/trust.md): a
+	 * call naming a kernel in X-Grace-Caller without one is refused 401. */
+	bool require_svid;
+	unsigned svid_ttl_s;         /* the lifetime the runtime asks for its own JWT-SVIDs */
 } grace_trust;
 
 typedef struct grace_kernel_cfg {

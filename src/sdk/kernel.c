@@ -8,6 +8,7 @@
 #include "sdk/notify.h"
 #include "sdk/pdp.h"
 #include "sdk/standby.h"
+#include "sdk/svid.h"
 
 #include <jansson.h>
 
@@ -71,6 +72,12 @@ struct runtime {
 	unsigned join_tries;
 	struct event *join_timer;
 	sdk_tracer *tracer; /* NULL: not traced (sdk/tracer.h) */
+	/* SVIDs (docs/trust.md, "Calls between kernels"): this kernel's SPIFFE
+	 * ID, the audience its callers' SVIDs must name, and the trust bundle
+	 * they are verified with (made at the first SVID received). */
+	char spiffe_id[SDK_SPIFFE_ID_MAX];
+	sdk_bundle *bundle;
+	bool stopping; /* runtime_stop has begun: a waiting call is not decided */
 };
 
 /* ---- storage: a kernel whose database is damaged, deleted or replaced
@@ -183,8 +190,10 @@ static void on_metrics(sdk_req *req, void *ctx)
  * again: what the gateway forwards for a user (caller "gateway" with
  * X-Grace-User), which :8000 decided for that user; and a request with the
  * token and no caller name, the operator's (whoever holds the token file).
- * Until kernels have identities of their own (the trust issue), the name
- * is what the caller says. */
+ * A call that carries an SVID has had its caller name checked against the
+ * SVID's verified subject before (svid_check): the name decided on is the
+ * verified one; without an SVID it is what the caller says (refused
+ * under [trust] require_svid when it names a kernel). */
 
 #define CALLER_NAME_MAX 63
 
@@ -271,10 +280,10 @@ static bool decide_call(struct runtime *rt, sdk_req *req, const sdk_route *route
 		 route->pattern.path);
 	sdk_call_decision d = { .caller = caller, .action = action, .user = user,
 				.role = user ? (role == SDK_CALLER_ADMIN ? "admin" : "user") : NULL };
-	if (k->def->decide_call) {
-		int r = k->def->decide_call(k, &d);
-		if (r == 1)
-			return true;
+	int r = k->def->decide_call ? k->def->decide_call(k, &d) : SDK_DECIDE_ASK_POLICY;
+	if (r == 1)
+		return true;
+	if (r != SDK_DECIDE_ASK_POLICY) {
 		if (r == 0)
 			call_refused(req, k, &d);
 		else
@@ -320,6 +329,104 @@ static bool decide_call(struct runtime *rt, sdk_req *req, const sdk_route *route
 	return false;
 }
 
+/* ---- SVIDs on calls between kernels (docs/trust.md): the caller's
+ * JWT-SVID for this kernel (SDK_SVID_HEADER), verified here with the
+ * trust bundle: its subject must be the workload X-Grace-Caller names
+ * (the main process's SVID also speaks for its gateway). A call that
+ * names a kernel and carries none is refused under [trust] require_svid;
+ * calls to the trust kernel carry the attestation instead, and it checks
+ * that itself. */
+
+enum { SVID_GO, SVID_ANSWERED, SVID_WAITING };
+
+struct svid_wait {
+	struct runtime *rt;
+	sdk_req *req;
+	const sdk_route *route;
+};
+
+static int svid_check(struct runtime *rt, sdk_req *req, const sdk_route *route);
+
+static void on_svid_bundle(void *arg)
+{
+	struct svid_wait *w = arg;
+	struct runtime *rt = w->rt;
+	sdk_req *req = w->req;
+	const sdk_route *route = w->route;
+	free(w);
+	if (rt->stopping) {
+		sdk_reply_error(req, 503, "stopping", "the kernel is stopping");
+		return;
+	}
+	if (svid_check(rt, req, route) == SVID_GO && decide_call(rt, req, route))
+		sdk_req_resume(req);
+}
+
+static void svid_refused(sdk_req *req, const char *code, const char *why)
+{
+	sdk_reply_error(req, 401, code, "%s", why);
+}
+
+static int svid_check(struct runtime *rt, sdk_req *req, const sdk_route *route)
+{
+	sdk_kernel *k = &rt->k;
+	const char *svid = sdk_req_header(req, SDK_SVID_HEADER);
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	bool require = k->cfg->trust.require_svid && strcmp(k->def->name, "trust");
+	if (!svid) {
+		if (require && caller && strcmp(caller, "grace") && strcmp(caller, SDK_GATEWAY_CALLER)) {
+			sdk_reply_error(req, 401, "svid_required",
+					"a call from kernel '%.63s' must carry its SVID (%s)", caller,
+					SDK_SVID_HEADER);
+			return SVID_ANSWERED;
+		}
+		return SVID_GO;
+	}
+	struct svid_wait *w = malloc(sizeof *w);
+	if (!rt->bundle)
+		rt->bundle = sdk_bundle_new(k->caller);
+	if (!w || !rt->bundle) {
+		free(w);
+		call_unavailable(req, "there is no memory to verify the caller's SVID");
+		return SVID_ANSWERED;
+	}
+	*w = (struct svid_wait){ rt, req, route };
+	char sub[SDK_SPIFFE_ID_MAX], name[CALLER_NAME_MAX + 1];
+	sdk_err e = { "" };
+	bool waiting;
+	int rc = sdk_bundle_verify(rt->bundle, svid, rt->spiffe_id, sdk_wall_ms(), sub, sizeof sub,
+				   &e, on_svid_bundle, w, &waiting);
+	if (waiting)
+		return SVID_WAITING;
+	free(w);
+	if (rc == SDK_EBUSY) {
+		/* No bundle to be had (the trust kernel down since this kernel
+		 * started): the SVID cannot be checked either way. */
+		if (!require)
+			return SVID_GO;
+		sdk_req_add_header(req, "Retry-After", "1");
+		sdk_reply_error(req, 503, "trust_unavailable",
+				"the caller's SVID cannot be verified now: %s", e.msg);
+		return SVID_ANSWERED;
+	}
+	if (rc < 0) {
+		svid_refused(req, "invalid_svid", e.msg);
+		return SVID_ANSWERED;
+	}
+	if (sdk_svid_name_of(k->cfg->trust.domain, sub, name, sizeof name) < 0) {
+		svid_refused(req, "invalid_svid", "the SVID's subject is no workload of this Grace");
+		return SVID_ANSWERED;
+	}
+	if (!caller ||
+	    (strcmp(caller, name) && !(!strcmp(name, "grace") && !strcmp(caller, SDK_GATEWAY_CALLER)))) {
+		sdk_reply_error(req, 401, "caller_mismatch",
+				"%s names '%.63s' but the SVID is %s's", SDK_CALLER_HEADER,
+				caller ? caller : "", name);
+		return SVID_ANSWERED;
+	}
+	return SVID_GO;
+}
+
 /* The kernel's own series after the SDK's. */
 static void kernel_metrics_extra(struct evbuffer *out, void *ctx)
 {
@@ -353,7 +460,11 @@ static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 		sdk_reply_error(req, 503, "storage_failed", "%s", runtime_of(k)->storage_error);
 		return false;
 	}
-	return !route || decide_call(runtime_of(k), req, route);
+	if (!route)
+		return true;
+	if (svid_check(runtime_of(k), req, route) != SVID_GO)
+		return false;
+	return decide_call(runtime_of(k), req, route);
 }
 
 static const sdk_route standard_routes[] = {
@@ -560,6 +671,8 @@ static int storage_init(struct runtime *rt, char *err, size_t errlen)
 	return -1;
 }
 
+static void svids_start(struct runtime *rt);
+
 static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 {
 	sdk_kernel *k = &rt->k;
@@ -576,6 +689,10 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		sdk_warn("no internal token (%s): every route but /health and /metrics will "
 			 "answer 401", strerror(-trc));
 	}
+	if (sdk_svid_id(k->cfg->trust.domain, k->def->name, rt->spiffe_id, sizeof rt->spiffe_id) < 0) {
+		snprintf(err, errlen, "the SPIFFE ID of kernel %s does not fit", k->def->name);
+		return -1;
+	}
 	k->ports = sdk_ports_open(k->base, k->cfg);
 	k->caller = k->ports ? sdk_caller_new(k->base, k->def->name, k->token, sdk_ports_resolve,
 					      k->ports)
@@ -584,6 +701,7 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	svids_start(rt);
 	if (storage_init(rt, err, errlen) < 0)
 		return -1;
 
@@ -650,11 +768,28 @@ static void join_take(struct runtime *rt)
 
 static void join_present(struct runtime *rt);
 
+/* Calls to other kernels carry this process's SVIDs; while it attests
+ * (the trust kernel refuses a restarted kernel's new process its identity
+ * until it has) they wait for it, a little. */
+static void svids_start(struct runtime *rt)
+{
+	sdk_kernel *k = &rt->k;
+	if (!grace_config_kernel(k->cfg, "trust"))
+		return;
+	/* Never more than the trust kernel hands out. */
+	unsigned ttl = k->cfg->trust.svid_ttl_s < k->cfg->trust.jwt_ttl_max_s
+			       ? k->cfg->trust.svid_ttl_s
+			       : k->cfg->trust.jwt_ttl_max_s;
+	if (sdk_caller_use_svids(k->caller, k->cfg->trust.domain, ttl, rt->join[0] != '\0') < 0)
+		sdk_warn("no memory for SVIDs: calls to other kernels carry none");
+}
+
 static void join_forget(struct runtime *rt)
 {
 	explicit_bzero(rt->join, sizeof rt->join);
 	if (rt->join_timer)
 		evtimer_del(rt->join_timer);
+	sdk_caller_svids_release(rt->k.caller);
 }
 
 static void on_joined(int status, const char *body, size_t len, double ms, const char *error,
@@ -720,10 +855,15 @@ static void join_start(struct runtime *rt)
 static void runtime_stop(struct runtime *rt)
 {
 	sdk_kernel *k = &rt->k;
+	rt->stopping = true;
 	sdk_pdp_free(rt->pdp); /* answers the calls waiting for a decision */
+	rt->pdp = NULL;
 	if (k->def->close && (rt->init_ran || rt->prepared))
 		k->def->close(k);
 	sdk_caller_free(k->caller);
+	/* After the caller (a fetch in flight is dropped), before the server:
+	 * the requests waiting for it are answered. */
+	sdk_bundle_free(rt->bundle);
 	sdk_ports_close(k->ports);
 	sdk_server_free(k->server);
 	sdk_tracer_free(rt->tracer); /* after the caller: no export calls back */

@@ -28,6 +28,8 @@ typedef struct sdk_kernel sdk_kernel;
 /* A call to one of a kernel's routes from another process that names
  * itself (X-Grace-Caller, sent by the call path with the internal token):
  * what the policy decides (docs/policy.md, "Calls between kernels"). */
+#define SDK_DECIDE_ASK_POLICY 2 /* see decide_call below */
+
 typedef struct sdk_call_decision {
 	const char *caller; /* Kernel::"CALLER": a kernel's name, or "grace" */
 	const char *action; /* Action::"METHOD /pattern" of the called route */
@@ -81,8 +83,9 @@ typedef struct sdk_kernel_def {
 	/* Decides a call from another process itself instead of asking the
 	 * policy kernel (the policy kernel's own: asking itself over HTTP
 	 * would wait on itself). 1 allowed, 0 refused, or a negative
-	 * sdk_status when it cannot decide (answered 503). NULL: the runtime
-	 * asks the policy kernel. */
+	 * sdk_status when it cannot decide (answered 503), or
+	 * SDK_DECIDE_ASK_POLICY for the runtime to ask the policy kernel as
+	 * usual. NULL: the runtime asks the policy kernel. */
 	int (*decide_call)(sdk_kernel *k, const sdk_call_decision *d);
 	/* Appends the kernel's own series to its /metrics answer, in the text
 	 * format, each labelled kernel="NAME" (sdk_metrics_escape the values);

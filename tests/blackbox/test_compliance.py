@@ -167,31 +167,42 @@ class Compliance(ServerClassCase):
         self.assertIn("INFO", text)
 
     def test_a_kernel_without_its_identity_fails_the_control(self):
-        """kill -9 of a kernel while the trust kernel is stopped: its new
-        process was never registered (the supervisor does not wait for
-        trust, by design), so the kernel runs without an identity and the
-        control fails naming it; a restart with trust up attests it."""
+        """A kernel whose attested process is gone fails the control, naming
+        it; a restart attests it anew. (A kernel process spawned while the
+        trust kernel is down is now registered once it is back, the
+        registration being retried: docs/trust.md. So the test plays the
+        supervisor, as test_trust_attest does: it attests a process of its
+        own as the kernel, then ends it.)"""
         g = self.g
         victim = "governance"  # no standby there (see make_server)
-        old = g.kernel(victim)["pid"]
-        st, _, body = g.http("POST", "/kernel-ports/trust/stop")
-        self.assertIn(st, (200, 202), body)
-        g.wait_kernel("trust", lambda k: k["state"] == "stopped", timeout=scaled(15))
-        try:
-            os.kill(old, signal.SIGKILL)
-            g.wait_kernel(victim, lambda k: k["state"] == "ready" and k["pid"] != old,
-                          timeout=scaled(20))
-        finally:
-            st, _, body = g.http("POST", "/kernel-ports/trust/start")
-            self.assertIn(st, (200, 202), body)
-            g.wait_kernel("trust", lambda k: k["state"] == "ready", timeout=scaled(20))
+        p = subprocess.Popen(["sleep", "60"])
+        self.addCleanup(lambda: (p.poll() is None and p.kill(), p.wait()))
+        old = p.pid
+        with open("/proc/%d/stat" % old) as f:
+            stat = f.read()
+        start = int(stat[stat.rfind(")") + 2:].split()[19])
+        cred = os.urandom(32).hex()
+        st, _, body = g.kernel_http(
+            "trust", "POST", "/attest/register",
+            {"kernel": victim, "pid": old, "start_time": start,
+             "exe": os.readlink("/proc/%d/exe" % old),
+             "credential_sha256": hashlib.sha256(cred.encode()).hexdigest()},
+            {"X-Grace-Caller": "grace"})
+        self.assertEqual(st, 201, body)
+        st, _, body = g.kernel_http("trust", "POST", "/attest/join",
+                                    {"credential": cred, "pid": old},
+                                    {"X-Grace-Caller": victim})
+        self.assertEqual(st, 200, body)
+        p.kill()
+        p.wait()
         r = self.result(self.scan(), "kernel-identity")
         self.assertEqual(r["result"], "fail", r)
         self.assertIn("%s: its attested process (pid %d) is gone" % (victim, old), r["message"])
+        running = g.kernel(victim)["pid"]
         st, _, body = g.http("POST", "/kernel-ports/%s/restart" % victim)
         self.assertIn(st, (200, 202), body)
-        new = g.wait_kernel(victim, lambda k: k["state"] == "ready" and k["pid"] != old,
-                            timeout=scaled(20))["pid"]
+        new = g.wait_kernel(victim, lambda k: k["state"] == "ready"
+                            and k["pid"] not in (old, running), timeout=scaled(20))["pid"]
 
         def attested():
             ws = self.api("GET", "/trust/workloads", expect=200)["workloads"]

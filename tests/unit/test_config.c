@@ -907,6 +907,24 @@ static void test_trust_section(void **state)
 	assert_int_equal(f->cfg.trust.jwt_rotate_s, 600);
 	assert_int_equal(f->cfg.trust.score_half_life_s, 2);
 	assert_int_equal(f->cfg.trust.score_refresh_ms, 200);
+	/* Calls between kernels: SVIDs off by default, and their lifetime. */
+	write_ini(f, "[grace]\napi_port = 8000\n");
+	expect_ok(f, NULL);
+	assert_false(f->cfg.trust.require_svid);
+	assert_int_equal(f->cfg.trust.svid_ttl_s, 300);
+	write_ini(f, "[trust]\nrequire_svid = true\nsvid_ttl_s = 60\n");
+	expect_ok(f, NULL);
+	assert_true(f->cfg.trust.require_svid);
+	assert_int_equal(f->cfg.trust.svid_ttl_s, 60);
+	write_ini(f, "[trust]\nrequire_svid = sometimes\n");
+	expect_error(f, 2, "require_svid", NULL);
+	write_ini(f, "[trust]\nsvid_ttl_s = 5\n");
+	expect_error(f, 2, "svid_ttl_s", NULL);
+	/* ... and only with the trust kernel that issues them. */
+	write_ini(f, "[trust]\nrequire_svid = true\n[kernel.audit]\n");
+	assert_int_equal(load_file(f, NULL), -1);
+	write_ini(f, "[trust]\nrequire_svid = true\n[kernel.audit]\n[kernel.trust]\n");
+	expect_ok(f, NULL);
 	write_ini(f, "[trust]\ndomain = Grace.Local\n");
 	expect_error(f, 2, "domain", NULL);
 	write_ini(f, "[trust]\ndomain = \n");

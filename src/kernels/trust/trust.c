@@ -613,6 +613,24 @@ static void tr_close(sdk_kernel *k)
 	k->state = NULL;
 }
 
+/* Calls to these routes are not asked of the policy kernel: a process
+ * attests (join, and its registration) and fetches its SVIDs and the
+ * bundle here before its own calls carry an SVID, and the policy kernel
+ * may require one (docs/trust.md), so asking it would wait on itself.
+ * Each route checks its caller itself (only the main process registers,
+ * only a kernel joins as itself, each gets only its own identity) or
+ * answers what is public. Every other route is asked as usual. */
+static int tr_decide_call(sdk_kernel *k, const sdk_call_decision *d)
+{
+	(void)k;
+	static const char *const own[] = { "POST /jwt-svid", "GET /bundle", "POST /attest/join",
+					   "POST /attest/register" };
+	for (size_t i = 0; !d->user && i < sizeof own / sizeof *own; i++)
+		if (!strcmp(d->action, own[i]))
+			return 1;
+	return SDK_DECIDE_ASK_POLICY;
+}
+
 static const sdk_route tr_routes[] = {
 	SDK_ROUTE("GET", "/bundle", on_bundle),
 	SDK_ROUTE("POST", "/jwt-svid", on_jwt_svid),
@@ -640,4 +658,5 @@ const sdk_kernel_def trust_kernel = {
 	.init = tr_init,
 	.drain = tr_drain,
 	.close = tr_close,
+	.decide_call = tr_decide_call,
 };

@@ -80,6 +80,33 @@ bool gd_answer_storage_failed(int status, const char *body, size_t len, char *wh
 	return failed;
 }
 
+/* The trust kernel is failing (probes failing, or being healed): the
+ * other kernels' heals wait for it. */
+static bool trust_first(guardian *g, const gd_kernel *gk)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		const gd_kernel *t = &g->kernels[i];
+		if (t != gk && !strcmp(t->k->cfg->name, "trust"))
+			return t->healing || t->state == GD_DEGRADED || t->state == GD_UNHEALTHY;
+	}
+	return false;
+}
+
+static void heal_postponed(guardian *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		gd_kernel *gk = &g->kernels[i];
+		if (!gk->heal_postponed)
+			continue;
+		gk->heal_postponed = false;
+		if (gk->state == GD_UNHEALTHY && !gk->healing && g->heal) {
+			sdk_warn("guardian: %s: the trust kernel's heal is over: healing it now",
+				 gk->k->cfg->name);
+			g->heal(gk->k, "unhealthy, after the trust kernel's heal", g->heal_arg);
+		}
+	}
+}
+
 static void update(gd_kernel *gk, const char *reason)
 {
 	sup_kernel *k = gk->k;
@@ -97,7 +124,16 @@ static void update(gd_kernel *gk, const char *reason)
 		      reason);
 	if (gk->g->change)
 		gk->g->change(k, gd_state_name(old), gd_state_name(st), reason, gk->g->change_arg);
-	if (st == GD_UNHEALTHY && !gk->healing && gk->g->heal) {
+	bool is_trust = !strcmp(k->cfg->name, "trust");
+	if (is_trust && !trust_first(gk->g, NULL))
+		heal_postponed(gk->g);
+	if (st == GD_UNHEALTHY && !gk->healing && gk->g->heal && !is_trust &&
+	    trust_first(gk->g, gk)) {
+		sdk_warn("guardian: %s unhealthy after %u failed probes: healed after the trust "
+			 "kernel, which is failing too",
+			 k->cfg->name, gk->failures);
+		gk->heal_postponed = true;
+	} else if (st == GD_UNHEALTHY && !gk->healing && gk->g->heal) {
 		sdk_warn("guardian: %s unhealthy after %u failed probes: healing", k->cfg->name,
 			 gk->failures);
 		gk->g->heal(k, reason, gk->g->heal_arg);
@@ -252,6 +288,8 @@ void gd_heal_done(guardian *g, sup_kernel *k)
 		return;
 	gk->healing = false;
 	update(gk, "heal finished");
+	if (!trust_first(g, NULL))
+		heal_postponed(g);
 }
 
 json_t *gd_kernel_json(const gd_kernel *gk)

@@ -1,7 +1,9 @@
 /* The guardian: one health state per kernel, from the supervisor's process
  * state and periodic asynchronous /health probes. A kernel that fails its
  * probes `health_failures` times in a row is unhealthy and is handed to the
- * healer (the same path as a manual heal). */
+ * healer (the same path as a manual heal). When the trust kernel is failing
+ * too, it goes first: the others' heals wait until its own is over (or it
+ * recovers), as their SVIDs come from it (docs/trust.md). */
 #ifndef GRACE_GUARDIAN_GUARDIAN_H
 #define GRACE_GUARDIAN_GUARDIAN_H
 
@@ -41,6 +43,9 @@ typedef struct gd_kernel {
 	char storage_error[256];
 	unsigned probes, probe_failures;
 	bool probing, healing;
+	/* Unhealthy while the trust kernel was failing too: healed once
+	 * trust's own heal is over (every kernel's identity comes from it). */
+	bool heal_postponed;
 	struct event *timer;
 	struct guardian *g;
 } gd_kernel;

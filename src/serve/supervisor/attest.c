@@ -4,6 +4,9 @@
 #include "sdk/log.h"
 #include "sdk/proc.h"
 
+#include "sdk/clock.h"
+
+#include <event2/event.h>
 #include <jansson.h>
 #include <limits.h>
 #include <sodium.h>
@@ -23,17 +26,99 @@ void sup_join_make(char *cred_hex, char *hash_hex)
 	sodium_memzero(cred, sizeof cred);
 }
 
+/* A registration on its way: tried again with backoff while the trust
+ * kernel does not answer (down, or starting: status 0 or 503), until it
+ * answers or the process is gone (another pid, or the same pid with
+ * another start time). Pending ones are listed (reg_pending) so none is
+ * lost memory at exit. */
+#define REG_RETRY_MIN_MS 250
+#define REG_RETRY_MAX_MS 5000
+#define REG_TIMEOUT_MS 5000
+
+struct reg {
+	struct reg *next, **prev;
+	sdk_caller *c;
+	struct event *timer;
+	char name[64];
+	pid_t pid;
+	uint64_t start;
+	char *text; /* the body, malloc'd */
+	unsigned backoff_ms, tries;
+};
+
+static struct reg *reg_pending;
+
+static void reg_free(struct reg *r)
+{
+	if (r->next)
+		r->next->prev = r->prev;
+	*r->prev = r->next;
+	if (r->timer)
+		event_free(r->timer);
+	free(r->text);
+	free(r);
+}
+
+unsigned sup_attest_backoff_ms(unsigned prev_ms)
+{
+	if (!prev_ms)
+		return REG_RETRY_MIN_MS;
+	return prev_ms >= REG_RETRY_MAX_MS / 2 ? REG_RETRY_MAX_MS : prev_ms * 2;
+}
+
+static void reg_send(struct reg *r);
+
+static void on_reg_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct reg *r = arg;
+	char state;
+	uint64_t start;
+	if (proc_stat(r->pid, &state, &start) < 0 || start != r->start || state == 'Z') {
+		sdk_info("kernel %s: pid %d is gone before the trust kernel answered its "
+			 "registration",
+			 r->name, (int)r->pid);
+		reg_free(r);
+		return;
+	}
+	reg_send(r);
+}
+
 static void on_registered(int status, const char *body, size_t len, double ms,
 			  const char *error, void *arg)
 {
 	(void)ms;
-	char *name = arg;
-	if (status != 201)
-		sdk_warn("kernel %s: not registered with the trust kernel (%s%.*s): it stays "
-			 "unattested until its next start",
-			 name, error ? error : "", status ? (int)(len > 160 ? 160 : len) : 0,
-			 body ? body : "");
-	free(name);
+	struct reg *r = arg;
+	if (status == 201) {
+		if (r->tries > 1)
+			sdk_info("kernel %s: registered with the trust kernel after %u tries", r->name,
+				 r->tries);
+		reg_free(r);
+		return;
+	}
+	if ((status == 0 || status == 503) && r->timer) {
+		r->backoff_ms = sup_attest_backoff_ms(r->backoff_ms);
+		if (r->tries == 1)
+			sdk_info("kernel %s: the trust kernel does not answer its registration (%s): "
+				 "trying again with backoff while pid %d lives",
+				 r->name, error ? error : "503", (int)r->pid);
+		struct timeval tv = sdk_ms_tv(r->backoff_ms);
+		evtimer_add(r->timer, &tv);
+		return;
+	}
+	sdk_warn("kernel %s: not registered with the trust kernel (%d %s%.*s): it stays "
+		 "unattested until its next start",
+		 r->name, status, error ? error : "", status ? (int)(len > 160 ? 160 : len) : 0,
+		 body ? body : "");
+	reg_free(r);
+}
+
+static void reg_send(struct reg *r)
+{
+	r->tries++;
+	if (sdk_call(r->c, "trust", "POST", "/attest/register", r->text, strlen(r->text), NULL,
+		     REG_TIMEOUT_MS, on_registered, r) < 0)
+		on_registered(0, NULL, 0, 0, "the call could not start", r);
 }
 
 void sup_attest_register(sdk_caller *c, const grace_config *cfg, const char *name, pid_t pid,
@@ -53,14 +138,26 @@ void sup_attest_register(sdk_caller *c, const grace_config *cfg, const char *nam
 	json_t *j = json_pack("{s:s, s:i, s:I, s:s, s:s}", "kernel", name, "pid", (int)pid,
 			      "start_time", (json_int_t)start, "exe", exe, "credential_sha256",
 			      hash_hex);
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	char *arg = strdup(name);
-	if (!text || !arg ||
-	    sdk_call(c, "trust", "POST", "/attest/register", text, strlen(text), NULL, 5000,
-		     on_registered, arg) < 0) {
-		sdk_warn("kernel %s: cannot register it with the trust kernel", name);
-		free(arg);
+	struct reg *r = calloc(1, sizeof *r);
+	if (r) {
+		r->prev = &reg_pending; /* listed first: reg_free unlinks it */
+		r->next = reg_pending;
+		if (reg_pending)
+			reg_pending->prev = &r->next;
+		reg_pending = r;
+		r->text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		r->timer = evtimer_new(sdk_caller_base(c), on_reg_timer, r);
 	}
-	free(text);
+	json_decref(j);
+	if (!r || !r->text || !r->timer) {
+		sdk_warn("kernel %s: cannot register it with the trust kernel: out of memory", name);
+		if (r)
+			reg_free(r);
+		return;
+	}
+	r->c = c;
+	snprintf(r->name, sizeof r->name, "%s", name);
+	r->pid = pid;
+	r->start = start;
+	reg_send(r);
 }

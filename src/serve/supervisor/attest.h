@@ -23,8 +23,13 @@
  * SUP_JOIN_HEX + 1 bytes. */
 void sup_join_make(char *cred_hex, char *hash_hex);
 /* Registers `pid` of kernel `name` with the trust kernel (when there is
- * one), in the background. */
+ * one), in the background; while the trust kernel does not answer (down
+ * or starting) it is tried again with backoff (sup_attest_backoff_ms)
+ * until it answers or the process is gone. */
 void sup_attest_register(sdk_caller *c, const grace_config *cfg, const char *name, pid_t pid,
 			 const char *hash_hex);
+/* The wait before the next try after one of prev_ms (0: the first):
+ * 250 ms doubling to 5 s. */
+unsigned sup_attest_backoff_ms(unsigned prev_ms);
 
 #endif

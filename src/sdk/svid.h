@@ -1,0 +1,96 @@
+/* JWT-SVIDs in the runtime (docs/trust.md, "Calls between kernels"): the
+ * caller's side keeps one SVID per callee, asked of the trust kernel on the
+ * first call to that callee and renewed at half its life; the callee's side
+ * keeps the trust bundle and verifies SVIDs locally (EdDSA, aud, exp, sub).
+ * The pure pieces (renewal time, verification against a JWKS, SPIFFE IDs
+ * of Grace's workloads) are unit-tested in tests/unit/test_svid.c. */
+#ifndef GRACE_SDK_SVID_H
+#define GRACE_SDK_SVID_H
+
+#include "sdk/err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct sdk_caller;
+
+/* The caller's SVID for the callee, on every call to a kernel but the
+ * trust kernel (calls to it carry the attestation instead). */
+#define SDK_SVID_HEADER "X-Grace-SVID"
+#define SDK_SVID_MAX 8192 /* the longest token kept or verified */
+#define SDK_SPIFFE_ID_MAX 320 /* the IDs Grace makes: its domain and a kernel's name */
+
+/* When to renew an SVID obtained at got_ms that expires at expires_ms: at
+ * half its life, moved by up to a tenth of its life either way by `rnd`
+ * (any 32-bit random number), so processes started together do not renew
+ * together; never before got_ms nor later than 1 s before it expires. */
+int64_t sdk_svid_renew_at(int64_t got_ms, int64_t expires_ms, uint32_t rnd);
+
+/* The SPIFFE ID of Grace's workload `name` in `domain`: "grace" is the main
+ * process (spiffe://DOMAIN/grace), anything else the kernel NAME
+ * (spiffe://DOMAIN/kernel/NAME). -1 when it does not fit. */
+int sdk_svid_id(const char *domain, const char *name, char *out, size_t len);
+
+/* The workload name of a SPIFFE ID of `domain`, the inverse of the above:
+ * -1 when it is no workload of that domain. */
+int sdk_svid_name_of(const char *domain, const char *id, char *name, size_t len);
+
+/* Verifies `token` against the JWT authorities of `jwks` (a SPIFFE bundle:
+ * {"keys":[{"kty":"OKP","crv":"Ed25519","x","kid","use":"jwt-svid"}]}):
+ * alg EdDSA, the key named by kid, a good signature, exp after now_ms,
+ * `audience` among aud, sub a string. On success the subject is copied to
+ * sub. SDK_ENOTFOUND when kid names no key of the bundle (a newer key: the
+ * bundle may be refetched), SDK_EDENIED with the reason otherwise. */
+int sdk_svid_verify(const char *token, const json_t *jwks, const char *audience,
+		    int64_t now_ms, char *sub, size_t sublen, sdk_err *err);
+
+/* ---- the caller's side: SVIDs per callee (owned by an sdk_caller) */
+
+typedef struct sdk_svids sdk_svids;
+/* Called when a fetch for `callee` ends (got one or not). */
+typedef void (*sdk_svids_cb)(const char *callee, void *arg);
+
+/* `held`: the process is attesting (a restarted kernel's SVIDs are refused
+ * until it has): calls wait (SDK_SVID_PENDING) until sdk_svids_release, or
+ * 2 to 3 s at most. */
+sdk_svids *sdk_svids_new(struct event_base *base, struct sdk_caller *c, const char *domain,
+			 unsigned ttl_s, bool held, sdk_svids_cb cb, void *arg);
+/* The attestation is over (done or not): fetches may start, those that
+ * failed meanwhile (refused before it) at once. */
+void sdk_svids_release(sdk_svids *s);
+/* Only once c's calls are dropped (sdk_caller_free does it). */
+void sdk_svids_free(sdk_svids *s);
+
+enum { SDK_SVID_NONE, SDK_SVID_HAVE, SDK_SVID_PENDING };
+/* The SVID for `callee` now (*tok, borrowed until the next call into s),
+ * SDK_SVID_HAVE; SDK_SVID_PENDING while held or when the first one is
+ * being fetched (cb says when that is over); SDK_SVID_NONE when there is none (the last fetch
+ * failed: another is tried after a backoff). Starts the fetch as needed. */
+int sdk_svids_get(sdk_svids *s, const char *callee, int64_t now_ms, const char **tok);
+
+/* ---- the callee's side: the trust bundle */
+
+typedef struct sdk_bundle sdk_bundle;
+/* A verification that had to wait for the bundle may be tried again. */
+typedef void (*sdk_bundle_cb)(void *arg);
+
+sdk_bundle *sdk_bundle_new(struct sdk_caller *c);
+/* Calls every waiter's cb (each then finds the bundle closing: SDK_EBUSY
+ * with no wait) and frees. After sdk_caller_free(c): a fetch in flight
+ * must have been dropped without calling back. */
+void sdk_bundle_free(sdk_bundle *b);
+
+/* Verifies with the cached bundle, fetching it first when there is none,
+ * when it is older than its refresh hint (in the background), or when kid
+ * is unknown and the last fetch is at least 5 s old. 0 with the subject
+ * in sub; SDK_EDENIED (the token is bad; reason in err); SDK_EBUSY with
+ * *waiting true when cb(arg) will be called once a fetch ends (then call
+ * again); SDK_EBUSY with *waiting false when no bundle can be had now. */
+int sdk_bundle_verify(sdk_bundle *b, const char *token, const char *audience, int64_t now_ms,
+		      char *sub, size_t sublen, sdk_err *err, sdk_bundle_cb cb, void *arg,
+		      bool *waiting);
+
+#endif
