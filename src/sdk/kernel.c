@@ -56,6 +56,7 @@ struct runtime {
 	struct timespec drain_deadline;
 	bool draining;
 	bool init_ran;
+	bool prepared; /* def->prepare ran: close owes it a call */
 	bool refused; /* the schema cannot be used: exit SDK_EXIT_PERMANENT */
 	/* Storage failure: set once, never cleared (a new process starts clean). */
 	bool storage_failed;
@@ -512,6 +513,26 @@ static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
 	return 0;
 }
 
+/* The kernel's prepare, once (kernel.h says what it may do). */
+static int prepare(struct runtime *rt, char *err, size_t errlen)
+{
+	sdk_kernel *k = &rt->k;
+	if (rt->prepared || !k->def->prepare)
+		return 0;
+	rt->prepared = true;
+	return k->def->prepare(k, err, errlen);
+}
+
+/* Undoes prepare when init will not run on that state. */
+static void unprepare(struct runtime *rt)
+{
+	sdk_kernel *k = &rt->k;
+	if (rt->prepared && !rt->init_ran && k->def->close)
+		k->def->close(k);
+	k->state = NULL;
+	rt->prepared = false;
+}
+
 /* Runs the kernel's init unless its storage failed already. An init that
  * fails on a damaged file leaves the kernel up with its storage failed. */
 static int storage_init(struct runtime *rt, char *err, size_t errlen)
@@ -521,7 +542,11 @@ static int storage_init(struct runtime *rt, char *err, size_t errlen)
 		return 0;
 	if (schema_migrate(rt, err, errlen) < 0)
 		return -1;
-	if (rt->storage_failed || !k->def->init)
+	if (rt->storage_failed)
+		return 0;
+	if (prepare(rt, err, errlen) < 0)
+		return -1;
+	if (!k->def->init)
 		return 0;
 	rt->init_ran = true;
 	if (k->def->init(k, err, errlen) == 0)
@@ -696,7 +721,7 @@ static void runtime_stop(struct runtime *rt)
 {
 	sdk_kernel *k = &rt->k;
 	sdk_pdp_free(rt->pdp); /* answers the calls waiting for a decision */
-	if (k->def->close && rt->init_ran)
+	if (k->def->close && (rt->init_ran || rt->prepared))
 		k->def->close(k);
 	sdk_caller_free(k->caller);
 	sdk_ports_close(k->ports);
@@ -728,6 +753,7 @@ static void standby_store_recheck(struct runtime *rt)
 	sdk_info("standby: %s: opening it again", rt->storage_failed ? rt->storage_error
 					 : e.msg[0]	     ? e.msg
 								     : "damage reported");
+	unprepare(rt); /* its connections are to the old file */
 	sqlite3_close(k->db);
 	k->db = NULL;
 	rt->storage_failed = false;
@@ -775,15 +801,21 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 		char err[256] = "";
 		if (storage_open(&rt, err, sizeof err) < 0)
 			sdk_warn("standby: %s: opened after the hand-over instead", err);
+		else if (k->db && !rt.storage_failed && prepare(&rt, err, sizeof err) < 0) {
+			sdk_warn("standby: prepare: %s: done after the hand-over instead", err);
+			unprepare(&rt);
+		}
 	}
 	int sb = sdk_standby_wait();
 	if (sb <= 0) {
 		if (sb < 0)
 			sdk_error("standby: %s", strerror(-sb));
+		unprepare(&rt);
 		sqlite3_close(k->db);
 		event_base_free(k->base);
 		return sb == 0 ? SDK_EXIT_OK : SDK_EXIT_TEMPORARY;
 	}
+	struct timespec word = sdk_mono_now();
 	if (standby)
 		standby_store_recheck(&rt);
 
@@ -817,7 +849,10 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 		event_add(rt.watchdog, &rt.watchdog_every);
 	}
 	sdk_notify("READY=1");
-	sdk_info("ready");
+	if (standby) /* the part of a crash-to-answer that is the kernel's */
+		sdk_info("ready: took over %.2f ms after the hand-over", sdk_ms_since(&word));
+	else
+		sdk_info("ready");
 	join_start(&rt);
 	event_base_dispatch(k->base);
 	runtime_stop(&rt);

@@ -63,6 +63,17 @@ typedef struct sdk_kernel_def {
 	 * unless the database is damaged: then it stays up with its storage
 	 * failed). Not called when the database failed its check at open. */
 	int (*init)(sdk_kernel *k, char *err, size_t errlen);
+	/* Setup that reads none of the kernel's state (a second connection to
+	 * its database, worker threads, compiled tables) and may set k->state
+	 * for init to finish (may be NULL). A standby runs it while it waits,
+	 * with the kernel it stands in for still running, so it must not
+	 * write the database or read what the running kernel may change; that
+	 * takes it off the path from a crash to answering again. Otherwise it
+	 * runs just before init. After it, close is called even when init
+	 * never runs (a standby not needed, a store opened again), so close
+	 * must handle a state that only prepare made. 0, or -1 with the
+	 * reason in err (as init). */
+	int (*prepare)(sdk_kernel *k, char *err, size_t errlen);
 	/* SIGTERM arrived: end streams and long polls so the drain can finish
 	 * (may be NULL). Requests are still answered after this. */
 	void (*drain)(sdk_kernel *k);

@@ -243,6 +243,20 @@ int sdk_mig_run(sqlite3 *db, const sdk_mig_def *def, sdk_mig_report *report, sdk
 	bool on_disk = file && *file; /* in memory: nothing to copy */
 	const char *path = on_disk ? file : def->store;
 	int version = 0;
+	/* Every start but the first and an upgrade: the file is at this
+	 * version already, which a read says without the write lock that
+	 * stamping a new file needs (a kernel taking over after a crash is
+	 * waiting on this). */
+	if (sdk_mig_version(db, &version, &(sdk_err){ "" }) == 0 && version == def->version &&
+	    version > 0) {
+		r.from = r.to = version;
+		if (report)
+			*report = r;
+		if (on_disk)
+			remove_stale_copies(path, version);
+		return 0;
+	}
+	version = 0;
 	rc = stamp_if_new(db, def, &version, &r.created, err);
 	if (rc < 0)
 		return rc;

@@ -1005,6 +1005,22 @@ class GraceServer:
             raise AssertionError("create user %s: %s %r" % (name, st, body))
         return body
 
+    def set_test_policy(self, extra=None):
+        """The policy kernel's default set as it stands, with `extra` (Cedar
+        text, or None for nothing) after a marker line, so that each call
+        replaces only what the test added before. Returns the set's new
+        version. (A deleted set would deny everything: tests put the
+        default back this way rather than delete.)"""
+        path, mark = "/kernels/policy/policy-sets/default", "\n// ---- test\n"
+        st, _, cur = self.http("GET", path)
+        if st != 200:
+            raise AssertionError("policy set: %s %r" % (st, cur))
+        base = cur["text"].split(mark)[0]
+        st, _, out = self.http("PUT", path, {"policies": base + (mark + extra if extra else "")})
+        if st != 200:
+            raise AssertionError("policy set: %s %r" % (st, out))
+        return out["version"]
+
     def auth_headers(self):
         """The first admin's session header for the API (logging in first if
         need be)."""

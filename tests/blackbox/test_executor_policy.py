@@ -14,7 +14,6 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import GraceServer, ServerClassCase, scaled  # noqa: E402
 
-SET = "/kernels/policy/policy-sets/default"
 DAVE, FRANK, PW = "exdave", "exfrank", "executor-password-1"
 
 ROUTES_FOR = ('@id("route-%s")\npermit (principal == User::"%s", action in '
@@ -34,19 +33,12 @@ class ExecutorPolicy(ServerClassCase):
         cls.g.create_user(FRANK, PW)
 
     def setUp(self):
-        self.put_default(None)
+        self.g.set_test_policy(None)
         self.dave = {"Authorization": "Bearer " + self.g.login(DAVE, PW)}
         self.frank = {"Authorization": "Bearer " + self.g.login(FRANK, PW)}
 
     def tearDown(self):
-        self.put_default(None)
-
-    def put_default(self, extra):
-        st, _, cur = self.g.http("GET", SET)
-        self.assertEqual(st, 200, cur)
-        base = cur["text"].split("\n// ---- test\n")[0]
-        st, _, out = self.g.http("PUT", SET, {"policies": base + ("\n// ---- test\n" + extra if extra else "")})
-        self.assertEqual(st, 200, out)
+        self.g.set_test_policy(None)
 
     def submit(self, headers=None, argv=("/bin/echo", "hi")):
         return self.g.http("POST", "/executor/jobs", {"argv": list(argv)}, headers)
@@ -74,7 +66,7 @@ class ExecutorPolicy(ServerClassCase):
         self.assertEqual(st, 201, out)
 
     def test_a_policy_lets_a_named_user_run_jobs(self):
-        self.put_default(ROUTES_FOR % ("d", DAVE) + "\n" + RUN_FOR % ("d", DAVE) + "\n" +
+        self.g.set_test_policy(ROUTES_FOR % ("d", DAVE) + "\n" + RUN_FOR % ("d", DAVE) + "\n" +
                          ROUTES_FOR % ("f", FRANK))
         st, _, job = None, None, None
 
@@ -104,7 +96,7 @@ class ExecutorPolicy(ServerClassCase):
         end = self.wait_end(long_job["id"], self.dave)
         self.assertEqual(end["state"], "cancelled", end)
         # the permission removed: refused again at once
-        self.put_default(ROUTES_FOR % ("d", DAVE))
+        self.g.set_test_policy(ROUTES_FOR % ("d", DAVE))
         self.g.wait_for(lambda: self.submit(self.dave)[0] == 403, scaled(5), message="dave refused again")
 
     def test_fail_closed_without_the_policy_kernel(self):

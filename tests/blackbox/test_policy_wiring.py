@@ -61,15 +61,6 @@ class Versions(GraceTestCase):
     def bob_status(self, path="/guardian/status"):
         return self.g.http("GET", path, headers=bearer(self.g.login(BOB, BOB_PW)))[0]
 
-    def put_default(self, extra):
-        st, _, cur = self.g.http("GET", SET)
-        self.assertEqual(st, 200, cur)
-        text = cur["text"]
-        base = text.split("\n// ---- test\n")[0]
-        st, _, out = self.g.http("PUT", SET, {"policies": base + ("\n// ---- test\n" + extra if extra else "")})
-        self.assertEqual(st, 200, out)
-        return out["version"]
-
     def test_unchanged_decisions_cost_no_round_trip(self):
         token = bearer(self.g.login(BOB, BOB_PW))
         self.assertEqual(self.g.http("GET", "/guardian/status", headers=token)[0], 200)
@@ -82,18 +73,18 @@ class Versions(GraceTestCase):
         self.assertEqual(metric(self.g, "grace_policy_batches_total"), batches)
 
     def test_a_policy_change_takes_effect_at_once(self):
-        self.put_default(None)
+        self.g.set_test_policy(None)
         self.assertEqual(self.bob_status(), 200)
         self.assertEqual(self.bob_status(), 200)  # cached now
-        self.put_default('@id("no-bob")\nforbid (principal == User::"bob", action, resource);')
+        self.g.set_test_policy('@id("no-bob")\nforbid (principal == User::"bob", action, resource);')
         self.assertEqual(self.bob_status(), 403)  # no wait: the very next request
         self.assertEqual(self.g.http("GET", "/guardian/status")[0], 200)  # admin: not bob
-        self.put_default(None)
+        self.g.set_test_policy(None)
         self.assertEqual(self.bob_status(), 200)
 
     def test_an_entity_change_takes_effect_at_once(self):
         # A policy that reads the entity store.
-        self.put_default('@id("lockdown")\nforbid (principal in Role::"user", action, resource)\n'
+        self.g.set_test_policy('@id("lockdown")\nforbid (principal in Role::"user", action, resource)\n'
                          '  when { Flag::"lockdown".on };')
         flag = lambda on: [{"uid": {"type": "Flag", "id": "lockdown"}, "attrs": {"on": on}, "parents": []}]
         # Through :8000.
@@ -109,7 +100,7 @@ class Versions(GraceTestCase):
         self.g.wait_for(lambda: self.bob_status() == 403, scaled(3), message="the watch")
         self.g.kernel_http("policy", "POST", "/entities", flag(False))
         self.g.wait_for(lambda: self.bob_status() == 200, scaled(3), message="the watch")
-        self.put_default(None)
+        self.g.set_test_policy(None)
 
     def test_a_role_change_takes_effect_at_once(self):
         self.g.create_user("dora", "dora-password-1")

@@ -18,7 +18,6 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import GraceServer, GraceTestCase, ServerClassCase, scaled  # noqa: E402
 
-SET = "/kernels/policy/policy-sets/default"
 USER, OTHER, PW = "swuma", "swvic", "sched-wf-password-1"
 NO_WF = ('@id("no-user-workflows")\nforbid (principal in Role::"user", action == Action::"workflow.write",'
          ' resource);')
@@ -40,19 +39,12 @@ class SchedulerWorkflow(ServerClassCase):
         cls.g.create_user(OTHER, PW)
 
     def setUp(self):
-        self.put_default(None)
+        self.g.set_test_policy(None)
         self.uma = {"Authorization": "Bearer " + self.g.login(USER, PW)}
         self.vic = {"Authorization": "Bearer " + self.g.login(OTHER, PW)}
 
     def tearDown(self):
-        self.put_default(None)
-
-    def put_default(self, extra):
-        st, _, cur = self.g.http("GET", SET)
-        self.assertEqual(st, 200, cur)
-        base = cur["text"].split("\n// ---- test\n")[0]
-        st, _, out = self.g.http("PUT", SET, {"policies": base + ("\n// ---- test\n" + extra if extra else "")})
-        self.assertEqual(st, 200, out)
+        self.g.set_test_policy(None)
 
     def call(self, method, path, body=None, expect=200, headers=None):
         st, _, out = self.g.http(method, path, body, headers, timeout=scaled(20))
@@ -158,14 +150,14 @@ class SchedulerWorkflow(ServerClassCase):
         self.job("r", {"type": "route", "kernel": "message_bus", "method": "GET",
                        "path": "/subjects"}, None)
         kept = self.job("kept", {"type": "workflow", "definition": "greet2"}, self.uma)
-        self.put_default(NO_WF)
+        self.g.set_test_policy(NO_WF)
         out = self.job("refused", {"type": "workflow", "definition": "greet2"}, self.uma, expect=403)
         self.assertIn("no-user-workflows", out["error"]["message"])
         self.call("POST", "/scheduler/jobs/%s/trigger" % kept["id"], {}, 202, self.uma)
         r = self.wait_runs(kept["id"], self.uma, lambda r: r and r[0]["state"] == "denied", "denied")[0]
         self.assertIn("no-user-workflows", r["detail"]["reason"])
         self.assertFalse(r["target_ref"])
-        self.put_default(None)
+        self.g.set_test_policy(None)
         self.call("POST", "/scheduler/jobs/%s/trigger" % kept["id"], {}, 202, self.uma)
         self.wait_runs(kept["id"], self.uma, lambda r: r[0]["state"] == "succeeded", "allowed again")
 

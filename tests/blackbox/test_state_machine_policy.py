@@ -14,7 +14,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import GraceServer, ServerClassCase, scaled  # noqa: E402
 
 P = "/state-machine"
-SET = "/kernels/policy/policy-sets/default"
 USER, USER_PW = "smeve", "eve-password-123"
 
 LAMP = {
@@ -47,18 +46,11 @@ class StateMachinePolicy(ServerClassCase):
         cls.g.create_user(USER, USER_PW)
 
     def setUp(self):
-        self.put_default(None)
+        self.g.set_test_policy(None)
         self.user = {"Authorization": "Bearer " + self.g.login(USER, USER_PW)}
 
     def tearDown(self):
-        self.put_default(None)
-
-    def put_default(self, extra):
-        st, _, cur = self.g.http("GET", SET)
-        self.assertEqual(st, 200, cur)
-        base = cur["text"].split("\n// ---- test\n")[0]
-        st, _, out = self.g.http("PUT", SET, {"policies": base + ("\n// ---- test\n" + extra if extra else "")})
-        self.assertEqual(st, 200, out)
+        self.g.set_test_policy(None)
 
     def call(self, method, path, body=None, expect=200, headers=None):
         st, _, out = self.g.http(method, P + path, body, headers)
@@ -80,7 +72,7 @@ class StateMachinePolicy(ServerClassCase):
         # the default set: a user drives their own instance
         self.assertEqual(self.send_status(mine, "ON", self.user)[0], 200)
         self.assertEqual(self.send_status(mine, "OFF", self.user)[0], 200)
-        self.put_default(NO_BREAK)
+        self.g.set_test_policy(NO_BREAK)
         # the kernel's watch brings the new set within a moment
         self.g.wait_for(lambda: self.send_status(mine, "BREAK", self.user)[0] == 403, scaled(5),
                         message="BREAK refused to the user")
@@ -106,7 +98,7 @@ class StateMachinePolicy(ServerClassCase):
         out = self.call("POST", "/instances/%s/events" % iid, {"event": {"type": "ARM"}}, 200, self.user)
         self.assertEqual(out["value"], "armed")
         # the user's permission is removed before the 1.5 s timer fires
-        self.put_default(NO_EVE)
+        self.g.set_test_policy(NO_EVE)
         self.g.wait_for(lambda: self.send_status(iid, "NOTHING", self.user)[0] == 403, scaled(5),
                         message="the user's sends refused")
 
@@ -123,7 +115,7 @@ class StateMachinePolicy(ServerClassCase):
         self.assertEqual((got["value"], got["version"]), ("armed", 3))
         # no other row carries a denial; the timer is gone (never fires later)
         self.assertEqual([bool(t.get("denied")) for t in h], [False, False, True])
-        self.put_default(None)
+        self.g.set_test_policy(None)
         self.g.wait_for(lambda: self.send_status(iid, "OFF", self.user)[0] == 200, scaled(5),
                         message="the user's sends allowed again")
         self.assertEqual(self.call("GET", "/instances/" + iid)["value"], "off")

@@ -30,7 +30,6 @@
 #define QUERY_TIMEOUT_MS 30000
 #define WRITE_TIMEOUT_MS 10000
 #define POLL_WAIT_MS 25000
-#define POLL_RETRY_MS 5000
 #define GC_EVERY_MS 60000
 #define SAVE_EVERY_MS 1000
 #define RULE_FILE_BYTES_MAX (1u << 20)
@@ -768,8 +767,6 @@ int ak_evaluate_now(ak *a, const char *file, int64_t ts, void (*done)(void *arg,
 
 /* ---- heal incidents from the bus */
 
-static void poll_incidents(ak *a);
-
 static void count_incident(ak *a, const char *kernel, const char *outcome)
 {
 	for (size_t i = 0; i < a->n_inc; i++)
@@ -824,70 +821,11 @@ static void incident_alert(ak *a, json_t *inc)
 	json_decref(ann);
 }
 
-static void on_acked(int status, const char *body, size_t len, double ms, const char *error,
-		     void *arg)
+static int on_incident(const char *subject, json_t *payload, int64_t ts_ms, void *arg)
 {
-	(void)status, (void)body, (void)len, (void)ms, (void)error;
-	ak *a = arg;
-	poll_incidents(a);
-}
-
-static void on_polled(int status, const char *body, size_t len, double ms, const char *error,
-		      void *arg)
-{
-	(void)ms, (void)error;
-	ak *a = arg;
-	a->polling = false;
-	if (a->draining)
-		return;
-	json_t *doc = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
-	json_t *msgs = json_object_get(doc, "messages");
-	if (!json_is_array(msgs)) {
-		json_decref(doc);
-		a->poll_retry_ms = sdk_wall_ms() + POLL_RETRY_MS;
-		return;
-	}
-	json_t *receipts = json_array();
-	size_t i;
-	json_t *m;
-	json_array_foreach(msgs, i, m) {
-		incident_alert(a, json_object_get(m, "payload"));
-		json_t *r = json_object_get(m, "receipt");
-		if (r)
-			json_array_append(receipts, r);
-	}
-	json_decref(doc);
-	if (!json_array_size(receipts)) {
-		json_decref(receipts);
-		poll_incidents(a);
-		return;
-	}
-	json_t *ack = json_pack("{s:o}", "receipts", receipts);
-	char *text = json_dumps(ack, JSON_COMPACT);
-	json_decref(ack);
-	a->polling = true;
-	if (!text || sdk_call(a->k->caller, "message_bus", "POST", "/groups/" INCIDENT_GROUP "/ack",
-			      text, strlen(text), NULL, 10000, on_acked, a) < 0) {
-		a->polling = false;
-		a->poll_retry_ms = sdk_wall_ms() + POLL_RETRY_MS;
-	}
-	free(text);
-}
-
-static void poll_incidents(ak *a)
-{
-	a->polling = false;
-	if (a->draining)
-		return;
-	char path[200];
-	snprintf(path, sizeof path, "/groups/" INCIDENT_GROUP "/poll?subject=" INCIDENT_SUBJECT
-				    "&max=100&wait_ms=%d&from=latest",
-		 POLL_WAIT_MS);
-	if (sdk_call(a->k->caller, "message_bus", "GET", path, NULL, 0, NULL, POLL_WAIT_MS + 5000,
-		     on_polled, a) == 0)
-		a->polling = true;
-	else
-		a->poll_retry_ms = sdk_wall_ms() + POLL_RETRY_MS;
+	(void)subject, (void)ts_ms;
+	incident_alert(arg, payload);
+	return 0;
 }
 
 /* ---- the loop */
@@ -936,9 +874,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		a->next_gc_ms = now + GC_EVERY_MS;
 		ntf_gc(a->ntf, now, AR_RESOLVED_RETENTION_MS);
 	}
-	if (!a->polling && now >= a->poll_retry_ms &&
-	    grace_config_kernel(a->k->cfg, "message_bus"))
-		poll_incidents(a);
+	sdk_bus_group_tick(&a->incidents, now);
 }
 
 void ak_persist_silence(ak *a, const char *id)
@@ -1038,6 +974,13 @@ static int ak_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	a->k = k;
+	/* From the newest: a heal long past is no alert now. */
+	if (sdk_bus_group_init(&a->incidents, k, INCIDENT_GROUP, INCIDENT_SUBJECT, "latest", 100,
+			       POLL_WAIT_MS, on_incident, a) < 0) {
+		ak_free(a);
+		snprintf(err, errlen, "the incidents' consumer group does not fit");
+		return -1;
+	}
 	a->outside = sdk_caller_new(k->base, k->def->name, NULL, NULL, NULL);
 	if (!a->outside) {
 		ak_free(a);
@@ -1085,6 +1028,7 @@ static void ak_drain(sdk_kernel *k)
 	ak *a = k->state;
 	if (a) {
 		a->draining = true;
+		sdk_bus_group_drain(&a->incidents);
 		save_alerts(a);
 	}
 }

@@ -9,6 +9,7 @@
 
 #include "kernels/alerts/notifier.h"
 #include "kernels/alerts/rules.h"
+#include "sdk/bus_group.h"
 #include "sdk/call.h"
 #include "sdk/kernel.h"
 
@@ -59,8 +60,7 @@ typedef struct ak {
 	bool draining;
 	int64_t next_gc_ms, next_save_ms;
 	/* heal incidents from the bus */
-	bool polling;
-	int64_t poll_retry_ms;
+	sdk_bus_group incidents;
 	ak_incidents inc[AK_INCIDENT_KEYS_MAX];
 	size_t n_inc;
 	char external_url[128];

@@ -306,11 +306,12 @@ lib_jobs *lib_jobs_new(sdk_kernel *k, lib_err *err)
 		lib_jobs_free(j);
 		return NULL;
 	}
-	if (resume(j, err) < 0) {
-		lib_jobs_free(j);
-		return NULL;
-	}
 	return j;
+}
+
+int lib_jobs_resume(lib_jobs *j, lib_err *err)
+{
+	return resume(j, err);
 }
 
 void lib_jobs_drain(lib_jobs *j)

@@ -23,8 +23,11 @@
 
 typedef struct lib_jobs lib_jobs;
 
-/* Starts the worker and takes up the unfinished jobs; NULL and why. */
+/* Opens the writer's connection and starts the worker: nothing read yet,
+ * so a standby does it while it waits. NULL and why. */
 lib_jobs *lib_jobs_new(sdk_kernel *k, lib_err *err);
+/* Takes up the unfinished jobs (once the store is the kernel's). */
+int lib_jobs_resume(lib_jobs *j, lib_err *err);
 /* SIGTERM: requests waiting for an ingest are answered 202 now. */
 void lib_jobs_drain(lib_jobs *j);
 /* Waits for the chunk running; the jobs stay in the database. */

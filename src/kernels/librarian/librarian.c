@@ -242,10 +242,21 @@ static void on_search(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, out);
 }
 
+/* The writer's connection and its thread: in a standby, while it waits. */
+static int librarian_prepare(sdk_kernel *k, char *err, size_t errlen)
+{
+	lib_err e;
+	if (!(k->state = lib_jobs_new(k, &e))) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
 static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	lib_err e;
-	if (lib_store_init(k->db, &e) < 0 || !(k->state = lib_jobs_new(k, &e))) {
+	if (lib_store_init(k->db, &e) < 0 || lib_jobs_resume(k->state, &e) < 0) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
@@ -285,6 +296,7 @@ const sdk_kernel_def librarian_kernel = {
 	.n_migrations = LIB_SCHEMA_VERSION,
 	.routes = librarian_routes,
 	.n_routes = sizeof librarian_routes / sizeof librarian_routes[0],
+	.prepare = librarian_prepare,
 	.init = librarian_init,
 	.drain = librarian_drain,
 	.close = librarian_close,

@@ -3,7 +3,7 @@
 #include "kernels/trust/feed.h"
 
 #include "kernels/trust/evidence.h"
-#include "sdk/call.h"
+#include "sdk/bus_group.h"
 #include "sdk/clock.h"
 #include "sdk/config.h"
 #include "sdk/log.h"
@@ -14,7 +14,6 @@
 
 #define POLL_WAIT_MS 20000
 #define POLL_MAX 200
-#define RETRY_MS 2000
 
 static const char *str(json_t *o, const char *key)
 {
@@ -127,95 +126,40 @@ int tr_feed_apply(sqlite3 *db, const char *subject, json_t *payload, int64_t ts_
 
 /* ---- the consumer group */
 
-static void poll_bus(tr_feed *f);
-
-static void on_acked(int status, const char *body, size_t len, double ms, const char *error,
-		     void *arg)
+static int on_message(const char *subject, json_t *payload, int64_t ts_ms, void *arg)
 {
-	(void)body, (void)len, (void)ms, (void)error;
 	tr_feed *f = arg;
-	f->polling = false;
-	if (status != 200)
-		f->retry_ms = sdk_wall_ms() + RETRY_MS;
-	else
-		poll_bus(f);
-}
-
-static void on_polled(int status, const char *body, size_t len, double ms, const char *error,
-		      void *arg)
-{
-	(void)ms, (void)error;
-	tr_feed *f = arg;
-	f->polling = false;
-	if (f->draining)
-		return;
-	json_t *doc = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
-	json_t *msgs = json_object_get(doc, "messages");
-	if (!json_is_array(msgs)) {
-		json_decref(doc);
-		f->retry_ms = sdk_wall_ms() + RETRY_MS;
-		return;
-	}
 	const grace_trust *cfg = &f->k->cfg->trust;
-	int64_t hl = cfg->score_half_life_s * 1000LL, now = sdk_wall_ms();
-	json_t *receipts = json_array();
-	size_t i;
-	json_t *m;
-	json_array_foreach(msgs, i, m) {
-		sdk_err e;
-		json_t *ts = json_object_get(m, "timestamp");
-		int rc = tr_feed_apply(f->k->db, str(m, "subject"), json_object_get(m, "payload"),
-				       json_is_integer(ts) ? json_integer_value(ts) : now, now, hl,
-				       &e);
-		if (rc < 0) {
-			/* Not acknowledged: the bus delivers it again (and dead-letters
-			 * it after its deliveries), so a full disk loses nothing. */
-			sdk_warn("trust: evidence from %s not stored: %s", str(m, "subject"), e.msg);
-			continue;
-		}
-		f->used++;
-		json_t *r = json_object_get(m, "receipt");
-		if (r)
-			json_array_append(receipts, r);
+	sdk_err e;
+	if (tr_feed_apply(f->k->db, subject, payload, ts_ms, sdk_wall_ms(),
+			  cfg->score_half_life_s * 1000LL, &e) < 0) {
+		/* Not acknowledged: the bus delivers it again (and dead-letters
+		 * it after its deliveries), so a full disk loses nothing. */
+		sdk_warn("trust: evidence from %s not stored: %s", subject ? subject : "?", e.msg);
+		return -1;
 	}
-	json_decref(doc);
-	if (!json_array_size(receipts)) {
-		json_decref(receipts);
-		poll_bus(f);
-		return;
-	}
-	json_t *ack = json_pack("{s:o}", "receipts", receipts);
-	char *text = json_dumps(ack, JSON_COMPACT);
-	json_decref(ack);
-	f->polling = text && sdk_call(f->k->caller, "message_bus", "POST",
-				      "/groups/" TR_FEED_GROUP "/ack", text, strlen(text), NULL,
-				      10000, on_acked, f) == 0;
-	if (!f->polling)
-		f->retry_ms = sdk_wall_ms() + RETRY_MS;
-	free(text);
+	f->used++;
+	return 0;
 }
 
-static void poll_bus(tr_feed *f)
+int tr_feed_init(tr_feed *f, sdk_kernel *k)
 {
-	if (f->draining)
-		return;
-	char path[200];
-	snprintf(path, sizeof path,
-		 "/groups/" TR_FEED_GROUP "/poll?subject=grace.%%3E&max=%d&wait_ms=%d", POLL_MAX,
-		 POLL_WAIT_MS);
-	f->polling = sdk_call(f->k->caller, "message_bus", "GET", path, NULL, 0, NULL,
-			      POLL_WAIT_MS + 5000, on_polled, f) == 0;
-	if (!f->polling)
-		f->retry_ms = sdk_wall_ms() + RETRY_MS;
+	f->k = k;
+	return sdk_bus_group_init(&f->group, k, TR_FEED_GROUP, TR_FEED_SUBJECT, NULL, POLL_MAX,
+				  POLL_WAIT_MS, on_message, f);
+}
+
+void tr_feed_drain(tr_feed *f)
+{
+	sdk_bus_group_drain(&f->group);
 }
 
 void tr_feed_tick(tr_feed *f)
 {
-	if (f->draining)
+	if (f->group.draining)
 		return;
 	int64_t now = sdk_wall_ms();
-	if (!f->polling && now >= f->retry_ms && grace_config_kernel(f->k->cfg, "message_bus"))
-		poll_bus(f);
+	sdk_bus_group_tick(&f->group, now);
 	const grace_trust *cfg = &f->k->cfg->trust;
 	sdk_err e;
 	if (tr_live_tick(f->k->db, now, cfg->score_period_s * 1000LL,

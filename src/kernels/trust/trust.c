@@ -577,7 +577,11 @@ static int tr_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	t->store = s;
-	t->feed.k = k;
+	if (tr_feed_init(&t->feed, k) < 0) {
+		tr_free(t);
+		snprintf(err, errlen, "the trust feed's consumer group does not fit");
+		return -1;
+	}
 	if (!(t->tick = event_new(k->base, -1, EV_PERSIST, on_tick, t))) {
 		tr_free(t);
 		snprintf(err, errlen, "out of memory");
@@ -600,7 +604,7 @@ static void tr_drain(sdk_kernel *k)
 {
 	tr_kernel *t = k->state;
 	if (t)
-		t->feed.draining = true;
+		tr_feed_drain(&t->feed);
 }
 
 static void tr_close(sdk_kernel *k)
