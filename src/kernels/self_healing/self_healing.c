@@ -284,7 +284,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	sh_state *s = arg;
 	sh_incident done[16];
-	size_t n = sh_corr_tick(&s->corr, sdk_wall_ms(), done, 16);
+	int64_t now = sdk_wall_ms();
+	sh_feed_tick(s, now);
+	size_t n = sh_corr_tick(&s->corr, now, done, 16);
 	for (size_t i = 0; i < n; i++) {
 		sdk_err e;
 		if (sh_store_save(s->k->db, &done[i], &e) < 0) {

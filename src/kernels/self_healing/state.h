@@ -8,6 +8,7 @@
 
 #include "kernels/self_healing/correlate.h"
 #include "kernels/self_healing/ladder.h"
+#include "sdk/bus_group.h"
 #include "sdk/kernel.h"
 
 #include <jansson.h>
@@ -30,7 +31,7 @@ typedef struct sh_state {
 	sh_kfacts facts[SH_LADDER_KERNELS_MAX];
 	size_t n_ks;
 	struct event *timer;
-	struct sdk_bus_group *group; /* the consumer group on the bus (NULL: not yet) */
+	sdk_bus_group group; /* the consumer group on the bus (bus.c) */
 	int64_t oom_seen;            /* the cgroup's oom_kill count last read; -1 unknown */
 	unsigned long long events[SH_EV_COUNT], ignored, opened, resolved, folded, flapping,
 		advice[SH_VERDICT_COUNT], outcomes, verified, pages, page_failures, learning_asks,
@@ -49,8 +50,10 @@ int sh_ingest(sh_state *s, const char *subject, json_t *payload, int64_t now_ms,
  * borrowed; `hints` (borrowed, may be NULL) go to the incident's cause. */
 int sh_apply(sh_state *s, const char *kernel, enum sh_ev_kind kind, const char *subject,
 	     json_t *detail, json_t *hints, int64_t now_ms, int64_t *incident_id, sdk_err *err);
-/* Starts following the bus (feed.c); stops at drain. */
+/* Follows the bus (bus.c): start at init, tick from the timer, stop at
+ * drain. */
 int sh_feed_start(sh_state *s, char *err, size_t errlen);
+void sh_feed_tick(sh_state *s, int64_t now_ms);
 void sh_feed_stop(sh_state *s);
 
 /* POST /advice, POST /outcomes (advice.c). */
