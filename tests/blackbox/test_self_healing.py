@@ -157,6 +157,10 @@ class SelfHealing(GraceTestCase):
             ts = [e["ts_ms"] for e in pm["timeline"]]
             self.assertEqual(ts, sorted(ts))
             self.assertTrue(any(h["kind"] == "signal" for h in pm["evidence"]["hints"]))
+            # Audit events in the immutable log come with their inclusion proof.
+            proved = [e["proof"] for e in pm["timeline"] if "inclusion" in e.get("proof", {})]
+            self.assertTrue(proved, pm["timeline"])
+            self.assertIn("tree_size", proved[0]["sth"])
             st, hdrs, md = g.http("GET", SH + "/incidents/%d/postmortem?format=markdown"
                                   % inc["id"])
             self.assertEqual(st, 200)

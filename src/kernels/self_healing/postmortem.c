@@ -58,8 +58,13 @@ static json_t *timeline(json_t *inc, json_t *audit)
 			char href[96];
 			snprintf(href, sizeof href, "/kernels/audit/events/%lld/proof",
 				 (long long)num(e, "id"));
-			json_object_set_new(entry, "proof",
-					    json_pack("{s:O, s:s}", "log_index", li, "href", href));
+			json_t *proof = json_pack("{s:O, s:s}", "log_index", li, "href", href);
+			/* The inclusion proof itself, when the audit kernel gave it. */
+			if (json_object_get(e, "inclusion")) {
+				json_object_set(proof, "sth", json_object_get(e, "sth"));
+				json_object_set(proof, "inclusion", json_object_get(e, "inclusion"));
+			}
+			json_object_set_new(entry, "proof", proof);
 		}
 		json_array_append_new(all, entry);
 	}
@@ -216,8 +221,10 @@ char *sh_postmortem_markdown(json_t *pm)
 		json_t *proof = json_object_get(h, "proof");
 		char pr[120] = "-";
 		if (proof)
-			snprintf(pr, sizeof pr, "log index %lld, %s",
-				 (long long)num(proof, "log_index"), str(proof, "href"));
+			snprintf(pr, sizeof pr, "log index %lld%s, %s",
+				 (long long)num(proof, "log_index"),
+				 json_object_get(proof, "inclusion") ? " (proved)" : "",
+				 str(proof, "href"));
 		md_add(&m, "| %s | %s | %s | %s | %s |\n", when(num(h, "ts_ms"), t1, sizeof t1),
 		       str(h, "source"), cell(str(h, "kernel"), c1, sizeof c1),
 		       cell(str(h, "what"), c2, sizeof c2), pr);

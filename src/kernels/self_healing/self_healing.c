@@ -27,6 +27,7 @@
 #define AUDIT_TIMEOUT_MS 3000
 #define AUDIT_EVENTS_MAX 200
 #define AUDIT_MARGIN_MS 60000 /* the audit trail read from this long before the incident */
+#define PROOFS_MAX 10         /* inclusion proofs fetched per postmortem, oldest events first */
 
 static const grace_self_healing *conf(sdk_kernel *k) { return &k->cfg->self_healing; }
 
@@ -116,7 +117,9 @@ struct pm {
 	sdk_req *req;
 	sdk_kernel *k;
 	json_t *incident, *audit;
-	size_t next; /* the kernel asked about next */
+	size_t next;  /* the kernel asked about next */
+	size_t proof; /* then the audit event whose proof is asked next */
+	unsigned proofs;
 	bool markdown;
 	char error[160];
 };
@@ -149,6 +152,45 @@ static void pm_answer(struct pm *p)
 }
 
 static void pm_next(struct pm *p);
+static void pm_proofs(struct pm *p);
+
+/* An audit event's inclusion proof (the audit kernel asks the immutable
+ * log): kept with the event; one that is not there yet is left out. */
+static void on_proof(int status, const char *body, size_t len, double ms, const char *error,
+		     void *arg)
+{
+	(void)ms, (void)error;
+	struct pm *p = arg;
+	json_t *doc = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
+	json_t *ev = json_array_get(p->audit, p->proof);
+	if (json_is_object(doc) && ev) {
+		json_object_set(ev, "sth", json_object_get(doc, "sth"));
+		json_object_set(ev, "inclusion", json_object_get(doc, "inclusion"));
+	}
+	json_decref(doc);
+	p->proof++;
+	pm_proofs(p);
+}
+
+static void pm_proofs(struct pm *p)
+{
+	while (p->proof < json_array_size(p->audit) && p->proofs < PROOFS_MAX) {
+		json_t *ev = json_array_get(p->audit, p->proof);
+		json_t *id = json_object_get(ev, "id");
+		if (!json_is_integer(json_object_get(ev, "log_index")) || !json_is_integer(id)) {
+			p->proof++;
+			continue;
+		}
+		char path[64];
+		snprintf(path, sizeof path, "/events/%lld/proof", (long long)json_integer_value(id));
+		p->proofs++;
+		if (sdk_call(p->k->caller, "audit", "GET", path, NULL, 0, NULL, AUDIT_TIMEOUT_MS,
+			     on_proof, p) == 0)
+			return;
+		p->proof++;
+	}
+	pm_answer(p);
+}
 
 static void on_audit(int status, const char *body, size_t len, double ms, const char *error,
 		     void *arg)
@@ -176,10 +218,13 @@ static void on_audit(int status, const char *body, size_t len, double ms, const 
 static void pm_next(struct pm *p)
 {
 	json_t *kernels = json_object_get(p->incident, "kernels");
-	if (p->next >= json_array_size(kernels) || !grace_config_kernel(p->k->cfg, "audit")) {
-		if (!grace_config_kernel(p->k->cfg, "audit"))
-			snprintf(p->error, sizeof p->error, "the audit kernel is not configured");
+	if (!grace_config_kernel(p->k->cfg, "audit")) {
+		snprintf(p->error, sizeof p->error, "the audit kernel is not configured");
 		pm_answer(p);
+		return;
+	}
+	if (p->next >= json_array_size(kernels)) {
+		pm_proofs(p);
 		return;
 	}
 	const char *name = json_string_value(json_array_get(kernels, p->next++));
