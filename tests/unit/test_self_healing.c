@@ -16,6 +16,8 @@
 #include "kernels/self_healing/correlate.h"
 #include "kernels/self_healing/hints.h"
 #include "kernels/self_healing/ladder.h"
+#include "kernels/self_healing/postmortem.h"
+#include <stdlib.h>
 
 #define S 1000
 
@@ -343,6 +345,63 @@ static void test_hints(void **state)
 	json_decref(a);
 }
 
+/* ---- postmortems */
+
+static void test_postmortem(void **state)
+{
+	(void)state;
+	json_t *inc = json_loads(
+		"{\"id\":7,\"kernel\":\"immutable_log\",\"family\":\"availability\","
+		"\"state\":\"resolved\",\"opened_at\":1000,\"updated_at\":9000,"
+		"\"resolved_at\":9000,\"title\":\"immutable_log: the process keeps ending\","
+		"\"cause\":{\"kernel\":\"immutable_log\",\"hints\":[{\"kind\":\"signal\","
+		"\"detail\":\"ended by signal 9 (SIGKILL)\"}]},\"kernels\":[\"immutable_log\","
+		"\"audit\"],\"events\":3,\"crashes\":2,\"flapping\":false,"
+		"\"event_list\":[{\"ts_ms\":3000,\"kernel\":\"audit\",\"kind\":\"crash\"},"
+		"{\"ts_ms\":1000,\"kernel\":\"immutable_log\",\"kind\":\"crash\"}],"
+		"\"actions\":[{\"at_ms\":2000,\"kernel\":\"immutable_log\",\"step\":0,"
+		"\"playbook\":\"restart_component\",\"verdict\":\"act\",\"outcome\":\"healed\","
+		"\"verified\":true},{\"at_ms\":2500,\"kernel\":\"immutable_log\",\"step\":1,"
+		"\"playbook\":\"reset_port\",\"verdict\":\"act\",\"outcome\":\"failed\","
+		"\"verified\":false}]}",
+		0, NULL);
+	assert_non_null(inc);
+	json_t *audit = json_loads("[{\"id\":40,\"ts_ms\":1500,\"action\":\"kernel.state\","
+				   "\"resource\":\"kernel/immutable_log\",\"outcome\":\"starting\","
+				   "\"log_index\":12,\"sth\":{\"tree_size\":13},\"inclusion\":[]}]",
+				   0, NULL);
+	json_t *pm = sh_postmortem_build(inc, audit, NULL);
+	assert_int_equal(json_integer_value(json_object_get(pm, "verified_heals")), 1);
+	json_t *tl = json_object_get(pm, "timeline");
+	assert_int_equal(json_array_size(tl), 5); /* 2 events, 2 actions, 1 audit event */
+	for (size_t i = 1; i < json_array_size(tl); i++)
+		assert_true(json_integer_value(json_object_get(json_array_get(tl, i - 1), "ts_ms")) <=
+			    json_integer_value(json_object_get(json_array_get(tl, i), "ts_ms")));
+	json_t *proof = json_object_get(json_array_get(tl, 1), "proof");
+	assert_int_equal(json_integer_value(json_object_get(proof, "log_index")), 12);
+	assert_non_null(json_object_get(proof, "inclusion"));
+	assert_null(json_object_get(json_object_get(pm, "incident"), "event_list"));
+	char *md = sh_postmortem_markdown(pm);
+	assert_non_null(md);
+	assert_non_null(strstr(md, "# Postmortem: incident 7"));
+	assert_non_null(strstr(md, "| restart_component | act | healed | yes |"));
+	assert_non_null(strstr(md, "| reset_port | act | failed | no |"));
+	assert_non_null(strstr(md, "log index 12 (proved)"));
+	assert_non_null(strstr(md, "**signal**: ended by signal 9 (SIGKILL)"));
+	free(md);
+	json_decref(pm);
+	/* Without the audit trail: said so, made from the rest. */
+	pm = sh_postmortem_build(inc, NULL, "the audit kernel answered 503");
+	assert_false(json_is_true(json_object_get(json_object_get(pm, "audit"), "available")));
+	assert_int_equal(json_array_size(json_object_get(pm, "timeline")), 4);
+	md = sh_postmortem_markdown(pm);
+	assert_non_null(strstr(md, "The audit trail could not be read: the audit kernel answered 503."));
+	free(md);
+	json_decref(pm);
+	json_decref(audit);
+	json_decref(inc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,7 +409,7 @@ int main(void)
 		cmocka_unit_test(test_dependency_folding), cmocka_unit_test(test_resolution),
 		cmocka_unit_test(test_bad_input),	  cmocka_unit_test(test_ladder_parse),
 		cmocka_unit_test(test_ladder_climb),	  cmocka_unit_test(test_budget),
-		cmocka_unit_test(test_hints),
+		cmocka_unit_test(test_hints),		  cmocka_unit_test(test_postmortem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

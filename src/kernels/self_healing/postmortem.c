@@ -19,6 +19,9 @@ static json_int_t num(json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
+/* A new reference to v, or null when absent (json_pack's O refuses NULL). */
+static json_t *or_null(json_t *v) { return v ? json_incref(v) : json_null(); }
+
 static int by_time(const void *a, const void *b)
 {
 	json_int_t x = num(*(json_t *const *)a, "ts_ms"), y = num(*(json_t *const *)b, "ts_ms");
@@ -33,18 +36,18 @@ static json_t *timeline(json_t *inc, json_t *audit)
 	size_t n = 0, i;
 	json_t *e, *all = json_array();
 	json_array_foreach(json_object_get(inc, "event_list"), i, e)
-		json_array_append_new(all, json_pack("{s:I, s:s, s:s, s:s, s:O}", "ts_ms",
+		json_array_append_new(all, json_pack("{s:I, s:s, s:s, s:s, s:o}", "ts_ms",
 						     num(e, "ts_ms"), "source", "self_healing",
 						     "kernel", str(e, "kernel"), "what", str(e, "kind"),
-						     "detail", json_object_get(e, "detail")));
+						     "detail", or_null(json_object_get(e, "detail"))));
 	json_array_foreach(json_object_get(inc, "actions"), i, e) {
 		char what[160];
 		snprintf(what, sizeof what, "advised %s (step %d): %s", str(e, "playbook"),
 			 (int)num(e, "step"), str(e, "verdict"));
-		json_array_append_new(all, json_pack("{s:I, s:s, s:s, s:s, s:O}", "ts_ms",
+		json_array_append_new(all, json_pack("{s:I, s:s, s:s, s:s, s:o}", "ts_ms",
 						     num(e, "at_ms"), "source", "self_healing",
 						     "kernel", str(e, "kernel"), "what", what, "detail",
-						     json_object_get(e, "outcome")));
+						     or_null(json_object_get(e, "outcome"))));
 	}
 	json_array_foreach(audit, i, e) {
 		json_t *li = json_object_get(e, "log_index");
@@ -92,12 +95,13 @@ json_t *sh_postmortem_build(json_t *incident, json_t *audit, const char *audit_e
 			acted++;
 		verified += ok;
 		json_array_append_new(actions,
-				      json_pack("{s:I, s:s, s:i, s:s, s:s, s:O, s:b, s:O}", "at_ms",
+				      json_pack("{s:I, s:s, s:i, s:s, s:s, s:o, s:b, s:o}", "at_ms",
 						num(a, "at_ms"), "kernel", str(a, "kernel"), "step",
 						(int)num(a, "step"), "playbook", str(a, "playbook"),
 						"verdict", str(a, "verdict"), "outcome",
-						json_object_get(a, "outcome"), "verified", ok,
-						"healer_incident", json_object_get(a, "healer_incident")));
+						or_null(json_object_get(a, "outcome")), "verified", ok,
+						"healer_incident",
+						or_null(json_object_get(a, "healer_incident"))));
 	}
 	char summary[512];
 	snprintf(summary, sizeof summary,
@@ -115,12 +119,15 @@ json_t *sh_postmortem_build(json_t *incident, json_t *audit, const char *audit_e
 					       (json_int_t)json_array_size(audit))
 				   : json_pack("{s:b, s:s}", "available", 0, "error",
 					       audit_error ? audit_error : "not asked");
-	return json_pack("{s:o, s:s, s:O, s:{s:O, s:O, s:O, s:O}, s:o, s:o, s:I, s:o}", "incident",
-			 inc, "summary", summary, "cause", json_object_get(incident, "cause"),
-			 "evidence", "hints", json_object_get(json_object_get(incident, "cause"), "hints"),
-			 "flapping", json_object_get(incident, "flapping"), "crashes",
-			 json_object_get(incident, "crashes"), "kernels",
-			 json_object_get(incident, "kernels"), "timeline", timeline(incident, audit),
+	json_t *cause = json_object_get(incident, "cause");
+	json_t *hints = json_object_get(cause, "hints");
+	return json_pack("{s:o, s:s, s:o, s:{s:o, s:o, s:o, s:o}, s:o, s:o, s:I, s:o}", "incident",
+			 inc, "summary", summary, "cause", or_null(cause), "evidence", "hints",
+			 hints ? json_incref(hints) : json_array(), "flapping",
+			 or_null(json_object_get(incident, "flapping")), "crashes",
+			 or_null(json_object_get(incident, "crashes")), "kernels",
+			 or_null(json_object_get(incident, "kernels")), "timeline",
+			 timeline(incident, audit),
 			 "actions", actions, "verified_heals", (json_int_t)verified, "audit",
 			 audit_info);
 }
