@@ -13,8 +13,9 @@ the healer asking it (docs/self_healing.md).
   have been up for stable_ms.
 - The postmortem of the first incident, in JSON and in Markdown, with the
   audit trail's events and the verified heals.
-- The healer without self_healing: hung (SIGSTOP), killed, stopped: heals
-  still work, as before.
+
+(test_self_healing_floor.py: the healer without self_healing, learning
+through it, approve_destructive.)
 """
 
 import os
@@ -23,7 +24,7 @@ import time
 import unittest
 
 from harness import GraceServer, GraceTestCase, spare_kernels
-from healer_support import heal, proc_state, stop_process
+from healer_support import heal
 
 SH = "/kernels/self_healing"
 QUIET = {"watchdog_ms": 600000, "health_interval_ms": 600000, "health_timeout_ms": 500,
@@ -185,63 +186,6 @@ class SelfHealing(GraceTestCase):
             self.assertIn('grace_self_healing_pages_total{kernel="self_healing"} 1', ktext)
             self.assertIn('grace_self_healing_folded_total{kernel="self_healing"} 1', ktext)
             self.assertIn('verdict="hold_budget"} 1', ktext)
-
-    def test_healer_heals_without_self_healing(self):
-        kernels = {"self_healing": dict(QUIET), "learning": dict(QUIET), OTHER: dict(QUIET)}
-        with GraceServer(kernels=kernels, config={"learning": {"seed": "5"}}) as g:
-            def hang_and_heal():
-                pid = g.kernel(OTHER)["pid"]
-                stop_process(self, pid)
-                g.wait_for(lambda: proc_state(pid) == "T", message="the kernel stopped")
-                st, inc = heal(g, OTHER)
-                self.assertEqual((st, inc["outcome"]), (200, "healed"), inc)
-                return inc
-            # Up: asked, and its advice followed; two playbooks fit a hung
-            # kernel, so self_healing asked learning for the order, and the
-            # outcome went back to learning as the reward.
-            pid = g.kernel(OTHER)["pid"]
-            stop_process(self, pid)
-            g.wait_for(lambda: proc_state(pid) == "T", message="the kernel stopped")
-            st, inc = heal(g, OTHER)
-            self.assertEqual((st, inc["outcome"]), (200, "healed"), inc)
-            sh = inc["self_healing"]
-            self.assertEqual((sh["asked"], sh["decision"], sh["step"]), (True, "heal", 0), inc)
-            lr = sh["learning"]
-            self.assertEqual(sorted(lr["order"]), ["reset_port", "restart_component"], lr)
-            self.assertEqual(inc["playbook"], lr["order"][0], inc)
-            self.assertEqual(inc["learning"]["decision_id"], lr["decision_id"])
-
-            def rewarded():
-                st, _, dd = g.http("GET", "/kernels/learning/decisions/%d" % lr["decision_id"])
-                return dd if st == 200 and dd["reward"]["state"] != "none" else None
-            dd = g.wait_for(rewarded, message="the reward through self_healing")
-            self.assertEqual((dd["reward"]["value"], dd["reward"]["outcome"]["incident_id"]),
-                             (1.0, inc["id"]), dd)
-            self.assertEqual(dd["kernel"], OTHER)
-            # Hung: the call times out, the heal goes on as before.
-            spid = g.kernel("self_healing")["pid"]
-            stop_process(self, spid)
-            inc = hang_and_heal()
-            self.assertEqual(inc["self_healing"]["fallback"], "no_answer", inc)
-            # Then the healer asks learning itself, as before (learn.c).
-            self.assertTrue(inc["learning"]["asked"], inc)
-            self.assertIn("decision_id", inc["learning"])
-            # Killed: whatever it is meanwhile, the heal works.
-            os.kill(spid, signal.SIGCONT)
-            os.kill(spid, signal.SIGKILL)
-            inc = hang_and_heal()
-            # Stopped: not asked at all.
-            st, _, ans = g.http("POST", "/kernel-ports/self_healing/stop")
-            self.assertEqual(st, 202, ans)
-            g.wait_kernel("self_healing", lambda k: k["state"] == "stopped", message="stopped")
-            inc = hang_and_heal()
-            self.assertEqual((inc["self_healing"]["asked"], inc["self_healing"]["fallback"]),
-                             (False, "not_ready"), inc)
-            self.assertTrue(inc["learning"]["asked"], inc)
-            st, _, text = g.http("GET", "/metrics")
-            text = text.decode() if isinstance(text, bytes) else str(text)
-            self.assertIn('grace_healer_advice_fallbacks_total{reason="no_answer"} 1', text)
-            self.assertIn('grace_healer_advice_fallbacks_total{reason="not_ready"} 1', text)
 
 
 if __name__ == "__main__":
