@@ -161,6 +161,19 @@ static void test_resolution(void **state)
 	sh_corr_result r = ev("librarian", SH_EV_CRASH, 41 * S);
 	assert_true(r.opened);
 	assert_int_equal(r.inc->id, 3);
+	/* A heal asked for (or failed) of a kernel that is up holds it open
+	 * only for stable_ms; a stop for a person holds it open until it is
+	 * up again. */
+	ev("librarian", SH_EV_UP, 42 * S);
+	assert_int_equal(ev("librarian", SH_EV_HEAL_ASKED, 43 * S).inc->id, 3);
+	ev("librarian", SH_EV_HEAL_FAILED, 44 * S);
+	assert_int_equal(sh_corr_tick(&C, 53 * S, out, 4), 0);
+	assert_int_equal(sh_corr_tick(&C, 54 * S, out, 4), 1);
+	ev("scheduler", SH_EV_HEAL_ASKED, 60 * S);
+	ev("scheduler", SH_EV_STOPPED, 61 * S);
+	assert_int_equal(sh_corr_tick(&C, 200 * S, out, 4), 0);
+	ev("scheduler", SH_EV_UP, 201 * S);
+	assert_int_equal(sh_corr_tick(&C, 201 * S, out, 4), 1);
 }
 
 static void test_bad_input(void **state)

@@ -220,7 +220,7 @@ void sh_on_advice(sdk_req *req, void *ctx)
 	int64_t incident = 0;
 	json_t *d = json_pack("{s:s, s:O}", "issue", issue, "healer_incident",
 			      json_object_get(b, "healer_incident") ?: json_null());
-	int rc = sh_apply(s, kernel, SH_EV_PROBE_BAD, "advice", d, NULL, now, &incident, &e);
+	int rc = sh_apply(s, kernel, SH_EV_HEAL_ASKED, "advice", d, NULL, now, &incident, &e);
 	json_decref(d);
 	sh_kfacts *kf = NULL;
 	sh_kstate *ks = rc == 0 ? sh_kstate_of(s, kernel, &kf) : NULL;

@@ -7,7 +7,8 @@
 static const char *const family_names[SH_FAM_COUNT] = { "availability", "storage", "alert" };
 static const char *const kind_names[SH_EV_COUNT] = { "crash",	   "up",     "probe_bad",
 						     "probe_ok",   "heal_failed", "healed",
-						     "storage",	   "alert" };
+						     "storage",	   "alert",	  "heal_asked",
+						     "stopped" };
 
 /* What each kind of event is: bad or good, and for a bad one its family. */
 static const struct {
@@ -22,6 +23,8 @@ static const struct {
 	[SH_EV_HEALED] = { false, SH_FAM_AVAILABILITY },
 	[SH_EV_STORAGE] = { true, SH_FAM_STORAGE },
 	[SH_EV_ALERT] = { true, SH_FAM_ALERT },
+	[SH_EV_HEAL_ASKED] = { true, SH_FAM_AVAILABILITY },
+	[SH_EV_STOPPED] = { true, SH_FAM_AVAILABILITY },
 };
 
 const char *sh_family_name(enum sh_family f)
@@ -153,6 +156,8 @@ static const char *title_of(enum sh_ev_kind k)
 	case SH_EV_HEAL_FAILED: return "a heal failed";
 	case SH_EV_STORAGE: return "its storage failed";
 	case SH_EV_ALERT: return "an alert fires";
+	case SH_EV_HEAL_ASKED: return "a heal was asked for";
+	case SH_EV_STOPPED: return "stopped for a person";
 	default: return "failing";
 	}
 }
@@ -202,7 +207,12 @@ int sh_corr_apply(sh_corr *c, const sh_event *ev, int64_t now_ms, sh_corr_result
 		return 0;
 	}
 	enum sh_family fam = kinds[ev->kind].family;
-	if (ev->kind != SH_EV_ALERT)
+	/* Down is the process's state: what a crash, failing probes, a failed
+	 * store or a stop for a person say; a failed or asked-for heal and an
+	 * alert are facts about it, and do not hold the incident open once
+	 * the kernel has been quiet for stable_ms. */
+	if (ev->kind == SH_EV_CRASH || ev->kind == SH_EV_PROBE_BAD || ev->kind == SH_EV_STORAGE ||
+	    ev->kind == SH_EV_STOPPED)
 		t->down = true;
 	t->last_bad_ms = at;
 	if (ev->kind == SH_EV_CRASH) {

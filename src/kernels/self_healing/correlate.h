@@ -39,6 +39,8 @@ enum sh_ev_kind {
 	SH_EV_HEALED,      /* a heal whose verification passed */
 	SH_EV_STORAGE,     /* its storage failed */
 	SH_EV_ALERT,       /* an alert firing for it */
+	SH_EV_HEAL_ASKED,  /* a heal was asked for it (the healer's advice) */
+	SH_EV_STOPPED,     /* the ladder's last step stopped it: down until a person starts it */
 	SH_EV_COUNT
 };
 

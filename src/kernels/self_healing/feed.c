@@ -126,6 +126,8 @@ static int kernel_state(sh_state *s, const char *subject, json_t *p, int64_t now
 			sh_kstate_reset(ks);
 		return sh_apply(s, name, SH_EV_UP, subject, p, NULL, now, NULL, e);
 	}
+	if (!strcmp(to, "stopped") && ks && ks->stopped) /* the ladder's stop, not an operator's */
+		return sh_apply(s, name, SH_EV_STOPPED, subject, p, NULL, now, NULL, e);
 	if (!(in(from, up) && in(to, down) && strcmp(from, to)))
 		return 0;
 	const char *le = str(p, "last_exit");
