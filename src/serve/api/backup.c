@@ -8,7 +8,6 @@
 
 #include "sdk/log.h"
 #include "sdk/pool.h"
-#include "serve/backup/archive_dl.h"
 #include "serve/backup/log_head.h"
 #include "serve/backup/schedule.h"
 #include "serve/backup/snapshot.h"
@@ -57,9 +56,6 @@ api_backup *api_backup_open(api_ctx *api)
 	if (!b)
 		return NULL;
 	b->api = api;
-	char err[256];
-	if (!archive_dl_load(err, sizeof err)) /* here, on the loop: the worker only reads it */
-		sdk_warn("backups: %s", err);
 	b->pool = sdk_pool_new(api->base, 1, 1);
 	if (!b->pool) {
 		free(b);

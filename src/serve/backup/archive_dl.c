@@ -2,7 +2,9 @@
 
 #include "sdk/dl_table.h"
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 static const char *const names[] = { "libarchive.so.13", "libarchive.so" };
 
@@ -38,12 +40,23 @@ static const sdk_dl_sym syms[] = {
 
 static archive_dl table; /* for the life of the process */
 static bool loaded;
+static char load_error[256];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+static void load(void)
+{
+	loaded = sdk_dl_table_open(&table.lib, names, sizeof names / sizeof *names, syms,
+				   sizeof syms / sizeof *syms, &table, "libarchive", load_error,
+				   sizeof load_error) == 0;
+}
+
+/* Once per process, from whichever thread needs it first (the backup
+ * workers): grace serve maps libarchive and what it brings only when a
+ * backup is made. A failure stands until a restart (install libarchive). */
 const archive_dl *archive_dl_load(char *err, size_t errlen)
 {
-	if (!loaded && sdk_dl_table_open(&table.lib, names, sizeof names / sizeof *names, syms,
-				     sizeof syms / sizeof *syms, &table, "libarchive", err,
-				     errlen) == 0)
-		loaded = true;
+	pthread_once(&once, load);
+	if (!loaded)
+		snprintf(err, errlen, "%s", load_error);
 	return loaded ? &table : NULL;
 }

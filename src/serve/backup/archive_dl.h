@@ -38,8 +38,8 @@ typedef struct archive_dl {
 	mode_t (*entry_filetype)(struct archive_entry *en);
 } archive_dl;
 
-/* Loads libarchive once per process (call it from one thread first: the
- * loop, or the CLI); NULL with why in err. Later calls return the table. */
+/* Loads libarchive once per process, from any thread (the first backup
+ * does it); NULL with why in err. Later calls return the table. */
 const archive_dl *archive_dl_load(char *err, size_t errlen);
 
 #endif

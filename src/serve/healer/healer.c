@@ -280,6 +280,17 @@ static void step_done(struct incident *inc, bool ok, const char *fmt, ...)
 	run_step(inc);
 }
 
+/* How long a step waits for the state it asked for. */
+static unsigned stop_wait_ms(const sup_kernel *k)
+{
+	return k->cfg->stop_timeout_ms + STEP_SLACK_MS + sup_kernel_lag_ms(k);
+}
+
+static unsigned ready_wait_ms(const sup_kernel *k)
+{
+	return k->cfg->ready_timeout_ms + STEP_SLACK_MS + sup_kernel_lag_ms(k);
+}
+
 static void wait_with_timeout(struct incident *inc, enum wait_for w, unsigned ms)
 {
 	inc->wait = w;
@@ -301,7 +312,7 @@ static void step_stop(struct incident *inc)
 		step_done(inc, true, "stopped");
 		return;
 	}
-	wait_with_timeout(inc, WAIT_STOPPED, k->cfg->stop_timeout_ms + STEP_SLACK_MS);
+	wait_with_timeout(inc, WAIT_STOPPED, stop_wait_ms(k));
 }
 
 static void step_start(struct incident *inc)
@@ -317,7 +328,7 @@ static void step_start(struct incident *inc)
 			  k->last_exit[0] ? k->last_exit : strerror(-rc));
 		return;
 	}
-	wait_with_timeout(inc, WAIT_READY, k->cfg->ready_timeout_ms + STEP_SLACK_MS);
+	wait_with_timeout(inc, WAIT_READY, ready_wait_ms(k));
 }
 
 static bool holder_unchanged(const struct incident *inc)
@@ -617,11 +628,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	case WAIT_HOLDER_GONE: clear_holder_poll(inc); break;
 	case WAIT_STOPPED:
 		step_done(inc, false, "still %s after %u ms", sup_state_name(inc->k->state),
-			  inc->k->cfg->stop_timeout_ms + STEP_SLACK_MS);
+			  stop_wait_ms(inc->k));
 		break;
 	case WAIT_READY:
 		step_done(inc, false, "not ready after %u ms (%s; last exit: %s)",
-			  inc->k->cfg->ready_timeout_ms + STEP_SLACK_MS, sup_state_name(inc->k->state),
+			  ready_wait_ms(inc->k), sup_state_name(inc->k->state),
 			  inc->k->last_exit);
 		break;
 	default: break;

@@ -23,6 +23,8 @@ typedef struct hl_learn_ask hl_learn_ask;
 
 /* `caller` is borrowed (the gateway's). */
 hl_learn *hl_learn_new(sdk_caller *caller, supervisor *sup);
+/* After the loop has ended: the calls still out are never called back
+ * (sdk_caller_free), so the asks of ended incidents are freed here. */
 void hl_learn_free(hl_learn *l);
 void hl_learn_set_timeout(hl_learn *l, unsigned decide_timeout_ms);
 

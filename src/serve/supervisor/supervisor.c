@@ -62,23 +62,43 @@ struct supervisor {
 	unsigned unit_poll_gen[GRACE_KERNELS_MAX];
 };
 
+/* ---- who runs a kernel: one row per manager ---- */
+
+/* What differs between the ways a kernel can be run. grace serve forks
+ * it: its process is our child (reaped here, killed at shutdown, counted
+ * until it is gone), a standby can stand in for it and its socket can be
+ * moved. systemd runs its unit: we ask systemctl and read the unit's
+ * state; its process and lifetime are systemd's. (A kernel on another
+ * node would be one more row.) */
+typedef struct sup_manager {
+	const char *name; /* as the configuration and the API say it */
+	int (*start)(sup_kernel *k);
+	int (*stop)(sup_kernel *k);
+	int (*restart)(sup_kernel *k);
+	bool our_child;  /* its pid is our child: reaped, signalled, waited for */
+	bool standby;    /* may have a standby (`grace kernel NAME` only) */
+	bool port_moves; /* sup_kernel_set_port may move its socket */
+	bool unit;       /* its state comes from polling its systemd units */
+} sup_manager;
+
+static const sup_manager *manager_of(const sup_kernel *k);
+
 bool sup_kernel_has_standby(const sup_kernel *k)
 {
-	/* Only `grace kernel NAME` speaks the standby protocol, and only a
-	 * process grace serve forks has one. */
-	return k->cfg->standby && !k->cfg->command[0] && !sup_kernel_by_systemd(k);
+	/* Only `grace kernel NAME` speaks the standby protocol. */
+	return k->cfg->standby && !k->cfg->command[0] && manager_of(k)->standby;
 }
 
 bool sup_kernel_by_systemd(const sup_kernel *k)
 {
-	return k->cfg->manager == GRACE_MANAGER_SYSTEMD;
+	return manager_of(k)->unit;
 }
 
 void sup_kernel_manager_json(const sup_kernel *k, json_t *o)
 {
-	bool unit = sup_kernel_by_systemd(k);
-	json_object_set_new(o, "manager", json_string(unit ? "systemd" : "grace"));
-	if (unit) {
+	const sup_manager *m = manager_of(k);
+	json_object_set_new(o, "manager", json_string(m->name));
+	if (m->unit) {
 		json_object_set_new(o, "unit", json_string(k->unit));
 		if (k->socket_unit[0])
 			json_object_set_new(o, "socket_unit", json_string(k->socket_unit));
@@ -604,7 +624,7 @@ static sup_kernel *kernel_by_pid(supervisor *s, pid_t pid)
 {
 	/* A unit's main process is systemd's child, never ours. */
 	for (size_t i = 0; i < s->n; i++)
-		if (s->kernels[i].pid == pid && !sup_kernel_by_systemd(&s->kernels[i]))
+		if (s->kernels[i].pid == pid && manager_of(&s->kernels[i])->our_child)
 			return &s->kernels[i];
 	return NULL;
 }
@@ -820,7 +840,7 @@ static void on_unit_show(int status, const char *out, size_t len, void *arg)
 	} else {
 		for (size_t i = 0; i < s->n; i++) {
 			sup_kernel *k = &s->kernels[i];
-			if (!sup_kernel_by_systemd(k) || k->unit_busy ||
+			if (!manager_of(k)->unit || k->unit_busy ||
 			    s->unit_poll_gen[i] != k->unit_gen)
 				continue;
 			const sup_unit_status *svc = unit_find(st, n, k->unit);
@@ -848,7 +868,7 @@ static void unit_poll(supervisor *s)
 	size_t first = n;
 	for (size_t i = 0; i < s->n && n + 2 < SUP_UNITS_ARGS_MAX; i++) {
 		sup_kernel *k = &s->kernels[i];
-		if (!sup_kernel_by_systemd(k) || !k->cfg->enabled)
+		if (!manager_of(k)->unit || !k->cfg->enabled)
 			continue;
 		s->unit_poll_gen[i] = k->unit_gen;
 		args[n++] = k->unit;
@@ -962,7 +982,7 @@ static int units_open(supervisor *s)
 	bool any = false;
 	for (size_t i = 0; i < s->n; i++) {
 		sup_kernel *k = &s->kernels[i];
-		if (!sup_kernel_by_systemd(k))
+		if (!manager_of(k)->unit)
 			continue;
 		any = true;
 		if (sup_unit_name(k->cfg->unit, k->cfg->name, k->port, k->unit, sizeof k->unit) < 0 ||
@@ -1047,7 +1067,7 @@ void sup_free(supervisor *s)
 		event_free(s->unit_poll_ev);
 	for (size_t i = 0; i < s->n; i++) {
 		sup_kernel *k = &s->kernels[i];
-		if (!sup_kernel_by_systemd(k)) /* systemd's, not ours to kill */
+		if (manager_of(k)->our_child) /* a unit's is systemd's to kill */
 			kill_and_reap(k->pid, true);
 		kill_and_reap(k->sb_pid, false);
 		if (k->fd >= 0)
@@ -1072,34 +1092,54 @@ void sup_free(supervisor *s)
 	free(s);
 }
 
+static int forked_start(sup_kernel *k) { return feed(k, SUP_EV_START, false); }
+static int forked_stop(sup_kernel *k) { return feed(k, SUP_EV_STOP, false); }
+static int forked_restart(sup_kernel *k) { return feed(k, SUP_EV_RESTART, false); }
+
+static const sup_manager managers[] = {
+	[GRACE_MANAGER_GRACE] = { .name = "grace", .start = forked_start, .stop = forked_stop,
+				  .restart = forked_restart, .our_child = true, .standby = true,
+				  .port_moves = true },
+	[GRACE_MANAGER_SYSTEMD] = { .name = "systemd", .start = unit_start, .stop = unit_stop,
+				    .restart = unit_restart, .unit = true },
+};
+
+static const sup_manager *manager_of(const sup_kernel *k)
+{
+	int m = k->cfg->manager;
+	/* The configuration admits only these two words. */
+	return &managers[m >= 0 && (size_t)m < sizeof managers / sizeof *managers ? m : 0];
+}
+
+unsigned sup_kernel_lag_ms(const sup_kernel *k)
+{
+	/* A unit's state is read at the next poll, by a systemctl that may
+	 * itself take a while on a busy machine: two intervals. */
+	return manager_of(k)->unit ? 2 * k->sup->opts.cfg->systemd.poll_ms : 0;
+}
+
 int sup_kernel_start(sup_kernel *k)
 {
 	if (k->sup->shutting_down)
 		return -ESHUTDOWN;
-	if (sup_kernel_by_systemd(k))
-		return unit_start(k);
-	return feed(k, SUP_EV_START, false);
+	return manager_of(k)->start(k);
 }
 
 int sup_kernel_stop(sup_kernel *k)
 {
-	if (sup_kernel_by_systemd(k))
-		return unit_stop(k);
-	return feed(k, SUP_EV_STOP, false);
+	return manager_of(k)->stop(k);
 }
 
 int sup_kernel_restart(sup_kernel *k)
 {
 	if (k->sup->shutting_down)
 		return -ESHUTDOWN;
-	if (sup_kernel_by_systemd(k))
-		return unit_restart(k);
-	return feed(k, SUP_EV_RESTART, false);
+	return manager_of(k)->restart(k);
 }
 
 int sup_kernel_set_port(sup_kernel *k, int port, int fd)
 {
-	if (sup_kernel_by_systemd(k)) {
+	if (!manager_of(k)->port_moves) {
 		if (fd >= 0)
 			close(fd);
 		return -ENOTSUP;
@@ -1134,7 +1174,7 @@ void sup_shutdown(supervisor *s)
 		sup_kernel *k = &s->kernels[i];
 		/* A unit outlives grace serve: systemd owns its lifetime (PartOf=
 		 * in the unit, if it should stop with grace.service). */
-		if (sup_kernel_by_systemd(k))
+		if (!manager_of(k)->our_child)
 			continue;
 		feed(k, SUP_EV_STOP, false);
 		sb_feed(k, SUP_SB_UNWANTED);
@@ -1182,7 +1222,7 @@ bool sup_all_ready(const supervisor *s)
 bool sup_all_down(const supervisor *s)
 {
 	for (size_t i = 0; i < s->n; i++)
-		if ((s->kernels[i].pid > 0 && !sup_kernel_by_systemd(&s->kernels[i])) ||
+		if ((s->kernels[i].pid > 0 && manager_of(&s->kernels[i])->our_child) ||
 		    s->kernels[i].sb_pid > 0)
 			return false;
 	return s->n_retiring == 0;

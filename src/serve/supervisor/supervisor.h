@@ -125,6 +125,11 @@ bool sup_kernel_has_standby(const sup_kernel *k);
 /* Run by systemd ([kernel.NAME] manager = systemd): started, stopped and
  * restarted through its units, never forked or signalled by grace serve. */
 bool sup_kernel_by_systemd(const sup_kernel *k);
+/* How late grace serve may hear of this kernel's state changing, in ms:
+ * at once (0) for its own children (SIGCHLD, the notify socket), up to
+ * the unit poll's interval and more for systemd's. Whoever waits for a
+ * state adds it to the kernel's own timeouts. */
+unsigned sup_kernel_lag_ms(const sup_kernel *k);
 /* Sets "manager" (grace or systemd) on `o`, and for systemd "unit" and
  * "socket_unit" (when it has one): what the API says of every kernel. */
 struct json_t;
