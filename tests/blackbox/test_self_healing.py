@@ -31,7 +31,7 @@ QUIET = {"watchdog_ms": 600000, "health_interval_ms": 600000, "health_timeout_ms
          "restart_burst": 100}
 OTHER = spare_kernels(1, exclude=("self_healing", "message_bus", "immutable_log", "audit",
                                   "learning", "alerts"))[0]
-CONFIG = {"self_healing": {"ladder": "restart_component:0,reset_port:1500,stop:1500",
+CONFIG = {"self_healing": {"ladder": "restart_component:0,reset_port:2000,stop:2000",
                            "dependencies": "audit:immutable_log",
                            "stable_ms": 6000, "flap_window_ms": 60000, "flap_threshold": 3,
                            "budget_per_hour": 3}}
@@ -88,7 +88,7 @@ class SelfHealing(GraceTestCase):
             self.assertEqual((st, h2["outcome"]), (200, "held"), h2)
             self.assertEqual(h2["self_healing"]["reason"], "cooldown", h2)
             wait = h2["self_healing"]["retry_after_ms"]
-            self.assertTrue(0 < wait <= 1500, h2)
+            self.assertTrue(0 < wait <= 2000, h2)
             time.sleep(wait / 1000.0 + 0.05)  # the cooldown to pass, not an assertion
             st, h3 = heal(g, OTHER, issue_type="process_dead")
             self.assertEqual((h3["self_healing"]["step"], h3["playbook"], h3["outcome"]),

@@ -9,6 +9,7 @@
 """
 
 import os
+import re
 import signal
 import unittest
 
@@ -72,8 +73,14 @@ class SelfHealingFloor(GraceTestCase):
             self.assertTrue(inc["learning"]["asked"], inc)
             st, _, text = g.http("GET", "/metrics")
             text = text.decode() if isinstance(text, bytes) else str(text)
-            self.assertIn('grace_healer_advice_fallbacks_total{reason="no_answer"} 1', text)
-            self.assertIn('grace_healer_advice_fallbacks_total{reason="not_ready"} 1', text)
+            # Hung: no answer; stopped (and, without a standby, while it
+            # restarted after the kill): not ready.
+            def count(reason):
+                m = re.search(r'grace_healer_advice_fallbacks_total\{reason="%s"\} (\d+)'
+                              % reason, text)
+                return int(m.group(1)) if m else 0
+            self.assertEqual(count("no_answer"), 1, text)
+            self.assertGreaterEqual(count("not_ready"), 1, text)
 
     def test_stop_needs_a_person(self):
         # approve_destructive: the ladder's stop is held and a person paged.

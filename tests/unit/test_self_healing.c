@@ -263,6 +263,18 @@ static void test_ladder_climb(void **state)
 	assert_int_equal(b.spent, 5);
 	assert_int_equal(ks.actions, 5);
 	assert_int_equal(ks.holds, 3);
+	/* A slow heal: the cooldown counts from its end, once reported. */
+	sh_kstate k2 = { .name = "audit", .step = -1 };
+	sh_advice a;
+	sh_ladder_advise(&l, &k2, &b, 60 * S, 300 * S, &a);
+	assert_int_equal(a.verdict, SH_ACT);
+	sh_ladder_done(&k2, 304 * S); /* it took 4 s */
+	sh_ladder_advise(&l, &k2, &b, 60 * S, 306 * S, &a);
+	assert_int_equal(a.verdict, SH_HOLD_COOLDOWN);
+	assert_int_equal(a.retry_after_ms, 3 * S);
+	sh_ladder_advise(&l, &k2, &b, 60 * S, 309 * S, &a);
+	assert_int_equal((int)a.verdict, (int)SH_ACT);
+	assert_int_equal(a.step, 1);
 }
 
 static void test_budget(void **state)

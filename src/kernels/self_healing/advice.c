@@ -373,6 +373,12 @@ void sh_on_outcomes(sdk_req *req, void *ctx)
 	}
 	s->outcomes++;
 	s->verified += verified;
+	int64_t latest = 0;
+	sh_kstate *ks = sh_kstate_of(s, kernel, NULL);
+	/* A hold did nothing: it neither ends an action nor restarts a cooldown. */
+	if (ks && strcmp(outcome, "held") &&
+	    sh_store_last_action(k->db, kernel, &latest, NULL) == SDK_ENOTFOUND)
+		sh_ladder_done(ks, sdk_wall_ms()); /* the kernel's latest action has ended */
 	reward(s, action, outcome, verified, b);
 	sdk_reply_json(req, 200,
 		       json_pack("{s:I, s:s, s:b}", "advice_id", (json_int_t)action, "outcome",

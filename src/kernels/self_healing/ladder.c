@@ -106,6 +106,12 @@ bool sh_budget_take(sh_budget *b, int64_t now_ms)
 	return true;
 }
 
+void sh_ladder_done(sh_kstate *ks, int64_t now_ms)
+{
+	if (ks->step >= 0 && now_ms > ks->last_action_ms)
+		ks->last_action_ms = now_ms;
+}
+
 void sh_kstate_reset(sh_kstate *ks)
 {
 	ks->step = -1;

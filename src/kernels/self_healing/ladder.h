@@ -3,7 +3,8 @@
  *
  * The ladder is data: steps in order, each a playbook of the healer's (or
  * "stop": stop the kernel and page a person) and the cooldown that must
- * pass since the kernel's previous action before this step runs. Each
+ * pass since the kernel's previous action (its end, once reported) before
+ * this step runs. Each
  * heal asked for while the previous action is recent climbs one step; a
  * kernel quiet for stable_ms since its last action starts again at the
  * bottom (the backoff resets). The budget is a token bucket shared by all
@@ -38,7 +39,7 @@ typedef struct sh_ladder {
 typedef struct sh_kstate {
 	char name[SH_NAME_MAX];
 	int step;               /* the step last taken; -1 none since the last reset */
-	int64_t last_action_ms; /* when it was advised */
+	int64_t last_action_ms; /* when it was advised, then when it ended */
 	unsigned actions, holds;
 	bool stopped;           /* the last step ran: a person decides now */
 } sh_kstate;
@@ -76,6 +77,9 @@ double sh_budget_tokens(sh_budget *b, int64_t now_ms, int64_t *next_ms);
  * takes a budget token when it acts. */
 void sh_ladder_advise(const sh_ladder *l, sh_kstate *ks, sh_budget *b, int64_t stable_ms,
 		      int64_t now_ms, sh_advice *out);
+/* The kernel's last action ended at now_ms: its cooldown and the stable
+ * period count from then (a slow heal does not eat its own cooldown). */
+void sh_ladder_done(sh_kstate *ks, int64_t now_ms);
 /* A person started the kernel again (or it was stable): back to the bottom. */
 void sh_kstate_reset(sh_kstate *ks);
 

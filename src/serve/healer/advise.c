@@ -186,7 +186,8 @@ static void on_told(int status, const char *body, size_t len, double ms, const c
 void hl_advise_outcome(hl_advise *a, int64_t advice_id, json_t *incident)
 {
 	const char *outcome = json_string_value(json_object_get(incident, "outcome"));
-	if (!adviser_kernel(a) || advice_id <= 0 || !outcome)
+	/* A hold ran nothing: there is no outcome to tell. */
+	if (!adviser_kernel(a) || advice_id <= 0 || !outcome || !strcmp(outcome, "held"))
 		return;
 	json_t *ver = json_object_get(json_object_get(incident, "verification"), "ok");
 	json_t *msg = json_pack("{s:I, s:O, s:s, s:b, s:O, s:O, s:O, s:O}", "advice_id",
