@@ -25,7 +25,7 @@ RUN_FOR = ('@id("run-%s")\npermit (principal == User::"%s", action == Action::"e
 class ExecutorPolicy(ServerClassCase):
     @classmethod
     def make_server(cls):
-        return GraceServer(kernels={"executor": {}, "policy": {}})
+        return GraceServer(kernels={"executor": {}, "policy": {}, "scheduler": {}})
 
     @classmethod
     def prepare(cls):
@@ -98,6 +98,21 @@ class ExecutorPolicy(ServerClassCase):
         # the permission removed: refused again at once
         self.g.set_test_policy(ROUTES_FOR % ("d", DAVE))
         self.g.wait_for(lambda: self.submit(self.dave)[0] == 403, scaled(5), message="dave refused again")
+
+    def test_a_scheduled_job_the_executor_refuses_is_a_403(self):
+        # frank reaches the executor's routes, so the scheduler's own
+        # question at creation (executor.write) lets his job through to the
+        # executor's check of it, which refuses (no executor.run): that is
+        # a refusal, not an outage (it was answered 503 with Retry-After).
+        self.g.set_test_policy(ROUTES_FOR % ("f", FRANK))
+        st, _, out = self.g.http("POST", "/scheduler/jobs", {
+            "name": "franks", "schedule": "@yearly",
+            "target": {"type": "executor", "job": {"argv": ["/bin/true"]}}}, self.frank)
+        self.assertEqual((st, out["error"]["code"]), (403, "forbidden"), out)
+        self.assertEqual(out["error"]["field"], "target.type")
+        self.assertIn(FRANK, out["error"]["message"])
+        st, _, lst = self.g.http("GET", "/scheduler/jobs", headers=self.frank)
+        self.assertEqual((st, lst["jobs"]), (200, []), "nothing was stored")
 
     def test_fail_closed_without_the_policy_kernel(self):
         st, _, out = self.g.http("POST", "/kernel-ports/policy/stop")

@@ -98,6 +98,7 @@ enum ilog_stmt {
 	ILOG_SQL_META_GET,
 	ILOG_SQL_META_PUT,
 	ILOG_SQL_ARCHIVED,
+	ILOG_SQL_LOWEST,
 	ILOG_SQL_ARCHIVE_OF,
 	ILOG_SQL_ARCHIVE_INS,
 	ILOG_SQL_REMOVE,
@@ -124,6 +125,7 @@ static const char *const ilog_sql[ILOG_SQL_N] = {
 	[ILOG_SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[ILOG_SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
 	[ILOG_SQL_ARCHIVED] = "SELECT coalesce(max(end_idx), 0), count(*) FROM archives",
+	[ILOG_SQL_LOWEST] = "SELECT min(idx) FROM entries",
 	[ILOG_SQL_ARCHIVE_OF] = "SELECT first, end_idx, sha256, file, tree_size, created_at"
 				" FROM archives WHERE first <= ?1 AND end_idx > ?1",
 	[ILOG_SQL_ARCHIVE_INS] = "INSERT INTO archives (first, end_idx, sha256, file, tree_size,"
@@ -137,6 +139,7 @@ struct ilog_store {
 	sqlite3_stmt *st[ILOG_SQL_N];
 	ilog_frontier frontier;
 	uint64_t archived_before; /* entries below it are in archive files */
+	uint64_t swept_before;    /* rows below it are deleted (<= archived_before) */
 	uint64_t n_archives;
 	char broken[256];
 };
@@ -232,7 +235,17 @@ static int ilog_archived_read(ilog_store *s, sdk_err *err)
 	sqlite3_reset(st);
 	s->archived_before = end > 0 ? (uint64_t)end : 0;
 	s->n_archives = n > 0 ? (uint64_t)n : 0;
-	return 0;
+	/* Rows an archival removed logically but a kill left in the table are
+	 * deleted by the sweep from the lowest one on. */
+	st = ilog_stmt(s, ILOG_SQL_LOWEST);
+	int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : ilog_fail_sql(s->db, err, "reading entries");
+	sqlite3_int64 low = rc || sqlite3_column_type(st, 0) == SQLITE_NULL
+				    ? (sqlite3_int64)s->archived_before
+				    : sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	s->swept_before = low > 0 && (uint64_t)low < s->archived_before ? (uint64_t)low
+									: s->archived_before;
+	return rc;
 }
 
 static int ilog_size_read(ilog_store *s, uint64_t *out, sdk_err *err)
@@ -506,17 +519,6 @@ int ilog_store_remove(ilog_store *s, const ilog_archive_rec *a, const ilog_item 
 	sqlite3_bind_int64(st, 6, now_ms);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ilog_fail_sql(s->db, err, "recording the archive");
 	sqlite3_reset(st);
-	if (!rc) {
-		st = ilog_stmt(s, ILOG_SQL_REMOVE);
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)a->first);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)a->end);
-		rc = sqlite3_step(st) == SQLITE_DONE ? 0
-						      : ilog_fail_sql(s->db, err, "removing entries");
-		sqlite3_reset(st);
-	}
-	if (!rc && (uint64_t)sqlite3_changes(s->db) != a->end - a->first)
-		rc = sdk_fail(err, SDK_ECORRUPT, "entries [%llu, %llu) were not all stored",
-			      (unsigned long long)a->first, (unsigned long long)a->end);
 	if (!rc)
 		rc = ilog_meta_put_int(s, "archived_before", (int64_t)a->end, err);
 	if (!rc)
@@ -536,8 +538,28 @@ int ilog_store_remove(ilog_store *s, const ilog_archive_rec *a, const ilog_item 
 	}
 	*record_index = s->frontier.size;
 	s->frontier = next;
-	s->archived_before = a->end;
+	s->archived_before = a->end; /* the sweep goes on from swept_before */
 	s->n_archives++;
+	return 0;
+}
+
+int ilog_store_sweep(ilog_store *s, unsigned max_rows, bool *more, sdk_err *err)
+{
+	*more = false;
+	if (s->broken[0] || s->swept_before >= s->archived_before)
+		return 0;
+	uint64_t end = s->swept_before + max_rows;
+	if (end > s->archived_before)
+		end = s->archived_before;
+	sqlite3_stmt *st = ilog_stmt(s, ILOG_SQL_REMOVE);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)s->swept_before);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)end);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ilog_fail_sql(s->db, err, "removing entries");
+	sqlite3_reset(st);
+	if (rc)
+		return rc;
+	s->swept_before = end;
+	*more = end < s->archived_before;
 	return 0;
 }
 

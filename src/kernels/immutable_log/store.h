@@ -126,12 +126,18 @@ int ilog_store_archive_of(ilog_store *s, uint64_t index, json_t **out, sdk_err *
  * none): entries are appended in time order, so a binary search. */
 int ilog_store_index_at(ilog_store *s, int64_t t_ms, uint64_t *out, sdk_err *err);
 /* In one transaction: records `a` in `archives` and in meta
- * (archived_before, archive_sha256, archived_at), deletes the entries'
- * bytes and appends `record` (the archival's own entry, at
- * *record_index). a->first must be ilog_store_archived() (SDK_ECONFLICT
- * otherwise). */
+ * (archived_before, archive_sha256, archived_at) and appends `record` (the
+ * archival's own entry, at *record_index): from then on the entries are
+ * archived (reads answer 410, /verify takes their leaf hashes). Their rows
+ * are deleted by ilog_store_sweep, a few at a time, so no transaction
+ * holds the loop for the whole range. a->first must be
+ * ilog_store_archived() (SDK_ECONFLICT otherwise). */
 int ilog_store_remove(ilog_store *s, const ilog_archive_rec *a, const ilog_item *record,
 		      int64_t now_ms, uint64_t *record_index, sdk_err *err);
+/* Deletes up to max_rows rows of archived entries still in the table (one
+ * transaction); *more when some are left. Rows a kill left behind are
+ * found at open. */
+int ilog_store_sweep(ilog_store *s, unsigned max_rows, bool *more, sdk_err *err);
 
 /* ---- Full verification, in steps, on a connection of its own.
  *

@@ -295,6 +295,12 @@ static void on_validated(int status, const char *body, size_t len, double ms, co
 		snprintf(field, sizeof field, "target.job%s%s", fl ? "." : "", fl ? f : "");
 		snprintf(msg, sizeof msg, "%s: %s", field, m);
 		reply_invalid(c->req, 400, "invalid", field, msg);
+	} else if (status == 403) {
+		/* The executor's policy: the creator may not run jobs. A refusal,
+		 * not an outage (no Retry-After). */
+		const char *m = json_string_value(json_object_get(err, "message"));
+		reply_invalid(c->req, 403, "forbidden", "target.type",
+			      m ? m : "the executor refuses jobs from this creator");
 	} else {
 		sdk_req_add_header(c->req, "Retry-After", "1");
 		sdk_reply_error(c->req, 503, "executor_unavailable",
