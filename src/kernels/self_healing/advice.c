@@ -224,8 +224,11 @@ void sh_on_advice(sdk_req *req, void *ctx)
 	json_decref(d);
 	sh_kfacts *kf = NULL;
 	sh_kstate *ks = rc == 0 ? sh_kstate_of(s, kernel, &kf) : NULL;
-	if (rc < 0 || !ks) {
-		sdk_reply_status(req, rc < 0 ? rc : SDK_EFULL, &e);
+	if (rc == 0 && !ks)
+		rc = sdk_fail(&e, SDK_EBUSY, "the ladder follows at most %d kernels",
+			      SH_LADDER_KERNELS_MAX);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
 		return;
 	}
 	sh_advice adv;
