@@ -253,6 +253,20 @@ static const struct cfg_key executor_keys[] = {
 #undef X
 };
 
+static const struct cfg_key coding_agent_keys[] = {
+#define CA(n, field, t, lo, hi) { n, offsetof(grace_coding_agent, field), t, lo, hi }
+	CA("running_max", running_max, KEY_UINT, 1, 64),
+	CA("tasks_max", tasks_max, KEY_UINT, 1, 1000000),
+	CA("turns_max", turns_max, KEY_UINT, 1, 100),
+	CA("turns_default", turns_default, KEY_UINT, 1, 100),
+	CA("test_timeout_ms", test_timeout_ms, KEY_UINT, 100, 86400000),
+	CA("git_timeout_ms", git_timeout_ms, KEY_UINT, 100, 3600000),
+	CA("task_timeout_ms", task_timeout_ms, KEY_UINT, 1000, 604800000),
+	CA("patch_max_bytes", patch_max_bytes, KEY_SIZE, 1024, 64u << 20),
+	CA("context_max_bytes", context_max_bytes, KEY_SIZE, 0, 16u << 20),
+#undef CA
+};
+
 static const struct cfg_key compliance_keys[] = {
 #define CP(n, field, lo, hi) { n, offsetof(grace_compliance, field), KEY_UINT, lo, hi }
 	CP("scan_interval_s", scan_interval_s, 0, 30u * 86400),
@@ -968,12 +982,36 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "coding_agent")) {
+		grace_coding_agent *ca = &cfg->coding_agent;
+		if (!strcmp(name, "workspace_root") || !strcmp(name, "worktree_root")) {
+			char *dst = name[1] == 'o' ? ca->workspace_root : ca->worktree_root;
+			if ((*value && set_string(dst, PATH_MAX, value) < 0) ||
+			    (*value && *value != '/')) {
+				snprintf(c->err, sizeof c->err, "%s: too long, or not an absolute path",
+					 name);
+				return 0;
+			}
+			if (!*value)
+				dst[0] = '\0';
+			return 1;
+		}
+		int rc = set_keyed(ca, coding_agent_keys,
+				   sizeof coding_agent_keys / sizeof coding_agent_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
 		if (!strcmp(section, "executor") &&
-		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root"))) {
+		    (!strcmp(name, "jobs_user") || !strcmp(name, "work_root") ||
+		     !strcmp(name, "dir_root"))) {
 			bool user = !strcmp(name, "jobs_user");
-			char *dst = user ? cfg->executor.jobs_user : cfg->executor.work_root;
-			size_t len = user ? sizeof cfg->executor.jobs_user : sizeof cfg->executor.work_root;
+			char *dst = user ? cfg->executor.jobs_user
+				    : !strcmp(name, "work_root") ? cfg->executor.work_root
+								 : cfg->executor.dir_root;
+			size_t len = user ? sizeof cfg->executor.jobs_user : PATH_MAX;
 			if ((*value && set_string(dst, len, value) < 0) || (!user && *value && *value != '/')) {
 				snprintf(c->err, sizeof c->err, "%s: too long%s", name,
 					 user ? "" : ", or not an absolute path");
@@ -1105,7 +1143,7 @@ static bool known_section(const char *name, size_t n)
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
 					     "telemetry", "systemd", "crypto", "trust", "learning",
-					     "self_healing" };
+					     "self_healing", "coding_agent" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1310,6 +1348,15 @@ static void config_defaults(grace_config *cfg)
 					  .output_default_bytes = 1u << 20,
 					  .output_max_bytes = 16u << 20,
 					  .jobs_user = "grace-jobs" };
+	cfg->coding_agent = (grace_coding_agent){ .running_max = 2,
+						  .tasks_max = 10000,
+						  .turns_max = 20,
+						  .turns_default = 3,
+						  .test_timeout_ms = 300000,
+						  .git_timeout_ms = 60000,
+						  .task_timeout_ms = 3600000,
+						  .patch_max_bytes = 1u << 20,
+						  .context_max_bytes = 64u << 10 };
 }
 
 /* The built-in kernels are the configuration when the file lists none.
@@ -1560,6 +1607,10 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	    cfg->executor.output_default_bytes > cfg->executor.output_max_bytes) {
 		snprintf(err, errlen, "[executor]: timeout_default_ms and output_default_bytes must "
 				      "not exceed timeout_max_ms and output_max_bytes");
+		return -1;
+	}
+	if (cfg->coding_agent.turns_default > cfg->coding_agent.turns_max) {
+		snprintf(err, errlen, "[coding_agent]: turns_default must not exceed turns_max");
 		return -1;
 	}
 	const grace_crypto *cr = &cfg->crypto;

@@ -168,7 +168,26 @@ typedef struct grace_executor {
 	size_t output_default_bytes, output_max_bytes; /* per stream, stored */
 	char jobs_user[32];    /* jobs run as this user when Grace runs as root */
 	char work_root[PATH_MAX]; /* jobs' working directories; "" = a directory in /tmp */
+	/* A kernel's job may run in a directory of its own naming ("dir")
+	 * only below this one; "" = no job may name one. */
+	char dir_root[PATH_MAX];
 } grace_executor;
+
+/* [coding_agent]: the coding_agent kernel's workspaces and limits
+ * (docs/coding_agent.md). */
+typedef struct grace_coding_agent {
+	char workspace_root[PATH_MAX]; /* repositories of tasks resolve under it; "" = no tasks */
+	char worktree_root[PATH_MAX];  /* tasks' worktrees; "" = WORKSPACE_ROOT/.grace-worktrees */
+	unsigned running_max;     /* tasks worked on at once; the rest wait */
+	unsigned tasks_max;       /* tasks kept; past it 503 until some are deleted */
+	unsigned turns_max;       /* the most max_turns a task may ask for */
+	unsigned turns_default;   /* a task's max_turns when it names none */
+	unsigned test_timeout_ms; /* each executor job running the tests */
+	unsigned git_timeout_ms;  /* each git command */
+	unsigned task_timeout_ms; /* a whole task */
+	size_t patch_max_bytes;   /* a task's patch, and a model's answer applied */
+	size_t context_max_bytes; /* the repository's files shown to the model */
+} grace_coding_agent;
 
 /* [telemetry]: the telemetry kernel's retention and limits (docs/telemetry.md). */
 typedef struct grace_telemetry {
@@ -323,6 +342,7 @@ typedef struct grace_config {
 	grace_alerts alerts;
 	grace_scheduler scheduler;
 	grace_executor executor;
+	grace_coding_agent coding_agent;
 	grace_telemetry telemetry;
 	grace_learning learning;
 	grace_self_healing self_healing;

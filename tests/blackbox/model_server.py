@@ -14,13 +14,14 @@ with an OpenAI-shaped error); stall (stream the first piece, then hang).
 
 For the test driving it:
   POST /_control {"mode"?, "text"?, "chunks"?, "delay_ms"?, "think_ms"?,
-    "send_done"?, "send_finish"?, "framing"?} changes the behaviour:
+    "send_done"?, "send_finish"?, "framing"?, "script"?} changes the behaviour:
     think_ms waits that long before answering at all (a slow model thinking);
     send_done false leaves out "data: [DONE]", send_finish false every
     finish_reason (both false: a stream cut off that still ends cleanly);
     framing "close" sends a stream without chunked encoding, its end being
     the connection's close, "broken" a chunked stream whose connection
-    closes before its last chunk (default "chunked");
+    closes before its last chunk (default "chunked"); script, a list of
+    texts, answers the next completions with them in turn (then TEXT again);
   GET /_requests lists every completion request seen: {"body", "authorization"},
     and "max_active", the most answered at once;
   POST /_reset forgets them.
@@ -52,6 +53,7 @@ class State:
         self.send_done = True
         self.send_finish = True
         self.framing = "chunked"
+        self.script = []  # texts for the next completions, in turn
         self.requests = []
         self.active = 0  # completion requests being answered now
         self.max_active = 0
@@ -107,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
             cfg = json.loads(raw or b"{}")
             with self.state.lock:
                 for k in ("mode", "text", "chunks", "delay_ms", "think_ms", "send_done",
-                          "send_finish", "framing"):
+                          "send_finish", "framing", "script"):
                     if k in cfg:
                         setattr(self.state, k, cfg[k])
             self.send_json(200, {"ok": True})
@@ -140,6 +142,8 @@ class Handler(BaseHTTPRequestHandler):
             self.state.requests.append({"body": body,
                                         "authorization": self.headers.get("Authorization")})
             mode, text = self.state.mode, self.state.text
+            if self.state.script and mode == "ok":
+                text = self.state.script.pop(0)
             chunks, delay = self.state.chunks, self.state.delay_ms / 1000.0
             think = self.state.think_ms / 1000.0
             send_done, send_finish = self.state.send_done, self.state.send_finish

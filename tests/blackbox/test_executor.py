@@ -457,6 +457,21 @@ class Executor(ExecutorBase):
                          else "process group and subreaper")
 
 
+    def test_dir_is_for_kernels_under_dir_root(self):
+        # "dir" (docs/executor.md): never from a user, and with [executor]
+        # dir_root unset (here) from nobody; a relative path is refused by
+        # name. The positive path: tests/blackbox/test_coding_agent.py.
+        st, out = self.call("POST", "/jobs", {"argv": ["/bin/pwd"], "dir": "/tmp"}, expect=403)
+        self.assertEqual(out["error"]["field"], "dir")
+        st, _, out = self.g.kernel_http("executor", "POST", "/jobs",
+                                        {"argv": ["/bin/pwd"], "dir": "/tmp"},
+                                        headers={"X-Grace-Caller": "coding_agent"})
+        self.assertEqual(st, 403, out)
+        self.assertIn("dir_root", out["error"]["message"])
+        st, out = self.call("POST", "/jobs", {"argv": ["/bin/pwd"], "dir": "tmp"}, expect=400)
+        self.assertEqual(out["error"]["field"], "dir")
+
+
 class ExecutorWithoutCgroups(Executor):
     """The same outcomes with cgroups turned off: rlimits, the process group
     and the subreaper only (a machine without cgroups, or none delegated)."""

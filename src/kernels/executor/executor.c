@@ -116,6 +116,33 @@ static exe *exe_of(void *ctx)
 
 static void try_start(exe *x);
 
+/* "dir" resolved (realpath) into `out`: a directory at or below
+ * [executor] dir_root (resolved too). 0, or a negative status with why. */
+static int resolve_dir(const exe *x, const char *dir, char out[PATH_MAX], sdk_err *e)
+{
+	char root[PATH_MAX];
+	if (!x->cfg->dir_root[0])
+		return sdk_fail(e, SDK_EDENIED, "dir: no job may name a directory here "
+						"([executor] dir_root is not set)");
+	if (!realpath(x->cfg->dir_root, root))
+		return sdk_fail(e, SDK_EINVAL, "dir: [executor] dir_root %.200s: %s",
+				x->cfg->dir_root, strerror(errno));
+	struct stat st;
+	if (!realpath(dir, out) || stat(out, &st) < 0 || !S_ISDIR(st.st_mode))
+		return sdk_fail(e, SDK_EINVAL, "dir: %.200s is not a directory", dir);
+	size_t n = strlen(root);
+	if (strcmp(root, "/") && (strncmp(out, root, n) || (out[n] && out[n] != '/')))
+		return sdk_fail(e, SDK_EDENIED, "dir: %.200s is not under [executor] dir_root", dir);
+	return 0;
+}
+
+/* Where the job runs: its "dir", else its own directory. */
+static const char *job_dir(const exe_run *r)
+{
+	return r->spec.dir[0] ? r->spec.dir : r->workdir;
+}
+
+
 /* ---- small helpers */
 
 static void reply_invalid(sdk_req *req, int status, const char *code, const char *field,
@@ -672,8 +699,8 @@ static int build_env(exe *x, exe_run *r, struct prepared *p)
 {
 	size_t n = 0;
 	int rc = env_add(p, &n, "PATH", "/usr/local/bin:/usr/bin:/bin") |
-		 env_add(p, &n, "LANG", "C.UTF-8") | env_add(p, &n, "HOME", r->workdir) |
-		 env_add(p, &n, "TMPDIR", r->workdir) | env_add(p, &n, "PWD", r->workdir) |
+		 env_add(p, &n, "LANG", "C.UTF-8") | env_add(p, &n, "HOME", job_dir(r)) |
+		 env_add(p, &n, "TMPDIR", job_dir(r)) | env_add(p, &n, "PWD", job_dir(r)) |
 		 env_add(p, &n, "USER", x->host.user) | env_add(p, &n, "LOGNAME", x->host.user) |
 		 env_add(p, &n, "GRACE_JOB_ID", r->id);
 	for (size_t i = 0; i < x->n_inherit; i++) {
@@ -757,7 +784,7 @@ static int launch(exe *x, exe_run *r, char *why, size_t whylen)
 		goto out;
 	}
 	if (pl->bwrap)
-		argc = (size_t)exe_bwrap_args(x->host.bwrap, r->workdir, r->spec.net,
+		argc = (size_t)exe_bwrap_args(x->host.bwrap, job_dir(r), r->spec.net,
 					      r->spec.readonly_root, pl->seccomp_bwrap, p->argv);
 	for (size_t i = 0; i < n_job; i++)
 		p->argv[argc++] = p->job_argv[i];
@@ -770,7 +797,7 @@ static int launch(exe *x, exe_run *r, char *why, size_t whylen)
 		snprintf(why, whylen, "stdin: %s", strerror(errno));
 		goto out;
 	}
-	exe_launch l = { .argv = p->argv, .envp = p->envp, .workdir = r->workdir,
+	exe_launch l = { .argv = p->argv, .envp = p->envp, .workdir = job_dir(r),
 			 .stdin_fd = in, .seccomp_memfd = -1, .drop = pl->drop, .uid = pl->uid,
 			 .gid = pl->gid, .no_new_privs = pl->drop || pl->seccomp_inproc,
 			 .timeout_ms = lim->timeout_ms, .kill_grace_ms = lim->kill_grace_ms };
@@ -866,6 +893,12 @@ static void start_job(exe *x, const char *id)
 	    (r->plan.drop && chown(r->workdir, r->plan.uid, r->plan.gid) < 0)) {
 		snprintf(why, sizeof why, "working directory %.200s: %s", r->workdir, strerror(errno));
 		r->workdir[0] = '\0';
+		goto fail;
+	}
+	/* A named directory is checked again: it may have moved since. */
+	char real[PATH_MAX];
+	if (r->spec.dir[0] && (resolve_dir(x, r->spec.dir, real, &e) < 0 || strcmp(real, r->spec.dir))) {
+		snprintf(why, sizeof why, "%s", e.msg[0] ? e.msg : "dir: it moved since it was checked");
 		goto fail;
 	}
 	exe_cg_want want = { .v2 = r->plan.cg_v2, .v2_memory = r->plan.v2_memory,
@@ -1041,6 +1074,35 @@ static void reply_job(sdk_req *req, exe *x, const char *id, int status, bool dup
 }
 
 /* Checks a job spec; answers 400 (naming the field) and returns -1 when bad. */
+/* A job naming "dir" is a kernel's on its own account (no user, a caller
+ * name: a coding_agent task's worktree), under dir_root; the resolved path
+ * replaces the one given. */
+static int check_dir(sdk_req *req, exe *x, exe_spec *spec)
+{
+	if (!spec->dir[0])
+		return 0;
+	int role;
+	const char *user = sdk_req_caller(req, x->k->token, &role);
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	sdk_err e = { "" };
+	char real[PATH_MAX];
+	int rc = SDK_EDENIED;
+	if (user || !caller || !*caller || !strcmp(caller, SDK_GATEWAY_CALLER))
+		sdk_fail(&e, SDK_EDENIED, "dir: only a kernel, on its own account, may name the "
+					  "directory a job runs in");
+	else
+		rc = resolve_dir(x, spec->dir, real, &e);
+	if (rc < 0) {
+		reply_invalid(req, rc == SDK_EDENIED ? 403 : 400,
+			      rc == SDK_EDENIED ? "forbidden" : "invalid", "dir", e.msg);
+		exe_spec_free(spec);
+		return -1;
+	}
+	snprintf(spec->dir, sizeof spec->dir, "%s", real);
+	json_object_set_new(spec->json, "dir", json_string(real));
+	return 0;
+}
+
 static int check_spec(sdk_req *req, exe *x, json_t *body, exe_spec *spec, exe_plan *plan)
 {
 	char field[EXE_FIELD_MAX];
@@ -1049,6 +1111,8 @@ static int check_spec(sdk_req *req, exe *x, json_t *body, exe_spec *spec, exe_pl
 		reply_invalid(req, 400, "invalid", field, e.msg);
 		return -1;
 	}
+	if (check_dir(req, x, spec) < 0)
+		return -1;
 	exe_plan_select(&x->host, spec, plan);
 	if (plan->refuse[0]) {
 		const char *f = !strncmp(plan->refuse, "sandbox", 7)   ? "sandbox"

@@ -236,7 +236,7 @@ static int parse(json_t *body, const grace_executor *cfg, exe_spec *s, char fiel
 	static const char *const keys[] = { "argv",	"shell",    "env",	   "stdin",
 					    "timeout_ms", "kill_grace_ms", "limits", "sandbox",
 					    "seccomp",	"priority", "idempotency_key", "name",
-					    NULL };
+					    "dir",	NULL };
 	int rc;
 	if ((rc = check_keys(body, keys, "", field, err)) < 0 ||
 	    (rc = parse_program(body, field, err)) < 0 || (rc = parse_env(body, field, err)) < 0)
@@ -260,6 +260,14 @@ static int parse(json_t *body, const grace_executor *cfg, exe_spec *s, char fiel
 		if (!has_nul_free_text(name) || json_string_length(name) > EXE_NAME_MAX)
 			return bad(field, "name", err, "at most %d characters", EXE_NAME_MAX);
 		snprintf(s->name, sizeof s->name, "%s", json_string_value(name));
+	}
+	json_t *dir = json_object_get(body, "dir");
+	if (dir && !json_is_null(dir)) {
+		const char *d = json_string_value(dir);
+		if (!has_nul_free_text(dir) || d[0] != '/' || json_string_length(dir) >= sizeof s->dir)
+			return bad(field, "dir", err, "an absolute path of fewer than %zu bytes",
+				   sizeof s->dir);
+		snprintf(s->dir, sizeof s->dir, "%s", d);
 	}
 	if ((rc = parse_limits(body, cfg, s, field, err)) < 0)
 		return rc;

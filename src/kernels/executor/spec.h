@@ -11,6 +11,7 @@
 #include "sdk/err.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -54,6 +55,10 @@ typedef struct exe_spec {
 	bool net;           /* sandbox: network allowed */
 	bool readonly_root; /* sandbox: the file system read-only but the workdir */
 	bool seccomp;       /* the system call filter (default on) */
+	/* "dir": the directory the job runs in instead of one of its own
+	 * (absolute; "" when none). Whether the caller may name it, and that
+	 * it is under [executor] dir_root, executor.c decides. */
+	char dir[PATH_MAX];
 } exe_spec;
 
 /* Checks `body` against the executor's configuration. SDK_EINVAL with the

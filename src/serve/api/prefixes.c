@@ -71,6 +71,13 @@ static void on_gateway_executor(sdk_req *req, void *ctx)
 	api_forward_prefix(ctx, req, "executor", "/executor");
 }
 
+/* /coding-agent/...: admins (a task runs git and the tests of a
+ * repository on this machine; docs/coding_agent.md). */
+static void on_gateway_coding_agent(sdk_req *req, void *ctx)
+{
+	api_forward_prefix(ctx, req, "coding_agent", "/coding-agent");
+}
+
 /* /telemetry/...: any signed-in user may send OTLP (issue 16); reading
  * traces and logs back, which hold every user's requests, is for admins. */
 static void on_gateway_telemetry(sdk_req *req, void *ctx)
@@ -124,6 +131,7 @@ static const api_prefix prefixes[] = {
 	{ "/prometheus", "metrics" },
 	{ "/scheduler", "scheduler" },
 	{ "/executor", "executor" },
+	{ "/coding-agent", "coding_agent" },
 	{ "/telemetry", "telemetry" },
 	{ "/compliance", "compliance" },
 	{ "/workflow", "workflow" },
@@ -197,6 +205,7 @@ static const sdk_route routes[] = {
 	API_ADMIN("POST", "/prometheus/write", on_gateway_prometheus),
 	API_USER(NULL, "/scheduler/*", on_gateway_scheduler),
 	API_ADMIN(NULL, "/executor/*", on_gateway_executor),
+	API_ADMIN(NULL, "/coding-agent/*", on_gateway_coding_agent),
 	API_USER("POST", "/telemetry/v1/traces", on_gateway_telemetry),
 	API_USER("POST", "/telemetry/v1/logs", on_gateway_telemetry),
 	API_USER("POST", "/telemetry/v1/metrics", on_gateway_telemetry),
