@@ -1025,24 +1025,136 @@ def run_wrk(a, url, headers=None):
     return parse_wrk(out.stdout)
 
 
+def load_bulk(port, bodies, threads, headers=None, max_bytes=400_000):
+    """POST /librarian/documents/_bulk: NDJSON batches under the body limit."""
+    batches, cur, n = [], [], 0
+    for b in bodies:
+        if cur and n + len(b) + 1 > max_bytes:
+            batches.append(b"\n".join(cur) + b"\n")
+            cur, n = [], 0
+        cur.append(b)
+        n += len(b) + 1
+    if cur:
+        batches.append(b"\n".join(cur) + b"\n")
+    errors = []
+    h = dict(headers or {})
+    h["Content-Type"] = "application/x-ndjson"
+
+    def worker(chunk):
+        c = KeepAlive(port, headers=h)
+        try:
+            for body in chunk:
+                st, data = c.request("POST", "/librarian/documents/_bulk", body)
+                j = json.loads(data) if st == 200 else {}
+                if st != 200 or j.get("failed"):
+                    errors.append((st, data[:300]))
+                    if len(errors) > 20:
+                        return
+        except OSError as e:
+            errors.append(("conn", str(e)))
+        finally:
+            c.close()
+    ts = [threading.Thread(target=worker, args=(batches[i::threads],)) for i in range(threads)]
+    t0 = now()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return now() - t0, errors, len(batches)
+
+
+def dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+# The peer, Xapian (python3-xapian), on the same documents in the same run:
+# BM25 (k1 1.2, b 0.75, as the librarian), the title's words weighted 10 and
+# the tags' 5 by wdf, as the librarian weights its fields.
+def xapian_index(path, bodies):
+    import xapian
+    db = xapian.WritableDatabase(path, xapian.DB_CREATE_OR_OVERWRITE)
+    tg = xapian.TermGenerator()
+    tg.set_stemmer(xapian.Stem("en"))
+    tg.set_stemming_strategy(xapian.TermGenerator.STEM_ALL)
+    t0 = now()
+    for i, b in enumerate(bodies):
+        d = json.loads(b)
+        doc = xapian.Document()
+        tg.set_document(doc)
+        tg.index_text(d["title"], 10)
+        tg.increase_termpos()
+        tg.index_text(d["body"])
+        tg.increase_termpos()
+        tg.index_text(" ".join(d["tags"]), 5)
+        doc.set_data(str(i + 1))
+        db.add_document(doc)
+    db.commit()
+    db.close()
+    return now() - t0
+
+
+def xapian_query(db, qp, enq, word):
+    enq.set_query(qp.parse_query(word))
+    m = enq.get_mset(0, 10, 10000)
+    return m.get_matches_estimated()
+
+
+def xapian_open(path):
+    import xapian
+    db = xapian.Database(path)
+    qp = xapian.QueryParser()
+    qp.set_stemmer(xapian.Stem("en"))
+    qp.set_stemming_strategy(xapian.QueryParser.STEM_ALL)
+    qp.set_default_op(xapian.Query.OP_AND)
+    enq = xapian.Enquire(db)
+    enq.set_weighting_scheme(xapian.BM25Weight(1.2, 0, 1, 0.75, 0.0))
+    return db, qp, enq
+
+
+def _xapian_worker(path, word, secs, q):
+    db, qp, enq = xapian_open(path)
+    n, end = 0, now() + secs
+    while now() < end:
+        xapian_query(db, qp, enq, word)
+        n += 1
+    q.put(n)
+
+
+def xapian_throughput(path, word, clients, secs):
+    import multiprocessing as mp
+    q = mp.Queue()
+    ps = [mp.Process(target=_xapian_worker, args=(path, word, secs, q)) for _ in range(clients)]
+    for p in ps:
+        p.start()
+    total = sum(q.get() for _ in ps)
+    for p in ps:
+        p.join()
+    return total / secs
+
+
 def bench_search(a, R, g):
     log(f"search: generating {a.docs} documents")
     t0 = now()
     vocab, bodies, _ = make_docs(a.docs, a.vocab, a.seed)
     gen_s = now() - t0
     nbytes = sum(len(b) for b in bodies)
-    log(f"search: generated {nbytes / 1e6:.0f} MB in {gen_s:.1f} s; loading through the API")
-    dt, errors = load_docs(g.api_port, bodies, a.load_threads, g.auth())
+    log(f"search: generated {nbytes / 1e6:.0f} MB in {gen_s:.1f} s; bulk loading through the API")
+    # One client: the librarian has one writer, more would only queue.
+    dt, errors, nbatch = load_bulk(g.api_port, bodies, 1, g.auth())
     if errors:
-        raise BenchError(f"load: {len(errors)} failed POSTs, e.g. {errors[:3]}")
+        raise BenchError(f"load: {len(errors)} failed bulk POSTs, e.g. {errors[:3]}")
+    log(f"search: loaded in {dt:.1f} s; indexing the same into Xapian")
+    xdir = os.path.join(g.data_dir, "xapian-peer")
+    x_dt = xapian_index(xdir, bodies)
+    x_bytes = dir_bytes(xdir)
     del bodies
-    log(f"search: loaded in {dt:.1f} s")
     lib_pid = g.kernel_pids["librarian"]
     lib_rss, _ = proc_mem(lib_pid)
     db = os.path.join(g.data_dir, "librarian.db")
-    db_mb = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p)) / 2**20
+    # A checkpoint first, so the size is the database's, not the WAL's.
+    st, _ = get_json(g.api_port, "/librarian/search?query=" + vocab[0], headers=g.auth())
+    db_bytes = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
 
-    # Query words: by rank in the Zipf distribution.
     rng = random.Random(a.seed + 1)
     classes = [("common", 1, 20), ("medium", 200, 1000), ("rare", 3000, a.vocab)]
     per_class = max(1, a.queries // len(classes))
@@ -1052,12 +1164,12 @@ def bench_search(a, R, g):
             qs.append((cls, vocab[rng.randint(lo, hi) - 1]))
     rng.shuffle(qs)
     c = KeepAlive(g.api_port, headers=g.auth())
-    for _, w in qs[:10]:  # warm-up: page cache, prepared paths
+    for _, w in qs[:10]:
         c.request("GET", f"/librarian/search?query={w}&limit=10")
     lat = {cls: [] for cls, _, _ in classes}
     qms = {cls: [] for cls, _, _ in classes}
     totals = {cls: [] for cls, _, _ in classes}
-    t_all = now()
+    plans = set()
     for cls, w in qs:
         t0 = now()
         st, data = c.request("GET", f"/librarian/search?query={w}&limit=10")
@@ -1068,52 +1180,60 @@ def bench_search(a, R, g):
         lat[cls].append(t1 - t0)
         qms[cls].append(j.get("query_ms", 0) / 1e3)
         totals[cls].append(j.get("total", 0))
-    t_all = now() - t_all
+        plans.add(j.get("plan"))
     c.close()
+    # The peer, the same queries, one client, in process (no HTTP).
+    xdb, xqp, xenq = xapian_open(xdir)
+    for _, w in qs[:10]:
+        xapian_query(xdb, xqp, xenq, w)
+    xlat = {cls: [] for cls, _, _ in classes}
+    for cls, w in qs:
+        t0 = now()
+        xapian_query(xdb, xqp, xenq, w)
+        xlat[cls].append(now() - t0)
+    xdb.close()
 
-    # wrk on one medium word, through the gateway and directly.
-    word = vocab[499]
-    st, data = get_json(g.api_port, f"/librarian/search?query={word}&limit=10",
-                        headers=g.auth())
-    word_total = data.get("total")
     lib_port = g.kernel_ports["librarian"]
-    log(f"search: wrk on '{word}' through the API, then directly")
-    w_gw = run_wrk(a, f"http://{HOST}:{g.api_port}/librarian/search?query={word}&limit=10",
-                   g.auth())
-    w_dir = run_wrk(a, f"http://{HOST}:{lib_port}/search?query={word}&limit=10",
-                    g.internal())
+    words = [("medium", vocab[499]), ("common", vocab[4])]
+    thr = []
+    for cls, word in words:
+        log(f"search: wrk on '{word}' ({cls}) through the API and directly; Xapian x{a.wrk_conns}")
+        w_gw = run_wrk(a, f"http://{HOST}:{g.api_port}/librarian/search?query={word}&limit=10",
+                       g.auth())
+        w_dir = run_wrk(a, f"http://{HOST}:{lib_port}/search?query={word}&limit=10",
+                        g.internal())
+        x_rps = xapian_throughput(xdir, word, a.wrk_conns, a.wrk_secs)
+        thr.append((cls, word, w_gw, w_dir, x_rps))
 
     R(f"4. Librarian search ({a.docs} documents, {a.vocab}-word Zipf vocabulary, "
-      f"50-300 words each, seed {a.seed})")
-    R(f"   load: {a.docs} POST /librarian/documents via the API, {a.load_threads} keep-alive "
-      f"clients: {dt:.1f} s = {a.docs / dt:.0f} docs/s ({nbytes / 2**20 / dt:.1f} MiB/s of JSON)")
-    R(f"   database {db_mb:.0f} MiB (db + wal); librarian RSS after load {fmt_kib(lib_rss)}")
-    R(f"   latency through the API, 1 keep-alive client, {len(qs)} queries in {t_all:.1f} s"
-      f" (server = query_ms reported by the librarian):")
+      f"50-300 words each, seed {a.seed}); peer: Xapian {xapian_version()} in the same run")
+    R(f"   ingest: {a.docs} docs in {nbatch} POST /librarian/documents/_bulk (NDJSON, <400 kB each)"
+      f" via the API, 1 client: {dt:.1f} s = {a.docs / dt:.0f} docs/s; "
+      f"Xapian (in process, one writer): {a.docs / x_dt:.0f} docs/s; ratio {x_dt / dt:.2f}")
+    R(f"   on disk: librarian {db_bytes / 2**20:.0f} MiB (db + wal, FTS5 and block index);"
+      f" Xapian {x_bytes / 2**20:.0f} MiB; ratio {db_bytes / max(x_bytes, 1):.2f}"
+      f"; librarian RSS {fmt_kib(lib_rss)}")
+    R(f"   one client, {len(qs)} queries, top 10 (librarian: through the API, HTTP and JSON;"
+      f" Xapian: in process), plans {sorted(p for p in plans if p)}:")
     for cls, lo, hi in classes:
-        xs = lat[cls]
+        xs, ys = lat[cls], xlat[cls]
         what = f"ranks {lo}-{hi}, {statistics.mean(totals[cls]):.0f} hits avg"
-        R(f"     {cls:<6} {what:<34}  p50 {ms(pct(xs, 50)):>9}  p90 {ms(pct(xs, 90)):>9}  p99 {ms(pct(xs, 99)):>9}"
-          f"   server p50 {ms(pct(qms[cls], 50)):>9}")
-    allx = [x for xs in lat.values() for x in xs]
-    R(f"     {'all':<6} {'':<34}  p50 {ms(pct(allx, 50)):>9}  p90 {ms(pct(allx, 90)):>9}"
-      f"  p99 {ms(pct(allx, 99)):>9}")
-
-    def wline(name, w):
-        extra = ""
-        if w["non2xx"]:
-            extra += f", {w['non2xx']} non-2xx"
-        if w["sockerr"]:
-            extra += f", socket errors: {w['sockerr']}"
-        return (f"     {name:<22} {w['rps'] or 0:>8.0f} req/s   p50 {ms(w.get('p50', float('nan'))):>9}"
-                f"  p90 {ms(w.get('p90', float('nan'))):>9}  p99 {ms(w.get('p99', float('nan'))):>9}{extra}")
-    R(f"   wrk -t{a.wrk_threads} -c{a.wrk_conns} -d{a.wrk_secs}s on query={word} "
-      f"(rank 500, {word_total} hits), limit=10:")
-    R(wline(f"gateway :{g.api_port}", w_gw))
-    R(wline(f"direct  :{lib_port}", w_dir))
-    if w_gw["rps"] and w_dir["rps"]:
-        R(f"   gateway / direct throughput: {w_gw['rps'] / w_dir['rps']:.2f}")
+        R(f"     {cls:<6} {what:<34} p50 {ms(pct(xs, 50)):>8} p99 {ms(pct(xs, 99)):>8}"
+          f" (server p50 {ms(pct(qms[cls], 50))})  Xapian p50 {ms(pct(ys, 50)):>8}"
+          f" p99 {ms(pct(ys, 99)):>8}  p50 ratio {pct(ys, 50) / pct(xs, 50):.2f}")
+    R(f"   {a.wrk_conns} clients (wrk -t{a.wrk_threads} -c{a.wrk_conns} -d{a.wrk_secs}s; Xapian:"
+      f" {a.wrk_conns} processes, in process):")
+    for cls, word, w_gw, w_dir, x_rps in thr:
+        R(f"     {cls:<6} {word:<12} gateway {w_gw['rps'] or 0:>7.0f} req/s (p50 {ms(w_gw.get('p50', float('nan')))},"
+          f" p99 {ms(w_gw.get('p99', float('nan')))})  direct {w_dir['rps'] or 0:>7.0f} req/s"
+          f"  Xapian {x_rps:>7.0f} q/s  ratio gateway/Xapian {(w_gw['rps'] or 0) / x_rps:.2f}"
+          f"{', non-2xx ' + str(w_gw['non2xx'] + w_dir['non2xx']) if w_gw['non2xx'] + w_dir['non2xx'] else ''}")
     R()
+
+
+def xapian_version():
+    import xapian
+    return xapian.version_string()
 
 
 # --------------------------------------------------------------------------

@@ -12,14 +12,15 @@ set -eu
 pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
 libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-dev
 libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev libpcre2-dev
-libssl-dev"
+libssl-dev libpq-dev"
 for arg in "$@"; do
 	case "$arg" in
 	# clang only recommends libclang-rt-14-dev, the runtime that
 	# -fsanitize=fuzzer needs; llvm gives sanitizer reports their symbols.
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
 		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm
-		openssl systemd debhelper dpkg-dev fakeroot lintian man-db python3-cryptography" ;;
+		openssl systemd debhelper dpkg-dev fakeroot lintian man-db python3-cryptography
+		postgresql-15" ;;
 	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
 	# supervisors are run by the bench itself, never as services.
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps
@@ -52,6 +53,17 @@ jobs_user() {
 		--shell /usr/sbin/nologin grace-jobs
 }
 jobs_user
+
+# The tests' throw-away PostgreSQL (tests/blackbox/pg_server.py) runs as
+# this unprivileged user: initdb refuses root. Made once, as root only.
+pg_test_user() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	id grace-pg-test >/dev/null 2>&1 && return 0
+	echo "bootstrap: creating the system user grace-pg-test (the tests' PostgreSQL)" >&2
+	useradd --system --user-group --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin grace-pg-test
+}
+pg_test_user
 
 missing=""
 for p in $pkgs; do

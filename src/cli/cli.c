@@ -686,17 +686,21 @@ static int cmd_user_add(const struct cli_args *a)
 	}
 	char hash[AUTH_HASH_MAX], err[256];
 	sqlite3 *db = NULL;
+	grace_store *store = NULL; /* [store]: grace.db or PostgreSQL */
+	sdk_err serr = { { 0 } };
 	rc = CLI_FAILED;
 	if (sodium_init() < 0 || (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST)) {
 		fprintf(stderr, "grace: cannot create %s\n", cfg.data_dir);
 	} else if (sdk_db_open(cfg.data_dir, "grace", &db, err, sizeof err) < 0 ||
 		   auth_store_init(db, err, sizeof err) < 0) {
 		fprintf(stderr, "grace: %s\n", err);
+	} else if (!(store = store_open(&cfg, db, &serr))) {
+		fprintf(stderr, "grace: %s\n", serr.msg);
 	} else if (auth_hash(pw, cfg.auth.argon2_ops, (size_t)cfg.auth.argon2_mem_kib * 1024,
 			     hash) < 0) {
 		fprintf(stderr, "grace: cannot hash the password\n");
 	} else {
-		int r = auth_user_add(db, name, hash, admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER,
+		int r = auth_user_add(store, name, hash, admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER,
 				      sdk_wall_ms());
 		if (r == -EEXIST) {
 			fprintf(stderr, "grace: user '%s' exists\n", name);
@@ -709,12 +713,14 @@ static int cmd_user_add(const struct cli_args *a)
 							 admin ? "admin" : "user", "data_dir",
 							 cfg.data_dir));
 			else
-				printf("user %s (%s) added to %s/grace.db\n", name,
-				       admin ? "admin" : "user", cfg.data_dir);
+				printf("user %s (%s) added to %s%s\n", name, admin ? "admin" : "user",
+				       store_is_pg(store) ? "PostgreSQL" : cfg.data_dir,
+				       store_is_pg(store) ? "" : "/grace.db");
 			rc = 0;
 		}
 	}
 	sodium_memzero(pw, sizeof pw);
+	store_close(store);
 	sqlite3_close(db);
 	return rc;
 }

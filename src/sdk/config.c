@@ -754,6 +754,67 @@ static bool trust_domain_valid(const char *v)
 	return true;
 }
 
+static const struct cfg_key store_keys[] = {
+#define ST(n, field, lo, hi) { n, offsetof(grace_store_cfg, field), KEY_UINT, lo, hi }
+	ST("pool_size", pool_size, 1, 64),
+	ST("statement_timeout_ms", statement_timeout_ms, 10, 600000),
+	ST("connect_timeout_s", connect_timeout_s, 1, 60),
+#undef ST
+};
+
+/* "password=..." in a key=value string, or "user:secret@" in a URI. */
+static bool store_url_has_password(const char *v)
+{
+	if (strstr(v, "password"))
+		return true;
+	const char *scheme = strstr(v, "://");
+	const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+	return at && memchr(scheme + 3, ':', (size_t)(at - (scheme + 3)));
+}
+
+static int on_store_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_store_cfg *s = &c->cfg->store;
+	if (!strcmp(name, "engine")) {
+		if (!strcmp(value, "sqlite"))
+			s->engine = GRACE_STORE_SQLITE;
+		else if (!strcmp(value, "postgresql"))
+			s->engine = GRACE_STORE_POSTGRESQL;
+		else {
+			snprintf(c->err, sizeof c->err,
+				 "engine: expected sqlite or postgresql, got '%s'", value);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(name, "postgresql_url")) {
+		/* A secret is never a literal: the password comes from password_file. */
+		if (store_url_has_password(value)) {
+			snprintf(c->err, sizeof c->err,
+				 "postgresql_url: no password in it: put it in password_file");
+			return 0;
+		}
+		if (set_string(s->postgresql_url, sizeof s->postgresql_url, value) < 0) {
+			snprintf(c->err, sizeof c->err, "postgresql_url: empty or longer than %zu bytes",
+				 sizeof s->postgresql_url - 1);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(name, "password_file")) {
+		if (set_string(s->password_file, sizeof s->password_file, value) < 0) {
+			snprintf(c->err, sizeof c->err, "password_file: empty or too long");
+			return 0;
+		}
+		return 1;
+	}
+	int rc = set_keyed(s, store_keys, sizeof store_keys / sizeof store_keys[0], name, value,
+			   c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 static int on_trust_key(struct parse_ctx *c, const char *name, const char *value)
 {
 	grace_trust *t = &c->cfg->trust;
@@ -852,6 +913,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return on_policy_key(c, name, value);
 	if (!strcmp(section, "trust"))
 		return on_trust_key(c, name, value);
+	if (!strcmp(section, "store"))
+		return on_store_key(c, name, value);
 	if (!strcmp(section, "compliance")) {
 		int rc = set_keyed(&cfg->compliance, compliance_keys,
 				   sizeof compliance_keys / sizeof compliance_keys[0], name, value,
@@ -1143,7 +1206,7 @@ static bool known_section(const char *name, size_t n)
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
 					     "telemetry", "systemd", "crypto", "trust", "learning",
-					     "self_healing", "coding_agent" };
+					     "self_healing", "coding_agent", "store" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1324,6 +1387,10 @@ static void config_defaults(grace_config *cfg)
 	cfg->crypto = (grace_crypto){ .deletion_window_s = 30 * 86400,
 				      .deletion_window_min_s = 7 * 86400,
 				      .deletion_window_max_s = 30 * 86400 };
+	cfg->store = (grace_store_cfg){ .engine = GRACE_STORE_SQLITE,
+					.pool_size = 4,
+					.statement_timeout_ms = 5000,
+					.connect_timeout_s = 5 };
 	cfg->trust = (grace_trust){ .domain = "grace.local",
 				    .jwt_ttl_default_s = 300,
 				    .jwt_ttl_max_s = 3600,
@@ -1624,6 +1691,15 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	if (t->jwt_ttl_default_s > t->jwt_ttl_max_s || t->x509_ttl_default_s > t->x509_ttl_max_s) {
 		snprintf(err, errlen, "[trust]: jwt_ttl_default_s and x509_ttl_default_s must not "
 				      "exceed jwt_ttl_max_s and x509_ttl_max_s");
+		return -1;
+	}
+	if (cfg->store.password_file[0] &&
+	    absolutize(cfg->store.password_file, sizeof cfg->store.password_file) < 0) {
+		snprintf(err, errlen, "[store] password_file: path too long");
+		return -1;
+	}
+	if (cfg->store.engine == GRACE_STORE_POSTGRESQL && !cfg->store.postgresql_url[0]) {
+		snprintf(err, errlen, "[store] engine = postgresql needs postgresql_url");
 		return -1;
 	}
 	const grace_backup *b = &cfg->backup;

@@ -279,6 +279,19 @@ typedef struct grace_crypto {
 	unsigned deletion_window_max_s; /* the longest */
 } grace_crypto;
 
+/* [store]: where users, sessions, API tokens and login failures live
+ * (docs/operations.md "Shared state in PostgreSQL"). */
+enum { GRACE_STORE_SQLITE = 0, GRACE_STORE_POSTGRESQL = 1 };
+#define GRACE_STORE_URL_MAX 190 /* a config line holds at most 198 bytes */
+typedef struct grace_store_cfg {
+	int engine;                         /* GRACE_STORE_* (sqlite: the default) */
+	char postgresql_url[GRACE_STORE_URL_MAX + 1]; /* a libpq connection string, no password */
+	char password_file[PATH_MAX];       /* the password's file; "" for none */
+	unsigned pool_size;                 /* connections kept open */
+	unsigned statement_timeout_ms;      /* PostgreSQL cancels a statement past it */
+	unsigned connect_timeout_s;         /* a connection attempt gives up past it */
+} grace_store_cfg;
+
 /* [trust]: the trust kernel's identities and trust scores (docs/trust.md). */
 typedef struct grace_trust {
 	char domain[256];            /* the SPIFFE trust domain: [a-z0-9._-], 1 to 255 */
@@ -352,6 +365,7 @@ typedef struct grace_config {
 	grace_compliance compliance;
 	grace_crypto crypto;
 	grace_trust trust;
+	grace_store_cfg store;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

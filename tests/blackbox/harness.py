@@ -255,6 +255,41 @@ DEFAULT_SECTIONS["auth"] = {"argon2_mem_kib": 19456, "argon2_ops": 2}
 if os.environ.get("GRACE_SANITIZED") == "1":
     DEFAULT_SECTIONS["defaults"]["standby"] = 0
 
+# GRACE_TEST_STORE=postgresql: every GraceServer made from sections (not
+# text=) whose config names no [store] gets a fresh database of its own on
+# one throw-away PostgreSQL for this process (pg_server.py), started on
+# first use and stopped at exit (test_store_postgresql.py runs the auth,
+# memory and chat tests so).
+STORE = os.environ.get("GRACE_TEST_STORE", "sqlite")
+_PG = None
+
+
+def shared_pg():
+    """The process's throw-away PostgreSQL (started on first use)."""
+    global _PG
+    if _PG is None:
+        import atexit
+        from pg_server import PgServer
+        res = PortReservation()
+        pg = PgServer(res.offset)
+        try:
+            pg.start()
+        except BaseException:
+            pg.dump_log()
+            pg.stop()
+            res.release()
+            raise
+        _PG = (pg, res)
+
+        def _stop():
+            pg.stop()
+            res.release()
+        atexit.register(_stop)
+        # A SIGTERM (meson's timeout) still runs _stop: no PostgreSQL is left.
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return _PG[0]
+
 
 # --------------------------------------------------------------------------
 # Ports
@@ -659,6 +694,7 @@ class GraceServer:
         self._pids = {}  # pid -> starttime ticks: every process seen
         self._lock = threading.Lock()
         self.api_headers = {}  # added to every request to the API port
+        self.store_db = None  # its PostgreSQL database (GRACE_TEST_STORE=postgresql)
         self.admin_user = None  # the admin grace serve made on its first start,
         self.admin_password = None  # learnt from its log
         self._own_res = reservation is None
@@ -676,6 +712,10 @@ class GraceServer:
             sections["grace"]["library_root"] = self.library
             for name, keys in (config or {}).items():
                 sections.setdefault(name, {}).update(keys)
+            if STORE == "postgresql" and "store" not in sections:
+                pg = shared_pg()
+                self.store_db = pg.create_database()
+                sections["store"] = pg.store_section(self.store_db)
             self.kernel_table = {}
             if kernels is not None and "policy" not in kernels:
                 if AUTHORIZER == "kernel":
@@ -943,6 +983,21 @@ class GraceServer:
         if self.kernel_table and name in self.kernel_table:
             return int(self.kernel_table[name]["port"]) + self.offset
         return BUILTIN_KERNELS[name][0] + self.offset
+
+    def store_rows(self, sql):
+        """Rows of a query on the users' store: grace.db, or this server's
+        PostgreSQL database under GRACE_TEST_STORE=postgresql (each row a
+        tuple of strings there). The tables and columns read must have the
+        same names in both (users, api_tokens, and sessions' token_hash)."""
+        if self.store_db is not None:
+            out = shared_pg().psql(sql.replace("\n", " "), self.store_db)
+            return [tuple(line.split("|")) for line in out.splitlines() if line]
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.data_dir, "grace.db"))
+        try:
+            return list(db.execute(sql))
+        finally:
+            db.close()
 
     def token(self):
         """The internal token `grace serve` wrote for its kernels, or None

@@ -1,7 +1,6 @@
 """Authentication and authorization on :8000, and no way around them
 through the kernel ports (issue 5's checks)."""
 
-import sqlite3
 import os
 import time
 import unittest
@@ -87,12 +86,10 @@ class Auth(GraceTestCase):
         with GraceServer(config=FAST_HASH, kernels=KERNELS) as g:
             g.create_user("carol", "carol-password-1")
             token = g.login("carol", "carol-password-1")
-            db = sqlite3.connect(os.path.join(g.data_dir, "grace.db"))
-            try:
-                hashes = dict(db.execute("SELECT name, password_hash FROM users"))
-                stored = [r[0] for r in db.execute("SELECT token_hash FROM sessions")]
-            finally:
-                db.close()
+            # grace.db, or PostgreSQL under GRACE_TEST_STORE=postgresql
+            hashes = dict(g.store_rows("SELECT name, password_hash FROM users"))
+            stored = [r[0] for r in g.store_rows("SELECT token_hash FROM sessions")]
+            self.assertIn("carol", hashes)  # read where the store is
             for name, h in hashes.items():
                 self.assertTrue(h.startswith("$argon2id$"), (name, h))
                 m = int(h.split("m=")[1].split(",")[0])

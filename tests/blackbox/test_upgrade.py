@@ -108,6 +108,13 @@ class Upgrade(GraceTestCase):
                 self.assertIn(s, text, "%s: %s" % (c["what"], c["path"]))
         st, _, v = g.http("GET", "/kernels/immutable_log/verify", timeout=scaled(60))
         self.assertEqual((st, v.get("ok")), (200, True), v)
+        # The librarian's block index (schema 3) was built from the
+        # documents the fixture holds: its search answers from it.
+        st, _, r = g.http("GET", "/librarian/search?query=kestrel", headers=user,
+                          timeout=scaled(30))
+        self.assertEqual(st, 200, r)
+        self.assertEqual(r.get("plan"), "index", r)
+        self.assertEqual([h["title"] for h in r["results"]], ["Fixture document"], r)
         log = g.log()
         g.stop()
         # Said in the log (a kernel killed by its ready timeout after its

@@ -18,6 +18,7 @@
 #define T0 1700000000000LL
 
 static sqlite3 *db;
+static grace_store gs; /* the sqlite engine on db */
 
 static int setup(void **state)
 {
@@ -25,11 +26,12 @@ static int setup(void **state)
 	char err[256];
 	assert_int_equal(sodium_init() >= 0, 1);
 	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	gs = store_sqlite(db);
 	sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
 	assert_int_equal(auth_store_init(db, err, sizeof err), 0);
 	assert_int_equal(auth_tokens_init(db, err, sizeof err), 0);
-	assert_int_equal(auth_user_add(db, "bob", "x", AUTH_ROLE_USER, T0), 0);
-	assert_int_equal(auth_user_add(db, "ann", "x", AUTH_ROLE_ADMIN, T0), 0);
+	assert_int_equal(auth_user_add(&gs, "bob", "x", AUTH_ROLE_USER, T0), 0);
+	assert_int_equal(auth_user_add(&gs, "ann", "x", AUTH_ROLE_ADMIN, T0), 0);
 	return 0;
 }
 
@@ -76,7 +78,7 @@ static void test_create_check_revoke(void **state)
 	auth_api_token t, c;
 	char secret[AUTH_TOKEN_MAX + 1];
 	json_t *sc = scopes("metrics:read", "telemetry:write");
-	assert_int_equal(auth_token_create(db, "bob", "grafana", sc, T0, 0, &t, secret), 0);
+	assert_int_equal(auth_token_create(&gs, "bob", "grafana", sc, T0, 0, &t, secret), 0);
 	json_decref(sc);
 	assert_true(auth_is_api_token(secret));
 	assert_int_equal(strlen(secret), 6 + 43);
@@ -104,25 +106,25 @@ static void test_create_check_revoke(void **state)
 	sqlite3_finalize(st);
 
 	/* Checked: the owner, the owner's role now, the scopes. */
-	assert_int_equal(auth_token_check(db, secret, T0 + 5, &c), 0);
+	assert_int_equal(auth_token_check(&gs, secret, T0 + 5, &c), 0);
 	assert_string_equal(c.id, t.id);
 	assert_string_equal(c.owner, "bob");
 	assert_int_equal(c.role, AUTH_ROLE_USER);
 	assert_true(auth_token_allows(&c, "telemetry.write"));
 	/* A wrong secret, a session token's shape, one character off. */
-	assert_int_equal(auth_token_check(db, "grace_nope", T0, &c), SDK_ENOTFOUND);
+	assert_int_equal(auth_token_check(&gs, "grace_nope", T0, &c), SDK_ENOTFOUND);
 	char other[AUTH_TOKEN_MAX + 1];
 	memcpy(other, secret, sizeof other);
 	other[10] = other[10] == 'A' ? 'B' : 'A';
-	assert_int_equal(auth_token_check(db, other, T0, &c), SDK_ENOTFOUND);
-	assert_int_equal(auth_token_check(db, secret + 6, T0, &c), SDK_ENOTFOUND);
+	assert_int_equal(auth_token_check(&gs, other, T0, &c), SDK_ENOTFOUND);
+	assert_int_equal(auth_token_check(&gs, secret + 6, T0, &c), SDK_ENOTFOUND);
 
 	/* Revocation: not by another user; by its owner; then refused. */
-	assert_int_equal(auth_token_revoke(db, t.id, "ann", T0 + 10), SDK_ENOTFOUND);
-	assert_int_equal(auth_token_revoke(db, t.id, "bob", T0 + 10), 0);
-	assert_int_equal(auth_token_revoke(db, t.id, NULL, T0 + 11), SDK_ENOTFOUND);
-	assert_int_equal(auth_token_check(db, secret, T0 + 12, &c), SDK_ENOTFOUND);
-	json_t *list = auth_token_list(db, "bob");
+	assert_int_equal(auth_token_revoke(&gs, t.id, "ann", T0 + 10), SDK_ENOTFOUND);
+	assert_int_equal(auth_token_revoke(&gs, t.id, "bob", T0 + 10), 0);
+	assert_int_equal(auth_token_revoke(&gs, t.id, NULL, T0 + 11), SDK_ENOTFOUND);
+	assert_int_equal(auth_token_check(&gs, secret, T0 + 12, &c), SDK_ENOTFOUND);
+	json_t *list = auth_token_list(&gs, "bob");
 	assert_int_equal(json_array_size(list), 1);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 0), "revoked_ms")),
 			 T0 + 10);
@@ -135,9 +137,9 @@ static void test_last_use(void **state)
 	auth_api_token t, c;
 	char secret[AUTH_TOKEN_MAX + 1];
 	json_t *sc = scopes("guardian:read", NULL);
-	assert_int_equal(auth_token_create(db, "bob", "script", sc, T0, 0, &t, secret), 0);
+	assert_int_equal(auth_token_create(&gs, "bob", "script", sc, T0, 0, &t, secret), 0);
 	json_decref(sc);
-	json_t *list = auth_token_list(db, NULL);
+	json_t *list = auth_token_list(&gs, NULL);
 	json_t *row = json_array_get(list, 0);
 	assert_true(json_is_null(json_object_get(row, "last_used_ms")));
 	assert_false(json_object_get(row, "token") || json_object_get(row, "token_hash"));
@@ -147,8 +149,8 @@ static void test_last_use(void **state)
 			   T0 + 100 + AUTH_API_TOKEN_TOUCH_MS };
 	int64_t want[] = { T0 + 100, T0 + 100, T0 + 100, T0 + 100 + AUTH_API_TOKEN_TOUCH_MS };
 	for (size_t i = 0; i < 4; i++) {
-		assert_int_equal(auth_token_check(db, secret, uses[i], &c), 0);
-		list = auth_token_list(db, "bob");
+		assert_int_equal(auth_token_check(&gs, secret, uses[i], &c), 0);
+		list = auth_token_list(&gs, "bob");
 		assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 0), "last_used_ms")),
 				 want[i]);
 		json_decref(list);
@@ -162,24 +164,24 @@ static void test_expiry_owner_and_bounds(void **state)
 	char secret[AUTH_TOKEN_MAX + 1];
 	json_t *sc = scopes("metrics:read", NULL);
 	/* Expiring. */
-	assert_int_equal(auth_token_create(db, "bob", "short", sc, T0, T0 + 60000, &t, secret), 0);
-	assert_int_equal(auth_token_check(db, secret, T0 + 59999, &c), 0);
-	assert_int_equal(auth_token_check(db, secret, T0 + 60000, &c), SDK_ENOTFOUND);
+	assert_int_equal(auth_token_create(&gs, "bob", "short", sc, T0, T0 + 60000, &t, secret), 0);
+	assert_int_equal(auth_token_check(&gs, secret, T0 + 59999, &c), 0);
+	assert_int_equal(auth_token_check(&gs, secret, T0 + 60000, &c), SDK_ENOTFOUND);
 	/* No such owner. */
-	assert_int_equal(auth_token_create(db, "nobody", "x", sc, T0, 0, &t, secret), SDK_ENOTFOUND);
+	assert_int_equal(auth_token_create(&gs, "nobody", "x", sc, T0, 0, &t, secret), SDK_ENOTFOUND);
 	/* An admin's token acts with the admin role; gone with its user. */
-	assert_int_equal(auth_token_create(db, "ann", "ops", sc, T0, 0, &t, secret), 0);
-	assert_int_equal(auth_token_check(db, secret, T0, &c), 0);
+	assert_int_equal(auth_token_create(&gs, "ann", "ops", sc, T0, 0, &t, secret), 0);
+	assert_int_equal(auth_token_check(&gs, secret, T0, &c), 0);
 	assert_int_equal(c.role, AUTH_ROLE_ADMIN);
-	assert_int_equal(auth_user_delete(db, "ann"), 0);
-	assert_int_equal(auth_token_check(db, secret, T0, &c), SDK_ENOTFOUND);
+	assert_int_equal(auth_user_delete(&gs, "ann"), 0);
+	assert_int_equal(auth_token_check(&gs, secret, T0, &c), SDK_ENOTFOUND);
 	/* At most AUTH_API_TOKENS_PER_USER live ones (the expired one counts not). */
 	for (int i = 1; i < AUTH_API_TOKENS_PER_USER; i++)
-		assert_int_equal(auth_token_create(db, "bob", "n", sc, T0 + 70000, 0, &t, secret), 0);
-	assert_int_equal(auth_token_create(db, "bob", "n", sc, T0 + 70000, 0, &t, secret), 0);
-	assert_int_equal(auth_token_create(db, "bob", "n", sc, T0 + 70000, 0, &t, secret), SDK_EQUOTA);
-	assert_int_equal(auth_token_revoke(db, t.id, "bob", T0 + 70001), 0);
-	assert_int_equal(auth_token_create(db, "bob", "n", sc, T0 + 70002, 0, &t, secret), 0);
+		assert_int_equal(auth_token_create(&gs, "bob", "n", sc, T0 + 70000, 0, &t, secret), 0);
+	assert_int_equal(auth_token_create(&gs, "bob", "n", sc, T0 + 70000, 0, &t, secret), 0);
+	assert_int_equal(auth_token_create(&gs, "bob", "n", sc, T0 + 70000, 0, &t, secret), SDK_EQUOTA);
+	assert_int_equal(auth_token_revoke(&gs, t.id, "bob", T0 + 70001), 0);
+	assert_int_equal(auth_token_create(&gs, "bob", "n", sc, T0 + 70002, 0, &t, secret), 0);
 	json_decref(sc);
 }
 

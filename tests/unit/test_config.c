@@ -923,6 +923,41 @@ static void test_trust_section(void **state)
 	assert_non_null(strstr(f->err, "jwt_ttl_max_s"));
 }
 
+/* [store]: sqlite by default; postgresql needs a URL with no password in
+ * it (the password comes from password_file, made absolute). */
+static void test_store_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[grace]\napi_port = 8000\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.store.engine, GRACE_STORE_SQLITE);
+	assert_int_equal(f->cfg.store.pool_size, 4);
+	assert_int_equal(f->cfg.store.statement_timeout_ms, 5000);
+	write_ini(f, "[store]\nengine = postgresql\npostgresql_url = host=db1 dbname=grace\n"
+		     "password_file = pg.key\npool_size = 2\nstatement_timeout_ms = 100\n"
+		     "connect_timeout_s = 3\n");
+	expect_ok(f, NULL);
+	assert_int_equal(f->cfg.store.engine, GRACE_STORE_POSTGRESQL);
+	assert_string_equal(f->cfg.store.postgresql_url, "host=db1 dbname=grace");
+	assert_true(f->cfg.store.password_file[0] == '/');
+	assert_int_equal(f->cfg.store.pool_size, 2);
+	assert_int_equal(f->cfg.store.statement_timeout_ms, 100);
+	assert_int_equal(f->cfg.store.connect_timeout_s, 3);
+	write_ini(f, "[store]\nengine = mysql\n");
+	expect_error(f, 2, "engine", NULL);
+	write_ini(f, "[store]\npostgresql_url = host=db1 password=secret\n");
+	expect_error(f, 2, "password", NULL);
+	write_ini(f, "[store]\npostgresql_url = postgresql://grace:secret@db1/grace\n");
+	expect_error(f, 2, "password", NULL);
+	write_ini(f, "[store]\npool_size = 0\n");
+	expect_error(f, 2, "pool_size", NULL);
+	write_ini(f, "[store]\nengine = postgresql\n");
+	assert_int_equal(load_file(f, NULL), -1);
+	assert_non_null(strstr(f->err, "postgresql_url"));
+	write_ini(f, "[store]\nengine = postgresql\npostgresql_url = postgresql://grace@db1/grace\n");
+	expect_ok(f, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -959,6 +994,7 @@ int main(void)
 		T(test_crypto_section),
 		T(test_governance_section),
 		T(test_trust_section),
+		T(test_store_section),
 #undef T
 	};
 	return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);

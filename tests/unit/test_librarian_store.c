@@ -146,7 +146,7 @@ static json_t *search(struct fx *f, const char *q, const char *tag,
 {
 	json_t *out = NULL;
 
-	assert_int_equal(lib_search(f->db, q, tag, limit, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, q, tag, limit, &out, &f->err),
 			 SDK_OK);
 	assert_non_null(out);
 	return out;
@@ -434,7 +434,7 @@ static void test_search_malformed(void **state)
 	put(f, "foo", "foo bar", NULL);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		f->err.msg[0] = '\0';
-		if (lib_search(f->db, bad[i], NULL, 10, &out, &f->err) !=
+		if (lib_search(f->db, NULL, bad[i], NULL, 10, &out, &f->err) !=
 		    SDK_EINVAL)
 			fail_msg("query '%s' was not SDK_EINVAL", bad[i]);
 		assert_null(out);
@@ -443,7 +443,7 @@ static void test_search_malformed(void **state)
 				 f->err.msg);
 	}
 	/* With a tag filter too: the count query must fail the same way. */
-	assert_int_equal(lib_search(f->db, "foo AND", "t", 10, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, "foo AND", "t", 10, &out, &f->err),
 			 SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "fts5: syntax error"));
 }
@@ -454,26 +454,26 @@ static void test_search_bad_arguments(void **state)
 	char q[1026];
 	json_t *out = NULL;
 
-	assert_int_equal(lib_search(f->db, "", NULL, 10, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, "", NULL, 10, &out, &f->err),
 			 SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "empty"));
-	assert_int_equal(lib_search(f->db, "  \t", NULL, 10, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, "  \t", NULL, 10, &out, &f->err),
 			 SDK_EINVAL);
-	assert_int_equal(lib_search(f->db, NULL, NULL, 10, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, NULL, NULL, 10, &out, &f->err),
 			 SDK_EINVAL);
 	memset(q, 'a', sizeof(q));
 	q[1025] = '\0';
-	assert_int_equal(lib_search(f->db, q, NULL, 10, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, q, NULL, 10, &out, &f->err),
 			 SDK_EINVAL);
 	assert_non_null(strstr(f->err.msg, "longer"));
 	q[1024] = '\0';
-	assert_int_equal(lib_search(f->db, q, NULL, 10, &out, &f->err), SDK_OK);
+	assert_int_equal(lib_search(f->db, NULL, q, NULL, 10, &out, &f->err), SDK_OK);
 	json_decref(out);
-	assert_int_equal(lib_search(f->db, "a", NULL, 0, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, "a", NULL, 0, &out, &f->err),
 			 SDK_EINVAL);
-	assert_int_equal(lib_search(f->db, "a", NULL, LIB_SEARCH_LIMIT_MAX + 1,
+	assert_int_equal(lib_search(f->db, NULL, "a", NULL, LIB_SEARCH_LIMIT_MAX + 1,
 				    &out, &f->err), SDK_EINVAL);
-	assert_int_equal(lib_search(f->db, "a", "", 10, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, "a", "", 10, &out, &f->err),
 			 SDK_EINVAL);
 	assert_null(out);
 }
@@ -486,7 +486,7 @@ static void test_search_io_error(void **state)
 	/* A broken schema is the database's fault, not the query's. */
 	assert_int_equal(sqlite3_exec(f->db, "DROP TABLE documents_fts",
 				      NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(lib_search(f->db, "foo", NULL, 10, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, "foo", NULL, 10, &out, &f->err),
 			 SDK_EIO);
 	assert_null(out);
 }

@@ -229,8 +229,9 @@ static sqlite3 *db_with(const char *const *users)
 	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(auth_store_init(db, err, sizeof err), 0);
+	grace_store gs = store_sqlite(db);
 	for (; *users; users++)
-		assert_int_equal(auth_user_add(db, *users, "$argon2id$x", AUTH_ROLE_USER, T0), 0);
+		assert_int_equal(auth_user_add(&gs, *users, "$argon2id$x", AUTH_ROLE_USER, T0), 0);
 	return db;
 }
 
@@ -239,38 +240,39 @@ static void test_lockout_store(void **state)
 	(void)state;
 	static const char *const users[] = { "dave", "erin", NULL };
 	sqlite3 *db = db_with(users);
+	grace_store gs = store_sqlite(db);
 	limiter_count c;
-	assert_int_equal(auth_lockout_get(db, "dave", &c), 0);
+	assert_int_equal(auth_lockout_get(&gs, "dave", &c), 0);
 	assert_int_equal(c.failures, 0);
 	for (int i = 0; i < 10; i++)
-		assert_int_equal(auth_lockout_fail(db, "dave", T0 + i, WINDOW, &c), 0);
+		assert_int_equal(auth_lockout_fail(&gs, "dave", T0 + i, WINDOW, &c), 0);
 	assert_int_equal(c.failures, 10);
-	assert_int_equal(auth_lockout_get(db, "dave", &c), 0);
+	assert_int_equal(auth_lockout_get(&gs, "dave", &c), 0);
 	assert_int_equal(c.failures, 10);
 	assert_int_equal(c.since_ms, T0);
 	assert_true(limiter_count_locked_ms(&c, T0 + 100, WINDOW, 10) > 0);
-	assert_int_equal(auth_lockout_get(db, "erin", &c), 0);
+	assert_int_equal(auth_lockout_get(&gs, "erin", &c), 0);
 	assert_int_equal(c.failures, 0);
 	/* A name that is no account gets no row. */
-	assert_int_equal(auth_lockout_fail(db, "nobody", T0, WINDOW, &c), SDK_ENOTFOUND);
+	assert_int_equal(auth_lockout_fail(&gs, "nobody", T0, WINDOW, &c), SDK_ENOTFOUND);
 	sqlite3_stmt *st;
 	sqlite3_prepare_v2(db, "SELECT count(*) FROM login_failures", -1, &st, NULL);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_int_equal(sqlite3_column_int(st, 0), 1);
 	sqlite3_finalize(st);
 	/* A new password lifts the lock. */
-	assert_int_equal(auth_user_set_password(db, "dave", "$argon2id$y", T0 + 200), 0);
-	assert_int_equal(auth_lockout_get(db, "dave", &c), 0);
+	assert_int_equal(auth_user_set_password(&gs, "dave", "$argon2id$y", T0 + 200), 0);
+	assert_int_equal(auth_lockout_get(&gs, "dave", &c), 0);
 	assert_int_equal(c.failures, 0);
 	/* The count goes with the user: a new "erin" starts clean. */
-	auth_lockout_fail(db, "erin", T0, WINDOW, &c);
-	assert_int_equal(auth_user_delete(db, "erin"), 0);
-	assert_int_equal(auth_user_add(db, "erin", "$argon2id$z", AUTH_ROLE_USER, T0), 0);
-	assert_int_equal(auth_lockout_get(db, "erin", &c), 0);
+	auth_lockout_fail(&gs, "erin", T0, WINDOW, &c);
+	assert_int_equal(auth_user_delete(&gs, "erin"), 0);
+	assert_int_equal(auth_user_add(&gs, "erin", "$argon2id$z", AUTH_ROLE_USER, T0), 0);
+	assert_int_equal(auth_lockout_get(&gs, "erin", &c), 0);
 	assert_int_equal(c.failures, 0);
-	auth_lockout_fail(db, "erin", T0, WINDOW, &c);
-	assert_int_equal(auth_lockout_clear(db, "erin"), 0);
-	assert_int_equal(auth_lockout_get(db, "erin", &c), 0);
+	auth_lockout_fail(&gs, "erin", T0, WINDOW, &c);
+	assert_int_equal(auth_lockout_clear(&gs, "erin"), 0);
+	assert_int_equal(auth_lockout_get(&gs, "erin", &c), 0);
 	assert_int_equal(c.failures, 0);
 	sqlite3_close(db);
 }

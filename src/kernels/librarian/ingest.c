@@ -1,6 +1,7 @@
 /* Ingesting files into the librarian's store: the walk, one file's
  * ingest, the one-shot ingest, and the jobs (ingest.h). */
 #include "kernels/librarian/ingest.h"
+#include "kernels/librarian/index.h"
 
 #include "sdk/clock.h"
 
@@ -370,7 +371,7 @@ static char *lib_file_read(const char *path, size_t *len, const char **why)
  * (whose name becomes the owner of a new document). Returns the outcome,
  * with the document id or the reason; a negative status only when the
  * database fails (the caller then rolls back). */
-static int lib_file_ingest(sqlite3 *db, const lib_actor *who, const lib_quota *quota,
+static int lib_file_ingest(sqlite3 *db, lib_ix *ix, const lib_actor *who, const lib_quota *quota,
 			   const char *path, int64_t *doc_id, char *why, size_t whylen,
 			   lib_err *err)
 {
@@ -419,7 +420,7 @@ static int lib_file_ingest(sqlite3 *db, const lib_actor *who, const lib_quota *q
 		if (rc)
 			goto out;
 	}
-	rc = lib_doc_upsert(db, found ? owner : who->name, title, body,
+	rc = lib_doc_upsert(db, ix, found ? owner : who->name, title, body,
 			    !strcmp(kind, "md") ? lib_tags_md : lib_tags_txt, path, size, doc_id,
 			    err);
 	if (rc == SDK_EINVAL) { /* a constraint: this file's fault, not the database's */
@@ -471,10 +472,13 @@ int lib_ingest(sqlite3 *db, const char *root, const char *path, json_t **out, li
 		lib_files_free(&files);
 		return rc;
 	}
+	/* One index for the whole ingest, flushed once before the commit. */
+	lib_ix *ix = NULL;
+	rc = lib_ix_open(db, &ix, err);
 	for (size_t i = 0; !rc && i < files.n; i++) {
 		int64_t id = 0;
 		int o = files.v[i].skip ? LIB_SKIPPED
-					: lib_file_ingest(db, &system, NULL, files.v[i].path, &id,
+					: lib_file_ingest(db, ix, &system, NULL, files.v[i].path, &id,
 							  why, sizeof why, err);
 		if (o < 0) {
 			rc = o;
@@ -490,6 +494,9 @@ int lib_ingest(sqlite3 *db, const char *root, const char *path, json_t **out, li
 			skipped++;
 		}
 	}
+	if (!rc)
+		rc = lib_ix_flush(ix, err);
+	lib_ix_close(ix);
 	/* The report is built before the commit so that running out of memory
 	 * for it cannot leave an ingest committed but reported as failed. */
 	if (!rc && !(*out = json_pack("{s:I, s:I, s:O}", "ingested", ingested, "skipped",
@@ -783,6 +790,7 @@ int lib_job_chunk(sqlite3 *db, int64_t id, unsigned max_files, int64_t max_bytes
 	struct lib_chunk_file *v = calloc(max_files ? max_files : 1, sizeof *v);
 	int64_t count[3] = { 0 }, bytes = 0;
 	sqlite3_stmt *up = NULL, *job = NULL;
+	lib_ix *ix = NULL;
 	size_t n = 0;
 	int rc = v ? lib_tx_begin(db, &nested, err) : lib_oom(err);
 
@@ -796,12 +804,15 @@ int lib_job_chunk(sqlite3 *db, int64_t id, unsigned max_files, int64_t max_bytes
 		goto out; /* cancelled meanwhile (its owner deleted, say): no more */
 	lib_actor who = { .name = has_owner ? owner : NULL, .admin = admin };
 	rc = lib_chunk_pick(db, id, max_files ? max_files : 1, max_bytes, v, &n, err);
+	/* One index for the chunk, flushed once before its commit. */
+	if (!rc)
+		rc = lib_ix_open(db, &ix, err);
 	if (!rc)
 		rc = lib_prep(db, "UPDATE ingest_files SET state = ?3, doc_id = ?4, reason = ?5"
 			      " WHERE job_id = ?1 AND seq = ?2", &up, err);
 	for (size_t i = 0; !rc && i < n; i++) {
 		int64_t doc = 0;
-		int o = lib_file_ingest(db, &who, quota, v[i].path, &doc, why, sizeof why, err);
+		int o = lib_file_ingest(db, ix, &who, quota, v[i].path, &doc, why, sizeof why, err);
 		if (o < 0) {
 			rc = o;
 			break;
@@ -820,6 +831,8 @@ int lib_job_chunk(sqlite3 *db, int64_t id, unsigned max_files, int64_t max_bytes
 			rc = lib_fail_sql(db, err, "mark ingest file");
 		sqlite3_reset(up);
 	}
+	if (!rc)
+		rc = lib_ix_flush(ix, err);
 	if (!rc)
 		rc = lib_prep(db, "UPDATE ingest_jobs SET files_done = files_done + ?2,"
 			      " bytes_done = bytes_done + ?3, ingested = ingested + ?4,"
@@ -843,6 +856,7 @@ int lib_job_chunk(sqlite3 *db, int64_t id, unsigned max_files, int64_t max_bytes
 	if (!rc)
 		rc = lib_job_state(db, id, state, sizeof state, err);
 out:
+	lib_ix_close(ix);
 	sqlite3_finalize(up);
 	sqlite3_finalize(job);
 	for (size_t i = 0; i < n; i++)

@@ -19,7 +19,8 @@
 
 #define LIB_SYNC_FILES 64
 #define LIB_SYNC_BYTES (8 << 20)
-#define LIB_CHUNK_BYTES (8 << 20) /* read per chunk, beside its file count */
+#define LIB_CHUNK_BYTES (1 << 20) /* read per chunk, beside its file count: a chunk
+				   * holds the write lock ~0.5 s (FTS5 and the block index) */
 
 typedef struct lib_jobs lib_jobs;
 

@@ -3,6 +3,7 @@
  * Routes (behind the API's /librarian prefix; the caller is who the
  * gateway says, sdk_req_caller):
  *   POST   /documents             {"title","body","tags"?,"source"?} -> 201 {"id"}
+ *   POST   /documents/_bulk       NDJSON, one such document a line (bulk.h)
  *   GET    /documents/:id         anyone
  *   DELETE /documents/:id         its owner or an admin (403 otherwise)
  *   GET    /search?query=&tag=&limit=
@@ -12,6 +13,7 @@
  *   DELETE /ingest/jobs/:id       cancel (its owner or an admin)
  *   DELETE /owners/:name          admin: the user is gone (see store.h) */
 #include "kernels/librarian/jobs.h"
+#include "kernels/librarian/workers.h"
 #include "kernels/librarian/store.h"
 #include "kernels/registry.h"
 
@@ -20,10 +22,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define LIB_JOBS_LIST_DEFAULT 50
 #define LIB_JOBS_LIST_MAX 1000
+
+/* k->state: the ingests' worker and the searches' workers. */
+struct lib_state {
+	lib_jobs *jobs;
+	lib_workers *workers;
+};
+
+static lib_jobs *jobs_of(sdk_kernel *k)
+{
+	return ((struct lib_state *)k->state)->jobs;
+}
 
 static void reply_lib_error(sdk_req *req, int rc, const lib_err *e)
 {
@@ -80,7 +92,7 @@ static void on_put(sdk_req *req, void *ctx)
 		return;
 	}
 	lib_actor who = actor_of(req, k);
-	lib_quota quota = lib_jobs_quota(k->state);
+	lib_quota quota = lib_jobs_quota(jobs_of(k));
 	int64_t id;
 	lib_err e;
 	int rc = lib_doc_put_owned(k->db, who.name, &quota, title, text,
@@ -90,6 +102,15 @@ static void on_put(sdk_req *req, void *ctx)
 		return;
 	}
 	sdk_reply_json(req, 201, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+/* NDJSON, one document a line (bulk.h); run on the writer thread. */
+static void on_bulk(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	lib_actor who = actor_of(req, k);
+	lib_quota quota = lib_jobs_quota(jobs_of(k));
+	lib_workers_bulk(((struct lib_state *)k->state)->workers, req, who.name, &quota);
 }
 
 static void on_get(sdk_req *req, void *ctx)
@@ -135,7 +156,7 @@ static void on_ingest(sdk_req *req, void *ctx)
 		return;
 	}
 	lib_actor who = actor_of(req, k);
-	lib_jobs_start(k->state, req, &who, path);
+	lib_jobs_start(jobs_of(k), req, &who, path);
 }
 
 static void on_jobs_list(sdk_req *req, void *ctx)
@@ -214,6 +235,7 @@ static void on_owner_release(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, out);
 }
 
+/* Parsed here, run on a reader (workers.h): never on the loop. */
 static void on_search(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -227,26 +249,23 @@ static void on_search(sdk_req *req, void *ctx)
 	unsigned long long limit;
 	if (sdk_req_query_uint(req, "limit", 1, LIB_SEARCH_LIMIT_MAX, 10, &limit) < 0)
 		return;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	json_t *out;
-	lib_err e;
-	int rc = lib_search(k->db, query, sdk_req_query(req, "tag"), (unsigned)limit, &out, &e);
-	if (rc < 0) {
-		reply_lib_error(req, rc, &e);
-		return;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-	json_object_set_new(out, "query_ms", json_real(ms));
-	sdk_reply_json(req, 200, out);
+	lib_actor who = actor_of(req, k);
+	lib_workers_search(((struct lib_state *)k->state)->workers, req, who.name, query,
+			   sdk_req_query(req, "tag"), (unsigned)limit);
 }
 
-/* The writer's connection and its thread: in a standby, while it waits. */
+/* The writer's connection and its thread: in a standby, while it waits.
+ * The readers wait for init (after the migration). */
 static int librarian_prepare(sdk_kernel *k, char *err, size_t errlen)
 {
 	lib_err e;
-	if (!(k->state = lib_jobs_new(k, &e))) {
+	struct lib_state *st = calloc(1, sizeof *st);
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	k->state = st;
+	if (!(st->jobs = lib_jobs_new(k, &e))) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
@@ -256,7 +275,9 @@ static int librarian_prepare(sdk_kernel *k, char *err, size_t errlen)
 static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	lib_err e;
-	if (lib_store_init(k->db, &e) < 0 || lib_jobs_resume(k->state, &e) < 0) {
+	struct lib_state *st = k->state;
+	if (lib_store_init(k->db, &e) < 0 || lib_jobs_resume(st->jobs, &e) < 0 ||
+	    !(st->workers = lib_workers_new(k, &e))) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
@@ -265,17 +286,24 @@ static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 
 static void librarian_drain(sdk_kernel *k)
 {
-	lib_jobs_drain(k->state);
+	if (k->state && jobs_of(k))
+		lib_jobs_drain(jobs_of(k));
 }
 
 static void librarian_close(sdk_kernel *k)
 {
-	lib_jobs_free(k->state);
+	struct lib_state *st = k->state;
+	if (!st)
+		return;
+	lib_workers_free(st->workers);
+	lib_jobs_free(st->jobs);
+	free(st);
 	k->state = NULL;
 }
 
 static const sdk_route librarian_routes[] = {
 	SDK_ROUTE("POST", "/documents", on_put),
+	SDK_ROUTE("POST", "/documents/_bulk", on_bulk),
 	SDK_ROUTE("GET", "/documents/:id", on_get),
 	SDK_ROUTE("DELETE", "/documents/:id", on_delete),
 	SDK_ROUTE("POST", "/ingest", on_ingest),

@@ -7,6 +7,8 @@
 #include "sdk/err.h"
 #include "sdk/clock.h"
 #include "store.h"
+#include "kernels/librarian/index.h"
+#include "kernels/librarian/search.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -16,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LIB_QUERY_MAX 1024u
 #define LIB_SOURCE_MAX PATH_MAX
 
 
@@ -47,7 +48,8 @@
 	"  source TEXT UNIQUE NULL," \
 	"  created_at INTEGER NOT NULL," \
 	"  owner TEXT NULL," \
-	"  size INTEGER NOT NULL DEFAULT 0" \
+	"  size INTEGER NOT NULL DEFAULT 0," \
+	"  hash BLOB NULL" \
 	");"
 
 #define LIB_SCHEMA_REST \
@@ -122,9 +124,16 @@
 	") WITHOUT ROWID;" \
 	"CREATE INDEX IF NOT EXISTS ingest_files_pending ON ingest_files (job_id, state, seq);"
 
+/* hash: of a bulk-loaded document without a source (bulk.c), so that
+ * loading the same one again finds it instead of making a second. */
+#define LIB_SCHEMA_HASH \
+	"CREATE UNIQUE INDEX IF NOT EXISTS documents_by_hash ON documents (hash)" \
+	"  WHERE hash IS NOT NULL;"
+
 /* Today's tables (version LIB_SCHEMA_VERSION), run on every open after
  * the migrations (sdk/migrate.h): additions are CREATE ... IF NOT EXISTS. */
-static const char lib_schema[] = LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST;
+static const char lib_schema[] =
+	LIB_SCHEMA_DOCUMENTS LIB_SCHEMA_REST LIB_IX_SCHEMA LIB_SCHEMA_HASH;
 
 /* Version 1 had documents without owner and size, an update trigger on
  * every column, and no ingest tables. */
@@ -135,23 +144,35 @@ static const char lib_migrate_1[] =
 	LIB_SCHEMA_REST
 	"UPDATE documents SET size = length(CAST(title AS BLOB)) + length(CAST(body AS BLOB));";
 
+/* Version 2 had no block index: its tables are made empty and marked
+ * incomplete here (a short step, whatever the corpus), and lib_store_init
+ * builds them from the documents after the migration, LIB_BUILD_STEP
+ * documents per transaction, before the kernel says READY. */
+static const char lib_migrate_2[] =
+	"ALTER TABLE documents ADD COLUMN hash BLOB NULL;"
+	LIB_IX_SCHEMA
+	"INSERT OR IGNORE INTO ix_meta (id, docs, tokens, gen, next_term, complete)"
+	" VALUES (1, 0, 0, 1, 1, 0);";
+
 const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
 	{ .what = "(stamp: an unversioned file has version 1's tables)" },
 	{ .sql = lib_migrate_1, .what = "(documents' owner and size, the ingest tables)" },
+	{ .sql = lib_migrate_2,
+	  .what = "(documents' hash, the block index's tables, marked to be built)" },
 };
 
 static const char lib_sql_insert[] =
-	"INSERT INTO documents (title, body, tags, source, created_at, owner, size)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id";
+	"INSERT INTO documents (title, body, tags, source, created_at, owner, size, hash)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id";
 
 /* Re-ingesting a file updates in place rather than delete+insert so the
  * document keeps the id clients may already hold, and its owner. */
 static const char lib_sql_upsert[] =
-	"INSERT INTO documents (title, body, tags, source, created_at, owner, size)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+	"INSERT INTO documents (title, body, tags, source, created_at, owner, size, hash)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 	" ON CONFLICT (source) DO UPDATE SET title = excluded.title,"
 	" body = excluded.body, tags = excluded.tags,"
-	" created_at = excluded.created_at, size = excluded.size"
+	" created_at = excluded.created_at, size = excluded.size, hash = excluded.hash"
 	" RETURNING id";
 
 static const char lib_sql_get[] =
@@ -159,25 +180,6 @@ static const char lib_sql_get[] =
 	" FROM documents WHERE id = ?1";
 
 static const char lib_sql_delete[] = "DELETE FROM documents WHERE id = ?1";
-
-/* The count and the page must agree on what matches, so both carry the
- * same MATCH and tag filter with the same parameter numbers. */
-#define LIB_SQL_FILTER \
-	" documents_fts MATCH ?1 AND (?2 IS NULL OR documents_fts.rowid IN" \
-	" (SELECT doc_id FROM document_tags WHERE tag = ?2))"
-
-#define LIB_SQL_BM25 "bm25(documents_fts, 10.0, 1.0, 5.0)"
-
-static const char lib_sql_count[] =
-	"SELECT count(*) FROM documents_fts WHERE" LIB_SQL_FILTER;
-
-static const char lib_sql_search[] =
-	"SELECT d.id, d.title, -" LIB_SQL_BM25 ","
-	" snippet(documents_fts, 1, '<mark>', '</mark>', '\xe2\x80\xa6', 16),"
-	" d.tags, d.source, d.owner"
-	" FROM documents_fts JOIN documents AS d ON d.id = documents_fts.rowid"
-	" WHERE" LIB_SQL_FILTER
-	" ORDER BY " LIB_SQL_BM25 ", d.id LIMIT ?3";
 
 int lib_fail_sql(sqlite3 *db, lib_err *err, const char *what)
 {
@@ -227,14 +229,6 @@ bool lib_utf8_valid(const unsigned char *s, size_t n)
 	return true;
 }
 
-static bool lib_blank(const char *s)
-{
-	for (; *s; s++)
-		if (!strchr(" \t\r\n\v\f", *s))
-			return false;
-	return true;
-}
-
 /* BEGIN IMMEDIATE takes the write lock up front: a WAL read transaction that
  * later upgrades can fail with SQLITE_BUSY_SNAPSHOT, which the busy handler
  * never retries. Inside a caller's transaction a savepoint gives the same
@@ -271,6 +265,20 @@ int lib_tx_commit(sqlite3 *db, bool nested, lib_err *err)
 	return rc;
 }
 
+static bool lib_no_documents(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	bool none = false;
+
+	if (sqlite3_prepare_v2(db, "SELECT NOT EXISTS (SELECT 1 FROM documents)", -1, &st,
+			       NULL) != SQLITE_OK)
+		return false;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		none = sqlite3_column_int(st, 0) != 0;
+	sqlite3_finalize(st);
+	return none;
+}
+
 int lib_store_init(sqlite3 *db, lib_err *err)
 {
 	bool nested;
@@ -292,11 +300,39 @@ int lib_store_init(sqlite3 *db, lib_err *err)
 		return rc;
 	if (sqlite3_exec(db, lib_schema, NULL, NULL, NULL) != SQLITE_OK)
 		rc = lib_fail_sql(db, err, "create schema");
+	/* A file with no documents has a complete (empty) index; one with
+	 * documents and no meta row yet (made by the migration step 2->3
+	 * otherwise) is built below. */
+	if (!rc)
+		rc = lib_ix_init(db, lib_no_documents(db), err);
 	if (rc) {
 		lib_tx_rollback(db, nested);
 		return rc;
 	}
-	return lib_tx_commit(db, nested, err);
+	rc = lib_tx_commit(db, nested, err);
+	if (!rc)
+		rc = lib_ix_check_quick(db, err);
+	if (!rc && !nested)
+		rc = lib_store_build(db, err);
+	return rc;
+}
+
+/* Indexes what the block index lacks, LIB_BUILD_STEP documents per
+ * transaction (a crash keeps the steps done). Ends with the index
+ * complete. */
+#define LIB_BUILD_STEP 2000u
+int lib_store_build(sqlite3 *db, lib_err *err)
+{
+	lib_ix *ix;
+	int64_t cursor = 0;
+	int rc = lib_ix_open(db, &ix, err);
+	while (rc == 1 || rc == 0) {
+		rc = lib_ix_build_step(ix, &cursor, LIB_BUILD_STEP, err);
+		if (rc == 0)
+			break;
+	}
+	lib_ix_close(ix);
+	return rc < 0 ? rc : SDK_OK;
 }
 
 /* strnlen so an absurdly long input is not scanned to its end. */
@@ -317,7 +353,7 @@ static int lib_check_text(const char *what, const char *s, size_t max,
 	return SDK_OK;
 }
 
-static int lib_check_doc(const char *title, const char *body,
+int lib_check_doc(const char *title, const char *body,
 			 const char *source, lib_err *err)
 {
 	int rc;
@@ -362,7 +398,7 @@ static bool lib_tags_has(json_t *tags, json_t *tag)
 
 /* Duplicates are dropped so the stored array and document_tags agree. On
  * success *out is compact JSON the caller frees. */
-static int lib_tags_text(json_t *tags, char **out, lib_err *err)
+int lib_tags_text(json_t *tags, char **out, lib_err *err)
 {
 	json_t *clean, *tag;
 	size_t i;
@@ -406,17 +442,46 @@ static int lib_fail_write(sqlite3 *db, int rc, lib_err *err)
 	return lib_fail_sql(db, err, "write document");
 }
 
-/* Inputs are already validated; `sql` is lib_sql_insert or lib_sql_upsert. */
-static int lib_doc_write(sqlite3 *db, const char *sql, const char *title,
+/* Inputs are already validated; `sql` is lib_sql_insert or lib_sql_upsert.
+ * The document and its postings in the block index go in one savepoint:
+ * both or neither. `ix` NULL: an index of the call's own, flushed before
+ * the savepoint ends; otherwise the caller's (a bulk load), which the
+ * caller flushes inside the same transaction. */
+static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *title,
 			 const char *body, const char *tags, const char *source,
-			 const char *owner, int64_t size, int64_t *id_out, lib_err *err)
+			 const char *owner, int64_t size, const uint8_t *hash,
+			 int64_t *id_out, lib_err *err)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
+	lib_ix *own = NULL;
 	int64_t id = 0;
-	int rc;
+	bool nested = false;
+	int rc = SDK_OK;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "prepare write");
+	/* No savepoint under a caller's index: the caller's transaction is
+	 * all or nothing, each statement is on its own, and FTS5 writes out
+	 * its pending postings at every savepoint (a bulk load ran 10x
+	 * slower with one per document). */
+	if (!ix && (rc = lib_tx_begin(db, &nested, err)))
+		return rc;
+	if (!ix && (rc = lib_ix_open(db, &own, err)))
+		goto out;
+	if (!ix)
+		ix = own;
+	/* An upsert that will update: the old text leaves the index first. */
+	if (sql == lib_sql_upsert && source) {
+		int64_t old = 0;
+		rc = lib_doc_id_by_source(db, source, &old, err);
+		if (!rc && old)
+			rc = lib_ix_remove(ix, old, err);
+		if (rc)
+			goto out;
+	}
+	st = lib_ix_stmt(ix, sql);
+	if (!st) {
+		rc = lib_fail_sql(db, err, "prepare write");
+		goto out;
+	}
 	rc = sqlite3_bind_text(st, 1, title, -1, SQLITE_STATIC);
 	rc = rc ? rc : sqlite3_bind_text(st, 2, body, -1, SQLITE_STATIC);
 	rc = rc ? rc : sqlite3_bind_text(st, 3, tags, -1, SQLITE_STATIC);
@@ -424,12 +489,12 @@ static int lib_doc_write(sqlite3 *db, const char *sql, const char *title,
 	rc = rc ? rc : sqlite3_bind_int64(st, 5, sdk_wall_ms());
 	rc = rc ? rc : sqlite3_bind_text(st, 6, owner, -1, SQLITE_STATIC);
 	rc = rc ? rc : sqlite3_bind_int64(st, 7, size);
+	if (!rc && hash)
+		rc = sqlite3_bind_blob(st, 8, hash, LIB_HASH_BYTES, SQLITE_STATIC);
 	if (rc) {
 		rc = lib_fail_sql(db, err, "bind document");
 		goto out;
 	}
-	/* RETURNING yields the row first; the write (and, in autocommit mode,
-	 * the commit) is only known to have succeeded once the step says DONE. */
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
@@ -439,12 +504,21 @@ static int lib_doc_write(sqlite3 *db, const char *sql, const char *title,
 		rc = lib_fail_write(db, sqlite3_extended_errcode(db), err);
 		goto out;
 	}
-	if (id_out)
+	rc = lib_ix_add(ix, id, title, body, tags, err);
+	if (!rc && own)
+		rc = lib_ix_flush(own, err);
+	if (!rc && id_out)
 		*id_out = id;
-	rc = SDK_OK;
 out:
-	sqlite3_finalize(st);
-	return rc;
+	sqlite3_reset(st); /* ix's: it stays prepared for the next document */
+	if (!own)
+		return rc;
+	lib_ix_close(own);
+	if (rc) {
+		lib_tx_rollback(db, nested);
+		return rc;
+	}
+	return lib_tx_commit(db, nested, err);
 }
 
 int lib_doc_put(sqlite3 *db, const char *title, const char *body, json_t *tags,
@@ -478,8 +552,8 @@ int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
 	if (!rc)
 		rc = lib_quota_check(db, owner, quota, 1, size, err);
 	if (!rc)
-		rc = lib_doc_write(db, lib_sql_insert, title, body, tags_text,
-				   source, owner, size, id_out, err);
+		rc = lib_doc_write(db, NULL, lib_sql_insert, title, body, tags_text,
+				   source, owner, size, NULL, id_out, err);
 	if (!rc)
 		rc = lib_tx_commit(db, nested, err);
 	else
@@ -488,15 +562,41 @@ int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
 	return rc;
 }
 
-int lib_doc_upsert(sqlite3 *db, const char *owner, const char *title, const char *body,
-		   const char *tags, const char *source, int64_t size, int64_t *id_out,
-		   lib_err *err)
+int lib_doc_id_by_source(sqlite3 *db, const char *source, int64_t *id, lib_err *err)
 {
-	return lib_doc_write(db, lib_sql_upsert, title, body, tags, source, owner,
-			     size, id_out, err);
+	sqlite3_stmt *st;
+	int rc;
+
+	*id = 0;
+	if (sqlite3_prepare_v2(db, "SELECT id FROM documents WHERE source = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "prepare source");
+	sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(st, 0);
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SDK_OK : lib_fail_sql(db, err, "read source");
+	sqlite3_finalize(st);
+	return rc;
 }
 
-static json_t *lib_col_string(sqlite3_stmt *st, int col)
+int lib_doc_upsert(sqlite3 *db, lib_ix *ix, const char *owner, const char *title,
+		   const char *body, const char *tags, const char *source, int64_t size,
+		   int64_t *id_out, lib_err *err)
+{
+	return lib_doc_write(db, ix, lib_sql_upsert, title, body, tags, source, owner,
+			     size, NULL, id_out, err);
+}
+
+int lib_doc_write_bulk(sqlite3 *db, lib_ix *ix, const char *owner, const char *title,
+		       const char *body, const char *tags, const char *source, int64_t size,
+		       const uint8_t *hash, int64_t *id_out, lib_err *err)
+{
+	return lib_doc_write(db, ix, source ? lib_sql_upsert : lib_sql_insert, title, body, tags,
+			     source, owner, size, source ? NULL : hash, id_out, err);
+}
+
+json_t *lib_col_string(sqlite3_stmt *st, int col)
 {
 	const char *s;
 
@@ -508,7 +608,7 @@ static json_t *lib_col_string(sqlite3_stmt *st, int col)
 	return json_stringn(s, (size_t)sqlite3_column_bytes(st, col));
 }
 
-static json_t *lib_col_tags(sqlite3_stmt *st, int col)
+json_t *lib_col_tags(sqlite3_stmt *st, int col)
 {
 	const char *s = (const char *)sqlite3_column_text(st, col);
 	json_t *tags;
@@ -580,10 +680,28 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err)
 	sqlite3_stmt *st;
 	int rc;
 
+	lib_ix *ix = NULL;
+	bool nested;
+
 	if (!db)
 		return sdk_fail(err, SDK_EINVAL, "no database");
-	if (sqlite3_prepare_v2(db, lib_sql_delete, -1, &st, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "prepare delete");
+	rc = lib_tx_begin(db, &nested, err);
+	if (rc)
+		return rc;
+	/* The postings go with the row, in the same transaction. */
+	rc = lib_ix_open(db, &ix, err);
+	if (!rc)
+		rc = lib_ix_remove(ix, id, err);
+	lib_ix_close(ix);
+	if (rc) {
+		lib_tx_rollback(db, nested);
+		return rc;
+	}
+	if (sqlite3_prepare_v2(db, lib_sql_delete, -1, &st, NULL) != SQLITE_OK) {
+		rc = lib_fail_sql(db, err, "prepare delete");
+		lib_tx_rollback(db, nested);
+		return rc;
+	}
 	sqlite3_bind_int64(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
@@ -594,163 +712,12 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err)
 	else
 		rc = SDK_OK;
 	sqlite3_finalize(st);
-	return rc;
-}
-
-static int lib_check_search(const char *query, const char *tag,
-			    unsigned limit, lib_err *err)
-{
-	size_t n;
-
-	/* FTS5 calls a blank query a syntax error; "empty" is the truth. */
-	n = query ? strnlen(query, LIB_QUERY_MAX + 1) : 0;
-	if (n > LIB_QUERY_MAX)
-		return sdk_fail(err, SDK_EINVAL, "query longer than %u bytes",
-				LIB_QUERY_MAX);
-	if (!query || lib_blank(query))
-		return sdk_fail(err, SDK_EINVAL, "query must not be empty");
-	if (tag && !*tag)
-		return sdk_fail(err, SDK_EINVAL, "tag must not be empty");
-	if (tag && strnlen(tag, LIB_TAG_LEN_MAX + 1) > LIB_TAG_LEN_MAX)
-		return sdk_fail(err, SDK_EINVAL, "tag longer than %u bytes",
-				LIB_TAG_LEN_MAX);
-	if (limit < 1 || limit > LIB_SEARCH_LIMIT_MAX)
-		return sdk_fail(err, SDK_EINVAL, "limit must be 1..%u",
-				LIB_SEARCH_LIMIT_MAX);
-	return SDK_OK;
-}
-
-/* FTS5 parses the MATCH expression when the statement first steps and
- * reports syntax errors and unknown column filters as plain SQLITE_ERROR.
- * Every other code from a step (IOERR, CORRUPT, FULL, NOMEM, BUSY) is the
- * database failing, not the caller asking badly. */
-static int lib_fail_match(sqlite3 *db, int rc, lib_err *err)
-{
-	if ((rc & 0xff) == SQLITE_ERROR)
-		return sdk_fail(err, SDK_EINVAL, "malformed query: %s",
-				sqlite3_errmsg(db));
-	return lib_fail_sql(db, err, "search");
-}
-
-static int lib_bind_match(sqlite3_stmt *st, const char *query,
-			  const char *tag)
-{
-	int rc;
-
-	rc = sqlite3_bind_text(st, 1, query, -1, SQLITE_STATIC);
-	return rc ? rc : sqlite3_bind_text(st, 2, tag, -1, SQLITE_STATIC);
-}
-
-static int lib_search_count(sqlite3 *db, const char *query, const char *tag,
-			    json_int_t *total, lib_err *err)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(db, lib_sql_count, -1, &st, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "prepare search");
-	if (lib_bind_match(st, query, tag)) {
-		rc = lib_fail_sql(db, err, "bind search");
-		goto out;
-	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*total = sqlite3_column_int64(st, 0);
-		rc = SDK_OK;
-	} else {
-		rc = lib_fail_match(db, rc, err);
-	}
-out:
-	sqlite3_finalize(st);
-	return rc;
-}
-
-static json_t *lib_row_hit(sqlite3_stmt *st)
-{
-	json_t *hit = json_object();
-	int bad = 0;
-
-	bad |= json_object_set_new(hit, "id",
-				   json_integer(sqlite3_column_int64(st, 0)));
-	bad |= json_object_set_new(hit, "title", lib_col_string(st, 1));
-	bad |= json_object_set_new(hit, "score",
-				   json_real(sqlite3_column_double(st, 2)));
-	bad |= json_object_set_new(hit, "snippet", lib_col_string(st, 3));
-	bad |= json_object_set_new(hit, "tags", lib_col_tags(st, 4));
-	bad |= json_object_set_new(hit, "source", lib_col_string(st, 5));
-	bad |= json_object_set_new(hit, "owner", lib_col_string(st, 6));
-	if (bad) {
-		json_decref(hit);
-		return NULL;
-	}
-	return hit;
-}
-
-static int lib_search_rows(sqlite3 *db, const char *query, const char *tag,
-			   unsigned limit, json_t *results, lib_err *err)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(db, lib_sql_search, -1, &st, NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "prepare search");
-	if (lib_bind_match(st, query, tag) ||
-	    sqlite3_bind_int(st, 3, (int)limit)) {
-		rc = lib_fail_sql(db, err, "bind search");
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (json_array_append_new(results, lib_row_hit(st))) {
-			rc = sdk_fail(err, SDK_EIO,
-				      "search result cannot be encoded");
-			goto out;
-		}
-	}
-	rc = rc == SQLITE_DONE ? SDK_OK : lib_fail_match(db, rc, err);
-out:
-	sqlite3_finalize(st);
-	return rc;
-}
-
-int lib_search(sqlite3 *db, const char *query, const char *tag, unsigned limit,
-	       json_t **out, lib_err *err)
-{
-	json_t *res, *results;
-	json_int_t total = 0;
-	int rc;
-
-	if (!db || !out)
-		return sdk_fail(err, SDK_EINVAL, "missing argument");
-	*out = NULL;
-	rc = lib_check_search(query, tag, limit, err);
-	if (rc)
-		return rc;
-	res = json_object();
-	if (!res)
-		return lib_oom(err);
-	if (json_object_set_new(res, "query", json_string(query))) {
-		json_decref(res);
-		return sdk_fail(err, SDK_EINVAL, "query is not valid UTF-8");
-	}
-	/* Counting first also surfaces a malformed query before any rows. */
-	rc = lib_search_count(db, query, tag, &total, err);
-	results = rc ? NULL : json_array();
-	if (!rc && !results)
-		rc = lib_oom(err);
-	if (!rc)
-		rc = lib_search_rows(db, query, tag, limit, results, err);
-	if (!rc && (json_object_set_new(res, "total", json_integer(total)) ||
-		    json_object_set_new(res, "results", json_incref(results))))
-		rc = lib_oom(err);
-	json_decref(results);
 	if (rc) {
-		json_decref(res);
+		lib_tx_rollback(db, nested);
 		return rc;
 	}
-	*out = res;
-	return SDK_OK;
+	return lib_tx_commit(db, nested, err);
 }
-
 
 /* The owner of document `id`: 1 and *owner (malloc'd, NULL for none), or
  * SDK_ENOTFOUND. */

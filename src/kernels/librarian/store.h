@@ -24,7 +24,7 @@
 
 /* A schema change is a new step in lib_migrations and a new fixture
  * directory (docs/upgrades.md). */
-#define LIB_SCHEMA_VERSION 2
+#define LIB_SCHEMA_VERSION 3
 extern const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION];
 #define LIB_TITLE_MAX 1024u
 #define LIB_BODY_MAX (4u << 20)
@@ -85,13 +85,25 @@ int lib_quota_check(sqlite3 *db, const char *owner, const lib_quota *quota, int6
 int lib_owner_release(sqlite3 *db, const char *owner, int64_t now_ms, json_t **out,
 		      lib_err *err);
 
-/* Full-text search ranked by BM25 (best first). `tag` may be NULL; limit is
- * 1..LIB_SEARCH_LIMIT_MAX. On success *out is a new reference:
- * {"query","total","results":[{"id","title","score","snippet","tags","source","owner"}]}
- * where snippet marks hits with <mark>…</mark>. A malformed FTS5 query is
- * SDK_EINVAL with the reason in err, never a storage error. */
-int lib_search(sqlite3 *db, const char *query, const char *tag, unsigned limit,
-	       json_t **out, lib_err *err);
+/* Full-text search ranked by BM25 (best first), find.c: the block index
+ * (search.h) for words ANDed or ORed, FTS5 for the rest of its language,
+ * both with -exclusions and tag: filters. `tag` may be NULL; limit is
+ * 1..LIB_SEARCH_LIMIT_MAX; `tok` NULL: a tokenizer of the call's own.
+ * Run it inside a read transaction for one snapshot. On success *out is a
+ * new reference:
+ * {"query","total","total_relation":"eq"|"gte","plan":"index"|"fts5",
+ *  "results":[{"id","title","score","snippet","tags","source","owner"}]}
+ * where snippet marks hits with <mark>…</mark> and total stops at 10,000
+ * ("gte"). A malformed query is SDK_EINVAL with the reason in err, never
+ * a storage error. */
+struct lib_tok;
+int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
+	       unsigned limit, json_t **out, lib_err *err);
+/* Builds what the block index lacks (after a migration), in steps. */
+int lib_store_build(sqlite3 *db, lib_err *err);
+/* For find.c: a column as JSON (NULL on failure). */
+json_t *lib_col_string(sqlite3_stmt *st, int col);
+json_t *lib_col_tags(sqlite3_stmt *st, int col);
 
 /* For the store's other files (ingest.c): transactions that nest as
  * savepoints inside a caller's, and a SQLite failure as a status. */
@@ -100,10 +112,27 @@ void lib_tx_rollback(sqlite3 *db, bool nested);
 int lib_tx_commit(sqlite3 *db, bool nested, lib_err *err);
 int lib_fail_sql(sqlite3 *db, lib_err *err, const char *what);
 bool lib_utf8_valid(const unsigned char *s, size_t n);
-/* Upsert by source: a file ingested again keeps its id (and owner). */
-int lib_doc_upsert(sqlite3 *db, const char *owner, const char *title, const char *body,
-		   const char *tags, const char *source, int64_t size, int64_t *id_out,
-		   lib_err *err);
+/* Upsert by source: a file ingested again keeps its id (and owner). `ix`
+ * NULL: the block index is written at once; otherwise collected into the
+ * caller's, who flushes it in the same transaction (index.h). */
+struct lib_ix;
+int lib_doc_upsert(sqlite3 *db, struct lib_ix *ix, const char *owner, const char *title,
+		   const char *body, const char *tags, const char *source, int64_t size,
+		   int64_t *id_out, lib_err *err);
+/* For bulk.c: the checks of a document, its tags as stored (compact JSON,
+ * duplicates dropped; *out malloc'd), and the write itself with the
+ * caller's index (struct lib_ix, flushed by the caller in the same
+ * transaction): an upsert by source when there is one (hash ignored),
+ * else an insert carrying `hash` (LIB_HASH_BYTES). */
+#define LIB_HASH_BYTES 32
+struct lib_ix;
+int lib_check_doc(const char *title, const char *body, const char *source, lib_err *err);
+int lib_tags_text(json_t *tags, char **out, lib_err *err);
+int lib_doc_write_bulk(sqlite3 *db, struct lib_ix *ix, const char *owner, const char *title,
+		       const char *body, const char *tags, const char *source, int64_t size,
+		       const uint8_t *hash, int64_t *id_out, lib_err *err);
+/* The id of the document with this source (0: none). */
+int lib_doc_id_by_source(sqlite3 *db, const char *source, int64_t *id, lib_err *err);
 /* The owner of the document with this source: 1 and *owner (malloc'd, or
  * NULL for none), 0 when there is no such document. */
 int lib_source_owner(sqlite3 *db, const char *source, char **owner, int64_t *size,

@@ -10,6 +10,7 @@
 #include "serve/api/decide.h"
 #include "sdk/clock.h"
 
+#include <errno.h>
 #include <string.h>
 
 static auth_csrf_in csrf_in(sdk_req *req)
@@ -45,8 +46,17 @@ void api_reply_unauthenticated(sdk_req *req, bool presented)
 				  : "log in first: POST /auth/login");
 }
 
+/* The store could not say whether a credential is valid (PostgreSQL
+ * unreachable): refused, but not as invalid, so the client keeps it. */
+static void store_unavailable(sdk_req *req)
+{
+	sdk_reply_error(req, 503, "store_unavailable",
+			"cannot check the credential now (the user store is unreachable); "
+			"try again");
+}
+
 /* Who presents what: 1 with *who filled, 0 when nothing is presented, or
- * -1 after answering 401 (a session or API token that is not valid). */
+ * -1 after answering 401 (a session or API token that is not valid) or 503. */
 static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by_cookie)
 {
 	char cookie[AUTH_TOKEN_MAX + 1];
@@ -56,7 +66,12 @@ static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by
 	if (!token)
 		return 0;
 	if (!*by_cookie && auth_is_api_token(token)) {
-		if (auth_token_check(api->auth->db, token, sdk_wall_ms(), &who->token) < 0) {
+		int rc = auth_token_check(api->auth->store, token, sdk_wall_ms(), &who->token);
+		if (rc == SDK_EIO) {
+			store_unavailable(req);
+			return -1;
+		}
+		if (rc < 0) {
 			api_reply_unauthenticated(req, true);
 			return -1;
 		}
@@ -65,7 +80,12 @@ static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by
 		who->role = who->token.role;
 		return 1;
 	}
-	if (auth_check(api->auth, token, sdk_wall_ms(), who->user, &who->role) < 0) {
+	int rc = auth_check(api->auth, token, sdk_wall_ms(), who->user, &who->role);
+	if (rc == -EIO) {
+		store_unavailable(req);
+		return -1;
+	}
+	if (rc < 0) {
 		api_reply_unauthenticated(req, true);
 		return -1;
 	}

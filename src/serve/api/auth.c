@@ -89,7 +89,7 @@ static void create_done(struct hash_job *j)
 	if (!j->ok) {
 		sdk_reply_error(j->req, 503, "busy", "cannot hash the password now");
 	} else {
-		int rc = auth_user_add(api->auth->db, j->name, j->fresh, j->role, sdk_wall_ms());
+		int rc = auth_user_add(api->auth->store, j->name, j->fresh, j->role, sdk_wall_ms());
 		if (rc == -EEXIST)
 			sdk_reply_error(j->req, 409, "exists", "user '%s' exists", j->name);
 		else if (rc < 0)
@@ -112,7 +112,7 @@ static void set_password_done(struct hash_job *j)
 	} else if (!j->ok) {
 		sdk_reply_error(j->req, 503, "busy", "cannot hash the password now");
 	} else {
-		int rc = auth_user_set_password(api->auth->db, j->name, j->fresh, sdk_wall_ms());
+		int rc = auth_user_set_password(api->auth->store, j->name, j->fresh, sdk_wall_ms());
 		auth_cache_clear(api->auth); /* its sessions are gone: at once */
 		if (rc == -ENOENT)
 			sdk_reply_error(j->req, 404, "not_found", "no user '%s'", j->name);
@@ -229,7 +229,7 @@ static void api_auth_logout(sdk_req *req, void *ctx)
 						 sdk_req_header(req, "Cookie"), buf, sizeof buf,
 						 &by_cookie);
 	if (token)
-		auth_session_delete(api->auth->db, token);
+		auth_session_delete(api->auth->store, token);
 	auth_cache_clear(api->auth);
 	sdk_req_add_header(req, "Set-Cookie", AUTH_COOKIE_CLEAR);
 	sdk_reply_json(req, 200, json_pack("{s:b}", "logged_out", 1));
@@ -270,7 +270,7 @@ static void create_user(api_ctx *api, sdk_req *req, int forced_role)
 		job_free(j);
 		return;
 	}
-	if (auth_user_get(api->auth->db, j->name, NULL, NULL) == 0) {
+	if (auth_user_get(api->auth->store, j->name, NULL, NULL) == 0) {
 		sdk_reply_error(req, 409, "exists", "user '%s' exists", j->name);
 		job_free(j);
 		return;
@@ -294,7 +294,7 @@ static void api_auth_register(sdk_req *req, void *ctx)
 static void api_auth_users_list(sdk_req *req, void *ctx)
 {
 	api_ctx *api = ctx;
-	json_t *users = auth_user_list(api->auth->db);
+	json_t *users = auth_user_list(api->auth->store);
 	if (!users)
 		sdk_reply_error(req, 500, "storage", "cannot read the users");
 	else
@@ -306,18 +306,18 @@ static void api_auth_users_delete(sdk_req *req, void *ctx)
 	api_ctx *api = ctx;
 	const char *name = sdk_req_param(req, "name");
 	int role;
-	if (!auth_name_valid(name) || auth_user_get(api->auth->db, name, NULL, &role) < 0) {
+	if (!auth_name_valid(name) || auth_user_get(api->auth->store, name, NULL, &role) < 0) {
 		sdk_reply_error(req, 404, "not_found", "no user '%s'", name);
 		return;
 	}
-	if (role == AUTH_ROLE_ADMIN && auth_user_count(api->auth->db, AUTH_ROLE_ADMIN) <= 1) {
+	if (role == AUTH_ROLE_ADMIN && auth_user_count(api->auth->store, AUTH_ROLE_ADMIN) <= 1) {
 		sdk_reply_error(req, 409, "last_admin", "'%s' is the last admin", name);
 		return;
 	}
 	if (gv_gate(api, req, "user.delete", json_pack("{s:s}", "name", name)))
 		return;
 	auth_cache_clear(api->auth);
-	if (auth_user_delete(api->auth->db, name) < 0) {
+	if (auth_user_delete(api->auth->store, name) < 0) {
 		sdk_reply_error(req, 500, "storage", "cannot delete the user");
 		return;
 	}
@@ -357,7 +357,7 @@ static void api_auth_users_password(sdk_req *req, void *ctx)
 		job_free(j);
 		return;
 	}
-	if (!auth_name_valid(name) || auth_user_get(api->auth->db, name, j->stored, NULL) < 0) {
+	if (!auth_name_valid(name) || auth_user_get(api->auth->store, name, j->stored, NULL) < 0) {
 		sdk_reply_error(req, 404, "not_found", "no user '%s'", name);
 		job_free(j);
 		return;

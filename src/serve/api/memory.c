@@ -311,7 +311,7 @@ static bool users_check(api_ctx *api, sdk_req *req, json_t *users)
 	json_array_foreach(users, i, u) {
 		const char *name = json_string_value(u);
 		if (!name || !auth_name_valid(name) ||
-		    auth_user_get(api->auth->db, name, NULL, NULL) < 0) {
+		    auth_user_get(api->auth->store, name, NULL, NULL) < 0) {
 			sdk_reply_error(req, 400, "invalid", "users[%zu] is not a known user", i);
 			return false;
 		}

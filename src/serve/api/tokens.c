@@ -86,7 +86,7 @@ static void api_tokens_create(sdk_req *req, void *ctx)
 	int64_t now = sdk_wall_ms();
 	auth_api_token t;
 	char secret[AUTH_TOKEN_MAX + 1];
-	int rc = auth_token_create(api->auth->db, owner, name, scopes, now,
+	int rc = auth_token_create(api->auth->store, owner, name, scopes, now,
 				   expires_in_s ? now + expires_in_s * 1000 : 0, &t, secret);
 	if (rc == SDK_ENOTFOUND) {
 		sdk_reply_error(req, 404, "not_found", "no user '%s'", owner);
@@ -125,7 +125,7 @@ static void api_tokens_list(sdk_req *req, void *ctx)
 		return;
 	}
 	/* An admin sees everyone's unless asking for one user's. */
-	json_t *list = auth_token_list(api->auth->db,
+	json_t *list = auth_token_list(api->auth->store,
 				       user ? user : role == AUTH_ROLE_ADMIN ? NULL : me);
 	if (!list)
 		sdk_reply_error(req, 500, "storage_error", "cannot read the tokens");
@@ -139,7 +139,7 @@ static void api_tokens_revoke(sdk_req *req, void *ctx)
 	int role;
 	const char *me = sdk_req_user(req, &role);
 	const char *id = sdk_req_param(req, "id");
-	int rc = auth_token_revoke(api->auth->db, id, role == AUTH_ROLE_ADMIN ? NULL : me,
+	int rc = auth_token_revoke(api->auth->store, id, role == AUTH_ROLE_ADMIN ? NULL : me,
 				   sdk_wall_ms());
 	if (rc == SDK_ENOTFOUND)
 		sdk_reply_error(req, 404, "not_found", "no live token '%.32s' of yours", id);

@@ -22,7 +22,7 @@ bool auth_host_allowed(const auth_ctx *a, const char *host)
 
 static int first_admin(auth_ctx *a)
 {
-	int n = auth_user_count(a->db, AUTH_ROLE_NONE);
+	int n = auth_user_count(a->store, AUTH_ROLE_NONE);
 	if (n != 0)
 		return n < 0 ? -1 : 0;
 	unsigned char raw[18];
@@ -31,9 +31,15 @@ static int first_admin(auth_ctx *a)
 	sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(raw, sizeof raw);
 	char hash[AUTH_HASH_MAX];
-	if (auth_hash(pw, a->cfg->auth.argon2_ops, auth_mem_bytes(a->cfg), hash) < 0 ||
-	    auth_user_add(a->db, FIRST_ADMIN, hash, AUTH_ROLE_ADMIN,
-			  sdk_wall_ms()) < 0) {
+	int rc = auth_hash(pw, a->cfg->auth.argon2_ops, auth_mem_bytes(a->cfg), hash);
+	if (rc == 0)
+		rc = auth_user_add(a->store, FIRST_ADMIN, hash, AUTH_ROLE_ADMIN, sdk_wall_ms());
+	if (rc == -EEXIST) {
+		/* Another API process on the same PostgreSQL made it first. */
+		sodium_memzero(pw, sizeof pw);
+		return 0;
+	}
+	if (rc < 0) {
 		sodium_memzero(pw, sizeof pw);
 		return -1;
 	}
@@ -48,17 +54,29 @@ static int first_admin(auth_ctx *a)
 auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db)
 {
 	char err[256];
+	/* grace.db's tables are made with either engine: the CLI's offline
+	 * commands and older files expect them. */
 	if (sodium_init() < 0 || auth_store_init(db, err, sizeof err) < 0 ||
 	    auth_tokens_init(db, err, sizeof err) < 0) {
 		sdk_error("auth: cannot initialise: %s", err);
 		return NULL;
 	}
-	auth_ctx *a = calloc(1, sizeof *a);
-	if (!a)
+	sdk_err serr = { { 0 } };
+	grace_store *store = store_open(cfg, db, &serr);
+	if (!store) {
+		sdk_error("auth: cannot open the store: %s", serr.msg);
 		return NULL;
+	}
+	auth_ctx *a = calloc(1, sizeof *a);
+	if (!a) {
+		store_close(store);
+		return NULL;
+	}
 	a->cfg = cfg;
 	a->base = base;
 	a->db = db;
+	a->store = store;
+	a->cache_ttl_ms = store_is_pg(store) ? 0 : AUTH_CACHE_TTL_MS;
 	randombytes_buf(a->cache_key, sizeof a->cache_key);
 	auth_hosts_init(cfg, &a->hosts, &a->origins);
 	int64_t window_ms = (int64_t)cfg->auth.login_window_s * 1000;
@@ -82,6 +100,7 @@ void auth_free(auth_ctx *a)
 	auth_login_close_all(a); /* ... so that every login can be answered */
 	limiter_free(a->sources);
 	limiter_free(a->unknown_names);
+	store_close(a->store);
 	free(a);
 }
 
@@ -105,12 +124,12 @@ int auth_check(auth_ctx *a, const char *token, int64_t now_ms, char user[AUTH_NA
 	 * longer, and every revocation in this process clears the cache. A
 	 * zeroed slot never matches: checked_ms 0 is always out of the TTL. */
 	if (c->checked_ms && !sodium_memcmp(c->tag, tag, sizeof tag) &&
-	    now_ms - c->checked_ms < AUTH_CACHE_TTL_MS) {
+	    now_ms - c->checked_ms < a->cache_ttl_ms) {
 		sdk_strcpy(user, AUTH_NAME_MAX + 1, c->user);
 		*role = c->role;
 		return 0;
 	}
-	int rc = auth_session_check(a->db, token, now_ms, a->cfg->auth.session_idle_s, user, role);
+	int rc = auth_session_check(a->store, token, now_ms, a->cfg->auth.session_idle_s, user, role);
 	if (rc == 0) {
 		memcpy(c->tag, tag, sizeof tag);
 		sdk_strcpy(c->user, sizeof c->user, user);

@@ -14,6 +14,7 @@
 #include "serve/auth/login.h"
 #include "serve/auth/source.h"
 #include "serve/auth/users.h"
+#include "serve/store/store.h"
 
 #define AUTH_CACHE_SLOTS 256
 #define AUTH_CACHE_TTL_MS 10000
@@ -22,7 +23,8 @@ struct event_base;
 struct auth_login; /* login.c: a login under way */
 
 /* A checked session, so a request need not read SQLite: entries are
- * dropped at logout and whenever a password or user changes. */
+ * dropped at logout and whenever a password or user changes. Not used
+ * with PostgreSQL: a logout on another host could not clear it. */
 struct auth_cached {
 	/* SipHash-128 of the token under auth_ctx.cache_key: a cache needs a
 	 * tag no one can collide without the key, not SHA-256 (4k instructions
@@ -37,6 +39,8 @@ typedef struct auth_ctx {
 	const grace_config *cfg;
 	struct event_base *base;
 	sqlite3 *db;
+	grace_store *store; /* owned: users, sessions, tokens, lockout (grace.db or PostgreSQL) */
+	int64_t cache_ttl_ms; /* 0 with PostgreSQL: another host may end a session */
 	sdk_pool *pool;
 	limiter *sources;        /* failures per source, monotonic ms (source.h) */
 	limiter *unknown_names;  /* failures per name that is no account, monotonic ms */
@@ -48,8 +52,9 @@ typedef struct auth_ctx {
 	struct auth_cached cache[AUTH_CACHE_SLOTS];
 } auth_ctx;
 
-/* Creates the tables, the pool and the allow-list; on the first start with
- * no user, creates "admin" with a random password written once to the log. */
+/* Opens the store ([store]: grace.db's tables, or PostgreSQL, connected
+ * and migrated), the pool and the allow-list; on the first start with no
+ * user, creates "admin" with a random password written once to the log. */
 auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db);
 /* Answers the logins still under way, then frees: call before the server
  * is freed. */

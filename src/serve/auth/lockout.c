@@ -1,6 +1,7 @@
 #include "serve/auth/lockout.h"
 
 #include "sdk/err.h"
+#include "serve/store/pg_auth.h"
 
 static int finish(sqlite3_stmt *st)
 {
@@ -9,8 +10,11 @@ static int finish(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : sdk_status_of_sqlite(rc);
 }
 
-int auth_lockout_get(sqlite3 *db, const char *user, limiter_count *out)
+int auth_lockout_get(grace_store *store, const char *user, limiter_count *out)
 {
+	if (store_is_pg(store))
+		return pg_auth_lockout_get(store->pg, user, out);
+	sqlite3 *db = store->db;
 	*out = (limiter_count){ 0, 0 };
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(db,
@@ -29,10 +33,13 @@ int auth_lockout_get(sqlite3 *db, const char *user, limiter_count *out)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sdk_status_of_sqlite(rc);
 }
 
-int auth_lockout_fail(sqlite3 *db, const char *user, int64_t now_ms, int64_t window_ms,
+int auth_lockout_fail(grace_store *store, const char *user, int64_t now_ms, int64_t window_ms,
 		      limiter_count *out)
 {
-	int rc = auth_lockout_get(db, user, out);
+	if (store_is_pg(store))
+		return pg_auth_lockout_fail(store->pg, user, now_ms, window_ms, out);
+	sqlite3 *db = store->db;
+	int rc = auth_lockout_get(store, user, out);
 	if (rc < 0)
 		return rc;
 	limiter_count_fail(out, now_ms, window_ms);
@@ -52,8 +59,11 @@ int auth_lockout_fail(sqlite3 *db, const char *user, int64_t now_ms, int64_t win
 	return rc == SDK_ECONFLICT ? SDK_ENOTFOUND : rc;
 }
 
-int auth_lockout_clear(sqlite3 *db, const char *user)
+int auth_lockout_clear(grace_store *store, const char *user)
 {
+	if (store_is_pg(store))
+		return pg_auth_lockout_clear(store->pg, user);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(db, "DELETE FROM login_failures WHERE user = ?", -1, &st, NULL);
 	if (rc != SQLITE_OK)

@@ -66,7 +66,7 @@ static int64_t locked_ms(struct auth_login *j)
 	auth_ctx *a = j->a;
 	limiter_count c;
 	if (j->known) {
-		int rc = auth_lockout_get(a->db, j->name, &c);
+		int rc = auth_lockout_get(a->store, j->name, &c);
 		if (rc < 0)
 			return rc;
 		return limiter_count_locked_ms(&c, sdk_wall_ms(), window_ms(a),
@@ -85,7 +85,7 @@ static unsigned count_failure(struct auth_login *j)
 	auth_ctx *a = j->a;
 	limiter_count c = { 0, 0 }, src;
 	if (j->known) {
-		int rc = auth_lockout_fail(a->db, j->name, sdk_wall_ms(), window_ms(a), &c);
+		int rc = auth_lockout_fail(a->store, j->name, sdk_wall_ms(), window_ms(a), &c);
 		if (rc < 0 && rc != SDK_ENOTFOUND)
 			sdk_warn("auth: cannot count a failed login of '%s' (status %d)", j->name, rc);
 	} else {
@@ -176,10 +176,10 @@ static void check_done(void *arg)
 			answer_held(j);
 		return;
 	}
-	auth_lockout_clear(a->db, j->name); /* a stale count at worst, were it to fail */
+	auth_lockout_clear(a->store, j->name); /* a stale count at worst, were it to fail */
 	char token[AUTH_TOKEN_MAX + 1];
 	int64_t expires;
-	int rc = auth_session_create(a->db, j->name, sdk_wall_ms(), a->cfg->auth.session_max_s,
+	int rc = auth_session_create(a->store, j->name, sdk_wall_ms(), a->cfg->auth.session_max_s,
 				     token, &expires);
 	finish(j, rc == -ENOSPC ? SDK_EFULL : rc < 0 ? SDK_EIO : 0, 0, rc < 0 ? NULL : token, expires);
 	sodium_memzero(token, sizeof token);
@@ -212,7 +212,7 @@ void auth_login_start(auth_ctx *a, const char *name, const char *password, const
 	strcpy(j->name, name);
 	strcpy(j->password, password);
 	auth_source_key(peer, j->source);
-	int rc = auth_name_valid(name) ? auth_user_get(a->db, name, j->stored, &j->role) : -ENOENT;
+	int rc = auth_name_valid(name) ? auth_user_get(a->store, name, j->stored, &j->role) : -ENOENT;
 	if (rc < 0 && rc != -ENOENT) {
 		finish(j, SDK_EIO, 0, NULL, 0);
 		return;
@@ -233,7 +233,7 @@ void auth_login_start(auth_ctx *a, const char *name, const char *password, const
 int64_t auth_account_locked_ms(auth_ctx *a, const char *name)
 {
 	limiter_count c;
-	int rc = auth_lockout_get(a->db, name, &c);
+	int rc = auth_lockout_get(a->store, name, &c);
 	if (rc < 0)
 		return rc;
 	return limiter_count_locked_ms(&c, sdk_wall_ms(), window_ms(a),
@@ -243,7 +243,7 @@ int64_t auth_account_locked_ms(auth_ctx *a, const char *name)
 void auth_account_failed(auth_ctx *a, const char *name)
 {
 	limiter_count c;
-	int rc = auth_lockout_fail(a->db, name, sdk_wall_ms(), window_ms(a), &c);
+	int rc = auth_lockout_fail(a->store, name, sdk_wall_ms(), window_ms(a), &c);
 	if (rc < 0 && rc != SDK_ENOTFOUND)
 		sdk_warn("auth: cannot count a wrong password of '%s' (status %d)", name, rc);
 }

@@ -2,6 +2,7 @@
 
 #include "sdk/db.h"
 #include "sdk/err.h"
+#include "serve/store/pg_auth.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -85,12 +86,9 @@ static void scopes_load(auth_api_token *t, const char *json)
 	json_decref(arr);
 }
 
-int auth_token_create(sqlite3 *db, const char *owner, const char *name, json_t *scopes,
-		      int64_t now_ms, int64_t expires_ms, auth_api_token *out, char *secret)
+/* The owner's live tokens: a count, or SDK_EIO. */
+static int count_live(sqlite3 *db, const char *owner, int64_t now_ms)
 {
-	int role;
-	if (auth_user_get(db, owner, NULL, &role) < 0)
-		return SDK_ENOTFOUND;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT count(*) FROM api_tokens WHERE owner = ? AND revoked_ms IS NULL"
@@ -101,8 +99,21 @@ int auth_token_create(sqlite3 *db, const char *owner, const char *name, json_t *
 	sqlite3_bind_int64(st, 2, now_ms);
 	int live = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 	sqlite3_finalize(st);
+	return live < 0 ? SDK_EIO : live;
+}
+
+int auth_token_create(grace_store *store, const char *owner, const char *name, json_t *scopes,
+		      int64_t now_ms, int64_t expires_ms, auth_api_token *out, char *secret)
+{
+	int role;
+	if (auth_user_get(store, owner, NULL, &role) < 0)
+		return SDK_ENOTFOUND;
+	sqlite3 *db = store->db;
+	sqlite3_stmt *st;
+	int live = store_is_pg(store) ? pg_auth_token_count_live(store->pg, owner, now_ms)
+				      : count_live(db, owner, now_ms);
 	if (live < 0)
-		return SDK_EIO;
+		return live;
 	if (live >= AUTH_API_TOKENS_PER_USER)
 		return SDK_EQUOTA;
 
@@ -126,6 +137,13 @@ int auth_token_create(sqlite3 *db, const char *owner, const char *name, json_t *
 	scopes_load(out, text);
 	char hex[65];
 	auth_token_hash(secret, hex);
+	if (store_is_pg(store)) {
+		int rc = pg_auth_token_insert(store->pg, out, hex, text, now_ms, expires_ms);
+		free(text);
+		if (rc < 0)
+			sodium_memzero(secret, AUTH_TOKEN_MAX + 1);
+		return rc;
+	}
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO api_tokens (id, token_hash, owner, name, scopes, created_ms,"
 			       " expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -150,12 +168,32 @@ int auth_token_create(sqlite3 *db, const char *owner, const char *name, json_t *
 	return rc;
 }
 
-int auth_token_check(sqlite3 *db, const char *secret, int64_t now_ms, auth_api_token *out)
+/* auth_token_check in PostgreSQL: the same decisions on the row read. */
+static int token_check_pg(store_pg *p, const char *hex, int64_t now_ms, auth_api_token *out)
+{
+	char scopes[AUTH_SCOPES_TEXT_MAX * 2];
+	bool revoked;
+	int64_t expires, last;
+	int rc = pg_auth_token_get(p, hex, out, scopes, sizeof scopes, &revoked, &expires, &last);
+	if (rc < 0)
+		return rc;
+	scopes_load(out, scopes);
+	if (revoked || (expires > 0 && expires <= now_ms))
+		return SDK_ENOTFOUND;
+	if (last < 0 || now_ms - last >= AUTH_API_TOKEN_TOUCH_MS)
+		pg_auth_token_touch(p, out->id, now_ms);
+	return 0;
+}
+
+int auth_token_check(grace_store *store, const char *secret, int64_t now_ms, auth_api_token *out)
 {
 	if (strlen(secret) > AUTH_TOKEN_MAX || !auth_is_api_token(secret))
 		return SDK_ENOTFOUND;
 	char hex[65];
 	auth_token_hash(secret, hex);
+	if (store_is_pg(store))
+		return token_check_pg(store->pg, hex, now_ms, out);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT t.id, t.name, t.owner, u.role, t.scopes, t.expires_ms,"
@@ -198,8 +236,11 @@ static json_t *int_or_null(sqlite3_stmt *st, int col)
 							    : json_integer(sqlite3_column_int64(st, col));
 }
 
-json_t *auth_token_list(sqlite3 *db, const char *owner)
+json_t *auth_token_list(grace_store *store, const char *owner)
 {
+	if (store_is_pg(store))
+		return pg_auth_token_list(store->pg, owner);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT id, name, owner, scopes, created_ms, expires_ms, last_used_ms,"
@@ -231,8 +272,11 @@ json_t *auth_token_list(sqlite3 *db, const char *owner)
 	return arr;
 }
 
-int auth_token_revoke(sqlite3 *db, const char *id, const char *owner, int64_t now_ms)
+int auth_token_revoke(grace_store *store, const char *id, const char *owner, int64_t now_ms)
 {
+	if (store_is_pg(store))
+		return pg_auth_token_revoke(store->pg, id, owner, now_ms);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "UPDATE api_tokens SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL"

@@ -1,5 +1,6 @@
 /* API tokens: long-lived credentials for machines (Grafana, OpenTelemetry
- * exporters, webhooks, scripts), kept in grace.db's api_tokens table.
+ * exporters, webhooks, scripts), kept in the store's api_tokens table
+ * (grace.db, or PostgreSQL: serve/store/store.h).
  *
  * - A token acts for its user (its owner), and only within its scopes: a
  *   scope "FAMILY:VERB" allows the action Action::"FAMILY.VERB" (so
@@ -59,17 +60,17 @@ bool auth_token_allows(const auth_api_token *t, const char *action);
  * valid scopes (checked by the caller). expires_ms 0: never. 0, or
  * SDK_ENOTFOUND (no such user), SDK_EQUOTA (too many tokens) or another
  * negative sdk_status. */
-int auth_token_create(sqlite3 *db, const char *owner, const char *name, json_t *scopes,
+int auth_token_create(grace_store *store, const char *owner, const char *name, json_t *scopes,
 		      int64_t now_ms, int64_t expires_ms, auth_api_token *out, char *secret);
 /* Checks a presented secret: 0 with *out, or SDK_ENOTFOUND (unknown,
  * revoked, expired, or its user gone), or SDK_EIO. Records its use. */
-int auth_token_check(sqlite3 *db, const char *secret, int64_t now_ms, auth_api_token *out);
+int auth_token_check(grace_store *store, const char *secret, int64_t now_ms, auth_api_token *out);
 /* Every token of `owner` (NULL: everyone's), newest first: id, name,
  * user, scopes, created_ms, expires_ms, last_used_ms, revoked_ms. Never
  * the secret or its hash. NULL on a storage failure. */
-json_t *auth_token_list(sqlite3 *db, const char *owner);
+json_t *auth_token_list(grace_store *store, const char *owner);
 /* Revokes token `id` of `owner` (NULL: of anyone): 0, SDK_ENOTFOUND (none
  * such, or revoked already), or another negative sdk_status. */
-int auth_token_revoke(sqlite3 *db, const char *id, const char *owner, int64_t now_ms);
+int auth_token_revoke(grace_store *store, const char *id, const char *owner, int64_t now_ms);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include "sdk/db.h"
 #include "serve/auth/lockout.h"
+#include "serve/store/pg_auth.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -98,8 +99,11 @@ static int step_done(sqlite3_stmt *st)
 					  : -EIO;
 }
 
-int auth_user_get(sqlite3 *db, const char *name, char *hash, int *role)
+int auth_user_get(grace_store *store, const char *name, char *hash, int *role)
 {
+	if (store_is_pg(store))
+		return pg_auth_user_get(store->pg, name, hash, role);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT password_hash, role FROM users WHERE name = ?", -1, &st,
 			       NULL) != SQLITE_OK)
@@ -116,8 +120,11 @@ int auth_user_get(sqlite3 *db, const char *name, char *hash, int *role)
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-int auth_user_add(sqlite3 *db, const char *name, const char *hash, int role, int64_t now_ms)
+int auth_user_add(grace_store *store, const char *name, const char *hash, int role, int64_t now_ms)
 {
+	if (store_is_pg(store))
+		return pg_auth_user_add(store->pg, name, hash, role, now_ms);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO users (name, password_hash, role, created_ms,"
@@ -131,8 +138,11 @@ int auth_user_add(sqlite3 *db, const char *name, const char *hash, int role, int
 	return step_done(st);
 }
 
-int auth_user_delete(sqlite3 *db, const char *name)
+int auth_user_delete(grace_store *store, const char *name)
 {
+	if (store_is_pg(store))
+		return pg_auth_user_delete(store->pg, name);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "DELETE FROM users WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
@@ -141,8 +151,11 @@ int auth_user_delete(sqlite3 *db, const char *name)
 	return rc == 0 && sqlite3_changes(db) == 0 ? -ENOENT : rc;
 }
 
-int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int64_t now_ms)
+int auth_user_set_password(grace_store *store, const char *name, const char *hash, int64_t now_ms)
 {
+	if (store_is_pg(store))
+		return pg_auth_user_set_password(store->pg, name, hash, now_ms);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "UPDATE users SET password_hash = ?, password_changed_ms = ?"
@@ -159,7 +172,7 @@ int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int6
 		return rc;
 	/* A changed password ends every session that the old one opened, and
 	 * lifts a lock on the account (how an admin unlocks one). */
-	if (auth_lockout_clear(db, name) < 0 ||
+	if (auth_lockout_clear(store, name) < 0 ||
 	    sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE user = ?", -1, &st, NULL) !=
 		    SQLITE_OK)
 		return -EIO;
@@ -167,8 +180,11 @@ int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int6
 	return step_done(st);
 }
 
-int auth_user_set_role(sqlite3 *db, const char *name, int role)
+int auth_user_set_role(grace_store *store, const char *name, int role)
 {
+	if (store_is_pg(store))
+		return pg_auth_user_set_role(store->pg, name, role);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "UPDATE users SET role = ? WHERE name = ?", -1, &st, NULL) !=
 	    SQLITE_OK)
@@ -179,8 +195,11 @@ int auth_user_set_role(sqlite3 *db, const char *name, int role)
 	return rc == 0 && sqlite3_changes(db) == 0 ? -ENOENT : rc;
 }
 
-int auth_user_count(sqlite3 *db, int role)
+int auth_user_count(grace_store *store, int role)
 {
+	if (store_is_pg(store))
+		return pg_auth_user_count(store->pg, role);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM users WHERE ?1 IS NULL OR role = ?1", -1,
 			       &st, NULL) != SQLITE_OK)
@@ -192,8 +211,11 @@ int auth_user_count(sqlite3 *db, int role)
 	return n;
 }
 
-json_t *auth_user_list(sqlite3 *db)
+json_t *auth_user_list(grace_store *store)
 {
+	if (store_is_pg(store))
+		return pg_auth_user_list(store->pg);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT name, role, created_ms, password_changed_ms FROM users"
@@ -213,7 +235,7 @@ json_t *auth_user_list(sqlite3 *db)
 	return out;
 }
 
-int auth_session_create(sqlite3 *db, const char *user, int64_t now_ms, unsigned max_s,
+int auth_session_create(grace_store *store, const char *user, int64_t now_ms, unsigned max_s,
 			char *token, int64_t *expires_ms)
 {
 	unsigned char raw[32];
@@ -224,6 +246,9 @@ int auth_session_create(sqlite3 *db, const char *user, int64_t now_ms, unsigned 
 	char hex[65];
 	auth_token_hash(token, hex);
 	*expires_ms = now_ms + (int64_t)max_s * 1000;
+	if (store_is_pg(store))
+		return pg_auth_session_create(store->pg, hex, user, now_ms, *expires_ms);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO sessions (token_hash, user, created_ms, last_ms, expires_ms)"
@@ -245,13 +270,17 @@ int auth_session_create(sqlite3 *db, const char *user, int64_t now_ms, unsigned 
 	return rc;
 }
 
-int auth_session_check(sqlite3 *db, const char *token, int64_t now_ms, unsigned idle_s,
+int auth_session_check(grace_store *store, const char *token, int64_t now_ms, unsigned idle_s,
 		       char user[AUTH_NAME_MAX + 1], int *role)
 {
 	if (strlen(token) > AUTH_TOKEN_MAX)
 		return -ENOENT;
 	char hex[65];
 	auth_token_hash(token, hex);
+	if (store_is_pg(store))
+		return pg_auth_session_check(store->pg, hex, now_ms, idle_s, TOUCH_EVERY_MS, user,
+					     role);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT s.user, u.role, s.last_ms, s.expires_ms FROM sessions s"
@@ -281,10 +310,13 @@ int auth_session_check(sqlite3 *db, const char *token, int64_t now_ms, unsigned 
 	return rc;
 }
 
-int auth_session_delete(sqlite3 *db, const char *token)
+int auth_session_delete(grace_store *store, const char *token)
 {
 	char hex[65];
 	auth_token_hash(token, hex);
+	if (store_is_pg(store))
+		return pg_auth_session_delete(store->pg, hex);
+	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE token_hash = ?", -1, &st, NULL) !=
 	    SQLITE_OK)

@@ -1,4 +1,5 @@
-/* Users and sessions, kept in the main process's SQLite file. Passwords
+/* Users and sessions, kept in the store (serve/store/store.h): the main
+ * process's SQLite file, or PostgreSQL when [store] says so. Passwords
  * are stored only as Argon2id strings; session tokens only as hashes. The
  * hash functions block (by design) and run on the worker pool. */
 #ifndef GRACE_AUTH_USERS_H
@@ -11,6 +12,8 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "serve/store/store.h"
 
 enum { AUTH_ROLE_NONE = 0, AUTH_ROLE_USER = 1, AUTH_ROLE_ADMIN = 2 };
 
@@ -33,26 +36,26 @@ int auth_hash(const char *pw, unsigned ops, size_t mem_bytes, char out[AUTH_HASH
 bool auth_verify(const char *hash, const char *pw);
 
 /* 0, -ENOENT, or -EIO. `hash` (AUTH_HASH_MAX bytes) may be NULL. */
-int auth_user_get(sqlite3 *db, const char *name, char *hash, int *role);
-int auth_user_add(sqlite3 *db, const char *name, const char *hash, int role, int64_t now_ms);
-int auth_user_delete(sqlite3 *db, const char *name);
+int auth_user_get(grace_store *store, const char *name, char *hash, int *role);
+int auth_user_add(grace_store *store, const char *name, const char *hash, int role, int64_t now_ms);
+int auth_user_delete(grace_store *store, const char *name);
 /* Also ends every session of the user and lifts a lock on the account. */
-int auth_user_set_password(sqlite3 *db, const char *name, const char *hash, int64_t now_ms);
+int auth_user_set_password(grace_store *store, const char *name, const char *hash, int64_t now_ms);
 /* 0, -ENOENT, or -EIO. Changed only through an approved change request
  * (docs/governance.md, action user.role). */
-int auth_user_set_role(sqlite3 *db, const char *name, int role);
-int auth_user_count(sqlite3 *db, int role); /* role NONE: all */
-json_t *auth_user_list(sqlite3 *db);
+int auth_user_set_role(grace_store *store, const char *name, int role);
+int auth_user_count(grace_store *store, int role); /* role NONE: all */
+json_t *auth_user_list(grace_store *store);
 
 /* A new session: `token` (AUTH_TOKEN_MAX + 1 bytes) goes to the client and
  * is stored only as its hash. */
-int auth_session_create(sqlite3 *db, const char *user, int64_t now_ms, unsigned max_s,
+int auth_session_create(grace_store *store, const char *user, int64_t now_ms, unsigned max_s,
 			char *token, int64_t *expires_ms);
 /* Checks a token against both expiries and refreshes its idle time. 0 with
  * the user's name and role, or -ENOENT. */
-int auth_session_check(sqlite3 *db, const char *token, int64_t now_ms, unsigned idle_s,
+int auth_session_check(grace_store *store, const char *token, int64_t now_ms, unsigned idle_s,
 		       char user[AUTH_NAME_MAX + 1], int *role);
-int auth_session_delete(sqlite3 *db, const char *token);
+int auth_session_delete(grace_store *store, const char *token);
 /* The stored form of a token. */
 void auth_token_hash(const char *token, char hex[65]);
 

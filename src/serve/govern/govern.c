@@ -332,12 +332,12 @@ static void run_user_delete(gv *g, const char *name)
 {
 	api_ctx *api = g->api;
 	int role;
-	if (!auth_name_valid(name) || auth_user_get(api->auth->db, name, NULL, &role) < 0)
+	if (!auth_name_valid(name) || auth_user_get(api->auth->store, name, NULL, &role) < 0)
 		return finish_error(g, "no user '%s'", name);
-	if (role == AUTH_ROLE_ADMIN && auth_user_count(api->auth->db, AUTH_ROLE_ADMIN) <= 1)
+	if (role == AUTH_ROLE_ADMIN && auth_user_count(api->auth->store, AUTH_ROLE_ADMIN) <= 1)
 		return finish_error(g, "'%s' is the last admin", name);
 	auth_cache_clear(api->auth);
-	if (auth_user_delete(api->auth->db, name) < 0)
+	if (auth_user_delete(api->auth->store, name) < 0)
 		return finish_error(g, "cannot delete the user '%s'", name);
 	api_user_data_purge(api, name);
 	finish(g, true, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
@@ -352,12 +352,12 @@ static void run_user_role(gv *g, const char *name, const char *role_s)
 	int role = role_s ? auth_role_parse(role_s) : AUTH_ROLE_NONE, old;
 	if (role == AUTH_ROLE_NONE)
 		return finish_error(g, "role is 'user' or 'admin', not '%s'", role_s ? role_s : "");
-	if (!auth_name_valid(name) || auth_user_get(api->auth->db, name, NULL, &old) < 0)
+	if (!auth_name_valid(name) || auth_user_get(api->auth->store, name, NULL, &old) < 0)
 		return finish_error(g, "no user '%s'", name);
 	if (old == AUTH_ROLE_ADMIN && role != AUTH_ROLE_ADMIN &&
-	    auth_user_count(api->auth->db, AUTH_ROLE_ADMIN) <= 1)
+	    auth_user_count(api->auth->store, AUTH_ROLE_ADMIN) <= 1)
 		return finish_error(g, "'%s' is the last admin", name);
-	if (auth_user_set_role(api->auth->db, name, role) < 0)
+	if (auth_user_set_role(api->auth->store, name, role) < 0)
 		return finish_error(g, "cannot change the role of '%s'", name);
 	auth_cache_clear(api->auth);
 	finish(g, true, json_pack("{s:s, s:s, s:s}", "name", name, "role", auth_role_name(role),

@@ -1,0 +1,299 @@
+#include "kernels/librarian/block.h"
+
+#include "sdk/err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool lib_buf_reserve(lib_buf *b, size_t more)
+{
+	if (b->cap - b->n >= more)
+		return true;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap - b->n < more) {
+		if (cap > SIZE_MAX / 2)
+			return false;
+		cap *= 2;
+	}
+	uint8_t *p = realloc(b->p, cap);
+	if (!p)
+		return false;
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+bool lib_buf_varint(lib_buf *b, uint64_t v)
+{
+	if (!lib_buf_reserve(b, 10))
+		return false;
+	do {
+		uint8_t byte = v & 0x7f;
+		v >>= 7;
+		b->p[b->n++] = byte | (v ? 0x80 : 0);
+	} while (v);
+	return true;
+}
+
+void lib_buf_free(lib_buf *b)
+{
+	free(b->p);
+	*b = (lib_buf){ 0 };
+}
+
+bool lib_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		if (*i >= n)
+			return false;
+		uint8_t byte = p[(*i)++];
+		x |= (uint64_t)(byte & 0x7f) << shift;
+		if (!(byte & 0x80)) {
+			*v = x;
+			return true;
+		}
+	}
+	return false;
+}
+
+void lib_blk_clear(lib_blk *b)
+{
+	b->n = 0;
+	b->npos = 0;
+	b->has_pos = false;
+}
+
+void lib_blk_free(lib_blk *b)
+{
+	free(b->doc);
+	free(b->dl);
+	free(b->tf);
+	free(b->poff);
+	free(b->pos);
+	*b = (lib_blk){ 0 };
+}
+
+bool lib_blk_reserve(lib_blk *b, uint32_t n)
+{
+	if (n <= b->cap)
+		return true;
+	uint32_t cap = b->cap ? b->cap : 16;
+	while (cap < n)
+		cap *= 2;
+	int64_t *doc = realloc(b->doc, cap * sizeof *doc);
+	if (doc)
+		b->doc = doc;
+	uint32_t *dl = realloc(b->dl, cap * sizeof *dl);
+	if (dl)
+		b->dl = dl;
+	uint32_t(*tf)[LIB_FIELDS] = realloc(b->tf, cap * sizeof *tf);
+	if (tf)
+		b->tf = tf;
+	uint32_t *poff = realloc(b->poff, (cap + 1) * sizeof *poff);
+	if (poff)
+		b->poff = poff;
+	if (!doc || !dl || !tf || !poff)
+		return false;
+	b->cap = cap;
+	return true;
+}
+
+bool lib_blk_pos_reserve(lib_blk *b, uint32_t npos)
+{
+	if (npos <= b->pos_cap)
+		return true;
+	uint32_t cap = b->pos_cap ? b->pos_cap : 256;
+	while (cap < npos)
+		cap *= 2;
+	uint32_t *pos = realloc(b->pos, cap * sizeof *pos);
+	if (!pos)
+		return false;
+	b->pos = pos;
+	b->pos_cap = cap;
+	return true;
+}
+
+static int decode_pos(lib_blk *b, const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	uint64_t total = 0;
+	for (uint32_t k = 0; k < b->n; k++)
+		total += (uint64_t)b->tf[k][0] + b->tf[k][1] + b->tf[k][2];
+	if (total > LIB_POS_MAX || !lib_blk_pos_reserve(b, (uint32_t)total))
+		return SDK_ECORRUPT;
+	uint32_t o = 0;
+	for (uint32_t k = 0; k < b->n; k++) {
+		b->poff[k] = o;
+		for (unsigned fld = 0; fld < LIB_FIELDS; fld++) {
+			uint64_t at = 0;
+			for (uint32_t j = 0; j < b->tf[k][fld]; j++) {
+				uint64_t d;
+				if (!lib_varint(p, n, &i, &d) || (j && d == 0) || at + d > UINT32_MAX)
+					return SDK_ECORRUPT;
+				at += d;
+				b->pos[o++] = (uint32_t)at;
+			}
+		}
+	}
+	b->poff[b->n] = o;
+	if (i != n)
+		return SDK_ECORRUPT;
+	b->npos = o;
+	b->has_pos = true;
+	return SDK_OK;
+}
+
+int lib_blk_decode(lib_blk *b, const uint8_t *docs, size_t docs_len, const uint8_t *pos,
+		   size_t pos_len)
+{
+	size_t i = 0;
+	uint64_t doc = 0, v;
+	lib_blk_clear(b);
+	if (!lib_varint(docs, docs_len, &i, &doc) || doc == 0 || doc > INT64_MAX)
+		return SDK_ECORRUPT;
+	while (i < docs_len) {
+		if (b->n >= LIB_BLK_MAX * 2 || !lib_blk_reserve(b, b->n + 1))
+			return SDK_ECORRUPT;
+		uint32_t k = b->n;
+		if (k) {
+			if (!lib_varint(docs, docs_len, &i, &v) || v == 0 || v > (uint64_t)INT64_MAX - doc)
+				return SDK_ECORRUPT;
+			doc += v;
+		}
+		uint64_t dl, code, tt = 0, tg = 0;
+		if (!lib_varint(docs, docs_len, &i, &dl) || !lib_varint(docs, docs_len, &i, &code) ||
+		    dl > UINT32_MAX || (code >> 2) > UINT32_MAX)
+			return SDK_ECORRUPT;
+		if ((code & 2) && (!lib_varint(docs, docs_len, &i, &tt) || tt == 0 || tt > UINT32_MAX))
+			return SDK_ECORRUPT;
+		if ((code & 1) && (!lib_varint(docs, docs_len, &i, &tg) || tg == 0 || tg > UINT32_MAX))
+			return SDK_ECORRUPT;
+		b->doc[k] = (int64_t)doc;
+		b->dl[k] = (uint32_t)dl;
+		b->tf[k][0] = (uint32_t)tt;
+		b->tf[k][1] = (uint32_t)(code >> 2);
+		b->tf[k][2] = (uint32_t)tg;
+		b->n++;
+	}
+	if (b->n == 0)
+		return SDK_ECORRUPT;
+	return pos ? decode_pos(b, pos, pos_len) : SDK_OK;
+}
+
+/* f descending; among equal f, dl ascending. */
+static int cmp_point(const void *a, const void *b)
+{
+	const uint32_t *x = a, *y = b;
+	if (x[0] != y[0])
+		return x[0] < y[0] ? 1 : -1;
+	return (x[1] > y[1]) - (x[1] < y[1]);
+}
+
+static double point_score(uint32_t f, uint32_t dl, double avgdl)
+{
+	return lib_bm25_term(1.0, (double)f, (double)dl, avgdl);
+}
+
+/* The undominated (f, dl) points of the postings, merged down to
+ * LIB_BOUND_POINTS: two neighbours become (the larger f, the smaller dl),
+ * which covers both; the pair whose merge raises the bound least goes. */
+static bool encode_bound(const lib_blk *b, uint32_t from, uint32_t count, double avgdl,
+			 lib_buf *out)
+{
+	uint32_t (*pt)[2] = malloc((size_t)count * sizeof *pt);
+	if (!pt)
+		return false;
+	uint32_t m = 0;
+	for (uint32_t k = from; k < from + count; k++) {
+		uint32_t f = lib_weighted(b->tf[k], 7);
+		if (f) {
+			pt[m][0] = f;
+			pt[m][1] = b->dl[k];
+			m++;
+		}
+	}
+	qsort(pt, m, sizeof *pt, cmp_point);
+	uint32_t front = 0;
+	for (uint32_t k = 0; k < m; k++)
+		if (!front || pt[k][1] < pt[front - 1][1]) {
+			pt[front][0] = pt[k][0];
+			pt[front][1] = pt[k][1];
+			front++;
+		}
+	if (avgdl <= 0)
+		avgdl = 1;
+	while (front > LIB_BOUND_POINTS) {
+		uint32_t best = 0;
+		double best_cost = 0;
+		for (uint32_t k = 0; k + 1 < front; k++) {
+			double a = point_score(pt[k][0], pt[k][1], avgdl);
+			double c = point_score(pt[k + 1][0], pt[k + 1][1], avgdl);
+			double merged = point_score(pt[k][0], pt[k + 1][1], avgdl);
+			double cost = merged - (a > c ? a : c);
+			if (k == 0 || cost < best_cost) {
+				best = k;
+				best_cost = cost;
+			}
+		}
+		pt[best][1] = pt[best + 1][1];
+		memmove(&pt[best + 1], &pt[best + 2], (front - best - 2) * sizeof *pt);
+		front--;
+	}
+	bool ok = lib_buf_varint(out, front);
+	for (uint32_t k = 0; ok && k < front; k++)
+		ok = lib_buf_varint(out, pt[k][0]) && lib_buf_varint(out, pt[k][1]);
+	free(pt);
+	return ok;
+}
+
+bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgdl, lib_buf *docs,
+		    lib_buf *pos, lib_buf *bound)
+{
+	bool ok = count > 0;
+	for (uint32_t k = from; ok && k < from + count; k++) {
+		const uint32_t *tf = b->tf[k];
+		ok = lib_buf_varint(docs, k == from ? (uint64_t)b->doc[k]
+						    : (uint64_t)(b->doc[k] - b->doc[k - 1])) &&
+		     lib_buf_varint(docs, b->dl[k]) &&
+		     lib_buf_varint(docs, (uint64_t)tf[1] << 2 | (tf[0] > 0) << 1 | (tf[2] > 0)) &&
+		     (!tf[0] || lib_buf_varint(docs, tf[0])) && (!tf[2] || lib_buf_varint(docs, tf[2]));
+		const uint32_t *p = b->has_pos ? b->pos + b->poff[k] : NULL;
+		for (unsigned fld = 0; ok && p && fld < LIB_FIELDS; fld++) {
+			uint32_t at = 0;
+			for (uint32_t j = 0; ok && j < tf[fld]; j++, p++) {
+				ok = lib_buf_varint(pos, *p - at);
+				at = *p;
+			}
+		}
+	}
+	return ok && encode_bound(b, from, count, avgdl, bound);
+}
+
+int lib_bound_decode(const uint8_t *p, size_t n, lib_bound *out)
+{
+	size_t i = 0;
+	uint64_t m, f, dl;
+	if (!lib_varint(p, n, &i, &m) || m > LIB_BOUND_POINTS)
+		return SDK_ECORRUPT;
+	out->n = (uint32_t)m;
+	for (uint32_t k = 0; k < m; k++) {
+		if (!lib_varint(p, n, &i, &f) || !lib_varint(p, n, &i, &dl) || f > UINT32_MAX ||
+		    dl > UINT32_MAX)
+			return SDK_ECORRUPT;
+		out->f[k] = (uint32_t)f;
+		out->dl[k] = (uint32_t)dl;
+	}
+	return i == n ? SDK_OK : SDK_ECORRUPT;
+}
+
+double lib_bound_score(const lib_bound *bd, double idf, double avgdl)
+{
+	double best = 0;
+	for (uint32_t k = 0; k < bd->n; k++) {
+		double s = lib_bm25_term(idf, (double)bd->f[k], (double)bd->dl[k], avgdl);
+		if (s > best)
+			best = s;
+	}
+	return best * LIB_BOUND_SLACK;
+}

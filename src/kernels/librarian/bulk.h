@@ -1,0 +1,30 @@
+/* Bulk loading (POST /documents/_bulk): NDJSON, one document a line
+ * ({"title","body","tags"?,"source"?}, as POST /documents takes), as
+ * OpenSearch's _bulk takes one action a line. No HTTP here.
+ *
+ * One request is one transaction with one flush of the block index, so
+ * a crash (kill -9 included) leaves all of it or none. A bad line (not
+ * JSON, a field missing or wrong, over a quota) is reported by its line
+ * number and skipped; the good lines are stored. A document loaded again
+ * is not stored twice: with a source, it replaces the one of that source
+ * (its id kept); without, a document of the same title, body and tags
+ * (by hash) is answered "duplicate" with its id. */
+#ifndef GRACE_LIBRARIAN_BULK_H
+#define GRACE_LIBRARIAN_BULK_H
+
+#include "kernels/layer.h"
+
+#include "kernels/librarian/store.h"
+
+#define LIB_BULK_LINES_MAX 10000u /* lines of one request (its bytes: max_body_bytes) */
+#define LIB_BULK_ERRORS_MAX 1000u /* bad lines reported one by one; past it, counted */
+
+/* *out: {"took_ms","errors":bool,"created","updated","duplicates","failed",
+ * "items":[{"line","status","result"|"error","id"?}]} with items for
+ * every line (items past LIB_BULK_ERRORS_MAX failures are counted, not
+ * listed). SDK_EINVAL (nothing stored) for an empty body or too many
+ * lines; a storage failure is its status with nothing stored. */
+int lib_bulk_load(sqlite3 *db, const char *owner, const lib_quota *quota, const char *body,
+		  size_t len, json_t **out, lib_err *err);
+
+#endif

@@ -1,0 +1,335 @@
+/* lib_search (store.h): a query split into what to look for, what to
+ * exclude and which tags to require; ranked by the block index when it
+ * is words ANDed or ORed (search.h), by FTS5 otherwise; then the page of
+ * results with their snippets.
+ *
+ * Both rankings are the same BM25 (bm25.h); the test test_librarian_search
+ * holds them to it. */
+#include "kernels/librarian/search.h"
+#include "kernels/librarian/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIB_QUERY_MAX 1024u
+#define LIB_QUERY_PARTS_MAX 64u /* whitespace-separated parts of a query */
+#define LIB_FTS_EXPR_MAX (LIB_QUERY_MAX * 2 + 64)
+
+/* ---- splitting */
+
+struct parts {
+	char buf[LIB_QUERY_MAX + 1]; /* the query, cut into NUL-ended parts */
+	const char *pos[LIB_QUERY_PARTS_MAX];
+	const char *excl[LIB_QUERY_PARTS_MAX];
+	const char *tag[LIB_QUERY_PARTS_MAX];
+	unsigned npos, nexcl, ntag;
+};
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* -word or -"a phrase": what the block index or FTS5's NOT can exclude. */
+static bool is_exclusion(const char *s)
+{
+	if (s[0] != '-' || !s[1])
+		return false;
+	if (s[1] == '"')
+		return s[strlen(s) - 1] == '"' && strlen(s) > 3;
+	for (s++; *s; s++)
+		if (!((unsigned char)*s >= 0x80 || (*s >= '0' && *s <= '9') ||
+		      (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+			return false;
+	return true;
+}
+
+/* Parts are cut at white space outside double quotes. */
+static int split(const char *query, unsigned max_tags, struct parts *p, lib_err *err)
+{
+	size_t n = strlen(query);
+	memcpy(p->buf, query, n + 1);
+	p->npos = p->nexcl = p->ntag = 0;
+	char *s = p->buf;
+	for (;;) {
+		while (is_space(*s))
+			*s++ = '\0';
+		if (!*s)
+			break;
+		char *start = s;
+		bool quoted = false;
+		for (; *s && (quoted || !is_space(*s)); s++)
+			if (*s == '"')
+				quoted = !quoted;
+		if (quoted)
+			return sdk_fail(err, SDK_EINVAL, "malformed query: unbalanced quotes");
+		if (p->npos + p->nexcl + p->ntag == LIB_QUERY_PARTS_MAX)
+			return sdk_fail(err, SDK_EINVAL, "query has more than %u parts",
+					LIB_QUERY_PARTS_MAX);
+		if (*s)
+			*s++ = '\0';
+		if (!strncmp(start, "tag:", 4)) {
+			const char *t = start + 4;
+			if (!*t || strnlen(t, LIB_TAG_LEN_MAX + 1) > LIB_TAG_LEN_MAX)
+				return sdk_fail(err, SDK_EINVAL,
+						"malformed query: tag: needs a tag of 1 to %u bytes",
+						LIB_TAG_LEN_MAX);
+			if (p->ntag == max_tags)
+				return sdk_fail(err, SDK_EINVAL, "query has more than %u tag filters",
+						LIB_SQ_TAGS_MAX);
+			p->tag[p->ntag++] = t;
+		} else if (is_exclusion(start)) {
+			p->excl[p->nexcl++] = start + 1;
+		} else {
+			p->pos[p->npos++] = start;
+		}
+	}
+	if (!p->npos)
+		return sdk_fail(err, SDK_EINVAL, p->nexcl || p->ntag
+				? "malformed query: it needs a word to look for, not only"
+				  " -exclusions and tag: filters"
+				: "query must not be empty");
+	return SDK_OK;
+}
+
+/* ---- FTS5 */
+
+/* FTS5 parses the MATCH expression when the statement first steps and
+ * reports syntax errors and unknown column filters as plain SQLITE_ERROR.
+ * Every other code from a step (IOERR, CORRUPT, FULL, NOMEM, BUSY) is the
+ * database failing, not the caller asking badly. */
+static int fail_match(sqlite3 *db, int rc, lib_err *err)
+{
+	if ((rc & 0xff) == SQLITE_ERROR)
+		return sdk_fail(err, SDK_EINVAL, "malformed query: %s", sqlite3_errmsg(db));
+	return lib_fail_sql(db, err, "search");
+}
+
+/* (the words) NOT (an exclusion) NOT ...: FTS5's own language. */
+static int fts_expr(const struct parts *p, char *out, size_t cap, lib_err *err)
+{
+	size_t n = 0;
+	int w = snprintf(out, cap, "(");
+	n += (size_t)w;
+	for (unsigned i = 0; i < p->npos && n < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? " " : "", p->pos[i]);
+	if (n < cap)
+		n += (size_t)snprintf(out + n, cap - n, ")");
+	for (unsigned i = 0; i < p->nexcl && n < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, " NOT (%s)", p->excl[i]);
+	if (n >= cap)
+		return sdk_fail(err, SDK_EINVAL, "query too long");
+	return SDK_OK;
+}
+
+/* The tags as a JSON array text (NULL: none), for the SQL filter. */
+static char *tags_json(const struct parts *p)
+{
+	if (!p->ntag)
+		return NULL;
+	json_t *a = json_array();
+	for (unsigned i = 0; i < p->ntag; i++)
+		json_array_append_new(a, json_string(p->tag[i]));
+	char *s = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return s;
+}
+
+/* Every tag of ?2 (a JSON array) on the document, or no ?2. */
+#define SQL_FILTER \
+	" documents_fts MATCH ?1 AND (?2 IS NULL OR documents_fts.rowid IN" \
+	" (SELECT doc_id FROM document_tags WHERE tag IN (SELECT value FROM json_each(?2))" \
+	"  GROUP BY doc_id HAVING count(*) = json_array_length(?2)))"
+#define SQL_BM25 "bm25(documents_fts, 10.0, 1.0, 5.0)"
+#define SQL_SNIPPET "snippet(documents_fts, 1, '<mark>', '</mark>', '\xe2\x80\xa6', 16)"
+#define LIB_STR_(x) #x
+#define LIB_STR(x) LIB_STR_(x)
+
+static const char sql_count[] =
+	"SELECT count(*) FROM (SELECT 1 FROM documents_fts WHERE" SQL_FILTER
+	" LIMIT " LIB_STR(LIB_TOTAL_EXACT_MAX) ")";
+static const char sql_rank[] =
+	"SELECT documents_fts.rowid, -" SQL_BM25 " FROM documents_fts WHERE" SQL_FILTER
+	" ORDER BY " SQL_BM25 ", documents_fts.rowid LIMIT ?3";
+
+static int fts_rank(sqlite3 *db, const char *expr, const char *tags, unsigned limit,
+		    lib_ranked *r, lib_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	memset(r, 0, sizeof *r);
+	for (int pass = 0; pass < 2; pass++) {
+		if (sqlite3_prepare_v2(db, pass ? sql_rank : sql_count, -1, &st, NULL) != SQLITE_OK)
+			return lib_fail_sql(db, err, "prepare search");
+		sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, tags, -1, SQLITE_STATIC);
+		if (pass)
+			sqlite3_bind_int(st, 3, (int)limit);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (!pass) {
+				r->total = sqlite3_column_int64(st, 0);
+				r->total_exact = r->total < LIB_TOTAL_EXACT_MAX;
+			} else if (r->n < LIB_HITS_MAX) {
+				r->hit[r->n].doc = sqlite3_column_int64(st, 0);
+				r->hit[r->n].score = sqlite3_column_double(st, 1);
+				r->n++;
+			}
+		}
+		rc = rc == SQLITE_DONE ? SDK_OK : fail_match(db, rc, err);
+		sqlite3_finalize(st);
+		if (rc)
+			return rc;
+	}
+	return SDK_OK;
+}
+
+/* ---- the page */
+
+static const char sql_doc[] = "SELECT id, title, tags, source, owner FROM documents WHERE id = ?1";
+static const char sql_snippet[] = "SELECT " SQL_SNIPPET " FROM documents_fts"
+				  " WHERE documents_fts MATCH ?1 AND rowid = ?2";
+
+static json_t *hit_json(sqlite3_stmt *doc, sqlite3_stmt *snip, double score)
+{
+	json_t *hit = json_object();
+	int bad = 0;
+	bad |= json_object_set_new(hit, "id", json_integer(sqlite3_column_int64(doc, 0)));
+	bad |= json_object_set_new(hit, "title", lib_col_string(doc, 1));
+	bad |= json_object_set_new(hit, "score", json_real(score));
+	bad |= json_object_set_new(hit, "snippet",
+				   snip ? lib_col_string(snip, 0) : json_string(""));
+	bad |= json_object_set_new(hit, "tags", lib_col_tags(doc, 2));
+	bad |= json_object_set_new(hit, "source", lib_col_string(doc, 3));
+	bad |= json_object_set_new(hit, "owner", lib_col_string(doc, 4));
+	if (bad) {
+		json_decref(hit);
+		return NULL;
+	}
+	return hit;
+}
+
+/* The snippet's MATCH is the words alone: a hit has none of the excluded. */
+static int page(sqlite3 *db, const lib_ranked *r, const char *match, json_t *results,
+		lib_err *err)
+{
+	sqlite3_stmt *doc = NULL, *snip = NULL;
+	int rc = SDK_OK;
+	if (sqlite3_prepare_v2(db, sql_doc, -1, &doc, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, sql_snippet, -1, &snip, NULL) != SQLITE_OK) {
+		rc = lib_fail_sql(db, err, "prepare results");
+		goto out;
+	}
+	sqlite3_bind_text(snip, 1, match, -1, SQLITE_STATIC);
+	for (unsigned i = 0; !rc && i < r->n; i++) {
+		sqlite3_reset(doc);
+		sqlite3_reset(snip);
+		sqlite3_bind_int64(doc, 1, r->hit[i].doc);
+		sqlite3_bind_int64(snip, 2, r->hit[i].doc);
+		int d = sqlite3_step(doc);
+		if (d == SQLITE_DONE)
+			continue; /* not in this snapshot: cannot happen inside one */
+		if (d != SQLITE_ROW) {
+			rc = lib_fail_sql(db, err, "read result");
+			break;
+		}
+		int sn = sqlite3_step(snip);
+		if (sn != SQLITE_ROW && sn != SQLITE_DONE) {
+			rc = fail_match(db, sn, err);
+			break;
+		}
+		if (json_array_append_new(results,
+					  hit_json(doc, sn == SQLITE_ROW ? snip : NULL, r->hit[i].score)))
+			rc = sdk_fail(err, SDK_EIO, "search result cannot be encoded");
+	}
+out:
+	sqlite3_finalize(doc);
+	sqlite3_finalize(snip);
+	return rc;
+}
+
+static int check(const char *query, const char *tag, unsigned limit, lib_err *err)
+{
+	size_t n = query ? strnlen(query, LIB_QUERY_MAX + 1) : 0;
+	if (n > LIB_QUERY_MAX)
+		return sdk_fail(err, SDK_EINVAL, "query longer than %u bytes", LIB_QUERY_MAX);
+	if (!query || !n)
+		return sdk_fail(err, SDK_EINVAL, "query must not be empty");
+	if (!lib_utf8_valid((const unsigned char *)query, n))
+		return sdk_fail(err, SDK_EINVAL, "query is not valid UTF-8");
+	if (tag && !*tag)
+		return sdk_fail(err, SDK_EINVAL, "tag must not be empty");
+	if (tag && strnlen(tag, LIB_TAG_LEN_MAX + 1) > LIB_TAG_LEN_MAX)
+		return sdk_fail(err, SDK_EINVAL, "tag longer than %u bytes", LIB_TAG_LEN_MAX);
+	if (limit < 1 || limit > LIB_SEARCH_LIMIT_MAX)
+		return sdk_fail(err, SDK_EINVAL, "limit must be 1..%u", LIB_SEARCH_LIMIT_MAX);
+	return SDK_OK;
+}
+
+int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
+	       unsigned limit, json_t **out, lib_err *err)
+{
+	if (!db || !out)
+		return sdk_fail(err, SDK_EINVAL, "missing argument");
+	*out = NULL;
+	int rc = check(query, tag, limit, err);
+	if (rc)
+		return rc;
+	struct parts *p = malloc(sizeof *p);
+	lib_ranked *r = malloc(sizeof *r);
+	lib_tok *own = NULL;
+	char *tags = NULL, *expr = malloc(LIB_FTS_EXPR_MAX);
+	json_t *res = NULL;
+	lib_sq sq = { 0 };
+	if (!p || !r || !expr) {
+		rc = sdk_fail(err, SDK_EIO, "out of memory");
+		goto out;
+	}
+	rc = split(query, tag ? LIB_SQ_TAGS_MAX - 1 : LIB_SQ_TAGS_MAX, p, err);
+	if (!rc && tag)
+		p->tag[p->ntag++] = tag;
+	if (!rc && !tok && !(rc = lib_tok_new(db, &own, err)))
+		tok = own;
+	if (!rc)
+		rc = fts_expr(p, expr, LIB_FTS_EXPR_MAX, err);
+	if (rc)
+		goto out;
+	int fast = lib_sq_parse(tok, p->pos, p->npos, p->excl, p->nexcl, p->tag, p->ntag, &sq, err);
+	const char *plan = "index";
+	rc = fast < 0 ? fast : fast ? lib_sq_rank(db, &sq, limit, 0, false, r, err) : SDK_EBUSY;
+	if (rc == SDK_EBUSY) { /* not that shape, or the index is catching up */
+		plan = "fts5";
+		tags = tags_json(p);
+		rc = p->ntag && !tags ? sdk_fail(err, SDK_EIO, "out of memory")
+				      : fts_rank(db, expr, tags, limit, r, err);
+	}
+	if (rc)
+		goto out;
+	/* The snippet highlights the words; the match is FTS5's (a,b): any. */
+	char *match = expr + 1; /* "(words)..." cut after the words */
+	size_t mlen = 0;
+	for (unsigned i = 0; i < p->npos; i++)
+		mlen += strlen(p->pos[i]) + 1;
+	match[mlen - 1] = '\0';
+	res = json_pack("{s:s, s:I, s:s, s:s, s:[]}", "query", query, "total",
+			(json_int_t)r->total, "total_relation", r->total_exact ? "eq" : "gte",
+			"plan", plan, "results");
+	if (!res) {
+		rc = sdk_fail(err, SDK_EIO, "out of memory");
+		goto out;
+	}
+	rc = page(db, r, match, json_object_get(res, "results"), err);
+out:
+	if (rc) {
+		json_decref(res);
+		res = NULL;
+	}
+	*out = res;
+	lib_sq_clear(&sq);
+	lib_tok_free(own);
+	free(tags);
+	free(expr);
+	free(r);
+	free(p);
+	return rc;
+}

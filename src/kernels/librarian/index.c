@@ -1,0 +1,1044 @@
+/* The index writer: collect, flush, remove, build, check. */
+#include "kernels/librarian/index.h"
+
+#include "kernels/librarian/block.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	ST_META_GET,
+	ST_META_PUT,
+	ST_TERM_GET,
+	ST_TERM_INS,
+	ST_TERM_UPD,
+	ST_TERM_DEL,
+	ST_BLOCK_FIND,
+	ST_BLOCK_TAIL,
+	ST_BLOCK_INS,
+	ST_BLOCK_DEL,
+	ST_POST_GET,
+	ST_POST_INS,
+	ST_POST_UPD,
+	ST_POST_DEL,
+	ST_DOC_GET,
+	ST_DOC_INS,
+	ST_DOC_DEL,
+	ST_TEXT_GET,
+	ST_COUNT
+};
+
+static const char *const sql[ST_COUNT] = {
+	[ST_META_GET] = "SELECT docs, tokens, gen, next_term, complete FROM ix_meta WHERE id = 1",
+	[ST_META_PUT] = "UPDATE ix_meta SET docs = ?1, tokens = ?2, gen = ?3, next_term = ?4,"
+			" complete = ?5 WHERE id = 1",
+	[ST_TERM_GET] = "SELECT id, df FROM ix_terms WHERE term = ?1",
+	[ST_TERM_INS] = "INSERT INTO ix_terms (term, id, df, gen) VALUES (?1, ?2, ?3, ?4)",
+	[ST_TERM_UPD] = "UPDATE ix_terms SET df = ?2, gen = ?3 WHERE term = ?1",
+	[ST_TERM_DEL] = "DELETE FROM ix_terms WHERE term = ?1",
+	[ST_BLOCK_FIND] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1 AND last >= ?2"
+			  " ORDER BY last LIMIT 1",
+	[ST_BLOCK_TAIL] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1"
+			  " ORDER BY last DESC LIMIT 1",
+	[ST_BLOCK_INS] = "INSERT INTO ix_blocks (term, last, n, bound, post)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_BLOCK_DEL] = "DELETE FROM ix_blocks WHERE term = ?1 AND last = ?2",
+	[ST_POST_GET] = "SELECT docs, pos FROM ix_posts WHERE id = ?1",
+	[ST_POST_INS] = "INSERT INTO ix_posts (docs, pos) VALUES (?1, ?2)",
+	[ST_POST_UPD] = "UPDATE ix_posts SET docs = ?2, pos = ?3 WHERE id = ?1",
+	[ST_POST_DEL] = "DELETE FROM ix_posts WHERE id = ?1",
+	[ST_DOC_GET] = "SELECT tokens FROM ix_docs WHERE id = ?1",
+	[ST_DOC_INS] = "INSERT INTO ix_docs (id, tokens) VALUES (?1, ?2)",
+	[ST_DOC_DEL] = "DELETE FROM ix_docs WHERE id = ?1",
+	[ST_TEXT_GET] = "SELECT title, body, tags FROM documents WHERE id = ?1",
+};
+
+/* A term with postings waiting: the last one is the document being added. */
+struct pterm {
+	char *term; /* NULL: a free slot */
+	uint32_t len, hash;
+	int64_t cur; /* the document of the last posting */
+	lib_blk blk;
+};
+
+struct lib_ix {
+	sqlite3 *db;
+	lib_tok *tok;
+	sqlite3_stmt *st[ST_COUNT];
+	/* The writers' own statements (lib_ix_stmt), by their SQL's address. */
+	const char *xsql[LIB_IX_XSTMTS];
+	sqlite3_stmt *xst[LIB_IX_XSTMTS];
+	struct pterm *tab;
+	uint32_t cap, used;
+	/* the document being added */
+	int64_t doc;
+	unsigned field;
+	uint32_t field_pos[LIB_FIELDS];
+	uint32_t *touched; /* entries with a posting for it */
+	uint32_t ntouched, touched_cap;
+	/* documents collected */
+	int64_t *pdoc;
+	uint32_t *ptok;
+	uint32_t npdoc, pdoc_cap;
+	int64_t pmax; /* the largest of pdoc */
+	size_t pbytes;
+	/* scratch for flushes and removals */
+	lib_blk a, b;
+	lib_buf docs, pos, bound;
+	int fail; /* a status raised inside a tokenizer callback */
+};
+
+static int fail_sql(lib_ix *ix, sdk_err *err, const char *what)
+{
+	return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(ix->db)), "index: %s: %s",
+			what, sqlite3_errmsg(ix->db));
+}
+
+static int oom(sdk_err *err) { return sdk_fail(err, SDK_EIO, "out of memory"); }
+
+/* Prepared on first use: a one-document write needs a third of them. A
+ * statement that fails to prepare makes its first step fail (misuse), which
+ * every caller reports as a SQLite failure. */
+static sqlite3_stmt *stmt(lib_ix *ix, int which)
+{
+	sqlite3_stmt *s = ix->st[which];
+	if (!s) {
+		if (sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+				       &ix->st[which], NULL) != SQLITE_OK)
+			return NULL;
+		return ix->st[which];
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+int lib_ix_init(sqlite3 *db, bool complete_if_new, sdk_err *err)
+{
+	char q[200];
+	snprintf(q, sizeof q,
+		 "INSERT OR IGNORE INTO ix_meta (id, docs, tokens, gen, next_term, complete)"
+		 " VALUES (1, 0, 0, 1, 1, %d)", complete_if_new ? 1 : 0);
+	if (sqlite3_exec(db, LIB_IX_SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, q, NULL, NULL, NULL) != SQLITE_OK)
+		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
+				"index schema: %s", sqlite3_errmsg(db));
+	return SDK_OK;
+}
+
+int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(db, sql[ST_META_GET], -1, &s, NULL) != SQLITE_OK)
+		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
+				"index: read meta: %s", sqlite3_errmsg(db));
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*m = (lib_ix_meta){ sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+				    sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
+				    sqlite3_column_int(s, 4) != 0 };
+		rc = SDK_OK;
+	} else if (rc == SQLITE_DONE) {
+		rc = sdk_fail(err, SDK_ECORRUPT, "index: its meta row is missing");
+	} else {
+		rc = sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
+			      "index: read meta: %s", sqlite3_errmsg(db));
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int meta_get(lib_ix *ix, lib_ix_meta *m, sdk_err *err)
+{
+	sqlite3_stmt *s = stmt(ix, ST_META_GET);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*m = (lib_ix_meta){ sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+				    sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
+				    sqlite3_column_int(s, 4) != 0 };
+		sqlite3_reset(s);
+		return SDK_OK;
+	}
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return sdk_fail(err, SDK_ECORRUPT, "index: its meta row is missing");
+	return fail_sql(ix, err, "read meta");
+}
+
+static int meta_put(lib_ix *ix, const lib_ix_meta *m, sdk_err *err)
+{
+	sqlite3_stmt *s = stmt(ix, ST_META_PUT);
+	sqlite3_bind_int64(s, 1, m->docs);
+	sqlite3_bind_int64(s, 2, m->tokens);
+	sqlite3_bind_int64(s, 3, m->gen);
+	sqlite3_bind_int64(s, 4, m->next_term);
+	sqlite3_bind_int(s, 5, m->complete);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? SDK_OK : fail_sql(ix, err, "write meta");
+}
+
+int lib_ix_open(sqlite3 *db, lib_ix **out, sdk_err *err)
+{
+	*out = NULL;
+	lib_ix *ix = calloc(1, sizeof *ix);
+	if (!ix)
+		return oom(err);
+	ix->db = db;
+	int rc = lib_tok_new(db, &ix->tok, err);
+	if (rc) {
+		lib_ix_close(ix);
+		return rc;
+	}
+	*out = ix;
+	return SDK_OK;
+}
+
+static void pending_clear(lib_ix *ix)
+{
+	for (uint32_t i = 0; i < ix->cap; i++)
+		if (ix->tab[i].term) {
+			free(ix->tab[i].term);
+			lib_blk_free(&ix->tab[i].blk);
+			ix->tab[i] = (struct pterm){ 0 };
+		}
+	ix->used = 0;
+	ix->npdoc = 0;
+	ix->pmax = 0;
+	ix->ntouched = 0;
+	ix->pbytes = 0;
+}
+
+void lib_ix_close(lib_ix *ix)
+{
+	if (!ix)
+		return;
+	pending_clear(ix);
+	free(ix->tab);
+	free(ix->touched);
+	free(ix->pdoc);
+	free(ix->ptok);
+	lib_blk_free(&ix->a);
+	lib_blk_free(&ix->b);
+	lib_buf_free(&ix->docs);
+	lib_buf_free(&ix->pos);
+	lib_buf_free(&ix->bound);
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(ix->st[i]);
+	for (int i = 0; i < LIB_IX_XSTMTS; i++)
+		sqlite3_finalize(ix->xst[i]);
+	lib_tok_free(ix->tok);
+	free(ix);
+}
+
+sqlite3_stmt *lib_ix_stmt(lib_ix *ix, const char *sql_text)
+{
+	int i;
+	for (i = 0; i < LIB_IX_XSTMTS && ix->xsql[i]; i++)
+		if (ix->xsql[i] == sql_text) {
+			sqlite3_reset(ix->xst[i]);
+			sqlite3_clear_bindings(ix->xst[i]);
+			return ix->xst[i];
+		}
+	if (i == LIB_IX_XSTMTS)
+		return NULL;
+	if (sqlite3_prepare_v3(ix->db, sql_text, -1, SQLITE_PREPARE_PERSISTENT, &ix->xst[i], NULL) !=
+	    SQLITE_OK)
+		return NULL;
+	ix->xsql[i] = sql_text;
+	return ix->xst[i];
+}
+
+void lib_ix_discard(lib_ix *ix) { pending_clear(ix); }
+uint32_t lib_ix_pending_docs(const lib_ix *ix) { return ix->npdoc; }
+size_t lib_ix_pending_bytes(const lib_ix *ix) { return ix->pbytes; }
+
+size_t lib_tag_term(const char *tag, char *out, size_t cap)
+{
+	size_t n = strlen(tag);
+	if (n + 2 > cap)
+		n = cap - 2;
+	out[0] = LIB_TAG_TERM_MARK;
+	memcpy(out + 1, tag, n);
+	out[n + 1] = '\0';
+	return n + 1;
+}
+
+/* ---- collecting */
+
+static uint32_t hash_of(const char *s, uint32_t n)
+{
+	uint32_t h = 2166136261u;
+	for (uint32_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h;
+}
+
+static bool tab_grow(lib_ix *ix)
+{
+	uint32_t cap = ix->cap ? ix->cap * 2 : 1024;
+	struct pterm *t = calloc(cap, sizeof *t);
+	if (!t)
+		return false;
+	for (uint32_t i = 0; i < ix->cap; i++) {
+		struct pterm *e = &ix->tab[i];
+		if (!e->term)
+			continue;
+		uint32_t j = e->hash & (cap - 1);
+		while (t[j].term)
+			j = (j + 1) & (cap - 1);
+		t[j] = *e;
+	}
+	/* The entries touched by the document being added moved. */
+	for (uint32_t k = 0; k < ix->ntouched; k++) {
+		struct pterm *e = &ix->tab[ix->touched[k]];
+		uint32_t j = e->hash & (cap - 1);
+		while (t[j].term != e->term)
+			j = (j + 1) & (cap - 1);
+		ix->touched[k] = j;
+	}
+	free(ix->tab);
+	ix->tab = t;
+	ix->cap = cap;
+	return true;
+}
+
+static struct pterm *term_slot(lib_ix *ix, const char *s, uint32_t n, uint32_t *idx)
+{
+	if ((ix->used + 1) * 2 > ix->cap && !tab_grow(ix))
+		return NULL;
+	uint32_t h = hash_of(s, n);
+	uint32_t j = h & (ix->cap - 1);
+	while (ix->tab[j].term) {
+		struct pterm *e = &ix->tab[j];
+		if (e->hash == h && e->len == n && !memcmp(e->term, s, n)) {
+			*idx = j;
+			return e;
+		}
+		j = (j + 1) & (ix->cap - 1);
+	}
+	char *t = malloc(n + 1);
+	if (!t)
+		return NULL;
+	memcpy(t, s, n);
+	t[n] = '\0';
+	ix->tab[j] = (struct pterm){ .term = t, .len = n, .hash = h, .cur = 0 };
+	ix->used++;
+	ix->pbytes += n + sizeof(struct pterm);
+	*idx = j;
+	return &ix->tab[j];
+}
+
+/* A posting of the current document for this term, opened if need be. */
+static struct pterm *posting_of(lib_ix *ix, const char *s, uint32_t n)
+{
+	uint32_t idx;
+	struct pterm *e = term_slot(ix, s, n, &idx);
+	if (!e)
+		return NULL;
+	if (e->cur == ix->doc && e->blk.n)
+		return e;
+	lib_blk *b = &e->blk;
+	if (!lib_blk_reserve(b, b->n + 1))
+		return NULL;
+	if (ix->ntouched == ix->touched_cap) {
+		uint32_t cap = ix->touched_cap ? ix->touched_cap * 2 : 256;
+		uint32_t *t = realloc(ix->touched, cap * sizeof *t);
+		if (!t)
+			return NULL;
+		ix->touched = t;
+		ix->touched_cap = cap;
+	}
+	ix->touched[ix->ntouched++] = idx;
+	b->has_pos = false;
+	b->doc[b->n] = ix->doc;
+	b->dl[b->n] = 0;
+	memset(b->tf[b->n], 0, sizeof b->tf[b->n]);
+	b->poff[b->n] = b->npos;
+	b->n++;
+	b->poff[b->n] = b->npos;
+	e->cur = ix->doc;
+	ix->pbytes += 24;
+	return e;
+}
+
+static int on_doc_token(void *arg, const char *tok, int len, int start, int end)
+{
+	(void)start, (void)end;
+	lib_ix *ix = arg;
+	uint32_t at = ix->field_pos[ix->field]++;
+	if (len <= 0 || len > LIB_TERM_MAX)
+		return 0; /* counted in the length, never found */
+	(void)at; /* no positions kept: phrases and NEAR are FTS5's (search.h) */
+	struct pterm *e = posting_of(ix, tok, (uint32_t)len);
+	if (!e)
+		return ix->fail = SDK_EIO;
+	e->blk.tf[e->blk.n - 1][ix->field]++;
+	return 0;
+}
+
+static bool pdoc_push(lib_ix *ix, int64_t id, uint32_t tokens)
+{
+	if (ix->npdoc == ix->pdoc_cap) {
+		uint32_t cap = ix->pdoc_cap ? ix->pdoc_cap * 2 : 256;
+		int64_t *d = realloc(ix->pdoc, cap * sizeof *d);
+		if (d)
+			ix->pdoc = d;
+		uint32_t *t = realloc(ix->ptok, cap * sizeof *t);
+		if (t)
+			ix->ptok = t;
+		if (!d || !t)
+			return false;
+		ix->pdoc_cap = cap;
+	}
+	ix->pdoc[ix->npdoc] = id;
+	ix->ptok[ix->npdoc] = tokens;
+	if (id > ix->pmax)
+		ix->pmax = id;
+	ix->npdoc++;
+	return true;
+}
+
+static bool pending_has(const lib_ix *ix, int64_t id)
+{
+	if (id > ix->pmax)
+		return false; /* the usual case: a new document, past every other */
+	for (uint32_t i = 0; i < ix->npdoc; i++)
+		if (ix->pdoc[i] == id)
+			return true;
+	return false;
+}
+
+/* Tokenizes a document's fields into the pending postings; *tokens: its
+ * length. Tags become their terms too (no positions, no length). */
+static int collect(lib_ix *ix, int64_t id, const char *title, const char *body, const char *tags,
+		   uint32_t *tokens, sdk_err *err)
+{
+	const char *text[LIB_FIELDS] = { title, body, tags };
+	ix->doc = id;
+	ix->ntouched = 0;
+	ix->fail = 0;
+	uint64_t total = 0;
+	for (unsigned f = 0; f < LIB_FIELDS; f++) {
+		ix->field = f;
+		ix->field_pos[f] = 0;
+		int rc = lib_tok_run(ix->tok, LIB_TOK_DOC, text[f], (int)strlen(text[f]), on_doc_token, ix);
+		if (rc || ix->fail)
+			return ix->fail ? oom(err) : sdk_fail(err, SDK_EIO, "the tokenizer failed");
+		total += ix->field_pos[f];
+	}
+	if (total > UINT32_MAX)
+		return sdk_fail(err, SDK_EINVAL, "document %" PRId64 " has too many words", id);
+	json_t *arr = json_loads(tags, 0, NULL);
+	size_t i;
+	json_t *t;
+	char term[LIB_TERM_MAX + 2];
+	json_array_foreach(arr, i, t) {
+		if (!json_is_string(t))
+			continue;
+		size_t n = lib_tag_term(json_string_value(t), term, sizeof term);
+		if (!posting_of(ix, term, (uint32_t)n)) {
+			json_decref(arr);
+			return oom(err);
+		}
+	}
+	json_decref(arr);
+	for (uint32_t k = 0; k < ix->ntouched; k++) {
+		lib_blk *b = &ix->tab[ix->touched[k]].blk;
+		b->dl[b->n - 1] = (uint32_t)total;
+	}
+	*tokens = (uint32_t)total;
+	return SDK_OK;
+}
+
+int lib_ix_add(lib_ix *ix, int64_t id, const char *title, const char *body, const char *tags,
+	       sdk_err *err)
+{
+	if (id <= 0)
+		return sdk_fail(err, SDK_EINVAL, "index: bad document id");
+	if (pending_has(ix, id))
+		return sdk_fail(err, SDK_EINVAL, "index: document %" PRId64 " added twice", id);
+	uint32_t tokens = 0;
+	int rc = collect(ix, id, title, body, tags ? tags : "[]", &tokens, err);
+	if (!rc && !pdoc_push(ix, id, tokens))
+		rc = oom(err);
+	if (rc) {
+		/* Half a document collected cannot be taken back: drop it all. */
+		pending_clear(ix);
+		return rc;
+	}
+	return SDK_OK;
+}
+
+/* ---- writing blocks */
+
+static int post_load(lib_ix *ix, int64_t post, lib_blk *into, sdk_err *err)
+{
+	sqlite3_stmt *s = stmt(ix, ST_POST_GET);
+	sqlite3_bind_int64(s, 1, post);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return rc == SQLITE_DONE ? sdk_fail(err, SDK_ECORRUPT, "index: postings %" PRId64
+						    " are missing", post)
+					 : fail_sql(ix, err, "read postings");
+	}
+	rc = lib_blk_decode(into, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
+			    NULL, 0);
+	sqlite3_reset(s);
+	if (rc)
+		return sdk_fail(err, SDK_ECORRUPT, "index: postings %" PRId64 " are damaged", post);
+	return SDK_OK;
+}
+
+static int exec_simple(lib_ix *ix, sqlite3_stmt *s, sdk_err *err, const char *what)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? SDK_OK : fail_sql(ix, err, what);
+}
+
+/* Writes postings [from, from + count) of b as one block of `term`,
+ * into the ix_posts row `post` (0: a new row). */
+static int block_write(lib_ix *ix, int64_t term, const lib_blk *b, uint32_t from, uint32_t count,
+		       int64_t post, double avgdl, sdk_err *err)
+{
+	ix->docs.n = ix->pos.n = ix->bound.n = 0;
+	if (!lib_blk_encode(b, from, count, avgdl, &ix->docs, &ix->pos, &ix->bound))
+		return oom(err);
+	sqlite3_stmt *s;
+	int rc;
+	if (post) {
+		s = stmt(ix, ST_POST_UPD);
+		sqlite3_bind_int64(s, 1, post);
+		sqlite3_bind_blob(s, 2, ix->docs.p, (int)ix->docs.n, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 3, ix->pos.p ? (void *)ix->pos.p : (void *)"", (int)ix->pos.n,
+				  SQLITE_STATIC);
+		rc = exec_simple(ix, s, err, "write postings");
+	} else {
+		s = stmt(ix, ST_POST_INS);
+		sqlite3_bind_blob(s, 1, ix->docs.p, (int)ix->docs.n, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 2, ix->pos.p ? (void *)ix->pos.p : (void *)"", (int)ix->pos.n,
+				  SQLITE_STATIC);
+		rc = exec_simple(ix, s, err, "write postings");
+		post = sqlite3_last_insert_rowid(ix->db);
+	}
+	if (rc)
+		return rc;
+	s = stmt(ix, ST_BLOCK_INS);
+	sqlite3_bind_int64(s, 1, term);
+	sqlite3_bind_int64(s, 2, b->doc[from + count - 1]);
+	sqlite3_bind_int64(s, 3, count);
+	sqlite3_bind_blob(s, 4, ix->bound.p, (int)ix->bound.n, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, post);
+	return exec_simple(ix, s, err, "write block");
+}
+
+static int block_drop(lib_ix *ix, int64_t term, int64_t last, int64_t post, bool post_too,
+		      sdk_err *err)
+{
+	sqlite3_stmt *s = stmt(ix, ST_BLOCK_DEL);
+	sqlite3_bind_int64(s, 1, term);
+	sqlite3_bind_int64(s, 2, last);
+	int rc = exec_simple(ix, s, err, "delete block");
+	if (!rc && post_too) {
+		s = stmt(ix, ST_POST_DEL);
+		sqlite3_bind_int64(s, 1, post);
+		rc = exec_simple(ix, s, err, "delete postings");
+	}
+	return rc;
+}
+
+/* Replaces block (term, last, post) with the postings of b: nothing (the
+ * block goes), one block, or (past LIB_BLK_MAX, or `append`: past
+ * LIB_BLK_TARGET) several of about LIB_BLK_TARGET, the first in the same
+ * ix_posts row. last == 0: there was no block. */
+static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, const lib_blk *b,
+			 bool append, double avgdl, sdk_err *err)
+{
+	int rc = last ? block_drop(ix, term, last, post, b->n == 0, err) : SDK_OK;
+	if (rc || b->n == 0)
+		return rc;
+	uint32_t chunks = 1;
+	if (append)
+		chunks = (b->n + LIB_BLK_TARGET - 1) / LIB_BLK_TARGET;
+	else if (b->n > LIB_BLK_MAX)
+		chunks = (b->n + LIB_BLK_TARGET - 1) / LIB_BLK_TARGET;
+	uint32_t from = 0;
+	for (uint32_t c = 0; !rc && c < chunks; c++) {
+		uint32_t count = append ? (b->n - from < LIB_BLK_TARGET ? b->n - from : LIB_BLK_TARGET)
+					: (b->n - from) / (chunks - c);
+		rc = block_write(ix, term, b, from, count, c == 0 ? post : 0, avgdl, err);
+		from += count;
+	}
+	return rc;
+}
+
+static bool blk_push(lib_blk *dst, const lib_blk *src, uint32_t k)
+{
+	uint32_t np = src->has_pos ? src->poff[k + 1] - src->poff[k] : 0;
+	if (!lib_blk_reserve(dst, dst->n + 1) || !lib_blk_pos_reserve(dst, dst->npos + np))
+		return false;
+	uint32_t j = dst->n;
+	if (j == 0)
+		dst->poff[0] = 0;
+	dst->doc[j] = src->doc[k];
+	dst->dl[j] = src->dl[k];
+	memcpy(dst->tf[j], src->tf[k], sizeof dst->tf[j]);
+	if (np) /* no positions: pos may be NULL */
+		memcpy(dst->pos + dst->npos, src->pos + src->poff[k], np * sizeof *dst->pos);
+	dst->npos += np;
+	dst->n++;
+	dst->poff[dst->n] = dst->npos;
+	dst->has_pos = src->has_pos;
+	return true;
+}
+
+/* out = old merged with p[from, to): a document in both takes p's posting
+ * (*dups counts them). */
+static bool merge(const lib_blk *old, const lib_blk *p, uint32_t from, uint32_t to, lib_blk *out,
+		  uint32_t *dups)
+{
+	lib_blk_clear(out);
+	uint32_t i = 0, j = from;
+	while (i < old->n || j < to) {
+		bool ok;
+		if (j >= to || (i < old->n && old->doc[i] < p->doc[j])) {
+			ok = blk_push(out, old, i++);
+		} else {
+			if (i < old->n && old->doc[i] == p->doc[j]) {
+				i++;
+				(*dups)++;
+			}
+			ok = blk_push(out, p, j++);
+		}
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+struct blockref {
+	int64_t last, n, post;
+};
+
+static int block_find(lib_ix *ix, int which, int64_t term, int64_t doc, struct blockref *r,
+		      bool *found, sdk_err *err)
+{
+	sqlite3_stmt *s = stmt(ix, which);
+	sqlite3_bind_int64(s, 1, term);
+	if (which == ST_BLOCK_FIND)
+		sqlite3_bind_int64(s, 2, doc);
+	int rc = sqlite3_step(s);
+	*found = rc == SQLITE_ROW;
+	if (*found)
+		*r = (struct blockref){ sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+					sqlite3_column_int64(s, 2) };
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SDK_OK : fail_sql(ix, err, "find block");
+}
+
+static int cmp_by_doc(const void *a, const void *b, void *arg)
+{
+	const int64_t *doc = arg;
+	int64_t x = doc[*(const uint32_t *)a], y = doc[*(const uint32_t *)b];
+	return (x > y) - (x < y);
+}
+
+/* Sorts b's postings by document when they came out of order (a document
+ * updated in place keeps its old id). */
+static bool sort_postings(lib_blk *b, lib_blk *tmp)
+{
+	uint32_t k;
+	for (k = 1; k < b->n && b->doc[k - 1] < b->doc[k]; k++)
+		;
+	if (k >= b->n)
+		return true;
+	uint32_t *ord = malloc(b->n * sizeof *ord);
+	if (!ord)
+		return false;
+	for (uint32_t i = 0; i < b->n; i++)
+		ord[i] = i;
+	qsort_r(ord, b->n, sizeof *ord, cmp_by_doc, b->doc);
+	lib_blk_clear(tmp);
+	bool ok = true;
+	for (uint32_t i = 0; ok && i < b->n; i++)
+		ok = blk_push(tmp, b, ord[i]);
+	free(ord);
+	if (!ok)
+		return false;
+	lib_blk swap = *b;
+	*b = *tmp;
+	*tmp = swap;
+	return true;
+}
+
+static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl, sdk_err *err)
+{
+	lib_blk *p = &e->blk;
+	if (!sort_postings(p, &ix->a))
+		return oom(err);
+	sqlite3_stmt *s = stmt(ix, ST_TERM_GET);
+	sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	bool exists = rc == SQLITE_ROW;
+	int64_t id = exists ? sqlite3_column_int64(s, 0) : m->next_term;
+	int64_t df = exists ? sqlite3_column_int64(s, 1) : 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail_sql(ix, err, "read term");
+	if (!exists)
+		m->next_term++;
+	uint32_t dups = 0, i = 0;
+	rc = SDK_OK;
+	while (!rc && i < p->n) {
+		struct blockref r;
+		bool found = false;
+		if (exists)
+			rc = block_find(ix, ST_BLOCK_FIND, id, p->doc[i], &r, &found, err);
+		if (!rc && !found) {
+			/* Past every block: onto the last one while it has room. */
+			bool tail = false;
+			if (exists)
+				rc = block_find(ix, ST_BLOCK_TAIL, id, 0, &r, &tail, err);
+			if (rc)
+				break;
+			if (tail && r.n < LIB_BLK_TARGET) {
+				rc = post_load(ix, r.post, &ix->b, err);
+				if (!rc && !merge(&ix->b, p, i, p->n, &ix->a, &dups))
+					rc = oom(err);
+				if (!rc)
+					rc = block_replace(ix, id, r.last, r.post, &ix->a, true, avgdl, err);
+			} else {
+				lib_blk_clear(&ix->a);
+				for (uint32_t k = i; k < p->n; k++)
+					if (!blk_push(&ix->a, p, k))
+						return oom(err);
+				rc = block_replace(ix, id, 0, 0, &ix->a, true, avgdl, err);
+			}
+			i = p->n;
+			break;
+		}
+		if (rc)
+			break;
+		uint32_t j = i;
+		while (j < p->n && p->doc[j] <= r.last)
+			j++;
+		rc = post_load(ix, r.post, &ix->b, err);
+		if (!rc && !merge(&ix->b, p, i, j, &ix->a, &dups))
+			rc = oom(err);
+		if (!rc)
+			rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, err);
+		i = j;
+	}
+	if (rc)
+		return rc;
+	df += p->n - dups;
+	s = stmt(ix, exists ? ST_TERM_UPD : ST_TERM_INS);
+	sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
+	if (exists) {
+		sqlite3_bind_int64(s, 2, df);
+		sqlite3_bind_int64(s, 3, m->gen);
+	} else {
+		sqlite3_bind_int64(s, 2, id);
+		sqlite3_bind_int64(s, 3, df);
+		sqlite3_bind_int64(s, 4, m->gen);
+	}
+	return exec_simple(ix, s, err, "write term");
+}
+
+int lib_ix_flush(lib_ix *ix, sdk_err *err)
+{
+	if (!ix->npdoc)
+		return SDK_OK;
+	lib_ix_meta m;
+	int rc = meta_get(ix, &m, err);
+	if (rc)
+		goto out;
+	m.gen++;
+	int64_t add_tokens = 0;
+	for (uint32_t i = 0; i < ix->npdoc; i++)
+		add_tokens += ix->ptok[i];
+	double avgdl = (double)(m.tokens + add_tokens) / (double)(m.docs + ix->npdoc);
+	for (uint32_t i = 0; !rc && i < ix->cap; i++)
+		if (ix->tab[i].term)
+			rc = term_flush(ix, &ix->tab[i], &m, avgdl, err);
+	for (uint32_t i = 0; !rc && i < ix->npdoc; i++) {
+		sqlite3_stmt *s = stmt(ix, ST_DOC_INS);
+		sqlite3_bind_int64(s, 1, ix->pdoc[i]);
+		sqlite3_bind_int64(s, 2, ix->ptok[i]);
+		rc = exec_simple(ix, s, err, "write document length");
+	}
+	if (!rc) {
+		m.docs += ix->npdoc;
+		m.tokens += add_tokens;
+		rc = meta_put(ix, &m, err);
+	}
+out:
+	pending_clear(ix);
+	return rc;
+}
+
+/* ---- removing */
+
+struct tset {
+	char **v;
+	uint32_t n, cap;
+	uint64_t tokens;
+	unsigned field;
+	int fail;
+};
+
+static int tset_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int tset_add(struct tset *t, const char *s, size_t n)
+{
+	if (t->n == t->cap) {
+		uint32_t cap = t->cap ? t->cap * 2 : 256;
+		char **v = realloc(t->v, cap * sizeof *v);
+		if (!v)
+			return t->fail = SDK_EIO;
+		t->v = v;
+		t->cap = cap;
+	}
+	char *c = malloc(n + 1);
+	if (!c)
+		return t->fail = SDK_EIO;
+	memcpy(c, s, n);
+	c[n] = '\0';
+	t->v[t->n++] = c;
+	return 0;
+}
+
+static int on_old_token(void *arg, const char *tok, int len, int start, int end)
+{
+	(void)start, (void)end;
+	struct tset *t = arg;
+	t->tokens++;
+	if (len <= 0 || len > LIB_TERM_MAX)
+		return 0;
+	return tset_add(t, tok, (size_t)len);
+}
+
+static void tset_free(struct tset *t)
+{
+	for (uint32_t i = 0; i < t->n; i++)
+		free(t->v[i]);
+	free(t->v);
+}
+
+/* The distinct terms of a stored document (tag terms included). */
+static int doc_terms(lib_ix *ix, int64_t id, struct tset *t, sdk_err *err)
+{
+	sqlite3_stmt *s = stmt(ix, ST_TEXT_GET);
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return rc == SQLITE_DONE ? sdk_fail(err, SDK_ENOTFOUND, "document %" PRId64
+						    " not found", id)
+					 : fail_sql(ix, err, "read document");
+	}
+	rc = SDK_OK;
+	for (int f = 0; !rc && f < LIB_FIELDS; f++) {
+		const char *text = (const char *)sqlite3_column_text(s, f);
+		int len = sqlite3_column_bytes(s, f);
+		if (!text)
+			text = "";
+		rc = lib_tok_run(ix->tok, LIB_TOK_DOC, text, len, on_old_token, t);
+		if (rc || t->fail)
+			rc = t->fail ? oom(err) : sdk_fail(err, SDK_EIO, "the tokenizer failed");
+	}
+	if (!rc) {
+		json_t *arr = json_loads((const char *)sqlite3_column_text(s, 2), 0, NULL);
+		size_t i;
+		json_t *tag;
+		char term[LIB_TERM_MAX + 2];
+		json_array_foreach(arr, i, tag) {
+			if (json_is_string(tag)) {
+				size_t n = lib_tag_term(json_string_value(tag), term, sizeof term);
+				if (tset_add(t, term, n))
+					rc = oom(err);
+			}
+		}
+		json_decref(arr);
+	}
+	sqlite3_reset(s);
+	if (rc)
+		return rc;
+	qsort(t->v, t->n, sizeof *t->v, tset_cmp);
+	uint32_t w = 0;
+	for (uint32_t i = 0; i < t->n; i++) {
+		if (w && !strcmp(t->v[w - 1], t->v[i]))
+			free(t->v[i]);
+		else
+			t->v[w++] = t->v[i];
+	}
+	t->n = w;
+	return SDK_OK;
+}
+
+static int term_forget(lib_ix *ix, const char *term, int64_t doc, lib_ix_meta *m, double avgdl,
+		       sdk_err *err)
+{
+	sqlite3_stmt *s = stmt(ix, ST_TERM_GET);
+	sqlite3_bind_text(s, 1, term, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	int64_t df = rc == SQLITE_ROW ? sqlite3_column_int64(s, 1) : 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64
+						    " has a term the index lacks", doc)
+					 : fail_sql(ix, err, "read term");
+	struct blockref r;
+	bool found;
+	rc = block_find(ix, ST_BLOCK_FIND, id, doc, &r, &found, err);
+	if (!rc && !found)
+		rc = sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64 " is missing from a"
+			      " term's postings", doc);
+	if (!rc)
+		rc = post_load(ix, r.post, &ix->b, err);
+	if (rc)
+		return rc;
+	lib_blk_clear(&ix->a);
+	bool seen = false;
+	for (uint32_t k = 0; k < ix->b.n; k++) {
+		if (ix->b.doc[k] == doc)
+			seen = true;
+		else if (!blk_push(&ix->a, &ix->b, k))
+			return oom(err);
+	}
+	if (!seen)
+		return sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64 " is missing from a"
+				" term's postings", doc);
+	rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, err);
+	if (rc)
+		return rc;
+	if (--df == 0) {
+		s = stmt(ix, ST_TERM_DEL);
+		sqlite3_bind_text(s, 1, term, -1, SQLITE_STATIC);
+	} else {
+		s = stmt(ix, ST_TERM_UPD);
+		sqlite3_bind_text(s, 1, term, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, df);
+		sqlite3_bind_int64(s, 3, m->gen);
+	}
+	return exec_simple(ix, s, err, "write term");
+}
+
+int lib_ix_remove(lib_ix *ix, int64_t id, sdk_err *err)
+{
+	int rc;
+	if (pending_has(ix, id) && (rc = lib_ix_flush(ix, err)))
+		return rc;
+	sqlite3_stmt *s = stmt(ix, ST_DOC_GET);
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	int64_t tokens = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return SDK_OK; /* never indexed: a build has not reached it */
+	if (rc != SQLITE_ROW)
+		return fail_sql(ix, err, "read document length");
+	struct tset t = { 0 };
+	rc = doc_terms(ix, id, &t, err);
+	if (!rc && (int64_t)t.tokens != tokens)
+		rc = sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64 " changed behind the"
+			      " index's back (%" PRIu64 " words, indexed with %" PRId64 ")", id,
+			      t.tokens, tokens);
+	lib_ix_meta m;
+	if (!rc)
+		rc = meta_get(ix, &m, err);
+	if (!rc) {
+		m.gen++;
+		double avgdl = m.docs > 1 ? (double)(m.tokens - tokens) / (double)(m.docs - 1) : 1.0;
+		for (uint32_t i = 0; !rc && i < t.n; i++)
+			rc = term_forget(ix, t.v[i], id, &m, avgdl, err);
+	}
+	tset_free(&t);
+	if (!rc) {
+		s = stmt(ix, ST_DOC_DEL);
+		sqlite3_bind_int64(s, 1, id);
+		rc = exec_simple(ix, s, err, "delete document length");
+	}
+	if (!rc) {
+		m.docs--;
+		m.tokens -= tokens;
+		rc = meta_put(ix, &m, err);
+	}
+	return rc;
+}
+
+/* ---- building */
+
+int lib_ix_build_step(lib_ix *ix, int64_t *cursor, unsigned max, sdk_err *err)
+{
+	sqlite3 *db = ix->db;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return fail_sql(ix, err, "begin");
+	sqlite3_stmt *s;
+	int rc = SDK_OK;
+	unsigned seen = 0;
+	int64_t last = *cursor;
+	if (sqlite3_prepare_v2(db, "SELECT d.id, d.title, d.body, d.tags FROM documents AS d"
+			       " WHERE d.id > ?1 AND NOT EXISTS"
+			       " (SELECT 1 FROM ix_docs AS x WHERE x.id = d.id)"
+			       " ORDER BY d.id LIMIT ?2", -1, &s, NULL) != SQLITE_OK) {
+		rc = fail_sql(ix, err, "prepare build");
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, *cursor);
+	sqlite3_bind_int(s, 2, (int)max);
+	int step;
+	while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		last = sqlite3_column_int64(s, 0);
+		seen++;
+		const char *t = (const char *)sqlite3_column_text(s, 1);
+		const char *b = (const char *)sqlite3_column_text(s, 2);
+		const char *g = (const char *)sqlite3_column_text(s, 3);
+		rc = lib_ix_add(ix, last, t ? t : "", b ? b : "", g ? g : "[]", err);
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = fail_sql(ix, err, "read documents");
+	sqlite3_finalize(s);
+	if (!rc)
+		rc = lib_ix_flush(ix, err);
+	lib_ix_meta m;
+	if (!rc && seen < max) {
+		rc = meta_get(ix, &m, err);
+		if (!rc && !m.complete) {
+			m.complete = true;
+			m.gen++;
+			rc = meta_put(ix, &m, err);
+		}
+	}
+out:
+	if (rc) {
+		lib_ix_discard(ix);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = fail_sql(ix, err, "commit");
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	*cursor = last;
+	return seen < max ? 0 : 1;
+}
+
+int lib_ix_reset(sqlite3 *db, sdk_err *err)
+{
+	if (sqlite3_exec(db, "DELETE FROM ix_terms; DELETE FROM ix_blocks; DELETE FROM ix_posts;"
+			 "DELETE FROM ix_docs; UPDATE ix_meta SET docs = 0, tokens = 0,"
+			 " gen = gen + 1, complete = 0 WHERE id = 1;", NULL, NULL, NULL) != SQLITE_OK)
+		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
+				"index: reset: %s", sqlite3_errmsg(db));
+	return SDK_OK;
+}

@@ -1,0 +1,127 @@
+/* The librarian's inverted index, kept in the librarian's own SQLite file
+ * beside the documents it indexes (docs/librarian.md says why there and
+ * not in files of our own or in Xapian).
+ *
+ *   ix_meta    one row: documents indexed (N), their tokens (for avgdl),
+ *              a generation bumped by every change, the next term id, and
+ *              whether every document is indexed (false while a rebuild
+ *              or a migration catches up)
+ *   ix_terms   term -> id, df (documents it occurs in), the generation of
+ *              its last change (readers cache a term's blocks by it)
+ *   ix_blocks  (term, last doc) -> postings, bound, and the ix_posts row
+ *              holding them: the skip list (block.h)
+ *   ix_posts   the blocks' docs and positions blobs
+ *   ix_docs    every indexed document and its length in tokens
+ *
+ * Tags are indexed too, as terms no word can be ("\x01" + the tag), so
+ * tag:x is a posting list like any other.
+ *
+ * Every change happens inside the caller's write transaction, with the
+ * document's own row: a document and its postings commit together or not
+ * at all, so no crash (kill -9 included) can leave a document half
+ * indexed. lib_ix_add only collects; lib_ix_flush writes what was
+ * collected (a bulk load flushes once per batch, merging each term's new
+ * postings into its last block in one write). */
+#ifndef GRACE_LIBRARIAN_INDEX_H
+#define GRACE_LIBRARIAN_INDEX_H
+
+#include "kernels/layer.h"
+
+#include "kernels/librarian/tok.h"
+#include "sdk/err.h"
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define LIB_IX_SCHEMA \
+	"CREATE TABLE IF NOT EXISTS ix_meta (" \
+	"  id INTEGER PRIMARY KEY CHECK (id = 1)," \
+	"  docs INTEGER NOT NULL," \
+	"  tokens INTEGER NOT NULL," \
+	"  gen INTEGER NOT NULL," \
+	"  next_term INTEGER NOT NULL," \
+	"  complete INTEGER NOT NULL" \
+	");" \
+	"CREATE TABLE IF NOT EXISTS ix_terms (" \
+	"  term TEXT PRIMARY KEY," \
+	"  id INTEGER NOT NULL," \
+	"  df INTEGER NOT NULL," \
+	"  gen INTEGER NOT NULL" \
+	") WITHOUT ROWID;" \
+	"CREATE UNIQUE INDEX IF NOT EXISTS ix_terms_by_id ON ix_terms (id);" \
+	"CREATE TABLE IF NOT EXISTS ix_blocks (" \
+	"  term INTEGER NOT NULL," \
+	"  last INTEGER NOT NULL," \
+	"  n INTEGER NOT NULL," \
+	"  bound BLOB NOT NULL," \
+	"  post INTEGER NOT NULL," \
+	"  PRIMARY KEY (term, last)" \
+	") WITHOUT ROWID;" \
+	"CREATE TABLE IF NOT EXISTS ix_posts (" \
+	"  id INTEGER PRIMARY KEY," \
+	"  docs BLOB NOT NULL," \
+	"  pos BLOB NOT NULL" \
+	");" \
+	"CREATE TABLE IF NOT EXISTS ix_docs (" \
+	"  id INTEGER PRIMARY KEY," \
+	"  tokens INTEGER NOT NULL" \
+	");"
+
+#define LIB_TAG_TERM_MARK '\x01'
+
+typedef struct lib_ix lib_ix;
+
+typedef struct lib_ix_meta {
+	int64_t docs, tokens, gen, next_term;
+	bool complete;
+} lib_ix_meta;
+
+/* The meta row; `complete_if_new`: the state a missing row starts in. */
+int lib_ix_init(sqlite3 *db, bool complete_if_new, sdk_err *err);
+int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err);
+
+int lib_ix_open(sqlite3 *db, lib_ix **out, sdk_err *err);
+void lib_ix_close(lib_ix *ix);
+/* Collects document `id` (tags: its stored JSON array text). */
+int lib_ix_add(lib_ix *ix, int64_t id, const char *title, const char *body, const char *tags,
+	       sdk_err *err);
+/* Forgets document `id` as it is stored now: call it before its row
+ * changes or goes. 0 also when it was not indexed. */
+int lib_ix_remove(lib_ix *ix, int64_t id, sdk_err *err);
+/* Writes what lib_ix_add collected; inside the caller's transaction. */
+int lib_ix_flush(lib_ix *ix, sdk_err *err);
+/* Drops what was collected (the transaction rolled back). */
+void lib_ix_discard(lib_ix *ix);
+uint32_t lib_ix_pending_docs(const lib_ix *ix);
+size_t lib_ix_pending_bytes(const lib_ix *ix);
+/* A writer's statement prepared once per lib_ix (a bulk load writes
+ * thousands of documents with the same few): `sql_text` is a static
+ * string, known by its address; the statement comes reset, is owned by
+ * `ix` (finalized by lib_ix_close) and must be reset after use. NULL when
+ * it cannot be prepared or LIB_IX_XSTMTS are taken: prepare it yourself. */
+#define LIB_IX_XSTMTS 6
+sqlite3_stmt *lib_ix_stmt(lib_ix *ix, const char *sql_text);
+
+/* Indexes up to `max` documents that have no postings, with ids above
+ * *cursor (moved on), in one transaction of its own. 1 while more may be
+ * left, 0 once every document is indexed (ix_meta.complete set). */
+int lib_ix_build_step(lib_ix *ix, int64_t *cursor, unsigned max, sdk_err *err);
+/* Empties the index and marks it incomplete: the build steps redo it. */
+int lib_ix_reset(sqlite3 *db, sdk_err *err);
+
+/* The checks (docs/librarian.md, "Integrity"). quick: the counts agree
+ * (ix_docs with ix_meta, each term's df with its blocks, no index row for
+ * a document that is gone); a few hundred milliseconds for 100,000
+ * documents. deep: every block decoded and checked, and `sample`
+ * documents tokenized again and found in their postings. SDK_ECORRUPT
+ * with the first finding, 0 when sound. Inside a read transaction of the
+ * caller's, or on their own. */
+int lib_ix_check_quick(sqlite3 *db, sdk_err *err);
+int lib_ix_check_deep(sqlite3 *db, lib_tok *tok, unsigned sample, json_t **report, sdk_err *err);
+
+/* The text of a tag's term ("\x01" + tag) into out (LIB_TERM_MAX + 2). */
+size_t lib_tag_term(const char *tag, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,583 @@
+/* Top-k over the block index (search.h). */
+#include "kernels/librarian/search.h"
+
+#include "kernels/librarian/block.h"
+#include "kernels/librarian/index.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DOC_END INT64_MAX
+
+/* ---- parsing */
+
+static bool bareword(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!((unsigned char)*s >= 0x80 || isalnum((unsigned char)*s)))
+			return false;
+	return true;
+}
+
+struct one_tok {
+	char *text;
+	int n;
+	int fail;
+};
+
+static int on_one(void *arg, const char *tok, int len, int start, int end)
+{
+	(void)start, (void)end;
+	struct one_tok *o = arg;
+	if (++o->n > 1 || len <= 0 || len > LIB_TERM_MAX)
+		return 1; /* not one indexable token: FTS5's business */
+	o->text = strndup(tok, (size_t)len);
+	if (!o->text)
+		o->fail = SDK_EIO;
+	return 0;
+}
+
+/* The one term a bareword stands for: 1 and *out, 0 when it is not one. */
+static int one_term(lib_tok *tok, const char *w, char **out, sdk_err *err)
+{
+	struct one_tok o = { 0 };
+	*out = NULL;
+	if (!bareword(w))
+		return 0;
+	int rc = lib_tok_run(tok, LIB_TOK_QUERY, w, (int)strlen(w), on_one, &o);
+	if (o.fail || rc < 0) {
+		free(o.text);
+		return sdk_fail(err, SDK_EIO, o.fail ? "out of memory" : "the tokenizer failed");
+	}
+	if (rc || o.n != 1 || !o.text) {
+		free(o.text);
+		return 0;
+	}
+	*out = o.text;
+	return 1;
+}
+
+void lib_sq_clear(lib_sq *sq)
+{
+	for (unsigned i = 0; i < sq->nword; i++)
+		free(sq->word[i]);
+	for (unsigned i = 0; i < sq->nexcl; i++)
+		free(sq->excl[i]);
+	for (unsigned i = 0; i < sq->ntag; i++)
+		free(sq->tag[i]);
+	*sq = (lib_sq){ 0 };
+}
+
+int lib_sq_parse(lib_tok *tok, const char *const *pos, unsigned npos, const char *const *excl,
+		 unsigned nexcl, const char *const *tags, unsigned ntag, lib_sq *sq, sdk_err *err)
+{
+	*sq = (lib_sq){ 0 };
+	if (nexcl > LIB_SQ_WORDS_MAX || ntag > LIB_SQ_TAGS_MAX)
+		return 0;
+	bool saw_or = false, saw_and = false, want_word = true;
+	int rc = 1;
+	for (unsigned i = 0; rc == 1 && i < npos; i++) {
+		bool is_or = !strcmp(pos[i], "OR"), is_and = !strcmp(pos[i], "AND");
+		if (is_or || is_and) {
+			/* an operator between two words, never first, last or twice */
+			if (want_word || i + 1 == npos)
+				rc = 0;
+			saw_or |= is_or;
+			saw_and |= is_and;
+			want_word = true;
+			continue;
+		}
+		if (!strcmp(pos[i], "NOT") || !strcmp(pos[i], "NEAR"))
+			rc = 0; /* FTS5's keywords: its business */
+		if (!want_word && saw_or)
+			rc = 0; /* "a OR b c": precedence FTS5 decides */
+		if (rc == 1 && sq->nword == LIB_SQ_WORDS_MAX)
+			rc = 0;
+		if (rc == 1)
+			rc = one_term(tok, pos[i], &sq->word[sq->nword], err);
+		if (rc == 1)
+			sq->nword++;
+		want_word = false;
+	}
+	if (rc == 1 && (saw_or && (saw_and || npos != 2 * sq->nword - 1)))
+		rc = 0;
+	for (unsigned i = 0; rc == 1 && i < nexcl; i++) {
+		rc = one_term(tok, excl[i], &sq->excl[sq->nexcl], err);
+		if (rc == 1)
+			sq->nexcl++;
+	}
+	for (unsigned i = 0; rc == 1 && i < ntag; i++) {
+		if (!(sq->tag[sq->ntag] = strdup(tags[i])))
+			rc = sdk_fail(err, SDK_EIO, "out of memory");
+		else
+			sq->ntag++;
+	}
+	if (rc == 1 && !sq->nword)
+		rc = 0;
+	sq->or_mode = saw_or;
+	return rc;
+}
+
+/* ---- one term's postings */
+
+struct cur {
+	int64_t df;
+	double idf;
+	uint32_t nb, bi; /* blocks, the current one */
+	int64_t *last;   /* per block: its last document */
+	int64_t *post;   /* per block: its ix_posts row */
+	double *ub;      /* per block: the best score a posting of it can give */
+	double maxub;
+	bool loaded; /* block bi is in blk */
+	uint32_t k;  /* the current posting of blk */
+	lib_blk blk;
+};
+
+struct ctx {
+	sqlite3 *db;
+	sqlite3_stmt *term, *blocks, *docs;
+	int64_t ndocs;
+	double avgdl;
+	int64_t cap; /* count exactly up to here */
+	lib_ranked *r;
+	sdk_err *err;
+};
+
+static int fail_sql(struct ctx *c, const char *what)
+{
+	return sdk_fail(c->err, sdk_status_of_sqlite(sqlite3_extended_errcode(c->db)),
+			"search: %s: %s", what, sqlite3_errmsg(c->db));
+}
+
+static void cur_free(struct cur *u)
+{
+	free(u->last);
+	free(u->post);
+	free(u->ub);
+	lib_blk_free(&u->blk);
+	*u = (struct cur){ 0 };
+}
+
+/* The term's document count and skip list. A term not in the index has
+ * no blocks (every step past it is DOC_END). */
+static int cur_open(struct ctx *c, const char *term, size_t len, bool scoring, struct cur *u)
+{
+	*u = (struct cur){ 0 };
+	sqlite3_reset(c->term);
+	sqlite3_bind_text(c->term, 1, term, (int)len, SQLITE_STATIC);
+	int rc = sqlite3_step(c->term);
+	if (rc == SQLITE_DONE)
+		return SDK_OK;
+	if (rc != SQLITE_ROW)
+		return fail_sql(c, "read term");
+	int64_t id = sqlite3_column_int64(c->term, 0);
+	u->df = sqlite3_column_int64(c->term, 1);
+	sqlite3_reset(c->term);
+	u->idf = lib_idf(c->ndocs, u->df);
+	uint32_t cap = 0;
+	sqlite3_reset(c->blocks);
+	sqlite3_bind_int64(c->blocks, 1, id);
+	while ((rc = sqlite3_step(c->blocks)) == SQLITE_ROW) {
+		if (u->nb == cap) {
+			cap = cap ? cap * 2 : 64;
+			int64_t *l = realloc(u->last, cap * sizeof *l);
+			if (l)
+				u->last = l;
+			int64_t *p = realloc(u->post, cap * sizeof *p);
+			if (p)
+				u->post = p;
+			double *b = realloc(u->ub, cap * sizeof *b);
+			if (b)
+				u->ub = b;
+			if (!l || !p || !b) {
+				sqlite3_reset(c->blocks);
+				return sdk_fail(c->err, SDK_EIO, "out of memory");
+			}
+		}
+		u->last[u->nb] = sqlite3_column_int64(c->blocks, 0);
+		u->post[u->nb] = sqlite3_column_int64(c->blocks, 1);
+		double ub = 0;
+		if (scoring) {
+			lib_bound bd;
+			if (lib_bound_decode(sqlite3_column_blob(c->blocks, 2),
+					     (size_t)sqlite3_column_bytes(c->blocks, 2), &bd)) {
+				sqlite3_reset(c->blocks);
+				return sdk_fail(c->err, SDK_ECORRUPT,
+						"search: a block bound of a term is damaged");
+			}
+			ub = lib_bound_score(&bd, u->idf, c->avgdl);
+		}
+		u->ub[u->nb] = ub;
+		if (ub > u->maxub)
+			u->maxub = ub;
+		u->nb++;
+	}
+	sqlite3_reset(c->blocks);
+	return rc == SQLITE_DONE ? SDK_OK : fail_sql(c, "read blocks");
+}
+
+static int cur_load(struct ctx *c, struct cur *u, uint32_t b)
+{
+	sqlite3_reset(c->docs);
+	sqlite3_bind_int64(c->docs, 1, u->post[b]);
+	int rc = sqlite3_step(c->docs);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(c->docs);
+		return rc == SQLITE_DONE ? sdk_fail(c->err, SDK_ECORRUPT, "search: postings missing")
+					 : fail_sql(c, "read postings");
+	}
+	rc = lib_blk_decode(&u->blk, sqlite3_column_blob(c->docs, 0),
+			    (size_t)sqlite3_column_bytes(c->docs, 0), NULL, 0);
+	sqlite3_reset(c->docs);
+	if (rc || u->blk.doc[u->blk.n - 1] != u->last[b])
+		return sdk_fail(c->err, SDK_ECORRUPT, "search: a block of postings is damaged");
+	c->r->blocks++;
+	u->loaded = true;
+	u->k = 0;
+	return SDK_OK;
+}
+
+/* Moves to the first block that may hold a document >= d; no decoding. */
+static void cur_shallow(struct cur *u, int64_t d)
+{
+	while (u->bi < u->nb && u->last[u->bi] < d) {
+		u->bi++;
+		u->loaded = false;
+	}
+}
+
+/* The first document >= d the term has (DOC_END: none), in *at. */
+static int cur_next(struct ctx *c, struct cur *u, int64_t d, int64_t *at)
+{
+	cur_shallow(u, d);
+	if (u->bi >= u->nb) {
+		*at = DOC_END;
+		return SDK_OK;
+	}
+	if (!u->loaded) {
+		int rc = cur_load(c, u, u->bi);
+		if (rc)
+			return rc;
+	}
+	while (u->blk.doc[u->k] < d)
+		u->k++; /* the block's last is >= d: this stops inside it */
+	*at = u->blk.doc[u->k];
+	return SDK_OK;
+}
+
+static double cur_score(const struct ctx *c, const struct cur *u, uint32_t k)
+{
+	return lib_bm25_term(u->idf, (double)lib_weighted(u->blk.tf[k], LIB_FIELDS_MASK),
+			     (double)u->blk.dl[k], c->avgdl);
+}
+
+/* ---- the k best: a heap with the worst at the top */
+
+struct heap {
+	lib_hit *h;
+	unsigned n, k;
+};
+
+static bool worse(const lib_hit *a, const lib_hit *b)
+{
+	return a->score < b->score || (a->score == b->score && a->doc > b->doc);
+}
+
+static double heap_theta(const struct heap *hp)
+{
+	return hp->n < hp->k ? -INFINITY : hp->h[0].score;
+}
+
+static void heap_push(struct heap *hp, int64_t doc, double score)
+{
+	lib_hit x = { doc, score };
+	unsigned i;
+	if (hp->n < hp->k) {
+		i = hp->n++;
+		while (i && worse(&x, &hp->h[(i - 1) / 2])) {
+			hp->h[i] = hp->h[(i - 1) / 2];
+			i = (i - 1) / 2;
+		}
+		hp->h[i] = x;
+		return;
+	}
+	if (!worse(&hp->h[0], &x))
+		return;
+	i = 0;
+	for (;;) {
+		unsigned l = 2 * i + 1, r = l + 1, m = i;
+		const lib_hit *best = &x;
+		if (l < hp->n && worse(&hp->h[l], best))
+			m = l, best = &hp->h[l];
+		if (r < hp->n && worse(&hp->h[r], best))
+			m = r, best = &hp->h[r];
+		if (m == i)
+			break;
+		hp->h[i] = hp->h[m];
+		i = m;
+	}
+	hp->h[i] = x;
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+	const lib_hit *x = a, *y = b;
+	return worse(x, y) ? 1 : worse(y, x) ? -1 : 0;
+}
+
+/* ---- the plans */
+
+static int cmp_ub_desc(const void *a, const void *b, void *arg)
+{
+	const double *ub = arg;
+	double x = ub[*(const uint32_t *)a], y = ub[*(const uint32_t *)b];
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* One word, nothing else: the blocks best bound first. */
+static int rank_one(struct ctx *c, struct cur *u, struct heap *hp)
+{
+	uint32_t *ord = malloc((u->nb ? u->nb : 1) * sizeof *ord);
+	if (!ord)
+		return sdk_fail(c->err, SDK_EIO, "out of memory");
+	for (uint32_t i = 0; i < u->nb; i++)
+		ord[i] = i;
+	qsort_r(ord, u->nb, sizeof *ord, cmp_ub_desc, u->ub);
+	int rc = SDK_OK;
+	for (uint32_t i = 0; !rc && i < u->nb; i++) {
+		if (u->ub[ord[i]] < heap_theta(hp))
+			break;
+		rc = cur_load(c, u, ord[i]);
+		for (uint32_t k = 0; !rc && k < u->blk.n; k++) {
+			heap_push(hp, u->blk.doc[k], cur_score(c, u, k));
+			c->r->scored++;
+		}
+	}
+	free(ord);
+	c->r->total = u->df < c->cap ? u->df : c->cap;
+	c->r->total_exact = u->df < c->cap;
+	return rc;
+}
+
+struct plan {
+	struct cur *w; /* the words, in query order */
+	unsigned nw;
+	unsigned lead; /* AND: the rarest word */
+	struct cur *t; /* tags: required, no score */
+	unsigned nt;
+	struct cur *x; /* exclusions */
+	unsigned nx;
+	bool or_mode, exhaustive;
+};
+
+/* AND: the first document >= d every word and tag has. */
+static int next_and(struct ctx *c, struct plan *p, int64_t d, int64_t *at)
+{
+	int64_t m;
+	int rc = cur_next(c, &p->w[p->lead], d, &m);
+	unsigned agree = 0, n = p->nw + p->nt, i = 0;
+	while (!rc && m != DOC_END && agree < n) {
+		struct cur *u = i < p->nw ? &p->w[i] : &p->t[i - p->nw];
+		int64_t x;
+		if (i == p->lead) {
+			agree++;
+		} else if (!(rc = cur_next(c, u, m, &x))) {
+			if (x == m) {
+				agree++;
+			} else {
+				rc = cur_next(c, &p->w[p->lead], x, &m);
+				agree = 0;
+				i = 0;
+				continue;
+			}
+		}
+		i++;
+	}
+	*at = m;
+	return rc;
+}
+
+/* OR: the first document >= d some word has; then the tags must agree. */
+static int next_or(struct ctx *c, struct plan *p, int64_t d, int64_t *at)
+{
+	for (;;) {
+		int64_t m = DOC_END, x;
+		for (unsigned i = 0; i < p->nw; i++) {
+			int rc = cur_next(c, &p->w[i], d, &x);
+			if (rc)
+				return rc;
+			if (x < m)
+				m = x;
+		}
+		int64_t need = m;
+		for (unsigned i = 0; m != DOC_END && i < p->nt; i++) {
+			int rc = cur_next(c, &p->t[i], m, &x);
+			if (rc)
+				return rc;
+			if (x > need)
+				need = x;
+		}
+		if (need == m) {
+			*at = m;
+			return SDK_OK;
+		}
+		d = need; /* nothing between has every tag */
+	}
+}
+
+/* Block-max skipping: the best a document in [d, end] could score; end is
+ * where the first of the current blocks ends. false: no word left. */
+static bool window(struct plan *p, int64_t d, double *ub, int64_t *end)
+{
+	*ub = 0;
+	*end = DOC_END;
+	bool any = false;
+	for (unsigned i = 0; i < p->nw; i++) {
+		struct cur *u = &p->w[i];
+		cur_shallow(u, d);
+		if (u->bi >= u->nb) {
+			if (!p->or_mode)
+				return false;
+			continue;
+		}
+		any = true;
+		*ub += u->ub[u->bi];
+		if (u->last[u->bi] < *end)
+			*end = u->last[u->bi];
+	}
+	return any;
+}
+
+static int rank_daat(struct ctx *c, struct plan *p, struct heap *hp)
+{
+	int64_t d = 1, count = 0;
+	int rc = SDK_OK;
+	for (;;) {
+		if (!p->exhaustive && count >= c->cap && hp->n == hp->k) {
+			double ub;
+			int64_t end;
+			if (!window(p, d, &ub, &end))
+				break;
+			if (ub < heap_theta(hp)) {
+				d = end + 1;
+				continue;
+			}
+		}
+		int64_t m = DOC_END;
+		rc = p->or_mode ? next_or(c, p, d, &m) : next_and(c, p, d, &m);
+		if (rc || m == DOC_END)
+			break;
+		d = m + 1;
+		bool excluded = false;
+		for (unsigned i = 0; !rc && !excluded && i < p->nx; i++) {
+			int64_t x;
+			rc = cur_next(c, &p->x[i], m, &x);
+			excluded = x == m;
+		}
+		if (rc)
+			break;
+		if (excluded)
+			continue;
+		if (count < c->cap || p->exhaustive)
+			count++;
+		/* Summed in query order, as FTS5 sums its phrases. */
+		double s = 0;
+		for (unsigned i = 0; i < p->nw; i++) {
+			struct cur *u = &p->w[i];
+			if (u->bi < u->nb && u->loaded && u->blk.doc[u->k] == m)
+				s += cur_score(c, u, u->k);
+		}
+		c->r->scored++;
+		heap_push(hp, m, s);
+	}
+	c->r->total = count < c->cap ? count : c->cap;
+	c->r->total_exact = count < c->cap;
+	return rc;
+}
+
+static const char sql_term[] = "SELECT id, df FROM ix_terms WHERE term = ?1";
+static const char sql_blocks[] = "SELECT last, post, bound FROM ix_blocks WHERE term = ?1"
+				 " ORDER BY last";
+static const char sql_docs[] = "SELECT docs FROM ix_posts WHERE id = ?1";
+
+static int plan_open(struct ctx *c, const lib_sq *sq, struct plan *p)
+{
+	unsigned n = sq->nword + sq->ntag + sq->nexcl;
+	struct cur *all = calloc(n, sizeof *all);
+	if (!all)
+		return sdk_fail(c->err, SDK_EIO, "out of memory");
+	p->w = all;
+	p->t = all + sq->nword;
+	p->x = p->t + sq->ntag;
+	int rc = SDK_OK;
+	for (unsigned i = 0; !rc && i < sq->nword; i++, p->nw++)
+		rc = cur_open(c, sq->word[i], strlen(sq->word[i]), true, &p->w[i]);
+	for (unsigned i = 0; !rc && i < sq->ntag; i++, p->nt++) {
+		char term[LIB_TERM_MAX + 2];
+		size_t len = lib_tag_term(sq->tag[i], term, sizeof term);
+		rc = cur_open(c, term, len, false, &p->t[i]);
+	}
+	for (unsigned i = 0; !rc && i < sq->nexcl; i++, p->nx++)
+		rc = cur_open(c, sq->excl[i], strlen(sq->excl[i]), false, &p->x[i]);
+	for (unsigned i = 1; i < p->nw; i++)
+		if (p->w[i].df < p->w[p->lead].df)
+			p->lead = i;
+	return rc;
+}
+
+static void plan_close(struct plan *p)
+{
+	unsigned n = p->nw + p->nt + p->nx;
+	for (unsigned i = 0; i < n; i++)
+		cur_free(&p->w[i]);
+	free(p->w);
+}
+
+int lib_sq_rank(sqlite3 *db, const lib_sq *sq, unsigned limit, int64_t count_max,
+		bool exhaustive, lib_ranked *r, sdk_err *err)
+{
+	memset(r, 0, sizeof *r);
+	if (limit < 1 || limit > LIB_HITS_MAX || !sq->nword)
+		return sdk_fail(err, SDK_EINVAL, "search: bad limit or empty query");
+	lib_ix_meta m;
+	int rc = lib_ix_meta_read(db, &m, err);
+	if (rc)
+		return rc;
+	if (!m.complete)
+		return sdk_fail(err, SDK_EBUSY, "the search index is being built");
+	r->total_exact = true;
+	if (m.docs == 0)
+		return SDK_OK;
+	struct ctx c = { .db = db, .ndocs = m.docs, .avgdl = (double)m.tokens / (double)m.docs,
+			 .r = r, .err = err,
+			 .cap = count_max > 0 && count_max < LIB_TOTAL_EXACT_MAX ? count_max
+										 : LIB_TOTAL_EXACT_MAX };
+	if (sqlite3_prepare_v2(db, sql_term, -1, &c.term, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, sql_blocks, -1, &c.blocks, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, sql_docs, -1, &c.docs, NULL) != SQLITE_OK) {
+		rc = fail_sql(&c, "prepare");
+		goto out;
+	}
+	struct plan p = { .or_mode = sq->or_mode, .exhaustive = exhaustive };
+	struct heap hp = { .h = r->hit, .k = limit };
+	rc = plan_open(&c, sq, &p);
+	if (!rc && p.nw == 1 && !p.nt && !p.nx && !exhaustive)
+		rc = rank_one(&c, &p.w[0], &hp);
+	else if (!rc)
+		rc = rank_daat(&c, &p, &hp);
+	plan_close(&p);
+	if (!rc) {
+		qsort(r->hit, hp.n, sizeof *r->hit, cmp_hit);
+		r->n = hp.n;
+	}
+out:
+	sqlite3_finalize(c.term);
+	sqlite3_finalize(c.blocks);
+	sqlite3_finalize(c.docs);
+	return rc;
+}

@@ -1,0 +1,39 @@
+/* The librarian's tokens: SQLite's own FTS5 "porter unicode61" tokenizer
+ * (Unicode case folding, diacritics removed, Porter stemming), reached
+ * through the fts5_api of a connection. The index, the query parser and
+ * the snippets all cut text here, so a word is the same word everywhere,
+ * and the same word the FTS5 index before schema 3 saw.
+ *
+ * A lib_tok belongs to one thread at a time (the tokenizer keeps buffers);
+ * it borrows nothing from the connection it was made from once made. */
+#ifndef GRACE_LIBRARIAN_TOK_H
+#define GRACE_LIBRARIAN_TOK_H
+
+#include "kernels/layer.h"
+
+#include "sdk/err.h"
+
+#include <sqlite3.h>
+
+/* Tokens longer than this are counted (they take a position) but not
+ * indexed, and a query word longer than this matches nothing. */
+#define LIB_TERM_MAX 128
+
+enum {
+	LIB_TOK_DOC = FTS5_TOKENIZE_DOCUMENT,
+	LIB_TOK_QUERY = FTS5_TOKENIZE_QUERY,
+	LIB_TOK_PREFIX = FTS5_TOKENIZE_QUERY | FTS5_TOKENIZE_PREFIX,
+};
+
+typedef struct lib_tok lib_tok;
+
+/* Each token: its bytes (not NUL-terminated) and where it was in the text.
+ * Returning nonzero stops the run, which returns that value. */
+typedef int (*lib_tok_fn)(void *arg, const char *tok, int len, int start, int end);
+
+int lib_tok_new(sqlite3 *db, lib_tok **out, sdk_err *err);
+void lib_tok_free(lib_tok *t);
+/* 0, the callback's nonzero value, or SDK_EIO when the tokenizer fails. */
+int lib_tok_run(lib_tok *t, int flags, const char *text, int len, lib_tok_fn fn, void *arg);
+
+#endif

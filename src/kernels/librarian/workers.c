@@ -1,0 +1,289 @@
+#include "kernels/librarian/workers.h"
+
+#include "kernels/librarian/bulk.h"
+#include "kernels/librarian/store.h"
+#include "kernels/librarian/tok.h"
+#include "sdk/clock.h"
+#include "sdk/db.h"
+#include "sdk/log.h"
+#include "sdk/pool.h"
+
+#include <event2/buffer.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A connection and a tokenizer; one worker uses it at a time. */
+struct conn {
+	sqlite3 *db;
+	lib_tok *tok;
+	struct conn *next;
+};
+
+struct lib_workers {
+	sdk_kernel *k;
+	sdk_pool *pool;
+	pthread_mutex_t mu; /* guards idle */
+	struct conn *idle;
+	sdk_pool *writer; /* one thread */
+	sqlite3 *wdb;     /* the writer's connection: only its thread uses it */
+};
+
+struct bulk {
+	lib_workers *w;
+	sdk_req *req;
+	char *owner;
+	lib_quota quota;
+	bool has_quota;
+	char *body;
+	size_t len;
+	bool ran;
+	int rc;
+	sdk_err err;
+	json_t *out;
+};
+
+struct job {
+	lib_workers *r;
+	sdk_req *req;
+	char *query, *tag;
+	unsigned limit;
+	int rc;
+	sdk_err err;
+	json_t *out;
+	double ms;
+};
+
+static void conn_free(struct conn *c)
+{
+	if (!c)
+		return;
+	lib_tok_free(c->tok);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+/* The file was checked when the kernel opened it first: no second check. */
+static struct conn *conn_open(lib_workers *r, sdk_err *err)
+{
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c) {
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return NULL;
+	}
+	sdk_db_check check = { .skip = true };
+	if (sdk_db_open_checked(r->k->cfg->data_dir, r->k->def->name, &check, &c->db, err) < 0 ||
+	    sdk_db_exec(c->db, "PRAGMA query_only = 1", err->msg, sizeof err->msg) < 0 ||
+	    lib_tok_new(c->db, &c->tok, err) < 0) {
+		conn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static struct conn *conn_take(lib_workers *r, sdk_err *err)
+{
+	pthread_mutex_lock(&r->mu);
+	struct conn *c = r->idle;
+	if (c)
+		r->idle = c->next;
+	pthread_mutex_unlock(&r->mu);
+	return c ? c : conn_open(r, err);
+}
+
+static void conn_give(lib_workers *r, struct conn *c)
+{
+	pthread_mutex_lock(&r->mu);
+	c->next = r->idle;
+	r->idle = c;
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* On a worker. */
+static void search_work(void *arg)
+{
+	struct job *j = arg;
+	struct timespec t0 = sdk_mono_now();
+	struct conn *c = conn_take(j->r, &j->err);
+	if (!c) {
+		j->rc = SDK_EIO;
+		return;
+	}
+	/* One snapshot for the ranking and the page. */
+	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		j->rc = sdk_db_fail(c->db, &j->err, "begin search");
+	} else {
+		j->rc = lib_search(c->db, c->tok, j->query, j->tag, j->limit, &j->out, &j->err);
+		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+	}
+	conn_give(j->r, c);
+	j->ms = sdk_ms_since(&t0);
+}
+
+static void job_free(struct job *j)
+{
+	json_decref(j->out);
+	free(j->query);
+	free(j->tag);
+	free(j);
+}
+
+/* On the loop. A queued job dropped at shutdown comes here unrun. */
+static void search_done(void *arg)
+{
+	struct job *j = arg;
+	if (!j->out && !j->rc) {
+		sdk_req_add_header(j->req, "Retry-After", "1");
+		sdk_reply_error(j->req, 503, "stopping", "the librarian is stopping");
+	} else if (j->rc) {
+		if (j->rc == SDK_EIO || j->rc == SDK_ECORRUPT)
+			sdk_log(SDK_LOG_WARN, sdk_req_id(j->req), "search: %s", j->err.msg);
+		sdk_reply_status(j->req, j->rc, &j->err);
+	} else {
+		json_object_set_new(j->out, "query_ms", json_real(j->ms));
+		sdk_reply_json(j->req, 200, json_incref(j->out));
+	}
+	job_free(j);
+}
+
+void lib_workers_search(lib_workers *r, sdk_req *req, const char *user, const char *query,
+			const char *tag, unsigned limit)
+{
+	struct job *j = calloc(1, sizeof *j);
+	if (j) {
+		j->r = r;
+		j->req = req;
+		j->limit = limit;
+		j->query = strdup(query);
+		j->tag = tag ? strdup(tag) : NULL;
+	}
+	if (!j || !j->query || (tag && !j->tag)) {
+		if (j)
+			job_free(j);
+		sdk_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	int rc = sdk_pool_submit_as(r->pool, user, search_work, search_done, j);
+	if (rc == 0)
+		return;
+	job_free(j);
+	sdk_req_add_header(req, "Retry-After", "1");
+	if (rc == SDK_POOL_ECALLER)
+		sdk_reply_error(req, 429, "too_many", "you have %d searches in flight; try again",
+				LIB_WORKERS_CALLER_MAX);
+	else
+		sdk_reply_error(req, 503, "busy", "too many searches queued; try again");
+}
+
+/* On the writer. */
+static void bulk_work(void *arg)
+{
+	struct bulk *b = arg;
+	lib_workers *w = b->w;
+	b->ran = true;
+	if (!w->wdb && sdk_db_open_checked(w->k->cfg->data_dir, w->k->def->name,
+					   &(sdk_db_check){ .skip = true }, &w->wdb, &b->err) < 0) {
+		b->rc = SDK_EIO;
+		return;
+	}
+	b->rc = lib_bulk_load(w->wdb, b->owner, b->has_quota ? &b->quota : NULL, b->body, b->len,
+			      &b->out, &b->err);
+}
+
+static void bulk_free(struct bulk *b)
+{
+	json_decref(b->out);
+	free(b->owner);
+	free(b->body);
+	free(b);
+}
+
+static void bulk_done(void *arg)
+{
+	struct bulk *b = arg;
+	if (!b->ran) {
+		sdk_req_add_header(b->req, "Retry-After", "1");
+		sdk_reply_error(b->req, 503, "stopping", "the librarian is stopping; nothing stored");
+	} else if (b->rc) {
+		if (b->rc == SDK_EIO || b->rc == SDK_ECORRUPT)
+			sdk_log(SDK_LOG_WARN, sdk_req_id(b->req), "bulk: %s", b->err.msg);
+		sdk_reply_status(b->req, b->rc, &b->err);
+	} else {
+		sdk_reply_json(b->req, 200, json_incref(b->out));
+	}
+	bulk_free(b);
+}
+
+void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
+		      const struct lib_quota *quota)
+{
+	struct evbuffer *in = sdk_req_body(req);
+	size_t len = in ? evbuffer_get_length(in) : 0;
+	struct bulk *b = calloc(1, sizeof *b);
+	if (b) {
+		b->w = w;
+		b->req = req;
+		b->len = len;
+		b->body = malloc(len + 1);
+		b->owner = owner ? strdup(owner) : NULL;
+		if (quota) {
+			b->quota = *quota;
+			b->has_quota = true;
+		}
+	}
+	if (!b || !b->body || (owner && !b->owner) ||
+	    (len && evbuffer_copyout(in, b->body, len) != (ev_ssize_t)len)) {
+		if (b)
+			bulk_free(b);
+		sdk_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	b->body[len] = '\0';
+	if (sdk_pool_submit(w->writer, bulk_work, bulk_done, b) == 0)
+		return;
+	bulk_free(b);
+	sdk_req_add_header(req, "Retry-After", "1");
+	sdk_reply_error(req, 503, "busy", "too many bulk loads queued; try again");
+}
+
+lib_workers *lib_workers_new(sdk_kernel *k, sdk_err *err)
+{
+	lib_workers *r = calloc(1, sizeof *r);
+	if (!r) {
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return NULL;
+	}
+	r->k = k;
+	pthread_mutex_init(&r->mu, NULL);
+	r->pool = sdk_pool_new(k->base, LIB_WORKERS_THREADS, LIB_WORKERS_QUEUE_MAX);
+	if (!r->pool) {
+		sdk_fail(err, SDK_EIO, "cannot start the search workers");
+		lib_workers_free(r);
+		return NULL;
+	}
+	sdk_pool_set_caller_max(r->pool, LIB_WORKERS_CALLER_MAX);
+	r->writer = sdk_pool_new(k->base, 1, LIB_WORKERS_BULK_QUEUE_MAX);
+	if (!r->writer) {
+		sdk_fail(err, SDK_EIO, "cannot start the bulk writer");
+		lib_workers_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void lib_workers_free(lib_workers *r)
+{
+	if (!r)
+		return;
+	sdk_pool_free(r->pool);
+	sdk_pool_free(r->writer);
+	if (r->wdb)
+		sqlite3_close(r->wdb);
+	while (r->idle) {
+		struct conn *c = r->idle;
+		r->idle = c->next;
+		conn_free(c);
+	}
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
