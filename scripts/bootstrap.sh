@@ -12,7 +12,7 @@ set -eu
 pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
 libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-dev
 libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev libpcre2-dev
-libssl-dev libpq-dev"
+libssl-dev libpq-dev libnats-dev"
 for arg in "$@"; do
 	case "$arg" in
 	# clang only recommends libclang-rt-14-dev, the runtime that
@@ -20,7 +20,7 @@ for arg in "$@"; do
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
 		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm
 		openssl systemd debhelper dpkg-dev fakeroot lintian man-db python3-cryptography
-		postgresql-15" ;;
+		postgresql-15 nats-server" ;;
 	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
 	# supervisors are run by the bench itself, never as services.
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps

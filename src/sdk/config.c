@@ -740,6 +740,84 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 	return rc == 0;
 }
 
+static const struct cfg_key message_bus_keys[] = {
+#define MB(n, field, t, lo, hi) { n, offsetof(grace_message_bus, field), t, lo, hi }
+	MB("replicas", replicas, KEY_UINT, 1, 5),
+	MB("max_age_s", max_age_s, KEY_UINT, 0, 10u * 366 * 86400),
+	MB("max_bytes", max_bytes, KEY_SIZE, 0, (uint64_t)1 << 50),
+	MB("publish_timeout_ms", publish_timeout_ms, KEY_UINT, 100, 60000),
+	MB("connect_timeout_ms", connect_timeout_ms, KEY_UINT, 100, 60000),
+#undef MB
+};
+
+/* nats://host:port, comma-separated: what cnats takes, nothing that needs
+ * quoting (no spaces, no commas inside one). */
+static int message_bus_urls(grace_message_bus *m, const char *value, char *err, size_t errlen)
+{
+	m->n_nats_urls = 0;
+	const char *p = value;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		while (n && (*p == ' ' || *p == '\t'))
+			p++, n--;
+		size_t len = n;
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len == 0 || len >= GRACE_BUS_NATS_URL_MAX || strncmp(p, "nats://", 7) != 0 ||
+		    memchr(p, ' ', len) || m->n_nats_urls == GRACE_BUS_NATS_URLS_MAX) {
+			snprintf(err, errlen,
+				 "nats_urls: 1 to %d comma-separated nats://host:port URLs of at most "
+				 "%d bytes each",
+				 GRACE_BUS_NATS_URLS_MAX, GRACE_BUS_NATS_URL_MAX - 1);
+			return -1;
+		}
+		memcpy(m->nats_urls[m->n_nats_urls], p, len);
+		m->nats_urls[m->n_nats_urls++][len] = '\0';
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	if (m->n_nats_urls == 0) {
+		snprintf(err, errlen, "nats_urls: at least one nats://host:port URL");
+		return -1;
+	}
+	return 0;
+}
+
+static int on_message_bus_key(struct parse_ctx *c, const char *name, const char *value)
+{
+	grace_message_bus *m = &c->cfg->message_bus;
+	if (!strcmp(name, "engine")) {
+		if (strcmp(value, "embedded") && strcmp(value, "jetstream")) {
+			snprintf(c->err, sizeof c->err, "engine: embedded or jetstream, got '%s'", value);
+			return 0;
+		}
+		m->jetstream = !strcmp(value, "jetstream");
+		return 1;
+	}
+	if (!strcmp(name, "nats_urls"))
+		return message_bus_urls(m, value, c->err, sizeof c->err) == 0;
+	if (!strcmp(name, "stream_prefix")) {
+		size_t n = strlen(value);
+		bool ok = n > 0 && n < sizeof m->stream_prefix - 4;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = (value[i] >= 'A' && value[i] <= 'Z') || (value[i] >= 'a' && value[i] <= 'z') ||
+			     (value[i] >= '0' && value[i] <= '9') || value[i] == '_' || value[i] == '-';
+		if (!ok) {
+			snprintf(c->err, sizeof c->err,
+				 "stream_prefix: 1 to %zu of A-Z a-z 0-9 _ -", sizeof m->stream_prefix - 5);
+			return 0;
+		}
+		memcpy(m->stream_prefix, value, n + 1);
+		return 1;
+	}
+	int rc = set_keyed(m, message_bus_keys, sizeof message_bus_keys / sizeof message_bus_keys[0],
+			   name, value, c->err, sizeof c->err);
+	if (rc == 1)
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+	return rc == 0;
+}
+
 /* A SPIFFE trust domain as the specification allows it: 1 to 255 of
  * [a-z0-9._-] (lower case only). */
 static bool trust_domain_valid(const char *v)
@@ -915,6 +993,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return on_trust_key(c, name, value);
 	if (!strcmp(section, "store"))
 		return on_store_key(c, name, value);
+	if (!strcmp(section, "message_bus"))
+		return on_message_bus_key(c, name, value);
 	if (!strcmp(section, "compliance")) {
 		int rc = set_keyed(&cfg->compliance, compliance_keys,
 				   sizeof compliance_keys / sizeof compliance_keys[0], name, value,
@@ -1206,7 +1286,7 @@ static bool known_section(const char *name, size_t n)
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
 					     "telemetry", "systemd", "crypto", "trust", "learning",
-					     "self_healing", "coding_agent", "store" };
+					     "self_healing", "coding_agent", "store", "message_bus" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1391,6 +1471,12 @@ static void config_defaults(grace_config *cfg)
 					.pool_size = 4,
 					.statement_timeout_ms = 5000,
 					.connect_timeout_s = 5 };
+	cfg->message_bus = (grace_message_bus){ .nats_urls = { "nats://127.0.0.1:4222" },
+						.n_nats_urls = 1,
+						.stream_prefix = "GRACE",
+						.replicas = 1,
+						.publish_timeout_ms = 5000,
+						.connect_timeout_ms = 2000 };
 	cfg->trust = (grace_trust){ .domain = "grace.local",
 				    .jwt_ttl_default_s = 300,
 				    .jwt_ttl_max_s = 3600,

@@ -291,6 +291,21 @@ typedef struct grace_store_cfg {
 	unsigned statement_timeout_ms;      /* PostgreSQL cancels a statement past it */
 	unsigned connect_timeout_s;         /* a connection attempt gives up past it */
 } grace_store_cfg;
+/* [message_bus]: where the message bus keeps its messages
+ * (docs/message_bus.md "On NATS JetStream"). */
+#define GRACE_BUS_NATS_URLS_MAX 8
+#define GRACE_BUS_NATS_URL_MAX 128
+typedef struct grace_message_bus {
+	bool jetstream;              /* engine = jetstream; else embedded (SQLite) */
+	char nats_urls[GRACE_BUS_NATS_URLS_MAX][GRACE_BUS_NATS_URL_MAX];
+	unsigned n_nats_urls;
+	char stream_prefix[32];      /* the stream is PREFIX_BUS, its subjects PREFIX_BUS.> */
+	unsigned replicas;           /* the stream's and the groups' consumers' */
+	unsigned max_age_s;          /* the stream's MaxAge; 0: none */
+	size_t max_bytes;            /* the stream's MaxBytes; 0: none */
+	unsigned publish_timeout_ms; /* a publish waits this long for JetStream's ack, retries included */
+	unsigned connect_timeout_ms;
+} grace_message_bus;
 
 /* [trust]: the trust kernel's identities and trust scores (docs/trust.md). */
 typedef struct grace_trust {
@@ -366,6 +381,7 @@ typedef struct grace_config {
 	grace_crypto crypto;
 	grace_trust trust;
 	grace_store_cfg store;
+	grace_message_bus message_bus;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

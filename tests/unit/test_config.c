@@ -958,6 +958,49 @@ static void test_store_section(void **state)
 	expect_ok(f, NULL);
 }
 
+static void test_message_bus_section(void **state)
+{
+	struct fx *f = *state;
+	write_ini(f, "[grace]\napi_port = 8000\n");
+	expect_ok(f, NULL);
+	const grace_message_bus *m = &f->cfg.message_bus;
+	assert_false(m->jetstream); /* embedded unless asked */
+	assert_int_equal(m->n_nats_urls, 1);
+	assert_string_equal(m->nats_urls[0], "nats://127.0.0.1:4222");
+	assert_string_equal(m->stream_prefix, "GRACE");
+	assert_int_equal(m->replicas, 1);
+	assert_int_equal(m->publish_timeout_ms, 5000);
+	write_ini(f, "[message_bus]\nengine = jetstream\n"
+		     "nats_urls = nats://10.0.0.1:4222, nats://10.0.0.2:4223 ,nats://h3:4222\n"
+		     "stream_prefix = Prod_1\nreplicas = 3\nmax_age_s = 86400\n"
+		     "max_bytes = 1073741824\npublish_timeout_ms = 2000\n");
+	expect_ok(f, NULL);
+	assert_true(m->jetstream);
+	assert_int_equal(m->n_nats_urls, 3);
+	assert_string_equal(m->nats_urls[1], "nats://10.0.0.2:4223");
+	assert_string_equal(m->nats_urls[2], "nats://h3:4222");
+	assert_string_equal(m->stream_prefix, "Prod_1");
+	assert_int_equal(m->replicas, 3);
+	assert_int_equal(m->max_age_s, 86400);
+	assert_int_equal(m->max_bytes, 1073741824);
+	assert_int_equal(m->publish_timeout_ms, 2000);
+	write_ini(f, "[message_bus]\nengine = kafka\n");
+	expect_error(f, 2, "engine", "kafka");
+	write_ini(f, "[message_bus]\nnats_urls = http://x:4222\n");
+	expect_error(f, 2, "nats_urls", NULL);
+	write_ini(f, "[message_bus]\nnats_urls = nats://a:1,,nats://b:2\n");
+	expect_error(f, 2, "nats_urls", NULL);
+	write_ini(f, "[message_bus]\nnats_urls = nats://a:1,nats://a:2,nats://a:3,nats://a:4,"
+		     "nats://a:5,nats://a:6,nats://a:7,nats://a:8,nats://a:9\n");
+	expect_error(f, 2, "nats_urls", NULL);
+	write_ini(f, "[message_bus]\nstream_prefix = a.b\n");
+	expect_error(f, 2, "stream_prefix", NULL);
+	write_ini(f, "[message_bus]\nreplicas = 6\n");
+	expect_error(f, 2, "replicas", NULL);
+	write_ini(f, "[message_bus]\nbrokers = 3\n");
+	expect_error(f, 2, "brokers", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -995,6 +1038,7 @@ int main(void)
 		T(test_governance_section),
 		T(test_trust_section),
 		T(test_store_section),
+		T(test_message_bus_section),
 #undef T
 	};
 	return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);

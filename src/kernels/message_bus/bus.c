@@ -13,6 +13,8 @@
 #include "kernels/message_bus/bus.h"
 #include "sdk/clock.h"
 
+#include "kernels/message_bus/engine.h"
+
 #include "kernels/message_bus/subject.h"
 #include "kernels/message_bus/wire.h"
 #include "kernels/registry.h"
@@ -136,8 +138,9 @@ static bool bus_may_publish(sdk_req *req, const char *subject)
 }
 
 /* Answers 400 naming the first bad message (403 for a subject the caller
- * may not publish to); returns -1 then. */
-static int bus_check_body(sdk_req *req, json_t *body, size_t *n)
+ * may not publish to); returns -1 then. Shared with the JetStream engine
+ * (engine.h). */
+int bus_check_body(sdk_req *req, json_t *body, size_t *n)
 {
 	bool array = json_is_array(body);
 	*n = array ? json_array_size(body) : 1;
@@ -540,7 +543,9 @@ static void bus_free(bus *b)
 	free(b);
 }
 
-static int bus_init(sdk_kernel *k, char *err, size_t errlen)
+static const bus_engine bus_embedded_engine;
+
+static int bus_embedded_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	bus *b = calloc(1, sizeof *b);
 	sdk_err e = { "out of memory" };
@@ -548,6 +553,7 @@ static int bus_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	b->engine = &bus_embedded_engine;
 	b->k = k;
 	LIST_INIT(&b->subs);
 	TAILQ_INIT(&b->pollers);
@@ -631,19 +637,76 @@ static void bus_metrics(sdk_kernel *k, struct evbuffer *out)
 			    (unsigned long long)s->batch_max);
 }
 
+static const bus_engine bus_embedded_engine = {
+	.name = "embedded",
+	.publish = bus_on_publish,
+	.subscribe = bus_on_subscribe,
+	.subjects = bus_on_subjects,
+	.group_list = bus_on_group_list,
+	.group_get = bus_on_group_get,
+	.group_delete = bus_on_group_delete,
+	.poll = bus_on_poll,
+	.ack = bus_on_ack,
+	.retention_list = bus_on_retention_list,
+	.retention_set = bus_on_retention_set,
+	.retention_delete = bus_on_retention_delete,
+	.stats = bus_on_stats,
+	.drain = bus_drain,
+	.close = bus_close,
+	.metrics = bus_metrics,
+};
+
+/* The routes call the engine's handler of the same name (engine.h). */
+#define BUS_ROUTE_TO_ENGINE(op)                                                                    \
+	static void bus_route_##op(sdk_req *req, void *ctx)                                        \
+	{                                                                                          \
+		bus_engine_of(ctx)->op(req, ctx);                                                  \
+	}
+BUS_ROUTE_TO_ENGINE(publish)
+BUS_ROUTE_TO_ENGINE(subscribe)
+BUS_ROUTE_TO_ENGINE(subjects)
+BUS_ROUTE_TO_ENGINE(group_list)
+BUS_ROUTE_TO_ENGINE(group_get)
+BUS_ROUTE_TO_ENGINE(group_delete)
+BUS_ROUTE_TO_ENGINE(poll)
+BUS_ROUTE_TO_ENGINE(ack)
+BUS_ROUTE_TO_ENGINE(retention_list)
+BUS_ROUTE_TO_ENGINE(retention_set)
+BUS_ROUTE_TO_ENGINE(retention_delete)
+BUS_ROUTE_TO_ENGINE(stats)
+
+static int bus_init(sdk_kernel *k, char *err, size_t errlen)
+{
+	return k->cfg->message_bus.jetstream ? bus_js_init(k, err, errlen) :
+					       bus_embedded_init(k, err, errlen);
+}
+
+static void bus_engine_drain(sdk_kernel *k) { bus_engine_of(k)->drain(k); }
+
+static void bus_engine_close(sdk_kernel *k)
+{
+	if (k->state)
+		bus_engine_of(k)->close(k);
+}
+
+static void bus_engine_metrics(sdk_kernel *k, struct evbuffer *out)
+{
+	bus_engine_of(k)->metrics(k, out);
+}
+
 static const sdk_route bus_routes[] = {
-	SDK_ROUTE("POST", "/publish", bus_on_publish),
-	SDK_ROUTE("GET", "/subscribe", bus_on_subscribe),
-	SDK_ROUTE("GET", "/subjects", bus_on_subjects),
-	SDK_ROUTE("GET", "/groups", bus_on_group_list),
-	SDK_ROUTE("GET", "/groups/:group", bus_on_group_get),
-	SDK_ROUTE("DELETE", "/groups/:group", bus_on_group_delete),
-	SDK_ROUTE("GET", "/groups/:group/poll", bus_on_poll),
-	SDK_ROUTE("POST", "/groups/:group/ack", bus_on_ack),
-	SDK_ROUTE("GET", "/retention", bus_on_retention_list),
-	SDK_ROUTE("POST", "/retention", bus_on_retention_set),
-	SDK_ROUTE("DELETE", "/retention", bus_on_retention_delete),
-	SDK_ROUTE("GET", "/stats", bus_on_stats),
+	SDK_ROUTE("POST", "/publish", bus_route_publish),
+	SDK_ROUTE("GET", "/subscribe", bus_route_subscribe),
+	SDK_ROUTE("GET", "/subjects", bus_route_subjects),
+	SDK_ROUTE("GET", "/groups", bus_route_group_list),
+	SDK_ROUTE("GET", "/groups/:group", bus_route_group_get),
+	SDK_ROUTE("DELETE", "/groups/:group", bus_route_group_delete),
+	SDK_ROUTE("GET", "/groups/:group/poll", bus_route_poll),
+	SDK_ROUTE("POST", "/groups/:group/ack", bus_route_ack),
+	SDK_ROUTE("GET", "/retention", bus_route_retention_list),
+	SDK_ROUTE("POST", "/retention", bus_route_retention_set),
+	SDK_ROUTE("DELETE", "/retention", bus_route_retention_delete),
+	SDK_ROUTE("GET", "/stats", bus_route_stats),
 };
 
 const sdk_kernel_def message_bus_kernel = {
@@ -656,7 +719,7 @@ const sdk_kernel_def message_bus_kernel = {
 	.routes = bus_routes,
 	.n_routes = sizeof bus_routes / sizeof bus_routes[0],
 	.init = bus_init,
-	.drain = bus_drain,
-	.close = bus_close,
-	.metrics = bus_metrics,
+	.drain = bus_engine_drain,
+	.close = bus_engine_close,
+	.metrics = bus_engine_metrics,
 };

@@ -25,6 +25,7 @@ typedef struct bus_stats {
 } bus_stats;
 
 typedef struct bus {
+	const struct bus_engine *engine; /* first: engine.h */
 	sdk_kernel *k;
 	bus_store *store;
 	bool draining;

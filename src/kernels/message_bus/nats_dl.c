@@ -1,0 +1,37 @@
+#include "kernels/message_bus/nats_dl.h"
+
+#include "sdk/dl_table.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+static const char *const nats_names[] = { "libnats.so.3.4", "libnats.so" };
+
+static const sdk_dl_sym nats_syms[] = {
+#define BUS_NATS_SYM(fn) SDK_DL_SYM(bus_nats_dl, #fn, fn),
+	BUS_NATS_FUNCTIONS(BUS_NATS_SYM)
+#undef BUS_NATS_SYM
+};
+
+int bus_nats_open(bus_nats_dl *n, char *err, size_t errlen)
+{
+	memset(n, 0, sizeof *n);
+	if (sdk_dl_table_open(&n->lib, nats_names, sizeof nats_names / sizeof *nats_names,
+			      nats_syms, sizeof nats_syms / sizeof *nats_syms, n,
+			      "libnats (Debian: libnats3.4)", err, errlen) < 0) {
+		memset(n, 0, sizeof *n);
+		return -1;
+	}
+	return 0;
+}
+
+void bus_nats_close(bus_nats_dl *n)
+{
+	if (!n->lib)
+		return;
+	/* The library's own threads (timers, garbage collector) must be gone
+	 * before its code is unmapped. */
+	n->nats_CloseAndWait(2000);
+	dlclose(n->lib);
+	memset(n, 0, sizeof *n);
+}
