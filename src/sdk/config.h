@@ -215,6 +215,20 @@ typedef struct grace_learning {
 	unsigned decide_timeout_ms; /* how long the healer waits for an order */
 } grace_learning;
 
+/* [self_healing]: incidents, the escalation ladder and the remediation
+ * budget (docs/self_healing.md). */
+#define GRACE_SH_SPEC_MAX 200
+typedef struct grace_self_healing {
+	char ladder[GRACE_SH_SPEC_MAX];       /* PLAYBOOK:COOLDOWN_MS,... bottom first; "stop" last */
+	char dependencies[GRACE_SH_SPEC_MAX]; /* KERNEL:ON,...: KERNEL cannot work without ON */
+	unsigned stable_ms;         /* quiet this long: the ladder resets, an incident resolves */
+	unsigned flap_window_ms;    /* crashes counted within this window ... */
+	unsigned flap_threshold;    /* ... this many make a kernel flapping */
+	unsigned budget_per_hour;   /* heal actions for all kernels together, a token bucket */
+	unsigned advice_timeout_ms; /* how long the healer waits for advice, then heals as before */
+	unsigned approve_destructive; /* 1: the ladder's stop needs a person (governance) */
+} grace_self_healing;
+
 /* [governance]: change requests before dangerous actions (docs/governance.md). */
 #define GRACE_GOV_RULES_MAX 16
 #define GRACE_GOV_RULE_MAX 192 /* a rule's text, as a grace.ini line holds it */
@@ -363,6 +377,7 @@ typedef struct grace_config {
 	grace_coding_agent coding_agent;
 	grace_telemetry telemetry;
 	grace_learning learning;
+	grace_self_healing self_healing;
 	grace_governance governance;
 	grace_backup backup;
 	grace_systemd systemd;
