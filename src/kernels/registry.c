@@ -24,7 +24,6 @@ GRACE_KERNEL_LIST
 	const sdk_kernel_def n##_kernel = { .name = #n, .summary = s, .port = p, .tier = t,      \
 					    .complete = false, .schema_version = 1 }
 
-PLACEHOLDER(self_healing, 8131, "agentic", "incidents from alerts and health events");
 
 /* In the order of grace_kernels, which is port order (tests/unit/test_registry.c). */
 static const sdk_kernel_def *const kernels[] = {

@@ -199,6 +199,28 @@ static const struct cfg_key learning_keys[] = {
 #undef L
 };
 
+static const struct cfg_key self_healing_keys[] = {
+#define H(n, field, lo, hi) { n, offsetof(grace_self_healing, field), KEY_UINT, lo, hi }
+	H("stable_ms", stable_ms, 100, 86400000),
+	H("flap_window_ms", flap_window_ms, 1000, 86400000),
+	H("flap_threshold", flap_threshold, 2, 1000),
+	H("budget_per_hour", budget_per_hour, 0, 100000),
+	H("advice_timeout_ms", advice_timeout_ms, 20, 5000),
+	H("approve_destructive", approve_destructive, 0, 1),
+#undef H
+};
+
+/* [self_healing] ladder and dependencies: NAME:VALUE pairs separated by
+ * commas, of [a-z0-9_] (the kernel checks the names and numbers). */
+static bool sh_spec_valid(const char *v)
+{
+	for (const char *p = v; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == ':' ||
+		      *p == ','))
+			return false;
+	return v[0] != 0;
+}
+
 static const struct cfg_key research_keys[] = {
 #define R(n, field, lo, hi) { n, offsetof(grace_research, field), KEY_UINT, lo, hi }
 	R("steps_default", steps_default, 1, 1000),
@@ -1043,6 +1065,27 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strcmp(section, "self_healing")) {
+		grace_self_healing *h = &cfg->self_healing;
+		if (!strcmp(name, "ladder") || !strcmp(name, "dependencies")) {
+			if (strlen(value) >= GRACE_SH_SPEC_MAX || !sh_spec_valid(value)) {
+				snprintf(c->err, sizeof c->err,
+					 "%s: NAME:VALUE pairs of [a-z0-9_] separated by commas, under %d "
+					 "bytes",
+					 name, GRACE_SH_SPEC_MAX);
+				return 0;
+			}
+			snprintf(!strcmp(name, "ladder") ? h->ladder : h->dependencies,
+				 GRACE_SH_SPEC_MAX, "%s", value);
+			return 1;
+		}
+		int rc = set_keyed(h, self_healing_keys,
+				   sizeof self_healing_keys / sizeof self_healing_keys[0], name, value,
+				   c->err, sizeof c->err);
+		if (rc == 1)
+			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return rc == 0;
+	}
 	if (!strcmp(section, "research")) {
 		int rc = set_keyed(&cfg->research, research_keys,
 				   sizeof research_keys / sizeof research_keys[0], name, value,
@@ -1272,7 +1315,7 @@ static bool known_section(const char *name, size_t n)
 					     "alerts",  "scheduler", "executor",  "state_machine",
 					     "backup",  "compliance", "workflow", "governance",
 					     "telemetry", "systemd", "crypto", "trust", "learning",
-					     "coding_agent", "store", "message_bus", "research" };
+					     "self_healing", "coding_agent", "store", "message_bus", "research" };
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
@@ -1435,6 +1478,16 @@ static void config_defaults(grace_config *cfg)
 					  .decisions_max = 100000,
 					  .evaluate_max = 20000,
 					  .decide_timeout_ms = 300 };
+	cfg->self_healing = (grace_self_healing){
+		.ladder = "restart_component:0,reset_port:5000,rebind_port:10000,stop:30000",
+		.dependencies = "audit:immutable_log,alerts:metrics,scheduler:executor,"
+				"workflow:message_bus,trust:message_bus,state_machine:message_bus",
+		.stable_ms = 300000,
+		.flap_window_ms = 600000,
+		.flap_threshold = 3,
+		.budget_per_hour = 20,
+		.advice_timeout_ms = 500,
+	};
 	cfg->research = (grace_research){ .steps_default = 30,
 					  .steps_max = 200,
 					  .time_ms_default = 20000,

@@ -215,6 +215,20 @@ typedef struct grace_learning {
 	unsigned decide_timeout_ms; /* how long the healer waits for an order */
 } grace_learning;
 
+/* [self_healing]: incidents, the escalation ladder and the remediation
+ * budget (docs/self_healing.md). */
+#define GRACE_SH_SPEC_MAX 200
+typedef struct grace_self_healing {
+	char ladder[GRACE_SH_SPEC_MAX];       /* PLAYBOOK:COOLDOWN_MS,... bottom first; "stop" last */
+	char dependencies[GRACE_SH_SPEC_MAX]; /* KERNEL:ON,...: KERNEL cannot work without ON */
+	unsigned stable_ms;         /* quiet this long: the ladder resets, an incident resolves */
+	unsigned flap_window_ms;    /* crashes counted within this window ... */
+	unsigned flap_threshold;    /* ... this many make a kernel flapping */
+	unsigned budget_per_hour;   /* heal actions for all kernels together, a token bucket */
+	unsigned advice_timeout_ms; /* how long the healer waits for advice, then heals as before */
+	unsigned approve_destructive; /* 1: the ladder's stop needs a person (governance) */
+} grace_self_healing;
+
 /* [research]: the research kernel's investigations (docs/research.md). */
 typedef struct grace_research {
 	unsigned steps_default;   /* calls to sources an investigation may make, unless it asks */
@@ -376,6 +390,7 @@ typedef struct grace_config {
 	grace_telemetry telemetry;
 	grace_learning learning;
 	grace_research research;
+	grace_self_healing self_healing;
 	grace_governance governance;
 	grace_backup backup;
 	grace_systemd systemd;

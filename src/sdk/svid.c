@@ -110,9 +110,10 @@ static bool jwks_key(const json_t *jwks, const char *kid, unsigned char pk[crypt
 	return false;
 }
 
-int sdk_svid_verify(const char *token, const json_t *jwks, const char *audience,
-		    int64_t now_ms, char *sub, size_t sublen, sdk_err *err)
+int sdk_svid_check(const char *token, sdk_svid_key_fn find, void *arg, const char *audience,
+		   int64_t now_ms, json_t **claims, sdk_err *err)
 {
+	*claims = NULL;
 	if (sodium_init() < 0)
 		return sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
 	size_t len = strlen(token);
@@ -121,7 +122,7 @@ int sdk_svid_verify(const char *token, const json_t *jwks, const char *audience,
 	const char *d1 = strchr(token, '.');
 	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
 	if (!d1 || !d2 || strchr(d2 + 1, '.'))
-		return sdk_fail(err, SDK_EDENIED, "the SVID is not a compact JWS");
+		return sdk_fail(err, SDK_EDENIED, "the SVID is not a compact JWS (three parts)");
 	json_t *hdr = part_json(token, (size_t)(d1 - token));
 	const char *alg = json_string_value(json_object_get(hdr, "alg"));
 	const char *kid = json_string_value(json_object_get(hdr, "kid"));
@@ -136,7 +137,7 @@ int sdk_svid_verify(const char *token, const json_t *jwks, const char *audience,
 		rc = sdk_fail(err, SDK_EDENIED, "the SVID's typ must be JWT or JOSE");
 	else if (!kid)
 		rc = sdk_fail(err, SDK_EDENIED, "the SVID names no key (kid)");
-	else if (!jwks_key(jwks, kid, pk))
+	else if (!find(kid, pk, arg))
 		rc = sdk_fail(err, SDK_ENOTFOUND, "the SVID is signed by a key not in the bundle");
 	json_decref(hdr);
 	if (rc)
@@ -159,8 +160,31 @@ int sdk_svid_verify(const char *token, const json_t *jwks, const char *audience,
 	else if (json_integer_value(exp) <= now_ms / 1000)
 		rc = sdk_fail(err, SDK_EDENIED, "the SVID has expired");
 	else if (!aud || !aud_has(aud, audience))
-		rc = sdk_fail(err, SDK_EDENIED, "the SVID is not for this kernel (aud)");
-	else if (!s || !*s || strlen(s) >= sublen)
+		rc = sdk_fail(err, SDK_EDENIED, "the SVID is not for this audience (aud)");
+	else if (!s || !*s)
+		rc = sdk_fail(err, SDK_EDENIED, "the SVID has no usable sub");
+	if (rc) {
+		json_decref(cl);
+		return rc;
+	}
+	*claims = cl;
+	return 0;
+}
+
+static bool jwks_find(const char *kid, unsigned char pk[crypto_sign_PUBLICKEYBYTES], void *arg)
+{
+	return jwks_key(arg, kid, pk);
+}
+
+int sdk_svid_verify(const char *token, const json_t *jwks, const char *audience,
+		    int64_t now_ms, char *sub, size_t sublen, sdk_err *err)
+{
+	json_t *cl;
+	int rc = sdk_svid_check(token, jwks_find, (void *)jwks, audience, now_ms, &cl, err);
+	if (rc)
+		return rc;
+	const char *s = json_string_value(json_object_get(cl, "sub"));
+	if (strlen(s) >= sublen)
 		rc = sdk_fail(err, SDK_EDENIED, "the SVID has no usable sub");
 	else
 		snprintf(sub, sublen, "%s", s);

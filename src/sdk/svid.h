@@ -38,6 +38,16 @@ int sdk_svid_id(const char *domain, const char *name, char *out, size_t len);
  * -1 when it is no workload of that domain. */
 int sdk_svid_name_of(const char *domain, const char *id, char *name, size_t len);
 
+/* The Ed25519 public key named `kid` into pk; false when there is none. */
+typedef bool (*sdk_svid_key_fn)(const char *kid, unsigned char pk[32], void *arg);
+/* The one JWT-SVID check (the callee's runtime and the trust kernel's
+ * /jwt-svid/validate both use it): a compact JWS, alg EdDSA, typ JWT or
+ * JOSE, the key `find` gives for its kid, a good signature, exp after
+ * now_ms, `audience` among aud, a sub. Its claims go to *claims (a new
+ * reference). SDK_ENOTFOUND when kid names no key, SDK_EDENIED with the
+ * reason otherwise. */
+int sdk_svid_check(const char *token, sdk_svid_key_fn find, void *arg, const char *audience,
+		   int64_t now_ms, json_t **claims, sdk_err *err);
 /* Verifies `token` against the JWT authorities of `jwks` (a SPIFFE bundle:
  * {"keys":[{"kty":"OKP","crv":"Ed25519","x","kid","use":"jwt-svid"}]}):
  * alg EdDSA, the key named by kid, a good signature, exp after now_ms,

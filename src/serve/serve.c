@@ -9,6 +9,7 @@
 #include "serve/api/decide.h"
 #include "serve/directory.h"
 #include "serve/backup/schedule.h"
+#include "serve/healer/advise.h"
 #include "serve/healer/learn.h"
 #include "serve/healer/ports.h"
 #include "serve/logfile.h"
@@ -452,6 +453,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	gd_set_observer(s.api.gd, on_health_change, &s);
 	hl_set_observer(s.api.hl, on_incident, &s);
 	hl_learn_set_timeout(hl_learner(s.api.hl), cfg->learning.decide_timeout_ms);
+	hl_advise_set_timeout(hl_adviser(s.api.hl), cfg->self_healing.advice_timeout_ms);
 	hl_ports_apply(s.db, s.api.sup);
 	dir_publish(s.dir); /* before any kernel starts: they read it */
 	sup_start_all(s.api.sup);

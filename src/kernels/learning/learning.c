@@ -753,7 +753,7 @@ const sdk_kernel_def learning_kernel = {
 	.name = "learning",
 	.port = 8133, .tier = "agentic",
 	.summary = "a contextual bandit that orders the healer's playbooks, with offline evaluation",
-	.complete = false,
+	.complete = true,
 	/* Its tables as they are today (store.c): a change is a new step in
 	 * .migrations and a new fixture directory (docs/upgrades.md). */
 	.schema_version = 1,

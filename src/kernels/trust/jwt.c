@@ -3,6 +3,8 @@
  * confusion. */
 #include "kernels/trust/jwt.h"
 
+#include "sdk/svid.h"
+
 #include "kernels/trust/spiffe.h"
 
 #include <sodium.h>
@@ -75,98 +77,41 @@ int tr_jwt_sign(const tr_key *key, const char *sub, json_t *aud, int64_t now_ms,
 	return 0;
 }
 
-static int bad(sdk_err *err, const char *why)
-{
-	return sdk_fail(err, TR_EBADTOKEN, "%s", why);
-}
-
-/* Decodes one base64url part of at most `max` bytes into a JSON object. */
-static json_t *part_json(const char *s, size_t len)
-{
-	unsigned char buf[TR_JWT_MAX];
+struct keyset {
+	const tr_key *keys;
 	size_t n;
-	if (sodium_base642bin(buf, sizeof buf - 1, s, len, NULL, &n, NULL, B64URL) < 0)
-		return NULL;
-	return json_loadb((char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
-}
+};
 
-static int aud_has(json_t *aud, const char *want)
+static bool key_of(const char *kid, unsigned char pk[crypto_sign_PUBLICKEYBYTES], void *arg)
 {
-	if (json_is_string(aud))
-		return !strcmp(json_string_value(aud), want);
-	size_t i;
-	json_t *v;
-	json_array_foreach(aud, i, v)
-		if (json_is_string(v) && !strcmp(json_string_value(v), want))
-			return 1;
-	return 0;
+	const struct keyset *ks = arg;
+	for (size_t i = 0; i < ks->n; i++)
+		if (ks->keys[i].kind == TR_JWT && !strcmp(ks->keys[i].kid, kid) &&
+		    ks->keys[i].pub_len == crypto_sign_PUBLICKEYBYTES) {
+			memcpy(pk, ks->keys[i].pub, crypto_sign_PUBLICKEYBYTES);
+			return true;
+		}
+	return false;
 }
 
 int tr_jwt_verify(const char *token, const tr_key *keys, size_t n, const char *audience,
 		  int64_t now_ms, json_t **claims, sdk_err *err)
 {
-	*claims = NULL;
-	size_t len = strlen(token);
-	if (len > TR_JWT_MAX)
-		return bad(err, "token too long");
-	const char *d1 = strchr(token, '.');
-	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-	if (!d1 || !d2 || strchr(d2 + 1, '.'))
-		return bad(err, "not a compact JWS (three parts)");
-	json_t *hdr = part_json(token, (size_t)(d1 - token));
-	if (!json_is_object(hdr)) {
-		json_decref(hdr);
-		return bad(err, "the header is not base64url JSON");
-	}
-	const char *alg = json_string_value(json_object_get(hdr, "alg"));
-	const char *kid = json_string_value(json_object_get(hdr, "kid"));
-	const char *typ = json_string_value(json_object_get(hdr, "typ"));
-	const tr_key *key = NULL;
-	for (size_t i = 0; kid && i < n; i++)
-		if (keys[i].kind == TR_JWT && !strcmp(keys[i].kid, kid))
-			key = &keys[i];
-	int rc = 0;
-	if (!alg || strcmp(alg, "EdDSA"))
-		rc = bad(err, "alg must be EdDSA");
-	else if (typ && strcmp(typ, "JWT") && strcmp(typ, "JOSE"))
-		rc = bad(err, "typ must be JWT or JOSE");
-	else if (!key)
-		rc = bad(err, "signed by a key not in the bundle");
-	json_decref(hdr);
-	if (rc)
+	struct keyset ks = { keys, n };
+	int rc = sdk_svid_check(token, key_of, &ks, audience, now_ms, claims, err);
+	if (rc == SDK_EIO)
 		return rc;
-	unsigned char sig[crypto_sign_BYTES + 1];
-	size_t slen;
-	if (sodium_base642bin(sig, sizeof sig, d2 + 1, strlen(d2 + 1), NULL, &slen, NULL, B64URL) <
-		    0 ||
-	    slen != crypto_sign_BYTES)
-		return bad(err, "the signature is not base64url of 64 bytes");
-	if (key->pub_len != crypto_sign_PUBLICKEYBYTES ||
-	    crypto_sign_verify_detached(sig, (const unsigned char *)token, (size_t)(d2 - token),
-					key->pub) != 0)
-		return bad(err, "bad signature");
-	json_t *cl = part_json(d1 + 1, (size_t)(d2 - d1 - 1));
-	if (!json_is_object(cl)) {
-		json_decref(cl);
-		return bad(err, "the claims are not base64url JSON");
-	}
-	json_t *exp = json_object_get(cl, "exp");
-	json_t *aud = json_object_get(cl, "aud");
-	const char *sub = json_string_value(json_object_get(cl, "sub"));
-	sdk_err e;
-	if (!json_is_integer(exp))
-		rc = bad(err, "exp is missing");
-	else if (json_integer_value(exp) * 1000 <= now_ms)
-		rc = bad(err, "expired");
-	else if (!aud || !aud_has(aud, audience))
-		rc = bad(err, "the audience is not among aud");
-	else if (!sub || tr_spiffe_id_parse(sub, NULL, &e) < 0)
-		rc = bad(err, "sub is not a SPIFFE ID");
 	if (rc) {
-		json_decref(cl);
-		return rc;
+		char why[sizeof err->msg];
+		snprintf(why, sizeof why, "%s", err->msg); /* sdk_fail writes err->msg */
+		return sdk_fail(err, TR_EBADTOKEN, "%s", why);
 	}
-	*claims = cl;
+	sdk_err e;
+	if (tr_spiffe_id_parse(json_string_value(json_object_get(*claims, "sub")), NULL, &e) < 0) {
+		json_decref(*claims);
+		*claims = NULL;
+		return sdk_fail(err, TR_EBADTOKEN, "sub is not a SPIFFE ID");
+	}
 	return 0;
 }
 

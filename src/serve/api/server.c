@@ -5,6 +5,7 @@
 
 #include "kernels/registry.h"
 #include "serve/api/decide.h"
+#include "serve/healer/advise.h"
 #include "serve/healer/learn.h"
 #include "sdk/metrics.h"
 
@@ -128,6 +129,7 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 	ob_metrics(api->ob, out);
 	api_decide_metrics(api, out);
 	hl_learn_metrics(hl_learner(api->hl), out);
+	hl_advise_metrics(hl_adviser(api->hl), out);
 	if (api->chat)
 		chat_metrics(api->chat, out);
 	/* Up is 0 or 1; the state is a state set of its own (OpenMetrics'

@@ -1,6 +1,7 @@
 #include "serve/healer/healer.h"
 #include "sdk/clock.h"
 
+#include "serve/healer/advise.h"
 #include "serve/healer/incidents.h"
 #include "serve/healer/learn.h"
 #include "serve/healer/ports.h"
@@ -86,6 +87,14 @@ static const struct playbook {
 };
 #define N_PLAYBOOKS (sizeof playbooks / sizeof *playbooks)
 
+/* The self_healing kernel's last step (advise.h): stop the kernel and
+ * leave it to a person. Not offered for a request: only on its advice. */
+static const struct playbook stop_playbook = {
+	"stop_component", "stop the kernel and leave it stopped: self_healing's ladder ran out "
+			  "and a person has been paged",
+	{ STEP_STOP }, 1, "stopped"
+};
+
 /* The playbooks that fit each diagnosed issue, the static order: the first
  * is the one chosen when nobody else decides. Where more than one fits, the
  * learning kernel is asked for the order (learn.h; docs/learning.md says
@@ -136,6 +145,9 @@ struct incident {
 	void *arg;
 	hl_learn_ask *ask;   /* while the learning kernel is asked for the order */
 	int64_t decision_id; /* the learning kernel's, to report the outcome to */
+	hl_advise_ask *advice; /* while the self_healing kernel is asked */
+	int64_t advice_id;     /* its advice, to report the outcome to */
+	int issue;             /* the issue acted on, once diagnosed */
 	struct incident *next;
 };
 
@@ -147,6 +159,7 @@ struct healer {
 	sqlite3 *db;
 	struct incident *running;
 	hl_learn *learn;
+	hl_advise *advise;
 	hl_done_cb observer;
 	void *observer_arg;
 };
@@ -170,6 +183,8 @@ bool hl_playbook_known(const char *name) { return playbook_find(name) != NULL; }
 sqlite3 *hl_db(healer *h) { return h->db; }
 
 hl_learn *hl_learner(healer *h) { return h ? h->learn : NULL; }
+
+hl_advise *hl_adviser(healer *h) { return h ? h->advise : NULL; }
 
 json_t *hl_playbooks_json(void)
 {
@@ -199,6 +214,7 @@ static void incident_finish(struct incident *inc, const char *outcome)
 	healer *h = inc->h;
 	evtimer_del(inc->timer);
 	hl_learn_cancel(inc->ask);
+	hl_advise_cancel(inc->advice);
 	json_object_set_new(inc->json, "outcome", json_string(outcome));
 	json_object_set_new(inc->json, "duration_ms", json_real(sdk_ms_since(&inc->t0)));
 	json_object_set_new(inc->json, "finished_ms", json_integer(sdk_wall_ms()));
@@ -218,6 +234,7 @@ static void incident_finish(struct incident *inc, const char *outcome)
 			break;
 		}
 	hl_learn_reward(h->learn, inc->decision_id, inc->pb ? inc->pb->name : "", inc->json);
+	hl_advise_outcome(h->advise, inc->advice_id, inc->json);
 	if (inc->pb && !inc->pb->outcome) /* a playbook that repairs, not a diagnosis */
 		hl_learn_heal_ended(h->learn, inc->k->cfg->name, sdk_wall_ms());
 	if (inc->cb)
@@ -662,6 +679,40 @@ static void on_learned(const char *pb, json_t *learning, int64_t decision_id, vo
 	start_playbook(inc, pb, learning);
 }
 
+/* The playbooks that fit an issue, in the static order. A kernel run by
+ * systemd is offered no alternative that moves its port (it would be
+ * refused). */
+static size_t issue_fits(const struct incident *inc, int issue, const char **fit)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < playbooks_fit(issue); i++)
+		if (i == 0 || !sup_kernel_by_systemd(inc->k) ||
+		    !moves_port(playbook_find(playbooks_for_issue[issue][i])))
+			fit[n++] = playbooks_for_issue[issue][i];
+	return n;
+}
+
+static void heal_on_own_choice(struct incident *inc, int issue);
+
+static void on_advised(enum hl_advice what, const char *playbook, json_t *record,
+		       int64_t advice_id, void *arg)
+{
+	struct incident *inc = arg;
+	inc->advice = NULL;
+	inc->advice_id = advice_id;
+	json_object_set(inc->json, "self_healing", record);
+	switch (what) {
+	case HL_ADVICE_NONE: heal_on_own_choice(inc, inc->issue); break;
+	case HL_ADVICE_HEAL: start_playbook(inc, playbook, json_object_get(record, "learning")); break;
+	case HL_ADVICE_HOLD: incident_finish(inc, "held"); break;
+	case HL_ADVICE_STOP:
+		inc->pb = &stop_playbook;
+		json_object_set_new(inc->json, "playbook", json_string(stop_playbook.name));
+		run_step(inc);
+		break;
+	}
+}
+
 static void on_diagnosed(hl_findings *f, void *arg)
 {
 	struct incident *inc = arg;
@@ -678,15 +729,32 @@ static void on_diagnosed(hl_findings *f, void *arg)
 		start_playbook(inc, inc->action, NULL);
 		return;
 	}
-	/* More than one playbook fits: the learning kernel orders them, or the
-	 * static order stands at once (learn.h). A kernel run by systemd is
-	 * offered no alternative that moves its port (it would be refused). */
+	inc->issue = issue;
+	/* A repair the healer would choose itself: the self_healing kernel
+	 * says which step of its ladder, or to hold, or to stop (advise.h);
+	 * without it, as before. */
 	const char *fit[ISSUE_PLAYBOOKS_MAX];
-	size_t n = 0;
-	for (size_t i = 0; i < playbooks_fit(issue); i++)
-		if (i == 0 || !sup_kernel_by_systemd(inc->k) ||
-		    !moves_port(playbook_find(playbooks_for_issue[issue][i])))
-			fit[n++] = playbooks_for_issue[issue][i];
+	size_t n = issue_fits(inc, issue, fit);
+	json_t *fallback = NULL;
+	if (issue != HL_HEALTHY && issue != HL_SLOW_RESPONSE && issue != HL_STORAGE_FAILED) {
+		inc->advice = hl_advise_ask_for(inc->h->advise, inc->k, inc->id, hl_issue_name(issue),
+						fit, n, on_advised, inc, &fallback);
+		if (inc->advice) {
+			json_decref(fallback);
+			return;
+		}
+		if (fallback)
+			json_object_set_new(inc->json, "self_healing", fallback);
+	}
+	heal_on_own_choice(inc, issue);
+}
+
+/* More than one playbook fits: the learning kernel orders them, or the
+ * static order stands at once (learn.h). */
+static void heal_on_own_choice(struct incident *inc, int issue)
+{
+	const char *fit[ISSUE_PLAYBOOKS_MAX];
+	size_t n = issue_fits(inc, issue, fit);
 	json_t *fallback = NULL;
 	inc->ask = hl_learn_order(inc->h->learn, inc->k, hl_issue_name(issue), fit, n, on_learned,
 				  inc, &fallback);
@@ -758,8 +826,11 @@ healer *hl_new(struct event_base *base, supervisor *sup, gateway *gw, guardian *
 	healer *h = calloc(1, sizeof *h);
 	if (h)
 		*h = (healer){ .base = base, .sup = sup, .gw = gw, .gd = gd, .db = db,
-			       .learn = hl_learn_new(gw_caller(gw), sup) };
-	if (h && !h->learn) {
+			       .learn = hl_learn_new(gw_caller(gw), sup),
+			       .advise = hl_advise_new(gw_caller(gw), sup) };
+	if (h && (!h->learn || !h->advise)) {
+		hl_learn_free(h->learn);
+		hl_advise_free(h->advise);
 		free(h);
 		return NULL;
 	}
@@ -777,5 +848,6 @@ void hl_free(healer *h)
 		incident_finish(h->running, "interrupted");
 	}
 	hl_learn_free(h->learn);
+	hl_advise_free(h->advise);
 	free(h);
 }

@@ -1,0 +1,389 @@
+/* POST /advice and POST /outcomes: the main process's healer asks, before
+ * it heals kernel K, which step to take (the ladder's, within the budget),
+ * and reports how it went (docs/self_healing.md "The ladder"). At the
+ * ladder's bottom, where more than one playbook fits the issue, the
+ * learning kernel is asked for the order; the outcome goes back to it as
+ * the reward. The stop step pages a person through the alerts kernel. */
+#include "kernels/self_healing/state.h"
+#include "kernels/self_healing/store.h"
+#include "sdk/clock.h"
+#include "sdk/json_keys.h"
+#include "sdk/log.h"
+#include "sdk/rfc3339.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARMS_MAX 8
+#define LEARN_TIMEOUT_MIN_MS 20
+#define PAGE_TIMEOUT_MS 5000
+
+static const char *str(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+/* ---- paging: Alertmanager's POST /api/v2/alerts on the alerts kernel */
+
+static void on_paged(int status, const char *body, size_t len, double ms, const char *error,
+		     void *arg)
+{
+	(void)body, (void)len, (void)ms;
+	sh_state *s = arg;
+	if (status >= 200 && status < 300)
+		return;
+	s->page_failures++;
+	sdk_warn("self_healing: the page was not taken by the alerts kernel (%d %s)", status,
+		 error ? error : "");
+}
+
+static void page(sh_state *s, const char *kernel, int64_t incident, const char *why,
+		 int64_t now_ms)
+{
+	char starts[40], inc[32], summary[256];
+	sdk_rfc3339_format_ms(now_ms, SDK_RFC3339_MILLIS, starts, sizeof starts);
+	snprintf(inc, sizeof inc, "%lld", (long long)incident);
+	snprintf(summary, sizeof summary, "%s: %s; a person decides now (incident %lld)", kernel,
+		 why, (long long)incident);
+	json_t *alerts = json_pack("[{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}, s:s}]", "labels",
+				   "alertname", "GraceSelfHealingPage", "kernel", kernel, "severity",
+				   "critical", "incident", inc, "annotations", "summary", summary,
+				   "runbook", "docs/self_healing.md", "startsAt", starts);
+	char *text = json_dumps(alerts, JSON_COMPACT);
+	json_decref(alerts);
+	s->pages++;
+	sdk_warn("self_healing: paging: %s", summary);
+	if (!text || sdk_call(s->k->caller, "alerts", "POST", "/api/v2/alerts", text, strlen(text),
+			      NULL, PAGE_TIMEOUT_MS, on_paged, s) < 0)
+		s->page_failures++;
+	free(text);
+}
+
+/* ---- advice */
+
+struct ask {
+	sdk_req *req;
+	sh_state *s;
+	json_t *answer; /* the reply so far, owned */
+	int64_t action; /* the stored action, to add the learning decision to */
+	char arms[ARMS_MAX][32];
+	size_t n;
+};
+
+static void finish(struct ask *a, json_t *learning)
+{
+	if (learning)
+		json_object_set(a->answer, "learning", learning);
+	sdk_reply_json(a->req, 200, a->answer);
+	free(a);
+}
+
+/* The learning kernel's order: used only when it is exactly the arms. */
+static void on_learned(int status, const char *body, size_t len, double ms, const char *error,
+		       void *arg)
+{
+	struct ask *a = arg;
+	sh_state *s = a->s;
+	json_t *ans = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
+	json_t *ord = json_object_get(ans, "order"), *id = json_object_get(ans, "decision_id");
+	bool sane = json_is_array(ord) && json_array_size(ord) == a->n && json_is_integer(id);
+	const char *first = sane ? json_string_value(json_array_get(ord, 0)) : NULL;
+	size_t i = 0;
+	while (first && i < a->n && strcmp(first, a->arms[i]))
+		i++;
+	json_t *learning;
+	if (!first || i == a->n) {
+		s->learning_fallbacks++;
+		char why[160];
+		snprintf(why, sizeof why, "%s", status == 0 ? (error ? error : "no answer")
+						  : status != 200 ? "refused"
+								  : "nonsense");
+		learning = json_pack("{s:b, s:s}", "asked", 1, "fallback", why);
+	} else {
+		s->learning_answers++;
+		json_object_set_new(a->answer, "playbook", json_string(a->arms[i]));
+		learning = json_pack("{s:b, s:O, s:O, s:O, s:O, s:f}", "asked", 1, "decision_id", id,
+				     "order", ord, "probability", json_object_get(ans, "probability"),
+				     "policy", json_object_get(ans, "policy"), "latency_ms", ms);
+	}
+	/* The decision id is what /outcomes rewards: kept with the action. */
+	if (a->action > 0 && json_is_integer(json_object_get(learning, "decision_id"))) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(s->k->db,
+				       "UPDATE actions SET playbook = ?, detail = json_set(coalesce("
+				       "detail, '{}'), '$.learning', json(?)) WHERE id = ?",
+				       -1, &st, NULL) == SQLITE_OK) {
+			char *lj = json_dumps(learning, JSON_COMPACT);
+			sqlite3_bind_text(st, 1, str(a->answer, "playbook"), -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 2, lj ? lj : "{}", -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(st, 3, a->action);
+			if (sqlite3_step(st) != SQLITE_DONE)
+				s->store_failures++;
+			sqlite3_finalize(st);
+			free(lj);
+		}
+	}
+	json_decref(ans);
+	finish(a, learning);
+	json_decref(learning);
+}
+
+/* The learning kernel's context features from what this kernel knows. */
+static const char *exit_kind(const char *last)
+{
+	if (!last || !last[0])
+		return "none";
+	if (strstr(last, "watchdog"))
+		return "watchdog";
+	if (!strncmp(last, "cannot", 6))
+		return "start_failed";
+	const char *e = strstr(last, "exit ");
+	if (e)
+		return atoi(e + 5) == 0 ? "clean" : "error";
+	return strstr(last, "signal ") ? "signal" : "other";
+}
+
+static bool ask_learning(struct ask *a, const char *kernel, const char *issue,
+			 const sh_kfacts *kf, int64_t now)
+{
+	sh_state *s = a->s;
+	if (!grace_config_kernel(s->k->cfg, "learning"))
+		return false;
+	json_t *arms = json_array();
+	for (size_t i = 0; i < a->n; i++)
+		json_array_append_new(arms, json_string(a->arms[i]));
+	json_t *req = json_pack("{s:s, s:s, s:{s:i, s:s, s:n}, s:o}", "issue", issue, "kernel",
+				kernel, "features", "restarts_last_hour",
+				(int)sh_corr_crashes_in_window(&s->corr, kernel, now), "last_exit",
+				exit_kind(kf ? kf->last_exit : NULL), "since_last_heal_s", "arms",
+				arms);
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	unsigned t = s->k->cfg->learning.decide_timeout_ms;
+	unsigned cap = s->k->cfg->self_healing.advice_timeout_ms / 2;
+	if (t > cap)
+		t = cap;
+	if (t < LEARN_TIMEOUT_MIN_MS)
+		t = LEARN_TIMEOUT_MIN_MS;
+	s->learning_asks++;
+	bool ok = body && sdk_call(s->k->caller, "learning", "POST", "/decide", body, strlen(body),
+				   NULL, t, on_learned, a) == 0;
+	free(body);
+	if (!ok)
+		s->learning_fallbacks++;
+	return ok;
+}
+
+static const char *check_advice(json_t *b, char *why, size_t n, const grace_config *cfg)
+{
+	const char *kernel = str(b, "kernel"), *issue = str(b, "issue");
+	json_t *pbs = json_object_get(b, "playbooks"), *hi = json_object_get(b, "healer_incident");
+	if (!kernel || !grace_config_kernel(cfg, kernel))
+		return "kernel: the name of a configured kernel";
+	if (!issue || !issue[0] || strlen(issue) > 64)
+		return "issue: a string of 1 to 64 bytes";
+	if (!json_is_array(pbs) || !json_array_size(pbs) || json_array_size(pbs) > ARMS_MAX)
+		return "playbooks: an array of 1 to 8 playbook names (the healer's order)";
+	size_t i;
+	json_t *p;
+	json_array_foreach(pbs, i, p)
+		if (!json_is_string(p) || !json_string_length(p) || json_string_length(p) >= 32)
+			return "playbooks: names of 1 to 31 bytes";
+	if (hi && !json_is_null(hi) && !json_is_integer(hi))
+		return "healer_incident: an integer";
+	(void)why, (void)n;
+	return NULL;
+}
+
+void sh_on_advice(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	sh_state *s = k->state;
+	static const char *const allowed[] = { "kernel", "issue", "playbooks", "healer_incident",
+					       NULL };
+	json_t *b = sdk_req_json(req, true);
+	if (!b || sdk_req_fields_only(req, b, allowed) < 0)
+		return;
+	char why[160];
+	const char *bad = check_advice(b, why, sizeof why, k->cfg);
+	if (bad) {
+		sdk_reply_error(req, 400, "invalid", "%s", bad);
+		return;
+	}
+	const char *kernel = str(b, "kernel"), *issue = str(b, "issue");
+	json_t *pbs = json_object_get(b, "playbooks");
+	int64_t now = sdk_wall_ms();
+	sdk_err e;
+	/* A heal asked for means the kernel is failing: that is an event of its
+	 * incident (the bus may bring the guardian's a moment later). */
+	int64_t incident = 0;
+	json_t *d = json_pack("{s:s, s:O}", "issue", issue, "healer_incident",
+			      json_object_get(b, "healer_incident") ?: json_null());
+	int rc = sh_apply(s, kernel, SH_EV_HEAL_ASKED, "advice", d, NULL, now, &incident, &e);
+	json_decref(d);
+	sh_kfacts *kf = NULL;
+	sh_kstate *ks = rc == 0 ? sh_kstate_of(s, kernel, &kf) : NULL;
+	if (rc == 0 && !ks)
+		rc = sdk_fail(&e, SDK_EBUSY, "the ladder follows at most %d kernels",
+			      SH_LADDER_KERNELS_MAX);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	sh_advice adv;
+	sh_ladder_advise(&s->ladder, ks, &s->budget, k->cfg->self_healing.stable_ms, now, &adv);
+	s->advice[adv.verdict]++;
+	const char *decision = "heal", *reason = NULL, *playbook = adv.playbook;
+	bool is_stop = adv.verdict == SH_ACT && !strcmp(adv.playbook, SH_STOP);
+	if (adv.verdict != SH_ACT) {
+		decision = "hold";
+		reason = adv.verdict == SH_HOLD_COOLDOWN ? "cooldown"
+			 : adv.verdict == SH_HOLD_BUDGET ? "budget"
+							 : "stopped";
+	} else if (is_stop && k->cfg->self_healing.approve_destructive) {
+		/* Fails closed: no stop without a person; the person is paged. */
+		decision = "hold";
+		reason = "approval_required";
+		ks->stopped = true;
+		page(s, kernel, incident, "the ladder reached stop, which needs a person's approval",
+		     now);
+	} else if (is_stop) {
+		decision = "stop";
+		page(s, kernel, incident, "the ladder reached its last step: the kernel is stopped",
+		     now);
+	} else if (adv.step == 0) {
+		/* The bottom: the healer's own choice for the issue. */
+		playbook = json_string_value(json_array_get(pbs, 0));
+	}
+	json_t *answer = json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:I, s:b, s:f}", "decision",
+				   decision, "playbook", playbook, "step", adv.step, "incident_id",
+				   (json_int_t)incident, "kernel", kernel, "reason",
+				   reason ? json_string(reason) : json_null(), "retry_after_ms",
+				   (json_int_t)(adv.verdict == SH_ACT ? 0 : adv.retry_after_ms),
+				   "reset", adv.reset, "budget_tokens",
+				   sh_budget_tokens(&s->budget, now, NULL));
+	int64_t action = 0;
+	json_t *detail = json_pack("{s:s, s:O}", "issue", issue, "playbooks", pbs);
+	rc = sh_store_action(k->db, incident, kernel, now, adv.step, playbook,
+			     !strcmp(decision, "hold") ? (reason ? reason : "hold")
+			     : is_stop		      ? "stop"
+						      : "act",
+			     detail, &action, &e);
+	json_decref(detail);
+	if (rc < 0) {
+		json_decref(answer);
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	json_object_set_new(answer, "advice_id", json_integer(action));
+	if (!strcmp(decision, "heal") && adv.step == 0 && json_array_size(pbs) > 1) {
+		struct ask *a = calloc(1, sizeof *a);
+		if (a) {
+			*a = (struct ask){ .req = req, .s = s, .answer = answer, .action = action };
+			size_t i;
+			json_t *p;
+			json_array_foreach(pbs, i, p)
+				snprintf(a->arms[a->n++], sizeof a->arms[0], "%s", json_string_value(p));
+			if (ask_learning(a, kernel, issue, kf, now))
+				return;
+			free(a);
+		}
+	}
+	sdk_reply_json(req, 200, answer);
+}
+
+/* ---- outcomes */
+
+static void on_rewarded(int status, const char *body, size_t len, double ms, const char *error,
+			void *arg)
+{
+	(void)body, (void)len, (void)ms, (void)arg;
+	if (status < 200 || status >= 300)
+		sdk_debug("self_healing: the learning kernel did not take a reward (%d %s)", status,
+			  error ? error : "");
+}
+
+/* The action's learning decision, if it had one: the reward goes back. */
+static void reward(sh_state *s, int64_t action, const char *outcome, bool verified,
+		   json_t *body)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->k->db,
+			       "SELECT json_extract(detail, '$.learning.decision_id'), playbook"
+			       " FROM actions WHERE id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, action);
+	int64_t decision = 0;
+	char arm[32] = "";
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
+		decision = sqlite3_column_int64(st, 0);
+		snprintf(arm, sizeof arm, "%s", (const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_finalize(st);
+	if (decision <= 0 || !strcmp(outcome, "interrupted"))
+		return;
+	json_t *msg = json_pack("{s:I, s:s, s:i, s:{s:s, s:O, s:O, s:O}}", "decision_id",
+				(json_int_t)decision, "arm", arm, "reward", verified ? 1 : 0,
+				"outcome", "outcome", outcome, "duration_ms",
+				json_object_get(body, "duration_ms") ?: json_null(), "incident_id",
+				json_object_get(body, "healer_incident") ?: json_null(),
+				"issue_type", json_object_get(body, "issue") ?: json_null());
+	char *text = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (text)
+		sdk_call(s->k->caller, "learning", "POST", "/reward", text, strlen(text), NULL, 5000,
+			 on_rewarded, NULL);
+	free(text);
+}
+
+void sh_on_outcomes(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	sh_state *s = k->state;
+	static const char *const allowed[] = { "advice_id", "kernel", "outcome", "verified",
+					       "healer_incident", "playbook", "duration_ms", "issue",
+					       NULL };
+	json_t *b = sdk_req_json(req, true);
+	if (!b || sdk_req_fields_only(req, b, allowed) < 0)
+		return;
+	json_t *id = json_object_get(b, "advice_id"), *ver = json_object_get(b, "verified");
+	json_t *hi = json_object_get(b, "healer_incident");
+	const char *kernel = str(b, "kernel"), *outcome = str(b, "outcome");
+	if (!kernel || !grace_config_kernel(k->cfg, kernel) || !outcome || !outcome[0] ||
+	    strlen(outcome) > 32 || (id && !json_is_integer(id)) || (ver && !json_is_boolean(ver)) ||
+	    (hi && !json_is_null(hi) && !json_is_integer(hi))) {
+		sdk_reply_error(req, 400, "invalid",
+				"kernel (a configured kernel), outcome (1 to 32 bytes), and optionally "
+				"advice_id (an integer), verified (a boolean), healer_incident (an "
+				"integer)");
+		return;
+	}
+	sdk_err e;
+	int64_t action = id ? json_integer_value(id) : 0;
+	int rc = action > 0 ? 0 : sh_store_last_action(k->db, kernel, &action, &e);
+	/* Verified: the healer calls a run healed only when /health answered
+	 * 200 after it (docs/healer.md). */
+	bool verified = ver ? json_is_true(ver) : !strcmp(outcome, "healed");
+	if (rc == 0)
+		rc = sh_store_outcome(k->db, action, outcome, verified,
+				      json_is_integer(hi) ? json_integer_value(hi) : 0, sdk_wall_ms(),
+				      &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	s->outcomes++;
+	s->verified += verified;
+	int64_t latest = 0;
+	sh_kstate *ks = sh_kstate_of(s, kernel, NULL);
+	/* A hold did nothing: it neither ends an action nor restarts a cooldown. */
+	if (ks && strcmp(outcome, "held") &&
+	    sh_store_last_action(k->db, kernel, &latest, NULL) == SDK_ENOTFOUND)
+		sh_ladder_done(ks, sdk_wall_ms()); /* the kernel's latest action has ended */
+	reward(s, action, outcome, verified, b);
+	sdk_reply_json(req, 200,
+		       json_pack("{s:I, s:s, s:b}", "advice_id", (json_int_t)action, "outcome",
+				 outcome, "verified", verified));
+}

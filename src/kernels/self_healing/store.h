@@ -1,0 +1,59 @@
+/* The self_healing kernel's incidents, their events and the actions taken
+ * on them, in SQLite (DATA_DIR/self_healing.db). Every call returns 0 (or
+ * an id) or a negative sdk_status with the reason in err. Queries are
+ * bounded (SH_PAGE_MAX rows, one incident's SH_DETAIL_MAX events and
+ * actions) and indexed: they run on the loop. */
+#ifndef GRACE_SELF_HEALING_STORE_H
+#define GRACE_SELF_HEALING_STORE_H
+
+#include "kernels/layer.h"
+
+#include "kernels/self_healing/correlate.h"
+#include "sdk/err.h"
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#define SH_PAGE_MAX 1000
+#define SH_DETAIL_MAX 500
+
+typedef struct sh_filter {
+	const char *kernel; /* as the cause or a folded kernel; NULL: any */
+	int state;          /* -1 any, 0 open, 1 resolved */
+	int64_t since_ms;   /* updated at or after */
+	unsigned limit;
+} sh_filter;
+
+int sh_store_init(sqlite3 *db, sdk_err *err);
+/* The largest incident id stored (0 when none). */
+int sh_store_max_id(sqlite3 *db, int64_t *out, sdk_err *err);
+/* Calls fn for each open incident (to restore the correlation). */
+int sh_store_open_incidents(sqlite3 *db, void (*fn)(const sh_incident *, void *), void *arg,
+			    sdk_err *err);
+
+/* Writes the incident as it is now (insert or update). */
+int sh_store_save(sqlite3 *db, const sh_incident *inc, sdk_err *err);
+/* Adds hints to the incident's cause (a kind already there is replaced). */
+int sh_store_add_hints(sqlite3 *db, int64_t id, json_t *hints, sdk_err *err);
+/* An event of the incident; `detail` borrowed, may be NULL. */
+int sh_store_event(sqlite3 *db, int64_t incident, int64_t ts_ms, const char *kernel,
+		   const char *kind, const char *subject, json_t *detail, sdk_err *err);
+/* An action the ladder advised: its id in *id. */
+int sh_store_action(sqlite3 *db, int64_t incident, const char *kernel, int64_t at_ms, int step,
+		    const char *playbook, const char *verdict, json_t *detail, int64_t *id,
+		    sdk_err *err);
+/* The healer's outcome of action `id`; verified: /health answered after. */
+int sh_store_outcome(sqlite3 *db, int64_t id, const char *outcome, bool verified,
+		     int64_t healer_incident, int64_t at_ms, sdk_err *err);
+/* The kernel's newest action, for an outcome reported without its id. */
+int sh_store_last_action(sqlite3 *db, const char *kernel, int64_t *id, sdk_err *err);
+
+/* {"incidents":[...]} newest first. */
+int sh_store_list(sqlite3 *db, const sh_filter *f, json_t **out, sdk_err *err);
+/* The incident with "events" and "actions" arrays; SDK_ENOTFOUND. */
+int sh_store_get(sqlite3 *db, int64_t id, json_t **out, sdk_err *err);
+/* Counts by state for /metrics. */
+int sh_store_counts(sqlite3 *db, int64_t *open, int64_t *resolved, sdk_err *err);
+
+#endif

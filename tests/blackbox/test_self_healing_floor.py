@@ -1,0 +1,104 @@
+"""The healer with and without the self_healing kernel
+(docs/self_healing.md):
+
+- The healer without self_healing: hung (SIGSTOP), killed, stopped: heals
+  still work, as before (asking learning itself); with it, self_healing
+  asked learning for the order and rewarded it.
+- approve_destructive: the ladder's stop is held (approval_required) and a
+  person paged.
+"""
+
+import os
+import re
+import signal
+import unittest
+
+from harness import GraceServer, GraceTestCase
+from healer_support import heal, proc_state, stop_process
+from test_self_healing import OTHER, QUIET, SH, get
+
+
+class SelfHealingFloor(GraceTestCase):
+    def test_healer_heals_without_self_healing(self):
+        kernels = {"self_healing": dict(QUIET), "learning": dict(QUIET), OTHER: dict(QUIET)}
+        with GraceServer(kernels=kernels, config={"learning": {"seed": "5"}}) as g:
+            def hang_and_heal():
+                pid = g.kernel(OTHER)["pid"]
+                stop_process(self, pid)
+                g.wait_for(lambda: proc_state(pid) == "T", message="the kernel stopped")
+                st, inc = heal(g, OTHER)
+                self.assertEqual((st, inc["outcome"]), (200, "healed"), inc)
+                return inc
+            # Up: asked, and its advice followed; two playbooks fit a hung
+            # kernel, so self_healing asked learning for the order, and the
+            # outcome went back to learning as the reward.
+            pid = g.kernel(OTHER)["pid"]
+            stop_process(self, pid)
+            g.wait_for(lambda: proc_state(pid) == "T", message="the kernel stopped")
+            st, inc = heal(g, OTHER)
+            self.assertEqual((st, inc["outcome"]), (200, "healed"), inc)
+            sh = inc["self_healing"]
+            self.assertEqual((sh["asked"], sh["decision"], sh["step"]), (True, "heal", 0), inc)
+            lr = sh["learning"]
+            self.assertEqual(sorted(lr["order"]), ["reset_port", "restart_component"], lr)
+            self.assertEqual(inc["playbook"], lr["order"][0], inc)
+            self.assertEqual(inc["learning"]["decision_id"], lr["decision_id"])
+
+            def rewarded():
+                st, _, dd = g.http("GET", "/kernels/learning/decisions/%d" % lr["decision_id"])
+                return dd if st == 200 and dd["reward"]["state"] != "none" else None
+            dd = g.wait_for(rewarded, message="the reward through self_healing")
+            self.assertEqual((dd["reward"]["value"], dd["reward"]["outcome"]["incident_id"]),
+                             (1.0, inc["id"]), dd)
+            self.assertEqual(dd["kernel"], OTHER)
+            # Hung: the call times out, the heal goes on as before.
+            spid = g.kernel("self_healing")["pid"]
+            stop_process(self, spid)
+            inc = hang_and_heal()
+            self.assertEqual(inc["self_healing"]["fallback"], "no_answer", inc)
+            # Then the healer asks learning itself, as before (learn.c).
+            self.assertTrue(inc["learning"]["asked"], inc)
+            self.assertIn("decision_id", inc["learning"])
+            # Killed: whatever it is meanwhile, the heal works.
+            os.kill(spid, signal.SIGCONT)
+            os.kill(spid, signal.SIGKILL)
+            inc = hang_and_heal()
+            # Stopped: not asked at all.
+            st, _, ans = g.http("POST", "/kernel-ports/self_healing/stop")
+            self.assertEqual(st, 202, ans)
+            g.wait_kernel("self_healing", lambda k: k["state"] == "stopped", message="stopped")
+            inc = hang_and_heal()
+            self.assertEqual((inc["self_healing"]["asked"], inc["self_healing"]["fallback"]),
+                             (False, "not_ready"), inc)
+            self.assertTrue(inc["learning"]["asked"], inc)
+            st, _, text = g.http("GET", "/metrics")
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            # Hung: no answer; stopped (and, without a standby, while it
+            # restarted after the kill): not ready.
+            def count(reason):
+                m = re.search(r'grace_healer_advice_fallbacks_total\{reason="%s"\} (\d+)'
+                              % reason, text)
+                return int(m.group(1)) if m else 0
+            self.assertEqual(count("no_answer"), 1, text)
+            self.assertGreaterEqual(count("not_ready"), 1, text)
+
+    def test_stop_needs_a_person(self):
+        # approve_destructive: the ladder's stop is held and a person paged.
+        config = {"self_healing": {"ladder": "stop:0", "approve_destructive": 1}}
+        kernels = {"self_healing": dict(QUIET), OTHER: dict(QUIET)}
+        with GraceServer(kernels=kernels, config=config) as g:
+            st, inc = heal(g, OTHER, issue_type="process_dead")
+            self.assertEqual((st, inc["outcome"], inc["self_healing"]["decision"],
+                              inc["self_healing"]["reason"]),
+                             (200, "held", "hold", "approval_required"), inc)
+            self.assertEqual(g.kernel(OTHER)["state"], "ready")
+            st, inc = heal(g, OTHER, issue_type="process_dead")
+            self.assertEqual((inc["outcome"], inc["self_healing"]["reason"]), ("held", "stopped"))
+            self.assertTrue(get(g, "/ladder")["approve_destructive"])
+            st, _, ktext = g.http("GET", SH + "/metrics")
+            ktext = ktext.decode() if isinstance(ktext, bytes) else str(ktext)
+            self.assertIn('grace_self_healing_pages_total{kernel="self_healing"} 1', ktext)
+
+
+if __name__ == "__main__":
+    unittest.main()
