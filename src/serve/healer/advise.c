@@ -1,6 +1,8 @@
 /* The healer asking the self_healing kernel (advise.h). */
 #include "serve/healer/advise.h"
 
+#include "serve/healer/orphans.h"
+
 #include "serve/healer/healer.h"
 #include "sdk/log.h"
 
@@ -23,10 +25,12 @@ struct hl_advise {
 	supervisor *sup;
 	unsigned timeout_ms;
 	unsigned long long asks, heals, holds, stops, fallbacks[FB_COUNT], outcomes;
+	hl_orphans orphans; /* asks of ended incidents, their calls still out (owned) */
 };
 
 struct hl_advise_ask {
-	hl_advise *a; /* NULL once cancelled */
+	hl_orphan link; /* first: an orphan is freed through it */
+	hl_advise *a;   /* NULL once cancelled */
 	hl_advise_cb cb;
 	void *arg;
 	char fits[FITS_MAX][64];
@@ -41,7 +45,14 @@ hl_advise *hl_advise_new(sdk_caller *caller, supervisor *sup)
 	return a;
 }
 
-void hl_advise_free(hl_advise *a) { free(a); }
+/* After the loop: the asks of ended incidents (orphans.h). */
+void hl_advise_free(hl_advise *a)
+{
+	if (!a)
+		return;
+	hl_orphans_free(&a->orphans);
+	free(a);
+}
 
 void hl_advise_set_timeout(hl_advise *a, unsigned ms)
 {
@@ -93,7 +104,7 @@ static void on_advised(int status, const char *body, size_t len, double ms, cons
 	struct hl_advise_ask *q = arg;
 	hl_advise *a = q->a;
 	if (!a) { /* cancelled: the incident has ended */
-		free(q);
+		hl_orphan_release(&q->link);
 		return;
 	}
 	json_t *ans = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
@@ -167,11 +178,13 @@ hl_advise_ask *hl_advise_ask_for(hl_advise *a, const sup_kernel *k, int64_t heal
 	return q;
 }
 
-/* The ask stays allocated until its call ends (its callback frees it). */
+/* The ask stays allocated until its call ends (orphans.h). */
 void hl_advise_cancel(hl_advise_ask *q)
 {
-	if (q)
-		q->a = NULL;
+	if (!q || !q->a)
+		return;
+	hl_orphan_adopt(&q->a->orphans, &q->link);
+	q->a = NULL;
 }
 
 static void on_told(int status, const char *body, size_t len, double ms, const char *error,

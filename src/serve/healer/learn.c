@@ -1,5 +1,7 @@
 #include "serve/healer/learn.h"
 
+#include "serve/healer/orphans.h"
+
 #include "sdk/clock.h"
 #include "sdk/log.h"
 
@@ -27,13 +29,12 @@ struct hl_learn {
 		char name[GRACE_NAME_MAX];
 		int64_t at_ms;
 	} heals[GRACE_KERNELS_MAX]; /* the last heal of each kernel, since Grace started */
-	struct hl_learn_ask *cancelled; /* calls still out for ended incidents (owned) */
+	hl_orphans orphans; /* asks of ended incidents, their calls still out (owned) */
 };
 
 struct hl_learn_ask {
+	hl_orphan link;   /* first: an orphan is freed through it */
 	hl_learn *l;      /* NULL once cancelled */
-	hl_learn *owner;  /* set while cancelled: the list it is on */
-	struct hl_learn_ask *prev, *next;
 	hl_learn_cb cb;
 	void *arg;
 	char arms[ARMS_MAX][64];
@@ -48,17 +49,12 @@ hl_learn *hl_learn_new(sdk_caller *caller, supervisor *sup)
 	return l;
 }
 
-/* After the loop: the call path ends the calls still out without calling
- * back, so the asks of ended incidents are freed here. */
+/* After the loop: the asks of ended incidents (orphans.h). */
 void hl_learn_free(hl_learn *l)
 {
 	if (!l)
 		return;
-	while (l->cancelled) {
-		struct hl_learn_ask *a = l->cancelled;
-		l->cancelled = a->next;
-		free(a);
-	}
+	hl_orphans_free(&l->orphans);
 	free(l);
 }
 
@@ -172,13 +168,7 @@ static void on_decided(int status, const char *body, size_t len, double ms, cons
 	struct hl_learn_ask *a = arg;
 	hl_learn *l = a->l;
 	if (!l) { /* cancelled: the incident has ended */
-		if (a->prev)
-			a->prev->next = a->next;
-		else
-			a->owner->cancelled = a->next;
-		if (a->next)
-			a->next->prev = a->prev;
-		free(a);
+		hl_orphan_release(&a->link);
 		return;
 	}
 	json_t *ans = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
@@ -255,22 +245,13 @@ hl_learn_ask *hl_learn_order(hl_learn *l, const sup_kernel *k, const char *issue
 	return a;
 }
 
-/* The ask stays allocated until its call ends (its callback frees it):
- * the call path owns the argument until then. It waits on the cancelled
- * list, so that a call ended at shutdown without a callback does not
- * leave it behind (hl_learn_free). */
+/* The ask stays allocated until its call ends (orphans.h). */
 void hl_learn_cancel(hl_learn_ask *a)
 {
 	if (!a || !a->l)
 		return;
-	hl_learn *l = a->l;
+	hl_orphan_adopt(&a->l->orphans, &a->link);
 	a->l = NULL;
-	a->owner = l;
-	a->prev = NULL;
-	a->next = l->cancelled;
-	if (l->cancelled)
-		l->cancelled->prev = a;
-	l->cancelled = a;
 }
 
 /* ---- telling ---- */
