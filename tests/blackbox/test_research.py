@@ -455,5 +455,39 @@ class ResearchWithoutModel(GraceTestCase):
             self.assertNotIn(SECRETS[1], json.dumps(inv))
 
 
+
+class ResearchWithIncidents(GraceTestCase):
+    """self_healing's incidents as evidence: a real incident, made by
+    killing a kernel, comes back cited by its id."""
+
+    def test_a_self_healing_incident_is_cited(self):
+        kernels = {"audit": {}, "immutable_log": {}, "message_bus": {}, "self_healing": {},
+                   "research": {}}
+        with GraceServer(kernels=kernels) as g:
+            old = g.kernel("immutable_log")["pid"]
+            os.kill(old, signal.SIGKILL)
+            g.wait_kernel("immutable_log", lambda k: k["state"] == "ready" and k["pid"] != old,
+                          timeout=scaled(20))
+
+            def incident():
+                st, _, body = g.http("GET", "/kernels/self_healing/incidents?kernel=immutable_log")
+                return st == 200 and body["incidents"] and body["incidents"][0]
+            inc = g.wait_for(incident, timeout=scaled(30), message="self_healing's incident")
+            st, _, started = g.http("POST", "/research/investigations",
+                                    {"question": "why did the immutable log restart?"})
+            self.assertEqual(st, 202, started)
+            inv = g.wait_for(lambda: (lambda r: r[2]["state"] == "done" and r[2])(
+                g.http("GET", "/research/investigations/%d?wait_ms=5000" % started["id"],
+                       timeout=scaled(15))), timeout=scaled(30))
+            self.assertEqual(inv["sources"]["incidents"]["status"], "ok", inv["sources"])
+            cited = [e for e in inv["evidence"] if e["source"] == "incidents"]
+            self.assertIn(inc["id"], [e["citation"]["incident"] for e in cited], cited)
+            self.assertTrue(all(e["kernel"] == "immutable_log" for e in cited), cited)
+            # ... and a hypothesis rests on it.
+            ids = {e["id"] for e in cited}
+            self.assertTrue(any(ids & set(h["evidence"]) for h in inv["hypotheses"]),
+                            inv["hypotheses"])
+
+
 if __name__ == "__main__":
     unittest.main()
