@@ -29,9 +29,9 @@ void bus_nats_close(bus_nats_dl *n)
 {
 	if (!n->lib)
 		return;
-	/* The library's own threads (timers, garbage collector) must be gone
-	 * before its code is unmapped. */
+	/* The library's own threads (timers, garbage collector) end here. Its
+	 * code stays mapped until the process exits: the process is ending,
+	 * and a leak report then can still name libnats's frames. */
 	n->nats_CloseAndWait(2000);
-	dlclose(n->lib);
 	memset(n, 0, sizeof *n);
 }
