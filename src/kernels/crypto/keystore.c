@@ -720,8 +720,8 @@ static int cry_destroy_one(cry_store *s, const char *name, int64_t now_ms, sdk_e
 		return 0;
 	}
 	static const char *const steps[] = {
-		"INSERT INTO key_tombstones (name, type, created_at, destroyed_at)"
-		" SELECT name, type, created_at, ?2 FROM keys WHERE name = ?1",
+		("INSERT INTO key_tombstones (name, type, created_at, destroyed_at)"
+		 " SELECT name, type, created_at, ?2 FROM keys WHERE name = ?1"),
 		"DELETE FROM key_versions WHERE name = ?1",
 		"DELETE FROM keys WHERE name = ?1",
 	};
