@@ -10,9 +10,10 @@ postgresql; docs/operations.md "Shared state in PostgreSQL").
   runs as the system user grace-pg-test (made by scripts/bootstrap.sh)
   through `runuser -u`; as anyone else, as that user;
 - in a temporary directory of its own, listening on 127.0.0.1 only (and a
-  Unix socket in that directory), on port 8190 + the test's port offset:
+  Unix socket in that directory), on port 8150 + the test's port offset:
   inside the offset's reserved block (8000..8199 + N) but past the kernels'
-  8100..8149 + N, so below 32768 and never 8000..8149;
+  8100..8149 + N, so below 32768 and never 8000..8149 (8160..8169 + N are
+  test_supervisor_shell's, 8170..8199 + N the NATS cluster's);
 - password authentication (scram-sha-256) with a random password kept in a
   file, as Grace reads it ([store] password_file);
 - stopped with `pg_ctl stop -m immediate`, then killed by its PID (from
@@ -33,7 +34,7 @@ import time
 PG_BIN = "/usr/lib/postgresql/15/bin"
 PG_USER = "grace-pg-test"
 PG_ROLE = "grace"  # the database superuser initdb makes
-PORT_BASE = 8190
+PORT_BASE = 8150
 
 
 def _need():

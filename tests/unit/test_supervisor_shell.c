@@ -73,11 +73,12 @@ static void observer(const sup_change *c, void *arg)
 /* A port free a moment ago, below the ephemeral range (config.c refuses an
  * offset that puts the API port in it) and in none of the black-box
  * harness's offsets (harness.py: 8000 + N and 8100-8149 + N for N in
- * 10000, 10200, ... 24000): 8160-8189 + N is nobody's. */
+ * 10000, 10200, ... 24000), nor the test PostgreSQL's 8150 + N or the NATS
+ * cluster's 8170-8199 + N: 8160-8169 + N is nobody's. */
 static int free_port(void)
 {
 	for (unsigned i = (unsigned)getpid();; i++) {
-		int port = 8160 + 10000 + (int)(i % 71) * 200 + (int)(i / 71 % 30);
+		int port = 8160 + 10000 + (int)(i % 71) * 200 + (int)(i / 71 % 10);
 		int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		struct sockaddr_in a = { .sin_family = AF_INET,
 					 .sin_port = htons((uint16_t)port),
