@@ -598,10 +598,7 @@ static void bus_metrics(sdk_kernel *k, struct evbuffer *out)
 	bus *b = k->state;
 	const bus_stats *s = &b->stats;
 	const char *kl = k->def->name;
-	const struct {
-		const char *name, *help;
-		uint64_t v;
-	} counters[] = {
+	const bus_counter counters[] = {
 		{ "grace_bus_published_total", "Messages published (committed).", s->published },
 		{ "grace_bus_commit_batches_total", "Group commits.", s->batches },
 		{ "grace_bus_commit_failures_total", "Group commits that failed.", s->commit_failures },
@@ -612,17 +609,9 @@ static void bus_metrics(sdk_kernel *k, struct evbuffer *out)
 		{ "grace_bus_dead_lettered_total", "Messages moved to a dead letter subject.", s->dead_lettered },
 		{ "grace_bus_retention_deleted_total", "Messages removed by retention.", s->retention_deleted },
 	};
-	for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
-		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{kernel=\"%s\"} %llu\n",
-				    counters[i].name, counters[i].help, counters[i].name,
-				    counters[i].name, kl, (unsigned long long)counters[i].v);
+	bus_wire_metrics(out, kl, counters, sizeof counters / sizeof counters[0], b->n_subs,
+			 b->n_pollers);
 	evbuffer_add_printf(out,
-			    "# HELP grace_bus_subscribers SSE subscribers connected.\n"
-			    "# TYPE grace_bus_subscribers gauge\n"
-			    "grace_bus_subscribers{kernel=\"%s\"} %u\n"
-			    "# HELP grace_bus_waiting_polls Consumer group polls waiting for messages.\n"
-			    "# TYPE grace_bus_waiting_polls gauge\n"
-			    "grace_bus_waiting_polls{kernel=\"%s\"} %u\n"
 			    "# HELP grace_bus_pending_publishes Publishes waiting for the next group commit.\n"
 			    "# TYPE grace_bus_pending_publishes gauge\n"
 			    "grace_bus_pending_publishes{kernel=\"%s\"} %zu\n"
@@ -632,8 +621,7 @@ static void bus_metrics(sdk_kernel *k, struct evbuffer *out)
 			    "# HELP grace_bus_commit_batch_max The largest group commit so far.\n"
 			    "# TYPE grace_bus_commit_batch_max gauge\n"
 			    "grace_bus_commit_batch_max{kernel=\"%s\"} %llu\n",
-			    kl, b->n_subs, kl, b->n_pollers, kl, (size_t)b->batch->n, kl,
-			    (long long)bus_store_next_seq(b->store), kl,
+			    kl, (size_t)b->batch->n, kl, (long long)bus_store_next_seq(b->store), kl,
 			    (unsigned long long)s->batch_max);
 }
 

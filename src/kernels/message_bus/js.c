@@ -742,11 +742,7 @@ static void bus_js_metrics(sdk_kernel *k, struct evbuffer *out)
 {
 	bus_js *b = k->state;
 	const bus_js_stats *s = &b->stats;
-	const char *kl = k->def->name;
-	const struct {
-		const char *name, *help;
-		uint64_t v;
-	} counters[] = {
+	const bus_counter counters[] = {
 		{ "grace_bus_published_total", "Messages published (acknowledged by JetStream).", s->published },
 		{ "grace_bus_commit_batches_total", "Publish batches sent to JetStream.", s->batches },
 		{ "grace_bus_publish_failures_total", "Messages JetStream did not acknowledge in time.", s->publish_failures },
@@ -756,18 +752,8 @@ static void bus_js_metrics(sdk_kernel *k, struct evbuffer *out)
 		{ "grace_bus_acked_total", "Messages acknowledged by consumer groups.", s->acked },
 		{ "grace_bus_dead_lettered_total", "Messages moved to a dead letter subject.", s->dead_lettered },
 	};
-	for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
-		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{kernel=\"%s\"} %llu\n",
-				    counters[i].name, counters[i].help, counters[i].name,
-				    counters[i].name, kl, (unsigned long long)counters[i].v);
-	evbuffer_add_printf(out,
-			    "# HELP grace_bus_subscribers SSE subscribers connected.\n"
-			    "# TYPE grace_bus_subscribers gauge\n"
-			    "grace_bus_subscribers{kernel=\"%s\"} %u\n"
-			    "# HELP grace_bus_waiting_polls Consumer group polls waiting for messages.\n"
-			    "# TYPE grace_bus_waiting_polls gauge\n"
-			    "grace_bus_waiting_polls{kernel=\"%s\"} %u\n",
-			    kl, b->n_subs, kl, b->n_polls);
+	bus_wire_metrics(out, k->def->name, counters, sizeof counters / sizeof counters[0],
+			 b->n_subs, b->n_polls);
 }
 
 /* Connects and makes (or updates) the stream; blocking, at init only. */

@@ -74,3 +74,20 @@ int bus_receipt_parse(const char *s, int64_t *seq, int *deliveries)
 	*deliveries = (int)n;
 	return 0;
 }
+
+void bus_wire_metrics(struct evbuffer *out, const char *kernel, const bus_counter *c, size_t n,
+		      unsigned subscribers, unsigned waiting_polls)
+{
+	for (size_t i = 0; i < n; i++)
+		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{kernel=\"%s\"} %llu\n",
+				    c[i].name, c[i].help, c[i].name, c[i].name, kernel,
+				    (unsigned long long)c[i].v);
+	evbuffer_add_printf(out,
+			    "# HELP grace_bus_subscribers SSE subscribers connected.\n"
+			    "# TYPE grace_bus_subscribers gauge\n"
+			    "grace_bus_subscribers{kernel=\"%s\"} %u\n"
+			    "# HELP grace_bus_waiting_polls Consumer group polls waiting for messages.\n"
+			    "# TYPE grace_bus_waiting_polls gauge\n"
+			    "grace_bus_waiting_polls{kernel=\"%s\"} %u\n",
+			    kernel, subscribers, kernel, waiting_polls);
+}

@@ -19,6 +19,16 @@ int bus_wire_event(struct evbuffer *out, const bus_msg *m);
 /* A JSON string literal, escaped. */
 int bus_wire_string(struct evbuffer *out, const char *s);
 
+/* One counter of /metrics. */
+typedef struct bus_counter {
+	const char *name, *help;
+	uint64_t v;
+} bus_counter;
+/* What both engines put on /metrics: their counters (Prometheus text, the
+ * kernel's label), then the subscribers and waiting polls gauges. */
+void bus_wire_metrics(struct evbuffer *out, const char *kernel, const bus_counter *c, size_t n,
+		      unsigned subscribers, unsigned waiting_polls);
+
 /* Parses a receipt "OFFSET-N"; -1 when it is not one. */
 int bus_receipt_parse(const char *s, int64_t *seq, int *deliveries);
 
