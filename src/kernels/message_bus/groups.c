@@ -24,7 +24,6 @@
 #include "kernels/message_bus/wire.h"
 #include "sdk/log.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -242,40 +241,9 @@ void bus_groups_answer_all(bus *b)
 	}
 }
 
-/* Reads the group name from the path; answers 400 when it is not a token. */
-static const char *bus_group_param(sdk_req *req)
-{
-	const char *g = sdk_req_param(req, "group");
-	const char *why = bus_token_check(g);
-	if (why) {
-		sdk_reply_error(req, 400, "bad_group", "group name %s", why);
-		return NULL;
-	}
-	return g;
-}
-
 static int bus_poll_from(sdk_req *req, bus_poll_opts *o)
 {
-	const char *from = sdk_req_query(req, "from");
-	char *end;
-	if (!from || !strcmp(from, "earliest")) {
-		o->from = BUS_FROM_EARLIEST;
-		return 0;
-	}
-	if (!strcmp(from, "latest")) {
-		o->from = BUS_FROM_LATEST;
-		return 0;
-	}
-	errno = 0;
-	long long n = *from >= '0' && *from <= '9' ? strtoll(from, &end, 10) : -1;
-	if (n < 0 || errno || *end) {
-		sdk_reply_error(req, 400, "bad_query",
-				"from must be an offset, \"earliest\" or \"latest\"");
-		return -1;
-	}
-	o->from = BUS_FROM_SEQ;
-	o->from_seq = n;
-	return 0;
+	return bus_query_from(req, BUS_FROM_EARLIEST, &o->from, &o->from_seq);
 }
 
 /* Fills the poll options from the query; answers 400 and returns -1 when

@@ -25,7 +25,6 @@
 #include "sdk/clock.h"
 #include "sdk/log.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -462,45 +461,15 @@ static void bus_js_poll_done(void *arg)
 	free(p);
 }
 
-static const char *bus_js_group_param(sdk_req *req)
-{
-	const char *g = sdk_req_param(req, "group");
-	const char *why = bus_token_check(g);
-	if (why) {
-		sdk_reply_error(req, 400, "bad_group", "group name %s", why);
-		return NULL;
-	}
-	return g;
-}
-
 static int bus_js_poll_from(sdk_req *req, bus_js_group_want *w)
 {
-	const char *from = sdk_req_query(req, "from");
-	char *end;
-	if (!from || !strcmp(from, "earliest")) {
-		w->from = BUS_FROM_EARLIEST;
-		return 0;
-	}
-	if (!strcmp(from, "latest")) {
-		w->from = BUS_FROM_LATEST;
-		return 0;
-	}
-	errno = 0;
-	long long n = *from >= '0' && *from <= '9' ? strtoll(from, &end, 10) : -1;
-	if (n < 0 || errno || *end) {
-		sdk_reply_error(req, 400, "bad_query",
-				"from must be an offset, \"earliest\" or \"latest\"");
-		return -1;
-	}
-	w->from = BUS_FROM_SEQ;
-	w->from_seq = n;
-	return 0;
+	return bus_query_from(req, BUS_FROM_EARLIEST, &w->from, &w->from_seq);
 }
 
 void bus_js_on_poll(sdk_req *req, void *ctx)
 {
 	bus_js *b = ((sdk_kernel *)ctx)->state;
-	const char *group = bus_js_group_param(req);
+	const char *group = bus_group_param(req);
 	unsigned long long max, wait_ms, vis, deliveries;
 	const char *pattern = sdk_req_query(req, "subject");
 	const char *why = pattern ? bus_pattern_check(pattern) : NULL;
@@ -648,7 +617,7 @@ static void bus_js_ack_done(void *arg)
 void bus_js_on_ack(sdk_req *req, void *ctx)
 {
 	bus_js *b = ((sdk_kernel *)ctx)->state;
-	const char *group = bus_js_group_param(req);
+	const char *group = bus_group_param(req);
 	json_t *body = group ? sdk_req_json(req, true) : NULL;
 	if (!body)
 		return;
@@ -850,7 +819,7 @@ static void bus_js_admin_done(void *arg)
 static void bus_js_admin_submit(sdk_req *req, void *ctx, enum bus_js_admin_op op)
 {
 	bus_js *b = ((sdk_kernel *)ctx)->state;
-	const char *group = op == ADMIN_LIST ? "" : bus_js_group_param(req);
+	const char *group = op == ADMIN_LIST ? "" : bus_group_param(req);
 	if (!group)
 		return;
 	struct bus_js_admin *a = calloc(1, sizeof *a);

@@ -21,7 +21,6 @@
 #include "kernels/message_bus/wire.h"
 #include "sdk/log.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -340,50 +339,17 @@ void bus_js_stream_item(bus_js *b, struct bus_js_item *it)
 static void bus_js_sub_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
-	struct bus_js_sub *s = arg;
-	struct evbuffer *out = evbuffer_new();
-	if (!out)
-		return;
-	evbuffer_add(out, ": heartbeat\n\n", 13);
-	sdk_reply_stream_chunk(s->req, out);
-	evbuffer_free(out);
+	bus_wire_heartbeat(((struct bus_js_sub *)arg)->req);
 }
 
-static int bus_js_parse_offset(const char *v, int64_t *out)
-{
-	char *end;
-	errno = 0;
-	long long n = v && *v >= '0' && *v <= '9' ? strtoll(v, &end, 10) : -1;
-	if (n < 0 || errno || *end)
-		return -1;
-	*out = n;
-	return 0;
-}
-
-/* As stream.c's: Last-Event-ID + 1, else from; 0 means latest. */
+/* As stream.c's, on JetStream's sequences (from 1): 0 means latest. */
 static int bus_js_sub_start(sdk_req *req, int64_t *next)
 {
-	const char *last = sdk_req_header(req, "Last-Event-ID");
-	const char *from = sdk_req_query(req, "from");
-	int64_t n;
-	if (last && *last) {
-		if (bus_js_parse_offset(last, &n) < 0 || n == INT64_MAX) {
-			sdk_reply_error(req, 400, "bad_last_event_id",
-					"Last-Event-ID must be an offset this bus sent");
-			return -1;
-		}
-		*next = n + 1;
-	} else if (!from || !strcmp(from, "latest")) {
-		*next = 0;
-	} else if (!strcmp(from, "earliest")) {
-		*next = 1;
-	} else if (bus_js_parse_offset(from, &n) == 0) {
-		*next = n > 0 ? n : 1;
-	} else {
-		sdk_reply_error(req, 400, "bad_query",
-				"from must be an offset, \"earliest\" or \"latest\"");
+	enum bus_from from;
+	int64_t n = 0;
+	if (bus_sub_from(req, &from, &n) < 0)
 		return -1;
-	}
+	*next = from == BUS_FROM_SEQ ? (n > 0 ? n : 1) : from == BUS_FROM_EARLIEST ? 1 : 0;
 	return 0;
 }
 

@@ -22,7 +22,6 @@
 #include "kernels/message_bus/wire.h"
 #include "sdk/log.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -136,52 +135,18 @@ static void bus_sub_pump(evutil_socket_t fd, short what, void *arg)
 static void bus_sub_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
-	struct bus_sub *s = arg;
-	struct evbuffer *out = evbuffer_new();
-	if (!out)
-		return;
-	evbuffer_add(out, ": heartbeat\n\n", 13);
-	sdk_reply_stream_chunk(s->req, out);
-	evbuffer_free(out);
-}
-
-/* Parses an offset: digits only, no sign, no overflow. */
-static int bus_parse_offset(const char *v, int64_t *out)
-{
-	char *end;
-	errno = 0;
-	long long n = v && *v >= '0' && *v <= '9' ? strtoll(v, &end, 10) : -1;
-	if (n < 0 || errno || *end)
-		return -1;
-	*out = n;
-	return 0;
+	bus_wire_heartbeat(((struct bus_sub *)arg)->req);
 }
 
 /* The first offset wanted: Last-Event-ID + 1, else `from`. Answers 400 and
  * returns -1 when either is malformed. */
 static int bus_sub_start(sdk_req *req, bus *b, int64_t *next)
 {
-	const char *last = sdk_req_header(req, "Last-Event-ID");
-	const char *from = sdk_req_query(req, "from");
-	int64_t n;
-	if (last && *last) {
-		if (bus_parse_offset(last, &n) < 0 || n == INT64_MAX) {
-			sdk_reply_error(req, 400, "bad_last_event_id",
-					"Last-Event-ID must be an offset this bus sent");
-			return -1;
-		}
-		*next = n + 1;
-	} else if (!from || !strcmp(from, "latest")) {
-		*next = bus_store_next_seq(b->store);
-	} else if (!strcmp(from, "earliest")) {
-		*next = 0;
-	} else if (bus_parse_offset(from, &n) == 0) {
-		*next = n;
-	} else {
-		sdk_reply_error(req, 400, "bad_query",
-				"from must be an offset, \"earliest\" or \"latest\"");
+	enum bus_from from;
+	int64_t n = 0;
+	if (bus_sub_from(req, &from, &n) < 0)
 		return -1;
-	}
+	*next = from == BUS_FROM_SEQ ? n : from == BUS_FROM_EARLIEST ? 0 : bus_store_next_seq(b->store);
 	return 0;
 }
 

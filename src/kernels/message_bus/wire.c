@@ -1,5 +1,8 @@
 #include "kernels/message_bus/wire.h"
 
+#include "kernels/message_bus/subject.h"
+#include "sdk/http.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <inttypes.h>
@@ -90,4 +93,71 @@ void bus_wire_metrics(struct evbuffer *out, const char *kernel, const bus_counte
 			    "# TYPE grace_bus_waiting_polls gauge\n"
 			    "grace_bus_waiting_polls{kernel=\"%s\"} %u\n",
 			    kernel, subscribers, kernel, waiting_polls);
+}
+
+/* An offset: digits only, no sign, no overflow. */
+static int parse_offset(const char *v, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long n = v && *v >= '0' && *v <= '9' ? strtoll(v, &end, 10) : -1;
+	if (n < 0 || errno || *end)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+int bus_query_from(struct sdk_req *req, enum bus_from dflt, enum bus_from *from, int64_t *seq)
+{
+	const char *q = sdk_req_query(req, "from");
+	if (!q)
+		*from = dflt;
+	else if (!strcmp(q, "latest"))
+		*from = BUS_FROM_LATEST;
+	else if (!strcmp(q, "earliest"))
+		*from = BUS_FROM_EARLIEST;
+	else if (parse_offset(q, seq) == 0)
+		*from = BUS_FROM_SEQ;
+	else {
+		sdk_reply_error(req, 400, "bad_query",
+				"from must be an offset, \"earliest\" or \"latest\"");
+		return -1;
+	}
+	return 0;
+}
+
+int bus_sub_from(struct sdk_req *req, enum bus_from *from, int64_t *seq)
+{
+	const char *last = sdk_req_header(req, "Last-Event-ID");
+	if (!last || !*last)
+		return bus_query_from(req, BUS_FROM_LATEST, from, seq);
+	if (parse_offset(last, seq) < 0 || *seq == INT64_MAX) {
+		sdk_reply_error(req, 400, "bad_last_event_id",
+				"Last-Event-ID must be an offset this bus sent");
+		return -1;
+	}
+	++*seq;
+	*from = BUS_FROM_SEQ;
+	return 0;
+}
+
+const char *bus_group_param(struct sdk_req *req)
+{
+	const char *g = sdk_req_param(req, "group");
+	const char *why = bus_token_check(g);
+	if (why) {
+		sdk_reply_error(req, 400, "bad_group", "group name %s", why);
+		return NULL;
+	}
+	return g;
+}
+
+void bus_wire_heartbeat(struct sdk_req *req)
+{
+	struct evbuffer *out = evbuffer_new();
+	if (!out)
+		return;
+	evbuffer_add(out, ": heartbeat\n\n", 13);
+	sdk_reply_stream_chunk(req, out);
+	evbuffer_free(out);
 }

@@ -11,6 +11,7 @@
 #include "kernels/message_bus/store.h"
 
 struct evbuffer;
+struct sdk_req;
 
 /* `deliveries` 0 leaves out the consumer-group fields. -1 when out of memory. */
 int bus_wire_msg(struct evbuffer *out, const bus_msg *m, int deliveries);
@@ -28,6 +29,19 @@ typedef struct bus_counter {
  * kernel's label), then the subscribers and waiting polls gauges. */
 void bus_wire_metrics(struct evbuffer *out, const char *kernel, const bus_counter *c, size_t n,
 		      unsigned subscribers, unsigned waiting_polls);
+
+/* ?from=: earliest, latest or an offset (BUS_FROM_SEQ, *seq), `dflt`
+ * when absent. Answers 400 and returns -1 when it is none of them. */
+int bus_query_from(struct sdk_req *req, enum bus_from dflt, enum bus_from *from, int64_t *seq);
+/* Where an SSE subscription starts: after the Last-Event-ID it resumes
+ * from (BUS_FROM_SEQ, that + 1), else ?from= (latest by default). Each
+ * engine maps it onto its own offsets. Answers 400 and returns -1 when
+ * either is malformed. */
+int bus_sub_from(struct sdk_req *req, enum bus_from *from, int64_t *seq);
+/* The group name of the path; answers 400 (NULL) when it is not a token. */
+const char *bus_group_param(struct sdk_req *req);
+/* Sends ": heartbeat" on an SSE stream. */
+void bus_wire_heartbeat(struct sdk_req *req);
 
 /* Parses a receipt "OFFSET-N"; -1 when it is not one. */
 int bus_receipt_parse(const char *s, int64_t *seq, int *deliveries);
