@@ -26,6 +26,7 @@
 #include "serve/backup/seal.h"
 #include "serve/backup/snapshot.h"
 #include "serve/schema.h"
+#include "sdk/listen.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,13 +35,11 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -477,17 +476,6 @@ static int integrity(struct restore *r, const char *staging)
 	return 0;
 }
 
-static bool port_free(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
 struct kproc {
 	pid_t pid;
 	int port;
@@ -495,17 +483,19 @@ struct kproc {
 };
 
 /* `grace kernel NAME` on the staging directory, on a free port: its /health
- * answered (0), or not (-1, with why in `why`). */
+ * answered (0), or not (-1, with why in `why`). The socket is bound here and
+ * handed over (LISTEN_FDS, as the supervisor does): a port only tested free
+ * could be taken by anyone before the kernel bound it. */
 static int kernel_start(const char *staging, const sdk_kernel_def *def, struct kproc *k,
 			char *why, size_t wl)
 {
-	int offset = -1;
-	for (int tries = 0; tries < 50 && offset < 0; tries++) {
+	int offset = -1, lfd = -1;
+	for (int tries = 0; tries < 50 && lfd < 0; tries++) {
 		int o = 20000 + (int)(randombytes_uniform(100)) * 100; /* 20000-29900 */
-		if (def->port + o < 32768 && port_free(def->port + o))
+		if (def->port + o < 32768 && (lfd = sdk_listen_tcp(def->port + o)) >= 0)
 			offset = o;
 	}
-	if (offset < 0) {
+	if (lfd < 0) {
 		snprintf(why, wl, "no free port to start it on");
 		return -1;
 	}
@@ -514,6 +504,7 @@ static int kernel_start(const char *staging, const sdk_kernel_def *def, struct k
 	snprintf(off, sizeof off, "%d", offset);
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	if (n <= 0) {
+		close(lfd);
 		snprintf(why, wl, "cannot find the grace binary");
 		return -1;
 	}
@@ -526,16 +517,24 @@ static int kernel_start(const char *staging, const sdk_kernel_def *def, struct k
 			dup2(null, 1);
 			dup2(null, 2);
 		}
-		if (chdir(staging) < 0)
+		/* dup2 clears close-on-exec on fd 3; a socket that is fd 3
+		 * already keeps it unless cleared. */
+		if (chdir(staging) < 0 ||
+		    (lfd == SDK_LISTEN_FDS_START ? fcntl(lfd, F_SETFD, 0)
+						 : dup2(lfd, SDK_LISTEN_FDS_START)) < 0)
 			_exit(127);
+		char pid[24];
+		snprintf(pid, sizeof pid, "%ld", (long)getpid());
 		unsetenv("GRACE_CONFIG");
 		unsetenv("NOTIFY_SOCKET");
-		unsetenv("LISTEN_FDS");
-		unsetenv("LISTEN_PID");
+		unsetenv("LISTEN_FDNAMES");
+		setenv("LISTEN_FDS", "1", 1);
+		setenv("LISTEN_PID", pid, 1);
 		execl(exe, "grace", "kernel", def->name, "--data-dir", staging, "--port-offset", off,
 		      (char *)NULL);
 		_exit(127);
 	}
+	close(lfd);
 	if (k->pid < 0) {
 		snprintf(why, wl, "cannot fork: %s", strerror(errno));
 		return -1;

@@ -4,8 +4,9 @@ Delete alice, create a new alice (by an admin, or through /auth/register):
 she sees none of the old tables, rows, shares or chat sessions, and the old
 alice's librarian documents are kept but no longer hers. The same when a
 crash came between the deletion and its purge (the user row gone, the data
-still there: creating the user purges it), and a purge the journal lists
-is finished at the next start."""
+still there: creating the user purges it, and answers once what the main
+process keeps is gone), and a purge the journal lists is finished at the
+next start."""
 
 import os
 import sqlite3
@@ -165,6 +166,11 @@ class UserData(ServerClassCase):
         self.assertIn(("dave", "diary"), [(t["owner"], t["name"]) for t in
                                           c.settled("bob", "GET", "/memory/tables")["tables"]])
         c.create("dave")
+        # The creation was answered once nothing of the old dave was left in
+        # the main process: his memory and chat answer at once, never 503.
+        for path, key in (("/memory/tables", "tables"), ("/chat/sessions", "sessions")):
+            st, out = c.call("dave", "GET", path)
+            self.assertEqual((st, out.get(key)), (200, []), out)
         assert_clean(self, c, "dave", sid, doc)
         self.assertNotIn(("dave", "diary"), [(t["owner"], t["name"]) for t in
                                              c.settled("bob", "GET", "/memory/tables")["tables"]])

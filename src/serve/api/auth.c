@@ -83,6 +83,40 @@ static int read_string(sdk_req *req, json_t *body, const char *key, char *out, s
 	return 0;
 }
 
+/* A user created, answered once an earlier user's data of the name, if
+ * any, is gone from this process (user_data.h). */
+struct created {
+	sdk_req *req;
+	char name[AUTH_NAME_MAX + 1];
+	int role;
+};
+
+static void reply_created(sdk_req *req, const char *name, int role)
+{
+	sdk_reply_json(req, 201, json_pack("{s:s, s:s}", "name", name, "role", auth_role_name(role)));
+}
+
+static void created_answer(void *arg)
+{
+	struct created *c = arg;
+	reply_created(c->req, c->name, c->role);
+	free(c);
+}
+
+static void created_after_purge(api_ctx *api, sdk_req *req, const char *name, int role)
+{
+	struct created *c = malloc(sizeof *c);
+	if (!c) { /* answered now; the purge's gates still hold */
+		api_user_data_purge(api, name);
+		reply_created(req, name, role);
+		return;
+	}
+	c->req = req;
+	snprintf(c->name, sizeof c->name, "%s", name);
+	c->role = role;
+	api_user_data_purge_wait(api, name, created_answer, c);
+}
+
 static void create_done(struct hash_job *j)
 {
 	api_ctx *api = j->api;
@@ -96,9 +130,7 @@ static void create_done(struct hash_job *j)
 			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
 					 &(sdk_err){ "cannot store the user" });
 		else
-			sdk_reply_json(j->req, 201, json_pack("{s:s, s:s}", "name", j->name, "role",
-							      auth_role_name(j->role)));
-		if (rc == 0) api_user_data_purge(api, j->name); /* an earlier user's data, if any */
+			created_after_purge(api, j->req, j->name, j->role);
 	}
 	job_free(j);
 }

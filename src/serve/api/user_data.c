@@ -27,8 +27,12 @@ _Static_assert((int)AUTH_ROLE_ADMIN == (int)SDK_CALLER_ADMIN && (int)AUTH_ROLE_U
 #define UD_LIBRARY_TIMEOUT_MS 10000
 #define UD_SCHEDULER_TIMEOUT_MS 10000
 #define UD_ACTOR "grace"          /* who the librarian is told acts */
+#define UD_WAIT_MS 5000           /* the longest a waiter waits for the local parts */
 
 enum { PART_MEMORY = 1, PART_CHAT = 2, PART_LIBRARY = 4, PART_SCHEDULER = 8, PART_ALL = 15 };
+/* The parts kept in this process: done in milliseconds unless the disk is
+ * in trouble, so a new user's creation waits for them. */
+enum { PART_LOCAL = PART_MEMORY | PART_CHAT };
 
 static const struct {
 	unsigned part;
@@ -67,12 +71,23 @@ struct pending {
 	struct pending *next;
 };
 
+/* One api_user_data_purge_wait: told once, then freed. */
+struct waiter {
+	user_data *u;
+	char name[AUTH_NAME_MAX + 1];
+	struct event *timer;
+	user_data_ready_cb ready;
+	void *arg;
+	struct waiter *next;
+};
+
 struct user_data {
 	api_ctx *api;
 	sqlite3 *db; /* DATA_DIR/grace.db, a connection of our own */
 	sdk_caller *caller; /* to the librarian, by name */
 	struct event *retry;
 	struct pending *list;
+	struct waiter *waiters;
 };
 
 static const char *part_name(unsigned part)
@@ -89,6 +104,49 @@ static struct pending *find(const user_data *u, const char *name)
 		if (!strcmp(p->name, name))
 			return p;
 	return NULL;
+}
+
+/* Unlinks and frees `w`, then tells its owner. */
+static void waiter_end(struct waiter *w)
+{
+	user_data *u = w->u;
+	for (struct waiter **pp = &u->waiters; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	user_data_ready_cb ready = w->ready;
+	void *arg = w->arg;
+	if (w->timer)
+		event_free(w->timer);
+	free(w);
+	ready(arg);
+}
+
+static void on_waiter_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct waiter *w = arg;
+	sdk_warn("user data: the purge of '%s' takes longer than %d ms; its routes wait for it",
+		 w->name, UD_WAIT_MS);
+	waiter_end(w);
+}
+
+/* Tells every waiter whose name has nothing local left to remove. A ready
+ * callback may add or end waiters: the scan starts over after each. */
+static void waiters_poke(user_data *u)
+{
+	for (bool again = true; again;) {
+		again = false;
+		for (struct waiter *w = u->waiters; w; w = w->next) {
+			const struct pending *p = find(u, w->name);
+			if (!p || !(p->todo & PART_LOCAL)) {
+				waiter_end(w);
+				again = true;
+				break;
+			}
+		}
+	}
 }
 
 /* The journal: a failure to write it is logged, and the purge goes on. */
@@ -124,6 +182,7 @@ static void pending_free(user_data *u, struct pending *p)
 	if (p->chat_step)
 		event_free(p->chat_step);
 	free(p);
+	waiters_poke(u);
 }
 
 static void run(struct pending *p);
@@ -146,6 +205,8 @@ static void part_end(struct pending *p, unsigned part, int status, const char *w
 		journal_write(u, p);
 	}
 	p->again &= ~part;
+	if (status == 0 && (part & PART_LOCAL) && !(p->todo & PART_LOCAL) && p->todo)
+		waiters_poke(u); /* p lives on: the kernels' parts are still to do */
 	if (status != 0) {
 		sdk_warn("user data: purging '%s': %s: %s; trying again", p->name, part_name(part),
 			 why ? why : "failed");
@@ -352,6 +413,31 @@ void api_user_data_purge(api_ctx *api, const char *name)
 	purge(api->ud, name, PART_ALL, sdk_wall_ms());
 }
 
+void api_user_data_purge_wait(api_ctx *api, const char *name, user_data_ready_cb ready,
+			      void *arg)
+{
+	user_data *u = api->ud;
+	struct waiter *w = u ? calloc(1, sizeof *w) : NULL;
+	if (w)
+		w->timer = evtimer_new(api->base, on_waiter_timeout, w);
+	if (!w || !w->timer) {
+		free(w);
+		api_user_data_purge(api, name);
+		ready(arg);
+		return;
+	}
+	w->u = u;
+	snprintf(w->name, sizeof w->name, "%s", name);
+	w->ready = ready;
+	w->arg = arg;
+	w->next = u->waiters;
+	u->waiters = w;
+	struct timeval tv = { UD_WAIT_MS / 1000, (UD_WAIT_MS % 1000) * 1000 };
+	evtimer_add(w->timer, &tv);
+	api_user_data_purge(api, name); /* may end at once, and tell w */
+	waiters_poke(u);                /* (or had nothing to start) */
+}
+
 bool api_user_data_ready(api_ctx *api, sdk_req *req, const char *user)
 {
 	const struct pending *p = api->ud && user ? find(api->ud, user) : NULL;
@@ -442,6 +528,8 @@ void user_data_free(user_data *u)
 {
 	if (!u)
 		return;
+	while (u->waiters)
+		waiter_end(u->waiters); /* answered now: the server is freed after us */
 	while (u->list)
 		pending_free(u, u->list);
 	sdk_caller_free(u->caller);
