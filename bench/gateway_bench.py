@@ -975,7 +975,7 @@ def main():
     if a.kernel not in dict(kernels):
         raise BenchError(f"{src_ini}: runs no kernel {a.kernel}")
     only = set(a.only.split(","))
-    unknown = only - set(MY_PHASES) - set(gb.MY_PHASES)
+    unknown = only - set(MY_PHASES) - set(gb.MY_PHASES) - {"restart"}  # restart_bench.py
     if unknown:
         raise BenchError(f"unknown benchmark(s) {sorted(unknown)}; "
                          f"choose from {','.join(gb.MY_PHASES + MY_PHASES)}")

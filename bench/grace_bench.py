@@ -1265,7 +1265,7 @@ def header(a, R):
 
 
 MY_PHASES = ["cold", "crash", "memory", "search"]
-OTHER_PHASES = ["gateway", "guardian", "heal"]  # bench/gateway_bench.py
+OTHER_PHASES = ["gateway", "guardian", "heal", "restart"]  # bench/gateway_bench.py, restart_bench.py
 
 
 def main():

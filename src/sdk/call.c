@@ -21,6 +21,8 @@
  * that fetch's deadline), with copies of what it sends. */
 struct deferred {
 	struct deferred *next;
+	/* A waiter (sdk_caller_svid) rather than a call: told, not started. */
+	void (*ready)(void *arg);
 	char *kernel, *method, *target, *body; /* malloc'd */
 	size_t len;
 	char **headers; /* malloc'd, NULL-ended pairs, each malloc'd */
@@ -207,6 +209,11 @@ static void on_svid_ready(const char *callee, void *arg)
 	while (ready) {
 		struct deferred *d = ready;
 		ready = d->next;
+		if (d->ready) {
+			d->ready(d->arg);
+			deferred_free(d);
+			continue;
+		}
 		const sdk_span *prev = d->has_span ? sdk_trace_set_current(&d->span) : NULL;
 		if (start(c, d->kernel, 0, d->method, d->target, d->body, d->len,
 			  (const char *const *)d->headers, d->timeout_ms, d->cb, d->arg, true) < 0)
@@ -308,6 +315,21 @@ int sdk_call_port(sdk_caller *c, int port, const char *method, const char *targe
 	return start(c, NULL, port, method, target, body, len, headers, timeout_ms, cb, arg, false);
 }
 
+/* The identity every caller made from now on carries (sdk_call_identity). */
+static struct {
+	char attestation[72];
+	char domain[SDK_SPIFFE_ID_MAX];
+	unsigned ttl_s;
+} identity;
+
+void sdk_call_identity(const char *attestation, const char *domain, unsigned ttl_s)
+{
+	snprintf(identity.attestation, sizeof identity.attestation, "%s",
+		 attestation ? attestation : "");
+	snprintf(identity.domain, sizeof identity.domain, "%s", domain ? domain : "");
+	identity.ttl_s = ttl_s;
+}
+
 static int no_names(const char *name, void *arg)
 {
 	(void)name, (void)arg;
@@ -330,12 +352,22 @@ sdk_caller *sdk_caller_new(struct event_base *base, const char *self, const char
 		free(c);
 		return NULL;
 	}
+	snprintf(c->attestation, sizeof c->attestation, "%s", identity.attestation);
+	if (identity.domain[0] && sdk_caller_use_svids(c, identity.domain, identity.ttl_s, false) < 0) {
+		sdk_caller_free(c);
+		return NULL;
+	}
 	return c;
 }
 
 void sdk_caller_set_attestation(sdk_caller *c, const char *attestation)
 {
 	snprintf(c->attestation, sizeof c->attestation, "%s", attestation ? attestation : "");
+}
+
+const char *sdk_caller_attestation(const sdk_caller *c)
+{
+	return c->attestation;
 }
 
 struct event_base *sdk_caller_base(const sdk_caller *c)
@@ -349,6 +381,48 @@ int sdk_caller_use_svids(sdk_caller *c, const char *domain, unsigned ttl_s, bool
 		return 0;
 	c->svids = sdk_svids_new(c->base, c, domain, ttl_s, held, on_svid_ready, c);
 	return c->svids ? 0 : -1;
+}
+
+int sdk_caller_svid(sdk_caller *c, const char *kernel, const char **tok, void (*ready)(void *),
+		    void *arg)
+{
+	*tok = NULL;
+	if (!c->svids || !strcmp(kernel, "trust"))
+		return SDK_SVID_NONE;
+	int rc = sdk_svids_get(c->svids, kernel, sdk_wall_ms(), tok);
+	if (rc != SDK_SVID_PENDING || !ready)
+		return rc;
+	struct deferred *d = c->n_deferred < CALL_QUEUE_MAX ? calloc(1, sizeof *d) : NULL;
+	bool bad = !d;
+	if (d)
+		d->kernel = dup_or_null(kernel, strlen(kernel), &bad);
+	if (bad) {
+		if (d)
+			deferred_free(d);
+		return SDK_SVID_NONE; /* go without: the callee decides */
+	}
+	d->ready = ready;
+	d->arg = arg;
+	*c->deferred_tail = d;
+	c->deferred_tail = &d->next;
+	c->n_deferred++;
+	return SDK_SVID_PENDING;
+}
+
+void sdk_caller_svid_cancel(sdk_caller *c, void *arg)
+{
+	for (struct deferred **p = &c->deferred; *p;) {
+		struct deferred *d = *p;
+		if (!d->ready || d->arg != arg) {
+			p = &d->next;
+			continue;
+		}
+		*p = d->next;
+		if (!*p)
+			c->deferred_tail = p;
+		c->n_deferred--;
+		deferred_free(d);
+	}
 }
 
 void sdk_caller_svids_release(sdk_caller *c)

@@ -41,6 +41,9 @@ struct event_base *sdk_caller_base(const sdk_caller *c);
  * kernel only, so no other kernel ever sees it. Copied; "" or NULL clears. */
 #define SDK_ATTESTATION_HEADER "X-Grace-Attestation"
 void sdk_caller_set_attestation(sdk_caller *c, const char *attestation);
+/* "" or the attestation set (borrowed): for a caller that sends requests
+ * of its own to the trust kernel (the gateway's forwards). */
+const char *sdk_caller_attestation(const sdk_caller *c);
 /* From now on, calls to a kernel (by name; not to the trust kernel) carry
  * this process's JWT-SVID for that callee (SDK_SVID_HEADER in sdk/svid.h),
  * asked of the trust kernel at the first call to it, which waits for it
@@ -49,6 +52,21 @@ void sdk_caller_set_attestation(sdk_caller *c, const char *attestation);
  * until sdk_caller_svids_release. 0, or -1 on ENOMEM. */
 int sdk_caller_use_svids(sdk_caller *c, const char *domain, unsigned ttl_s, bool held);
 void sdk_caller_svids_release(sdk_caller *c);
+/* For a caller that sends requests of its own (the gateway's upstream):
+ * c's SVID for `kernel` now, SDK_SVID_HAVE with *tok (borrowed until the
+ * next call into c); SDK_SVID_NONE (go without one: none can be had now,
+ * or c carries none); or SDK_SVID_PENDING, and ready(arg) is called once
+ * the fetch is over (then ask again), unless sdk_caller_svid_cancel(c,
+ * arg) is called first, or c is freed (then never). A NULL `ready` only
+ * asks: nothing is called back. */
+int sdk_caller_svid(sdk_caller *c, const char *kernel, const char **tok, void (*ready)(void *),
+		    void *arg);
+void sdk_caller_svid_cancel(sdk_caller *c, void *arg);
+/* The main process's identity (docs/trust.md): every caller made after
+ * this sends `attestation` to the trust kernel (as sdk_caller_set_attestation)
+ * and, when `domain` is not empty, carries its SVIDs (as
+ * sdk_caller_use_svids, never held). Copied. */
+void sdk_call_identity(const char *attestation, const char *domain, unsigned ttl_s);
 
 /* method "GET"/"POST"/...; `target` is the path and query, encoded; body
  * may be NULL (sent as application/json). `headers` is NULL or a

@@ -333,7 +333,7 @@ static bool decide_call(struct runtime *rt, sdk_req *req, const sdk_route *route
  * JWT-SVID for this kernel (SDK_SVID_HEADER), verified here with the
  * trust bundle: its subject must be the workload X-Grace-Caller names
  * (the main process's SVID also speaks for its gateway). A call that
- * names a kernel and carries none is refused under [trust] require_svid;
+ * carries none is refused under [trust] require_svid (whoever it names);
  * calls to the trust kernel carry the attestation instead, and it checks
  * that itself. */
 
@@ -374,10 +374,13 @@ static int svid_check(struct runtime *rt, sdk_req *req, const sdk_route *route)
 	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
 	bool require = k->cfg->trust.require_svid && strcmp(k->def->name, "trust");
 	if (!svid) {
-		if (require && caller && strcmp(caller, "grace") && strcmp(caller, SDK_GATEWAY_CALLER)) {
+		/* The main process carries SVIDs too (its gateway's forwards
+		 * included), so under require_svid no name is believed on the
+		 * token alone, nor a call that names no caller. */
+		if (require) {
 			sdk_reply_error(req, 401, "svid_required",
-					"a call from kernel '%.63s' must carry its SVID (%s)", caller,
-					SDK_SVID_HEADER);
+					"a call from '%.63s' must carry its SVID (%s)",
+					caller ? caller : "(no caller named)", SDK_SVID_HEADER);
 			return SVID_ANSWERED;
 		}
 		return SVID_GO;

@@ -22,6 +22,11 @@ struct sdk_caller;
 #define SDK_SVID_HEADER "X-Grace-SVID"
 #define SDK_SVID_MAX 8192 /* the longest token kept or verified */
 #define SDK_SPIFFE_ID_MAX 320 /* the IDs Grace makes: its domain and a kernel's name */
+/* The main process proves itself to the trust kernel with a secret of its
+ * own (random at each start, never written down) sent as its attestation;
+ * the supervisor hands the trust kernel the secret's SHA-256, in hex, in
+ * this environment variable at each spawn (docs/trust.md). */
+#define SDK_MAIN_ATTEST_ENV "GRACE_MAIN_ATTESTATION_SHA256"
 
 /* When to renew an SVID obtained at got_ms that expires at expires_ms: at
  * half its life, moved by up to a tenth of its life either way by `rnd`

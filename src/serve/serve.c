@@ -22,6 +22,7 @@
 #include "sdk/token.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <event2/event.h>
 #include <limits.h>
 #include <pthread.h>
@@ -40,6 +41,10 @@
 struct serve {
 	api_ctx api;
 	char token[SDK_TOKEN_LEN + 1];
+	/* The main process's attestation (random, in memory only) and its
+	 * SHA-256, which the trust kernel is given at spawn (docs/trust.md). */
+	char main_attestation[2 * crypto_hash_sha256_BYTES + 1];
+	char main_hash[2 * crypto_hash_sha256_BYTES + 1];
 	sqlite3 *db; /* DATA_DIR/grace.db: guardian events, incidents, moved ports */
 	directory *dir; /* DATA_DIR/ports.json, for the kernels' call path */
 	sdk_route *routes; /* every API route family's, in one table */
@@ -204,6 +209,25 @@ static void on_kernel_spawned(sup_kernel *k, pid_t pid, const char *hash_hex, vo
 	sup_attest_register(gw_caller(s->api.gw), s->api.cfg, k->cfg->name, pid, hash_hex);
 }
 
+/* The main process's identity (docs/trust.md): an attestation of 32
+ * random bytes that only this process holds, whose hash each kernel is
+ * handed at spawn, so the trust kernel tells the main process from a
+ * kernel that holds the internal token; and, with a trust kernel
+ * configured, SVIDs on every call it makes (every caller made from now on). */
+static void main_identity(const grace_config *cfg, char *attestation, char *hash)
+{
+	unsigned char raw[crypto_hash_sha256_BYTES], h[crypto_hash_sha256_BYTES];
+	randombytes_buf(raw, sizeof raw);
+	sodium_bin2hex(attestation, 2 * sizeof raw + 1, raw, sizeof raw);
+	sodium_memzero(raw, sizeof raw);
+	crypto_hash_sha256(h, (const unsigned char *)attestation, 2 * sizeof raw);
+	sodium_bin2hex(hash, 2 * sizeof h + 1, h, sizeof h);
+	unsigned ttl = cfg->trust.svid_ttl_s < cfg->trust.jwt_ttl_max_s ? cfg->trust.svid_ttl_s
+									: cfg->trust.jwt_ttl_max_s;
+	sdk_call_identity(attestation, grace_config_kernel(cfg, "trust") ? cfg->trust.domain : "",
+			  ttl);
+}
+
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
@@ -364,8 +388,9 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		sqlite3_close(s.db);
 		return 1;
 	}
+	main_identity(cfg, s.main_attestation, s.main_hash);
 	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s,
-			.on_spawned = on_kernel_spawned };
+			.on_spawned = on_kernel_spawned, .main_hash = s.main_hash };
 	sdk_err oerr = { { 0 } };
 	ob_opts oo = { .base = s.api.base, .sup = NULL, .db = s.db, .token = s.token,
 		       .audit = &cfg->audit };

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -168,33 +169,37 @@ class Compliance(ServerClassCase):
 
     def test_a_kernel_without_its_identity_fails_the_control(self):
         """A kernel whose attested process is gone fails the control, naming
-        it; a restart attests it anew. (A kernel process spawned while the
-        trust kernel is down is now registered once it is back, the
-        registration being retried: docs/trust.md. So the test plays the
-        supervisor, as test_trust_attest does: it attests a process of its
-        own as the kernel, then ends it.)"""
+        it; a restart attests it anew. (Only the main process registers
+        processes with the trust kernel now, so the test cannot attest one
+        of its own: with the trust kernel stopped, it points the victim's
+        attestation at a process of its own that has ended, in trust.db,
+        then starts the trust kernel again.)"""
         g = self.g
         victim = "governance"  # no standby there (see make_server)
+        g.wait_for(lambda: any(w["name"] == victim for w in
+                               self.api("GET", "/trust/workloads", expect=200)["workloads"]),
+                   timeout=scaled(20), message="the victim attested")
         p = subprocess.Popen(["sleep", "60"])
-        self.addCleanup(lambda: (p.poll() is None and p.kill(), p.wait()))
         old = p.pid
         with open("/proc/%d/stat" % old) as f:
             stat = f.read()
         start = int(stat[stat.rfind(")") + 2:].split()[19])
-        cred = os.urandom(32).hex()
-        st, _, body = g.kernel_http(
-            "trust", "POST", "/attest/register",
-            {"kernel": victim, "pid": old, "start_time": start,
-             "exe": os.readlink("/proc/%d/exe" % old),
-             "credential_sha256": hashlib.sha256(cred.encode()).hexdigest()},
-            {"X-Grace-Caller": "grace"})
-        self.assertEqual(st, 201, body)
-        st, _, body = g.kernel_http("trust", "POST", "/attest/join",
-                                    {"credential": cred, "pid": old},
-                                    {"X-Grace-Caller": victim})
-        self.assertEqual(st, 200, body)
         p.kill()
         p.wait()
+        st, _, body = g.http("POST", "/kernel-ports/trust/stop")
+        self.assertEqual(st, 202, body)
+        g.wait_kernel("trust", lambda k: k["state"] == "stopped", timeout=scaled(20))
+        db = sqlite3.connect(os.path.join(g.data_dir, "trust.db"))
+        try:
+            n = db.execute("UPDATE trust_workloads SET pid = ?, start_time = ? WHERE kernel = ?",
+                           (old, start, victim)).rowcount
+            db.commit()
+        finally:
+            db.close()
+        self.assertEqual(n, 1)
+        st, _, body = g.http("POST", "/kernel-ports/trust/start")
+        self.assertEqual(st, 202, body)
+        g.wait_kernel("trust", lambda k: k["state"] == "ready", timeout=scaled(20))
         r = self.result(self.scan(), "kernel-identity")
         self.assertEqual(r["result"], "fail", r)
         self.assertIn("%s: its attested process (pid %d) is gone" % (victim, old), r["message"])

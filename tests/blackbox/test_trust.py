@@ -162,7 +162,10 @@ class Trust(ServerClassCase):
     def test_identity_is_the_callers_own(self):
         self.assertEqual(self.jwt(caller="scheduler")["spiffe_id"],
                          "spiffe://grace.local/kernel/scheduler")
-        self.assertEqual(self.jwt(caller="grace")["spiffe_id"], "spiffe://grace.local/grace")
+        # The main process's identity is not had on the internal token: it
+        # proves itself with an attestation only it holds (test_trust_attest).
+        self.err("POST", "/jwt-svid", {"audience": "svc"}, 403, "forbidden", caller="grace")
+        self.err("POST", "/jwt-svid", {"audience": "svc"}, 403, "forbidden", caller="gateway")
         self.err("POST", "/jwt-svid", {"audience": "svc", "for": "crypto"}, 403, "forbidden")
         self.err("POST", "/jwt-svid", {"audience": "svc"}, 403, "forbidden", caller="nosuch")
         self.err("POST", "/jwt-svid", {"audience": "svc"}, 403, "forbidden", caller=None)
@@ -177,6 +180,10 @@ class Trust(ServerClassCase):
                                  {"audience": "svc", "for": "crypto"})
         self.assertEqual(st, 200, out)
         self.assertEqual(out["svids"][0]["spiffe_id"], "spiffe://grace.local/kernel/crypto")
+        st, _, out = self.g.http("POST", "/kernels/trust/jwt-svid",
+                                 {"audience": "svc", "for": "grace"})
+        self.assertEqual(st, 200, out)
+        self.assertEqual(out["svids"][0]["spiffe_id"], "spiffe://grace.local/grace")
         st, _, out = self.g.http("POST", "/kernels/trust/jwt-svid", {"audience": "svc"})
         self.assertEqual((st, out["error"]["code"]), (400, "invalid"), out)
         st, _, out = self.g.http("POST", "/kernels/trust/jwt-svid",

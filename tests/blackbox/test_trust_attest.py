@@ -5,7 +5,10 @@ credential hash) with the trust kernel; the process presents it once and is
 recorded in GET /trust/workloads, and from then on only that process gets
 the kernel's SVIDs. A credential used twice, by another pid, by another
 kernel, or after its process is gone (a restart) is refused: the test plays
-the supervisor for those, with processes of its own. A kernel killed with
+the supervisor for those, with processes of its own, against a trust kernel
+run alone that it hands the hash of its own main-process attestation (as
+grace serve does at spawn): only the holder of that attestation registers
+processes, not a kernel holding the internal token. A kernel killed with
 SIGKILL attests anew. (Under systemd the credential comes through
 LoadCredential=; only the supervisor's path can be exercised here.)"""
 
@@ -14,12 +17,15 @@ import os
 import re
 import secrets
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import GraceServer, ServerClassCase, scaled  # noqa: E402
+from harness import (GRACE_BIN, GraceServer, GraceTestCase, PortReservation,  # noqa: E402
+                     ServerClassCase, http_request, scaled, wait_for)
 
 
 def proc_identity(pid):
@@ -34,20 +40,6 @@ class Attestation(ServerClassCase):
     def make_server(cls):
         return GraceServer(kernels={"trust": {}, "state_machine": {}})
 
-    def setUp(self):
-        self.procs = []
-
-    def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-
-    def sleeper(self):
-        p = subprocess.Popen(["sleep", "60"])
-        self.procs.append(p)
-        return p
-
     def workloads(self):
         st, _, out = self.g.http("GET", "/trust/workloads")
         self.assertEqual(st, 200, out)
@@ -59,23 +51,6 @@ class Attestation(ServerClassCase):
         return self.g.wait_for(lambda: (self.workloads().get(name) or {}).get("pid") == pid
                                and self.workloads()[name], timeout=scaled(15),
                                message=lambda: (name, pid, self.workloads()))
-
-    def register(self, kernel, pid, cred, caller="grace", expect=201):
-        start, exe = proc_identity(pid)
-        st, _, out = self.g.kernel_http(
-            "trust", "POST", "/attest/register",
-            {"kernel": kernel, "pid": pid, "start_time": start, "exe": exe,
-             "credential_sha256": hashlib.sha256(cred.encode()).hexdigest()},
-            {"X-Grace-Caller": caller})
-        self.assertEqual(st, expect, out)
-        return out
-
-    def join(self, kernel, cred, pid, expect):
-        st, _, out = self.g.kernel_http("trust", "POST", "/attest/join",
-                                        {"credential": cred, "pid": pid},
-                                        {"X-Grace-Caller": kernel})
-        self.assertEqual(st, expect, out)
-        return out
 
     def test_spawned_kernels_attest(self):
         sm = self.attested("state_machine")
@@ -105,14 +80,142 @@ class Attestation(ServerClassCase):
                                  {"for": "state_machine", "audience": "x"})
         self.assertEqual(st, 200, out)
 
+    def test_kernel_restarted_attests_anew(self):
+        before = self.attested("state_machine")
+        os.kill(before["pid"], signal.SIGKILL)
+        self.g.wait_kernel("state_machine", lambda k: k["state"] == "ready" and k["pid"] != before["pid"],
+                           timeout=scaled(20))
+        after = self.attested("state_machine")
+        self.assertNotEqual(after["pid"], before["pid"])
+        self.assertGreaterEqual(after["attested_at"], before["attested_at"])
+
+
+class SupervisorRole(GraceTestCase):
+    """The test is the main process: `grace kernel trust` run alone, handed
+    the SHA-256 of the test's attestation in GRACE_MAIN_ATTESTATION_SHA256."""
+
+    def setUp(self):
+        self.res = PortReservation()
+        self.addCleanup(self.res.release)
+        self.tmp = tempfile.mkdtemp(prefix="grace-bb-attest-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.token = secrets.token_hex(32)
+        token_file = os.path.join(self.tmp, "token")
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, self.token.encode())
+        os.close(fd)
+        self.main = secrets.token_hex(32)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GRACE_", "NOTIFY_", "LISTEN_", "WATCHDOG_"))}
+        env["GRACE_INTERNAL_TOKEN_FILE"] = token_file
+        env["GRACE_MAIN_ATTESTATION_SHA256"] = hashlib.sha256(self.main.encode()).hexdigest()
+        self.port = 8112 + self.res.offset
+        self.log = open(os.path.join(self.tmp, "trust.log"), "w+b")
+        self.addCleanup(self.log.close)
+        self.procs = []
+        self.addCleanup(self.end_procs)
+        # Alone: its routes decided by the route table, no policy kernel.
+        cfg = os.path.join(self.tmp, "grace.ini")
+        with open(cfg, "w") as f:
+            f.write("[policy]\nauthorizer = table\n\n[kernel.trust]\nport = 8112\n")
+        self.trust = subprocess.Popen(
+            [GRACE_BIN, "kernel", "trust", "--config", cfg, "--data-dir",
+             os.path.join(self.tmp, "data"), "--port-offset", str(self.res.offset)],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, cwd=self.tmp, env=env)
+        self.procs.append(self.trust)
+
+        def answering():
+            if self.trust.poll() is not None:
+                self.fail("the trust kernel exited with %s" % self.trust.returncode)
+            try:
+                return http_request(self.port, "GET", "/health", timeout=scaled(5))[0] == 200
+            except (ConnectionRefusedError, ConnectionResetError):
+                return False
+        wait_for(answering, scaled(15), message="trust kernel answering")
+
+    def end_procs(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+    def sleeper(self):
+        p = subprocess.Popen(["sleep", "60"])
+        self.procs.append(p)
+        return p
+
+    def call(self, method, path, body=None, headers=None):
+        h = {"X-Grace-Internal-Token": self.token}
+        h.update(headers or {})
+        return http_request(self.port, method, path, body, h, scaled(10))
+
+    def as_main(self):
+        return {"X-Grace-Caller": "grace", "X-Grace-Attestation": self.main}
+
+    def workloads(self):
+        st, _, out = self.call("GET", "/workloads", headers=self.as_main())
+        self.assertEqual(st, 200, out)
+        return {w["name"]: w for w in out["workloads"]}
+
+    def register(self, kernel, pid, cred, caller="grace", attestation=True, expect=201):
+        start, exe = proc_identity(pid)
+        h = {"X-Grace-Caller": caller}
+        if attestation:
+            h["X-Grace-Attestation"] = self.main if attestation is True else attestation
+        st, _, out = self.call("POST", "/attest/register",
+                               {"kernel": kernel, "pid": pid, "start_time": start, "exe": exe,
+                                "credential_sha256": hashlib.sha256(cred.encode()).hexdigest()},
+                               h)
+        self.assertEqual(st, expect, out)
+        return out
+
+    def join(self, kernel, cred, pid, expect):
+        st, _, out = self.call("POST", "/attest/join", {"credential": cred, "pid": pid},
+                               {"X-Grace-Caller": kernel})
+        self.assertEqual(st, expect, out)
+        return out
+
+    def test_main_identity_needs_its_attestation(self):
+        # The main process's SVID goes to the holder of its attestation
+        # only; its names on the token alone get nothing.
+        for caller in ("grace", "gateway"):
+            st, _, out = self.call("POST", "/jwt-svid", {"audience": "x"},
+                                   {"X-Grace-Caller": caller})
+            self.assertEqual((st, out["error"]["code"]), (403, "forbidden"), out)
+            st, _, out = self.call("POST", "/jwt-svid", {"audience": "x"},
+                                   {"X-Grace-Caller": caller,
+                                    "X-Grace-Attestation": secrets.token_hex(32)})
+            self.assertEqual(st, 403, out)
+            st, _, out = self.call("POST", "/jwt-svid", {"audience": "x"},
+                                   dict(self.as_main(), **{"X-Grace-Caller": caller}))
+            self.assertEqual(st, 200, out)
+            self.assertEqual(out["svids"][0]["spiffe_id"], "spiffe://grace.local/grace")
+        # A user's word is the gateway's, with the main process's proof:
+        # an "admin" claimed by a kernel holding the token gets nobody's SVID.
+        admin = {"X-Grace-User": "root", "X-Grace-Role": "admin"}
+        for h in (dict(admin, **{"X-Grace-Caller": "state_machine"}),
+                  dict(admin, **{"X-Grace-Caller": "gateway"}),
+                  dict(admin, **{"X-Grace-Caller": "grace", "X-Grace-Attestation": self.main})):
+            st, _, out = self.call("POST", "/jwt-svid", {"audience": "x", "for": "crypto"}, h)
+            self.assertEqual((st, out["error"]["code"]), (403, "forbidden"), (h, out))
+        st, _, out = self.call("POST", "/jwt-svid", {"audience": "x", "for": "crypto"},
+                               dict(admin, **{"X-Grace-Caller": "gateway",
+                                              "X-Grace-Attestation": self.main}))
+        self.assertEqual(st, 200, out)
+        self.assertEqual(out["svids"][0]["spiffe_id"], "spiffe://grace.local/kernel/crypto")
+
     def test_credential_once_by_its_process(self):
         p = self.sleeper()
         cred = secrets.token_hex(32)
         self.join("scheduler", cred, p.pid, 404)  # not registered yet
         self.register("scheduler", p.pid, cred)
         self.register("scheduler", p.pid, cred, expect=409)
-        # Only the supervisor registers.
+        # Only the supervisor registers: not a kernel, nor the main
+        # process's name on the internal token alone, nor a wrong attestation.
         self.register("scheduler", p.pid, secrets.token_hex(32), caller="state_machine", expect=403)
+        self.register("scheduler", p.pid, secrets.token_hex(32), attestation=None, expect=403)
+        self.register("scheduler", p.pid, secrets.token_hex(32),
+                      attestation=secrets.token_hex(32), expect=403)
         # Another kernel presenting it, or another pid: refused, and it
         # stays good for its own process.
         out = self.join("crypto", cred, p.pid, 403)
@@ -128,7 +231,7 @@ class Attestation(ServerClassCase):
         w = self.workloads()["scheduler"]
         self.assertEqual(w["pid"], p.pid)
         # Its SVIDs go to the holder of the attestation only.
-        st, _, out = self.g.kernel_http("trust", "POST", "/jwt-svid", {"audience": "x"},
+        st, _, out = self.call("POST", "/jwt-svid", {"audience": "x"},
                                         {"X-Grace-Caller": "scheduler",
                                          "X-Grace-Attestation": ok["attestation"]})
         self.assertEqual(st, 200, out)
@@ -136,7 +239,7 @@ class Attestation(ServerClassCase):
         # Its process gone (a restart): the attestation is worth nothing.
         p.kill()
         p.wait()
-        st, _, out = self.g.kernel_http("trust", "POST", "/jwt-svid", {"audience": "x"},
+        st, _, out = self.call("POST", "/jwt-svid", {"audience": "x"},
                                         {"X-Grace-Caller": "scheduler",
                                          "X-Grace-Attestation": ok["attestation"]})
         self.assertEqual(st, 403, out)
@@ -151,15 +254,6 @@ class Attestation(ServerClassCase):
         out = self.join("executor", cred, p.pid, 403)
         self.assertIn("gone", out["error"]["message"])
         self.join("executor", "nothex", p.pid, 400)
-
-    def test_kernel_restarted_attests_anew(self):
-        before = self.attested("state_machine")
-        os.kill(before["pid"], signal.SIGKILL)
-        self.g.wait_kernel("state_machine", lambda k: k["state"] == "ready" and k["pid"] != before["pid"],
-                           timeout=scaled(20))
-        after = self.attested("state_machine")
-        self.assertNotEqual(after["pid"], before["pid"])
-        self.assertGreaterEqual(after["attested_at"], before["attested_at"])
 
 
 if __name__ == "__main__":

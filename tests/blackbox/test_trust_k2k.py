@@ -88,12 +88,26 @@ class KernelCalls(ServerClassCase):
         st, _, out = self.event("crypto")
         self.assertEqual(st, 401, out)
         self.assertEqual(out["error"]["code"], "svid_required")
-        # The main process (no SVID of its own yet: docs/trust.md) and the
-        # operator's token without a caller name still are.
-        st, _, out = self.event("grace")
-        self.assertEqual(st, 201, out)
-        st, _, out = self.event(None)
-        self.assertEqual(st, 201, out)
+        # Nor the main process's names, nor the token naming no caller: the
+        # main process carries SVIDs of its own.
+        for caller in ("grace", "gateway", None):
+            st, _, out = self.event(caller)
+            self.assertEqual((st, out["error"]["code"]), (401, "svid_required"), (caller, out))
+
+    def test_main_process_carries_its_svid(self):
+        # What the gateway forwards, and what the main process sends on its
+        # own (a login's audit event, through the outbox), reach kernels
+        # that take nothing without an SVID.
+        st, _, out = self.g.http("GET", "/kernels/audit/events?limit=1")
+        self.assertEqual(st, 200, out)
+        self.g.create_user("k2kuser", "k2k user's long password")
+        self.g.login("k2kuser", "k2k user's long password")
+
+        def logged():
+            st, _, out = self.g.http("GET", "/kernels/audit/events?actor=k2kuser&limit=50")
+            self.assertEqual(st, 200, out)
+            return any(e.get("action") == "auth.login" for e in out.get("events", []))
+        self.g.wait_for(logged, timeout=scaled(20), message="the main process's audit event")
 
     def test_bad_svids_refused_by_us_and_jose(self):
         good = self.svid("crypto")

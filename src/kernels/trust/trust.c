@@ -16,6 +16,7 @@
 #include "sdk/call.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
+#include "sdk/svid.h"
 
 #include <event2/event.h>
 #include <sodium.h>
@@ -35,7 +36,29 @@ typedef struct tr_kernel {
 	tr_store *store;
 	tr_feed feed;
 	struct event *tick; /* each second: the bus, the healthy periods */
+	/* SHA-256 (hex) of the main process's attestation, given at spawn
+	 * (SDK_MAIN_ATTEST_ENV); "" when not spawned by grace serve. */
+	char main_hash[2 * crypto_hash_sha256_BYTES + 1];
 } tr_kernel;
+
+/* The call comes from the main process, proved: its attestation hashes to
+ * what the supervisor gave this process at spawn. A trust kernel that was
+ * given none (under systemd, no grace serve spawned it) has only the
+ * internal token's word for it, as every kernel does. */
+static bool main_proved(sdk_kernel *k, sdk_req *req)
+{
+	const tr_kernel *t = k->state;
+	if (!t->main_hash[0])
+		return true;
+	const char *a = sdk_req_header(req, SDK_ATTESTATION_HEADER);
+	if (!a || strlen(a) != 2 * crypto_hash_sha256_BYTES)
+		return false;
+	unsigned char h[crypto_hash_sha256_BYTES];
+	char hex[sizeof t->main_hash];
+	crypto_hash_sha256(h, (const unsigned char *)a, strlen(a));
+	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+	return sodium_memcmp(hex, t->main_hash, sizeof hex - 1) == 0;
+}
 
 static tr_store *store_of(void *ctx)
 {
@@ -104,7 +127,23 @@ static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, char *id, size_
 	const char *want = forv ? json_string_value(forv) : NULL;
 	int role;
 	const char *user = sdk_req_caller(req, k->token, &role);
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
 	const char *who;
+	/* The main process's names, and a user's word (which only the
+	 * gateway forwards), need the main process's proof. */
+	bool as_main = user || (caller && (!strcmp(caller, "grace") ||
+					   !strcmp(caller, SDK_GATEWAY_CALLER)));
+	if (as_main && (!main_proved(k, req) ||
+			(user && (!caller || strcmp(caller, SDK_GATEWAY_CALLER))))) {
+		if (user)
+			sdk_reply_error(req, 403, "forbidden",
+					"an admin asks for an SVID through the Grace API only");
+		else
+			sdk_reply_error(req, 403, "forbidden",
+					"the main process's identity needs its attestation (%s)",
+					SDK_ATTESTATION_HEADER);
+		return -1;
+	}
 	if (user) {
 		if (role != SDK_CALLER_ADMIN) {
 			sdk_reply_error(req, 403, "forbidden", "only an admin may ask for an SVID");
@@ -117,7 +156,8 @@ static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, char *id, size_
 		}
 		who = want;
 	} else {
-		who = sdk_req_header(req, SDK_CALLER_HEADER);
+		/* The main process's SVID speaks for its gateway too. */
+		who = caller && !strcmp(caller, SDK_GATEWAY_CALLER) ? "grace" : caller;
 		if (!who || !*who) {
 			sdk_reply_error(req, 403, "forbidden", "the caller is not named (%s)",
 					SDK_CALLER_HEADER);
@@ -368,7 +408,8 @@ static void on_attest_register(sdk_req *req, void *ctx)
 	sdk_kernel *k = ctx;
 	int role;
 	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
-	if (sdk_req_caller(req, k->token, &role) || !caller || strcmp(caller, "grace")) {
+	if (sdk_req_caller(req, k->token, &role) || !caller || strcmp(caller, "grace") ||
+	    !main_proved(k, req)) {
 		sdk_reply_error(req, 403, "forbidden", "only the supervisor registers processes");
 		return;
 	}
@@ -594,6 +635,14 @@ static int tr_init(sdk_kernel *k, char *err, size_t errlen)
 			.x509_ttl_max_s = (int)c->x509_ttl_max_s };
 	snprintf(p.domain, sizeof p.domain, "%s", c->domain);
 	tr_store_set_params(s, &p);
+	const char *mh = getenv(SDK_MAIN_ATTEST_ENV);
+	if (mh && strlen(mh) == sizeof t->main_hash - 1 &&
+	    strspn(mh, "0123456789abcdef") == sizeof t->main_hash - 1)
+		memcpy(t->main_hash, mh, sizeof t->main_hash);
+	else if (mh && *mh)
+		sdk_warn("%s is not a SHA-256 in hex: the main process is believed on the internal "
+			 "token", SDK_MAIN_ATTEST_ENV);
+	unsetenv(SDK_MAIN_ATTEST_ENV);
 	struct timeval tv = sdk_ms_tv(TR_TICK_MS);
 	event_add(t->tick, &tv);
 	k->state = t;

@@ -3,6 +3,7 @@
 #include "kernels/registry.h"
 #include "sdk/log.h"
 #include "sdk/str.h"
+#include "sdk/svid.h"
 #include "sdk/token.h"
 #include "sdk/tracer.h"
 #include "serve/auth/users.h"
@@ -23,7 +24,7 @@ static const char *const forwarded_response_headers[] = {
 	"Content-Type", "Cache-Control", "ETag", "Location", "Retry-After", "Allow",
 };
 #define N_FORWARDED_REQUEST (sizeof forwarded_request_headers / sizeof *forwarded_request_headers)
-#define FORWARD_HEADERS_MAX (2 * (N_FORWARDED_REQUEST + 7) + 1)
+#define FORWARD_HEADERS_MAX (2 * (N_FORWARDED_REQUEST + 9) + 1)
 
 struct gateway {
 	struct event_base *base;
@@ -243,6 +244,60 @@ static int encode_target(const char *path, const char *query, char *out, size_t 
 	return sdk_strcpy(out + o, len - o, query) >= len - o ? -1 : 0;
 }
 
+/* A forward waiting for the main process's first SVID for its kernel. */
+struct svid_wait {
+	gateway *gw;
+	sdk_req *req;
+	char kernel[GRACE_NAME_MAX + 1];
+	char path[SDK_PATH_MAX + 1];
+};
+
+static void on_svid_wait_gone(sdk_req *req, void *arg)
+{
+	(void)req;
+	struct svid_wait *w = arg;
+	sdk_caller_svid_cancel(w->gw->caller, w);
+	free(w);
+}
+
+static void on_svid_ready(void *arg)
+{
+	struct svid_wait *w = arg;
+	sdk_req_on_close(w->req, NULL, NULL);
+	sup_kernel *k = sup_find(w->gw->sup, w->kernel);
+	if (k)
+		gw_forward(w->gw, k, w->req, w->path);
+	else
+		sdk_reply_error(w->req, 503, "kernel_unavailable", "kernel %s is gone", w->kernel);
+	free(w);
+}
+
+/* The main process's SVID for k (NULL: none), or NULL with *waiting when
+ * the forward waits for the first one (gw_forward is called again then). */
+static const char *forward_svid(gateway *gw, sup_kernel *k, sdk_req *req, const char *path,
+				bool *waiting)
+{
+	const char *svid = NULL;
+	*waiting = false;
+	if (sdk_caller_svid(gw->caller, k->cfg->name, &svid, NULL, NULL) != SDK_SVID_PENDING)
+		return svid;
+	struct svid_wait *w = calloc(1, sizeof *w);
+	if (!w || strlen(path) >= sizeof w->path) {
+		free(w);
+		return NULL; /* go without: the kernel decides */
+	}
+	*w = (struct svid_wait){ .gw = gw, .req = req };
+	snprintf(w->kernel, sizeof w->kernel, "%s", k->cfg->name);
+	memcpy(w->path, path, strlen(path) + 1);
+	if (sdk_caller_svid(gw->caller, k->cfg->name, &svid, on_svid_ready, w) != SDK_SVID_PENDING) {
+		free(w);
+		return svid;
+	}
+	sdk_req_on_close(req, on_svid_wait_gone, w);
+	*waiting = true;
+	return NULL;
+}
+
 void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 {
 	if (k->state == SUP_FAILED || k->state == SUP_STOPPED || k->state == SUP_PORT_UNAVAILABLE) {
@@ -269,6 +324,10 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 		sdk_reply_error(req, 414, "uri_too_long", "the request URI is too long");
 		return;
 	}
+	bool waiting;
+	const char *svid = forward_svid(gw, k, req, path, &waiting);
+	if (waiting)
+		return;
 	const char *h[FORWARD_HEADERS_MAX];
 	size_t n = 0;
 	for (size_t i = 0; i < N_FORWARDED_REQUEST; i++) {
@@ -284,6 +343,17 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 	h[n++] = gw->token;
 	h[n++] = SDK_CALLER_HEADER;
 	h[n++] = SDK_GATEWAY_CALLER;
+	if (svid) {
+		h[n++] = SDK_SVID_HEADER;
+		h[n++] = svid;
+	}
+	/* To the trust kernel the main process proves itself instead, as
+	 * sdk_call does (an admin's request for an SVID is believed only so). */
+	const char *att = sdk_caller_attestation(gw->caller);
+	if (*att && !strcmp(k->cfg->name, "trust")) {
+		h[n++] = SDK_ATTESTATION_HEADER;
+		h[n++] = att;
+	}
 	int role = 0;
 	const char *user = sdk_req_user(req, &role);
 	if (user) {

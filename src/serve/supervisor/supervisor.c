@@ -2,6 +2,7 @@
 
 #include "sdk/clock.h"
 #include "sdk/log.h"
+#include "sdk/svid.h"
 #include "sdk/notify.h"
 #include "sdk/standby.h"
 #include "sdk/token.h"
@@ -222,7 +223,7 @@ struct spawn_args {
 	char cmdbuf[GRACE_COMMAND_MAX + 64];
 	char *argv[SPAWN_ARGS_MAX];
 	char e_notify[160], e_wd[48], e_kernel[64], e_cfg[PATH_MAX + 16], e_data[PATH_MAX + 16],
-		e_off[48], e_lib[PATH_MAX + 24], e_names[64], e_tok[PATH_MAX + 32];
+		e_off[48], e_lib[PATH_MAX + 24], e_names[64], e_tok[PATH_MAX + 32], e_main[112];
 	char e_join[sizeof SUP_JOIN_ENV + SUP_JOIN_HEX + 1]; /* wiped after the spawn */
 	const char *env[SPAWN_ENV_MAX];
 };
@@ -258,6 +259,10 @@ static int spawn_args_build(sup_kernel *k, struct spawn_args *a, bool standby)
 	snprintf(a->e_off, sizeof a->e_off, "GRACE_PORT_OFFSET=%d", s->opts.cfg->port_offset);
 	snprintf(a->e_lib, sizeof a->e_lib, "GRACE_LIBRARY_ROOT=%s", s->opts.cfg->library_root);
 	snprintf(a->e_names, sizeof a->e_names, "LISTEN_FDNAMES=%s", k->cfg->name);
+	/* What the trust kernel checks the main process's attestation against
+	 * (a hash: no secret); bare (removed) when there is none. */
+	snprintf(a->e_main, sizeof a->e_main, "%s%s%s", SDK_MAIN_ATTEST_ENV,
+		 s->opts.main_hash ? "=" : "", s->opts.main_hash ? s->opts.main_hash : "");
 	/* A one-time join credential for this process (attest.h). */
 	char cred[SUP_JOIN_HEX + 1];
 	sup_join_make(cred, standby ? k->sb_join_hash : k->join_hash);
@@ -274,6 +279,7 @@ static int spawn_args_build(sup_kernel *k, struct spawn_args *a, bool standby)
 	a->env[n++] = "LISTEN_FDS=1";
 	a->env[n++] = a->e_names;
 	a->env[n++] = a->e_tok;
+	a->env[n++] = a->e_main;
 	a->env[n++] = s->opts.cfg->path[0] ? a->e_cfg : "GRACE_CONFIG=";
 	a->env[n++] = standby ? SDK_STANDBY_ENV "=1" : SDK_STANDBY_ENV; /* bare: removed */
 	/* A standby resolves every symbol while it waits, not on first call

@@ -86,6 +86,10 @@ typedef struct sup_opts {
 	/* A process was spawned (its exec done, or a standby forked) holding
 	 * the join credential whose SHA-256 is `hash_hex`; NULL: none. */
 	void (*on_spawned)(sup_kernel *k, pid_t pid, const char *hash_hex, void *arg);
+	/* SHA-256 (hex) of the main process's attestation, handed to every
+	 * kernel at spawn for the trust kernel (SDK_MAIN_ATTEST_ENV); NULL:
+	 * none. Borrowed: must outlive the supervisor. */
+	const char *main_hash;
 } sup_opts;
 
 supervisor *sup_new(struct event_base *base, const sup_opts *opts);
