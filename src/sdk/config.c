@@ -924,6 +924,7 @@ static int on_trust_key(struct parse_ctx *c, const char *name, const char *value
 			snprintf(c->err, sizeof c->err, "require_svid: expected true or false");
 			return 0;
 		}
+		t->require_svid_set = true;
 		return 1;
 	}
 	int rc = set_keyed(t, trust_keys, sizeof trust_keys / sizeof trust_keys[0], name, value,

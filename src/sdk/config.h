@@ -331,9 +331,11 @@ typedef struct grace_trust {
 	unsigned score_half_life_s;  /* trust-score evidence loses half its weight */
 	unsigned score_refresh_ms;   /* the main process reads the scores this often */
 	unsigned score_period_s;     /* a kernel up this long without a fault: one good outcome */
-	/* Calls between kernels must carry a valid SVID (docs/trust.md): a
-	 * call naming a kernel in X-Grace-Caller without one is refused 401. */
-	bool require_svid;
+	/* Calls to a kernel must carry a valid SVID (docs/trust.md): one
+	 * without is refused 401. require_svid_set: the file says; unless it
+	 * does, the kernel's runtime turns it on where SVIDs are sure to be had
+	 * (spawned by grace serve, with a trust kernel configured). */
+	bool require_svid, require_svid_set;
 	unsigned svid_ttl_s;         /* the lifetime the runtime asks for its own JWT-SVIDs */
 } grace_trust;
 

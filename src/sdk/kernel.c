@@ -76,6 +76,7 @@ struct runtime {
 	 * ID, the audience its callers' SVIDs must name, and the trust bundle
 	 * they are verified with (made at the first SVID received). */
 	char spiffe_id[SDK_SPIFFE_ID_MAX];
+	bool require_svid; /* calls without an SVID are refused (require_of) */
 	sdk_bundle *bundle;
 	bool stopping; /* runtime_stop has begun: a waiting call is not decided */
 };
@@ -372,7 +373,7 @@ static int svid_check(struct runtime *rt, sdk_req *req, const sdk_route *route)
 	sdk_kernel *k = &rt->k;
 	const char *svid = sdk_req_header(req, SDK_SVID_HEADER);
 	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
-	bool require = k->cfg->trust.require_svid && strcmp(k->def->name, "trust");
+	bool require = rt->require_svid && strcmp(k->def->name, "trust");
 	if (!svid) {
 		/* The main process carries SVIDs too (its gateway's forwards
 		 * included), so under require_svid no name is believed on the
@@ -676,6 +677,20 @@ static int storage_init(struct runtime *rt, char *err, size_t errlen)
 
 static void svids_start(struct runtime *rt);
 
+/* [trust] require_svid as the file says; unless it says, on where SVIDs
+ * are sure to be had: a trust kernel configured, and this process spawned
+ * by grace serve (which attests it, and hands every kernel the hash of
+ * its own attestation), not a kernel run alone (under systemd, or by
+ * hand), whose callers hold the token only. */
+static bool require_of(const sdk_kernel *k)
+{
+	const grace_trust *t = &k->cfg->trust;
+	if (t->require_svid_set)
+		return t->require_svid;
+	const char *main_hash = getenv(SDK_MAIN_ATTEST_ENV);
+	return main_hash && *main_hash && grace_config_kernel(k->cfg, "trust");
+}
+
 static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 {
 	sdk_kernel *k = &rt->k;
@@ -704,6 +719,7 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	rt->require_svid = require_of(k); /* before init: the trust kernel takes the hash */
 	svids_start(rt);
 	if (storage_init(rt, err, errlen) < 0)
 		return -1;

@@ -1110,9 +1110,48 @@ class GraceServer:
         self._note(parsed)
         return st, hdrs, parsed
 
-    def kernel_http(self, name, method, path, body=None, headers=None, timeout=10.0):
-        """A request straight to a kernel's port, with the internal token."""
+    def requires_svid(self):
+        """Whether this server's kernels refuse calls without an SVID: by
+        default where a trust kernel runs under grace serve (docs/trust.md),
+        unless the configuration says."""
+        if self.kernel_table is None or "trust" not in self.kernel_table:
+            return False
+        m = re.search(r"^\s*require_svid\s*=\s*(\w+)", self.config_text, re.M)
+        return m is None or m.group(1).lower() in ("true", "yes", "1", "on")
+
+    def svid_for(self, who, kernel):
+        """A JWT-SVID of workload `who` (a kernel's name, or "grace") for
+        `kernel`, asked of the trust kernel by the admin through the gateway
+        and kept until a minute before it expires; None when none is had."""
+        cache = self.__dict__.setdefault("_svids", {})
+        key = (who, kernel)
+        now = time.time()
+        if key in cache and cache[key][1] - 60 > now:
+            return cache[key][0]
+        m = re.search(r"^\s*domain\s*=\s*(\S+)", self.config_text, re.M)
+        aud = "spiffe://%s/kernel/%s" % (m.group(1) if m else "grace.local", kernel)
+        try:
+            st, _, out = self.http("POST", "/kernels/trust/jwt-svid",
+                                   {"for": who, "audience": aud}, timeout=scaled(10))
+        except OSError:
+            return None
+        if st != 200:
+            return None
+        svid = out["svids"][0]
+        cache[key] = (svid["svid"], svid["expires_at"])
+        return svid["svid"]
+
+    def kernel_http(self, name, method, path, body=None, headers=None, timeout=10.0, svid=True):
+        """A request straight to a kernel's port, with the internal token;
+        where the kernels want SVIDs, with the SVID of the caller it names
+        (X-Grace-Caller; "grace" when it names none), unless `svid` is
+        False or it carries one already."""
         headers = dict(self.token_headers(), **(headers or {}))
+        if svid and "X-Grace-SVID" not in headers and self.requires_svid() and name != "trust":
+            caller = headers.setdefault("X-Grace-Caller", "grace")
+            token = self.svid_for("grace" if caller == "gateway" else caller, name)
+            if token:
+                headers["X-Grace-SVID"] = token
         return self.http(method, path, body, headers, port=self.kernel_port(name),
                          timeout=timeout)
 

@@ -454,15 +454,15 @@ class Compliance(ServerClassCase):
             out = self.api("POST", path, {"request_id": rid}, expect=403)
             self.assertEqual(out["error"]["code"], "forbidden", out)
         # Even the executor's own call finds the request not approved.
-        tok = self.g.token_headers()
-        tok.update({"X-Grace-Caller": "grace"})
-        st, _, out = http_request(self.g.kernel_port("compliance"), "POST", "/waivers/approved",
-                                  {"request_id": rid}, tok, scaled(10))
+        st, _, out = self.g.kernel_http("compliance", "POST", "/waivers/approved",
+                                        {"request_id": rid}, {"X-Grace-Caller": "grace"},
+                                        timeout=scaled(10))
         self.assertEqual((st, out["error"]["code"]), (409, "not_approved"), out)
         # A kernel claiming to be the main process but naming a user: 403.
-        tok.update({"X-Grace-User": "mallory", "X-Grace-Role": "admin"})
-        st, _, out = http_request(self.g.kernel_port("compliance"), "POST", "/waivers/approved",
-                                  {"request_id": rid}, tok, scaled(10))
+        st, _, out = self.g.kernel_http("compliance", "POST", "/waivers/approved",
+                                        {"request_id": rid},
+                                        {"X-Grace-Caller": "grace", "X-Grace-User": "mallory",
+                                         "X-Grace-Role": "admin"}, timeout=scaled(10))
         self.assertEqual(st, 403, out)
         self.assertEqual(self.api("GET", "/compliance/waivers", expect=200), waivers)
         self.api("POST", "/governance/requests/%d/withdraw" % rid, {}, expect=200)

@@ -56,7 +56,7 @@ class KernelCalls(ServerClassCase):
         headers = {"X-Grace-Caller": caller} if caller else {}
         if svid:
             headers["X-Grace-SVID"] = svid
-        return self.g.kernel_http("audit", "POST", "/events", EVENT, headers)
+        return self.g.kernel_http("audit", "POST", "/events", EVENT, headers, svid=False)
 
     def bundle(self):
         st, _, out = self.g.http("GET", "/kernels/trust/bundle")

@@ -294,9 +294,8 @@ class AuditRoutes(AuditCase):
         self.assertEqual(self.export(actor="nobody-at-all"), [])
         self.error("GET", "/events/export?since=abc", None, 400)
         # Straight from the kernel (chunked, as it is streamed), the same lines.
-        st, hdrs, body = http_request(self.g.kernel_port("audit"), "GET",
-                                      "/events/export?actor=x-bulk",
-                                      headers=self.g.token_headers(), timeout=scaled(30))
+        st, hdrs, body = self.g.kernel_http("audit", "GET", "/events/export?actor=x-bulk",
+                                            timeout=scaled(30))
         self.assertEqual(st, 200)
         self.assertEqual(hdrs.get("Transfer-Encoding"), "chunked")
         self.assertEqual([json.loads(x)["id"] for x in body.splitlines()], ids)
