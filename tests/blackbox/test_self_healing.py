@@ -187,6 +187,17 @@ class SelfHealing(GraceTestCase):
             self.assertIn('grace_self_healing_folded_total{kernel="self_healing"} 1', ktext)
             self.assertIn('verdict="hold_budget"} 1', ktext)
 
+            # Killed and back, the kernel keeps its ladder and its budget: a
+            # crash of self_healing never buys a heal loop new tokens.
+            kill9(g, "self_healing")
+            mine = [k for k in get(g, "/ladder")["kernels"] if k["kernel"] == OTHER][0]
+            self.assertEqual((mine["step"], mine["stopped"], mine["actions"]), (2, True, 3), mine)
+            b = get(g, "/budget")
+            self.assertEqual((b["spent"], b["refused"]), (3, 1), b)
+            self.assertLess(b["tokens"], 1)
+            st, h7 = heal(g, "immutable_log", issue_type="process_dead")
+            self.assertEqual((h7["outcome"], h7["self_healing"]["reason"]), ("held", "budget"))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -4,8 +4,9 @@
 - The healer without self_healing: hung (SIGSTOP), killed, stopped: heals
   still work, as before (asking learning itself); with it, self_healing
   asked learning for the order and rewarded it.
-- approve_destructive: the ladder's stop is held (approval_required) and a
-  person paged.
+- approve_destructive: the ladder's stop is held (approval_required), a
+  person paged and a governance change request opened by the kernel, which
+  governance runs once a person approves it.
 """
 
 import os
@@ -59,10 +60,25 @@ class SelfHealingFloor(GraceTestCase):
             # Then the healer asks learning itself, as before (learn.c).
             self.assertTrue(inc["learning"]["asked"], inc)
             self.assertIn("decision_id", inc["learning"])
-            # Killed: whatever it is meanwhile, the heal works.
+            # Killed and back: it kept its ladder (its store), so the next
+            # heal of the same kernel is not the bottom step again: it climbs,
+            # or is held for the next step's cooldown.
             os.kill(spid, signal.SIGCONT)
             os.kill(spid, signal.SIGKILL)
-            inc = hang_and_heal()
+            g.wait_kernel("self_healing", lambda k: k["state"] == "ready" and k["pid"] != spid,
+                          message="self_healing back")
+            pid = g.kernel(OTHER)["pid"]
+            stop_process(self, pid)
+            g.wait_for(lambda: proc_state(pid) == "T", message="the kernel stopped")
+            st, inc = heal(g, OTHER)
+            sh = inc["self_healing"]
+            self.assertTrue(sh["asked"], inc)
+            if inc["outcome"] == "held":
+                self.assertEqual(sh["reason"], "cooldown", inc)
+                os.kill(pid, signal.SIGCONT)
+            else:
+                self.assertEqual(inc["outcome"], "healed", inc)
+                self.assertGreaterEqual(sh["step"], 1, inc)
             # Stopped: not asked at all.
             st, _, ans = g.http("POST", "/kernel-ports/self_healing/stop")
             self.assertEqual(st, 202, ans)
@@ -83,21 +99,46 @@ class SelfHealingFloor(GraceTestCase):
             self.assertGreaterEqual(count("not_ready"), 1, text)
 
     def test_stop_needs_a_person(self):
-        # approve_destructive: the ladder's stop is held and a person paged.
+        # approve_destructive: the ladder's stop is held, a person paged, and
+        # a governance change request opened for it, which governance runs
+        # once a person approves.
         config = {"self_healing": {"ladder": "stop:0", "approve_destructive": 1}}
-        kernels = {"self_healing": dict(QUIET), OTHER: dict(QUIET)}
+        kernels = {"self_healing": dict(QUIET), "governance": {}, OTHER: dict(QUIET)}
         with GraceServer(kernels=kernels, config=config) as g:
             st, inc = heal(g, OTHER, issue_type="process_dead")
             self.assertEqual((st, inc["outcome"], inc["self_healing"]["decision"],
                               inc["self_healing"]["reason"]),
                              (200, "held", "hold", "approval_required"), inc)
             self.assertEqual(g.kernel(OTHER)["state"], "ready")
+
+            def opened():
+                st, _, out = g.http("GET", "/governance/requests?state=open")
+                self.assertEqual(st, 200, out)
+                mine = [r for r in out["requests"] if r["action"] == "kernel.stop"
+                        and r["params"].get("kernel") == OTHER]
+                return mine[0] if mine else None
+            cr = g.wait_for(opened, message="the change request for the stop")
+            self.assertEqual((cr["requester"], cr["requester_role"]),
+                             ("kernel:self_healing", "kernel"), cr)
+            self.assertIn("incident %d" % inc["self_healing"]["incident_id"], cr["reason"])
             st, inc = heal(g, OTHER, issue_type="process_dead")
             self.assertEqual((inc["outcome"], inc["self_healing"]["reason"]), ("held", "stopped"))
             self.assertTrue(get(g, "/ladder")["approve_destructive"])
             st, _, ktext = g.http("GET", SH + "/metrics")
             ktext = ktext.decode() if isinstance(ktext, bytes) else str(ktext)
             self.assertIn('grace_self_healing_pages_total{kernel="self_healing"} 1', ktext)
+            self.assertIn('grace_self_healing_stop_requests_total{kernel="self_healing"} 1',
+                          ktext)
+            # The kernel itself cannot approve its request; a person does,
+            # and governance stops the kernel, once.
+            st, _, out = g.http("POST", "/governance/requests/%d/approve" % cr["id"], {})
+            self.assertEqual(st, 200, out)
+            g.wait_kernel(OTHER, lambda k: k["state"] == "stopped",
+                          message="the approved stop run by governance")
+            done = g.wait_for(lambda: (lambda r: r if r["state"] == "done" else None)(
+                g.http("GET", "/governance/requests/%d" % cr["id"])[2]),
+                message="the request done")
+            self.assertEqual(done["state"], "done", done)
 
 
 if __name__ == "__main__":

@@ -141,12 +141,33 @@ static void reply_request(sdk_req *req, struct gov *g, int64_t id, int status)
 
 /* ---- routes */
 
+/* Who opens a request: a user (through :8000), or a kernel asking for a
+ * person's approval of an action it will not take alone (self_healing's
+ * stop): "kernel:NAME", its name verified by its SVID where the runtime
+ * requires one, and the call allowed by policy (calls.NAME.governance). A
+ * kernel never breaks the glass, and no user is ever it, so its own
+ * request is decided by people only. */
+static bool opener_of(sdk_req *req, struct gov *g, gov_who *who, char *buf, size_t len)
+{
+	int role = SDK_CALLER_NONE;
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	if (sdk_req_caller(req, g->k->token, &role) || !caller || !strcmp(caller, "grace") ||
+	    !strcmp(caller, SDK_GATEWAY_CALLER) || !*caller ||
+	    strspn(caller, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(caller) ||
+	    strlen(caller) + 8 > len)
+		return who_of(req, g, who);
+	snprintf(buf, len, "kernel:%s", caller);
+	*who = (gov_who){ .user = buf, .role = "kernel" };
+	return true;
+}
+
 static void on_open(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	struct gov *g = k->state;
 	gov_who who;
-	if (!who_of(req, g, &who))
+	char kernel_who[72];
+	if (!opener_of(req, g, &who, kernel_who, sizeof kernel_who))
 		return;
 	json_t *body = sdk_req_json(req, true);
 	if (!body)

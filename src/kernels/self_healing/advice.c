@@ -60,6 +60,98 @@ static void page(sh_state *s, const char *kernel, int64_t incident, const char *
 	free(text);
 }
 
+/* ---- the stop a person approves: a governance change request */
+
+struct stop_request {
+	sh_state *s;
+	char kernel[64];
+	int64_t incident;
+	int step;
+	struct stop_request *next; /* s->stop_inflight: freed at close if unanswered */
+};
+
+static void stop_request_unlink(struct stop_request *r)
+{
+	for (struct stop_request **p = &r->s->stop_inflight; *p; p = &(*p)->next)
+		if (*p == r) {
+			*p = r->next;
+			return;
+		}
+}
+
+void sh_stop_requests_free(sh_state *s)
+{
+	while (s->stop_inflight) {
+		struct stop_request *r = s->stop_inflight;
+		s->stop_inflight = r->next;
+		free(r);
+	}
+}
+
+static void on_stop_requested(int status, const char *body, size_t len, double ms,
+			      const char *error, void *arg)
+{
+	(void)ms;
+	struct stop_request *r = arg;
+	sh_state *s = r->s;
+	stop_request_unlink(r);
+	json_t *j = status == 201 ? json_loadb(body, len, 0, NULL) : NULL;
+	json_int_t id = json_integer_value(json_object_get(j, "id"));
+	if (id > 0) {
+		s->stop_requests++;
+		sdk_info("self_healing: change request %lld opened to stop %s (incident %lld)",
+			 (long long)id, r->kernel, (long long)r->incident);
+		json_t *detail = json_pack("{s:I}", "governance_request", id);
+		int64_t action;
+		sdk_err e;
+		if (sh_store_action(s->k->db, r->incident, r->kernel, sdk_wall_ms(), r->step, SH_STOP,
+				    "change_request", detail, &action, &e) < 0)
+			sdk_warn("self_healing: cannot record change request %lld: %s",
+				 (long long)id, e.msg);
+		json_decref(detail);
+	} else {
+		s->stop_request_failures++;
+		sdk_warn("self_healing: no change request to stop %s (incident %lld): %s %.*s",
+			 r->kernel, (long long)r->incident, status ? "governance answered" : error,
+			 status ? (int)(len < 160 ? len : 160) : 0, status && body ? body : "");
+	}
+	json_decref(j);
+	free(r);
+}
+
+/* Opens the change request for kernel.stop (governance runs it once a
+ * person approves); the page says so. Without a governance kernel, or
+ * when it refuses, the page alone asks the person. */
+static void request_stop(sh_state *s, const char *kernel, int64_t incident, int step)
+{
+	struct stop_request *r = calloc(1, sizeof *r);
+	char reason[200];
+	snprintf(reason, sizeof reason,
+		 "self_healing: the escalation ladder reached stop for %s (incident %lld)", kernel,
+		 (long long)incident);
+	json_t *b = json_pack("{s:s, s:{s:s}, s:s}", "action", "kernel.stop", "params", "kernel",
+			      kernel, "reason", reason);
+	char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
+	json_decref(b);
+	if (r) {
+		r->s = s;
+		snprintf(r->kernel, sizeof r->kernel, "%s", kernel);
+		r->incident = incident;
+		r->step = step;
+	}
+	if (!r || !text || !grace_config_kernel(s->k->cfg, "governance") ||
+	    sdk_call(s->k->caller, "governance", "POST", "/requests", text, strlen(text), NULL,
+		     PAGE_TIMEOUT_MS, on_stop_requested, r) < 0) {
+		free(r);
+		if (grace_config_kernel(s->k->cfg, "governance"))
+			s->stop_request_failures++;
+	} else {
+		r->next = s->stop_inflight;
+		s->stop_inflight = r;
+	}
+	free(text);
+}
+
 /* ---- advice */
 
 struct ask {
@@ -233,6 +325,8 @@ void sh_on_advice(sdk_req *req, void *ctx)
 	}
 	sh_advice adv;
 	sh_ladder_advise(&s->ladder, ks, &s->budget, k->cfg->self_healing.stable_ms, now, &adv);
+	/* A token taken, or a refusal counted. */
+	bool budget_changed = adv.verdict == SH_ACT || adv.verdict == SH_HOLD_BUDGET;
 	s->advice[adv.verdict]++;
 	const char *decision = "heal", *reason = NULL, *playbook = adv.playbook;
 	bool is_stop = adv.verdict == SH_ACT && !strcmp(adv.playbook, SH_STOP);
@@ -246,8 +340,13 @@ void sh_on_advice(sdk_req *req, void *ctx)
 		decision = "hold";
 		reason = "approval_required";
 		ks->stopped = true;
-		page(s, kernel, incident, "the ladder reached stop, which needs a person's approval",
+		page(s, kernel, incident,
+		     grace_config_kernel(k->cfg, "governance")
+			     ? "the ladder reached stop, which needs a person's approval (a "
+			       "governance change request is opened for it)"
+			     : "the ladder reached stop, which needs a person's approval",
 		     now);
+		request_stop(s, kernel, incident, adv.step);
 	} else if (is_stop) {
 		decision = "stop";
 		page(s, kernel, incident, "the ladder reached its last step: the kernel is stopped",
@@ -256,6 +355,7 @@ void sh_on_advice(sdk_req *req, void *ctx)
 		/* The bottom: the healer's own choice for the issue. */
 		playbook = json_string_value(json_array_get(pbs, 0));
 	}
+	sh_ladder_save(s, ks, budget_changed);
 	json_t *answer = json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:I, s:b, s:f}", "decision",
 				   decision, "playbook", playbook, "step", adv.step, "incident_id",
 				   (json_int_t)incident, "kernel", kernel, "reason",
@@ -380,8 +480,10 @@ void sh_on_outcomes(sdk_req *req, void *ctx)
 	sh_kstate *ks = sh_kstate_of(s, kernel, NULL);
 	/* A hold did nothing: it neither ends an action nor restarts a cooldown. */
 	if (ks && strcmp(outcome, "held") &&
-	    sh_store_last_action(k->db, kernel, &latest, NULL) == SDK_ENOTFOUND)
+	    sh_store_last_action(k->db, kernel, &latest, NULL) == SDK_ENOTFOUND) {
 		sh_ladder_done(ks, sdk_wall_ms()); /* the kernel's latest action has ended */
+		sh_ladder_save(s, ks, false);
+	}
 	reward(s, action, outcome, verified, b);
 	sdk_reply_json(req, 200,
 		       json_pack("{s:I, s:s, s:b}", "advice_id", (json_int_t)action, "outcome",

@@ -122,8 +122,10 @@ static int kernel_state(sh_state *s, const char *subject, json_t *p, int64_t now
 	sh_kfacts *kf = NULL;
 	sh_kstate *ks = sh_kstate_of(s, name, &kf);
 	if (!strcmp(to, "ready")) {
-		if (ks && ks->stopped) /* a person started it again */
+		if (ks && ks->stopped) { /* a person started it again */
 			sh_kstate_reset(ks);
+			sh_ladder_save(s, ks, false);
+		}
 		return sh_apply(s, name, SH_EV_UP, subject, p, NULL, now, NULL, e);
 	}
 	if (!strcmp(to, "stopped") && ks && ks->stopped) /* the ladder's stop, not an operator's */

@@ -31,6 +31,16 @@
 
 static const grace_self_healing *conf(sdk_kernel *k) { return &k->cfg->self_healing; }
 
+void sh_ladder_save(sh_state *s, const sh_kstate *ks, bool budget)
+{
+	sdk_err e;
+	if ((ks && sh_store_ladder_save(s->k->db, ks, &e) < 0) ||
+	    (budget && sh_store_budget_save(s->k->db, &s->budget, &e) < 0)) {
+		s->store_failures++;
+		sdk_warn("self_healing: the ladder's state is not saved: %s", e.msg);
+	}
+}
+
 sh_kstate *sh_kstate_of(sh_state *s, const char *kernel, sh_kfacts **facts)
 {
 	size_t i = 0;
@@ -47,6 +57,14 @@ sh_kstate *sh_kstate_of(sh_state *s, const char *kernel, sh_kfacts **facts)
 	if (facts)
 		*facts = &s->facts[i];
 	return &s->ks[i];
+}
+
+/* A kernel's place on the ladder as the last run left it. */
+static void ladder_restore(const sh_kstate *saved, void *arg)
+{
+	sh_kstate *ks = sh_kstate_of(arg, saved->name, NULL);
+	if (ks)
+		*ks = *saved;
 }
 
 /* ---- reading */
@@ -380,6 +398,10 @@ static void self_healing_metrics(sdk_kernel *k, struct evbuffer *out)
 	C("verified_total", "Heals verified (the kernel answered /health after).", s->verified);
 	C("pages_total", "Pages sent to the alerts kernel.", s->pages);
 	C("page_failures_total", "Pages the alerts kernel did not take.", s->page_failures);
+	C("stop_requests_total", "Governance change requests opened for the ladder's stop.",
+	  s->stop_requests);
+	C("stop_request_failures_total", "Change requests for a stop that governance did not open.",
+	  s->stop_request_failures);
 	C("learning_asks_total", "Orders asked of the learning kernel.", s->learning_asks);
 	C("learning_fallbacks_total", "Advice given on the healer's order because learning "
 				      "could not help.",
@@ -444,6 +466,11 @@ static int self_healing_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	sh_budget_init(&s->budget, conf(k)->budget_per_hour, sdk_wall_ms());
+	if (sh_store_budget_load(k->db, &s->budget, &e) < 0 ||
+	    sh_store_ladder_load(k->db, ladder_restore, s, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
 	s->timer = event_new(k->base, -1, EV_PERSIST, on_tick, s);
 	if (!s->timer) {
 		snprintf(err, errlen, "out of memory");
@@ -468,6 +495,7 @@ static void self_healing_close(sdk_kernel *k)
 	sh_feed_stop(s);
 	if (s->timer)
 		event_free(s->timer);
+	sh_stop_requests_free(s); /* their calls end with the runtime's caller, unanswered */
 	free(s);
 	k->state = NULL;
 }

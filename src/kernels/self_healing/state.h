@@ -35,7 +35,9 @@ typedef struct sh_state {
 	int64_t oom_seen;            /* the cgroup's oom_kill count last read; -1 unknown */
 	unsigned long long events[SH_EV_COUNT], ignored, opened, resolved, folded, flapping,
 		advice[SH_VERDICT_COUNT], outcomes, verified, pages, page_failures, learning_asks,
-		learning_answers, learning_fallbacks, store_failures;
+		learning_answers, learning_fallbacks, store_failures, stop_requests,
+		stop_request_failures;
+	struct stop_request *stop_inflight; /* change requests for a stop, unanswered (advice.c) */
 } sh_state;
 
 /* The ladder's state and facts of `kernel` (added when new; NULL when the
@@ -59,5 +61,11 @@ void sh_feed_stop(sh_state *s);
 /* POST /advice, POST /outcomes (advice.c). */
 void sh_on_advice(sdk_req *req, void *ctx);
 void sh_on_outcomes(sdk_req *req, void *ctx);
+/* Writes a kernel's place on the ladder (ks, may be NULL) and, when
+ * `budget`, the budget: a failure is counted and logged. */
+void sh_ladder_save(sh_state *s, const sh_kstate *ks, bool budget);
+/* The change requests for a stop still unanswered, freed (at close: the
+ * runtime's caller then drops their calls without calling back). */
+void sh_stop_requests_free(sh_state *s);
 
 #endif

@@ -31,7 +31,17 @@ int sh_store_init(sqlite3 *db, sdk_err *err)
 			 " outcome TEXT, verified INTEGER, healer_incident INTEGER,"
 			 " finished_ms INTEGER);"
 			 "CREATE INDEX IF NOT EXISTS actions_incident ON actions(incident, id);"
-			 "CREATE INDEX IF NOT EXISTS actions_kernel ON actions(kernel, id);",
+			 "CREATE INDEX IF NOT EXISTS actions_kernel ON actions(kernel, id);"
+			 /* The ladder's place per kernel and the budget, so a restart
+			  * of this kernel neither drops a kernel back to the bottom
+			  * nor refills the budget (a heal loop stays bounded). */
+			 "CREATE TABLE IF NOT EXISTS ladder ("
+			 " kernel TEXT PRIMARY KEY, step INTEGER NOT NULL,"
+			 " last_action_ms INTEGER NOT NULL, actions INTEGER NOT NULL,"
+			 " holds INTEGER NOT NULL, stopped INTEGER NOT NULL) WITHOUT ROWID;"
+			 "CREATE TABLE IF NOT EXISTS budget ("
+			 " id INTEGER PRIMARY KEY CHECK (id = 1), tokens REAL NOT NULL,"
+			 " last_ms INTEGER NOT NULL, spent INTEGER NOT NULL, refused INTEGER NOT NULL);",
 			 NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_db_fail(db, err, "creating the schema");
 	return 0;
@@ -422,4 +432,88 @@ int sh_store_counts(sqlite3 *db, int64_t *open, int64_t *resolved, sdk_err *err)
 	return rc ? rc
 		  : sdk_db_count(db, "SELECT count(*) FROM incidents WHERE resolved_at IS NOT NULL",
 				 NULL, resolved, "counting incidents", err);
+}
+
+int sh_store_ladder_save(sqlite3 *db, const sh_kstate *ks, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"INSERT OR REPLACE INTO ladder (kernel, step, last_action_ms, actions,"
+				" holds, stopped) VALUES (?, ?, ?, ?, ?, ?)",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, ks->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, ks->step);
+	sqlite3_bind_int64(st, 3, ks->last_action_ms);
+	sqlite3_bind_int64(st, 4, ks->actions);
+	sqlite3_bind_int64(st, 5, ks->holds);
+	sqlite3_bind_int(st, 6, ks->stopped);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "saving the ladder");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int sh_store_ladder_load(sqlite3 *db, void (*fn)(const sh_kstate *, void *), void *arg,
+			 sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"SELECT kernel, step, last_action_ms, actions, holds, stopped FROM ladder",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		sh_kstate ks = { .step = sqlite3_column_int(st, 1),
+				 .last_action_ms = sqlite3_column_int64(st, 2),
+				 .actions = (unsigned)sqlite3_column_int64(st, 3),
+				 .holds = (unsigned)sqlite3_column_int64(st, 4),
+				 .stopped = sqlite3_column_int(st, 5) != 0 };
+		snprintf(ks.name, sizeof ks.name, "%s", sdk_db_text(st, 0));
+		fn(&ks, arg);
+	}
+	rc = step == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "reading the ladder");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int sh_store_budget_save(sqlite3 *db, const sh_budget *b, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"INSERT OR REPLACE INTO budget (id, tokens, last_ms, spent, refused)"
+				" VALUES (1, ?, ?, ?, ?)",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_double(st, 1, b->tokens);
+	sqlite3_bind_int64(st, 2, b->last_ms);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)b->spent);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)b->refused);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "saving the budget");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int sh_store_budget_load(sqlite3 *db, sh_budget *b, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db, "SELECT tokens, last_ms, spent, refused FROM budget WHERE id = 1",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	int step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		double t = sqlite3_column_double(st, 0);
+		b->tokens = t < 0 ? 0 : t > b->capacity ? b->capacity : t;
+		b->last_ms = sqlite3_column_int64(st, 1);
+		b->spent = (unsigned long long)sqlite3_column_int64(st, 2);
+		b->refused = (unsigned long long)sqlite3_column_int64(st, 3);
+		rc = 1;
+	} else {
+		rc = step == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "reading the budget");
+	}
+	sqlite3_finalize(st);
+	return rc;
 }

@@ -9,6 +9,7 @@
 #include "kernels/layer.h"
 
 #include "kernels/self_healing/correlate.h"
+#include "kernels/self_healing/ladder.h"
 #include "sdk/err.h"
 
 #include <jansson.h>
@@ -49,6 +50,15 @@ int sh_store_outcome(sqlite3 *db, int64_t id, const char *outcome, bool verified
 /* The kernel's newest action, for an outcome reported without its id. */
 int sh_store_last_action(sqlite3 *db, const char *kernel, int64_t *id, sdk_err *err);
 
+/* The ladder's place of a kernel (insert or replace), and all of them
+ * back at start (fn per kernel). */
+int sh_store_ladder_save(sqlite3 *db, const sh_kstate *ks, sdk_err *err);
+int sh_store_ladder_load(sqlite3 *db, void (*fn)(const sh_kstate *, void *), void *arg,
+			 sdk_err *err);
+/* The remediation budget; load: 1 when one was saved (its tokens capped at
+ * b->capacity, which the caller set), 0 when none. */
+int sh_store_budget_save(sqlite3 *db, const sh_budget *b, sdk_err *err);
+int sh_store_budget_load(sqlite3 *db, sh_budget *b, sdk_err *err);
 /* {"incidents":[...]} newest first. */
 int sh_store_list(sqlite3 *db, const sh_filter *f, json_t **out, sdk_err *err);
 /* The incident with "events" and "actions" arrays; SDK_ENOTFOUND. */
