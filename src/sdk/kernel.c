@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -771,14 +772,43 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
  * executable) and burns it; the answer is this process's attestation,
  * sent with every later call to the trust kernel (sdk/call.h). */
 
+/* Without a supervisor (a systemd unit): the long-lived credential that
+ * LoadCredential=join:… put in the unit's private credentials directory,
+ * enrolled with the trust kernel beforehand (docs/trust.md); the file
+ * holds 64 hex digits, a newline after them allowed. */
+static void join_take_credential(struct runtime *rt)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[PATH_MAX], buf[JOIN_HEX + 4];
+	if (!dir || !*dir || snprintf(path, sizeof path, "%s/join", dir) >= (int)sizeof path)
+		return;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n > 0 ? n : 0] = '\0';
+	if (n == JOIN_HEX && strspn(buf, "0123456789abcdef") == JOIN_HEX) {
+		memcpy(rt->join, buf, JOIN_HEX);
+		rt->join[JOIN_HEX] = '\0';
+	} else if (n >= 0) {
+		sdk_warn("%s: not a join credential (64 lower-case hex digits): not attesting", path);
+	}
+	explicit_bzero(buf, sizeof buf);
+}
+
 /* Takes the credential out of the environment at once: copied, then
  * overwritten where it lies (so /proc/PID/environ no longer shows it) and
  * removed. */
 static void join_take(struct runtime *rt)
 {
 	char *v = getenv(JOIN_ENV);
-	if (!v)
+	if (!v) {
+		join_take_credential(rt);
 		return;
+	}
 	if (strlen(v) == JOIN_HEX && strspn(v, "0123456789abcdef") == JOIN_HEX)
 		memcpy(rt->join, v, JOIN_HEX + 1);
 	memset(v, 'x', strlen(v));

@@ -9,8 +9,9 @@ the supervisor for those, with processes of its own, against a trust kernel
 run alone that it hands the hash of its own main-process attestation (as
 grace serve does at spawn): only the holder of that attestation registers
 processes, not a kernel holding the internal token. A kernel killed with
-SIGKILL attests anew. (Under systemd the credential comes through
-LoadCredential=; only the supervisor's path can be exercised here.)"""
+SIGKILL attests anew. Under systemd, a kernel run alone attests with an
+enrolled credential that LoadCredential= puts in $CREDENTIALS_DIRECTORY:
+run here with that variable set as systemd sets it."""
 
 import hashlib
 import os
@@ -24,8 +25,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (GRACE_BIN, GraceServer, GraceTestCase, PortReservation,  # noqa: E402
-                     ServerClassCase, http_request, scaled, wait_for)
+from harness import (BUILTIN_KERNELS, GRACE_BIN, GraceServer, GraceTestCase,  # noqa: E402
+                     PortReservation, ServerClassCase, http_request, scaled, wait_for)
 
 
 def proc_identity(pid):
@@ -115,14 +116,12 @@ class SupervisorRole(GraceTestCase):
         self.procs = []
         self.addCleanup(self.end_procs)
         # Alone: its routes decided by the route table, no policy kernel.
-        cfg = os.path.join(self.tmp, "grace.ini")
-        with open(cfg, "w") as f:
-            f.write("[policy]\nauthorizer = table\n\n[kernel.trust]\nport = 8112\n")
-        self.trust = subprocess.Popen(
-            [GRACE_BIN, "kernel", "trust", "--config", cfg, "--data-dir",
-             os.path.join(self.tmp, "data"), "--port-offset", str(self.res.offset)],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, cwd=self.tmp, env=env)
-        self.procs.append(self.trust)
+        self.cfg = os.path.join(self.tmp, "grace.ini")
+        with open(self.cfg, "w") as f:
+            f.write("[policy]\nauthorizer = table\n\n[kernel.trust]\nport = 8112\n\n"
+                    "[kernel.state_machine]\nport = %d\n" % BUILTIN_KERNELS["state_machine"][0])
+        self.env = env
+        self.trust = self.kernel_alone("trust", env)
 
         def answering():
             if self.trust.poll() is not None:
@@ -132,6 +131,14 @@ class SupervisorRole(GraceTestCase):
             except (ConnectionRefusedError, ConnectionResetError):
                 return False
         wait_for(answering, scaled(15), message="trust kernel answering")
+
+    def kernel_alone(self, name, env):
+        p = subprocess.Popen(
+            [GRACE_BIN, "kernel", name, "--config", self.cfg, "--data-dir",
+             os.path.join(self.tmp, "data"), "--port-offset", str(self.res.offset)],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, cwd=self.tmp, env=env)
+        self.procs.append(p)
+        return p
 
     def end_procs(self):
         for p in self.procs:
@@ -174,6 +181,70 @@ class SupervisorRole(GraceTestCase):
                                {"X-Grace-Caller": kernel})
         self.assertEqual(st, expect, out)
         return out
+
+    def admin(self):
+        """An admin's request as the gateway forwards it, with the proof."""
+        return {"X-Grace-Caller": "gateway", "X-Grace-Attestation": self.main,
+                "X-Grace-User": "root", "X-Grace-Role": "admin"}
+
+    def test_enrolled_credential_under_systemd(self):
+        """A kernel no supervisor spawns (a systemd unit) attests with the
+        credential LoadCredential= puts in $CREDENTIALS_DIRECTORY/join,
+        enrolled by an admin beforehand; the same file attests the unit's
+        next process too, and nothing else."""
+        cred = secrets.token_hex(32)
+        digest = hashlib.sha256(cred.encode()).hexdigest()
+        body = {"kernel": "state_machine", "credential_sha256": digest}
+        # Only an admin through the gateway, with the main process's proof.
+        for h in ({"X-Grace-Caller": "grace", "X-Grace-Attestation": self.main},
+                  dict(self.admin(), **{"X-Grace-Attestation": secrets.token_hex(32)}),
+                  dict(self.admin(), **{"X-Grace-Caller": "state_machine"})):
+            st, _, out = self.call("POST", "/attest/enroll", body, h)
+            self.assertEqual((st, out["error"]["code"]), (403, "forbidden"), (h, out))
+        st, _, out = self.call("POST", "/attest/enroll", {"kernel": "nosuch",
+                                                         "credential_sha256": digest},
+                               self.admin())
+        self.assertEqual(st, 400, out)
+        st, _, out = self.call("POST", "/attest/enroll", body, self.admin())
+        self.assertEqual(st, 201, out)
+        # Another kernel may not take the same credential.
+        st, _, out = self.call("POST", "/attest/enroll", dict(body, kernel="crypto"),
+                               self.admin())
+        self.assertEqual((st, out["error"]["code"]), (409, "conflict"), out)
+
+        creds = os.path.join(self.tmp, "credentials")
+        os.mkdir(creds, 0o700)
+        fd = os.open(os.path.join(creds, "join"), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (cred + "\n").encode())  # as a file written by hand ends
+        os.close(fd)
+        env = dict(self.env, CREDENTIALS_DIRECTORY=creds)
+        env.pop("GRACE_MAIN_ATTESTATION_SHA256")
+
+        def attested_as(pid):
+            w = self.workloads().get("state_machine")
+            return w if w and w["pid"] == pid else None
+        first = self.kernel_alone("state_machine", env)
+        w1 = wait_for(lambda: attested_as(first.pid), scaled(20),
+                      message="the unit's process attested")
+        self.assertTrue(w1["exe"].endswith("grace"), w1)
+        # Its next process (a restart of the unit): the same file attests it.
+        first.kill()
+        first.wait()
+        second = self.kernel_alone("state_machine", env)
+        wait_for(lambda: attested_as(second.pid), scaled(20),
+                 message="the unit's next process attested")
+        # Not as another kernel, not for a process that runs something else.
+        out = self.join("crypto", cred, second.pid, 403)
+        self.assertIn("not kernel crypto", out["error"]["message"])
+        p = self.sleeper()
+        out = self.join("state_machine", cred, p.pid, 403)
+        self.assertIn("does not run", out["error"]["message"])
+        # Removed: it no longer joins.
+        st, _, out = self.call("DELETE", "/attest/enroll/state_machine", None, self.admin())
+        self.assertEqual(st, 200, out)
+        self.join("state_machine", cred, second.pid, 404)
+        st, _, out = self.call("DELETE", "/attest/enroll/state_machine", None, self.admin())
+        self.assertEqual(st, 404, out)
 
     def test_main_identity_needs_its_attestation(self):
         # The main process's SVID goes to the holder of its attestation

@@ -100,6 +100,11 @@ int tr_join_register(sqlite3 *db, const char *kernel, const tr_proc *p, const ch
 				   : step_done(db, st, "registering a credential", err);
 }
 
+static int workload_record(sqlite3 *db, const char *kernel, const tr_proc *p, int64_t now_ms,
+			   char *attestation, sdk_err *err);
+static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
+			   int64_t now_ms, char *attestation, sdk_err *err);
+
 static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
 			 int64_t now_ms, char *attestation, sdk_err *err)
 {
@@ -115,7 +120,7 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 	if (step != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return step == SQLITE_DONE
-			       ? sdk_fail(err, SDK_ENOTFOUND, "no such join credential (yet)")
+			       ? accept_enrolled(db, kernel, hash, pid, now_ms, attestation, err)
 			       : sdk_db_fail(db, err, "reading registrations");
 	}
 	tr_proc want = { .pid = (pid_t)sqlite3_column_int(st, 1),
@@ -146,6 +151,16 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
 	if ((rc = step_done(db, st, "burning the credential", err)) < 0)
 		return rc;
+	return workload_record(db, kernel, &now, now_ms, attestation, err);
+}
+
+/* The workload `kernel` is process `p` from now on, holding a fresh
+ * attestation (TR_JOIN_HEX + 1 bytes; only its hash is kept). */
+static int workload_record(sqlite3 *db, const char *kernel, const tr_proc *p, int64_t now_ms,
+			   char *attestation, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
 	unsigned char raw[TR_JOIN_HEX / 2];
 	randombytes_buf(raw, sizeof raw);
 	sodium_bin2hex(attestation, TR_JOIN_HEX + 1, raw, sizeof raw);
@@ -158,12 +173,94 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, kernel, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, (int)pid);
-	sqlite3_bind_int64(st, 3, now.start_time);
-	sqlite3_bind_text(st, 4, now.exe, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, (int)p->pid);
+	sqlite3_bind_int64(st, 3, p->start_time);
+	sqlite3_bind_text(st, 4, p->exe, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now_ms);
 	sqlite3_bind_text(st, 6, ahash, -1, SQLITE_STATIC);
 	return step_done(db, st, "recording the workload", err);
+}
+
+/* An enrolled credential (systemd's LoadCredential=): kept, not burnt, as
+ * every process of that unit presents the same file; accepted from the
+ * kernel it is enrolled for, for a live process running this very
+ * executable (a grace binary, not any program the credential leaked to). */
+static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
+			   int64_t now_ms, char *attestation, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db, "SELECT kernel FROM trust_enrolled WHERE hash = ?", &st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	char who[65] = "";
+	if (step == SQLITE_ROW)
+		snprintf(who, sizeof who, "%s", sdk_db_text(st, 0));
+	sqlite3_finalize(st);
+	if (step != SQLITE_ROW)
+		return step == SQLITE_DONE
+			       ? sdk_fail(err, SDK_ENOTFOUND, "no such join credential (yet)")
+			       : sdk_db_fail(db, err, "reading enrolled credentials");
+	if (strcmp(who, kernel))
+		return sdk_fail(err, SDK_EDENIED, "this join credential is not kernel %s's", kernel);
+	tr_proc now;
+	sdk_err pe;
+	if (tr_proc_read(pid, &now, &pe) < 0)
+		return sdk_fail(err, SDK_EDENIED, "process %d is not running", (int)pid);
+	char self[TR_EXE_MAX];
+	ssize_t m = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (m <= 0)
+		return sdk_fail(err, SDK_EIO, "cannot read this process's executable");
+	self[m] = '\0';
+	if (strcmp(now.exe, self))
+		return sdk_fail(err, SDK_EDENIED, "process %d does not run %s", (int)pid, self);
+	if ((rc = sdk_db_prepare(db,
+				 "UPDATE trust_enrolled SET last_pid = ?, last_used_ms = ?"
+				 " WHERE hash = ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int(st, 1, (int)pid);
+	sqlite3_bind_int64(st, 2, now_ms);
+	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+	if ((rc = step_done(db, st, "using an enrolled credential", err)) < 0)
+		return rc;
+	return workload_record(db, kernel, &now, now_ms, attestation, err);
+}
+
+int tr_enroll(sqlite3 *db, const char *kernel, const char *hash_hex, int64_t now_ms, sdk_err *err)
+{
+	if (!hex_ok(hash_hex))
+		return sdk_fail(err, SDK_EINVAL, "credential_sha256 must be 64 lower-case hex digits");
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"INSERT INTO trust_enrolled (kernel, hash, enrolled_ms) VALUES (?, ?, ?)"
+				" ON CONFLICT (kernel) DO UPDATE SET hash = excluded.hash,"
+				" enrolled_ms = excluded.enrolled_ms, last_pid = NULL,"
+				" last_used_ms = NULL",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, kernel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, hash_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now_ms);
+	int step = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (step == SQLITE_CONSTRAINT)
+		return sdk_fail(err, SDK_ECONFLICT, "that credential is enrolled for another kernel");
+	return step == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "enrolling a credential");
+}
+
+int tr_unenroll(sqlite3 *db, const char *kernel, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db, "DELETE FROM trust_enrolled WHERE kernel = ?", &st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, kernel, -1, SQLITE_STATIC);
+	if ((rc = step_done(db, st, "removing an enrolled credential", err)) < 0)
+		return rc;
+	return sqlite3_changes(db) ? 0 : sdk_fail(err, SDK_ENOTFOUND, "kernel %s has none", kernel);
 }
 
 int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_t pid,

@@ -44,6 +44,14 @@ int tr_join_register(sqlite3 *db, const char *kernel, const tr_proc *p, const ch
  * on. */
 int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_t pid,
 		   int64_t now_ms, char *attestation, sdk_err *err);
+/* A long-lived join credential for kernel `kernel` (its SHA-256, hex), for
+ * a kernel no supervisor spawns (systemd's LoadCredential=): one per
+ * kernel, replaced by the next. A process presenting it through
+ * tr_join_accept is accepted while it runs this trust kernel's own
+ * executable; it is not burnt. SDK_ECONFLICT: enrolled for another kernel. */
+int tr_enroll(sqlite3 *db, const char *kernel, const char *hash_hex, int64_t now_ms, sdk_err *err);
+/* Removes kernel `kernel`'s enrolled credential; SDK_ENOTFOUND when none. */
+int tr_unenroll(sqlite3 *db, const char *kernel, sdk_err *err);
 /* Whether a request as kernel `kernel` carrying `attestation` (NULL: none)
  * may have an SVID of that kernel: yes when the kernel never attested (it
  * runs without the supervisor, or before its registration arrived), else

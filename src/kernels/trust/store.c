@@ -138,7 +138,12 @@ int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *er
 			 "CREATE TABLE IF NOT EXISTS trust_workloads ("
 			 " kernel TEXT PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,"
 			 " exe TEXT NOT NULL, attested_ms INTEGER NOT NULL,"
-			 " attestation_sha256 TEXT NOT NULL, svid_expires_ms INTEGER NOT NULL DEFAULT 0)",
+			 " attestation_sha256 TEXT NOT NULL, svid_expires_ms INTEGER NOT NULL DEFAULT 0);"
+			 /* Long-lived join credentials of kernels no supervisor
+			  * spawns (systemd's LoadCredential=), one per kernel. */
+			 "CREATE TABLE IF NOT EXISTS trust_enrolled ("
+			 " kernel TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE,"
+			 " enrolled_ms INTEGER NOT NULL, last_pid INTEGER, last_used_ms INTEGER)",
 			 NULL, NULL, &msg)) {
 		int rc = sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				  "creating the schema: %s", msg ? msg : "?");

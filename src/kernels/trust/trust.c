@@ -484,6 +484,70 @@ static void on_attest_join(sdk_req *req, void *ctx)
 	sodium_memzero(attestation, sizeof attestation);
 }
 
+/* An admin's request, believed: the gateway's, with the main process's
+ * proof (a trust kernel given no hash, under systemd, has the internal
+ * token's word for it). Answers 403 and returns false otherwise. */
+static bool admin_proved(sdk_kernel *k, sdk_req *req)
+{
+	int role = SDK_CALLER_NONE;
+	const char *user = sdk_req_caller(req, k->token, &role);
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	const tr_kernel *t = k->state;
+	if (!user || role != SDK_CALLER_ADMIN ||
+	    (t->main_hash[0] &&
+	     (!caller || strcmp(caller, SDK_GATEWAY_CALLER) || !main_proved(k, req)))) {
+		sdk_reply_error(req, 403, "forbidden", "only an admin enrolls credentials");
+		return false;
+	}
+	return true;
+}
+
+/* POST /attest/enroll: a long-lived join credential for a kernel that no
+ * supervisor spawns (systemd's LoadCredential=, docs/trust.md). */
+static void on_enroll(sdk_req *req, void *ctx)
+{
+	static const char *const allowed[] = { "kernel", "credential_sha256", NULL };
+	sdk_kernel *k = ctx;
+	if (!admin_proved(k, req))
+		return;
+	json_t *body = body_of(req, allowed);
+	if (!body)
+		return;
+	const char *name = json_string_value(json_object_get(body, "kernel"));
+	const char *hash = json_string_value(json_object_get(body, "credential_sha256"));
+	if (!name || !kernel_registry_find(name) || !hash) {
+		sdk_reply_error(req, 400, "invalid",
+				"kernel (a kernel's name) and credential_sha256 are required");
+		return;
+	}
+	sdk_err e;
+	int64_t now = sdk_wall_ms();
+	int rc = tr_enroll(k->db, name, hash, now, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	sdk_info("trust: a join credential enrolled for kernel %s", name);
+	sdk_reply_json(req, 201, json_pack("{s:s, s:I}", "kernel", name, "enrolled_at",
+					   (json_int_t)now));
+}
+
+/* DELETE /attest/enroll/:kernel: that kernel's credential no longer joins. */
+static void on_unenroll(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	if (!admin_proved(k, req))
+		return;
+	const char *name = sdk_req_param(req, "kernel");
+	sdk_err e;
+	int rc = tr_unenroll(k->db, name, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "kernel", name, "removed", 1));
+}
+
 /* GET /workloads: which kernel process holds which identity (admins). */
 static void on_workloads(sdk_req *req, void *ctx)
 {
@@ -688,6 +752,8 @@ static const sdk_route tr_routes[] = {
 	SDK_ROUTE("POST", "/rotate", on_rotate),
 	SDK_ROUTE("POST", "/attest/register", on_attest_register),
 	SDK_ROUTE("POST", "/attest/join", on_attest_join),
+	SDK_ROUTE("POST", "/attest/enroll", on_enroll),
+	SDK_ROUTE("DELETE", "/attest/enroll/:kernel", on_unenroll),
 	SDK_ROUTE("GET", "/workloads", on_workloads),
 	SDK_ROUTE("GET", "/scores", on_scores),
 	SDK_ROUTE("GET", "/scores/kernel/:name", on_score_kernel),
@@ -698,7 +764,7 @@ const sdk_kernel_def trust_kernel = {
 	.name = "trust",
 	.port = 8112, .tier = "governance",
 	.summary = "SPIFFE identities: JWT- and X.509-SVIDs for every kernel, the trust bundle",
-	.complete = false,
+	.complete = true,
 	/* Its tables as they are today: a change is a new step in
 	 * .migrations and a new fixture directory (docs/upgrades.md). */
 	.schema_version = 1,
