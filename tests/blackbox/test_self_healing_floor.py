@@ -140,6 +140,34 @@ class SelfHealingFloor(GraceTestCase):
                 message="the request done")
             self.assertEqual(done["state"], "done", done)
 
+    def test_held_heal_is_tried_again(self):
+        # A heal held for the ladder's cooldown is not the end of it: the
+        # guardian heals the kernel again once the advice says it could act,
+        # so a kernel is never left hung because a heal was held.
+        config = {"self_healing": {"ladder": "restart_component:0,reset_port:5000,stop:600000",
+                                   "stable_ms": 600000}}
+        fast = {"health_interval_ms": 100, "health_timeout_ms": 200, "health_failures": 2,
+                "watchdog_ms": 600000}
+        kernels = {"self_healing": dict(QUIET), OTHER: fast}
+        with GraceServer(kernels=kernels, config=config) as g:
+            first = g.kernel(OTHER)["pid"]
+            stop_process(self, first)
+            second = g.wait_kernel(OTHER, lambda k: k["state"] == "ready"
+                                   and k["pid"] not in (None, first),
+                                   message="the first heal")["pid"]
+            stop_process(self, second)  # hung again at once: the next step waits
+            g.wait_kernel(OTHER, lambda k: k["state"] == "ready"
+                          and k["pid"] not in (None, first, second),
+                          message="healed again after the hold, with nobody asking")
+            st, _, out = g.http("GET", "/network-healer/incidents?component=%s&limit=10" % OTHER)
+            self.assertEqual(st, 200, out)
+            seen = [(i["outcome"], (i.get("self_healing") or {}).get("reason"), i.get("playbook"))
+                    for i in reversed(out["incidents"])]
+            held = [n for n, x in enumerate(seen) if x[:2] == ("held", "cooldown")]
+            self.assertTrue(held, seen)
+            self.assertIn(("healed", None, "reset_port"), seen[held[0] + 1:], seen)
+            self.assertIn("healing it again", g.log())
+
 
 if __name__ == "__main__":
     unittest.main()

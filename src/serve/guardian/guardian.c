@@ -117,6 +117,11 @@ static void update(gd_kernel *gk, const char *reason)
 					   k->cfg->health_failures, gk->storage_failed);
 	if (st == gk->state)
 		return;
+	if (st == GD_READY) {
+		gk->reheal_backoff_ms = 0; /* healthy again: the next failure starts over */
+		if (gk->reheal)
+			evtimer_del(gk->reheal);
+	}
 	enum gd_state old = gk->state;
 	gk->state = st;
 	gk->since_ms = sdk_wall_ms();
@@ -199,6 +204,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		gk->probing = false;
 }
 
+static void on_reheal(evutil_socket_t fd, short what, void *arg);
+
 guardian *gd_new(struct event_base *base, supervisor *sup, gateway *gw, sqlite3 *db)
 {
 	guardian *g = calloc(1, sizeof *g);
@@ -218,7 +225,8 @@ guardian *gd_new(struct event_base *base, supervisor *sup, gateway *gw, sqlite3 
 		gk->state = gd_state_derive(gk->k->state, false, 0, 1, false);
 		gk->since_ms = sdk_wall_ms();
 		gk->timer = evtimer_new(base, on_timer, gk);
-		if (!gk->timer) {
+		gk->reheal = evtimer_new(base, on_reheal, gk);
+		if (!gk->timer || !gk->reheal) {
 			gd_free(g);
 			return NULL;
 		}
@@ -236,9 +244,12 @@ void gd_free(guardian *g)
 {
 	if (!g)
 		return;
-	for (size_t i = 0; i < g->n; i++)
+	for (size_t i = 0; i < g->n; i++) {
 		if (g->kernels[i].timer)
 			event_free(g->kernels[i].timer);
+		if (g->kernels[i].reheal)
+			event_free(g->kernels[i].reheal);
+	}
 	/* Probes still in flight are freed by gw_free without calling back. */
 	free(g);
 }
@@ -281,7 +292,7 @@ void gd_heal_started(guardian *g, sup_kernel *k)
 		gk->healing = true;
 }
 
-void gd_heal_done(guardian *g, sup_kernel *k)
+void gd_heal_done(guardian *g, sup_kernel *k, unsigned retry_ms)
 {
 	gd_kernel *gk = gd_kernel_of(g, k);
 	if (!gk)
@@ -290,6 +301,33 @@ void gd_heal_done(guardian *g, sup_kernel *k)
 	update(gk, "heal finished");
 	if (!trust_first(g, NULL))
 		heal_postponed(g);
+	/* Left unhealthy (the state did not change, so update asked for no
+	 * heal): healed again later, never left hung for good. */
+	if (gk->state != GD_UNHEALTHY || gk->healing || !retry_ms || !gk->reheal)
+		return;
+	unsigned ms = retry_ms;
+	if (retry_ms == GD_RETRY_BACKOFF) {
+		ms = gk->reheal_backoff_ms ? gk->reheal_backoff_ms : GD_REHEAL_FIRST_MS;
+		gk->reheal_backoff_ms = ms >= GD_REHEAL_MAX_MS / 2 ? GD_REHEAL_MAX_MS : ms * 2;
+	}
+	sdk_warn("guardian: %s: still unhealthy after its heal: healing it again in %u ms",
+		 k->cfg->name, ms);
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(gk->reheal, &tv);
+}
+
+static void on_reheal(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	gd_kernel *gk = arg;
+	guardian *g = gk->g;
+	if (gk->state != GD_UNHEALTHY || gk->healing || !g->heal)
+		return;
+	if (trust_first(g, gk)) {
+		gk->heal_postponed = true;
+		return;
+	}
+	g->heal(gk->k, "still unhealthy after a heal that did not heal it", g->heal_arg);
 }
 
 json_t *gd_kernel_json(const gd_kernel *gk)

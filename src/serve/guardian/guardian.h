@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 #include <sqlite3.h>
+#include <limits.h>
 #include <stdbool.h>
 
 enum gd_state {
@@ -47,14 +48,19 @@ typedef struct gd_kernel {
 	 * trust's own heal is over (every kernel's identity comes from it). */
 	bool heal_postponed;
 	struct event *timer;
+	/* Still unhealthy after a heal that did not heal it: healed again
+	 * when this fires (gd_heal_done); the backoff for failed heals. */
+	struct event *reheal;
+	unsigned reheal_backoff_ms;
 	struct guardian *g;
 } gd_kernel;
 
 typedef struct guardian guardian;
 
 /* Asks for a heal of an unhealthy kernel, or a report on one whose storage
- * failed (once each time it enters that state, so it never loops); the
- * healer calls gd_heal_done when it has finished. */
+ * failed (once each time it enters that state); the healer calls
+ * gd_heal_done when it has finished, saying whether and when a kernel the
+ * heal left unhealthy is healed again. */
 typedef void (*gd_heal_fn)(sup_kernel *k, const char *reason, void *arg);
 
 guardian *gd_new(struct event_base *base, supervisor *sup, gateway *gw, sqlite3 *db);
@@ -69,7 +75,15 @@ void gd_start(guardian *g);
 /* Inputs: every supervisor state change, and the end of a heal. */
 void gd_on_sup_change(guardian *g, sup_kernel *k, enum sup_state old);
 void gd_heal_started(guardian *g, sup_kernel *k);
-void gd_heal_done(guardian *g, sup_kernel *k);
+/* retry_ms: a kernel still unhealthy after this heal is healed again
+ * after that long (a heal held for a cooldown or the budget: the time the
+ * advice gave); GD_RETRY_BACKOFF: after the guardian's backoff for heals
+ * that fail (5 s doubling to 5 min, reset once the kernel is ready); 0:
+ * not by itself (healed, or a person decides now). */
+#define GD_RETRY_BACKOFF UINT_MAX
+#define GD_REHEAL_FIRST_MS 5000
+#define GD_REHEAL_MAX_MS 300000
+void gd_heal_done(guardian *g, sup_kernel *k, unsigned retry_ms);
 
 gd_kernel *gd_kernel_of(guardian *g, const sup_kernel *k);
 const char *gd_state_name(enum gd_state st);

@@ -209,6 +209,26 @@ json_t *hl_playbooks_json(void)
 
 static void run_step(struct incident *inc);
 
+/* When a kernel this heal left unhealthy is healed again (guardian.h):
+ * a heal held for a cooldown or the budget, once the advice says it could
+ * act; one that failed, after the guardian's backoff; never by itself when
+ * it was healed, or when a person decides now (the ladder stopped it, or
+ * its stop waits for an approval). */
+static unsigned retry_after(const struct incident *inc, const char *outcome)
+{
+	if (!strcmp(outcome, "healed") || !strcmp(outcome, "diagnosed") ||
+	    !strcmp(outcome, "stopped"))
+		return 0;
+	if (strcmp(outcome, "held"))
+		return GD_RETRY_BACKOFF;
+	json_t *sh = json_object_get(inc->json, "self_healing");
+	const char *reason = json_string_value(json_object_get(sh, "reason"));
+	json_int_t ms = json_integer_value(json_object_get(sh, "retry_after_ms"));
+	if (!reason || (strcmp(reason, "cooldown") && strcmp(reason, "budget")))
+		return 0;
+	return ms < 500 ? 500 : ms > GD_REHEAL_MAX_MS ? GD_REHEAL_MAX_MS : (unsigned)ms;
+}
+
 static void incident_finish(struct incident *inc, const char *outcome)
 {
 	healer *h = inc->h;
@@ -241,7 +261,7 @@ static void incident_finish(struct incident *inc, const char *outcome)
 		inc->cb(inc->json, inc->arg);
 	if (h->observer)
 		h->observer(inc->json, h->observer_arg);
-	gd_heal_done(h->gd, inc->k);
+	gd_heal_done(h->gd, inc->k, retry_after(inc, outcome));
 	event_free(inc->timer);
 	json_decref(inc->json);
 	json_decref(inc->verification);
