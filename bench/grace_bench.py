@@ -523,11 +523,20 @@ class Grace:
             self.login()
         return {"Authorization": f"Bearer {self.token}"}
 
-    def internal(self):
+    def internal(self, kernel):
         """Headers a kernel port wants for anything but /health and /metrics:
-        the internal token of this start of grace serve."""
+        the internal token of this start of grace serve and, where a trust
+        kernel runs (kernels then want an SVID: docs/trust.md), the main
+        process's SVID for `kernel`, asked for as the admin, as an operator
+        would (README)."""
         with open(os.path.join(self.data_dir, "internal.token")) as f:
-            return {INTERNAL_TOKEN_HEADER: f.read().strip()}
+            h = {INTERNAL_TOKEN_HEADER: f.read().strip()}
+        st, out = post_json(self.api_port, "/kernels/trust/jwt-svid",
+                            {"for": "grace", "audience": f"spiffe://grace.local/kernel/{kernel}",
+                             "ttl_s": 3600}, headers=self.auth())
+        if st == 200:
+            h.update({"X-Grace-Caller": "grace", "X-Grace-SVID": out["svids"][0]["svid"]})
+        return h
 
     def refresh_pids(self):
         st, h = get_json(self.api_port, "/health")
@@ -1201,7 +1210,7 @@ def bench_search(a, R, g):
         w_gw = run_wrk(a, f"http://{HOST}:{g.api_port}/librarian/search?query={word}&limit=10",
                        g.auth())
         w_dir = run_wrk(a, f"http://{HOST}:{lib_port}/search?query={word}&limit=10",
-                        g.internal())
+                        g.internal("librarian"))
         x_rps = xapian_throughput(xdir, word, a.wrk_conns, a.wrk_secs)
         thr.append((cls, word, w_gw, w_dir, x_rps))
 
