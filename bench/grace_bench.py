@@ -176,13 +176,17 @@ def read_kernels(ini_path, grace):
     return kernels
 
 
-def write_bench_config(src, dst, restart_burst, kernel_extra=None, kernels=None):
+def write_bench_config(src, dst, restart_burst, kernel_extra=None, kernels=None,
+                       section_extra=None):
     """etc/grace.ini with restart_burst raised, the log at info and
     [auth] argon2_mem_kib at its minimum (so login is fast). kernel_extra
     {NAME: {key: value}} adds or replaces keys in [kernel.NAME]; when src
     has no [kernel.NAME] sections (it runs every built-in kernel), one is
-    written for each of `kernels` [(name, port)], so that all still run."""
+    written for each of `kernels` [(name, port)], so that all still run.
+    section_extra {SECTION: {key: value}} does the same in sections src
+    has (such as [self_healing])."""
     kernel_extra = {f"kernel.{n}": dict(kv) for n, kv in (kernel_extra or {}).items()}
+    extra_sections = {n: dict(kv) for n, kv in (section_extra or {}).items()}
     if kernel_extra and not any(re.match(r"\s*\[kernel\.", l) for l in open(src)):
         if not kernels:
             raise BenchError(f"{src} lists no kernels: pass the kernels to keep running")
@@ -191,6 +195,7 @@ def write_bench_config(src, dst, restart_burst, kernel_extra=None, kernels=None)
         src = dst + ".src"
         with open(src, "w") as f:
             f.write(src_text + "".join(f"\n[kernel.{n}]\n" for n, _ in kernels))
+    kernel_extra.update(extra_sections)
     out, section, seen = [], None, set()
 
     def close_section():
