@@ -138,9 +138,8 @@ static bool bus_may_publish(sdk_req *req, const char *subject)
 }
 
 /* Answers 400 naming the first bad message (403 for a subject the caller
- * may not publish to); returns -1 then. Shared with the JetStream engine
- * (engine.h). */
-int bus_check_body(sdk_req *req, json_t *body, size_t *n)
+ * may not publish to); returns -1 then. */
+static int bus_check_body(sdk_req *req, json_t *body, size_t *n)
 {
 	bool array = json_is_array(body);
 	*n = array ? json_array_size(body) : 1;
@@ -169,6 +168,19 @@ int bus_check_body(sdk_req *req, json_t *body, size_t *n)
 		}
 	}
 	return 0;
+}
+
+/* Shared with the JetStream engine (engine.h). */
+json_t *bus_publish_body(sdk_req *req, size_t *n)
+{
+	json_t *body = sdk_req_json(req, false);
+	if (!body)
+		return NULL;
+	if (!json_is_object(body) && !json_is_array(body)) {
+		sdk_reply_error(req, 400, "invalid", "the body must be a message or an array of them");
+		return NULL;
+	}
+	return bus_check_body(req, body, n) < 0 ? NULL : body;
 }
 
 /* ---------------------------------------------------------- group commit */
@@ -315,15 +327,9 @@ static void bus_commit(evutil_socket_t fd, short what, void *arg)
 static void bus_on_publish(sdk_req *req, void *ctx)
 {
 	bus *b = ((sdk_kernel *)ctx)->state;
-	json_t *body = sdk_req_json(req, false);
 	size_t n;
+	json_t *body = bus_publish_body(req, &n);
 	if (!body)
-		return;
-	if (!json_is_object(body) && !json_is_array(body)) {
-		sdk_reply_error(req, 400, "invalid", "the body must be a message or an array of them");
-		return;
-	}
-	if (bus_check_body(req, body, &n) < 0)
 		return;
 	struct bus_batch *bt = b->batch;
 	struct bus_pub *p = calloc(1, sizeof *p);

@@ -36,10 +36,11 @@ static inline const bus_engine *bus_engine_of(sdk_kernel *k)
  * with why in err. */
 int bus_js_init(sdk_kernel *k, char *err, size_t errlen);
 
-/* bus.c: POST /publish's checks, shared by the engines: answers 400 (403
- * for a subject under grace. from a user) naming the first bad message and
- * returns -1; else 0 with the message count in *n. */
+/* bus.c: POST /publish's body, read and checked, shared by the engines: a
+ * message or an array of them (borrowed from req), with the message count
+ * in *n; NULL after answering 400 (403 for a subject under grace. from a
+ * user) naming the first bad message. */
 struct json_t;
-int bus_check_body(sdk_req *req, struct json_t *body, size_t *n);
+struct json_t *bus_publish_body(sdk_req *req, size_t *n);
 
 #endif

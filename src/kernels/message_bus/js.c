@@ -452,15 +452,9 @@ static int bus_js_queue_msg(bus_js *b, struct bus_js_batch *bt, json_t *m, int64
 static void bus_js_on_publish(sdk_req *req, void *ctx)
 {
 	bus_js *b = ((sdk_kernel *)ctx)->state;
-	json_t *body = sdk_req_json(req, false);
 	size_t n;
+	json_t *body = bus_publish_body(req, &n);
 	if (!body)
-		return;
-	if (!json_is_object(body) && !json_is_array(body)) {
-		sdk_reply_error(req, 400, "invalid", "the body must be a message or an array of them");
-		return;
-	}
-	if (bus_check_body(req, body, &n) < 0)
 		return;
 	struct bus_js_batch *bt = b->queued;
 	if (bt->n + n > BUS_JS_BATCH_MAX && bt->n) {
