@@ -124,6 +124,8 @@ static void on_stop_requested(int status, const char *body, size_t len, double m
  * when it refuses, the page alone asks the person. */
 static void request_stop(sh_state *s, const char *kernel, int64_t incident, int step)
 {
+	if (!grace_config_kernel(s->k->cfg, "governance"))
+		return; /* the page alone asks the person */
 	struct stop_request *r = calloc(1, sizeof *r);
 	char reason[200];
 	snprintf(reason, sizeof reason,
@@ -134,17 +136,14 @@ static void request_stop(sh_state *s, const char *kernel, int64_t incident, int 
 	char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
 	json_decref(b);
 	if (r) {
-		r->s = s;
+		*r = (struct stop_request){ .s = s, .incident = incident, .step = step };
 		snprintf(r->kernel, sizeof r->kernel, "%s", kernel);
-		r->incident = incident;
-		r->step = step;
 	}
-	if (!r || !text || !grace_config_kernel(s->k->cfg, "governance") ||
+	if (!r || !text ||
 	    sdk_call(s->k->caller, "governance", "POST", "/requests", text, strlen(text), NULL,
 		     PAGE_TIMEOUT_MS, on_stop_requested, r) < 0) {
 		free(r);
-		if (grace_config_kernel(s->k->cfg, "governance"))
-			s->stop_request_failures++;
+		s->stop_request_failures++;
 	} else {
 		r->next = s->stop_inflight;
 		s->stop_inflight = r;

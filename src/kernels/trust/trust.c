@@ -60,6 +60,14 @@ static bool main_proved(sdk_kernel *k, sdk_req *req)
 	return sodium_memcmp(hex, t->main_hash, sizeof hex - 1) == 0;
 }
 
+/* The gateway, forwarding a user's request, proved to be the main
+ * process's (a user's word reaches this kernel only so). */
+static bool from_gateway_proved(sdk_kernel *k, sdk_req *req)
+{
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	return caller && !strcmp(caller, SDK_GATEWAY_CALLER) && main_proved(k, req);
+}
+
 static tr_store *store_of(void *ctx)
 {
 	return ((tr_kernel *)((sdk_kernel *)ctx)->state)->store;
@@ -131,10 +139,8 @@ static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, char *id, size_
 	const char *who;
 	/* The main process's names, and a user's word (which only the
 	 * gateway forwards), need the main process's proof. */
-	bool as_main = user || (caller && (!strcmp(caller, "grace") ||
-					   !strcmp(caller, SDK_GATEWAY_CALLER)));
-	if (as_main && (!main_proved(k, req) ||
-			(user && (!caller || strcmp(caller, SDK_GATEWAY_CALLER))))) {
+	bool as_main = caller && (!strcmp(caller, "grace") || !strcmp(caller, SDK_GATEWAY_CALLER));
+	if (user ? !from_gateway_proved(k, req) : as_main && !main_proved(k, req)) {
 		if (user)
 			sdk_reply_error(req, 403, "forbidden",
 					"an admin asks for an SVID through the Grace API only");
@@ -491,11 +497,8 @@ static bool admin_proved(sdk_kernel *k, sdk_req *req)
 {
 	int role = SDK_CALLER_NONE;
 	const char *user = sdk_req_caller(req, k->token, &role);
-	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
 	const tr_kernel *t = k->state;
-	if (!user || role != SDK_CALLER_ADMIN ||
-	    (t->main_hash[0] &&
-	     (!caller || strcmp(caller, SDK_GATEWAY_CALLER) || !main_proved(k, req)))) {
+	if (!user || role != SDK_CALLER_ADMIN || (t->main_hash[0] && !from_gateway_proved(k, req))) {
 		sdk_reply_error(req, 403, "forbidden", "only an admin enrolls credentials");
 		return false;
 	}
