@@ -41,9 +41,25 @@ int64_t sdk_svid_renew_at(int64_t got_ms, int64_t expires_ms, uint32_t rnd)
 
 int sdk_svid_id(const char *domain, const char *name, char *out, size_t len)
 {
-	int n = strcmp(name, "grace") ? snprintf(out, len, "spiffe://%s/kernel/%s", domain, name)
-				       : snprintf(out, len, "spiffe://%s/grace", domain);
+	int n;
+	if (!strcmp(name, "grace"))
+		n = snprintf(out, len, "spiffe://%s/grace", domain);
+	else if (!strncmp(name, SDK_SVID_NODE_PREFIX, strlen(SDK_SVID_NODE_PREFIX)))
+		n = snprintf(out, len, "spiffe://%s/%s", domain, name); /* spiffe://D/node/NAME */
+	else
+		n = snprintf(out, len, "spiffe://%s/kernel/%s", domain, name);
 	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* The name of [a-z0-9_]+ after `prefix` at p, or NULL. */
+static const char *name_after(const char *p, const char *prefix)
+{
+	size_t pre = strlen(prefix);
+	if (strncmp(p, prefix, pre))
+		return NULL;
+	p += pre;
+	size_t n = strlen(p);
+	return n && strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_") == n ? p : NULL;
 }
 
 int sdk_svid_name_of(const char *domain, const char *id, char *name, size_t len)
@@ -56,13 +72,13 @@ int sdk_svid_name_of(const char *domain, const char *id, char *name, size_t len)
 		snprintf(name, len, "grace");
 		return len > 5 ? 0 : -1;
 	}
-	if (strncmp(p, "kernel/", 7))
+	/* .../node/NAME is the workload "node/NAME" (kernel names never hold
+	 * '/', so the two cannot be mistaken), .../kernel/NAME is "NAME". */
+	const char *from = name_after(p, SDK_SVID_NODE_PREFIX) ? p : name_after(p, "kernel/");
+	size_t n = from ? strlen(from) : 0;
+	if (!from || n >= len)
 		return -1;
-	p += 7;
-	size_t n = strlen(p);
-	if (n == 0 || n >= len || strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
-		return -1;
-	memcpy(name, p, n + 1);
+	memcpy(name, from, n + 1);
 	return 0;
 }
 

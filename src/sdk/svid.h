@@ -34,13 +34,20 @@ struct sdk_caller;
  * together; never before got_ms nor later than 1 s before it expires. */
 int64_t sdk_svid_renew_at(int64_t got_ms, int64_t expires_ms, uint32_t rnd);
 
+/* A node's workload name is this prefix and the node's name: "node/b". A
+ * node's identity (spiffe://DOMAIN/node/NAME) is held by that node's main
+ * process, for the mutual TLS between nodes (docs/trust.md "Nodes"). */
+#define SDK_SVID_NODE_PREFIX "node/"
+
 /* The SPIFFE ID of Grace's workload `name` in `domain`: "grace" is the main
- * process (spiffe://DOMAIN/grace), anything else the kernel NAME
+ * process (spiffe://DOMAIN/grace), "node/NAME" the node NAME
+ * (spiffe://DOMAIN/node/NAME), anything else the kernel NAME
  * (spiffe://DOMAIN/kernel/NAME). -1 when it does not fit. */
 int sdk_svid_id(const char *domain, const char *name, char *out, size_t len);
 
-/* The workload name of a SPIFFE ID of `domain`, the inverse of the above:
- * -1 when it is no workload of that domain. */
+/* The workload name of a SPIFFE ID of `domain`, the inverse of the above
+ * ("grace", "node/NAME" or a kernel's NAME, names of [a-z0-9_]): -1 when it
+ * is no workload of that domain. */
 int sdk_svid_name_of(const char *domain, const char *id, char *name, size_t len);
 
 /* The Ed25519 public key named `kid` into pk; false when there is none. */

@@ -1,6 +1,7 @@
 /* Unit tests of the runtime's SVID pieces (src/sdk/svid.c): verification of
  * JWT-SVIDs against a SPIFFE bundle (tokens made by the trust kernel's own
- * signer, src/kernels/trust/jwt.c), renewal timing, Grace's SPIFFE IDs,
+ * signer, src/kernels/trust/jwt.c), renewal timing, Grace's SPIFFE IDs
+ * (kernels, the main process and nodes),
  * and the supervisor's registration backoff. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/trust/jwt.h"
+#include "kernels/trust/spiffe.h"
 #include "sdk/svid.h"
 #include "serve/supervisor/attest.h"
 
@@ -156,6 +158,44 @@ static void test_ids(void **st)
 	assert_int_equal(sdk_svid_id("grace.local", "audit", id, 10), -1);
 }
 
+/* A node's identity: the workload "node/NAME", spiffe://DOMAIN/node/NAME,
+ * both ways; never mistaken for a kernel's. */
+static void test_node_ids(void **st)
+{
+	(void)st;
+	char id[SDK_SPIFFE_ID_MAX], name[64];
+	assert_int_equal(sdk_svid_id("grace.local", "node/b", id, sizeof id), 0);
+	assert_string_equal(id, "spiffe://grace.local/node/b");
+	assert_int_equal(sdk_svid_name_of("grace.local", id, name, sizeof name), 0);
+	assert_string_equal(name, "node/b");
+	assert_int_equal(sdk_svid_name_of("grace.local", "spiffe://grace.local/node/eu_west2", name,
+					  sizeof name),
+			 0);
+	assert_string_equal(name, "node/eu_west2");
+	static const char *const bad[] = { "spiffe://grace.local/node/",
+					   "spiffe://grace.local/node",
+					   "spiffe://grace.local/node/b/c",
+					   "spiffe://grace.local/node/B",
+					   "spiffe://grace.local/nodes/b",
+					   "spiffe://grace.local/kernel/node/b",
+					   "spiffe://other.org/node/b" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		assert_int_equal(sdk_svid_name_of("grace.local", bad[i], name, sizeof name), -1);
+	/* "node/b" does not fit in 6 bytes with its terminator. */
+	assert_int_equal(sdk_svid_name_of("grace.local", "spiffe://grace.local/node/b", name, 6), -1);
+	assert_int_equal(sdk_svid_id("grace.local", "node/b", id, 20), -1);
+	/* The trust kernel's own formatting agrees and checks the name. */
+	sdk_err e;
+	char tid[TR_SPIFFE_ID_MAX + 1];
+	assert_int_equal(tr_workload_id("grace.local", "node/b", tid, sizeof tid, &e), 0);
+	assert_string_equal(tid, "spiffe://grace.local/node/b");
+	assert_int_equal(tr_workload_id("grace.local", "node/", tid, sizeof tid, &e), SDK_EINVAL);
+	assert_int_equal(tr_workload_id("grace.local", "node/../a", tid, sizeof tid, &e), SDK_EINVAL);
+	assert_int_equal(tr_workload_id("grace.local", "node/b/c", tid, sizeof tid, &e), SDK_EINVAL);
+	assert_int_equal(tr_workload_id("grace.local", "audit", tid, sizeof tid, &e), 0);
+	assert_string_equal(tid, "spiffe://grace.local/kernel/audit");
+}
+
 static void test_register_backoff(void **st)
 {
 	(void)st;
@@ -174,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_verify_refusals),
 		cmocka_unit_test(test_renew_at),
 		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_node_ids),
 		cmocka_unit_test(test_register_backoff),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);

@@ -3,6 +3,8 @@
  * could read differently must not name a workload. */
 #include "kernels/trust/spiffe.h"
 
+#include "sdk/svid.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -84,23 +86,32 @@ int tr_spiffe_id_parse(const char *s, tr_spiffe_id *out, sdk_err *err)
 	return 0;
 }
 
-int tr_workload_id(const char *td, const char *kernel, char *out, size_t outlen, sdk_err *err)
+int tr_workload_id(const char *td, const char *name, char *out, size_t outlen, sdk_err *err)
 {
 	if (!tr_trust_domain_valid(td))
 		return sdk_fail(err, SDK_EINVAL, "bad trust domain");
-	if (kernel) {
-		size_t n = strlen(kernel);
-		if (n == 0 || n > 32)
-			return sdk_fail(err, SDK_EINVAL, "a kernel name is 1 to 32 characters");
-		for (size_t i = 0; i < n; i++) {
-			char c = kernel[i];
+	/* A node ("node/NAME") is named as a kernel is. */
+	const char *n = name && !strncmp(name, SDK_SVID_NODE_PREFIX, strlen(SDK_SVID_NODE_PREFIX))
+				? name + strlen(SDK_SVID_NODE_PREFIX)
+				: name;
+	if (n) {
+		size_t len = strlen(n);
+		if (len == 0 || len > 32)
+			return sdk_fail(err, SDK_EINVAL, "a kernel or node name is 1 to 32 characters");
+		for (size_t i = 0; i < len; i++) {
+			char c = n[i];
 			if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
 				return sdk_fail(err, SDK_EINVAL,
-						"a kernel name holds only a-z, 0-9 and '_'");
+						"a kernel or node name holds only a-z, 0-9 and '_'");
 		}
 	}
-	int w = kernel ? snprintf(out, outlen, "spiffe://%s/kernel/%s", td, kernel)
-		       : snprintf(out, outlen, "spiffe://%s/grace", td);
+	int w;
+	if (!name)
+		w = snprintf(out, outlen, "spiffe://%s/grace", td);
+	else if (n != name)
+		w = snprintf(out, outlen, "spiffe://%s/node/%s", td, n);
+	else
+		w = snprintf(out, outlen, "spiffe://%s/kernel/%s", td, n);
 	if (w < 0 || (size_t)w >= outlen)
 		return sdk_fail(err, SDK_EINVAL, "SPIFFE ID too long");
 	return 0;

@@ -26,9 +26,10 @@ int tr_trust_domain_valid(const char *td);
  * "." or "..", no trailing "/", at most 2048 bytes. 0 or SDK_EINVAL with
  * the reason in err. */
 int tr_spiffe_id_parse(const char *s, tr_spiffe_id *out, sdk_err *err);
-/* A workload's ID: a kernel "spiffe://TD/kernel/NAME", the main process
- * (NAME NULL) "spiffe://TD/grace". Returns 0 or SDK_EINVAL for a name that
- * is not a kernel name ([a-z0-9_], 1 to 32). */
-int tr_workload_id(const char *td, const char *kernel, char *out, size_t outlen, sdk_err *err);
+/* A workload's ID: a kernel "spiffe://TD/kernel/NAME", a node ("node/NAME")
+ * "spiffe://TD/node/NAME", the main process (name NULL)
+ * "spiffe://TD/grace". Returns 0 or SDK_EINVAL for a name that is not a
+ * kernel or node name ([a-z0-9_], 1 to 32). */
+int tr_workload_id(const char *td, const char *name, char *out, size_t outlen, sdk_err *err);
 
 #endif
