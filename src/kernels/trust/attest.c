@@ -4,6 +4,7 @@
 #include "sdk/db.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,13 @@ static int hex_ok(const char *s)
 	return s && strlen(s) == TR_JOIN_HEX && strspn(s, "0123456789abcdef") == TR_JOIN_HEX;
 }
 
+/* A registration's or workload's node is this one's: "" is (rows from
+ * before nodes, or with none configured). */
+static bool node_local(const char *node, const char *local_node)
+{
+	return !*node || !strcmp(node, local_node);
+}
+
 static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, sdk_err *err)
 {
 	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sdk_db_fail(db, err, what);
@@ -65,8 +73,8 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, sdk_err *e
 	return rc;
 }
 
-int tr_join_register(sqlite3 *db, const char *kernel, const tr_proc *p, const char *hash_hex,
-		     int64_t now_ms, sdk_err *err)
+int tr_join_register(sqlite3 *db, const char *kernel, const char *node, const tr_proc *p,
+		     const char *hash_hex, int64_t now_ms, sdk_err *err)
 {
 	if (!hex_ok(hash_hex))
 		return sdk_fail(err, SDK_EINVAL, "credential_sha256 must be 64 lower-case hex digits");
@@ -82,7 +90,7 @@ int tr_join_register(sqlite3 *db, const char *kernel, const tr_proc *p, const ch
 		return rc;
 	if ((rc = sdk_db_prepare(db,
 				 "INSERT INTO trust_joins(hash, kernel, pid, start_time, exe,"
-				 " registered_ms) VALUES (?, ?, ?, ?, ?, ?)",
+				 " registered_ms, node) VALUES (?, ?, ?, ?, ?, ?, ?)",
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, hash_hex, -1, SQLITE_STATIC);
@@ -91,6 +99,7 @@ int tr_join_register(sqlite3 *db, const char *kernel, const tr_proc *p, const ch
 	sqlite3_bind_int64(st, 4, p->start_time);
 	sqlite3_bind_text(st, 5, p->exe, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, now_ms);
+	sqlite3_bind_text(st, 7, node, -1, SQLITE_STATIC);
 	int step = sqlite3_step(st);
 	if (step == SQLITE_CONSTRAINT) {
 		sqlite3_finalize(st);
@@ -100,17 +109,17 @@ int tr_join_register(sqlite3 *db, const char *kernel, const tr_proc *p, const ch
 				   : step_done(db, st, "registering a credential", err);
 }
 
-static int workload_record(sqlite3 *db, const char *kernel, const tr_proc *p, int64_t now_ms,
-			   char *attestation, sdk_err *err);
-static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
+static int workload_record(sqlite3 *db, const char *kernel, const char *node, const tr_proc *p,
 			   int64_t now_ms, char *attestation, sdk_err *err);
+static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
+			   const char *local_node, int64_t now_ms, char *attestation, sdk_err *err);
 
 static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
-			 int64_t now_ms, char *attestation, sdk_err *err)
+			 const char *local_node, int64_t now_ms, char *attestation, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc = sdk_db_prepare(db,
-				"SELECT kernel, pid, start_time, exe, used_ms FROM trust_joins"
+				"SELECT kernel, pid, start_time, exe, used_ms, node FROM trust_joins"
 				" WHERE hash = ?",
 				&st, err);
 	if (rc < 0)
@@ -120,15 +129,17 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 	if (step != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return step == SQLITE_DONE
-			       ? accept_enrolled(db, kernel, hash, pid, now_ms, attestation, err)
+			       ? accept_enrolled(db, kernel, hash, pid, local_node, now_ms,
+						 attestation, err)
 			       : sdk_db_fail(db, err, "reading registrations");
 	}
 	tr_proc want = { .pid = (pid_t)sqlite3_column_int(st, 1),
 			 .start_time = sqlite3_column_int64(st, 2) };
-	char who[65];
+	char who[65], node[65];
 	snprintf(who, sizeof who, "%s", sdk_db_text(st, 0));
 	snprintf(want.exe, sizeof want.exe, "%s", sdk_db_text(st, 3));
 	int64_t used = sqlite3_column_int64(st, 4);
+	snprintf(node, sizeof node, "%s", sdk_db_text(st, 5));
 	sqlite3_finalize(st);
 	if (used)
 		return sdk_fail(err, SDK_ECONFLICT, "this join credential was used already");
@@ -136,9 +147,13 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 		return sdk_fail(err, SDK_EDENIED, "this join credential is not kernel %s's", kernel);
 	if (pid != want.pid)
 		return sdk_fail(err, SDK_EDENIED, "this join credential was given to another process");
-	tr_proc now;
+	/* Registered by another node's main: its process is not in this
+	 * host's /proc, and that node's supervisor, which made the process
+	 * and handed it the credential, checked it. */
+	tr_proc now = want;
 	sdk_err pe;
-	if (tr_proc_read(pid, &now, &pe) < 0 || now.start_time != want.start_time)
+	if (node_local(node, local_node) &&
+	    (tr_proc_read(pid, &now, &pe) < 0 || now.start_time != want.start_time))
 		return sdk_fail(err, SDK_EDENIED,
 				"the process this join credential was given to is gone (restarted?)");
 	if (strcmp(now.exe, want.exe))
@@ -151,13 +166,14 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
 	if ((rc = step_done(db, st, "burning the credential", err)) < 0)
 		return rc;
-	return workload_record(db, kernel, &now, now_ms, attestation, err);
+	return workload_record(db, kernel, *node ? node : local_node, &now, now_ms, attestation,
+			       err);
 }
 
-/* The workload `kernel` is process `p` from now on, holding a fresh
- * attestation (TR_JOIN_HEX + 1 bytes; only its hash is kept). */
-static int workload_record(sqlite3 *db, const char *kernel, const tr_proc *p, int64_t now_ms,
-			   char *attestation, sdk_err *err)
+/* The workload `kernel` is process `p` of node `node` from now on, holding
+ * a fresh attestation (TR_JOIN_HEX + 1 bytes; only its hash is kept). */
+static int workload_record(sqlite3 *db, const char *kernel, const char *node, const tr_proc *p,
+			   int64_t now_ms, char *attestation, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -168,8 +184,8 @@ static int workload_record(sqlite3 *db, const char *kernel, const tr_proc *p, in
 	sha256_hex(attestation, TR_JOIN_HEX, ahash);
 	if ((rc = sdk_db_prepare(db,
 				 "INSERT OR REPLACE INTO trust_workloads(kernel, pid, start_time, exe,"
-				 " attested_ms, attestation_sha256, svid_expires_ms)"
-				 " VALUES (?, ?, ?, ?, ?, ?, 0)",
+				 " attested_ms, attestation_sha256, svid_expires_ms, node)"
+				 " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, kernel, -1, SQLITE_STATIC);
@@ -178,15 +194,17 @@ static int workload_record(sqlite3 *db, const char *kernel, const tr_proc *p, in
 	sqlite3_bind_text(st, 4, p->exe, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now_ms);
 	sqlite3_bind_text(st, 6, ahash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, node, -1, SQLITE_STATIC);
 	return step_done(db, st, "recording the workload", err);
 }
 
 /* An enrolled credential (systemd's LoadCredential=): kept, not burnt, as
  * every process of that unit presents the same file; accepted from the
  * kernel it is enrolled for, for a live process running this very
- * executable (a grace binary, not any program the credential leaked to). */
+ * executable (a grace binary, not any program the credential leaked to):
+ * a process of this host, so of this node. */
 static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
-			   int64_t now_ms, char *attestation, sdk_err *err)
+			   const char *local_node, int64_t now_ms, char *attestation, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc = sdk_db_prepare(db, "SELECT kernel FROM trust_enrolled WHERE hash = ?", &st, err);
@@ -225,7 +243,7 @@ static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pi
 	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
 	if ((rc = step_done(db, st, "using an enrolled credential", err)) < 0)
 		return rc;
-	return workload_record(db, kernel, &now, now_ms, attestation, err);
+	return workload_record(db, kernel, local_node, &now, now_ms, attestation, err);
 }
 
 int tr_enroll(sqlite3 *db, const char *kernel, const char *hash_hex, int64_t now_ms, sdk_err *err)
@@ -264,7 +282,7 @@ int tr_unenroll(sqlite3 *db, const char *kernel, sdk_err *err)
 }
 
 int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_t pid,
-		   int64_t now_ms, char *attestation, sdk_err *err)
+		   const char *local_node, int64_t now_ms, char *attestation, sdk_err *err)
 {
 	if (!hex_ok(credential))
 		return sdk_fail(err, SDK_EINVAL, "credential must be 64 lower-case hex digits");
@@ -272,7 +290,7 @@ int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_
 	sha256_hex(credential, TR_JOIN_HEX, hash);
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL))
 		return sdk_db_fail(db, err, "starting a join");
-	int rc = accept_locked(db, kernel, hash, pid, now_ms, attestation, err);
+	int rc = accept_locked(db, kernel, hash, pid, local_node, now_ms, attestation, err);
 	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL))
 		rc = sdk_db_fail(db, err, "committing a join");
 	if (rc < 0) {
@@ -282,11 +300,12 @@ int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_
 	return rc;
 }
 
-int tr_workload_check(sqlite3 *db, const char *kernel, const char *attestation, sdk_err *err)
+int tr_workload_check(sqlite3 *db, const char *kernel, const char *attestation,
+		      const char *local_node, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc = sdk_db_prepare(db,
-				"SELECT pid, start_time, attestation_sha256 FROM trust_workloads"
+				"SELECT pid, start_time, attestation_sha256, node FROM trust_workloads"
 				" WHERE kernel = ?",
 				&st, err);
 	if (rc < 0)
@@ -305,6 +324,7 @@ int tr_workload_check(sqlite3 *db, const char *kernel, const char *attestation, 
 	int64_t start = sqlite3_column_int64(st, 1);
 	char want[TR_JOIN_HEX + 1], got[TR_JOIN_HEX + 1];
 	snprintf(want, sizeof want, "%s", sdk_db_text(st, 2));
+	bool local = node_local(sdk_db_text(st, 3), local_node);
 	sqlite3_finalize(st);
 	if (!hex_ok(attestation))
 		return sdk_fail(err, SDK_EDENIED,
@@ -313,9 +333,11 @@ int tr_workload_check(sqlite3 *db, const char *kernel, const char *attestation, 
 	sha256_hex(attestation, TR_JOIN_HEX, got);
 	if (sodium_memcmp(got, want, TR_JOIN_HEX) != 0)
 		return sdk_fail(err, SDK_EDENIED, "not kernel %s's attested process", kernel);
+	/* A process of another node: not in this host's /proc; its
+	 * attestation is the proof (a restart there attests anew). */
 	tr_proc now;
 	sdk_err pe;
-	if (tr_proc_read(pid, &now, &pe) < 0 || now.start_time != start)
+	if (local && (tr_proc_read(pid, &now, &pe) < 0 || now.start_time != start))
 		return sdk_fail(err, SDK_EDENIED,
 				"kernel %s's attested process is gone: a new one attests anew", kernel);
 	return 0;
@@ -339,7 +361,7 @@ int tr_workloads_json(sqlite3 *db, json_t **out, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc = sdk_db_prepare(db,
-				"SELECT kernel, pid, exe, attested_ms, svid_expires_ms"
+				"SELECT kernel, pid, exe, attested_ms, svid_expires_ms, node"
 				" FROM trust_workloads ORDER BY kernel",
 				&st, err);
 	if (rc < 0)
@@ -348,8 +370,10 @@ int tr_workloads_json(sqlite3 *db, json_t **out, sdk_err *err)
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t exp = sqlite3_column_int64(st, 4);
+		const char *node = sdk_db_text(st, 5);
 		json_array_append_new(
-			list, json_pack("{s:s, s:i, s:s, s:I, s:o}", "name", sdk_db_text(st, 0), "pid",
+			list, json_pack("{s:s, s:o, s:i, s:s, s:I, s:o}", "name", sdk_db_text(st, 0),
+					"node", *node ? json_string(node) : json_null(), "pid",
 					sqlite3_column_int(st, 1), "exe", sdk_db_text(st, 2),
 					"attested_at", (json_int_t)sqlite3_column_int64(st, 3),
 					"svid_expires_at", exp ? json_integer(exp) : json_null()));
@@ -361,4 +385,50 @@ int tr_workloads_json(sqlite3 *db, json_t **out, sdk_err *err)
 	}
 	*out = json_pack("{s:o}", "workloads", list);
 	return 0;
+}
+
+int tr_node_vouch(sqlite3 *db, const char *node, const char *main_sha256, int64_t now_ms,
+		  sdk_err *err)
+{
+	if (!hex_ok(main_sha256))
+		return sdk_fail(err, SDK_EINVAL, "main_sha256 must be 64 lower-case hex digits");
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"INSERT INTO trust_node_mains (node, main_sha256, vouched_ms)"
+				" VALUES (?, ?, ?) ON CONFLICT (node) DO UPDATE SET"
+				" main_sha256 = excluded.main_sha256, vouched_ms = excluded.vouched_ms",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, main_sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now_ms);
+	int step = sqlite3_step(st);
+	sqlite3_finalize(st);
+	/* One process is the main of one node only. */
+	if (step == SQLITE_CONSTRAINT)
+		return sdk_fail(err, SDK_ECONFLICT, "that attestation is another node's main's");
+	return step == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "vouching for a node");
+}
+
+int tr_node_of_main(sqlite3 *db, const char *attestation, char *node, size_t len, sdk_err *err)
+{
+	if (!hex_ok(attestation))
+		return sdk_fail(err, SDK_ENOTFOUND, "no attestation");
+	char hash[TR_JOIN_HEX + 1];
+	sha256_hex(attestation, TR_JOIN_HEX, hash);
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db, "SELECT node FROM trust_node_mains WHERE main_sha256 = ?", &st,
+				err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	if (step == SQLITE_ROW)
+		snprintf(node, len, "%s", sdk_db_text(st, 0));
+	sqlite3_finalize(st);
+	if (step == SQLITE_ROW)
+		return 0;
+	return step == SQLITE_DONE ? sdk_fail(err, SDK_ENOTFOUND, "no vouched main process holds it")
+				   : sdk_db_fail(db, err, "reading vouched nodes");
 }

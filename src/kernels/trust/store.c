@@ -51,6 +51,32 @@ static int64_t overlap_ms(const tr_store *s, enum tr_kind k)
 
 static int key_row(tr_store *s, sqlite3_stmt *st, tr_key *out, int with_secret, sdk_err *err);
 
+/* The attestation tables' columns as version 1 made them (a file of
+ * version 1 may lack the tables: they were added to it later). */
+#define TR_JOINS_V1                                                                   \
+	" hash TEXT PRIMARY KEY, kernel TEXT NOT NULL, pid INTEGER NOT NULL,"         \
+	" start_time INTEGER NOT NULL, exe TEXT NOT NULL,"                            \
+	" registered_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL DEFAULT 0"
+#define TR_WORKLOADS_V1                                                               \
+	" kernel TEXT PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL," \
+	" exe TEXT NOT NULL, attested_ms INTEGER NOT NULL,"                           \
+	" attestation_sha256 TEXT NOT NULL, svid_expires_ms INTEGER NOT NULL DEFAULT 0"
+#define TR_NODE_COL " node TEXT NOT NULL DEFAULT ''"
+
+/* Version 2: registrations and workloads know their node (the registering
+ * main process's; '' with no nodes configured). The tables are made as
+ * version 1 had them when missing, so the columns can be added either way;
+ * a new file gets them in its CREATE TABLE. trust_node_mains is additive
+ * (the base schema makes it). */
+const sdk_mig_step tr_migrations[TR_SCHEMA_VERSION] = {
+	{ .what = "(stamp: an unversioned file has version 1's tables)" },
+	{ .sql = "CREATE TABLE IF NOT EXISTS trust_joins (" TR_JOINS_V1 ");"
+		 "CREATE TABLE IF NOT EXISTS trust_workloads (" TR_WORKLOADS_V1 ");"
+		 "ALTER TABLE trust_joins ADD COLUMN" TR_NODE_COL ";"
+		 "ALTER TABLE trust_workloads ADD COLUMN" TR_NODE_COL ";",
+	  .what = "(trust_joins.node, trust_workloads.node: the node a registration came from)" },
+};
+
 /* ---- master key */
 
 static int master_load(tr_store *s, const char *data_dir, sdk_err *err)
@@ -130,15 +156,16 @@ int tr_store_open(sqlite3 *db, const char *data_dir, tr_store **out, sdk_err *er
 			 "CREATE TABLE IF NOT EXISTS trust_live ("
 			 " name TEXT PRIMARY KEY, ready INTEGER NOT NULL, since_ms INTEGER NOT NULL,"
 			 " good_ms INTEGER NOT NULL);"
-			 /* Attestation (attest.c): additive tables only. */
-			 "CREATE TABLE IF NOT EXISTS trust_joins ("
-			 " hash TEXT PRIMARY KEY, kernel TEXT NOT NULL, pid INTEGER NOT NULL,"
-			 " start_time INTEGER NOT NULL, exe TEXT NOT NULL,"
-			 " registered_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL DEFAULT 0);"
-			 "CREATE TABLE IF NOT EXISTS trust_workloads ("
-			 " kernel TEXT PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,"
-			 " exe TEXT NOT NULL, attested_ms INTEGER NOT NULL,"
-			 " attestation_sha256 TEXT NOT NULL, svid_expires_ms INTEGER NOT NULL DEFAULT 0);"
+			 /* Attestation (attest.c); the node columns came with
+			  * version 2 (tr_migrations). */
+			 "CREATE TABLE IF NOT EXISTS trust_joins (" TR_JOINS_V1 "," TR_NODE_COL ");"
+			 "CREATE TABLE IF NOT EXISTS trust_workloads (" TR_WORKLOADS_V1 "," TR_NODE_COL
+			 ");"
+			 /* The main processes of other nodes, vouched for by this
+			  * node's (docs/trust.md "Nodes"), one per node. */
+			 "CREATE TABLE IF NOT EXISTS trust_node_mains ("
+			 " node TEXT PRIMARY KEY, main_sha256 TEXT NOT NULL UNIQUE,"
+			 " vouched_ms INTEGER NOT NULL);"
 			 /* Long-lived join credentials of kernels no supervisor
 			  * spawns (systemd's LoadCredential=), one per kernel. */
 			 "CREATE TABLE IF NOT EXISTS trust_enrolled ("

@@ -11,11 +11,17 @@
 #include "kernels/layer.h"
 
 #include "sdk/err.h"
+#include "sdk/migrate.h"
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define TR_MASTER_FILE "trust.master"
+
+/* trust.db's schema version and the steps from each older one (sdk/migrate.h).
+ * A change is a new step here and a new fixture directory (docs/upgrades.md). */
+#define TR_SCHEMA_VERSION 2
+extern const sdk_mig_step tr_migrations[TR_SCHEMA_VERSION];
 #define TR_KID_MAX 32
 
 enum tr_kind { TR_JWT = 0, TR_X509 = 1 };

@@ -41,17 +41,20 @@ typedef struct tr_kernel {
 	char main_hash[2 * crypto_hash_sha256_BYTES + 1];
 } tr_kernel;
 
-/* The call comes from the main process, proved: its attestation hashes to
- * what the supervisor gave this process at spawn. A trust kernel that was
- * given none (under systemd, no grace serve spawned it) has only the
- * internal token's word for it, as every kernel does. */
-static bool main_proved(sdk_kernel *k, sdk_req *req)
+/* The node this trust kernel runs on ("" with no nodes configured): its
+ * main process is the one that spawned it. */
+static const char *own_node(const sdk_kernel *k)
+{
+	return k->kcfg->node;
+}
+
+/* The call carries this node's main process's attestation: it hashes to
+ * what the supervisor gave this process at spawn (false when none was). */
+static bool local_main_proved(sdk_kernel *k, sdk_req *req)
 {
 	const tr_kernel *t = k->state;
-	if (!t->main_hash[0])
-		return true;
 	const char *a = sdk_req_header(req, SDK_ATTESTATION_HEADER);
-	if (!a || strlen(a) != 2 * crypto_hash_sha256_BYTES)
+	if (!t->main_hash[0] || !a || strlen(a) != 2 * crypto_hash_sha256_BYTES)
 		return false;
 	unsigned char h[crypto_hash_sha256_BYTES];
 	char hex[sizeof t->main_hash];
@@ -60,7 +63,41 @@ static bool main_proved(sdk_kernel *k, sdk_req *req)
 	return sodium_memcmp(hex, t->main_hash, sizeof hex - 1) == 0;
 }
 
-/* The gateway, forwarding a user's request, proved to be the main
+/* The call comes from a main process, proved, and from which node's (into
+ * node, GRACE_NAME_MAX bytes): this node's, its attestation hashing to
+ * what the supervisor gave this process at spawn, or another configured
+ * node's, whose attestation this node's main vouched for (POST
+ * /attest/node). A trust kernel that was given no hash (under systemd, no
+ * grace serve spawned it) has only the internal token's word for this
+ * node's main, as every kernel does. With no nodes configured only this
+ * node's main is looked for. */
+static bool main_of(sdk_kernel *k, sdk_req *req, char *node)
+{
+	const tr_kernel *t = k->state;
+	snprintf(node, GRACE_NAME_MAX, "%s", own_node(k));
+	if (local_main_proved(k, req))
+		return true;
+	sdk_err e;
+	if (k->cfg->nodes.n &&
+	    tr_node_of_main(k->db, sdk_req_header(req, SDK_ATTESTATION_HEADER), node, GRACE_NAME_MAX,
+			    &e) == 0) {
+		/* A node no longer configured, or this one's (moved here since),
+		 * has no vouched main. */
+		if (grace_config_node(k->cfg, node) && strcmp(node, own_node(k)))
+			return true;
+		snprintf(node, GRACE_NAME_MAX, "%s", own_node(k));
+	}
+	return !t->main_hash[0];
+}
+
+/* The call comes from a main process, this node's or a vouched one. */
+static bool main_proved(sdk_kernel *k, sdk_req *req)
+{
+	char node[GRACE_NAME_MAX];
+	return main_of(k, req, node);
+}
+
+/* The gateway, forwarding a user's request, proved to be a main
  * process's (a user's word reaches this kernel only so). */
 static bool from_gateway_proved(sdk_kernel *k, sdk_req *req)
 {
@@ -119,13 +156,44 @@ static int ttl_of(sdk_req *req, json_t *body, int def, int max, int *out)
 	return 0;
 }
 
+/* The node a workload name "node/NAME" names (NAME), or NULL: kernel names
+ * never hold '/'. */
+static const char *node_named(const char *who)
+{
+	size_t pre = strlen(SDK_SVID_NODE_PREFIX);
+	return strncmp(who, SDK_SVID_NODE_PREFIX, pre) ? NULL : who + pre;
+}
+
+/* A workload may take a name in "for" other than its own only as the
+ * main process of a node taking that node's identity (X.509-SVIDs only:
+ * the node link's mutual TLS), and only its own node's. Answers 403 and
+ * returns NULL when refused; else the workload's name. */
+static const char *own_or_node(sdk_req *req, const char *who, const char *want, bool x509,
+			       const char *caller, const char *node)
+{
+	if (!want || !strcmp(want, who))
+		return who;
+	const char *n = node_named(want);
+	if (n && x509 && caller && !strcmp(caller, "grace") && *node && !strcmp(n, node))
+		return want;
+	if (n && x509 && caller && !strcmp(caller, "grace"))
+		sdk_reply_error(req, 403, "forbidden",
+				"a main process takes its own node's identity only, not \"%.64s\"",
+				want);
+	else
+		sdk_reply_error(req, 403, "forbidden",
+				"a workload gets only its own identity, not \"%s\"", want);
+	return NULL;
+}
+
 /* The SPIFFE ID of the workload an SVID is for. A kernel or the main
  * process asking for itself (no user; X-Grace-Caller, believed because the
- * runtime checked the internal token) gets its own, and only its own. An
- * admin through the gateway names the workload in "for" (a kernel's name,
- * or "grace" for the main process); a user gets none. Answers and returns
- * -1 when refused. */
-static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, char *id, size_t idlen)
+ * runtime checked the internal token) gets its own, and only its own; the
+ * main process of a node may also take its node's ("node/NAME", X.509
+ * only). An admin through the gateway names the workload in "for" (a
+ * kernel's name, "grace" for the main process, "node/NAME" for a node); a
+ * user gets none. Answers and returns -1 when refused. */
+static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, bool x509, char *id, size_t idlen)
 {
 	json_t *forv = json_object_get(body, "for");
 	if (forv && !json_is_string(forv)) {
@@ -138,9 +206,13 @@ static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, char *id, size_
 	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
 	const char *who;
 	/* The main process's names, and a user's word (which only the
-	 * gateway forwards), need the main process's proof. */
-	bool as_main = caller && (!strcmp(caller, "grace") || !strcmp(caller, SDK_GATEWAY_CALLER));
-	if (user ? !from_gateway_proved(k, req) : as_main && !main_proved(k, req)) {
+	 * gateway forwards), need a main process's proof; which node's main
+	 * it is decides which node's identity it may take. */
+	bool gw = caller && !strcmp(caller, SDK_GATEWAY_CALLER);
+	bool as_main = caller && (!strcmp(caller, "grace") || gw);
+	char node[GRACE_NAME_MAX] = "";
+	bool proved = (user || as_main) && main_of(k, req, node);
+	if (user ? !(gw && proved) : as_main && !proved) {
 		if (user)
 			sdk_reply_error(req, 403, "forbidden",
 					"an admin asks for an SVID through the Grace API only");
@@ -163,30 +235,42 @@ static int subject_of(sdk_req *req, sdk_kernel *k, json_t *body, char *id, size_
 		who = want;
 	} else {
 		/* The main process's SVID speaks for its gateway too. */
-		who = caller && !strcmp(caller, SDK_GATEWAY_CALLER) ? "grace" : caller;
+		who = gw ? "grace" : caller;
 		if (!who || !*who) {
 			sdk_reply_error(req, 403, "forbidden", "the caller is not named (%s)",
 					SDK_CALLER_HEADER);
 			return -1;
 		}
-		if (want && strcmp(want, who)) {
-			sdk_reply_error(req, 403, "forbidden",
-					"a workload gets only its own identity, not \"%s\"", want);
+		/* A node's identity goes only to its main process, which
+		 * names it in "for" (below), never to a caller of that name. */
+		if (node_named(who)) {
+			sdk_reply_error(req, 403, "forbidden", "\"%.64s\" is not a kernel of this Grace",
+					who);
 			return -1;
 		}
+		if (!(who = own_or_node(req, who, want, x509, caller, node)))
+			return -1;
 	}
 	sdk_err e;
 	int grace = !strcmp(who, "grace");
-	if (!grace && !kernel_registry_find(who)) {
+	const char *nodename = node_named(who);
+	if (nodename && !x509) {
+		sdk_reply_error(req, 400, "invalid",
+				"a node's identity is an X.509-SVID only (POST /x509-svid)");
+		return -1;
+	}
+	if (nodename ? !grace_config_node(k->cfg, nodename)
+		     : !grace && !kernel_registry_find(who)) {
 		sdk_reply_error(req, grace || user ? 400 : 403, user ? "invalid" : "forbidden",
-				"\"%.64s\" is not a kernel of this Grace", who);
+				"\"%.64s\" is not a %s of this Grace", who, nodename ? "node" : "kernel");
 		return -1;
 	}
 	/* A kernel that attested gets its identity only in its attested
 	 * process (attest.h). */
-	int rc = user || grace ? 0
-			       : tr_workload_check(k->db, who,
-						   sdk_req_header(req, SDK_ATTESTATION_HEADER), &e);
+	int rc = user || grace || nodename
+			 ? 0
+			 : tr_workload_check(k->db, who, sdk_req_header(req, SDK_ATTESTATION_HEADER),
+					     own_node(k), &e);
 	if (rc < 0) {
 		if (rc == SDK_EDENIED)
 			sdk_reply_error(req, 403, "forbidden", "%s", e.msg);
@@ -243,7 +327,7 @@ static void on_jwt_svid(sdk_req *req, void *ctx)
 	int ttl;
 	const grace_trust *t = &((sdk_kernel *)ctx)->cfg->trust;
 	if (!body || ttl_of(req, body, (int)t->jwt_ttl_default_s, (int)t->jwt_ttl_max_s, &ttl) < 0 ||
-	    subject_of(req, ctx, body, id, sizeof id) < 0)
+	    subject_of(req, ctx, body, false, id, sizeof id) < 0)
 		return;
 	json_t *aud = audience_of(req, body);
 	if (!aud)
@@ -276,7 +360,7 @@ static void on_x509_svid(sdk_req *req, void *ctx)
 	int ttl;
 	const grace_trust *t = &((sdk_kernel *)ctx)->cfg->trust;
 	if (!body || ttl_of(req, body, (int)t->x509_ttl_default_s, (int)t->x509_ttl_max_s, &ttl) < 0 ||
-	    subject_of(req, ctx, body, id, sizeof id) < 0)
+	    subject_of(req, ctx, body, true, id, sizeof id) < 0)
 		return;
 	tr_key ca;
 	sdk_err e;
@@ -405,8 +489,27 @@ static void on_rotate(sdk_req *req, void *ctx)
 
 /* ---- attestation */
 
-/* POST /attest/register: the main process (no user, caller "grace")
- * registers a kernel process it spawned. */
+/* With nodes configured, a kernel's process is registered only by the
+ * main process of the node the configuration puts it on (the one that
+ * spawns it). Answers 403 and returns false otherwise. */
+static bool registers_on(sdk_req *req, sdk_kernel *k, const char *name, const char *node)
+{
+	if (!k->cfg->nodes.n)
+		return true;
+	const grace_kernel_cfg *kc = grace_config_kernel(k->cfg, name);
+	if (kc && !strcmp(kc->node, node))
+		return true;
+	if (kc)
+		sdk_reply_error(req, 403, "forbidden",
+				"kernel %s runs on node %s: only that node's main process registers it",
+				name, kc->node);
+	else
+		sdk_reply_error(req, 403, "forbidden", "kernel %s is not configured on any node", name);
+	return false;
+}
+
+/* POST /attest/register: a main process (no user, caller "grace": this
+ * node's, or a vouched node's) registers a kernel process it spawned. */
 static void on_attest_register(sdk_req *req, void *ctx)
 {
 	static const char *const allowed[] = { "kernel", "pid", "start_time", "exe",
@@ -414,8 +517,9 @@ static void on_attest_register(sdk_req *req, void *ctx)
 	sdk_kernel *k = ctx;
 	int role;
 	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	char node[GRACE_NAME_MAX];
 	if (sdk_req_caller(req, k->token, &role) || !caller || strcmp(caller, "grace") ||
-	    !main_proved(k, req)) {
+	    !main_of(k, req, node)) {
 		sdk_reply_error(req, 403, "forbidden", "only the supervisor registers processes");
 		return;
 	}
@@ -435,11 +539,13 @@ static void on_attest_register(sdk_req *req, void *ctx)
 				"are required");
 		return;
 	}
+	if (!registers_on(req, k, name, node))
+		return;
 	tr_proc p = { .pid = (pid_t)json_integer_value(pid),
 		      .start_time = json_integer_value(start) };
 	snprintf(p.exe, sizeof p.exe, "%s", exe);
 	sdk_err e;
-	int rc = tr_join_register(k->db, name, &p, hash, sdk_wall_ms(), &e);
+	int rc = tr_join_register(k->db, name, node, &p, hash, sdk_wall_ms(), &e);
 	if (rc < 0) {
 		sdk_reply_status(req, rc, &e);
 		return;
@@ -471,8 +577,8 @@ static void on_attest_join(sdk_req *req, void *ctx)
 	char attestation[TR_JOIN_HEX + 1], id[TR_SPIFFE_ID_MAX + 1];
 	sdk_err e;
 	int64_t now = sdk_wall_ms();
-	int rc = tr_join_accept(k->db, caller, cred, (pid_t)json_integer_value(pid), now,
-				attestation, &e);
+	int rc = tr_join_accept(k->db, caller, cred, (pid_t)json_integer_value(pid), own_node(k),
+				now, attestation, &e);
 	if (rc == 0)
 		rc = tr_workload_id(k->cfg->trust.domain, caller, id, sizeof id, &e);
 	if (rc < 0) {
@@ -488,6 +594,67 @@ static void on_attest_join(sdk_req *req, void *ctx)
 					   "attested_at", (json_int_t)now, "attestation",
 					   attestation));
 	sodium_memzero(attestation, sizeof attestation);
+}
+
+/* POST /attest/node: this node's main process vouches for another node's
+ * main process, after its node link authenticated that node over mutual
+ * TLS: the holder of an attestation hashing to main_sha256 is node
+ * `node`'s main from now on (a new hash replaces the old one), trusted as
+ * a main process is (main_of), for the kernels of its node. Only with
+ * this node's main process's own attestation: a trust kernel given none
+ * (under systemd) has nobody who could vouch. */
+static void on_attest_node(sdk_req *req, void *ctx)
+{
+	static const char *const allowed[] = { "node", "main_sha256", NULL };
+	sdk_kernel *k = ctx;
+	const tr_kernel *t = k->state;
+	int role;
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	if (!t->main_hash[0]) {
+		sdk_reply_error(req, 403, "forbidden",
+				"this trust kernel was given no main process's attestation: nobody "
+				"can vouch for a node");
+		return;
+	}
+	if (sdk_req_caller(req, k->token, &role) || !caller || strcmp(caller, "grace") ||
+	    !local_main_proved(k, req)) {
+		sdk_reply_error(req, 403, "forbidden",
+				"only this node's main process, with its attestation, vouches for a "
+				"node");
+		return;
+	}
+	json_t *body = body_of(req, allowed);
+	if (!body)
+		return;
+	const char *node = json_string_value(json_object_get(body, "node"));
+	const char *hash = json_string_value(json_object_get(body, "main_sha256"));
+	if (!node || !hash) {
+		sdk_reply_error(req, 400, "invalid", "node and main_sha256 are required");
+		return;
+	}
+	if (!grace_config_node(k->cfg, node)) {
+		sdk_reply_error(req, 404, "not_found", "no node \"%.64s\" is configured", node);
+		return;
+	}
+	if (!strcmp(node, own_node(k))) {
+		sdk_reply_error(req, 400, "invalid",
+				"node %s is this trust kernel's own: its main process is the one "
+				"that spawned it", node);
+		return;
+	}
+	/* This node's main is no other node's. */
+	bool own = strlen(hash) == sizeof t->main_hash - 1 &&
+		   !sodium_memcmp(hash, t->main_hash, sizeof t->main_hash - 1);
+	sdk_err e;
+	int64_t now = sdk_wall_ms();
+	int rc = own ? sdk_fail(&e, SDK_ECONFLICT, "that is this node's main process's attestation")
+		     : tr_node_vouch(k->db, node, hash, now, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	sdk_info("trust: node %s's main process vouched for by this node's", node);
+	sdk_reply_json(req, 200, json_pack("{s:s, s:I}", "node", node, "vouched_at", (json_int_t)now));
 }
 
 /* An admin's request, believed: the gateway's, with the main process's
@@ -755,6 +922,7 @@ static const sdk_route tr_routes[] = {
 	SDK_ROUTE("POST", "/rotate", on_rotate),
 	SDK_ROUTE("POST", "/attest/register", on_attest_register),
 	SDK_ROUTE("POST", "/attest/join", on_attest_join),
+	SDK_ROUTE("POST", "/attest/node", on_attest_node),
 	SDK_ROUTE("POST", "/attest/enroll", on_enroll),
 	SDK_ROUTE("DELETE", "/attest/enroll/:kernel", on_unenroll),
 	SDK_ROUTE("GET", "/workloads", on_workloads),
@@ -769,8 +937,10 @@ const sdk_kernel_def trust_kernel = {
 	.summary = "SPIFFE identities: JWT- and X.509-SVIDs for every kernel, the trust bundle",
 	.complete = true,
 	/* Its tables as they are today: a change is a new step in
-	 * .migrations and a new fixture directory (docs/upgrades.md). */
-	.schema_version = 1,
+	 * tr_migrations and a new fixture directory (docs/upgrades.md). */
+	.schema_version = TR_SCHEMA_VERSION,
+	.migrations = tr_migrations,
+	.n_migrations = TR_SCHEMA_VERSION,
 	.routes = tr_routes,
 	.n_routes = sizeof tr_routes / sizeof tr_routes[0],
 	.init = tr_init,
