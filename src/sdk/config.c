@@ -353,6 +353,8 @@ static void kernel_inherit(grace_kernel_cfg *k, const grace_kernel_cfg *d)
 		else if (kernel_keys[i].type == KEY_SIZE && *(size_t *)p == SIZE_MAX)
 			*(size_t *)p = *(const size_t *)q;
 	}
+	if (!k->node[0])
+		memcpy(k->node, d->node, sizeof k->node);
 }
 
 static void defaults_init(grace_kernel_cfg *d)
@@ -588,6 +590,13 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 			snprintf(c->err, sizeof c->err, "command: unterminated %c quote", open_quote);
 			return 0;
 		}
+	} else if (!strcmp(name, "node")) {
+		if (!valid_name(value)) {
+			snprintf(c->err, sizeof c->err,
+				 "node: a node's name (lower-case letters, digits, '_'), got '%s'", value);
+			return 0;
+		}
+		memcpy(k->node, value, strlen(value) + 1);
 	} else if (!strcmp(name, "unit") || !strcmp(name, "socket_unit")) {
 		char *dst = name[0] == 'u' ? k->unit : k->socket_unit;
 		if (!unit_pattern_valid(value) || (name[0] == 'u' && !*value)) {
@@ -608,6 +617,44 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 		if (rc == 1)
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
+	}
+	return 1;
+}
+
+/* [node.NAME] address = HOST:PORT: where node NAME's link listens. */
+static int on_node_key(struct parse_ctx *c, const char *node, const char *name, const char *value)
+{
+	grace_nodes *ns = &c->cfg->nodes;
+	if (!valid_name(node)) {
+		snprintf(c->err, sizeof c->err,
+			 "[node.%.32s]: a node's name is lower-case letters, digits and '_'", node);
+		return 0;
+	}
+	grace_node_cfg *n = NULL;
+	for (size_t i = 0; i < ns->n && !n; i++)
+		if (!strcmp(ns->at[i].name, node))
+			n = &ns->at[i];
+	if (!n) {
+		if (ns->n == GRACE_NODES_MAX) {
+			snprintf(c->err, sizeof c->err, "[node.%s]: more than %d nodes", node,
+				 GRACE_NODES_MAX);
+			return 0;
+		}
+		n = &ns->at[ns->n++];
+		memcpy(n->name, node, strlen(node) + 1);
+	}
+	if (strcmp(name, "address")) {
+		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		return 0;
+	}
+	const char *colon = strrchr(value, ':');
+	uint64_t port;
+	if (!colon || colon == value || parse_uint(colon + 1, 1, 65535, &port) < 0 ||
+	    set_string(n->address, sizeof n->address, value) < 0) {
+		snprintf(c->err, sizeof c->err,
+			 "address: HOST:PORT (the node's link, TLS), at most %d bytes, got '%s'",
+			 GRACE_NODE_ADDR_MAX - 1, value);
+		return 0;
 	}
 	return 1;
 }
@@ -971,6 +1018,22 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 				cfg->log_file_bytes = v;
 			else
 				cfg->log_files = (unsigned)v;
+		} else if (!strcmp(name, "node")) {
+			if (!valid_name(value)) {
+				snprintf(c->err, sizeof c->err,
+					 "node: a node's name (lower-case letters, digits, '_'), got '%s'",
+					 value);
+				return 0;
+			}
+			memcpy(cfg->nodes.self, value, strlen(value) + 1);
+		} else if (!strcmp(name, "node_poll_ms") || !strcmp(name, "node_down_ms")) {
+			uint64_t v;
+			if (parse_uint(value, 100, 600000, &v) < 0) {
+				snprintf(c->err, sizeof c->err, "%s: expected 100-600000, got '%s'", name,
+					 value);
+				return 0;
+			}
+			*(name[5] == 'p' ? &cfg->nodes.poll_ms : &cfg->nodes.down_ms) = (unsigned)v;
 		} else if (!strcmp(name, "log_level")) {
 			if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
 			    strcmp(value, "error")) {
@@ -1275,6 +1338,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		return rc == 0;
 	}
 	if (!strcmp(section, "defaults")) {
+		if (!strcmp(name, "node"))
+			return on_kernel_key(c, &c->defaults, name, value);
 		const char *v = manager_value(name, value);
 		if (!v) {
 			snprintf(c->err, sizeof c->err, "manager: grace or systemd, got '%s'", value);
@@ -1286,6 +1351,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
 		return rc == 0;
 	}
+	if (!strncmp(section, "node.", 5))
+		return on_node_key(c, section + 5, name, value);
 	if (!strncmp(section, "kernel.", 7)) {
 		const char *kname = section + 7;
 		if (!valid_name(kname)) {
@@ -1320,7 +1387,7 @@ static bool known_section(const char *name, size_t n)
 	for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
 		if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n))
 			return true;
-	return n > 7 && !strncmp(name, "kernel.", 7);
+	return (n > 7 && !strncmp(name, "kernel.", 7)) || (n > 5 && !strncmp(name, "node.", 5));
 }
 
 /* A first pass over the file for what libinih would get wrong or report
@@ -1393,6 +1460,8 @@ static void config_defaults(grace_config *cfg)
 	cfg->log_files = 9;
 	cfg->backup = (grace_backup){ .timezone = "UTC", .keep = 7, .verify = 1 };
 	cfg->systemd = (grace_systemd){ .systemctl = "systemctl", .poll_ms = 1000 };
+	cfg->nodes.poll_ms = 1000;
+	cfg->nodes.down_ms = 3000;
 	cfg->limits = (grace_limits){ .max_header_bytes = 16384,
 				      .max_headers = 100,
 				      .max_body_bytes = 1u << 20,
@@ -1711,6 +1780,51 @@ static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err
 	return check_ephemeral(cfg, err, errlen);
 }
 
+/* Every node has an address; every kernel a node that exists (the first
+ * by default); this process's node is one of them. */
+static int check_nodes(grace_config *cfg, char *err, size_t errlen)
+{
+	grace_nodes *ns = &cfg->nodes;
+	const char *where = cfg->path[0] ? cfg->path : "configuration";
+	for (size_t i = 0; i < ns->n; i++)
+		if (!ns->at[i].address[0]) {
+			snprintf(err, errlen, "%s: [node.%s]: address: missing", where, ns->at[i].name);
+			return -1;
+		}
+	for (size_t i = 0; i < cfg->n_kernels; i++) {
+		grace_kernel_cfg *k = &cfg->kernels[i];
+		if (!ns->n) {
+			if (k->node[0]) {
+				snprintf(err, errlen, "%s: [kernel.%s]: node %s: no [node.%s] section",
+					 where, k->name, k->node, k->node);
+				return -1;
+			}
+			continue;
+		}
+		if (!k->node[0])
+			memcpy(k->node, ns->at[0].name, sizeof k->node);
+		if (!grace_config_node(cfg, k->node)) {
+			snprintf(err, errlen, "%s: [kernel.%s]: node %s: no [node.%s] section", where,
+				 k->name, k->node, k->node);
+			return -1;
+		}
+	}
+	if (!ns->n) {
+		if (ns->self[0]) {
+			snprintf(err, errlen, "%s: node %s: no [node.%s] section", where, ns->self,
+				 ns->self);
+			return -1;
+		}
+		return 0;
+	}
+	if (ns->self[0] && !grace_config_node(cfg, ns->self)) {
+		snprintf(err, errlen, "%s: this process's node %s ([grace] node or GRACE_NODE): no "
+				      "[node.%s] section", where, ns->self, ns->self);
+		return -1;
+	}
+	return 0;
+}
+
 int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen)
@@ -1761,6 +1875,13 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 		snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", env);
 	if ((env = getenv("GRACE_LIBRARY_ROOT")) && *env)
 		snprintf(cfg->library_root, sizeof cfg->library_root, "%s", env);
+	if ((env = getenv("GRACE_NODE")) && *env) {
+		if (!valid_name(env)) {
+			snprintf(err, errlen, "GRACE_NODE: a node's name, got '%.32s'", env);
+			return -1;
+		}
+		snprintf(cfg->nodes.self, sizeof cfg->nodes.self, "%s", env);
+	}
 	if ((env = getenv("GRACE_LOG_LEVEL")) && *env) {
 		if (strcmp(env, "debug") && strcmp(env, "info") && strcmp(env, "warn") &&
 		    strcmp(env, "error")) {
@@ -1842,7 +1963,9 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 				      "(the secrets sealed) or no_secrets = 1 (left out)");
 		return -1;
 	}
-	return check_kernels(cfg, &c.defaults, err, errlen);
+	if (check_kernels(cfg, &c.defaults, err, errlen) < 0)
+		return -1;
+	return check_nodes(cfg, err, errlen);
 }
 
 int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen)
@@ -1881,6 +2004,19 @@ const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char 
 int grace_kernel_port(const grace_config *cfg, const grace_kernel_cfg *k)
 {
 	return k->port + cfg->port_offset;
+}
+
+bool grace_kernel_local(const grace_config *cfg, const grace_kernel_cfg *k)
+{
+	return !cfg->nodes.n || !strcmp(k->node, cfg->nodes.self);
+}
+
+const grace_node_cfg *grace_config_node(const grace_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nodes.n; i++)
+		if (!strcmp(cfg->nodes.at[i].name, name))
+			return &cfg->nodes.at[i];
+	return NULL;
 }
 
 bool grace_config_self_trace(const grace_config *cfg)

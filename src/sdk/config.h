@@ -361,7 +361,31 @@ typedef struct grace_kernel_cfg {
 	unsigned manager;
 	char unit[GRACE_UNIT_MAX];
 	char socket_unit[GRACE_UNIT_MAX];
+	/* The node it runs on ([kernel.NAME] node, or [defaults] node); with
+	 * nodes configured and neither set, the first [node.*] section's. ""
+	 * when no nodes are configured (one host). */
+	char node[GRACE_NAME_MAX];
 } grace_kernel_cfg;
+
+/* Several hosts (docs/deployment.md "Kernels on several hosts"): each
+ * [node.NAME] section is one host running `grace serve`, `address` where
+ * its link listens (mutual TLS only, serve/node/link.h); which node this
+ * process is comes from [grace] node or GRACE_NODE. No [node.*] section:
+ * one host, every kernel local, nothing listens off loopback. */
+#define GRACE_NODES_MAX 16
+#define GRACE_NODE_ADDR_MAX 128 /* HOST:PORT */
+typedef struct grace_node_cfg {
+	char name[GRACE_NAME_MAX];
+	char address[GRACE_NODE_ADDR_MAX];
+} grace_node_cfg;
+
+typedef struct grace_nodes {
+	grace_node_cfg at[GRACE_NODES_MAX];
+	size_t n;
+	char self[GRACE_NAME_MAX]; /* this process's node; "" when n is 0 */
+	unsigned poll_ms; /* [grace] node_poll_ms: how often a peer's kernels are read */
+	unsigned down_ms; /* [grace] node_down_ms: a peer unanswered this long is unreachable */
+} grace_nodes;
 
 typedef struct grace_config {
 	char path[PATH_MAX];     /* the file read ("" when none) */
@@ -401,6 +425,7 @@ typedef struct grace_config {
 	grace_trust trust;
 	grace_store_cfg store;
 	grace_message_bus message_bus;
+	grace_nodes nodes;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;
@@ -441,5 +466,9 @@ int grace_config_kernel_index(const grace_config *cfg, const char *name);
 
 /* The port a kernel listens on, offset applied. */
 int grace_kernel_port(const grace_config *cfg, const grace_kernel_cfg *k);
+/* Whether k runs on this process's node (always, with no nodes). */
+bool grace_kernel_local(const grace_config *cfg, const grace_kernel_cfg *k);
+/* Node `name`, or NULL. */
+const grace_node_cfg *grace_config_node(const grace_config *cfg, const char *name);
 
 #endif
