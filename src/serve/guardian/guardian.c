@@ -27,7 +27,8 @@ const char *gd_state_name(enum gd_state st)
 {
 	static const char *const names[] = { "starting", "ready",      "degraded",
 					      "unhealthy", "restarting", "failed",
-					      "stopped",  "port_unavailable", "storage_failed" };
+					      "stopped",  "port_unavailable", "storage_failed",
+					      "unreachable" };
 	return (size_t)st < sizeof names / sizeof *names ? names[st] : "unknown";
 }
 
@@ -48,6 +49,7 @@ enum gd_state gd_state_derive(enum sup_state sup, bool restart_pending, unsigned
 	case SUP_STOPPED: return restart_pending ? GD_RESTARTING : GD_STOPPED;
 	case SUP_FAILED: return GD_FAILED;
 	case SUP_PORT_UNAVAILABLE: return GD_PORT_UNAVAILABLE;
+	case SUP_UNREACHABLE: return GD_UNREACHABLE;
 	case SUP_STATE_COUNT: break;
 	}
 	return GD_FAILED;
@@ -132,7 +134,14 @@ static void update(gd_kernel *gk, const char *reason)
 	bool is_trust = !strcmp(k->cfg->name, "trust");
 	if (is_trust && !trust_first(gk->g, NULL))
 		heal_postponed(gk->g);
-	if (st == GD_UNHEALTHY && !gk->healing && gk->g->heal && !is_trust &&
+	if ((st == GD_UNHEALTHY || st == GD_STORAGE_FAILED) && sup_kernel_remote(k)) {
+		/* Its own node's guardian probes it from beside it and heals it:
+		 * two healers acting on one kernel would fight. What is seen from
+		 * here is recorded (and a person may still heal it through its
+		 * node, POST /healer/heal). */
+		sdk_warn("guardian: %s (on node %s) %s as seen from here: its node heals it",
+			 k->cfg->name, k->cfg->node, gd_state_name(st));
+	} else if (st == GD_UNHEALTHY && !gk->healing && gk->g->heal && !is_trust &&
 	    trust_first(gk->g, gk)) {
 		sdk_warn("guardian: %s unhealthy after %u failed probes: healed after the trust "
 			 "kernel, which is failing too",

@@ -27,6 +27,7 @@ enum gd_state {
 	GD_STOPPED,
 	GD_PORT_UNAVAILABLE,
 	GD_STORAGE_FAILED, /* the process runs, but /health says its database failed */
+	GD_UNREACHABLE,    /* on another node, which does not answer */
 };
 
 typedef struct gd_kernel {

@@ -136,7 +136,13 @@ static void facts_from_proc(hl_diag *d)
 	f->port = k->port;
 	f->pid = k->pid;
 	f->connect_ms = f->health_ms = -1;
-	if (k->pid > 0 && proc_stat(k->pid, &f->proc_state, NULL) < 0)
+	/* Another node's kernel: its pid is there, and what its node last
+	 * reported is all that is known of the process. */
+	if (sup_kernel_remote(k))
+		f->proc_state = k->pid > 0 && (k->state == SUP_READY || k->state == SUP_STARTING)
+					? 'R'
+					: '\0';
+	else if (k->pid > 0 && proc_stat(k->pid, &f->proc_state, NULL) < 0)
 		f->proc_state = '\0';
 
 	proc_listen_info li;
@@ -186,7 +192,7 @@ static void diag_finish(hl_diag *d)
 	uint64_t rss = 0, max_fds = 0;
 	unsigned fds = 0;
 	bool alive = f->pid > 0 && f->proc_state && f->proc_state != 'Z';
-	if (alive) {
+	if (alive && !sup_kernel_remote(k)) {
 		proc_rss_bytes(f->pid, &rss);
 		proc_open_fds(f->pid, &fds);
 		proc_max_fds(f->pid, &max_fds);

@@ -44,6 +44,10 @@ struct reg {
 	uint64_t start;
 	char *text; /* the body, malloc'd */
 	unsigned backoff_ms, tries;
+	/* The trust kernel runs on another node: until that node has vouched
+	 * for this main process (serve/node/nodes.h) it answers 403, which
+	 * is then "not yet", not "no". */
+	bool trust_remote;
 };
 
 static struct reg *reg_pending;
@@ -96,7 +100,7 @@ static void on_registered(int status, const char *body, size_t len, double ms,
 		reg_free(r);
 		return;
 	}
-	if ((status == 0 || status == 503) && r->timer) {
+	if ((status == 0 || status == 503 || (status == 403 && r->trust_remote)) && r->timer) {
 		r->backoff_ms = sup_attest_backoff_ms(r->backoff_ms);
 		if (r->tries == 1)
 			sdk_info("kernel %s: the trust kernel does not answer its registration (%s): "
@@ -156,6 +160,7 @@ void sup_attest_register(sdk_caller *c, const grace_config *cfg, const char *nam
 		return;
 	}
 	r->c = c;
+	r->trust_remote = !grace_kernel_local(cfg, grace_config_kernel(cfg, "trust"));
 	snprintf(r->name, sizeof r->name, "%s", name);
 	r->pid = pid;
 	r->start = start;

@@ -11,6 +11,7 @@ int sup_resolve(const char *name, void *arg)
 	case SUP_FAILED:
 	case SUP_STOPPED:
 	case SUP_PORT_UNAVAILABLE:
+	case SUP_UNREACHABLE: /* its node does not answer: the relay could not carry a call */
 		return SDK_EBUSY;
 	default:
 		/* Starting or restarting: the held socket queues the connection. */

@@ -80,6 +80,7 @@ typedef struct sup_manager {
 	bool standby;    /* may have a standby (`grace kernel NAME` only) */
 	bool port_moves; /* sup_kernel_set_port may move its socket */
 	bool unit;       /* its state comes from polling its systemd units */
+	bool remote;     /* its state comes from its node's reports */
 } sup_manager;
 
 static const sup_manager *manager_of(const sup_kernel *k);
@@ -95,10 +96,17 @@ bool sup_kernel_by_systemd(const sup_kernel *k)
 	return manager_of(k)->unit;
 }
 
+bool sup_kernel_remote(const sup_kernel *k)
+{
+	return manager_of(k)->remote;
+}
+
 void sup_kernel_manager_json(const sup_kernel *k, json_t *o)
 {
 	const sup_manager *m = manager_of(k);
 	json_object_set_new(o, "manager", json_string(m->name));
+	if (k->cfg->node[0])
+		json_object_set_new(o, "node", json_string(k->cfg->node));
 	if (m->unit) {
 		json_object_set_new(o, "unit", json_string(k->unit));
 		if (k->socket_unit[0])
@@ -1040,6 +1048,9 @@ supervisor *sup_new(struct event_base *base, const sup_opts *opts)
 		k->sb_state = SUP_SB_NONE;
 		k->since_ms = sdk_wall_ms();
 		k->port = k->configured_port = grace_kernel_port(opts->cfg, k->cfg);
+		/* Until its node first answers, nothing is known of it. */
+		if (!grace_kernel_local(opts->cfg, k->cfg))
+			k->state = SUP_UNREACHABLE;
 		k->timer = evtimer_new(base, on_timer, k);
 		k->watchdog = evtimer_new(base, on_watchdog, k);
 		k->sb_timer = evtimer_new(base, on_standby_timer, k);
@@ -1098,6 +1109,64 @@ void sup_free(supervisor *s)
 	free(s);
 }
 
+/* ---- kernels on other nodes ([kernel.NAME] node) ----
+ *
+ * Their node's supervisor runs them with everything in this file; here
+ * they are what that node last said (serve/node/nodes.h polls it), and an
+ * operator's action is sent there. */
+
+static int remote_act(sup_kernel *k, const char *verb)
+{
+	supervisor *s = k->sup;
+	return s->opts.remote_act ? s->opts.remote_act(k, verb, s->opts.remote_arg) : -ENOTSUP;
+}
+
+void sup_set_remote_act(supervisor *s, int (*fn)(sup_kernel *k, const char *verb, void *arg),
+			void *arg)
+{
+	s->opts.remote_act = fn;
+	s->opts.remote_arg = arg;
+}
+
+static int remote_start(sup_kernel *k)
+{
+	if (k->state == SUP_READY || k->state == SUP_STARTING)
+		return -EALREADY;
+	return remote_act(k, "start");
+}
+
+static int remote_stop(sup_kernel *k)
+{
+	if (k->state == SUP_STOPPED)
+		return -EALREADY;
+	return remote_act(k, "stop");
+}
+
+static int remote_restart(sup_kernel *k) { return remote_act(k, "restart"); }
+
+int sup_kernel_remote_report(sup_kernel *k, const char *state, pid_t pid, unsigned restarts,
+			     const char *last_exit)
+{
+	int next = -1;
+	for (int st = 0; st < SUP_STATE_COUNT && next < 0; st++)
+		if (!strcmp(state, sup_state_key((enum sup_state)st)))
+			next = st;
+	if (next < 0)
+		return -1;
+	if (last_exit)
+		snprintf(k->last_exit, sizeof k->last_exit, "%s", last_exit);
+	if (next != SUP_UNREACHABLE) {
+		k->pid = pid;
+		k->restarts = restarts;
+	}
+	enum sup_event cause = next == SUP_READY      ? SUP_EV_READY
+			       : next == SUP_STOPPING ? SUP_EV_STOP
+			       : next == SUP_STARTING || next == SUP_RESTARTING ? SUP_EV_START
+										: SUP_EV_EXIT;
+	commit(k, (enum sup_state)next, cause);
+	return 0;
+}
+
 static int forked_start(sup_kernel *k) { return feed(k, SUP_EV_START, false); }
 static int forked_stop(sup_kernel *k) { return feed(k, SUP_EV_STOP, false); }
 static int forked_restart(sup_kernel *k) { return feed(k, SUP_EV_RESTART, false); }
@@ -1110,8 +1179,15 @@ static const sup_manager managers[] = {
 				    .restart = unit_restart, .unit = true },
 };
 
+static const sup_manager node_manager = { .name = "node", .start = remote_start,
+					  .stop = remote_stop, .restart = remote_restart,
+					  .remote = true };
+
 static const sup_manager *manager_of(const sup_kernel *k)
 {
+	/* Whoever runs it on its own node, here it is that node's. */
+	if (!grace_kernel_local(k->sup->opts.cfg, k->cfg))
+		return &node_manager;
 	int m = k->cfg->manager;
 	/* The configuration admits only these two words. */
 	return &managers[m >= 0 && (size_t)m < sizeof managers / sizeof *managers ? m : 0];
@@ -1121,7 +1197,10 @@ unsigned sup_kernel_lag_ms(const sup_kernel *k)
 {
 	/* A unit's state is read at the next poll, by a systemctl that may
 	 * itself take a while on a busy machine: two intervals. */
-	return manager_of(k)->unit ? 2 * k->sup->opts.cfg->systemd.poll_ms : 0;
+	const grace_config *cfg = k->sup->opts.cfg;
+	if (manager_of(k)->remote) /* its node's next reports, each a call away */
+		return 2 * cfg->nodes.poll_ms + cfg->nodes.down_ms;
+	return manager_of(k)->unit ? 2 * cfg->systemd.poll_ms : 0;
 }
 
 int sup_kernel_start(sup_kernel *k)
@@ -1166,7 +1245,8 @@ void sup_start_all(supervisor *s)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		sup_kernel *k = &s->kernels[i];
-		if (k->cfg->enabled)
+		/* A remote kernel is started by its own node. */
+		if (k->cfg->enabled && !manager_of(k)->remote)
 			sup_kernel_start(k);
 	}
 	if (s->units)
@@ -1209,7 +1289,8 @@ bool sup_all_settled(const supervisor *s)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		enum sup_state st = s->kernels[i].state;
-		if (st == SUP_STARTING || st == SUP_RESTARTING)
+		/* Another node's kernels settle on their node's time, not ours. */
+		if ((st == SUP_STARTING || st == SUP_RESTARTING) && !manager_of(&s->kernels[i])->remote)
 			return false;
 	}
 	return true;

@@ -90,6 +90,11 @@ typedef struct sup_opts {
 	 * kernel at spawn for the trust kernel (SDK_MAIN_ATTEST_ENV); NULL:
 	 * none. Borrowed: must outlive the supervisor. */
 	const char *main_hash;
+	/* Kernels on other nodes (grace_kernel_local false): an operator's
+	 * start, stop or restart (`verb`) goes to the node that runs it, in
+	 * the background; 0 when sent, or a negative errno (EHOSTUNREACH). */
+	int (*remote_act)(sup_kernel *k, const char *verb, void *arg);
+	void *remote_arg;
 } sup_opts;
 
 supervisor *sup_new(struct event_base *base, const sup_opts *opts);
@@ -138,6 +143,20 @@ unsigned sup_kernel_lag_ms(const sup_kernel *k);
  * "socket_unit" (when it has one): what the API says of every kernel. */
 struct json_t;
 void sup_kernel_manager_json(const sup_kernel *k, struct json_t *o);
+
+/* Runs on another node: its state is that node's report (below), its
+ * actions go there (sup_opts.remote_act), and nothing here signals it. */
+bool sup_kernel_remote(const sup_kernel *k);
+/* Sets opts.remote_act and remote_arg after sup_new (the nodes need the
+ * supervisor first). */
+void sup_set_remote_act(supervisor *s, int (*fn)(sup_kernel *k, const char *verb, void *arg),
+			void *arg);
+/* A report of a kernel on another node: `state` as sup_state_key names
+ * it ("unreachable" when its node does not answer), with that node's pid,
+ * restart count and last exit. Observers hear of it as of any change.
+ * -1 when `state` names no state. */
+int sup_kernel_remote_report(sup_kernel *k, const char *state, pid_t pid, unsigned restarts,
+			     const char *last_exit);
 
 /* An sdk_resolve_fn (arg: the supervisor): kernel NAME's port now, or
  * SDK_ENOTFOUND, or SDK_EBUSY when it is stopped, failed or off its port.

@@ -130,6 +130,20 @@ const sup_cell sup_table[SUP_STATE_COUNT][SUP_EVENT_COUNT] = {
 		[SUP_EV_SPAWN_FAILED] = ASK_SPAWN,
 		[SUP_EV_BAD_COMMAND] = GO(FAILED, GONE | CLOSED),
 	},
+	[SUP_UNREACHABLE] = {
+		[SUP_EV_START] = IGNORE(UNREACHABLE),
+		[SUP_EV_STOP] = IGNORE(UNREACHABLE),
+		[SUP_EV_RESTART] = IGNORE(UNREACHABLE),
+		[SUP_EV_READY] = IGNORE(UNREACHABLE),
+		[SUP_EV_PING] = IGNORE(UNREACHABLE),
+		[SUP_EV_DRAINING] = IGNORE(UNREACHABLE),
+		[SUP_EV_EXIT] = IGNORE(UNREACHABLE),
+		[SUP_EV_TIMEOUT] = IGNORE(UNREACHABLE),
+		[SUP_EV_WATCHDOG] = IGNORE(UNREACHABLE),
+		[SUP_EV_BIND_FAILED] = IGNORE(UNREACHABLE),
+		[SUP_EV_SPAWN_FAILED] = IGNORE(UNREACHABLE),
+		[SUP_EV_BAD_COMMAND] = IGNORE(UNREACHABLE),
+	},
 };
 
 sup_step_out sup_step(enum sup_state st, enum sup_event ev, const sup_step_in *in)
@@ -215,7 +229,7 @@ const char *sup_state_name(enum sup_state st)
 		[SUP_RESTARTING] = "restarting", [SUP_STOPPING] = "stopping",
 		[SUP_STOPPED] = "stopped",    [SUP_FAILED] = "failed",
 		[SUP_PORT_UNAVAILABLE] = "port_unavailable",
-		[SUP_STOP_THEN_START] = "stopping",
+		[SUP_STOP_THEN_START] = "stopping", [SUP_UNREACHABLE] = "unreachable",
 	};
 	return NAME_OF(names, st);
 }
@@ -227,7 +241,7 @@ const char *sup_state_key(enum sup_state st)
 		[SUP_RESTARTING] = "restarting", [SUP_STOPPING] = "stopping",
 		[SUP_STOPPED] = "stopped",    [SUP_FAILED] = "failed",
 		[SUP_PORT_UNAVAILABLE] = "port_unavailable",
-		[SUP_STOP_THEN_START] = "stop_then_start",
+		[SUP_STOP_THEN_START] = "stop_then_start", [SUP_UNREACHABLE] = "unreachable",
 	};
 	return NAME_OF(names, st);
 }

@@ -31,6 +31,10 @@ enum sup_state {
 	SUP_FAILED,           /* gave up (burst limit, permanent error) */
 	SUP_PORT_UNAVAILABLE, /* the port could not be bound */
 	SUP_STOP_THEN_START,  /* SIGTERM sent; starts again after the exit */
+	/* Runs on another node that does not answer (docs/deployment.md):
+	 * entered and left only by that node's reports, never by an event
+	 * here, so every event keeps it. */
+	SUP_UNREACHABLE,
 	SUP_STATE_COUNT
 };
 
