@@ -48,10 +48,15 @@ int sdk_token_create(const grace_config *cfg, char *out)
 	}
 	explicit_bzero(raw, sizeof raw);
 	out[SDK_TOKEN_LEN] = '\0';
+	return sdk_token_write(cfg, out);
+}
+
+int sdk_token_write(const grace_config *cfg, const char *token)
+{
 	char path[PATH_MAX], err[256];
 	if (sdk_token_path(cfg, path, sizeof path) < 0)
 		return -ENAMETOOLONG;
-	return keyfile_replace(path, (const unsigned char *)out, SDK_TOKEN_LEN, err, sizeof err) < 0
+	return keyfile_replace(path, (const unsigned char *)token, SDK_TOKEN_LEN, err, sizeof err) < 0
 		       ? -EIO
 		       : 0;
 }

@@ -27,5 +27,8 @@ int sdk_token_load(const grace_config *cfg, char *out);
 /* Makes a new random token and writes it to the path (mode 0600, replaced
  * atomically). 0, or a negative errno. */
 int sdk_token_create(const grace_config *cfg, char *out);
+/* Writes `token` (SDK_TOKEN_LEN hex characters) to the path, as above:
+ * for a token made elsewhere (nodes share one: serve/node/nodes.h). */
+int sdk_token_write(const grace_config *cfg, const char *token);
 
 #endif

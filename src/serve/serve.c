@@ -346,9 +346,12 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 
 	int rc = 1;
 	char err[512];
-	int trc = sdk_token_create(cfg, s.token);
+	/* One start, one token; several nodes share theirs (nodes.h). */
+	err[0] = '\0';
+	int trc = cfg->nodes.n ? nodes_token(cfg, s.token, err, sizeof err)
+			       : sdk_token_create(cfg, s.token);
 	if (trc < 0) {
-		sdk_error("cannot write the internal token: %s", strerror(-trc));
+		sdk_error("cannot write the internal token: %s", err[0] ? err : strerror(-trc));
 		close(api_fd);
 		return 1;
 	}
@@ -415,6 +418,13 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		failed = "chat";
 	else if (!(s.routes = api_routes_build(&s.n_routes)))
 		failed = "the route table";
+	else if (!(s.api.nodes = nodes_new(&(nodes_opts){ .base = s.api.base, .cfg = cfg,
+							   .sup = s.api.sup,
+							   .caller = gw_caller(s.api.gw),
+							   .main_hash = s.main_hash },
+					     err, sizeof err)) &&
+		 err[0])
+		failed = "the node link";
 	if (failed) {
 		sdk_error("cannot start %s%s%s", failed, err[0] ? ": " : "", err);
 		close(api_fd);
@@ -481,6 +491,9 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	hl_advise_set_timeout(hl_adviser(s.api.hl), cfg->self_healing.advice_timeout_ms);
 	hl_ports_apply(s.db, s.api.sup);
 	dir_publish(s.dir); /* before any kernel starts: they read it */
+	/* The relays before the kernels: a kernel's first calls to another
+	 * node's kernels (the trust bundle) find them there. */
+	nodes_start(s.api.nodes);
 	sup_start_all(s.api.sup);
 	gd_start(s.api.gd);
 	check_settled(&s); /* every kernel may have settled already */
@@ -500,6 +513,7 @@ out:
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);
+	nodes_free(s.api.nodes); /* before the gateway's caller its calls use */
 	gw_free(s.api.gw);
 	sdk_tracer_free(s.tracer); /* after the gateway's caller: no export calls back */
 	sup_free(s.api.sup); /* SIGKILLs and reaps whatever outlived the deadline */

@@ -10,6 +10,7 @@
 #include "serve/gateway/gateway.h"
 #include "serve/guardian/guardian.h"
 #include "serve/healer/healer.h"
+#include "serve/node/nodes.h"
 #include "serve/outbox/outbox.h"
 #include "sdk/http.h"
 #include "serve/supervisor/supervisor.h"
@@ -44,6 +45,7 @@ typedef struct api_ctx {
 	struct trust_cache *trust; /* kernels' trust for policy (trust_cache.h); with pdp */
 	gv *gov;      /* NULL without a governance kernel: gated actions answer 503 */
 	api_dash *dash; /* made at the first feed; NULL before */
+	nodes *nodes; /* NULL on one host (no [node.*] sections) */
 } api_ctx;
 
 /* Route access levels: the role table. 0, the default, is admin-only: fail

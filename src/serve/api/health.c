@@ -18,12 +18,15 @@ static void api_health(sdk_req *req, void *ctx)
 		ready += k->state == SUP_READY;
 		json_object_set_new(kernels, k->cfg->name, api_kernel_view(api, k));
 	}
-	sdk_reply_json(req, 200,
-		       json_pack("{s:s, s:I, s:f, s:s, s:i, s:i, s:o}", "status",
-				 ready == total ? "ok" : "degraded", "pid", (json_int_t)getpid(),
-				 "uptime_s", sdk_server_uptime(api->server), "version", GRACE_VERSION,
-				 "kernels_ready", (int)ready, "kernels_total", (int)total, "kernels",
-				 kernels));
+	json_t *doc = json_pack("{s:s, s:I, s:f, s:s, s:i, s:i, s:o}", "status",
+				ready == total ? "ok" : "degraded", "pid", (json_int_t)getpid(),
+				"uptime_s", sdk_server_uptime(api->server), "version", GRACE_VERSION,
+				"kernels_ready", (int)ready, "kernels_total", (int)total, "kernels",
+				kernels);
+	/* Several hosts: each node as this one sees it (serve/node/nodes.h). */
+	if (doc && api->nodes)
+		json_object_set_new(doc, "nodes", nodes_json(api->nodes));
+	sdk_reply_json(req, 200, doc);
 }
 
 /* Overall health */

@@ -79,15 +79,17 @@ json_t *api_kernel_json(const sup_kernel *k)
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "pid", k->pid > 0 ? json_integer(k->pid) : json_null());
+	/* Another node's kernel: its pid is there, its uptime is its node's to tell. */
+	bool here = !sup_kernel_remote(k);
 	json_object_set_new(o, "uptime_s",
-			    k->pid > 0 ? json_real((double)(sdk_wall_ms() - k->started_ms) / 1e3)
+			    k->pid > 0 && here ? json_real((double)(sdk_wall_ms() - k->started_ms) / 1e3)
 				       : json_null());
 	json_object_set_new(o, "command", json_string(k->cfg->command[0] ? k->cfg->command : ""));
 	sup_kernel_manager_json(k, o);
 	json_object_set_new(o, "standby_pid", k->sb_pid > 0 ? json_integer(k->sb_pid) : json_null());
 	uint64_t rss = 0, own = 0;
 	json_object_set_new(o, "standby_memory",
-			    k->sb_pid > 0 && proc_mem_bytes(k->sb_pid, &rss, &own) == 0
+			    k->sb_pid > 0 && here && proc_mem_bytes(k->sb_pid, &rss, &own) == 0
 				    ? json_pack("{s:I, s:I}", "rss_bytes", (json_int_t)rss,
 						"own_bytes", (json_int_t)own)
 				    : json_null());

@@ -1,0 +1,58 @@
+/* The node link's TLS: one OpenSSL context made from the node's X.509-SVID
+ * files, for both ends of every link connection (mutual TLS, TLS 1.3
+ * only), and the check of the peer's SPIFFE ID. The files live in one
+ * directory (DATA_DIR/node unless configured):
+ *
+ *   svid.pem    the node's certificate (spiffe://DOMAIN/node/NAME), then its chain
+ *   key.pem     its private key (0600)
+ *   bundle.pem  the trust domain's CA certificates: whom to believe
+ *
+ * Rotation without dropping connections: a reload makes a new context for
+ * the connections made from then on; those open keep the one they were
+ * made with (OpenSSL counts its references). */
+#ifndef GRACE_NODE_TLS_H
+#define GRACE_NODE_TLS_H
+
+#include "serve/layer.h"
+
+#include "serve/node/tls_dl.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NODE_TLS_CERT "svid.pem"
+#define NODE_TLS_KEY "key.pem"
+#define NODE_TLS_BUNDLE "bundle.pem"
+
+typedef struct node_tls node_tls;
+
+/* Nothing is read yet: node_tls_reload does. NULL with why in err when
+ * the libraries cannot be loaded. `dir` and `domain` are copied. */
+node_tls *node_tls_new(const char *dir, const char *domain, char *err, size_t errlen);
+void node_tls_free(node_tls *t);
+
+/* Reads the files again when any changed since the last reading (or
+ * always with `force`). 1: a new context is in use; 0: nothing changed;
+ * -1 with why in err: the files are missing or unusable, and the last
+ * good context (if any) stays in use. */
+int node_tls_reload(node_tls *t, bool force, char *err, size_t errlen);
+
+/* A new connection's SSL on the current context; NULL when there is none. */
+SSL *node_tls_ssl(node_tls *t);
+const node_tls_dl *node_tls_lib(const node_tls *t);
+const char *node_tls_dir(const node_tls *t);
+
+/* When the certificate in use expires (wall clock, ms); 0 when none. */
+int64_t node_tls_expires_ms(const node_tls *t);
+
+/* The node NAME of a SPIFFE ID spiffe://DOMAIN/node/NAME, the only form a
+ * node's certificate may carry. -1 when `id` is anything else. Pure. */
+int node_tls_node_of(const char *domain, const char *id, char *name, size_t len);
+
+/* After the handshake: the peer's node name, from the only URI SAN of its
+ * verified certificate. -1 with why in err. */
+int node_tls_peer(const node_tls *t, SSL *ssl, char *name, size_t len, char *err,
+		  size_t errlen);
+
+#endif
