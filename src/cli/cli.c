@@ -775,6 +775,7 @@ int cli_dispatch(const struct cli_args *a)
 	case CMD_USER: return cmd_user_add(a);
 	case CMD_POLICY: return cli_policy(a);
 	case CMD_ARCHIVE: return cli_archive(a);
+	case CMD_NODE: return cli_node(a);
 	case CMD_APPROVALS:
 	case CMD_APPROVE:
 	case CMD_DENY: return cli_approvals(a);

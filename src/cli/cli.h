@@ -33,6 +33,8 @@ int cli_top(const struct cli_args *a);
 int cli_policy(const struct cli_args *a);
 /* `grace archive verify FILE` (archive.c). */
 int cli_archive(const struct cli_args *a);
+/* `grace node enroll NAME DIR` (node.c). */
+int cli_node(const struct cli_args *a);
 /* `grace approvals`, `grace approve ID`, `grace deny ID` (approvals.c). */
 int cli_approvals(const struct cli_args *a);
 

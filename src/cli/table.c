@@ -71,6 +71,7 @@ static const char *const completion_shells[] = { "bash", "zsh", "fish", NULL };
 static const char *const user_words[] = { "add", NULL };
 static const char *const policy_words[] = { "reset", "default", "routes", NULL };
 static const char *const archive_words[] = { "verify", NULL };
+static const char *const node_words[] = { "enroll", NULL };
 static const char *const silence_words[] = { "add", "expire", NULL };
 
 #define SERVE_OPTS (OPTS_CONFIG)
@@ -245,6 +246,17 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "proof. Compare the key_id it prints with the log's (GET /kernels/immutable_log/key) "
 	  "and the sha256 with the one the log recorded. Needs no running Grace.",
 	  "grace archive verify immutable_log-00000000000000000000-00000000000000000600.jsonl" },
+	{ CMD_NODE, "node", "enroll NAME DIR", 3, 3, ARG_WORD, node_words,
+	  OPTS_API | OPTB(OPT_DATA_DIR), 0,
+	  "a node's first certificate, for Grace on several hosts",
+	  "Asks the trust kernel (an admin's command) for node NAME's X.509-SVID "
+	  "(spiffe://DOMAIN/node/NAME, the longest lifetime [trust] x509_ttl_max_s allows) and "
+	  "writes it to DIR: svid.pem, key.pem and bundle.pem, with the nodes' shared internal "
+	  "token (internal.token, read from this node's DATA_DIR/node), all 0600. Copy DIR to "
+	  "the node's "
+	  "DATA_DIR/node before its first start; from then on the node renews its certificate "
+	  "itself. docs/deployment.md has the whole story.",
+	  "grace node enroll b /root/node-b && scp -r /root/node-b b:/var/lib/grace/node" },
 	{ CMD_KERNELS_LIST, "kernels-list", "", 0, 0, ARG_NONE, NULL, OPTB(OPT_JSON), 0,
 	  "the kernels this binary can run",
 	  "Every kernel built into this binary: name, port, tier, state (complete, partial, "
