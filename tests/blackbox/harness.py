@@ -678,8 +678,11 @@ class GraceServer:
     """
 
     def __init__(self, config=None, kernels=None, text=None, expect=None, autostart=True,
-                 start_timeout=None, env=None, reservation=None, preexec_fn=None):
+                 start_timeout=None, env=None, reservation=None, preexec_fn=None, wrapper=None):
         self.preexec_fn = preexec_fn  # runs in the child before exec (limits)
+        # Run as `WRAPPER... grace serve ...`, a command that execs what
+        # follows in place (`ip netns exec NS`: test_nodes_netns.py).
+        self.wrapper = list(wrapper or [])
         self.tmp = tempfile.mkdtemp(prefix="grace-bb-")
         self.data_dir = os.path.join(self.tmp, "data")
         self.library = os.path.join(self.tmp, "library")
@@ -699,6 +702,7 @@ class GraceServer:
         self._dumped = False
         self._log_text = None
         self._pids = {}  # pid -> starttime ticks: every process seen
+        self.remote_kernels = set()  # kernels another node runs: their pids are not ours
         self._lock = threading.Lock()
         self.api_headers = {}  # added to every request to the API port
         self.store_db = None  # its PostgreSQL database (GRACE_TEST_STORE=postgresql)
@@ -775,6 +779,7 @@ class GraceServer:
             self.started_at = time.monotonic()
             self.started_wall = time.time()
             self.proc = subprocess.Popen(
+                self.wrapper +
                 [GRACE_BIN, "serve", "--config", self.config_path, "--data-dir", self.data_dir,
                  "--port-offset", str(self.offset)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.tmp, env=self.env(),
@@ -975,7 +980,10 @@ class GraceServer:
         """Tracks every kernel pid in an API or kernel answer."""
         if isinstance(obj, dict):
             pid = obj.get("pid")
-            if isinstance(pid, int) and ("state" in obj or "kernel" in obj):
+            # A kernel on another node (test_nodes.py) is not ours to track.
+            remote = (obj.get("manager") == "node" or
+                      (obj.get("kernel") or obj.get("name")) in self.remote_kernels)
+            if isinstance(pid, int) and ("state" in obj or "kernel" in obj) and not remote:
                 self.track_pid(pid)
             for v in obj.values():
                 if isinstance(v, (dict, list)):
