@@ -20,7 +20,7 @@ for arg in "$@"; do
 	--test) pkgs="$pkgs libcmocka-dev python3 prometheus procps libsystemd0 python3-croniter
 		prometheus-alertmanager python3-xapian chromium clang libclang-rt-14-dev llvm
 		openssl systemd debhelper dpkg-dev fakeroot lintian man-db python3-cryptography
-		postgresql-15 nats-server" ;;
+		postgresql-15 nats-server iproute2" ;;
 	# s6 and runit: the crash-recovery peers (bench/restart_bench.py); their
 	# supervisors are run by the bench itself, never as services.
 	--bench) pkgs="$pkgs python3 wrk nginx-light h2o redis-server valgrind hyperfine procps
