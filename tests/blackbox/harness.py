@@ -981,8 +981,9 @@ class GraceServer:
         if isinstance(obj, dict):
             pid = obj.get("pid")
             # A kernel on another node (test_nodes.py) is not ours to track.
+            who = obj.get("kernel") or obj.get("name")
             remote = (obj.get("manager") == "node" or
-                      (obj.get("kernel") or obj.get("name")) in self.remote_kernels)
+                      (isinstance(who, str) and who in self.remote_kernels))
             if isinstance(pid, int) and ("state" in obj or "kernel" in obj) and not remote:
                 self.track_pid(pid)
             for v in obj.values():
