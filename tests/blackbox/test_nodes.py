@@ -33,6 +33,9 @@ def node_config(res_a):
         "node.a": {"address": "127.0.0.1:%d" % link_a},
         "node.b": {"address": "127.0.0.1:%d" % link_b},
         "grace": {"node_poll_ms": 300, "node_down_ms": 1500},
+        # Certificates of 20 s, renewed at half their life: several
+        # rotations within the test.
+        "trust": {"x509_ttl_default_s": 20, "x509_ttl_max_s": 20},
     }
     kernels = {name: {"node": "a"} for name in KERNELS_A}
     kernels.update({name: {"node": "b"} for name in KERNELS_B})
@@ -193,6 +196,29 @@ class TwoNodes(GraceTestCase):
             except (socket.timeout, ConnectionError):
                 data = b""
         self.assertNotIn(b"200 OK", data)
+
+    def test_certificates_rotate_without_dropping_connections(self):
+        import http.client
+        port = self.a.health()["kernels"]["immutable_log"]["port"]  # a's relay
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/health")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        r.read()
+        first = {s: self.self_node(s)["certificate_expires_at"] for s in (self.a, self.b)}
+        for s in (self.a, self.b):
+            s.wait_for(lambda: self.self_node(s)["certificate_expires_at"] != first[s],
+                       scaled(20), interval=0.2, message="a renewed certificate")
+        # The connection made before the rotation still carries requests ...
+        conn.request("GET", "/health")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("Connection", "keep-alive").lower() != "close", True)
+        r.read()
+        conn.close()
+        # ... and new ones are made with the new certificates.
+        st, _, body = self.a.http("GET", "/kernels/immutable_log/health")
+        self.assertEqual(st, 200, body)
 
     def test_zz_a_node_that_disappears_is_unreachable_and_comes_back(self):
         # Something acknowledged on node b before it goes.

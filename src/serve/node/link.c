@@ -351,7 +351,7 @@ static void tls_why(conn *c, short what, char *why, size_t len)
 static bool handshake_done(conn *c)
 {
 	node_link *l = c->l;
-	char name[GRACE_NAME_MAX], why[256];
+	char name[GRACE_NAME_MAX] = "", why[256] = "";
 	SSL *ssl = l->dl->bev_ssl_get_ssl(c->tls);
 	if (node_tls_peer(l->o.tls, ssl, name, sizeof name, why, sizeof why) < 0 ||
 	    !grace_config_node(l->o.cfg, name)) {
