@@ -48,7 +48,7 @@ struct nodes {
 	/* the node's certificate */
 	bool cert_fetching;
 	int64_t cert_next_try_ms, cert_nag_ms, cert_got_ms; /* monotonic */
-	char cert_error[200];
+	char cert_error[256];
 	bool closing; /* nodes_free: the link tells its calls; nothing is done with them */
 	struct vouch_req *vouches; /* peers' vouch requests waiting for the trust kernel */
 };
