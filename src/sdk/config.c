@@ -1026,6 +1026,21 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 				return 0;
 			}
 			memcpy(cfg->nodes.self, value, strlen(value) + 1);
+		} else if (!strcmp(name, "tls_address")) {
+			const char *colon = strrchr(value, ':');
+			uint64_t port;
+			if (!colon || colon == value || parse_uint(colon + 1, 1, 65535, &port) < 0 ||
+			    set_string(cfg->tls.address, sizeof cfg->tls.address, value) < 0) {
+				snprintf(c->err, sizeof c->err,
+					 "tls_address: HOST:PORT (the API over TLS), got '%s'", value);
+				return 0;
+			}
+		} else if (!strcmp(name, "tls_cert_file") || !strcmp(name, "tls_key_file")) {
+			char *dst = name[4] == 'c' ? cfg->tls.cert_file : cfg->tls.key_file;
+			if (set_string(dst, PATH_MAX, value) < 0) {
+				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
+				return 0;
+			}
 		} else if (!strcmp(name, "node_poll_ms") || !strcmp(name, "node_down_ms")) {
 			uint64_t v;
 			if (parse_uint(value, 100, 600000, &v) < 0) {
@@ -1825,6 +1840,30 @@ static int check_nodes(grace_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* The TLS door needs a certificate: its files, or the node's. */
+static int check_tls_door(grace_config *cfg, char *err, size_t errlen)
+{
+	grace_tls_door *t = &cfg->tls;
+	const char *where = cfg->path[0] ? cfg->path : "configuration";
+	if (!t->address[0])
+		return 0;
+	if (!t->cert_file[0] != !t->key_file[0]) {
+		snprintf(err, errlen, "%s: [grace] tls_cert_file and tls_key_file go together", where);
+		return -1;
+	}
+	if (!t->cert_file[0] && !cfg->nodes.n) {
+		snprintf(err, errlen, "%s: [grace] tls_address needs tls_cert_file and tls_key_file "
+				      "(or nodes, whose certificate it then shows)", where);
+		return -1;
+	}
+	if ((t->cert_file[0] && absolutize(t->cert_file, sizeof t->cert_file) < 0) ||
+	    (t->key_file[0] && absolutize(t->key_file, sizeof t->key_file) < 0)) {
+		snprintf(err, errlen, "[grace] tls_cert_file or tls_key_file: path too long");
+		return -1;
+	}
+	return 0;
+}
+
 int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen)
@@ -1963,9 +2002,9 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 				      "(the secrets sealed) or no_secrets = 1 (left out)");
 		return -1;
 	}
-	if (check_kernels(cfg, &c.defaults, err, errlen) < 0)
+	if (check_kernels(cfg, &c.defaults, err, errlen) < 0 || check_nodes(cfg, err, errlen) < 0)
 		return -1;
-	return check_nodes(cfg, err, errlen);
+	return check_tls_door(cfg, err, errlen);
 }
 
 int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen)

@@ -379,6 +379,15 @@ typedef struct grace_node_cfg {
 	char address[GRACE_NODE_ADDR_MAX];
 } grace_node_cfg;
 
+/* :8000's TLS door ([grace] tls_address): the API for clients on other
+ * hosts, over TLS only, with the certificate from files (reloaded when
+ * they change) or, with nodes, the node's own from the trust kernel. */
+typedef struct grace_tls_door {
+	char address[GRACE_NODE_ADDR_MAX]; /* HOST:PORT; "" for none */
+	char cert_file[PATH_MAX];          /* PEM chain; "" = the node's certificate */
+	char key_file[PATH_MAX];
+} grace_tls_door;
+
 typedef struct grace_nodes {
 	grace_node_cfg at[GRACE_NODES_MAX];
 	size_t n;
@@ -426,6 +435,7 @@ typedef struct grace_config {
 	grace_store_cfg store;
 	grace_message_bus message_bus;
 	grace_nodes nodes;
+	grace_tls_door tls;
 	grace_kernel_cfg kernels[GRACE_KERNELS_MAX];
 	size_t n_kernels;
 } grace_config;

@@ -72,6 +72,11 @@ typedef struct sdk_server_opts {
 sdk_server *sdk_server_new(struct event_base *base, const sdk_server_opts *opts);
 /* Serves on a listening socket; takes ownership of `fd` (closed on failure). */
 int sdk_server_listen(sdk_server *s, int fd);
+/* Serves one connection accepted elsewhere (a TLS terminator's end of a
+ * socket pair), as if from `peer` (its address: limits, logs). Takes
+ * ownership of `fd`, which must be non-blocking. */
+struct sockaddr;
+void sdk_server_adopt(sdk_server *s, int fd, const struct sockaddr *peer, unsigned peer_len);
 /* Stops accepting: new connections wait in the socket's backlog. From then
  * on every answer closes its connection, so no client sends another request
  * on a connection that is about to go. */

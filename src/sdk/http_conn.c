@@ -657,6 +657,18 @@ static void conn_new(sdk_server *s, int fd, const struct sockaddr_storage *ss)
 	event_add(c->tmo, s->tmo_head);
 }
 
+void sdk_server_adopt(sdk_server *s, int fd, const struct sockaddr *peer, unsigned peer_len)
+{
+	struct sockaddr_storage ss = { .ss_family = AF_UNSPEC };
+	if (peer && peer_len <= sizeof ss)
+		memcpy(&ss, peer, peer_len);
+	if (s->draining) {
+		close(fd);
+		return;
+	}
+	conn_new(s, fd, &ss);
+}
+
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;

@@ -467,6 +467,10 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		sdk_error("cannot start the API server on 127.0.0.1:%d", api_port);
 		goto out;
 	}
+	if (!(s.api.door = door_new(s.api.base, cfg, s.api.server, err, sizeof err)) && err[0]) {
+		sdk_error("cannot start the TLS door: %s", err);
+		goto out;
+	}
 	s.sigterm = evsignal_new(s.api.base, SIGTERM, on_stop_signal, &s);
 	s.sigint = evsignal_new(s.api.base, SIGINT, on_stop_signal, &s);
 	s.deadline = evtimer_new(s.api.base, on_deadline, &s);
@@ -510,6 +514,7 @@ out:
 	api_decide_free(&s.api); /* answers requests waiting for a decision */
 	gv_free(s.api.gov); /* after the healer: a clear_port it ran has reported */
 	api_dashboard_close(&s.api); /* ends the live feeds still open */
+	door_free(s.api.door); /* its connections' API ends go with the server */
 	sdk_server_free(s.api.server);
 	ob_free(s.api.ob);
 	gd_free(s.api.gd);

@@ -139,19 +139,21 @@ class TwoHosts(GraceTestCase):
 
     @classmethod
     def tearDownClass(cls):
+        errors = []
         for s in (cls.b, cls.a):
             if s:
                 try:
-                    s.stop()
-                except AssertionError:
-                    pass
-                s.close()
+                    s.close()
+                except AssertionError as e:
+                    errors.append(e)
         for ex in cls.ex.values():
             ex.shutdown(wait=False)
         for ns in getattr(cls, "ns", ()):
             run("ip", "netns", "del", ns)  # the veth pair goes with them
         if getattr(cls, "res", None):
             cls.res.release()
+        if errors:
+            raise errors[0]
 
     @classmethod
     def on_a(cls, fn, *args):

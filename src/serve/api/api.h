@@ -10,6 +10,7 @@
 #include "serve/gateway/gateway.h"
 #include "serve/guardian/guardian.h"
 #include "serve/healer/healer.h"
+#include "serve/node/door.h"
 #include "serve/node/nodes.h"
 #include "serve/outbox/outbox.h"
 #include "sdk/http.h"
@@ -45,6 +46,7 @@ typedef struct api_ctx {
 	struct trust_cache *trust; /* kernels' trust for policy (trust_cache.h); with pdp */
 	gv *gov;      /* NULL without a governance kernel: gated actions answer 503 */
 	api_dash *dash; /* made at the first feed; NULL before */
+	door *door;   /* :8000's TLS door; NULL without [grace] tls_address */
 	nodes *nodes; /* NULL on one host (no [node.*] sections) */
 } api_ctx;
 

@@ -26,6 +26,8 @@ static void api_health(sdk_req *req, void *ctx)
 	/* Several hosts: each node as this one sees it (serve/node/nodes.h). */
 	if (doc && api->nodes)
 		json_object_set_new(doc, "nodes", nodes_json(api->nodes));
+	if (doc && api->door)
+		json_object_set_new(doc, "tls", door_json(api->door));
 	sdk_reply_json(req, 200, doc);
 }
 

@@ -1,6 +1,7 @@
 #include "serve/auth/hosts.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -35,6 +36,18 @@ void auth_hosts_init(const grace_config *cfg, auth_hosts *hosts, auth_hosts *ori
 		add(hosts, names[i], 0);
 		add(hosts, names[i], port);
 		add(origins, names[i], port);
+	}
+	/* The TLS door's own address, and the loopback names on its port. A
+	 * DNS name clients use for it goes in allowed_hosts. */
+	const char *colon = strrchr(cfg->tls.address, ':');
+	if (!colon)
+		return;
+	int tls_port = atoi(colon + 1);
+	add(hosts, cfg->tls.address, 0);
+	add(origins, cfg->tls.address, 0);
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+		add(hosts, names[i], tls_port);
+		add(origins, names[i], tls_port);
 	}
 }
 

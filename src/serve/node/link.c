@@ -20,12 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define LINK_PROTO "GRACE-LINK/1"
 /* Bytes buffered one way before the sender is paused (back-pressure). */
 #define PIPE_HIGH (256 * 1024)
 
-enum conn_kind { K_SERVER, K_RELAY, K_CALL };
+enum conn_kind { K_SERVER, K_RELAY, K_CALL, K_FRONT };
 
 enum conn_state {
 	S_HANDSHAKE,   /* TLS handshake (and, for a relay or a call, the connect) */
@@ -51,6 +52,8 @@ struct conn {
 	node_link_ctl *ctl;        /* server: the request being answered */
 	node_link_cb cb;           /* call: told once, then NULL */
 	void *cb_arg;
+	struct sockaddr_storage sa; /* the door: the client's address */
+	socklen_t salen;
 	conn *prev, *next;
 };
 
@@ -83,6 +86,11 @@ struct node_link {
 	size_t n_relays;
 	conn *conns;
 	node_link_stats stats;
+	/* :8000's TLS door */
+	struct evconnlistener *front_lev;
+	node_tls *front_tls;
+	node_link_adopt_fn adopt;
+	void *adopt_arg;
 };
 
 /* ---- addresses ---- */
@@ -348,9 +356,15 @@ static void tls_why(conn *c, short what, char *why, size_t len)
 	}
 }
 
+static void front_ready(conn *c);
+
 static bool handshake_done(conn *c)
 {
 	node_link *l = c->l;
+	if (c->kind == K_FRONT) {
+		front_ready(c);
+		return false; /* nothing more for tls_event to do */
+	}
 	char name[GRACE_NAME_MAX] = "", why[256] = "";
 	SSL *ssl = l->dl->bev_ssl_get_ssl(c->tls);
 	if (node_tls_peer(l->o.tls, ssl, name, sizeof name, why, sizeof why) < 0 ||
@@ -553,7 +567,7 @@ static void tls_event(struct bufferevent *bev, short what, void *arg)
 	}
 	char why[200];
 	tls_why(c, what, why, sizeof why);
-	if (c->kind == K_SERVER && c->state == S_HANDSHAKE) {
+	if ((c->kind == K_SERVER || c->kind == K_FRONT) && c->state == S_HANDSHAKE) {
 		/* No certificate, one of another domain, or not TLS at all. */
 		c->l->stats.refused++;
 		sdk_debug("node link: a connection failed its handshake: %s", why);
@@ -763,6 +777,87 @@ int node_link_call(node_link *l, const char *node, json_t *req, unsigned timeout
 
 node_link_stats node_link_get_stats(const node_link *l) { return l->stats; }
 
+/* ---- :8000's TLS door ---- */
+
+/* The handshake is done: the API gets one end of a socket pair as a
+ * connection from the client's address, and the bytes go both ways. */
+static void front_ready(conn *c)
+{
+	node_link *l = c->l;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		sdk_warn("TLS door: socketpair: %s", strerror(errno));
+		conn_free(c);
+		return;
+	}
+	c->plain = bufferevent_socket_new(l->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	if (!c->plain) {
+		close(sv[0]);
+		close(sv[1]);
+		conn_free(c);
+		return;
+	}
+	l->stats.front++;
+	l->adopt(sv[1], (struct sockaddr *)&c->sa, (unsigned)c->salen, l->adopt_arg);
+	pipe_start(c);
+}
+
+static void on_front_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+			    int salen, void *arg)
+{
+	(void)lev;
+	node_link *l = arg;
+	conn *c = conn_new(l, K_FRONT);
+	SSL *ssl = c ? node_tls_ssl(l->front_tls) : NULL;
+	if (!ssl) {
+		if (c)
+			conn_free(c);
+		evutil_closesocket(fd);
+		return;
+	}
+	if (salen > 0 && (size_t)salen <= sizeof c->sa) {
+		memcpy(&c->sa, sa, (size_t)salen);
+		c->salen = (socklen_t)salen;
+	}
+	c->tls = l->dl->bev_ssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					   BEV_OPT_CLOSE_ON_FREE);
+	if (!c->tls) {
+		l->dl->ssl_free(ssl);
+		evutil_closesocket(fd);
+		conn_free(c);
+		return;
+	}
+	l->dl->bev_ssl_allow_dirty_shutdown(c->tls, 1);
+	/* The handshake within the API's own head timeout; then the API's
+	 * timeouts apply to what comes through. */
+	unsigned ms = l->o.cfg->limits.head_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	bufferevent_set_timeouts(c->tls, &tv, &tv);
+	bufferevent_setcb(c->tls, tls_read, NULL, tls_event, c);
+	bufferevent_enable(c->tls, EV_READ | EV_WRITE);
+}
+
+int node_link_front(node_link *l, node_tls *tls, const char *address, node_link_adopt_fn adopt,
+		    void *arg, char *err, size_t errlen)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	if (addr_parse(address, &sa, &salen, true, err, errlen) < 0)
+		return -1;
+	l->front_tls = tls;
+	l->adopt = adopt;
+	l->adopt_arg = arg;
+	l->front_lev = evconnlistener_new_bind(l->base, on_front_accept, l,
+					       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+						       LEV_OPT_CLOSE_ON_EXEC,
+					       128, (struct sockaddr *)&sa, (int)salen);
+	if (!l->front_lev) {
+		snprintf(err, errlen, "cannot listen on %s: %s", address, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void node_link_free(node_link *l)
 {
 	if (!l)
@@ -777,5 +872,7 @@ void node_link_free(node_link *l)
 			evconnlistener_free(l->relays[i].lev);
 	if (l->lev)
 		evconnlistener_free(l->lev);
+	if (l->front_lev)
+		evconnlistener_free(l->front_lev);
 	free(l);
 }

@@ -28,6 +28,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <stddef.h>
 
 struct event_base;
@@ -75,6 +76,16 @@ int node_link_call(node_link *l, const char *node, json_t *req, unsigned timeout
 /* The answer to a control request (stolen); the connection may be gone. */
 void node_link_ctl_reply(node_link_ctl *c, json_t *answer);
 
+/* :8000's TLS door (docs/deployment.md): TLS on `address` with `tls`'s
+ * server certificate (no client certificate asked); each connection that
+ * completes its handshake is given to `adopt` as one end of a socket pair
+ * (with the client's address, for limits and logs) and carried both ways.
+ * `tls` is borrowed. 0, or -1 with why. */
+typedef void (*node_link_adopt_fn)(int fd, const struct sockaddr *peer, unsigned peer_len,
+				   void *arg);
+int node_link_front(node_link *l, node_tls *tls, const char *address, node_link_adopt_fn adopt,
+		    void *arg, char *err, size_t errlen);
+
 /* Counts, for /health and the tests. */
 typedef struct node_link_stats {
 	unsigned conns;          /* open now */
@@ -82,6 +93,7 @@ typedef struct node_link_stats {
 	unsigned long refused;   /* from peers that did not (no or a bad certificate) */
 	unsigned long relayed;   /* relay connections carried to an owner */
 	unsigned long unreachable; /* relay connections answered 503 node_unreachable */
+	unsigned long front;       /* TLS door connections handed to the API */
 } node_link_stats;
 node_link_stats node_link_get_stats(const node_link *l);
 

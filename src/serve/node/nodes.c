@@ -123,13 +123,15 @@ static void cert_check(nodes *n)
 	char err[256];
 	int rc = node_tls_reload(n->tls, false, err, sizeof err);
 	if (rc == 1)
-		sdk_info("node %s: X.509-SVID loaded from %s", n->self->name, node_tls_dir(n->tls));
+		sdk_info("node %s: X.509-SVID loaded from %s", n->self->name,
+			 node_tls_cert_path(n->tls));
 	int64_t now = sdk_mono_ms(), wall = sdk_wall_ms();
 	int64_t expires = node_tls_expires_ms(n->tls);
 	if (rc < 0 && !expires && now >= n->cert_nag_ms) {
 		n->cert_nag_ms = now + CERT_NAG_MS;
 		sdk_warn("node %s: no X.509-SVID yet: %s%s", n->self->name, err,
-			 trust_here(n) ? " (asking the trust kernel)" : "");
+			 trust_here(n) ? " (asking the trust kernel)"
+				       : " (grace node enroll, on the trust kernel's node, makes it)");
 	}
 	if (!n->trust || n->cert_fetching || now < n->cert_next_try_ms)
 		return;
@@ -541,7 +543,11 @@ nodes *nodes_new(const nodes_opts *o, char *err, size_t errlen)
 	n->started_mono_ms = sdk_mono_ms();
 	char dir[PATH_MAX + 8];
 	cert_dir(n, dir, sizeof dir);
-	if (!(n->tls = node_tls_new(dir, cfg->trust.domain, err, errlen)))
+	char cert[PATH_MAX + 32], key[PATH_MAX + 32], bundle[PATH_MAX + 32];
+	snprintf(cert, sizeof cert, "%s/%s", dir, NODE_TLS_CERT);
+	snprintf(key, sizeof key, "%s/%s", dir, NODE_TLS_KEY);
+	snprintf(bundle, sizeof bundle, "%s/%s", dir, NODE_TLS_BUNDLE);
+	if (!(n->tls = node_tls_new(cert, key, bundle, cfg->trust.domain, err, errlen)))
 		goto fail;
 	node_link_opts lo = { .cfg = cfg, .tls = n->tls, .resolve = local_resolve,
 			      .control = on_control, .arg = n };

@@ -3,6 +3,7 @@
 
 #include "sdk/svid.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,16 +13,15 @@
 
 struct node_tls {
 	const node_tls_dl *dl;
-	char dir[PATH_MAX];
+	char path[3][PATH_MAX]; /* certificate, key, bundle ("" for none) */
 	char domain[256];
 	SSL_CTX *ctx;    /* ours: one reference; connections hold their own */
 	struct stat seen[3]; /* the files as last read */
 	int64_t expires_ms;
 };
 
-static const char *const files[3] = { NODE_TLS_CERT, NODE_TLS_KEY, NODE_TLS_BUNDLE };
-
-node_tls *node_tls_new(const char *dir, const char *domain, char *err, size_t errlen)
+node_tls *node_tls_new(const char *cert, const char *key, const char *bundle, const char *domain,
+		       char *err, size_t errlen)
 {
 	const node_tls_dl *dl = node_tls_dl_load(err, errlen);
 	if (!dl)
@@ -32,7 +32,13 @@ node_tls *node_tls_new(const char *dir, const char *domain, char *err, size_t er
 		return NULL;
 	}
 	t->dl = dl;
-	snprintf(t->dir, sizeof t->dir, "%s", dir);
+	const char *paths[3] = { cert, key, bundle ? bundle : "" };
+	for (int i = 0; i < 3; i++)
+		if (snprintf(t->path[i], sizeof t->path[i], "%s", paths[i]) >= (int)sizeof t->path[i]) {
+			snprintf(err, errlen, "a certificate path is too long");
+			free(t);
+			return NULL;
+		}
 	snprintf(t->domain, sizeof t->domain, "%s", domain);
 	return t;
 }
@@ -74,14 +80,13 @@ static int64_t not_after_ms(const node_tls_dl *dl, X509 *cert)
 
 int node_tls_reload(node_tls *t, bool force, char *err, size_t errlen)
 {
-	struct stat now[3];
-	char path[3][PATH_MAX + 16];
+	struct stat now[3] = { 0 };
+	char (*path)[PATH_MAX] = t->path;
+	bool mutual = path[2][0] != '\0';
 	bool changed = force || !t->ctx;
-	for (int i = 0; i < 3; i++) {
-		snprintf(path[i], sizeof path[i], "%s/%s", t->dir, files[i]);
+	for (int i = 0; i < (mutual ? 3 : 2); i++) {
 		if (stat(path[i], &now[i]) < 0) {
-			snprintf(err, errlen, "%s: missing (grace node enroll makes the node's files)",
-				 path[i]);
+			snprintf(err, errlen, "%s: %s", path[i], strerror(errno));
 			return -1;
 		}
 		if (!same_file(&now[i], &t->seen[i]))
@@ -109,13 +114,15 @@ int node_tls_reload(node_tls *t, bool force, char *err, size_t errlen)
 		ssl_why(dl, path[1], err, errlen);
 		goto fail;
 	}
-	if (dl->ctx_load_verify(ctx, path[2], NULL) != 1) {
+	if (mutual && dl->ctx_load_verify(ctx, path[2], NULL) != 1) {
 		ssl_why(dl, path[2], err, errlen);
 		goto fail;
 	}
-	/* Both ends show a certificate: the server asks the client for one
-	 * and fails the handshake without it. */
-	dl->ctx_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	/* The link: both ends show a certificate (the server asks the client
+	 * for one and fails the handshake without it). The door: none asked. */
+	dl->ctx_set_verify(ctx, mutual ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+				       : SSL_VERIFY_NONE,
+			   NULL);
 	if (t->ctx)
 		dl->ctx_free(t->ctx); /* open connections keep their references */
 	t->ctx = ctx;
@@ -134,7 +141,7 @@ SSL *node_tls_ssl(node_tls *t)
 
 const node_tls_dl *node_tls_lib(const node_tls *t) { return t->dl; }
 
-const char *node_tls_dir(const node_tls *t) { return t->dir; }
+const char *node_tls_cert_path(const node_tls *t) { return t->path[0]; }
 
 int64_t node_tls_expires_ms(const node_tls *t) { return t->ctx ? t->expires_ms : 0; }
 

@@ -1,7 +1,7 @@
-/* The node link's TLS: one OpenSSL context made from the node's X.509-SVID
- * files, for both ends of every link connection (mutual TLS, TLS 1.3
- * only), and the check of the peer's SPIFFE ID. The files live in one
- * directory (DATA_DIR/node unless configured):
+/* TLS contexts made from files: the node link's (mutual TLS 1.3 with the
+ * node's X.509-SVID, and the check of the peer's SPIFFE ID) and :8000's
+ * TLS door's (a server certificate, no client certificate asked). The
+ * node's files live in DATA_DIR/node:
  *
  *   svid.pem    the node's certificate (spiffe://DOMAIN/node/NAME), then its chain
  *   key.pem     its private key (0600)
@@ -27,9 +27,12 @@
 
 typedef struct node_tls node_tls;
 
-/* Nothing is read yet: node_tls_reload does. NULL with why in err when
- * the libraries cannot be loaded. `dir` and `domain` are copied. */
-node_tls *node_tls_new(const char *dir, const char *domain, char *err, size_t errlen);
+/* Nothing is read yet: node_tls_reload does. `bundle` NULL: a server
+ * that asks no client for a certificate (the TLS door); else both ends
+ * show one that chains to the bundle's CAs. NULL with why in err when the
+ * libraries cannot be loaded. Paths and `domain` are copied. */
+node_tls *node_tls_new(const char *cert, const char *key, const char *bundle, const char *domain,
+		       char *err, size_t errlen);
 void node_tls_free(node_tls *t);
 
 /* Reads the files again when any changed since the last reading (or
@@ -41,7 +44,7 @@ int node_tls_reload(node_tls *t, bool force, char *err, size_t errlen);
 /* A new connection's SSL on the current context; NULL when there is none. */
 SSL *node_tls_ssl(node_tls *t);
 const node_tls_dl *node_tls_lib(const node_tls *t);
-const char *node_tls_dir(const node_tls *t);
+const char *node_tls_cert_path(const node_tls *t);
 
 /* When the certificate in use expires (wall clock, ms); 0 when none. */
 int64_t node_tls_expires_ms(const node_tls *t);
