@@ -163,6 +163,23 @@ static int cmd_status_one(const struct cli *c)
 	return rc;
 }
 
+/* Several hosts: each node as this one sees it, and which kernels it runs. */
+static void print_nodes(json_t *nodes)
+{
+	json_t *list = json_object_get(nodes, "nodes");
+	if (!json_array_size(list))
+		return;
+	printf("\n%-14s %-12s %-22s %s\n", "NODE", "STATE", "ADDRESS", "LAST ERROR");
+	size_t i;
+	json_t *n;
+	json_array_foreach(list, i, n) {
+		const char *err = json_string_value(json_object_get(n, "last_error"));
+		printf("%-14s %-12s %-22s %s%s\n", str(n, "name"), str(n, "state"), str(n, "address"),
+		       json_is_true(json_object_get(n, "self")) ? "(this node) " : "",
+		       err ? err : "");
+	}
+}
+
 static int cmd_status(const struct cli *c)
 {
 	if (c->name)
@@ -184,6 +201,7 @@ static int cmd_status(const struct cli *c)
 		json_t *k;
 		json_object_foreach(json_object_get(ans, "kernels"), name, k)
 			print_kernel_row(name, k);
+		print_nodes(json_object_get(ans, "nodes"));
 		if (strcmp(overall, "ok"))
 			printf("\n`grace status KERNEL` shows one kernel in detail, `grace diagnose "
 			       "KERNEL` what is wrong, `grace heal KERNEL` mends it.\n");

@@ -248,6 +248,13 @@ class TwoNodes(GraceTestCase):
         # The gateway says the same to a user.
         st, _, body = self.a.http("GET", "/kernels/immutable_log/health")
         self.assertEqual(st, 503, body)
+        # And the command line.
+        p = subprocess.run([GRACE_BIN, "status", "--config", self.a.config_path,
+                            "--port-offset", str(self.a.offset)], capture_output=True,
+                           text=True, timeout=scaled(30))
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)  # degraded
+        self.assertRegex(p.stdout, r"immutable_log\s+unreachable")
+        self.assertRegex(p.stdout, r"\nb\s+unreachable\s+127\.0\.0\.1:%d" % self.link_b)
         # Node b again: its kernels come back, and what it held is there.
         self.b.start(wait=False)
         self.a.wait_states(expect={}, timeout=scaled(40))
