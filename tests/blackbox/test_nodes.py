@@ -17,6 +17,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import unittest
 
 from harness import (GRACE_BIN, GraceServer, GraceTestCase, PortReservation, http_request,
@@ -226,6 +227,73 @@ class TwoNodes(GraceTestCase):
         # ... and new ones are made with the new certificates.
         st, _, body = self.a.http("GET", "/kernels/immutable_log/health")
         self.assertEqual(st, 200, body)
+
+    def link_client(self, certfile, keyfile):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False  # the link checks SPIFFE IDs, not names
+        ctx.load_verify_locations(os.path.join(self.b.data_dir, "node", "bundle.pem"))
+        ctx.load_cert_chain(certfile, keyfile)
+        raw = socket.create_connection(("127.0.0.1", self.link_a), timeout=5)
+        return ctx.wrap_socket(raw)
+
+    def as_node_b(self):
+        d = os.path.join(self.b.data_dir, "node")
+        return self.link_client(os.path.join(d, "svid.pem"), os.path.join(d, "key.pem"))
+
+    def read_line(self, s):
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def test_the_link_answers_a_peer_what_it_asks_and_nothing_more(self):
+        # A kernel node a does not run, and one it has never heard of.
+        for name, code in (("immutable_log", b"ERR unavailable"), ("nosuch", b"ERR not_found")):
+            with self.as_node_b() as s:
+                s.sendall(b"GRACE-LINK/1 kernel " + name.encode() + b"\n")
+                self.assertTrue(self.read_line(s).startswith(code))
+        # A control request that is not JSON, and an unknown op.
+        with self.as_node_b() as s:
+            s.sendall(b"GRACE-LINK/1 control\n{not json\n")
+            self.assertIn(b'"code":"invalid"', self.read_line(s))
+        with self.as_node_b() as s:
+            s.sendall(b'GRACE-LINK/1 control\n{"op":"format_disk"}\n')
+            self.assertIn(b"unknown op", self.read_line(s))
+        # Node b may not act on a kernel node a does not run.
+        with self.as_node_b() as s:
+            s.sendall(b'GRACE-LINK/1 control\n{"op":"stop","kernel":"immutable_log"}\n')
+            self.assertIn(b'"code":"not_found"', self.read_line(s))
+        # A first line past its limit ends the connection without an answer.
+        with self.as_node_b() as s:
+            s.sendall(b"GRACE-LINK/1 kernel " + b"x" * 4096)
+            self.assertEqual(self.read_line(s), b"")
+        self.assertEqual(self.a.health()["kernels"]["trust"]["state"], "ready")
+
+    def test_a_kernel_certificate_of_the_domain_is_no_node(self):
+        # An X.509-SVID the trust kernel really issued, but to a kernel:
+        # it chains to the bundle, and still opens no link.
+        st, _, body = self.a.http("POST", "/kernels/trust/x509-svid", {"for": "audit"})
+        self.assertEqual(st, 200, body)
+        svid = body["svids"][0]
+        d = tempfile.mkdtemp(prefix="grace-kcert-")
+        cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+        with open(cert, "w") as f:
+            f.write(svid["x509_svid"])
+        with open(key, "w") as f:
+            f.write(svid["x509_svid_key"])
+        before = self.a.health()["nodes"]["link"]["refused"]
+        try:
+            with self.link_client(cert, key) as s:
+                s.sendall(b"GRACE-LINK/1 kernel trust\n")
+                got = self.read_line(s)
+        except (ssl.SSLError, ConnectionError, OSError):
+            got = b""
+        self.assertEqual(got, b"")
+        self.a.wait_for(lambda: self.a.health()["nodes"]["link"]["refused"] > before, 5,
+                        message="the refusal counted")
 
     def test_zz_a_node_that_disappears_is_unreachable_and_comes_back(self):
         # Something acknowledged on node b before it goes.
