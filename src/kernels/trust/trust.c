@@ -899,7 +899,9 @@ static void tr_close(sdk_kernel *k)
 /* Calls to these routes are not asked of the policy kernel: a process
  * attests (join, and its registration) and fetches its SVIDs and the
  * bundle here before its own calls carry an SVID, and the policy kernel
- * may require one (docs/trust.md), so asking it would wait on itself.
+ * may require one (docs/trust.md), so asking it would wait on itself; and
+ * a node's vouching and certificate keep up the link through which a
+ * policy kernel on another node is reached at all.
  * Each route checks its caller itself (only the main process registers,
  * only a kernel joins as itself, each gets only its own identity) or
  * answers what is public. Every other route is asked as usual. */
@@ -907,7 +909,8 @@ static int tr_decide_call(sdk_kernel *k, const sdk_call_decision *d)
 {
 	(void)k;
 	static const char *const own[] = { "POST /jwt-svid", "GET /bundle", "POST /attest/join",
-					   "POST /attest/register" };
+					   "POST /attest/register", "POST /attest/node",
+					   "POST /x509-svid" };
 	for (size_t i = 0; !d->user && i < sizeof own / sizeof *own; i++)
 		if (!strcmp(d->action, own[i]))
 			return 1;
