@@ -198,6 +198,32 @@ class SelfHealing(GraceTestCase):
             st, h7 = heal(g, "immutable_log", issue_type="process_dead")
             self.assertEqual((h7["outcome"], h7["self_healing"]["reason"]), ("held", "budget"))
 
+            # Late: audit crashes first (an incident of its own), then the log
+            # it depends on: the log's incident takes audit's in, and audit's
+            # closes as merged into it. (Once the log is quiet: the heal asked
+            # for it above keeps an incident of its open for stable_ms.)
+            g.wait_for(lambda: not incidents_of(g, "immutable_log", state="open"), timeout=30,
+                       interval=0.2, message="the log quiet")
+            kill9(g, "audit")
+            own = g.wait_for(lambda: next((i for i in incidents_of(g, "audit", state="open")
+                                           if i["kernel"] == "audit"), None),
+                             message="audit's own incident")
+            kill9(g, "immutable_log")
+            late = g.wait_for(lambda: next((i for i in incidents_of(g, "immutable_log",
+                                                                     state="open")
+                                            if i["id"] != dep["id"]), None),
+                              message="the log's new incident")
+            self.assertEqual((late["kernel"], late["kernels"]),
+                             ("immutable_log", ["immutable_log", "audit"]), late)
+            self.assertLessEqual(late["opened_at"], own["opened_at"])
+            merged = get(g, "/incidents/%d" % own["id"])
+            self.assertEqual(merged["state"], "resolved", merged)
+            self.assertEqual(merged["cause"]["merged_into"], late["id"], merged)
+            self.assertEqual([i["id"] for i in incidents_of(g, "audit", state="open")],
+                             [late["id"]])
+            events = get(g, "/incidents/%d" % late["id"])["event_list"]
+            self.assertIn("audit", {e["kernel"] for e in events}, events)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -122,13 +122,33 @@ static void test_dependency_folding(void **state)
 	assert_int_equal(gov.inc->id, log.inc->id);
 	/* A kernel with no dependency down opens its own. */
 	assert_true(ev("librarian", SH_EV_CRASH, 3 * S).opened);
-	/* The reverse is not a dependency: the log failing after audit opened
-	 * its own incident is the log's. */
+	/* Late: audit fails first, then the log it depends on. The log's new
+	 * incident absorbs audit's (one incident, the log its cause), and
+	 * audit's is no longer open. */
 	corr_setup(3);
-	sh_corr_result a2 = ev("audit", SH_EV_CRASH, 0);
+	int64_t a2 = ev("audit", SH_EV_CRASH, 0).inc->id;
+	ev("audit", SH_EV_CRASH, 500);
 	sh_corr_result l2 = ev("immutable_log", SH_EV_CRASH, 1 * S);
 	assert_true(l2.opened);
-	assert_int_not_equal(a2.inc->id, l2.inc->id);
+	assert_int_not_equal(a2, l2.inc->id);
+	assert_int_equal(l2.n_merged, 1);
+	assert_int_equal(l2.merged[0], a2);
+	assert_string_equal(l2.inc->kernel, "immutable_log");
+	assert_int_equal(l2.inc->n_kernels, 2);
+	assert_string_equal(l2.inc->kernels[1], "audit");
+	assert_int_equal(l2.inc->events, 3);
+	assert_int_equal(l2.inc->crashes, 3);
+	assert_int_equal(l2.inc->opened_at, 0); /* from audit's first symptom */
+	assert_int_equal(sh_corr_find(&C, "audit", SH_FAM_AVAILABILITY)->id, l2.inc->id);
+	assert_int_equal(C.n_open, 1);
+	/* A dependent that has been up and quiet for stable_ms is not merged. */
+	corr_setup(3);
+	ev("audit", SH_EV_CRASH, 0);
+	ev("audit", SH_EV_UP, 1 * S);
+	sh_corr_result l3 = ev("immutable_log", SH_EV_CRASH, 12 * S);
+	assert_true(l3.opened);
+	assert_int_equal(l3.n_merged, 0);
+	assert_int_equal(C.n_open, 2);
 	/* A dependency that has been up and quiet for stable_ms explains nothing. */
 	corr_setup(3);
 	ev("immutable_log", SH_EV_CRASH, 0);

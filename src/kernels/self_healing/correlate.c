@@ -183,6 +183,43 @@ static sh_incident *open_incident(sh_corr *c, const sh_event *ev, enum sh_family
 	return inc;
 }
 
+/* A dependency's new availability incident (c->open's last) absorbs the
+ * open availability incidents its dependents opened on their own before
+ * it failed, while they are still down or failed within stable_ms: their
+ * failures were its, one incident and not two. Returns the incident,
+ * which may have moved in c->open. */
+static sh_incident *absorb_dependents(sh_corr *c, int64_t now_ms, sh_corr_result *out)
+{
+	size_t at = c->n_open - 1;
+	for (size_t d = 0; d < c->cfg.n_deps; d++) {
+		sh_incident *inc = &c->open[at];
+		if (strcmp(c->cfg.deps[d].on, inc->kernel) || inc->n_kernels >= SH_INC_KERNELS_MAX)
+			continue;
+		const char *dep = c->cfg.deps[d].kernel;
+		sh_track *t = track_of(c, dep, false);
+		if (!t || !(t->down || now_ms - t->last_bad_ms < c->cfg.stable_ms))
+			continue;
+		for (size_t j = 0; j < at; j++) {
+			sh_incident *o = &c->open[j];
+			if (o->family != SH_FAM_AVAILABILITY || strcmp(o->kernel, dep) ||
+			    o->n_kernels != 1)
+				continue;
+			snprintf(inc->kernels[inc->n_kernels++], sizeof inc->kernels[0], "%s", dep);
+			inc->events += o->events;
+			inc->crashes += o->crashes;
+			inc->flapping = inc->flapping || o->flapping;
+			if (o->opened_at < inc->opened_at)
+				inc->opened_at = o->opened_at; /* it began with the first symptom */
+			out->merged[out->n_merged++] = o->id;
+			memmove(&c->open[j], &c->open[j + 1], (c->n_open - j - 1) * sizeof c->open[0]);
+			c->n_open--;
+			at--;
+			break;
+		}
+	}
+	return &c->open[at];
+}
+
 int sh_corr_apply(sh_corr *c, const sh_event *ev, int64_t now_ms, sh_corr_result *out)
 {
 	*out = (sh_corr_result){ 0 };
@@ -236,6 +273,8 @@ int sh_corr_apply(sh_corr *c, const sh_event *ev, int64_t now_ms, sh_corr_result
 	if (!inc) {
 		inc = open_incident(c, ev, fam, now_ms);
 		out->opened = true;
+		if (fam == SH_FAM_AVAILABILITY)
+			inc = absorb_dependents(c, now_ms, out);
 	}
 	inc->events++;
 	inc->updated_at = now_ms;

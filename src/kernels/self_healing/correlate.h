@@ -10,7 +10,11 @@
  * - Dependency-aware: a failure of kernel K while a kernel K depends on
  *   (the dependency table) has an open availability incident and is down
  *   or failed within stable_ms attaches to that incident, with the
- *   dependency as its cause and K among its kernels.
+ *   dependency as its cause and K among its kernels. And the other way
+ *   round, for a dependency that fails after its dependent: the incident
+ *   the dependency opens absorbs the dependent's own open availability
+ *   incident while the dependent is still down or failed within stable_ms
+ *   (the dependent's incident closes, merged into the cause's).
  * - Resolved once every kernel in it has been up, with no bad event, for
  *   stable_ms. */
 #ifndef GRACE_SELF_HEALING_CORRELATE_H
@@ -99,6 +103,10 @@ typedef struct sh_corr_result {
 	bool opened;          /* it was opened by this event */
 	bool folded;          /* the event's kernel joined a dependency's incident */
 	bool became_flapping; /* the incident turned flapping on this event */
+	/* Dependents' incidents the new one absorbed (no longer open): the
+	 * caller closes them in its store as merged into inc. */
+	int64_t merged[SH_INC_KERNELS_MAX];
+	size_t n_merged;
 } sh_corr_result;
 
 /* `next_id`: the first id to hand out (the store's max + 1). */

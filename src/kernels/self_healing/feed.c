@@ -88,6 +88,14 @@ int sh_apply(sh_state *s, const char *kernel, enum sh_ev_kind kind, const char *
 	s->folded += r.folded;
 	s->flapping += r.became_flapping;
 	int rc = sh_store_save(s->k->db, r.inc, err);
+	for (size_t i = 0; rc == 0 && i < r.n_merged; i++) {
+		rc = sh_store_merge(s->k->db, r.merged[i], r.inc->id, now_ms, err);
+		if (rc == 0)
+			sdk_info("self_healing: incident %lld merged into %lld (%s): its kernel "
+				 "depends on %s", (long long)r.merged[i], (long long)r.inc->id,
+				 r.inc->title, r.inc->kernel);
+	}
+	s->folded += r.n_merged;
 	if (rc == 0)
 		rc = sh_store_event(s->k->db, r.inc->id, now_ms, kernel, sh_ev_kind_name(kind),
 				    subject, detail, err);

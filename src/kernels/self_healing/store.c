@@ -148,6 +148,48 @@ int sh_store_add_hints(sqlite3 *db, int64_t id, json_t *hints, sdk_err *err)
 	return rc;
 }
 
+int sh_store_merge(sqlite3 *db, int64_t from, int64_t into, int64_t now_ms, sdk_err *err)
+{
+	/* The hints first: read before the cause is rewritten. */
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db, "SELECT json_extract(cause, '$.hints') FROM incidents WHERE id = ?",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, from);
+	json_t *hints = sqlite3_step(st) == SQLITE_ROW ? json_loads(sdk_db_text(st, 0), 0, NULL)
+						       : NULL;
+	sqlite3_finalize(st);
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		json_decref(hints);
+		return sdk_db_fail(db, err, "merging an incident");
+	}
+	static const char *const moves[] = {
+		"UPDATE incidents SET resolved_at = ?3, updated_at = ?3,"
+		" cause = json_set(cause, '$.merged_into', ?2) WHERE id = ?1",
+		"UPDATE events SET incident = ?2 WHERE incident = ?1",
+		"UPDATE actions SET incident = ?2 WHERE incident = ?1",
+	};
+	for (size_t i = 0; rc == 0 && i < sizeof moves / sizeof *moves; i++) {
+		rc = sdk_db_prepare(db, moves[i], &st, err);
+		if (rc < 0)
+			break;
+		sqlite3_bind_int64(st, 1, from);
+		sqlite3_bind_int64(st, 2, into);
+		sqlite3_bind_int64(st, 3, now_ms);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "merging an incident");
+		sqlite3_finalize(st);
+	}
+	if (rc == 0 && json_is_array(hints))
+		rc = sh_store_add_hints(db, into, hints, err);
+	json_decref(hints);
+	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = sdk_db_fail(db, err, "merging an incident");
+	if (rc < 0)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 static void bind_json(sqlite3_stmt *st, int i, json_t *v)
 {
 	char *t = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;

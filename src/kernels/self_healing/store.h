@@ -37,6 +37,10 @@ int sh_store_open_incidents(sqlite3 *db, void (*fn)(const sh_incident *, void *)
 int sh_store_save(sqlite3 *db, const sh_incident *inc, sdk_err *err);
 /* Adds hints to the incident's cause (a kind already there is replaced). */
 int sh_store_add_hints(sqlite3 *db, int64_t id, json_t *hints, sdk_err *err);
+/* Incident `from` (a dependent's, absorbed by its dependency's `into`;
+ * correlate.h) closes at now_ms as merged: its cause says merged_into,
+ * its events, actions and hints go to `into`. One transaction. */
+int sh_store_merge(sqlite3 *db, int64_t from, int64_t into, int64_t now_ms, sdk_err *err);
 /* An event of the incident; `detail` borrowed, may be NULL. */
 int sh_store_event(sqlite3 *db, int64_t incident, int64_t ts_ms, const char *kernel,
 		   const char *kind, const char *subject, json_t *detail, sdk_err *err);
