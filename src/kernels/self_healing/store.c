@@ -165,8 +165,8 @@ int sh_store_merge(sqlite3 *db, int64_t from, int64_t into, int64_t now_ms, sdk_
 		return sdk_db_fail(db, err, "merging an incident");
 	}
 	static const char *const moves[] = {
-		"UPDATE incidents SET resolved_at = ?3, updated_at = ?3,"
-		" cause = json_set(cause, '$.merged_into', ?2) WHERE id = ?1",
+		("UPDATE incidents SET resolved_at = ?3, updated_at = ?3,"
+		 " cause = json_set(cause, '$.merged_into', ?2) WHERE id = ?1"),
 		"UPDATE events SET incident = ?2 WHERE incident = ?1",
 		"UPDATE actions SET incident = ?2 WHERE incident = ?1",
 	};
