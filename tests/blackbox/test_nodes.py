@@ -313,9 +313,9 @@ class TwoNodes(GraceTestCase):
         self.assertEqual(st, 503, body)
         self.assertIn(body["error"]["code"], ("node_unreachable", "unavailable"))
         self.assertTrue(hdrs.get("X-Request-Id") or hdrs.get("x-request-id"))
-        # The gateway says the same to a user.
+        # The gateway says the same to a user, at once.
         st, _, body = self.a.http("GET", "/kernels/immutable_log/health")
-        self.assertEqual(st, 503, body)
+        self.assertEqual((st, body["error"]["code"]), (503, "node_unreachable"), body)
         # And the command line.
         p = subprocess.run([GRACE_BIN, "status", "--config", self.a.config_path,
                             "--port-offset", str(self.a.offset)], capture_output=True,

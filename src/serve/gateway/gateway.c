@@ -300,6 +300,14 @@ static const char *forward_svid(gateway *gw, sup_kernel *k, sdk_req *req, const 
 
 void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 {
+	/* Its node does not answer: said at once, not after the relay's wait. */
+	if (k->state == SUP_UNREACHABLE) {
+		sdk_req_add_header(req, "Retry-After", "1");
+		sdk_reply_error(req, 503, "node_unreachable",
+				"kernel %s runs on node %s, which does not answer", k->cfg->name,
+				k->cfg->node);
+		return;
+	}
 	if (k->state == SUP_FAILED || k->state == SUP_STOPPED || k->state == SUP_PORT_UNAVAILABLE) {
 		sdk_req_add_header(req, "Retry-After", "5");
 		sdk_reply_error(req, 503, "kernel_unavailable", "kernel %s is %s", k->cfg->name,
