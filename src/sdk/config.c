@@ -207,6 +207,7 @@ static const struct cfg_key self_healing_keys[] = {
 	H("budget_per_hour", budget_per_hour, 0, 100000),
 	H("advice_timeout_ms", advice_timeout_ms, 20, 5000),
 	H("approve_destructive", approve_destructive, 0, 1),
+	H("watch_interval_ms", watch_interval_ms, 1000, 86400000),
 #undef H
 };
 
@@ -1146,6 +1147,24 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	if (!strcmp(section, "self_healing")) {
 		grace_self_healing *h = &cfg->self_healing;
+		if (!strncmp(name, "watch.", 6)) {
+			const char *kname = name + 6;
+			if (!valid_name(kname) || strlen(kname) >= GRACE_NAME_MAX) {
+				snprintf(c->err, sizeof c->err, "%s: watch.KERNEL, a kernel's name", name);
+				return 0;
+			}
+			if (h->n_watches == GRACE_SH_WATCHES_MAX || !*value ||
+			    strlen(value) > GRACE_SH_WATCH_MAX) {
+				snprintf(c->err, sizeof c->err,
+					 "%s: a PromQL expression of 1 to %d bytes, %d watches at most",
+					 name, GRACE_SH_WATCH_MAX, GRACE_SH_WATCHES_MAX);
+				return 0;
+			}
+			snprintf(h->watches[h->n_watches].kernel, GRACE_NAME_MAX, "%s", kname);
+			snprintf(h->watches[h->n_watches].expr, GRACE_SH_WATCH_MAX + 1, "%s", value);
+			h->n_watches++;
+			return 1;
+		}
 		if (!strcmp(name, "ladder") || !strcmp(name, "dependencies")) {
 			if (strlen(value) >= GRACE_SH_SPEC_MAX || !sh_spec_valid(value)) {
 				snprintf(c->err, sizeof c->err,
@@ -1572,6 +1591,7 @@ static void config_defaults(grace_config *cfg)
 		.flap_threshold = 3,
 		.budget_per_hour = 20,
 		.advice_timeout_ms = 500,
+		.watch_interval_ms = 15000,
 	};
 	cfg->research = (grace_research){ .steps_default = 30,
 					  .steps_max = 200,

@@ -218,6 +218,8 @@ typedef struct grace_learning {
 /* [self_healing]: incidents, the escalation ladder and the remediation
  * budget (docs/self_healing.md). */
 #define GRACE_SH_SPEC_MAX 200
+#define GRACE_SH_WATCHES_MAX 16
+#define GRACE_SH_WATCH_MAX 190 /* a PromQL expression, as a grace.ini line holds it */
 typedef struct grace_self_healing {
 	char ladder[GRACE_SH_SPEC_MAX];       /* PLAYBOOK:COOLDOWN_MS,... bottom first; "stop" last */
 	char dependencies[GRACE_SH_SPEC_MAX]; /* KERNEL:ON,...: KERNEL cannot work without ON */
@@ -227,6 +229,15 @@ typedef struct grace_self_healing {
 	unsigned budget_per_hour;   /* heal actions for all kernels together, a token bucket */
 	unsigned advice_timeout_ms; /* how long the healer waits for advice, then heals as before */
 	unsigned approve_destructive; /* 1: the ladder's stop needs a person (governance) */
+	/* watch.KERNEL = PROMQL: a condition on the metrics kernel's store,
+	 * asked every watch_interval_ms; a non-empty answer is an event of
+	 * KERNEL's (docs/self_healing.md "Metrics as events"). */
+	unsigned watch_interval_ms;
+	struct {
+		char kernel[GRACE_NAME_MAX];
+		char expr[GRACE_SH_WATCH_MAX + 1];
+	} watches[GRACE_SH_WATCHES_MAX];
+	size_t n_watches;
 } grace_self_healing;
 
 /* [research]: the research kernel's investigations (docs/research.md). */

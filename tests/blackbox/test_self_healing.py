@@ -14,6 +14,9 @@ the healer asking it (docs/self_healing.md).
 - The postmortem of the first incident, in JSON and in Markdown, with the
   audit trail's events and the verified heals.
 
+- A metrics condition watched for a kernel ([self_healing] watch.KERNEL)
+  is an event of that kernel; one that does not hold is nothing.
+
 (test_self_healing_floor.py: the healer without self_healing, learning
 through it, approve_destructive.)
 """
@@ -223,6 +226,32 @@ class SelfHealing(GraceTestCase):
                              [late["id"]])
             events = get(g, "/incidents/%d" % late["id"])["event_list"]
             self.assertIn("audit", {e["kernel"] for e in events}, events)
+
+
+class MetricWatches(GraceTestCase):
+    def test_a_watched_condition_is_an_event_of_its_kernel(self):
+        # watch.KERNEL = PROMQL: asked of the metrics kernel; a condition
+        # that holds (a non-empty answer) is a "metric" event of KERNEL, one
+        # that does not (empty) is nothing.
+        kernels = {n: dict(QUIET) for n in ("message_bus", "self_healing", "metrics", OTHER)}
+        config = {"self_healing": {"watch_interval_ms": 1000, "stable_ms": 6000,
+                                   "watch." + OTHER: "vector(1)",
+                                   "watch.message_bus": "vector(1) == 2"}}
+        with GraceServer(kernels=kernels, config=config) as g:
+            inc = g.wait_for(lambda: next((i for i in incidents_of(g, OTHER)
+                                           if i["family"] == "alert"), None),
+                             timeout=20, interval=0.2, message="the watch's incident")
+            self.assertEqual(inc["kernel"], OTHER, inc)
+            events = get(g, "/incidents/%d" % inc["id"])["event_list"]
+            metric = [e for e in events if e["kind"] == "metric"]
+            self.assertTrue(metric, events)
+            self.assertEqual(metric[0]["detail"]["expr"], "vector(1)", metric[0])
+            self.assertEqual(incidents_of(g, "message_bus"), [])
+            st, _, text = g.http("GET", SH + "/metrics")
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            self.assertRegex(text, r'grace_self_healing_watch_queries_total\{[^}]*\} [1-9]')
+            self.assertIn('grace_self_healing_watch_failures_total{kernel="self_healing"} 0',
+                          text)
 
 
 if __name__ == "__main__":

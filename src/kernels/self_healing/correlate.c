@@ -8,7 +8,7 @@ static const char *const family_names[SH_FAM_COUNT] = { "availability", "storage
 static const char *const kind_names[SH_EV_COUNT] = { "crash",	   "up",     "probe_bad",
 						     "probe_ok",   "heal_failed", "healed",
 						     "storage",	   "alert",	  "heal_asked",
-						     "stopped" };
+						     "stopped",	   "metric" };
 
 /* What each kind of event is: bad or good, and for a bad one its family. */
 static const struct {
@@ -25,6 +25,8 @@ static const struct {
 	[SH_EV_ALERT] = { true, SH_FAM_ALERT },
 	[SH_EV_HEAL_ASKED] = { true, SH_FAM_AVAILABILITY },
 	[SH_EV_STOPPED] = { true, SH_FAM_AVAILABILITY },
+	/* A metrics condition is an alert of Grace's own: it joins what is open. */
+	[SH_EV_METRIC] = { true, SH_FAM_ALERT },
 };
 
 const char *sh_family_name(enum sh_family f)
@@ -158,6 +160,7 @@ static const char *title_of(enum sh_ev_kind k)
 	case SH_EV_ALERT: return "an alert fires";
 	case SH_EV_HEAL_ASKED: return "a heal was asked for";
 	case SH_EV_STOPPED: return "stopped for a person";
+	case SH_EV_METRIC: return "a watched metric condition holds";
 	default: return "failing";
 	}
 }

@@ -45,6 +45,7 @@ enum sh_ev_kind {
 	SH_EV_ALERT,       /* an alert firing for it */
 	SH_EV_HEAL_ASKED,  /* a heal was asked for it (the healer's advice) */
 	SH_EV_STOPPED,     /* the ladder's last step stopped it: down until a person starts it */
+	SH_EV_METRIC,      /* a watched metrics condition holds for it (watch.c) */
 	SH_EV_COUNT
 };
 

@@ -349,6 +349,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	sh_incident done[16];
 	int64_t now = sdk_wall_ms();
 	sh_feed_tick(s, now);
+	sh_watch_tick(s, now);
 	size_t n = sh_corr_tick(&s->corr, now, done, 16);
 	for (size_t i = 0; i < n; i++) {
 		sdk_err e;
@@ -407,6 +408,8 @@ static void self_healing_metrics(sdk_kernel *k, struct evbuffer *out)
 				      "could not help.",
 	  s->learning_fallbacks);
 	C("ignored_total", "Bus messages that were no event of a kernel.", s->ignored);
+	C("watch_queries_total", "Watches asked of the metrics kernel.", s->watch_queries);
+	C("watch_failures_total", "Watches the metrics kernel did not answer.", s->watch_failures);
 	C("store_failures_total", "Writes to the store that failed.", s->store_failures);
 #undef C
 	evbuffer_add_printf(out,
@@ -471,6 +474,16 @@ static int self_healing_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
+	const grace_self_healing *hc = &k->cfg->self_healing;
+	for (size_t i = 0; i < hc->n_watches; i++)
+		if (!grace_config_kernel(k->cfg, hc->watches[i].kernel)) {
+			snprintf(err, errlen, "[self_healing] watch.%s: no such kernel",
+				 hc->watches[i].kernel);
+			return -1;
+		}
+	if (hc->n_watches && !grace_config_kernel(k->cfg, "metrics"))
+		sdk_warn("self_healing: %zu watches but no metrics kernel: they are never true",
+			 hc->n_watches);
 	s->timer = event_new(k->base, -1, EV_PERSIST, on_tick, s);
 	if (!s->timer) {
 		snprintf(err, errlen, "out of memory");

@@ -38,6 +38,14 @@ typedef struct sh_state {
 		learning_answers, learning_fallbacks, store_failures, stop_requests,
 		stop_request_failures;
 	struct stop_request *stop_inflight; /* change requests for a stop, unanswered (advice.c) */
+	/* [self_healing] watch.KERNEL (watch.c): one per configured watch */
+	struct sh_watch {
+		struct sh_state *s;    /* back, for its call's answer */
+		int64_t next_ms;       /* monotonic: when it is asked next */
+		int64_t last_event_ms; /* wall clock: its last event; 0 none */
+		bool asking, firing;
+	} watch[GRACE_SH_WATCHES_MAX];
+	unsigned long long watch_queries, watch_failures;
 } sh_state;
 
 /* The ladder's state and facts of `kernel` (added when new; NULL when the
@@ -57,6 +65,8 @@ int sh_apply(sh_state *s, const char *kernel, enum sh_ev_kind kind, const char *
 int sh_feed_start(sh_state *s, char *err, size_t errlen);
 void sh_feed_tick(sh_state *s, int64_t now_ms);
 void sh_feed_stop(sh_state *s);
+/* Asks the metrics kernel each watch that is due (watch.c); from the timer. */
+void sh_watch_tick(sh_state *s, int64_t now_ms);
 
 /* POST /advice, POST /outcomes (advice.c). */
 void sh_on_advice(sdk_req *req, void *ctx);
