@@ -47,7 +47,8 @@ struct nodes {
 	size_t n_peers;
 	/* the node's certificate */
 	bool cert_fetching;
-	int64_t cert_next_try_ms, cert_nag_ms, cert_got_ms; /* monotonic */
+	int64_t cert_next_try_ms, cert_nag_ms, renew_nag_ms; /* monotonic */
+	int64_t relay_nag_ms[GRACE_KERNELS_MAX]; /* monotonic: a relay's port taken, said at most this often */
 	char cert_error[256];
 	bool closing; /* nodes_free: the link tells its calls; nothing is done with them */
 	struct vouch_req *vouches; /* peers' vouch requests waiting for the trust kernel */
@@ -103,13 +104,18 @@ static void on_cert(int status, const char *body, size_t len, double ms, const c
 		snprintf(n->cert_error, sizeof n->cert_error, "%s", err);
 	} else {
 		n->cert_error[0] = '\0';
-		n->cert_got_ms = sdk_mono_ms();
 		sdk_info("node %s: a new X.509-SVID from the trust kernel, until %lld", n->self->name,
 			 (long long)node_tls_expires_ms(n->tls));
 	}
 	if (n->cert_error[0]) {
-		sdk_warn("node %s: cannot renew its X.509-SVID: %s", n->self->name, n->cert_error);
-		n->cert_next_try_ms = sdk_mono_ms() + CERT_RETRY_MS;
+		/* Tried again every CERT_RETRY_MS; said once a CERT_NAG_MS. */
+		int64_t now = sdk_mono_ms();
+		if (now >= n->renew_nag_ms) {
+			n->renew_nag_ms = now + CERT_NAG_MS;
+			sdk_warn("node %s: cannot renew its X.509-SVID (tried again every %d s): %s",
+				 n->self->name, CERT_RETRY_MS / 1000, n->cert_error);
+		}
+		n->cert_next_try_ms = now + CERT_RETRY_MS;
 	}
 	json_decref(doc);
 }
@@ -492,9 +498,13 @@ static void relays_open(nodes *n)
 		if (!sup_kernel_remote(k) || node_link_relaying(n->link, k->cfg->name))
 			continue;
 		char err[256];
-		if (node_link_relay(n->link, k->cfg->name, k->cfg->node, k->port, err, sizeof err) < 0)
-			sdk_warn("node %s: no relay for kernel %s yet (tried again): %s", n->self->name,
-				 k->cfg->name, err);
+		int64_t now = sdk_mono_ms();
+		if (node_link_relay(n->link, k->cfg->name, k->cfg->node, k->port, err, sizeof err) < 0 &&
+		    now >= n->relay_nag_ms[i]) {
+			n->relay_nag_ms[i] = now + CERT_NAG_MS;
+			sdk_warn("node %s: no relay for kernel %s yet (tried again every tick): %s",
+				 n->self->name, k->cfg->name, err);
+		}
 	}
 }
 
