@@ -83,6 +83,7 @@ def main():
         with open(ini, "w") as f:
             f.write(f"[grace]\nport_offset = {OFFSET}\ndata_dir = {data}\n"
                     f"library_root = {tmp}\n[auth]\nargon2_mem_kib = 19456\n"
+                    "[policy]\nauthorizer = table\n"
                     "[kernel.crypto]\n[kernel.immutable_log]\n[kernel.audit]\n"
                     "[kernel.librarian]\n[kernel.message_bus]\n")
         subprocess.run([grace, "user", "add", "admin", "--admin", "--config", ini],

@@ -49,10 +49,10 @@ import sys
 import tempfile
 import time
 
+from benchkit import HOST, TOKEN_HEADER, clean_env, port_free, wait_until
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-HOST = "127.0.0.1"
-TOKEN_HEADER = "X-Grace-Internal-Token"
 BUS_PORT = 8100
 # The API on 8000+N and the bus on 8100+N stay below 32768 (where the
 # ephemeral ports clients get start) and clear of the test suite's offsets
@@ -70,28 +70,6 @@ def free_port():
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-            return True
-        except OSError:
-            return False
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("timed out waiting for " + what)
 
 
 # --------------------------------------------------------------------------
@@ -128,17 +106,20 @@ def start_grace(srv, grace, offset):
     data = os.path.join(srv.tmp, "grace-data")
     ini = os.path.join(srv.tmp, "grace.ini")
     with open(ini, "w") as f:
-        f.write("[grace]\nlog_level = warn\n\n[limits]\nmax_body_bytes = 8388608\n\n"
+        f.write("[grace]\nlog_level = warn\n\n[policy]\nauthorizer = table\n\n"
+                "[limits]\nmax_body_bytes = 8388608\n\n"
                 "[kernel.message_bus]\nport = %d\ntier = core\nmax_body_bytes = 8388608\n"
                 % BUS_PORT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRACE_", "LISTEN_",
-                                                                     "NOTIFY_", "WATCHDOG_"))}
     p = srv.spawn([grace, "serve", "--config", ini, "--data-dir", data, "--port-offset",
-                   str(offset)], "grace.log", env)
+                   str(offset)], "grace.log", clean_env())
     port = BUS_PORT + offset
     tokfile = os.path.join(data, "internal.token")
-    wait_until(lambda: os.path.exists(tokfile) and os.path.getsize(tokfile) > 0, 30,
-               "grace's internal token")
+
+    def token_written():
+        if p.poll() is not None:
+            raise RuntimeError("grace serve exited; see %s/grace.log" % srv.tmp)
+        return os.path.exists(tokfile) and os.path.getsize(tokfile) > 0
+    wait_until(token_written, 30, "grace's internal token")
     with open(tokfile) as f:
         token = f.read().strip()
 

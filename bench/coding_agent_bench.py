@@ -30,18 +30,17 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+import benchkit
+from benchkit import HOST, TOKEN_HEADER, port_free, stop
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-HOST = "127.0.0.1"
-TOKEN_HEADER = "X-Grace-Internal-Token"
 CA_PORT = 8132
 OFFSETS = [24330, 24430, 24530, 24630]
 GIT = "/usr/bin/git"
@@ -59,28 +58,6 @@ GIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM
 def log(msg):
     print("[coding-agent-bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr,
           flush=True)
-
-
-def port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-            return True
-        except OSError:
-            return False
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("timed out waiting for " + what)
 
 
 def git(*args, cwd=None):
@@ -102,56 +79,14 @@ def make_repo(ws):
 
 
 def start_grace(tmp, grace, offset, ws):
-    data = os.path.join(tmp, "data")
-    ini = os.path.join(tmp, "grace.ini")
-    with open(ini, "w") as f:
-        f.write("[grace]\nlog_level = warn\n\n[policy]\nauthorizer = table\n\n"
-                "[executor]\nhistory_max = 100000\n"
-                "queue_max = 1000\ndir_root = %s\n\n[coding_agent]\nworkspace_root = %s\n\n"
-                "[kernel.executor]\n\n[kernel.coding_agent]\n\n[kernel.audit]\n\n"
-                "[kernel.immutable_log]\n" % (ws, ws))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GRACE_", "LISTEN_", "NOTIFY_", "WATCHDOG_"))}
-    logf = open(os.path.join(tmp, "grace.log"), "ab")
-    p = subprocess.Popen([grace, "serve", "--config", ini, "--data-dir", data,
-                          "--port-offset", str(offset)], stdin=subprocess.DEVNULL,
-                         stdout=logf, stderr=logf, cwd=tmp, env=env)
-    logf.close()
-    port = CA_PORT + offset
-    tokfile = os.path.join(data, "internal.token")
-    try:
-        def token_written():
-            if p.poll() is not None:
-                raise RuntimeError("grace serve exited; see %s/grace.log" % tmp)
-            return os.path.exists(tokfile) and os.path.getsize(tokfile) > 0
-        wait_until(token_written, 30, "grace's internal token")
-        with open(tokfile) as f:
-            token = f.read().strip()
-
-        def up():
-            if p.poll() is not None:
-                raise RuntimeError("grace serve exited; see %s/grace.log" % tmp)
-            c = http.client.HTTPConnection(HOST, port, timeout=2)
-            try:
-                c.request("GET", "/tasks", headers={TOKEN_HEADER: token})
-                return c.getresponse().status == 200
-            finally:
-                c.close()
-        wait_until(up, 30, "the coding_agent kernel")
-    except BaseException:
-        stop(p)
-        raise
-    return p, port, token
-
-
-def stop(p):
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGTERM)
-    try:
-        p.wait(15)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+    return benchkit.start_grace(
+        tmp, grace, offset,
+        "[grace]\nlog_level = warn\n\n[policy]\nauthorizer = table\n\n"
+        "[executor]\nhistory_max = 100000\n"
+        "queue_max = 1000\ndir_root = %s\n\n[coding_agent]\nworkspace_root = %s\n\n"
+        "[kernel.executor]\n\n[kernel.coding_agent]\n\n[kernel.audit]\n\n"
+        "[kernel.immutable_log]\n" % (ws, ws), CA_PORT + offset, "/tasks",
+        "the coding_agent kernel")
 
 
 class Kernel:

@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -40,10 +39,11 @@ import sys
 import tempfile
 import time
 
+import benchkit
+from benchkit import HOST, TOKEN_HEADER, port_free, stop
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-HOST = "127.0.0.1"
-TOKEN_HEADER = "X-Grace-Internal-Token"
 EXEC_PORT = 8121
 # 8121+N stays below 32768 (the ephemeral range); clear of the test suite's
 # offsets (multiples of 200 up to 24000) and bus_bench.py's.
@@ -56,76 +56,13 @@ def log(msg):
           flush=True)
 
 
-def port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-            return True
-        except OSError:
-            return False
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("timed out waiting for " + what)
-
-
 def start_grace(tmp, grace, offset):
-    data = os.path.join(tmp, "data")
-    ini = os.path.join(tmp, "grace.ini")
-    with open(ini, "w") as f:
-        f.write("[grace]\nlog_level = warn\n\n[executor]\nhistory_max = 100000\n"
-                "queue_max = 1000\n\n[kernel.executor]\n")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GRACE_", "LISTEN_", "NOTIFY_", "WATCHDOG_"))}
-    logf = open(os.path.join(tmp, "grace.log"), "ab")
-    p = subprocess.Popen([grace, "serve", "--config", ini, "--data-dir", data,
-                          "--port-offset", str(offset)], stdin=subprocess.DEVNULL,
-                         stdout=logf, stderr=logf, cwd=tmp, env=env)
-    logf.close()
-    port = EXEC_PORT + offset
-    tokfile = os.path.join(data, "internal.token")
-    try:
-        def token_written():
-            if p.poll() is not None:
-                raise RuntimeError("grace serve exited; see %s/grace.log" % tmp)
-            return os.path.exists(tokfile) and os.path.getsize(tokfile) > 0
-        wait_until(token_written, 30, "grace's internal token")
-        with open(tokfile) as f:
-            token = f.read().strip()
-
-        def up():
-            if p.poll() is not None:
-                raise RuntimeError("grace serve exited; see %s/grace.log" % tmp)
-            c = http.client.HTTPConnection(HOST, port, timeout=2)
-            try:
-                c.request("GET", "/stats", headers={TOKEN_HEADER: token})
-                return c.getresponse().status == 200
-            finally:
-                c.close()
-        wait_until(up, 30, "the executor kernel")
-    except BaseException:
-        stop(p)
-        raise
-    return p, port, token
-
-
-def stop(p):
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGTERM)
-    try:
-        p.wait(15)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+    return benchkit.start_grace(
+        tmp, grace, offset,
+        "[grace]\nlog_level = warn\n\n[policy]\nauthorizer = table\n\n"
+        "[executor]\nhistory_max = 100000\n"
+        "queue_max = 1000\n\n[kernel.executor]\n", EXEC_PORT + offset, "/stats",
+        "the executor kernel")
 
 
 class Executor:

@@ -50,10 +50,10 @@ import sys
 import tempfile
 import time
 
+from benchkit import HOST, TOKEN_HEADER, port_free
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-HOST = "127.0.0.1"
-TOKEN_HEADER = "X-Grace-Internal-Token"
 LOG_PORT = 8101
 # 8101+N below 32768 and clear of the test suite (multiples of 200 up to
 # 24000) and of bus_bench.py (24300-24650, on 8000+N and 8100+N).
@@ -62,16 +62,6 @@ OFFSETS = [24320, 24420, 24520, 24620]
 
 def log(msg):
     print("[log-bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
-
-def port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-            return True
-        except OSError:
-            return False
 
 
 def event(i):

@@ -64,7 +64,7 @@ def run(grace, mem_kib, threads, clients, logins, users):
     off = free_offset()
     cfg = os.path.join(tmp, "grace.ini")
     with open(cfg, "w") as f:
-        f.write("[grace]\nlog_level = warn\n[auth]\n"
+        f.write("[grace]\nlog_level = warn\n[policy]\nauthorizer = table\n[auth]\n"
                 f"argon2_mem_kib = {mem_kib}\nhash_threads = {threads}\nhash_queue = 4096\n"
                 "login_failures_max = 1000\n[kernel.librarian]\nport = 8130\n")
     data = os.path.join(tmp, "data")

@@ -34,6 +34,8 @@ from grace_bench import PROCS, BenchError, Grace, log, parse_wrk, wrk_argv  # no
 CONFIG = """\
 [grace]
 log_level = warn
+[policy]
+authorizer = table
 [auth]
 argon2_mem_kib = 19456
 [kernel.librarian]
