@@ -13,6 +13,7 @@ executor's "dir" is for kernels only, under [executor] dir_root."""
 
 import hashlib
 import os
+import time
 import shutil
 import subprocess
 import sys
@@ -153,6 +154,39 @@ class WithoutModel(Base):
     @classmethod
     def make_server(cls):
         return server(cls.ws)
+
+    def test_cancel_while_the_tests_run(self):
+        # The tests would take 60 s: cancelled while they run, the task ends
+        # "cancelled" at once and its executor job is asked to end.
+        t = self.submit({"repo": "calc", "test_command": ["/bin/sleep", "60"], "patch": FIX})
+        tid = t["id"]
+
+        def testing():
+            st, _, t = self.g.http("GET", "/coding-agent/tasks/%s" % tid)
+            return t if t["state"] == "testing_before" else None
+        self.g.wait_for(testing, timeout=scaled(30), message="the tests running")
+        t0 = time.monotonic()
+        st, _, body = self.g.http("POST", "/coding-agent/tasks/%s/cancel" % tid, {})
+        self.assertIn(st, (200, 202), body)
+
+        def ended():
+            st, _, t = self.g.http("GET", "/coding-agent/tasks/%s?wait_ms=5000" % tid, timeout=20)
+            return t if t["state"] not in ("queued", "preparing", "testing_before",
+                                           "editing", "testing_after") else None
+        t = self.g.wait_for(ended, timeout=scaled(20), message="the task cancelled")
+        self.assertEqual(t["state"], "cancelled", t)
+        self.assertLess(time.monotonic() - t0, 15, "the cancel waited for the tests")
+        self.assertTrue(t["error"].startswith("cancelled by "), t)
+        st, _, jobs = self.g.http("GET", "/kernels/executor/jobs?limit=50")
+        mine = [j for j in jobs["jobs"] if tid in (j.get("name") or "")]
+        self.assertTrue(mine, jobs)
+        self.assertTrue(all(j["state"] not in ("queued", "running") for j in mine), mine)
+        # An ended task has nothing to cancel; an unknown one is not found.
+        st, _, err = self.g.http("POST", "/coding-agent/tasks/%s/cancel" % tid, {})
+        self.assertEqual((st, err["error"]["code"]), (409, "conflict"), err)
+        st, _, err = self.g.http("POST", "/coding-agent/tasks/t_0000000000000000/cancel", {})
+        self.assertEqual(st, 404, err)
+        self.assert_untouched()
 
     def test_patch_fixes_the_bug(self):
         t = self.run_task({"repo": "calc", "test_command": TEST_COMMAND, "patch": FIX,

@@ -214,6 +214,25 @@ static void on_delete(sdk_req *req, void *ctx)
 		sdk_reply_status(req, rc, &e);
 }
 
+/* POST /tasks/ID/cancel: 200 with the report when it ended at once, 202
+ * when it ends at its next step (GET /tasks/ID?wait_ms= waits for it). */
+static void on_cancel(sdk_req *req, void *ctx)
+{
+	ca *c = ca_of(ctx);
+	char by[SDK_CALLER_NAME_MAX + 16];
+	if (!admin_or_kernel(req, c, by, sizeof by))
+		return;
+	const char *id = sdk_req_param(req, "id");
+	sdk_err e = { "" };
+	int rc = ca_task_cancel(c, id, by, &e);
+	if (rc < 0)
+		sdk_reply_status(req, rc, &e);
+	else if (rc == 0)
+		reply_task(req, c, id, 200);
+	else
+		sdk_reply_json(req, 202, json_pack("{s:s, s:s}", "id", id, "state", "cancelling"));
+}
+
 /* ---- life */
 
 static void ca_metrics(sdk_kernel *k, struct evbuffer *out)
@@ -229,6 +248,7 @@ static void ca_metrics(sdk_kernel *k, struct evbuffer *out)
 		{ "grace_coding_agent_tasks_submitted_total", "Tasks accepted.", c->stats.submitted },
 		{ "grace_coding_agent_tasks_done_total", "Tasks that ran to their end.", c->stats.done },
 		{ "grace_coding_agent_tasks_failed_total", "Tasks that failed (setup, a refused edit, the executor).", c->stats.failed },
+		{ "grace_coding_agent_tasks_cancelled_total", "Tasks cancelled while queued or worked on.", c->stats.cancelled },
 		{ "grace_coding_agent_tasks_resolved_total", "Tasks whose tests passed as graded.", c->stats.resolved },
 		{ "grace_coding_agent_edits_refused_total", "Turns whose edits did not apply (nothing written).", c->stats.edits_failed },
 		{ "grace_coding_agent_model_calls_total", "Calls to the model.", c->stats.model_calls },
@@ -338,6 +358,7 @@ static const sdk_route ca_routes[] = {
 	SDK_ROUTE("GET", "/tasks", on_list),
 	SDK_ROUTE("GET", "/tasks/:id", on_get),
 	SDK_ROUTE("DELETE", "/tasks/:id", on_delete),
+	SDK_ROUTE("POST", "/tasks/:id/cancel", on_cancel),
 };
 
 const sdk_kernel_def coding_agent_kernel = {

@@ -75,11 +75,27 @@ struct ca_task {
 	/* The model. */
 	json_t *messages;
 	sdk_model_call *mc;
+	/* POST /tasks/ID/cancel: who asked; "" when nobody did. The task ends
+	 * at its next step, job answer or model answer (nothing of it may be
+	 * in flight when it is freed). */
+	char cancel_by[96];
 };
 
 static void next(ca_task *t);
 static void finish(ca_task *t, const char *state, const char *error);
 static void advance_from_phase(ca_task *t);
+
+/* A cancelled task ends here, at a point where nothing of it is in flight;
+ * true when it did. */
+static bool cancelled(ca_task *t)
+{
+	if (!t->cancel_by[0])
+		return false;
+	char why[160];
+	snprintf(why, sizeof why, "cancelled by %s", t->cancel_by);
+	finish(t, "cancelled", why);
+	return true;
+}
 
 static const char *str_or(json_t *v, const char *def)
 {
@@ -450,6 +466,25 @@ static void on_job_stdout(int status, const char *body, size_t len, double ms, c
 
 static void wait_job(ca_task *t);
 
+static void on_job_cancelled(int status, const char *body, size_t len, double ms,
+			     const char *error, void *arg)
+{
+	(void)body, (void)len, (void)ms, (void)arg;
+	if (status != 200 && status != 409) /* 409: it had ended already */
+		sdk_warn("coding_agent: cancelling an executor job: %d %s", status,
+			 error ? error : "");
+}
+
+/* Asks the executor to end the task's current job (its answer is not
+ * waited for: the job's own end is, through wait_job). */
+static void cancel_job(ca_task *t)
+{
+	char target[160];
+	snprintf(target, sizeof target, "/jobs/%s/cancel", t->job);
+	sdk_call(t->c->k->caller, "executor", "POST", target, "{}", 2, NULL, CALL_TIMEOUT_MS,
+		 on_job_cancelled, NULL);
+}
+
 static void on_job_state(int status, const char *body, size_t len, double ms, const char *error,
 			 void *arg)
 {
@@ -457,6 +492,11 @@ static void on_job_state(int status, const char *body, size_t len, double ms, co
 	ca_task *t = arg;
 	json_t *j = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
 	const char *state = json_string_value(json_object_get(j, "state"));
+	if (t->cancel_by[0] && job_over(state)) {
+		json_decref(j);
+		cancelled(t);
+		return;
+	}
 	if (!j) {
 		json_decref(j);
 		finish(t, "failed", error ? error : "the executor did not answer for its job");
@@ -464,6 +504,8 @@ static void on_job_state(int status, const char *body, size_t len, double ms, co
 	}
 	if (!job_over(state)) {
 		json_decref(j);
+		if (t->cancel_by[0]) /* asked to cancel it: its end comes soon */
+			cancel_job(t);
 		if (sdk_mono_ms() > t->deadline_ms) {
 			finish(t, "failed", "task_timeout_ms passed while the tests ran");
 			return;
@@ -508,6 +550,8 @@ static void on_job_submitted(int status, const char *body, size_t len, double ms
 	snprintf(t->job, sizeof t->job, "%s", id);
 	t->c->stats.executor_jobs++;
 	json_decref(j);
+	if (t->cancel_by[0]) /* asked while the job was being submitted */
+		cancel_job(t);
 	wait_job(t);
 }
 
@@ -547,6 +591,8 @@ static void phase_done(ca_task *t)
 static void run_next(ca_task *t)
 {
 	if (t->c->draining)
+		return;
+	if (cancelled(t))
 		return;
 	if (t->run_i >= json_array_size(t->runs)) {
 		phase_done(t);
@@ -824,6 +870,8 @@ static void next(ca_task *t)
 	ca *c = t->c;
 	if (c->draining)
 		return;
+	if (cancelled(t))
+		return;
 	if (t->at != STEP_END && sdk_mono_ms() > t->deadline_ms) {
 		finish(t, "failed", "task_timeout_ms passed");
 		return;
@@ -922,6 +970,8 @@ static void finish(ca_task *t, const char *state, const char *error)
 	set_state(t, state);
 	if (!strcmp(state, "done"))
 		c->stats.done++;
+	else if (!strcmp(state, "cancelled"))
+		c->stats.cancelled++;
 	else
 		c->stats.failed++;
 	if (json_is_true(json_object_get(t->doc, "resolved")))
@@ -972,6 +1022,36 @@ ca_task *ca_task_find(ca *c, const char *id)
 		if (!strcmp(t->id, id))
 			return t;
 	return NULL;
+}
+
+int ca_task_cancel(ca *c, const char *id, const char *by, sdk_err *err)
+{
+	ca_task *t = ca_task_find(c, id);
+	if (!t) {
+		json_t *doc;
+		int rc = ca_store_get(c->k->db, id, &doc, err);
+		if (rc < 0)
+			return rc;
+		json_decref(doc);
+		return sdk_fail(err, SDK_ECONFLICT, "task %s has ended: there is nothing to cancel", id);
+	}
+	if (t->cancel_by[0])
+		return 1; /* asked already: it ends at its next step */
+	snprintf(t->cancel_by, sizeof t->cancel_by, "%s", by && *by ? by : "an operator");
+	notice(t, "cancel asked by %s", t->cancel_by);
+	if (!t->started) { /* queued: nothing of it runs */
+		cancelled(t);
+		return 0;
+	}
+	if (t->mc) { /* the model's answer is all it waits for: dropped, unanswered */
+		sdk_model_call_cancel(t->mc);
+		t->mc = NULL;
+		cancelled(t);
+		return 0;
+	}
+	if (t->job[0] && t->at != STEP_PREPARE && t->at != STEP_EDIT)
+		cancel_job(t); /* the job's end comes back through wait_job */
+	return 1;
 }
 
 /* ---- submission */

@@ -46,7 +46,7 @@ typedef struct ca {
 	struct {
 		uint64_t submitted, done, failed, resolved, edits_failed, model_calls,
 			model_failures, model_degraded, executor_jobs, git_commands,
-			audit_failures, deleted;
+			audit_failures, deleted, cancelled;
 	} stats;
 } ca;
 
@@ -62,6 +62,12 @@ ca_task *ca_task_find(ca *c, const char *id);
  * row; `done` answers. SDK_ECONFLICT when it is still running. */
 typedef void (*ca_delete_cb)(int status, json_t *report, const sdk_err *err, void *arg);
 int ca_task_delete(ca *c, const char *id, ca_delete_cb done, void *arg, sdk_err *err);
+/* Cancels a task in memory (`by`: who asked, for its report): 0 when it
+ * ended at once (it was queued, or waited only for the model), 1 when it
+ * ends at its next step (a git command or an executor job is in flight:
+ * the job is asked to end); SDK_ECONFLICT when it has ended already,
+ * SDK_ENOTFOUND when there is no such task. */
+int ca_task_cancel(ca *c, const char *id, const char *by, sdk_err *err);
 /* Ends every task in memory (the kernel stops): stored as failed. */
 void ca_task_close_all(ca *c);
 
