@@ -575,6 +575,29 @@ static void tls_event(struct bufferevent *bev, short what, void *arg)
 	conn_fail(c, why);
 }
 
+/* c's TLS side on `fd` (-1: to be connected), made with `tls`'s context:
+ * dirty shutdowns allowed (a peer's close is the end either way), the
+ * handshake bounded by ms, callbacks the line reader's. 0, or -1 with
+ * nothing made (fd untouched). */
+static int tls_side(conn *c, node_tls *tls, evutil_socket_t fd, enum bufferevent_ssl_state st,
+		    unsigned ms)
+{
+	node_link *l = c->l;
+	SSL *ssl = node_tls_ssl(tls);
+	if (!ssl)
+		return -1;
+	c->tls = l->dl->bev_ssl_socket_new(l->base, fd, ssl, st, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->tls) {
+		l->dl->ssl_free(ssl);
+		return -1;
+	}
+	l->dl->bev_ssl_allow_dirty_shutdown(c->tls, 1);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	bufferevent_set_timeouts(c->tls, &tv, &tv);
+	bufferevent_setcb(c->tls, tls_read, NULL, tls_event, c);
+	return 0;
+}
+
 /* ---- the server: peers' connections ---- */
 
 static void on_peer_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
@@ -583,25 +606,12 @@ static void on_peer_accept(struct evconnlistener *lev, evutil_socket_t fd, struc
 	(void)lev, (void)sa, (void)salen;
 	node_link *l = arg;
 	conn *c = conn_new(l, K_SERVER);
-	SSL *ssl = c ? node_tls_ssl(l->o.tls) : NULL;
-	if (!ssl) {
+	if (!c || tls_side(c, l->o.tls, fd, BUFFEREVENT_SSL_ACCEPTING, NODE_LINK_HANDSHAKE_MS) < 0) {
 		if (c)
 			conn_free(c);
 		evutil_closesocket(fd);
 		return;
 	}
-	c->tls = l->dl->bev_ssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					   BEV_OPT_CLOSE_ON_FREE);
-	if (!c->tls) {
-		l->dl->ssl_free(ssl);
-		evutil_closesocket(fd);
-		conn_free(c);
-		return;
-	}
-	l->dl->bev_ssl_allow_dirty_shutdown(c->tls, 1);
-	struct timeval tv = { NODE_LINK_HANDSHAKE_MS / 1000, 0 };
-	bufferevent_set_timeouts(c->tls, &tv, &tv);
-	bufferevent_setcb(c->tls, tls_read, NULL, tls_event, c);
 	bufferevent_enable(c->tls, EV_READ | EV_WRITE);
 }
 
@@ -633,26 +643,15 @@ static int dial(conn *c, const char *node, char *err, size_t errlen)
 	if (!a)
 		return -1;
 	snprintf(c->peer, sizeof c->peer, "%s", node);
-	SSL *ssl = node_tls_ssl(l->o.tls);
-	if (!ssl) {
-		snprintf(err, errlen, "this node has no certificate yet");
-		return -1;
-	}
-	c->tls = l->dl->bev_ssl_socket_new(l->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-					   BEV_OPT_CLOSE_ON_FREE);
-	if (!c->tls) {
-		l->dl->ssl_free(ssl);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	l->dl->bev_ssl_allow_dirty_shutdown(c->tls, 1);
 	/* A peer that does not answer is told to the client no later than it
 	 * would be marked unreachable. */
 	unsigned ms = l->o.cfg->nodes.down_ms < NODE_LINK_HANDSHAKE_MS ? l->o.cfg->nodes.down_ms
 								    : NODE_LINK_HANDSHAKE_MS;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	bufferevent_set_timeouts(c->tls, &tv, &tv);
-	bufferevent_setcb(c->tls, tls_read, NULL, tls_event, c);
+	if (tls_side(c, l->o.tls, -1, BUFFEREVENT_SSL_CONNECTING, ms) < 0) {
+		snprintf(err, errlen, node_tls_expires_ms(l->o.tls) ? "out of memory"
+								   : "this node has no certificate yet");
+		return -1;
+	}
 	if (bufferevent_socket_connect(c->tls, (struct sockaddr *)&a->sa, (int)a->salen) < 0) {
 		snprintf(err, errlen, "connect: %s", strerror(errno));
 		return -1;
@@ -808,8 +807,10 @@ static void on_front_accept(struct evconnlistener *lev, evutil_socket_t fd, stru
 	(void)lev;
 	node_link *l = arg;
 	conn *c = conn_new(l, K_FRONT);
-	SSL *ssl = c ? node_tls_ssl(l->front_tls) : NULL;
-	if (!ssl) {
+	/* The handshake within the API's own head timeout; then the API's
+	 * timeouts apply to what comes through. */
+	if (!c || tls_side(c, l->front_tls, fd, BUFFEREVENT_SSL_ACCEPTING,
+			   l->o.cfg->limits.head_timeout_ms) < 0) {
 		if (c)
 			conn_free(c);
 		evutil_closesocket(fd);
@@ -819,21 +820,6 @@ static void on_front_accept(struct evconnlistener *lev, evutil_socket_t fd, stru
 		memcpy(&c->sa, sa, (size_t)salen);
 		c->salen = (socklen_t)salen;
 	}
-	c->tls = l->dl->bev_ssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					   BEV_OPT_CLOSE_ON_FREE);
-	if (!c->tls) {
-		l->dl->ssl_free(ssl);
-		evutil_closesocket(fd);
-		conn_free(c);
-		return;
-	}
-	l->dl->bev_ssl_allow_dirty_shutdown(c->tls, 1);
-	/* The handshake within the API's own head timeout; then the API's
-	 * timeouts apply to what comes through. */
-	unsigned ms = l->o.cfg->limits.head_timeout_ms;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	bufferevent_set_timeouts(c->tls, &tv, &tv);
-	bufferevent_setcb(c->tls, tls_read, NULL, tls_event, c);
 	bufferevent_enable(c->tls, EV_READ | EV_WRITE);
 }
 

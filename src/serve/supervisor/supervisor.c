@@ -781,6 +781,16 @@ static int notify_socket_open(supervisor *s)
 
 static void unit_poll(supervisor *s);
 
+/* A state read from elsewhere (a unit's, another node's), as the event
+ * observers are told caused it. */
+static enum sup_event reported_cause(enum sup_state next)
+{
+	return next == SUP_READY      ? SUP_EV_READY
+	       : next == SUP_STOPPING ? SUP_EV_STOP
+	       : next == SUP_STARTING || next == SUP_RESTARTING ? SUP_EV_START
+								: SUP_EV_EXIT;
+}
+
 static void unit_poll_soon(supervisor *s)
 {
 	if (s->unit_polling)
@@ -827,10 +837,7 @@ static void unit_apply(sup_kernel *k, const sup_unit_status *st, const sup_unit_
 	}
 	k->pid = pid;
 	k->unit_seen = true;
-	enum sup_event cause = next == SUP_READY      ? SUP_EV_READY
-			       : next == SUP_STOPPING ? SUP_EV_STOP
-			       : next == SUP_STARTING || next == SUP_RESTARTING ? SUP_EV_START
-										: SUP_EV_EXIT;
+	enum sup_event cause = reported_cause((enum sup_state)next);
 	commit(k, next, cause);
 }
 
@@ -1159,10 +1166,7 @@ int sup_kernel_remote_report(sup_kernel *k, const char *state, pid_t pid, unsign
 		k->pid = pid;
 		k->restarts = restarts;
 	}
-	enum sup_event cause = next == SUP_READY      ? SUP_EV_READY
-			       : next == SUP_STOPPING ? SUP_EV_STOP
-			       : next == SUP_STARTING || next == SUP_RESTARTING ? SUP_EV_START
-										: SUP_EV_EXIT;
+	enum sup_event cause = reported_cause((enum sup_state)next);
 	commit(k, (enum sup_state)next, cause);
 	return 0;
 }
