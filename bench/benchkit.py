@@ -54,6 +54,35 @@ def stop(p):
         p.wait()
 
 
+def wait_ready(p, tmp, data, port, probe_path, what):
+    """The internal token once `grace serve` (process p, data in `data`,
+    log in TMP/grace.log) has written it and GET probe_path on `port`
+    answers 200 with it; RuntimeError if p exits first or 30 s pass."""
+    tokfile = os.path.join(data, "internal.token")
+
+    def alive():
+        if p.poll() is not None:
+            raise RuntimeError("grace serve exited; see %s/grace.log" % tmp)
+
+    def token_written():
+        alive()
+        return os.path.exists(tokfile) and os.path.getsize(tokfile) > 0
+    wait_until(token_written, 30, "grace's internal token")
+    with open(tokfile) as f:
+        token = f.read().strip()
+
+    def up():
+        alive()
+        c = http.client.HTTPConnection(HOST, port, timeout=2)
+        try:
+            c.request("GET", probe_path, headers={TOKEN_HEADER: token})
+            return c.getresponse().status == 200
+        finally:
+            c.close()
+    wait_until(up, 30, what)
+    return token
+
+
 def start_grace(tmp, grace, offset, ini_text, port, probe_path, what):
     """`grace serve` with `ini_text` as its configuration, its data in
     TMP/data and its log in TMP/grace.log; returns (process, port, token)
@@ -68,26 +97,8 @@ def start_grace(tmp, grace, offset, ini_text, port, probe_path, what):
                           "--port-offset", str(offset)], stdin=subprocess.DEVNULL,
                          stdout=logf, stderr=logf, cwd=tmp, env=clean_env())
     logf.close()
-    tokfile = os.path.join(data, "internal.token")
     try:
-        def token_written():
-            if p.poll() is not None:
-                raise RuntimeError("grace serve exited; see %s/grace.log" % tmp)
-            return os.path.exists(tokfile) and os.path.getsize(tokfile) > 0
-        wait_until(token_written, 30, "grace's internal token")
-        with open(tokfile) as f:
-            token = f.read().strip()
-
-        def up():
-            if p.poll() is not None:
-                raise RuntimeError("grace serve exited; see %s/grace.log" % tmp)
-            c = http.client.HTTPConnection(HOST, port, timeout=2)
-            try:
-                c.request("GET", probe_path, headers={TOKEN_HEADER: token})
-                return c.getresponse().status == 200
-            finally:
-                c.close()
-        wait_until(up, 30, what)
+        token = wait_ready(p, tmp, data, port, probe_path, what)
     except BaseException:
         stop(p)
         raise

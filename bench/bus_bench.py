@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 
-from benchkit import HOST, TOKEN_HEADER, clean_env, port_free, wait_until
+from benchkit import HOST, TOKEN_HEADER, clean_env, port_free, wait_ready, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -113,26 +113,7 @@ def start_grace(srv, grace, offset):
     p = srv.spawn([grace, "serve", "--config", ini, "--data-dir", data, "--port-offset",
                    str(offset)], "grace.log", clean_env())
     port = BUS_PORT + offset
-    tokfile = os.path.join(data, "internal.token")
-
-    def token_written():
-        if p.poll() is not None:
-            raise RuntimeError("grace serve exited; see %s/grace.log" % srv.tmp)
-        return os.path.exists(tokfile) and os.path.getsize(tokfile) > 0
-    wait_until(token_written, 30, "grace's internal token")
-    with open(tokfile) as f:
-        token = f.read().strip()
-
-    def up():
-        if p.poll() is not None:
-            raise RuntimeError("grace serve exited; see " + srv.tmp)
-        c = http.client.HTTPConnection(HOST, port, timeout=2)
-        try:
-            c.request("GET", "/stats", headers={TOKEN_HEADER: token})
-            return c.getresponse().status == 200
-        finally:
-            c.close()
-    wait_until(up, 30, "the message bus kernel")
+    token = wait_ready(p, srv.tmp, data, port, "/stats", "the message bus kernel")
     return port, token
 
 
