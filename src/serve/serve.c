@@ -162,6 +162,8 @@ static void on_kernel_change(const sup_change *c, void *arg)
 	announce_state(s, c);
 	api_dashboard_on_change(&s->api, c);
 	rl_on_change(s->api.rl, c);
+	if (c->to == SUP_READY && !strcmp(c->k->cfg->name, "trust"))
+		sup_attest_kick();
 	check_settled(s);
 }
 

@@ -125,6 +125,18 @@ static void reg_send(struct reg *r)
 		on_registered(0, NULL, 0, 0, "the call could not start", r);
 }
 
+void sup_attest_kick(void)
+{
+	for (struct reg *r = reg_pending, *next; r; r = next) {
+		next = r->next; /* reg_send may answer, and free r, at once */
+		if (!evtimer_pending(r->timer, NULL))
+			continue; /* its call is on its way */
+		evtimer_del(r->timer);
+		r->backoff_ms = 0;
+		on_reg_timer(-1, 0, r);
+	}
+}
+
 void sup_attest_register(sdk_caller *c, const grace_config *cfg, const char *name, pid_t pid,
 			 const char *hash_hex)
 {

@@ -28,6 +28,11 @@ void sup_join_make(char *cred_hex, char *hash_hex);
  * until it answers or the process is gone. */
 void sup_attest_register(sdk_caller *c, const grace_config *cfg, const char *name, pid_t pid,
 			 const char *hash_hex);
+/* The trust kernel became ready: every registration waiting out its
+ * backoff is sent now. Without this, one that failed while the trust
+ * kernel was starting slowly waits up to 5 s more, and its kernel has no
+ * identity that long. */
+void sup_attest_kick(void);
 /* The wait before the next try after one of prev_ms (0: the first):
  * 250 ms doubling to 5 s. */
 unsigned sup_attest_backoff_ms(unsigned prev_ms);
