@@ -952,6 +952,19 @@ class GraceServer:
         except OSError:
             return ""
 
+    def wait_log(self, pattern, regex=False, timeout=None):
+        """Waits until the log holds `pattern` (a regular expression with
+        regex=True) and returns the match. Every process's lines reach the
+        file through one pipe and a copier thread (src/serve/logfile.h),
+        so a line just written may not be in the file yet: on a loaded
+        machine it can be a second behind. Works after a stop too."""
+        def seen():
+            text = self.log()
+            return re.search(pattern, text) if regex else pattern in text
+        return wait_for(seen, scaled(10) if timeout is None else timeout, 0.05,
+                        message=lambda: "the log never said %r; its end:\n%s"
+                        % (pattern, self.log_tail(40)))
+
     def log_tail(self, lines=150):
         return "\n".join(self.log().splitlines()[-lines:])
 

@@ -76,7 +76,7 @@ class Scheduled(GraceTestCase):
             failed = [r for r in g.http("GET", "/backup/schedule")[2]["runs"]
                       if r["outcome"] == "failed"]
             self.assertIn("chmod 600", failed[0]["reason"])
-            self.assertIn("scheduled backup", g.log())
+            g.wait_log("scheduled backup")
 
     def test_fires_on_its_own(self):
         tmp = tempfile.mkdtemp(prefix="grace-bks-")

@@ -79,7 +79,7 @@ class CrashLoop(GraceTestCase):
         self.assertLess(self.failed_after, scaled(5))
         # Nobody will accept on a failed kernel's port: refused at once.
         self.assertTrue(refused(self.g.kernel_port(LOOPER)))
-        self.assertIn("restart burst limit reached", self.g.log())
+        self.g.wait_log("restart burst limit reached")
 
     def test_2_others_undisturbed(self):
         h = self.g.health()
@@ -108,7 +108,7 @@ class CrashLoop(GraceTestCase):
         failed_at = k["since_ms"] / 1000.0 - self.g.started_wall
         self.assertLess(failed_at, scaled(3.0))
         self.assertLess(k["since_ms"], self.health["kernels"][LOOPER]["since_ms"])
-        self.assertIn("permanent", self.g.log())
+        self.g.wait_log("permanent")
 
     def test_4_operator_start_tries_again(self):
         g = self.g

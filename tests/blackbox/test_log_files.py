@@ -43,7 +43,7 @@ class LogFiles(GraceTestCase):
                         kernels.add(json.loads(line)["kernel"])
             self.assertLessEqual({"grace", "message_bus"}, kernels)
             # The same lines still reached standard error.
-            self.assertIn('"kernel":"message_bus"', g.log())
+            g.wait_log('"kernel":"message_bus"')
             # grace logs reads them, oldest first.
             r = run_cli(g, "logs", "message_bus", "--data-dir", g.data_dir, token=False)
             self.assertEqual(r.returncode, 0, r.stderr)

@@ -75,7 +75,7 @@ class Reload(ServerClassCase):
         # Still listed at the next reload: it has not been applied.
         st, _, body = self.g.http("POST", "/reload")
         self.assertIn("[limits] max_headers", body["at_next_start"])
-        self.assertIn("applied at the next start of grace serve", self.g.log())
+        self.g.wait_log("applied at the next start of grace serve")
 
     def test_4_a_bad_file_changes_nothing(self):
         before = self.pids()

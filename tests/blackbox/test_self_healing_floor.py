@@ -179,7 +179,7 @@ class SelfHealingFloor(GraceTestCase):
                 return held and ("healed", None, "reset_port") in seen[held[0] + 1:]
             # The kernel answers before its heal is recorded as done.
             g.wait_for(held_then_healed, message="held, then healed by the next step")
-            self.assertIn("healing it again", g.log())
+            g.wait_log("healing it again")
 
 
 if __name__ == "__main__":

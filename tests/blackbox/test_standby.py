@@ -280,7 +280,7 @@ class Standby(GraceTestCase):
             st, _, doc = g.http("POST", "/librarian/documents",
                                 {"title": "fresh", "body": "a new store"})
             self.assertEqual(st, 201, doc)
-            self.assertIn("standby: ", g.log())
+            g.wait_log("standby: ")
             self.assertFalse(pid_alive(old))
 
     def test_standby_off(self):

@@ -85,7 +85,7 @@ class CorruptStore(GraceTestCase):
             self.assertEqual((st, body["error"]["code"]), (503, "storage_failed"), body)
             st, _, body = g.http("GET", "/kernels/crypto/keys")
             self.assertEqual(st, 503, body)
-            self.assertRegex(g.log(), r'"kernel":"crypto".*storage failed: .*crypto\.db is damaged')
+            g.wait_log(r'"kernel":"crypto".*storage failed: .*crypto\.db is damaged', regex=True)
 
             # The guardian sees a condition of its own, not "ready".
             gk = g.wait_for(lambda: (lambda k: k if k["state"] == "storage_failed" else None)(
@@ -222,8 +222,8 @@ class DeletedWhileOpen(GraceTestCase):
             st, h = kernel_health(g, "message_bus")
             self.assertEqual((st, h["status"]), (503, "storage_failed"), h)
             self.assertIn("deleted", h["storage"]["error"])
-            self.assertRegex(g.log(), r'"level":"error","kernel":"message_bus".*storage failed: '
-                                      r'.*message_bus\.db was deleted')
+            g.wait_log(r'"level":"error","kernel":"message_bus".*storage failed: '
+                       r'.*message_bus\.db was deleted', regex=True)
             g.wait_for(lambda: guardian_kernel(g, "message_bus")["state"] == "storage_failed",
                        message="guardian state storage_failed")
 
