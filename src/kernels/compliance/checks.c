@@ -438,7 +438,8 @@ bool cmp_identity_verdict(const grace_config *cfg, const json_t *workloads,
 		const char *why = NULL;
 		char whybuf[96];
 		if (kc->manager == GRACE_MANAGER_SYSTEMD && !row)
-			why = "run by systemd, not attested (no join credential)";
+			why = "run by systemd, not attested (enroll its join credential: "
+			      "docs/trust.md, \"Under systemd\")";
 		else if (!row)
 			why = "never attested";
 		else if (pid <= 0 || pid > INT32_MAX || !alive((int)pid, kc->name, arg)) {

@@ -59,8 +59,9 @@ typedef bool (*cmp_kernel_alive_fn)(int pid, const char *name, void *arg);
  * has a row in the trust kernel's `workloads` answer ({"workloads":
  * [{"name","pid",...}]}) whose process is alive and is that kernel. True
  * when all do; `msg` says how many, or which do not and why (the first
- * few). A kernel run by systemd is not attested by a supervisor: it fails
- * with that reason until its join credential comes through LoadCredential=. */
+ * few). A kernel run by systemd attests with the credential an admin
+ * enrolled for it (LoadCredential=, docs/trust.md); without one it fails,
+ * and the reason says to enroll it. */
 bool cmp_identity_verdict(const grace_config *cfg, const json_t *workloads,
 			  cmp_kernel_alive_fn alive, void *arg, char *msg, size_t n);
 /* The real cmp_kernel_alive_fn: /proc/PID/cmdline. */
