@@ -2,7 +2,8 @@
 under write load, `grace restore FILE` into an empty data directory, and a
 Grace started on the restored directory holds every write acknowledged
 before the backup began: bus messages, immutable-log entries, memory rows,
-users and their sessions' passwords; the restored log verifies and every
+the librarian's documents (found again by search), users and their
+sessions' passwords; the restored log verifies and every
 audit event's log index exists in it. Tampered, truncated and wrongly keyed
 archives are refused with nothing written."""
 
@@ -17,7 +18,7 @@ import urllib.parse
 from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled
 from healer_support import run_cli
 
-KERNELS = {"crypto": {}, "immutable_log": {}, "audit": {}, "message_bus": {}}
+KERNELS = {"crypto": {}, "immutable_log": {}, "audit": {}, "message_bus": {}, "librarian": {}}
 PASSPHRASE = "a backup passphrase, long enough"
 USER, USER_PW = "ursula", "ursula's long password"
 
@@ -32,9 +33,10 @@ class Load:
         self.bus = []   # (ack time, subject)
         self.log = []   # (ack time, index, data)
         self.rows = []  # (ack time, title)
+        self.docs = []  # (ack time, id, title)
         self.errors = []
         self.threads = [threading.Thread(target=f, daemon=True)
-                        for f in (self.publish, self.append, self.insert)]
+                        for f in (self.publish, self.append, self.insert, self.ingest)]
 
     def run(self, f):
         try:
@@ -68,6 +70,17 @@ class Load:
                                      [{"title": "row %d" % i}], headers=self.user)
             if st in (200, 201):
                 self.rows.append((time.monotonic(), "row %d" % i))
+            i += 1
+
+    def ingest(self):
+        i = 0
+        while not self.stop.is_set():
+            title = "document %d" % i
+            st, _, out = self.g.http("POST", "/librarian/documents",
+                                     {"title": title, "body": "backupword%d about backups" % i},
+                                     headers=self.user)
+            if st in (200, 201):
+                self.docs.append((time.monotonic(), out["id"], title))
             i += 1
 
     def start(self):
@@ -109,7 +122,8 @@ class Backup(GraceTestCase):
 
         load = Load(g, tok)
         load.start()
-        g.wait_for(lambda: len(load.bus) > 20 and len(load.log) > 20 and len(load.rows) > 20,
+        g.wait_for(lambda: len(load.bus) > 20 and len(load.log) > 20 and len(load.rows) > 20
+                   and len(load.docs) > 5,
                    timeout=scaled(30), message="writes under way")
         began = time.monotonic()
         r = run_cli(g, "backup", archive, "--passphrase-file", pass_file)
@@ -123,7 +137,8 @@ class Backup(GraceTestCase):
                          "the backup's staging is removed")
         before = lambda seq: [x for x in seq if x[0] < began]  # noqa: E731
         acked_bus, acked_log, acked_rows = before(load.bus), before(load.log), before(load.rows)
-        self.assertTrue(acked_bus and acked_log and acked_rows)
+        acked_docs = before(load.docs)
+        self.assertTrue(acked_bus and acked_log and acked_rows and acked_docs)
         g.stop()
 
         g2 = GraceServer(kernels=KERNELS)
@@ -150,6 +165,15 @@ class Backup(GraceTestCase):
                 break
         missing = [t for _, t in acked_rows if t not in titles]
         self.assertEqual(missing, [], "acknowledged rows missing from the restore")
+        # Every acknowledged document, its own and searchable: the index
+        # came back with the rows.
+        for _, doc_id, title in acked_docs:
+            st, _, out = g2.http("GET", "/librarian/documents/%d" % doc_id, headers=user2)
+            self.assertEqual((st, out.get("title")), (200, title), out)
+        n = int(acked_docs[-1][2].split()[-1])
+        st, _, out = g2.http("GET", "/librarian/search?query=backupword%d" % n, headers=user2)
+        self.assertEqual(st, 200, out)
+        self.assertEqual([r["id"] for r in out["results"]], [acked_docs[-1][1]], out)
         # Every acknowledged bus message (the subject's count covers them).
         st, _, out = g2.http("GET", "/bus/subjects?subject=load.bus", headers=user2)
         self.assertEqual(st, 200, out)

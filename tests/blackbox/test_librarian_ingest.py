@@ -24,7 +24,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TIME_FACTOR, GraceServer, GraceTestCase, scaled, wait_for  # noqa: E402
+from harness import TIME_FACTOR, CpuContention, GraceServer, GraceTestCase, scaled, wait_for  # noqa: E402
 
 FILES = 1500
 FILE_BYTES = int(100 * 1000 / TIME_FACTOR)  # ~150 MB in all (a sanitizer build: less)
@@ -109,7 +109,7 @@ class LargeIngest(GraceTestCase):
             total = sum(os.path.getsize(p) for p in paths)
             self.assertGreater(total, FILES * FILE_BYTES)
             pid0 = g.kernel("librarian")["pid"]
-            with HealthWatch(g) as watch:
+            with HealthWatch(g) as watch, CpuContention(g.proc.pid, interval=0.5) as busy:
                 t0 = time.monotonic()
                 st, _, r = g.http("POST", "/librarian/ingest", {"path": tree},
                                   timeout=scaled(30))
@@ -166,8 +166,13 @@ class LargeIngest(GraceTestCase):
             # The loop never stalled: every health probe answered, and fast.
             self.assertGreater(watch.count, 20)
             self.assertEqual(watch.failures, [])
-            self.assertLess(watch.slowest, scaled(HEALTH_MS_MAX),
-                            "a /health answer took %.0f ms" % watch.slowest)
+            # Stretched by how busy the machine was (other tests, builds):
+            # a loop that did the ingest itself would stall for the ingest's
+            # batches, tens of seconds, far past that.
+            limit = scaled(HEALTH_MS_MAX) * busy.factor()
+            self.assertLess(watch.slowest, limit,
+                            "a /health answer took %.0f ms (limit %.0f ms: CPU contention "
+                            "%.2f)" % (watch.slowest, limit, busy.factor()))
             # Never killed by the watchdog: the one restart is ours.
             k = g.kernel("librarian")
             self.assertNotIn("watchdog", k["last_exit"] or "")
