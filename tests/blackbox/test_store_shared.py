@@ -64,11 +64,12 @@ class SharedStore(GraceTestCase):
             ta.join()
             self.assertTrue(a.running and b.running)
             logs = a.log() + b.log()
-            self.assertEqual(len(re.findall(r"PostgreSQL schema 0 -> 1", logs)), 1, logs)
+            for step in ("0 -> 1", "1 -> 2"):
+                self.assertEqual(len(re.findall(r"PostgreSQL schema %s" % step, logs)), 1, logs)
             admins = re.findall(r"created user '(\w+)' \(admin\) with password ([\w-]+)", logs)
             self.assertEqual(len(admins), 1, logs)
             admin, admin_pw = admins[0]
-            self.assertEqual(self.pg.psql("SELECT version FROM grace_schema", db).strip(), "1")
+            self.assertEqual(self.pg.psql("SELECT version FROM grace_schema", db).strip(), "2")
 
             # A user made and logged in on A is served by B.
             ta_admin = a.login(admin, admin_pw)
@@ -146,7 +147,7 @@ class SharedStore(GraceTestCase):
             g.start(wait=False)
             g.proc.wait(timeout=scaled(30))
             self.assertNotEqual(g.proc.returncode, 0)
-            self.assertIn("at version 99, newer than this Grace knows (1)", g.log())
+            self.assertIn("at version 99, newer than this Grace knows (2)", g.log())
         # Nothing was touched.
         self.assertEqual(self.pg.psql("SELECT to_regclass('users') IS NULL", db).strip(), "t")
 

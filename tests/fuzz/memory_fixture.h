@@ -136,7 +136,7 @@ static void fx_open(void)
 	snprintf(fx.dir, sizeof fx.dir, "%s/grace-fuzz-XXXXXX", base);
 	FUZZ_CHECK(strlen(fx.dir) + 16 < sizeof fx.dir, "a long temporary directory");
 	sdk_err e;
-	if (!mkdtemp(fx.dir) || !(fx.s = mem_store_open(fx.dir, 1, &e))) {
+	if (!mkdtemp(fx.dir) || !(fx.s = mem_store_open(fx.dir, NULL, 1, &e))) {
 		fprintf(stderr, "fixture: cannot open a store in %s\n", fx.dir);
 		abort();
 	}

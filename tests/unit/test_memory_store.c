@@ -59,7 +59,7 @@ static int setup(void **state)
 	if (!mkdtemp(x->dir))
 		return -1;
 	sdk_err err;
-	x->s = mem_store_open(x->dir, 2, &err);
+	x->s = mem_store_open(x->dir, NULL, 2, &err);
 	if (!x->s) {
 		fprintf(stderr, "open: %s\n", err.msg);
 		return -1;

@@ -45,11 +45,15 @@ api_memory *api_memory_open(const grace_config *cfg, struct event_base *base)
 		.quota = { .tables = cfg->memory.tables_per_user,
 			   .rows = (int64_t)cfg->memory.rows_per_user,
 			   .bytes = (int64_t)cfg->memory.bytes_per_user },
+		.store = &cfg->store,
 	};
 	sdk_err e = { "" };
 	m->svc = mem_service_open(cfg->data_dir, base, &o, &e);
 	if (!m->svc) {
-		sdk_error("memory: cannot open %s/memory.db: %s", cfg->data_dir, e.msg);
+		if (cfg->store.engine == GRACE_STORE_POSTGRESQL)
+			sdk_error("memory: cannot open the tables in PostgreSQL: %s", e.msg);
+		else
+			sdk_error("memory: cannot open %s/memory.db: %s", cfg->data_dir, e.msg);
 		free(m);
 		return NULL;
 	}

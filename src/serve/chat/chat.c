@@ -489,7 +489,7 @@ chat *chat_new(struct event_base *base, const grace_config *cfg, supervisor *sup
 		chat_free(c);
 		return NULL;
 	}
-	c->recall = chat_recall_open(base, cfg->data_dir, why, sizeof why);
+	c->recall = chat_recall_open(base, cfg->data_dir, &cfg->store, why, sizeof why);
 	if (!c->recall)
 		sdk_warn("chat: answers will not see memory tables: %s", why);
 	if (cfg->model.base_url[0]) {

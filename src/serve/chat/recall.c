@@ -154,7 +154,8 @@ void chat_recall_cancel(chat_recall_job *j)
 		j->cancelled = true;
 }
 
-chat_recall *chat_recall_open(struct event_base *base, const char *data_dir, char *err,
+chat_recall *chat_recall_open(struct event_base *base, const char *data_dir,
+			      const grace_store_cfg *store, char *err,
 			      size_t errlen)
 {
 	chat_recall *r = calloc(1, sizeof *r);
@@ -163,9 +164,9 @@ chat_recall *chat_recall_open(struct event_base *base, const char *data_dir, cha
 		return NULL;
 	}
 	/* A store of its own: the memory API's is private to it, and SQLite
-	 * (WAL) lets both read the same file. */
+	 * (WAL) lets both read the same file; PostgreSQL any number. */
 	sdk_err e;
-	if (!(r->store = mem_store_open(data_dir, 1, &e)))
+	if (!(r->store = mem_store_open(data_dir, store, 1, &e)))
 		snprintf(err, errlen, "%s", e.msg);
 	r->pool = r->store ? sdk_pool_new(base, 1, RECALL_QUEUE_MAX) : NULL;
 	if (!r->pool) {

@@ -7,6 +7,8 @@
 
 #include "serve/layer.h"
 
+#include "sdk/config.h"
+
 #include <jansson.h>
 #include <stddef.h>
 
@@ -22,10 +24,11 @@ typedef struct chat_recall_job chat_recall_job;
  * `problem` NULL or why the tables could not be searched. */
 typedef void (*chat_recall_done_fn)(json_t *sources, const char *problem, void *arg);
 
-/* Opens DATA_DIR/memory.db (one connection) and one worker. NULL with the
+/* Opens the memory store (one connection: DATA_DIR/memory.db, or the
+ * PostgreSQL database `store` names) and one worker. NULL with the
  * reason in `err`. */
-chat_recall *chat_recall_open(struct event_base *base, const char *data_dir, char *err,
-			      size_t errlen);
+chat_recall *chat_recall_open(struct event_base *base, const char *data_dir,
+			      const grace_store_cfg *store, char *err, size_t errlen);
 /* Waits for the lookup running; lookups not yet run are dropped. */
 void chat_recall_close(chat_recall *r);
 

@@ -1,4 +1,5 @@
-/* The memory store's connections, transactions and schema. */
+/* The SQLite engine's connections, transactions and schema, and its
+ * engine.h steps get, put, begin, commit and reclaim. */
 #include "serve/memory/store_int.h"
 
 #include "sdk/clock.h"
@@ -38,18 +39,8 @@ static const char mem_schema[] =
 
 int mem_db_fail(sqlite3 *db, sdk_err *e, const char *what)
 {
-	int st = sdk_status_of_sqlite(sqlite3_errcode(db));
-	switch (st) {
-	case SDK_EBUSY: return sdk_fail(e, st, "the memory database is busy; try again");
-	case SDK_ETIMEOUT:
-		return sdk_fail(e, st, "the query ran longer than %d ms", MEM_QUERY_MS_MAX);
-	case SDK_EFULL: return sdk_fail(e, st, "the disk is full");
-	case SDK_ETOOLARGE: return sdk_fail(e, st, "%s: a value is too large", what);
-	default: return sdk_fail(e, st, "%s: %s", what, sqlite3_errmsg(db));
-	}
+	return mem_fail_as(sdk_status_of_sqlite(sqlite3_errcode(db)), e, what, sqlite3_errmsg(db));
 }
-
-int mem_oom(sdk_err *e) { return sdk_fail(e, SDK_EIO, "out of memory"); }
 
 /* A statement past its deadline is interrupted (SQLITE_INTERRUPT). */
 static int on_progress(void *arg)
@@ -57,7 +48,7 @@ static int on_progress(void *arg)
 	return sdk_mono_ms() > *(int64_t *)arg;
 }
 
-void mem_conn_get(mem_store *s, mem_conn *c)
+static void mem_conn_get(mem_store *s, mem_conn *c)
 {
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -75,7 +66,7 @@ void mem_conn_get(mem_store *s, mem_conn *c)
 	}
 }
 
-void mem_conn_put(mem_conn *c)
+static void mem_conn_put(mem_conn *c)
 {
 	sqlite3_progress_handler(c->db, 0, NULL, NULL);
 	if (!sqlite3_get_autocommit(c->db)) /* a path that forgot: never leak a transaction */
@@ -86,14 +77,14 @@ void mem_conn_put(mem_conn *c)
 	pthread_mutex_unlock(&c->s->mu);
 }
 
-int mem_begin(mem_conn *c, bool write, sdk_err *e)
+static int mem_begin(mem_conn *c, bool write, sdk_err *e)
 {
 	if (sqlite3_exec(c->db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return mem_db_fail(c->db, e, "begin");
 	return 0;
 }
 
-int mem_commit(mem_conn *c, sdk_err *e)
+static int mem_commit(mem_conn *c, sdk_err *e)
 {
 	if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		int rc = mem_db_fail(c->db, e, "commit");
@@ -103,11 +94,39 @@ int mem_commit(mem_conn *c, sdk_err *e)
 	return 0;
 }
 
-void mem_rollback(mem_conn *c)
+int mem_lite_get(mem_store *s, void **c, sdk_err *e)
 {
-	if (!sqlite3_get_autocommit(c->db))
-		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	mem_conn *conn = malloc(sizeof *conn);
+	if (!conn)
+		return mem_oom(e);
+	mem_conn_get(s, conn);
+	*c = conn;
+	return 0;
 }
+
+void mem_lite_put(void *c)
+{
+	mem_conn_put(c);
+	free(c);
+}
+
+int mem_lite_begin(void *c, bool write, bool drop, sdk_err *e)
+{
+	mem_conn *conn = c;
+	/* Dropping a large table takes longer than a query. */
+	conn->deadline = sdk_mono_ms() + (drop ? MEM_DROP_MS_MAX : MEM_QUERY_MS_MAX);
+	return mem_begin(conn, write, e);
+}
+
+int mem_lite_commit(void *c, sdk_err *e) { return mem_commit(c, e); }
+
+/* Deleted tables give their pages back; a failure here loses nothing. */
+void mem_lite_reclaim(void *c)
+{
+	sqlite3_exec(((mem_conn *)c)->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
+}
+
+const mem_engine mem_lite_engine = MEM_ENGINE_INIT(mem_lite);
 
 int mem_prep(mem_conn *c, const char *sql, sqlite3_stmt **st, sdk_err *e)
 {
@@ -156,45 +175,25 @@ static int schema_init(sqlite3 *db, sdk_err *e)
 	return 0;
 }
 
-mem_store *mem_store_open(const char *data_dir, unsigned conns, sdk_err *e)
+int mem_lite_open(mem_store *s, const char *data_dir, unsigned conns, sdk_err *e)
 {
-	if (conns < 1 || conns > MEM_CONNS_MAX) {
-		sdk_fail(e, SDK_EINVAL, "1 to %d connections", MEM_CONNS_MAX);
-		return NULL;
-	}
-	mem_store *s = calloc(1, sizeof *s);
-	if (!s) {
-		mem_oom(e);
-		return NULL;
-	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	s->quota = (mem_quota){ .tables = MEM_QUOTA_TABLES_DEFAULT,
-				.rows = MEM_QUOTA_ROWS_DEFAULT,
-				.bytes = MEM_QUOTA_BYTES_DEFAULT };
 	for (; s->n < conns; s->n++) {
 		if (open_conn(data_dir, &s->db[s->n], e) < 0)
-			goto fail;
+			return SDK_EIO;
 		if (s->n == 0 && schema_init(s->db[0], e) < 0) {
 			s->n++;
-			goto fail;
+			return SDK_EIO;
 		}
 	}
-	return s;
-fail:
-	mem_store_close(s);
-	return NULL;
+	return 0;
 }
 
-void mem_store_set_quota(mem_store *s, const mem_quota *q) { s->quota = *q; }
-
-void mem_store_close(mem_store *s)
+void mem_lite_close(mem_store *s)
 {
-	if (!s)
-		return;
 	for (unsigned i = 0; i < s->n; i++)
 		sqlite3_close(s->db[i]);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
-	free(s);
 }

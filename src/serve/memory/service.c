@@ -248,7 +248,7 @@ mem_service *mem_service_open(const char *data_dir, struct event_base *base,
 		sdk_fail(e, SDK_EIO, "out of memory");
 		return NULL;
 	}
-	s->store = mem_store_open(data_dir, o->threads, e);
+	s->store = mem_store_open(data_dir, o->store, o->threads, e);
 	if (!s->store) {
 		free(s);
 		return NULL;

@@ -1,4 +1,4 @@
-/* The memory service: the store and the worker pool its SQLite work runs
+/* The memory service: the store and the worker pool its database work runs
  * on, never on the event loop. The HTTP handlers (serve/api/memory.c) fill
  * a mem_call from the request on the loop and submit it; a worker runs it
  * against the store; its `done` runs back on the loop with the result.
@@ -76,11 +76,12 @@ typedef struct mem_service_opts {
 	unsigned threads;     /* workers and store connections */
 	size_t user_jobs_max; /* 0: MEM_USER_JOBS_DEFAULT */
 	mem_quota quota;
+	const grace_store_cfg *store; /* [store]: the tables in PostgreSQL when it names it */
 } mem_service_opts;
 
 typedef struct mem_service mem_service;
 
-/* Opens DATA_DIR/memory.db and the pool; NULL and why in `e`. */
+/* Opens the store (mem_store_open) and the pool; NULL and why in `e`. */
 mem_service *mem_service_open(const char *data_dir, struct event_base *base,
 			      const mem_service_opts *o, sdk_err *e);
 /* Calls still queued finish with ran = false; purges still waiting are

@@ -1,6 +1,9 @@
-/* The memory store: users' named tables of JSON rows in DATA_DIR/memory.db.
+/* The memory store: users' named tables of JSON rows, in DATA_DIR/memory.db
+ * (SQLite, the default) or, with [store] engine = postgresql, in the
+ * PostgreSQL database every API host of a deployment shares (pg_int.h
+ * describes that engine; the behaviour, errors and limits are the same).
  *
- * Schema: `mem_tables` (one row per table: owner, name, declared columns,
+ * SQLite schema: `mem_tables` (one row per table: owner, name, declared columns,
  * counts) and `mem_shares` (read-only grants). Each table's rows live in a
  * SQLite table of their own, mr_ID (id, data JSON, times), with an
  * expression index per indexed column and, when the table has text
@@ -22,13 +25,17 @@
  * caller may not see is SDK_ENOTFOUND, never a hint that it exists; a write
  * to a table shared read-only is SDK_EDENIED.
  *
- * The code is split by concern: conn.c (connections, transactions, the
- * schema), tables.c, rows.c, shares.c; store_int.h is what they share. */
+ * The code is split by concern: store.c (open: the engine), calls.c (each
+ * call, written once over the engine's steps: engine.h), engine.c (the
+ * checks, quotas and answers both share); SQLite's steps: conn.c
+ * (connections, transactions, the schema), tables.c, rows.c, shares.c,
+ * store_int.h; PostgreSQL's: pg_*.c, pg_int.h. */
 #ifndef GRACE_MEMORY_STORE_H
 #define GRACE_MEMORY_STORE_H
 
 #include "serve/layer.h"
 
+#include "sdk/config.h"
 #include "sdk/err.h"
 #include "serve/memory/buf.h"
 #include "serve/memory/columns.h"
@@ -61,9 +68,12 @@ typedef struct mem_quota {
 
 typedef struct mem_store mem_store;
 
-/* Opens (creating) DATA_DIR/memory.db with `conns` connections (1 to
- * MEM_CONNS_MAX), with the default quotas. NULL and the reason in `e`. */
-mem_store *mem_store_open(const char *data_dir, unsigned conns, sdk_err *e);
+/* Opens the store with `conns` connections (1 to MEM_CONNS_MAX) and the
+ * default quotas: in PostgreSQL when `store` (may be NULL) names engine =
+ * postgresql (its schema migrated already: serve/store/store.h), else
+ * DATA_DIR/memory.db, created if need be. NULL and the reason in `e`. */
+mem_store *mem_store_open(const char *data_dir, const grace_store_cfg *store, unsigned conns,
+			  sdk_err *e);
 void mem_store_close(mem_store *s);
 /* Sets the quotas; before the store is shared between threads. */
 void mem_store_set_quota(mem_store *s, const mem_quota *q);

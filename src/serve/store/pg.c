@@ -174,7 +174,7 @@ void store_pg_release(store_pg *p, PGconn *c)
 	pthread_mutex_unlock(&p->lock);
 }
 
-static int status_of(const PGresult *r)
+int store_pg_status(const PGresult *r)
 {
 	const char *state = r ? store_pq->PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	if (!state)
@@ -199,7 +199,7 @@ PGresult *store_pg_exec(PGconn *c, const char *sql, int n, const char *const *pa
 		*status = 0;
 		return r;
 	}
-	*status = status_of(r);
+	*status = store_pg_status(r);
 	const char *why = r ? store_pq->PQresultErrorMessage(r) : store_pq->PQerrorMessage(c);
 	sdk_fail(err, *status, "PostgreSQL: %.*s", (int)strcspn(why, "\n"), why);
 	store_pq->PQclear(r);

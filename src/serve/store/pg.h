@@ -38,6 +38,9 @@ PGresult *store_pg_exec(PGconn *c, const char *sql, int n, const char *const *pa
  * of rows it touched in *changed (may be NULL), or a negative sdk_status. */
 int store_pg_run(PGconn *c, const char *sql, int n, const char *const *params, long *changed,
 		 sdk_err *err);
+/* The sdk_status of a failed statement's result (as store_pg_exec maps
+ * it); SDK_EIO for NULL. */
+int store_pg_status(const PGresult *r);
 
 /* Decimal text of v in buf (21 bytes). */
 const char *store_pg_i64(char buf[21], int64_t v);

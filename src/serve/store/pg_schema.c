@@ -34,6 +34,25 @@ static const struct {
 	  " expires_ms bigint, last_used_ms bigint, revoked_ms bigint);"
 	  "CREATE INDEX api_tokens_owner ON api_tokens(owner);",
 	  "users, sessions, login failures and API tokens" },
+	/* The memory tables (src/serve/memory/pg_int.h): one row per table,
+	 * the read-only grants; each table's rows get a relation of their
+	 * own, mem_rows_ID, when the table is made. Owners and grantees are
+	 * names, not references to users: a user's tables go with the user
+	 * through the memory service's purge, as with SQLite. The identity
+	 * never hands out an id twice: ids name relations. */
+	{ "CREATE TABLE mem_tables ("
+	  " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	  " owner text NOT NULL, name text NOT NULL,"
+	  " description text NOT NULL DEFAULT '', columns text NOT NULL DEFAULT '[]',"
+	  " created_ms bigint NOT NULL,"
+	  " n_rows bigint NOT NULL DEFAULT 0, bytes bigint NOT NULL DEFAULT 0,"
+	  " UNIQUE (owner, name));"
+	  "CREATE TABLE mem_shares ("
+	  " table_id bigint NOT NULL REFERENCES mem_tables(id) ON DELETE CASCADE,"
+	  " username text NOT NULL, created_ms bigint NOT NULL,"
+	  " PRIMARY KEY (table_id, username));"
+	  "CREATE INDEX mem_shares_by_user ON mem_shares(username, table_id);",
+	  "memory tables and their shares" },
 };
 
 /* A multi-statement text (no parameters): 0 or a negative sdk_status. */

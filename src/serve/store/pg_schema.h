@@ -15,7 +15,7 @@
 #include "serve/store/pq_dl.h"
 
 /* The version this binary writes. */
-#define STORE_PG_VERSION 1
+#define STORE_PG_VERSION 2
 /* pg_advisory_xact_lock's key: "grace" in ASCII, one number for every
  * Grace that shares the database. */
 #define STORE_PG_LOCK_KEY 0x6772616365LL

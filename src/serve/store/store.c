@@ -29,7 +29,8 @@ grace_store *store_open(const grace_config *cfg, sqlite3 *db, sdk_err *err)
 		store_close(s);
 		return NULL;
 	}
-	sdk_info("store: users, sessions and API tokens in PostgreSQL (schema version %d%s)",
+	sdk_info("store: users, sessions, API tokens and memory tables in PostgreSQL"
+		 " (schema version %d%s)",
 		 STORE_PG_VERSION, from == STORE_PG_VERSION ? "" : ", migrated now");
 	return s;
 }

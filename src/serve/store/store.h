@@ -11,7 +11,8 @@
  * go to the engine it names; callers do not know which. Every statement is
  * a short primary-key statement run on the caller's thread (the event
  * loop's), bounded by [store] statement_timeout_ms (docs/operations.md
- * says why). */
+ * says why). The memory tables live in the same database, through
+ * connections of their own on the memory workers (serve/memory/pg_int.h). */
 #ifndef GRACE_STORE_STORE_H
 #define GRACE_STORE_STORE_H
 
