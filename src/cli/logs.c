@@ -174,9 +174,12 @@ static int read_rotated(const struct filter *f, const char *dir, bool follow, bo
 	return read_file(f, path, follow);
 }
 
+/* Asked for (--journal), journalctl is run wherever it is; found by
+ * default only where systemd is the init. */
 static int read_journal(const struct filter *f, const struct cli_args *a)
 {
-	if (access("/run/systemd/system", F_OK) != 0 || system("command -v journalctl >/dev/null 2>&1") != 0) {
+	if (!a->journal && (access("/run/systemd/system", F_OK) != 0 ||
+			    system("command -v journalctl >/dev/null 2>&1") != 0)) {
 		fprintf(stderr,
 			"grace: no logs found: no log/grace.log in the data directory, and no "
 			"systemd journal here; give one with --file FILE\n");
@@ -216,6 +219,8 @@ int cli_logs(const struct cli_args *a)
 			    .colour = isatty(STDOUT_FILENO) && !(getenv("NO_COLOR") && *getenv("NO_COLOR")) };
 	if (a->file)
 		return read_file(&f, a->file, a->follow);
+	if (a->journal)
+		return read_journal(&f, a);
 	static grace_config cfg; /* large */
 	int rc = cli_config_load(a, &cfg);
 	if (rc)

@@ -204,6 +204,7 @@ static int set_opt(struct cli_args *a, enum cli_opt_id id, const char *v, int64_
 	case OPT_FOLLOW: a->follow = true; break;
 	case OPT_WAIT: a->wait = true; break;
 	case OPT_ALL: a->all = true; break;
+	case OPT_JOURNAL: a->journal = true; break;
 	case OPT_CONFIG: a->config = v; break;
 	case OPT_DATA_DIR: a->data_dir = v; break;
 	case OPT_PORT_OFFSET: a->port_offset = v; break;

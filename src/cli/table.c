@@ -40,6 +40,9 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 	[OPT_LIMIT] = { "limit", 'n', "N", "show at most N (1 to 500; default 20)" },
 	[OPT_ADMIN] = { "admin", 0, NULL, "make the user an administrator" },
 	[OPT_FOLLOW] = { "follow", 'f', NULL, "keep printing new lines as they come" },
+	[OPT_JOURNAL] = { "journal", 0, NULL,
+			  "read the systemd journal of grace.service (journalctl), even where the "
+			  "data directory has log files" },
 	[OPT_SINCE] = { "since", 0, "WHEN",
 			"only lines from WHEN on: an age (30s, 10m, 2h, 1d) or a UTC time "
 			"(2026-01-31 12:00)" },
@@ -134,13 +137,15 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	  "grace reload --wait" },
 	{ CMD_LOGS, "logs", "[KERNEL]", 0, 1, ARG_KERNEL, NULL,
 	  OPTB(OPT_JSON) | OPTB(OPT_FOLLOW) | OPTB(OPT_SINCE) | OPTB(OPT_LEVEL) | OPTB(OPT_FILE) |
-		  OPTS_CONFIG,
+		  OPTB(OPT_JOURNAL) | OPTS_CONFIG,
 	  0, "Grace's logs, readable (or raw JSON lines with --json)",
 	  "Prints the JSON log lines of Grace and its kernels (only KERNEL's with KERNEL; "
 	  "\"grace\" names the main process) as readable lines: time, level, component, "
 	  "message. Reads --file if given, else DATA_DIR/log/grace.log and its rotations "
-	  "(grace.log.1 ...) when they exist, else the journal of grace.service (journalctl).",
-	  "grace logs librarian --since 10m --level warn\ngrace logs -f" },
+	  "(grace.log.1 ...) when they exist, else (or with --journal) the journal of "
+	  "grace.service (journalctl).",
+	  "grace logs librarian --since 10m --level warn\ngrace logs -f\n"
+	  "grace logs --journal --since 1h" },
 	{ CMD_TOP, "top", "", 0, 0, ARG_NONE, NULL,
 	  OPTS_API | OPTB(OPT_INTERVAL) | OPTB(OPT_ITERATIONS), 0,
 	  "a live view of the kernels: state, requests per second, latency, restarts",

@@ -60,6 +60,7 @@ enum cli_opt_id {
 	OPT_DURATION,
 	OPT_AUTHOR,
 	OPT_ALL,
+	OPT_JOURNAL,
 	CLI_N_OPTS
 };
 
@@ -147,7 +148,7 @@ struct cli_args {
 	const struct cli_cmd *cmd;
 	const char *args[CLI_MAX_ARGS];
 	int n_args;
-	bool help, json, force, admin, follow, wait, all;
+	bool help, json, force, admin, follow, wait, all, journal;
 	const char *config, *data_dir, *port_offset, *action, *level, *file, *since_text;
 	int port;             /* 0: from the configuration */
 	unsigned timeout_ms;  /* 0: the command's own */

@@ -254,6 +254,48 @@ class Offline(GraceTestCase):
         self.assertEqual(r.returncode, EXIT["failed"])
         self.assertIn("cannot read", r.stderr)
 
+    def test_logs_from_the_journal(self):
+        """Under systemd the lines are in the journal of grace.service:
+        `grace logs` runs journalctl (a stand-in here, which records how
+        it was asked: no systemd on this machine) and filters and formats
+        what it prints as it does the files'."""
+        tmp = tempfile.mkdtemp(prefix="grace-bb-journal-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        bindir = os.path.join(tmp, "bin")
+        os.makedirs(bindir)
+        lines = [json.dumps({"time": "2026-01-31T12:0%d:00.000Z" % i, "level": lvl,
+                             "kernel": k, "msg": m, "pid": 9})
+                 for i, (lvl, k, m) in enumerate((("info", "grace", "started"),
+                                                   ("warn", "librarian", "slow disk"),
+                                                   ("error", "librarian", "gone")))]
+        stub = os.path.join(bindir, "journalctl")
+        with open(stub, "w") as f:
+            f.write("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s/args\n"
+                    "[ -e %s/fail ] && { echo 'No journal files were opened' >&2; exit 1; }\n"
+                    "cat <<'EOF'\n%s\nEOF\n" % (tmp, tmp, "\n".join(lines)))
+        os.chmod(stub, 0o755)
+        env = {"GRACE_CONFIG": "/dev/null", "PATH": bindir + ":" + os.environ["PATH"]}
+        # Without --journal, no log files and systemd not the init: said so.
+        r = grace("logs", "--data-dir", tmp, env=env)
+        self.assertEqual(r.returncode, EXIT["failed"], r.stdout)
+        self.assertIn("no logs found", r.stderr)
+        r = grace("logs", "librarian", "--journal", "--level", "warn", "--since",
+                  "2026-01-31 12:00", env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), [
+            "2026-01-31 12:01:00.000 warn  librarian[9]: slow disk",
+            "2026-01-31 12:02:00.000 error librarian[9]: gone"])
+        with open(os.path.join(tmp, "args")) as f:
+            args = f.read().split()
+        self.assertEqual(args[args.index("-u") + 1], "grace.service", args)
+        self.assertEqual(args[args.index("--since") + 1], "@1769860800", args)
+        self.assertNotIn("-f", args)
+        # A journal this user may not read: the exit says failed, and why.
+        open(os.path.join(tmp, "fail"), "w").close()
+        r = grace("logs", "--journal", env=env)
+        self.assertEqual(r.returncode, EXIT["failed"])
+        self.assertIn("journalctl failed", r.stderr)
+
 
 class Live(GraceTestCase):
     """Against a running Grace."""
