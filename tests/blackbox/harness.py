@@ -989,9 +989,39 @@ class GraceServer:
 
     # -- pids
 
-    def track_pid(self, pid):
-        """Remembers a process the server started: stop() checks it is gone."""
+    def _is_ours(self, pid):
+        """True when `pid` is grace serve or runs below it now, or names
+        this server's temporary directory on its command line (a kernel a
+        service manager runs for it: tests/blackbox/systemd_standin.py)."""
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if self.tmp.encode() in f.read():
+                    return True
+        except OSError:
+            return False
+        root = self.proc.pid if self.proc is not None else None
+        for _ in range(64):
+            if root is None or pid <= 1:
+                return False
+            if pid == root:
+                return True
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    data = f.read()
+            except OSError:
+                return False
+            pid = int(data[data.rfind(")") + 2:].split()[1])
+        return False
+
+    def track_pid(self, pid, ours_only=False):
+        """Remembers a process the server started: stop() checks it is gone
+        (and kills it if not). ours_only: only if it runs below grace serve
+        now, for pids read from answers, which may name processes of the
+        past (a fixture's trust registrations) whose numbers another
+        process holds now: never ours to check, let alone to kill."""
         if not isinstance(pid, int) or pid <= 0:
+            return
+        if ours_only and not self._is_ours(pid):
             return
         st = proc_start_ticks(pid)
         if st is None:
@@ -1008,7 +1038,7 @@ class GraceServer:
             remote = (obj.get("manager") == "node" or
                       (isinstance(who, str) and who in self.remote_kernels))
             if isinstance(pid, int) and ("state" in obj or "kernel" in obj) and not remote:
-                self.track_pid(pid)
+                self.track_pid(pid, ours_only=True)
             for v in obj.values():
                 if isinstance(v, (dict, list)):
                     self._note(v)
