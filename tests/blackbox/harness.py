@@ -1015,10 +1015,11 @@ class GraceServer:
 
     def track_pid(self, pid, ours_only=False):
         """Remembers a process the server started: stop() checks it is gone
-        (and kills it if not). ours_only: only if it runs below grace serve
-        now, for pids read from answers, which may name processes of the
-        past (a fixture's trust registrations) whose numbers another
-        process holds now: never ours to check, let alone to kill."""
+        (and kills it if not). ours_only: only if it is this server's now
+        (_is_ours), for pids read from answers, which may name processes
+        of the past (a fixture's audit events of kernel states) whose
+        numbers another process holds now: never ours to check, let alone
+        to kill."""
         if not isinstance(pid, int) or pid <= 0:
             return
         if ours_only and not self._is_ours(pid):
