@@ -2,8 +2,9 @@
 bus_bench.py, log_bench.py): a free-port check, a wait, and one `grace
 serve` started in a temporary directory with a configuration of the
 bench's own, waited for until one kernel answers, and stopped by pid.
-grace_bench.py and gateway_bench.py keep their own, larger set (cold
-starts, perf, several supervisors)."""
+grace_bench.py takes the free-port check and the clean environment from
+here and keeps its own, larger set besides (cold starts, perf, several
+supervisors)."""
 import http.client
 import os
 import signal

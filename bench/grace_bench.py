@@ -28,9 +28,12 @@ import tempfile
 import threading
 import time
 
+# The free-port check and the clean environment are the small benches'
+# (benchkit.py); restart_bench and gateway_bench take them from here.
+from benchkit import HOST, clean_env, port_free  # noqa: E402,F401
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-HOST = "127.0.0.1"
 API_PORT = 8000
 KERNEL_PORT_MIN, KERNEL_PORT_MAX = 8100, 8149
 # Offsets tried in turn when BENCH_PORT_OFFSET is not set. Every port stays
@@ -142,14 +145,6 @@ def signal_if_grace(pid, sig):
 PROCS = Procs()
 
 
-def clean_env():
-    """The environment for everything we start: no inherited Grace or
-    systemd variables, so a standalone kernel really is standalone."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GRACE_", "LISTEN_", "NOTIFY_", "WATCHDOG_"))}
-    return env
-
-
 # --------------------------------------------------------------------------
 # Configuration
 
@@ -234,18 +229,6 @@ def write_bench_config(src, dst, restart_burst, kernel_extra=None, kernels=None,
         raise BenchError(f"no sections {sorted(kernel_extra)} in {src}")
     with open(dst, "w") as f:
         f.writelines(out)
-
-
-def port_free(port):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind((HOST, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def choose_offset(kernel_ports, wanted):
