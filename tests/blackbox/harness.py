@@ -1022,10 +1022,13 @@ class GraceServer:
         to kill."""
         if not isinstance(pid, int) or pid <= 0:
             return
-        if ours_only and not self._is_ours(pid):
-            return
         st = proc_start_ticks(pid)
         if st is None:
+            return
+        with self._lock:
+            if self._pids.get(pid) == st[1]:
+                return  # the same process, seen in an earlier answer
+        if ours_only and not self._is_ours(pid):
             return
         with self._lock:
             self._pids.setdefault(pid, st[1])
