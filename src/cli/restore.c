@@ -486,13 +486,26 @@ struct kproc {
  * answered (0), or not (-1, with why in `why`). The socket is bound here and
  * handed over (LISTEN_FDS, as the supervisor does): a port only tested free
  * could be taken by anyone before the kernel bound it. */
+/* The band's width, and the API port the check's configuration keeps
+ * (the built-in default): 600 ports hold the 150 Grace uses at 450 offsets. */
+#define RESTORE_CHECK_BAND 600
+#define RESTORE_API_PORT 8000
+
 static int kernel_start(const char *staging, const char *cfg, const sdk_kernel_def *def,
 			struct kproc *k, char *why, size_t wl)
 {
+	/* The check's ports come from the band just below the ephemeral
+	 * range, with an offset that keeps the API port and the whole kernel
+	 * range inside that band too: no configured Grace (the default, or a
+	 * test's offset of at most 24000) listens there, so a check never takes
+	 * a port a running Grace is about to bind again, and the kernel's own
+	 * configuration check (no port in the ephemeral range) passes. */
+	int top = grace_ephemeral_low() - 1 - GRACE_KERNEL_PORT_MAX; /* largest offset */
+	int span = RESTORE_CHECK_BAND - (GRACE_KERNEL_PORT_MAX - RESTORE_API_PORT) - 1;
 	int offset = -1, lfd = -1;
-	for (int tries = 0; tries < 50 && lfd < 0; tries++) {
-		int o = 20000 + (int)(randombytes_uniform(100)) * 100; /* 20000-29900 */
-		if (def->port + o < 32768 && (lfd = sdk_listen_tcp(def->port + o)) >= 0)
+	for (int tries = 0; tries < 50 && lfd < 0 && top - span >= 0; tries++) {
+		int o = top - (int)randombytes_uniform((uint32_t)span + 1);
+		if ((lfd = sdk_listen_tcp(def->port + o)) >= 0)
 			offset = o;
 	}
 	if (lfd < 0) {

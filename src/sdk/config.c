@@ -1730,17 +1730,29 @@ static bool port_reserved(const char *list, int port)
  * by a client's outgoing connection (or its TIME_WAIT), and the kernel
  * then cannot bind it ("held by pid 0"). Grace's ports must stay out of
  * it: refused at load, naming the range and the port. */
+static int ephemeral_range(int *lo, int *hi)
+{
+	FILE *f = fopen(EPHEMERAL_RANGE_FILE, "r");
+	if (!f)
+		return -1; /* not Linux, or no /proc: nothing to go by */
+	int n = fscanf(f, "%d %d", lo, hi);
+	fclose(f);
+	return n == 2 && *lo > 0 && *hi >= *lo ? 0 : -1;
+}
+
+int grace_ephemeral_low(void)
+{
+	int lo = 0, hi = 0;
+	return ephemeral_range(&lo, &hi) == 0 ? lo : 32768;
+}
+
 static int check_ephemeral(const grace_config *cfg, char *err, size_t errlen)
 {
 	int lo = 0, hi = 0;
-	FILE *f = fopen(EPHEMERAL_RANGE_FILE, "r");
-	if (!f)
-		return 0; /* not Linux, or no /proc: nothing to go by */
-	int n = fscanf(f, "%d %d", &lo, &hi);
-	fclose(f);
-	if (n != 2 || lo <= 0 || hi < lo)
+	if (ephemeral_range(&lo, &hi) < 0)
 		return 0;
 	char reserved[4096] = "";
+	FILE *f;
 	if ((f = fopen(RESERVED_PORTS_FILE, "r"))) {
 		if (!fgets(reserved, sizeof reserved, f))
 			reserved[0] = '\0';

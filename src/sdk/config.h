@@ -487,6 +487,9 @@ int grace_config_kernel_index(const grace_config *cfg, const char *name);
 
 /* The port a kernel listens on, offset applied. */
 int grace_kernel_port(const grace_config *cfg, const grace_kernel_cfg *k);
+/* The first port of the ephemeral range (ip_local_port_range; 32768 when
+ * it cannot be read): every port Grace listens on stays below it. */
+int grace_ephemeral_low(void);
 /* Whether k runs on this process's node (always, with no nodes). */
 bool grace_kernel_local(const grace_config *cfg, const grace_kernel_cfg *k);
 /* Node `name`, or NULL. */

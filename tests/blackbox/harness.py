@@ -233,6 +233,8 @@ def spare_kernels(n, exclude=()):
 API_PORT = 8000
 KERNEL_PORT_MIN = 8100
 KERNEL_PORT_MAX = 8149
+# Ports 18000-32149: below the 600 under the ephemeral range, where
+# `grace restore` runs its checks (src/cli/restore.c).
 OFFSETS = list(range(10000, 24001, 200))
 
 # Who decides the API's requests when a test's kernels do not include the
