@@ -692,16 +692,19 @@ static bool require_of(const sdk_kernel *k)
 	return main_hash && *main_hash && grace_config_kernel(k->cfg, "trust");
 }
 
-static int runtime_start(struct runtime *rt, char *err, size_t errlen)
+/* What reads none of the kernel's state and starts nothing (no socket, no
+ * call): the token, the SPIFFE ID, the port table, the caller, the routes,
+ * the tracer and the HTTP server. A standby does it while it waits, so the
+ * path from a crash to answering again starts at the store. */
+static int runtime_setup(struct runtime *rt, char *err, size_t errlen)
 {
 	sdk_kernel *k = &rt->k;
 	if (mkdir(k->cfg->data_dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create %.200s: %s", k->cfg->data_dir, strerror(errno));
 		return -1;
 	}
-	/* A standby opened (and checked) it while it waited. */
-	if (!k->db && !rt->storage_failed && storage_open(rt, err, errlen) < 0)
-		return -1;
+	/* The token is grace serve's for its whole life, and a standby dies
+	 * with it (PR_SET_PDEATHSIG): read once, it stays true. */
 	int trc = sdk_token_load(k->cfg, k->token);
 	if (trc < 0) {
 		k->token[0] = '\0';
@@ -720,11 +723,6 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	rt->require_svid = require_of(k); /* before init: the trust kernel takes the hash */
-	svids_start(rt);
-	if (storage_init(rt, err, errlen) < 0)
-		return -1;
-
 	size_t n = N_STANDARD + k->def->n_routes;
 	rt->routes = calloc(n, sizeof *rt->routes);
 	if (!rt->routes) {
@@ -759,6 +757,21 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create the HTTP server");
 		return -1;
 	}
+	return 0;
+}
+
+/* After runtime_setup (and, in a standby, after the word): the store, the
+ * kernel's init, the SVIDs, and the listening socket. */
+static int runtime_start(struct runtime *rt, char *err, size_t errlen)
+{
+	sdk_kernel *k = &rt->k;
+	/* A standby opened (and checked) it while it waited. */
+	if (!k->db && !rt->storage_failed && storage_open(rt, err, errlen) < 0)
+		return -1;
+	rt->require_svid = require_of(k); /* before init: the trust kernel takes the hash */
+	svids_start(rt);
+	if (storage_init(rt, err, errlen) < 0)
+		return -1;
 	int fd = kernel_socket(k);
 	if (fd < 0 || sdk_server_listen(k->server, fd) < 0) {
 		snprintf(err, errlen, "no listening socket");
@@ -995,20 +1008,25 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 			unprepare(&rt);
 		}
 	}
+	char err[512] = "";
+	if (runtime_setup(&rt, err, sizeof err) < 0) {
+		sdk_error("cannot start: %s", err);
+		runtime_stop(&rt);
+		sqlite_log_release();
+		return SDK_EXIT_TEMPORARY;
+	}
 	int sb = sdk_standby_wait();
 	if (sb <= 0) {
 		if (sb < 0)
 			sdk_error("standby: %s", strerror(-sb));
-		unprepare(&rt);
-		sqlite3_close(k->db);
-		event_base_free(k->base);
+		runtime_stop(&rt);
+		sqlite_log_release();
 		return sb == 0 ? SDK_EXIT_OK : SDK_EXIT_TEMPORARY;
 	}
 	struct timespec word = sdk_mono_now();
 	if (standby)
 		standby_store_recheck(&rt);
 
-	char err[512] = "";
 	if (runtime_start(&rt, err, sizeof err) < 0) {
 		sdk_error("cannot start: %s", err);
 		bool refused = rt.refused;

@@ -254,8 +254,9 @@ static void on_search(sdk_req *req, void *ctx)
 			   sdk_req_query(req, "tag"), (unsigned)limit);
 }
 
-/* The writer's connection and its thread: in a standby, while it waits.
- * The readers wait for init (after the migration). */
+/* The writer's connection and its thread, and the search workers' threads:
+ * in a standby, while it waits. The workers open their connections at
+ * their first search, after init (and so after the migration). */
 static int librarian_prepare(sdk_kernel *k, char *err, size_t errlen)
 {
 	lib_err e;
@@ -265,7 +266,7 @@ static int librarian_prepare(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	k->state = st;
-	if (!(st->jobs = lib_jobs_new(k, &e))) {
+	if (!(st->jobs = lib_jobs_new(k, &e)) || !(st->workers = lib_workers_new(k, &e))) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
@@ -276,8 +277,7 @@ static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	lib_err e;
 	struct lib_state *st = k->state;
-	if (lib_store_init(k->db, &e) < 0 || lib_jobs_resume(st->jobs, &e) < 0 ||
-	    !(st->workers = lib_workers_new(k, &e))) {
+	if (lib_store_init(k->db, &e) < 0 || lib_jobs_resume(st->jobs, &e) < 0) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
