@@ -3,7 +3,7 @@ namespace of its own with its data directory on a small tmpfs; the test
 fills that tmpfs to the last byte. Then every writing kernel and the API
 answer 507 "storage_full" (the same status and code everywhere, through the
 gateway too), their /health stays 200 (a full disk is not a damaged
-store), nothing acknowledged before is lost, and once space is freed the
+store), nothing acknowledged before is lost (the chat's questions too), and once space is freed the
 writes go through again, and everything survives a restart of each kernel.
 
 Needs unshare(1) and the right to mount a tmpfs in a new mount namespace
@@ -130,6 +130,26 @@ class DiskFull(GraceTestCase):
                             if u["name"].startswith("user-"))
         return got
 
+    def chat_until_full(self, g, sid):
+        """Questions of the largest size into a chat session until one is
+        refused (a few fit in what chat.db's -wal holds already): that one
+        is 507 storage_full. Returns the questions answered 200."""
+        answered = []
+        for i in range(8):
+            q = ("q%d " % i) + "y" * (16384 - 8)
+            st, _, body = g.http("POST", "/chat/sessions/%d/messages" % sid, {"content": q},
+                                 timeout=scaled(30))
+            if st != 200:
+                self.assertEqual((st, body["error"]["code"]), (507, "storage_full"), body)
+                return answered
+            answered.append(q)
+        self.fail("8 questions of 16 KiB stored on a full disk")
+
+    def chat_questions(self, g, sid):
+        st, _, body = g.http("GET", "/chat/sessions/%d" % sid)
+        self.assertEqual(st, 200, body)
+        return [m["content"] for m in body["messages"] if m["role"] == "user"]
+
     def test_full_disk_is_507_everywhere_and_loses_nothing(self):
         unshare_prefix()  # fails clearly before anything starts
         kernels = {n: dict(QUIET) for n in ("message_bus", "immutable_log", "crypto", "audit")}
@@ -139,8 +159,11 @@ class DiskFull(GraceTestCase):
             for name, (st, body) in before.items():
                 self.assertIn(st, (200, 201), (name, body))
             acknowledged = self.read_back(g)
+            st, _, chat = g.http("POST", "/chat/sessions", {"title": "full disk"})
+            self.assertEqual(st, 201, chat)
 
             filler = self.fill(g)
+            asked = self.chat_until_full(g, chat["id"])
             full = self.writes(g, "full")
             for name, (st, body) in full.items():
                 self.assertEqual((st, body["error"]["code"]), (507, "storage_full"),
@@ -150,6 +173,7 @@ class DiskFull(GraceTestCase):
                 st, _, h = g.kernel_http(name, "GET", "/health")
                 self.assertEqual((st, h["status"]), (200, "ok"), (name, h))
             self.assertEqual(self.read_back(g), acknowledged)
+            self.assertEqual(self.chat_questions(g, chat["id"])[:len(asked)], asked)
 
             os.unlink(filler)
             after = self.writes(g, "after")
@@ -167,6 +191,7 @@ class DiskFull(GraceTestCase):
             self.assertEqual(got["audit"], ["before", "after"])
             self.assertEqual(got["crypto"], ["key-after", "key-before"])
             self.assertEqual(got["api"], ["user-after", "user-before"])
+            self.assertEqual(self.chat_questions(g, chat["id"])[:len(asked)], asked)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@
 #include "serve/chat/chat.h"
 #include "serve/chat/store.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -36,6 +35,16 @@ struct pending {
 	struct event *beat; /* fires after heartbeat_ms of silence */
 	const struct timeval *beat_tv; /* a common timeout: O(1) to re-arm */
 };
+
+/* A status chat returned (its own or a shared one, chat.h), answered in
+ * Grace's error shape; a retryable one says when (docs/errors.md). */
+static void reply_status(sdk_req *req, int rc, const sdk_err *e)
+{
+	if (rc == CHAT_ESTOPPING || rc == SDK_EBUSY || rc == SDK_ETIMEOUT)
+		sdk_req_add_header(req, "Retry-After", "1");
+	const char *code = chat_status_code(rc);
+	sdk_reply_error(req, chat_status_http(rc), code, "%s", e && e->msg[0] ? e->msg : code);
+}
 
 static void pending_free(struct pending *p)
 {
@@ -98,8 +107,10 @@ static void api_chat_sessions_create(sdk_req *req, void *ctx)
 	}
 	sqlite3 *db = chat_db(api->chat);
 	int64_t n;
-	if (chat_store_session_count(db, user, &n) < 0) {
-		sdk_reply_error(req, 500, "storage", "cannot count the sessions");
+	sdk_err e;
+	int rc = chat_store_session_count(db, user, &n, &e);
+	if (rc < 0) {
+		reply_status(req, rc, &e);
 		return;
 	}
 	if (n >= CHAT_SESSIONS_MAX) {
@@ -109,9 +120,9 @@ static void api_chat_sessions_create(sdk_req *req, void *ctx)
 		return;
 	}
 	json_t *s;
-	if (chat_store_session_new(db, user, title ? json_string_value(title) : NULL, sdk_wall_ms(),
-				   &s) < 0) {
-		sdk_reply_error(req, 500, "storage", "cannot store the session");
+	if ((rc = chat_store_session_new(db, user, title ? json_string_value(title) : NULL,
+					 sdk_wall_ms(), &s, &e)) < 0) {
+		reply_status(req, rc, &e);
 		return;
 	}
 	sdk_reply_json(req, 201, s);
@@ -126,8 +137,10 @@ static void api_chat_sessions_list(sdk_req *req, void *ctx)
 	    sdk_req_query_uint(req, "limit", 1, CHAT_SESSIONS_MAX, SESSIONS_LIST_DEFAULT, &limit) < 0)
 		return;
 	json_t *list;
-	if (chat_store_sessions(chat_db(api->chat), user, (unsigned)limit, &list) < 0) {
-		sdk_reply_error(req, 500, "storage", "cannot list the sessions");
+	sdk_err e;
+	int rc = chat_store_sessions(chat_db(api->chat), user, (unsigned)limit, &list, &e);
+	if (rc < 0) {
+		reply_status(req, rc, &e);
 		return;
 	}
 	sdk_reply_json(req, 200, json_pack("{s:o}", "sessions", list));
@@ -143,15 +156,15 @@ static void api_chat_session_get(sdk_req *req, void *ctx)
 	    sdk_req_query_uint(req, "limit", 1, CHAT_MESSAGES_MAX, CHAT_MESSAGES_MAX, &limit) < 0)
 		return;
 	json_t *s, *msgs;
-	int rc = chat_store_session_get(chat_db(api->chat), user, id, &s);
-	if (rc == -ENOENT) {
-		sdk_reply_error(req, 404, "not_found", "no chat session %lld", (long long)id);
+	sdk_err e;
+	int rc = chat_store_session_get(chat_db(api->chat), user, id, &s, &e);
+	if (rc < 0) {
+		reply_status(req, rc, &e);
 		return;
 	}
-	if (rc < 0 || chat_store_messages(chat_db(api->chat), id, (unsigned)limit, &msgs) < 0) {
-		if (rc == 0)
-			json_decref(s);
-		sdk_reply_error(req, 500, "storage", "cannot read the session");
+	if ((rc = chat_store_messages(chat_db(api->chat), id, (unsigned)limit, &msgs, &e)) < 0) {
+		json_decref(s);
+		reply_status(req, rc, &e);
 		return;
 	}
 	json_object_set_new(s, "messages", msgs);
@@ -167,22 +180,21 @@ static void api_chat_session_delete(sdk_req *req, void *ctx)
 	if (!user || session_param(req, &id) < 0)
 		return;
 	json_t *s;
-	int rc = chat_store_session_get(chat_db(api->chat), user, id, &s);
+	sdk_err e;
+	int rc = chat_store_session_get(chat_db(api->chat), user, id, &s, &e);
 	if (rc == 0) {
 		json_decref(s);
 		/* Its answer would have nowhere to go. */
-		if (chat_session_busy(api->chat, id)) {
-			sdk_reply_error(req, 409, "busy",
-					"an answer is still being written in session %lld; try again "
-					"when it is done", (long long)id);
-			return;
-		}
-		rc = chat_store_session_delete(chat_db(api->chat), user, id);
+		if (chat_session_busy(api->chat, id))
+			rc = sdk_fail(&e, CHAT_EANSWERING,
+				      "an answer is still being written in session %lld; try again "
+				      "when it is done",
+				      (long long)id);
+		else
+			rc = chat_store_session_delete(chat_db(api->chat), user, id, &e);
 	}
-	if (rc == -ENOENT)
-		sdk_reply_error(req, 404, "not_found", "no chat session %lld", (long long)id);
-	else if (rc < 0)
-		sdk_reply_error(req, 500, "storage", "cannot delete the session");
+	if (rc < 0)
+		reply_status(req, rc, &e);
 	else
 		sdk_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
 }
@@ -255,14 +267,14 @@ static void on_fallback(const char *why, bool partial, void *arg)
 	sse_event(p, "fallback", json_pack("{s:s, s:b}", "reason", why, "partial", partial));
 }
 
-static void on_done(json_t *message, const chat_error *e, void *arg)
+static void on_done(json_t *message, int status, const sdk_err *e, void *arg)
 {
 	struct pending *p = arg;
 	if (!p->stream) {
 		if (message)
 			sdk_reply_json(p->req, 200, message);
 		else
-			sdk_reply_error(p->req, e->status, e->code, "%s", e->message);
+			reply_status(p->req, status, e);
 		pending_free(p);
 		return;
 	}
@@ -272,7 +284,7 @@ static void on_done(json_t *message, const chat_error *e, void *arg)
 	else
 		here = sse_event(p, "error",
 				 json_pack("{s:b, s:{s:s, s:s, s:s}}", "done", 1, "error", "code",
-					   e->code, "message", e->message, "request_id",
+					   chat_status_code(status), "message", e->msg, "request_id",
 					   sdk_req_id(p->req)));
 	if (here)
 		stream_end(p);
@@ -363,13 +375,11 @@ static void api_chat_messages_post(sdk_req *req, void *ctx)
 		}
 	}
 	chat_turn_cbs cbs = { .on_delta = on_delta, .on_fallback = on_fallback, .on_done = on_done };
-	chat_error e;
-	p->turn = chat_turn_start(api->chat, user, id, text, stream, &cbs, p, &e);
-	if (!p->turn) {
+	sdk_err e;
+	int rc = chat_turn_start(api->chat, user, id, text, stream, &cbs, p, &p->turn, &e);
+	if (rc < 0) {
 		pending_free(p);
-		if (e.status == 503)
-			sdk_req_add_header(req, "Retry-After", "1");
-		sdk_reply_error(req, e.status, e.code, "%s", e.message);
+		reply_status(req, rc, &e);
 		return;
 	}
 	if (stream) {

@@ -9,7 +9,6 @@
 #include "sdk/db.h"
 #include "sdk/log.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdarg.h>
@@ -54,16 +53,29 @@ struct chat {
 	unsigned long long model_failures[SDK_MODEL_FAILURE_KINDS]; /* by sdk_model_failure */
 };
 
-static void set_error(chat_error *e, int status, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static void set_error(chat_error *e, int status, const char *code, const char *fmt, ...)
+int chat_status_http(int status)
 {
-	e->status = status;
-	snprintf(e->code, sizeof e->code, "%s", code);
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof e->message, fmt, ap);
-	va_end(ap);
+	switch (status) {
+	case CHAT_EANSWERING:
+	case CHAT_EFULL: return 409;
+	case CHAT_ESTOPPING: return 503;
+	default: return sdk_status_http(status);
+	}
+}
+
+const char *chat_status_code(int status)
+{
+	switch (status) {
+	case CHAT_EANSWERING: return "busy";
+	case CHAT_EFULL: return "session_full";
+	case CHAT_ESTOPPING: return "stopping";
+	default: return sdk_status_code(status);
+	}
+}
+
+static int stopping(sdk_err *e)
+{
+	return sdk_fail(e, CHAT_ESTOPPING, "Grace is stopping; ask again when it is back");
 }
 
 sqlite3 *chat_db(chat *c) { return c->db; }
@@ -126,12 +138,12 @@ static void turn_finish(chat_turn *t, const char *content, bool answered, const 
 				content, "citations", t->sources, "model",
 				name ? json_string(name) : json_null(), "model_answered", answered,
 				"notice", notice[0] ? json_string(notice) : json_null());
-	chat_error e = { 0 };
-	int rc = msg ? chat_store_message_add(c->db, t->session, msg, sdk_wall_ms()) : -ENOMEM;
+	sdk_err e = { "" };
+	int rc = msg ? chat_store_message_add(c->db, t->session, msg, sdk_wall_ms(), &e)
+		     : sdk_fail(&e, SDK_EIO, "out of memory");
 	if (rc < 0) {
 		json_decref(msg);
 		msg = NULL;
-		set_error(&e, 500, "storage", "cannot store the answer");
 	} else {
 		json_object_set_new(msg, "session_id", json_integer(t->session));
 	}
@@ -140,7 +152,7 @@ static void turn_finish(chat_turn *t, const char *content, bool answered, const 
 	else
 		c->by_retrieval++;
 	if (!t->detached && t->cbs.on_done)
-		t->cbs.on_done(msg, msg ? NULL : &e, t->arg);
+		t->cbs.on_done(msg, msg ? 0 : rc, msg ? NULL : &e, t->arg);
 	else
 		json_decref(msg);
 	turn_free(t);
@@ -321,45 +333,30 @@ static json_t *history_trim(json_t *msgs)
 	return out;
 }
 
-chat_turn *chat_turn_start(chat *c, const char *user, int64_t session, const char *question,
-			   bool stream, const chat_turn_cbs *cbs, void *arg, chat_error *e)
+int chat_turn_start(chat *c, const char *user, int64_t session, const char *question, bool stream,
+		    const chat_turn_cbs *cbs, void *arg, chat_turn **out, sdk_err *e)
 {
 	json_t *s = NULL, *recent = NULL;
-	int rc = chat_store_session_get(c->db, user, session, &s);
-	if (rc == -ENOENT) {
-		set_error(e, 404, "not_found", "no chat session %lld", (long long)session);
-		return NULL;
-	}
-	if (rc < 0) {
-		set_error(e, 500, "storage", "cannot read the session");
-		return NULL;
-	}
+	int rc = chat_store_session_get(c->db, user, session, &s, e);
+	if (rc < 0)
+		return rc;
 	json_int_t count = json_integer_value(json_object_get(s, "message_count"));
 	json_decref(s);
-	if (chat_session_busy(c, session)) {
-		set_error(e, 409, "busy", "an answer is still being written in session %lld",
-			  (long long)session);
-		return NULL;
-	}
-	if (count + 2 > CHAT_MESSAGES_MAX) {
-		set_error(e, 409, "session_full",
-			  "session %lld has %d messages, the most one session keeps; start a new one",
-			  (long long)session, CHAT_MESSAGES_MAX);
-		return NULL;
-	}
-	if (c->stopping) {
-		set_error(e, 503, "stopping", "Grace is stopping; ask again when it is back");
-		return NULL;
-	}
-	if (c->n_turns >= CHAT_TURNS_MAX) {
-		set_error(e, 503, "busy", "%d answers are being written; try again shortly",
-			  CHAT_TURNS_MAX);
-		return NULL;
-	}
-	if (chat_store_messages(c->db, session, CHAT_HISTORY_MESSAGES, &recent) < 0) {
-		set_error(e, 500, "storage", "cannot read the session's messages");
-		return NULL;
-	}
+	if (chat_session_busy(c, session))
+		return sdk_fail(e, CHAT_EANSWERING, "an answer is still being written in session %lld",
+				(long long)session);
+	if (count + 2 > CHAT_MESSAGES_MAX)
+		return sdk_fail(e, CHAT_EFULL,
+				"session %lld has %d messages, the most one session keeps; start a "
+				"new one",
+				(long long)session, CHAT_MESSAGES_MAX);
+	if (c->stopping)
+		return stopping(e);
+	if (c->n_turns >= CHAT_TURNS_MAX)
+		return sdk_fail(e, SDK_EBUSY, "%d answers are being written; try again shortly",
+				CHAT_TURNS_MAX);
+	if ((rc = chat_store_messages(c->db, session, CHAT_HISTORY_MESSAGES, &recent, e)) < 0)
+		return rc;
 	chat_turn *t = calloc(1, sizeof *t);
 	if (t) {
 		t->question = strdup(question);
@@ -371,13 +368,11 @@ chat_turn *chat_turn_start(chat *c, const char *user, int64_t session, const cha
 	json_decref(recent);
 	json_t *q = json_pack("{s:s, s:s}", "role", "user", "content", question);
 	if (!t || !t->question || !t->history || !t->sources || !t->next_step || !t->streamed || !q) {
-		set_error(e, 503, "busy", "out of memory");
+		rc = sdk_fail(e, SDK_EBUSY, "out of memory");
 		goto fail;
 	}
-	if (chat_store_message_add(c->db, session, q, sdk_wall_ms()) < 0) {
-		set_error(e, 500, "storage", "cannot store the question");
+	if ((rc = chat_store_message_add(c->db, session, q, sdk_wall_ms(), e)) < 0)
 		goto fail;
-	}
 	json_decref(q);
 	t->c = c;
 	snprintf(t->user, sizeof t->user, "%s", user);
@@ -392,7 +387,8 @@ chat_turn *chat_turn_start(chat *c, const char *user, int64_t session, const cha
 	c->n_turns++;
 	if (!turn_search(t)) /* never calls back from here: the loop runs the next step */
 		event_active(t->next_step, 0, 0);
-	return t;
+	*out = t;
+	return 0;
 fail:
 	json_decref(q);
 	if (t) {
@@ -405,7 +401,7 @@ fail:
 		free(t->question);
 		free(t);
 	}
-	return NULL;
+	return rc;
 }
 
 void chat_turn_detach(chat_turn *t) { t->detached = true; }
@@ -519,9 +515,8 @@ void chat_free(chat *c)
 		sdk_model_call_cancel(t->call);
 		t->call = NULL;
 		if (!t->detached && t->cbs.on_done) {
-			chat_error e;
-			set_error(&e, 503, "stopping", "Grace is stopping; ask again when it is back");
-			t->cbs.on_done(NULL, &e, t->arg);
+			sdk_err e;
+			t->cbs.on_done(NULL, stopping(&e), &e, t->arg);
 		}
 		turn_free(t);
 	}

@@ -9,6 +9,7 @@
 #include "serve/layer.h"
 
 #include "sdk/config.h"
+#include "sdk/err.h"
 #include "serve/supervisor/supervisor.h"
 
 #include <jansson.h>
@@ -33,11 +34,19 @@ struct evbuffer;
 typedef struct chat chat;
 typedef struct chat_turn chat_turn;
 
-typedef struct chat_error {
-	int status;
-	char code[32];
-	char message[256];
-} chat_error;
+/* Chat's own statuses (docs/errors.md, "A module's own failures"), beside
+ * the shared ones it also returns: SDK_ENOTFOUND (no such session of the
+ * user), SDK_EBUSY (too many answers being written: 503 busy), storage
+ * failures as sdk_db_fail reports them. chat_status_http/_code map both. */
+enum {
+	CHAT_EANSWERING = SDK_E_MODULE,    /* 409 busy: an answer is being written in the session */
+	CHAT_EFULL = SDK_E_MODULE - 1,     /* 409 session_full */
+	CHAT_ESTOPPING = SDK_E_MODULE - 2, /* 503 stopping, Retry-After */
+};
+/* The HTTP status and error code of a status chat returns (its own and the
+ * shared ones): for an answer, and for a stream's `error` event. */
+int chat_status_http(int status);
+const char *chat_status_code(int status);
 
 typedef struct chat_turn_cbs {
 	/* A piece of the answer as it is written (`stream` turns only). */
@@ -47,8 +56,9 @@ typedef struct chat_turn_cbs {
 	 * had already written some of its answer, and it stops here, cut off. */
 	void (*on_fallback)(const char *why, bool partial, void *arg);
 	/* Once: the stored assistant message (a new reference the callee
-	 * owns), or NULL and `e` saying why there is none. */
-	void (*on_done)(json_t *message, const chat_error *e, void *arg);
+	 * owns), or NULL with the status (chat_status_http maps it) and `e`
+	 * saying why there is none. */
+	void (*on_done)(json_t *message, int status, const sdk_err *e, void *arg);
 } chat_turn_cbs;
 
 /* Opens DATA_DIR/chat.db and, with a [model] section, the model client
@@ -71,9 +81,10 @@ void chat_metrics(const chat *c, struct evbuffer *out);
 
 /* Starts a turn: checks that `session` is `user`'s and not busy, stores the
  * question, gathers the context and asks for the answer. Callbacks never
- * run before this returns. NULL with `e` filled when it cannot start. */
-chat_turn *chat_turn_start(chat *c, const char *user, int64_t session, const char *question,
-			   bool stream, const chat_turn_cbs *cbs, void *arg, chat_error *e);
+ * run before this returns. 0 and *out, or the status (chat_status_http
+ * maps it) with the reason in `e`. */
+int chat_turn_start(chat *c, const char *user, int64_t session, const char *question, bool stream,
+		    const chat_turn_cbs *cbs, void *arg, chat_turn **out, sdk_err *e);
 /* The client went away: no more callbacks. The answer is still written
  * and stored, so the session's history stays whole. */
 void chat_turn_detach(chat_turn *t);

@@ -2,7 +2,6 @@
 
 #include "sdk/db.h"
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,91 +52,114 @@ static json_t *session_row(sqlite3_stmt *st)
 			 (json_int_t)sqlite3_column_int64(st, 4));
 }
 
+/* A row's JSON could not be made: out of memory. */
+static int no_memory(sdk_err *e)
+{
+	return sdk_fail(e, SDK_EIO, "chat.db: out of memory");
+}
+
 int chat_store_session_new(sqlite3 *db, const char *owner, const char *title, int64_t now_ms,
-			   json_t **out)
+			   json_t **out, sdk_err *e)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "INSERT INTO sessions (owner, title, created_ms, updated_ms)"
-			       " VALUES (?1, ?2, ?3, ?3) RETURNING " SESSION_COLUMNS,
-			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
+	int rc = sdk_db_prepare(db,
+				"INSERT INTO sessions (owner, title, created_ms, updated_ms)"
+				" VALUES (?1, ?2, ?3, ?3) RETURNING " SESSION_COLUMNS,
+				&st, e);
+	if (rc < 0)
+		return rc;
 	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, title, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, now_ms);
-	int rc = -EIO;
-	if (sqlite3_step(st) == SQLITE_ROW && (*out = session_row(st)))
-		rc = 0;
+	if (sqlite3_step(st) != SQLITE_ROW)
+		rc = sdk_db_fail(db, e, "new chat session");
+	else if (!(*out = session_row(st)))
+		rc = no_memory(e);
 	sqlite3_finalize(st);
 	return rc;
 }
 
-int chat_store_session_count(sqlite3 *db, const char *owner, int64_t *n)
+int chat_store_session_count(sqlite3 *db, const char *owner, int64_t *n, sdk_err *e)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sessions WHERE owner = ?1", -1, &st,
-			       NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-	int rc = -EIO;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*n = sqlite3_column_int64(st, 0);
-		rc = 0;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return sdk_db_count(db, "SELECT count(*) FROM sessions WHERE owner = ?1", owner, n,
+			    "count chat sessions", e);
 }
 
-int chat_store_sessions(sqlite3 *db, const char *owner, unsigned limit, json_t **out)
+/* Every row of `st` as `row` makes it: 0 and *out (an array), or the
+ * status. Finalizes `st`. */
+static int rows(sqlite3 *db, sqlite3_stmt *st, json_t *(*row)(sqlite3_stmt *), const char *what,
+		json_t **out, sdk_err *e)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT " SESSION_COLUMNS " FROM sessions WHERE owner = ?1"
-			       " ORDER BY updated_ms DESC, id DESC LIMIT ?2",
-			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, limit);
 	json_t *arr = json_array();
-	int rc;
-	while (arr && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(arr, session_row(st));
+	int step = SQLITE_DONE, rc = 0;
+	while (arr && (step = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, row(st));
+	if (!arr)
+		rc = no_memory(e);
+	else if (step != SQLITE_DONE)
+		rc = sdk_db_fail(db, e, what);
 	sqlite3_finalize(st);
-	if (!arr || rc != SQLITE_DONE) {
+	if (rc < 0) {
 		json_decref(arr);
-		return -EIO;
+		return rc;
 	}
 	*out = arr;
 	return 0;
 }
 
-int chat_store_session_get(sqlite3 *db, const char *owner, int64_t id, json_t **out)
+int chat_store_sessions(sqlite3 *db, const char *owner, unsigned limit, json_t **out,
+			sdk_err *e)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT " SESSION_COLUMNS " FROM sessions WHERE id = ?1 AND owner = ?2",
-			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
+	int rc = sdk_db_prepare(db,
+				"SELECT " SESSION_COLUMNS " FROM sessions WHERE owner = ?1"
+				" ORDER BY updated_ms DESC, id DESC LIMIT ?2",
+				&st, e);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, limit);
+	return rows(db, st, session_row, "list chat sessions", out, e);
+}
+
+static int no_session(sdk_err *e, int64_t id)
+{
+	return sdk_fail(e, SDK_ENOTFOUND, "no chat session %lld", (long long)id);
+}
+
+int chat_store_session_get(sqlite3 *db, const char *owner, int64_t id, json_t **out, sdk_err *e)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(
+		db, "SELECT " SESSION_COLUMNS " FROM sessions WHERE id = ?1 AND owner = ?2", &st, e);
+	if (rc < 0)
+		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
 	int step = sqlite3_step(st);
-	int rc = step == SQLITE_DONE ? -ENOENT : -EIO;
-	if (step == SQLITE_ROW && (*out = session_row(st)))
-		rc = 0;
+	if (step == SQLITE_DONE)
+		rc = no_session(e, id);
+	else if (step != SQLITE_ROW)
+		rc = sdk_db_fail(db, e, "read the chat session");
+	else if (!(*out = session_row(st)))
+		rc = no_memory(e);
 	sqlite3_finalize(st);
 	return rc;
 }
 
-int chat_store_session_delete(sqlite3 *db, const char *owner, int64_t id)
+int chat_store_session_delete(sqlite3 *db, const char *owner, int64_t id, sdk_err *e)
 {
 	sqlite3_stmt *st;
 	/* The messages go with it: ON DELETE CASCADE (foreign_keys is on). */
-	if (sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE id = ?1 AND owner = ?2", -1, &st,
-			       NULL) != SQLITE_OK)
-		return -EIO;
+	int rc = sdk_db_prepare(db, "DELETE FROM sessions WHERE id = ?1 AND owner = ?2", &st, e);
+	if (rc < 0)
+		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st) == SQLITE_DONE ? (sqlite3_changes(db) ? 0 : -ENOENT) : -EIO;
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = sdk_db_fail(db, e, "delete the chat session");
+	else if (sqlite3_changes(db) == 0)
+		rc = no_session(e, id);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -159,28 +181,19 @@ static json_t *message_row(sqlite3_stmt *st)
 	return m;
 }
 
-int chat_store_messages(sqlite3 *db, int64_t session, unsigned limit, json_t **out)
+int chat_store_messages(sqlite3 *db, int64_t session, unsigned limit, json_t **out, sdk_err *e)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT * FROM (SELECT id, role, content, citations, model,"
-			       " model_answered, notice, created_ms FROM messages"
-			       " WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
-			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
+	int rc = sdk_db_prepare(db,
+				"SELECT * FROM (SELECT id, role, content, citations, model,"
+				" model_answered, notice, created_ms FROM messages"
+				" WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+				&st, e);
+	if (rc < 0)
+		return rc;
 	sqlite3_bind_int64(st, 1, session);
 	sqlite3_bind_int64(st, 2, limit);
-	json_t *arr = json_array();
-	int rc;
-	while (arr && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(arr, message_row(st));
-	sqlite3_finalize(st);
-	if (!arr || rc != SQLITE_DONE) {
-		json_decref(arr);
-		return -EIO;
-	}
-	*out = arr;
-	return 0;
+	return rows(db, st, message_row, "read the chat session's messages", out, e);
 }
 
 /* A title from the first words of the first question. */
@@ -209,7 +222,7 @@ static void title_from(const char *content, char *out, size_t len)
 	out[n] = '\0';
 }
 
-int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t now_ms)
+int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t now_ms, sdk_err *e)
 {
 	const char *role = json_string_value(json_object_get(msg, "role"));
 	const char *content = json_string_value(json_object_get(msg, "content"));
@@ -218,38 +231,42 @@ int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t no
 	json_t *cits = json_object_get(msg, "citations");
 	json_t *answered = json_object_get(msg, "model_answered");
 	if (!role || !content)
-		return -EINVAL;
+		return sdk_fail(e, SDK_EINVAL, "a chat message needs a role and a content");
 	char *cit_text = cits ? json_dumps(cits, JSON_COMPACT) : NULL;
 	if (cits && !cit_text)
-		return -EIO;
+		return no_memory(e);
 	char title[64];
 	title_from(content, title, sizeof title);
 
-	int rc = -EIO;
 	sqlite3_stmt *up = NULL, *ins = NULL;
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
+			 ? 0
+			 : sdk_db_fail(db, e, "store the chat message");
+	if (rc < 0) {
 		free(cit_text);
-		return -EIO;
+		return rc;
 	}
-	if (sqlite3_prepare_v2(db,
-			       "UPDATE sessions SET message_count = message_count + 1,"
-			       " updated_ms = ?2, title = CASE WHEN title IS NULL AND ?3 = 'user'"
-			       " AND ?4 <> '' THEN ?4 ELSE title END WHERE id = ?1",
-			       -1, &up, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db,
-			       "INSERT INTO messages (session_id, role, content, citations, model,"
-			       " model_answered, notice, created_ms)"
-			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-			       -1, &ins, NULL) != SQLITE_OK)
+	if ((rc = sdk_db_prepare(db,
+				 "UPDATE sessions SET message_count = message_count + 1,"
+				 " updated_ms = ?2, title = CASE WHEN title IS NULL AND ?3 = 'user'"
+				 " AND ?4 <> '' THEN ?4 ELSE title END WHERE id = ?1",
+				 &up, e)) < 0 ||
+	    (rc = sdk_db_prepare(db,
+				 "INSERT INTO messages (session_id, role, content, citations, model,"
+				 " model_answered, notice, created_ms)"
+				 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+				 &ins, e)) < 0)
 		goto out;
 	sqlite3_bind_int64(up, 1, session);
 	sqlite3_bind_int64(up, 2, now_ms);
 	sqlite3_bind_text(up, 3, role, -1, SQLITE_STATIC);
 	sqlite3_bind_text(up, 4, title, -1, SQLITE_STATIC);
-	if (sqlite3_step(up) != SQLITE_DONE)
+	if (sqlite3_step(up) != SQLITE_DONE) {
+		rc = sdk_db_fail(db, e, "store the chat message");
 		goto out;
+	}
 	if (sqlite3_changes(db) == 0) {
-		rc = -ENOENT;
+		rc = no_session(e, session);
 		goto out;
 	}
 	sqlite3_bind_int64(ins, 1, session);
@@ -261,15 +278,20 @@ int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t no
 		sqlite3_bind_int(ins, 6, json_is_true(answered));
 	sqlite3_bind_text(ins, 7, notice, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(ins, 8, now_ms);
-	if (sqlite3_step(ins) != SQLITE_ROW)
+	if (sqlite3_step(ins) != SQLITE_ROW) {
+		rc = sdk_db_fail(db, e, "store the chat message");
 		goto out;
+	}
 	json_object_set_new(msg, "id", json_integer(sqlite3_column_int64(ins, 0)));
 	json_object_set_new(msg, "created_ms", json_integer(now_ms));
-	rc = 0;
 out:
 	sqlite3_finalize(up);
-	sqlite3_finalize(ins);
-	sqlite3_exec(db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_finalize(ins); /* before COMMIT: a statement still running would hold it */
+	/* COMMIT can fail too (a full disk at the WAL's write). */
+	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = sdk_db_fail(db, e, "store the chat message");
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	free(cit_text);
 	return rc;
 }

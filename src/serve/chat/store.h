@@ -15,27 +15,32 @@
 /* Creates the tables when missing. 0, or -1 with the reason in `err`. */
 int chat_store_init(sqlite3 *db, char *err, size_t errlen);
 
-/* A new session of `owner` (title may be NULL): 0 and *out, a new
- * reference to its JSON; -EIO. */
-int chat_store_session_new(sqlite3 *db, const char *owner, const char *title, int64_t now_ms,
-			   json_t **out);
-/* How many sessions `owner` has: 0 and *n, or -EIO. */
-int chat_store_session_count(sqlite3 *db, const char *owner, int64_t *n);
-/* The newest `limit` sessions of `owner`: 0 and *out (an array), or -EIO. */
-int chat_store_sessions(sqlite3 *db, const char *owner, unsigned limit, json_t **out);
-/* Session `id` of `owner`: 0 and *out; -ENOENT when there is none; -EIO. */
-int chat_store_session_get(sqlite3 *db, const char *owner, int64_t id, json_t **out);
-/* Deletes session `id` of `owner` with its messages: 0, -ENOENT or -EIO. */
-int chat_store_session_delete(sqlite3 *db, const char *owner, int64_t id);
+/* Every function below returns 0 or a negative sdk_status (sdk/err.h)
+ * with the reason in `e` (which may be NULL): SDK_ENOTFOUND for a session
+ * that is not the owner's, a SQLite failure as sdk_db_fail reports it
+ * (SDK_EFULL for a full disk). */
 
-/* The last `limit` messages of a session, oldest first: 0 and *out (an
- * array), or -EIO. */
-int chat_store_messages(sqlite3 *db, int64_t session, unsigned limit, json_t **out);
+/* A new session of `owner` (title may be NULL): *out, a new reference to
+ * its JSON. */
+int chat_store_session_new(sqlite3 *db, const char *owner, const char *title, int64_t now_ms,
+			   json_t **out, sdk_err *e);
+/* How many sessions `owner` has. */
+int chat_store_session_count(sqlite3 *db, const char *owner, int64_t *n, sdk_err *e);
+/* The newest `limit` sessions of `owner`: *out (an array). */
+int chat_store_sessions(sqlite3 *db, const char *owner, unsigned limit, json_t **out,
+			sdk_err *e);
+/* Session `id` of `owner`: *out. */
+int chat_store_session_get(sqlite3 *db, const char *owner, int64_t id, json_t **out, sdk_err *e);
+/* Deletes session `id` of `owner` with its messages. */
+int chat_store_session_delete(sqlite3 *db, const char *owner, int64_t id, sdk_err *e);
+
+/* The last `limit` messages of a session, oldest first: *out (an array). */
+int chat_store_messages(sqlite3 *db, int64_t session, unsigned limit, json_t **out, sdk_err *e);
 /* Appends `msg` ({"role","content"} and, for the assistant, "citations",
  * "model", "model_answered", "notice") to a session, and sets its id and
  * created_ms in `msg`. The first user message names an untitled session.
- * 0, -ENOENT (the session is gone) or -EIO. */
-int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t now_ms);
+ * SDK_ENOTFOUND: the session is gone. */
+int chat_store_message_add(sqlite3 *db, int64_t session, json_t *msg, int64_t now_ms, sdk_err *e);
 
 /* Deletes `owner`'s sessions with their messages (a user's account is
  * gone, or a new account takes the name), at most `max_messages` messages
