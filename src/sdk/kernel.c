@@ -1,4 +1,5 @@
 #include "sdk/kernel.h"
+#include "sdk/join.h"
 #include "sdk/tracer.h"
 
 #include "sdk/clock.h"
@@ -36,7 +37,7 @@
  * runtime keeps presenting it while the trust kernel has not yet heard of
  * it (its registration is on its way) or is not up. */
 #define JOIN_ENV "GRACE_JOIN_CREDENTIAL"
-#define JOIN_HEX 64
+#define JOIN_HEX SDK_JOIN_HEX
 #define JOIN_RETRY_MS 500
 #define JOIN_TRIES_MAX 240
 /* How often the database file is checked when no request comes. */
@@ -70,6 +71,7 @@ struct runtime {
 	/* Attestation (docs/trust.md): the join credential the supervisor
 	 * handed this process, until the trust kernel took or refused it. */
 	char join[JOIN_HEX + 1];
+	bool join_enrolled; /* join holds the unit's enrolled credential (systemd) */
 	unsigned join_tries;
 	struct event *join_timer;
 	sdk_tracer *tracer; /* NULL: not traced (sdk/tracer.h) */
@@ -679,17 +681,21 @@ static int storage_init(struct runtime *rt, char *err, size_t errlen)
 static void svids_start(struct runtime *rt);
 
 /* [trust] require_svid as the file says; unless it says, on where SVIDs
- * are sure to be had: a trust kernel configured, and this process spawned
- * by grace serve (which attests it, and hands every kernel the hash of
- * its own attestation), not a kernel run alone (under systemd, or by
- * hand), whose callers hold the token only. */
-static bool require_of(const sdk_kernel *k)
+ * are sure to be had: a trust kernel configured, and this process either
+ * spawned by grace serve (which attests it, and hands every kernel the
+ * hash of its own attestation) or a systemd unit holding an enrolled
+ * credential (where the main process attests with one of its own:
+ * docs/trust.md); off for a kernel run alone by hand, whose callers hold
+ * the token only. */
+static bool require_of(const struct runtime *rt)
 {
+	const sdk_kernel *k = &rt->k;
 	const grace_trust *t = &k->cfg->trust;
 	if (t->require_svid_set)
 		return t->require_svid;
 	const char *main_hash = getenv(SDK_MAIN_ATTEST_ENV);
-	return main_hash && *main_hash && grace_config_kernel(k->cfg, "trust");
+	return ((main_hash && *main_hash) || rt->join_enrolled) &&
+	       grace_config_kernel(k->cfg, "trust");
 }
 
 /* What reads none of the kernel's state and starts nothing (no socket, no
@@ -768,7 +774,7 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 	/* A standby opened (and checked) it while it waited. */
 	if (!k->db && !rt->storage_failed && storage_open(rt, err, errlen) < 0)
 		return -1;
-	rt->require_svid = require_of(k); /* before init: the trust kernel takes the hash */
+	rt->require_svid = require_of(rt); /* before init: the trust kernel takes the hash */
 	svids_start(rt);
 	if (storage_init(rt, err, errlen) < 0)
 		return -1;
@@ -787,29 +793,10 @@ static int runtime_start(struct runtime *rt, char *err, size_t errlen)
 
 /* Without a supervisor (a systemd unit): the long-lived credential that
  * LoadCredential=join:… put in the unit's private credentials directory,
- * enrolled with the trust kernel beforehand (docs/trust.md); the file
- * holds 64 hex digits, a newline after them allowed. */
+ * enrolled with the trust kernel beforehand (docs/trust.md). */
 static void join_take_credential(struct runtime *rt)
 {
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-	char path[PATH_MAX], buf[JOIN_HEX + 4];
-	if (!dir || !*dir || snprintf(path, sizeof path, "%s/join", dir) >= (int)sizeof path)
-		return;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		n--;
-	buf[n > 0 ? n : 0] = '\0';
-	if (n == JOIN_HEX && strspn(buf, "0123456789abcdef") == JOIN_HEX) {
-		memcpy(rt->join, buf, JOIN_HEX);
-		rt->join[JOIN_HEX] = '\0';
-	} else if (n >= 0) {
-		sdk_warn("%s: not a join credential (64 lower-case hex digits): not attesting", path);
-	}
-	explicit_bzero(buf, sizeof buf);
+	rt->join_enrolled = sdk_join_credential(rt->join) == 0;
 }
 
 /* Takes the credential out of the environment at once: copied, then

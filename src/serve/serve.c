@@ -432,6 +432,9 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		close(api_fd);
 		goto out;
 	}
+	/* A trust kernel run by systemd was given no hash of ours: the main
+	 * process presents its enrolled credential instead (attest.h). */
+	sup_attest_main(gw_caller(s.api.gw), cfg, s.main_hash);
 	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
 	s.api.gov = gv_new(&s.api, s.token); /* NULL without a governance kernel */

@@ -10,6 +10,8 @@ documents them (systemctl(1), systemd.service(5)):
     systemctl start|stop|restart UNIT... blocking until the job is done
 
 Services are files ROOT/units/NAME with ExecStart=, Environment=,
+LoadCredential=ID:PATH (copied, 0400, into a directory of the unit's own,
+0700, named by $CREDENTIALS_DIRECTORY, as systemd.exec(5) does),
 Restart= (no, always, on-failure), RestartSec=, TimeoutStopSec=,
 TimeoutStartSec=; Type=notify is implied (active once the main process
 sends READY=1 to $NOTIFY_SOCKET). A socket unit is a file NAME.socket whose
@@ -55,7 +57,7 @@ def unit_file(name):
     p = path("units", name)
     if not os.path.exists(p):
         return None
-    conf = {"Environment": []}
+    conf = {"Environment": [], "LoadCredential": []}
     with open(p) as f:
         for line in f:
             line = line.strip()
@@ -64,6 +66,8 @@ def unit_file(name):
             k, v = line.split("=", 1)
             if k == "Environment":
                 conf["Environment"].extend(shlex.split(v))
+            elif k == "LoadCredential":
+                conf["LoadCredential"].append(v)
             else:
                 conf[k] = v
     return conf
@@ -139,6 +143,22 @@ def runner(name):
     for kv in conf["Environment"]:
         k, v = kv.split("=", 1)
         env[k] = v
+    if conf["LoadCredential"]:
+        creds = path("creds", name)
+        os.makedirs(creds, mode=0o700, exist_ok=True)
+        os.chmod(creds, 0o700)
+        for spec in conf["LoadCredential"]:
+            cid, src = spec.split(":", 1)
+            with open(src, "rb") as f:
+                data = f.read()
+            dst = os.path.join(creds, cid)
+            if os.path.exists(dst):
+                os.chmod(dst, 0o600)
+            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.write(fd, data)
+            os.close(fd)
+            os.chmod(dst, 0o400)
+        env["CREDENTIALS_DIRECTORY"] = creds
     sock_path = path("state", name + ".notify")
     try:
         os.unlink(sock_path)

@@ -12,8 +12,10 @@ their own), credentials through LoadCredential=, the D-Bus permissions of
 a non-root grace serve. The parsing of real `systemctl show` output is
 unit-tested (tests/unit/test_supervisor_unit.c)."""
 
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -226,6 +228,97 @@ class SystemdUnits(GraceTestCase):
                                capture_output=True, text=True, timeout=30, env=g.env())
             self.assertNotEqual(p.returncode, 0)
             self.assertIn("manager: grace or systemd, got 'upstart'", p.stderr)
+
+
+class EnrolledUnits(GraceTestCase):
+    """The trust kernel and a kernel both run as units, and grace serve,
+    which spawned neither, holds a credential of its own through
+    LoadCredential= (the stand-in copies it into $CREDENTIALS_DIRECTORY as
+    systemd does). Once an admin enrolls both credentials, the main process
+    attests with its own and the unit kernel with its own: the trust kernel
+    then wants the main process's proof where it took the internal token's
+    word before, and the unit kernel (require_svid on by default where it
+    holds an enrolled credential) refuses a call that carries the token
+    only, while the gateway's forwards, carrying the main process's SVID,
+    go through (docs/trust.md, "Under systemd")."""
+
+    def credential(self, units, name):
+        cred = secrets.token_hex(32)
+        path = os.path.join(units.root, "join-" + name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (cred + "\n").encode())
+        os.close(fd)
+        return path, hashlib.sha256(cred.encode()).hexdigest()
+
+    def test_main_and_kernel_attest_with_enrolled_credentials(self):
+        units = Units(self)
+        main_cred, main_digest = self.credential(units, "grace")
+        bus_cred, bus_digest = self.credential(units, KERNEL)
+        # grace serve's own credentials directory, as systemd makes it.
+        creds = os.path.join(units.root, "main-credentials")
+        os.mkdir(creds, 0o700)
+        shutil.copy(main_cred, os.path.join(creds, "join"))
+        keys = {"manager": "systemd", "socket_unit": "", "health_interval_ms": 200}
+        g = GraceServer(kernels={"trust": dict(keys), KERNEL: dict(keys)}, autostart=False,
+                        config={"systemd": {"systemctl": units.command(), "poll_ms": 200}},
+                        env={"CREDENTIALS_DIRECTORY": creds})
+        for name, extra in (("trust", {}), (KERNEL, {"LoadCredential": "join:" + bus_cred})):
+            unit = "grace-kernel@%d.service" % g.kernel_port(name)
+            units.write_service(unit, "%s kernel %s --config %s --data-dir %s --port-offset %d"
+                                % (GRACE_BIN, name, g.config_path, g.data_dir, g.offset),
+                                Restart="always", RestartSec="0.2", TimeoutStopSec="5", **extra)
+        with g:
+            try:
+                g.start()
+                self.check_enrolled(g, units, main_digest, bus_digest)
+            finally:
+                units.systemctl("stop", *["grace-kernel@%d.service" % g.kernel_port(n)
+                                          for n in ("trust", KERNEL)])
+
+    def check_enrolled(self, g, units, main_digest, bus_digest):
+        g.wait_for(lambda: all(g.kernel(n)["state"] == "ready" for n in ("trust", KERNEL)),
+                   scaled(20), message="both units ready")
+        admin = {"X-Grace-Caller": "gateway", "X-Grace-User": "root",
+                 "X-Grace-Role": "admin"}
+        # Before any main process attested, this trust kernel takes the
+        # internal token's word for an admin (it was given no hash).
+        probe = {"kernel": "crypto", "credential_sha256": "ab" * 32}
+        st, _, out = g.kernel_http("trust", "POST", "/attest/enroll", probe, admin)
+        self.assertEqual(st, 201, out)
+        for name, digest in (("grace", main_digest), (KERNEL, bus_digest)):
+            st, _, out = g.http("POST", "/kernels/trust/attest/enroll",
+                                {"kernel": name, "credential_sha256": digest})
+            self.assertEqual(st, 201, out)
+
+        def attested():
+            st, _, out = g.http("GET", "/kernels/trust/workloads")
+            got = {w["name"]: w for w in out.get("workloads", [])} if st == 200 else {}
+            ok = (got.get("grace", {}).get("pid") == g.proc.pid and
+                  got.get(KERNEL, {}).get("pid") == g.kernel(KERNEL)["pid"])
+            return got if ok else None
+        got = g.wait_for(attested, scaled(20), interval=0.2,
+                         message="the main process and the unit kernel attested")
+        self.assertTrue(got["grace"]["exe"].endswith("grace"), got)
+        # The same admin's word on the token alone is refused now...
+        st, _, out = g.kernel_http("trust", "POST", "/attest/enroll", probe, admin)
+        self.assertEqual((st, out["error"]["code"]), (403, "forbidden"), out)
+        # ...and taken through the API, where the main process proves it.
+        st, _, out = g.http("POST", "/kernels/trust/attest/enroll", probe)
+        self.assertEqual(st, 201, out)
+        # The unit kernel wants an SVID: the token alone is refused.
+        st, _, out = g.kernel_http(KERNEL, "GET", "/stats", svid=False)
+        self.assertEqual((st, out["error"]["code"]), (401, "svid_required"), out)
+
+        def forwarded():
+            st, _, out = g.http("GET", "/kernels/%s/stats" % KERNEL)
+            return out if st == 200 else None
+        g.wait_for(forwarded, scaled(15), interval=0.2,
+                   message="the gateway's forward carries the main process's SVID")
+        # A restart of the trust kernel keeps the main process's proof.
+        units.systemctl("restart", "grace-kernel@%d.service" % g.kernel_port("trust"))
+        g.wait_for(lambda: g.kernel("trust")["state"] == "ready", scaled(20))
+        st, _, out = g.kernel_http("trust", "POST", "/attest/enroll", probe, admin)
+        self.assertEqual((st, out["error"]["code"]), (403, "forbidden"), out)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,20 @@ class Attestation(ServerClassCase):
                                  {"for": "state_machine", "audience": "x"})
         self.assertEqual(st, 200, out)
 
+    def test_no_second_main_process(self):
+        """A trust kernel spawned by grace serve has its main process for
+        life: nobody joins as the main process with a credential, enrolled
+        or not, and a kernel may not name an attestation of its own."""
+        self.attested("trust")
+        join = {"credential": secrets.token_hex(32), "pid": os.getpid(),
+                "attestation_sha256": "cd" * 32}
+        st, _, out = self.g.kernel_http("trust", "POST", "/attest/join", join,
+                                        {"X-Grace-Caller": "grace"})
+        self.assertEqual((st, out["error"]["code"]), (409, "conflict"), out)
+        st, _, out = self.g.kernel_http("trust", "POST", "/attest/join", join,
+                                        {"X-Grace-Caller": "state_machine"})
+        self.assertEqual((st, out["error"]["code"]), (400, "invalid"), out)
+
     def test_kernel_restarted_attests_anew(self):
         before = self.attested("state_machine")
         os.kill(before["pid"], signal.SIGKILL)

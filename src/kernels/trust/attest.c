@@ -110,12 +110,14 @@ int tr_join_register(sqlite3 *db, const char *kernel, const char *node, const tr
 }
 
 static int workload_record(sqlite3 *db, const char *kernel, const char *node, const tr_proc *p,
-			   int64_t now_ms, char *attestation, sdk_err *err);
+			   int64_t now_ms, const char *given, char *attestation, sdk_err *err);
 static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
-			   const char *local_node, int64_t now_ms, char *attestation, sdk_err *err);
+			   const char *local_node, int64_t now_ms, const char *given,
+			   char *attestation, sdk_err *err);
 
 static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
-			 const char *local_node, int64_t now_ms, char *attestation, sdk_err *err)
+			 const char *local_node, int64_t now_ms, const char *given, char *attestation,
+			 sdk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc = sdk_db_prepare(db,
@@ -129,9 +131,13 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 	if (step != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return step == SQLITE_DONE
-			       ? accept_enrolled(db, kernel, hash, pid, local_node, now_ms,
+			       ? accept_enrolled(db, kernel, hash, pid, local_node, now_ms, given,
 						 attestation, err)
 			       : sdk_db_fail(db, err, "reading registrations");
+	}
+	if (given) { /* the main process is never registered by a supervisor */
+		sqlite3_finalize(st);
+		return sdk_fail(err, SDK_EDENIED, "a supervisor's credential is a kernel's");
 	}
 	tr_proc want = { .pid = (pid_t)sqlite3_column_int(st, 1),
 			 .start_time = sqlite3_column_int64(st, 2) };
@@ -166,22 +172,27 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
 	if ((rc = step_done(db, st, "burning the credential", err)) < 0)
 		return rc;
-	return workload_record(db, kernel, *node ? node : local_node, &now, now_ms, attestation,
-			       err);
+	return workload_record(db, kernel, *node ? node : local_node, &now, now_ms, NULL,
+			       attestation, err);
 }
 
 /* The workload `kernel` is process `p` of node `node` from now on, holding
  * a fresh attestation (TR_JOIN_HEX + 1 bytes; only its hash is kept). */
 static int workload_record(sqlite3 *db, const char *kernel, const char *node, const tr_proc *p,
-			   int64_t now_ms, char *attestation, sdk_err *err)
+			   int64_t now_ms, const char *given, char *attestation, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
-	unsigned char raw[TR_JOIN_HEX / 2];
-	randombytes_buf(raw, sizeof raw);
-	sodium_bin2hex(attestation, TR_JOIN_HEX + 1, raw, sizeof raw);
 	char ahash[TR_JOIN_HEX + 1];
-	sha256_hex(attestation, TR_JOIN_HEX, ahash);
+	if (given) { /* the process chose its attestation: only its hash comes here */
+		snprintf(ahash, sizeof ahash, "%s", given);
+		attestation[0] = '\0';
+	} else {
+		unsigned char raw[TR_JOIN_HEX / 2];
+		randombytes_buf(raw, sizeof raw);
+		sodium_bin2hex(attestation, TR_JOIN_HEX + 1, raw, sizeof raw);
+		sha256_hex(attestation, TR_JOIN_HEX, ahash);
+	}
 	if ((rc = sdk_db_prepare(db,
 				 "INSERT OR REPLACE INTO trust_workloads(kernel, pid, start_time, exe,"
 				 " attested_ms, attestation_sha256, svid_expires_ms, node)"
@@ -204,7 +215,8 @@ static int workload_record(sqlite3 *db, const char *kernel, const char *node, co
  * executable (a grace binary, not any program the credential leaked to):
  * a process of this host, so of this node. */
 static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pid_t pid,
-			   const char *local_node, int64_t now_ms, char *attestation, sdk_err *err)
+			   const char *local_node, int64_t now_ms, const char *given,
+			   char *attestation, sdk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc = sdk_db_prepare(db, "SELECT kernel FROM trust_enrolled WHERE hash = ?", &st, err);
@@ -243,7 +255,7 @@ static int accept_enrolled(sqlite3 *db, const char *kernel, const char *hash, pi
 	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
 	if ((rc = step_done(db, st, "using an enrolled credential", err)) < 0)
 		return rc;
-	return workload_record(db, kernel, local_node, &now, now_ms, attestation, err);
+	return workload_record(db, kernel, local_node, &now, now_ms, given, attestation, err);
 }
 
 int tr_enroll(sqlite3 *db, const char *kernel, const char *hash_hex, int64_t now_ms, sdk_err *err)
@@ -282,15 +294,19 @@ int tr_unenroll(sqlite3 *db, const char *kernel, sdk_err *err)
 }
 
 int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_t pid,
-		   const char *local_node, int64_t now_ms, char *attestation, sdk_err *err)
+		   const char *local_node, int64_t now_ms, const char *given, char *attestation,
+		   sdk_err *err)
 {
 	if (!hex_ok(credential))
 		return sdk_fail(err, SDK_EINVAL, "credential must be 64 lower-case hex digits");
+	if (given && !hex_ok(given))
+		return sdk_fail(err, SDK_EINVAL,
+				"attestation_sha256 must be 64 lower-case hex digits");
 	char hash[TR_JOIN_HEX + 1];
 	sha256_hex(credential, TR_JOIN_HEX, hash);
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL))
 		return sdk_db_fail(db, err, "starting a join");
-	int rc = accept_locked(db, kernel, hash, pid, local_node, now_ms, attestation, err);
+	int rc = accept_locked(db, kernel, hash, pid, local_node, now_ms, given, attestation, err);
 	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL))
 		rc = sdk_db_fail(db, err, "committing a join");
 	if (rc < 0) {
@@ -431,4 +447,24 @@ int tr_node_of_main(sqlite3 *db, const char *attestation, char *node, size_t len
 		return 0;
 	return step == SQLITE_DONE ? sdk_fail(err, SDK_ENOTFOUND, "no vouched main process holds it")
 				   : sdk_db_fail(db, err, "reading vouched nodes");
+}
+
+int tr_main_enrolled_hash(sqlite3 *db, char *out, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"SELECT attestation_sha256 FROM trust_workloads WHERE kernel = ?",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, TR_MAIN_WORKLOAD, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	if (step == SQLITE_ROW && hex_ok(sdk_db_text(st, 0)))
+		snprintf(out, TR_JOIN_HEX + 1, "%s", sdk_db_text(st, 0));
+	else if (step == SQLITE_ROW || step == SQLITE_DONE)
+		rc = sdk_fail(err, SDK_ENOTFOUND, "the main process never attested here");
+	else
+		rc = sdk_db_fail(db, err, "reading workloads");
+	sqlite3_finalize(st);
+	return rc;
 }

@@ -49,9 +49,20 @@ int tr_join_register(sqlite3 *db, const char *kernel, const char *node, const tr
  * SDK_EDENIED: another kernel, another pid, or (registered by this node,
  * `local_node`) not the live process it was given to. On success the
  * credential is burnt, the workload recorded, and `attestation`
- * (TR_JOIN_HEX + 1 bytes) is what the process sends from now on. */
+ * (TR_JOIN_HEX + 1 bytes) is what the process sends from now on.
+ * `given` (NULL for a kernel): the SHA-256 (hex) of an attestation the
+ * process chose itself, recorded instead of a new one (`attestation` is
+ * then ""): the main process's, which it made at start and already sends;
+ * accepted with an enrolled credential only. */
 int tr_join_accept(sqlite3 *db, const char *kernel, const char *credential, pid_t pid,
-		   const char *local_node, int64_t now_ms, char *attestation, sdk_err *err);
+		   const char *local_node, int64_t now_ms, const char *given, char *attestation,
+		   sdk_err *err);
+/* The workload name of the main process ("grace"), which may be enrolled
+ * and join like a kernel when no grace serve spawned this trust kernel. */
+#define TR_MAIN_WORKLOAD "grace"
+/* The attestation hash the main process joined with (out: TR_JOIN_HEX + 1
+ * bytes); SDK_ENOTFOUND when it never joined. */
+int tr_main_enrolled_hash(sqlite3 *db, char *out, sdk_err *err);
 /* A long-lived join credential for kernel `kernel` (its SHA-256, hex), for
  * a kernel no supervisor spawns (systemd's LoadCredential=): one per
  * kernel, replaced by the next. A process presenting it through

@@ -37,8 +37,11 @@ typedef struct tr_kernel {
 	tr_feed feed;
 	struct event *tick; /* each second: the bus, the healthy periods */
 	/* SHA-256 (hex) of the main process's attestation, given at spawn
-	 * (SDK_MAIN_ATTEST_ENV); "" when not spawned by grace serve. */
+	 * (SDK_MAIN_ATTEST_ENV), or, when no grace serve spawned this process,
+	 * the one the main process joined with using its enrolled credential
+	 * (kept in trust_workloads, so a restart keeps it); "" when neither. */
 	char main_hash[2 * crypto_hash_sha256_BYTES + 1];
+	bool main_spawned; /* main_hash came from the grace serve that spawned us */
 } tr_kernel;
 
 /* The node this trust kernel runs on ("" with no nodes configured): its
@@ -553,32 +556,51 @@ static void on_attest_register(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 201, json_pack("{s:s, s:i}", "kernel", name, "pid", (int)p.pid));
 }
 
-/* POST /attest/join: a kernel process presents its join credential, once. */
+/* POST /attest/join: a kernel process presents its join credential, once;
+ * or a process presents the long-lived credential enrolled for it (a
+ * kernel, or the main process under systemd, which names the hash of the
+ * attestation it already sends instead of being given one). */
 static void on_attest_join(sdk_req *req, void *ctx)
 {
-	static const char *const allowed[] = { "credential", "pid", NULL };
+	static const char *const allowed[] = { "credential", "pid", "attestation_sha256", NULL };
 	sdk_kernel *k = ctx;
+	tr_kernel *t = k->state;
 	int role;
 	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
-	if (sdk_req_caller(req, k->token, &role) || !caller || !kernel_registry_find(caller)) {
+	bool main = caller && !strcmp(caller, TR_MAIN_WORKLOAD);
+	if (sdk_req_caller(req, k->token, &role) || !caller ||
+	    (!main && !kernel_registry_find(caller))) {
 		sdk_reply_error(req, 403, "forbidden", "only a kernel joins, as itself");
+		return;
+	}
+	/* The grace serve that spawned this process is its main process, for
+	 * its whole life: no other joins as one. */
+	if (main && t->main_spawned) {
+		sdk_reply_error(req, 409, "conflict",
+				"this trust kernel's main process is the one that spawned it");
 		return;
 	}
 	json_t *body = body_of(req, allowed);
 	if (!body)
 		return;
 	const char *cred = json_string_value(json_object_get(body, "credential"));
+	const char *given = json_string_value(json_object_get(body, "attestation_sha256"));
 	json_t *pid = json_object_get(body, "pid");
 	if (!cred || !json_is_integer(pid) || json_integer_value(pid) <= 0 ||
 	    json_integer_value(pid) > 0x7fffffff) {
 		sdk_reply_error(req, 400, "invalid", "credential and pid are required");
 		return;
 	}
+	if (main != (given != NULL)) {
+		sdk_reply_error(req, 400, "invalid",
+				"attestation_sha256 is the main process's, and it needs it");
+		return;
+	}
 	char attestation[TR_JOIN_HEX + 1], id[TR_SPIFFE_ID_MAX + 1];
 	sdk_err e;
 	int64_t now = sdk_wall_ms();
 	int rc = tr_join_accept(k->db, caller, cred, (pid_t)json_integer_value(pid), own_node(k),
-				now, attestation, &e);
+				now, given, attestation, &e);
 	if (rc == 0)
 		rc = tr_workload_id(k->cfg->trust.domain, caller, id, sizeof id, &e);
 	if (rc < 0) {
@@ -586,6 +608,15 @@ static void on_attest_join(sdk_req *req, void *ctx)
 			sdk_reply_error(req, 403, "forbidden", "%s", e.msg);
 		else
 			sdk_reply_status(req, rc, &e);
+		return;
+	}
+	if (main) { /* the main process from now on, this process's restarts too */
+		snprintf(t->main_hash, sizeof t->main_hash, "%s", given);
+		sdk_info("trust: the main process attested with its enrolled credential (pid %d)",
+			 (int)json_integer_value(pid));
+		sdk_reply_json(req, 200, json_pack("{s:s, s:s, s:I, s:I}", "kernel", caller,
+						   "spiffe_id", id, "pid", json_integer_value(pid),
+						   "attested_at", (json_int_t)now));
 		return;
 	}
 	sdk_info("trust: kernel %s attested (pid %d)", caller, (int)json_integer_value(pid));
@@ -685,9 +716,10 @@ static void on_enroll(sdk_req *req, void *ctx)
 		return;
 	const char *name = json_string_value(json_object_get(body, "kernel"));
 	const char *hash = json_string_value(json_object_get(body, "credential_sha256"));
-	if (!name || !kernel_registry_find(name) || !hash) {
+	if (!name || (!kernel_registry_find(name) && strcmp(name, TR_MAIN_WORKLOAD)) || !hash) {
 		sdk_reply_error(req, 400, "invalid",
-				"kernel (a kernel's name) and credential_sha256 are required");
+				"kernel (a kernel's name, or \"grace\" for the main process) and "
+				"credential_sha256 are required");
 		return;
 	}
 	sdk_err e;
@@ -871,12 +903,17 @@ static int tr_init(sdk_kernel *k, char *err, size_t errlen)
 	tr_store_set_params(s, &p);
 	const char *mh = getenv(SDK_MAIN_ATTEST_ENV);
 	if (mh && strlen(mh) == sizeof t->main_hash - 1 &&
-	    strspn(mh, "0123456789abcdef") == sizeof t->main_hash - 1)
+	    strspn(mh, "0123456789abcdef") == sizeof t->main_hash - 1) {
 		memcpy(t->main_hash, mh, sizeof t->main_hash);
-	else if (mh && *mh)
+		t->main_spawned = true;
+	} else if (mh && *mh) {
 		sdk_warn("%s is not a SHA-256 in hex: the main process is believed on the internal "
 			 "token", SDK_MAIN_ATTEST_ENV);
+	}
 	unsetenv(SDK_MAIN_ATTEST_ENV);
+	sdk_err me;
+	if (!t->main_spawned && tr_main_enrolled_hash(k->db, t->main_hash, &me) < 0)
+		t->main_hash[0] = '\0';
 	struct timeval tv = sdk_ms_tv(TR_TICK_MS);
 	event_add(t->tick, &tv);
 	k->state = t;

@@ -1,6 +1,7 @@
 /* Attestation at spawn: the credential and the registration (attest.h). */
 #include "serve/supervisor/attest.h"
 
+#include "sdk/join.h"
 #include "sdk/log.h"
 #include "sdk/proc.h"
 
@@ -125,8 +126,108 @@ static void reg_send(struct reg *r)
 		on_registered(0, NULL, 0, 0, "the call could not start", r);
 }
 
+/* The main process's join (sup_attest_main): one per process. */
+static struct {
+	sdk_caller *c;
+	struct event *timer;
+	char *text; /* the body, malloc'd: the credential is in it */
+	unsigned backoff_ms;
+	bool sent;  /* a call on its way */
+	bool done;  /* attested, or refused for good */
+} main_join;
+
+static void main_join_send(void);
+
+static void main_join_end(void)
+{
+	main_join.done = true;
+	if (main_join.text) {
+		sodium_memzero(main_join.text, strlen(main_join.text));
+		free(main_join.text);
+		main_join.text = NULL;
+	}
+	if (main_join.timer)
+		event_free(main_join.timer);
+	main_join.timer = NULL;
+}
+
+static void on_main_joined(int status, const char *body, size_t len, double ms,
+			   const char *error, void *arg)
+{
+	(void)ms, (void)arg;
+	main_join.sent = false;
+	if (status == 200) {
+		sdk_info("the main process attested with the trust kernel (its enrolled credential)");
+		main_join_end();
+		return;
+	}
+	/* Not answering (0, 503), or not enrolled yet (404): again later. */
+	if (status == 0 || status == 503 || status == 404) {
+		if (!main_join.backoff_ms)
+			sdk_info("the trust kernel does not attest the main process yet (%d%s%s): "
+				 "trying again with backoff",
+				 status, error ? " " : "", error ? error : "");
+		main_join.backoff_ms = sup_attest_backoff_ms(main_join.backoff_ms);
+		struct timeval tv = sdk_ms_tv(main_join.backoff_ms);
+		evtimer_add(main_join.timer, &tv);
+		return;
+	}
+	sdk_warn("the trust kernel refused the main process's enrolled credential (%d: %.*s): "
+		 "the main process has no identity of its own until its next start",
+		 status, (int)(len > 200 ? 200 : len), body ? body : "");
+	main_join_end();
+}
+
+static void main_join_send(void)
+{
+	if (main_join.done || main_join.sent || !main_join.text)
+		return;
+	main_join.sent = true;
+	if (sdk_call(main_join.c, "trust", "POST", "/attest/join", main_join.text,
+		     strlen(main_join.text), NULL, REG_TIMEOUT_MS, on_main_joined, NULL) < 0)
+		on_main_joined(0, NULL, 0, 0, "the call could not start", NULL);
+}
+
+static void on_main_join_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	main_join_send();
+}
+
+void sup_attest_main(sdk_caller *c, const grace_config *cfg, const char *main_hash)
+{
+	const grace_kernel_cfg *trust = grace_config_kernel(cfg, "trust");
+	if (!c || !trust || trust->manager != GRACE_MANAGER_SYSTEMD ||
+	    !grace_kernel_local(cfg, trust) || main_join.timer || main_join.done)
+		return;
+	char cred[SDK_JOIN_HEX + 1];
+	if (sdk_join_credential(cred) < 0)
+		return;
+	/* Written here, not by jansson: every copy of the credential is one
+	 * this file zeroes. Both strings are hex. */
+	size_t n = SDK_JOIN_HEX + strlen(main_hash) + 96;
+	if ((main_join.text = malloc(n)))
+		snprintf(main_join.text, n,
+			 "{\"credential\":\"%s\",\"pid\":%d,\"attestation_sha256\":\"%s\"}", cred,
+			 (int)getpid(), main_hash);
+	sodium_memzero(cred, sizeof cred);
+	main_join.timer = evtimer_new(sdk_caller_base(c), on_main_join_timer, NULL);
+	if (!main_join.text || !main_join.timer) {
+		sdk_warn("cannot attest the main process with the trust kernel: out of memory");
+		main_join_end();
+		return;
+	}
+	main_join.c = c;
+	main_join_send();
+}
+
 void sup_attest_kick(void)
 {
+	if (main_join.timer && evtimer_pending(main_join.timer, NULL)) {
+		evtimer_del(main_join.timer);
+		main_join.backoff_ms = 0;
+		main_join_send();
+	}
 	for (struct reg *r = reg_pending, *next; r; r = next) {
 		next = r->next; /* reg_send may answer, and free r, at once */
 		if (!evtimer_pending(r->timer, NULL))

@@ -33,6 +33,16 @@ void sup_attest_register(sdk_caller *c, const grace_config *cfg, const char *nam
  * kernel was starting slowly waits up to 5 s more, and its kernel has no
  * identity that long. */
 void sup_attest_kick(void);
+/* The main process's own attestation where the trust kernel is not its
+ * child (a systemd unit: it was given no hash at spawn): with an enrolled
+ * credential in $CREDENTIALS_DIRECTORY/join (docs/trust.md), the main
+ * process presents it with the SHA-256 of the attestation it already sends
+ * (main_hash, hex), in the background, again with backoff while the trust
+ * kernel does not answer or does not know the credential yet (an admin
+ * enrolls it after the first start), and once more each time the trust
+ * kernel becomes ready (sup_attest_kick). Nothing when the trust kernel is
+ * this process's child or another node's, or there is no credential. */
+void sup_attest_main(sdk_caller *c, const grace_config *cfg, const char *main_hash);
 /* The wait before the next try after one of prev_ms (0: the first):
  * 250 ms doubling to 5 s. */
 unsigned sup_attest_backoff_ms(unsigned prev_ms);
