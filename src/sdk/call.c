@@ -231,14 +231,15 @@ static int start(sdk_caller *c, const char *kernel, int port, const char *method
 	/* The caller's SVID for the callee (every kernel but the trust kernel,
 	 * to which the attestation speaks instead). */
 	const char *svid = NULL;
-	if (c->svids && kernel && strcmp(kernel, "trust") &&
+	bool main = kernel && !strcmp(kernel, SDK_MAIN_NAME);
+	if (c->svids && kernel && strcmp(kernel, "trust") && !main &&
 	    sdk_svids_get(c->svids, kernel, sdk_wall_ms(), &svid) == SDK_SVID_PENDING && may_defer)
 		return defer(c, kernel, method, target, body, len, headers, timeout_ms, cb, arg);
 	const char *h[2 * (CALL_HEADERS_MAX + 7) + 1];
 	size_t n = 0;
 	h[n++] = SDK_CALLER_HEADER;
 	h[n++] = c->self;
-	if (c->token && *c->token) {
+	if (c->token && *c->token && !main) {
 		h[n++] = SDK_TOKEN_HEADER;
 		h[n++] = c->token;
 	}

@@ -18,6 +18,11 @@
  * decided for the user it names (X-Grace-User): a kernel does not decide
  * it again. The main process's own calls are "grace". */
 #define SDK_GATEWAY_CALLER "gateway"
+/* The main process by name: a kernel calls its API (:8000, loopback) as it
+ * calls a kernel, with a credential of a user's in `headers` (a delegation,
+ * serve/auth/delegation.h); it is sent neither the internal token nor an
+ * SVID, which are for kernels. sdk_ports_resolve finds its port. */
+#define SDK_MAIN_NAME "grace"
 
 typedef struct sdk_caller sdk_caller;
 

@@ -1,5 +1,6 @@
 #include "sdk/ports.h"
 
+#include "sdk/call.h"
 #include "sdk/err.h"
 #include "sdk/log.h"
 
@@ -121,6 +122,8 @@ int sdk_ports_resolve(const char *name, void *arg)
 	/* Without inotify every call re-reads: correct, only slower. */
 	if (p->stale || p->ifd < 0)
 		reload(p);
+	if (!strcmp(name, SDK_MAIN_NAME)) /* its API never moves */
+		return p->cfg->api_port + p->cfg->port_offset;
 	const grace_kernel_cfg *k = grace_config_kernel(p->cfg, name);
 	if (!k)
 		return SDK_ENOTFOUND;

@@ -16,6 +16,11 @@
  * beside a valid internal token. */
 #define SDK_USER_HEADER "X-Grace-User"
 #define SDK_ROLE_HEADER "X-Grace-Role" /* "admin" or "user" */
+/* A delegation of the user's read access, from the gateway to a kernel
+ * that reads for the user later what only the main process holds
+ * (serve/auth/delegation.h): sent back as `Authorization: Bearer`. */
+#define SDK_DELEGATION_HEADER "X-Grace-Delegation"
+#define SDK_DELEGATION_MAX 512 /* bytes of one */
 #define SDK_TOKEN_FILE "internal.token"
 #define SDK_TOKEN_LEN 64 /* hex characters */
 

@@ -432,6 +432,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		close(api_fd);
 		goto out;
 	}
+	gw_set_delegation_key(s.api.gw, s.api.auth->deleg_key);
 	/* A trust kernel run by systemd was given no hash of ours: the main
 	 * process presents its enrolled credential instead (attest.h). */
 	sup_attest_main(gw_caller(s.api.gw), cfg, s.main_hash);

@@ -227,12 +227,11 @@ class Research(GraceTestCase):
         self.assertTrue(prom, cited)
         self.assertIn("grace_kernel_restarts_total", " ".join(e["citation"]["promql"] for e in prom))
         # Sources: incidents (no self_healing kernel here) unavailable, not a failure;
-        # memory skipped with its reason.
+        # memory read (the admin has no tables).
         self.assertEqual(inv["sources"]["audit"]["status"], "ok", inv["sources"])
         self.assertEqual(inv["sources"]["metrics"], {"status": "ok", "calls": 4}, inv["sources"])
         self.assertEqual(inv["sources"]["incidents"]["status"], "unavailable", inv["sources"])
-        self.assertEqual(inv["sources"]["memory"]["status"], "skipped")
-        self.assertIn("main process", inv["sources"]["memory"]["detail"])
+        self.assertEqual(inv["sources"]["memory"]["status"], "ok", inv["sources"])
         # The model wrote the synthesis, every claim citing gathered evidence.
         ans = inv["answer"]
         self.assertEqual((ans["by"], ans["model_answered"]), ("model", True), ans)
@@ -454,6 +453,61 @@ class ResearchWithoutModel(GraceTestCase):
                           inv["hypotheses"])
             self.assertNotIn(SECRETS[1], json.dumps(inv))
 
+
+
+class ResearchWithMemory(GraceTestCase):
+    """The memory tables as evidence (issue 17): read as the asking user,
+    by the delegation the gateway hands the research kernel with the
+    user's request; another user's tables, which that user did not share,
+    stay out; a call to the kernel that does not come through :8000 has
+    no delegation and reads no one's tables."""
+
+    def table(self, g, headers, name, text):
+        st, _, out = g.http("POST", "/memory/tables",
+                            {"name": name, "columns": [{"name": "text", "type": "text"}]},
+                            headers=headers)
+        self.assertEqual(st, 201, out)
+        st, _, out = g.http("POST", "/memory/tables/%s/rows" % name, {"text": text},
+                            headers=headers)
+        self.assertEqual(st, 201, out)
+        return out["ids"][0]
+
+    def test_the_asking_users_tables_are_cited(self):
+        with GraceServer(kernels={"audit": {}, "immutable_log": {}, "research": {}}) as g:
+            row = self.table(g, None, "notes",
+                             "zebra outage: the audit trail stopped appending when the disk filled")
+            self.table(g, None, "plain_nothing", "nothing about that here")
+            g.create_user("bob", "bob's long password")
+            bob = {"Authorization": "Bearer " + g.login("bob", "bob's long password")}
+            self.table(g, bob, "diary", "zebra outage: bob's private notes")
+            st, _, started = g.http("POST", "/research/investigations",
+                                    {"question": "what caused the zebra outage?"})
+            self.assertEqual(st, 202, started)
+            inv = g.wait_for(lambda: (lambda r: r[2]["state"] == "done" and r[2])(
+                g.http("GET", "/research/investigations/%d?wait_ms=5000" % started["id"],
+                       timeout=scaled(15))), timeout=scaled(30))
+            self.assertEqual(inv["sources"]["memory"]["status"], "ok", inv["sources"])
+            mem = [e for e in inv["evidence"] if e["source"] == "memory"]
+            self.assertEqual([(e["citation"]["table"], e["citation"]["row"]) for e in mem],
+                             [("notes", row)], mem)
+            self.assertEqual(mem[0]["citation"]["owner"], g.admin_user)
+            self.assertIn("disk filled", mem[0]["summary"])
+            self.assertNotIn("private", json.dumps(inv))
+            # Not through the API: no delegation, no one's tables.
+            st, _, direct = g.kernel_http("research", "POST", "/investigations",
+                                          {"question": "what caused the zebra outage?"},
+                                          {"X-Grace-User": g.admin_user, "X-Grace-Role": "admin"})
+            self.assertEqual(st, 202, direct)
+            inv = g.wait_for(lambda: (lambda r: r[2]["state"] == "done" and r[2])(
+                g.kernel_http("research", "GET", "/investigations/%d?wait_ms=5000" % direct["id"],
+                              timeout=scaled(15))), timeout=scaled(30))
+            self.assertEqual(inv["sources"]["memory"]["status"], "skipped", inv["sources"])
+            self.assertFalse([e for e in inv["evidence"] if e["source"] == "memory"])
+            # A delegation that the main process did not make is nothing.
+            for forged in ("gdl_" + "A" * 40 + "." + "B" * 43, "gdl_", "gdl_x.y"):
+                st, _, out = g.http("GET", "/memory/tables",
+                                    headers={"Authorization": "Bearer " + forged})
+                self.assertEqual((st, out["error"]["code"]), (401, "unauthorized"), out)
 
 
 class ResearchWithIncidents(GraceTestCase):

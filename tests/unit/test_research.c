@@ -348,10 +348,37 @@ static void test_synth_check(void **state)
 	json_decref(e);
 }
 
+static void test_memory_query(void **state)
+{
+	(void)state;
+	char q[512];
+	assert_int_equal(rs_memory_query("Why did the audit kernel stop appending at 10:02?", q,
+					 sizeof q),
+			 4);
+	assert_string_equal(q, "\"audit\" OR \"kernel\" OR \"stop\" OR \"appending\"");
+	/* Lower-cased, once each; quotes and operators in the question are
+	 * only separators. */
+	assert_int_equal(rs_memory_query("ZEBRA zebra \"Zebra\" NOT* OR(crossing)", q, sizeof q), 2);
+	assert_string_equal(q, "\"zebra\" OR \"crossing\"");
+	assert_int_equal(rs_memory_query("why? is it so", q, sizeof q), 0);
+	assert_string_equal(q, "");
+	assert_int_equal(rs_memory_query(NULL, q, sizeof q), 0);
+	/* At most RS_MEMORY_WORDS words, and never past the buffer. */
+	assert_int_equal(rs_memory_query("one1 two2 three3 four4 five5 six6 seven7 eight8 nine9",
+					 q, sizeof q),
+			 RS_MEMORY_WORDS);
+	assert_null(strstr(q, "nine9"));
+	char small[20];
+	int n = rs_memory_query("alpha bravo charlie delta", small, sizeof small);
+	assert_int_equal(n, 2);
+	assert_string_equal(small, "\"alpha\" OR \"bravo\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_question_kernel),
+		cmocka_unit_test(test_memory_query),
 		cmocka_unit_test(test_question_times),
 		cmocka_unit_test(test_redact),
 		cmocka_unit_test(test_signals),

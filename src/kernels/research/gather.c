@@ -7,6 +7,9 @@
 #include "kernels/research/rules.h"
 #include "sdk/call.h"
 #include "sdk/log.h"
+#include "sdk/token.h"
+
+#include <sodium.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +22,8 @@
 #define TRACES_MAX 5          /* error traces kept per kernel */
 #define LOGS_MAX 5            /* log records kept per kernel */
 #define DOCS_MAX 3            /* librarian documents kept */
+#define MEM_TABLES_MAX 5      /* memory tables searched */
+#define MEM_ROWS_MAX 3        /* rows kept of each */
 #define UNLOGGED_IDS_MAX 20   /* ids cited by the "not in the log yet" evidence */
 #define KS_MAX (RS_DEPS_MAX + 1)
 
@@ -32,6 +37,8 @@ typedef enum call_kind {
 	C_LIBRARIAN,
 	C_PROOF,
 	C_ENTRY,
+	C_MEM_TABLES,
+	C_MEM_ROWS,
 } call_kind;
 
 typedef struct rs_call {
@@ -43,6 +50,7 @@ typedef struct rs_call {
 	const char *signal;      /* a metric's signal when its sample holds */
 	int64_t event_id;        /* a proof's audit event */
 	json_t *evidence;        /* a proof's piece of evidence (borrowed) */
+	char table[72], owner[72]; /* a memory table searched, and whose */
 } rs_call;
 
 /* The kernels an investigation looks at: the one asked about and what it
@@ -106,9 +114,17 @@ static void issue(rs_inv *inv, call_kind kind, const char *source, const char *t
 	snprintf(c->kernel, sizeof c->kernel, "%s", kernel ? kernel : "");
 	if (!c->what[0])
 		snprintf(c->what, sizeof c->what, "%s", target);
+	/* To the main process: as the asking user, by their delegation. */
+	char bearer[SDK_DELEGATION_MAX + 8];
+	const char *h[] = { "Authorization", bearer, NULL };
+	bool main = !strcmp(to, SDK_MAIN_NAME);
+	if (main)
+		snprintf(bearer, sizeof bearer, "Bearer %s", inv->delegation);
 	inv->pending++; /* first: an answer may come back before sdk_call returns */
-	if (sdk_call(inv->rk->k->caller, to, "GET", target, NULL, 0, NULL, rs_inv_call_timeout(inv),
-		     on_answer, c) < 0) {
+	int rc = sdk_call(inv->rk->k->caller, to, "GET", target, NULL, 0, main ? h : NULL,
+			  rs_inv_call_timeout(inv), on_answer, c);
+	sodium_memzero(bearer, sizeof bearer);
+	if (rc < 0) {
 		inv->pending--;
 		char why[128];
 		snprintf(why, sizeof why, "the %s kernel cannot be called (not configured?)", to);
@@ -407,6 +423,71 @@ static void librarian_evidence(rs_call *c, json_t *answer)
 	}
 }
 
+/* The asking user's memory tables (their own, and those shared with
+ * them): each with full-text columns is searched for the question's
+ * words, a step each. */
+static void mem_tables(rs_call *c, json_t *answer)
+{
+	char q[512], enc[1600], target[2200], name[216], owner[216];
+	if (rs_memory_query(json_string_value(json_object_get(c->inv->doc, "question")), q,
+			    sizeof q) == 0 ||
+	    sdk_uri_encode(q, enc, sizeof enc) < 0) {
+		rs_source_note(c->inv, "memory", "ok", "the question has no words to search for");
+		return;
+	}
+	size_t i, searched = 0, plain = 0;
+	json_t *t;
+	json_array_foreach(json_object_get(answer, "tables"), i, t) {
+		const char *tn = json_string_value(json_object_get(t, "name"));
+		const char *to = json_string_value(json_object_get(t, "owner"));
+		if (!tn || !to || strlen(tn) >= sizeof c->table || strlen(to) >= sizeof c->owner)
+			continue;
+		if (!json_is_true(json_object_get(t, "full_text"))) {
+			plain++;
+			continue;
+		}
+		if (searched >= MEM_TABLES_MAX || sdk_uri_encode(tn, name, sizeof name) < 0 ||
+		    sdk_uri_encode(to, owner, sizeof owner) < 0)
+			continue;
+		snprintf(target, sizeof target, "/memory/tables/%s/rows?q=%s&limit=%d%s%s", name, enc,
+			 MEM_ROWS_MAX, json_is_true(json_object_get(t, "shared")) ? "&owner=" : "",
+			 json_is_true(json_object_get(t, "shared")) ? owner : "");
+		rs_call tmpl = { 0 };
+		snprintf(tmpl.table, sizeof tmpl.table, "%s", tn);
+		snprintf(tmpl.owner, sizeof tmpl.owner, "%s", to);
+		snprintf(tmpl.what, sizeof tmpl.what, "GET /memory/tables/%s/rows", tn);
+		issue(c->inv, C_MEM_ROWS, "memory", SDK_MAIN_NAME, target, NULL, &tmpl);
+		searched++;
+	}
+	if (plain || !searched) {
+		char why[160];
+		snprintf(why, sizeof why, "%zu table(s) with full-text columns searched, %zu without "
+			 "(not searchable by words)", searched, plain);
+		rs_source_note(c->inv, "memory", "ok", why);
+	}
+}
+
+static void mem_rows(rs_call *c, json_t *answer)
+{
+	size_t i;
+	json_t *row;
+	json_array_foreach(json_object_get(answer, "rows"), i, row) {
+		if (i >= MEM_ROWS_MAX)
+			break;
+		char *data = json_dumps(json_object_get(row, "data"), JSON_COMPACT);
+		char text[500];
+		snprintf(text, sizeof text, "memory table %s (%s's) holds row %lld: %.300s", c->table,
+			 c->owner, (long long)json_integer_value(json_object_get(row, "id")),
+			 data ? data : "?");
+		free(data);
+		rs_evidence_add(c->inv, "memory", NULL,
+				json_integer_value(json_object_get(row, "updated_ms")), text,
+				json_pack("{s:s, s:s, s:O}", "table", c->table, "owner", c->owner,
+					  "row", json_object_get(row, "id")),
+				NULL);
+	}
+}
+
 static void proof_evidence(rs_call *c, int status, json_t *answer)
 {
 	json_t *cite = json_object_get(c->evidence, "citation");
@@ -466,6 +547,8 @@ static void on_answer(int status, const char *body, size_t len, double ms, const
 		case C_LIBRARIAN: librarian_evidence(c, answer); break;
 		case C_PROOF: proof_evidence(c, status, answer); break;
 		case C_ENTRY: entry_evidence(c, answer); break;
+		case C_MEM_TABLES: mem_tables(c, answer); break;
+		case C_MEM_ROWS: mem_rows(c, answer); break;
 		}
 	}
 	json_decref(answer);
@@ -556,12 +639,16 @@ void rs_gather_start(rs_inv *inv)
 			free(t);
 		}
 	}
-	/* The memory tables live in the main process, which a kernel cannot
-	 * call (docs/research.md). */
-	json_object_set_new(inv->sources, "memory",
-			    json_pack("{s:s, s:i, s:s}", "status", "skipped", "calls", 0, "detail",
-				      "the memory tables live in the main process, which kernels "
-				      "cannot call; not consulted"));
+	/* The memory tables live in the main process: read as the asking
+	 * user, by the delegation the gateway handed over (docs/research.md). */
+	if (inv->delegation[0])
+		issue(inv, C_MEM_TABLES, "memory", SDK_MAIN_NAME, "/memory/tables", NULL, NULL);
+	else
+		json_object_set_new(inv->sources, "memory",
+				    json_pack("{s:s, s:i, s:s}", "status", "skipped", "calls", 0,
+					      "detail",
+					      "not asked through the Grace API by a user: no "
+					      "delegation to read anyone's memory tables"));
 }
 
 void rs_prove_start(rs_inv *inv)

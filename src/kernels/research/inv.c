@@ -8,6 +8,7 @@
 #include "sdk/log.h"
 
 #include <event2/event.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,7 @@ static void inv_free(rs_inv *inv)
 	if (inv->deadline_ev)
 		event_free(inv->deadline_ev);
 	json_decref(inv->doc);
+	sodium_memzero(inv->delegation, sizeof inv->delegation);
 	free(inv);
 }
 

@@ -12,6 +12,7 @@
 #include "sdk/kernel.h"
 #include "sdk/model.h"
 #include "sdk/pool.h"
+#include "sdk/token.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -68,6 +69,10 @@ typedef struct rs_inv {
 	rs_waiter *waiters;
 	bool saving;
 	bool issuing; /* inside a phase's start: a call back already is counted, not acted on */
+	/* The asking user's delegation to read their memory tables (from the
+	 * gateway, SDK_DELEGATION_HEADER; "" without one): kept in memory
+	 * only, zeroed with the investigation, never stored or shown. */
+	char delegation[SDK_DELEGATION_MAX + 1];
 } rs_inv;
 
 /* Starts investigation `doc` (new, owned by it now: {"question", "kernel",

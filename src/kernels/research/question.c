@@ -2,6 +2,7 @@
 #include "sdk/rfc3339.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,4 +203,56 @@ void rs_question_parse(const char *text, const char *const *names, int64_t now_m
 			}
 		}
 	}
+}
+
+/* Words a question is made of that find nothing by themselves. */
+static const char *const stop_words[] = {
+	"why", "did", "the", "and", "what", "when", "how", "was", "were", "for", "with", "from",
+	"that", "this", "has", "have", "not", "are", "its", "into", "after", "before", "since",
+	"about", "who", "which", "there", "then", "than", "but", "out", "all", "any", "our",
+	"you", "your", "can", "could", "would", "should", "does", "doing", "been", "being",
+	NULL,
+};
+
+static bool stop_word(const char *w)
+{
+	for (const char *const *s = stop_words; *s; s++)
+		if (!strcmp(*s, w))
+			return true;
+	return false;
+}
+
+int rs_memory_query(const char *question, char *out, size_t len)
+{
+	char words[RS_MEMORY_WORDS][32];
+	int n = 0;
+	size_t used = 0;
+	out[0] = '\0';
+	for (const char *p = question; p && *p && n < RS_MEMORY_WORDS;) {
+		while (*p && !isalnum((unsigned char)*p))
+			p++;
+		char w[32];
+		size_t wl = 0;
+		while (isalnum((unsigned char)*p)) {
+			if (wl < sizeof w - 1)
+				w[wl++] = (char)tolower((unsigned char)*p);
+			p++;
+		}
+		w[wl] = '\0';
+		if (wl < 3 || stop_word(w))
+			continue;
+		bool seen = false;
+		for (int i = 0; i < n && !seen; i++)
+			seen = !strcmp(words[i], w);
+		if (seen)
+			continue;
+		int m = snprintf(out + used, len - used, "%s\"%s\"", n ? " OR " : "", w);
+		if (m < 0 || (size_t)m >= len - used) {
+			out[used] = '\0';
+			break;
+		}
+		used += (size_t)m;
+		memcpy(words[n++], w, wl + 1);
+	}
+	return n;
 }

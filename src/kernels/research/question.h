@@ -8,6 +8,7 @@
 #include "kernels/layer.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define RS_NAME_MAX 48 /* bytes of a kernel's name, with the NUL */
@@ -35,5 +36,13 @@ typedef struct rs_question {
  * yesterday's when today's is still to come. Never fails. */
 void rs_question_parse(const char *text, const char *const *names, int64_t now_ms,
 		       int64_t default_window_ms, rs_question *out);
+
+/* The full-text query (FTS5 syntax, as the memory tables' `q` takes it)
+ * that finds rows about the question: its words of three or more letters
+ * or digits, lower-cased, but for common English ones, each quoted, ORed,
+ * at most RS_MEMORY_WORDS of them, into out. Returns how many words it
+ * holds (0: nothing worth searching); never more than len - 1 bytes. */
+#define RS_MEMORY_WORDS 8
+int rs_memory_query(const char *question, char *out, size_t len);
 
 #endif

@@ -136,6 +136,9 @@ static void on_post(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 503, "busy", "out of memory");
 		return;
 	}
+	const char *deleg = sdk_req_header(req, SDK_DELEGATION_HEADER);
+	if (deleg && strlen(deleg) < sizeof inv->delegation)
+		memcpy(inv->delegation, deleg, strlen(deleg) + 1);
 	sdk_reply_json(req, 202, json_pack("{s:I, s:s, s:O, s:O, s:O}", "id", (json_int_t)inv->id,
 					   "state", "running", "kernel", json_object_get(inv->doc, "kernel"),
 					   "since_ms", json_object_get(inv->doc, "since_ms"),
@@ -374,7 +377,7 @@ const sdk_kernel_def research_kernel = {
 	.port = 8134,
 	.tier = "agentic",
 	.summary = "investigations: cited evidence, ranked hypotheses, a model's synthesis",
-	.complete = false,
+	.complete = true,
 	.long_poll_max_ms = RS_WAIT_MAX_MS,
 	/* v1 was the placeholder's empty file: the table is made at init. */
 	.schema_version = 1,

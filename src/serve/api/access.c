@@ -65,6 +65,25 @@ static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by
 						 sizeof cookie, by_cookie);
 	if (!token)
 		return 0;
+	/* A delegation acts as an API token of its user holding its one
+	 * scope, with the user's role as it is now (auth/delegation.h). */
+	if (!*by_cookie && auth_is_delegation(token)) {
+		int rc = auth_deleg_check(api->auth->deleg_key, token, sdk_wall_ms(), &who->token);
+		if (rc == 0)
+			rc = auth_user_get(api->auth->store, who->token.owner, NULL, &who->token.role);
+		if (rc == -EIO) {
+			store_unavailable(req);
+			return -1;
+		}
+		if (rc < 0) {
+			api_reply_unauthenticated(req, true);
+			return -1;
+		}
+		who->kind = API_PRINCIPAL_TOKEN;
+		snprintf(who->user, sizeof who->user, "%s", who->token.owner);
+		who->role = who->token.role;
+		return 1;
+	}
 	if (!*by_cookie && auth_is_api_token(token)) {
 		int rc = auth_token_check(api->auth->store, token, sdk_wall_ms(), &who->token);
 		if (rc == SDK_EIO) {

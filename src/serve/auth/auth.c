@@ -78,6 +78,7 @@ auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db
 	a->store = store;
 	a->cache_ttl_ms = store_is_pg(store) ? 0 : AUTH_CACHE_TTL_MS;
 	randombytes_buf(a->cache_key, sizeof a->cache_key);
+	randombytes_buf(a->deleg_key, sizeof a->deleg_key);
 	auth_hosts_init(cfg, &a->hosts, &a->origins);
 	int64_t window_ms = (int64_t)cfg->auth.login_window_s * 1000;
 	a->pool = sdk_pool_new(base, cfg->auth.hash_threads, cfg->auth.hash_queue);

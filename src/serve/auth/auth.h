@@ -9,6 +9,7 @@
 #include "sdk/pool.h"
 #include "serve/auth/cookie.h"
 #include "serve/auth/csrf.h"
+#include "serve/auth/delegation.h"
 #include "serve/auth/hosts.h"
 #include "serve/auth/limiter.h"
 #include "serve/auth/login.h"
@@ -49,6 +50,7 @@ typedef struct auth_ctx {
 	auth_hosts hosts;   /* what Host may say */
 	auth_hosts origins; /* what Origin may name */
 	unsigned char cache_key[16]; /* random per process */
+	unsigned char deleg_key[AUTH_DELEG_KEY]; /* random per process (delegation.h) */
 	struct auth_cached cache[AUTH_CACHE_SLOTS];
 } auth_ctx;
 

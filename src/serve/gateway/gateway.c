@@ -6,6 +6,8 @@
 #include "sdk/svid.h"
 #include "sdk/token.h"
 #include "sdk/tracer.h"
+#include "sdk/clock.h"
+#include "serve/auth/delegation.h"
 #include "serve/auth/users.h"
 
 #include <event2/buffer.h>
@@ -24,7 +26,16 @@ static const char *const forwarded_response_headers[] = {
 	"Content-Type", "Cache-Control", "ETag", "Location", "Retry-After", "Allow",
 };
 #define N_FORWARDED_REQUEST (sizeof forwarded_request_headers / sizeof *forwarded_request_headers)
-#define FORWARD_HEADERS_MAX (2 * (N_FORWARDED_REQUEST + 9) + 1)
+#define FORWARD_HEADERS_MAX (2 * (N_FORWARDED_REQUEST + 10) + 1)
+
+/* The kernels that work for a user after the request and must read what
+ * only the main process holds: each gets a delegation of that one read
+ * (serve/auth/delegation.h) with the user's forwards. The research
+ * kernel's memory source reads the asking user's memory tables. */
+static const struct {
+	const char *kernel, *scope;
+} delegated[] = { { "research", "memory:read" } };
+#define DELEGATION_MS (15 * 60 * 1000) /* past the longest investigation */
 
 struct gateway {
 	struct event_base *base;
@@ -33,6 +44,7 @@ struct gateway {
 	sdk_caller *caller; /* probes and the main process's own calls */
 	const char *token;
 	sdk_tracer *tracer; /* NULL: forwards are not traced */
+	const unsigned char *deleg_key; /* auth's, borrowed; NULL: no delegations */
 };
 
 /* One proxied request, from the client's request to the end of the
@@ -364,11 +376,19 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 	}
 	int role = 0;
 	const char *user = sdk_req_user(req, &role);
+	char deleg[AUTH_DELEG_MAX + 1];
 	if (user) {
 		h[n++] = SDK_USER_HEADER;
 		h[n++] = user;
 		h[n++] = SDK_ROLE_HEADER;
 		h[n++] = role == AUTH_ROLE_ADMIN ? "admin" : "user";
+		for (size_t i = 0; gw->deleg_key && i < sizeof delegated / sizeof *delegated; i++)
+			if (!strcmp(delegated[i].kernel, k->cfg->name) &&
+			    auth_deleg_mint(gw->deleg_key, user, delegated[i].scope,
+					    sdk_wall_ms() + DELEGATION_MS, deleg) == 0) {
+				h[n++] = SDK_DELEGATION_HEADER;
+				h[n++] = deleg;
+			}
 	}
 	struct forward *f = calloc(1, sizeof *f);
 	if (!f) {
@@ -425,6 +445,8 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 sdk_caller *gw_caller(gateway *gw) { return gw->caller; }
 
 void gw_set_tracer(gateway *gw, sdk_tracer *t) { gw->tracer = t; }
+
+void gw_set_delegation_key(gateway *gw, const unsigned char *key) { gw->deleg_key = key; }
 
 int gw_probe(gateway *gw, int port, const char *path, unsigned timeout_ms, gw_probe_cb cb,
 	     void *arg)

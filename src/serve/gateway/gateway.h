@@ -33,6 +33,10 @@ void gw_free(gateway *gw);
  * traceparent sent to the kernel (sdk/tracer.h; borrowed, may be NULL). */
 struct sdk_tracer;
 void gw_set_tracer(gateway *gw, struct sdk_tracer *t);
+/* The key delegations are made under (auth's; borrowed, outlives the
+ * gateway): forwards to the kernels that read for a user later carry one
+ * (gateway.c `delegated`, serve/auth/delegation.h). NULL: none. */
+void gw_set_delegation_key(gateway *gw, const unsigned char *key);
 
 /* Forwards `req` to kernel `k` as `path` (the part after the API prefix,
  * starting with '/') with the original query string; answers `req` with the
