@@ -157,7 +157,8 @@ static void work(void *arg)
 			 .passphrase = j->passphrase[0] ? j->passphrase : NULL,
 			 .master = j->have_master ? j->master : NULL, .no_secrets = j->no_secrets,
 			 .log_head = j->log_head,
-			 .pg = cfg->store.engine == GRACE_STORE_POSTGRESQL ? &cfg->store : NULL };
+			 .pg = cfg->store.engine == GRACE_STORE_POSTGRESQL ? &cfg->store : NULL,
+			 .jetstream = cfg->message_bus.jetstream ? &cfg->message_bus : NULL };
 	j->rc = bk_snapshot_write(&plan, j->path, &j->manifest, &j->err);
 	sodium_memzero(j->passphrase, sizeof j->passphrase);
 }

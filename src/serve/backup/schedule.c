@@ -296,7 +296,9 @@ static void work(void *arg)
 				 .master = s->cfg->key_file[0] ? key : NULL,
 				 .no_secrets = !s->cfg->key_file[0], .log_head = run->log_head,
 				 .pg = cfg->store.engine == GRACE_STORE_POSTGRESQL ? &cfg->store
-										    : NULL };
+										    : NULL,
+				 .jetstream = cfg->message_bus.jetstream ? &cfg->message_bus
+									   : NULL };
 		rc = bk_snapshot_write(&plan, path, &manifest, &e);
 	}
 	sodium_memzero(key, sizeof key);

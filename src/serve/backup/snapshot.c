@@ -562,6 +562,18 @@ int bk_snapshot_write(const bk_plan *plan, const char *path, json_t **manifest, 
 	if (!r)
 		r = stage(plan, keyed ? &keys : NULL, staging, items, n, files, skipped, &pg_info,
 			  e);
+	if (!r && plan->jetstream) {
+		/* Not silently missing: the stream is named, and the log says it. */
+		char what[96];
+		snprintf(what, sizeof what, "jetstream stream %s_BUS", plan->jetstream->stream_prefix);
+		json_array_append_new(skipped,
+				      json_pack("{s:s, s:s}", "name", what, "reason",
+						"the bus's messages and consumer groups live in NATS "
+						"JetStream; this backup does not take them (docs/backup.md "
+						"\"JetStream\")"));
+		sdk_warn("backup: %s is not in the archive: the bus's JetStream state is not backed up",
+			 what);
+	}
 	json_t *m = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:O, s:o, s:o}", "format",
 			      BK_FORMAT, "grace_version", GRACE_VERSION, "created", when,
 			      "created_ms",

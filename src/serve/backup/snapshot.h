@@ -39,6 +39,9 @@ typedef struct bk_plan {
 	json_t *log_head; /* borrowed: the immutable log's signed tree head, or NULL */
 	/* [store] when its engine is PostgreSQL (pg_dump.h), else NULL. */
 	const grace_store_cfg *pg;
+	/* [message_bus] when its engine is JetStream, else NULL: its stream is
+	 * not in the archive yet, and the manifest says so (docs/backup.md). */
+	const grace_message_bus *jetstream;
 } bk_plan;
 
 /* Writes the archive to `path` (through path.tmp, fsync'd, then renamed)
