@@ -901,6 +901,8 @@ int cli_restore_main(int argc, char **argv)
 	json_object_set_new(r.report, "files", json_integer((json_int_t)r.n));
 	json_object_set(r.report, "immutable_log", json_object_get(r.manifest, "immutable_log"));
 	json_object_set(r.report, "skipped", json_object_get(r.manifest, "skipped"));
+	if (json_object_get(r.manifest, "postgresql"))
+		json_object_set(r.report, "postgresql", json_object_get(r.manifest, "postgresql"));
 	if (aside[0])
 		json_object_set_new(r.report, "replaced_moved_to", json_string(aside));
 	if (as_json) {

@@ -96,6 +96,14 @@ int restore_pg_prepare(restore_pg *p, const json_t *manifest, bool dump_listed)
 		     n1, n2);
 		return -1;
 	}
+	if (json_integer_value(sv) < STORE_PG_VERSION) {
+		char detail[160];
+		snprintf(detail, sizeof detail,
+			 "version %s, older than this Grace's %s: migrated by the first grace serve "
+			 "that starts on the restored database",
+			 n1, n2);
+		p->check(p->ctx, what, true, detail);
+	}
 	if (p->skip)
 		return 0;
 	p->cfg = calloc(1, sizeof *p->cfg);

@@ -259,6 +259,22 @@ class PostgreSQLBackup(unittest.TestCase):
         self.assertEqual(info["tables"]["public.mem_rows_%s" % tid], len(acked))
         self.assertGreaterEqual(info["tables"]["public.users"], 2)
         users = pg.psql("SELECT name FROM users ORDER BY name", db).split()
+        # Without keys the manifest is not authenticated: one whose count
+        # was changed shows that the restore's row check can fail.
+        plain = os.path.join(g.tmp, "plain.backup")
+        r = run_cli(g, "backup", plain, "--no-secrets")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        miscounted = os.path.join(g.tmp, "miscounted.backup")
+        with tarfile.open(plain) as src, tarfile.open(miscounted, "w",
+                                                      format=tarfile.PAX_FORMAT) as dst:
+            for m in src.getmembers():
+                body = src.extractfile(m).read()
+                if m.name == "manifest.json":
+                    man = json.loads(body)
+                    man["postgresql"]["tables"]["public.mem_rows_%s" % tid] += 1
+                    body = json.dumps(man).encode()
+                    m.size = len(body)
+                dst.addfile(m, io.BytesIO(body))
         g.stop()
 
         # A configuration whose [store] is that database, for the restores.
@@ -300,6 +316,7 @@ class PostgreSQLBackup(unittest.TestCase):
         checks = {c["check"]: c for c in report["checks"]}
         for name in ("postgresql pg_restore", "postgresql schema version", "postgresql rows"):
             self.assertTrue(checks[name]["ok"], checks)
+        self.assertEqual(report["postgresql"]["tables"], info["tables"])
         self.assertNotIn(".postgresql.dump", os.listdir(target))
         self.assertEqual(pg.psql("SELECT name FROM users ORDER BY name", db).split(), users)
         # Into a database that is not empty: refused without --force; with
@@ -308,6 +325,14 @@ class PostgreSQLBackup(unittest.TestCase):
         r = self.restore(archive, again, "--config", store_cfg)
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("--force drops them first", r.stderr)
+        # A count that differs from the manifest's: refused, naming it.
+        r = subprocess.run([harness.GRACE_BIN, "restore", miscounted, "--data-dir", again,
+                            "--config", store_cfg, "--force"], capture_output=True, text=True,
+                           timeout=harness.scaled(180))
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("postgresql rows: table public.mem_rows_%s has %d rows, the manifest %d"
+                      % (tid, len(acked), len(acked) + 1), r.stderr)
+        self.assertFalse(os.path.exists(again) and os.listdir(again))
         r = self.restore(archive, again, "--config", store_cfg, "--force")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("postgresql clean", r.stdout)
