@@ -134,7 +134,8 @@ static int load_manifest(struct restore *r, const char *text, size_t len)
 		json_t *sv = json_object_get(f, "schema_version");
 		w->schema = json_is_integer(sv) ? (int)json_integer_value(sv) : -1;
 		if (!w->name || !name_ok(w->name) || !w->sha256 || strlen(w->sha256) != 64 ||
-		    !w->kind || w->size < 0)
+		    !w->kind || w->size < 0 ||
+		    (!strcmp(w->name, BK_PG_DUMP_NAME) != !strcmp(w->kind, BK_PG_KIND)))
 			return refuse("%s: the manifest lists a file it may not: %s", r->file,
 				      w->name ? w->name : "(no name)");
 		for (size_t k = 0; k + 1 < r->n; k++)
@@ -862,8 +863,10 @@ int cli_restore_main(int argc, char **argv)
 	char *pd = dirname(parent);
 	if (snprintf(staging, sizeof staging, "%s/.%s.restore-%ld", pd, base, (long)getpid()) >=
 		    (int)sizeof staging ||
-	    mkdir(staging, 0700) < 0)
+	    mkdir(staging, 0700) < 0) {
+		restore_pg_free(&pg);
 		return refuse("cannot create the staging directory %s: %s", staging, strerror(errno));
+	}
 	rc = extract(&r, staging, config_out, force);
 	if (!rc)
 		rc = integrity(&r, staging);

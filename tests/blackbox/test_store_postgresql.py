@@ -309,6 +309,16 @@ class PostgreSQLBackup(unittest.TestCase):
         self.assertEqual(pg.psql(tables_sql, db).strip(), "0")
         self.assertFalse(os.path.exists(target) and os.listdir(target))
 
+        # --no-postgresql (the scheduled backups' proof): the files only,
+        # the dump read whole by pg_restore --list, the database untouched.
+        files_only = os.path.join(g.tmp, "files-only")
+        r = self.restore(archive, files_only, "--no-postgresql", "--json")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        checks = {c["check"]: c for c in json.loads(r.stdout)["checks"]}
+        self.assertTrue(checks["postgresql dump"]["ok"], checks)
+        self.assertNotIn("postgresql pg_restore", checks)
+        self.assertEqual(pg.psql(tables_sql, db).strip(), "0")
+
         # Restored, and checked by the restore itself.
         r = self.restore(archive, target, "--config", store_cfg, "--json")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
