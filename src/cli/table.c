@@ -234,7 +234,8 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 		  OPTB(OPT_NO_SECRETS),
 	  0, "a consistent archive of everything Grace holds, taken while it serves",
 	  "Writes FILE: every kernel's and Grace's data, consistent, taken while Grace serves "
-	  "(an admin's command). The secrets are sealed with --passphrase-file or --key-file, "
+	  "(an admin's command), with the PostgreSQL database of [store] engine = postgresql "
+	  "through pg_dump. The secrets are sealed with --passphrase-file or --key-file, "
 	  "or left out with --no-secrets (one of them). docs/backup.md has the whole story.",
 	  "grace backup /srv/grace-2026-12-04.tar --passphrase-file /root/backup.pass" },
 	{ CMD_RESTORE, "restore", "FILE", 1, 1, ARG_NONE, NULL,
