@@ -12,7 +12,7 @@ set -eu
 pkgs="build-essential pkg-config meson ninja-build libevent-dev libjansson-dev
 libsqlite3-dev libsodium-dev libinih-dev libcurl4-openssl-dev libyaml-dev libjq-dev
 libseccomp-dev libprotobuf-c-dev protobuf-c-compiler bubblewrap libarchive-dev libpcre2-dev
-libssl-dev libpq-dev libnats-dev"
+libssl-dev libpq-dev libnats-dev postgresql-client-15"
 for arg in "$@"; do
 	case "$arg" in
 	# clang only recommends libclang-rt-14-dev, the runtime that

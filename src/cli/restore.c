@@ -16,13 +16,20 @@
  *      checks run at start. The immutable log also verifies itself in full
  *      (GET /verify), and its root at the manifest's tree size must be the
  *      root the manifest's signed tree head names, under the same key.
- *   4. Only then rename the staging directory into place. */
+ *   4. With a PostgreSQL dump in the archive (restore_pg.h): pg_restore
+ *      into the configured database, then its schema version and every
+ *      table's row count against the manifest. Refused in step 1, before
+ *      anything is written, when no PostgreSQL is configured or the
+ *      database is not empty (without --force).
+ *   5. Only then rename the staging directory into place. */
 #include "cli/backup.h"
 
 #include "cli/oneshot.h"
+#include "cli/restore_pg.h"
 #include "cli/secret.h"
 #include "kernels/registry.h"
 #include "serve/backup/archive_dl.h"
+#include "serve/backup/pg_dump.h"
 #include "serve/backup/seal.h"
 #include "serve/backup/snapshot.h"
 #include "serve/schema.h"
@@ -85,7 +92,7 @@ static int refuse(const char *fmt, const char *a, const char *b)
  * or "config/grace.ini". Anything else could write outside the target. */
 static bool name_ok(const char *n)
 {
-	if (!strcmp(n, "config/grace.ini"))
+	if (!strcmp(n, "config/grace.ini") || !strcmp(n, BK_PG_DUMP_NAME))
 		return true;
 	if (strncmp(n, "data/", 5) != 0)
 		return false;
@@ -100,6 +107,10 @@ static struct want *find(struct restore *r, const char *name)
 			return &r->files[i];
 	return NULL;
 }
+
+/* Where the PostgreSQL dump is staged: a hidden name no data directory
+ * file has, removed before the staging directory is put in place. */
+#define STAGED_PG ".postgresql.dump"
 
 static int load_manifest(struct restore *r, const char *text, size_t len)
 {
@@ -123,7 +134,8 @@ static int load_manifest(struct restore *r, const char *text, size_t len)
 		json_t *sv = json_object_get(f, "schema_version");
 		w->schema = json_is_integer(sv) ? (int)json_integer_value(sv) : -1;
 		if (!w->name || !name_ok(w->name) || !w->sha256 || strlen(w->sha256) != 64 ||
-		    !w->kind || w->size < 0)
+		    !w->kind || w->size < 0 ||
+		    (!strcmp(w->name, BK_PG_DUMP_NAME) != !strcmp(w->kind, BK_PG_KIND)))
 			return refuse("%s: the manifest lists a file it may not: %s", r->file,
 				      w->name ? w->name : "(no name)");
 		for (size_t k = 0; k + 1 < r->n; k++)
@@ -354,8 +366,9 @@ static int extract(struct restore *r, const char *staging, const char *config_ou
 		if (config && !config_out)
 			continue;
 		char path[PATH_MAX];
-		if (snprintf(path, sizeof path, "%s/%s", staging, name + strlen("data/")) >=
-		    (int)sizeof path) {
+		bool pg = !strcmp(w->kind, BK_PG_KIND) && !strcmp(name, BK_PG_DUMP_NAME);
+		if (snprintf(path, sizeof path, "%s/%s", staging,
+			     pg ? STAGED_PG : name + strlen("data/")) >= (int)sizeof path) {
 			rc = refuse("%s: a path too long for %s", name, staging);
 			break;
 		}
@@ -411,6 +424,12 @@ static json_t *check(struct restore *r, const char *what, bool ok, const char *d
 	if (!ok)
 		fprintf(stderr, "grace: restore refused: %s: %s\n", what, detail);
 	return c;
+}
+
+/* check() for restore_pg.c. */
+static void check_cb(void *ctx, const char *what, bool ok, const char *detail)
+{
+	json_decref(check(ctx, what, ok, detail));
 }
 
 /* Step 1, last: each database's schema version against this build's,
@@ -762,9 +781,11 @@ static bool dir_empty(const char *dir)
 static void usage(void)
 {
 	fprintf(stderr, "usage: grace restore FILE --data-dir DIR [--force] [--passphrase-file F |"
-			" --key-file F] [--config-out FILE] [--json]\n"
-			"  restores a backup into an empty data directory (Grace not running on it);"
-			" see docs/backup.md\n");
+			" --key-file F] [--config-out FILE] [--config FILE | --no-postgresql]"
+			" [--json]\n"
+			"  restores a backup into an empty data directory (Grace not running on it),"
+			" and its PostgreSQL dump, if any, into the database --config's [store]"
+			" names; see docs/backup.md\n");
 }
 
 int cli_restore_main(int argc, char **argv)
@@ -776,11 +797,14 @@ int cli_restore_main(int argc, char **argv)
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "config-out", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "no-postgresql", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *dir = NULL, *pass_file = NULL, *key_file = NULL, *config_out = NULL;
-	bool force = false, as_json = false;
+	const char *config = NULL;
+	bool force = false, as_json = false, no_pg = false;
 	int o;
 	optind = 2;
 	while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -791,11 +815,13 @@ int cli_restore_main(int argc, char **argv)
 		case 'k': key_file = optarg; break;
 		case 'o': config_out = optarg; break;
 		case 'j': as_json = true; break;
+		case 'c': config = optarg; break;
+		case 'n': no_pg = true; break;
 		case 'h': usage(); return 0;
 		default: usage(); return CLI_BACKUP_USAGE;
 		}
 	}
-	if (optind != argc - 1 || !dir || (pass_file && key_file)) {
+	if (optind != argc - 1 || !dir || (pass_file && key_file) || (config && no_pg)) {
 		usage();
 		return CLI_BACKUP_USAGE;
 	}
@@ -819,6 +845,17 @@ int cli_restore_main(int argc, char **argv)
 	rc = schemas(&r);
 	if (rc)
 		return rc;
+	static restore_pg pg;
+	pg = (restore_pg){ .skip = no_pg, .force = force, .config = config, .check = check_cb,
+			   .ctx = &r };
+	bool dump_listed = false;
+	for (size_t i = 0; i < r.n; i++)
+		if (!strcmp(r.files[i].kind, BK_PG_KIND) && !strcmp(r.files[i].name, BK_PG_DUMP_NAME))
+			dump_listed = true;
+	if (restore_pg_prepare(&pg, r.manifest, dump_listed) < 0) {
+		restore_pg_free(&pg);
+		return CLI_BACKUP_FAILED;
+	}
 	char parent[PATH_MAX], base[NAME_MAX + 1], staging[PATH_MAX];
 	snprintf(parent, sizeof parent, "%s", dir);
 	snprintf(base, sizeof base, "%s", basename(parent));
@@ -826,13 +863,21 @@ int cli_restore_main(int argc, char **argv)
 	char *pd = dirname(parent);
 	if (snprintf(staging, sizeof staging, "%s/.%s.restore-%ld", pd, base, (long)getpid()) >=
 		    (int)sizeof staging ||
-	    mkdir(staging, 0700) < 0)
+	    mkdir(staging, 0700) < 0) {
+		restore_pg_free(&pg);
 		return refuse("cannot create the staging directory %s: %s", staging, strerror(errno));
+	}
 	rc = extract(&r, staging, config_out, force);
 	if (!rc)
 		rc = integrity(&r, staging);
 	if (!rc)
 		rc = kernels(&r, staging);
+	char dump[PATH_MAX + sizeof STAGED_PG + 1];
+	snprintf(dump, sizeof dump, "%s/%s", staging, STAGED_PG);
+	if (!rc && restore_pg_load(&pg, dump) < 0)
+		rc = CLI_BACKUP_FAILED;
+	restore_pg_free(&pg);
+	unlink(dump); /* in the database now (or only proven): not a data file */
 	if (rc) {
 		bk_remove_dir(staging);
 		return rc;
@@ -859,6 +904,8 @@ int cli_restore_main(int argc, char **argv)
 	json_object_set_new(r.report, "files", json_integer((json_int_t)r.n));
 	json_object_set(r.report, "immutable_log", json_object_get(r.manifest, "immutable_log"));
 	json_object_set(r.report, "skipped", json_object_get(r.manifest, "skipped"));
+	if (json_object_get(r.manifest, "postgresql"))
+		json_object_set(r.report, "postgresql", json_object_get(r.manifest, "postgresql"));
 	if (aside[0])
 		json_object_set_new(r.report, "replaced_moved_to", json_string(aside));
 	if (as_json) {

@@ -59,6 +59,9 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 	[OPT_NO_SECRETS] = { "no-secrets", 0, NULL, "leave the secrets out of the archive" },
 	[OPT_CONFIG_OUT] = { "config-out", 0, "FILE",
 			     "write the archive's configuration to FILE" },
+	[OPT_NO_POSTGRESQL] = { "no-postgresql", 0, NULL,
+				"restore the files only: the archive's PostgreSQL dump is read "
+				"whole, not restored" },
 	[OPT_COMMENT] = { "comment", 0, "TEXT",
 			  "why: the silence's reason (required; shown by grace silences), or an "
 			  "approval's or a denial's comment" },
@@ -231,15 +234,19 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 		  OPTB(OPT_NO_SECRETS),
 	  0, "a consistent archive of everything Grace holds, taken while it serves",
 	  "Writes FILE: every kernel's and Grace's data, consistent, taken while Grace serves "
-	  "(an admin's command). The secrets are sealed with --passphrase-file or --key-file, "
+	  "(an admin's command), with the PostgreSQL database of [store] engine = postgresql "
+	  "through pg_dump. The secrets are sealed with --passphrase-file or --key-file, "
 	  "or left out with --no-secrets (one of them). docs/backup.md has the whole story.",
 	  "grace backup /srv/grace-2026-12-04.tar --passphrase-file /root/backup.pass" },
 	{ CMD_RESTORE, "restore", "FILE", 1, 1, ARG_NONE, NULL,
 	  OPTB(OPT_JSON) | OPTB(OPT_DATA_DIR) | OPTB(OPT_FORCE) | OPTB(OPT_PASSPHRASE_FILE) |
-		  OPTB(OPT_KEY_FILE) | OPTB(OPT_CONFIG_OUT),
+		  OPTB(OPT_KEY_FILE) | OPTB(OPT_CONFIG_OUT) | OPTB(OPT_CONFIG) |
+		  OPTB(OPT_NO_POSTGRESQL),
 	  0, "check a backup whole and restore it into an empty data directory",
 	  "Checks FILE whole, restores it into the empty --data-dir, and proves it: integrity "
 	  "checks, each kernel started on it, the log against the manifest's tree head. "
+	  "A PostgreSQL dump in it goes into the database --config's [store] names (empty, "
+	  "or cleaned with --force) through pg_restore, and is checked there. "
 	  "docs/backup.md has the whole story.",
 	  "grace restore /srv/grace-2026-12-04.tar --data-dir /var/lib/grace "
 	  "--passphrase-file /root/backup.pass" },

@@ -4,7 +4,7 @@ PostgreSQL ([store] engine = postgresql): the same test classes, imported
 gives every server a fresh database on one throw-away PostgreSQL
 (pg_server.py) for this run.
 
-    python3 test_store_postgresql.py auth|auth_attacks|memory|chat
+    python3 test_store_postgresql.py auth|auth_attacks|memory|chat|backup
 
 Each group is its own meson test (test_store_postgresql_auth, ...), so
 they spread over CI's parallel slots. Under GRACE_SANITIZED=1
@@ -13,12 +13,17 @@ test checks that the servers really used PostgreSQL: every database made
 has the schema and its users, and grace.db was not where they went; for
 "memory", that the memory tables were in PostgreSQL too, and that two
 servers with data directories of their own serve the same tables
-(SharedMemoryTables)."""
+(SharedMemoryTables). "backup" runs PostgreSQLBackup: `grace backup` takes
+the database with pg_dump, `grace restore` puts it back with pg_restore
+into a wiped database and checks it (docs/backup.md "PostgreSQL")."""
 
+import io
 import json
 import os
 import sqlite3
+import subprocess
 import sys
+import tarfile
 import threading
 import unittest
 import urllib.parse
@@ -35,6 +40,7 @@ GROUPS = {
     "auth_attacks": ["test_auth_attacks.LoginThrottling", "test_auth_attacks.LoginDenialOfService"],
     "memory": ["test_memory"],
     "chat": ["test_chat"],
+    "backup": [],  # PostgreSQLBackup, below
 }
 # The sanitizer pass: a part of each group ("module", "module.Class" or
 # "module.Class.test"), never nothing.
@@ -44,6 +50,7 @@ SANITIZED = {
     "auth_attacks": ["test_auth_attacks.LoginThrottling"],
     "memory": ["test_memory.TestAccess"],
     "chat": ["test_chat.ChatWithoutModel"],
+    "backup": [],  # PostgreSQLBackup runs whole: one test
 }
 
 
@@ -178,6 +185,184 @@ class SharedMemoryTables(unittest.TestCase):
             a.close()
 
 
+BACKUP_KEY = "6b" * 32  # test material: the backup's key file
+
+
+class PostgreSQLBackup(unittest.TestCase):
+    """With [store] engine = postgresql, `grace backup` holds the shared
+    database as a pg_dump (hashed and listed in the manifest, the password
+    nowhere in the archive), and `grace restore` puts it back into the
+    configured database with pg_restore and checks it: every acknowledged
+    user and memory row is back, and a grace serve on the restored data
+    directory serves them. A tampered dump, a restore with no PostgreSQL
+    configured and one into a non-empty database are refused before
+    anything is written."""
+
+    def restore(self, archive, data_dir, *extra):
+        argv = [harness.GRACE_BIN, "restore", archive, "--data-dir", data_dir,
+                "--key-file", self.key_file] + list(extra)
+        env = dict(os.environ)
+        env.pop("GRACE_CONFIG", None)
+        return subprocess.run(argv, capture_output=True, text=True, env=env,
+                              timeout=harness.scaled(180))
+
+    def test_backup_and_restore_postgresql(self):
+        from healer_support import run_cli
+        pg = harness.shared_pg()
+        config = {"auth": {"argon2_mem_kib": 19456}}
+        kernels = {"learning": {}}
+        g = harness.GraceServer(config=config, kernels=kernels, autostart=False)
+        self.addCleanup(g.close)
+        g.start()
+        db = g.store_db
+        self.key_file = os.path.join(g.tmp, "backup.key")
+        with open(self.key_file, "w") as f:
+            f.write(BACKUP_KEY + "\n")
+        os.chmod(self.key_file, 0o600)
+        g.login()
+        g.create_user("alice", PASSWORD)
+        tok = g.login("alice", PASSWORD)
+        user = {"Authorization": "Bearer " + tok}
+        st, _, out = g.http("POST", "/memory/tables", {"name": "notes", "columns": [
+            {"name": "title", "type": "text"}]}, headers=user)
+        self.assertIn(st, (200, 201), out)
+        acked = {}
+        for batch in range(5):
+            rows = [{"title": "row %d.%d" % (batch, i)} for i in range(10)]
+            st, _, out = g.http("POST", "/memory/tables/notes/rows", rows, headers=user)
+            self.assertIn(st, (200, 201), out)
+            acked.update(zip(out["ids"], (r["title"] for r in rows)))
+
+        archive = os.path.join(g.tmp, "grace.backup")
+        r = run_cli(g, "backup", archive, "--key-file", self.key_file)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(archive, "rb") as f:
+            data = f.read()
+        # The password is nowhere in the archive, in the manifest, or in the
+        # commands the backup ran (the log says what it ran).
+        self.assertNotIn(pg.password.encode(), data)
+        with tarfile.open(archive) as tar:
+            names = tar.getnames()
+            manifest_text = tar.extractfile("manifest.json").read().decode()
+            dump = tar.extractfile("postgresql/grace.dump").read()
+        self.assertNotIn(pg.password, manifest_text)
+        self.assertNotIn(pg.password, g.log())
+        self.assertIn("postgresql/grace.dump", names)
+        self.assertTrue(dump.startswith(b"PGDMP"), "custom format: %r" % dump[:8])
+        manifest = json.loads(manifest_text)
+        entry = [f for f in manifest["files"] if f["name"] == "postgresql/grace.dump"][0]
+        self.assertEqual((entry["kind"], entry["size"]), ("pg_dump", len(dump)))
+        info = manifest["postgresql"]
+        self.assertEqual((info["database"], info["schema_version"]), (db, 2))
+        tid = pg.psql("SELECT id FROM mem_tables WHERE owner = 'alice' AND name = 'notes'",
+                      db).strip()
+        self.assertEqual(info["tables"]["public.mem_rows_%s" % tid], len(acked))
+        self.assertGreaterEqual(info["tables"]["public.users"], 2)
+        users = pg.psql("SELECT name FROM users ORDER BY name", db).split()
+        # Without keys the manifest is not authenticated: one whose count
+        # was changed shows that the restore's row check can fail.
+        plain = os.path.join(g.tmp, "plain.backup")
+        r = run_cli(g, "backup", plain, "--no-secrets")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        miscounted = os.path.join(g.tmp, "miscounted.backup")
+        with tarfile.open(plain) as src, tarfile.open(miscounted, "w",
+                                                      format=tarfile.PAX_FORMAT) as dst:
+            for m in src.getmembers():
+                body = src.extractfile(m).read()
+                if m.name == "manifest.json":
+                    man = json.loads(body)
+                    man["postgresql"]["tables"]["public.mem_rows_%s" % tid] += 1
+                    body = json.dumps(man).encode()
+                    m.size = len(body)
+                dst.addfile(m, io.BytesIO(body))
+        g.stop()
+
+        # A configuration whose [store] is that database, for the restores.
+        store_cfg = os.path.join(g.tmp, "store.ini")
+        with open(store_cfg, "w") as f:
+            f.write("[store]\n" + "".join("%s = %s\n" % kv
+                                           for kv in pg.store_section(db).items()))
+        no_pg_cfg = os.path.join(g.tmp, "nopg.ini")
+        with open(no_pg_cfg, "w") as f:
+            f.write("[store]\nengine = sqlite\n")
+
+        # Wiped: the database made again, empty.
+        pg.psql('DROP DATABASE "%s"' % db)
+        pg.psql('CREATE DATABASE "%s"' % db)
+        tables_sql = ("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+                      "('pg_catalog', 'information_schema')")
+
+        # No PostgreSQL configured: refused, before anything is written.
+        target = os.path.join(g.tmp, "restored")
+        r = self.restore(archive, target, "--config", no_pg_cfg)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("names no PostgreSQL", r.stderr)
+        self.assertFalse(os.path.exists(target) and os.listdir(target))
+        # A tampered dump: refused by its hash, the database left empty.
+        at = data.index(b"PGDMP") + len(dump) // 2
+        bad = os.path.join(g.tmp, "tampered.backup")
+        with open(bad, "wb") as f:
+            f.write(data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:])
+        r = self.restore(bad, target, "--config", store_cfg)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("postgresql/grace.dump differs from the manifest", r.stderr)
+        self.assertEqual(pg.psql(tables_sql, db).strip(), "0")
+        self.assertFalse(os.path.exists(target) and os.listdir(target))
+
+        # --no-postgresql (the scheduled backups' proof): the files only,
+        # the dump read whole by pg_restore --list, the database untouched.
+        files_only = os.path.join(g.tmp, "files-only")
+        r = self.restore(archive, files_only, "--no-postgresql", "--json")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        checks = {c["check"]: c for c in json.loads(r.stdout)["checks"]}
+        self.assertTrue(checks["postgresql dump"]["ok"], checks)
+        self.assertNotIn("postgresql pg_restore", checks)
+        self.assertEqual(pg.psql(tables_sql, db).strip(), "0")
+
+        # Restored, and checked by the restore itself.
+        r = self.restore(archive, target, "--config", store_cfg, "--json")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        report = json.loads(r.stdout)
+        checks = {c["check"]: c for c in report["checks"]}
+        for name in ("postgresql pg_restore", "postgresql schema version", "postgresql rows"):
+            self.assertTrue(checks[name]["ok"], checks)
+        self.assertEqual(report["postgresql"]["tables"], info["tables"])
+        self.assertNotIn(".postgresql.dump", os.listdir(target))
+        self.assertEqual(pg.psql("SELECT name FROM users ORDER BY name", db).split(), users)
+        # Into a database that is not empty: refused without --force; with
+        # it, cleaned and restored again.
+        again = os.path.join(g.tmp, "again")
+        r = self.restore(archive, again, "--config", store_cfg)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("--force drops them first", r.stderr)
+        # A count that differs from the manifest's: refused, naming it.
+        r = subprocess.run([harness.GRACE_BIN, "restore", miscounted, "--data-dir", again,
+                            "--config", store_cfg, "--force"], capture_output=True, text=True,
+                           timeout=harness.scaled(180))
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("postgresql rows: table public.mem_rows_%s has %d rows, the manifest %d"
+                      % (tid, len(acked), len(acked) + 1), r.stderr)
+        self.assertFalse(os.path.exists(again) and os.listdir(again))
+        r = self.restore(archive, again, "--config", store_cfg, "--force")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("postgresql clean", r.stdout)
+
+        # A grace serve on the restored data directory and database serves
+        # every acknowledged row to its owner.
+        g2 = harness.GraceServer(config=dict(config, store=pg.store_section(db)),
+                                 kernels=kernels, autostart=False)
+        self.addCleanup(g2.close)
+        if os.path.isdir(g2.data_dir):
+            os.rmdir(g2.data_dir)  # empty: nothing started on it
+        os.rename(target, g2.data_dir)
+        g2.start()
+        tok2 = g2.login("alice", PASSWORD)
+        st, _, out = g2.http("GET", "/memory/tables/notes/rows?limit=1000",
+                             headers={"Authorization": "Bearer " + tok2})
+        self.assertEqual(st, 200, out)
+        self.assertEqual({r["id"]: r["data"]["title"] for r in out["rows"]}, acked)
+
+
 def main():
     group = sys.argv[1] if len(sys.argv) > 1 else None
     if group not in GROUPS:
@@ -187,6 +372,8 @@ def main():
     suite = suite_of(names)
     if group == "memory":
         suite.addTest(SharedMemoryTables("test_two_hosts_one_table"))
+    if group == "backup":
+        suite.addTest(PostgreSQLBackup("test_backup_and_restore_postgresql"))
     UsedPostgreSQL.group = group
     suite.addTest(UsedPostgreSQL("test_the_servers_used_postgresql"))
     result = unittest.TextTestRunner(verbosity=2).run(suite)

@@ -156,7 +156,9 @@ static void work(void *arg)
 	bk_plan plan = { .data_dir = cfg->data_dir, .config_path = cfg->path,
 			 .passphrase = j->passphrase[0] ? j->passphrase : NULL,
 			 .master = j->have_master ? j->master : NULL, .no_secrets = j->no_secrets,
-			 .log_head = j->log_head };
+			 .log_head = j->log_head,
+			 .pg = cfg->store.engine == GRACE_STORE_POSTGRESQL ? &cfg->store : NULL,
+			 .jetstream = cfg->message_bus.jetstream ? &cfg->message_bus : NULL };
 	j->rc = bk_snapshot_write(&plan, j->path, &j->manifest, &j->err);
 	sodium_memzero(j->passphrase, sizeof j->passphrase);
 }

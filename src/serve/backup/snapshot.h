@@ -10,12 +10,16 @@
  * index an audit event names exists in the log's copy. Secret files (mode
  * 0600 and not a database: the crypto master key, the log's signing key)
  * are sealed (seal.h) or, with no key, left out when the caller allows it.
+ * With [store] engine = postgresql the shared database is dumped too
+ * (pg_dump.h), after the audit trail and before the immutable log: the
+ * SQLite stores and audit events that name users come first.
  * Everything in this file blocks: run it on a worker pool. */
 #ifndef GRACE_BACKUP_SNAPSHOT_H
 #define GRACE_BACKUP_SNAPSHOT_H
 
 #include "serve/layer.h"
 
+#include "sdk/config.h"
 #include "sdk/err.h"
 #include "serve/backup/seal.h"
 
@@ -33,6 +37,11 @@ typedef struct bk_plan {
 	const unsigned char *master;
 	bool no_secrets;
 	json_t *log_head; /* borrowed: the immutable log's signed tree head, or NULL */
+	/* [store] when its engine is PostgreSQL (pg_dump.h), else NULL. */
+	const grace_store_cfg *pg;
+	/* [message_bus] when its engine is JetStream, else NULL: its stream is
+	 * not in the archive yet, and the manifest says so (docs/backup.md). */
+	const grace_message_bus *jetstream;
 } bk_plan;
 
 /* Writes the archive to `path` (through path.tmp, fsync'd, then renamed)

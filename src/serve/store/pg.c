@@ -32,6 +32,8 @@ struct store_pg {
 /* The password: the file's first line, without surrounding blanks. */
 static int read_password(const char *path, char *out, size_t len, sdk_err *err)
 {
+	if (len < 2)
+		return sdk_fail(err, SDK_EINVAL, "no room for the password");
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return sdk_fail(err, SDK_EIO, "[store] password_file %s: %s", path, strerror(errno));
@@ -52,6 +54,15 @@ static int read_password(const char *path, char *out, size_t len, sdk_err *err)
 	if (k == 0)
 		return sdk_fail(err, SDK_EIO, "[store] password_file %s: empty", path);
 	return 0;
+}
+
+int store_pg_password(const grace_store_cfg *cfg, char *out, size_t len, sdk_err *err)
+{
+	out[0] = '\0';
+	if (!cfg->password_file[0])
+		return 0;
+	return read_password(cfg->password_file, out, len < PASSWORD_MAX + 1 ? len : PASSWORD_MAX + 1,
+			     err);
 }
 
 static PGconn *connect_one(const grace_store_cfg *cfg, sdk_err *err)

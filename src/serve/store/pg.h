@@ -15,6 +15,13 @@
 
 typedef struct store_pg store_pg;
 
+/* The password [store] password_file holds (its first line, blanks
+ * trimmed) into out, "" when no file is configured: for a child (pg_dump,
+ * pg_restore) that gets it in its environment, never on a command line.
+ * The caller wipes it (sodium_memzero). */
+#define STORE_PG_PASSWORD_MAX 1024
+int store_pg_password(const grace_store_cfg *cfg, char *out, size_t len, sdk_err *err);
+
 /* Opens the pool and its first connection: NULL with the reason. The
  * configuration must outlive the pool. */
 store_pg *store_pg_open(const grace_store_cfg *cfg, sdk_err *err);

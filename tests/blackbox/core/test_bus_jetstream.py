@@ -347,6 +347,22 @@ class BusJetStream(GraceTestCase):
         self.assertEqual(emb["statuses"], (409, 404, 400, {"group": "bg", "deleted": True}, 404))
         self.assertEqual(js, emb)
 
+    def test_backup_names_the_stream_it_does_not_hold(self):
+        # A backup does not take the JetStream stream yet (docs/backup.md
+        # "JetStream"): the manifest says so instead of leaving it out
+        # silently.
+        import json
+        import tarfile
+        from healer_support import run_cli
+        path = os.path.join(self.js.tmp, "bus.backup")
+        r = run_cli(self.js, "backup", path, "--no-secrets")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with tarfile.open(path) as tar:
+            manifest = json.loads(tar.extractfile("manifest.json").read())
+        skipped = {s["name"]: s["reason"] for s in manifest["skipped"]}
+        self.assertIn("jetstream stream T_BUS", skipped, manifest["skipped"])
+        self.assertIn("does not take them", skipped["jetstream stream T_BUS"])
+
     def test_dead_letters_match(self):
         emb = dead_letter_script(self.embedded)
         js = dead_letter_script(self.js)
