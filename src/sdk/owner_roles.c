@@ -38,7 +38,7 @@ static void invalid(sdk_req *req, const char *field, const char *msg)
 				 msg, "request_id", sdk_req_id(req), "field", field));
 }
 
-const json_t *sdk_owner_roles_take(sdk_req *req, const char *token)
+const json_t *sdk_owner_roles_take(sdk_req *req, const char *token, bool *complete)
 {
 	int role;
 	const char *user = sdk_req_caller(req, token, &role);
@@ -60,6 +60,12 @@ const json_t *sdk_owner_roles_take(sdk_req *req, const char *token)
 		invalid(req, "roles", "at most 500 entries in one request");
 		return NULL;
 	}
+	json_t *c = json_object_get(body, "complete");
+	if (c && !json_is_boolean(c)) {
+		invalid(req, "complete", "complete is true or false");
+		return NULL;
+	}
+	*complete = !json_is_false(c);
 	size_t i;
 	json_t *e;
 	json_array_foreach(roles, i, e) {

@@ -38,8 +38,10 @@ bool sdk_owner_roles_wait_at_start(void);
  * process as caller and no user (refused 403 otherwise: a user, even an
  * admin through the gateway, never sets roles), and its body (400 naming
  * the field). Returns the "roles" array (borrowed from the request), or
- * NULL after answering. */
-const json_t *sdk_owner_roles_take(sdk_req *req, const char *token);
+ * NULL after answering. *complete: false when the main process has more
+ * to send (the body's "complete", true when absent): the kernel is not
+ * synced before the last part. */
+const json_t *sdk_owner_roles_take(sdk_req *req, const char *token, bool *complete);
 
 /* Applies `roles` in one transaction: for each entry newer than the
  * version stored for its owner (table owner_roles, made here when

@@ -550,7 +550,8 @@ static void on_owner_delete(sdk_req *req, void *ctx)
 static void on_owner_roles(sdk_req *req, void *ctx)
 {
 	sched *s = sched_of(ctx);
-	const json_t *roles = sdk_owner_roles_take(req, s->k->token);
+	bool complete = true;
+	const json_t *roles = sdk_owner_roles_take(req, s->k->token, &complete);
 	if (!roles)
 		return;
 	static const char *const updates[] = {
@@ -567,8 +568,8 @@ static void on_owner_roles(sdk_req *req, void *ctx)
 	if (json_array_size(applied))
 		sdk_info("scheduler: %zu owners' roles changed (%lld jobs)", json_array_size(applied),
 			 (long long)items);
-	bool first = !s->roles_synced;
-	s->roles_synced = true;
+	bool first = !s->roles_synced && complete;
+	s->roles_synced |= complete;
 	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
 	if (first)
 		sched_dispatch_soon(s);

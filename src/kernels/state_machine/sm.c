@@ -1056,7 +1056,8 @@ static void on_owner_roles(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	sm *s = k->state;
-	const json_t *roles = sdk_owner_roles_take(req, k->token);
+	bool complete = true;
+	const json_t *roles = sdk_owner_roles_take(req, k->token, &complete);
 	if (!roles)
 		return;
 	static const char *const updates[] = {
@@ -1073,8 +1074,8 @@ static void on_owner_roles(sdk_req *req, void *ctx)
 	if (json_array_size(applied))
 		sdk_info("state_machine: %zu owners' roles changed (%lld instances)",
 			 json_array_size(applied), (long long)items);
-	bool first = !s->roles_synced;
-	s->roles_synced = true;
+	bool first = !s->roles_synced && complete;
+	s->roles_synced |= complete;
 	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
 	if (first)
 		arm_timer(s); /* the delayed events held back since start */

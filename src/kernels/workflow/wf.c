@@ -1596,7 +1596,8 @@ static void on_owner_roles(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	wf *w = k->state;
-	const json_t *roles = sdk_owner_roles_take(req, k->token);
+	bool complete = true;
+	const json_t *roles = sdk_owner_roles_take(req, k->token, &complete);
 	if (!roles)
 		return;
 	static const char *const updates[] = {
@@ -1625,8 +1626,8 @@ static void on_owner_roles(sdk_req *req, void *ctx)
 	if (json_array_size(applied))
 		sdk_info("workflow: %zu owners' roles changed (%lld runs)", json_array_size(applied),
 			 (long long)items);
-	bool first = !w->roles_synced;
-	w->roles_synced = true;
+	bool first = !w->roles_synced && complete;
+	w->roles_synced |= complete;
 	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
 	if (first) { /* the effects held back since start go out */
 		struct timeval now = { 0, 0 };

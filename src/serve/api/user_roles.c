@@ -34,6 +34,8 @@ typedef struct ur_part {
 	bool synced;  /* told everything pending since it last became ready */
 	bool running; /* a call in flight */
 	bool again;   /* something changed meanwhile: send once more */
+	unsigned gen, sent_gen; /* the kernel's starts seen; the one the call went to */
+	bool sent_full;         /* the call carried a full page: more may follow */
 	json_t *sent; /* [[name, version], ...] of the call in flight */
 } ur_part;
 
@@ -192,9 +194,11 @@ static void on_sent(int status, const char *body, size_t len, double ms, const c
 		return;
 	}
 	acknowledged(r, p->bit, sent);
-	bool full = json_array_size(sent) == SDK_OWNER_ROLES_MAX;
+	bool full = p->sent_full;
 	json_decref(sent);
-	p->synced = true;
+	/* Not when the kernel started again meanwhile: the new one waits. */
+	if (p->sent_gen == p->gen && !full)
+		p->synced = true;
 	waiters_poke(r);
 	if (p->again || full) { /* a change came while this was in flight, or more to send */
 		p->again = false;
@@ -226,10 +230,12 @@ static void send_part(ur_part *p)
 		waiters_poke(r);
 		return;
 	}
-	if (p->synced && !any_todo(r, p->bit))
+	bool pending = any_todo(r, p->bit);
+	if (p->synced && !pending)
 		return;
-	if (k->state != SUP_READY) { /* told when it becomes ready */
-		retry_later(r);
+	if (k->state != SUP_READY) { /* told when it becomes ready (on_change) */
+		if (pending)
+			retry_later(r);
 		return;
 	}
 	sqlite3_stmt *st;
@@ -244,7 +250,9 @@ static void send_part(ur_part *p)
 	sqlite3_bind_int(st, 1, (int)p->bit);
 	sqlite3_bind_int(st, 2, SDK_OWNER_ROLES_MAX);
 	json_t *roles = json_array(), *sent = json_array();
+	size_t rows = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
+		rows++;
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		int64_t version = sqlite3_column_int64(st, 1);
 		int role;
@@ -260,11 +268,14 @@ static void send_part(ur_part *p)
 		json_array_append_new(sent, json_pack("[s, I]", name, (json_int_t)version));
 	}
 	sqlite3_finalize(st);
-	json_t *body = json_pack("{s:o}", "roles", roles);
+	/* A full page: more may follow, and the kernel is not synced before. */
+	json_t *body = json_pack("{s:o, s:b}", "roles", roles, "complete", rows < SDK_OWNER_ROLES_MAX);
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	p->running = true;
 	p->sent = sent;
+	p->sent_gen = p->gen;
+	p->sent_full = rows >= SDK_OWNER_ROLES_MAX;
 	if (!text || sdk_call(r->caller, kernel, "PUT", SDK_OWNER_ROLES_PATH, text, strlen(text),
 			      NULL, UR_CALL_TIMEOUT_MS, on_sent, p) < 0) {
 		p->running = false;
@@ -347,6 +358,7 @@ void api_user_roles_on_change(api_ctx *api, const sup_change *c)
 		if (!strcmp(c->k->cfg->name, ur_kernels[i])) {
 			/* A new process waits for us; an old one is told again, harmlessly. */
 			r->parts[i].synced = false;
+			r->parts[i].gen++;
 			send_part(&r->parts[i]);
 		}
 }
