@@ -101,9 +101,11 @@ class RoleChange(ServerClassCase):
         self.assertEqual(r["state"], "done", r)
         result = r["result"]["result"]
         self.assertEqual((result["role"], result["was"]), ("user", "admin"), result)
-        # The kernels that were up acknowledged before the operator was
-        # answered; the stopped one is named as still to be told.
-        self.assertEqual(result["kernels_pending"], ["scheduler"], result)
+        # The stopped kernel is named as still to be told (those that were
+        # up are too if they took longer than the answer's 5 s: a slow CI).
+        self.assertIn("scheduler", result["kernels_pending"], result)
+        self.assertLessEqual(set(result["kernels_pending"]),
+                             {"scheduler", "workflow", "state_machine"}, result)
 
         # The workflow run's timer ends after the change: its emit is a user's.
         def finished():
