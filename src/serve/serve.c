@@ -162,6 +162,7 @@ static void on_kernel_change(const sup_change *c, void *arg)
 	announce_state(s, c);
 	api_dashboard_on_change(&s->api, c);
 	rl_on_change(s->api.rl, c);
+	api_user_roles_on_change(&s->api, c);
 	if (c->to == SUP_READY && !strcmp(c->k->cfg->name, "trust"))
 		sup_attest_kick();
 	check_settled(s);
@@ -438,6 +439,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	sup_attest_main(gw_caller(s.api.gw), cfg, s.main_hash);
 	s.api.mem = api_memory_open(cfg, s.api.base); /* NULL: /memory answers 503 */
 	user_data_new(&s.api, s.token); /* NULL (logged): deleted users' data stays */
+	user_roles_new(&s.api, s.token); /* NULL (logged): roles do not change */
 	s.api.gov = gv_new(&s.api, s.token); /* NULL without a governance kernel */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
@@ -517,6 +519,7 @@ out:
 	api_backup_close(s.api.backup); /* and for a backup being made or sent */
 	bks_free(s.api.bks);            /* and a scheduled one (it audits: before the outbox) */
 	user_data_free(s.api.ud); /* after the memory service answered its purges */
+	user_roles_free(s.api.ur);
 	api_decide_free(&s.api); /* answers requests waiting for a decision */
 	gv_free(s.api.gov); /* after the healer: a clear_port it ran has reported */
 	api_dashboard_close(&s.api); /* ends the live feeds still open */

@@ -123,7 +123,9 @@ class Governance(GraceTestCase):
         for who in ("bob", "cid"):
             self.as_(who, "POST", "/governance/requests/%d/approve" % rid, {}, expect=200)
         r = self.wait_state(rid, "done")
-        self.assertEqual(r["result"]["result"], {"name": "rolly", "role": "admin", "was": "user"})
+        # No kernel here keeps things that act later as rolly: none to tell.
+        self.assertEqual(r["result"]["result"], {"name": "rolly", "role": "admin", "was": "user",
+                                                 "kernels_pending": []})
         users = {u["name"]: u["role"] for u in self.g.http("GET", "/auth/users")[2]["users"]}
         self.assertEqual(users["rolly"], "admin")
 

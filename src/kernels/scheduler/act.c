@@ -724,7 +724,7 @@ void sched_dispatch_soon(sched *s)
 
 void sched_dispatch(sched *s)
 {
-	if (s->draining)
+	if (s->draining || !s->roles_synced) /* a job's role may be stale: wait */
 		return;
 	sch_open_run runs[DISPATCH_BATCH];
 	while (s->n_acts < s->cfg->active_runs_max) {

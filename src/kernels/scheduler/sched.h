@@ -22,6 +22,9 @@ typedef struct sched {
 	struct event *timer;    /* at the earliest due slot (at most a second away) */
 	struct event *dispatch; /* runs the dispatcher on the next loop turn */
 	bool draining;
+	/* The main process has told us of every role change of a job's owner
+	 * (sdk/owner_roles.h): until then no run is acted on. */
+	bool roles_synced;
 	struct {
 		char name[TZ_NAME_MAX + 1];
 		tz_zone *z;

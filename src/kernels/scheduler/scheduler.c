@@ -15,6 +15,7 @@
  *   GET    /jobs/:id/next         ?count= next fire times
  *   GET    /next                  ?schedule=&timezone=&count=&after= (any expression)
  *   DELETE /owners/:name          a deleted user's jobs (admins, the main process)
+ *   PUT    /owner-roles           owners' new roles (the main process only)
  *   GET    /stats */
 #include "kernels/scheduler/sched.h"
 
@@ -23,6 +24,7 @@
 #include "sdk/call.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
+#include "sdk/owner_roles.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -542,6 +544,37 @@ static void on_owner_delete(sdk_req *req, void *ctx)
 	arm(s);
 }
 
+/* PUT /owner-roles: a user's role changed; their jobs fire with the new
+ * one from now on (sdk/owner_roles.h). The first one since start also
+ * lets the dispatcher act. */
+static void on_owner_roles(sdk_req *req, void *ctx)
+{
+	sched *s = sched_of(ctx);
+	bool complete = true;
+	const json_t *roles = sdk_owner_roles_take(req, s->k->token, &complete);
+	if (!roles)
+		return;
+	static const char *const updates[] = {
+		"UPDATE jobs SET role = ?1 WHERE owner = ?2 AND role IN ('user', 'admin')",
+	};
+	json_t *applied;
+	int64_t items;
+	sdk_err e;
+	int rc = sdk_owner_roles_apply(s->k->db, roles, updates, 1, &applied, &items, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	if (json_array_size(applied))
+		sdk_info("scheduler: %zu owners' roles changed (%lld jobs)", json_array_size(applied),
+			 (long long)items);
+	bool first = !s->roles_synced && complete;
+	s->roles_synced |= complete;
+	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
+	if (first)
+		sched_dispatch_soon(s);
+}
+
 static void on_trigger(sdk_req *req, void *ctx)
 {
 	sched *s = sched_of(ctx);
@@ -724,6 +757,7 @@ static int scheduler_init(sdk_kernel *k, char *err, size_t errlen)
 	}
 	s->k = k;
 	s->cfg = &k->cfg->scheduler;
+	s->roles_synced = !sdk_owner_roles_wait_at_start();
 	k->state = s;
 	s->timer = evtimer_new(k->base, on_timer, s);
 	s->dispatch = sched_dispatch_event(s);
@@ -774,6 +808,7 @@ static const sdk_route scheduler_routes[] = {
 	SDK_ROUTE("GET", "/jobs/:id/next", on_job_next),
 	SDK_ROUTE("GET", "/next", on_next),
 	SDK_ROUTE("DELETE", "/owners/:name", on_owner_delete),
+	SDK_ROUTE("PUT", "/owner-roles", on_owner_roles),
 	SDK_ROUTE("GET", "/stats", on_stats),
 };
 

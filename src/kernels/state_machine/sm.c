@@ -13,6 +13,7 @@
 #include "kernels/state_machine/store.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
+#include "sdk/owner_roles.h"
 #include "sdk/pool.h"
 #include "sdk/token.h"
 
@@ -47,6 +48,7 @@ typedef struct sm {
 	bool firing;   /* a delayed event is being delivered (maybe waiting for its chart) */
 	bool closing;
 	bool have_bus;
+	bool roles_synced; /* told of every owner's role change (sdk/owner_roles.h) */
 	grace_state_machine lim; /* [state_machine] */
 	unsigned long long events, timers_fired, emitted, emit_failures;
 	unsigned long long denied, timers_denied, policy_waits;
@@ -498,7 +500,7 @@ static void fire_decided(int result, const char *why, void *arg)
 /* Delivers due delayed events, earliest first, one at a time. */
 static void fire_next(sm *s, int budget)
 {
-	if (s->firing || s->closing)
+	if (s->firing || s->closing || !s->roles_synced) /* an owner's role may be stale */
 		return;
 	sdk_err e;
 	int64_t seq, due;
@@ -748,6 +750,12 @@ static void on_instance_create(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	sm *s = k->state;
+	if (!s->roles_synced) { /* the instance's owner_role may be stale (its emits use it) */
+		sdk_err e;
+		sdk_fail(&e, SDK_EBUSY, "the kernel has just started and waits for the main process");
+		sdk_reply_status(req, SDK_EBUSY, &e);
+		return;
+	}
 	json_t *body = sdk_req_json(req, true);
 	if (!body)
 		return;
@@ -976,6 +984,12 @@ static void on_send(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	sm *s = k->state;
+	if (!s->roles_synced) { /* the instance's owner_role may be stale (its emits use it) */
+		sdk_err e;
+		sdk_fail(&e, SDK_EBUSY, "the kernel has just started and waits for the main process");
+		sdk_reply_status(req, SDK_EBUSY, &e);
+		return;
+	}
 	json_t *body = sdk_req_json(req, true);
 	if (!body)
 		return;
@@ -1036,6 +1050,65 @@ static void on_send(sdk_req *req, void *ctx)
 
 /* ---- life ---- */
 
+/* PUT /owner-roles: a user's role changed; their instances' delayed events
+ * and emits act with the new one from now on (sdk/owner_roles.h). */
+static void on_owner_roles(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	sm *s = k->state;
+	bool complete = true;
+	const json_t *roles = sdk_owner_roles_take(req, k->token, &complete);
+	if (!roles)
+		return;
+	static const char *const updates[] = {
+		"UPDATE instances SET owner_role = ?1 WHERE owner = ?2 AND owner_role IN ('user', 'admin')",
+	};
+	json_t *applied;
+	int64_t items;
+	sdk_err e;
+	int rc = sdk_owner_roles_apply(k->db, roles, updates, 1, &applied, &items, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	if (json_array_size(applied))
+		sdk_info("state_machine: %zu owners' roles changed (%lld instances)",
+			 json_array_size(applied), (long long)items);
+	bool first = !s->roles_synced && complete;
+	s->roles_synced |= complete;
+	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
+	if (first)
+		arm_timer(s); /* the delayed events held back since start */
+}
+
+/* DELETE /owners/:name: a deleted user's instances go with the user (the
+ * main process calls this when a user is deleted or a name is taken
+ * again): their delayed events never fire, and a new user of the name
+ * sees none. */
+static void on_owner_delete(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	sm *s = k->state;
+	int role;
+	if (sdk_req_caller(req, k->token, &role)) {
+		sdk_reply_error(req, 403, "forbidden", "only the main process removes a user's instances");
+		return;
+	}
+	const char *owner = sdk_req_param(req, "name");
+	int64_t n = 0;
+	sdk_err e;
+	int rc = sm_owner_purge(k->db, owner, &n, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	if (n)
+		sdk_info("state_machine: %lld instances of '%s' deleted with their owner", (long long)n,
+			 owner);
+	sdk_reply_json(req, 200, json_pack("{s:s, s:I}", "owner", owner, "deleted", (json_int_t)n));
+	arm_timer(s);
+}
+
 static int sm_init(sdk_kernel *k, char *err, size_t errlen)
 {
 	sdk_err e;
@@ -1055,6 +1128,7 @@ static int sm_init(sdk_kernel *k, char *err, size_t errlen)
 	s->timer = evtimer_new(k->base, on_timer, s);
 	s->have_bus = grace_config_kernel(k->cfg, "message_bus") != NULL;
 	s->lim = k->cfg->state_machine;
+	s->roles_synced = !sdk_owner_roles_wait_at_start();
 	if (!s->cache || !s->pool || !s->timer) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -1090,6 +1164,8 @@ static const sdk_route sm_routes[] = {
 	SDK_ROUTE("DELETE", "/instances/:id", on_instance_delete),
 	SDK_ROUTE("POST", "/instances/:id/events", on_send),
 	SDK_ROUTE("GET", "/instances/:id/history", on_history),
+	SDK_ROUTE("PUT", "/owner-roles", on_owner_roles),
+	SDK_ROUTE("DELETE", "/owners/:name", on_owner_delete),
 };
 
 const sdk_kernel_def state_machine_kernel = {

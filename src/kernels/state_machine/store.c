@@ -360,6 +360,27 @@ int sm_instance_delete(sqlite3 *db, const char *id, sdk_err *err)
 	return sm_commit(db, err);
 }
 
+int sm_owner_purge(sqlite3 *db, const char *owner, int64_t *deleted, sdk_err *err)
+{
+	static const char *const sql[] = {
+		"DELETE FROM history WHERE instance IN"
+		" (SELECT id FROM instances WHERE owner = ? AND owner_role IN ('user', 'admin'))",
+		"DELETE FROM timers WHERE instance IN"
+		" (SELECT id FROM instances WHERE owner = ? AND owner_role IN ('user', 'admin'))",
+		"DELETE FROM instances WHERE owner = ? AND owner_role IN ('user', 'admin')",
+	};
+	*deleted = 0;
+	int rc = sm_begin(db, err);
+	for (size_t i = 0; i < sizeof sql / sizeof *sql && rc == 0; i++)
+		if ((rc = exec_id(db, sql[i], owner, err)) == 0 && i == 2)
+			*deleted = sqlite3_changes(db);
+	if (rc < 0) {
+		sm_rollback(db);
+		return rc;
+	}
+	return sm_commit(db, err);
+}
+
 /* The id `tid` of instance `id` names no pending event any more. */
 static int forget(sqlite3 *db, const char *id, const char *tid, sdk_err *err)
 {

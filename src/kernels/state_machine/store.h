@@ -60,6 +60,9 @@ int sm_instance_list(sqlite3 *db, const char *owner, const char *machine, const 
 /* Instances of `owner`: a count >= 0, or a negative status. */
 int sm_instance_count(sqlite3 *db, const char *owner, sdk_err *err);
 int sm_instance_delete(sqlite3 *db, const char *id, sdk_err *err);
+/* A deleted user's instances go, with their history and delayed events,
+ * in one transaction; how many in *deleted. */
+int sm_owner_purge(sqlite3 *db, const char *owner, int64_t *deleted, sdk_err *err);
 
 /* One transition of instance `id` from `version` to version + 1, in one
  * transaction: the snapshot, a history row {event, value, status, source,

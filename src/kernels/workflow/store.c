@@ -522,3 +522,29 @@ int wfs_history(sqlite3 *db, const char *id, int64_t after, unsigned limit, json
 	sqlite3_finalize(st);
 	return rc;
 }
+
+int wfs_owner_purge(sqlite3 *db, const char *owner, int64_t *runs, sdk_err *err)
+{
+	static const char *const sql[] = {
+		"DELETE FROM history WHERE run IN (SELECT id FROM runs WHERE owner = ?1)",
+		"DELETE FROM run_keys WHERE owner = ?1",
+		"DELETE FROM runs WHERE owner = ?1",
+		"UPDATE definitions SET owner = '' WHERE owner = ?1",
+	};
+	*runs = 0;
+	int rc = begin(db, err);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < sizeof sql / sizeof *sql && rc == 0; i++) {
+		sqlite3_stmt *st;
+		if ((rc = prep(db, sql[i], &st, err)) < 0)
+			break;
+		sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = sdk_db_fail(db, err, "purging an owner");
+		else if (i == 2)
+			*runs = sqlite3_changes(db);
+		sqlite3_finalize(st);
+	}
+	return commit(db, rc, err);
+}

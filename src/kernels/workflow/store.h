@@ -63,6 +63,10 @@ int wfs_run_list(sqlite3 *db, const char *owner, const char *status, const char 
 		 json_t **out, sdk_err *err);
 /* Ids of runs not finished (running or suspended). */
 int wfs_run_active(sqlite3 *db, json_t **ids, sdk_err *err);
+/* A deleted user's runs go, with their history and start keys, in one
+ * transaction; their definitions lose their owner (only admins see them
+ * then). How many runs in *runs. */
+int wfs_owner_purge(sqlite3 *db, const char *owner, int64_t *runs, sdk_err *err);
 int wfs_history(sqlite3 *db, const char *id, int64_t after, unsigned limit, json_t **out,
 		sdk_err *err);
 

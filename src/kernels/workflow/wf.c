@@ -19,6 +19,7 @@
 #include "sdk/clock.h"
 #include "sdk/json_keys.h"
 #include "sdk/log.h"
+#include "sdk/owner_roles.h"
 #include "sdk/pool.h"
 #include "sdk/ports.h"
 
@@ -81,6 +82,7 @@ struct wf {
 	bool bus_busy, outbox_more;
 	struct event *bus_retry;
 	bool starved;       /* an effect waits for a free slot */
+	bool roles_synced;  /* told of every owner's role change (sdk/owner_roles.h) */
 	unsigned long long steps, commits, effects, bus_failures;
 };
 
@@ -982,6 +984,8 @@ static void do_listen(effect_job *j)
 
 static void issue_effects(run *r)
 {
+	if (!r->w->roles_synced) /* its role may be stale: on_kick issues them once told */
+		return;
 	json_t *pend = json_array();
 	wf_pending(r->r.state, pend);
 	size_t i;
@@ -1586,6 +1590,82 @@ static void run_op(sdk_req *req, sdk_kernel *k, const char *op)
 	wfs_run_clear(&st);
 }
 
+/* PUT /owner-roles: a user's role changed; their runs act with the new one
+ * from now on, the effects in flight included (sdk/owner_roles.h). */
+static void on_owner_roles(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	wf *w = k->state;
+	bool complete = true;
+	const json_t *roles = sdk_owner_roles_take(req, k->token, &complete);
+	if (!roles)
+		return;
+	static const char *const updates[] = {
+		"UPDATE runs SET role = ?1 WHERE owner = ?2 AND role IN ('user', 'admin')",
+	};
+	json_t *applied;
+	int64_t items;
+	sdk_err e;
+	int rc = sdk_owner_roles_apply(k->db, roles, updates, 1, &applied, &items, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	size_t i;
+	json_t *a;
+	json_array_foreach(applied, i, a) {
+		const char *owner = json_string_value(json_object_get(a, "owner"));
+		const char *role = json_string_value(json_object_get(a, "role"));
+		for (run *r = w->runs; r; r = r->next)
+			if (!strcmp(r->r.owner, owner))
+				snprintf(r->r.role, sizeof r->r.role, "%s", role);
+		for (effect_job *j = w->jobs; j; j = j->next)
+			if (!strcmp(j->user, owner))
+				snprintf(j->role, sizeof j->role, "%s", role);
+	}
+	if (json_array_size(applied))
+		sdk_info("workflow: %zu owners' roles changed (%lld runs)", json_array_size(applied),
+			 (long long)items);
+	bool first = !w->roles_synced && complete;
+	w->roles_synced |= complete;
+	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
+	if (first) { /* the effects held back since start go out */
+		struct timeval now = { 0, 0 };
+		evtimer_add(w->kick, &now);
+	}
+}
+
+/* DELETE /owners/:name: a deleted user's runs go with the user (the main
+ * process calls this when a user is deleted or a name is taken again):
+ * they stop where they are, and a new user of the name sees none. */
+static void on_owner_delete(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	wf *w = k->state;
+	const char *user;
+	int role;
+	if (!caller_of(req, k, &user, &role) || *user) {
+		sdk_reply_error(req, 403, "forbidden", "only the main process removes a user's runs");
+		return;
+	}
+	const char *owner = sdk_req_param(req, "name");
+	int64_t n = 0;
+	sdk_err e;
+	int rc = wfs_owner_purge(k->db, owner, &n, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return;
+	}
+	for (run *r = w->runs, *next; r; r = next) {
+		next = r->next;
+		if (!strcmp(r->r.owner, owner))
+			run_free(r); /* its effects in flight find no run when they end */
+	}
+	if (n)
+		sdk_info("workflow: %lld runs of '%s' deleted with their owner", (long long)n, owner);
+	sdk_reply_json(req, 200, json_pack("{s:s, s:I}", "owner", owner, "deleted", (json_int_t)n));
+}
+
 static void on_cancel(sdk_req *req, void *ctx) { run_op(req, ctx, "cancel"); }
 static void on_suspend(sdk_req *req, void *ctx) { run_op(req, ctx, "suspend"); }
 static void on_resume(sdk_req *req, void *ctx) { run_op(req, ctx, "resume"); }
@@ -1616,6 +1696,7 @@ static int wf_init(sdk_kernel *k, char *err, size_t errlen)
 	w->bus_retry = evtimer_new(k->base, on_bus_retry, w);
 	w->bus_queue = json_array();
 	w->outbox_more = true; /* what the last process left */
+	w->roles_synced = !sdk_owner_roles_wait_at_start();
 	if (!w->cache || !w->pool || !w->ext || !w->reload || !w->kick || !w->bus_retry) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -1679,6 +1760,8 @@ static const sdk_route wf_routes[] = {
 	SDK_ROUTE("POST", "/runs/:id/suspend", on_suspend),
 	SDK_ROUTE("POST", "/runs/:id/resume", on_resume),
 	SDK_ROUTE("POST", "/runs/:id/retry", on_retry),
+	SDK_ROUTE("PUT", "/owner-roles", on_owner_roles),
+	SDK_ROUTE("DELETE", "/owners/:name", on_owner_delete),
 };
 
 const sdk_kernel_def workflow_kernel = {

@@ -16,6 +16,7 @@
 #include "sdk/http.h"
 #include "serve/supervisor/supervisor.h"
 #include "serve/api/user_data.h"
+#include "serve/api/user_roles.h"
 
 typedef struct api_memory api_memory; /* /memory: its store and worker pool */
 typedef struct gv gv;                 /* governance: the gate and executor (serve/govern) */
@@ -38,6 +39,7 @@ typedef struct api_ctx {
 	chat *chat;
 	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
 	user_data *ud;   /* purges a user's data with the user (user_data.h) */
+	user_roles *ur;  /* a user's new role told to the kernels (user_roles.h) */
 	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
 	reloader *rl;       /* NULL when it could not start: /reload answers 503 */
 	bk_schedule *bks;   /* NULL when no [backup] schedule is configured */

@@ -25,11 +25,19 @@ _Static_assert((int)AUTH_ROLE_ADMIN == (int)SDK_CALLER_ADMIN && (int)AUTH_ROLE_U
 #define UD_RETRY_MS 2000          /* a failed part is tried again after this */
 #define UD_CHAT_MESSAGES_STEP 500 /* chat messages deleted per loop turn */
 #define UD_LIBRARY_TIMEOUT_MS 10000
-#define UD_SCHEDULER_TIMEOUT_MS 10000
+#define UD_KERNEL_TIMEOUT_MS 10000
 #define UD_ACTOR "grace"          /* who the librarian is told acts */
 #define UD_WAIT_MS 5000           /* the longest a waiter waits for the local parts */
 
-enum { PART_MEMORY = 1, PART_CHAT = 2, PART_LIBRARY = 4, PART_SCHEDULER = 8, PART_ALL = 15 };
+enum {
+	PART_MEMORY = 1,
+	PART_CHAT = 2,
+	PART_LIBRARY = 4,
+	PART_SCHEDULER = 8,
+	PART_WORKFLOW = 16,
+	PART_STATE_MACHINE = 32,
+	PART_ALL = 63
+};
 /* The parts kept in this process: done in milliseconds unless the disk is
  * in trouble, so a new user's creation waits for them. */
 enum { PART_LOCAL = PART_MEMORY | PART_CHAT };
@@ -38,7 +46,8 @@ static const struct {
 	unsigned part;
 	const char *name;
 } part_names[] = { { PART_MEMORY, "memory" }, { PART_CHAT, "chat" }, { PART_LIBRARY, "librarian" },
-		    { PART_SCHEDULER, "scheduler" } };
+		    { PART_SCHEDULER, "scheduler" }, { PART_WORKFLOW, "workflow" },
+		    { PART_STATE_MACHINE, "state_machine" } };
 
 /* The routes that show data of each part: refused to a user of the name
  * until the part is done. Chat reads memory rows, so it waits for both. */
@@ -53,6 +62,10 @@ static const struct {
 	{ PART_LIBRARY, "/kernels/librarian_kernel" },
 	{ PART_SCHEDULER, "/scheduler" },
 	{ PART_SCHEDULER, "/kernels/scheduler" },
+	{ PART_WORKFLOW, "/workflow" },
+	{ PART_WORKFLOW, "/kernels/workflow" },
+	{ PART_STATE_MACHINE, "/state-machine" },
+	{ PART_STATE_MACHINE, "/kernels/state_machine" },
 };
 
 static const char ud_schema[] = "CREATE TABLE IF NOT EXISTS user_purges ("
@@ -303,38 +316,69 @@ static void library_run(struct pending *p)
 		part_end(p, PART_LIBRARY, SDK_EIO, "cannot call the librarian");
 }
 
-/* The scheduler: the user's jobs are deleted (a job never fires for
- * anyone but its creator, nor for a new user who takes the name). */
+/* The kernels whose items act later as their owner: the user's are
+ * deleted (a scheduler job, a workflow run, a state machine instance
+ * never acts for anyone but its creator, nor for a new user who takes the
+ * name), by `DELETE /owners/NAME` as the main process. */
+static void kernel_done(struct pending *p, unsigned part, int status, const char *body,
+			size_t len, const char *error)
+{
+	char why[160] = "";
+	if (status == 0)
+		snprintf(why, sizeof why, "no answer from the %s kernel: %s", part_name(part),
+			 error ? error : "");
+	else if (status != 200)
+		snprintf(why, sizeof why, "the %s kernel answered %d: %.*s", part_name(part), status,
+			 (int)(len < 100 ? len : 100), body ? body : "");
+	part_end(p, part, status == 200 ? 0 : SDK_EIO, why);
+}
+
 static void on_scheduler_done(int status, const char *body, size_t len, double latency_ms,
 			      const char *error, void *arg)
 {
 	(void)latency_ms;
-	char why[160] = "";
-	if (status == 0)
-		snprintf(why, sizeof why, "no answer from the scheduler: %s", error ? error : "");
-	else if (status != 200)
-		snprintf(why, sizeof why, "the scheduler answered %d: %.*s", status,
-			 (int)(len < 100 ? len : 100), body ? body : "");
-	part_end(arg, PART_SCHEDULER, status == 200 ? 0 : SDK_EIO, why);
+	kernel_done(arg, PART_SCHEDULER, status, body, len, error);
 }
 
-static void scheduler_run(struct pending *p)
+static void on_workflow_done(int status, const char *body, size_t len, double latency_ms,
+			     const char *error, void *arg)
+{
+	(void)latency_ms;
+	kernel_done(arg, PART_WORKFLOW, status, body, len, error);
+}
+
+static void on_state_machine_done(int status, const char *body, size_t len, double latency_ms,
+				  const char *error, void *arg)
+{
+	(void)latency_ms;
+	kernel_done(arg, PART_STATE_MACHINE, status, body, len, error);
+}
+
+static void kernel_run(struct pending *p, unsigned part, sdk_call_cb done)
 {
 	user_data *u = p->u;
-	sup_kernel *k = sup_find(u->api->sup, "scheduler");
-	if (!k) { /* no scheduler here: no jobs */
-		part_end(p, PART_SCHEDULER, 0, NULL);
+	const char *kernel = part_name(part);
+	sup_kernel *k = sup_find(u->api->sup, kernel);
+	if (!k) { /* no such kernel here: nothing of the user's in it */
+		part_end(p, part, 0, NULL);
 		return;
 	}
 	if (k->state != SUP_READY) {
-		part_end(p, PART_SCHEDULER, SDK_EBUSY, "the scheduler is not ready");
+		part_end(p, part, SDK_EBUSY, "the kernel is not ready");
 		return;
 	}
 	char path[AUTH_NAME_MAX + 16];
 	snprintf(path, sizeof path, "/owners/%s", p->name); /* a valid name needs no encoding */
-	if (sdk_call(u->caller, "scheduler", "DELETE", path, NULL, 0, NULL,
-		     UD_SCHEDULER_TIMEOUT_MS, on_scheduler_done, p) < 0)
-		part_end(p, PART_SCHEDULER, SDK_EIO, "cannot call the scheduler");
+	if (sdk_call(u->caller, kernel, "DELETE", path, NULL, 0, NULL, UD_KERNEL_TIMEOUT_MS, done,
+		     p) < 0)
+		part_end(p, part, SDK_EIO, "cannot call the kernel");
+}
+
+static void scheduler_run(struct pending *p) { kernel_run(p, PART_SCHEDULER, on_scheduler_done); }
+static void workflow_run(struct pending *p) { kernel_run(p, PART_WORKFLOW, on_workflow_done); }
+static void state_machine_run(struct pending *p)
+{
+	kernel_run(p, PART_STATE_MACHINE, on_state_machine_done);
 }
 
 /* Starts every part that is to do and not running. A runner may end its
@@ -342,9 +386,11 @@ static void scheduler_run(struct pending *p)
  * touches `p` after the last start. */
 static void run(struct pending *p)
 {
-	static void (*const runners[])(struct pending *) = { memory_run, chat_run, library_run,
-							      scheduler_run };
-	static const unsigned parts[] = { PART_MEMORY, PART_CHAT, PART_LIBRARY, PART_SCHEDULER };
+	static void (*const runners[])(struct pending *) = { memory_run,    chat_run,
+							      library_run,   scheduler_run,
+							      workflow_run,  state_machine_run };
+	static const unsigned parts[] = { PART_MEMORY,    PART_CHAT,     PART_LIBRARY,
+					  PART_SCHEDULER, PART_WORKFLOW, PART_STATE_MACHINE };
 	unsigned start = p->todo & ~p->running;
 	p->running |= start;
 	for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {

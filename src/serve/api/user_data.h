@@ -10,7 +10,11 @@
  *     ingests still queued or running are cancelled;
  *   - scheduler: their jobs, with their open runs cancelled (a job acts
  *     as its creator: never for a deleted one, nor for a new user who
- *     takes the name).
+ *     takes the name);
+ *   - workflow: their runs with their history, active ones stopped where
+ *     they are (their definitions lose their owner: admins' only then);
+ *   - state_machine: their instances with their history and delayed
+ *     events.
  *
  * Each purge is written to a journal (DATA_DIR/grace.db, user_purges)
  * before it starts and struck out when every part is done, so a restart

@@ -30,6 +30,7 @@ struct gv {
 	bool busy;              /* a round of intents is under way */
 	json_t *queue;          /* the round's intents still to handle */
 	json_t *cur;            /* the intent being handled */
+	json_t *role_result;    /* user.role: its result, while the kernels are told */
 	unsigned long long runs, reports_failed;
 };
 
@@ -343,6 +344,18 @@ static void run_user_delete(gv *g, const char *name)
 	finish(g, true, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
 }
 
+/* The kernels that act later as the user were told (pending NULL), or
+ * some are still to be: the result says which, so the operator knows
+ * (they act for no one at their next start until they are). */
+static void on_role_told(void *arg, json_t *pending)
+{
+	gv *g = arg;
+	json_t *result = g->role_result;
+	g->role_result = NULL;
+	json_object_set_new(result, "kernels_pending", pending ? pending : json_array());
+	finish(g, true, result);
+}
+
 /* The only way a role changes: an approved request. Sessions carry the
  * role they were checked with: the cache goes, so the next request sees
  * the new one. */
@@ -357,11 +370,16 @@ static void run_user_role(gv *g, const char *name, const char *role_s)
 	if (old == AUTH_ROLE_ADMIN && role != AUTH_ROLE_ADMIN &&
 	    auth_user_count(api->auth->store, AUTH_ROLE_ADMIN) <= 1)
 		return finish_error(g, "'%s' is the last admin", name);
+	/* The kernels' notice first (user_roles.h): a crash after the change
+	 * must not leave a job, a run or a delayed event acting as before. */
+	if (api_user_role_begin(api, name) < 0)
+		return finish_error(g, "cannot record the role change of '%s' for the kernels", name);
 	if (auth_user_set_role(api->auth->store, name, role) < 0)
 		return finish_error(g, "cannot change the role of '%s'", name);
 	auth_cache_clear(api->auth);
-	finish(g, true, json_pack("{s:s, s:s, s:s}", "name", name, "role", auth_role_name(role),
-				  "was", auth_role_name(old)));
+	g->role_result = json_pack("{s:s, s:s, s:s}", "name", name, "role", auth_role_name(role),
+				   "was", auth_role_name(old));
+	api_user_role_wait(api, name, on_role_told, g);
 }
 
 /* Runs the current intent's action; every path ends in finish(). */
@@ -563,6 +581,7 @@ void gv_free(gv *g)
 	sdk_caller_free(g->as_gateway);
 	json_decref(g->queue);
 	json_decref(g->cur);
+	json_decref(g->role_result);
 	if (g->db)
 		sqlite3_close(g->db);
 	free(g);
