@@ -294,7 +294,10 @@ class SupervisorRole(GraceTestCase):
         cred = secrets.token_hex(32)
         self.join("scheduler", cred, p.pid, 404)  # not registered yet
         self.register("scheduler", p.pid, cred)
-        self.register("scheduler", p.pid, cred, expect=409)
+        # The same registration again (its first answer lost): the same;
+        # that credential for another kernel: a conflict.
+        self.register("scheduler", p.pid, cred)
+        self.register("crypto", p.pid, cred, expect=409)
         # Only the supervisor registers: not a kernel, nor the main
         # process's name on the internal token alone, nor a wrong attestation.
         self.register("scheduler", p.pid, secrets.token_hex(32), caller="state_machine", expect=403)
@@ -310,9 +313,17 @@ class SupervisorRole(GraceTestCase):
         ok = self.join("scheduler", cred, p.pid, 200)
         self.assertEqual(ok["spiffe_id"], "spiffe://grace.local/kernel/scheduler")
         self.assertEqual(len(ok["attestation"]), 64)
-        # Used twice: refused.
-        out = self.join("scheduler", cred, p.pid, 409)
-        self.assertEqual(out["error"]["code"], "conflict")
+        # Presented again by the same live process soon after (its first
+        # answer lost to a timeout): a new attestation, which replaces the
+        # first; by another pid it stays refused.
+        out = self.join("scheduler", cred, os.getpid(), 403)
+        again = self.join("scheduler", cred, p.pid, 200)
+        self.assertNotEqual(again["attestation"], ok["attestation"])
+        st, _, out = self.call("POST", "/jwt-svid", {"audience": "x"},
+                               {"X-Grace-Caller": "scheduler",
+                                "X-Grace-Attestation": ok["attestation"]})
+        self.assertEqual(st, 403, out)
+        ok = again
         w = self.workloads()["scheduler"]
         self.assertEqual(w["pid"], p.pid)
         # Its SVIDs go to the holder of the attestation only.

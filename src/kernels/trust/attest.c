@@ -73,6 +73,28 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, sdk_err *e
 	return rc;
 }
 
+/* Whether `hash` is registered already for exactly this process. */
+static bool same_registration(sqlite3 *db, const char *kernel, const char *node,
+			      const tr_proc *p, const char *hash)
+{
+	sqlite3_stmt *st;
+	sdk_err e;
+	if (sdk_db_prepare(db,
+			   "SELECT 1 FROM trust_joins WHERE hash = ? AND kernel = ? AND pid = ?"
+			   " AND start_time = ? AND exe = ? AND node = ?",
+			   &st, &e) < 0)
+		return false;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, kernel, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, (int)p->pid);
+	sqlite3_bind_int64(st, 4, p->start_time);
+	sqlite3_bind_text(st, 5, p->exe, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, node, -1, SQLITE_STATIC);
+	bool same = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return same;
+}
+
 int tr_join_register(sqlite3 *db, const char *kernel, const char *node, const tr_proc *p,
 		     const char *hash_hex, int64_t now_ms, sdk_err *err)
 {
@@ -101,9 +123,14 @@ int tr_join_register(sqlite3 *db, const char *kernel, const char *node, const tr
 	sqlite3_bind_int64(st, 6, now_ms);
 	sqlite3_bind_text(st, 7, node, -1, SQLITE_STATIC);
 	int step = sqlite3_step(st);
-	if (step == SQLITE_CONSTRAINT) {
+	if ((step & 0xff) == SQLITE_CONSTRAINT) {
 		sqlite3_finalize(st);
-		return sdk_fail(err, SDK_ECONFLICT, "that credential is registered already");
+		/* The same registration again: the supervisor's first try was
+		 * stored but its answer lost (a timeout on a loaded machine).
+		 * Anything else under that hash is a conflict. */
+		return same_registration(db, kernel, node, p, hash_hex)
+			       ? 0
+			       : sdk_fail(err, SDK_ECONFLICT, "that credential is registered already");
 	}
 	return step == SQLITE_DONE ? (sqlite3_finalize(st), 0)
 				   : step_done(db, st, "registering a credential", err);
@@ -147,12 +174,17 @@ static int accept_locked(sqlite3 *db, const char *kernel, const char *hash, pid_
 	int64_t used = sqlite3_column_int64(st, 4);
 	snprintf(node, sizeof node, "%s", sdk_db_text(st, 5));
 	sqlite3_finalize(st);
-	if (used)
-		return sdk_fail(err, SDK_ECONFLICT, "this join credential was used already");
 	if (strcmp(who, kernel))
 		return sdk_fail(err, SDK_EDENIED, "this join credential is not kernel %s's", kernel);
 	if (pid != want.pid)
 		return sdk_fail(err, SDK_EDENIED, "this join credential was given to another process");
+	/* Used: once, but for the answer that was lost. The same live process
+	 * (checked below) presenting it again soon after gets a new
+	 * attestation, which replaces the first: its first try was accepted
+	 * while its answer timed out on a loaded machine, and without this the
+	 * kernel would stay without an identity until its next start. */
+	if (used && now_ms - used > TR_REJOIN_MS)
+		return sdk_fail(err, SDK_ECONFLICT, "this join credential was used already");
 	/* Registered by another node's main: its process is not in this
 	 * host's /proc, and that node's supervisor, which made the process
 	 * and handed it the credential, checked it. */

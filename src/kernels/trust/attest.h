@@ -30,6 +30,9 @@
 #define TR_JOIN_HEX 64
 #define TR_EXE_MAX 4096
 #define TR_JOINS_MAX 1024 /* registrations kept; the oldest go first */
+/* A used credential is accepted again from the same live process this
+ * long after its first use (its first answer lost), not later. */
+#define TR_REJOIN_MS 60000
 
 typedef struct tr_proc {
 	pid_t pid;
