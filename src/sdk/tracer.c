@@ -387,6 +387,12 @@ static void on_statement(bool end, const void *stmt, const char *sql, int failed
 	const sdk_span *cur = current;
 	if (!cur || !cur->active || !(cur->ctx.flags & SDK_TRACE_FLAG_SAMPLED))
 		return;
+	if (collecting && collecting->n == SDK_TRACE_CHILDREN_MAX) {
+		/* The job has all the spans it may: the rest are only counted
+		 * (a search can run hundreds of statements). */
+		collecting->dropped += end;
+		return;
+	}
 	if (memcmp(stmts_of, cur->ctx.span_id, 8)) {
 		/* Another handler: what the last one left open is not ours. */
 		memset(stmts_open, 0, sizeof stmts_open);
