@@ -15,6 +15,11 @@
     wrk, Grace with [telemetry] self_trace = 1 (every trace recorded, then
     sample_percent = 10) against self_trace = 0, same run, rounds
     interleaved.
+  * the cost of tracing work on a kernel's worker pool: the librarian's
+    search (its SQLite statements run on the pool) through :8000 by wrk,
+    one Grace, requests with a sampled traceparent (every hop recorded,
+    the pool's statements too) against an unsampled one (propagated,
+    nothing recorded), rounds interleaved. `--search-only` runs just this.
 
 The report goes to stdout; progress to stderr."""
 
@@ -163,6 +168,82 @@ def wrk(port, token, secs):
     return float(m.group(1))
 
 
+WORDS = ("zeppelin hangar envelope airship crew gas cell ballast rudder engine mooring mast "
+         "weather pilot route altitude winch cable fabric frame girder valve").split()
+
+
+def search_cost(args, GraceServer, report):
+    """Librarian search through :8000, traced against untraced, one Grace."""
+    import random
+    rnd = random.Random(16)
+    with GraceServer(kernels={"telemetry": {}, "librarian": {}},
+                     config={"telemetry": {"sample_percent": 0}}) as g:
+        token = g.login()
+        for i in range(args.docs):
+            body = " ".join(rnd.choice(WORDS) for _ in range(60))
+            st, _, b = g.http("POST", "/librarian/documents",
+                              {"title": "log %d %s" % (i, rnd.choice(WORDS)), "body": body})
+            if st != 201:
+                raise SystemExit("ingest: %s %s" % (st, b))
+        path = "/librarian/search?query=zeppelin+hangar&limit=10"
+        deadline = time.monotonic() + 60
+        while (g.http("GET", path)[2] or {}).get("total", 0) < args.docs // 10:
+            if time.monotonic() > deadline:
+                raise SystemExit("the documents never became searchable")
+            time.sleep(0.2)
+        # How many statements one search runs on the pool (their spans).
+        tid = "%032x" % rnd.getrandbits(128)
+        g.http("GET", path, headers={"traceparent": "00-%s-%s-01" % (tid, "1" * 16)})
+        stmts = None
+        deadline = time.monotonic() + 30
+        while stmts is None and time.monotonic() < deadline:
+            st, _, tr = g.http("GET", "/telemetry/traces/" + tid)
+            if st == 200:
+                def walk(n):
+                    if n["name"] == "GET /search":
+                        # Those past 64 are counted on the job's last span.
+                        return sum(1 + int(next((a["value"]["intValue"] for a in c["attributes"]
+                                                 if a["key"] == "grace.db.statements_dropped"),
+                                                0))
+                                   for c in n["children"] if c["name"].startswith("sqlite "))
+                    return next((x for x in map(walk, n["children"]) if x is not None), None)
+                stmts = next((x for x in map(walk, tr["roots"]) if x is not None), None)
+            time.sleep(0.2)
+        kinds = (("traced", "01"), ("untraced", "00"))
+        rates = {k: [] for k, _ in kinds}
+        for r in range(args.rounds):
+            for name, flag in kinds:
+                tp = "traceparent: 00-%032x-%016x-%s" % (rnd.getrandbits(128),
+                                                          rnd.getrandbits(64) | 1, flag)
+                out = subprocess.run(["wrk", "-t2", "-c8", "-d%ds" % args.wrk_secs,
+                                      "-H", "Authorization: Bearer " + token, "-H", tp,
+                                      "http://127.0.0.1:%d%s" % (g.api_port, path)],
+                                     capture_output=True, text=True,
+                                     timeout=args.wrk_secs + 30).stdout
+                m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+                if not m or re.search(r"Non-2xx or 3xx responses", out):
+                    raise SystemExit("wrk: %s" % out)
+                rates[name].append(float(m.group(1)))
+                log("round %d search %s: %s req/s" % (r + 1, name, m.group(1)))
+        m = g.http("GET", "/kernels/librarian/metrics")[2]
+        m = m.decode() if isinstance(m, bytes) else str(m)
+        sent = re.search(r'grace_trace_spans_sent_total\{kernel="librarian"\} (\d+)', m)
+        dropped = re.search(r'grace_trace_spans_dropped_total\{kernel="librarian"\} (\d+)', m)
+    best = {k: max(v) for k, v in rates.items()}
+    report.append("librarian GET /search through :8000, %d documents, wrk -t2 -c8, best of %d x %ds"
+                  " (%s SQLite statements a search on the pool, 64 of them spans):"
+                  % (args.docs, args.rounds, args.wrk_secs, stmts))
+    report.append("  sampled traceparent (recorded)   %9.0f req/s (ratio %.2f to unsampled; the"
+                  " librarian sent %s spans, dropped %s: those past 64 a job, and what the"
+                  " telemetry kernel could not take)"
+                  % (best["traced"], best["traced"] / best["untraced"],
+                     sent.group(1) if sent else "?", dropped.group(1) if dropped else "?"))
+    report.append("  unsampled traceparent            %9.0f req/s" % best["untraced"])
+    report.append("  all rounds: traced %s, untraced %s"
+                  % (" ".join("%.0f" % x for x in rates["traced"]),
+                     " ".join("%.0f" % x for x in rates["untraced"])))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--grace", default=os.path.join(HERE, "..", "build", "grace"))
@@ -170,14 +251,22 @@ def main():
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--wrk-secs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--docs", type=int, default=300, help="librarian documents searched")
+    ap.add_argument("--search-only", action="store_true",
+                    help="only the librarian search, traced against untraced")
     args = ap.parse_args()
     os.environ["GRACE_BIN"] = os.path.abspath(args.grace)
     from harness import GraceServer  # noqa: E402
 
+    report = []
+    search_cost(args, GraceServer, report)
+    if args.search_only:
+        print("\n".join(report))
+        return
+
     nb = args.spans // args.batch
     t0 = time.time_ns()
     batches = [spans_of(b, args.batch, t0) for b in range(nb)]
-    report = []
     with GraceServer(kernels={"telemetry": {}}, config={"telemetry": {"self_trace": 0}}) as g:
         port = g.kernel_port("telemetry")
         log("building %d batches of %d spans" % (nb, args.batch))

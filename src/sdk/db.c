@@ -126,18 +126,54 @@ static int db_quick_check(sqlite3 *db, const char *path, sdk_db_check *check, sd
  * as each statement starts and as it ends. Without a hook (a process that
  * does not trace) it costs this one test. */
 static _Atomic(sdk_db_stmt_hook) stmt_hook; /* set on the loop, read by pool threads too */
+/* The code SQLite's log gave the statement running on this thread when
+ * it aborted (sdk_db_log_note), 0 while none did: SQLite says a statement
+ * failed nowhere else by the time its profile trace comes (sqlite3_step
+ * sets the connection's code after it), and its log comes just before. */
+static _Thread_local int stmt_failed;
 
 void sdk_db_set_stmt_hook(sdk_db_stmt_hook hook)
 {
 	atomic_store_explicit(&stmt_hook, hook, memory_order_relaxed);
 }
 
+void sdk_db_log_note(int code, const char *msg)
+{
+	/* What the VM logs as it gives a statement up: a constraint's halt
+	 * ("abort at", "constraint failed at") or any other error. Notices
+	 * and warnings (an automatic index, a recovered WAL) are not. */
+	static const char *const aborts[] = { "abort at ", "constraint failed at ",
+					      "statement aborts at " };
+	if (!msg || !code || (code & 0xff) == SQLITE_NOTICE || (code & 0xff) == SQLITE_WARNING)
+		return;
+	for (size_t i = 0; i < sizeof aborts / sizeof *aborts; i++)
+		if (!strncmp(msg, aborts[i], strlen(aborts[i]))) {
+			stmt_failed = code;
+			return;
+		}
+}
+
+static void on_log(void *arg, int code, const char *msg)
+{
+	(void)arg;
+	sdk_db_log_note(code, msg);
+}
+
+int sdk_db_log_install(void)
+{
+	return sqlite3_config(SQLITE_CONFIG_LOG, on_log, NULL) == SQLITE_OK ? 0 : -1;
+}
+
 static int db_on_trace(unsigned type, void *ctx, void *p, void *x)
 {
 	(void)ctx, (void)x;
 	sdk_db_stmt_hook hook = atomic_load_explicit(&stmt_hook, memory_order_relaxed);
-	if (hook && (type == SQLITE_TRACE_STMT || type == SQLITE_TRACE_PROFILE))
-		hook(type == SQLITE_TRACE_PROFILE, p, sqlite3_sql(p));
+	if (!hook || (type != SQLITE_TRACE_STMT && type != SQLITE_TRACE_PROFILE))
+		return 0;
+	bool end = type == SQLITE_TRACE_PROFILE;
+	int failed = end ? stmt_failed : 0;
+	stmt_failed = 0;
+	hook(end, p, sqlite3_sql(p), failed);
 	return 0;
 }
 

@@ -49,9 +49,22 @@ int sdk_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
  * false) and ends (true), with the statement (an identity only) and its
  * SQL, on the thread that runs it (SQLite's statement and profile
  * traces): the tracer's way to a span per statement (sdk/tracer.c sets
- * it). NULL: none. */
-typedef void (*sdk_db_stmt_hook)(bool end, const void *stmt, const char *sql);
+ * it). At the end, `failed` is the SQLite code it aborted with (known from
+ * SQLite's log: see sdk_db_log_note), 0 when it did not. NULL: none. */
+typedef void (*sdk_db_stmt_hook)(bool end, const void *stmt, const char *sql, int failed);
 void sdk_db_set_stmt_hook(sdk_db_stmt_hook hook);
+
+/* SQLite tells that a statement failed only in its error log (a process
+ * has one, set before SQLite starts): whichever callback a process
+ * installs passes each line here, so the statement hook above learns of
+ * the failure (a constraint, an I/O error, corruption; not SQLITE_BUSY,
+ * which SQLite does not log). Thread-safe: it notes the code for this
+ * thread's running statement only. */
+void sdk_db_log_note(int code, const char *msg);
+/* For a process with no log callback of its own: installs one that only
+ * does the above. Call it before the first SQLite use; -1 when SQLite
+ * has started already (then failed statements are not told apart). */
+int sdk_db_log_install(void);
 
 /* The status of `db`'s last failure (sdk_status_of_sqlite of its extended
  * code; never 0: a failure with no code is SDK_EIO), with "what: SQLite's

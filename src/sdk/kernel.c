@@ -120,6 +120,7 @@ static void storage_fail(struct runtime *rt, const char *fmt, ...)
 static void on_sqlite_log(void *arg, int code, const char *msg)
 {
 	struct storage_report *r = arg;
+	sdk_db_log_note(code, msg); /* a failed statement's span (sdk/db.h) */
 	int primary = code & 0xff;
 	if (primary != SQLITE_CORRUPT && primary != SQLITE_NOTADB)
 		return;

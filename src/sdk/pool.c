@@ -17,7 +17,15 @@ struct job {
 	struct job *next;
 	bool has_caller;
 	char caller[SDK_POOL_CALLER_MAX + 1];
+	/* The submitting span's, when there was one (sdk_pool_trace_hooks). */
+	const sdk_pool_trace_hooks *th;
+	void *trace;
 };
+
+/* Set on the loop by the tracer; read on the loop at submit. */
+static const sdk_pool_trace_hooks *trace_hooks;
+
+void sdk_pool_set_trace_hooks(const sdk_pool_trace_hooks *hooks) { trace_hooks = hooks; }
 
 /* A caller with jobs queued or running. Only the loop touches these: jobs
  * are counted at submit and uncounted before their done, both on the loop.
@@ -121,7 +129,11 @@ static void *worker(void *arg)
 			s->last = ++p->dequeues;
 		}
 		pthread_mutex_unlock(&p->mu);
+		if (j->trace)
+			j->th->enter(j->trace);
 		j->work(j->arg);
+		if (j->trace)
+			j->th->leave(j->trace);
 		pthread_mutex_lock(&p->mu);
 		if (s && !strncmp(s->name, j->caller, SDK_POOL_CALLER_MAX) && s->running)
 			s->running--;
@@ -158,7 +170,10 @@ static void job_finish(sdk_pool *p, struct job *j)
 	p->pending--;
 	if (j->has_caller)
 		caller_release(p, j->caller);
+	const void *resumed = j->trace ? j->th->resume(j->trace) : NULL;
 	j->done(j->arg);
+	if (j->trace)
+		j->th->finish(j->trace, resumed);
 	free(j);
 }
 
@@ -283,6 +298,8 @@ int sdk_pool_submit_as(sdk_pool *p, const char *caller, sdk_pool_work_fn work,
 		return SDK_EBUSY;
 	}
 	*j = (struct job){ .work = work, .done = done, .arg = arg, .has_caller = caller != NULL };
+	if (trace_hooks && (j->trace = trace_hooks->capture()) != NULL)
+		j->th = trace_hooks;
 	if (caller) {
 		snprintf(j->caller, sizeof j->caller, "%s", caller);
 		c->jobs++;

@@ -44,6 +44,22 @@ int sdk_pool_submit(sdk_pool *p, sdk_pool_work_fn work, sdk_pool_done_fn done, v
  * 0, SDK_EBUSY, or SDK_POOL_ECALLER when the caller is at its limit. */
 int sdk_pool_submit_as(sdk_pool *p, const char *caller, sdk_pool_work_fn work,
 		       sdk_pool_done_fn done, void *arg);
+/* Tracing's way into every pool's jobs (sdk/tracer.c sets them, once per
+ * process, on the loop): at submit, `capture` takes what the loop's
+ * current span is (NULL: nothing to carry, and the job costs nothing
+ * more); on the worker, `enter` and `leave` go around the work; on the
+ * loop, `resume` comes before the job's done and `finish` after it (with
+ * what resume returned), then nothing of it is kept. A job keeps the
+ * hooks it was submitted with. NULL: none. */
+typedef struct sdk_pool_trace_hooks {
+	void *(*capture)(void);
+	void (*enter)(void *trace);
+	void (*leave)(void *trace);
+	const void *(*resume)(void *trace);
+	void (*finish)(void *trace, const void *resumed);
+} sdk_pool_trace_hooks;
+void sdk_pool_set_trace_hooks(const sdk_pool_trace_hooks *hooks);
+
 /* Jobs queued or running, in all and of one caller. */
 size_t sdk_pool_pending(const sdk_pool *p);
 size_t sdk_pool_caller_pending(const sdk_pool *p, const char *caller);

@@ -5,6 +5,7 @@
 #include "sdk/db.h"
 #include "sdk/http.h"
 #include "sdk/log.h"
+#include "sdk/pool.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -26,6 +27,11 @@ typedef struct rec {
 	char request_id[33];
 	int error; /* -1: by the HTTP status; else 0 or 1 (sdk_span_end_attr) */
 	char akey[32];
+	/* A SQLite statement's span: its code when it failed, and how many
+	 * statements of its pool job had no span (on the job's last). */
+	bool db;
+	int db_failed;
+	unsigned db_dropped;
 } rec;
 
 struct sdk_tracer {
@@ -43,9 +49,6 @@ struct sdk_tracer {
 };
 
 static _Thread_local const sdk_span *current;
-/* The children made for the current span, and whose (its span id). */
-static _Thread_local uint8_t children_of[8];
-static _Thread_local unsigned children;
 /* This process's tracer (a kernel has one; so has the main process). */
 static sdk_tracer *process_tracer;
 
@@ -91,27 +94,25 @@ void sdk_span_start(sdk_span *s, const sdk_trace_ctx *parent, int kind, const ch
 
 sdk_trace_ctx sdk_span_context(const sdk_span *s) { return s->ctx; }
 
-void sdk_trace_child_done(const sdk_span *parent, const char *name, int64_t dur_ns,
-			  const char *key, const char *value)
+/* A record for `s` at the queue's end, ended now, with no attributes;
+ * NULL (counted as dropped) when the queue is full. */
+static rec *queue_rec(sdk_tracer *t, const sdk_span *s)
 {
-	sdk_tracer *t = process_tracer;
-	if (!t || !parent || !parent->active || !(parent->ctx.flags & SDK_TRACE_FLAG_SAMPLED))
-		return;
-	if (memcmp(children_of, parent->ctx.span_id, 8)) {
-		memcpy(children_of, parent->ctx.span_id, 8);
-		children = 0;
-	}
-	if (children >= SDK_TRACE_CHILDREN_MAX) {
+	if (t->n == SDK_TRACER_QUEUE_MAX) {
 		t->dropped++;
-		return;
+		return NULL;
 	}
-	children++;
-	sdk_span s;
-	sdk_trace_ctx pc = sdk_span_context(parent);
-	sdk_span_start(&s, &pc, SDK_SPAN_INTERNAL, name);
-	s.start_ns -= dur_ns;
-	snprintf(s.tracestate, sizeof s.tracestate, "%s", parent->tracestate);
-	sdk_span_end_attr(t, &s, false, key, value);
+	rec *r = &t->queue[(t->head + t->n++) % SDK_TRACER_QUEUE_MAX];
+	r->s = *s;
+	r->s.active = false;
+	r->end_ns = now_ns();
+	r->status = 0;
+	r->error = -1;
+	r->akey[0] = r->method[0] = r->target[0] = r->request_id[0] = '\0';
+	r->db = false;
+	r->db_failed = 0;
+	r->db_dropped = 0;
+	return r;
 }
 
 void sdk_span_end(sdk_tracer *t, sdk_span *s, int status, const char *method, const char *target,
@@ -122,35 +123,56 @@ void sdk_span_end(sdk_tracer *t, sdk_span *s, int status, const char *method, co
 	s->active = false;
 	if (!t || !(s->ctx.flags & SDK_TRACE_FLAG_SAMPLED))
 		return;
-	if (t->n == SDK_TRACER_QUEUE_MAX) {
-		t->dropped++;
+	rec *r = queue_rec(t, s);
+	if (!r)
 		return;
-	}
-	rec *r = &t->queue[(t->head + t->n++) % SDK_TRACER_QUEUE_MAX];
-	r->s = *s;
-	r->end_ns = now_ns();
 	r->status = status;
-	r->error = -1;
-	r->akey[0] = '\0';
 	snprintf(r->method, sizeof r->method, "%s", method ? method : "");
 	snprintf(r->target, sizeof r->target, "%s", target ? target : "");
 	snprintf(r->request_id, sizeof r->request_id, "%s", request_id ? request_id : "");
+}
+
+/* A SQLite statement's span, a child of `parent` (sampled), from start_ns
+ * to end_ns: named `sqlite SELECT` and so on, kind INTERNAL, with the
+ * statement's text; `failed`: the SQLite code it aborted with, or 0. */
+static void queue_db_span(sdk_tracer *t, const sdk_span *parent, const char *name,
+			  int64_t start_ns, int64_t end_ns, const char *sql, int failed,
+			  unsigned dropped)
+{
+	sdk_span s;
+	sdk_trace_ctx pc = sdk_span_context(parent);
+	sdk_span_start(&s, &pc, SDK_SPAN_INTERNAL, name);
+	s.start_ns = start_ns;
+	snprintf(s.tracestate, sizeof s.tracestate, "%s", parent->tracestate);
+	rec *r = queue_rec(t, &s);
+	if (!r)
+		return;
+	r->end_ns = end_ns;
+	r->error = failed != 0;
+	if (sql) {
+		snprintf(r->akey, sizeof r->akey, "db.query.text");
+		snprintf(r->target, sizeof r->target, "%s", sql);
+	}
+	r->db = true;
+	r->db_failed = failed;
+	r->db_dropped = dropped;
 }
 
 void sdk_span_end_attr(sdk_tracer *t, sdk_span *s, bool error, const char *key, const char *value)
 {
 	if (!s->active)
 		return;
-	sdk_span_end(t, s, 0, NULL, value, NULL);
-	if (!t || !(s->ctx.flags & SDK_TRACE_FLAG_SAMPLED) || !t->n)
+	s->active = false;
+	if (!t || !(s->ctx.flags & SDK_TRACE_FLAG_SAMPLED))
 		return;
-	/* The record sdk_span_end just queued (the last one), unless the
-	 * queue was full and it was dropped. */
-	rec *r = &t->queue[(t->head + t->n - 1) % SDK_TRACER_QUEUE_MAX];
-	if (memcmp(r->s.ctx.span_id, s->ctx.span_id, sizeof s->ctx.span_id))
+	rec *r = queue_rec(t, s);
+	if (!r)
 		return;
 	r->error = error;
-	snprintf(r->akey, sizeof r->akey, "%s", key && value ? key : "");
+	if (key && value) {
+		snprintf(r->akey, sizeof r->akey, "%s", key);
+		snprintf(r->target, sizeof r->target, "%s", value);
+	}
 }
 
 static void hex(const uint8_t *in, size_t n, char *out)
@@ -187,6 +209,24 @@ static json_t *span_json(const rec *r)
 	}
 	if (*r->request_id)
 		json_array_append_new(attrs, kv_str("grace.request_id", r->request_id));
+	char code[16] = "";
+	if (r->db) {
+		/* OpenTelemetry's database conventions: the SQLite code (extended)
+		 * is the response status and the error's type. */
+		json_array_append_new(attrs, kv_str("db.system.name", "sqlite"));
+		if (r->db_failed) {
+			snprintf(code, sizeof code, "%d", r->db_failed);
+			json_array_append_new(attrs, kv_str("db.response.status_code", code));
+			json_array_append_new(attrs, kv_str("error.type", code));
+		}
+		if (r->db_dropped) {
+			char n[16];
+			snprintf(n, sizeof n, "%u", r->db_dropped);
+			json_array_append_new(attrs, json_pack("{s:s, s:{s:s}}", "key",
+							       "grace.db.statements_dropped",
+							       "value", "intValue", n));
+		}
+	}
 	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:o, s:i}", "traceId", tid, "spanId",
 			      sid, "name", r->s.name, "kind", r->s.kind, "startTimeUnixNano", start,
 			      "endTimeUnixNano", end, "attributes", attrs, "flags",
@@ -202,7 +242,10 @@ static json_t *span_json(const rec *r)
 	bool error = r->error >= 0		     ? r->error
 		     : r->s.kind == SDK_SPAN_SERVER ? r->status >= 500
 						    : r->status >= 400 || r->status == 0;
-	json_object_set_new(o, "status", error ? json_pack("{s:i}", "code", 2) : json_object());
+	json_t *status = error ? json_pack("{s:i}", "code", 2) : json_object();
+	if (error && r->db_failed)
+		json_object_set_new(status, "message", json_string(sqlite3_errstr(r->db_failed)));
+	json_object_set_new(o, "status", status);
 	return o;
 }
 
@@ -256,11 +299,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* A span for each SQLite statement a sampled request's handler runs
  * (sdk/db.c's hook), timed here from its start to its end (SQLite's own
- * profile time has millisecond steps). Only on the thread where the
- * handler's span is current, so work on a pool's threads is not traced,
- * and an unsampled request's statements cost one test each. Per
- * statement rather than per transaction: a handler runs few, and each
- * shows what it waited on (at most SDK_TRACE_CHILDREN_MAX are kept). */
+ * profile time has millisecond steps). On the loop, where the handler's
+ * span is current, each is queued as it ends; on a pool's worker, where
+ * the job carries the span of the handler that submitted it (below), they
+ * are collected in the job and queued when it finishes on the loop (the
+ * queue is the loop's). An unsampled request's statements cost one test
+ * each. Per statement rather than per transaction: a handler runs few,
+ * and each shows what it waited on (at most SDK_TRACE_CHILDREN_MAX a span
+ * on the loop, and a job on a worker). */
 #define STMTS_OPEN 8 /* statements started and not ended, at once */
 static _Thread_local struct {
 	const void *stmt;
@@ -268,35 +314,179 @@ static _Thread_local struct {
 } stmts_open[STMTS_OPEN];
 static _Thread_local uint8_t stmts_of[8]; /* the span they were started under */
 
-static void on_statement(bool end, const void *stmt, const char *sql)
+/* A pool job's trace (sdk_pool_trace_hooks): the span current when it
+ * was submitted, a copy (the handler's own may be gone by the time the
+ * job ends), and the statements its work ran on the worker. The worker
+ * writes them, the loop reads them after the pool handed the job back
+ * (under its mutex): never both at once. */
+struct job_stmt {
+	int64_t start_ns, end_ns;
+	int failed;
+	char name[48];
+	char sql[160]; /* as a span's text attribute keeps it */
+};
+typedef struct trace_job {
+	sdk_span span;
+	struct job_stmt *stmts;
+	unsigned n, cap, dropped;
+	const sdk_span *was; /* the worker's current span before the work */
+} trace_job;
+/* The job whose work runs on this thread, or NULL (the loop; a job with no span). */
+static _Thread_local trace_job *collecting;
+
+static void job_stmt_add(trace_job *j, const char *name, int64_t start_ns, int64_t end_ns,
+			 const char *sql, int failed)
+{
+	if (j->n == SDK_TRACE_CHILDREN_MAX) {
+		j->dropped++;
+		return;
+	}
+	if (j->n == j->cap) {
+		unsigned cap = j->cap ? j->cap * 4 : 4;
+		cap = cap > SDK_TRACE_CHILDREN_MAX ? SDK_TRACE_CHILDREN_MAX : cap;
+		struct job_stmt *more = realloc(j->stmts, cap * sizeof *more);
+		if (!more) {
+			j->dropped++;
+			return;
+		}
+		j->stmts = more;
+		j->cap = cap;
+	}
+	struct job_stmt *st = &j->stmts[j->n++];
+	st->start_ns = start_ns;
+	st->end_ns = end_ns;
+	st->failed = failed;
+	snprintf(st->name, sizeof st->name, "%s", name);
+	snprintf(st->sql, sizeof st->sql, "%s", sql ? sql : "");
+}
+
+/* The children made on the loop for the current span, and whose (its span id). */
+static _Thread_local uint8_t children_of[8];
+static _Thread_local unsigned children;
+
+static void loop_child(const sdk_span *parent, const char *name, int64_t start_ns,
+		       const char *sql, int failed)
+{
+	sdk_tracer *t = process_tracer;
+	if (!t)
+		return;
+	if (memcmp(children_of, parent->ctx.span_id, 8)) {
+		memcpy(children_of, parent->ctx.span_id, 8);
+		children = 0;
+	}
+	if (children >= SDK_TRACE_CHILDREN_MAX) {
+		t->dropped++;
+		return;
+	}
+	children++;
+	queue_db_span(t, parent, name, start_ns, now_ns(), sql, failed, 0);
+}
+
+static void on_statement(bool end, const void *stmt, const char *sql, int failed)
 {
 	const sdk_span *cur = current;
 	if (!cur || !cur->active || !(cur->ctx.flags & SDK_TRACE_FLAG_SAMPLED))
 		return;
+	if (collecting && collecting->n == SDK_TRACE_CHILDREN_MAX) {
+		/* The job has all the spans it may: the rest are only counted
+		 * (a search can run hundreds of statements). */
+		collecting->dropped += end;
+		return;
+	}
 	if (memcmp(stmts_of, cur->ctx.span_id, 8)) {
 		/* Another handler: what the last one left open is not ours. */
 		memset(stmts_open, 0, sizeof stmts_open);
 		memcpy(stmts_of, cur->ctx.span_id, 8);
 	}
-	int slot = -1;
-	for (int i = 0; i < STMTS_OPEN; i++)
-		if (stmts_open[i].stmt == stmt || (slot < 0 && !end && !stmts_open[i].stmt))
+	int slot = -1, free_slot = -1;
+	for (int i = 0; i < STMTS_OPEN && slot < 0; i++)
+		if (stmts_open[i].stmt == stmt)
 			slot = i;
+		else if (free_slot < 0 && !stmts_open[i].stmt)
+			free_slot = i;
 	if (!end) {
-		if (slot >= 0)
-			stmts_open[slot].stmt = stmt, stmts_open[slot].start_ns = now_ns();
+		/* Open already: a trigger's program starting inside it (SQLite
+		 * traces those with the statement's identity). */
+		if (slot < 0 && free_slot >= 0)
+			stmts_open[free_slot].stmt = stmt, stmts_open[free_slot].start_ns = now_ns();
 		return;
 	}
 	/* Started before the handler ran (or past STMTS_OPEN): no span. */
-	if (slot < 0 || stmts_open[slot].stmt != stmt)
+	if (slot < 0)
 		return;
 	stmts_open[slot].stmt = NULL;
 	char name[48];
 	size_t lead = sql ? strspn(sql, " \t\r\n") : 0;
 	snprintf(name, sizeof name, "sqlite %.*s", sql ? (int)strcspn(sql + lead, " \t\r\n(;") : 0,
 		 sql ? sql + lead : "");
-	sdk_trace_child_done(cur, name, now_ns() - stmts_open[slot].start_ns, "db.query.text", sql);
+	if (collecting)
+		job_stmt_add(collecting, name, stmts_open[slot].start_ns, now_ns(), sql, failed);
+	else
+		loop_child(cur, name, stmts_open[slot].start_ns, sql, failed);
 }
+
+/* ---- the pool's hooks (sdk/pool.h) ---- */
+
+/* On the loop, at submit: a sampled span current, and a tracer to queue
+ * the job's spans on. */
+static void *job_capture(void)
+{
+	const sdk_span *cur = current;
+	if (!cur || !process_tracer || !cur->active || !(cur->ctx.flags & SDK_TRACE_FLAG_SAMPLED))
+		return NULL;
+	trace_job *j = calloc(1, sizeof *j);
+	if (!j)
+		return NULL; /* not traced, never failed for it */
+	j->span = *cur;
+	return j;
+}
+
+/* On the worker: the job's span is current while its work runs (its log
+ * lines carry it too); no statement is open yet. */
+static void job_enter(void *arg)
+{
+	trace_job *j = arg;
+	j->was = sdk_trace_set_current(&j->span);
+	collecting = j;
+	memset(stmts_open, 0, sizeof stmts_open);
+	memcpy(stmts_of, j->span.ctx.span_id, 8);
+}
+
+static void job_leave(void *arg)
+{
+	trace_job *j = arg;
+	collecting = NULL;
+	memset(stmts_open, 0, sizeof stmts_open); /* a statement left open ends in no span */
+	sdk_trace_set_current(j->was);
+}
+
+/* On the loop, before the job's done: its statements become spans, and
+ * its span is current while done runs, so what done does (calls, more
+ * jobs, statements, log lines) stays in the trace. */
+static const void *job_resume(void *arg)
+{
+	trace_job *j = arg;
+	sdk_tracer *t = process_tracer;
+	for (unsigned i = 0; t && i < j->n; i++) {
+		const struct job_stmt *st = &j->stmts[i];
+		queue_db_span(t, &j->span, st->name, st->start_ns, st->end_ns, st->sql, st->failed,
+			      i + 1 == j->n ? j->dropped : 0);
+	}
+	if (t)
+		t->dropped += j->dropped;
+	return sdk_trace_set_current(&j->span);
+}
+
+static void job_finish(void *arg, const void *resumed)
+{
+	trace_job *j = arg;
+	sdk_trace_set_current(resumed);
+	free(j->stmts);
+	free(j);
+}
+
+static const sdk_pool_trace_hooks pool_hooks = { job_capture, job_enter, job_leave, job_resume,
+						 job_finish };
 
 sdk_tracer *sdk_tracer_new(struct event_base *base, sdk_caller *caller, const char *service)
 {
@@ -318,6 +508,7 @@ sdk_tracer *sdk_tracer_new(struct event_base *base, sdk_caller *caller, const ch
 	if (!process_tracer) {
 		process_tracer = t;
 		sdk_db_set_stmt_hook(on_statement);
+		sdk_pool_set_trace_hooks(&pool_hooks);
 	}
 	return t;
 }
@@ -328,6 +519,7 @@ void sdk_tracer_free(sdk_tracer *t)
 		return;
 	if (process_tracer == t) {
 		sdk_db_set_stmt_hook(NULL);
+		sdk_pool_set_trace_hooks(NULL);
 		process_tracer = NULL;
 	}
 	if (t->timer)

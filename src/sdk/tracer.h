@@ -56,14 +56,14 @@ void sdk_span_end(sdk_tracer *t, sdk_span *s, int status, const char *method, co
  * statement, a failed attempt of the gateway's forward). */
 void sdk_span_end_attr(sdk_tracer *t, sdk_span *s, bool error, const char *key, const char *value);
 
-/* A finished child of `parent` (the current span, on its thread) that
- * took `dur_ns` up to now, queued on this process's tracer (the first one
- * made): the SQLite statements a handler runs (sdk/db.c). At most
- * SDK_TRACE_CHILDREN_MAX of them per parent; the rest are counted as
- * dropped. */
+/* SQLite statements become spans (sdk/db.c's statement hook, set by the
+ * process's first tracer): those a handler runs on the loop are children
+ * of its span, at most SDK_TRACE_CHILDREN_MAX of them per span; those a
+ * pool job runs on a worker (sdk/pool.h's trace hooks, set likewise) are
+ * children of the span current when the job was submitted, at most
+ * SDK_TRACE_CHILDREN_MAX per job, queued when the job finishes on the
+ * loop. The rest are counted as dropped. */
 #define SDK_TRACE_CHILDREN_MAX 64
-void sdk_trace_child_done(const sdk_span *parent, const char *name, int64_t dur_ns,
-			  const char *key, const char *value);
 
 /* The span the code running now works for (this thread's), or NULL: a
  * handler's while it runs, so the calls it makes carry its traceparent and

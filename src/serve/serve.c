@@ -308,6 +308,10 @@ int grace_serve(grace_config *cfg)
 	sigaddset(&stop_signals, SIGINT);
 	sigaddset(&stop_signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, &run_mask);
+	/* Before anything opens a database (the backup check may): a failed
+	 * statement's span says so (sdk/db.h). */
+	if (sdk_db_log_install() < 0)
+		sdk_debug("SQLite started before its log was set: failed statements' spans are not errors");
 	char err[PATH_MAX + 64];
 	if (bks_check(&cfg->backup, err, sizeof err) < 0) {
 		sdk_error("%s", err);

@@ -1,13 +1,16 @@
 """The hops of one request that Grace traces beyond the API, the forward
 and the handler (issue 16): the SQLite statements a kernel's handler runs
 (one span each, children of the handler's span, with the statement's text),
-and the gateway's retried forward (one span per attempt, children of the
-forward's span, the failed one an error naming why)."""
+those it hands to its worker pool (the librarian's search; the memory
+tables in the main process), and the gateway's retried forward (one span
+per attempt, children of the forward's span, the failed one an error
+naming why)."""
 
 import os
 import sys
 import tempfile
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import GraceServer, GraceTestCase, scaled, spare_kernels  # noqa: E402
@@ -26,8 +29,12 @@ class TracedHops(GraceTestCase):
     def setUpClass(cls):
         cls.flag_dir = tempfile.mkdtemp(prefix="grace-tel-spans-")
         cls.die_flag = os.path.join(cls.flag_dir, "die")
-        cls.g = GraceServer(config={"telemetry": {"sample_percent": 100}},
+        # The memory tables in SQLite whatever GRACE_TEST_STORE says: their
+        # statements are what one test looks for.
+        cls.g = GraceServer(config={"telemetry": {"sample_percent": 100},
+                                    "store": {"engine": "sqlite"}},
                             kernels={"telemetry": {}, "audit": {}, "immutable_log": {},
+                                     "librarian": {},
                                      STUB: dict(QUIET, command=stub_kernel_command(
                                          200, die_flag=cls.die_flag))})
         try:
@@ -104,6 +111,85 @@ class TracedHops(GraceTestCase):
         roots = [n for n, p in spans.values() if p is None]
         self.assertEqual([r["name"] for r in roots], ["POST /kernels/:name/*"])
         self.assertEqual(len(by_id), len(spans))
+
+    def pool_statements(self, spans, handler, service):
+        """The SQLite spans under `handler`, which its pool job ran: each
+        the handler's child in its trace, with its text, inside the
+        handler's time (the answer is sent from the job's done, after the
+        work), and not an error. Not one after another: a search steps
+        several statements at once (its ranking, then each row's)."""
+        sqlite = sorted((n for n, p in spans.values()
+                         if n["name"].startswith("sqlite ") and p == handler["spanId"]),
+                        key=lambda n: int(n["startTimeUnixNano"]))
+        self.assertTrue(sqlite)
+        for n in sqlite:
+            self.assertEqual(n["traceId"], handler["traceId"])
+            self.assertEqual(n["service"], service)
+            self.assertEqual(n["kind"], 1)
+            a = attrs(n["attributes"])
+            self.assertEqual(a["db.system.name"], "sqlite")
+            self.assertIn(n["name"].split(" ", 1)[1].upper(), a["db.query.text"].upper())
+            self.assertNotIn("grace.db.statements_dropped", a)
+            self.assertNotEqual(n["status"].get("code"), 2, n)
+            start, end = int(n["startTimeUnixNano"]), int(n["endTimeUnixNano"])
+            self.assertLessEqual(start, end)
+            self.assertGreaterEqual(start, int(handler["startTimeUnixNano"]))
+            self.assertLessEqual(end, int(handler["endTimeUnixNano"]))
+        return sqlite
+
+    def test_librarian_search_statements_on_its_pool(self):
+        # The search runs on the librarian's worker threads (its own
+        # read-only connection); its statements are the handler's children.
+        st, _, body = self.g.http("POST", "/librarian/documents",
+                                  {"title": "Zeppelin log", "body": "The zeppelin rose at dawn."})
+        self.assertEqual(st, 201, body)
+        path = "/librarian/search?" + urllib.parse.urlencode({"query": "zeppelin"})
+        self.g.wait_for(lambda: (self.g.http("GET", path)[2] or {}).get("total", 0) >= 1,
+                        scaled(20), message="the document searchable")
+        tid = "8" * 31 + "d"
+        st, _, body = self.g.http("GET", path,
+                                  headers={"traceparent": "00-%s-%s-01" % (tid, "5" * 16)})
+        self.assertEqual(st, 200, body)
+        self.assertGreaterEqual(body["total"], 1)
+
+        def whole(spans):
+            names = [n["name"] for n, _ in spans.values()]
+            return "forward librarian" in names and any(
+                n["name"] == "GET /search" and
+                any(c["name"].startswith("sqlite SELECT") for c in n["children"])
+                for n, _ in spans.values())
+        spans = self.tree(tid, whole, "the search's trace with its pool's SQLite spans")
+        handler = [n for n, _ in spans.values() if n["name"] == "GET /search"][0]
+        self.assertEqual(handler["service"], "grace.librarian")
+        forward = [n for n, _ in spans.values() if n["name"] == "forward librarian"][0]
+        self.assertEqual(spans[handler["spanId"]][1], forward["spanId"])
+        sqlite = self.pool_statements(spans, handler, "grace.librarian")
+        self.assertTrue(any("documents" in attrs(n["attributes"])["db.query.text"]
+                            or "ix_" in attrs(n["attributes"])["db.query.text"]
+                            for n in sqlite), [n["name"] for n in sqlite])
+
+    def test_memory_table_statements_on_the_main_process_pool(self):
+        st, _, body = self.g.http("POST", "/memory/tables", {"name": "traced_notes", "columns": [
+            {"name": "note", "type": "string"}]})
+        self.assertEqual(st, 201, body)
+        st, _, body = self.g.http("POST", "/memory/tables/traced_notes/rows",
+                                  [{"note": "first"}, {"note": "second"}])
+        self.assertEqual(st, 201, body)
+        tid = "9" * 31 + "e"
+        st, _, body = self.g.http("GET", "/memory/tables/traced_notes/rows",
+                                  headers={"traceparent": "00-%s-%s-01" % (tid, "6" * 16)})
+        self.assertEqual(st, 200, body)
+        name = "GET /memory/tables/:table/rows"
+
+        def whole(spans):
+            return any(n["name"] == name and
+                       any(c["name"].startswith("sqlite SELECT") for c in n["children"])
+                       for n, _ in spans.values())
+        spans = self.tree(tid, whole, "the rows query's trace with its pool's SQLite spans")
+        api = [n for n, _ in spans.values() if n["name"] == name][0]
+        self.assertEqual(api["service"], "grace")
+        self.assertIsNone(spans[api["spanId"]][1])  # the caller's parent is not stored
+        self.pool_statements(spans, api, "grace")
 
     def test_calls_from_a_continuation_stay_in_the_trace(self):
         # The audit kernel's proof route calls the immutable log for its
