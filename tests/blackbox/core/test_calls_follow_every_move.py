@@ -57,6 +57,7 @@ import os
 import sys
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 from harness import BUILTIN_KERNELS, GraceServer, ServerClassCase, scaled  # noqa: E402
@@ -212,6 +213,7 @@ class CallsFollowEveryMove(ServerClassCase):
                 raise AssertionError("%s %s -> %s %r" % (method, path, st, out))
             return out
         made("POST", "/kernels/crypto/keys", {"name": "moves-key", "type": "ed25519"})
+        made("POST", "/kernels/crypto/keys", {"name": "moves-doomed", "type": "ed25519"})
         made("PUT", "/compliance/profiles/" + PROFILE, {"title": "calls follow moves", "controls": [
             {"id": "log", "title": "the log verifies", "check": {"kind": "log_verify"}},
             {"id": "keys", "title": "keys are young", "check": {"kind": "key_age",
@@ -294,18 +296,31 @@ class CallsFollowEveryMove(ServerClassCase):
                          and a["labels"].get("control") == "idle"), None)
         self.g.wait_for(alerted, scaled(10), interval=0.1, message="the failing control alerted")
 
-        # compliance -> governance, governance -> audit, audit -> immutable_log.
+        # compliance -> governance; governance, crypto and policy -> audit;
+        # audit -> immutable_log (each event with its log index).
         out = self.call("POST", "/compliance/waivers", {"control_id": "idle", "reason": "moves",
                                                         "expires_in_s": 3600}, 202)
         cr = out["change_request"]["id"]
+        self.call("DELETE", "/kernels/crypto/keys/moves-doomed")
+        version = g.set_test_policy('@id("moves")\nforbid (principal == User::"moves-nobody", '
+                                    'action, resource);')
+        wanted = {
+            "governance": lambda e: e["action"] == "governance.open" and
+            e["details"].get("request_id") == cr,
+            "crypto": lambda e: e["action"] == "crypto.key.deletion_scheduled" and
+            e["resource"] == "crypto/keys/moves-doomed",
+            "policy": lambda e: e["action"] == "policy.set.put" and
+            e["details"].get("version") == version,
+        }
 
-        def opened():
+        def logged():
             evs = self.call("GET", "/kernels/audit/events?limit=1000&since=%d" % t1)["events"]
-            return next((e for e in evs if e["action"] == "governance.open" and
-                         e["details"].get("request_id") == cr and
-                         e.get("log_index") is not None), None)
-        self.g.wait_for(opened, scaled(20), interval=0.1,
-                        message="governance.open of request %d in the audit trail, logged" % cr)
+            missing = [k for k, pred in wanted.items()
+                       if not any(pred(e) and e.get("log_index") is not None for e in evs)]
+            return None if missing else evs
+        self.g.wait_for(logged, scaled(20), interval=0.1,
+                        message="governance's, crypto's and policy's events in the audit "
+                        "trail, each with its log index")
 
         # metrics -> alerts: the rules API is the alerts kernel's, forwarded.
         self.put_rules("moves-1.yml", rule_file("MovesFirst", "vector(1)"))
@@ -338,6 +353,17 @@ class CallsFollowEveryMove(ServerClassCase):
             return next((a for a in out if a["labels"]["alertname"] == "MovesMetricsUp"), None)
         a = self.g.wait_for(firing, scaled(10), interval=0.1, message="MovesMetricsUp")
         self.assertEqual(a["value"], "1", a)
+
+        # telemetry -> metrics: OTLP metrics in, answered once written.
+        t = now_ms()
+        self.call("POST", "/telemetry/v1/metrics", {"resourceMetrics": [{
+            "resource": {"attributes": [{"key": "service.name",
+                                         "value": {"stringValue": "moves"}}]},
+            "scopeMetrics": [{"metrics": [{"name": "moves.follow", "gauge": {"dataPoints": [
+                {"timeUnixNano": str(t * 1000000), "asInt": "7"}]}}]}]}]})
+        q = self.call("GET", "/prometheus/api/v1/query?" + urllib.parse.urlencode(
+            {"query": 'moves_follow{job="moves"}', "time": "%.3f" % (t / 1000)}))["data"]["result"]
+        self.assertEqual([x["value"][1] for x in q], ["7"], q)
 
         # workflow -> scheduler; scheduler -> policy and message_bus.
         run = self.workflow_run(["scheduler", "policy", "message_bus", "metrics"])
