@@ -25,14 +25,20 @@ audit, immutable_log, learning, librarian, telemetry, message_bus.
   -> alerts: a scan whose log_verify, key_age and kernel_identity controls
   pass, whose record gets its log index, whose failing control reaches the
   bus (grace.compliance.changed) and the alerts kernel (a firing alert);
-- compliance -> governance, governance -> audit: a waiver opens a change
-  request, whose governance.open event reaches the audit trail;
-- audit -> immutable_log: that event has its log index;
+- compliance -> governance: a waiver opens a change request;
+- governance, crypto, policy -> audit: the request's governance.open, a
+  key's crypto.key.deletion_scheduled and a policy set's policy.set.put
+  reach the audit trail;
+- audit -> immutable_log: each of those events has its log index;
 - metrics -> alerts: /kernels/metrics/api/v1/rules is the alerts kernel's
   answer, forwarded by the metrics kernel;
-- every kernel -> telemetry: the workflow kernel's spans of the run arrive;
+- workflow -> telemetry (the SDK's tracer, the same in every kernel): the
+  workflow kernel's spans of a sampled run arrive;
 - main process -> trust: kernels restarted after the trust kernel moved
   were attested to it (the kernel_identity control checks their rows);
+- main process -> policy: the requests above that :8000 had not decided
+  before (the waiver, the key's deletion) were decided by the moved policy
+  kernel (it fails closed: 503 policy_unavailable otherwise);
 - main process (gateway) -> every kernel: GET /kernels/NAME/health through
   :8000 answers with the kernel's new pid.
 
@@ -41,6 +47,8 @@ metrics moved with rebind_port:
 
 - alerts -> metrics: a rule evaluated now reads the metrics kernel
   (POST /rules/evaluate, no failure, the alert firing);
+- telemetry -> metrics: OTLP metrics sent to the telemetry kernel are
+  answered once written to the metrics kernel, and queried back;
 - workflow -> scheduler: a run's call to grace://scheduler/health;
 - scheduler -> policy, -> message_bus: a bus target fires and succeeds
   (scheduler moved first, so it follows the other two);
@@ -48,7 +56,14 @@ metrics moved with rebind_port:
 
 Last, no kernel's pid changed since its own move: no caller was restarted.
 test_calls_follow_moves.py covers audit -> immutable_log over three moves
-and the main process's outbox, bus and chat calls.
+and the main process's outbox, bus and chat calls. Not driven here (their
+callees are proven through the callers above, and they use the same
+sdk_call): immutable_log -> audit (archival events), coding_agent ->
+executor/audit, research -> its sources, self_healing -> alerts/
+governance/learning/metrics/audit, state_machine -> message_bus, executor
+and state_machine -> policy (sdk/pdp.h, cached), trust/alerts/self_healing
+-> message_bus (consumer groups), every kernel -> trust (SVIDs, renewed
+at half their life, longer than this test).
 """
 
 import datetime
