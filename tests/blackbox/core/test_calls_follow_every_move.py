@@ -21,6 +21,9 @@ audit, immutable_log, learning, librarian, telemetry, message_bus.
   (an executor job), its `emit` task (a message polled from the bus) and a
   `call` to grace://KERNEL/health of every kernel moved after it, each
   answering with the callee's new pid;
+- state_machine -> policy, -> message_bus: an event sent to a new
+  instance is decided by the policy kernel (sdk/pdp.h, fails closed) and
+  its transition's emitted event is polled from the bus;
 - compliance -> immutable_log, -> crypto, -> trust, -> message_bus,
   -> alerts: a scan whose log_verify, key_age and kernel_identity controls
   pass, whose record gets its log index, whose failing control reaches the
@@ -57,13 +60,12 @@ metrics moved with rebind_port:
 Last, no kernel's pid changed since its own move: no caller was restarted.
 test_calls_follow_moves.py covers audit -> immutable_log over three moves
 and the main process's outbox, bus and chat calls. Not driven here (their
-callees are proven through the callers above, and they use the same
-sdk_call): immutable_log -> audit (archival events), coding_agent ->
-executor/audit, research -> its sources, self_healing -> alerts/
-governance/learning/metrics/audit, state_machine -> message_bus, executor
-and state_machine -> policy (sdk/pdp.h, cached), trust/alerts/self_healing
--> message_bus (consumer groups), every kernel -> trust (SVIDs, renewed
-at half their life, longer than this test).
+callees are proven through the callers above, over the same sdk_call):
+immutable_log -> audit (archival events), coding_agent -> executor and
+audit, research -> its sources, self_healing -> alerts, governance,
+learning, metrics and audit, executor -> policy (sdk/pdp.h, cached),
+trust, alerts and self_healing -> message_bus (consumer groups), every
+kernel -> trust (SVIDs, renewed at half their life, longer than this test).
 """
 
 import datetime
@@ -238,6 +240,11 @@ class CallsFollowEveryMove(ServerClassCase):
             # Fails on purpose: a failing control goes to the bus and to alerts.
             {"id": "idle", "title": "sessions idle one second",
              "check": {"kind": "config", "key": "auth.session_idle_s", "max": 1}}]})
+        made("POST", "/state-machine/machines", {"name": "moves", "machine": {
+            "id": "moves", "initial": "idle", "states": {
+                "idle": {"on": {"GO": {"target": "gone", "actions": [
+                    {"type": "emit", "event": {"type": "moves.went"}}]}}},
+                "gone": {}}}})
         made("POST", "/workflow/definitions",
              {"document": {"dsl": "1.0.0", "namespace": "moves", "name": "greet",
                            "version": "1.0.0"},
@@ -291,6 +298,16 @@ class CallsFollowEveryMove(ServerClassCase):
         run = self.workflow_run(after_wf)
         for name in after_wf:
             self.assertEqual(run["context"][name], self.pids[name], name)
+
+        # state_machine -> policy (each event is decided: fail closed) and
+        # -> message_bus (the transition's emitted event).
+        inst = "moves-%d" % os.getpid()
+        self.call("POST", "/state-machine/instances", {"machine": "moves", "id": inst}, 201)
+        out = self.call("POST", "/state-machine/instances/%s/events" % inst,
+                        {"event": {"type": "GO"}})
+        self.assertEqual(out["value"], "gone", out)
+        self.polled("moves-sm", "grace.state_machine.emitted",
+                    lambda m: inst in json.dumps(m) and "moves.went" in json.dumps(m))
 
         # compliance -> immutable_log, crypto, trust, message_bus, alerts.
         scan = self.call("POST", "/compliance/scans", {"profile": PROFILE}, 201)
