@@ -165,7 +165,8 @@ class CallsFollowEveryMove(ServerClassCase):
 
     def workflow_run(self, kernels):
         """A run as the admin: a call to each kernel's /health, an executor
-        job and an event on the bus; returns {kernel: pid it answered}."""
+        job and an event on the bus; returns the run, whose context maps
+        each kernel to the pid that answered."""
         name = "moves-%d" % len(self.runs)
         tasks = [{"k_" + k: {"call": "http", "with": {"method": "get",
                                                       "endpoint": "grace://%s/health" % k,
