@@ -11,7 +11,7 @@ self_healing, state_machine, executor, crypto, trust, policy, alerts,
 audit, immutable_log, learning, librarian, telemetry, message_bus.
 
 - metrics -> every other kernel: a scrape of each (GET /metrics by name)
-  after its move, target "up" (/api/v1/targets);
+  after its move, target "up" at its new address (/api/v1/targets);
 - scheduler -> policy: each fire asks POST /authorize and fails closed, so
   a fire that is not `denied` reached the policy kernel;
 - scheduler -> executor, -> workflow, -> message_bus: an executor, a
@@ -132,6 +132,7 @@ class CallsFollowEveryMove(ServerClassCase):
         self.g.wait_for(lambda: self.ports_file()[name]["port"] == after["port"],
                         scaled(5), message="ports.json names %s's new port" % name)
         self.pids[name] = after["pid"]
+        self.ports[name] = after["port"]
         return after
 
     # ---- the calls, each checked by its effect
@@ -223,6 +224,7 @@ class CallsFollowEveryMove(ServerClassCase):
     def prepare(cls):
         g = cls.g
         cls.pids = {n: g.kernel(n)["pid"] for n in BUILTIN_KERNELS}
+        cls.ports = {}
         cls.runs = []
 
         def made(method, path, body, ok=(200, 201)):
@@ -282,8 +284,11 @@ class CallsFollowEveryMove(ServerClassCase):
             late = [n for n in FIRST if by[n]["health"] != "up" or
                     rfc3339_ms(by[n]["lastScrape"]) <= t_moved[n]]
             return None if late else by
-        self.g.wait_for(scraped, scaled(20), interval=0.2,
-                        message="metrics scraped every moved kernel after its move")
+        by = self.g.wait_for(scraped, scaled(20), interval=0.2,
+                             message="metrics scraped every moved kernel after its move")
+        for n in FIRST:  # and says where it scrapes it now
+            self.assertEqual(by[n]["scrapeUrl"], "http://127.0.0.1:%d/metrics" % self.ports[n],
+                             by[n])
 
         # scheduler -> policy (each fire) and -> message_bus, executor, workflow.
         self.bus_job_fires(1)
