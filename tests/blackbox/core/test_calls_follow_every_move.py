@@ -45,23 +45,25 @@ audit, immutable_log, learning, librarian, telemetry, message_bus.
 - main process (gateway) -> every kernel: GET /kernels/NAME/health through
   :8000 answers with the kernel's new pid.
 
-Second round: scheduler, policy and message_bus back with reset_port,
-metrics moved with rebind_port:
+Second round: scheduler, policy, message_bus and audit back with
+reset_port, metrics moved with rebind_port:
 
 - alerts -> metrics: a rule evaluated now reads the metrics kernel
   (POST /rules/evaluate, no failure, the alert firing);
 - telemetry -> metrics: OTLP metrics sent to the telemetry kernel are
   answered once written to the metrics kernel, and queried back;
+- immutable_log -> audit: an archival's immutable_log.archive.export
+  event reaches the audit trail;
 - workflow -> scheduler: a run's call to grace://scheduler/health;
 - scheduler -> policy, -> message_bus: a bus target fires and succeeds
   (scheduler moved first, so it follows the other two);
-- the gateway -> each of the four.
+- the gateway -> each of the five.
 
 Last, no kernel's pid changed since its own move: no caller was restarted.
 test_calls_follow_moves.py covers audit -> immutable_log over three moves
 and the main process's outbox, bus and chat calls. Not driven here (their
 callees are proven through the callers above, over the same sdk_call):
-immutable_log -> audit (archival events), coding_agent -> executor and
+coding_agent -> executor and
 audit, research -> its sources, self_healing -> alerts, governance,
 learning, metrics and audit, executor -> policy (sdk/pdp.h, cached),
 trust, alerts and self_healing -> message_bus (consumer groups), every
@@ -86,7 +88,7 @@ FIRST = ["scheduler", "compliance", "workflow", "governance", "coding_agent", "r
          "self_healing", "state_machine", "executor", "crypto", "trust", "policy", "alerts",
          "audit", "immutable_log", "learning", "librarian", "telemetry", "message_bus"]
 SECOND = [("scheduler", "reset_port"), ("policy", "reset_port"),
-          ("message_bus", "reset_port"), ("metrics", "rebind_port")]
+          ("message_bus", "reset_port"), ("audit", "reset_port"), ("metrics", "rebind_port")]
 PROFILE = "moves"
 
 
@@ -403,8 +405,20 @@ class CallsFollowEveryMove(ServerClassCase):
             {"query": 'moves_follow{job="moves"}', "time": "%.3f" % (t / 1000)}))["data"]["result"]
         self.assertEqual([x["value"][1] for x in q], ["7"], q)
 
+        # immutable_log -> audit: an archival's event (the log stayed put,
+        # the audit kernel went back).
+        t2 = now_ms()
+        arch = self.call("POST", "/kernels/immutable_log/archive", {"before": 2})
+
+        def archived():
+            evs = self.call("GET", "/kernels/audit/events?limit=1000&since=%d" % t2)["events"]
+            return next((e for e in evs if e["action"] == "immutable_log.archive.export" and
+                         e["resource"] == arch["file"]), None)
+        self.g.wait_for(archived, scaled(20), interval=0.1,
+                        message="the archival's event in the audit trail")
+
         # workflow -> scheduler; scheduler -> policy and message_bus.
-        run = self.workflow_run(["scheduler", "policy", "message_bus", "metrics"])
+        run = self.workflow_run([n for n, _ in SECOND])
         for name, _ in SECOND:
             self.assertEqual(run["context"][name], self.pids[name], name)
         self.bus_job_fires(2)
