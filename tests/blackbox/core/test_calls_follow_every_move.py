@@ -63,11 +63,14 @@ Last, no kernel's pid changed since its own move: no caller was restarted.
 test_calls_follow_moves.py covers audit -> immutable_log over three moves
 and the main process's outbox, bus and chat calls. Not driven here (their
 callees are proven through the callers above, over the same sdk_call):
-coding_agent -> executor and
-audit, research -> its sources, self_healing -> alerts, governance,
-learning, metrics and audit, executor -> policy (sdk/pdp.h, cached),
-trust, alerts and self_healing -> message_bus (consumer groups), every
-kernel -> trust (SVIDs, renewed at half their life, longer than this test).
+coding_agent -> executor and audit, research -> its sources, self_healing
+-> alerts, governance, learning, metrics and audit, executor -> policy
+(sdk/pdp.h, cached), trust, alerts and self_healing -> message_bus
+(consumer groups), every kernel -> trust (SVIDs, renewed at half their
+life, longer than this test); of the main process's: govern -> governance
+and compliance, user_data -> librarian and scheduler, the healer ->
+learning and self_healing, a backup -> immutable_log (the gateway reaches
+each of those kernels after its move).
 """
 
 import datetime
