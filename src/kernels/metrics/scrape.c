@@ -3,6 +3,7 @@
 #include "kernels/metrics/ingest.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
+#include "sdk/ports.h"
 #include "sdk/rfc3339.h"
 
 #include <event2/buffer.h>
@@ -29,7 +30,7 @@ typedef struct target {
 	char job[64];
 	char instance[64];
 	char kernel[GRACE_NAME_MAX];
-	char address[64]; /* host:port as configured (external) */
+	char address[64]; /* host:port as configured (a kernel's may have moved) */
 	int port;         /* API and external targets */
 	char path[96];
 	lbl_set *labels;  /* job, instance */
@@ -350,8 +351,18 @@ json_t *scr_targets_json(scr *s, const char *state)
 	snprintf(timeout, sizeof timeout, "%gs", s->timeout_ms / 1000.0);
 	for (size_t i = 0; want_active && i < s->n; i++) {
 		target *t = &s->t[i];
-		char url[256], last[48];
-		snprintf(url, sizeof url, "http://%s%s", t->address, t->path);
+		char url[256], last[48], now_at[64];
+		const char *address = t->address;
+		/* A kernel is where it listens now, which the healer may have
+		 * moved: the address it is scraped at, not its configured one. */
+		int port = t->kind == TARGET_KERNEL && s->k->ports
+				   ? sdk_ports_resolve(t->kernel, s->k->ports)
+				   : -1;
+		if (port > 0) {
+			snprintf(now_at, sizeof now_at, "127.0.0.1:%d", port);
+			address = now_at;
+		}
+		snprintf(url, sizeof url, "http://%s%s", address, t->path);
 		/* Prometheus: Go encoding/json of time.Time; never scraped is
 		 * Go's zero time. */
 		sdk_rfc3339_format_ms(t->last_ms, SDK_RFC3339_GO, last, sizeof last);
@@ -361,7 +372,7 @@ json_t *scr_targets_json(scr *s, const char *state)
 					    json_string(t->labels->p[j].value));
 		json_t *o = json_pack(
 			"{s:{s:s, s:s, s:s, s:s}, s:o, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:s, s:s}",
-			"discoveredLabels", "__address__", t->address, "__metrics_path__", t->path,
+			"discoveredLabels", "__address__", address, "__metrics_path__", t->path,
 			"__scheme__", "http", "job", t->job, "labels", labels, "scrapePool", t->job,
 			"scrapeUrl", url, "globalUrl", url, "lastError", t->last_error, "lastScrape",
 			last, "lastScrapeDuration", t->last_duration, "health", health_name(t->health),

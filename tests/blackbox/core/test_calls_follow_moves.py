@@ -9,6 +9,10 @@ running, and the calls keep working without a restart of any caller.
   requests keep reaching the audit trail and kernel state changes the bus;
 - main process -> librarian (chat): answers keep citing the library;
 - DATA_DIR/ports.json says where each kernel is now.
+
+Every other kernel that another kernel calls is moved in
+test_calls_follow_every_move.py (all twenty kernels), each with a real call
+from a caller kernel that keeps running; its docstring lists the pairs.
 """
 
 import json
