@@ -55,6 +55,44 @@ FIX = ("calc.py\n```python\n<<<<<<< SEARCH\ndef add(a, b):\n    return a - b\n==
        "def add(a, b):\n    return a + b\n>>>>>>> REPLACE\n```\n")
 TEST_COMMAND = [PY, "test_calc.py"]
 
+# A test command that builds (writes build/out.txt where it runs) and then
+# attacks: a .git of its own pointing at a git directory it made (a filter,
+# a textconv, an fsmonitor and hooks that would each touch MARK), a
+# .gitattributes naming them, and a link to the kernel's worktree (which
+# the copy's removal must not follow). WORKTREE lines also try the kernel's
+# own worktree beside the copy: run only where jobs run as another user
+# than the kernel (grace serve as root), since a job of the kernel's own
+# user may write anything the kernel may.
+BUILD_AND_ATTACK = """set -u
+mkdir -p build && echo "built by $(id -u)" > build/out.txt || exit 3
+cat build/out.txt
+evil="$PWD/evil.git"
+mkdir -p "$evil/objects" "$evil/refs/heads" "$evil/hooks"
+echo 'ref: refs/heads/main' > "$evil/HEAD"
+cat > "$evil/config" <<CONF
+[core]
+\trepositoryformatversion = 0
+\tfsmonitor = touch MARK
+\thooksPath = $evil/hooks
+[filter "evil"]
+\tclean = touch MARK
+\tsmudge = touch MARK
+[diff "evil"]
+\ttextconv = touch MARK
+CONF
+for h in pre-commit post-checkout post-index-change reference-transaction pre-auto-gc; do
+  printf '#!/bin/sh\ntouch MARK\n' > "$evil/hooks/$h"; chmod +x "$evil/hooks/$h"
+done
+echo "gitdir: $evil" > .git
+printf '* filter=evil diff=evil\n' > .gitattributes
+wt="$(dirname "$(dirname "$PWD")")/$(basename "$PWD")"
+ln -s "$wt" wt-link
+WORKTREE (echo "gitdir: $evil" > "$wt/.git") 2>/dev/null && echo WROTE-THE-WORKTREE
+WORKTREE (printf '* filter=evil diff=evil\n' > "$wt/.gitattributes") 2>/dev/null && echo WROTE-THE-WORKTREE
+WORKTREE (mkdir -p "$wt/build" && echo x > "$wt/build/x") 2>/dev/null && echo WROTE-THE-WORKTREE
+exit 0
+"""
+
 
 def git(repo, *args):
     return subprocess.run([GIT, "-C", repo] + list(args), check=True, capture_output=True,
@@ -162,8 +200,14 @@ class WithoutModel(Base):
         tid = t["id"]
 
         def testing():
+            # The phase copies the worktree first (on the pool), then its
+            # job runs: cancelled once the job is there.
             st, _, t = self.g.http("GET", "/coding-agent/tasks/%s" % tid)
-            return t if t["state"] == "testing_before" else None
+            if t["state"] != "testing_before":
+                return None
+            st, _, jobs = self.g.http("GET", "/kernels/executor/jobs?limit=50")
+            return t if any(tid in (j.get("name") or "") for j in jobs.get("jobs", [])) \
+                else None
         self.g.wait_for(testing, timeout=scaled(30), message="the tests running")
         t0 = time.monotonic()
         st, _, body = self.g.http("POST", "/coding-agent/tasks/%s/cancel" % tid, {})
@@ -217,6 +261,8 @@ class WithoutModel(Base):
         # Every command: git's and the executor's jobs (1 + 2 test ids, twice).
         kinds = [c["kind"] for c in t["commands"]]
         self.assertEqual(kinds.count("executor_job"), 6, kinds)
+        # The tests ran in a copy of the worktree, made afresh per phase.
+        self.assertEqual(kinds.count("copy"), 2, kinds)
         argvs = [" ".join(c["argv"]) for c in t["commands"] if c["kind"] == "git"]
         self.assertTrue(any(" worktree add " in a for a in argvs), argvs)
         job_argvs = [c["argv"] for c in t["commands"] if c["kind"] == "executor_job"]
@@ -228,10 +274,12 @@ class WithoutModel(Base):
             self.assertEqual(st, 200, ev)
             acts = [e["action"] for e in ev["events"]]
             n = len(t["commands"])
-            return acts if acts.count("coding_agent.git") + acts.count("coding_agent.job") >= n \
+            return acts if acts.count("coding_agent.git") + acts.count("coding_agent.job") \
+                + acts.count("coding_agent.copy") >= n \
                 and "coding_agent.edit" in acts and "coding_agent.task" in acts else None
         acts = self.g.wait_for(events, timeout=scaled(10), message="the audit events")
         self.assertEqual(acts.count("coding_agent.job"), 6, acts)
+        self.assertEqual(acts.count("coding_agent.copy"), 2, acts)
         # Listed; then deleted with its worktree and branch.
         st, _, lst = self.g.http("GET", "/coding-agent/tasks")
         self.assertEqual(st, 200, lst)
@@ -243,7 +291,65 @@ class WithoutModel(Base):
         self.assertNotIn(t["branch"], git(self.repo, "branch", "--list", "grace/*"))
         st, _, _ = self.g.http("GET", "/coding-agent/tasks/" + t["id"])
         self.assertEqual(st, 404)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, ".grace-worktrees", ".runs",
+                                                     t["id"])))
         self.assert_untouched()
+
+    def test_the_tests_write_their_copy_and_nothing_else(self):
+        # The test command builds where it runs (a copy of the worktree that
+        # the jobs user owns) and what it did is in the results; then it
+        # plants a .git, hooks, filters and a link: the kernel runs none of
+        # them, its diff is the patch's alone, and its worktree is as the
+        # edits left it.
+        mark = os.path.join(self.ws, "pwned")
+        root = os.geteuid() == 0
+        script = BUILD_AND_ATTACK.replace("MARK", mark).replace("WORKTREE ", "" if root else ": ")
+        t = self.run_task({"repo": "calc", "test_command": ["/bin/sh", "-c", script],
+                           "patch": FIX})
+        self.assertEqual(t["state"], "done", t)
+        copies = [c for c in t["commands"] if c["kind"] == "copy"]
+        self.assertEqual(len(copies), 2, t["commands"])
+        runs_dir = os.path.join(self.ws, ".grace-worktrees", ".runs", t["id"])
+        self.assertEqual(copies[0]["argv"], ["copy", t["worktree"], runs_dir])
+        uid = os.geteuid()
+        if root:
+            # Jobs run as the executor's jobs user: the copy is handed to it.
+            self.assertIsNotNone(copies[0]["owner"], copies[0])
+            uid = copies[0]["owner"]["uid"]
+            self.assertNotEqual(uid, 0)
+            self.assertEqual(os.stat(runs_dir).st_uid, uid)
+        else:
+            self.assertIsNone(copies[0]["owner"], copies[0])
+        for phase in ("tests_before", "tests_after"):
+            out = t[phase]["runs"][0]["stdout_tail"]
+            self.assertEqual(t[phase]["exit_code"], 0, t[phase])
+            self.assertIn("built by %d" % uid, out)
+            self.assertNotIn("WROTE-THE-WORKTREE", out)
+        # The build's output is in the copy (the last phase's, kept until
+        # DELETE), never in the worktree.
+        with open(os.path.join(runs_dir, "build", "out.txt")) as f:
+            self.assertEqual(f.read(), "built by %d\n" % uid)
+        with open(os.path.join(runs_dir, ".git")) as f:  # the attack was made, there
+            self.assertIn("evil.git", f.read())
+        self.assertTrue(os.path.islink(os.path.join(runs_dir, "wt-link")))
+        wt = t["worktree"]
+        for planted in ("build", ".gitattributes", "evil.git", "wt-link"):
+            self.assertFalse(os.path.lexists(os.path.join(wt, planted)), planted)
+        with open(os.path.join(wt, ".git")) as f:
+            self.assertTrue(f.read().startswith("gitdir: " + os.path.join(self.repo, ".git")))
+        with open(os.path.join(wt, "calc.py")) as f:  # not removed through the link
+            self.assertIn("return a + b", f.read())
+        # The diff is the patch's, made by the kernel: calc.py only.
+        files = [line.split(" b/")[-1] for line in t["diff"].splitlines()
+                 if line.startswith("diff --git ")]
+        self.assertEqual(files, ["calc.py"], t["diff"])
+        self.assertFalse(os.path.exists(mark), "a program the job planted ran")
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "hook-ran")))
+        self.assert_untouched()
+        st, _, d = self.g.http("DELETE", "/coding-agent/tasks/" + t["id"], timeout=30)
+        self.assertEqual(st, 200, d)
+        self.assertFalse(os.path.lexists(runs_dir))
+        self.assertFalse(os.path.exists(wt))
 
     def test_unified_diff(self):
         diff = ("--- a/calc.py\n+++ b/calc.py\n@@ -1,4 +1,4 @@\n def add(a, b):\n"

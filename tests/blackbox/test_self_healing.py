@@ -14,6 +14,11 @@ the healer asking it (docs/self_healing.md).
 - The postmortem of the first incident, in JSON and in Markdown, with the
   audit trail's events and the verified heals.
 
+- A slow store (its database write-locked by this test) does not stop
+  the kernel's loop: /health and the ladder answer while an advice and a
+  crash wait for their writes; once the lock is released, the advice is
+  answered and every event is in the store.
+
 - A metrics condition watched for a kernel ([self_healing] watch.KERNEL)
   is an event of that kernel; one that does not hold is nothing.
 
@@ -23,10 +28,13 @@ through it, approve_destructive.)
 
 import os
 import signal
+import sqlite3
+import threading
 import time
 import unittest
 
 from harness import GraceServer, GraceTestCase, spare_kernels
+from harness import scaled as harness_scaled
 from healer_support import heal
 
 SH = "/kernels/self_healing"
@@ -226,6 +234,55 @@ class SelfHealing(GraceTestCase):
                              [late["id"]])
             events = get(g, "/incidents/%d" % late["id"])["event_list"]
             self.assertIn("audit", {e["kernel"] for e in events}, events)
+
+
+class SlowStore(GraceTestCase):
+    def test_the_loop_answers_while_the_store_is_locked(self):
+        # The store is written by a worker thread of the kernel (docs/
+        # self_healing.md "The store"): with its database write-locked
+        # (BEGIN IMMEDIATE here, as a very slow disk would hold it), the
+        # loop still answers; the writes wait, in order, and land once the
+        # lock goes.
+        kernels = {n: dict(QUIET) for n in ("message_bus", "self_healing", OTHER)}
+        with GraceServer(kernels=kernels, config=CONFIG) as g:
+            db = sqlite3.connect(os.path.join(g.data_dir, "self_healing.db"), timeout=30,
+                                 isolation_level=None)
+            answer = {}
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                kill9(g, OTHER)  # a crash from the bus: its batch waits for the lock
+
+                def ask():
+                    answer["reply"] = g.http("POST", SH + "/advice",
+                                             {"kernel": OTHER, "issue": "process_dead",
+                                              "playbooks": ["restart_component"]},
+                                             timeout=harness_scaled(60))
+                asker = threading.Thread(target=ask)
+                asker.start()
+                # The ladder decided in memory, on the loop, at once.
+                g.wait_for(lambda: any(k["kernel"] == OTHER and k["actions"] == 1
+                                       for k in get(g, "/ladder")["kernels"]),
+                           message="the ladder's decision while the store is locked")
+                st, _, body = g.http("GET", "/health", port=g.kernel_port("self_healing"))
+                self.assertEqual(st, 200, body)
+                # The answer carries the action's id: it waits for the write.
+                self.assertTrue(asker.is_alive(), answer)
+            finally:
+                db.execute("ROLLBACK") if db.in_transaction else None
+                db.close()
+            asker.join(harness_scaled(60))
+            self.assertFalse(asker.is_alive())
+            st, _, adv = answer["reply"]
+            self.assertEqual(st, 200, adv)
+            self.assertEqual(adv["decision"], "heal", adv)
+            self.assertGreater(adv["advice_id"], 0, adv)
+            inc = get(g, "/incidents/%d" % adv["incident_id"])
+            kinds = [e["kind"] for e in inc["event_list"]]
+            self.assertIn("crash", kinds, inc)
+            self.assertIn("heal_asked", kinds, inc)
+            self.assertEqual([a["id"] for a in inc["actions"]], [adv["advice_id"]], inc)
+            mine = [k for k in get(g, "/ladder")["kernels"] if k["kernel"] == OTHER][0]
+            self.assertEqual((mine["step"], mine["actions"]), (0, 1), mine)
 
 
 class MetricWatches(GraceTestCase):

@@ -365,8 +365,7 @@ const sdk_kernel_def coding_agent_kernel = {
 	.name = "coding_agent",
 	.port = 8132, .tier = "agentic",
 	.summary = "workspaces, patches, build and test runs",
-	/* Not complete: see docs/coding_agent.md "Not implemented". */
-	.complete = false,
+	.complete = true,
 	.long_poll_max_ms = CA_WAIT_MAX_MS,
 	.schema_version = 1,
 	.routes = ca_routes,

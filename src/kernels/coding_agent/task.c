@@ -3,6 +3,7 @@
 #include "kernels/coding_agent/edits.h"
 #include "kernels/coding_agent/paths.h"
 #include "kernels/coding_agent/run.h"
+#include "kernels/coding_agent/scratch.h"
 #include "kernels/coding_agent/store.h"
 #include "sdk/call.h"
 #include "sdk/clock.h"
@@ -53,6 +54,7 @@ struct ca_task {
 	int64_t deadline_ms; /* monotonic */
 	/* Inputs (resolved). */
 	char repo[PATH_MAX], wt[PATH_MAX], branch[64], base[256], base_sha[64];
+	char scratch[PATH_MAX]; /* the tests' copy of wt (scratch.h) */
 	char *patch; /* owned, may be NULL */
 	size_t patch_len;
 	unsigned max_turns, turn;
@@ -176,10 +178,12 @@ static void merge_cmds(ca_task *t)
 	json_t *cmd;
 	json_array_foreach(t->cmds, i, cmd) {
 		json_int_t code = json_integer_value(json_object_get(cmd, "exit_code"));
+		bool copy = !strcmp(json_string_value(json_object_get(cmd, "kind")) ?: "", "copy");
 		json_object_set_new(cmd, "turn", json_integer(t->turn));
 		json_array_append(json_object_get(t->doc, "commands"), cmd);
-		t->c->stats.git_commands++;
-		audit(t, "coding_agent.git", code == 0 ? "ok" : "failed",
+		if (!copy)
+			t->c->stats.git_commands++;
+		audit(t, copy ? "coding_agent.copy" : "coding_agent.git", code == 0 ? "ok" : "failed",
 		      json_pack("{s:O, s:I}", "argv", json_object_get(cmd, "argv"), "exit_code",
 				code));
 	}
@@ -603,7 +607,7 @@ static void run_next(ca_task *t)
 	snprintf(name, sizeof name, "coding_agent %s %s", t->id,
 		 t->at == STEP_TEST_BEFORE ? "before" : "after");
 	json_t *job = json_pack("{s:O, s:s, s:I, s:s, s:{s:s}, s:{s:I}}", "argv",
-				json_object_get(run, "argv"), "dir", t->wt, "timeout_ms",
+				json_object_get(run, "argv"), "dir", t->scratch, "timeout_ms",
 				(json_int_t)t->c->cfg->test_timeout_ms, "name", name, "env",
 				"PYTHONDONTWRITEBYTECODE", "1", "limits", "output_bytes",
 				(json_int_t)(256 << 10));
@@ -615,6 +619,61 @@ static void run_next(ca_task *t)
 	free(body);
 	if (rc < 0)
 		finish(t, "failed", "cannot call the executor");
+}
+
+/* On the pool: the phase's copy of the worktree, made afresh (the last
+ * phase's removed), given to the executor's jobs user when jobs run as
+ * another user than this kernel's (docs/coding_agent.md "The tests'
+ * copy"). The job writes there; nothing it writes is read back. */
+static void work_scratch(void *arg)
+{
+	ca_task *t = arg;
+	int64_t t0 = sdk_mono_ms();
+	uid_t uid = 0;
+	gid_t gid = 0;
+	bool handover = false;
+	/* WORKTREE_ROOT/.runs: the copy's path less its last part. */
+	char runs[PATH_MAX];
+	snprintf(runs, sizeof runs, "%s", t->scratch);
+	char *slash = strrchr(runs, '/');
+	if (slash)
+		*slash = 0;
+	if (mkdir(runs, 0755) == 0)
+		(void)chmod(runs, 0755); /* past the umask: the jobs user walks through */
+	t->work_rc = ca_scratch_owner(t->c->k->cfg->executor.jobs_user, &uid, &gid, &handover,
+				      &t->work_err);
+	if (t->work_rc == 0)
+		t->work_rc = ca_scratch_remove(t->scratch, &t->work_err);
+	if (t->work_rc == 0)
+		t->work_rc = ca_scratch_copy(t->wt, t->scratch, handover, uid, gid, &t->work_err);
+	/* One entry among the commands run (and audited): what was copied
+	 * where, and for whom. */
+	json_t *cmd = json_pack("{s:s, s:[s, s, s], s:i, s:s, s:I, s:o}", "kind", "copy", "argv",
+				"copy", t->wt, t->scratch, "exit_code", t->work_rc == 0 ? 0 : 1,
+				"output_tail", t->work_rc == 0 ? "" : t->work_err.msg, "ms",
+				(json_int_t)(sdk_mono_ms() - t0), "owner",
+				handover ? json_pack("{s:I, s:I}", "uid", (json_int_t)uid, "gid",
+						     (json_int_t)gid)
+					 : json_null());
+	if (!t->cmds)
+		t->cmds = json_array();
+	if (cmd)
+		json_array_append_new(t->cmds, cmd);
+}
+
+static void on_scratch_done(void *arg)
+{
+	ca_task *t = arg;
+	merge_cmds(t);
+	if (t->c->draining)
+		return;
+	if (t->work_rc < 0) {
+		char why[400];
+		snprintf(why, sizeof why, "the tests' copy of the worktree: %s", t->work_err.msg);
+		finish(t, "failed", why);
+		return;
+	}
+	run_next(t);
 }
 
 /* The runs of a test phase: the whole command, then one per test id
@@ -637,7 +696,9 @@ static void phase_start(ca_task *t)
 			json_array_append_new(t->runs, json_pack("{s:O, s:o}", "test", id, "argv", a));
 		}
 	}
-	run_next(t);
+	/* The phase's copy of the worktree first (on the pool), then the runs. */
+	if (sdk_pool_submit(t->c->pool, work_scratch, on_scratch_done, t) < 0)
+		finish(t, "failed", "the worker pool is full");
 }
 
 /* ---- grading (SWE-bench's): resolved when every fail_to_pass test now
@@ -1170,6 +1231,11 @@ int ca_task_submit(ca *c, json_t *body, const char *owner, char id[CA_ID_LEN + 1
 		free(t);
 		return sdk_fail(err, SDK_EINVAL, "worktree_root is too long");
 	}
+	if (snprintf(t->scratch, sizeof t->scratch, "%s/" CA_SCRATCH_DIR "/%s", c->wt_root,
+		     t->id) >= (int)sizeof t->scratch) {
+		free(t);
+		return sdk_fail(err, SDK_EINVAL, "worktree_root is too long");
+	}
 	snprintf(t->branch, sizeof t->branch, "grace/task-%s", t->id);
 	snprintf(t->base, sizeof t->base, "%s", json_is_string(base) ? json_string_value(base) : "HEAD");
 	t->max_turns = max_turns;
@@ -1234,6 +1300,14 @@ static void work_delete(void *arg)
 {
 	del_job *d = arg;
 	d->rc = 0;
+	/* The tests' copy (scratch.h): what the jobs user left there goes too. */
+	char scratch[PATH_MAX];
+	if (snprintf(scratch, sizeof scratch, "%s/" CA_SCRATCH_DIR "/%s", d->c->wt_root, d->id) <
+		    (int)sizeof scratch &&
+	    ca_scratch_remove(scratch, &d->err) < 0) {
+		d->rc = SDK_EIO;
+		return;
+	}
 	if (d->wt[0]) {
 		const char *rm[] = { "worktree", "remove", "--force", d->wt, NULL };
 		ca_run r;

@@ -6,6 +6,7 @@
  * the reward. The stop step pages a person through the alerts kernel. */
 #include "kernels/self_healing/state.h"
 #include "kernels/self_healing/store.h"
+#include "kernels/self_healing/worker.h"
 #include "sdk/clock.h"
 #include "sdk/json_keys.h"
 #include "sdk/log.h"
@@ -102,12 +103,12 @@ static void on_stop_requested(int status, const char *body, size_t len, double m
 		sdk_info("self_healing: change request %lld opened to stop %s (incident %lld)",
 			 (long long)id, r->kernel, (long long)r->incident);
 		json_t *detail = json_pack("{s:I}", "governance_request", id);
-		int64_t action;
-		sdk_err e;
-		if (sh_store_action(s->k->db, r->incident, r->kernel, sdk_wall_ms(), r->step, SH_STOP,
-				    "change_request", detail, &action, &e) < 0)
-			sdk_warn("self_healing: cannot record change request %lld: %s",
-				 (long long)id, e.msg);
+		sh_batch *b = sh_batch_new();
+		if (!b || sh_batch_action(b, r->incident, r->kernel, sdk_wall_ms(), r->step, SH_STOP,
+					  "change_request", detail) < 0)
+			sdk_warn("self_healing: cannot record change request %lld: out of memory",
+				 (long long)id);
+		sh_write(s, b); /* a failure is counted and logged */
 		json_decref(detail);
 	} else {
 		s->stop_request_failures++;
@@ -198,22 +199,13 @@ static void on_learned(int status, const char *body, size_t len, double ms, cons
 				     "order", ord, "probability", json_object_get(ans, "probability"),
 				     "policy", json_object_get(ans, "policy"), "latency_ms", ms);
 	}
-	/* The decision id is what /outcomes rewards: kept with the action. */
+	/* The decision id is what /outcomes rewards: kept with the action
+	 * (written after the action itself: the worker's queue is in order). */
 	if (a->action > 0 && json_is_integer(json_object_get(learning, "decision_id"))) {
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(s->k->db,
-				       "UPDATE actions SET playbook = ?, detail = json_set(coalesce("
-				       "detail, '{}'), '$.learning', json(?)) WHERE id = ?",
-				       -1, &st, NULL) == SQLITE_OK) {
-			char *lj = json_dumps(learning, JSON_COMPACT);
-			sqlite3_bind_text(st, 1, str(a->answer, "playbook"), -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(st, 2, lj ? lj : "{}", -1, SQLITE_TRANSIENT);
-			sqlite3_bind_int64(st, 3, a->action);
-			if (sqlite3_step(st) != SQLITE_DONE)
-				s->store_failures++;
-			sqlite3_finalize(st);
-			free(lj);
-		}
+		sh_batch *b = sh_batch_new();
+		if (b)
+			sh_batch_learning(b, a->action, str(a->answer, "playbook"), learning);
+		sh_write(s, b);
 	}
 	json_decref(ans);
 	finish(a, learning);
@@ -236,7 +228,7 @@ static const char *exit_kind(const char *last)
 }
 
 static bool ask_learning(struct ask *a, const char *kernel, const char *issue,
-			 const sh_kfacts *kf, int64_t now)
+			 const char *last_exit, int64_t now)
 {
 	sh_state *s = a->s;
 	if (!grace_config_kernel(s->k->cfg, "learning"))
@@ -247,7 +239,7 @@ static bool ask_learning(struct ask *a, const char *kernel, const char *issue,
 	json_t *req = json_pack("{s:s, s:s, s:{s:i, s:s, s:n}, s:o}", "issue", issue, "kernel",
 				kernel, "features", "restarts_last_hour",
 				(int)sh_corr_crashes_in_window(&s->corr, kernel, now), "last_exit",
-				exit_kind(kf ? kf->last_exit : NULL), "since_last_heal_s", "arms",
+				exit_kind(last_exit), "since_last_heal_s", "arms",
 				arms);
 	char *body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
@@ -287,6 +279,48 @@ static const char *check_advice(json_t *b, char *why, size_t n, const grace_conf
 	return NULL;
 }
 
+/* The advice's writes are made: its answer, with its action's id (then,
+ * at the ladder's bottom, the learning kernel's order). */
+static void advice_written(sh_job *j)
+{
+	sh_state *s = j->s;
+	if (j->closing) {
+		sdk_req_add_header(j->req, "Retry-After", "5");
+		sdk_reply_error(j->req, 503, "stopping", "the self_healing kernel is stopping");
+		return;
+	}
+	if (j->rc < 0) {
+		sdk_reply_status(j->req, j->rc, &j->err);
+		return;
+	}
+	json_t *answer = j->out, *pbs = json_object_get(j->in, "playbooks");
+	int64_t action = sh_batch_action_id(j->batch);
+	j->out = NULL;
+	json_object_set_new(answer, "advice_id", json_integer(action));
+	if (j->flag && json_array_size(pbs) > 1) {
+		struct ask *a = calloc(1, sizeof *a);
+		if (a) {
+			*a = (struct ask){ .req = j->req, .s = s, .answer = answer, .action = action };
+			size_t i;
+			json_t *p;
+			json_array_foreach(pbs, i, p)
+				if (a->n < ARMS_MAX)
+					snprintf(a->arms[a->n++], sizeof a->arms[0], "%s",
+						 json_string_value(p));
+			if (ask_learning(a, j->kernel, str(j->in, "issue"), str(j->in, "last_exit"),
+					 sdk_wall_ms()))
+				return;
+			free(a);
+		}
+	}
+	sdk_reply_json(j->req, 200, answer);
+}
+
+/* The ladder decides now, in memory, in the order the asks come; its
+ * writes (the event, the ladder's place, the budget, the action) go to
+ * the store's worker and the answer waits for them: a slow disk makes
+ * the answer late (the healer, past its advice_timeout_ms, heals on its
+ * own) and never the loop. */
 void sh_on_advice(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -302,6 +336,12 @@ void sh_on_advice(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 400, "invalid", "%s", bad);
 		return;
 	}
+	/* Before anything changes in memory: a full queue changes nothing. */
+	sh_job *j = sh_worker_room(s, true) ? sh_job_new(s, true, advice_written) : NULL;
+	if (!j) {
+		sh_reply_busy(req);
+		return;
+	}
 	const char *kernel = str(b, "kernel"), *issue = str(b, "issue");
 	json_t *pbs = json_object_get(b, "playbooks");
 	int64_t now = sdk_wall_ms();
@@ -311,7 +351,8 @@ void sh_on_advice(sdk_req *req, void *ctx)
 	int64_t incident = 0;
 	json_t *d = json_pack("{s:s, s:O}", "issue", issue, "healer_incident",
 			      json_object_get(b, "healer_incident") ?: json_null());
-	int rc = sh_apply(s, kernel, SH_EV_HEAL_ASKED, "advice", d, NULL, now, &incident, &e);
+	int rc = sh_apply(s, j->batch, kernel, SH_EV_HEAL_ASKED, "advice", d, NULL, now, &incident,
+			  &e);
 	json_decref(d);
 	sh_kfacts *kf = NULL;
 	sh_kstate *ks = rc == 0 ? sh_kstate_of(s, kernel, &kf) : NULL;
@@ -319,6 +360,9 @@ void sh_on_advice(sdk_req *req, void *ctx)
 		rc = sdk_fail(&e, SDK_EBUSY, "the ladder follows at most %d kernels",
 			      SH_LADDER_KERNELS_MAX);
 	if (rc < 0) {
+		sh_write(s, j->batch); /* what the correlation did is still written */
+		j->batch = NULL;
+		sh_job_free(j);
 		sdk_reply_status(req, rc, &e);
 		return;
 	}
@@ -354,42 +398,37 @@ void sh_on_advice(sdk_req *req, void *ctx)
 		/* The bottom: the healer's own choice for the issue. */
 		playbook = json_string_value(json_array_get(pbs, 0));
 	}
-	sh_ladder_save(s, ks, budget_changed);
-	json_t *answer = json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:I, s:b, s:f}", "decision",
-				   decision, "playbook", playbook, "step", adv.step, "incident_id",
-				   (json_int_t)incident, "kernel", kernel, "reason",
-				   reason ? json_string(reason) : json_null(), "retry_after_ms",
-				   (json_int_t)(adv.verdict == SH_ACT ? 0 : adv.retry_after_ms),
-				   "reset", adv.reset, "budget_tokens",
-				   sh_budget_tokens(&s->budget, now, NULL));
-	int64_t action = 0;
+	sh_batch_ladder(j->batch, ks);
+	if (budget_changed)
+		sh_batch_budget(j->batch, &s->budget);
+	j->out = json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:I, s:b, s:f}", "decision", decision,
+			   "playbook", playbook, "step", adv.step, "incident_id",
+			   (json_int_t)incident, "kernel", kernel, "reason",
+			   reason ? json_string(reason) : json_null(), "retry_after_ms",
+			   (json_int_t)(adv.verdict == SH_ACT ? 0 : adv.retry_after_ms), "reset",
+			   adv.reset, "budget_tokens", sh_budget_tokens(&s->budget, now, NULL));
 	json_t *detail = json_pack("{s:s, s:O}", "issue", issue, "playbooks", pbs);
-	rc = sh_store_action(k->db, incident, kernel, now, adv.step, playbook,
-			     !strcmp(decision, "hold") ? (reason ? reason : "hold")
-			     : is_stop		      ? "stop"
-						      : "act",
-			     detail, &action, &e);
+	sh_batch_action(j->batch, incident, kernel, now, adv.step, playbook,
+			!strcmp(decision, "hold") ? (reason ? reason : "hold")
+			: is_stop		  ? "stop"
+						  : "act",
+			detail);
 	json_decref(detail);
-	if (rc < 0) {
-		json_decref(answer);
-		sdk_reply_status(req, rc, &e);
+	/* What the answer needs once written; the worker never touches it. */
+	j->in = json_pack("{s:O, s:s, s:s}", "playbooks", pbs, "issue", issue, "last_exit",
+			  kf ? kf->last_exit : "");
+	j->req = req;
+	j->flag = !strcmp(decision, "heal") && adv.step == 0;
+	snprintf(j->kernel, sizeof j->kernel, "%s", kernel);
+	if (!j->out || !j->in) {
+		sh_write(s, j->batch); /* the decision stands: it is written */
+		j->batch = NULL;
+		sh_job_free(j);
+		sdk_reply_error(req, 503, "busy", "out of memory");
 		return;
 	}
-	json_object_set_new(answer, "advice_id", json_integer(action));
-	if (!strcmp(decision, "heal") && adv.step == 0 && json_array_size(pbs) > 1) {
-		struct ask *a = calloc(1, sizeof *a);
-		if (a) {
-			*a = (struct ask){ .req = req, .s = s, .answer = answer, .action = action };
-			size_t i;
-			json_t *p;
-			json_array_foreach(pbs, i, p)
-				snprintf(a->arms[a->n++], sizeof a->arms[0], "%s", json_string_value(p));
-			if (ask_learning(a, kernel, issue, kf, now))
-				return;
-			free(a);
-		}
-	}
-	sdk_reply_json(req, 200, answer);
+	if (sh_job_submit(j, true) < 0) /* room was checked: memory is short */
+		sdk_reply_error(req, 503, "busy", "out of memory");
 }
 
 /* ---- outcomes */
@@ -404,23 +443,9 @@ static void on_rewarded(int status, const char *body, size_t len, double ms, con
 }
 
 /* The action's learning decision, if it had one: the reward goes back. */
-static void reward(sh_state *s, int64_t action, const char *outcome, bool verified,
-		   json_t *body)
+static void reward(sh_state *s, int64_t decision, const char *arm, const char *outcome,
+		   bool verified, json_t *body)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->k->db,
-			       "SELECT json_extract(detail, '$.learning.decision_id'), playbook"
-			       " FROM actions WHERE id = ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(st, 1, action);
-	int64_t decision = 0;
-	char arm[32] = "";
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
-		decision = sqlite3_column_int64(st, 0);
-		snprintf(arm, sizeof arm, "%s", (const char *)sqlite3_column_text(st, 1));
-	}
-	sqlite3_finalize(st);
 	if (decision <= 0 || !strcmp(outcome, "interrupted"))
 		return;
 	json_t *msg = json_pack("{s:I, s:s, s:i, s:{s:s, s:O, s:O, s:O}}", "decision_id",
@@ -437,6 +462,56 @@ static void reward(sh_state *s, int64_t action, const char *outcome, bool verifi
 	free(text);
 }
 
+/* On the worker: the outcome recorded, then what the loop decides from
+ * the store (whether the kernel's latest action has now ended; the
+ * learning decision to reward) read in the same turn, after every write
+ * asked before it. */
+static int outcome_work(sh_job *j, sqlite3 *db, sdk_err *err)
+{
+	int rc = j->id > 0 ? 0 : sh_store_last_action(db, j->kernel, &j->id, err);
+	if (rc == 0)
+		rc = sh_store_outcome(db, j->id, j->text, j->flag, j->id2, j->n, err);
+	if (rc < 0)
+		return rc;
+	int64_t latest = 0;
+	j->flag2 = sh_store_last_action(db, j->kernel, &latest, NULL) == SDK_ENOTFOUND;
+	if (sh_store_action_decision(db, j->id, &j->decision, j->arm, sizeof j->arm, err) < 0)
+		j->decision = 0; /* no reward: the outcome itself is stored */
+	return 0;
+}
+
+static void outcome_written(sh_job *j)
+{
+	sh_state *s = j->s;
+	if (j->closing) {
+		sdk_req_add_header(j->req, "Retry-After", "5");
+		sdk_reply_error(j->req, 503, "stopping", "the self_healing kernel is stopping");
+		return;
+	}
+	if (j->rc < 0) {
+		sdk_reply_status(j->req, j->rc, &j->err);
+		return;
+	}
+	bool verified = j->flag;
+	s->outcomes++;
+	s->verified += verified;
+	sh_kstate *ks = sh_kstate_of(s, j->kernel, NULL);
+	/* A hold did nothing: it neither ends an action nor restarts a
+	 * cooldown. An action advised since this outcome came in (ks->actions
+	 * moved) is the kernel's latest now, and it has not ended. */
+	if (ks && strcmp(j->text, "held") && j->flag2 && ks->actions == (unsigned)j->decision_gen) {
+		sh_ladder_done(ks, sdk_wall_ms()); /* the kernel's latest action has ended */
+		sh_batch *b = sh_worker_room(s, false) ? sh_batch_new() : NULL;
+		if (b)
+			sh_batch_ladder(b, ks);
+		sh_write(s, b);
+	}
+	reward(s, j->decision, j->arm, j->text, verified, j->in);
+	sdk_reply_json(j->req, 200,
+		       json_pack("{s:I, s:s, s:b}", "advice_id", (json_int_t)j->id, "outcome",
+				 j->text, "verified", verified));
+}
+
 void sh_on_outcomes(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -450,41 +525,34 @@ void sh_on_outcomes(sdk_req *req, void *ctx)
 	json_t *id = json_object_get(b, "advice_id"), *ver = json_object_get(b, "verified");
 	json_t *hi = json_object_get(b, "healer_incident");
 	const char *kernel = str(b, "kernel"), *outcome = str(b, "outcome");
-	if (!kernel || !grace_config_kernel(k->cfg, kernel) || !outcome || !outcome[0] ||
-	    strlen(outcome) > 32 || (id && !json_is_integer(id)) || (ver && !json_is_boolean(ver)) ||
-	    (hi && !json_is_null(hi) && !json_is_integer(hi))) {
+	if (!kernel || !grace_config_kernel(k->cfg, kernel) || strlen(kernel) >= SH_NAME_MAX ||
+	    !outcome || !outcome[0] || strlen(outcome) > 32 || (id && !json_is_integer(id)) ||
+	    (ver && !json_is_boolean(ver)) || (hi && !json_is_null(hi) && !json_is_integer(hi))) {
 		sdk_reply_error(req, 400, "invalid",
 				"kernel (a configured kernel), outcome (1 to 32 bytes), and optionally "
 				"advice_id (an integer), verified (a boolean), healer_incident (an "
 				"integer)");
 		return;
 	}
-	sdk_err e;
-	int64_t action = id ? json_integer_value(id) : 0;
-	int rc = action > 0 ? 0 : sh_store_last_action(k->db, kernel, &action, &e);
-	/* Verified: the healer calls a run healed only when /health answered
-	 * 200 after it (docs/healer.md). */
-	bool verified = ver ? json_is_true(ver) : !strcmp(outcome, "healed");
-	if (rc == 0)
-		rc = sh_store_outcome(k->db, action, outcome, verified,
-				      json_is_integer(hi) ? json_integer_value(hi) : 0, sdk_wall_ms(),
-				      &e);
-	if (rc < 0) {
-		sdk_reply_status(req, rc, &e);
+	sh_job *j = sh_job_new(s, false, outcome_written);
+	if (!j || !(j->in = json_deep_copy(b))) {
+		if (j)
+			sh_job_free(j);
+		sh_reply_busy(req);
 		return;
 	}
-	s->outcomes++;
-	s->verified += verified;
-	int64_t latest = 0;
+	j->req = req;
+	j->work = outcome_work;
+	j->id = id ? json_integer_value(id) : 0;
+	j->id2 = json_is_integer(hi) ? json_integer_value(hi) : 0;
+	j->n = sdk_wall_ms();
+	/* Verified: the healer calls a run healed only when /health answered
+	 * 200 after it (docs/healer.md). */
+	j->flag = ver ? json_is_true(ver) : !strcmp(outcome, "healed");
+	snprintf(j->kernel, sizeof j->kernel, "%s", kernel);
+	snprintf(j->text, sizeof j->text, "%s", outcome);
 	sh_kstate *ks = sh_kstate_of(s, kernel, NULL);
-	/* A hold did nothing: it neither ends an action nor restarts a cooldown. */
-	if (ks && strcmp(outcome, "held") &&
-	    sh_store_last_action(k->db, kernel, &latest, NULL) == SDK_ENOTFOUND) {
-		sh_ladder_done(ks, sdk_wall_ms()); /* the kernel's latest action has ended */
-		sh_ladder_save(s, ks, false);
-	}
-	reward(s, action, outcome, verified, b);
-	sdk_reply_json(req, 200,
-		       json_pack("{s:I, s:s, s:b}", "advice_id", (json_int_t)action, "outcome",
-				 outcome, "verified", verified));
+	j->decision_gen = ks ? ks->actions : 0;
+	if (sh_job_submit(j, true) < 0)
+		sh_reply_busy(req);
 }

@@ -4,7 +4,6 @@
  * OOM kills, DATA_DIR's free space, the healer's diagnosis). */
 #include "kernels/self_healing/hints.h"
 #include "kernels/self_healing/state.h"
-#include "kernels/self_healing/store.h"
 #include "sdk/clock.h"
 #include "sdk/config.h"
 #include "sdk/log.h"
@@ -72,8 +71,9 @@ static void machine_facts(sh_state *s, sh_facts *f)
 	}
 }
 
-int sh_apply(sh_state *s, const char *kernel, enum sh_ev_kind kind, const char *subject,
-	     json_t *detail, json_t *hints, int64_t now_ms, int64_t *incident_id, sdk_err *err)
+int sh_apply(sh_state *s, sh_batch *b, const char *kernel, enum sh_ev_kind kind,
+	     const char *subject, json_t *detail, json_t *hints, int64_t now_ms,
+	     int64_t *incident_id, sdk_err *err)
 {
 	sh_corr_result r;
 	sh_event ev = { .kernel = kernel, .kind = kind, .ts_ms = now_ms };
@@ -87,9 +87,10 @@ int sh_apply(sh_state *s, const char *kernel, enum sh_ev_kind kind, const char *
 	s->opened += r.opened;
 	s->folded += r.folded;
 	s->flapping += r.became_flapping;
-	int rc = sh_store_save(s->k->db, r.inc, err);
+	/* Recorded now, written by the worker in this order (batch.h). */
+	int rc = sh_batch_save(b, r.inc);
 	for (size_t i = 0; rc == 0 && i < r.n_merged; i++) {
-		rc = sh_store_merge(s->k->db, r.merged[i], r.inc->id, now_ms, err);
+		rc = sh_batch_merge(b, r.merged[i], r.inc->id, now_ms);
 		if (rc == 0)
 			sdk_info("self_healing: incident %lld merged into %lld (%s): its kernel "
 				 "depends on %s", (long long)r.merged[i], (long long)r.inc->id,
@@ -97,17 +98,17 @@ int sh_apply(sh_state *s, const char *kernel, enum sh_ev_kind kind, const char *
 	}
 	s->folded += r.n_merged;
 	if (rc == 0)
-		rc = sh_store_event(s->k->db, r.inc->id, now_ms, kernel, sh_ev_kind_name(kind),
-				    subject, detail, err);
+		rc = sh_batch_event(b, r.inc->id, now_ms, kernel, sh_ev_kind_name(kind), subject,
+				    detail);
 	if (rc == 0 && hints && json_array_size(hints)) {
 		size_t i;
 		json_t *h;
 		json_array_foreach(hints, i, h)
 			json_object_set_new(h, "kernel", json_string(kernel));
-		rc = sh_store_add_hints(s->k->db, r.inc->id, hints, err);
+		rc = sh_batch_hints(b, r.inc->id, hints);
 	}
 	if (rc < 0)
-		s->store_failures++;
+		rc = sdk_fail(err, rc, "out of memory recording an event");
 	if (r.opened || r.became_flapping || r.folded)
 		sdk_info("self_healing: incident %lld (%s)%s%s%s", (long long)r.inc->id, r.inc->title,
 			 r.opened ? " opened" : "", r.folded ? ", a dependent kernel folded in" : "",
@@ -120,7 +121,7 @@ int sh_apply(sh_state *s, const char *kernel, enum sh_ev_kind kind, const char *
 /* grace.kernel.NAME.state {kernel, from, to, last_exit}: a process that
  * ended on its own (from ready or starting to starting, restarting or
  * failed; a stop asked for goes through stopping) is a crash; ready is up. */
-static int kernel_state(sh_state *s, const char *subject, json_t *p, int64_t now, sdk_err *e)
+static int kernel_state(sh_state *s, sh_batch *b, const char *subject, json_t *p, int64_t now, sdk_err *e)
 {
 	static const char *const up[] = { "ready", "starting", NULL };
 	static const char *const down[] = { "starting", "restarting", "failed", NULL };
@@ -132,12 +133,12 @@ static int kernel_state(sh_state *s, const char *subject, json_t *p, int64_t now
 	if (!strcmp(to, "ready")) {
 		if (ks && ks->stopped) { /* a person started it again */
 			sh_kstate_reset(ks);
-			sh_ladder_save(s, ks, false);
+			sh_batch_ladder(b, ks);
 		}
-		return sh_apply(s, name, SH_EV_UP, subject, p, NULL, now, NULL, e);
+		return sh_apply(s, b, name, SH_EV_UP, subject, p, NULL, now, NULL, e);
 	}
 	if (!strcmp(to, "stopped") && ks && ks->stopped) /* the ladder's stop, not an operator's */
-		return sh_apply(s, name, SH_EV_STOPPED, subject, p, NULL, now, NULL, e);
+		return sh_apply(s, b, name, SH_EV_STOPPED, subject, p, NULL, now, NULL, e);
 	if (!(in(from, up) && in(to, down) && strcmp(from, to)))
 		return 0;
 	const char *le = str(p, "last_exit");
@@ -147,13 +148,13 @@ static int kernel_state(sh_state *s, const char *subject, json_t *p, int64_t now
 	machine_facts(s, &f);
 	json_t *hints = json_array();
 	sh_hints_classify(&f, hints);
-	int rc = sh_apply(s, name, SH_EV_CRASH, subject, p, hints, now, NULL, e);
+	int rc = sh_apply(s, b, name, SH_EV_CRASH, subject, p, hints, now, NULL, e);
 	json_decref(hints);
 	return rc;
 }
 
 /* grace.guardian.NAME.state {kernel, from, to, reason}. */
-static int guardian_state(sh_state *s, const char *subject, json_t *p, int64_t now, sdk_err *e)
+static int guardian_state(sh_state *s, sh_batch *b, const char *subject, json_t *p, int64_t now, sdk_err *e)
 {
 	static const char *const bad[] = { "degraded", "unhealthy", "storage_failed", NULL };
 	const char *name = str(p, "kernel"), *from = str(p, "from"), *to = str(p, "to");
@@ -174,13 +175,13 @@ static int guardian_state(sh_state *s, const char *subject, json_t *p, int64_t n
 	json_t *hints = json_array();
 	if (kind != SH_EV_PROBE_OK)
 		sh_hints_classify(&f, hints);
-	int rc = sh_apply(s, name, kind, subject, p, hints, now, NULL, e);
+	int rc = sh_apply(s, b, name, kind, subject, p, hints, now, NULL, e);
 	json_decref(hints);
 	return rc;
 }
 
 /* grace.healer.incident: the healer's run, with its diagnosis. */
-static int healer_incident(sh_state *s, const char *subject, json_t *p, int64_t now, sdk_err *e)
+static int healer_incident(sh_state *s, sh_batch *b, const char *subject, json_t *p, int64_t now, sdk_err *e)
 {
 	const char *name = str(p, "component"), *outcome = str(p, "outcome");
 	if (!name || !outcome || !grace_config_kernel(s->k->cfg, name))
@@ -211,7 +212,7 @@ static int healer_incident(sh_state *s, const char *subject, json_t *p, int64_t 
 			      "playbook", json_object_get(p, "playbook"), "outcome",
 			      json_object_get(p, "outcome"), "issue_type",
 			      json_object_get(p, "issue_type"));
-	int rc = sh_apply(s, name, kind, subject, d, hints, now, NULL, e);
+	int rc = sh_apply(s, b, name, kind, subject, d, hints, now, NULL, e);
 	json_decref(d);
 	json_decref(hints);
 	return rc;
@@ -219,7 +220,7 @@ static int healer_incident(sh_state *s, const char *subject, json_t *p, int64_t 
 
 /* grace.alerts (Alertmanager's webhook shape): a firing alert labelled
  * with a kernel (label kernel, else job) joins that kernel's incident. */
-static int alerts(sh_state *s, const char *subject, json_t *p, int64_t now, sdk_err *e)
+static int alerts(sh_state *s, sh_batch *b, const char *subject, json_t *p, int64_t now, sdk_err *e)
 {
 	size_t i;
 	json_t *a;
@@ -233,7 +234,7 @@ static int alerts(sh_state *s, const char *subject, json_t *p, int64_t now, sdk_
 		    !grace_config_kernel(s->k->cfg, name))
 			continue;
 		json_t *d = json_pack("{s:O}", "labels", labels);
-		int rc = sh_apply(s, name, SH_EV_ALERT, subject, d, NULL, now, NULL, e);
+		int rc = sh_apply(s, b, name, SH_EV_ALERT, subject, d, NULL, now, NULL, e);
 		json_decref(d);
 		if (rc < 0)
 			return rc;
@@ -244,7 +245,7 @@ static int alerts(sh_state *s, const char *subject, json_t *p, int64_t now, sdk_
 static const struct {
 	const char *prefix, *suffix; /* the subject is PREFIX...SUFFIX */
 	bool exact;
-	int (*fn)(sh_state *, const char *, json_t *, int64_t, sdk_err *);
+	int (*fn)(sh_state *, sh_batch *, const char *, json_t *, int64_t, sdk_err *);
 } feeds[] = {
 	{ "grace.kernel.", ".state", false, kernel_state },
 	{ "grace.guardian.", ".state", false, guardian_state },
@@ -252,7 +253,8 @@ static const struct {
 	{ "grace.alerts", "", false, alerts },
 };
 
-int sh_ingest(sh_state *s, const char *subject, json_t *payload, int64_t now_ms, sdk_err *err)
+int sh_ingest(sh_state *s, sh_batch *b, const char *subject, json_t *payload, int64_t now_ms,
+	      sdk_err *err)
 {
 	if (!subject || !json_is_object(payload))
 		return 0;
@@ -266,7 +268,7 @@ int sh_ingest(sh_state *s, const char *subject, json_t *payload, int64_t now_ms,
 		int64_t t = json_is_integer(ts) ? json_integer_value(ts) : now_ms;
 		/* A late delivery (the kernel was down) is correlated at its own
 		 * time, never in the future. */
-		return feeds[i].fn(s, subject, payload, t > now_ms ? now_ms : t, err);
+		return feeds[i].fn(s, b, subject, payload, t > now_ms ? now_ms : t, err);
 	}
 	s->ignored++;
 	return 0;

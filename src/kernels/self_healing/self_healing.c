@@ -4,13 +4,16 @@
  * bus, correlates them into incidents (correlate.h), advises the healer
  * which step of the escalation ladder to take within a global budget
  * (ladder.h, advice.c), attaches root-cause hints (hints.h) and writes a
- * postmortem per incident (postmortem.h). The guardian and the healer stay
+ * postmortem per incident (postmortem.h). The store is written and read on
+ * a worker thread of its own (worker.h), never on the loop. The guardian
+ * and the healer stay
  * the floor: when this kernel is down they heal as they always have.
  * docs/self_healing.md. */
 #include "kernels/registry.h"
 #include "kernels/self_healing/postmortem.h"
 #include "kernels/self_healing/state.h"
 #include "kernels/self_healing/store.h"
+#include "kernels/self_healing/worker.h"
 #include "sdk/call.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
@@ -31,13 +34,23 @@
 
 static const grace_self_healing *conf(sdk_kernel *k) { return &k->cfg->self_healing; }
 
-void sh_ladder_save(sh_state *s, const sh_kstate *ks, bool budget)
+void sh_write(sh_state *s, sh_batch *b)
 {
-	sdk_err e;
-	if ((ks && sh_store_ladder_save(s->k->db, ks, &e) < 0) ||
-	    (budget && sh_store_budget_save(s->k->db, &s->budget, &e) < 0)) {
+	if (!b)
+		return;
+	sh_job *j = sh_batch_len(b) ? sh_job_new(s, false, NULL) : NULL;
+	if (!j) {
+		if (sh_batch_len(b)) {
+			s->store_failures++;
+			sdk_warn("self_healing: out of memory: a write is lost");
+		}
+		sh_batch_free(b);
+		return;
+	}
+	j->batch = b; /* a failure is counted and logged by the worker's done */
+	if (sh_job_submit(j, false) < 0) {
 		s->store_failures++;
-		sdk_warn("self_healing: the ladder's state is not saved: %s", e.msg);
+		sdk_warn("self_healing: the store's queue is full: a write is lost");
 	}
 }
 
@@ -83,6 +96,31 @@ static int parse_id(sdk_req *req, int64_t *id)
 	return 0;
 }
 
+/* A read's answer, back on the loop. */
+static void on_read(sh_job *j)
+{
+	if (j->closing) {
+		sdk_req_add_header(j->req, "Retry-After", "5");
+		sdk_reply_error(j->req, 503, "stopping", "the self_healing kernel is stopping");
+	} else if (j->rc < 0) {
+		sdk_reply_status(j->req, j->rc, &j->err);
+	} else {
+		sdk_reply_json(j->req, 200, j->out);
+		j->out = NULL;
+	}
+}
+
+static int list_work(sh_job *j, sqlite3 *db, sdk_err *err)
+{
+	j->filter.kernel = j->kernel[0] ? j->kernel : NULL;
+	return sh_store_list(db, &j->filter, &j->out, err);
+}
+
+static int get_work(sh_job *j, sqlite3 *db, sdk_err *err)
+{
+	return sh_store_get(db, j->id, &j->out, err);
+}
+
 static void on_list(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -105,13 +143,18 @@ static void on_list(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 400, "invalid", "kernel: a kernel's name");
 		return;
 	}
-	json_t *out;
-	sdk_err e;
-	int rc = sh_store_list(k->db, &f, &out, &e);
-	if (rc < 0)
-		sdk_reply_status(req, rc, &e);
-	else
-		sdk_reply_json(req, 200, out);
+	sh_job *j = sh_job_new(k->state, false, on_read);
+	if (!j) {
+		sh_reply_busy(req);
+		return;
+	}
+	j->req = req;
+	j->filter = f;
+	if (f.kernel)
+		snprintf(j->kernel, sizeof j->kernel, "%s", f.kernel);
+	j->work = list_work;
+	if (sh_job_submit(j, true) < 0)
+		sh_reply_busy(req);
 }
 
 static void on_get(sdk_req *req, void *ctx)
@@ -120,13 +163,16 @@ static void on_get(sdk_req *req, void *ctx)
 	int64_t id;
 	if (parse_id(req, &id) < 0)
 		return;
-	json_t *out;
-	sdk_err e;
-	int rc = sh_store_get(k->db, id, &out, &e);
-	if (rc < 0)
-		sdk_reply_status(req, rc, &e);
-	else
-		sdk_reply_json(req, 200, out);
+	sh_job *j = sh_job_new(k->state, false, on_read);
+	if (!j) {
+		sh_reply_busy(req);
+		return;
+	}
+	j->req = req;
+	j->id = id;
+	j->work = get_work;
+	if (sh_job_submit(j, true) < 0)
+		sh_reply_busy(req);
 }
 
 /* A postmortem: the incident, then the audit trail of its kernels (one
@@ -266,6 +312,25 @@ static void pm_next(struct pm *p)
 	}
 }
 
+/* The incident read: then the audit trail, on the loop through the call
+ * path. */
+static void pm_read(sh_job *j)
+{
+	if (j->closing || j->rc < 0) {
+		on_read(j);
+		return;
+	}
+	struct pm *p = calloc(1, sizeof *p);
+	if (!p) {
+		sdk_reply_error(j->req, 503, "busy", "out of memory");
+		return;
+	}
+	*p = (struct pm){ .req = j->req, .k = j->s->k, .incident = j->out, .audit = json_array(),
+			  .markdown = j->flag };
+	j->out = NULL;
+	pm_next(p);
+}
+
 static void on_postmortem(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -277,22 +342,17 @@ static void on_postmortem(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 400, "invalid", "format: json or markdown");
 		return;
 	}
-	json_t *inc;
-	sdk_err e;
-	int rc = sh_store_get(k->db, id, &inc, &e);
-	if (rc < 0) {
-		sdk_reply_status(req, rc, &e);
+	sh_job *j = sh_job_new(k->state, false, pm_read);
+	if (!j) {
+		sh_reply_busy(req);
 		return;
 	}
-	struct pm *p = calloc(1, sizeof *p);
-	if (!p) {
-		json_decref(inc);
-		sdk_reply_error(req, 503, "busy", "out of memory");
-		return;
-	}
-	*p = (struct pm){ .req = req, .k = k, .incident = inc, .audit = json_array(),
-			  .markdown = format && !strcmp(format, "markdown") };
-	pm_next(p);
+	j->req = req;
+	j->id = id;
+	j->flag = format && !strcmp(format, "markdown");
+	j->work = get_work;
+	if (sh_job_submit(j, true) < 0)
+		sh_reply_busy(req);
 }
 
 static void on_ladder(sdk_req *req, void *ctx)
@@ -350,18 +410,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	int64_t now = sdk_wall_ms();
 	sh_feed_tick(s, now);
 	sh_watch_tick(s, now);
-	size_t n = sh_corr_tick(&s->corr, now, done, 16);
+	/* Resolutions wait in memory while the store's queue is full: the
+	 * next tick resolves them. */
+	sh_batch *b = sh_worker_room(s, false) ? sh_batch_new() : NULL;
+	size_t n = b ? sh_corr_tick(&s->corr, now, done, 16) : 0;
 	for (size_t i = 0; i < n; i++) {
-		sdk_err e;
-		if (sh_store_save(s->k->db, &done[i], &e) < 0) {
-			s->store_failures++;
-			sdk_warn("self_healing: incident %lld not saved: %s", (long long)done[i].id,
-				 e.msg);
-		}
+		sh_batch_save(b, &done[i]);
 		s->resolved++;
 		sdk_info("self_healing: incident %lld (%s) resolved", (long long)done[i].id,
 			 done[i].title);
 	}
+	sh_write(s, b);
 }
 
 static void self_healing_metrics(sdk_kernel *k, struct evbuffer *out)
@@ -412,6 +471,12 @@ static void self_healing_metrics(sdk_kernel *k, struct evbuffer *out)
 	C("watch_failures_total", "Watches the metrics kernel did not answer.", s->watch_failures);
 	C("store_failures_total", "Writes to the store that failed.", s->store_failures);
 #undef C
+	evbuffer_add_printf(out,
+			    "# HELP grace_self_healing_store_queue Store jobs queued or running on "
+			    "the kernel's store worker.\n"
+			    "# TYPE grace_self_healing_store_queue gauge\n"
+			    "grace_self_healing_store_queue{kernel=\"self_healing\"} %zu\n",
+			    sh_worker_pending(s));
 	evbuffer_add_printf(out,
 			    "# HELP grace_self_healing_budget_tokens Heal actions left in the "
 			    "global budget.\n"
@@ -484,6 +549,8 @@ static int self_healing_init(sdk_kernel *k, char *err, size_t errlen)
 	if (hc->n_watches && !grace_config_kernel(k->cfg, "metrics"))
 		sdk_warn("self_healing: %zu watches but no metrics kernel: they are never true",
 			 hc->n_watches);
+	if (sh_worker_start(s, err, errlen) < 0)
+		return -1;
 	s->timer = event_new(k->base, -1, EV_PERSIST, on_tick, s);
 	if (!s->timer) {
 		snprintf(err, errlen, "out of memory");
@@ -508,6 +575,7 @@ static void self_healing_close(sdk_kernel *k)
 	sh_feed_stop(s);
 	if (s->timer)
 		event_free(s->timer);
+	sh_worker_stop(s); /* queued jobs answer their requests "stopping" */
 	sh_stop_requests_free(s); /* their calls end with the runtime's caller, unanswered */
 	free(s);
 	k->state = NULL;
@@ -528,7 +596,7 @@ const sdk_kernel_def self_healing_kernel = {
 	.port = 8131, .tier = "agentic",
 	.summary = "incidents from kernel events: correlation, an escalation ladder, a budget, "
 		   "postmortems",
-	.complete = false,
+	.complete = true,
 	.schema_version = 1,
 	.routes = self_healing_routes,
 	.n_routes = sizeof self_healing_routes / sizeof self_healing_routes[0],

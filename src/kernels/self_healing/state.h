@@ -6,12 +6,13 @@
 
 #include "kernels/layer.h"
 
+#include "kernels/self_healing/batch.h"
 #include "kernels/self_healing/correlate.h"
 #include "kernels/self_healing/ladder.h"
-#include "sdk/bus_group.h"
 #include "sdk/kernel.h"
 
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,7 +32,14 @@ typedef struct sh_state {
 	sh_kfacts facts[SH_LADDER_KERNELS_MAX];
 	size_t n_ks;
 	struct event *timer;
-	sdk_bus_group group; /* the consumer group on the bus (bus.c) */
+	/* The store's worker (worker.h): its thread's connection and pool. */
+	sqlite3 *wdb;
+	struct sdk_pool *pool;
+	bool closing;
+	bool feed_busy;        /* a poll, a batch being written or an ack is out (bus.c) */
+	bool feed_draining;    /* no more calls; one in flight ends in nothing */
+	int64_t feed_retry_ms; /* no poll before this (after a failure) */
+	char poll_path[512], ack_path[512]; /* the consumer group on the bus (bus.c) */
 	int64_t oom_seen;            /* the cgroup's oom_kill count last read; -1 unknown */
 	unsigned long long events[SH_EV_COUNT], ignored, opened, resolved, folded, flapping,
 		advice[SH_VERDICT_COUNT], outcomes, verified, pages, page_failures, learning_asks,
@@ -52,14 +60,17 @@ typedef struct sh_state {
  * table is full). */
 sh_kstate *sh_kstate_of(sh_state *s, const char *kernel, sh_kfacts **facts);
 
-/* An event from the bus (feed.c): subject and payload as published. 0, or
- * a negative sdk_status when it could not be stored (not acknowledged:
- * the bus delivers it again). */
-int sh_ingest(sh_state *s, const char *subject, json_t *payload, int64_t now_ms, sdk_err *err);
-/* Applies one event to the correlation and stores what changed; `detail`
- * borrowed; `hints` (borrowed, may be NULL) go to the incident's cause. */
-int sh_apply(sh_state *s, const char *kernel, enum sh_ev_kind kind, const char *subject,
-	     json_t *detail, json_t *hints, int64_t now_ms, int64_t *incident_id, sdk_err *err);
+/* An event from the bus (feed.c): subject and payload as published,
+ * correlated now, its writes appended to `b`. 0, or a negative sdk_status
+ * when it is not taken (not acknowledged: the bus delivers it again). */
+int sh_ingest(sh_state *s, sh_batch *b, const char *subject, json_t *payload, int64_t now_ms,
+	      sdk_err *err);
+/* Applies one event to the correlation and appends what changed to `b`;
+ * `detail` borrowed; `hints` (borrowed, may be NULL) go to the incident's
+ * cause. */
+int sh_apply(sh_state *s, sh_batch *b, const char *kernel, enum sh_ev_kind kind,
+	     const char *subject, json_t *detail, json_t *hints, int64_t now_ms,
+	     int64_t *incident_id, sdk_err *err);
 /* Follows the bus (bus.c): start at init, tick from the timer, stop at
  * drain. */
 int sh_feed_start(sh_state *s, char *err, size_t errlen);
@@ -71,9 +82,9 @@ void sh_watch_tick(sh_state *s, int64_t now_ms);
 /* POST /advice, POST /outcomes (advice.c). */
 void sh_on_advice(sdk_req *req, void *ctx);
 void sh_on_outcomes(sdk_req *req, void *ctx);
-/* Writes a kernel's place on the ladder (ks, may be NULL) and, when
- * `budget`, the budget: a failure is counted and logged. */
-void sh_ladder_save(sh_state *s, const sh_kstate *ks, bool budget);
+/* Queues a batch of the kernel's own (no request waits on it): a
+ * failure is counted and logged. */
+void sh_write(sh_state *s, sh_batch *b);
 /* The change requests for a stop still unanswered, freed (at close: the
  * runtime's caller then drops their calls without calling back). */
 void sh_stop_requests_free(sh_state *s);

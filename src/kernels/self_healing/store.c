@@ -160,7 +160,8 @@ int sh_store_merge(sqlite3 *db, int64_t from, int64_t into, int64_t now_ms, sdk_
 	json_t *hints = sqlite3_step(st) == SQLITE_ROW ? json_loads(sdk_db_text(st, 0), 0, NULL)
 						       : NULL;
 	sqlite3_finalize(st);
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	/* A savepoint: it nests in the batch's transaction (batch.h). */
+	if (sqlite3_exec(db, "SAVEPOINT sh_merge", NULL, NULL, NULL) != SQLITE_OK) {
 		json_decref(hints);
 		return sdk_db_fail(db, err, "merging an incident");
 	}
@@ -183,10 +184,12 @@ int sh_store_merge(sqlite3 *db, int64_t from, int64_t into, int64_t now_ms, sdk_
 	if (rc == 0 && json_is_array(hints))
 		rc = sh_store_add_hints(db, into, hints, err);
 	json_decref(hints);
-	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+	if (rc == 0 && sqlite3_exec(db, "RELEASE sh_merge", NULL, NULL, NULL) != SQLITE_OK)
 		rc = sdk_db_fail(db, err, "merging an incident");
-	if (rc < 0)
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if (rc < 0) {
+		sqlite3_exec(db, "ROLLBACK TO sh_merge", NULL, NULL, NULL);
+		sqlite3_exec(db, "RELEASE sh_merge", NULL, NULL, NULL);
+	}
 	return rc;
 }
 
@@ -245,6 +248,49 @@ int sh_store_action(sqlite3 *db, int64_t incident, const char *kernel, int64_t a
 	sqlite3_finalize(st);
 	if (rc == 0 && id)
 		*id = sqlite3_last_insert_rowid(db);
+	return rc;
+}
+
+int sh_store_action_learning(sqlite3 *db, int64_t id, const char *playbook, json_t *learning,
+			     sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"UPDATE actions SET playbook = ?, detail = json_set(coalesce(detail,"
+				" '{}'), '$.learning', json(?)) WHERE id = ?",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, playbook, -1, SQLITE_STATIC);
+	bind_json(st, 2, learning);
+	sqlite3_bind_int64(st, 3, id);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "saving a learning decision");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int sh_store_action_decision(sqlite3 *db, int64_t id, int64_t *decision, char *arm, size_t n,
+			     sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sdk_db_prepare(db,
+				"SELECT json_extract(detail, '$.learning.decision_id'), playbook"
+				" FROM actions WHERE id = ?",
+				&st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	*decision = 0;
+	if (n)
+		arm[0] = 0;
+	int step = sqlite3_step(st);
+	if (step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
+		*decision = sqlite3_column_int64(st, 0);
+		snprintf(arm, n, "%s", sdk_db_text(st, 1));
+	}
+	rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0
+						       : sdk_db_fail(db, err, "reading an action");
+	sqlite3_finalize(st);
 	return rc;
 }
 

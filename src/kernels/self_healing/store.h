@@ -2,7 +2,8 @@
  * on them, in SQLite (DATA_DIR/self_healing.db). Every call returns 0 (or
  * an id) or a negative sdk_status with the reason in err. Queries are
  * bounded (SH_PAGE_MAX rows, one incident's SH_DETAIL_MAX events and
- * actions) and indexed: they run on the loop. */
+ * actions) and indexed. After init, they run only on the kernel's store
+ * worker (worker.h), on its own connection, one at a time. */
 #ifndef GRACE_SELF_HEALING_STORE_H
 #define GRACE_SELF_HEALING_STORE_H
 
@@ -48,6 +49,13 @@ int sh_store_event(sqlite3 *db, int64_t incident, int64_t ts_ms, const char *ker
 int sh_store_action(sqlite3 *db, int64_t incident, const char *kernel, int64_t at_ms, int step,
 		    const char *playbook, const char *verdict, json_t *detail, int64_t *id,
 		    sdk_err *err);
+/* The learning kernel's decision kept with action `id` (and the playbook
+ * it chose). */
+int sh_store_action_learning(sqlite3 *db, int64_t id, const char *playbook, json_t *learning,
+			     sdk_err *err);
+/* That decision's id (0 when the action had none) and the playbook. */
+int sh_store_action_decision(sqlite3 *db, int64_t id, int64_t *decision, char *arm, size_t n,
+			     sdk_err *err);
 /* The healer's outcome of action `id`; verified: /health answered after. */
 int sh_store_outcome(sqlite3 *db, int64_t id, const char *outcome, bool verified,
 		     int64_t healer_incident, int64_t at_ms, sdk_err *err);

@@ -9,6 +9,7 @@
  * answer is quiet, and the incident resolves after stable_ms. A query that
  * fails (metrics down, a bad expression) is counted and says nothing. */
 #include "kernels/self_healing/state.h"
+#include "kernels/self_healing/worker.h"
 
 #include "sdk/call.h"
 #include "sdk/clock.h"
@@ -53,9 +54,14 @@ static void on_answer(int status, const char *body, size_t len, double ms, const
 					   json_array_get(result, 0), "series",
 					   (json_int_t)json_array_size(result));
 		sdk_err e = { "" };
-		if (sh_apply(s, cfg->watches[i].kernel, SH_EV_METRIC, "metrics.watch", detail, NULL,
-			     now, NULL, &e) < 0)
+		sh_batch *b = sh_worker_room(s, false) ? sh_batch_new() : NULL;
+		if (!b)
+			sdk_warn("self_healing: watch %s: the store's queue is full; the event is "
+				 "told again while the condition holds", cfg->watches[i].kernel);
+		else if (sh_apply(s, b, cfg->watches[i].kernel, SH_EV_METRIC, "metrics.watch",
+				  detail, NULL, now, NULL, &e) < 0)
 			sdk_warn("self_healing: watch %s: %s", cfg->watches[i].kernel, e.msg);
+		sh_write(s, b);
 		json_decref(detail);
 	}
 	json_decref(doc);
