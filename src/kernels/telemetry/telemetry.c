@@ -299,7 +299,11 @@ static void on_write_answer(int status, const char *body, size_t len, double ms,
 	job *j = arg;
 	json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
 	json_t *data = json_object_get(doc, "data");
-	const char *msg = json_string_value(json_object_get(doc, "error"));
+	/* The Prometheus API's error is a string; Grace's shape (a refusal
+	 * before the route ran: 401, 403, 503) is {"error":{"message"}}. */
+	json_t *err = json_object_get(doc, "error");
+	const char *msg = json_is_object(err) ? json_string_value(json_object_get(err, "message"))
+					      : json_string_value(err);
 	if (status == 200) {
 		j->out_of_order += (size_t)json_integer_value(json_object_get(data, "out_of_order"));
 		j->duplicates +=
