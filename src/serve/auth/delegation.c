@@ -71,7 +71,7 @@ int auth_deleg_check(const unsigned char key[AUTH_DELEG_KEY], const char *token,
 	memset(out, 0, sizeof *out);
 	snprintf(out->id, sizeof out->id, "%s", AUTH_DELEG_ID);
 	snprintf(out->name, sizeof out->name, "delegation");
-	snprintf(out->owner, sizeof out->owner, "%s", user);
+	memcpy(out->owner, user, strlen(user) + 1); /* at most AUTH_NAME_MAX, checked above */
 	memcpy(out->scopes, scope, strlen(scope) + 1);
 	out->n_scopes = 1;
 	return 0;
