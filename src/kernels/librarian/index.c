@@ -15,10 +15,13 @@ enum {
 	ST_TERM_INS,
 	ST_TERM_UPD,
 	ST_TERM_DEL,
+	ST_TERM_BUMP,
+	ST_TERM_DF,
 	ST_BLOCK_FIND,
 	ST_BLOCK_TAIL,
 	ST_BLOCK_INS,
 	ST_BLOCK_DEL,
+	ST_BLOCK_UPD,
 	ST_POST_GET,
 	ST_POST_INS,
 	ST_POST_UPD,
@@ -38,6 +41,11 @@ static const char *const sql[ST_COUNT] = {
 	[ST_TERM_INS] = "INSERT INTO ix_terms (term, id, df, gen) VALUES (?1, ?2, ?3, ?4)",
 	[ST_TERM_UPD] = "UPDATE ix_terms SET df = ?2, gen = ?3 WHERE term = ?1",
 	[ST_TERM_DEL] = "DELETE FROM ix_terms WHERE term = ?1",
+	/* A flush's first look at a term is its write: one statement, not a
+	 * read and a write (the document count is put right after, in the
+	 * rare case a posting replaced one of the same document). */
+	[ST_TERM_BUMP] = "UPDATE ix_terms SET df = df + ?2, gen = ?3 WHERE term = ?1 RETURNING id",
+	[ST_TERM_DF] = "UPDATE ix_terms SET df = df - ?2 WHERE term = ?1",
 	[ST_BLOCK_FIND] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1 AND last >= ?2"
 			  " ORDER BY last LIMIT 1",
 	[ST_BLOCK_TAIL] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1"
@@ -45,6 +53,8 @@ static const char *const sql[ST_COUNT] = {
 	[ST_BLOCK_INS] = "INSERT INTO ix_blocks (term, last, n, bound, post)"
 			 " VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_BLOCK_DEL] = "DELETE FROM ix_blocks WHERE term = ?1 AND last = ?2",
+	[ST_BLOCK_UPD] = "UPDATE ix_blocks SET last = ?3, n = ?4, bound = ?5, post = ?6"
+			 " WHERE term = ?1 AND last = ?2",
 	[ST_POST_GET] = "SELECT docs, pos FROM ix_posts WHERE id = ?1",
 	[ST_POST_INS] = "INSERT INTO ix_posts (docs, pos) VALUES (?1, ?2)",
 	[ST_POST_UPD] = "UPDATE ix_posts SET docs = ?2, pos = ?3 WHERE id = ?1",
@@ -502,8 +512,8 @@ static int exec_simple(lib_ix *ix, sqlite3_stmt *s, sdk_err *err, const char *wh
 
 /* Writes postings [from, from + count) of b as one block of `term`,
  * into the ix_posts row `post` (0: a new row). */
-static int block_write(lib_ix *ix, int64_t term, const lib_blk *b, uint32_t from, uint32_t count,
-		       int64_t post, double avgdl, sdk_err *err)
+static int block_write(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b,
+		       uint32_t from, uint32_t count, int64_t post, double avgdl, sdk_err *err)
 {
 	ix->docs.n = ix->pos.n = ix->bound.n = 0;
 	if (!lib_blk_encode(b, from, count, avgdl, &ix->docs, &ix->pos, &ix->bound))
@@ -527,6 +537,20 @@ static int block_write(lib_ix *ix, int64_t term, const lib_blk *b, uint32_t from
 	}
 	if (rc)
 		return rc;
+	if (old_last) { /* the block row rewritten in place, its key moved */
+		s = stmt(ix, ST_BLOCK_UPD);
+		sqlite3_bind_int64(s, 1, term);
+		sqlite3_bind_int64(s, 2, old_last);
+		sqlite3_bind_int64(s, 3, b->doc[from + count - 1]);
+		sqlite3_bind_int64(s, 4, count);
+		sqlite3_bind_blob(s, 5, ix->bound.p, (int)ix->bound.n, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 6, post);
+		rc = exec_simple(ix, s, err, "write block");
+		if (!rc && sqlite3_changes(ix->db) != 1)
+			rc = sdk_fail(err, SDK_ECORRUPT, "index: block (%" PRId64 ", %" PRId64
+				      ") is missing", term, old_last);
+		return rc;
+	}
 	s = stmt(ix, ST_BLOCK_INS);
 	sqlite3_bind_int64(s, 1, term);
 	sqlite3_bind_int64(s, 2, b->doc[from + count - 1]);
@@ -558,9 +582,9 @@ static int block_drop(lib_ix *ix, int64_t term, int64_t last, int64_t post, bool
 static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, const lib_blk *b,
 			 bool append, double avgdl, sdk_err *err)
 {
-	int rc = last ? block_drop(ix, term, last, post, b->n == 0, err) : SDK_OK;
-	if (rc || b->n == 0)
-		return rc;
+	if (b->n == 0)
+		return last ? block_drop(ix, term, last, post, true, err) : SDK_OK;
+	int rc = SDK_OK;
 	uint32_t chunks = 1;
 	if (append)
 		chunks = (b->n + LIB_BLK_TARGET - 1) / LIB_BLK_TARGET;
@@ -570,7 +594,8 @@ static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, c
 	for (uint32_t c = 0; !rc && c < chunks; c++) {
 		uint32_t count = append ? (b->n - from < LIB_BLK_TARGET ? b->n - from : LIB_BLK_TARGET)
 					: (b->n - from) / (chunks - c);
-		rc = block_write(ix, term, b, from, count, c == 0 ? post : 0, avgdl, err);
+		rc = block_write(ix, term, c == 0 ? last : 0, b, from, count, c == 0 ? post : 0,
+				 avgdl, err);
 		from += count;
 	}
 	return rc;
@@ -675,42 +700,52 @@ static bool sort_postings(lib_blk *b, lib_blk *tmp)
 	return true;
 }
 
+/* A term's postings of this flush into its blocks. The common case, new
+ * documents past every block of the term: three statements and the tail
+ * block's postings row (term, tail, rewrite tail in place) plus the
+ * postings written; documents inside the term's range (a document
+ * re-indexed under its old id) merge into their blocks first. */
 static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl, sdk_err *err)
 {
 	lib_blk *p = &e->blk;
 	if (!sort_postings(p, &ix->a))
 		return oom(err);
-	sqlite3_stmt *s = stmt(ix, ST_TERM_GET);
+	sqlite3_stmt *s = stmt(ix, ST_TERM_BUMP);
 	sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, p->n);
+	sqlite3_bind_int64(s, 3, m->gen);
 	int rc = sqlite3_step(s);
 	bool exists = rc == SQLITE_ROW;
 	int64_t id = exists ? sqlite3_column_int64(s, 0) : m->next_term;
-	int64_t df = exists ? sqlite3_column_int64(s, 1) : 0;
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail_sql(ix, err, "read term");
+		return fail_sql(ix, err, "write term");
 	if (!exists)
 		m->next_term++;
 	uint32_t dups = 0, i = 0;
+	struct blockref tr = { 0 };
+	bool tail = false, tail_known = !exists;
 	rc = SDK_OK;
 	while (!rc && i < p->n) {
+		if (!tail_known) {
+			rc = block_find(ix, ST_BLOCK_TAIL, id, 0, &tr, &tail, err);
+			tail_known = true;
+			if (rc)
+				break;
+		}
 		struct blockref r;
 		bool found = false;
-		if (exists)
+		if (tail && p->doc[i] <= tr.last)
 			rc = block_find(ix, ST_BLOCK_FIND, id, p->doc[i], &r, &found, err);
 		if (!rc && !found) {
 			/* Past every block: onto the last one while it has room. */
-			bool tail = false;
-			if (exists)
-				rc = block_find(ix, ST_BLOCK_TAIL, id, 0, &r, &tail, err);
-			if (rc)
-				break;
-			if (tail && r.n < LIB_BLK_TARGET) {
-				rc = post_load(ix, r.post, &ix->b, err);
+			if (tail && tr.n < LIB_BLK_TARGET) {
+				rc = post_load(ix, tr.post, &ix->b, err);
 				if (!rc && !merge(&ix->b, p, i, p->n, &ix->a, &dups))
 					rc = oom(err);
 				if (!rc)
-					rc = block_replace(ix, id, r.last, r.post, &ix->a, true, avgdl, err);
+					rc = block_replace(ix, id, tr.last, tr.post, &ix->a, true, avgdl,
+							   err);
 			} else {
 				lib_blk_clear(&ix->a);
 				for (uint32_t k = i; k < p->n; k++)
@@ -731,19 +766,22 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 			rc = oom(err);
 		if (!rc)
 			rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, err);
+		tail_known = false; /* that block may have been the tail, or split */
 		i = j;
 	}
 	if (rc)
 		return rc;
-	df += p->n - dups;
-	s = stmt(ix, exists ? ST_TERM_UPD : ST_TERM_INS);
-	sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
+	if (exists && !dups)
+		return SDK_OK;
 	if (exists) {
-		sqlite3_bind_int64(s, 2, df);
-		sqlite3_bind_int64(s, 3, m->gen);
+		s = stmt(ix, ST_TERM_DF);
+		sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, dups);
 	} else {
+		s = stmt(ix, ST_TERM_INS);
+		sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, id);
-		sqlite3_bind_int64(s, 3, df);
+		sqlite3_bind_int64(s, 3, (int64_t)p->n - dups);
 		sqlite3_bind_int64(s, 4, m->gen);
 	}
 	return exec_simple(ix, s, err, "write term");
