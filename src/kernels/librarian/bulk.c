@@ -1,6 +1,7 @@
 #include "kernels/librarian/bulk.h"
 
 #include "kernels/librarian/index.h"
+#include "kernels/librarian/ndjson.h"
 #include "kernels/librarian/rows.h"
 #include "sdk/clock.h"
 
@@ -189,7 +190,9 @@ static int one(struct run *r, const char *s, size_t n, unsigned line, lib_err *e
 	json_t *items = r->items;
 	struct tally *t = &r->t;
 	json_error_t je;
-	json_t *doc = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
+	json_t *doc = lib_ndjson_plain(s, n);
+	if (!doc)
+		doc = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(doc)) {
 		char msg[200];
 		snprintf(msg, sizeof msg, doc ? "a line must be a JSON object" : "not JSON: %s",
