@@ -54,7 +54,7 @@ def batches_of(bodies, max_bytes):
     return out
 
 
-def wait_http(url, secs=300):
+def wait_http(url, secs=900):
     end = time.time() + secs
     while time.time() < end:
         try:

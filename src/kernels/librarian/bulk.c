@@ -36,6 +36,7 @@ struct pend {
 struct run {
 	sqlite3 *db;
 	lib_ix *ix;
+	lib_ix_tails *tails;
 	const char *owner;
 	const lib_quota *quota;
 	bool careful;
@@ -346,6 +347,8 @@ static int run_lines(struct run *r, const char *body, size_t len, unsigned lines
 		rc = next_id(r, err);
 	if (!rc)
 		rc = lib_ix_open(r->db, &r->ix, err);
+	if (!rc)
+		lib_ix_use_tails(r->ix, r->tails);
 	size_t at = 0;
 	for (unsigned line = 1; !rc && at < len; line++) {
 		const char *nl = memchr(body + at, '\n', len - at);
@@ -368,7 +371,7 @@ static int run_lines(struct run *r, const char *body, size_t len, unsigned lines
 	return rc;
 }
 
-int lib_bulk_load(sqlite3 *db, const char *owner, const lib_quota *quota, const char *body,
+int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
 		  size_t len, json_t **out, lib_err *err)
 {
 	int64_t t0 = sdk_mono_ms();
@@ -385,7 +388,7 @@ int lib_bulk_load(sqlite3 *db, const char *owner, const lib_quota *quota, const 
 	struct run r;
 	for (int careful = 0; rc == BULK_REFUSED && careful < 2; careful++) {
 		bool nested;
-		r = (struct run){ .db = db, .owner = owner, .quota = quota, .careful = careful };
+		r = (struct run){ .db = db, .tails = tails, .owner = owner, .quota = quota, .careful = careful };
 		rc = lib_tx_begin(db, &nested, err);
 		if (rc)
 			return rc;
@@ -394,6 +397,8 @@ int lib_bulk_load(sqlite3 *db, const char *owner, const lib_quota *quota, const 
 			lib_tx_rollback(db, nested);
 		else
 			rc = lib_tx_commit(db, nested, err); /* rolls back when it fails */
+		/* Committed for good only outside a caller's transaction. */
+		lib_ix_tails_done(tails, !rc && !nested);
 		if (rc)
 			run_free(&r);
 	}

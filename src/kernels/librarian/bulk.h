@@ -23,8 +23,10 @@
  * "items":[{"line","status","result"|"error","id"?}]} with items for
  * every line (items past LIB_BULK_ERRORS_MAX failures are counted, not
  * listed). SDK_EINVAL (nothing stored) for an empty body or too many
- * lines; a storage failure is its status with nothing stored. */
-int lib_bulk_load(sqlite3 *db, const char *owner, const lib_quota *quota, const char *body,
+ * lines; a storage failure is its status with nothing stored. `tails`:
+ * the writer's tails cache (index.h), or NULL. */
+struct lib_ix_tails;
+int lib_bulk_load(sqlite3 *db, struct lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
 		  size_t len, json_t **out, lib_err *err);
 
 #endif
