@@ -54,9 +54,11 @@ def batches_of(bodies, max_bytes):
     return out
 
 
-def wait_http(url, secs=900):
+def wait_http(url, proc, secs=900):
     end = time.time() + secs
     while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the kernel exited ({proc.returncode}) before answering {url}")
         try:
             urllib.request.urlopen(url, timeout=5).read()
             return
@@ -99,7 +101,7 @@ def start_kernel(a, tmp, tag, prefix):
                                    str(a.port_offset), "--data-dir", data],
                          stdout=subprocess.DEVNULL, stderr=err, cwd=tmp)
     port = LIB_PORT + a.port_offset
-    wait_http(f"http://{HOST}:{port}/health")
+    wait_http(f"http://{HOST}:{port}/health", p)
     return p, port, token
 
 
@@ -176,6 +178,7 @@ def main():
     ap.add_argument("--vocab", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--request-bytes", type=int, default=1 << 20)
+    # Every port below 32768 (the usual ephemeral range), clear of 8000-8149.
     ap.add_argument("--port-offset", type=int, default=24200)
     ap.add_argument("--callgrind", action="store_true")
     ap.add_argument("--keep-cg", help="copy the loaded run's callgrind file here")
