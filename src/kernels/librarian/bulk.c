@@ -25,7 +25,6 @@ struct pend {
 	uint8_t hash[LIB_HASH_BYTES];
 	uint8_t key[LIB_HASH_BYTES];
 	bool by_source;
-	int64_t size;
 };
 
 /* One run over a request's lines. careful: every new document is
@@ -279,8 +278,7 @@ static int one(struct run *r, const char *s, size_t n, unsigned line, lib_err *e
 			row->id = r->next_id++;
 			r->n++;
 		}
-		*p = (struct pend){ .doc = doc, .tags = tags_text, .by_source = source != NULL,
-				    .size = size };
+		*p = (struct pend){ .doc = doc, .tags = tags_text, .by_source = source != NULL };
 		memcpy(p->hash, hash, sizeof hash);
 		memcpy(p->key, key, sizeof key);
 		*row = (lib_row){ .id = row->id, .created_at = sdk_wall_ms(), .size = size,

@@ -2,8 +2,10 @@
  * ({"title","body","tags"?,"source"?}, as POST /documents takes), as
  * OpenSearch's _bulk takes one action a line. No HTTP here.
  *
- * One request is one transaction with one flush of the block index, so
- * a crash (kill -9 included) leaves all of it or none. A bad line (not
+ * One request is one transaction with one INSERT of its new documents
+ * (rows.h: FTS5 writes one segment, not one a document) and one flush of
+ * the block index, so a crash (kill -9 included) leaves all of it or
+ * none. A bad line (not
  * JSON, a field missing or wrong, over a quota) is reported by its line
  * number and skipped; the good lines are stored. A document loaded again
  * is not stored twice: with a source, it replaces the one of that source
