@@ -23,6 +23,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import sys
 import threading
 import unittest
@@ -120,6 +121,32 @@ class LibrarianSearch(GraceTestCase):
             self.assertEqual((r2["updated"], r2["items"][0]["id"]), (1, r1["items"][0]["id"]))
             self.assertEqual(search(g, "zzsourced second")["total"], 1)
             self.assertEqual(search(g, "zzsourced first")["total"], 0)
+            # Within one request (its new documents go in one statement at
+            # its end): a source given twice is one document, the second
+            # line's text under the first line's id; the same content
+            # twice is one document and a duplicate; a stored source in
+            # the middle is updated in place.
+            src["body"] = "third text"
+            lines = [{"title": "zzwithin", "body": "alpha text", "source": "s://2"},
+                     {"title": "zzsame", "body": "one content"},
+                     src,
+                     {"title": "zzwithin", "body": "beta text", "source": "s://2"},
+                     {"title": "zzsame", "body": "one content"}]
+            st, _, r = bulk(g, ndjson(lines))
+            self.assertEqual((st, r["created"], r["updated"], r["duplicates"]), (200, 2, 2, 1), r)
+            it = r["items"]
+            self.assertEqual([i["result"] for i in it],
+                             ["created", "created", "updated", "updated", "duplicate"])
+            self.assertEqual((it[3]["id"], it[4]["id"], it[2]["id"]),
+                             (it[0]["id"], it[1]["id"], r1["items"][0]["id"]))
+            self.assertGreater(it[1]["id"], it[0]["id"])
+            self.assertEqual(search(g, "zzwithin beta")["total"], 1)
+            self.assertEqual(search(g, "zzwithin alpha")["total"], 0)
+            self.assertEqual(search(g, '"beta text"')["total"], 1)  # FTS5 agrees
+            self.assertEqual(search(g, "zzsame")["total"], 1)
+            self.assertEqual(search(g, "zzsourced third")["total"], 1)
+            st, _, d = g.http("GET", "/librarian/documents/%d" % it[0]["id"])
+            self.assertEqual((st, d["body"], d["source"]), (200, "beta text", "s://2"), d)
             # A bad body as a whole.
             st, _, r = bulk(g, "")
             self.assertEqual((st, r["error"]["code"]), (400, "invalid"), r)
@@ -253,6 +280,13 @@ class LibrarianDurable(GraceTestCase):
                     self.assertIn(r["total"], (0, 50), "load %d is half there" % b)
                 # The block index and FTS5 agree on it (a phrase goes to FTS5).
                 self.assertEqual(search(g, '"zzb%d"' % b)["total"], r["total"])
+            # FTS5's own check: its index against the documents.
+            db = sqlite3.connect(os.path.join(g.data_dir, "librarian.db"), timeout=scaled(30))
+            try:
+                db.execute("INSERT INTO documents_fts (documents_fts, rank)"
+                           " VALUES ('integrity-check', 1)")
+            finally:
+                db.close()
 
 
 if __name__ == "__main__":

@@ -181,15 +181,6 @@ int lib_blk_decode(lib_blk *b, const uint8_t *docs, size_t docs_len, const uint8
 	return pos ? decode_pos(b, pos, pos_len) : SDK_OK;
 }
 
-/* f descending; among equal f, dl ascending. */
-static int cmp_point(const void *a, const void *b)
-{
-	const uint32_t *x = a, *y = b;
-	if (x[0] != y[0])
-		return x[0] < y[0] ? 1 : -1;
-	return (x[1] > y[1]) - (x[1] < y[1]);
-}
-
 static double point_score(uint32_t f, uint32_t dl, double avgdl)
 {
 	return lib_bm25_term(1.0, (double)f, (double)dl, avgdl);
@@ -204,23 +195,38 @@ static bool encode_bound(const lib_blk *b, uint32_t from, uint32_t count, double
 	uint32_t (*pt)[2] = malloc((size_t)count * sizeof *pt);
 	if (!pt)
 		return false;
-	uint32_t m = 0;
-	for (uint32_t k = from; k < from + count; k++) {
-		uint32_t f = lib_weighted(b->tf[k], 7);
-		if (f) {
-			pt[m][0] = f;
-			pt[m][1] = b->dl[k];
-			m++;
-		}
-	}
-	qsort(pt, m, sizeof *pt, cmp_point);
+	/* The staircase of undominated points, f descending (and so dl
+	 * descending), kept as the points come: a point no kept one
+	 * dominates (f at least its f, dl at most its dl) goes in at its
+	 * place, and the kept points it dominates go. The same points, in the
+	 * same order, as sorting all of them and keeping each whose dl is
+	 * below every earlier one's, at a fraction of the cost (a qsort of
+	 * every block was half of encoding it). */
 	uint32_t front = 0;
-	for (uint32_t k = 0; k < m; k++)
-		if (!front || pt[k][1] < pt[front - 1][1]) {
-			pt[front][0] = pt[k][0];
-			pt[front][1] = pt[k][1];
+	for (uint32_t k = from; k < from + count; k++) {
+		uint32_t f = lib_weighted(b->tf[k], 7), dl = b->dl[k];
+		if (!f)
+			continue;
+		uint32_t at = 0;
+		while (at < front && pt[at][0] > f) /* the kept with a larger f */
+			at++;
+		if (at && pt[at - 1][1] <= dl)
+			continue; /* dominated (the last of them has the smallest dl) */
+		if (at < front && pt[at][0] == f && pt[at][1] <= dl)
+			continue; /* the same f, no larger dl */
+		uint32_t end = at; /* the kept it dominates: f <= its f, dl >= its dl */
+		while (end < front && pt[end][1] >= dl)
+			end++;
+		if (end == at) {
+			memmove(&pt[at + 1], &pt[at], (front - at) * sizeof *pt);
 			front++;
+		} else if (end > at + 1) {
+			memmove(&pt[at + 1], &pt[end], (front - end) * sizeof *pt);
+			front -= end - at - 1;
 		}
+		pt[at][0] = f;
+		pt[at][1] = dl;
+	}
 	if (avgdl <= 0)
 		avgdl = 1;
 	while (front > LIB_BOUND_POINTS) {

@@ -1,6 +1,8 @@
 #include "kernels/librarian/bulk.h"
 
 #include "kernels/librarian/index.h"
+#include "kernels/librarian/ndjson.h"
+#include "kernels/librarian/rows.h"
 #include "sdk/clock.h"
 
 #include <inttypes.h>
@@ -12,6 +14,42 @@ struct tally {
 	int64_t created, updated, duplicates, failed;
 	int64_t docs, bytes; /* the owner's, as the batch goes */
 };
+
+/* A new document waiting for the request's one INSERT (rows.h): its row
+ * (pointing into doc, tags and hash, kept alive until the request ends),
+ * and the key it is found by while it waits: its content hash, or its
+ * source's. */
+struct pend {
+	json_t *doc;
+	char *tags;
+	uint8_t hash[LIB_HASH_BYTES];
+	uint8_t key[LIB_HASH_BYTES];
+	bool by_source;
+};
+
+/* One run over a request's lines. careful: every new document is
+ * inserted at its line (the slow way, one FTS5 segment each), so that a
+ * constraint refusing one is that line's error; the fast way inserts
+ * them all at the end and, should SQLite refuse one (the checks here
+ * make that unexpected), the request is run again carefully. */
+struct run {
+	sqlite3 *db;
+	lib_ix *ix;
+	lib_ix_tails *tails;
+	const char *owner;
+	const lib_quota *quota;
+	bool careful;
+	json_t *items;
+	struct tally t;
+	int64_t next_id;
+	lib_row *rows; /* [cap]: one per line at most, never moved */
+	struct pend *pend;
+	uint32_t n, done, cap; /* rows pending from `done` to n */
+	uint32_t *slot; /* open addressing over pend by key: index + 1, 0 empty */
+	uint32_t nslot; /* a power of two, at least twice cap */
+};
+
+#define BULK_REFUSED 1 /* the fast way's INSERT hit a constraint: run carefully */
 
 static void item_bad(json_t *items, struct tally *t, unsigned line, int status, const char *msg)
 {
@@ -57,13 +95,104 @@ static const char *opt_str(json_t *o, const char *key, bool *bad)
 	return json_string_value(v);
 }
 
-/* One line. A negative return is the batch failing (storage, memory);
- * a bad line is an item and 0. */
-static int one(sqlite3 *db, lib_ix *ix, const char *owner, const lib_quota *q, const char *s,
-	       size_t n, unsigned line, json_t *items, struct tally *t, lib_err *err)
+static const char sql_rows_insert[] =
+	"INSERT INTO documents (id, title, body, tags, source, created_at, owner, size, hash)"
+	" SELECT id, title, body, tags, source, created_at, owner, size, hash FROM lib_rows(?1)";
+
+/* AUTOINCREMENT's own rule (the largest id ever used, plus one): ids are
+ * given here so that the request's documents go in one statement and
+ * the items can name them before it runs. Under the write lock. */
+static const char sql_next_id[] =
+	"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'documents'), 0),"
+	" coalesce((SELECT max(id) FROM documents), 0)) + 1";
+
+static int next_id(struct run *r, lib_err *err)
 {
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(r->db, sql_next_id, -1, &st, NULL) != SQLITE_OK)
+		return lib_fail_sql(r->db, err, "prepare next id");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		r->next_id = sqlite3_column_int64(st, 0);
+	rc = rc == SQLITE_ROW ? SDK_OK : lib_fail_sql(r->db, err, "read next id");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static uint32_t key_slot(const struct run *r, const uint8_t *key, bool by_source, bool *hit)
+{
+	uint64_t h;
+	memcpy(&h, key, sizeof h);
+	uint32_t j = (uint32_t)h & (r->nslot - 1);
+	*hit = false;
+	while (r->slot[j]) {
+		const struct pend *p = &r->pend[r->slot[j] - 1];
+		if (p->by_source == by_source && !memcmp(p->key, key, LIB_HASH_BYTES)) {
+			*hit = true;
+			break;
+		}
+		j = (j + 1) & (r->nslot - 1);
+	}
+	return j;
+}
+
+/* A waiting document of this key (not yet inserted), or -1. */
+static int64_t pending_find(const struct run *r, const uint8_t *key, bool by_source)
+{
+	bool hit;
+	uint32_t j = key_slot(r, key, by_source, &hit);
+	if (!hit || r->slot[j] - 1 < r->done)
+		return -1;
+	return (int64_t)r->slot[j] - 1;
+}
+
+/* Inserts rows [done, n) in one statement, then hands them to the block
+ * index (flushed by the caller at the end). */
+static int rows_flush(struct run *r, lib_err *err)
+{
+	if (r->done == r->n)
+		return SDK_OK;
+	sqlite3_stmt *st = lib_ix_stmt(r->ix, sql_rows_insert);
+	if (!st && lib_rows_register(r->db) == SQLITE_OK) /* first use on this connection */
+		st = lib_ix_stmt(r->ix, sql_rows_insert);
+	if (!st)
+		return lib_fail_sql(r->db, err, "prepare bulk insert");
+	lib_rows rows = { r->rows + r->done, r->n - r->done };
+	lib_rows_bind(st, 1, &rows);
+	int rc = sqlite3_step(st);
+	int ext = sqlite3_extended_errcode(r->db);
+	if (rc != SQLITE_DONE) {
+		rc = (ext & 0xff) == SQLITE_CONSTRAINT
+			     ? sdk_fail(err, SDK_EINVAL, "document rejected: %s", sqlite3_errmsg(r->db))
+			     : lib_fail_sql(r->db, err, "write documents");
+		sqlite3_reset(st);
+		return rc == SDK_EINVAL ? (r->careful ? SDK_EINVAL : BULK_REFUSED) : rc;
+	}
+	sqlite3_reset(st);
+	rc = SDK_OK;
+	for (uint32_t i = r->done; !rc && i < r->n; i++)
+		rc = lib_ix_add(r->ix, r->rows[i].id, r->rows[i].title, r->rows[i].body,
+				r->rows[i].tags, err);
+	r->done = r->n;
+	return rc;
+}
+
+static void source_key(const char *source, uint8_t *key)
+{
+	crypto_generichash(key, LIB_HASH_BYTES, (const uint8_t *)source, strlen(source), NULL, 0);
+}
+
+/* One line. A negative return is the batch failing (storage, memory),
+ * BULK_REFUSED a constraint in the fast way; a bad line is an item and
+ * 0. */
+static int one(struct run *r, const char *s, size_t n, unsigned line, lib_err *err)
+{
+	json_t *items = r->items;
+	struct tally *t = &r->t;
 	json_error_t je;
-	json_t *doc = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
+	json_t *doc = lib_ndjson_plain(s, n);
+	if (!doc)
+		doc = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(doc)) {
 		char msg[200];
 		snprintf(msg, sizeof msg, doc ? "a line must be a JSON object" : "not JSON: %s",
@@ -90,18 +219,25 @@ static int one(sqlite3 *db, lib_ix *ix, const char *owner, const lib_quota *q, c
 		goto out;
 	}
 	int64_t size = (int64_t)strlen(title) + (int64_t)strlen(body), id = 0;
-	uint8_t hash[LIB_HASH_BYTES];
+	uint8_t hash[LIB_HASH_BYTES], key[LIB_HASH_BYTES];
 	crypto_generichash_state hs;
 	crypto_generichash_init(&hs, NULL, 0, sizeof hash);
 	crypto_generichash_update(&hs, (const uint8_t *)title, strlen(title) + 1);
 	crypto_generichash_update(&hs, (const uint8_t *)body, strlen(body) + 1);
 	crypto_generichash_update(&hs, (const uint8_t *)tags_text, strlen(tags_text));
 	crypto_generichash_final(&hs, hash, sizeof hash);
-	int64_t old = 0;
 	if (source)
-		rc = lib_doc_id_by_source(db, source, &old, err);
+		source_key(source, key);
 	else
-		rc = hash_find(db, ix, hash, &old, err);
+		memcpy(key, hash, sizeof key);
+	/* A document of this request still waiting, else one stored. */
+	int64_t waiting = pending_find(r, key, source != NULL), old = 0;
+	if (waiting >= 0)
+		old = r->rows[waiting].id;
+	else if (source)
+		rc = lib_doc_id_by_source(r->db, source, &old, err);
+	else
+		rc = hash_find(r->db, r->ix, hash, &old, err);
 	if (rc)
 		goto out;
 	if (!source && old) {
@@ -109,20 +245,60 @@ static int one(sqlite3 *db, lib_ix *ix, const char *owner, const lib_quota *q, c
 		item_ok(items, line, 200, "duplicate", old);
 		goto out;
 	}
-	if (owner && q && ((q->docs && !old && t->docs + 1 > q->docs) ||
-			   (q->bytes && t->bytes + size > q->bytes))) {
+	if (r->owner && r->quota &&
+	    ((r->quota->docs && !old && t->docs + 1 > r->quota->docs) ||
+	     (r->quota->bytes && t->bytes + size > r->quota->bytes))) {
 		item_bad(items, t, line, 413, "over your librarian quota (documents or bytes)");
 		goto out;
 	}
-	rc = lib_doc_write_bulk(db, ix, owner, title, body, tags_text, source, size, hash, &id, &e);
-	if (rc == SDK_EINVAL) { /* refused by a constraint: this line only */
-		item_bad(items, t, line, 400, e.msg);
-		rc = SDK_OK;
-		goto out;
-	}
-	if (rc) {
-		*err = e;
-		goto out;
+	if (old && waiting < 0) {
+		/* A stored document of this source: updated in place, now. */
+		rc = lib_doc_write_bulk(r->db, r->ix, r->owner, title, body, tags_text, source, size,
+					NULL, &id, &e);
+		if (rc == SDK_EINVAL) { /* refused by a constraint: this line only */
+			item_bad(items, t, line, 400, e.msg);
+			rc = SDK_OK;
+			goto out;
+		}
+		if (rc) {
+			*err = e;
+			goto out;
+		}
+	} else {
+		/* New, or replacing a waiting one of the same source (its id kept). */
+		uint32_t k = waiting >= 0 ? (uint32_t)waiting : r->n;
+		struct pend *p = &r->pend[k];
+		lib_row *row = &r->rows[k];
+		if (waiting >= 0) {
+			json_decref(p->doc);
+			free(p->tags);
+		} else {
+			bool hit;
+			r->slot[key_slot(r, key, source != NULL, &hit)] = k + 1;
+			row->id = r->next_id++;
+			r->n++;
+		}
+		*p = (struct pend){ .doc = doc, .tags = tags_text, .by_source = source != NULL };
+		memcpy(p->hash, hash, sizeof hash);
+		memcpy(p->key, key, sizeof key);
+		*row = (lib_row){ .id = row->id, .created_at = sdk_wall_ms(), .size = size,
+				  .title = title, .body = body, .tags = tags_text, .source = source,
+				  .owner = r->owner, .hash = source ? NULL : p->hash };
+		id = row->id;
+		doc = NULL, tags_text = NULL; /* the row's now */
+		if (r->careful) {
+			rc = rows_flush(r, &e);
+			if (rc == SDK_EINVAL) { /* refused by a constraint: this line only */
+				r->done = r->n; /* never inserted: its id is left unused */
+				item_bad(items, t, line, 400, e.msg);
+				rc = SDK_OK;
+				goto out;
+			}
+			if (rc) {
+				*err = e;
+				goto out;
+			}
+		}
 	}
 	t->docs += !old;
 	t->bytes += size;
@@ -137,7 +313,63 @@ out:
 	return rc;
 }
 
-int lib_bulk_load(sqlite3 *db, const char *owner, const lib_quota *quota, const char *body,
+static void run_free(struct run *r)
+{
+	for (uint32_t i = 0; r->pend && i < r->n; i++) {
+		json_decref(r->pend[i].doc);
+		free(r->pend[i].tags);
+	}
+	free(r->pend);
+	free(r->rows);
+	free(r->slot);
+	json_decref(r->items);
+}
+
+/* The lines, inside the caller's transaction. */
+static int run_lines(struct run *r, const char *body, size_t len, unsigned lines, lib_err *err)
+{
+	r->cap = lines;
+	r->nslot = 16;
+	while (r->nslot < 2 * lines)
+		r->nslot *= 2;
+	r->items = json_array();
+	r->rows = calloc(lines, sizeof *r->rows);
+	r->pend = calloc(lines, sizeof *r->pend);
+	r->slot = calloc(r->nslot, sizeof *r->slot);
+	if (!r->items || !r->rows || !r->pend || !r->slot)
+		return sdk_fail(err, SDK_EIO, "out of memory");
+	int rc = SDK_OK;
+	if (r->owner && r->quota && (r->quota->docs || r->quota->bytes))
+		rc = lib_usage(r->db, r->owner, &r->t.docs, &r->t.bytes, err);
+	if (!rc)
+		rc = next_id(r, err);
+	if (!rc)
+		rc = lib_ix_open(r->db, &r->ix, err);
+	if (!rc)
+		lib_ix_use_tails(r->ix, r->tails);
+	size_t at = 0;
+	for (unsigned line = 1; !rc && at < len; line++) {
+		const char *nl = memchr(body + at, '\n', len - at);
+		size_t end = nl ? (size_t)(nl - body) : len, n = end - at;
+		if (n && body[at + n - 1] == '\r')
+			n--;
+		bool blank = true;
+		for (size_t i = 0; blank && i < n; i++)
+			blank = strchr(" \t", body[at + i]) != NULL;
+		if (!blank)
+			rc = one(r, body + at, n, line, err);
+		at = end + 1;
+	}
+	if (!rc)
+		rc = rows_flush(r, err);
+	if (!rc)
+		rc = lib_ix_flush(r->ix, err);
+	lib_ix_close(r->ix);
+	r->ix = NULL;
+	return rc;
+}
+
+int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
 		  size_t len, json_t **out, lib_err *err)
 {
 	int64_t t0 = sdk_mono_ms();
@@ -150,45 +382,30 @@ int lib_bulk_load(sqlite3 *db, const char *owner, const lib_quota *quota, const 
 		return sdk_fail(err, SDK_EINVAL, "the body is empty: one JSON document a line");
 	if (lines > LIB_BULK_LINES_MAX)
 		return sdk_fail(err, SDK_EINVAL, "at most %u lines a request", LIB_BULK_LINES_MAX);
-	struct tally t = { 0 };
-	json_t *items = json_array();
-	lib_ix *ix = NULL;
-	bool nested;
-	int rc = items ? lib_tx_begin(db, &nested, err) : sdk_fail(err, SDK_EIO, "out of memory");
-	if (rc) {
-		json_decref(items);
+	int rc = BULK_REFUSED;
+	struct run r;
+	for (int careful = 0; rc == BULK_REFUSED && careful < 2; careful++) {
+		bool nested;
+		r = (struct run){ .db = db, .tails = tails, .owner = owner, .quota = quota, .careful = careful };
+		rc = lib_tx_begin(db, &nested, err);
+		if (rc)
+			return rc;
+		rc = run_lines(&r, body, len, lines, err);
+		if (rc)
+			lib_tx_rollback(db, nested);
+		else
+			rc = lib_tx_commit(db, nested, err); /* rolls back when it fails */
+		/* Committed for good only outside a caller's transaction. */
+		lib_ix_tails_done(tails, !rc && !nested);
+		if (rc)
+			run_free(&r);
+	}
+	if (rc)
 		return rc;
-	}
-	if (owner && quota && (quota->docs || quota->bytes))
-		rc = lib_usage(db, owner, &t.docs, &t.bytes, err);
-	if (!rc)
-		rc = lib_ix_open(db, &ix, err);
-	size_t at = 0;
-	for (unsigned line = 1; !rc && at < len; line++) {
-		const char *nl = memchr(body + at, '\n', len - at);
-		size_t end = nl ? (size_t)(nl - body) : len, n = end - at;
-		if (n && body[at + n - 1] == '\r')
-			n--;
-		bool blank = true;
-		for (size_t i = 0; blank && i < n; i++)
-			blank = strchr(" \t", body[at + i]) != NULL;
-		if (!blank)
-			rc = one(db, ix, owner, quota, body + at, n, line, items, &t, err);
-		at = end + 1;
-	}
-	if (!rc)
-		rc = lib_ix_flush(ix, err);
-	lib_ix_close(ix);
-	if (rc) {
-		lib_tx_rollback(db, nested);
-		json_decref(items);
-		return rc;
-	}
-	rc = lib_tx_commit(db, nested, err);
-	if (rc) {
-		json_decref(items);
-		return rc;
-	}
+	json_t *items = r.items;
+	r.items = NULL;
+	struct tally t = r.t;
+	run_free(&r);
 	*out = json_pack("{s:I, s:b, s:I, s:I, s:I, s:I, s:o}", "took_ms",
 			 (json_int_t)(sdk_mono_ms() - t0), "errors", t.failed > 0, "created",
 			 (json_int_t)t.created, "updated", (json_int_t)t.updated, "duplicates",

@@ -2,8 +2,10 @@
  * ({"title","body","tags"?,"source"?}, as POST /documents takes), as
  * OpenSearch's _bulk takes one action a line. No HTTP here.
  *
- * One request is one transaction with one flush of the block index, so
- * a crash (kill -9 included) leaves all of it or none. A bad line (not
+ * One request is one transaction with one INSERT of its new documents
+ * (rows.h: FTS5 writes one segment, not one a document) and one flush of
+ * the block index, so a crash (kill -9 included) leaves all of it or
+ * none. A bad line (not
  * JSON, a field missing or wrong, over a quota) is reported by its line
  * number and skipped; the good lines are stored. A document loaded again
  * is not stored twice: with a source, it replaces the one of that source
@@ -23,8 +25,10 @@
  * "items":[{"line","status","result"|"error","id"?}]} with items for
  * every line (items past LIB_BULK_ERRORS_MAX failures are counted, not
  * listed). SDK_EINVAL (nothing stored) for an empty body or too many
- * lines; a storage failure is its status with nothing stored. */
-int lib_bulk_load(sqlite3 *db, const char *owner, const lib_quota *quota, const char *body,
+ * lines; a storage failure is its status with nothing stored. `tails`:
+ * the writer's tails cache (index.h), or NULL. */
+struct lib_ix_tails;
+int lib_bulk_load(sqlite3 *db, struct lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
 		  size_t len, json_t **out, lib_err *err);
 
 #endif

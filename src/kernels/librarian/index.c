@@ -19,6 +19,7 @@ enum {
 	ST_BLOCK_TAIL,
 	ST_BLOCK_INS,
 	ST_BLOCK_DEL,
+	ST_BLOCK_UPD,
 	ST_POST_GET,
 	ST_POST_INS,
 	ST_POST_UPD,
@@ -45,6 +46,8 @@ static const char *const sql[ST_COUNT] = {
 	[ST_BLOCK_INS] = "INSERT INTO ix_blocks (term, last, n, bound, post)"
 			 " VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_BLOCK_DEL] = "DELETE FROM ix_blocks WHERE term = ?1 AND last = ?2",
+	[ST_BLOCK_UPD] = "UPDATE ix_blocks SET last = ?3, n = ?4, bound = ?5, post = ?6"
+			 " WHERE term = ?1 AND last = ?2",
 	[ST_POST_GET] = "SELECT docs, pos FROM ix_posts WHERE id = ?1",
 	[ST_POST_INS] = "INSERT INTO ix_posts (docs, pos) VALUES (?1, ?2)",
 	[ST_POST_UPD] = "UPDATE ix_posts SET docs = ?2, pos = ?3 WHERE id = ?1",
@@ -88,6 +91,25 @@ struct lib_ix {
 	lib_blk a, b;
 	lib_buf docs, pos, bound;
 	int fail; /* a status raised inside a tokenizer callback */
+	lib_ix_tails *tails; /* the writer's, or NULL */
+};
+
+/* A term's tail block as the last flush through this cache left it. */
+struct tail {
+	char *term; /* NULL: a free slot */
+	uint32_t len, hash;
+	bool stale; /* its term was written another way since: read it from the file */
+	int64_t id, df, last, post;
+	lib_blk blk; /* the tail's postings (no positions) */
+};
+
+struct lib_ix_tails {
+	struct tail *tab;
+	uint32_t cap, used;
+	size_t bytes;
+	int64_t gen; /* ix_meta.gen that the cache describes */
+	bool valid; /* committed: usable while the file's gen is still gen */
+	bool ready; /* written by a flush of the transaction still open */
 };
 
 static int fail_sql(lib_ix *ix, sdk_err *err, const char *what)
@@ -502,8 +524,9 @@ static int exec_simple(lib_ix *ix, sqlite3_stmt *s, sdk_err *err, const char *wh
 
 /* Writes postings [from, from + count) of b as one block of `term`,
  * into the ix_posts row `post` (0: a new row). */
-static int block_write(lib_ix *ix, int64_t term, const lib_blk *b, uint32_t from, uint32_t count,
-		       int64_t post, double avgdl, sdk_err *err)
+static int block_write(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b,
+		       uint32_t from, uint32_t count, int64_t post, double avgdl, int64_t *post_out,
+		       sdk_err *err)
 {
 	ix->docs.n = ix->pos.n = ix->bound.n = 0;
 	if (!lib_blk_encode(b, from, count, avgdl, &ix->docs, &ix->pos, &ix->bound))
@@ -527,6 +550,21 @@ static int block_write(lib_ix *ix, int64_t term, const lib_blk *b, uint32_t from
 	}
 	if (rc)
 		return rc;
+	*post_out = post;
+	if (old_last) { /* the block row rewritten in place, its key moved */
+		s = stmt(ix, ST_BLOCK_UPD);
+		sqlite3_bind_int64(s, 1, term);
+		sqlite3_bind_int64(s, 2, old_last);
+		sqlite3_bind_int64(s, 3, b->doc[from + count - 1]);
+		sqlite3_bind_int64(s, 4, count);
+		sqlite3_bind_blob(s, 5, ix->bound.p, (int)ix->bound.n, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 6, post);
+		rc = exec_simple(ix, s, err, "write block");
+		if (!rc && sqlite3_changes(ix->db) != 1)
+			rc = sdk_fail(err, SDK_ECORRUPT, "index: block (%" PRId64 ", %" PRId64
+				      ") is missing", term, old_last);
+		return rc;
+	}
 	s = stmt(ix, ST_BLOCK_INS);
 	sqlite3_bind_int64(s, 1, term);
 	sqlite3_bind_int64(s, 2, b->doc[from + count - 1]);
@@ -551,16 +589,21 @@ static int block_drop(lib_ix *ix, int64_t term, int64_t last, int64_t post, bool
 	return rc;
 }
 
+struct blockref {
+	int64_t last, n, post;
+};
+
 /* Replaces block (term, last, post) with the postings of b: nothing (the
  * block goes), one block, or (past LIB_BLK_MAX, or `append`: past
  * LIB_BLK_TARGET) several of about LIB_BLK_TARGET, the first in the same
  * ix_posts row. last == 0: there was no block. */
 static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, const lib_blk *b,
-			 bool append, double avgdl, sdk_err *err)
+			 bool append, double avgdl, struct blockref *tail, uint32_t *tail_from,
+			 sdk_err *err)
 {
-	int rc = last ? block_drop(ix, term, last, post, b->n == 0, err) : SDK_OK;
-	if (rc || b->n == 0)
-		return rc;
+	if (b->n == 0)
+		return last ? block_drop(ix, term, last, post, true, err) : SDK_OK;
+	int rc = SDK_OK;
 	uint32_t chunks = 1;
 	if (append)
 		chunks = (b->n + LIB_BLK_TARGET - 1) / LIB_BLK_TARGET;
@@ -570,7 +613,13 @@ static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, c
 	for (uint32_t c = 0; !rc && c < chunks; c++) {
 		uint32_t count = append ? (b->n - from < LIB_BLK_TARGET ? b->n - from : LIB_BLK_TARGET)
 					: (b->n - from) / (chunks - c);
-		rc = block_write(ix, term, b, from, count, c == 0 ? post : 0, avgdl, err);
+		int64_t wrote = 0;
+		rc = block_write(ix, term, c == 0 ? last : 0, b, from, count, c == 0 ? post : 0,
+				 avgdl, &wrote, err);
+		if (tail) { /* the last block written, for the tails cache */
+			*tail = (struct blockref){ b->doc[from + count - 1], count, wrote };
+			*tail_from = from;
+		}
 		from += count;
 	}
 	return rc;
@@ -619,10 +668,6 @@ static bool merge(const lib_blk *old, const lib_blk *p, uint32_t from, uint32_t 
 	}
 	return true;
 }
-
-struct blockref {
-	int64_t last, n, post;
-};
 
 static int block_find(lib_ix *ix, int which, int64_t term, int64_t doc, struct blockref *r,
 		      bool *found, sdk_err *err)
@@ -675,49 +720,190 @@ static bool sort_postings(lib_blk *b, lib_blk *tmp)
 	return true;
 }
 
+/* ---- the writer's tails cache (index.h) */
+
+#define TAILS_BYTES_MAX (64u << 20)
+
+static void tails_clear(lib_ix_tails *t)
+{
+	for (uint32_t i = 0; i < t->cap; i++)
+		if (t->tab[i].term) {
+			free(t->tab[i].term);
+			lib_blk_free(&t->tab[i].blk);
+			t->tab[i] = (struct tail){ 0 };
+		}
+	t->used = 0;
+	t->bytes = 0;
+	t->valid = t->ready = false;
+}
+
+lib_ix_tails *lib_ix_tails_new(void) { return calloc(1, sizeof(lib_ix_tails)); }
+
+void lib_ix_tails_free(lib_ix_tails *t)
+{
+	if (!t)
+		return;
+	tails_clear(t);
+	free(t->tab);
+	free(t);
+}
+
+void lib_ix_use_tails(lib_ix *ix, lib_ix_tails *t) { ix->tails = t; }
+
+void lib_ix_tails_done(lib_ix_tails *t, bool committed)
+{
+	if (!t)
+		return;
+	if (committed && t->ready) {
+		t->valid = true;
+		t->ready = false;
+	} else if (!committed || t->ready) {
+		tails_clear(t);
+	}
+}
+
+uint32_t lib_ix_tails_terms(const lib_ix_tails *t) { return t && t->valid ? t->used : 0; }
+
+static struct tail *tail_slot(lib_ix_tails *t, const char *s, uint32_t n, uint32_t h, bool add)
+{
+	if (!t->cap || (add && (t->used + 1) * 2 > t->cap)) {
+		if (!add && !t->cap)
+			return NULL;
+		uint32_t cap = t->cap ? t->cap * 2 : 1024;
+		struct tail *tab = calloc(cap, sizeof *tab);
+		if (!tab)
+			return NULL;
+		for (uint32_t i = 0; i < t->cap; i++) {
+			if (!t->tab[i].term)
+				continue;
+			uint32_t j = t->tab[i].hash & (cap - 1);
+			while (tab[j].term)
+				j = (j + 1) & (cap - 1);
+			tab[j] = t->tab[i];
+		}
+		free(t->tab);
+		t->tab = tab;
+		t->cap = cap;
+	}
+	uint32_t j = h & (t->cap - 1);
+	while (t->tab[j].term) {
+		struct tail *e = &t->tab[j];
+		if (e->hash == h && e->len == n && !memcmp(e->term, s, n))
+			return e;
+		j = (j + 1) & (t->cap - 1);
+	}
+	return add ? &t->tab[j] : NULL;
+}
+
+/* The tail of term e as just written: ix->a's postings [from, end). */
+static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
+		      const struct blockref *r, uint32_t from)
+{
+	lib_ix_tails *t = ix->tails;
+	struct tail *tl = tail_slot(t, e->term, e->len, e->hash, true);
+	if (!tl)
+		return; /* out of memory: the term is read from the file next time */
+	if (!tl->term) {
+		size_t cost = sizeof *tl + e->len + LIB_BLK_TARGET * 24u;
+		if (t->bytes + cost > TAILS_BYTES_MAX || !(tl->term = malloc(e->len + 1)))
+			return;
+		memcpy(tl->term, e->term, e->len + 1);
+		tl->len = e->len;
+		tl->hash = e->hash;
+		t->used++;
+		t->bytes += cost;
+	}
+	tl->id = id;
+	tl->df = df;
+	tl->last = r->last;
+	tl->post = r->post;
+	tl->stale = false;
+	lib_blk_clear(&tl->blk);
+	for (uint32_t k = from; k < ix->a.n; k++)
+		if (!blk_push(&tl->blk, &ix->a, k)) {
+			tl->stale = true;
+			return;
+		}
+}
+
+/* A term's postings of this flush into its blocks. The common case, new
+ * documents past every block of the term: with the term's tail in the
+ * cache, the tail's postings rewritten, its row updated in place and the
+ * term written (three statements); without, the term read, its tail
+ * found and read first. Documents inside the term's range (a document
+ * re-indexed under its old id) merge into their blocks first. */
 static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl, sdk_err *err)
 {
 	lib_blk *p = &e->blk;
 	if (!sort_postings(p, &ix->a))
 		return oom(err);
-	sqlite3_stmt *s = stmt(ix, ST_TERM_GET);
-	sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	bool exists = rc == SQLITE_ROW;
-	int64_t id = exists ? sqlite3_column_int64(s, 0) : m->next_term;
-	int64_t df = exists ? sqlite3_column_int64(s, 1) : 0;
-	sqlite3_reset(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail_sql(ix, err, "read term");
-	if (!exists)
-		m->next_term++;
+	struct tail *tl = ix->tails ? tail_slot(ix->tails, e->term, e->len, e->hash, false) : NULL;
+	if (tl && (tl->stale || p->doc[0] <= tl->last)) {
+		tl->stale = true; /* written below the cache's back: read from the file */
+		tl = NULL;
+	}
+	bool exists;
+	int64_t id, df;
+	int rc;
+	if (tl) {
+		exists = true;
+		id = tl->id;
+		df = tl->df;
+	} else {
+		/* A read and an update: one UPDATE ... RETURNING costs more than
+		 * both (measured with callgrind). */
+		sqlite3_stmt *s = stmt(ix, ST_TERM_GET);
+		sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		exists = rc == SQLITE_ROW;
+		id = exists ? sqlite3_column_int64(s, 0) : m->next_term;
+		df = exists ? sqlite3_column_int64(s, 1) : 0;
+		sqlite3_reset(s);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return fail_sql(ix, err, "read term");
+		if (!exists)
+			m->next_term++;
+	}
 	uint32_t dups = 0, i = 0;
+	struct blockref tr = { 0 }, kept = { 0 };
+	uint32_t kept_from = 0;
+	bool tail = tl != NULL, tail_known = !exists || tl, keep = false;
+	if (tl)
+		tr = (struct blockref){ tl->last, tl->blk.n, tl->post };
 	rc = SDK_OK;
 	while (!rc && i < p->n) {
+		if (!tail_known) {
+			rc = block_find(ix, ST_BLOCK_TAIL, id, 0, &tr, &tail, err);
+			tail_known = true;
+			if (rc)
+				break;
+		}
 		struct blockref r;
 		bool found = false;
-		if (exists)
+		if (tail && p->doc[i] <= tr.last)
 			rc = block_find(ix, ST_BLOCK_FIND, id, p->doc[i], &r, &found, err);
 		if (!rc && !found) {
 			/* Past every block: onto the last one while it has room. */
-			bool tail = false;
-			if (exists)
-				rc = block_find(ix, ST_BLOCK_TAIL, id, 0, &r, &tail, err);
-			if (rc)
-				break;
-			if (tail && r.n < LIB_BLK_TARGET) {
-				rc = post_load(ix, r.post, &ix->b, err);
-				if (!rc && !merge(&ix->b, p, i, p->n, &ix->a, &dups))
+			if (tail && tr.n < LIB_BLK_TARGET) {
+				const lib_blk *old = &ix->b;
+				if (tl)
+					old = &tl->blk;
+				else
+					rc = post_load(ix, tr.post, &ix->b, err);
+				if (!rc && !merge(old, p, i, p->n, &ix->a, &dups))
 					rc = oom(err);
 				if (!rc)
-					rc = block_replace(ix, id, r.last, r.post, &ix->a, true, avgdl, err);
+					rc = block_replace(ix, id, tr.last, tr.post, &ix->a, true, avgdl,
+							   &kept, &kept_from, err);
 			} else {
 				lib_blk_clear(&ix->a);
 				for (uint32_t k = i; k < p->n; k++)
 					if (!blk_push(&ix->a, p, k))
 						return oom(err);
-				rc = block_replace(ix, id, 0, 0, &ix->a, true, avgdl, err);
+				rc = block_replace(ix, id, 0, 0, &ix->a, true, avgdl, &kept, &kept_from,
+						   err);
 			}
+			keep = !rc;
 			i = p->n;
 			break;
 		}
@@ -730,13 +916,15 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 		if (!rc && !merge(&ix->b, p, i, j, &ix->a, &dups))
 			rc = oom(err);
 		if (!rc)
-			rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, err);
+			rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, NULL, NULL,
+					   err);
+		tail_known = false; /* that block may have been the tail, or split */
 		i = j;
 	}
 	if (rc)
 		return rc;
 	df += p->n - dups;
-	s = stmt(ix, exists ? ST_TERM_UPD : ST_TERM_INS);
+	sqlite3_stmt *s = stmt(ix, exists ? ST_TERM_UPD : ST_TERM_INS);
 	sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
 	if (exists) {
 		sqlite3_bind_int64(s, 2, df);
@@ -746,7 +934,10 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 		sqlite3_bind_int64(s, 3, df);
 		sqlite3_bind_int64(s, 4, m->gen);
 	}
-	return exec_simple(ix, s, err, "write term");
+	rc = exec_simple(ix, s, err, "write term");
+	if (!rc && keep && ix->tails)
+		tail_keep(ix, e, id, df, &kept, kept_from);
+	return rc;
 }
 
 int lib_ix_flush(lib_ix *ix, sdk_err *err)
@@ -757,6 +948,13 @@ int lib_ix_flush(lib_ix *ix, sdk_err *err)
 	int rc = meta_get(ix, &m, err);
 	if (rc)
 		goto out;
+	/* The cache describes the file only if nothing changed the index
+	 * since it was written: the generation it left is still the file's
+	 * (every change of the index bumps it, in its transaction), and that
+	 * write was committed or is of this transaction. */
+	lib_ix_tails *t = ix->tails;
+	if (t && !((t->valid || t->ready) && t->gen == m.gen))
+		tails_clear(t);
 	m.gen++;
 	int64_t add_tokens = 0;
 	for (uint32_t i = 0; i < ix->npdoc; i++)
@@ -775,6 +973,15 @@ int lib_ix_flush(lib_ix *ix, sdk_err *err)
 		m.docs += ix->npdoc;
 		m.tokens += add_tokens;
 		rc = meta_put(ix, &m, err);
+	}
+	if (t) {
+		if (rc) {
+			tails_clear(t);
+		} else { /* usable once lib_ix_tails_done says the transaction committed */
+			t->gen = m.gen;
+			t->valid = false;
+			t->ready = true;
+		}
 	}
 out:
 	pending_clear(ix);
@@ -917,7 +1124,7 @@ static int term_forget(lib_ix *ix, const char *term, int64_t doc, lib_ix_meta *m
 	if (!seen)
 		return sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64 " is missing from a"
 				" term's postings", doc);
-	rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, err);
+	rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, NULL, NULL, err);
 	if (rc)
 		return rc;
 	if (--df == 0) {

@@ -92,6 +92,24 @@ int lib_ix_add(lib_ix *ix, int64_t id, const char *title, const char *body, cons
 int lib_ix_remove(lib_ix *ix, int64_t id, sdk_err *err);
 /* Writes what lib_ix_add collected; inside the caller's transaction. */
 int lib_ix_flush(lib_ix *ix, sdk_err *err);
+/* The writer's tails cache: each term's tail block (the one a flush
+ * rewrites) as the last flush left it, kept between transactions so that
+ * the next flush neither looks it up nor reads it. It is trusted only
+ * while ix_meta.gen is what that flush made it (every change of the
+ * index, by any connection or process, bumps it) and only once
+ * lib_ix_tails_done said that flush's transaction committed; a crash
+ * loses it with the process. One writer thread at a time; at most 64 MiB
+ * (terms past it are read from the file). */
+typedef struct lib_ix_tails lib_ix_tails;
+lib_ix_tails *lib_ix_tails_new(void);
+void lib_ix_tails_free(lib_ix_tails *t);
+/* ix's flushes use and update `t` (borrowed; NULL: none). */
+void lib_ix_use_tails(lib_ix *ix, lib_ix_tails *t);
+/* After the transaction of a flush that used `t`: committed (the cache
+ * holds) or not (it is emptied). */
+void lib_ix_tails_done(lib_ix_tails *t, bool committed);
+/* The terms it holds while it is usable (0 otherwise): for the tests. */
+uint32_t lib_ix_tails_terms(const lib_ix_tails *t);
 /* Drops what was collected (the transaction rolled back). */
 void lib_ix_discard(lib_ix *ix);
 uint32_t lib_ix_pending_docs(const lib_ix *ix);

@@ -1,6 +1,7 @@
 #include "kernels/librarian/workers.h"
 
 #include "kernels/librarian/bulk.h"
+#include "kernels/librarian/index.h"
 #include "kernels/librarian/store.h"
 #include "kernels/librarian/tok.h"
 #include "sdk/clock.h"
@@ -27,6 +28,7 @@ struct lib_workers {
 	struct conn *idle;
 	sdk_pool *writer; /* one thread */
 	sqlite3 *wdb;     /* the writer's connection: only its thread uses it */
+	lib_ix_tails *tails; /* the writer's tails cache (index.h): its thread's too */
 };
 
 struct bulk {
@@ -186,7 +188,9 @@ static void bulk_work(void *arg)
 		b->rc = SDK_EIO;
 		return;
 	}
-	b->rc = lib_bulk_load(w->wdb, b->owner, b->has_quota ? &b->quota : NULL, b->body, b->len,
+	if (!w->tails)
+		w->tails = lib_ix_tails_new(); /* NULL (no memory): no cache */
+	b->rc = lib_bulk_load(w->wdb, w->tails, b->owner, b->has_quota ? &b->quota : NULL, b->body, b->len,
 			      &b->out, &b->err);
 }
 
@@ -279,6 +283,7 @@ void lib_workers_free(lib_workers *r)
 	sdk_pool_free(r->writer);
 	if (r->wdb)
 		sqlite3_close(r->wdb);
+	lib_ix_tails_free(r->tails);
 	while (r->idle) {
 		struct conn *c = r->idle;
 		r->idle = c->next;

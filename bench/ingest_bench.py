@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Bulk ingest: the librarian kernel alone, POST /documents/_bulk.
+
+Posts N documents of the search bench's corpus (grace_bench.make_docs,
+same seed) in NDJSON requests of at most --request-bytes (1 MiB, the
+default max_body_bytes) to `grace kernel librarian`, started alone on a
+fresh data directory, one client, and reports:
+
+  wall clock   documents/s, and the kernel's CPU-seconds per document
+               (utime + stime of the process, /proc/PID/stat), with
+               Xapian's indexing rate of the same documents in the same
+               run as the peer when python3-xapian is installed (as
+               grace_bench.py indexes it: one document at a time, in
+               process, one commit at the end)
+  --callgrind  instructions per document under valgrind's callgrind:
+               a run with the load minus a run without it (start-up and
+               shutdown cancel out), divided by N. Instructions do not
+               depend on the machine's load, so two builds compare on a
+               busy machine where their wall clocks do not.
+
+Usage: bench/ingest_bench.py [--build build] [--docs 20000] [--callgrind]
+       [--port-offset 24200] [--request-bytes 1048576]
+Starts and stops everything it uses, by pid; leaves nothing behind.
+"""
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from grace_bench import HOST, INTERNAL_TOKEN_HEADER, KeepAlive, make_docs  # noqa: E402
+
+LIB_PORT = 8130  # the librarian's port before the offset
+
+
+def batches_of(bodies, max_bytes):
+    out, cur, n = [], [], 0
+    for b in bodies:
+        if cur and n + len(b) + 1 > max_bytes:
+            out.append(b"\n".join(cur) + b"\n")
+            cur, n = [], 0
+        cur.append(b)
+        n += len(b) + 1
+    if cur:
+        out.append(b"\n".join(cur) + b"\n")
+    return out
+
+
+def wait_http(url, proc, secs=900):
+    end = time.time() + secs
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the kernel exited ({proc.returncode}) before answering {url}")
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} never answered")
+
+
+def cpu_secs(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def post_all(port, token, batches):
+    c = KeepAlive(port, timeout=600, headers={INTERNAL_TOKEN_HEADER: token})
+    created = 0
+    try:
+        for body in batches:
+            st, data = c.request("POST", "/documents/_bulk", body, ctype=b"application/x-ndjson")
+            j = json.loads(data) if st == 200 else {}
+            if st != 200 or j.get("failed"):
+                raise RuntimeError(f"bulk: {st} {data[:300]!r}")
+            created += j["created"]
+    finally:
+        c.close()
+    return created
+
+
+def start_kernel(a, tmp, tag, prefix):
+    data = os.path.join(tmp, tag)
+    os.makedirs(data)
+    token = secrets.token_hex(32)
+    path = os.path.join(data, "internal.token")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(token)
+    grace = os.path.abspath(os.path.join(a.build, "grace"))
+    err = open(os.path.join(tmp, tag + ".log"), "w")
+    p = subprocess.Popen(prefix + [grace, "kernel", "librarian", "--port-offset",
+                                   str(a.port_offset), "--data-dir", data],
+                         stdout=subprocess.DEVNULL, stderr=err, cwd=tmp)
+    port = LIB_PORT + a.port_offset
+    wait_http(f"http://{HOST}:{port}/health", p)
+    return p, port, token
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def collected(log):
+    with open(log) as f:
+        m = re.search(r"Collected : (\d+)", f.read())
+    if not m:
+        raise RuntimeError(f"no callgrind total in {log}")
+    return int(m.group(1))
+
+
+def run_callgrind(a, tmp, batches, n):
+    totals = []
+    for tag, load in (("empty", []), ("loaded", batches)):
+        out = os.path.join(tmp, tag + ".cg")
+        p, port, token = start_kernel(a, tmp, tag, ["valgrind", "--tool=callgrind",
+                                                    f"--callgrind-out-file={out}"])
+        try:
+            if load:
+                post_all(port, token, load)
+        finally:
+            stop(p)
+        totals.append(collected(os.path.join(tmp, tag + ".log")))
+    per = (totals[1] - totals[0]) / n
+    print(f"Instructions per document (callgrind, kernel alone, {n} documents in {len(batches)}"
+          f" requests of <= {a.request_bytes} bytes): {per:,.0f}")
+    if a.keep_cg:
+        shutil.copy(os.path.join(tmp, "loaded.cg"), a.keep_cg)
+
+
+def xapian_rate(tmp, bodies):
+    try:
+        import xapian  # noqa: F401
+    except ImportError:
+        return None
+    from grace_bench import xapian_index
+    return len(bodies) / xapian_index(os.path.join(tmp, "xapian"), bodies)
+
+
+def run_wall(a, tmp, bodies, batches, n):
+    p, port, token = start_kernel(a, tmp, "wall", [])
+    try:
+        c0, t0 = cpu_secs(p.pid), time.perf_counter()
+        post_all(port, token, batches)
+        dt, cpu = time.perf_counter() - t0, cpu_secs(p.pid) - c0
+    finally:
+        stop(p)
+    x = xapian_rate(tmp, bodies)
+    print(f"Bulk ingest, kernel alone, 1 client: {n} documents in {len(batches)} requests of"
+          f" <= {a.request_bytes} bytes: {dt:.2f} s = {n / dt:,.0f} docs/s;"
+          f" kernel CPU {cpu:.2f} s = {cpu / n * 1e3:.3f} ms a document"
+          f" ({n / cpu:,.0f} docs per CPU-second)")
+    if x:
+        print(f"Xapian (in process, one writer, same documents, same run): {x:,.0f} docs/s;"
+              f" ratio librarian / Xapian {n / dt / x:.2f}")
+    else:
+        print("Xapian: python3-xapian is not installed, no peer")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--docs", type=int, default=20000)
+    ap.add_argument("--vocab", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--request-bytes", type=int, default=1 << 20)
+    # Every port below 32768 (the usual ephemeral range), clear of 8000-8149.
+    ap.add_argument("--port-offset", type=int, default=24200)
+    ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--keep-cg", help="copy the loaded run's callgrind file here")
+    a = ap.parse_args()
+    _, bodies, _ = make_docs(a.docs, a.vocab, a.seed)
+    batches = batches_of(bodies, a.request_bytes)
+    with tempfile.TemporaryDirectory(prefix="grace-ingest-") as tmp:
+        if a.callgrind:
+            run_callgrind(a, tmp, batches, len(bodies))
+        else:
+            run_wall(a, tmp, bodies, batches, len(bodies))
+
+
+if __name__ == "__main__":
+    main()

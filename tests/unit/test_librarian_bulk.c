@@ -1,0 +1,216 @@
+/* The bulk loader (bulk.h) on a store of its own: a request's new
+ * documents in one statement, ids as AUTOINCREMENT gives them, and the
+ * careful rerun when SQLite refuses one of them; the block index and FTS5
+ * sound after each. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "kernels/librarian/bulk.h"
+#include "kernels/librarian/index.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static sqlite3 *open_store(void)
+{
+	sqlite3 *db;
+	sdk_err e;
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	assert_int_equal(lib_store_init(db, &e), 0);
+	return db;
+}
+
+static void assert_sound(sqlite3 *db)
+{
+	sdk_err e;
+	lib_tok *tok;
+	json_t *report = NULL;
+	assert_int_equal(lib_ix_check_quick(db, &e), 0);
+	assert_int_equal(lib_tok_new(db, &tok, &e), 0);
+	int rc = lib_ix_check_deep(db, tok, 1000, &report, &e);
+	if (rc)
+		fprintf(stderr, "deep check: %s\n", e.msg);
+	assert_int_equal(rc, 0);
+	json_decref(report);
+	lib_tok_free(tok);
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO documents_fts (documents_fts, rank)"
+					  " VALUES ('integrity-check', 1)", NULL, NULL, NULL),
+			 SQLITE_OK);
+}
+
+static int64_t count(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static json_t *load_with(sqlite3 *db, lib_ix_tails *tails, const char *body)
+{
+	json_t *out = NULL;
+	sdk_err e;
+	int rc = lib_bulk_load(db, tails, NULL, NULL, body, strlen(body), &out, &e);
+	if (rc)
+		fprintf(stderr, "bulk: %s\n", e.msg);
+	assert_int_equal(rc, 0);
+	return out;
+}
+
+static json_t *load(sqlite3 *db, const char *body) { return load_with(db, NULL, body); }
+
+static int64_t item_id(json_t *r, size_t i)
+{
+	return json_integer_value(json_object_get(json_array_get(json_object_get(r, "items"), i),
+						  "id"));
+}
+
+static int64_t num(json_t *r, const char *key)
+{
+	return json_integer_value(json_object_get(r, key));
+}
+
+/* Ids follow AUTOINCREMENT's rule: never one used before, even deleted. */
+static void test_ids_and_one_request(void **state)
+{
+	(void)state;
+	sqlite3 *db = open_store();
+	sdk_err e;
+	int64_t id;
+	assert_int_equal(lib_doc_put(db, "first", "put alone", NULL, NULL, &id, &e), 0);
+	assert_int_equal(lib_doc_delete(db, id, &e), 0);
+	char body[20000];
+	size_t n = 0;
+	for (int i = 0; i < 200; i++)
+		n += (size_t)snprintf(body + n, sizeof body - n,
+				      "{\"title\":\"doc %d\",\"body\":\"word%d common text %d\","
+				      "\"tags\":[\"t%d\"]}\n", i, i % 17, i, i % 3);
+	json_t *r = load(db, body);
+	assert_int_equal(num(r, "created"), 200);
+	for (size_t i = 0; i < 200; i++)
+		assert_int_equal(item_id(r, i), id + 1 + (int64_t)i);
+	json_decref(r);
+	assert_int_equal(count(db, "SELECT count(*) FROM documents"), 200);
+	assert_int_equal(count(db, "SELECT count(*) FROM document_tags"), 200);
+	assert_sound(db);
+	/* A single document after: the next id. */
+	int64_t next;
+	assert_int_equal(lib_doc_put(db, "after", "the bulk", NULL, NULL, &next, &e), 0);
+	assert_int_equal(next, id + 201);
+	assert_sound(db);
+	sqlite3_close(db);
+}
+
+/* SQLite refusing one row of the request's INSERT: the request runs again
+ * a line at a time, that line is its error, the others are stored. */
+static void test_refused_row_reruns_carefully(void **state)
+{
+	(void)state;
+	sqlite3 *db = open_store();
+	assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER refuse BEFORE INSERT ON documents"
+					  " WHEN new.title = 'refuse me' BEGIN"
+					  " SELECT RAISE(ABORT, 'refused by the test'); END",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	json_t *r = load(db, "{\"title\":\"alpha\",\"body\":\"one\"}\n"
+			     "{\"title\":\"refuse me\",\"body\":\"two\"}\n"
+			     "{\"title\":\"beta\",\"body\":\"three\",\"source\":\"s://b\"}\n"
+			     "{\"title\":\"alpha\",\"body\":\"one\"}\n");
+	assert_int_equal(num(r, "created"), 2);
+	assert_int_equal(num(r, "failed"), 1);
+	assert_int_equal(num(r, "duplicates"), 1);
+	json_t *items = json_object_get(r, "items");
+	assert_int_equal(json_array_size(items), 4);
+	json_t *bad = json_array_get(items, 1);
+	assert_int_equal(json_integer_value(json_object_get(bad, "line")), 2);
+	assert_int_equal(json_integer_value(json_object_get(bad, "status")), 400);
+	assert_non_null(strstr(json_string_value(json_object_get(json_object_get(bad, "error"),
+								 "message")),
+			       "refused by the test"));
+	assert_int_equal(item_id(r, 3), item_id(r, 0));
+	json_decref(r);
+	assert_int_equal(count(db, "SELECT count(*) FROM documents"), 2);
+	assert_sound(db);
+	sqlite3_close(db);
+}
+
+/* The block index's rows, in order, as one text (blobs in hex). */
+static char *index_dump(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(x, ';') FROM (SELECT"
+					    " t.term || ',' || t.df || ',' || b.last || ',' || b.n || ','"
+					    " || hex(b.bound) || ',' || hex(p.docs) AS x"
+					    " FROM ix_terms t JOIN ix_blocks b ON b.term = t.id"
+					    " JOIN ix_posts p ON p.id = b.post ORDER BY t.term, b.last)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	char *out = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return out;
+}
+
+/* Requests of 40 documents over a small vocabulary (tails fill and
+ * split), with single writes between some of them (which the cache must
+ * notice): with the writer's tails cache the index is the same, byte for
+ * byte, as without. */
+static void test_tails_cache_changes_nothing(void **state)
+{
+	(void)state;
+	sqlite3 *with = open_store(), *without = open_store();
+	lib_ix_tails *tails = lib_ix_tails_new();
+	assert_non_null(tails);
+	unsigned seed = 3;
+	int64_t single = 0;
+	for (int req = 0; req < 30; req++) {
+		char body[40 * 200];
+		size_t n = 0;
+		for (int i = 0; i < 40; i++) {
+			n += (size_t)snprintf(body + n, sizeof body - n, "{\"title\":\"r%d d%d\",\"body\":\"",
+					      req, i);
+			for (int w = 0; w < 12; w++)
+				n += (size_t)snprintf(body + n, sizeof body - n, "w%u ",
+						      rand_r(&seed) % 60);
+			n += (size_t)snprintf(body + n, sizeof body - n, "\"%s}\n",
+					      i == 0 && req % 5 == 0 ? ",\"source\":\"s://x\"" : "");
+		}
+		json_decref(load_with(with, tails, body));
+		json_decref(load(without, body));
+		sdk_err e;
+		if (req % 7 == 3) { /* writes the cache does not see */
+			assert_int_equal(lib_doc_put(with, "single", "w1 w2 w3", NULL, NULL, &single,
+						     &e), 0);
+			assert_int_equal(lib_doc_put(without, "single", "w1 w2 w3", NULL, NULL, &single,
+						     &e), 0);
+		} else if (req % 7 == 5 && single) {
+			assert_int_equal(lib_doc_delete(with, single, &e), 0);
+			assert_int_equal(lib_doc_delete(without, single, &e), 0);
+			single = 0;
+		}
+	}
+	assert_true(lib_ix_tails_terms(tails) > 0); /* the last requests used it */
+	char *a = index_dump(with), *b = index_dump(without);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	assert_sound(with);
+	lib_ix_tails_free(tails);
+	sqlite3_close(with);
+	sqlite3_close(without);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ids_and_one_request),
+		cmocka_unit_test(test_refused_row_reruns_carefully),
+		cmocka_unit_test(test_tails_cache_changes_nothing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
