@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,4 +251,27 @@ int proc_port_holder(int port, pid_t *pid_out)
 	pid_t pid = 0;
 	*pid_out = proc_socket_holders(li.inode, &pid, 1) ? pid : 0;
 	return 0;
+}
+
+int proc_spawn(pid_t *pid, const char *exe, const posix_spawn_file_actions_t *fa, bool own_group,
+	       char *const argv[], char *const envp[])
+{
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	int rc = posix_spawnattr_init(&at);
+	if (rc)
+		return rc;
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+	if (own_group) {
+		posix_spawnattr_setpgroup(&at, 0);
+		flags |= POSIX_SPAWN_SETPGROUP;
+	}
+	posix_spawnattr_setflags(&at, flags);
+	rc = posix_spawn(pid, exe, fa, &at, argv, envp);
+	posix_spawnattr_destroy(&at);
+	return rc;
 }

@@ -5,10 +5,20 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <spawn.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* Resident set size in bytes of `pid` (0 means this process). */
 int proc_rss_bytes(pid_t pid, uint64_t *out);
+/* posix_spawn of `exe` as a worker thread needs it: the child gets an
+ * empty signal mask and every signal's default disposition (a worker
+ * thread blocks every signal, which are the loop's, and our processes
+ * ignore SIGPIPE: a tool must inherit neither), and with `own_group` a
+ * process group of its own (a timeout then kills what it started too).
+ * Returns posix_spawn's error number, 0 when it started. */
+int proc_spawn(pid_t *pid, const char *exe, const posix_spawn_file_actions_t *fa, bool own_group,
+	       char *const argv[], char *const envp[]);
 /* Its RSS, and the part of it that is its own (resident minus resident
  * file-backed and shared pages, statm's second and third fields): what it
  * costs beyond the binary and libraries other processes map too. */

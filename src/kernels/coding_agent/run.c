@@ -1,5 +1,6 @@
 #include "kernels/coding_agent/run.h"
 
+#include "sdk/proc.h"
 #include "sdk/clock.h"
 
 #include <errno.h>
@@ -64,22 +65,14 @@ int ca_git(const char *dir, const char *const *args, unsigned timeout_ms, ca_run
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -1;
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
 	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
 	/* Its own process group, so a timeout kills what git started too. */
-	posix_spawnattr_setpgroup(&at, 0);
-	sigset_t none;
-	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
 	pid_t pid;
-	int rc = posix_spawn(&pid, CA_GIT, &fa, &at, (char *const *)argv, git_env);
+	int rc = proc_spawn(&pid, CA_GIT, &fa, true, (char *const *)argv, git_env);
 	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
 	close(fds[1]);
 	if (rc != 0) {
 		close(fds[0]);

@@ -55,6 +55,17 @@ static void store_unavailable(sdk_req *req)
 			"try again");
 }
 
+/* A delegation acts as an API token of its user holding its one scope,
+ * with the user's role as it is now (auth/delegation.h): 0, SDK_ENOTFOUND
+ * (not one this process made, expired, or its user gone) or SDK_EIO. */
+static int delegation_check(api_ctx *api, const char *token, auth_api_token *out)
+{
+	if (auth_deleg_check(api->auth->deleg_key, token, sdk_wall_ms(), out) < 0)
+		return SDK_ENOTFOUND;
+	int rc = auth_user_get(api->auth->store, out->owner, NULL, &out->role);
+	return rc == -EIO ? SDK_EIO : rc < 0 ? SDK_ENOTFOUND : 0;
+}
+
 /* Who presents what: 1 with *who filled, 0 when nothing is presented, or
  * -1 after answering 401 (a session or API token that is not valid) or 503. */
 static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by_cookie)
@@ -65,27 +76,10 @@ static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by
 						 sizeof cookie, by_cookie);
 	if (!token)
 		return 0;
-	/* A delegation acts as an API token of its user holding its one
-	 * scope, with the user's role as it is now (auth/delegation.h). */
-	if (!*by_cookie && auth_is_delegation(token)) {
-		int rc = auth_deleg_check(api->auth->deleg_key, token, sdk_wall_ms(), &who->token);
-		if (rc == 0)
-			rc = auth_user_get(api->auth->store, who->token.owner, NULL, &who->token.role);
-		if (rc == -EIO) {
-			store_unavailable(req);
-			return -1;
-		}
-		if (rc < 0) {
-			api_reply_unauthenticated(req, true);
-			return -1;
-		}
-		who->kind = API_PRINCIPAL_TOKEN;
-		snprintf(who->user, sizeof who->user, "%s", who->token.owner);
-		who->role = who->token.role;
-		return 1;
-	}
-	if (!*by_cookie && auth_is_api_token(token)) {
-		int rc = auth_token_check(api->auth->store, token, sdk_wall_ms(), &who->token);
+	if (!*by_cookie && (auth_is_delegation(token) || auth_is_api_token(token))) {
+		int rc = auth_is_delegation(token) ? delegation_check(api, token, &who->token)
+						   : auth_token_check(api->auth->store, token,
+								      sdk_wall_ms(), &who->token);
 		if (rc == SDK_EIO) {
 			store_unavailable(req);
 			return -1;

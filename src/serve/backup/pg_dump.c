@@ -1,5 +1,6 @@
 #include "serve/backup/pg_dump.h"
 
+#include "sdk/proc.h"
 #include "sdk/clock.h"
 #include "serve/store/pg.h"
 
@@ -73,19 +74,8 @@ int bk_pg_tool(const grace_store_cfg *cfg, const char *const *argv, int out_fd,
 	else
 		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-	/* A worker thread blocks every signal and grace serve ignores
-	 * SIGPIPE: the tool must not inherit either (as schedule.c's restore). */
-	posix_spawnattr_t at;
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_init(&at);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &all);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	pid_t pid;
-	int sp = posix_spawn(&pid, exe, &fa, &at, (char *const *)argv, (char *const *)envp);
-	posix_spawnattr_destroy(&at);
+	int sp = proc_spawn(&pid, exe, &fa, false, (char *const *)argv, (char *const *)envp);
 	posix_spawn_file_actions_destroy(&fa);
 	close(err_pipe[1]);
 	if (sp != 0) {

@@ -3,6 +3,7 @@
 
 #include "kernels/scheduler/cron.h"
 #include "kernels/scheduler/tz.h"
+#include "sdk/proc.h"
 #include "sdk/clock.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
@@ -105,20 +106,10 @@ static int verify(const bk_schedule *s, const char *path, json_t **report, sdk_e
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	/* A worker thread blocks every signal (they are the loop's) and grace
-	 * serve ignores SIGPIPE: the restore, and the kernels it starts and
-	 * stops with SIGTERM, must not inherit either. */
-	posix_spawnattr_t at;
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_init(&at);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &all);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	/* The restore, and the kernels it starts and stops with SIGTERM, must
+	 * not inherit the worker's blocked signals (proc_spawn). */
 	pid_t pid;
-	int sp = posix_spawn(&pid, s->exe, &fa, &at, (char *const *)argv, environ);
-	posix_spawnattr_destroy(&at);
+	int sp = proc_spawn(&pid, s->exe, &fa, false, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close(out[1]);
 	if (sp != 0) {
