@@ -3,6 +3,8 @@
 
 #include "sdk/call.h"
 #include "sdk/db.h"
+#include "sdk/kernel.h"
+#include "sdk/log.h"
 #include "sdk/svid.h"
 
 #include <stdio.h>
@@ -172,4 +174,37 @@ int sdk_owner_roles_apply(sqlite3 *db, const json_t *roles, const char *const *u
 	}
 	*applied = done;
 	return 0;
+}
+
+int sdk_owner_roles_serve(sdk_req *req, sdk_kernel *k, const char *update, const char *what,
+			  bool *synced, void (*each)(void *arg, const char *owner, const char *role),
+			  void *arg)
+{
+	bool complete = true;
+	const json_t *roles = sdk_owner_roles_take(req, k->token, &complete);
+	if (!roles)
+		return -1;
+	json_t *applied;
+	int64_t items;
+	sdk_err e;
+	int rc = sdk_owner_roles_apply(k->db, roles, &update, 1, &applied, &items, &e);
+	if (rc < 0) {
+		sdk_reply_status(req, rc, &e);
+		return -1;
+	}
+	size_t i;
+	json_t *a;
+	json_array_foreach(applied, i, a) {
+		if (each)
+			each(arg, json_string_value(json_object_get(a, "owner")),
+			     json_string_value(json_object_get(a, "role")));
+	}
+	if (json_array_size(applied))
+		sdk_info("%s: %zu owners' roles changed (%lld %s)", k->def->name,
+			 json_array_size(applied), (long long)items, what);
+	bool first = !*synced && complete;
+	*synced |= complete;
+	sdk_reply_json(req, 200,
+		       json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
+	return first ? 1 : 0;
 }

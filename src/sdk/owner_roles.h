@@ -51,4 +51,17 @@ const json_t *sdk_owner_roles_take(sdk_req *req, const char *token, bool *comple
 int sdk_owner_roles_apply(sqlite3 *db, const json_t *roles, const char *const *updates,
 			  size_t n_updates, json_t **applied, int64_t *items, sdk_err *err);
 
+/* A kernel's `PUT /owner-roles`, whole: takes the request, applies
+ * `update` (as sdk_owner_roles_apply), calls each(arg, owner, role) for
+ * every entry applied (a kernel that keeps roles in memory too; may be
+ * NULL), logs what changed ("NAME: N owners' roles changed (M `what`)")
+ * and answers {"applied","items"}. Returns 1 when this request made the
+ * kernel synced for the first time (*synced was false and the list is
+ * complete: what the kernel held back may go now), 0 otherwise, and -1
+ * when it answered an error. */
+struct sdk_kernel;
+int sdk_owner_roles_serve(sdk_req *req, struct sdk_kernel *k, const char *update, const char *what,
+			  bool *synced, void (*each)(void *arg, const char *owner, const char *role),
+			  void *arg);
+
 #endif

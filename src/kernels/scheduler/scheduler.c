@@ -550,28 +550,9 @@ static void on_owner_delete(sdk_req *req, void *ctx)
 static void on_owner_roles(sdk_req *req, void *ctx)
 {
 	sched *s = sched_of(ctx);
-	bool complete = true;
-	const json_t *roles = sdk_owner_roles_take(req, s->k->token, &complete);
-	if (!roles)
-		return;
-	static const char *const updates[] = {
-		"UPDATE jobs SET role = ?1 WHERE owner = ?2 AND role IN ('user', 'admin')",
-	};
-	json_t *applied;
-	int64_t items;
-	sdk_err e;
-	int rc = sdk_owner_roles_apply(s->k->db, roles, updates, 1, &applied, &items, &e);
-	if (rc < 0) {
-		sdk_reply_status(req, rc, &e);
-		return;
-	}
-	if (json_array_size(applied))
-		sdk_info("scheduler: %zu owners' roles changed (%lld jobs)", json_array_size(applied),
-			 (long long)items);
-	bool first = !s->roles_synced && complete;
-	s->roles_synced |= complete;
-	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
-	if (first)
+	if (sdk_owner_roles_serve(req, s->k,
+				  "UPDATE jobs SET role = ?1 WHERE owner = ?2 AND role IN ('user', 'admin')",
+				  "jobs", &s->roles_synced, NULL, NULL) == 1)
 		sched_dispatch_soon(s);
 }
 

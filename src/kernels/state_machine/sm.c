@@ -1056,28 +1056,10 @@ static void on_owner_roles(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	sm *s = k->state;
-	bool complete = true;
-	const json_t *roles = sdk_owner_roles_take(req, k->token, &complete);
-	if (!roles)
-		return;
-	static const char *const updates[] = {
-		"UPDATE instances SET owner_role = ?1 WHERE owner = ?2 AND owner_role IN ('user', 'admin')",
-	};
-	json_t *applied;
-	int64_t items;
-	sdk_err e;
-	int rc = sdk_owner_roles_apply(k->db, roles, updates, 1, &applied, &items, &e);
-	if (rc < 0) {
-		sdk_reply_status(req, rc, &e);
-		return;
-	}
-	if (json_array_size(applied))
-		sdk_info("state_machine: %zu owners' roles changed (%lld instances)",
-			 json_array_size(applied), (long long)items);
-	bool first = !s->roles_synced && complete;
-	s->roles_synced |= complete;
-	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
-	if (first)
+	if (sdk_owner_roles_serve(req, k,
+				  "UPDATE instances SET owner_role = ?1 WHERE owner = ?2"
+				  " AND owner_role IN ('user', 'admin')",
+				  "instances", &s->roles_synced, NULL, NULL) == 1)
 		arm_timer(s); /* the delayed events held back since start */
 }
 

@@ -1590,46 +1590,29 @@ static void run_op(sdk_req *req, sdk_kernel *k, const char *op)
 	wfs_run_clear(&st);
 }
 
+/* A role applied: the runs in memory and the effects in flight of that
+ * owner carry it too. */
+static void runs_take_role(void *arg, const char *owner, const char *role)
+{
+	wf *w = arg;
+	for (run *r = w->runs; r; r = r->next)
+		if (!strcmp(r->r.owner, owner))
+			snprintf(r->r.role, sizeof r->r.role, "%s", role);
+	for (effect_job *j = w->jobs; j; j = j->next)
+		if (!strcmp(j->user, owner))
+			snprintf(j->role, sizeof j->role, "%s", role);
+}
+
 /* PUT /owner-roles: a user's role changed; their runs act with the new one
  * from now on, the effects in flight included (sdk/owner_roles.h). */
 static void on_owner_roles(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	wf *w = k->state;
-	bool complete = true;
-	const json_t *roles = sdk_owner_roles_take(req, k->token, &complete);
-	if (!roles)
-		return;
-	static const char *const updates[] = {
-		"UPDATE runs SET role = ?1 WHERE owner = ?2 AND role IN ('user', 'admin')",
-	};
-	json_t *applied;
-	int64_t items;
-	sdk_err e;
-	int rc = sdk_owner_roles_apply(k->db, roles, updates, 1, &applied, &items, &e);
-	if (rc < 0) {
-		sdk_reply_status(req, rc, &e);
-		return;
-	}
-	size_t i;
-	json_t *a;
-	json_array_foreach(applied, i, a) {
-		const char *owner = json_string_value(json_object_get(a, "owner"));
-		const char *role = json_string_value(json_object_get(a, "role"));
-		for (run *r = w->runs; r; r = r->next)
-			if (!strcmp(r->r.owner, owner))
-				snprintf(r->r.role, sizeof r->r.role, "%s", role);
-		for (effect_job *j = w->jobs; j; j = j->next)
-			if (!strcmp(j->user, owner))
-				snprintf(j->role, sizeof j->role, "%s", role);
-	}
-	if (json_array_size(applied))
-		sdk_info("workflow: %zu owners' roles changed (%lld runs)", json_array_size(applied),
-			 (long long)items);
-	bool first = !w->roles_synced && complete;
-	w->roles_synced |= complete;
-	sdk_reply_json(req, 200, json_pack("{s:o, s:I}", "applied", applied, "items", (json_int_t)items));
-	if (first) { /* the effects held back since start go out */
+	if (sdk_owner_roles_serve(req, k,
+				  "UPDATE runs SET role = ?1 WHERE owner = ?2 AND role IN ('user', 'admin')",
+				  "runs", &w->roles_synced, runs_take_role, w) == 1) {
+		/* the effects held back since start go out */
 		struct timeval now = { 0, 0 };
 		evtimer_add(w->kick, &now);
 	}
