@@ -26,6 +26,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 import unittest
 import urllib.parse
 
@@ -229,24 +230,42 @@ class LibrarianDurable(GraceTestCase):
     def test_reads_during_writes_and_kill9(self):
         vocab, docs = corpus(9, 200 if SMALL else 600)
         with GraceServer(kernels={"librarian": {}}) as g:
-            # Reads while a write runs: searches answer before it ends.
+            # Reads while a write runs: a search starts and answers while
+            # one bulk load is in flight. Loads go on (each its own marker)
+            # until three searches did, so a fast load cannot leave the
+            # check without a search inside it; a write that blocked reads
+            # would leave none, whatever the number of loads.
             done = threading.Event()
+            in_flight = [0]  # the load being sent, 0 between loads
             answered_during = []
+            loads = []
 
             def writer():
                 try:
-                    bulk(g, ndjson([dict(d, title=d["title"] + " zzbig") for d in docs]))
+                    deadline = time.monotonic() + scaled(60)
+                    while len(answered_during) < 3 and time.monotonic() < deadline:
+                        b = len(loads) + 1
+                        in_flight[0] = b
+                        bulk(g, ndjson([dict(d, title=d["title"] + " zzbig%d" % b)
+                                        for d in docs]))
+                        in_flight[0] = 0
+                        loads.append(b)
                 finally:
+                    in_flight[0] = 0
                     done.set()
             t = threading.Thread(target=writer)
             t.start()
             while not done.is_set():
+                before = in_flight[0]
                 r = search(g, vocab[0])
-                if not done.is_set():
+                if before and in_flight[0] == before:
                     answered_during.append(r["total"])
             t.join()
-            self.assertTrue(answered_during, "no search answered while the bulk load ran")
-            self.assertEqual(search(g, "zzbig")["total"], len(docs))
+            self.assertGreaterEqual(len(answered_during), 3,
+                                    "no search answered while a bulk load ran (%d loads)"
+                                    % len(loads))
+            for b in loads:
+                self.assertEqual(search(g, "zzbig%d" % b)["total"], len(docs))
 
             # kill -9 in the middle of loads: each load all or nothing.
             pid = g.kernel("librarian")["pid"]
