@@ -284,15 +284,8 @@ static const char *check_advice(json_t *b, char *why, size_t n, const grace_conf
 static void advice_written(sh_job *j)
 {
 	sh_state *s = j->s;
-	if (j->closing) {
-		sdk_req_add_header(j->req, "Retry-After", "5");
-		sdk_reply_error(j->req, 503, "stopping", "the self_healing kernel is stopping");
+	if (sh_job_reply_failed(j))
 		return;
-	}
-	if (j->rc < 0) {
-		sdk_reply_status(j->req, j->rc, &j->err);
-		return;
-	}
 	json_t *answer = j->out, *pbs = json_object_get(j->in, "playbooks");
 	int64_t action = sh_batch_action_id(j->batch);
 	j->out = NULL;
@@ -483,15 +476,8 @@ static int outcome_work(sh_job *j, sqlite3 *db, sdk_err *err)
 static void outcome_written(sh_job *j)
 {
 	sh_state *s = j->s;
-	if (j->closing) {
-		sdk_req_add_header(j->req, "Retry-After", "5");
-		sdk_reply_error(j->req, 503, "stopping", "the self_healing kernel is stopping");
+	if (sh_job_reply_failed(j))
 		return;
-	}
-	if (j->rc < 0) {
-		sdk_reply_status(j->req, j->rc, &j->err);
-		return;
-	}
 	bool verified = j->flag;
 	s->outcomes++;
 	s->verified += verified;

@@ -99,12 +99,7 @@ static int parse_id(sdk_req *req, int64_t *id)
 /* A read's answer, back on the loop. */
 static void on_read(sh_job *j)
 {
-	if (j->closing) {
-		sdk_req_add_header(j->req, "Retry-After", "5");
-		sdk_reply_error(j->req, 503, "stopping", "the self_healing kernel is stopping");
-	} else if (j->rc < 0) {
-		sdk_reply_status(j->req, j->rc, &j->err);
-	} else {
+	if (!sh_job_reply_failed(j)) {
 		sdk_reply_json(j->req, 200, j->out);
 		j->out = NULL;
 	}
@@ -316,10 +311,8 @@ static void pm_next(struct pm *p)
  * path. */
 static void pm_read(sh_job *j)
 {
-	if (j->closing || j->rc < 0) {
-		on_read(j);
+	if (sh_job_reply_failed(j))
 		return;
-	}
 	struct pm *p = calloc(1, sizeof *p);
 	if (!p) {
 		sdk_reply_error(j->req, 503, "busy", "out of memory");

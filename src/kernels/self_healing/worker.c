@@ -106,6 +106,20 @@ void sh_reply_busy(sdk_req *req)
 	sdk_reply_status(req, SDK_EBUSY, &e);
 }
 
+bool sh_job_reply_failed(sh_job *j)
+{
+	if (j->closing) {
+		sdk_req_add_header(j->req, "Retry-After", "5");
+		sdk_reply_error(j->req, 503, "stopping", "the self_healing kernel is stopping");
+		return true;
+	}
+	if (j->rc < 0) {
+		sdk_reply_status(j->req, j->rc, &j->err);
+		return true;
+	}
+	return false;
+}
+
 size_t sh_worker_pending(const sh_state *s)
 {
 	return s->pool ? sdk_pool_pending(s->pool) : 0;

@@ -67,6 +67,10 @@ int sh_job_submit(sh_job *j, bool request);
 /* The answer to a request that found the queue full: 503 busy,
  * Retry-After. */
 void sh_reply_busy(sdk_req *req);
+/* A request's job back on the loop that cannot be answered with its
+ * result: the kernel closing (503 stopping, Retry-After) or the work
+ * failed (its status). True when it answered so. */
+bool sh_job_reply_failed(sh_job *j);
 /* Jobs queued or running (for /metrics). */
 size_t sh_worker_pending(const struct sh_state *s);
 
