@@ -1022,17 +1022,24 @@ def run_wrk(a, url, headers=None):
     return parse_wrk(out.stdout)
 
 
-def load_bulk(port, bodies, threads, headers=None, max_bytes=400_000):
-    """POST /librarian/documents/_bulk: NDJSON batches under the body limit."""
-    batches, cur, n = [], [], 0
+def ndjson_batches(bodies, max_bytes):
+    """The JSON lines `bodies` as NDJSON request bodies of at most
+    max_bytes each (a line longer than that goes alone)."""
+    out, cur, n = [], [], 0
     for b in bodies:
         if cur and n + len(b) + 1 > max_bytes:
-            batches.append(b"\n".join(cur) + b"\n")
+            out.append(b"\n".join(cur) + b"\n")
             cur, n = [], 0
         cur.append(b)
         n += len(b) + 1
     if cur:
-        batches.append(b"\n".join(cur) + b"\n")
+        out.append(b"\n".join(cur) + b"\n")
+    return out
+
+
+def load_bulk(port, bodies, threads, headers=None, max_bytes=400_000):
+    """POST /librarian/documents/_bulk: NDJSON batches under the body limit."""
+    batches = ndjson_batches(bodies, max_bytes)
     errors = []
     h = dict(headers or {})
     h["Content-Type"] = "application/x-ndjson"

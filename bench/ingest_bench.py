@@ -36,22 +36,9 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from grace_bench import HOST, INTERNAL_TOKEN_HEADER, KeepAlive, make_docs  # noqa: E402
+from grace_bench import HOST, INTERNAL_TOKEN_HEADER, KeepAlive, make_docs, ndjson_batches  # noqa: E402
 
 LIB_PORT = 8130  # the librarian's port before the offset
-
-
-def batches_of(bodies, max_bytes):
-    out, cur, n = [], [], 0
-    for b in bodies:
-        if cur and n + len(b) + 1 > max_bytes:
-            out.append(b"\n".join(cur) + b"\n")
-            cur, n = [], 0
-        cur.append(b)
-        n += len(b) + 1
-    if cur:
-        out.append(b"\n".join(cur) + b"\n")
-    return out
 
 
 def wait_http(url, proc, secs=900):
@@ -184,7 +171,7 @@ def main():
     ap.add_argument("--keep-cg", help="copy the loaded run's callgrind file here")
     a = ap.parse_args()
     _, bodies, _ = make_docs(a.docs, a.vocab, a.seed)
-    batches = batches_of(bodies, a.request_bytes)
+    batches = ndjson_batches(bodies, a.request_bytes)
     with tempfile.TemporaryDirectory(prefix="grace-ingest-") as tmp:
         if a.callgrind:
             run_callgrind(a, tmp, batches, len(bodies))
