@@ -15,6 +15,7 @@
 #define CALL_SLACK_MS 5000 /* past the long poll's wait before the call gives up */
 
 static void poll_bus(sdk_bus_group *g);
+static void acknowledge(sdk_bus_group *g, json_t *receipts);
 
 int sdk_bus_group_init(sdk_bus_group *g, sdk_kernel *k, const char *group, const char *subject,
 		       const char *from, int max, int wait_ms, sdk_bus_group_fn fn, void *arg)
@@ -69,7 +70,7 @@ static void on_polled(int status, const char *body, size_t len, double ms, const
 		return;
 	json_t *doc = status == 200 && body ? json_loadb(body, len, 0, NULL) : NULL;
 	json_t *msgs = json_object_get(doc, "messages");
-	if (!json_is_array(msgs)) {
+	if (!json_is_array(msgs) || (g->begin && g->begin(g->arg) < 0)) {
 		json_decref(doc);
 		failed(g);
 		return;
@@ -92,10 +93,22 @@ static void on_polled(int status, const char *body, size_t len, double ms, const
 			json_array_append(receipts, r);
 	}
 	json_decref(doc);
-	if (g->draining) { /* fn may have begun the drain */
+	if (g->draining && !g->end) { /* fn may have begun the drain */
 		json_decref(receipts);
 		return;
 	}
+	if (g->end) { /* the kernel finishes the batch, then settles it */
+		g->held = receipts;
+		g->busy = true;
+		g->end(g->arg);
+		return;
+	}
+	acknowledge(g, receipts);
+}
+
+/* Acknowledges `receipts` (taken), then polls again. */
+static void acknowledge(sdk_bus_group *g, json_t *receipts)
+{
 	if (!json_array_size(receipts)) {
 		json_decref(receipts);
 		poll_bus(g);
@@ -130,4 +143,24 @@ void sdk_bus_group_tick(sdk_bus_group *g, int64_t now_ms)
 void sdk_bus_group_drain(sdk_bus_group *g)
 {
 	g->draining = true;
+}
+
+void sdk_bus_group_defer(sdk_bus_group *g, sdk_bus_group_begin_fn begin, sdk_bus_group_end_fn end)
+{
+	g->begin = begin;
+	g->end = end;
+}
+
+void sdk_bus_group_settle(sdk_bus_group *g, bool ok)
+{
+	json_t *receipts = g->held;
+	g->held = NULL;
+	g->busy = false;
+	if (g->draining || !ok) {
+		json_decref(receipts);
+		if (!g->draining)
+			failed(g);
+		return;
+	}
+	acknowledge(g, receipts);
 }

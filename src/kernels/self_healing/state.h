@@ -9,6 +9,7 @@
 #include "kernels/self_healing/batch.h"
 #include "kernels/self_healing/correlate.h"
 #include "kernels/self_healing/ladder.h"
+#include "sdk/bus_group.h"
 #include "sdk/kernel.h"
 
 #include <jansson.h>
@@ -36,10 +37,11 @@ typedef struct sh_state {
 	sqlite3 *wdb;
 	struct sdk_pool *pool;
 	bool closing;
-	bool feed_busy;        /* a poll, a batch being written or an ack is out (bus.c) */
-	bool feed_draining;    /* no more calls; one in flight ends in nothing */
-	int64_t feed_retry_ms; /* no poll before this (after a failure) */
-	char poll_path[512], ack_path[512]; /* the consumer group on the bus (bus.c) */
+	/* The consumer group on the bus (bus.c), its batches acknowledged once
+	 * written; the batch being correlated, and when it was polled. */
+	sdk_bus_group feed;
+	struct sh_job *feed_job;
+	int64_t feed_now;
 	int64_t oom_seen;            /* the cgroup's oom_kill count last read; -1 unknown */
 	unsigned long long events[SH_EV_COUNT], ignored, opened, resolved, folded, flapping,
 		advice[SH_VERDICT_COUNT], outcomes, verified, pages, page_failures, learning_asks,
