@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,11 +174,49 @@ static void kill_for(sup_kernel *k, const char *why)
 	kill_group(k, SIGKILL);
 }
 
+/* How long a bind that failed may wait for our own forks to exec. */
+#define EXEC_SETTLE_MS 1000
+
+/* A child between its fork and its exec holds a copy of every descriptor
+ * we have, the kernels' listening sockets too: close-on-exec closes them
+ * only at the exec. A port we closed a moment ago (a stop, then a start)
+ * can still be listening there. Waits until every exec in flight is done
+ * (or failed: the pipe's end closes either way), at most `ms`. Returns
+ * whether any was in flight. Only polls: the pipes' own events read them. */
+static bool execs_settle(supervisor *s, int ms)
+{
+	struct pollfd pf[2 * GRACE_KERNELS_MAX];
+	nfds_t n = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		struct event *evs[] = { s->kernels[i].exec_ev, s->kernels[i].sb_exec_ev };
+		for (size_t j = 0; j < 2; j++)
+			if (evs[j])
+				pf[n++] = (struct pollfd){ .fd = event_get_fd(evs[j]), .events = POLLIN };
+	}
+	if (!n)
+		return false;
+	int64_t deadline = sdk_mono_ms() + ms;
+	for (nfds_t done = 0; done < n;) {
+		int64_t left = deadline - sdk_mono_ms();
+		if (left <= 0 || poll(pf, n, (int)left) <= 0)
+			break;
+		done = 0;
+		for (nfds_t i = 0; i < n; i++)
+			if (pf[i].fd < 0 || pf[i].revents) {
+				pf[i].fd = -1; /* settled: poll ignores it from now on */
+				done++;
+			}
+	}
+	return true;
+}
+
 static int ensure_socket(sup_kernel *k)
 {
 	if (k->fd >= 0)
 		return 0;
 	int fd = sup_socket_bind(k->port, &k->holder);
+	if (fd == -EADDRINUSE && execs_settle(k->sup, EXEC_SETTLE_MS))
+		fd = sup_socket_bind(k->port, &k->holder);
 	if (fd < 0) {
 		if (fd == -EADDRINUSE)
 			snprintf(k->last_exit, sizeof k->last_exit,
@@ -365,6 +404,21 @@ static bool retiring_forget(supervisor *s, pid_t pid)
 	return false;
 }
 
+static void sb_exec_close(sup_kernel *k)
+{
+	if (!k->sb_exec_ev)
+		return;
+	close(event_get_fd(k->sb_exec_ev));
+	event_free(k->sb_exec_ev);
+	k->sb_exec_ev = NULL;
+}
+
+static void on_sb_exec(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	sb_exec_close(arg);
+}
+
 static int standby_spawn(sup_kernel *k)
 {
 	struct spawn_args a;
@@ -386,8 +440,14 @@ static int standby_spawn(sup_kernel *k)
 		return (int)pid;
 	}
 	/* Its exec result is not waited for: a standby that cannot run exits,
-	 * and that exit is all the table needs. */
-	close(exec_fd);
+	 * and that exit is all the table needs. The pipe is watched only to
+	 * know when its copy of our descriptors is gone (execs_settle). */
+	sb_exec_close(k);
+	k->sb_exec_ev = event_new(k->sup->base, exec_fd, EV_READ, on_sb_exec, k);
+	if (k->sb_exec_ev)
+		event_add(k->sb_exec_ev, NULL);
+	else
+		close(exec_fd);
 	k->sb_pid = pid;
 	k->sb_fd = sv[0];
 	/* Registered now (only `grace kernel NAME` has standbys: /proc/PID/exe
@@ -1103,6 +1163,7 @@ void sup_free(supervisor *s)
 			if (evs[j])
 				event_free(evs[j]);
 		exec_watch_close(k);
+		sb_exec_close(k);
 	}
 	for (size_t i = 0; i < s->n_retiring; i++)
 		kill_and_reap(s->retiring[i], false);

@@ -48,6 +48,7 @@ typedef struct sup_kernel {
 	enum sup_sb_state sb_state;
 	pid_t sb_pid;          /* 0 when no standby process */
 	int sb_fd;             /* our end of its channel, -1 when none */
+	struct event *sb_exec_ev; /* its exec result pipe, until the exec (or its death) */
 	unsigned sb_fails;     /* standbys lost in a row (died unused, or no fork) */
 	struct event *sb_timer;
 	/* Run by systemd (cfg->manager): its units' names, what the last
