@@ -133,8 +133,9 @@ static int cmd_reset(const grace_config *cfg)
 		fprintf(stderr, "grace: %s/policy.db: %s\n", cfg->data_dir, e.msg);
 	} else {
 		pol_store_actor(store, RESET_ACTOR);
-		if (pol_store_put(store, POL_DEFAULT_SET, pol_default_text, pol_default_text_len, -1,
-				  sdk_wall_ms(), &set, &created, &perr, &e) < 0) {
+		if (pol_store_put_builtin(store, POL_DEFAULT_SET, pol_default_text,
+					  pol_default_text_len, -1, sdk_wall_ms(), &set, &created, &perr,
+					  &e) < 0) {
 			fprintf(stderr, "grace: cannot restore the default policy set: %s\n", e.msg);
 		} else {
 			printf("policy set \"%s\" restored to the built-in default: version %lld, %u "

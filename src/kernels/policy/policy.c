@@ -9,6 +9,7 @@
 #include "kernels/registry.h"
 #include "sdk/json_keys.h"
 #include "sdk/clock.h"
+#include "sdk/log.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -585,20 +586,84 @@ out:
 
 /* ---- life */
 
+/* Whether version `version` of the default set is this Grace's built-in
+ * text: 1 yes, 0 no (or it is a deletion), negative on a store error. */
+static int is_builtin_text(pol_kernel *pk, int64_t version, sdk_err *e)
+{
+	char *text = NULL;
+	int rc = pol_store_text(pk->store, POL_DEFAULT_SET, version, &text, e);
+	if (rc == SDK_ENOTFOUND)
+		return 0;
+	if (rc < 0)
+		return rc;
+	bool same = strlen(text) == pol_default_text_len &&
+		    !memcmp(text, pol_default_text, pol_default_text_len);
+	free(text);
+	return same;
+}
+
+/* A set as Grace ships it changes between versions (a new route, a new
+ * call between kernels). As dpkg treats a configuration file: the stored
+ * "default" is replaced by this Grace's built-in text only when it is
+ * still exactly what an earlier Grace wrote (its newest version is the
+ * one marked built-in); a set an operator changed is kept, and when the
+ * built-in text moved on under it, that is logged at every start for
+ * them to merge (or `grace policy reset`). A store from before the mark
+ * counts version 1 as built-in: only the first start writes it. */
+static int upgrade_default(pol_kernel *pk, const pol_set *cur, sdk_err *e)
+{
+	if (!cur->ps)
+		return 0; /* deleted (the operator's choice) or broken (reported) */
+	int64_t builtin = 0;
+	int rc = pol_store_builtin_version(pk->store, POL_DEFAULT_SET, &builtin, e);
+	if (rc < 0)
+		return rc;
+	if (!builtin)
+		builtin = 1;
+	if ((rc = is_builtin_text(pk, builtin, e)) != 0)
+		return rc < 0 ? rc : 0; /* the built-in text has not changed since */
+	if (cur->version != builtin) {
+		sdk_warn("policy set \"%s\" (version %lld) was changed since Grace wrote its "
+			 "built-in set (version %lld), and this Grace's built-in set differs from "
+			 "that one: kept as it is; routes and kernel calls new in this version are "
+			 "denied until it allows them (compare with `grace policy default`, or "
+			 "`grace policy reset`)",
+			 POL_DEFAULT_SET, (long long)cur->version, (long long)builtin);
+		return 0;
+	}
+	const pol_set *set;
+	bool created;
+	cedar_parse_error perr;
+	pol_store_actor(pk->store, "policy (upgrade: the built-in default set of this version)");
+	rc = pol_store_put_builtin(pk->store, POL_DEFAULT_SET, pol_default_text,
+				   pol_default_text_len, cur->version, sdk_wall_ms(), &set, &created,
+				   &perr, e);
+	if (rc == POL_ESYNTAX)
+		return sdk_fail(e, SDK_EINVAL,
+				"the built-in default policy set does not parse: %u:%u: %s", perr.line,
+				perr.column, perr.msg);
+	if (rc == 0)
+		sdk_info("policy set \"%s\": version %lld was an earlier Grace's built-in set, "
+			 "unchanged since: upgraded to this version's as version %lld",
+			 POL_DEFAULT_SET, (long long)cur->version, (long long)set->version);
+	return rc;
+}
+
 /* The first start (or a store that never had one): the built-in default
  * set, so that :8000 has something to decide by. A deleted "default" is
  * not replaced: deleting it is an operator's choice (everything is then
  * denied; `grace policy reset` restores it). */
 static int install_default(pol_kernel *pk, sdk_err *e)
 {
-	if (pol_store_set(pk->store, POL_DEFAULT_SET))
-		return 0;
+	const pol_set *cur = pol_store_set(pk->store, POL_DEFAULT_SET);
+	if (cur)
+		return upgrade_default(pk, cur, e);
 	const pol_set *set;
 	bool created;
 	cedar_parse_error perr;
 	pol_store_actor(pk->store, "policy (first start: the built-in default set)");
-	int rc = pol_store_put(pk->store, POL_DEFAULT_SET, pol_default_text, pol_default_text_len, 0,
-			       sdk_wall_ms(), &set, &created, &perr, e);
+	int rc = pol_store_put_builtin(pk->store, POL_DEFAULT_SET, pol_default_text,
+				       pol_default_text_len, 0, sdk_wall_ms(), &set, &created, &perr, e);
 	if (rc == POL_ESYNTAX)
 		sdk_fail(e, SDK_EINVAL, "the built-in default policy set does not parse: %u:%u: %s",
 			 perr.line, perr.column, perr.msg);

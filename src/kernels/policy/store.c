@@ -377,9 +377,61 @@ static int insert_version(pol_store *s, const char *name, int64_t version, const
 	return rc == SQLITE_DONE ? 0 : db_fail(s->db, rc, err, "writing the policy set");
 }
 
+/* The meta key naming the version of a set that holds Grace's built-in
+ * text as Grace wrote it (pol_store_put_builtin). */
+#define BUILTIN_KEY_FMT "builtin_version:%s"
+
+static int put_version(pol_store *s, const char *name, const char *text, size_t len,
+		       int64_t expected_version, int64_t now_ms, bool builtin, const pol_set **out,
+		       bool *created, cedar_parse_error *perr, sdk_err *err);
+
 int pol_store_put(pol_store *s, const char *name, const char *text, size_t len,
 		  int64_t expected_version, int64_t now_ms, const pol_set **out, bool *created,
 		  cedar_parse_error *perr, sdk_err *err)
+{
+	return put_version(s, name, text, len, expected_version, now_ms, false, out, created, perr,
+			   err);
+}
+
+int pol_store_put_builtin(pol_store *s, const char *name, const char *text, size_t len,
+			  int64_t expected_version, int64_t now_ms, const pol_set **out,
+			  bool *created, cedar_parse_error *perr, sdk_err *err)
+{
+	return put_version(s, name, text, len, expected_version, now_ms, true, out, created, perr,
+			   err);
+}
+
+int pol_store_builtin_version(pol_store *s, const char *name, int64_t *out, sdk_err *err)
+{
+	char key[POL_NAME_MAX + 32];
+	snprintf(key, sizeof key, BUILTIN_KEY_FMT, name);
+	return meta_get(s->db, key, out, err);
+}
+
+int pol_store_text(pol_store *s, const char *name, int64_t version, char **out, sdk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db,
+				    "SELECT text FROM policy_versions WHERE name = ? AND version = ?"
+				    " AND text IS NOT NULL", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(s->db, rc, err, "reading the version");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, version);
+	*out = NULL;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && !(*out = strdup((const char *)sqlite3_column_text(st, 0))))
+		rc = SQLITE_NOMEM;
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return sdk_fail(err, SDK_ENOTFOUND, "policy set \"%s\" has no text at version %lld",
+				name, (long long)version);
+	return rc == SQLITE_ROW ? 0 : db_fail(s->db, rc, err, "reading the version");
+}
+
+static int put_version(pol_store *s, const char *name, const char *text, size_t len,
+		       int64_t expected_version, int64_t now_ms, bool builtin, const pol_set **out,
+		       bool *created, cedar_parse_error *perr, sdk_err *err)
 {
 	if (!pol_name_valid(name))
 		return sdk_fail(err, SDK_EINVAL, "a policy set name is 1 to %d of A-Z a-z 0-9 _ - .",
@@ -392,10 +444,14 @@ int pol_store_put(pol_store *s, const char *name, const char *text, size_t len,
 	cedar_policy_set *ps;
 	if (cedar_parse(text, len, &ps, perr) < 0)
 		return sdk_fail(err, POL_ESYNTAX, "%u:%u: %s", perr->line, perr->column, perr->msg);
-	char resource[POL_NAME_MAX + 16];
+	char resource[POL_NAME_MAX + 16], key[POL_NAME_MAX + 32];
 	snprintf(resource, sizeof resource, "policy-set/%s", name);
+	snprintf(key, sizeof key, BUILTIN_KEY_FMT, name);
+	/* The mark is written with the version, so a crash cannot leave a
+	 * built-in text unmarked (and then never upgraded) or the reverse. */
 	if ((rc = exec(s->db, "BEGIN IMMEDIATE", err)) < 0 ||
 	    (rc = insert_version(s, name, version + 1, text, len, ps->n, now_ms, err)) < 0 ||
+	    (builtin && (rc = meta_set(s->db, key, version + 1, err)) < 0) ||
 	    (rc = record_event(s, "policy.set.put", resource,
 			       json_pack("{s:s, s:I, s:i}", "policy_set", name, "version",
 					 (json_int_t)(version + 1), "policies", (int)ps->n),
