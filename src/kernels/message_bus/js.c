@@ -692,7 +692,7 @@ static void bus_js_free(bus_js *b)
 		b->N.natsConnection_Close(b->nc);
 		b->N.natsConnection_Destroy(b->nc);
 	}
-	bus_nats_close(&b->N); /* waits for the library's threads */
+	sdk_nats_close(&b->N); /* waits for the library's threads */
 	while (!LIST_EMPTY(&b->closures)) {
 		struct bus_js_closure *c = LIST_FIRST(&b->closures);
 		LIST_REMOVE(c, link);
@@ -880,7 +880,7 @@ int bus_js_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	event_add(b->in_ev, NULL);
-	if (bus_nats_open(&b->N, err, errlen) < 0 || bus_js_connect(b, err, errlen) < 0) {
+	if (sdk_nats_open(&b->N, err, errlen) < 0 || bus_js_connect(b, err, errlen) < 0) {
 		bus_js_free(b);
 		return -1;
 	}

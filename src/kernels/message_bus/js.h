@@ -16,7 +16,7 @@
 #include "kernels/layer.h"
 
 #include "kernels/message_bus/engine.h"
-#include "kernels/message_bus/nats_dl.h"
+#include "sdk/nats_dl.h"
 #include "kernels/message_bus/store.h"
 #include "sdk/pool.h"
 
@@ -54,7 +54,7 @@ typedef struct bus_js {
 	const bus_engine *engine; /* first: engine.h */
 	sdk_kernel *k;
 	const grace_message_bus *cfg;
-	bus_nats_dl N;
+	sdk_nats_dl N;
 	natsConnection *nc;
 	jsCtx *js;
 	char stream[40];     /* PREFIX_BUS */
