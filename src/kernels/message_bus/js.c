@@ -902,6 +902,7 @@ static const bus_engine bus_js_engine = {
 	.retention_set = bus_js_on_retention_set,
 	.retention_delete = bus_js_on_retention_delete,
 	.stats = bus_js_on_stats,
+	.snapshot = bus_js_on_snapshot,
 	.drain = bus_js_drain,
 	.close = bus_js_close,
 	.metrics = bus_js_metrics,

@@ -1,7 +1,7 @@
 /* The message bus on NATS JetStream (engine.h): the state the JetStream
  * files share. js.c: the connection, the stream, publish, the inbox, the
  * kernel hooks; js_stream.c: GET /subscribe; js_groups.c: the consumer
- * groups.
+ * groups; js_snapshot.c: GET /snapshot, for backups.
  *
  * Threads. The kernel's loop owns everything here except what is marked
  * otherwise. Blocking NATS calls (publish and wait for the ack, fetch,
@@ -61,6 +61,7 @@ typedef struct bus_js {
 	char prefix[48];     /* "PREFIX_BUS.": a Grace subject S is PREFIX_BUS.S in NATS */
 	size_t prefix_len;
 	bool draining;
+	bool snapshotting;   /* GET /snapshot under way (one at a time), on the loop */
 	atomic_bool stop;    /* long fetches on the pools end early */
 	bus_js_stats stats;
 	/* pub: publishes (one batch at a time, in order); wait: long polls'
@@ -109,6 +110,9 @@ void bus_js_stream_item(bus_js *b, struct bus_js_item *it);
 void bus_js_stream_end_all(bus_js *b);
 /* A NATS subscription failed (error handler, any thread). */
 void bus_js_stream_failed(bus_js *b, natsSubscription *sub);
+
+/* js_snapshot.c */
+void bus_js_on_snapshot(sdk_req *req, void *ctx);
 
 /* js_groups.c */
 void bus_js_on_poll(sdk_req *req, void *ctx);

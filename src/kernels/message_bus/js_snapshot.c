@@ -1,0 +1,284 @@
+/* GET /snapshot on JetStream: the stream PREFIX_BUS as JetStream itself
+ * snapshots it (messages, and consumers: the groups' acknowledged offsets),
+ * for grace serve's backup (docs/backup.md "JetStream"). Only the main
+ * process asks: the internal token, caller "grace", no user.
+ *
+ * The answer (Content-Type BUS_SNAPSHOT_TYPE) is one line of compact JSON,
+ * what the manifest records:
+ *   {"stream", "config", "state", "consumers": [{"name", "ack_floor",
+ *    "delivered", "num_pending", "num_ack_pending"}], "bytes", "chunks"}
+ * then "\n", then the snapshot's bytes (s2-compressed tar, JetStream's own
+ * format, which `$JS.API.STREAM.RESTORE` takes back as it is).
+ *
+ * The protocol (nats-server's jsStreamSnapshotRequest and streamSnapshot):
+ * a request to $JS.API.STREAM.SNAPSHOT.<stream> naming a deliver subject
+ * we are subscribed to; the reply carries the stream's config and its
+ * state at the snapshot; then chunks arrive on the deliver subject, each
+ * with a reply subject to answer (empty) for flow control; the end is an
+ * empty message, with an error status in its headers when it failed.
+ *
+ * The consumers are read just before the snapshot is asked for: acks only
+ * move forward, so the snapshot holds at least the positions listed, and a
+ * restore can check them against what it gets back.
+ *
+ * Blocking (talks to NATS synchronously): runs on the short pool, one at a
+ * time; the snapshot is gathered in memory, bounded by BUS_SNAPSHOT_MAX. */
+#include "kernels/message_bus/js.h"
+
+#include "sdk/log.h"
+#include "sdk/token.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUS_SNAPSHOT_TYPE "application/vnd.grace.bus-snapshot"
+/* Gathered in memory and answered whole: the main process's call path
+ * buffers an answer of at most 64 MiB (sdk/call.c), the JSON line included. */
+#define BUS_SNAPSHOT_MAX (60u << 20)
+#define BUS_SNAPSHOT_CHUNK (128 * 1024)
+/* The reply comes once the snapshot is made (with jsck: every message's
+ * checksum verified first), then each chunk within the chunk wait. */
+#define BUS_SNAPSHOT_REPLY_MS 60000
+#define BUS_SNAPSHOT_CHUNK_MS 10000
+#define BUS_SNAPSHOT_REPLY_MAX (1u << 20)
+
+struct bus_snap_job {
+	bus_js *b;
+	sdk_req *req;
+	bool ran;
+	int rc;
+	sdk_err err;
+	json_t *info;          /* the JSON line */
+	struct evbuffer *data; /* the snapshot's bytes */
+};
+
+/* The consumers (the groups) and where each stands, as the manifest lists
+ * them. */
+static int snap_consumers(bus_js *b, json_t *out, sdk_err *err)
+{
+	jsOptions o;
+	b->N.jsOptions_Init(&o);
+	jsConsumerInfoList *list = NULL;
+	jsErrCode jerr = 0;
+	char why[200];
+	natsStatus s = b->N.js_Consumers(&list, b->js, b->stream, &o, &jerr);
+	if (s == NATS_NOT_FOUND)
+		return 0; /* no consumer at all */
+	if (s != NATS_OK)
+		return sdk_fail(err, SDK_EBUSY, "listing the consumers of %s: %s", b->stream,
+				bus_js_why(b, s, jerr, why, sizeof why));
+	for (int i = 0; i < list->Count; i++) {
+		const jsConsumerInfo *ci = list->List[i];
+		json_array_append_new(out, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name", ci->Name,
+						     "ack_floor", (json_int_t)ci->AckFloor.Stream,
+						     "delivered", (json_int_t)ci->Delivered.Stream,
+						     "num_pending", (json_int_t)ci->NumPending,
+						     "num_ack_pending", (json_int_t)ci->NumAckPending));
+	}
+	b->N.jsConsumerInfoList_Destroy(list);
+	return 0;
+}
+
+/* The snapshot API's reply: its config and state into info, or its error. */
+static int snap_reply(bus_js *b, natsMsg *reply, json_t *info, sdk_err *err)
+{
+	int len = b->N.natsMsg_GetDataLength(reply);
+	json_t *r = len > 0 && (unsigned)len <= BUS_SNAPSHOT_REPLY_MAX
+			    ? json_loadb(b->N.natsMsg_GetData(reply), (size_t)len, 0, NULL)
+			    : NULL;
+	json_t *e = json_object_get(r, "error");
+	const char *desc = json_string_value(json_object_get(e, "description"));
+	int rc = 0;
+	if (e)
+		rc = sdk_fail(err, SDK_EBUSY, "JetStream refused the snapshot of %s: %s (%" JSON_INTEGER_FORMAT ")",
+			      b->stream, desc ? desc : "?",
+			      json_integer_value(json_object_get(e, "err_code")));
+	else if (!json_is_object(json_object_get(r, "config")) ||
+		 !json_is_object(json_object_get(r, "state")))
+		rc = sdk_fail(err, SDK_EIO, "the snapshot of %s: a reply without config and state",
+			      b->stream);
+	if (!rc) {
+		json_object_set(info, "config", json_object_get(r, "config"));
+		json_object_set(info, "state", json_object_get(r, "state"));
+	}
+	json_decref(r);
+	return rc;
+}
+
+/* The chunks, each answered, until the empty message that ends them. */
+static int snap_chunks(bus_js *b, natsSubscription *sub, struct evbuffer *data, json_int_t *chunks,
+		       sdk_err *err)
+{
+	char why[200];
+	for (;;) {
+		natsMsg *m = NULL;
+		natsStatus s = b->N.natsSubscription_NextMsg(&m, sub, BUS_SNAPSHOT_CHUNK_MS);
+		if (s != NATS_OK)
+			return sdk_fail(err, s == NATS_TIMEOUT ? SDK_ETIMEOUT : SDK_EBUSY,
+					"the snapshot of %s stopped after %" JSON_INTEGER_FORMAT
+					" chunks: %s",
+					b->stream, *chunks, bus_js_why(b, s, 0, why, sizeof why));
+		int len = b->N.natsMsg_GetDataLength(m);
+		if (len == 0) {
+			/* The end; a newer server puts a status in its headers
+			 * ("204" when whole, an error otherwise). */
+			const char *status = NULL, *desc = NULL;
+			int rc = 0;
+			if (b->N.natsMsgHeader_Get(m, "Status", &status) == NATS_OK && status &&
+			    strcmp(status, "204") && strcmp(status, "200")) {
+				b->N.natsMsgHeader_Get(m, "Description", &desc);
+				rc = sdk_fail(err, SDK_EIO, "JetStream ended the snapshot of %s with %s %s",
+					      b->stream, status, desc ? desc : "");
+			}
+			b->N.natsMsg_Destroy(m);
+			return rc;
+		}
+		if (evbuffer_get_length(data) + (size_t)len > BUS_SNAPSHOT_MAX) {
+			b->N.natsMsg_Destroy(m);
+			return sdk_fail(err, SDK_ETOOLARGE,
+					"the snapshot of %s is larger than %u MiB, the most a backup "
+					"takes of it (docs/backup.md \"JetStream\")",
+					b->stream, BUS_SNAPSHOT_MAX >> 20);
+		}
+		int ok = evbuffer_add(data, b->N.natsMsg_GetData(m), (size_t)len);
+		const char *ack = b->N.natsMsg_GetReply(m);
+		/* Flow control: the server sends more once a chunk is answered. */
+		if (ok == 0 && ack && *ack)
+			s = b->N.natsConnection_Publish(b->nc, ack, NULL, 0);
+		b->N.natsMsg_Destroy(m);
+		if (ok != 0)
+			return sdk_fail(err, SDK_EBUSY, "out of memory for the snapshot of %s",
+					b->stream);
+		if (ack && *ack && s != NATS_OK)
+			return sdk_fail(err, SDK_EBUSY, "answering a chunk of the snapshot of %s: %s",
+					b->stream, bus_js_why(b, s, 0, why, sizeof why));
+		(*chunks)++;
+	}
+}
+
+static void snap_work(void *arg)
+{
+	struct bus_snap_job *j = arg;
+	bus_js *b = j->b;
+	j->ran = true;
+	json_t *consumers = json_array();
+	j->info = json_pack("{s:s, s:o}", "stream", b->stream, "consumers", consumers);
+	j->data = evbuffer_new();
+	if (!j->info || !j->data) {
+		j->rc = sdk_fail(&j->err, SDK_EBUSY, "out of memory");
+		return;
+	}
+	if ((j->rc = snap_consumers(b, consumers, &j->err)))
+		return;
+	natsInbox *inbox = NULL;
+	natsSubscription *sub = NULL;
+	natsMsg *reply = NULL;
+	char why[200], subj[64 + sizeof b->stream], req[256];
+	snprintf(subj, sizeof subj, "$JS.API.STREAM.SNAPSHOT.%s", b->stream);
+	natsStatus s = b->N.natsInbox_Create(&inbox);
+	if (s == NATS_OK)
+		s = b->N.natsConnection_SubscribeSync(&sub, b->nc, inbox);
+	/* The server sends nothing until it sees our interest: make sure it has. */
+	if (s == NATS_OK)
+		s = b->N.natsConnection_Flush(b->nc);
+	if (s != NATS_OK) {
+		j->rc = sdk_fail(&j->err, SDK_EBUSY, "subscribing for the snapshot of %s: %s",
+				 b->stream, bus_js_why(b, s, 0, why, sizeof why));
+		goto out;
+	}
+	int n = snprintf(req, sizeof req,
+			 "{\"deliver_subject\":\"%s\",\"chunk_size\":%d,\"jsck\":true}", inbox,
+			 BUS_SNAPSHOT_CHUNK);
+	s = b->N.natsConnection_Request(&reply, b->nc, subj, req, n, BUS_SNAPSHOT_REPLY_MS);
+	if (s != NATS_OK) {
+		j->rc = sdk_fail(&j->err, s == NATS_TIMEOUT ? SDK_ETIMEOUT : SDK_EBUSY,
+				 "asking JetStream for a snapshot of %s: %s", b->stream,
+				 bus_js_why(b, s, 0, why, sizeof why));
+		goto out;
+	}
+	if ((j->rc = snap_reply(b, reply, j->info, &j->err)))
+		goto out;
+	json_int_t chunks = 0;
+	j->rc = snap_chunks(b, sub, j->data, &chunks, &j->err);
+	json_object_set_new(j->info, "chunks", json_integer(chunks));
+	json_object_set_new(j->info, "bytes", json_integer((json_int_t)evbuffer_get_length(j->data)));
+out:
+	if (reply)
+		b->N.natsMsg_Destroy(reply);
+	if (sub) {
+		/* Leaving early tells the server no one listens: it stops. */
+		b->N.natsSubscription_Unsubscribe(sub);
+		b->N.natsSubscription_Destroy(sub);
+	}
+	if (inbox)
+		b->N.natsInbox_Destroy(inbox);
+}
+
+static void snap_done(void *arg)
+{
+	struct bus_snap_job *j = arg;
+	bus_js *b = j->b;
+	b->snapshotting = false;
+	if (!j->ran) {
+		sdk_reply_error(j->req, 503, "draining", "the bus is stopping");
+	} else if (j->rc) {
+		sdk_warn("message bus: snapshot of %s: %s", b->stream, j->err.msg);
+		sdk_reply_status(j->req, j->rc, &j->err);
+	} else {
+		char *line = json_dumps(j->info, JSON_COMPACT);
+		struct evbuffer *body = line ? evbuffer_new() : NULL;
+		if (!body || evbuffer_add_printf(body, "%s\n", line) < 0 ||
+		    evbuffer_add_buffer(body, j->data) != 0) {
+			sdk_reply_error(j->req, 503, "busy", "out of memory");
+		} else {
+			sdk_info("message bus: snapshot of %s: %" JSON_INTEGER_FORMAT
+				 " bytes, %zu consumers",
+				 b->stream, json_integer_value(json_object_get(j->info, "bytes")),
+				 json_array_size(json_object_get(j->info, "consumers")));
+			sdk_reply_raw(j->req, 200, BUS_SNAPSHOT_TYPE, body);
+		}
+		if (body)
+			evbuffer_free(body);
+		free(line);
+	}
+	json_decref(j->info);
+	if (j->data)
+		evbuffer_free(j->data);
+	free(j);
+}
+
+void bus_js_on_snapshot(sdk_req *req, void *ctx)
+{
+	sdk_kernel *k = ctx;
+	bus_js *b = k->state;
+	int role = SDK_CALLER_NONE;
+	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
+	/* A backup is grace serve's: never a user's, even an admin through
+	 * the gateway (the snapshot holds every message of every subject). */
+	if (sdk_req_caller(req, k->token, &role) || !caller || strcmp(caller, "grace")) {
+		sdk_reply_error(req, 403, "forbidden", "only grace serve takes a snapshot of the bus");
+		return;
+	}
+	if (b->draining) {
+		sdk_reply_error(req, 503, "draining", "the bus is stopping");
+		return;
+	}
+	if (b->snapshotting) {
+		sdk_reply_error(req, 409, "snapshot_running", "a snapshot of %s is under way",
+				b->stream);
+		return;
+	}
+	struct bus_snap_job *j = calloc(1, sizeof *j);
+	if (j)
+		*j = (struct bus_snap_job){ .b = b, .req = req };
+	if (!j || sdk_pool_submit(b->short_pool, snap_work, snap_done, j) < 0) {
+		free(j);
+		sdk_req_add_header(req, "Retry-After", "1");
+		sdk_reply_error(req, 503, "busy", "too many requests waiting for JetStream");
+		return;
+	}
+	b->snapshotting = true;
+}
