@@ -378,6 +378,15 @@ class BusJetStream(GraceTestCase):
                           {"receipts": [m["receipt"] for m in got]})
         self.assertEqual(out["acked"], 5, out)
 
+        # The snapshot is grace serve's to take: not the token's holder
+        # calling the kernel without naming itself, not an admin through
+        # the API (/bus does not forward it; /kernels/NAME does, for the
+        # admin, whom the kernel refuses).
+        self.assertEqual(bus.req("GET", "/snapshot")[0], 403)
+        self.assertEqual(g.http("GET", "/bus/snapshot")[0], 404)
+        st, _, out = g.http("GET", "/kernels/message_bus/snapshot")
+        self.assertEqual((st, out["error"]["code"]), (403, "forbidden"), out)
+
         path = os.path.join(g.tmp, "bus.backup")
         r = run_cli(g, "backup", path, "--no-secrets")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -414,6 +423,21 @@ class BusJetStream(GraceTestCase):
             return subprocess.run([GRACE_BIN, "restore", path, "--data-dir", g2.data_dir,
                                    "--config", g2.config_path] + list(extra),
                                   capture_output=True, text=True, timeout=scaled(120))
+        # A configuration without JetStream: refused before anything is
+        # written; --no-jetstream restores the files only.
+        g3 = GraceServer(kernels={"message_bus": {}}, autostart=False)
+        self.addCleanup(g3.close)
+        r = subprocess.run([GRACE_BIN, "restore", path, "--data-dir", g3.data_dir, "--config",
+                            g3.config_path], capture_output=True, text=True, timeout=scaled(60))
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("names no JetStream", r.stderr)
+        self.assertFalse(os.path.exists(g3.data_dir) and os.listdir(g3.data_dir))
+        r = subprocess.run([GRACE_BIN, "restore", path, "--data-dir", g3.data_dir,
+                            "--no-jetstream", "--json"],
+                           capture_output=True, text=True, timeout=scaled(60))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(json.loads(r.stdout)["jetstream"]["restored"], False, r.stdout)
+
         # The stream exists in the cluster: refused, nothing written.
         r = restore()
         self.assertNotEqual(r.returncode, 0, r.stdout)
