@@ -12,7 +12,9 @@ killed half-way. Both runs must show the same thing: every acknowledged
 message delivered, through SSE in offset order with each publisher's
 messages in the order they were acknowledged, and through the group;
 nothing delivered that was not published. A second scenario compares the
-groups' redelivery and dead letters message for message.
+groups' redelivery and dead letters message for message. A third backs
+the JetStream Grace's stream up and restores it (docs/backup.md
+"JetStream").
 
 Under GRACE_SANITIZED=1 the load is smaller (never skipped)."""
 
