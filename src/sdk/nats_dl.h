@@ -39,7 +39,8 @@
 	X(natsMsg_AckSync) X(natsMsg_Nak) X(natsMsg_Term) X(natsMsgList_Destroy)                  \
 	X(natsMsg_GetReply) X(natsInbox_Create) X(natsInbox_Destroy)                               \
 	X(natsConnection_SubscribeSync) X(natsSubscription_NextMsg) X(natsConnection_Publish)      \
-	X(natsConnection_Request) X(natsConnection_Flush) X(js_DeleteStream)
+	X(natsConnection_Request) X(natsConnection_PublishRequest) X(natsConnection_Flush)         \
+	X(js_DeleteStream)
 
 typedef struct sdk_nats_dl {
 	void *lib;

@@ -22,7 +22,9 @@
  * restore can check them against what it gets back.
  *
  * Blocking (talks to NATS synchronously): runs on the short pool, one at a
- * time; the snapshot is gathered in memory, bounded by BUS_SNAPSHOT_MAX. */
+ * time; the snapshot is gathered in memory, bounded by BUS_SNAPSHOT_MAX.
+ * Every wait is cut in slices so a stopping kernel (b->stop) is not held
+ * for the whole of it: the pool is freed only once the job has returned. */
 #include "kernels/message_bus/js.h"
 
 #include "sdk/log.h"
@@ -44,6 +46,7 @@
 #define BUS_SNAPSHOT_REPLY_MS 60000
 #define BUS_SNAPSHOT_CHUNK_MS 10000
 #define BUS_SNAPSHOT_REPLY_MAX (1u << 20)
+#define BUS_SNAPSHOT_SLICE_MS 250
 
 struct bus_snap_job {
 	bus_js *b;
@@ -54,6 +57,19 @@ struct bus_snap_job {
 	json_t *info;          /* the JSON line */
 	struct evbuffer *data; /* the snapshot's bytes */
 };
+
+/* The next message of `sub` within wait_ms: NATS_TIMEOUT past it, and
+ * NATS_CONNECTION_CLOSED as soon as the kernel stops. */
+static natsStatus snap_next(bus_js *b, natsSubscription *sub, int64_t wait_ms, natsMsg **m)
+{
+	for (int64_t waited = 0;; waited += BUS_SNAPSHOT_SLICE_MS) {
+		if (atomic_load(&b->stop))
+			return NATS_CONNECTION_CLOSED;
+		natsStatus s = b->N.natsSubscription_NextMsg(m, sub, BUS_SNAPSHOT_SLICE_MS);
+		if (s != NATS_TIMEOUT || waited + BUS_SNAPSHOT_SLICE_MS >= wait_ms)
+			return s;
+	}
+}
 
 /* The consumers (the groups) and where each stands, as the manifest lists
  * them. */
@@ -86,6 +102,12 @@ static int snap_consumers(bus_js *b, json_t *out, sdk_err *err)
 static int snap_reply(bus_js *b, natsMsg *reply, json_t *info, sdk_err *err)
 {
 	int len = b->N.natsMsg_GetDataLength(reply);
+	const char *status = NULL;
+	/* No JetStream server answers for the stream (no leader now): NATS
+	 * itself answers with an empty 503. */
+	if (len == 0 && b->N.natsMsgHeader_Get(reply, "Status", &status) == NATS_OK && status)
+		return sdk_fail(err, SDK_EBUSY, "no JetStream server answered for %s (status %s)",
+				b->stream, status);
 	json_t *r = len > 0 && (unsigned)len <= BUS_SNAPSHOT_REPLY_MAX
 			    ? json_loadb(b->N.natsMsg_GetData(reply), (size_t)len, 0, NULL)
 			    : NULL;
@@ -115,7 +137,7 @@ static int snap_chunks(bus_js *b, natsSubscription *sub, struct evbuffer *data, 
 	char why[200];
 	for (;;) {
 		natsMsg *m = NULL;
-		natsStatus s = b->N.natsSubscription_NextMsg(&m, sub, BUS_SNAPSHOT_CHUNK_MS);
+		natsStatus s = snap_next(b, sub, BUS_SNAPSHOT_CHUNK_MS, &m);
 		if (s != NATS_OK)
 			return sdk_fail(err, s == NATS_TIMEOUT ? SDK_ETIMEOUT : SDK_EBUSY,
 					"the snapshot of %s stopped after %" JSON_INTEGER_FORMAT
@@ -173,14 +195,20 @@ static void snap_work(void *arg)
 	}
 	if ((j->rc = snap_consumers(b, consumers, &j->err)))
 		return;
-	natsInbox *inbox = NULL;
-	natsSubscription *sub = NULL;
+	/* Two inboxes: the chunks', and the API reply's (read in slices,
+	 * as the chunks are, rather than one natsConnection_Request). */
+	natsInbox *inbox = NULL, *rinbox = NULL;
+	natsSubscription *sub = NULL, *rsub = NULL;
 	natsMsg *reply = NULL;
 	char why[200], subj[64 + sizeof b->stream], req[256];
 	snprintf(subj, sizeof subj, "$JS.API.STREAM.SNAPSHOT.%s", b->stream);
 	natsStatus s = b->N.natsInbox_Create(&inbox);
 	if (s == NATS_OK)
+		s = b->N.natsInbox_Create(&rinbox);
+	if (s == NATS_OK)
 		s = b->N.natsConnection_SubscribeSync(&sub, b->nc, inbox);
+	if (s == NATS_OK)
+		s = b->N.natsConnection_SubscribeSync(&rsub, b->nc, rinbox);
 	/* The server sends nothing until it sees our interest: make sure it has. */
 	if (s == NATS_OK)
 		s = b->N.natsConnection_Flush(b->nc);
@@ -192,7 +220,9 @@ static void snap_work(void *arg)
 	int n = snprintf(req, sizeof req,
 			 "{\"deliver_subject\":\"%s\",\"chunk_size\":%d,\"jsck\":true}", inbox,
 			 BUS_SNAPSHOT_CHUNK);
-	s = b->N.natsConnection_Request(&reply, b->nc, subj, req, n, BUS_SNAPSHOT_REPLY_MS);
+	s = b->N.natsConnection_PublishRequest(b->nc, subj, rinbox, req, n);
+	if (s == NATS_OK)
+		s = snap_next(b, rsub, BUS_SNAPSHOT_REPLY_MS, &reply);
 	if (s != NATS_OK) {
 		j->rc = sdk_fail(&j->err, s == NATS_TIMEOUT ? SDK_ETIMEOUT : SDK_EBUSY,
 				 "asking JetStream for a snapshot of %s: %s", b->stream,
@@ -208,13 +238,17 @@ static void snap_work(void *arg)
 out:
 	if (reply)
 		b->N.natsMsg_Destroy(reply);
-	if (sub) {
-		/* Leaving early tells the server no one listens: it stops. */
-		b->N.natsSubscription_Unsubscribe(sub);
-		b->N.natsSubscription_Destroy(sub);
-	}
+	natsSubscription *subs[] = { sub, rsub };
+	for (size_t i = 0; i < 2; i++)
+		if (subs[i]) {
+			/* Leaving early tells the server no one listens: it stops. */
+			b->N.natsSubscription_Unsubscribe(subs[i]);
+			b->N.natsSubscription_Destroy(subs[i]);
+		}
 	if (inbox)
 		b->N.natsInbox_Destroy(inbox);
+	if (rinbox)
+		b->N.natsInbox_Destroy(rinbox);
 }
 
 static void snap_done(void *arg)

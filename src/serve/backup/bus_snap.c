@@ -30,8 +30,9 @@ struct bk_bus_snap {
 	api_ctx *api;
 	int pipe[2];
 	struct event *ev;
-	/* Loop only: a call is in flight; free waits for it to come back. */
-	bool in_flight, orphaned;
+	/* Loop only: calls in flight; free leaves the last of them to free. */
+	unsigned in_flight;
+	bool orphaned;
 	pthread_mutex_t mu; /* guards what follows */
 	pthread_cond_t cv;
 	enum snap_state state;
@@ -77,21 +78,29 @@ static void bus_snap_destroy(bk_bus_snap *s)
 	free(s);
 }
 
-/* The call's answer, on the loop: for the fetch asked now (one call at a
- * time; a worker that gave up has set the state back, so it is dropped). */
+/* One call: the fetch it answers. A worker that gave up waiting may ask
+ * again while the first call is still out; its answer must not be taken
+ * for the second's. */
+struct ticket {
+	bk_bus_snap *s;
+	unsigned gen;
+};
+
+/* The call's answer, on the loop. */
 static void on_answer(int status, const char *body, size_t len, double ms, const char *error,
 		      void *arg)
 {
 	(void)ms;
-	bk_bus_snap *s = arg;
-	s->in_flight = false;
+	struct ticket *t = arg;
+	bk_bus_snap *s = t->s;
+	unsigned gen = t->gen;
+	free(t);
+	s->in_flight--;
 	if (s->orphaned) {
-		bus_snap_destroy(s);
+		if (!s->in_flight)
+			bus_snap_destroy(s);
 		return;
 	}
-	pthread_mutex_lock(&s->mu);
-	unsigned gen = s->gen;
-	pthread_mutex_unlock(&s->mu);
 	answered(s, gen, status, body, len, error ? error : status ? NULL : "no answer");
 }
 
@@ -115,12 +124,16 @@ static void on_ask(evutil_socket_t fd, short what, void *arg)
 		answered(s, gen, -1, NULL, 0, "no message_bus kernel in this configuration");
 		return;
 	}
-	if (sdk_call(gw_caller(s->api->gw), "message_bus", "GET", "/snapshot", NULL, 0, NULL,
-		     BUS_SNAP_TIMEOUT_MS, on_answer, s) < 0) {
+	struct ticket *t = malloc(sizeof *t);
+	if (t)
+		*t = (struct ticket){ s, gen };
+	if (!t || sdk_call(gw_caller(s->api->gw), "message_bus", "GET", "/snapshot", NULL, 0, NULL,
+			   BUS_SNAP_TIMEOUT_MS, on_answer, t) < 0) {
+		free(t);
 		answered(s, gen, 0, NULL, 0, "cannot call the message_bus kernel");
 		return;
 	}
-	s->in_flight = true;
+	s->in_flight++;
 }
 
 bk_bus_snap *bk_bus_snap_new(api_ctx *api)
