@@ -248,6 +248,18 @@ static int take_body(const char *body, size_t len, const char *out_path, json_t 
 	return 0;
 }
 
+/* The kernel's error answer, its message quoted (Grace's error shape). */
+static int kernel_error(int status, const char *body, size_t len, sdk_err *e)
+{
+	json_t *j = body && len < BUS_SNAP_LINE_MAX ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+	int r = sdk_fail(e, status == 413 ? SDK_ETOOLARGE : SDK_EBUSY,
+			 "the message_bus kernel answered %d to GET /snapshot: %s", status,
+			 msg ? msg : "(no error message)");
+	json_decref(j);
+	return r;
+}
+
 int bk_bus_snap_fetch(bk_bus_snap *s, const char *out_path, json_t **info, sdk_err *e)
 {
 	pthread_mutex_lock(&s->mu);
@@ -283,9 +295,7 @@ int bk_bus_snap_fetch(bk_bus_snap *s, const char *out_path, json_t **info, sdk_e
 	else if (status == 0)
 		r = sdk_fail(e, SDK_EBUSY, "the message_bus kernel gave no snapshot: %s", why);
 	else
-		r = sdk_fail(e, status == 413 ? SDK_ETOOLARGE : SDK_EBUSY,
-			     "the message_bus kernel answered %d to GET /snapshot: %.*s", status,
-			     (int)(len < 160 ? len : 160), body ? body : "");
+		r = kernel_error(status, body, len, e);
 	free(body);
 	return r;
 }
