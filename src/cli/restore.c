@@ -802,7 +802,7 @@ static bool dir_empty(const char *dir)
 static void usage(void)
 {
 	fprintf(stderr, "usage: grace restore FILE --data-dir DIR [--force] [--passphrase-file F |"
-			" --key-file F] [--config-out FILE] [--config FILE | --no-postgresql]"
+			" --key-file F] [--config-out FILE] [--config FILE] [--no-postgresql]"
 			" [--no-jetstream] [--json]\n"
 			"  restores a backup into an empty data directory (Grace not running on it),"
 			" its PostgreSQL dump, if any, into the database --config's [store]"
@@ -845,7 +845,9 @@ int cli_restore_main(int argc, char **argv)
 		default: usage(); return CLI_BACKUP_USAGE;
 		}
 	}
-	if (optind != argc - 1 || !dir || (pass_file && key_file) || (config && no_pg)) {
+	/* --config names the PostgreSQL and the JetStream to restore into:
+	 * meaningless when neither is. */
+	if (optind != argc - 1 || !dir || (pass_file && key_file) || (config && no_pg && no_js)) {
 		usage();
 		return CLI_BACKUP_USAGE;
 	}
