@@ -166,15 +166,16 @@ static int snap_chunks(bus_js *b, natsSubscription *sub, struct evbuffer *data, 
 					b->stream, BUS_SNAPSHOT_MAX >> 20);
 		}
 		int ok = evbuffer_add(data, b->N.natsMsg_GetData(m), (size_t)len);
-		const char *ack = b->N.natsMsg_GetReply(m);
+		const char *ack = b->N.natsMsg_GetReply(m); /* m's: gone with it */
+		bool answered = ok == 0 && ack && *ack;
 		/* Flow control: the server sends more once a chunk is answered. */
-		if (ok == 0 && ack && *ack)
+		if (answered)
 			s = b->N.natsConnection_Publish(b->nc, ack, NULL, 0);
 		b->N.natsMsg_Destroy(m);
 		if (ok != 0)
 			return sdk_fail(err, SDK_EBUSY, "out of memory for the snapshot of %s",
 					b->stream);
-		if (ack && *ack && s != NATS_OK)
+		if (answered && s != NATS_OK)
 			return sdk_fail(err, SDK_EBUSY, "answering a chunk of the snapshot of %s: %s",
 					b->stream, bus_js_why(b, s, 0, why, sizeof why));
 		(*chunks)++;
