@@ -351,7 +351,8 @@ static int verify(restore_js *p, sdk_err *e)
 		}
 		if (!r) {
 			json_decref(p->report);
-			p->report = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o, s:b}", "stream", p->stream,
+			p->report = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:o, s:b}", "restored", 1,
+					      "stream", p->stream,
 					      "messages", (json_int_t)si->State.Msgs, "first_seq",
 					      (json_int_t)si->State.FirstSeq, "last_seq",
 					      (json_int_t)si->State.LastSeq, "bytes",

@@ -449,6 +449,7 @@ class BusJetStream(GraceTestCase):
         r = restore("--force", "--json")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         report = json.loads(r.stdout)
+        self.assertIs(report["jetstream"]["restored"], True, report["jetstream"])
         self.assertEqual((report["jetstream"]["stream"], report["jetstream"]["messages"],
                           report["jetstream"]["first_seq"], report["jetstream"]["last_seq"]),
                          ("BK_BUS", st["messages"], st["first_seq"], st["last_seq"]),
