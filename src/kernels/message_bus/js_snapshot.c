@@ -71,8 +71,8 @@ static natsStatus snap_next(bus_js *b, natsSubscription *sub, int64_t wait_ms, n
 	}
 }
 
-/* The consumers (the groups) and where each stands, as the manifest lists
- * them. */
+/* The groups (durable consumers) and where each stands, as the manifest
+ * lists them. */
 static int snap_consumers(bus_js *b, json_t *out, sdk_err *err)
 {
 	jsOptions o;
@@ -88,6 +88,11 @@ static int snap_consumers(bus_js *b, json_t *out, sdk_err *err)
 				bus_js_why(b, s, jerr, why, sizeof why));
 	for (int i = 0; i < list->Count; i++) {
 		const jsConsumerInfo *ci = list->List[i];
+		/* The groups are the durable ones. An SSE subscriber's ordered
+		 * consumer is ephemeral: in the snapshot too, but gone soon
+		 * after a restore, so no restore could find it to check. */
+		if (!ci->Config || !ci->Config->Durable || !*ci->Config->Durable)
+			continue;
 		json_array_append_new(out, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name", ci->Name,
 						     "ack_floor", (json_int_t)ci->AckFloor.Stream,
 						     "delivered", (json_int_t)ci->Delivered.Stream,
