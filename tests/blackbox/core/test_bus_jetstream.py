@@ -363,7 +363,9 @@ class BusJetStream(GraceTestCase):
         cfg = {"message_bus": {"engine": "jetstream", "nats_urls": ",".join(self.cluster.urls()),
                                "stream_prefix": "BK", "replicas": 3,
                                "publish_timeout_ms": 8000}}
-        g = GraceServer(kernels={"message_bus": {}}, config=cfg, autostart=False)
+        scheduled = os.path.join(self.tmp, "scheduled")
+        g = GraceServer(kernels={"message_bus": {}}, autostart=False, config=dict(
+            cfg, backup={"schedule": "@every 1h", "dir": scheduled, "keep": 2, "no_secrets": 1}))
         self.addCleanup(g.close)
         g.start()
         bus = Bus(g)
@@ -414,6 +416,24 @@ class BusJetStream(GraceTestCase):
         groups = {c["name"]: c for c in js["consumers"]}
         self.assertEqual(list(groups), ["bkg"], js["consumers"])
         self.assertEqual(groups["bkg"]["ack_floor"], acked[4], js["consumers"])
+
+        # A scheduled backup takes the stream too, and its proof (a restore
+        # into a scratch directory) leaves the live cluster alone.
+        code, _, body = g.http("POST", "/backup/schedule/run")
+        self.assertEqual(code, 202, body)
+
+        def idle():
+            code, _, body = g.http("GET", "/backup/schedule")
+            return body if code == 200 and not body["running"] and body["runs"] else None
+        run = g.wait_for(idle, scaled(90), interval=0.2, message="the scheduled backup")["runs"][0]
+        self.assertEqual((run["outcome"], run["verified"]), ("ok", True), run)
+        with open(os.path.join(scheduled, run["archive"] + ".json")) as f:
+            proof = json.load(f)["restore"]
+        self.assertIs(proof["jetstream"]["restored"], False, proof)
+        self.assertIn("--no-jetstream", {c["check"]: c for c in proof["checks"]}
+                      ["jetstream stream BK_BUS"]["detail"])
+        with tarfile.open(os.path.join(scheduled, run["archive"])) as tar:
+            self.assertIn("jetstream/BK_BUS.tar.s2", tar.getnames())
 
         # After the backup: more messages, the rest acknowledged. The
         # restore must bring back the stream as it was, not as it is.
