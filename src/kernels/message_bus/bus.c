@@ -656,6 +656,8 @@ static const bus_engine bus_embedded_engine = {
 	.retention_delete = bus_on_retention_delete,
 	.stats = bus_on_stats,
 	.snapshot = bus_on_snapshot,
+	.snapshot_piece = bus_on_snapshot,
+	.snapshot_delete = bus_on_snapshot,
 	.drain = bus_drain,
 	.close = bus_close,
 	.metrics = bus_metrics,
@@ -680,6 +682,8 @@ BUS_ROUTE_TO_ENGINE(retention_set)
 BUS_ROUTE_TO_ENGINE(retention_delete)
 BUS_ROUTE_TO_ENGINE(stats)
 BUS_ROUTE_TO_ENGINE(snapshot)
+BUS_ROUTE_TO_ENGINE(snapshot_piece)
+BUS_ROUTE_TO_ENGINE(snapshot_delete)
 
 static int bus_init(sdk_kernel *k, char *err, size_t errlen)
 {
@@ -715,6 +719,8 @@ static const sdk_route bus_routes[] = {
 	SDK_ROUTE("GET", "/stats", bus_route_stats),
 	/* grace serve's backup (docs/backup.md "JetStream"). */
 	SDK_ROUTE("GET", "/snapshot", bus_route_snapshot),
+	SDK_ROUTE("GET", "/snapshot/:id", bus_route_snapshot_piece),
+	SDK_ROUTE("DELETE", "/snapshot/:id", bus_route_snapshot_delete),
 };
 
 const sdk_kernel_def message_bus_kernel = {

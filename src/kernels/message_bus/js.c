@@ -683,6 +683,7 @@ static void bus_js_free(bus_js *b)
 	sdk_pool_free(b->wait_pool);
 	sdk_pool_free(b->short_pool);
 	b->pub_pool = b->wait_pool = b->short_pool = NULL; /* what follows runs inline */
+	bus_js_held_drop_all(b); /* no piece is being read now */
 	b->draining = true;
 	bus_js_stream_end_all(b);
 	bus_js_groups_free(b);
@@ -903,6 +904,8 @@ static const bus_engine bus_js_engine = {
 	.retention_delete = bus_js_on_retention_delete,
 	.stats = bus_js_on_stats,
 	.snapshot = bus_js_on_snapshot,
+	.snapshot_piece = bus_js_on_snapshot_piece,
+	.snapshot_delete = bus_js_on_snapshot_delete,
 	.drain = bus_js_drain,
 	.close = bus_js_close,
 	.metrics = bus_js_metrics,

@@ -3,12 +3,15 @@
  * for grace serve's backup (docs/backup.md "JetStream"). Only the main
  * process asks: the internal token, caller "grace", no user.
  *
- * The answer (Content-Type BUS_SNAPSHOT_TYPE) is one line of compact JSON,
- * what the manifest records:
- *   {"stream", "config", "state", "consumers": [{"name", "ack_floor",
- *    "delivered", "num_pending", "num_ack_pending"}], "bytes", "chunks"}
- * then "\n", then the snapshot's bytes (s2-compressed tar, JetStream's own
- * format, which `$JS.API.STREAM.RESTORE` takes back as it is).
+ * The snapshot (s2-compressed tar, JetStream's own format, which
+ * `$JS.API.STREAM.RESTORE` takes back as it is) is gathered into an
+ * unlinked file of the data directory, held for grace serve to read in
+ * pieces (js_snapshot_held.c: GET /snapshot/ID?offset=N, then DELETE), so
+ * no answer is larger than the call path takes and no stream is too
+ * large to back up. The answer is what the manifest records:
+ *   {"id", "stream", "config", "state", "consumers": [{"name",
+ *    "ack_floor", "delivered", "num_pending", "num_ack_pending"}],
+ *    "bytes", "chunks"}
  *
  * The protocol (nats-server's jsStreamSnapshotRequest and streamSnapshot):
  * a request to $JS.API.STREAM.SNAPSHOT.<stream> naming a deliver subject
@@ -22,7 +25,7 @@
  * restore can check them against what it gets back.
  *
  * Blocking (talks to NATS synchronously): runs on the short pool, one at a
- * time; the snapshot is gathered in memory, bounded by BUS_SNAPSHOT_MAX.
+ * time, bounded by BUS_SNAPSHOT_FILE_MAX.
  * Every wait is cut in slices so a stopping kernel (b->stop) is not held
  * for the whole of it: the pool is freed only once the job has returned. */
 #include "kernels/message_bus/js.h"
@@ -30,16 +33,16 @@
 #include "sdk/log.h"
 #include "sdk/token.h"
 
-#include <event2/buffer.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define BUS_SNAPSHOT_TYPE "application/vnd.grace.bus-snapshot"
-/* Gathered in memory and answered whole: the main process's call path
- * buffers an answer of at most 64 MiB (sdk/call.c), the JSON line included. */
-#define BUS_SNAPSHOT_MAX (60u << 20)
+#define BUS_SNAPSHOT_FILE_MAX (64LL << 30) /* 64 GiB */
 #define BUS_SNAPSHOT_CHUNK (128 * 1024)
 /* The reply comes once the snapshot is made (with jsck: every message's
  * checksum verified first), then each chunk within the chunk wait. */
@@ -54,8 +57,9 @@ struct bus_snap_job {
 	bool ran;
 	int rc;
 	sdk_err err;
-	json_t *info;          /* the JSON line */
-	struct evbuffer *data; /* the snapshot's bytes */
+	json_t *info; /* the answer */
+	int fd;       /* the snapshot's bytes: an unlinked file, or -1 */
+	int64_t size;
 };
 
 /* The next message of `sub` within wait_ms: NATS_TIMEOUT past it, and
@@ -136,7 +140,7 @@ static int snap_reply(bus_js *b, natsMsg *reply, json_t *info, sdk_err *err)
 }
 
 /* The chunks, each answered, until the empty message that ends them. */
-static int snap_chunks(bus_js *b, natsSubscription *sub, struct evbuffer *data, json_int_t *chunks,
+static int snap_chunks(bus_js *b, natsSubscription *sub, int fd, int64_t *size, json_int_t *chunks,
 		       sdk_err *err)
 {
 	char why[200];
@@ -163,14 +167,28 @@ static int snap_chunks(bus_js *b, natsSubscription *sub, struct evbuffer *data, 
 			b->N.natsMsg_Destroy(m);
 			return rc;
 		}
-		if (evbuffer_get_length(data) + (size_t)len > BUS_SNAPSHOT_MAX) {
+		if (*size + len > BUS_SNAPSHOT_FILE_MAX) {
 			b->N.natsMsg_Destroy(m);
 			return sdk_fail(err, SDK_ETOOLARGE,
-					"the snapshot of %s is larger than %u MiB, the most a backup "
-					"takes of it (docs/backup.md \"JetStream\")",
-					b->stream, BUS_SNAPSHOT_MAX >> 20);
+					"the snapshot of %s is larger than %lld GiB, the most a backup "
+					"takes of it",
+					b->stream, BUS_SNAPSHOT_FILE_MAX >> 30);
 		}
-		int ok = evbuffer_add(data, b->N.natsMsg_GetData(m), (size_t)len);
+		const char *p = b->N.natsMsg_GetData(m);
+		int ok = 0, werr = 0;
+		for (int left = len; left > 0 && ok == 0;) {
+			ssize_t w = write(fd, p, (size_t)left);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				werr = w < 0 ? errno : ENOSPC;
+				ok = -1;
+				break;
+			}
+			p += w;
+			left -= (int)w;
+		}
+		*size += len;
 		const char *ack = b->N.natsMsg_GetReply(m); /* m's: gone with it */
 		bool answered = ok == 0 && ack && *ack;
 		/* Flow control: the server sends more once a chunk is answered. */
@@ -178,8 +196,8 @@ static int snap_chunks(bus_js *b, natsSubscription *sub, struct evbuffer *data, 
 			s = b->N.natsConnection_Publish(b->nc, ack, NULL, 0);
 		b->N.natsMsg_Destroy(m);
 		if (ok != 0)
-			return sdk_fail(err, SDK_EBUSY, "out of memory for the snapshot of %s",
-					b->stream);
+			return sdk_fail(err, werr == ENOSPC || werr == EDQUOT ? SDK_EFULL : SDK_EIO,
+					"writing the snapshot of %s: %s", b->stream, strerror(werr));
 		if (answered && s != NATS_OK)
 			return sdk_fail(err, SDK_EBUSY, "answering a chunk of the snapshot of %s: %s",
 					b->stream, bus_js_why(b, s, 0, why, sizeof why));
@@ -194,11 +212,21 @@ static void snap_work(void *arg)
 	j->ran = true;
 	json_t *consumers = json_array();
 	j->info = json_pack("{s:s, s:o}", "stream", b->stream, "consumers", consumers);
-	j->data = evbuffer_new();
-	if (!j->info || !j->data) {
+	if (!j->info) {
 		j->rc = sdk_fail(&j->err, SDK_EBUSY, "out of memory");
 		return;
 	}
+	/* Unlinked at once: nothing is left behind whatever happens to this
+	 * process, and a backup's survey never sees it (a dot name). */
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/.bus-snapshot-XXXXXX", b->k->cfg->data_dir) >=
+		    (int)sizeof path ||
+	    (j->fd = mkostemp(path, O_CLOEXEC)) < 0) {
+		j->rc = sdk_fail(&j->err, SDK_EIO, "cannot make the snapshot's file in %s: %s",
+				 b->k->cfg->data_dir, strerror(errno));
+		return;
+	}
+	unlink(path);
 	if ((j->rc = snap_consumers(b, consumers, &j->err)))
 		return;
 	/* Two inboxes: the chunks', and the API reply's (read in slices,
@@ -238,9 +266,9 @@ static void snap_work(void *arg)
 	if ((j->rc = snap_reply(b, reply, j->info, &j->err)))
 		goto out;
 	json_int_t chunks = 0;
-	j->rc = snap_chunks(b, sub, j->data, &chunks, &j->err);
+	j->rc = snap_chunks(b, sub, j->fd, &j->size, &chunks, &j->err);
 	json_object_set_new(j->info, "chunks", json_integer(chunks));
-	json_object_set_new(j->info, "bytes", json_integer((json_int_t)evbuffer_get_length(j->data)));
+	json_object_set_new(j->info, "bytes", json_integer((json_int_t)j->size));
 out:
 	if (reply)
 		b->N.natsMsg_Destroy(reply);
@@ -262,31 +290,27 @@ static void snap_done(void *arg)
 	struct bus_snap_job *j = arg;
 	bus_js *b = j->b;
 	b->snapshotting = false;
+	char id[BUS_JS_HELD_ID_LEN + 1];
 	if (!j->ran) {
 		sdk_reply_error(j->req, 503, "draining", "the bus is stopping");
 	} else if (j->rc) {
 		sdk_warn("message bus: snapshot of %s: %s", b->stream, j->err.msg);
 		sdk_reply_status(j->req, j->rc, &j->err);
+	} else if (bus_js_held_keep(b, j->fd, j->size, id) < 0) {
+		j->fd = -1; /* closed by it */
+		sdk_reply_error(j->req, 503, "busy", "out of memory");
 	} else {
-		char *line = json_dumps(j->info, JSON_COMPACT);
-		struct evbuffer *body = line ? evbuffer_new() : NULL;
-		if (!body || evbuffer_add_printf(body, "%s\n", line) < 0 ||
-		    evbuffer_add_buffer(body, j->data) != 0) {
-			sdk_reply_error(j->req, 503, "busy", "out of memory");
-		} else {
-			sdk_info("message bus: snapshot of %s: %" JSON_INTEGER_FORMAT
-				 " bytes, %zu consumers",
-				 b->stream, json_integer_value(json_object_get(j->info, "bytes")),
-				 json_array_size(json_object_get(j->info, "consumers")));
-			sdk_reply_raw(j->req, 200, BUS_SNAPSHOT_TYPE, body);
-		}
-		if (body)
-			evbuffer_free(body);
-		free(line);
+		j->fd = -1; /* held now */
+		json_object_set_new(j->info, "id", json_string(id));
+		sdk_info("message bus: snapshot of %s: %" JSON_INTEGER_FORMAT
+			 " bytes, %zu groups, held as %s",
+			 b->stream, json_integer_value(json_object_get(j->info, "bytes")),
+			 json_array_size(json_object_get(j->info, "consumers")), id);
+		sdk_reply_json(j->req, 200, json_incref(j->info));
 	}
+	if (j->fd >= 0)
+		close(j->fd);
 	json_decref(j->info);
-	if (j->data)
-		evbuffer_free(j->data);
 	free(j);
 }
 
@@ -294,14 +318,8 @@ void bus_js_on_snapshot(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	bus_js *b = k->state;
-	int role = SDK_CALLER_NONE;
-	const char *caller = sdk_req_header(req, SDK_CALLER_HEADER);
-	/* A backup is grace serve's: never a user's, even an admin through
-	 * the gateway (the snapshot holds every message of every subject). */
-	if (sdk_req_caller(req, k->token, &role) || !caller || strcmp(caller, "grace")) {
-		sdk_reply_error(req, 403, "forbidden", "only grace serve takes a snapshot of the bus");
+	if (!bus_js_snapshot_caller_ok(req, k))
 		return;
-	}
 	if (b->draining) {
 		sdk_reply_error(req, 503, "draining", "the bus is stopping");
 		return;
@@ -313,7 +331,7 @@ void bus_js_on_snapshot(sdk_req *req, void *ctx)
 	}
 	struct bus_snap_job *j = calloc(1, sizeof *j);
 	if (j)
-		*j = (struct bus_snap_job){ .b = b, .req = req };
+		*j = (struct bus_snap_job){ .b = b, .req = req, .fd = -1 };
 	if (!j || sdk_pool_submit(b->short_pool, snap_work, snap_done, j) < 0) {
 		free(j);
 		sdk_req_add_header(req, "Retry-After", "1");

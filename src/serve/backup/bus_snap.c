@@ -18,11 +18,14 @@
 #include <unistd.h>
 
 /* The kernel bounds each of its own waits on NATS (the reply, each chunk);
- * this bounds the whole, and the worker waits a little longer than the
- * call so the call's own answer says why it ended. */
-#define BUS_SNAP_TIMEOUT_MS (10 * 60 * 1000)
-#define BUS_SNAP_WAIT_MS (BUS_SNAP_TIMEOUT_MS + 15000)
-#define BUS_SNAP_LINE_MAX (4u << 20) /* the JSON line: the manifest's bound */
+ * these bound the calls, and the worker waits a little longer than a call
+ * so the call's own answer says why it ended. Taking the snapshot gathers
+ * the whole stream in the kernel; a piece is at most 16 MiB of a file. */
+#define BUS_SNAP_TAKE_MS (30 * 60 * 1000)
+#define BUS_SNAP_PIECE_MS (2 * 60 * 1000)
+#define BUS_SNAP_WAIT_MARGIN_MS 15000
+#define BUS_SNAP_INFO_MAX (4u << 20) /* the manifest's bound */
+#define BUS_SNAP_ID_LEN 32
 
 enum snap_state { SNAP_IDLE, SNAP_ASKED, SNAP_CALLING, SNAP_ANSWERED };
 
@@ -36,7 +39,9 @@ struct bk_bus_snap {
 	pthread_mutex_t mu; /* guards what follows */
 	pthread_cond_t cv;
 	enum snap_state state;
-	unsigned gen; /* of the fetch asked; an answer for an older one is dropped */
+	unsigned gen; /* of the call asked; an answer for an older one is dropped */
+	char method[8], target[128];
+	unsigned timeout_ms;
 	bool cancelled;
 	int status;   /* HTTP status, 0: none */
 	char *body;   /* malloc'd */
@@ -114,7 +119,10 @@ static void on_ask(evutil_socket_t fd, short what, void *arg)
 		;
 	pthread_mutex_lock(&s->mu);
 	bool go = s->state == SNAP_ASKED && !s->cancelled;
-	unsigned gen = s->gen;
+	unsigned gen = s->gen, timeout_ms = s->timeout_ms;
+	char method[sizeof s->method], target[sizeof s->target];
+	memcpy(method, s->method, sizeof method);
+	memcpy(target, s->target, sizeof target);
 	if (go)
 		s->state = SNAP_CALLING;
 	pthread_mutex_unlock(&s->mu);
@@ -127,8 +135,8 @@ static void on_ask(evutil_socket_t fd, short what, void *arg)
 	struct ticket *t = malloc(sizeof *t);
 	if (t)
 		*t = (struct ticket){ s, gen };
-	if (!t || sdk_call(gw_caller(s->api->gw), "message_bus", "GET", "/snapshot", NULL, 0, NULL,
-			   BUS_SNAP_TIMEOUT_MS, on_answer, t) < 0) {
+	if (!t || sdk_call(gw_caller(s->api->gw), "message_bus", method, target, NULL, 0, NULL,
+			   timeout_ms, on_answer, t) < 0) {
 		free(t);
 		answered(s, gen, 0, NULL, 0, "cannot call the message_bus kernel");
 		return;
@@ -180,11 +188,11 @@ void bk_bus_snap_free(bk_bus_snap *s)
 /* ---- on the worker */
 
 /* Waits for the loop's answer: SNAP_ANSWERED, or a status. Under s->mu. */
-static int wait_answer(bk_bus_snap *s, sdk_err *e)
+static int wait_answer(bk_bus_snap *s, unsigned wait_ms, sdk_err *e)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += BUS_SNAP_WAIT_MS / 1000;
+	until.tv_sec += wait_ms / 1000;
 	while (s->state != SNAP_ANSWERED && !s->cancelled)
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
 			break;
@@ -193,74 +201,16 @@ static int wait_answer(bk_bus_snap *s, sdk_err *e)
 	s->state = SNAP_IDLE; /* a late answer is for no one */
 	if (s->cancelled)
 		return sdk_fail(e, SDK_EBUSY, "Grace is stopping");
-	return sdk_fail(e, SDK_ETIMEOUT, "the message_bus kernel's snapshot did not come in %d s",
-			BUS_SNAP_WAIT_MS / 1000);
+	return sdk_fail(e, SDK_ETIMEOUT, "the message_bus kernel did not answer in %u s",
+			wait_ms / 1000);
 }
 
-static int write_all(const char *path, const char *b, size_t n, sdk_err *e)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return sdk_fail(e, SDK_EIO, "cannot create %s: %s", path, strerror(errno));
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			int code = errno == ENOSPC || errno == EDQUOT ? SDK_EFULL : SDK_EIO;
-			sdk_fail(e, code, "cannot write %s: %s", path, strerror(errno));
-			close(fd);
-			return code;
-		}
-		b += w;
-		n -= (size_t)w;
-	}
-	close(fd);
-	return 0;
-}
-
-/* The answer: a JSON line, "\n", the bytes. */
-static int take_body(const char *body, size_t len, const char *out_path, json_t **info,
-		     sdk_err *e)
-{
-	const char *nl = len ? memchr(body, '\n', len < BUS_SNAP_LINE_MAX ? len : BUS_SNAP_LINE_MAX)
-			     : NULL;
-	json_t *line = nl ? json_loadb(body, (size_t)(nl - body), 0, NULL) : NULL;
-	if (!json_is_string(json_object_get(line, "stream")) ||
-	    !json_is_object(json_object_get(line, "config")) ||
-	    !json_is_object(json_object_get(line, "state"))) {
-		json_decref(line);
-		return sdk_fail(e, SDK_EIO, "the message_bus kernel's snapshot is not one it makes");
-	}
-	size_t n = len - (size_t)(nl + 1 - body);
-	json_t *bytes = json_object_get(line, "bytes");
-	if (!json_is_integer(bytes) || json_integer_value(bytes) != (json_int_t)n) {
-		json_decref(line);
-		return sdk_fail(e, SDK_EIO, "the bus's snapshot came short: %zu bytes of %" JSON_INTEGER_FORMAT,
-				n, json_integer_value(bytes));
-	}
-	int r = write_all(out_path, nl + 1, n, e);
-	if (r) {
-		json_decref(line);
-		return r;
-	}
-	*info = line;
-	return 0;
-}
-
-/* The kernel's error answer, its message quoted (Grace's error shape). */
-static int kernel_error(int status, const char *body, size_t len, sdk_err *e)
-{
-	json_t *j = body && len < BUS_SNAP_LINE_MAX ? json_loadb(body, len, 0, NULL) : NULL;
-	const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-	int r = sdk_fail(e, status == 413 ? SDK_ETOOLARGE : SDK_EBUSY,
-			 "the message_bus kernel answered %d to GET /snapshot: %s", status,
-			 msg ? msg : "(no error message)");
-	json_decref(j);
-	return r;
-}
-
-int bk_bus_snap_fetch(bk_bus_snap *s, const char *out_path, json_t **info, sdk_err *e)
+/* One call of the bus kernel made by the loop for this worker: its HTTP
+ * status in *status and its body (malloc'd, may be NULL when empty), or
+ * SDK_ENOTFOUND (no message_bus kernel in this configuration) or another
+ * negative status when there was no answer. */
+static int call(bk_bus_snap *s, const char *method, const char *target, unsigned timeout_ms,
+		int *status, char **body, size_t *len, sdk_err *e)
 {
 	pthread_mutex_lock(&s->mu);
 	if (s->cancelled) {
@@ -272,14 +222,17 @@ int bk_bus_snap_fetch(bk_bus_snap *s, const char *out_path, json_t **info, sdk_e
 	s->len = 0;
 	s->gen++;
 	s->state = SNAP_ASKED;
+	snprintf(s->method, sizeof s->method, "%s", method);
+	snprintf(s->target, sizeof s->target, "%s", target);
+	s->timeout_ms = timeout_ms;
 	pthread_mutex_unlock(&s->mu);
 	ssize_t w = write(s->pipe[1], "x", 1);
 	(void)w; /* a full pipe wakes the loop already */
 	pthread_mutex_lock(&s->mu);
-	int r = wait_answer(s, e);
-	char *body = r ? NULL : s->body;
-	size_t len = s->len;
-	int status = s->status;
+	int r = wait_answer(s, timeout_ms + BUS_SNAP_WAIT_MARGIN_MS, e);
+	*body = r ? NULL : s->body;
+	*len = r ? 0 : s->len;
+	*status = s->status;
 	char why[sizeof s->why];
 	memcpy(why, s->why, sizeof why);
 	s->body = NULL;
@@ -288,14 +241,123 @@ int bk_bus_snap_fetch(bk_bus_snap *s, const char *out_path, json_t **info, sdk_e
 	pthread_mutex_unlock(&s->mu);
 	if (r)
 		return r;
-	if (status == 200)
-		r = take_body(body, len, out_path, info, e);
-	else if (status < 0)
+	if (*status < 0)
 		r = sdk_fail(e, SDK_ENOTFOUND, "%s", why);
-	else if (status == 0)
-		r = sdk_fail(e, SDK_EBUSY, "the message_bus kernel gave no snapshot: %s", why);
-	else
-		r = kernel_error(status, body, len, e);
-	free(body);
+	else if (*status == 0)
+		r = sdk_fail(e, SDK_EBUSY, "the message_bus kernel gave no answer to %s %s: %s",
+			     method, target, why);
+	if (r) {
+		free(*body);
+		*body = NULL;
+	}
 	return r;
+}
+
+/* The kernel's error answer, its message quoted (Grace's error shape). */
+static int kernel_error(const char *what, int status, const char *body, size_t len, sdk_err *e)
+{
+	json_t *j = body && len < BUS_SNAP_INFO_MAX ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+	int r = sdk_fail(e, status == 413 ? SDK_ETOOLARGE : status == 507 ? SDK_EFULL : SDK_EBUSY,
+			 "the message_bus kernel answered %d to %s: %s", status, what,
+			 msg ? msg : "(no error message)");
+	json_decref(j);
+	return r;
+}
+
+/* GET /snapshot's answer: what the manifest records, and the held id. */
+static json_t *take_info(const char *body, size_t len, sdk_err *e)
+{
+	json_t *j = body && len <= BUS_SNAP_INFO_MAX ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *id = json_string_value(json_object_get(j, "id"));
+	if (!json_is_string(json_object_get(j, "stream")) ||
+	    !json_is_object(json_object_get(j, "config")) ||
+	    !json_is_object(json_object_get(j, "state")) ||
+	    !json_is_integer(json_object_get(j, "bytes")) ||
+	    json_integer_value(json_object_get(j, "bytes")) < 0 || !id ||
+	    strlen(id) != BUS_SNAP_ID_LEN || strspn(id, "0123456789abcdef") != BUS_SNAP_ID_LEN) {
+		json_decref(j);
+		sdk_fail(e, SDK_EIO, "the message_bus kernel's snapshot is not one it makes");
+		return NULL;
+	}
+	return j;
+}
+
+static int write_all(int fd, const char *path, const char *b, size_t n, sdk_err *e)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return sdk_fail(e, errno == ENOSPC || errno == EDQUOT ? SDK_EFULL : SDK_EIO,
+					"cannot write %s: %s", path, strerror(w < 0 ? errno : ENOSPC));
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* The held snapshot, piece by piece, into out_path. */
+static int read_pieces(bk_bus_snap *s, const char *id, long long size, const char *out_path,
+		       sdk_err *e)
+{
+	int fd = open(out_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return sdk_fail(e, SDK_EIO, "cannot create %s: %s", out_path, strerror(errno));
+	int r = 0;
+	for (long long off = 0; !r && off < size;) {
+		char target[96];
+		snprintf(target, sizeof target, "/snapshot/%s?offset=%lld", id, off);
+		int status;
+		char *body = NULL;
+		size_t len = 0;
+		r = call(s, "GET", target, BUS_SNAP_PIECE_MS, &status, &body, &len, e);
+		if (!r && status != 200)
+			r = kernel_error("GET /snapshot/ID", status, body, len, e);
+		else if (!r && (len == 0 || (long long)len > size - off))
+			r = sdk_fail(e, SDK_EIO, "the bus's snapshot came as %zu bytes at %lld of %lld",
+				     len, off, size);
+		if (!r)
+			r = write_all(fd, out_path, body, len, e);
+		off += (long long)len;
+		free(body);
+	}
+	close(fd);
+	return r;
+}
+
+int bk_bus_snap_fetch(bk_bus_snap *s, const char *out_path, json_t **info, sdk_err *e)
+{
+	int status;
+	char *body = NULL;
+	size_t len = 0;
+	int r = call(s, "GET", "/snapshot", BUS_SNAP_TAKE_MS, &status, &body, &len, e);
+	if (r)
+		return r;
+	json_t *j = NULL;
+	if (status != 200)
+		r = kernel_error("GET /snapshot", status, body, len, e);
+	else if (!(j = take_info(body, len, e)))
+		r = SDK_EIO;
+	free(body);
+	if (r)
+		return r;
+	char id[BUS_SNAP_ID_LEN + 1], target[64];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")));
+	r = read_pieces(s, id, (long long)json_integer_value(json_object_get(j, "bytes")), out_path,
+			e);
+	/* Dropped at once, read or not (else it is dropped when it has not
+	 * been read for a while): nothing to answer if this fails. */
+	sdk_err ignored;
+	snprintf(target, sizeof target, "/snapshot/%s", id);
+	if (call(s, "DELETE", target, BUS_SNAP_PIECE_MS, &status, &body, &len, &ignored) == 0)
+		free(body);
+	if (r) {
+		json_decref(j);
+		return r;
+	}
+	json_object_del(j, "id"); /* the kernel's, not the archive's */
+	*info = j;
+	return 0;
 }

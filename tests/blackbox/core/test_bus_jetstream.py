@@ -417,6 +417,30 @@ class BusJetStream(GraceTestCase):
         self.assertEqual(list(groups), ["bkg"], js["consumers"])
         self.assertEqual(groups["bkg"]["ack_floor"], acked[4], js["consumers"])
 
+        # The kernel's side, as grace serve calls it: a snapshot is taken
+        # and held, read in pieces (several here: at most 1000 bytes each),
+        # and dropped.
+        grace = {"X-Grace-Caller": "grace"}
+        code, _, snap = bus.req("GET", "/snapshot", headers=grace, timeout=60)
+        self.assertEqual(code, 200, snap)
+        self.assertGreater(snap["bytes"], 2000, snap)
+        got = b""
+        while True:
+            code, _, piece = bus.req("GET", "/snapshot/%s?offset=%d&max=1000"
+                                     % (snap["id"], len(got)), headers=grace)
+            self.assertEqual(code, 200, piece)
+            if not piece:
+                break
+            self.assertLessEqual(len(piece), 1000)
+            got += piece
+        self.assertEqual(len(got), snap["bytes"])
+        self.assertEqual(bus.req("GET", "/snapshot/%s?offset=%d" % (snap["id"], len(got) + 1),
+                                 headers=grace)[0], 400)
+        self.assertEqual(bus.req("GET", "/snapshot/%s" % snap["id"])[0], 403)
+        self.assertEqual(bus.req("DELETE", "/snapshot/%s" % snap["id"], headers=grace)[0], 200)
+        self.assertEqual(bus.req("GET", "/snapshot/%s?offset=0" % snap["id"],
+                                 headers=grace)[0], 404)
+
         # A scheduled backup takes the stream too, and its proof (a restore
         # into a scratch directory) leaves the live cluster alone.
         code, _, body = g.http("POST", "/backup/schedule/run")
