@@ -853,6 +853,7 @@ int bus_js_init(sdk_kernel *k, char *err, size_t errlen)
 	LIST_INIT(&b->subs);
 	LIST_INIT(&b->closures);
 	LIST_INIT(&b->groups);
+	LIST_INIT(&b->held);
 	snprintf(b->stream, sizeof b->stream, "%s_BUS", b->cfg->stream_prefix);
 	snprintf(b->prefix, sizeof b->prefix, "%s.", b->stream);
 	b->prefix_len = strlen(b->prefix);

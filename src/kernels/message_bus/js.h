@@ -63,7 +63,8 @@ typedef struct bus_js {
 	size_t prefix_len;
 	bool draining;
 	bool snapshotting;   /* GET /snapshot under way (one at a time), on the loop */
-	struct bus_js_held *held; /* the snapshot taken, for grace serve to read */
+	LIST_HEAD(, bus_js_held) held; /* snapshots taken, for grace serve to read */
+	unsigned n_held;
 	atomic_bool stop;    /* long fetches on the pools end early */
 	bus_js_stats stats;
 	/* pub: publishes (one batch at a time, in order); wait: long polls'
@@ -119,8 +120,9 @@ void bus_js_on_snapshot(sdk_req *req, void *ctx);
 /* js_snapshot_held.c */
 #define BUS_JS_HELD_ID_LEN 32 /* hex digits */
 struct bus_js_held;
-/* Holds the snapshot's file (unlinked, `size` bytes) for GET /snapshot/ID,
- * dropping the one held before; its id into `id`. 0, or -1 (fd closed). */
+/* Holds the snapshot's file (unlinked, `size` bytes) for GET /snapshot/ID
+ * (dropping the oldest held past a few); its id into `id`. 0, or -1 (fd
+ * closed). */
 int bus_js_held_keep(bus_js *b, int fd, int64_t size, char id[BUS_JS_HELD_ID_LEN + 1]);
 /* At close, once the pools are freed. */
 void bus_js_held_drop_all(bus_js *b);

@@ -1,9 +1,10 @@
 /* The snapshot GET /snapshot took (js_snapshot.c), held for grace serve to
  * read: GET /snapshot/ID?offset=N[&max=M] answers the bytes from N (at
  * most BUS_JS_PIECE_MAX, so each answer fits the main process's call path,
- * which buffers one), DELETE /snapshot/ID drops it. One is held at a time
- * (a new snapshot drops the one before: a backup that died never read it);
- * one that nobody reads for BUS_JS_HELD_IDLE_MS is dropped too.
+ * which buffers one), DELETE /snapshot/ID drops it. A few are held at once
+ * (a scheduled backup and one asked for may run together); past
+ * BUS_JS_HELD_MAX the oldest is dropped, and one that nobody reads for
+ * BUS_JS_HELD_IDLE_MS too (a backup that died never drops its own).
  *
  * The file is unlinked already: dropping it is closing it. The loop owns
  * the held snapshot; a piece is read (pread) on the short pool, and a drop
@@ -23,6 +24,7 @@
 
 #define BUS_JS_PIECE_MAX (16u << 20)
 #define BUS_JS_HELD_IDLE_MS (10 * 60 * 1000)
+#define BUS_JS_HELD_MAX 4
 
 struct bus_js_held {
 	bus_js *b;
@@ -31,7 +33,8 @@ struct bus_js_held {
 	int64_t size;
 	struct event *idle;
 	unsigned readers; /* pieces being read on the pool */
-	bool dropped;     /* no longer b->held: closed when the last reader ends */
+	bool dropped;     /* no longer in b->held: closed when the last reader ends */
+	LIST_ENTRY(bus_js_held) link;
 };
 
 static void held_free(struct bus_js_held *h)
@@ -43,12 +46,10 @@ static void held_free(struct bus_js_held *h)
 	free(h);
 }
 
-static void held_drop(bus_js *b)
+static void held_drop(bus_js *b, struct bus_js_held *h)
 {
-	struct bus_js_held *h = b->held;
-	if (!h)
-		return;
-	b->held = NULL;
+	LIST_REMOVE(h, link);
+	b->n_held--;
 	h->dropped = true;
 	if (!h->readers)
 		held_free(h);
@@ -60,7 +61,7 @@ static void held_idle(evutil_socket_t fd, short what, void *arg)
 	struct bus_js_held *h = arg;
 	sdk_warn("message bus: the snapshot %s was not read for %d minutes: dropped", h->id,
 		 BUS_JS_HELD_IDLE_MS / 60000);
-	held_drop(h->b);
+	held_drop(h->b, h);
 }
 
 static void held_touch(struct bus_js_held *h)
@@ -71,7 +72,15 @@ static void held_touch(struct bus_js_held *h)
 
 int bus_js_held_keep(bus_js *b, int fd, int64_t size, char id[BUS_JS_HELD_ID_LEN + 1])
 {
-	held_drop(b);
+	/* The oldest is last (each new one goes first). */
+	while (b->n_held >= BUS_JS_HELD_MAX) {
+		struct bus_js_held *last = LIST_FIRST(&b->held);
+		while (LIST_NEXT(last, link))
+			last = LIST_NEXT(last, link);
+		sdk_warn("message bus: the snapshot %s dropped unread: %d are held", last->id,
+			 BUS_JS_HELD_MAX);
+		held_drop(b, last);
+	}
 	struct bus_js_held *h = calloc(1, sizeof *h);
 	if (!h) {
 		close(fd);
@@ -90,13 +99,15 @@ int bus_js_held_keep(bus_js *b, int fd, int64_t size, char id[BUS_JS_HELD_ID_LEN
 		snprintf(h->id + 2 * i, 3, "%02x", rnd[i]);
 	memcpy(id, h->id, sizeof h->id);
 	held_touch(h);
-	b->held = h;
+	LIST_INSERT_HEAD(&b->held, h, link);
+	b->n_held++;
 	return 0;
 }
 
 void bus_js_held_drop_all(bus_js *b)
 {
-	held_drop(b);
+	while (!LIST_EMPTY(&b->held))
+		held_drop(b, LIST_FIRST(&b->held));
 }
 
 bool bus_js_snapshot_caller_ok(sdk_req *req, sdk_kernel *k)
@@ -116,12 +127,13 @@ bool bus_js_snapshot_caller_ok(sdk_req *req, sdk_kernel *k)
 static struct bus_js_held *held_of(sdk_req *req, bus_js *b)
 {
 	const char *id = sdk_req_param(req, "id");
-	if (!b->held || !id || strcmp(id, b->held->id)) {
-		sdk_reply_error(req, 404, "not_found", "no snapshot %s is held (taken again, or dropped)",
-				id ? id : "");
-		return NULL;
-	}
-	return b->held;
+	struct bus_js_held *h;
+	LIST_FOREACH(h, &b->held, link)
+		if (id && !strcmp(id, h->id))
+			return h;
+	sdk_reply_error(req, 404, "not_found", "no snapshot %s is held (dropped, or never taken)",
+			id ? id : "");
+	return NULL;
 }
 
 struct piece_job {
@@ -222,10 +234,11 @@ void bus_js_on_snapshot_delete(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	bus_js *b = k->state;
-	if (!bus_js_snapshot_caller_ok(req, k) || !held_of(req, b))
+	struct bus_js_held *h;
+	if (!bus_js_snapshot_caller_ok(req, k) || !(h = held_of(req, b)))
 		return;
 	char id[BUS_JS_HELD_ID_LEN + 1];
-	memcpy(id, b->held->id, sizeof id);
-	held_drop(b);
+	memcpy(id, h->id, sizeof id);
+	held_drop(b, h);
 	sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "id", id, "deleted", 1));
 }

@@ -327,12 +327,35 @@ static int read_pieces(bk_bus_snap *s, const char *id, long long size, const cha
 	return r;
 }
 
+/* Whether an answer is the kernel's "a snapshot is being taken" (another
+ * backup's: a scheduled one and one asked for may run together). */
+static bool busy_taking(int status, const char *body, size_t len)
+{
+	if (status != 409 || !body || len > 4096)
+		return false;
+	json_t *j = json_loadb(body, len, 0, NULL);
+	const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+	bool busy = code && !strcmp(code, "snapshot_running");
+	json_decref(j);
+	return busy;
+}
+
 int bk_bus_snap_fetch(bk_bus_snap *s, const char *out_path, json_t **info, sdk_err *e)
 {
 	int status;
 	char *body = NULL;
 	size_t len = 0;
-	int r = call(s, "GET", "/snapshot", BUS_SNAP_TAKE_MS, &status, &body, &len, e);
+	int r;
+	/* Another backup's snapshot first: wait for it, as long as one may take. */
+	for (int64_t until = sdk_mono_ms() + BUS_SNAP_TAKE_MS;;) {
+		r = call(s, "GET", "/snapshot", BUS_SNAP_TAKE_MS, &status, &body, &len, e);
+		if (r || !busy_taking(status, body, len) || sdk_mono_ms() > until)
+			break;
+		free(body);
+		body = NULL;
+		struct timespec pause = { 1, 0 };
+		nanosleep(&pause, NULL);
+	}
 	if (r)
 		return r;
 	json_t *j = NULL;
