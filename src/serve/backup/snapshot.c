@@ -330,8 +330,9 @@ static int add_bytes(const archive_dl *A, struct archive *a, const char *name, c
 }
 
 /* Where a file of the archive is staged: the data directory's files by
- * their names, the configuration and the PostgreSQL dump by names no
- * data directory file has (survey() skips names that start with a dot). */
+ * their names, the configuration, the PostgreSQL dump and the JetStream
+ * snapshot by names no data directory file has (survey() skips names that
+ * start with a dot). */
 #define STAGED_PG ".postgresql.dump"
 #define STAGED_JS ".jetstream" BK_JS_SUFFIX
 static const char *staged_name(const char *archive_name)
