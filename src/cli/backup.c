@@ -212,7 +212,8 @@ int cli_backup_main(int argc, char **argv)
 		free(body);
 		return fail(CLI_BACKUP_USAGE, "%s: path too long%s", path, "");
 	}
-	int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* Read and write: an error answer is read back from it (fetch). */
+	int out = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (out < 0) {
 		free(body);
 		return fail(CLI_BACKUP_FAILED, "cannot create %s: %s", tmp, strerror(errno));

@@ -271,6 +271,7 @@ static int set_opt(struct cli_args *a, enum cli_opt_id id, const char *v, int64_
 	case OPT_KEY_FILE:
 	case OPT_NO_SECRETS:
 	case OPT_NO_POSTGRESQL:
+	case OPT_NO_JETSTREAM:
 	case OPT_CONFIG_OUT: break; /* backup and restore read their own (main.c) */
 	case CLI_N_OPTS: break;
 	}

@@ -20,15 +20,19 @@
  *      into the configured database, then its schema version and every
  *      table's row count against the manifest. Refused in step 1, before
  *      anything is written, when no PostgreSQL is configured or the
- *      database is not empty (without --force).
+ *      database is not empty (without --force). Then, with the bus's
+ *      JetStream stream in the archive (restore_js.h), the same for the
+ *      stream in the configured NATS JetStream.
  *   5. Only then rename the staging directory into place. */
 #include "cli/backup.h"
 
 #include "cli/oneshot.h"
+#include "cli/restore_js.h"
 #include "cli/restore_pg.h"
 #include "cli/secret.h"
 #include "kernels/registry.h"
 #include "serve/backup/archive_dl.h"
+#include "serve/backup/bus_snap.h"
 #include "serve/backup/pg_dump.h"
 #include "serve/backup/seal.h"
 #include "serve/backup/snapshot.h"
@@ -88,11 +92,24 @@ static int refuse(const char *fmt, const char *a, const char *b)
 	return CLI_BACKUP_FAILED;
 }
 
-/* A file's name in the archive: "data/NAME" (one path segment, not hidden)
- * or "config/grace.ini". Anything else could write outside the target. */
+/* "jetstream/STREAM.tar.s2", STREAM a name NATS allows (restore_js.c
+ * checks the manifest names the same stream). */
+static bool js_name_ok(const char *n)
+{
+	size_t dl = strlen(BK_JS_DIR), sl = strlen(BK_JS_SUFFIX), len = strlen(n);
+	if (strncmp(n, BK_JS_DIR, dl) || len <= dl + sl || len > dl + sl + 60 ||
+	    strcmp(n + len - sl, BK_JS_SUFFIX))
+		return false;
+	return strspn(n + dl, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") ==
+	       len - dl - sl;
+}
+
+/* A file's name in the archive: "data/NAME" (one path segment, not hidden),
+ * "config/grace.ini", the PostgreSQL dump or the JetStream snapshot.
+ * Anything else could write outside the target. */
 static bool name_ok(const char *n)
 {
-	if (!strcmp(n, "config/grace.ini") || !strcmp(n, BK_PG_DUMP_NAME))
+	if (!strcmp(n, "config/grace.ini") || !strcmp(n, BK_PG_DUMP_NAME) || js_name_ok(n))
 		return true;
 	if (strncmp(n, "data/", 5) != 0)
 		return false;
@@ -111,6 +128,7 @@ static struct want *find(struct restore *r, const char *name)
 /* Where the PostgreSQL dump is staged: a hidden name no data directory
  * file has, removed before the staging directory is put in place. */
 #define STAGED_PG ".postgresql.dump"
+#define STAGED_JS ".jetstream" BK_JS_SUFFIX /* the same, for the JetStream snapshot */
 
 static int load_manifest(struct restore *r, const char *text, size_t len)
 {
@@ -135,7 +153,8 @@ static int load_manifest(struct restore *r, const char *text, size_t len)
 		w->schema = json_is_integer(sv) ? (int)json_integer_value(sv) : -1;
 		if (!w->name || !name_ok(w->name) || !w->sha256 || strlen(w->sha256) != 64 ||
 		    !w->kind || w->size < 0 ||
-		    (!strcmp(w->name, BK_PG_DUMP_NAME) != !strcmp(w->kind, BK_PG_KIND)))
+		    (!strcmp(w->name, BK_PG_DUMP_NAME) != !strcmp(w->kind, BK_PG_KIND)) ||
+		    (js_name_ok(w->name) != !strcmp(w->kind, BK_JS_KIND)))
 			return refuse("%s: the manifest lists a file it may not: %s", r->file,
 				      w->name ? w->name : "(no name)");
 		for (size_t k = 0; k + 1 < r->n; k++)
@@ -367,8 +386,10 @@ static int extract(struct restore *r, const char *staging, const char *config_ou
 			continue;
 		char path[PATH_MAX];
 		bool pg = !strcmp(w->kind, BK_PG_KIND) && !strcmp(name, BK_PG_DUMP_NAME);
+		bool js = !strcmp(w->kind, BK_JS_KIND);
 		if (snprintf(path, sizeof path, "%s/%s", staging,
-			     pg ? STAGED_PG : name + strlen("data/")) >= (int)sizeof path) {
+			     pg ? STAGED_PG : js ? STAGED_JS : name + strlen("data/")) >=
+		    (int)sizeof path) {
 			rc = refuse("%s: a path too long for %s", name, staging);
 			break;
 		}
@@ -781,11 +802,12 @@ static bool dir_empty(const char *dir)
 static void usage(void)
 {
 	fprintf(stderr, "usage: grace restore FILE --data-dir DIR [--force] [--passphrase-file F |"
-			" --key-file F] [--config-out FILE] [--config FILE | --no-postgresql]"
-			" [--json]\n"
+			" --key-file F] [--config-out FILE] [--config FILE] [--no-postgresql]"
+			" [--no-jetstream] [--json]\n"
 			"  restores a backup into an empty data directory (Grace not running on it),"
-			" and its PostgreSQL dump, if any, into the database --config's [store]"
-			" names; see docs/backup.md\n");
+			" its PostgreSQL dump, if any, into the database --config's [store]"
+			" names, and the bus's JetStream stream, if any, into the JetStream its"
+			" [message_bus] names; see docs/backup.md\n");
 }
 
 int cli_restore_main(int argc, char **argv)
@@ -799,12 +821,13 @@ int cli_restore_main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "no-postgresql", no_argument, NULL, 'n' },
+		{ "no-jetstream", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *dir = NULL, *pass_file = NULL, *key_file = NULL, *config_out = NULL;
 	const char *config = NULL;
-	bool force = false, as_json = false, no_pg = false;
+	bool force = false, as_json = false, no_pg = false, no_js = false;
 	int o;
 	optind = 2;
 	while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -817,11 +840,14 @@ int cli_restore_main(int argc, char **argv)
 		case 'j': as_json = true; break;
 		case 'c': config = optarg; break;
 		case 'n': no_pg = true; break;
+		case 'J': no_js = true; break;
 		case 'h': usage(); return 0;
 		default: usage(); return CLI_BACKUP_USAGE;
 		}
 	}
-	if (optind != argc - 1 || !dir || (pass_file && key_file) || (config && no_pg)) {
+	/* --config names the PostgreSQL and the JetStream to restore into:
+	 * meaningless when neither is. */
+	if (optind != argc - 1 || !dir || (pass_file && key_file) || (config && no_pg && no_js)) {
 		usage();
 		return CLI_BACKUP_USAGE;
 	}
@@ -856,6 +882,24 @@ int cli_restore_main(int argc, char **argv)
 		restore_pg_free(&pg);
 		return CLI_BACKUP_FAILED;
 	}
+	static restore_js js;
+	js = (restore_js){ .skip = no_js, .force = force, .config = config, .check = check_cb,
+			   .ctx = &r };
+	const char *js_listed = NULL;
+	for (size_t i = 0; i < r.n; i++)
+		if (!strcmp(r.files[i].kind, BK_JS_KIND)) {
+			if (js_listed) {
+				restore_pg_free(&pg);
+				return refuse("%s: the manifest lists two JetStream snapshots%s", r.file,
+					      "");
+			}
+			js_listed = r.files[i].name;
+		}
+	if (restore_js_prepare(&js, r.manifest, js_listed) < 0) {
+		restore_pg_free(&pg);
+		restore_js_free(&js);
+		return CLI_BACKUP_FAILED;
+	}
 	char parent[PATH_MAX], base[NAME_MAX + 1], staging[PATH_MAX];
 	snprintf(parent, sizeof parent, "%s", dir);
 	snprintf(base, sizeof base, "%s", basename(parent));
@@ -865,6 +909,7 @@ int cli_restore_main(int argc, char **argv)
 		    (int)sizeof staging ||
 	    mkdir(staging, 0700) < 0) {
 		restore_pg_free(&pg);
+		restore_js_free(&js);
 		return refuse("cannot create the staging directory %s: %s", staging, strerror(errno));
 	}
 	rc = extract(&r, staging, config_out, force);
@@ -878,7 +923,15 @@ int cli_restore_main(int argc, char **argv)
 		rc = CLI_BACKUP_FAILED;
 	restore_pg_free(&pg);
 	unlink(dump); /* in the database now (or only proven): not a data file */
+	char snap[PATH_MAX + sizeof STAGED_JS + 1];
+	snprintf(snap, sizeof snap, "%s/%s", staging, STAGED_JS);
+	if (!rc && restore_js_load(&js, snap) < 0)
+		rc = CLI_BACKUP_FAILED;
+	unlink(snap); /* in JetStream now (or only proven): not a data file */
+	json_t *js_report = json_incref(js.report);
+	restore_js_free(&js);
 	if (rc) {
+		json_decref(js_report);
 		bk_remove_dir(staging);
 		return rc;
 	}
@@ -906,6 +959,19 @@ int cli_restore_main(int argc, char **argv)
 	json_object_set(r.report, "skipped", json_object_get(r.manifest, "skipped"));
 	if (json_object_get(r.manifest, "postgresql"))
 		json_object_set(r.report, "postgresql", json_object_get(r.manifest, "postgresql"));
+	/* What the restored stream holds; with --no-jetstream, what the
+	 * archive says it holds. */
+	if (js_report)
+		json_object_set_new(r.report, "jetstream", js_report);
+	else if (json_object_get(r.manifest, "jetstream"))
+		json_object_set_new(r.report, "jetstream",
+				    json_pack("{s:O, s:O, s:b}", "stream",
+					      json_object_get(json_object_get(r.manifest, "jetstream"),
+							      "stream"),
+					      "state",
+					      json_object_get(json_object_get(r.manifest, "jetstream"),
+							      "state"),
+					      "restored", 0));
 	if (aside[0])
 		json_object_set_new(r.report, "replaced_moved_to", json_string(aside));
 	if (as_json) {

@@ -62,6 +62,9 @@ const struct cli_opt cli_opts[CLI_N_OPTS] = {
 	[OPT_NO_POSTGRESQL] = { "no-postgresql", 0, NULL,
 				"restore the files only: the archive's PostgreSQL dump is read "
 				"whole, not restored" },
+	[OPT_NO_JETSTREAM] = { "no-jetstream", 0, NULL,
+			       "restore the files only: the archive's JetStream stream is checked "
+			       "by its hash, not restored" },
 	[OPT_COMMENT] = { "comment", 0, "TEXT",
 			  "why: the silence's reason (required; shown by grace silences), or an "
 			  "approval's or a denial's comment" },
@@ -241,12 +244,14 @@ const struct cli_cmd cli_cmds[CLI_N_CMDS] = {
 	{ CMD_RESTORE, "restore", "FILE", 1, 1, ARG_NONE, NULL,
 	  OPTB(OPT_JSON) | OPTB(OPT_DATA_DIR) | OPTB(OPT_FORCE) | OPTB(OPT_PASSPHRASE_FILE) |
 		  OPTB(OPT_KEY_FILE) | OPTB(OPT_CONFIG_OUT) | OPTB(OPT_CONFIG) |
-		  OPTB(OPT_NO_POSTGRESQL),
+		  OPTB(OPT_NO_POSTGRESQL) | OPTB(OPT_NO_JETSTREAM),
 	  0, "check a backup whole and restore it into an empty data directory",
 	  "Checks FILE whole, restores it into the empty --data-dir, and proves it: integrity "
 	  "checks, each kernel started on it, the log against the manifest's tree head. "
 	  "A PostgreSQL dump in it goes into the database --config's [store] names (empty, "
-	  "or cleaned with --force) through pg_restore, and is checked there. "
+	  "or cleaned with --force) through pg_restore, and is checked there; the bus's "
+	  "JetStream stream goes into the JetStream its [message_bus] names (absent, or "
+	  "deleted first with --force), and is checked there. "
 	  "docs/backup.md has the whole story.",
 	  "grace restore /srv/grace-2026-12-04.tar --data-dir /var/lib/grace "
 	  "--passphrase-file /root/backup.pass" },

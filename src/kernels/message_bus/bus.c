@@ -487,6 +487,16 @@ static void bus_on_retention_delete(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, json_pack("{s:s, s:b}", "pattern", pattern, "deleted", 1));
 }
 
+/* The embedded engine's messages are in message_bus.db, which a backup
+ * copies with the other stores: there is no snapshot to take here. */
+static void bus_on_snapshot(sdk_req *req, void *ctx)
+{
+	(void)ctx;
+	sdk_reply_error(req, 409, "not_on_embedded",
+			"the embedded bus keeps its messages in message_bus.db, which a backup "
+			"copies with the other stores; GET /snapshot is JetStream's");
+}
+
 static void bus_on_stats(sdk_req *req, void *ctx)
 {
 	bus *b = ((sdk_kernel *)ctx)->state;
@@ -645,6 +655,9 @@ static const bus_engine bus_embedded_engine = {
 	.retention_set = bus_on_retention_set,
 	.retention_delete = bus_on_retention_delete,
 	.stats = bus_on_stats,
+	.snapshot = bus_on_snapshot,
+	.snapshot_piece = bus_on_snapshot,
+	.snapshot_delete = bus_on_snapshot,
 	.drain = bus_drain,
 	.close = bus_close,
 	.metrics = bus_metrics,
@@ -668,6 +681,9 @@ BUS_ROUTE_TO_ENGINE(retention_list)
 BUS_ROUTE_TO_ENGINE(retention_set)
 BUS_ROUTE_TO_ENGINE(retention_delete)
 BUS_ROUTE_TO_ENGINE(stats)
+BUS_ROUTE_TO_ENGINE(snapshot)
+BUS_ROUTE_TO_ENGINE(snapshot_piece)
+BUS_ROUTE_TO_ENGINE(snapshot_delete)
 
 static int bus_init(sdk_kernel *k, char *err, size_t errlen)
 {
@@ -701,6 +717,10 @@ static const sdk_route bus_routes[] = {
 	SDK_ROUTE("POST", "/retention", bus_route_retention_set),
 	SDK_ROUTE("DELETE", "/retention", bus_route_retention_delete),
 	SDK_ROUTE("GET", "/stats", bus_route_stats),
+	/* grace serve's backup (docs/backup.md "JetStream"). */
+	SDK_ROUTE("GET", "/snapshot", bus_route_snapshot),
+	SDK_ROUTE("GET", "/snapshot/:id", bus_route_snapshot_piece),
+	SDK_ROUTE("DELETE", "/snapshot/:id", bus_route_snapshot_delete),
 };
 
 const sdk_kernel_def message_bus_kernel = {

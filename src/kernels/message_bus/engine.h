@@ -20,7 +20,8 @@ struct evbuffer;
 typedef struct bus_engine {
 	const char *name;
 	sdk_handler_fn publish, subscribe, subjects, group_list, group_get, group_delete, poll, ack,
-		retention_list, retention_set, retention_delete, stats;
+		retention_list, retention_set, retention_delete, stats, snapshot, snapshot_piece,
+		snapshot_delete;
 	void (*drain)(sdk_kernel *k);
 	void (*close)(sdk_kernel *k);
 	void (*metrics)(sdk_kernel *k, struct evbuffer *out);

@@ -683,6 +683,7 @@ static void bus_js_free(bus_js *b)
 	sdk_pool_free(b->wait_pool);
 	sdk_pool_free(b->short_pool);
 	b->pub_pool = b->wait_pool = b->short_pool = NULL; /* what follows runs inline */
+	bus_js_held_drop_all(b); /* no piece is being read now */
 	b->draining = true;
 	bus_js_stream_end_all(b);
 	bus_js_groups_free(b);
@@ -692,7 +693,7 @@ static void bus_js_free(bus_js *b)
 		b->N.natsConnection_Close(b->nc);
 		b->N.natsConnection_Destroy(b->nc);
 	}
-	bus_nats_close(&b->N); /* waits for the library's threads */
+	sdk_nats_close(&b->N); /* waits for the library's threads */
 	while (!LIST_EMPTY(&b->closures)) {
 		struct bus_js_closure *c = LIST_FIRST(&b->closures);
 		LIST_REMOVE(c, link);
@@ -852,6 +853,7 @@ int bus_js_init(sdk_kernel *k, char *err, size_t errlen)
 	LIST_INIT(&b->subs);
 	LIST_INIT(&b->closures);
 	LIST_INIT(&b->groups);
+	LIST_INIT(&b->held);
 	snprintf(b->stream, sizeof b->stream, "%s_BUS", b->cfg->stream_prefix);
 	snprintf(b->prefix, sizeof b->prefix, "%s.", b->stream);
 	b->prefix_len = strlen(b->prefix);
@@ -880,7 +882,7 @@ int bus_js_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	event_add(b->in_ev, NULL);
-	if (bus_nats_open(&b->N, err, errlen) < 0 || bus_js_connect(b, err, errlen) < 0) {
+	if (sdk_nats_open(&b->N, err, errlen) < 0 || bus_js_connect(b, err, errlen) < 0) {
 		bus_js_free(b);
 		return -1;
 	}
@@ -902,6 +904,9 @@ static const bus_engine bus_js_engine = {
 	.retention_set = bus_js_on_retention_set,
 	.retention_delete = bus_js_on_retention_delete,
 	.stats = bus_js_on_stats,
+	.snapshot = bus_js_on_snapshot,
+	.snapshot_piece = bus_js_on_snapshot_piece,
+	.snapshot_delete = bus_js_on_snapshot_delete,
 	.drain = bus_js_drain,
 	.close = bus_js_close,
 	.metrics = bus_js_metrics,

@@ -1,7 +1,8 @@
 /* The message bus on NATS JetStream (engine.h): the state the JetStream
  * files share. js.c: the connection, the stream, publish, the inbox, the
  * kernel hooks; js_stream.c: GET /subscribe; js_groups.c: the consumer
- * groups.
+ * groups; js_snapshot.c: GET /snapshot, for backups, and
+ * js_snapshot_held.c: the snapshot it took, read in pieces.
  *
  * Threads. The kernel's loop owns everything here except what is marked
  * otherwise. Blocking NATS calls (publish and wait for the ack, fetch,
@@ -16,7 +17,7 @@
 #include "kernels/layer.h"
 
 #include "kernels/message_bus/engine.h"
-#include "kernels/message_bus/nats_dl.h"
+#include "sdk/nats_dl.h"
 #include "kernels/message_bus/store.h"
 #include "sdk/pool.h"
 
@@ -54,13 +55,16 @@ typedef struct bus_js {
 	const bus_engine *engine; /* first: engine.h */
 	sdk_kernel *k;
 	const grace_message_bus *cfg;
-	bus_nats_dl N;
+	sdk_nats_dl N;
 	natsConnection *nc;
 	jsCtx *js;
 	char stream[40];     /* PREFIX_BUS */
 	char prefix[48];     /* "PREFIX_BUS.": a Grace subject S is PREFIX_BUS.S in NATS */
 	size_t prefix_len;
 	bool draining;
+	bool snapshotting;   /* GET /snapshot under way (one at a time), on the loop */
+	LIST_HEAD(, bus_js_held) held; /* snapshots taken, for grace serve to read */
+	unsigned n_held;
 	atomic_bool stop;    /* long fetches on the pools end early */
 	bus_js_stats stats;
 	/* pub: publishes (one batch at a time, in order); wait: long polls'
@@ -109,6 +113,23 @@ void bus_js_stream_item(bus_js *b, struct bus_js_item *it);
 void bus_js_stream_end_all(bus_js *b);
 /* A NATS subscription failed (error handler, any thread). */
 void bus_js_stream_failed(bus_js *b, natsSubscription *sub);
+
+/* js_snapshot.c */
+void bus_js_on_snapshot(sdk_req *req, void *ctx);
+
+/* js_snapshot_held.c */
+#define BUS_JS_HELD_ID_LEN 32 /* hex digits */
+struct bus_js_held;
+/* Holds the snapshot's file (unlinked, `size` bytes) for GET /snapshot/ID
+ * (dropping the oldest held past a few); its id into `id`. 0, or -1 (fd
+ * closed). */
+int bus_js_held_keep(bus_js *b, int fd, int64_t size, char id[BUS_JS_HELD_ID_LEN + 1]);
+/* At close, once the pools are freed. */
+void bus_js_held_drop_all(bus_js *b);
+/* Only grace serve: true, or false after answering 403. */
+bool bus_js_snapshot_caller_ok(sdk_req *req, sdk_kernel *k);
+void bus_js_on_snapshot_piece(sdk_req *req, void *ctx);
+void bus_js_on_snapshot_delete(sdk_req *req, void *ctx);
 
 /* js_groups.c */
 void bus_js_on_poll(sdk_req *req, void *ctx);

@@ -8,6 +8,7 @@
 
 #include "sdk/log.h"
 #include "sdk/pool.h"
+#include "serve/backup/bus_snap.h"
 #include "serve/backup/log_head.h"
 #include "serve/backup/schedule.h"
 #include "serve/backup/snapshot.h"
@@ -27,6 +28,7 @@
 struct api_backup {
 	api_ctx *api;
 	sdk_pool *pool;
+	bk_bus_snap *bus; /* [message_bus] engine = jetstream: the stream's snapshot */
 	struct backup_job *running; /* one at a time */
 	unsigned serial;
 	bool closing; /* in api_backup_close: answer, do not stream */
@@ -57,7 +59,11 @@ api_backup *api_backup_open(api_ctx *api)
 		return NULL;
 	b->api = api;
 	b->pool = sdk_pool_new(api->base, 1, 1);
-	if (!b->pool) {
+	if (api->cfg->message_bus.jetstream)
+		b->bus = bk_bus_snap_new(api);
+	if (!b->pool || (api->cfg->message_bus.jetstream && !b->bus)) {
+		if (b->pool)
+			sdk_pool_free(b->pool);
 		free(b);
 		return NULL;
 	}
@@ -86,9 +92,13 @@ void api_backup_close(api_backup *b)
 	if (!b)
 		return;
 	b->closing = true;
+	/* A snapshot waiting for the bus's stream gives up: the loop will not
+	 * make that call any more. */
+	bk_bus_snap_cancel(b->bus);
 	/* Waits for a snapshot under way; a done still owed is called (and,
 	 * closing, answers 503). */
 	sdk_pool_free(b->pool);
+	bk_bus_snap_free(b->bus);
 	struct backup_job *j = b->running;
 	if (j && j->req) /* streaming: the client gets a broken transfer */
 		stream_done(j, j->req, false);
@@ -158,7 +168,8 @@ static void work(void *arg)
 			 .master = j->have_master ? j->master : NULL, .no_secrets = j->no_secrets,
 			 .log_head = j->log_head,
 			 .pg = cfg->store.engine == GRACE_STORE_POSTGRESQL ? &cfg->store : NULL,
-			 .jetstream = cfg->message_bus.jetstream ? &cfg->message_bus : NULL };
+			 .jetstream = cfg->message_bus.jetstream ? &cfg->message_bus : NULL,
+			 .bus = j->b->bus };
 	j->rc = bk_snapshot_write(&plan, j->path, &j->manifest, &j->err);
 	sodium_memzero(j->passphrase, sizeof j->passphrase);
 }

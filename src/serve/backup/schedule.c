@@ -7,6 +7,7 @@
 #include "sdk/clock.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
+#include "serve/backup/bus_snap.h"
 #include "serve/backup/log_head.h"
 #include "serve/backup/seal.h"
 #include "serve/backup/snapshot.h"
@@ -54,6 +55,7 @@ struct bk_schedule {
 	int64_t next_ms;
 	struct event *timer; /* owned */
 	sdk_pool *pool;      /* owned: one thread */
+	bk_bus_snap *bus;    /* owned: [message_bus] engine = jetstream */
 	struct bks_run *running;
 	bool closing;
 };
@@ -95,6 +97,8 @@ static int verify(const bk_schedule *s, const char *path, json_t **report, sdk_e
 	 * dump into the live database: the dump's hash is checked and
 	 * pg_restore reads it whole (docs/backup.md "PostgreSQL"). */
 	argv[n++] = "--no-postgresql";
+	/* Nor the bus's stream into the live JetStream: its hash is checked. */
+	argv[n++] = "--no-jetstream";
 	argv[n++] = "--json";
 	argv[n] = NULL;
 	int out[2];
@@ -289,7 +293,8 @@ static void work(void *arg)
 				 .pg = cfg->store.engine == GRACE_STORE_POSTGRESQL ? &cfg->store
 										    : NULL,
 				 .jetstream = cfg->message_bus.jetstream ? &cfg->message_bus
-									   : NULL };
+									   : NULL,
+				 .bus = s->bus };
 		rc = bk_snapshot_write(&plan, path, &manifest, &e);
 	}
 	sodium_memzero(key, sizeof key);
@@ -483,7 +488,9 @@ bk_schedule *bks_new(api_ctx *api, const char *self_exe, char *err, size_t errle
 	}
 	s->timer = evtimer_new(api->base, on_timer, s);
 	s->pool = sdk_pool_new(api->base, 1, 1);
-	if (!s->timer || !s->pool) {
+	if (api->cfg->message_bus.jetstream)
+		s->bus = bk_bus_snap_new(api);
+	if (!s->timer || !s->pool || (api->cfg->message_bus.jetstream && !s->bus)) {
 		snprintf(err, errlen, "out of memory");
 		bks_free(s);
 		return NULL;
@@ -499,8 +506,10 @@ void bks_free(bk_schedule *s)
 	if (!s)
 		return;
 	s->closing = true;
+	bk_bus_snap_cancel(s->bus); /* the loop will not fetch it any more */
 	if (s->pool)
 		sdk_pool_free(s->pool); /* waits for a backup under way; its done runs */
+	bk_bus_snap_free(s->bus);
 	if (s->running) {           /* waiting for the log's tree head */
 		json_decref(s->running->log_head);
 		free(s->running);

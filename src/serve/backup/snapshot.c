@@ -4,6 +4,7 @@
 #include "sdk/db.h"
 #include "sdk/log.h"
 #include "serve/backup/archive_dl.h"
+#include "serve/backup/bus_snap.h"
 #include "serve/backup/pg_dump.h"
 
 #include <dirent.h>
@@ -329,15 +330,19 @@ static int add_bytes(const archive_dl *A, struct archive *a, const char *name, c
 }
 
 /* Where a file of the archive is staged: the data directory's files by
- * their names, the configuration and the PostgreSQL dump by names no
- * data directory file has (survey() skips names that start with a dot). */
+ * their names, the configuration, the PostgreSQL dump and the JetStream
+ * snapshot by names no data directory file has (survey() skips names that
+ * start with a dot). */
 #define STAGED_PG ".postgresql.dump"
+#define STAGED_JS ".jetstream" BK_JS_SUFFIX
 static const char *staged_name(const char *archive_name)
 {
 	if (!strcmp(archive_name, "config/grace.ini"))
 		return "config.ini";
 	if (!strcmp(archive_name, BK_PG_DUMP_NAME))
 		return STAGED_PG;
+	if (!strncmp(archive_name, BK_JS_DIR, strlen(BK_JS_DIR)))
+		return STAGED_JS;
 	return archive_name + strlen("data/");
 }
 
@@ -365,15 +370,73 @@ static int stage_pg(const bk_plan *plan, const char *staging, json_t *files, jso
 	return 0;
 }
 
+/* The bus's JetStream stream, asked of the bus kernel, staged and listed;
+ * what the kernel says of it (config, state, consumers) goes to *js_info
+ * for the manifest. No message_bus kernel in this configuration: listed
+ * as skipped, with why. */
+static int stage_js(const bk_plan *plan, const char *staging, json_t *files, json_t *skipped,
+		    json_t **js_info, sdk_err *e)
+{
+	char stream[sizeof plan->jetstream->stream_prefix + 8], what[sizeof stream + 32];
+	char dst[PATH_MAX], name[sizeof stream + 32];
+	snprintf(stream, sizeof stream, "%s_BUS", plan->jetstream->stream_prefix);
+	snprintf(what, sizeof what, "jetstream stream %s", stream);
+	snprintf(name, sizeof name, "%s%s%s", BK_JS_DIR, stream, BK_JS_SUFFIX);
+	if (snprintf(dst, sizeof dst, "%s/%s", staging, STAGED_JS) >= (int)sizeof dst)
+		return sdk_fail(e, SDK_EINVAL, "the staging path is too long");
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	json_t *info = NULL;
+	int r = plan->bus ? bk_bus_snap_fetch(plan->bus, dst, &info, e)
+			  : sdk_fail(e, SDK_ENOTFOUND, "no bus kernel to ask in this process");
+	if (r == SDK_ENOTFOUND) {
+		json_array_append_new(skipped, json_pack("{s:s, s:s}", "name", what, "reason", e->msg));
+		sdk_warn("backup: %s is not in the archive: %s", what, e->msg);
+		return 0;
+	}
+	if (r)
+		return r;
+	if (strcmp(json_string_value(json_object_get(info, "stream")), stream)) {
+		json_decref(info);
+		return sdk_fail(e, SDK_EIO, "the bus kernel's snapshot is of %s, not %s",
+				json_string_value(json_object_get(info, "stream")), stream);
+	}
+	char hex[65];
+	long long size = 0;
+	if ((r = bk_file_sha256(dst, hex, &size, e))) {
+		json_decref(info);
+		return r;
+	}
+	json_object_set_new(info, "file", json_string(name));
+	sdk_info("backup: JetStream stream %s: %lld bytes, %" JSON_INTEGER_FORMAT
+		 " messages, %zu consumers, in %.0f ms",
+		 stream, size,
+		 json_integer_value(json_object_get(json_object_get(info, "state"), "messages")),
+		 json_array_size(json_object_get(info, "consumers")), sdk_ms_since(&t0));
+	json_array_append_new(files, json_pack("{s:s, s:s, s:I, s:s}", "name", name, "kind",
+					       BK_JS_KIND, "size", (json_int_t)size, "sha256", hex));
+	*js_info = info;
+	return 0;
+}
+
 /* Stages every item, filling the manifest's file list. */
 static int stage(const bk_plan *plan, const bk_keys *keys, const char *staging,
 		 const struct item *items, size_t n, json_t *files, json_t *skipped,
-		 json_t **pg_info, sdk_err *e)
+		 json_t **pg_info, json_t **js_info, sdk_err *e)
 {
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bool js_done = !plan->jetstream;
 	for (size_t i = 0; i < n; i++) {
 		const struct item *it = &items[i];
+		/* The bus's stream after the other stores, before the audit
+		 * trail: see snapshot.h. */
+		if (!js_done && it->rank >= 2) {
+			js_done = true;
+			int r = stage_js(plan, staging, files, skipped, js_info, e);
+			if (r)
+				return r;
+		}
 		/* PostgreSQL after the audit trail, before the log: see
 		 * snapshot.h. */
 		if (plan->pg && !*pg_info && it->rank >= 3) {
@@ -426,6 +489,11 @@ static int stage(const bk_plan *plan, const bk_keys *keys, const char *staging,
 		if (it->kind == K_SECRET)
 			json_object_set_new(f, "sealed", json_true());
 		json_array_append_new(files, f);
+	}
+	if (!js_done) {
+		int r = stage_js(plan, staging, files, skipped, js_info, e);
+		if (r)
+			return r;
 	}
 	if (plan->pg && !*pg_info) {
 		int r = stage_pg(plan, staging, files, pg_info, e);
@@ -549,7 +617,7 @@ int bk_snapshot_write(const bk_plan *plan, const char *path, json_t **manifest, 
 		return io_fail(e, "cannot stage the backup in", plan->data_dir);
 	}
 	struct item *items = calloc(FILES_MAX, sizeof *items);
-	json_t *files = json_array(), *skipped = json_array(), *pg_info = NULL;
+	json_t *files = json_array(), *skipped = json_array(), *pg_info = NULL, *js_info = NULL;
 	size_t n = 0;
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -561,19 +629,7 @@ int bk_snapshot_write(const bk_plan *plan, const char *path, json_t **manifest, 
 		  : sdk_fail(e, SDK_EIO, "out of memory");
 	if (!r)
 		r = stage(plan, keyed ? &keys : NULL, staging, items, n, files, skipped, &pg_info,
-			  e);
-	if (!r && plan->jetstream) {
-		/* Not silently missing: the stream is named, and the log says it. */
-		char what[96];
-		snprintf(what, sizeof what, "jetstream stream %s_BUS", plan->jetstream->stream_prefix);
-		json_array_append_new(skipped,
-				      json_pack("{s:s, s:s}", "name", what, "reason",
-						"the bus's messages and consumer groups live in NATS "
-						"JetStream; this backup does not take them (docs/backup.md "
-						"\"JetStream\")"));
-		sdk_warn("backup: %s is not in the archive: the bus's JetStream state is not backed up",
-			 what);
-	}
+			  &js_info, e);
 	json_t *m = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:O, s:o, s:o}", "format",
 			      BK_FORMAT, "grace_version", GRACE_VERSION, "created", when,
 			      "created_ms",
@@ -583,6 +639,8 @@ int bk_snapshot_write(const bk_plan *plan, const char *path, json_t **manifest, 
 			      "files", files, "skipped", skipped);
 	if (pg_info)
 		json_object_set_new(m, "postgresql", pg_info);
+	if (js_info)
+		json_object_set_new(m, "jetstream", js_info);
 	if (!r)
 		r = write_archive(path, staging, m, keyed ? &keys : NULL, e);
 	bk_remove_dir(staging);

@@ -12,7 +12,11 @@
  * are sealed (seal.h) or, with no key, left out when the caller allows it.
  * With [store] engine = postgresql the shared database is dumped too
  * (pg_dump.h), after the audit trail and before the immutable log: the
- * SQLite stores and audit events that name users come first.
+ * SQLite stores and audit events that name users come first. With
+ * [message_bus] engine = jetstream the bus's stream is asked of the bus
+ * kernel (bus_snap.h) after the other stores and before the audit trail,
+ * so it holds every message acknowledged before the backup began, and
+ * every message a store's copy says it sent.
  * Everything in this file blocks: run it on a worker pool. */
 #ifndef GRACE_BACKUP_SNAPSHOT_H
 #define GRACE_BACKUP_SNAPSHOT_H
@@ -39,9 +43,10 @@ typedef struct bk_plan {
 	json_t *log_head; /* borrowed: the immutable log's signed tree head, or NULL */
 	/* [store] when its engine is PostgreSQL (pg_dump.h), else NULL. */
 	const grace_store_cfg *pg;
-	/* [message_bus] when its engine is JetStream, else NULL: its stream is
-	 * not in the archive yet, and the manifest says so (docs/backup.md). */
+	/* [message_bus] when its engine is JetStream, else NULL; then `bus`
+	 * asks the bus kernel for the stream's snapshot (bus_snap.h). */
 	const grace_message_bus *jetstream;
+	struct bk_bus_snap *bus;
 } bk_plan;
 
 /* Writes the archive to `path` (through path.tmp, fsync'd, then renamed)

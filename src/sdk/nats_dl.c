@@ -1,4 +1,4 @@
-#include "kernels/message_bus/nats_dl.h"
+#include "sdk/nats_dl.h"
 
 #include "sdk/dl_table.h"
 
@@ -8,12 +8,12 @@
 static const char *const nats_names[] = { "libnats.so.3.4", "libnats.so" };
 
 static const sdk_dl_sym nats_syms[] = {
-#define BUS_NATS_SYM(fn) SDK_DL_SYM(bus_nats_dl, #fn, fn),
-	BUS_NATS_FUNCTIONS(BUS_NATS_SYM)
-#undef BUS_NATS_SYM
+#define SDK_NATS_SYM(fn) SDK_DL_SYM(sdk_nats_dl, #fn, fn),
+	SDK_NATS_FUNCTIONS(SDK_NATS_SYM)
+#undef SDK_NATS_SYM
 };
 
-int bus_nats_open(bus_nats_dl *n, char *err, size_t errlen)
+int sdk_nats_open(sdk_nats_dl *n, char *err, size_t errlen)
 {
 	memset(n, 0, sizeof *n);
 	if (sdk_dl_table_open(&n->lib, nats_names, sizeof nats_names / sizeof *nats_names,
@@ -25,7 +25,7 @@ int bus_nats_open(bus_nats_dl *n, char *err, size_t errlen)
 	return 0;
 }
 
-void bus_nats_close(bus_nats_dl *n)
+void sdk_nats_close(sdk_nats_dl *n)
 {
 	if (!n->lib)
 		return;

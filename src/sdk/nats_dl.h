@@ -5,20 +5,21 @@
  * libcrypto, which Grace no longer links) and tens of milliseconds of exec
  * (measured: docs/message_bus.md) for a library only the message bus uses,
  * and only with [message_bus] engine = jetstream. So Grace compiles against <nats/nats.h>
- * for its types and the bus dlopen()s libnats.so.3.4 when it needs it
- * (sdk/dl_table.h, as sdk/curl_dl.h does for libcurl).
+ * for its types and dlopen()s libnats.so.3.4 where it is needed
+ * (sdk/dl_table.h, as sdk/curl_dl.h does for libcurl): in the bus kernel,
+ * and in `grace restore` when an archive holds the bus's JetStream stream
+ * (cli/restore_js.c). One table for both, here.
  *
  * The members have the functions' own names and types (__typeof__ of the
  * header's declarations), so a call reads `N->js_PublishMsg(...)`. */
-#ifndef GRACE_MESSAGE_BUS_NATS_DL_H
-#define GRACE_MESSAGE_BUS_NATS_DL_H
+#ifndef GRACE_SDK_NATS_DL_H
+#define GRACE_SDK_NATS_DL_H
 
-#include "kernels/layer.h"
 
 #include <nats/nats.h>
 #include <stddef.h>
 
-#define BUS_NATS_FUNCTIONS(X)                                                                      \
+#define SDK_NATS_FUNCTIONS(X)                                                                      \
 	X(natsOptions_Create) X(natsOptions_SetServers) X(natsOptions_SetTimeout)                  \
 	X(natsOptions_SetMaxReconnect) X(natsOptions_SetReconnectWait)                             \
 	X(natsOptions_SetErrorHandler) X(natsOptions_SetName) X(natsOptions_SetNoRandomize)        \
@@ -35,19 +36,23 @@
 	X(natsSubscription_Destroy) X(natsSubscription_SetOnCompleteCB) X(natsMsg_Create)          \
 	X(natsMsg_Destroy) X(natsMsg_GetSubject) X(natsMsg_GetData) X(natsMsg_GetDataLength)       \
 	X(natsMsgHeader_Set) X(natsMsgHeader_Get) X(natsMsg_GetMetaData) X(jsMsgMetaData_Destroy)  \
-	X(natsMsg_AckSync) X(natsMsg_Nak) X(natsMsg_Term) X(natsMsgList_Destroy)
+	X(natsMsg_AckSync) X(natsMsg_Nak) X(natsMsg_Term) X(natsMsgList_Destroy)                  \
+	X(natsMsg_GetReply) X(natsInbox_Create) X(natsInbox_Destroy)                               \
+	X(natsConnection_SubscribeSync) X(natsSubscription_NextMsg) X(natsConnection_Publish)      \
+	X(natsConnection_Request) X(natsConnection_PublishRequest) X(natsConnection_Flush)         \
+	X(js_DeleteStream)
 
-typedef struct bus_nats_dl {
+typedef struct sdk_nats_dl {
 	void *lib;
-#define BUS_NATS_MEMBER(fn) __typeof__(fn) *fn;
-	BUS_NATS_FUNCTIONS(BUS_NATS_MEMBER)
-#undef BUS_NATS_MEMBER
-} bus_nats_dl;
+#define SDK_NATS_MEMBER(fn) __typeof__(fn) *fn;
+	SDK_NATS_FUNCTIONS(SDK_NATS_MEMBER)
+#undef SDK_NATS_MEMBER
+} sdk_nats_dl;
 
 /* Loads libnats into `n`. 0, or -1 with the reason in err (nothing loaded). */
-int bus_nats_open(bus_nats_dl *n, char *err, size_t errlen);
+int sdk_nats_open(sdk_nats_dl *n, char *err, size_t errlen);
 /* Waits for the library's threads to end (nats_CloseAndWait), then unloads
  * it; a no-op on a table never opened. Every connection must be destroyed. */
-void bus_nats_close(bus_nats_dl *n);
+void sdk_nats_close(sdk_nats_dl *n);
 
 #endif
