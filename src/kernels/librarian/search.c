@@ -125,7 +125,21 @@ int lib_sq_parse(lib_tok *tok, const char *const *pos, unsigned npos, const char
 
 /* ---- one term's postings */
 
+/* A term's postings among the pending documents (ix_pending, index.h):
+ * not in its blocks yet, scored one by one (there are few), ascending. */
+struct pend {
+	int64_t *doc;
+	uint32_t *dl;
+	uint32_t (*tf)[LIB_FIELDS];
+	uint32_t n, cap;
+};
+
+/* A term's postings: its blocks and its pending postings, two ascending
+ * streams with no document in both (a document is pending or merged). */
 struct cur {
+	struct pend p;
+	uint32_t pk; /* the current pending posting */
+	double pub;  /* the best score a pending posting gives (with slack) */
 	int64_t df;
 	double idf;
 	uint32_t nb, bi; /* blocks, the current one */
@@ -156,6 +170,9 @@ static int fail_sql(struct ctx *c, const char *what)
 
 static void cur_free(struct cur *u)
 {
+	free(u->p.doc);
+	free(u->p.dl);
+	free(u->p.tf);
 	free(u->last);
 	free(u->post);
 	free(u->ub);
@@ -163,22 +180,101 @@ static void cur_free(struct cur *u)
 	*u = (struct cur){ 0 };
 }
 
-/* The term's document count and skip list. A term not in the index has
- * no blocks (every step past it is DOC_END). */
+static bool pend_push(struct pend *p, int64_t doc, uint32_t dl, const uint32_t tf[LIB_FIELDS])
+{
+	if (p->n == p->cap) {
+		uint32_t cap = p->cap ? p->cap * 2 : 16;
+		int64_t *d = realloc(p->doc, cap * sizeof *d);
+		if (d)
+			p->doc = d;
+		uint32_t *l = realloc(p->dl, cap * sizeof *l);
+		if (l)
+			p->dl = l;
+		uint32_t(*t)[LIB_FIELDS] = realloc(p->tf, cap * sizeof *t);
+		if (t)
+			p->tf = t;
+		if (!d || !l || !t)
+			return false;
+		p->cap = cap;
+	}
+	p->doc[p->n] = doc;
+	p->dl[p->n] = dl;
+	memcpy(p->tf[p->n], tf, sizeof p->tf[p->n]);
+	p->n++;
+	return true;
+}
+
+/* The pending postings of the query's n terms into u[0..n), from this
+ * snapshot's ix_pending (at most a merge threshold's documents, so read
+ * whole: no skipping needed). */
+static int pend_load(struct ctx *c, struct cur *u, char *const *term, const size_t *len,
+		     unsigned n)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(c->db, "SELECT doc, terms FROM ix_pending ORDER BY doc", -1, &s,
+			       NULL) != SQLITE_OK)
+		return fail_sql(c, "prepare pending");
+	int rc, r = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t doc = sqlite3_column_int64(s, 0);
+		lib_pend_it it;
+		uint32_t dl, tl, tf[LIB_FIELDS];
+		const char *t;
+		if (lib_pend_open(&it, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+				  &dl)) {
+			r = SDK_ECORRUPT;
+			break;
+		}
+		while ((r = lib_pend_next(&it, &t, &tl, tf)) == 1)
+			for (unsigned i = 0; r == 1 && i < n; i++)
+				if (len[i] == tl && !memcmp(term[i], t, tl) &&
+				    !pend_push(&u[i].p, doc, dl, tf))
+					r = SDK_EIO;
+		if (r)
+			break;
+	}
+	sqlite3_finalize(s);
+	if (r == SDK_EIO)
+		return sdk_fail(c->err, SDK_EIO, "out of memory");
+	if (r)
+		return sdk_fail(c->err, SDK_ECORRUPT, "search: a pending document is damaged");
+	return rc == SQLITE_DONE ? SDK_OK : fail_sql(c, "read pending");
+}
+
+static double cur_score(const struct ctx *c, const struct cur *u, uint32_t k)
+{
+	return lib_bm25_term(u->idf, (double)lib_weighted(u->blk.tf[k], LIB_FIELDS_MASK),
+			     (double)u->blk.dl[k], c->avgdl);
+}
+
+static double pend_score(const struct ctx *c, const struct cur *u, uint32_t k)
+{
+	return lib_bm25_term(u->idf, (double)lib_weighted(u->p.tf[k], LIB_FIELDS_MASK),
+			     (double)u->p.dl[k], c->avgdl);
+}
+
+/* The term's document count (its blocks' and its pending postings') and
+ * skip list; u->p is loaded already. A term not in the index has no
+ * blocks (every step past it is DOC_END). */
 static int cur_open(struct ctx *c, const char *term, size_t len, bool scoring, struct cur *u)
 {
-	*u = (struct cur){ 0 };
 	sqlite3_reset(c->term);
 	sqlite3_bind_text(c->term, 1, term, (int)len, SQLITE_STATIC);
 	int rc = sqlite3_step(c->term);
-	if (rc == SQLITE_DONE)
-		return SDK_OK;
-	if (rc != SQLITE_ROW)
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail_sql(c, "read term");
-	int64_t id = sqlite3_column_int64(c->term, 0);
-	u->df = sqlite3_column_int64(c->term, 1);
+	int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(c->term, 0) : 0;
+	u->df = (rc == SQLITE_ROW ? sqlite3_column_int64(c->term, 1) : 0) + u->p.n;
 	sqlite3_reset(c->term);
 	u->idf = lib_idf(c->ndocs, u->df);
+	for (uint32_t k = 0; scoring && k < u->p.n; k++) {
+		double sc = pend_score(c, u, k) * LIB_BOUND_SLACK;
+		if (sc > u->pub)
+			u->pub = sc;
+	}
+	u->maxub = u->pub;
+	if (!id)
+		return SDK_OK;
 	uint32_t cap = 0;
 	sqlite3_reset(c->blocks);
 	sqlite3_bind_int64(c->blocks, 1, id);
@@ -251,12 +347,21 @@ static void cur_shallow(struct cur *u, int64_t d)
 	}
 }
 
-/* The first document >= d the term has (DOC_END: none), in *at. */
+static void pend_shallow(struct cur *u, int64_t d)
+{
+	while (u->pk < u->p.n && u->p.doc[u->pk] < d)
+		u->pk++;
+}
+
+/* The first document >= d the term has (DOC_END: none), in *at: the
+ * smaller of its blocks' next and its pending postings' next. */
 static int cur_next(struct ctx *c, struct cur *u, int64_t d, int64_t *at)
 {
+	pend_shallow(u, d);
+	int64_t pd = u->pk < u->p.n ? u->p.doc[u->pk] : DOC_END;
 	cur_shallow(u, d);
 	if (u->bi >= u->nb) {
-		*at = DOC_END;
+		*at = pd;
 		return SDK_OK;
 	}
 	if (!u->loaded) {
@@ -266,15 +371,20 @@ static int cur_next(struct ctx *c, struct cur *u, int64_t d, int64_t *at)
 	}
 	while (u->blk.doc[u->k] < d)
 		u->k++; /* the block's last is >= d: this stops inside it */
-	*at = u->blk.doc[u->k];
+	*at = u->blk.doc[u->k] < pd ? u->blk.doc[u->k] : pd;
 	return SDK_OK;
 }
 
-static double cur_score(const struct ctx *c, const struct cur *u, uint32_t k)
+/* The term's score for document m where its cursor stands (0: not there). */
+static double cur_score_at(const struct ctx *c, const struct cur *u, int64_t m)
 {
-	return lib_bm25_term(u->idf, (double)lib_weighted(u->blk.tf[k], LIB_FIELDS_MASK),
-			     (double)u->blk.dl[k], c->avgdl);
+	if (u->bi < u->nb && u->loaded && u->blk.doc[u->k] == m)
+		return cur_score(c, u, u->k);
+	if (u->pk < u->p.n && u->p.doc[u->pk] == m)
+		return pend_score(c, u, u->pk);
+	return 0;
 }
+
 
 /* ---- the k best: a heap with the worst at the top */
 
@@ -349,6 +459,10 @@ static int rank_one(struct ctx *c, struct cur *u, struct heap *hp)
 		ord[i] = i;
 	qsort_r(ord, u->nb, sizeof *ord, cmp_ub_desc, u->ub);
 	int rc = SDK_OK;
+	for (uint32_t k = 0; k < u->p.n; k++) { /* few: all of them */
+		heap_push(hp, u->p.doc[k], pend_score(c, u, k));
+		c->r->scored++;
+	}
 	for (uint32_t i = 0; !rc && i < u->nb; i++) {
 		if (u->ub[ord[i]] < heap_theta(hp))
 			break;
@@ -440,15 +554,24 @@ static bool window(struct plan *p, int64_t d, double *ub, int64_t *end)
 	for (unsigned i = 0; i < p->nw; i++) {
 		struct cur *u = &p->w[i];
 		cur_shallow(u, d);
-		if (u->bi >= u->nb) {
+		pend_shallow(u, d);
+		bool blocks = u->bi < u->nb, pend = u->pk < u->p.n;
+		if (!blocks && !pend) {
 			if (!p->or_mode)
 				return false;
 			continue;
 		}
 		any = true;
-		*ub += u->ub[u->bi];
-		if (u->last[u->bi] < *end)
-			*end = u->last[u->bi];
+		if (blocks) {
+			*ub += u->ub[u->bi];
+			if (u->last[u->bi] < *end)
+				*end = u->last[u->bi];
+		}
+		if (pend) { /* one stretch up to its last, under its best score */
+			*ub += u->pub;
+			if (u->p.doc[u->p.n - 1] < *end)
+				*end = u->p.doc[u->p.n - 1];
+		}
 	}
 	return any;
 }
@@ -487,11 +610,8 @@ static int rank_daat(struct ctx *c, struct plan *p, struct heap *hp)
 			count++;
 		/* Summed in query order, as FTS5 sums its phrases. */
 		double s = 0;
-		for (unsigned i = 0; i < p->nw; i++) {
-			struct cur *u = &p->w[i];
-			if (u->bi < u->nb && u->loaded && u->blk.doc[u->k] == m)
-				s += cur_score(c, u, u->k);
-		}
+		for (unsigned i = 0; i < p->nw; i++)
+			s += cur_score_at(c, &p->w[i], m);
 		c->r->scored++;
 		heap_push(hp, m, s);
 	}
@@ -514,16 +634,24 @@ static int plan_open(struct ctx *c, const lib_sq *sq, struct plan *p)
 	p->w = all;
 	p->t = all + sq->nword;
 	p->x = p->t + sq->ntag;
-	int rc = SDK_OK;
-	for (unsigned i = 0; !rc && i < sq->nword; i++, p->nw++)
-		rc = cur_open(c, sq->word[i], strlen(sq->word[i]), true, &p->w[i]);
-	for (unsigned i = 0; !rc && i < sq->ntag; i++, p->nt++) {
-		char term[LIB_TERM_MAX + 2];
-		size_t len = lib_tag_term(sq->tag[i], term, sizeof term);
-		rc = cur_open(c, term, len, false, &p->t[i]);
-	}
-	for (unsigned i = 0; !rc && i < sq->nexcl; i++, p->nx++)
-		rc = cur_open(c, sq->excl[i], strlen(sq->excl[i]), false, &p->x[i]);
+	/* Every term of the plan in its order: words, tags, exclusions. */
+	char tags[LIB_SQ_TAGS_MAX][LIB_TERM_MAX + 2];
+	char *term[LIB_SQ_WORDS_MAX * 2 + LIB_SQ_TAGS_MAX];
+	size_t len[LIB_SQ_WORDS_MAX * 2 + LIB_SQ_TAGS_MAX];
+	unsigned nt = 0;
+	for (unsigned i = 0; i < sq->nword; i++, nt++)
+		len[nt] = strlen(term[nt] = sq->word[i]);
+	for (unsigned i = 0; i < sq->ntag; i++, nt++)
+		len[nt] = lib_tag_term(sq->tag[i], term[nt] = tags[i], sizeof tags[i]);
+	for (unsigned i = 0; i < sq->nexcl; i++, nt++)
+		len[nt] = strlen(term[nt] = sq->excl[i]);
+	/* Counted as plan_close frees: every cursor, its pending postings. */
+	p->nw = sq->nword;
+	p->nt = sq->ntag;
+	p->nx = sq->nexcl;
+	int rc = pend_load(c, all, term, len, nt);
+	for (unsigned i = 0; !rc && i < nt; i++)
+		rc = cur_open(c, term[i], len[i], i < sq->nword, &all[i]);
 	for (unsigned i = 1; i < p->nw; i++)
 		if (p->w[i].df < p->w[p->lead].df)
 			p->lead = i;

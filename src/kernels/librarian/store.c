@@ -505,8 +505,10 @@ static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *t
 		goto out;
 	}
 	rc = lib_ix_add(ix, id, title, body, tags, err);
+	/* One document: into ix_pending (a few pages), merged into the
+	 * blocks later by the writer (index.h). */
 	if (!rc && own)
-		rc = lib_ix_flush(own, err);
+		rc = lib_ix_stage(own, err);
 	if (!rc && id_out)
 		*id_out = id;
 out:
