@@ -101,6 +101,8 @@ static void on_put(sdk_req *req, void *ctx)
 		reply_lib_error(req, rc, &e);
 		return;
 	}
+	/* Its postings are pending (index.h): the writer merges them later. */
+	lib_workers_staged(((struct lib_state *)k->state)->workers, 1);
 	sdk_reply_json(req, 201, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
@@ -281,6 +283,7 @@ static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
+	lib_workers_staged(st->workers, 0); /* what a crash left pending, merged once idle */
 	return 0;
 }
 
