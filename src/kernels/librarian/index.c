@@ -151,7 +151,7 @@ int lib_ix_init(sqlite3 *db, bool complete_if_new, sdk_err *err)
 	snprintf(q, sizeof q,
 		 "INSERT OR IGNORE INTO ix_meta (id, docs, tokens, gen, next_term, complete)"
 		 " VALUES (1, 0, 0, 1, 1, %d)", complete_if_new ? 1 : 0);
-	if (sqlite3_exec(db, LIB_IX_SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
+	if (sqlite3_exec(db, LIB_IX_SCHEMA LIB_IX_PENDING_SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(db, q, NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				"index schema: %s", sqlite3_errmsg(db));

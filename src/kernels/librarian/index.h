@@ -76,7 +76,9 @@
 	"CREATE TABLE IF NOT EXISTS ix_docs (" \
 	"  id INTEGER PRIMARY KEY," \
 	"  tokens INTEGER NOT NULL" \
-	");" \
+	");"
+/* Schema 4 (the migration step 3->4): the pending documents. */
+#define LIB_IX_PENDING_SCHEMA \
 	"CREATE TABLE IF NOT EXISTS ix_pending (" \
 	"  doc INTEGER PRIMARY KEY," \
 	"  terms BLOB NOT NULL" \

@@ -154,11 +154,16 @@ static const char lib_migrate_2[] =
 	"INSERT OR IGNORE INTO ix_meta (id, docs, tokens, gen, next_term, complete)"
 	" VALUES (1, 0, 0, 1, 1, 0);";
 
+/* Version 3's one-document writes went straight into the blocks; 4's go
+ * into ix_pending first (index.h). Nothing to move: an empty table. */
+static const char lib_migrate_3[] = LIB_IX_PENDING_SCHEMA;
+
 const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
 	{ .what = "(stamp: an unversioned file has version 1's tables)" },
 	{ .sql = lib_migrate_1, .what = "(documents' owner and size, the ingest tables)" },
 	{ .sql = lib_migrate_2,
 	  .what = "(documents' hash, the block index's tables, marked to be built)" },
+	{ .sql = lib_migrate_3, .what = "(the block index's pending documents)" },
 };
 
 static const char lib_sql_insert[] =
