@@ -1,6 +1,6 @@
 """The librarian's pending documents (docs/librarian.md, "The block index"):
 a document written by POST /librarian/documents goes into the index's
-pending table and is merged into the blocks later by the writer (past 256
+pending table and is merged into the blocks later by the writer (past 1024
 documents, or after a second without writes). These tests look at the
 librarian's file to know which state a document is in, and check:
 

@@ -41,6 +41,7 @@
 struct fx {
 	sqlite3 *db;
 	lib_tok *tok;
+	lib_pend_cache *pc; /* the pruned searches': it must follow every change */
 	char vocab[VOCAB][12];
 	double cum[VOCAB];
 	uint64_t rng;
@@ -122,6 +123,7 @@ static int setup(void **state)
 	sdk_err e;
 	assert_int_equal(lib_store_init(f->db, &e), 0);
 	assert_int_equal(lib_tok_new(f->db, &f->tok, &e), 0);
+	assert_non_null(f->pc = lib_pend_cache_new());
 	assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	for (unsigned i = 0; i < f->docs; i++) {
 		if (i == f->docs * 5 / 6) {
@@ -142,6 +144,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	lib_tok_free(f->tok);
+	lib_pend_cache_free(f->pc);
 	sqlite3_close(f->db);
 	free(f);
 	return 0;
@@ -230,7 +233,8 @@ static void compare_all(struct fx *f, bool with_fts)
 		make_query(f, &q);
 		unsigned k = i % 5 == 0 ? 1 + below(f, 100) : 10;
 		/* count_max 50: pruning starts early on a corpus this small */
-		assert_int_equal(lib_sq_rank(f->db, &q.sq, k, 50, false, pr, &e), 0);
+		/* pruned with the cache, exhaustive reading the pending set anew */
+		assert_int_equal(lib_sq_rank_cached(f->db, f->pc, &q.sq, k, 50, false, pr, &e), 0);
 		assert_int_equal(lib_sq_rank(f->db, &q.sq, k, 50, true, ex, &e), 0);
 		same(pr, ex, 0.0, "pruned vs exhaustive", q.fts);
 		scored += pr->scored;
@@ -337,7 +341,8 @@ static void test_merge_keeps_rankings(void **state)
 	for (unsigned i = 0; i < N; i++) {
 		struct q q;
 		make_query(f, &q);
-		assert_int_equal(lib_sq_rank(f->db, &q.sq, 10, 50, false, &before[i], &e), 0);
+		assert_int_equal(lib_sq_rank_cached(f->db, f->pc, &q.sq, 10, 50, false, &before[i], &e),
+				 0);
 		lib_sq_clear(&q.sq);
 	}
 	assert_int_equal(lib_ix_merge_all(f->db, NULL, &merged, &e), 0);
@@ -351,7 +356,7 @@ static void test_merge_keeps_rankings(void **state)
 	for (unsigned i = 0; i < N; i++) {
 		struct q q;
 		make_query(f, &q);
-		assert_int_equal(lib_sq_rank(f->db, &q.sq, 10, 50, false, after, &e), 0);
+		assert_int_equal(lib_sq_rank_cached(f->db, f->pc, &q.sq, 10, 50, false, after, &e), 0);
 		same(after, &before[i], 0.0, "after the merge vs before", q.fts);
 		assert_int_equal(after->total, before[i].total);
 		lib_sq_clear(&q.sq);

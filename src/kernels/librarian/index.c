@@ -28,7 +28,6 @@ enum {
 	ST_DOC_INS,
 	ST_DOC_DEL,
 	ST_TEXT_GET,
-	ST_PEND_GET,
 	ST_PEND_INS,
 	ST_PEND_DEL,
 	ST_PEND_LIST,
@@ -60,7 +59,6 @@ static const char *const sql[ST_COUNT] = {
 	[ST_DOC_INS] = "INSERT INTO ix_docs (id, tokens) VALUES (?1, ?2)",
 	[ST_DOC_DEL] = "DELETE FROM ix_docs WHERE id = ?1",
 	[ST_TEXT_GET] = "SELECT title, body, tags FROM documents WHERE id = ?1",
-	[ST_PEND_GET] = "SELECT 1 FROM ix_pending WHERE doc = ?1",
 	[ST_PEND_INS] = "INSERT INTO ix_pending (doc, terms) VALUES (?1, ?2)",
 	[ST_PEND_DEL] = "DELETE FROM ix_pending WHERE doc = ?1",
 	[ST_PEND_LIST] = "SELECT doc, terms FROM ix_pending ORDER BY doc LIMIT ?1",
@@ -1082,8 +1080,8 @@ int lib_ix_stage(lib_ix *ix, sdk_err *err)
 		rc = exec_simple(ix, s, err, "write document length");
 	}
 	if (!rc) {
-		/* The new gen tells readers their view of the pending set is old. */
-		m.gen++;
+		/* gen stays: the blocks and terms did not change, so the writer's
+		 * tails cache (index.h) still holds for the next merge. */
 		m.docs++;
 		m.tokens += ix->ptok[0];
 		rc = meta_put(ix, &m, err);
@@ -1351,8 +1349,7 @@ static int unstage(lib_ix *ix, int64_t id, sdk_err *err)
 	if ((rc = exec_simple(ix, s, err, "delete document length")) ||
 	    (rc = meta_get(ix, &m, err)))
 		return rc;
-	m.gen++;
-	m.docs--;
+	m.docs--; /* gen stays, as for lib_ix_stage */
 	m.tokens -= tokens;
 	rc = meta_put(ix, &m, err);
 	return rc ? rc : 1;

@@ -3,7 +3,8 @@
  * not in files of our own or in Xapian).
  *
  *   ix_meta    one row: documents indexed (N), their tokens (for avgdl),
- *              a generation bumped by every change, the next term id, and
+ *              a generation bumped by every change of the blocks and
+ *              terms (not of ix_pending alone), the next term id, and
  *              whether every document is indexed (false while a rebuild
  *              or a migration catches up)
  *   ix_terms   term -> id, df (documents it occurs in), the generation of
@@ -77,10 +78,14 @@
 	"  id INTEGER PRIMARY KEY," \
 	"  tokens INTEGER NOT NULL" \
 	");"
-/* Schema 4 (the migration step 3->4): the pending documents. */
+/* Schema 4 (the migration step 3->4): the pending documents. A row is
+ * never updated, and seq is never reused (AUTOINCREMENT): so (count(*),
+ * max(seq)) names the set of rows, and readers cache the set by it
+ * (search.h) without the writer bumping anything. */
 #define LIB_IX_PENDING_SCHEMA \
 	"CREATE TABLE IF NOT EXISTS ix_pending (" \
-	"  doc INTEGER PRIMARY KEY," \
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT," \
+	"  doc INTEGER NOT NULL UNIQUE," \
 	"  terms BLOB NOT NULL" \
 	");"
 
@@ -124,7 +129,7 @@ int lib_ix_merge(lib_ix *ix, unsigned max, unsigned *merged, sdk_err *err);
 int lib_ix_merge_all(sqlite3 *db, lib_ix_tails *t, int64_t *merged, sdk_err *err);
 /* The pending documents worth a merge at once, and the idle time after
  * which what is pending is merged anyway (the writer's timer). */
-#define LIB_IX_PENDING_MERGE 256u
+#define LIB_IX_PENDING_MERGE 1024u
 #define LIB_IX_MERGE_IDLE_MS 1000
 
 /* A pending document's terms blob: varint its tokens, varint its terms,
@@ -142,7 +147,7 @@ int lib_pend_next(lib_pend_it *it, const char **term, uint32_t *len, uint32_t tf
  * rewrites) as the last flush left it, kept between transactions so that
  * the next flush neither looks it up nor reads it. It is trusted only
  * while ix_meta.gen is what that flush made it (every change of the
- * index, by any connection or process, bumps it) and only once
+ * blocks and terms, by any connection or process, bumps it) and only once
  * lib_ix_tails_done said that flush's transaction committed; a crash
  * loses it with the process. One writer thread at a time; at most 64 MiB
  * (terms past it are read from the file). */

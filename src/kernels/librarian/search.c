@@ -138,7 +138,8 @@ struct pend {
  * streams with no document in both (a document is pending or merged). */
 struct cur {
 	struct pend p;
-	uint32_t pk; /* the current pending posting */
+	bool p_borrowed; /* p is the cache's */
+	uint32_t pk;     /* the current pending posting */
 	double pub;  /* the best score a pending posting gives (with slack) */
 	int64_t df;
 	double idf;
@@ -168,11 +169,18 @@ static int fail_sql(struct ctx *c, const char *what)
 			"search: %s: %s", what, sqlite3_errmsg(c->db));
 }
 
+static void pend_free(struct pend *p)
+{
+	free(p->doc);
+	free(p->dl);
+	free(p->tf);
+	*p = (struct pend){ 0 };
+}
+
 static void cur_free(struct cur *u)
 {
-	free(u->p.doc);
-	free(u->p.dl);
-	free(u->p.tf);
+	if (!u->p_borrowed)
+		pend_free(&u->p);
 	free(u->last);
 	free(u->post);
 	free(u->ub);
@@ -239,6 +247,160 @@ static int pend_load(struct ctx *c, struct cur *u, char *const *term, const size
 	if (r)
 		return sdk_fail(c->err, SDK_ECORRUPT, "search: a pending document is damaged");
 	return rc == SQLITE_DONE ? SDK_OK : fail_sql(c, "read pending");
+}
+
+/* ---- the pending documents' cache (search.h) */
+
+struct pc_term {
+	char *term; /* NULL: a free slot */
+	uint32_t len, hash;
+	struct pend p;
+};
+
+struct lib_pend_cache {
+	struct pc_term *tab;
+	uint32_t cap, used;
+	size_t bytes;
+	int64_t count, maxseq; /* the set it holds */
+	bool valid;
+};
+
+lib_pend_cache *lib_pend_cache_new(void) { return calloc(1, sizeof(lib_pend_cache)); }
+
+static void pc_clear(lib_pend_cache *pc)
+{
+	for (uint32_t i = 0; i < pc->cap; i++)
+		if (pc->tab[i].term) {
+			free(pc->tab[i].term);
+			pend_free(&pc->tab[i].p);
+		}
+	free(pc->tab);
+	*pc = (lib_pend_cache){ 0 };
+}
+
+void lib_pend_cache_free(lib_pend_cache *pc)
+{
+	if (!pc)
+		return;
+	pc_clear(pc);
+	free(pc);
+}
+
+static uint32_t pc_hash(const char *s, uint32_t n)
+{
+	uint32_t h = 2166136261u;
+	for (uint32_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h;
+}
+
+/* The term's entry; add: made when missing (NULL: out of memory). */
+static struct pc_term *pc_slot(lib_pend_cache *pc, const char *s, uint32_t n, bool add)
+{
+	if (add && (pc->used + 1) * 2 > pc->cap) {
+		uint32_t cap = pc->cap ? pc->cap * 2 : 1024;
+		struct pc_term *t = calloc(cap, sizeof *t);
+		if (!t)
+			return NULL;
+		for (uint32_t i = 0; i < pc->cap; i++) {
+			if (!pc->tab[i].term)
+				continue;
+			uint32_t j = pc->tab[i].hash & (cap - 1);
+			while (t[j].term)
+				j = (j + 1) & (cap - 1);
+			t[j] = pc->tab[i];
+		}
+		free(pc->tab);
+		pc->tab = t;
+		pc->cap = cap;
+	}
+	if (!pc->cap)
+		return NULL;
+	uint32_t h = pc_hash(s, n), j = h & (pc->cap - 1);
+	while (pc->tab[j].term) {
+		struct pc_term *e = &pc->tab[j];
+		if (e->hash == h && e->len == n && !memcmp(e->term, s, n))
+			return e;
+		j = (j + 1) & (pc->cap - 1);
+	}
+	if (!add || !(pc->tab[j].term = malloc(n)))
+		return NULL;
+	memcpy(pc->tab[j].term, s, n);
+	pc->tab[j].len = n;
+	pc->tab[j].hash = h;
+	pc->used++;
+	pc->bytes += sizeof(struct pc_term) + n;
+	return &pc->tab[j];
+}
+
+/* The pending set of this snapshot into pc, unless pc holds it already.
+ * 1: pc holds it; 0: it is too large for pc (read per search); < 0. */
+static int pc_load(struct ctx *c, lib_pend_cache *pc)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(c->db, "SELECT count(*), coalesce(max(seq), 0) FROM ix_pending", -1,
+			       &s, NULL) != SQLITE_OK)
+		return fail_sql(c, "prepare pending");
+	int rc = sqlite3_step(s);
+	int64_t count = sqlite3_column_int64(s, 0), maxseq = sqlite3_column_int64(s, 1);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW)
+		return fail_sql(c, "read pending");
+	if (pc->valid && pc->count == count && pc->maxseq == maxseq)
+		return 1;
+	pc_clear(pc);
+	if (sqlite3_prepare_v2(c->db, "SELECT doc, terms FROM ix_pending ORDER BY doc", -1, &s,
+			       NULL) != SQLITE_OK)
+		return fail_sql(c, "prepare pending");
+	int r = 0;
+	while (!r && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t doc = sqlite3_column_int64(s, 0);
+		lib_pend_it it;
+		uint32_t dl, tl, tf[LIB_FIELDS];
+		const char *t;
+		if (lib_pend_open(&it, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+				  &dl)) {
+			r = SDK_ECORRUPT;
+			break;
+		}
+		while ((r = lib_pend_next(&it, &t, &tl, tf)) == 1) {
+			struct pc_term *e = pc_slot(pc, t, tl, true);
+			if (!e || !pend_push(&e->p, doc, dl, tf)) {
+				r = SDK_EIO;
+				break;
+			}
+			pc->bytes += sizeof(int64_t) + sizeof(uint32_t) * (1 + LIB_FIELDS);
+		}
+		if (!r && pc->bytes > LIB_PEND_CACHE_BYTES)
+			r = 1; /* too large: not kept */
+	}
+	sqlite3_finalize(s);
+	if (r || rc != SQLITE_DONE)
+		pc_clear(pc);
+	if (r == 1)
+		return 0;
+	if (r == SDK_EIO)
+		return sdk_fail(c->err, SDK_EIO, "out of memory");
+	if (r)
+		return sdk_fail(c->err, SDK_ECORRUPT, "search: a pending document is damaged");
+	if (rc != SQLITE_DONE)
+		return fail_sql(c, "read pending");
+	pc->count = count;
+	pc->maxseq = maxseq;
+	pc->valid = true;
+	return 1;
+}
+
+/* The cached postings of the n terms, borrowed into u[0..n). */
+static void pc_lend(lib_pend_cache *pc, struct cur *u, char *const *term, const size_t *len,
+		    unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct pc_term *e = pc_slot(pc, term[i], (uint32_t)len[i], false);
+		u[i].p_borrowed = true;
+		if (e)
+			u[i].p = e->p;
+	}
 }
 
 static double cur_score(const struct ctx *c, const struct cur *u, uint32_t k)
@@ -625,7 +787,7 @@ static const char sql_blocks[] = "SELECT last, post, bound FROM ix_blocks WHERE 
 				 " ORDER BY last";
 static const char sql_docs[] = "SELECT docs FROM ix_posts WHERE id = ?1";
 
-static int plan_open(struct ctx *c, const lib_sq *sq, struct plan *p)
+static int plan_open(struct ctx *c, lib_pend_cache *pc, const lib_sq *sq, struct plan *p)
 {
 	unsigned n = sq->nword + sq->ntag + sq->nexcl;
 	struct cur *all = calloc(n, sizeof *all);
@@ -649,7 +811,13 @@ static int plan_open(struct ctx *c, const lib_sq *sq, struct plan *p)
 	p->nw = sq->nword;
 	p->nt = sq->ntag;
 	p->nx = sq->nexcl;
-	int rc = pend_load(c, all, term, len, nt);
+	int rc = pc ? pc_load(c, pc) : 0;
+	if (rc == 1) {
+		pc_lend(pc, all, term, len, nt);
+		rc = SDK_OK;
+	} else if (rc == 0) {
+		rc = pend_load(c, all, term, len, nt);
+	}
 	for (unsigned i = 0; !rc && i < nt; i++)
 		rc = cur_open(c, term[i], len[i], i < sq->nword, &all[i]);
 	for (unsigned i = 1; i < p->nw; i++)
@@ -668,6 +836,12 @@ static void plan_close(struct plan *p)
 
 int lib_sq_rank(sqlite3 *db, const lib_sq *sq, unsigned limit, int64_t count_max,
 		bool exhaustive, lib_ranked *r, sdk_err *err)
+{
+	return lib_sq_rank_cached(db, NULL, sq, limit, count_max, exhaustive, r, err);
+}
+
+int lib_sq_rank_cached(sqlite3 *db, lib_pend_cache *pc, const lib_sq *sq, unsigned limit,
+		       int64_t count_max, bool exhaustive, lib_ranked *r, sdk_err *err)
 {
 	memset(r, 0, sizeof *r);
 	if (limit < 1 || limit > LIB_HITS_MAX || !sq->nword)
@@ -693,7 +867,7 @@ int lib_sq_rank(sqlite3 *db, const lib_sq *sq, unsigned limit, int64_t count_max
 	}
 	struct plan p = { .or_mode = sq->or_mode, .exhaustive = exhaustive };
 	struct heap hp = { .h = r->hit, .k = limit };
-	rc = plan_open(&c, sq, &p);
+	rc = plan_open(&c, pc, sq, &p);
 	if (!rc && p.nw == 1 && !p.nt && !p.nx && !exhaustive)
 		rc = rank_one(&c, &p.w[0], &hp);
 	else if (!rc)

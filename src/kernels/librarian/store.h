@@ -99,6 +99,12 @@ int lib_owner_release(sqlite3 *db, const char *owner, int64_t now_ms, json_t **o
 struct lib_tok;
 int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
 	       unsigned limit, json_t **out, lib_err *err);
+/* The same with a connection's cache of the pending documents (search.h;
+ * NULL: none). */
+struct lib_pend_cache;
+int lib_search_cached(sqlite3 *db, struct lib_tok *tok, struct lib_pend_cache *pc,
+		      const char *query, const char *tag, unsigned limit, json_t **out,
+		      lib_err *err);
 /* Builds what the block index lacks (after a migration), in steps. */
 int lib_store_build(sqlite3 *db, lib_err *err);
 /* For find.c: a column as JSON (NULL on failure). */

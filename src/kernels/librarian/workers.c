@@ -2,6 +2,7 @@
 
 #include "kernels/librarian/bulk.h"
 #include "kernels/librarian/index.h"
+#include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
 #include "kernels/librarian/tok.h"
 #include "sdk/clock.h"
@@ -15,10 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A connection and a tokenizer; one worker uses it at a time. */
+/* A connection, a tokenizer and the pending documents' cache
+ * (search.h); one worker uses it at a time. */
 struct conn {
 	sqlite3 *db;
 	lib_tok *tok;
+	lib_pend_cache *pc; /* NULL (no memory): read per search */
 	struct conn *next;
 };
 
@@ -70,6 +73,7 @@ static void conn_free(struct conn *c)
 	if (!c)
 		return;
 	lib_tok_free(c->tok);
+	lib_pend_cache_free(c->pc);
 	sqlite3_close(c->db);
 	free(c);
 }
@@ -89,6 +93,7 @@ static struct conn *conn_open(lib_workers *r, sdk_err *err)
 		conn_free(c);
 		return NULL;
 	}
+	c->pc = lib_pend_cache_new();
 	return c;
 }
 
@@ -124,7 +129,8 @@ static void search_work(void *arg)
 	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		j->rc = sdk_db_fail(c->db, &j->err, "begin search");
 	} else {
-		j->rc = lib_search(c->db, c->tok, j->query, j->tag, j->limit, &j->out, &j->err);
+		j->rc = lib_search_cached(c->db, c->tok, c->pc, j->query, j->tag, j->limit, &j->out,
+					  &j->err);
 		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
 	}
 	conn_give(j->r, c);
