@@ -61,6 +61,14 @@ int lib_doc_put(sqlite3 *db, const char *title, const char *body, json_t *tags,
 int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
 		      const char *title, const char *body, json_t *tags,
 		      const char *source, int64_t *id_out, lib_err *err);
+/* The same through `single`, an index kept by the caller between single
+ * writes on db (lib_ix_open; its statements prepared once), or NULL. The
+ * document's postings are staged (index.h): the caller has the writer
+ * merge them (lib_workers_staged). */
+struct lib_ix;
+int lib_doc_put_single(sqlite3 *db, struct lib_ix *single, const char *owner,
+		       const lib_quota *quota, const char *title, const char *body, json_t *tags,
+		       const char *source, int64_t *id_out, lib_err *err);
 
 /* On success *doc_out is a new reference the caller must json_decref:
  * {"id","title","body","tags":[...],"source"|null,"owner"|null,
