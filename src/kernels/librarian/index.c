@@ -1461,7 +1461,8 @@ out:
 int lib_ix_reset(sqlite3 *db, sdk_err *err)
 {
 	if (sqlite3_exec(db, "DELETE FROM ix_terms; DELETE FROM ix_blocks; DELETE FROM ix_posts;"
-			 "DELETE FROM ix_docs; DELETE FROM ix_pending; UPDATE ix_meta SET docs = 0, tokens = 0,"
+			 "DELETE FROM ix_docs; DELETE FROM ix_pending;"
+			 " UPDATE ix_meta SET docs = 0, tokens = 0,"
 			 " gen = gen + 1, complete = 0 WHERE id = 1;", NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				"index: reset: %s", sqlite3_errmsg(db));

@@ -97,7 +97,8 @@ int lib_ix_check_quick(sqlite3 *db, sdk_err *err)
 	if (!rc)
 		rc = one_row(db, "SELECT count(*) FROM ix_pending AS p WHERE NOT EXISTS"
 			     " (SELECT 1 FROM ix_docs AS x WHERE x.id = p.doc) OR NOT EXISTS"
-			     " (SELECT 1 FROM documents AS d WHERE d.id = p.doc)", &orphans, NULL, err);
+			     " (SELECT 1 FROM documents AS d WHERE d.id = p.doc)", &orphans, NULL,
+			     err);
 	if (!rc && orphans)
 		rc = sdk_fail(err, SDK_ECORRUPT, "index: %" PRId64 " pending documents are not"
 			      " indexed or no longer exist", orphans);
@@ -250,9 +251,10 @@ static int check_pending(sqlite3 *db, int64_t id, const void *blob, size_t n,
 		return sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " has %" PRIu32
 				" words, its text %" PRIu32, id, tokens, dl);
 	sqlite3_stmt *b;
-	if (sqlite3_prepare_v2(db, "SELECT p.docs FROM ix_terms AS t JOIN ix_blocks AS b ON b.term = t.id"
-			       " JOIN ix_posts AS p ON p.id = b.post WHERE t.term = ?1 AND b.last >= ?2"
-			       " ORDER BY b.last LIMIT 1", -1, &b, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, "SELECT p.docs FROM ix_terms AS t JOIN ix_blocks AS b"
+			       " ON b.term = t.id JOIN ix_posts AS p ON p.id = b.post"
+			       " WHERE t.term = ?1 AND b.last >= ?2 ORDER BY b.last LIMIT 1", -1, &b,
+			       NULL) != SQLITE_OK)
 		return fail_db(db, err, "prepare");
 	size_t distinct = 0, words = 0;
 	for (size_t i = 0; i < smp->n; i++)
@@ -280,8 +282,8 @@ static int check_pending(sqlite3 *db, int64_t id, const void *blob, size_t n,
 		if (rc || sqlite3_step(b) != SQLITE_ROW)
 			continue; /* past the term's blocks (or none): not in them */
 		/* In a block's range is no proof it is in the block: decode. */
-		if (lib_blk_decode(&blk, sqlite3_column_blob(b, 0), (size_t)sqlite3_column_bytes(b, 0),
-				   NULL, 0)) {
+		if (lib_blk_decode(&blk, sqlite3_column_blob(b, 0),
+				   (size_t)sqlite3_column_bytes(b, 0), NULL, 0)) {
 			rc = sdk_fail(err, SDK_ECORRUPT, "index: a block does not decode");
 			break;
 		}
@@ -291,7 +293,8 @@ static int check_pending(sqlite3 *db, int64_t id, const void *blob, size_t n,
 					      " is pending and in a block too", id);
 	}
 	if (!rc && r)
-		rc = sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " is damaged", id);
+		rc = sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " is damaged",
+			      id);
 	if (!rc && words != distinct)
 		rc = sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " has %zu words,"
 			      " its text %zu", id, words, distinct);
@@ -338,8 +341,8 @@ static int check_doc(sqlite3 *db, lib_tok *tok, int64_t id, sdk_err *err)
 	}
 	sqlite3_bind_int64(p, 1, id);
 	if (sqlite3_step(p) == SQLITE_ROW) { /* pending: not in the blocks yet */
-		rc = check_pending(db, id, sqlite3_column_blob(p, 0), (size_t)sqlite3_column_bytes(p, 0),
-				   &smp, dl, err);
+		rc = check_pending(db, id, sqlite3_column_blob(p, 0),
+				   (size_t)sqlite3_column_bytes(p, 0), &smp, dl, err);
 		sqlite3_finalize(p);
 		goto out;
 	}

@@ -38,8 +38,7 @@ struct lib_workers {
 	unsigned staged;   /* written since the last merge was queued */
 	bool merging;      /* a merge queued or running */
 	bool stopping;
-	int64_t merged;    /* documents merged: the last merge's (its thread's) */
-	sdk_err merge_err; /* its failure */
+	sdk_err merge_err; /* the last merge's failure (its thread's until done) */
 	int merge_rc;
 };
 
@@ -275,10 +274,9 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 static void merge_work(void *arg)
 {
 	lib_workers *w = arg;
-	w->merged = 0;
 	w->merge_rc = writer_ready(w, &w->merge_err);
 	if (!w->merge_rc)
-		w->merge_rc = lib_ix_merge_all(w->wdb, w->tails, &w->merged, &w->merge_err);
+		w->merge_rc = lib_ix_merge_all(w->wdb, w->tails, NULL, &w->merge_err);
 }
 
 static void merge_arm(lib_workers *w)
