@@ -11,6 +11,7 @@ librarian's file to know which state a document is in, and check:
   before and after the merge;
 - a pending document deleted disappears, one replaced (bulk, by source)
   changes;
+- past 1024 pending the writer merges while writes go on;
 - kill -9 of the librarian between the write and the merge: the
   acknowledged documents are found after the restart, from the pending
   table, and the merge completes later."""
@@ -138,6 +139,28 @@ class LibrarianPending(GraceTestCase):
             self.assertEqual(agree_with_fts5(self, g, VOCAB[:6] + VOCAB[14:17]), before)
             for i in range(40):
                 self.assertEqual(search(g, "zzone%d" % i)["total"], 1)
+
+    def test_merge_past_the_threshold_while_writes_go_on(self):
+        # Writes never pause for the idle second here: the pending count
+        # falls while they go on only through the merge at 1024 pending.
+        with GraceServer(kernels={"librarian": {}}) as g:
+            docs = corpus(11, 1700)
+
+            def put(chunk):
+                for d in chunk:
+                    post(g, d)
+            ts = [threading.Thread(target=put, args=(docs[i::4],)) for i in range(4)]
+            [t.start() for t in ts]
+            seen, fell = 0, False
+            while any(t.is_alive() for t in ts):
+                n = pending(g)
+                fell = fell or n < seen
+                seen = max(seen, n)
+            [t.join() for t in ts]
+            self.assertTrue(fell, "no merge while writes went on (at most %d pending)" % seen)
+            self.assertLessEqual(seen, 1024 + 600)
+            self.assertEqual(search(g, VOCAB[0])["total"],
+                             sum(VOCAB[0] in (d["title"] + " " + d["body"]).split() for d in docs))
 
     def test_kill9_between_write_and_merge(self):
         with GraceServer(kernels={"librarian": {}}) as g:
