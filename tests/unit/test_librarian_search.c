@@ -368,6 +368,25 @@ static void test_merge_keeps_rankings(void **state)
 		fail_msg("deep check: %s", e.msg);
 	json_decref(report);
 	compare_all(f, true);
+	/* Merged documents replaced one at a time: out of their blocks, pending
+	 * under their old ids (inside the blocks' ranges), merged back. */
+	for (unsigned i = 0; i < 20; i++) {
+		char src[32];
+		snprintf(src, sizeof src, "file://%u", i);
+		int64_t id;
+		assert_int_equal(lib_doc_upsert(f->db, NULL, NULL, f->vocab[i + 3], f->vocab[1], "[]",
+						src, 10, &id, &e), 0);
+	}
+	if (lib_ix_check_deep(f->db, f->tok, 2000, &report, &e))
+		fail_msg("deep check with replaced documents pending: %s", e.msg);
+	json_decref(report);
+	compare_all(f, true);
+	assert_int_equal(lib_ix_merge_all(f->db, NULL, &merged, &e), 0);
+	assert_int_equal(merged, 20);
+	if (lib_ix_check_deep(f->db, f->tok, 2000, &report, &e))
+		fail_msg("deep check after merging them back: %s", e.msg);
+	json_decref(report);
+	compare_all(f, true);
 }
 
 /* A damaged index is found by the check at start, never served. */
