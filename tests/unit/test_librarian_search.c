@@ -12,6 +12,12 @@
  *   3. deletes and re-ingests keep the index equal to its text (the deep
  *      check), and pruning still equals exhaustive afterwards.
  *
+ * Documents are written one at a time, as POST /documents writes them:
+ * into the index's pending table (index.h). Five sixths are merged into
+ * the blocks before the rest are written, so every comparison runs over
+ * blocks and pending documents at once; the last tests merge the rest
+ * and compare again.
+ *
  * Under GRACE_SANITIZED=1 the corpus and the number of queries are
  * smaller (ASan is ~10x slower), never skipped. */
 #include <setjmp.h>
@@ -35,6 +41,7 @@
 struct fx {
 	sqlite3 *db;
 	lib_tok *tok;
+	lib_pend_cache *pc; /* the pruned searches': it must follow every change */
 	char vocab[VOCAB][12];
 	double cum[VOCAB];
 	uint64_t rng;
@@ -116,9 +123,18 @@ static int setup(void **state)
 	sdk_err e;
 	assert_int_equal(lib_store_init(f->db, &e), 0);
 	assert_int_equal(lib_tok_new(f->db, &f->tok, &e), 0);
+	assert_non_null(f->pc = lib_pend_cache_new());
 	assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-	for (unsigned i = 0; i < f->docs; i++)
+	for (unsigned i = 0; i < f->docs; i++) {
+		if (i == f->docs * 5 / 6) {
+			int64_t merged;
+			assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+			assert_int_equal(lib_ix_merge_all(f->db, NULL, &merged, &e), 0);
+			assert_int_equal(merged, i);
+			assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+		}
 		put_doc(f);
+	}
 	assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	*state = f;
 	return 0;
@@ -128,6 +144,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	lib_tok_free(f->tok);
+	lib_pend_cache_free(f->pc);
 	sqlite3_close(f->db);
 	free(f);
 	return 0;
@@ -216,7 +233,8 @@ static void compare_all(struct fx *f, bool with_fts)
 		make_query(f, &q);
 		unsigned k = i % 5 == 0 ? 1 + below(f, 100) : 10;
 		/* count_max 50: pruning starts early on a corpus this small */
-		assert_int_equal(lib_sq_rank(f->db, &q.sq, k, 50, false, pr, &e), 0);
+		/* pruned with the cache, exhaustive reading the pending set anew */
+		assert_int_equal(lib_sq_rank_cached(f->db, f->pc, &q.sq, k, 50, false, pr, &e), 0);
 		assert_int_equal(lib_sq_rank(f->db, &q.sq, k, 50, true, ex, &e), 0);
 		same(pr, ex, 0.0, "pruned vs exhaustive", q.fts);
 		scored += pr->scored;
@@ -296,9 +314,77 @@ static void test_after_deletes_and_updates(void **state)
 		put_doc(f);
 	assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	json_t *report = NULL;
-	int rc = lib_ix_check_deep(f->db, f->tok, 200, &report, &e);
+	int rc = lib_ix_check_deep(f->db, f->tok, 2000, &report, &e);
 	if (rc)
 		fail_msg("deep check: %s", e.msg);
+	json_decref(report);
+	compare_all(f, true);
+}
+
+/* What is pending merges into the blocks (updated and new documents,
+ * some with ids inside the blocks' ranges) and ranks the same after. */
+static void test_merge_keeps_rankings(void **state)
+{
+	struct fx *f = *state;
+	sdk_err e;
+	int64_t pending = 0, merged = 0;
+	sqlite3_stmt *s;
+	assert_int_equal(sqlite3_prepare_v2(f->db, "SELECT count(*) FROM ix_pending", -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	pending = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	assert_true(pending > 100);
+	enum { N = 200 };
+	lib_ranked *before = malloc(N * sizeof *before), *after = malloc(sizeof *after);
+	uint64_t rng = f->rng;
+	for (unsigned i = 0; i < N; i++) {
+		struct q q;
+		make_query(f, &q);
+		assert_int_equal(lib_sq_rank_cached(f->db, f->pc, &q.sq, 10, 50, false, &before[i], &e),
+				 0);
+		lib_sq_clear(&q.sq);
+	}
+	assert_int_equal(lib_ix_merge_all(f->db, NULL, &merged, &e), 0);
+	assert_int_equal(merged, pending);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(s, 0), 0);
+	sqlite3_finalize(s);
+	/* The same queries again: the same hits, scores and totals, bit for
+	 * bit (N, df and avgdl counted the pending documents already). */
+	f->rng = rng;
+	for (unsigned i = 0; i < N; i++) {
+		struct q q;
+		make_query(f, &q);
+		assert_int_equal(lib_sq_rank_cached(f->db, f->pc, &q.sq, 10, 50, false, after, &e), 0);
+		same(after, &before[i], 0.0, "after the merge vs before", q.fts);
+		assert_int_equal(after->total, before[i].total);
+		lib_sq_clear(&q.sq);
+	}
+	free(before);
+	free(after);
+	json_t *report = NULL;
+	if (lib_ix_check_deep(f->db, f->tok, 2000, &report, &e))
+		fail_msg("deep check: %s", e.msg);
+	json_decref(report);
+	compare_all(f, true);
+	/* Merged documents replaced one at a time: out of their blocks, pending
+	 * under their old ids (inside the blocks' ranges), merged back. */
+	for (unsigned i = 0; i < 20; i++) {
+		char src[32];
+		snprintf(src, sizeof src, "file://%u", i);
+		int64_t id;
+		assert_int_equal(lib_doc_upsert(f->db, NULL, NULL, f->vocab[i + 3], f->vocab[1], "[]",
+						src, 10, &id, &e), 0);
+	}
+	if (lib_ix_check_deep(f->db, f->tok, 2000, &report, &e))
+		fail_msg("deep check with replaced documents pending: %s", e.msg);
+	json_decref(report);
+	compare_all(f, true);
+	assert_int_equal(lib_ix_merge_all(f->db, NULL, &merged, &e), 0);
+	assert_int_equal(merged, 20);
+	if (lib_ix_check_deep(f->db, f->tok, 2000, &report, &e))
+		fail_msg("deep check after merging them back: %s", e.msg);
 	json_decref(report);
 	compare_all(f, true);
 }
@@ -314,6 +400,16 @@ static void test_check_finds_damage(void **state)
 			 SQLITE_OK);
 	assert_int_equal(lib_ix_check_quick(f->db, &e), SDK_ECORRUPT);
 	assert_non_null(strstr(e.msg, "counts"));
+	assert_int_equal(sqlite3_exec(f->db, "UPDATE ix_terms SET df = df - 1 WHERE term ="
+				      " (SELECT term FROM ix_terms LIMIT 1)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(lib_ix_check_quick(f->db, &e), 0);
+	/* A pending row whose document is gone. */
+	assert_int_equal(sqlite3_exec(f->db, "INSERT INTO ix_pending (doc, terms) VALUES"
+				      " (999999, x'0000')", NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(lib_ix_check_quick(f->db, &e), SDK_ECORRUPT);
+	assert_non_null(strstr(e.msg, "pending"));
 }
 
 int main(void)
@@ -323,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_topk_equals_references),
 		cmocka_unit_test(test_counts),
 		cmocka_unit_test(test_after_deletes_and_updates),
+		cmocka_unit_test(test_merge_keeps_rankings),
 		cmocka_unit_test(test_check_finds_damage),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -269,6 +269,12 @@ static int check(const char *query, const char *tag, unsigned limit, lib_err *er
 int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
 	       unsigned limit, json_t **out, lib_err *err)
 {
+	return lib_search_cached(db, tok, NULL, query, tag, limit, out, err);
+}
+
+int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_pend_cache *pc, const char *query,
+		      const char *tag, unsigned limit, json_t **out, lib_err *err)
+{
 	if (!db || !out)
 		return sdk_fail(err, SDK_EINVAL, "missing argument");
 	*out = NULL;
@@ -296,7 +302,9 @@ int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *
 		goto out;
 	int fast = lib_sq_parse(tok, p->pos, p->npos, p->excl, p->nexcl, p->tag, p->ntag, &sq, err);
 	const char *plan = "index";
-	rc = fast < 0 ? fast : fast ? lib_sq_rank(db, &sq, limit, 0, false, r, err) : SDK_EBUSY;
+	rc = fast < 0 ? fast
+	     : fast   ? lib_sq_rank_cached(db, pc, &sq, limit, 0, false, r, err)
+		      : SDK_EBUSY;
 	if (rc == SDK_EBUSY) { /* not that shape, or the index is catching up */
 		plan = "fts5";
 		tags = tags_json(p);

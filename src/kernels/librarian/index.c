@@ -28,6 +28,9 @@ enum {
 	ST_DOC_INS,
 	ST_DOC_DEL,
 	ST_TEXT_GET,
+	ST_PEND_INS,
+	ST_PEND_DEL,
+	ST_PEND_LIST,
 	ST_COUNT
 };
 
@@ -56,6 +59,9 @@ static const char *const sql[ST_COUNT] = {
 	[ST_DOC_INS] = "INSERT INTO ix_docs (id, tokens) VALUES (?1, ?2)",
 	[ST_DOC_DEL] = "DELETE FROM ix_docs WHERE id = ?1",
 	[ST_TEXT_GET] = "SELECT title, body, tags FROM documents WHERE id = ?1",
+	[ST_PEND_INS] = "INSERT INTO ix_pending (doc, terms) VALUES (?1, ?2)",
+	[ST_PEND_DEL] = "DELETE FROM ix_pending WHERE doc = ?1",
+	[ST_PEND_LIST] = "SELECT doc, terms FROM ix_pending ORDER BY doc LIMIT ?1",
 };
 
 /* A term with postings waiting: the last one is the document being added. */
@@ -143,7 +149,7 @@ int lib_ix_init(sqlite3 *db, bool complete_if_new, sdk_err *err)
 	snprintf(q, sizeof q,
 		 "INSERT OR IGNORE INTO ix_meta (id, docs, tokens, gen, next_term, complete)"
 		 " VALUES (1, 0, 0, 1, 1, %d)", complete_if_new ? 1 : 0);
-	if (sqlite3_exec(db, LIB_IX_SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
+	if (sqlite3_exec(db, LIB_IX_SCHEMA LIB_IX_PENDING_SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(db, q, NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				"index schema: %s", sqlite3_errmsg(db));
@@ -940,7 +946,10 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 	return rc;
 }
 
-int lib_ix_flush(lib_ix *ix, sdk_err *err)
+/* Writes the collected postings into the blocks. merging: they are
+ * pending documents (ix_meta and ix_docs count them already; their
+ * ix_pending rows go); otherwise new documents (counted here). */
+static int flush_blocks(lib_ix *ix, bool merging, sdk_err *err)
 {
 	if (!ix->npdoc)
 		return SDK_OK;
@@ -956,21 +965,24 @@ int lib_ix_flush(lib_ix *ix, sdk_err *err)
 	if (t && !((t->valid || t->ready) && t->gen == m.gen))
 		tails_clear(t);
 	m.gen++;
-	int64_t add_tokens = 0;
-	for (uint32_t i = 0; i < ix->npdoc; i++)
+	int64_t add_tokens = 0, add_docs = merging ? 0 : ix->npdoc;
+	for (uint32_t i = 0; !merging && i < ix->npdoc; i++)
 		add_tokens += ix->ptok[i];
-	double avgdl = (double)(m.tokens + add_tokens) / (double)(m.docs + ix->npdoc);
+	double avgdl = m.docs + add_docs > 0 ? (double)(m.tokens + add_tokens) /
+						       (double)(m.docs + add_docs)
+					     : 1.0;
 	for (uint32_t i = 0; !rc && i < ix->cap; i++)
 		if (ix->tab[i].term)
 			rc = term_flush(ix, &ix->tab[i], &m, avgdl, err);
 	for (uint32_t i = 0; !rc && i < ix->npdoc; i++) {
-		sqlite3_stmt *s = stmt(ix, ST_DOC_INS);
+		sqlite3_stmt *s = stmt(ix, merging ? ST_PEND_DEL : ST_DOC_INS);
 		sqlite3_bind_int64(s, 1, ix->pdoc[i]);
-		sqlite3_bind_int64(s, 2, ix->ptok[i]);
-		rc = exec_simple(ix, s, err, "write document length");
+		if (!merging)
+			sqlite3_bind_int64(s, 2, ix->ptok[i]);
+		rc = exec_simple(ix, s, err, merging ? "delete pending" : "write document length");
 	}
 	if (!rc) {
-		m.docs += ix->npdoc;
+		m.docs += add_docs;
 		m.tokens += add_tokens;
 		rc = meta_put(ix, &m, err);
 	}
@@ -985,6 +997,180 @@ int lib_ix_flush(lib_ix *ix, sdk_err *err)
 	}
 out:
 	pending_clear(ix);
+	return rc;
+}
+
+int lib_ix_flush(lib_ix *ix, sdk_err *err) { return flush_blocks(ix, false, err); }
+
+/* ---- pending documents (ix_pending) */
+
+int lib_pend_open(lib_pend_it *it, const void *blob, size_t n, uint32_t *tokens)
+{
+	uint64_t tok = 0;
+	*it = (lib_pend_it){ .p = blob, .n = n };
+	if (!blob || !lib_varint(it->p, n, &it->i, &tok) || tok > UINT32_MAX ||
+	    !lib_varint(it->p, n, &it->i, &it->left) || it->left > n)
+		return SDK_ECORRUPT;
+	*tokens = (uint32_t)tok;
+	return SDK_OK;
+}
+
+int lib_pend_next(lib_pend_it *it, const char **term, uint32_t *len, uint32_t tf[LIB_FIELDS])
+{
+	if (!it->left)
+		return it->i == it->n ? 0 : SDK_ECORRUPT;
+	uint64_t l;
+	if (!lib_varint(it->p, it->n, &it->i, &l) || l == 0 || l > LIB_TERM_MAX + 1 ||
+	    l > it->n - it->i)
+		return SDK_ECORRUPT;
+	*term = (const char *)it->p + it->i;
+	*len = (uint32_t)l;
+	it->i += l;
+	for (unsigned f = 0; f < LIB_FIELDS; f++) {
+		uint64_t v;
+		if (!lib_varint(it->p, it->n, &it->i, &v) || v > UINT32_MAX)
+			return SDK_ECORRUPT;
+		tf[f] = (uint32_t)v;
+	}
+	it->left--;
+	return 1;
+}
+
+/* The one collected document's terms as its ix_pending blob, in ix->docs. */
+static bool pend_encode(lib_ix *ix)
+{
+	lib_buf *b = &ix->docs;
+	b->n = 0;
+	if (!lib_buf_varint(b, ix->ptok[0]) || !lib_buf_varint(b, ix->used))
+		return false;
+	for (uint32_t i = 0; i < ix->cap; i++) {
+		const struct pterm *e = &ix->tab[i];
+		if (!e->term)
+			continue;
+		if (!lib_buf_varint(b, e->len) || !lib_buf_reserve(b, e->len))
+			return false;
+		memcpy(b->p + b->n, e->term, e->len);
+		b->n += e->len;
+		for (unsigned f = 0; f < LIB_FIELDS; f++)
+			if (!lib_buf_varint(b, e->blk.tf[0][f]))
+				return false;
+	}
+	return true;
+}
+
+int lib_ix_stage(lib_ix *ix, sdk_err *err)
+{
+	if (ix->npdoc != 1)
+		return lib_ix_flush(ix, err);
+	lib_ix_meta m;
+	int rc = meta_get(ix, &m, err);
+	if (!rc && !pend_encode(ix))
+		rc = oom(err);
+	sqlite3_stmt *s;
+	if (!rc) {
+		s = stmt(ix, ST_PEND_INS);
+		sqlite3_bind_int64(s, 1, ix->pdoc[0]);
+		sqlite3_bind_blob(s, 2, ix->docs.p, (int)ix->docs.n, SQLITE_STATIC);
+		rc = exec_simple(ix, s, err, "write pending document");
+	}
+	if (!rc) {
+		s = stmt(ix, ST_DOC_INS);
+		sqlite3_bind_int64(s, 1, ix->pdoc[0]);
+		sqlite3_bind_int64(s, 2, ix->ptok[0]);
+		rc = exec_simple(ix, s, err, "write document length");
+	}
+	if (!rc) {
+		/* gen stays: the blocks and terms did not change, so the writer's
+		 * tails cache (index.h) still holds for the next merge. */
+		m.docs++;
+		m.tokens += ix->ptok[0];
+		rc = meta_put(ix, &m, err);
+	}
+	pending_clear(ix);
+	return rc;
+}
+
+/* A pending document's blob into the collected postings, as lib_ix_add
+ * would have collected its text. */
+static int collect_pending(lib_ix *ix, int64_t id, const void *blob, size_t n, sdk_err *err)
+{
+	lib_pend_it it;
+	uint32_t tokens, len, tf[LIB_FIELDS];
+	const char *term;
+	if (lib_pend_open(&it, blob, n, &tokens))
+		return sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " is damaged",
+				id);
+	ix->doc = id;
+	ix->ntouched = 0;
+	int r;
+	while ((r = lib_pend_next(&it, &term, &len, tf)) == 1) {
+		struct pterm *e = posting_of(ix, term, len);
+		if (!e)
+			return oom(err);
+		memcpy(e->blk.tf[e->blk.n - 1], tf, sizeof tf);
+	}
+	if (r)
+		return sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " is damaged",
+				id);
+	for (uint32_t k = 0; k < ix->ntouched; k++) {
+		lib_blk *b = &ix->tab[ix->touched[k]].blk;
+		b->dl[b->n - 1] = tokens;
+	}
+	return pdoc_push(ix, id, tokens) ? SDK_OK : oom(err);
+}
+
+int lib_ix_merge(lib_ix *ix, unsigned max, unsigned *merged, sdk_err *err)
+{
+	*merged = 0;
+	if (ix->npdoc)
+		return sdk_fail(err, SDK_EINVAL, "index: a merge with documents collected");
+	sqlite3_stmt *s = stmt(ix, ST_PEND_LIST);
+	sqlite3_bind_int64(s, 1, (int64_t)max + 1);
+	int rc = SDK_OK, step;
+	unsigned seen = 0;
+	while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW && ++seen <= max)
+		rc = collect_pending(ix, sqlite3_column_int64(s, 0), sqlite3_column_blob(s, 1),
+				     (size_t)sqlite3_column_bytes(s, 1), err);
+	if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
+		rc = fail_sql(ix, err, "read pending documents");
+	sqlite3_reset(s);
+	uint32_t n = ix->npdoc;
+	if (!rc)
+		rc = flush_blocks(ix, true, err);
+	pending_clear(ix);
+	if (rc)
+		return rc;
+	*merged = n;
+	return seen > max;
+}
+
+int lib_ix_merge_all(sqlite3 *db, lib_ix_tails *t, int64_t *merged, sdk_err *err)
+{
+	lib_ix *ix;
+	if (merged)
+		*merged = 0;
+	int rc = lib_ix_open(db, &ix, err);
+	if (rc)
+		return rc;
+	lib_ix_use_tails(ix, t);
+	for (int more = 1; !rc && more;) {
+		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+			rc = fail_sql(ix, err, "begin merge");
+			break;
+		}
+		unsigned n = 0;
+		more = lib_ix_merge(ix, LIB_IX_MERGE_STEP, &n, err);
+		if (more < 0)
+			rc = more;
+		else if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			rc = fail_sql(ix, err, "commit merge");
+		if (rc)
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		lib_ix_tails_done(t, !rc);
+		if (!rc && merged)
+			*merged += n;
+	}
+	lib_ix_close(ix);
 	return rc;
 }
 
@@ -1139,11 +1325,43 @@ static int term_forget(lib_ix *ix, const char *term, int64_t doc, lib_ix_meta *m
 	return exec_simple(ix, s, err, "write term");
 }
 
+/* A document still in ix_pending leaves with its row: no block to touch.
+ * 1 when it was pending (and is gone), 0 when not. */
+static int unstage(lib_ix *ix, int64_t id, sdk_err *err)
+{
+	sqlite3_stmt *s = stmt(ix, ST_PEND_DEL);
+	sqlite3_bind_int64(s, 1, id);
+	int rc = exec_simple(ix, s, err, "delete pending document");
+	if (rc || sqlite3_changes(ix->db) == 0)
+		return rc;
+	s = stmt(ix, ST_DOC_GET);
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	int64_t tokens = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? sdk_fail(err, SDK_ECORRUPT, "index: pending document %"
+						    PRId64 " has no length", id)
+					 : fail_sql(ix, err, "read document length");
+	s = stmt(ix, ST_DOC_DEL);
+	sqlite3_bind_int64(s, 1, id);
+	lib_ix_meta m;
+	if ((rc = exec_simple(ix, s, err, "delete document length")) ||
+	    (rc = meta_get(ix, &m, err)))
+		return rc;
+	m.docs--; /* gen stays, as for lib_ix_stage */
+	m.tokens -= tokens;
+	rc = meta_put(ix, &m, err);
+	return rc ? rc : 1;
+}
+
 int lib_ix_remove(lib_ix *ix, int64_t id, sdk_err *err)
 {
 	int rc;
 	if (pending_has(ix, id) && (rc = lib_ix_flush(ix, err)))
 		return rc;
+	if ((rc = unstage(ix, id, err)))
+		return rc < 0 ? rc : SDK_OK;
 	sqlite3_stmt *s = stmt(ix, ST_DOC_GET);
 	sqlite3_bind_int64(s, 1, id);
 	rc = sqlite3_step(s);
@@ -1243,7 +1461,8 @@ out:
 int lib_ix_reset(sqlite3 *db, sdk_err *err)
 {
 	if (sqlite3_exec(db, "DELETE FROM ix_terms; DELETE FROM ix_blocks; DELETE FROM ix_posts;"
-			 "DELETE FROM ix_docs; UPDATE ix_meta SET docs = 0, tokens = 0,"
+			 "DELETE FROM ix_docs; DELETE FROM ix_pending;"
+			 " UPDATE ix_meta SET docs = 0, tokens = 0,"
 			 " gen = gen + 1, complete = 0 WHERE id = 1;", NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				"index: reset: %s", sqlite3_errmsg(db));

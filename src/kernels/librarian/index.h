@@ -3,7 +3,8 @@
  * not in files of our own or in Xapian).
  *
  *   ix_meta    one row: documents indexed (N), their tokens (for avgdl),
- *              a generation bumped by every change, the next term id, and
+ *              a generation bumped by every change of the blocks and
+ *              terms (not of ix_pending alone), the next term id, and
  *              whether every document is indexed (false while a rebuild
  *              or a migration catches up)
  *   ix_terms   term -> id, df (documents it occurs in), the generation of
@@ -12,6 +13,14 @@
  *              holding them: the skip list (block.h)
  *   ix_posts   the blocks' docs and positions blobs
  *   ix_docs    every indexed document and its length in tokens
+ *   ix_pending a document indexed but not yet in the blocks: its terms
+ *              with their counts per field (lib_pend_*), written by a
+ *              one-document write (lib_ix_stage) in one or two pages
+ *              instead of a block, a term row and a postings row for each
+ *              of its ~100 terms; lib_ix_merge moves them into the blocks
+ *              in a transaction of its own. ix_meta and ix_docs count a
+ *              pending document already; ix_terms.df and the blocks do
+ *              not (readers add the pending postings, search.c)
  *
  * Tags are indexed too, as terms no word can be ("\x01" + the tag), so
  * tag:x is a posting list like any other.
@@ -27,6 +36,7 @@
 
 #include "kernels/layer.h"
 
+#include "kernels/librarian/bm25.h"
 #include "kernels/librarian/tok.h"
 #include "sdk/err.h"
 
@@ -68,10 +78,21 @@
 	"  id INTEGER PRIMARY KEY," \
 	"  tokens INTEGER NOT NULL" \
 	");"
+/* Schema 4 (the migration step 3->4): the pending documents. A row is
+ * never updated, and seq is never reused (AUTOINCREMENT): so (count(*),
+ * max(seq)) names the set of rows, and readers cache the set by it
+ * (search.h) without the writer bumping anything. */
+#define LIB_IX_PENDING_SCHEMA \
+	"CREATE TABLE IF NOT EXISTS ix_pending (" \
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT," \
+	"  doc INTEGER NOT NULL UNIQUE," \
+	"  terms BLOB NOT NULL" \
+	");"
 
 #define LIB_TAG_TERM_MARK '\x01'
 
 typedef struct lib_ix lib_ix;
+typedef struct lib_ix_tails lib_ix_tails; /* below */
 
 typedef struct lib_ix_meta {
 	int64_t docs, tokens, gen, next_term;
@@ -92,15 +113,44 @@ int lib_ix_add(lib_ix *ix, int64_t id, const char *title, const char *body, cons
 int lib_ix_remove(lib_ix *ix, int64_t id, sdk_err *err);
 /* Writes what lib_ix_add collected; inside the caller's transaction. */
 int lib_ix_flush(lib_ix *ix, sdk_err *err);
+/* As lib_ix_flush, but one document collected goes to ix_pending (a few
+ * pages written instead of ~300); more than one is flushed into the
+ * blocks (a batch pays for its merge once). */
+int lib_ix_stage(lib_ix *ix, sdk_err *err);
+/* Moves up to `max` pending documents (the oldest ids first) into the
+ * blocks, inside the caller's transaction; nothing collected may be
+ * waiting. 1 when more are left, 0 when none, or a negative status;
+ * *merged: the documents moved. */
+int lib_ix_merge(lib_ix *ix, unsigned max, unsigned *merged, sdk_err *err);
+/* Merges every pending document, LIB_IX_MERGE_STEP a transaction of its
+ * own (BEGIN IMMEDIATE: the caller holds none), with the writer's tails
+ * cache `t` (may be NULL). *merged: the documents moved (may be NULL). */
+#define LIB_IX_MERGE_STEP 2048u
+int lib_ix_merge_all(sqlite3 *db, lib_ix_tails *t, int64_t *merged, sdk_err *err);
+/* The pending documents worth a merge at once, and the idle time after
+ * which what is pending is merged anyway (the writer's timer). */
+#define LIB_IX_PENDING_MERGE 1024u
+#define LIB_IX_MERGE_IDLE_MS 1000
+
+/* A pending document's terms blob: varint its tokens, varint its terms,
+ * then per term varint length, the bytes, varint tf title, body, tags.
+ * lib_pend_open reads the head; lib_pend_next each term (1), the end (0)
+ * or SDK_ECORRUPT: a damaged blob is never read past its end. */
+typedef struct lib_pend_it {
+	const uint8_t *p;
+	size_t n, i;
+	uint64_t left;
+} lib_pend_it;
+int lib_pend_open(lib_pend_it *it, const void *blob, size_t n, uint32_t *tokens);
+int lib_pend_next(lib_pend_it *it, const char **term, uint32_t *len, uint32_t tf[LIB_FIELDS]);
 /* The writer's tails cache: each term's tail block (the one a flush
  * rewrites) as the last flush left it, kept between transactions so that
  * the next flush neither looks it up nor reads it. It is trusted only
  * while ix_meta.gen is what that flush made it (every change of the
- * index, by any connection or process, bumps it) and only once
+ * blocks and terms, by any connection or process, bumps it) and only once
  * lib_ix_tails_done said that flush's transaction committed; a crash
  * loses it with the process. One writer thread at a time; at most 64 MiB
  * (terms past it are read from the file). */
-typedef struct lib_ix_tails lib_ix_tails;
 lib_ix_tails *lib_ix_tails_new(void);
 void lib_ix_tails_free(lib_ix_tails *t);
 /* ix's flushes use and update `t` (borrowed; NULL: none). */

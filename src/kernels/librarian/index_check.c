@@ -93,6 +93,15 @@ int lib_ix_check_quick(sqlite3 *db, sdk_err *err)
 	if (!rc && orphans)
 		rc = sdk_fail(err, SDK_ECORRUPT, "index: %" PRId64 " indexed documents no longer"
 			      " exist", orphans);
+	/* A pending document is counted (ix_docs) and stored, like any other. */
+	if (!rc)
+		rc = one_row(db, "SELECT count(*) FROM ix_pending AS p WHERE NOT EXISTS"
+			     " (SELECT 1 FROM ix_docs AS x WHERE x.id = p.doc) OR NOT EXISTS"
+			     " (SELECT 1 FROM documents AS d WHERE d.id = p.doc)", &orphans, NULL,
+			     err);
+	if (!rc && orphans)
+		rc = sdk_fail(err, SDK_ECORRUPT, "index: %" PRId64 " pending documents are not"
+			      " indexed or no longer exist", orphans);
 	if (!rc)
 		rc = check_df(db, &terms, err);
 	return rc;
@@ -220,6 +229,80 @@ static int cmp_expect(const void *a, const void *b)
 	return (x->at > y->at) - (x->at < y->at);
 }
 
+static int cmp_term(const void *key, const void *e)
+{
+	const struct expect *k = key, *x = e;
+	return strcmp(k->term, x->term);
+}
+
+/* A pending document (its ix_pending blob) against its text tokenized
+ * again (smp, sorted): the same length, the same words with the same
+ * counts per field, and none of them in a block too. */
+static int check_pending(sqlite3 *db, int64_t id, const void *blob, size_t n,
+			 const struct sample *smp, uint32_t dl, sdk_err *err)
+{
+	lib_pend_it it;
+	uint32_t tokens, len, tf[LIB_FIELDS];
+	const char *term;
+	if (lib_pend_open(&it, blob, n, &tokens))
+		return sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " is damaged",
+				id);
+	if (tokens != dl)
+		return sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " has %" PRIu32
+				" words, its text %" PRIu32, id, tokens, dl);
+	sqlite3_stmt *b;
+	if (sqlite3_prepare_v2(db, "SELECT p.docs FROM ix_terms AS t JOIN ix_blocks AS b"
+			       " ON b.term = t.id JOIN ix_posts AS p ON p.id = b.post"
+			       " WHERE t.term = ?1 AND b.last >= ?2 ORDER BY b.last LIMIT 1", -1, &b,
+			       NULL) != SQLITE_OK)
+		return fail_db(db, err, "prepare");
+	size_t distinct = 0, words = 0;
+	for (size_t i = 0; i < smp->n; i++)
+		distinct += !i || strcmp(smp->v[i].term, smp->v[i - 1].term);
+	int r, rc = SDK_OK;
+	lib_blk blk = { 0 };
+	while (!rc && (r = lib_pend_next(&it, &term, &len, tf)) == 1) {
+		if (term[0] == LIB_TAG_TERM_MARK)
+			continue; /* tags: not in the text's tokens */
+		words++;
+		struct expect key = { .len = len };
+		memcpy(key.term, term, len < LIB_TERM_MAX ? len : LIB_TERM_MAX);
+		const struct expect *e = bsearch(&key, smp->v, smp->n, sizeof *smp->v, cmp_term);
+		uint32_t per_field[LIB_FIELDS] = { 0 };
+		while (e && e > smp->v && !strcmp(e[-1].term, key.term))
+			e--;
+		for (; e && e < smp->v + smp->n && !strcmp(e->term, key.term); e++)
+			per_field[e->field]++;
+		if (memcmp(per_field, tf, sizeof tf))
+			rc = sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64
+				      " differs from its text", id);
+		sqlite3_reset(b);
+		sqlite3_bind_text(b, 1, term, (int)len, SQLITE_STATIC);
+		sqlite3_bind_int64(b, 2, id);
+		if (rc || sqlite3_step(b) != SQLITE_ROW)
+			continue; /* past the term's blocks (or none): not in them */
+		/* In a block's range is no proof it is in the block: decode. */
+		if (lib_blk_decode(&blk, sqlite3_column_blob(b, 0),
+				   (size_t)sqlite3_column_bytes(b, 0), NULL, 0)) {
+			rc = sdk_fail(err, SDK_ECORRUPT, "index: a block does not decode");
+			break;
+		}
+		for (uint32_t k = 0; !rc && k < blk.n; k++)
+			if (blk.doc[k] == id)
+				rc = sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64
+					      " is pending and in a block too", id);
+	}
+	if (!rc && r)
+		rc = sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " is damaged",
+			      id);
+	if (!rc && words != distinct)
+		rc = sdk_fail(err, SDK_ECORRUPT, "index: pending document %" PRId64 " has %zu words,"
+			      " its text %zu", id, words, distinct);
+	sqlite3_finalize(b);
+	lib_blk_free(&blk);
+	return rc;
+}
+
 static int check_doc(sqlite3 *db, lib_tok *tok, int64_t id, sdk_err *err)
 {
 	sqlite3_stmt *d = NULL, *t = NULL, *b = NULL;
@@ -251,6 +334,19 @@ static int check_doc(sqlite3 *db, lib_tok *tok, int64_t id, sdk_err *err)
 	}
 	uint32_t dl = smp.pos[0] + smp.pos[1] + smp.pos[2];
 	qsort(smp.v, smp.n, sizeof *smp.v, cmp_expect);
+	sqlite3_stmt *p;
+	if (sqlite3_prepare_v2(db, "SELECT terms FROM ix_pending WHERE doc = ?1", -1, &p, NULL)) {
+		rc = fail_db(db, err, "prepare");
+		goto out;
+	}
+	sqlite3_bind_int64(p, 1, id);
+	if (sqlite3_step(p) == SQLITE_ROW) { /* pending: not in the blocks yet */
+		rc = check_pending(db, id, sqlite3_column_blob(p, 0),
+				   (size_t)sqlite3_column_bytes(p, 0), &smp, dl, err);
+		sqlite3_finalize(p);
+		goto out;
+	}
+	sqlite3_finalize(p);
 	for (size_t i = 0; i < smp.n && !rc;) {
 		size_t j = i;
 		while (j < smp.n && !strcmp(smp.v[j].term, smp.v[i].term))

@@ -12,6 +12,7 @@
  *   GET    /ingest/jobs/:id       one, with progress and errors by file
  *   DELETE /ingest/jobs/:id       cancel (its owner or an admin)
  *   DELETE /owners/:name          admin: the user is gone (see store.h) */
+#include "kernels/librarian/index.h"
 #include "kernels/librarian/jobs.h"
 #include "kernels/librarian/workers.h"
 #include "kernels/librarian/store.h"
@@ -30,6 +31,7 @@
 struct lib_state {
 	lib_jobs *jobs;
 	lib_workers *workers;
+	lib_ix *single; /* POST /documents' index on k->db (NULL: one a write) */
 };
 
 static lib_jobs *jobs_of(sdk_kernel *k)
@@ -95,12 +97,15 @@ static void on_put(sdk_req *req, void *ctx)
 	lib_quota quota = lib_jobs_quota(jobs_of(k));
 	int64_t id;
 	lib_err e;
-	int rc = lib_doc_put_owned(k->db, who.name, &quota, title, text,
-				   json_is_null(tags) ? NULL : tags, source, &id, &e);
+	int rc = lib_doc_put_single(k->db, ((struct lib_state *)k->state)->single, who.name,
+				    &quota, title, text, json_is_null(tags) ? NULL : tags, source, &id,
+				    &e);
 	if (rc < 0) {
 		reply_lib_error(req, rc, &e);
 		return;
 	}
+	/* Its postings are pending (index.h): the writer merges them later. */
+	lib_workers_staged(((struct lib_state *)k->state)->workers, 1);
 	sdk_reply_json(req, 201, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
@@ -281,6 +286,9 @@ static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
+	lib_workers_staged(st->workers, 0); /* what a crash left pending, merged once idle */
+	if (lib_ix_open(k->db, &st->single, &e) < 0)
+		st->single = NULL; /* each write opens its own: slower, the same */
 	return 0;
 }
 
@@ -295,6 +303,7 @@ static void librarian_close(sdk_kernel *k)
 	struct lib_state *st = k->state;
 	if (!st)
 		return;
+	lib_ix_close(st->single); /* before the runtime closes k->db */
 	lib_workers_free(st->workers);
 	lib_jobs_free(st->jobs);
 	free(st);

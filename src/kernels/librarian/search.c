@@ -125,7 +125,22 @@ int lib_sq_parse(lib_tok *tok, const char *const *pos, unsigned npos, const char
 
 /* ---- one term's postings */
 
+/* A term's postings among the pending documents (ix_pending, index.h):
+ * not in its blocks yet, scored one by one (there are few), ascending. */
+struct pend {
+	int64_t *doc;
+	uint32_t *dl;
+	uint32_t (*tf)[LIB_FIELDS];
+	uint32_t n, cap;
+};
+
+/* A term's postings: its blocks and its pending postings, two ascending
+ * streams with no document in both (a document is pending or merged). */
 struct cur {
+	struct pend p;
+	bool p_borrowed; /* p is the cache's */
+	uint32_t pk;     /* the current pending posting */
+	double pub;  /* the best score a pending posting gives (with slack) */
 	int64_t df;
 	double idf;
 	uint32_t nb, bi; /* blocks, the current one */
@@ -154,8 +169,18 @@ static int fail_sql(struct ctx *c, const char *what)
 			"search: %s: %s", what, sqlite3_errmsg(c->db));
 }
 
+static void pend_free(struct pend *p)
+{
+	free(p->doc);
+	free(p->dl);
+	free(p->tf);
+	*p = (struct pend){ 0 };
+}
+
 static void cur_free(struct cur *u)
 {
+	if (!u->p_borrowed)
+		pend_free(&u->p);
 	free(u->last);
 	free(u->post);
 	free(u->ub);
@@ -163,22 +188,255 @@ static void cur_free(struct cur *u)
 	*u = (struct cur){ 0 };
 }
 
-/* The term's document count and skip list. A term not in the index has
- * no blocks (every step past it is DOC_END). */
+static bool pend_push(struct pend *p, int64_t doc, uint32_t dl, const uint32_t tf[LIB_FIELDS])
+{
+	if (p->n == p->cap) {
+		uint32_t cap = p->cap ? p->cap * 2 : 16;
+		int64_t *d = realloc(p->doc, cap * sizeof *d);
+		if (d)
+			p->doc = d;
+		uint32_t *l = realloc(p->dl, cap * sizeof *l);
+		if (l)
+			p->dl = l;
+		uint32_t(*t)[LIB_FIELDS] = realloc(p->tf, cap * sizeof *t);
+		if (t)
+			p->tf = t;
+		if (!d || !l || !t)
+			return false;
+		p->cap = cap;
+	}
+	p->doc[p->n] = doc;
+	p->dl[p->n] = dl;
+	memcpy(p->tf[p->n], tf, sizeof p->tf[p->n]);
+	p->n++;
+	return true;
+}
+
+/* The pending postings of the query's n terms into u[0..n), from this
+ * snapshot's ix_pending (at most a merge threshold's documents, so read
+ * whole: no skipping needed). */
+static int pend_load(struct ctx *c, struct cur *u, char *const *term, const size_t *len,
+		     unsigned n)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(c->db, "SELECT doc, terms FROM ix_pending ORDER BY doc", -1, &s,
+			       NULL) != SQLITE_OK)
+		return fail_sql(c, "prepare pending");
+	int rc, r = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t doc = sqlite3_column_int64(s, 0);
+		lib_pend_it it;
+		uint32_t dl, tl, tf[LIB_FIELDS];
+		const char *t;
+		if (lib_pend_open(&it, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+				  &dl)) {
+			r = SDK_ECORRUPT;
+			break;
+		}
+		while ((r = lib_pend_next(&it, &t, &tl, tf)) == 1)
+			for (unsigned i = 0; r == 1 && i < n; i++)
+				if (len[i] == tl && !memcmp(term[i], t, tl) &&
+				    !pend_push(&u[i].p, doc, dl, tf))
+					r = SDK_EIO;
+		if (r)
+			break;
+	}
+	sqlite3_finalize(s);
+	if (r == SDK_EIO)
+		return sdk_fail(c->err, SDK_EIO, "out of memory");
+	if (r)
+		return sdk_fail(c->err, SDK_ECORRUPT, "search: a pending document is damaged");
+	return rc == SQLITE_DONE ? SDK_OK : fail_sql(c, "read pending");
+}
+
+/* ---- the pending documents' cache (search.h) */
+
+struct pc_term {
+	char *term; /* NULL: a free slot */
+	uint32_t len, hash;
+	struct pend p;
+};
+
+struct lib_pend_cache {
+	struct pc_term *tab;
+	uint32_t cap, used;
+	size_t bytes;
+	int64_t count, maxseq; /* the set it holds */
+	bool valid;
+};
+
+lib_pend_cache *lib_pend_cache_new(void) { return calloc(1, sizeof(lib_pend_cache)); }
+
+static void pc_clear(lib_pend_cache *pc)
+{
+	for (uint32_t i = 0; i < pc->cap; i++)
+		if (pc->tab[i].term) {
+			free(pc->tab[i].term);
+			pend_free(&pc->tab[i].p);
+		}
+	free(pc->tab);
+	*pc = (lib_pend_cache){ 0 };
+}
+
+void lib_pend_cache_free(lib_pend_cache *pc)
+{
+	if (!pc)
+		return;
+	pc_clear(pc);
+	free(pc);
+}
+
+static uint32_t pc_hash(const char *s, uint32_t n)
+{
+	uint32_t h = 2166136261u;
+	for (uint32_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h;
+}
+
+/* The term's entry; add: made when missing (NULL: out of memory). */
+static struct pc_term *pc_slot(lib_pend_cache *pc, const char *s, uint32_t n, bool add)
+{
+	if (add && (pc->used + 1) * 2 > pc->cap) {
+		uint32_t cap = pc->cap ? pc->cap * 2 : 1024;
+		struct pc_term *t = calloc(cap, sizeof *t);
+		if (!t)
+			return NULL;
+		for (uint32_t i = 0; i < pc->cap; i++) {
+			if (!pc->tab[i].term)
+				continue;
+			uint32_t j = pc->tab[i].hash & (cap - 1);
+			while (t[j].term)
+				j = (j + 1) & (cap - 1);
+			t[j] = pc->tab[i];
+		}
+		free(pc->tab);
+		pc->tab = t;
+		pc->cap = cap;
+	}
+	if (!pc->cap)
+		return NULL;
+	uint32_t h = pc_hash(s, n), j = h & (pc->cap - 1);
+	while (pc->tab[j].term) {
+		struct pc_term *e = &pc->tab[j];
+		if (e->hash == h && e->len == n && !memcmp(e->term, s, n))
+			return e;
+		j = (j + 1) & (pc->cap - 1);
+	}
+	if (!add || !(pc->tab[j].term = malloc(n)))
+		return NULL;
+	memcpy(pc->tab[j].term, s, n);
+	pc->tab[j].len = n;
+	pc->tab[j].hash = h;
+	pc->used++;
+	pc->bytes += sizeof(struct pc_term) + n;
+	return &pc->tab[j];
+}
+
+/* The pending set of this snapshot into pc, unless pc holds it already.
+ * 1: pc holds it; 0: it is too large for pc (read per search); < 0. */
+static int pc_load(struct ctx *c, lib_pend_cache *pc)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(c->db, "SELECT count(*), coalesce(max(seq), 0) FROM ix_pending", -1,
+			       &s, NULL) != SQLITE_OK)
+		return fail_sql(c, "prepare pending");
+	int rc = sqlite3_step(s);
+	int64_t count = sqlite3_column_int64(s, 0), maxseq = sqlite3_column_int64(s, 1);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW)
+		return fail_sql(c, "read pending");
+	if (pc->valid && pc->count == count && pc->maxseq == maxseq)
+		return 1;
+	pc_clear(pc);
+	if (sqlite3_prepare_v2(c->db, "SELECT doc, terms FROM ix_pending ORDER BY doc", -1, &s,
+			       NULL) != SQLITE_OK)
+		return fail_sql(c, "prepare pending");
+	int r = 0;
+	while (!r && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t doc = sqlite3_column_int64(s, 0);
+		lib_pend_it it;
+		uint32_t dl, tl, tf[LIB_FIELDS];
+		const char *t;
+		if (lib_pend_open(&it, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+				  &dl)) {
+			r = SDK_ECORRUPT;
+			break;
+		}
+		while ((r = lib_pend_next(&it, &t, &tl, tf)) == 1) {
+			struct pc_term *e = pc_slot(pc, t, tl, true);
+			if (!e || !pend_push(&e->p, doc, dl, tf)) {
+				r = SDK_EIO;
+				break;
+			}
+			pc->bytes += sizeof(int64_t) + sizeof(uint32_t) * (1 + LIB_FIELDS);
+		}
+		if (!r && pc->bytes > LIB_PEND_CACHE_BYTES)
+			r = 1; /* too large: not kept */
+	}
+	sqlite3_finalize(s);
+	if (r || rc != SQLITE_DONE)
+		pc_clear(pc);
+	if (r == 1)
+		return 0;
+	if (r == SDK_EIO)
+		return sdk_fail(c->err, SDK_EIO, "out of memory");
+	if (r)
+		return sdk_fail(c->err, SDK_ECORRUPT, "search: a pending document is damaged");
+	if (rc != SQLITE_DONE)
+		return fail_sql(c, "read pending");
+	pc->count = count;
+	pc->maxseq = maxseq;
+	pc->valid = true;
+	return 1;
+}
+
+/* The cached postings of the n terms, borrowed into u[0..n). */
+static void pc_lend(lib_pend_cache *pc, struct cur *u, char *const *term, const size_t *len,
+		    unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct pc_term *e = pc_slot(pc, term[i], (uint32_t)len[i], false);
+		u[i].p_borrowed = true;
+		if (e)
+			u[i].p = e->p;
+	}
+}
+
+static double cur_score(const struct ctx *c, const struct cur *u, uint32_t k)
+{
+	return lib_bm25_term(u->idf, (double)lib_weighted(u->blk.tf[k], LIB_FIELDS_MASK),
+			     (double)u->blk.dl[k], c->avgdl);
+}
+
+static double pend_score(const struct ctx *c, const struct cur *u, uint32_t k)
+{
+	return lib_bm25_term(u->idf, (double)lib_weighted(u->p.tf[k], LIB_FIELDS_MASK),
+			     (double)u->p.dl[k], c->avgdl);
+}
+
+/* The term's document count (its blocks' and its pending postings') and
+ * skip list; u->p is loaded already. A term not in the index has no
+ * blocks (every step past it is DOC_END). */
 static int cur_open(struct ctx *c, const char *term, size_t len, bool scoring, struct cur *u)
 {
-	*u = (struct cur){ 0 };
 	sqlite3_reset(c->term);
 	sqlite3_bind_text(c->term, 1, term, (int)len, SQLITE_STATIC);
 	int rc = sqlite3_step(c->term);
-	if (rc == SQLITE_DONE)
-		return SDK_OK;
-	if (rc != SQLITE_ROW)
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail_sql(c, "read term");
-	int64_t id = sqlite3_column_int64(c->term, 0);
-	u->df = sqlite3_column_int64(c->term, 1);
+	int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(c->term, 0) : 0;
+	u->df = (rc == SQLITE_ROW ? sqlite3_column_int64(c->term, 1) : 0) + u->p.n;
 	sqlite3_reset(c->term);
 	u->idf = lib_idf(c->ndocs, u->df);
+	for (uint32_t k = 0; scoring && k < u->p.n; k++) {
+		double sc = pend_score(c, u, k) * LIB_BOUND_SLACK;
+		if (sc > u->pub)
+			u->pub = sc;
+	}
+	u->maxub = u->pub;
+	if (!id)
+		return SDK_OK;
 	uint32_t cap = 0;
 	sqlite3_reset(c->blocks);
 	sqlite3_bind_int64(c->blocks, 1, id);
@@ -251,12 +509,21 @@ static void cur_shallow(struct cur *u, int64_t d)
 	}
 }
 
-/* The first document >= d the term has (DOC_END: none), in *at. */
+static void pend_shallow(struct cur *u, int64_t d)
+{
+	while (u->pk < u->p.n && u->p.doc[u->pk] < d)
+		u->pk++;
+}
+
+/* The first document >= d the term has (DOC_END: none), in *at: the
+ * smaller of its blocks' next and its pending postings' next. */
 static int cur_next(struct ctx *c, struct cur *u, int64_t d, int64_t *at)
 {
+	pend_shallow(u, d);
+	int64_t pd = u->pk < u->p.n ? u->p.doc[u->pk] : DOC_END;
 	cur_shallow(u, d);
 	if (u->bi >= u->nb) {
-		*at = DOC_END;
+		*at = pd;
 		return SDK_OK;
 	}
 	if (!u->loaded) {
@@ -266,15 +533,20 @@ static int cur_next(struct ctx *c, struct cur *u, int64_t d, int64_t *at)
 	}
 	while (u->blk.doc[u->k] < d)
 		u->k++; /* the block's last is >= d: this stops inside it */
-	*at = u->blk.doc[u->k];
+	*at = u->blk.doc[u->k] < pd ? u->blk.doc[u->k] : pd;
 	return SDK_OK;
 }
 
-static double cur_score(const struct ctx *c, const struct cur *u, uint32_t k)
+/* The term's score for document m where its cursor stands (0: not there). */
+static double cur_score_at(const struct ctx *c, const struct cur *u, int64_t m)
 {
-	return lib_bm25_term(u->idf, (double)lib_weighted(u->blk.tf[k], LIB_FIELDS_MASK),
-			     (double)u->blk.dl[k], c->avgdl);
+	if (u->bi < u->nb && u->loaded && u->blk.doc[u->k] == m)
+		return cur_score(c, u, u->k);
+	if (u->pk < u->p.n && u->p.doc[u->pk] == m)
+		return pend_score(c, u, u->pk);
+	return 0;
 }
+
 
 /* ---- the k best: a heap with the worst at the top */
 
@@ -349,6 +621,10 @@ static int rank_one(struct ctx *c, struct cur *u, struct heap *hp)
 		ord[i] = i;
 	qsort_r(ord, u->nb, sizeof *ord, cmp_ub_desc, u->ub);
 	int rc = SDK_OK;
+	for (uint32_t k = 0; k < u->p.n; k++) { /* few: all of them */
+		heap_push(hp, u->p.doc[k], pend_score(c, u, k));
+		c->r->scored++;
+	}
 	for (uint32_t i = 0; !rc && i < u->nb; i++) {
 		if (u->ub[ord[i]] < heap_theta(hp))
 			break;
@@ -440,15 +716,24 @@ static bool window(struct plan *p, int64_t d, double *ub, int64_t *end)
 	for (unsigned i = 0; i < p->nw; i++) {
 		struct cur *u = &p->w[i];
 		cur_shallow(u, d);
-		if (u->bi >= u->nb) {
+		pend_shallow(u, d);
+		bool blocks = u->bi < u->nb, pend = u->pk < u->p.n;
+		if (!blocks && !pend) {
 			if (!p->or_mode)
 				return false;
 			continue;
 		}
 		any = true;
-		*ub += u->ub[u->bi];
-		if (u->last[u->bi] < *end)
-			*end = u->last[u->bi];
+		if (blocks) {
+			*ub += u->ub[u->bi];
+			if (u->last[u->bi] < *end)
+				*end = u->last[u->bi];
+		}
+		if (pend) { /* one stretch up to its last, under its best score */
+			*ub += u->pub;
+			if (u->p.doc[u->p.n - 1] < *end)
+				*end = u->p.doc[u->p.n - 1];
+		}
 	}
 	return any;
 }
@@ -487,11 +772,8 @@ static int rank_daat(struct ctx *c, struct plan *p, struct heap *hp)
 			count++;
 		/* Summed in query order, as FTS5 sums its phrases. */
 		double s = 0;
-		for (unsigned i = 0; i < p->nw; i++) {
-			struct cur *u = &p->w[i];
-			if (u->bi < u->nb && u->loaded && u->blk.doc[u->k] == m)
-				s += cur_score(c, u, u->k);
-		}
+		for (unsigned i = 0; i < p->nw; i++)
+			s += cur_score_at(c, &p->w[i], m);
 		c->r->scored++;
 		heap_push(hp, m, s);
 	}
@@ -505,7 +787,7 @@ static const char sql_blocks[] = "SELECT last, post, bound FROM ix_blocks WHERE 
 				 " ORDER BY last";
 static const char sql_docs[] = "SELECT docs FROM ix_posts WHERE id = ?1";
 
-static int plan_open(struct ctx *c, const lib_sq *sq, struct plan *p)
+static int plan_open(struct ctx *c, lib_pend_cache *pc, const lib_sq *sq, struct plan *p)
 {
 	unsigned n = sq->nword + sq->ntag + sq->nexcl;
 	struct cur *all = calloc(n, sizeof *all);
@@ -514,16 +796,30 @@ static int plan_open(struct ctx *c, const lib_sq *sq, struct plan *p)
 	p->w = all;
 	p->t = all + sq->nword;
 	p->x = p->t + sq->ntag;
-	int rc = SDK_OK;
-	for (unsigned i = 0; !rc && i < sq->nword; i++, p->nw++)
-		rc = cur_open(c, sq->word[i], strlen(sq->word[i]), true, &p->w[i]);
-	for (unsigned i = 0; !rc && i < sq->ntag; i++, p->nt++) {
-		char term[LIB_TERM_MAX + 2];
-		size_t len = lib_tag_term(sq->tag[i], term, sizeof term);
-		rc = cur_open(c, term, len, false, &p->t[i]);
+	/* Every term of the plan in its order: words, tags, exclusions. */
+	char tags[LIB_SQ_TAGS_MAX][LIB_TERM_MAX + 2];
+	char *term[LIB_SQ_WORDS_MAX * 2 + LIB_SQ_TAGS_MAX];
+	size_t len[LIB_SQ_WORDS_MAX * 2 + LIB_SQ_TAGS_MAX];
+	unsigned nt = 0;
+	for (unsigned i = 0; i < sq->nword; i++, nt++)
+		len[nt] = strlen(term[nt] = sq->word[i]);
+	for (unsigned i = 0; i < sq->ntag; i++, nt++)
+		len[nt] = lib_tag_term(sq->tag[i], term[nt] = tags[i], sizeof tags[i]);
+	for (unsigned i = 0; i < sq->nexcl; i++, nt++)
+		len[nt] = strlen(term[nt] = sq->excl[i]);
+	/* Counted as plan_close frees: every cursor, its pending postings. */
+	p->nw = sq->nword;
+	p->nt = sq->ntag;
+	p->nx = sq->nexcl;
+	int rc = pc ? pc_load(c, pc) : 0;
+	if (rc == 1) {
+		pc_lend(pc, all, term, len, nt);
+		rc = SDK_OK;
+	} else if (rc == 0) {
+		rc = pend_load(c, all, term, len, nt);
 	}
-	for (unsigned i = 0; !rc && i < sq->nexcl; i++, p->nx++)
-		rc = cur_open(c, sq->excl[i], strlen(sq->excl[i]), false, &p->x[i]);
+	for (unsigned i = 0; !rc && i < nt; i++)
+		rc = cur_open(c, term[i], len[i], i < sq->nword, &all[i]);
 	for (unsigned i = 1; i < p->nw; i++)
 		if (p->w[i].df < p->w[p->lead].df)
 			p->lead = i;
@@ -540,6 +836,12 @@ static void plan_close(struct plan *p)
 
 int lib_sq_rank(sqlite3 *db, const lib_sq *sq, unsigned limit, int64_t count_max,
 		bool exhaustive, lib_ranked *r, sdk_err *err)
+{
+	return lib_sq_rank_cached(db, NULL, sq, limit, count_max, exhaustive, r, err);
+}
+
+int lib_sq_rank_cached(sqlite3 *db, lib_pend_cache *pc, const lib_sq *sq, unsigned limit,
+		       int64_t count_max, bool exhaustive, lib_ranked *r, sdk_err *err)
 {
 	memset(r, 0, sizeof *r);
 	if (limit < 1 || limit > LIB_HITS_MAX || !sq->nword)
@@ -565,7 +867,7 @@ int lib_sq_rank(sqlite3 *db, const lib_sq *sq, unsigned limit, int64_t count_max
 	}
 	struct plan p = { .or_mode = sq->or_mode, .exhaustive = exhaustive };
 	struct heap hp = { .h = r->hit, .k = limit };
-	rc = plan_open(&c, sq, &p);
+	rc = plan_open(&c, pc, sq, &p);
 	if (!rc && p.nw == 1 && !p.nt && !p.nx && !exhaustive)
 		rc = rank_one(&c, &p.w[0], &hp);
 	else if (!rc)

@@ -73,4 +73,19 @@ void lib_sq_clear(lib_sq *sq);
 int lib_sq_rank(sqlite3 *db, const lib_sq *sq, unsigned limit, int64_t count_max,
 		bool exhaustive, lib_ranked *r, sdk_err *err);
 
+/* A search connection's copy of the index's pending documents (index.h)
+ * as term -> postings, kept between searches while the pending set is
+ * the one it was read from (named by ix_pending's count and largest seq
+ * in the search's snapshot). Read again whole when it changed: a set at
+ * most a merge threshold large, between merges. Past
+ * LIB_PEND_CACHE_BYTES the set is read per search instead (the postings
+ * of the query's terms only). One connection's, one thread at a time. */
+#define LIB_PEND_CACHE_BYTES (64u << 20)
+typedef struct lib_pend_cache lib_pend_cache;
+lib_pend_cache *lib_pend_cache_new(void);
+void lib_pend_cache_free(lib_pend_cache *pc);
+/* lib_sq_rank with a cache (NULL: none, the set read per search). */
+int lib_sq_rank_cached(sqlite3 *db, lib_pend_cache *pc, const lib_sq *sq, unsigned limit,
+		       int64_t count_max, bool exhaustive, lib_ranked *r, sdk_err *err);
+
 #endif

@@ -154,11 +154,16 @@ static const char lib_migrate_2[] =
 	"INSERT OR IGNORE INTO ix_meta (id, docs, tokens, gen, next_term, complete)"
 	" VALUES (1, 0, 0, 1, 1, 0);";
 
+/* Version 3's one-document writes went straight into the blocks; 4's go
+ * into ix_pending first (index.h). Nothing to move: an empty table. */
+static const char lib_migrate_3[] = LIB_IX_PENDING_SCHEMA;
+
 const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
 	{ .what = "(stamp: an unversioned file has version 1's tables)" },
 	{ .sql = lib_migrate_1, .what = "(documents' owner and size, the ingest tables)" },
 	{ .sql = lib_migrate_2,
 	  .what = "(documents' hash, the block index's tables, marked to be built)" },
+	{ .sql = lib_migrate_3, .what = "(the block index's pending documents)" },
 };
 
 static const char lib_sql_insert[] =
@@ -444,10 +449,13 @@ static int lib_fail_write(sqlite3 *db, int rc, lib_err *err)
 
 /* Inputs are already validated; `sql` is lib_sql_insert or lib_sql_upsert.
  * The document and its postings in the block index go in one savepoint:
- * both or neither. `ix` NULL: an index of the call's own, flushed before
- * the savepoint ends; otherwise the caller's (a bulk load), which the
+ * both or neither. `ix` NULL: one document, staged (index.h) before the
+ * savepoint ends, through `single` (the caller's, kept between single
+ * writes so that its statements are prepared once) or, NULL, an index of
+ * the call's own; otherwise the caller's batch (a bulk load), which the
  * caller flushes inside the same transaction. */
-static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *title,
+static int lib_doc_write(sqlite3 *db, lib_ix *ix, lib_ix *single, const char *sql,
+			 const char *title,
 			 const char *body, const char *tags, const char *source,
 			 const char *owner, int64_t size, const uint8_t *hash,
 			 int64_t *id_out, lib_err *err)
@@ -464,7 +472,9 @@ static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *t
 	 * slower with one per document). */
 	if (!ix && (rc = lib_tx_begin(db, &nested, err)))
 		return rc;
-	if (!ix && (rc = lib_ix_open(db, &own, err)))
+	if (!ix && single)
+		own = single;
+	else if (!ix && (rc = lib_ix_open(db, &own, err)))
 		goto out;
 	if (!ix)
 		ix = own;
@@ -505,15 +515,20 @@ static int lib_doc_write(sqlite3 *db, lib_ix *ix, const char *sql, const char *t
 		goto out;
 	}
 	rc = lib_ix_add(ix, id, title, body, tags, err);
+	/* One document: into ix_pending (a few pages), merged into the
+	 * blocks later by the writer (index.h). */
 	if (!rc && own)
-		rc = lib_ix_flush(own, err);
+		rc = lib_ix_stage(own, err);
 	if (!rc && id_out)
 		*id_out = id;
 out:
 	sqlite3_reset(st); /* ix's: it stays prepared for the next document */
 	if (!own)
 		return rc;
-	lib_ix_close(own);
+	if (own != single)
+		lib_ix_close(own);
+	else if (rc)
+		lib_ix_discard(own); /* nothing collected stays for the next write */
 	if (rc) {
 		lib_tx_rollback(db, nested);
 		return rc;
@@ -531,6 +546,13 @@ int lib_doc_put(sqlite3 *db, const char *title, const char *body, json_t *tags,
 int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
 		      const char *title, const char *body, json_t *tags,
 		      const char *source, int64_t *id_out, lib_err *err)
+{
+	return lib_doc_put_single(db, NULL, owner, quota, title, body, tags, source, id_out, err);
+}
+
+int lib_doc_put_single(sqlite3 *db, lib_ix *single, const char *owner, const lib_quota *quota,
+		       const char *title, const char *body, json_t *tags, const char *source,
+		       int64_t *id_out, lib_err *err)
 {
 	char *tags_text = NULL;
 	bool nested;
@@ -552,7 +574,7 @@ int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
 	if (!rc)
 		rc = lib_quota_check(db, owner, quota, 1, size, err);
 	if (!rc)
-		rc = lib_doc_write(db, NULL, lib_sql_insert, title, body, tags_text,
+		rc = lib_doc_write(db, NULL, single, lib_sql_insert, title, body, tags_text,
 				   source, owner, size, NULL, id_out, err);
 	if (!rc)
 		rc = lib_tx_commit(db, nested, err);
@@ -584,7 +606,7 @@ int lib_doc_upsert(sqlite3 *db, lib_ix *ix, const char *owner, const char *title
 		   const char *body, const char *tags, const char *source, int64_t size,
 		   int64_t *id_out, lib_err *err)
 {
-	return lib_doc_write(db, ix, lib_sql_upsert, title, body, tags, source, owner,
+	return lib_doc_write(db, ix, NULL, lib_sql_upsert, title, body, tags, source, owner,
 			     size, NULL, id_out, err);
 }
 
@@ -592,7 +614,7 @@ int lib_doc_write_bulk(sqlite3 *db, lib_ix *ix, const char *owner, const char *t
 		       const char *body, const char *tags, const char *source, int64_t size,
 		       const uint8_t *hash, int64_t *id_out, lib_err *err)
 {
-	return lib_doc_write(db, ix, source ? lib_sql_upsert : lib_sql_insert, title, body, tags,
+	return lib_doc_write(db, ix, NULL, source ? lib_sql_upsert : lib_sql_insert, title, body, tags,
 			     source, owner, size, source ? NULL : hash, id_out, err);
 }
 

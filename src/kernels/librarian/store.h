@@ -24,7 +24,7 @@
 
 /* A schema change is a new step in lib_migrations and a new fixture
  * directory (docs/upgrades.md). */
-#define LIB_SCHEMA_VERSION 3
+#define LIB_SCHEMA_VERSION 4
 extern const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION];
 #define LIB_TITLE_MAX 1024u
 #define LIB_BODY_MAX (4u << 20)
@@ -61,6 +61,14 @@ int lib_doc_put(sqlite3 *db, const char *title, const char *body, json_t *tags,
 int lib_doc_put_owned(sqlite3 *db, const char *owner, const lib_quota *quota,
 		      const char *title, const char *body, json_t *tags,
 		      const char *source, int64_t *id_out, lib_err *err);
+/* The same through `single`, an index kept by the caller between single
+ * writes on db (lib_ix_open; its statements prepared once), or NULL. The
+ * document's postings are staged (index.h): the caller has the writer
+ * merge them (lib_workers_staged). */
+struct lib_ix;
+int lib_doc_put_single(sqlite3 *db, struct lib_ix *single, const char *owner,
+		       const lib_quota *quota, const char *title, const char *body, json_t *tags,
+		       const char *source, int64_t *id_out, lib_err *err);
 
 /* On success *doc_out is a new reference the caller must json_decref:
  * {"id","title","body","tags":[...],"source"|null,"owner"|null,
@@ -99,6 +107,12 @@ int lib_owner_release(sqlite3 *db, const char *owner, int64_t now_ms, json_t **o
 struct lib_tok;
 int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
 	       unsigned limit, json_t **out, lib_err *err);
+/* The same with a connection's cache of the pending documents (search.h;
+ * NULL: none). */
+struct lib_pend_cache;
+int lib_search_cached(sqlite3 *db, struct lib_tok *tok, struct lib_pend_cache *pc,
+		      const char *query, const char *tag, unsigned limit, json_t **out,
+		      lib_err *err);
 /* Builds what the block index lacks (after a migration), in steps. */
 int lib_store_build(sqlite3 *db, lib_err *err);
 /* For find.c: a column as JSON (NULL on failure). */

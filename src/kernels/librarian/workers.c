@@ -2,6 +2,7 @@
 
 #include "kernels/librarian/bulk.h"
 #include "kernels/librarian/index.h"
+#include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
 #include "kernels/librarian/tok.h"
 #include "sdk/clock.h"
@@ -10,14 +11,17 @@
 #include "sdk/pool.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A connection and a tokenizer; one worker uses it at a time. */
+/* A connection, a tokenizer and the pending documents' cache
+ * (search.h); one worker uses it at a time. */
 struct conn {
 	sqlite3 *db;
 	lib_tok *tok;
+	lib_pend_cache *pc; /* NULL (no memory): read per search */
 	struct conn *next;
 };
 
@@ -29,6 +33,13 @@ struct lib_workers {
 	sdk_pool *writer; /* one thread */
 	sqlite3 *wdb;     /* the writer's connection: only its thread uses it */
 	lib_ix_tails *tails; /* the writer's tails cache (index.h): its thread's too */
+	/* The pending documents' merge (lib_workers_staged); on the loop. */
+	struct event *merge_timer;
+	unsigned staged;   /* written since the last merge was queued */
+	bool merging;      /* a merge queued or running */
+	bool stopping;
+	sdk_err merge_err; /* the last merge's failure (its thread's until done) */
+	int merge_rc;
 };
 
 struct bulk {
@@ -61,6 +72,7 @@ static void conn_free(struct conn *c)
 	if (!c)
 		return;
 	lib_tok_free(c->tok);
+	lib_pend_cache_free(c->pc);
 	sqlite3_close(c->db);
 	free(c);
 }
@@ -80,6 +92,7 @@ static struct conn *conn_open(lib_workers *r, sdk_err *err)
 		conn_free(c);
 		return NULL;
 	}
+	c->pc = lib_pend_cache_new();
 	return c;
 }
 
@@ -115,7 +128,8 @@ static void search_work(void *arg)
 	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		j->rc = sdk_db_fail(c->db, &j->err, "begin search");
 	} else {
-		j->rc = lib_search(c->db, c->tok, j->query, j->tag, j->limit, &j->out, &j->err);
+		j->rc = lib_search_cached(c->db, c->tok, c->pc, j->query, j->tag, j->limit, &j->out,
+					  &j->err);
 		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
 	}
 	conn_give(j->r, c);
@@ -177,19 +191,25 @@ void lib_workers_search(lib_workers *r, sdk_req *req, const char *user, const ch
 		sdk_reply_error(req, 503, "busy", "too many searches queued; try again");
 }
 
+/* On the writer: its connection and tails cache, opened at first use. */
+static int writer_ready(lib_workers *w, sdk_err *err)
+{
+	if (!w->wdb && sdk_db_open_checked(w->k->cfg->data_dir, w->k->def->name,
+					   &(sdk_db_check){ .skip = true }, &w->wdb, err) < 0)
+		return SDK_EIO;
+	if (!w->tails)
+		w->tails = lib_ix_tails_new(); /* NULL (no memory): no cache */
+	return SDK_OK;
+}
+
 /* On the writer. */
 static void bulk_work(void *arg)
 {
 	struct bulk *b = arg;
 	lib_workers *w = b->w;
 	b->ran = true;
-	if (!w->wdb && sdk_db_open_checked(w->k->cfg->data_dir, w->k->def->name,
-					   &(sdk_db_check){ .skip = true }, &w->wdb, &b->err) < 0) {
-		b->rc = SDK_EIO;
+	if ((b->rc = writer_ready(w, &b->err)))
 		return;
-	}
-	if (!w->tails)
-		w->tails = lib_ix_tails_new(); /* NULL (no memory): no cache */
 	b->rc = lib_bulk_load(w->wdb, w->tails, b->owner, b->has_quota ? &b->quota : NULL, b->body, b->len,
 			      &b->out, &b->err);
 }
@@ -250,6 +270,71 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 	sdk_reply_error(req, 503, "busy", "too many bulk loads queued; try again");
 }
 
+/* On the writer: every pending document into the blocks. */
+static void merge_work(void *arg)
+{
+	lib_workers *w = arg;
+	w->merge_rc = writer_ready(w, &w->merge_err);
+	if (!w->merge_rc)
+		w->merge_rc = lib_ix_merge_all(w->wdb, w->tails, NULL, &w->merge_err);
+}
+
+static void merge_arm(lib_workers *w)
+{
+	struct timeval tv = { LIB_IX_MERGE_IDLE_MS / 1000, (LIB_IX_MERGE_IDLE_MS % 1000) * 1000 };
+	if (w->merge_timer && !w->stopping)
+		evtimer_add(w->merge_timer, &tv);
+}
+
+static void merge_queue(lib_workers *w);
+
+/* On the loop; also for a merge dropped unrun at shutdown. */
+static void merge_done(void *arg)
+{
+	lib_workers *w = arg;
+	w->merging = false;
+	if (w->merge_rc) {
+		/* Left pending, still searchable: tried again after the next idle
+		 * moment, not at once (a busy file would make it spin). */
+		sdk_log(SDK_LOG_WARN, NULL, "index merge: %s", w->merge_err.msg);
+		w->merge_rc = 0;
+		merge_arm(w);
+	} else if (w->staged >= LIB_IX_PENDING_MERGE) {
+		merge_queue(w); /* more came while it ran */
+	}
+}
+
+static void merge_queue(lib_workers *w)
+{
+	if (w->merging || w->stopping)
+		return;
+	w->merging = true;
+	w->staged = 0;
+	if (sdk_pool_submit(w->writer, merge_work, merge_done, w) != 0) {
+		w->merging = false; /* the writer's queue is full of bulk loads: later */
+		merge_arm(w);
+	}
+}
+
+static void on_merge_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	lib_workers *w = arg;
+	if (w->merging)
+		merge_arm(w); /* one at a time: look again after it */
+	else
+		merge_queue(w);
+}
+
+void lib_workers_staged(lib_workers *w, unsigned docs)
+{
+	w->staged += docs;
+	if (w->staged >= LIB_IX_PENDING_MERGE && !w->merging)
+		merge_queue(w);
+	else
+		merge_arm(w);
+}
+
 lib_workers *lib_workers_new(sdk_kernel *k, sdk_err *err)
 {
 	lib_workers *r = calloc(1, sizeof *r);
@@ -272,6 +357,12 @@ lib_workers *lib_workers_new(sdk_kernel *k, sdk_err *err)
 		lib_workers_free(r);
 		return NULL;
 	}
+	r->merge_timer = evtimer_new(k->base, on_merge_timer, r);
+	if (!r->merge_timer) {
+		sdk_fail(err, SDK_EIO, "out of memory");
+		lib_workers_free(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -279,6 +370,10 @@ void lib_workers_free(lib_workers *r)
 {
 	if (!r)
 		return;
+	r->stopping = true; /* merge_done must not arm the timer freed here */
+	if (r->merge_timer)
+		event_free(r->merge_timer);
+	r->merge_timer = NULL;
 	sdk_pool_free(r->pool);
 	sdk_pool_free(r->writer);
 	if (r->wdb)

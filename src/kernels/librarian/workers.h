@@ -41,4 +41,11 @@ struct lib_quota;
 void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 		      const struct lib_quota *quota);
 
+/* A document went into the index's pending table (index.h): past
+ * LIB_IX_PENDING_MERGE of them the writer merges them into the blocks at
+ * once, otherwise once no write came for LIB_IX_MERGE_IDLE_MS. Also at
+ * start (with nothing written yet: what a crash left pending). On the
+ * loop. */
+void lib_workers_staged(lib_workers *w, unsigned docs);
+
 #endif
