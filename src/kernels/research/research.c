@@ -328,9 +328,11 @@ static int research_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	if (k->cfg->model.base_url[0]) {
-		rk->model = sdk_model_new(k->base, &k->cfg->model, err, errlen);
-		if (!rk->model)
+		rk->model = sdk_model_new(k->base, &k->cfg->model, &e);
+		if (!rk->model) {
+			snprintf(err, errlen, "%s", e.msg);
 			return -1;
+		}
 		sdk_info("research: syntheses from model '%s'",
 			 k->cfg->model.model[0] ? k->cfg->model.model : "(server default)");
 	} else {

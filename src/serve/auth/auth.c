@@ -53,12 +53,11 @@ static int first_admin(auth_ctx *a)
 
 auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db)
 {
-	char err[256];
+	sdk_err err = { "" };
 	/* grace.db's tables are made with either engine: the CLI's offline
 	 * commands and older files expect them. */
-	if (sodium_init() < 0 || auth_store_init(db, err, sizeof err) < 0 ||
-	    auth_tokens_init(db, err, sizeof err) < 0) {
-		sdk_error("auth: cannot initialise: %s", err);
+	if (sodium_init() < 0 || auth_store_init(db, &err) < 0 || auth_tokens_init(db, &err) < 0) {
+		sdk_error("auth: cannot initialise: %s", err.msg);
 		return NULL;
 	}
 	sdk_err serr = { { 0 } };

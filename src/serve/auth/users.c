@@ -11,7 +11,7 @@
 /* Idle time is written back at most this often: not on every request. */
 #define TOUCH_EVERY_MS 30000
 
-int auth_store_init(sqlite3 *db, char *err, size_t errlen)
+int auth_store_init(sqlite3 *db, sdk_err *err)
 {
 	return sdk_db_exec(db,
 			   "CREATE TABLE IF NOT EXISTS users ("
@@ -28,7 +28,7 @@ int auth_store_init(sqlite3 *db, char *err, size_t errlen)
 			   "CREATE TABLE IF NOT EXISTS login_failures ("
 			   " user TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,"
 			   " failures INTEGER NOT NULL, since_ms INTEGER NOT NULL);",
-			   err, errlen);
+			   err);
 }
 
 bool auth_name_valid(const char *name)

@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 #include <sodium.h>
+#include "sdk/err.h"
+
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,7 +25,7 @@ enum { AUTH_ROLE_NONE = 0, AUTH_ROLE_USER = 1, AUTH_ROLE_ADMIN = 2 };
 #define AUTH_HASH_MAX crypto_pwhash_STRBYTES
 #define AUTH_TOKEN_MAX 64 /* base64url of 32 bytes is 43 characters */
 
-int auth_store_init(sqlite3 *db, char *err, size_t errlen);
+int auth_store_init(sqlite3 *db, sdk_err *err);
 
 bool auth_name_valid(const char *name);
 /* NULL when the password is acceptable, else why not. */
