@@ -720,7 +720,7 @@ static int cmd_user_add(const struct cli_args *a)
 	} else {
 		int r = auth_user_add(store, name, hash, admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER,
 				      sdk_wall_ms());
-		if (r == -EEXIST) {
+		if (r == SDK_ECONFLICT) {
 			fprintf(stderr, "grace: user '%s' exists\n", name);
 			rc = CLI_USAGE;
 		} else if (r < 0) {
