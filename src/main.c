@@ -73,11 +73,11 @@ int main(int argc, char **argv)
 	if (!strcmp(first, "--version"))
 		argv[1] = "version";
 	struct cli_args a;
-	char err[512];
-	int rc = cli_parse(argc, argv, sdk_wall_ms(), &a, err, sizeof err);
+	sdk_err err = { "" };
+	int rc = cli_parse(argc, argv, sdk_wall_ms(), &a, &err);
 	if (rc) {
-		fprintf(stderr, "%s\n", err);
-		if (a.cmd && !strstr(err, "usage:"))
+		fprintf(stderr, "%s\n", err.msg);
+		if (a.cmd && !strstr(err.msg, "usage:"))
 			fprintf(stderr, "usage: grace %s%s%s [options]\n", a.cmd->name,
 				*a.cmd->args ? " " : "", a.cmd->args);
 		return rc;
