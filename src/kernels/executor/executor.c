@@ -1534,21 +1534,18 @@ static void host_setup(exe *x)
 		 h->cg.notes[0] ? "; " : "", h->cg.notes);
 }
 
-static int work_root_setup(exe *x, char *err, size_t errlen)
+static int work_root_setup(exe *x, sdk_err *err)
 {
 	if (x->cfg->work_root[0])
 		snprintf(x->work_root, sizeof x->work_root, "%s", x->cfg->work_root);
 	else
 		snprintf(x->work_root, sizeof x->work_root, "/tmp/grace-executor-%s", x->instance);
-	if (mkdir(x->work_root, 0711) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create %s: %s", x->work_root, strerror(errno));
-		return -1;
-	}
+	if (mkdir(x->work_root, 0711) < 0 && errno != EEXIST)
+		return sdk_fail(err, SDK_EIO, "cannot create %s: %s", x->work_root,
+				strerror(errno));
 	struct stat st;
-	if (lstat(x->work_root, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
-		snprintf(err, errlen, "%s is not a directory of ours", x->work_root);
-		return -1;
-	}
+	if (lstat(x->work_root, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+		return sdk_fail(err, SDK_EDENIED, "%s is not a directory of ours", x->work_root);
 	chmod(x->work_root, 0711);
 	/* Directories a previous life left: nothing runs yet, so none is in use. */
 	DIR *d = opendir(x->work_root);
@@ -1600,8 +1597,10 @@ static int executor_init(sdk_kernel *k, char *err, size_t errlen)
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		sdk_warn("executor: cannot be a child subreaper: %s", strerror(errno));
 	host_setup(x);
-	if (work_root_setup(x, err, errlen) < 0)
+	if (work_root_setup(x, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
 		return -1;
+	}
 	inherit_setup(x);
 	if (exe_jobs_running(k->db, recover_one, x, &e) < 0)
 		sdk_warn("executor: cannot read the jobs a previous life ran: %s", e.msg);
