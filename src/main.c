@@ -17,11 +17,10 @@
 static int load_config(const struct cli_args *a, grace_config *cfg)
 {
 	grace_config_overrides ov = { a->config, a->data_dir, a->port_offset };
-	char err[512];
+	sdk_err err;
 	/* The registry's kernels are the configuration's built-in ones. */
-	if (grace_config_load(cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
-			      sizeof err) < 0) {
-		fprintf(stderr, "grace: %s\n", err);
+	if (grace_config_read(cfg, kernel_registry_all(), kernel_registry_count(), &ov, &err) < 0) {
+		fprintf(stderr, "grace: %s\n", err.msg);
 		return -1;
 	}
 	return 0;
@@ -74,11 +73,11 @@ int main(int argc, char **argv)
 	if (!strcmp(first, "--version"))
 		argv[1] = "version";
 	struct cli_args a;
-	char err[512];
-	int rc = cli_parse(argc, argv, sdk_wall_ms(), &a, err, sizeof err);
+	sdk_err err = { "" };
+	int rc = cli_parse(argc, argv, sdk_wall_ms(), &a, &err);
 	if (rc) {
-		fprintf(stderr, "%s\n", err);
-		if (a.cmd && !strstr(err, "usage:"))
+		fprintf(stderr, "%s\n", err.msg);
+		if (a.cmd && !strstr(err.msg, "usage:"))
 			fprintf(stderr, "usage: grace %s%s%s [options]\n", a.cmd->name,
 				*a.cmd->args ? " " : "", a.cmd->args);
 		return rc;
@@ -101,8 +100,9 @@ int main(int argc, char **argv)
 	if (load_config(&a, &cfg) < 0)
 		return CLI_USAGE;
 	if (a.cmd->id == CMD_SERVE) {
-		if (grace_config_check_authorizer(&cfg, err, sizeof err) < 0) {
-			fprintf(stderr, "grace: %s\n", err);
+		sdk_err cerr;
+		if (grace_config_check_authorizer(&cfg, &cerr) < 0) {
+			fprintf(stderr, "grace: %s\n", cerr.msg);
 			return CLI_USAGE;
 		}
 		log_setup(&cfg, "grace");

@@ -23,10 +23,9 @@
 int cli_config_load(const struct cli_args *a, grace_config *cfg)
 {
 	grace_config_overrides ov = { a->config, a->data_dir, a->port_offset };
-	char err[512];
-	if (grace_config_load(cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
-			      sizeof err) < 0) {
-		fprintf(stderr, "grace: %s\n", err);
+	sdk_err err;
+	if (grace_config_read(cfg, kernel_registry_all(), kernel_registry_count(), &ov, &err) < 0) {
+		fprintf(stderr, "grace: %s\n", err.msg);
 		return CLI_USAGE;
 	}
 	return 0;

@@ -190,10 +190,10 @@ int cli_backup_main(int argc, char **argv)
 		port = atoi(port_arg);
 	} else {
 		static grace_config cfg;
-		char err[512];
-		if (grace_config_load(&cfg, kernel_registry_all(), kernel_registry_count(), &ov, err,
-				      sizeof err) < 0)
-			return fail(CLI_BACKUP_USAGE, "%s%s", err, "");
+		sdk_err err;
+		if (grace_config_read(&cfg, kernel_registry_all(), kernel_registry_count(), &ov,
+				      &err) < 0)
+			return fail(CLI_BACKUP_USAGE, "%s%s", err.msg, "");
 		port = cfg.api_port + cfg.port_offset;
 	}
 	if (port <= 0 || port > 65535)

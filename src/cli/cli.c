@@ -702,16 +702,16 @@ static int cmd_user_add(const struct cli_args *a)
 		fprintf(stderr, "grace: %s\n", why);
 		return CLI_USAGE;
 	}
-	char hash[AUTH_HASH_MAX], err[256];
+	char hash[AUTH_HASH_MAX];
 	sqlite3 *db = NULL;
 	grace_store *store = NULL; /* [store]: grace.db or PostgreSQL */
 	sdk_err serr = { { 0 } };
 	rc = CLI_FAILED;
 	if (sodium_init() < 0 || (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST)) {
 		fprintf(stderr, "grace: cannot create %s\n", cfg.data_dir);
-	} else if (sdk_db_open(cfg.data_dir, "grace", &db, err, sizeof err) < 0 ||
-		   auth_store_init(db, err, sizeof err) < 0) {
-		fprintf(stderr, "grace: %s\n", err);
+	} else if (sdk_db_open(cfg.data_dir, "grace", &db, &serr) < 0 ||
+		   auth_store_init(db, &serr) < 0) {
+		fprintf(stderr, "grace: %s\n", serr.msg);
 	} else if (!(store = store_open(&cfg, db, &serr))) {
 		fprintf(stderr, "grace: %s\n", serr.msg);
 	} else if (auth_hash(pw, cfg.auth.argon2_ops, (size_t)cfg.auth.argon2_mem_kib * 1024,
@@ -720,7 +720,7 @@ static int cmd_user_add(const struct cli_args *a)
 	} else {
 		int r = auth_user_add(store, name, hash, admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER,
 				      sdk_wall_ms());
-		if (r == -EEXIST) {
+		if (r == SDK_ECONFLICT) {
 			fprintf(stderr, "grace: user '%s' exists\n", name);
 			rc = CLI_USAGE;
 		} else if (r < 0) {

@@ -21,15 +21,16 @@
 static int write_one(const char *dir, const char *name, json_t *svid, const char *key)
 {
 	const char *text = json_string_value(json_object_get(svid, key));
-	char path[PATH_MAX + 32], err[256];
+	char path[PATH_MAX + 32];
+	sdk_err err;
 	snprintf(path, sizeof path, "%s/%s", dir, name);
 	if (!text) {
 		fprintf(stderr, "grace node enroll: the answer has no %s\n", key);
 		return CLI_API_ERROR;
 	}
 	/* 0600 for all three: the key must be, and the rest is the node's own. */
-	if (keyfile_replace(path, (const unsigned char *)text, strlen(text), err, sizeof err) < 0) {
-		fprintf(stderr, "grace node enroll: %s\n", err);
+	if (keyfile_replace(path, (const unsigned char *)text, strlen(text), &err) < 0) {
+		fprintf(stderr, "grace node enroll: %s\n", err.msg);
 		return CLI_FAILED;
 	}
 	return CLI_OK;
@@ -40,20 +41,22 @@ static int write_one(const char *dir, const char *name, json_t *svid, const char
  * API. */
 static int copy_token(const grace_config *cfg, const char *dir)
 {
-	char from[PATH_MAX + 64], to[PATH_MAX + 32], err[256];
+	char from[PATH_MAX + 64], to[PATH_MAX + 32];
+	sdk_err err;
 	unsigned char tok[SDK_TOKEN_LEN];
 	snprintf(from, sizeof from, "%s/node/internal.token", cfg->data_dir);
 	snprintf(to, sizeof to, "%s/internal.token", dir);
-	int rc = keyfile_read(from, tok, sizeof tok, err, sizeof err);
+	int rc = keyfile_read(from, tok, sizeof tok, &err);
 	if (rc == 0)
-		rc = keyfile_replace(to, tok, sizeof tok, err, sizeof err);
+		rc = keyfile_replace(to, tok, sizeof tok, &err);
 	sodium_memzero(tok, sizeof tok);
 	if (rc < 0) {
 		fprintf(stderr, "grace node enroll: the nodes' internal token: %s%s\n",
-			rc == KEYFILE_ENOENT ? from : err,
-			rc == KEYFILE_ENOENT ? ": missing (run this on the trust kernel's node, as the user "
-					       "grace serve runs as, with its --config and --data-dir)"
-					     : "");
+			rc == SDK_ENOTFOUND ? from : err.msg,
+			rc == SDK_ENOTFOUND
+				? ": missing (run this on the trust kernel's node, as the user "
+				  "grace serve runs as, with its --config and --data-dir)"
+				: "");
 		return CLI_FAILED;
 	}
 	return CLI_OK;

@@ -14,13 +14,17 @@
 #define SECONDS_MAX 86400.0
 #define DURATION_MAX_MS (366.0 * 86400000.0) /* a silence: at most a year */
 
-static int usage_error(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int usage_error(char *err, size_t len, const char *fmt, ...)
+/* Writes the reason into `err` and returns CLI_USAGE: the command line is
+ * the caller's input, and `grace` exits with CLI_USAGE for it. */
+static int usage_error(sdk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(sdk_err *err, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		va_end(ap);
+	}
 	return CLI_USAGE;
 }
 
@@ -192,7 +196,7 @@ static const struct cli_opt *find_short(const struct cli_cmd *c, char ch, enum c
 }
 
 static int set_opt(struct cli_args *a, enum cli_opt_id id, const char *v, int64_t now_ms,
-		   char *err, size_t len)
+		   sdk_err *err)
 {
 	const char *cmd = a->cmd->name;
 	unsigned long n;
@@ -212,56 +216,56 @@ static int set_opt(struct cli_args *a, enum cli_opt_id id, const char *v, int64_
 	case OPT_FILE: a->file = v; break;
 	case OPT_COMMENT:
 		if (!*v)
-			return usage_error(err, len, "grace %s: --comment wants a text", cmd);
+			return usage_error(err, "grace %s: --comment wants a text", cmd);
 		a->comment = v;
 		break;
 	case OPT_AUTHOR: a->author = v; break;
 	case OPT_DURATION:
 		a->duration_ms = cli_parse_duration(v);
 		if (a->duration_ms < 0)
-			return usage_error(err, len,
+			return usage_error(err,
 				    "grace %s: --duration wants a number then s, m, h or d (e.g. 90m; "
 				    "at most a year), not '%s'",
 				    cmd, v);
 		break;
 	case OPT_PORT:
 		if (parse_uint(v, 1, 65535, &n) < 0)
-			return usage_error(err, len, "grace %s: --port wants a TCP port (1 to 65535), not '%s'",
+			return usage_error(err, "grace %s: --port wants a TCP port (1 to 65535), not '%s'",
 				    cmd, v);
 		a->port = (int)n;
 		break;
 	case OPT_LIMIT:
 		if (parse_uint(v, 1, LIMIT_MAX, &n) < 0)
-			return usage_error(err, len, "grace %s: --limit wants 1 to %d, not '%s'", cmd,
+			return usage_error(err, "grace %s: --limit wants 1 to %d, not '%s'", cmd,
 				    LIMIT_MAX, v);
 		a->limit = (unsigned)n;
 		break;
 	case OPT_ITERATIONS:
 		if (parse_uint(v, 1, 1000000, &n) < 0)
-			return usage_error(err, len, "grace %s: --iterations wants 1 to 1000000, not '%s'",
+			return usage_error(err, "grace %s: --iterations wants 1 to 1000000, not '%s'",
 				    cmd, v);
 		a->iterations = (unsigned)n;
 		break;
 	case OPT_TIMEOUT:
 		if (parse_seconds(v, 100, &a->timeout_ms) < 0)
-			return usage_error(err, len,
+			return usage_error(err,
 				    "grace %s: --timeout wants seconds (0.1 to 86400), not '%s'", cmd, v);
 		break;
 	case OPT_INTERVAL:
 		if (parse_seconds(v, 100, &a->interval_ms) < 0)
-			return usage_error(err, len,
+			return usage_error(err,
 				    "grace %s: --interval wants seconds (0.1 to 86400), not '%s'", cmd, v);
 		break;
 	case OPT_LEVEL:
 		if (strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") && strcmp(v, "error"))
-			return usage_error(err, len,
+			return usage_error(err,
 				    "grace %s: --level wants debug, info, warn or error, not '%s'", cmd, v);
 		a->level = v;
 		break;
 	case OPT_SINCE:
 		a->since_ms = cli_parse_since(v, now_ms);
 		if (a->since_ms < 0)
-			return usage_error(err, len,
+			return usage_error(err,
 				    "grace %s: --since wants an age (30s, 10m, 2h, 1d) or a UTC time "
 				    "(2026-01-31 12:00), not '%s'",
 				    cmd, v);
@@ -278,20 +282,20 @@ static int set_opt(struct cli_args *a, enum cli_opt_id id, const char *v, int64_
 	return 0;
 }
 
-static int check_args(struct cli_args *a, char *err, size_t len)
+static int check_args(struct cli_args *a, sdk_err *err)
 {
 	const struct cli_cmd *c = a->cmd;
 	if (a->n_args < c->min_args || a->n_args > c->max_args)
-		return usage_error(err, len, "usage: grace %s%s%s [options] (see grace %s --help)", c->name,
+		return usage_error(err, "usage: grace %s%s%s [options] (see grace %s --help)", c->name,
 			    *c->args ? " " : "", c->args, c->name);
 	for (int i = 0; i < a->n_args; i++) {
 		const char *v = a->args[i];
 		if (c->arg_kind == ARG_KERNEL && !cli_kernel_name_ok(v))
-			return usage_error(err, len,
+			return usage_error(err,
 				    "grace %s: '%s' is not a kernel name (see grace kernels-list)",
 				    c->name, v);
 		if (c->arg_kind == ARG_USER && !user_name_ok(v))
-			return usage_error(err, len,
+			return usage_error(err,
 				    "grace %s: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'",
 				    c->name);
 	}
@@ -300,49 +304,49 @@ static int check_args(struct cli_args *a, char *err, size_t len)
 		for (const char *const *w = c->words; *w; w++)
 			known = known || !strcmp(*w, a->args[0]);
 		if (!known)
-			return usage_error(err, len, "usage: grace %s %s (not '%s')", c->name, c->args,
+			return usage_error(err, "usage: grace %s %s (not '%s')", c->name, c->args,
 				    a->args[0]);
 	}
 	if (c->id == CMD_USER && !user_name_ok(a->args[1]))
-		return usage_error(err, len, "grace user: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'");
+		return usage_error(err, "grace user: a user name is 1 to 64 of a-z, 0-9, '_', '.', '-'");
 	if (c->id == CMD_SILENCE && !strcmp(a->args[0], "expire")) {
 		const char *id = a->args[1];
 		if (a->n_args != 2)
-			return usage_error(err, len, "usage: grace silence expire ID (one id)");
+			return usage_error(err, "usage: grace silence expire ID (one id)");
 		if (strlen(id) > CLI_SILENCE_ID_MAX || strpbrk(id, "/?#%"))
-			return usage_error(err, len, "grace silence: '%s' is not a silence id", id);
+			return usage_error(err, "grace silence: '%s' is not a silence id", id);
 	}
 	if (c->id == CMD_SILENCE && !strcmp(a->args[0], "add")) {
 		struct cli_matcher m;
 		for (int i = 1; i < a->n_args; i++)
 			if (cli_matcher_parse(a->args[i], &m) < 0)
-				return usage_error(err, len,
+				return usage_error(err,
 					    "grace silence: '%s' is not a matcher (name=value, "
 					    "name!=value, name=~regex, name!~regex)",
 					    a->args[i]);
 		if (!a->comment)
-			return usage_error(err, len,
+			return usage_error(err,
 				    "grace silence add: --comment TEXT is required (why the silence)");
 	}
 	if (c->id == CMD_HELP && a->n_args == 1 && strcmp(a->args[0], "exit-codes") &&
 	    !cli_cmd_find(a->args[0]))
-		return usage_error(err, len, "grace help: no command '%s' (see grace help)", a->args[0]);
+		return usage_error(err, "grace help: no command '%s' (see grace help)", a->args[0]);
 	return 0;
 }
 
-int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *a, char *err,
-	      size_t len)
+int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *a, sdk_err *err)
 {
 	memset(a, 0, sizeof *a);
 	a->limit = 20;
 	a->interval_ms = 2000;
 	a->duration_ms = 2 * 3600000;
-	err[0] = '\0';
+	if (err)
+		err->msg[0] = '\0';
 	if (argc < 2)
-		return usage_error(err, len, "usage: grace COMMAND [options] (see grace help)");
+		return usage_error(err, "usage: grace COMMAND [options] (see grace help)");
 	a->cmd = cli_cmd_find(argv[1]);
 	if (!a->cmd)
-		return usage_error(err, len, "grace: unknown command '%s' (see grace help)", argv[1]);
+		return usage_error(err, "grace: unknown command '%s' (see grace help)", argv[1]);
 	const char *cmd = a->cmd->name;
 	bool options_done = false;
 	for (int i = 2; i < argc; i++) {
@@ -352,7 +356,7 @@ int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *a, c
 		const char *value = NULL;
 		if (options_done || s[0] != '-' || !s[1]) {
 			if (a->n_args == CLI_MAX_ARGS)
-				return usage_error(err, len, "grace %s: too many arguments (see grace %s --help)",
+				return usage_error(err, "grace %s: too many arguments (see grace %s --help)",
 					    cmd, cmd);
 			a->args[a->n_args++] = s;
 			continue;
@@ -366,34 +370,34 @@ int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *a, c
 			size_t n = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
 			o = find_long(a->cmd, s + 2, n, &id);
 			if (!o)
-				return usage_error(err, len,
+				return usage_error(err,
 					    "grace %s: unknown option '%.*s' (see grace %s --help)", cmd,
 					    (int)(n + 2), s, cmd);
 			if (eq && !o->metavar)
-				return usage_error(err, len, "grace %s: --%s takes no value", cmd, o->name);
+				return usage_error(err, "grace %s: --%s takes no value", cmd, o->name);
 			value = eq ? eq + 1 : NULL;
 		} else {
 			if (s[2])
-				return usage_error(err, len,
+				return usage_error(err,
 					    "grace %s: unknown option '%s' (see grace %s --help)", cmd, s,
 					    cmd);
 			o = find_short(a->cmd, s[1], &id);
 			if (!o)
-				return usage_error(err, len,
+				return usage_error(err,
 					    "grace %s: unknown option '%s' (see grace %s --help)", cmd, s,
 					    cmd);
 		}
 		if (o->metavar && !value) {
 			if (i + 1 >= argc)
-				return usage_error(err, len, "grace %s: --%s wants a value (%s)", cmd, o->name,
+				return usage_error(err, "grace %s: --%s wants a value (%s)", cmd, o->name,
 					    o->metavar);
 			value = argv[++i];
 		}
-		int rc = set_opt(a, id, value, now_ms, err, len);
+		int rc = set_opt(a, id, value, now_ms, err);
 		if (rc)
 			return rc;
 	}
 	if (a->help)
 		return 0; /* --help wins over anything else wrong on the line */
-	return check_args(a, err, len);
+	return check_args(a, err);
 }

@@ -119,7 +119,6 @@ static int cmd_reset(const grace_config *cfg)
 		fprintf(stderr, "grace: cannot create %s: %s\n", cfg->data_dir, strerror(errno));
 		return CLI_FAILED;
 	}
-	char err[512];
 	sqlite3 *db = NULL;
 	pol_store *store = NULL;
 	sdk_err e = { "" };
@@ -127,8 +126,8 @@ static int cmd_reset(const grace_config *cfg)
 	const pol_set *set;
 	bool created;
 	cedar_parse_error perr;
-	if (sdk_db_open(cfg->data_dir, "policy", &db, err, sizeof err) < 0) {
-		fprintf(stderr, "grace: %s\n", err);
+	if (sdk_db_open(cfg->data_dir, "policy", &db, &e) < 0) {
+		fprintf(stderr, "grace: %s\n", e.msg);
 	} else if (pol_store_open(db, &store, &e) < 0) {
 		fprintf(stderr, "grace: %s/policy.db: %s\n", cfg->data_dir, e.msg);
 	} else {

@@ -6,6 +6,7 @@
 #define GRACE_CLI_TABLE_H
 
 #include "serve/layer.h"
+#include "sdk/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -166,8 +167,7 @@ struct cli_args {
  * reason in err (one line, naming what to run). Options may come before,
  * between or after the arguments; "--" ends them. `now_ms` is the wall
  * clock, for --since. */
-int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *out, char *err,
-	      size_t errlen);
+int cli_parse(int argc, char *const *argv, int64_t now_ms, struct cli_args *out, sdk_err *err);
 
 /* "30s", "10m", "2h", "1d" (an age before now_ms), or an ISO-8601 time
  * "YYYY-MM-DD[ HH:MM[:SS]]" (UTC, 'T' or ' ' between): wall-clock ms. -1

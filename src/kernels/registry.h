@@ -17,7 +17,7 @@
 const sdk_kernel_def *kernel_registry_find(const char *name);
 const sdk_kernel_def *kernel_registry_at(size_t i);
 size_t kernel_registry_count(void);
-/* All of them, in port order: what grace_config_load() takes. */
+/* All of them, in port order: what grace_config_read() takes. */
 const sdk_kernel_def *const *kernel_registry_all(void);
 
 #endif

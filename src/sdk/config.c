@@ -330,7 +330,7 @@ struct parse_ctx {
 	size_t n_builtins;
 	grace_kernel_cfg defaults;
 	bool file_lists_kernels;
-	char err[256]; /* first error, without file and line */
+	sdk_err err; /* first error, without file and line */
 };
 
 static void kernel_unset(grace_kernel_cfg *k)
@@ -410,7 +410,7 @@ static int set_string(char *dst, size_t len, const char *v)
 
 /* Sets a numeric field through a key table; 1 if `name` is not in it. */
 static int set_keyed(void *base, const struct cfg_key *table, size_t n, const char *name,
-		     const char *value, char *err, size_t errlen)
+		     const char *value, sdk_err *err)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct cfg_key *k = &table[i];
@@ -418,9 +418,10 @@ static int set_keyed(void *base, const struct cfg_key *table, size_t n, const ch
 			continue;
 		uint64_t v;
 		if (parse_uint(value, k->min, k->max, &v) < 0) {
-			snprintf(err, errlen, "%s: expected an integer from %llu to %llu, got '%s'",
-				 name, (unsigned long long)k->min, (unsigned long long)k->max, value);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"%s: expected an integer from %llu to %llu, got '%s'", name,
+					(unsigned long long)k->min, (unsigned long long)k->max,
+					value);
 		}
 		char *p = (char *)base + k->offset;
 		if (k->type == KEY_UINT)
@@ -434,33 +435,35 @@ static int set_keyed(void *base, const struct cfg_key *table, size_t n, const ch
 
 /* "JOB HOST:PORT [PATH]": a target on this machine (Grace's HTTP client
  * reaches loopback only). */
-static bool metrics_target_valid(const char *v, char *why, size_t len)
+static bool metrics_target_valid(const char *v, sdk_err *why)
 {
 	char job[64], addr[64], path[96] = "/metrics", extra[8];
 	int n = sscanf(v, "%63s %63s %95s %7s", job, addr, path, extra);
 	if (n < 2 || n > 3) {
-		snprintf(why, len, "target: expected JOB HOST:PORT [PATH], got '%s'", v);
+		sdk_fail(why, SDK_EINVAL, "target: expected JOB HOST:PORT [PATH], got '%s'", v);
 		return false;
 	}
 	for (const char *p = job; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
 		      *p == '_' || *p == '-' || *p == '.')) {
-			snprintf(why, len, "target: a job name is letters, digits, '_', '-' and '.'");
+			sdk_fail(why, SDK_EINVAL,
+				 "target: a job name is letters, digits, '_', '-' and '.'");
 			return false;
 		}
 	char *colon = strrchr(addr, ':');
 	uint64_t port;
 	if (!colon || parse_uint(colon + 1, 1, 65535, &port) < 0) {
-		snprintf(why, len, "target: expected HOST:PORT, got '%s'", addr);
+		sdk_fail(why, SDK_EINVAL, "target: expected HOST:PORT, got '%s'", addr);
 		return false;
 	}
 	*colon = '\0';
 	if (strcmp(addr, "127.0.0.1") && strcmp(addr, "localhost")) {
-		snprintf(why, len, "target: only 127.0.0.1 and localhost can be scraped, got '%s'", addr);
+		sdk_fail(why, SDK_EINVAL,
+			 "target: only 127.0.0.1 and localhost can be scraped, got '%s'", addr);
 		return false;
 	}
 	if (path[0] != '/') {
-		snprintf(why, len, "target: a path starts with '/', got '%s'", path);
+		sdk_fail(why, SDK_EINVAL, "target: a path starts with '/', got '%s'", path);
 		return false;
 	}
 	return true;
@@ -555,27 +558,27 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 	if (!strcmp(name, "port")) {
 		uint64_t v;
 		if (parse_uint(value, GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX, &v) < 0) {
-			snprintf(c->err, sizeof c->err, "port: expected %d-%d, got '%s'",
+			sdk_fail(&c->err, SDK_EINVAL, "port: expected %d-%d, got '%s'",
 				 GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX, value);
 			return 0;
 		}
 		k->port = (int)v;
 	} else if (!strcmp(name, "tier")) {
 		if (!valid_name(value)) {
-			snprintf(c->err, sizeof c->err, "tier: expected a lower-case word, got '%s'",
+			sdk_fail(&c->err, SDK_EINVAL, "tier: expected a lower-case word, got '%s'",
 				 value);
 			return 0;
 		}
 		memcpy(k->tier, value, strlen(value) + 1);
 	} else if (!strcmp(name, "enabled")) {
 		if (parse_bool(value, &k->enabled) < 0) {
-			snprintf(c->err, sizeof c->err, "enabled: expected true or false, got '%s'",
+			sdk_fail(&c->err, SDK_EINVAL, "enabled: expected true or false, got '%s'",
 				 value);
 			return 0;
 		}
 	} else if (!strcmp(name, "command")) {
 		if (set_string(k->command, sizeof k->command, value) < 0) {
-			snprintf(c->err, sizeof c->err, "command: empty or longer than %d bytes",
+			sdk_fail(&c->err, SDK_EINVAL, "command: empty or longer than %d bytes",
 				 GRACE_COMMAND_MAX - 1);
 			return 0;
 		}
@@ -588,20 +591,21 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 			else if (*p == open_quote)
 				open_quote = 0;
 		if (open_quote) {
-			snprintf(c->err, sizeof c->err, "command: unterminated %c quote", open_quote);
+			sdk_fail(&c->err, SDK_EINVAL, "command: unterminated %c quote", open_quote);
 			return 0;
 		}
 	} else if (!strcmp(name, "node")) {
 		if (!valid_name(value)) {
-			snprintf(c->err, sizeof c->err,
-				 "node: a node's name (lower-case letters, digits, '_'), got '%s'", value);
+			sdk_fail(&c->err, SDK_EINVAL,
+				 "node: a node's name (lower-case letters, digits, '_'), got '%s'",
+				 value);
 			return 0;
 		}
 		memcpy(k->node, value, strlen(value) + 1);
 	} else if (!strcmp(name, "unit") || !strcmp(name, "socket_unit")) {
 		char *dst = name[0] == 'u' ? k->unit : k->socket_unit;
 		if (!unit_pattern_valid(value) || (name[0] == 'u' && !*value)) {
-			snprintf(c->err, sizeof c->err,
+			sdk_fail(&c->err, SDK_EINVAL,
 				 "%s: a systemd unit name (letters, digits, @._:-\\, %%p for the "
 				 "port, %%n for the name) shorter than %d bytes%s",
 				 name, GRACE_UNIT_MAX, name[0] == 's' ? ", or empty for none" : "");
@@ -611,12 +615,13 @@ static int on_kernel_key(struct parse_ctx *c, grace_kernel_cfg *k, const char *n
 	} else {
 		const char *v = manager_value(name, value);
 		if (!v) {
-			snprintf(c->err, sizeof c->err, "manager: grace or systemd, got '%s'", value);
+			sdk_fail(&c->err, SDK_EINVAL, "manager: grace or systemd, got '%s'", value);
 			return 0;
 		}
-		int rc = set_keyed(k, kernel_keys, sizeof kernel_keys / sizeof kernel_keys[0], name, v, c->err, sizeof c->err);
+		int rc = set_keyed(k, kernel_keys, sizeof kernel_keys / sizeof kernel_keys[0], name,
+				   v, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	return 1;
@@ -627,7 +632,7 @@ static int on_node_key(struct parse_ctx *c, const char *node, const char *name, 
 {
 	grace_nodes *ns = &c->cfg->nodes;
 	if (!valid_name(node)) {
-		snprintf(c->err, sizeof c->err,
+		sdk_fail(&c->err, SDK_EINVAL,
 			 "[node.%.32s]: a node's name is lower-case letters, digits and '_'", node);
 		return 0;
 	}
@@ -637,7 +642,7 @@ static int on_node_key(struct parse_ctx *c, const char *node, const char *name, 
 			n = &ns->at[i];
 	if (!n) {
 		if (ns->n == GRACE_NODES_MAX) {
-			snprintf(c->err, sizeof c->err, "[node.%s]: more than %d nodes", node,
+			sdk_fail(&c->err, SDK_EINVAL, "[node.%s]: more than %d nodes", node,
 				 GRACE_NODES_MAX);
 			return 0;
 		}
@@ -645,14 +650,14 @@ static int on_node_key(struct parse_ctx *c, const char *node, const char *name, 
 		memcpy(n->name, node, strlen(node) + 1);
 	}
 	if (strcmp(name, "address")) {
-		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return 0;
 	}
 	const char *colon = strrchr(value, ':');
 	uint64_t port;
 	if (!colon || colon == value || parse_uint(colon + 1, 1, 65535, &port) < 0 ||
 	    set_string(n->address, sizeof n->address, value) < 0) {
-		snprintf(c->err, sizeof c->err,
+		sdk_fail(&c->err, SDK_EINVAL,
 			 "address: HOST:PORT (the node's link, TLS), at most %d bytes, got '%s'",
 			 GRACE_NODE_ADDR_MAX - 1, value);
 		return 0;
@@ -665,27 +670,28 @@ static int on_model_key(struct parse_ctx *c, const char *name, const char *value
 	grace_model *m = &c->cfg->model;
 	if (!strcmp(name, "base_url")) {
 		if (!model_url_valid(value) || set_string(m->base_url, sizeof m->base_url, value) < 0) {
-			snprintf(c->err, sizeof c->err,
-				 "base_url: expected an http:// or https:// URL of at most %zu bytes",
-				 sizeof m->base_url - 1);
+			sdk_fail(
+				&c->err, SDK_EINVAL,
+				"base_url: expected an http:// or https:// URL of at most %zu bytes",
+				sizeof m->base_url - 1);
 			return 0;
 		}
 	} else if (!strcmp(name, "model")) {
 		if (set_string(m->model, sizeof m->model, value) < 0) {
-			snprintf(c->err, sizeof c->err, "model: empty or longer than %zu bytes",
+			sdk_fail(&c->err, SDK_EINVAL, "model: empty or longer than %zu bytes",
 				 sizeof m->model - 1);
 			return 0;
 		}
 	} else if (!strcmp(name, "key_file")) {
 		if (set_string(m->key_file, sizeof m->key_file, value) < 0) {
-			snprintf(c->err, sizeof c->err, "key_file: empty or too long");
+			sdk_fail(&c->err, SDK_EINVAL, "key_file: empty or too long");
 			return 0;
 		}
 	} else {
-		int rc = set_keyed(m, model_keys, sizeof model_keys / sizeof model_keys[0], name, value,
-				   c->err, sizeof c->err);
+		int rc = set_keyed(m, model_keys, sizeof model_keys / sizeof model_keys[0], name,
+				   value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	return 1;
@@ -713,15 +719,15 @@ static int on_policy_key(struct parse_ctx *c, const char *name, const char *valu
 		} else if (!strcmp(value, "table")) {
 			p->authorizer = GRACE_AUTHORIZER_TABLE;
 		} else {
-			snprintf(c->err, sizeof c->err, "authorizer: expected kernel or table, got '%s'",
-				 value);
+			sdk_fail(&c->err, SDK_EINVAL,
+				 "authorizer: expected kernel or table, got '%s'", value);
 			return 0;
 		}
 		return 1;
 	}
 	if (!strcmp(name, "policy_set")) {
 		if (!policy_set_valid(value)) {
-			snprintf(c->err, sizeof c->err,
+			sdk_fail(&c->err, SDK_EINVAL,
 				 "policy_set: expected 1 to %d of A-Z a-z 0-9 _ - ., got '%s'",
 				 GRACE_POLICY_SET_MAX, value);
 			return 0;
@@ -730,9 +736,9 @@ static int on_policy_key(struct parse_ctx *c, const char *name, const char *valu
 		return 1;
 	}
 	int rc = set_keyed(p, policy_keys, sizeof policy_keys / sizeof policy_keys[0], name, value,
-			   c->err, sizeof c->err);
+			   &c->err);
 	if (rc == 1)
-		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 	return rc == 0;
 }
 
@@ -743,7 +749,7 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 	grace_governance *g = &c->cfg->governance;
 	if (!strcmp(name, "gate")) {
 		if (strlen(value) >= sizeof g->gate) {
-			snprintf(c->err, sizeof c->err, "gate: too long");
+			sdk_fail(&c->err, SDK_EINVAL, "gate: too long");
 			return 0;
 		}
 		for (const char *p = value; *p;) {
@@ -755,7 +761,7 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 				break;
 			snprintf(one, sizeof one, "%.*s", (int)(w < sizeof one ? w : sizeof one - 1), p);
 			if (w >= sizeof one || !sdk_gov_action_find(one)) {
-				snprintf(c->err, sizeof c->err, "gate: '%.*s' is not an action",
+				sdk_fail(&c->err, SDK_EINVAL, "gate: '%.*s' is not an action",
 					 (int)(w > 40 ? 40 : w), p);
 				return 0;
 			}
@@ -768,7 +774,7 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 		sdk_err e;
 		json_t *parsed = sdk_gov_rule_parse(value, &e);
 		if (!parsed) {
-			snprintf(c->err, sizeof c->err, "%.40s: %.200s", name, e.msg);
+			sdk_fail(&c->err, SDK_EINVAL, "%.40s: %.200s", name, e.msg);
 			return 0;
 		}
 		json_decref(parsed);
@@ -778,14 +784,14 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 		}
 		const char *action = name + 5;
 		if (!sdk_gov_action_find(action)) {
-			snprintf(c->err, sizeof c->err, "%s: '%s' is not an action", name, action);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: '%s' is not an action", name, action);
 			return 0;
 		}
 		size_t i = 0;
 		while (i < g->n_rules && strcmp(g->rules[i].action, action))
 			i++;
 		if (i == GRACE_GOV_RULES_MAX) {
-			snprintf(c->err, sizeof c->err, "%s: at most %d rules", name,
+			sdk_fail(&c->err, SDK_EINVAL, "%s: at most %d rules", name,
 				 GRACE_GOV_RULES_MAX);
 			return 0;
 		}
@@ -796,9 +802,9 @@ static int on_governance_key(struct parse_ctx *c, const char *name, const char *
 		return 1;
 	}
 	int rc = set_keyed(g, governance_keys, sizeof governance_keys / sizeof governance_keys[0],
-			   name, value, c->err, sizeof c->err);
+			   name, value, &c->err);
 	if (rc == 1)
-		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 	return rc == 0;
 }
 
@@ -814,7 +820,7 @@ static const struct cfg_key message_bus_keys[] = {
 
 /* nats://host:port, comma-separated: what cnats takes, nothing that needs
  * quoting (no spaces, no commas inside one). */
-static int message_bus_urls(grace_message_bus *m, const char *value, char *err, size_t errlen)
+static int message_bus_urls(grace_message_bus *m, const char *value, sdk_err *err)
 {
 	m->n_nats_urls = 0;
 	const char *p = value;
@@ -827,11 +833,11 @@ static int message_bus_urls(grace_message_bus *m, const char *value, char *err, 
 			len--;
 		if (len == 0 || len >= GRACE_BUS_NATS_URL_MAX || strncmp(p, "nats://", 7) != 0 ||
 		    memchr(p, ' ', len) || m->n_nats_urls == GRACE_BUS_NATS_URLS_MAX) {
-			snprintf(err, errlen,
-				 "nats_urls: 1 to %d comma-separated nats://host:port URLs of at most "
-				 "%d bytes each",
-				 GRACE_BUS_NATS_URLS_MAX, GRACE_BUS_NATS_URL_MAX - 1);
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL,
+				"nats_urls: 1 to %d comma-separated nats://host:port URLs of at most "
+				"%d bytes each",
+				GRACE_BUS_NATS_URLS_MAX, GRACE_BUS_NATS_URL_MAX - 1);
 		}
 		memcpy(m->nats_urls[m->n_nats_urls], p, len);
 		m->nats_urls[m->n_nats_urls++][len] = '\0';
@@ -840,8 +846,7 @@ static int message_bus_urls(grace_message_bus *m, const char *value, char *err, 
 			p++;
 	}
 	if (m->n_nats_urls == 0) {
-		snprintf(err, errlen, "nats_urls: at least one nats://host:port URL");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "nats_urls: at least one nats://host:port URL");
 	}
 	return 0;
 }
@@ -851,14 +856,15 @@ static int on_message_bus_key(struct parse_ctx *c, const char *name, const char 
 	grace_message_bus *m = &c->cfg->message_bus;
 	if (!strcmp(name, "engine")) {
 		if (strcmp(value, "embedded") && strcmp(value, "jetstream")) {
-			snprintf(c->err, sizeof c->err, "engine: embedded or jetstream, got '%s'", value);
+			sdk_fail(&c->err, SDK_EINVAL, "engine: embedded or jetstream, got '%s'",
+				 value);
 			return 0;
 		}
 		m->jetstream = !strcmp(value, "jetstream");
 		return 1;
 	}
 	if (!strcmp(name, "nats_urls"))
-		return message_bus_urls(m, value, c->err, sizeof c->err) == 0;
+		return message_bus_urls(m, value, &c->err) == 0;
 	if (!strcmp(name, "stream_prefix")) {
 		size_t n = strlen(value);
 		bool ok = n > 0 && n < sizeof m->stream_prefix - 4;
@@ -866,17 +872,18 @@ static int on_message_bus_key(struct parse_ctx *c, const char *name, const char 
 			ok = (value[i] >= 'A' && value[i] <= 'Z') || (value[i] >= 'a' && value[i] <= 'z') ||
 			     (value[i] >= '0' && value[i] <= '9') || value[i] == '_' || value[i] == '-';
 		if (!ok) {
-			snprintf(c->err, sizeof c->err,
-				 "stream_prefix: 1 to %zu of A-Z a-z 0-9 _ -", sizeof m->stream_prefix - 5);
+			sdk_fail(&c->err, SDK_EINVAL, "stream_prefix: 1 to %zu of A-Z a-z 0-9 _ -",
+				 sizeof m->stream_prefix - 5);
 			return 0;
 		}
 		memcpy(m->stream_prefix, value, n + 1);
 		return 1;
 	}
-	int rc = set_keyed(m, message_bus_keys, sizeof message_bus_keys / sizeof message_bus_keys[0],
-			   name, value, c->err, sizeof c->err);
+	int rc =
+		set_keyed(m, message_bus_keys, sizeof message_bus_keys / sizeof message_bus_keys[0],
+			  name, value, &c->err);
 	if (rc == 1)
-		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 	return rc == 0;
 }
 
@@ -921,7 +928,7 @@ static int on_store_key(struct parse_ctx *c, const char *name, const char *value
 		else if (!strcmp(value, "postgresql"))
 			s->engine = GRACE_STORE_POSTGRESQL;
 		else {
-			snprintf(c->err, sizeof c->err,
+			sdk_fail(&c->err, SDK_EINVAL,
 				 "engine: expected sqlite or postgresql, got '%s'", value);
 			return 0;
 		}
@@ -930,12 +937,13 @@ static int on_store_key(struct parse_ctx *c, const char *name, const char *value
 	if (!strcmp(name, "postgresql_url")) {
 		/* A secret is never a literal: the password comes from password_file. */
 		if (store_url_has_password(value)) {
-			snprintf(c->err, sizeof c->err,
+			sdk_fail(&c->err, SDK_EINVAL,
 				 "postgresql_url: no password in it: put it in password_file");
 			return 0;
 		}
 		if (set_string(s->postgresql_url, sizeof s->postgresql_url, value) < 0) {
-			snprintf(c->err, sizeof c->err, "postgresql_url: empty or longer than %zu bytes",
+			sdk_fail(&c->err, SDK_EINVAL,
+				 "postgresql_url: empty or longer than %zu bytes",
 				 sizeof s->postgresql_url - 1);
 			return 0;
 		}
@@ -943,15 +951,15 @@ static int on_store_key(struct parse_ctx *c, const char *name, const char *value
 	}
 	if (!strcmp(name, "password_file")) {
 		if (set_string(s->password_file, sizeof s->password_file, value) < 0) {
-			snprintf(c->err, sizeof c->err, "password_file: empty or too long");
+			sdk_fail(&c->err, SDK_EINVAL, "password_file: empty or too long");
 			return 0;
 		}
 		return 1;
 	}
 	int rc = set_keyed(s, store_keys, sizeof store_keys / sizeof store_keys[0], name, value,
-			   c->err, sizeof c->err);
+			   &c->err);
 	if (rc == 1)
-		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 	return rc == 0;
 }
 
@@ -960,7 +968,7 @@ static int on_trust_key(struct parse_ctx *c, const char *name, const char *value
 	grace_trust *t = &c->cfg->trust;
 	if (!strcmp(name, "domain")) {
 		if (!trust_domain_valid(value)) {
-			snprintf(c->err, sizeof c->err,
+			sdk_fail(&c->err, SDK_EINVAL,
 				 "domain: a trust domain is 1 to 255 of a-z, 0-9, '.', '_', '-'");
 			return 0;
 		}
@@ -969,16 +977,16 @@ static int on_trust_key(struct parse_ctx *c, const char *name, const char *value
 	}
 	if (!strcmp(name, "require_svid")) {
 		if (parse_bool(value, &t->require_svid) < 0) {
-			snprintf(c->err, sizeof c->err, "require_svid: expected true or false");
+			sdk_fail(&c->err, SDK_EINVAL, "require_svid: expected true or false");
 			return 0;
 		}
 		t->require_svid_set = true;
 		return 1;
 	}
 	int rc = set_keyed(t, trust_keys, sizeof trust_keys / sizeof trust_keys[0], name, value,
-			   c->err, sizeof c->err);
+			   &c->err);
 	if (rc == 1)
-		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 	return rc == 0;
 }
 
@@ -986,7 +994,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 {
 	struct parse_ctx *c = user;
 	grace_config *cfg = c->cfg;
-	if (c->err[0])
+	if (c->err.msg[0])
 		return 0; /* keep the first error only */
 
 	if (!strcmp(section, "grace")) {
@@ -994,7 +1002,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			uint64_t v;
 			uint64_t max = !strcmp(name, "api_port") ? 65535 : 50000;
 			if (parse_uint(value, !strcmp(name, "api_port"), max, &v) < 0) {
-				snprintf(c->err, sizeof c->err,
+				sdk_fail(&c->err, SDK_EINVAL,
 					 "%s: expected an integer up to %llu, got '%s'", name,
 					 (unsigned long long)max, value);
 				return 0;
@@ -1003,16 +1011,17 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		} else if (!strcmp(name, "data_dir") || !strcmp(name, "library_root")) {
 			char *dst = !strcmp(name, "data_dir") ? cfg->data_dir : cfg->library_root;
 			if (set_string(dst, PATH_MAX, value) < 0) {
-				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
+				sdk_fail(&c->err, SDK_EINVAL, "%s: empty or too long", name);
 				return 0;
 			}
 		} else if (!strcmp(name, "log_file_bytes") || !strcmp(name, "log_files")) {
 			bool bytes = !strcmp(name, "log_file_bytes");
 			uint64_t v, lo = bytes ? 0 : 1, hi = bytes ? (uint64_t)1 << 40 : 9; /* grace logs reads .1-.9 */
 			if (parse_uint(value, lo, hi, &v) < 0) {
-				snprintf(c->err, sizeof c->err,
-					 "%s: expected an integer from %llu to %llu, got '%s'", name,
-					 (unsigned long long)lo, (unsigned long long)hi, value);
+				sdk_fail(&c->err, SDK_EINVAL,
+					 "%s: expected an integer from %llu to %llu, got '%s'",
+					 name, (unsigned long long)lo, (unsigned long long)hi,
+					 value);
 				return 0;
 			}
 			if (bytes)
@@ -1021,9 +1030,10 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 				cfg->log_files = (unsigned)v;
 		} else if (!strcmp(name, "node")) {
 			if (!valid_name(value)) {
-				snprintf(c->err, sizeof c->err,
-					 "node: a node's name (lower-case letters, digits, '_'), got '%s'",
-					 value);
+				sdk_fail(
+					&c->err, SDK_EINVAL,
+					"node: a node's name (lower-case letters, digits, '_'), got '%s'",
+					value);
 				return 0;
 			}
 			memcpy(cfg->nodes.self, value, strlen(value) + 1);
@@ -1032,34 +1042,36 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			uint64_t port;
 			if (!colon || colon == value || parse_uint(colon + 1, 1, 65535, &port) < 0 ||
 			    set_string(cfg->tls.address, sizeof cfg->tls.address, value) < 0) {
-				snprintf(c->err, sizeof c->err,
-					 "tls_address: HOST:PORT (the API over TLS), got '%s'", value);
+				sdk_fail(&c->err, SDK_EINVAL,
+					 "tls_address: HOST:PORT (the API over TLS), got '%s'",
+					 value);
 				return 0;
 			}
 		} else if (!strcmp(name, "tls_cert_file") || !strcmp(name, "tls_key_file")) {
 			char *dst = name[4] == 'c' ? cfg->tls.cert_file : cfg->tls.key_file;
 			if (set_string(dst, PATH_MAX, value) < 0) {
-				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
+				sdk_fail(&c->err, SDK_EINVAL, "%s: empty or too long", name);
 				return 0;
 			}
 		} else if (!strcmp(name, "node_poll_ms") || !strcmp(name, "node_down_ms")) {
 			uint64_t v;
 			if (parse_uint(value, 100, 600000, &v) < 0) {
-				snprintf(c->err, sizeof c->err, "%s: expected 100-600000, got '%s'", name,
-					 value);
+				sdk_fail(&c->err, SDK_EINVAL, "%s: expected 100-600000, got '%s'",
+					 name, value);
 				return 0;
 			}
 			*(name[5] == 'p' ? &cfg->nodes.poll_ms : &cfg->nodes.down_ms) = (unsigned)v;
 		} else if (!strcmp(name, "log_level")) {
 			if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
 			    strcmp(value, "error")) {
-				snprintf(c->err, sizeof c->err,
-					 "log_level: expected debug, info, warn or error, got '%s'", value);
+				sdk_fail(&c->err, SDK_EINVAL,
+					 "log_level: expected debug, info, warn or error, got '%s'",
+					 value);
 				return 0;
 			}
 			memcpy(cfg->log_level, value, strlen(value) + 1);
 		} else {
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 			return 0;
 		}
 		return 1;
@@ -1067,23 +1079,24 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	if (!strcmp(section, "auth")) {
 		if (!strcmp(name, "self_registration")) {
 			if (parse_bool(value, &cfg->auth.self_registration) < 0) {
-				snprintf(c->err, sizeof c->err,
-					 "self_registration: expected true or false, got '%s'", value);
+				sdk_fail(&c->err, SDK_EINVAL,
+					 "self_registration: expected true or false, got '%s'",
+					 value);
 				return 0;
 			}
 			return 1;
 		}
 		if (!strcmp(name, "allowed_hosts")) {
 			if (set_string(cfg->auth.allowed_hosts, sizeof cfg->auth.allowed_hosts, value) < 0) {
-				snprintf(c->err, sizeof c->err, "allowed_hosts: empty or too long");
+				sdk_fail(&c->err, SDK_EINVAL, "allowed_hosts: empty or too long");
 				return 0;
 			}
 			return 1;
 		}
-		int rc = set_keyed(&cfg->auth, auth_keys, sizeof auth_keys / sizeof auth_keys[0], name,
-				   value, c->err, sizeof c->err);
+		int rc = set_keyed(&cfg->auth, auth_keys, sizeof auth_keys / sizeof auth_keys[0],
+				   name, value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "model"))
@@ -1099,40 +1112,42 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	if (!strcmp(section, "compliance")) {
 		int rc = set_keyed(&cfg->compliance, compliance_keys,
 				   sizeof compliance_keys / sizeof compliance_keys[0], name, value,
-				   c->err, sizeof c->err);
+				   &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "crypto")) {
-		int rc = set_keyed(&cfg->crypto, crypto_keys, sizeof crypto_keys / sizeof crypto_keys[0],
-				   name, value, c->err, sizeof c->err);
+		int rc =
+			set_keyed(&cfg->crypto, crypto_keys,
+				  sizeof crypto_keys / sizeof crypto_keys[0], name, value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "state_machine")) {
 		int rc = set_keyed(&cfg->state_machine, state_machine_keys,
-				   sizeof state_machine_keys / sizeof state_machine_keys[0], name, value,
-				   c->err, sizeof c->err);
+				   sizeof state_machine_keys / sizeof state_machine_keys[0], name,
+				   value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "telemetry")) {
 		int rc = set_keyed(&cfg->telemetry, telemetry_keys,
 				   sizeof telemetry_keys / sizeof telemetry_keys[0], name, value,
-				   c->err, sizeof c->err);
+				   &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "learning")) {
 		if (!strcmp(name, "policy")) {
 			if (strcmp(value, "thompson") && strcmp(value, "epsilon_greedy") &&
 			    strcmp(value, "static")) {
-				snprintf(c->err, sizeof c->err,
-					 "policy: thompson, epsilon_greedy or static, got '%s'", value);
+				sdk_fail(&c->err, SDK_EINVAL,
+					 "policy: thompson, epsilon_greedy or static, got '%s'",
+					 value);
 				return 0;
 			}
 			snprintf(cfg->learning.policy, sizeof cfg->learning.policy, "%s", value);
@@ -1140,9 +1155,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		}
 		int rc = set_keyed(&cfg->learning, learning_keys,
 				   sizeof learning_keys / sizeof learning_keys[0], name, value,
-				   c->err, sizeof c->err);
+				   &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "self_healing")) {
@@ -1150,14 +1165,16 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		if (!strncmp(name, "watch.", 6)) {
 			const char *kname = name + 6;
 			if (!valid_name(kname) || strlen(kname) >= GRACE_NAME_MAX) {
-				snprintf(c->err, sizeof c->err, "%s: watch.KERNEL, a kernel's name", name);
+				sdk_fail(&c->err, SDK_EINVAL, "%s: watch.KERNEL, a kernel's name",
+					 name);
 				return 0;
 			}
 			if (h->n_watches == GRACE_SH_WATCHES_MAX || !*value ||
 			    strlen(value) > GRACE_SH_WATCH_MAX) {
-				snprintf(c->err, sizeof c->err,
-					 "%s: a PromQL expression of 1 to %d bytes, %d watches at most",
-					 name, GRACE_SH_WATCH_MAX, GRACE_SH_WATCHES_MAX);
+				sdk_fail(
+					&c->err, SDK_EINVAL,
+					"%s: a PromQL expression of 1 to %d bytes, %d watches at most",
+					name, GRACE_SH_WATCH_MAX, GRACE_SH_WATCHES_MAX);
 				return 0;
 			}
 			snprintf(h->watches[h->n_watches].kernel, GRACE_NAME_MAX, "%s", kname);
@@ -1167,10 +1184,11 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		}
 		if (!strcmp(name, "ladder") || !strcmp(name, "dependencies")) {
 			if (strlen(value) >= GRACE_SH_SPEC_MAX || !sh_spec_valid(value)) {
-				snprintf(c->err, sizeof c->err,
-					 "%s: NAME:VALUE pairs of [a-z0-9_] separated by commas, under %d "
-					 "bytes",
-					 name, GRACE_SH_SPEC_MAX);
+				sdk_fail(
+					&c->err, SDK_EINVAL,
+					"%s: NAME:VALUE pairs of [a-z0-9_] separated by commas, under %d "
+					"bytes",
+					name, GRACE_SH_SPEC_MAX);
 				return 0;
 			}
 			snprintf(!strcmp(name, "ladder") ? h->ladder : h->dependencies,
@@ -1178,18 +1196,18 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			return 1;
 		}
 		int rc = set_keyed(h, self_healing_keys,
-				   sizeof self_healing_keys / sizeof self_healing_keys[0], name, value,
-				   c->err, sizeof c->err);
+				   sizeof self_healing_keys / sizeof self_healing_keys[0], name,
+				   value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "research")) {
 		int rc = set_keyed(&cfg->research, research_keys,
 				   sizeof research_keys / sizeof research_keys[0], name, value,
-				   c->err, sizeof c->err);
+				   &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "governance"))
@@ -1197,7 +1215,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	if (!strcmp(section, "systemd")) {
 		if (!strcmp(name, "systemctl")) {
 			if (set_string(cfg->systemd.systemctl, sizeof cfg->systemd.systemctl, value) < 0) {
-				snprintf(c->err, sizeof c->err, "systemctl: empty or longer than %d bytes",
+				sdk_fail(&c->err, SDK_EINVAL,
+					 "systemctl: empty or longer than %d bytes",
 					 GRACE_COMMAND_MAX - 1);
 				return 0;
 			}
@@ -1206,14 +1225,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		if (!strcmp(name, "poll_ms")) {
 			uint64_t v;
 			if (parse_uint(value, 100, 60000, &v) < 0) {
-				snprintf(c->err, sizeof c->err, "poll_ms: expected 100-60000, got '%s'",
-					 value);
+				sdk_fail(&c->err, SDK_EINVAL,
+					 "poll_ms: expected 100-60000, got '%s'", value);
 				return 0;
 			}
 			cfg->systemd.poll_ms = (unsigned)v;
 			return 1;
 		}
-		snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+		sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return 0;
 	}
 	if (!strcmp(section, "backup")) {
@@ -1230,7 +1249,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			bool path = dst == b->dir || dst == b->key_file;
 			if ((*value && set_string(dst, len, value) < 0) ||
 			    (path && *value && *value != '/')) {
-				snprintf(c->err, sizeof c->err, "%s: too long%s", name,
+				sdk_fail(&c->err, SDK_EINVAL, "%s: too long%s", name,
 					 path ? ", or not an absolute path" : "");
 				return 0;
 			}
@@ -1239,17 +1258,17 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			return 1;
 		}
 		int rc = set_keyed(b, backup_keys, sizeof backup_keys / sizeof backup_keys[0], name,
-				   value, c->err, sizeof c->err);
+				   value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "workflow")) {
 		int rc = set_keyed(&cfg->workflow, workflow_keys,
-				   sizeof workflow_keys / sizeof workflow_keys[0], name, value, c->err,
-				   sizeof c->err);
+				   sizeof workflow_keys / sizeof workflow_keys[0], name, value,
+				   &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "coding_agent")) {
@@ -1258,8 +1277,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			char *dst = name[1] == 'o' ? ca->workspace_root : ca->worktree_root;
 			if ((*value && set_string(dst, PATH_MAX, value) < 0) ||
 			    (*value && *value != '/')) {
-				snprintf(c->err, sizeof c->err, "%s: too long, or not an absolute path",
-					 name);
+				sdk_fail(&c->err, SDK_EINVAL,
+					 "%s: too long, or not an absolute path", name);
 				return 0;
 			}
 			if (!*value)
@@ -1267,10 +1286,10 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			return 1;
 		}
 		int rc = set_keyed(ca, coding_agent_keys,
-				   sizeof coding_agent_keys / sizeof coding_agent_keys[0], name, value,
-				   c->err, sizeof c->err);
+				   sizeof coding_agent_keys / sizeof coding_agent_keys[0], name,
+				   value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "scheduler") || !strcmp(section, "executor")) {
@@ -1283,7 +1302,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 								 : cfg->executor.dir_root;
 			size_t len = user ? sizeof cfg->executor.jobs_user : PATH_MAX;
 			if ((*value && set_string(dst, len, value) < 0) || (!user && *value && *value != '/')) {
-				snprintf(c->err, sizeof c->err, "%s: too long%s", name,
+				sdk_fail(&c->err, SDK_EINVAL, "%s: too long%s", name,
 					 user ? "" : ", or not an absolute path");
 				return 0;
 			}
@@ -1293,13 +1312,13 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		}
 		int rc = !strcmp(section, "scheduler")
 				 ? set_keyed(&cfg->scheduler, scheduler_keys,
-					     sizeof scheduler_keys / sizeof scheduler_keys[0], name, value,
-					     c->err, sizeof c->err)
+					     sizeof scheduler_keys / sizeof scheduler_keys[0], name,
+					     value, &c->err)
 				 : set_keyed(&cfg->executor, executor_keys,
-					     sizeof executor_keys / sizeof executor_keys[0], name, value,
-					     c->err, sizeof c->err);
+					     sizeof executor_keys / sizeof executor_keys[0], name,
+					     value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "audit") || !strcmp(section, "memory") ||
@@ -1307,39 +1326,39 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		int rc = !strcmp(section, "audit")
 				 ? set_keyed(&cfg->audit, audit_keys,
 					     sizeof audit_keys / sizeof audit_keys[0], name, value,
-					     c->err, sizeof c->err)
+					     &c->err)
 			 : !strcmp(section, "memory")
 				 ? set_keyed(&cfg->memory, memory_keys,
-					     sizeof memory_keys / sizeof memory_keys[0], name, value,
-					     c->err, sizeof c->err)
+					     sizeof memory_keys / sizeof memory_keys[0], name,
+					     value, &c->err)
 				 : set_keyed(&cfg->librarian, librarian_keys,
 					     sizeof librarian_keys / sizeof librarian_keys[0], name,
-					     value, c->err, sizeof c->err);
+					     value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "metrics")) {
 		grace_metrics *m = &cfg->metrics;
 		if (!strcmp(name, "target")) {
 			if (m->n_targets == GRACE_METRICS_TARGETS_MAX) {
-				snprintf(c->err, sizeof c->err, "target: more than %d targets",
+				sdk_fail(&c->err, SDK_EINVAL, "target: more than %d targets",
 					 GRACE_METRICS_TARGETS_MAX);
 				return 0;
 			}
-			if (!metrics_target_valid(value, c->err, sizeof c->err))
+			if (!metrics_target_valid(value, &c->err))
 				return 0;
 			if (set_string(m->targets[m->n_targets], GRACE_METRICS_TARGET_MAX, value) < 0) {
-				snprintf(c->err, sizeof c->err, "target: too long");
+				sdk_fail(&c->err, SDK_EINVAL, "target: too long");
 				return 0;
 			}
 			m->n_targets++;
 			return 1;
 		}
-		int rc = set_keyed(m, metrics_keys, sizeof metrics_keys / sizeof metrics_keys[0], name,
-				   value, c->err, sizeof c->err);
+		int rc = set_keyed(m, metrics_keys, sizeof metrics_keys / sizeof metrics_keys[0],
+				   name, value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "alerts")) {
@@ -1347,28 +1366,29 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		if (!strcmp(name, "rule_files") || !strcmp(name, "notifier_file")) {
 			char *dst = name[0] == 'r' ? a->rule_files : a->notifier_file;
 			if (set_string(dst, PATH_MAX, value) < 0) {
-				snprintf(c->err, sizeof c->err, "%s: empty or too long", name);
+				sdk_fail(&c->err, SDK_EINVAL, "%s: empty or too long", name);
 				return 0;
 			}
 			return 1;
 		}
 		if (!strcmp(name, "default_rules")) {
 			if (parse_bool(value, &a->default_rules) < 0) {
-				snprintf(c->err, sizeof c->err, "default_rules: true or false");
+				sdk_fail(&c->err, SDK_EINVAL, "default_rules: true or false");
 				return 0;
 			}
 			return 1;
 		}
 		int rc = set_keyed(a, alerts_keys, sizeof alerts_keys / sizeof alerts_keys[0], name,
-				   value, c->err, sizeof c->err);
+				   value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "limits")) {
-		int rc = set_keyed(&cfg->limits, limit_keys, sizeof limit_keys / sizeof limit_keys[0], name, value, c->err, sizeof c->err);
+		int rc = set_keyed(&cfg->limits, limit_keys,
+				   sizeof limit_keys / sizeof limit_keys[0], name, value, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strcmp(section, "defaults")) {
@@ -1376,13 +1396,13 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			return on_kernel_key(c, &c->defaults, name, value);
 		const char *v = manager_value(name, value);
 		if (!v) {
-			snprintf(c->err, sizeof c->err, "manager: grace or systemd, got '%s'", value);
+			sdk_fail(&c->err, SDK_EINVAL, "manager: grace or systemd, got '%s'", value);
 			return 0;
 		}
 		int rc = set_keyed(&c->defaults, kernel_keys,
-				   sizeof kernel_keys / sizeof kernel_keys[0], name, v, c->err, sizeof c->err);
+				   sizeof kernel_keys / sizeof kernel_keys[0], name, v, &c->err);
 		if (rc == 1)
-			snprintf(c->err, sizeof c->err, "%s: unknown key", name);
+			sdk_fail(&c->err, SDK_EINVAL, "%s: unknown key", name);
 		return rc == 0;
 	}
 	if (!strncmp(section, "node.", 5))
@@ -1390,19 +1410,20 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	if (!strncmp(section, "kernel.", 7)) {
 		const char *kname = section + 7;
 		if (!valid_name(kname)) {
-			snprintf(c->err, sizeof c->err,
-				 "[%s]: a kernel name is lower-case letters, digits and '_'", section);
+			sdk_fail(&c->err, SDK_EINVAL,
+				 "[%s]: a kernel name is lower-case letters, digits and '_'",
+				 section);
 			return 0;
 		}
 		grace_kernel_cfg *k = kernel_section(c, kname);
 		if (!k) {
-			snprintf(c->err, sizeof c->err, "[%s]: more than %d kernels", section,
+			sdk_fail(&c->err, SDK_EINVAL, "[%s]: more than %d kernels", section,
 				 GRACE_KERNELS_MAX);
 			return 0;
 		}
 		return on_kernel_key(c, k, name, value);
 	}
-	snprintf(c->err, sizeof c->err, "[%s]: unknown section", section);
+	sdk_fail(&c->err, SDK_EINVAL, "[%s]: unknown section", section);
 	return 0;
 }
 
@@ -1429,7 +1450,7 @@ static bool known_section(const char *name, size_t n)
  * nor a key, unknown sections, and kernel sections with no keys (which
  * libinih never reports). Returns the failing line, 0 when clean, -1 when
  * the file cannot be read. */
-static int config_lint(const char *path, struct parse_ctx *c, char *why, size_t whylen)
+static int config_lint(const char *path, struct parse_ctx *c, sdk_err *why)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -1446,17 +1467,17 @@ static int config_lint(const char *path, struct parse_ctx *c, char *why, size_t 
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (len > CONFIG_LINE_MAX) {
-			snprintf(why, whylen, "line longer than %d bytes", CONFIG_LINE_MAX);
+			sdk_fail(why, SDK_EINVAL, "line longer than %d bytes", CONFIG_LINE_MAX);
 			bad = lineno;
 		} else if (*p == '\0' || *p == ';' || *p == '#') {
 			continue;
 		} else if (*p == '[') {
 			char *end = strchr(p, ']');
 			if (!end) {
-				snprintf(why, whylen, "section header without ']'");
+				sdk_fail(why, SDK_EINVAL, "section header without ']'");
 				bad = lineno;
 			} else if (!known_section(p + 1, (size_t)(end - p - 1))) {
-				snprintf(why, whylen, "[%.*s]: unknown section",
+				sdk_fail(why, SDK_EINVAL, "[%.*s]: unknown section",
 					 (int)(end - p - 1), p + 1);
 				bad = lineno;
 			} else if (!strncmp(p + 1, "kernel.", 7)) {
@@ -1464,16 +1485,18 @@ static int config_lint(const char *path, struct parse_ctx *c, char *why, size_t 
 				/* Registered now, so a section with no keys is still
 				 * checked (its missing port reported). */
 				if (!valid_name(p + 8)) {
-					snprintf(why, whylen,
-						 "[%.64s]: a kernel name is lower-case letters, digits "
-						 "and '_'", p + 1);
+					sdk_fail(
+						why, SDK_EINVAL,
+						"[%.64s]: a kernel name is lower-case letters, digits "
+						"and '_'",
+						p + 1);
 					bad = lineno;
 				} else {
 					kernel_section(c, p + 8);
 				}
 			}
 		} else if (!strchr(p, '=') && !strchr(p, ':')) {
-			snprintf(why, whylen,
+			sdk_fail(why, SDK_EINVAL,
 				 "syntax error: expected [section] or key = value");
 			bad = lineno;
 		}
@@ -1660,27 +1683,28 @@ static void config_defaults(grace_config *cfg)
  * A definition the file could not have held (a kernel without its port)
  * is refused here, naming it, rather than as a missing key of a file. */
 static int builtins_add(grace_config *cfg, const sdk_kernel_def *const *builtins, size_t n,
-			char *err, size_t errlen)
+			sdk_err *err)
 {
 	if (n > GRACE_KERNELS_MAX) {
-		snprintf(err, errlen, "built-in kernels: %zu, more than %d", n, GRACE_KERNELS_MAX);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "built-in kernels: %zu, more than %d", n,
+				GRACE_KERNELS_MAX);
 	}
 	for (size_t i = 0; i < n; i++) {
 		const sdk_kernel_def *d = builtins[i];
 		if (!d->name || !valid_name(d->name)) {
-			snprintf(err, errlen, "built-in kernel %zu: name '%.40s' is not lower-case "
-					      "letters, digits and '_'", i, d->name ? d->name : "");
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"built-in kernel %zu: name '%.40s' is not lower-case "
+					"letters, digits and '_'",
+					i, d->name ? d->name : "");
 		}
 		if (d->port < GRACE_KERNEL_PORT_MIN || d->port > GRACE_KERNEL_PORT_MAX ||
 		    !d->tier || !valid_name(d->tier)) {
-			snprintf(err, errlen,
-				 "built-in kernel %s: its definition needs .port (%d-%d) and .tier "
-				 "(a lower-case word); it has port %d, tier '%.40s'",
-				 d->name, GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX, d->port,
-				 d->tier ? d->tier : "");
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL,
+				"built-in kernel %s: its definition needs .port (%d-%d) and .tier "
+				"(a lower-case word); it has port %d, tier '%.40s'",
+				d->name, GRACE_KERNEL_PORT_MIN, GRACE_KERNEL_PORT_MAX, d->port,
+				d->tier ? d->tier : "");
 		}
 		kernel_init(&cfg->kernels[cfg->n_kernels++], d->name, d);
 	}
@@ -1746,7 +1770,7 @@ int grace_ephemeral_low(void)
 	return ephemeral_range(&lo, &hi) == 0 ? lo : 32768;
 }
 
-static int check_ephemeral(const grace_config *cfg, char *err, size_t errlen)
+static int check_ephemeral(const grace_config *cfg, sdk_err *err)
 {
 	int lo = 0, hi = 0;
 	if (ephemeral_range(&lo, &hi) < 0)
@@ -1784,16 +1808,16 @@ static int check_ephemeral(const grace_config *cfg, char *err, size_t errlen)
 	}
 	if (!port)
 		return 0;
-	snprintf(err, errlen,
-		 "%s: port_offset %d puts %s) + %d = %d inside the ephemeral port range "
-		 "%d-%d (%s), where clients' connections can take it; choose an offset that keeps "
-		 "every port out of that range, or list the ports in %s",
-		 cfg->path[0] ? cfg->path : "configuration", cfg->port_offset, name,
-		 cfg->port_offset, port, lo, hi, EPHEMERAL_RANGE_FILE, RESERVED_PORTS_FILE);
-	return -1;
+	return sdk_fail(
+		err, SDK_EINVAL,
+		"%s: port_offset %d puts %s) + %d = %d inside the ephemeral port range "
+		"%d-%d (%s), where clients' connections can take it; choose an offset that keeps "
+		"every port out of that range, or list the ports in %s",
+		cfg->path[0] ? cfg->path : "configuration", cfg->port_offset, name,
+		cfg->port_offset, port, lo, hi, EPHEMERAL_RANGE_FILE, RESERVED_PORTS_FILE);
 }
 
-static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err, size_t errlen)
+static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, sdk_err *err)
 {
 	/* Without a file the kernels are the built-in ones: name those. */
 	const char *where = cfg->path[0] ? cfg->path : "built-in kernels";
@@ -1801,108 +1825,108 @@ static int check_kernels(grace_config *cfg, const grace_kernel_cfg *d, char *err
 		grace_kernel_cfg *k = &cfg->kernels[i];
 		kernel_inherit(k, d);
 		if (!k->port) {
-			snprintf(err, errlen, "%s: [kernel.%s]: port: missing", where, k->name);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "%s: [kernel.%s]: port: missing", where,
+					k->name);
 		}
 		if (!k->tier[0])
 			snprintf(k->tier, sizeof k->tier, "custom");
 		if (k->port == cfg->api_port) {
-			snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also the API's (api_port)",
-				 where, k->name, k->port);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"%s: [kernel.%s]: port: %d is also the API's (api_port)",
+					where, k->name, k->port);
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (cfg->kernels[j].port == k->port) {
-				snprintf(err, errlen, "%s: [kernel.%s]: port: %d is also kernel %s's",
-					 where, k->name, k->port, cfg->kernels[j].name);
-				return -1;
+				return sdk_fail(err, SDK_EINVAL,
+						"%s: [kernel.%s]: port: %d is also kernel %s's",
+						where, k->name, k->port, cfg->kernels[j].name);
 			}
 		}
 	}
 	if (cfg->api_port + cfg->port_offset > 65535 ||
 	    GRACE_KERNEL_PORT_MAX + cfg->port_offset > 65535) {
-		snprintf(err, errlen, "port_offset %d puts ports past 65535", cfg->port_offset);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "port_offset %d puts ports past 65535",
+				cfg->port_offset);
 	}
-	return check_ephemeral(cfg, err, errlen);
+	return check_ephemeral(cfg, err);
 }
 
 /* Every node has an address; every kernel a node that exists (the first
  * by default); this process's node is one of them. */
-static int check_nodes(grace_config *cfg, char *err, size_t errlen)
+static int check_nodes(grace_config *cfg, sdk_err *err)
 {
 	grace_nodes *ns = &cfg->nodes;
 	const char *where = cfg->path[0] ? cfg->path : "configuration";
 	for (size_t i = 0; i < ns->n; i++)
 		if (!ns->at[i].address[0]) {
-			snprintf(err, errlen, "%s: [node.%s]: address: missing", where, ns->at[i].name);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "%s: [node.%s]: address: missing", where,
+					ns->at[i].name);
 		}
 	for (size_t i = 0; i < cfg->n_kernels; i++) {
 		grace_kernel_cfg *k = &cfg->kernels[i];
 		if (!ns->n) {
 			if (k->node[0]) {
-				snprintf(err, errlen, "%s: [kernel.%s]: node %s: no [node.%s] section",
-					 where, k->name, k->node, k->node);
-				return -1;
+				return sdk_fail(err, SDK_EINVAL,
+						"%s: [kernel.%s]: node %s: no [node.%s] section",
+						where, k->name, k->node, k->node);
 			}
 			continue;
 		}
 		if (!k->node[0])
 			memcpy(k->node, ns->at[0].name, sizeof k->node);
 		if (!grace_config_node(cfg, k->node)) {
-			snprintf(err, errlen, "%s: [kernel.%s]: node %s: no [node.%s] section", where,
-				 k->name, k->node, k->node);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"%s: [kernel.%s]: node %s: no [node.%s] section", where,
+					k->name, k->node, k->node);
 		}
 	}
 	if (!ns->n) {
 		if (ns->self[0]) {
-			snprintf(err, errlen, "%s: node %s: no [node.%s] section", where, ns->self,
-				 ns->self);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "%s: node %s: no [node.%s] section", where,
+					ns->self, ns->self);
 		}
 		return 0;
 	}
 	if (ns->self[0] && !grace_config_node(cfg, ns->self)) {
-		snprintf(err, errlen, "%s: this process's node %s ([grace] node or GRACE_NODE): no "
-				      "[node.%s] section", where, ns->self, ns->self);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"%s: this process's node %s ([grace] node or GRACE_NODE): no "
+				"[node.%s] section",
+				where, ns->self, ns->self);
 	}
 	return 0;
 }
 
 /* The TLS door needs a certificate: its files, or the node's. */
-static int check_tls_door(grace_config *cfg, char *err, size_t errlen)
+static int check_tls_door(grace_config *cfg, sdk_err *err)
 {
 	grace_tls_door *t = &cfg->tls;
 	const char *where = cfg->path[0] ? cfg->path : "configuration";
 	if (!t->address[0])
 		return 0;
 	if (!t->cert_file[0] != !t->key_file[0]) {
-		snprintf(err, errlen, "%s: [grace] tls_cert_file and tls_key_file go together", where);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"%s: [grace] tls_cert_file and tls_key_file go together", where);
 	}
 	if (!t->cert_file[0] && !cfg->nodes.n) {
-		snprintf(err, errlen, "%s: [grace] tls_address needs tls_cert_file and tls_key_file "
-				      "(or nodes, whose certificate it then shows)", where);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"%s: [grace] tls_address needs tls_cert_file and tls_key_file "
+				"(or nodes, whose certificate it then shows)",
+				where);
 	}
 	if ((t->cert_file[0] && absolutize(t->cert_file, sizeof t->cert_file) < 0) ||
 	    (t->key_file[0] && absolutize(t->key_file, sizeof t->key_file) < 0)) {
-		snprintf(err, errlen, "[grace] tls_cert_file or tls_key_file: path too long");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"[grace] tls_cert_file or tls_key_file: path too long");
 	}
 	return 0;
 }
 
-int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
-		      size_t n_builtins, const grace_config_overrides *ov, char *err,
-		      size_t errlen)
+int grace_config_read(grace_config *cfg, const sdk_kernel_def *const *builtins, size_t n_builtins,
+		      const grace_config_overrides *ov, sdk_err *err)
 {
 	struct parse_ctx c = { .cfg = cfg, .builtins = builtins, .n_builtins = n_builtins };
 	config_defaults(cfg);
-	if (builtins_add(cfg, builtins, n_builtins, err, errlen) < 0)
+	if (builtins_add(cfg, builtins, n_builtins, err) < 0)
 		return -1;
 	defaults_init(&c.defaults);
 
@@ -1912,31 +1936,31 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 		path = DEFAULT_CONFIG_PATH;
 	if (path && *path) {
 		if (snprintf(cfg->path, sizeof cfg->path, "%s", path) >= (int)sizeof cfg->path) {
-			snprintf(err, errlen, "config path too long");
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "config path too long");
 		}
 		/* The earlier of the two passes' first errors is the one reported:
 		 * libinih is right about every line before the first the lint
 		 * pass objects to. */
-		char lint_why[256] = "";
-		int lint_line = config_lint(path, &c, lint_why, sizeof lint_why);
+		sdk_err lint_why = { "" };
+		int lint_line = config_lint(path, &c, &lint_why);
 		if (lint_line == -1) {
-			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "%s: cannot open: %s", path,
+					strerror(errno));
 		}
 		int line = ini_parse(path, on_ini, &c);
 		if (line == -1) {
-			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "%s: cannot open: %s", path,
+					strerror(errno));
 		}
 		if (lint_line > 0 && (line == 0 || lint_line <= line)) {
 			line = lint_line;
-			snprintf(c.err, sizeof c.err, "%s", lint_why);
+			c.err = lint_why;
 		}
 		if (line != 0) {
-			snprintf(err, errlen, "%s:%d: %s", path, line,
-				 c.err[0] ? c.err : "syntax error (expected [section] or key = value)");
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL, "%s:%d: %s", path, line,
+				c.err.msg[0] ? c.err.msg
+					     : "syntax error (expected [section] or key = value)");
 		}
 		absolutize(cfg->path, sizeof cfg->path);
 	}
@@ -1948,17 +1972,18 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 		snprintf(cfg->library_root, sizeof cfg->library_root, "%s", env);
 	if ((env = getenv("GRACE_NODE")) && *env) {
 		if (!valid_name(env)) {
-			snprintf(err, errlen, "GRACE_NODE: a node's name, got '%.32s'", env);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "GRACE_NODE: a node's name, got '%.32s'",
+					env);
 		}
 		snprintf(cfg->nodes.self, sizeof cfg->nodes.self, "%s", env);
 	}
 	if ((env = getenv("GRACE_LOG_LEVEL")) && *env) {
 		if (strcmp(env, "debug") && strcmp(env, "info") && strcmp(env, "warn") &&
 		    strcmp(env, "error")) {
-			snprintf(err, errlen,
-				 "GRACE_LOG_LEVEL: expected debug, info, warn or error, got '%.32s'", env);
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL,
+				"GRACE_LOG_LEVEL: expected debug, info, warn or error, got '%.32s'",
+				env);
 		}
 		snprintf(cfg->log_level, sizeof cfg->log_level, "%s", env);
 	}
@@ -1966,17 +1991,19 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	if (offset && *offset) {
 		uint64_t v;
 		if (parse_uint(offset, 0, 50000, &v) < 0) {
-			snprintf(err, errlen, "port offset: expected an integer from 0 to 50000, got '%s'",
-				 offset);
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL,
+				"port offset: expected an integer from 0 to 50000, got '%s'",
+				offset);
 		}
 		cfg->port_offset = (int)v;
 	}
 	if ((env = getenv("GRACE_MODEL_URL")) && *env) {
 		if (!model_url_valid(env) || strlen(env) >= sizeof cfg->model.base_url) {
-			snprintf(err, errlen, "GRACE_MODEL_URL: expected an http:// or https:// URL of "
-					      "at most %zu bytes", sizeof cfg->model.base_url - 1);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"GRACE_MODEL_URL: expected an http:// or https:// URL of "
+					"at most %zu bytes",
+					sizeof cfg->model.base_url - 1);
 		}
 		snprintf(cfg->model.base_url, sizeof cfg->model.base_url, "%s", env);
 	}
@@ -1985,70 +2012,79 @@ int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins,
 	if (absolutize(cfg->data_dir, sizeof cfg->data_dir) < 0 ||
 	    absolutize(cfg->library_root, sizeof cfg->library_root) < 0 ||
 	    (cfg->model.key_file[0] && absolutize(cfg->model.key_file, sizeof cfg->model.key_file) < 0)) {
-		snprintf(err, errlen, "data_dir, library_root or [model] key_file: path too long");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"data_dir, library_root or [model] key_file: path too long");
 	}
 	if (cfg->executor.timeout_default_ms > cfg->executor.timeout_max_ms ||
 	    cfg->executor.output_default_bytes > cfg->executor.output_max_bytes) {
-		snprintf(err, errlen, "[executor]: timeout_default_ms and output_default_bytes must "
-				      "not exceed timeout_max_ms and output_max_bytes");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"[executor]: timeout_default_ms and output_default_bytes must "
+				"not exceed timeout_max_ms and output_max_bytes");
 	}
 	if (cfg->coding_agent.turns_default > cfg->coding_agent.turns_max) {
-		snprintf(err, errlen, "[coding_agent]: turns_default must not exceed turns_max");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"[coding_agent]: turns_default must not exceed turns_max");
 	}
 	const grace_crypto *cr = &cfg->crypto;
 	if (cr->deletion_window_min_s > cr->deletion_window_s ||
 	    cr->deletion_window_s > cr->deletion_window_max_s) {
-		snprintf(err, errlen, "[crypto]: deletion_window_min_s <= deletion_window_s <= "
-				      "deletion_window_max_s");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"[crypto]: deletion_window_min_s <= deletion_window_s <= "
+				"deletion_window_max_s");
 	}
 	const grace_trust *t = &cfg->trust;
 	if (t->jwt_ttl_default_s > t->jwt_ttl_max_s || t->x509_ttl_default_s > t->x509_ttl_max_s) {
-		snprintf(err, errlen, "[trust]: jwt_ttl_default_s and x509_ttl_default_s must not "
-				      "exceed jwt_ttl_max_s and x509_ttl_max_s");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"[trust]: jwt_ttl_default_s and x509_ttl_default_s must not "
+				"exceed jwt_ttl_max_s and x509_ttl_max_s");
 	}
 	/* SVIDs come from the trust kernel only: without it every call
 	 * between kernels would be refused. */
 	if (t->require_svid && grace_config_kernel_index(cfg, "trust") < 0) {
-		snprintf(err, errlen, "[trust]: require_svid = true needs the trust kernel "
-				      "([kernel.trust])");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"[trust]: require_svid = true needs the trust kernel "
+				"([kernel.trust])");
 	}
 	if (cfg->store.password_file[0] &&
 	    absolutize(cfg->store.password_file, sizeof cfg->store.password_file) < 0) {
-		snprintf(err, errlen, "[store] password_file: path too long");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "[store] password_file: path too long");
 	}
 	if (cfg->store.engine == GRACE_STORE_POSTGRESQL && !cfg->store.postgresql_url[0]) {
-		snprintf(err, errlen, "[store] engine = postgresql needs postgresql_url");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"[store] engine = postgresql needs postgresql_url");
 	}
 	const grace_backup *b = &cfg->backup;
 	if (b->schedule[0] && (!b->dir[0] || (!b->key_file[0] && !b->no_secrets) ||
 			       (b->key_file[0] && b->no_secrets))) {
-		snprintf(err, errlen, "[backup]: a schedule needs dir, and exactly one of key_file "
-				      "(the secrets sealed) or no_secrets = 1 (left out)");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"[backup]: a schedule needs dir, and exactly one of key_file "
+				"(the secrets sealed) or no_secrets = 1 (left out)");
 	}
-	if (check_kernels(cfg, &c.defaults, err, errlen) < 0 || check_nodes(cfg, err, errlen) < 0)
+	if (check_kernels(cfg, &c.defaults, err) < 0 || check_nodes(cfg, err) < 0)
 		return -1;
-	return check_tls_door(cfg, err, errlen);
+	return check_tls_door(cfg, err);
 }
 
-int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen)
+int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins, size_t n_builtins,
+		      const grace_config_overrides *ov, char *err, size_t errlen)
+{
+	sdk_err e = { "" };
+	int rc = grace_config_read(cfg, builtins, n_builtins, ov, &e);
+	if (rc < 0)
+		snprintf(err, errlen, "%s", e.msg);
+	return rc;
+}
+
+int grace_config_check_authorizer(const grace_config *cfg, sdk_err *err)
 {
 	if (cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL ||
 	    grace_config_kernel_index(cfg, "policy") >= 0)
 		return 0;
-	snprintf(err, errlen,
-		 "%s: [policy] authorizer = kernel (the default) needs the policy kernel: add "
-		 "[kernel.policy], or set authorizer = table for the built-in role table",
-		 cfg->path[0] ? cfg->path : "configuration");
-	return -1;
+	return sdk_fail(
+		err, SDK_EINVAL,
+		"%s: [policy] authorizer = kernel (the default) needs the policy kernel: add "
+		"[kernel.policy], or set authorizer = table for the built-in role table",
+		cfg->path[0] ? cfg->path : "configuration");
 }
 
 int grace_config_kernel_index(const grace_config *cfg, const char *name)

@@ -5,6 +5,8 @@
 #ifndef GRACE_SDK_CONFIG_H
 #define GRACE_SDK_CONFIG_H
 
+#include "sdk/err.h"
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -465,18 +467,25 @@ struct sdk_kernel_def; /* sdk/kernel.h */
  * [kernel.NAME] section in the file they are the kernels, with the port
  * and tier of their definitions; a file with [kernel.NAME] sections runs
  * exactly those, a built-in one's port and tier defaulting to its
- * definition's. On error returns -1 and writes one line naming the file,
- * line and key into `err`. Relative paths are resolved against the
+ * definition's. On error returns SDK_EINVAL and writes one line naming the
+ * file, line and key into `err`. Relative paths are resolved against the
  * current directory. */
+int grace_config_read(grace_config *cfg, const struct sdk_kernel_def *const *builtins,
+		      size_t n_builtins, const grace_config_overrides *ov, sdk_err *err);
+
+/* grace_config_read with the reason as text (-1 on error), for the one
+ * caller that has not moved to sdk_err yet: src/cli/restore_pg.c, which
+ * is another branch's to change. Use grace_config_read; remove this once
+ * restore_pg.c calls it (issue 9). */
 int grace_config_load(grace_config *cfg, const struct sdk_kernel_def *const *builtins,
 		      size_t n_builtins, const grace_config_overrides *ov, char *err,
 		      size_t errlen);
 
 /* For `grace serve`: decisions by a policy kernel that is not configured
  * would refuse everything for ever (a disabled one can be started by an
- * admin). -1 with the reason when [policy] authorizer = kernel and there
- * is no [kernel.policy]. */
-int grace_config_check_authorizer(const grace_config *cfg, char *err, size_t errlen);
+ * admin). SDK_EINVAL with the reason when [policy] authorizer = kernel and
+ * there is no [kernel.policy]. */
+int grace_config_check_authorizer(const grace_config *cfg, sdk_err *err);
 
 /* Accepts "librarian" and "librarian_kernel"; NULL when unknown. */
 const grace_kernel_cfg *grace_config_kernel(const grace_config *cfg, const char *name);

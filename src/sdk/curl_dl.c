@@ -32,20 +32,22 @@ static const sdk_dl_sym curl_syms[] = {
 #undef S
 };
 
-int sdk_curl_open(sdk_curl_dl *c, char *err, size_t errlen)
+int sdk_curl_open(sdk_curl_dl *c, sdk_err *err)
 {
 	memset(c, 0, sizeof *c);
-	if (sdk_dl_table_open(&c->lib, curl_names, sizeof curl_names / sizeof *curl_names, curl_syms,
-			  sizeof curl_syms / sizeof *curl_syms, c, "libcurl", err, errlen) < 0) {
+	char why[sizeof err->msg]; /* sdk_dl_table_open keeps its text buffer (dl_table.h) */
+	if (sdk_dl_table_open(&c->lib, curl_names, sizeof curl_names / sizeof *curl_names,
+			      curl_syms, sizeof curl_syms / sizeof *curl_syms, c, "libcurl", why,
+			      sizeof why) < 0) {
 		memset(c, 0, sizeof *c);
-		return -1;
+		return sdk_fail(err, SDK_EIO, "%s", why);
 	}
 	CURLcode rc = c->global_init(CURL_GLOBAL_DEFAULT);
 	if (rc != CURLE_OK) {
-		snprintf(err, errlen, "curl_global_init: %s", c->easy_strerror(rc));
+		sdk_fail(err, SDK_EIO, "curl_global_init: %s", c->easy_strerror(rc));
 		dlclose(c->lib);
 		memset(c, 0, sizeof *c);
-		return -1;
+		return SDK_EIO;
 	}
 	return 0;
 }

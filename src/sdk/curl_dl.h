@@ -9,6 +9,8 @@
 #ifndef GRACE_SDK_CURL_DL_H
 #define GRACE_SDK_CURL_DL_H
 
+#include "sdk/err.h"
+
 #include <curl/curl.h>
 #include <stddef.h>
 
@@ -38,9 +40,9 @@ typedef struct sdk_curl_dl {
 	void (*slist_free_all)(struct curl_slist *list);
 } sdk_curl_dl;
 
-/* Loads libcurl and runs curl_global_init. 0, or -1 with the reason in
+/* Loads libcurl and runs curl_global_init. 0, or SDK_EIO with the reason in
  * `err` (and nothing left loaded). */
-int sdk_curl_open(sdk_curl_dl *c, char *err, size_t errlen);
+int sdk_curl_open(sdk_curl_dl *c, sdk_err *err);
 /* curl_global_cleanup, then unloads it; a no-op on a table never opened. */
 void sdk_curl_close(sdk_curl_dl *c);
 

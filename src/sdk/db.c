@@ -17,14 +17,18 @@
 /* Findings of a failed quick_check kept in the reason. */
 #define CHECK_FINDINGS_MAX 3
 
-int sdk_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+int sdk_db_exec(sqlite3 *db, const char *sql, sdk_err *err)
 {
 	char *msg = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc == SQLITE_OK)
 		return 0;
-	snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+	int status = sdk_status_of_sqlite(sqlite3_extended_errcode(db));
+	if (status == SDK_OK)
+		status = sdk_status_of_sqlite(rc);
+	sdk_fail(err, status < 0 ? status : SDK_EIO, "%s", msg ? msg : sqlite3_errmsg(db));
 	sqlite3_free(msg);
-	return -1;
+	return status < 0 ? status : SDK_EIO;
 }
 
 int sdk_db_fail(sqlite3 *db, sdk_err *err, const char *what)
@@ -220,15 +224,9 @@ int sdk_db_open_checked(const char *data_dir, const char *name, sdk_db_check *ch
 	return 0;
 }
 
-int sdk_db_open(const char *data_dir, const char *name, sqlite3 **out, char *err,
-		size_t errlen)
+int sdk_db_open(const char *data_dir, const char *name, sqlite3 **out, sdk_err *err)
 {
-	sdk_err e = { "" };
-	if (sdk_db_open_checked(data_dir, name, NULL, out, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
-	}
-	return 0;
+	return sdk_db_open_checked(data_dir, name, NULL, out, err);
 }
 
 int sdk_db_dir(sqlite3 *db, char *out, size_t len)

@@ -38,12 +38,13 @@ typedef struct sdk_db_check {
 int sdk_db_open_checked(const char *data_dir, const char *name, sdk_db_check *check,
 			sqlite3 **out, sdk_err *err);
 
-/* sdk_db_open_checked without a budget, the reason as text: -1 on failure. */
-int sdk_db_open(const char *data_dir, const char *name, sqlite3 **out, char *err,
-		size_t errlen);
+/* sdk_db_open_checked without a budget. */
+int sdk_db_open(const char *data_dir, const char *name, sqlite3 **out, sdk_err *err);
 
-/* Runs a script of statements that return no rows; -1 with the reason on error. */
-int sdk_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
+/* Runs a script of statements that return no rows: 0, or the status of
+ * SQLite's failure (as sdk_db_fail: never 0) with SQLite's message in
+ * `err` (may be NULL). */
+int sdk_db_exec(sqlite3 *db, const char *sql, sdk_err *err);
 
 /* Called as each statement of a database opened here starts (`end`
  * false) and ends (true), with the statement (an identity only) and its

@@ -2,7 +2,9 @@
  *
  *   - A function that can fail returns 0 (or a count, an index: >= 0) on
  *     success and a negative sdk_status on failure. NULL-returning
- *     constructors are the one exception; they say why through an sdk_err.
+ *     constructors say why through an sdk_err. Thin wrappers of system
+ *     calls (sdk_listen_tcp, proc_*) return a negative errno instead, the
+ *     one other shape.
  *   - The reason, for a human, goes into an sdk_err the caller passes (may
  *     be NULL), written by the module that knows it and passed up
  *     unprinted. Only the edges (the event loop, main) log.

@@ -560,36 +560,32 @@ static int kernel_socket(const sdk_kernel *k)
 
 /* Opens the kernel's database. A damaged one is not an error that ends
  * the process: the kernel comes up with its storage failed. */
-static int storage_open(struct runtime *rt, char *err, size_t errlen)
+static int storage_open(struct runtime *rt, sdk_err *err)
 {
 	sdk_kernel *k = &rt->k;
 	if (snprintf(rt->db_path, sizeof rt->db_path, "%s/%s.db", k->cfg->data_dir,
 		     k->def->name) >= (int)sizeof rt->db_path) {
-		snprintf(err, errlen, "database path too long");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "database path too long");
 	}
 	/* A file from a newer Grace is refused before the open below changes
 	 * anything in it (its journal mode). */
-	sdk_err ne = { "" };
+	int rc;
 	if (k->def->schema_version &&
-	    sdk_mig_refuse_if_newer(rt->db_path, k->def->schema_version, &ne) < 0) {
+	    (rc = sdk_mig_refuse_if_newer(rt->db_path, k->def->schema_version, err)) < 0) {
 		rt->refused = true;
-		snprintf(err, errlen, "%s", ne.msg);
-		return -1;
+		return rc;
 	}
 	/* Half the ready timeout at most, so a large file never makes the
 	 * supervisor kill the kernel over and over before it is ready. */
 	sdk_db_check check = { .budget_ms = k->kcfg->ready_timeout_ms / 2 };
 	sdk_err e = { "" };
-	int rc = sdk_db_open_checked(k->cfg->data_dir, k->def->name, &check, &k->db, &e);
+	rc = sdk_db_open_checked(k->cfg->data_dir, k->def->name, &check, &k->db, &e);
 	if (rc == SDK_ECORRUPT) {
 		storage_fail(rt, "%s", e.msg);
 		return 0;
 	}
-	if (rc < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
-	}
+	if (rc < 0)
+		return sdk_fail(err, rc, "%s", e.msg);
 	if (!check.complete)
 		sdk_warn("%s: quick_check did not finish within %u ms (half of ready_timeout_ms): "
 			 "the file was not checked; raise ready_timeout_ms to check it",
@@ -605,7 +601,7 @@ static int storage_open(struct runtime *rt, char *err, size_t errlen)
  * restart repairs: the kernel refuses to start (SDK_EXIT_PERMANENT, the
  * supervisor gives up and logs it) with the reason in the log. Damage met
  * on the way fails the storage, as at open. */
-static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
+static int schema_migrate(struct runtime *rt, sdk_err *err)
 {
 	sdk_kernel *k = &rt->k;
 	if (!k->def->schema_version)
@@ -624,8 +620,7 @@ static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
 	if (rc < 0) {
 		/* Locked by another process: worth a restart with backoff. */
 		rt->refused = rc != SDK_EBUSY;
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		return sdk_fail(err, rc, "%s", e.msg);
 	}
 	if (r.steps)
 		sdk_info("%s: schema migrated from version %d to %d", rt->db_path, r.from, r.to);
@@ -633,13 +628,17 @@ static int schema_migrate(struct runtime *rt, char *err, size_t errlen)
 }
 
 /* The kernel's prepare, once (kernel.h says what it may do). */
-static int prepare(struct runtime *rt, char *err, size_t errlen)
+static int prepare(struct runtime *rt, sdk_err *err)
 {
 	sdk_kernel *k = &rt->k;
 	if (rt->prepared || !k->def->prepare)
 		return 0;
 	rt->prepared = true;
-	return k->def->prepare(k, err, errlen);
+	/* A kernel's prepare and init still say why as text (kernel.h). */
+	char why[sizeof err->msg] = "";
+	if (k->def->prepare(k, why, sizeof why) == 0)
+		return 0;
+	return sdk_fail(err, SDK_EINVAL, "%s", why);
 }
 
 /* Undoes prepare when init will not run on that state. */
@@ -654,29 +653,30 @@ static void unprepare(struct runtime *rt)
 
 /* Runs the kernel's init unless its storage failed already. An init that
  * fails on a damaged file leaves the kernel up with its storage failed. */
-static int storage_init(struct runtime *rt, char *err, size_t errlen)
+static int storage_init(struct runtime *rt, sdk_err *err)
 {
 	sdk_kernel *k = &rt->k;
 	if (rt->storage_failed)
 		return 0;
-	if (schema_migrate(rt, err, errlen) < 0)
+	if (schema_migrate(rt, err) < 0)
 		return -1;
 	if (rt->storage_failed)
 		return 0;
-	if (prepare(rt, err, errlen) < 0)
+	if (prepare(rt, err) < 0)
 		return -1;
 	if (!k->def->init)
 		return 0;
 	rt->init_ran = true;
-	if (k->def->init(k, err, errlen) == 0)
+	char why[sizeof err->msg] = "";
+	if (k->def->init(k, why, sizeof why) == 0)
 		return 0;
 	int primary = sqlite3_extended_errcode(k->db) & 0xff;
 	if (atomic_load(&rt->sqlite_report.state) == 2 || primary == SQLITE_CORRUPT ||
 	    primary == SQLITE_NOTADB) {
-		storage_fail(rt, "%s: %s", rt->db_path, err);
+		storage_fail(rt, "%s: %s", rt->db_path, why);
 		return 0;
 	}
-	return -1;
+	return sdk_fail(err, SDK_EINVAL, "%s", why);
 }
 
 static void svids_start(struct runtime *rt);
@@ -703,12 +703,12 @@ static bool require_of(const struct runtime *rt)
  * call): the token, the SPIFFE ID, the port table, the caller, the routes,
  * the tracer and the HTTP server. A standby does it while it waits, so the
  * path from a crash to answering again starts at the store. */
-static int runtime_setup(struct runtime *rt, char *err, size_t errlen)
+static int runtime_setup(struct runtime *rt, sdk_err *err)
 {
 	sdk_kernel *k = &rt->k;
 	if (mkdir(k->cfg->data_dir, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create %.200s: %s", k->cfg->data_dir, strerror(errno));
-		return -1;
+		return sdk_fail(err, SDK_EIO, "cannot create %.200s: %s", k->cfg->data_dir,
+				strerror(errno));
 	}
 	/* The token is grace serve's for its whole life, and a standby dies
 	 * with it (PR_SET_PDEATHSIG): read once, it stays true. */
@@ -719,22 +719,20 @@ static int runtime_setup(struct runtime *rt, char *err, size_t errlen)
 			 "answer 401", strerror(-trc));
 	}
 	if (sdk_svid_id(k->cfg->trust.domain, k->def->name, rt->spiffe_id, sizeof rt->spiffe_id) < 0) {
-		snprintf(err, errlen, "the SPIFFE ID of kernel %s does not fit", k->def->name);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "the SPIFFE ID of kernel %s does not fit",
+				k->def->name);
 	}
 	k->ports = sdk_ports_open(k->base, k->cfg);
 	k->caller = k->ports ? sdk_caller_new(k->base, k->def->name, k->token, sdk_ports_resolve,
 					      k->ports)
 			     : NULL;
 	if (!k->caller) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	size_t n = N_STANDARD + k->def->n_routes;
 	rt->routes = calloc(n, sizeof *rt->routes);
 	if (!rt->routes) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	memcpy(rt->routes, standard_routes, sizeof standard_routes);
 	for (size_t i = 0; i < k->def->n_routes; i++) {
@@ -761,28 +759,26 @@ static int runtime_setup(struct runtime *rt, char *err, size_t errlen)
 				 .trace_ctx = rt->tracer };
 	k->server = sdk_server_new(k->base, &opts);
 	if (!k->server) {
-		snprintf(err, errlen, "cannot create the HTTP server");
-		return -1;
+		return sdk_fail(err, SDK_EIO, "cannot create the HTTP server");
 	}
 	return 0;
 }
 
 /* After runtime_setup (and, in a standby, after the word): the store, the
  * kernel's init, the SVIDs, and the listening socket. */
-static int runtime_start(struct runtime *rt, char *err, size_t errlen)
+static int runtime_start(struct runtime *rt, sdk_err *err)
 {
 	sdk_kernel *k = &rt->k;
 	/* A standby opened (and checked) it while it waited. */
-	if (!k->db && !rt->storage_failed && storage_open(rt, err, errlen) < 0)
+	if (!k->db && !rt->storage_failed && storage_open(rt, err) < 0)
 		return -1;
 	rt->require_svid = require_of(rt); /* before init: the trust kernel takes the hash */
 	svids_start(rt);
-	if (storage_init(rt, err, errlen) < 0)
+	if (storage_init(rt, err) < 0)
 		return -1;
 	int fd = kernel_socket(k);
 	if (fd < 0 || sdk_server_listen(k->server, fd) < 0) {
-		snprintf(err, errlen, "no listening socket");
-		return -1;
+		return sdk_fail(err, SDK_EIO, "no listening socket");
 	}
 	return 0;
 }
@@ -988,17 +984,17 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 		/* Its quick_check too runs now, off the recovery path; a kill -9
 		 * cannot damage a WAL database, and damage found later is caught
 		 * by SQLite's log and the watch like any other. */
-		char err[256] = "";
-		if (storage_open(&rt, err, sizeof err) < 0)
-			sdk_warn("standby: %s: opened after the hand-over instead", err);
-		else if (k->db && !rt.storage_failed && prepare(&rt, err, sizeof err) < 0) {
-			sdk_warn("standby: prepare: %s: done after the hand-over instead", err);
+		sdk_err err = { "" };
+		if (storage_open(&rt, &err) < 0)
+			sdk_warn("standby: %s: opened after the hand-over instead", err.msg);
+		else if (k->db && !rt.storage_failed && prepare(&rt, &err) < 0) {
+			sdk_warn("standby: prepare: %s: done after the hand-over instead", err.msg);
 			unprepare(&rt);
 		}
 	}
-	char err[512] = "";
-	if (runtime_setup(&rt, err, sizeof err) < 0) {
-		sdk_error("cannot start: %s", err);
+	sdk_err err = { "" };
+	if (runtime_setup(&rt, &err) < 0) {
+		sdk_error("cannot start: %s", err.msg);
 		runtime_stop(&rt);
 		sqlite_log_release();
 		return SDK_EXIT_TEMPORARY;
@@ -1015,8 +1011,8 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	if (standby)
 		standby_store_recheck(&rt);
 
-	if (runtime_start(&rt, err, sizeof err) < 0) {
-		sdk_error("cannot start: %s", err);
+	if (runtime_start(&rt, &err) < 0) {
+		sdk_error("cannot start: %s", err.msg);
 		bool refused = rt.refused;
 		runtime_stop(&rt);
 		sqlite_log_release();

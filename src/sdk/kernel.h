@@ -63,7 +63,10 @@ typedef struct sdk_kernel_def {
 	/* Runs after the database is open and before READY=1; returns 0, or -1
 	 * with the reason in err (the kernel then exits SDK_EXIT_TEMPORARY,
 	 * unless the database is damaged: then it stays up with its storage
-	 * failed). Not called when the database failed its check at open. */
+	 * failed). Not called when the database failed its check at open.
+	 * init and prepare still take a text buffer rather than an sdk_err
+	 * (docs/errors.md): the message bus implements them and is another
+	 * branch's to change; both move together (issue 9). */
 	int (*init)(sdk_kernel *k, char *err, size_t errlen);
 	/* Setup that reads none of the kernel's state (a second connection to
 	 * its database, worker threads, compiled tables) and may set k->state

@@ -10,10 +10,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int keyfile_fail(char *err, size_t errlen, const char *path, const char *why)
+static int keyfile_fail(sdk_err *err, const char *path, const char *why)
 {
-	snprintf(err, errlen, "%s: %s", path, why);
-	return KEYFILE_EIO;
+	return sdk_fail(err, SDK_EIO, "%s: %s", path, why);
+}
+
+/* A failed system call: a full disk is SDK_EFULL, as everywhere. */
+static int keyfile_fail_errno(sdk_err *err, const char *path, int e)
+{
+	return sdk_fail(err, e == ENOSPC || e == EDQUOT ? SDK_EFULL : SDK_EIO, "%s: %s", path,
+			strerror(e));
 }
 
 static int keyfile_read_all(int fd, unsigned char *out, size_t len)
@@ -30,40 +36,40 @@ static int keyfile_read_all(int fd, unsigned char *out, size_t len)
 	return 0;
 }
 
-static int keyfile_check(int fd, const char *path, size_t len, char *err, size_t errlen)
+static int keyfile_check(int fd, const char *path, size_t len, sdk_err *err)
 {
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return keyfile_fail(err, errlen, path, strerror(errno));
+		return keyfile_fail_errno(err, path, errno);
 	if (!S_ISREG(st.st_mode))
-		return keyfile_fail(err, errlen, path, "not a regular file");
+		return keyfile_fail(err, path, "not a regular file");
 	if (st.st_uid != geteuid())
-		return keyfile_fail(err, errlen, path, "owned by another user");
+		return keyfile_fail(err, path, "owned by another user");
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		char why[96];
 		snprintf(why, sizeof why, "mode %04o lets others read or write it; it must be 0600",
 			 (unsigned)(st.st_mode & 07777));
-		return keyfile_fail(err, errlen, path, why);
+		return keyfile_fail(err, path, why);
 	}
 	if (st.st_size != (off_t)len) {
 		char why[96];
 		snprintf(why, sizeof why, "holds %lld bytes, not %zu", (long long)st.st_size, len);
-		return keyfile_fail(err, errlen, path, why);
+		return keyfile_fail(err, path, why);
 	}
 	return 0;
 }
 
-int keyfile_read(const char *path, unsigned char *out, size_t len, char *err, size_t errlen)
+int keyfile_read(const char *path, unsigned char *out, size_t len, sdk_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return KEYFILE_ENOENT;
-		return keyfile_fail(err, errlen, path, strerror(errno));
+			return SDK_ENOTFOUND;
+		return keyfile_fail_errno(err, path, errno);
 	}
-	int rc = keyfile_check(fd, path, len, err, errlen);
+	int rc = keyfile_check(fd, path, len, err);
 	if (!rc && keyfile_read_all(fd, out, len) < 0)
-		rc = keyfile_fail(err, errlen, path, "short read");
+		rc = keyfile_fail(err, path, "short read");
 	close(fd);
 	if (rc)
 		explicit_bzero(out, len);
@@ -97,39 +103,37 @@ static void keyfile_sync_dir(const char *path)
 }
 
 static int keyfile_write(const char *path, const unsigned char *data, size_t len, int replace,
-			 char *err, size_t errlen)
+			 sdk_err *err)
 {
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return keyfile_fail(err, errlen, path, "path too long");
+		return keyfile_fail(err, path, "path too long");
 	unlink(tmp); /* left over from a crash between write and link */
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
-		return keyfile_fail(err, errlen, tmp, strerror(errno));
+		return keyfile_fail_errno(err, tmp, errno);
 	int rc = 0;
 	/* fchmod, because the umask could have taken bits off but never adds. */
 	if (fchmod(fd, 0600) < 0 || keyfile_write_all(fd, data, len) < 0 || fsync(fd) < 0)
-		rc = keyfile_fail(err, errlen, tmp, strerror(errno));
+		rc = keyfile_fail_errno(err, tmp, errno);
 	if (close(fd) < 0 && !rc)
-		rc = keyfile_fail(err, errlen, tmp, strerror(errno));
+		rc = keyfile_fail_errno(err, tmp, errno);
 	/* link(2) fails when `path` exists: an existing secret is never
 	 * replaced, unless asked for, and then rename(2) swaps it whole. */
 	if (!rc && (replace ? rename(tmp, path) : link(tmp, path)) < 0)
-		rc = keyfile_fail(err, errlen, path, strerror(errno));
+		rc = keyfile_fail_errno(err, path, errno);
 	unlink(tmp);
 	if (!rc)
 		keyfile_sync_dir(path);
 	return rc;
 }
 
-int keyfile_create(const char *path, const unsigned char *data, size_t len, char *err,
-		   size_t errlen)
+int keyfile_create(const char *path, const unsigned char *data, size_t len, sdk_err *err)
 {
-	return keyfile_write(path, data, len, 0, err, errlen);
+	return keyfile_write(path, data, len, 0, err);
 }
 
-int keyfile_replace(const char *path, const unsigned char *data, size_t len, char *err,
-		    size_t errlen)
+int keyfile_replace(const char *path, const unsigned char *data, size_t len, sdk_err *err)
 {
-	return keyfile_write(path, data, len, 1, err, errlen);
+	return keyfile_write(path, data, len, 1, err);
 }

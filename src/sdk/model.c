@@ -477,18 +477,16 @@ sdk_model_call *sdk_model_chat(sdk_model *m, const json_t *messages, bool stream
 /* ---- the model ---- */
 
 /* Reads the API key: the file's first line, without surrounding blanks. */
-static int read_key(const char *path, char *key, size_t len, char *err, size_t errlen)
+static int read_key(const char *path, char *key, size_t len, sdk_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
-		snprintf(err, errlen, "[model] key_file %s: %s", path, strerror(errno));
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "[model] key_file %s: %s", path, strerror(errno));
 	}
 	ssize_t n = read(fd, key, len - 1);
 	close(fd);
 	if (n < 0) {
-		snprintf(err, errlen, "[model] key_file %s: %s", path, strerror(errno));
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "[model] key_file %s: %s", path, strerror(errno));
 	}
 	key[n] = '\0';
 	key[strcspn(key, "\r\n")] = '\0';
@@ -502,14 +500,14 @@ static int read_key(const char *path, char *key, size_t len, char *err, size_t e
 	key[k] = '\0';
 	for (size_t i = 0; i < k; i++) {
 		if ((unsigned char)key[i] < 0x21 || key[i] == 0x7f) {
-			snprintf(err, errlen, "[model] key_file %s: the key has a blank or control "
-					      "character in it", path);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"[model] key_file %s: the key has a blank or control "
+					"character in it",
+					path);
 		}
 	}
 	if (k == 0) {
-		snprintf(err, errlen, "[model] key_file %s: empty", path);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "[model] key_file %s: empty", path);
 	}
 	return 0;
 }
@@ -527,11 +525,11 @@ static struct curl_slist *headers_new(const sdk_curl_dl *k, const char *accept, 
 	return h;
 }
 
-sdk_model *sdk_model_new(struct event_base *base, const grace_model *cfg, char *err, size_t errlen)
+sdk_model *sdk_model_new(struct event_base *base, const grace_model *cfg, sdk_err *err)
 {
 	sdk_model *m = calloc(1, sizeof *m);
 	if (!m) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	m->base = base;
@@ -548,7 +546,7 @@ sdk_model *sdk_model_new(struct event_base *base, const grace_model *cfg, char *
 
 	char key[MODEL_KEY_MAX], auth[MODEL_KEY_MAX + 32] = "";
 	if (cfg->key_file[0]) {
-		if (read_key(cfg->key_file, key, sizeof key, err, errlen) < 0) {
+		if (read_key(cfg->key_file, key, sizeof key, err) < 0) {
 			explicit_bzero(key, sizeof key);
 			free(m);
 			return NULL;
@@ -563,10 +561,10 @@ sdk_model *sdk_model_new(struct event_base *base, const grace_model *cfg, char *
 	if ((m->noproxy = malloc(nplen)))
 		snprintf(m->noproxy, nplen, "%s%s" MODEL_NOPROXY_LOCAL, np && *np ? np : "",
 			 np && *np ? "," : "");
-	if (!m->noproxy || sdk_curl_open(&m->curl, err, errlen) < 0) {
+	if (!m->noproxy || sdk_curl_open(&m->curl, err) < 0) {
 		explicit_bzero(auth, sizeof auth);
 		if (!m->noproxy)
-			snprintf(err, errlen, "out of memory");
+			sdk_fail(err, SDK_EIO, "out of memory");
 		free(m->noproxy);
 		free(m);
 		return NULL;
@@ -578,7 +576,7 @@ sdk_model *sdk_model_new(struct event_base *base, const grace_model *cfg, char *
 	m->timer = evtimer_new(base, on_timer, m);
 	m->multi = k->multi_init();
 	if (!m->hdr_stream || !m->hdr_whole || !m->timer || !m->multi) {
-		snprintf(err, errlen, "cannot set up libcurl");
+		sdk_fail(err, SDK_EIO, "cannot set up libcurl");
 		sdk_model_free(m);
 		return NULL;
 	}

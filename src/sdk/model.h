@@ -7,6 +7,7 @@
 #define GRACE_SDK_MODEL_H
 
 #include "sdk/config.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -44,7 +45,7 @@ typedef void (*sdk_model_done_cb)(const char *text, size_t len, sdk_model_failur
 
 /* Loads libcurl and reads the key file. NULL with the reason in `err`.
  * The key is never logged. */
-sdk_model *sdk_model_new(struct event_base *base, const grace_model *cfg, char *err, size_t errlen);
+sdk_model *sdk_model_new(struct event_base *base, const grace_model *cfg, sdk_err *err);
 /* Ends every call without calling back, then unloads libcurl. */
 void sdk_model_free(sdk_model *m);
 const char *sdk_model_name(const sdk_model *m);

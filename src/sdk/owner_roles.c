@@ -139,12 +139,11 @@ static int store_version(sqlite3 *db, const char *owner, int64_t version, sdk_er
 int sdk_owner_roles_apply(sqlite3 *db, const json_t *roles, const char *const *updates,
 			  size_t n_updates, json_t **applied, int64_t *items, sdk_err *err)
 {
-	char why[256];
+	sdk_err why;
 	*items = 0;
 	*applied = NULL;
-	if (sdk_db_exec(db, or_schema, why, sizeof why) < 0 ||
-	    sdk_db_exec(db, "BEGIN IMMEDIATE", why, sizeof why) < 0)
-		return sdk_fail(err, SDK_EIO, "owner roles: %s", why);
+	if (sdk_db_exec(db, or_schema, &why) < 0 || sdk_db_exec(db, "BEGIN IMMEDIATE", &why) < 0)
+		return sdk_fail(err, SDK_EIO, "owner roles: %s", why.msg);
 	json_t *done = json_array();
 	int rc = done ? 0 : sdk_fail(err, SDK_EIO, "out of memory");
 	size_t i;
@@ -164,10 +163,10 @@ int sdk_owner_roles_apply(sqlite3 *db, const json_t *roles, const char *const *u
 		if (rc == 0)
 			json_array_append_new(done, json_pack("{s:s, s:s}", "owner", owner, "role", role));
 	}
-	if (rc == 0 && sdk_db_exec(db, "COMMIT", why, sizeof why) < 0)
-		rc = sdk_fail(err, SDK_EIO, "owner roles: %s", why);
+	if (rc == 0 && sdk_db_exec(db, "COMMIT", &why) < 0)
+		rc = sdk_fail(err, SDK_EIO, "owner roles: %s", why.msg);
 	if (rc < 0) {
-		sdk_db_exec(db, "ROLLBACK", why, sizeof why);
+		sdk_db_exec(db, "ROLLBACK", NULL);
 		json_decref(done);
 		*items = 0;
 		return rc;

@@ -21,11 +21,11 @@ int sdk_token_path(const grace_config *cfg, char *buf, size_t len)
 
 int sdk_token_load(const grace_config *cfg, char *out)
 {
-	char path[PATH_MAX], err[256];
+	char path[PATH_MAX];
 	if (sdk_token_path(cfg, path, sizeof path) < 0)
 		return -ENAMETOOLONG;
-	int rc = keyfile_read(path, (unsigned char *)out, SDK_TOKEN_LEN, err, sizeof err);
-	if (rc == KEYFILE_ENOENT)
+	int rc = keyfile_read(path, (unsigned char *)out, SDK_TOKEN_LEN, NULL);
+	if (rc == SDK_ENOTFOUND)
 		return -ENOENT;
 	if (rc < 0)
 		return -EPERM; /* unreadable, or others may read it: protects nothing */
@@ -53,10 +53,9 @@ int sdk_token_create(const grace_config *cfg, char *out)
 
 int sdk_token_write(const grace_config *cfg, const char *token)
 {
-	char path[PATH_MAX], err[256];
+	char path[PATH_MAX];
 	if (sdk_token_path(cfg, path, sizeof path) < 0)
 		return -ENAMETOOLONG;
-	return keyfile_replace(path, (const unsigned char *)token, SDK_TOKEN_LEN, err, sizeof err) < 0
-		       ? -EIO
-		       : 0;
+	return keyfile_replace(path, (const unsigned char *)token, SDK_TOKEN_LEN, NULL) < 0 ? -EIO
+											    : 0;
 }

@@ -122,15 +122,15 @@ static void *copy_lines(void *arg)
 	return NULL;
 }
 
-logfile *lf_start(const char *data_dir, uint64_t rotate_bytes, unsigned keep, char *err,
-		  size_t errlen)
+logfile *lf_start(const char *data_dir, uint64_t rotate_bytes, unsigned keep, sdk_err *err)
 {
-	err[0] = '\0';
+	if (err)
+		err->msg[0] = '\0';
 	if (!rotate_bytes || lf_under_journal())
 		return NULL;
 	logfile *lf = calloc(1, sizeof *lf);
 	if (!lf) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	lf->rotate_bytes = rotate_bytes;
@@ -138,22 +138,22 @@ logfile *lf_start(const char *data_dir, uint64_t rotate_bytes, unsigned keep, ch
 	lf->rd = lf->old_err = lf->file = -1;
 	int fds[2] = { -1, -1 };
 	if (snprintf(lf->dir, sizeof lf->dir, "%s/log", data_dir) >= (int)sizeof lf->dir) {
-		snprintf(err, errlen, "%s/log: path too long", data_dir);
+		sdk_fail(err, SDK_EINVAL, "%s/log: path too long", data_dir);
 		goto fail;
 	}
 	snprintf(lf->path, sizeof lf->path, "%s/grace.log", lf->dir);
 	if (mkdir(lf->dir, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create %s: %s", lf->dir, strerror(errno));
+		sdk_fail(err, SDK_EIO, "cannot create %s: %s", lf->dir, strerror(errno));
 		goto fail;
 	}
 	if (open_log(lf) < 0) {
-		snprintf(err, errlen, "cannot open %s: %s", lf->path, strerror(errno));
+		sdk_fail(err, SDK_EIO, "cannot open %s: %s", lf->path, strerror(errno));
 		goto fail;
 	}
 	/* The read end and our copy of the old stderr stay out of children;
 	 * fd 2, the write end, goes to every one of them. */
 	if (pipe2(fds, O_CLOEXEC) < 0 || (lf->old_err = fcntl(2, F_DUPFD_CLOEXEC, 3)) < 0) {
-		snprintf(err, errlen, "cannot make the log pipe: %s", strerror(errno));
+		sdk_fail(err, SDK_EIO, "cannot make the log pipe: %s", strerror(errno));
 		goto fail;
 	}
 	lf->rd = fds[0];
@@ -164,12 +164,12 @@ logfile *lf_start(const char *data_dir, uint64_t rotate_bytes, unsigned keep, ch
 	int trc = pthread_create(&lf->thread, NULL, copy_lines, lf);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (trc != 0) {
-		snprintf(err, errlen, "cannot start the log thread");
+		sdk_fail(err, SDK_EIO, "cannot start the log thread");
 		goto fail;
 	}
 	fflush(stderr);
 	if (dup2(fds[1], 2) < 0) { /* dup2 clears FD_CLOEXEC on 2 */
-		snprintf(err, errlen, "cannot redirect standard error: %s", strerror(errno));
+		sdk_fail(err, SDK_EIO, "cannot redirect standard error: %s", strerror(errno));
 		close(fds[1]);
 		fds[1] = -1;
 		pthread_join(lf->thread, NULL); /* reads EOF: no writer left */

@@ -13,6 +13,7 @@
 #define GRACE_SERVE_LOGFILE_H
 
 #include "serve/layer.h"
+#include "sdk/err.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -23,8 +24,7 @@ typedef struct logfile logfile;
  * rotate_bytes 0: NULL, and nothing changes. Else fd 2 is the pipe from
  * here on. NULL too when it cannot start (err says why; standard error
  * is left as it was). */
-logfile *lf_start(const char *data_dir, uint64_t rotate_bytes, unsigned keep, char *err,
-		  size_t errlen);
+logfile *lf_start(const char *data_dir, uint64_t rotate_bytes, unsigned keep, sdk_err *err);
 /* Puts standard error back and waits for the copy of every line written
  * so far: call once the kernels have exited (they hold the pipe too). */
 void lf_stop(logfile *lf);

@@ -323,10 +323,10 @@ int grace_serve(grace_config *cfg)
 		return 1;
 	}
 	/* From here, our lines and every kernel's go to DATA_DIR/log/ too. */
-	logfile *lf = lf_start(cfg->data_dir, cfg->log_file_bytes, cfg->log_files, err,
-			       sizeof err);
-	if (!lf && err[0])
-		sdk_warn("no log files (standard error only): %s", err);
+	sdk_err lerr = { "" };
+	logfile *lf = lf_start(cfg->data_dir, cfg->log_file_bytes, cfg->log_files, &lerr);
+	if (!lf && lerr.msg[0])
+		sdk_warn("no log files (standard error only): %s", lerr.msg);
 	int rc = serve_run(cfg, &run_mask);
 	lf_stop(lf); /* every kernel has exited: their lines are in */
 	return rc;
@@ -352,13 +352,13 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	}
 
 	int rc = 1;
-	char err[512];
+	char err[512]; /* scheduled backups (serve/backup) still say why in text */
+	sdk_err serr = { "" };
 	/* One start, one token; several nodes share theirs (nodes.h). */
-	err[0] = '\0';
-	int trc = cfg->nodes.n ? nodes_token(cfg, s.token, err, sizeof err)
-			       : sdk_token_create(cfg, s.token);
+	int trc = cfg->nodes.n ? nodes_token(cfg, s.token, &serr) : sdk_token_create(cfg, s.token);
 	if (trc < 0) {
-		sdk_error("cannot write the internal token: %s", err[0] ? err : strerror(-trc));
+		sdk_error("cannot write the internal token: %s",
+			  serr.msg[0] ? serr.msg : strerror(-trc));
 		close(api_fd);
 		return 1;
 	}
@@ -375,8 +375,8 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		close(api_fd);
 		return 1;
 	}
-	if (sdk_db_open(cfg->data_dir, "grace", &s.db, err, sizeof err) < 0) {
-		sdk_error("cannot open the main database: %s", err);
+	if (sdk_db_open(cfg->data_dir, "grace", &s.db, &merr) < 0) {
+		sdk_error("cannot open the main database: %s", merr.msg);
 		close(api_fd);
 		return 1;
 	}
@@ -399,14 +399,17 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		return 1;
 	}
 	main_identity(cfg, s.main_attestation, s.main_hash);
-	sup_opts so = { .cfg = cfg, .self_exe = exe, .on_change = on_kernel_change, .arg = &s,
-			.on_spawned = on_kernel_spawned, .main_hash = s.main_hash };
-	sdk_err oerr = { { 0 } };
+	sup_opts so = { .cfg = cfg,
+			.self_exe = exe,
+			.on_change = on_kernel_change,
+			.arg = &s,
+			.on_spawned = on_kernel_spawned,
+			.main_hash = s.main_hash };
 	ob_opts oo = { .base = s.api.base, .sup = NULL, .db = s.db, .token = s.token,
 		       .audit = &cfg->audit };
 	/* Each part in order; the first that cannot start is named. */
 	const char *failed = NULL;
-	err[0] = '\0';
+	serr.msg[0] = '\0';
 	if (!(s.api.sup = sup_new(s.api.base, &so)))
 		failed = "the supervisor";
 	else if (!(s.dir = dir_new(cfg, s.api.sup)))
@@ -417,23 +420,24 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		failed = "the guardian";
 	else if (!(s.api.hl = hl_new(s.api.base, s.api.sup, s.api.gw, s.api.gd, s.db)))
 		failed = "the healer";
-	else if ((oo.sup = s.api.sup, !(s.api.ob = ob_new(&oo, &oerr))))
-		failed = "the outbox", snprintf(err, sizeof err, "%s", oerr.msg);
+	else if ((oo.sup = s.api.sup, !(s.api.ob = ob_new(&oo, &serr))))
+		failed = "the outbox";
 	else if (!(s.api.auth = auth_new(s.api.base, cfg, s.db)))
 		failed = "authentication";
-	else if (!(s.api.chat = chat_new(s.api.base, cfg, s.api.sup, s.token, err, sizeof err)))
+	else if (!(s.api.chat = chat_new(s.api.base, cfg, s.api.sup, s.token, &serr)))
 		failed = "chat";
 	else if (!(s.routes = api_routes_build(&s.n_routes)))
 		failed = "the route table";
-	else if (!(s.api.nodes = nodes_new(&(nodes_opts){ .base = s.api.base, .cfg = cfg,
-							   .sup = s.api.sup,
-							   .caller = gw_caller(s.api.gw),
-							   .main_hash = s.main_hash },
-					     err, sizeof err)) &&
-		 err[0])
+	else if (!(s.api.nodes = nodes_new(&(nodes_opts){ .base = s.api.base,
+							  .cfg = cfg,
+							  .sup = s.api.sup,
+							  .caller = gw_caller(s.api.gw),
+							  .main_hash = s.main_hash },
+					   &serr)) &&
+		 serr.msg[0])
 		failed = "the node link";
 	if (failed) {
-		sdk_error("cannot start %s%s%s", failed, err[0] ? ": " : "", err);
+		sdk_error("cannot start %s%s%s", failed, serr.msg[0] ? ": " : "", serr.msg);
 		close(api_fd);
 		goto out;
 	}
@@ -447,6 +451,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	s.api.gov = gv_new(&s.api, s.token); /* NULL without a governance kernel */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
+	err[0] = '\0';
 	if (!(s.api.bks = bks_new(&s.api, exe, err, sizeof err)) && err[0]) {
 		sdk_error("cannot start scheduled backups: %s", err);
 		close(api_fd);
@@ -479,8 +484,9 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 		sdk_error("cannot start the API server on 127.0.0.1:%d", api_port);
 		goto out;
 	}
-	if (!(s.api.door = door_new(s.api.base, cfg, s.api.server, err, sizeof err)) && err[0]) {
-		sdk_error("cannot start the TLS door: %s", err);
+	serr.msg[0] = '\0';
+	if (!(s.api.door = door_new(s.api.base, cfg, s.api.server, &serr)) && serr.msg[0]) {
+		sdk_error("cannot start the TLS door: %s", serr.msg);
 		goto out;
 	}
 	s.sigterm = evsignal_new(s.api.base, SIGTERM, on_stop_signal, &s);

@@ -85,23 +85,22 @@ static json_t *fx_load(const char *text)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	char err[CEDAR_ERR_MAX];
+	sdk_err err = { "" };
 	cedar_arena_init(&fx_arena, 0);
 	cedar_arena_init(&eval_arena, 64u << 20);
 	json_t *ents = fx_load(entities_json);
 	cedar_entities *es;
-	FUZZ_CHECK(cedar_entities_parse(&fx_arena, ents, true, false, &es, err, sizeof err) == 0,
-		   "fixture entities: %s", err);
+	FUZZ_CHECK(cedar_entities_parse(&fx_arena, ents, true, false, &es, &err) == 0,
+		   "fixture entities: %s", err.msg);
 	json_decref(ents);
 	fx_view = (cedar_view){ .base = es };
 	for (size_t i = 0; i < N_REQUESTS; i++) {
 		json_t *r = fx_load(requests_json[i]);
-		FUZZ_CHECK(cedar_request_parse(&fx_arena, json_object_get(r, "principal"),
-					       json_object_get(r, "action"),
-					       json_object_get(r, "resource"),
-					       json_object_get(r, "context"), &fx_req[i], err,
-					       sizeof err) == 0,
-			   "fixture request %zu: %s", i, err);
+		FUZZ_CHECK(cedar_request_parse(
+				   &fx_arena, json_object_get(r, "principal"),
+				   json_object_get(r, "action"), json_object_get(r, "resource"),
+				   json_object_get(r, "context"), &fx_req[i], &err) == 0,
+			   "fixture request %zu: %s", i, err.msg);
 		json_decref(r);
 	}
 	return 0;

@@ -45,7 +45,7 @@ static const char store_json[] =
 	"\"id\":\"root\"}]}]";
 
 /* Policies that read what a request brings: hierarchy, attributes, tags,
- * the context, each extension type; conditions that can err. */
+ * the context, each extension type; conditions that can err.msg. */
 static const char policies[] =
 	"permit(principal in Group::\"top\", action, resource)\n"
 	"  when { resource has owner && resource.owner == principal };\n"
@@ -75,15 +75,14 @@ static cedar_policy_set *fx_ps;
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	char err[CEDAR_ERR_MAX];
+	sdk_err err = { "" };
 	cedar_arena_init(&fx_arena, 0);
 	cedar_arena_init(&a_over, 64u << 20);
 	cedar_arena_init(&a_kept, 64u << 20);
 	cedar_arena_init(&a_eval, 64u << 20);
 	json_t *j = json_loads(store_json, JSON_REJECT_DUPLICATES, NULL);
-	FUZZ_CHECK(j && cedar_entities_parse(&fx_arena, j, true, false, &fx_store, err,
-					     sizeof err) == 0,
-		   "fixture store: %s", err);
+	FUZZ_CHECK(j && cedar_entities_parse(&fx_arena, j, true, false, &fx_store, &err) == 0,
+		   "fixture store: %s", err.msg);
 	json_decref(j);
 	cedar_parse_error perr;
 	FUZZ_CHECK(cedar_parse(policies, strlen(policies), &fx_ps, &perr) == 0,
@@ -115,11 +114,11 @@ static void check_round_trip(const cedar_value *v, const char *what)
 	json_t *j = cedar_value_json(v);
 	FUZZ_CHECK(j, "%s: out of memory", what);
 	cedar_value back;
-	char err[CEDAR_ERR_MAX];
-	int rc = v->kind == CEDAR_RECORD ? cedar_json_record(&a_eval, j, &back, err, sizeof err)
-					 : cedar_json_value(&a_eval, j, &back, err, sizeof err);
+	sdk_err err = { "" };
+	int rc = v->kind == CEDAR_RECORD ? cedar_json_record(&a_eval, j, &back, &err)
+					 : cedar_json_value(&a_eval, j, &back, &err);
 	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-	FUZZ_CHECK(rc == 0, "%s written as %.300s does not read back: %s", what, text, err);
+	FUZZ_CHECK(rc == 0, "%s written as %.300s does not read back: %s", what, text, err.msg);
 	FUZZ_CHECK(cedar_value_eq(v, &back), "%s written as %.300s reads back different", what,
 		   text);
 	free(text);
@@ -128,15 +127,16 @@ static void check_round_trip(const cedar_value *v, const char *what)
 
 static void check_entities(json_t *ents, cedar_entities **over_out)
 {
-	char err[CEDAR_ERR_MAX], err2[CEDAR_ERR_MAX];
+	sdk_err err = { "" }, err2 = { "" };
 	cedar_entities *over, *kept;
-	int rc = cedar_entities_parse(&a_over, ents, false, false, &over, err, sizeof err);
-	int rc2 = cedar_entities_parse(&a_kept, ents, true, true, &kept, err2, sizeof err2);
+	int rc = cedar_entities_parse(&a_over, ents, false, false, &over, &err);
+	int rc2 = cedar_entities_parse(&a_kept, ents, true, true, &kept, &err2);
 	FUZZ_CHECK(rc == rc2, "entities %s for a request, %s kept (%s)", rc ? "refused" : "taken",
-		   rc2 ? "refused" : "taken", rc ? err : err2);
+		   rc2 ? "refused" : "taken", rc ? err.msg : err2.msg);
 	*over_out = NULL;
 	if (rc < 0) {
-		FUZZ_CHECK(utf8_text(err) && utf8_text(err2), "the reason is not UTF-8 text");
+		FUZZ_CHECK(utf8_text(err.msg) && utf8_text(err2.msg),
+			   "the reason is not UTF-8 text");
 		return;
 	}
 	*over_out = over;
@@ -155,10 +155,10 @@ static void check_entities(json_t *ents, cedar_entities **over_out)
 	}
 	cedar_view walk = { .over = over }, closure = { .base = kept },
 		   both = { .over = over, .base = kept };
-	FUZZ_CHECK(cedar_view_check(&walk, &a_eval, err, sizeof err) == 0, "walk: %s", err);
-	FUZZ_CHECK(cedar_view_check(&closure, &a_eval, err, sizeof err) == 0, "closure: %s", err);
-	FUZZ_CHECK(cedar_view_check(&both, &a_eval, err, sizeof err) == 0,
-		   "a set laid over itself makes a cycle: %s", err);
+	FUZZ_CHECK(cedar_view_check(&walk, &a_eval, &err) == 0, "walk: %s", err.msg);
+	FUZZ_CHECK(cedar_view_check(&closure, &a_eval, &err) == 0, "closure: %s", err.msg);
+	FUZZ_CHECK(cedar_view_check(&both, &a_eval, &err) == 0,
+		   "a set laid over itself makes a cycle: %s", err.msg);
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < n; k++) {
 			int x = cedar_view_in(&walk, &a_eval, uids[i], uids[k]),
@@ -175,19 +175,19 @@ static void check_entities(json_t *ents, cedar_entities **over_out)
 
 static void check_decision(json_t *body, cedar_entities *over)
 {
-	char err[CEDAR_ERR_MAX];
+	sdk_err err = { "" };
 	cedar_request rq;
 	json_t *ctx = json_object_get(body, "context");
 	if (cedar_request_parse(&a_over, json_object_get(body, "principal"),
 				json_object_get(body, "action"), json_object_get(body, "resource"),
-				ctx, &rq, err, sizeof err) < 0) {
-		FUZZ_CHECK(utf8_text(err), "the reason is not UTF-8 text");
+				ctx, &rq, &err) < 0) {
+		FUZZ_CHECK(utf8_text(err.msg), "the reason is not UTF-8 text");
 		return;
 	}
 	check_round_trip(&rq.context, "the context");
 	cedar_view v = { .over = over, .base = fx_store };
-	if (cedar_view_check(&v, &a_eval, err, sizeof err) < 0) {
-		FUZZ_CHECK(utf8_text(err), "the reason is not UTF-8 text");
+	if (cedar_view_check(&v, &a_eval, &err) < 0) {
+		FUZZ_CHECK(utf8_text(err.msg), "the reason is not UTF-8 text");
 		return;
 	}
 	cedar_response r;

@@ -150,13 +150,13 @@ static void check_table_spec(json_t *spec)
 
 	/* The declaration as made, as read back, and read again. */
 	mem_columns cols, again;
-	char err[200];
-	FUZZ_CHECK(mem_columns_parse(json_object_get(spec, "columns"), &cols, err, sizeof err) == 0,
-		   "created, yet its columns are refused: %s", err);
+	sdk_err err = { "" };
+	FUZZ_CHECK(mem_columns_parse(json_object_get(spec, "columns"), &cols, &err) == 0,
+		   "created, yet its columns are refused: %s", err.msg);
 	json_t *shown = json_object_get(made, "columns"), *want = mem_columns_json(&cols);
 	FUZZ_CHECK(json_equal(shown, want), "the columns shown differ from those declared");
-	FUZZ_CHECK(mem_columns_parse(shown, &again, err, sizeof err) == 0 &&
-			   again.n == cols.n && !memcmp(again.c, cols.c, cols.n * sizeof *cols.c),
+	FUZZ_CHECK(mem_columns_parse(shown, &again, &err) == 0 && again.n == cols.n &&
+			   !memcmp(again.c, cols.c, cols.n * sizeof *cols.c),
 		   "the columns shown do not read back to themselves");
 	json_decref(want);
 
@@ -265,10 +265,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!typed_cols.n) {
 		json_t *spec = fx_json(fx_typed_spec);
-		char err[128];
-		FUZZ_CHECK(mem_columns_parse(json_object_get(spec, "columns"), &typed_cols, err,
-					     sizeof err) == 0,
-			   "%s", err);
+		sdk_err err = { "" };
+		FUZZ_CHECK(mem_columns_parse(json_object_get(spec, "columns"), &typed_cols, &err) ==
+				   0,
+			   "%s", err.msg);
 		json_decref(spec);
 	}
 	unsigned sel = data[0] % 5;

@@ -88,8 +88,8 @@ static void check_generated(const struct fx_table *t, const mem_columns *cols, c
 			    const char *order, const char *cursor)
 {
 	static mem_filter f;
-	char err[256];
-	if (mem_filter_parse(where, cols, &f, err, sizeof err) == 0) {
+	sdk_err err = { "" };
+	if (mem_filter_parse(where, cols, &f, &err) == 0) {
 		mem_buf sql = { 0 };
 		binds.n = 0;
 		FUZZ_CHECK(mem_filter_sql(&f, &sql, &binds) == 0, "binds do not fit");
@@ -106,9 +106,9 @@ static void check_generated(const struct fx_table *t, const mem_columns *cols, c
 	mem_filter_clear(&f);
 	mem_order o;
 	mem_cursor c;
-	if (mem_order_parse(order, cols, false, &o, err, sizeof err) < 0)
+	if (mem_order_parse(order, cols, false, &o, &err) < 0)
 		return;
-	if (mem_cursor_parse(cursor, &o, &c, err, sizeof err) == 0) {
+	if (mem_cursor_parse(cursor, &o, &c, &err) == 0) {
 		static const mem_sql_names names = { "r.id", NULL };
 		for (int pass = 0; pass < mem_keyset_passes(&o, &c); pass++) {
 			mem_buf sql = { 0 };
@@ -257,10 +257,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!typed_cols.n) {
 		json_t *spec = fx_json(fx_typed_spec);
-		char err[128];
-		FUZZ_CHECK(mem_columns_parse(json_object_get(spec, "columns"), &typed_cols, err,
-					     sizeof err) == 0,
-			   "%s", err);
+		sdk_err err = { "" };
+		FUZZ_CHECK(mem_columns_parse(json_object_get(spec, "columns"), &typed_cols, &err) ==
+				   0,
+			   "%s", err.msg);
 		json_decref(spec);
 	}
 	const struct fx_table *t = data[0] & 1 ? &fx.free_ : &fx.typed;
@@ -284,10 +284,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		static mem_filter f;
 		mem_order o;
 		mem_cursor c = { 0 };
-		char err[256];
-		bool parts_ok = mem_filter_parse(where, cols, &f, err, sizeof err) == 0 &&
-				mem_order_parse(order, cols, !no_q, &o, err, sizeof err) == 0 &&
-				mem_cursor_parse(cursor, &o, &c, err, sizeof err) == 0;
+		sdk_err err = { "" };
+		bool parts_ok = mem_filter_parse(where, cols, &f, &err) == 0 &&
+				mem_order_parse(order, cols, !no_q, &o, &err) == 0 &&
+				mem_cursor_parse(cursor, &o, &c, &err) == 0;
 		mem_filter_clear(&f);
 		mem_cursor_clear(&c);
 		FUZZ_CHECK(!parts_ok || !no_q, "a good query refused: %s", e.msg);
@@ -308,8 +308,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (no_q) {
 		static mem_filter f;
-		char err[256];
-		FUZZ_CHECK(mem_filter_parse(where, cols, &f, err, sizeof err) == 0, "%s", err);
+		sdk_err err = { "" };
+		FUZZ_CHECK(mem_filter_parse(where, cols, &f, &err) == 0, "%s", err.msg);
 		for (size_t i = 0; i < t->n; i++) {
 			bool want = true;
 			for (size_t k = 0; k < f.n && want; k++)

@@ -23,13 +23,13 @@ static grace_store gs; /* the sqlite engine on db */
 static int setup(void **state)
 {
 	(void)state;
-	char err[256];
+	sdk_err err;
 	assert_int_equal(sodium_init() >= 0, 1);
 	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
 	gs = store_sqlite(db);
 	sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
-	assert_int_equal(auth_store_init(db, err, sizeof err), 0);
-	assert_int_equal(auth_tokens_init(db, err, sizeof err), 0);
+	assert_int_equal(auth_store_init(db, &err), 0);
+	assert_int_equal(auth_tokens_init(db, &err), 0);
 	assert_int_equal(auth_user_add(&gs, "bob", "x", AUTH_ROLE_USER, T0), 0);
 	assert_int_equal(auth_user_add(&gs, "ann", "x", AUTH_ROLE_ADMIN, T0), 0);
 	return 0;

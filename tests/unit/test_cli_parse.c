@@ -15,7 +15,7 @@
 
 #define NOW_MS INT64_C(1800000000000)
 
-static int parse_line(const char *line, struct cli_args *a, char *err, size_t len)
+static int parse_line(const char *line, struct cli_args *a, sdk_err *err)
 {
 	static char buf[512];
 	static char *argv[32];
@@ -24,7 +24,7 @@ static int parse_line(const char *line, struct cli_args *a, char *err, size_t le
 	for (char *t = strtok(buf, " "); t && argc < 31; t = strtok(NULL, " "))
 		argv[argc++] = t;
 	argv[argc] = NULL;
-	return cli_parse(argc, argv, NOW_MS, a, err, len);
+	return cli_parse(argc, argv, NOW_MS, a, err);
 }
 
 static void table_is_complete(void **state)
@@ -65,14 +65,15 @@ static void table_is_complete(void **state)
 static void every_command_takes_help(void **state)
 {
 	(void)state;
-	char err[256], line[64];
+	char line[64];
+	sdk_err err;
 	struct cli_args a;
 	for (size_t i = 0; i < CLI_N_CMDS; i++) {
 		snprintf(line, sizeof line, "%s --help", cli_cmds[i].name);
-		assert_int_equal(parse_line(line, &a, err, sizeof err), 0);
+		assert_int_equal(parse_line(line, &a, &err), 0);
 		assert_true(a.help);
 		snprintf(line, sizeof line, "%s -h", cli_cmds[i].name);
-		assert_int_equal(parse_line(line, &a, err, sizeof err), 0);
+		assert_int_equal(parse_line(line, &a, &err), 0);
 		assert_true(a.help);
 	}
 }
@@ -174,13 +175,13 @@ static void main_commands_survive(void **state)
 static void silence_args(void **state)
 {
 	(void)state;
-	char err[256];
+	sdk_err err;
 	struct cli_args a;
-	assert_int_equal(parse_line("silence add job=api --comment x", &a, err, sizeof err), 0);
+	assert_int_equal(parse_line("silence add job=api --comment x", &a, &err), 0);
 	assert_int_equal(a.duration_ms, 2 * 3600000); /* the default */
 	assert_null(a.author);
 	assert_int_equal(parse_line("silence add job=api --comment why --duration 1.5h --author ops",
-				    &a, err, sizeof err),
+				    &a, &err),
 			 0);
 	assert_int_equal(a.duration_ms, 5400000);
 	assert_string_equal(a.comment, "why");
@@ -211,22 +212,21 @@ static void silence_args(void **state)
 static void lines(void **state)
 {
 	(void)state;
-	char err[256];
+	sdk_err err;
 	struct cli_args a;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		int rc = parse_line(cases[i].line, &a, err, sizeof err);
-		if (rc != cases[i].rc || (cases[i].err_part && !strstr(err, cases[i].err_part)))
-			fail_msg("'%s': rc %d, err '%s'", cases[i].line, rc, err);
+		int rc = parse_line(cases[i].line, &a, &err);
+		if (rc != cases[i].rc || (cases[i].err_part && !strstr(err.msg, cases[i].err_part)))
+			fail_msg("'%s': rc %d, err '%s'", cases[i].line, rc, err.msg);
 	}
-	assert_int_equal(parse_line("heal librarian --action=clear_port --force", &a, err,
-				    sizeof err),
+	assert_int_equal(parse_line("heal librarian --action=clear_port --force", &a, &err),
 			 0);
 	assert_string_equal(a.action, "clear_port");
 	assert_true(a.force);
 	assert_string_equal(a.args[0], "librarian");
-	assert_int_equal(parse_line("incidents", &a, err, sizeof err), 0);
+	assert_int_equal(parse_line("incidents", &a, &err), 0);
 	assert_int_equal(a.limit, 20);
-	assert_int_equal(parse_line("status --timeout 1.5 --port 9000", &a, err, sizeof err), 0);
+	assert_int_equal(parse_line("status --timeout 1.5 --port 9000", &a, &err), 0);
 	assert_int_equal(a.timeout_ms, 1500);
 	assert_int_equal(a.port, 9000);
 }

@@ -32,7 +32,7 @@ static struct {
 
 struct fx {
 	grace_config cfg;
-	char err[512];
+	sdk_err err;
 	char path[PATH_MAX + 16]; /* the INI file of this test */
 };
 
@@ -129,14 +129,14 @@ static int load_file(struct fx *f, grace_config_overrides *ov)
 	if (!ov)
 		ov = &none;
 	ov->config_path = f->path;
-	f->err[0] = '\0';
-	return grace_config_load(&f->cfg, BUILTINS, ov, f->err, sizeof f->err);
+	f->err.msg[0] = '\0';
+	return grace_config_read(&f->cfg, BUILTINS, ov, &f->err);
 }
 
 static void expect_ok(struct fx *f, grace_config_overrides *ov)
 {
 	if (load_file(f, ov) != 0)
-		fail_msg("load failed: %s", f->err);
+		fail_msg("load failed: %s", f->err.msg);
 }
 
 /* Loading fails, and the message holds the path, ":LINE:" (when line > 0)
@@ -144,26 +144,26 @@ static void expect_ok(struct fx *f, grace_config_overrides *ov)
 static void expect_error(struct fx *f, int line, const char *w1, const char *w2)
 {
 	assert_int_equal(load_file(f, NULL), -1);
-	print_message("error: %s\n", f->err);
-	assert_non_null(strstr(f->err, f->path));
+	print_message("error: %s\n", f->err.msg);
+	assert_non_null(strstr(f->err.msg, f->path));
 	if (line > 0) {
 		char at[PATH_MAX + 64];
 		snprintf(at, sizeof at, "%s:%d: ", f->path, line);
-		if (!strstr(f->err, at))
-			fail_msg("'%s' does not name line %d", f->err, line);
+		if (!strstr(f->err.msg, at))
+			fail_msg("'%s' does not name line %d", f->err.msg, line);
 	}
-	if (w1 && !strstr(f->err, w1))
-		fail_msg("'%s' does not name '%s'", f->err, w1);
-	if (w2 && !strstr(f->err, w2))
-		fail_msg("'%s' does not name '%s'", f->err, w2);
-	assert_null(strchr(f->err, '\n'));
+	if (w1 && !strstr(f->err.msg, w1))
+		fail_msg("'%s' does not name '%s'", f->err.msg, w1);
+	if (w2 && !strstr(f->err.msg, w2))
+		fail_msg("'%s' does not name '%s'", f->err.msg, w2);
+	assert_null(strchr(f->err.msg, '\n'));
 }
 
 static void test_builtin_kernels(void **state)
 {
 	struct fx *f = *state;
 	/* No file at all: GRACE_CONFIG unset and no etc/grace.ini here. */
-	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_read(&f->cfg, BUILTINS, NULL, &f->err), 0);
 	assert_string_equal(f->cfg.path, "");
 	assert_int_equal(f->cfg.n_kernels, sizeof design / sizeof design[0]);
 	assert_int_equal(f->cfg.n_kernels, 20);
@@ -352,8 +352,8 @@ static void test_error_duplicate_port(void **state)
 	write_ini(f, "[kernel.one]\nport = 8120\n[kernel.two]\nport = 8121\n"
 		     "[kernel.three]\nport = 8120\n");
 	expect_error(f, 0, "port", "three");
-	assert_non_null(strstr(f->err, "one"));
-	assert_non_null(strstr(f->err, "8120"));
+	assert_non_null(strstr(f->err.msg, "one"));
+	assert_non_null(strstr(f->err.msg, "8120"));
 }
 
 static void test_error_missing_port(void **state)
@@ -370,8 +370,8 @@ static void test_error_cannot_open(void **state)
 	expect_error(f, 0, NULL, NULL);
 	/* GRACE_CONFIG names a file that must exist, too. */
 	setenv("GRACE_CONFIG", f->path, 1);
-	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), -1);
-	assert_non_null(strstr(f->err, f->path));
+	assert_int_equal(grace_config_read(&f->cfg, BUILTINS, NULL, &f->err), -1);
+	assert_non_null(strstr(f->err.msg, f->path));
 }
 
 static void test_first_error_wins(void **state)
@@ -379,10 +379,10 @@ static void test_first_error_wins(void **state)
 	struct fx *f = *state;
 	write_ini(f, "[kernel.a]\nport = 8100\nbogus_one = 1\nbogus_two = 2\n");
 	expect_error(f, 3, "bogus_one", NULL);
-	assert_null(strstr(f->err, "bogus_two"));
+	assert_null(strstr(f->err.msg, "bogus_two"));
 	write_ini(f, "[grace]\napi_port = x\n[nowhere]\nk = v\n");
 	expect_error(f, 2, "api_port", NULL);
-	assert_null(strstr(f->err, "nowhere"));
+	assert_null(strstr(f->err.msg, "nowhere"));
 }
 
 static void test_syntax_error_line_and_reason(void **state)
@@ -395,8 +395,8 @@ static void test_syntax_error_line_and_reason(void **state)
 	 * follows it. */
 	write_ini(f, "[kernel.a]\nport = 8100\nthis line has no equals sign\nbogus_key = 1\n");
 	expect_error(f, 3, NULL, NULL);
-	if (strstr(f->err, "bogus_key"))
-		fail_msg("line 3 is blamed for line 4's key: %s", f->err);
+	if (strstr(f->err.msg, "bogus_key"))
+		fail_msg("line 3 is blamed for line 4's key: %s", f->err.msg);
 }
 
 static void test_env_and_overrides_precedence(void **state)
@@ -435,7 +435,7 @@ static void test_env_and_overrides_precedence(void **state)
 	assert_int_equal(f->cfg.port_offset, 9);
 	/* ... which is an error without them. */
 	assert_int_equal(load_file(f, NULL), -1);
-	assert_non_null(strstr(f->err, "junk"));
+	assert_non_null(strstr(f->err.msg, "junk"));
 	/* An empty variable counts as unset. */
 	setenv("GRACE_PORT_OFFSET", "", 1);
 	setenv("GRACE_DATA_DIR", "", 1);
@@ -446,7 +446,7 @@ static void test_env_and_overrides_precedence(void **state)
 	/* A bad override is an error, too. */
 	grace_config_overrides bad = { .port_offset = "50001" };
 	assert_int_equal(load_file(f, &bad), -1);
-	assert_non_null(strstr(f->err, "50001"));
+	assert_non_null(strstr(f->err.msg, "50001"));
 }
 
 static void test_config_path_precedence(void **state)
@@ -455,7 +455,7 @@ static void test_config_path_precedence(void **state)
 	write_ini(f, "[grace]\napi_port = 8500\n");
 	/* GRACE_CONFIG is read when no path is given ... */
 	setenv("GRACE_CONFIG", f->path, 1);
-	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_read(&f->cfg, BUILTINS, NULL, &f->err), 0);
 	assert_int_equal(f->cfg.api_port, 8500);
 	assert_string_equal(f->cfg.path, f->path);
 
@@ -467,7 +467,7 @@ static void test_config_path_precedence(void **state)
 	fputs("[grace]\napi_port = 8600\n", fp);
 	assert_int_equal(fclose(fp), 0);
 	grace_config_overrides ov = { .config_path = other };
-	int rc = grace_config_load(&f->cfg, BUILTINS, &ov, f->err, sizeof f->err);
+	int rc = grace_config_read(&f->cfg, BUILTINS, &ov, &f->err);
 	unlink(other);
 	assert_int_equal(rc, 0);
 	assert_int_equal(f->cfg.api_port, 8600);
@@ -497,14 +497,14 @@ static void test_relative_paths_become_absolute(void **state)
 
 	/* The config path itself is recorded absolute too. */
 	grace_config_overrides rel = { .config_path = "grace.ini" };
-	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, &rel, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_read(&f->cfg, BUILTINS, &rel, &f->err), 0);
 	assert_string_equal(f->cfg.path, f->path);
 }
 
 static void test_kernel_lookup(void **state)
 {
 	struct fx *f = *state;
-	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_read(&f->cfg, BUILTINS, NULL, &f->err), 0);
 	const grace_kernel_cfg *k = grace_config_kernel(&f->cfg, "librarian");
 	assert_non_null(k);
 	assert_string_equal(k->name, "librarian");
@@ -539,7 +539,7 @@ static void test_port_offset(void **state)
 {
 	struct fx *f = *state;
 	setenv("GRACE_PORT_OFFSET", "1000", 1);
-	assert_int_equal(grace_config_load(&f->cfg, BUILTINS, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_read(&f->cfg, BUILTINS, NULL, &f->err), 0);
 	assert_int_equal(f->cfg.port_offset, 1000);
 	for (size_t i = 0; i < f->cfg.n_kernels; i++) {
 		/* The stored port is before the offset; grace_kernel_port adds it. */
@@ -553,7 +553,7 @@ static void test_port_offset(void **state)
 	write_ini(f, "[grace]\napi_port = 65000\nport_offset = 600\n");
 	unsetenv("GRACE_PORT_OFFSET");
 	assert_int_equal(load_file(f, NULL), -1);
-	assert_non_null(strstr(f->err, "65535"));
+	assert_non_null(strstr(f->err.msg, "65535"));
 }
 
 /* A port inside the ephemeral range is refused, naming range and port;
@@ -571,12 +571,12 @@ static void test_ephemeral_offset(void **state)
 	snprintf(text, sizeof text, "[grace]\nport_offset = %d\n", lo + 1 - 8149);
 	write_ini(f, text);
 	assert_int_equal(load_file(f, NULL), -1);
-	print_message("error: %s\n", f->err);
+	print_message("error: %s\n", f->err.msg);
 	snprintf(want, sizeof want, "%d-%d", lo, hi);
-	assert_non_null(strstr(f->err, want));
+	assert_non_null(strstr(f->err.msg, want));
 	snprintf(want, sizeof want, "= %d inside the ephemeral port range", lo);
-	assert_non_null(strstr(f->err, want)); /* the first port in it: 8148 + offset */
-	assert_null(strchr(f->err, '\n'));
+	assert_non_null(strstr(f->err.msg, want)); /* the first port in it: 8148 + offset */
+	assert_null(strchr(f->err.msg, '\n'));
 	snprintf(text, sizeof text, "[grace]\nport_offset = %d\n", lo - 1 - 8149);
 	write_ini(f, text);
 	assert_int_equal(load_file(f, NULL), 0);
@@ -584,7 +584,7 @@ static void test_ephemeral_offset(void **state)
 	snprintf(text, sizeof text, "[grace]\napi_port = %d\n", lo + 10);
 	write_ini(f, text);
 	assert_int_equal(load_file(f, NULL), -1);
-	assert_non_null(strstr(f->err, "the API port"));
+	assert_non_null(strstr(f->err.msg, "the API port"));
 }
 
 static void test_long_command(void **state)
@@ -702,7 +702,7 @@ static void test_builtin_definitions_checked(void **state)
 	const sdk_kernel_def twin = { .name = "twin", .port = 8100, .tier = "core" };
 	const sdk_kernel_def *list[2] = { &good, NULL };
 
-	assert_int_equal(grace_config_load(&f->cfg, list, 1, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_read(&f->cfg, list, 1, NULL, &f->err), 0);
 	assert_int_equal(f->cfg.n_kernels, 1);
 	assert_string_equal(f->cfg.kernels[0].name, "good");
 	assert_int_equal(f->cfg.kernels[0].port, 8100);
@@ -713,14 +713,13 @@ static void test_builtin_definitions_checked(void **state)
 	const char *word[] = { "portless", "tierless", "Bad", "twin" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		list[1] = bad[i];
-		assert_int_equal(grace_config_load(&f->cfg, list, 2, NULL, f->err, sizeof f->err),
-				 -1);
-		print_message("error: %s\n", f->err);
-		if (!strstr(f->err, word[i]))
-			fail_msg("'%s' does not name '%s'", f->err, word[i]);
+		assert_int_equal(grace_config_read(&f->cfg, list, 2, NULL, &f->err), -1);
+		print_message("error: %s\n", f->err.msg);
+		if (!strstr(f->err.msg, word[i]))
+			fail_msg("'%s' does not name '%s'", f->err.msg, word[i]);
 	}
 	/* No built-in kernels at all: a file must list its own. */
-	assert_int_equal(grace_config_load(&f->cfg, NULL, 0, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_read(&f->cfg, NULL, 0, NULL, &f->err), 0);
 	assert_int_equal(f->cfg.n_kernels, 0);
 }
 
@@ -749,7 +748,7 @@ static void test_policy_section(void **state)
 	assert_int_equal(f->cfg.policy.authorizer, GRACE_AUTHORIZER_KERNEL);
 	assert_string_equal(f->cfg.policy.policy_set, "default");
 	assert_int_equal(f->cfg.policy.decision_timeout_ms, 2000);
-	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, &f->err), 0);
 	write_ini(f, "[policy]\nauthorizer = table\npolicy_set = ops.v2\ndecision_timeout_ms = 50\n"
 		     "cache_entries = 16\n");
 	expect_ok(f, NULL);
@@ -769,11 +768,11 @@ static void test_policy_section(void **state)
 	 * refuses (the file itself loads: other commands read it). */
 	write_ini(f, "[kernel.a]\nport = 8100\n");
 	expect_ok(f, NULL);
-	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), -1);
-	assert_non_null(strstr(f->err, "[kernel.policy]"));
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, &f->err), -1);
+	assert_non_null(strstr(f->err.msg, "[kernel.policy]"));
 	write_ini(f, "[policy]\nauthorizer = table\n[kernel.a]\nport = 8100\n");
 	expect_ok(f, NULL);
-	assert_int_equal(grace_config_check_authorizer(&f->cfg, f->err, sizeof f->err), 0);
+	assert_int_equal(grace_config_check_authorizer(&f->cfg, &f->err), 0);
 }
 
 /* [scheduler] and [executor]: their keys, their ranges, and the shipped
@@ -803,13 +802,13 @@ static void test_scheduler_executor_sections(void **state)
 	expect_error(f, 2, "bogus", "unknown");
 	write_ini(f, "[executor]\ntimeout_default_ms = 5000\ntimeout_max_ms = 1000\n");
 	assert_int_equal(load_file(f, NULL), -1);
-	assert_non_null(strstr(f->err, "timeout_max_ms"));
+	assert_non_null(strstr(f->err.msg, "timeout_max_ms"));
 	/* The shipped file says what the code does. */
 	grace_config shipped;
-	char err[512];
+	sdk_err err;
 	grace_config_overrides ov = { .config_path = GRACE_SOURCE_ROOT "/etc/grace.ini" };
-	if (grace_config_load(&shipped, BUILTINS, &ov, err, sizeof err) != 0)
-		fail_msg("etc/grace.ini: %s", err);
+	if (grace_config_read(&shipped, BUILTINS, &ov, &err) != 0)
+		fail_msg("etc/grace.ini: %s", err.msg);
 	write_ini(f, "[grace]\n");
 	expect_ok(f, NULL);
 	assert_memory_equal(&shipped.scheduler, &f->cfg.scheduler, sizeof shipped.scheduler);
@@ -833,17 +832,17 @@ static void test_crypto_section(void **state)
 	expect_error(f, 2, "bogus", "unknown");
 	write_ini(f, "[crypto]\ndeletion_window_s = 10\ndeletion_window_min_s = 20\n");
 	assert_int_equal(load_file(f, NULL), -1);
-	assert_non_null(strstr(f->err, "[crypto]"));
+	assert_non_null(strstr(f->err.msg, "[crypto]"));
 	write_ini(f, "[grace]\n");
 	expect_ok(f, NULL);
 	assert_int_equal(f->cfg.crypto.deletion_window_s, 30 * 86400);
 	assert_int_equal(f->cfg.crypto.deletion_window_min_s, 7 * 86400);
 	assert_int_equal(f->cfg.crypto.deletion_window_max_s, 30 * 86400);
 	grace_config shipped;
-	char err[512];
+	sdk_err err;
 	grace_config_overrides ov = { .config_path = GRACE_SOURCE_ROOT "/etc/grace.ini" };
-	if (grace_config_load(&shipped, BUILTINS, &ov, err, sizeof err) != 0)
-		fail_msg("etc/grace.ini: %s", err);
+	if (grace_config_read(&shipped, BUILTINS, &ov, &err) != 0)
+		fail_msg("etc/grace.ini: %s", err.msg);
 	assert_memory_equal(&shipped.crypto, &f->cfg.crypto, sizeof shipped.crypto);
 }
 
@@ -876,10 +875,10 @@ static void test_governance_section(void **state)
 	write_ini(f, "[governance]\nexpiry_s = 0\n");
 	expect_error(f, 2, "expiry_s", "1");
 	grace_config shipped;
-	char err[512];
+	sdk_err err;
 	grace_config_overrides ov = { .config_path = GRACE_SOURCE_ROOT "/etc/grace.ini" };
-	if (grace_config_load(&shipped, BUILTINS, &ov, err, sizeof err) != 0)
-		fail_msg("etc/grace.ini: %s", err);
+	if (grace_config_read(&shipped, BUILTINS, &ov, &err) != 0)
+		fail_msg("etc/grace.ini: %s", err.msg);
 	write_ini(f, "[grace]\n");
 	expect_ok(f, NULL);
 	assert_memory_equal(&shipped.governance, &f->cfg.governance, sizeof shipped.governance);
@@ -937,8 +936,8 @@ static void test_trust_section(void **state)
 	expect_error(f, 2, "bogus", NULL);
 	write_ini(f, "[trust]\njwt_ttl_default_s = 600\njwt_ttl_max_s = 300\n");
 	assert_int_equal(load_file(f, NULL), -1);
-	assert_non_null(strstr(f->err, "[trust]"));
-	assert_non_null(strstr(f->err, "jwt_ttl_max_s"));
+	assert_non_null(strstr(f->err.msg, "[trust]"));
+	assert_non_null(strstr(f->err.msg, "jwt_ttl_max_s"));
 }
 
 /* [store]: sqlite by default; postgresql needs a URL with no password in
@@ -971,7 +970,7 @@ static void test_store_section(void **state)
 	expect_error(f, 2, "pool_size", NULL);
 	write_ini(f, "[store]\nengine = postgresql\n");
 	assert_int_equal(load_file(f, NULL), -1);
-	assert_non_null(strstr(f->err, "postgresql_url"));
+	assert_non_null(strstr(f->err.msg, "postgresql_url"));
 	write_ini(f, "[store]\nengine = postgresql\npostgresql_url = postgresql://grace@db1/grace\n");
 	expect_ok(f, NULL);
 }

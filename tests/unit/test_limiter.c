@@ -225,10 +225,10 @@ static void test_source_delay(void **state)
 static sqlite3 *db_with(const char *const *users)
 {
 	sqlite3 *db;
-	char err[256];
+	sdk_err err;
 	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(auth_store_init(db, err, sizeof err), 0);
+	assert_int_equal(auth_store_init(db, &err), 0);
 	grace_store gs = store_sqlite(db);
 	for (; *users; users++)
 		assert_int_equal(auth_user_add(&gs, *users, "$argon2id$x", AUTH_ROLE_USER, T0), 0);

@@ -17,9 +17,9 @@ static mem_columns *cols_new(const char *spec_text)
 	mem_columns *c = calloc(1, sizeof *c);
 	assert_non_null(c);
 	json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL;
-	char err[200];
-	if (mem_columns_parse(spec, c, err, sizeof err) < 0)
-		fail_msg("%s: %s", spec_text, err);
+	sdk_err err = { "" };
+	if (mem_columns_parse(spec, c, &err) < 0)
+		fail_msg("%s: %s", spec_text, err.msg);
 	json_decref(spec);
 	return c;
 }
@@ -27,15 +27,15 @@ static mem_columns *cols_new(const char *spec_text)
 static int parse_fails(const char *spec_text, const char *want)
 {
 	mem_columns c;
-	char err[200] = "";
+	sdk_err err = { "" };
 	json_t *spec = json_loads(spec_text, 0, NULL);
 	assert_non_null(spec);
-	int rc = mem_columns_parse(spec, &c, err, sizeof err);
+	int rc = mem_columns_parse(spec, &c, &err);
 	json_decref(spec);
 	if (rc == 0)
 		fail_msg("accepted: %s", spec_text);
-	if (want && !strstr(err, want))
-		fail_msg("%s: error '%s' does not say '%s'", spec_text, err, want);
+	if (want && !strstr(err.msg, want))
+		fail_msg("%s: error '%s' does not say '%s'", spec_text, err.msg, want);
 	return 1;
 }
 
@@ -99,8 +99,8 @@ static void test_parse(void **state)
 	/* The declaration round-trips through its JSON form. */
 	json_t *j = mem_columns_json(c);
 	mem_columns again;
-	char err[200];
-	assert_int_equal(mem_columns_parse(j, &again, err, sizeof err), 0);
+	sdk_err err = { "" };
+	assert_int_equal(mem_columns_parse(j, &again, &err), 0);
 	assert_memory_equal(&again, c, sizeof again);
 	json_decref(j);
 	free(c);
@@ -155,11 +155,11 @@ static void test_parse_errors(void **state)
 	parse_fails(spec, "at most");
 }
 
-static int check(const mem_columns *c, const char *row_text, char *err, size_t errlen)
+static int check(const mem_columns *c, const char *row_text, sdk_err *err)
 {
 	json_t *row = json_loads(row_text, JSON_DECODE_ANY, NULL);
 	assert_non_null(row);
-	int rc = mem_row_check(c, row, err, errlen);
+	int rc = mem_row_check(c, row, err);
 	json_decref(row);
 	return rc;
 }
@@ -167,18 +167,19 @@ static int check(const mem_columns *c, const char *row_text, char *err, size_t e
 static void test_row_check(void **state)
 {
 	(void)state;
-	char err[200];
+	sdk_err err = { "" };
 	mem_columns *c = cols_new("[{\"name\":\"title\",\"type\":\"text\"},"
 				  "{\"name\":\"n\",\"type\":\"number\",\"required\":true},"
 				  "{\"name\":\"tag\",\"type\":\"string\"},"
 				  "{\"name\":\"ok\",\"type\":\"boolean\"},"
 				  "{\"name\":\"meta\",\"type\":\"json\"}]");
-	assert_int_equal(check(c, "{\"n\":1}", err, sizeof err), 0);
-	assert_int_equal(check(c, "{\"n\":1.5,\"title\":\"t\",\"tag\":\"x\",\"ok\":false,"
-				  "\"meta\":{\"deep\":[1,{\"a\":null}]}}",
-			       err, sizeof err),
+	assert_int_equal(check(c, "{\"n\":1}", &err), 0);
+	assert_int_equal(check(c,
+			       "{\"n\":1.5,\"title\":\"t\",\"tag\":\"x\",\"ok\":false,"
+			       "\"meta\":{\"deep\":[1,{\"a\":null}]}}",
+			       &err),
 			 0);
-	assert_int_equal(check(c, "{\"n\":1,\"tag\":null,\"meta\":null}", err, sizeof err), 0);
+	assert_int_equal(check(c, "{\"n\":1,\"tag\":null,\"meta\":null}", &err), 0);
 
 	static const struct {
 		const char *row, *why;
@@ -196,20 +197,19 @@ static void test_row_check(void **state)
 		{ "{\"n\":null}", "required" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		err[0] = '\0';
-		if (check(c, bad[i].row, err, sizeof err) != -1)
+		err.msg[0] = '\0';
+		if (check(c, bad[i].row, &err) != -1)
 			fail_msg("accepted row %s", bad[i].row);
-		if (!strstr(err, bad[i].why))
-			fail_msg("row %s: '%s' does not say '%s'", bad[i].row, err, bad[i].why);
+		if (!strstr(err.msg, bad[i].why))
+			fail_msg("row %s: '%s' does not say '%s'", bad[i].row, err.msg, bad[i].why);
 	}
 	free(c);
 
 	/* Without declared columns: any object, within the depth limit. */
 	c = cols_new(NULL);
-	assert_int_equal(check(c, "{\"anything\":[1,\"two\",{\"three\":3}],\"$odd key\":1}", err,
-			       sizeof err),
+	assert_int_equal(check(c, "{\"anything\":[1,\"two\",{\"three\":3}],\"$odd key\":1}", &err),
 			 0);
-	assert_int_equal(check(c, "[1]", err, sizeof err), -1);
+	assert_int_equal(check(c, "[1]", &err), -1);
 	char deep[512];
 	for (int d = MEM_ROW_DEPTH_MAX; d <= MEM_ROW_DEPTH_MAX + 1; d++) {
 		size_t n = 0;
@@ -218,21 +218,21 @@ static void test_row_check(void **state)
 		n += (size_t)snprintf(deep + n, sizeof deep - n, "1");
 		for (int i = 0; i < d; i++)
 			n += (size_t)snprintf(deep + n, sizeof deep - n, "}");
-		assert_int_equal(check(c, deep, err, sizeof err), d > MEM_ROW_DEPTH_MAX ? -1 : 0);
+		assert_int_equal(check(c, deep, &err), d > MEM_ROW_DEPTH_MAX ? -1 : 0);
 	}
-	assert_non_null(strstr(err, "nests"));
+	assert_non_null(strstr(err.msg, "nests"));
 	free(c);
 }
 
 static void test_row_encode(void **state)
 {
 	(void)state;
-	char err[200];
+	sdk_err err = { "" };
 	mem_columns *c = cols_new(NULL);
 	size_t len;
 	bool too_large;
 	json_t *row = json_pack("{s:s, s:i}", "a", "b", "n", 1);
-	char *text = mem_row_encode(c, row, &len, &too_large, err, sizeof err);
+	char *text = mem_row_encode(c, row, &len, &too_large, &err);
 	assert_non_null(text);
 	assert_string_equal(text, "{\"a\":\"b\",\"n\":1}");
 	assert_int_equal(len, strlen(text));
@@ -245,7 +245,7 @@ static void test_row_encode(void **state)
 	memset(s, 'x', fill + 1);
 	s[fill] = '\0';
 	row = json_pack("{s:s}", "a", s);
-	text = mem_row_encode(c, row, &len, &too_large, err, sizeof err);
+	text = mem_row_encode(c, row, &len, &too_large, &err);
 	assert_non_null(text);
 	assert_int_equal(len, MEM_ROW_BYTES_MAX);
 	free(text);
@@ -253,13 +253,13 @@ static void test_row_encode(void **state)
 	s[fill] = 'x';
 	s[fill + 1] = '\0';
 	row = json_pack("{s:s}", "a", s);
-	assert_null(mem_row_encode(c, row, &len, &too_large, err, sizeof err));
+	assert_null(mem_row_encode(c, row, &len, &too_large, &err));
 	assert_true(too_large);
 	json_decref(row);
 	free(s);
 
 	row = json_pack("[i]", 1);
-	assert_null(mem_row_encode(c, row, &len, &too_large, err, sizeof err));
+	assert_null(mem_row_encode(c, row, &len, &too_large, &err));
 	assert_false(too_large);
 	json_decref(row);
 	free(c);

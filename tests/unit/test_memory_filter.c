@@ -20,7 +20,7 @@ struct fx {
 	mem_filter f;
 	mem_buf sql;
 	mem_binds b;
-	char err[256];
+	sdk_err err;
 };
 
 static int setup(void **state)
@@ -34,7 +34,7 @@ static int setup(void **state)
 				  "{\"name\":\"ok\",\"type\":\"boolean\"},"
 				  "{\"name\":\"meta\",\"type\":\"json\"}]",
 				  0, NULL);
-	int rc = mem_columns_parse(spec, &x->cols, x->err, sizeof x->err);
+	int rc = mem_columns_parse(spec, &x->cols, &x->err);
 	json_decref(spec);
 	*state = x;
 	return rc;
@@ -55,8 +55,8 @@ static int build(struct fx *x, const mem_columns *cols, const char *where)
 	mem_filter_clear(&x->f);
 	mem_buf_reset(&x->sql);
 	x->b.n = 0;
-	x->err[0] = '\0';
-	if (mem_filter_parse(where, cols, &x->f, x->err, sizeof x->err) < 0)
+	x->err.msg[0] = '\0';
+	if (mem_filter_parse(where, cols, &x->f, &x->err) < 0)
 		return -1;
 	return mem_filter_sql(&x->f, &x->sql, &x->b);
 }
@@ -153,11 +153,11 @@ static void test_injection(void **state)
 	};
 	for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
 		assert_int_equal(build(x, &x->none, bad_names[i]), -1);
-		assert_non_null(strstr(x->err, "not a column name"));
+		assert_non_null(strstr(x->err.msg, "not a column name"));
 	}
 	/* A MongoDB-style operator is an unknown operator. */
 	assert_int_equal(build(x, &x->none, "{\"a\":{\"$where\":\"sleep(1)\"}}"), -1);
-	assert_non_null(strstr(x->err, "unknown operator"));
+	assert_non_null(strstr(x->err.msg, "unknown operator"));
 	assert_int_equal(build(x, &x->none, "{\"a\":{\"$ne\":null}}"), -1);
 
 	/* A value never reaches the SQL text. */
@@ -179,9 +179,9 @@ static void test_declared_checks(void **state)
 {
 	struct fx *x = *state;
 	assert_int_equal(build(x, &x->cols, "{\"nope\":1}"), -1);
-	assert_non_null(strstr(x->err, "no column 'nope'"));
+	assert_non_null(strstr(x->err.msg, "no column 'nope'"));
 	assert_int_equal(build(x, &x->cols, "{\"n\":\"3\"}"), -1);
-	assert_non_null(strstr(x->err, "numbers"));
+	assert_non_null(strstr(x->err.msg, "numbers"));
 	assert_int_equal(build(x, &x->cols, "{\"tag\":3}"), -1);
 	assert_int_equal(build(x, &x->cols, "{\"ok\":{\"gt\":true}}"), -1);
 	assert_int_equal(build(x, &x->cols, "{\"ok\":1}"), -1);
@@ -205,7 +205,7 @@ static void test_malformed(void **state)
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		if (build(x, &x->cols, bad[i]) != -1)
 			fail_msg("accepted: %s", bad[i]);
-		assert_true(x->err[0] != '\0');
+		assert_true(x->err.msg[0] != '\0');
 	}
 }
 
@@ -220,21 +220,21 @@ static void test_limits(void **state)
 		n += (size_t)snprintf(big + n, 64, "%s\"c%d\":1", i ? "," : "", i);
 	snprintf(big + n, 8, "}");
 	assert_int_equal(build(x, &x->none, big), -1);
-	assert_non_null(strstr(x->err, "conditions"));
+	assert_non_null(strstr(x->err.msg, "conditions"));
 	/* Too many values. */
 	n = (size_t)snprintf(big, 64, "{\"a\":{\"in\":[");
 	for (int i = 0; i <= MEM_WHERE_VALUES_MAX; i++)
 		n += (size_t)snprintf(big + n, 16, "%s%d", i ? "," : "", i);
 	snprintf(big + n, 8, "]}}");
 	assert_int_equal(build(x, &x->none, big), -1);
-	assert_non_null(strstr(x->err, "values"));
+	assert_non_null(strstr(x->err.msg, "values"));
 	/* Too long. */
 	memset(big, ' ', MEM_WHERE_BYTES_MAX + 1);
 	big[0] = '{';
 	big[MEM_WHERE_BYTES_MAX] = '}';
 	big[MEM_WHERE_BYTES_MAX + 1] = '\0';
 	assert_int_equal(build(x, &x->none, big), -1);
-	assert_non_null(strstr(x->err, "bytes"));
+	assert_non_null(strstr(x->err.msg, "bytes"));
 	/* A string value too long. */
 	n = (size_t)snprintf(big, 64, "{\"a\":\"");
 	memset(big + n, 'x', MEM_VALUE_BYTES_MAX + 1);
@@ -248,18 +248,18 @@ static void test_order(void **state)
 	struct fx *x = *state;
 	mem_order o;
 	mem_sql_names plain = { "r.id", NULL }, fts = { "mf_1.rowid", "mf_1.rank" };
-	assert_int_equal(mem_order_parse(NULL, &x->cols, false, &o, x->err, sizeof x->err), 0);
+	assert_int_equal(mem_order_parse(NULL, &x->cols, false, &o, &x->err), 0);
 	assert_int_equal(o.kind, MEM_ORDER_ID);
 	assert_string_equal(o.spec, "_id");
-	assert_int_equal(mem_order_parse(NULL, &x->cols, true, &o, x->err, sizeof x->err), 0);
+	assert_int_equal(mem_order_parse(NULL, &x->cols, true, &o, &x->err), 0);
 	assert_int_equal(o.kind, MEM_ORDER_RANK);
-	assert_int_equal(mem_order_parse("-n", &x->cols, false, &o, x->err, sizeof x->err), 0);
+	assert_int_equal(mem_order_parse("-n", &x->cols, false, &o, &x->err), 0);
 	assert_true(o.desc);
 	assert_string_equal(o.spec, "-n");
 	mem_buf_reset(&x->sql);
 	mem_order_sql(&o, &plain, &x->sql);
 	assert_string_equal(sql(x), " ORDER BY json_extract(r.data,'$.n') DESC, r.id DESC");
-	assert_int_equal(mem_order_parse("-_id", &x->cols, true, &o, x->err, sizeof x->err), 0);
+	assert_int_equal(mem_order_parse("-_id", &x->cols, true, &o, &x->err), 0);
 	mem_buf_reset(&x->sql);
 	mem_order_sql(&o, &fts, &x->sql);
 	assert_string_equal(sql(x), " ORDER BY mf_1.rowid DESC");
@@ -267,10 +267,10 @@ static void test_order(void **state)
 	static const char *const bad[] = { "_rank", "-_rank", "nope", "title", "meta",
 					   "n; DROP TABLE x", "n DESC", "--n", "-", "" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad - 1; i++)
-		if (mem_order_parse(bad[i], &x->cols, false, &o, x->err, sizeof x->err) != -1)
+		if (mem_order_parse(bad[i], &x->cols, false, &o, &x->err) != -1)
 			fail_msg("accepted order=%s", bad[i]);
-	assert_int_equal(mem_order_parse("Any_Col", &x->none, false, &o, x->err, sizeof x->err), 0);
-	assert_int_equal(mem_order_parse("a'b", &x->none, false, &o, x->err, sizeof x->err), -1);
+	assert_int_equal(mem_order_parse("Any_Col", &x->none, false, &o, &x->err), 0);
+	assert_int_equal(mem_order_parse("a'b", &x->none, false, &o, &x->err), -1);
 }
 
 static void test_cursor(void **state)
@@ -278,15 +278,15 @@ static void test_cursor(void **state)
 	struct fx *x = *state;
 	mem_order o, other;
 	mem_cursor c;
-	assert_int_equal(mem_order_parse("-tag", &x->cols, false, &o, x->err, sizeof x->err), 0);
-	assert_int_equal(mem_order_parse("tag", &x->cols, false, &other, x->err, sizeof x->err), 0);
+	assert_int_equal(mem_order_parse("-tag", &x->cols, false, &o, &x->err), 0);
+	assert_int_equal(mem_order_parse("tag", &x->cols, false, &other, &x->err), 0);
 	json_t *key = json_string("it's \"quoted\"");
 	char *cur = mem_cursor_make(&o, key, 42);
 	assert_non_null(cur);
 	for (const char *p = cur; *p; p++) /* URL-safe as it is */
 		assert_non_null(strchr(
 			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", *p));
-	assert_int_equal(mem_cursor_parse(cur, &o, &c, x->err, sizeof x->err), 0);
+	assert_int_equal(mem_cursor_parse(cur, &o, &c, &x->err), 0);
 	assert_true(c.set);
 	assert_true(json_equal(c.key, key));
 	assert_int_equal(json_integer_value(c.id), 42);
@@ -305,14 +305,14 @@ static void test_cursor(void **state)
 	mem_cursor_clear(&c);
 
 	/* Made for another order. */
-	assert_int_equal(mem_cursor_parse(cur, &other, &c, x->err, sizeof x->err), -1);
+	assert_int_equal(mem_cursor_parse(cur, &other, &c, &x->err), -1);
 	mem_cursor_clear(&c);
 	free(cur);
 	json_decref(key);
 
 	/* A NULL key, ascending: the rest of the NULLs, then the values. */
 	cur = mem_cursor_make(&other, NULL, 7);
-	assert_int_equal(mem_cursor_parse(cur, &other, &c, x->err, sizeof x->err), 0);
+	assert_int_equal(mem_cursor_parse(cur, &other, &c, &x->err), 0);
 	assert_true(json_is_null(c.key));
 	assert_int_equal(mem_keyset_passes(&other, &c), 2);
 	mem_cursor_clear(&c);
@@ -322,11 +322,11 @@ static void test_cursor(void **state)
 	static const char *const bad[] = { "!!!", "e30", "abc", "eyJvIjoidGFnIn0",
 					   "eyJvIjoidGFnIiwiayI6W10sImkiOjF9" /* k: [] */ };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		if (mem_cursor_parse(bad[i], &other, &c, x->err, sizeof x->err) != -1)
+		if (mem_cursor_parse(bad[i], &other, &c, &x->err) != -1)
 			fail_msg("accepted cursor %s", bad[i]);
 		mem_cursor_clear(&c);
 	}
-	assert_int_equal(mem_cursor_parse("", &other, &c, x->err, sizeof x->err), 0);
+	assert_int_equal(mem_cursor_parse("", &other, &c, &x->err), 0);
 	assert_false(c.set);
 	assert_int_equal(mem_keyset_passes(&other, &c), 1);
 }

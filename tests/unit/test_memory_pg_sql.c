@@ -24,8 +24,8 @@ static int setup(void **state)
 				  "{\"name\":\"ok\",\"type\":\"boolean\"},"
 				  "{\"name\":\"meta\",\"type\":\"json\"}]",
 				  0, NULL);
-	char err[128];
-	int rc = mem_columns_parse(spec, &cols, err, sizeof err);
+	sdk_err err = { "" };
+	int rc = mem_columns_parse(spec, &cols, &err);
 	json_decref(spec);
 	return rc;
 }
@@ -34,9 +34,9 @@ static int setup(void **state)
 static void where_sql(const mem_columns *c, const char *where, mem_buf *sql, mem_pg_params *p)
 {
 	mem_filter f;
-	char err[200];
-	if (mem_filter_parse(where, c, &f, err, sizeof err) < 0)
-		fail_msg("%s: %s", where, err);
+	sdk_err err = { "" };
+	if (mem_filter_parse(where, c, &f, &err) < 0)
+		fail_msg("%s: %s", where, err.msg);
 	mem_pg_filter_sql(&f, sql, p);
 	assert_false(sql->oom || p->oom);
 	mem_filter_clear(&f);
@@ -50,10 +50,8 @@ static void test_values_are_parameters(void **state)
 	mem_pg_params p = { 0 };
 	/* A name is refused before any SQL (filter.c), so only values remain. */
 	mem_filter f;
-	char err[200];
-	assert_int_equal(mem_filter_parse("{\"a'); DROP TABLE x; --\":1}", &none, &f, err,
-					  sizeof err),
-			 -1);
+	sdk_err err = { "" };
+	assert_int_equal(mem_filter_parse("{\"a'); DROP TABLE x; --\":1}", &none, &f, &err), -1);
 	mem_filter_clear(&f);
 	where_sql(&none, "{\"name\":\"x' OR '1'='1\",\"n\":{\"in\":[\"a'b\",2]}}", &sql, &p);
 	assert_null(strstr(sql.p, "OR '1'"));
@@ -104,8 +102,8 @@ static void test_order_and_keyset(void **state)
 {
 	(void)state;
 	mem_order o;
-	char err[128];
-	assert_int_equal(mem_order_parse("-n", &cols, false, &o, err, sizeof err), 0);
+	sdk_err err = { "" };
+	assert_int_equal(mem_order_parse("-n", &cols, false, &o, &err), 0);
 	mem_buf sql = { 0 };
 	mem_pg_order_sql(&o, MEM_T_NUMBER, &sql);
 	assert_string_equal(sql.p, " ORDER BY ((r.data->>'n')::numeric) DESC NULLS LAST, r.id DESC");
@@ -115,7 +113,7 @@ static void test_order_and_keyset(void **state)
 	char *cur = mem_cursor_make(&o, key, 7);
 	json_decref(key);
 	mem_cursor c;
-	assert_int_equal(mem_cursor_parse(cur, &o, &c, err, sizeof err), 0);
+	assert_int_equal(mem_cursor_parse(cur, &o, &c, &err), 0);
 	free(cur);
 	assert_int_equal(mem_keyset_passes(&o, &c), 2);
 	mem_pg_params p = { 0 };
@@ -133,7 +131,7 @@ static void test_order_and_keyset(void **state)
 	mem_cursor_clear(&c);
 	/* An undeclared column's key read back: kind, number, text. */
 	mem_columns none = { 0 };
-	assert_int_equal(mem_order_parse("x", &none, false, &o, err, sizeof err), 0);
+	assert_int_equal(mem_order_parse("x", &none, false, &o, &err), 0);
 	const char *num[3] = { "1", "3.25", "" }, *str[3] = { "2", "0", "abc" },
 		   *missing[3] = { NULL, "0", "" };
 	json_t *k = mem_pg_key_json(&o, MEM_T_ANY, num);

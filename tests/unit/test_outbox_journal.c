@@ -27,9 +27,8 @@ static int setup(void **state)
 	struct fx *f = calloc(1, sizeof *f);
 	snprintf(f->dir, sizeof f->dir, "/tmp/grace-ut-journal-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	char err[256];
-	assert_int_equal(sdk_db_open(f->dir, "grace", &f->db, err, sizeof err), 0);
 	sdk_err e;
+	assert_int_equal(sdk_db_open(f->dir, "grace", &f->db, &e), 0);
 	f->j = obj_open(f->db, &e);
 	assert_non_null(f->j);
 	*state = f;

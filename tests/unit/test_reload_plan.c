@@ -23,7 +23,8 @@ struct side {
 
 static void load(struct side *s, const char *name, const char *text)
 {
-	char path[128], err[512];
+	char path[128];
+	sdk_err err;
 	snprintf(path, sizeof path, "%s/%s.ini", dir, name);
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
@@ -31,11 +32,11 @@ static void load(struct side *s, const char *name, const char *text)
 	fclose(f);
 	rl_ini_free(&s->ini); /* a side loaded before, in the same test */
 	grace_config_overrides ov = { path, dir, "0" };
-	int rc = grace_config_load(&s->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
-				   err, sizeof err);
+	int rc = grace_config_read(&s->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
+				   &err);
 	if (rc < 0)
-		fail_msg("%s", err);
-	assert_int_equal(rl_ini_read(path, &s->ini, err, sizeof err), 0);
+		fail_msg("%s", err.msg);
+	assert_int_equal(rl_ini_read(path, &s->ini, &err), 0);
 }
 
 static int idx(const grace_config *c, const char *name)
@@ -199,19 +200,20 @@ static void test_shared_section_restarts_and_waits(void **state)
 static void test_last_of_a_repeated_key_counts(void **state)
 {
 	(void)state;
-	char path[128], err[256];
+	char path[128];
+	sdk_err err;
 	snprintf(path, sizeof path, "%s/dup.ini", dir);
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
 	fputs("[a]\nk = 1\nz = 0\n[a]\nk = 2\n", f);
 	fclose(f);
 	rl_ini ini;
-	assert_int_equal(rl_ini_read(path, &ini, err, sizeof err), 0);
+	assert_int_equal(rl_ini_read(path, &ini, &err), 0);
 	assert_int_equal(ini.n, 2);
 	assert_string_equal(ini.kv[0].key, "k");
 	assert_string_equal(ini.kv[0].value, "2");
 	rl_ini_free(&ini);
-	assert_int_equal(rl_ini_read("", &ini, err, sizeof err), 0);
+	assert_int_equal(rl_ini_read("", &ini, &err), 0);
 	assert_int_equal(ini.n, 0);
 }
 

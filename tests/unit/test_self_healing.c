@@ -27,9 +27,8 @@ static void corr_setup(unsigned threshold)
 {
 	sh_corr_cfg cfg = { .flap_window_ms = 60 * S, .flap_threshold = threshold,
 			    .stable_ms = 10 * S };
-	char err[200];
-	assert_int_equal(sh_deps_parse("audit:immutable_log, governance:audit", &cfg, err,
-				       sizeof err), 0);
+	sdk_err err = { "" };
+	assert_int_equal(sh_deps_parse("audit:immutable_log, governance:audit", &cfg, &err), 0);
 	sh_corr_init(&C, &cfg, 1);
 }
 
@@ -209,11 +208,11 @@ static void test_bad_input(void **state)
 	e.kind = SH_EV_COUNT;
 	assert_int_equal(sh_corr_apply(&C, &e, 0, &r), -1);
 	sh_corr_cfg cfg;
-	char err[200];
-	assert_int_equal(sh_deps_parse("audit", &cfg, err, sizeof err), -1);
-	assert_int_equal(sh_deps_parse("audit:", &cfg, err, sizeof err), -1);
-	assert_int_equal(sh_deps_parse(":x", &cfg, err, sizeof err), -1);
-	assert_int_equal(sh_deps_parse("", &cfg, err, sizeof err), 0);
+	sdk_err err = { "" };
+	assert_int_equal(sh_deps_parse("audit", &cfg, &err), -1);
+	assert_int_equal(sh_deps_parse("audit:", &cfg, &err), -1);
+	assert_int_equal(sh_deps_parse(":x", &cfg, &err), -1);
+	assert_int_equal(sh_deps_parse("", &cfg, &err), 0);
 	assert_int_equal(cfg.n_deps, 0);
 }
 
@@ -229,10 +228,10 @@ static void test_ladder_parse(void **state)
 {
 	(void)state;
 	sh_ladder l;
-	char err[200];
+	sdk_err err = { "" };
 	assert_int_equal(sh_ladder_parse("restart_component:0,reset_port:5000,rebind_port:10000,"
 					 "stop:30000",
-					 known, &l, err, sizeof err),
+					 known, &l, &err),
 			 0);
 	assert_int_equal(l.n, 4);
 	assert_string_equal(l.steps[3].playbook, "stop");
@@ -241,7 +240,7 @@ static void test_ladder_parse(void **state)
 					   "restart_component:-1", "nope:0", "stop:0,reset_port:0",
 					   "restart_component:99999999999" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-		assert_int_equal(sh_ladder_parse(bad[i], known, &l, err, sizeof err), -1);
+		assert_int_equal(sh_ladder_parse(bad[i], known, &l, &err), -1);
 }
 
 /* A kernel that keeps failing: a table of asks (at time t) and the
@@ -250,10 +249,10 @@ static void test_ladder_climb(void **state)
 {
 	(void)state;
 	sh_ladder l;
-	char err[200];
+	sdk_err err = { "" };
 	assert_int_equal(sh_ladder_parse("restart_component:0,reset_port:5000,rebind_port:10000,"
 					 "stop:30000",
-					 known, &l, err, sizeof err),
+					 known, &l, &err),
 			 0);
 	sh_budget b;
 	sh_budget_init(&b, 100, 0);
@@ -301,8 +300,8 @@ static void test_budget(void **state)
 {
 	(void)state;
 	sh_ladder l;
-	char err[200];
-	assert_int_equal(sh_ladder_parse("restart_component:0", known, &l, err, sizeof err), 0);
+	sdk_err err = { "" };
+	assert_int_equal(sh_ladder_parse("restart_component:0", known, &l, &err), 0);
 	sh_budget b;
 	sh_budget_init(&b, 3, 0); /* 3 an hour: one every 20 minutes */
 	sh_kstate ks[5];

@@ -108,12 +108,12 @@ static int setup(void **state, const char *command)
 		"[kernel.librarian]\nport = 8130\ncommand = %s\n",
 		f->dir, free_port() - 8130, command);
 	fclose(fp);
-	char err[256];
+	sdk_err err;
 	grace_config_overrides ov = { .config_path = f->ini };
-	int lrc = grace_config_load(&f->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
-				    err, sizeof err);
+	int lrc = grace_config_read(&f->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
+				    &err);
 	if (lrc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", err.msg);
 	sdk_log_init("test", SDK_LOG_ERROR);
 	f->base = event_base_new();
 	assert_int_equal(event_base_priority_init(f->base, 2), 0);

@@ -103,10 +103,9 @@ static int setup(void **state)
 	assert_non_null(tracer);
 	event_del(tracer->timer); /* nothing is sent: the test reads the queue */
 	pool = sdk_pool_new(base, 1, 16);
-	char err[256];
-	assert_int_equal(sdk_db_open(dir, "t", &db, err, sizeof err), 0);
-	assert_int_equal(sdk_db_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)", err,
-				     sizeof err),
+	sdk_err err;
+	assert_int_equal(sdk_db_open(dir, "t", &db, &err), 0);
+	assert_int_equal(sdk_db_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)", &err),
 			 0);
 	return 0;
 }

@@ -15,9 +15,9 @@ static const char schema[] =
 
 int as_init(sqlite3 *db, sdk_err *err)
 {
-	char why[256];
-	if (sdk_db_exec(db, schema, why, sizeof why) < 0)
-		return sdk_fail(err, SDK_EIO, "alerts store: %s", why);
+	sdk_err why;
+	if (sdk_db_exec(db, schema, &why) < 0)
+		return sdk_fail(err, SDK_EIO, "alerts store: %s", why.msg);
 	return 0;
 }
 

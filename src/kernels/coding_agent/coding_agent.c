@@ -313,7 +313,9 @@ static int ca_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	if (k->cfg->model.base_url[0]) {
-		c->model = sdk_model_new(k->base, &k->cfg->model, c->model_why, sizeof c->model_why);
+		sdk_err me = { "" };
+		c->model = sdk_model_new(k->base, &k->cfg->model, &me);
+		snprintf(c->model_why, sizeof c->model_why, "%s", c->model ? "" : me.msg);
 		if (!c->model)
 			sdk_warn("coding_agent: no model (%s): tasks need a patch", c->model_why);
 	}

@@ -601,33 +601,27 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
  * created at first start. A master key that is missing while sealed keys
  * exist, or that has loose permissions, stops the kernel rather than
  * creating a new one (which would orphan every key) or using it. */
-static int cry_master_load(sdk_kernel *k, unsigned char master[CRY_MASTER_BYTES], char *err,
-			   size_t errlen)
+static int cry_master_load(sdk_kernel *k, unsigned char master[CRY_MASTER_BYTES], sdk_err *err)
 {
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof path, "%s/%s", k->cfg->data_dir, CRY_MASTER_FILE) >=
-	    (int)sizeof path) {
-		snprintf(err, errlen, "master key path too long");
-		return -1;
-	}
-	int rc = keyfile_read(path, master, CRY_MASTER_BYTES, err, errlen);
-	if (rc != KEYFILE_ENOENT)
-		return rc ? -1 : 0;
+	    (int)sizeof path)
+		return sdk_fail(err, SDK_EINVAL, "master key path too long");
+	int rc = keyfile_read(path, master, CRY_MASTER_BYTES, err);
+	if (rc != SDK_ENOTFOUND)
+		return rc;
 	bool in_use;
-	sdk_err e;
-	if (cry_store_in_use(k->db, &in_use, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
-	}
-	if (in_use) {
-		snprintf(err, errlen, "%s is missing but the database holds keys sealed with it;"
-			 " restore it", path);
-		return -1;
-	}
+	if ((rc = cry_store_in_use(k->db, &in_use, err)) < 0)
+		return rc;
+	if (in_use)
+		return sdk_fail(
+			err, SDK_ENOTFOUND,
+			"%s is missing but the database holds keys sealed with it; restore it",
+			path);
 	crypto_aead_xchacha20poly1305_ietf_keygen(master);
-	if (keyfile_create(path, master, CRY_MASTER_BYTES, err, errlen) < 0) {
+	if ((rc = keyfile_create(path, master, CRY_MASTER_BYTES, err)) < 0) {
 		sodium_memzero(master, CRY_MASTER_BYTES);
-		return -1;
+		return rc;
 	}
 	sdk_info("created the master key %s", path);
 	return 0;
@@ -645,8 +639,10 @@ static int cry_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	unsigned char master[CRY_MASTER_BYTES];
-	if (cry_master_load(k, master, err, errlen) < 0)
+	if (cry_master_load(k, master, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
 		return -1;
+	}
 	cry_store *s = NULL;
 	int rc = cry_store_open(k->db, master, &s, &e);
 	sodium_memzero(master, sizeof master);

@@ -768,19 +768,18 @@ static void fail_unstarted(exe *x, const char *id, const char *why)
 	wake_waiters(x, id);
 }
 
-static int launch(exe *x, exe_run *r, char *why, size_t whylen)
+/* Starts the job under its shim: 0, or -1 with why (SDK_EIO). */
+static int launch(exe *x, exe_run *r, sdk_err *why)
 {
 	const exe_plan *pl = &r->plan;
 	const exe_limits *lim = &r->spec.limits;
 	struct prepared *p = calloc(1, sizeof *p);
-	if (!p) {
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
+	if (!p)
+		return sdk_fail(why, SDK_EIO, "out of memory");
 	int rc = -1, in = -1;
 	size_t argc = 0, n_job = 0;
 	if (exe_spec_argv(&r->spec, &p->job_argv, &n_job) < 0) {
-		snprintf(why, whylen, "out of memory");
+		sdk_fail(why, SDK_EIO, "out of memory");
 		goto out;
 	}
 	if (pl->bwrap)
@@ -790,11 +789,11 @@ static int launch(exe *x, exe_run *r, char *why, size_t whylen)
 		p->argv[argc++] = p->job_argv[i];
 	p->argv[argc] = NULL;
 	if (build_env(x, r, p) < 0) {
-		snprintf(why, whylen, "out of memory");
+		sdk_fail(why, SDK_EIO, "out of memory");
 		goto out;
 	}
 	if ((in = stdin_fd(r)) < 0) {
-		snprintf(why, whylen, "stdin: %s", strerror(errno));
+		sdk_fail(why, SDK_EIO, "stdin: %s", strerror(errno));
 		goto out;
 	}
 	exe_launch l = { .argv = p->argv, .envp = p->envp, .workdir = job_dir(r),
@@ -851,9 +850,11 @@ static int launch(exe *x, exe_run *r, char *why, size_t whylen)
 		l.cg_cpu_stat = p->cpu_stat;
 		l.cpu_limit_usec = lim->cpu_s * 1000000;
 	}
-	int src = exe_shim_spawn(&l, &r->shim, why, whylen);
-	if (src == 0)
+	char shim_why[sizeof why->msg] = ""; /* shim.h still says why as text */
+	if (exe_shim_spawn(&l, &r->shim, shim_why, sizeof shim_why) == 0)
 		rc = 0;
+	else
+		sdk_fail(why, SDK_EIO, "%s", shim_why);
 out:
 	if (in >= 0)
 		close(in);
@@ -881,9 +882,9 @@ static void start_job(exe *x, const char *id)
 	snprintf(r->id, sizeof r->id, "%s", id);
 	r->shim = (exe_shim){ .pid = 0, .status_fd = -1, .ctl_fd = -1, .out_fd = -1, .err_fd = -1 };
 	exe_plan_select(&x->host, &r->spec, &r->plan);
-	char why[300] = "";
+	sdk_err why = { "" };
 	if (r->plan.refuse[0]) {
-		snprintf(why, sizeof why, "%s", r->plan.refuse);
+		sdk_fail(&why, SDK_EINVAL, "%s", r->plan.refuse);
 		goto fail;
 	}
 	/* Its own directory, its user's. */
@@ -891,14 +892,16 @@ static void start_job(exe *x, const char *id)
 		    (int)sizeof r->workdir ||
 	    (mkdir(r->workdir, 0700) < 0 && errno != EEXIST) ||
 	    (r->plan.drop && chown(r->workdir, r->plan.uid, r->plan.gid) < 0)) {
-		snprintf(why, sizeof why, "working directory %.200s: %s", r->workdir, strerror(errno));
+		sdk_fail(&why, SDK_EIO, "working directory %.200s: %s", r->workdir,
+			 strerror(errno));
 		r->workdir[0] = '\0';
 		goto fail;
 	}
 	/* A named directory is checked again: it may have moved since. */
 	char real[PATH_MAX];
 	if (r->spec.dir[0] && (resolve_dir(x, r->spec.dir, real, &e) < 0 || strcmp(real, r->spec.dir))) {
-		snprintf(why, sizeof why, "%s", e.msg[0] ? e.msg : "dir: it moved since it was checked");
+		sdk_fail(&why, SDK_EINVAL, "%s",
+			 e.msg[0] ? e.msg : "dir: it moved since it was checked");
 		goto fail;
 	}
 	exe_cg_want want = { .v2 = r->plan.cg_v2, .v2_memory = r->plan.v2_memory,
@@ -910,15 +913,15 @@ static void start_job(exe *x, const char *id)
 		want.pids = EXE_PIDS_MAX; /* a tracking group only */
 	char cgwhy[256];
 	if (exe_cg_job_create(&x->host.cg, id, &want, &r->cg, cgwhy, sizeof cgwhy) < 0) {
-		snprintf(why, sizeof why, "containment: %s", cgwhy);
+		sdk_fail(&why, SDK_EIO, "containment: %s", cgwhy);
 		goto fail;
 	}
 	r->out = exe_out_new(x->k->base, r->spec.limits.output_bytes);
 	if (!r->out) {
-		snprintf(why, sizeof why, "out of memory");
+		sdk_fail(&why, SDK_EIO, "out of memory");
 		goto fail;
 	}
-	if (launch(x, r, why, sizeof why) < 0)
+	if (launch(x, r, &why) < 0)
 		goto fail;
 	r->ev_status = event_new(x->k->base, r->shim.status_fd, EV_READ | EV_PERSIST, on_status, r);
 	r->ev_out[0] = event_new(x->k->base, r->shim.out_fd, EV_READ | EV_PERSIST, on_stdout, r);
@@ -958,7 +961,7 @@ fail:
 	exe_cg_job_remove(&r->cg);
 	if (r->workdir[0])
 		rm_later(x, r->workdir);
-	fail_unstarted(x, id, why);
+	fail_unstarted(x, id, why.msg);
 	exe_out_unref(r->out);
 	exe_spec_free(&r->spec);
 	free(r);
@@ -1534,21 +1537,18 @@ static void host_setup(exe *x)
 		 h->cg.notes[0] ? "; " : "", h->cg.notes);
 }
 
-static int work_root_setup(exe *x, char *err, size_t errlen)
+static int work_root_setup(exe *x, sdk_err *err)
 {
 	if (x->cfg->work_root[0])
 		snprintf(x->work_root, sizeof x->work_root, "%s", x->cfg->work_root);
 	else
 		snprintf(x->work_root, sizeof x->work_root, "/tmp/grace-executor-%s", x->instance);
-	if (mkdir(x->work_root, 0711) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create %s: %s", x->work_root, strerror(errno));
-		return -1;
-	}
+	if (mkdir(x->work_root, 0711) < 0 && errno != EEXIST)
+		return sdk_fail(err, SDK_EIO, "cannot create %s: %s", x->work_root,
+				strerror(errno));
 	struct stat st;
-	if (lstat(x->work_root, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
-		snprintf(err, errlen, "%s is not a directory of ours", x->work_root);
-		return -1;
-	}
+	if (lstat(x->work_root, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+		return sdk_fail(err, SDK_EDENIED, "%s is not a directory of ours", x->work_root);
 	chmod(x->work_root, 0711);
 	/* Directories a previous life left: nothing runs yet, so none is in use. */
 	DIR *d = opendir(x->work_root);
@@ -1600,8 +1600,10 @@ static int executor_init(sdk_kernel *k, char *err, size_t errlen)
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		sdk_warn("executor: cannot be a child subreaper: %s", strerror(errno));
 	host_setup(x);
-	if (work_root_setup(x, err, errlen) < 0)
+	if (work_root_setup(x, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
 		return -1;
+	}
 	inherit_setup(x);
 	if (exe_jobs_running(k->db, recover_one, x, &e) < 0)
 		sdk_warn("executor: cannot read the jobs a previous life ran: %s", e.msg);

@@ -42,8 +42,7 @@ static const char schema[] =
 
 int exe_store_init(sqlite3 *db, char instance[EXE_INSTANCE_LEN + 1], sdk_err *err)
 {
-	char why[256];
-	if (sdk_db_exec(db, schema, why, sizeof why) < 0)
+	if (sdk_db_exec(db, schema, NULL) < 0)
 		return sdk_db_fail(db, err, "executor schema");
 	sqlite3_stmt *st;
 	int rc = sdk_db_prepare(db, "SELECT value FROM meta WHERE key = 'instance'", &st, err);

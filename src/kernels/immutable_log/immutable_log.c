@@ -904,49 +904,41 @@ static void on_archive_file(sdk_req *req, void *ctx)
  * created on first start. The public key is also recorded in the database,
  * so a lost or swapped key file stops the log instead of silently signing
  * with a key nobody has pinned. */
-static int ilog_key_init(struct ilog_state *st, const char *data_dir, char *err, size_t errlen)
+static int ilog_key_init(struct ilog_state *st, const char *data_dir, sdk_err *err)
 {
 	char path[PATH_MAX];
-	if (snprintf(path, sizeof path, "%s/%s", data_dir, ILOG_KEY_FILE) >= (int)sizeof path) {
-		snprintf(err, errlen, "key file path too long");
-		return -1;
-	}
+	if (snprintf(path, sizeof path, "%s/%s", data_dir, ILOG_KEY_FILE) >= (int)sizeof path)
+		return sdk_fail(err, SDK_EINVAL, "key file path too long");
 	unsigned char recorded[crypto_sign_PUBLICKEYBYTES];
-	sdk_err e;
 	int have = ilog_store_meta_get(st->store, ILOG_META_PUBLIC_KEY, recorded, sizeof recorded,
-				       &e);
-	if (have != SDK_OK && have != SDK_ENOTFOUND) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
-	}
+				       err);
+	if (have != SDK_OK && have != SDK_ENOTFOUND)
+		return have;
 	unsigned char seed[crypto_sign_SEEDBYTES];
-	int rc = keyfile_read(path, seed, sizeof seed, err, errlen);
-	if (rc == KEYFILE_ENOENT && have == SDK_OK) {
-		snprintf(err, errlen, "%s is missing but this log was signed with another key;"
-			 " restore the key file", path);
-		return -1;
-	}
-	if (rc == KEYFILE_ENOENT) {
+	int rc = keyfile_read(path, seed, sizeof seed, err);
+	if (rc == SDK_ENOTFOUND && have == SDK_OK)
+		return sdk_fail(err, SDK_ENOTFOUND,
+				"%s is missing but this log was signed with another key;"
+				" restore the key file",
+				path);
+	if (rc == SDK_ENOTFOUND) {
 		randombytes_buf(seed, sizeof seed);
-		rc = keyfile_create(path, seed, sizeof seed, err, errlen);
+		rc = keyfile_create(path, seed, sizeof seed, err);
 		if (rc == 0)
 			sdk_info("created the log's signing key in %s", path);
 	}
 	if (rc != 0) {
 		sodium_memzero(seed, sizeof seed);
-		return -1;
+		return rc;
 	}
 	crypto_sign_seed_keypair(st->pk, st->sk, seed);
 	sodium_memzero(seed, sizeof seed);
-	if (have == SDK_OK && sodium_memcmp(recorded, st->pk, sizeof recorded)) {
-		snprintf(err, errlen, "%s is not the key this log was signed with", path);
-		return -1;
-	}
+	if (have == SDK_OK && sodium_memcmp(recorded, st->pk, sizeof recorded))
+		return sdk_fail(err, SDK_ECONFLICT, "%s is not the key this log was signed with",
+				path);
 	if (have != SDK_OK &&
-	    ilog_store_meta_put(st->store, ILOG_META_PUBLIC_KEY, st->pk, sizeof st->pk, &e)) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
-	}
+	    (rc = ilog_store_meta_put(st->store, ILOG_META_PUBLIC_KEY, st->pk, sizeof st->pk, err)))
+		return rc;
 	return 0;
 }
 
@@ -991,8 +983,10 @@ static int ilog_init(sdk_kernel *k, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
-	if (ilog_key_init(st, k->cfg->data_dir, err, errlen) < 0)
+	if (ilog_key_init(st, k->cfg->data_dir, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
 		return -1;
+	}
 	ilog_sth_load(st);
 	if (!(st->sweep = evtimer_new(k->base, on_sweep, st))) {
 		snprintf(err, errlen, "out of memory");

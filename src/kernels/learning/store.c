@@ -25,9 +25,9 @@ static const char schema[] =
 
 int lrn_store_init(sqlite3 *db, sdk_err *err)
 {
-	char why[256];
-	if (sdk_db_exec(db, schema, why, sizeof why) < 0)
-		return sdk_fail(err, SDK_EIO, "learning store: %s", why);
+	sdk_err why;
+	if (sdk_db_exec(db, schema, &why) < 0)
+		return sdk_fail(err, SDK_EIO, "learning store: %s", why.msg);
 	return 0;
 }
 
@@ -324,7 +324,7 @@ int lrn_store_reward(sqlite3 *db, int64_t id, const char *arm, double reward, js
 				"only that one has a logged probability",
 				(long long)id, chosen);
 	char *out_s = outcome ? json_dumps(outcome, JSON_COMPACT) : NULL;
-	if ((rc = sdk_db_exec(db, "BEGIN IMMEDIATE", NULL, 0)) < 0) {
+	if ((rc = sdk_db_exec(db, "BEGIN IMMEDIATE", NULL)) < 0) {
 		free(out_s);
 		return sdk_db_fail(db, err, "rewarding");
 	}
@@ -357,10 +357,10 @@ int lrn_store_reward(sqlite3 *db, int64_t id, const char *arm, double reward, js
 		}
 	}
 	free(out_s);
-	if (rc == 0 && sdk_db_exec(db, "COMMIT", NULL, 0) < 0)
+	if (rc == 0 && sdk_db_exec(db, "COMMIT", NULL) < 0)
 		rc = sdk_db_fail(db, err, "rewarding");
 	if (rc < 0)
-		sdk_db_exec(db, "ROLLBACK", NULL, 0);
+		sdk_db_exec(db, "ROLLBACK", NULL);
 	return rc;
 }
 
@@ -370,7 +370,7 @@ static int finalize_where(sqlite3 *db, const char *sel, const char *text, int64_
 			  bool relapse, int64_t now_ms, unsigned *n, sdk_err *err)
 {
 	*n = 0;
-	if (sdk_db_exec(db, "BEGIN IMMEDIATE", NULL, 0) < 0)
+	if (sdk_db_exec(db, "BEGIN IMMEDIATE", NULL) < 0)
 		return sdk_db_fail(db, err, "finalizing rewards");
 	sqlite3_stmt *q = NULL, *upd = NULL, *post = NULL;
 	int rc = sdk_db_prepare(db, sel, &q, err);
@@ -416,10 +416,10 @@ static int finalize_where(sqlite3 *db, const char *sel, const char *text, int64_
 	sqlite3_finalize(q);
 	sqlite3_finalize(upd);
 	sqlite3_finalize(post);
-	if (rc == 0 && sdk_db_exec(db, "COMMIT", NULL, 0) < 0)
+	if (rc == 0 && sdk_db_exec(db, "COMMIT", NULL) < 0)
 		rc = sdk_db_fail(db, err, "finalizing rewards");
 	if (rc < 0) {
-		sdk_db_exec(db, "ROLLBACK", NULL, 0);
+		sdk_db_exec(db, "ROLLBACK", NULL);
 		*n = 0;
 	}
 	return rc;

@@ -283,7 +283,7 @@ lib_quota lib_jobs_quota(const lib_jobs *j) { return j->quota; }
 lib_jobs *lib_jobs_new(sdk_kernel *k, lib_err *err)
 {
 	lib_jobs *j = calloc(1, sizeof *j);
-	char why[256];
+	sdk_err why;
 	if (!j) {
 		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
@@ -295,8 +295,8 @@ lib_jobs *lib_jobs_new(sdk_kernel *k, lib_err *err)
 	j->chunk_files = c->ingest_chunk_files ? c->ingest_chunk_files : 1;
 	j->files_max = c->ingest_files_max;
 	j->bytes_max = (int64_t)c->ingest_bytes_max;
-	if (sdk_db_open(k->cfg->data_dir, k->def->name, &j->wdb, why, sizeof why) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", why);
+	if (sdk_db_open(k->cfg->data_dir, k->def->name, &j->wdb, &why) < 0) {
+		sdk_fail(err, SDK_EIO, "%s", why.msg);
 		lib_jobs_free(j);
 		return NULL;
 	}

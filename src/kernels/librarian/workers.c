@@ -87,7 +87,7 @@ static struct conn *conn_open(lib_workers *r, sdk_err *err)
 	}
 	sdk_db_check check = { .skip = true };
 	if (sdk_db_open_checked(r->k->cfg->data_dir, r->k->def->name, &check, &c->db, err) < 0 ||
-	    sdk_db_exec(c->db, "PRAGMA query_only = 1", err->msg, sizeof err->msg) < 0 ||
+	    sdk_db_exec(c->db, "PRAGMA query_only = 1", err) < 0 ||
 	    lib_tok_new(c->db, &c->tok, err) < 0) {
 		conn_free(c);
 		return NULL;

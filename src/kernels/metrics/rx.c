@@ -10,18 +10,19 @@ struct rx {
 	pcre2_code *code;
 };
 
-rx *rx_compile(const char *pattern, char *why, size_t whylen)
+rx *rx_compile(const char *pattern, sdk_err *why)
 {
 	size_t n = strlen(pattern);
 	if (n > RX_PATTERN_MAX) {
-		snprintf(why, whylen, "regular expression longer than %d bytes", RX_PATTERN_MAX);
+		sdk_fail(why, SDK_EINVAL, "regular expression longer than %d bytes",
+			 RX_PATTERN_MAX);
 		return NULL;
 	}
 	/* Anchored as Prometheus does: ^(?:pattern)$, with $ at the very end
 	 * only (RE2's $ without (?m) never matches before a final newline). */
 	char *full = malloc(n + 16);
 	if (!full) {
-		snprintf(why, whylen, "out of memory");
+		sdk_fail(why, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	snprintf(full, n + 16, "^(?:%s)$", pattern);
@@ -34,14 +35,14 @@ rx *rx_compile(const char *pattern, char *why, size_t whylen)
 	if (!code) {
 		PCRE2_UCHAR msg[160];
 		pcre2_get_error_message(errcode, msg, sizeof msg);
-		snprintf(why, whylen, "error parsing regexp: %s", (const char *)msg);
+		sdk_fail(why, SDK_EINVAL, "error parsing regexp: %s", (const char *)msg);
 		return NULL;
 	}
 	pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* when it cannot, the interpreter runs */
 	rx *r = malloc(sizeof *r);
 	if (!r) {
 		pcre2_code_free(code);
-		snprintf(why, whylen, "out of memory");
+		sdk_fail(why, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	r->code = code;

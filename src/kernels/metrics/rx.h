@@ -7,6 +7,7 @@
 #define GRACE_METRICS_RX_H
 
 #include "kernels/layer.h"
+#include "sdk/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,8 +17,9 @@
 
 typedef struct rx rx;
 
-/* NULL on a bad pattern, with the reason in why (whylen bytes). */
-rx *rx_compile(const char *pattern, char *why, size_t whylen);
+/* NULL on a bad pattern (SDK_EINVAL) or out of memory (SDK_EIO), with the
+ * reason in why. */
+rx *rx_compile(const char *pattern, sdk_err *why);
 void rx_free(rx *r);
 /* Whether the whole of s matches. */
 bool rx_match(const rx *r, const char *s);

@@ -455,10 +455,10 @@ tsdb *tsdb_open(const char *data_dir, const char *name, const tsdb_opts *o, sdk_
 		tsdb_close(db);
 		return NULL;
 	}
-	char why[256];
+	sdk_err why;
 	if (open_conn(db, &db->writer, err) < 0 ||
-	    (sdk_db_exec(db->writer, schema, why, sizeof why) < 0 &&
-	     sdk_fail(err, SDK_EIO, "creating the series tables: %s", why)) ||
+	    (sdk_db_exec(db->writer, schema, &why) < 0 &&
+	     sdk_fail(err, SDK_EIO, "creating the series tables: %s", why.msg)) ||
 	    load(db, err) < 0) {
 		tsdb_close(db);
 		return NULL;
@@ -739,9 +739,10 @@ static int write_all(tsdb_flush *f, sqlite3 *w)
 		if (!rc) {
 			char sql[96];
 			snprintf(sql, sizeof sql, "DELETE FROM tsdb_series WHERE id=%u", f->del[i]);
-			char why[200];
-			if (sdk_db_exec(w, sql, why, sizeof why) < 0)
-				rc = f->rc = sdk_fail(&f->err, SDK_EIO, "removing a series: %s", why);
+			sdk_err why;
+			if (sdk_db_exec(w, sql, &why) < 0)
+				rc = f->rc = sdk_fail(&f->err, SDK_EIO, "removing a series: %s",
+						      why.msg);
 		}
 	}
 	if (!rc && f->retention && f->cutoff != INT64_MIN)
@@ -796,10 +797,10 @@ out:
 void tsdb_flush_write(tsdb_flush *f)
 {
 	sqlite3 *w = f->db->writer;
-	char why[256];
-	if (sdk_db_exec(w, "BEGIN IMMEDIATE", why, sizeof why) < 0) {
+	sdk_err why;
+	if (sdk_db_exec(w, "BEGIN IMMEDIATE", &why) < 0) {
 		f->rc = sdk_fail(&f->err, sdk_status_of_sqlite(sqlite3_extended_errcode(w)),
-				 "flush: %s", why);
+				 "flush: %s", why.msg);
 		return;
 	}
 	if (write_all(f, w) == 0) {
@@ -813,12 +814,12 @@ void tsdb_flush_write(tsdb_flush *f)
 			 "INSERT OR REPLACE INTO tsdb_meta VALUES('bytes',%lld),('samples',%lld),"
 			 "('chunks',%lld)",
 			 (long long)bytes, (long long)samples, (long long)chunks);
-		if (sdk_db_exec(w, sql, why, sizeof why) < 0 || sdk_db_exec(w, "COMMIT", why, sizeof why) < 0)
+		if (sdk_db_exec(w, sql, &why) < 0 || sdk_db_exec(w, "COMMIT", &why) < 0)
 			f->rc = sdk_fail(&f->err, sdk_status_of_sqlite(sqlite3_extended_errcode(w)),
-					 "flush: %s", why);
+					 "flush: %s", why.msg);
 	}
 	if (f->rc) {
-		sdk_db_exec(w, "ROLLBACK", why, sizeof why);
+		sdk_db_exec(w, "ROLLBACK", NULL);
 		return;
 	}
 	f->store_bytes = store_bytes(w);

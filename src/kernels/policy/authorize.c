@@ -7,32 +7,30 @@
 #include <string.h>
 
 static int request_parse(cedar_arena *a, json_t *principal, json_t *action, json_t *resource,
-			 json_t *context, cedar_request *out, char *err, size_t errlen);
+			 json_t *context, cedar_request *out, sdk_err *err);
 
 int cedar_request_parse(cedar_arena *a, json_t *principal, json_t *action, json_t *resource,
-			json_t *context, cedar_request *out, char *err, size_t errlen)
+			json_t *context, cedar_request *out, sdk_err *err)
 {
-	int rc = request_parse(a, principal, action, resource, context, out, err, errlen);
-	if (rc < 0)
-		cedar_utf8_sanitize(err);
+	int rc = request_parse(a, principal, action, resource, context, out, err);
+	if (rc < 0 && err)
+		cedar_utf8_sanitize(err->msg);
 	return rc;
 }
 
 static int request_parse(cedar_arena *a, json_t *principal, json_t *action, json_t *resource,
-			 json_t *context, cedar_request *out, char *err, size_t errlen)
+			 json_t *context, cedar_request *out, sdk_err *err)
 {
-	char why[CEDAR_ERR_MAX];
+	sdk_err why;
 	static const char *const names[] = { "principal", "action", "resource" };
 	json_t *in[3] = { principal, action, resource };
 	const cedar_uid **dst[3] = { &out->principal, &out->action, &out->resource };
 	for (int i = 0; i < 3; i++) {
 		if (!in[i]) {
-			snprintf(err, errlen, "`%s` is required", names[i]);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "`%s` is required", names[i]);
 		}
-		if (cedar_json_uid(a, in[i], dst[i], why, sizeof why) < 0) {
-			snprintf(err, errlen, "%s: %s", names[i], why);
-			return -1;
+		if (cedar_json_uid(a, in[i], dst[i], &why) < 0) {
+			return sdk_fail(err, SDK_EINVAL, "%s: %s", names[i], why.msg);
 		}
 	}
 	if (!context || json_is_null(context)) {
@@ -40,12 +38,10 @@ static int request_parse(cedar_arena *a, json_t *principal, json_t *action, json
 		return 0;
 	}
 	if (!json_is_object(context)) {
-		snprintf(err, errlen, "context: must be a JSON object");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "context: must be a JSON object");
 	}
-	if (cedar_json_record(a, context, &out->context, why, sizeof why) < 0) {
-		snprintf(err, errlen, "context: %s", why);
-		return -1;
+	if (cedar_json_record(a, context, &out->context, &why) < 0) {
+		return sdk_fail(err, SDK_EINVAL, "context: %s", why.msg);
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "kernels/policy/cedar.h"
 #include "kernels/policy/entities.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 
@@ -34,7 +35,7 @@ typedef struct cedar_response {
 /* Reads a request's principal, action and resource (entity uids in JSON)
  * and its context (an object; NULL means empty). 0, or -1 with a reason. */
 int cedar_request_parse(cedar_arena *a, json_t *principal, json_t *action, json_t *resource,
-			json_t *context, cedar_request *out, char *err, size_t errlen);
+			json_t *context, cedar_request *out, sdk_err *err);
 
 /* Decides one request. Everything in *out comes from `a`. Returns 0, or
  * -1 only when out of memory. */

@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define AZ_WHY 300
-
 typedef struct az_part {
 	const cedar_uid *uid;
 	json_t *props; /* borrowed; NULL when none */
@@ -26,44 +24,44 @@ typedef struct az_part {
 
 /* Reads a subject or resource ({type, id}) or an action ({name}). */
 static int az_part_of(cedar_arena *a, json_t *obj, const char *what, bool action, az_part *out,
-		      char *why, size_t n)
+		      sdk_err *why)
 {
 	if (!json_is_object(obj)) {
-		snprintf(why, n, "%s is required (an object)", what);
-		return -1;
+		return sdk_fail(why, SDK_EINVAL, "%s is required (an object)", what);
 	}
 	json_t *type = action ? NULL : json_object_get(obj, "type");
 	json_t *id = json_object_get(obj, action ? "name" : "id");
 	if ((!action && !json_is_string(type)) || !json_is_string(id)) {
-		snprintf(why, n, action ? "%s needs a string \"name\"" : "%s needs strings \"type\" and \"id\"",
+		sdk_fail(why, SDK_EINVAL,
+			 action ? "%s needs a string \"name\""
+				: "%s needs strings \"type\" and \"id\"",
 			 what);
 		return -1;
 	}
 	const char *t = action ? "Action" : json_string_value(type);
 	size_t tlen = action ? 6 : json_string_length(type);
 	if (!cedar_type_name_valid(t, tlen)) {
-		snprintf(why, n, "%s type \"%.60s\" is not a Cedar entity type name (like User or NS::Doc)",
+		sdk_fail(why, SDK_EINVAL,
+			 "%s type \"%.60s\" is not a Cedar entity type name (like User or NS::Doc)",
 			 what, t);
 		return -1;
 	}
 	out->uid = cedar_uid_new(a, t, (uint32_t)tlen, json_string_value(id), (uint32_t)json_string_length(id));
 	if (!out->uid) {
-		snprintf(why, n, "out of memory");
-		return -1;
+		return sdk_fail(why, SDK_EINVAL, "out of memory");
 	}
 	out->props = json_object_get(obj, "properties");
 	if (out->props && json_is_null(out->props))
 		out->props = NULL;
 	if (out->props && !json_is_object(out->props)) {
-		snprintf(why, n, "%s properties must be an object", what);
-		return -1;
+		return sdk_fail(why, SDK_EINVAL, "%s properties must be an object", what);
 	}
 	return 0;
 }
 
 /* The entities this evaluation lays over the store: each part with
  * properties, its stored attributes overridden by them. */
-static int az_view(pol_kernel *pk, az_part *parts, cedar_view *v, char *why, size_t n)
+static int az_view(pol_kernel *pk, az_part *parts, cedar_view *v, sdk_err *why)
 {
 	*v = (cedar_view){ .base = pk->store->ents };
 	json_t *list = json_array();
@@ -95,12 +93,10 @@ static int az_view(pol_kernel *pk, az_part *parts, cedar_view *v, char *why, siz
 	int rc = 0;
 	if (count) {
 		cedar_entities *over;
-		char inner[CEDAR_ERR_MAX];
-		if (cedar_entities_parse(&pk->arena, list, false, false, &over, inner, sizeof inner) < 0 ||
-		    (v->over = over, cedar_view_check(v, &pk->arena, inner, sizeof inner) < 0)) {
-			snprintf(why, n, "properties: %s", inner);
-			rc = -1;
-		}
+		sdk_err inner;
+		if (cedar_entities_parse(&pk->arena, list, false, false, &over, &inner) < 0 ||
+		    (v->over = over, cedar_view_check(v, &pk->arena, &inner) < 0))
+			rc = sdk_fail(why, SDK_EINVAL, "properties: %s", inner.msg);
 	}
 	json_decref(list);
 	return rc;
@@ -122,41 +118,40 @@ static json_t *az_reason(const pol_set *set, const cedar_response *r)
 /* One evaluation: 0 with the AuthZEN answer in *out, or -1 with why (a
  * 400 for the whole request, or one evaluation's error in a batch). */
 static int az_evaluate_one(pol_kernel *pk, const pol_set *set, json_t *subject, json_t *action,
-			   json_t *resource, json_t *context, json_t **out, char *why, size_t n);
+			   json_t *resource, json_t *context, json_t **out, sdk_err *why);
 
 /* The reason goes into JSON: it must be UTF-8 even when it quotes a cut. */
 static int az_evaluate(pol_kernel *pk, const pol_set *set, json_t *subject, json_t *action,
-		       json_t *resource, json_t *context, json_t **out, char *why, size_t n)
+		       json_t *resource, json_t *context, json_t **out, sdk_err *why)
 {
-	int rc = az_evaluate_one(pk, set, subject, action, resource, context, out, why, n);
+	int rc = az_evaluate_one(pk, set, subject, action, resource, context, out, why);
 	if (rc < 0)
-		cedar_utf8_sanitize(why);
+		cedar_utf8_sanitize(why->msg);
 	return rc;
 }
 
 static int az_evaluate_one(pol_kernel *pk, const pol_set *set, json_t *subject, json_t *action,
-			   json_t *resource, json_t *context, json_t **out, char *why, size_t n)
+			   json_t *resource, json_t *context, json_t **out, sdk_err *why)
 {
 	az_part parts[3];
-	if (az_part_of(&pk->arena, subject, "subject", false, &parts[0], why, n) < 0 ||
-	    az_part_of(&pk->arena, action, "action", true, &parts[1], why, n) < 0 ||
-	    az_part_of(&pk->arena, resource, "resource", false, &parts[2], why, n) < 0)
+	if (az_part_of(&pk->arena, subject, "subject", false, &parts[0], why) < 0 ||
+	    az_part_of(&pk->arena, action, "action", true, &parts[1], why) < 0 ||
+	    az_part_of(&pk->arena, resource, "resource", false, &parts[2], why) < 0)
 		return -1;
 	cedar_view v;
-	if (az_view(pk, parts, &v, why, n) < 0)
+	if (az_view(pk, parts, &v, why) < 0)
 		return -1;
 	cedar_request rq = { .principal = parts[0].uid, .action = parts[1].uid, .resource = parts[2].uid,
 			     .context = { .kind = CEDAR_RECORD } };
-	char inner[CEDAR_ERR_MAX];
+	sdk_err inner;
 	if (context && !json_is_null(context) &&
-	    (!json_is_object(context) || cedar_json_record(&pk->arena, context, &rq.context, inner, sizeof inner) < 0)) {
-		snprintf(why, n, "context: %s", json_is_object(context) ? inner : "must be an object");
-		return -1;
-	}
+	    (!json_is_object(context) ||
+	     cedar_json_record(&pk->arena, context, &rq.context, &inner) < 0))
+		return sdk_fail(why, SDK_EINVAL, "context: %s",
+				json_is_object(context) ? inner.msg : "must be an object");
 	cedar_response r;
 	if (pol_authorize(set, &rq, &v, &pk->arena, &r) < 0) {
-		snprintf(why, n, "out of memory deciding the request");
-		return -1;
+		return sdk_fail(why, SDK_EINVAL, "out of memory deciding the request");
 	}
 	json_t *ctx = json_pack("{s:o, s:o, s:o}", "reason_admin", az_reason(set, &r), "policies",
 				pol_policy_ids(set, r.determining, r.n_determining), "errors",
@@ -173,11 +168,11 @@ void pol_on_evaluation(sdk_req *req, void *ctx)
 	const pol_set *set = body ? pol_decision_set(req, pk, NULL) : NULL;
 	if (set) {
 		json_t *out;
-		char why[AZ_WHY];
-		if (az_evaluate(pk, set, json_object_get(body, "subject"), json_object_get(body, "action"),
-				json_object_get(body, "resource"), json_object_get(body, "context"), &out, why,
-				sizeof why) < 0)
-			sdk_reply_error(req, 400, "invalid", "%s", why);
+		sdk_err why;
+		if (az_evaluate(pk, set, json_object_get(body, "subject"),
+				json_object_get(body, "action"), json_object_get(body, "resource"),
+				json_object_get(body, "context"), &out, &why) < 0)
+			sdk_reply_error(req, 400, "invalid", "%s", why.msg);
 		else
 			sdk_reply_json(req, 200, out);
 	}
@@ -197,12 +192,12 @@ void pol_on_evaluations(sdk_req *req, void *ctx)
 	json_t *evals = json_object_get(body, "evaluations");
 	json_t *sub = json_object_get(body, "subject"), *act = json_object_get(body, "action");
 	json_t *res = json_object_get(body, "resource"), *con = json_object_get(body, "context");
-	char why[AZ_WHY];
+	sdk_err why;
 	if (!evals) {
 		/* No evaluations array: the single evaluation, as the spec asks. */
 		json_t *one;
-		if (az_evaluate(pk, set, sub, act, res, con, &one, why, sizeof why) < 0)
-			sdk_reply_error(req, 400, "invalid", "%s", why);
+		if (az_evaluate(pk, set, sub, act, res, con, &one, &why) < 0)
+			sdk_reply_error(req, 400, "invalid", "%s", why.msg);
 		else
 			sdk_reply_json(req, 200, one);
 		goto out;
@@ -245,10 +240,10 @@ void pol_on_evaluations(sdk_req *req, void *ctx)
 		} else {
 			json_t *es = json_object_get(e, "subject"), *ea = json_object_get(e, "action");
 			json_t *er = json_object_get(e, "resource"), *ec = json_object_get(e, "context");
-			if (az_evaluate(pk, set, es ? es : sub, ea ? ea : act, er ? er : res, ec ? ec : con, &one,
-					why, sizeof why) < 0)
-				one = json_pack("{s:b, s:{s:{s:i, s:s}}}", "decision", 0, "context", "error", "status",
-						400, "message", why);
+			if (az_evaluate(pk, set, es ? es : sub, ea ? ea : act, er ? er : res,
+					ec ? ec : con, &one, &why) < 0)
+				one = json_pack("{s:b, s:{s:{s:i, s:s}}}", "decision", 0, "context",
+						"error", "status", 400, "message", why.msg);
 			else
 				decision = json_is_true(json_object_get(one, "decision"));
 		}

@@ -39,11 +39,9 @@ int pol_decide_call(sdk_kernel *k, const sdk_call_decision *d)
 	cedar_request rq;
 	cedar_response r;
 	cedar_view v = { .base = pk->store->ents };
-	char why[CEDAR_ERR_MAX];
 	int rc = SDK_EIO;
 	if (principal && action && resource && context &&
-	    cedar_request_parse(&pk->arena, principal, action, resource, context, &rq, why,
-				sizeof why) == 0 &&
+	    cedar_request_parse(&pk->arena, principal, action, resource, context, &rq, NULL) == 0 &&
 	    pol_authorize(set, &rq, &v, &pk->arena, &r) == 0)
 		rc = r.allow ? 1 : 0;
 	json_decref(principal);

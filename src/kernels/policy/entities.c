@@ -122,56 +122,53 @@ static int label(const cedar_uid *u, char *buf, size_t cap)
 	return 0;
 }
 
-static int entity_of(cedar_arena *a, json_t *obj, cedar_entity *e, char *err, size_t errlen)
+static int entity_of(cedar_arena *a, json_t *obj, cedar_entity *e, sdk_err *err)
 {
-	char why[CEDAR_ERR_MAX];
+	sdk_err why;
 	if (!json_is_object(obj)) {
-		snprintf(err, errlen, "an entity must be an object with uid, attrs and parents");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"an entity must be an object with uid, attrs and parents");
 	}
 	json_t *uid = json_object_get(obj, "uid"), *attrs = json_object_get(obj, "attrs");
 	json_t *parents = json_object_get(obj, "parents"), *tags = json_object_get(obj, "tags");
 	if (!uid || !attrs || !parents) {
-		snprintf(err, errlen, "an entity needs the fields `uid`, `attrs` and `parents` (missing `%s`)",
-			 !uid ? "uid" : !attrs ? "attrs" : "parents");
-		return -1;
+		return sdk_fail(
+			err, SDK_EINVAL,
+			"an entity needs the fields `uid`, `attrs` and `parents` (missing `%s`)",
+			!uid	 ? "uid"
+			: !attrs ? "attrs"
+				 : "parents");
 	}
-	if (cedar_json_uid_strict(a, uid, &e->uid, why, sizeof why) < 0) {
-		snprintf(err, errlen, "entity uid: %s", why);
-		return -1;
+	if (cedar_json_uid_strict(a, uid, &e->uid, &why) < 0) {
+		return sdk_fail(err, SDK_EINVAL, "entity uid: %s", why.msg);
 	}
 	char name[128];
 	label(e->uid, name, sizeof name);
-	if (!json_is_object(attrs) || cedar_json_record(a, attrs, &e->attrs, why, sizeof why) < 0) {
-		snprintf(err, errlen, "attributes of %s: %s", name,
-			 json_is_object(attrs) ? why : "`attrs` must be an object");
-		return -1;
+	if (!json_is_object(attrs) || cedar_json_record(a, attrs, &e->attrs, &why) < 0) {
+		return sdk_fail(err, SDK_EINVAL, "attributes of %s: %s", name,
+				json_is_object(attrs) ? why.msg : "`attrs` must be an object");
 	}
 	e->tags = (cedar_value){ .kind = CEDAR_RECORD };
-	if (tags &&
-	    (!json_is_object(tags) || cedar_json_record(a, tags, &e->tags, why, sizeof why) < 0)) {
-		snprintf(err, errlen, "tags of %s: %s", name,
-			 json_is_object(tags) ? why : "`tags` must be an object");
-		return -1;
+	if (tags && (!json_is_object(tags) || cedar_json_record(a, tags, &e->tags, &why) < 0)) {
+		return sdk_fail(err, SDK_EINVAL, "tags of %s: %s", name,
+				json_is_object(tags) ? why.msg : "`tags` must be an object");
 	}
 	if (!json_is_array(parents)) {
-		snprintf(err, errlen, "parents of %s: `parents` must be an array", name);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "parents of %s: `parents` must be an array", name);
 	}
 	size_t np = json_array_size(parents);
 	if (np > CEDAR_PARENTS_MAX) {
-		snprintf(err, errlen, "%s has more than %d parents", name, CEDAR_PARENTS_MAX);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "%s has more than %d parents", name,
+				CEDAR_PARENTS_MAX);
 	}
 	e->parents = cedar_arena_alloc(a, sizeof *e->parents * (np ? np : 1));
 	if (!e->parents) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "out of memory");
 	}
 	for (size_t i = 0; i < np; i++)
-		if (cedar_json_uid_strict(a, json_array_get(parents, i), &e->parents[i], why, sizeof why) < 0) {
-			snprintf(err, errlen, "parents of %s: %s", name, why);
-			return -1;
+		if (cedar_json_uid_strict(a, json_array_get(parents, i), &e->parents[i], &why) <
+		    0) {
+			return sdk_fail(err, SDK_EINVAL, "parents of %s: %s", name, why.msg);
 		}
 	e->n_parents = (uint32_t)np;
 	return 0;
@@ -196,13 +193,12 @@ static int colour_index(const cedar_entities *es, const cedar_entity *e)
 }
 
 static int check_acyclic(const cedar_entities *es, cedar_arena *a, const cedar_entity **order,
-			 char *err, size_t errlen)
+			 sdk_err *err)
 {
 	uint8_t *colour = cedar_arena_alloc(a, es->cap);
 	frame *stack = cedar_arena_alloc(a, sizeof *stack * (es->n + 1));
 	if (!colour || !stack) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "out of memory");
 	}
 	uint32_t done = 0;
 	for (uint32_t k = 0; k < es->n; k++) {
@@ -228,8 +224,9 @@ static int check_acyclic(const cedar_entities *es, cedar_arena *a, const cedar_e
 			if (c == GREY) {
 				char name[128];
 				label(p->uid, name, sizeof name);
-				snprintf(err, errlen, "the entity hierarchy has a cycle containing %s", name);
-				return -1;
+				return sdk_fail(err, SDK_EINVAL,
+						"the entity hierarchy has a cycle containing %s",
+						name);
 			}
 			if (c == WHITE) {
 				colour[colour_index(es, p)] = GREY;
@@ -264,7 +261,7 @@ static int table_set(const cedar_uid ***slot, uint32_t *cap, cedar_arena *a, con
 
 /* Every entity's ancestors: its parents and their ancestors, taken in an
  * order where parents come first. */
-static int compute_closure(cedar_entities *es, const cedar_entity **order, char *err, size_t errlen)
+static int compute_closure(cedar_entities *es, const cedar_entity **order, sdk_err *err)
 {
 	cedar_arena *a = es->arena;
 	uint64_t links = 0;
@@ -295,9 +292,11 @@ static int compute_closure(cedar_entities *es, const cedar_entity **order, char 
 		/* A long chain makes the closure quadratic: bound the work. */
 		links += s.n;
 		if (links > CEDAR_CLOSURE_MAX) {
-			snprintf(err, errlen, "the entity hierarchy is too large: more than %d ancestor links "
-					      "in all (a chain of some thousands of entities)", CEDAR_CLOSURE_MAX);
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL,
+				"the entity hierarchy is too large: more than %d ancestor links "
+				"in all (a chain of some thousands of entities)",
+				CEDAR_CLOSURE_MAX);
 		}
 	}
 	/* Every uid some entity names as a parent, for over_touches_base. */
@@ -313,21 +312,18 @@ static int compute_closure(cedar_entities *es, const cedar_entity **order, char 
 	es->closure = true;
 	return 0;
 oom:
-	snprintf(err, errlen, "out of memory computing the entity hierarchy");
-	return -1;
+	return sdk_fail(err, SDK_EINVAL, "out of memory computing the entity hierarchy");
 }
 
 int cedar_entities_parse(cedar_arena *a, json_t *arr, bool closure, bool keep_json,
-			 cedar_entities **out, char *err, size_t errlen)
+			 cedar_entities **out, sdk_err *err)
 {
 	if (!json_is_array(arr)) {
-		snprintf(err, errlen, "entities must be a JSON array");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "entities must be a JSON array");
 	}
 	size_t n = json_array_size(arr);
 	if (n > CEDAR_ENTITIES_MAX) {
-		snprintf(err, errlen, "more than %d entities", CEDAR_ENTITIES_MAX);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "more than %d entities", CEDAR_ENTITIES_MAX);
 	}
 	cedar_entities *es = cedar_arena_alloc(a, sizeof *es);
 	uint32_t cap = 8;
@@ -335,18 +331,17 @@ int cedar_entities_parse(cedar_arena *a, json_t *arr, bool closure, bool keep_js
 		cap *= 2;
 	if (!es || !(es->table = cedar_arena_alloc(a, sizeof *es->table * cap)) ||
 	    !(es->list = cedar_arena_alloc(a, sizeof *es->list * (n ? n : 1)))) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "out of memory");
 	}
 	es->arena = a;
 	es->cap = cap;
 	for (size_t k = 0; k < n; k++) {
 		cedar_entity *e = cedar_arena_alloc(a, sizeof *e);
 		if (!e) {
-			snprintf(err, errlen, "out of memory");
+			sdk_fail(err, SDK_EINVAL, "out of memory");
 			goto fail;
 		}
-		if (entity_of(a, json_array_get(arr, k), e, err, errlen) < 0)
+		if (entity_of(a, json_array_get(arr, k), e, err) < 0)
 			goto fail;
 		uint32_t i = (uint32_t)e->uid->hash & (cap - 1);
 		while (es->table[i] && !cedar_uid_eq(es->table[i]->uid, e->uid))
@@ -355,7 +350,7 @@ int cedar_entities_parse(cedar_arena *a, json_t *arr, bool closure, bool keep_js
 			if (!same_entity(a, es->table[i], e)) {
 				char name[128];
 				label(e->uid, name, sizeof name);
-				snprintf(err, errlen, "duplicate entity entry %s", name);
+				sdk_fail(err, SDK_EINVAL, "duplicate entity entry %s", name);
 				goto fail;
 			}
 			continue;
@@ -371,17 +366,18 @@ int cedar_entities_parse(cedar_arena *a, json_t *arr, bool closure, bool keep_js
 		qsort(es->list, es->n, sizeof *es->list, entity_ptr_cmp);
 	const cedar_entity **order = closure ? cedar_arena_alloc(a, sizeof *order * (es->n + 1)) : NULL;
 	if (closure && !order) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EINVAL, "out of memory");
 		goto fail;
 	}
-	if (check_acyclic(es, a, order, err, errlen) < 0)
+	if (check_acyclic(es, a, order, err) < 0)
 		goto fail;
-	if (closure && compute_closure(es, order, err, errlen) < 0)
+	if (closure && compute_closure(es, order, err) < 0)
 		goto fail;
 	*out = es;
 	return 0;
 fail:
-	cedar_utf8_sanitize(err);
+	if (err)
+		cedar_utf8_sanitize(err->msg);
 	cedar_entities_release(es);
 	return -1;
 }
@@ -468,7 +464,7 @@ int cedar_view_in(const cedar_view *v, cedar_arena *scratch, const cedar_uid *a,
 	return 0;
 }
 
-int cedar_view_check(cedar_view *v, cedar_arena *scratch, char *err, size_t errlen)
+int cedar_view_check(cedar_view *v, cedar_arena *scratch, sdk_err *err)
 {
 	v->mixed = over_touches_base(v);
 	if (!v->mixed)
@@ -512,8 +508,10 @@ int cedar_view_check(cedar_view *v, cedar_arena *scratch, char *err, size_t errl
 			if (table_has(path.slot, path.cap, pu)) {
 				char name[128];
 				label(pu, name, sizeof name);
-				snprintf(err, errlen, "the entity hierarchy has a cycle containing %s", name);
-				cedar_utf8_sanitize(err);
+				sdk_fail(err, SDK_EINVAL,
+					 "the entity hierarchy has a cycle containing %s", name);
+				if (err)
+					cedar_utf8_sanitize(err->msg);
 				return -1;
 			}
 			if (table_has(done.slot, done.cap, pu))
@@ -533,6 +531,5 @@ int cedar_view_check(cedar_view *v, cedar_arena *scratch, char *err, size_t errl
 	}
 	return 0;
 oom:
-	snprintf(err, errlen, "out of memory checking the entity hierarchy");
-	return -1;
+	return sdk_fail(err, SDK_EINVAL, "out of memory checking the entity hierarchy");
 }

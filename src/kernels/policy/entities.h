@@ -14,6 +14,7 @@
 
 #include "kernels/policy/arena.h"
 #include "kernels/policy/value.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -53,7 +54,7 @@ typedef struct cedar_entities {
  * duplicates are merged and different ones refused, as in Cedar; so are
  * bad uids, bad values and cycles. Returns 0, or -1 with the reason. */
 int cedar_entities_parse(cedar_arena *a, json_t *arr, bool closure, bool keep_json,
-			 cedar_entities **out, char *err, size_t errlen);
+			 cedar_entities **out, sdk_err *err);
 /* Drops the JSON references a kept set holds (its memory is the arena's). */
 void cedar_entities_release(cedar_entities *es);
 const cedar_entity *cedar_entities_get(const cedar_entities *es, const cedar_uid *uid);
@@ -77,6 +78,6 @@ int cedar_view_in(const cedar_view *v, cedar_arena *scratch, const cedar_uid *a,
 		  const cedar_uid *b);
 /* Checks that laying `over` on `base` makes no cycle, and sets `mixed`.
  * Call it once per request before cedar_view_in. */
-int cedar_view_check(cedar_view *v, cedar_arena *scratch, char *err, size_t errlen);
+int cedar_view_check(cedar_view *v, cedar_arena *scratch, sdk_err *err);
 
 #endif

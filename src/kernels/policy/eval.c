@@ -271,8 +271,11 @@ static int eval_call(cedar_eval *ev, const cedar_expr *e, cedar_value *out)
 	for (uint32_t i = 0; i < e->n; i++)
 		if (eval(ev, e->items[i], &args[i]) < 0)
 			return -1;
-	if (cedar_ext_call(e->fn, ev->arena, args, e->n, out, ev->err, sizeof ev->err) < 0)
+	sdk_err why;
+	if (cedar_ext_call(e->fn, ev->arena, args, e->n, out, &why) < 0) {
+		snprintf(ev->err, sizeof ev->err, "%s", why.msg);
 		return -1;
+	}
 	return 0;
 }
 

@@ -15,13 +15,13 @@ const cedar_ext_def *cedar_ext_find(const char *name, size_t len)
 }
 
 int cedar_ext_call(const cedar_ext_def *f, cedar_arena *a, const cedar_value *args, unsigned n,
-		   cedar_value *out, char *err, size_t errlen)
+		   cedar_value *out, sdk_err *err)
 {
 	if (n != f->arity) {
-		snprintf(err, errlen,
-			 "wrong number of arguments provided to extension function `%s`: expected %u, got %u",
-			 f->name, f->arity, n);
-		return -1;
+		return sdk_fail(
+			err, SDK_EINVAL,
+			"wrong number of arguments provided to extension function `%s`: expected %u, got %u",
+			f->name, f->arity, n);
 	}
-	return f->call(a, args, out, err, errlen);
+	return f->call(a, args, out, err);
 }

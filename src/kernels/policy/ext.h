@@ -10,15 +10,14 @@
 
 #include "kernels/policy/arena.h"
 #include "kernels/policy/value.h"
+#include "sdk/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CEDAR_EXT_ERR_MAX 200
-
 /* Returns 0 with *out, or -1 with the reason in err. */
-typedef int (*cedar_ext_fn)(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-			    size_t errlen);
+typedef int (*cedar_ext_fn)(cedar_arena *a, const cedar_value *args, cedar_value *out,
+			    sdk_err *err);
 
 typedef struct cedar_ext_def {
 	const char *name;
@@ -31,17 +30,17 @@ typedef struct cedar_ext_def {
 const cedar_ext_def *cedar_ext_find(const char *name, size_t len);
 /* Applies f to n arguments (checking the arity). */
 int cedar_ext_call(const cedar_ext_def *f, cedar_arena *a, const cedar_value *args, unsigned n,
-		   cedar_value *out, char *err, size_t errlen);
+		   cedar_value *out, sdk_err *err);
 
 /* The parsers and printers behind the constructors, for the JSON format
  * and for messages. Each returns 0, or -1 with the reason in err. */
-int cedar_decimal_parse(const char *s, size_t n, int64_t *out, char *err, size_t errlen);
+int cedar_decimal_parse(const char *s, size_t n, int64_t *out, sdk_err *err);
 void cedar_decimal_format(int64_t v, char *buf, size_t cap);
-int cedar_ip_parse(const char *s, size_t n, cedar_ipaddr *out, char *err, size_t errlen);
+int cedar_ip_parse(const char *s, size_t n, cedar_ipaddr *out, sdk_err *err);
 void cedar_ip_format(const cedar_ipaddr *ip, char *buf, size_t cap);
-int cedar_datetime_parse(const char *s, size_t n, int64_t *out, char *err, size_t errlen);
+int cedar_datetime_parse(const char *s, size_t n, int64_t *out, sdk_err *err);
 void cedar_datetime_format(int64_t ms, char *buf, size_t cap);
-int cedar_duration_parse(const char *s, size_t n, int64_t *out, char *err, size_t errlen);
+int cedar_duration_parse(const char *s, size_t n, int64_t *out, sdk_err *err);
 void cedar_duration_format(int64_t ms, char *buf, size_t cap);
 
 /* The per-extension tables, joined by cedar_ext_find. */
@@ -51,6 +50,6 @@ extern const cedar_ext_def cedar_ext_datetime[];
 
 /* Shared by the extension files: the type error every method gives when a
  * receiver or argument has the wrong type. */
-int cedar_ext_type_error(const cedar_value *got, int want_kind, char *err, size_t errlen);
+int cedar_ext_type_error(const cedar_value *got, int want_kind, sdk_err *err);
 
 #endif

@@ -42,22 +42,21 @@ static bool valid_date(unsigned y, unsigned m, unsigned d)
 	return d <= mdays[m - 1] + (m == 2 && leap);
 }
 
-int cedar_datetime_parse(const char *s, size_t n, int64_t *out, char *err, size_t errlen)
+int cedar_datetime_parse(const char *s, size_t n, int64_t *out, sdk_err *err)
 {
 	int shown = (int)(n > 60 ? 60 : n);
 	unsigned y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, oh = 0, om = 0;
 	int sign = 0;
 	if (!digits(s, n, 0, 4, &y) || n < 10 || s[4] != '-' || !digits(s, n, 5, 2, &mo) ||
 	    s[7] != '-' || !digits(s, n, 8, 2, &d)) {
-		snprintf(err, errlen, "invalid date pattern in `%.*s`", shown, s);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "invalid date pattern in `%.*s`", shown, s);
 	}
 	size_t i = 10;
 	if (i < n) {
 		if (n < i + 9 || s[i] != 'T' || !digits(s, n, i + 1, 2, &h) || s[i + 3] != ':' ||
 		    !digits(s, n, i + 4, 2, &mi) || s[i + 6] != ':' || !digits(s, n, i + 7, 2, &sec)) {
-			snprintf(err, errlen, "invalid hour/minute/second pattern in `%.*s`", shown, s);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"invalid hour/minute/second pattern in `%.*s`", shown, s);
 		}
 		i += 9;
 		bool ok = true;
@@ -74,21 +73,19 @@ int cedar_datetime_parse(const char *s, size_t n, int64_t *out, char *err, size_
 			ok = false;
 		}
 		if (!ok) {
-			snprintf(err, errlen, "invalid millisecond and/or offset pattern in `%.*s`", shown, s);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"invalid millisecond and/or offset pattern in `%.*s`",
+					shown, s);
 		}
 	}
 	if (!valid_date(y, mo, d)) {
-		snprintf(err, errlen, "invalid date: %.10s", s);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "invalid date: %.10s", s);
 	}
 	if (h > 23 || mi > 59 || sec > 59) {
-		snprintf(err, errlen, "invalid hour/minute/second in `%.*s`", shown, s);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "invalid hour/minute/second in `%.*s`", shown, s);
 	}
 	if (sign && (oh >= 24 || om >= 60)) {
-		snprintf(err, errlen, "invalid offset range: %02u%02u", oh, om);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "invalid offset range: %02u%02u", oh, om);
 	}
 	int64_t t = days_from_civil(y, mo, d) * DAY_MS + (int64_t)(h * 3600 + mi * 60 + sec) * 1000 + ms;
 	t -= (int64_t)sign * (int64_t)(oh * 3600 + om * 60) * 1000;
@@ -117,7 +114,7 @@ void cedar_datetime_format(int64_t ms, char *buf, size_t cap)
 		 (unsigned)(rem % 1000));
 }
 
-int cedar_duration_parse(const char *s, size_t n, int64_t *out, char *err, size_t errlen)
+int cedar_duration_parse(const char *s, size_t n, int64_t *out, sdk_err *err)
 {
 	int shown = (int)(n > 60 ? 60 : n);
 	static const int64_t unit_ms[5] = { DAY_MS, 3600000, 60000, 1000, 1 };
@@ -175,11 +172,9 @@ int cedar_duration_parse(const char *s, size_t n, int64_t *out, char *err, size_
 	*out = total;
 	return 0;
 invalid:
-	snprintf(err, errlen, "invalid duration pattern in `%.*s`", shown, s);
-	return -1;
+	return sdk_fail(err, SDK_EINVAL, "invalid duration pattern in `%.*s`", shown, s);
 too_big:
-	snprintf(err, errlen, "Duration overflows internal representation");
-	return -1;
+	return sdk_fail(err, SDK_EINVAL, "Duration overflows internal representation");
 }
 
 void cedar_duration_format(int64_t ms, char *buf, size_t cap)
@@ -187,89 +182,80 @@ void cedar_duration_format(int64_t ms, char *buf, size_t cap)
 	snprintf(buf, cap, "%lldms", (long long)ms);
 }
 
-static int want(const cedar_value *v, int kind, char *err, size_t errlen)
+static int want(const cedar_value *v, int kind, sdk_err *err)
 {
-	return v->kind == kind ? 0 : cedar_ext_type_error(v, kind, err, errlen);
+	return v->kind == kind ? 0 : cedar_ext_type_error(v, kind, err);
 }
 
-static int make_datetime(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-			 size_t errlen)
+static int make_datetime(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
 	int64_t v;
-	if (want(&args[0], CEDAR_STRING, err, errlen) < 0 ||
-	    cedar_datetime_parse(args[0].s, args[0].n, &v, err, errlen) < 0)
+	if (want(&args[0], CEDAR_STRING, err) < 0 ||
+	    cedar_datetime_parse(args[0].s, args[0].n, &v, err) < 0)
 		return -1;
 	*out = (cedar_value){ .kind = CEDAR_DATETIME, .i = v };
 	return 0;
 }
 
-static int make_duration(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-			 size_t errlen)
+static int make_duration(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
 	int64_t v;
-	if (want(&args[0], CEDAR_STRING, err, errlen) < 0 ||
-	    cedar_duration_parse(args[0].s, args[0].n, &v, err, errlen) < 0)
+	if (want(&args[0], CEDAR_STRING, err) < 0 ||
+	    cedar_duration_parse(args[0].s, args[0].n, &v, err) < 0)
 		return -1;
 	*out = (cedar_value){ .kind = CEDAR_DURATION, .i = v };
 	return 0;
 }
 
-static int dt_offset(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-		     size_t errlen)
+static int dt_offset(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
 	int64_t v;
-	if (want(&args[0], CEDAR_DATETIME, err, errlen) < 0 ||
-	    want(&args[1], CEDAR_DURATION, err, errlen) < 0)
+	if (want(&args[0], CEDAR_DATETIME, err) < 0 || want(&args[1], CEDAR_DURATION, err) < 0)
 		return -1;
 	if (__builtin_add_overflow(args[0].i, args[1].i, &v)) {
-		snprintf(err, errlen, "overflows when adding an offset");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "overflows when adding an offset");
 	}
 	*out = (cedar_value){ .kind = CEDAR_DATETIME, .i = v };
 	return 0;
 }
 
-static int dt_duration_since(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-			     size_t errlen)
+static int dt_duration_since(cedar_arena *a, const cedar_value *args, cedar_value *out,
+			     sdk_err *err)
 {
 	(void)a;
 	int64_t v;
-	if (want(&args[0], CEDAR_DATETIME, err, errlen) < 0 ||
-	    want(&args[1], CEDAR_DATETIME, err, errlen) < 0)
+	if (want(&args[0], CEDAR_DATETIME, err) < 0 || want(&args[1], CEDAR_DATETIME, err) < 0)
 		return -1;
 	if (__builtin_sub_overflow(args[0].i, args[1].i, &v)) {
-		snprintf(err, errlen, "overflows when computing the duration between two datetimes");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"overflows when computing the duration between two datetimes");
 	}
 	*out = (cedar_value){ .kind = CEDAR_DURATION, .i = v };
 	return 0;
 }
 
-static int dt_to_date(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-		      size_t errlen)
+static int dt_to_date(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
-	if (want(&args[0], CEDAR_DATETIME, err, errlen) < 0)
+	if (want(&args[0], CEDAR_DATETIME, err) < 0)
 		return -1;
 	int64_t e = args[0].i, rem = e % DAY_MS, v;
 	if (rem < 0)
 		rem += DAY_MS;
 	if (__builtin_sub_overflow(e, rem, &v)) {
-		snprintf(err, errlen, "overflows when computing the date");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "overflows when computing the date");
 	}
 	*out = (cedar_value){ .kind = CEDAR_DATETIME, .i = v };
 	return 0;
 }
 
-static int dt_to_time(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-		      size_t errlen)
+static int dt_to_time(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
-	if (want(&args[0], CEDAR_DATETIME, err, errlen) < 0)
+	if (want(&args[0], CEDAR_DATETIME, err) < 0)
 		return -1;
 	int64_t rem = args[0].i % DAY_MS;
 	if (rem < 0)
@@ -278,15 +264,14 @@ static int dt_to_time(cedar_arena *a, const cedar_value *args, cedar_value *out,
 	return 0;
 }
 
-#define DURATION_TO(fn, div)                                                                   \
-	static int fn(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,     \
-		      size_t errlen)                                                            \
-	{                                                                                       \
-		(void)a;                                                                        \
-		if (want(&args[0], CEDAR_DURATION, err, errlen) < 0)                            \
-			return -1;                                                              \
-		*out = cedar_long(args[0].i / (div));                                           \
-		return 0;                                                                       \
+#define DURATION_TO(fn, div)                                                                       \
+	static int fn(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)     \
+	{                                                                                          \
+		(void)a;                                                                           \
+		if (want(&args[0], CEDAR_DURATION, err) < 0)                                       \
+			return -1;                                                                 \
+		*out = cedar_long(args[0].i / (div));                                              \
+		return 0;                                                                          \
 	}
 
 /* Each unit truncates the one below it toward zero, as Cedar chains them. */

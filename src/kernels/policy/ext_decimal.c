@@ -8,7 +8,7 @@
 
 #define DECIMAL_DIGITS 4
 
-int cedar_decimal_parse(const char *s, size_t n, int64_t *out, char *err, size_t errlen)
+int cedar_decimal_parse(const char *s, size_t n, int64_t *out, sdk_err *err)
 {
 	size_t i = 0;
 	bool neg = false;
@@ -39,9 +39,8 @@ int cedar_decimal_parse(const char *s, size_t n, int64_t *out, char *err, size_t
 		goto overflow;
 	size_t flen = i - frac_start;
 	if (flen > DECIMAL_DIGITS) {
-		snprintf(err, errlen, "too many digits after the decimal in `%.*s`", (int)(n > 60 ? 60 : n),
-			 s);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "too many digits after the decimal in `%.*s`",
+				(int)(n > 60 ? 60 : n), s);
 	}
 	int64_t frac = 0;
 	for (size_t k = frac_start; k < i; k++)
@@ -53,11 +52,10 @@ int cedar_decimal_parse(const char *s, size_t n, int64_t *out, char *err, size_t
 	*out = v;
 	return 0;
 malformed:
-	snprintf(err, errlen, "`%.*s` is not a well-formed decimal value", (int)(n > 60 ? 60 : n), s);
-	return -1;
+	return sdk_fail(err, SDK_EINVAL, "`%.*s` is not a well-formed decimal value",
+			(int)(n > 60 ? 60 : n), s);
 overflow:
-	snprintf(err, errlen, "overflow when converting to decimal");
-	return -1;
+	return sdk_fail(err, SDK_EINVAL, "overflow when converting to decimal");
 }
 
 void cedar_decimal_format(int64_t v, char *buf, size_t cap)
@@ -66,43 +64,40 @@ void cedar_decimal_format(int64_t v, char *buf, size_t cap)
 	snprintf(buf, cap, "%s%llu.%04llu", v < 0 ? "-" : "", a / 10000, a % 10000);
 }
 
-int cedar_ext_type_error(const cedar_value *got, int want_kind, char *err, size_t errlen)
+int cedar_ext_type_error(const cedar_value *got, int want_kind, sdk_err *err)
 {
-	snprintf(err, errlen, "type error: expected %s, got %s", cedar_kind_name(want_kind),
-		 cedar_kind_name(got->kind));
-	return -1;
+	return sdk_fail(err, SDK_EINVAL, "type error: expected %s, got %s",
+			cedar_kind_name(want_kind), cedar_kind_name(got->kind));
 }
 
-static int make_decimal(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-			size_t errlen)
+static int make_decimal(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
 	if (args[0].kind != CEDAR_STRING)
-		return cedar_ext_type_error(&args[0], CEDAR_STRING, err, errlen);
+		return cedar_ext_type_error(&args[0], CEDAR_STRING, err);
 	int64_t v;
-	if (cedar_decimal_parse(args[0].s, args[0].n, &v, err, errlen) < 0)
+	if (cedar_decimal_parse(args[0].s, args[0].n, &v, err) < 0)
 		return -1;
 	*out = (cedar_value){ .kind = CEDAR_DECIMAL, .i = v };
 	return 0;
 }
 
-static int two_decimals(const cedar_value *args, char *err, size_t errlen)
+static int two_decimals(const cedar_value *args, sdk_err *err)
 {
 	for (int k = 0; k < 2; k++)
 		if (args[k].kind != CEDAR_DECIMAL)
-			return cedar_ext_type_error(&args[k], CEDAR_DECIMAL, err, errlen);
+			return cedar_ext_type_error(&args[k], CEDAR_DECIMAL, err);
 	return 0;
 }
 
-#define DECIMAL_CMP(fn, op)                                                                      \
-	static int fn(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,       \
-		      size_t errlen)                                                              \
-	{                                                                                         \
-		(void)a;                                                                          \
-		if (two_decimals(args, err, errlen) < 0)                                          \
-			return -1;                                                                \
-		*out = cedar_bool(args[0].i op args[1].i);                                        \
-		return 0;                                                                         \
+#define DECIMAL_CMP(fn, op)                                                                        \
+	static int fn(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)     \
+	{                                                                                          \
+		(void)a;                                                                           \
+		if (two_decimals(args, err) < 0)                                                   \
+			return -1;                                                                 \
+		*out = cedar_bool(args[0].i op args[1].i);                                         \
+		return 0;                                                                          \
 	}
 
 DECIMAL_CMP(decimal_lt, <)

@@ -98,18 +98,20 @@ static bool count_at_least_two(const char *s, size_t n, char c)
 	return p && memchr(p + 1, c, n - (size_t)(p + 1 - s));
 }
 
-int cedar_ip_parse(const char *s, size_t n, cedar_ipaddr *out, char *err, size_t errlen)
+int cedar_ip_parse(const char *s, size_t n, cedar_ipaddr *out, sdk_err *err)
 {
 	int shown = (int)(n > 60 ? 60 : n);
 	if (n > IP_TEXT_MAX) {
-		snprintf(err, errlen, "error parsing IP address from string `%.*s`: string length is too large",
-			 shown, s);
-		return -1;
+		return sdk_fail(
+			err, SDK_EINVAL,
+			"error parsing IP address from string `%.*s`: string length is too large",
+			shown, s);
 	}
 	if (count_at_least_two(s, n, ':') && count_at_least_two(s, n, '.')) {
-		snprintf(err, errlen, "error parsing IP address from string: We do not accept IPv4 "
-				      "embedded in IPv6 (e.g., ::ffff:127.0.0.1). Found: `%.*s`", shown, s);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL,
+				"error parsing IP address from string: We do not accept IPv4 "
+				"embedded in IPv6 (e.g., ::ffff:127.0.0.1). Found: `%.*s`",
+				shown, s);
 	}
 	const char *slash = memchr(s, '/', n);
 	size_t alen = slash ? (size_t)(slash - s) : n;
@@ -121,8 +123,7 @@ int cedar_ip_parse(const char *s, size_t n, cedar_ipaddr *out, char *err, size_t
 		ip.v6 = 1;
 		ip.prefix = 128;
 	} else {
-		snprintf(err, errlen, "invalid IP address: %.*s", shown, s);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "invalid IP address: %.*s", shown, s);
 	}
 	if (slash) {
 		const char *p = slash + 1;
@@ -137,8 +138,8 @@ int cedar_ip_parse(const char *s, size_t n, cedar_ipaddr *out, char *err, size_t
 				v = v * 10 + (unsigned)(p[k] - '0');
 		}
 		if (!ok || v > max) {
-			snprintf(err, errlen, "error parsing prefix of the IP address `%.*s`", shown, s);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"error parsing prefix of the IP address `%.*s`", shown, s);
 		}
 		ip.prefix = (uint8_t)v;
 	}
@@ -161,18 +162,16 @@ void cedar_ip_format(const cedar_ipaddr *ip, char *buf, size_t cap)
 		snprintf(buf + len, cap - len, "/%u", ip->prefix);
 }
 
-static int make_ip(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-		   size_t errlen)
+static int make_ip(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	if (args[0].kind != CEDAR_STRING)
-		return cedar_ext_type_error(&args[0], CEDAR_STRING, err, errlen);
+		return cedar_ext_type_error(&args[0], CEDAR_STRING, err);
 	cedar_ipaddr ip;
-	if (cedar_ip_parse(args[0].s, args[0].n, &ip, err, errlen) < 0)
+	if (cedar_ip_parse(args[0].s, args[0].n, &ip, err) < 0)
 		return -1;
 	cedar_ipaddr *p = cedar_arena_alloc(a, sizeof *p);
 	if (!p) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "out of memory");
 	}
 	*p = ip;
 	*out = (cedar_value){ .kind = CEDAR_IP, .ip = p };
@@ -199,36 +198,33 @@ static bool in_range(const cedar_ipaddr *child, const cedar_ipaddr *parent)
 	return memcmp(pn, cn, (size_t)bytes) <= 0 && memcmp(cb, pb, (size_t)bytes) <= 0;
 }
 
-static int ip_arg(const cedar_value *v, char *err, size_t errlen)
+static int ip_arg(const cedar_value *v, sdk_err *err)
 {
-	return v->kind == CEDAR_IP ? 0 : cedar_ext_type_error(v, CEDAR_IP, err, errlen);
+	return v->kind == CEDAR_IP ? 0 : cedar_ext_type_error(v, CEDAR_IP, err);
 }
 
-static int ip_is_ipv4(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-		      size_t errlen)
+static int ip_is_ipv4(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
-	if (ip_arg(&args[0], err, errlen) < 0)
+	if (ip_arg(&args[0], err) < 0)
 		return -1;
 	*out = cedar_bool(!args[0].ip->v6);
 	return 0;
 }
 
-static int ip_is_ipv6(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-		      size_t errlen)
+static int ip_is_ipv6(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
-	if (ip_arg(&args[0], err, errlen) < 0)
+	if (ip_arg(&args[0], err) < 0)
 		return -1;
 	*out = cedar_bool(args[0].ip->v6);
 	return 0;
 }
 
-static int ip_is_loopback(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-			  size_t errlen)
+static int ip_is_loopback(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
-	if (ip_arg(&args[0], err, errlen) < 0)
+	if (ip_arg(&args[0], err) < 0)
 		return -1;
 	const cedar_ipaddr *ip = args[0].ip;
 	bool r;
@@ -242,11 +238,10 @@ static int ip_is_loopback(cedar_arena *a, const cedar_value *args, cedar_value *
 	return 0;
 }
 
-static int ip_is_multicast(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-			   size_t errlen)
+static int ip_is_multicast(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
-	if (ip_arg(&args[0], err, errlen) < 0)
+	if (ip_arg(&args[0], err) < 0)
 		return -1;
 	const cedar_ipaddr *ip = args[0].ip;
 	bool r = ip->v6 ? ip->addr[0] == 0xff && ip->prefix >= 8
@@ -255,11 +250,10 @@ static int ip_is_multicast(cedar_arena *a, const cedar_value *args, cedar_value 
 	return 0;
 }
 
-static int ip_is_in_range(cedar_arena *a, const cedar_value *args, cedar_value *out, char *err,
-			  size_t errlen)
+static int ip_is_in_range(cedar_arena *a, const cedar_value *args, cedar_value *out, sdk_err *err)
 {
 	(void)a;
-	if (ip_arg(&args[0], err, errlen) < 0 || ip_arg(&args[1], err, errlen) < 0)
+	if (ip_arg(&args[0], err) < 0 || ip_arg(&args[1], err) < 0)
 		return -1;
 	*out = cedar_bool(in_range(args[0].ip, args[1].ip));
 	return 0;

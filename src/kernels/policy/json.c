@@ -7,13 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static int fail(char *err, size_t errlen, const char *msg, const char *key)
+static int fail(sdk_err *err, const char *msg, const char *key)
 {
 	if (key)
-		snprintf(err, errlen, "%s (at `%.60s`)", msg, key);
-	else
-		snprintf(err, errlen, "%s", msg);
-	return -1;
+		return sdk_fail(err, SDK_EINVAL, "%s (at `%.60s`)", msg, key);
+	return sdk_fail(err, SDK_EINVAL, "%s", msg);
 }
 
 bool cedar_type_name_valid(const char *s, size_t n)
@@ -38,33 +36,31 @@ bool cedar_type_name_valid(const char *s, size_t n)
 	}
 }
 
-static int make_uid(cedar_arena *a, json_t *type, json_t *id, const cedar_uid **out, char *err,
-		    size_t errlen)
+static int make_uid(cedar_arena *a, json_t *type, json_t *id, const cedar_uid **out, sdk_err *err)
 {
 	const char *t = json_string_value(type);
 	size_t tlen = json_string_length(type);
 	if (!cedar_type_name_valid(t, tlen)) {
-		snprintf(err, errlen, "`%.80s` is not a valid entity type name", t);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "`%.80s` is not a valid entity type name", t);
 	}
 	if (tlen > UINT32_MAX / 2 || json_string_length(id) > UINT32_MAX / 2)
-		return fail(err, errlen, "entity uid too long", NULL);
+		return fail(err, "entity uid too long", NULL);
 	cedar_uid *u = cedar_uid_new(a, t, (uint32_t)tlen, json_string_value(id),
 				     (uint32_t)json_string_length(id));
 	if (!u)
-		return fail(err, errlen, "out of memory", NULL);
+		return fail(err, "out of memory", NULL);
 	*out = u;
 	return 0;
 }
 
 /* `Type::"id"`, the way a policy writes an entity. */
-static int uid_from_text(cedar_arena *a, const char *s, size_t n, const cedar_uid **out, char *err,
-			 size_t errlen)
+static int uid_from_text(cedar_arena *a, const char *s, size_t n, const cedar_uid **out,
+			 sdk_err *err)
 {
 	cedar_lexer lx;
 	cedar_token t;
 	if (n > UINT32_MAX / 2)
-		return fail(err, errlen, "entity uid too long", NULL);
+		return fail(err, "entity uid too long", NULL);
 	cedar_lex_init(&lx, s, (uint32_t)n);
 	cedar_lex_next(&lx, &t);
 	uint32_t type_start = t.start, type_end = t.start;
@@ -86,7 +82,7 @@ static int uid_from_text(cedar_arena *a, const char *s, size_t n, const cedar_ui
 	char *type = cedar_arena_strndup(a, s + type_start, type_end - type_start);
 	char *id = cedar_arena_alloc(a, str.len);
 	if (!type || !id)
-		return fail(err, errlen, "out of memory", NULL);
+		return fail(err, "out of memory", NULL);
 	/* The type as written may hold spaces or comments; only a normalized
 	 * one is a name. */
 	if (!cedar_type_name_valid(type, type_end - type_start))
@@ -96,52 +92,51 @@ static int uid_from_text(cedar_arena *a, const char *s, size_t n, const cedar_ui
 		goto bad;
 	cedar_uid *u = cedar_uid_new(a, type, type_end - type_start, id, (uint32_t)idlen);
 	if (!u)
-		return fail(err, errlen, "out of memory", NULL);
+		return fail(err, "out of memory", NULL);
 	*out = u;
 	return 0;
 bad:
-	snprintf(err, errlen, "`%.80s` is not an entity uid like User::\"alice\"", s);
+	sdk_fail(err, SDK_EINVAL, "`%.80s` is not an entity uid like User::\"alice\"", s);
 	return -1;
 }
 
-static int uid_of(cedar_arena *a, json_t *j, bool text_ok, const cedar_uid **out, char *err,
-		  size_t errlen)
+static int uid_of(cedar_arena *a, json_t *j, bool text_ok, const cedar_uid **out, sdk_err *err)
 {
 	if (json_is_string(j) && text_ok)
-		return uid_from_text(a, json_string_value(j), json_string_length(j), out, err, errlen);
+		return uid_from_text(a, json_string_value(j), json_string_length(j), out, err);
 	if (!json_is_object(j))
-		return fail(err, errlen, "an entity uid must be an object {\"type\": ..., \"id\": ...}", NULL);
+		return fail(err, "an entity uid must be an object {\"type\": ..., \"id\": ...}",
+			    NULL);
 	json_t *inner = json_object_get(j, "__entity");
 	if (inner && json_object_size(j) == 1)
 		j = inner;
 	if (!json_is_object(j))
-		return fail(err, errlen, "an entity uid must be an object {\"type\": ..., \"id\": ...}", NULL);
+		return fail(err, "an entity uid must be an object {\"type\": ..., \"id\": ...}",
+			    NULL);
 	json_t *type = json_object_get(j, "type"), *id = json_object_get(j, "id");
 	if (!json_is_string(type) || !json_is_string(id))
-		return fail(err, errlen, "an entity uid needs string fields \"type\" and \"id\"", NULL);
-	return make_uid(a, type, id, out, err, errlen);
+		return fail(err, "an entity uid needs string fields \"type\" and \"id\"", NULL);
+	return make_uid(a, type, id, out, err);
 }
 
-int cedar_json_uid(cedar_arena *a, json_t *j, const cedar_uid **out, char *err, size_t errlen)
+int cedar_json_uid(cedar_arena *a, json_t *j, const cedar_uid **out, sdk_err *err)
 {
-	int rc = uid_of(a, j, true, out, err, errlen);
-	if (rc < 0)
-		cedar_utf8_sanitize(err);
+	int rc = uid_of(a, j, true, out, err);
+	if (rc < 0 && err)
+		cedar_utf8_sanitize(err->msg);
 	return rc;
 }
 
-static int value_of(cedar_arena *a, json_t *j, int depth, cedar_value *out, char *err,
-		    size_t errlen);
+static int value_of(cedar_arena *a, json_t *j, int depth, cedar_value *out, sdk_err *err);
 
-static int record_of(cedar_arena *a, json_t *obj, int depth, cedar_value *out, char *err,
-		     size_t errlen)
+static int record_of(cedar_arena *a, json_t *obj, int depth, cedar_value *out, sdk_err *err)
 {
 	size_t n = json_object_size(obj);
 	if (n > CEDAR_SET_MAX)
-		return fail(err, errlen, "a record has too many attributes", NULL);
+		return fail(err, "a record has too many attributes", NULL);
 	cedar_attr *attrs = cedar_arena_alloc(a, sizeof *attrs * (n ? n : 1));
 	if (!attrs)
-		return fail(err, errlen, "out of memory", NULL);
+		return fail(err, "out of memory", NULL);
 	const char *key;
 	json_t *v;
 	uint32_t i = 0;
@@ -153,25 +148,24 @@ static int record_of(cedar_arena *a, json_t *obj, int depth, cedar_value *out, c
 		v = json_object_iter_value(iter);
 		char *k = cedar_arena_strndup(a, key, klen);
 		if (!k)
-			return fail(err, errlen, "out of memory", NULL);
+			return fail(err, "out of memory", NULL);
 		attrs[i].key = k;
 		attrs[i].key_len = (uint32_t)klen;
-		if (value_of(a, v, depth + 1, &attrs[i].val, err, errlen) < 0)
+		if (value_of(a, v, depth + 1, &attrs[i].val, err) < 0)
 			return -1;
 		i++;
 		iter = json_object_iter_next(obj, iter);
 	}
 	const cedar_attr *dup;
 	if (cedar_record_of(attrs, i, out, &dup) < 0)
-		return fail(err, errlen, "duplicate key in record", dup->key);
+		return fail(err, "duplicate key in record", dup->key);
 	return 0;
 }
 
 /* {"__extn": {"fn": F, "arg": A}} or {"fn": F, "args": [...]}: F applied
  * to the arguments now, as Cedar does when it reads the JSON. Returns 1
  * when the object is not such an escape (it is then a record). */
-static int extn_of(cedar_arena *a, json_t *inner, int depth, cedar_value *out, char *err,
-		   size_t errlen)
+static int extn_of(cedar_arena *a, json_t *inner, int depth, cedar_value *out, sdk_err *err)
 {
 	json_t *fn = json_object_get(inner, "fn");
 	if (!json_is_object(inner) || json_object_size(inner) < 2 || !json_is_string(fn))
@@ -182,63 +176,64 @@ static int extn_of(cedar_arena *a, json_t *inner, int depth, cedar_value *out, c
 	const char *name = json_string_value(fn);
 	size_t nlen = json_string_length(fn);
 	if (!cedar_type_name_valid(name, nlen))
-		return fail(err, errlen, "not a valid extension function name", name);
+		return fail(err, "not a valid extension function name", name);
 	const cedar_ext_def *f = cedar_ext_find(name, nlen);
 	if (!f)
-		return fail(err, errlen, "no such extension function", name);
+		return fail(err, "no such extension function", name);
 	cedar_value vals[8];
 	unsigned n = 0;
 	if (arg) {
-		if (value_of(a, arg, depth + 1, &vals[0], err, errlen) < 0)
+		if (value_of(a, arg, depth + 1, &vals[0], err) < 0)
 			return -1;
 		n = 1;
 	} else {
 		size_t i;
 		json_t *x;
 		if (json_array_size(args) > 8)
-			return fail(err, errlen, "wrong number of arguments to an extension function", name);
+			return fail(err, "wrong number of arguments to an extension function",
+				    name);
 		json_array_foreach(args, i, x) {
-			if (value_of(a, x, depth + 1, &vals[n], err, errlen) < 0)
+			if (value_of(a, x, depth + 1, &vals[n], err) < 0)
 				return -1;
 			n++;
 		}
 	}
-	char why[CEDAR_EXT_ERR_MAX];
-	if (cedar_ext_call(f, a, vals, n, out, why, sizeof why) < 0)
-		return fail(err, errlen, why, NULL);
+	if (cedar_ext_call(f, a, vals, n, out, err) < 0)
+		return -1;
 	return 0;
 }
 
-static int value_of(cedar_arena *a, json_t *j, int depth, cedar_value *out, char *err,
-		    size_t errlen)
+static int value_of(cedar_arena *a, json_t *j, int depth, cedar_value *out, sdk_err *err)
 {
 	if (depth > CEDAR_VALUE_DEPTH_MAX)
-		return fail(err, errlen, "value nested too deeply", NULL);
+		return fail(err, "value nested too deeply", NULL);
 	switch (json_typeof(j)) {
 	case JSON_TRUE: *out = cedar_bool(true); return 0;
 	case JSON_FALSE: *out = cedar_bool(false); return 0;
 	case JSON_INTEGER: *out = cedar_long(json_integer_value(j)); return 0;
-	case JSON_REAL: return fail(err, errlen, "numbers must be integers: Cedar has no floats", NULL);
-	case JSON_NULL: return fail(err, errlen, "JSON nulls are not allowed in Cedar", NULL);
+	case JSON_REAL:
+		return fail(err, "numbers must be integers: Cedar has no floats", NULL);
+	case JSON_NULL:
+		return fail(err, "JSON nulls are not allowed in Cedar", NULL);
 	case JSON_STRING: {
 		size_t n = json_string_length(j);
 		if (n > UINT32_MAX / 2)
-			return fail(err, errlen, "string too long", NULL);
+			return fail(err, "string too long", NULL);
 		char *s = cedar_arena_strndup(a, json_string_value(j), n);
 		if (!s)
-			return fail(err, errlen, "out of memory", NULL);
+			return fail(err, "out of memory", NULL);
 		*out = cedar_string(s, (uint32_t)n);
 		return 0;
 	}
 	case JSON_ARRAY: {
 		size_t n = json_array_size(j);
 		if (n > CEDAR_SET_MAX)
-			return fail(err, errlen, "a set has too many elements", NULL);
+			return fail(err, "a set has too many elements", NULL);
 		cedar_value *items = cedar_arena_alloc(a, sizeof *items * (n ? n : 1));
 		if (!items)
-			return fail(err, errlen, "out of memory", NULL);
+			return fail(err, "out of memory", NULL);
 		for (size_t i = 0; i < n; i++)
-			if (value_of(a, json_array_get(j, i), depth + 1, &items[i], err, errlen) < 0)
+			if (value_of(a, json_array_get(j, i), depth + 1, &items[i], err) < 0)
 				return -1;
 		*out = cedar_set_of(items, (uint32_t)n);
 		return 0;
@@ -248,48 +243,48 @@ static int value_of(cedar_arena *a, json_t *j, int depth, cedar_value *out, char
 	if (json_object_size(j) == 1) {
 		json_t *v;
 		if ((v = json_object_get(j, "__extn"))) {
-			int r = extn_of(a, v, depth, out, err, errlen);
+			int r = extn_of(a, v, depth, out, err);
 			if (r <= 0)
 				return r;
 		} else if ((v = json_object_get(j, "__expr")) && json_is_string(v)) {
-			return fail(err, errlen, "the `__expr` escape is no longer supported", NULL);
+			return fail(err, "the `__expr` escape is no longer supported", NULL);
 		} else if ((v = json_object_get(j, "__entity")) && json_is_object(v) &&
 			   json_object_size(v) >= 2 && json_is_string(json_object_get(v, "type")) &&
 			   json_is_string(json_object_get(v, "id"))) {
 			const cedar_uid *u;
-			if (make_uid(a, json_object_get(v, "type"), json_object_get(v, "id"), &u, err, errlen) < 0)
+			if (make_uid(a, json_object_get(v, "type"), json_object_get(v, "id"), &u,
+				     err) < 0)
 				return -1;
 			*out = cedar_uid_value(u);
 			return 0;
 		}
 	}
-	return record_of(a, j, depth, out, err, errlen);
+	return record_of(a, j, depth, out, err);
 }
 
-int cedar_json_value(cedar_arena *a, json_t *j, cedar_value *out, char *err, size_t errlen)
+int cedar_json_value(cedar_arena *a, json_t *j, cedar_value *out, sdk_err *err)
 {
-	int rc = value_of(a, j, 0, out, err, errlen);
-	if (rc < 0)
-		cedar_utf8_sanitize(err);
+	int rc = value_of(a, j, 0, out, err);
+	if (rc < 0 && err)
+		cedar_utf8_sanitize(err->msg);
 	return rc;
 }
 
-int cedar_json_record(cedar_arena *a, json_t *obj, cedar_value *out, char *err, size_t errlen)
+int cedar_json_record(cedar_arena *a, json_t *obj, cedar_value *out, sdk_err *err)
 {
 	if (!json_is_object(obj))
-		return fail(err, errlen, "expected a JSON object", NULL);
-	int rc = record_of(a, obj, 0, out, err, errlen);
-	if (rc < 0)
-		cedar_utf8_sanitize(err);
+		return fail(err, "expected a JSON object", NULL);
+	int rc = record_of(a, obj, 0, out, err);
+	if (rc < 0 && err)
+		cedar_utf8_sanitize(err->msg);
 	return rc;
 }
 
-int cedar_json_uid_strict(cedar_arena *a, json_t *j, const cedar_uid **out, char *err,
-			  size_t errlen)
+int cedar_json_uid_strict(cedar_arena *a, json_t *j, const cedar_uid **out, sdk_err *err)
 {
-	int rc = uid_of(a, j, false, out, err, errlen);
-	if (rc < 0)
-		cedar_utf8_sanitize(err);
+	int rc = uid_of(a, j, false, out, err);
+	if (rc < 0 && err)
+		cedar_utf8_sanitize(err->msg);
 	return rc;
 }
 

@@ -526,10 +526,10 @@ static cedar_expr *call_node(parser *p, uint32_t offset, const cedar_ext_def *fn
 		fail_at(p, offset, "expression nested too deeply");
 	if (all_lit && n <= 4) {
 		cedar_value vals[4], out;
-		char err[CEDAR_EXT_ERR_MAX];
 		for (uint32_t i = 0; i < n; i++)
 			vals[i] = args[i]->lit;
-		if (cedar_ext_call(fn, p->a, vals, n, &out, err, sizeof err) == 0)
+		sdk_err why; /* not a literal after all: left to the evaluator */
+		if (cedar_ext_call(fn, p->a, vals, n, &out, &why) == 0)
 			return lit(p, offset, out);
 	}
 	return e;

@@ -469,14 +469,14 @@ static void on_entity_delete(sdk_req *req, void *ctx)
  * returns -1 when they are bad or make a cycle with the store's. */
 static int request_view(sdk_req *req, pol_kernel *pk, json_t *ents, cedar_view *v)
 {
-	char why[CEDAR_ERR_MAX];
+	sdk_err why;
 	*v = (cedar_view){ .base = pk->store->ents };
 	if (!ents || json_is_null(ents))
 		return 0;
 	cedar_entities *over;
-	if (cedar_entities_parse(&pk->arena, ents, false, false, &over, why, sizeof why) < 0 ||
-	    (v->over = over, cedar_view_check(v, &pk->arena, why, sizeof why) < 0)) {
-		sdk_reply_error(req, 400, "invalid_entities", "entities: %s", why);
+	if (cedar_entities_parse(&pk->arena, ents, false, false, &over, &why) < 0 ||
+	    (v->over = over, cedar_view_check(v, &pk->arena, &why) < 0)) {
+		sdk_reply_error(req, 400, "invalid_entities", "entities: %s", why.msg);
 		return -1;
 	}
 	return 0;
@@ -502,11 +502,11 @@ static void on_authorize(sdk_req *req, void *ctx)
 	if (!set || request_view(req, pk, json_object_get(body, "entities"), &v) < 0)
 		goto out;
 	cedar_request rq;
-	char why[CEDAR_ERR_MAX];
+	sdk_err why;
 	if (cedar_request_parse(&pk->arena, json_object_get(body, "principal"),
 				json_object_get(body, "action"), json_object_get(body, "resource"),
-				json_object_get(body, "context"), &rq, why, sizeof why) < 0) {
-		sdk_reply_error(req, 400, "invalid", "%s", why);
+				json_object_get(body, "context"), &rq, &why) < 0) {
+		sdk_reply_error(req, 400, "invalid", "%s", why.msg);
 		goto out;
 	}
 	cedar_response r;
@@ -546,7 +546,9 @@ static void on_authorize_batch(sdk_req *req, void *ctx)
 	json_array_foreach(reqs, i, one) {
 		cedar_request rq;
 		cedar_response r;
-		char why[CEDAR_ERR_MAX] = "each request is an object of principal, action, resource and context";
+		sdk_err why = {
+			"each request is an object of principal, action, resource and context"
+		};
 		const char *key;
 		json_t *val;
 		bool ok = json_is_object(one);
@@ -555,18 +557,20 @@ static void on_authorize_batch(sdk_req *req, void *ctx)
 			while (rq_fields[k] && strcmp(rq_fields[k], key))
 				k++;
 			if (!rq_fields[k]) {
-				snprintf(why, sizeof why, "unknown field \"%.60s\"", key);
+				sdk_fail(&why, SDK_EINVAL, "unknown field \"%.60s\"", key);
 				ok = false;
 			}
 		}
 		if (ok && cedar_request_parse(&pk->arena, json_object_get(one, "principal"),
-					      json_object_get(one, "action"), json_object_get(one, "resource"),
-					      json_object_get(one, "context"), &rq, why, sizeof why) < 0)
+					      json_object_get(one, "action"),
+					      json_object_get(one, "resource"),
+					      json_object_get(one, "context"), &rq, &why) < 0)
 			ok = false;
 		if (!ok) {
-			cedar_utf8_sanitize(why);
-			json_array_append_new(results, json_pack("{s:{s:i, s:s}}", "error", "status", 400,
-								 "message", why));
+			cedar_utf8_sanitize(why.msg);
+			json_array_append_new(results,
+					      json_pack("{s:{s:i, s:s}}", "error", "status", 400,
+							"message", why.msg));
 			continue;
 		}
 		if (pol_authorize(set, &rq, &v, &pk->arena, &r) < 0) {

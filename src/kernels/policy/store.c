@@ -181,11 +181,11 @@ static int build_entities(json_t *arr, cedar_arena **arena_out, cedar_entities *
 	if (!a)
 		return sdk_fail(err, SDK_EIO, "out of memory");
 	cedar_arena_init(a, ENT_ARENA_BUDGET);
-	char why[CEDAR_ERR_MAX];
-	if (cedar_entities_parse(a, arr, true, true, out, why, sizeof why) < 0) {
+	int rc = cedar_entities_parse(a, arr, true, true, out, err);
+	if (rc < 0) {
 		cedar_arena_free(a);
 		free(a);
-		return sdk_fail(err, SDK_EINVAL, "%s", why);
+		return rc;
 	}
 	*arena_out = a;
 	return 0;
@@ -676,14 +676,11 @@ int pol_store_put_entities(pol_store *s, json_t *arr, bool replace, int64_t expe
 	cedar_arena scratch;
 	cedar_arena_init(&scratch, ENT_ARENA_BUDGET);
 	cedar_entities *given = NULL;
-	char why[CEDAR_ERR_MAX];
 	json_t *all = NULL;
 	cedar_arena *a = NULL;
 	cedar_entities *next = NULL;
-	if (cedar_entities_parse(&scratch, arr, false, false, &given, why, sizeof why) < 0) {
-		rc = sdk_fail(err, SDK_EINVAL, "%s", why);
+	if ((rc = cedar_entities_parse(&scratch, arr, false, false, &given, err)) < 0)
 		goto out;
-	}
 	all = json_array();
 	if (!replace)
 		for (uint32_t i = 0; s->ents && i < s->ents->n; i++)

@@ -25,7 +25,7 @@
 #define POOL_QUEUE 64
 
 /* A time in a request: unix ms, or an RFC 3339 string. */
-static int read_time(json_t *v, const char *name, int64_t *out, char *why, size_t len)
+static int read_time(json_t *v, const char *name, int64_t *out, sdk_err *why)
 {
 	if (!v)
 		return 0;
@@ -35,8 +35,7 @@ static int read_time(json_t *v, const char *name, int64_t *out, char *why, size_
 	}
 	if (json_is_string(v) && sdk_rfc3339_parse_ms(json_string_value(v), out))
 		return 1;
-	snprintf(why, len, "%s: unix milliseconds or an RFC 3339 time", name);
-	return -1;
+	return sdk_fail(why, SDK_EINVAL, "%s: unix milliseconds or an RFC 3339 time", name);
 }
 
 static bool kernel_name_ok(const char *name)
@@ -58,42 +57,43 @@ static void on_post(sdk_req *req, void *ctx)
 	const char *question = json_string_value(json_object_get(body, "question"));
 	json_t *kernel = json_object_get(body, "kernel");
 	json_t *budget = json_object_get(body, "budget");
-	char why[200] = "";
+	sdk_err why = { "" };
 	int64_t since = 0, until = 0;
 	int hs = 0, hu = 0;
 	if (!question || !*question || strlen(question) > RS_QUESTION_MAX)
-		snprintf(why, sizeof why, "question: a string of 1 to %d bytes", RS_QUESTION_MAX);
+		sdk_fail(&why, SDK_EINVAL, "question: a string of 1 to %d bytes", RS_QUESTION_MAX);
 	else if (kernel && !json_is_null(kernel) &&
 		 (!json_is_string(kernel) || !kernel_name_ok(json_string_value(kernel))))
-		snprintf(why, sizeof why, "kernel: the name of one of Grace's kernels");
-	else if ((hs = read_time(json_object_get(body, "since"), "since", &since, why, sizeof why)) < 0 ||
-		 (hu = read_time(json_object_get(body, "until"), "until", &until, why, sizeof why)) < 0)
+		sdk_fail(&why, SDK_EINVAL, "kernel: the name of one of Grace's kernels");
+	else if ((hs = read_time(json_object_get(body, "since"), "since", &since, &why)) < 0 ||
+		 (hu = read_time(json_object_get(body, "until"), "until", &until, &why)) < 0)
 		;
 	else if (budget && !json_is_object(budget))
-		snprintf(why, sizeof why, "budget: an object {\"steps\", \"time_ms\"}");
+		sdk_fail(&why, SDK_EINVAL, "budget: an object {\"steps\", \"time_ms\"}");
 	unsigned steps = rk->cfg.steps_default < rk->cfg.steps_max ? rk->cfg.steps_default
 								    : rk->cfg.steps_max;
 	unsigned time_ms = rk->cfg.time_ms_default < rk->cfg.time_ms_max ? rk->cfg.time_ms_default
 									  : rk->cfg.time_ms_max;
-	if (!why[0] && budget) {
+	if (!why.msg[0] && budget) {
 		static const char *const bf[] = { "steps", "time_ms", NULL };
 		const char *unknown = sdk_json_unknown_key(budget, bf);
 		json_t *s = json_object_get(budget, "steps"), *t = json_object_get(budget, "time_ms");
 		if (unknown)
-			snprintf(why, sizeof why, "budget: unknown field \"%.40s\"", unknown);
+			sdk_fail(&why, SDK_EINVAL, "budget: unknown field \"%.40s\"", unknown);
 		else if (s && (!json_is_integer(s) || json_integer_value(s) < 1 ||
 			       json_integer_value(s) > rk->cfg.steps_max))
-			snprintf(why, sizeof why, "budget.steps: 1 to %u", rk->cfg.steps_max);
+			sdk_fail(&why, SDK_EINVAL, "budget.steps: 1 to %u", rk->cfg.steps_max);
 		else if (t && (!json_is_integer(t) || json_integer_value(t) < 100 ||
 			       json_integer_value(t) > rk->cfg.time_ms_max))
-			snprintf(why, sizeof why, "budget.time_ms: 100 to %u", rk->cfg.time_ms_max);
-		if (s && !why[0])
+			sdk_fail(&why, SDK_EINVAL, "budget.time_ms: 100 to %u",
+				 rk->cfg.time_ms_max);
+		if (s && !why.msg[0])
 			steps = (unsigned)json_integer_value(s);
-		if (t && !why[0])
+		if (t && !why.msg[0])
 			time_ms = (unsigned)json_integer_value(t);
 	}
-	if (why[0]) {
-		sdk_reply_error(req, 400, "invalid", "%s", why);
+	if (why.msg[0]) {
+		sdk_reply_error(req, 400, "invalid", "%s", why.msg);
 		return;
 	}
 	if (rk->n_running >= rk->cfg.running_max) {
@@ -328,9 +328,11 @@ static int research_init(sdk_kernel *k, char *err, size_t errlen)
 		return -1;
 	}
 	if (k->cfg->model.base_url[0]) {
-		rk->model = sdk_model_new(k->base, &k->cfg->model, err, errlen);
-		if (!rk->model)
+		rk->model = sdk_model_new(k->base, &k->cfg->model, &e);
+		if (!rk->model) {
+			snprintf(err, errlen, "%s", e.msg);
 			return -1;
+		}
 		sdk_info("research: syntheses from model '%s'",
 			 k->cfg->model.model[0] ? k->cfg->model.model : "(server default)");
 	} else {

@@ -13,15 +13,15 @@ static const char schema[] =
 
 int rs_store_init(sqlite3 *db, int64_t *max_id, sdk_err *err)
 {
-	char why[256];
-	if (sdk_db_exec(db, schema, why, sizeof why) < 0)
-		return sdk_fail(err, SDK_EIO, "research store: %s", why);
+	sdk_err why;
+	if (sdk_db_exec(db, schema, &why) < 0)
+		return sdk_fail(err, SDK_EIO, "research store: %s", why.msg);
 	/* Nobody will finish what a previous run was doing. */
 	if (sdk_db_exec(db,
 			"UPDATE investigations SET state = 'interrupted',"
 			" doc = json_set(doc, '$.state', 'interrupted') WHERE state = 'running'",
-			why, sizeof why) < 0)
-		return sdk_fail(err, SDK_EIO, "research store: %s", why);
+			&why) < 0)
+		return sdk_fail(err, SDK_EIO, "research store: %s", why.msg);
 	return sdk_db_count(db, "SELECT coalesce(max(id), 0) FROM investigations", NULL, max_id,
 			    "the last investigation", err);
 }

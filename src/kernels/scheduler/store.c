@@ -48,8 +48,7 @@ static const char schema[] =
 
 int sch_store_init(sqlite3 *db, sdk_err *err)
 {
-	char why[256];
-	if (sdk_db_exec(db, schema, why, sizeof why) < 0)
+	if (sdk_db_exec(db, schema, NULL) < 0)
 		return sdk_db_fail(db, err, "scheduler schema");
 	return 0;
 }

@@ -61,12 +61,11 @@ static void feed_end(void *arg)
 	}
 }
 
-int sh_feed_start(sh_state *s, char *err, size_t errlen)
+int sh_feed_start(sh_state *s, sdk_err *err)
 {
 	if (sdk_bus_group_init(&s->feed, s->k, SH_GROUP, SH_SUBJECT, NULL, POLL_MAX, POLL_WAIT_MS,
 			       feed_message, s) < 0) {
-		snprintf(err, errlen, "the bus's consumer group does not fit");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "the bus's consumer group does not fit");
 	}
 	sdk_bus_group_defer(&s->feed, feed_begin, feed_end);
 	sh_feed_tick(s, sdk_wall_ms());

@@ -53,7 +53,7 @@ int sh_corr_restore(sh_corr *c, const sh_incident *inc)
 	return 0;
 }
 
-int sh_deps_parse(const char *spec, sh_corr_cfg *cfg, char *err, size_t errlen)
+int sh_deps_parse(const char *spec, sh_corr_cfg *cfg, sdk_err *err)
 {
 	cfg->n_deps = 0;
 	const char *p = spec ? spec : "";
@@ -66,13 +66,14 @@ int sh_deps_parse(const char *spec, sh_corr_cfg *cfg, char *err, size_t errlen)
 		const char *colon = memchr(p, ':', n);
 		size_t a = colon ? (size_t)(colon - p) : 0, b = colon ? n - a - 1 : 0;
 		if (!colon || !a || !b || a >= SH_NAME_MAX || b >= SH_NAME_MAX) {
-			snprintf(err, errlen, "dependencies: KERNEL:ON pairs separated by commas, got '%.*s'",
-				 (int)n, p);
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL,
+				"dependencies: KERNEL:ON pairs separated by commas, got '%.*s'",
+				(int)n, p);
 		}
 		if (cfg->n_deps == SH_DEPS_MAX) {
-			snprintf(err, errlen, "dependencies: at most %d pairs", SH_DEPS_MAX);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "dependencies: at most %d pairs",
+					SH_DEPS_MAX);
 		}
 		sh_dep *d = &cfg->deps[cfg->n_deps++];
 		snprintf(d->kernel, sizeof d->kernel, "%.*s", (int)a, p);

@@ -21,6 +21,7 @@
 #define GRACE_SELF_HEALING_CORRELATE_H
 
 #include "kernels/layer.h"
+#include "sdk/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -117,7 +118,7 @@ int sh_corr_restore(sh_corr *c, const sh_incident *inc);
 
 /* "audit:immutable_log,governance:audit": each KERNEL:ON pair a
  * dependency. 0, or -1 with the reason in err. */
-int sh_deps_parse(const char *spec, sh_corr_cfg *cfg, char *err, size_t errlen);
+int sh_deps_parse(const char *spec, sh_corr_cfg *cfg, sdk_err *err);
 
 /* Applies one event: *out says where it went. Good events never open an
  * incident. 0, or -1 when the event is malformed (no kernel, a kind out of

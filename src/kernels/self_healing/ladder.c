@@ -16,8 +16,7 @@ const char *sh_verdict_name(enum sh_verdict v)
 	return v < SH_VERDICT_COUNT ? verdict_names[v] : "unknown";
 }
 
-int sh_ladder_parse(const char *spec, bool (*known)(const char *), sh_ladder *out, char *err,
-		    size_t errlen)
+int sh_ladder_parse(const char *spec, bool (*known)(const char *), sh_ladder *out, sdk_err *err)
 {
 	out->n = 0;
 	const char *p = spec ? spec : "";
@@ -37,34 +36,31 @@ int sh_ladder_parse(const char *spec, bool (*known)(const char *), sh_ladder *ou
 		long long ms = num[0] ? strtoll(num, &end, 10) : -1;
 		if (!colon || !a || a >= SH_STEP_NAME_MAX || !end || *end || errno || ms < 0 ||
 		    ms > 86400000LL) {
-			snprintf(err, errlen,
-				 "ladder: PLAYBOOK:COOLDOWN_MS steps (0..86400000) separated by "
-				 "commas, got '%.*s'",
-				 (int)n, p);
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL,
+				"ladder: PLAYBOOK:COOLDOWN_MS steps (0..86400000) separated by "
+				"commas, got '%.*s'",
+				(int)n, p);
 		}
 		if (out->n == SH_STEPS_MAX) {
-			snprintf(err, errlen, "ladder: at most %d steps", SH_STEPS_MAX);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "ladder: at most %d steps", SH_STEPS_MAX);
 		}
 		sh_step *s = &out->steps[out->n];
 		snprintf(s->playbook, sizeof s->playbook, "%.*s", (int)a, p);
 		s->cooldown_ms = ms;
 		if (strcmp(s->playbook, SH_STOP) && known && !known(s->playbook)) {
-			snprintf(err, errlen, "ladder: '%s' is not a playbook of the healer",
-				 s->playbook);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"ladder: '%s' is not a playbook of the healer",
+					s->playbook);
 		}
 		if (!strcmp(s->playbook, SH_STOP) && p[n]) {
-			snprintf(err, errlen, "ladder: stop can only be the last step");
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "ladder: stop can only be the last step");
 		}
 		out->n++;
 		p += n;
 	}
 	if (!out->n) {
-		snprintf(err, errlen, "ladder: at least one step");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "ladder: at least one step");
 	}
 	return 0;
 }

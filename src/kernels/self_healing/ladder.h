@@ -16,6 +16,7 @@
 #include "kernels/layer.h"
 
 #include "kernels/self_healing/correlate.h"
+#include "sdk/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -63,8 +64,7 @@ typedef struct sh_advice {
 /* "restart_component:0,reset_port:5000,rebind_port:10000,stop:30000":
  * PLAYBOOK:COOLDOWN_MS steps, bottom first. `known(name)` says whether a
  * playbook exists (may be NULL: any name). 0, or -1 with err. */
-int sh_ladder_parse(const char *spec, bool (*known)(const char *), sh_ladder *out, char *err,
-		    size_t errlen);
+int sh_ladder_parse(const char *spec, bool (*known)(const char *), sh_ladder *out, sdk_err *err);
 
 void sh_budget_init(sh_budget *b, unsigned per_hour, int64_t now_ms);
 /* Refills for the time since the last call, then takes a token if there

@@ -513,9 +513,11 @@ static int self_healing_init(sdk_kernel *k, char *err, size_t errlen)
 	sh_corr_cfg cc = { .flap_window_ms = conf(k)->flap_window_ms,
 			   .flap_threshold = conf(k)->flap_threshold,
 			   .stable_ms = conf(k)->stable_ms };
-	if (sh_deps_parse(conf(k)->dependencies, &cc, err, errlen) < 0 ||
-	    sh_ladder_parse(conf(k)->ladder, playbook_known, &s->ladder, err, errlen) < 0)
+	if (sh_deps_parse(conf(k)->dependencies, &cc, &e) < 0 ||
+	    sh_ladder_parse(conf(k)->ladder, playbook_known, &s->ladder, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
 		return -1;
+	}
 	int64_t max_id = 0;
 	if (sh_store_max_id(k->db, &max_id, &e) < 0) {
 		snprintf(err, errlen, "%s", e.msg);
@@ -542,8 +544,10 @@ static int self_healing_init(sdk_kernel *k, char *err, size_t errlen)
 	if (hc->n_watches && !grace_config_kernel(k->cfg, "metrics"))
 		sdk_warn("self_healing: %zu watches but no metrics kernel: they are never true",
 			 hc->n_watches);
-	if (sh_worker_start(s, err, errlen) < 0)
+	if (sh_worker_start(s, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
 		return -1;
+	}
 	s->timer = event_new(k->base, -1, EV_PERSIST, on_tick, s);
 	if (!s->timer) {
 		snprintf(err, errlen, "out of memory");
@@ -551,7 +555,11 @@ static int self_healing_init(sdk_kernel *k, char *err, size_t errlen)
 	}
 	struct timeval tv = { TICK_MS / 1000, (TICK_MS % 1000) * 1000 };
 	event_add(s->timer, &tv);
-	return sh_feed_start(s, err, errlen);
+	if (sh_feed_start(s, &e) < 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	return 0;
 }
 
 static void self_healing_drain(sdk_kernel *k)

@@ -11,6 +11,7 @@
 #include "kernels/self_healing/ladder.h"
 #include "sdk/bus_group.h"
 #include "sdk/kernel.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -75,7 +76,7 @@ int sh_apply(sh_state *s, sh_batch *b, const char *kernel, enum sh_ev_kind kind,
 	     int64_t *incident_id, sdk_err *err);
 /* Follows the bus (bus.c): start at init, tick from the timer, stop at
  * drain. */
-int sh_feed_start(sh_state *s, char *err, size_t errlen);
+int sh_feed_start(sh_state *s, sdk_err *err);
 void sh_feed_tick(sh_state *s, int64_t now_ms);
 void sh_feed_stop(sh_state *s);
 /* Asks the metrics kernel each watch that is due (watch.c); from the timer. */

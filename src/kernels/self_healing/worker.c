@@ -10,19 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-int sh_worker_start(sh_state *s, char *err, size_t errlen)
+int sh_worker_start(sh_state *s, sdk_err *err)
 {
 	sdk_err e;
 	/* The runtime's connection checked the file at open: this one skips it. */
 	sdk_db_check check = { .skip = true };
 	if (sdk_db_open_checked(s->k->cfg->data_dir, s->k->def->name, &check, &s->wdb, &e) < 0) {
-		snprintf(err, errlen, "the store's worker connection: %s", e.msg);
-		return -1;
+		return sdk_fail(err, SDK_EIO, "the store's worker connection: %s", e.msg);
 	}
 	s->pool = sdk_pool_new(s->k->base, 1, SH_WORKER_QUEUE_MAX + SH_WORKER_SPARE);
 	if (!s->pool) {
-		snprintf(err, errlen, "cannot start the store's worker");
-		return -1;
+		return sdk_fail(err, SDK_EIO, "cannot start the store's worker");
 	}
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include "kernels/self_healing/batch.h"
 #include "kernels/self_healing/store.h"
 #include "sdk/http.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -49,7 +50,7 @@ struct sh_job {
 	bool flag, flag2;
 };
 
-int sh_worker_start(struct sh_state *s, char *err, size_t errlen);
+int sh_worker_start(struct sh_state *s, sdk_err *err);
 /* At close: the running job ends, the queued ones get done with closing
  * set; then the connection closes. */
 void sh_worker_stop(struct sh_state *s);

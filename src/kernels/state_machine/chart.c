@@ -536,8 +536,9 @@ static int split_path(const char *s, char **segs, size_t max, size_t *n)
 }
 
 /* Walks `segs` from node `from` (XState's getStateNodeByPath): a segment
- * "#id" jumps to that id, "" stops. -1 with the reason in why. */
-static int walk(const sc_chart *c, int from, char **segs, size_t n, char *why, size_t wl)
+ * "#id" jumps to that id, "" stops. The node, or SDK_EINVAL with the
+ * reason in why. */
+static int walk(const sc_chart *c, int from, char **segs, size_t n, sdk_err *why)
 {
 	int cur = from;
 	for (size_t i = 0; i < n; i++) {
@@ -545,18 +546,16 @@ static int walk(const sc_chart *c, int from, char **segs, size_t n, char *why, s
 			break;
 		if (segs[i][0] == '#') {
 			int t = sc_chart_find_id(c, segs[i] + 1);
-			if (t < 0) {
-				snprintf(why, wl, "no state has the id \"%s\"", segs[i] + 1);
-				return -1;
-			}
+			if (t < 0)
+				return sdk_fail(why, SDK_EINVAL, "no state has the id \"%s\"",
+						segs[i] + 1);
 			cur = t;
 			continue;
 		}
 		int t = child_by_key(c, cur, segs[i]);
-		if (t < 0) {
-			snprintf(why, wl, "state \"%s\" has no child \"%s\"", c->nodes[cur].id, segs[i]);
-			return -1;
-		}
+		if (t < 0)
+			return sdk_fail(why, SDK_EINVAL, "state \"%s\" has no child \"%s\"",
+					c->nodes[cur].id, segs[i]);
 		cur = t;
 	}
 	return cur;
@@ -576,7 +575,7 @@ static int resolve_target(parser *p, int src, const char *t, int *out)
 	const sc_chart *c = p->c;
 	char *segs[SEGS_MAX];
 	size_t n;
-	char why[256];
+	sdk_err why;
 	int r;
 	if (t[0] == '#') {
 		if (split_path(t, segs, SEGS_MAX, &n) < 0)
@@ -586,21 +585,21 @@ static int resolve_target(parser *p, int src, const char *t, int *out)
 			free_segs(segs, n);
 			return fail(p, "target \"%s\": no state has the id \"%s\"", t, segs[0] + 1);
 		}
-		r = walk(c, start, segs + 1, n - 1, why, sizeof why);
+		r = walk(c, start, segs + 1, n - 1, &why);
 	} else if (t[0] == '.') {
 		if (split_path(t + 1, segs, SEGS_MAX, &n) < 0)
 			return fail(p, "target \"%s\" is too deep", t);
-		r = walk(c, src, segs, n, why, sizeof why);
+		r = walk(c, src, segs, n, &why);
 	} else {
 		if (c->nodes[src].parent < 0)
 			return fail(p, "target \"%s\" from the root: write \".%s\" for a child", t, t);
 		if (split_path(t, segs, SEGS_MAX, &n) < 0)
 			return fail(p, "target \"%s\" is too deep", t);
-		r = walk(c, c->nodes[src].parent, segs, n, why, sizeof why);
+		r = walk(c, c->nodes[src].parent, segs, n, &why);
 	}
 	free_segs(segs, n);
 	if (r < 0)
-		return fail(p, "target \"%s\": %s", t, why);
+		return fail(p, "target \"%s\": %s", t, why.msg);
 	*out = r;
 	return 0;
 }
@@ -794,7 +793,7 @@ static int fill_node(parser *p, json_t *cfg, int me)
 			json_array_foreach(arr, i, x) {
 				char *segs[SEGS_MAX];
 				size_t ns;
-				char why[256];
+				sdk_err why;
 				if (!json_is_string(x) || !n->hist_default) {
 					rc = fail(p, "a history target is a string");
 					break;
@@ -804,10 +803,10 @@ static int fill_node(parser *p, json_t *cfg, int me)
 					rc = fail(p, "target \"%s\" is too deep", s);
 					break;
 				}
-				int r = walk(p->c, n->parent, segs, ns, why, sizeof why);
+				int r = walk(p->c, n->parent, segs, ns, &why);
 				free_segs(segs, ns);
 				if (r < 0) {
-					rc = fail(p, "history target \"%s\": %s", s, why);
+					rc = fail(p, "history target \"%s\": %s", s, why.msg);
 					break;
 				}
 				n->hist_default[n->n_hist_default++] = r;

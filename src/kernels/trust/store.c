@@ -81,12 +81,13 @@ const sdk_mig_step tr_migrations[TR_SCHEMA_VERSION] = {
 
 static int master_load(tr_store *s, const char *data_dir, sdk_err *err)
 {
-	char path[PATH_MAX], why[256];
+	char path[PATH_MAX];
+	sdk_err why;
 	if (snprintf(path, sizeof path, "%s/%s", data_dir, TR_MASTER_FILE) >= (int)sizeof path)
 		return sdk_fail(err, SDK_EINVAL, "master key path too long");
 	unsigned char m[TR_MASTER_BYTES];
-	int rc = keyfile_read(path, m, sizeof m, why, sizeof why);
-	if (rc == KEYFILE_ENOENT) {
+	int rc = keyfile_read(path, m, sizeof m, &why);
+	if (rc == SDK_ENOTFOUND) {
 		sqlite3_stmt *st;
 		int any = 0;
 		if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM trust_keys LIMIT 1", -1, &st, NULL))
@@ -98,13 +99,13 @@ static int master_load(tr_store *s, const char *data_dir, sdk_err *err)
 					"%s is missing but the database holds keys sealed with it;"
 					" restore it", path);
 		crypto_aead_xchacha20poly1305_ietf_keygen(m);
-		rc = keyfile_create(path, m, sizeof m, why, sizeof why);
+		rc = keyfile_create(path, m, sizeof m, &why);
 		if (rc == 0)
 			sdk_info("created the master key %s", path);
 	}
 	if (rc < 0) {
 		sodium_memzero(m, sizeof m);
-		return sdk_fail(err, SDK_EIO, "%s", why);
+		return sdk_fail(err, SDK_EIO, "%s", why.msg);
 	}
 	memcpy(s->master, m, sizeof m);
 	sodium_memzero(m, sizeof m);

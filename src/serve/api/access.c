@@ -10,7 +10,6 @@
 #include "serve/api/decide.h"
 #include "sdk/clock.h"
 
-#include <errno.h>
 #include <string.h>
 
 static auth_csrf_in csrf_in(sdk_req *req)
@@ -63,7 +62,7 @@ static int delegation_check(api_ctx *api, const char *token, auth_api_token *out
 	if (auth_deleg_check(api->auth->deleg_key, token, sdk_wall_ms(), out) < 0)
 		return SDK_ENOTFOUND;
 	int rc = auth_user_get(api->auth->store, out->owner, NULL, &out->role);
-	return rc == -EIO ? SDK_EIO : rc < 0 ? SDK_ENOTFOUND : 0;
+	return rc == SDK_EIO ? SDK_EIO : rc < 0 ? SDK_ENOTFOUND : 0;
 }
 
 /* Who presents what: 1 with *who filled, 0 when nothing is presented, or
@@ -94,7 +93,7 @@ static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by
 		return 1;
 	}
 	int rc = auth_check(api->auth, token, sdk_wall_ms(), who->user, &who->role);
-	if (rc == -EIO) {
+	if (rc == SDK_EIO) {
 		store_unavailable(req);
 		return -1;
 	}

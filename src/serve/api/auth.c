@@ -8,7 +8,6 @@
 
 #include "sdk/log.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,10 +123,10 @@ static void create_done(struct hash_job *j)
 		sdk_reply_error(j->req, 503, "busy", "cannot hash the password now");
 	} else {
 		int rc = auth_user_add(api->auth->store, j->name, j->fresh, j->role, sdk_wall_ms());
-		if (rc == -EEXIST)
+		if (rc == SDK_ECONFLICT)
 			sdk_reply_error(j->req, 409, "exists", "user '%s' exists", j->name);
 		else if (rc < 0)
-			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+			sdk_reply_status(j->req, rc == SDK_EFULL ? SDK_EFULL : SDK_EIO,
 					 &(sdk_err){ "cannot store the user" });
 		else
 			created_after_purge(api, j->req, j->name, j->role);
@@ -146,10 +145,10 @@ static void set_password_done(struct hash_job *j)
 	} else {
 		int rc = auth_user_set_password(api->auth->store, j->name, j->fresh, sdk_wall_ms());
 		auth_cache_clear(api->auth); /* its sessions are gone: at once */
-		if (rc == -ENOENT)
+		if (rc == SDK_ENOTFOUND)
 			sdk_reply_error(j->req, 404, "not_found", "no user '%s'", j->name);
 		else if (rc < 0)
-			sdk_reply_status(j->req, rc == -ENOSPC ? SDK_EFULL : SDK_EIO,
+			sdk_reply_status(j->req, rc == SDK_EFULL ? SDK_EFULL : SDK_EIO,
 					 &(sdk_err){ "cannot store the password" });
 		else
 			sdk_reply_json(j->req, 200,

@@ -547,13 +547,13 @@ static int resume(user_data *u)
 user_data *user_data_new(api_ctx *api, const char *token)
 {
 	user_data *u = calloc(1, sizeof *u);
-	char err[256];
+	sdk_err err;
 	if (!u)
 		return NULL;
 	u->api = api;
-	if (sdk_db_open(api->cfg->data_dir, "grace", &u->db, err, sizeof err) < 0 ||
-	    sdk_db_exec(u->db, ud_schema, err, sizeof err) < 0) {
-		sdk_error("user data: cannot open the purge journal: %s", err);
+	if (sdk_db_open(api->cfg->data_dir, "grace", &u->db, &err) < 0 ||
+	    sdk_db_exec(u->db, ud_schema, &err) < 0) {
+		sdk_error("user data: cannot open the purge journal: %s", err.msg);
 		user_data_free(u);
 		return NULL;
 	}

@@ -366,13 +366,13 @@ void api_user_roles_on_change(api_ctx *api, const sup_change *c)
 user_roles *user_roles_new(api_ctx *api, const char *token)
 {
 	user_roles *r = calloc(1, sizeof *r);
-	char err[256];
+	sdk_err err;
 	if (!r)
 		return NULL;
 	r->api = api;
-	if (sdk_db_open(api->cfg->data_dir, "grace", &r->db, err, sizeof err) < 0 ||
-	    sdk_db_exec(r->db, ur_schema, err, sizeof err) < 0) {
-		sdk_error("user roles: cannot open the journal: %s", err);
+	if (sdk_db_open(api->cfg->data_dir, "grace", &r->db, &err) < 0 ||
+	    sdk_db_exec(r->db, ur_schema, &err) < 0) {
+		sdk_error("user roles: cannot open the journal: %s", err.msg);
 		user_roles_free(r);
 		return NULL;
 	}

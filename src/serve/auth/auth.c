@@ -5,7 +5,6 @@
 #include "sdk/log.h"
 #include "serve/auth/tokens.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +33,7 @@ static int first_admin(auth_ctx *a)
 	int rc = auth_hash(pw, a->cfg->auth.argon2_ops, auth_mem_bytes(a->cfg), hash);
 	if (rc == 0)
 		rc = auth_user_add(a->store, FIRST_ADMIN, hash, AUTH_ROLE_ADMIN, sdk_wall_ms());
-	if (rc == -EEXIST) {
+	if (rc == SDK_ECONFLICT) {
 		/* Another API process on the same PostgreSQL made it first. */
 		sodium_memzero(pw, sizeof pw);
 		return 0;
@@ -53,12 +52,11 @@ static int first_admin(auth_ctx *a)
 
 auth_ctx *auth_new(struct event_base *base, const grace_config *cfg, sqlite3 *db)
 {
-	char err[256];
+	sdk_err err = { "" };
 	/* grace.db's tables are made with either engine: the CLI's offline
 	 * commands and older files expect them. */
-	if (sodium_init() < 0 || auth_store_init(db, err, sizeof err) < 0 ||
-	    auth_tokens_init(db, err, sizeof err) < 0) {
-		sdk_error("auth: cannot initialise: %s", err);
+	if (sodium_init() < 0 || auth_store_init(db, &err) < 0 || auth_tokens_init(db, &err) < 0) {
+		sdk_error("auth: cannot initialise: %s", err.msg);
 		return NULL;
 	}
 	sdk_err serr = { { 0 } };
@@ -117,7 +115,7 @@ int auth_check(auth_ctx *a, const char *token, int64_t now_ms, char user[AUTH_NA
 {
 	size_t len = strlen(token);
 	if (len > AUTH_TOKEN_MAX)
-		return -ENOENT;
+		return SDK_ENOTFOUND;
 	unsigned char tag[16];
 	crypto_shorthash_siphashx24(tag, (const unsigned char *)token, len, a->cache_key);
 	struct auth_cached *c = cache_slot(a, tag);

@@ -65,7 +65,8 @@ void auth_free(auth_ctx *a);
 size_t auth_mem_bytes(const grace_config *cfg);
 bool auth_host_allowed(const auth_ctx *a, const char *host);
 
-/* auth_session_check with a cache in front: 0 with the user, or -ENOENT. */
+/* auth_session_check with a cache in front: 0 with the user, SDK_ENOTFOUND
+ * (no such session, or expired) or SDK_EIO (the store failed). */
 int auth_check(auth_ctx *a, const char *token, int64_t now_ms, char user[AUTH_NAME_MAX + 1],
 	       int *role);
 /* After a logout, a password change or a user's removal. */

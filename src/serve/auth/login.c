@@ -12,7 +12,6 @@
 #include "serve/auth/lockout.h"
 #include "serve/auth/source.h"
 
-#include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +180,7 @@ static void check_done(void *arg)
 	int64_t expires;
 	int rc = auth_session_create(a->store, j->name, sdk_wall_ms(), a->cfg->auth.session_max_s,
 				     token, &expires);
-	finish(j, rc == -ENOSPC ? SDK_EFULL : rc < 0 ? SDK_EIO : 0, 0, rc < 0 ? NULL : token, expires);
+	finish(j, rc == SDK_EFULL ? SDK_EFULL : rc < 0 ? SDK_EIO : 0, 0, rc < 0 ? NULL : token, expires);
 	sodium_memzero(token, sizeof token);
 }
 
@@ -212,8 +211,9 @@ void auth_login_start(auth_ctx *a, const char *name, const char *password, const
 	strcpy(j->name, name);
 	strcpy(j->password, password);
 	auth_source_key(peer, j->source);
-	int rc = auth_name_valid(name) ? auth_user_get(a->store, name, j->stored, &j->role) : -ENOENT;
-	if (rc < 0 && rc != -ENOENT) {
+	int rc = auth_name_valid(name) ? auth_user_get(a->store, name, j->stored, &j->role)
+				       : SDK_ENOTFOUND;
+	if (rc < 0 && rc != SDK_ENOTFOUND) {
 		finish(j, SDK_EIO, 0, NULL, 0);
 		return;
 	}

@@ -10,7 +10,7 @@
 
 #define SCOPE_PART_MAX 31
 
-int auth_tokens_init(sqlite3 *db, char *err, size_t errlen)
+int auth_tokens_init(sqlite3 *db, sdk_err *err)
 {
 	return sdk_db_exec(db,
 			   "CREATE TABLE IF NOT EXISTS api_tokens ("
@@ -20,7 +20,7 @@ int auth_tokens_init(sqlite3 *db, char *err, size_t errlen)
 			   " created_ms INTEGER NOT NULL, expires_ms INTEGER,"
 			   " last_used_ms INTEGER, revoked_ms INTEGER);"
 			   "CREATE INDEX IF NOT EXISTS api_tokens_owner ON api_tokens(owner);",
-			   err, errlen);
+			   err);
 }
 
 bool auth_is_api_token(const char *presented)

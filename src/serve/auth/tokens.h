@@ -22,6 +22,8 @@
 #include "serve/auth/users.h"
 
 #include <jansson.h>
+#include "sdk/err.h"
+
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,7 +47,7 @@ typedef struct auth_api_token {
 	size_t n_scopes;
 } auth_api_token;
 
-int auth_tokens_init(sqlite3 *db, char *err, size_t errlen);
+int auth_tokens_init(sqlite3 *db, sdk_err *err);
 
 /* Whether a presented credential is an API token (else a session token). */
 bool auth_is_api_token(const char *presented);

@@ -4,14 +4,13 @@
 #include "serve/auth/lockout.h"
 #include "serve/store/pg_auth.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Idle time is written back at most this often: not on every request. */
 #define TOUCH_EVERY_MS 30000
 
-int auth_store_init(sqlite3 *db, char *err, size_t errlen)
+int auth_store_init(sqlite3 *db, sdk_err *err)
 {
 	return sdk_db_exec(db,
 			   "CREATE TABLE IF NOT EXISTS users ("
@@ -28,7 +27,7 @@ int auth_store_init(sqlite3 *db, char *err, size_t errlen)
 			   "CREATE TABLE IF NOT EXISTS login_failures ("
 			   " user TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,"
 			   " failures INTEGER NOT NULL, since_ms INTEGER NOT NULL);",
-			   err, errlen);
+			   err);
 }
 
 bool auth_name_valid(const char *name)
@@ -74,7 +73,7 @@ int auth_hash(const char *pw, unsigned ops, size_t mem_bytes, char out[AUTH_HASH
 	return crypto_pwhash_str_alg(out, pw, strlen(pw), ops, mem_bytes,
 				     crypto_pwhash_ALG_ARGON2ID13) == 0
 		       ? 0
-		       : -ENOMEM;
+		       : SDK_EIO;
 }
 
 bool auth_verify(const char *hash, const char *pw)
@@ -94,9 +93,9 @@ static int step_done(sqlite3_stmt *st)
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE		  ? 0
-	       : rc == SQLITE_CONSTRAINT	  ? -EEXIST
-	       : (rc & 0xff) == SQLITE_FULL ? -ENOSPC /* answered 507 (docs/errors.md) */
-					  : -EIO;
+	       : rc == SQLITE_CONSTRAINT	  ? SDK_ECONFLICT
+	       : (rc & 0xff) == SQLITE_FULL ? SDK_EFULL /* answered 507 (docs/errors.md) */
+					  : SDK_EIO;
 }
 
 int auth_user_get(grace_store *store, const char *name, char *hash, int *role)
@@ -107,7 +106,7 @@ int auth_user_get(grace_store *store, const char *name, char *hash, int *role)
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT password_hash, role FROM users WHERE name = ?", -1, &st,
 			       NULL) != SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -117,7 +116,7 @@ int auth_user_get(grace_store *store, const char *name, char *hash, int *role)
 			*role = auth_role_parse((const char *)sqlite3_column_text(st, 1));
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? SDK_ENOTFOUND : SDK_EIO;
 }
 
 int auth_user_add(grace_store *store, const char *name, const char *hash, int role, int64_t now_ms)
@@ -130,7 +129,7 @@ int auth_user_add(grace_store *store, const char *name, const char *hash, int ro
 			       "INSERT INTO users (name, password_hash, role, created_ms,"
 			       " password_changed_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
 			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, auth_role_name(role), -1, SQLITE_STATIC);
@@ -145,10 +144,10 @@ int auth_user_delete(grace_store *store, const char *name)
 	sqlite3 *db = store->db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "DELETE FROM users WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	int rc = step_done(st);
-	return rc == 0 && sqlite3_changes(db) == 0 ? -ENOENT : rc;
+	return rc == 0 && sqlite3_changes(db) == 0 ? SDK_ENOTFOUND : rc;
 }
 
 int auth_user_set_password(grace_store *store, const char *name, const char *hash, int64_t now_ms)
@@ -161,13 +160,13 @@ int auth_user_set_password(grace_store *store, const char *name, const char *has
 			       "UPDATE users SET password_hash = ?, password_changed_ms = ?"
 			       " WHERE name = ?",
 			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now_ms);
 	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
 	int rc = step_done(st);
 	if (rc == 0 && sqlite3_changes(db) == 0)
-		return -ENOENT;
+		return SDK_ENOTFOUND;
 	if (rc < 0)
 		return rc;
 	/* A changed password ends every session that the old one opened, and
@@ -175,7 +174,7 @@ int auth_user_set_password(grace_store *store, const char *name, const char *has
 	if (auth_lockout_clear(store, name) < 0 ||
 	    sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE user = ?", -1, &st, NULL) !=
 		    SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	return step_done(st);
 }
@@ -188,11 +187,11 @@ int auth_user_set_role(grace_store *store, const char *name, int role)
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "UPDATE users SET role = ? WHERE name = ?", -1, &st, NULL) !=
 	    SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, auth_role_name(role), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	int rc = step_done(st);
-	return rc == 0 && sqlite3_changes(db) == 0 ? -ENOENT : rc;
+	return rc == 0 && sqlite3_changes(db) == 0 ? SDK_ENOTFOUND : rc;
 }
 
 int auth_user_count(grace_store *store, int role)
@@ -203,10 +202,10 @@ int auth_user_count(grace_store *store, int role)
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM users WHERE ?1 IS NULL OR role = ?1", -1,
 			       &st, NULL) != SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	if (role != AUTH_ROLE_NONE)
 		sqlite3_bind_text(st, 1, auth_role_name(role), -1, SQLITE_STATIC);
-	int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -EIO;
+	int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : SDK_EIO;
 	sqlite3_finalize(st);
 	return n;
 }
@@ -254,7 +253,7 @@ int auth_session_create(grace_store *store, const char *user, int64_t now_ms, un
 			       "INSERT INTO sessions (token_hash, user, created_ms, last_ms, expires_ms)"
 			       " VALUES (?1, ?2, ?3, ?3, ?4)",
 			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, now_ms);
@@ -274,7 +273,7 @@ int auth_session_check(grace_store *store, const char *token, int64_t now_ms, un
 		       char user[AUTH_NAME_MAX + 1], int *role)
 {
 	if (strlen(token) > AUTH_TOKEN_MAX)
-		return -ENOENT;
+		return SDK_ENOTFOUND;
 	char hex[65];
 	auth_token_hash(token, hex);
 	if (store_is_pg(store))
@@ -286,9 +285,9 @@ int auth_session_check(grace_store *store, const char *token, int64_t now_ms, un
 			       "SELECT s.user, u.role, s.last_ms, s.expires_ms FROM sessions s"
 			       " JOIN users u ON u.name = s.user WHERE s.token_hash = ?",
 			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
-	int rc = -ENOENT;
+	int rc = SDK_ENOTFOUND;
 	int64_t last = 0;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		last = sqlite3_column_int64(st, 2);
@@ -320,7 +319,7 @@ int auth_session_delete(grace_store *store, const char *token)
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE token_hash = ?", -1, &st, NULL) !=
 	    SQLITE_OK)
-		return -EIO;
+		return SDK_EIO;
 	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
 	return step_done(st);
 }

@@ -463,33 +463,33 @@ static void url_origin(const char *url, char *out, size_t len)
 	snprintf(out, len, "%.*s%.*s", p ? (int)(p + 3 - url) : 0, url, (int)n, host);
 }
 
-chat *chat_new(struct event_base *base, const grace_config *cfg, supervisor *sup,
-	       const char *token, char *err, size_t errlen)
+chat *chat_new(struct event_base *base, const grace_config *cfg, supervisor *sup, const char *token,
+	       sdk_err *err)
 {
 	chat *c = calloc(1, sizeof *c);
 	if (!c) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	c->base = base;
 	c->sup = sup;
-	char why[256];
-	if (sdk_db_open(cfg->data_dir, "chat", &c->db, why, sizeof why) < 0 ||
-	    chat_store_init(c->db, why, sizeof why) < 0) {
-		snprintf(err, errlen, "chat.db: %s", why);
+	sdk_err why;
+	if (sdk_db_open(cfg->data_dir, "chat", &c->db, &why) < 0 ||
+	    chat_store_init(c->db, &why) < 0) {
+		sdk_fail(err, SDK_EIO, "chat.db: %s", why.msg);
 		chat_free(c);
 		return NULL;
 	}
 	if (!(c->caller = sdk_caller_new(base, "grace", token, sup_resolve, sup))) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		chat_free(c);
 		return NULL;
 	}
-	c->recall = chat_recall_open(base, cfg->data_dir, &cfg->store, why, sizeof why);
+	c->recall = chat_recall_open(base, cfg->data_dir, &cfg->store, &why);
 	if (!c->recall)
-		sdk_warn("chat: answers will not see memory tables: %s", why);
+		sdk_warn("chat: answers will not see memory tables: %s", why.msg);
 	if (cfg->model.base_url[0]) {
-		if (!(c->model = sdk_model_new(base, &cfg->model, err, errlen))) {
+		if (!(c->model = sdk_model_new(base, &cfg->model, err))) {
 			chat_free(c);
 			return NULL;
 		}

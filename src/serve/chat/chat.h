@@ -64,8 +64,8 @@ typedef struct chat_turn_cbs {
 /* Opens DATA_DIR/chat.db and, with a [model] section, the model client
  * (libcurl is loaded then and only then). `token` (borrowed) is the
  * internal token for the librarian. NULL with the reason in `err`. */
-chat *chat_new(struct event_base *base, const grace_config *cfg, supervisor *sup,
-	       const char *token, char *err, size_t errlen);
+chat *chat_new(struct event_base *base, const grace_config *cfg, supervisor *sup, const char *token,
+	       sdk_err *err);
 /* Grace is stopping: answers waiting on the model are answered from their
  * sources at once, and no new question is taken (503). */
 void chat_stop(chat *c);

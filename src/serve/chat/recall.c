@@ -155,23 +155,22 @@ void chat_recall_cancel(chat_recall_job *j)
 }
 
 chat_recall *chat_recall_open(struct event_base *base, const char *data_dir,
-			      const grace_store_cfg *store, char *err,
-			      size_t errlen)
+			      const grace_store_cfg *store, sdk_err *err)
 {
 	chat_recall *r = calloc(1, sizeof *r);
 	if (!r) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	/* A store of its own: the memory API's is private to it, and SQLite
 	 * (WAL) lets both read the same file; PostgreSQL any number. */
 	sdk_err e;
 	if (!(r->store = mem_store_open(data_dir, store, 1, &e)))
-		snprintf(err, errlen, "%s", e.msg);
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
 	r->pool = r->store ? sdk_pool_new(base, 1, RECALL_QUEUE_MAX) : NULL;
 	if (!r->pool) {
 		if (r->store)
-			snprintf(err, errlen, "cannot start the recall worker");
+			sdk_fail(err, SDK_EIO, "cannot start the recall worker");
 		chat_recall_close(r);
 		return NULL;
 	}

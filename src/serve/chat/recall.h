@@ -8,6 +8,7 @@
 #include "serve/layer.h"
 
 #include "sdk/config.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -28,7 +29,7 @@ typedef void (*chat_recall_done_fn)(json_t *sources, const char *problem, void *
  * PostgreSQL database `store` names) and one worker. NULL with the
  * reason in `err`. */
 chat_recall *chat_recall_open(struct event_base *base, const char *data_dir,
-			      const grace_store_cfg *store, char *err, size_t errlen);
+			      const grace_store_cfg *store, sdk_err *err);
 /* Waits for the lookup running; lookups not yet run are dropped. */
 void chat_recall_close(chat_recall *r);
 

@@ -32,9 +32,9 @@ static const char chat_schema[] =
 
 #define SESSION_COLUMNS "id, title, created_ms, updated_ms, message_count"
 
-int chat_store_init(sqlite3 *db, char *err, size_t errlen)
+int chat_store_init(sqlite3 *db, sdk_err *err)
 {
-	return sdk_db_exec(db, chat_schema, err, errlen);
+	return sdk_db_exec(db, chat_schema, err);
 }
 
 static json_t *text_or_null(sqlite3_stmt *st, int col)

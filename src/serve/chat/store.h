@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Creates the tables when missing. 0, or -1 with the reason in `err`. */
-int chat_store_init(sqlite3 *db, char *err, size_t errlen);
+/* Creates the tables when missing. 0, or the status with the reason in `err`. */
+int chat_store_init(sqlite3 *db, sdk_err *err);
 
 /* Every function below returns 0 or a negative sdk_status (sdk/err.h)
  * with the reason in `e` (which may be NULL): SDK_ENOTFOUND for a session

@@ -552,16 +552,16 @@ gv *gv_new(api_ctx *api, const char *token)
 	if (!g)
 		return NULL;
 	g->api = api;
-	char err[256];
+	sdk_err err;
 	g->queue = json_array();
 	g->caller = sdk_caller_new(api->base, "grace", token, sup_resolve, api->sup);
 	g->as_gateway = sdk_caller_new(api->base, SDK_GATEWAY_CALLER, token, sup_resolve, api->sup);
 	g->poll = event_new(api->base, -1, EV_PERSIST, on_poll, g);
 	if (!g->queue || !g->caller || !g->as_gateway || !g->poll ||
-	    sdk_db_open(api->cfg->data_dir, "grace", &g->db, err, sizeof err) < 0 ||
-	    sdk_db_exec(g->db, schema, err, sizeof err) < 0) {
+	    sdk_db_open(api->cfg->data_dir, "grace", &g->db, &err) < 0 ||
+	    sdk_db_exec(g->db, schema, &err) < 0) {
 		sdk_error("governance: cannot start the executor: %s",
-			  g->db ? err : "out of memory or grace.db");
+			  g->db ? err.msg : "out of memory or grace.db");
 		gv_free(g);
 		return NULL;
 	}

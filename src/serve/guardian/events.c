@@ -6,14 +6,15 @@
 
 #define PRUNE_EVERY 100
 
-int gd_events_init(sqlite3 *db, char *err, size_t errlen)
+int gd_events_init(sqlite3 *db, sdk_err *err)
 {
-	return sdk_db_exec(db,
-			   "CREATE TABLE IF NOT EXISTS guardian_events ("
-			   " id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kernel TEXT NOT NULL,"
-			   " from_state TEXT NOT NULL, to_state TEXT NOT NULL, reason TEXT NOT NULL);"
-			   "CREATE INDEX IF NOT EXISTS guardian_events_ts ON guardian_events(ts_ms);",
-			   err, errlen);
+	return sdk_db_exec(
+		db,
+		"CREATE TABLE IF NOT EXISTS guardian_events ("
+		" id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kernel TEXT NOT NULL,"
+		" from_state TEXT NOT NULL, to_state TEXT NOT NULL, reason TEXT NOT NULL);"
+		"CREATE INDEX IF NOT EXISTS guardian_events_ts ON guardian_events(ts_ms);",
+		err);
 }
 
 int gd_events_add(sqlite3 *db, int64_t ts_ms, const char *kernel, const char *from,

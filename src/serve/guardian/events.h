@@ -6,13 +6,15 @@
 #include "serve/layer.h"
 
 #include <jansson.h>
+#include "sdk/err.h"
+
 #include <sqlite3.h>
 #include <stdint.h>
 
 #define GD_EVENTS_KEEP 10000 /* newest rows kept */
 #define GD_EVENTS_PAGE_MAX 1000
 
-int gd_events_init(sqlite3 *db, char *err, size_t errlen);
+int gd_events_init(sqlite3 *db, sdk_err *err);
 /* Appends one change; returns 0 or -1. */
 int gd_events_add(sqlite3 *db, int64_t ts_ms, const char *kernel, const char *from,
 		  const char *to, const char *reason);

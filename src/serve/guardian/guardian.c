@@ -221,9 +221,9 @@ guardian *gd_new(struct event_base *base, supervisor *sup, gateway *gw, sqlite3 
 	if (!g)
 		return NULL;
 	*g = (guardian){ .base = base, .sup = sup, .gw = gw, .db = db };
-	char err[256];
-	if (gd_events_init(db, err, sizeof err) < 0) {
-		sdk_error("guardian: %s", err);
+	sdk_err err;
+	if (gd_events_init(db, &err) < 0) {
+		sdk_error("guardian: %s", err.msg);
 		free(g);
 		return NULL;
 	}

@@ -838,9 +838,9 @@ int hl_heal(healer *h, sup_kernel *k, const hl_request *req, hl_done_cb cb, void
 
 healer *hl_new(struct event_base *base, supervisor *sup, gateway *gw, guardian *gd, sqlite3 *db)
 {
-	char err[256];
-	if (hl_incidents_init(db, err, sizeof err) < 0 || hl_ports_init(db, err, sizeof err) < 0) {
-		sdk_error("healer: %s", err);
+	sdk_err err;
+	if (hl_incidents_init(db, &err) < 0 || hl_ports_init(db, &err) < 0) {
+		sdk_error("healer: %s", err.msg);
 		return NULL;
 	}
 	healer *h = calloc(1, sizeof *h);

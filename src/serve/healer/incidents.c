@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int hl_incidents_init(sqlite3 *db, char *err, size_t errlen)
+int hl_incidents_init(sqlite3 *db, sdk_err *err)
 {
 	return sdk_db_exec(
 		db,
@@ -17,7 +17,7 @@ int hl_incidents_init(sqlite3 *db, char *err, size_t errlen)
 		"CREATE INDEX IF NOT EXISTS incidents_component ON incidents(component, id);"
 		/* A Grace that died mid-heal left these: say so rather than 'running'. */
 		"UPDATE incidents SET outcome = 'interrupted' WHERE outcome = 'running';",
-		err, errlen);
+		err);
 }
 
 int64_t hl_incident_begin(sqlite3 *db, int64_t started_ms, const char *component,

@@ -6,13 +6,15 @@
 #include "serve/layer.h"
 
 #include <jansson.h>
+#include "sdk/err.h"
+
 #include <sqlite3.h>
 #include <stdint.h>
 
 #define HL_INCIDENTS_KEEP 10000
 #define HL_INCIDENTS_PAGE_MAX 500
 
-int hl_incidents_init(sqlite3 *db, char *err, size_t errlen);
+int hl_incidents_init(sqlite3 *db, sdk_err *err);
 /* Inserts a running incident; returns its id, or -1. */
 int64_t hl_incident_begin(sqlite3 *db, int64_t started_ms, const char *component,
 			  const char *trigger);

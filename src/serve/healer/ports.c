@@ -3,12 +3,12 @@
 #include "sdk/db.h"
 #include "sdk/log.h"
 
-int hl_ports_init(sqlite3 *db, char *err, size_t errlen)
+int hl_ports_init(sqlite3 *db, sdk_err *err)
 {
 	return sdk_db_exec(db,
 			   "CREATE TABLE IF NOT EXISTS kernel_ports ("
 			   " kernel TEXT PRIMARY KEY, port INTEGER NOT NULL)",
-			   err, errlen);
+			   err);
 }
 
 void hl_ports_apply(sqlite3 *db, supervisor *sup)

@@ -7,9 +7,11 @@
 
 #include "serve/supervisor/supervisor.h"
 
+#include "sdk/err.h"
+
 #include <sqlite3.h>
 
-int hl_ports_init(sqlite3 *db, char *err, size_t errlen);
+int hl_ports_init(sqlite3 *db, sdk_err *err);
 /* Moves every kernel with a stored port there (before they start). */
 void hl_ports_apply(sqlite3 *db, supervisor *sup);
 /* `port` is the configured-range port (offset not applied); 0 forgets it. */

@@ -69,18 +69,17 @@ static const char *shown(const char *s, char out[40])
 	return out;
 }
 
-int mem_columns_parse(json_t *spec, mem_columns *out, char *err, size_t errlen)
+int mem_columns_parse(json_t *spec, mem_columns *out, sdk_err *err)
 {
 	memset(out, 0, sizeof *out);
 	if (!spec || json_is_null(spec))
 		return 0;
 	if (!json_is_array(spec)) {
-		snprintf(err, errlen, "columns is an array of {\"name\", \"type\"}");
+		sdk_fail(err, SDK_EINVAL, "columns is an array of {\"name\", \"type\"}");
 		return -1;
 	}
 	if (json_array_size(spec) > MEM_COLUMNS_MAX) {
-		snprintf(err, errlen, "at most %d columns", MEM_COLUMNS_MAX);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "at most %d columns", MEM_COLUMNS_MAX);
 	}
 	size_t i, n_indexed = 0;
 	json_t *c;
@@ -89,52 +88,47 @@ int mem_columns_parse(json_t *spec, mem_columns *out, char *err, size_t errlen)
 		const char *key;
 		json_t *v;
 		if (!json_is_object(c)) {
-			snprintf(err, errlen, "columns[%zu] is not an object", i);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "columns[%zu] is not an object", i);
 		}
 		json_object_foreach(c, key, v) {
 			if (strcmp(key, "name") && strcmp(key, "type") && strcmp(key, "required") &&
 			    strcmp(key, "index")) {
-				snprintf(err, errlen, "columns[%zu]: unknown key '%s'", i,
-					 shown(key, tmp));
-				return -1;
+				return sdk_fail(err, SDK_EINVAL, "columns[%zu]: unknown key '%s'",
+						i, shown(key, tmp));
 			}
 		}
 		const char *name = json_string_value(json_object_get(c, "name"));
 		if (!name || !mem_column_name_valid(name)) {
-			snprintf(err, errlen,
-				 "columns[%zu].name must be 1 to %d of A-Z, a-z, 0-9, '_', "
-				 "starting with a letter",
-				 i, MEM_NAME_MAX);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"columns[%zu].name must be 1 to %d of A-Z, a-z, 0-9, '_', "
+					"starting with a letter",
+					i, MEM_NAME_MAX);
 		}
 		if (mem_columns_find(out, name)) {
-			snprintf(err, errlen, "column '%s' is declared twice", name);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "column '%s' is declared twice", name);
 		}
 		const char *type = json_string_value(json_object_get(c, "type"));
 		enum mem_type t = mem_type_parse(type);
 		if (t == MEM_T_ANY) {
-			snprintf(err, errlen,
-				 "columns[%zu].type is one of string, number, boolean, json, text",
-				 i);
-			return -1;
+			return sdk_fail(
+				err, SDK_EINVAL,
+				"columns[%zu].type is one of string, number, boolean, json, text",
+				i);
 		}
 		json_t *req = json_object_get(c, "required"), *ix = json_object_get(c, "index");
 		if ((req && !json_is_boolean(req)) || (ix && !json_is_boolean(ix))) {
-			snprintf(err, errlen, "columns[%zu]: required and index are booleans", i);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"columns[%zu]: required and index are booleans", i);
 		}
 		bool want_index = ix ? json_is_true(ix) : indexed_by_default(t);
 		if (ix && json_is_true(ix) && t == MEM_T_JSON) {
-			snprintf(err, errlen, "column '%s': a json column cannot be indexed", name);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"column '%s': a json column cannot be indexed", name);
 		}
 		if (want_index && n_indexed >= MEM_INDEXED_MAX) {
 			if (ix) {
-				snprintf(err, errlen, "at most %d indexed columns",
-					 MEM_INDEXED_MAX);
-				return -1;
+				return sdk_fail(err, SDK_EINVAL, "at most %d indexed columns",
+						MEM_INDEXED_MAX);
 			}
 			want_index = false; /* a default past the cap: not indexed */
 		}
@@ -222,16 +216,15 @@ static int depth(json_t *v, int limit)
 	return deepest + 1;
 }
 
-int mem_row_check(const mem_columns *cols, json_t *row, char *err, size_t errlen)
+int mem_row_check(const mem_columns *cols, json_t *row, sdk_err *err)
 {
 	char tmp[40];
 	if (!json_is_object(row)) {
-		snprintf(err, errlen, "a row is a JSON object");
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "a row is a JSON object");
 	}
 	if (depth(row, MEM_ROW_DEPTH_MAX) > MEM_ROW_DEPTH_MAX) {
-		snprintf(err, errlen, "a row nests at most %d levels deep", MEM_ROW_DEPTH_MAX);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "a row nests at most %d levels deep",
+				MEM_ROW_DEPTH_MAX);
 	}
 	if (cols->n == 0)
 		return 0;
@@ -240,13 +233,11 @@ int mem_row_check(const mem_columns *cols, json_t *row, char *err, size_t errlen
 	json_object_foreach(row, key, v) {
 		const mem_column *c = mem_columns_find(cols, key);
 		if (!c) {
-			snprintf(err, errlen, "unknown column '%s'", shown(key, tmp));
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "unknown column '%s'", shown(key, tmp));
 		}
 		if (!json_is_null(v) && !type_ok(c->type, v)) {
-			snprintf(err, errlen, "column '%s' is of type %s", c->name,
-				 mem_type_name(c->type));
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "column '%s' is of type %s", c->name,
+					mem_type_name(c->type));
 		}
 	}
 	for (size_t i = 0; i < cols->n; i++) {
@@ -254,27 +245,27 @@ int mem_row_check(const mem_columns *cols, json_t *row, char *err, size_t errlen
 			continue;
 		json_t *m = json_object_get(row, cols->c[i].name);
 		if (!m || json_is_null(m)) {
-			snprintf(err, errlen, "column '%s' is required", cols->c[i].name);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "column '%s' is required",
+					cols->c[i].name);
 		}
 	}
 	return 0;
 }
 
 char *mem_row_encode(const mem_columns *cols, json_t *row, size_t *len, bool *too_large,
-		     char *err, size_t errlen)
+		     sdk_err *err)
 {
 	*too_large = false;
-	if (mem_row_check(cols, row, err, errlen) < 0)
+	if (mem_row_check(cols, row, err) < 0)
 		return NULL;
 	char *text = json_dumps(row, JSON_COMPACT);
 	if (!text) {
-		snprintf(err, errlen, "cannot encode the row");
+		sdk_fail(err, SDK_EINVAL, "cannot encode the row");
 		return NULL;
 	}
 	*len = strlen(text);
 	if (*len > MEM_ROW_BYTES_MAX) {
-		snprintf(err, errlen, "a row is at most %d bytes of JSON (this one is %zu)",
+		sdk_fail(err, SDK_EINVAL, "a row is at most %d bytes of JSON (this one is %zu)",
 			 MEM_ROW_BYTES_MAX, *len);
 		*too_large = true;
 		free(text);

@@ -5,6 +5,7 @@
 #define GRACE_MEMORY_COLUMNS_H
 
 #include "serve/layer.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -50,7 +51,7 @@ enum mem_type mem_type_parse(const char *s);
 /* Parses a "columns" declaration (NULL or an array of {"name", "type",
  * "required"?, "index"?}). String and number columns are indexed by
  * default, up to MEM_INDEXED_MAX. Returns 0, or -1 with the reason. */
-int mem_columns_parse(json_t *spec, mem_columns *out, char *err, size_t errlen);
+int mem_columns_parse(json_t *spec, mem_columns *out, sdk_err *err);
 /* The declaration as JSON (a new reference), as stored and as shown. */
 json_t *mem_columns_json(const mem_columns *cols);
 const mem_column *mem_columns_find(const mem_columns *cols, const char *name);
@@ -59,11 +60,11 @@ bool mem_columns_has_text(const mem_columns *cols);
 /* Checks a row against the columns: an object; with declared columns no
  * unknown key, every value of its column's type (or null), every required
  * column present; nesting at most MEM_ROW_DEPTH_MAX. 0, or -1 and why. */
-int mem_row_check(const mem_columns *cols, json_t *row, char *err, size_t errlen);
+int mem_row_check(const mem_columns *cols, json_t *row, sdk_err *err);
 /* mem_row_check, then the row as compact JSON of at most MEM_ROW_BYTES_MAX
  * bytes. Returns a malloc'd string (length in *len) or NULL and why;
  * *too_large tells a size failure from the others. */
 char *mem_row_encode(const mem_columns *cols, json_t *row, size_t *len, bool *too_large,
-		     char *err, size_t errlen);
+		     sdk_err *err);
 
 #endif

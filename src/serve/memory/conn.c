@@ -138,15 +138,15 @@ int mem_prep(mem_conn *c, const char *sql, sqlite3_stmt **st, sdk_err *e)
 
 static int open_conn(const char *data_dir, sqlite3 **out, sdk_err *e)
 {
-	char err[256];
-	if (sdk_db_open(data_dir, "memory", out, err, sizeof err) < 0)
-		return sdk_fail(e, SDK_EIO, "%s", err);
+	int rc = sdk_db_open(data_dir, "memory", out, e);
+	if (rc < 0)
+		return rc;
 	char pragma[64];
 	snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%d;", MEM_CACHE_KIB);
-	if (sdk_db_exec(*out, pragma, err, sizeof err) < 0) {
+	if ((rc = sdk_db_exec(*out, pragma, e)) < 0) {
 		sqlite3_close(*out);
 		*out = NULL;
-		return sdk_fail(e, SDK_EIO, "%s", err);
+		return rc;
 	}
 	return 0;
 }
@@ -166,11 +166,9 @@ static int schema_init(sqlite3 *db, sdk_err *e)
 	 * is in WAL mode, takes a VACUUM (instant on an empty file). */
 	snprintf(sql, sizeof sql, "%s BEGIN IMMEDIATE; %s COMMIT;",
 		 n ? "" : "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", mem_schema);
-	char err[256];
-	if (sdk_db_exec(db, sql, err, sizeof err) < 0) {
-		rc = sdk_status_of_sqlite(sqlite3_errcode(db));
+	if ((rc = sdk_db_exec(db, sql, e)) < 0) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		return sdk_fail(e, rc < 0 ? rc : SDK_EIO, "%s", err);
+		return rc;
 	}
 	return 0;
 }

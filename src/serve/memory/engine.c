@@ -61,8 +61,7 @@ int mem_tinfo_fill(mem_tinfo *t, const mem_table_row *r, sdk_err *e)
 	snprintf(t->owner, sizeof t->owner, "%s", r->owner ? r->owner : "");
 	snprintf(t->name, sizeof t->name, "%s", r->name ? r->name : "");
 	json_t *spec = r->columns ? json_loads(r->columns, 0, NULL) : NULL;
-	char err[128];
-	int rc = spec ? mem_columns_parse(spec, &t->cols, err, sizeof err) : -1;
+	int rc = spec ? mem_columns_parse(spec, &t->cols, NULL) : -1;
 	json_decref(spec);
 	if (rc < 0)
 		return sdk_fail(e, SDK_ECORRUPT, "table %lld: stored columns unreadable",
@@ -105,9 +104,9 @@ int mem_spec_parse(json_t *spec, const char **name, const char **desc, mem_colum
 	int rc = spec_check(spec, name, desc, e);
 	if (rc < 0)
 		return rc;
-	char err[160];
-	if (mem_columns_parse(json_object_get(spec, "columns"), cols, err, sizeof err) < 0)
-		return sdk_fail(e, SDK_EINVAL, "%s", err);
+	rc = mem_columns_parse(json_object_get(spec, "columns"), cols, e);
+	if (rc < 0)
+		return rc;
 	json_t *cj = mem_columns_json(cols);
 	*ctext = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
 	json_decref(cj);
@@ -213,13 +212,13 @@ int mem_batch_encode(const mem_columns *cols, json_t *rows, size_t i, char **tex
 		     sdk_err *e)
 {
 	json_t *row = json_is_array(rows) ? json_array_get(rows, i) : rows;
-	char err[200];
+	sdk_err err;
 	bool too_large;
-	if ((*text = mem_row_encode(cols, row, len, &too_large, err, sizeof err)))
+	if ((*text = mem_row_encode(cols, row, len, &too_large, &err)))
 		return 0;
 	int st = too_large ? SDK_ETOOLARGE : SDK_EINVAL;
-	return json_is_array(rows) ? sdk_fail(e, st, "rows[%zu]: %s", i, err)
-				   : sdk_fail(e, st, "%s", err);
+	return json_is_array(rows) ? sdk_fail(e, st, "rows[%zu]: %s", i, err.msg)
+				   : sdk_fail(e, st, "%s", err.msg);
 }
 
 int mem_ids_answer(json_t *ids, size_t n, json_t **out, sdk_err *e)
@@ -324,10 +323,10 @@ int mem_row_merge(const mem_columns *cols, const char *stored, size_t stored_len
 			else if (json_object_set(row, key, v) < 0)
 				rc = mem_oom(e);
 		}
-	char err[200];
+	sdk_err err;
 	bool too_large;
-	if (rc == 0 && !(*text = mem_row_encode(cols, row, len, &too_large, err, sizeof err)))
-		rc = sdk_fail(e, too_large ? SDK_ETOOLARGE : SDK_EINVAL, "%s", err);
+	if (rc == 0 && !(*text = mem_row_encode(cols, row, len, &too_large, &err)))
+		rc = sdk_fail(e, too_large ? SDK_ETOOLARGE : SDK_EINVAL, "%s", err.msg);
 	json_decref(row);
 	return rc;
 }
@@ -364,11 +363,11 @@ int mem_query_parse(const mem_query *q, const mem_tinfo *t, const char *fq, mem_
 	if (fq && !t->fts)
 		return sdk_fail(e, SDK_EINVAL, "table '%s' has no text columns to search with q",
 				t->name);
-	char err[200];
-	if (mem_filter_parse(q->where, &t->cols, f, err, sizeof err) < 0 ||
-	    mem_order_parse(q->order, &t->cols, fq != NULL, ord, err, sizeof err) < 0 ||
-	    mem_cursor_parse(q->cursor, ord, cur, err, sizeof err) < 0)
-		return sdk_fail(e, SDK_EINVAL, "%s", err);
+	int rc;
+	if ((rc = mem_filter_parse(q->where, &t->cols, f, e)) < 0 ||
+	    (rc = mem_order_parse(q->order, &t->cols, fq != NULL, ord, e)) < 0 ||
+	    (rc = mem_cursor_parse(q->cursor, ord, cur, e)) < 0)
+		return rc;
 	return 0;
 }
 

@@ -91,11 +91,11 @@ static const char *value_problem(const mem_term *t, json_t *v)
 }
 
 static int add_term(mem_filter *out, const char *col, const mem_column *decl, bool is_id,
-		    enum mem_op op, json_t *value, size_t *n_values, char *err, size_t errlen)
+		    enum mem_op op, json_t *value, size_t *n_values, sdk_err *err)
 {
 	if (out->n >= MEM_WHERE_TERMS_MAX) {
-		snprintf(err, errlen, "a filter has at most %d conditions", MEM_WHERE_TERMS_MAX);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "a filter has at most %d conditions",
+				MEM_WHERE_TERMS_MAX);
 	}
 	mem_term *t = &out->t[out->n];
 	memset(t, 0, sizeof *t);
@@ -125,38 +125,36 @@ static int add_term(mem_filter *out, const char *col, const mem_column *decl, bo
 	}
 	if (why) {
 		char tmp[40];
-		snprintf(err, errlen, "where: %s %s: %s", shown(col, tmp), mem_op_name(op), why);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "where: %s %s: %s", shown(col, tmp),
+				mem_op_name(op), why);
 	}
 	if (*n_values > MEM_WHERE_VALUES_MAX) {
-		snprintf(err, errlen, "a filter has at most %d values", MEM_WHERE_VALUES_MAX);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "a filter has at most %d values",
+				MEM_WHERE_VALUES_MAX);
 	}
 	t->value = json_incref(value);
 	out->n++;
 	return 0;
 }
 
-int mem_filter_parse(const char *where, const mem_columns *cols, mem_filter *out, char *err,
-		     size_t errlen)
+int mem_filter_parse(const char *where, const mem_columns *cols, mem_filter *out, sdk_err *err)
 {
 	memset(out, 0, sizeof *out);
 	if (!where || !*where)
 		return 0;
 	size_t len = strlen(where);
 	if (len > MEM_WHERE_BYTES_MAX) {
-		snprintf(err, errlen, "where is at most %d bytes", MEM_WHERE_BYTES_MAX);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "where is at most %d bytes", MEM_WHERE_BYTES_MAX);
 	}
 	json_error_t je;
 	json_t *w = json_loadb(where, len, JSON_REJECT_DUPLICATES, &je);
 	if (!w) {
-		snprintf(err, errlen, "where is a JSON object: %s (column %d)", je.text, je.column);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "where is a JSON object: %s (column %d)", je.text,
+				je.column);
 	}
 	int rc = -1;
 	if (!json_is_object(w)) {
-		snprintf(err, errlen, "where is a JSON object of column: value or {op: value}");
+		sdk_fail(err, SDK_EINVAL, "where is a JSON object of column: value or {op: value}");
 		goto out;
 	}
 	size_t n_values = 0;
@@ -168,29 +166,29 @@ int mem_filter_parse(const char *where, const mem_columns *cols, mem_filter *out
 		const mem_column *decl = NULL;
 		if (!is_id) {
 			if (!mem_column_name_valid(col)) {
-				snprintf(err, errlen, "where: '%s' is not a column name",
+				sdk_fail(err, SDK_EINVAL, "where: '%s' is not a column name",
 					 shown(col, tmp));
 				goto out;
 			}
 			decl = mem_columns_find(cols, col);
 			if (cols->n && !decl) {
-				snprintf(err, errlen, "where: no column '%s' in this table", col);
+				sdk_fail(err, SDK_EINVAL, "where: no column '%s' in this table",
+					 col);
 				goto out;
 			}
 		}
 		if (!json_is_object(v)) {
 			if (json_is_array(v)) {
-				snprintf(err, errlen,
+				sdk_fail(err, SDK_EINVAL,
 					 "where: %s: use {\"in\": [...]} to match a list", col);
 				goto out;
 			}
-			if (add_term(out, col, decl, is_id, MEM_OP_EQ, v, &n_values, err, errlen) <
-			    0)
+			if (add_term(out, col, decl, is_id, MEM_OP_EQ, v, &n_values, err) < 0)
 				goto out;
 			continue;
 		}
 		if (json_object_size(v) == 0) {
-			snprintf(err, errlen, "where: %s: an empty set of operators", col);
+			sdk_fail(err, SDK_EINVAL, "where: %s: an empty set of operators", col);
 			goto out;
 		}
 		const char *opname;
@@ -198,14 +196,14 @@ int mem_filter_parse(const char *where, const mem_columns *cols, mem_filter *out
 		json_object_foreach(v, opname, arg) {
 			enum mem_op op;
 			if (op_parse(opname, &op) < 0) {
-				snprintf(err, errlen,
+				sdk_fail(err, SDK_EINVAL,
 					 "where: %s: unknown operator '%s' (eq, ne, gt, gte, lt, "
 					 "lte, in, "
 					 "contains, exists)",
 					 col, shown(opname, tmp));
 				goto out;
 			}
-			if (add_term(out, col, decl, is_id, op, arg, &n_values, err, errlen) < 0)
+			if (add_term(out, col, decl, is_id, op, arg, &n_values, err) < 0)
 				goto out;
 		}
 	}
@@ -371,7 +369,7 @@ int mem_filter_sql(const mem_filter *f, mem_buf *sql, mem_binds *b)
 /* Order */
 
 int mem_order_parse(const char *s, const mem_columns *cols, bool have_q, mem_order *out,
-		    char *err, size_t errlen)
+		    sdk_err *err)
 {
 	memset(out, 0, sizeof *out);
 	if (!s || !*s)
@@ -386,26 +384,25 @@ int mem_order_parse(const char *s, const mem_columns *cols, bool have_q, mem_ord
 		out->kind = MEM_ORDER_ID;
 	} else if (!strcmp(name, "_rank")) {
 		if (!have_q || out->desc) {
-			snprintf(err, errlen, "order=_rank needs a full-text query q (best first)");
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"order=_rank needs a full-text query q (best first)");
 		}
 		out->kind = MEM_ORDER_RANK;
 	} else {
 		if (!mem_column_name_valid(name)) {
-			snprintf(err, errlen, "order: '%s' is not a column name", shown(name, tmp));
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "order: '%s' is not a column name",
+					shown(name, tmp));
 		}
 		const mem_column *c = mem_columns_find(cols, name);
 		if (cols->n && !c) {
-			snprintf(err, errlen, "order: no column '%s' in this table", name);
-			return -1;
+			return sdk_fail(err, SDK_EINVAL, "order: no column '%s' in this table",
+					name);
 		}
 		if (c && (c->type == MEM_T_JSON || c->type == MEM_T_TEXT)) {
-			snprintf(err, errlen,
-				 "order: '%s' is a %s column; order by string, number or "
-				 "boolean columns",
-				 name, mem_type_name(c->type));
-			return -1;
+			return sdk_fail(err, SDK_EINVAL,
+					"order: '%s' is a %s column; order by string, number or "
+					"boolean columns",
+					name, mem_type_name(c->type));
 		}
 		out->kind = MEM_ORDER_COLUMN;
 		snprintf(out->col, sizeof out->col, "%s", name);
@@ -507,8 +504,7 @@ char *mem_cursor_make(const mem_order *o, json_t *key, int64_t id)
 	return out;
 }
 
-int mem_cursor_parse(const char *s, const mem_order *o, mem_cursor *out, char *err,
-		     size_t errlen)
+int mem_cursor_parse(const char *s, const mem_order *o, mem_cursor *out, sdk_err *err)
 {
 	memset(out, 0, sizeof *out);
 	if (!s || !*s)
@@ -526,17 +522,17 @@ int mem_cursor_parse(const char *s, const mem_order *o, mem_cursor *out, char *e
 	if (!json_is_object(c) || json_object_size(c) != 3 || !json_is_string(spec) ||
 	    !key || !json_is_integer(id) ||
 	    !(json_is_null(key) || json_is_string(key) || json_is_number(key))) {
-		snprintf(err, errlen, "cursor is not one this server made");
+		sdk_fail(err, SDK_EINVAL, "cursor is not one this server made");
 		goto out;
 	}
 	if (strcmp(json_string_value(spec), o->spec)) {
-		snprintf(err, errlen, "cursor was made for order=%.64s, not order=%s",
+		sdk_fail(err, SDK_EINVAL, "cursor was made for order=%.64s, not order=%s",
 			 json_string_value(spec), o->spec);
 		goto out;
 	}
 	if ((o->kind == MEM_ORDER_ID && !json_is_null(key)) ||
 	    (o->kind == MEM_ORDER_RANK && !json_is_number(key))) {
-		snprintf(err, errlen, "cursor is not one this server made");
+		sdk_fail(err, SDK_EINVAL, "cursor is not one this server made");
 		goto out;
 	}
 	out->set = true;

@@ -14,6 +14,7 @@
 
 #include "serve/memory/buf.h"
 #include "serve/memory/columns.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -85,8 +86,7 @@ const char *mem_op_name(enum mem_op op);
 
 /* Parses `where` (NULL or "" is no filter) against the table's columns.
  * 0, or -1 with the reason; `out` needs mem_filter_clear either way. */
-int mem_filter_parse(const char *where, const mem_columns *cols, mem_filter *out, char *err,
-		     size_t errlen);
+int mem_filter_parse(const char *where, const mem_columns *cols, mem_filter *out, sdk_err *err);
 void mem_filter_clear(mem_filter *f);
 /* Appends " AND (...)" for every term, reading the row's JSON from r.data
  * and its id from r.id. -1 when the binds would not fit (never, within
@@ -96,7 +96,7 @@ int mem_filter_sql(const mem_filter *f, mem_buf *sql, mem_binds *b);
 /* Parses `order` ("col", "-col", "_id", "-_id", "_rank"; NULL or "" is
  * "_rank" when there is a full-text query, else "_id"). */
 int mem_order_parse(const char *s, const mem_columns *cols, bool have_q, mem_order *out,
-		    char *err, size_t errlen);
+		    sdk_err *err);
 /* The SQL of the sort key. */
 void mem_order_key_sql(const mem_order *o, const mem_sql_names *n, mem_buf *sql);
 /* " ORDER BY key dir, id dir" */
@@ -104,8 +104,7 @@ void mem_order_sql(const mem_order *o, const mem_sql_names *n, mem_buf *sql);
 
 /* Parses a cursor made by mem_cursor_make for the same order; NULL or ""
  * is no cursor. `out` needs mem_cursor_clear either way. */
-int mem_cursor_parse(const char *s, const mem_order *o, mem_cursor *out, char *err,
-		     size_t errlen);
+int mem_cursor_parse(const char *s, const mem_order *o, mem_cursor *out, sdk_err *err);
 void mem_cursor_clear(mem_cursor *c);
 /* A cursor that continues after the row (key, id): malloc'd, or NULL. */
 char *mem_cursor_make(const mem_order *o, json_t *key, int64_t id);

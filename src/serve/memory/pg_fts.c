@@ -27,8 +27,7 @@ typedef struct lexer {
 	const char *text; /* the token's bytes in s (a string: without its quotes) */
 	size_t len;
 	bool unterminated;
-	char *err;
-	size_t errlen;
+	sdk_err *err;
 } lexer;
 
 /* FTS5's bareword characters: ASCII letters and digits, '_', 0x1a, and
@@ -112,13 +111,11 @@ static bool item_start(const lexer *lx)
 static int fail(lexer *lx, const char *what)
 {
 	if (lx->unterminated)
-		snprintf(lx->err, lx->errlen, "an unterminated \"string\"");
-	else if (lx->tok == T_END)
-		snprintf(lx->err, lx->errlen, "%s at the end", what);
-	else
-		snprintf(lx->err, lx->errlen, "%s near '%.*s'", what,
-			 (int)(lx->len > 32 ? 32 : lx->len), lx->text);
-	return -1;
+		return sdk_fail(lx->err, SDK_EINVAL, "an unterminated \"string\"");
+	if (lx->tok == T_END)
+		return sdk_fail(lx->err, SDK_EINVAL, "%s at the end", what);
+	return sdk_fail(lx->err, SDK_EINVAL, "%s near '%.*s'", what,
+			(int)(lx->len > 32 ? 32 : lx->len), lx->text);
 }
 
 /* One word or string as a quoted tsquery operand ("" when it holds
@@ -318,9 +315,9 @@ static int or_expr(lexer *lx, mem_buf *out, int depth)
 	return 0;
 }
 
-int mem_fts_tsquery(const char *q, mem_buf *out, char *err, size_t errlen)
+int mem_fts_tsquery(const char *q, mem_buf *out, sdk_err *err)
 {
-	lexer lx = { .s = q, .err = err, .errlen = errlen };
+	lexer lx = { .s = q, .err = err };
 	next(&lx);
 	mem_buf r = { 0 };
 	int rc = or_expr(&lx, &r, 0);

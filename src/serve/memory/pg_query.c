@@ -22,9 +22,9 @@ int mem_pg_page_pass(void *c, mem_page *p, int pass, mem_buf *out, sdk_err *e)
 	if (!b)
 		return mem_oom(e);
 	int rc = 0;
-	char err[160];
-	if (p->q && mem_fts_tsquery(p->q, &tsq, err, sizeof err) < 0)
-		rc = mem_bad_fts(err, e);
+	sdk_err err;
+	if (p->q && mem_fts_tsquery(p->q, &tsq, &err) < 0)
+		rc = mem_bad_fts(err.msg, e);
 	mem_buf_str(&sql, "SELECT r.id, r.data::text, r.created_ms, r.updated_ms");
 	mem_pg_key_select(p->order, type, &sql);
 	mem_buf_printf(&sql, " FROM mem_rows_%lld r WHERE ", (long long)p->t->id);

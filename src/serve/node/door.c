@@ -26,14 +26,15 @@ struct door {
 
 static void reload(door *d, bool first)
 {
-	char err[256];
-	int rc = node_tls_reload(d->tls, false, err, sizeof err);
+	sdk_err err = { "" };
+	int rc = node_tls_reload(d->tls, false, &err);
 	if (rc == 1 && !first)
 		sdk_info("TLS door: certificate %s read again", node_tls_cert_path(d->tls));
-	if (rc < 0 && strcmp(err, d->error))
-		sdk_warn("TLS door: %s%s", err,
-			 node_tls_expires_ms(d->tls) ? " (the last good certificate stays in use)" : "");
-	snprintf(d->error, sizeof d->error, "%s", rc < 0 ? err : "");
+	if (rc < 0 && strcmp(err.msg, d->error))
+		sdk_warn("TLS door: %s%s", err.msg,
+			 node_tls_expires_ms(d->tls) ? " (the last good certificate stays in use)"
+						     : "");
+	snprintf(d->error, sizeof d->error, "%s", rc < 0 ? err.msg : "");
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -48,15 +49,14 @@ static void adopt(int fd, const struct sockaddr *peer, unsigned peer_len, void *
 	sdk_server_adopt(d->api, fd, peer, peer_len);
 }
 
-door *door_new(struct event_base *base, const grace_config *cfg, sdk_server *api, char *err,
-	       size_t errlen)
+door *door_new(struct event_base *base, const grace_config *cfg, sdk_server *api, sdk_err *err)
 {
-	err[0] = '\0';
+	err->msg[0] = '\0';
 	if (!cfg->tls.address[0])
 		return NULL;
 	door *d = calloc(1, sizeof *d);
 	if (!d) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	d->cfg = cfg;
@@ -70,16 +70,16 @@ door *door_new(struct event_base *base, const grace_config *cfg, sdk_server *api
 		snprintf(key, sizeof key, "%s/%s/%s", cfg->data_dir, NODES_DIR, NODE_TLS_KEY);
 	}
 	node_link_opts lo = { .cfg = cfg };
-	if (!(d->tls = node_tls_new(cert, key, NULL, cfg->trust.domain, err, errlen)) ||
+	if (!(d->tls = node_tls_new(cert, key, NULL, cfg->trust.domain, err)) ||
 	    !(d->link = node_link_new(base, &lo)) ||
 	    !(d->tick = event_new(base, -1, EV_PERSIST, on_tick, d))) {
-		if (!err[0])
-			snprintf(err, errlen, "out of memory");
+		if (!err->msg[0])
+			sdk_fail(err, SDK_EIO, "out of memory");
 		door_free(d);
 		return NULL;
 	}
 	reload(d, true);
-	if (node_link_front(d->link, d->tls, cfg->tls.address, adopt, d, err, errlen) < 0) {
+	if (node_link_front(d->link, d->tls, cfg->tls.address, adopt, d, err) < 0) {
 		door_free(d);
 		return NULL;
 	}

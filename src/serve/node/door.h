@@ -14,6 +14,7 @@
 
 #include "sdk/config.h"
 #include "sdk/http.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 
@@ -21,8 +22,7 @@ struct event_base;
 typedef struct door door;
 
 /* NULL when no tls_address is configured (err ""), or with why. */
-door *door_new(struct event_base *base, const grace_config *cfg, sdk_server *api, char *err,
-	       size_t errlen);
+door *door_new(struct event_base *base, const grace_config *cfg, sdk_server *api, sdk_err *err);
 void door_free(door *d);
 /* {"address","certificate","certificate_expires_at","connections"} */
 json_t *door_json(const door *d);

@@ -96,14 +96,13 @@ struct node_link {
 /* ---- addresses ---- */
 
 static int addr_parse(const char *hostport, struct sockaddr_storage *sa, socklen_t *salen,
-		      bool passive, char *err, size_t errlen)
+		      bool passive, sdk_err *err)
 {
 	char host[GRACE_NODE_ADDR_MAX];
 	snprintf(host, sizeof host, "%s", hostport);
 	char *colon = strrchr(host, ':');
 	if (!colon) {
-		snprintf(err, errlen, "%s: expected HOST:PORT", hostport);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "%s: expected HOST:PORT", hostport);
 	}
 	*colon = '\0';
 	char *h = host;
@@ -119,8 +118,7 @@ static int addr_parse(const char *hostport, struct sockaddr_storage *sa, socklen
 	 * address is an IP or a name that does not move while it runs. */
 	int rc = getaddrinfo(h, colon + 1, &hints, &res);
 	if (rc != 0 || !res) {
-		snprintf(err, errlen, "%s: %s", hostport, gai_strerror(rc));
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "%s: %s", hostport, gai_strerror(rc));
 	}
 	memcpy(sa, res->ai_addr, res->ai_addrlen);
 	*salen = res->ai_addrlen;
@@ -128,16 +126,16 @@ static int addr_parse(const char *hostport, struct sockaddr_storage *sa, socklen
 	return 0;
 }
 
-static node_addr *node_of(node_link *l, const char *name, char *err, size_t errlen)
+static node_addr *node_of(node_link *l, const char *name, sdk_err *err)
 {
 	const grace_node_cfg *n = grace_config_node(l->o.cfg, name);
 	if (!n) {
-		snprintf(err, errlen, "no node %s", name);
+		sdk_fail(err, SDK_ENOTFOUND, "no node %s", name);
 		return NULL;
 	}
 	node_addr *a = &l->nodes[n - l->o.cfg->nodes.at];
 	if (!a->resolved) {
-		if (addr_parse(n->address, &a->sa, &a->salen, false, err, errlen) < 0)
+		if (addr_parse(n->address, &a->sa, &a->salen, false, err) < 0)
 			return NULL;
 		snprintf(a->name, sizeof a->name, "%s", name);
 		a->resolved = true;
@@ -365,23 +363,24 @@ static bool handshake_done(conn *c)
 		front_ready(c);
 		return false; /* nothing more for tls_event to do */
 	}
-	char name[GRACE_NAME_MAX] = "", why[256] = "";
+	char name[GRACE_NAME_MAX] = "";
+	sdk_err why = { "" };
 	SSL *ssl = l->dl->bev_ssl_get_ssl(c->tls);
-	if (node_tls_peer(l->o.tls, ssl, name, sizeof name, why, sizeof why) < 0 ||
+	if (node_tls_peer(l->o.tls, ssl, name, sizeof name, &why) < 0 ||
 	    !grace_config_node(l->o.cfg, name)) {
 		if (c->kind == K_SERVER)
 			l->stats.refused++;
-		if (!why[0] || grace_config_node(l->o.cfg, name) == NULL)
-			snprintf(why, sizeof why, "node %s is not in the configuration", name);
+		if (!why.msg[0] || grace_config_node(l->o.cfg, name) == NULL)
+			sdk_fail(&why, SDK_EDENIED, "node %s is not in the configuration", name);
 		sdk_warn("node link: %s connection refused: %s",
-			 c->kind == K_SERVER ? "a peer's" : c->peer, why);
-		conn_fail(c, why);
+			 c->kind == K_SERVER ? "a peer's" : c->peer, why.msg);
+		conn_fail(c, why.msg);
 		return false;
 	}
 	if (c->kind != K_SERVER && strcmp(name, c->peer)) {
-		snprintf(why, sizeof why, "answered by node %s, not %s", name, c->peer);
-		sdk_warn("node link: %s", why);
-		conn_fail(c, why);
+		sdk_fail(&why, SDK_EDENIED, "answered by node %s, not %s", name, c->peer);
+		sdk_warn("node link: %s", why.msg);
+		conn_fail(c, why.msg);
 		return false;
 	}
 	if (c->kind == K_SERVER) {
@@ -615,20 +614,20 @@ static void on_peer_accept(struct evconnlistener *lev, evutil_socket_t fd, struc
 	bufferevent_enable(c->tls, EV_READ | EV_WRITE);
 }
 
-int node_link_listen(node_link *l, char *err, size_t errlen)
+int node_link_listen(node_link *l, sdk_err *err)
 {
 	const grace_node_cfg *self = grace_config_node(l->o.cfg, l->o.cfg->nodes.self);
 	struct sockaddr_storage sa;
 	socklen_t salen;
-	if (!self || addr_parse(self->address, &sa, &salen, true, err, errlen) < 0)
+	if (!self || addr_parse(self->address, &sa, &salen, true, err) < 0)
 		return -1;
 	l->lev = evconnlistener_new_bind(l->base, on_peer_accept, l,
 					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 						 LEV_OPT_CLOSE_ON_EXEC,
 					 128, (struct sockaddr *)&sa, (int)salen);
 	if (!l->lev) {
-		snprintf(err, errlen, "cannot listen on %s: %s", self->address, strerror(errno));
-		return -1;
+		return sdk_fail(err, SDK_EIO, "cannot listen on %s: %s", self->address,
+				strerror(errno));
 	}
 	return 0;
 }
@@ -636,10 +635,10 @@ int node_link_listen(node_link *l, char *err, size_t errlen)
 /* ---- the client side: connections to a peer ---- */
 
 /* A TLS connection to node `node` for c (its kind set); 0 or -1. */
-static int dial(conn *c, const char *node, char *err, size_t errlen)
+static int dial(conn *c, const char *node, sdk_err *err)
 {
 	node_link *l = c->l;
-	node_addr *a = node_of(l, node, err, errlen);
+	node_addr *a = node_of(l, node, err);
 	if (!a)
 		return -1;
 	snprintf(c->peer, sizeof c->peer, "%s", node);
@@ -647,15 +646,12 @@ static int dial(conn *c, const char *node, char *err, size_t errlen)
 	 * would be marked unreachable. */
 	unsigned ms = l->o.cfg->nodes.down_ms < NODE_LINK_HANDSHAKE_MS ? l->o.cfg->nodes.down_ms
 								    : NODE_LINK_HANDSHAKE_MS;
-	if (tls_side(c, l->o.tls, -1, BUFFEREVENT_SSL_CONNECTING, ms) < 0) {
-		snprintf(err, errlen, node_tls_expires_ms(l->o.tls) ? "out of memory"
-								   : "this node has no certificate yet");
-		return -1;
-	}
-	if (bufferevent_socket_connect(c->tls, (struct sockaddr *)&a->sa, (int)a->salen) < 0) {
-		snprintf(err, errlen, "connect: %s", strerror(errno));
-		return -1;
-	}
+	if (tls_side(c, l->o.tls, -1, BUFFEREVENT_SSL_CONNECTING, ms) < 0)
+		return sdk_fail(err, SDK_EIO, "%s",
+				node_tls_expires_ms(l->o.tls) ? "out of memory"
+							      : "this node has no certificate yet");
+	if (bufferevent_socket_connect(c->tls, (struct sockaddr *)&a->sa, (int)a->salen) < 0)
+		return sdk_fail(err, SDK_EIO, "connect: %s", strerror(errno));
 	c->state = S_HANDSHAKE;
 	return 0;
 }
@@ -682,9 +678,9 @@ static void on_relay_accept(struct evconnlistener *lev, evutil_socket_t fd, stru
 	/* The client's bytes wait in its socket until the owner said OK. */
 	bufferevent_setcb(c->plain, NULL, NULL, pipe_event, c);
 	bufferevent_disable(c->plain, EV_READ);
-	char why[256];
-	if (dial(c, r->node, why, sizeof why) < 0) {
-		conn_fail(c, why);
+	sdk_err why;
+	if (dial(c, r->node, &why) < 0) {
+		conn_fail(c, why.msg);
 		return;
 	}
 	evbuffer_add_printf(bufferevent_get_output(c->tls), LINK_PROTO " kernel %s\n", r->kernel);
@@ -692,8 +688,7 @@ static void on_relay_accept(struct evconnlistener *lev, evutil_socket_t fd, stru
 
 node_link *node_link_new(struct event_base *base, const node_link_opts *o)
 {
-	char err[256];
-	const node_tls_dl *dl = node_tls_dl_load(err, sizeof err);
+	const node_tls_dl *dl = node_tls_dl_load(NULL);
 	node_link *l = dl ? calloc(1, sizeof *l) : NULL;
 	if (!l)
 		return NULL;
@@ -703,8 +698,7 @@ node_link *node_link_new(struct event_base *base, const node_link_opts *o)
 	return l;
 }
 
-int node_link_relay(node_link *l, const char *kernel, const char *node, int port, char *err,
-		    size_t errlen)
+int node_link_relay(node_link *l, const char *kernel, const char *node, int port, sdk_err *err)
 {
 	relay *r = NULL;
 	for (size_t i = 0; i < l->n_relays && !r; i++)
@@ -712,8 +706,7 @@ int node_link_relay(node_link *l, const char *kernel, const char *node, int port
 			r = &l->relays[i];
 	if (!r) {
 		if (l->n_relays == GRACE_KERNELS_MAX) {
-			snprintf(err, errlen, "too many relays");
-			return -1;
+			return sdk_fail(err, SDK_EBUSY, "too many relays");
 		}
 		r = &l->relays[l->n_relays++];
 		r->l = l;
@@ -736,8 +729,7 @@ int node_link_relay(node_link *l, const char *kernel, const char *node, int port
 						 LEV_OPT_CLOSE_ON_EXEC,
 					 128, (struct sockaddr *)&sin, sizeof sin);
 	if (!r->lev) {
-		snprintf(err, errlen, "127.0.0.1:%d: %s", port, strerror(errno));
-		return -1;
+		return sdk_fail(err, SDK_EIO, "127.0.0.1:%d: %s", port, strerror(errno));
 	}
 	return 0;
 }
@@ -759,8 +751,7 @@ int node_link_call(node_link *l, const char *node, json_t *req, unsigned timeout
 		free(text);
 		return -1;
 	}
-	char why[256];
-	if (dial(c, node, why, sizeof why) < 0) {
+	if (dial(c, node, NULL) < 0) {
 		free(text);
 		conn_free(c);
 		return -1;
@@ -824,11 +815,11 @@ static void on_front_accept(struct evconnlistener *lev, evutil_socket_t fd, stru
 }
 
 int node_link_front(node_link *l, node_tls *tls, const char *address, node_link_adopt_fn adopt,
-		    void *arg, char *err, size_t errlen)
+		    void *arg, sdk_err *err)
 {
 	struct sockaddr_storage sa;
 	socklen_t salen;
-	if (addr_parse(address, &sa, &salen, true, err, errlen) < 0)
+	if (addr_parse(address, &sa, &salen, true, err) < 0)
 		return -1;
 	l->front_tls = tls;
 	l->adopt = adopt;
@@ -838,8 +829,7 @@ int node_link_front(node_link *l, node_tls *tls, const char *address, node_link_
 						       LEV_OPT_CLOSE_ON_EXEC,
 					       128, (struct sockaddr *)&sa, (int)salen);
 	if (!l->front_lev) {
-		snprintf(err, errlen, "cannot listen on %s: %s", address, strerror(errno));
-		return -1;
+		return sdk_fail(err, SDK_EIO, "cannot listen on %s: %s", address, strerror(errno));
 	}
 	return 0;
 }

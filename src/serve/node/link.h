@@ -25,6 +25,7 @@
 
 #include "sdk/config.h"
 #include "serve/node/tls.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -58,12 +59,11 @@ node_link *node_link_new(struct event_base *base, const node_link_opts *o);
 void node_link_free(node_link *l);
 
 /* Listens on this node's [node.NAME] address. 0, or -1 with why. */
-int node_link_listen(node_link *l, char *err, size_t errlen);
+int node_link_listen(node_link *l, sdk_err *err);
 
 /* A relay for kernel `kernel`, run by node `node`, on 127.0.0.1:port.
  * 0, or -1 with why (the port is taken: try again later). */
-int node_link_relay(node_link *l, const char *kernel, const char *node, int port, char *err,
-		    size_t errlen);
+int node_link_relay(node_link *l, const char *kernel, const char *node, int port, sdk_err *err);
 bool node_link_relaying(const node_link *l, const char *kernel);
 
 /* A control request to node `node`; cb gets its answer, or NULL and why
@@ -84,7 +84,7 @@ void node_link_ctl_reply(node_link_ctl *c, json_t *answer);
 typedef void (*node_link_adopt_fn)(int fd, const struct sockaddr *peer, unsigned peer_len,
 				   void *arg);
 int node_link_front(node_link *l, node_tls *tls, const char *address, node_link_adopt_fn adopt,
-		    void *arg, char *err, size_t errlen);
+		    void *arg, sdk_err *err);
 
 /* Counts, for /health and the tests. */
 typedef struct node_link_stats {

@@ -67,14 +67,11 @@ static void cert_dir(const nodes *n, char *out, size_t len)
 		out[0] = '\0'; /* a data directory that long is refused at start */
 }
 
-static int write_pem(const char *dir, const char *name, const char *text, char *err,
-		     size_t errlen)
+static int write_pem(const char *dir, const char *name, const char *text, sdk_err *err)
 {
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
-	return keyfile_replace(path, (const unsigned char *)text, strlen(text), err, errlen) < 0
-		       ? -1
-		       : 0;
+	return keyfile_replace(path, (const unsigned char *)text, strlen(text), err) < 0 ? -1 : 0;
 }
 
 static void on_cert(int status, const char *body, size_t len, double ms, const char *error,
@@ -89,19 +86,20 @@ static void on_cert(int status, const char *body, size_t len, double ms, const c
 	const char *cert = json_string_value(json_object_get(svid, "x509_svid"));
 	const char *key = json_string_value(json_object_get(svid, "x509_svid_key"));
 	const char *bundle = json_string_value(json_object_get(svid, "bundle"));
-	char dir[PATH_MAX + 8], err[256] = "";
+	char dir[PATH_MAX + 8];
+	sdk_err err = { "" };
 	cert_dir(n, dir, sizeof dir);
 	if (!cert || !key || !bundle) {
 		snprintf(n->cert_error, sizeof n->cert_error, "the trust kernel: %d %.120s", status,
 			 error ? error : body ? body : "");
 	} else if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(n->cert_error, sizeof n->cert_error, "%.120s: %s", dir, strerror(errno));
-	} else if (write_pem(dir, NODE_TLS_KEY, key, err, sizeof err) < 0 ||
-		   write_pem(dir, NODE_TLS_CERT, cert, err, sizeof err) < 0 ||
-		   write_pem(dir, NODE_TLS_BUNDLE, bundle, err, sizeof err) < 0) {
-		snprintf(n->cert_error, sizeof n->cert_error, "%s", err);
-	} else if (node_tls_reload(n->tls, true, err, sizeof err) < 0) {
-		snprintf(n->cert_error, sizeof n->cert_error, "%s", err);
+	} else if (write_pem(dir, NODE_TLS_KEY, key, &err) < 0 ||
+		   write_pem(dir, NODE_TLS_CERT, cert, &err) < 0 ||
+		   write_pem(dir, NODE_TLS_BUNDLE, bundle, &err) < 0) {
+		snprintf(n->cert_error, sizeof n->cert_error, "%s", err.msg);
+	} else if (node_tls_reload(n->tls, true, &err) < 0) {
+		snprintf(n->cert_error, sizeof n->cert_error, "%s", err.msg);
 	} else {
 		n->cert_error[0] = '\0';
 		sdk_info("node %s: a new X.509-SVID from the trust kernel, until %lld", n->self->name,
@@ -126,8 +124,8 @@ static void on_cert(int status, const char *body, size_t len, double ms, const c
  * hand (the one its operator enrolled), and once vouched for. */
 static void cert_check(nodes *n)
 {
-	char err[256];
-	int rc = node_tls_reload(n->tls, false, err, sizeof err);
+	sdk_err err = { "" };
+	int rc = node_tls_reload(n->tls, false, &err);
 	if (rc == 1)
 		sdk_info("node %s: X.509-SVID loaded from %s", n->self->name,
 			 node_tls_cert_path(n->tls));
@@ -135,9 +133,10 @@ static void cert_check(nodes *n)
 	int64_t expires = node_tls_expires_ms(n->tls);
 	if (rc < 0 && !expires && now >= n->cert_nag_ms) {
 		n->cert_nag_ms = now + CERT_NAG_MS;
-		sdk_warn("node %s: no X.509-SVID yet: %s%s", n->self->name, err,
-			 trust_here(n) ? " (asking the trust kernel)"
-				       : " (grace node enroll, on the trust kernel's node, makes it)");
+		sdk_warn("node %s: no X.509-SVID yet: %s%s", n->self->name, err.msg,
+			 trust_here(n)
+				 ? " (asking the trust kernel)"
+				 : " (grace node enroll, on the trust kernel's node, makes it)");
 	}
 	if (!n->trust || n->cert_fetching || now < n->cert_next_try_ms)
 		return;
@@ -159,46 +158,42 @@ static void cert_check(nodes *n)
 
 /* ---- the shared internal token ---- */
 
-int nodes_token(const grace_config *cfg, char *out, char *err, size_t errlen)
+int nodes_token(const grace_config *cfg, char *out, sdk_err *err)
 {
-	char dir[PATH_MAX + 8], path[PATH_MAX + 32], why[256];
+	char dir[PATH_MAX + 8], path[PATH_MAX + 32];
+	sdk_err why = { "" };
 	snprintf(dir, sizeof dir, "%s/%s", cfg->data_dir, NODES_DIR);
 	snprintf(path, sizeof path, "%s/%s", dir, NODES_TOKEN_FILE);
-	int rc = keyfile_read(path, (unsigned char *)out, SDK_TOKEN_LEN, why, sizeof why);
-	if (rc == KEYFILE_ENOENT) {
+	int rc = keyfile_read(path, (unsigned char *)out, SDK_TOKEN_LEN, &why);
+	if (rc == SDK_ENOTFOUND) {
 		/* Made once, by the node that runs the trust kernel (or the first
 		 * node): every other node gets it from there with its certificate. */
 		const grace_kernel_cfg *t = grace_config_kernel(cfg, "trust");
 		const char *maker = t ? t->node : cfg->nodes.at[0].name;
 		if (strcmp(maker, cfg->nodes.self)) {
-			snprintf(err, errlen, "%s: missing: node %s made it; `grace node enroll %s DIR` "
-					      "there copies it with this node's certificate",
-				 path, maker, cfg->nodes.self);
-			return -1;
+			return sdk_fail(err, SDK_ENOTFOUND,
+					"%s: missing: node %s made it; `grace node enroll %s DIR` "
+					"there copies it with this node's certificate",
+					path, maker, cfg->nodes.self);
 		}
 		unsigned char raw[SDK_TOKEN_LEN / 2];
 		randombytes_buf(raw, sizeof raw);
 		sodium_bin2hex(out, SDK_TOKEN_LEN + 1, raw, sizeof raw);
 		sodium_memzero(raw, sizeof raw);
 		if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
-		    keyfile_create(path, (const unsigned char *)out, SDK_TOKEN_LEN, why,
-				   sizeof why) < 0) {
-			snprintf(err, errlen, "%s: %s", path, why);
-			return -1;
+		    keyfile_create(path, (const unsigned char *)out, SDK_TOKEN_LEN, &why) < 0) {
+			return sdk_fail(err, SDK_EIO, "%s: %s", path, why.msg);
 		}
 	} else if (rc < 0) {
-		snprintf(err, errlen, "%s", why);
-		return -1;
+		return sdk_fail(err, rc, "%s", why.msg);
 	}
 	out[SDK_TOKEN_LEN] = '\0';
 	if (strspn(out, "0123456789abcdef") != SDK_TOKEN_LEN) {
-		snprintf(err, errlen, "%s: not %d hex digits", path, SDK_TOKEN_LEN);
-		return -1;
+		return sdk_fail(err, SDK_EINVAL, "%s: not %d hex digits", path, SDK_TOKEN_LEN);
 	}
 	rc = sdk_token_write(cfg, out);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot write the kernels' token: %s", strerror(-rc));
-		return -1;
+		return sdk_fail(err, SDK_EIO, "cannot write the kernels' token: %s", strerror(-rc));
 	}
 	return 0;
 }
@@ -497,13 +492,13 @@ static void relays_open(nodes *n)
 		sup_kernel *k = sup_at(s, i);
 		if (!sup_kernel_remote(k) || node_link_relaying(n->link, k->cfg->name))
 			continue;
-		char err[256];
+		sdk_err err;
 		int64_t now = sdk_mono_ms();
-		if (node_link_relay(n->link, k->cfg->name, k->cfg->node, k->port, err, sizeof err) < 0 &&
+		if (node_link_relay(n->link, k->cfg->name, k->cfg->node, k->port, &err) < 0 &&
 		    now >= n->relay_nag_ms[i]) {
 			n->relay_nag_ms[i] = now + CERT_NAG_MS;
 			sdk_warn("node %s: no relay for kernel %s yet (tried again every tick): %s",
-				 n->self->name, k->cfg->name, err);
+				 n->self->name, k->cfg->name, err.msg);
 		}
 	}
 }
@@ -514,13 +509,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	nodes *n = arg;
 	cert_check(n);
 	if (!n->listening && node_tls_expires_ms(n->tls)) {
-		char err[256];
-		if (node_link_listen(n->link, err, sizeof err) == 0) {
+		sdk_err err;
+		if (node_link_listen(n->link, &err) == 0) {
 			n->listening = true;
 			sdk_info("node %s: link listening on %s (mutual TLS)", n->self->name,
 				 n->self->address);
 		} else {
-			sdk_warn("node %s: %s", n->self->name, err);
+			sdk_warn("node %s: %s", n->self->name, err.msg);
 		}
 	}
 	relays_open(n);
@@ -530,21 +525,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-nodes *nodes_new(const nodes_opts *o, char *err, size_t errlen)
+nodes *nodes_new(const nodes_opts *o, sdk_err *err)
 {
-	err[0] = '\0';
+	err->msg[0] = '\0';
 	const grace_config *cfg = o->cfg;
 	if (!cfg->nodes.n)
 		return NULL;
 	const grace_node_cfg *self = grace_config_node(cfg, cfg->nodes.self);
 	if (!self) {
-		snprintf(err, errlen, "nodes are configured: name this one with [grace] node or "
-				      "GRACE_NODE");
+		sdk_fail(err, SDK_EINVAL,
+			 "nodes are configured: name this one with [grace] node or "
+			 "GRACE_NODE");
 		return NULL;
 	}
 	nodes *n = calloc(1, sizeof *n);
 	if (!n) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	n->o = *o;
@@ -557,12 +553,12 @@ nodes *nodes_new(const nodes_opts *o, char *err, size_t errlen)
 	snprintf(cert, sizeof cert, "%s/%s", dir, NODE_TLS_CERT);
 	snprintf(key, sizeof key, "%s/%s", dir, NODE_TLS_KEY);
 	snprintf(bundle, sizeof bundle, "%s/%s", dir, NODE_TLS_BUNDLE);
-	if (!(n->tls = node_tls_new(cert, key, bundle, cfg->trust.domain, err, errlen)))
+	if (!(n->tls = node_tls_new(cert, key, bundle, cfg->trust.domain, err)))
 		goto fail;
 	node_link_opts lo = { .cfg = cfg, .tls = n->tls, .resolve = local_resolve,
 			      .control = on_control, .arg = n };
 	if (!(n->link = node_link_new(o->base, &lo))) {
-		snprintf(err, errlen, "cannot start the node link");
+		sdk_fail(err, SDK_EIO, "cannot start the node link");
 		goto fail;
 	}
 	for (size_t i = 0; i < cfg->nodes.n; i++) {
@@ -576,7 +572,7 @@ nodes *nodes_new(const nodes_opts *o, char *err, size_t errlen)
 	}
 	n->tick = event_new(o->base, -1, EV_PERSIST, on_tick, n);
 	if (!n->tick) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		goto fail;
 	}
 	sup_set_remote_act(o->sup, nodes_remote_act, n);

@@ -23,6 +23,7 @@
 #include "sdk/call.h"
 #include "sdk/config.h"
 #include "serve/supervisor/supervisor.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 
@@ -42,7 +43,7 @@ typedef struct nodes_opts {
 } nodes_opts;
 
 /* NULL when no nodes are configured (err ""), or with why in err. */
-nodes *nodes_new(const nodes_opts *o, char *err, size_t errlen);
+nodes *nodes_new(const nodes_opts *o, sdk_err *err);
 void nodes_free(nodes *n);
 /* Listens, opens the relays and starts reading the peers. */
 void nodes_start(nodes *n);
@@ -54,7 +55,7 @@ void nodes_start(nodes *n);
  * Read into `out` (SDK_TOKEN_LEN + 1 bytes) and written where this node's
  * kernels read theirs. 0, or -1 with why in err. */
 #define NODES_TOKEN_FILE "internal.token"
-int nodes_token(const grace_config *cfg, char *out, char *err, size_t errlen);
+int nodes_token(const grace_config *cfg, char *out, sdk_err *err);
 
 /* A sup_opts.remote_act (arg: the nodes). */
 int nodes_remote_act(sup_kernel *k, const char *verb, void *arg);

@@ -21,21 +21,21 @@ struct node_tls {
 };
 
 node_tls *node_tls_new(const char *cert, const char *key, const char *bundle, const char *domain,
-		       char *err, size_t errlen)
+		       sdk_err *err)
 {
-	const node_tls_dl *dl = node_tls_dl_load(err, errlen);
+	const node_tls_dl *dl = node_tls_dl_load(err);
 	if (!dl)
 		return NULL;
 	node_tls *t = calloc(1, sizeof *t);
 	if (!t) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	t->dl = dl;
 	const char *paths[3] = { cert, key, bundle ? bundle : "" };
 	for (int i = 0; i < 3; i++)
 		if (snprintf(t->path[i], sizeof t->path[i], "%s", paths[i]) >= (int)sizeof t->path[i]) {
-			snprintf(err, errlen, "a certificate path is too long");
+			sdk_fail(err, SDK_EINVAL, "a certificate path is too long");
 			free(t);
 			return NULL;
 		}
@@ -52,7 +52,7 @@ void node_tls_free(node_tls *t)
 	free(t);
 }
 
-static void ssl_why(const node_tls_dl *dl, const char *what, char *err, size_t errlen)
+static void ssl_why(const node_tls_dl *dl, const char *what, sdk_err *err)
 {
 	char buf[200] = "";
 	unsigned long e = dl->err_get_error();
@@ -60,7 +60,7 @@ static void ssl_why(const node_tls_dl *dl, const char *what, char *err, size_t e
 		dl->err_error_string_n(e, buf, sizeof buf);
 	while (dl->err_get_error())
 		; /* the rest of the queue is about the same failure */
-	snprintf(err, errlen, "%s%s%s", what, buf[0] ? ": " : "", buf);
+	sdk_fail(err, SDK_EINVAL, "%s%s%s", what, buf[0] ? ": " : "", buf);
 }
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -78,7 +78,7 @@ static int64_t not_after_ms(const node_tls_dl *dl, X509 *cert)
 	return (int64_t)timegm(&tm) * 1000;
 }
 
-int node_tls_reload(node_tls *t, bool force, char *err, size_t errlen)
+int node_tls_reload(node_tls *t, bool force, sdk_err *err)
 {
 	struct stat now[3] = { 0 };
 	char (*path)[PATH_MAX] = t->path;
@@ -86,8 +86,7 @@ int node_tls_reload(node_tls *t, bool force, char *err, size_t errlen)
 	bool changed = force || !t->ctx;
 	for (int i = 0; i < (mutual ? 3 : 2); i++) {
 		if (stat(path[i], &now[i]) < 0) {
-			snprintf(err, errlen, "%s: %s", path[i], strerror(errno));
-			return -1;
+			return sdk_fail(err, SDK_EIO, "%s: %s", path[i], strerror(errno));
 		}
 		if (!same_file(&now[i], &t->seen[i]))
 			changed = true;
@@ -97,25 +96,25 @@ int node_tls_reload(node_tls *t, bool force, char *err, size_t errlen)
 	const node_tls_dl *dl = t->dl;
 	SSL_CTX *ctx = dl->ctx_new(dl->tls_method());
 	if (!ctx) {
-		ssl_why(dl, "SSL_CTX_new", err, errlen);
+		ssl_why(dl, "SSL_CTX_new", err);
 		return -1;
 	}
 	/* TLS 1.3 only: both ends are Grace, and 1.3 has no renegotiation and
 	 * no cipher suite worth choosing. */
 	if (dl->ctx_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_3_VERSION, NULL) != 1) {
-		ssl_why(dl, "TLS 1.3", err, errlen);
+		ssl_why(dl, "TLS 1.3", err);
 		goto fail;
 	}
 	if (dl->ctx_use_chain_file(ctx, path[0]) != 1) {
-		ssl_why(dl, path[0], err, errlen);
+		ssl_why(dl, path[0], err);
 		goto fail;
 	}
 	if (dl->ctx_use_key_file(ctx, path[1], SSL_FILETYPE_PEM) != 1 || dl->ctx_check_key(ctx) != 1) {
-		ssl_why(dl, path[1], err, errlen);
+		ssl_why(dl, path[1], err);
 		goto fail;
 	}
 	if (mutual && dl->ctx_load_verify(ctx, path[2], NULL) != 1) {
-		ssl_why(dl, path[2], err, errlen);
+		ssl_why(dl, path[2], err);
 		goto fail;
 	}
 	/* The link: both ends show a certificate (the server asks the client
@@ -158,17 +157,15 @@ int node_tls_node_of(const char *domain, const char *id, char *name, size_t len)
 	return 0;
 }
 
-int node_tls_peer(const node_tls *t, SSL *ssl, char *name, size_t len, char *err, size_t errlen)
+int node_tls_peer(const node_tls *t, SSL *ssl, char *name, size_t len, sdk_err *err)
 {
 	const node_tls_dl *dl = t->dl;
 	if (dl->get_verify_result(ssl) != X509_V_OK) {
-		snprintf(err, errlen, "the peer's certificate did not verify");
-		return -1;
+		return sdk_fail(err, SDK_EDENIED, "the peer's certificate did not verify");
 	}
 	X509 *cert = dl->get1_peer_cert(ssl);
 	if (!cert) {
-		snprintf(err, errlen, "the peer showed no certificate");
-		return -1;
+		return sdk_fail(err, SDK_EDENIED, "the peer showed no certificate");
 	}
 	GENERAL_NAMES *sans = dl->x509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
 	dl->x509_free(cert);
@@ -189,9 +186,10 @@ int node_tls_peer(const node_tls *t, SSL *ssl, char *name, size_t len, char *err
 		dl->general_names_free(sans);
 	/* An X.509-SVID has exactly one URI SAN (the SPIFFE X509-SVID spec). */
 	if (uris != 1 || (size_t)strlen(id) == 0)
-		snprintf(err, errlen, "the peer's certificate has %d URI SANs, not one", uris);
+		sdk_fail(err, SDK_EDENIED, "the peer's certificate has %d URI SANs, not one", uris);
 	else if (node_tls_node_of(t->domain, id, name, len) < 0)
-		snprintf(err, errlen, "the peer is %.200s, not a node of spiffe://%.40s", id, t->domain);
+		sdk_fail(err, SDK_EDENIED, "the peer is %.200s, not a node of spiffe://%.40s", id,
+			 t->domain);
 	else
 		rc = 0;
 	return rc;

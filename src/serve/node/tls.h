@@ -16,6 +16,7 @@
 #include "serve/layer.h"
 
 #include "serve/node/tls_dl.h"
+#include "sdk/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,14 +33,14 @@ typedef struct node_tls node_tls;
  * show one that chains to the bundle's CAs. NULL with why in err when the
  * libraries cannot be loaded. Paths and `domain` are copied. */
 node_tls *node_tls_new(const char *cert, const char *key, const char *bundle, const char *domain,
-		       char *err, size_t errlen);
+		       sdk_err *err);
 void node_tls_free(node_tls *t);
 
 /* Reads the files again when any changed since the last reading (or
  * always with `force`). 1: a new context is in use; 0: nothing changed;
  * -1 with why in err: the files are missing or unusable, and the last
  * good context (if any) stays in use. */
-int node_tls_reload(node_tls *t, bool force, char *err, size_t errlen);
+int node_tls_reload(node_tls *t, bool force, sdk_err *err);
 
 /* A new connection's SSL on the current context; NULL when there is none. */
 SSL *node_tls_ssl(node_tls *t);
@@ -55,7 +56,6 @@ int node_tls_node_of(const char *domain, const char *id, char *name, size_t len)
 
 /* After the handshake: the peer's node name, from the only URI SAN of its
  * verified certificate. -1 with why in err. */
-int node_tls_peer(const node_tls *t, SSL *ssl, char *name, size_t len, char *err,
-		  size_t errlen);
+int node_tls_peer(const node_tls *t, SSL *ssl, char *name, size_t len, sdk_err *err);
 
 #endif

@@ -47,7 +47,7 @@ static node_tls_dl table; /* for the life of the process: the loop's thread only
 static bool tried, loaded;
 static char load_error[256];
 
-const node_tls_dl *node_tls_dl_load(char *err, size_t errlen)
+const node_tls_dl *node_tls_dl_load(sdk_err *err)
 {
 	if (!tried) {
 		tried = true;
@@ -56,7 +56,7 @@ const node_tls_dl *node_tls_dl_load(char *err, size_t errlen)
 					   load_error, sizeof load_error) == 0;
 	}
 	if (!loaded) {
-		snprintf(err, errlen, "%s", load_error);
+		sdk_fail(err, SDK_EIO, "%s", load_error);
 		return NULL;
 	}
 	return &table;

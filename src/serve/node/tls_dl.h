@@ -9,6 +9,7 @@
 #define GRACE_NODE_TLS_DL_H
 
 #include "serve/layer.h"
+#include "sdk/err.h"
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -58,6 +59,6 @@ typedef struct node_tls_dl {
 
 /* The table, loaded at the first call; NULL with why in err when the
  * libraries are missing (Debian: libevent-openssl-2.1-7, libssl3). */
-const node_tls_dl *node_tls_dl_load(char *err, size_t errlen);
+const node_tls_dl *node_tls_dl_load(sdk_err *err);
 
 #endif

@@ -74,7 +74,7 @@ ob_journal *obj_open(sqlite3 *db, sdk_err *err)
 		return NULL;
 	}
 	j->db = db;
-	char why[256];
+	sdk_err why;
 	/* agg_key is set while an aggregate is open, and only then: a closed
 	 * row can no longer be added to, so a batch never misses a count. */
 	if (sdk_db_exec(db,
@@ -87,8 +87,8 @@ ob_journal *obj_open(sqlite3 *db, sdk_err *err)
 			" name TEXT PRIMARY KEY, value TEXT NOT NULL);"
 			"INSERT OR IGNORE INTO audit_journal_meta VALUES"
 			" ('epoch', lower(hex(randomblob(8))));",
-			why, sizeof why) < 0) {
-		sdk_fail(err, SDK_EIO, "audit journal: %s", why);
+			&why) < 0) {
+		sdk_fail(err, SDK_EIO, "audit journal: %s", why.msg);
 		obj_close(j);
 		return NULL;
 	}

@@ -62,7 +62,7 @@ void rl_ini_free(rl_ini *ini)
 	memset(ini, 0, sizeof *ini);
 }
 
-int rl_ini_read(const char *path, rl_ini *out, char *err, size_t errlen)
+int rl_ini_read(const char *path, rl_ini *out, sdk_err *err)
 {
 	memset(out, 0, sizeof *out);
 	if (!path[0])
@@ -70,9 +70,9 @@ int rl_ini_read(const char *path, rl_ini *out, char *err, size_t errlen)
 	int line = ini_parse(path, on_key, out);
 	if (line) {
 		if (line < 0)
-			snprintf(err, errlen, "%s: cannot read it", path);
+			sdk_fail(err, SDK_EINVAL, "%s: cannot read it", path);
 		else
-			snprintf(err, errlen, "%s:%d: cannot parse this line", path, line);
+			sdk_fail(err, SDK_EINVAL, "%s:%d: cannot parse this line", path, line);
 		rl_ini_free(out);
 		return -1;
 	}

@@ -19,6 +19,7 @@
 #include "serve/layer.h"
 
 #include "sdk/config.h"
+#include "sdk/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,8 +36,8 @@ typedef struct rl_ini {
 	size_t n, cap;
 } rl_ini;
 
-/* Reads path ("" gives no keys). 0, or -1 with the line in err. */
-int rl_ini_read(const char *path, rl_ini *out, char *err, size_t errlen);
+/* Reads path ("" gives no keys). 0, or SDK_EINVAL with the line in err. */
+int rl_ini_read(const char *path, rl_ini *out, sdk_err *err);
 void rl_ini_free(rl_ini *ini);
 
 #define RL_LATER_MAX 64

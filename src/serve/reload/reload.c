@@ -52,10 +52,8 @@ reloader *rl_new(struct event_base *base, grace_config *cfg, supervisor *sup)
 	r->boot = malloc(sizeof *r->boot);
 	r->done = json_array();
 	r->timer = evtimer_new(base, on_step_timeout, r);
-	char err[256];
-	if (!r->boot || !r->done || !r->timer ||
-	    rl_ini_read(cfg->path, &r->boot_ini, err, sizeof err) < 0 ||
-	    rl_ini_read(cfg->path, &r->applied_ini, err, sizeof err) < 0) {
+	if (!r->boot || !r->done || !r->timer || rl_ini_read(cfg->path, &r->boot_ini, NULL) < 0 ||
+	    rl_ini_read(cfg->path, &r->applied_ini, NULL) < 0) {
 		rl_free(r);
 		return NULL;
 	}
@@ -232,18 +230,19 @@ int rl_reload(reloader *r, const char *who, json_t **status, sdk_err *err)
 	grace_config *next = malloc(sizeof *next);
 	if (!next)
 		return sdk_fail(err, SDK_EIO, "out of memory");
-	char offset[16], msg[512];
+	char offset[16];
+	sdk_err msg;
 	snprintf(offset, sizeof offset, "%d", r->cfg->port_offset);
 	grace_config_overrides ov = { r->cfg->path[0] ? r->cfg->path : NULL, r->cfg->data_dir,
 				      offset };
 	rl_ini ini;
-	if (grace_config_load(next, kernel_registry_all(), kernel_registry_count(), &ov, msg,
-			      sizeof msg) < 0 ||
-	    grace_config_check_authorizer(next, msg, sizeof msg) < 0 ||
-	    rl_ini_read(r->cfg->path, &ini, msg, sizeof msg) < 0) {
+	if (grace_config_read(next, kernel_registry_all(), kernel_registry_count(), &ov, &msg) <
+		    0 ||
+	    grace_config_check_authorizer(next, &msg) < 0 ||
+	    rl_ini_read(r->cfg->path, &ini, &msg) < 0) {
 		free(next);
-		sdk_warn("reload by %s refused, nothing changed: %s", who, msg);
-		return sdk_fail(err, SDK_EINVAL, "%s (nothing changed)", msg);
+		sdk_warn("reload by %s refused, nothing changed: %s", who, msg.msg);
+		return sdk_fail(err, SDK_EINVAL, "%s (nothing changed)", msg.msg);
 	}
 	/* What to do: against what runs. What waits for a start: against
 	 * what grace serve started with, so it stays listed until then. */

@@ -93,9 +93,9 @@ static PGconn *connect_one(const grace_store_cfg *cfg, sdk_err *err)
 
 store_pg *store_pg_open(const grace_store_cfg *cfg, sdk_err *err)
 {
-	char why[256];
-	if (!pq_dl_load(why, sizeof why)) {
-		sdk_fail(err, SDK_EIO, "[store] engine = postgresql: %s", why);
+	sdk_err why;
+	if (!pq_dl_load(&why)) {
+		sdk_fail(err, SDK_EIO, "[store] engine = postgresql: %s", why.msg);
 		return NULL;
 	}
 	store_pg *p = calloc(1, sizeof *p);

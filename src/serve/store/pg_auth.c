@@ -2,7 +2,6 @@
 
 #include "sdk/log.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +48,11 @@ static int run(store_pg *p, const char *sql, int n, const char *const *params, l
 	return 0;
 }
 
-/* users.h's errno-style answers. */
-static int errno_of(int status)
+/* The statuses users.h answers with: exists, disk full, or any other
+ * failure (SDK_EIO: the store is unreachable or failed). */
+static int user_status(int status)
 {
-	return status == 0 ? 0 : status == SDK_ECONFLICT ? -EEXIST : status == SDK_EFULL ? -ENOSPC : -EIO;
+	return status == 0 || status == SDK_ECONFLICT || status == SDK_EFULL ? status : SDK_EIO;
 }
 
 static void copy(char *dst, size_t len, const PGresult *r, int row, int col)
@@ -69,8 +69,8 @@ int pg_auth_user_get(store_pg *p, const char *name, char *hash, int *role)
 	PGresult *r = query(p, "SELECT password_hash, role FROM users WHERE name = $1", 1, a,
 			    &status);
 	if (!r)
-		return -EIO;
-	int rc = store_pq->PQntuples(r) ? 0 : -ENOENT;
+		return SDK_EIO;
+	int rc = store_pq->PQntuples(r) ? 0 : SDK_ENOTFOUND;
 	if (rc == 0) {
 		if (hash)
 			copy(hash, AUTH_HASH_MAX, r, 0, 0);
@@ -85,7 +85,7 @@ int pg_auth_user_add(store_pg *p, const char *name, const char *hash, int role, 
 {
 	char now[21];
 	const char *a[] = { name, hash, auth_role_name(role), store_pg_i64(now, now_ms) };
-	return errno_of(run(p,
+	return user_status(run(p,
 			    "INSERT INTO users (name, password_hash, role, created_ms,"
 			    " password_changed_ms) VALUES ($1, $2, $3, $4::bigint, $4::bigint)",
 			    4, a, NULL));
@@ -95,8 +95,8 @@ int pg_auth_user_delete(store_pg *p, const char *name)
 {
 	long n = 0;
 	const char *a[] = { name };
-	int rc = errno_of(run(p, "DELETE FROM users WHERE name = $1", 1, a, &n));
-	return rc == 0 && n == 0 ? -ENOENT : rc;
+	int rc = user_status(run(p, "DELETE FROM users WHERE name = $1", 1, a, &n));
+	return rc == 0 && n == 0 ? SDK_ENOTFOUND : rc;
 }
 
 int pg_auth_user_set_password(store_pg *p, const char *name, const char *hash, int64_t now_ms)
@@ -104,7 +104,7 @@ int pg_auth_user_set_password(store_pg *p, const char *name, const char *hash, i
 	sdk_err err = { { 0 } };
 	PGconn *c = store_pg_acquire(p, &err); /* a failure is logged there */
 	if (!c)
-		return -EIO;
+		return SDK_EIO;
 	char now[21];
 	const char *a[] = { hash, store_pg_i64(now, now_ms), name };
 	const char *who[] = { name };
@@ -129,15 +129,15 @@ int pg_auth_user_set_password(store_pg *p, const char *name, const char *hash, i
 	if (rc < 0 && rc != SDK_ENOTFOUND)
 		sdk_warn("store: %s", err.msg);
 	store_pg_release(p, c); /* rolls back what failed */
-	return rc == SDK_ENOTFOUND ? -ENOENT : errno_of(rc);
+	return rc == SDK_ENOTFOUND ? SDK_ENOTFOUND : user_status(rc);
 }
 
 int pg_auth_user_set_role(store_pg *p, const char *name, int role)
 {
 	long n = 0;
 	const char *a[] = { auth_role_name(role), name };
-	int rc = errno_of(run(p, "UPDATE users SET role = $1 WHERE name = $2", 2, a, &n));
-	return rc == 0 && n == 0 ? -ENOENT : rc;
+	int rc = user_status(run(p, "UPDATE users SET role = $1 WHERE name = $2", 2, a, &n));
+	return rc == 0 && n == 0 ? SDK_ENOTFOUND : rc;
 }
 
 int pg_auth_user_count(store_pg *p, int role)
@@ -147,7 +147,7 @@ int pg_auth_user_count(store_pg *p, int role)
 	PGresult *r = query(p, "SELECT count(*) FROM users WHERE $1::text IS NULL OR role = $1", 1,
 			    a, &status);
 	if (!r)
-		return -EIO;
+		return SDK_EIO;
 	int n = (int)store_pg_get_i64(r, 0, 0);
 	store_pq->PQclear(r);
 	return n;
@@ -188,7 +188,7 @@ int pg_auth_session_create(store_pg *p, const char *hex, const char *user, int64
 	/* Expired sessions are swept as new ones are made (on any host). */
 	if (rc == 0)
 		run(p, "DELETE FROM sessions WHERE expires_ms < $1::bigint", 1, a + 2, NULL);
-	return errno_of(rc);
+	return user_status(rc);
 }
 
 int pg_auth_session_check(store_pg *p, const char *hex, int64_t now_ms, unsigned idle_s,
@@ -201,8 +201,8 @@ int pg_auth_session_check(store_pg *p, const char *hex, int64_t now_ms, unsigned
 			    " JOIN users u ON u.name = s.username WHERE s.token_hash = $1",
 			    1, a, &status);
 	if (!r)
-		return -EIO;
-	int rc = -ENOENT;
+		return SDK_EIO;
+	int rc = SDK_ENOTFOUND;
 	int64_t last = 0;
 	if (store_pq->PQntuples(r)) {
 		last = store_pg_get_i64(r, 0, 2);
@@ -227,7 +227,7 @@ int pg_auth_session_check(store_pg *p, const char *hex, int64_t now_ms, unsigned
 int pg_auth_session_delete(store_pg *p, const char *hex)
 {
 	const char *a[] = { hex };
-	return errno_of(run(p, "DELETE FROM sessions WHERE token_hash = $1", 1, a, NULL));
+	return user_status(run(p, "DELETE FROM sessions WHERE token_hash = $1", 1, a, NULL));
 }
 
 /* ---- API tokens ---- */

@@ -33,10 +33,10 @@ static void load(void)
 }
 
 /* A failure stands until a restart (install libpq5). */
-const pq_dl *pq_dl_load(char *err, size_t errlen)
+const pq_dl *pq_dl_load(sdk_err *err)
 {
 	pthread_once(&once, load);
 	if (!loaded)
-		snprintf(err, errlen, "%s", load_error);
+		sdk_fail(err, SDK_EIO, "%s", load_error);
 	return loaded ? &table : NULL;
 }

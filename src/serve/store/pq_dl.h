@@ -5,6 +5,7 @@
 #define GRACE_STORE_PQ_DL_H
 
 #include "serve/layer.h"
+#include "sdk/err.h"
 
 #include <libpq-fe.h>
 
@@ -32,7 +33,7 @@ typedef struct pq_dl {
 
 /* Loads libpq once per process, from any thread; NULL with why in err.
  * Later calls return the table. */
-const pq_dl *pq_dl_load(char *err, size_t errlen);
+const pq_dl *pq_dl_load(sdk_err *err);
 
 /* The table once pq_dl_load has succeeded (store_pg_open does it first):
  * the store's files call libpq through it. */

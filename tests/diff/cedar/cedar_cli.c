@@ -31,12 +31,12 @@
 
 static json_t *decide(const cedar_policy_set *ps, const cedar_view *v, json_t *rq, cedar_arena *a)
 {
-	char err[CEDAR_ERR_MAX];
+	sdk_err err;
 	cedar_request r;
 	if (cedar_request_parse(a, json_object_get(rq, "principal"), json_object_get(rq, "action"),
-				json_object_get(rq, "resource"), json_object_get(rq, "context"), &r, err,
-				sizeof err) < 0)
-		return json_pack("{s:s}", "request_error", err);
+				json_object_get(rq, "resource"), json_object_get(rq, "context"), &r,
+				&err) < 0)
+		return json_pack("{s:s}", "request_error", err.msg);
 	cedar_response resp;
 	if (cedar_authorize(ps, &r, v, a, &resp) < 0)
 		return json_pack("{s:s}", "request_error", "out of memory");
@@ -63,23 +63,23 @@ static json_t *run_case(json_t *c)
 	cedar_arena store_arena, a;
 	cedar_arena_init(&store_arena, 0);
 	cedar_arena_init(&a, 64u << 20);
-	char err[CEDAR_ERR_MAX];
+	sdk_err err;
 	json_t *out = NULL;
 	cedar_entities *store = NULL, *over = NULL;
 	json_t *store_json = json_object_get(c, "store");
-	if (store_json && cedar_entities_parse(&store_arena, store_json, true, false, &store, err,
-					       sizeof err) < 0) {
-		out = json_pack("{s:s}", "entities_error", err);
+	if (store_json &&
+	    cedar_entities_parse(&store_arena, store_json, true, false, &store, &err) < 0) {
+		out = json_pack("{s:s}", "entities_error", err.msg);
 		goto done;
 	}
 	json_t *ents = json_object_get(c, "entities");
-	if (cedar_entities_parse(&a, ents ? ents : json_array(), false, false, &over, err, sizeof err) < 0) {
-		out = json_pack("{s:s}", "entities_error", err);
+	if (cedar_entities_parse(&a, ents ? ents : json_array(), false, false, &over, &err) < 0) {
+		out = json_pack("{s:s}", "entities_error", err.msg);
 		goto done;
 	}
 	cedar_view v = { .over = over, .base = store };
-	if (cedar_view_check(&v, &a, err, sizeof err) < 0) {
-		out = json_pack("{s:s}", "entities_error", err);
+	if (cedar_view_check(&v, &a, &err) < 0) {
+		out = json_pack("{s:s}", "entities_error", err.msg);
 		goto done;
 	}
 	json_t *results = json_array();
@@ -180,21 +180,22 @@ static int bench(const char *path, long rounds)
 		for (size_t i = 0; i < n; i++) {
 			double s = now_us();
 			json_t *rq = json_loads(bodies[i], 0, NULL);
-			char err[CEDAR_ERR_MAX];
+			sdk_err err;
 			cedar_entities *over;
 			cedar_request q;
 			cedar_response resp;
 			if (!rq ||
-			    cedar_entities_parse(&a, json_object_get(rq, "entities"), false, false, &over, err,
-						 sizeof err) < 0 ||
+			    cedar_entities_parse(&a, json_object_get(rq, "entities"), false, false,
+						 &over, &err) < 0 ||
 			    cedar_request_parse(&a, json_object_get(rq, "principal"),
-						json_object_get(rq, "action"), json_object_get(rq, "resource"),
-						json_object_get(rq, "context"), &q, err, sizeof err) < 0) {
-				fprintf(stderr, "request %zu: %s\n", i, err);
+						json_object_get(rq, "action"),
+						json_object_get(rq, "resource"),
+						json_object_get(rq, "context"), &q, &err) < 0) {
+				fprintf(stderr, "request %zu: %s\n", i, err.msg);
 				return 1;
 			}
 			cedar_view v = { .over = over };
-			if (cedar_view_check(&v, &a, err, sizeof err) < 0 ||
+			if (cedar_view_check(&v, &a, &err) < 0 ||
 			    cedar_authorize(ps, &q, &v, &a, &resp) < 0)
 				return 1;
 			allow += resp.allow;

@@ -441,28 +441,29 @@ static void test_hashes(void **state)
 static void test_keyfile(void **state)
 {
 	struct fx *f = *state;
-	char path[PATH_MAX + 16], err[256];
+	char path[PATH_MAX + 16];
+	sdk_err err;
 	snprintf(path, sizeof path, "%s/key", f->dir);
 	unsigned char secret[32], got[32];
 	randombytes_buf(secret, sizeof secret);
-	assert_int_equal(keyfile_read(path, got, sizeof got, err, sizeof err), KEYFILE_ENOENT);
+	assert_int_equal(keyfile_read(path, got, sizeof got, &err), SDK_ENOTFOUND);
 	mode_t old = umask(0);
-	assert_int_equal(keyfile_create(path, secret, sizeof secret, err, sizeof err), 0);
+	assert_int_equal(keyfile_create(path, secret, sizeof secret, &err), 0);
 	umask(old);
 	struct stat st;
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(keyfile_read(path, got, sizeof got, err, sizeof err), 0);
+	assert_int_equal(keyfile_read(path, got, sizeof got, &err), 0);
 	assert_memory_equal(got, secret, sizeof got);
 	/* Never replaced. */
-	assert_int_equal(keyfile_create(path, got, sizeof got, err, sizeof err), KEYFILE_EIO);
+	assert_int_equal(keyfile_create(path, got, sizeof got, &err), SDK_EIO);
 	/* Loose modes and wrong sizes are refused. */
 	assert_int_equal(chmod(path, 0640), 0);
-	assert_int_equal(keyfile_read(path, got, sizeof got, err, sizeof err), KEYFILE_EIO);
-	assert_non_null(strstr(err, "0600"));
+	assert_int_equal(keyfile_read(path, got, sizeof got, &err), SDK_EIO);
+	assert_non_null(strstr(err.msg, "0600"));
 	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(keyfile_read(path, got, 16, err, sizeof err), KEYFILE_EIO);
-	assert_int_equal(keyfile_read(f->dir, got, sizeof got, err, sizeof err), KEYFILE_EIO);
+	assert_int_equal(keyfile_read(path, got, 16, &err), SDK_EIO);
+	assert_int_equal(keyfile_read(f->dir, got, sizeof got, &err), SDK_EIO);
 }
 
 /* Deletion under a fake clock: pending refuses every use, cancel restores,

@@ -638,8 +638,7 @@ int eval_vector_func(ev *e, const pq_node *call, pq_matrix *args, pq_matrix *out
 		return ev_fail(e, SDK_EIO, "out of memory");
 	switch (c.id) {
 	case PQF_LABEL_REPLACE: {
-		char why[200];
-		if (!(c.re = rx_compile(c.s[4], why, sizeof why))) {
+		if (!(c.re = rx_compile(c.s[4], NULL))) {
 			rc = ev_fail(e, PQ_EEXEC, "invalid regular expression in label_replace(): %s", c.s[4]);
 			goto out;
 		}

@@ -668,10 +668,10 @@ static bool matchers(parser *p, pq_node *vs)
 		if (!unquote(p, &v, &m->value))
 			return false;
 		if (m->type >= IDX_RE) {
-			char why[200];
-			m->re = rx_compile(m->value, why, sizeof why);
+			sdk_err why;
+			m->re = rx_compile(m->value, &why);
 			if (!m->re)
-				return perr(p, v.pos, "%s", why);
+				return perr(p, v.pos, "%s", why.msg);
 			if (!keep_rx(p, m->re))
 				return perr(p, v.pos, "out of memory");
 		}
