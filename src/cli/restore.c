@@ -854,11 +854,11 @@ int cli_restore_main(int argc, char **argv)
 	if (sodium_init() < 0)
 		return refuse("cannot start libsodium%s%s", "", "");
 	static struct restore r;
-	char err[256];
+	sdk_err err;
 	r.file = argv[optind];
-	r.A = archive_dl_load(err, sizeof err);
+	r.A = archive_dl_load(&err);
 	if (!r.A)
-		return refuse("%s%s", err, "");
+		return refuse("%s%s", err.msg, "");
 	r.report = json_pack("{s:s, s:[]}", "archive", r.file, "checks");
 	/* Refuse a non-empty target before reading anything. */
 	if (!force && !dir_empty(dir))

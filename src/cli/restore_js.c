@@ -68,9 +68,9 @@ static bool info_ok(const json_t *info, const char *listed)
 /* libnats loaded and connected to the configured servers. */
 static int js_connect(restore_js *p, sdk_err *e)
 {
+	if (sdk_nats_open(&p->N, e) < 0)
+		return SDK_EIO;
 	char why[256];
-	if (sdk_nats_open(&p->N, why, sizeof why) < 0)
-		return sdk_fail(e, SDK_EIO, "%s", why);
 	const grace_message_bus *c = &p->cfg->message_bus;
 	const char *urls[GRACE_BUS_NATS_URLS_MAX];
 	for (unsigned i = 0; i < c->n_nats_urls; i++)
@@ -141,10 +141,10 @@ int restore_js_prepare(restore_js *p, const json_t *manifest, const char *listed
 	snprintf(what, sizeof what, "jetstream stream %s", p->stream);
 	p->cfg = calloc(1, sizeof *p->cfg);
 	grace_config_overrides ov = { p->config, NULL, NULL };
-	char err[512];
-	if (!p->cfg || grace_config_load(p->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
-					 err, sizeof err) < 0) {
-		fail(p, "jetstream configuration", p->cfg ? err : "out of memory");
+	sdk_err err;
+	if (!p->cfg || grace_config_read(p->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
+					 &err) < 0) {
+		fail(p, "jetstream configuration", p->cfg ? err.msg : "out of memory");
 		return -1;
 	}
 	const grace_message_bus *mb = &p->cfg->message_bus;

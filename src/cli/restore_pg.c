@@ -108,10 +108,10 @@ int restore_pg_prepare(restore_pg *p, const json_t *manifest, bool dump_listed)
 		return 0;
 	p->cfg = calloc(1, sizeof *p->cfg);
 	grace_config_overrides ov = { p->config, NULL, NULL };
-	char err[512];
-	if (!p->cfg || grace_config_load(p->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
-					 err, sizeof err) < 0) {
-		fail(p, "postgresql configuration", "%s%s", p->cfg ? err : "out of memory", "");
+	sdk_err err;
+	if (!p->cfg || grace_config_read(p->cfg, kernel_registry_all(), kernel_registry_count(), &ov,
+					 &err) < 0) {
+		fail(p, "postgresql configuration", "%s%s", p->cfg ? err.msg : "out of memory", "");
 		return -1;
 	}
 	if (p->cfg->store.engine != GRACE_STORE_POSTGRESQL) {

@@ -2065,16 +2065,6 @@ int grace_config_read(grace_config *cfg, const sdk_kernel_def *const *builtins, 
 	return check_tls_door(cfg, err);
 }
 
-int grace_config_load(grace_config *cfg, const sdk_kernel_def *const *builtins, size_t n_builtins,
-		      const grace_config_overrides *ov, char *err, size_t errlen)
-{
-	sdk_err e = { "" };
-	int rc = grace_config_read(cfg, builtins, n_builtins, ov, &e);
-	if (rc < 0)
-		snprintf(err, errlen, "%s", e.msg);
-	return rc;
-}
-
 int grace_config_check_authorizer(const grace_config *cfg, sdk_err *err)
 {
 	if (cfg->policy.authorizer != GRACE_AUTHORIZER_KERNEL ||

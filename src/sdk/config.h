@@ -473,14 +473,6 @@ struct sdk_kernel_def; /* sdk/kernel.h */
 int grace_config_read(grace_config *cfg, const struct sdk_kernel_def *const *builtins,
 		      size_t n_builtins, const grace_config_overrides *ov, sdk_err *err);
 
-/* grace_config_read with the reason as text (-1 on error), for the one
- * caller that has not moved to sdk_err yet: src/cli/restore_pg.c, which
- * is another branch's to change. Use grace_config_read; remove this once
- * restore_pg.c calls it (issue 9). */
-int grace_config_load(grace_config *cfg, const struct sdk_kernel_def *const *builtins,
-		      size_t n_builtins, const grace_config_overrides *ov, char *err,
-		      size_t errlen);
-
 /* For `grace serve`: decisions by a policy kernel that is not configured
  * would refuse everything for ever (a disabled one can be started by an
  * admin). SDK_EINVAL with the reason when [policy] authorizer = kernel and

@@ -35,12 +35,10 @@ static const sdk_dl_sym curl_syms[] = {
 int sdk_curl_open(sdk_curl_dl *c, sdk_err *err)
 {
 	memset(c, 0, sizeof *c);
-	char why[sizeof err->msg]; /* sdk_dl_table_open keeps its text buffer (dl_table.h) */
 	if (sdk_dl_table_open(&c->lib, curl_names, sizeof curl_names / sizeof *curl_names,
-			      curl_syms, sizeof curl_syms / sizeof *curl_syms, c, "libcurl", why,
-			      sizeof why) < 0) {
+			      curl_syms, sizeof curl_syms / sizeof *curl_syms, c, "libcurl", err) < 0) {
 		memset(c, 0, sizeof *c);
-		return sdk_fail(err, SDK_EIO, "%s", why);
+		return SDK_EIO;
 	}
 	CURLcode rc = c->global_init(CURL_GLOBAL_DEFAULT);
 	if (rc != CURLE_OK) {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 int sdk_dl_table_open(void **lib, const char *const *names, size_t n_names, const sdk_dl_sym *syms,
-		  size_t n_syms, void *table, const char *what, char *err, size_t errlen)
+		      size_t n_syms, void *table, const char *what, sdk_err *err)
 {
 	/* The soname first; an unversioned name only where a -dev package made it. */
 	const char *why = "not found";
@@ -15,17 +15,15 @@ int sdk_dl_table_open(void **lib, const char *const *names, size_t n_names, cons
 		if (!*lib && i == 0)
 			why = dlerror();
 	}
-	if (!*lib) {
-		snprintf(err, errlen, "cannot load %s: %s", what, why ? why : "not found");
-		return -1;
-	}
+	if (!*lib)
+		return sdk_fail(err, SDK_EIO, "cannot load %s: %s", what, why ? why : "not found");
 	for (size_t i = 0; i < n_syms; i++) {
 		void *p = dlsym(*lib, syms[i].name);
 		if (!p) {
-			snprintf(err, errlen, "%s has no %s (too old?)", what, syms[i].name);
+			sdk_fail(err, SDK_EIO, "%s has no %s (too old?)", what, syms[i].name);
 			dlclose(*lib);
 			*lib = NULL;
-			return -1;
+			return SDK_EIO;
 		}
 		/* POSIX guarantees a function pointer fits a void *. */
 		memcpy((char *)table + syms[i].offset, &p, sizeof p);

@@ -7,6 +7,8 @@
 #ifndef GRACE_SDK_DL_TABLE_H
 #define GRACE_SDK_DL_TABLE_H
 
+#include "sdk/err.h"
+
 #include <stddef.h>
 
 typedef struct sdk_dl_sym {
@@ -17,8 +19,8 @@ typedef struct sdk_dl_sym {
 #define SDK_DL_SYM(type, sym, member) { sym, offsetof(type, member) }
 
 /* Opens the first of `names` that loads and fills `table` with every
- * symbol; the handle goes to *lib. 0, or -1 with why in err. */
+ * symbol; the handle goes to *lib. 0, or SDK_EIO with why in err. */
 int sdk_dl_table_open(void **lib, const char *const *names, size_t n_names, const sdk_dl_sym *syms,
-		  size_t n_syms, void *table, const char *what, char *err, size_t errlen);
+		      size_t n_syms, void *table, const char *what, sdk_err *err);
 
 #endif

@@ -634,11 +634,9 @@ static int prepare(struct runtime *rt, sdk_err *err)
 	if (rt->prepared || !k->def->prepare)
 		return 0;
 	rt->prepared = true;
-	/* A kernel's prepare and init still say why as text (kernel.h). */
-	char why[sizeof err->msg] = "";
-	if (k->def->prepare(k, why, sizeof why) == 0)
-		return 0;
-	return sdk_fail(err, SDK_EINVAL, "%s", why);
+	sdk_err why = { "" };
+	int rc = k->def->prepare(k, &why);
+	return rc < 0 ? sdk_fail(err, rc, "%s", why.msg) : 0;
 }
 
 /* Undoes prepare when init will not run on that state. */
@@ -667,16 +665,17 @@ static int storage_init(struct runtime *rt, sdk_err *err)
 	if (!k->def->init)
 		return 0;
 	rt->init_ran = true;
-	char why[sizeof err->msg] = "";
-	if (k->def->init(k, why, sizeof why) == 0)
+	sdk_err why = { "" };
+	int rc = k->def->init(k, &why);
+	if (rc >= 0)
 		return 0;
 	int primary = sqlite3_extended_errcode(k->db) & 0xff;
 	if (atomic_load(&rt->sqlite_report.state) == 2 || primary == SQLITE_CORRUPT ||
 	    primary == SQLITE_NOTADB) {
-		storage_fail(rt, "%s: %s", rt->db_path, why);
+		storage_fail(rt, "%s: %s", rt->db_path, why.msg);
 		return 0;
 	}
-	return sdk_fail(err, SDK_EINVAL, "%s", why);
+	return sdk_fail(err, rc, "%s", why.msg);
 }
 
 static void svids_start(struct runtime *rt);

@@ -60,14 +60,12 @@ typedef struct sdk_kernel_def {
 	size_t n_migrations;
 	const sdk_route *routes; /* handlers get the sdk_kernel * as ctx */
 	size_t n_routes;
-	/* Runs after the database is open and before READY=1; returns 0, or -1
-	 * with the reason in err (the kernel then exits SDK_EXIT_TEMPORARY,
-	 * unless the database is damaged: then it stays up with its storage
-	 * failed). Not called when the database failed its check at open.
-	 * init and prepare still take a text buffer rather than an sdk_err
-	 * (docs/errors.md): the message bus implements them and is another
-	 * branch's to change; both move together (issue 9). */
-	int (*init)(sdk_kernel *k, char *err, size_t errlen);
+	/* Runs after the database is open and before READY=1; returns 0, or a
+	 * negative sdk_status with the reason in err (the kernel then exits
+	 * SDK_EXIT_TEMPORARY, unless the database is damaged: then it stays up
+	 * with its storage failed). Not called when the database failed its
+	 * check at open. */
+	int (*init)(sdk_kernel *k, sdk_err *err);
 	/* Setup that reads none of the kernel's state (a second connection to
 	 * its database, worker threads, compiled tables) and may set k->state
 	 * for init to finish (may be NULL). A standby runs it while it waits,
@@ -76,9 +74,9 @@ typedef struct sdk_kernel_def {
 	 * takes it off the path from a crash to answering again. Otherwise it
 	 * runs just before init. After it, close is called even when init
 	 * never runs (a standby not needed, a store opened again), so close
-	 * must handle a state that only prepare made. 0, or -1 with the
-	 * reason in err (as init). */
-	int (*prepare)(sdk_kernel *k, char *err, size_t errlen);
+	 * must handle a state that only prepare made. 0, or a negative
+	 * sdk_status with the reason in err (as init). */
+	int (*prepare)(sdk_kernel *k, sdk_err *err);
 	/* SIGTERM arrived: end streams and long polls so the drain can finish
 	 * (may be NULL). Requests are still answered after this. */
 	void (*drain)(sdk_kernel *k);

@@ -13,14 +13,14 @@ static const sdk_dl_sym nats_syms[] = {
 #undef SDK_NATS_SYM
 };
 
-int sdk_nats_open(sdk_nats_dl *n, char *err, size_t errlen)
+int sdk_nats_open(sdk_nats_dl *n, sdk_err *err)
 {
 	memset(n, 0, sizeof *n);
 	if (sdk_dl_table_open(&n->lib, nats_names, sizeof nats_names / sizeof *nats_names,
 			      nats_syms, sizeof nats_syms / sizeof *nats_syms, n,
-			      "libnats (Debian: libnats3.4)", err, errlen) < 0) {
+			      "libnats (Debian: libnats3.4)", err) < 0) {
 		memset(n, 0, sizeof *n);
-		return -1;
+		return SDK_EIO;
 	}
 	return 0;
 }

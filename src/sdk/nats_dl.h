@@ -16,6 +16,8 @@
 #define GRACE_SDK_NATS_DL_H
 
 
+#include "sdk/err.h"
+
 #include <nats/nats.h>
 #include <stddef.h>
 
@@ -49,8 +51,8 @@ typedef struct sdk_nats_dl {
 #undef SDK_NATS_MEMBER
 } sdk_nats_dl;
 
-/* Loads libnats into `n`. 0, or -1 with the reason in err (nothing loaded). */
-int sdk_nats_open(sdk_nats_dl *n, char *err, size_t errlen);
+/* Loads libnats into `n`. 0, or SDK_EIO with the reason in err (nothing loaded). */
+int sdk_nats_open(sdk_nats_dl *n, sdk_err *err);
 /* Waits for the library's threads to end (nats_CloseAndWait), then unloads
  * it; a no-op on a table never opened. Every connection must be destroyed. */
 void sdk_nats_close(sdk_nats_dl *n);

@@ -312,9 +312,9 @@ int grace_serve(grace_config *cfg)
 	 * statement's span says so (sdk/db.h). */
 	if (sdk_db_log_install() < 0)
 		sdk_debug("SQLite started before its log was set: failed statements' spans are not errors");
-	char err[PATH_MAX + 64];
-	if (bks_check(&cfg->backup, err, sizeof err) < 0) {
-		sdk_error("%s", err);
+	sdk_err bks_err;
+	if (bks_check(&cfg->backup, &bks_err) < 0) {
+		sdk_error("%s", bks_err.msg);
 		return 2; /* the configuration's fault, as a load error is */
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -352,7 +352,6 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	}
 
 	int rc = 1;
-	char err[512]; /* scheduled backups (serve/backup) still say why in text */
 	sdk_err serr = { "" };
 	/* One start, one token; several nodes share theirs (nodes.h). */
 	int trc = cfg->nodes.n ? nodes_token(cfg, s.token, &serr) : sdk_token_create(cfg, s.token);
@@ -451,9 +450,8 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 	s.api.gov = gv_new(&s.api, s.token); /* NULL without a governance kernel */
 	if (!(s.api.backup = api_backup_open(&s.api)))
 		sdk_warn("cannot start the backup worker: /backup answers 503");
-	err[0] = '\0';
-	if (!(s.api.bks = bks_new(&s.api, exe, err, sizeof err)) && err[0]) {
-		sdk_error("cannot start scheduled backups: %s", err);
+	if (!(s.api.bks = bks_new(&s.api, exe, &serr)) && serr.msg[0]) {
+		sdk_error("cannot start scheduled backups: %s", serr.msg);
 		close(api_fd);
 		goto out;
 	}

@@ -960,32 +960,32 @@ static void ak_free(ak *a)
 	free(a);
 }
 
-static int ak_init(sdk_kernel *k, char *err, size_t errlen)
+static int ak_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e = { "out of memory" };
 	if (as_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	ak *a = calloc(1, sizeof *a);
 	if (!a || !(a->ntf = ntf_new())) {
 		free(a);
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	a->k = k;
 	/* From the newest: a heal long past is no alert now. */
 	if (sdk_bus_group_init(&a->incidents, k, INCIDENT_GROUP, INCIDENT_SUBJECT, "latest", 100,
 			       POLL_WAIT_MS, on_incident, a) < 0) {
 		ak_free(a);
-		snprintf(err, errlen, "the incidents' consumer group does not fit");
-		return -1;
+		sdk_fail(err, SDK_EIO, "the incidents' consumer group does not fit");
+		return SDK_EIO;
 	}
 	a->outside = sdk_caller_new(k->base, k->def->name, NULL, NULL, NULL);
 	if (!a->outside) {
 		ak_free(a);
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	snprintf(a->external_url, sizeof a->external_url, "http://127.0.0.1:%d",
 		 k->cfg->api_port + k->cfg->port_offset);
@@ -993,9 +993,9 @@ static int ak_init(sdk_kernel *k, char *err, size_t errlen)
 	load_silences_and_log(a);
 	if (k->cfg->alerts.default_rules && ak_file_set(a, DEFAULT_RULES_NAME, default_rules, false,
 							 true, &e) < 0) {
-		snprintf(err, errlen, "the default rules do not load: %s", e.msg);
+		sdk_fail(err, SDK_EIO, "the default rules do not load: %s", e.msg);
 		ak_free(a);
-		return -1;
+		return SDK_EIO;
 	}
 	load_config_files(a);
 	json_t *files;
@@ -1013,8 +1013,8 @@ static int ak_init(sdk_kernel *k, char *err, size_t errlen)
 	a->tick = event_new(k->base, -1, EV_PERSIST, on_tick, a);
 	if (!a->tick) {
 		ak_free(a);
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	struct timeval tv = sdk_ms_tv(TICK_MS);
 	event_add(a->tick, &tv);

@@ -429,34 +429,34 @@ static void on_archive(sdk_req *req, void *ctx)
 	aud_archive_route(req, a->arch);
 }
 
-static int audit_init(sdk_kernel *k, char *err, size_t errlen)
+static int audit_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (aud_store_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	if (!grace_config_kernel(k->cfg, "immutable_log")) {
-		snprintf(err, errlen, "the immutable_log kernel is not configured");
-		return -1;
+		sdk_fail(err, SDK_EIO, "the immutable_log kernel is not configured");
+		return SDK_EIO;
 	}
 	struct audit *a = calloc(1, sizeof *a);
 	if (!a) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	a->k = k;
 	a->append_timer = event_new(k->base, -1, EV_PERSIST, on_append_timer, a);
 	a->pending = json_array();
 	k->state = a;
 	if (!a->append_timer || !a->pending) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	a->arch = aud_archiver_new(k);
 	if (!a->arch) {
-		snprintf(err, errlen, "cannot start the archive writer");
-		return -1;
+		sdk_fail(err, SDK_EIO, "cannot start the archive writer");
+		return SDK_EIO;
 	}
 	struct timeval tv = { 0, APPEND_EVERY_MS * 1000 };
 	event_add(a->append_timer, &tv);

@@ -272,16 +272,16 @@ static void ca_metrics(sdk_kernel *k, struct evbuffer *out)
 			    kl, c->running, kl, c->model != NULL);
 }
 
-static int ca_init(sdk_kernel *k, char *err, size_t errlen)
+static int ca_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium did not initialise");
-		return -1;
+		sdk_fail(err, SDK_EIO, "libsodium did not initialise");
+		return SDK_EIO;
 	}
 	ca *c = calloc(1, sizeof *c);
 	if (!c) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	k->state = c;
 	c->k = k;
@@ -289,8 +289,8 @@ static int ca_init(sdk_kernel *k, char *err, size_t errlen)
 	sdk_err e;
 	if (ca_store_init(k->db, &e) < 0 ||
 	    ca_store_fail_unfinished(k->db, "the kernel stopped while it worked", &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	if (c->cfg->workspace_root[0] && !realpath(c->cfg->workspace_root, c->root)) {
 		sdk_warn("coding_agent: workspace_root %s: %s: no tasks until it exists",
@@ -309,8 +309,8 @@ static int ca_init(sdk_kernel *k, char *err, size_t errlen)
 	if (snprintf(c->tmp, sizeof c->tmp, "%s/coding_agent-tmp", k->cfg->data_dir) >=
 		    (int)sizeof c->tmp ||
 	    (mkdir(c->tmp, 0700) < 0 && errno != EEXIST)) {
-		snprintf(err, errlen, "%s: %s", c->tmp, strerror(errno));
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s: %s", c->tmp, strerror(errno));
+		return SDK_EIO;
 	}
 	if (k->cfg->model.base_url[0]) {
 		sdk_err me = { "" };
@@ -321,8 +321,8 @@ static int ca_init(sdk_kernel *k, char *err, size_t errlen)
 	}
 	c->pool = sdk_pool_new(k->base, 2, 256);
 	if (!c->pool) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	return 0;
 }

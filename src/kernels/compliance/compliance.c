@@ -1460,12 +1460,12 @@ static void on_schedule_put(sdk_req *req, void *ctx)
 
 /* ---- life */
 
-static int cmp_init(sdk_kernel *k, char *err, size_t errlen)
+static int cmp_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (cmp_store_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	/* The built-in default profile, written at first start (an admin may
 	 * replace it; it is not overwritten). */
@@ -1475,17 +1475,17 @@ static int cmp_init(sdk_kernel *k, char *err, size_t errlen)
 		json_t *def = json_loads(cmp_default_profile_json, 0, &je);
 		if (!def || cmp_profile_check(def, &e) < 0 ||
 		    cmp_profile_put(k->db, CMP_DEFAULT_PROFILE, def, sdk_wall_ms(), &e) < 0) {
-			snprintf(err, errlen, "the default profile: %s", def ? e.msg : je.text);
+			sdk_fail(err, SDK_EIO, "the default profile: %s", def ? e.msg : je.text);
 			json_decref(def);
-			return -1;
+			return SDK_EIO;
 		}
 		json_decref(def);
 	}
 	json_decref(have);
 	cmp *c = calloc(1, sizeof *c);
 	if (!c) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	c->k = k;
 	k->state = c;
@@ -1493,8 +1493,8 @@ static int cmp_init(sdk_kernel *k, char *err, size_t errlen)
 	c->sched_timer = evtimer_new(k->base, on_sched_timer, c);
 	c->log_timer = evtimer_new(k->base, on_log_timer, c);
 	if (!c->pool || !c->sched_timer || !c->log_timer) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	sched_arm(c, sdk_wall_ms());
 	log_arm(c);

@@ -627,34 +627,34 @@ static int cry_master_load(sdk_kernel *k, unsigned char master[CRY_MASTER_BYTES]
 	return 0;
 }
 
-static int cry_init(sdk_kernel *k, char *err, size_t errlen)
+static int cry_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium failed to initialise");
-		return -1;
+		sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
+		return SDK_EIO;
 	}
 	sdk_err e;
 	if (cry_store_schema(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	unsigned char master[CRY_MASTER_BYTES];
 	if (cry_master_load(k, master, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	cry_store *s = NULL;
 	int rc = cry_store_open(k->db, master, &s, &e);
 	sodium_memzero(master, sizeof master);
 	if (rc < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	cry_kernel *ck = calloc(1, sizeof *ck);
 	if (!ck) {
 		cry_store_close(s);
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	ck->store = s;
 	ck->k = k;
@@ -666,8 +666,8 @@ static int cry_init(sdk_kernel *k, char *err, size_t errlen)
 	 * first tick. */
 	ck->tick = event_new(k->base, -1, EV_PERSIST, on_tick, ck);
 	if (!ck->tick) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	struct timeval tv = { CRY_TICK_MS / 1000, (CRY_TICK_MS % 1000) * 1000 };
 	event_add(ck->tick, &tv);

@@ -1576,16 +1576,16 @@ static void inherit_setup(exe *x)
 				x->n_inherit++;
 }
 
-static int executor_init(sdk_kernel *k, char *err, size_t errlen)
+static int executor_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium cannot start");
-		return -1;
+		sdk_fail(err, SDK_EIO, "libsodium cannot start");
+		return SDK_EIO;
 	}
 	exe *x = calloc(1, sizeof *x);
 	if (!x) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	x->k = k;
 	x->cfg = &k->cfg->executor;
@@ -1593,16 +1593,16 @@ static int executor_init(sdk_kernel *k, char *err, size_t errlen)
 	k->state = x;
 	sdk_err e;
 	if (exe_store_init(k->db, x->instance, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	/* Orphans of our jobs come to us, not to init: nothing escapes. */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		sdk_warn("executor: cannot be a child subreaper: %s", strerror(errno));
 	host_setup(x);
 	if (work_root_setup(x, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	inherit_setup(x);
 	if (exe_jobs_running(k->db, recover_one, x, &e) < 0)
@@ -1614,8 +1614,8 @@ static int executor_init(sdk_kernel *k, char *err, size_t errlen)
 	x->sigchld = evsignal_new(k->base, SIGCHLD, on_sigchld, x);
 	x->kick = evtimer_new(k->base, on_kick, x);
 	if (!x->pool || !x->sigchld || !x->kick || evsignal_add(x->sigchld, NULL) < 0) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	struct timeval now = { 0, 0 };
 	evtimer_add(x->kick, &now); /* queued jobs of a previous life start */

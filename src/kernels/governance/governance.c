@@ -515,17 +515,17 @@ static bool kernel_on(const grace_config *cfg, const char *name)
 	return kc && kc->enabled;
 }
 
-static int governance_init(sdk_kernel *k, char *err, size_t errlen)
+static int governance_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (gov_store_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	struct gov *g = calloc(1, sizeof *g);
 	if (!g) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	g->k = k;
 	k->state = g;
@@ -539,8 +539,8 @@ static int governance_init(sdk_kernel *k, char *err, size_t errlen)
 				text = c->rules[j].rule;
 		json_t *r = sdk_gov_rule_parse(text, &e);
 		if (!r) {
-			snprintf(err, errlen, "[governance] the rule for %s: %s", name, e.msg);
-			return -1;
+			sdk_fail(err, SDK_EIO, "[governance] the rule for %s: %s", name, e.msg);
+			return SDK_EIO;
 		}
 		json_object_set_new(g->rules, name, r);
 	}
@@ -548,8 +548,8 @@ static int governance_init(sdk_kernel *k, char *err, size_t errlen)
 	g->have_bus = kernel_on(k->cfg, "message_bus");
 	g->tick = event_new(k->base, -1, EV_PERSIST, on_tick, g);
 	if (!g->tick) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	struct timeval tv = { 0, TICK_MS * 1000 };
 	event_add(g->tick, &tv);

@@ -686,24 +686,24 @@ static void learning_metrics(sdk_kernel *k, struct evbuffer *out)
 			    l->switches);
 }
 
-static int learning_init(sdk_kernel *k, char *err, size_t errlen)
+static int learning_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (lrn_store_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	struct lrn *l = calloc(1, sizeof *l);
 	if (!l) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	l->k = k;
 	k->state = l;
 	uint64_t seed = conf(k)->seed;
 	if (!seed && getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
-		snprintf(err, errlen, "getrandom: %s", strerror(errno));
-		return -1;
+		sdk_fail(err, SDK_EIO, "getrandom: %s", strerror(errno));
+		return SDK_EIO;
 	}
 	lrn_rng_seed(&l->rng, seed);
 	int p = lrn_policy_parse(conf(k)->policy);
@@ -711,14 +711,14 @@ static int learning_init(sdk_kernel *k, char *err, size_t errlen)
 	l->initial.epsilon = default_explore(k, l->initial.policy);
 	lrn_policy_row cur;
 	if (lrn_store_policy(k->db, &l->initial, sdk_wall_ms(), &cur, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	l->timer = event_new(k->base, -1, EV_PERSIST, on_tick, l);
 	l->pool = sdk_pool_new(k->base, 1, EVAL_QUEUE_MAX);
 	if (!l->timer || !l->pool) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	struct timeval tv = { FINALIZE_EVERY_MS / 1000, (FINALIZE_EVERY_MS % 1000) * 1000 };
 	event_add(l->timer, &tv);

@@ -262,29 +262,29 @@ static void on_search(sdk_req *req, void *ctx)
 /* The writer's connection and its thread, and the search workers' threads:
  * in a standby, while it waits. The workers open their connections at
  * their first search, after init (and so after the migration). */
-static int librarian_prepare(sdk_kernel *k, char *err, size_t errlen)
+static int librarian_prepare(sdk_kernel *k, sdk_err *err)
 {
 	lib_err e;
 	struct lib_state *st = calloc(1, sizeof *st);
 	if (!st) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	k->state = st;
 	if (!(st->jobs = lib_jobs_new(k, &e)) || !(st->workers = lib_workers_new(k, &e))) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	return 0;
 }
 
-static int librarian_init(sdk_kernel *k, char *err, size_t errlen)
+static int librarian_init(sdk_kernel *k, sdk_err *err)
 {
 	lib_err e;
 	struct lib_state *st = k->state;
 	if (lib_store_init(k->db, &e) < 0 || lib_jobs_resume(st->jobs, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	lib_workers_staged(st->workers, 0); /* what a crash left pending, merged once idle */
 	if (lib_ix_open(k->db, &st->single, &e) < 0)

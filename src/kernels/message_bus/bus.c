@@ -561,13 +561,13 @@ static void bus_free(bus *b)
 
 static const bus_engine bus_embedded_engine;
 
-static int bus_embedded_init(sdk_kernel *k, char *err, size_t errlen)
+static int bus_embedded_init(sdk_kernel *k, sdk_err *err)
 {
 	bus *b = calloc(1, sizeof *b);
 	sdk_err e = { "out of memory" };
 	if (!b) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	b->engine = &bus_embedded_engine;
 	b->k = k;
@@ -582,9 +582,9 @@ static int bus_embedded_init(sdk_kernel *k, char *err, size_t errlen)
 	if (!b->batch || !b->commit_ev || !b->retention_ev || !b->drain_ev ||
 	    bus_stream_init(b) < 0 ||
 	    bus_groups_init(b) < 0 || bus_store_open(k->db, &b->store, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
 		bus_free(b);
-		return -1;
+		return SDK_EIO;
 	}
 	struct timeval tv = { BUS_RETENTION_EVERY_MS / 1000, 0 };
 	evtimer_add(b->retention_ev, &tv);
@@ -685,10 +685,10 @@ BUS_ROUTE_TO_ENGINE(snapshot)
 BUS_ROUTE_TO_ENGINE(snapshot_piece)
 BUS_ROUTE_TO_ENGINE(snapshot_delete)
 
-static int bus_init(sdk_kernel *k, char *err, size_t errlen)
+static int bus_init(sdk_kernel *k, sdk_err *err)
 {
-	return k->cfg->message_bus.jetstream ? bus_js_init(k, err, errlen) :
-					       bus_embedded_init(k, err, errlen);
+	return k->cfg->message_bus.jetstream ? bus_js_init(k, err) :
+					       bus_embedded_init(k, err);
 }
 
 static void bus_engine_drain(sdk_kernel *k) { bus_engine_of(k)->drain(k); }

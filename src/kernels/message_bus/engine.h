@@ -35,7 +35,7 @@ static inline const bus_engine *bus_engine_of(sdk_kernel *k)
 
 /* js.c: connects, makes or updates the stream, sets k->state. 0, or -1
  * with why in err. */
-int bus_js_init(sdk_kernel *k, char *err, size_t errlen);
+int bus_js_init(sdk_kernel *k, sdk_err *err);
 
 /* bus.c: POST /publish's body, read and checked, shared by the engines: a
  * message or an array of them (borrowed from req), with the message count

@@ -752,7 +752,7 @@ static void bus_js_metrics(sdk_kernel *k, struct evbuffer *out)
 }
 
 /* Connects and makes (or updates) the stream; blocking, at init only. */
-static int bus_js_connect(bus_js *b, char *err, size_t errlen)
+static int bus_js_connect(bus_js *b, sdk_err *err)
 {
 	const grace_message_bus *c = b->cfg;
 	const char *urls[GRACE_BUS_NATS_URLS_MAX];
@@ -783,9 +783,9 @@ static int bus_js_connect(bus_js *b, char *err, size_t errlen)
 		s = b->N.natsConnection_Connect(&b->nc, o);
 	b->N.natsOptions_Destroy(o);
 	if (s != NATS_OK) {
-		snprintf(err, errlen, "cannot connect to NATS (%s...): %s", urls[0],
+		sdk_fail(err, SDK_EIO, "cannot connect to NATS (%s...): %s", urls[0],
 			 bus_js_why(b, s, 0, why, sizeof why));
-		return -1;
+		return SDK_EIO;
 	}
 	jsOptions jo;
 	b->N.jsOptions_Init(&jo);
@@ -795,8 +795,8 @@ static int bus_js_connect(bus_js *b, char *err, size_t errlen)
 	jo.PublishAsync.MaxPending = BUS_JS_BATCH_MAX;
 	s = b->N.natsConnection_JetStream(&b->js, b->nc, &jo);
 	if (s != NATS_OK) {
-		snprintf(err, errlen, "JetStream: %s", bus_js_why(b, s, 0, why, sizeof why));
-		return -1;
+		sdk_fail(err, SDK_EIO, "JetStream: %s", bus_js_why(b, s, 0, why, sizeof why));
+		return SDK_EIO;
 	}
 	char subjects[sizeof b->prefix + 2];
 	const char *subj_list[1] = { subjects };
@@ -825,8 +825,8 @@ static int bus_js_connect(bus_js *b, char *err, size_t errlen)
 		s = b->N.js_UpdateStream(&si, b->js, &sc, &so, &jerr);
 	}
 	if (s != NATS_OK) {
-		snprintf(err, errlen, "stream %s: %s", b->stream, bus_js_why(b, s, jerr, why, sizeof why));
-		return -1;
+		sdk_fail(err, SDK_EIO, "stream %s: %s", b->stream, bus_js_why(b, s, jerr, why, sizeof why));
+		return SDK_EIO;
 	}
 	sdk_info("message bus on JetStream: stream %s (%d replicas), next offset %" PRIu64,
 		 b->stream, (int)si->Config->Replicas, si->State.LastSeq + 1);
@@ -834,12 +834,12 @@ static int bus_js_connect(bus_js *b, char *err, size_t errlen)
 	return 0;
 }
 
-int bus_js_init(sdk_kernel *k, char *err, size_t errlen)
+int bus_js_init(sdk_kernel *k, sdk_err *err)
 {
 	bus_js *b = calloc(1, sizeof *b);
 	if (!b) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	b->engine = &bus_js_engine;
 	b->k = k;
@@ -861,9 +861,9 @@ int bus_js_init(sdk_kernel *k, char *err, size_t errlen)
 	 * window: a random instance id, then a counter. */
 	unsigned char rnd[12];
 	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		sdk_fail(err, SDK_EIO, "getrandom: %s", strerror(errno));
 		bus_js_free(b);
-		return -1;
+		return SDK_EIO;
 	}
 	for (size_t i = 0; i < sizeof rnd; i++)
 		snprintf(b->instance + 2 * i, 3, "%02x", rnd[i]);
@@ -877,14 +877,14 @@ int bus_js_init(sdk_kernel *k, char *err, size_t errlen)
 	b->short_pool = sdk_pool_new(k->base, BUS_JS_SHORT_THREADS, BUS_JS_QUEUE_MAX);
 	if (!b->queued || !b->commit_ev || !b->drain_ev || !b->in_ev || !b->pub_pool ||
 	    !b->wait_pool || !b->short_pool) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		bus_js_free(b);
-		return -1;
+		return SDK_EIO;
 	}
 	event_add(b->in_ev, NULL);
-	if (sdk_nats_open(&b->N, err, errlen) < 0 || bus_js_connect(b, err, errlen) < 0) {
+	if (sdk_nats_open(&b->N, err) < 0 || bus_js_connect(b, err) < 0) {
 		bus_js_free(b);
-		return -1;
+		return SDK_EIO;
 	}
 	k->state = b;
 	return 0;

@@ -101,13 +101,13 @@ static void mk_free(mkernel *m)
 	free(m);
 }
 
-static int mk_init(sdk_kernel *k, char *err, size_t errlen)
+static int mk_init(sdk_kernel *k, sdk_err *err)
 {
 	const grace_metrics *mc = &k->cfg->metrics;
 	mkernel *m = calloc(1, sizeof *m);
 	if (!m) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	m->k = k;
 	tsdb_opts o = { .max_series = mc->max_series,
@@ -116,18 +116,18 @@ static int mk_init(sdk_kernel *k, char *err, size_t errlen)
 	sdk_err e = { "out of memory" };
 	m->db = tsdb_open(k->cfg->data_dir, k->def->name, &o, &e);
 	if (!m->db) {
-		snprintf(err, errlen, "%s", e.msg);
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
 		mk_free(m);
-		return -1;
+		return SDK_EIO;
 	}
 	m->queries = sdk_pool_new(k->base, mc->query_threads, mc->query_queue);
 	m->writer = sdk_pool_new(k->base, 1, WRITER_QUEUE);
 	m->flush_ev = event_new(k->base, -1, EV_PERSIST, on_flush, m);
 	if (!m->queries || !m->writer || !m->flush_ev ||
 	    !(m->scraper = scr_new(k, m->db, &e))) {
-		snprintf(err, errlen, "%s", e.msg);
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
 		mk_free(m);
-		return -1;
+		return SDK_EIO;
 	}
 	m->retention_due_ms = sdk_wall_ms();
 	struct timeval tv = sdk_ms_tv(mc->flush_interval_ms);

@@ -674,12 +674,12 @@ static int install_default(pol_kernel *pk, sdk_err *e)
 	return rc;
 }
 
-static int pol_init(sdk_kernel *k, char *err, size_t errlen)
+static int pol_init(sdk_kernel *k, sdk_err *err)
 {
 	pol_kernel *pk = calloc(1, sizeof *pk);
 	if (!pk) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	pk->k = k;
 	unsigned char raw[8] = { 0 };
@@ -690,11 +690,11 @@ static int pol_init(sdk_kernel *k, char *err, size_t errlen)
 	cedar_arena_init(&pk->arena, POL_REQUEST_ARENA);
 	sdk_err e;
 	if (pol_store_open(k->db, &pk->store, &e) < 0 || install_default(pk, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
 		pol_store_close(pk->store);
 		cedar_arena_free(&pk->arena);
 		free(pk);
-		return -1;
+		return SDK_EIO;
 	}
 	k->state = pk;
 	pol_audit_kick(pk); /* what an earlier run, or `grace policy reset`, left */

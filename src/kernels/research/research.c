@@ -297,41 +297,41 @@ static void research_metrics(sdk_kernel *k, struct evbuffer *out)
 	}
 }
 
-static int research_init(sdk_kernel *k, char *err, size_t errlen)
+static int research_init(sdk_kernel *k, sdk_err *err)
 {
 	rs_kernel *rk = calloc(1, sizeof *rk);
 	if (!rk) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	rk->k = k;
 	rk->cfg = k->cfg->research;
 	k->state = rk;
 	sdk_err e;
 	if (rs_store_init(k->db, &rk->last_id, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	/* The parser's names: every kernel Grace knows. */
 	size_t n = kernel_registry_count();
 	const char **names = calloc(n + 1, sizeof *names);
 	if (!names) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	for (size_t i = 0; i < n; i++)
 		names[i] = kernel_registry_at(i)->name;
 	rk->names = names;
 	rk->pool = sdk_pool_new(k->base, 1, POOL_QUEUE);
 	if (!rk->pool) {
-		snprintf(err, errlen, "cannot start the worker pool");
-		return -1;
+		sdk_fail(err, SDK_EIO, "cannot start the worker pool");
+		return SDK_EIO;
 	}
 	if (k->cfg->model.base_url[0]) {
 		rk->model = sdk_model_new(k->base, &k->cfg->model, &e);
 		if (!rk->model) {
-			snprintf(err, errlen, "%s", e.msg);
-			return -1;
+			sdk_fail(err, SDK_EIO, "%s", e.msg);
+			return SDK_EIO;
 		}
 		sdk_info("research: syntheses from model '%s'",
 			 k->cfg->model.model[0] ? k->cfg->model.model : "(server default)");

@@ -720,21 +720,21 @@ static void on_stats(sdk_req *req, void *ctx)
 
 /* ---- life */
 
-static int scheduler_init(sdk_kernel *k, char *err, size_t errlen)
+static int scheduler_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (sch_store_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium cannot start");
-		return -1;
+		sdk_fail(err, SDK_EIO, "libsodium cannot start");
+		return SDK_EIO;
 	}
 	sched *s = calloc(1, sizeof *s);
 	if (!s) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	s->k = k;
 	s->cfg = &k->cfg->scheduler;
@@ -743,8 +743,8 @@ static int scheduler_init(sdk_kernel *k, char *err, size_t errlen)
 	s->timer = evtimer_new(k->base, on_timer, s);
 	s->dispatch = sched_dispatch_event(s);
 	if (!s->timer || !s->dispatch) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	/* Open runs a previous life left are taken up first (act.c). */
 	sched_dispatch_soon(s);

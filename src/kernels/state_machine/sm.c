@@ -1091,17 +1091,17 @@ static void on_owner_delete(sdk_req *req, void *ctx)
 	arm_timer(s);
 }
 
-static int sm_init(sdk_kernel *k, char *err, size_t errlen)
+static int sm_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (sm_store_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	sm *s = calloc(1, sizeof *s);
 	if (!s) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	k->state = s;
 	s->k = k;
@@ -1112,8 +1112,8 @@ static int sm_init(sdk_kernel *k, char *err, size_t errlen)
 	s->lim = k->cfg->state_machine;
 	s->roles_synced = !sdk_owner_roles_wait_at_start();
 	if (!s->cache || !s->pool || !s->timer) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	arm_timer(s); /* delayed events due while we were down fire now */
 	return 0;

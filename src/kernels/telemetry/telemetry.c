@@ -656,17 +656,17 @@ static void on_retain_timer(evutil_socket_t fd, short what, void *arg)
 	t->retaining = true;
 }
 
-static int telemetry_init(sdk_kernel *k, char *err, size_t errlen)
+static int telemetry_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (tel_store_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	tel *t = calloc(1, sizeof *t);
 	if (!t) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	k->state = t;
 	t->k = k;
@@ -677,8 +677,8 @@ static int telemetry_init(sdk_kernel *k, char *err, size_t errlen)
 	t->retain_timer = event_new(k->base, -1, EV_PERSIST, on_retain_timer, t);
 	t->acc = otlp_prom_acc_new(DELTA_SERIES_MAX);
 	if (!t->pool || !t->retain_timer || !t->acc) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	sdk_pool_set_caller_max(t->pool, t->cfg.caller_requests_max);
 	struct timeval tv = { t->cfg.retention_interval_ms / 1000,

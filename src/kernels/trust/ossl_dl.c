@@ -56,21 +56,20 @@ static const sdk_dl_sym syms[] = {
 
 static tr_ossl table; /* for the life of the process */
 static bool loaded;
-static char load_error[256];
+static sdk_err load_error;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void)
 {
 	loaded = sdk_dl_table_open(&table.lib, names, sizeof names / sizeof *names, syms,
-				   sizeof syms / sizeof *syms, &table, "libcrypto", load_error,
-				   sizeof load_error) == 0;
+				   sizeof syms / sizeof *syms, &table, "libcrypto", &load_error) == 0;
 }
 
 const tr_ossl *tr_ossl_load(sdk_err *err)
 {
 	pthread_once(&once, load);
 	if (!loaded) {
-		sdk_fail(err, SDK_EIO, "%s", load_error);
+		sdk_fail(err, SDK_EIO, "%s", load_error.msg);
 		return NULL;
 	}
 	return &table;

@@ -865,34 +865,34 @@ static void tr_free(tr_kernel *t)
 	free(t);
 }
 
-static int tr_init(sdk_kernel *k, char *err, size_t errlen)
+static int tr_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium failed to initialise");
-		return -1;
+		sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
+		return SDK_EIO;
 	}
 	sdk_err e;
 	tr_store *s;
 	tr_kernel *t = calloc(1, sizeof *t);
 	if (!t) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	if (tr_store_open(k->db, k->cfg->data_dir, &s, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
 		free(t);
-		return -1;
+		return SDK_EIO;
 	}
 	t->store = s;
 	if (tr_feed_init(&t->feed, k) < 0) {
 		tr_free(t);
-		snprintf(err, errlen, "the trust feed's consumer group does not fit");
-		return -1;
+		sdk_fail(err, SDK_EIO, "the trust feed's consumer group does not fit");
+		return SDK_EIO;
 	}
 	if (!(t->tick = event_new(k->base, -1, EV_PERSIST, on_tick, t))) {
 		tr_free(t);
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	const grace_trust *c = &k->cfg->trust;
 	tr_params p = { .jwt_rotate_ms = c->jwt_rotate_s * 1000LL,

@@ -1656,17 +1656,17 @@ static void on_retry(sdk_req *req, void *ctx) { run_op(req, ctx, "retry"); }
 
 /* ---- life ---- */
 
-static int wf_init(sdk_kernel *k, char *err, size_t errlen)
+static int wf_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (wfs_init(k->db, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
-		return -1;
+		sdk_fail(err, SDK_EIO, "%s", e.msg);
+		return SDK_EIO;
 	}
 	wf *w = calloc(1, sizeof *w);
 	if (!w) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	k->state = w;
 	w->k = k;
@@ -1681,8 +1681,8 @@ static int wf_init(sdk_kernel *k, char *err, size_t errlen)
 	w->outbox_more = true; /* what the last process left */
 	w->roles_synced = !sdk_owner_roles_wait_at_start();
 	if (!w->cache || !w->pool || !w->ext || !w->reload || !w->kick || !w->bus_retry) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		sdk_fail(err, SDK_EIO, "out of memory");
+		return SDK_EIO;
 	}
 	load_active(w); /* runs the last process left go on where they were */
 	bus_next(w);    /* and their status events still in the outbox go out */

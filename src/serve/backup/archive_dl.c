@@ -40,23 +40,22 @@ static const sdk_dl_sym syms[] = {
 
 static archive_dl table; /* for the life of the process */
 static bool loaded;
-static char load_error[256];
+static sdk_err load_error;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void)
 {
 	loaded = sdk_dl_table_open(&table.lib, names, sizeof names / sizeof *names, syms,
-				   sizeof syms / sizeof *syms, &table, "libarchive", load_error,
-				   sizeof load_error) == 0;
+				   sizeof syms / sizeof *syms, &table, "libarchive", &load_error) == 0;
 }
 
 /* Once per process, from whichever thread needs it first (the backup
  * workers): grace serve maps libarchive and what it brings only when a
  * backup is made. A failure stands until a restart (install libarchive). */
-const archive_dl *archive_dl_load(char *err, size_t errlen)
+const archive_dl *archive_dl_load(sdk_err *err)
 {
 	pthread_once(&once, load);
 	if (!loaded)
-		snprintf(err, errlen, "%s", load_error);
+		sdk_fail(err, SDK_EIO, "%s", load_error.msg);
 	return loaded ? &table : NULL;
 }

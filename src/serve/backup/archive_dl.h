@@ -5,6 +5,8 @@
 
 #include "serve/layer.h"
 
+#include "sdk/err.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <stddef.h>
@@ -40,6 +42,6 @@ typedef struct archive_dl {
 
 /* Loads libarchive once per process, from any thread (the first backup
  * does it); NULL with why in err. Later calls return the table. */
-const archive_dl *archive_dl_load(char *err, size_t errlen);
+const archive_dl *archive_dl_load(sdk_err *err);
 
 #endif

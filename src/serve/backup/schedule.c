@@ -443,46 +443,44 @@ static void arm(bk_schedule *s)
 }
 
 /* The schedule and its zone, read. */
-static int parse(const grace_backup *b, cron_expr *cron, tz_zone **tz, char *err, size_t errlen)
+static int parse(const grace_backup *b, cron_expr *cron, tz_zone **tz, sdk_err *err)
 {
 	sdk_err e = { "" };
 	*tz = NULL;
 	if (cron_parse(b->schedule, cron, &e) < 0 ||
-	    (!cron->every_ms && tz_load(NULL, b->timezone, tz, &e) < 0)) {
-		snprintf(err, errlen, "[backup] schedule \"%s\" (timezone %s): %s", b->schedule,
-			 b->timezone, e.msg);
-		return -1;
-	}
+	    (!cron->every_ms && tz_load(NULL, b->timezone, tz, &e) < 0))
+		return sdk_fail(err, SDK_EINVAL, "[backup] schedule \"%s\" (timezone %s): %s",
+				b->schedule, b->timezone, e.msg);
 	return 0;
 }
 
-int bks_check(const grace_backup *b, char *err, size_t errlen)
+int bks_check(const grace_backup *b, sdk_err *err)
 {
 	if (!b->schedule[0])
 		return 0;
 	cron_expr cron;
 	tz_zone *tz;
-	int rc = parse(b, &cron, &tz, err, errlen);
+	int rc = parse(b, &cron, &tz, err);
 	tz_free(tz);
 	return rc;
 }
 
-bk_schedule *bks_new(api_ctx *api, const char *self_exe, char *err, size_t errlen)
+bk_schedule *bks_new(api_ctx *api, const char *self_exe, sdk_err *err)
 {
-	err[0] = '\0';
+	err->msg[0] = '\0';
 	const grace_backup *b = &api->cfg->backup;
 	if (!b->schedule[0])
 		return NULL;
 	bk_schedule *s = calloc(1, sizeof *s);
 	if (!s) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	s->api = api;
 	s->cfg = b;
 	snprintf(s->exe, sizeof s->exe, "%s", self_exe);
 	s->anchor_ms = sdk_wall_ms();
-	if (parse(b, &s->cron, &s->tz, err, errlen) < 0) {
+	if (parse(b, &s->cron, &s->tz, err) < 0) {
 		free(s);
 		return NULL;
 	}
@@ -491,7 +489,7 @@ bk_schedule *bks_new(api_ctx *api, const char *self_exe, char *err, size_t errle
 	if (api->cfg->message_bus.jetstream)
 		s->bus = bk_bus_snap_new(api);
 	if (!s->timer || !s->pool || (api->cfg->message_bus.jetstream && !s->bus)) {
-		snprintf(err, errlen, "out of memory");
+		sdk_fail(err, SDK_EIO, "out of memory");
 		bks_free(s);
 		return NULL;
 	}

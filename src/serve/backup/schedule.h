@@ -22,14 +22,14 @@
 
 typedef struct bk_schedule bk_schedule;
 
-/* Whether the configured schedule and zone can be read: 0, or -1 with the
- * reason in err. grace serve asks before it binds anything. */
-int bks_check(const grace_backup *b, char *err, size_t errlen);
+/* Whether the configured schedule and zone can be read: 0, or SDK_EINVAL
+ * with the reason in err. grace serve asks before it binds anything. */
+int bks_check(const grace_backup *b, sdk_err *err);
 
-/* NULL with err[0] == 0 when no schedule is configured; NULL with the
+/* NULL with err->msg empty when no schedule is configured; NULL with the
  * reason in err when one is but cannot start (a bad cron expression, an
- * unknown zone). self_exe runs `grace restore`. */
-bk_schedule *bks_new(api_ctx *api, const char *self_exe, char *err, size_t errlen);
+ * unknown zone). self_exe runs `grace restore`. err must not be NULL. */
+bk_schedule *bks_new(api_ctx *api, const char *self_exe, sdk_err *err);
 /* Waits for a backup under way. */
 void bks_free(bk_schedule *s);
 

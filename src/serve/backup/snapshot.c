@@ -526,12 +526,11 @@ static int write_archive(const char *path, const char *staging, json_t *manifest
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_fail(e, "cannot create", tmp);
-	char aerr[256];
-	const archive_dl *A = archive_dl_load(aerr, sizeof aerr);
+	const archive_dl *A = archive_dl_load(e);
 	if (!A) {
 		close(fd);
 		unlink(tmp);
-		return sdk_fail(e, SDK_EIO, "%s", aerr);
+		return SDK_EIO;
 	}
 	char *text = json_dumps(manifest, JSON_INDENT(1) | JSON_SORT_KEYS);
 	struct archive *a = A->write_new();

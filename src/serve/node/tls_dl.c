@@ -45,18 +45,17 @@ static const sdk_dl_sym syms[] = {
 
 static node_tls_dl table; /* for the life of the process: the loop's thread only */
 static bool tried, loaded;
-static char load_error[256];
+static sdk_err load_error;
 
 const node_tls_dl *node_tls_dl_load(sdk_err *err)
 {
 	if (!tried) {
 		tried = true;
 		loaded = sdk_dl_table_open(&table.lib, names, sizeof names / sizeof *names, syms,
-					   sizeof syms / sizeof *syms, &table, "libevent_openssl",
-					   load_error, sizeof load_error) == 0;
+					   sizeof syms / sizeof *syms, &table, "libevent_openssl", &load_error) == 0;
 	}
 	if (!loaded) {
-		sdk_fail(err, SDK_EIO, "%s", load_error);
+		sdk_fail(err, SDK_EIO, "%s", load_error.msg);
 		return NULL;
 	}
 	return &table;

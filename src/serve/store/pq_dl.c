@@ -19,15 +19,14 @@ static const sdk_dl_sym syms[] = {
 
 static pq_dl table; /* for the life of the process */
 static bool loaded;
-static char load_error[256];
+static sdk_err load_error;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 const pq_dl *store_pq;
 
 static void load(void)
 {
 	loaded = sdk_dl_table_open(&table.lib, names, sizeof names / sizeof *names, syms,
-				   sizeof syms / sizeof *syms, &table, "libpq (Debian: libpq5)",
-				   load_error, sizeof load_error) == 0;
+				   sizeof syms / sizeof *syms, &table, "libpq (Debian: libpq5)", &load_error) == 0;
 	if (loaded)
 		store_pq = &table;
 }
@@ -37,6 +36,6 @@ const pq_dl *pq_dl_load(sdk_err *err)
 {
 	pthread_once(&once, load);
 	if (!loaded)
-		sdk_fail(err, SDK_EIO, "%s", load_error);
+		sdk_fail(err, SDK_EIO, "%s", load_error.msg);
 	return loaded ? &table : NULL;
 }
