@@ -16,8 +16,7 @@
 #include <string.h>
 
 typedef struct ctx {
-	char *why;
-	size_t whylen;
+	sdk_err *err; /* never NULL here: the caller's, or one of its own */
 	char path[160]; /* where in the request, for the message */
 } ctx;
 
@@ -29,8 +28,7 @@ static int bad(ctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	snprintf(c->why, c->whylen, "%s%s%s", c->path, *c->path ? ": " : "", msg);
-	return -1;
+	return sdk_fail(c->err, SDK_EINVAL, "%s%s%s", c->path, *c->path ? ": " : "", msg);
 }
 
 static int get_i64(json_t *v, int64_t *out)
@@ -325,7 +323,7 @@ static int norm_events(ctx *c, json_t *in, json_t *out)
 		if (!json_is_object(e) || norm_time(c, e, o, "timeUnixNano", &t) < 0 ||
 		    copy_str(c, e, o, "name", NULL) < 0 ||
 		    norm_kvs(c, json_object_get(e, "attributes"), 0, &kvs) < 0)
-			return *c->why ? -1 : bad(c, "events[%zu]: expected an object", i);
+			return *c->err->msg ? -1 : bad(c, "events[%zu]: expected an object", i);
 		json_object_set_new(o, "attributes", kvs);
 		if (copy_u32(c, e, o, "droppedAttributesCount", UINT32_MAX) < 0)
 			return -1;
@@ -490,11 +488,12 @@ fail:
 	return -1;
 }
 
-int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch, char *why,
-		    size_t whylen)
+int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch,
+		    sdk_err *err)
 {
-	ctx c = { .why = why, .whylen = whylen };
-	*why = '\0';
+	sdk_err own;
+	ctx c = { .err = err ? err : &own };
+	c.err->msg[0] = '\0';
 	*batch = (otlp_batch){ .rows = json_array() };
 	const char *k_res = sig == OTLP_TRACES ? "resourceSpans" : "resourceLogs";
 	const char *k_scope = sig == OTLP_TRACES ? "scopeSpans" : "scopeLogs";
@@ -512,11 +511,10 @@ int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *
 		json_array_foreach(json_object_get(rs, k_scope), j, ss)
 			total += json_array_size(json_object_get(ss, k_items));
 	if (total > items_max) {
-		bad(&c, "%zu %s in one request; the limit is %zu", total,
-		    sig == OTLP_TRACES ? "spans" : "log records", items_max);
 		json_decref(batch->rows);
 		batch->rows = NULL;
-		return -2;
+		return sdk_fail(c.err, SDK_ETOOLARGE, "%zu %s in one request; the limit is %zu",
+				total, sig == OTLP_TRACES ? "spans" : "log records", items_max);
 	}
 	json_array_foreach(rs_all, i, rs) {
 		snprintf(c.path, sizeof c.path, "%s[%zu]", k_res, i);
@@ -575,5 +573,5 @@ int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *
 fail:
 	json_decref(batch->rows);
 	batch->rows = NULL;
-	return -1;
+	return SDK_EINVAL;
 }
