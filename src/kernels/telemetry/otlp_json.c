@@ -359,10 +359,10 @@ static int norm_links(ctx *c, json_t *in, json_t *out)
 	return copy_u32(c, in, out, "droppedLinksCount", UINT32_MAX);
 }
 
-/* One span: 0 and *row, 1 when it is rejected (reason in `reject`), -1
- * when the request is bad. */
+/* One span: 0 and *row, 1 when it is rejected (the reason in `reject`:
+ * the rest of the request is taken), SDK_EINVAL when the request is bad. */
 static int norm_span(ctx *c, json_t *in, json_t *resource, json_t *scope, const char *service,
-		     json_t **row, char *reject, size_t rlen)
+		     json_t **row, sdk_err *reject)
 {
 	*row = NULL;
 	if (!json_is_object(in))
@@ -409,7 +409,7 @@ static int norm_span(ctx *c, json_t *in, json_t *resource, json_t *scope, const 
 			json_object_set_new(sto, "code", json_integer(code));
 	}
 	if (all_zero(tid) || all_zero(sid) || end < start) {
-		snprintf(reject, rlen, "%s: %s", c->path,
+		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 end < start ? "the span ends before it starts"
 				     : "an all-zero trace or span id is invalid");
 		json_decref(o);
@@ -431,7 +431,7 @@ fail:
 }
 
 static int norm_log(ctx *c, json_t *in, json_t *resource, json_t *scope, const char *service,
-		    json_t **row, char *reject, size_t rlen)
+		    json_t **row, sdk_err *reject)
 {
 	*row = NULL;
 	if (!json_is_object(in))
@@ -469,7 +469,7 @@ static int norm_log(ctx *c, json_t *in, json_t *resource, json_t *scope, const c
 	if (*sid)
 		json_object_set_new(o, "spanId", json_string(sid));
 	if ((*tid && all_zero(tid)) || (*sid && all_zero(sid)) || (*sid && !*tid)) {
-		snprintf(reject, rlen, "%s: %s", c->path,
+		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 *sid && !*tid ? "a span id without a trace id"
 				       : "an all-zero trace or span id is invalid");
 		json_decref(o);
@@ -547,12 +547,12 @@ int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *
 				snprintf(c.path, sizeof c.path, "%s[%zu].%s[%zu].%s[%zu]", k_res, i,
 					 k_scope, j, k_items, k);
 				json_t *row;
-				char reject[OTLP_WHY_MAX];
+				sdk_err reject;
 				int rc = sig == OTLP_TRACES
 						 ? norm_span(&c, item, resource, scope, service, &row,
-							     reject, sizeof reject)
+							     &reject)
 						 : norm_log(&c, item, resource, scope, service, &row,
-							    reject, sizeof reject);
+							    &reject);
 				if (rc < 0) {
 					json_decref(scope);
 					json_decref(resource);
@@ -560,7 +560,7 @@ int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *
 				}
 				if (rc == 1) {
 					if (batch->rejected++ == 0)
-						snprintf(batch->why, sizeof batch->why, "%s", reject);
+						snprintf(batch->why, sizeof batch->why, "%s", reject.msg);
 					continue;
 				}
 				json_array_append_new(batch->rows, row);
