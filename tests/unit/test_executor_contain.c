@@ -319,8 +319,8 @@ static void test_seccomp_builds(void **state)
 {
 	(void)state;
 	exe_seccomp s;
-	char why[200];
-	assert_int_equal(exe_seccomp_build(&s, why, sizeof why), 0);
+	sdk_err why;
+	assert_int_equal(exe_seccomp_build(&s, &why), 0);
 	assert_true(s.refused > 40);
 	assert_true(s.prog.len > 10);
 	assert_true(s.memfd >= 0);
@@ -379,9 +379,9 @@ static exe_shim spawn(const char *script, uint64_t timeout_ms)
 	exe_launch l = { .argv = argv, .envp = envp, .workdir = "/", .stdin_fd = fileno(null),
 			 .seccomp_memfd = -1, .timeout_ms = timeout_ms, .kill_grace_ms = 100 };
 	exe_shim sh;
-	char why[200];
-	if (exe_shim_spawn(&l, &sh, why, sizeof why) < 0)
-		fail_msg("spawn: %s", why);
+	sdk_err why;
+	if (exe_shim_spawn(&l, &sh, &why) < 0)
+		fail_msg("spawn: %s", why.msg);
 	fclose(null);
 	return sh;
 }
@@ -465,8 +465,8 @@ static void test_shim_reports_an_exec_failure(void **state)
 	exe_launch l = { .argv = argv, .envp = envp, .workdir = "/", .stdin_fd = fileno(null),
 			 .seccomp_memfd = -1, .timeout_ms = 1000 };
 	exe_shim sh;
-	char why[200];
-	assert_int_equal(exe_shim_spawn(&l, &sh, why, sizeof why), 0);
+	sdk_err why;
+	assert_int_equal(exe_shim_spawn(&l, &sh, &why), 0);
 	fclose(null);
 	exe_shim_msg m = read_msg(&sh, 5000);
 	assert_int_equal(m.type, EXE_MSG_EXEC_FAILED);

@@ -231,13 +231,13 @@ static void test_estimator(void **state)
 static void test_context(void **state)
 {
 	(void)state;
-	char why[160];
+	sdk_err why;
 	lrn_context c;
 	json_t *b = json_loads("{\"issue\":\"process_hung\",\"kernel\":\"audit\",\"arms\":"
 			       "[\"restart_component\",\"reset_port\"],\"features\":"
 			       "{\"restarts_last_hour\":2,\"last_exit\":\"signal\","
 			       "\"since_last_heal_s\":120}}", 0, NULL);
-	assert_int_equal(lrn_context_parse(b, &c, why, sizeof why), 0);
+	assert_int_equal(lrn_context_parse(b, &c, &why), 0);
 	assert_string_equal(c.bucket, "process_hung|audit|r1-2|signal|h<10m");
 	assert_int_equal(c.n_arms, 2);
 	assert_int_equal(lrn_context_arm(&c, "reset_port"), 1);
@@ -246,7 +246,7 @@ static void test_context(void **state)
 	json_decref(b);
 	/* No features: the defaults. */
 	b = json_loads("{\"issue\":\"x\",\"kernel\":\"k\",\"arms\":[\"a\"]}", 0, NULL);
-	assert_int_equal(lrn_context_parse(b, &c, why, sizeof why), 0);
+	assert_int_equal(lrn_context_parse(b, &c, &why), 0);
 	assert_string_equal(c.bucket, "x|k|r0|none|hnever");
 	lrn_context_clear(&c);
 	json_decref(b);
@@ -270,9 +270,9 @@ static void test_context(void **state)
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		b = json_loads(bad[i], 0, NULL);
 		assert_non_null(b);
-		why[0] = 0;
-		assert_int_equal(lrn_context_parse(b, &c, why, sizeof why), -1);
-		assert_true(why[0] != 0);
+		why.msg[0] = 0;
+		assert_int_equal(lrn_context_parse(b, &c, &why), SDK_EINVAL);
+		assert_true(why.msg[0] != 0);
 		assert_null(c.features);
 		json_decref(b);
 	}

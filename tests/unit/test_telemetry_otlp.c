@@ -28,10 +28,10 @@ static json_t *parse(const char *s)
 	return j;
 }
 
-static int batch_of(const char *req, size_t max, otlp_batch *b, char *why)
+static int batch_of(const char *req, size_t max, otlp_batch *b, sdk_err *why)
 {
 	json_t *j = parse(req);
-	int rc = otlp_json_batch(OTLP_TRACES, j, max, b, why, OTLP_WHY_MAX);
+	int rc = otlp_json_batch(OTLP_TRACES, j, max, b, why);
 	json_decref(j);
 	return rc;
 }
@@ -53,8 +53,8 @@ static void test_json_normalized(void **state)
 {
 	(void)state;
 	otlp_batch b;
-	char why[OTLP_WHY_MAX];
-	assert_int_equal(batch_of(one_span, 10, &b, why), 0);
+	sdk_err why;
+	assert_int_equal(batch_of(one_span, 10, &b, &why), 0);
 	assert_int_equal(json_array_size(b.rows), 1);
 	assert_int_equal(b.rejected, 0);
 	json_t *row = json_array_get(b.rows, 0), *span = json_object_get(row, "body");
@@ -116,32 +116,32 @@ static void test_json_refused(void **state)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		otlp_batch b;
-		char why[OTLP_WHY_MAX];
-		if (batch_of(bad[i].req, 10, &b, why) != -1)
+		sdk_err why;
+		if (batch_of(bad[i].req, 10, &b, &why) != SDK_EINVAL)
 			fail_msg("accepted %s", bad[i].req);
 		assert_null(b.rows);
-		if (!strstr(why, bad[i].why))
-			fail_msg("'%s' does not say '%s'", why, bad[i].why);
+		if (!strstr(why.msg, bad[i].why))
+			fail_msg("'%s' does not say '%s'", why.msg, bad[i].why);
 	}
 	/* one span too many: refused whole, as oversized */
 	otlp_batch b;
-	char why[OTLP_WHY_MAX];
-	assert_int_equal(batch_of(one_span, 0, &b, why), -2);
-	assert_non_null(strstr(why, "the limit is 0"));
+	sdk_err why;
+	assert_int_equal(batch_of(one_span, 0, &b, &why), SDK_ETOOLARGE);
+	assert_non_null(strstr(why.msg, "the limit is 0"));
 }
 
 static void test_json_partial(void **state)
 {
 	(void)state;
 	otlp_batch b;
-	char why[OTLP_WHY_MAX];
+	sdk_err why;
 	const char *req =
 		"{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":["
 		"{\"traceId\":\"" TID "\",\"spanId\":\"" SID "\"},"
 		"{\"traceId\":\"00000000000000000000000000000000\",\"spanId\":\"" SID "\"},"
 		"{\"traceId\":\"" TID "\",\"spanId\":\"" SID "\",\"startTimeUnixNano\":5,\"endTimeUnixNano\":4}"
 		"]}]}]}";
-	assert_int_equal(batch_of(req, 10, &b, why), 0);
+	assert_int_equal(batch_of(req, 10, &b, &why), 0);
 	assert_int_equal(json_array_size(b.rows), 1);
 	assert_int_equal(b.rejected, 2);
 	assert_non_null(strstr(b.why, "spans[1]"));
@@ -185,10 +185,10 @@ static void test_protobuf_same_tree(void **state)
 	uint8_t *buf = malloc(len);
 	otlp__export_trace_service_request__pack(&req, buf);
 	json_t *tree;
-	char why[OTLP_WHY_MAX];
-	assert_int_equal(otlp_pb_to_json(OTLP_TRACES, buf, len, &tree, why, sizeof why), 0);
+	sdk_err why;
+	assert_int_equal(otlp_pb_to_json(OTLP_TRACES, buf, len, &tree, &why), 0);
 	otlp_batch b;
-	assert_int_equal(otlp_json_batch(OTLP_TRACES, tree, 10, &b, why, sizeof why), 0);
+	assert_int_equal(otlp_json_batch(OTLP_TRACES, tree, 10, &b, &why), 0);
 	json_t *row = json_array_get(b.rows, 0), *body = json_object_get(row, "body");
 	assert_string_equal(json_string_value(json_object_get(row, "trace_id")),
 			    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
@@ -204,13 +204,13 @@ static void test_protobuf_same_tree(void **state)
 	span.trace_id.len = 15;
 	len = otlp__export_trace_service_request__get_packed_size(&req);
 	otlp__export_trace_service_request__pack(&req, buf);
-	assert_int_equal(otlp_pb_to_json(OTLP_TRACES, buf, len, &tree, why, sizeof why), 0);
-	assert_int_equal(otlp_json_batch(OTLP_TRACES, tree, 10, &b, why, sizeof why), -1);
-	assert_non_null(strstr(why, "30 digits"));
+	assert_int_equal(otlp_pb_to_json(OTLP_TRACES, buf, len, &tree, &why), 0);
+	assert_int_equal(otlp_json_batch(OTLP_TRACES, tree, 10, &b, &why), SDK_EINVAL);
+	assert_non_null(strstr(why.msg, "30 digits"));
 	json_decref(tree);
 	/* and bytes that are not a message do not decode */
-	assert_int_equal(otlp_pb_to_json(OTLP_TRACES, (const uint8_t *)"\xff\xff\xff", 3, &tree, why,
-					 sizeof why), -1);
+	assert_int_equal(otlp_pb_to_json(OTLP_TRACES, (const uint8_t *)"\xff\xff\xff", 3, &tree, &why),
+			 SDK_EINVAL);
 	free(buf);
 }
 

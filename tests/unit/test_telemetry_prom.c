@@ -69,8 +69,8 @@ static json_t *translate(otlp_prom_acc *acc, const char *req, size_t *rejected)
 	json_t *r = json_loads(req, 0, NULL);
 	assert_non_null(r);
 	otlp_prom_out out;
-	char why[OTLP_WHY_MAX];
-	assert_int_equal(otlp_prom_translate(acc, r, 100, 1000, &out, why, sizeof why), 0);
+	sdk_err why;
+	assert_int_equal(otlp_prom_translate(acc, r, 100, 1000, &out, &why), 0);
 	json_decref(r);
 	*rejected = out.rejected;
 	return out.series;
@@ -152,13 +152,13 @@ static void test_refused(void **state)
 	(void)state;
 	otlp_prom_acc *acc = otlp_prom_acc_new(10);
 	otlp_prom_out out;
-	char why[OTLP_WHY_MAX];
+	sdk_err why;
 	json_t *r = json_loads("{\"resourceMetrics\":{}}", 0, NULL);
-	assert_int_equal(otlp_prom_translate(acc, r, 100, 0, &out, why, sizeof why), -1);
+	assert_int_equal(otlp_prom_translate(acc, r, 100, 0, &out, &why), SDK_EINVAL);
 	assert_null(out.series);
 	json_decref(r);
 	r = json_loads(RES "{\"name\":\"g\",\"gauge\":{\"dataPoints\":[{},{},{}]}}]}]}]}", 0, NULL);
-	assert_int_equal(otlp_prom_translate(acc, r, 2, 0, &out, why, sizeof why), -2);
+	assert_int_equal(otlp_prom_translate(acc, r, 2, 0, &out, &why), SDK_ETOOLARGE);
 	json_decref(r);
 	otlp_prom_acc_free(acc);
 }

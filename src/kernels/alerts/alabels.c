@@ -79,12 +79,13 @@ int al_check_labels(const json_t *labels, const char *what, sdk_err *err)
 	return 0;
 }
 
-static void *compile(const char *pattern, char *why, size_t whylen)
+/* The compiled, anchored pattern, or NULL with the reason in `why`. */
+static void *compile(const char *pattern, sdk_err *why)
 {
 	size_t n = strlen(pattern);
 	char *full = malloc(n + 16);
 	if (!full) {
-		snprintf(why, whylen, "out of memory");
+		sdk_fail(why, SDK_EIO, "out of memory");
 		return NULL;
 	}
 	snprintf(full, n + 16, "^(?:%s)$", pattern);
@@ -96,16 +97,18 @@ static void *compile(const char *pattern, char *why, size_t whylen)
 	if (!re) {
 		PCRE2_UCHAR msg[160];
 		pcre2_get_error_message(code, msg, sizeof msg);
-		snprintf(why, whylen, "%s", (const char *)msg);
+		sdk_fail(why, SDK_EINVAL, "%s", (const char *)msg);
 	}
 	return re;
 }
 
-bool al_regex_ok(const char *pattern, char *why, size_t whylen)
+int al_regex_check(const char *pattern, sdk_err *why)
 {
-	void *re = compile(pattern, why, whylen);
+	void *re = compile(pattern, why);
+	if (!re)
+		return SDK_EINVAL;
 	pcre2_code_free(re);
-	return re != NULL;
+	return 0;
 }
 
 int al_matcher_make(enum al_match_type type, const char *name, const char *value,
@@ -124,11 +127,11 @@ int al_matcher_make(enum al_match_type type, const char *name, const char *value
 		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	if (type == AL_RE || type == AL_NRE) {
-		char why[160];
-		out->re = compile(value, why, sizeof why);
+		sdk_err why;
+		out->re = compile(value, &why);
 		if (!out->re) {
 			int rc = sdk_fail(err, SDK_EINVAL, "matcher on \"%s\": bad regular expression: %s",
-					  name, why);
+					  name, why.msg);
 			al_matcher_free(out);
 			return rc;
 		}

@@ -55,7 +55,8 @@ json_t *al_matcher_json(const al_matcher *m);
 /* name="value" as Alertmanager prints it. */
 void al_matcher_string(const al_matcher *m, char *out, size_t len);
 
-/* Does a regular expression (anchored) match s? For tests of patterns. */
-bool al_regex_ok(const char *pattern, char *why, size_t whylen);
+/* Does a regular expression compile? 0, or SDK_EINVAL with the reason
+ * (PCRE2's message, or "out of memory") in `why`. */
+int al_regex_check(const char *pattern, sdk_err *why);
 
 #endif

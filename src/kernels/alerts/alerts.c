@@ -258,19 +258,23 @@ static void config_relative(const grace_config *cfg, const char *p, char *out, s
 		out[0] = '\0'; /* too long: matches nothing */
 }
 
-static char *read_file(const char *path, size_t max, char *why, size_t whylen)
+/* The file's text (malloc'd), or NULL with the reason in `why`. */
+static char *read_file(const char *path, size_t max, sdk_err *why)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
-		snprintf(why, whylen, "cannot open: %s", strerror(errno));
+		sdk_fail(why, SDK_EIO, "cannot open: %s", strerror(errno));
 		return NULL;
 	}
 	char *buf = malloc(max + 1);
 	size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
 	fclose(f);
 	if (!buf || n > max) {
+		if (buf)
+			sdk_fail(why, SDK_ETOOLARGE, "larger than %zu bytes", max);
+		else
+			sdk_fail(why, SDK_EIO, "out of memory");
 		free(buf);
-		snprintf(why, whylen, buf ? "larger than %zu bytes" : "out of memory", max);
 		return NULL;
 	}
 	buf[n] = '\0';
@@ -287,9 +291,8 @@ static void load_config_files(ak *a)
 	if (glob(pattern, 0, NULL, &g) != 0)
 		return;
 	for (size_t i = 0; i < g.gl_pathc; i++) {
-		char why[256];
-		sdk_err e;
-		char *yaml = read_file(g.gl_pathv[i], RULE_FILE_BYTES_MAX, why, sizeof why);
+		sdk_err why, e;
+		char *yaml = read_file(g.gl_pathv[i], RULE_FILE_BYTES_MAX, &why);
 		const char *path = g.gl_pathv[i];
 		/* The notifier's file may sit beside the rules: not a rule file. */
 		if (strstr(path, "notifier")) {
@@ -297,7 +300,7 @@ static void load_config_files(ak *a)
 			continue;
 		}
 		if (!yaml || ak_file_set(a, path, yaml, false, true, &e) < 0) {
-			sdk_warn("alerts: rule file %s not loaded: %s", path, yaml ? e.msg : why);
+			sdk_warn("alerts: rule file %s not loaded: %s", path, yaml ? e.msg : why.msg);
 			ak_file *nf = realloc(a->files, (a->n_files + 1) * sizeof *nf);
 			if (nf) {
 				a->files = nf;
@@ -305,7 +308,7 @@ static void load_config_files(ak *a)
 				memset(f, 0, sizeof *f);
 				snprintf(f->name, sizeof f->name, "%s", path);
 				f->from_config = true;
-				snprintf(f->error, sizeof f->error, "%s", yaml ? e.msg : why);
+				snprintf(f->error, sizeof f->error, "%s", yaml ? e.msg : why.msg);
 			}
 		}
 		free(yaml);
@@ -328,18 +331,19 @@ static void load_notifier(ak *a)
 	}
 	free(text);
 	const grace_config *cfg = a->k->cfg;
-	char path[PATH_MAX], why[256];
+	char path[PATH_MAX];
+	sdk_err why;
 	config_relative(cfg, cfg->alerts.notifier_file[0] ? cfg->alerts.notifier_file
 							  : "alerts/notifier.yml",
 			path, sizeof path);
-	text = read_file(path, RULE_FILE_BYTES_MAX, why, sizeof why);
+	text = read_file(path, RULE_FILE_BYTES_MAX, &why);
 	if (text && ntf_configure(a->ntf, text, strlen(text), now, &e) == 0) {
 		free(text);
 		return;
 	}
 	if (text || cfg->alerts.notifier_file[0]) {
 		if (snprintf(a->notifier_error, sizeof a->notifier_error, "%s: %s", path,
-			     text ? e.msg : why) >= (int)sizeof a->notifier_error)
+			     text ? e.msg : why.msg) >= (int)sizeof a->notifier_error)
 			a->notifier_error[sizeof a->notifier_error - 1] = '\0'; /* shortened */
 		sdk_warn("alerts: notifier configuration %s", a->notifier_error);
 	}
@@ -603,24 +607,24 @@ static void write_back(geval *ev, ar_rule *r, json_t *series)
 	free(text);
 }
 
-/* The query's samples out of Prometheus's answer. */
+/* The query's samples out of Prometheus's answer; a status with the reason
+ * in `why` when it holds none. */
 static int read_result(const char *body, size_t len, json_t **doc, ar_sample **out, size_t *n,
-		       char *why, size_t whylen)
+		       sdk_err *why)
 {
 	*doc = json_loadb(body, len, 0, NULL);
 	json_t *data = json_object_get(*doc, "data");
 	const char *type = json_string_value(json_object_get(data, "resultType"));
 	json_t *result = json_object_get(data, "result");
-	if (!type) {
-		snprintf(why, whylen, "%s", json_string_value(json_object_get(*doc, "error"))
-						    ? json_string_value(json_object_get(*doc, "error"))
-						    : "the metrics kernel gave no result");
-		return -1;
-	}
+	if (!type)
+		return sdk_fail(why, SDK_EINVAL, "%s",
+				json_string_value(json_object_get(*doc, "error"))
+					? json_string_value(json_object_get(*doc, "error"))
+					: "the metrics kernel gave no result");
 	if (!strcmp(type, "scalar")) {
 		*out = calloc(1, sizeof **out);
 		if (!*out)
-			return -1;
+			return sdk_fail(why, SDK_EIO, "out of memory");
 		(*out)[0].labels = json_object();
 		json_object_set_new(data, "_empty", (*out)[0].labels); /* owned by the doc */
 		const char *sv = json_string_value(json_array_get(result, 1));
@@ -628,14 +632,12 @@ static int read_result(const char *body, size_t len, json_t **doc, ar_sample **o
 		*n = 1;
 		return 0;
 	}
-	if (strcmp(type, "vector")) {
-		snprintf(why, whylen, "rule result is not a vector or scalar");
-		return -1;
-	}
+	if (strcmp(type, "vector"))
+		return sdk_fail(why, SDK_EINVAL, "rule result is not a vector or scalar");
 	*n = json_array_size(result);
 	*out = calloc(*n + 1, sizeof **out);
 	if (!*out)
-		return -1;
+		return sdk_fail(why, SDK_EIO, "out of memory");
 	size_t i;
 	json_t *r;
 	json_array_foreach(result, i, r) {
@@ -657,11 +659,11 @@ static void on_result(int status, const char *body, size_t len, double ms, const
 	json_t *doc = NULL;
 	ar_sample *res = NULL;
 	size_t n = 0;
-	char why[400];
+	sdk_err why;
 	if (status == 0) {
 		rule_failed(ev, r, "the metrics kernel did not answer: %s", error ? error : "");
-	} else if (read_result(body, len, &doc, &res, &n, why, sizeof why) < 0) {
-		rule_failed(ev, r, "%s", why);
+	} else if (read_result(body, len, &doc, &res, &n, &why) < 0) {
+		rule_failed(ev, r, "%s", why.msg);
 	} else {
 		sdk_err e;
 		json_t *series = NULL;

@@ -295,10 +295,10 @@ void ak_on_am_alerts_get(sdk_req *req, void *ctx)
 	al_matchers_free(&f);
 	const char *receiver = sdk_req_query(req, "receiver");
 	if (receiver && all) {
-		char why[128];
-		if (!al_regex_ok(receiver, why, sizeof why)) {
+		sdk_err why;
+		if (al_regex_check(receiver, &why) < 0) {
 			json_decref(all);
-			am_error(req, 400, why);
+			am_error(req, 400, why.msg);
 			return;
 		}
 		al_matcher m;
@@ -327,17 +327,16 @@ void ak_on_am_alerts_get(sdk_req *req, void *ctx)
 	sdk_reply_json(req, 200, all ? all : json_array());
 }
 
-static bool parse_time_field(json_t *j, const char *name, int64_t *ms, char *why, size_t len)
+/* The time in field `name` (0 when absent or null), or SDK_EINVAL. */
+static int parse_time_field(json_t *j, const char *name, int64_t *ms, sdk_err *why)
 {
 	json_t *v = json_object_get(j, name);
 	*ms = 0;
 	if (!v || json_is_null(v))
-		return true;
-	if (!json_is_string(v) || !sdk_rfc3339_parse_ms(json_string_value(v), ms)) {
-		snprintf(why, len, "%s: not an RFC 3339 time", name);
-		return false;
-	}
-	return true;
+		return 0;
+	if (!json_is_string(v) || !sdk_rfc3339_parse_ms(json_string_value(v), ms))
+		return sdk_fail(why, SDK_EINVAL, "%s: not an RFC 3339 time", name);
+	return 0;
 }
 
 /* POST /api/v2/alerts: [PostableAlert], as a real Alertmanager takes
@@ -357,38 +356,35 @@ void ak_on_am_alerts_post(sdk_req *req, void *ctx)
 	int64_t now = sdk_wall_ms();
 	size_t i;
 	json_t *al;
-	char why[300];
+	sdk_err why;
 	json_array_foreach(list, i, al) {
-		sdk_err e;
 		int64_t st, en;
 		json_t *labels = json_object_get(al, "labels");
 		json_t *ann = json_object_get(al, "annotations");
 		if (!json_is_object(al) || !json_is_object(labels)) {
-			snprintf(why, sizeof why, "alert %zu: labels in body is required", i);
+			sdk_fail(&why, SDK_EINVAL, "alert %zu: labels in body is required", i);
 			goto bad;
 		}
-		if (!parse_time_field(al, "startsAt", &st, why, sizeof why) ||
-		    !parse_time_field(al, "endsAt", &en, why, sizeof why))
+		if (parse_time_field(al, "startsAt", &st, &why) < 0 ||
+		    parse_time_field(al, "endsAt", &en, &why) < 0)
 			goto bad;
-		if (al_check_labels(labels, "labels", &e) < 0 ||
-		    (ann && !json_is_null(ann) && al_check_labels(ann, "annotations", &e) < 0)) {
-			snprintf(why, sizeof why, "%s", e.msg);
+		if (al_check_labels(labels, "labels", &why) < 0 ||
+		    (ann && !json_is_null(ann) && al_check_labels(ann, "annotations", &why) < 0))
 			goto bad;
-		}
 		if (!json_object_size(labels)) {
-			snprintf(why, sizeof why, "at least one label pair required");
+			sdk_fail(&why, SDK_EINVAL, "at least one label pair required");
 			goto bad;
 		}
 		if (st && en && en < st) {
-			snprintf(why, sizeof why, "start time must be before end time");
+			sdk_fail(&why, SDK_EINVAL, "start time must be before end time");
 			goto bad;
 		}
 	}
 	json_array_foreach(list, i, al) {
 		sdk_err e;
 		int64_t st, en;
-		parse_time_field(al, "startsAt", &st, why, sizeof why);
-		parse_time_field(al, "endsAt", &en, why, sizeof why);
+		parse_time_field(al, "startsAt", &st, NULL);
+		parse_time_field(al, "endsAt", &en, NULL);
 		json_t *ann = json_object_get(al, "annotations");
 		const char *gen = json_string_value(json_object_get(al, "generatorURL"));
 		if (ntf_put(a->ntf, json_object_get(al, "labels"), json_is_object(ann) ? ann : NULL, st,
@@ -404,7 +400,7 @@ void ak_on_am_alerts_post(sdk_req *req, void *ctx)
 	return;
 bad:
 	json_decref(list);
-	am_error(req, 400, why);
+	am_error(req, 400, why.msg);
 }
 
 void ak_on_am_groups(sdk_req *req, void *ctx)
@@ -453,29 +449,29 @@ void ak_on_am_silences_post(sdk_req *req, void *ctx)
 		return;
 	}
 	nt_silence s = { 0 };
-	char why[300] = "";
+	sdk_err why = { "" };
 	json_t *ms = json_object_get(j, "matchers");
 	const char *id = json_string_value(json_object_get(j, "id"));
 	const char *by = json_string_value(json_object_get(j, "createdBy"));
 	const char *comment = json_string_value(json_object_get(j, "comment"));
 	if (!json_is_array(ms) || json_array_size(ms) > SILENCE_MATCHERS_MAX)
-		snprintf(why, sizeof why, "matchers in body is required (at most %d)",
+		sdk_fail(&why, SDK_EINVAL, "matchers in body is required (at most %d)",
 			 SILENCE_MATCHERS_MAX);
 	else if (!by || !*by)
-		snprintf(why, sizeof why, "createdBy in body is required");
+		sdk_fail(&why, SDK_EINVAL, "createdBy in body is required");
 	else if (!comment || !*comment)
-		snprintf(why, sizeof why, "comment in body is required");
+		sdk_fail(&why, SDK_EINVAL, "comment in body is required");
 	else if (strlen(by) >= sizeof s.created_by || strlen(comment) >= sizeof s.comment ||
 		 (id && strlen(id) >= sizeof s.id))
-		snprintf(why, sizeof why, "createdBy, comment or id too long");
-	else if (!parse_time_field(j, "startsAt", &s.starts_ms, why, sizeof why) ||
-		 !parse_time_field(j, "endsAt", &s.ends_ms, why, sizeof why))
+		sdk_fail(&why, SDK_EINVAL, "createdBy, comment or id too long");
+	else if (parse_time_field(j, "startsAt", &s.starts_ms, &why) < 0 ||
+		 parse_time_field(j, "endsAt", &s.ends_ms, &why) < 0)
 		;
 	else if (!json_object_get(j, "startsAt") || !json_object_get(j, "endsAt"))
-		snprintf(why, sizeof why, "startsAt and endsAt in body are required");
-	if (why[0]) {
+		sdk_fail(&why, SDK_EINVAL, "startsAt and endsAt in body are required");
+	if (why.msg[0]) {
 		json_decref(j);
-		am_error(req, 400, why);
+		am_error(req, 400, why.msg);
 		return;
 	}
 	s.m.m = calloc(json_array_size(ms) + 1, sizeof *s.m.m);

@@ -390,28 +390,28 @@ static int make_group(const char *base, const char *job_id, char *out, size_t n)
 	return 0;
 }
 
-static int set_value(const char *dir, const char *file, uint64_t v, char *why, size_t whylen)
+static int set_value(const char *dir, const char *file, uint64_t v, sdk_err *why)
 {
 	char path[EXE_CG_PATH_MAX + 64], text[32];
 	snprintf(text, sizeof text, "%llu", (unsigned long long)v);
 	int rc = path_join(path, sizeof path, dir, file) ? exe_write_file(path, text) : -ENAMETOOLONG;
 	if (rc < 0)
-		snprintf(why, whylen, "cannot write %s to %s: %s", text, path, strerror(-rc));
-	return rc;
+		return sdk_fail(why, SDK_EIO, "cannot write %s to %s: %s", text, path, strerror(-rc));
+	return 0;
 }
 
 int exe_cg_job_create(const exe_cg_host *h, const char *job_id, const exe_cg_want *w,
-		      exe_cg_job *out, char *why, size_t whylen)
+		      exe_cg_job *out, sdk_err *why)
 {
 	memset(out, 0, sizeof *out);
 	int rc = 0;
 	if (w->v2 && (rc = make_group(h->v2_base, job_id, out->v2, sizeof out->v2)) < 0) {
-		snprintf(why, whylen, "cannot create %s: %s", out->v2, strerror(-rc));
+		rc = sdk_fail(why, SDK_EIO, "cannot create %s: %s", out->v2, strerror(-rc));
 		out->v2[0] = '\0';
 		goto fail;
 	}
 	if (w->v2 && w->v2_memory && w->memory_bytes) {
-		if ((rc = set_value(out->v2, "memory.max", w->memory_bytes, why, whylen)) < 0)
+		if ((rc = set_value(out->v2, "memory.max", w->memory_bytes, why)) < 0)
 			goto fail;
 		char path[EXE_CG_PATH_MAX + 64];
 		if (path_join(path, sizeof path, out->v2, "memory.swap.max"))
@@ -419,30 +419,30 @@ int exe_cg_job_create(const exe_cg_host *h, const char *job_id, const exe_cg_wan
 		out->v2_memory = true;
 	}
 	if (w->v2 && w->v2_pids && w->pids) {
-		if ((rc = set_value(out->v2, "pids.max", w->pids, why, whylen)) < 0)
+		if ((rc = set_value(out->v2, "pids.max", w->pids, why)) < 0)
 			goto fail;
 		out->v2_pids = true;
 	}
 	if (w->v1_memory) {
 		if ((rc = make_group(h->memory_base, job_id, out->memory, sizeof out->memory)) < 0) {
-			snprintf(why, whylen, "cannot create %s: %s", out->memory, strerror(-rc));
+			rc = sdk_fail(why, SDK_EIO, "cannot create %s: %s", out->memory,
+				      strerror(-rc));
 			out->memory[0] = '\0';
 			goto fail;
 		}
-		if ((rc = set_value(out->memory, "memory.limit_in_bytes", w->memory_bytes, why,
-				    whylen)) < 0)
+		if ((rc = set_value(out->memory, "memory.limit_in_bytes", w->memory_bytes, why)) <
+		    0)
 			goto fail;
-		char e[8];
 		/* With swap accounting, swap counts too: the limit is a limit. */
-		set_value(out->memory, "memory.memsw.limit_in_bytes", w->memory_bytes, e, sizeof e);
+		set_value(out->memory, "memory.memsw.limit_in_bytes", w->memory_bytes, NULL);
 	}
 	if (w->v1_pids) {
 		if ((rc = make_group(h->pids_base, job_id, out->pids, sizeof out->pids)) < 0) {
-			snprintf(why, whylen, "cannot create %s: %s", out->pids, strerror(-rc));
+			rc = sdk_fail(why, SDK_EIO, "cannot create %s: %s", out->pids, strerror(-rc));
 			out->pids[0] = '\0';
 			goto fail;
 		}
-		if ((rc = set_value(out->pids, "pids.max", w->pids, why, whylen)) < 0)
+		if ((rc = set_value(out->pids, "pids.max", w->pids, why)) < 0)
 			goto fail;
 	}
 	return 0;

@@ -13,6 +13,7 @@
 #define GRACE_EXECUTOR_CGROUP_H
 
 #include "kernels/layer.h"
+#include "sdk/err.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -79,11 +80,11 @@ typedef struct exe_cg_want {
 	uint64_t memory_bytes, pids;
 } exe_cg_want;
 
-/* Creates the job's groups and writes the limits; 0, or -errno with what
- * failed in `why` (the job must not start then: its record would claim a
- * containment it did not get). */
+/* Creates the job's groups and writes the limits; 0, or SDK_EIO with what
+ * failed (and the errno's text) in `why` (the job must not start then: its
+ * record would claim a containment it did not get). */
 int exe_cg_job_create(const exe_cg_host *h, const char *job_id, const exe_cg_want *w,
-		      exe_cg_job *out, char *why, size_t whylen);
+		      exe_cg_job *out, sdk_err *why);
 
 /* Usage a job's groups measured (fields left -1 when unknown). */
 typedef struct exe_cg_usage {

@@ -850,11 +850,8 @@ static int launch(exe *x, exe_run *r, sdk_err *why)
 		l.cg_cpu_stat = p->cpu_stat;
 		l.cpu_limit_usec = lim->cpu_s * 1000000;
 	}
-	char shim_why[sizeof why->msg] = ""; /* shim.h still says why as text */
-	if (exe_shim_spawn(&l, &r->shim, shim_why, sizeof shim_why) == 0)
+	if (exe_shim_spawn(&l, &r->shim, why) == 0)
 		rc = 0;
-	else
-		sdk_fail(why, SDK_EIO, "%s", shim_why);
 out:
 	if (in >= 0)
 		close(in);
@@ -911,9 +908,9 @@ static void start_job(exe *x, const char *id)
 			     .pids = r->plan.v1_pids || r->plan.v2_pids ? r->spec.limits.pids : 0 };
 	if (want.v1_pids && !want.pids)
 		want.pids = EXE_PIDS_MAX; /* a tracking group only */
-	char cgwhy[256];
-	if (exe_cg_job_create(&x->host.cg, id, &want, &r->cg, cgwhy, sizeof cgwhy) < 0) {
-		sdk_fail(&why, SDK_EIO, "containment: %s", cgwhy);
+	sdk_err cgwhy;
+	if (exe_cg_job_create(&x->host.cg, id, &want, &r->cg, &cgwhy) < 0) {
+		sdk_fail(&why, SDK_EIO, "containment: %s", cgwhy.msg);
 		goto fail;
 	}
 	r->out = exe_out_new(x->k->base, r->spec.limits.output_bytes);
@@ -1521,12 +1518,12 @@ static void host_setup(exe *x)
 			snprintf(h->user, sizeof h->user, "%u", (unsigned)h->uid);
 	}
 	exe_bwrap_find(h->bwrap, sizeof h->bwrap);
-	char why[200];
-	if (exe_seccomp_build(&x->seccomp, why, sizeof why) == 0) {
+	sdk_err why;
+	if (exe_seccomp_build(&x->seccomp, &why) == 0) {
 		h->seccomp = true;
 		h->seccomp_refused = x->seccomp.refused;
 	} else {
-		sdk_warn("executor: no seccomp filter: %s", why);
+		sdk_warn("executor: no seccomp filter: %s", why.msg);
 	}
 	sdk_info("executor: cgroup2 %s (kill %s, memory %s, pids %s); cgroup1 memory %s, pids %s; "
 		 "jobs as %s (uid %u); bubblewrap %s; seccomp %s%s%s",

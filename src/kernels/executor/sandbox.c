@@ -60,35 +60,33 @@ static int build(scmp_filter_ctx ctx, int *count)
 	return 0;
 }
 
-int exe_seccomp_build(exe_seccomp *out, char *why, size_t whylen)
+int exe_seccomp_build(exe_seccomp *out, sdk_err *why)
 {
 	memset(out, 0, sizeof *out);
 	out->memfd = -1;
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-	if (!ctx) {
-		snprintf(why, whylen, "seccomp_init failed");
-		return -1;
-	}
+	if (!ctx)
+		return sdk_fail(why, SDK_EIO, "seccomp_init failed");
 	int fd = -1;
 	if (build(ctx, &out->refused) < 0) {
-		snprintf(why, whylen, "a seccomp rule could not be added");
+		sdk_fail(why, SDK_EIO, "a seccomp rule could not be added");
 		goto fail;
 	}
 	fd = memfd_create("grace-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0 || seccomp_export_bpf(ctx, fd) < 0) {
-		snprintf(why, whylen, "cannot export the seccomp filter: %s", strerror(errno));
+		sdk_fail(why, SDK_EIO, "cannot export the seccomp filter: %s", strerror(errno));
 		goto fail;
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) ||
 	    st.st_size > (off_t)(BPF_MAXINSNS * sizeof(struct sock_filter))) {
-		snprintf(why, whylen, "the exported seccomp filter is malformed");
+		sdk_fail(why, SDK_EIO, "the exported seccomp filter is malformed");
 		goto fail;
 	}
 	struct sock_filter *f = malloc((size_t)st.st_size);
 	if (!f || pread(fd, f, (size_t)st.st_size, 0) != st.st_size) {
 		free(f);
-		snprintf(why, whylen, "cannot read the seccomp filter back");
+		sdk_fail(why, SDK_EIO, "cannot read the seccomp filter back");
 		goto fail;
 	}
 	fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
@@ -101,7 +99,7 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	seccomp_release(ctx);
-	return -1;
+	return SDK_EIO;
 }
 
 void exe_seccomp_free(exe_seccomp *s)

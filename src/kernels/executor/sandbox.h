@@ -5,6 +5,7 @@
 #define GRACE_EXECUTOR_SANDBOX_H
 
 #include "kernels/layer.h"
+#include "sdk/err.h"
 
 #include <linux/filter.h>
 #include <stdbool.h>
@@ -22,8 +23,8 @@ typedef struct exe_seccomp {
 	int refused;            /* system calls refused */
 } exe_seccomp;
 
-/* 0, or -1 with the reason in why (then nothing is owned). */
-int exe_seccomp_build(exe_seccomp *out, char *why, size_t whylen);
+/* 0, or SDK_EIO with the reason in `why` (then nothing is owned). */
+int exe_seccomp_build(exe_seccomp *out, sdk_err *why);
 void exe_seccomp_free(exe_seccomp *s);
 
 /* The path of bwrap when installed (PATH-independent: the usual places). */

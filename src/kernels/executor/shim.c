@@ -516,18 +516,17 @@ static int set_nonblock(int fd)
 	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-int exe_shim_spawn(const exe_launch *l, exe_shim *out, char *why, size_t whylen)
+int exe_shim_spawn(const exe_launch *l, exe_shim *out, sdk_err *why)
 {
 	int st[2] = { -1, -1 }, ctl[2] = { -1, -1 }, o[2] = { -1, -1 }, e[2] = { -1, -1 };
 	if (pipe2(st, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0 || pipe2(o, O_CLOEXEC) < 0 ||
 	    pipe2(e, O_CLOEXEC) < 0) {
 		int err = errno;
-		snprintf(why, whylen, "pipes: %s", strerror(err));
 		int fds[] = { st[0], st[1], ctl[0], ctl[1], o[0], o[1], e[0], e[1] };
 		for (int i = 0; i < 8; i++)
 			if (fds[i] >= 0)
 				close(fds[i]);
-		return -err;
+		return sdk_fail(why, SDK_EIO, "pipes: %s", strerror(err));
 	}
 	/* Signals wait until the child has its own handlers (see shim_main). */
 	sigset_t all, old;
@@ -538,11 +537,10 @@ int exe_shim_spawn(const exe_launch *l, exe_shim *out, char *why, size_t whylen)
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
 		int err = errno;
-		snprintf(why, whylen, "fork: %s", strerror(err));
 		int fds[] = { st[0], st[1], ctl[0], ctl[1], o[0], o[1], e[0], e[1] };
 		for (int i = 0; i < 8; i++)
 			close(fds[i]);
-		return -err;
+		return sdk_fail(why, SDK_EIO, "fork: %s", strerror(err));
 	}
 	if (pid == 0) {
 		close(st[0]);

@@ -19,6 +19,7 @@
 #define GRACE_EXECUTOR_SHIM_H
 
 #include "kernels/layer.h"
+#include "sdk/err.h"
 
 #include <linux/filter.h>
 #include <stdbool.h>
@@ -92,7 +93,8 @@ typedef struct exe_shim_msg {
 	int64_t start_ns, end_ns;               /* CLOCK_MONOTONIC */
 } exe_shim_msg;
 
-/* Forks the shim. 0 with *out filled, or -errno with the reason in why. */
-int exe_shim_spawn(const exe_launch *l, exe_shim *out, char *why, size_t whylen);
+/* Forks the shim. 0 with *out filled, or SDK_EIO with the reason (the
+ * failed system call and its errno's text) in `why`. */
+int exe_shim_spawn(const exe_launch *l, exe_shim *out, sdk_err *why);
 
 #endif

@@ -34,9 +34,9 @@ void lrn_context_clear(lrn_context *c)
 	c->features = NULL;
 }
 
-#define FAIL(...) (snprintf(why, whylen, __VA_ARGS__), lrn_context_clear(c), -1)
+#define FAIL(...) (lrn_context_clear(c), sdk_fail(err, SDK_EINVAL, __VA_ARGS__))
 
-int lrn_context_parse(json_t *body, lrn_context *c, char *why, size_t whylen)
+int lrn_context_parse(json_t *body, lrn_context *c, sdk_err *err)
 {
 	memset(c, 0, sizeof *c);
 	const char *issue = json_string_value(json_object_get(body, "issue"));

@@ -14,6 +14,7 @@
 #define GRACE_KERNELS_LEARNING_CONTEXT_H
 
 #include "kernels/layer.h"
+#include "sdk/err.h"
 
 #include "kernels/learning/bandit.h"
 
@@ -32,9 +33,9 @@ typedef struct lrn_context {
 } lrn_context;
 
 /* Reads {issue, kernel, features, arms} (the body of POST /decide; other
- * keys are the caller's to refuse). Returns 0, or -1 with the reason in
- * why. */
-int lrn_context_parse(json_t *body, lrn_context *c, char *why, size_t whylen);
+ * keys are the caller's to refuse). Returns 0, or SDK_EINVAL with the
+ * reason in `err`. */
+int lrn_context_parse(json_t *body, lrn_context *c, sdk_err *err);
 void lrn_context_clear(lrn_context *c);
 /* Whether s is a valid issue, kernel or arm name. */
 int lrn_name_ok(const char *s);

@@ -91,9 +91,9 @@ static void on_decide(sdk_req *req, void *ctx)
 	if (!body || sdk_req_fields_only(req, body, allowed) < 0)
 		return;
 	lrn_context c;
-	char why[160];
-	if (lrn_context_parse(body, &c, why, sizeof why) < 0) {
-		sdk_reply_error(req, 400, "invalid", "%s", why);
+	sdk_err why;
+	if (lrn_context_parse(body, &c, &why) < 0) {
+		sdk_reply_error(req, 400, "invalid", "%s", why.msg);
 		return;
 	}
 	int64_t now = sdk_wall_ms();

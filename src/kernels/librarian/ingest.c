@@ -369,11 +369,11 @@ static char *lib_file_read(const char *path, size_t *len, const char **why)
 
 /* Ingests one walked file inside the caller's transaction, for `who`
  * (whose name becomes the owner of a new document). Returns the outcome,
- * with the document id or the reason; a negative status only when the
+ * with the document id, or for LIB_SKIPPED and LIB_FAILED the reason in
+ * `why`; a negative status, with the reason in `err`, only when the
  * database fails (the caller then rolls back). */
 static int lib_file_ingest(sqlite3 *db, lib_ix *ix, const lib_actor *who, const lib_quota *quota,
-			   const char *path, int64_t *doc_id, char *why, size_t whylen,
-			   lib_err *err)
+			   const char *path, int64_t *doc_id, sdk_err *why, lib_err *err)
 {
 	const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	const char *kind = lib_ingest_kind(name), *skip = NULL;
@@ -384,7 +384,7 @@ static int lib_file_ingest(sqlite3 *db, lib_ix *ix, const lib_actor *who, const 
 
 	body = kind ? lib_file_read(path, &len, &skip) : NULL;
 	if (!body) {
-		snprintf(why, whylen, "%s", skip ? skip : "not a .md or .txt file");
+		sdk_fail(why, SDK_EINVAL, "%s", skip ? skip : "not a .md or .txt file");
 		return LIB_SKIPPED;
 	}
 	found = lib_source_owner(db, path, &owner, &old_size, err);
@@ -396,9 +396,9 @@ static int lib_file_ingest(sqlite3 *db, lib_ix *ix, const lib_actor *who, const 
 	 * (the owner stays). Without a caller, only documents of nobody. */
 	if (found && !(who->admin && who->name) &&
 	    (owner ? !who->name || strcmp(owner, who->name) : who->name && !who->admin)) {
-		snprintf(why, whylen, "%s", owner ? "the document of this file belongs to another user"
-						  : "the document of this file has no owner: only an"
-						    " admin may change it");
+		sdk_fail(why, SDK_EDENIED, "%s",
+			 owner ? "the document of this file belongs to another user"
+			       : "the document of this file has no owner: only an admin may change it");
 		rc = LIB_FAILED;
 		goto out;
 	}
@@ -413,7 +413,7 @@ static int lib_file_ingest(sqlite3 *db, lib_ix *ix, const lib_actor *who, const 
 		rc = lib_quota_check(db, found ? owner : who->name, quota, found ? 0 : 1,
 				     found ? size - old_size : size, err);
 		if (rc == SDK_EQUOTA) {
-			snprintf(why, whylen, "%s", err ? err->msg : "quota exceeded");
+			sdk_fail(why, SDK_EQUOTA, "%s", err ? err->msg : "quota exceeded");
 			rc = LIB_FAILED;
 			goto out;
 		}
@@ -424,7 +424,7 @@ static int lib_file_ingest(sqlite3 *db, lib_ix *ix, const lib_actor *who, const 
 			    !strcmp(kind, "md") ? lib_tags_md : lib_tags_txt, path, size, doc_id,
 			    err);
 	if (rc == SDK_EINVAL) { /* a constraint: this file's fault, not the database's */
-		snprintf(why, whylen, "%s", err ? err->msg : "rejected");
+		sdk_fail(why, SDK_EINVAL, "%s", err ? err->msg : "rejected");
 		rc = LIB_FAILED;
 	} else if (!rc) {
 		rc = LIB_INGESTED;
@@ -452,7 +452,8 @@ int lib_ingest(sqlite3 *db, const char *root, const char *path, json_t **out, li
 	lib_files files = { 0 };
 	json_int_t ingested = 0, skipped = 0;
 	json_t *docs = NULL;
-	char *rpath = NULL, why[256];
+	char *rpath = NULL;
+	sdk_err why;
 	bool nested;
 	int rc;
 
@@ -479,7 +480,7 @@ int lib_ingest(sqlite3 *db, const char *root, const char *path, json_t **out, li
 		int64_t id = 0;
 		int o = files.v[i].skip ? LIB_SKIPPED
 					: lib_file_ingest(db, ix, &system, NULL, files.v[i].path, &id,
-							  why, sizeof why, err);
+							  &why, err);
 		if (o < 0) {
 			rc = o;
 		} else if (o == LIB_INGESTED) {
@@ -489,7 +490,7 @@ int lib_ingest(sqlite3 *db, const char *root, const char *path, json_t **out, li
 		} else if (o == LIB_FAILED) {
 			/* One transaction, all or nothing: the old behaviour of a
 			 * rejected document. */
-			rc = sdk_fail(err, SDK_EINVAL, "%s: %s", files.v[i].path, why);
+			rc = sdk_fail(err, SDK_EINVAL, "%s: %s", files.v[i].path, why.msg);
 		} else {
 			skipped++;
 		}
@@ -785,7 +786,8 @@ static const char *const lib_outcome_names[] = { "ingested", "skipped", "failed"
 int lib_job_chunk(sqlite3 *db, int64_t id, unsigned max_files, int64_t max_bytes,
 		  const lib_quota *quota, int64_t now_ms, lib_err *err)
 {
-	char owner[LIB_OWNER_MAX + 1], state[16], why[256];
+	char owner[LIB_OWNER_MAX + 1], state[16];
+	sdk_err why;
 	bool has_owner = false, admin = false, nested;
 	struct lib_chunk_file *v = calloc(max_files ? max_files : 1, sizeof *v);
 	int64_t count[3] = { 0 }, bytes = 0;
@@ -812,7 +814,7 @@ int lib_job_chunk(sqlite3 *db, int64_t id, unsigned max_files, int64_t max_bytes
 			      " WHERE job_id = ?1 AND seq = ?2", &up, err);
 	for (size_t i = 0; !rc && i < n; i++) {
 		int64_t doc = 0;
-		int o = lib_file_ingest(db, ix, &who, quota, v[i].path, &doc, why, sizeof why, err);
+		int o = lib_file_ingest(db, ix, &who, quota, v[i].path, &doc, &why, err);
 		if (o < 0) {
 			rc = o;
 			break;
@@ -826,7 +828,7 @@ int lib_job_chunk(sqlite3 *db, int64_t id, unsigned max_files, int64_t max_bytes
 			sqlite3_bind_int64(up, 4, doc);
 		else
 			sqlite3_bind_null(up, 4);
-		sqlite3_bind_text(up, 5, o == LIB_INGESTED ? NULL : why, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(up, 5, o == LIB_INGESTED ? NULL : why.msg, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(up) != SQLITE_DONE)
 			rc = lib_fail_sql(db, err, "mark ingest file");
 		sqlite3_reset(up);

@@ -258,25 +258,26 @@ static bool ask_learning(struct ask *a, const char *kernel, const char *issue,
 	return ok;
 }
 
-static const char *check_advice(json_t *b, char *why, size_t n, const grace_config *cfg)
+/* 0, or SDK_EINVAL with what is wrong with the advice asked in `err`. */
+static int check_advice(json_t *b, const grace_config *cfg, sdk_err *err)
 {
 	const char *kernel = str(b, "kernel"), *issue = str(b, "issue");
 	json_t *pbs = json_object_get(b, "playbooks"), *hi = json_object_get(b, "healer_incident");
 	if (!kernel || !grace_config_kernel(cfg, kernel))
-		return "kernel: the name of a configured kernel";
+		return sdk_fail(err, SDK_EINVAL, "kernel: the name of a configured kernel");
 	if (!issue || !issue[0] || strlen(issue) > 64)
-		return "issue: a string of 1 to 64 bytes";
+		return sdk_fail(err, SDK_EINVAL, "issue: a string of 1 to 64 bytes");
 	if (!json_is_array(pbs) || !json_array_size(pbs) || json_array_size(pbs) > ARMS_MAX)
-		return "playbooks: an array of 1 to 8 playbook names (the healer's order)";
+		return sdk_fail(err, SDK_EINVAL,
+				"playbooks: an array of 1 to 8 playbook names (the healer's order)");
 	size_t i;
 	json_t *p;
 	json_array_foreach(pbs, i, p)
 		if (!json_is_string(p) || !json_string_length(p) || json_string_length(p) >= 32)
-			return "playbooks: names of 1 to 31 bytes";
+			return sdk_fail(err, SDK_EINVAL, "playbooks: names of 1 to 31 bytes");
 	if (hi && !json_is_null(hi) && !json_is_integer(hi))
-		return "healer_incident: an integer";
-	(void)why, (void)n;
-	return NULL;
+		return sdk_fail(err, SDK_EINVAL, "healer_incident: an integer");
+	return 0;
 }
 
 /* The advice's writes are made: its answer, with its action's id (then,
@@ -323,10 +324,9 @@ void sh_on_advice(sdk_req *req, void *ctx)
 	json_t *b = sdk_req_json(req, true);
 	if (!b || sdk_req_fields_only(req, b, allowed) < 0)
 		return;
-	char why[160];
-	const char *bad = check_advice(b, why, sizeof why, k->cfg);
-	if (bad) {
-		sdk_reply_error(req, 400, "invalid", "%s", bad);
+	sdk_err why;
+	if (check_advice(b, k->cfg, &why) < 0) {
+		sdk_reply_error(req, 400, "invalid", "%s", why.msg);
 		return;
 	}
 	/* Before anything changes in memory: a full queue changes nothing. */

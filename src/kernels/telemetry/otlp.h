@@ -7,6 +7,7 @@
 #define GRACE_TELEMETRY_OTLP_H
 
 #include "kernels/layer.h"
+#include "sdk/err.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -43,17 +44,18 @@ typedef struct otlp_batch {
 } otlp_batch;
 
 /* Decodes a protobuf ExportTraceServiceRequest / ExportLogsServiceRequest
- * / ExportMetricsServiceRequest into its OTLP/JSON tree (*out, new). -1 with the reason when it does not
- * decode. */
-int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **out, char *why,
-		    size_t whylen);
+ * / ExportMetricsServiceRequest into its OTLP/JSON tree (*out, new).
+ * SDK_EINVAL with the reason in `err` when it does not decode. */
+int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **out,
+		    sdk_err *err);
 
 /* Checks and normalizes an OTLP/JSON request. 0 and *batch (rows owned by
- * the caller), or -1 with the reason: then nothing of it may be stored (a
- * shape that is not OTLP, an id of the wrong length, more than `items_max`
- * spans or records: -2 for that one, the answer is 413). */
-int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch, char *why,
-		    size_t whylen);
+ * the caller), or a status with the reason in `err`: then nothing of it may
+ * be stored. SDK_EINVAL for a shape that is not OTLP, an id of the wrong
+ * length; SDK_ETOOLARGE for more than `items_max` spans or records (the
+ * answer is 413). */
+int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch,
+		    sdk_err *err);
 
 /* The answers. A success, with partial_success when rejected > 0 (or,
  * for metrics, when `why` is a warning with nothing rejected); an error

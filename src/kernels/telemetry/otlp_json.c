@@ -16,8 +16,7 @@
 #include <string.h>
 
 typedef struct ctx {
-	char *why;
-	size_t whylen;
+	sdk_err *err; /* never NULL here: the caller's, or one of its own */
 	char path[160]; /* where in the request, for the message */
 } ctx;
 
@@ -29,8 +28,7 @@ static int bad(ctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	snprintf(c->why, c->whylen, "%s%s%s", c->path, *c->path ? ": " : "", msg);
-	return -1;
+	return sdk_fail(c->err, SDK_EINVAL, "%s%s%s", c->path, *c->path ? ": " : "", msg);
 }
 
 static int get_i64(json_t *v, int64_t *out)
@@ -325,7 +323,7 @@ static int norm_events(ctx *c, json_t *in, json_t *out)
 		if (!json_is_object(e) || norm_time(c, e, o, "timeUnixNano", &t) < 0 ||
 		    copy_str(c, e, o, "name", NULL) < 0 ||
 		    norm_kvs(c, json_object_get(e, "attributes"), 0, &kvs) < 0)
-			return *c->why ? -1 : bad(c, "events[%zu]: expected an object", i);
+			return *c->err->msg ? -1 : bad(c, "events[%zu]: expected an object", i);
 		json_object_set_new(o, "attributes", kvs);
 		if (copy_u32(c, e, o, "droppedAttributesCount", UINT32_MAX) < 0)
 			return -1;
@@ -361,10 +359,10 @@ static int norm_links(ctx *c, json_t *in, json_t *out)
 	return copy_u32(c, in, out, "droppedLinksCount", UINT32_MAX);
 }
 
-/* One span: 0 and *row, 1 when it is rejected (reason in `reject`), -1
- * when the request is bad. */
+/* One span: 0 and *row, 1 when it is rejected (the reason in `reject`:
+ * the rest of the request is taken), SDK_EINVAL when the request is bad. */
 static int norm_span(ctx *c, json_t *in, json_t *resource, json_t *scope, const char *service,
-		     json_t **row, char *reject, size_t rlen)
+		     json_t **row, sdk_err *reject)
 {
 	*row = NULL;
 	if (!json_is_object(in))
@@ -411,7 +409,7 @@ static int norm_span(ctx *c, json_t *in, json_t *resource, json_t *scope, const 
 			json_object_set_new(sto, "code", json_integer(code));
 	}
 	if (all_zero(tid) || all_zero(sid) || end < start) {
-		snprintf(reject, rlen, "%s: %s", c->path,
+		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 end < start ? "the span ends before it starts"
 				     : "an all-zero trace or span id is invalid");
 		json_decref(o);
@@ -433,7 +431,7 @@ fail:
 }
 
 static int norm_log(ctx *c, json_t *in, json_t *resource, json_t *scope, const char *service,
-		    json_t **row, char *reject, size_t rlen)
+		    json_t **row, sdk_err *reject)
 {
 	*row = NULL;
 	if (!json_is_object(in))
@@ -471,7 +469,7 @@ static int norm_log(ctx *c, json_t *in, json_t *resource, json_t *scope, const c
 	if (*sid)
 		json_object_set_new(o, "spanId", json_string(sid));
 	if ((*tid && all_zero(tid)) || (*sid && all_zero(sid)) || (*sid && !*tid)) {
-		snprintf(reject, rlen, "%s: %s", c->path,
+		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 *sid && !*tid ? "a span id without a trace id"
 				       : "an all-zero trace or span id is invalid");
 		json_decref(o);
@@ -490,11 +488,12 @@ fail:
 	return -1;
 }
 
-int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch, char *why,
-		    size_t whylen)
+int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch,
+		    sdk_err *err)
 {
-	ctx c = { .why = why, .whylen = whylen };
-	*why = '\0';
+	sdk_err own;
+	ctx c = { .err = err ? err : &own };
+	c.err->msg[0] = '\0';
 	*batch = (otlp_batch){ .rows = json_array() };
 	const char *k_res = sig == OTLP_TRACES ? "resourceSpans" : "resourceLogs";
 	const char *k_scope = sig == OTLP_TRACES ? "scopeSpans" : "scopeLogs";
@@ -512,11 +511,10 @@ int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *
 		json_array_foreach(json_object_get(rs, k_scope), j, ss)
 			total += json_array_size(json_object_get(ss, k_items));
 	if (total > items_max) {
-		bad(&c, "%zu %s in one request; the limit is %zu", total,
-		    sig == OTLP_TRACES ? "spans" : "log records", items_max);
 		json_decref(batch->rows);
 		batch->rows = NULL;
-		return -2;
+		return sdk_fail(c.err, SDK_ETOOLARGE, "%zu %s in one request; the limit is %zu",
+				total, sig == OTLP_TRACES ? "spans" : "log records", items_max);
 	}
 	json_array_foreach(rs_all, i, rs) {
 		snprintf(c.path, sizeof c.path, "%s[%zu]", k_res, i);
@@ -549,12 +547,12 @@ int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *
 				snprintf(c.path, sizeof c.path, "%s[%zu].%s[%zu].%s[%zu]", k_res, i,
 					 k_scope, j, k_items, k);
 				json_t *row;
-				char reject[OTLP_WHY_MAX];
+				sdk_err reject;
 				int rc = sig == OTLP_TRACES
 						 ? norm_span(&c, item, resource, scope, service, &row,
-							     reject, sizeof reject)
+							     &reject)
 						 : norm_log(&c, item, resource, scope, service, &row,
-							    reject, sizeof reject);
+							    &reject);
 				if (rc < 0) {
 					json_decref(scope);
 					json_decref(resource);
@@ -562,7 +560,7 @@ int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *
 				}
 				if (rc == 1) {
 					if (batch->rejected++ == 0)
-						snprintf(batch->why, sizeof batch->why, "%s", reject);
+						snprintf(batch->why, sizeof batch->why, "%s", reject.msg);
 					continue;
 				}
 				json_array_append_new(batch->rows, row);
@@ -575,5 +573,5 @@ int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *
 fail:
 	json_decref(batch->rows);
 	batch->rows = NULL;
-	return -1;
+	return SDK_EINVAL;
 }

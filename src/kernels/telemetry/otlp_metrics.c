@@ -242,8 +242,7 @@ typedef struct tctx {
 	otlp_prom_acc *acc;
 	otlp_prom_out *out;
 	int64_t now_ms;
-	char *why;
-	size_t whylen;
+	sdk_err *err; /* may be NULL */
 	char path[160];
 } tctx;
 
@@ -255,8 +254,7 @@ static int bad(tctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	snprintf(c->why, c->whylen, "%s%s%s", c->path, *c->path ? ": " : "", msg);
-	return -1;
+	return sdk_fail(c->err, SDK_EINVAL, "%s%s%s", c->path, *c->path ? ": " : "", msg);
 }
 
 static void reject(tctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -945,11 +943,12 @@ static size_t count_points(json_t *rms)
 }
 
 int otlp_prom_translate(otlp_prom_acc *acc, json_t *req, size_t points_max, int64_t now_ms,
-			otlp_prom_out *out, char *why, size_t whylen)
+			otlp_prom_out *out, sdk_err *err)
 {
 	*out = (otlp_prom_out){ .series = json_array() };
-	*why = '\0';
-	tctx c = { .acc = acc, .out = out, .now_ms = now_ms, .why = why, .whylen = whylen };
+	if (err)
+		err->msg[0] = '\0';
+	tctx c = { .acc = acc, .out = out, .now_ms = now_ms, .err = err };
 	json_t *rms = json_object_get(req, "resourceMetrics");
 	if (!json_is_object(req) || (rms && !json_is_array(rms))) {
 		bad(&c, "expected an object with an array \"resourceMetrics\"");
@@ -957,10 +956,10 @@ int otlp_prom_translate(otlp_prom_acc *acc, json_t *req, size_t points_max, int6
 	}
 	out->points = count_points(rms);
 	if (out->points > points_max) {
-		bad(&c, "%zu data points in one request; the limit is %zu", out->points, points_max);
 		json_decref(out->series);
 		out->series = NULL;
-		return -2;
+		return sdk_fail(err, SDK_ETOOLARGE, "%zu data points in one request; the limit is %zu",
+				out->points, points_max);
 	}
 	size_t i, j, k;
 	json_t *rm, *sm, *m;
@@ -996,5 +995,5 @@ int otlp_prom_translate(otlp_prom_acc *acc, json_t *req, size_t points_max, int6
 fail:
 	json_decref(out->series);
 	out->series = NULL;
-	return -1;
+	return SDK_EINVAL;
 }

@@ -40,12 +40,13 @@ typedef struct otlp_prom_out {
 	char why[OTLP_WHY_MAX]; /* the first rejection's reason */
 } otlp_prom_out;
 
-/* Translates an OTLP/JSON ExportMetricsServiceRequest. 0 and *out, or -1
- * (a shape that is not OTLP; the reason in why) or -2 (more than
- * `points_max` data points, counted first): then out->series is NULL.
+/* Translates an OTLP/JSON ExportMetricsServiceRequest. 0 and *out, or a
+ * status with the reason in `err`: SDK_EINVAL (a shape that is not OTLP)
+ * or SDK_ETOOLARGE (more than `points_max` data points, counted first):
+ * then out->series is NULL.
  * `now_ms` stands for a point without a time. */
 int otlp_prom_translate(otlp_prom_acc *acc, json_t *req, size_t points_max, int64_t now_ms,
-			otlp_prom_out *out, char *why, size_t whylen);
+			otlp_prom_out *out, sdk_err *err);
 
 /* The Prometheus name of an OTLP metric (out: at most outlen bytes with
  * the NUL; "" when nothing is left of it). `kind`: 'g' gauge, 'c' counter

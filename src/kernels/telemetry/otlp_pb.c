@@ -418,8 +418,8 @@ static const char *const request_names[] = {
 	[OTLP_METRICS] = "ExportMetricsServiceRequest",
 };
 
-int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **out, char *why,
-		    size_t whylen)
+int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **out,
+		    sdk_err *err)
 {
 	*out = NULL;
 	if (sig == OTLP_TRACES) {
@@ -444,10 +444,9 @@ int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **ou
 			otlp__export_metrics_service_request__free_unpacked(m, NULL);
 		}
 	}
-	if (!*out) {
-		snprintf(why, whylen, "the body does not decode as a protobuf %s", request_names[sig]);
-		return -1;
-	}
+	if (!*out)
+		return sdk_fail(err, SDK_EINVAL, "the body does not decode as a protobuf %s",
+				request_names[sig]);
 	return 0;
 }
 

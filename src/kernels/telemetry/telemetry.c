@@ -148,9 +148,10 @@ static void work_metrics(job *j, json_t *tree)
 {
 	otlp_prom_out out;
 	int rc = otlp_prom_translate(j->t->acc, tree, j->t->cfg.request_items_max, sdk_wall_ms(),
-				     &out, j->why, sizeof j->why);
+				     &out, &j->err);
 	if (rc < 0) {
-		j->http = rc == -2 ? 413 : 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
+		snprintf(j->why, sizeof j->why, "%s", j->err.msg);
+		j->http = rc == SDK_ETOOLARGE ? 413 : 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
 		return;
 	}
 	j->points = out.points, j->rejected = out.rejected;
@@ -191,7 +192,8 @@ static void work_export(job *j)
 {
 	json_t *tree = NULL;
 	if (j->pb) {
-		if (otlp_pb_to_json(j->sig, j->body, j->len, &tree, j->why, sizeof j->why) < 0) {
+		if (otlp_pb_to_json(j->sig, j->body, j->len, &tree, &j->err) < 0) {
+			snprintf(j->why, sizeof j->why, "%s", j->err.msg);
 			j->http = 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
 			return;
 		}
@@ -211,10 +213,11 @@ static void work_export(job *j)
 		return;
 	}
 	otlp_batch b;
-	int rc = otlp_json_batch(j->sig, tree, j->t->cfg.request_items_max, &b, j->why, sizeof j->why);
+	int rc = otlp_json_batch(j->sig, tree, j->t->cfg.request_items_max, &b, &j->err);
 	json_decref(tree);
 	if (rc < 0) {
-		j->http = rc == -2 ? 413 : 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
+		snprintf(j->why, sizeof j->why, "%s", j->err.msg);
+		j->http = rc == SDK_ETOOLARGE ? 413 : 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
 		return;
 	}
 	j->rejected = b.rejected;

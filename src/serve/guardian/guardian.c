@@ -65,18 +65,17 @@ gd_kernel *gd_kernel_of(guardian *g, const sup_kernel *k)
 
 sqlite3 *gd_db(guardian *g) { return g->db; }
 
-bool gd_answer_storage_failed(int status, const char *body, size_t len, char *why,
-			      size_t whylen)
+bool gd_answer_storage_failed(int status, const char *body, size_t len, sdk_err *why)
 {
 	if (status != 503 || !body)
 		return false;
 	json_t *j = json_loadb(body, len, 0, NULL);
 	const char *st = json_string_value(json_object_get(j, "status"));
 	bool failed = st && !strcmp(st, "storage_failed");
-	if (failed && why) {
+	if (failed) {
 		const char *e = json_string_value(json_object_get(json_object_get(j, "storage"),
 								  "error"));
-		snprintf(why, whylen, "%s", e ? e : "storage failed");
+		sdk_fail(why, SDK_EIO, "%s", e ? e : "storage failed");
 	}
 	json_decref(j);
 	return failed;
@@ -176,8 +175,10 @@ static void on_probe(int status, const char *body, size_t len, double latency_ms
 	gk->last_status = status;
 	gk->last_latency_ms = latency_ms;
 	char reason[320];
-	gk->storage_failed = gd_answer_storage_failed(status, body, len, gk->storage_error,
-						      sizeof gk->storage_error);
+	sdk_err why;
+	gk->storage_failed = gd_answer_storage_failed(status, body, len, &why);
+	if (gk->storage_failed)
+		snprintf(gk->storage_error, sizeof gk->storage_error, "%s", why.msg);
 	if (status == 200) {
 		gk->last_error[0] = '\0';
 		gk->failures = 0;

@@ -8,6 +8,7 @@
 #define GRACE_GUARDIAN_GUARDIAN_H
 
 #include "serve/layer.h"
+#include "sdk/err.h"
 
 #include "serve/gateway/gateway.h"
 #include "serve/supervisor/supervisor.h"
@@ -94,9 +95,10 @@ const char *gd_state_name(enum gd_state st);
 enum gd_state gd_state_derive(enum sup_state sup, bool restart_pending, unsigned failures,
 			      unsigned threshold, bool storage_failed);
 /* Whether a /health answer (status and body) says the kernel's storage
- * failed; its reason, when it gives one, goes into `why`. */
-bool gd_answer_storage_failed(int status, const char *body, size_t len, char *why,
-			      size_t whylen);
+ * failed. A check, not a function that fails: when it says yes, the
+ * kernel's reason ("storage failed" when it gives none) goes into `why`
+ * (may be NULL), which is left alone otherwise. */
+bool gd_answer_storage_failed(int status, const char *body, size_t len, sdk_err *why);
 
 json_t *gd_kernel_json(const gd_kernel *gk);
 json_t *gd_status_json(guardian *g);

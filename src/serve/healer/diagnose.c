@@ -243,8 +243,10 @@ static void on_health(int status, const char *body, size_t len, double latency_m
 		snprintf(d->f.health_error, sizeof d->f.health_error, "%s", error);
 	if (body)
 		d->health_answer = json_loadb(body, len, 0, NULL);
-	d->f.storage_failed = gd_answer_storage_failed(status, body, len, d->f.storage_error,
-						       sizeof d->f.storage_error);
+	sdk_err why;
+	d->f.storage_failed = gd_answer_storage_failed(status, body, len, &why);
+	if (d->f.storage_failed)
+		snprintf(d->f.storage_error, sizeof d->f.storage_error, "%s", why.msg);
 	diag_finish(d);
 }
 
