@@ -153,7 +153,7 @@ typedef struct bus_js_group_want {
  * sdk_status with why: SDK_ENOTFOUND, SDK_ECONFLICT, SDK_EIO (JetStream did
  * not answer), SDK_EQUOTA. */
 static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_want *w,
-			     struct bus_js_group **out, char *why, size_t whylen)
+			     struct bus_js_group **out, sdk_err *why)
 {
 	struct bus_js_group *g;
 	jsConsumerInfo *ci = NULL;
@@ -166,7 +166,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 			break;
 	if (!g) {
 		if (b->n_groups >= BUS_JS_GROUPS_MAX || !(g = calloc(1, sizeof *g))) {
-			snprintf(why, whylen, "too many groups (%u)", BUS_JS_GROUPS_MAX);
+			snprintf(why->msg, sizeof why->msg, "too many groups (%u)", BUS_JS_GROUPS_MAX);
 			rc = SDK_EQUOTA;
 			goto out;
 		}
@@ -182,11 +182,11 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 		if (s == NATS_OK) {
 			bus_js_group_set(b, g, ci);
 		} else if (jerr != JSConsumerNotFoundErr) {
-			bus_js_why(b, s, jerr, why, whylen);
+			bus_js_why(b, s, jerr, why->msg, sizeof why->msg);
 			rc = SDK_EIO;
 			goto out;
 		} else if (!w || !w->pattern) {
-			snprintf(why, whylen, "no group %s (its first poll names its subject)", name);
+			snprintf(why->msg, sizeof why->msg, "no group %s (its first poll names its subject)", name);
 			rc = SDK_ENOTFOUND;
 			goto out;
 		} else {
@@ -209,7 +209,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 			jerr = 0;
 			s = b->N.js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
 			if (s != NATS_OK) {
-				bus_js_why(b, s, jerr, why, whylen);
+				bus_js_why(b, s, jerr, why->msg, sizeof why->msg);
 				rc = SDK_EIO;
 				goto out;
 			}
@@ -220,7 +220,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 		ci = NULL;
 	}
 	if (w && w->pattern && strcmp(w->pattern, g->pattern) != 0) {
-		snprintf(why, whylen, "group %s consumes %.80s, not %.80s", name, g->pattern, w->pattern);
+		snprintf(why->msg, sizeof why->msg, "group %s consumes %.80s, not %.80s", name, g->pattern, w->pattern);
 		rc = SDK_ECONFLICT;
 		goto out;
 	}
@@ -241,7 +241,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 			}
 		}
 		if (s != NATS_OK) {
-			bus_js_why(b, s, jerr, why, whylen);
+			bus_js_why(b, s, jerr, why->msg, sizeof why->msg);
 			rc = SDK_EIO;
 			goto out;
 		}
@@ -258,7 +258,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 		s = b->N.js_PullSubscribe(&g->psub, b->js, filter, g->consumer, NULL, &so, &jerr);
 		if (s != NATS_OK) {
 			g->psub = NULL;
-			bus_js_why(b, s, jerr, why, whylen);
+			bus_js_why(b, s, jerr, why->msg, sizeof why->msg);
 			rc = SDK_EIO;
 		}
 	}
@@ -390,7 +390,9 @@ static void bus_js_poll_work(void *arg)
 	bus_js *b = p->b;
 	struct bus_js_group *g;
 	p->ran = true;
-	p->rc = bus_js_group_open(b, p->group, &p->want, &g, p->why, sizeof p->why);
+	sdk_err e = { "" };
+	p->rc = bus_js_group_open(b, p->group, &p->want, &g, &e);
+	snprintf(p->why, sizeof p->why, "%s", e.msg);
 	if (p->rc)
 		return;
 	snprintf(p->pattern, sizeof p->pattern, "%s", g->pattern);
@@ -545,7 +547,9 @@ static void bus_js_ack_work(void *arg)
 	bus_js *b = a->b;
 	struct bus_js_group *g;
 	a->ran = true;
-	a->rc = bus_js_group_open(b, a->group, NULL, &g, a->why, sizeof a->why);
+	sdk_err e = { "" };
+	a->rc = bus_js_group_open(b, a->group, NULL, &g, &e);
+	snprintf(a->why, sizeof a->why, "%s", e.msg);
 	if (a->rc)
 		return;
 	for (size_t i = 0; i < a->n; i++) {
