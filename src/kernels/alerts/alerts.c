@@ -966,28 +966,24 @@ static int ak_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e = { "out of memory" };
 	if (as_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	ak *a = calloc(1, sizeof *a);
 	if (!a || !(a->ntf = ntf_new())) {
 		free(a);
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	a->k = k;
 	/* From the newest: a heal long past is no alert now. */
 	if (sdk_bus_group_init(&a->incidents, k, INCIDENT_GROUP, INCIDENT_SUBJECT, "latest", 100,
 			       POLL_WAIT_MS, on_incident, a) < 0) {
 		ak_free(a);
-		sdk_fail(err, SDK_EIO, "the incidents' consumer group does not fit");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "the incidents' consumer group does not fit");
 	}
 	a->outside = sdk_caller_new(k->base, k->def->name, NULL, NULL, NULL);
 	if (!a->outside) {
 		ak_free(a);
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	snprintf(a->external_url, sizeof a->external_url, "http://127.0.0.1:%d",
 		 k->cfg->api_port + k->cfg->port_offset);
@@ -1015,8 +1011,7 @@ static int ak_init(sdk_kernel *k, sdk_err *err)
 	a->tick = event_new(k->base, -1, EV_PERSIST, on_tick, a);
 	if (!a->tick) {
 		ak_free(a);
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	struct timeval tv = sdk_ms_tv(TICK_MS);
 	event_add(a->tick, &tv);

@@ -433,30 +433,25 @@ static int audit_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (aud_store_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	if (!grace_config_kernel(k->cfg, "immutable_log")) {
-		sdk_fail(err, SDK_EIO, "the immutable_log kernel is not configured");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "the immutable_log kernel is not configured");
 	}
 	struct audit *a = calloc(1, sizeof *a);
 	if (!a) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	a->k = k;
 	a->append_timer = event_new(k->base, -1, EV_PERSIST, on_append_timer, a);
 	a->pending = json_array();
 	k->state = a;
 	if (!a->append_timer || !a->pending) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	a->arch = aud_archiver_new(k);
 	if (!a->arch) {
-		sdk_fail(err, SDK_EIO, "cannot start the archive writer");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "cannot start the archive writer");
 	}
 	struct timeval tv = { 0, APPEND_EVERY_MS * 1000 };
 	event_add(a->append_timer, &tv);

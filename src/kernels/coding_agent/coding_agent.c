@@ -275,13 +275,11 @@ static void ca_metrics(sdk_kernel *k, struct evbuffer *out)
 static int ca_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		sdk_fail(err, SDK_EIO, "libsodium did not initialise");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "libsodium did not initialise");
 	}
 	ca *c = calloc(1, sizeof *c);
 	if (!c) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	k->state = c;
 	c->k = k;
@@ -289,8 +287,7 @@ static int ca_init(sdk_kernel *k, sdk_err *err)
 	sdk_err e;
 	if (ca_store_init(k->db, &e) < 0 ||
 	    ca_store_fail_unfinished(k->db, "the kernel stopped while it worked", &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	if (c->cfg->workspace_root[0] && !realpath(c->cfg->workspace_root, c->root)) {
 		sdk_warn("coding_agent: workspace_root %s: %s: no tasks until it exists",
@@ -309,8 +306,7 @@ static int ca_init(sdk_kernel *k, sdk_err *err)
 	if (snprintf(c->tmp, sizeof c->tmp, "%s/coding_agent-tmp", k->cfg->data_dir) >=
 		    (int)sizeof c->tmp ||
 	    (mkdir(c->tmp, 0700) < 0 && errno != EEXIST)) {
-		sdk_fail(err, SDK_EIO, "%s: %s", c->tmp, strerror(errno));
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s: %s", c->tmp, strerror(errno));
 	}
 	if (k->cfg->model.base_url[0]) {
 		sdk_err me = { "" };
@@ -321,8 +317,7 @@ static int ca_init(sdk_kernel *k, sdk_err *err)
 	}
 	c->pool = sdk_pool_new(k->base, 2, 256);
 	if (!c->pool) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	return 0;
 }

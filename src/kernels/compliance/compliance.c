@@ -1464,8 +1464,7 @@ static int cmp_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (cmp_store_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	/* The built-in default profile, written at first start (an admin may
 	 * replace it; it is not overwritten). */
@@ -1484,8 +1483,7 @@ static int cmp_init(sdk_kernel *k, sdk_err *err)
 	json_decref(have);
 	cmp *c = calloc(1, sizeof *c);
 	if (!c) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	c->k = k;
 	k->state = c;
@@ -1493,8 +1491,7 @@ static int cmp_init(sdk_kernel *k, sdk_err *err)
 	c->sched_timer = evtimer_new(k->base, on_sched_timer, c);
 	c->log_timer = evtimer_new(k->base, on_log_timer, c);
 	if (!c->pool || !c->sched_timer || !c->log_timer) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	sched_arm(c, sdk_wall_ms());
 	log_arm(c);

@@ -630,31 +630,26 @@ static int cry_master_load(sdk_kernel *k, unsigned char master[CRY_MASTER_BYTES]
 static int cry_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
 	}
 	sdk_err e;
 	if (cry_store_schema(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	unsigned char master[CRY_MASTER_BYTES];
 	if (cry_master_load(k, master, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	cry_store *s = NULL;
 	int rc = cry_store_open(k->db, master, &s, &e);
 	sodium_memzero(master, sizeof master);
 	if (rc < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	cry_kernel *ck = calloc(1, sizeof *ck);
 	if (!ck) {
 		cry_store_close(s);
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	ck->store = s;
 	ck->k = k;
@@ -666,8 +661,7 @@ static int cry_init(sdk_kernel *k, sdk_err *err)
 	 * first tick. */
 	ck->tick = event_new(k->base, -1, EV_PERSIST, on_tick, ck);
 	if (!ck->tick) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	struct timeval tv = { CRY_TICK_MS / 1000, (CRY_TICK_MS % 1000) * 1000 };
 	event_add(ck->tick, &tv);

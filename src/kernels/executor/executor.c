@@ -1576,13 +1576,11 @@ static void inherit_setup(exe *x)
 static int executor_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		sdk_fail(err, SDK_EIO, "libsodium cannot start");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "libsodium cannot start");
 	}
 	exe *x = calloc(1, sizeof *x);
 	if (!x) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	x->k = k;
 	x->cfg = &k->cfg->executor;
@@ -1590,16 +1588,14 @@ static int executor_init(sdk_kernel *k, sdk_err *err)
 	k->state = x;
 	sdk_err e;
 	if (exe_store_init(k->db, x->instance, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	/* Orphans of our jobs come to us, not to init: nothing escapes. */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		sdk_warn("executor: cannot be a child subreaper: %s", strerror(errno));
 	host_setup(x);
 	if (work_root_setup(x, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	inherit_setup(x);
 	if (exe_jobs_running(k->db, recover_one, x, &e) < 0)
@@ -1611,8 +1607,7 @@ static int executor_init(sdk_kernel *k, sdk_err *err)
 	x->sigchld = evsignal_new(k->base, SIGCHLD, on_sigchld, x);
 	x->kick = evtimer_new(k->base, on_kick, x);
 	if (!x->pool || !x->sigchld || !x->kick || evsignal_add(x->sigchld, NULL) < 0) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	struct timeval now = { 0, 0 };
 	evtimer_add(x->kick, &now); /* queued jobs of a previous life start */

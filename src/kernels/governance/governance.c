@@ -519,13 +519,11 @@ static int governance_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (gov_store_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	struct gov *g = calloc(1, sizeof *g);
 	if (!g) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	g->k = k;
 	k->state = g;
@@ -548,8 +546,7 @@ static int governance_init(sdk_kernel *k, sdk_err *err)
 	g->have_bus = kernel_on(k->cfg, "message_bus");
 	g->tick = event_new(k->base, -1, EV_PERSIST, on_tick, g);
 	if (!g->tick) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	struct timeval tv = { 0, TICK_MS * 1000 };
 	event_add(g->tick, &tv);

@@ -960,37 +960,31 @@ static void ilog_sth_load(struct ilog_state *st)
 static int ilog_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
 	}
 	struct ilog_state *st = calloc(1, sizeof *st);
 	if (!st) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	k->state = st;
 	st->base = k->base;
 	st->k = k;
 	st->pool = sdk_pool_new(k->base, 1, 4);
 	if (!st->pool) {
-		sdk_fail(err, SDK_EIO, "cannot start the archive writer");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "cannot start the archive writer");
 	}
 	const char *path = sqlite3_db_filename(k->db, "main");
 	snprintf(st->db_path, sizeof st->db_path, "%s", path ? path : "");
 	sdk_err e;
 	if (ilog_store_open(k->db, &st->store, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	if (ilog_key_init(st, k->cfg->data_dir, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	ilog_sth_load(st);
 	if (!(st->sweep = evtimer_new(k->base, on_sweep, st))) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	ilog_sweep_soon(st); /* rows a kill left behind, if any */
 	const char *broken = ilog_store_broken(st->store);

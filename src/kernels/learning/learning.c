@@ -690,20 +690,17 @@ static int learning_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (lrn_store_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	struct lrn *l = calloc(1, sizeof *l);
 	if (!l) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	l->k = k;
 	k->state = l;
 	uint64_t seed = conf(k)->seed;
 	if (!seed && getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
-		sdk_fail(err, SDK_EIO, "getrandom: %s", strerror(errno));
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "getrandom: %s", strerror(errno));
 	}
 	lrn_rng_seed(&l->rng, seed);
 	int p = lrn_policy_parse(conf(k)->policy);
@@ -711,14 +708,12 @@ static int learning_init(sdk_kernel *k, sdk_err *err)
 	l->initial.epsilon = default_explore(k, l->initial.policy);
 	lrn_policy_row cur;
 	if (lrn_store_policy(k->db, &l->initial, sdk_wall_ms(), &cur, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	l->timer = event_new(k->base, -1, EV_PERSIST, on_tick, l);
 	l->pool = sdk_pool_new(k->base, 1, EVAL_QUEUE_MAX);
 	if (!l->timer || !l->pool) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	struct timeval tv = { FINALIZE_EVERY_MS / 1000, (FINALIZE_EVERY_MS % 1000) * 1000 };
 	event_add(l->timer, &tv);

@@ -267,13 +267,11 @@ static int librarian_prepare(sdk_kernel *k, sdk_err *err)
 	lib_err e;
 	struct lib_state *st = calloc(1, sizeof *st);
 	if (!st) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	k->state = st;
 	if (!(st->jobs = lib_jobs_new(k, &e)) || !(st->workers = lib_workers_new(k, &e))) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	return 0;
 }
@@ -283,8 +281,7 @@ static int librarian_init(sdk_kernel *k, sdk_err *err)
 	lib_err e;
 	struct lib_state *st = k->state;
 	if (lib_store_init(k->db, &e) < 0 || lib_jobs_resume(st->jobs, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	lib_workers_staged(st->workers, 0); /* what a crash left pending, merged once idle */
 	if (lib_ix_open(k->db, &st->single, &e) < 0)

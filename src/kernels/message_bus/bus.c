@@ -566,8 +566,7 @@ static int bus_embedded_init(sdk_kernel *k, sdk_err *err)
 	bus *b = calloc(1, sizeof *b);
 	sdk_err e = { "out of memory" };
 	if (!b) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	b->engine = &bus_embedded_engine;
 	b->k = k;

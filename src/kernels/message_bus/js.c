@@ -838,8 +838,7 @@ int bus_js_init(sdk_kernel *k, sdk_err *err)
 {
 	bus_js *b = calloc(1, sizeof *b);
 	if (!b) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	b->engine = &bus_js_engine;
 	b->k = k;

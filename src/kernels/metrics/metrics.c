@@ -106,8 +106,7 @@ static int mk_init(sdk_kernel *k, sdk_err *err)
 	const grace_metrics *mc = &k->cfg->metrics;
 	mkernel *m = calloc(1, sizeof *m);
 	if (!m) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	m->k = k;
 	tsdb_opts o = { .max_series = mc->max_series,

@@ -678,8 +678,7 @@ static int pol_init(sdk_kernel *k, sdk_err *err)
 {
 	pol_kernel *pk = calloc(1, sizeof *pk);
 	if (!pk) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	pk->k = k;
 	unsigned char raw[8] = { 0 };

@@ -301,37 +301,32 @@ static int research_init(sdk_kernel *k, sdk_err *err)
 {
 	rs_kernel *rk = calloc(1, sizeof *rk);
 	if (!rk) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	rk->k = k;
 	rk->cfg = k->cfg->research;
 	k->state = rk;
 	sdk_err e;
 	if (rs_store_init(k->db, &rk->last_id, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	/* The parser's names: every kernel Grace knows. */
 	size_t n = kernel_registry_count();
 	const char **names = calloc(n + 1, sizeof *names);
 	if (!names) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	for (size_t i = 0; i < n; i++)
 		names[i] = kernel_registry_at(i)->name;
 	rk->names = names;
 	rk->pool = sdk_pool_new(k->base, 1, POOL_QUEUE);
 	if (!rk->pool) {
-		sdk_fail(err, SDK_EIO, "cannot start the worker pool");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "cannot start the worker pool");
 	}
 	if (k->cfg->model.base_url[0]) {
 		rk->model = sdk_model_new(k->base, &k->cfg->model, &e);
 		if (!rk->model) {
-			sdk_fail(err, SDK_EIO, "%s", e.msg);
-			return SDK_EIO;
+			return sdk_fail(err, SDK_EIO, "%s", e.msg);
 		}
 		sdk_info("research: syntheses from model '%s'",
 			 k->cfg->model.model[0] ? k->cfg->model.model : "(server default)");

@@ -724,17 +724,14 @@ static int scheduler_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (sch_store_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	if (sodium_init() < 0) {
-		sdk_fail(err, SDK_EIO, "libsodium cannot start");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "libsodium cannot start");
 	}
 	sched *s = calloc(1, sizeof *s);
 	if (!s) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	s->k = k;
 	s->cfg = &k->cfg->scheduler;
@@ -743,8 +740,7 @@ static int scheduler_init(sdk_kernel *k, sdk_err *err)
 	s->timer = evtimer_new(k->base, on_timer, s);
 	s->dispatch = sched_dispatch_event(s);
 	if (!s->timer || !s->dispatch) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	/* Open runs a previous life left are taken up first (act.c). */
 	sched_dispatch_soon(s);

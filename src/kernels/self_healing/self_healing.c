@@ -499,13 +499,11 @@ static int self_healing_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (sh_store_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	sh_state *s = calloc(1, sizeof *s);
 	if (!s) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	s->k = k;
 	s->oom_seen = -1;
@@ -515,24 +513,20 @@ static int self_healing_init(sdk_kernel *k, sdk_err *err)
 			   .stable_ms = conf(k)->stable_ms };
 	if (sh_deps_parse(conf(k)->dependencies, &cc, &e) < 0 ||
 	    sh_ladder_parse(conf(k)->ladder, playbook_known, &s->ladder, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	int64_t max_id = 0;
 	if (sh_store_max_id(k->db, &max_id, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	sh_corr_init(&s->corr, &cc, max_id + 1);
 	if (sh_store_open_incidents(k->db, restore, &s->corr, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	sh_budget_init(&s->budget, conf(k)->budget_per_hour, sdk_wall_ms());
 	if (sh_store_budget_load(k->db, &s->budget, &e) < 0 ||
 	    sh_store_ladder_load(k->db, ladder_restore, s, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	const grace_self_healing *hc = &k->cfg->self_healing;
 	for (size_t i = 0; i < hc->n_watches; i++)
@@ -545,19 +539,16 @@ static int self_healing_init(sdk_kernel *k, sdk_err *err)
 		sdk_warn("self_healing: %zu watches but no metrics kernel: they are never true",
 			 hc->n_watches);
 	if (sh_worker_start(s, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	s->timer = event_new(k->base, -1, EV_PERSIST, on_tick, s);
 	if (!s->timer) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	struct timeval tv = { TICK_MS / 1000, (TICK_MS % 1000) * 1000 };
 	event_add(s->timer, &tv);
 	if (sh_feed_start(s, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	return 0;
 }

@@ -1095,13 +1095,11 @@ static int sm_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (sm_store_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	sm *s = calloc(1, sizeof *s);
 	if (!s) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	k->state = s;
 	s->k = k;
@@ -1112,8 +1110,7 @@ static int sm_init(sdk_kernel *k, sdk_err *err)
 	s->lim = k->cfg->state_machine;
 	s->roles_synced = !sdk_owner_roles_wait_at_start();
 	if (!s->cache || !s->pool || !s->timer) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	arm_timer(s); /* delayed events due while we were down fire now */
 	return 0;

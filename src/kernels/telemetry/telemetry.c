@@ -663,13 +663,11 @@ static int telemetry_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (tel_store_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	tel *t = calloc(1, sizeof *t);
 	if (!t) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	k->state = t;
 	t->k = k;
@@ -680,8 +678,7 @@ static int telemetry_init(sdk_kernel *k, sdk_err *err)
 	t->retain_timer = event_new(k->base, -1, EV_PERSIST, on_retain_timer, t);
 	t->acc = otlp_prom_acc_new(DELTA_SERIES_MAX);
 	if (!t->pool || !t->retain_timer || !t->acc) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	sdk_pool_set_caller_max(t->pool, t->cfg.caller_requests_max);
 	struct timeval tv = { t->cfg.retention_interval_ms / 1000,

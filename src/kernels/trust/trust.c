@@ -868,15 +868,13 @@ static void tr_free(tr_kernel *t)
 static int tr_init(sdk_kernel *k, sdk_err *err)
 {
 	if (sodium_init() < 0) {
-		sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "libsodium failed to initialise");
 	}
 	sdk_err e;
 	tr_store *s;
 	tr_kernel *t = calloc(1, sizeof *t);
 	if (!t) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	if (tr_store_open(k->db, k->cfg->data_dir, &s, &e) < 0) {
 		sdk_fail(err, SDK_EIO, "%s", e.msg);
@@ -886,13 +884,11 @@ static int tr_init(sdk_kernel *k, sdk_err *err)
 	t->store = s;
 	if (tr_feed_init(&t->feed, k) < 0) {
 		tr_free(t);
-		sdk_fail(err, SDK_EIO, "the trust feed's consumer group does not fit");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "the trust feed's consumer group does not fit");
 	}
 	if (!(t->tick = event_new(k->base, -1, EV_PERSIST, on_tick, t))) {
 		tr_free(t);
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	const grace_trust *c = &k->cfg->trust;
 	tr_params p = { .jwt_rotate_ms = c->jwt_rotate_s * 1000LL,

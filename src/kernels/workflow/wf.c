@@ -1660,13 +1660,11 @@ static int wf_init(sdk_kernel *k, sdk_err *err)
 {
 	sdk_err e;
 	if (wfs_init(k->db, &e) < 0) {
-		sdk_fail(err, SDK_EIO, "%s", e.msg);
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	wf *w = calloc(1, sizeof *w);
 	if (!w) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	k->state = w;
 	w->k = k;
@@ -1681,8 +1679,7 @@ static int wf_init(sdk_kernel *k, sdk_err *err)
 	w->outbox_more = true; /* what the last process left */
 	w->roles_synced = !sdk_owner_roles_wait_at_start();
 	if (!w->cache || !w->pool || !w->ext || !w->reload || !w->kick || !w->bus_retry) {
-		sdk_fail(err, SDK_EIO, "out of memory");
-		return SDK_EIO;
+		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	load_active(w); /* runs the last process left go on where they were */
 	bus_next(w);    /* and their status events still in the outbox go out */
