@@ -34,6 +34,13 @@ struct run {
 	int64_t id;
 	char *rpath;
 	sdk_req *req; /* waiting for the answer; NULL once answered */
+	/* Until its row exists (id 0): who asked (owner owned, NULL for no
+	 * caller), and, when they had too many, how many. The row is written
+	 * by the worker, like every other write of a job: a write on the
+	 * loop's connection would wait there for the worker's chunk. */
+	char *owner;
+	bool admin;
+	int64_t too_many;
 	bool wait_end; /* a small ingest: answered when it ends */
 	enum phase phase;
 	struct event *retry;
@@ -55,6 +62,7 @@ static void run_free(struct run *r)
 	if (r->retry)
 		event_free(r->retry);
 	free(r->rpath);
+	free(r->owner);
 	free(r);
 }
 
@@ -98,6 +106,20 @@ static void step_work(void *arg)
 	lib_jobs *j = r->j;
 	r->ran = true;
 	r->err.msg[0] = '\0';
+	if (!r->id) {
+		const lib_actor who = { .name = r->owner, .admin = r->admin };
+		int64_t active = 0;
+		r->status = r->owner ? lib_job_active(j->wdb, r->owner, &active, &r->err) : 0;
+		if (r->status)
+			return;
+		if (r->owner && active >= j->k->cfg->librarian.ingests_per_user) {
+			r->too_many = active;
+			return;
+		}
+		r->status = lib_job_create(j->wdb, &who, r->rpath, sdk_wall_ms(), &r->id, &r->err);
+		if (r->status)
+			return;
+	}
 	if (r->phase == PHASE_CHUNK) {
 		r->status = lib_job_chunk(j->wdb, r->id, j->chunk_files, LIB_CHUNK_BYTES, &j->quota,
 					  sdk_wall_ms(), &r->err);
@@ -160,6 +182,28 @@ static void run_fail(struct run *r)
 static void step_done(void *arg)
 {
 	struct run *r = arg;
+	if (r->ran && r->too_many) {
+		sdk_req_add_header(r->req, "Retry-After", "5");
+		sdk_reply_error(r->req, 429, "too_many_requests",
+				"you have %lld ingests queued or running, the most one user may;"
+				" retry when one finishes", (long long)r->too_many);
+		r->req = NULL;
+		run_free(r);
+		return;
+	}
+	if (!r->id && (!r->ran || r->j->closing || r->status != SDK_EBUSY)) {
+		/* Never written: nothing to resume or to record as failed. */
+		if (r->req) {
+			sdk_err e = r->err;
+			int status = r->ran && r->status < 0 ? r->status : SDK_EBUSY;
+			if (status == SDK_EBUSY && !e.msg[0])
+				sdk_fail(&e, SDK_EBUSY, "the librarian is stopping; try again");
+			reply_status(r->req, status, &e); /* busy: with Retry-After */
+			r->req = NULL;
+		}
+		run_free(r);
+		return;
+	}
 	if (!r->ran || r->j->closing) { /* stopping: the job stays for the next start */
 		if (r->req) {
 			sdk_req_add_header(r->req, "Retry-After", "5");
@@ -220,32 +264,25 @@ void lib_jobs_start(lib_jobs *j, sdk_req *req, const lib_actor *who, const char 
 {
 	sdk_kernel *k = j->k;
 	char *rpath = NULL;
-	int64_t id = 0, active = 0;
 	sdk_err e = { "" };
 	int rc = lib_ingest_resolve(k->cfg->library_root, path, &rpath, &e);
-	if (!rc && who->name)
-		rc = lib_job_active(k->db, who->name, &active, &e);
-	if (!rc && who->name && active >= k->cfg->librarian.ingests_per_user) {
-		free(rpath);
-		sdk_req_add_header(req, "Retry-After", "5");
-		sdk_reply_error(req, 429, "too_many_requests",
-				"you have %lld ingests queued or running, the most one user may;"
-				" retry when one finishes", (long long)active);
-		return;
-	}
-	if (!rc)
-		rc = lib_job_create(k->db, who, rpath, sdk_wall_ms(), &id, &e);
 	if (rc) {
-		free(rpath);
 		reply_status(req, rc, &e);
 		return;
 	}
-	struct run *r = run_new(j, id, rpath, PHASE_WALK);
+	/* The per-user limit, the job's row and its walk: one step of the
+	 * worker, which takes the jobs' writes in turn. */
+	struct run *r = run_new(j, 0, rpath, PHASE_WALK);
+	if (r && who->name && !(r->owner = strdup(who->name))) {
+		run_free(r);
+		r = NULL;
+	}
+	if (r)
+		r->admin = who->admin;
 	if (!r || sdk_pool_submit(j->pool, step_work, step_done, r) < 0) {
-		sdk_fail(&e, SDK_EBUSY, "too many ingests waiting; try again");
-		lib_job_fail(k->db, id, e.msg, sdk_wall_ms(), NULL);
 		if (r)
 			run_free(r);
+		sdk_fail(&e, SDK_EBUSY, "too many ingests waiting; try again");
 		reply_status(req, SDK_EBUSY, &e);
 		return;
 	}
