@@ -2,6 +2,7 @@
 #include "cli/restore_js.h"
 
 #include "kernels/registry.h"
+#include "sdk/clock.h"
 #include "sdk/err.h"
 
 #include <errno.h>
@@ -26,22 +27,6 @@
 static void fail(restore_js *p, const char *what, const char *detail)
 {
 	p->check(p->ctx, what, false, detail);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static const char *why_of(restore_js *p, natsStatus s, jsErrCode jerr, char *buf, size_t len)
-{
-	if (jerr)
-		snprintf(buf, len, "%s (JetStream error %d)", p->N.natsStatus_GetText(s), (int)jerr);
-	else
-		snprintf(buf, len, "%s", p->N.natsStatus_GetText(s));
-	return buf;
 }
 
 /* The manifest's facts go together: a stream name NATS allows, its config
@@ -94,13 +79,14 @@ static int js_connect(restore_js *p, sdk_err *e)
 		p->N.natsOptions_Destroy(o);
 	if (s != NATS_OK)
 		return sdk_fail(e, SDK_EBUSY, "cannot connect to NATS (%s...): %s", urls[0],
-				why_of(p, s, 0, why, sizeof why));
+				sdk_nats_why(&p->N, s, 0, why, sizeof why));
 	jsOptions jo;
 	p->N.jsOptions_Init(&jo);
 	jo.Wait = JS_API_WAIT_MS;
 	s = p->N.natsConnection_JetStream(&p->js, p->nc, &jo);
 	if (s != NATS_OK)
-		return sdk_fail(e, SDK_EBUSY, "JetStream: %s", why_of(p, s, 0, why, sizeof why));
+		return sdk_fail(e, SDK_EBUSY, "JetStream: %s",
+				sdk_nats_why(&p->N, s, 0, why, sizeof why));
 	return 0;
 }
 
@@ -116,7 +102,7 @@ static int stream_exists(restore_js *p, uint64_t *msgs, sdk_err *e)
 		return 0;
 	if (s != NATS_OK)
 		return sdk_fail(e, SDK_EBUSY, "stream %s: %s", p->stream,
-				why_of(p, s, jerr, why, sizeof why));
+				sdk_nats_why(&p->N, s, jerr, why, sizeof why));
 	*msgs = si->State.Msgs;
 	p->N.jsStreamInfo_Destroy(si);
 	return 1;
@@ -233,7 +219,7 @@ static int send_chunks(restore_js *p, const char *path, const char *subject, lon
 							   n ? JS_API_WAIT_MS : JS_FINISH_WAIT_MS);
 		if (s != NATS_OK) {
 			r = sdk_fail(e, SDK_EBUSY, "sending the snapshot (%lld bytes sent): %s", *sent,
-				     why_of(p, s, 0, why, sizeof why));
+				     sdk_nats_why(&p->N, s, 0, why, sizeof why));
 			break;
 		}
 		if (n == 0) { /* the end: the stream's info, or why it failed */
@@ -273,7 +259,7 @@ static int restore_stream(restore_js *p, const char *path, long long *sent, sdk_
 	free(text);
 	if (s != NATS_OK)
 		return sdk_fail(e, SDK_EBUSY, "asking JetStream to restore %s: %s", p->stream,
-				why_of(p, s, 0, why, sizeof why));
+				sdk_nats_why(&p->N, s, 0, why, sizeof why));
 	json_t *j = api_json(p, reply, "the restore request", e);
 	p->N.natsMsg_Destroy(reply);
 	const char *deliver = json_string_value(json_object_get(j, "deliver_subject"));
@@ -297,7 +283,7 @@ static int verify(restore_js *p, sdk_err *e)
 	uint64_t w_msgs = (uint64_t)json_integer_value(json_object_get(st, "messages")),
 		 w_first = (uint64_t)json_integer_value(json_object_get(st, "first_seq")),
 		 w_last = (uint64_t)json_integer_value(json_object_get(st, "last_seq"));
-	int64_t until = now_ms() + JS_SETTLE_MS;
+	int64_t until = sdk_mono_ms() + JS_SETTLE_MS;
 	char why[256];
 	for (;;) {
 		jsStreamInfo *si = NULL;
@@ -313,7 +299,7 @@ static int verify(restore_js *p, sdk_err *e)
 		int r = 0;
 		if (s != NATS_OK) {
 			r = sdk_fail(e, SDK_EBUSY, "the restored stream: %s",
-				     why_of(p, s, jerr, why, sizeof why));
+				     sdk_nats_why(&p->N, s, jerr, why, sizeof why));
 		} else if ((w_msgs && si->State.FirstSeq != w_first) || si->State.LastSeq < w_last ||
 			   si->State.Msgs < since || si->State.Msgs - since != w_msgs) {
 			r = sdk_fail(e, SDK_ECORRUPT,
@@ -327,7 +313,7 @@ static int verify(restore_js *p, sdk_err *e)
 			s = p->N.js_Consumers(&list, p->js, p->stream, NULL, &jerr);
 			if (s != NATS_OK && s != NATS_NOT_FOUND)
 				r = sdk_fail(e, SDK_EBUSY, "the restored stream's consumers: %s",
-					     why_of(p, s, jerr, why, sizeof why));
+					     sdk_nats_why(&p->N, s, jerr, why, sizeof why));
 		}
 		/* Every consumer of the manifest, at least where it stood (acks
 		 * only move forward, and they were read before the snapshot). */
@@ -371,7 +357,7 @@ static int verify(restore_js *p, sdk_err *e)
 			p->N.jsStreamInfo_Destroy(si);
 		if (list)
 			p->N.jsConsumerInfoList_Destroy(list);
-		if (!r || now_ms() > until)
+		if (!r || sdk_mono_ms() > until)
 			return r;
 		struct timespec pause = { 0, 250 * 1000000L };
 		nanosleep(&pause, NULL);
@@ -396,7 +382,7 @@ int restore_js_load(restore_js *p, const char *path)
 		natsStatus s = p->N.js_DeleteStream(p->js, p->stream, NULL, &jerr);
 		if (s != NATS_OK && s != NATS_NOT_FOUND) {
 			snprintf(detail, sizeof detail, "--force: cannot delete the existing stream: %s",
-				 why_of(p, s, jerr, why, sizeof why));
+				 sdk_nats_why(&p->N, s, jerr, why, sizeof why));
 			fail(p, what, detail);
 			return -1;
 		}

@@ -25,6 +25,16 @@ int sdk_nats_open(sdk_nats_dl *n, sdk_err *err)
 	return 0;
 }
 
+const char *sdk_nats_why(const sdk_nats_dl *n, natsStatus s, jsErrCode jerr, char *buf,
+			 size_t len)
+{
+	if (jerr)
+		snprintf(buf, len, "%s (JetStream error %d)", n->natsStatus_GetText(s), (int)jerr);
+	else
+		snprintf(buf, len, "%s", n->natsStatus_GetText(s));
+	return buf;
+}
+
 void sdk_nats_close(sdk_nats_dl *n)
 {
 	if (!n->lib)

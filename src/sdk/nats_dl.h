@@ -53,6 +53,10 @@ typedef struct sdk_nats_dl {
 
 /* Loads libnats into `n`. 0, or SDK_EIO with the reason in err (nothing loaded). */
 int sdk_nats_open(sdk_nats_dl *n, sdk_err *err);
+/* A NATS status, and JetStream's error code when there is one, in words
+ * (into buf, returned). */
+const char *sdk_nats_why(const sdk_nats_dl *n, natsStatus s, jsErrCode jerr, char *buf,
+			 size_t len);
 /* Waits for the library's threads to end (nats_CloseAndWait), then unloads
  * it; a no-op on a table never opened. Every connection must be destroyed. */
 void sdk_nats_close(sdk_nats_dl *n);

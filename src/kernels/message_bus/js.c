@@ -51,15 +51,6 @@ static const bus_engine bus_js_engine;
 
 /* ------------------------------------------------------------- helpers */
 
-const char *bus_js_why(bus_js *b, natsStatus s, jsErrCode jerr, char *buf, size_t len)
-{
-	if (jerr)
-		snprintf(buf, len, "%s (JetStream error %d)", b->N.natsStatus_GetText(s), (int)jerr);
-	else
-		snprintf(buf, len, "%s", b->N.natsStatus_GetText(s));
-	return buf;
-}
-
 int bus_js_subject(bus_js *b, const char *grace, char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "%s%s", b->prefix, grace);
@@ -516,7 +507,7 @@ static void bus_js_info_work(void *arg)
 	}
 	natsStatus s = b->N.js_GetStreamInfo(&si, b->js, b->stream, &o, &jerr);
 	if (s != NATS_OK) {
-		bus_js_why(b, s, jerr, j->why, sizeof j->why);
+		sdk_nats_why(&b->N, s, jerr, j->why, sizeof j->why);
 		return;
 	}
 	if (!j->subjects) {
@@ -784,7 +775,7 @@ static int bus_js_connect(bus_js *b, sdk_err *err)
 	b->N.natsOptions_Destroy(o);
 	if (s != NATS_OK) {
 		sdk_fail(err, SDK_EIO, "cannot connect to NATS (%s...): %s", urls[0],
-			 bus_js_why(b, s, 0, why, sizeof why));
+			 sdk_nats_why(&b->N, s, 0, why, sizeof why));
 		return SDK_EIO;
 	}
 	jsOptions jo;
@@ -795,7 +786,7 @@ static int bus_js_connect(bus_js *b, sdk_err *err)
 	jo.PublishAsync.MaxPending = BUS_JS_BATCH_MAX;
 	s = b->N.natsConnection_JetStream(&b->js, b->nc, &jo);
 	if (s != NATS_OK) {
-		sdk_fail(err, SDK_EIO, "JetStream: %s", bus_js_why(b, s, 0, why, sizeof why));
+		sdk_fail(err, SDK_EIO, "JetStream: %s", sdk_nats_why(&b->N, s, 0, why, sizeof why));
 		return SDK_EIO;
 	}
 	char subjects[sizeof b->prefix + 2];
@@ -825,7 +816,8 @@ static int bus_js_connect(bus_js *b, sdk_err *err)
 		s = b->N.js_UpdateStream(&si, b->js, &sc, &so, &jerr);
 	}
 	if (s != NATS_OK) {
-		sdk_fail(err, SDK_EIO, "stream %s: %s", b->stream, bus_js_why(b, s, jerr, why, sizeof why));
+		sdk_fail(err, SDK_EIO, "stream %s: %s", b->stream,
+			 sdk_nats_why(&b->N, s, jerr, why, sizeof why));
 		return SDK_EIO;
 	}
 	sdk_info("message bus on JetStream: stream %s (%d replicas), next offset %" PRIu64,

@@ -96,9 +96,7 @@ typedef struct bus_js {
 	unsigned n_polls; /* on the loop */
 } bus_js;
 
-/* js.c */
-/* "text (JetStream error N)" for a failed call, into buf. */
-const char *bus_js_why(bus_js *b, natsStatus s, jsErrCode jerr, char *buf, size_t len);
+/* js.c (a failed call's words: sdk_nats_why) */
 /* Pushes an item to the loop (from any thread); takes the item. */
 void bus_js_inbox_push(bus_js *b, struct bus_js_item *it);
 /* A received message as a bus_msg: the strings point into `msg` or into

@@ -182,7 +182,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 		if (s == NATS_OK) {
 			bus_js_group_set(b, g, ci);
 		} else if (jerr != JSConsumerNotFoundErr) {
-			bus_js_why(b, s, jerr, why->msg, sizeof why->msg);
+			sdk_nats_why(&b->N, s, jerr, why->msg, sizeof why->msg);
 			rc = SDK_EIO;
 			goto out;
 		} else if (!w || !w->pattern) {
@@ -209,7 +209,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 			jerr = 0;
 			s = b->N.js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
 			if (s != NATS_OK) {
-				bus_js_why(b, s, jerr, why->msg, sizeof why->msg);
+				sdk_nats_why(&b->N, s, jerr, why->msg, sizeof why->msg);
 				rc = SDK_EIO;
 				goto out;
 			}
@@ -241,7 +241,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 			}
 		}
 		if (s != NATS_OK) {
-			bus_js_why(b, s, jerr, why->msg, sizeof why->msg);
+			sdk_nats_why(&b->N, s, jerr, why->msg, sizeof why->msg);
 			rc = SDK_EIO;
 			goto out;
 		}
@@ -258,7 +258,7 @@ static int bus_js_group_open(bus_js *b, const char *name, const bus_js_group_wan
 		s = b->N.js_PullSubscribe(&g->psub, b->js, filter, g->consumer, NULL, &so, &jerr);
 		if (s != NATS_OK) {
 			g->psub = NULL;
-			bus_js_why(b, s, jerr, why->msg, sizeof why->msg);
+			sdk_nats_why(&b->N, s, jerr, why->msg, sizeof why->msg);
 			rc = SDK_EIO;
 		}
 	}
@@ -734,13 +734,13 @@ static void bus_js_admin_work(void *arg)
 			if (a->rc == SDK_ENOTFOUND)
 				snprintf(a->why, sizeof a->why, "no group %s", a->group);
 			else
-				bus_js_why(b, s, jerr, a->why, sizeof a->why);
+				sdk_nats_why(&b->N, s, jerr, a->why, sizeof a->why);
 		}
 		return;
 	}
 	s = b->N.js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
 	if (s != NATS_OK) {
-		bus_js_why(b, s, jerr, a->why, sizeof a->why);
+		sdk_nats_why(&b->N, s, jerr, a->why, sizeof a->why);
 		a->rc = SDK_EIO;
 		return;
 	}
@@ -756,7 +756,7 @@ static void bus_js_admin_work(void *arg)
 			if (a->rc == SDK_ENOTFOUND)
 				snprintf(a->why, sizeof a->why, "no group %s", a->group);
 			else
-				bus_js_why(b, s, jerr, a->why, sizeof a->why);
+				sdk_nats_why(&b->N, s, jerr, a->why, sizeof a->why);
 			return;
 		}
 		a->out = bus_js_group_json(b, a->group, ci, last);
@@ -766,7 +766,7 @@ static void bus_js_admin_work(void *arg)
 	jsConsumerInfoList *list = NULL;
 	s = b->N.js_Consumers(&list, b->js, b->stream, NULL, &jerr);
 	if (s != NATS_OK && s != NATS_NOT_FOUND) {
-		bus_js_why(b, s, jerr, a->why, sizeof a->why);
+		sdk_nats_why(&b->N, s, jerr, a->why, sizeof a->why);
 		a->rc = SDK_EIO;
 		return;
 	}

@@ -89,7 +89,7 @@ static int snap_consumers(bus_js *b, json_t *out, sdk_err *err)
 		return 0; /* no consumer at all */
 	if (s != NATS_OK)
 		return sdk_fail(err, SDK_EBUSY, "listing the consumers of %s: %s", b->stream,
-				bus_js_why(b, s, jerr, why, sizeof why));
+				sdk_nats_why(&b->N, s, jerr, why, sizeof why));
 	for (int i = 0; i < list->Count; i++) {
 		const jsConsumerInfo *ci = list->List[i];
 		/* The groups are the durable ones. An SSE subscriber's ordered
@@ -151,7 +151,8 @@ static int snap_chunks(bus_js *b, natsSubscription *sub, int fd, int64_t *size, 
 			return sdk_fail(err, s == NATS_TIMEOUT ? SDK_ETIMEOUT : SDK_EBUSY,
 					"the snapshot of %s stopped after %" JSON_INTEGER_FORMAT
 					" chunks: %s",
-					b->stream, *chunks, bus_js_why(b, s, 0, why, sizeof why));
+					b->stream, *chunks,
+					sdk_nats_why(&b->N, s, 0, why, sizeof why));
 		int len = b->N.natsMsg_GetDataLength(m);
 		if (len == 0) {
 			/* The end; a newer server puts a status in its headers
@@ -200,7 +201,7 @@ static int snap_chunks(bus_js *b, natsSubscription *sub, int fd, int64_t *size, 
 					"writing the snapshot of %s: %s", b->stream, strerror(werr));
 		if (answered && s != NATS_OK)
 			return sdk_fail(err, SDK_EBUSY, "answering a chunk of the snapshot of %s: %s",
-					b->stream, bus_js_why(b, s, 0, why, sizeof why));
+					b->stream, sdk_nats_why(&b->N, s, 0, why, sizeof why));
 		(*chunks)++;
 	}
 }
@@ -248,7 +249,7 @@ static void snap_work(void *arg)
 		s = b->N.natsConnection_Flush(b->nc);
 	if (s != NATS_OK) {
 		j->rc = sdk_fail(&j->err, SDK_EBUSY, "subscribing for the snapshot of %s: %s",
-				 b->stream, bus_js_why(b, s, 0, why, sizeof why));
+				 b->stream, sdk_nats_why(&b->N, s, 0, why, sizeof why));
 		goto out;
 	}
 	int n = snprintf(req, sizeof req,
@@ -260,7 +261,7 @@ static void snap_work(void *arg)
 	if (s != NATS_OK) {
 		j->rc = sdk_fail(&j->err, s == NATS_TIMEOUT ? SDK_ETIMEOUT : SDK_EBUSY,
 				 "asking JetStream for a snapshot of %s: %s", b->stream,
-				 bus_js_why(b, s, 0, why, sizeof why));
+				 sdk_nats_why(&b->N, s, 0, why, sizeof why));
 		goto out;
 	}
 	if ((j->rc = snap_reply(b, reply, j->info, &j->err)))

@@ -187,7 +187,7 @@ static void bus_js_sub_work(void *arg)
 		jsStreamInfo *si = NULL;
 		s = b->N.js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
 		if (s != NATS_OK) {
-			bus_js_why(b, s, jerr, j->why, sizeof j->why);
+			sdk_nats_why(&b->N, s, jerr, j->why, sizeof j->why);
 			return;
 		}
 		j->start = (int64_t)si->State.LastSeq + 1;
@@ -211,7 +211,7 @@ static void bus_js_sub_work(void *arg)
 	if (s == NATS_OK)
 		s = b->N.natsSubscription_SetOnCompleteCB(j->nsub, bus_js_closure_done, c);
 	if (s != NATS_OK) {
-		bus_js_why(b, s, jerr, j->why, sizeof j->why);
+		sdk_nats_why(&b->N, s, jerr, j->why, sizeof j->why);
 		if (j->nsub) {
 			/* The closure is freed at close if no completion comes. */
 			b->N.natsSubscription_Unsubscribe(j->nsub);
