@@ -594,15 +594,16 @@ out:
  * text: 1 yes, 0 no (or it is a deletion), negative on a store error. */
 static int is_builtin_text(pol_kernel *pk, int64_t version, sdk_err *e)
 {
-	char *text = NULL;
-	int rc = pol_store_text(pk->store, POL_DEFAULT_SET, version, &text, e);
+	json_t *v = NULL;
+	int rc = pol_store_version(pk->store, POL_DEFAULT_SET, version, &v, e);
 	if (rc == SDK_ENOTFOUND)
 		return 0;
 	if (rc < 0)
 		return rc;
-	bool same = strlen(text) == pol_default_text_len &&
-		    !memcmp(text, pol_default_text, pol_default_text_len);
-	free(text);
+	const json_t *text = json_object_get(v, "text"); /* null: a deletion */
+	bool same = json_is_string(text) && json_string_length(text) == pol_default_text_len &&
+		    !memcmp(json_string_value(text), pol_default_text, pol_default_text_len);
+	json_decref(v);
 	return same;
 }
 

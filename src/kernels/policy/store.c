@@ -408,27 +408,6 @@ int pol_store_builtin_version(pol_store *s, const char *name, int64_t *out, sdk_
 	return meta_get(s->db, key, out, err);
 }
 
-int pol_store_text(pol_store *s, const char *name, int64_t version, char **out, sdk_err *err)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db,
-				    "SELECT text FROM policy_versions WHERE name = ? AND version = ?"
-				    " AND text IS NOT NULL", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_fail(s->db, rc, err, "reading the version");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, version);
-	*out = NULL;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && !(*out = strdup((const char *)sqlite3_column_text(st, 0))))
-		rc = SQLITE_NOMEM;
-	sqlite3_finalize(st);
-	if (rc == SQLITE_DONE)
-		return sdk_fail(err, SDK_ENOTFOUND, "policy set \"%s\" has no text at version %lld",
-				name, (long long)version);
-	return rc == SQLITE_ROW ? 0 : db_fail(s->db, rc, err, "reading the version");
-}
-
 static int put_version(pol_store *s, const char *name, const char *text, size_t len,
 		       int64_t expected_version, int64_t now_ms, bool builtin, const pol_set **out,
 		       bool *created, cedar_parse_error *perr, sdk_err *err)

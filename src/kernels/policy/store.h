@@ -77,9 +77,6 @@ int pol_store_put_builtin(pol_store *s, const char *name, const char *text, size
 /* The version of `name` last written by pol_store_put_builtin; 0 when none
  * (or the store is older than the mark). */
 int pol_store_builtin_version(pol_store *s, const char *name, int64_t *out, sdk_err *err);
-/* The text of one version (*out owned by the caller); SDK_ENOTFOUND when
- * there is no such version or it is a deletion. */
-int pol_store_text(pol_store *s, const char *name, int64_t version, char **out, sdk_err *err);
 /* Writes a deletion as the set's next version (SDK_ENOTFOUND when there is
  * no live set by that name). */
 int pol_store_delete(pol_store *s, const char *name, int64_t expected_version, int64_t now_ms,
