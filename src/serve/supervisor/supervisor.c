@@ -233,13 +233,20 @@ static int ensure_socket(sup_kernel *k)
 	return 0;
 }
 
+/* An exec result pipe's event (the kernel's or its standby's): its fd
+ * closed, the event freed. */
+static void exec_pipe_close(struct event **ev)
+{
+	if (!*ev)
+		return;
+	close(event_get_fd(*ev));
+	event_free(*ev);
+	*ev = NULL;
+}
+
 static void exec_watch_close(sup_kernel *k)
 {
-	if (!k->exec_ev)
-		return;
-	close(event_get_fd(k->exec_ev));
-	event_free(k->exec_ev);
-	k->exec_ev = NULL;
+	exec_pipe_close(&k->exec_ev);
 }
 
 /* Takes in the exec result, if it is known: a failed exec names its reason
@@ -404,19 +411,10 @@ static bool retiring_forget(supervisor *s, pid_t pid)
 	return false;
 }
 
-static void sb_exec_close(sup_kernel *k)
-{
-	if (!k->sb_exec_ev)
-		return;
-	close(event_get_fd(k->sb_exec_ev));
-	event_free(k->sb_exec_ev);
-	k->sb_exec_ev = NULL;
-}
-
 static void on_sb_exec(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
-	sb_exec_close(arg);
+	exec_pipe_close(&((sup_kernel *)arg)->sb_exec_ev);
 }
 
 static int standby_spawn(sup_kernel *k)
@@ -442,7 +440,7 @@ static int standby_spawn(sup_kernel *k)
 	/* Its exec result is not waited for: a standby that cannot run exits,
 	 * and that exit is all the table needs. The pipe is watched only to
 	 * know when its copy of our descriptors is gone (execs_settle). */
-	sb_exec_close(k);
+	exec_pipe_close(&k->sb_exec_ev);
 	k->sb_exec_ev = event_new(k->sup->base, exec_fd, EV_READ, on_sb_exec, k);
 	if (k->sb_exec_ev)
 		event_add(k->sb_exec_ev, NULL);
@@ -1163,7 +1161,7 @@ void sup_free(supervisor *s)
 			if (evs[j])
 				event_free(evs[j]);
 		exec_watch_close(k);
-		sb_exec_close(k);
+		exec_pipe_close(&k->sb_exec_ev);
 	}
 	for (size_t i = 0; i < s->n_retiring; i++)
 		kill_and_reap(s->retiring[i], false);
