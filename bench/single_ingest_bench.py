@@ -17,8 +17,6 @@ flush per document. Standard library only.
 import argparse
 import os
 import sys
-import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -42,34 +40,15 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     a = ap.parse_args()
     os.environ["GRACE_BIN"] = os.path.abspath(a.grace)
-    from grace_bench import KeepAlive, make_docs  # noqa: E402
+    from grace_bench import load_docs, make_docs  # noqa: E402
     from harness import GraceServer  # noqa: E402 (reads GRACE_BIN at import)
 
     _, docs, _ = make_docs(a.docs, 5000, 1)
     with GraceServer(kernels={"librarian": {}}) as g:
         auth = {"Authorization": "Bearer " + g.login()}
         lib = g.kernel("librarian")["pid"]
-        errors = []
-
-        def post(chunk):
-            c = KeepAlive(g.api_port, headers=auth)
-            try:
-                for body in chunk:
-                    st, data = c.request("POST", "/librarian/documents", body)
-                    if st != 201:
-                        errors.append((st, data[:200]))
-                        return
-            finally:
-                c.close()
         io0, cpu0 = proc_io(lib), proc_cpu_s(lib)
-        t0 = time.monotonic()
-        ts = [threading.Thread(target=post, args=(docs[i::a.clients],))
-              for i in range(a.clients)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        secs = time.monotonic() - t0
+        secs, errors = load_docs(g.api_port, docs, a.clients, auth)
         io1, cpu1 = proc_io(lib), proc_cpu_s(lib)
         if errors:
             raise SystemExit("POST /librarian/documents: %r" % errors[:3])
