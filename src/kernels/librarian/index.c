@@ -296,7 +296,7 @@ size_t lib_tag_term(const char *tag, char *out, size_t cap)
 
 /* ---- collecting */
 
-static uint32_t hash_of(const char *s, uint32_t n)
+uint32_t lib_ix_term_hash(const char *s, uint32_t n)
 {
 	uint32_t h = 2166136261u;
 	for (uint32_t i = 0; i < n; i++)
@@ -337,7 +337,7 @@ static struct pterm *term_slot(lib_ix *ix, const char *s, uint32_t n, uint32_t *
 {
 	if ((ix->used + 1) * 2 > ix->cap && !tab_grow(ix))
 		return NULL;
-	uint32_t h = hash_of(s, n);
+	uint32_t h = lib_ix_term_hash(s, n);
 	uint32_t j = h & (ix->cap - 1);
 	while (ix->tab[j].term) {
 		struct pterm *e = &ix->tab[j];

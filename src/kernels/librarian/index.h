@@ -91,6 +91,10 @@
 
 #define LIB_TAG_TERM_MARK '\x01'
 
+/* The hash every term table of the librarian keys by (FNV-1a, 32 bits):
+ * the writer's collector and tails cache, the readers' pending cache. */
+uint32_t lib_ix_term_hash(const char *s, uint32_t n);
+
 typedef struct lib_ix lib_ix;
 typedef struct lib_ix_tails lib_ix_tails; /* below */
 

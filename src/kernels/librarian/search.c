@@ -286,14 +286,6 @@ void lib_pend_cache_free(lib_pend_cache *pc)
 	free(pc);
 }
 
-static uint32_t pc_hash(const char *s, uint32_t n)
-{
-	uint32_t h = 2166136261u;
-	for (uint32_t i = 0; i < n; i++)
-		h = (h ^ (uint8_t)s[i]) * 16777619u;
-	return h;
-}
-
 /* The term's entry; add: made when missing (NULL: out of memory). */
 static struct pc_term *pc_slot(lib_pend_cache *pc, const char *s, uint32_t n, bool add)
 {
@@ -316,7 +308,7 @@ static struct pc_term *pc_slot(lib_pend_cache *pc, const char *s, uint32_t n, bo
 	}
 	if (!pc->cap)
 		return NULL;
-	uint32_t h = pc_hash(s, n), j = h & (pc->cap - 1);
+	uint32_t h = lib_ix_term_hash(s, n), j = h & (pc->cap - 1);
 	while (pc->tab[j].term) {
 		struct pc_term *e = &pc->tab[j];
 		if (e->hash == h && e->len == n && !memcmp(e->term, s, n))
