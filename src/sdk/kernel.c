@@ -721,7 +721,7 @@ static int runtime_setup(struct runtime *rt, sdk_err *err)
 		return sdk_fail(err, SDK_EINVAL, "the SPIFFE ID of kernel %s does not fit",
 				k->def->name);
 	}
-	k->ports = sdk_ports_open(k->base, k->cfg);
+	k->ports = sdk_ports_open(k->cfg);
 	k->caller = k->ports ? sdk_caller_new(k->base, k->def->name, k->token, sdk_ports_resolve,
 					      k->ports)
 			     : NULL;

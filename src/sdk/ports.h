@@ -13,7 +13,6 @@
 
 #define SDK_PORTS_FILE "ports.json"
 
-struct event_base;
 typedef struct sdk_ports sdk_ports;
 
 typedef struct sdk_ports_entry {
@@ -25,9 +24,9 @@ typedef struct sdk_ports_entry {
 /* Writes the whole table (tmp file, fsync, rename). 0 or a negative errno. */
 int sdk_ports_write(const char *data_dir, const sdk_ports_entry *e, size_t n);
 
-/* A reader that notices rewrites (inotify on the data directory, on the
- * loop) and re-reads lazily. `cfg` is borrowed and must outlive it. */
-sdk_ports *sdk_ports_open(struct event_base *base, const grace_config *cfg);
+/* A reader that checks the file (one stat) at each resolve and reads it
+ * again when it was rewritten. `cfg` is borrowed and must outlive it. */
+sdk_ports *sdk_ports_open(const grace_config *cfg);
 void sdk_ports_close(sdk_ports *p);
 /* An sdk_resolve_fn (arg: the sdk_ports): the port, or a negative
  * sdk_status (SDK_ENOTFOUND, SDK_EBUSY when it is not running). */
