@@ -1089,36 +1089,52 @@ int lib_job_report(sqlite3 *db, int64_t id, json_t **out, lib_err *err)
 	return rc;
 }
 
+static int id_order(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
 int lib_jobs_unfinished(sqlite3 *db, int64_t **ids, size_t *n, lib_err *err)
 {
+	static const char *const states[] = { "scanning", "running" };
 	sqlite3_stmt *st;
 	size_t cap = 0;
-	int rc = lib_prep(db, "SELECT id FROM ingest_jobs WHERE state IN ('scanning', 'running')"
-			  " ORDER BY id", &st, err);
+	/* One state at a time, sorted here: `state IN (...) ORDER BY id` puts
+	 * the list and the sort in SQLite's temporary database, whose first use
+	 * (a file, its random name, its cache) was a third of a standby's
+	 * takeover, this running at init. */
+	int rc = lib_prep(db, "SELECT id FROM ingest_jobs WHERE state = ?1", &st, err);
 
 	*ids = NULL;
 	*n = 0;
 	if (rc)
 		return rc;
-	int step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			int64_t *more = realloc(*ids, (cap = cap ? cap * 2 : 16) * sizeof *more);
-			if (!more) {
-				rc = lib_oom(err);
-				break;
+	for (size_t s = 0; !rc && s < sizeof states / sizeof states[0]; s++) {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, states[s], -1, SQLITE_STATIC);
+		int step;
+		while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+			if (*n == cap) {
+				int64_t *more = realloc(*ids, (cap = cap ? cap * 2 : 16) * sizeof *more);
+				if (!more) {
+					rc = lib_oom(err);
+					break;
+				}
+				*ids = more;
 			}
-			*ids = more;
+			(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
 		}
-		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+		if (!rc && step != SQLITE_DONE)
+			rc = lib_fail_sql(db, err, "list unfinished ingests");
 	}
-	if (!rc && step != SQLITE_DONE)
-		rc = lib_fail_sql(db, err, "list unfinished ingests");
 	sqlite3_finalize(st);
 	if (rc) {
 		free(*ids);
 		*ids = NULL;
 		*n = 0;
+	} else if (*n > 1) {
+		qsort(*ids, *n, sizeof **ids, id_order);
 	}
 	return rc;
 }
