@@ -284,6 +284,8 @@ static bool lib_no_documents(sqlite3 *db)
 	return none;
 }
 
+static int lib_store_indexed(sqlite3 *db, bool *all, lib_err *err);
+
 int lib_store_init(sqlite3 *db, lib_err *err)
 {
 	bool nested;
@@ -317,8 +319,34 @@ int lib_store_init(sqlite3 *db, lib_err *err)
 	rc = lib_tx_commit(db, nested, err);
 	if (!rc)
 		rc = lib_ix_check_quick(db, err);
+	bool all = false;
 	if (!rc && !nested)
+		rc = lib_store_indexed(db, &all, err);
+	if (!rc && !nested && !all)
 		rc = lib_store_build(db, err);
+	return rc;
+}
+
+/* Whether every stored document is indexed, without reading each: the
+ * index is complete and counts as many documents as the store holds
+ * (lib_ix_check_quick, run first, found every indexed one stored). The
+ * build's scan for unindexed documents is then skipped, at every start. */
+static int lib_store_indexed(sqlite3 *db, bool *all, lib_err *err)
+{
+	lib_ix_meta m;
+	int64_t n = -1;
+	sqlite3_stmt *st;
+	int rc = lib_ix_meta_read(db, &m, err);
+	if (rc)
+		return rc;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM documents", -1, &st, NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "count documents");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	else
+		rc = lib_fail_sql(db, err, "count documents");
+	sqlite3_finalize(st);
+	*all = !rc && m.complete && n == m.docs;
 	return rc;
 }
 
