@@ -6,6 +6,7 @@
 #include "sdk/http.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
+#include "sdk/str.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -88,7 +89,7 @@ void sdk_span_start(sdk_span *s, const sdk_trace_ctx *parent, int kind, const ch
 	sdk_trace_random(s->ctx.span_id, 8);
 	s->kind = (uint8_t)kind;
 	s->start_ns = now_ns();
-	snprintf(s->name, sizeof s->name, "%s", name ? name : "");
+	sdk_strcpy(s->name, sizeof s->name, name ? name : "");
 	s->active = true;
 }
 
@@ -127,9 +128,9 @@ void sdk_span_end(sdk_tracer *t, sdk_span *s, int status, const char *method, co
 	if (!r)
 		return;
 	r->status = status;
-	snprintf(r->method, sizeof r->method, "%s", method ? method : "");
-	snprintf(r->target, sizeof r->target, "%s", target ? target : "");
-	snprintf(r->request_id, sizeof r->request_id, "%s", request_id ? request_id : "");
+	sdk_strcpy(r->method, sizeof r->method, method ? method : "");
+	sdk_strcpy(r->target, sizeof r->target, target ? target : "");
+	sdk_strcpy(r->request_id, sizeof r->request_id, request_id ? request_id : "");
 }
 
 /* A SQLite statement's span, a child of `parent` (sampled), from start_ns
@@ -568,9 +569,10 @@ static void http_begin(void *ctx, sdk_req *req, const sdk_route *route)
 	bool has = sdk_traceparent_parse(sdk_req_header(req, "traceparent"), &parent) == 0;
 	if (!has && !t->every_request)
 		return;
+	/* Joined, not printed: this runs for every request of a traced process. */
 	char name[96];
-	snprintf(name, sizeof name, "%s %s", sdk_req_method(req),
-		 route && route->pattern.path ? route->pattern.path : "");
+	SDK_STRJOIN(name, sizeof name, sdk_req_method(req), " ",
+		    route && route->pattern.path ? route->pattern.path : "");
 	sdk_span_start(s, has ? &parent : NULL, SDK_SPAN_SERVER, name);
 	if (!has && t->sample_percent < 100) {
 		/* The trace id is random: its last bytes decide, as

@@ -3,9 +3,9 @@
  * them; `grace policy routes` prints them for every route. */
 #include "serve/api/api.h"
 #include "serve/api/decide.h"
+#include "sdk/str.h"
 
 #include <event2/buffer.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Routes named otherwise than FAMILY.VERB, where one family mixes what
@@ -60,13 +60,21 @@ static void family_of(const char *pattern, char *out, size_t len)
 {
 	const char *p = pattern[0] == '/' ? pattern + 1 : pattern;
 	size_t n = strcspn(p, "/");
-	snprintf(out, len, "%.*s", (int)n, n ? p : "root");
+	if (!n) {
+		sdk_strcpy(out, len, "root");
+		return;
+	}
+	if (len) {
+		n = n < len ? n : len - 1;
+		memcpy(out, p, n);
+		out[n] = '\0';
+	}
 }
 
 void api_route_action(const sdk_route *route, const char *method, char *out, size_t len)
 {
 	if (!route) {
-		snprintf(out, len, "%s", UNKNOWN_ROUTE_ACTION);
+		sdk_strcpy(out, len, UNKNOWN_ROUTE_ACTION);
 		return;
 	}
 	const char *verb = verb_of(method);
@@ -76,14 +84,15 @@ void api_route_action(const sdk_route *route, const char *method, char *out, siz
 			continue;
 		size_t n = strlen(named[i].action);
 		if (named[i].action[n - 1] == '.')
-			snprintf(out, len, "%s%s", named[i].action, verb);
+			SDK_STRJOIN(out, len, named[i].action, verb);
 		else
-			snprintf(out, len, "%s", named[i].action);
+			sdk_strcpy(out, len, named[i].action);
 		return;
 	}
+	/* Joined, not printed: every request through :8000 is named here. */
 	char family[FAMILY_MAX];
 	family_of(route->pattern.path, family, sizeof family);
-	snprintf(out, len, "%s.%s", family, verb);
+	SDK_STRJOIN(out, len, family, ".", verb);
 }
 
 static bool has_param(const char *pattern, const char *param)
@@ -160,7 +169,7 @@ void api_target_of(api_ctx *api, sdk_req *req, const sdk_route *route, const api
 	out->owner[0] = '\0';
 	api_route_action(route, sdk_req_method(req), out->action, sizeof out->action);
 	out->rtype = "Route";
-	snprintf(out->rid, sizeof out->rid, "%s", route ? route->pattern.path : "");
+	sdk_strcpy(out->rid, sizeof out->rid, route ? route->pattern.path : "");
 	/* Anonymous callers get the route only, so that varying a path cannot
 	 * fill the cache with their questions. */
 	if (!route || who->kind == API_PRINCIPAL_ANONYMOUS)
@@ -172,10 +181,10 @@ void api_target_of(api_ctx *api, sdk_req *req, const sdk_route *route, const api
 		const char *doc = rest && !strncmp(rest, "documents/", 10) ? rest + 10 : NULL;
 		if (doc && *doc && !strchr(doc, '/')) {
 			out->rtype = "Document";
-			snprintf(out->rid, sizeof out->rid, "%s", doc);
+			sdk_strcpy(out->rid, sizeof out->rid, doc);
 		} else {
 			out->rtype = "Kernel";
-			snprintf(out->rid, sizeof out->rid, "librarian");
+			sdk_strcpy(out->rid, sizeof out->rid, "librarian");
 		}
 	}
 	for (size_t i = 0; i < sizeof resources / sizeof *resources; i++) {
@@ -186,10 +195,10 @@ void api_target_of(api_ctx *api, sdk_req *req, const sdk_route *route, const api
 		if (!strcmp(out->rtype, "Kernel"))
 			v = kernel_name(api, v);
 		if (resources[i].owned) {
-			snprintf(out->owner, sizeof out->owner, "%s", who->user);
-			snprintf(out->rid, sizeof out->rid, "%s/%s", who->user, v);
+			sdk_strcpy(out->owner, sizeof out->owner, who->user);
+			SDK_STRJOIN(out->rid, sizeof out->rid, who->user, "/", v);
 		} else {
-			snprintf(out->rid, sizeof out->rid, "%s", v);
+			sdk_strcpy(out->rid, sizeof out->rid, v);
 		}
 		break;
 	}
