@@ -2079,8 +2079,10 @@ int grace_config_check_authorizer(const grace_config *cfg, sdk_err *err)
 
 int grace_config_kernel_index(const grace_config *cfg, const char *name)
 {
+	/* The first byte first: every request through :8000 looks up its
+	 * kernel (and the policy kernel) here. */
 	for (size_t i = 0; i < cfg->n_kernels; i++) /* a name may itself end in _kernel */
-		if (!strcmp(cfg->kernels[i].name, name))
+		if (cfg->kernels[i].name[0] == name[0] && !strcmp(cfg->kernels[i].name, name))
 			return (int)i;
 	size_t n = strlen(name);
 	static const char suffix[] = "_kernel";
