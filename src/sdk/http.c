@@ -575,6 +575,11 @@ static void reply_text(sdk_req *r, int status, const char *text, size_t len)
 	finish(r, status);
 }
 
+void sdk_reply_json_text(sdk_req *r, int status, const char *text, size_t len)
+{
+	reply_text(r, status, text, len);
+}
+
 void sdk_reply_json(sdk_req *r, int status, json_t *body)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;

@@ -146,6 +146,8 @@ int sdk_req_query_uint(sdk_req *r, const char *name, unsigned long long min,
 void sdk_req_add_header(sdk_req *r, const char *name, const char *value);
 /* Steals `body`. */
 void sdk_reply_json(sdk_req *r, int status, json_t *body);
+/* A JSON text made by the caller (a hot path that writes its own). */
+void sdk_reply_json_text(sdk_req *r, int status, const char *text, size_t len);
 void sdk_reply_error(sdk_req *r, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* Answers a failure in Grace's one convention (sdk/err.h): the status's

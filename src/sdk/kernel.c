@@ -9,6 +9,7 @@
 #include "sdk/notify.h"
 #include "sdk/pdp.h"
 #include "sdk/standby.h"
+#include "sdk/str.h"
 #include "sdk/svid.h"
 
 #include <jansson.h>
@@ -159,20 +160,39 @@ static void on_storage_watch(evutil_socket_t fd, short what, void *arg)
 		event_del(rt->storage_watch); /* reported once; /health keeps saying it */
 }
 
+/* A healthy answer, written here: the guardian, the standby's first
+ * client and every load balancer ask it, and jansson's pack and dump (a
+ * double printed to 17 digits and read back) were 25,000 of its 36,000
+ * instructions. The kernel's name is an identifier and the version a
+ * constant: nothing to escape. Uptime in milliseconds' precision. */
+static void health_ok(sdk_req *req, const sdk_kernel *k, double uptime_s)
+{
+	char pid[12], sec[12], ms[12], text[256];
+	long long up_ms = uptime_s > 0 ? (long long)(uptime_s * 1e3) : 0;
+	const char *frac = sdk_int_text((int)(up_ms % 1000) + 1000, ms) + 1; /* 3 digits */
+	size_t n = SDK_STRJOIN(text, sizeof text, "{\"status\":\"ok\",\"kernel\":\"", k->def->name,
+			       "\",\"pid\":", sdk_int_text((int)k->pid, pid),
+			       ",\"uptime_s\":", sdk_int_text((int)(up_ms / 1000), sec), ".", frac,
+			       ",\"version\":\"" GRACE_VERSION "\",\"complete\":",
+			       k->def->complete ? "true" : "false", ",\"storage\":{\"ok\":true}}\n");
+	sdk_reply_json_text(req, 200, text, n < sizeof text ? n : sizeof text - 1);
+}
+
 static void on_health(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	struct runtime *rt = runtime_of(k);
-	bool ok = storage_ok(rt);
-	json_t *storage = ok ? json_pack("{s:b}", "ok", 1)
-			     : json_pack("{s:b, s:s, s:s}", "ok", 0, "file", rt->db_path, "error",
-					 rt->storage_error);
-	sdk_reply_json(req, ok ? 200 : 503,
-		       json_pack("{s:s, s:s, s:I, s:f, s:s, s:b, s:o}", "status",
-				 ok ? "ok" : "storage_failed", "kernel", k->def->name, "pid",
-				 (json_int_t)k->pid, "uptime_s", sdk_server_uptime(k->server),
-				 "version", GRACE_VERSION, "complete", k->def->complete, "storage",
-				 storage));
+	if (storage_ok(rt)) {
+		health_ok(req, k, sdk_server_uptime(k->server));
+		return;
+	}
+	json_t *storage = json_pack("{s:b, s:s, s:s}", "ok", 0, "file", rt->db_path, "error",
+				    rt->storage_error);
+	sdk_reply_json(req, 503,
+		       json_pack("{s:s, s:s, s:I, s:f, s:s, s:b, s:o}", "status", "storage_failed",
+				 "kernel", k->def->name, "pid", (json_int_t)k->pid, "uptime_s",
+				 sdk_server_uptime(k->server), "version", GRACE_VERSION, "complete",
+				 k->def->complete, "storage", storage));
 }
 
 static void on_metrics(sdk_req *req, void *ctx)
