@@ -1,5 +1,6 @@
 #include "sdk/http_parse.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -29,6 +30,30 @@ static bool is_field_vchar(unsigned char c)
 {
 	/* VCHAR, obs-text, SP and HTAB; every other control is refused. */
 	return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* Whether v[0..n) is all field value bytes, eight at a time: a word with
+ * no byte below 0x20 and none 0x7f passes at once (the tests below have no
+ * false negatives); only a word that may hold one is looked at a byte at a
+ * time, where HTAB passes. Byte by byte, a gateway's forward (an SVID, a
+ * traceparent) cost a kernel 2,500 instructions here. */
+static bool field_value_ok(const char *v, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w, d;
+		memcpy(&w, v + i, 8);
+		d = w ^ (ones * 0x7f);
+		if ((((w - ones * 0x20) & ~w) | ((d - ones) & ~d)) & highs)
+			for (size_t j = i; j < i + 8; j++)
+				if (!is_field_vchar((unsigned char)v[j]))
+					return false;
+	}
+	for (; i < n; i++)
+		if (!is_field_vchar((unsigned char)v[i]))
+			return false;
+	return true;
 }
 
 static bool is_host_char(unsigned char c)
@@ -160,11 +185,10 @@ static int parse_fields(char *p, char *end, unsigned max_fields, sdk_http_head *
 			v++;
 		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
 			ve--;
-		for (char *c = v; c < ve; c++)
-			if (!is_field_vchar((unsigned char)*c)) {
-				*why = "a control character in a header value";
-				return 400;
-			}
+		if (!field_value_ok(v, (size_t)(ve - v))) {
+			*why = "a control character in a header value";
+			return 400;
+		}
 		*ve = '\0';
 		sdk_http_field *f = &h->fields[h->n_fields++];
 		*f = (sdk_http_field){ .name = line, .name_len = i, .value = v,

@@ -142,6 +142,38 @@ static void test_fields(void **state)
 	assert_int_equal(req(many), 431);
 }
 
+/* Every byte at every position of values of 1 to 24 bytes (the parser
+ * checks eight at a time, then the rest): refused exactly when it is a
+ * control other than HTAB, or DEL. CR and LF end the line instead. */
+static void test_value_bytes(void **state)
+{
+	(void)state;
+	for (size_t len = 1; len <= 24; len++)
+		for (size_t pos = 0; pos < len; pos++)
+			for (int c = 0; c < 256; c++) {
+				if (c == '\r' || c == '\n')
+					continue;
+				static char buf[128];
+				char value[32];
+				memset(value, 'v', len);
+				value[pos] = (char)c;
+				/* Leading and trailing blanks are trimmed, not checked. */
+				if ((c == ' ' || c == '\t') && (pos == 0 || pos == len - 1))
+					continue;
+				size_t n = (size_t)snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: x\r\nA: ");
+				memcpy(buf + n, value, len);
+				n += len;
+				memcpy(buf + n, "\r\n\r\n", 4);
+				n += 4;
+				const char *why = NULL;
+				int want = c == '\t' || (c >= 0x20 && c != 0x7f) ? 0 : 400;
+				int got = sdk_http_parse_request(buf, n, 20, &h, &why);
+				if (got != want)
+					fail_msg("byte 0x%02x at %zu of %zu: %d, want %d", c, pos, len, got,
+						 want);
+			}
+}
+
 static void test_host(void **state)
 {
 	(void)state;
@@ -375,6 +407,7 @@ int main(void)
 		cmocka_unit_test(test_request_line),
 		cmocka_unit_test(test_absolute_form),
 		cmocka_unit_test(test_fields),
+		cmocka_unit_test(test_value_bytes),
 		cmocka_unit_test(test_host),
 		cmocka_unit_test(test_framing),
 		cmocka_unit_test(test_connection_and_expect),
