@@ -4,6 +4,7 @@
 #include "sdk/call.h"
 #include "sdk/db.h"
 #include "sdk/http.h"
+#include "sdk/jsonw.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
 #include "sdk/str.h"
@@ -184,70 +185,97 @@ static void hex(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static json_t *kv_str(const char *k, const char *v)
+/* The export is written as text (sdk/jsonw.h): building it as a jansson
+ * tree and dumping it cost 120,000 instructions a span, and at 1 %
+ * sampling a tenth of every proxied request's instructions. */
+static void kv_str(struct evbuffer *o, bool *first, const char *k, const char *v)
 {
-	return json_pack("{s:s, s:{s:s}}", "key", k, "value", "stringValue", v);
+	sdk_jsonw_raw(o, *first ? "{\"key\":" : ",{\"key\":");
+	*first = false;
+	sdk_jsonw_str(o, k);
+	sdk_jsonw_raw(o, ",\"value\":{\"stringValue\":");
+	sdk_jsonw_str(o, v);
+	sdk_jsonw_raw(o, "}}");
 }
 
-static json_t *span_json(const rec *r)
+/* OTLP/JSON writes 64-bit integers as strings. */
+static void kv_int(struct evbuffer *o, bool *first, const char *k, int64_t v)
 {
-	char tid[33], sid[17], pid[17], start[24], end[24];
+	sdk_jsonw_raw(o, *first ? "{\"key\":" : ",{\"key\":");
+	*first = false;
+	sdk_jsonw_str(o, k);
+	sdk_jsonw_raw(o, ",\"value\":{\"intValue\":");
+	sdk_jsonw_int(o, v, 1);
+	sdk_jsonw_raw(o, "}}");
+}
+
+static void span_json(struct evbuffer *o, const rec *r)
+{
+	char tid[33], sid[17], pid[17];
 	hex(r->s.ctx.trace_id, 16, tid);
 	hex(r->s.ctx.span_id, 8, sid);
-	snprintf(start, sizeof start, "%lld", (long long)r->s.start_ns);
-	snprintf(end, sizeof end, "%lld", (long long)r->end_ns);
-	json_t *attrs = json_array();
+	sdk_jsonw_raw(o, "{\"traceId\":\"");
+	sdk_jsonw_raw(o, tid);
+	sdk_jsonw_raw(o, "\",\"spanId\":\"");
+	sdk_jsonw_raw(o, sid);
+	sdk_jsonw_raw(o, "\",\"name\":");
+	sdk_jsonw_str(o, r->s.name);
+	sdk_jsonw_raw(o, ",\"kind\":");
+	sdk_jsonw_int(o, r->s.kind, 0);
+	sdk_jsonw_raw(o, ",\"startTimeUnixNano\":");
+	sdk_jsonw_int(o, r->s.start_ns, 1);
+	sdk_jsonw_raw(o, ",\"endTimeUnixNano\":");
+	sdk_jsonw_int(o, r->end_ns, 1);
+	sdk_jsonw_raw(o, ",\"attributes\":[");
+	bool first = true;
 	if (*r->method)
-		json_array_append_new(attrs, kv_str("http.request.method", r->method));
+		kv_str(o, &first, "http.request.method", r->method);
 	if (*r->target)
-		json_array_append_new(attrs, kv_str(*r->akey ? r->akey : "url.path", r->target));
-	if (r->status) {
-		char st[16];
-		snprintf(st, sizeof st, "%d", r->status);
-		json_array_append_new(attrs, json_pack("{s:s, s:{s:s}}", "key",
-						       "http.response.status_code", "value",
-						       "intValue", st));
-	}
+		kv_str(o, &first, *r->akey ? r->akey : "url.path", r->target);
+	if (r->status)
+		kv_int(o, &first, "http.response.status_code", r->status);
 	if (*r->request_id)
-		json_array_append_new(attrs, kv_str("grace.request_id", r->request_id));
-	char code[16] = "";
+		kv_str(o, &first, "grace.request_id", r->request_id);
 	if (r->db) {
 		/* OpenTelemetry's database conventions: the SQLite code (extended)
 		 * is the response status and the error's type. */
-		json_array_append_new(attrs, kv_str("db.system.name", "sqlite"));
+		kv_str(o, &first, "db.system.name", "sqlite");
 		if (r->db_failed) {
-			snprintf(code, sizeof code, "%d", r->db_failed);
-			json_array_append_new(attrs, kv_str("db.response.status_code", code));
-			json_array_append_new(attrs, kv_str("error.type", code));
+			char code[12];
+			const char *c = sdk_int_text(r->db_failed, code);
+			kv_str(o, &first, "db.response.status_code", c);
+			kv_str(o, &first, "error.type", c);
 		}
-		if (r->db_dropped) {
-			char n[16];
-			snprintf(n, sizeof n, "%u", r->db_dropped);
-			json_array_append_new(attrs, json_pack("{s:s, s:{s:s}}", "key",
-							       "grace.db.statements_dropped",
-							       "value", "intValue", n));
-		}
+		if (r->db_dropped)
+			kv_int(o, &first, "grace.db.statements_dropped", r->db_dropped);
 	}
-	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:o, s:i}", "traceId", tid, "spanId",
-			      sid, "name", r->s.name, "kind", r->s.kind, "startTimeUnixNano", start,
-			      "endTimeUnixNano", end, "attributes", attrs, "flags",
-			      r->s.ctx.flags);
+	sdk_jsonw_raw(o, "],\"flags\":");
+	sdk_jsonw_int(o, r->s.ctx.flags, 0);
 	if (r->s.has_parent) {
 		hex(r->s.parent, 8, pid);
-		json_object_set_new(o, "parentSpanId", json_string(pid));
+		sdk_jsonw_raw(o, ",\"parentSpanId\":\"");
+		sdk_jsonw_raw(o, pid);
+		sdk_jsonw_raw(o, "\"");
 	}
-	if (*r->s.tracestate)
-		json_object_set_new(o, "traceState", json_string(r->s.tracestate));
+	if (*r->s.tracestate) {
+		sdk_jsonw_raw(o, ",\"traceState\":");
+		sdk_jsonw_str(o, r->s.tracestate);
+	}
 	/* A server's 5xx is its error (OpenTelemetry's HTTP conventions); a
 	 * client's (the gateway's forward) any status of 400 and up, or none. */
 	bool error = r->error >= 0		     ? r->error
 		     : r->s.kind == SDK_SPAN_SERVER ? r->status >= 500
 						    : r->status >= 400 || r->status == 0;
-	json_t *status = error ? json_pack("{s:i}", "code", 2) : json_object();
-	if (error && r->db_failed)
-		json_object_set_new(status, "message", json_string(sqlite3_errstr(r->db_failed)));
-	json_object_set_new(o, "status", status);
-	return o;
+	if (!error) {
+		sdk_jsonw_raw(o, ",\"status\":{}}");
+		return;
+	}
+	sdk_jsonw_raw(o, ",\"status\":{\"code\":2");
+	if (r->db_failed) {
+		sdk_jsonw_raw(o, ",\"message\":");
+		sdk_jsonw_str(o, sqlite3_errstr(r->db_failed));
+	}
+	sdk_jsonw_raw(o, "}}");
 }
 
 static void on_sent(int status, const char *body, size_t len, double ms, const char *error,
@@ -268,20 +296,31 @@ static void flush(sdk_tracer *t)
 	if (t->sending || t->n == 0)
 		return;
 	size_t n = t->n < SDK_TRACER_BATCH ? t->n : SDK_TRACER_BATCH;
-	json_t *spans = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(spans, span_json(&t->queue[(t->head + i) % SDK_TRACER_QUEUE_MAX]));
+	struct evbuffer *o = evbuffer_new();
+	if (!o) {
+		t->dropped += n;
+		t->head = (t->head + n) % SDK_TRACER_QUEUE_MAX;
+		t->n -= n;
+		return;
+	}
+	sdk_jsonw_raw(o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+	bool first = true;
+	kv_str(o, &first, "service.name", t->service);
+	sdk_jsonw_raw(o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"grace\",\"version\":\"" GRACE_VERSION
+			 "\"},\"spans\":[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			sdk_jsonw_raw(o, ",");
+		span_json(o, &t->queue[(t->head + i) % SDK_TRACER_QUEUE_MAX]);
+	}
+	sdk_jsonw_raw(o, "]}]}]}");
 	t->head = (t->head + n) % SDK_TRACER_QUEUE_MAX;
 	t->n -= n;
-	json_t *req = json_pack(
-		"{s:[{s:{s:[o]}, s:[{s:{s:s, s:s}, s:o}]}]}", "resourceSpans", "resource",
-		"attributes", kv_str("service.name", t->service), "scopeSpans", "scope", "name",
-		"grace", "version", GRACE_VERSION, "spans", spans);
-	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
+	size_t len = evbuffer_get_length(o);
+	const char *body = (const char *)evbuffer_pullup(o, -1);
 	/* Sent with no current span: the export is not itself traced. */
 	const sdk_span *was = sdk_trace_set_current(NULL);
-	if (body && sdk_call(t->caller, "telemetry", "POST", "/v1/traces", body, strlen(body), NULL,
+	if (body && sdk_call(t->caller, "telemetry", "POST", "/v1/traces", body, len, NULL,
 			     EXPORT_TIMEOUT_MS, on_sent, t) == 0) {
 		t->sending = true;
 		t->sending_n = n;
@@ -289,7 +328,7 @@ static void flush(sdk_tracer *t)
 		t->dropped += n;
 	}
 	sdk_trace_set_current(was);
-	free(body);
+	evbuffer_free(o);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
