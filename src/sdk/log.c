@@ -2,6 +2,7 @@
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -17,21 +18,26 @@ static enum sdk_log_level log_min = SDK_LOG_INFO;
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 /* Per thread: a worker's lines are not the loop's span's. */
-static _Thread_local char trace_hex[33], span_hex[17];
+/* The current trace's ids, kept raw: set for every request, written out
+ * (as hex) only by the rare request that logs. */
+static _Thread_local unsigned char trace_raw[16], span_raw[8];
+static _Thread_local bool traced;
 
 void sdk_log_set_trace(const unsigned char trace_id[16], const unsigned char span_id[8])
 {
-	static const char d[] = "0123456789abcdef";
-	if (!trace_id || !span_id) {
-		trace_hex[0] = span_hex[0] = '\0';
-		return;
+	traced = trace_id && span_id;
+	if (traced) {
+		memcpy(trace_raw, trace_id, sizeof trace_raw);
+		memcpy(span_raw, span_id, sizeof span_raw);
 	}
-	for (int i = 0; i < 16; i++)
-		trace_hex[2 * i] = d[trace_id[i] >> 4], trace_hex[2 * i + 1] = d[trace_id[i] & 15];
-	trace_hex[32] = '\0';
-	for (int i = 0; i < 8; i++)
-		span_hex[2 * i] = d[span_id[i] >> 4], span_hex[2 * i + 1] = d[span_id[i] & 15];
-	span_hex[16] = '\0';
+}
+
+static void hex_of(const unsigned char *in, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++)
+		out[2 * i] = d[in[i] >> 4], out[2 * i + 1] = d[in[i] & 15];
+	out[2 * n] = '\0';
 }
 
 void sdk_log_init(const char *component, enum sdk_log_level min)
@@ -81,7 +87,10 @@ void sdk_log(enum sdk_log_level level, const char *request_id, const char *fmt, 
 		return;
 	if (request_id)
 		json_object_set_new(o, "request_id", json_string(request_id));
-	if (trace_hex[0]) {
+	if (traced) {
+		char trace_hex[33], span_hex[17];
+		hex_of(trace_raw, sizeof trace_raw, trace_hex);
+		hex_of(span_raw, sizeof span_raw, span_hex);
 		json_object_set_new(o, "trace_id", json_string(trace_hex));
 		json_object_set_new(o, "span_id", json_string(span_hex));
 	}
