@@ -19,6 +19,7 @@ import re
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled
@@ -68,6 +69,12 @@ class CorruptStore(GraceTestCase):
                 self.assertEqual(st, 201, body)
             stop_kernel(self, g, "crypto")
             db = os.path.join(g.data_dir, "crypto.db")
+            # The kernel's standby, retired with the stop, closes its own
+            # connection a moment after the kernel is reported stopped; the
+            # last connection to close checkpoints and removes the WAL.
+            deadline = time.monotonic() + scaled(5)
+            while os.path.exists(db + "-wal") and time.monotonic() < deadline:
+                time.sleep(0.02)
             self.assertFalse(os.path.exists(db + "-wal"), "a clean stop checkpoints the WAL")
             junk = damage(db)
             k = start_kernel(self, g, "crypto")
