@@ -918,8 +918,13 @@ static void join_start(struct runtime *rt)
 		join_forget(rt); /* nobody to attest it */
 		return;
 	}
+	/* From the loop, after its first poll: a standby that has just taken
+	 * over answers the clients waiting in its socket's queue before it
+	 * resolves and calls the trust kernel. */
 	rt->join_timer = evtimer_new(rt->k.base, on_join_timer, rt);
-	join_present(rt);
+	struct timeval now = { 0, 0 };
+	if (!rt->join_timer || evtimer_add(rt->join_timer, &now) < 0)
+		join_present(rt);
 }
 
 static void runtime_stop(struct runtime *rt)
