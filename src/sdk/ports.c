@@ -14,15 +14,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Twenty kernels take about 900 bytes; a file this large is not ours. */
+#define SDK_PORTS_MAX_BYTES 65536
+
 /* The file is checked with one stat(2) before each answer and read again
  * when it is another file (every write renames a new one over it) or gone.
  * Not inotify: a process that dies holding an inotify instance waits in
  * the kernel for an SRCU grace period (1.5-2 ms measured here) before its
  * parent hears of the death, and that wait was a third of a kernel's
  * crash-to-answering-again. A stat is about a microsecond beside a call. */
-/* Twenty kernels take about 900 bytes; a file this large is not ours. */
-#define SDK_PORTS_MAX_BYTES 65536
-
 struct sdk_ports {
 	const grace_config *cfg;
 	char path[PATH_MAX + 32];
@@ -84,11 +84,15 @@ static void refresh(sdk_ports *p)
 	if (fd < 0)
 		return;
 	/* One read: jansson's json_loadfd reads a byte per system call. */
-	char buf[SDK_PORTS_MAX_BYTES];
-	ssize_t n = fstat(fd, &p->seen) == 0 ? read(fd, buf, sizeof buf) : -1;
+	char *buf = NULL;
+	ssize_t n = -1;
+	if (fstat(fd, &p->seen) == 0 && p->seen.st_size > 0 &&
+	    p->seen.st_size < SDK_PORTS_MAX_BYTES && (buf = malloc((size_t)p->seen.st_size)))
+		n = read(fd, buf, (size_t)p->seen.st_size);
 	close(fd);
 	json_error_t e;
-	json_t *doc = n > 0 && (size_t)n < sizeof buf ? json_loadb(buf, (size_t)n, 0, &e) : NULL;
+	json_t *doc = n == p->seen.st_size ? json_loadb(buf, (size_t)n, 0, &e) : NULL;
+	free(buf);
 	json_t *k = json_object_get(doc, "kernels");
 	p->table = json_is_object(k) ? json_incref(k) : NULL;
 	json_decref(doc);
