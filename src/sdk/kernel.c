@@ -730,12 +730,12 @@ static int runtime_setup(struct runtime *rt, sdk_err *err)
 		return sdk_fail(err, SDK_EIO, "cannot create %.200s: %s", k->cfg->data_dir,
 				strerror(errno));
 	}
-	/* The token is grace serve's for its whole life, and a standby dies
-	 * with it (PR_SET_PDEATHSIG): read once, it stays true. */
 	/* libsodium's set-up (CPU features, its random source) is a tenth of
 	 * a takeover when the first SVID does it after the word. */
 	if (sodium_init() < 0)
 		sdk_warn("libsodium did not initialise: calls to other kernels carry no SVID");
+	/* The token is grace serve's for its whole life, and a standby dies
+	 * with it (PR_SET_PDEATHSIG): read once, it stays true. */
 	int trc = sdk_token_load(k->cfg, k->token);
 	if (trc < 0) {
 		k->token[0] = '\0';
