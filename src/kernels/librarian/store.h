@@ -113,6 +113,13 @@ struct lib_pend_cache;
 int lib_search_cached(sqlite3 *db, struct lib_tok *tok, struct lib_pend_cache *pc,
 		      const char *query, const char *tag, unsigned limit, json_t **out,
 		      lib_err *err);
+/* The snippet FTS5's snippet(documents_fts, 1, '<mark>', '</mark>', '…',
+ * 16) gives `body` for a query of plain words (sq's words, each one
+ * stemmed token: FTS5's phrases, in the same order), made without FTS5
+ * (find.c). A new string of *outlen bytes, or NULL (no memory). */
+struct lib_sq;
+char *lib_snippet(struct lib_tok *tok, const struct lib_sq *sq, const char *body, size_t len,
+		  size_t *outlen);
 /* Builds what the block index lacks (after a migration), in steps. */
 int lib_store_build(sqlite3 *db, lib_err *err);
 /* For find.c: a column as JSON (NULL on failure). */
