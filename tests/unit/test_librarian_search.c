@@ -46,7 +46,7 @@
 struct fx {
 	sqlite3 *db;
 	lib_tok *tok;
-	lib_pend_cache *pc; /* the pruned searches': it must follow every change */
+	lib_sq_cache *pc; /* the pruned searches': it must follow every change */
 	char vocab[VOCAB][12];
 	double cum[VOCAB];
 	uint64_t rng;
@@ -128,7 +128,7 @@ static int setup(void **state)
 	sdk_err e;
 	assert_int_equal(lib_store_init(f->db, &e), 0);
 	assert_int_equal(lib_tok_new(f->db, &f->tok, &e), 0);
-	assert_non_null(f->pc = lib_pend_cache_new());
+	assert_non_null(f->pc = lib_sq_cache_new());
 	assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	for (unsigned i = 0; i < f->docs; i++) {
 		if (i == f->docs * 5 / 6) {
@@ -149,7 +149,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	lib_tok_free(f->tok);
-	lib_pend_cache_free(f->pc);
+	lib_sq_cache_free(f->pc);
 	sqlite3_close(f->db);
 	free(f);
 	return 0;

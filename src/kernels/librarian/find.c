@@ -480,12 +480,12 @@ static json_t *own_snippet(lib_tok *tok, const lib_sq *sq, sqlite3_stmt *doc)
 /* sq: the query's words when it is plain words (the snippets are made
  * here, lib_snippet), else NULL (FTS5's snippet(), whose MATCH is the
  * words alone: a hit has none of the excluded). */
-static int page(sqlite3 *db, lib_tok *tok, const lib_sq *sq, const lib_ranked *r,
-		const char *match, json_t *results, lib_err *err)
+static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
+		const lib_ranked *r, const char *match, json_t *results, lib_err *err)
 {
 	sqlite3_stmt *doc = NULL, *snip = NULL;
 	int rc = SDK_OK;
-	if (sqlite3_prepare_v2(db, sql_doc, -1, &doc, NULL) != SQLITE_OK ||
+	if (!(doc = lib_sq_stmt_take(pc, db, sql_doc)) ||
 	    (!sq && sqlite3_prepare_v2(db, sql_snippet, -1, &snip, NULL) != SQLITE_OK)) {
 		rc = lib_fail_sql(db, err, "prepare results");
 		goto out;
@@ -519,7 +519,7 @@ static int page(sqlite3 *db, lib_tok *tok, const lib_sq *sq, const lib_ranked *r
 			rc = sdk_fail(err, SDK_EIO, "search result cannot be encoded");
 	}
 out:
-	sqlite3_finalize(doc);
+	lib_sq_stmt_give(pc, doc);
 	sqlite3_finalize(snip);
 	return rc;
 }
@@ -548,7 +548,7 @@ int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *
 	return lib_search_cached(db, tok, NULL, query, tag, limit, out, err);
 }
 
-int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_pend_cache *pc, const char *query,
+int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_sq_cache *pc, const char *query,
 		      const char *tag, unsigned limit, json_t **out, lib_err *err)
 {
 	if (!db || !out)
@@ -603,7 +603,8 @@ int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_pend_cache *pc, cons
 		goto out;
 	}
 	/* Plain words (fast): their snippets are made here, whichever ranked. */
-	rc = page(db, tok, fast > 0 ? &sq : NULL, r, match, json_object_get(res, "results"), err);
+	rc = page(db, tok, pc, fast > 0 ? &sq : NULL, r, match, json_object_get(res, "results"),
+		  err);
 out:
 	if (rc) {
 		json_decref(res);

@@ -35,7 +35,7 @@ enum {
 };
 
 static const char *const sql[ST_COUNT] = {
-	[ST_META_GET] = "SELECT docs, tokens, gen, next_term, complete FROM ix_meta WHERE id = 1",
+	[ST_META_GET] = LIB_IX_SQL_META,
 	[ST_META_PUT] = "UPDATE ix_meta SET docs = ?1, tokens = ?2, gen = ?3, next_term = ?4,"
 			" complete = ?5 WHERE id = 1",
 	[ST_TERM_GET] = "SELECT id, df FROM ix_terms WHERE term = ?1",
@@ -156,12 +156,8 @@ int lib_ix_init(sqlite3 *db, bool complete_if_new, sdk_err *err)
 	return SDK_OK;
 }
 
-int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
+int lib_ix_meta_row(sqlite3_stmt *s, lib_ix_meta *m, sdk_err *err)
 {
-	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(db, sql[ST_META_GET], -1, &s, NULL) != SQLITE_OK)
-		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
-				"index: read meta: %s", sqlite3_errmsg(db));
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		*m = (lib_ix_meta){ sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
@@ -171,9 +167,21 @@ int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
 	} else if (rc == SQLITE_DONE) {
 		rc = sdk_fail(err, SDK_ECORRUPT, "index: its meta row is missing");
 	} else {
+		sqlite3 *db = sqlite3_db_handle(s);
 		rc = sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 			      "index: read meta: %s", sqlite3_errmsg(db));
 	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(db, LIB_IX_SQL_META, -1, &s, NULL) != SQLITE_OK)
+		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
+				"index: read meta: %s", sqlite3_errmsg(db));
+	int rc = lib_ix_meta_row(s, m, err);
 	sqlite3_finalize(s);
 	return rc;
 }
@@ -181,18 +189,7 @@ int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
 static int meta_get(lib_ix *ix, lib_ix_meta *m, sdk_err *err)
 {
 	sqlite3_stmt *s = stmt(ix, ST_META_GET);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*m = (lib_ix_meta){ sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
-				    sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
-				    sqlite3_column_int(s, 4) != 0 };
-		sqlite3_reset(s);
-		return SDK_OK;
-	}
-	sqlite3_reset(s);
-	if (rc == SQLITE_DONE)
-		return sdk_fail(err, SDK_ECORRUPT, "index: its meta row is missing");
-	return fail_sql(ix, err, "read meta");
+	return s ? lib_ix_meta_row(s, m, err) : fail_sql(ix, err, "read meta");
 }
 
 static int meta_put(lib_ix *ix, const lib_ix_meta *m, sdk_err *err)

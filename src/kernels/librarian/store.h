@@ -109,8 +109,8 @@ int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *
 	       unsigned limit, json_t **out, lib_err *err);
 /* The same with a connection's cache of the pending documents (search.h;
  * NULL: none). */
-struct lib_pend_cache;
-int lib_search_cached(sqlite3 *db, struct lib_tok *tok, struct lib_pend_cache *pc,
+struct lib_sq_cache;
+int lib_search_cached(sqlite3 *db, struct lib_tok *tok, struct lib_sq_cache *pc,
 		      const char *query, const char *tag, unsigned limit, json_t **out,
 		      lib_err *err);
 /* The snippet FTS5's snippet(documents_fts, 1, '<mark>', '</mark>', '…',

@@ -21,7 +21,7 @@
 struct conn {
 	sqlite3 *db;
 	lib_tok *tok;
-	lib_pend_cache *pc; /* NULL (no memory): read per search */
+	lib_sq_cache *pc; /* NULL (no memory): read per search */
 	struct conn *next;
 };
 
@@ -72,7 +72,7 @@ static void conn_free(struct conn *c)
 	if (!c)
 		return;
 	lib_tok_free(c->tok);
-	lib_pend_cache_free(c->pc);
+	lib_sq_cache_free(c->pc);
 	sqlite3_close(c->db);
 	free(c);
 }
@@ -92,7 +92,7 @@ static struct conn *conn_open(lib_workers *r, sdk_err *err)
 		conn_free(c);
 		return NULL;
 	}
-	c->pc = lib_pend_cache_new();
+	c->pc = lib_sq_cache_new();
 	return c;
 }
 
@@ -125,13 +125,18 @@ static void search_work(void *arg)
 		return;
 	}
 	/* One snapshot for the ranking and the page. */
-	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+	sqlite3_stmt *begin = lib_sq_stmt_take(c->pc, c->db, "BEGIN");
+	if (!begin || sqlite3_step(begin) != SQLITE_DONE) {
 		j->rc = sdk_db_fail(c->db, &j->err, "begin search");
 	} else {
 		j->rc = lib_search_cached(c->db, c->tok, c->pc, j->query, j->tag, j->limit, &j->out,
 					  &j->err);
-		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+		sqlite3_stmt *commit = lib_sq_stmt_take(c->pc, c->db, "COMMIT");
+		if (!commit || sqlite3_step(commit) != SQLITE_DONE)
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		lib_sq_stmt_give(c->pc, commit);
 	}
+	lib_sq_stmt_give(c->pc, begin);
 	conn_give(j->r, c);
 	j->ms = sdk_ms_since(&t0);
 }
