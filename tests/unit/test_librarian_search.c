@@ -15,7 +15,8 @@
  *      byte for byte, on documents made to hit its corners (sentences,
  *      short bodies, stemmed and accented forms, repeated words, long
  *      tokens), for every matching document of random plain-word queries,
- *      and through lib_search's page.
+ *      and through lib_search's page; the answer's text (written without
+ *      jansson) == jansson's compact dump of what it says.
  *
  * Documents are written one at a time, as POST /documents writes them:
  * into the index's pending table (index.h). Five sixths are merged into
@@ -430,8 +431,12 @@ static const char *const snip_words[] = {
  * other punctuation (FTS5 starts a sentence after '.' or ':' and space). */
 static const char *const snip_seps[] = {
 	" ", " ", " ", " ", "  ", "\n", "\t", ". ", ": ", ".", ",", " - ", "... ", "!\n", "\r\n",
-	" : ", ".\n\n", "'", " (", ") ",
+	" : ", ".\n\n", "'", " (", ") ", " \"", "\\", "\x01", "/", "\x7f", "\x1e",
 };
+/* Tags jansson stores escaped (quotes, backslashes, control characters)
+ * and ones it does not. */
+static const char *const snip_tags[] = { "plain", "café", "a\"b", "back\\slash", "t\x1b", "x/y" };
+#define SNIP_NTAGS (sizeof snip_tags / sizeof *snip_tags)
 #define SNIP_NSEPS (sizeof snip_seps / sizeof *snip_seps)
 
 static void snip_body(struct fx *f, char *out, size_t cap)
@@ -479,6 +484,8 @@ static void test_snippets_equal_fts5(void **state)
 		snip_body(&g, body, 40000);
 		int64_t id;
 		json_t *tags = json_array();
+		for (unsigned t = below(&g, 3); t; t--)
+			json_array_append_new(tags, json_string(snip_tags[below(&g, SNIP_NTAGS)]));
 		if (lib_doc_put(g.db, snip_words[below(&g, SNIP_NWORDS)], body, tags, NULL, &id, &e))
 			fail_msg("put: %s", e.msg);
 		json_decref(tags);
@@ -532,11 +539,29 @@ static void test_snippets_equal_fts5(void **state)
 		lib_sq_clear(&sq);
 	}
 	sqlite3_finalize(st);
-	/* Through the page: a search's snippets are FTS5's too. */
-	for (unsigned qi = 0; qi < 50; qi++) {
-		const char *w = snip_words[below(&g, SNIP_NWORDS)];
-		json_t *out;
-		assert_int_equal(lib_search(g.db, g.tok, w, NULL, 100, &out, &e), 0);
+	/* Through the page: a search's snippets are FTS5's too, and its text
+	 * is what jansson would have written. */
+	static const char *const fts_only[] = { "\"run connect\"", "conn*", "title:zeppelin" };
+	unsigned texts = 0;
+	for (unsigned qi = 0; qi < 60; qi++) {
+		const char *w = qi % 6 == 5 ? fts_only[qi / 6 % 3] : snip_words[below(&g, SNIP_NWORDS)];
+		lib_text t;
+		assert_int_equal(lib_search_cached(g.db, g.tok, NULL, w, NULL, 100, &t, &e), 0);
+		assert_int_equal(lib_search_end(&t, 0.000012345 * qi), 0);
+		json_error_t je;
+		json_t *out = json_loadb(t.p, t.n, 0, &je);
+		if (!out)
+			fail_msg("not JSON (%s): %s", je.text, t.p);
+		char *again = json_dumps(out, JSON_COMPACT);
+		assert_string_equal(t.p, again);
+		free(again);
+		lib_text_free(&t);
+		texts++;
+		if (qi % 6 == 5) {
+			assert_string_equal(json_string_value(json_object_get(out, "plan")), "fts5");
+			json_decref(out);
+			continue;
+		}
 		assert_string_equal(json_string_value(json_object_get(out, "plan")), "index");
 		json_t *hit;
 		size_t i;
@@ -556,6 +581,7 @@ static void test_snippets_equal_fts5(void **state)
 		}
 		json_decref(out);
 	}
+	assert_int_equal(texts, 60);
 	print_message("%u snippets compared (%u of a window past the body's start)\n", compared,
 		      windows);
 	assert_true(compared > nq);

@@ -331,38 +331,42 @@ static int best_start(const struct snip *s)
 	return start;
 }
 
-struct out {
-	char *buf;
-	size_t n, cap;
-	bool nomem;
-};
-
-static void put(struct out *o, const char *p, size_t n)
+static void put(lib_text *o, const char *p, size_t n)
 {
-	if (o->nomem || !n)
+	if (o->nomem)
 		return;
+	if (!n && o->p) {
+		o->p[o->n] = '\0';
+		return;
+	}
 	if (o->n + n + 1 > o->cap) {
 		size_t c = o->cap ? o->cap : 256;
 		while (o->n + n + 1 > c)
 			c *= 2;
-		char *b = realloc(o->buf, c);
+		char *b = realloc(o->p, c);
 		if (!b) {
 			o->nomem = true;
 			return;
 		}
-		o->buf = b;
+		o->p = b;
 		o->cap = c;
 	}
-	memcpy(o->buf + o->n, p, n);
+	memcpy(o->p + o->n, p, n);
 	o->n += n;
-	o->buf[o->n] = '\0';
+	o->p[o->n] = '\0';
 }
 
-static void put_str(struct out *o, const char *z) { put(o, z, strlen(z)); }
+static void put_str(lib_text *o, const char *z) { put(o, z, strlen(z)); }
+
+void lib_text_free(lib_text *t)
+{
+	free(t->p);
+	*t = (lib_text){ 0 };
+}
 
 /* FTS5's highlighting of tokens from..from+SNIP_TOKENS-1, each phrase
  * instance (one token) in <mark></mark>, as its highlight callback. */
-static void highlight(const struct snip *s, int from, size_t len, struct out *o)
+static void highlight(const struct snip *s, int from, size_t len, lib_text *o)
 {
 	const char *b = s->body;
 	int to = from + SNIP_TOKENS - 1;
@@ -410,34 +414,159 @@ static void highlight(const struct snip *s, int from, size_t len, struct out *o)
 		put_str(o, SNIP_ELLIPSIS);
 }
 
-char *lib_snippet(struct lib_tok *tok, const lib_sq *sq, const char *body, size_t len,
-		  size_t *outlen)
+/* Appends the snippet to o; false when the tokenizer fails or memory
+ * runs out. */
+static bool snippet_into(lib_tok *tok, const lib_sq *sq, const char *body, size_t len,
+			 lib_text *o)
 {
 	struct snip s = { .sq = sq, .body = body };
-	struct out o = { 0 };
-	if (len > INT_MAX || sq->nword > 32)
-		return NULL;
-	int rc = lib_tok_run(tok, LIB_TOK_DOC, body, (int)len, on_snip_token, &s);
-	if (!rc && !s.nomem && (s.hit = malloc(sizeof *s.hit * (size_t)(s.ntok + 1)))) {
+	bool ok = len <= INT_MAX && sq->nword <= 32 &&
+		  !lib_tok_run(tok, LIB_TOK_DOC, body, (int)len, on_snip_token, &s) && !s.nomem &&
+		  (s.hit = malloc(sizeof *s.hit * (size_t)(s.ntok + 1)));
+	if (ok) {
 		for (int i = 0; i < s.ntok; i++)
 			if (s.tok[i].phrases)
 				s.hit[s.nhit++] = i;
-		highlight(&s, best_start(&s), len, &o);
-		put(&o, "", 0);
-		if (!o.buf && !o.nomem)
-			o.buf = calloc(1, 1);
-	} else {
-		o.nomem = true;
+		highlight(&s, best_start(&s), len, o);
+		put(o, "", 0);
 	}
 	free(s.tok);
 	free(s.first);
 	free(s.hit);
-	if (o.nomem || !o.buf) {
-		free(o.buf);
+	return ok && !o->nomem;
+}
+
+char *lib_snippet(struct lib_tok *tok, const lib_sq *sq, const char *body, size_t len,
+		  size_t *outlen)
+{
+	lib_text o = { 0 };
+	if (!snippet_into(tok, sq, body, len, &o)) {
+		lib_text_free(&o);
 		return NULL;
 	}
 	*outlen = o.n;
-	return o.buf;
+	return o.p;
+}
+
+/* ---- the answer's text
+ *
+ * The answer is written here as JSON text, on the worker, rather than
+ * built as jansson values for the event loop to dump: building and
+ * dumping them were a third of a one-word search once the snippets were
+ * made here. The text is what json_dumps(JSON_COMPACT) gave for the same
+ * values: the members in the same order, strings escaped and numbers
+ * printed as jansson prints them, so a client sees the same bytes. */
+
+/* A JSON string: '"', '\\' and control characters escaped as jansson
+ * escapes them, the rest (UTF-8) as it is. False: not UTF-8 (jansson
+ * refused such a string). */
+static bool put_json_str(lib_text *o, const char *s, size_t n)
+{
+	if (!lib_utf8_valid((const unsigned char *)s, n))
+		return false;
+	put(o, "\"", 1);
+	size_t run = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		put(o, s + run, i - run);
+		run = i + 1;
+		char u[8];
+		switch (c) {
+		case '"': put(o, "\\\"", 2); break;
+		case '\\': put(o, "\\\\", 2); break;
+		case '\b': put(o, "\\b", 2); break;
+		case '\f': put(o, "\\f", 2); break;
+		case '\n': put(o, "\\n", 2); break;
+		case '\r': put(o, "\\r", 2); break;
+		case '\t': put(o, "\\t", 2); break;
+		default:
+			snprintf(u, sizeof u, "\\u%04X", c);
+			put(o, u, 6);
+		}
+	}
+	put(o, s + run, n - run);
+	put(o, "\"", 1);
+	return true;
+}
+
+static void put_json_int(lib_text *o, int64_t v)
+{
+	char b[24];
+	put(o, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)v));
+}
+
+/* As jansson's real: 17 significant digits, ".0" when it would read as an
+ * integer, the exponent without '+' or leading zeros. */
+static void put_json_real(lib_text *o, double v)
+{
+	char b[40];
+	int n = snprintf(b, sizeof b - 3, "%.17g", v);
+	if (n < 0 || n >= (int)sizeof b - 3)
+		return;
+	if (!strchr(b, '.') && !strchr(b, 'e')) {
+		memcpy(b + n, ".0", 3);
+		n += 2;
+	}
+	char *e = strchr(b, 'e');
+	if (e) {
+		char *start = e + 1, *end = start + 1;
+		if (*start == '-')
+			start++;
+		while (*end == '0')
+			end++;
+		if (end != start) {
+			memmove(start, end, (size_t)(b + n - end) + 1);
+			n -= (int)(end - start);
+		}
+	}
+	put(o, b, (size_t)n);
+}
+
+/* A text column as a JSON string, or null. */
+static bool put_json_col(lib_text *o, sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+		put_str(o, "null");
+		return true;
+	}
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	return s && put_json_str(o, s, (size_t)sqlite3_column_bytes(st, col));
+}
+
+/* The tags column, a JSON array text as jansson wrote it (lib_tags_text):
+ * as it is when it is plainly ["a","b"] (strings without escapes), which
+ * is what dumping it again would give; otherwise read and dumped again. */
+static bool put_json_tags(lib_text *o, sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+	if (!s)
+		return false;
+	bool plain = n >= 2 && s[0] == '[' && s[n - 1] == ']';
+	for (size_t i = 1; plain && i + 1 < n;) {
+		if (s[i] != '"') {
+			plain = false;
+			break;
+		}
+		size_t j = i + 1;
+		while (j + 1 < n && s[j] != '"' && s[j] != '\\' && (unsigned char)s[j] >= 0x20)
+			j++;
+		plain = s[j] == '"' && (j + 2 == n || (s[j + 1] == ',' && j + 2 < n - 1));
+		i = j + 2;
+	}
+	if (plain && lib_utf8_valid((const unsigned char *)s, n)) {
+		put(o, s, n);
+		return true;
+	}
+	json_t *tags = lib_col_tags(st, col);
+	char *t = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
+	json_decref(tags);
+	if (t)
+		put_str(o, t);
+	free(t);
+	return t != NULL;
 }
 
 /* ---- the page */
@@ -447,43 +576,39 @@ static const char sql_doc[] =
 static const char sql_snippet[] = "SELECT " SQL_SNIPPET " FROM documents_fts"
 				  " WHERE documents_fts MATCH ?1 AND rowid = ?2";
 
-static json_t *hit_json(sqlite3_stmt *doc, json_t *snippet, double score)
+/* One result: {"id","title","score","snippet","tags","source","owner"};
+ * snippet NULL: null. False: a value cannot be encoded. */
+static bool put_hit(lib_text *o, sqlite3_stmt *doc, double score, const lib_text *snippet)
 {
-	json_t *hit = json_object();
-	int bad = 0;
-	bad |= json_object_set_new(hit, "id", json_integer(sqlite3_column_int64(doc, 0)));
-	bad |= json_object_set_new(hit, "title", lib_col_string(doc, 1));
-	bad |= json_object_set_new(hit, "score", json_real(score));
-	bad |= json_object_set_new(hit, "snippet", snippet);
-	bad |= json_object_set_new(hit, "tags", lib_col_tags(doc, 2));
-	bad |= json_object_set_new(hit, "source", lib_col_string(doc, 3));
-	bad |= json_object_set_new(hit, "owner", lib_col_string(doc, 4));
-	if (bad) {
-		json_decref(hit);
-		return NULL;
-	}
-	return hit;
+	put_str(o, "{\"id\":");
+	put_json_int(o, sqlite3_column_int64(doc, 0));
+	put_str(o, ",\"title\":");
+	bool ok = put_json_col(o, doc, 1);
+	put_str(o, ",\"score\":");
+	put_json_real(o, score);
+	put_str(o, ",\"snippet\":");
+	if (!snippet)
+		put_str(o, "null");
+	else
+		ok = ok && put_json_str(o, snippet->p ? snippet->p : "", snippet->n);
+	put_str(o, ",\"tags\":");
+	ok = ok && put_json_tags(o, doc, 2);
+	put_str(o, ",\"source\":");
+	ok = ok && put_json_col(o, doc, 3);
+	put_str(o, ",\"owner\":");
+	ok = ok && put_json_col(o, doc, 4);
+	put(o, "}", 1);
+	return ok;
 }
 
-/* A hit's snippet from its body, for a query of plain words (sq). */
-static json_t *own_snippet(lib_tok *tok, const lib_sq *sq, sqlite3_stmt *doc)
-{
-	const char *body = (const char *)sqlite3_column_text(doc, 5);
-	size_t n;
-	char *s = body ? lib_snippet(tok, sq, body, (size_t)sqlite3_column_bytes(doc, 5), &n)
-		       : NULL;
-	json_t *j = s ? json_stringn(s, n) : NULL;
-	free(s);
-	return j;
-}
-
-/* sq: the query's words when it is plain words (the snippets are made
- * here, lib_snippet), else NULL (FTS5's snippet(), whose MATCH is the
- * words alone: a hit has none of the excluded). */
+/* The results array into o. sq: the query's words when it is plain words
+ * (the snippets are made here, lib_snippet), else NULL (FTS5's snippet(),
+ * whose MATCH is the words alone: a hit has none of the excluded). */
 static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
-		const lib_ranked *r, const char *match, json_t *results, lib_err *err)
+		const lib_ranked *r, const char *match, lib_text *o, lib_err *err)
 {
 	sqlite3_stmt *doc = NULL, *snip = NULL;
+	lib_text snippet = { 0 };
 	int rc = SDK_OK;
 	if (!(doc = lib_sq_stmt_take(pc, db, sql_doc)) ||
 	    (!sq && sqlite3_prepare_v2(db, sql_snippet, -1, &snip, NULL) != SQLITE_OK)) {
@@ -492,6 +617,8 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 	}
 	if (snip)
 		sqlite3_bind_text(snip, 1, match, -1, SQLITE_STATIC);
+	put(o, "[", 1);
+	unsigned written = 0;
 	for (unsigned i = 0; !rc && i < r->n; i++) {
 		sqlite3_reset(doc);
 		sqlite3_bind_int64(doc, 1, r->hit[i].doc);
@@ -502,9 +629,12 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 			rc = lib_fail_sql(db, err, "read result");
 			break;
 		}
-		json_t *snippet;
+		snippet.n = 0;
+		bool ok = true, null = false;
 		if (sq) {
-			snippet = own_snippet(tok, sq, doc);
+			const char *body = (const char *)sqlite3_column_text(doc, 5);
+			ok = body && snippet_into(tok, sq, body,
+						  (size_t)sqlite3_column_bytes(doc, 5), &snippet);
 		} else {
 			sqlite3_reset(snip);
 			sqlite3_bind_int64(snip, 2, r->hit[i].doc);
@@ -513,14 +643,27 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 				rc = fail_match(db, sn, err);
 				break;
 			}
-			snippet = sn == SQLITE_ROW ? lib_col_string(snip, 0) : json_string("");
+			/* no row: "" (cannot happen); a NULL: null, as before */
+			null = sn == SQLITE_ROW && sqlite3_column_type(snip, 0) == SQLITE_NULL;
+			const char *t = sn != SQLITE_ROW ? ""
+					: null		 ? NULL
+							 : (const char *)sqlite3_column_text(snip, 0);
+			ok = null || t != NULL;
+			if (t)
+				put(&snippet, t, sn == SQLITE_ROW ? (size_t)sqlite3_column_bytes(snip, 0)
+								  : 0);
 		}
-		if (json_array_append_new(results, hit_json(doc, snippet, r->hit[i].score)))
+		if (written++)
+			put(o, ",", 1);
+		if (!ok || snippet.nomem ||
+		    !put_hit(o, doc, r->hit[i].score, null ? NULL : &snippet))
 			rc = sdk_fail(err, SDK_EIO, "search result cannot be encoded");
 	}
+	put(o, "]", 1);
 out:
 	lib_sq_stmt_give(pc, doc);
 	sqlite3_finalize(snip);
+	lib_text_free(&snippet);
 	return rc;
 }
 
@@ -545,15 +688,35 @@ static int check(const char *query, const char *tag, unsigned limit, lib_err *er
 int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
 	       unsigned limit, json_t **out, lib_err *err)
 {
-	return lib_search_cached(db, tok, NULL, query, tag, limit, out, err);
+	lib_text t = { 0 };
+	if (out)
+		*out = NULL;
+	int rc = lib_search_cached(db, tok, NULL, query, tag, limit, &t, err);
+	if (!rc) {
+		put(&t, "}", 1);
+		json_error_t je;
+		*out = t.nomem ? NULL : json_loadb(t.p, t.n, JSON_ALLOW_NUL, &je);
+		if (!*out)
+			rc = sdk_fail(err, SDK_EIO, "search answer cannot be read back");
+	}
+	lib_text_free(&t);
+	return rc;
+}
+
+int lib_search_end(lib_text *t, double query_ms)
+{
+	put_str(t, ",\"query_ms\":");
+	put_json_real(t, query_ms);
+	put(t, "}", 1);
+	return t->nomem ? SDK_EIO : SDK_OK;
 }
 
 int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_sq_cache *pc, const char *query,
-		      const char *tag, unsigned limit, json_t **out, lib_err *err)
+		      const char *tag, unsigned limit, lib_text *out, lib_err *err)
 {
 	if (!db || !out)
 		return sdk_fail(err, SDK_EINVAL, "missing argument");
-	*out = NULL;
+	*out = (lib_text){ 0 };
 	int rc = check(query, tag, limit, err);
 	if (rc)
 		return rc;
@@ -561,7 +724,6 @@ int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_sq_cache *pc, const 
 	lib_ranked *r = malloc(sizeof *r);
 	lib_tok *own = NULL;
 	char *tags = NULL, *expr = malloc(LIB_FTS_EXPR_MAX);
-	json_t *res = NULL;
 	lib_sq sq = { 0 };
 	if (!p || !r || !expr) {
 		rc = sdk_fail(err, SDK_EIO, "out of memory");
@@ -595,22 +757,21 @@ int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_sq_cache *pc, const 
 	for (unsigned i = 0; i < p->npos; i++)
 		mlen += strlen(p->pos[i]) + 1;
 	match[mlen - 1] = '\0';
-	res = json_pack("{s:s, s:I, s:s, s:s, s:[]}", "query", query, "total",
-			(json_int_t)r->total, "total_relation", r->total_exact ? "eq" : "gte",
-			"plan", plan, "results");
-	if (!res) {
-		rc = sdk_fail(err, SDK_EIO, "out of memory");
-		goto out;
-	}
+	put_str(out, "{\"query\":");
+	put_json_str(out, query, strlen(query)); /* UTF-8: check() saw to it */
+	put_str(out, ",\"total\":");
+	put_json_int(out, r->total);
+	put_str(out, r->total_exact ? ",\"total_relation\":\"eq\"" : ",\"total_relation\":\"gte\"");
+	put_str(out, ",\"plan\":\"");
+	put_str(out, plan);
+	put_str(out, "\",\"results\":");
 	/* Plain words (fast): their snippets are made here, whichever ranked. */
-	rc = page(db, tok, pc, fast > 0 ? &sq : NULL, r, match, json_object_get(res, "results"),
-		  err);
+	rc = page(db, tok, pc, fast > 0 ? &sq : NULL, r, match, out, err);
+	if (!rc && out->nomem)
+		rc = sdk_fail(err, SDK_EIO, "out of memory");
 out:
-	if (rc) {
-		json_decref(res);
-		res = NULL;
-	}
-	*out = res;
+	if (rc)
+		lib_text_free(out);
 	lib_sq_clear(&sq);
 	lib_tok_free(own);
 	free(tags);

@@ -61,10 +61,10 @@ struct job {
 	sdk_req *req;
 	char *query, *tag;
 	unsigned limit;
+	bool ran;
 	int rc;
 	sdk_err err;
-	json_t *out;
-	double ms;
+	lib_text out; /* the answer's JSON text (lib_search_cached) */
 };
 
 static void conn_free(struct conn *c)
@@ -119,6 +119,7 @@ static void search_work(void *arg)
 {
 	struct job *j = arg;
 	struct timespec t0 = sdk_mono_now();
+	j->ran = true;
 	struct conn *c = conn_take(j->r, &j->err);
 	if (!c) {
 		j->rc = SDK_EIO;
@@ -138,12 +139,15 @@ static void search_work(void *arg)
 	}
 	lib_sq_stmt_give(c->pc, begin);
 	conn_give(j->r, c);
-	j->ms = sdk_ms_since(&t0);
+	if (!j->rc)
+		j->rc = lib_search_end(&j->out, sdk_ms_since(&t0));
+	if (j->rc == SDK_EIO && !j->err.msg[0])
+		sdk_fail(&j->err, SDK_EIO, "out of memory");
 }
 
 static void job_free(struct job *j)
 {
-	json_decref(j->out);
+	lib_text_free(&j->out);
 	free(j->query);
 	free(j->tag);
 	free(j);
@@ -153,16 +157,23 @@ static void job_free(struct job *j)
 static void search_done(void *arg)
 {
 	struct job *j = arg;
-	if (!j->out && !j->rc) {
+	struct evbuffer *b;
+	if (!j->ran) {
 		sdk_req_add_header(j->req, "Retry-After", "1");
 		sdk_reply_error(j->req, 503, "stopping", "the librarian is stopping");
 	} else if (j->rc) {
 		if (j->rc == SDK_EIO || j->rc == SDK_ECORRUPT)
 			sdk_log(SDK_LOG_WARN, sdk_req_id(j->req), "search: %s", j->err.msg);
 		sdk_reply_status(j->req, j->rc, &j->err);
+	} else if (!(b = evbuffer_new()) || evbuffer_add(b, j->out.p, j->out.n) ||
+		   evbuffer_add(b, "\n", 1)) {
+		if (b)
+			evbuffer_free(b);
+		sdk_reply_error(j->req, 500, "internal", "out of memory");
 	} else {
-		json_object_set_new(j->out, "query_ms", json_real(j->ms));
-		sdk_reply_json(j->req, 200, json_incref(j->out));
+		/* as sdk_reply_json sends it: the text, a newline, JSON's type */
+		sdk_reply_raw(j->req, 200, NULL, b);
+		evbuffer_free(b);
 	}
 	job_free(j);
 }
