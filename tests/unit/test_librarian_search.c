@@ -16,7 +16,10 @@
  *      short bodies, stemmed and accented forms, repeated words, long
  *      tokens), for every matching document of random plain-word queries,
  *      and through lib_search's page; the answer's text (written without
- *      jansson) == jansson's compact dump of what it says.
+ *      jansson) == jansson's compact dump of what it says;
+ *   5. lib_tok_run (ASCII words cut here, their stems remembered) == FTS5's
+ *      porter unicode61 tokenizer called directly, token for token, on
+ *      random text of ASCII and other letters, marks and separators.
  *
  * Documents are written one at a time, as POST /documents writes them:
  * into the index's pending table (index.h). Five sixths are merged into
@@ -591,6 +594,88 @@ static void test_snippets_equal_fts5(void **state)
 	sqlite3_close(g.db);
 }
 
+/* ---- 5. tokens */
+
+struct toks {
+	char buf[1 << 16];
+	size_t n;
+	int count;
+};
+
+static int on_tok(void *arg, const char *t, int len, int start, int end)
+{
+	struct toks *k = arg;
+	k->n += (size_t)snprintf(k->buf + k->n, sizeof k->buf - k->n, "%.*s@%d-%d ", len, t, start,
+				 end);
+	k->count++;
+	return 0;
+}
+
+static int on_fts5_tok(void *arg, int flags, const char *t, int len, int start, int end)
+{
+	assert_false(flags & FTS5_TOKEN_COLOCATED);
+	return on_tok(arg, t, len, start, end);
+}
+
+static void test_tokens_equal_fts5(void **state)
+{
+	struct fx *f = *state, g = *f;
+	g.rng = 0x70c3e5ull;
+	/* FTS5's tokenizer, reached as tok.c reaches it, but called as it is */
+	fts5_api *api = NULL;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(f->db, "SELECT fts5(?1)", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_pointer(st, 1, &api, "fts5_api_ptr", NULL);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	assert_non_null(api);
+	fts5_tokenizer ref;
+	Fts5Tokenizer *rt;
+	void *ud;
+	const char *args[] = { "unicode61" };
+	assert_int_equal(api->xFindTokenizer(api, "porter", &ud, &ref), SQLITE_OK);
+	assert_int_equal(ref.xCreate(ud, args, 1, &rt), SQLITE_OK);
+	static const char *const parts[] = {
+		"Running", "runs", "CONNECTIONS", "generalizations", "hoping", "a", "I", "x1",
+		"2024", "007", "café", "CAFÉ", "naïve", "Über", "straße", "e\xcc\x81t\xc3\xa9",
+		"\xe2\x80\x9cquoted\xe2\x80\x9d", "em\xe2\x80\x94" "dash", "nb\xc2\xa0sp", "日本語",
+		"ﬁne", "İstanbul", "_under_score", "it's", "o'clock", "1.5", "e-mail", "a/b",
+	};
+	static const char *const seps[] = { " ", "  ", "\n", "\t", ".", ", ", "-", "\x01", "\x7f",
+					    "\xc2\xa0", "\xe2\x80\x94", "", "\"", "\\" };
+	struct toks *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+	char text[4096];
+	unsigned texts = f->queries * 4;
+	for (unsigned it = 0; it < texts; it++) {
+		size_t o = 0;
+		for (unsigned w = below(&g, 40); w; w--) {
+			const char *p = below(&g, 3) ? parts[below(&g, sizeof parts / sizeof *parts)]
+						     : zipf(&g);
+			if (below(&g, 50) == 0) { /* past STEM_KEY_MAX and LIB_TERM_MAX */
+				unsigned n = 60 + below(&g, 100);
+				memset(text + o, below(&g, 2) ? 'Q' : 'q', n);
+				o += n;
+			} else {
+				o += (size_t)snprintf(text + o, sizeof text - o, "%s", p);
+			}
+			o += (size_t)snprintf(text + o, sizeof text - o, "%s",
+					      seps[below(&g, sizeof seps / sizeof *seps)]);
+		}
+		a->n = b->n = 0;
+		a->count = b->count = 0;
+		a->buf[0] = b->buf[0] = '\0';
+		assert_int_equal(lib_tok_run(f->tok, LIB_TOK_DOC, text, (int)o, on_tok, a), 0);
+		assert_int_equal(ref.xTokenize(rt, b, FTS5_TOKENIZE_DOCUMENT, text, (int)o,
+					       on_fts5_tok), SQLITE_OK);
+		if (strcmp(a->buf, b->buf))
+			fail_msg("tokens of [%.*s]:\n ours: %s\n fts5: %s", (int)o, text, a->buf,
+				 b->buf);
+	}
+	ref.xDelete(rt);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	/* One corpus for all, in this order: the last two change it. */
@@ -598,6 +683,7 @@ int main(void)
 		cmocka_unit_test(test_topk_equals_references),
 		cmocka_unit_test(test_counts),
 		cmocka_unit_test(test_snippets_equal_fts5),
+		cmocka_unit_test(test_tokens_equal_fts5),
 		cmocka_unit_test(test_after_deletes_and_updates),
 		cmocka_unit_test(test_merge_keeps_rankings),
 		cmocka_unit_test(test_check_finds_damage),

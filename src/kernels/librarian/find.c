@@ -215,6 +215,7 @@ struct snip_tok {
 
 struct snip {
 	const lib_sq *sq;
+	size_t wlen[LIB_SQ_WORDS_MAX]; /* sq's words' lengths */
 	const char *body;
 	struct snip_tok *tok; /* every token of the body, in order */
 	int ntok, cap;
@@ -258,17 +259,17 @@ static int on_snip_token(void *arg, const char *t, int len, int start, int end)
 {
 	struct snip *s = arg;
 	int pos = s->ntok;
+	bool first = begins_sentence(s->body, pos, start);
 	if (!grow((void **)&s->tok, &s->cap, pos, sizeof *s->tok) ||
-	    (begins_sentence(s->body, pos, start) &&
-	     !grow((void **)&s->first, &s->firstcap, s->nfirst, sizeof *s->first))) {
+	    (first && !grow((void **)&s->first, &s->firstcap, s->nfirst, sizeof *s->first))) {
 		s->nomem = true;
 		return 1;
 	}
-	if (begins_sentence(s->body, pos, start))
+	if (first)
 		s->first[s->nfirst++] = pos;
 	uint32_t ph = 0;
 	for (unsigned i = 0; i < s->sq->nword; i++)
-		if ((size_t)len == strlen(s->sq->word[i]) && !memcmp(t, s->sq->word[i], (size_t)len))
+		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
 			ph |= 1u << i;
 	s->tok[pos] = (struct snip_tok){ start, end, ph };
 	s->ntok++;
@@ -420,7 +421,9 @@ static bool snippet_into(lib_tok *tok, const lib_sq *sq, const char *body, size_
 			 lib_text *o)
 {
 	struct snip s = { .sq = sq, .body = body };
-	bool ok = len <= INT_MAX && sq->nword <= 32 &&
+	for (unsigned i = 0; i < sq->nword && i < LIB_SQ_WORDS_MAX; i++)
+		s.wlen[i] = strlen(sq->word[i]);
+	bool ok = len <= INT_MAX && sq->nword <= LIB_SQ_WORDS_MAX &&
 		  !lib_tok_run(tok, LIB_TOK_DOC, body, (int)len, on_snip_token, &s) && !s.nomem &&
 		  (s.hit = malloc(sizeof *s.hit * (size_t)(s.ntok + 1)));
 	if (ok) {
