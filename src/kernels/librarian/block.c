@@ -67,6 +67,17 @@ bool lib_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
 	return false;
 }
 
+/* lib_varint with the one-byte case (most of a block's numbers) inline:
+ * decoding blocks is most of ranking a word's postings. */
+static inline bool varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
+{
+	if (*i < n && p[*i] < 0x80) {
+		*v = p[(*i)++];
+		return true;
+	}
+	return lib_varint(p, n, i, v);
+}
+
 void lib_blk_clear(lib_blk *b)
 {
 	b->n = 0;
@@ -160,24 +171,24 @@ int lib_blk_decode(lib_blk *b, const uint8_t *docs, size_t docs_len, const uint8
 	size_t i = 0;
 	uint64_t doc = 0, v;
 	lib_blk_clear(b);
-	if (!lib_varint(docs, docs_len, &i, &doc) || doc == 0 || doc > INT64_MAX)
+	if (!varint(docs, docs_len, &i, &doc) || doc == 0 || doc > INT64_MAX)
 		return SDK_ECORRUPT;
 	while (i < docs_len) {
-		if (b->n >= LIB_BLK_MAX * 2 || !lib_blk_reserve(b, b->n + 1))
+		if (b->n >= LIB_BLK_MAX * 2 || (b->n == b->cap && !lib_blk_reserve(b, b->n + 1)))
 			return SDK_ECORRUPT;
 		uint32_t k = b->n;
 		if (k) {
-			if (!lib_varint(docs, docs_len, &i, &v) || v == 0 || v > (uint64_t)INT64_MAX - doc)
+			if (!varint(docs, docs_len, &i, &v) || v == 0 || v > (uint64_t)INT64_MAX - doc)
 				return SDK_ECORRUPT;
 			doc += v;
 		}
 		uint64_t dl, code, tt = 0, tg = 0;
-		if (!lib_varint(docs, docs_len, &i, &dl) || !lib_varint(docs, docs_len, &i, &code) ||
+		if (!varint(docs, docs_len, &i, &dl) || !varint(docs, docs_len, &i, &code) ||
 		    dl > UINT32_MAX || (code >> 2) > UINT32_MAX)
 			return SDK_ECORRUPT;
-		if ((code & 2) && (!lib_varint(docs, docs_len, &i, &tt) || tt == 0 || tt > UINT32_MAX))
+		if ((code & 2) && (!varint(docs, docs_len, &i, &tt) || tt == 0 || tt > UINT32_MAX))
 			return SDK_ECORRUPT;
-		if ((code & 1) && (!lib_varint(docs, docs_len, &i, &tg) || tg == 0 || tg > UINT32_MAX))
+		if ((code & 1) && (!varint(docs, docs_len, &i, &tg) || tg == 0 || tg > UINT32_MAX))
 			return SDK_ECORRUPT;
 		b->doc[k] = (int64_t)doc;
 		b->dl[k] = (uint32_t)dl;
