@@ -17,14 +17,24 @@ fresh data directory, one client, and reports:
                shutdown cancel out), divided by N. Instructions do not
                depend on the machine's load, so two builds compare on a
                busy machine where their wall clocks do not.
+  --search-callgrind
+               instructions per search, by class of word (common: ranks
+               1-20, medium 200-1000, rare 3000-5000, as grace_bench.py's
+               classes), under callgrind: the N documents are loaded
+               first (without valgrind), then per class a run of
+               --queries one-word top-10 searches (GET /search, HTTP and
+               JSON included, one client) minus a run of the warm-up
+               alone, divided by --queries.
 
 Usage: bench/ingest_bench.py [--build build] [--docs 20000] [--callgrind]
-       [--port-offset 24200] [--request-bytes 1048576]
+       [--search-callgrind] [--queries 200] [--port-offset 24200]
+       [--request-bytes 1048576]
 Starts and stops everything it uses, by pid; leaves nothing behind.
 """
 import argparse
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -75,13 +85,17 @@ def post_all(port, token, batches):
     return created
 
 
-def start_kernel(a, tmp, tag, prefix):
-    data = os.path.join(tmp, tag)
-    os.makedirs(data)
-    token = secrets.token_hex(32)
-    path = os.path.join(data, "internal.token")
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-        f.write(token)
+def start_kernel(a, tmp, tag, prefix, data=None):
+    if data is None:
+        data = os.path.join(tmp, tag)
+        os.makedirs(data)
+        token = secrets.token_hex(32)
+        path = os.path.join(data, "internal.token")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(token)
+    else:
+        with open(os.path.join(data, "internal.token")) as f:
+            token = f.read().strip()
     grace = os.path.abspath(os.path.join(a.build, "grace"))
     err = open(os.path.join(tmp, tag + ".log"), "w")
     p = subprocess.Popen(prefix + [grace, "kernel", "librarian", "--port-offset",
@@ -129,6 +143,55 @@ def run_callgrind(a, tmp, batches, n):
         shutil.copy(os.path.join(tmp, "loaded.cg"), a.keep_cg)
 
 
+SEARCH_CLASSES = (("common", 1, 20), ("medium", 200, 1000), ("rare", 3000, 5000))
+
+
+def search_words(vocab, seed, n):
+    """n words of each class, drawn as grace_bench.py draws its queries."""
+    rng = random.Random(seed + 1)
+    return {cls: [vocab[rng.randint(lo, min(hi, len(vocab))) - 1] for _ in range(n)]
+            for cls, lo, hi in SEARCH_CLASSES}
+
+
+def search_all(port, token, words):
+    c = KeepAlive(port, timeout=600, headers={INTERNAL_TOKEN_HEADER: token})
+    try:
+        for w in words:
+            st, data = c.request("GET", f"/search?query={w}&limit=10")
+            if st != 200 or json.loads(data)["plan"] != "index":
+                raise RuntimeError(f"search {w}: {st} {data[:300]!r}")
+    finally:
+        c.close()
+
+
+def run_search_callgrind(a, tmp, vocab, batches):
+    p, port, token = start_kernel(a, tmp, "corpus", [])
+    try:
+        post_all(port, token, batches)
+    finally:
+        stop(p)
+    data = os.path.join(tmp, "corpus")
+    words = search_words(vocab, a.seed, a.queries)
+    # The warm-up opens both workers' connections and fills their caches.
+    warm = [w for cls in words for w in words[cls][:10]]
+    totals = {}
+    for tag in ("warm",) + tuple(words):
+        out = os.path.join(tmp, tag + ".cg")
+        p, port, token = start_kernel(a, tmp, tag, ["valgrind", "--tool=callgrind",
+                                                    f"--callgrind-out-file={out}"], data)
+        try:
+            search_all(port, token, warm + (words[tag] if tag != "warm" else []))
+        finally:
+            stop(p)
+        totals[tag] = collected(os.path.join(tmp, tag + ".log"))
+        if a.keep_cg and tag != "warm":
+            shutil.copy(out, f"{a.keep_cg}.{tag}")
+    print(f"Instructions per search (callgrind, kernel alone, {a.docs} documents, one-word"
+          f" top 10, {a.queries} searches a class, HTTP and JSON included):")
+    for cls in words:
+        print(f"  {cls:<6} {(totals[cls] - totals['warm']) / a.queries:>12,.0f}")
+
+
 def xapian_rate(tmp, bodies):
     try:
         import xapian  # noqa: F401
@@ -168,12 +231,17 @@ def main():
     # Every port below 32768 (the usual ephemeral range), clear of 8000-8149.
     ap.add_argument("--port-offset", type=int, default=24200)
     ap.add_argument("--callgrind", action="store_true")
-    ap.add_argument("--keep-cg", help="copy the loaded run's callgrind file here")
+    ap.add_argument("--search-callgrind", action="store_true")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--keep-cg", help="copy the loaded run's callgrind file here"
+                    " (with --search-callgrind: to PATH.CLASS)")
     a = ap.parse_args()
-    _, bodies, _ = make_docs(a.docs, a.vocab, a.seed)
+    vocab, bodies, _ = make_docs(a.docs, a.vocab, a.seed)
     batches = ndjson_batches(bodies, a.request_bytes)
     with tempfile.TemporaryDirectory(prefix="grace-ingest-") as tmp:
-        if a.callgrind:
+        if a.search_callgrind:
+            run_search_callgrind(a, tmp, vocab, batches)
+        elif a.callgrind:
             run_callgrind(a, tmp, batches, len(bodies))
         else:
             run_wall(a, tmp, bodies, batches, len(bodies))

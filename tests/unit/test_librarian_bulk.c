@@ -136,6 +136,21 @@ static void test_refused_row_reruns_carefully(void **state)
 	json_decref(r);
 	assert_int_equal(count(db, "SELECT count(*) FROM documents"), 2);
 	assert_sound(db);
+	/* The same past BULK_COLLECT_THREAD_MIN lines, where the index
+	 * collects on a second thread while the refused INSERT runs: that
+	 * collection goes with the run, the careful one indexes the rest. */
+	char body[100 * 80];
+	size_t n = 0;
+	for (int i = 0; i < 100; i++)
+		n += (size_t)snprintf(body + n, sizeof body - n,
+				      "{\"title\":\"%s\",\"body\":\"many %d words\"}\n",
+				      i == 50 ? "refuse me" : "many", i);
+	r = load(db, body);
+	assert_int_equal(num(r, "created"), 99);
+	assert_int_equal(num(r, "failed"), 1);
+	json_decref(r);
+	assert_int_equal(count(db, "SELECT count(*) FROM documents"), 101);
+	assert_sound(db);
 	sqlite3_close(db);
 }
 
@@ -169,9 +184,10 @@ static void test_tails_cache_changes_nothing(void **state)
 	unsigned seed = 3;
 	int64_t single = 0;
 	for (int req = 0; req < 30; req++) {
-		char body[40 * 200];
+		char body[100 * 200];
 		size_t n = 0;
-		for (int i = 0; i < 40; i++) {
+		/* 40 lines collected on the writer's thread, 70 and 100 on a second */
+		for (int i = 0; i < 40 + req % 3 * 30; i++) {
 			n += (size_t)snprintf(body + n, sizeof body - n, "{\"title\":\"r%d d%d\",\"body\":\"",
 					      req, i);
 			for (int w = 0; w < 12; w++)

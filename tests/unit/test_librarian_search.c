@@ -10,7 +10,16 @@
  *      relative (the same formula; FTS5 sums its doubles in one order,
  *      we in the same one, so in practice they are equal);
  *   3. deletes and re-ingests keep the index equal to its text (the deep
- *      check), and pruning still equals exhaustive afterwards.
+ *      check), and pruning still equals exhaustive afterwards;
+ *   4. the snippets made without FTS5 (lib_snippet) == FTS5's snippet(),
+ *      byte for byte, on documents made to hit its corners (sentences,
+ *      short bodies, stemmed and accented forms, repeated words, long
+ *      tokens), for every matching document of random plain-word queries,
+ *      and through lib_search's page; the answer's text (written without
+ *      jansson) == jansson's compact dump of what it says;
+ *   5. lib_tok_run (ASCII words cut here, their stems remembered) == FTS5's
+ *      porter unicode61 tokenizer called directly, token for token, on
+ *      random text of ASCII and other letters, marks and separators.
  *
  * Documents are written one at a time, as POST /documents writes them:
  * into the index's pending table (index.h). Five sixths are merged into
@@ -41,7 +50,7 @@
 struct fx {
 	sqlite3 *db;
 	lib_tok *tok;
-	lib_pend_cache *pc; /* the pruned searches': it must follow every change */
+	lib_sq_cache *pc; /* the pruned searches': it must follow every change */
 	char vocab[VOCAB][12];
 	double cum[VOCAB];
 	uint64_t rng;
@@ -123,7 +132,7 @@ static int setup(void **state)
 	sdk_err e;
 	assert_int_equal(lib_store_init(f->db, &e), 0);
 	assert_int_equal(lib_tok_new(f->db, &f->tok, &e), 0);
-	assert_non_null(f->pc = lib_pend_cache_new());
+	assert_non_null(f->pc = lib_sq_cache_new());
 	assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	for (unsigned i = 0; i < f->docs; i++) {
 		if (i == f->docs * 5 / 6) {
@@ -144,7 +153,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	lib_tok_free(f->tok);
-	lib_pend_cache_free(f->pc);
+	lib_sq_cache_free(f->pc);
 	sqlite3_close(f->db);
 	free(f);
 	return 0;
@@ -412,12 +421,269 @@ static void test_check_finds_damage(void **state)
 	assert_non_null(strstr(e.msg, "pending"));
 }
 
+/* ---- 4. snippets */
+
+/* Forms that stem or fold together, and words that never match. */
+static const char *const snip_words[] = {
+	"run", "running", "Runs", "RUN", "connect", "connection", "connected", "café",
+	"CAFÉ", "Cafe", "naïve", "über", "2024", "alpha", "beta", "gamma", "delta",
+	"the", "a", "zeppelin", "Zeppelins", "hangar", "envelope", "patch",
+};
+#define SNIP_NWORDS (sizeof snip_words / sizeof *snip_words)
+/* What goes between words: white space of every kind, sentence ends and
+ * other punctuation (FTS5 starts a sentence after '.' or ':' and space). */
+static const char *const snip_seps[] = {
+	" ", " ", " ", " ", "  ", "\n", "\t", ". ", ": ", ".", ",", " - ", "... ", "!\n", "\r\n",
+	" : ", ".\n\n", "'", " (", ") ", " \"", "\\", "\x01", "/", "\x7f", "\x1e",
+};
+/* Tags jansson stores escaped (quotes, backslashes, control characters)
+ * and ones it does not. */
+static const char *const snip_tags[] = { "plain", "café", "a\"b", "back\\slash", "t\x1b", "x/y" };
+#define SNIP_NTAGS (sizeof snip_tags / sizeof *snip_tags)
+#define SNIP_NSEPS (sizeof snip_seps / sizeof *snip_seps)
+
+static void snip_body(struct fx *f, char *out, size_t cap)
+{
+	/* mostly short (under 16 tokens: no window to choose), some long */
+	unsigned n = below(f, 4) ? below(f, 24) : 16 + below(f, 120);
+	size_t o = 0;
+	if (below(f, 4) == 0)
+		o += (size_t)snprintf(out + o, cap - o, "%s", snip_seps[below(f, SNIP_NSEPS)]);
+	for (unsigned i = 0; i < n && o + 300 < cap; i++) {
+		if (i)
+			o += (size_t)snprintf(out + o, cap - o, "%s", snip_seps[below(f, SNIP_NSEPS)]);
+		if (below(f, 60) == 0) { /* a token past LIB_TERM_MAX */
+			memset(out + o, 'q', 200);
+			o += 200;
+			out[o] = '\0';
+		} else {
+			o += (size_t)snprintf(out + o, cap - o, "%s",
+					      below(f, 3) ? snip_words[below(f, SNIP_NWORDS)]
+							  : zipf(f));
+		}
+	}
+	if (below(f, 4) == 0)
+		o += (size_t)snprintf(out + o, cap - o, "%s", snip_seps[below(f, SNIP_NSEPS)]);
+}
+
+static char *fts_snippet(sqlite3_stmt *st)
+{
+	const char *s = (const char *)sqlite3_column_text(st, 1);
+	return strdup(s ? s : "(null)");
+}
+
+static void test_snippets_equal_fts5(void **state)
+{
+	struct fx *f = *state, g = *f;
+	sdk_err e;
+	g.rng = 0x5eed5eed12345ull;
+	assert_int_equal(sqlite3_open(":memory:", &g.db), SQLITE_OK);
+	assert_int_equal(lib_store_init(g.db, &e), 0);
+	assert_int_equal(lib_tok_new(g.db, &g.tok, &e), 0);
+	unsigned ndocs = f->docs / 2, nq = f->queries;
+	char *body = malloc(40000);
+	assert_int_equal(sqlite3_exec(g.db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	for (unsigned i = 0; i < ndocs; i++) {
+		snip_body(&g, body, 40000);
+		int64_t id;
+		json_t *tags = json_array();
+		for (unsigned t = below(&g, 3); t; t--)
+			json_array_append_new(tags, json_string(snip_tags[below(&g, SNIP_NTAGS)]));
+		if (lib_doc_put(g.db, snip_words[below(&g, SNIP_NWORDS)], body, tags, NULL, &id, &e))
+			fail_msg("put: %s", e.msg);
+		json_decref(tags);
+	}
+	assert_int_equal(sqlite3_exec(g.db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(g.db,
+		"SELECT rowid, snippet(documents_fts, 1, '<mark>', '</mark>', '\xe2\x80\xa6', 16),"
+		" (SELECT body FROM documents WHERE id = documents_fts.rowid)"
+		" FROM documents_fts WHERE documents_fts MATCH ?1", -1, &st, NULL), SQLITE_OK);
+	unsigned compared = 0, windows = 0;
+	for (unsigned qi = 0; qi < nq; qi++) {
+		const char *part[5];
+		unsigned n = 1 + below(&g, 3), np = 0;
+		bool or_mode = n > 1 && below(&g, 2);
+		char match[256];
+		size_t o = 0;
+		const char *prev = NULL;
+		for (unsigned i = 0; i < n; i++) {
+			if (i && or_mode)
+				part[np++] = "OR";
+			/* repeated words are phrases of their own to FTS5 */
+			const char *w = prev && below(&g, 5) == 0 ? prev
+					: below(&g, 4)		   ? snip_words[below(&g, SNIP_NWORDS)]
+								   : zipf(&g);
+			part[np++] = prev = w;
+		}
+		for (unsigned i = 0; i < np; i++)
+			o += (size_t)snprintf(match + o, sizeof match - o, "%s%s", i ? " " : "",
+					      part[i]);
+		lib_sq sq;
+		if (lib_sq_parse(g.tok, part, np, NULL, 0, NULL, 0, &sq, &e) != 1)
+			fail_msg("not a plain-word query: %s", match);
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			char *want = fts_snippet(st);
+			const char *b = (const char *)sqlite3_column_text(st, 2);
+			size_t len;
+			char *got = lib_snippet(g.tok, &sq, b, (size_t)sqlite3_column_bytes(st, 2), &len);
+			assert_non_null(got);
+			assert_int_equal(len, strlen(got));
+			if (strcmp(got, want))
+				fail_msg("snippet of %lld for [%s]:\n fts5: [%s]\n ours: [%s]\n body: [%s]",
+					 (long long)sqlite3_column_int64(st, 0), match, want, got, b);
+			windows += !strncmp(want, "\xe2\x80\xa6", 3);
+			compared++;
+			free(got);
+			free(want);
+		}
+		lib_sq_clear(&sq);
+	}
+	sqlite3_finalize(st);
+	/* Through the page: a search's snippets are FTS5's too, and its text
+	 * is what jansson would have written. */
+	static const char *const fts_only[] = { "\"run connect\"", "conn*", "title:zeppelin" };
+	unsigned texts = 0;
+	for (unsigned qi = 0; qi < 60; qi++) {
+		const char *w = qi % 6 == 5 ? fts_only[qi / 6 % 3] : snip_words[below(&g, SNIP_NWORDS)];
+		lib_text t;
+		assert_int_equal(lib_search_cached(g.db, g.tok, NULL, w, NULL, 100, &t, &e), 0);
+		assert_int_equal(lib_search_end(&t, 0.000012345 * qi), 0);
+		json_error_t je;
+		json_t *out = json_loadb(t.p, t.n, 0, &je);
+		if (!out)
+			fail_msg("not JSON (%s): %s", je.text, t.p);
+		char *again = json_dumps(out, JSON_COMPACT);
+		assert_string_equal(t.p, again);
+		free(again);
+		lib_text_free(&t);
+		texts++;
+		if (qi % 6 == 5) {
+			assert_string_equal(json_string_value(json_object_get(out, "plan")), "fts5");
+			json_decref(out);
+			continue;
+		}
+		assert_string_equal(json_string_value(json_object_get(out, "plan")), "index");
+		json_t *hit;
+		size_t i;
+		json_array_foreach(json_object_get(out, "results"), i, hit) {
+			assert_int_equal(sqlite3_prepare_v2(g.db,
+				"SELECT rowid, snippet(documents_fts, 1, '<mark>', '</mark>',"
+				" '\xe2\x80\xa6', 16) FROM documents_fts WHERE documents_fts MATCH ?1"
+				" AND rowid = ?2", -1, &st, NULL), SQLITE_OK);
+			sqlite3_bind_text(st, 1, w, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, json_integer_value(json_object_get(hit, "id")));
+			assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+			char *want = fts_snippet(st);
+			assert_string_equal(json_string_value(json_object_get(hit, "snippet")), want);
+			free(want);
+			sqlite3_finalize(st);
+			compared++;
+		}
+		json_decref(out);
+	}
+	assert_int_equal(texts, 60);
+	print_message("%u snippets compared (%u of a window past the body's start)\n", compared,
+		      windows);
+	assert_true(compared > nq);
+	assert_true(windows > 0);
+	free(body);
+	lib_tok_free(g.tok);
+	sqlite3_close(g.db);
+}
+
+/* ---- 5. tokens */
+
+struct toks {
+	char buf[1 << 16];
+	size_t n;
+	int count;
+};
+
+static int on_tok(void *arg, const char *t, int len, int start, int end)
+{
+	struct toks *k = arg;
+	k->n += (size_t)snprintf(k->buf + k->n, sizeof k->buf - k->n, "%.*s@%d-%d ", len, t, start,
+				 end);
+	k->count++;
+	return 0;
+}
+
+static int on_fts5_tok(void *arg, int flags, const char *t, int len, int start, int end)
+{
+	assert_false(flags & FTS5_TOKEN_COLOCATED);
+	return on_tok(arg, t, len, start, end);
+}
+
+static void test_tokens_equal_fts5(void **state)
+{
+	struct fx *f = *state, g = *f;
+	g.rng = 0x70c3e5ull;
+	/* FTS5's tokenizer, reached as tok.c reaches it, but called as it is */
+	fts5_api *api = NULL;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(f->db, "SELECT fts5(?1)", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_pointer(st, 1, &api, "fts5_api_ptr", NULL);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	assert_non_null(api);
+	fts5_tokenizer ref;
+	Fts5Tokenizer *rt;
+	void *ud;
+	const char *args[] = { "unicode61" };
+	assert_int_equal(api->xFindTokenizer(api, "porter", &ud, &ref), SQLITE_OK);
+	assert_int_equal(ref.xCreate(ud, args, 1, &rt), SQLITE_OK);
+	static const char *const parts[] = {
+		"Running", "runs", "CONNECTIONS", "generalizations", "hoping", "a", "I", "x1",
+		"2024", "007", "café", "CAFÉ", "naïve", "Über", "straße", "e\xcc\x81t\xc3\xa9",
+		"\xe2\x80\x9cquoted\xe2\x80\x9d", "em\xe2\x80\x94" "dash", "nb\xc2\xa0sp", "日本語",
+		"ﬁne", "İstanbul", "_under_score", "it's", "o'clock", "1.5", "e-mail", "a/b",
+	};
+	static const char *const seps[] = { " ", "  ", "\n", "\t", ".", ", ", "-", "\x01", "\x7f",
+					    "\xc2\xa0", "\xe2\x80\x94", "", "\"", "\\" };
+	struct toks *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+	char text[4096];
+	unsigned texts = f->queries * 4;
+	for (unsigned it = 0; it < texts; it++) {
+		size_t o = 0;
+		for (unsigned w = below(&g, 40); w; w--) {
+			const char *p = below(&g, 3) ? parts[below(&g, sizeof parts / sizeof *parts)]
+						     : zipf(&g);
+			if (below(&g, 50) == 0) { /* past STEM_KEY_MAX and LIB_TERM_MAX */
+				unsigned n = 60 + below(&g, 100);
+				memset(text + o, below(&g, 2) ? 'Q' : 'q', n);
+				o += n;
+			} else {
+				o += (size_t)snprintf(text + o, sizeof text - o, "%s", p);
+			}
+			o += (size_t)snprintf(text + o, sizeof text - o, "%s",
+					      seps[below(&g, sizeof seps / sizeof *seps)]);
+		}
+		a->n = b->n = 0;
+		a->count = b->count = 0;
+		a->buf[0] = b->buf[0] = '\0';
+		assert_int_equal(lib_tok_run(f->tok, LIB_TOK_DOC, text, (int)o, on_tok, a), 0);
+		assert_int_equal(ref.xTokenize(rt, b, FTS5_TOKENIZE_DOCUMENT, text, (int)o,
+					       on_fts5_tok), SQLITE_OK);
+		if (strcmp(a->buf, b->buf))
+			fail_msg("tokens of [%.*s]:\n ours: %s\n fts5: %s", (int)o, text, a->buf,
+				 b->buf);
+	}
+	ref.xDelete(rt);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	/* One corpus for all, in this order: the last two change it. */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_topk_equals_references),
 		cmocka_unit_test(test_counts),
+		cmocka_unit_test(test_snippets_equal_fts5),
+		cmocka_unit_test(test_tokens_equal_fts5),
 		cmocka_unit_test(test_after_deletes_and_updates),
 		cmocka_unit_test(test_merge_keeps_rankings),
 		cmocka_unit_test(test_check_finds_damage),

@@ -483,11 +483,16 @@ static void test_search_io_error(void **state)
 	struct fx *f = *state;
 	json_t *out = NULL;
 
-	/* A broken schema is the database's fault, not the query's. */
+	/* A broken schema is the database's fault, not the query's: FTS5's
+	 * for a phrase, the block index's for plain words (whose snippets do
+	 * not need FTS5). */
 	assert_int_equal(sqlite3_exec(f->db, "DROP TABLE documents_fts",
 				      NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(lib_search(f->db, NULL, "foo", NULL, 10, &out, &f->err),
+	assert_int_equal(lib_search(f->db, NULL, "\"foo bar\"", NULL, 10, &out, &f->err),
 			 SDK_EIO);
+	assert_null(out);
+	assert_int_equal(sqlite3_exec(f->db, "DROP TABLE ix_meta", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(lib_search(f->db, NULL, "foo", NULL, 10, &out, &f->err), SDK_EIO);
 	assert_null(out);
 }
 
@@ -893,11 +898,76 @@ static void test_jobs(void **state)
 	free(rpath);
 }
 
+/* lib_utf8_valid (which skips ASCII eight bytes at a time) against the
+ * definition, one character at a time: every sequence below at every
+ * alignment, inside and after runs of ASCII, and a NUL anywhere. */
+static bool utf8_by_char(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i], need, min;
+		uint32_t cp;
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f, min = 0x80;
+		else if ((c & 0xf0) == 0xe0)
+			need = 2, cp = c & 0x0f, min = 0x800;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07, min = 0x10000;
+		else
+			return false;
+		if (n - i - 1 < need)
+			return false;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += need + 1;
+	}
+	return true;
+}
+
+static void test_utf8_valid(void **state)
+{
+	(void)state;
+	static const char *const seqs[] = {
+		"", "a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xc0\xaf", "\xed\xa0\x80",
+		"\xf4\x90\x80\x80", "\x80", "\xc3", "\xe2\x82", "\xff", "\x7f", "\x01",
+	};
+	unsigned char buf[80];
+	unsigned checked = 0;
+	for (size_t q = 0; q < sizeof seqs / sizeof *seqs; q++)
+		for (size_t pre = 0; pre < 20; pre++)
+			for (size_t post = 0; post < 12; post++)
+				for (int nul = -1; nul < (int)(pre + post); nul++) {
+					size_t len = strlen(seqs[q]), n = 0;
+					memset(buf, 'x', pre);
+					n = pre;
+					memcpy(buf + n, seqs[q], len);
+					n += len;
+					memset(buf + n, 'y', post);
+					n += post;
+					if (nul >= 0)
+						buf[nul < (int)pre ? nul : (int)len + nul] = 0;
+					assert_int_equal(lib_utf8_valid(buf, n), utf8_by_char(buf, n));
+					checked++;
+				}
+	assert_true(checked > 10000);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_init_idempotent),
+		T(test_utf8_valid),
 		T(test_init_refuses_newer_schema),
 		T(test_put_get_delete),
 		T(test_put_defaults),

@@ -23,15 +23,25 @@ bool lib_buf_reserve(lib_buf *b, size_t more)
 	return true;
 }
 
-bool lib_buf_varint(lib_buf *b, uint64_t v)
+#define VARINT_MAX 10 /* bytes of a 64-bit varint */
+
+/* v as a varint at p, which has room for VARINT_MAX bytes: its length. */
+static size_t put_varint(uint8_t *p, uint64_t v)
 {
-	if (!lib_buf_reserve(b, 10))
-		return false;
+	size_t n = 0;
 	do {
 		uint8_t byte = v & 0x7f;
 		v >>= 7;
-		b->p[b->n++] = byte | (v ? 0x80 : 0);
+		p[n++] = byte | (v ? 0x80 : 0);
 	} while (v);
+	return n;
+}
+
+bool lib_buf_varint(lib_buf *b, uint64_t v)
+{
+	if (!lib_buf_reserve(b, VARINT_MAX))
+		return false;
+	b->n += put_varint(b->p + b->n, v);
 	return true;
 }
 
@@ -55,6 +65,17 @@ bool lib_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
 		}
 	}
 	return false;
+}
+
+/* lib_varint with the one-byte case (most of a block's numbers) inline:
+ * decoding blocks is most of ranking a word's postings. */
+static inline bool varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
+{
+	if (*i < n && p[*i] < 0x80) {
+		*v = p[(*i)++];
+		return true;
+	}
+	return lib_varint(p, n, i, v);
 }
 
 void lib_blk_clear(lib_blk *b)
@@ -150,24 +171,24 @@ int lib_blk_decode(lib_blk *b, const uint8_t *docs, size_t docs_len, const uint8
 	size_t i = 0;
 	uint64_t doc = 0, v;
 	lib_blk_clear(b);
-	if (!lib_varint(docs, docs_len, &i, &doc) || doc == 0 || doc > INT64_MAX)
+	if (!varint(docs, docs_len, &i, &doc) || doc == 0 || doc > INT64_MAX)
 		return SDK_ECORRUPT;
 	while (i < docs_len) {
-		if (b->n >= LIB_BLK_MAX * 2 || !lib_blk_reserve(b, b->n + 1))
+		if (b->n >= LIB_BLK_MAX * 2 || (b->n == b->cap && !lib_blk_reserve(b, b->n + 1)))
 			return SDK_ECORRUPT;
 		uint32_t k = b->n;
 		if (k) {
-			if (!lib_varint(docs, docs_len, &i, &v) || v == 0 || v > (uint64_t)INT64_MAX - doc)
+			if (!varint(docs, docs_len, &i, &v) || v == 0 || v > (uint64_t)INT64_MAX - doc)
 				return SDK_ECORRUPT;
 			doc += v;
 		}
 		uint64_t dl, code, tt = 0, tg = 0;
-		if (!lib_varint(docs, docs_len, &i, &dl) || !lib_varint(docs, docs_len, &i, &code) ||
+		if (!varint(docs, docs_len, &i, &dl) || !varint(docs, docs_len, &i, &code) ||
 		    dl > UINT32_MAX || (code >> 2) > UINT32_MAX)
 			return SDK_ECORRUPT;
-		if ((code & 2) && (!lib_varint(docs, docs_len, &i, &tt) || tt == 0 || tt > UINT32_MAX))
+		if ((code & 2) && (!varint(docs, docs_len, &i, &tt) || tt == 0 || tt > UINT32_MAX))
 			return SDK_ECORRUPT;
-		if ((code & 1) && (!lib_varint(docs, docs_len, &i, &tg) || tg == 0 || tg > UINT32_MAX))
+		if ((code & 1) && (!varint(docs, docs_len, &i, &tg) || tg == 0 || tg > UINT32_MAX))
 			return SDK_ECORRUPT;
 		b->doc[k] = (int64_t)doc;
 		b->dl[k] = (uint32_t)dl;
@@ -256,14 +277,21 @@ static bool encode_bound(const lib_blk *b, uint32_t from, uint32_t count, double
 bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgdl, lib_buf *docs,
 		    lib_buf *pos, lib_buf *bound)
 {
-	bool ok = count > 0;
+	/* Room for every posting's five varints at once: the writes below
+	 * need no check each (they were a third of encoding). */
+	bool ok = count > 0 && lib_buf_reserve(docs, (size_t)count * 5 * VARINT_MAX);
 	for (uint32_t k = from; ok && k < from + count; k++) {
 		const uint32_t *tf = b->tf[k];
-		ok = lib_buf_varint(docs, k == from ? (uint64_t)b->doc[k]
-						    : (uint64_t)(b->doc[k] - b->doc[k - 1])) &&
-		     lib_buf_varint(docs, b->dl[k]) &&
-		     lib_buf_varint(docs, (uint64_t)tf[1] << 2 | (tf[0] > 0) << 1 | (tf[2] > 0)) &&
-		     (!tf[0] || lib_buf_varint(docs, tf[0])) && (!tf[2] || lib_buf_varint(docs, tf[2]));
+		uint8_t *d = docs->p + docs->n;
+		d += put_varint(d, k == from ? (uint64_t)b->doc[k]
+					     : (uint64_t)(b->doc[k] - b->doc[k - 1]));
+		d += put_varint(d, b->dl[k]);
+		d += put_varint(d, (uint64_t)tf[1] << 2 | (tf[0] > 0) << 1 | (tf[2] > 0));
+		if (tf[0])
+			d += put_varint(d, tf[0]);
+		if (tf[2])
+			d += put_varint(d, tf[2]);
+		docs->n = (size_t)(d - docs->p);
 		const uint32_t *p = b->has_pos ? b->pos + b->poff[k] : NULL;
 		for (unsigned fld = 0; ok && p && fld < LIB_FIELDS; fld++) {
 			uint32_t at = 0;

@@ -1,13 +1,16 @@
 /* lib_search (store.h): a query split into what to look for, what to
  * exclude and which tags to require; ranked by the block index when it
  * is words ANDed or ORed (search.h), by FTS5 otherwise; then the page of
- * results with their snippets.
+ * results with their snippets (for the block index's queries, made here
+ * as FTS5's snippet() makes them, lib_snippet).
  *
  * Both rankings are the same BM25 (bm25.h); the test test_librarian_search
  * holds them to it. */
 #include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,48 +187,444 @@ static int fts_rank(sqlite3 *db, const char *expr, const char *tags, unsigned li
 	return SDK_OK;
 }
 
+/* ---- snippets
+ *
+ * FTS5's snippet(documents_fts, 1, '<mark>', '</mark>', '…', 16) costs
+ * three quarters of a one-word search (callgrind): each of the page's
+ * statements parses the MATCH, seeks the word's doclist for the row, and
+ * tokenizes the body twice (sentences, then highlighting). For a query of
+ * plain words the same snippet follows from the body alone, tokenized once
+ * by the same tokenizer: a word's instances are the tokens that stem to
+ * it. What follows is FTS5's algorithm (fts5_aux.c) for that case, where
+ * every phrase is one token: each instance proposes the window of 16
+ * tokens around it and the sentence it starts in; a window scores 1,000 a
+ * phrase it holds and 1 each further instance, a sentence's start 100
+ * more (120 the body's); the first best window wins; the hits in it are
+ * marked, with '…' where the body goes on. test_librarian_search compares
+ * it with snippet() on thousands of documents and queries. */
+
+#define SNIP_TOKENS 16
+#define SNIP_OPEN "<mark>"
+#define SNIP_CLOSE "</mark>"
+#define SNIP_ELLIPSIS "\xe2\x80\xa6"
+
+struct snip_tok {
+	int start, end;  /* its bytes in the body */
+	uint32_t phrases; /* the query's phrases it is (bit i: term i) */
+};
+
+struct snip {
+	const lib_sq *sq;
+	size_t wlen[LIB_SQ_WORDS_MAX]; /* sq's words' lengths */
+	const char *body;
+	struct snip_tok *tok; /* every token of the body, in order */
+	int ntok, cap;
+	int *first; /* the tokens that begin a sentence, ascending */
+	int nfirst, firstcap;
+	int *hit; /* the tokens that are a phrase, ascending */
+	int nhit;
+	bool nomem;
+};
+
+static bool grow(void **a, int *cap, int n, size_t size)
+{
+	if (n < *cap)
+		return true;
+	int c = *cap ? *cap * 2 : 256;
+	void *b = realloc(*a, (size_t)c * size);
+	if (!b)
+		return false;
+	*a = b;
+	*cap = c;
+	return true;
+}
+
+/* As FTS5's sentence finder: a token begins a sentence when it is the
+ * first, or when white space and then '.' or ':' come before it. */
+static bool begins_sentence(const char *body, int pos, int start)
+{
+	if (pos == 0)
+		return true;
+	int i = start - 1;
+	char c = 0;
+	for (; i >= 0; i--) {
+		c = body[i];
+		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+			break;
+	}
+	return i != start - 1 && (c == '.' || c == ':');
+}
+
+static int on_snip_token(void *arg, const char *t, int len, int start, int end)
+{
+	struct snip *s = arg;
+	int pos = s->ntok;
+	bool first = begins_sentence(s->body, pos, start);
+	if (!grow((void **)&s->tok, &s->cap, pos, sizeof *s->tok) ||
+	    (first && !grow((void **)&s->first, &s->firstcap, s->nfirst, sizeof *s->first))) {
+		s->nomem = true;
+		return 1;
+	}
+	if (first)
+		s->first[s->nfirst++] = pos;
+	uint32_t ph = 0;
+	for (unsigned i = 0; i < s->sq->nword; i++)
+		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
+			ph |= 1u << i;
+	s->tok[pos] = (struct snip_tok){ start, end, ph };
+	s->ntok++;
+	return 0;
+}
+
+/* The score of the window of SNIP_TOKENS from token `from`: 1,000 for each
+ * phrase in it, 1 for each further instance (so 999 a phrase plus the
+ * instances); *adj: where FTS5 centres the window on the instances found. */
+static int window_score(const struct snip *s, int from, int *adj)
+{
+	uint32_t seen = 0;
+	int n = 0, first = -1, last = 0;
+	for (int k = 0; k < s->nhit; k++) {
+		int p = s->hit[k];
+		if (p < from || p >= from + SNIP_TOKENS)
+			continue;
+		uint32_t ph = s->tok[p].phrases;
+		seen |= ph;
+		n += __builtin_popcount(ph);
+		if (first < 0)
+			first = p;
+		last = p + 1;
+	}
+	if (adj) {
+		int a = first - (SNIP_TOKENS - (last - first)) / 2;
+		if (a + SNIP_TOKENS > s->ntok)
+			a = s->ntok - SNIP_TOKENS;
+		*adj = a < 0 ? 0 : a;
+	}
+	return 999 * __builtin_popcount(seen) + n;
+}
+
+/* The first token of the best window, as FTS5 chooses it. */
+static int best_start(const struct snip *s)
+{
+	int best = 0, start = 0;
+	for (int k = 0; k < s->nhit; k++) {
+		int io = s->hit[k], adj;
+		/* FTS5 scores each instance (a token of two phrases twice, the
+		 * same window: only strictly better counts, so once is the same) */
+		int sc = window_score(s, io, &adj);
+		if (sc > best) {
+			best = sc;
+			start = adj;
+		}
+		if (!s->nfirst || s->ntok <= SNIP_TOKENS)
+			continue;
+		int j = 0;
+		while (j < s->nfirst - 1 && s->first[j + 1] <= io)
+			j++;
+		if (s->first[j] < io) {
+			sc = window_score(s, s->first[j], NULL) + (s->first[j] == 0 ? 120 : 100);
+			if (sc > best) {
+				best = sc;
+				start = s->first[j];
+			}
+		}
+	}
+	return start;
+}
+
+static void put(lib_text *o, const char *p, size_t n)
+{
+	if (o->nomem)
+		return;
+	if (!n && o->p) {
+		o->p[o->n] = '\0';
+		return;
+	}
+	if (o->n + n + 1 > o->cap) {
+		size_t c = o->cap ? o->cap : 256;
+		while (o->n + n + 1 > c)
+			c *= 2;
+		char *b = realloc(o->p, c);
+		if (!b) {
+			o->nomem = true;
+			return;
+		}
+		o->p = b;
+		o->cap = c;
+	}
+	memcpy(o->p + o->n, p, n);
+	o->n += n;
+	o->p[o->n] = '\0';
+}
+
+static void put_str(lib_text *o, const char *z) { put(o, z, strlen(z)); }
+
+void lib_text_free(lib_text *t)
+{
+	free(t->p);
+	*t = (lib_text){ 0 };
+}
+
+/* FTS5's highlighting of tokens from..from+SNIP_TOKENS-1, each phrase
+ * instance (one token) in <mark></mark>, as its highlight callback. */
+static void highlight(const struct snip *s, int from, size_t len, lib_text *o)
+{
+	const char *b = s->body;
+	int to = from + SNIP_TOKENS - 1;
+	int k = 0; /* the next instance: hit[k] */
+	while (k < s->nhit && s->hit[k] < from)
+		k++;
+	int off = 0;
+	bool open = false;
+	if (from > 0)
+		put_str(o, SNIP_ELLIPSIS);
+	for (int pos = from; pos <= to && pos < s->ntok; pos++) {
+		int st = s->tok[pos].start, en = s->tok[pos].end;
+		int cur = k < s->nhit ? s->hit[k] : -1;
+		if (from && pos == from)
+			off = st;
+		if (open && (pos <= cur || cur < 0) && st > off) {
+			put_str(o, SNIP_CLOSE);
+			open = false;
+		}
+		if (pos == cur && !open) {
+			put(o, b + off, (size_t)(st - off));
+			put_str(o, SNIP_OPEN);
+			off = st;
+			open = true;
+		}
+		if (pos == cur) {
+			put(o, b + off, (size_t)(en - off));
+			off = en;
+			k++;
+		}
+		if (pos == to) {
+			if (open) {
+				put_str(o, SNIP_CLOSE);
+				open = false;
+			}
+			put(o, b + off, (size_t)(en - off));
+			off = en;
+		}
+	}
+	if (open)
+		put_str(o, SNIP_CLOSE);
+	if (to >= s->ntok - 1)
+		put(o, b + off, len - (size_t)off);
+	else
+		put_str(o, SNIP_ELLIPSIS);
+}
+
+/* Appends the snippet to o; false when the tokenizer fails or memory
+ * runs out. */
+static bool snippet_into(lib_tok *tok, const lib_sq *sq, const char *body, size_t len,
+			 lib_text *o)
+{
+	struct snip s = { .sq = sq, .body = body };
+	for (unsigned i = 0; i < sq->nword && i < LIB_SQ_WORDS_MAX; i++)
+		s.wlen[i] = strlen(sq->word[i]);
+	bool ok = len <= INT_MAX && sq->nword <= LIB_SQ_WORDS_MAX &&
+		  !lib_tok_run(tok, LIB_TOK_DOC, body, (int)len, on_snip_token, &s) && !s.nomem &&
+		  (s.hit = malloc(sizeof *s.hit * (size_t)(s.ntok + 1)));
+	if (ok) {
+		for (int i = 0; i < s.ntok; i++)
+			if (s.tok[i].phrases)
+				s.hit[s.nhit++] = i;
+		highlight(&s, best_start(&s), len, o);
+		put(o, "", 0);
+	}
+	free(s.tok);
+	free(s.first);
+	free(s.hit);
+	return ok && !o->nomem;
+}
+
+char *lib_snippet(struct lib_tok *tok, const lib_sq *sq, const char *body, size_t len,
+		  size_t *outlen)
+{
+	lib_text o = { 0 };
+	if (!snippet_into(tok, sq, body, len, &o)) {
+		lib_text_free(&o);
+		return NULL;
+	}
+	*outlen = o.n;
+	return o.p;
+}
+
+/* ---- the answer's text
+ *
+ * The answer is written here as JSON text, on the worker, rather than
+ * built as jansson values for the event loop to dump: building and
+ * dumping them were a third of a one-word search once the snippets were
+ * made here. The text is what json_dumps(JSON_COMPACT) gave for the same
+ * values: the members in the same order, strings escaped and numbers
+ * printed as jansson prints them, so a client sees the same bytes. */
+
+/* A JSON string: '"', '\\' and control characters escaped as jansson
+ * escapes them, the rest (UTF-8) as it is. False: not UTF-8 (jansson
+ * refused such a string). */
+static bool put_json_str(lib_text *o, const char *s, size_t n)
+{
+	if (!lib_utf8_valid((const unsigned char *)s, n))
+		return false;
+	put(o, "\"", 1);
+	size_t run = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		put(o, s + run, i - run);
+		run = i + 1;
+		char u[8];
+		switch (c) {
+		case '"': put(o, "\\\"", 2); break;
+		case '\\': put(o, "\\\\", 2); break;
+		case '\b': put(o, "\\b", 2); break;
+		case '\f': put(o, "\\f", 2); break;
+		case '\n': put(o, "\\n", 2); break;
+		case '\r': put(o, "\\r", 2); break;
+		case '\t': put(o, "\\t", 2); break;
+		default:
+			snprintf(u, sizeof u, "\\u%04X", c);
+			put(o, u, 6);
+		}
+	}
+	put(o, s + run, n - run);
+	put(o, "\"", 1);
+	return true;
+}
+
+static void put_json_int(lib_text *o, int64_t v)
+{
+	char b[24];
+	put(o, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)v));
+}
+
+/* As jansson's real: 17 significant digits, ".0" when it would read as an
+ * integer, the exponent without '+' or leading zeros. */
+static void put_json_real(lib_text *o, double v)
+{
+	char b[40];
+	int n = snprintf(b, sizeof b - 3, "%.17g", v);
+	if (n < 0 || n >= (int)sizeof b - 3)
+		return;
+	if (!strchr(b, '.') && !strchr(b, 'e')) {
+		memcpy(b + n, ".0", 3);
+		n += 2;
+	}
+	char *e = strchr(b, 'e');
+	if (e) {
+		char *start = e + 1, *end = start + 1;
+		if (*start == '-')
+			start++;
+		while (*end == '0')
+			end++;
+		if (end != start) {
+			memmove(start, end, (size_t)(b + n - end) + 1);
+			n -= (int)(end - start);
+		}
+	}
+	put(o, b, (size_t)n);
+}
+
+/* A text column as a JSON string, or null. */
+static bool put_json_col(lib_text *o, sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+		put_str(o, "null");
+		return true;
+	}
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	return s && put_json_str(o, s, (size_t)sqlite3_column_bytes(st, col));
+}
+
+/* The tags column, a JSON array text as jansson wrote it (lib_tags_text):
+ * as it is when it is plainly ["a","b"] (strings without escapes), which
+ * is what dumping it again would give; otherwise read and dumped again. */
+static bool put_json_tags(lib_text *o, sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+	if (!s)
+		return false;
+	bool plain = n >= 2 && s[0] == '[' && s[n - 1] == ']';
+	for (size_t i = 1; plain && i + 1 < n;) {
+		if (s[i] != '"') {
+			plain = false;
+			break;
+		}
+		size_t j = i + 1;
+		while (j + 1 < n && s[j] != '"' && s[j] != '\\' && (unsigned char)s[j] >= 0x20)
+			j++;
+		plain = s[j] == '"' && (j + 2 == n || (s[j + 1] == ',' && j + 2 < n - 1));
+		i = j + 2;
+	}
+	if (plain && lib_utf8_valid((const unsigned char *)s, n)) {
+		put(o, s, n);
+		return true;
+	}
+	json_t *tags = lib_col_tags(st, col);
+	char *t = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
+	json_decref(tags);
+	if (t)
+		put_str(o, t);
+	free(t);
+	return t != NULL;
+}
+
 /* ---- the page */
 
-static const char sql_doc[] = "SELECT id, title, tags, source, owner FROM documents WHERE id = ?1";
+static const char sql_doc[] =
+	"SELECT id, title, tags, source, owner, body FROM documents WHERE id = ?1";
 static const char sql_snippet[] = "SELECT " SQL_SNIPPET " FROM documents_fts"
 				  " WHERE documents_fts MATCH ?1 AND rowid = ?2";
 
-static json_t *hit_json(sqlite3_stmt *doc, sqlite3_stmt *snip, double score)
+/* One result: {"id","title","score","snippet","tags","source","owner"};
+ * snippet NULL: null. False: a value cannot be encoded. */
+static bool put_hit(lib_text *o, sqlite3_stmt *doc, double score, const lib_text *snippet)
 {
-	json_t *hit = json_object();
-	int bad = 0;
-	bad |= json_object_set_new(hit, "id", json_integer(sqlite3_column_int64(doc, 0)));
-	bad |= json_object_set_new(hit, "title", lib_col_string(doc, 1));
-	bad |= json_object_set_new(hit, "score", json_real(score));
-	bad |= json_object_set_new(hit, "snippet",
-				   snip ? lib_col_string(snip, 0) : json_string(""));
-	bad |= json_object_set_new(hit, "tags", lib_col_tags(doc, 2));
-	bad |= json_object_set_new(hit, "source", lib_col_string(doc, 3));
-	bad |= json_object_set_new(hit, "owner", lib_col_string(doc, 4));
-	if (bad) {
-		json_decref(hit);
-		return NULL;
-	}
-	return hit;
+	put_str(o, "{\"id\":");
+	put_json_int(o, sqlite3_column_int64(doc, 0));
+	put_str(o, ",\"title\":");
+	bool ok = put_json_col(o, doc, 1);
+	put_str(o, ",\"score\":");
+	put_json_real(o, score);
+	put_str(o, ",\"snippet\":");
+	if (!snippet)
+		put_str(o, "null");
+	else
+		ok = ok && put_json_str(o, snippet->p ? snippet->p : "", snippet->n);
+	put_str(o, ",\"tags\":");
+	ok = ok && put_json_tags(o, doc, 2);
+	put_str(o, ",\"source\":");
+	ok = ok && put_json_col(o, doc, 3);
+	put_str(o, ",\"owner\":");
+	ok = ok && put_json_col(o, doc, 4);
+	put(o, "}", 1);
+	return ok;
 }
 
-/* The snippet's MATCH is the words alone: a hit has none of the excluded. */
-static int page(sqlite3 *db, const lib_ranked *r, const char *match, json_t *results,
-		lib_err *err)
+/* The results array into o. sq: the query's words when it is plain words
+ * (the snippets are made here, lib_snippet), else NULL (FTS5's snippet(),
+ * whose MATCH is the words alone: a hit has none of the excluded). */
+static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
+		const lib_ranked *r, const char *match, lib_text *o, lib_err *err)
 {
 	sqlite3_stmt *doc = NULL, *snip = NULL;
+	lib_text snippet = { 0 };
 	int rc = SDK_OK;
-	if (sqlite3_prepare_v2(db, sql_doc, -1, &doc, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, sql_snippet, -1, &snip, NULL) != SQLITE_OK) {
+	if (!(doc = lib_sq_stmt_take(pc, db, sql_doc)) ||
+	    (!sq && sqlite3_prepare_v2(db, sql_snippet, -1, &snip, NULL) != SQLITE_OK)) {
 		rc = lib_fail_sql(db, err, "prepare results");
 		goto out;
 	}
-	sqlite3_bind_text(snip, 1, match, -1, SQLITE_STATIC);
+	if (snip)
+		sqlite3_bind_text(snip, 1, match, -1, SQLITE_STATIC);
+	put(o, "[", 1);
+	unsigned written = 0;
 	for (unsigned i = 0; !rc && i < r->n; i++) {
 		sqlite3_reset(doc);
-		sqlite3_reset(snip);
 		sqlite3_bind_int64(doc, 1, r->hit[i].doc);
-		sqlite3_bind_int64(snip, 2, r->hit[i].doc);
 		int d = sqlite3_step(doc);
 		if (d == SQLITE_DONE)
 			continue; /* not in this snapshot: cannot happen inside one */
@@ -233,18 +632,41 @@ static int page(sqlite3 *db, const lib_ranked *r, const char *match, json_t *res
 			rc = lib_fail_sql(db, err, "read result");
 			break;
 		}
-		int sn = sqlite3_step(snip);
-		if (sn != SQLITE_ROW && sn != SQLITE_DONE) {
-			rc = fail_match(db, sn, err);
-			break;
+		snippet.n = 0;
+		bool ok = true, null = false;
+		if (sq) {
+			const char *body = (const char *)sqlite3_column_text(doc, 5);
+			ok = body && snippet_into(tok, sq, body,
+						  (size_t)sqlite3_column_bytes(doc, 5), &snippet);
+		} else {
+			sqlite3_reset(snip);
+			sqlite3_bind_int64(snip, 2, r->hit[i].doc);
+			int sn = sqlite3_step(snip);
+			if (sn != SQLITE_ROW && sn != SQLITE_DONE) {
+				rc = fail_match(db, sn, err);
+				break;
+			}
+			/* no row: "" (cannot happen); a NULL: null, as before */
+			null = sn == SQLITE_ROW && sqlite3_column_type(snip, 0) == SQLITE_NULL;
+			const char *t = sn != SQLITE_ROW ? ""
+					: null		 ? NULL
+							 : (const char *)sqlite3_column_text(snip, 0);
+			ok = null || t != NULL;
+			if (t)
+				put(&snippet, t, sn == SQLITE_ROW ? (size_t)sqlite3_column_bytes(snip, 0)
+								  : 0);
 		}
-		if (json_array_append_new(results,
-					  hit_json(doc, sn == SQLITE_ROW ? snip : NULL, r->hit[i].score)))
+		if (written++)
+			put(o, ",", 1);
+		if (!ok || snippet.nomem ||
+		    !put_hit(o, doc, r->hit[i].score, null ? NULL : &snippet))
 			rc = sdk_fail(err, SDK_EIO, "search result cannot be encoded");
 	}
+	put(o, "]", 1);
 out:
-	sqlite3_finalize(doc);
+	lib_sq_stmt_give(pc, doc);
 	sqlite3_finalize(snip);
+	lib_text_free(&snippet);
 	return rc;
 }
 
@@ -269,15 +691,35 @@ static int check(const char *query, const char *tag, unsigned limit, lib_err *er
 int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
 	       unsigned limit, json_t **out, lib_err *err)
 {
-	return lib_search_cached(db, tok, NULL, query, tag, limit, out, err);
+	lib_text t = { 0 };
+	if (out)
+		*out = NULL;
+	int rc = lib_search_cached(db, tok, NULL, query, tag, limit, &t, err);
+	if (!rc) {
+		put(&t, "}", 1);
+		json_error_t je;
+		*out = t.nomem ? NULL : json_loadb(t.p, t.n, JSON_ALLOW_NUL, &je);
+		if (!*out)
+			rc = sdk_fail(err, SDK_EIO, "search answer cannot be read back");
+	}
+	lib_text_free(&t);
+	return rc;
 }
 
-int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_pend_cache *pc, const char *query,
-		      const char *tag, unsigned limit, json_t **out, lib_err *err)
+int lib_search_end(lib_text *t, double query_ms)
+{
+	put_str(t, ",\"query_ms\":");
+	put_json_real(t, query_ms);
+	put(t, "}", 1);
+	return t->nomem ? SDK_EIO : SDK_OK;
+}
+
+int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_sq_cache *pc, const char *query,
+		      const char *tag, unsigned limit, lib_text *out, lib_err *err)
 {
 	if (!db || !out)
 		return sdk_fail(err, SDK_EINVAL, "missing argument");
-	*out = NULL;
+	*out = (lib_text){ 0 };
 	int rc = check(query, tag, limit, err);
 	if (rc)
 		return rc;
@@ -285,7 +727,6 @@ int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_pend_cache *pc, cons
 	lib_ranked *r = malloc(sizeof *r);
 	lib_tok *own = NULL;
 	char *tags = NULL, *expr = malloc(LIB_FTS_EXPR_MAX);
-	json_t *res = NULL;
 	lib_sq sq = { 0 };
 	if (!p || !r || !expr) {
 		rc = sdk_fail(err, SDK_EIO, "out of memory");
@@ -319,20 +760,21 @@ int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_pend_cache *pc, cons
 	for (unsigned i = 0; i < p->npos; i++)
 		mlen += strlen(p->pos[i]) + 1;
 	match[mlen - 1] = '\0';
-	res = json_pack("{s:s, s:I, s:s, s:s, s:[]}", "query", query, "total",
-			(json_int_t)r->total, "total_relation", r->total_exact ? "eq" : "gte",
-			"plan", plan, "results");
-	if (!res) {
+	put_str(out, "{\"query\":");
+	put_json_str(out, query, strlen(query)); /* UTF-8: check() saw to it */
+	put_str(out, ",\"total\":");
+	put_json_int(out, r->total);
+	put_str(out, r->total_exact ? ",\"total_relation\":\"eq\"" : ",\"total_relation\":\"gte\"");
+	put_str(out, ",\"plan\":\"");
+	put_str(out, plan);
+	put_str(out, "\",\"results\":");
+	/* Plain words (fast): their snippets are made here, whichever ranked. */
+	rc = page(db, tok, pc, fast > 0 ? &sq : NULL, r, match, out, err);
+	if (!rc && out->nomem)
 		rc = sdk_fail(err, SDK_EIO, "out of memory");
-		goto out;
-	}
-	rc = page(db, r, match, json_object_get(res, "results"), err);
 out:
-	if (rc) {
-		json_decref(res);
-		res = NULL;
-	}
-	*out = res;
+	if (rc)
+		lib_text_free(out);
 	lib_sq_clear(&sq);
 	lib_tok_free(own);
 	free(tags);

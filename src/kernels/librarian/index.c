@@ -35,7 +35,7 @@ enum {
 };
 
 static const char *const sql[ST_COUNT] = {
-	[ST_META_GET] = "SELECT docs, tokens, gen, next_term, complete FROM ix_meta WHERE id = 1",
+	[ST_META_GET] = LIB_IX_SQL_META,
 	[ST_META_PUT] = "UPDATE ix_meta SET docs = ?1, tokens = ?2, gen = ?3, next_term = ?4,"
 			" complete = ?5 WHERE id = 1",
 	[ST_TERM_GET] = "SELECT id, df FROM ix_terms WHERE term = ?1",
@@ -156,12 +156,8 @@ int lib_ix_init(sqlite3 *db, bool complete_if_new, sdk_err *err)
 	return SDK_OK;
 }
 
-int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
+int lib_ix_meta_row(sqlite3_stmt *s, lib_ix_meta *m, sdk_err *err)
 {
-	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(db, sql[ST_META_GET], -1, &s, NULL) != SQLITE_OK)
-		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
-				"index: read meta: %s", sqlite3_errmsg(db));
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		*m = (lib_ix_meta){ sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
@@ -171,9 +167,21 @@ int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
 	} else if (rc == SQLITE_DONE) {
 		rc = sdk_fail(err, SDK_ECORRUPT, "index: its meta row is missing");
 	} else {
+		sqlite3 *db = sqlite3_db_handle(s);
 		rc = sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 			      "index: read meta: %s", sqlite3_errmsg(db));
 	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(db, LIB_IX_SQL_META, -1, &s, NULL) != SQLITE_OK)
+		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
+				"index: read meta: %s", sqlite3_errmsg(db));
+	int rc = lib_ix_meta_row(s, m, err);
 	sqlite3_finalize(s);
 	return rc;
 }
@@ -181,18 +189,7 @@ int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err)
 static int meta_get(lib_ix *ix, lib_ix_meta *m, sdk_err *err)
 {
 	sqlite3_stmt *s = stmt(ix, ST_META_GET);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*m = (lib_ix_meta){ sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
-				    sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
-				    sqlite3_column_int(s, 4) != 0 };
-		sqlite3_reset(s);
-		return SDK_OK;
-	}
-	sqlite3_reset(s);
-	if (rc == SQLITE_DONE)
-		return sdk_fail(err, SDK_ECORRUPT, "index: its meta row is missing");
-	return fail_sql(ix, err, "read meta");
+	return s ? lib_ix_meta_row(s, m, err) : fail_sql(ix, err, "read meta");
 }
 
 static int meta_put(lib_ix *ix, const lib_ix_meta *m, sdk_err *err)
@@ -651,12 +648,40 @@ static bool blk_push(lib_blk *dst, const lib_blk *src, uint32_t k)
 	return true;
 }
 
+/* src[from, to) after dst's postings: copied array by array when neither
+ * has positions (the index keeps none), else posting by posting. */
+static bool blk_append(lib_blk *dst, const lib_blk *src, uint32_t from, uint32_t to)
+{
+	uint32_t n = to - from, at = dst->n;
+	if (src->has_pos || (at && dst->has_pos)) {
+		for (uint32_t k = from; k < to; k++)
+			if (!blk_push(dst, src, k))
+				return false;
+		return true;
+	}
+	if (!n)
+		return true;
+	if (!lib_blk_reserve(dst, at + n))
+		return false;
+	memcpy(dst->doc + at, src->doc + from, n * sizeof *dst->doc);
+	memcpy(dst->dl + at, src->dl + from, n * sizeof *dst->dl);
+	memcpy(dst->tf + at, src->tf + from, n * sizeof *dst->tf);
+	for (uint32_t k = at; k <= at + n; k++)
+		dst->poff[k] = 0;
+	dst->n += n;
+	dst->has_pos = false;
+	return true;
+}
+
 /* out = old merged with p[from, to): a document in both takes p's posting
  * (*dups counts them). */
 static bool merge(const lib_blk *old, const lib_blk *p, uint32_t from, uint32_t to, lib_blk *out,
 		  uint32_t *dups)
 {
 	lib_blk_clear(out);
+	/* The usual case, a bulk load's new documents after the tail's. */
+	if (from == to || !old->n || old->doc[old->n - 1] < p->doc[from])
+		return blk_append(out, old, 0, old->n) && blk_append(out, p, from, to);
 	uint32_t i = 0, j = from;
 	while (i < old->n || j < to) {
 		bool ok;
@@ -825,11 +850,8 @@ static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 	tl->post = r->post;
 	tl->stale = false;
 	lib_blk_clear(&tl->blk);
-	for (uint32_t k = from; k < ix->a.n; k++)
-		if (!blk_push(&tl->blk, &ix->a, k)) {
-			tl->stale = true;
-			return;
-		}
+	if (!blk_append(&tl->blk, &ix->a, from, ix->a.n))
+		tl->stale = true;
 }
 
 /* A term's postings of this flush into its blocks. The common case, new
@@ -903,9 +925,8 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 							   &kept, &kept_from, err);
 			} else {
 				lib_blk_clear(&ix->a);
-				for (uint32_t k = i; k < p->n; k++)
-					if (!blk_push(&ix->a, p, k))
-						return oom(err);
+				if (!blk_append(&ix->a, p, i, p->n))
+					return oom(err);
 				rc = block_replace(ix, id, 0, 0, &ix->a, true, avgdl, &kept, &kept_from,
 						   err);
 			}

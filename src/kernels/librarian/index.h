@@ -106,6 +106,10 @@ typedef struct lib_ix_meta {
 /* The meta row; `complete_if_new`: the state a missing row starts in. */
 int lib_ix_init(sqlite3 *db, bool complete_if_new, sdk_err *err);
 int lib_ix_meta_read(sqlite3 *db, lib_ix_meta *m, sdk_err *err);
+/* The same from a statement of LIB_IX_SQL_META the caller keeps prepared
+ * (stepped, then reset). */
+#define LIB_IX_SQL_META "SELECT docs, tokens, gen, next_term, complete FROM ix_meta WHERE id = 1"
+int lib_ix_meta_row(sqlite3_stmt *s, lib_ix_meta *m, sdk_err *err);
 
 int lib_ix_open(sqlite3 *db, lib_ix **out, sdk_err *err);
 void lib_ix_close(lib_ix *ix);

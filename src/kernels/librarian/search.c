@@ -257,17 +257,29 @@ struct pc_term {
 	struct pend p;
 };
 
-struct lib_pend_cache {
+#define SQ_STMTS 12 /* a search's statements: 8 today (workers.c, find.c, here) */
+
+struct sq_stmt {
+	const char *sql; /* NULL: a free slot */
+	sqlite3_stmt *st;
+	bool taken;
+};
+
+struct lib_sq_cache {
+	/* the pending set */
 	struct pc_term *tab;
 	uint32_t cap, used;
 	size_t bytes;
 	int64_t count, maxseq; /* the set it holds */
 	bool valid;
+	/* the statements, of db */
+	sqlite3 *db;
+	struct sq_stmt stmt[SQ_STMTS];
 };
 
-lib_pend_cache *lib_pend_cache_new(void) { return calloc(1, sizeof(lib_pend_cache)); }
+lib_sq_cache *lib_sq_cache_new(void) { return calloc(1, sizeof(lib_sq_cache)); }
 
-static void pc_clear(lib_pend_cache *pc)
+static void pc_clear(lib_sq_cache *pc)
 {
 	for (uint32_t i = 0; i < pc->cap; i++)
 		if (pc->tab[i].term) {
@@ -275,19 +287,80 @@ static void pc_clear(lib_pend_cache *pc)
 			pend_free(&pc->tab[i].p);
 		}
 	free(pc->tab);
-	*pc = (lib_pend_cache){ 0 };
+	pc->tab = NULL;
+	pc->cap = pc->used = 0;
+	pc->bytes = 0;
+	pc->count = pc->maxseq = 0;
+	pc->valid = false;
 }
 
-void lib_pend_cache_free(lib_pend_cache *pc)
+static void stmts_clear(lib_sq_cache *pc)
+{
+	for (unsigned i = 0; i < SQ_STMTS; i++) {
+		sqlite3_finalize(pc->stmt[i].st);
+		pc->stmt[i] = (struct sq_stmt){ 0 };
+	}
+	pc->db = NULL;
+}
+
+void lib_sq_cache_free(lib_sq_cache *pc)
 {
 	if (!pc)
 		return;
 	pc_clear(pc);
+	stmts_clear(pc);
 	free(pc);
 }
 
+sqlite3_stmt *lib_sq_stmt_take(lib_sq_cache *pc, sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	if (pc && pc->db != db) {
+		stmts_clear(pc);
+		pc->db = db;
+	}
+	unsigned i = 0, free_slot = SQ_STMTS;
+	for (; pc && i < SQ_STMTS; i++) {
+		if (!pc->stmt[i].sql) {
+			if (free_slot == SQ_STMTS)
+				free_slot = i;
+		} else if (pc->stmt[i].sql == sql || !strcmp(pc->stmt[i].sql, sql)) {
+			break;
+		}
+	}
+	if (pc && i < SQ_STMTS && !pc->stmt[i].taken) {
+		pc->stmt[i].taken = true;
+		return pc->stmt[i].st;
+	}
+	/* Taken already (the same statement twice at once), no slot, or no
+	 * cache: one of its own, finalized when given back. */
+	bool keep = pc && i == SQ_STMTS && free_slot < SQ_STMTS;
+	if (sqlite3_prepare_v3(db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	if (keep)
+		pc->stmt[free_slot] = (struct sq_stmt){ sql, st, true };
+	return st;
+}
+
+void lib_sq_stmt_give(lib_sq_cache *pc, sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	for (unsigned i = 0; pc && i < SQ_STMTS; i++)
+		if (pc->stmt[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			pc->stmt[i].taken = false;
+			return;
+		}
+	sqlite3_finalize(st);
+}
+
 /* The term's entry; add: made when missing (NULL: out of memory). */
-static struct pc_term *pc_slot(lib_pend_cache *pc, const char *s, uint32_t n, bool add)
+static struct pc_term *pc_slot(lib_sq_cache *pc, const char *s, uint32_t n, bool add)
 {
 	if (add && (pc->used + 1) * 2 > pc->cap) {
 		uint32_t cap = pc->cap ? pc->cap * 2 : 1024;
@@ -325,17 +398,18 @@ static struct pc_term *pc_slot(lib_pend_cache *pc, const char *s, uint32_t n, bo
 	return &pc->tab[j];
 }
 
+static const char sql_pending_set[] = "SELECT count(*), coalesce(max(seq), 0) FROM ix_pending";
+
 /* The pending set of this snapshot into pc, unless pc holds it already.
  * 1: pc holds it; 0: it is too large for pc (read per search); < 0. */
-static int pc_load(struct ctx *c, lib_pend_cache *pc)
+static int pc_load(struct ctx *c, lib_sq_cache *pc)
 {
-	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(c->db, "SELECT count(*), coalesce(max(seq), 0) FROM ix_pending", -1,
-			       &s, NULL) != SQLITE_OK)
+	sqlite3_stmt *s = lib_sq_stmt_take(pc, c->db, sql_pending_set);
+	if (!s)
 		return fail_sql(c, "prepare pending");
 	int rc = sqlite3_step(s);
 	int64_t count = sqlite3_column_int64(s, 0), maxseq = sqlite3_column_int64(s, 1);
-	sqlite3_finalize(s);
+	lib_sq_stmt_give(pc, s);
 	if (rc != SQLITE_ROW)
 		return fail_sql(c, "read pending");
 	if (pc->valid && pc->count == count && pc->maxseq == maxseq)
@@ -384,7 +458,7 @@ static int pc_load(struct ctx *c, lib_pend_cache *pc)
 }
 
 /* The cached postings of the n terms, borrowed into u[0..n). */
-static void pc_lend(lib_pend_cache *pc, struct cur *u, char *const *term, const size_t *len,
+static void pc_lend(lib_sq_cache *pc, struct cur *u, char *const *term, const size_t *len,
 		    unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -779,7 +853,7 @@ static const char sql_blocks[] = "SELECT last, post, bound FROM ix_blocks WHERE 
 				 " ORDER BY last";
 static const char sql_docs[] = "SELECT docs FROM ix_posts WHERE id = ?1";
 
-static int plan_open(struct ctx *c, lib_pend_cache *pc, const lib_sq *sq, struct plan *p)
+static int plan_open(struct ctx *c, lib_sq_cache *pc, const lib_sq *sq, struct plan *p)
 {
 	unsigned n = sq->nword + sq->ntag + sq->nexcl;
 	struct cur *all = calloc(n, sizeof *all);
@@ -832,14 +906,18 @@ int lib_sq_rank(sqlite3 *db, const lib_sq *sq, unsigned limit, int64_t count_max
 	return lib_sq_rank_cached(db, NULL, sq, limit, count_max, exhaustive, r, err);
 }
 
-int lib_sq_rank_cached(sqlite3 *db, lib_pend_cache *pc, const lib_sq *sq, unsigned limit,
+int lib_sq_rank_cached(sqlite3 *db, lib_sq_cache *pc, const lib_sq *sq, unsigned limit,
 		       int64_t count_max, bool exhaustive, lib_ranked *r, sdk_err *err)
 {
 	memset(r, 0, sizeof *r);
 	if (limit < 1 || limit > LIB_HITS_MAX || !sq->nword)
 		return sdk_fail(err, SDK_EINVAL, "search: bad limit or empty query");
 	lib_ix_meta m;
-	int rc = lib_ix_meta_read(db, &m, err);
+	sqlite3_stmt *meta = lib_sq_stmt_take(pc, db, LIB_IX_SQL_META);
+	int rc = meta ? lib_ix_meta_row(meta, &m, err)
+		      : sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
+				 "search: read meta: %s", sqlite3_errmsg(db));
+	lib_sq_stmt_give(pc, meta);
 	if (rc)
 		return rc;
 	if (!m.complete)
@@ -851,9 +929,9 @@ int lib_sq_rank_cached(sqlite3 *db, lib_pend_cache *pc, const lib_sq *sq, unsign
 			 .r = r, .err = err,
 			 .cap = count_max > 0 && count_max < LIB_TOTAL_EXACT_MAX ? count_max
 										 : LIB_TOTAL_EXACT_MAX };
-	if (sqlite3_prepare_v2(db, sql_term, -1, &c.term, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, sql_blocks, -1, &c.blocks, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, sql_docs, -1, &c.docs, NULL) != SQLITE_OK) {
+	if (!(c.term = lib_sq_stmt_take(pc, db, sql_term)) ||
+	    !(c.blocks = lib_sq_stmt_take(pc, db, sql_blocks)) ||
+	    !(c.docs = lib_sq_stmt_take(pc, db, sql_docs))) {
 		rc = fail_sql(&c, "prepare");
 		goto out;
 	}
@@ -870,8 +948,8 @@ int lib_sq_rank_cached(sqlite3 *db, lib_pend_cache *pc, const lib_sq *sq, unsign
 		r->n = hp.n;
 	}
 out:
-	sqlite3_finalize(c.term);
-	sqlite3_finalize(c.blocks);
-	sqlite3_finalize(c.docs);
+	lib_sq_stmt_give(pc, c.term);
+	lib_sq_stmt_give(pc, c.blocks);
+	lib_sq_stmt_give(pc, c.docs);
 	return rc;
 }

@@ -73,19 +73,32 @@ void lib_sq_clear(lib_sq *sq);
 int lib_sq_rank(sqlite3 *db, const lib_sq *sq, unsigned limit, int64_t count_max,
 		bool exhaustive, lib_ranked *r, sdk_err *err);
 
-/* A search connection's copy of the index's pending documents (index.h)
- * as term -> postings, kept between searches while the pending set is
- * the one it was read from (named by ix_pending's count and largest seq
- * in the search's snapshot). Read again whole when it changed: a set at
- * most a merge threshold large, between merges. Past
- * LIB_PEND_CACHE_BYTES the set is read per search instead (the postings
- * of the query's terms only). One connection's, one thread at a time. */
+/* A search connection's caches, kept between its searches; one
+ * connection's, one thread at a time:
+ *
+ *   - its copy of the index's pending documents (index.h) as term ->
+ *     postings, kept while the pending set is the one it was read from
+ *     (named by ix_pending's count and largest seq in the search's
+ *     snapshot). Read again whole when it changed: a set at most a merge
+ *     threshold large, between merges. Past LIB_PEND_CACHE_BYTES the set
+ *     is read per search instead (the postings of the query's terms only);
+ *   - its statements (the ranking's, the page's, the read transaction's),
+ *     prepared once: preparing them was a tenth of a one-word search.
+ *
+ * Free it before closing its connection (its statements are of it). */
 #define LIB_PEND_CACHE_BYTES (64u << 20)
-typedef struct lib_pend_cache lib_pend_cache;
-lib_pend_cache *lib_pend_cache_new(void);
-void lib_pend_cache_free(lib_pend_cache *pc);
+typedef struct lib_sq_cache lib_sq_cache;
+lib_sq_cache *lib_sq_cache_new(void);
+void lib_sq_cache_free(lib_sq_cache *pc);
+/* A statement of `sql` (a literal: it must outlive pc) on db: pc's,
+ * prepared the first time, or, with pc NULL, full or that statement in
+ * use already, one of its own. NULL when it does not prepare
+ * (sqlite3_errmsg(db) says why). Give every one taken back: pc's are
+ * reset and unbound, the others finalized. */
+sqlite3_stmt *lib_sq_stmt_take(lib_sq_cache *pc, sqlite3 *db, const char *sql);
+void lib_sq_stmt_give(lib_sq_cache *pc, sqlite3_stmt *st);
 /* lib_sq_rank with a cache (NULL: none, the set read per search). */
-int lib_sq_rank_cached(sqlite3 *db, lib_pend_cache *pc, const lib_sq *sq, unsigned limit,
+int lib_sq_rank_cached(sqlite3 *db, lib_sq_cache *pc, const lib_sq *sq, unsigned limit,
 		       int64_t count_max, bool exhaustive, lib_ranked *r, sdk_err *err);
 
 #endif

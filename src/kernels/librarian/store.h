@@ -107,12 +107,30 @@ int lib_owner_release(sqlite3 *db, const char *owner, int64_t now_ms, json_t **o
 struct lib_tok;
 int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
 	       unsigned limit, json_t **out, lib_err *err);
-/* The same with a connection's cache of the pending documents (search.h;
- * NULL: none). */
-struct lib_pend_cache;
-int lib_search_cached(sqlite3 *db, struct lib_tok *tok, struct lib_pend_cache *pc,
-		      const char *query, const char *tag, unsigned limit, json_t **out,
+/* Text made by appending (find.c): p holds n bytes and a NUL, or is NULL
+ * while empty; nomem: an append failed (the text is short). */
+typedef struct lib_text {
+	char *p;
+	size_t n, cap;
+	bool nomem;
+} lib_text;
+void lib_text_free(lib_text *t);
+/* The same answer as JSON text, written on the caller's thread (a
+ * worker), with a connection's caches (search.h; NULL: none). The object
+ * is left open, for lib_search_end to add "query_ms" and close it; *out
+ * is the caller's to lib_text_free, even on failure. */
+struct lib_sq_cache;
+int lib_search_cached(sqlite3 *db, struct lib_tok *tok, struct lib_sq_cache *pc,
+		      const char *query, const char *tag, unsigned limit, lib_text *out,
 		      lib_err *err);
+int lib_search_end(lib_text *out, double query_ms);
+/* The snippet FTS5's snippet(documents_fts, 1, '<mark>', '</mark>', '…',
+ * 16) gives `body` for a query of plain words (sq's words, each one
+ * stemmed token: FTS5's phrases, in the same order), made without FTS5
+ * (find.c). A new string of *outlen bytes, or NULL (no memory). */
+struct lib_sq;
+char *lib_snippet(struct lib_tok *tok, const struct lib_sq *sq, const char *body, size_t len,
+		  size_t *outlen);
 /* Builds what the block index lacks (after a migration), in steps. */
 int lib_store_build(sqlite3 *db, lib_err *err);
 /* For find.c: a column as JSON (NULL on failure). */

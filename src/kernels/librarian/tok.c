@@ -1,10 +1,41 @@
 #include "kernels/librarian/tok.h"
 
+#include "kernels/librarian/index.h"
+
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* ---- the stems of ASCII words
+ *
+ * Tokenizing is most of what a search's snippets cost and a sixth of a
+ * bulk load, and most of that is stemming the same few thousand words
+ * again and again. In ASCII text unicode61's tokens are exactly the runs
+ * of letters and digits (every other ASCII byte separates), and porter
+ * stems a token alone, whatever surrounds it: so an ASCII token's stem
+ * is a function of its bytes. lib_tok_run cuts ASCII runs itself and
+ * asks FTS5 for a word's stem the first time only; a stretch between two
+ * ASCII separators that holds other bytes goes to FTS5 as it is (it is
+ * tokenized alone exactly as in its text: nothing joins across an ASCII
+ * separator). test_librarian_search compares the two on random text. */
+
+#define STEM_KEY_MAX 64u          /* longer words go to FTS5 (porter leaves them as they are) */
+#define STEM_CACHE_MAX (1u << 14) /* words remembered (a 512 KiB table); past it, it starts again */
+
+struct stem {
+	uint32_t hash;
+	uint32_t off; /* in arena: the word's bytes, then its stem's */
+	uint8_t klen, slen; /* klen 0: a free slot */
+};
 
 struct lib_tok {
 	fts5_tokenizer api;
 	Fts5Tokenizer *tok;
+	struct stem *tab; /* STEM_CACHE_MAX * 2 slots, or NULL (no memory: no cache) */
+	uint32_t used;
+	char *arena;
+	size_t an, acap;
 };
 
 /* The documented way to reach FTS5's API from C: a pointer handed out
@@ -47,12 +78,15 @@ void lib_tok_free(lib_tok *t)
 		return;
 	if (t->tok)
 		t->api.xDelete(t->tok);
+	free(t->tab);
+	free(t->arena);
 	free(t);
 }
 
 struct run {
 	lib_tok_fn fn;
 	void *arg;
+	int base; /* where the text FTS5 sees starts in the caller's */
 	int stopped;
 };
 
@@ -61,7 +95,7 @@ static int on_token(void *ctx, int flags, const char *tok, int len, int start, i
 	struct run *r = ctx;
 	if (flags & FTS5_TOKEN_COLOCATED)
 		return SQLITE_OK; /* porter unicode61 makes none; a synonym takes no position */
-	int rc = r->fn(r->arg, tok, len, start, end);
+	int rc = r->fn(r->arg, tok, len, r->base + start, r->base + end);
 	if (rc) {
 		r->stopped = rc;
 		return SQLITE_DONE; /* anything but OK stops the tokenizer */
@@ -69,11 +103,109 @@ static int on_token(void *ctx, int flags, const char *tok, int len, int start, i
 	return SQLITE_OK;
 }
 
-int lib_tok_run(lib_tok *t, int flags, const char *text, int len, lib_tok_fn fn, void *arg)
+/* FTS5's tokens of text[0..len), reported at base + their offsets. */
+static int run_fts5(lib_tok *t, int flags, const char *text, int len, int base, lib_tok_fn fn,
+		    void *arg)
 {
-	struct run r = { fn, arg, 0 };
+	struct run r = { fn, arg, base, 0 };
 	int rc = t->api.xTokenize(t->tok, &r, flags, text, len, on_token);
 	if (r.stopped)
 		return r.stopped;
 	return rc == SQLITE_OK ? SDK_OK : SDK_EIO;
+}
+
+struct one {
+	const char *stem;
+	int len, n;
+};
+
+static int on_one(void *arg, int flags, const char *tok, int len, int start, int end)
+{
+	(void)flags, (void)start, (void)end;
+	struct one *o = arg;
+	o->stem = tok;
+	o->len = len;
+	return ++o->n > 1 ? SQLITE_DONE : SQLITE_OK;
+}
+
+/* The stem of the ASCII word w[0..n) (letters and digits, n <= STEM_KEY_MAX):
+ * remembered, or FTS5's, remembered now. NULL: not to be had here (no
+ * memory, or FTS5 did not make one token of it): the caller asks FTS5. */
+static const char *stem_of(lib_tok *t, const char *w, uint32_t n, uint32_t *slen)
+{
+	const uint32_t cap = STEM_CACHE_MAX * 2, h = lib_ix_term_hash(w, n);
+	if (!t->tab && !(t->tab = calloc(cap, sizeof *t->tab)))
+		return NULL;
+	uint32_t j = h & (cap - 1);
+	for (; t->tab[j].klen; j = (j + 1) & (cap - 1)) {
+		struct stem *e = &t->tab[j];
+		if (e->hash == h && e->klen == n && !memcmp(t->arena + e->off, w, n)) {
+			*slen = e->slen;
+			return t->arena + e->off + n;
+		}
+	}
+	struct one o = { 0 };
+	if (t->api.xTokenize(t->tok, &o, LIB_TOK_DOC, w, (int)n, on_one) != SQLITE_OK || o.n != 1 ||
+	    o.len <= 0 || (uint32_t)o.len > STEM_KEY_MAX)
+		return NULL;
+	if (t->used == STEM_CACHE_MAX) { /* full: start again */
+		memset(t->tab, 0, cap * sizeof *t->tab);
+		t->used = 0;
+		t->an = 0;
+		j = h & (cap - 1);
+	}
+	if (t->an + n + (size_t)o.len > t->acap) {
+		size_t c = t->acap ? t->acap * 2 : 1u << 16;
+		char *a = realloc(t->arena, c);
+		if (!a)
+			return NULL;
+		t->arena = a;
+		t->acap = c;
+	}
+	struct stem *e = &t->tab[j];
+	*e = (struct stem){ h, (uint32_t)t->an, (uint8_t)n, (uint8_t)o.len };
+	memcpy(t->arena + t->an, w, n);
+	memcpy(t->arena + t->an + n, o.stem, (size_t)o.len);
+	t->an += n + (size_t)o.len;
+	t->used++;
+	*slen = e->slen;
+	return t->arena + e->off + n;
+}
+
+/* 0: an ASCII separator; 1: an ASCII letter or digit; 2: a byte of a
+ * character past ASCII (whatever unicode61 makes of it). */
+static const unsigned char byte_class[256] = { /* rows of 32 bytes, from 0x00 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+
+int lib_tok_run(lib_tok *t, int flags, const char *text, int len, lib_tok_fn fn, void *arg)
+{
+	if (flags != LIB_TOK_DOC)
+		return run_fts5(t, flags, text, len, 0, fn, arg);
+	const unsigned char *s = (const unsigned char *)text;
+	int i = 0;
+	for (;;) {
+		while (i < len && !byte_class[s[i]])
+			i++;
+		if (i == len)
+			return SDK_OK;
+		int start = i;
+		unsigned all = 0;
+		while (i < len && byte_class[s[i]])
+			all |= byte_class[s[i++]];
+		uint32_t n = (uint32_t)(i - start), slen = 0;
+		const char *stem = all == 1 && n <= STEM_KEY_MAX
+				   ? stem_of(t, text + start, n, &slen) : NULL;
+		int rc = stem ? fn(arg, stem, (int)slen, start, i)
+			      : run_fts5(t, flags, text + start, i - start, start, fn, arg);
+		if (rc)
+			return rc;
+	}
 }

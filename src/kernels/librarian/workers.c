@@ -21,7 +21,7 @@
 struct conn {
 	sqlite3 *db;
 	lib_tok *tok;
-	lib_pend_cache *pc; /* NULL (no memory): read per search */
+	lib_sq_cache *pc; /* NULL (no memory): read per search */
 	struct conn *next;
 };
 
@@ -61,10 +61,10 @@ struct job {
 	sdk_req *req;
 	char *query, *tag;
 	unsigned limit;
+	bool ran;
 	int rc;
 	sdk_err err;
-	json_t *out;
-	double ms;
+	lib_text out; /* the answer's JSON text (lib_search_cached) */
 };
 
 static void conn_free(struct conn *c)
@@ -72,7 +72,7 @@ static void conn_free(struct conn *c)
 	if (!c)
 		return;
 	lib_tok_free(c->tok);
-	lib_pend_cache_free(c->pc);
+	lib_sq_cache_free(c->pc);
 	sqlite3_close(c->db);
 	free(c);
 }
@@ -92,7 +92,7 @@ static struct conn *conn_open(lib_workers *r, sdk_err *err)
 		conn_free(c);
 		return NULL;
 	}
-	c->pc = lib_pend_cache_new();
+	c->pc = lib_sq_cache_new();
 	return c;
 }
 
@@ -119,26 +119,35 @@ static void search_work(void *arg)
 {
 	struct job *j = arg;
 	struct timespec t0 = sdk_mono_now();
+	j->ran = true;
 	struct conn *c = conn_take(j->r, &j->err);
 	if (!c) {
 		j->rc = SDK_EIO;
 		return;
 	}
 	/* One snapshot for the ranking and the page. */
-	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+	sqlite3_stmt *begin = lib_sq_stmt_take(c->pc, c->db, "BEGIN");
+	if (!begin || sqlite3_step(begin) != SQLITE_DONE) {
 		j->rc = sdk_db_fail(c->db, &j->err, "begin search");
 	} else {
 		j->rc = lib_search_cached(c->db, c->tok, c->pc, j->query, j->tag, j->limit, &j->out,
 					  &j->err);
-		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+		sqlite3_stmt *commit = lib_sq_stmt_take(c->pc, c->db, "COMMIT");
+		if (!commit || sqlite3_step(commit) != SQLITE_DONE)
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		lib_sq_stmt_give(c->pc, commit);
 	}
+	lib_sq_stmt_give(c->pc, begin);
 	conn_give(j->r, c);
-	j->ms = sdk_ms_since(&t0);
+	if (!j->rc)
+		j->rc = lib_search_end(&j->out, sdk_ms_since(&t0));
+	if (j->rc == SDK_EIO && !j->err.msg[0])
+		sdk_fail(&j->err, SDK_EIO, "out of memory");
 }
 
 static void job_free(struct job *j)
 {
-	json_decref(j->out);
+	lib_text_free(&j->out);
 	free(j->query);
 	free(j->tag);
 	free(j);
@@ -148,16 +157,23 @@ static void job_free(struct job *j)
 static void search_done(void *arg)
 {
 	struct job *j = arg;
-	if (!j->out && !j->rc) {
+	struct evbuffer *b;
+	if (!j->ran) {
 		sdk_req_add_header(j->req, "Retry-After", "1");
 		sdk_reply_error(j->req, 503, "stopping", "the librarian is stopping");
 	} else if (j->rc) {
 		if (j->rc == SDK_EIO || j->rc == SDK_ECORRUPT)
 			sdk_log(SDK_LOG_WARN, sdk_req_id(j->req), "search: %s", j->err.msg);
 		sdk_reply_status(j->req, j->rc, &j->err);
+	} else if (!(b = evbuffer_new()) || evbuffer_add(b, j->out.p, j->out.n) ||
+		   evbuffer_add(b, "\n", 1)) {
+		if (b)
+			evbuffer_free(b);
+		sdk_reply_error(j->req, 500, "internal", "out of memory");
 	} else {
-		json_object_set_new(j->out, "query_ms", json_real(j->ms));
-		sdk_reply_json(j->req, 200, json_incref(j->out));
+		/* as sdk_reply_json sends it: the text, a newline, JSON's type */
+		sdk_reply_raw(j->req, 200, NULL, b);
+		evbuffer_free(b);
 	}
 	job_free(j);
 }
