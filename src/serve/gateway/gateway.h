@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#define GW_POOL_MAX 32              /* connections per kernel */
+#define GW_POOL_MAX 64              /* connections per kernel */
 #define GW_PENDING_MAX 1024         /* requests waiting on connections before 503 */
 #define GW_ATTEMPT_TIMEOUT_MS 10000 /* for a kernel's answer to start: past it, 504 */
 #define GW_DEADLINE_MS 15000        /* no retry starts after this */
