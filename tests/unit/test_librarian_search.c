@@ -638,7 +638,7 @@ static void test_tokens_equal_fts5(void **state)
 	static const char *const parts[] = {
 		"Running", "runs", "CONNECTIONS", "generalizations", "hoping", "a", "I", "x1",
 		"2024", "007", "café", "CAFÉ", "naïve", "Über", "straße", "e\xcc\x81t\xc3\xa9",
-		"\xe2\x80\x9cquoted\xe2\x80\x9d", "em\xe2\x80\x94" "dash", "nb\xc2\xa0sp", "日本語",
+		"\xe2\x80\x9cquoted\xe2\x80\x9d", ("em\xe2\x80\x94" "dash"), "nb\xc2\xa0sp", "日本語",
 		"ﬁne", "İstanbul", "_under_score", "it's", "o'clock", "1.5", "e-mail", "a/b",
 	};
 	static const char *const seps[] = { " ", "  ", "\n", "\t", ".", ", ", "-", "\x01", "\x7f",
