@@ -17,9 +17,9 @@ static enum sdk_log_level log_min = SDK_LOG_INFO;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
-/* Per thread: a worker's lines are not the loop's span's. */
-/* The current trace's ids, kept raw: set for every request, written out
- * (as hex) only by the rare request that logs. */
+/* The current trace's ids, per thread (a worker's lines are not the
+ * loop's span's), kept raw: set for every request, written out as hex only
+ * by the rare request that logs. */
 static _Thread_local unsigned char trace_raw[16], span_raw[8];
 static _Thread_local bool traced;
 
