@@ -607,11 +607,7 @@ static void http_begin(void *ctx, sdk_req *req, const sdk_route *route)
 	bool has = sdk_traceparent_parse(sdk_req_header(req, "traceparent"), &parent) == 0;
 	if (!has && !t->every_request)
 		return;
-	/* Joined, not printed: this runs for every request of a traced process. */
-	char name[96];
-	SDK_STRJOIN(name, sizeof name, sdk_req_method(req), " ",
-		    route && route->pattern.path ? route->pattern.path : "");
-	sdk_span_start(s, has ? &parent : NULL, SDK_SPAN_SERVER, name);
+	sdk_span_start(s, has ? &parent : NULL, SDK_SPAN_SERVER, NULL);
 	if (!has && t->sample_percent < 100) {
 		/* The trace id is random: its last bytes decide, as
 		 * OpenTelemetry's TraceIdRatioBased sampler does. */
@@ -620,6 +616,11 @@ static void http_begin(void *ctx, sdk_req *req, const sdk_route *route)
 		if ((uint64_t)r * 100 >= (uint64_t)t->sample_percent << 32)
 			s->ctx.flags &= (uint8_t)~SDK_TRACE_FLAG_SAMPLED;
 	}
+	/* Named only when recorded: the name is read by the export alone, and
+	 * this runs for every request of a traced process. */
+	if (s->ctx.flags & SDK_TRACE_FLAG_SAMPLED)
+		SDK_STRJOIN(s->name, sizeof s->name, sdk_req_method(req), " ",
+			    route && route->pattern.path ? route->pattern.path : "");
 	/* tracestate goes on only with the traceparent it came with. */
 	if (has &&
 	    sdk_tracestate_parse(sdk_req_header(req, "tracestate"), s->tracestate,

@@ -403,16 +403,19 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 	char traceparent[SDK_TRACEPARENT_LEN + 1];
 	const sdk_span *parent = sdk_req_span(req);
 	if (gw->tracer && parent->active) {
-		/* Joined and copied, not printed: five snprintf calls here were
-		 * a tenth of a proxied request's instructions. */
-		char name[96];
-		SDK_STRJOIN(name, sizeof name, "forward ", k->cfg->name);
+		/* Joined and copied, not printed (five snprintf calls here were a
+		 * tenth of a proxied request's instructions), and only for a span
+		 * that is recorded: the export alone reads them. The tracestate
+		 * goes on with the traceparent either way. */
 		sdk_trace_ctx pc = sdk_span_context(parent);
-		sdk_span_start(&f->span, &pc, SDK_SPAN_CLIENT, name);
+		sdk_span_start(&f->span, &pc, SDK_SPAN_CLIENT, NULL);
 		sdk_strcpy(f->span.tracestate, sizeof f->span.tracestate, parent->tracestate);
-		sdk_strcpy(f->method, sizeof f->method, sdk_req_method(req));
-		sdk_strcpy(f->request_id, sizeof f->request_id, sdk_req_id(req));
-		sdk_strcpy(f->target, sizeof f->target, path);
+		if (pc.flags & SDK_TRACE_FLAG_SAMPLED) {
+			SDK_STRJOIN(f->span.name, sizeof f->span.name, "forward ", k->cfg->name);
+			sdk_strcpy(f->method, sizeof f->method, sdk_req_method(req));
+			sdk_strcpy(f->request_id, sizeof f->request_id, sdk_req_id(req));
+			sdk_strcpy(f->target, sizeof f->target, path);
+		}
 		sdk_trace_ctx fc = sdk_span_context(&f->span);
 		sdk_traceparent_format(&fc, traceparent);
 		h[n++] = "traceparent";
