@@ -1,29 +1,10 @@
 #include "sdk/jsonw.h"
 
-#include <event2/buffer.h>
-#include <string.h>
+#include "sdk/utf8.h"
 
-/* The length of the valid UTF-8 sequence at s (1..4), or 0 when the byte
- * there starts none (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80
-			       ? 4
-			       : 0;
-	}
-	return 0;
-}
+#include <event2/buffer.h>
+#include <stdint.h>
+#include <string.h>
 
 void sdk_jsonw_str(struct evbuffer *out, const char *s)
 {
@@ -31,7 +12,7 @@ void sdk_jsonw_str(struct evbuffer *out, const char *s)
 	const unsigned char *p = (const unsigned char *)s, *run = p;
 	evbuffer_add(out, "\"", 1);
 	while (*p) {
-		size_t n = utf8_len(p);
+		size_t n = sdk_utf8_len(p, SIZE_MAX); /* NUL-terminated */
 		if (n > 1) {
 			p += n;
 			continue;

@@ -6,6 +6,7 @@
  * keeps them consistent without the code having to remember to. */
 #include "sdk/err.h"
 #include "sdk/clock.h"
+#include "sdk/utf8.h"
 #include "store.h"
 #include "kernels/librarian/index.h"
 #include "kernels/librarian/search.h"
@@ -197,8 +198,6 @@ static int lib_oom(lib_err *err)
 	return sdk_fail(err, SDK_EIO, "out of memory");
 }
 
-/* Strict: no overlong forms, surrogates, code points past U+10FFFF or NUL,
- * so the text survives jansson and C string handling unchanged. */
 /* Whether the 8 bytes at s are ASCII and none is NUL: most of a text is,
  * and a word at a time is an eighth of the work (validating was a
  * twentieth of a bulk load). */
@@ -210,41 +209,20 @@ static bool ascii8(const unsigned char *s)
 	return !(w & highs) && !((w - ones) & ~w & highs);
 }
 
+/* Strict (sdk/utf8.h), and no NUL, so the text survives jansson and C
+ * string handling unchanged. */
 bool lib_utf8_valid(const unsigned char *s, size_t n)
 {
-	size_t i = 0, k, need;
-	uint32_t cp, min;
-
+	size_t i = 0;
 	while (i < n) {
 		if (n - i >= 8 && ascii8(s + i)) {
 			i += 8;
 			continue;
 		}
-		if (s[i] == 0)
+		size_t k = s[i] ? sdk_utf8_len(s + i, n - i) : 0;
+		if (!k)
 			return false;
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if (s[i] >= 0xc2 && s[i] <= 0xdf) {
-			need = 1, cp = s[i] & 0x1f, min = 0x80;
-		} else if ((s[i] & 0xf0) == 0xe0) {
-			need = 2, cp = s[i] & 0x0f, min = 0x800;
-		} else if (s[i] >= 0xf0 && s[i] <= 0xf4) {
-			need = 3, cp = s[i] & 0x07, min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i - 1 < need)
-			return false;
-		for (k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += need + 1;
+		i += k;
 	}
 	return true;
 }
