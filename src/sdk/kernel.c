@@ -44,6 +44,11 @@
 #define JOIN_TRIES_MAX 240
 /* How often the database file is checked when no request comes. */
 #define STORAGE_WATCH_MS 1000
+/* /health answers with a verdict at most this old. Every other route
+ * checks the file itself, so no write is acknowledged into a file that is
+ * gone; /health is what load balancers and the guardian ask many times a
+ * second, and its two path lookups were a quarter of its CPU. */
+#define STORAGE_FRESH_MS 100
 
 /* What SQLite reported as damage, from its log callback (which may run on
  * any thread): written once by whoever moves `state` from 0 to 1, read
@@ -66,6 +71,7 @@ struct runtime {
 	/* Storage failure: set once, never cleared (a new process starts clean). */
 	bool storage_failed;
 	char storage_error[512];
+	int64_t storage_checked_ms; /* monotonic; when storage_ok last looked */
 	char db_path[PATH_MAX];
 	sdk_db_watch db_watch;
 	struct storage_report sqlite_report;
@@ -144,7 +150,18 @@ static bool storage_ok(struct runtime *rt)
 	sdk_err e;
 	if (!rt->storage_failed && rt->k.db && sdk_db_watch_check(&rt->db_watch, rt->k.db, &e) < 0)
 		storage_fail(rt, "%s", e.msg);
+	rt->storage_checked_ms = sdk_mono_ms();
 	return !rt->storage_failed;
+}
+
+/* storage_ok, or its verdict when it looked less than STORAGE_FRESH_MS
+ * ago (damage SQLite reported is taken at once either way). */
+static bool storage_ok_fresh(struct runtime *rt)
+{
+	if (!rt->storage_failed && atomic_load(&rt->sqlite_report.state) != 2 &&
+	    sdk_mono_ms() - rt->storage_checked_ms < STORAGE_FRESH_MS)
+		return true;
+	return storage_ok(rt);
 }
 
 bool sdk_kernel_storage_ok(sdk_kernel *k)
@@ -182,7 +199,7 @@ static void on_health(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
 	struct runtime *rt = runtime_of(k);
-	if (storage_ok(rt)) {
+	if (storage_ok_fresh(rt)) {
 		health_ok(req, k, sdk_server_uptime(k->server));
 		return;
 	}
@@ -973,6 +990,7 @@ static void standby_store_recheck(struct runtime *rt)
 	k->db = NULL;
 	rt->storage_failed = false;
 	rt->storage_error[0] = '\0';
+	rt->storage_checked_ms = 0; /* the reopened file: /health looks at it first */
 	atomic_store(&rt->sqlite_report.state, 0);
 }
 

@@ -234,6 +234,28 @@ class DeletedWhileOpen(GraceTestCase):
             g.wait_for(lambda: guardian_kernel(g, "message_bus")["state"] == "storage_failed",
                        message="guardian state storage_failed")
 
+    def test_health_alone_notices_a_deleted_database(self):
+        # /health reuses a verdict up to 100 ms old (kernel.c,
+        # STORAGE_FRESH_MS); asked again and again with no write between,
+        # it still turns 503 and stays so.
+        with GraceServer(kernels={"message_bus": dict(FAST)}) as g:
+            st, h = kernel_health(g, "message_bus")
+            self.assertEqual((st, h["status"]), (200, "ok"), h)
+            os.unlink(os.path.join(g.data_dir, "message_bus.db"))
+            seen = []
+
+            def failed():
+                st, h = kernel_health(g, "message_bus")
+                seen.append(st)
+                return (st, h) if st == 503 else None
+            st, h = g.wait_for(failed, timeout=scaled(3), interval=0.01,
+                               message="/health saying storage_failed")
+            self.assertEqual(h["status"], "storage_failed", h)
+            self.assertIn("deleted", h["storage"]["error"])
+            for _ in range(5):
+                self.assertEqual(kernel_health(g, "message_bus")[0], 503)
+            self.assertTrue(all(s in (200, 503) for s in seen), seen)
+
     def test_deleted_wal_is_noticed_without_a_request(self):
         with GraceServer(kernels={"immutable_log": {}, "audit": dict(FAST)}) as g:
             st, _, body = g.kernel_http("audit", "POST", "/events",
