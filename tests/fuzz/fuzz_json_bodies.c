@@ -46,7 +46,7 @@ static bool status_of_input(int s)
 /* The stored row `id` of `table`, parsed (new reference). */
 static json_t *row_get(const char *table, int64_t id)
 {
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	sdk_err e;
 	FUZZ_CHECK(mem_row_get(fx.s, FX_USER, NULL, table, id, &out, &e) == 0, "row %lld: %s",
 		   (long long)id, e.msg);
@@ -54,7 +54,7 @@ static json_t *row_get(const char *table, int64_t id)
 	FUZZ_CHECK(r, "row %lld is not JSON: %.200s", (long long)id, out.p);
 	json_t *data = json_incref(json_object_get(r, "data"));
 	json_decref(r);
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	return data;
 }
 
@@ -62,7 +62,7 @@ static json_t *row_get(const char *table, int64_t id)
 static bool finds(const char *table, json_t *where, int64_t id)
 {
 	char *w = json_dumps(where, JSON_COMPACT);
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	sdk_err e;
 	mem_query q = { .where = w, .limit = MEM_LIMIT_MAX };
 	int rc = mem_rows_query(fx.s, FX_USER, NULL, table, &q, &out, &e);
@@ -74,7 +74,7 @@ static bool finds(const char *table, json_t *where, int64_t id)
 	bool found = false;
 	for (long i = 0; i < n && !found; i++)
 		found = ids[i] == id;
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	free(w);
 	return found;
 }
@@ -174,20 +174,20 @@ static void check_table_spec(json_t *spec)
 	json_decref(back);
 	check_found(table, &cols, row, id);
 	for (size_t i = 0; i < cols.n; i++) {
-		mem_buf out = { 0 };
+		sdk_buf out = { 0 };
 		char order[MEM_NAME_MAX + 2];
 		snprintf(order, sizeof order, "-%s", cols.c[i].name);
 		mem_query q = { .order = order };
 		rc = mem_rows_query(fx.s, FX_USER, NULL, table, &q, &out, &e);
 		FUZZ_CHECK(rc == 0 || rc == SDK_EINVAL, "order %s: %s", order, e.msg);
-		mem_buf_free(&out);
+		sdk_buf_free(&out);
 	}
 	if (mem_columns_has_text(&cols)) {
-		mem_buf out = { 0 };
+		sdk_buf out = { 0 };
 		mem_query q = { .q = "v0 OR it" };
 		FUZZ_CHECK(mem_rows_query(fx.s, FX_USER, NULL, table, &q, &out, &e) == 0, "q: %s",
 			   e.msg);
-		mem_buf_free(&out);
+		sdk_buf_free(&out);
 	}
 	json_decref(row);
 	json_t *gone = NULL;
@@ -232,9 +232,9 @@ static void check_patch(const struct fx_table *t, const mem_columns *cols, size_
 		   "insert a fixture row: %s", e.msg);
 	int64_t id = json_integer_value(json_array_get(json_object_get(ids, "ids"), 0));
 	json_decref(ids);
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	int rc = mem_row_patch(fx.s, FX_USER, NULL, t->name, id, patch, 3000, &out, &e);
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	json_t *stored = row_get(t->name, id);
 	if (rc < 0) {
 		FUZZ_CHECK(status_of_input(rc), "patch refused with %d: %s", rc, e.msg);

@@ -90,7 +90,7 @@ static void check_generated(const struct fx_table *t, const mem_columns *cols, c
 	static mem_filter f;
 	sdk_err err = { "" };
 	if (mem_filter_parse(where, cols, &f, &err) == 0) {
-		mem_buf sql = { 0 };
+		sdk_buf sql = { 0 };
 		binds.n = 0;
 		FUZZ_CHECK(mem_filter_sql(&f, &sql, &binds) == 0, "binds do not fit");
 		FUZZ_CHECK(!sql.oom, "out of memory");
@@ -101,7 +101,7 @@ static void check_generated(const struct fx_table *t, const mem_columns *cols, c
 				    json_is_boolean(binds.v[i])) &&
 					   bound_from(binds.v[i], &f),
 				   "value %zu bound is not a scalar of the filter", i);
-		mem_buf_free(&sql);
+		sdk_buf_free(&sql);
 	}
 	mem_filter_clear(&f);
 	mem_order o;
@@ -111,12 +111,12 @@ static void check_generated(const struct fx_table *t, const mem_columns *cols, c
 	if (mem_cursor_parse(cursor, &o, &c, &err) == 0) {
 		static const mem_sql_names names = { "r.id", NULL };
 		for (int pass = 0; pass < mem_keyset_passes(&o, &c); pass++) {
-			mem_buf sql = { 0 };
+			sdk_buf sql = { 0 };
 			binds.n = 0;
 			FUZZ_CHECK(mem_keyset_sql(&o, &c, pass, &names, &sql, &binds) == 0, "keyset");
 			if (sql.p)
 				check_sql(sql.p, binds.n, "cursor");
-			mem_buf_free(&sql);
+			sdk_buf_free(&sql);
 		}
 	}
 	mem_cursor_clear(&c);
@@ -224,16 +224,16 @@ static long query(const struct fx_table *t, const char *where, const char *order
 		  const char *cursor, const char *q, unsigned limit, int64_t *ids, char **next,
 		  int *status, sdk_err *e)
 {
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	mem_query mq = { where, order, cursor, q, limit };
 	*next = NULL;
 	if ((*status = mem_rows_query(fx.s, FX_USER, NULL, t->name, &mq, &out, e)) < 0) {
-		mem_buf_free(&out);
+		sdk_buf_free(&out);
 		return -1;
 	}
 	FUZZ_CHECK(!out.oom && out.p, "no answer");
 	long n = fx_answer_ids(out.p, ids, limit, next);
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	return n;
 }
 

@@ -18,7 +18,7 @@ struct fx {
 	mem_columns none; /* a table without declared columns */
 	mem_columns cols; /* title text, n number, tag string, ok boolean, meta json */
 	mem_filter f;
-	mem_buf sql;
+	sdk_buf sql;
 	mem_binds b;
 	sdk_err err;
 };
@@ -44,7 +44,7 @@ static int teardown(void **state)
 {
 	struct fx *x = *state;
 	mem_filter_clear(&x->f);
-	mem_buf_free(&x->sql);
+	sdk_buf_free(&x->sql);
 	free(x);
 	return 0;
 }
@@ -53,7 +53,7 @@ static int teardown(void **state)
 static int build(struct fx *x, const mem_columns *cols, const char *where)
 {
 	mem_filter_clear(&x->f);
-	mem_buf_reset(&x->sql);
+	sdk_buf_reset(&x->sql);
 	x->b.n = 0;
 	x->err.msg[0] = '\0';
 	if (mem_filter_parse(where, cols, &x->f, &x->err) < 0)
@@ -256,11 +256,11 @@ static void test_order(void **state)
 	assert_int_equal(mem_order_parse("-n", &x->cols, false, &o, &x->err), 0);
 	assert_true(o.desc);
 	assert_string_equal(o.spec, "-n");
-	mem_buf_reset(&x->sql);
+	sdk_buf_reset(&x->sql);
 	mem_order_sql(&o, &plain, &x->sql);
 	assert_string_equal(sql(x), " ORDER BY json_extract(r.data,'$.n') DESC, r.id DESC");
 	assert_int_equal(mem_order_parse("-_id", &x->cols, true, &o, &x->err), 0);
-	mem_buf_reset(&x->sql);
+	sdk_buf_reset(&x->sql);
 	mem_order_sql(&o, &fts, &x->sql);
 	assert_string_equal(sql(x), " ORDER BY mf_1.rowid DESC");
 
@@ -293,13 +293,13 @@ static void test_cursor(void **state)
 	assert_int_equal(mem_keyset_passes(&o, &c), 2); /* after a value, descending: then NULLs */
 
 	mem_sql_names names = { "r.id", NULL };
-	mem_buf_reset(&x->sql);
+	sdk_buf_reset(&x->sql);
 	x->b.n = 0;
 	assert_int_equal(mem_keyset_sql(&o, &c, 0, &names, &x->sql, &x->b), 0);
 	assert_string_equal(sql(x), " AND json_extract(r.data,'$.tag') <= ? AND "
 				    "(json_extract(r.data,'$.tag') < ? OR r.id < ?)");
 	assert_int_equal(x->b.n, 3);
-	mem_buf_reset(&x->sql);
+	sdk_buf_reset(&x->sql);
 	assert_int_equal(mem_keyset_sql(&o, &c, 1, &names, &x->sql, &x->b), 0);
 	assert_string_equal(sql(x), " AND json_extract(r.data,'$.tag') IS NULL");
 	mem_cursor_clear(&c);

@@ -14,23 +14,23 @@
 
 static void ok(const char *q, const char *want)
 {
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	sdk_err err = { "" };
 	int rc = mem_fts_tsquery(q, &out, &err);
 	if (rc != 0 || out.oom || strcmp(out.p, want))
 		fail_msg("%s: got %d %s (%s), want %s", q, rc, out.p ? out.p : "(null)", err.msg,
 			 want);
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 }
 
 static void bad(const char *q)
 {
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	sdk_err err = { "" };
 	if (mem_fts_tsquery(q, &out, &err) != -1)
 		fail_msg("%s: accepted as %s", q, out.p ? out.p : "(null)");
 	assert_true(err.msg[0] != '\0');
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 }
 
 static void test_words(void **state)

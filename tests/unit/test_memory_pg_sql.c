@@ -31,7 +31,7 @@ static int setup(void **state)
 }
 
 /* The SQL of `where` on `c` (a new buffer) and its parameters. */
-static void where_sql(const mem_columns *c, const char *where, mem_buf *sql, mem_pg_params *p)
+static void where_sql(const mem_columns *c, const char *where, sdk_buf *sql, mem_pg_params *p)
 {
 	mem_filter f;
 	sdk_err err = { "" };
@@ -46,7 +46,7 @@ static void test_values_are_parameters(void **state)
 {
 	(void)state;
 	mem_columns none = { 0 };
-	mem_buf sql = { 0 };
+	sdk_buf sql = { 0 };
 	mem_pg_params p = { 0 };
 	/* A name is refused before any SQL (filter.c), so only values remain. */
 	mem_filter f;
@@ -62,14 +62,14 @@ static void test_values_are_parameters(void **state)
 	assert_string_equal(p.v[2], "2");
 	assert_non_null(strstr(sql.p, "(r.data->'name') = $1::jsonb"));
 	assert_non_null(strstr(sql.p, "(r.data->'n') IN ($2::jsonb, $3::jsonb)"));
-	mem_buf_free(&sql);
+	sdk_buf_free(&sql);
 	mem_pg_params_free(&p);
 }
 
 static void test_typed_keys(void **state)
 {
 	(void)state;
-	mem_buf sql = { 0 };
+	sdk_buf sql = { 0 };
 	mem_pg_params p = { 0 };
 	where_sql(&cols,
 		  "{\"n\":{\"gte\":1.5},\"tag\":{\"lt\":\"b\"},\"ok\":true,"
@@ -88,13 +88,13 @@ static void test_typed_keys(void **state)
 			fail_msg("no %s in %s", want[i], sql.p);
 	assert_string_equal(p.v[1], "b"); /* text: the string's bytes */
 	assert_string_equal(p.v[2], "true");
-	mem_buf_free(&sql);
+	sdk_buf_free(&sql);
 	mem_pg_params_free(&p);
 	/* Missing or null: one test, ->> is NULL for both. */
 	where_sql(&cols, "{\"tag\":null,\"n\":{\"exists\":true}}", &sql, &p);
 	assert_string_equal(sql.p, " AND ((r.data->>'tag') IS NULL) AND ((r.data->>'n') IS NOT NULL)");
 	assert_int_equal(p.n, 0);
-	mem_buf_free(&sql);
+	sdk_buf_free(&sql);
 	mem_pg_params_free(&p);
 }
 
@@ -104,10 +104,10 @@ static void test_order_and_keyset(void **state)
 	mem_order o;
 	sdk_err err = { "" };
 	assert_int_equal(mem_order_parse("-n", &cols, false, &o, &err), 0);
-	mem_buf sql = { 0 };
+	sdk_buf sql = { 0 };
 	mem_pg_order_sql(&o, MEM_T_NUMBER, &sql);
 	assert_string_equal(sql.p, " ORDER BY ((r.data->>'n')::numeric) DESC NULLS LAST, r.id DESC");
-	mem_buf_free(&sql);
+	sdk_buf_free(&sql);
 	/* After a value, descending: the rest of the values, then the missing. */
 	json_t *key = json_real(2.5);
 	char *cur = mem_cursor_make(&o, key, 7);
@@ -122,11 +122,11 @@ static void test_order_and_keyset(void **state)
 				   " (((r.data->>'n')::numeric) < $2::numeric OR r.id < $3::bigint)");
 	assert_string_equal(p.v[0], "2.5");
 	assert_string_equal(p.v[2], "7");
-	mem_buf_free(&sql);
+	sdk_buf_free(&sql);
 	mem_pg_params_free(&p);
 	mem_pg_keyset_sql(&o, MEM_T_NUMBER, &c, 1, &sql, &p);
 	assert_string_equal(sql.p, " AND ((r.data->>'n')::numeric) IS NULL");
-	mem_buf_free(&sql);
+	sdk_buf_free(&sql);
 	mem_pg_params_free(&p);
 	mem_cursor_clear(&c);
 	/* An undeclared column's key read back: kind, number, text. */

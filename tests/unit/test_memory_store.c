@@ -115,14 +115,14 @@ static json_t *query(struct fx *x, const char *user, const char *owner, const ch
 		     const char *where, const char *order, const char *cursor, const char *q,
 		     unsigned limit)
 {
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	mem_query mq = { .where = where, .order = order, .cursor = cursor, .q = q, .limit = limit };
 	json_t *j = NULL;
 	if (ICALL(x, mem_rows_query(x->s, user, owner, table, &mq, &out, &x->err)) == 0) {
 		j = json_loads(out.p, 0, NULL);
 		assert_non_null(j); /* the text the store wrote is valid JSON */
 	}
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	return j;
 }
 
@@ -227,7 +227,7 @@ static void test_rows_checked(void **state)
 	/* Patch merges, re-checks, and null removes a key. */
 	int64_t id = json_integer_value(json_array_get(ids, 0));
 	json_decref(ids);
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	json_t *p = J("{\"n\":\"x\"}");
 	assert_int_equal(ICALL(x, mem_row_patch(x->s, "alice", NULL, "t", id, p, 3000, &out, &x->err)), -1);
 	assert_int_equal(x->e.status, SDK_EINVAL);
@@ -240,7 +240,7 @@ static void test_rows_checked(void **state)
 	assert_null(json_object_get(json_object_get(row, "data"), "s"));
 	assert_int_equal(json_integer_value(json_object_get(row, "updated_ms")), 3000);
 	json_decref(row);
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 
 	assert_int_equal(ICALL(x, mem_row_get(x->s, "alice", NULL, "t", id + 100, &out, &x->err)), -1);
 	assert_int_equal(x->e.status, SDK_ENOTFOUND);
@@ -249,7 +249,7 @@ static void test_rows_checked(void **state)
 	json_decref(d);
 	assert_null(JCALL(x, mem_row_delete(x->s, "alice", NULL, "t", id, &x->out, &x->err)));
 	assert_int_equal(x->e.status, SDK_ENOTFOUND);
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 }
 
 /* Pages through with `order` and `limit`: every row of the filter exactly
@@ -462,11 +462,11 @@ static void test_fts(void **state)
 
 	/* Patching and deleting keep the index in step. */
 	int64_t id = json_integer_value(json_array_get(ids, 0));
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	json_t *p = J("{\"title\":\"Yellow bananas\",\"body\":null}");
 	assert_int_equal(ICALL(x, mem_row_patch(x->s, "alice", NULL, "docs", id, p, 5, &out, &x->err)), 0);
 	json_decref(p);
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	page = query(x, "alice", NULL, "docs", NULL, NULL, NULL, "apple", 0);
 	assert_int_equal(json_integer_value(json_object_get(page, "count")), 1);
 	json_decref(page);
@@ -515,7 +515,7 @@ static void test_access(void **state)
 	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	assert_null(query(x, "bob", "alice", "secret", NULL, NULL, NULL, NULL, 0));
 	assert_int_equal(x->e.status, SDK_ENOTFOUND);
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	assert_int_equal(ICALL(x, mem_row_get(x->s, "bob", "alice", "secret", id, &out, &x->err)), -1);
 	assert_int_equal(x->e.status, SDK_ENOTFOUND);
 	assert_null(insert(x, "bob", "alice", "secret", "{\"v\":3}"));
@@ -534,7 +534,7 @@ static void test_access(void **state)
 	assert_true(json_is_true(json_object_get(page, "shared")));
 	json_decref(page);
 	assert_int_equal(ICALL(x, mem_row_get(x->s, "bob", "alice", "secret", id, &out, &x->err)), 0);
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	json_t *l = JCALL(x, mem_table_list(x->s, "bob", &x->out, &x->err));
 	json_t *t0 = json_array_get(json_object_get(l, "tables"), 0);
 	assert_string_equal(json_string_value(json_object_get(t0, "owner")), "alice");
@@ -666,14 +666,14 @@ static void test_quotas(void **state)
 	json_decref(ids);
 	snprintf(big, sizeof big, "{\"s\":\"%0200d\"}", 0);
 	json_t *p = J(big); /* a patch that makes the row longer than the quota lets it be */
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	assert_int_equal(ICALL(x, mem_row_patch(x->s, "alice", NULL, "b", id, p, 5, &out, &x->err)),
 			 -1);
 	assert_int_equal(x->e.status, SDK_EQUOTA);
 	json_decref(p);
 	assert_int_equal(ICALL(x, mem_row_get(x->s, "alice", NULL, "b", id, &out, &x->err)), 0);
 	assert_non_null(strstr(out.p, "\"small\""));
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	/* Bob's quota is his own. */
 	ids = insert(x, "bob", NULL, "c", "[{\"n\":1},{\"n\":2},{\"n\":3},{\"n\":4},{\"n\":5}]");
 	assert_non_null(ids);

@@ -1,5 +1,7 @@
 #include "kernels/coding_agent/sr.h"
 
+#include "sdk/buf.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,38 +235,10 @@ static bool lines_equal_stripped(const line *a, const line *b)
 	return la == lb && !memcmp(pa, pb, la);
 }
 
-/* Appends bytes to a growing buffer; false when memory ran out. */
-typedef struct buf {
-	char *p;
-	size_t len, cap;
-	bool bad;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
+static int finish(sdk_buf *b, char **out, size_t *out_len, ca_sr_result *res)
 {
-	if (b->bad)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			b->bad = true;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static int finish(buf *b, char **out, size_t *out_len, ca_sr_result *res)
-{
-	put(b, "", 0);
-	if (b->bad || !b->p) {
+	sdk_buf_add(b, "", 0); /* an empty result is "", not NULL */
+	if (b->oom || !b->p) {
 		free(b->p);
 		snprintf(res->msg, sizeof res->msg, "out of memory");
 		return SDK_EIO;
@@ -329,20 +303,20 @@ static int apply_fuzzy(const char *content, size_t len, const ca_sr_block *b, ch
 		size_t fi = indent_len(fl->p, fl->len), si = indent_len(sl->p, sl->len);
 		const char *extra = fl->p;
 		size_t extra_len = fi > si && !memcmp(fl->p + fi - si, sl->p, si) ? fi - si : 0;
-		buf o = { 0 };
+		sdk_buf o = { 0 };
 		const char *cut_from = f[at].p;
 		const char *last_end = f[at + want - 1].p + f[at + want - 1].len;
 		bool had_nl = last_end < content + len; /* the last line matched ends in "\n" */
-		put(&o, content, (size_t)(cut_from - content));
+		sdk_buf_add(&o, content, (size_t)(cut_from - content));
 		for (size_t i = 0; i < nr; i++) {
 			if (!blank(r[i].p, r[i].len))
-				put(&o, extra, extra_len);
-			put(&o, r[i].p, r[i].len);
+				sdk_buf_add(&o, extra, extra_len);
+			sdk_buf_add(&o, r[i].p, r[i].len);
 			if (i + 1 < nr || had_nl)
-				put(&o, "\n", 1);
+				sdk_buf_add(&o, "\n", 1);
 		}
 		const char *rest = had_nl ? last_end + 1 : last_end;
-		put(&o, rest, (size_t)(content + len - rest));
+		sdk_buf_add(&o, rest, (size_t)(content + len - rest));
 		res->fuzzy = true;
 		res->file_line = (unsigned)at + 1;
 		rc = finish(&o, out, out_len, res);
@@ -368,8 +342,8 @@ int ca_sr_apply(const char *content, size_t len, bool exists, const ca_sr_block 
 			return fail(res, CA_SR_FILE_EXISTS,
 				    "%s: the SEARCH part is empty (a new file) but the file exists%.0u%.0u",
 				    b->path, 0, 0);
-		buf o = { 0 };
-		put(&o, b->replace, b->replace_len);
+		sdk_buf o = { 0 };
+		sdk_buf_add(&o, b->replace, b->replace_len);
 		return finish(&o, out, out_len, res);
 	}
 	if (!exists)
@@ -401,9 +375,9 @@ int ca_sr_apply(const char *content, size_t len, bool exists, const ca_sr_block 
 	if (!hit)
 		return apply_fuzzy(content, len, b, out, out_len, res);
 	res->file_line = line_of(content, hit);
-	buf o = { 0 };
-	put(&o, content, (size_t)(hit - content));
-	put(&o, b->replace, b->replace_len);
-	put(&o, hit + b->search_len, (size_t)(end - hit - b->search_len));
+	sdk_buf o = { 0 };
+	sdk_buf_add(&o, content, (size_t)(hit - content));
+	sdk_buf_add(&o, b->replace, b->replace_len);
+	sdk_buf_add(&o, hit + b->search_len, (size_t)(end - hit - b->search_len));
 	return finish(&o, out, out_len, res);
 }

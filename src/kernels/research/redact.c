@@ -1,5 +1,7 @@
 #include "kernels/research/redact.h"
 
+#include "sdk/buf.h"
+
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -77,31 +79,6 @@ static bool secret_shape(const char *s, size_t n)
 	return best_hex >= KEY_RUN_MIN || best_mixed;
 }
 
-typedef struct out {
-	char *buf;
-	size_t len, cap;
-	bool oom;
-} out;
-
-static void put(out *o, const char *s, size_t n)
-{
-	if (o->oom)
-		return;
-	if (o->len + n + 1 > o->cap) {
-		size_t cap = (o->len + n + 1) * 2;
-		char *b = realloc(o->buf, cap);
-		if (!b) {
-			o->oom = true;
-			return;
-		}
-		o->buf = b;
-		o->cap = cap;
-	}
-	memcpy(o->buf + o->len, s, n);
-	o->len += n;
-	o->buf[o->len] = '\0';
-}
-
 /* The end of a value starting at p: up to its closing quote when quoted,
  * else to a space, a comma, a semicolon, an ampersand or a brace. */
 static size_t value_len(const char *p, char quote)
@@ -122,9 +99,9 @@ static size_t value_len(const char *p, char quote)
 
 char *rs_redact(const char *in, size_t *count)
 {
-	out o = { 0 };
+	sdk_buf o = { 0 };
 	size_t redacted = 0;
-	put(&o, "", 0);
+	sdk_buf_add(&o, "", 0);
 	const char *p = in ? in : "";
 	while (*p) {
 		/* An Authorization scheme and its credentials. */
@@ -138,8 +115,8 @@ char *rs_redact(const char *in, size_t *count)
 			while (tok_char((unsigned char)v[n]))
 				n++;
 			if (n >= 8) {
-				put(&o, p, w);
-				put(&o, RS_REDACTED, strlen(RS_REDACTED));
+				sdk_buf_add(&o, p, w);
+				sdk_buf_add(&o, RS_REDACTED, strlen(RS_REDACTED));
 				redacted++;
 				p = v + n;
 				continue;
@@ -165,8 +142,8 @@ char *rs_redact(const char *in, size_t *count)
 				/* "Authorization: Bearer X" is the scheme's case above. */
 				bool scheme = !strncasecmp(v, "bearer ", 7) || !strncasecmp(v, "basic ", 6);
 				if (vn > 0 && !scheme) {
-					put(&o, p, (size_t)(v - p));
-					put(&o, RS_REDACTED, strlen(RS_REDACTED));
+					sdk_buf_add(&o, p, (size_t)(v - p));
+					sdk_buf_add(&o, RS_REDACTED, strlen(RS_REDACTED));
 					redacted++;
 					p = v + vn;
 					continue;
@@ -177,13 +154,13 @@ char *rs_redact(const char *in, size_t *count)
 				while (tok_char((unsigned char)p[t]))
 					t++;
 				if (secret_shape(p, t)) {
-					put(&o, RS_REDACTED, strlen(RS_REDACTED));
+					sdk_buf_add(&o, RS_REDACTED, strlen(RS_REDACTED));
 					redacted++;
 					p += t;
 					continue;
 				}
 			}
-			put(&o, p, n);
+			sdk_buf_add(&o, p, n);
 			p += n;
 			continue;
 		}
@@ -192,22 +169,22 @@ char *rs_redact(const char *in, size_t *count)
 			while (tok_char((unsigned char)p[t]))
 				t++;
 			if (secret_shape(p, t)) {
-				put(&o, RS_REDACTED, strlen(RS_REDACTED));
+				sdk_buf_add(&o, RS_REDACTED, strlen(RS_REDACTED));
 				redacted++;
 				p += t;
 				continue;
 			}
 		}
-		put(&o, p, 1);
+		sdk_buf_add(&o, p, 1);
 		p++;
 	}
 	if (o.oom) {
-		free(o.buf);
+		sdk_buf_free(&o);
 		return NULL;
 	}
 	if (count)
 		*count = redacted;
-	return o.buf;
+	return o.p; /* the caller's */
 }
 
 size_t rs_redact_json(json_t *v)

@@ -2,6 +2,8 @@
  * query, the passages, the prompt and the answer without a model. */
 #include "serve/chat/context.h"
 
+#include "sdk/buf.h"
+
 #include <stdbool.h>
 
 #include <ctype.h>
@@ -150,43 +152,6 @@ json_t *chat_passages(const json_t *answer, size_t max, size_t first_n)
 	return out;
 }
 
-/* A growable string; `oom` once an allocation failed. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-__attribute__((format(printf, 2, 3))) static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	if (b->oom)
-		return;
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int k = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-		va_end(ap);
-		if (k < 0) {
-			b->oom = true;
-			return;
-		}
-		if (b->p && (size_t)k < b->cap - b->len) {
-			b->len += (size_t)k;
-			return;
-		}
-		size_t cap = b->cap ? b->cap * 2 : 512;
-		while (cap < b->len + (size_t)k + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-}
-
 json_t *chat_excerpt(const char *text, size_t max)
 {
 	size_t n = strlen(text);
@@ -204,34 +169,35 @@ json_t *chat_excerpt(const char *text, size_t max)
 }
 
 /* One source as a line of text: "[n] Title: snippet", or a memory row. */
-static void source_line(struct sbuf *b, const json_t *s)
+static void source_line(sdk_buf *b, const json_t *s)
 {
 	json_int_t n = json_integer_value(json_object_get(s, "n"));
 	const char *kind = json_string_value(json_object_get(s, "kind"));
 	if (kind && !strcmp(kind, "memory")) {
 		const char *owner = json_string_value(json_object_get(s, "owner"));
-		sb_printf(b, "[%lld] memory table %s%s%s, row %lld: %s\n", (long long)n,
-			  owner ? owner : "", owner ? "/" : "",
-			  json_string_value(json_object_get(s, "table")),
-			  (long long)json_integer_value(json_object_get(s, "row_id")),
-			  json_string_value(json_object_get(s, "excerpt")));
+		sdk_buf_printf(b, "[%lld] memory table %s%s%s, row %lld: %s\n", (long long)n,
+			       owner ? owner : "", owner ? "/" : "",
+			       json_string_value(json_object_get(s, "table")),
+			       (long long)json_integer_value(json_object_get(s, "row_id")),
+			       json_string_value(json_object_get(s, "excerpt")));
 		return;
 	}
-	sb_printf(b, "[%lld] %s: %s\n", (long long)n, json_string_value(json_object_get(s, "title")),
-		  json_string_value(json_object_get(s, "snippet")));
+	sdk_buf_printf(b, "[%lld] %s: %s\n", (long long)n,
+		       json_string_value(json_object_get(s, "title")),
+		       json_string_value(json_object_get(s, "snippet")));
 }
 
 json_t *chat_prompt(const json_t *sources, const json_t *history, const char *question)
 {
-	struct sbuf sys = { 0 };
-	sb_printf(&sys, "You are Grace, an assistant that answers from the user's library and "
-			"memory tables. Use the numbered sources below when they are relevant and "
-			"cite them as [n]. When they do not hold the answer, say so plainly rather "
-			"than guess.\n\n");
+	sdk_buf sys = { 0 };
+	sdk_buf_printf(&sys, "You are Grace, an assistant that answers from the user's library "
+			     "and memory tables. Use the numbered sources below when they are "
+			     "relevant and cite them as [n]. When they do not hold the answer, say "
+			     "so plainly rather than guess.\n\n");
 	if (json_array_size(sources) == 0) {
-		sb_printf(&sys, "No source in the library matches this question.\n");
+		sdk_buf_printf(&sys, "No source in the library matches this question.\n");
 	} else {
-		sb_printf(&sys, "Sources:\n");
+		sdk_buf_printf(&sys, "Sources:\n");
 		size_t i;
 		json_t *s;
 		json_array_foreach(sources, i, s)
@@ -256,7 +222,7 @@ json_t *chat_prompt(const json_t *sources, const json_t *history, const char *qu
 
 char *chat_fallback_text(const json_t *sources, const char *why, const char *librarian_problem)
 {
-	struct sbuf b = { 0 };
+	sdk_buf b = { 0 };
 	size_t docs = 0, rows = 0, i;
 	json_t *s;
 	json_array_foreach(sources, i, s) {
@@ -267,16 +233,16 @@ char *chat_fallback_text(const json_t *sources, const char *why, const char *lib
 			docs++;
 	}
 	if (docs + rows == 0) {
-		sb_printf(&b, "No model answered this (%s), and nothing in the library or your "
-			      "memory tables matches the question.", why);
+		sdk_buf_printf(&b, "No model answered this (%s), and nothing in the library or "
+				   "your memory tables matches the question.", why);
 	} else {
-		sb_printf(&b, "No model answered this (%s). Here is what %s that matches the "
-			      "question:\n", why,
-			  docs && rows ? "the library and your memory tables hold"
-			  : docs       ? "the library holds"
-				       : "your memory tables hold");
+		sdk_buf_printf(&b, "No model answered this (%s). Here is what %s that matches "
+				   "the question:\n", why,
+			       docs && rows ? "the library and your memory tables hold"
+			       : docs       ? "the library holds"
+					    : "your memory tables hold");
 		if (docs) {
-			sb_printf(&b, "\n");
+			sdk_buf_printf(&b, "\n");
 			json_array_foreach(sources, i, s) {
 				const char *kind = json_string_value(json_object_get(s, "kind"));
 				if (!kind || strcmp(kind, "memory"))
@@ -284,7 +250,7 @@ char *chat_fallback_text(const json_t *sources, const char *why, const char *lib
 			}
 		}
 		if (rows) {
-			sb_printf(&b, "\nFrom your memory tables:\n");
+			sdk_buf_printf(&b, "\nFrom your memory tables:\n");
 			json_array_foreach(sources, i, s) {
 				const char *kind = json_string_value(json_object_get(s, "kind"));
 				if (kind && !strcmp(kind, "memory"))
@@ -295,7 +261,7 @@ char *chat_fallback_text(const json_t *sources, const char *why, const char *lib
 			b.p[--b.len] = '\0';
 	}
 	if (librarian_problem)
-		sb_printf(&b, "\n\nThe library could not be searched: %s.", librarian_problem);
+		sdk_buf_printf(&b, "\n\nThe library could not be searched: %s.", librarian_problem);
 	if (b.oom) {
 		free(b.p);
 		return NULL;

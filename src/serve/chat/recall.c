@@ -38,7 +38,7 @@ static json_t *table_rows(chat_recall_job *j, json_t *table)
 	if (!name || !owner)
 		return NULL;
 	mem_query q = { .q = j->query, .limit = (unsigned)j->max };
-	mem_buf out = { 0 };
+	sdk_buf out = { 0 };
 	sdk_err e;
 	json_t *rows = NULL;
 	if (mem_rows_query(j->r->store, j->user, owner, name, &q, &out, &e) == 0 && !out.oom &&
@@ -49,7 +49,7 @@ static json_t *table_rows(chat_recall_job *j, json_t *table)
 	} else if (!j->problem[0]) {
 		snprintf(j->problem, sizeof j->problem, "table %s: %.120s", name, e.msg);
 	}
-	mem_buf_free(&out);
+	sdk_buf_free(&out);
 	return rows;
 }
 

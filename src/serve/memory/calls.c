@@ -210,7 +210,7 @@ int mem_rows_insert(mem_store *s, const char *user, const char *owner, const cha
 }
 
 int mem_rows_query(mem_store *s, const char *user, const char *owner, const char *name,
-		   const mem_query *q, mem_buf *out, sdk_err *e)
+		   const mem_query *q, sdk_buf *out, sdk_err *e)
 {
 	unsigned limit;
 	const char *fq;
@@ -241,7 +241,7 @@ int mem_rows_query(mem_store *s, const char *user, const char *owner, const char
 }
 
 int mem_row_get(mem_store *s, const char *user, const char *owner, const char *name,
-		int64_t id, mem_buf *out, sdk_err *e)
+		int64_t id, sdk_buf *out, sdk_err *e)
 {
 	call k;
 	int rc = call_start(s, &k, user, owner, name, false, false, e);
@@ -258,7 +258,7 @@ int mem_row_get(mem_store *s, const char *user, const char *owner, const char *n
 }
 
 int mem_row_patch(mem_store *s, const char *user, const char *owner, const char *name,
-		  int64_t id, json_t *patch, int64_t now_ms, mem_buf *out, sdk_err *e)
+		  int64_t id, json_t *patch, int64_t now_ms, sdk_buf *out, sdk_err *e)
 {
 	int rc = mem_patch_check(patch, e);
 	if (rc < 0)

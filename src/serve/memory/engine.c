@@ -227,12 +227,12 @@ int mem_ids_answer(json_t *ids, size_t n, json_t **out, sdk_err *e)
 	return *out ? 0 : mem_oom(e);
 }
 
-void mem_row_render(mem_buf *out, int64_t id, const char *data, size_t len, int64_t created_ms,
+void mem_row_render(sdk_buf *out, int64_t id, const char *data, size_t len, int64_t created_ms,
 		    int64_t updated_ms)
 {
-	mem_buf_printf(out, "{\"id\":%lld,\"data\":", (long long)id);
-	mem_buf_add(out, data, len);
-	mem_buf_printf(out, ",\"created_ms\":%lld,\"updated_ms\":%lld}", (long long)created_ms,
+	sdk_buf_printf(out, "{\"id\":%lld,\"data\":", (long long)id);
+	sdk_buf_add(out, data, len);
+	sdk_buf_printf(out, ",\"created_ms\":%lld,\"updated_ms\":%lld}", (long long)created_ms,
 		       (long long)updated_ms);
 }
 
@@ -372,23 +372,23 @@ int mem_query_parse(const mem_query *q, const mem_tinfo *t, const char *fq, mem_
 }
 
 /* A JSON string literal of `s` (a name that passed validation). */
-static void json_str(mem_buf *out, const char *s)
+static void json_str(sdk_buf *out, const char *s)
 {
-	mem_buf_printf(out, "\"%s\"", s);
+	sdk_buf_printf(out, "\"%s\"", s);
 }
 
-void mem_page_head(mem_buf *out, const mem_tinfo *t, const mem_order *o)
+void mem_page_head(sdk_buf *out, const mem_tinfo *t, const mem_order *o)
 {
-	mem_buf_str(out, "{\"table\":");
+	sdk_buf_str(out, "{\"table\":");
 	json_str(out, t->name);
-	mem_buf_str(out, ",\"owner\":");
+	sdk_buf_str(out, ",\"owner\":");
 	json_str(out, t->owner);
-	mem_buf_printf(out, ",\"shared\":%s,\"order\":", t->shared ? "true" : "false");
+	sdk_buf_printf(out, ",\"shared\":%s,\"order\":", t->shared ? "true" : "false");
 	json_str(out, o->spec);
-	mem_buf_str(out, ",\"rows\":[");
+	sdk_buf_str(out, ",\"rows\":[");
 }
 
-int mem_page_row(mem_page *p, mem_buf *out, int64_t id, const char *data, size_t len,
+int mem_page_row(mem_page *p, sdk_buf *out, int64_t id, const char *data, size_t len,
 		 int64_t created_ms, int64_t updated_ms, json_t *key, sdk_err *e)
 {
 	if (p->got == p->limit || out->len > MEM_PAGE_BYTES_MAX) {
@@ -398,7 +398,7 @@ int mem_page_row(mem_page *p, mem_buf *out, int64_t id, const char *data, size_t
 		return 1;
 	}
 	if (p->got)
-		mem_buf_str(out, ",");
+		sdk_buf_str(out, ",");
 	mem_row_render(out, id, data, len, created_ms, updated_ms);
 	p->got++;
 	/* By id, the id alone says where to continue. */
@@ -412,21 +412,21 @@ int mem_page_row(mem_page *p, mem_buf *out, int64_t id, const char *data, size_t
 	return p->next ? 0 : mem_oom(e);
 }
 
-int mem_page_end(mem_page *p, mem_buf *out, sdk_err *e)
+int mem_page_end(mem_page *p, sdk_buf *out, sdk_err *e)
 {
-	mem_buf_printf(out, "],\"count\":%u,\"next_cursor\":", p->got);
+	sdk_buf_printf(out, "],\"count\":%u,\"next_cursor\":", p->got);
 	if (p->stop && p->next) {
-		mem_buf_str(out, "\"");
-		mem_buf_str(out, p->next); /* base64url: nothing to escape */
-		mem_buf_str(out, "\"}");
+		sdk_buf_str(out, "\"");
+		sdk_buf_str(out, p->next); /* base64url: nothing to escape */
+		sdk_buf_str(out, "\"}");
 	} else {
-		mem_buf_str(out, "null}");
+		sdk_buf_str(out, "null}");
 	}
 	return out->oom ? mem_oom(e) : 0;
 }
 
-int mem_page_run(mem_page *p, mem_buf *out,
-		 int (*pass_fn)(void *c, mem_page *p, int pass, mem_buf *out, sdk_err *e), void *c,
+int mem_page_run(mem_page *p, sdk_buf *out,
+		 int (*pass_fn)(void *c, mem_page *p, int pass, sdk_buf *out, sdk_err *e), void *c,
 		 sdk_err *e)
 {
 	mem_page_head(out, p->t, p->order);

@@ -84,7 +84,7 @@ int mem_batch_encode(const mem_columns *cols, json_t *rows, size_t i, char **tex
 int mem_ids_answer(json_t *ids, size_t n, json_t **out, sdk_err *e);
 
 /* {"id", "data", "created_ms", "updated_ms"}: `data` is the stored JSON. */
-void mem_row_render(mem_buf *out, int64_t id, const char *data, size_t len, int64_t created_ms,
+void mem_row_render(sdk_buf *out, int64_t id, const char *data, size_t len, int64_t created_ms,
 		    int64_t updated_ms);
 int mem_no_row(int64_t id, const char *table, sdk_err *e);
 int mem_patch_check(json_t *patch, sdk_err *e);
@@ -115,15 +115,15 @@ int mem_query_check(const mem_query *q, unsigned *limit, const char **fq, sdk_er
  * f and cur either way. */
 int mem_query_parse(const mem_query *q, const mem_tinfo *t, const char *fq, mem_filter *f,
 		    mem_order *ord, mem_cursor *cur, sdk_err *e);
-void mem_page_head(mem_buf *out, const mem_tinfo *t, const mem_order *o);
+void mem_page_head(sdk_buf *out, const mem_tinfo *t, const mem_order *o);
 /* One row read by a pass: 1 when the page is full (p->stop), 0 when it
  * was added, or a status. `key` (stolen) is its sort key, unused by id. */
-int mem_page_row(mem_page *p, mem_buf *out, int64_t id, const char *data, size_t len,
+int mem_page_row(mem_page *p, sdk_buf *out, int64_t id, const char *data, size_t len,
 		 int64_t created_ms, int64_t updated_ms, json_t *key, sdk_err *e);
-int mem_page_end(mem_page *p, mem_buf *out, sdk_err *e);
+int mem_page_end(mem_page *p, sdk_buf *out, sdk_err *e);
 /* The passes of mem_keyset_passes to run, in order, with `pass_fn`. */
-int mem_page_run(mem_page *p, mem_buf *out, int (*pass_fn)(void *c, mem_page *p, int pass,
-							   mem_buf *out, sdk_err *e),
+int mem_page_run(mem_page *p, sdk_buf *out, int (*pass_fn)(void *c, mem_page *p, int pass,
+							   sdk_buf *out, sdk_err *e),
 		 void *c, sdk_err *e);
 int mem_bad_fts(const char *why, sdk_err *e);
 
@@ -188,7 +188,7 @@ typedef struct mem_engine {
 			 int64_t now_ms, sdk_err *e);
 	int (*row_remove)(void *c, const mem_tinfo *t, int64_t id, sdk_err *e);
 	/* One keyset pass of a page (mem_page_run). */
-	int (*page_pass)(void *c, mem_page *p, int pass, mem_buf *out, sdk_err *e);
+	int (*page_pass)(void *c, mem_page *p, int pass, sdk_buf *out, sdk_err *e);
 
 	/* Who table `table_id` is shared with: a new array. */
 	int (*shares_json)(void *c, int64_t table_id, json_t **out, sdk_err *e);
@@ -228,7 +228,7 @@ typedef struct mem_engine {
 	int P##_row_write(void *c, const mem_tinfo *t, int64_t id, const char *text, size_t len, \
 			  int64_t now_ms, sdk_err *e);                                           \
 	int P##_row_remove(void *c, const mem_tinfo *t, int64_t id, sdk_err *e);                 \
-	int P##_page_pass(void *c, mem_page *p, int pass, mem_buf *out, sdk_err *e);             \
+	int P##_page_pass(void *c, mem_page *p, int pass, sdk_buf *out, sdk_err *e);             \
 	int P##_shares_json(void *c, int64_t table_id, json_t **out, sdk_err *e);                \
 	int P##_share_set(void *c, int64_t table_id, const char *user, bool add, int64_t now_ms, \
 			  sdk_err *e);                                                           \

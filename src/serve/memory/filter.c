@@ -233,17 +233,17 @@ static int bind(mem_binds *b, json_t *v)
 
 /* The value of column `col` in the row: a JSON path literal of a name
  * that passed mem_column_name_valid, so it needs no quoting. */
-static void value_sql(const mem_term *t, mem_buf *sql)
+static void value_sql(const mem_term *t, sdk_buf *sql)
 {
 	if (t->is_id)
-		mem_buf_str(sql, "r.id");
+		sdk_buf_str(sql, "r.id");
 	else
-		mem_buf_printf(sql, "json_extract(r.data,'$.%s')", t->col);
+		sdk_buf_printf(sql, "json_extract(r.data,'$.%s')", t->col);
 }
 
-static void type_sql(const mem_term *t, mem_buf *sql)
+static void type_sql(const mem_term *t, sdk_buf *sql)
 {
-	mem_buf_printf(sql, "json_type(r.data,'$.%s')", t->col);
+	sdk_buf_printf(sql, "json_type(r.data,'$.%s')", t->col);
 }
 
 /* For undeclared columns, a number must not equal a boolean (SQLite's
@@ -258,34 +258,34 @@ static const char *kind_list(json_t *v)
 	return "('text')";
 }
 
-static int term_sql(const mem_term *t, mem_buf *sql, mem_binds *b)
+static int term_sql(const mem_term *t, sdk_buf *sql, mem_binds *b)
 {
 	static const char *const cmp[] = { [MEM_OP_GT] = ">", [MEM_OP_GTE] = ">=",
 					   [MEM_OP_LT] = "<", [MEM_OP_LTE] = "<=" };
 	bool any = t->type == MEM_T_ANY && !t->is_id;
 	json_t *v = t->value;
 	int rc = 0;
-	mem_buf_str(sql, " AND (");
+	sdk_buf_str(sql, " AND (");
 	switch (t->op) {
 	case MEM_OP_EXISTS:
 		value_sql(t, sql);
-		mem_buf_str(sql, json_is_true(v) ? " IS NOT NULL" : " IS NULL");
+		sdk_buf_str(sql, json_is_true(v) ? " IS NOT NULL" : " IS NULL");
 		break;
 	case MEM_OP_EQ:
 	case MEM_OP_NE:
 		if (json_is_null(v)) {
 			value_sql(t, sql);
-			mem_buf_str(sql, t->op == MEM_OP_EQ ? " IS NULL" : " IS NOT NULL");
+			sdk_buf_str(sql, t->op == MEM_OP_EQ ? " IS NULL" : " IS NOT NULL");
 		} else if (any) {
-			mem_buf_str(sql, t->op == MEM_OP_EQ ? "(" : "NOT (");
+			sdk_buf_str(sql, t->op == MEM_OP_EQ ? "(" : "NOT (");
 			value_sql(t, sql);
-			mem_buf_str(sql, " IS ? AND coalesce(");
+			sdk_buf_str(sql, " IS ? AND coalesce(");
 			type_sql(t, sql);
-			mem_buf_printf(sql, " IN %s, 0))", kind_list(v));
+			sdk_buf_printf(sql, " IN %s, 0))", kind_list(v));
 			rc |= bind(b, v);
 		} else {
 			value_sql(t, sql);
-			mem_buf_str(sql, t->op == MEM_OP_EQ ? " = ?" : " IS NOT ?");
+			sdk_buf_str(sql, t->op == MEM_OP_EQ ? " = ?" : " IS NOT ?");
 			rc |= bind(b, v);
 		}
 		break;
@@ -294,38 +294,38 @@ static int term_sql(const mem_term *t, mem_buf *sql, mem_binds *b)
 	case MEM_OP_LT:
 	case MEM_OP_LTE:
 		value_sql(t, sql);
-		mem_buf_printf(sql, " %s ?", cmp[t->op]);
+		sdk_buf_printf(sql, " %s ?", cmp[t->op]);
 		rc |= bind(b, v);
 		if (any) {
-			mem_buf_str(sql, " AND ");
+			sdk_buf_str(sql, " AND ");
 			type_sql(t, sql);
-			mem_buf_printf(sql, " IN %s", kind_list(v));
+			sdk_buf_printf(sql, " IN %s", kind_list(v));
 		}
 		break;
 	case MEM_OP_IN: {
 		value_sql(t, sql);
-		mem_buf_str(sql, " IN (");
+		sdk_buf_str(sql, " IN (");
 		size_t i;
 		json_t *m;
 		json_array_foreach(v, i, m) {
-			mem_buf_str(sql, i ? ",?" : "?");
+			sdk_buf_str(sql, i ? ",?" : "?");
 			rc |= bind(b, m);
 		}
-		mem_buf_str(sql, ")");
+		sdk_buf_str(sql, ")");
 		/* The list holds strings and numbers: no boolean (SQLite's 1 and
 		 * 0) nor array or object (their JSON text) may equal one. */
 		if (any) {
-			mem_buf_str(sql, " AND ");
+			sdk_buf_str(sql, " AND ");
 			type_sql(t, sql);
-			mem_buf_str(sql, " IN ('integer','real','text')");
+			sdk_buf_str(sql, " IN ('integer','real','text')");
 		}
 		break;
 	}
 	case MEM_OP_CONTAINS:
 		if (t->type == MEM_T_STRING || t->type == MEM_T_TEXT) {
-			mem_buf_str(sql, "instr(");
+			sdk_buf_str(sql, "instr(");
 			value_sql(t, sql);
-			mem_buf_str(sql, ", ?) > 0");
+			sdk_buf_str(sql, ", ?) > 0");
 			rc |= bind(b, v);
 		} else if (t->type == MEM_T_JSON || !json_is_string(v)) {
 			/* A number or boolean is contained only as an array's element
@@ -333,18 +333,18 @@ static int term_sql(const mem_term *t, mem_buf *sql, mem_binds *b)
 			 * only as an element of its own kind (true is 1 to SQLite, a
 			 * nested array its JSON text). */
 			type_sql(t, sql);
-			mem_buf_printf(
+			sdk_buf_printf(
 				sql,
 				" = 'array' AND EXISTS (SELECT 1 FROM json_each(r.data,'$.%s') "
 				"WHERE json_each.value = ? AND json_each.type IN %s)",
 				t->col, kind_list(v));
 			rc |= bind(b, v);
 		} else {
-			mem_buf_str(sql, "CASE ");
+			sdk_buf_str(sql, "CASE ");
 			type_sql(t, sql);
-			mem_buf_str(sql, " WHEN 'text' THEN instr(");
+			sdk_buf_str(sql, " WHEN 'text' THEN instr(");
 			value_sql(t, sql);
-			mem_buf_printf(sql, ", ?) > 0 WHEN 'array' THEN EXISTS (SELECT 1 FROM "
+			sdk_buf_printf(sql, ", ?) > 0 WHEN 'array' THEN EXISTS (SELECT 1 FROM "
 					    "json_each(r.data,'$.%s') WHERE json_each.value = ? AND "
 					    "json_each.type = 'text') ELSE 0 END",
 				       t->col);
@@ -353,11 +353,11 @@ static int term_sql(const mem_term *t, mem_buf *sql, mem_binds *b)
 		}
 		break;
 	}
-	mem_buf_str(sql, ")");
+	sdk_buf_str(sql, ")");
 	return rc ? -1 : 0;
 }
 
-int mem_filter_sql(const mem_filter *f, mem_buf *sql, mem_binds *b)
+int mem_filter_sql(const mem_filter *f, sdk_buf *sql, mem_binds *b)
 {
 	for (size_t i = 0; i < f->n; i++)
 		if (term_sql(&f->t[i], sql, b) < 0)
@@ -411,24 +411,24 @@ int mem_order_parse(const char *s, const mem_columns *cols, bool have_q, mem_ord
 	return 0;
 }
 
-void mem_order_key_sql(const mem_order *o, const mem_sql_names *n, mem_buf *sql)
+void mem_order_key_sql(const mem_order *o, const mem_sql_names *n, sdk_buf *sql)
 {
 	switch (o->kind) {
-	case MEM_ORDER_ID: mem_buf_str(sql, n->id); break;
-	case MEM_ORDER_RANK: mem_buf_str(sql, n->rank ? n->rank : "0"); break;
-	case MEM_ORDER_COLUMN: mem_buf_printf(sql, "json_extract(r.data,'$.%s')", o->col); break;
+	case MEM_ORDER_ID: sdk_buf_str(sql, n->id); break;
+	case MEM_ORDER_RANK: sdk_buf_str(sql, n->rank ? n->rank : "0"); break;
+	case MEM_ORDER_COLUMN: sdk_buf_printf(sql, "json_extract(r.data,'$.%s')", o->col); break;
 	}
 }
 
-void mem_order_sql(const mem_order *o, const mem_sql_names *n, mem_buf *sql)
+void mem_order_sql(const mem_order *o, const mem_sql_names *n, sdk_buf *sql)
 {
 	const char *dir = o->desc ? "DESC" : "ASC";
-	mem_buf_str(sql, " ORDER BY ");
+	sdk_buf_str(sql, " ORDER BY ");
 	if (o->kind != MEM_ORDER_ID) {
 		mem_order_key_sql(o, n, sql);
-		mem_buf_printf(sql, " %s, ", dir);
+		sdk_buf_printf(sql, " %s, ", dir);
 	}
-	mem_buf_printf(sql, "%s %s", n->id, dir);
+	sdk_buf_printf(sql, "%s %s", n->id, dir);
 }
 
 /* --------------------------------------------------------------------- */
@@ -562,16 +562,16 @@ int mem_keyset_passes(const mem_order *o, const mem_cursor *c)
 }
 
 int mem_keyset_sql(const mem_order *o, const mem_cursor *c, int pass, const mem_sql_names *n,
-		   mem_buf *sql, mem_binds *b)
+		   sdk_buf *sql, mem_binds *b)
 {
 	if (!c->set)
 		return 0;
 	const char *lt = o->desc ? "<" : ">";
 	if (o->kind == MEM_ORDER_ID) {
-		mem_buf_printf(sql, " AND %s %s ?", n->id, lt);
+		sdk_buf_printf(sql, " AND %s %s ?", n->id, lt);
 		return bind(b, c->id);
 	}
-	mem_buf k = { 0 };
+	sdk_buf k = { 0 };
 	mem_order_key_sql(o, n, &k);
 	if (k.oom) {
 		sql->oom = true;
@@ -580,20 +580,20 @@ int mem_keyset_sql(const mem_order *o, const mem_cursor *c, int pass, const mem_
 	int rc = 0;
 	if (json_is_null(c->key)) {
 		if (pass == 0) {
-			mem_buf_printf(sql, " AND %s IS NULL AND %s %s ?", k.p, n->id, lt);
+			sdk_buf_printf(sql, " AND %s IS NULL AND %s %s ?", k.p, n->id, lt);
 			rc |= bind(b, c->id);
 		} else
-			mem_buf_printf(sql, " AND %s IS NOT NULL", k.p);
+			sdk_buf_printf(sql, " AND %s IS NOT NULL", k.p);
 	} else if (pass == 0) {
 		/* key >= k (an index range) and, among equal keys, past the id. */
-		mem_buf_printf(sql, " AND %s %s= ? AND (%s %s ? OR %s %s ?)", k.p, lt, k.p, lt,
+		sdk_buf_printf(sql, " AND %s %s= ? AND (%s %s ? OR %s %s ?)", k.p, lt, k.p, lt,
 			       n->id, lt);
 		rc |= bind(b, c->key);
 		rc |= bind(b, c->key);
 		rc |= bind(b, c->id);
 	} else {
-		mem_buf_printf(sql, " AND %s IS NULL", k.p);
+		sdk_buf_printf(sql, " AND %s IS NULL", k.p);
 	}
-	mem_buf_free(&k);
+	sdk_buf_free(&k);
 	return rc ? -1 : 0;
 }

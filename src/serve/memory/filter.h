@@ -12,7 +12,7 @@
 
 #include "serve/layer.h"
 
-#include "serve/memory/buf.h"
+#include "sdk/buf.h"
 #include "serve/memory/columns.h"
 #include "sdk/err.h"
 
@@ -91,16 +91,16 @@ void mem_filter_clear(mem_filter *f);
 /* Appends " AND (...)" for every term, reading the row's JSON from r.data
  * and its id from r.id. -1 when the binds would not fit (never, within
  * the limits above). */
-int mem_filter_sql(const mem_filter *f, mem_buf *sql, mem_binds *b);
+int mem_filter_sql(const mem_filter *f, sdk_buf *sql, mem_binds *b);
 
 /* Parses `order` ("col", "-col", "_id", "-_id", "_rank"; NULL or "" is
  * "_rank" when there is a full-text query, else "_id"). */
 int mem_order_parse(const char *s, const mem_columns *cols, bool have_q, mem_order *out,
 		    sdk_err *err);
 /* The SQL of the sort key. */
-void mem_order_key_sql(const mem_order *o, const mem_sql_names *n, mem_buf *sql);
+void mem_order_key_sql(const mem_order *o, const mem_sql_names *n, sdk_buf *sql);
 /* " ORDER BY key dir, id dir" */
-void mem_order_sql(const mem_order *o, const mem_sql_names *n, mem_buf *sql);
+void mem_order_sql(const mem_order *o, const mem_sql_names *n, sdk_buf *sql);
 
 /* Parses a cursor made by mem_cursor_make for the same order; NULL or ""
  * is no cursor. `out` needs mem_cursor_clear either way. */
@@ -115,6 +115,6 @@ char *mem_cursor_make(const mem_order *o, json_t *key, int64_t id);
  * of pass `pass` (" AND ..."; nothing without a cursor). */
 int mem_keyset_passes(const mem_order *o, const mem_cursor *c);
 int mem_keyset_sql(const mem_order *o, const mem_cursor *c, int pass, const mem_sql_names *n,
-		   mem_buf *sql, mem_binds *b);
+		   sdk_buf *sql, mem_binds *b);
 
 #endif

@@ -120,58 +120,58 @@ static int fail(lexer *lx, const char *what)
 
 /* One word or string as a quoted tsquery operand ("" when it holds
  * nothing FTS5 would index). A string's "" becomes one quote. */
-static void operand(mem_buf *out, const char *text, size_t len, bool string, bool prefix)
+static void operand(sdk_buf *out, const char *text, size_t len, bool string, bool prefix)
 {
 	bool some = false;
 	for (size_t i = 0; i < len; i++)
 		some |= bare((unsigned char)text[i]) && text[i] != '_' && text[i] != 0x1a;
 	if (!some)
 		return;
-	mem_buf_str(out, "'");
+	sdk_buf_str(out, "'");
 	for (size_t i = 0; i < len; i++) {
 		char c = text[i];
 		if (string && c == '"')
 			i++; /* the second of "" */
 		if (c == '\'')
-			mem_buf_str(out, "''");
+			sdk_buf_str(out, "''");
 		else if (c == '\\')
-			mem_buf_str(out, "\\\\");
+			sdk_buf_str(out, "\\\\");
 		else
-			mem_buf_add(out, &c, 1);
+			sdk_buf_add(out, &c, 1);
 	}
-	mem_buf_str(out, prefix ? "':*" : "'");
+	sdk_buf_str(out, prefix ? "':*" : "'");
 }
 
 /* a = (a OP b), where an empty side counts for nothing; frees b. */
-static void combine(mem_buf *a, const char *op, mem_buf *b, bool not)
+static void combine(sdk_buf *a, const char *op, sdk_buf *b, bool not)
 {
 	if (!b->len) {
-		mem_buf_free(b);
+		sdk_buf_free(b);
 		return;
 	}
 	if (!a->len) {
 		if (!not) {
-			mem_buf_free(a);
+			sdk_buf_free(a);
 			*a = *b;
-			*b = (mem_buf){ 0 };
+			*b = (sdk_buf){ 0 };
 		}
-		mem_buf_free(b);
+		sdk_buf_free(b);
 		return;
 	}
-	mem_buf r = { 0 };
-	mem_buf_str(&r, "(");
-	mem_buf_add(&r, a->p, a->len);
-	mem_buf_str(&r, op);
-	mem_buf_add(&r, b->p, b->len);
-	mem_buf_str(&r, ")");
+	sdk_buf r = { 0 };
+	sdk_buf_str(&r, "(");
+	sdk_buf_add(&r, a->p, a->len);
+	sdk_buf_str(&r, op);
+	sdk_buf_add(&r, b->p, b->len);
+	sdk_buf_str(&r, ")");
 	r.oom |= a->oom || b->oom;
-	mem_buf_free(a);
-	mem_buf_free(b);
+	sdk_buf_free(a);
+	sdk_buf_free(b);
 	*a = r;
 }
 
 /* phrase := unit [*] { "+" unit [*] } */
-static int phrase(lexer *lx, mem_buf *out)
+static int phrase(lexer *lx, sdk_buf *out)
 {
 	for (bool first = true;; first = false) {
 		if (lx->tok != T_STRING && (lx->tok != T_WORD || is_operator(lx)))
@@ -183,15 +183,15 @@ static int phrase(lexer *lx, mem_buf *out)
 		bool prefix = lx->tok == T_STAR;
 		if (prefix)
 			next(lx);
-		mem_buf one = { 0 };
+		sdk_buf one = { 0 };
 		operand(&one, text, len, string, prefix);
 		if (one.len) {
 			if (!first && out->len)
-				mem_buf_str(out, " <-> ");
-			mem_buf_add(out, one.p, one.len);
+				sdk_buf_str(out, " <-> ");
+			sdk_buf_add(out, one.p, one.len);
 		}
 		out->oom |= one.oom;
-		mem_buf_free(&one);
+		sdk_buf_free(&one);
 		if (lx->tok != T_PLUS)
 			return 0;
 		next(lx);
@@ -199,15 +199,15 @@ static int phrase(lexer *lx, mem_buf *out)
 }
 
 /* NEAR ( phrase { phrase } [ , N ] ): every phrase, nearness dropped. */
-static int near(lexer *lx, mem_buf *out)
+static int near(lexer *lx, sdk_buf *out)
 {
 	next(lx); /* NEAR */
 	next(lx); /* ( */
 	int n = 0;
 	while (lx->tok == T_STRING || lx->tok == T_WORD) {
-		mem_buf p = { 0 };
+		sdk_buf p = { 0 };
 		if (phrase(lx, &p) < 0) {
-			mem_buf_free(&p);
+			sdk_buf_free(&p);
 			return -1;
 		}
 		combine(out, " & ", &p, false);
@@ -231,15 +231,15 @@ static int near(lexer *lx, mem_buf *out)
 }
 
 /* seq := item { item }: phrases side by side, ANDed. */
-static int seq(lexer *lx, mem_buf *out)
+static int seq(lexer *lx, sdk_buf *out)
 {
 	if (!item_start(lx))
 		return fail(lx, "a word or \"phrase\" expected");
 	while (item_start(lx)) {
-		mem_buf one = { 0 };
+		sdk_buf one = { 0 };
 		int rc = is_near(lx) ? near(lx, &one) : phrase(lx, &one);
 		if (rc < 0) {
-			mem_buf_free(&one);
+			sdk_buf_free(&one);
 			return -1;
 		}
 		combine(out, " & ", &one, false);
@@ -247,10 +247,10 @@ static int seq(lexer *lx, mem_buf *out)
 	return 0;
 }
 
-static int or_expr(lexer *lx, mem_buf *out, int depth);
+static int or_expr(lexer *lx, sdk_buf *out, int depth);
 
 /* primary := "(" or ")" | seq */
-static int primary(lexer *lx, mem_buf *out, int depth)
+static int primary(lexer *lx, sdk_buf *out, int depth)
 {
 	if (lx->tok != T_LP)
 		return seq(lx, out);
@@ -267,15 +267,15 @@ static int primary(lexer *lx, mem_buf *out, int depth)
 
 /* Left-associative binary levels: NOT over primary, AND over NOT, OR
  * over AND. */
-static int not_expr(lexer *lx, mem_buf *out, int depth)
+static int not_expr(lexer *lx, sdk_buf *out, int depth)
 {
 	if (primary(lx, out, depth) < 0)
 		return -1;
 	while (is_kw(lx, "NOT")) {
 		next(lx);
-		mem_buf b = { 0 };
+		sdk_buf b = { 0 };
 		if (primary(lx, &b, depth) < 0) {
-			mem_buf_free(&b);
+			sdk_buf_free(&b);
 			return -1;
 		}
 		combine(out, " & !", &b, true);
@@ -283,15 +283,15 @@ static int not_expr(lexer *lx, mem_buf *out, int depth)
 	return 0;
 }
 
-static int and_expr(lexer *lx, mem_buf *out, int depth)
+static int and_expr(lexer *lx, sdk_buf *out, int depth)
 {
 	if (not_expr(lx, out, depth) < 0)
 		return -1;
 	while (is_kw(lx, "AND")) {
 		next(lx);
-		mem_buf b = { 0 };
+		sdk_buf b = { 0 };
 		if (not_expr(lx, &b, depth) < 0) {
-			mem_buf_free(&b);
+			sdk_buf_free(&b);
 			return -1;
 		}
 		combine(out, " & ", &b, false);
@@ -299,15 +299,15 @@ static int and_expr(lexer *lx, mem_buf *out, int depth)
 	return 0;
 }
 
-static int or_expr(lexer *lx, mem_buf *out, int depth)
+static int or_expr(lexer *lx, sdk_buf *out, int depth)
 {
 	if (and_expr(lx, out, depth) < 0)
 		return -1;
 	while (is_kw(lx, "OR")) {
 		next(lx);
-		mem_buf b = { 0 };
+		sdk_buf b = { 0 };
 		if (and_expr(lx, &b, depth) < 0) {
-			mem_buf_free(&b);
+			sdk_buf_free(&b);
 			return -1;
 		}
 		combine(out, " | ", &b, false);
@@ -315,19 +315,19 @@ static int or_expr(lexer *lx, mem_buf *out, int depth)
 	return 0;
 }
 
-int mem_fts_tsquery(const char *q, mem_buf *out, sdk_err *err)
+int mem_fts_tsquery(const char *q, sdk_buf *out, sdk_err *err)
 {
 	lexer lx = { .s = q, .err = err };
 	next(&lx);
-	mem_buf r = { 0 };
+	sdk_buf r = { 0 };
 	int rc = or_expr(&lx, &r, 0);
 	if (rc == 0 && lx.tok != T_END)
 		rc = fail(&lx, "syntax error");
 	if (rc == 0) {
 		out->oom |= r.oom;
-		mem_buf_add(out, r.len ? r.p : "", r.len);
-		mem_buf_str(out, ""); /* a NUL-terminated "" even when empty */
+		sdk_buf_add(out, r.len ? r.p : "", r.len);
+		sdk_buf_str(out, ""); /* a NUL-terminated "" even when empty */
 	}
-	mem_buf_free(&r);
+	sdk_buf_free(&r);
 	return rc;
 }

@@ -23,13 +23,13 @@
 
 #include "serve/layer.h"
 
-#include "serve/memory/buf.h"
+#include "sdk/buf.h"
 #include "sdk/err.h"
 
 #include <stddef.h>
 
 /* Appends the tsquery text of `q` to `out`: 0, or -1 with why in err (a
  * syntax error: the caller's 400). Check out->oom after. */
-int mem_fts_tsquery(const char *q, mem_buf *out, sdk_err *err);
+int mem_fts_tsquery(const char *q, sdk_buf *out, sdk_err *err);
 
 #endif

@@ -11,13 +11,13 @@
 #include <string.h>
 
 /* One keyset pass: appends up to limit+1-got rows to `out`. */
-int mem_pg_page_pass(void *c, mem_page *p, int pass, mem_buf *out, sdk_err *e)
+int mem_pg_page_pass(void *c, mem_page *p, int pass, sdk_buf *out, sdk_err *e)
 {
 	const mem_column *col = p->order->kind == MEM_ORDER_COLUMN
 					? mem_columns_find(&p->t->cols, p->order->col)
 					: NULL;
 	enum mem_type type = col ? col->type : MEM_T_ANY;
-	mem_buf sql = { 0 }, tsq = { 0 };
+	sdk_buf sql = { 0 }, tsq = { 0 };
 	mem_pg_params *b = calloc(1, sizeof *b);
 	if (!b)
 		return mem_oom(e);
@@ -25,25 +25,25 @@ int mem_pg_page_pass(void *c, mem_page *p, int pass, mem_buf *out, sdk_err *e)
 	sdk_err err;
 	if (p->q && mem_fts_tsquery(p->q, &tsq, &err) < 0)
 		rc = mem_bad_fts(err.msg, e);
-	mem_buf_str(&sql, "SELECT r.id, r.data::text, r.created_ms, r.updated_ms");
+	sdk_buf_str(&sql, "SELECT r.id, r.data::text, r.created_ms, r.updated_ms");
 	mem_pg_key_select(p->order, type, &sql);
-	mem_buf_printf(&sql, " FROM mem_rows_%lld r WHERE ", (long long)p->t->id);
+	sdk_buf_printf(&sql, " FROM mem_rows_%lld r WHERE ", (long long)p->t->id);
 	if (p->q) {
 		/* $1, which MEM_PG_RANK_SQL reads too. */
-		mem_buf_str(&sql, "r.fts @@ to_tsquery('simple', ");
+		sdk_buf_str(&sql, "r.fts @@ to_tsquery('simple', ");
 		mem_pg_param(&sql, b, tsq.p ? tsq.p : "", tsq.len);
-		mem_buf_str(&sql, ")");
+		sdk_buf_str(&sql, ")");
 	} else {
-		mem_buf_str(&sql, "true");
+		sdk_buf_str(&sql, "true");
 	}
 	mem_pg_filter_sql(p->filter, &sql, b);
 	mem_pg_keyset_sql(p->order, type, p->cursor, pass, &sql, b);
 	mem_pg_order_sql(p->order, type, &sql);
 	char lim[21];
 	store_pg_i64(lim, (int64_t)(p->limit + 1 - p->got));
-	mem_buf_str(&sql, " LIMIT ");
+	sdk_buf_str(&sql, " LIMIT ");
 	mem_pg_param(&sql, b, lim, strlen(lim));
-	mem_buf_str(&sql, "::bigint");
+	sdk_buf_str(&sql, "::bigint");
 	PGresult *r = NULL;
 	if (rc == 0 && (sql.oom || b->oom || tsq.oom))
 		rc = mem_oom(e);
@@ -70,7 +70,7 @@ int mem_pg_page_pass(void *c, mem_page *p, int pass, mem_buf *out, sdk_err *e)
 	store_pq->PQclear(r);
 	mem_pg_params_free(b);
 	free(b);
-	mem_buf_free(&sql);
-	mem_buf_free(&tsq);
+	sdk_buf_free(&sql);
+	sdk_buf_free(&tsq);
 	return rc;
 }

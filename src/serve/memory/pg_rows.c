@@ -36,17 +36,17 @@ int mem_pg_rows_add(void *c, const mem_tinfo *t, char *const *text, const size_t
 {
 	/* One statement for the batch: the rows as one JSON array, their
 	 * sizes as an integer[]. */
-	mem_buf arr = { 0 }, sizes = { 0 }, sql = { 0 };
-	mem_buf_str(&arr, "[");
-	mem_buf_str(&sizes, "{");
+	sdk_buf arr = { 0 }, sizes = { 0 }, sql = { 0 };
+	sdk_buf_str(&arr, "[");
+	sdk_buf_str(&sizes, "{");
 	for (size_t i = 0; i < n; i++) {
-		mem_buf_str(&arr, i ? "," : "");
-		mem_buf_add(&arr, text[i], len[i]);
-		mem_buf_printf(&sizes, "%s%zu", i ? "," : "", len[i]);
+		sdk_buf_str(&arr, i ? "," : "");
+		sdk_buf_add(&arr, text[i], len[i]);
+		sdk_buf_printf(&sizes, "%s%zu", i ? "," : "", len[i]);
 	}
-	mem_buf_str(&arr, "]");
-	mem_buf_str(&sizes, "}");
-	mem_buf_printf(&sql,
+	sdk_buf_str(&arr, "]");
+	sdk_buf_str(&sizes, "}");
+	sdk_buf_printf(&sql,
 		       "INSERT INTO mem_rows_%lld (data, size, created_ms, updated_ms)"
 		       " SELECT d.value, z.size, $3::bigint, $3::bigint"
 		       " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d(value, o)"
@@ -62,9 +62,9 @@ int mem_pg_rows_add(void *c, const mem_tinfo *t, char *const *text, const size_t
 	else if ((r = mem_pg_exec(c, "insert rows", sql.p, 3, p, &rc, e)))
 		rc = ids_json(r, ids, e);
 	store_pq->PQclear(r);
-	mem_buf_free(&arr);
-	mem_buf_free(&sizes);
-	mem_buf_free(&sql);
+	sdk_buf_free(&arr);
+	sdk_buf_free(&sizes);
+	sdk_buf_free(&sql);
 	return rc;
 }
 

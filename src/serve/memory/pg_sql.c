@@ -12,7 +12,7 @@ void mem_pg_params_free(mem_pg_params *p)
 	p->n = 0;
 }
 
-void mem_pg_param(mem_buf *sql, mem_pg_params *p, const char *text, size_t len)
+void mem_pg_param(sdk_buf *sql, mem_pg_params *p, const char *text, size_t len)
 {
 	if (p->n >= MEM_PG_PARAMS_MAX) {
 		p->oom = true;
@@ -26,10 +26,10 @@ void mem_pg_param(mem_buf *sql, mem_pg_params *p, const char *text, size_t len)
 	memcpy(v, text, len);
 	v[len] = '\0';
 	p->v[p->n++] = v;
-	mem_buf_printf(sql, "$%d", p->n);
+	sdk_buf_printf(sql, "$%d", p->n);
 }
 
-void mem_pg_param_json(mem_buf *sql, mem_pg_params *p, json_t *v, bool raw)
+void mem_pg_param_json(sdk_buf *sql, mem_pg_params *p, json_t *v, bool raw)
 {
 	if (raw && json_is_string(v)) {
 		mem_pg_param(sql, p, json_string_value(v), json_string_length(v));
@@ -46,69 +46,69 @@ void mem_pg_param_json(mem_buf *sql, mem_pg_params *p, json_t *v, bool raw)
 	free(text);
 }
 
-void mem_pg_key_sql(mem_buf *sql, const char *row, const char *col, enum mem_type type)
+void mem_pg_key_sql(sdk_buf *sql, const char *row, const char *col, enum mem_type type)
 {
 	switch (type) {
-	case MEM_T_NUMBER: mem_buf_printf(sql, "((%sdata->>'%s')::numeric)", row, col); break;
-	case MEM_T_BOOLEAN: mem_buf_printf(sql, "((%sdata->>'%s')::boolean)", row, col); break;
+	case MEM_T_NUMBER: sdk_buf_printf(sql, "((%sdata->>'%s')::numeric)", row, col); break;
+	case MEM_T_BOOLEAN: sdk_buf_printf(sql, "((%sdata->>'%s')::boolean)", row, col); break;
 	case MEM_T_STRING:
-	case MEM_T_TEXT: mem_buf_printf(sql, "((%sdata->>'%s') COLLATE \"C\")", row, col); break;
-	default: mem_buf_printf(sql, "(%sdata->'%s')", row, col); break;
+	case MEM_T_TEXT: sdk_buf_printf(sql, "((%sdata->>'%s') COLLATE \"C\")", row, col); break;
+	default: sdk_buf_printf(sql, "(%sdata->'%s')", row, col); break;
 	}
 }
 
 /* --------------------------------------------------------------------- */
 /* Filters */
 
-static void jval(const mem_term *t, mem_buf *sql)
+static void jval(const mem_term *t, sdk_buf *sql)
 {
-	mem_buf_printf(sql, "(r.data->'%s')", t->col);
+	sdk_buf_printf(sql, "(r.data->'%s')", t->col);
 }
 
-static void jtext(const mem_term *t, mem_buf *sql)
+static void jtext(const mem_term *t, sdk_buf *sql)
 {
-	mem_buf_printf(sql, "(r.data->>'%s')", t->col);
+	sdk_buf_printf(sql, "(r.data->>'%s')", t->col);
 }
 
-static void jtype(const mem_term *t, mem_buf *sql)
+static void jtype(const mem_term *t, sdk_buf *sql)
 {
-	mem_buf_printf(sql, "jsonb_typeof(r.data->'%s')", t->col);
+	sdk_buf_printf(sql, "jsonb_typeof(r.data->'%s')", t->col);
 }
 
 /* The value a declared column or the id compares with, and its cast. */
-static void typed(const mem_term *t, mem_buf *sql)
+static void typed(const mem_term *t, sdk_buf *sql)
 {
 	if (t->is_id)
-		mem_buf_str(sql, "r.id");
+		sdk_buf_str(sql, "r.id");
 	else
 		mem_pg_key_sql(sql, "r.", t->col, t->type);
 }
 
-static void typed_param(const mem_term *t, json_t *v, mem_buf *sql, mem_pg_params *p)
+static void typed_param(const mem_term *t, json_t *v, sdk_buf *sql, mem_pg_params *p)
 {
 	bool text = !t->is_id && (t->type == MEM_T_STRING || t->type == MEM_T_TEXT);
 	mem_pg_param_json(sql, p, v, text);
 	if (t->is_id)
-		mem_buf_str(sql, "::bigint");
+		sdk_buf_str(sql, "::bigint");
 	else if (t->type == MEM_T_NUMBER)
-		mem_buf_str(sql, "::numeric");
+		sdk_buf_str(sql, "::numeric");
 	else if (t->type == MEM_T_BOOLEAN)
-		mem_buf_str(sql, "::boolean");
+		sdk_buf_str(sql, "::boolean");
 	else
-		mem_buf_str(sql, "::text");
+		sdk_buf_str(sql, "::text");
 }
 
 /* `v` as an element of an array value: contains on json and undeclared
  * columns. jsonb's @> matches an element of the same kind only (1 is not
  * true, nor "1"), as the SQLite engine's json_each does. */
-static void element_sql(const mem_term *t, json_t *v, mem_buf *sql, mem_pg_params *p)
+static void element_sql(const mem_term *t, json_t *v, sdk_buf *sql, mem_pg_params *p)
 {
 	jtype(t, sql);
-	mem_buf_str(sql, " = 'array' AND ");
+	sdk_buf_str(sql, " = 'array' AND ");
 	jval(t, sql);
-	mem_buf_str(sql, " @> jsonb_build_array(");
+	sdk_buf_str(sql, " @> jsonb_build_array(");
 	mem_pg_param_json(sql, p, v, false);
-	mem_buf_str(sql, "::jsonb)");
+	sdk_buf_str(sql, "::jsonb)");
 }
 
 static const char *cmp_op(enum mem_op op)
@@ -124,28 +124,28 @@ static const char *cmp_op(enum mem_op op)
 /* An undeclared column: values match values of their own kind only,
  * which jsonb's = does (true is not 1, "1" is not 1); ordered comparisons
  * are between numbers or between strings (by bytes). */
-static void any_term(const mem_term *t, mem_buf *sql, mem_pg_params *p)
+static void any_term(const mem_term *t, sdk_buf *sql, mem_pg_params *p)
 {
 	json_t *v = t->value;
 	switch (t->op) {
 	case MEM_OP_EQ:
 	case MEM_OP_NE:
 		jval(t, sql);
-		mem_buf_str(sql, t->op == MEM_OP_EQ ? " = " : " IS DISTINCT FROM ");
+		sdk_buf_str(sql, t->op == MEM_OP_EQ ? " = " : " IS DISTINCT FROM ");
 		mem_pg_param_json(sql, p, v, false);
-		mem_buf_str(sql, "::jsonb");
+		sdk_buf_str(sql, "::jsonb");
 		break;
 	case MEM_OP_IN: {
 		jval(t, sql);
-		mem_buf_str(sql, " IN (");
+		sdk_buf_str(sql, " IN (");
 		size_t i;
 		json_t *m;
 		json_array_foreach(v, i, m) {
-			mem_buf_str(sql, i ? ", " : "");
+			sdk_buf_str(sql, i ? ", " : "");
 			mem_pg_param_json(sql, p, m, false);
-			mem_buf_str(sql, "::jsonb");
+			sdk_buf_str(sql, "::jsonb");
 		}
-		mem_buf_str(sql, ")");
+		sdk_buf_str(sql, ")");
 		break;
 	}
 	case MEM_OP_CONTAINS:
@@ -153,101 +153,101 @@ static void any_term(const mem_term *t, mem_buf *sql, mem_pg_params *p)
 			element_sql(t, v, sql, p);
 			break;
 		}
-		mem_buf_str(sql, "CASE ");
+		sdk_buf_str(sql, "CASE ");
 		jtype(t, sql);
-		mem_buf_str(sql, " WHEN 'string' THEN strpos(");
+		sdk_buf_str(sql, " WHEN 'string' THEN strpos(");
 		jtext(t, sql);
-		mem_buf_str(sql, ", ");
+		sdk_buf_str(sql, ", ");
 		mem_pg_param_json(sql, p, v, true);
-		mem_buf_str(sql, "::text) > 0 WHEN 'array' THEN ");
+		sdk_buf_str(sql, "::text) > 0 WHEN 'array' THEN ");
 		jval(t, sql);
-		mem_buf_str(sql, " @> jsonb_build_array(");
+		sdk_buf_str(sql, " @> jsonb_build_array(");
 		mem_pg_param_json(sql, p, v, true);
-		mem_buf_str(sql, "::text) ELSE false END");
+		sdk_buf_str(sql, "::text) ELSE false END");
 		break;
 	default: /* gt gte lt lte: a string or a number (filter.c checked) */
 		jtype(t, sql);
 		if (json_is_number(v)) {
-			mem_buf_str(sql, " = 'number' AND ");
+			sdk_buf_str(sql, " = 'number' AND ");
 			jval(t, sql);
-			mem_buf_printf(sql, " %s ", cmp_op(t->op));
+			sdk_buf_printf(sql, " %s ", cmp_op(t->op));
 			mem_pg_param_json(sql, p, v, false);
-			mem_buf_str(sql, "::jsonb");
+			sdk_buf_str(sql, "::jsonb");
 		} else {
-			mem_buf_str(sql, " = 'string' AND ");
+			sdk_buf_str(sql, " = 'string' AND ");
 			jtext(t, sql);
-			mem_buf_printf(sql, " COLLATE \"C\" %s ", cmp_op(t->op));
+			sdk_buf_printf(sql, " COLLATE \"C\" %s ", cmp_op(t->op));
 			mem_pg_param_json(sql, p, v, true);
-			mem_buf_str(sql, "::text");
+			sdk_buf_str(sql, "::text");
 		}
 		break;
 	}
 }
 
 /* A declared column (or the id): its typed key, so its index serves. */
-static void typed_term(const mem_term *t, mem_buf *sql, mem_pg_params *p)
+static void typed_term(const mem_term *t, sdk_buf *sql, mem_pg_params *p)
 {
 	json_t *v = t->value;
 	switch (t->op) {
 	case MEM_OP_EQ:
 	case MEM_OP_NE:
 		typed(t, sql);
-		mem_buf_str(sql, t->op == MEM_OP_EQ ? " = " : " IS DISTINCT FROM ");
+		sdk_buf_str(sql, t->op == MEM_OP_EQ ? " = " : " IS DISTINCT FROM ");
 		typed_param(t, v, sql, p);
 		break;
 	case MEM_OP_IN: {
 		typed(t, sql);
-		mem_buf_str(sql, " IN (");
+		sdk_buf_str(sql, " IN (");
 		size_t i;
 		json_t *m;
 		json_array_foreach(v, i, m) {
-			mem_buf_str(sql, i ? ", " : "");
+			sdk_buf_str(sql, i ? ", " : "");
 			typed_param(t, m, sql, p);
 		}
-		mem_buf_str(sql, ")");
+		sdk_buf_str(sql, ")");
 		break;
 	}
 	case MEM_OP_CONTAINS:
 		if (t->type == MEM_T_JSON) {
 			element_sql(t, v, sql, p);
 		} else { /* string and text: a substring */
-			mem_buf_str(sql, "strpos(");
+			sdk_buf_str(sql, "strpos(");
 			jtext(t, sql);
-			mem_buf_str(sql, ", ");
+			sdk_buf_str(sql, ", ");
 			mem_pg_param_json(sql, p, v, true);
-			mem_buf_str(sql, "::text) > 0");
+			sdk_buf_str(sql, "::text) > 0");
 		}
 		break;
 	default:
 		typed(t, sql);
-		mem_buf_printf(sql, " %s ", cmp_op(t->op));
+		sdk_buf_printf(sql, " %s ", cmp_op(t->op));
 		typed_param(t, v, sql, p);
 		break;
 	}
 }
 
-static void term_sql(const mem_term *t, mem_buf *sql, mem_pg_params *p)
+static void term_sql(const mem_term *t, sdk_buf *sql, mem_pg_params *p)
 {
-	mem_buf_str(sql, " AND (");
+	sdk_buf_str(sql, " AND (");
 	bool null_test = t->op == MEM_OP_EXISTS ||
 			 ((t->op == MEM_OP_EQ || t->op == MEM_OP_NE) && json_is_null(t->value));
 	if (null_test) {
 		/* Missing or null: ->> is NULL for both. */
 		bool present = t->op == MEM_OP_EXISTS ? json_is_true(t->value) : t->op == MEM_OP_NE;
 		if (t->is_id)
-			mem_buf_str(sql, "r.id");
+			sdk_buf_str(sql, "r.id");
 		else
 			jtext(t, sql);
-		mem_buf_str(sql, present ? " IS NOT NULL" : " IS NULL");
+		sdk_buf_str(sql, present ? " IS NOT NULL" : " IS NULL");
 	} else if (t->type == MEM_T_ANY && !t->is_id) {
 		any_term(t, sql, p);
 	} else {
 		typed_term(t, sql, p);
 	}
-	mem_buf_str(sql, ")");
+	sdk_buf_str(sql, ")");
 }
 
-void mem_pg_filter_sql(const mem_filter *f, mem_buf *sql, mem_pg_params *p)
+void mem_pg_filter_sql(const mem_filter *f, sdk_buf *sql, mem_pg_params *p)
 {
 	for (size_t i = 0; i < f->n; i++)
 		term_sql(&f->t[i], sql, p);
@@ -262,120 +262,120 @@ static bool any_key(const mem_order *o, enum mem_type type)
 }
 
 /* A one-expression key: the id, the rank, or a declared column's. */
-static void key_expr(const mem_order *o, enum mem_type type, mem_buf *sql)
+static void key_expr(const mem_order *o, enum mem_type type, sdk_buf *sql)
 {
 	switch (o->kind) {
-	case MEM_ORDER_ID: mem_buf_str(sql, "r.id"); break;
-	case MEM_ORDER_RANK: mem_buf_str(sql, MEM_PG_RANK_SQL); break;
+	case MEM_ORDER_ID: sdk_buf_str(sql, "r.id"); break;
+	case MEM_ORDER_RANK: sdk_buf_str(sql, MEM_PG_RANK_SQL); break;
 	case MEM_ORDER_COLUMN: mem_pg_key_sql(sql, "r.", o->col, type); break;
 	}
 }
 
 /* The three parts of an undeclared column's key (pg_sql.h). */
-static void any_kind(const char *col, mem_buf *sql)
+static void any_kind(const char *col, sdk_buf *sql)
 {
-	mem_buf_printf(sql,
+	sdk_buf_printf(sql,
 		       "(CASE jsonb_typeof(r.data->'%s') WHEN 'number' THEN 1 WHEN 'boolean' THEN 1"
 		       " WHEN 'string' THEN 2 WHEN 'array' THEN 2 WHEN 'object' THEN 2 END)",
 		       col);
 }
 
-static void any_num(const char *col, mem_buf *sql)
+static void any_num(const char *col, sdk_buf *sql)
 {
-	mem_buf_printf(sql,
+	sdk_buf_printf(sql,
 		       "(CASE jsonb_typeof(r.data->'%s') WHEN 'number' THEN (r.data->>'%s')::numeric"
 		       " WHEN 'boolean' THEN (r.data->>'%s')::boolean::integer ELSE 0 END)",
 		       col, col, col);
 }
 
-static void any_txt(const char *col, mem_buf *sql)
+static void any_txt(const char *col, sdk_buf *sql)
 {
-	mem_buf_printf(sql,
+	sdk_buf_printf(sql,
 		       "((CASE WHEN jsonb_typeof(r.data->'%s') IN ('string', 'array', 'object')"
 		       " THEN r.data->>'%s' ELSE '' END) COLLATE \"C\")",
 		       col, col);
 }
 
-void mem_pg_key_select(const mem_order *o, enum mem_type type, mem_buf *sql)
+void mem_pg_key_select(const mem_order *o, enum mem_type type, sdk_buf *sql)
 {
-	mem_buf_str(sql, ", ");
+	sdk_buf_str(sql, ", ");
 	if (!any_key(o, type)) {
 		key_expr(o, type, sql);
 		return;
 	}
 	any_kind(o->col, sql);
-	mem_buf_str(sql, ", ");
+	sdk_buf_str(sql, ", ");
 	any_num(o->col, sql);
-	mem_buf_str(sql, ", ");
+	sdk_buf_str(sql, ", ");
 	any_txt(o->col, sql);
 }
 
-void mem_pg_order_sql(const mem_order *o, enum mem_type type, mem_buf *sql)
+void mem_pg_order_sql(const mem_order *o, enum mem_type type, sdk_buf *sql)
 {
 	const char *dir = o->desc ? "DESC" : "ASC";
 	/* SQLite's NULLs sort first ascending; PostgreSQL's last. */
 	const char *nulls = o->desc ? "NULLS LAST" : "NULLS FIRST";
-	mem_buf_str(sql, " ORDER BY ");
+	sdk_buf_str(sql, " ORDER BY ");
 	if (any_key(o, type)) {
 		any_kind(o->col, sql);
-		mem_buf_printf(sql, " %s %s, ", dir, nulls);
+		sdk_buf_printf(sql, " %s %s, ", dir, nulls);
 		any_num(o->col, sql);
-		mem_buf_printf(sql, " %s, ", dir);
+		sdk_buf_printf(sql, " %s, ", dir);
 		any_txt(o->col, sql);
-		mem_buf_printf(sql, " %s, ", dir);
+		sdk_buf_printf(sql, " %s, ", dir);
 	} else if (o->kind != MEM_ORDER_ID) {
 		key_expr(o, type, sql);
-		mem_buf_printf(sql, " %s %s, ", dir, nulls);
+		sdk_buf_printf(sql, " %s %s, ", dir, nulls);
 	}
-	mem_buf_printf(sql, "r.id %s", dir);
+	sdk_buf_printf(sql, "r.id %s", dir);
 }
 
 /* The cursor's key as a parameter of the key's type. */
-static void key_param(const mem_order *o, enum mem_type type, json_t *key, mem_buf *sql,
+static void key_param(const mem_order *o, enum mem_type type, json_t *key, sdk_buf *sql,
 		      mem_pg_params *p)
 {
 	bool text = o->kind == MEM_ORDER_COLUMN && (type == MEM_T_STRING || type == MEM_T_TEXT);
 	mem_pg_param_json(sql, p, key, text);
 	if (o->kind == MEM_ORDER_RANK)
-		mem_buf_str(sql, "::float8");
+		sdk_buf_str(sql, "::float8");
 	else if (type == MEM_T_NUMBER)
-		mem_buf_str(sql, "::numeric");
+		sdk_buf_str(sql, "::numeric");
 	else if (type == MEM_T_BOOLEAN)
-		mem_buf_str(sql, "::boolean");
+		sdk_buf_str(sql, "::boolean");
 	else
-		mem_buf_str(sql, "::text");
+		sdk_buf_str(sql, "::text");
 }
 
 /* The null test of the key. */
-static void key_null(const mem_order *o, enum mem_type type, bool null, mem_buf *sql)
+static void key_null(const mem_order *o, enum mem_type type, bool null, sdk_buf *sql)
 {
-	mem_buf_str(sql, " AND ");
+	sdk_buf_str(sql, " AND ");
 	if (any_key(o, type))
 		any_kind(o->col, sql);
 	else
 		key_expr(o, type, sql);
-	mem_buf_str(sql, null ? " IS NULL" : " IS NOT NULL");
+	sdk_buf_str(sql, null ? " IS NULL" : " IS NOT NULL");
 }
 
 void mem_pg_keyset_sql(const mem_order *o, enum mem_type type, const mem_cursor *c, int pass,
-		       mem_buf *sql, mem_pg_params *p)
+		       sdk_buf *sql, mem_pg_params *p)
 {
 	if (!c->set)
 		return;
 	const char *lt = o->desc ? "<" : ">";
 	if (o->kind == MEM_ORDER_ID) {
-		mem_buf_printf(sql, " AND r.id %s ", lt);
+		sdk_buf_printf(sql, " AND r.id %s ", lt);
 		mem_pg_param_json(sql, p, c->id, false);
-		mem_buf_str(sql, "::bigint");
+		sdk_buf_str(sql, "::bigint");
 		return;
 	}
 	if (json_is_null(c->key)) {
 		/* Pass 0: the rest of the missing; pass 1 (ascending): the others. */
 		key_null(o, type, pass == 0, sql);
 		if (pass == 0) {
-			mem_buf_printf(sql, " AND r.id %s ", lt);
+			sdk_buf_printf(sql, " AND r.id %s ", lt);
 			mem_pg_param_json(sql, p, c->id, false);
-			mem_buf_str(sql, "::bigint");
+			sdk_buf_str(sql, "::bigint");
 		}
 		return;
 	}
@@ -386,37 +386,37 @@ void mem_pg_keyset_sql(const mem_order *o, enum mem_type type, const mem_cursor 
 	if (any_key(o, type)) {
 		/* (kind, num, txt, id) past the cursor's, as a row. */
 		bool num = json_is_number(c->key);
-		mem_buf_str(sql, " AND (");
+		sdk_buf_str(sql, " AND (");
 		any_kind(o->col, sql);
-		mem_buf_str(sql, ", ");
+		sdk_buf_str(sql, ", ");
 		any_num(o->col, sql);
-		mem_buf_str(sql, ", ");
+		sdk_buf_str(sql, ", ");
 		any_txt(o->col, sql);
-		mem_buf_printf(sql, ", r.id) %s (%d, ", lt, num ? 1 : 2);
+		sdk_buf_printf(sql, ", r.id) %s (%d, ", lt, num ? 1 : 2);
 		if (num) {
 			mem_pg_param_json(sql, p, c->key, false);
-			mem_buf_str(sql, "::numeric, ''::text, ");
+			sdk_buf_str(sql, "::numeric, ''::text, ");
 		} else {
-			mem_buf_str(sql, "0::numeric, ");
+			sdk_buf_str(sql, "0::numeric, ");
 			mem_pg_param_json(sql, p, c->key, true);
-			mem_buf_str(sql, "::text, ");
+			sdk_buf_str(sql, "::text, ");
 		}
 		mem_pg_param_json(sql, p, c->id, false);
-		mem_buf_str(sql, "::bigint)");
+		sdk_buf_str(sql, "::bigint)");
 		return;
 	}
 	/* key >= k (an index range) and, among equal keys, past the id. */
-	mem_buf_str(sql, " AND ");
+	sdk_buf_str(sql, " AND ");
 	key_expr(o, type, sql);
-	mem_buf_printf(sql, " %s= ", lt);
+	sdk_buf_printf(sql, " %s= ", lt);
 	key_param(o, type, c->key, sql, p);
-	mem_buf_str(sql, " AND (");
+	sdk_buf_str(sql, " AND (");
 	key_expr(o, type, sql);
-	mem_buf_printf(sql, " %s ", lt);
+	sdk_buf_printf(sql, " %s ", lt);
 	key_param(o, type, c->key, sql, p);
-	mem_buf_printf(sql, " OR r.id %s ", lt);
+	sdk_buf_printf(sql, " OR r.id %s ", lt);
 	mem_pg_param_json(sql, p, c->id, false);
-	mem_buf_str(sql, "::bigint)");
+	sdk_buf_str(sql, "::bigint)");
 }
 
 /* A number as PostgreSQL wrote it, as JSON: an integer too large for

@@ -36,17 +36,17 @@ typedef struct mem_pg_params {
 
 void mem_pg_params_free(mem_pg_params *p);
 /* Appends "$N" for a new parameter holding a copy of text[0..len). */
-void mem_pg_param(mem_buf *sql, mem_pg_params *p, const char *text, size_t len);
+void mem_pg_param(sdk_buf *sql, mem_pg_params *p, const char *text, size_t len);
 /* A JSON scalar as a parameter: its JSON text (for ::jsonb, ::numeric,
  * ::boolean), or with raw a string's bytes (for text). */
-void mem_pg_param_json(mem_buf *sql, mem_pg_params *p, json_t *v, bool raw);
+void mem_pg_param_json(sdk_buf *sql, mem_pg_params *p, json_t *v, bool raw);
 
 /* The typed key of a declared column (above); `row` is "r." in a query
  * and "" in the index's definition, which must read the same. */
-void mem_pg_key_sql(mem_buf *sql, const char *row, const char *col, enum mem_type type);
+void mem_pg_key_sql(sdk_buf *sql, const char *row, const char *col, enum mem_type type);
 
 /* " AND (...)" for every term. */
-void mem_pg_filter_sql(const mem_filter *f, mem_buf *sql, mem_pg_params *p);
+void mem_pg_filter_sql(const mem_filter *f, sdk_buf *sql, mem_pg_params *p);
 
 /* The relevance of a row with q (always parameter $1): lower is better,
  * so that _rank sorts ascending as FTS5's rank does. */
@@ -54,13 +54,13 @@ void mem_pg_filter_sql(const mem_filter *f, mem_buf *sql, mem_pg_params *p);
 
 /* The columns the sort key is read from (", k" or ", kind, num, txt");
  * `type` is the order column's declared type (MEM_T_ANY: undeclared). */
-void mem_pg_key_select(const mem_order *o, enum mem_type type, mem_buf *sql);
+void mem_pg_key_select(const mem_order *o, enum mem_type type, sdk_buf *sql);
 /* " ORDER BY ...": missing values first ascending, last descending;
  * ties by id. */
-void mem_pg_order_sql(const mem_order *o, enum mem_type type, mem_buf *sql);
+void mem_pg_order_sql(const mem_order *o, enum mem_type type, sdk_buf *sql);
 /* The keyset condition of pass `pass` (mem_keyset_passes). */
 void mem_pg_keyset_sql(const mem_order *o, enum mem_type type, const mem_cursor *c, int pass,
-		       mem_buf *sql, mem_pg_params *p);
+		       sdk_buf *sql, mem_pg_params *p);
 /* The sort key of a row read back, from the text of the columns
  * mem_pg_key_select added (v[i] NULL for SQL NULL): a new reference for
  * mem_cursor_make, NULL when out of memory. */

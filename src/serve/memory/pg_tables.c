@@ -116,41 +116,41 @@ int mem_pg_table_show(void *c, int64_t id, const char *user, json_t **out, sdk_e
  * rows, an index per indexed column on the very key queries compare
  * (pg_sql.h), and with text columns a tsvector of their values joined by
  * newlines ('simple': no stemming, no stop words) under a GIN index. */
-static void table_ddl(int64_t id, const mem_columns *cols, mem_buf *sql)
+static void table_ddl(int64_t id, const mem_columns *cols, sdk_buf *sql)
 {
 	long long t = (long long)id;
-	mem_buf_printf(sql,
+	sdk_buf_printf(sql,
 		       "CREATE TABLE mem_rows_%lld (id bigint GENERATED ALWAYS AS IDENTITY"
 		       " PRIMARY KEY, data jsonb NOT NULL, size integer NOT NULL,"
 		       " created_ms bigint NOT NULL, updated_ms bigint NOT NULL",
 		       t);
 	bool fts = mem_columns_has_text(cols);
 	if (fts) {
-		mem_buf_str(sql, ", fts tsvector GENERATED ALWAYS AS (to_tsvector('simple', ");
+		sdk_buf_str(sql, ", fts tsvector GENERATED ALWAYS AS (to_tsvector('simple', ");
 		bool first = true;
 		for (size_t i = 0; i < cols->n; i++) {
 			if (cols->c[i].type != MEM_T_TEXT)
 				continue;
-			mem_buf_printf(sql, "%scoalesce(data->>'%s', '')", first ? "" : " || E'\\n' || ",
+			sdk_buf_printf(sql, "%scoalesce(data->>'%s', '')", first ? "" : " || E'\\n' || ",
 				       cols->c[i].name);
 			first = false;
 		}
-		mem_buf_str(sql, ")) STORED");
+		sdk_buf_str(sql, ")) STORED");
 	}
-	mem_buf_str(sql, ");");
+	sdk_buf_str(sql, ");");
 	for (size_t i = 0; i < cols->n; i++) {
 		if (!cols->c[i].indexed)
 			continue;
 		/* NULLS FIRST as the ascending order; read backwards for descending. */
-		mem_buf_printf(sql, "CREATE INDEX mem_rows_%lld_c%zu ON mem_rows_%lld (", t, i, t);
+		sdk_buf_printf(sql, "CREATE INDEX mem_rows_%lld_c%zu ON mem_rows_%lld (", t, i, t);
 		mem_pg_key_sql(sql, "", cols->c[i].name, cols->c[i].type);
-		mem_buf_str(sql, " NULLS FIRST, id);");
+		sdk_buf_str(sql, " NULLS FIRST, id);");
 	}
 	/* fastupdate off: each write merges into the index itself, as FTS5's
 	 * triggers do; with a pending list, fresh rows are read by every
 	 * query until a vacuum, and the planner prices the index out. */
 	if (fts)
-		mem_buf_printf(sql,
+		sdk_buf_printf(sql,
 			       "CREATE INDEX mem_rows_%lld_fts ON mem_rows_%lld USING gin (fts)"
 			       " WITH (fastupdate = off);",
 			       t, t);
@@ -202,10 +202,10 @@ int mem_pg_table_add(void *conn, const char *user, const char *name, const char 
 		return rc;
 	*id = store_pg_get_i64(r, 0, 0);
 	store_pq->PQclear(r);
-	mem_buf ddl = { 0 };
+	sdk_buf ddl = { 0 };
 	table_ddl(*id, cols, &ddl);
 	rc = ddl.oom ? mem_oom(e) : mem_pg_script(c, "create table", ddl.p, e);
-	mem_buf_free(&ddl);
+	sdk_buf_free(&ddl);
 	return rc;
 }
 

@@ -59,10 +59,10 @@ int mem_lite_rows_add(void *conn, const mem_tinfo *t, char *const *text, const s
 	return rc;
 }
 
-int mem_lite_page_pass(void *conn, mem_page *p, int pass, mem_buf *out, sdk_err *e)
+int mem_lite_page_pass(void *conn, mem_page *p, int pass, sdk_buf *out, sdk_err *e)
 {
 	mem_conn *c = conn;
-	mem_buf sql = { 0 };
+	sdk_buf sql = { 0 };
 	mem_binds *b = malloc(sizeof *b);
 	long long id = (long long)p->t->id;
 	char rank[48], rowid[48];
@@ -72,14 +72,14 @@ int mem_lite_page_pass(void *conn, mem_page *p, int pass, mem_buf *out, sdk_err 
 	if (!b)
 		return mem_oom(e);
 	b->n = 0;
-	mem_buf_str(&sql, "SELECT r.id, r.data, r.created_ms, r.updated_ms, ");
+	sdk_buf_str(&sql, "SELECT r.id, r.data, r.created_ms, r.updated_ms, ");
 	mem_order_key_sql(p->order, &names, &sql);
 	if (p->q)
-		mem_buf_printf(&sql, " FROM mf_%lld JOIN mr_%lld r ON r.id = mf_%lld.rowid"
+		sdk_buf_printf(&sql, " FROM mf_%lld JOIN mr_%lld r ON r.id = mf_%lld.rowid"
 				     " WHERE mf_%lld MATCH ?",
 			       id, id, id, id);
 	else
-		mem_buf_printf(&sql, " FROM mr_%lld r WHERE 1", id);
+		sdk_buf_printf(&sql, " FROM mr_%lld r WHERE 1", id);
 	int rc;
 	sqlite3_stmt *st = NULL;
 	if (mem_filter_sql(p->filter, &sql, b) < 0 ||
@@ -88,7 +88,7 @@ int mem_lite_page_pass(void *conn, mem_page *p, int pass, mem_buf *out, sdk_err 
 		goto out;
 	}
 	mem_order_sql(p->order, &names, &sql);
-	mem_buf_str(&sql, " LIMIT ?");
+	sdk_buf_str(&sql, " LIMIT ?");
 	if (sql.oom) {
 		rc = mem_oom(e);
 		goto out;
@@ -127,7 +127,7 @@ int mem_lite_page_pass(void *conn, mem_page *p, int pass, mem_buf *out, sdk_err 
 	rc = 0;
 out:
 	sqlite3_finalize(st);
-	mem_buf_free(&sql);
+	sdk_buf_free(&sql);
 	free(b);
 	return rc;
 }

@@ -45,7 +45,7 @@ void mem_call_free(mem_call *c)
 	free(c->q);
 	json_decref(c->users);
 	json_decref(c->reply);
-	mem_buf_free(&c->text);
+	sdk_buf_free(&c->text);
 	free(c);
 }
 

@@ -66,7 +66,7 @@ struct mem_call {
 	int status;    /* 0, or a negative sdk_status with the reason in err */
 	sdk_err err;
 	json_t *reply; /* the answer as JSON ... */
-	mem_buf text;  /* ... or as JSON text (pages and rows) */
+	sdk_buf text;  /* ... or as JSON text (pages and rows) */
 	/* completion, on the loop */
 	mem_call_done_fn done;
 	void *arg;

@@ -37,7 +37,7 @@
 
 #include "sdk/config.h"
 #include "sdk/err.h"
-#include "serve/memory/buf.h"
+#include "sdk/buf.h"
 #include "serve/memory/columns.h"
 
 #include <jansson.h>
@@ -101,13 +101,13 @@ typedef struct mem_query {
 
 /* Writes {"rows": [...], "count", "next_cursor", ...} as JSON text to `out`. */
 int mem_rows_query(mem_store *s, const char *user, const char *owner, const char *name,
-		   const mem_query *q, mem_buf *out, sdk_err *e);
+		   const mem_query *q, sdk_buf *out, sdk_err *e);
 /* Writes one row ({"id", "data", "created_ms", "updated_ms"}) to `out`. */
 int mem_row_get(mem_store *s, const char *user, const char *owner, const char *name,
-		int64_t id, mem_buf *out, sdk_err *e);
+		int64_t id, sdk_buf *out, sdk_err *e);
 /* Merges `patch`'s keys into the row (null removes a key), re-checked. */
 int mem_row_patch(mem_store *s, const char *user, const char *owner, const char *name,
-		  int64_t id, json_t *patch, int64_t now_ms, mem_buf *out, sdk_err *e);
+		  int64_t id, json_t *patch, int64_t now_ms, sdk_buf *out, sdk_err *e);
 int mem_row_delete(mem_store *s, const char *user, const char *owner, const char *name,
 		   int64_t id, json_t **out, sdk_err *e);
 

@@ -121,38 +121,38 @@ int mem_lite_table_list(void *conn, const char *user, json_t *tables, sdk_err *e
 
 /* The SQL objects of table `id`: names are mr_ID / mf_ID, the column names
  * inside JSON path literals passed mem_column_name_valid. */
-static void table_ddl(int64_t id, const mem_columns *cols, mem_buf *sql)
+static void table_ddl(int64_t id, const mem_columns *cols, sdk_buf *sql)
 {
 	long long t = (long long)id;
 	bool fts = mem_columns_has_text(cols);
-	mem_buf_printf(sql,
+	sdk_buf_printf(sql,
 		       "CREATE TABLE mr_%lld (id INTEGER PRIMARY KEY AUTOINCREMENT,"
 		       " data TEXT NOT NULL, created_ms INTEGER NOT NULL,"
 		       " updated_ms INTEGER NOT NULL",
 		       t);
 	if (fts) {
 		/* The text columns' values, one per line: what FTS5 indexes. */
-		mem_buf_str(sql, ", fulltext TEXT GENERATED ALWAYS AS (");
+		sdk_buf_str(sql, ", fulltext TEXT GENERATED ALWAYS AS (");
 		bool first = true;
 		for (size_t i = 0; i < cols->n; i++) {
 			if (cols->c[i].type != MEM_T_TEXT)
 				continue;
-			mem_buf_printf(sql, "%scoalesce(json_extract(data,'$.%s'),'')",
+			sdk_buf_printf(sql, "%scoalesce(json_extract(data,'$.%s'),'')",
 				       first ? "" : " || char(10) || ", cols->c[i].name);
 			first = false;
 		}
-		mem_buf_str(sql, ") VIRTUAL");
+		sdk_buf_str(sql, ") VIRTUAL");
 	}
-	mem_buf_str(sql, ");");
+	sdk_buf_str(sql, ");");
 	for (size_t i = 0; i < cols->n; i++)
 		if (cols->c[i].indexed)
-			mem_buf_printf(
+			sdk_buf_printf(
 				sql,
 				"CREATE INDEX mr_%lld_c%zu ON mr_%lld (json_extract(data,'$.%s'));",
 				t, i, t, cols->c[i].name);
 	if (!fts)
 		return;
-	mem_buf_printf(sql,
+	sdk_buf_printf(sql,
 		       "CREATE VIRTUAL TABLE mf_%lld USING fts5(fulltext, content='mr_%lld',"
 		       " content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');"
 		       /* Merge index segments less eagerly: faster batch inserts. */
@@ -214,29 +214,29 @@ int mem_lite_table_add(void *conn, const char *user, const char *name, const cha
 	if (step != SQLITE_DONE)
 		return mem_db_fail(c->db, e, "create table");
 	*id = sqlite3_last_insert_rowid(c->db);
-	mem_buf ddl = { 0 };
+	sdk_buf ddl = { 0 };
 	table_ddl(*id, cols, &ddl);
 	if (ddl.oom)
 		rc = mem_oom(e);
 	else if (sqlite3_exec(c->db, ddl.p, NULL, NULL, NULL) != SQLITE_OK)
 		rc = mem_db_fail(c->db, e, "create table");
-	mem_buf_free(&ddl);
+	sdk_buf_free(&ddl);
 	return rc;
 }
 
 int mem_lite_table_drop(void *conn, int64_t id, sdk_err *e)
 {
 	mem_conn *c = conn;
-	mem_buf sql = { 0 };
+	sdk_buf sql = { 0 };
 	long long t = (long long)id;
-	mem_buf_printf(&sql,
+	sdk_buf_printf(&sql,
 		       "DROP TABLE IF EXISTS mf_%lld; DROP TABLE IF EXISTS mr_%lld;"
 		       " DELETE FROM mem_tables WHERE id = %lld;",
 		       t, t, t);
 	int rc = sql.oom ? mem_oom(e) : 0;
 	if (rc == 0 && sqlite3_exec(c->db, sql.p, NULL, NULL, NULL) != SQLITE_OK)
 		rc = mem_db_fail(c->db, e, "delete table");
-	mem_buf_free(&sql);
+	sdk_buf_free(&sql);
 	return rc;
 }
 

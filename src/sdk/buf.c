@@ -1,11 +1,11 @@
-#include "serve/memory/buf.h"
+#include "sdk/buf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static bool grow(mem_buf *b, size_t extra)
+static bool grow(sdk_buf *b, size_t extra)
 {
 	if (b->oom)
 		return false;
@@ -29,7 +29,7 @@ static bool grow(mem_buf *b, size_t extra)
 	return true;
 }
 
-void mem_buf_add(mem_buf *b, const char *s, size_t n)
+void sdk_buf_add(sdk_buf *b, const char *s, size_t n)
 {
 	if (!grow(b, n))
 		return;
@@ -38,9 +38,9 @@ void mem_buf_add(mem_buf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
-void mem_buf_str(mem_buf *b, const char *s) { mem_buf_add(b, s, strlen(s)); }
+void sdk_buf_str(sdk_buf *b, const char *s) { sdk_buf_add(b, s, strlen(s)); }
 
-void mem_buf_printf(mem_buf *b, const char *fmt, ...)
+void sdk_buf_printf(sdk_buf *b, const char *fmt, ...)
 {
 	char small[256];
 	va_list ap;
@@ -52,7 +52,7 @@ void mem_buf_printf(mem_buf *b, const char *fmt, ...)
 		return;
 	}
 	if ((size_t)n < sizeof small) {
-		mem_buf_add(b, small, (size_t)n);
+		sdk_buf_add(b, small, (size_t)n);
 		return;
 	}
 	if (!grow(b, (size_t)n))
@@ -63,15 +63,15 @@ void mem_buf_printf(mem_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
-void mem_buf_reset(mem_buf *b)
+void sdk_buf_reset(sdk_buf *b)
 {
 	b->len = 0;
 	if (b->p)
 		b->p[0] = '\0';
 }
 
-void mem_buf_free(mem_buf *b)
+void sdk_buf_free(sdk_buf *b)
 {
 	free(b->p);
-	*b = (mem_buf){ 0 };
+	*b = (sdk_buf){ 0 };
 }

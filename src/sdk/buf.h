@@ -1,0 +1,24 @@
+/* A growable byte buffer, for text built piece by piece (SQL, JSON,
+ * rewritten documents). Once an allocation fails the buffer stays marked
+ * `oom` and further appends do nothing, so a caller checks once at the
+ * end. The caller owns `p`: sdk_buf_free, or take it and free it. */
+#ifndef GRACE_SDK_BUF_H
+#define GRACE_SDK_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct sdk_buf {
+	char *p; /* NUL-terminated while not oom; NULL until the first append */
+	size_t len, cap;
+	bool oom;
+} sdk_buf;
+
+void sdk_buf_add(sdk_buf *b, const char *s, size_t n);
+void sdk_buf_str(sdk_buf *b, const char *s);
+void sdk_buf_printf(sdk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Forgets the contents, keeps the memory. */
+void sdk_buf_reset(sdk_buf *b);
+void sdk_buf_free(sdk_buf *b);
+
+#endif
