@@ -954,6 +954,9 @@ def main():
                     help="seconds of steady ready before each crash or hang (past stable_ms)")
     ap.add_argument("--poll-interval", type=float, default=0.001,
                     help="seconds between two GET /guardian/status polls")
+    ap.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                    help="a setting of etc/grace.ini changed for this run (repeatable), "
+                         "e.g. --set telemetry.self_trace=0")
     ap.add_argument("--out", default=os.path.join(gb.HERE, "results-latest.txt"))
     ap.add_argument("--append", action="store_true",
                     help="append to --out (after grace_bench.py's report) instead of replacing it")
@@ -999,7 +1002,14 @@ def main():
     with open(a.grace, "rb") as f:
         a.grace_sha = hashlib.sha256(f.read()).hexdigest()[:12]
     cfg = os.path.join(tmp, "bench.ini")
-    gb.write_bench_config(src_ini, cfg, 100)
+    extra = {}
+    for kv in a.set or ():
+        key, _, value = kv.partition("=")
+        section, _, name = key.rpartition(".")
+        if not section or not name or not _:
+            raise SystemExit(f"--set {kv}: expected SECTION.KEY=VALUE")
+        extra.setdefault(section, {})[name] = value
+    gb.write_bench_config(src_ini, cfg, 100, section_extra=extra)
     R = Report()
     t_start = now()
     failed = False
@@ -1010,6 +1020,8 @@ def main():
             R()
         else:
             gb.header(a, R)
+        if a.set:
+            R("   settings changed from etc/grace.ini for this run: " + ", ".join(a.set))
         if "gateway" in only:
             bench_gateway(a, R, kernels, cfg, tmp)
         if "guardian" in only:
