@@ -218,8 +218,10 @@ bool sdk_http_list_has(const char *value, const char *token)
 const char *sdk_http_field_get(const sdk_http_head *h, const char *name)
 {
 	size_t n = strlen(name);
+	int first = name[0] | 0x20; /* a field name is a token: this folds its letters */
 	for (size_t i = 0; i < h->n_fields; i++)
-		if (h->fields[i].name_len == n && !strncasecmp(h->fields[i].name, name, n))
+		if (h->fields[i].name_len == n && (h->fields[i].name[0] | 0x20) == first &&
+		    !strncasecmp(h->fields[i].name, name, n))
 			return h->fields[i].value;
 	return NULL;
 }
