@@ -9,24 +9,27 @@
 #include <time.h>
 #include <unistd.h>
 
-static int lhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1; /* upper case is invalid: the specification says lowercase */
-}
+/* A lowercase hex digit's value with bit 0x10 set; 0 for any other byte
+ * (upper case is invalid: the specification says lowercase). A table, as
+ * every kernel parses a traceparent on every request from :8000: the
+ * branches per digit were 700 instructions of a proxied /health's 12,500. */
+#define H(c, v) [c] = 0x10 | (v)
+static const uint8_t hexdigit[256] = {
+	H('0', 0),  H('1', 1),  H('2', 2),  H('3', 3),  H('4', 4),  H('5', 5),
+	H('6', 6),  H('7', 7),  H('8', 8),  H('9', 9),  H('a', 10), H('b', 11),
+	H('c', 12), H('d', 13), H('e', 14), H('f', 15),
+};
+#undef H
 
 static int hex_bytes(const char *s, uint8_t *out, size_t n)
 {
+	unsigned all = 0x10;
 	for (size_t i = 0; i < n; i++) {
-		int hi = lhex(s[2 * i]), lo = lhex(s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
+		unsigned hi = hexdigit[(uint8_t)s[2 * i]], lo = hexdigit[(uint8_t)s[2 * i + 1]];
+		all &= hi & lo;
+		out[i] = (uint8_t)((hi & 15) << 4 | (lo & 15));
 	}
-	return 0;
+	return all ? 0 : -1;
 }
 
 bool sdk_trace_id_valid(const uint8_t *id, size_t n)

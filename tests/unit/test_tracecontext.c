@@ -70,6 +70,13 @@ static void test_traceparent_invalid(void **state)
 		"00-123456789012345678901234567890123-" PID "-01",
 		"00-1234567890123456789012345678901-" PID "-01",
 		"00-4BF92F3577B34DA6A3CE929D0E0E4736-" PID "-01",
+		/* the letters just past 'f' and '9', and bytes that differ from a
+		 * digit only in their high or 0x20 bit (the table's edges) */
+		"00-4bf92f3577b34da6a3ce929d0e0e473g-" PID "-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e473:-" PID "-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e473\xb0-" PID "-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e473\x10-" PID "-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e473`-" PID "-01",
 		/* parent id: all zero, illegal characters, too long, too short */
 		"00-" TID "-0000000000000000-01", "00-" TID "-.234567890123456-01",
 		"00-" TID "-123456789012345.-01", "00-" TID "-12345678901234567-01",
