@@ -42,6 +42,7 @@ static const struct cfg_key kernel_keys[] = {
 	K("health_failures", health_failures, KEY_UINT, 1, 1000),
 	K("max_body_bytes", max_body_bytes, KEY_SIZE, 1024, 1u << 30),
 	K("standby", standby, KEY_UINT, 0, 1),
+	K("nice", nice, KEY_UINT, 0, 19),
 	K("manager", manager, KEY_UINT, 0, 1), /* its words: manager_value() */
 #undef K
 };

@@ -367,6 +367,7 @@ typedef struct grace_kernel_cfg {
 	unsigned health_failures;
 	size_t max_body_bytes;
 	unsigned standby; /* 1: a pre-started process takes over at a crash */
+	unsigned nice;    /* 0-19: its processes' niceness, as systemd's Nice= */
 	/* Who runs the process: GRACE_MANAGER_GRACE (the supervisor forks it)
 	 * or GRACE_MANAGER_SYSTEMD (its unit, through [systemd] systemctl;
 	 * docs/supervisor.md). Units are patterns: %p is the kernel's port

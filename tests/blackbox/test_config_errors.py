@@ -27,6 +27,8 @@ CASES = [
      "[defaults]\nrestart_burst = 99999999999999999999999\n", 2, ["restart_burst"]),
     ("number under its minimum",
      "[limits]\nmax_headers = 2\n", 2, ["max_headers", "2"]),
+    ("niceness past 19",
+     "[kernel.librarian]\nport = 8130\nnice = 20\n", 3, ["nice", "20"]),
     ("out-of-range port",
      "[kernel.librarian]\nport = 8200\n", 2, ["port", "8200"]),
     ("port below the kernel range",

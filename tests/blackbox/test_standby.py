@@ -283,6 +283,35 @@ class Standby(GraceTestCase):
             g.wait_log("standby: ")
             self.assertFalse(pid_alive(old))
 
+    def test_nice_reaches_the_kernel_its_threads_and_its_standby(self):
+        def nice_of(pid):
+            # Field 19 of /proc/PID/stat, for every thread of the process.
+            out = set()
+            for t in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                    out.add(int(f.read().rsplit(")", 1)[1].split()[16]))
+            return out
+
+        def niced(pid):
+            # A process is reported from its fork; the niceness comes
+            # just before its exec.
+            g.wait_for(lambda: nice_of(pid) == {7}, message="pid %d at nice 7: %s"
+                       % (pid, nice_of(pid)))
+        with GraceServer(config=STANDBY, kernels={"librarian": {"nice": 7},
+                                                  "crypto": {}}) as g:
+            k = g.wait_kernel("librarian", lambda k: k["standby_pid"])
+            g.track_pid(k["standby_pid"])
+            niced(k["pid"])
+            niced(k["standby_pid"])
+            self.assertEqual(nice_of(g.kernel("crypto")["pid"]), nice_of(g.proc.pid))
+            # The standby taking over keeps it, and so does its successor.
+            standby = k["standby_pid"]
+            os.kill(k["pid"], signal.SIGKILL)
+            k = g.wait_kernel("librarian", lambda k: k["pid"] == standby and k["standby_pid"])
+            g.track_pid(k["standby_pid"])
+            niced(k["pid"])
+            niced(k["standby_pid"])
+
     def test_standby_off(self):
         with GraceServer(config=STANDBY, kernels={"librarian": {"standby": 0}, OTHER: {}}) as g:
             lib = g.wait_kernel("librarian", lambda k: k["state"] == "ready")

@@ -113,7 +113,7 @@ static bool kcfg_same(const grace_kernel_cfg *a, const grace_kernel_cfg *b)
 	       a->health_interval_ms == b->health_interval_ms &&
 	       a->health_timeout_ms == b->health_timeout_ms &&
 	       a->health_failures == b->health_failures && a->max_body_bytes == b->max_body_bytes &&
-	       a->standby == b->standby;
+	       a->standby == b->standby && a->nice == b->nice;
 }
 
 /* Keys of a kernel's own section that the main process reads too: they

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +55,10 @@ child(const sup_spawn_opts *o, char **envp, char *pid_slot, char *wd_slot, int e
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent) /* the parent died before prctl took effect */
 		_exit(127);
+
+	/* Before exec, so that every thread the kernel starts has it too. */
+	if (o->nice > 0 && setpriority(PRIO_PROCESS, 0, o->nice) < 0)
+		goto fail;
 
 	sigset_t all;
 	sigemptyset(&all);

@@ -20,6 +20,7 @@ typedef struct sup_spawn_opts {
 	int listen_fd;           /* becomes fd 3 in the child; -1 for none */
 	bool watchdog_pid;       /* set WATCHDOG_PID to the child's pid */
 	int stdout_fd;           /* > 2: becomes the child's stdout and stderr; else inherited */
+	int nice;                /* 1-19: the child's niceness; 0 keeps the parent's */
 } sup_spawn_opts;
 
 /* Returns the child's pid, or a negative errno when fork failed.

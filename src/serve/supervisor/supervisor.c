@@ -364,7 +364,8 @@ static int spawn_kernel(sup_kernel *k)
 	sup_spawn_opts o = { .argv = (const char *const *)a.argv,
 			     .env = a.env,
 			     .listen_fd = k->fd,
-			     .watchdog_pid = k->cfg->watchdog_ms > 0 };
+			     .watchdog_pid = k->cfg->watchdog_ms > 0,
+			     .nice = (int)k->cfg->nice };
 	/* The attempt counts as a start, for the burst limit, even if fork fails. */
 	uint64_t now = (uint64_t)sdk_mono_ms();
 	sup_history_add_start(&k->history, now);
@@ -428,7 +429,8 @@ static int standby_spawn(sup_kernel *k)
 	sup_spawn_opts o = { .argv = (const char *const *)a.argv,
 			     .env = a.env,
 			     .listen_fd = sv[1], /* its fd 3 until it is handed the port */
-			     .watchdog_pid = k->cfg->watchdog_ms > 0 };
+			     .watchdog_pid = k->cfg->watchdog_ms > 0,
+			     .nice = (int)k->cfg->nice };
 	int exec_fd = -1;
 	pid_t pid = sup_spawn(&o, &exec_fd);
 	sodium_memzero(a.e_join, sizeof a.e_join);
