@@ -956,7 +956,7 @@ def main():
                     help="seconds between two GET /guardian/status polls")
     ap.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                     help="a setting of etc/grace.ini changed for this run (repeatable), "
-                         "e.g. --set telemetry.self_trace=0")
+                         "e.g. --set telemetry.self_trace=0 or --set kernel.telemetry.nice=19")
     ap.add_argument("--out", default=os.path.join(gb.HERE, "results-latest.txt"))
     ap.add_argument("--append", action="store_true",
                     help="append to --out (after grace_bench.py's report) instead of replacing it")
@@ -1002,14 +1002,17 @@ def main():
     with open(a.grace, "rb") as f:
         a.grace_sha = hashlib.sha256(f.read()).hexdigest()[:12]
     cfg = os.path.join(tmp, "bench.ini")
-    extra = {}
+    extra, kextra = {}, {}
     for kv in a.set or ():
-        key, _, value = kv.partition("=")
+        key, eq, value = kv.partition("=")
         section, _, name = key.rpartition(".")
-        if not section or not name or not _:
+        if not section or not name or not eq:
             raise SystemExit(f"--set {kv}: expected SECTION.KEY=VALUE")
-        extra.setdefault(section, {})[name] = value
-    gb.write_bench_config(src_ini, cfg, 100, section_extra=extra)
+        if section.startswith("kernel."):  # kernel.NAME.KEY: that kernel's section
+            kextra.setdefault(section[len("kernel."):], {})[name] = value
+        else:
+            extra.setdefault(section, {})[name] = value
+    gb.write_bench_config(src_ini, cfg, 100, kextra or None, kernels, section_extra=extra)
     R = Report()
     t_start = now()
     failed = False
