@@ -617,6 +617,38 @@ static int on_fts5_tok(void *arg, int flags, const char *t, int len, int start, 
 	return on_tok(arg, t, len, start, end);
 }
 
+/* lib_tok_run_some's tokens, checked one by one against lib_tok_run's
+ * (all: its on_tok text, read as we go). */
+struct some {
+	unsigned char want[256];
+	const char *all;
+	int count, nulls;
+};
+
+static int on_some_tok(void *arg, const char *t, int len, int start, int end)
+{
+	struct some *k = arg;
+	const char *at = strchr(k->all, '@'); /* "stem@start-end " */
+	assert_non_null(at);
+	int s0, e0, n = 0;
+	assert_int_equal(sscanf(at, "@%d-%d %n", &s0, &e0, &n), 2);
+	assert_int_equal(start, s0);
+	assert_int_equal(end, e0);
+	size_t slen = (size_t)(at - k->all);
+	if (!t) {
+		assert_int_equal(len, 0);
+		assert_true(slen > 0);
+		assert_false(k->want[(unsigned char)k->all[0]]); /* never a wanted stem */
+		k->nulls++;
+	} else {
+		assert_int_equal((size_t)len, slen);
+		assert_memory_equal(t, k->all, slen);
+	}
+	k->all = at + n;
+	k->count++;
+	return 0;
+}
+
 static void test_tokens_equal_fts5(void **state)
 {
 	struct fx *f = *state, g = *f;
@@ -645,7 +677,7 @@ static void test_tokens_equal_fts5(void **state)
 					    "\xc2\xa0", "\xe2\x80\x94", "", "\"", "\\" };
 	struct toks *a = malloc(sizeof *a), *b = malloc(sizeof *b);
 	char text[4096];
-	unsigned texts = f->queries * 4;
+	unsigned texts = f->queries * 4, some_nulls = 0, some_stems = 0;
 	for (unsigned it = 0; it < texts; it++) {
 		size_t o = 0;
 		for (unsigned w = below(&g, 40); w; w--) {
@@ -670,7 +702,21 @@ static void test_tokens_equal_fts5(void **state)
 		if (strcmp(a->buf, b->buf))
 			fail_msg("tokens of [%.*s]:\n ours: %s\n fts5: %s", (int)o, text, a->buf,
 				 b->buf);
+		/* lib_tok_run_some: the same tokens in the same places, each
+		 * with its stem when that stem's first byte is wanted (an
+		 * unwanted one may come as NULL), never NULL otherwise */
+		struct some sm = { .all = a->buf };
+		for (unsigned c = 0; c < 256; c++)
+			sm.want[c] = below(&g, 8) == 0;
+		assert_int_equal(lib_tok_run_some(f->tok, text, (int)o, sm.want, on_some_tok, &sm), 0);
+		assert_int_equal(sm.count, a->count);
+		assert_int_equal(sm.all, a->buf + strlen(a->buf));
+		some_nulls += sm.nulls;
+		some_stems += sm.count - sm.nulls;
 	}
+	print_message("lib_tok_run_some: %u tokens placed only, %u stemmed\n", some_nulls,
+		      some_stems);
+	assert_true(some_nulls > 0 && some_stems > 0);
 	ref.xDelete(rt);
 	free(a);
 	free(b);

@@ -213,18 +213,37 @@ struct snip_tok {
 	uint32_t phrases; /* the query's phrases it is (bit i: term i) */
 };
 
+/* One query's snippets: made for a page of bodies, one at a time, its
+ * arrays kept from one body to the next (snip_free frees them). */
 struct snip {
 	const lib_sq *sq;
 	size_t wlen[LIB_SQ_WORDS_MAX]; /* sq's words' lengths */
+	unsigned char want[256];       /* sq's words' first bytes (lib_tok_run_some) */
 	const char *body;
 	struct snip_tok *tok; /* every token of the body, in order */
 	int ntok, cap;
 	int *first; /* the tokens that begin a sentence, ascending */
 	int nfirst, firstcap;
 	int *hit; /* the tokens that are a phrase, ascending */
-	int nhit;
+	int nhit, hitcap;
 	bool nomem;
 };
+
+static void snip_init(struct snip *s, const lib_sq *sq)
+{
+	*s = (struct snip){ .sq = sq };
+	for (unsigned i = 0; i < sq->nword && i < LIB_SQ_WORDS_MAX; i++) {
+		s->wlen[i] = strlen(sq->word[i]);
+		s->want[(unsigned char)sq->word[i][0]] = 1;
+	}
+}
+
+static void snip_free(struct snip *s)
+{
+	free(s->tok);
+	free(s->first);
+	free(s->hit);
+}
 
 static bool grow(void **a, int *cap, int n, size_t size)
 {
@@ -255,22 +274,26 @@ static bool begins_sentence(const char *body, int pos, int start)
 	return i != start - 1 && (c == '.' || c == ':');
 }
 
+/* t NULL: a token that is none of the words (lib_tok_run_some). */
 static int on_snip_token(void *arg, const char *t, int len, int start, int end)
 {
 	struct snip *s = arg;
 	int pos = s->ntok;
 	bool first = begins_sentence(s->body, pos, start);
+	uint32_t ph = 0;
+	for (unsigned i = 0; t && i < s->sq->nword; i++)
+		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
+			ph |= 1u << i;
 	if (!grow((void **)&s->tok, &s->cap, pos, sizeof *s->tok) ||
-	    (first && !grow((void **)&s->first, &s->firstcap, s->nfirst, sizeof *s->first))) {
+	    (first && !grow((void **)&s->first, &s->firstcap, s->nfirst, sizeof *s->first)) ||
+	    (ph && !grow((void **)&s->hit, &s->hitcap, s->nhit, sizeof *s->hit))) {
 		s->nomem = true;
 		return 1;
 	}
 	if (first)
 		s->first[s->nfirst++] = pos;
-	uint32_t ph = 0;
-	for (unsigned i = 0; i < s->sq->nword; i++)
-		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
-			ph |= 1u << i;
+	if (ph)
+		s->hit[s->nhit++] = pos;
 	s->tok[pos] = (struct snip_tok){ start, end, ph };
 	s->ntok++;
 	return 0;
@@ -415,27 +438,21 @@ static void highlight(const struct snip *s, int from, size_t len, lib_text *o)
 		put_str(o, SNIP_ELLIPSIS);
 }
 
-/* Appends the snippet to o; false when the tokenizer fails or memory
- * runs out. */
-static bool snippet_into(lib_tok *tok, const lib_sq *sq, const char *body, size_t len,
+/* Appends body's snippet to o; false when the tokenizer fails or memory
+ * runs out. Only the words' tokens are stemmed (lib_tok_run_some): the
+ * others are counted and placed, all the window needs of them. */
+static bool snippet_into(lib_tok *tok, struct snip *s, const char *body, size_t len,
 			 lib_text *o)
 {
-	struct snip s = { .sq = sq, .body = body };
-	for (unsigned i = 0; i < sq->nword && i < LIB_SQ_WORDS_MAX; i++)
-		s.wlen[i] = strlen(sq->word[i]);
-	bool ok = len <= INT_MAX && sq->nword <= LIB_SQ_WORDS_MAX &&
-		  !lib_tok_run(tok, LIB_TOK_DOC, body, (int)len, on_snip_token, &s) && !s.nomem &&
-		  (s.hit = malloc(sizeof *s.hit * (size_t)(s.ntok + 1)));
+	s->body = body;
+	s->ntok = s->nfirst = s->nhit = 0;
+	s->nomem = false;
+	bool ok = len <= INT_MAX && s->sq->nword <= LIB_SQ_WORDS_MAX &&
+		  !lib_tok_run_some(tok, body, (int)len, s->want, on_snip_token, s) && !s->nomem;
 	if (ok) {
-		for (int i = 0; i < s.ntok; i++)
-			if (s.tok[i].phrases)
-				s.hit[s.nhit++] = i;
-		highlight(&s, best_start(&s), len, o);
+		highlight(s, best_start(s), len, o);
 		put(o, "", 0);
 	}
-	free(s.tok);
-	free(s.first);
-	free(s.hit);
 	return ok && !o->nomem;
 }
 
@@ -443,7 +460,11 @@ char *lib_snippet(struct lib_tok *tok, const lib_sq *sq, const char *body, size_
 		  size_t *outlen)
 {
 	lib_text o = { 0 };
-	if (!snippet_into(tok, sq, body, len, &o)) {
+	struct snip s;
+	snip_init(&s, sq);
+	bool ok = snippet_into(tok, &s, body, len, &o);
+	snip_free(&s);
+	if (!ok) {
 		lib_text_free(&o);
 		return NULL;
 	}
@@ -612,6 +633,8 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 {
 	sqlite3_stmt *doc = NULL, *snip = NULL;
 	lib_text snippet = { 0 };
+	struct snip words; /* sq's snippets, the page's bodies one after another */
+	snip_init(&words, sq ? sq : &(lib_sq){ 0 });
 	int rc = SDK_OK;
 	if (!(doc = lib_sq_stmt_take(pc, db, sql_doc)) ||
 	    (!sq && sqlite3_prepare_v2(db, sql_snippet, -1, &snip, NULL) != SQLITE_OK)) {
@@ -636,7 +659,7 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 		bool ok = true, null = false;
 		if (sq) {
 			const char *body = (const char *)sqlite3_column_text(doc, 5);
-			ok = body && snippet_into(tok, sq, body,
+			ok = body && snippet_into(tok, &words, body,
 						  (size_t)sqlite3_column_bytes(doc, 5), &snippet);
 		} else {
 			sqlite3_reset(snip);
@@ -666,6 +689,7 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 out:
 	lib_sq_stmt_give(pc, doc);
 	sqlite3_finalize(snip);
+	snip_free(&words);
 	lib_text_free(&snippet);
 	return rc;
 }
