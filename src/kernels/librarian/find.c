@@ -222,8 +222,6 @@ struct snip {
 	const char *body;
 	struct snip_tok *tok; /* every token of the body, in order */
 	int ntok, cap;
-	int *first; /* the tokens that begin a sentence, ascending */
-	int nfirst, firstcap;
 	int *hit; /* the tokens that are a phrase, ascending */
 	int nhit, hitcap;
 	bool nomem;
@@ -241,7 +239,6 @@ static void snip_init(struct snip *s, const lib_sq *sq)
 static void snip_free(struct snip *s)
 {
 	free(s->tok);
-	free(s->first);
 	free(s->hit);
 }
 
@@ -279,19 +276,15 @@ static int on_snip_token(void *arg, const char *t, int len, int start, int end)
 {
 	struct snip *s = arg;
 	int pos = s->ntok;
-	bool first = begins_sentence(s->body, pos, start);
 	uint32_t ph = 0;
 	for (unsigned i = 0; t && i < s->sq->nword; i++)
 		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
 			ph |= 1u << i;
 	if (!grow((void **)&s->tok, &s->cap, pos, sizeof *s->tok) ||
-	    (first && !grow((void **)&s->first, &s->firstcap, s->nfirst, sizeof *s->first)) ||
 	    (ph && !grow((void **)&s->hit, &s->hitcap, s->nhit, sizeof *s->hit))) {
 		s->nomem = true;
 		return 1;
 	}
-	if (first)
-		s->first[s->nfirst++] = pos;
 	if (ph)
 		s->hit[s->nhit++] = pos;
 	s->tok[pos] = (struct snip_tok){ start, end, ph };
@@ -326,10 +319,14 @@ static int window_score(const struct snip *s, int from, int *adj)
 	return 999 * __builtin_popcount(seen) + n;
 }
 
-/* The first token of the best window, as FTS5 chooses it. */
+/* The first token of the best window, as FTS5 chooses it. The sentence
+ * an instance is in is found here, looking back from the instance to the
+ * previous one's (the hits ascend), rather than for every token as the
+ * body is cut: only the sentences that hold an instance matter. */
 static int best_start(const struct snip *s)
 {
 	int best = 0, start = 0;
+	int sent = 0, seen = -1; /* the last sentence start <= seen, the last instance looked back from */
 	for (int k = 0; k < s->nhit; k++) {
 		int io = s->hit[k], adj;
 		/* FTS5 scores each instance (a token of two phrases twice, the
@@ -339,16 +336,19 @@ static int best_start(const struct snip *s)
 			best = sc;
 			start = adj;
 		}
-		if (!s->nfirst || s->ntok <= SNIP_TOKENS)
+		if (s->ntok <= SNIP_TOKENS)
 			continue;
-		int j = 0;
-		while (j < s->nfirst - 1 && s->first[j + 1] <= io)
-			j++;
-		if (s->first[j] < io) {
-			sc = window_score(s, s->first[j], NULL) + (s->first[j] == 0 ? 120 : 100);
+		for (int p = io; p > seen; p--)
+			if (begins_sentence(s->body, p, s->tok[p].start)) {
+				sent = p; /* token 0 always does: found on the first look */
+				break;
+			}
+		seen = io;
+		if (sent < io) {
+			sc = window_score(s, sent, NULL) + (sent == 0 ? 120 : 100);
 			if (sc > best) {
 				best = sc;
-				start = s->first[j];
+				start = sent;
 			}
 		}
 	}
@@ -445,7 +445,7 @@ static bool snippet_into(lib_tok *tok, struct snip *s, const char *body, size_t 
 			 lib_text *o)
 {
 	s->body = body;
-	s->ntok = s->nfirst = s->nhit = 0;
+	s->ntok = s->nhit = 0;
 	s->nomem = false;
 	bool ok = len <= INT_MAX && s->sq->nword <= LIB_SQ_WORDS_MAX &&
 		  !lib_tok_run_some(tok, body, (int)len, s->want, on_snip_token, s) && !s->nomem;
