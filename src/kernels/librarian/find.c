@@ -6,6 +6,7 @@
  *
  * Both rankings are the same BM25 (bm25.h); the test test_librarian_search
  * holds them to it. */
+#include "kernels/librarian/g17.h"
 #include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
 
@@ -550,7 +551,9 @@ static void put_json_int(lib_text *o, int64_t v)
 static void put_json_real(lib_text *o, double v)
 {
 	char b[40];
-	int n = snprintf(b, sizeof b - 3, "%.17g", v);
+	int n = lib_g17(v, b); /* most: without printf (g17.h) */
+	if (!n)
+		n = snprintf(b, sizeof b - 3, "%.17g", v);
 	if (n < 0 || n >= (int)sizeof b - 3)
 		return;
 	if (!strchr(b, '.') && !strchr(b, 'e')) {
