@@ -1073,7 +1073,9 @@ def dir_bytes(path):
 
 # The peer, Xapian (python3-xapian), on the same documents in the same run:
 # BM25 (k1 1.2, b 0.75, as the librarian), the title's words weighted 10 and
-# the tags' 5 by wdf, as the librarian weights its fields.
+# the tags' 5 by wdf, as the librarian weights its fields. A document's data
+# is what the librarian stores and returns of it (id, title, tags, source,
+# owner, body) as JSON, for the same-answer variant (xapian_answer).
 def xapian_index(path, bodies):
     import xapian
     db = xapian.WritableDatabase(path, xapian.DB_CREATE_OR_OVERWRITE)
@@ -1090,7 +1092,9 @@ def xapian_index(path, bodies):
         tg.index_text(d["body"])
         tg.increase_termpos()
         tg.index_text(" ".join(d["tags"]), 5)
-        doc.set_data(str(i + 1))
+        doc.set_data(json.dumps({"id": i + 1, "title": d["title"], "tags": d["tags"],
+                                 "source": d.get("source"), "owner": d.get("owner"),
+                                 "body": d["body"]}, separators=(",", ":")))
         db.add_document(doc)
     db.commit()
     db.close()
@@ -1098,16 +1102,58 @@ def xapian_index(path, bodies):
 
 
 def xapian_query(db, qp, enq, word):
+    """The bare peer (issue 18's): the top 10's ids and the estimate only."""
     enq.set_query(qp.parse_query(word))
     m = enq.get_mset(0, 10, 10000)
     return m.get_matches_estimated()
+
+
+# A snippet of about the librarian's 16 tokens: the corpus's words average
+# 6.5 letters and a space (Xapian's length is in bytes of text).
+XAPIAN_SNIPPET_BYTES = 120
+# MSet.snippet's flags: "omega" is what omega's $snippet passes by default
+# (SNIPPET_BACKGROUND_MODEL | SNIPPET_EXHAUSTIVE: the window is chosen also
+# by the rarity of the words around the match, each looked up in the
+# database); "plain" (0) chooses by the matches alone, nearer to the
+# librarian's (FTS5's) snippet. --xapian-snippet sets it.
+XAPIAN_SNIPPET = "omega"
+
+
+def xapian_snippet_flags():
+    import xapian
+    if XAPIAN_SNIPPET == "plain":
+        return 0
+    return xapian.MSet.SNIPPET_BACKGROUND_MODEL | xapian.MSet.SNIPPET_EXHAUSTIVE
+
+
+def xapian_answer(db, qp, enq, word):
+    """The same answer as the librarian's: for each of the top 10 its stored
+    data (id, title, tags, source, owner) and a highlighted snippet of its
+    body (MSet.snippet, as Xapian's omega makes them), written as JSON."""
+    enq.set_query(qp.parse_query(word))
+    m = enq.get_mset(0, 10, 10000)
+    stem = qp.stem  # the query's stemmer, as omega passes it
+    flags = xapian_snippet_flags()
+    results = []
+    for hit in m:
+        d = json.loads(hit.document.get_data())
+        snip = m.snippet(d["body"], XAPIAN_SNIPPET_BYTES, stem, flags,
+                         "<mark>", "</mark>", "\u2026").decode()
+        results.append({"id": d["id"], "title": d["title"], "score": hit.weight,
+                        "snippet": snip, "tags": d["tags"], "source": d["source"],
+                        "owner": d["owner"]})
+    est = m.get_matches_estimated()
+    return json.dumps({"query": word, "total": min(est, 10000),
+                       "total_relation": "eq" if est < 10000 else "gte",
+                       "results": results}, separators=(",", ":"))
 
 
 def xapian_open(path):
     import xapian
     db = xapian.Database(path)
     qp = xapian.QueryParser()
-    qp.set_stemmer(xapian.Stem("en"))
+    qp.stem = xapian.Stem("en")
+    qp.set_stemmer(qp.stem)
     qp.set_stemming_strategy(xapian.QueryParser.STEM_ALL)
     qp.set_default_op(xapian.Query.OP_AND)
     enq = xapian.Enquire(db)
@@ -1115,19 +1161,23 @@ def xapian_open(path):
     return db, qp, enq
 
 
-def _xapian_worker(path, word, secs, q):
+def _xapian_worker(path, word, secs, q, full):
     db, qp, enq = xapian_open(path)
+    query = xapian_answer if full else xapian_query
     n, end = 0, now() + secs
     while now() < end:
-        xapian_query(db, qp, enq, word)
+        query(db, qp, enq, word)
         n += 1
     q.put(n)
 
 
-def xapian_throughput(path, word, clients, secs):
+def xapian_throughput(path, word, clients, secs, full=False):
+    """Queries a second of `clients` processes: xapian_query's, or with
+    full, xapian_answer's."""
     import multiprocessing as mp
     q = mp.Queue()
-    ps = [mp.Process(target=_xapian_worker, args=(path, word, secs, q)) for _ in range(clients)]
+    ps = [mp.Process(target=_xapian_worker, args=(path, word, secs, q, full))
+          for _ in range(clients)]
     for p in ps:
         p.start()
     total = sum(q.get() for _ in ps)
@@ -1186,15 +1236,21 @@ def bench_search(a, R, g):
         totals[cls].append(j.get("total", 0))
         plans.add(j.get("plan"))
     c.close()
-    # The peer, the same queries, one client, in process (no HTTP).
+    # The peer, the same queries, one client, in process (no HTTP): bare
+    # (xapian_query) and giving the same answer (xapian_answer).
     xdb, xqp, xenq = xapian_open(xdir)
     for _, w in qs[:10]:
         xapian_query(xdb, xqp, xenq, w)
+        xapian_answer(xdb, xqp, xenq, w)
     xlat = {cls: [] for cls, _, _ in classes}
+    alat = {cls: [] for cls, _, _ in classes}
     for cls, w in qs:
         t0 = now()
         xapian_query(xdb, xqp, xenq, w)
-        xlat[cls].append(now() - t0)
+        t1 = now()
+        xapian_answer(xdb, xqp, xenq, w)
+        alat[cls].append(now() - t1)
+        xlat[cls].append(t1 - t0)
     xdb.close()
 
     lib_port = g.kernel_ports["librarian"]
@@ -1207,7 +1263,8 @@ def bench_search(a, R, g):
         w_dir = run_wrk(a, f"http://{HOST}:{lib_port}/search?query={word}&limit=10",
                         g.internal("librarian"))
         x_rps = xapian_throughput(xdir, word, a.wrk_conns, a.wrk_secs)
-        thr.append((cls, word, w_gw, w_dir, x_rps))
+        a_rps = xapian_throughput(xdir, word, a.wrk_conns, a.wrk_secs, full=True)
+        thr.append((cls, word, w_gw, w_dir, x_rps, a_rps))
 
     R(f"4. Librarian search ({a.docs} documents, {a.vocab}-word Zipf vocabulary, "
       f"50-300 words each, seed {a.seed}); peer: Xapian {xapian_version()} in the same run")
@@ -1218,20 +1275,28 @@ def bench_search(a, R, g):
       f" Xapian {x_bytes / 2**20:.0f} MiB; ratio {db_bytes / max(x_bytes, 1):.2f}"
       f"; librarian RSS {fmt_kib(lib_rss)}")
     R(f"   one client, {len(qs)} queries, top 10 (librarian: through the API, HTTP and JSON;"
-      f" Xapian: in process), plans {sorted(p for p in plans if p)}:")
+      f" Xapian: in process; 'Xapian' the bare peer, top 10 ids and the estimate;"
+      f" 'same answer' also each hit's stored data and a highlighted snippet"
+      f" ({XAPIAN_SNIPPET} flags), as JSON),"
+      f" plans {sorted(p for p in plans if p)}:")
     for cls, lo, hi in classes:
-        xs, ys = lat[cls], xlat[cls]
+        xs, ys, zs = lat[cls], xlat[cls], alat[cls]
         what = f"ranks {lo}-{hi}, {statistics.mean(totals[cls]):.0f} hits avg"
         R(f"     {cls:<6} {what:<34} p50 {ms(pct(xs, 50)):>8} p99 {ms(pct(xs, 99)):>8}"
           f" (server p50 {ms(pct(qms[cls], 50))})  Xapian p50 {ms(pct(ys, 50)):>8}"
-          f" p99 {ms(pct(ys, 99)):>8}  p50 ratio {pct(ys, 50) / pct(xs, 50):.2f}")
+          f" p99 {ms(pct(ys, 99)):>8}  p50 ratio {pct(ys, 50) / pct(xs, 50):.2f}"
+          f"  same answer p50 {ms(pct(zs, 50)):>8} p99 {ms(pct(zs, 99)):>8}"
+          f"  p50 ratio {pct(zs, 50) / pct(xs, 50):.2f}")
     R(f"   {a.wrk_conns} clients (wrk -t{a.wrk_threads} -c{a.wrk_conns} -d{a.wrk_secs}s; Xapian:"
-      f" {a.wrk_conns} processes, in process):")
-    for cls, word, w_gw, w_dir, x_rps in thr:
-        R(f"     {cls:<6} {word:<12} gateway {w_gw['rps'] or 0:>7.0f} req/s (p50 {ms(w_gw.get('p50', float('nan')))},"
-          f" p99 {ms(w_gw.get('p99', float('nan')))})  direct {w_dir['rps'] or 0:>7.0f} req/s"
-          f"  Xapian {x_rps:>7.0f} q/s  ratio gateway/Xapian {(w_gw['rps'] or 0) / x_rps:.2f}"
+      f" {a.wrk_conns} processes, in process, bare and same answer):")
+    for cls, word, w_gw, w_dir, x_rps, a_rps in thr:
+        gw, di = w_gw['rps'] or 0, w_dir['rps'] or 0
+        R(f"     {cls:<6} {word:<12} gateway {gw:>7.0f} req/s (p50 {ms(w_gw.get('p50', float('nan')))},"
+          f" p99 {ms(w_gw.get('p99', float('nan')))})  direct {di:>7.0f} req/s"
           f"{', non-2xx ' + str(w_gw['non2xx'] + w_dir['non2xx']) if w_gw['non2xx'] + w_dir['non2xx'] else ''}")
+        R(f"       Xapian bare {x_rps:>7.0f} q/s: ratio gateway {gw / x_rps:.2f}, direct {di / x_rps:.2f};"
+          f"  Xapian same answer {a_rps:>7.0f} q/s: ratio gateway {gw / a_rps:.2f},"
+          f" direct {di / a_rps:.2f}")
     R()
 
 
@@ -1296,6 +1361,9 @@ def main():
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--wrk-conns", type=int, default=16)
     ap.add_argument("--wrk-secs", type=int, default=5)
+    ap.add_argument("--xapian-snippet", choices=("omega", "plain"), default="omega",
+                    help="the same-answer Xapian peer's MSet.snippet flags: omega's default"
+                    " (background model, exhaustive) or none")
     ap.add_argument("--out", default=os.path.join(HERE, "results-latest.txt"))
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--snapshot", help="run this copy of BUILD_DIR/grace (run.sh makes one "
@@ -1309,6 +1377,8 @@ def main():
         log(f"ignoring {' '.join(rest)} (not an option of {os.path.basename(__file__)})")
     a.summary = {}
 
+    global XAPIAN_SNIPPET
+    XAPIAN_SNIPPET = a.xapian_snippet
     a.grace = os.path.abspath(os.path.join(a.build_dir, "grace"))
     if not os.access(a.grace, os.X_OK):
         raise BenchError(f"{a.grace}: not found; build first (ninja -C {a.build_dir})")

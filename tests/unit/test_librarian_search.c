@@ -19,7 +19,11 @@
  *      jansson) == jansson's compact dump of what it says;
  *   5. lib_tok_run (ASCII words cut here, their stems remembered) == FTS5's
  *      porter unicode61 tokenizer called directly, token for token, on
- *      random text of ASCII and other letters, marks and separators.
+ *      random text of ASCII and other letters, marks and separators;
+ *      lib_tok_run_some (the snippets') == lib_tok_run but for the
+ *      tokens it only places, whose stems are never wanted;
+ *   6. lib_g17 (the answer's numbers) == snprintf("%.17g") on 600,000
+ *      doubles (random bits, scores, exact ties, near powers of ten).
  *
  * Documents are written one at a time, as POST /documents writes them:
  * into the index's pending table (index.h). Five sixths are merged into
@@ -35,6 +39,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kernels/librarian/g17.h"
 #include "kernels/librarian/index.h"
 #include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
@@ -617,6 +622,38 @@ static int on_fts5_tok(void *arg, int flags, const char *t, int len, int start, 
 	return on_tok(arg, t, len, start, end);
 }
 
+/* lib_tok_run_some's tokens, checked one by one against lib_tok_run's
+ * (all: its on_tok text, read as we go). */
+struct some {
+	unsigned char want[256];
+	const char *all;
+	int count, nulls;
+};
+
+static int on_some_tok(void *arg, const char *t, int len, int start, int end)
+{
+	struct some *k = arg;
+	const char *at = strchr(k->all, '@'); /* "stem@start-end " */
+	assert_non_null(at);
+	int s0, e0, n = 0;
+	assert_int_equal(sscanf(at, "@%d-%d %n", &s0, &e0, &n), 2);
+	assert_int_equal(start, s0);
+	assert_int_equal(end, e0);
+	size_t slen = (size_t)(at - k->all);
+	if (!t) {
+		assert_int_equal(len, 0);
+		assert_true(slen > 0);
+		assert_false(k->want[(unsigned char)k->all[0]]); /* never a wanted stem */
+		k->nulls++;
+	} else {
+		assert_int_equal((size_t)len, slen);
+		assert_memory_equal(t, k->all, slen);
+	}
+	k->all = at + n;
+	k->count++;
+	return 0;
+}
+
 static void test_tokens_equal_fts5(void **state)
 {
 	struct fx *f = *state, g = *f;
@@ -645,7 +682,7 @@ static void test_tokens_equal_fts5(void **state)
 					    "\xc2\xa0", "\xe2\x80\x94", "", "\"", "\\" };
 	struct toks *a = malloc(sizeof *a), *b = malloc(sizeof *b);
 	char text[4096];
-	unsigned texts = f->queries * 4;
+	unsigned texts = f->queries * 4, some_nulls = 0, some_stems = 0;
 	for (unsigned it = 0; it < texts; it++) {
 		size_t o = 0;
 		for (unsigned w = below(&g, 40); w; w--) {
@@ -670,10 +707,75 @@ static void test_tokens_equal_fts5(void **state)
 		if (strcmp(a->buf, b->buf))
 			fail_msg("tokens of [%.*s]:\n ours: %s\n fts5: %s", (int)o, text, a->buf,
 				 b->buf);
+		/* lib_tok_run_some: the same tokens in the same places, each
+		 * with its stem when that stem's first byte is wanted (an
+		 * unwanted one may come as NULL), never NULL otherwise */
+		struct some sm = { .all = a->buf };
+		for (unsigned c = 0; c < 256; c++)
+			sm.want[c] = below(&g, 8) == 0;
+		assert_int_equal(lib_tok_run_some(f->tok, text, (int)o, sm.want, on_some_tok, &sm), 0);
+		assert_int_equal(sm.count, a->count);
+		assert_int_equal(sm.all, a->buf + strlen(a->buf));
+		some_nulls += sm.nulls;
+		some_stems += sm.count - sm.nulls;
 	}
+	print_message("lib_tok_run_some: %u tokens placed only, %u stemmed\n", some_nulls,
+		      some_stems);
+	assert_true(some_nulls > 0 && some_stems > 0);
 	ref.xDelete(rt);
 	free(a);
 	free(b);
+}
+
+/* ---- 6. numbers: lib_g17 == snprintf("%.17g") wherever it answers */
+
+static void g17_same(double v, unsigned *done)
+{
+	char got[40], want[40];
+	int n = lib_g17(v, got);
+	snprintf(want, sizeof want, "%.17g", v);
+	if (!n)
+		return;
+	if (strcmp(got, want) || n != (int)strlen(want))
+		fail_msg("%%.17g of %a: printf [%s], lib_g17 [%s]", v, want, got);
+	(*done)++;
+}
+
+static void test_g17_equals_printf(void **state)
+{
+	struct fx *f = *state, g = *f;
+	g.rng = 0x917ull;
+	unsigned done = 0, n = f->queries * 1000; /* 600,000; 200,000 sanitized */
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t r = next(&g);
+		double v;
+		switch (i % 5) {
+		case 0: /* any bits: most outside the fast path */
+			memcpy(&v, &r, sizeof v);
+			break;
+		case 1: /* scores and milliseconds: 1e-5 to 1e3 */
+			v = (double)(r >> 11) / (double)(1ull << 53) * pow(10, (double)below(&g, 9) - 5);
+			break;
+		case 2: /* exact ties and short binary fractions: n / 2^j */
+			v = ldexp((double)(r >> (11 + below(&g, 40))), -(int)below(&g, 60));
+			break;
+		case 3: /* near powers of ten, from 1e-6 to 1e18 */
+			v = nextafter(pow(10, (double)below(&g, 25) - 6),
+				      below(&g, 2) ? INFINITY : 0) * (below(&g, 2) ? 1 : -1);
+			break;
+		default: /* integers and decimals as people write them */
+			v = (double)(r % 100000000) / pow(10, (double)below(&g, 12));
+		}
+		g17_same(v, &done);
+	}
+	g17_same(1234567890123456.75, &done); /* a tie: to even, ...8 */
+	g17_same(1234567890123456.25, &done); /* a tie: to even, ...2 */
+	g17_same(0.1, &done);
+	g17_same(-2.5, &done);
+	g17_same(99999999999999999.0, &done);
+	g17_same(0.0001, &done);
+	print_message("lib_g17: %u numbers equal to printf's\n", done);
+	assert_true(done > n / 2);
 }
 
 int main(void)
@@ -684,6 +786,7 @@ int main(void)
 		cmocka_unit_test(test_counts),
 		cmocka_unit_test(test_snippets_equal_fts5),
 		cmocka_unit_test(test_tokens_equal_fts5),
+		cmocka_unit_test(test_g17_equals_printf),
 		cmocka_unit_test(test_after_deletes_and_updates),
 		cmocka_unit_test(test_merge_keeps_rankings),
 		cmocka_unit_test(test_check_finds_damage),

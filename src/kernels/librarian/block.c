@@ -67,12 +67,18 @@ bool lib_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
 	return false;
 }
 
-/* lib_varint with the one-byte case (most of a block's numbers) inline:
+/* lib_varint with the one- and two-byte cases inline (most of a block's
+ * numbers take one; a document's length, 128 to 16,383 tokens, two):
  * decoding blocks is most of ranking a word's postings. */
 static inline bool varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
 {
 	if (*i < n && p[*i] < 0x80) {
 		*v = p[(*i)++];
+		return true;
+	}
+	if (*i + 1 < n && p[*i + 1] < 0x80) {
+		*v = (uint64_t)(p[*i] & 0x7f) | (uint64_t)p[*i + 1] << 7;
+		*i += 2;
 		return true;
 	}
 	return lib_varint(p, n, i, v);

@@ -6,6 +6,7 @@
  *
  * Both rankings are the same BM25 (bm25.h); the test test_librarian_search
  * holds them to it. */
+#include "kernels/librarian/g17.h"
 #include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
 
@@ -213,18 +214,34 @@ struct snip_tok {
 	uint32_t phrases; /* the query's phrases it is (bit i: term i) */
 };
 
+/* One query's snippets: made for a page of bodies, one at a time, its
+ * arrays kept from one body to the next (snip_free frees them). */
 struct snip {
 	const lib_sq *sq;
 	size_t wlen[LIB_SQ_WORDS_MAX]; /* sq's words' lengths */
+	unsigned char want[256];       /* sq's words' first bytes (lib_tok_run_some) */
 	const char *body;
 	struct snip_tok *tok; /* every token of the body, in order */
 	int ntok, cap;
-	int *first; /* the tokens that begin a sentence, ascending */
-	int nfirst, firstcap;
 	int *hit; /* the tokens that are a phrase, ascending */
-	int nhit;
+	int nhit, hitcap;
 	bool nomem;
 };
+
+static void snip_init(struct snip *s, const lib_sq *sq)
+{
+	*s = (struct snip){ .sq = sq };
+	for (unsigned i = 0; i < sq->nword && i < LIB_SQ_WORDS_MAX; i++) {
+		s->wlen[i] = strlen(sq->word[i]);
+		s->want[(unsigned char)sq->word[i][0]] = 1;
+	}
+}
+
+static void snip_free(struct snip *s)
+{
+	free(s->tok);
+	free(s->hit);
+}
 
 static bool grow(void **a, int *cap, int n, size_t size)
 {
@@ -255,22 +272,22 @@ static bool begins_sentence(const char *body, int pos, int start)
 	return i != start - 1 && (c == '.' || c == ':');
 }
 
+/* t NULL: a token that is none of the words (lib_tok_run_some). */
 static int on_snip_token(void *arg, const char *t, int len, int start, int end)
 {
 	struct snip *s = arg;
 	int pos = s->ntok;
-	bool first = begins_sentence(s->body, pos, start);
+	uint32_t ph = 0;
+	for (unsigned i = 0; t && i < s->sq->nword; i++)
+		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
+			ph |= 1u << i;
 	if (!grow((void **)&s->tok, &s->cap, pos, sizeof *s->tok) ||
-	    (first && !grow((void **)&s->first, &s->firstcap, s->nfirst, sizeof *s->first))) {
+	    (ph && !grow((void **)&s->hit, &s->hitcap, s->nhit, sizeof *s->hit))) {
 		s->nomem = true;
 		return 1;
 	}
-	if (first)
-		s->first[s->nfirst++] = pos;
-	uint32_t ph = 0;
-	for (unsigned i = 0; i < s->sq->nword; i++)
-		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
-			ph |= 1u << i;
+	if (ph)
+		s->hit[s->nhit++] = pos;
 	s->tok[pos] = (struct snip_tok){ start, end, ph };
 	s->ntok++;
 	return 0;
@@ -303,10 +320,14 @@ static int window_score(const struct snip *s, int from, int *adj)
 	return 999 * __builtin_popcount(seen) + n;
 }
 
-/* The first token of the best window, as FTS5 chooses it. */
+/* The first token of the best window, as FTS5 chooses it. The sentence
+ * an instance is in is found here, looking back from the instance to the
+ * previous one's (the hits ascend), rather than for every token as the
+ * body is cut: only the sentences that hold an instance matter. */
 static int best_start(const struct snip *s)
 {
 	int best = 0, start = 0;
+	int sent = 0, seen = -1; /* the last sentence start <= seen, the last instance looked back from */
 	for (int k = 0; k < s->nhit; k++) {
 		int io = s->hit[k], adj;
 		/* FTS5 scores each instance (a token of two phrases twice, the
@@ -316,16 +337,19 @@ static int best_start(const struct snip *s)
 			best = sc;
 			start = adj;
 		}
-		if (!s->nfirst || s->ntok <= SNIP_TOKENS)
+		if (s->ntok <= SNIP_TOKENS)
 			continue;
-		int j = 0;
-		while (j < s->nfirst - 1 && s->first[j + 1] <= io)
-			j++;
-		if (s->first[j] < io) {
-			sc = window_score(s, s->first[j], NULL) + (s->first[j] == 0 ? 120 : 100);
+		for (int p = io; p > seen; p--)
+			if (begins_sentence(s->body, p, s->tok[p].start)) {
+				sent = p; /* token 0 always does: found on the first look */
+				break;
+			}
+		seen = io;
+		if (sent < io) {
+			sc = window_score(s, sent, NULL) + (sent == 0 ? 120 : 100);
 			if (sc > best) {
 				best = sc;
-				start = s->first[j];
+				start = sent;
 			}
 		}
 	}
@@ -415,27 +439,21 @@ static void highlight(const struct snip *s, int from, size_t len, lib_text *o)
 		put_str(o, SNIP_ELLIPSIS);
 }
 
-/* Appends the snippet to o; false when the tokenizer fails or memory
- * runs out. */
-static bool snippet_into(lib_tok *tok, const lib_sq *sq, const char *body, size_t len,
+/* Appends body's snippet to o; false when the tokenizer fails or memory
+ * runs out. Only the words' tokens are stemmed (lib_tok_run_some): the
+ * others are counted and placed, all the window needs of them. */
+static bool snippet_into(lib_tok *tok, struct snip *s, const char *body, size_t len,
 			 lib_text *o)
 {
-	struct snip s = { .sq = sq, .body = body };
-	for (unsigned i = 0; i < sq->nword && i < LIB_SQ_WORDS_MAX; i++)
-		s.wlen[i] = strlen(sq->word[i]);
-	bool ok = len <= INT_MAX && sq->nword <= LIB_SQ_WORDS_MAX &&
-		  !lib_tok_run(tok, LIB_TOK_DOC, body, (int)len, on_snip_token, &s) && !s.nomem &&
-		  (s.hit = malloc(sizeof *s.hit * (size_t)(s.ntok + 1)));
+	s->body = body;
+	s->ntok = s->nhit = 0;
+	s->nomem = false;
+	bool ok = len <= INT_MAX && s->sq->nword <= LIB_SQ_WORDS_MAX &&
+		  !lib_tok_run_some(tok, body, (int)len, s->want, on_snip_token, s) && !s->nomem;
 	if (ok) {
-		for (int i = 0; i < s.ntok; i++)
-			if (s.tok[i].phrases)
-				s.hit[s.nhit++] = i;
-		highlight(&s, best_start(&s), len, o);
+		highlight(s, best_start(s), len, o);
 		put(o, "", 0);
 	}
-	free(s.tok);
-	free(s.first);
-	free(s.hit);
 	return ok && !o->nomem;
 }
 
@@ -443,7 +461,11 @@ char *lib_snippet(struct lib_tok *tok, const lib_sq *sq, const char *body, size_
 		  size_t *outlen)
 {
 	lib_text o = { 0 };
-	if (!snippet_into(tok, sq, body, len, &o)) {
+	struct snip s;
+	snip_init(&s, sq);
+	bool ok = snippet_into(tok, &s, body, len, &o);
+	snip_free(&s);
+	if (!ok) {
 		lib_text_free(&o);
 		return NULL;
 	}
@@ -460,6 +482,19 @@ char *lib_snippet(struct lib_tok *tok, const lib_sq *sq, const char *body, size_
  * values: the members in the same order, strings escaped and numbers
  * printed as jansson prints them, so a client sees the same bytes. */
 
+/* Eight bytes none of which a JSON string escapes: no control character,
+ * '"' or '\\' (the usual tests for a zero byte, exact for "any of the
+ * eight", on x, x ^ '"' and x ^ '\\'; "< 0x20" the same for bytes below). */
+static bool plain8(const char *p)
+{
+	const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+	uint64_t x, q, b;
+	memcpy(&x, p, 8);
+	q = x ^ (ones * '"');
+	b = x ^ (ones * '\\');
+	return !((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high);
+}
+
 /* A JSON string: '"', '\\' and control characters escaped as jansson
  * escapes them, the rest (UTF-8) as it is. False: not UTF-8 (jansson
  * refused such a string). */
@@ -470,6 +505,10 @@ static bool put_json_str(lib_text *o, const char *s, size_t n)
 	put(o, "\"", 1);
 	size_t run = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (n - i >= 8 && plain8(s + i)) {
+			i += 7; /* the loop's i++ makes 8 */
+			continue;
+		}
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
@@ -494,10 +533,17 @@ static bool put_json_str(lib_text *o, const char *s, size_t n)
 	return true;
 }
 
+/* As "%lld" writes it, without printf's machinery (one a hit). */
 static void put_json_int(lib_text *o, int64_t v)
 {
-	char b[24];
-	put(o, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)v));
+	char b[24], *e = b + sizeof b, *p = e;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do
+		*--p = (char)('0' + u % 10);
+	while (u /= 10);
+	if (v < 0)
+		*--p = '-';
+	put(o, p, (size_t)(e - p));
 }
 
 /* As jansson's real: 17 significant digits, ".0" when it would read as an
@@ -505,7 +551,9 @@ static void put_json_int(lib_text *o, int64_t v)
 static void put_json_real(lib_text *o, double v)
 {
 	char b[40];
-	int n = snprintf(b, sizeof b - 3, "%.17g", v);
+	int n = lib_g17(v, b); /* most: without printf (g17.h) */
+	if (!n)
+		n = snprintf(b, sizeof b - 3, "%.17g", v);
 	if (n < 0 || n >= (int)sizeof b - 3)
 		return;
 	if (!strchr(b, '.') && !strchr(b, 'e')) {
@@ -612,6 +660,8 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 {
 	sqlite3_stmt *doc = NULL, *snip = NULL;
 	lib_text snippet = { 0 };
+	struct snip words; /* sq's snippets, the page's bodies one after another */
+	snip_init(&words, sq ? sq : &(lib_sq){ 0 });
 	int rc = SDK_OK;
 	if (!(doc = lib_sq_stmt_take(pc, db, sql_doc)) ||
 	    (!sq && sqlite3_prepare_v2(db, sql_snippet, -1, &snip, NULL) != SQLITE_OK)) {
@@ -636,7 +686,7 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 		bool ok = true, null = false;
 		if (sq) {
 			const char *body = (const char *)sqlite3_column_text(doc, 5);
-			ok = body && snippet_into(tok, sq, body,
+			ok = body && snippet_into(tok, &words, body,
 						  (size_t)sqlite3_column_bytes(doc, 5), &snippet);
 		} else {
 			sqlite3_reset(snip);
@@ -666,6 +716,7 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 out:
 	lib_sq_stmt_give(pc, doc);
 	sqlite3_finalize(snip);
+	snip_free(&words);
 	lib_text_free(&snippet);
 	return rc;
 }

@@ -185,10 +185,10 @@ static const unsigned char byte_class[256] = { /* rows of 32 bytes, from 0x00 */
 	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
 };
 
-int lib_tok_run(lib_tok *t, int flags, const char *text, int len, lib_tok_fn fn, void *arg)
+/* want: NULL, or which first bytes' stems the caller needs (below). */
+static int run_doc(lib_tok *t, const char *text, int len, const unsigned char *want,
+		   lib_tok_fn fn, void *arg)
 {
-	if (flags != LIB_TOK_DOC)
-		return run_fts5(t, flags, text, len, 0, fn, arg);
 	const unsigned char *s = (const unsigned char *)text;
 	int i = 0;
 	for (;;) {
@@ -201,11 +201,34 @@ int lib_tok_run(lib_tok *t, int flags, const char *text, int len, lib_tok_fn fn,
 		while (i < len && byte_class[s[i]])
 			all |= byte_class[s[i++]];
 		uint32_t n = (uint32_t)(i - start), slen = 0;
+		/* An ASCII token's stem begins with its first byte folded to
+		 * lower case (tok.h): one whose first byte is not wanted
+		 * cannot be a wanted stem, and is only counted. */
+		if (want && all == 1 &&
+		    !want[s[start] >= 'A' && s[start] <= 'Z' ? s[start] | 0x20u : s[start]]) {
+			int rc = fn(arg, NULL, 0, start, i);
+			if (rc)
+				return rc;
+			continue;
+		}
 		const char *stem = all == 1 && n <= STEM_KEY_MAX
 				   ? stem_of(t, text + start, n, &slen) : NULL;
 		int rc = stem ? fn(arg, stem, (int)slen, start, i)
-			      : run_fts5(t, flags, text + start, i - start, start, fn, arg);
+			      : run_fts5(t, LIB_TOK_DOC, text + start, i - start, start, fn, arg);
 		if (rc)
 			return rc;
 	}
+}
+
+int lib_tok_run(lib_tok *t, int flags, const char *text, int len, lib_tok_fn fn, void *arg)
+{
+	if (flags != LIB_TOK_DOC)
+		return run_fts5(t, flags, text, len, 0, fn, arg);
+	return run_doc(t, text, len, NULL, fn, arg);
+}
+
+int lib_tok_run_some(lib_tok *t, const char *text, int len, const unsigned char want[256],
+		     lib_tok_fn fn, void *arg)
+{
+	return run_doc(t, text, len, want, fn, arg);
 }

@@ -40,5 +40,15 @@ int lib_tok_new(sqlite3 *db, lib_tok **out, sdk_err *err);
 void lib_tok_free(lib_tok *t);
 /* 0, the callback's nonzero value, or SDK_EIO when the tokenizer fails. */
 int lib_tok_run(lib_tok *t, int flags, const char *text, int len, lib_tok_fn fn, void *arg);
+/* lib_tok_run of a document for a caller that looks for a few stems (the
+ * snippets): an ASCII token (letters and digits) whose first byte, folded
+ * to lower case, is not set in want is reported as tok NULL, len 0, its
+ * place only, without stemming it. That loses no wanted stem: porter
+ * rewrites only a suffix after a word's first letter (and passes words
+ * under 3 or over 64 bytes as they are), and unicode61 folds ASCII
+ * to lower case, so an ASCII token's stem begins with its first byte,
+ * folded. Tokens of other text are reported as lib_tok_run reports them. */
+int lib_tok_run_some(lib_tok *t, const char *text, int len, const unsigned char want[256],
+		     lib_tok_fn fn, void *arg);
 
 #endif
