@@ -221,6 +221,15 @@ static int writer_ready(lib_workers *w, sdk_err *err)
 		 * documents, bench/ingest_bench.py). Pages are taken as used,
 		 * up to this; a failure only leaves the default. */
 		sqlite3_exec(w->wdb, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
+		/* A 1 MiB request writes more than SQLite's default of a
+		 * checkpoint a 1,000 pages of WAL (its documents, FTS5's segment,
+		 * thousands of words' tails): every commit copied its pages into
+		 * the file, the same tail pages again at each. With
+		 * 16,384 (64 MiB of WAL) a page rewritten by several requests
+		 * is copied once: 12.6 kB written a document instead of 19.1
+		 * kB, 0.66 reads instead of 2.25 (12,000 bench documents). The
+		 * WAL file keeps its largest size (SQLite reuses it). */
+		sqlite3_exec(w->wdb, "PRAGMA wal_autocheckpoint = 16384", NULL, NULL, NULL);
 	}
 	if (!w->tails)
 		w->tails = lib_ix_tails_new(); /* NULL (no memory): no cache */
