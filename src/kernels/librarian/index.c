@@ -2,6 +2,7 @@
 #include "kernels/librarian/index.h"
 
 #include "kernels/librarian/block.h"
+#include "kernels/librarian/termrows.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,9 +13,9 @@ enum {
 	ST_META_GET,
 	ST_META_PUT,
 	ST_TERM_GET,
-	ST_TERM_INS,
 	ST_TERM_UPD,
 	ST_TERM_DEL,
+	ST_TERM_PUT,
 	ST_BLOCK_FIND,
 	ST_BLOCK_TAIL,
 	ST_BLOCK_INS,
@@ -39,9 +40,13 @@ static const char *const sql[ST_COUNT] = {
 	[ST_META_PUT] = "UPDATE ix_meta SET docs = ?1, tokens = ?2, gen = ?3, next_term = ?4,"
 			" complete = ?5 WHERE id = 1",
 	[ST_TERM_GET] = "SELECT id, df FROM ix_terms WHERE term = ?1",
-	[ST_TERM_INS] = "INSERT INTO ix_terms (term, id, df, gen) VALUES (?1, ?2, ?3, ?4)",
 	[ST_TERM_UPD] = "UPDATE ix_terms SET df = ?2, gen = ?3 WHERE term = ?1",
 	[ST_TERM_DEL] = "DELETE FROM ix_terms WHERE term = ?1",
+	/* A flush's words in one statement (termrows.h); WHERE 1 tells the
+	 * parser that ON CONFLICT is the upsert's, not a join's ON. */
+	[ST_TERM_PUT] = "INSERT INTO ix_terms (term, id, df, gen)"
+			" SELECT term, id, df, ?2 FROM lib_term_rows(?1) WHERE 1"
+			" ON CONFLICT (term) DO UPDATE SET df = excluded.df, gen = excluded.gen",
 	[ST_BLOCK_FIND] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1 AND last >= ?2"
 			  " ORDER BY last LIMIT 1",
 	[ST_BLOCK_TAIL] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1"
@@ -96,6 +101,9 @@ struct lib_ix {
 	/* scratch for flushes and removals */
 	lib_blk a, b;
 	lib_buf docs, pos, bound;
+	/* the flush's words to write, pointing into tab (written before it is cleared) */
+	lib_term_row *tw;
+	uint32_t ntw, tw_cap;
 	int fail; /* a status raised inside a tokenizer callback */
 	lib_ix_tails *tails; /* the writer's, or NULL */
 };
@@ -133,10 +141,13 @@ static sqlite3_stmt *stmt(lib_ix *ix, int which)
 {
 	sqlite3_stmt *s = ix->st[which];
 	if (!s) {
-		if (sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
-				       &ix->st[which], NULL) != SQLITE_OK)
-			return NULL;
-		return ix->st[which];
+		int rc = sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+					    &ix->st[which], NULL);
+		if (rc != SQLITE_OK && which == ST_TERM_PUT &&
+		    lib_term_rows_register(ix->db) == SQLITE_OK) /* first use on this connection */
+			rc = sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+						&ix->st[which], NULL);
+		return rc == SQLITE_OK ? ix->st[which] : NULL;
 	}
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -245,6 +256,7 @@ void lib_ix_close(lib_ix *ix)
 	free(ix->touched);
 	free(ix->pdoc);
 	free(ix->ptok);
+	free(ix->tw);
 	lib_blk_free(&ix->a);
 	lib_blk_free(&ix->b);
 	lib_buf_free(&ix->docs);
@@ -951,19 +963,34 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 	if (rc)
 		return rc;
 	df += p->n - dups;
-	sqlite3_stmt *s = stmt(ix, exists ? ST_TERM_UPD : ST_TERM_INS);
-	sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
-	if (exists) {
-		sqlite3_bind_int64(s, 2, df);
-		sqlite3_bind_int64(s, 3, m->gen);
-	} else {
-		sqlite3_bind_int64(s, 2, id);
-		sqlite3_bind_int64(s, 3, df);
-		sqlite3_bind_int64(s, 4, m->gen);
+	/* Its row is written with the flush's others (terms_write). */
+	if (ix->ntw == ix->tw_cap) {
+		uint32_t cap = ix->tw_cap ? 2 * ix->tw_cap : 1024;
+		lib_term_row *v = realloc(ix->tw, cap * sizeof *v);
+		if (!v)
+			return oom(err);
+		ix->tw = v;
+		ix->tw_cap = cap;
 	}
-	rc = exec_simple(ix, s, err, "write term");
-	if (!rc && keep && ix->tails)
+	ix->tw[ix->ntw++] = (lib_term_row){ e->term, e->len, id, df };
+	if (keep && ix->tails) /* a failed flush empties the cache (flush_blocks) */
 		tail_keep(ix, e, id, df, &kept, kept_from);
+	return SDK_OK;
+}
+
+/* The flush's words (term_flush), new or not, in one statement. */
+static int terms_write(lib_ix *ix, int64_t gen, sdk_err *err)
+{
+	if (!ix->ntw)
+		return SDK_OK;
+	sqlite3_stmt *s = stmt(ix, ST_TERM_PUT);
+	if (!s)
+		return fail_sql(ix, err, "prepare terms");
+	lib_term_rows rows = { ix->tw, ix->ntw };
+	lib_term_rows_bind(s, 1, &rows);
+	sqlite3_bind_int64(s, 2, gen);
+	int rc = exec_simple(ix, s, err, "write terms");
+	sqlite3_clear_bindings(s); /* rows is this frame's */
 	return rc;
 }
 
@@ -992,9 +1019,13 @@ static int flush_blocks(lib_ix *ix, bool merging, sdk_err *err)
 	double avgdl = m.docs + add_docs > 0 ? (double)(m.tokens + add_tokens) /
 						       (double)(m.docs + add_docs)
 					     : 1.0;
+	ix->ntw = 0;
 	for (uint32_t i = 0; !rc && i < ix->cap; i++)
 		if (ix->tab[i].term)
 			rc = term_flush(ix, &ix->tab[i], &m, avgdl, err);
+	if (!rc)
+		rc = terms_write(ix, m.gen, err);
+	ix->ntw = 0;
 	for (uint32_t i = 0; !rc && i < ix->npdoc; i++) {
 		sqlite3_stmt *s = stmt(ix, merging ? ST_PEND_DEL : ST_DOC_INS);
 		sqlite3_bind_int64(s, 1, ix->pdoc[i]);
