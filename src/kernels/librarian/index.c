@@ -2,6 +2,7 @@
 #include "kernels/librarian/index.h"
 
 #include "kernels/librarian/block.h"
+#include "kernels/librarian/flushrows.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,9 +13,12 @@ enum {
 	ST_META_GET,
 	ST_META_PUT,
 	ST_TERM_GET,
-	ST_TERM_INS,
 	ST_TERM_UPD,
 	ST_TERM_DEL,
+	ST_TERM_PUT,
+	ST_TAIL_POSTS,
+	ST_TAIL_UNBLOCK,
+	ST_TAIL_BLOCKS,
 	ST_BLOCK_FIND,
 	ST_BLOCK_TAIL,
 	ST_BLOCK_INS,
@@ -39,9 +43,24 @@ static const char *const sql[ST_COUNT] = {
 	[ST_META_PUT] = "UPDATE ix_meta SET docs = ?1, tokens = ?2, gen = ?3, next_term = ?4,"
 			" complete = ?5 WHERE id = 1",
 	[ST_TERM_GET] = "SELECT id, df FROM ix_terms WHERE term = ?1",
-	[ST_TERM_INS] = "INSERT INTO ix_terms (term, id, df, gen) VALUES (?1, ?2, ?3, ?4)",
 	[ST_TERM_UPD] = "UPDATE ix_terms SET df = ?2, gen = ?3 WHERE term = ?1",
 	[ST_TERM_DEL] = "DELETE FROM ix_terms WHERE term = ?1",
+	/* A flush's words in one statement (flushrows.h); WHERE 1 tells the
+	 * parser that ON CONFLICT is the upsert's, not a join's ON. */
+	[ST_TERM_PUT] = "INSERT INTO ix_terms (term, id, df, gen)"
+			" SELECT term, id, df, ?2 FROM lib_term_rows(?1) WHERE 1"
+			" ON CONFLICT (term) DO UPDATE SET df = excluded.df, gen = excluded.gen",
+	/* The flush's tails rewritten in place (flushrows.h): their
+	 * postings rows, then their block rows, whose key moves: deleted and
+	 * inserted (an UPDATE ... FROM, which SQLite runs through a table of
+	 * the join's rows, cost more than a statement a word). */
+	[ST_TAIL_POSTS] = "INSERT INTO ix_posts (id, docs, pos)"
+			  " SELECT post, docs, pos FROM lib_tail_rows(?1) WHERE 1"
+			  " ON CONFLICT (id) DO UPDATE SET docs = excluded.docs, pos = excluded.pos",
+	[ST_TAIL_UNBLOCK] = "DELETE FROM ix_blocks WHERE (term, last) IN"
+			    " (SELECT term, old_last FROM lib_tail_rows(?1))",
+	[ST_TAIL_BLOCKS] = "INSERT INTO ix_blocks (term, last, n, bound, post)"
+			   " SELECT term, last, n, bound, post FROM lib_tail_rows(?1)",
 	[ST_BLOCK_FIND] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1 AND last >= ?2"
 			  " ORDER BY last LIMIT 1",
 	[ST_BLOCK_TAIL] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1"
@@ -96,6 +115,13 @@ struct lib_ix {
 	/* scratch for flushes and removals */
 	lib_blk a, b;
 	lib_buf docs, pos, bound;
+	/* the flush's words to write, pointing into tab (written before it is cleared) */
+	lib_term_row *tw;
+	uint32_t ntw, tw_cap;
+	/* the flush's tails rewritten in place, their blobs in the arenas */
+	lib_tail_row *tt;
+	uint32_t ntt, tt_cap;
+	lib_buf tdocs, tpos, tbound;
 	int fail; /* a status raised inside a tokenizer callback */
 	lib_ix_tails *tails; /* the writer's, or NULL */
 };
@@ -133,10 +159,13 @@ static sqlite3_stmt *stmt(lib_ix *ix, int which)
 {
 	sqlite3_stmt *s = ix->st[which];
 	if (!s) {
-		if (sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
-				       &ix->st[which], NULL) != SQLITE_OK)
-			return NULL;
-		return ix->st[which];
+		int rc = sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+					    &ix->st[which], NULL);
+		if (rc != SQLITE_OK && which >= ST_TERM_PUT && which <= ST_TAIL_BLOCKS &&
+		    lib_flush_rows_register(ix->db) == SQLITE_OK) /* first use on this connection */
+			rc = sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+						&ix->st[which], NULL);
+		return rc == SQLITE_OK ? ix->st[which] : NULL;
 	}
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -245,6 +274,11 @@ void lib_ix_close(lib_ix *ix)
 	free(ix->touched);
 	free(ix->pdoc);
 	free(ix->ptok);
+	free(ix->tw);
+	free(ix->tt);
+	lib_buf_free(&ix->tdocs);
+	lib_buf_free(&ix->tpos);
+	lib_buf_free(&ix->tbound);
 	lib_blk_free(&ix->a);
 	lib_blk_free(&ix->b);
 	lib_buf_free(&ix->docs);
@@ -527,10 +561,41 @@ static int exec_simple(lib_ix *ix, sqlite3_stmt *s, sdk_err *err, const char *wh
 
 /* Writes postings [from, from + count) of b as one block of `term`,
  * into the ix_posts row `post` (0: a new row). */
-static int block_write(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b,
-		       uint32_t from, uint32_t count, int64_t post, double avgdl, int64_t *post_out,
-		       sdk_err *err)
+/* A tail block rewritten in place (its ix_posts row and its block row
+ * both kept, the row's key moved): encoded into the flush's arenas and
+ * written with the flush's others (tails_write). */
+static int tail_defer(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b, uint32_t from,
+		      uint32_t count, int64_t post, double avgdl, sdk_err *err)
 {
+	if (ix->ntt == ix->tt_cap) {
+		uint32_t cap = ix->tt_cap ? 2 * ix->tt_cap : 1024;
+		lib_tail_row *v = realloc(ix->tt, cap * sizeof *v);
+		if (!v)
+			return oom(err);
+		ix->tt = v;
+		ix->tt_cap = cap;
+	}
+	lib_tail_row *r = &ix->tt[ix->ntt];
+	*r = (lib_tail_row){ .term = term, .old_last = old_last, .last = b->doc[from + count - 1],
+			     .n = count, .post = post, .docs = ix->tdocs.n, .pos = ix->tpos.n,
+			     .bound = ix->tbound.n };
+	if (!lib_blk_encode(b, from, count, avgdl, &ix->tdocs, &ix->tpos, &ix->tbound))
+		return oom(err);
+	r->docs_len = ix->tdocs.n - r->docs;
+	r->pos_len = ix->tpos.n - r->pos;
+	r->bound_len = ix->tbound.n - r->bound;
+	ix->ntt++;
+	return SDK_OK;
+}
+
+static int block_write(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b,
+		       uint32_t from, uint32_t count, int64_t post, double avgdl, bool defer,
+		       int64_t *post_out, sdk_err *err)
+{
+	if (defer && post && old_last) {
+		*post_out = post;
+		return tail_defer(ix, term, old_last, b, from, count, post, avgdl, err);
+	}
 	ix->docs.n = ix->pos.n = ix->bound.n = 0;
 	if (!lib_blk_encode(b, from, count, avgdl, &ix->docs, &ix->pos, &ix->bound))
 		return oom(err);
@@ -599,10 +664,12 @@ struct blockref {
 /* Replaces block (term, last, post) with the postings of b: nothing (the
  * block goes), one block, or (past LIB_BLK_MAX, or `append`: past
  * LIB_BLK_TARGET) several of about LIB_BLK_TARGET, the first in the same
- * ix_posts row. last == 0: there was no block. */
+ * ix_posts row. last == 0: there was no block. defer: the first is written
+ * at the flush's end (tail_defer): only for a term's last write of the
+ * flush, since nothing reads it back before. */
 static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, const lib_blk *b,
-			 bool append, double avgdl, struct blockref *tail, uint32_t *tail_from,
-			 sdk_err *err)
+			 bool append, bool defer, double avgdl, struct blockref *tail,
+			 uint32_t *tail_from, sdk_err *err)
 {
 	if (b->n == 0)
 		return last ? block_drop(ix, term, last, post, true, err) : SDK_OK;
@@ -618,7 +685,7 @@ static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, c
 					: (b->n - from) / (chunks - c);
 		int64_t wrote = 0;
 		rc = block_write(ix, term, c == 0 ? last : 0, b, from, count, c == 0 ? post : 0,
-				 avgdl, &wrote, err);
+				 avgdl, defer && c == 0, &wrote, err);
 		if (tail) { /* the last block written, for the tails cache */
 			*tail = (struct blockref){ b->doc[from + count - 1], count, wrote };
 			*tail_from = from;
@@ -921,13 +988,13 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 				if (!rc && !merge(old, p, i, p->n, &ix->a, &dups))
 					rc = oom(err);
 				if (!rc)
-					rc = block_replace(ix, id, tr.last, tr.post, &ix->a, true, avgdl,
+					rc = block_replace(ix, id, tr.last, tr.post, &ix->a, true, true, avgdl,
 							   &kept, &kept_from, err);
 			} else {
 				lib_blk_clear(&ix->a);
 				if (!blk_append(&ix->a, p, i, p->n))
 					return oom(err);
-				rc = block_replace(ix, id, 0, 0, &ix->a, true, avgdl, &kept, &kept_from,
+				rc = block_replace(ix, id, 0, 0, &ix->a, true, false, avgdl, &kept, &kept_from,
 						   err);
 			}
 			keep = !rc;
@@ -943,7 +1010,7 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 		if (!rc && !merge(&ix->b, p, i, j, &ix->a, &dups))
 			rc = oom(err);
 		if (!rc)
-			rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, NULL, NULL,
+			rc = block_replace(ix, id, r.last, r.post, &ix->a, false, false, avgdl, NULL, NULL,
 					   err);
 		tail_known = false; /* that block may have been the tail, or split */
 		i = j;
@@ -951,19 +1018,57 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 	if (rc)
 		return rc;
 	df += p->n - dups;
-	sqlite3_stmt *s = stmt(ix, exists ? ST_TERM_UPD : ST_TERM_INS);
-	sqlite3_bind_text(s, 1, e->term, (int)e->len, SQLITE_STATIC);
-	if (exists) {
-		sqlite3_bind_int64(s, 2, df);
-		sqlite3_bind_int64(s, 3, m->gen);
-	} else {
-		sqlite3_bind_int64(s, 2, id);
-		sqlite3_bind_int64(s, 3, df);
-		sqlite3_bind_int64(s, 4, m->gen);
+	/* Its row is written with the flush's others (terms_write). */
+	if (ix->ntw == ix->tw_cap) {
+		uint32_t cap = ix->tw_cap ? 2 * ix->tw_cap : 1024;
+		lib_term_row *v = realloc(ix->tw, cap * sizeof *v);
+		if (!v)
+			return oom(err);
+		ix->tw = v;
+		ix->tw_cap = cap;
 	}
-	rc = exec_simple(ix, s, err, "write term");
-	if (!rc && keep && ix->tails)
+	ix->tw[ix->ntw++] = (lib_term_row){ e->term, e->len, id, df };
+	if (keep && ix->tails) /* a failed flush empties the cache (flush_blocks) */
 		tail_keep(ix, e, id, df, &kept, kept_from);
+	return SDK_OK;
+}
+
+/* The flush's tails rewritten in place (tail_defer): their postings, then
+ * their block rows, each statement for all. Every block row must move. */
+static int tails_write(lib_ix *ix, sdk_err *err)
+{
+	if (!ix->ntt)
+		return SDK_OK;
+	lib_tail_rows rows = { ix->tt, ix->ntt, ix->tdocs.p, ix->tpos.p, ix->tbound.p };
+	int rc = SDK_OK;
+	for (int which = ST_TAIL_POSTS; !rc && which <= ST_TAIL_BLOCKS; which++) {
+		sqlite3_stmt *s = stmt(ix, which);
+		if (!s)
+			return fail_sql(ix, err, "prepare tails");
+		lib_tail_rows_bind(s, 1, &rows);
+		rc = exec_simple(ix, s, err, which == ST_TAIL_POSTS ? "write postings" : "write blocks");
+		if (!rc && sqlite3_changes(ix->db) != (int)ix->ntt)
+			rc = sdk_fail(err, SDK_ECORRUPT, "index: %d of %" PRIu32 " tail %s are missing",
+				      (int)ix->ntt - sqlite3_changes(ix->db), ix->ntt,
+				      which == ST_TAIL_POSTS ? "postings" : "blocks");
+		sqlite3_clear_bindings(s); /* rows is this frame's */
+	}
+	return rc;
+}
+
+/* The flush's words (term_flush), new or not, in one statement. */
+static int terms_write(lib_ix *ix, int64_t gen, sdk_err *err)
+{
+	if (!ix->ntw)
+		return SDK_OK;
+	sqlite3_stmt *s = stmt(ix, ST_TERM_PUT);
+	if (!s)
+		return fail_sql(ix, err, "prepare terms");
+	lib_term_rows rows = { ix->tw, ix->ntw };
+	lib_term_rows_bind(s, 1, &rows);
+	sqlite3_bind_int64(s, 2, gen);
+	int rc = exec_simple(ix, s, err, "write terms");
+	sqlite3_clear_bindings(s); /* rows is this frame's */
 	return rc;
 }
 
@@ -992,9 +1097,16 @@ static int flush_blocks(lib_ix *ix, bool merging, sdk_err *err)
 	double avgdl = m.docs + add_docs > 0 ? (double)(m.tokens + add_tokens) /
 						       (double)(m.docs + add_docs)
 					     : 1.0;
+	ix->ntw = ix->ntt = 0;
+	ix->tdocs.n = ix->tpos.n = ix->tbound.n = 0;
 	for (uint32_t i = 0; !rc && i < ix->cap; i++)
 		if (ix->tab[i].term)
 			rc = term_flush(ix, &ix->tab[i], &m, avgdl, err);
+	if (!rc)
+		rc = tails_write(ix, err);
+	if (!rc)
+		rc = terms_write(ix, m.gen, err);
+	ix->ntw = ix->ntt = 0;
 	for (uint32_t i = 0; !rc && i < ix->npdoc; i++) {
 		sqlite3_stmt *s = stmt(ix, merging ? ST_PEND_DEL : ST_DOC_INS);
 		sqlite3_bind_int64(s, 1, ix->pdoc[i]);
@@ -1331,7 +1443,7 @@ static int term_forget(lib_ix *ix, const char *term, int64_t doc, lib_ix_meta *m
 	if (!seen)
 		return sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64 " is missing from a"
 				" term's postings", doc);
-	rc = block_replace(ix, id, r.last, r.post, &ix->a, false, avgdl, NULL, NULL, err);
+	rc = block_replace(ix, id, r.last, r.post, &ix->a, false, false, avgdl, NULL, NULL, err);
 	if (rc)
 		return rc;
 	if (--df == 0) {
