@@ -18,6 +18,7 @@
 
 #define FLUSH_EVERY_MS 200
 #define EXPORT_TIMEOUT_MS 3000
+#define TRACER_OUT_KEEP (256 * 1024)
 
 typedef struct rec {
 	sdk_span s;
@@ -45,6 +46,7 @@ struct sdk_tracer {
 	bool sending;
 	size_t sending_n;
 	rec *queue; /* a ring of SDK_TRACER_QUEUE_MAX */
+	sdk_buf out; /* the export being written, its memory kept between exports */
 	size_t head, n;
 	unsigned long long sent, dropped;
 };
@@ -187,7 +189,7 @@ static void hex(const uint8_t *in, size_t n, char *out)
 /* The export is written as text (sdk/jsonw.h): building it as a jansson
  * tree and dumping it cost 120,000 instructions a span, and at 1 %
  * sampling a tenth of every proxied request's instructions. */
-static void kv_str(struct evbuffer *o, bool *first, const char *k, const char *v)
+static void kv_str(sdk_buf *o, bool *first, const char *k, const char *v)
 {
 	sdk_jsonw_raw(o, *first ? "{\"key\":" : ",{\"key\":");
 	*first = false;
@@ -198,7 +200,7 @@ static void kv_str(struct evbuffer *o, bool *first, const char *k, const char *v
 }
 
 /* OTLP/JSON writes 64-bit integers as strings. */
-static void kv_int(struct evbuffer *o, bool *first, const char *k, int64_t v)
+static void kv_int(sdk_buf *o, bool *first, const char *k, int64_t v)
 {
 	sdk_jsonw_raw(o, *first ? "{\"key\":" : ",{\"key\":");
 	*first = false;
@@ -208,7 +210,7 @@ static void kv_int(struct evbuffer *o, bool *first, const char *k, int64_t v)
 	sdk_jsonw_raw(o, "}}");
 }
 
-static void span_json(struct evbuffer *o, const rec *r)
+static void span_json(sdk_buf *o, const rec *r)
 {
 	char tid[33], sid[17], pid[17];
 	hex(r->s.ctx.trace_id, 16, tid);
@@ -295,13 +297,8 @@ static void flush(sdk_tracer *t)
 	if (t->sending || t->n == 0)
 		return;
 	size_t n = t->n < SDK_TRACER_BATCH ? t->n : SDK_TRACER_BATCH;
-	struct evbuffer *o = evbuffer_new();
-	if (!o) {
-		t->dropped += n;
-		t->head = (t->head + n) % SDK_TRACER_QUEUE_MAX;
-		t->n -= n;
-		return;
-	}
+	sdk_buf *o = &t->out;
+	sdk_buf_reset(o);
 	sdk_jsonw_raw(o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
 	bool first = true;
 	kv_str(o, &first, "service.name", t->service);
@@ -315,19 +312,19 @@ static void flush(sdk_tracer *t)
 	sdk_jsonw_raw(o, "]}]}]}");
 	t->head = (t->head + n) % SDK_TRACER_QUEUE_MAX;
 	t->n -= n;
-	size_t len = evbuffer_get_length(o);
-	const char *body = (const char *)evbuffer_pullup(o, -1);
 	/* Sent with no current span: the export is not itself traced. */
 	const sdk_span *was = sdk_trace_set_current(NULL);
-	if (body && sdk_call(t->caller, "telemetry", "POST", "/v1/traces", body, len, NULL,
-			     EXPORT_TIMEOUT_MS, on_sent, t) == 0) {
+	if (!o->oom && sdk_call(t->caller, "telemetry", "POST", "/v1/traces", o->p, o->len, NULL,
+				EXPORT_TIMEOUT_MS, on_sent, t) == 0) {
 		t->sending = true;
 		t->sending_n = n;
 	} else {
 		t->dropped += n;
 	}
 	sdk_trace_set_current(was);
-	evbuffer_free(o);
+	/* A burst's export can be large; what a quiet process keeps is not. */
+	if (o->cap > TRACER_OUT_KEEP)
+		sdk_buf_free(o);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -564,6 +561,7 @@ void sdk_tracer_free(sdk_tracer *t)
 	if (t->timer)
 		event_free(t->timer);
 	free(t->queue);
+	sdk_buf_free(&t->out);
 	free(t);
 }
 

@@ -132,14 +132,14 @@ static int teardown(void **state)
  * valid JSON. */
 static json_t *span_json_of(const rec *r)
 {
-	struct evbuffer *b = evbuffer_new();
-	assert_non_null(b);
-	span_json(b, r);
+	sdk_buf b = { 0 };
+	span_json(&b, r);
+	assert_false(b.oom);
 	json_error_t e;
-	json_t *o = json_loadb((const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b), 0, &e);
+	json_t *o = json_loadb(b.p, b.len, 0, &e);
 	if (!o)
 		fail_msg("the exporter wrote no JSON: %s", e.text);
-	evbuffer_free(b);
+	sdk_buf_free(&b);
 	return o;
 }
 
