@@ -544,6 +544,12 @@ def bench_gateway(a, R, kernels, cfg, tmp):
         per = [ratio(res["gateway"][i]["rps"], res["nginx"][i]["rps"]) for i in range(a.gw_rounds)]
         R(f"   gateway / nginx round by round (run a few seconds apart): "
           f"{', '.join(f'{x:.2f}' for x in per)}")
+        # p99 moves between runs of the same proxy by as much as the gap
+        # being measured: each round's pair is the fairer comparison.
+        p99s = [ratio(res["gateway"][i].get("p99", float("nan")),
+                      res["nginx"][i].get("p99", float("nan"))) for i in range(a.gw_rounds)]
+        R(f"   p99 gateway / nginx round by round: {', '.join(f'{x:.2f}' for x in p99s)}"
+          f" (median {statistics.median(p99s):.2f})")
     R(f"   throughput gateway / direct: {ratio(gw['rps'], d['rps']):.2f}   gateway / nginx: "
       f"{ratio(gw['rps'], nx['rps']):.2f}   nginx / direct: {ratio(nx['rps'], d['rps']):.2f}")
     R(f"   p99 gateway / nginx: {ratio(gw['p99_ms'], nx['p99_ms']):.2f}   proxy CPU per request: "
