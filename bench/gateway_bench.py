@@ -59,6 +59,14 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def cpu_ticks_or_none(pid):
+    """cpu_ticks, or None for a process gone (a kernel restarted meanwhile)."""
+    try:
+        return cpu_ticks(pid)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def children_of(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -379,9 +387,15 @@ def wait_steady(api, name, settle_s, timeout=30.0):
 # --------------------------------------------------------------------------
 # 5. Gateway throughput and latency: gateway, direct, nginx
 
-def one_wrk(a, url, headers, proxy_pids, kernel_pid, perf_ok, tmp, secs):
+def one_wrk(a, url, headers, proxy_pids, kernel_pid, perf_ok, tmp, secs, others=(), tel_pid=None):
+    """`others`: the rest of Grace's kernels (pids), whose CPU during the run
+    is reported beside the proxy's: the telemetry kernel ingesting the
+    spans Grace records of the gateway's requests is work nginx's run
+    does not cause."""
+    others = [p for p in others if p not in proxy_pids]
     pids = proxy_pids + [kernel_pid]
     before = {p: cpu_ticks(p) for p in pids}
+    o_before = {p: cpu_ticks_or_none(p) for p in others}
     perf = PerfStat(proxy_pids, os.path.join(tmp, "perf.txt")) if perf_ok and proxy_pids else None
     t0 = now()
     try:
@@ -392,12 +406,17 @@ def one_wrk(a, url, headers, proxy_pids, kernel_pid, perf_ok, tmp, secs):
         perf_res = perf.stop() if perf else None
     wall = now() - t0
     after = {p: cpu_ticks(p) for p in pids}
+    o_after = {p: cpu_ticks_or_none(p) for p in others}
     if out.returncode != 0:
         raise BenchError(f"wrk {url}: {out.stderr.strip()}")
     w = parse_wrk(out.stdout)
     w["wall"] = wall
     w["proxy_cpu"] = sum(after[p] - before[p] for p in proxy_pids) / CLK_TCK
     w["kernel_cpu"] = (after[kernel_pid] - before[kernel_pid]) / CLK_TCK
+    d = {p: o_after[p] - o_before[p] for p in others
+         if o_before[p] is not None and o_after[p] is not None}
+    w["others_cpu"] = sum(d.values()) / CLK_TCK
+    w["tel_cpu"] = d.get(tel_pid, 0) / CLK_TCK
     w["perf"] = perf_res
     return w
 
@@ -478,9 +497,11 @@ def bench_gateway(a, R, kernels, cfg, tmp):
         for label, url, hdrs, pp in targets:
             one_wrk(a, url, hdrs, pp, kpid, False, tmp, a.warmup_secs)
         res = {label: [] for label, _, _, _ in targets}
+        others = [p for k, p in g.kernel_pids.items() if k != name and p]
         for r in range(a.gw_rounds):
             for label, url, hdrs, pp in targets:
-                w = one_wrk(a, url, hdrs, pp, kpid, perf_ok, tmp, a.wrk_secs)
+                w = one_wrk(a, url, hdrs, pp, kpid, perf_ok, tmp, a.wrk_secs, others,
+                            g.kernel_pids.get("telemetry"))
                 res[label].append(w)
                 log(f"gateway: round {r + 1} {label}: {w['rps'] or 0:.0f} req/s, "
                     f"p99 {ms(w.get('p99', float('nan')))}")
@@ -525,7 +546,8 @@ def bench_gateway(a, R, kernels, cfg, tmp):
             tag = label if a.gw_rounds == 1 else f"{label} #{i + 1}"
             R(f"     {tag:<11} {w['rps'] or 0:>8.0f} req/s   p50 {ms(w.get('p50', float('nan'))):>8}"
               f"  p99 {ms(w.get('p99', float('nan'))):>8}   {proxy}   kernel "
-              f"{us(w['kernel_cpu'] / n) if n else '?':>6}/req{extra}")
+              f"{us(w['kernel_cpu'] / n) if n else '?':>6}/req   rest of Grace "
+              f"{us(w['others_cpu'] / n) if n else '?':>6}/req{extra}")
             if w.get("perf"):
                 p = w["perf"]
                 R(f"     {'':<11} perf: task-clock {us(p.get('task_clock_s', 0) / n)}/req, "
@@ -534,8 +556,11 @@ def bench_gateway(a, R, kernels, cfg, tmp):
         p99 = statistics.median([w.get("p99", float("nan")) for w in ws])
         p50 = statistics.median([w.get("p50", float("nan")) for w in ws])
         cpu = statistics.median([w["proxy_cpu"] / w["n"] for w in ws if w["n"]] or [float("nan")])
+        rest = statistics.median([w["others_cpu"] / w["n"] for w in ws if w["n"]] or [float("nan")])
+        tel = statistics.median([w["tel_cpu"] / w["n"] for w in ws if w["n"]] or [float("nan")])
         summary[label] = {"rps": rps, "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3,
-                          "proxy_cpu_us": cpu * 1e6}
+                          "proxy_cpu_us": cpu * 1e6, "others_us": rest * 1e6,
+                          "tel_us": tel * 1e6}
     gw, d, nx = summary["gateway"], summary["direct"], summary["nginx"]
     if a.gw_rounds > 1:
         R(f"   medians over the rounds: direct {d['rps']:.0f}, gateway {gw['rps']:.0f}, nginx "
@@ -555,6 +580,9 @@ def bench_gateway(a, R, kernels, cfg, tmp):
     R(f"   p99 gateway / nginx: {ratio(gw['p99_ms'], nx['p99_ms']):.2f}   proxy CPU per request: "
       f"grace serve {gw['proxy_cpu_us']:.0f} us, nginx {nx['proxy_cpu_us']:.0f} us "
       f"(ratio {ratio(gw['proxy_cpu_us'], nx['proxy_cpu_us']):.2f})")
+    R(f"   the rest of Grace (its other kernels) per request: during the gateway's runs "
+      f"{gw['others_us']:.1f} us (telemetry {gw['tel_us']:.1f}), during nginx's "
+      f"{nx['others_us']:.1f} us (telemetry {nx['tel_us']:.1f})")
     if "h2o" in summary:
         h = summary["h2o"]
         R(f"   gateway / h2o: throughput {ratio(gw['rps'], h['rps']):.2f}, p99 "
