@@ -55,23 +55,32 @@ static int finish(sqlite3 *db, int rc, sdk_err *err, const char *what)
 	return rc;
 }
 
-static const char *str(json_t *row, const char *k)
+static const char *text(const otlp_batch *b, size_t at)
 {
-	const char *s = json_string_value(json_object_get(row, k));
-	return s ? s : "";
+	return b->text.p + at;
 }
 
-static int64_t num(json_t *row, const char *k)
+static int insert_attrs(sqlite3 *db, sqlite3_stmt *attr, const otlp_batch *b, sqlite3_int64 span,
+			size_t first, size_t n, sdk_err *err)
 {
-	return json_integer_value(json_object_get(row, k));
+	for (size_t i = first; i < first + n; i++) {
+		sqlite3_reset(attr);
+		sqlite3_bind_int64(attr, 1, span);
+		sqlite3_bind_text(attr, 2, text(b, b->attrs[i].key), -1, SQLITE_STATIC);
+		sqlite3_bind_text(attr, 3, text(b, b->attrs[i].value), -1, SQLITE_STATIC);
+		if (sqlite3_step(attr) != SQLITE_DONE)
+			return sdk_db_fail(db, err, "insert a span attribute");
+	}
+	return 0;
 }
 
-int tel_store_spans(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err)
+int tel_store_spans(sqlite3 *db, const otlp_batch *b, int64_t now_ms, sdk_err *err)
 {
 	sqlite3_stmt *ins = NULL, *attr = NULL;
 	int rc = begin(db, err);
 	if (rc < 0)
 		return rc;
+	/* Prepared once a batch, reset for each row. */
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO spans(trace_id, span_id, parent_id, service, name, kind,"
 			       " start_ns, end_ns, duration_ns, status, received_ms, body)"
@@ -82,46 +91,29 @@ int tel_store_spans(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err)
 		rc = sdk_db_fail(db, err, "prepare the span insert");
 		goto out;
 	}
-	size_t i;
-	json_t *row;
-	json_array_foreach(rows, i, row) {
-		char *body = json_dumps(json_object_get(row, "body"), JSON_COMPACT);
-		if (!body) {
-			rc = sdk_fail(err, SDK_EIO, "out of memory");
-			goto out;
-		}
+	for (size_t i = 0; i < b->n_rows; i++) {
+		const otlp_row *r = &b->rows[i];
 		sqlite3_reset(ins);
-		sqlite3_bind_text(ins, 1, str(row, "trace_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 2, str(row, "span_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 3, str(row, "parent_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 4, str(row, "service"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 5, str(row, "name"), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 6, num(row, "kind"));
-		sqlite3_bind_int64(ins, 7, num(row, "start_ns"));
-		sqlite3_bind_int64(ins, 8, num(row, "end_ns"));
-		sqlite3_bind_int64(ins, 9, num(row, "end_ns") - num(row, "start_ns"));
-		sqlite3_bind_int64(ins, 10, num(row, "status"));
+		sqlite3_bind_text(ins, 1, r->trace_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 2, r->span_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 3, r->parent_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 4, text(b, r->service), -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 5, text(b, r->name), -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 6, r->kind);
+		sqlite3_bind_int64(ins, 7, r->start_ns);
+		sqlite3_bind_int64(ins, 8, r->end_ns);
+		sqlite3_bind_int64(ins, 9, r->end_ns - r->start_ns);
+		sqlite3_bind_int64(ins, 10, r->status);
 		sqlite3_bind_int64(ins, 11, now_ms);
-		sqlite3_bind_text(ins, 12, body, -1, free);
+		sqlite3_bind_text(ins, 12, b->bodies.p + r->body, (int)r->body_len, SQLITE_STATIC);
 		if (sqlite3_step(ins) != SQLITE_DONE) {
 			rc = sdk_db_fail(db, err, "insert a span");
 			goto out;
 		}
 		sqlite3_int64 id = sqlite3_last_insert_rowid(db);
-		size_t j;
-		json_t *kv;
-		json_array_foreach(json_object_get(row, "attrs"), j, kv) {
-			sqlite3_reset(attr);
-			sqlite3_bind_int64(attr, 1, id);
-			sqlite3_bind_text(attr, 2, json_string_value(json_array_get(kv, 0)), -1,
-					  SQLITE_STATIC);
-			sqlite3_bind_text(attr, 3, json_string_value(json_array_get(kv, 1)), -1,
-					  SQLITE_STATIC);
-			if (sqlite3_step(attr) != SQLITE_DONE) {
-				rc = sdk_db_fail(db, err, "insert a span attribute");
-				goto out;
-			}
-		}
+		if ((rc = insert_attrs(db, attr, b, id, r->attr0, r->n_attrs, err)) < 0 ||
+		    (rc = insert_attrs(db, attr, b, id, r->res_attr0, r->n_res_attrs, err)) < 0)
+			goto out;
 	}
 out:
 	sqlite3_finalize(ins);
@@ -129,7 +121,7 @@ out:
 	return finish(db, rc, err, "commit the spans");
 }
 
-int tel_store_logs(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err)
+int tel_store_logs(sqlite3 *db, const otlp_batch *b, int64_t now_ms, sdk_err *err)
 {
 	sqlite3_stmt *ins = NULL;
 	int rc = begin(db, err);
@@ -142,22 +134,16 @@ int tel_store_logs(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err)
 		rc = sdk_db_fail(db, err, "prepare the log insert");
 		goto out;
 	}
-	size_t i;
-	json_t *row;
-	json_array_foreach(rows, i, row) {
-		char *body = json_dumps(json_object_get(row, "body"), JSON_COMPACT);
-		if (!body) {
-			rc = sdk_fail(err, SDK_EIO, "out of memory");
-			goto out;
-		}
+	for (size_t i = 0; i < b->n_rows; i++) {
+		const otlp_row *r = &b->rows[i];
 		sqlite3_reset(ins);
-		sqlite3_bind_text(ins, 1, str(row, "trace_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 2, str(row, "span_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 3, str(row, "service"), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 4, num(row, "time_ns"));
-		sqlite3_bind_int64(ins, 5, num(row, "severity"));
+		sqlite3_bind_text(ins, 1, r->trace_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 2, r->span_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 3, text(b, r->service), -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 4, r->time_ns);
+		sqlite3_bind_int64(ins, 5, r->severity);
 		sqlite3_bind_int64(ins, 6, now_ms);
-		sqlite3_bind_text(ins, 7, body, -1, free);
+		sqlite3_bind_text(ins, 7, b->bodies.p + r->body, (int)r->body_len, SQLITE_STATIC);
 		if (sqlite3_step(ins) != SQLITE_DONE) {
 			rc = sdk_db_fail(db, err, "insert a log record");
 			goto out;

@@ -6,6 +6,7 @@
 #define GRACE_TELEMETRY_STORE_H
 
 #include "kernels/layer.h"
+#include "kernels/telemetry/otlp.h"
 
 #include "sdk/err.h"
 
@@ -33,8 +34,8 @@ typedef struct tel_log_filter {
 
 int tel_store_init(sqlite3 *db, sdk_err *err);
 /* Inserts the rows of otlp_json_batch in one transaction, or none. */
-int tel_store_spans(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err);
-int tel_store_logs(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err);
+int tel_store_spans(sqlite3 *db, const otlp_batch *b, int64_t now_ms, sdk_err *err);
+int tel_store_logs(sqlite3 *db, const otlp_batch *b, int64_t now_ms, sdk_err *err);
 /* *out: a new object {"traceId", "spanCount", "roots": [span + "children"]};
  * SDK_ENOTFOUND when no span has that id. */
 int tel_trace(sqlite3 *db, const char *trace_id, json_t **out, sdk_err *err);

@@ -212,21 +212,23 @@ static void work_export(job *j)
 		json_decref(tree);
 		return;
 	}
+	/* The batch's rows are text of their own: the tree can go. */
 	otlp_batch b;
 	int rc = otlp_json_batch(j->sig, tree, j->t->cfg.request_items_max, &b, &j->err);
 	json_decref(tree);
 	if (rc < 0) {
 		snprintf(j->why, sizeof j->why, "%s", j->err.msg);
-		j->http = rc == SDK_ETOOLARGE ? 413 : 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
+		j->http = rc == SDK_ETOOLARGE ? 413 : rc == SDK_EIO ? 503 : 400;
+		j->code = rc == SDK_EIO ? OTLP_CODE_UNAVAILABLE : OTLP_CODE_INVALID_ARGUMENT;
 		return;
 	}
 	j->rejected = b.rejected;
 	if (b.rejected)
 		snprintf(j->why, sizeof j->why, "%zu rejected; the first: %s", b.rejected, b.why);
-	j->stored = json_array_size(b.rows);
+	j->stored = b.n_rows;
 	if (j->stored) {
-		rc = j->sig == OTLP_TRACES ? tel_store_spans(j->t->k->db, b.rows, sdk_wall_ms(), &j->err)
-					   : tel_store_logs(j->t->k->db, b.rows, sdk_wall_ms(), &j->err);
+		rc = j->sig == OTLP_TRACES ? tel_store_spans(j->t->k->db, &b, sdk_wall_ms(), &j->err)
+					   : tel_store_logs(j->t->k->db, &b, sdk_wall_ms(), &j->err);
 		if (rc < 0) {
 			/* The transaction rolled back: nothing of it is stored. */
 			j->stored = 0;
@@ -235,7 +237,7 @@ static void work_export(job *j)
 			snprintf(j->why, sizeof j->why, "not stored: %s", j->err.msg);
 		}
 	}
-	json_decref(b.rows);
+	otlp_batch_free(&b);
 	if (!j->http)
 		j->http = 200;
 }
