@@ -61,7 +61,7 @@ static const char *text(const otlp_batch *b, size_t at)
 	return b->text.p + at;
 }
 
-/* Rows one INSERT statement takes. A statement's fixed cost (its step,
+/* Rows one INSERT statement takes at most. A statement's fixed cost (its step,
  * reset and halt, a statement journal for the spans' five indexes) was
  * about a quarter of a span's SQLite instructions when each row was a
  * statement of its own; in chunks it is paid once for many rows. Each
@@ -94,35 +94,64 @@ static int prepare_rows(sqlite3 *db, const char *head, const char *row, size_t n
 	return 0;
 }
 
-/* The statement for a chunk of n rows: the full chunk's, prepared once a
- * batch, or the last, shorter chunk's (at most one a batch). */
-typedef struct chunk_stmt {
-	const char *head, *row;
-	size_t full;
-	sqlite3_stmt *st_full, *st_last;
-	size_t n_last;
-} chunk_stmt;
+/* Chunks are powers of two up to the full chunk, so that a batch of any
+ * size is a few of them and each statement is prepared once in the
+ * kernel's life (parsing a 64-row INSERT for every batch cost more than
+ * the statements saved). */
+#define CHUNK_SIZES 7 /* 1, 2, 4 ... 64 rows */
 
-static sqlite3_stmt *chunk_of(sqlite3 *db, chunk_stmt *c, size_t n, sdk_err *err)
+struct tel_stmts {
+	sqlite3_stmt *spans[CHUNK_SIZES], *attrs[CHUNK_SIZES];
+	sqlite3_stmt *last_id;
+};
+
+tel_stmts *tel_stmts_new(void)
 {
-	sqlite3_stmt **st = n == c->full ? &c->st_full : &c->st_last;
-	if (*st && (n == c->full || c->n_last == n)) {
+	return calloc(1, sizeof(tel_stmts));
+}
+
+void tel_stmts_free(tel_stmts *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < CHUNK_SIZES; i++) {
+		sqlite3_finalize(s->spans[i]);
+		sqlite3_finalize(s->attrs[i]);
+	}
+	sqlite3_finalize(s->last_id);
+	free(s);
+}
+
+/* The largest chunk of at most `left` rows and `full`: its size. */
+static size_t chunk_size(size_t left, size_t full)
+{
+	size_t n = 1;
+	while (n * 2 <= left && n * 2 <= full)
+		n *= 2;
+	return n;
+}
+
+static int log2_of(size_t n)
+{
+	int k = 0;
+	while ((size_t)1 << (k + 1) <= n)
+		k++;
+	return k;
+}
+
+/* The statement for a chunk of n rows (a power of two), from `cache`,
+ * prepared the first time. */
+static sqlite3_stmt *chunk_of(sqlite3 *db, sqlite3_stmt **cache, const char *head,
+			      const char *row, size_t n, sdk_err *err)
+{
+	sqlite3_stmt **st = &cache[log2_of(n)];
+	if (*st) {
 		sqlite3_reset(*st);
 		return *st;
 	}
-	sqlite3_finalize(*st);
-	*st = NULL;
-	if (prepare_rows(db, c->head, c->row, n, st, err) < 0)
+	if (prepare_rows(db, head, row, n, st, err) < 0)
 		return NULL;
-	if (n != c->full)
-		c->n_last = n;
 	return *st;
-}
-
-static void chunk_free(chunk_stmt *c)
-{
-	sqlite3_finalize(c->st_full);
-	sqlite3_finalize(c->st_last);
 }
 
 static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, sdk_err *err)
@@ -135,15 +164,18 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, sdk_err *e
 /* The id the next span gets: as SQLite picks an INTEGER PRIMARY KEY
  * (the largest plus one), given explicitly so that a chunk's rows know
  * their ids before their attributes are written. */
-static int next_span_id(sqlite3 *db, size_t n, sqlite3_int64 *id, sdk_err *err)
+static int next_span_id(sqlite3 *db, tel_stmts *c, size_t n, sqlite3_int64 *id, sdk_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM spans", -1, &st, NULL) !=
-	    SQLITE_OK)
+	sqlite3_stmt *st = c->last_id;
+	if (st)
+		sqlite3_reset(st);
+	else if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM spans", -1, &st, NULL) !=
+		 SQLITE_OK)
 		return sdk_db_fail(db, err, "prepare the span insert");
+	c->last_id = st;
 	int rc = sqlite3_step(st);
 	sqlite3_int64 max = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
 		return sdk_db_fail(db, err, "read the last span id");
 	if (max > INT64_MAX - (sqlite3_int64)n)
@@ -190,17 +222,17 @@ static const otlp_attr *next_attr(const otlp_batch *b, attr_cursor *c, size_t *r
 	return NULL;
 }
 
-static int insert_attrs(sqlite3 *db, const otlp_batch *b, sqlite3_int64 id0, sdk_err *err)
+static int insert_attrs(sqlite3 *db, tel_stmts *c, const otlp_batch *b, sqlite3_int64 id0,
+			sdk_err *err)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < b->n_rows; i++)
 		total += b->rows[i].n_attrs + b->rows[i].n_res_attrs;
-	chunk_stmt cs = { .head = attr_cols, .row = attr_row, .full = ATTRS_CHUNK };
 	attr_cursor cur = { 0 };
 	int rc = 0;
 	for (size_t done = 0; done < total && rc == 0;) {
-		size_t n = total - done < ATTRS_CHUNK ? total - done : ATTRS_CHUNK;
-		sqlite3_stmt *st = chunk_of(db, &cs, n, err);
+		size_t n = chunk_size(total - done, ATTRS_CHUNK);
+		sqlite3_stmt *st = chunk_of(db, c->attrs, attr_cols, attr_row, n, err);
 		if (!st) {
 			rc = SDK_EIO;
 			break;
@@ -213,24 +245,26 @@ static int insert_attrs(sqlite3 *db, const otlp_batch *b, sqlite3_int64 id0, sdk
 			sqlite3_bind_text(st, (int)(3 * i + 3), text(b, a->value), -1, SQLITE_STATIC);
 		}
 		rc = step_done(db, st, "insert a span attribute", err);
+		/* Unbound, so that no statement kept for the next batch points
+		 * into this one's text. */
+		sqlite3_clear_bindings(st);
 		done += n;
 	}
-	chunk_free(&cs);
 	return rc;
 }
 
-int tel_store_spans(sqlite3 *db, const otlp_batch *b, int64_t now_ms, sdk_err *err)
+int tel_store_spans(sqlite3 *db, tel_stmts *c, const otlp_batch *b, int64_t now_ms,
+		    sdk_err *err)
 {
 	int rc = begin(db, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_int64 id0 = 0;
-	chunk_stmt cs = { .head = span_cols, .row = span_row, .full = SPANS_CHUNK };
-	if ((rc = next_span_id(db, b->n_rows, &id0, err)) < 0)
+	if ((rc = next_span_id(db, c, b->n_rows, &id0, err)) < 0)
 		goto out;
 	for (size_t done = 0; done < b->n_rows;) {
-		size_t n = b->n_rows - done < SPANS_CHUNK ? b->n_rows - done : SPANS_CHUNK;
-		sqlite3_stmt *st = chunk_of(db, &cs, n, err);
+		size_t n = chunk_size(b->n_rows - done, SPANS_CHUNK);
+		sqlite3_stmt *st = chunk_of(db, c->spans, span_cols, span_row, n, err);
 		if (!st) {
 			rc = SDK_EIO;
 			goto out;
@@ -238,13 +272,14 @@ int tel_store_spans(sqlite3 *db, const otlp_batch *b, int64_t now_ms, sdk_err *e
 		for (size_t i = 0; i < n; i++)
 			bind_span(st, (int)(13 * i), b, &b->rows[done + i],
 				  id0 + (sqlite3_int64)(done + i), now_ms);
-		if ((rc = step_done(db, st, "insert a span", err)) < 0)
+		rc = step_done(db, st, "insert a span", err);
+		sqlite3_clear_bindings(st);
+		if (rc < 0)
 			goto out;
 		done += n;
 	}
-	rc = insert_attrs(db, b, id0, err);
+	rc = insert_attrs(db, c, b, id0, err);
 out:
-	chunk_free(&cs);
 	return finish(db, rc, err, "commit the spans");
 }
 

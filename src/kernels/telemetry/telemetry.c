@@ -38,6 +38,7 @@ typedef struct tel {
 	bool retaining;
 	grace_telemetry cfg;
 	otlp_prom_acc *acc; /* delta totals: used on the worker thread only */
+	tel_stmts *stmts;   /* the span insert's statements: the worker's too */
 	job *sending;	    /* metrics requests waiting for the metrics kernel */
 	unsigned long long spans, logs, rejected, refused_busy, refused_caller, bad, retained;
 	unsigned long long points, samples;
@@ -227,7 +228,8 @@ static void work_export(job *j)
 		snprintf(j->why, sizeof j->why, "%zu rejected; the first: %s", b.rejected, b.why);
 	j->stored = b.n_rows;
 	if (j->stored) {
-		rc = j->sig == OTLP_TRACES ? tel_store_spans(j->t->k->db, &b, sdk_wall_ms(), &j->err)
+		rc = j->sig == OTLP_TRACES ? tel_store_spans(j->t->k->db, j->t->stmts, &b, sdk_wall_ms(),
+							     &j->err)
 					   : tel_store_logs(j->t->k->db, &b, sdk_wall_ms(), &j->err);
 		if (rc < 0) {
 			/* The transaction rolled back: nothing of it is stored. */
@@ -679,7 +681,8 @@ static int telemetry_init(sdk_kernel *k, sdk_err *err)
 	t->pool = sdk_pool_new(k->base, 1, t->cfg.queue_max);
 	t->retain_timer = event_new(k->base, -1, EV_PERSIST, on_retain_timer, t);
 	t->acc = otlp_prom_acc_new(DELTA_SERIES_MAX);
-	if (!t->pool || !t->retain_timer || !t->acc) {
+	t->stmts = tel_stmts_new();
+	if (!t->pool || !t->retain_timer || !t->acc || !t->stmts) {
 		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	sdk_pool_set_caller_max(t->pool, t->cfg.caller_requests_max);
@@ -706,6 +709,7 @@ static void telemetry_close(sdk_kernel *k)
 		job_free(j);
 	}
 	otlp_prom_acc_free(t->acc);
+	tel_stmts_free(t->stmts); /* the worker is gone; the connection still open */
 	free(t);
 	k->state = NULL;
 }
