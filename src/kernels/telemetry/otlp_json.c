@@ -70,16 +70,16 @@ static int get_i64(json_t *v, int64_t *out)
 
 static void lit(sdk_buf *o, const char *s)
 {
-	sdk_buf_add(o, s, strlen(s));
+	otlp_put(o, s, strlen(s));
 }
 
 /* A key and its colon, after a comma unless first in its object. */
 static void key(sdk_buf *o, const char *k)
 {
 	if (o->len && o->p[o->len - 1] != '{')
-		sdk_buf_add(o, ",", 1);
+		otlp_put(o, ",", 1);
 	otlp_text_str(o, k, strlen(k));
-	sdk_buf_add(o, ":", 1);
+	otlp_put(o, ":", 1);
 }
 
 static void cut(sdk_buf *o, size_t len)
@@ -160,9 +160,9 @@ static int get_id(ctx *c, json_t *o, const char *name, size_t bytes, bool option
 static void id_member(sdk_buf *o, const char *name, const char *hex)
 {
 	key(o, name);
-	sdk_buf_add(o, "\"", 1);
-	sdk_buf_add(o, hex, strlen(hex));
-	sdk_buf_add(o, "\"", 1);
+	otlp_put(o, "\"", 1);
+	otlp_put(o, hex, strlen(hex));
+	otlp_put(o, "\"", 1);
 }
 
 static bool all_zero(const char *hex)
@@ -188,8 +188,8 @@ void otlp_batch_free(otlp_batch *b)
 static size_t text_add(otlp_batch *b, const char *s, size_t n)
 {
 	size_t at = b->text.len;
-	sdk_buf_add(&b->text, s, n);
-	sdk_buf_add(&b->text, "", 1);
+	otlp_put(&b->text, s, n);
+	otlp_put(&b->text, "", 1);
 	return at;
 }
 
@@ -383,7 +383,7 @@ static int text_resource(ctx *c, json_t *in, bool searched, const char **service
 		return -1;
 	*n_attrs = c->b->n_attrs - *attr0;
 	key(&c->res, "attributes");
-	sdk_buf_add(&c->res, c->part.p, c->part.len);
+	otlp_put(&c->res, c->part.p, c->part.len);
 	lit(&c->res, "}");
 	size_t i;
 	json_array_foreach(kvs, i, kv) {
@@ -411,7 +411,7 @@ static int text_scope(ctx *c, json_t *in)
 		return -1;
 	if (json_array_size(json_object_get(in, "attributes"))) {
 		key(&c->scope, "attributes");
-		sdk_buf_add(&c->scope, c->part.p, c->part.len);
+		otlp_put(&c->scope, c->part.p, c->part.len);
 	}
 	lit(&c->scope, "}");
 	return 0;
@@ -525,9 +525,9 @@ static void take_row(ctx *c, otlp_row *r)
 {
 	otlp_batch *b = c->b;
 	key(&b->bodies, "resource");
-	sdk_buf_add(&b->bodies, c->res.p, c->res.len);
+	otlp_put(&b->bodies, c->res.p, c->res.len);
 	key(&b->bodies, "scope");
-	sdk_buf_add(&b->bodies, c->scope.p, c->scope.len);
+	otlp_put(&b->bodies, c->scope.p, c->scope.len);
 	lit(&b->bodies, "}");
 	r->body_len = b->bodies.len - r->body;
 	b->n_rows++;
@@ -572,9 +572,9 @@ static int span_head_of(ctx *c, json_t *in, span_head *h)
 static void time_member(sdk_buf *o, const char *name, uint64_t t)
 {
 	key(o, name);
-	sdk_buf_add(o, "\"", 1);
+	otlp_put(o, "\"", 1);
 	otlp_text_int(o, (int64_t)t);
-	sdk_buf_add(o, "\"", 1);
+	otlp_put(o, "\"", 1);
 }
 
 /* One span: 0 and a row, 1 when it is rejected (the reason in `reject`:
@@ -644,7 +644,7 @@ static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, si
 		return -1;
 	}
 	lit(o, ",");
-	sdk_buf_add(o, c->tail.p, c->tail.len);
+	otlp_put(o, c->tail.p, c->tail.len);
 	if (all_zero(tid) || all_zero(sid) || h.end < h.start) {
 		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 h.end < h.start ? "the span ends before it starts"

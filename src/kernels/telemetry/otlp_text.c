@@ -21,13 +21,13 @@ static bool plain(unsigned char ch)
 
 void otlp_text_str(sdk_buf *b, const char *s, size_t n)
 {
-	sdk_buf_add(b, "\"", 1);
+	otlp_put(b, "\"", 1);
 	size_t run = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		if (plain(ch))
 			continue;
-		sdk_buf_add(b, s + run, i - run);
+		otlp_put(b, s + run, i - run);
 		run = i + 1;
 		char esc[8];
 		const char *e = esc;
@@ -41,17 +41,17 @@ void otlp_text_str(sdk_buf *b, const char *s, size_t n)
 		case '\t': e = "\\t"; break;
 		default: snprintf(esc, sizeof esc, "\\u%04X", (unsigned)ch); break;
 		}
-		sdk_buf_add(b, e, strlen(e));
+		otlp_put(b, e, strlen(e));
 	}
-	sdk_buf_add(b, s + run, n - run);
-	sdk_buf_add(b, "\"", 1);
+	otlp_put(b, s + run, n - run);
+	otlp_put(b, "\"", 1);
 }
 
 void otlp_text_int(sdk_buf *b, int64_t v)
 {
 	char s[24];
 	int n = snprintf(s, sizeof s, "%" PRId64, v);
-	sdk_buf_add(b, s, (size_t)n);
+	otlp_put(b, s, (size_t)n);
 }
 
 /* A real as jansson writes it (its precision and shortest-form rules
@@ -76,29 +76,29 @@ int otlp_text_json(sdk_buf *b, const json_t *v)
 		size_t klen;
 		json_t *e;
 		bool first = true;
-		sdk_buf_add(b, "{", 1);
+		otlp_put(b, "{", 1);
 		/* Insertion order, as json_dumps without JSON_SORT_KEYS. */
 		json_object_keylen_foreach((json_t *)v, k, klen, e) {
 			if (!first)
-				sdk_buf_add(b, ",", 1);
+				otlp_put(b, ",", 1);
 			first = false;
 			otlp_text_str(b, k, klen);
-			sdk_buf_add(b, ":", 1);
+			otlp_put(b, ":", 1);
 			if (otlp_text_json(b, e) < 0)
 				return -1;
 		}
-		sdk_buf_add(b, "}", 1);
+		otlp_put(b, "}", 1);
 		return 0;
 	}
 	case JSON_ARRAY: {
-		sdk_buf_add(b, "[", 1);
+		otlp_put(b, "[", 1);
 		for (size_t i = 0; i < json_array_size(v); i++) {
 			if (i)
-				sdk_buf_add(b, ",", 1);
+				otlp_put(b, ",", 1);
 			if (otlp_text_json(b, json_array_get(v, i)) < 0)
 				return -1;
 		}
-		sdk_buf_add(b, "]", 1);
+		otlp_put(b, "]", 1);
 		return 0;
 	}
 	case JSON_STRING:
@@ -110,13 +110,13 @@ int otlp_text_json(sdk_buf *b, const json_t *v)
 	case JSON_REAL:
 		return real_text(b, v);
 	case JSON_TRUE:
-		sdk_buf_add(b, "true", 4);
+		otlp_put(b, "true", 4);
 		return 0;
 	case JSON_FALSE:
-		sdk_buf_add(b, "false", 5);
+		otlp_put(b, "false", 5);
 		return 0;
 	case JSON_NULL:
-		sdk_buf_add(b, "null", 4);
+		otlp_put(b, "null", 4);
 		return 0;
 	}
 	return -1;
