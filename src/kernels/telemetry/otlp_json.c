@@ -207,30 +207,40 @@ static bool room(void **arr, size_t *cap, size_t n, size_t size)
 	return true;
 }
 
+/* The scalar an AnyValue holds, as text_any found it: kind 's'
+ * (stringValue), 'b', 'i' (its value in i), 'd', or 0 for none. */
+typedef struct scalar {
+	char kind;
+	json_t *v;
+	int64_t i;
+} scalar;
+
 /* The text an attribute is searched by (key=value), recorded in b->attrs:
  * strings as they are, numbers and booleans as written; none for arrays,
  * kvlists and bytes, and for values over OTLP_ATTR_INDEXED_MAX bytes (a
- * long value is kept with its span but not indexed). `v` is the request's
- * AnyValue, already checked. */
-static void attr_text(otlp_batch *b, json_t *k, json_t *any)
+ * long value is kept with its span but not indexed). */
+static void attr_text(otlp_batch *b, json_t *k, const scalar *sc)
 {
-	json_t *v;
 	char num[40];
 	const char *s = NULL;
 	size_t n = 0;
-	if ((v = json_object_get(any, "stringValue"))) {
-		s = json_string_value(v), n = json_string_length(v);
-	} else if ((v = json_object_get(any, "boolValue"))) {
-		s = json_is_true(v) ? "true" : "false", n = strlen(s);
-	} else if ((v = json_object_get(any, "intValue"))) {
-		int64_t i = 0;
-		get_i64(v, &i);
-		n = (size_t)snprintf(num, sizeof num, "%" PRId64, i), s = num;
-	} else if ((v = json_object_get(any, "doubleValue"))) {
-		if (json_is_string(v))
-			s = json_string_value(v), n = json_string_length(v);
+	switch (sc->kind) {
+	case 's':
+		s = json_string_value(sc->v), n = json_string_length(sc->v);
+		break;
+	case 'b':
+		s = json_is_true(sc->v) ? "true" : "false", n = strlen(s);
+		break;
+	case 'i':
+		n = (size_t)snprintf(num, sizeof num, "%" PRId64, sc->i), s = num;
+		break;
+	case 'd':
+		if (json_is_string(sc->v))
+			s = json_string_value(sc->v), n = json_string_length(sc->v);
 		else
-			n = (size_t)snprintf(num, sizeof num, "%.17g", json_number_value(v)), s = num;
+			n = (size_t)snprintf(num, sizeof num, "%.17g", json_number_value(sc->v)),
+			s = num;
+		break;
 	}
 	if (!s || n > OTLP_ATTR_INDEXED_MAX)
 		return;
@@ -260,8 +270,13 @@ static int real_member(sdk_buf *o, double d)
 	return 0;
 }
 
-static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o)
+/* An AnyValue; *sc (when not NULL) the scalar it holds, for attr_text. */
+static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
 {
+	scalar none;
+	if (!sc)
+		sc = &none;
+	sc->kind = 0;
 	if (depth > OTLP_ANY_DEPTH_MAX)
 		return bad(c, "values nested deeper than %d", OTLP_ANY_DEPTH_MAX);
 	if (!in || json_is_null(in)) {
@@ -276,16 +291,19 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o)
 	if ((v = json_object_get(in, "stringValue"))) {
 		if (!json_is_string(v))
 			goto wrong;
+		*sc = (scalar){ 's', v, 0 };
 		lit(o, "\"stringValue\":");
 		otlp_text_str(o, json_string_value(v), json_string_length(v));
 	} else if ((v = json_object_get(in, "boolValue"))) {
 		if (!json_is_boolean(v))
 			goto wrong;
+		*sc = (scalar){ 'b', v, 0 };
 		lit(o, json_is_true(v) ? "\"boolValue\":true" : "\"boolValue\":false");
 	} else if ((v = json_object_get(in, "intValue"))) {
 		int64_t i;
 		if (get_i64(v, &i) < 0)
 			goto wrong;
+		*sc = (scalar){ 'i', v, i };
 		lit(o, "\"intValue\":\"");
 		otlp_text_int(o, i);
 		lit(o, "\"");
@@ -294,6 +312,7 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o)
 		if (!json_is_number(v) &&
 		    !(s && (!strcmp(s, "NaN") || !strcmp(s, "Infinity") || !strcmp(s, "-Infinity"))))
 			goto wrong;
+		*sc = (scalar){ 'd', v, 0 };
 		lit(o, "\"doubleValue\":");
 		if (json_is_number(v))
 			real_member(o, json_number_value(v));
@@ -320,7 +339,7 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o)
 		json_array_foreach(vals, i, e) {
 			if (i)
 				lit(o, ",");
-			if (text_any(c, e, depth + 1, o) < 0)
+			if (text_any(c, e, depth + 1, o, NULL) < 0)
 				return -1;
 		}
 		lit(o, "]}");
@@ -355,11 +374,12 @@ static int text_kvs(ctx *c, json_t *in, int depth, sdk_buf *o, bool searched)
 		lit(o, i ? ",{\"key\":" : "{\"key\":");
 		otlp_text_str(o, json_string_value(k), json_string_length(k));
 		lit(o, ",\"value\":");
-		if (text_any(c, val, depth, o) < 0)
+		scalar sc;
+		if (text_any(c, val, depth, o, &sc) < 0)
 			return -1;
 		lit(o, "}");
 		if (searched)
-			attr_text(c->b, k, val);
+			attr_text(c->b, k, &sc);
 	}
 	lit(o, "]");
 	return 0;
@@ -702,7 +722,7 @@ static int text_log(ctx *c, json_t *in, size_t service_at, sdk_err *reject)
 		goto fail;
 	if (json_object_get(in, "body")) {
 		key(o, "body");
-		if (text_any(c, json_object_get(in, "body"), 0, o) < 0)
+		if (text_any(c, json_object_get(in, "body"), 0, o, NULL) < 0)
 			goto fail;
 	}
 	if (copy_u32(c, in, o, "droppedAttributesCount", UINT32_MAX) < 0 ||
