@@ -807,6 +807,9 @@ static int text_items(ctx *c, otlp_signal sig, json_t *rs_all)
 						 ? text_span(c, item, service_at, res_attr0, n_res_attrs,
 							     &reject)
 						 : text_log(c, item, service_at, &reject);
+				/* A row that found no memory failed without a reason. */
+				if (rc < 0 && oom(c))
+					return sdk_fail(c->err, SDK_EIO, "out of memory");
 				if (rc < 0)
 					return -1;
 				if (rc == 1 && b->rejected++ == 0)
