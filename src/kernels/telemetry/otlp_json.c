@@ -259,15 +259,14 @@ static void attr_text(otlp_batch *b, json_t *k, const scalar *sc)
 static int text_kvs(ctx *c, json_t *in, int depth, sdk_buf *o, bool searched);
 
 /* A real as the body has always had it: the number made a jansson real
- * (an integer written 3 is the real 3.0). */
-static int real_member(sdk_buf *o, double d)
+ * (an integer written 3 is the real 3.0). A failure can only be memory:
+ * marked so, and the request is refused as out of memory. */
+static void real_member(sdk_buf *o, double d)
 {
 	json_t *r = json_real(d);
-	int rc = r ? otlp_text_json(o, r) : -1;
-	json_decref(r);
-	if (rc < 0)
+	if (!r || otlp_text_json(o, r) < 0)
 		o->oom = true;
-	return 0;
+	json_decref(r);
 }
 
 /* An AnyValue; *sc (when not NULL) the scalar it holds, for attr_text. */
@@ -437,8 +436,21 @@ static int text_scope(ctx *c, json_t *in)
 	return 0;
 }
 
-static int get_time(ctx *c, json_t *in, const char *name, uint64_t *t);
-static void time_member(sdk_buf *o, const char *name, uint64_t t);
+static int get_time(ctx *c, json_t *in, const char *name, uint64_t *t)
+{
+	if (otlp_json_u64(json_object_get(in, name), t) < 0 || *t > INT64_MAX)
+		return bad(c, "%s: expected nanoseconds since the epoch, a number or a string of digits",
+			   name);
+	return 0;
+}
+
+static void time_member(sdk_buf *o, const char *name, uint64_t t)
+{
+	key(o, name);
+	otlp_put(o, "\"", 1);
+	otlp_text_int(o, (int64_t)t);
+	otlp_put(o, "\"", 1);
+}
 
 static int text_time(ctx *c, json_t *in, sdk_buf *out, const char *name, uint64_t *t)
 {
@@ -569,14 +581,6 @@ typedef struct span_head {
 	uint64_t start, end;
 } span_head;
 
-static int get_time(ctx *c, json_t *in, const char *name, uint64_t *t)
-{
-	if (otlp_json_u64(json_object_get(in, name), t) < 0 || *t > INT64_MAX)
-		return bad(c, "%s: expected nanoseconds since the epoch, a number or a string of digits",
-			   name);
-	return 0;
-}
-
 static int span_head_of(ctx *c, json_t *in, span_head *h)
 {
 	*h = (span_head){ 0 };
@@ -589,13 +593,6 @@ static int span_head_of(ctx *c, json_t *in, span_head *h)
 	return 0;
 }
 
-static void time_member(sdk_buf *o, const char *name, uint64_t t)
-{
-	key(o, name);
-	otlp_put(o, "\"", 1);
-	otlp_text_int(o, (int64_t)t);
-	otlp_put(o, "\"", 1);
-}
 
 /* One span: 0 and a row, 1 when it is rejected (the reason in `reject`:
  * the rest of the request is taken), SDK_EINVAL when the request is bad.
