@@ -10,7 +10,9 @@
  * the block's) before tel_arena_end, and none is handed to another thread
  * or kept (the telemetry kernel's export job: parse, check, write the rows
  * as text, decref the tree; never the metrics translation, whose delta
- * totals outlive the request). */
+ * totals outlive the request). Memory jansson hands out in that window
+ * (json_dumps's text) is the block's too: never free() it there; write
+ * into a buffer of one's own (json_dumpb). */
 #ifndef GRACE_TELEMETRY_ARENA_H
 #define GRACE_TELEMETRY_ARENA_H
 
