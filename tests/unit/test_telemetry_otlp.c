@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/telemetry/arena.h"
 #include "kernels/telemetry/otlp.h"
 #include "kernels/telemetry/trace.pb-c.h"
 
@@ -378,40 +377,6 @@ static void test_body_as_dumps(void **state)
 	otlp_batch_free(&b);
 }
 
-/* The same request's rows with its tree in an arena: a block big enough,
- * and one so small that most of the tree comes from malloc (freed one by
- * one, the block's values not), against the rows made without one. */
-static void test_arena(void **state)
-{
-	(void)state;
-	tel_arena_install();
-	otlp_batch want = { 0 };
-	sdk_err why;
-	assert_int_equal(batch_of(one_span, 10, &want, &why), 0);
-	static const size_t caps[] = { 1 << 20, 512, 0 };
-	for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) {
-		tel_arena a = { 0 };
-		otlp_batch b = { 0 };
-		tel_arena_begin(&a, caps[i] ? caps[i] : 1);
-		json_t *tree = parse(one_span);
-		assert_int_equal(otlp_json_batch(OTLP_TRACES, tree, 10, &b, &why), 0);
-		json_decref(tree);
-		tel_arena_end(&a);
-		/* the rows are the batch's own: readable after the block is gone */
-		tel_arena_free(&a);
-		assert_int_equal(b.n_rows, want.n_rows);
-		assert_int_equal(b.bodies.len, want.bodies.len);
-		assert_memory_equal(b.bodies.p, want.bodies.p, want.bodies.len);
-		assert_int_equal(b.text.len, want.text.len);
-		assert_memory_equal(b.text.p, want.text.p, want.text.len);
-		otlp_batch_free(&b);
-	}
-	otlp_batch_free(&want);
-	/* without an arena begun, jansson's values are malloc's again */
-	json_t *j = parse(one_span);
-	json_decref(j);
-}
-
 static void test_answers(void **state)
 {
 	(void)state;
@@ -443,7 +408,7 @@ int main(void)
 		cmocka_unit_test(test_json_normalized), cmocka_unit_test(test_json_refused),
 		cmocka_unit_test(test_json_partial), cmocka_unit_test(test_protobuf_same_tree),
 		cmocka_unit_test(test_answers), cmocka_unit_test(test_text_as_dumps),
-		cmocka_unit_test(test_body_as_dumps), cmocka_unit_test(test_arena),
+		cmocka_unit_test(test_body_as_dumps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

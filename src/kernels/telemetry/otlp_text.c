@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Bytes a string can hold without an escape: not '"', '\\' or a control
@@ -54,16 +55,14 @@ void otlp_text_int(sdk_buf *b, int64_t v)
 }
 
 /* A real as jansson writes it (its precision and shortest-form rules
- * differ between builds): rare in a span, so asked of jansson itself,
- * into a buffer of ours (json_dumps's answer would be allocated by
- * whatever jansson allocates with: see arena.h). */
+ * differ between builds): rare in a span, so asked of jansson itself. */
 static int real_text(sdk_buf *b, const json_t *v)
 {
-	char s[64];
-	size_t n = json_dumpb(v, s, sizeof s, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (n == 0 || n > sizeof s)
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!s)
 		return -1;
-	otlp_put(b, s, n);
+	sdk_buf_str(b, s);
+	free(s);
 	return 0;
 }
 

@@ -7,7 +7,6 @@
  * records by trace and by time. Every SQLite step, and the decoding of a
  * request, runs on one worker thread (sdk_pool): the loop only reads the
  * body and answers. docs/telemetry.md. */
-#include "kernels/telemetry/arena.h"
 #include "kernels/telemetry/otlp.h"
 #include "kernels/telemetry/otlp_metrics.h"
 #include "kernels/telemetry/store.h"
@@ -29,14 +28,6 @@
 #define WRITE_CHUNK_BYTES (256 * 1024) /* one /write to the metrics kernel */
 #define WRITE_TIMEOUT_MS 10000
 #define DELTA_SERIES_MAX 10000 /* delta series whose running totals are kept */
-/* An export's jansson tree takes up to this many bytes for each byte of
- * the request (a tracer batch of 80 spans: 10.3 in JSON, 23.5 in
- * protobuf, whose ids and times are binary); past the block, malloc. */
-#define ARENA_PER_JSON_BYTE 12
-#define ARENA_PER_PB_BYTE 28
-#define ARENA_MIN (256 * 1024)
-#define ARENA_MAX (16 * 1024 * 1024)
-#define ARENA_KEEP (2 * 1024 * 1024) /* a block kept for the next request */
 
 typedef struct job job;
 
@@ -48,7 +39,6 @@ typedef struct tel {
 	grace_telemetry cfg;
 	otlp_prom_acc *acc; /* delta totals: used on the worker thread only */
 	tel_stmts *stmts;   /* the span insert's statements: the worker's too */
-	tel_arena arena;    /* the export's jansson values: the worker's too */
 	job *sending;	    /* metrics requests waiting for the metrics kernel */
 	unsigned long long spans, logs, rejected, refused_busy, refused_caller, bad, retained;
 	unsigned long long points, samples;
@@ -199,92 +189,59 @@ static void work_metrics(job *j, json_t *tree)
 	}
 }
 
-/* The request's OTLP/JSON tree, or NULL with the answer set. */
-static json_t *decode(job *j)
+static void work_export(job *j)
 {
 	json_t *tree = NULL;
 	if (j->pb) {
 		if (otlp_pb_to_json(j->sig, j->body, j->len, &tree, &j->err) < 0) {
 			snprintf(j->why, sizeof j->why, "%s", j->err.msg);
 			j->http = 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
-			return NULL;
+			return;
 		}
-		return tree;
+	} else {
+		json_error_t je;
+		tree = json_loadb((const char *)j->body, j->len, 0, &je);
+		if (!tree) {
+			snprintf(j->why, sizeof j->why, "the body is not JSON: %s (line %d)", je.text,
+				 je.line);
+			j->http = 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
+			return;
+		}
 	}
-	json_error_t je;
-	tree = json_loadb((const char *)j->body, j->len, 0, &je);
-	if (!tree) {
-		snprintf(j->why, sizeof j->why, "the body is not JSON: %s (line %d)", je.text, je.line);
-		j->http = 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
-	}
-	return tree;
-}
-
-static void store_rows(job *j, const otlp_batch *b)
-{
-	j->rejected = b->rejected;
-	if (b->rejected)
-		snprintf(j->why, sizeof j->why, "%zu rejected; the first: %s", b->rejected, b->why);
-	j->stored = b->n_rows;
-	if (!j->stored)
+	if (j->sig == OTLP_METRICS) {
+		work_metrics(j, tree);
+		json_decref(tree);
 		return;
-	sqlite3 *db = j->t->k->db;
-	int rc = j->sig == OTLP_TRACES ? tel_store_spans(db, j->t->stmts, b, sdk_wall_ms(), &j->err)
-				       : tel_store_logs(db, b, sdk_wall_ms(), &j->err);
-	if (rc < 0) {
-		/* The transaction rolled back: nothing of it is stored. */
-		j->stored = 0;
-		j->http = rc == SDK_EBUSY || rc == SDK_ETIMEOUT ? 503 : 500;
-		j->code = j->http == 503 ? OTLP_CODE_UNAVAILABLE : OTLP_CODE_INTERNAL;
-		snprintf(j->why, sizeof j->why, "not stored: %s", j->err.msg);
 	}
-}
-
-/* Traces and logs: the request's tree lives in the worker's arena
- * (arena.h) from its parse until it is freed, once its rows are written
- * as text of their own (otlp_batch); then the rows are stored. */
-static void work_rows(job *j)
-{
-	tel *t = j->t;
-	size_t cap = j->len * (j->pb ? ARENA_PER_PB_BYTE : ARENA_PER_JSON_BYTE);
-	cap = cap < ARENA_MIN ? ARENA_MIN : cap > ARENA_MAX ? ARENA_MAX : cap;
-	otlp_batch b = { 0 };
-	int rc = 0;
-	tel_arena_begin(&t->arena, cap);
-	json_t *tree = decode(j);
-	if (tree)
-		rc = otlp_json_batch(j->sig, tree, t->cfg.request_items_max, &b, &j->err);
-	json_decref(tree); /* before the arena ends: the tree is its */
-	tel_arena_end(&t->arena);
-	if (t->arena.cap > ARENA_KEEP)
-		tel_arena_free(&t->arena); /* a big request's block is not kept */
-	if (!tree)
-		return;
+	/* The batch's rows are text of their own: the tree can go. */
+	otlp_batch b;
+	int rc = otlp_json_batch(j->sig, tree, j->t->cfg.request_items_max, &b, &j->err);
+	json_decref(tree);
 	if (rc < 0) {
 		snprintf(j->why, sizeof j->why, "%s", j->err.msg);
 		j->http = rc == SDK_ETOOLARGE ? 413 : rc == SDK_EIO ? 503 : 400;
 		j->code = rc == SDK_EIO ? OTLP_CODE_UNAVAILABLE : OTLP_CODE_INVALID_ARGUMENT;
 		return;
 	}
-	store_rows(j, &b);
+	j->rejected = b.rejected;
+	if (b.rejected)
+		snprintf(j->why, sizeof j->why, "%zu rejected; the first: %s", b.rejected, b.why);
+	j->stored = b.n_rows;
+	if (j->stored) {
+		rc = j->sig == OTLP_TRACES ? tel_store_spans(j->t->k->db, j->t->stmts, &b, sdk_wall_ms(),
+							     &j->err)
+					   : tel_store_logs(j->t->k->db, &b, sdk_wall_ms(), &j->err);
+		if (rc < 0) {
+			/* The transaction rolled back: nothing of it is stored. */
+			j->stored = 0;
+			j->http = rc == SDK_EBUSY || rc == SDK_ETIMEOUT ? 503 : 500;
+			j->code = j->http == 503 ? OTLP_CODE_UNAVAILABLE : OTLP_CODE_INTERNAL;
+			snprintf(j->why, sizeof j->why, "not stored: %s", j->err.msg);
+		}
+	}
 	otlp_batch_free(&b);
 	if (!j->http)
 		j->http = 200;
-}
-
-static void work_export(job *j)
-{
-	if (j->sig != OTLP_METRICS) {
-		work_rows(j);
-		return;
-	}
-	/* Not in the arena: the translation keeps delta totals past the
-	 * request. */
-	json_t *tree = decode(j);
-	if (!tree)
-		return;
-	work_metrics(j, tree);
-	json_decref(tree);
 }
 
 static void done_export(job *j)
@@ -721,7 +678,6 @@ static int telemetry_init(sdk_kernel *k, sdk_err *err)
 	t->cfg = k->cfg->telemetry;
 	/* One worker: SQLite's connection is used by one thread at a time,
 	 * and the requests are stored in the order they came. */
-	tel_arena_install(); /* before the worker starts */
 	t->pool = sdk_pool_new(k->base, 1, t->cfg.queue_max);
 	t->retain_timer = event_new(k->base, -1, EV_PERSIST, on_retain_timer, t);
 	t->acc = otlp_prom_acc_new(DELTA_SERIES_MAX);
@@ -754,7 +710,6 @@ static void telemetry_close(sdk_kernel *k)
 	}
 	otlp_prom_acc_free(t->acc);
 	tel_stmts_free(t->stmts); /* the worker is gone; the connection still open */
-	tel_arena_free(&t->arena);
 	free(t);
 	k->state = NULL;
 }
