@@ -20,6 +20,16 @@
     one Grace, requests with a sampled traceparent (every hop recorded,
     the pool's statements too) against an unsampled one (propagated,
     nothing recorded), rounds interleaved. `--search-only` runs just this.
+  * `--callgrind`: instructions per span of the OTLP ingest, the telemetry
+    kernel alone (`grace kernel telemetry`, fresh data directory, its
+    internal token) under valgrind's callgrind, once idle and once loaded
+    with --cg-spans spans in requests shaped as src/sdk/tracer.c exports
+    them (--cg-batch spans a request, one resourceSpans with service.name,
+    one scope, 4 attributes a span, "status":{}), JSON then protobuf; the
+    loaded run's total minus the idle run's, divided by the spans (start-up
+    and shutdown cancel out). Load-independent: two builds compare on a
+    busy machine. --keep-cg DIR keeps the loaded runs' callgrind files for
+    `callgrind_annotate --inclusive=yes`. Runs only this.
 
 The report goes to stdout; progress to stderr."""
 
@@ -244,6 +254,139 @@ def search_cost(args, GraceServer, report):
                      " ".join("%.0f" % x for x in rates["untraced"])))
 
 
+TEL_PORT = 8140  # the telemetry kernel's port before the offset
+
+
+def tracer_spans(batch_no, n):
+    """n spans as src/sdk/tracer.c records a proxied request's: random ids
+    (seeded), most with a parent, 4 attributes."""
+    import random
+    rnd = random.Random(batch_no)
+    t0 = 1_760_000_000_000_000_000 + batch_no * 10_000_000
+    out = []
+    for i in range(n):
+        start = t0 + i * 12_345
+        out.append({"traceId": "%032x" % rnd.getrandbits(128), "spanId": "%016x" % rnd.getrandbits(64),
+                    "parentSpanId": "%016x" % rnd.getrandbits(64) if i % 5 else None,
+                    "name": "GET /bus/subjects", "kind": 2 if i % 2 else 3,
+                    "start": start, "end": start + 250_000 + i * 7,
+                    "method": "GET", "path": "/bus/subjects?limit=%d" % (i % 10),
+                    "status": 200 if i % 17 else 503, "request_id": "%016x" % rnd.getrandbits(64)})
+    return out
+
+
+def tracer_json(service, spans):
+    """The export body, byte for byte as src/sdk/tracer.c's flush writes it."""
+    def kv(k, v):
+        return '{"key":%s,"value":{"stringValue":%s}}' % (json.dumps(k), json.dumps(v))
+
+    def one(s):
+        attrs = [kv("http.request.method", s["method"]), kv("url.path", s["path"]),
+                 '{"key":"http.response.status_code","value":{"intValue":"%d"}}' % s["status"],
+                 kv("grace.request_id", s["request_id"])]
+        o = ('{"traceId":"%s","spanId":"%s","name":%s,"kind":%d,"startTimeUnixNano":"%d",'
+             '"endTimeUnixNano":"%d","attributes":[%s],"flags":1'
+             % (s["traceId"], s["spanId"], json.dumps(s["name"]), s["kind"], s["start"], s["end"],
+                ",".join(attrs)))
+        if s["parentSpanId"]:
+            o += ',"parentSpanId":"%s"' % s["parentSpanId"]
+        err = s["kind"] == 2 and s["status"] >= 500
+        return o + (',"status":{"code":2}}' if err else ',"status":{}}')
+    return ('{"resourceSpans":[{"resource":{"attributes":[%s]},"scopeSpans":[{"scope":'
+            '{"name":"grace","version":"0.1.0"},"spans":[%s]}]}]}'
+            % (kv("service.name", service), ",".join(one(s) for s in spans))).encode()
+
+
+def tracer_pb(service, spans):
+    """The same spans as an OTLP protobuf ExportTraceServiceRequest."""
+    def kv_int(k, v):
+        return ld(1, k.encode()) + ld(2, varint(3 << 3) + varint(v))
+
+    def one(s):
+        b = ld(1, bytes.fromhex(s["traceId"])) + ld(2, bytes.fromhex(s["spanId"]))
+        if s["parentSpanId"]:
+            b += ld(4, bytes.fromhex(s["parentSpanId"]))
+        b += ld(5, s["name"].encode()) + varint(6 << 3) + varint(s["kind"])
+        b += fixed64(7, s["start"]) + fixed64(8, s["end"])
+        b += ld(9, kv_str("http.request.method", s["method"])) + ld(9, kv_str("url.path", s["path"]))
+        b += ld(9, kv_int("http.response.status_code", s["status"]))
+        b += ld(9, kv_str("grace.request_id", s["request_id"]))
+        if s["kind"] == 2 and s["status"] >= 500:
+            b += ld(15, varint(3 << 3) + varint(2))
+        b += varint(16 << 3 | 5) + (1).to_bytes(4, "little")  # flags, fixed32
+        return ld(2, b)
+    scope = ld(1, ld(1, b"grace") + ld(2, b"0.1.0")) + b"".join(one(s) for s in spans)
+    resource = ld(1, ld(1, kv_str("service.name", service)))
+    return ld(1, resource + ld(2, scope))
+
+
+def cg_start(args, tmp, tag, prefix):
+    import secrets
+    from ingest_bench import wait_http
+    data = os.path.join(tmp, tag)
+    os.makedirs(data)
+    token = secrets.token_hex(32)
+    with open(os.open(os.path.join(data, "internal.token"), os.O_WRONLY | os.O_CREAT, 0o600),
+              "w") as f:
+        f.write(token)
+    err = open(os.path.join(tmp, tag + ".log"), "w")
+    p = subprocess.Popen(prefix + [os.path.abspath(args.grace), "kernel", "telemetry",
+                                   "--port-offset", str(args.port_offset), "--data-dir", data],
+                         stdout=subprocess.DEVNULL, stderr=err, cwd=tmp)
+    port = TEL_PORT + args.port_offset
+    wait_http("http://127.0.0.1:%d/health" % port, p)
+    return p, port, token
+
+
+def cg_post(port, token, bodies, ctype):
+    from grace_bench import INTERNAL_TOKEN_HEADER, KeepAlive
+    c = KeepAlive(port, timeout=600, headers={INTERNAL_TOKEN_HEADER: token})
+    try:
+        for b in bodies:
+            st, data = c.request("POST", "/v1/traces", b, ctype=ctype)
+            if st != 200 or json.loads(data or b"{}").get("partialSuccess"):
+                raise SystemExit("ingest answered %d: %r" % (st, data[:300]))
+    finally:
+        c.close()
+
+
+def callgrind(args):
+    import shutil
+    from ingest_bench import collected, stop
+    sys.path.insert(0, HERE)
+    nb = max(1, args.cg_spans // args.cg_batch)
+    n = nb * args.cg_batch
+    services = ("serve", "gateway", "message_bus", "librarian")
+    batches = [tracer_spans(b, args.cg_batch) for b in range(nb)]
+    encodings = (("json", b"application/json", tracer_json),
+                 ("protobuf", b"application/x-protobuf", tracer_pb))
+    tmp = tempfile.mkdtemp(prefix="telbench-cg-")
+    try:
+        for enc, ctype, make in encodings:
+            bodies = [make(services[b % len(services)], s) for b, s in enumerate(batches)]
+            totals = []
+            for tag, load in (("idle", []), ("loaded", bodies)):
+                name = "%s-%s" % (enc, tag)
+                out = os.path.join(tmp, name + ".cg")
+                p, port, token = cg_start(args, tmp, name, ["valgrind", "--tool=callgrind",
+                                                            "--callgrind-out-file=" + out])
+                try:
+                    if load:
+                        cg_post(port, token, load, ctype)
+                finally:
+                    stop(p)
+                totals.append(collected(os.path.join(tmp, name + ".log")))
+                if load and args.keep_cg:
+                    os.makedirs(args.keep_cg, exist_ok=True)
+                    shutil.copy(out, os.path.join(args.keep_cg, "telemetry-%s.cg" % enc))
+            print("OTLP/%s: %s instructions per span (callgrind, kernel alone, %d spans in %d"
+                  " requests of %d)" % ("JSON" if enc == "json" else "protobuf",
+                                        format(round((totals[1] - totals[0]) / n), ","), n, nb,
+                                        args.cg_batch), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--grace", default=os.path.join(HERE, "..", "build", "grace"))
@@ -254,7 +397,18 @@ def main():
     ap.add_argument("--docs", type=int, default=300, help="librarian documents searched")
     ap.add_argument("--search-only", action="store_true",
                     help="only the librarian search, traced against untraced")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="only instructions per span of the ingest, under callgrind")
+    ap.add_argument("--cg-spans", type=int, default=4000)
+    ap.add_argument("--cg-batch", type=int, default=80)
+    ap.add_argument("--port-offset", type=int, default=17400,
+                    help="ports 8000+offset up; the kernel listens on 8140+offset")
+    ap.add_argument("--keep-cg", metavar="DIR",
+                    help="copy the loaded runs' callgrind files into DIR")
     args = ap.parse_args()
+    if args.callgrind:
+        callgrind(args)
+        return
     os.environ["GRACE_BIN"] = os.path.abspath(args.grace)
     from harness import GraceServer  # noqa: E402
 

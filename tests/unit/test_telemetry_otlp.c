@@ -3,7 +3,8 @@
  * (hex ids in lowercase, 64-bit integers as strings or numbers, enums as
  * integers, unknown fields ignored), the request-level refusals (ids of the
  * wrong length, base64 ids, shapes that are not OTLP, oversized batches),
- * the partial rejections, and protobuf decoded to the same tree. */
+ * the partial rejections, and protobuf decoded to the same tree; the text
+ * writer (otlp_text.c) against json_dumps(JSON_COMPACT), byte for byte. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,34 @@ static json_t *parse(const char *s)
 	if (!j)
 		fail_msg("bad test JSON: %s", e.text);
 	return j;
+}
+
+/* Row i of a batch as a jansson object, its "body" parsed and its
+ * searched texts as "attrs": [[key, text], ...]. Also checks that the
+ * body is exactly what json_dumps(JSON_COMPACT) writes of it. */
+static json_t *row_json(const otlp_batch *b, size_t i)
+{
+	const otlp_row *r = &b->rows[i];
+	json_error_t e;
+	json_t *body = json_loadb(b->bodies.p + r->body, r->body_len, 0, &e);
+	if (!body)
+		fail_msg("a body that is not JSON: %s", e.text);
+	char *again = json_dumps(body, JSON_COMPACT);
+	assert_int_equal(strlen(again), r->body_len);
+	assert_memory_equal(again, b->bodies.p + r->body, r->body_len);
+	free(again);
+	json_t *attrs = json_array();
+	for (size_t k = 0; k < r->n_attrs + r->n_res_attrs; k++) {
+		const otlp_attr *a = &b->attrs[k < r->n_attrs ? r->attr0 + k
+							      : r->res_attr0 + k - r->n_attrs];
+		json_array_append_new(attrs, json_pack("[s, s]", b->text.p + a->key,
+						       b->text.p + a->value));
+	}
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:i, s:o, s:o}", "trace_id",
+			 r->trace_id, "span_id", r->span_id, "parent_id", r->parent_id, "service",
+			 b->text.p + r->service, "name", b->text.p + r->name, "kind", (int)r->kind,
+			 "start_ns", (json_int_t)r->start_ns, "end_ns", (json_int_t)r->end_ns, "status",
+			 (int)r->status, "attrs", attrs, "body", body);
 }
 
 static int batch_of(const char *req, size_t max, otlp_batch *b, sdk_err *why)
@@ -55,9 +84,9 @@ static void test_json_normalized(void **state)
 	otlp_batch b;
 	sdk_err why;
 	assert_int_equal(batch_of(one_span, 10, &b, &why), 0);
-	assert_int_equal(json_array_size(b.rows), 1);
+	assert_int_equal(b.n_rows, 1);
 	assert_int_equal(b.rejected, 0);
-	json_t *row = json_array_get(b.rows, 0), *span = json_object_get(row, "body");
+	json_t *row = row_json(&b, 0), *span = json_object_get(row, "body");
 	assert_string_equal(json_string_value(json_object_get(row, "trace_id")),
 			    "5b8efff798038103d269b633813fc60c");
 	assert_string_equal(json_string_value(json_object_get(row, "parent_id")), "");
@@ -86,7 +115,8 @@ static void test_json_normalized(void **state)
 	assert_string_equal(json_string_value(json_object_get(
 				    json_array_get(json_object_get(span, "links"), 0), "spanId")),
 			    "0000000000000001");
-	json_decref(b.rows);
+	json_decref(row);
+	otlp_batch_free(&b);
 }
 
 static void test_json_refused(void **state)
@@ -120,6 +150,7 @@ static void test_json_refused(void **state)
 		if (batch_of(bad[i].req, 10, &b, &why) != SDK_EINVAL)
 			fail_msg("accepted %s", bad[i].req);
 		assert_null(b.rows);
+		assert_int_equal(b.n_rows, 0);
 		if (!strstr(why.msg, bad[i].why))
 			fail_msg("'%s' does not say '%s'", why.msg, bad[i].why);
 	}
@@ -142,11 +173,12 @@ static void test_json_partial(void **state)
 		"{\"traceId\":\"" TID "\",\"spanId\":\"" SID "\",\"startTimeUnixNano\":5,\"endTimeUnixNano\":4}"
 		"]}]}]}";
 	assert_int_equal(batch_of(req, 10, &b, &why), 0);
-	assert_int_equal(json_array_size(b.rows), 1);
+	assert_int_equal(b.n_rows, 1);
 	assert_int_equal(b.rejected, 2);
 	assert_non_null(strstr(b.why, "spans[1]"));
 	assert_non_null(strstr(b.why, "all-zero"));
-	json_decref(b.rows);
+	json_decref(row_json(&b, 0));
+	otlp_batch_free(&b);
 }
 
 static void test_protobuf_same_tree(void **state)
@@ -189,7 +221,7 @@ static void test_protobuf_same_tree(void **state)
 	assert_int_equal(otlp_pb_to_json(OTLP_TRACES, buf, len, &tree, &why), 0);
 	otlp_batch b;
 	assert_int_equal(otlp_json_batch(OTLP_TRACES, tree, 10, &b, &why), 0);
-	json_t *row = json_array_get(b.rows, 0), *body = json_object_get(row, "body");
+	json_t *row = row_json(&b, 0), *body = json_object_get(row, "body");
 	assert_string_equal(json_string_value(json_object_get(row, "trace_id")),
 			    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
 	assert_string_equal(json_string_value(json_object_get(row, "span_id")), "0102030405060708");
@@ -198,7 +230,8 @@ static void test_protobuf_same_tree(void **state)
 	char *texts = json_dumps(json_object_get(row, "attrs"), JSON_COMPACT);
 	assert_string_equal(texts, "[[\"n\",\"-7\"]]");
 	free(texts);
-	json_decref(b.rows);
+	json_decref(row);
+	otlp_batch_free(&b);
 	json_decref(tree);
 	/* a 15-byte trace id decodes, and the checker refuses it */
 	span.trace_id.len = 15;
@@ -212,6 +245,136 @@ static void test_protobuf_same_tree(void **state)
 	assert_int_equal(otlp_pb_to_json(OTLP_TRACES, (const uint8_t *)"\xff\xff\xff", 3, &tree, &why),
 			 SDK_EINVAL);
 	free(buf);
+}
+
+/* otlp_text_json against json_dumps(JSON_COMPACT) on one tree. */
+static void same_as_dumps(json_t *v)
+{
+	char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	sdk_buf got = { 0 };
+	assert_int_equal(otlp_text_json(&got, v), 0);
+	assert_false(got.oom);
+	if (strlen(want) != got.len || memcmp(want, got.p, got.len))
+		fail_msg("json_dumps: %s\nours:       %.*s", want, (int)got.len, got.p);
+	free(want);
+	sdk_buf_free(&got);
+	json_decref(v);
+}
+
+static const char *const odd_strings[] = {
+	"", "plain", "quote \" and \\ backslash", "slash / and </script>", "tab\tnl\ncr\rbs\bff\f",
+	"\x01\x02\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\xe2\x80\xa8 line sep",
+	"{\"not\":\"json\"}", "\\u0041",
+};
+
+/* A random tree of depth <= d, from a small LCG (the same every run). */
+static json_t *random_tree(unsigned *seed, int d)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	unsigned r = (*seed >> 16) % (d > 0 ? 9 : 7);
+	static const double reals[] = { 0.1, -0.0, 3.0, 1e300, 1.5e-7, 123456789012345678.0,
+					-2.5, 1.0 / 3.0 };
+	switch (r) {
+	case 0: return json_string(odd_strings[*seed % (sizeof odd_strings / sizeof *odd_strings)]);
+	case 1: return json_integer((json_int_t)(*seed * 2654435761u) - 1000000000);
+	case 2: return json_real(reals[*seed % 8]);
+	case 3: return json_true();
+	case 4: return json_false();
+	case 5: return json_null();
+	case 6: return json_integer(*seed % 2 ? INT64_MAX : INT64_MIN);
+	case 7: {
+		json_t *a = json_array();
+		for (unsigned i = 0; i < *seed % 5; i++)
+			json_array_append_new(a, random_tree(seed, d - 1));
+		return a;
+	}
+	default: {
+		json_t *o = json_object();
+		for (unsigned i = 0; i < *seed % 5; i++) {
+			char k[64];
+			snprintf(k, sizeof k, "%s%u",
+				 odd_strings[(*seed >> 3) % (sizeof odd_strings / sizeof *odd_strings)], i);
+			json_object_set_new(o, k, random_tree(seed, d - 1));
+		}
+		return o;
+	}
+	}
+}
+
+static void test_text_as_dumps(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof odd_strings / sizeof *odd_strings; i++)
+		same_as_dumps(json_string(odd_strings[i]));
+	/* every control character, and a NUL inside a string */
+	char all[40];
+	for (int i = 1; i < 0x20; i++)
+		all[i - 1] = (char)i;
+	all[31] = '\0';
+	same_as_dumps(json_string(all));
+	same_as_dumps(json_stringn("a\0b", 3));
+	json_t *o = json_object();
+	json_object_setn_new(o, "k\0ey", 4, json_integer(1));
+	same_as_dumps(o);
+	static const json_int_t ints[] = { 0, -1, 42, INT64_MAX, INT64_MIN, 1700000000000000000LL };
+	for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+		same_as_dumps(json_integer(ints[i]));
+	static const double reals[] = { 0.0, -0.0, 0.1, 1.5, 3.0, 1e300, -1e-300, 5e-324,
+					1.7976931348623157e308, 123456789012345678.0, 1.0 / 3.0,
+					100.0, 1e21, 1e22 };
+	for (size_t i = 0; i < sizeof reals / sizeof *reals; i++)
+		same_as_dumps(json_real(reals[i]));
+	same_as_dumps(json_object());
+	same_as_dumps(json_array());
+	same_as_dumps(json_pack("{s:[{}, [], n, b, b], s:{s:{s:[]}}}", "a", 1, 0, "b", "c", "d"));
+	unsigned seed = 16;
+	for (int i = 0; i < 2000; i++)
+		same_as_dumps(random_tree(&seed, 5));
+}
+
+/* A span of each kind of odd content: its body is json_dumps's text. */
+static void test_body_as_dumps(void **state)
+{
+	(void)state;
+	const char *req =
+		"{\"resourceSpans\":[{\"resource\":{\"droppedAttributesCount\":2,\"attributes\":["
+		"{\"key\":\"service.name\",\"value\":{\"stringValue\":\"caf\u00e9 \\\"q\\\"\"}},"
+		"{\"key\":\"service.name\",\"value\":{\"intValue\":3}}]},\"scopeSpans\":[{\"scope\":"
+		"{\"name\":\"\",\"attributes\":[{\"key\":\"s\",\"value\":{\"doubleValue\":\"NaN\"}}],"
+		"\"droppedAttributesCount\":\"1\"},\"spans\":[{\"traceId\":\"" TID "\",\"spanId\":\"" SID "\","
+		"\"traceState\":\"a=b\",\"flags\":257,\"kind\":\"1\",\"startTimeUnixNano\":5,"
+		"\"endTimeUnixNano\":6,\"attributes\":[{\"key\":\"d\",\"value\":{\"doubleValue\":3}},"
+		"{\"key\":\"e\",\"value\":{\"doubleValue\":0.1}},{\"key\":\"n\",\"value\":null},"
+		"{\"key\":\"kv\",\"value\":{\"kvlistValue\":{\"values\":[{\"key\":\"x\",\"value\":"
+		"{\"boolValue\":false}}]}}},{\"key\":\"t\\n\",\"value\":{\"stringValue\":\"\\u0001/\\\\\"}}],"
+		"\"droppedAttributesCount\":1,\"events\":[{\"timeUnixNano\":\"7\",\"attributes\":"
+		"[{\"key\":\"a\",\"value\":{\"arrayValue\":{}}}],\"droppedAttributesCount\":4}],"
+		"\"droppedEventsCount\":2,\"links\":[{\"traceId\":\"" TID "\",\"spanId\":\"" SID "\","
+		"\"traceState\":\"x\",\"flags\":1,\"droppedAttributesCount\":3}],\"droppedLinksCount\":9,"
+		"\"status\":{\"message\":\"m\",\"code\":1}},"
+		"{\"traceId\":\"" TID "\",\"spanId\":\"" SID "\",\"name\":\"late\",\"status\":null}]}]}]}";
+	otlp_batch b;
+	sdk_err why;
+	assert_int_equal(batch_of(req, 10, &b, &why), 0);
+	assert_int_equal(b.n_rows, 2);
+	json_t *row = row_json(&b, 0);
+	assert_string_equal(json_string_value(json_object_get(row, "service")), "caf\u00e9 \"q\"");
+	assert_string_equal(json_string_value(json_object_get(row, "name")), "");
+	char *texts = json_dumps(json_object_get(row, "attrs"), JSON_COMPACT);
+	assert_string_equal(texts, "[[\"d\",\"3\"],[\"e\",\"0.10000000000000001\"],"
+				   "[\"t\\n\",\"\\u0001/\\\\\"],[\"service.name\",\"caf\u00e9 \\\"q\\\"\"],"
+				   "[\"service.name\",\"3\"]]");
+	free(texts);
+	/* an empty name after the flags, a status's message before its code */
+	const char *body = b.bodies.p + b.rows[0].body;
+	assert_non_null(strstr(body, "\"endTimeUnixNano\":\"6\",\"flags\":257,\"name\":\"\",\"kind\":1,"));
+	assert_non_null(strstr(body, "\"status\":{\"message\":\"m\",\"code\":1},\"droppedAttributesCount\":1,"));
+	assert_non_null(strstr(body, "\"resource\":{\"droppedAttributesCount\":2,\"attributes\":["));
+	json_decref(row);
+	row = row_json(&b, 1);
+	assert_string_equal(json_string_value(json_object_get(row, "name")), "late");
+	json_decref(row);
+	otlp_batch_free(&b);
 }
 
 static void test_answers(void **state)
@@ -244,7 +407,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_json_normalized), cmocka_unit_test(test_json_refused),
 		cmocka_unit_test(test_json_partial), cmocka_unit_test(test_protobuf_same_tree),
-		cmocka_unit_test(test_answers),
+		cmocka_unit_test(test_answers), cmocka_unit_test(test_text_as_dumps),
+		cmocka_unit_test(test_body_as_dumps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

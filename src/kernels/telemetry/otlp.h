@@ -7,12 +7,14 @@
 #define GRACE_TELEMETRY_OTLP_H
 
 #include "kernels/layer.h"
+#include "sdk/buf.h"
 #include "sdk/err.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define OTLP_ANY_DEPTH_MAX 16  /* arrays and kvlists nested in an attribute */
 #define OTLP_WHY_MAX 256
@@ -29,19 +31,65 @@ enum {
 
 typedef enum { OTLP_TRACES, OTLP_LOGS, OTLP_METRICS } otlp_signal;
 
-/* The rows of one request, ready to store: `rows` is an array of objects,
- * for spans {"trace_id","span_id","parent_id","service","name","kind",
- * "start_ns","end_ns","status","attrs":[[key,text],...],"body":{the span
- * as OTLP/JSON with its "resource" and "scope"}}, for log records
- * {"trace_id","span_id","service","time_ns","severity","body":{...}}.
- * `rejected` items were well formed but invalid by the specification (an
- * all-zero id, an end before the start): left out, counted, the first
- * reason in `why` (the partial-success answer). */
+/* One stored row: a span's or a log record's columns, and where its body
+ * (the item as canonical OTLP/JSON text, with its "resource" and "scope",
+ * as json_dumps(JSON_COMPACT) would write it) and its searchable
+ * attributes are in the batch. Strings are offsets into the batch's
+ * `text`, each NUL-ended. */
+typedef struct otlp_row {
+	char trace_id[33], span_id[17], parent_id[17]; /* "" when absent */
+	size_t service, name;                          /* in text */
+	uint32_t kind, status, severity;
+	int64_t start_ns, end_ns, time_ns;
+	size_t body, body_len; /* in the batch's `bodies` */
+	/* The item's own attributes' texts, then its resource's: in attrs. */
+	size_t attr0, n_attrs, res_attr0, n_res_attrs;
+} otlp_row;
+
+/* key=value an attribute is searched by: offsets into text. */
+typedef struct otlp_attr {
+	size_t key, value;
+} otlp_attr;
+
+/* The rows of one request, ready to store. `rejected` items were well
+ * formed but invalid by the specification (an all-zero id, an end before
+ * the start): left out, counted, the first reason in `why` (the
+ * partial-success answer). Everything is owned by the batch:
+ * otlp_batch_free. Built as text, not as jansson objects, because
+ * building and dumping a tree cost more than half the ingest's
+ * instructions (docs/telemetry.md). */
 typedef struct otlp_batch {
-	json_t *rows;
+	otlp_row *rows;
+	size_t n_rows, cap_rows;
+	otlp_attr *attrs;
+	size_t n_attrs, cap_attrs;
+	sdk_buf bodies; /* the rows' bodies, one after the other */
+	sdk_buf text;   /* the rows' and attributes' strings */
 	size_t rejected;
 	char why[OTLP_WHY_MAX];
 } otlp_batch;
+
+void otlp_batch_free(otlp_batch *b);
+
+/* sdk_buf_add, inline while the buffer has room: the bodies are written
+ * a few bytes at a time, and the call cost 5,000 instructions a span. */
+static inline void otlp_put(sdk_buf *b, const char *s, size_t n)
+{
+	if (!b->oom && b->len + n < b->cap) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+		b->p[b->len] = '\0';
+		return;
+	}
+	sdk_buf_add(b, s, n);
+}
+
+/* JSON text as json_dumps(JSON_COMPACT) writes it (otlp_text.c): a string
+ * of n bytes (quoted and escaped), an integer, a whole tree. -1 when the
+ * tree cannot be written (what json_dumps would refuse). */
+void otlp_text_str(sdk_buf *b, const char *s, size_t n);
+void otlp_text_int(sdk_buf *b, int64_t v);
+int otlp_text_json(sdk_buf *b, const json_t *v);
 
 /* Decodes a protobuf ExportTraceServiceRequest / ExportLogsServiceRequest
  * / ExportMetricsServiceRequest into its OTLP/JSON tree (*out, new).
@@ -49,11 +97,12 @@ typedef struct otlp_batch {
 int otlp_pb_to_json(otlp_signal sig, const uint8_t *buf, size_t len, json_t **out,
 		    sdk_err *err);
 
-/* Checks and normalizes an OTLP/JSON request. 0 and *batch (rows owned by
- * the caller), or a status with the reason in `err`: then nothing of it may
- * be stored. SDK_EINVAL for a shape that is not OTLP, an id of the wrong
- * length; SDK_ETOOLARGE for more than `items_max` spans or records (the
- * answer is 413). */
+/* Checks and normalizes an OTLP/JSON request. 0 and *batch (the caller
+ * frees it: otlp_batch_free), or a status with the reason in `err`: then
+ * nothing of it may be stored and *batch holds nothing. SDK_EINVAL for a
+ * shape that is not OTLP, an id of the wrong length; SDK_ETOOLARGE for
+ * more than `items_max` spans or records (the answer is 413); SDK_EIO when
+ * memory ran out. */
 int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch,
 		    sdk_err *err);
 

@@ -3,7 +3,15 @@
  * base64), enums as integers, 64-bit integers as strings or numbers.
  * Unknown fields are ignored, as the specification asks of receivers. What
  * comes out is canonical: ids in lowercase hex, 64-bit integers as
- * strings, empty optional fields left out. */
+ * strings, empty optional fields left out.
+ *
+ * The canonical item is written as JSON text as it is checked (otlp_text.c
+ * writes what json_dumps(JSON_COMPACT) would), in the key order the stored
+ * bodies have always had: the order in which a jansson object used to be
+ * filled, which is not the order the fields are checked in (the first
+ * error a request has is the one reported, so the checks keep their
+ * order). Strings are read from the request's tree, never copied into new
+ * jansson values. */
 #include "kernels/telemetry/otlp.h"
 
 #include <ctype.h>
@@ -18,6 +26,12 @@
 typedef struct ctx {
 	sdk_err *err; /* never NULL here: the caller's, or one of its own */
 	char path[160]; /* where in the request, for the message */
+	otlp_batch *b;
+	/* Scratch text, kept across items (reset, not freed, per use) */
+	sdk_buf part;	/* a KeyValue list written before its place is known */
+	sdk_buf tail;	/* a span's events and links, written before its status */
+	sdk_buf res;	/* the current resource, as it goes into every body */
+	sdk_buf scope;	/* the current scope, likewise */
 } ctx;
 
 static int bad(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -53,6 +67,31 @@ static int get_i64(json_t *v, int64_t *out)
 
 /* A small unsigned field (a count, flags, an enum): a number, or a string
  * of digits. */
+
+static void lit(sdk_buf *o, const char *s)
+{
+	otlp_put(o, s, strlen(s));
+}
+
+/* A key and its colon, after a comma unless first in its object. */
+static void key(sdk_buf *o, const char *k)
+{
+	if (o->len && o->p[o->len - 1] != '{')
+		otlp_put(o, ",", 1);
+	otlp_text_str(o, k, strlen(k));
+	otlp_put(o, ":", 1);
+}
+
+static void cut(sdk_buf *o, size_t len)
+{
+	if (o->p && len <= o->len) {
+		o->len = len;
+		o->p[len] = '\0';
+	}
+}
+
+/* A small unsigned field (a count, flags, an enum): a number, or a string
+ * of digits. */
 static int get_u32(ctx *c, json_t *o, const char *name, uint32_t max, uint32_t *out)
 {
 	uint64_t v;
@@ -62,29 +101,36 @@ static int get_u32(ctx *c, json_t *o, const char *name, uint32_t max, uint32_t *
 	return 0;
 }
 
-static int copy_u32(ctx *c, json_t *in, json_t *out, const char *name, uint32_t max)
+/* The field, when not 0, as an integer member of out. */
+static int copy_u32(ctx *c, json_t *in, sdk_buf *out, const char *name, uint32_t max)
 {
 	uint32_t v = 0;
 	if (get_u32(c, in, name, max, &v) < 0)
 		return -1;
-	if (v)
-		json_object_set_new(out, name, json_integer(v));
+	if (v) {
+		key(out, name);
+		otlp_text_int(out, v);
+	}
 	return 0;
 }
 
-static int copy_str(ctx *c, json_t *in, json_t *out, const char *name, const char **val)
+/* An optional string: *val its text ("" when absent), a member of out
+ * when not empty (NULL out: checked only). */
+static int copy_str(ctx *c, json_t *in, sdk_buf *out, const char *name, json_t **val)
 {
 	json_t *v = json_object_get(in, name);
 	if (val)
-		*val = "";
+		*val = NULL;
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_string(v))
 		return bad(c, "%s: expected a string", name);
 	if (val)
-		*val = json_string_value(v);
-	if (json_string_length(v))
-		json_object_set(out, name, v);
+		*val = v;
+	if (out && json_string_length(v)) {
+		key(out, name);
+		otlp_text_str(out, json_string_value(v), json_string_length(v));
+	}
 	return 0;
 }
 
@@ -111,47 +157,166 @@ static int get_id(ctx *c, json_t *o, const char *name, size_t bytes, bool option
 	return 0;
 }
 
+static void id_member(sdk_buf *o, const char *name, const char *hex)
+{
+	key(o, name);
+	otlp_put(o, "\"", 1);
+	otlp_put(o, hex, strlen(hex));
+	otlp_put(o, "\"", 1);
+}
+
 static bool all_zero(const char *hex)
 {
 	return strspn(hex, "0") == strlen(hex);
 }
 
-static int norm_kvs(ctx *c, json_t *in, int depth, json_t **out);
+/* ---- the batch's own storage ---- */
 
-static int norm_any(ctx *c, json_t *in, int depth, json_t **out)
+void otlp_batch_free(otlp_batch *b)
 {
-	*out = NULL;
+	if (!b)
+		return;
+	free(b->rows);
+	free(b->attrs);
+	sdk_buf_free(&b->bodies);
+	sdk_buf_free(&b->text);
+	b->rows = NULL, b->attrs = NULL;
+	b->n_rows = b->cap_rows = b->n_attrs = b->cap_attrs = 0;
+}
+
+/* A NUL-ended copy of n bytes in b->text: its offset. */
+static size_t text_add(otlp_batch *b, const char *s, size_t n)
+{
+	size_t at = b->text.len;
+	otlp_put(&b->text, s, n);
+	otlp_put(&b->text, "", 1);
+	return at;
+}
+
+/* Room for one more element of an array of `size`-byte elements. */
+static bool room(void **arr, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return true;
+	size_t c = *cap ? *cap * 2 : 64;
+	void *p = realloc(*arr, c * size);
+	if (!p)
+		return false;
+	*arr = p;
+	*cap = c;
+	return true;
+}
+
+/* The scalar an AnyValue holds, as text_any found it: kind 's'
+ * (stringValue), 'b', 'i' (its value in i), 'd', or 0 for none. */
+typedef struct scalar {
+	char kind;
+	json_t *v;
+	int64_t i;
+} scalar;
+
+/* The text an attribute is searched by (key=value), recorded in b->attrs:
+ * strings as they are, numbers and booleans as written; none for arrays,
+ * kvlists and bytes, and for values over OTLP_ATTR_INDEXED_MAX bytes (a
+ * long value is kept with its span but not indexed). */
+static void attr_text(otlp_batch *b, json_t *k, const scalar *sc)
+{
+	char num[40];
+	const char *s = NULL;
+	size_t n = 0;
+	switch (sc->kind) {
+	case 's':
+		s = json_string_value(sc->v), n = json_string_length(sc->v);
+		break;
+	case 'b':
+		s = json_is_true(sc->v) ? "true" : "false", n = strlen(s);
+		break;
+	case 'i':
+		n = (size_t)snprintf(num, sizeof num, "%" PRId64, sc->i), s = num;
+		break;
+	case 'd':
+		if (json_is_string(sc->v))
+			s = json_string_value(sc->v), n = json_string_length(sc->v);
+		else
+			n = (size_t)snprintf(num, sizeof num, "%.17g", json_number_value(sc->v)),
+			s = num;
+		break;
+	}
+	if (!s || n > OTLP_ATTR_INDEXED_MAX)
+		return;
+	if (!room((void **)&b->attrs, &b->cap_attrs, b->n_attrs, sizeof *b->attrs)) {
+		b->text.oom = true;
+		return;
+	}
+	/* As a bound SQL text: up to a NUL, should a protobuf string hold one. */
+	const char *ks = json_string_value(k);
+	b->attrs[b->n_attrs++] = (otlp_attr){ .key = text_add(b, ks, strlen(ks)),
+					      .value = text_add(b, s, strlen(s)) };
+}
+
+/* ---- AnyValue and KeyValue lists ---- */
+
+static int text_kvs(ctx *c, json_t *in, int depth, sdk_buf *o, bool searched);
+
+/* A real as the body has always had it: the number made a jansson real
+ * (an integer written 3 is the real 3.0). A failure can only be memory:
+ * marked so, and the request is refused as out of memory. */
+static void real_member(sdk_buf *o, double d)
+{
+	json_t *r = json_real(d);
+	if (!r || otlp_text_json(o, r) < 0)
+		o->oom = true;
+	json_decref(r);
+}
+
+/* An AnyValue; *sc (when not NULL) the scalar it holds, for attr_text. */
+static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
+{
+	scalar none;
+	if (!sc)
+		sc = &none;
+	sc->kind = 0;
 	if (depth > OTLP_ANY_DEPTH_MAX)
 		return bad(c, "values nested deeper than %d", OTLP_ANY_DEPTH_MAX);
 	if (!in || json_is_null(in)) {
-		*out = json_object();
+		lit(o, "{}");
 		return 0;
 	}
 	if (!json_is_object(in))
 		return bad(c, "expected an AnyValue object");
-	json_t *o = json_object(), *v;
+	json_t *v;
+	size_t mark = o->len;
+	lit(o, "{");
 	if ((v = json_object_get(in, "stringValue"))) {
 		if (!json_is_string(v))
 			goto wrong;
-		json_object_set(o, "stringValue", v);
+		*sc = (scalar){ 's', v, 0 };
+		lit(o, "\"stringValue\":");
+		otlp_text_str(o, json_string_value(v), json_string_length(v));
 	} else if ((v = json_object_get(in, "boolValue"))) {
 		if (!json_is_boolean(v))
 			goto wrong;
-		json_object_set(o, "boolValue", v);
+		*sc = (scalar){ 'b', v, 0 };
+		lit(o, json_is_true(v) ? "\"boolValue\":true" : "\"boolValue\":false");
 	} else if ((v = json_object_get(in, "intValue"))) {
 		int64_t i;
 		if (get_i64(v, &i) < 0)
 			goto wrong;
-		char s[24];
-		snprintf(s, sizeof s, "%" PRId64, i);
-		json_object_set_new(o, "intValue", json_string(s));
+		*sc = (scalar){ 'i', v, i };
+		lit(o, "\"intValue\":\"");
+		otlp_text_int(o, i);
+		lit(o, "\"");
 	} else if ((v = json_object_get(in, "doubleValue"))) {
 		const char *s = json_string_value(v);
 		if (!json_is_number(v) &&
 		    !(s && (!strcmp(s, "NaN") || !strcmp(s, "Infinity") || !strcmp(s, "-Infinity"))))
 			goto wrong;
-		json_object_set_new(o, "doubleValue",
-				    json_is_number(v) ? json_real(json_number_value(v)) : json_string(s));
+		*sc = (scalar){ 'd', v, 0 };
+		lit(o, "\"doubleValue\":");
+		if (json_is_number(v))
+			real_member(o, json_number_value(v));
+		else
+			otlp_text_str(o, s, strlen(s));
 	} else if ((v = json_object_get(in, "bytesValue"))) {
 		const char *s = json_string_value(v);
 		size_t n = s ? strlen(s) : 0, got;
@@ -162,209 +327,281 @@ static int norm_any(ctx *c, json_t *in, int depth, json_t **out)
 		free(bin);
 		if (rc != 0)
 			goto wrong;
-		json_object_set(o, "bytesValue", v);
+		lit(o, "\"bytesValue\":");
+		otlp_text_str(o, s, json_string_length(v));
 	} else if ((v = json_object_get(in, "arrayValue"))) {
-		json_t *vals = json_object_get(v, "values");
+		json_t *vals = json_object_get(v, "values"), *e;
 		if (!json_is_object(v) || (vals && !json_is_array(vals)))
 			goto wrong;
-		json_t *a = json_array(), *e;
+		lit(o, "\"arrayValue\":{\"values\":[");
 		size_t i;
 		json_array_foreach(vals, i, e) {
-			json_t *n;
-			if (norm_any(c, e, depth + 1, &n) < 0) {
-				json_decref(a);
-				json_decref(o);
+			if (i)
+				lit(o, ",");
+			if (text_any(c, e, depth + 1, o, NULL) < 0)
 				return -1;
-			}
-			json_array_append_new(a, n);
 		}
-		json_object_set_new(o, "arrayValue", json_pack("{s:o}", "values", a));
+		lit(o, "]}");
 	} else if ((v = json_object_get(in, "kvlistValue"))) {
-		json_t *kvs;
-		if (!json_is_object(v)) 
+		if (!json_is_object(v))
 			goto wrong;
-		if (norm_kvs(c, json_object_get(v, "values"), depth + 1, &kvs) < 0) {
-			json_decref(o);
+		lit(o, "\"kvlistValue\":{\"values\":");
+		if (text_kvs(c, json_object_get(v, "values"), depth + 1, o, false) < 0)
 			return -1;
-		}
-		json_object_set_new(o, "kvlistValue", json_pack("{s:o}", "values", kvs));
+		lit(o, "}");
 	}
-	*out = o;
+	lit(o, "}");
 	return 0;
 wrong:
-	json_decref(o);
+	cut(o, mark);
 	return bad(c, "an AnyValue of the wrong type");
 }
 
-static int norm_kvs(ctx *c, json_t *in, int depth, json_t **out)
+/* A KeyValue list as a JSON array; `searched`: each scalar's text is
+ * recorded in the batch's attributes too. */
+static int text_kvs(ctx *c, json_t *in, int depth, sdk_buf *o, bool searched)
 {
-	*out = NULL;
 	if (in && !json_is_null(in) && !json_is_array(in))
 		return bad(c, "expected an array of KeyValue");
-	json_t *a = json_array(), *kv;
+	json_t *kv;
 	size_t i;
+	lit(o, "[");
 	json_array_foreach(in, i, kv) {
-		json_t *key = json_object_get(kv, "key"), *val;
-		if (!json_is_string(key) || norm_any(c, json_object_get(kv, "value"), depth, &val) < 0) {
-			json_decref(a);
-			return json_is_string(key) ? -1 : bad(c, "a KeyValue without a string key");
-		}
-		json_array_append_new(a, json_pack("{s:O, s:o}", "key", key, "value", val));
+		json_t *k = json_object_get(kv, "key"), *val = json_object_get(kv, "value");
+		if (!json_is_string(k))
+			return bad(c, "a KeyValue without a string key");
+		lit(o, i ? ",{\"key\":" : "{\"key\":");
+		otlp_text_str(o, json_string_value(k), json_string_length(k));
+		lit(o, ",\"value\":");
+		scalar sc;
+		if (text_any(c, val, depth, o, &sc) < 0)
+			return -1;
+		lit(o, "}");
+		if (searched)
+			attr_text(c->b, k, &sc);
 	}
-	*out = a;
+	lit(o, "]");
 	return 0;
 }
 
-/* The text an attribute is searched by (key=value): strings as they are,
- * numbers and booleans as written; NULL for arrays, kvlists and bytes,
- * and for values over OTLP_ATTR_INDEXED_MAX bytes. */
-static json_t *attr_text(json_t *any)
-{
-	json_t *v;
-	if ((v = json_object_get(any, "stringValue")) || (v = json_object_get(any, "intValue")))
-		return json_incref(v);
-	if ((v = json_object_get(any, "boolValue")))
-		return json_string(json_is_true(v) ? "true" : "false");
-	if ((v = json_object_get(any, "doubleValue"))) {
-		if (json_is_string(v))
-			return json_incref(v);
-		char s[40];
-		snprintf(s, sizeof s, "%.17g", json_real_value(v));
-		return json_string(s);
-	}
-	return NULL;
-}
+/* ---- resource and scope: written once, copied into every body ---- */
 
-static void add_attr_texts(json_t *attrs, json_t *kvs)
+static int text_resource(ctx *c, json_t *in, bool searched, const char **service, size_t *attr0,
+			 size_t *n_attrs)
 {
-	size_t i;
-	json_t *kv;
-	json_array_foreach(kvs, i, kv) {
-		json_t *t = attr_text(json_object_get(kv, "value"));
-		/* A long value is kept with its span but not indexed. */
-		if (t && json_string_length(t) > OTLP_ATTR_INDEXED_MAX) {
-			json_decref(t);
-			t = NULL;
-		}
-		if (t)
-			json_array_append_new(attrs, json_pack("[O, o]", json_object_get(kv, "key"), t));
-	}
-}
-
-static int norm_resource(ctx *c, json_t *in, json_t **out, const char **service)
-{
-	*out = NULL;
 	*service = "";
+	sdk_buf_reset(&c->res);
+	sdk_buf_reset(&c->part);
 	if (in && !json_is_null(in) && !json_is_object(in))
 		return bad(c, "resource: expected an object");
-	json_t *o = json_object(), *kvs;
-	if (norm_kvs(c, json_object_get(in, "attributes"), 0, &kvs) < 0 ||
-	    copy_u32(c, in, o, "droppedAttributesCount", UINT32_MAX) < 0) {
-		json_decref(kvs);
-		json_decref(o);
+	json_t *kvs = json_object_get(in, "attributes"), *kv;
+	*attr0 = c->b->n_attrs;
+	lit(&c->res, "{");
+	if (text_kvs(c, kvs, 0, &c->part, searched) < 0 ||
+	    copy_u32(c, in, &c->res, "droppedAttributesCount", UINT32_MAX) < 0)
 		return -1;
-	}
-	json_object_set_new(o, "attributes", kvs);
+	*n_attrs = c->b->n_attrs - *attr0;
+	key(&c->res, "attributes");
+	otlp_put(&c->res, c->part.p, c->part.len);
+	lit(&c->res, "}");
 	size_t i;
-	json_t *kv;
 	json_array_foreach(kvs, i, kv) {
 		const char *s = json_string_value(
 			json_object_get(json_object_get(kv, "value"), "stringValue"));
 		if (s && !strcmp(json_string_value(json_object_get(kv, "key")), "service.name"))
 			*service = s;
 	}
-	*out = o;
 	return 0;
 }
 
-static int norm_scope(ctx *c, json_t *in, json_t **out)
+static int text_scope(ctx *c, json_t *in)
 {
-	*out = NULL;
+	sdk_buf_reset(&c->scope);
+	sdk_buf_reset(&c->part);
 	if (in && !json_is_null(in) && !json_is_object(in))
 		return bad(c, "scope: expected an object");
-	json_t *o = json_object(), *kvs = NULL;
-	if (copy_str(c, in, o, "name", NULL) < 0 || copy_str(c, in, o, "version", NULL) < 0 ||
-	    norm_kvs(c, json_object_get(in, "attributes"), 0, &kvs) < 0 ||
-	    copy_u32(c, in, o, "droppedAttributesCount", UINT32_MAX) < 0) {
-		json_decref(kvs);
-		json_decref(o);
+	lit(&c->scope, "{");
+	if (copy_str(c, in, &c->scope, "name", NULL) < 0 ||
+	    copy_str(c, in, &c->scope, "version", NULL) < 0 ||
+	    text_kvs(c, json_object_get(in, "attributes"), 0, &c->part, false) < 0)
 		return -1;
+	/* The count before the attributes, though checked after them. */
+	if (copy_u32(c, in, &c->scope, "droppedAttributesCount", UINT32_MAX) < 0)
+		return -1;
+	if (json_array_size(json_object_get(in, "attributes"))) {
+		key(&c->scope, "attributes");
+		otlp_put(&c->scope, c->part.p, c->part.len);
 	}
-	if (json_array_size(kvs))
-		json_object_set(o, "attributes", kvs);
-	json_decref(kvs);
-	*out = o;
+	lit(&c->scope, "}");
 	return 0;
 }
 
-static int norm_time(ctx *c, json_t *in, json_t *out, const char *name, uint64_t *t)
+static int get_time(ctx *c, json_t *in, const char *name, uint64_t *t)
 {
 	if (otlp_json_u64(json_object_get(in, name), t) < 0 || *t > INT64_MAX)
 		return bad(c, "%s: expected nanoseconds since the epoch, a number or a string of digits",
 			   name);
-	char s[24];
-	snprintf(s, sizeof s, "%" PRIu64, *t);
-	json_object_set_new(out, name, json_string(s));
 	return 0;
 }
 
-/* Normalizes one list of events or links into out[name]. */
-static int norm_events(ctx *c, json_t *in, json_t *out)
+static void time_member(sdk_buf *o, const char *name, uint64_t t)
 {
-	json_t *evs = json_object_get(in, "events"), *e, *a = json_array();
-	json_object_set_new(out, "events", a);
+	key(o, name);
+	otlp_put(o, "\"", 1);
+	otlp_text_int(o, (int64_t)t);
+	otlp_put(o, "\"", 1);
+}
+
+static int text_time(ctx *c, json_t *in, sdk_buf *out, const char *name, uint64_t *t)
+{
+	if (get_time(c, in, name, t) < 0)
+		return -1;
+	time_member(out, name, *t);
+	return 0;
+}
+
+/* A span's events into out["events"], then its droppedEventsCount. */
+static int text_events(ctx *c, json_t *in, sdk_buf *out)
+{
+	json_t *evs = json_object_get(in, "events"), *e;
 	if (evs && !json_is_null(evs) && !json_is_array(evs))
 		return bad(c, "events: expected an array");
+	key(out, "events");
+	lit(out, "[");
 	size_t i;
 	json_array_foreach(evs, i, e) {
-		json_t *o = json_object(), *kvs;
 		uint64_t t;
-		json_array_append_new(a, o);
-		if (!json_is_object(e) || norm_time(c, e, o, "timeUnixNano", &t) < 0 ||
-		    copy_str(c, e, o, "name", NULL) < 0 ||
-		    norm_kvs(c, json_object_get(e, "attributes"), 0, &kvs) < 0)
-			return *c->err->msg ? -1 : bad(c, "events[%zu]: expected an object", i);
-		json_object_set_new(o, "attributes", kvs);
-		if (copy_u32(c, e, o, "droppedAttributesCount", UINT32_MAX) < 0)
+		lit(out, i ? ",{" : "{");
+		if (!json_is_object(e))
+			return bad(c, "events[%zu]: expected an object", i);
+		if (text_time(c, e, out, "timeUnixNano", &t) < 0 ||
+		    copy_str(c, e, out, "name", NULL) < 0)
 			return -1;
+		key(out, "attributes");
+		if (text_kvs(c, json_object_get(e, "attributes"), 0, out, false) < 0 ||
+		    copy_u32(c, e, out, "droppedAttributesCount", UINT32_MAX) < 0)
+			return -1;
+		lit(out, "}");
 	}
+	lit(out, "]");
 	return copy_u32(c, in, out, "droppedEventsCount", UINT32_MAX);
 }
 
-static int norm_links(ctx *c, json_t *in, json_t *out)
+static int text_links(ctx *c, json_t *in, sdk_buf *out)
 {
-	json_t *ls = json_object_get(in, "links"), *l, *a = json_array();
-	json_object_set_new(out, "links", a);
+	json_t *ls = json_object_get(in, "links"), *l;
 	if (ls && !json_is_null(ls) && !json_is_array(ls))
 		return bad(c, "links: expected an array");
+	key(out, "links");
+	lit(out, "[");
 	size_t i;
 	json_array_foreach(ls, i, l) {
-		json_t *o = json_object(), *kvs;
 		char tid[33], sid[17];
-		json_array_append_new(a, o);
+		lit(out, i ? ",{" : "{");
 		if (!json_is_object(l))
 			return bad(c, "links[%zu]: expected an object", i);
 		if (get_id(c, l, "traceId", 16, false, tid) < 0 || get_id(c, l, "spanId", 8, false, sid) < 0)
 			return -1;
-		json_object_set_new(o, "traceId", json_string(tid));
-		json_object_set_new(o, "spanId", json_string(sid));
-		if (copy_str(c, l, o, "traceState", NULL) < 0 ||
-		    norm_kvs(c, json_object_get(l, "attributes"), 0, &kvs) < 0)
+		id_member(out, "traceId", tid);
+		id_member(out, "spanId", sid);
+		if (copy_str(c, l, out, "traceState", NULL) < 0)
 			return -1;
-		json_object_set_new(o, "attributes", kvs);
-		if (copy_u32(c, l, o, "droppedAttributesCount", UINT32_MAX) < 0 ||
-		    copy_u32(c, l, o, "flags", UINT32_MAX) < 0)
+		key(out, "attributes");
+		if (text_kvs(c, json_object_get(l, "attributes"), 0, out, false) < 0 ||
+		    copy_u32(c, l, out, "droppedAttributesCount", UINT32_MAX) < 0 ||
+		    copy_u32(c, l, out, "flags", UINT32_MAX) < 0)
 			return -1;
+		lit(out, "}");
 	}
+	lit(out, "]");
 	return copy_u32(c, in, out, "droppedLinksCount", UINT32_MAX);
 }
 
-/* One span: 0 and *row, 1 when it is rejected (the reason in `reject`:
- * the rest of the request is taken), SDK_EINVAL when the request is bad. */
-static int norm_span(ctx *c, json_t *in, json_t *resource, json_t *scope, const char *service,
-		     json_t **row, sdk_err *reject)
+/* The status object's members, written after the span's attributes but
+ * checked after its events and links. */
+static int text_status(ctx *c, json_t *in, sdk_buf *o, uint32_t *code)
 {
-	*row = NULL;
+	json_t *st = json_object_get(in, "status");
+	*code = 0;
+	key(o, "status");
+	lit(o, "{");
+	if (st && !json_is_null(st)) {
+		if (!json_is_object(st))
+			return bad(c, "status: expected an object");
+		if (get_u32(c, st, "code", 2, code) < 0 || copy_str(c, st, o, "message", NULL) < 0)
+			return -1;
+		if (*code) {
+			key(o, "code");
+			otlp_text_int(o, *code);
+		}
+	}
+	lit(o, "}");
+	return 0;
+}
+
+/* The row being written, with room for it; NULL when memory ran out. */
+static otlp_row *new_row(otlp_batch *b)
+{
+	if (!room((void **)&b->rows, &b->cap_rows, b->n_rows, sizeof *b->rows)) {
+		b->text.oom = true;
+		return NULL;
+	}
+	otlp_row *r = &b->rows[b->n_rows];
+	*r = (otlp_row){ .body = b->bodies.len, .attr0 = b->n_attrs };
+	return r;
+}
+
+/* Ends the body being written with the resource and scope, and takes
+ * the row. */
+static void take_row(ctx *c, otlp_row *r)
+{
+	otlp_batch *b = c->b;
+	key(&b->bodies, "resource");
+	otlp_put(&b->bodies, c->res.p, c->res.len);
+	key(&b->bodies, "scope");
+	otlp_put(&b->bodies, c->scope.p, c->scope.len);
+	lit(&b->bodies, "}");
+	r->body_len = b->bodies.len - r->body;
+	b->n_rows++;
+}
+
+/* Forgets the row being written (a rejected item), its texts too. */
+static void drop_row(otlp_batch *b, const otlp_row *r, size_t text_mark)
+{
+	cut(&b->bodies, r->body);
+	cut(&b->text, text_mark);
+	b->n_attrs = r->attr0;
+}
+
+/* The scalar fields a span is checked for, in this order, before its
+ * attributes. */
+typedef struct span_head {
+	json_t *trace_state, *name;
+	uint32_t flags, kind;
+	uint64_t start, end;
+} span_head;
+
+static int span_head_of(ctx *c, json_t *in, span_head *h)
+{
+	*h = (span_head){ 0 };
+	if (copy_str(c, in, NULL, "traceState", &h->trace_state) < 0 ||
+	    get_u32(c, in, "flags", UINT32_MAX, &h->flags) < 0 ||
+	    copy_str(c, in, NULL, "name", &h->name) < 0 || get_u32(c, in, "kind", 5, &h->kind) < 0 ||
+	    get_time(c, in, "startTimeUnixNano", &h->start) < 0 ||
+	    get_time(c, in, "endTimeUnixNano", &h->end) < 0)
+		return -1;
+	return 0;
+}
+
+
+/* One span: 0 and a row, 1 when it is rejected (the reason in `reject`:
+ * the rest of the request is taken), SDK_EINVAL when the request is bad.
+ * The body's members come in the order a jansson object used to be
+ * filled in: the name where it is checked when it is not empty, else
+ * after the flags. */
+static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, size_t n_res_attrs,
+		     sdk_err *reject)
+{
 	if (!json_is_object(in))
 		return bad(c, "expected a Span object");
 	char tid[33], sid[17], pid[17] = "";
@@ -375,65 +612,80 @@ static int norm_span(ctx *c, json_t *in, json_t *resource, json_t *scope, const 
 		return -1;
 	if (prc == 1)
 		pid[0] = '\0';
-	json_t *o = json_pack("{s:s, s:s}", "traceId", tid, "spanId", sid);
+	span_head h;
+	if (span_head_of(c, in, &h) < 0)
+		return -1;
+	otlp_batch *b = c->b;
+	size_t text_mark = b->text.len;
+	otlp_row *r = new_row(b);
+	if (!r)
+		return -1;
+	sdk_buf *o = &b->bodies;
+	/* The name as a row's text and as its body had it once the object
+	 * was filled: up to a NUL, should a protobuf string hold one. */
+	const char *name = h.name ? json_string_value(h.name) : "";
+	lit(o, "{");
+	id_member(o, "traceId", tid);
+	id_member(o, "spanId", sid);
 	if (*pid)
-		json_object_set_new(o, "parentSpanId", json_string(pid));
-	const char *name;
-	uint32_t kind = 0, flags = 0, code = 0;
-	uint64_t start, end;
-	json_t *kvs = NULL, *st = json_object_get(in, "status");
-	if (copy_str(c, in, o, "traceState", NULL) < 0 || get_u32(c, in, "flags", UINT32_MAX, &flags) < 0 ||
-	    copy_str(c, in, o, "name", &name) < 0 || get_u32(c, in, "kind", 5, &kind) < 0 ||
-	    norm_time(c, in, o, "startTimeUnixNano", &start) < 0 ||
-	    norm_time(c, in, o, "endTimeUnixNano", &end) < 0 ||
-	    norm_kvs(c, json_object_get(in, "attributes"), 0, &kvs) < 0)
-		goto fail;
-	if (flags)
-		json_object_set_new(o, "flags", json_integer(flags));
-	json_object_set_new(o, "name", json_string(name));
-	json_object_set_new(o, "kind", json_integer(kind));
-	json_object_set_new(o, "attributes", kvs);
-	json_t *sto = json_object();
-	json_object_set_new(o, "status", sto);
-	if (copy_u32(c, in, o, "droppedAttributesCount", UINT32_MAX) < 0 || norm_events(c, in, o) < 0 ||
-	    norm_links(c, in, o) < 0)
-		goto fail;
-	if (st && !json_is_null(st)) {
-		if (!json_is_object(st) || get_u32(c, st, "code", 2, &code) < 0 ||
-		    copy_str(c, st, sto, "message", NULL) < 0) {
-			if (!json_is_object(st))
-				bad(c, "status: expected an object");
-			goto fail;
-		}
-		if (code)
-			json_object_set_new(sto, "code", json_integer(code));
+		id_member(o, "parentSpanId", pid);
+	if (h.trace_state && json_string_length(h.trace_state)) {
+		key(o, "traceState");
+		otlp_text_str(o, json_string_value(h.trace_state), json_string_length(h.trace_state));
 	}
-	if (all_zero(tid) || all_zero(sid) || end < start) {
+	bool name_early = h.name && json_string_length(h.name);
+	if (name_early) {
+		key(o, "name");
+		otlp_text_str(o, name, strlen(name));
+	}
+	time_member(o, "startTimeUnixNano", h.start);
+	time_member(o, "endTimeUnixNano", h.end);
+	if (h.flags) {
+		key(o, "flags");
+		otlp_text_int(o, h.flags);
+	}
+	if (!name_early) {
+		key(o, "name");
+		otlp_text_str(o, name, strlen(name));
+	}
+	key(o, "kind");
+	otlp_text_int(o, h.kind);
+	key(o, "attributes");
+	sdk_buf_reset(&c->tail);
+	uint32_t code;
+	if (text_kvs(c, json_object_get(in, "attributes"), 0, o, true) < 0 ||
+	    copy_u32(c, in, &c->tail, "droppedAttributesCount", UINT32_MAX) < 0 ||
+	    text_events(c, in, &c->tail) < 0 || text_links(c, in, &c->tail) < 0 ||
+	    text_status(c, in, o, &code) < 0) {
+		drop_row(b, r, text_mark);
+		return -1;
+	}
+	lit(o, ",");
+	otlp_put(o, c->tail.p, c->tail.len);
+	if (all_zero(tid) || all_zero(sid) || h.end < h.start) {
 		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
-			 end < start ? "the span ends before it starts"
-				     : "an all-zero trace or span id is invalid");
-		json_decref(o);
+			 h.end < h.start ? "the span ends before it starts"
+					 : "an all-zero trace or span id is invalid");
+		drop_row(b, r, text_mark);
 		return 1;
 	}
-	json_object_set(o, "resource", resource);
-	json_object_set(o, "scope", scope);
-	json_t *attrs = json_array();
-	add_attr_texts(attrs, json_object_get(o, "attributes"));
-	add_attr_texts(attrs, json_object_get(resource, "attributes"));
-	*row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:i, s:o, s:o}", "trace_id", tid,
-			 "span_id", sid, "parent_id", pid, "service", service, "name", name, "kind",
-			 (int)kind, "start_ns", (json_int_t)start, "end_ns", (json_int_t)end, "status",
-			 (int)code, "attrs", attrs, "body", o);
+	memcpy(r->trace_id, tid, sizeof tid);
+	memcpy(r->span_id, sid, sizeof sid);
+	memcpy(r->parent_id, pid, sizeof pid);
+	r->service = service_at;
+	r->name = text_add(b, name, strlen(name));
+	r->kind = h.kind, r->status = code;
+	r->start_ns = (int64_t)h.start, r->end_ns = (int64_t)h.end;
+	r->n_attrs = b->n_attrs - r->attr0;
+	r->res_attr0 = res_attr0, r->n_res_attrs = n_res_attrs;
+	take_row(c, r);
 	return 0;
-fail:
-	json_decref(o);
-	return -1;
 }
 
-static int norm_log(ctx *c, json_t *in, json_t *resource, json_t *scope, const char *service,
-		    json_t **row, sdk_err *reject)
+/* One log record; as text_span. The body's members in the order a
+ * jansson object used to be filled in. */
+static int text_log(ctx *c, json_t *in, size_t service_at, sdk_err *reject)
 {
-	*row = NULL;
 	if (!json_is_object(in))
 		return bad(c, "expected a LogRecord object");
 	char tid[33] = "", sid[17] = "";
@@ -444,134 +696,157 @@ static int norm_log(ctx *c, json_t *in, json_t *resource, json_t *scope, const c
 		tid[0] = '\0';
 	if (src == 1)
 		sid[0] = '\0';
-	json_t *o = json_object(), *kvs = NULL, *body = NULL;
+	otlp_batch *b = c->b;
+	size_t text_mark = b->text.len;
+	otlp_row *r = new_row(b);
+	if (!r)
+		return -1;
+	sdk_buf *o = &b->bodies;
 	uint64_t t, observed;
 	uint32_t sev = 0;
-	if (norm_time(c, in, o, "timeUnixNano", &t) < 0 ||
-	    norm_time(c, in, o, "observedTimeUnixNano", &observed) < 0 ||
+	lit(o, "{");
+	if (text_time(c, in, o, "timeUnixNano", &t) < 0 ||
+	    text_time(c, in, o, "observedTimeUnixNano", &observed) < 0 ||
 	    get_u32(c, in, "severityNumber", 24, &sev) < 0 ||
-	    copy_str(c, in, o, "severityText", NULL) < 0 ||
-	    norm_kvs(c, json_object_get(in, "attributes"), 0, &kvs) < 0)
+	    copy_str(c, in, o, "severityText", NULL) < 0)
 		goto fail;
-	if (sev)
-		json_object_set_new(o, "severityNumber", json_integer(sev));
-	json_object_set_new(o, "attributes", kvs);
+	if (sev) {
+		key(o, "severityNumber");
+		otlp_text_int(o, sev);
+	}
+	key(o, "attributes");
+	if (text_kvs(c, json_object_get(in, "attributes"), 0, o, false) < 0)
+		goto fail;
 	if (json_object_get(in, "body")) {
-		if (norm_any(c, json_object_get(in, "body"), 0, &body) < 0)
+		key(o, "body");
+		if (text_any(c, json_object_get(in, "body"), 0, o, NULL) < 0)
 			goto fail;
-		json_object_set_new(o, "body", body);
 	}
 	if (copy_u32(c, in, o, "droppedAttributesCount", UINT32_MAX) < 0 ||
 	    copy_u32(c, in, o, "flags", UINT32_MAX) < 0 || copy_str(c, in, o, "eventName", NULL) < 0)
 		goto fail;
 	if (*tid)
-		json_object_set_new(o, "traceId", json_string(tid));
+		id_member(o, "traceId", tid);
 	if (*sid)
-		json_object_set_new(o, "spanId", json_string(sid));
+		id_member(o, "spanId", sid);
 	if ((*tid && all_zero(tid)) || (*sid && all_zero(sid)) || (*sid && !*tid)) {
 		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 *sid && !*tid ? "a span id without a trace id"
 				       : "an all-zero trace or span id is invalid");
-		json_decref(o);
+		drop_row(b, r, text_mark);
 		return 1;
 	}
-	json_object_set(o, "resource", resource);
-	json_object_set(o, "scope", scope);
+	memcpy(r->trace_id, tid, sizeof tid);
+	memcpy(r->span_id, sid, sizeof sid);
+	r->service = service_at;
+	r->name = text_add(b, "", 0);
+	r->severity = sev;
 	/* A record without a time is placed at its observed time (the
 	 * specification's advice to receivers). */
-	*row = json_pack("{s:s, s:s, s:s, s:I, s:i, s:o}", "trace_id", tid, "span_id", sid, "service",
-			 service, "time_ns", (json_int_t)(t ? t : observed), "severity", (int)sev,
-			 "body", o);
+	r->time_ns = (int64_t)(t ? t : observed);
+	take_row(c, r);
 	return 0;
 fail:
-	json_decref(o);
+	drop_row(b, r, text_mark);
 	return -1;
+}
+
+static void ctx_free(ctx *c)
+{
+	sdk_buf_free(&c->part);
+	sdk_buf_free(&c->tail);
+	sdk_buf_free(&c->res);
+	sdk_buf_free(&c->scope);
+}
+
+static bool oom(const ctx *c)
+{
+	return c->b->text.oom || c->b->bodies.oom || c->part.oom || c->tail.oom || c->res.oom ||
+	       c->scope.oom;
+}
+
+/* Every span or record of the request, or the first reason not to take
+ * any. */
+static int text_items(ctx *c, otlp_signal sig, json_t *rs_all)
+{
+	const char *k_res = sig == OTLP_TRACES ? "resourceSpans" : "resourceLogs";
+	const char *k_scope = sig == OTLP_TRACES ? "scopeSpans" : "scopeLogs";
+	const char *k_items = sig == OTLP_TRACES ? "spans" : "logRecords";
+	otlp_batch *b = c->b;
+	size_t i, j, k;
+	json_t *rs, *ss, *item;
+	json_array_foreach(rs_all, i, rs) {
+		snprintf(c->path, sizeof c->path, "%s[%zu]", k_res, i);
+		if (!json_is_object(rs))
+			return bad(c, "expected an object");
+		json_t *sss = json_object_get(rs, k_scope);
+		const char *service;
+		size_t res_attr0 = 0, n_res_attrs = 0;
+		/* Only spans are searched by attribute. */
+		if (text_resource(c, json_object_get(rs, "resource"), sig == OTLP_TRACES, &service,
+				  &res_attr0, &n_res_attrs) < 0)
+			return -1;
+		if (sss && !json_is_array(sss))
+			return bad(c, "%s: expected an array", k_scope);
+		size_t service_at = text_add(b, service, strlen(service));
+		json_array_foreach(sss, j, ss) {
+			snprintf(c->path, sizeof c->path, "%s[%zu].%s[%zu]", k_res, i, k_scope, j);
+			json_t *items = json_object_get(ss, k_items);
+			if (!json_is_object(ss) || (items && !json_is_array(items)))
+				return bad(c, "expected an object with an array \"%s\"", k_items);
+			if (text_scope(c, json_object_get(ss, "scope")) < 0)
+				return -1;
+			json_array_foreach(items, k, item) {
+				snprintf(c->path, sizeof c->path, "%s[%zu].%s[%zu].%s[%zu]", k_res, i,
+					 k_scope, j, k_items, k);
+				sdk_err reject;
+				int rc = sig == OTLP_TRACES
+						 ? text_span(c, item, service_at, res_attr0, n_res_attrs,
+							     &reject)
+						 : text_log(c, item, service_at, &reject);
+				/* A row that found no memory failed without a reason. */
+				if (rc < 0 && oom(c))
+					return sdk_fail(c->err, SDK_EIO, "out of memory");
+				if (rc < 0)
+					return -1;
+				if (rc == 1 && b->rejected++ == 0)
+					snprintf(b->why, sizeof b->why, "%s", reject.msg);
+				if (oom(c))
+					return sdk_fail(c->err, SDK_EIO, "out of memory");
+			}
+		}
+	}
+	return oom(c) ? sdk_fail(c->err, SDK_EIO, "out of memory") : 0;
 }
 
 int otlp_json_batch(otlp_signal sig, json_t *req, size_t items_max, otlp_batch *batch,
 		    sdk_err *err)
 {
 	sdk_err own;
-	ctx c = { .err = err ? err : &own };
+	ctx c = { .err = err ? err : &own, .b = batch };
 	c.err->msg[0] = '\0';
-	*batch = (otlp_batch){ .rows = json_array() };
+	*batch = (otlp_batch){ 0 };
 	const char *k_res = sig == OTLP_TRACES ? "resourceSpans" : "resourceLogs";
 	const char *k_scope = sig == OTLP_TRACES ? "scopeSpans" : "scopeLogs";
 	const char *k_items = sig == OTLP_TRACES ? "spans" : "logRecords";
 	json_t *rs_all = json_object_get(req, k_res);
-	if (!json_is_object(req) || (rs_all && !json_is_array(rs_all))) {
-		bad(&c, "expected an object with an array \"%s\"", k_res);
-		goto fail;
-	}
+	if (!json_is_object(req) || (rs_all && !json_is_array(rs_all)))
+		return bad(&c, "expected an object with an array \"%s\"", k_res);
 	/* Counted before anything is looked at: an oversized batch is
 	 * refused whole. */
-	size_t total = 0, i, j, k;
-	json_t *rs, *ss, *item;
+	size_t total = 0, i, j;
+	json_t *rs, *ss;
 	json_array_foreach(rs_all, i, rs)
 		json_array_foreach(json_object_get(rs, k_scope), j, ss)
 			total += json_array_size(json_object_get(ss, k_items));
-	if (total > items_max) {
-		json_decref(batch->rows);
-		batch->rows = NULL;
+	if (total > items_max)
 		return sdk_fail(c.err, SDK_ETOOLARGE, "%zu %s in one request; the limit is %zu",
 				total, sig == OTLP_TRACES ? "spans" : "log records", items_max);
+	int rc = text_items(&c, sig, rs_all);
+	ctx_free(&c);
+	if (rc < 0) {
+		otlp_batch_free(batch);
+		*batch = (otlp_batch){ 0 };
 	}
-	json_array_foreach(rs_all, i, rs) {
-		snprintf(c.path, sizeof c.path, "%s[%zu]", k_res, i);
-		if (!json_is_object(rs)) {
-			bad(&c, "expected an object");
-			goto fail;
-		}
-		json_t *resource, *sss = json_object_get(rs, k_scope);
-		const char *service;
-		if (norm_resource(&c, json_object_get(rs, "resource"), &resource, &service) < 0)
-			goto fail;
-		if (sss && !json_is_array(sss)) {
-			json_decref(resource);
-			bad(&c, "%s: expected an array", k_scope);
-			goto fail;
-		}
-		json_array_foreach(sss, j, ss) {
-			snprintf(c.path, sizeof c.path, "%s[%zu].%s[%zu]", k_res, i, k_scope, j);
-			json_t *scope, *items = json_object_get(ss, k_items);
-			if (!json_is_object(ss) || (items && !json_is_array(items))) {
-				json_decref(resource);
-				bad(&c, "expected an object with an array \"%s\"", k_items);
-				goto fail;
-			}
-			if (norm_scope(&c, json_object_get(ss, "scope"), &scope) < 0) {
-				json_decref(resource);
-				goto fail;
-			}
-			json_array_foreach(items, k, item) {
-				snprintf(c.path, sizeof c.path, "%s[%zu].%s[%zu].%s[%zu]", k_res, i,
-					 k_scope, j, k_items, k);
-				json_t *row;
-				sdk_err reject;
-				int rc = sig == OTLP_TRACES
-						 ? norm_span(&c, item, resource, scope, service, &row,
-							     &reject)
-						 : norm_log(&c, item, resource, scope, service, &row,
-							    &reject);
-				if (rc < 0) {
-					json_decref(scope);
-					json_decref(resource);
-					goto fail;
-				}
-				if (rc == 1) {
-					if (batch->rejected++ == 0)
-						snprintf(batch->why, sizeof batch->why, "%s", reject.msg);
-					continue;
-				}
-				json_array_append_new(batch->rows, row);
-			}
-			json_decref(scope);
-		}
-		json_decref(resource);
-	}
-	return 0;
-fail:
-	json_decref(batch->rows);
-	batch->rows = NULL;
-	return SDK_EINVAL;
+	return rc;
 }

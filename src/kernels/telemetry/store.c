@@ -1,6 +1,7 @@
 /* The telemetry store (store.h). */
 #include "kernels/telemetry/store.h"
 
+#include "sdk/buf.h"
 #include "sdk/db.h"
 
 #include <stdio.h>
@@ -55,81 +56,234 @@ static int finish(sqlite3 *db, int rc, sdk_err *err, const char *what)
 	return rc;
 }
 
-static const char *str(json_t *row, const char *k)
+static const char *text(const otlp_batch *b, size_t at)
 {
-	const char *s = json_string_value(json_object_get(row, k));
-	return s ? s : "";
+	return b->text.p + at;
 }
 
-static int64_t num(json_t *row, const char *k)
+/* Rows one INSERT statement takes at most. A statement's fixed cost (its step,
+ * reset and halt, a statement journal for the spans' five indexes) was
+ * about a quarter of a span's SQLite instructions when each row was a
+ * statement of its own; in chunks it is paid once for many rows. Each
+ * chunk's variables stay far below SQLite's limit (32766). */
+#define SPANS_CHUNK 16 /* 13 variables a row */
+#define ATTRS_CHUNK 64 /* 3 a row */
+
+static const char span_cols[] =
+	"INSERT INTO spans(id, trace_id, span_id, parent_id, service, name, kind, start_ns,"
+	" end_ns, duration_ns, status, received_ms, body) VALUES ";
+static const char span_row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?)";
+static const char attr_cols[] = "INSERT INTO span_attrs(span, key, value) VALUES ";
+static const char attr_row[] = "(?,?,?)";
+
+/* An INSERT of n rows: head, then n times row. */
+static int prepare_rows(sqlite3 *db, const char *head, const char *row, size_t n,
+			sqlite3_stmt **st, sdk_err *err)
 {
-	return json_integer_value(json_object_get(row, k));
+	sdk_buf sql = { 0 };
+	sdk_buf_str(&sql, head);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			sdk_buf_add(&sql, ",", 1);
+		sdk_buf_str(&sql, row);
+	}
+	int rc = sql.oom ? SQLITE_NOMEM : sqlite3_prepare_v2(db, sql.p, (int)sql.len, st, NULL);
+	sdk_buf_free(&sql);
+	if (rc != SQLITE_OK)
+		return sdk_db_fail(db, err, "prepare the span insert");
+	return 0;
 }
 
-int tel_store_spans(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err)
+/* Chunks are powers of two up to the full chunk, so that a batch of any
+ * size is a few of them and each statement is prepared once in the
+ * kernel's life (parsing a 64-row INSERT for every batch cost more than
+ * the statements saved). */
+#define CHUNK_SIZES 7 /* 1, 2, 4 ... 64 rows */
+
+struct tel_stmts {
+	sqlite3_stmt *spans[CHUNK_SIZES], *attrs[CHUNK_SIZES];
+	sqlite3_stmt *last_id;
+};
+
+tel_stmts *tel_stmts_new(void)
 {
-	sqlite3_stmt *ins = NULL, *attr = NULL;
+	return calloc(1, sizeof(tel_stmts));
+}
+
+void tel_stmts_free(tel_stmts *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < CHUNK_SIZES; i++) {
+		sqlite3_finalize(s->spans[i]);
+		sqlite3_finalize(s->attrs[i]);
+	}
+	sqlite3_finalize(s->last_id);
+	free(s);
+}
+
+/* The largest chunk of at most `left` rows and `full`: its size. */
+static size_t chunk_size(size_t left, size_t full)
+{
+	size_t n = 1;
+	while (n * 2 <= left && n * 2 <= full)
+		n *= 2;
+	return n;
+}
+
+static int log2_of(size_t n)
+{
+	int k = 0;
+	while ((size_t)1 << (k + 1) <= n)
+		k++;
+	return k;
+}
+
+/* The statement for a chunk of n rows (a power of two), from `cache`,
+ * prepared the first time. */
+static sqlite3_stmt *chunk_of(sqlite3 *db, sqlite3_stmt **cache, const char *head,
+			      const char *row, size_t n, sdk_err *err)
+{
+	sqlite3_stmt **st = &cache[log2_of(n)];
+	if (*st) {
+		sqlite3_reset(*st);
+		return *st;
+	}
+	if (prepare_rows(db, head, row, n, st, err) < 0)
+		return NULL;
+	return *st;
+}
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, sdk_err *err)
+{
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sdk_db_fail(db, err, what);
+	return 0;
+}
+
+/* The id the next span gets: as SQLite picks an INTEGER PRIMARY KEY
+ * (the largest plus one), given explicitly so that a chunk's rows know
+ * their ids before their attributes are written. */
+static int next_span_id(sqlite3 *db, tel_stmts *c, size_t n, sqlite3_int64 *id, sdk_err *err)
+{
+	sqlite3_stmt *st = c->last_id;
+	if (st)
+		sqlite3_reset(st);
+	else if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM spans", -1, &st, NULL) !=
+		 SQLITE_OK)
+		return sdk_db_fail(db, err, "prepare the span insert");
+	c->last_id = st;
+	int rc = sqlite3_step(st);
+	sqlite3_int64 max = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return sdk_db_fail(db, err, "read the last span id");
+	if (max > INT64_MAX - (sqlite3_int64)n)
+		return sdk_fail(err, SDK_EIO, "the span ids are used up");
+	*id = max + 1;
+	return 0;
+}
+
+static void bind_span(sqlite3_stmt *st, int at, const otlp_batch *b, const otlp_row *r,
+		      sqlite3_int64 id, int64_t now_ms)
+{
+	sqlite3_bind_int64(st, at + 1, id);
+	sqlite3_bind_text(st, at + 2, r->trace_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 3, r->span_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 4, r->parent_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 5, text(b, r->service), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 6, text(b, r->name), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, at + 7, r->kind);
+	sqlite3_bind_int64(st, at + 8, r->start_ns);
+	sqlite3_bind_int64(st, at + 9, r->end_ns);
+	sqlite3_bind_int64(st, at + 10, r->end_ns - r->start_ns);
+	sqlite3_bind_int64(st, at + 11, r->status);
+	sqlite3_bind_int64(st, at + 12, now_ms);
+	sqlite3_bind_text(st, at + 13, b->bodies.p + r->body, (int)r->body_len, SQLITE_STATIC);
+}
+
+/* The attribute rows of the batch, in the order they always had (each
+ * span's own, then its resource's, span after span), a chunk at a time. */
+typedef struct attr_cursor {
+	size_t row, k; /* the k-th attribute of rows[row] */
+} attr_cursor;
+
+static const otlp_attr *next_attr(const otlp_batch *b, attr_cursor *c, size_t *row)
+{
+	while (c->row < b->n_rows) {
+		const otlp_row *r = &b->rows[c->row];
+		if (c->k < r->n_attrs + r->n_res_attrs) {
+			size_t k = c->k++;
+			*row = c->row;
+			return &b->attrs[k < r->n_attrs ? r->attr0 + k : r->res_attr0 + k - r->n_attrs];
+		}
+		c->row++, c->k = 0;
+	}
+	return NULL;
+}
+
+static int insert_attrs(sqlite3 *db, tel_stmts *c, const otlp_batch *b, sqlite3_int64 id0,
+			sdk_err *err)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < b->n_rows; i++)
+		total += b->rows[i].n_attrs + b->rows[i].n_res_attrs;
+	attr_cursor cur = { 0 };
+	int rc = 0;
+	for (size_t done = 0; done < total && rc == 0;) {
+		size_t n = chunk_size(total - done, ATTRS_CHUNK);
+		sqlite3_stmt *st = chunk_of(db, c->attrs, attr_cols, attr_row, n, err);
+		if (!st) {
+			rc = SDK_EIO;
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			size_t row = 0;
+			const otlp_attr *a = next_attr(b, &cur, &row);
+			sqlite3_bind_int64(st, (int)(3 * i + 1), id0 + (sqlite3_int64)row);
+			sqlite3_bind_text(st, (int)(3 * i + 2), text(b, a->key), -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, (int)(3 * i + 3), text(b, a->value), -1, SQLITE_STATIC);
+		}
+		rc = step_done(db, st, "insert a span attribute", err);
+		/* Unbound, so that no statement kept for the next batch points
+		 * into this one's text. */
+		sqlite3_clear_bindings(st);
+		done += n;
+	}
+	return rc;
+}
+
+int tel_store_spans(sqlite3 *db, tel_stmts *c, const otlp_batch *b, int64_t now_ms,
+		    sdk_err *err)
+{
 	int rc = begin(db, err);
 	if (rc < 0)
 		return rc;
-	if (sqlite3_prepare_v2(db,
-			       "INSERT INTO spans(trace_id, span_id, parent_id, service, name, kind,"
-			       " start_ns, end_ns, duration_ns, status, received_ms, body)"
-			       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-			       -1, &ins, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "INSERT INTO span_attrs(span, key, value) VALUES (?,?,?)", -1,
-			       &attr, NULL) != SQLITE_OK) {
-		rc = sdk_db_fail(db, err, "prepare the span insert");
+	sqlite3_int64 id0 = 0;
+	if ((rc = next_span_id(db, c, b->n_rows, &id0, err)) < 0)
 		goto out;
-	}
-	size_t i;
-	json_t *row;
-	json_array_foreach(rows, i, row) {
-		char *body = json_dumps(json_object_get(row, "body"), JSON_COMPACT);
-		if (!body) {
-			rc = sdk_fail(err, SDK_EIO, "out of memory");
+	for (size_t done = 0; done < b->n_rows;) {
+		size_t n = chunk_size(b->n_rows - done, SPANS_CHUNK);
+		sqlite3_stmt *st = chunk_of(db, c->spans, span_cols, span_row, n, err);
+		if (!st) {
+			rc = SDK_EIO;
 			goto out;
 		}
-		sqlite3_reset(ins);
-		sqlite3_bind_text(ins, 1, str(row, "trace_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 2, str(row, "span_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 3, str(row, "parent_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 4, str(row, "service"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 5, str(row, "name"), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 6, num(row, "kind"));
-		sqlite3_bind_int64(ins, 7, num(row, "start_ns"));
-		sqlite3_bind_int64(ins, 8, num(row, "end_ns"));
-		sqlite3_bind_int64(ins, 9, num(row, "end_ns") - num(row, "start_ns"));
-		sqlite3_bind_int64(ins, 10, num(row, "status"));
-		sqlite3_bind_int64(ins, 11, now_ms);
-		sqlite3_bind_text(ins, 12, body, -1, free);
-		if (sqlite3_step(ins) != SQLITE_DONE) {
-			rc = sdk_db_fail(db, err, "insert a span");
+		for (size_t i = 0; i < n; i++)
+			bind_span(st, (int)(13 * i), b, &b->rows[done + i],
+				  id0 + (sqlite3_int64)(done + i), now_ms);
+		rc = step_done(db, st, "insert a span", err);
+		sqlite3_clear_bindings(st);
+		if (rc < 0)
 			goto out;
-		}
-		sqlite3_int64 id = sqlite3_last_insert_rowid(db);
-		size_t j;
-		json_t *kv;
-		json_array_foreach(json_object_get(row, "attrs"), j, kv) {
-			sqlite3_reset(attr);
-			sqlite3_bind_int64(attr, 1, id);
-			sqlite3_bind_text(attr, 2, json_string_value(json_array_get(kv, 0)), -1,
-					  SQLITE_STATIC);
-			sqlite3_bind_text(attr, 3, json_string_value(json_array_get(kv, 1)), -1,
-					  SQLITE_STATIC);
-			if (sqlite3_step(attr) != SQLITE_DONE) {
-				rc = sdk_db_fail(db, err, "insert a span attribute");
-				goto out;
-			}
-		}
+		done += n;
 	}
+	rc = insert_attrs(db, c, b, id0, err);
 out:
-	sqlite3_finalize(ins);
-	sqlite3_finalize(attr);
 	return finish(db, rc, err, "commit the spans");
 }
 
-int tel_store_logs(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err)
+int tel_store_logs(sqlite3 *db, const otlp_batch *b, int64_t now_ms, sdk_err *err)
 {
 	sqlite3_stmt *ins = NULL;
 	int rc = begin(db, err);
@@ -142,22 +296,16 @@ int tel_store_logs(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err)
 		rc = sdk_db_fail(db, err, "prepare the log insert");
 		goto out;
 	}
-	size_t i;
-	json_t *row;
-	json_array_foreach(rows, i, row) {
-		char *body = json_dumps(json_object_get(row, "body"), JSON_COMPACT);
-		if (!body) {
-			rc = sdk_fail(err, SDK_EIO, "out of memory");
-			goto out;
-		}
+	for (size_t i = 0; i < b->n_rows; i++) {
+		const otlp_row *r = &b->rows[i];
 		sqlite3_reset(ins);
-		sqlite3_bind_text(ins, 1, str(row, "trace_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 2, str(row, "span_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 3, str(row, "service"), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 4, num(row, "time_ns"));
-		sqlite3_bind_int64(ins, 5, num(row, "severity"));
+		sqlite3_bind_text(ins, 1, r->trace_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 2, r->span_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 3, text(b, r->service), -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 4, r->time_ns);
+		sqlite3_bind_int64(ins, 5, r->severity);
 		sqlite3_bind_int64(ins, 6, now_ms);
-		sqlite3_bind_text(ins, 7, body, -1, free);
+		sqlite3_bind_text(ins, 7, b->bodies.p + r->body, (int)r->body_len, SQLITE_STATIC);
 		if (sqlite3_step(ins) != SQLITE_DONE) {
 			rc = sdk_db_fail(db, err, "insert a log record");
 			goto out;

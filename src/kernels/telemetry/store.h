@@ -6,6 +6,7 @@
 #define GRACE_TELEMETRY_STORE_H
 
 #include "kernels/layer.h"
+#include "kernels/telemetry/otlp.h"
 
 #include "sdk/err.h"
 
@@ -32,9 +33,17 @@ typedef struct tel_log_filter {
 } tel_log_filter;
 
 int tel_store_init(sqlite3 *db, sdk_err *err);
+/* The statements tel_store_spans keeps prepared from one batch to the
+ * next, for one connection: used by one thread at a time (the kernel's
+ * worker), freed before the connection is closed. */
+typedef struct tel_stmts tel_stmts;
+tel_stmts *tel_stmts_new(void);
+void tel_stmts_free(tel_stmts *s);
+
 /* Inserts the rows of otlp_json_batch in one transaction, or none. */
-int tel_store_spans(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err);
-int tel_store_logs(sqlite3 *db, json_t *rows, int64_t now_ms, sdk_err *err);
+int tel_store_spans(sqlite3 *db, tel_stmts *s, const otlp_batch *b, int64_t now_ms,
+		    sdk_err *err);
+int tel_store_logs(sqlite3 *db, const otlp_batch *b, int64_t now_ms, sdk_err *err);
 /* *out: a new object {"traceId", "spanCount", "roots": [span + "children"]};
  * SDK_ENOTFOUND when no span has that id. */
 int tel_trace(sqlite3 *db, const char *trace_id, json_t **out, sdk_err *err);

@@ -38,6 +38,7 @@ typedef struct tel {
 	bool retaining;
 	grace_telemetry cfg;
 	otlp_prom_acc *acc; /* delta totals: used on the worker thread only */
+	tel_stmts *stmts;   /* the span insert's statements: the worker's too */
 	job *sending;	    /* metrics requests waiting for the metrics kernel */
 	unsigned long long spans, logs, rejected, refused_busy, refused_caller, bad, retained;
 	unsigned long long points, samples;
@@ -212,21 +213,24 @@ static void work_export(job *j)
 		json_decref(tree);
 		return;
 	}
+	/* The batch's rows are text of their own: the tree can go. */
 	otlp_batch b;
 	int rc = otlp_json_batch(j->sig, tree, j->t->cfg.request_items_max, &b, &j->err);
 	json_decref(tree);
 	if (rc < 0) {
 		snprintf(j->why, sizeof j->why, "%s", j->err.msg);
-		j->http = rc == SDK_ETOOLARGE ? 413 : 400, j->code = OTLP_CODE_INVALID_ARGUMENT;
+		j->http = rc == SDK_ETOOLARGE ? 413 : rc == SDK_EIO ? 503 : 400;
+		j->code = rc == SDK_EIO ? OTLP_CODE_UNAVAILABLE : OTLP_CODE_INVALID_ARGUMENT;
 		return;
 	}
 	j->rejected = b.rejected;
 	if (b.rejected)
 		snprintf(j->why, sizeof j->why, "%zu rejected; the first: %s", b.rejected, b.why);
-	j->stored = json_array_size(b.rows);
+	j->stored = b.n_rows;
 	if (j->stored) {
-		rc = j->sig == OTLP_TRACES ? tel_store_spans(j->t->k->db, b.rows, sdk_wall_ms(), &j->err)
-					   : tel_store_logs(j->t->k->db, b.rows, sdk_wall_ms(), &j->err);
+		rc = j->sig == OTLP_TRACES ? tel_store_spans(j->t->k->db, j->t->stmts, &b, sdk_wall_ms(),
+							     &j->err)
+					   : tel_store_logs(j->t->k->db, &b, sdk_wall_ms(), &j->err);
 		if (rc < 0) {
 			/* The transaction rolled back: nothing of it is stored. */
 			j->stored = 0;
@@ -235,7 +239,7 @@ static void work_export(job *j)
 			snprintf(j->why, sizeof j->why, "not stored: %s", j->err.msg);
 		}
 	}
-	json_decref(b.rows);
+	otlp_batch_free(&b);
 	if (!j->http)
 		j->http = 200;
 }
@@ -677,7 +681,8 @@ static int telemetry_init(sdk_kernel *k, sdk_err *err)
 	t->pool = sdk_pool_new(k->base, 1, t->cfg.queue_max);
 	t->retain_timer = event_new(k->base, -1, EV_PERSIST, on_retain_timer, t);
 	t->acc = otlp_prom_acc_new(DELTA_SERIES_MAX);
-	if (!t->pool || !t->retain_timer || !t->acc) {
+	t->stmts = tel_stmts_new();
+	if (!t->pool || !t->retain_timer || !t->acc || !t->stmts) {
 		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	sdk_pool_set_caller_max(t->pool, t->cfg.caller_requests_max);
@@ -704,6 +709,7 @@ static void telemetry_close(sdk_kernel *k)
 		job_free(j);
 	}
 	otlp_prom_acc_free(t->acc);
+	tel_stmts_free(t->stmts); /* the worker is gone; the connection still open */
 	free(t);
 	k->state = NULL;
 }
