@@ -40,6 +40,14 @@ void sdk_buf_add(sdk_buf *b, const char *s, size_t n)
 
 void sdk_buf_str(sdk_buf *b, const char *s) { sdk_buf_add(b, s, strlen(s)); }
 
+void sdk_buf_truncate(sdk_buf *b, size_t len)
+{
+	if (b->p && len <= b->len) {
+		b->len = len;
+		b->p[len] = '\0';
+	}
+}
+
 void sdk_buf_printf(sdk_buf *b, const char *fmt, ...)
 {
 	char small[256];

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef struct sdk_buf {
 	char *p; /* NUL-terminated while not oom; NULL until the first append */
@@ -17,6 +18,21 @@ typedef struct sdk_buf {
 void sdk_buf_add(sdk_buf *b, const char *s, size_t n);
 void sdk_buf_str(sdk_buf *b, const char *s);
 void sdk_buf_printf(sdk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* sdk_buf_add, inline while there is room: for writers that append a few
+ * bytes at a time (JSON text, where the call cost thousands of
+ * instructions a span or a search hit). */
+static inline void sdk_buf_put(sdk_buf *b, const char *s, size_t n)
+{
+	if (!b->oom && b->len + n < b->cap) { /* room for the bytes and the NUL */
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+		b->p[b->len] = '\0';
+		return;
+	}
+	sdk_buf_add(b, s, n);
+}
+/* Back to its first `len` bytes (a piece written and then given up). */
+void sdk_buf_truncate(sdk_buf *b, size_t len);
 /* Forgets the contents, keeps the memory. */
 void sdk_buf_reset(sdk_buf *b);
 void sdk_buf_free(sdk_buf *b);

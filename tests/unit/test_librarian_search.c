@@ -553,17 +553,17 @@ static void test_snippets_equal_fts5(void **state)
 	unsigned texts = 0;
 	for (unsigned qi = 0; qi < 60; qi++) {
 		const char *w = qi % 6 == 5 ? fts_only[qi / 6 % 3] : snip_words[below(&g, SNIP_NWORDS)];
-		lib_text t;
+		sdk_buf t;
 		assert_int_equal(lib_search_cached(g.db, g.tok, NULL, w, NULL, 100, &t, &e), 0);
 		assert_int_equal(lib_search_end(&t, 0.000012345 * qi), 0);
 		json_error_t je;
-		json_t *out = json_loadb(t.p, t.n, 0, &je);
+		json_t *out = json_loadb(t.p, t.len, 0, &je);
 		if (!out)
 			fail_msg("not JSON (%s): %s", je.text, t.p);
 		char *again = json_dumps(out, JSON_COMPACT);
 		assert_string_equal(t.p, again);
 		free(again);
-		lib_text_free(&t);
+		sdk_buf_free(&t);
 		texts++;
 		if (qi % 6 == 5) {
 			assert_string_equal(json_string_value(json_object_get(out, "plan")), "fts5");

@@ -10,6 +10,8 @@
 #include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
 
+#include "sdk/jsonw.h"
+
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -356,42 +358,9 @@ static int best_start(const struct snip *s)
 	return start;
 }
 
-static void put(lib_text *o, const char *p, size_t n)
-{
-	if (o->nomem)
-		return;
-	if (!n && o->p) {
-		o->p[o->n] = '\0';
-		return;
-	}
-	if (o->n + n + 1 > o->cap) {
-		size_t c = o->cap ? o->cap : 256;
-		while (o->n + n + 1 > c)
-			c *= 2;
-		char *b = realloc(o->p, c);
-		if (!b) {
-			o->nomem = true;
-			return;
-		}
-		o->p = b;
-		o->cap = c;
-	}
-	memcpy(o->p + o->n, p, n);
-	o->n += n;
-	o->p[o->n] = '\0';
-}
-
-static void put_str(lib_text *o, const char *z) { put(o, z, strlen(z)); }
-
-void lib_text_free(lib_text *t)
-{
-	free(t->p);
-	*t = (lib_text){ 0 };
-}
-
 /* FTS5's highlighting of tokens from..from+SNIP_TOKENS-1, each phrase
  * instance (one token) in <mark></mark>, as its highlight callback. */
-static void highlight(const struct snip *s, int from, size_t len, lib_text *o)
+static void highlight(const struct snip *s, int from, size_t len, sdk_buf *o)
 {
 	const char *b = s->body;
 	int to = from + SNIP_TOKENS - 1;
@@ -401,49 +370,49 @@ static void highlight(const struct snip *s, int from, size_t len, lib_text *o)
 	int off = 0;
 	bool open = false;
 	if (from > 0)
-		put_str(o, SNIP_ELLIPSIS);
+		sdk_jsonw_raw(o, SNIP_ELLIPSIS);
 	for (int pos = from; pos <= to && pos < s->ntok; pos++) {
 		int st = s->tok[pos].start, en = s->tok[pos].end;
 		int cur = k < s->nhit ? s->hit[k] : -1;
 		if (from && pos == from)
 			off = st;
 		if (open && (pos <= cur || cur < 0) && st > off) {
-			put_str(o, SNIP_CLOSE);
+			sdk_jsonw_raw(o, SNIP_CLOSE);
 			open = false;
 		}
 		if (pos == cur && !open) {
-			put(o, b + off, (size_t)(st - off));
-			put_str(o, SNIP_OPEN);
+			sdk_buf_put(o, b + off, (size_t)(st - off));
+			sdk_jsonw_raw(o, SNIP_OPEN);
 			off = st;
 			open = true;
 		}
 		if (pos == cur) {
-			put(o, b + off, (size_t)(en - off));
+			sdk_buf_put(o, b + off, (size_t)(en - off));
 			off = en;
 			k++;
 		}
 		if (pos == to) {
 			if (open) {
-				put_str(o, SNIP_CLOSE);
+				sdk_jsonw_raw(o, SNIP_CLOSE);
 				open = false;
 			}
-			put(o, b + off, (size_t)(en - off));
+			sdk_buf_put(o, b + off, (size_t)(en - off));
 			off = en;
 		}
 	}
 	if (open)
-		put_str(o, SNIP_CLOSE);
+		sdk_jsonw_raw(o, SNIP_CLOSE);
 	if (to >= s->ntok - 1)
-		put(o, b + off, len - (size_t)off);
+		sdk_buf_put(o, b + off, len - (size_t)off);
 	else
-		put_str(o, SNIP_ELLIPSIS);
+		sdk_jsonw_raw(o, SNIP_ELLIPSIS);
 }
 
 /* Appends body's snippet to o; false when the tokenizer fails or memory
  * runs out. Only the words' tokens are stemmed (lib_tok_run_some): the
  * others are counted and placed, all the window needs of them. */
 static bool snippet_into(lib_tok *tok, struct snip *s, const char *body, size_t len,
-			 lib_text *o)
+			 sdk_buf *o)
 {
 	s->body = body;
 	s->ntok = s->nhit = 0;
@@ -452,24 +421,24 @@ static bool snippet_into(lib_tok *tok, struct snip *s, const char *body, size_t 
 		  !lib_tok_run_some(tok, body, (int)len, s->want, on_snip_token, s) && !s->nomem;
 	if (ok) {
 		highlight(s, best_start(s), len, o);
-		put(o, "", 0);
+		sdk_buf_put(o, "", 0);
 	}
-	return ok && !o->nomem;
+	return ok && !o->oom;
 }
 
 char *lib_snippet(struct lib_tok *tok, const lib_sq *sq, const char *body, size_t len,
 		  size_t *outlen)
 {
-	lib_text o = { 0 };
+	sdk_buf o = { 0 };
 	struct snip s;
 	snip_init(&s, sq);
 	bool ok = snippet_into(tok, &s, body, len, &o);
 	snip_free(&s);
 	if (!ok) {
-		lib_text_free(&o);
+		sdk_buf_free(&o);
 		return NULL;
 	}
-	*outlen = o.n;
+	*outlen = o.len;
 	return o.p;
 }
 
@@ -482,73 +451,19 @@ char *lib_snippet(struct lib_tok *tok, const lib_sq *sq, const char *body, size_
  * values: the members in the same order, strings escaped and numbers
  * printed as jansson prints them, so a client sees the same bytes. */
 
-/* Eight bytes none of which a JSON string escapes: no control character,
- * '"' or '\\' (the usual tests for a zero byte, exact for "any of the
- * eight", on x, x ^ '"' and x ^ '\\'; "< 0x20" the same for bytes below). */
-static bool plain8(const char *p)
-{
-	const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-	uint64_t x, q, b;
-	memcpy(&x, p, 8);
-	q = x ^ (ones * '"');
-	b = x ^ (ones * '\\');
-	return !((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high);
-}
-
-/* A JSON string: '"', '\\' and control characters escaped as jansson
- * escapes them, the rest (UTF-8) as it is. False: not UTF-8 (jansson
- * refused such a string). */
-static bool put_json_str(lib_text *o, const char *s, size_t n)
+/* A JSON string as jansson writes it (sdk/jsonw.h). False: not UTF-8
+ * (jansson refused such a string). */
+static bool put_json_str(sdk_buf *o, const char *s, size_t n)
 {
 	if (!lib_utf8_valid((const unsigned char *)s, n))
 		return false;
-	put(o, "\"", 1);
-	size_t run = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (n - i >= 8 && plain8(s + i)) {
-			i += 7; /* the loop's i++ makes 8 */
-			continue;
-		}
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		put(o, s + run, i - run);
-		run = i + 1;
-		char u[8];
-		switch (c) {
-		case '"': put(o, "\\\"", 2); break;
-		case '\\': put(o, "\\\\", 2); break;
-		case '\b': put(o, "\\b", 2); break;
-		case '\f': put(o, "\\f", 2); break;
-		case '\n': put(o, "\\n", 2); break;
-		case '\r': put(o, "\\r", 2); break;
-		case '\t': put(o, "\\t", 2); break;
-		default:
-			snprintf(u, sizeof u, "\\u%04X", c);
-			put(o, u, 6);
-		}
-	}
-	put(o, s + run, n - run);
-	put(o, "\"", 1);
+	sdk_jsonw_utf8(o, s, n);
 	return true;
-}
-
-/* As "%lld" writes it, without printf's machinery (one a hit). */
-static void put_json_int(lib_text *o, int64_t v)
-{
-	char b[24], *e = b + sizeof b, *p = e;
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-	do
-		*--p = (char)('0' + u % 10);
-	while (u /= 10);
-	if (v < 0)
-		*--p = '-';
-	put(o, p, (size_t)(e - p));
 }
 
 /* As jansson's real: 17 significant digits, ".0" when it would read as an
  * integer, the exponent without '+' or leading zeros. */
-static void put_json_real(lib_text *o, double v)
+static void put_json_real(sdk_buf *o, double v)
 {
 	char b[40];
 	int n = lib_g17(v, b); /* most: without printf (g17.h) */
@@ -572,14 +487,14 @@ static void put_json_real(lib_text *o, double v)
 			n -= (int)(end - start);
 		}
 	}
-	put(o, b, (size_t)n);
+	sdk_buf_put(o, b, (size_t)n);
 }
 
 /* A text column as a JSON string, or null. */
-static bool put_json_col(lib_text *o, sqlite3_stmt *st, int col)
+static bool put_json_col(sdk_buf *o, sqlite3_stmt *st, int col)
 {
 	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
-		put_str(o, "null");
+		sdk_jsonw_raw(o, "null");
 		return true;
 	}
 	const char *s = (const char *)sqlite3_column_text(st, col);
@@ -589,7 +504,7 @@ static bool put_json_col(lib_text *o, sqlite3_stmt *st, int col)
 /* The tags column, a JSON array text as jansson wrote it (lib_tags_text):
  * as it is when it is plainly ["a","b"] (strings without escapes), which
  * is what dumping it again would give; otherwise read and dumped again. */
-static bool put_json_tags(lib_text *o, sqlite3_stmt *st, int col)
+static bool put_json_tags(sdk_buf *o, sqlite3_stmt *st, int col)
 {
 	const char *s = (const char *)sqlite3_column_text(st, col);
 	size_t n = (size_t)sqlite3_column_bytes(st, col);
@@ -608,14 +523,14 @@ static bool put_json_tags(lib_text *o, sqlite3_stmt *st, int col)
 		i = j + 2;
 	}
 	if (plain && lib_utf8_valid((const unsigned char *)s, n)) {
-		put(o, s, n);
+		sdk_buf_put(o, s, n);
 		return true;
 	}
 	json_t *tags = lib_col_tags(st, col);
 	char *t = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
 	json_decref(tags);
 	if (t)
-		put_str(o, t);
+		sdk_jsonw_raw(o, t);
 	free(t);
 	return t != NULL;
 }
@@ -629,26 +544,26 @@ static const char sql_snippet[] = "SELECT " SQL_SNIPPET " FROM documents_fts"
 
 /* One result: {"id","title","score","snippet","tags","source","owner"};
  * snippet NULL: null. False: a value cannot be encoded. */
-static bool put_hit(lib_text *o, sqlite3_stmt *doc, double score, const lib_text *snippet)
+static bool put_hit(sdk_buf *o, sqlite3_stmt *doc, double score, const sdk_buf *snippet)
 {
-	put_str(o, "{\"id\":");
-	put_json_int(o, sqlite3_column_int64(doc, 0));
-	put_str(o, ",\"title\":");
+	sdk_jsonw_raw(o, "{\"id\":");
+	sdk_jsonw_int(o, sqlite3_column_int64(doc, 0), 0);
+	sdk_jsonw_raw(o, ",\"title\":");
 	bool ok = put_json_col(o, doc, 1);
-	put_str(o, ",\"score\":");
+	sdk_jsonw_raw(o, ",\"score\":");
 	put_json_real(o, score);
-	put_str(o, ",\"snippet\":");
+	sdk_jsonw_raw(o, ",\"snippet\":");
 	if (!snippet)
-		put_str(o, "null");
+		sdk_jsonw_raw(o, "null");
 	else
-		ok = ok && put_json_str(o, snippet->p ? snippet->p : "", snippet->n);
-	put_str(o, ",\"tags\":");
+		ok = ok && put_json_str(o, snippet->p ? snippet->p : "", snippet->len);
+	sdk_jsonw_raw(o, ",\"tags\":");
 	ok = ok && put_json_tags(o, doc, 2);
-	put_str(o, ",\"source\":");
+	sdk_jsonw_raw(o, ",\"source\":");
 	ok = ok && put_json_col(o, doc, 3);
-	put_str(o, ",\"owner\":");
+	sdk_jsonw_raw(o, ",\"owner\":");
 	ok = ok && put_json_col(o, doc, 4);
-	put(o, "}", 1);
+	sdk_buf_put(o, "}", 1);
 	return ok;
 }
 
@@ -656,10 +571,10 @@ static bool put_hit(lib_text *o, sqlite3_stmt *doc, double score, const lib_text
  * (the snippets are made here, lib_snippet), else NULL (FTS5's snippet(),
  * whose MATCH is the words alone: a hit has none of the excluded). */
 static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
-		const lib_ranked *r, const char *match, lib_text *o, lib_err *err)
+		const lib_ranked *r, const char *match, sdk_buf *o, lib_err *err)
 {
 	sqlite3_stmt *doc = NULL, *snip = NULL;
-	lib_text snippet = { 0 };
+	sdk_buf snippet = { 0 };
 	struct snip words; /* sq's snippets, the page's bodies one after another */
 	snip_init(&words, sq ? sq : &(lib_sq){ 0 });
 	int rc = SDK_OK;
@@ -670,7 +585,7 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 	}
 	if (snip)
 		sqlite3_bind_text(snip, 1, match, -1, SQLITE_STATIC);
-	put(o, "[", 1);
+	sdk_buf_put(o, "[", 1);
 	unsigned written = 0;
 	for (unsigned i = 0; !rc && i < r->n; i++) {
 		sqlite3_reset(doc);
@@ -682,7 +597,7 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 			rc = lib_fail_sql(db, err, "read result");
 			break;
 		}
-		snippet.n = 0;
+		sdk_buf_reset(&snippet);
 		bool ok = true, null = false;
 		if (sq) {
 			const char *body = (const char *)sqlite3_column_text(doc, 5);
@@ -703,21 +618,21 @@ static int page(sqlite3 *db, lib_tok *tok, lib_sq_cache *pc, const lib_sq *sq,
 							 : (const char *)sqlite3_column_text(snip, 0);
 			ok = null || t != NULL;
 			if (t)
-				put(&snippet, t, sn == SQLITE_ROW ? (size_t)sqlite3_column_bytes(snip, 0)
+				sdk_buf_put(&snippet, t, sn == SQLITE_ROW ? (size_t)sqlite3_column_bytes(snip, 0)
 								  : 0);
 		}
 		if (written++)
-			put(o, ",", 1);
-		if (!ok || snippet.nomem ||
+			sdk_buf_put(o, ",", 1);
+		if (!ok || snippet.oom ||
 		    !put_hit(o, doc, r->hit[i].score, null ? NULL : &snippet))
 			rc = sdk_fail(err, SDK_EIO, "search result cannot be encoded");
 	}
-	put(o, "]", 1);
+	sdk_buf_put(o, "]", 1);
 out:
 	lib_sq_stmt_give(pc, doc);
 	sqlite3_finalize(snip);
 	snip_free(&words);
-	lib_text_free(&snippet);
+	sdk_buf_free(&snippet);
 	return rc;
 }
 
@@ -742,35 +657,35 @@ static int check(const char *query, const char *tag, unsigned limit, lib_err *er
 int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
 	       unsigned limit, json_t **out, lib_err *err)
 {
-	lib_text t = { 0 };
+	sdk_buf t = { 0 };
 	if (out)
 		*out = NULL;
 	int rc = lib_search_cached(db, tok, NULL, query, tag, limit, &t, err);
 	if (!rc) {
-		put(&t, "}", 1);
+		sdk_buf_put(&t, "}", 1);
 		json_error_t je;
-		*out = t.nomem ? NULL : json_loadb(t.p, t.n, JSON_ALLOW_NUL, &je);
+		*out = t.oom ? NULL : json_loadb(t.p, t.len, JSON_ALLOW_NUL, &je);
 		if (!*out)
 			rc = sdk_fail(err, SDK_EIO, "search answer cannot be read back");
 	}
-	lib_text_free(&t);
+	sdk_buf_free(&t);
 	return rc;
 }
 
-int lib_search_end(lib_text *t, double query_ms)
+int lib_search_end(sdk_buf *t, double query_ms)
 {
-	put_str(t, ",\"query_ms\":");
+	sdk_jsonw_raw(t, ",\"query_ms\":");
 	put_json_real(t, query_ms);
-	put(t, "}", 1);
-	return t->nomem ? SDK_EIO : SDK_OK;
+	sdk_buf_put(t, "}", 1);
+	return t->oom ? SDK_EIO : SDK_OK;
 }
 
 int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_sq_cache *pc, const char *query,
-		      const char *tag, unsigned limit, lib_text *out, lib_err *err)
+		      const char *tag, unsigned limit, sdk_buf *out, lib_err *err)
 {
 	if (!db || !out)
 		return sdk_fail(err, SDK_EINVAL, "missing argument");
-	*out = (lib_text){ 0 };
+	*out = (sdk_buf){ 0 };
 	int rc = check(query, tag, limit, err);
 	if (rc)
 		return rc;
@@ -811,21 +726,21 @@ int lib_search_cached(sqlite3 *db, struct lib_tok *tok, lib_sq_cache *pc, const 
 	for (unsigned i = 0; i < p->npos; i++)
 		mlen += strlen(p->pos[i]) + 1;
 	match[mlen - 1] = '\0';
-	put_str(out, "{\"query\":");
+	sdk_jsonw_raw(out, "{\"query\":");
 	put_json_str(out, query, strlen(query)); /* UTF-8: check() saw to it */
-	put_str(out, ",\"total\":");
-	put_json_int(out, r->total);
-	put_str(out, r->total_exact ? ",\"total_relation\":\"eq\"" : ",\"total_relation\":\"gte\"");
-	put_str(out, ",\"plan\":\"");
-	put_str(out, plan);
-	put_str(out, "\",\"results\":");
+	sdk_jsonw_raw(out, ",\"total\":");
+	sdk_jsonw_int(out, r->total, 0);
+	sdk_jsonw_raw(out, r->total_exact ? ",\"total_relation\":\"eq\"" : ",\"total_relation\":\"gte\"");
+	sdk_jsonw_raw(out, ",\"plan\":\"");
+	sdk_jsonw_raw(out, plan);
+	sdk_jsonw_raw(out, "\",\"results\":");
 	/* Plain words (fast): their snippets are made here, whichever ranked. */
 	rc = page(db, tok, pc, fast > 0 ? &sq : NULL, r, match, out, err);
-	if (!rc && out->nomem)
+	if (!rc && out->oom)
 		rc = sdk_fail(err, SDK_EIO, "out of memory");
 out:
 	if (rc)
-		lib_text_free(out);
+		sdk_buf_free(out);
 	lib_sq_clear(&sq);
 	lib_tok_free(own);
 	free(tags);

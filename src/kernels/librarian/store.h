@@ -15,6 +15,7 @@
 
 #include "kernels/layer.h"
 
+#include "sdk/buf.h"
 #include "sdk/err.h"
 #include "sdk/migrate.h"
 #include <jansson.h>
@@ -107,23 +108,15 @@ int lib_owner_release(sqlite3 *db, const char *owner, int64_t now_ms, json_t **o
 struct lib_tok;
 int lib_search(sqlite3 *db, struct lib_tok *tok, const char *query, const char *tag,
 	       unsigned limit, json_t **out, lib_err *err);
-/* Text made by appending (find.c): p holds n bytes and a NUL, or is NULL
- * while empty; nomem: an append failed (the text is short). */
-typedef struct lib_text {
-	char *p;
-	size_t n, cap;
-	bool nomem;
-} lib_text;
-void lib_text_free(lib_text *t);
 /* The same answer as JSON text, written on the caller's thread (a
  * worker), with a connection's caches (search.h; NULL: none). The object
  * is left open, for lib_search_end to add "query_ms" and close it; *out
- * is the caller's to lib_text_free, even on failure. */
+ * is the caller's to sdk_buf_free, even on failure. */
 struct lib_sq_cache;
 int lib_search_cached(sqlite3 *db, struct lib_tok *tok, struct lib_sq_cache *pc,
-		      const char *query, const char *tag, unsigned limit, lib_text *out,
+		      const char *query, const char *tag, unsigned limit, sdk_buf *out,
 		      lib_err *err);
-int lib_search_end(lib_text *out, double query_ms);
+int lib_search_end(sdk_buf *out, double query_ms);
 /* The snippet FTS5's snippet(documents_fts, 1, '<mark>', '</mark>', '…',
  * 16) gives `body` for a query of plain words (sq's words, each one
  * stemmed token: FTS5's phrases, in the same order), made without FTS5

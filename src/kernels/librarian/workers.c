@@ -64,7 +64,7 @@ struct job {
 	bool ran;
 	int rc;
 	sdk_err err;
-	lib_text out; /* the answer's JSON text (lib_search_cached) */
+	sdk_buf out; /* the answer's JSON text (lib_search_cached) */
 };
 
 static void conn_free(struct conn *c)
@@ -147,7 +147,7 @@ static void search_work(void *arg)
 
 static void job_free(struct job *j)
 {
-	lib_text_free(&j->out);
+	sdk_buf_free(&j->out);
 	free(j->query);
 	free(j->tag);
 	free(j);
@@ -165,7 +165,7 @@ static void search_done(void *arg)
 		if (j->rc == SDK_EIO || j->rc == SDK_ECORRUPT)
 			sdk_log(SDK_LOG_WARN, sdk_req_id(j->req), "search: %s", j->err.msg);
 		sdk_reply_status(j->req, j->rc, &j->err);
-	} else if (!(b = evbuffer_new()) || evbuffer_add(b, j->out.p, j->out.n) ||
+	} else if (!(b = evbuffer_new()) || evbuffer_add(b, j->out.p, j->out.len) ||
 		   evbuffer_add(b, "\n", 1)) {
 		if (b)
 			evbuffer_free(b);

@@ -71,26 +71,6 @@ typedef struct otlp_batch {
 
 void otlp_batch_free(otlp_batch *b);
 
-/* sdk_buf_add, inline while the buffer has room: the bodies are written
- * a few bytes at a time, and the call cost 5,000 instructions a span. */
-static inline void otlp_put(sdk_buf *b, const char *s, size_t n)
-{
-	if (!b->oom && b->len + n < b->cap) {
-		memcpy(b->p + b->len, s, n);
-		b->len += n;
-		b->p[b->len] = '\0';
-		return;
-	}
-	sdk_buf_add(b, s, n);
-}
-
-/* JSON text as json_dumps(JSON_COMPACT) writes it (otlp_text.c): a string
- * of n bytes (quoted and escaped), an integer, a whole tree. -1 when the
- * tree cannot be written (what json_dumps would refuse). */
-void otlp_text_str(sdk_buf *b, const char *s, size_t n);
-void otlp_text_int(sdk_buf *b, int64_t v);
-int otlp_text_json(sdk_buf *b, const json_t *v);
-
 /* Decodes a protobuf ExportTraceServiceRequest / ExportLogsServiceRequest
  * / ExportMetricsServiceRequest into its OTLP/JSON tree (*out, new).
  * SDK_EINVAL with the reason in `err` when it does not decode. */

@@ -5,7 +5,7 @@
  * comes out is canonical: ids in lowercase hex, 64-bit integers as
  * strings, empty optional fields left out.
  *
- * The canonical item is written as JSON text as it is checked (otlp_text.c
+ * The canonical item is written as JSON text as it is checked (sdk/jsonw.h
  * writes what json_dumps(JSON_COMPACT) would), in the key order the stored
  * bodies have always had: the order in which a jansson object used to be
  * filled, which is not the order the fields are checked in (the first
@@ -13,6 +13,8 @@
  * order). Strings are read from the request's tree, never copied into new
  * jansson values. */
 #include "kernels/telemetry/otlp.h"
+
+#include "sdk/jsonw.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -70,24 +72,16 @@ static int get_i64(json_t *v, int64_t *out)
 
 static void lit(sdk_buf *o, const char *s)
 {
-	otlp_put(o, s, strlen(s));
+	sdk_buf_put(o, s, strlen(s));
 }
 
 /* A key and its colon, after a comma unless first in its object. */
 static void key(sdk_buf *o, const char *k)
 {
 	if (o->len && o->p[o->len - 1] != '{')
-		otlp_put(o, ",", 1);
-	otlp_text_str(o, k, strlen(k));
-	otlp_put(o, ":", 1);
-}
-
-static void cut(sdk_buf *o, size_t len)
-{
-	if (o->p && len <= o->len) {
-		o->len = len;
-		o->p[len] = '\0';
-	}
+		sdk_buf_put(o, ",", 1);
+	sdk_jsonw_utf8(o, k, strlen(k));
+	sdk_buf_put(o, ":", 1);
 }
 
 /* A small unsigned field (a count, flags, an enum): a number, or a string
@@ -109,7 +103,7 @@ static int copy_u32(ctx *c, json_t *in, sdk_buf *out, const char *name, uint32_t
 		return -1;
 	if (v) {
 		key(out, name);
-		otlp_text_int(out, v);
+		sdk_jsonw_int(out, v, 0);
 	}
 	return 0;
 }
@@ -129,7 +123,7 @@ static int copy_str(ctx *c, json_t *in, sdk_buf *out, const char *name, json_t *
 		*val = v;
 	if (out && json_string_length(v)) {
 		key(out, name);
-		otlp_text_str(out, json_string_value(v), json_string_length(v));
+		sdk_jsonw_utf8(out, json_string_value(v), json_string_length(v));
 	}
 	return 0;
 }
@@ -160,9 +154,9 @@ static int get_id(ctx *c, json_t *o, const char *name, size_t bytes, bool option
 static void id_member(sdk_buf *o, const char *name, const char *hex)
 {
 	key(o, name);
-	otlp_put(o, "\"", 1);
-	otlp_put(o, hex, strlen(hex));
-	otlp_put(o, "\"", 1);
+	sdk_buf_put(o, "\"", 1);
+	sdk_buf_put(o, hex, strlen(hex));
+	sdk_buf_put(o, "\"", 1);
 }
 
 static bool all_zero(const char *hex)
@@ -188,8 +182,8 @@ void otlp_batch_free(otlp_batch *b)
 static size_t text_add(otlp_batch *b, const char *s, size_t n)
 {
 	size_t at = b->text.len;
-	otlp_put(&b->text, s, n);
-	otlp_put(&b->text, "", 1);
+	sdk_buf_put(&b->text, s, n);
+	sdk_buf_put(&b->text, "", 1);
 	return at;
 }
 
@@ -264,7 +258,7 @@ static int text_kvs(ctx *c, json_t *in, int depth, sdk_buf *o, bool searched);
 static void real_member(sdk_buf *o, double d)
 {
 	json_t *r = json_real(d);
-	if (!r || otlp_text_json(o, r) < 0)
+	if (!r || sdk_jsonw_value(o, r) < 0)
 		o->oom = true;
 	json_decref(r);
 }
@@ -292,7 +286,7 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
 			goto wrong;
 		*sc = (scalar){ 's', v, 0 };
 		lit(o, "\"stringValue\":");
-		otlp_text_str(o, json_string_value(v), json_string_length(v));
+		sdk_jsonw_utf8(o, json_string_value(v), json_string_length(v));
 	} else if ((v = json_object_get(in, "boolValue"))) {
 		if (!json_is_boolean(v))
 			goto wrong;
@@ -304,7 +298,7 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
 			goto wrong;
 		*sc = (scalar){ 'i', v, i };
 		lit(o, "\"intValue\":\"");
-		otlp_text_int(o, i);
+		sdk_jsonw_int(o, i, 0);
 		lit(o, "\"");
 	} else if ((v = json_object_get(in, "doubleValue"))) {
 		const char *s = json_string_value(v);
@@ -316,7 +310,7 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
 		if (json_is_number(v))
 			real_member(o, json_number_value(v));
 		else
-			otlp_text_str(o, s, strlen(s));
+			sdk_jsonw_utf8(o, s, strlen(s));
 	} else if ((v = json_object_get(in, "bytesValue"))) {
 		const char *s = json_string_value(v);
 		size_t n = s ? strlen(s) : 0, got;
@@ -328,7 +322,7 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
 		if (rc != 0)
 			goto wrong;
 		lit(o, "\"bytesValue\":");
-		otlp_text_str(o, s, json_string_length(v));
+		sdk_jsonw_utf8(o, s, json_string_length(v));
 	} else if ((v = json_object_get(in, "arrayValue"))) {
 		json_t *vals = json_object_get(v, "values"), *e;
 		if (!json_is_object(v) || (vals && !json_is_array(vals)))
@@ -353,7 +347,7 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
 	lit(o, "}");
 	return 0;
 wrong:
-	cut(o, mark);
+	sdk_buf_truncate(o, mark);
 	return bad(c, "an AnyValue of the wrong type");
 }
 
@@ -371,7 +365,7 @@ static int text_kvs(ctx *c, json_t *in, int depth, sdk_buf *o, bool searched)
 		if (!json_is_string(k))
 			return bad(c, "a KeyValue without a string key");
 		lit(o, i ? ",{\"key\":" : "{\"key\":");
-		otlp_text_str(o, json_string_value(k), json_string_length(k));
+		sdk_jsonw_utf8(o, json_string_value(k), json_string_length(k));
 		lit(o, ",\"value\":");
 		scalar sc;
 		if (text_any(c, val, depth, o, &sc) < 0)
@@ -402,7 +396,7 @@ static int text_resource(ctx *c, json_t *in, bool searched, const char **service
 		return -1;
 	*n_attrs = c->b->n_attrs - *attr0;
 	key(&c->res, "attributes");
-	otlp_put(&c->res, c->part.p, c->part.len);
+	sdk_buf_put(&c->res, c->part.p, c->part.len);
 	lit(&c->res, "}");
 	size_t i;
 	json_array_foreach(kvs, i, kv) {
@@ -430,7 +424,7 @@ static int text_scope(ctx *c, json_t *in)
 		return -1;
 	if (json_array_size(json_object_get(in, "attributes"))) {
 		key(&c->scope, "attributes");
-		otlp_put(&c->scope, c->part.p, c->part.len);
+		sdk_buf_put(&c->scope, c->part.p, c->part.len);
 	}
 	lit(&c->scope, "}");
 	return 0;
@@ -447,9 +441,9 @@ static int get_time(ctx *c, json_t *in, const char *name, uint64_t *t)
 static void time_member(sdk_buf *o, const char *name, uint64_t t)
 {
 	key(o, name);
-	otlp_put(o, "\"", 1);
-	otlp_text_int(o, (int64_t)t);
-	otlp_put(o, "\"", 1);
+	sdk_buf_put(o, "\"", 1);
+	sdk_jsonw_int(o, (int64_t)t, 0);
+	sdk_buf_put(o, "\"", 1);
 }
 
 static int text_time(ctx *c, json_t *in, sdk_buf *out, const char *name, uint64_t *t)
@@ -532,7 +526,7 @@ static int text_status(ctx *c, json_t *in, sdk_buf *o, uint32_t *code)
 			return -1;
 		if (*code) {
 			key(o, "code");
-			otlp_text_int(o, *code);
+			sdk_jsonw_int(o, *code, 0);
 		}
 	}
 	lit(o, "}");
@@ -557,9 +551,9 @@ static void take_row(ctx *c, otlp_row *r)
 {
 	otlp_batch *b = c->b;
 	key(&b->bodies, "resource");
-	otlp_put(&b->bodies, c->res.p, c->res.len);
+	sdk_buf_put(&b->bodies, c->res.p, c->res.len);
 	key(&b->bodies, "scope");
-	otlp_put(&b->bodies, c->scope.p, c->scope.len);
+	sdk_buf_put(&b->bodies, c->scope.p, c->scope.len);
 	lit(&b->bodies, "}");
 	r->body_len = b->bodies.len - r->body;
 	b->n_rows++;
@@ -568,8 +562,8 @@ static void take_row(ctx *c, otlp_row *r)
 /* Forgets the row being written (a rejected item), its texts too. */
 static void drop_row(otlp_batch *b, const otlp_row *r, size_t text_mark)
 {
-	cut(&b->bodies, r->body);
-	cut(&b->text, text_mark);
+	sdk_buf_truncate(&b->bodies, r->body);
+	sdk_buf_truncate(&b->text, text_mark);
 	b->n_attrs = r->attr0;
 }
 
@@ -631,25 +625,25 @@ static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, si
 		id_member(o, "parentSpanId", pid);
 	if (h.trace_state && json_string_length(h.trace_state)) {
 		key(o, "traceState");
-		otlp_text_str(o, json_string_value(h.trace_state), json_string_length(h.trace_state));
+		sdk_jsonw_utf8(o, json_string_value(h.trace_state), json_string_length(h.trace_state));
 	}
 	bool name_early = h.name && json_string_length(h.name);
 	if (name_early) {
 		key(o, "name");
-		otlp_text_str(o, name, strlen(name));
+		sdk_jsonw_utf8(o, name, strlen(name));
 	}
 	time_member(o, "startTimeUnixNano", h.start);
 	time_member(o, "endTimeUnixNano", h.end);
 	if (h.flags) {
 		key(o, "flags");
-		otlp_text_int(o, h.flags);
+		sdk_jsonw_int(o, h.flags, 0);
 	}
 	if (!name_early) {
 		key(o, "name");
-		otlp_text_str(o, name, strlen(name));
+		sdk_jsonw_utf8(o, name, strlen(name));
 	}
 	key(o, "kind");
-	otlp_text_int(o, h.kind);
+	sdk_jsonw_int(o, h.kind, 0);
 	key(o, "attributes");
 	sdk_buf_reset(&c->tail);
 	uint32_t code;
@@ -661,7 +655,7 @@ static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, si
 		return -1;
 	}
 	lit(o, ",");
-	otlp_put(o, c->tail.p, c->tail.len);
+	sdk_buf_put(o, c->tail.p, c->tail.len);
 	if (all_zero(tid) || all_zero(sid) || h.end < h.start) {
 		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 h.end < h.start ? "the span ends before it starts"
@@ -712,7 +706,7 @@ static int text_log(ctx *c, json_t *in, size_t service_at, sdk_err *reject)
 		goto fail;
 	if (sev) {
 		key(o, "severityNumber");
-		otlp_text_int(o, sev);
+		sdk_jsonw_int(o, sev, 0);
 	}
 	key(o, "attributes");
 	if (text_kvs(c, json_object_get(in, "attributes"), 0, o, false) < 0)
