@@ -67,14 +67,6 @@ static int get_i64(json_t *v, int64_t *out)
 	return 0;
 }
 
-/* A small unsigned field (a count, flags, an enum): a number, or a string
- * of digits. */
-
-static void lit(sdk_buf *o, const char *s)
-{
-	sdk_buf_put(o, s, strlen(s));
-}
-
 /* A key and its colon, after a comma unless first in its object. */
 static void key(sdk_buf *o, const char *k)
 {
@@ -273,40 +265,40 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
 	if (depth > OTLP_ANY_DEPTH_MAX)
 		return bad(c, "values nested deeper than %d", OTLP_ANY_DEPTH_MAX);
 	if (!in || json_is_null(in)) {
-		lit(o, "{}");
+		sdk_jsonw_raw(o, "{}");
 		return 0;
 	}
 	if (!json_is_object(in))
 		return bad(c, "expected an AnyValue object");
 	json_t *v;
 	size_t mark = o->len;
-	lit(o, "{");
+	sdk_jsonw_raw(o, "{");
 	if ((v = json_object_get(in, "stringValue"))) {
 		if (!json_is_string(v))
 			goto wrong;
 		*sc = (scalar){ 's', v, 0 };
-		lit(o, "\"stringValue\":");
+		sdk_jsonw_raw(o, "\"stringValue\":");
 		sdk_jsonw_utf8(o, json_string_value(v), json_string_length(v));
 	} else if ((v = json_object_get(in, "boolValue"))) {
 		if (!json_is_boolean(v))
 			goto wrong;
 		*sc = (scalar){ 'b', v, 0 };
-		lit(o, json_is_true(v) ? "\"boolValue\":true" : "\"boolValue\":false");
+		sdk_jsonw_raw(o, json_is_true(v) ? "\"boolValue\":true" : "\"boolValue\":false");
 	} else if ((v = json_object_get(in, "intValue"))) {
 		int64_t i;
 		if (get_i64(v, &i) < 0)
 			goto wrong;
 		*sc = (scalar){ 'i', v, i };
-		lit(o, "\"intValue\":\"");
+		sdk_jsonw_raw(o, "\"intValue\":\"");
 		sdk_jsonw_int(o, i, 0);
-		lit(o, "\"");
+		sdk_jsonw_raw(o, "\"");
 	} else if ((v = json_object_get(in, "doubleValue"))) {
 		const char *s = json_string_value(v);
 		if (!json_is_number(v) &&
 		    !(s && (!strcmp(s, "NaN") || !strcmp(s, "Infinity") || !strcmp(s, "-Infinity"))))
 			goto wrong;
 		*sc = (scalar){ 'd', v, 0 };
-		lit(o, "\"doubleValue\":");
+		sdk_jsonw_raw(o, "\"doubleValue\":");
 		if (json_is_number(v))
 			real_member(o, json_number_value(v));
 		else
@@ -321,30 +313,30 @@ static int text_any(ctx *c, json_t *in, int depth, sdk_buf *o, scalar *sc)
 		free(bin);
 		if (rc != 0)
 			goto wrong;
-		lit(o, "\"bytesValue\":");
+		sdk_jsonw_raw(o, "\"bytesValue\":");
 		sdk_jsonw_utf8(o, s, json_string_length(v));
 	} else if ((v = json_object_get(in, "arrayValue"))) {
 		json_t *vals = json_object_get(v, "values"), *e;
 		if (!json_is_object(v) || (vals && !json_is_array(vals)))
 			goto wrong;
-		lit(o, "\"arrayValue\":{\"values\":[");
+		sdk_jsonw_raw(o, "\"arrayValue\":{\"values\":[");
 		size_t i;
 		json_array_foreach(vals, i, e) {
 			if (i)
-				lit(o, ",");
+				sdk_jsonw_raw(o, ",");
 			if (text_any(c, e, depth + 1, o, NULL) < 0)
 				return -1;
 		}
-		lit(o, "]}");
+		sdk_jsonw_raw(o, "]}");
 	} else if ((v = json_object_get(in, "kvlistValue"))) {
 		if (!json_is_object(v))
 			goto wrong;
-		lit(o, "\"kvlistValue\":{\"values\":");
+		sdk_jsonw_raw(o, "\"kvlistValue\":{\"values\":");
 		if (text_kvs(c, json_object_get(v, "values"), depth + 1, o, false) < 0)
 			return -1;
-		lit(o, "}");
+		sdk_jsonw_raw(o, "}");
 	}
-	lit(o, "}");
+	sdk_jsonw_raw(o, "}");
 	return 0;
 wrong:
 	sdk_buf_truncate(o, mark);
@@ -359,22 +351,22 @@ static int text_kvs(ctx *c, json_t *in, int depth, sdk_buf *o, bool searched)
 		return bad(c, "expected an array of KeyValue");
 	json_t *kv;
 	size_t i;
-	lit(o, "[");
+	sdk_jsonw_raw(o, "[");
 	json_array_foreach(in, i, kv) {
 		json_t *k = json_object_get(kv, "key"), *val = json_object_get(kv, "value");
 		if (!json_is_string(k))
 			return bad(c, "a KeyValue without a string key");
-		lit(o, i ? ",{\"key\":" : "{\"key\":");
+		sdk_jsonw_raw(o, i ? ",{\"key\":" : "{\"key\":");
 		sdk_jsonw_utf8(o, json_string_value(k), json_string_length(k));
-		lit(o, ",\"value\":");
+		sdk_jsonw_raw(o, ",\"value\":");
 		scalar sc;
 		if (text_any(c, val, depth, o, &sc) < 0)
 			return -1;
-		lit(o, "}");
+		sdk_jsonw_raw(o, "}");
 		if (searched)
 			attr_text(c->b, k, &sc);
 	}
-	lit(o, "]");
+	sdk_jsonw_raw(o, "]");
 	return 0;
 }
 
@@ -390,14 +382,14 @@ static int text_resource(ctx *c, json_t *in, bool searched, const char **service
 		return bad(c, "resource: expected an object");
 	json_t *kvs = json_object_get(in, "attributes"), *kv;
 	*attr0 = c->b->n_attrs;
-	lit(&c->res, "{");
+	sdk_jsonw_raw(&c->res, "{");
 	if (text_kvs(c, kvs, 0, &c->part, searched) < 0 ||
 	    copy_u32(c, in, &c->res, "droppedAttributesCount", UINT32_MAX) < 0)
 		return -1;
 	*n_attrs = c->b->n_attrs - *attr0;
 	key(&c->res, "attributes");
 	sdk_buf_put(&c->res, c->part.p, c->part.len);
-	lit(&c->res, "}");
+	sdk_jsonw_raw(&c->res, "}");
 	size_t i;
 	json_array_foreach(kvs, i, kv) {
 		const char *s = json_string_value(
@@ -414,7 +406,7 @@ static int text_scope(ctx *c, json_t *in)
 	sdk_buf_reset(&c->part);
 	if (in && !json_is_null(in) && !json_is_object(in))
 		return bad(c, "scope: expected an object");
-	lit(&c->scope, "{");
+	sdk_jsonw_raw(&c->scope, "{");
 	if (copy_str(c, in, &c->scope, "name", NULL) < 0 ||
 	    copy_str(c, in, &c->scope, "version", NULL) < 0 ||
 	    text_kvs(c, json_object_get(in, "attributes"), 0, &c->part, false) < 0)
@@ -426,7 +418,7 @@ static int text_scope(ctx *c, json_t *in)
 		key(&c->scope, "attributes");
 		sdk_buf_put(&c->scope, c->part.p, c->part.len);
 	}
-	lit(&c->scope, "}");
+	sdk_jsonw_raw(&c->scope, "}");
 	return 0;
 }
 
@@ -461,11 +453,11 @@ static int text_events(ctx *c, json_t *in, sdk_buf *out)
 	if (evs && !json_is_null(evs) && !json_is_array(evs))
 		return bad(c, "events: expected an array");
 	key(out, "events");
-	lit(out, "[");
+	sdk_jsonw_raw(out, "[");
 	size_t i;
 	json_array_foreach(evs, i, e) {
 		uint64_t t;
-		lit(out, i ? ",{" : "{");
+		sdk_jsonw_raw(out, i ? ",{" : "{");
 		if (!json_is_object(e))
 			return bad(c, "events[%zu]: expected an object", i);
 		if (text_time(c, e, out, "timeUnixNano", &t) < 0 ||
@@ -475,9 +467,9 @@ static int text_events(ctx *c, json_t *in, sdk_buf *out)
 		if (text_kvs(c, json_object_get(e, "attributes"), 0, out, false) < 0 ||
 		    copy_u32(c, e, out, "droppedAttributesCount", UINT32_MAX) < 0)
 			return -1;
-		lit(out, "}");
+		sdk_jsonw_raw(out, "}");
 	}
-	lit(out, "]");
+	sdk_jsonw_raw(out, "]");
 	return copy_u32(c, in, out, "droppedEventsCount", UINT32_MAX);
 }
 
@@ -487,11 +479,11 @@ static int text_links(ctx *c, json_t *in, sdk_buf *out)
 	if (ls && !json_is_null(ls) && !json_is_array(ls))
 		return bad(c, "links: expected an array");
 	key(out, "links");
-	lit(out, "[");
+	sdk_jsonw_raw(out, "[");
 	size_t i;
 	json_array_foreach(ls, i, l) {
 		char tid[33], sid[17];
-		lit(out, i ? ",{" : "{");
+		sdk_jsonw_raw(out, i ? ",{" : "{");
 		if (!json_is_object(l))
 			return bad(c, "links[%zu]: expected an object", i);
 		if (get_id(c, l, "traceId", 16, false, tid) < 0 || get_id(c, l, "spanId", 8, false, sid) < 0)
@@ -505,9 +497,9 @@ static int text_links(ctx *c, json_t *in, sdk_buf *out)
 		    copy_u32(c, l, out, "droppedAttributesCount", UINT32_MAX) < 0 ||
 		    copy_u32(c, l, out, "flags", UINT32_MAX) < 0)
 			return -1;
-		lit(out, "}");
+		sdk_jsonw_raw(out, "}");
 	}
-	lit(out, "]");
+	sdk_jsonw_raw(out, "]");
 	return copy_u32(c, in, out, "droppedLinksCount", UINT32_MAX);
 }
 
@@ -518,7 +510,7 @@ static int text_status(ctx *c, json_t *in, sdk_buf *o, uint32_t *code)
 	json_t *st = json_object_get(in, "status");
 	*code = 0;
 	key(o, "status");
-	lit(o, "{");
+	sdk_jsonw_raw(o, "{");
 	if (st && !json_is_null(st)) {
 		if (!json_is_object(st))
 			return bad(c, "status: expected an object");
@@ -529,7 +521,7 @@ static int text_status(ctx *c, json_t *in, sdk_buf *o, uint32_t *code)
 			sdk_jsonw_int(o, *code, 0);
 		}
 	}
-	lit(o, "}");
+	sdk_jsonw_raw(o, "}");
 	return 0;
 }
 
@@ -554,7 +546,7 @@ static void take_row(ctx *c, otlp_row *r)
 	sdk_buf_put(&b->bodies, c->res.p, c->res.len);
 	key(&b->bodies, "scope");
 	sdk_buf_put(&b->bodies, c->scope.p, c->scope.len);
-	lit(&b->bodies, "}");
+	sdk_jsonw_raw(&b->bodies, "}");
 	r->body_len = b->bodies.len - r->body;
 	b->n_rows++;
 }
@@ -618,7 +610,7 @@ static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, si
 	/* The name as a row's text and as its body had it once the object
 	 * was filled: up to a NUL, should a protobuf string hold one. */
 	const char *name = h.name ? json_string_value(h.name) : "";
-	lit(o, "{");
+	sdk_jsonw_raw(o, "{");
 	id_member(o, "traceId", tid);
 	id_member(o, "spanId", sid);
 	if (*pid)
@@ -654,7 +646,7 @@ static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, si
 		drop_row(b, r, text_mark);
 		return -1;
 	}
-	lit(o, ",");
+	sdk_jsonw_raw(o, ",");
 	sdk_buf_put(o, c->tail.p, c->tail.len);
 	if (all_zero(tid) || all_zero(sid) || h.end < h.start) {
 		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
@@ -698,7 +690,7 @@ static int text_log(ctx *c, json_t *in, size_t service_at, sdk_err *reject)
 	sdk_buf *o = &b->bodies;
 	uint64_t t, observed;
 	uint32_t sev = 0;
-	lit(o, "{");
+	sdk_jsonw_raw(o, "{");
 	if (text_time(c, in, o, "timeUnixNano", &t) < 0 ||
 	    text_time(c, in, o, "observedTimeUnixNano", &observed) < 0 ||
 	    get_u32(c, in, "severityNumber", 24, &sev) < 0 ||
