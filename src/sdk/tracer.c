@@ -323,8 +323,8 @@ static void flush(sdk_tracer *t)
 	}
 	sdk_trace_set_current(was);
 	/* A burst's export can be large; what a quiet process keeps is not. */
-	if (o->cap > TRACER_OUT_KEEP)
-		sdk_buf_free(o);
+	if (o->oom || o->cap > TRACER_OUT_KEEP)
+		sdk_buf_free(o); /* a fresh start after a failed allocation, too */
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)

@@ -358,6 +358,9 @@ static int best_start(const struct snip *s)
 	return start;
 }
 
+/* A marker into the snippet's text (plain text, escaped later as a whole). */
+#define SNIP_PUT(o, lit) sdk_buf_put((o), (lit), sizeof(lit) - 1)
+
 /* FTS5's highlighting of tokens from..from+SNIP_TOKENS-1, each phrase
  * instance (one token) in <mark></mark>, as its highlight callback. */
 static void highlight(const struct snip *s, int from, size_t len, sdk_buf *o)
@@ -370,19 +373,19 @@ static void highlight(const struct snip *s, int from, size_t len, sdk_buf *o)
 	int off = 0;
 	bool open = false;
 	if (from > 0)
-		sdk_jsonw_raw(o, SNIP_ELLIPSIS);
+		SNIP_PUT(o, SNIP_ELLIPSIS);
 	for (int pos = from; pos <= to && pos < s->ntok; pos++) {
 		int st = s->tok[pos].start, en = s->tok[pos].end;
 		int cur = k < s->nhit ? s->hit[k] : -1;
 		if (from && pos == from)
 			off = st;
 		if (open && (pos <= cur || cur < 0) && st > off) {
-			sdk_jsonw_raw(o, SNIP_CLOSE);
+			SNIP_PUT(o, SNIP_CLOSE);
 			open = false;
 		}
 		if (pos == cur && !open) {
 			sdk_buf_put(o, b + off, (size_t)(st - off));
-			sdk_jsonw_raw(o, SNIP_OPEN);
+			SNIP_PUT(o, SNIP_OPEN);
 			off = st;
 			open = true;
 		}
@@ -393,7 +396,7 @@ static void highlight(const struct snip *s, int from, size_t len, sdk_buf *o)
 		}
 		if (pos == to) {
 			if (open) {
-				sdk_jsonw_raw(o, SNIP_CLOSE);
+				SNIP_PUT(o, SNIP_CLOSE);
 				open = false;
 			}
 			sdk_buf_put(o, b + off, (size_t)(en - off));
@@ -401,11 +404,11 @@ static void highlight(const struct snip *s, int from, size_t len, sdk_buf *o)
 		}
 	}
 	if (open)
-		sdk_jsonw_raw(o, SNIP_CLOSE);
+		SNIP_PUT(o, SNIP_CLOSE);
 	if (to >= s->ntok - 1)
 		sdk_buf_put(o, b + off, len - (size_t)off);
 	else
-		sdk_jsonw_raw(o, SNIP_ELLIPSIS);
+		SNIP_PUT(o, SNIP_ELLIPSIS);
 }
 
 /* Appends body's snippet to o; false when the tokenizer fails or memory
@@ -527,12 +530,9 @@ static bool put_json_tags(sdk_buf *o, sqlite3_stmt *st, int col)
 		return true;
 	}
 	json_t *tags = lib_col_tags(st, col);
-	char *t = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
+	bool ok = tags && sdk_jsonw_value(o, tags) == 0;
 	json_decref(tags);
-	if (t)
-		sdk_jsonw_raw(o, t);
-	free(t);
-	return t != NULL;
+	return ok;
 }
 
 /* ---- the page */
