@@ -47,6 +47,7 @@ struct sdk_ureq {
 	struct timespec t0;
 	struct event *timer;
 	unsigned resets; /* retries spent on resets and clean closes */
+	int moved_from;  /* after a pause, sent again only if the kernel left this port */
 	enum ustate state;
 	bool retry_wait; /* the timer is a pause before the next attempt */
 	char *hbuf;      /* the answer's head: head_inline, or owned */
@@ -300,21 +301,30 @@ static bool past_deadline(const sdk_ureq *u) { return sdk_ms_since(&u->t0) >= u-
  * it cannot have been acted on. Retries by the rules in upstream.h. */
 static void retry_or_fail(sdk_ureq *u, int err, bool never_sent)
 {
+	int port = u->c ? u->c->pool->port : 0;
 	ureq_detach(u, false);
 	u->state = U_WAIT;
+	bool may = never_sent || u->idempotent;
 	/* Refused by name: the kernel may be moving, so look again; refused
 	 * by port: there is nothing else to look up. */
-	bool again = !past_deadline(u) &&
-		     ((err == SDK_UP_REFUSED && u->kernel) ||
-		      (u->resets + 1 < ATTEMPTS_MAX && (never_sent || u->idempotent)));
-	if (!again) {
+	bool again = !past_deadline(u) && ((err == SDK_UP_REFUSED && u->kernel) ||
+					   (u->resets + 1 < ATTEMPTS_MAX && may));
+	/* Its one retry spent, a request to a kernel by name may have met the
+	 * kernel moving to another port: the retry connected to the old
+	 * listener, which closed with it in its backlog. After a pause it is
+	 * sent once more only if the kernel is found at another port, so a
+	 * request that makes a kernel die is still sent twice at most. */
+	bool moving = !again && !past_deadline(u) && err == SDK_UP_RESET && u->kernel && may &&
+		      port > 0;
+	if (!again && !moving) {
 		fail(u, err, NULL);
 		return;
 	}
 	if (u->on_retry && !u->gone)
 		u->on_retry(u, err, u->arg);
-	if (err == SDK_UP_REFUSED) {
+	if (err == SDK_UP_REFUSED || moving) {
 		/* Wait a moment: the kernel may be moving or coming back. */
+		u->moved_from = moving ? port : 0;
 		u->retry_wait = true;
 		struct timeval tv = sdk_ms_tv(RETRY_WAIT_MS);
 		event_add(u->timer, &tv);
@@ -399,6 +409,12 @@ static void attempt(sdk_ureq *u)
 		port = up->resolve(u->kernel, up->arg);
 		if (port <= 0) {
 			fail(u, SDK_UP_UNAVAILABLE, NULL);
+			return;
+		}
+		int from = u->moved_from;
+		u->moved_from = 0;
+		if (from && port == from) { /* it did not move: the reset was its own */
+			fail(u, SDK_UP_RESET, NULL);
 			return;
 		}
 	}

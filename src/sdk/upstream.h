@@ -16,6 +16,9 @@
  *     a fresh connection;
  *   - it closed cleanly unanswered (it may have read and acted): only
  *     GET, HEAD and OPTIONS, once, on a fresh connection;
+ *   - either again on that retry, to a kernel by name: once more after a
+ *     pause, and only if the kernel is then found at another port (it was
+ *     moving, and the retry met its old listener closing);
  *   - no answer in time: never (the kernel may still be at it). */
 #ifndef GRACE_SDK_UPSTREAM_H
 #define GRACE_SDK_UPSTREAM_H
