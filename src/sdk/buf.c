@@ -40,6 +40,22 @@ void sdk_buf_add(sdk_buf *b, const char *s, size_t n)
 
 void sdk_buf_str(sdk_buf *b, const char *s) { sdk_buf_add(b, s, strlen(s)); }
 
+void *sdk_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+	if (n < *cap)
+		return arr;
+	size_t c = *cap ? *cap : first;
+	while (c <= n && c <= ((size_t)-1) / 2)
+		c *= 2;
+	if (c <= n || c > ((size_t)-1) / size)
+		return NULL;
+	void *p = realloc(arr, c * size);
+	if (!p)
+		return NULL;
+	*cap = c;
+	return p;
+}
+
 void sdk_buf_truncate(sdk_buf *b, size_t len)
 {
 	if (b->p && len <= b->len) {

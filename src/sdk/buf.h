@@ -31,6 +31,12 @@ static inline void sdk_buf_put(sdk_buf *b, const char *s, size_t n)
 	}
 	sdk_buf_add(b, s, n);
 }
+/* Room for element n of an array of `size`-byte elements with *cap
+ * allocated: `arr` itself while n < *cap, else the array grown by doubling
+ * (`first` elements the first time), *cap updated. NULL when memory runs
+ * out (or the size would overflow): `arr` and *cap are then as they were.
+ * The caller stores the result: v = sdk_grow(v, &cap, n, sizeof *v, 64). */
+void *sdk_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
 /* Back to its first `len` bytes (a piece written and then given up). */
 void sdk_buf_truncate(sdk_buf *b, size_t len);
 /* Forgets the contents, keeps the memory. */

@@ -4,6 +4,8 @@
 #include "kernels/librarian/block.h"
 #include "kernels/librarian/flushrows.h"
 
+#include "sdk/buf.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,10 +119,12 @@ struct lib_ix {
 	lib_buf docs, pos, bound;
 	/* the flush's words to write, pointing into tab (written before it is cleared) */
 	lib_term_row *tw;
-	uint32_t ntw, tw_cap;
+	uint32_t ntw;
+	size_t tw_cap;
 	/* the flush's tails rewritten in place, their blobs in the arenas */
 	lib_tail_row *tt;
-	uint32_t ntt, tt_cap;
+	uint32_t ntt;
+	size_t tt_cap;
 	lib_buf tdocs, tpos, tbound;
 	int fail; /* a status raised inside a tokenizer callback */
 	lib_ix_tails *tails; /* the writer's, or NULL */
@@ -567,14 +571,10 @@ static int exec_simple(lib_ix *ix, sqlite3_stmt *s, sdk_err *err, const char *wh
 static int tail_defer(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b, uint32_t from,
 		      uint32_t count, int64_t post, double avgdl, sdk_err *err)
 {
-	if (ix->ntt == ix->tt_cap) {
-		uint32_t cap = ix->tt_cap ? 2 * ix->tt_cap : 1024;
-		lib_tail_row *v = realloc(ix->tt, cap * sizeof *v);
-		if (!v)
-			return oom(err);
-		ix->tt = v;
-		ix->tt_cap = cap;
-	}
+	lib_tail_row *v = sdk_grow(ix->tt, &ix->tt_cap, ix->ntt, sizeof *v, 1024);
+	if (!v)
+		return oom(err);
+	ix->tt = v;
 	lib_tail_row *r = &ix->tt[ix->ntt];
 	*r = (lib_tail_row){ .term = term, .old_last = old_last, .last = b->doc[from + count - 1],
 			     .n = count, .post = post, .docs = ix->tdocs.n, .pos = ix->tpos.n,
@@ -1019,14 +1019,10 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 		return rc;
 	df += p->n - dups;
 	/* Its row is written with the flush's others (terms_write). */
-	if (ix->ntw == ix->tw_cap) {
-		uint32_t cap = ix->tw_cap ? 2 * ix->tw_cap : 1024;
-		lib_term_row *v = realloc(ix->tw, cap * sizeof *v);
-		if (!v)
-			return oom(err);
-		ix->tw = v;
-		ix->tw_cap = cap;
-	}
+	lib_term_row *v = sdk_grow(ix->tw, &ix->tw_cap, ix->ntw, sizeof *v, 1024);
+	if (!v)
+		return oom(err);
+	ix->tw = v;
 	ix->tw[ix->ntw++] = (lib_term_row){ e->term, e->len, id, df };
 	if (keep && ix->tails) /* a failed flush empties the cache (flush_blocks) */
 		tail_keep(ix, e, id, df, &kept, kept_from);

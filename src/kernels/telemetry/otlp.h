@@ -42,6 +42,7 @@ typedef struct otlp_row {
 	uint32_t kind, status, severity;
 	int64_t start_ns, end_ns, time_ns;
 	size_t body, body_len; /* in the batch's `bodies` */
+	size_t text0;          /* where its strings start in `text` (a rejected row's go) */
 	/* The item's own attributes' texts, then its resource's: in attrs. */
 	size_t attr0, n_attrs, res_attr0, n_res_attrs;
 } otlp_row;

@@ -179,20 +179,6 @@ static size_t text_add(otlp_batch *b, const char *s, size_t n)
 	return at;
 }
 
-/* Room for one more element of an array of `size`-byte elements. */
-static bool room(void **arr, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return true;
-	size_t c = *cap ? *cap * 2 : 64;
-	void *p = realloc(*arr, c * size);
-	if (!p)
-		return false;
-	*arr = p;
-	*cap = c;
-	return true;
-}
-
 /* The scalar an AnyValue holds, as text_any found it: kind 's'
  * (stringValue), 'b', 'i' (its value in i), 'd', or 0 for none. */
 typedef struct scalar {
@@ -230,10 +216,12 @@ static void attr_text(otlp_batch *b, json_t *k, const scalar *sc)
 	}
 	if (!s || n > OTLP_ATTR_INDEXED_MAX)
 		return;
-	if (!room((void **)&b->attrs, &b->cap_attrs, b->n_attrs, sizeof *b->attrs)) {
+	otlp_attr *a = sdk_grow(b->attrs, &b->cap_attrs, b->n_attrs, sizeof *a, 64);
+	if (!a) {
 		b->text.oom = true;
 		return;
 	}
+	b->attrs = a;
 	/* As a bound SQL text: up to a NUL, should a protobuf string hold one. */
 	const char *ks = json_string_value(k);
 	b->attrs[b->n_attrs++] = (otlp_attr){ .key = text_add(b, ks, strlen(ks)),
@@ -528,12 +516,14 @@ static int text_status(ctx *c, json_t *in, sdk_buf *o, uint32_t *code)
 /* The row being written, with room for it; NULL when memory ran out. */
 static otlp_row *new_row(otlp_batch *b)
 {
-	if (!room((void **)&b->rows, &b->cap_rows, b->n_rows, sizeof *b->rows)) {
+	otlp_row *rows = sdk_grow(b->rows, &b->cap_rows, b->n_rows, sizeof *rows, 64);
+	if (!rows) {
 		b->text.oom = true;
 		return NULL;
 	}
-	otlp_row *r = &b->rows[b->n_rows];
-	*r = (otlp_row){ .body = b->bodies.len, .attr0 = b->n_attrs };
+	b->rows = rows;
+	otlp_row *r = &rows[b->n_rows];
+	*r = (otlp_row){ .body = b->bodies.len, .text0 = b->text.len, .attr0 = b->n_attrs };
 	return r;
 }
 
@@ -552,10 +542,10 @@ static void take_row(ctx *c, otlp_row *r)
 }
 
 /* Forgets the row being written (a rejected item), its texts too. */
-static void drop_row(otlp_batch *b, const otlp_row *r, size_t text_mark)
+static void drop_row(otlp_batch *b, const otlp_row *r)
 {
 	sdk_buf_truncate(&b->bodies, r->body);
-	sdk_buf_truncate(&b->text, text_mark);
+	sdk_buf_truncate(&b->text, r->text0);
 	b->n_attrs = r->attr0;
 }
 
@@ -602,7 +592,6 @@ static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, si
 	if (span_head_of(c, in, &h) < 0)
 		return -1;
 	otlp_batch *b = c->b;
-	size_t text_mark = b->text.len;
 	otlp_row *r = new_row(b);
 	if (!r)
 		return -1;
@@ -643,7 +632,7 @@ static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, si
 	    copy_u32(c, in, &c->tail, "droppedAttributesCount", UINT32_MAX) < 0 ||
 	    text_events(c, in, &c->tail) < 0 || text_links(c, in, &c->tail) < 0 ||
 	    text_status(c, in, o, &code) < 0) {
-		drop_row(b, r, text_mark);
+		drop_row(b, r);
 		return -1;
 	}
 	sdk_jsonw_raw(o, ",");
@@ -652,7 +641,7 @@ static int text_span(ctx *c, json_t *in, size_t service_at, size_t res_attr0, si
 		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 h.end < h.start ? "the span ends before it starts"
 					 : "an all-zero trace or span id is invalid");
-		drop_row(b, r, text_mark);
+		drop_row(b, r);
 		return 1;
 	}
 	memcpy(r->trace_id, tid, sizeof tid);
@@ -683,7 +672,6 @@ static int text_log(ctx *c, json_t *in, size_t service_at, sdk_err *reject)
 	if (src == 1)
 		sid[0] = '\0';
 	otlp_batch *b = c->b;
-	size_t text_mark = b->text.len;
 	otlp_row *r = new_row(b);
 	if (!r)
 		return -1;
@@ -719,7 +707,7 @@ static int text_log(ctx *c, json_t *in, size_t service_at, sdk_err *reject)
 		sdk_fail(reject, SDK_EINVAL, "%s: %s", c->path,
 			 *sid && !*tid ? "a span id without a trace id"
 				       : "an all-zero trace or span id is invalid");
-		drop_row(b, r, text_mark);
+		drop_row(b, r);
 		return 1;
 	}
 	memcpy(r->trace_id, tid, sizeof tid);
@@ -733,7 +721,7 @@ static int text_log(ctx *c, json_t *in, size_t service_at, sdk_err *reject)
 	take_row(c, r);
 	return 0;
 fail:
-	drop_row(b, r, text_mark);
+	drop_row(b, r);
 	return -1;
 }
 
