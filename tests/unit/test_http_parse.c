@@ -174,6 +174,35 @@ static void test_value_bytes(void **state)
 			}
 }
 
+/* A field line ends at its CR LF or LF wherever it falls in the eight
+ * bytes checked at once, and the next line starts right after it. */
+static void test_field_line_ends(void **state)
+{
+	(void)state;
+	for (size_t len = 0; len <= 20; len++) {
+		for (int lf_only = 0; lf_only < 2; lf_only++) {
+			char buf[256], value[32];
+			memset(value, 'v', len);
+			value[len] = '\0';
+			const char *eol = lf_only ? "\n" : "\r\n";
+			snprintf(buf, sizeof buf, "GET / HTTP/1.1%sHost: x%sA: %s%sB: w%s%s", eol, eol,
+				 value, eol, eol, eol);
+			const char *why = NULL;
+			assert_int_equal(sdk_http_parse_request(buf, strlen(buf), 20, &h, &why), 0);
+			assert_int_equal(h.n_fields, 3);
+			assert_string_equal(sdk_http_field_get(&h, "a"), value);
+			assert_string_equal(sdk_http_field_get(&h, "b"), "w");
+			/* A CR not before LF, at each place: refused, and so is a head
+			 * cut short before its blank line. */
+			snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: x\r\nA: %s\rB: w\r\n\r\n",
+				 value);
+			assert_int_equal(sdk_http_parse_request(buf, strlen(buf), 20, &h, &why), 400);
+			snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: x\r\nA: %s", value);
+			assert_int_equal(sdk_http_parse_request(buf, strlen(buf), 20, &h, &why), 400);
+		}
+	}
+}
+
 static void test_host(void **state)
 {
 	(void)state;
@@ -408,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_absolute_form),
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_value_bytes),
+		cmocka_unit_test(test_field_line_ends),
 		cmocka_unit_test(test_host),
 		cmocka_unit_test(test_framing),
 		cmocka_unit_test(test_connection_and_expect),
