@@ -7,18 +7,23 @@ a loaded machine where CPU time and throughput do not. Each proxy is run
 twice, idle and with N requests of wrk for as long, and the difference is
 divided by N (start-up, the login, timers and shutdown cancel out):
 
-    grace serve (one kernel, crypto)  GET /kernels/crypto/health, a session token
+    grace serve (one kernel, crypto,   GET /kernels/crypto/health, a session token
+      and the policy kernel deciding)
     nginx, one process, keep-alive     GET /crypto/health, the kernel started alone
 
 --all-kernels runs every built-in kernel behind grace serve, as
-bench/gateway_bench.py does (the policy kernel deciding, Grace tracing
-itself), and --kernel picks the one proxied. --kernel-side also counts
-what the kernel itself spends on a /health, run alone under callgrind
-and sent the headers the gateway forwards (its SVID, the user, a
-traceparent) or the three nginx's configuration sends.
+bench/gateway_bench.py does (Grace tracing itself too), and --kernel picks
+the one proxied. --set SECTION.KEY=VALUE changes grace serve's
+configuration (--set telemetry.sample_percent=0: nothing recorded).
+--kernel-side also counts what the kernel itself spends on a /health, run
+alone under callgrind and sent the headers the gateway forwards (its SVID,
+the user, a traceparent), the same without the traceparent, or the three
+nginx's configuration sends. GRACE_KEEP_CG=PREFIX keeps the callgrind
+files (PREFIX.0 and PREFIX.8 for grace serve, PREFIX.kgw8 and so on for
+the kernel's runs).
 
 Usage: bench/proxy_instructions.py [--build build] [--secs 8] [--port-offset 20700]
-       [--all-kernels] [--kernel crypto] [--kernel-side]
+       [--all-kernels] [--kernel crypto] [--kernel-side] [--set SECTION.KEY=VALUE]
 Needs valgrind, wrk and nginx (scripts/bootstrap.sh --bench). Prints one
 report; starts and stops everything it uses, by pid.
 """
@@ -130,7 +135,18 @@ def grace_runs(a, tmp):
     with open(ini, "w") as f:
         f.write(f"[grace]\nport_offset = {a.port_offset}\ndata_dir = {data}\n"
                 "[auth]\nargon2_mem_kib = 19456\n" +
-                ("" if a.all_kernels else f"[kernel.{a.kernel}]\n"))
+                # one kernel besides the policy kernel, which the default
+                # authorizer asks (its decisions cached)
+                ("" if a.all_kernels else f"[kernel.{a.kernel}]\n[kernel.policy]\n"))
+        sections = {}
+        for kv in a.set or ():
+            key, _, value = kv.partition("=")
+            section, _, name = key.rpartition(".")
+            if not section or not name or not _:
+                raise SystemExit(f"--set {kv}: expected SECTION.KEY=VALUE")
+            sections.setdefault(section, []).append(f"{name} = {value}")
+        for section, lines in sections.items():
+            f.write(f"[{section}]\n" + "\n".join(lines) + "\n")
     subprocess.run([grace, "user", "add", "admin", "--admin", "--config", ini],
                    input=PASSWORD + "\n", text=True, check=True, capture_output=True)
     port = 8000 + a.port_offset
@@ -229,6 +245,8 @@ def kernel_runs(a, tmp, headers, tag):
         finally:
             stop(p)
         totals.append((n, collected(log)))
+        if os.environ.get("GRACE_KEEP_CG"):
+            shutil.copy(os.path.join(tmp, f"{tag}{secs}.cg"), os.environ["GRACE_KEEP_CG"] + f".{tag}{secs}")
     return totals
 
 
@@ -242,6 +260,9 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--secs", type=int, default=8)
     ap.add_argument("--port-offset", type=int, default=20700)
+    ap.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                    help="a setting for grace serve's configuration (repeatable), "
+                         "e.g. --set telemetry.sample_percent=0")
     ap.add_argument("--kernel", default="crypto", help="the kernel proxied")
     ap.add_argument("--all-kernels", action="store_true",
                     help="every built-in kernel behind grace serve, as gateway_bench.py runs it")
@@ -257,6 +278,7 @@ def main():
         if a.kernel_side:
             kg, kgn = per_request(kernel_runs(a, tmp, GATEWAY_HEADERS, "kgw"))
             kx, kxn = per_request(kernel_runs(a, tmp, NGINX_HEADERS, "kngx"))
+            kt, ktn = per_request(kernel_runs(a, tmp, GATEWAY_HEADERS[:-1], "kgwnotp"))
     print(f"Instructions per proxied request (callgrind, user space, wrk -t1 -c8), "
           f"GET /{a.kernel}/health, {'every kernel running' if a.all_kernels else 'one kernel'}:")
     print(f"  grace gateway  {g:9.0f}  ({gn} requests; session check, routing, request id)")
@@ -266,6 +288,7 @@ def main():
         print(f"The kernel ({a.kernel}, alone) a /health:")
         print(f"  with the gateway's headers  {kg:9.0f}  ({kgn} requests)")
         print(f"  with nginx's headers        {kx:9.0f}  ({kxn} requests)")
+        print(f"  the gateway's, no traceparent {kt:7.0f}  ({ktn} requests)")
 
 
 if __name__ == "__main__":
