@@ -30,6 +30,13 @@
     and shutdown cancel out). Load-independent: two builds compare on a
     busy machine. --keep-cg DIR keeps the loaded runs' callgrind files for
     `callgrind_annotate --inclusive=yes`. Runs only this.
+  * `--io`: what storing a span costs the machine, not in instructions:
+    the telemetry kernel alone (as --callgrind, no valgrind) sent --io-spans
+    tracer-shaped spans in requests of --cg-batch, JSON; from
+    /proc/PID/io and /proc/PID/stat before and after, per span: bytes
+    written (write_bytes: what reaches the disk, the WAL and the
+    checkpoints), write calls (syscw) and CPU (user and system). Runs only
+    this.
 
 The report goes to stdout; progress to stderr."""
 
@@ -263,8 +270,8 @@ TEL_PORT = 8140  # the telemetry kernel's port before the offset
 
 
 def tracer_spans(batch_no, n):
-    """n spans as src/sdk/tracer.c records a proxied request's: random ids
-    (seeded), most with a parent, 4 attributes."""
+    """n spans as src/sdk/tracer.c records a proxied request's: random trace
+    and span ids (seeded), most with a parent, 4 attributes."""
     import random
     rnd = random.Random(batch_no)
     t0 = 1_760_000_000_000_000_000 + batch_no * 10_000_000
@@ -276,7 +283,10 @@ def tracer_spans(batch_no, n):
                     "name": "GET /bus/subjects", "kind": 2 if i % 2 else 3,
                     "start": start, "end": start + 250_000 + i * 7,
                     "method": "GET", "path": "/bus/subjects?limit=%d" % (i % 10),
-                    "status": 200 if i % 17 else 503, "request_id": "%016x" % rnd.getrandbits(64)})
+                    "status": 200 if i % 17 else 503,
+                    # as sdk_request_id_new makes them: a prefix of the
+                    # process, then a counter (sequential in the index)
+                    "request_id": "%016x%016x" % (batch_no % 2, batch_no * n + i + 1)})
     return out
 
 
@@ -388,6 +398,45 @@ def callgrind(args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def proc_io(pid):
+    io = dict(l.split(": ") for l in open("/proc/%d/io" % pid).read().splitlines())
+    st = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(io["write_bytes"]), int(io["syscw"]), int(st[11]) / tick, int(st[12]) / tick)
+
+
+def io_cost(args):
+    import shutil
+    from ingest_bench import stop
+    nb = max(1, args.io_spans // args.cg_batch)
+    n = nb * args.cg_batch
+    services = ("serve", "librarian")
+    bodies = [tracer_json(services[b % 2], tracer_spans(b, args.cg_batch)) for b in range(nb)]
+    tmp = tempfile.mkdtemp(prefix="telbench-io-")
+    try:
+        p, port, token = cg_start(args, tmp, "io", [])
+        try:
+            # the first tenth unmeasured: tables and indexes past their first pages
+            warm = nb // 10
+            cg_post(port, token, bodies[:warm], b"application/json")
+            a = proc_io(p.pid)
+            t0 = time.monotonic()
+            cg_post(port, token, bodies[warm:], b"application/json")
+            dt = time.monotonic() - t0
+            b = proc_io(p.pid)
+        finally:
+            stop(p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    m = (nb - warm) * args.cg_batch
+    print("OTLP/JSON, %d spans in requests of %d (after %d unmeasured), the kernel alone:"
+          % (m, args.cg_batch, warm * args.cg_batch))
+    print("  %.1f kB written a span, %.1f write calls a span, CPU %.1f us a span"
+          " (user %.1f, system %.1f), %.0f spans/s"
+          % ((b[0] - a[0]) / m / 1e3, (b[1] - a[1]) / m, (b[2] + b[3] - a[2] - a[3]) / m * 1e6,
+             (b[2] - a[2]) / m * 1e6, (b[3] - a[3]) / m * 1e6, m / dt))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--grace", default=os.path.join(HERE, "..", "build", "grace"))
@@ -406,7 +455,13 @@ def main():
                     help="ports 8000+offset up; the kernel listens on 8140+offset")
     ap.add_argument("--keep-cg", metavar="DIR",
                     help="copy the loaded runs' callgrind files into DIR")
+    ap.add_argument("--io", action="store_true",
+                    help="only bytes written, write calls and CPU per span, the kernel alone")
+    ap.add_argument("--io-spans", type=int, default=48000)
     args = ap.parse_args()
+    if args.io:
+        io_cost(args)
+        return
     if args.callgrind:
         callgrind(args)
         return
