@@ -453,6 +453,70 @@ def syscalls_per_request(a, url, headers, pids, tmp, label):
             "by_name": sorted(((c / n, k) for k, c in calls.items()), reverse=True)}
 
 
+# --stalls: every request's latency (bench/reqlat.c), gateway and nginx
+# alternating, so that the slow ones can be placed in time. A stall is
+# STALL_MS or more with no answer completed at all: every connection
+# waiting at once, a pause of the whole path rather than one slow request.
+STALL_MS = 3.0
+
+
+def stall_rounds(a, targets, tmp):
+    exe = os.path.join(tmp, "reqlat")
+    src = os.path.join(gb.HERE, "reqlat.c")
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise BenchError("--stalls needs a C compiler for bench/reqlat.c")
+    subprocess.run([cc, "-O2", "-std=c17", "-o", exe, src], check=True)
+    out = {"gateway": [], "nginx": []}
+    for r in range(a.stalls):
+        for label, url, hdrs, _ in targets:
+            if label not in out:
+                continue
+            port = int(url.split(":")[2].split("/")[0])
+            path = "/" + url.split("/", 3)[3]
+            rec = os.path.join(tmp, f"reqlat-{label}-{r}.txt")
+            argv = [exe, str(port), path, str(a.wrk_conns), str(a.wrk_secs), rec]
+            argv += [f"{k}: {v}" for k, v in (hdrs or {}).items()]
+            subprocess.run(argv, check=True, stderr=subprocess.DEVNULL)
+            out[label].append(stall_figures(rec))
+            log(f"gateway: stalls round {r + 1} {label}: p99 {out[label][-1]['p99']:.2f} ms, "
+                f"{out[label][-1]['stalls']} stalls")
+    return out
+
+
+def stall_figures(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            s, e, st = line.split()
+            rows.append((int(s), int(e), int(st)))
+    rows = rows[len(rows) // 10:]  # the first tenth: connections warming up
+    lat = sorted(e - s for s, e, _ in rows)
+    n = len(lat)
+    ends = sorted(e for _, e, _ in rows)
+    gaps = [b - a for a, b in zip(ends, ends[1:]) if b - a >= STALL_MS * 1e6]
+    secs = (ends[-1] - ends[0]) / 1e9
+    return {"n": n, "rps": n / secs, "p50": lat[n // 2] / 1e6, "p99": lat[int(n * 0.99)] / 1e6,
+            "p999": lat[int(n * 0.999)] / 1e6, "stalls": len(gaps),
+            "stall_ms": sum(gaps) / 1e6 / secs, "non200": sum(1 for r in rows if r[2] != 200)}
+
+
+def report_stalls(R, st):
+    gw, nx = st["gateway"], st["nginx"]
+    R(f"   every request's latency (bench/reqlat.c, {len(gw)} round(s) each, alternating; a stall"
+      f" = {STALL_MS:.0f} ms or more with no answer at all):")
+    for label, xs in (("gateway", gw), ("nginx", nx)):
+        R(f"     {label:<8} p50 {med([x['p50'] for x in xs]):.2f} ms, p99 "
+          f"{med([x['p99'] for x in xs]):.2f} ms, p99.9 {med([x['p999'] for x in xs]):.2f} ms,"
+          f" {med([x['rps'] for x in xs]):.0f} req/s; stalls a second "
+          f"{med([x['stalls'] / (x['n'] / x['rps']) for x in xs]):.1f}, "
+          f"{med([x['stall_ms'] for x in xs]):.1f} ms a second stalled"
+          f"{', non-200 ' + str(sum(x['non200'] for x in xs)) if any(x['non200'] for x in xs) else ''}")
+    per = [g["p99"] / x["p99"] for g, x in zip(gw, nx)]
+    R(f"     p99 gateway / nginx round by round: {' '.join(f'{v:.2f}' for v in per)};"
+      f" median {med(per):.2f}")
+
+
 def bench_gateway(a, R, kernels, cfg, tmp):
     name = a.kernel
     g = Grace(a.grace, cfg, os.path.join(tmp, "gateway-data"), a.offset, kernels,
@@ -505,6 +569,7 @@ def bench_gateway(a, R, kernels, cfg, tmp):
                 res[label].append(w)
                 log(f"gateway: round {r + 1} {label}: {w['rps'] or 0:.0f} req/s, "
                     f"p99 {ms(w.get('p99', float('nan')))}")
+        stalls = stall_rounds(a, targets, tmp) if a.stalls else None
         # System calls per request: what each process asks of the OS kernel.
         sysc = {}
         for label, url, hdrs, pp in targets:
@@ -591,6 +656,8 @@ def bench_gateway(a, R, kernels, cfg, tmp):
     n2 = summary["nginx-200"]
     R(f"   a kernel's own /health against nginx's return 200: throughput "
       f"{ratio(d['rps'], n2['rps']):.2f}, p99 {ratio(d['p99_ms'], n2['p99_ms']):.2f}")
+    if stalls:
+        report_stalls(R, stalls)
     if not perf_ok:
         R(f"   perf: not used ({perf_why}); CPU from /proc only")
     if any(sysc.values()):
@@ -988,6 +1055,10 @@ def main():
                     help="seconds of steady ready before each crash or hang (past stable_ms)")
     ap.add_argument("--poll-interval", type=float, default=0.001,
                     help="seconds between two GET /guardian/status polls")
+    ap.add_argument("--stalls", type=int, default=0, metavar="ROUNDS",
+                    help="after section 5's rounds, ROUNDS more of gateway and nginx with every "
+                         "request's latency recorded (bench/reqlat.c): p99 round by round and "
+                         "the pauses of the whole path")
     ap.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                     help="a setting of etc/grace.ini changed for this run (repeatable), "
                          "e.g. --set telemetry.self_trace=0 or --set kernel.telemetry.nice=19")
