@@ -2,6 +2,7 @@
 
 #include "sdk/clock.h"
 #include "sdk/err.h"
+#include "sdk/str.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -24,6 +25,7 @@
 #define ATTEMPTS_MAX 2       /* for a reset or a clean close: one retry */
 #define INLINE_BYTES 1024    /* a request or an answer head this small needs no allocation */
 #define SPARE_MAX 64         /* finished requests kept for reuse */
+#define UREQ_KERNEL_MAX 64   /* a kernel's name and its NUL (config names are shorter) */
 
 struct uconn;
 
@@ -33,7 +35,6 @@ struct sdk_ureq {
 	sdk_upstream *up;
 	struct uconn *c;   /* while sent */
 	struct pool *pool; /* while waiting for a connection */
-	char *kernel;      /* owned copy, or NULL */
 	int port;
 	/* The request as it goes on the wire, owned: its request line, then
 	 * the Host of the attempt's port, then the rest of it. */
@@ -63,6 +64,9 @@ struct sdk_ureq {
 	TAILQ_ENTRY(sdk_ureq) alink; /* in up->all, or up->spare */
 	char msg_inline[INLINE_BYTES];
 	char head_inline[INLINE_BYTES];
+	/* The kernel asked for by name, "" for a port. Past the reset above:
+	 * set at every request, as a copy it cost a malloc and a free a forward. */
+	char kernel[UREQ_KERNEL_MAX];
 };
 
 struct uconn {
@@ -223,7 +227,6 @@ static void ureq_free(sdk_ureq *u)
 		free(u->hbuf);
 	if (u->msg != u->msg_inline)
 		free(u->msg);
-	free(u->kernel);
 	event_del(u->timer);
 	evbuffer_drain(u->data, evbuffer_get_length(u->data));
 	if (up->n_spare < SPARE_MAX && !up->freeing) {
@@ -307,14 +310,14 @@ static void retry_or_fail(sdk_ureq *u, int err, bool never_sent)
 	bool may = never_sent || u->idempotent;
 	/* Refused by name: the kernel may be moving, so look again; refused
 	 * by port: there is nothing else to look up. */
-	bool again = !past_deadline(u) && ((err == SDK_UP_REFUSED && u->kernel) ||
+	bool again = !past_deadline(u) && ((err == SDK_UP_REFUSED && u->kernel[0]) ||
 					   (u->resets + 1 < ATTEMPTS_MAX && may));
 	/* Its one retry spent, a request to a kernel by name may have met the
 	 * kernel moving to another port: the retry connected to the old
 	 * listener, which closed with it in its backlog. After a pause it is
 	 * sent once more only if the kernel is found at another port, so a
 	 * request that makes a kernel die is still sent twice at most. */
-	bool moving = !again && !past_deadline(u) && err == SDK_UP_RESET && u->kernel && may &&
+	bool moving = !again && !past_deadline(u) && err == SDK_UP_RESET && u->kernel[0] && may &&
 		      port > 0;
 	if (!again && !moving) {
 		fail(u, err, NULL);
@@ -405,7 +408,7 @@ static void attempt(sdk_ureq *u)
 	sdk_upstream *up = u->up;
 	u->retry_wait = false;
 	int port = u->port;
-	if (u->kernel) {
+	if (u->kernel[0]) {
 		port = up->resolve(u->kernel, up->arg);
 		if (port <= 0) {
 			fail(u, SDK_UP_UNAVAILABLE, NULL);
@@ -536,10 +539,8 @@ sdk_ureq *sdk_upstream_request(sdk_upstream *up, const sdk_ureq_opts *o, const s
 		u->timer = evtimer_new(up->base, on_ureq_timer, u);
 	if (!u->data)
 		u->data = evbuffer_new();
-	if (o->kernel)
-		u->kernel = strdup(o->kernel);
-	if (!u->timer || !u->data || (o->kernel && !u->kernel) || build_message(u, o) < 0) {
-		free(u->kernel);
+	size_t kn = sdk_strcpy(u->kernel, sizeof u->kernel, o->kernel ? o->kernel : "");
+	if (!u->timer || !u->data || kn >= sizeof u->kernel || build_message(u, o) < 0) {
 		if (u->msg != u->msg_inline)
 			free(u->msg);
 		ureq_destroy(u);
