@@ -409,7 +409,6 @@ def io_cost(args):
     import shutil
     from ingest_bench import stop
     nb = max(1, args.io_spans // args.cg_batch)
-    n = nb * args.cg_batch
     services = ("serve", "librarian")
     bodies = [tracer_json(services[b % 2], tracer_spans(b, args.cg_batch)) for b in range(nb)]
     tmp = tempfile.mkdtemp(prefix="telbench-io-")
