@@ -50,7 +50,7 @@ enum sdk_up_error {
 };
 
 typedef struct sdk_ureq_opts {
-	const char *kernel; /* resolved at each attempt; or NULL, then `port` */
+	const char *kernel; /* resolved at each attempt (under 64 bytes); or NULL, then `port` */
 	int port;
 	const char *method;
 	const char *target; /* path and query, encoded as they go on the wire */
