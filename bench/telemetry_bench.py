@@ -32,7 +32,8 @@
     `callgrind_annotate --inclusive=yes`. Runs only this.
   * `--io`: what storing a span costs the machine, not in instructions:
     the telemetry kernel alone (as --callgrind, no valgrind) sent --io-spans
-    tracer-shaped spans in requests of --cg-batch, JSON; from
+    tracer-shaped spans in requests of --cg-batch, JSON (or with
+    --io-protobuf protobuf); from
     /proc/PID/io and /proc/PID/stat before and after, per span: bytes
     written (write_bytes: what reaches the disk, the WAL and the
     checkpoints), write calls (syscw) and CPU (user and system). Runs only
@@ -410,17 +411,19 @@ def io_cost(args):
     from ingest_bench import stop
     nb = max(1, args.io_spans // args.cg_batch)
     services = ("serve", "librarian")
-    bodies = [tracer_json(services[b % 2], tracer_spans(b, args.cg_batch)) for b in range(nb)]
+    make, ctype, enc = ((tracer_pb, b"application/x-protobuf", "protobuf") if args.io_protobuf
+                        else (tracer_json, b"application/json", "JSON"))
+    bodies = [make(services[b % 2], tracer_spans(b, args.cg_batch)) for b in range(nb)]
     tmp = tempfile.mkdtemp(prefix="telbench-io-")
     try:
         p, port, token = cg_start(args, tmp, "io", [])
         try:
             # the first tenth unmeasured: tables and indexes past their first pages
             warm = nb // 10
-            cg_post(port, token, bodies[:warm], b"application/json")
+            cg_post(port, token, bodies[:warm], ctype)
             a = proc_io(p.pid)
             t0 = time.monotonic()
-            cg_post(port, token, bodies[warm:], b"application/json")
+            cg_post(port, token, bodies[warm:], ctype)
             dt = time.monotonic() - t0
             b = proc_io(p.pid)
         finally:
@@ -428,8 +431,8 @@ def io_cost(args):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     m = (nb - warm) * args.cg_batch
-    print("OTLP/JSON, %d spans in requests of %d (after %d unmeasured), the kernel alone:"
-          % (m, args.cg_batch, warm * args.cg_batch))
+    print("OTLP/%s, %d spans in requests of %d (after %d unmeasured), the kernel alone:"
+          % (enc, m, args.cg_batch, warm * args.cg_batch))
     print("  %.1f kB written a span, %.1f write calls a span, CPU %.1f us a span"
           " (user %.1f, system %.1f), %.0f spans/s"
           % ((b[0] - a[0]) / m / 1e3, (b[1] - a[1]) / m, (b[2] + b[3] - a[2] - a[3]) / m * 1e6,
@@ -457,6 +460,8 @@ def main():
     ap.add_argument("--io", action="store_true",
                     help="only bytes written, write calls and CPU per span, the kernel alone")
     ap.add_argument("--io-spans", type=int, default=48000)
+    ap.add_argument("--io-protobuf", action="store_true",
+                    help="--io with the same spans as OTLP/protobuf instead of JSON")
     args = ap.parse_args()
     if args.io:
         io_cost(args)
