@@ -220,8 +220,13 @@ class AuditExport(Case):
         self.assertEqual(k1["restarts"], k0["restarts"], "the export got the audit kernel "
                          "killed: %s" % k1["last_exit"])
         self.assertEqual(res.get("lines"), n, res)
-        self.assertLess(health, scaled(0.25), "GET /health waited %.2f s while an export of "
-                        "%d events (%.1f s) ran" % (health, n, res["seconds"]))
+        # Not blocked by the export: a blocked /health waits about as long as
+        # the export runs. On a loaded machine both stretch, so the bound
+        # is a quarter of the export's time, and never under 0.25 s (a
+        # full suite on 2 CPUs once gave 0.30 s against an export of 1.5 s).
+        self.assertLess(health, max(scaled(0.25), res["seconds"] / 4),
+                        "GET /health waited %.2f s while an export of %d events (%.1f s) ran"
+                        % (health, n, res["seconds"]))
 
 
 if __name__ == "__main__":
