@@ -491,13 +491,13 @@ def stall_figures(path):
             s, e, st = line.split()
             rows.append((int(s), int(e), int(st)))
     rows = rows[len(rows) // 10:]  # the first tenth: connections warming up
-    lat = sorted(e - s for s, e, _ in rows)
+    lat = [(e - s) / 1e6 for s, e, _ in rows]
     n = len(lat)
     ends = sorted(e for _, e, _ in rows)
     gaps = [b - a for a, b in zip(ends, ends[1:]) if b - a >= STALL_MS * 1e6]
     secs = (ends[-1] - ends[0]) / 1e9
-    return {"n": n, "rps": n / secs, "p50": lat[n // 2] / 1e6, "p99": lat[int(n * 0.99)] / 1e6,
-            "p999": lat[int(n * 0.999)] / 1e6, "stalls": len(gaps),
+    return {"n": n, "rps": n / secs, "p50": gb.pct(lat, 50), "p99": gb.pct(lat, 99),
+            "p999": gb.pct(lat, 99.9), "stalls": len(gaps),
             "stall_ms": sum(gaps) / 1e6 / secs, "non200": sum(1 for r in rows if r[2] != 200)}
 
 

@@ -172,16 +172,12 @@ static int parse_fields(char *p, char *end, unsigned max_fields, sdk_http_head *
 	unsigned limit = max_fields < SDK_HTTP_FIELDS_MAX ? max_fields : SDK_HTTP_FIELDS_MAX;
 	h->n_fields = 0;
 	for (;;) {
-		/* The blank line that ends the head. */
+		/* The blank line that ends the head, or a head cut short. */
 		if (p < end && *p == '\n')
 			return 0;
-		if (p < end && *p == '\r') {
+		if (p == end || *p == '\r') {
 			if (p + 1 < end && p[1] == '\n')
 				return 0;
-			*why = "a bare CR or an unterminated line in the head";
-			return 400;
-		}
-		if (p == end) {
 			*why = "a bare CR or an unterminated line in the head";
 			return 400;
 		}
