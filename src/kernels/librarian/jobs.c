@@ -163,14 +163,49 @@ static void step_next(struct run *r)
 		evtimer_add(r->retry, &tv);
 }
 
+/* A job's failure, recorded by the worker like its other writes: on the
+ * loop's connection it would wait there for the write lock. */
+struct fail {
+	lib_jobs *j;
+	int64_t id, at_ms;
+	sdk_err why;
+	int rc;
+	sdk_err err;
+};
+
+static void fail_work(void *arg)
+{
+	struct fail *f = arg;
+	f->rc = lib_job_fail(f->j->wdb, f->id, f->why.msg, f->at_ms, &f->err);
+}
+
+/* Unrun (the kernel stopping): the job stays unfinished and is taken up
+ * again at the next start, as any other. */
+static void fail_done(void *arg)
+{
+	struct fail *f = arg;
+	if (f->rc < 0)
+		sdk_warn("ingest %lld: cannot record its failure: %s", (long long)f->id, f->err.msg);
+	else if (!f->rc)
+		sdk_info("ingest %lld failed: %s", (long long)f->id, f->why.msg);
+	free(f);
+}
+
 /* The job failed for good: recorded, and told to whoever waits. */
 static void run_fail(struct run *r)
 {
-	sdk_err e;
-	if (lib_job_fail(r->j->k->db, r->id, r->err.msg, sdk_wall_ms(), &e) < 0)
-		sdk_warn("ingest %lld: cannot record its failure: %s", (long long)r->id, e.msg);
-	else
-		sdk_info("ingest %lld failed: %s", (long long)r->id, r->err.msg);
+	struct fail *f = calloc(1, sizeof *f);
+	if (f) {
+		*f = (struct fail){ .j = r->j, .id = r->id, .at_ms = sdk_wall_ms(), .why = r->err,
+				    .rc = 1 };
+		if (sdk_pool_submit(r->j->pool, fail_work, fail_done, f) < 0) {
+			f->rc = SDK_EBUSY;
+			sdk_fail(&f->err, SDK_EBUSY, "the worker's queue is full");
+			fail_done(f); /* unfinished, so taken up again at the next start */
+		}
+	} else {
+		sdk_warn("ingest %lld: cannot record its failure: out of memory", (long long)r->id);
+	}
 	if (r->req) {
 		reply_status(r->req, r->status, &r->err);
 		r->req = NULL;

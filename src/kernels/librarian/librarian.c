@@ -11,7 +11,11 @@
  *   GET    /ingest/jobs           your ingests (an admin: all), newest first
  *   GET    /ingest/jobs/:id       one, with progress and errors by file
  *   DELETE /ingest/jobs/:id       cancel (its owner or an admin)
- *   DELETE /owners/:name          admin: the user is gone (see store.h) */
+ *   DELETE /owners/:name          admin: the user is gone (see store.h)
+ *
+ * Reads run on the loop's connection (WAL: a reader never waits for the
+ * writer), searches on the readers, and every write on the writer's
+ * thread (workers.h), so the loop never waits for the write lock. */
 #include "kernels/librarian/index.h"
 #include "kernels/librarian/jobs.h"
 #include "kernels/librarian/workers.h"
@@ -31,7 +35,6 @@
 struct lib_state {
 	lib_jobs *jobs;
 	lib_workers *workers;
-	lib_ix *single; /* POST /documents' index on k->db (NULL: one a write) */
 };
 
 static lib_jobs *jobs_of(sdk_kernel *k)
@@ -77,6 +80,70 @@ static const char *opt_string(json_t *body, const char *key, bool *bad)
 	return json_string_value(v);
 }
 
+/* A handler's write, run on the writer (lib_workers_write): what it
+ * needs, copied off the request. Strings malloc'd, freed by write_arg_free. */
+struct write_arg {
+	int64_t id;
+	char *name; /* the caller (NULL: none), or the owner released */
+	bool admin;
+	lib_quota quota;
+	char *title, *body, *tags, *source;
+};
+
+static void write_arg_free(void *arg)
+{
+	struct write_arg *a = arg;
+	free(a->name);
+	free(a->title);
+	free(a->body);
+	free(a->tags);
+	free(a->source);
+	free(a);
+}
+
+/* A copy of s (NULL stays NULL); false when memory ran out. */
+static bool dup_opt(char **out, const char *s)
+{
+	*out = s ? strdup(s) : NULL;
+	return !s || *out;
+}
+
+/* A write_arg for `who`, or NULL after answering 500. */
+static struct write_arg *write_arg_new(sdk_req *req, const lib_actor *who, const char *name)
+{
+	struct write_arg *a = calloc(1, sizeof *a);
+	if (a && dup_opt(&a->name, name)) {
+		a->admin = who->admin;
+		return a;
+	}
+	free(a);
+	sdk_reply_error(req, 500, "internal", "out of memory");
+	return NULL;
+}
+
+static void writes(sdk_kernel *k, sdk_req *req, const lib_actor *who, lib_write_fn fn,
+		   struct write_arg *a, int ok_status)
+{
+	lib_workers_write(((struct lib_state *)k->state)->workers, req, who->name, fn, a,
+			  write_arg_free, ok_status);
+}
+
+/* On the writer. */
+static int put_write(sqlite3 *db, lib_ix *single, void *arg, lib_write_res *res, sdk_err *err)
+{
+	struct write_arg *a = arg;
+	int64_t id;
+	int rc = lib_doc_put_checked(db, single, a->name, &a->quota, a->title, a->body, a->tags,
+				     a->source, &id, err);
+	if (rc)
+		return rc;
+	/* Its postings are pending (index.h): the writer merges them later. */
+	res->staged = 1;
+	res->out = json_pack("{s:I}", "id", (json_int_t)id);
+	return res->out ? SDK_OK : sdk_fail(err, SDK_EIO, "out of memory");
+}
+
+/* Checked here, written on the writer: a bad document is answered at once. */
 static void on_put(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -93,20 +160,31 @@ static void on_put(sdk_req *req, void *ctx)
 				"title and body are required strings; source is a string");
 		return;
 	}
-	lib_actor who = actor_of(req, k);
-	lib_quota quota = lib_jobs_quota(jobs_of(k));
-	int64_t id;
 	lib_err e;
-	int rc = lib_doc_put_single(k->db, ((struct lib_state *)k->state)->single, who.name,
-				    &quota, title, text, json_is_null(tags) ? NULL : tags, source, &id,
-				    &e);
-	if (rc < 0) {
+	char *tags_text = NULL;
+	int rc = lib_check_doc(title, text, source, &e);
+	if (!rc)
+		rc = lib_tags_text(json_is_null(tags) ? NULL : tags, &tags_text, &e);
+	if (rc) {
+		free(tags_text);
 		reply_lib_error(req, rc, &e);
 		return;
 	}
-	/* Its postings are pending (index.h): the writer merges them later. */
-	lib_workers_staged(((struct lib_state *)k->state)->workers, 1);
-	sdk_reply_json(req, 201, json_pack("{s:I}", "id", (json_int_t)id));
+	lib_actor who = actor_of(req, k);
+	struct write_arg *a = write_arg_new(req, &who, who.name);
+	if (!a) {
+		free(tags_text);
+		return;
+	}
+	a->quota = lib_jobs_quota(jobs_of(k));
+	a->tags = tags_text;
+	if (!dup_opt(&a->title, title) || !dup_opt(&a->body, text) ||
+	    !dup_opt(&a->source, source)) {
+		write_arg_free(a);
+		sdk_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	writes(k, req, &who, put_write, a, 201);
 }
 
 /* NDJSON, one document a line (bulk.h); run on the writer thread. */
@@ -133,6 +211,19 @@ static void on_get(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, doc);
 }
 
+static int delete_write(sqlite3 *db, lib_ix *single, void *arg, lib_write_res *res,
+			sdk_err *err)
+{
+	(void)single;
+	struct write_arg *a = arg;
+	lib_actor who = { .name = a->name, .admin = a->admin };
+	int rc = lib_doc_delete_as(db, &who, a->id, err);
+	if (rc)
+		return rc;
+	res->out = json_pack("{s:I, s:b}", "id", (json_int_t)a->id, "deleted", 1);
+	return res->out ? SDK_OK : sdk_fail(err, SDK_EIO, "out of memory");
+}
+
 static void on_delete(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -140,12 +231,11 @@ static void on_delete(sdk_req *req, void *ctx)
 	if (doc_id(req, &id) < 0)
 		return;
 	lib_actor who = actor_of(req, k);
-	lib_err e;
-	int rc = lib_doc_delete_as(k->db, &who, id, &e);
-	if (rc < 0)
-		reply_lib_error(req, rc, &e);
-	else
-		sdk_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
+	struct write_arg *a = write_arg_new(req, &who, who.name);
+	if (!a)
+		return;
+	a->id = id;
+	writes(k, req, &who, delete_write, a, 200);
 }
 
 static void on_ingest(sdk_req *req, void *ctx)
@@ -197,6 +287,16 @@ static void on_job_get(sdk_req *req, void *ctx)
 		sdk_reply_json(req, 200, out);
 }
 
+static int cancel_write(sqlite3 *db, lib_ix *single, void *arg, lib_write_res *res,
+			sdk_err *err)
+{
+	(void)single;
+	struct write_arg *a = arg;
+	lib_actor who = { .name = a->name, .admin = a->admin };
+	int rc = lib_job_cancel(db, &who, a->id, sdk_wall_ms(), err);
+	return rc ? rc : lib_job_get(db, &who, a->id, &res->out, err);
+}
+
 static void on_job_cancel(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -204,19 +304,23 @@ static void on_job_cancel(sdk_req *req, void *ctx)
 	if (doc_id(req, &id) < 0)
 		return;
 	lib_actor who = actor_of(req, k);
-	json_t *out;
-	lib_err e;
-	int rc = lib_job_cancel(k->db, &who, id, sdk_wall_ms(), &e);
-	if (!rc)
-		rc = lib_job_get(k->db, &who, id, &out, &e);
-	if (rc < 0)
-		reply_lib_error(req, rc, &e);
-	else
-		sdk_reply_json(req, 200, out);
+	struct write_arg *a = write_arg_new(req, &who, who.name);
+	if (!a)
+		return;
+	a->id = id;
+	writes(k, req, &who, cancel_write, a, 200);
 }
 
 /* A user was deleted in the main process: their documents lose their
  * owner, their ingests stop. Admin only (the purge calls it as admin). */
+static int release_write(sqlite3 *db, lib_ix *single, void *arg, lib_write_res *res,
+			 sdk_err *err)
+{
+	(void)single;
+	struct write_arg *a = arg;
+	return lib_owner_release(db, a->name, sdk_wall_ms(), &res->out, err);
+}
+
 static void on_owner_release(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
@@ -232,12 +336,10 @@ static void on_owner_release(sdk_req *req, void *ctx)
 		sdk_reply_error(req, 400, "invalid", "a user name is 1 to %u bytes", LIB_OWNER_MAX);
 		return;
 	}
-	json_t *out;
-	int rc = lib_owner_release(k->db, name, sdk_wall_ms(), &out, &e);
-	if (rc < 0)
-		reply_lib_error(req, rc, &e);
-	else
-		sdk_reply_json(req, 200, out);
+	/* Every document of theirs is changed: off the loop like any write. */
+	struct write_arg *a = write_arg_new(req, &who, name);
+	if (a)
+		writes(k, req, &who, release_write, a, 200);
 }
 
 /* Parsed here, run on a reader (workers.h): never on the loop. */
@@ -284,8 +386,6 @@ static int librarian_init(sdk_kernel *k, sdk_err *err)
 		return sdk_fail(err, SDK_EIO, "%s", e.msg);
 	}
 	lib_workers_staged(st->workers, 0); /* what a crash left pending, merged once idle */
-	if (lib_ix_open(k->db, &st->single, &e) < 0)
-		st->single = NULL; /* each write opens its own: slower, the same */
 	return 0;
 }
 
@@ -300,7 +400,6 @@ static void librarian_close(sdk_kernel *k)
 	struct lib_state *st = k->state;
 	if (!st)
 		return;
-	lib_ix_close(st->single); /* before the runtime closes k->db */
 	lib_workers_free(st->workers);
 	lib_jobs_free(st->jobs);
 	free(st);

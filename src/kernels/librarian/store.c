@@ -576,7 +576,6 @@ int lib_doc_put_single(sqlite3 *db, lib_ix *single, const char *owner, const lib
 		       int64_t *id_out, lib_err *err)
 {
 	char *tags_text = NULL;
-	bool nested;
 	int rc;
 
 	if (!db)
@@ -584,14 +583,22 @@ int lib_doc_put_single(sqlite3 *db, lib_ix *single, const char *owner, const lib
 	rc = lib_check_doc(title, body, source, err);
 	if (!rc)
 		rc = lib_tags_text(tags, &tags_text, err);
-	if (rc) {
-		free(tags_text);
-		return rc;
-	}
+	if (!rc)
+		rc = lib_doc_put_checked(db, single, owner, quota, title, body, tags_text, source,
+					 id_out, err);
+	free(tags_text);
+	return rc;
+}
+
+int lib_doc_put_checked(sqlite3 *db, lib_ix *single, const char *owner, const lib_quota *quota,
+			const char *title, const char *body, const char *tags_text,
+			const char *source, int64_t *id_out, lib_err *err)
+{
+	bool nested;
 	/* The quota is read and the document written under one write lock:
 	 * an ingest adding documents meanwhile cannot slip past it. */
 	int64_t size = (int64_t)strlen(title) + (int64_t)strlen(body);
-	rc = lib_tx_begin(db, &nested, err);
+	int rc = lib_tx_begin(db, &nested, err);
 	if (!rc)
 		rc = lib_quota_check(db, owner, quota, 1, size, err);
 	if (!rc)
@@ -601,7 +608,6 @@ int lib_doc_put_single(sqlite3 *db, lib_ix *single, const char *owner, const lib
 		rc = lib_tx_commit(db, nested, err);
 	else
 		lib_tx_rollback(db, nested);
-	free(tags_text);
 	return rc;
 }
 

@@ -70,6 +70,11 @@ struct lib_ix;
 int lib_doc_put_single(sqlite3 *db, struct lib_ix *single, const char *owner,
 		       const lib_quota *quota, const char *title, const char *body, json_t *tags,
 		       const char *source, int64_t *id_out, lib_err *err);
+/* The same once lib_check_doc passed and lib_tags_text made the tags'
+ * text (the handler checks on the loop, the writer writes). */
+int lib_doc_put_checked(sqlite3 *db, struct lib_ix *single, const char *owner,
+			const lib_quota *quota, const char *title, const char *body,
+			const char *tags_text, const char *source, int64_t *id_out, lib_err *err);
 
 /* On success *doc_out is a new reference the caller must json_decref:
  * {"id","title","body","tags":[...],"source"|null,"owner"|null,

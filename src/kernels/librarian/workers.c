@@ -33,6 +33,8 @@ struct lib_workers {
 	sdk_pool *writer; /* one thread */
 	sqlite3 *wdb;     /* the writer's connection: only its thread uses it */
 	lib_ix_tails *tails; /* the writer's tails cache (index.h): its thread's too */
+	lib_ix *single;   /* single writes' index on wdb: its thread's too */
+	unsigned bulks;   /* bulk loads queued or running; on the loop */
 	/* The pending documents' merge (lib_workers_staged); on the loop. */
 	struct event *merge_timer;
 	unsigned staged;   /* written since the last merge was queued */
@@ -236,6 +238,84 @@ static int writer_ready(lib_workers *w, sdk_err *err)
 	return SDK_OK;
 }
 
+/* The writer's queue refused a job (sdk_pool_submit_as's rc). */
+static void write_refused(sdk_req *req, int rc, const char *busy)
+{
+	sdk_req_add_header(req, "Retry-After", "1");
+	if (rc == SDK_POOL_ECALLER)
+		sdk_reply_error(req, 429, "too_many", "you have %d writes waiting; try again",
+				LIB_WORKERS_WRITE_CALLER_MAX);
+	else
+		sdk_reply_error(req, 503, "busy", "%s", busy);
+}
+
+struct write {
+	lib_workers *w;
+	sdk_req *req;
+	lib_write_fn fn;
+	void *arg;
+	void (*arg_free)(void *arg);
+	int ok_status;
+	bool ran;
+	int rc;
+	sdk_err err;
+	lib_write_res res;
+};
+
+/* On the writer. */
+static void write_work(void *arg)
+{
+	struct write *x = arg;
+	lib_workers *w = x->w;
+	x->ran = true;
+	if ((x->rc = writer_ready(w, &x->err)))
+		return;
+	if (!w->single && lib_ix_open(w->wdb, &w->single, &x->err) < 0)
+		w->single = NULL; /* each write opens its own: slower, the same */
+	x->rc = x->fn(w->wdb, w->single, x->arg, &x->res, &x->err);
+}
+
+/* On the loop; also for a write dropped unrun at shutdown. */
+static void write_done(void *arg)
+{
+	struct write *x = arg;
+	if (!x->ran) {
+		sdk_req_add_header(x->req, "Retry-After", "1");
+		sdk_reply_error(x->req, 503, "stopping", "the librarian is stopping; nothing written");
+	} else if (x->rc) {
+		if (x->rc == SDK_EIO || x->rc == SDK_ECORRUPT)
+			sdk_log(SDK_LOG_WARN, sdk_req_id(x->req), "write: %s", x->err.msg);
+		sdk_reply_status(x->req, x->rc, &x->err);
+	} else {
+		if (x->res.staged)
+			lib_workers_staged(x->w, x->res.staged);
+		sdk_reply_json(x->req, x->ok_status, x->res.out);
+		x->res.out = NULL;
+	}
+	json_decref(x->res.out);
+	x->arg_free(x->arg);
+	free(x);
+}
+
+void lib_workers_write(lib_workers *w, sdk_req *req, const char *user, lib_write_fn fn, void *arg,
+		       void (*arg_free)(void *arg), int ok_status)
+{
+	struct write *x = calloc(1, sizeof *x);
+	if (!x) {
+		arg_free(arg);
+		sdk_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	*x = (struct write){ .w = w, .req = req, .fn = fn, .arg = arg, .arg_free = arg_free,
+			     .ok_status = ok_status };
+	int rc = sdk_pool_submit_as(w->writer, user, write_work, write_done, x);
+	if (rc == 0)
+		return;
+	arg_free(arg);
+	free(x);
+	write_refused(req, rc, "too many writes queued; try again");
+}
+
 /* On the writer. */
 static void bulk_work(void *arg)
 {
@@ -259,6 +339,7 @@ static void bulk_free(struct bulk *b)
 static void bulk_done(void *arg)
 {
 	struct bulk *b = arg;
+	b->w->bulks--;
 	if (!b->ran) {
 		sdk_req_add_header(b->req, "Retry-After", "1");
 		sdk_reply_error(b->req, 503, "stopping", "the librarian is stopping; nothing stored");
@@ -297,11 +378,17 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 		return;
 	}
 	b->body[len] = '\0';
-	if (sdk_pool_submit(w->writer, bulk_work, bulk_done, b) == 0)
+	/* Bulk loads have a bound of their own in the writer's queue: each
+	 * holds its body in memory. */
+	int rc = w->bulks < LIB_WORKERS_BULK_QUEUE_MAX
+			 ? sdk_pool_submit_as(w->writer, owner, bulk_work, bulk_done, b)
+			 : SDK_EBUSY;
+	if (rc == 0) {
+		w->bulks++;
 		return;
+	}
 	bulk_free(b);
-	sdk_req_add_header(req, "Retry-After", "1");
-	sdk_reply_error(req, 503, "busy", "too many bulk loads queued; try again");
+	write_refused(req, rc, "too many bulk loads queued; try again");
 }
 
 /* On the writer: every pending document into the blocks. */
@@ -385,12 +472,13 @@ lib_workers *lib_workers_new(sdk_kernel *k, sdk_err *err)
 		return NULL;
 	}
 	sdk_pool_set_caller_max(r->pool, LIB_WORKERS_CALLER_MAX);
-	r->writer = sdk_pool_new(k->base, 1, LIB_WORKERS_BULK_QUEUE_MAX);
+	r->writer = sdk_pool_new(k->base, 1, LIB_WORKERS_WRITE_QUEUE_MAX);
 	if (!r->writer) {
-		sdk_fail(err, SDK_EIO, "cannot start the bulk writer");
+		sdk_fail(err, SDK_EIO, "cannot start the writer");
 		lib_workers_free(r);
 		return NULL;
 	}
+	sdk_pool_set_caller_max(r->writer, LIB_WORKERS_WRITE_CALLER_MAX);
 	r->merge_timer = evtimer_new(k->base, on_merge_timer, r);
 	if (!r->merge_timer) {
 		sdk_fail(err, SDK_EIO, "out of memory");
@@ -410,6 +498,7 @@ void lib_workers_free(lib_workers *r)
 	r->merge_timer = NULL;
 	sdk_pool_free(r->pool);
 	sdk_pool_free(r->writer);
+	lib_ix_close(r->single); /* before its connection */
 	if (r->wdb)
 		sqlite3_close(r->wdb);
 	lib_ix_tails_free(r->tails);
