@@ -80,8 +80,13 @@ def io_counts(pid):
         return {k: int(v) for k, v in (line.split(": ") for line in f)}
 
 
+# --owner: the headers the gateway sends for a user's request, so that the
+# documents have an owner (and the quota's usage counters run).
+OWNER_HEADERS = {}
+
+
 def post_all(port, token, batches):
-    c = KeepAlive(port, timeout=600, headers={INTERNAL_TOKEN_HEADER: token})
+    c = KeepAlive(port, timeout=600, headers={INTERNAL_TOKEN_HEADER: token, **OWNER_HEADERS})
     created = 0
     try:
         for body in batches:
@@ -274,11 +279,15 @@ def main():
     # Every port below 32768 (the usual ephemeral range), clear of 8000-8149.
     ap.add_argument("--port-offset", type=int, default=24200)
     ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--owner", help="load as this user (X-Grace-User, role user), as the"
+                    " gateway forwards a user's request; default: no owner")
     ap.add_argument("--search-callgrind", action="store_true")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--keep-cg", help="copy the loaded run's callgrind file here"
                     " (with --search-callgrind: to PATH.CLASS)")
     a = ap.parse_args()
+    if a.owner:
+        OWNER_HEADERS.update({"X-Grace-User": a.owner, "X-Grace-Role": "user"})
     vocab, bodies, _ = make_docs(a.docs, a.vocab, a.seed)
     batches = ndjson_batches(bodies, a.request_bytes)
     with tempfile.TemporaryDirectory(prefix="grace-ingest-") as tmp:

@@ -127,6 +127,17 @@ class Upgrade(GraceTestCase):
                 continue
             self.assertEqual(user_version(os.path.join(g.data_dir, n)), current_version(n[:-3]),
                              n)
+        # Each owner's usage (schema 5) counted from the documents, as the
+        # triggers would have kept it.
+        db = sqlite3.connect(os.path.join(g.data_dir, "librarian.db"))
+        try:
+            usage = db.execute("SELECT owner, docs, bytes FROM owner_usage WHERE docs > 0"
+                               " ORDER BY owner").fetchall()
+            counted = db.execute("SELECT owner, count(*), sum(size) FROM documents"
+                                 " WHERE owner IS NOT NULL GROUP BY owner ORDER BY owner").fetchall()
+        finally:
+            db.close()
+        self.assertEqual(usage, counted)
 
     def test_a_kernel_database_from_a_newer_grace_is_refused(self):
         g = GraceServer(kernels={"message_bus": {}, "crypto": {}}, autostart=False)

@@ -103,6 +103,20 @@ static void test_ids_and_one_request(void **state)
 	assert_int_equal(lib_doc_put(db, "after", "the bulk", NULL, NULL, &next, &e), 0);
 	assert_int_equal(next, id + 201);
 	assert_sound(db);
+	/* An owner's request: their usage (owner_usage's triggers) counts it,
+	 * a line replaced by source once. */
+	json_t *o = NULL;
+	const char *owned = "{\"title\":\"a\",\"body\":\"bb\",\"source\":\"s1\"}\n"
+			    "{\"title\":\"c\",\"body\":\"ddd\"}\n"
+			    "{\"title\":\"a\",\"body\":\"bbbb\",\"source\":\"s1\"}\n";
+	assert_int_equal(lib_bulk_load(db, NULL, "olga", NULL, owned, strlen(owned), &o, &e), 0);
+	json_decref(o);
+	int64_t docs, bytes;
+	assert_int_equal(lib_usage(db, "olga", &docs, &bytes, &e), 0);
+	assert_int_equal(docs, 2);
+	assert_int_equal(bytes, (1 + 4) + (1 + 3));
+	assert_int_equal(count(db, "SELECT count(*) FROM documents WHERE owner = 'olga'"), docs);
+	assert_int_equal(count(db, "SELECT sum(size) FROM documents WHERE owner = 'olga'"), bytes);
 	sqlite3_close(db);
 }
 

@@ -770,6 +770,23 @@ static void test_migrate_schema_1(void **state)
 	sqlite3_close(db);
 }
 
+/* owner_usage (kept by triggers) says what counting the documents says. */
+static void assert_usage_counted(sqlite3 *db)
+{
+	static const char sql[] =
+		"SELECT (SELECT json_group_array(json_array(owner, docs, bytes)) FROM"
+		"  (SELECT * FROM owner_usage WHERE docs != 0 OR bytes != 0 ORDER BY owner)),"
+		" (SELECT json_group_array(json_array(owner, n, b)) FROM"
+		"  (SELECT owner, count(*) AS n, sum(size) AS b FROM documents"
+		"   WHERE owner IS NOT NULL GROUP BY owner ORDER BY owner))";
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0),
+			    (const char *)sqlite3_column_text(st, 1));
+	sqlite3_finalize(st);
+}
+
 /* Owners: who may delete, quotas, and a deleted owner's release. */
 static void test_owners_and_quotas(void **state)
 {
@@ -797,16 +814,41 @@ static void test_owners_and_quotas(void **state)
 	assert_int_equal(lib_usage(f->db, "alice", &docs, &bytes, &f->err), SDK_OK);
 	assert_int_equal(docs, 2);
 	assert_int_equal(bytes, 1 + 5 + 1 + 6);
+	assert_usage_counted(f->db);
+	/* A replace by source changes the bytes, not the count; a hand-made
+	 * change of owner moves both (the triggers see every write). */
+	int64_t c;
+	assert_int_equal(lib_doc_upsert(f->db, NULL, "bob", "s", "one", "[]", "src://1", 4, &c,
+					&f->err), SDK_OK);
+	assert_int_equal(lib_doc_upsert(f->db, NULL, "bob", "s", "longer", "[]", "src://1", 7,
+					&c, &f->err), SDK_OK);
+	assert_usage_counted(f->db);
+	assert_int_equal(lib_usage(f->db, "bob", &docs, &bytes, &f->err), SDK_OK);
+	assert_int_equal(docs, 2);
+	assert_int_equal(bytes, 2 + 7);
+	assert_int_equal(sqlite3_exec(f->db, "UPDATE documents SET owner = 'dave' WHERE source ="
+					     " 'src://1'", NULL, NULL, NULL), SQLITE_OK);
+	assert_usage_counted(f->db);
+	assert_int_equal(lib_usage(f->db, "dave", &docs, &bytes, &f->err), SDK_OK);
+	assert_int_equal(docs, 1);
 
 	assert_int_equal(lib_doc_delete_as(f->db, &bob, a, &f->err), SDK_EDENIED);
 	assert_int_equal(lib_doc_delete_as(f->db, &none, a, &f->err), SDK_EDENIED);
 	assert_int_equal(lib_doc_delete_as(f->db, &alice, a, &f->err), SDK_OK);
 	assert_int_equal(lib_doc_delete_as(f->db, &alice, a, &f->err), SDK_ENOTFOUND);
+	assert_usage_counted(f->db);
+	/* The freed place takes a document again. */
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "c", "third", NULL, NULL, &a,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_delete_as(f->db, &alice, a, &f->err), SDK_OK);
 
 	/* alice is gone: b stays, with no owner, and only an admin deletes it. */
 	assert_int_equal(lib_owner_release(f->db, "alice", 5, &out, &f->err), SDK_OK);
 	assert_int_equal(json_integer_value(json_object_get(out, "documents")), 1);
 	json_decref(out);
+	assert_usage_counted(f->db);
+	assert_int_equal(lib_usage(f->db, "alice", &docs, &bytes, &f->err), SDK_OK);
+	assert_int_equal(docs, 0);
 	assert_int_equal(lib_doc_get(f->db, b, &doc, &f->err), SDK_OK);
 	assert_true(json_is_null(json_object_get(doc, "owner")));
 	json_decref(doc);

@@ -25,7 +25,7 @@
 
 /* A schema change is a new step in lib_migrations and a new fixture
  * directory (docs/upgrades.md). */
-#define LIB_SCHEMA_VERSION 4
+#define LIB_SCHEMA_VERSION 5
 extern const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION];
 #define LIB_TITLE_MAX 1024u
 #define LIB_BODY_MAX (4u << 20)
@@ -86,7 +86,7 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err);
 /* Deletes as `who`: SDK_EDENIED unless `who` owns it or is an admin. */
 int lib_doc_delete_as(sqlite3 *db, const lib_actor *who, int64_t id, lib_err *err);
 
-/* What `owner` has: documents and bytes. */
+/* What `owner` has: documents and bytes (owner_usage, kept by triggers). */
 int lib_usage(sqlite3 *db, const char *owner, int64_t *docs, int64_t *bytes, lib_err *err);
 /* SDK_EQUOTA (with the reason) when `owner` cannot take `docs` more
  * documents of `bytes` more bytes. */
