@@ -114,6 +114,21 @@ def traces_json(*spans, service="bb-raw"):
         "scopeSpans": [{"scope": {"name": "raw"}, "spans": list(spans)}]}]}
 
 
+SCHED_IDLE = 5  # linux/sched.h
+
+
+def thread_policies(pid):
+    """Each thread's scheduling policy (field 41 of /proc/PID/task/TID/stat)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[38])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return out
+
+
 class Telemetry(GraceTestCase):
     @classmethod
     def setUpClass(cls):
@@ -412,6 +427,19 @@ class Telemetry(GraceTestCase):
         self.assertEqual([(s["service"], s["name"]) for s in roots],
                          [("grace", "GET /bus/subjects")])
 
+    def test_the_store_writes_at_sched_idle(self):
+        # [telemetry] store_idle = 1 (the default): the thread that stored
+        # the exports runs at SCHED_IDLE, the loop and the reader do not.
+        st, _, _ = self.post("/v1/traces", traces_json(span_json("ac" * 16, "01" * 8)),
+                             "application/json")
+        self.assertEqual(st, 200)
+        st, _, _ = self.g.http("GET", "/telemetry/traces/" + "ac" * 16)
+        self.assertEqual(st, 200)
+        pid = self.g.kernel("telemetry")["pid"]
+        pol = thread_policies(pid)
+        self.assertEqual(pol[pid], 0, pol)
+        self.assertEqual(sum(p == SCHED_IDLE for p in pol.values()), 1, pol)
+
     def test_metrics_counted_and_valid(self):
         tid = "ab" * 16
         st, _, _ = self.post("/v1/traces", traces_json(span_json(tid, "01" * 8)),
@@ -472,7 +500,7 @@ class Limits(GraceTestCase):
         # Traces started here are not sampled: only a caller's sampled
         # traceparent makes spans, so the writer's queue is the test's.
         cfg = {"telemetry": {"caller_requests_max": 1, "queue_max": 2, "sample_percent": 0,
-                             "retention_interval_ms": 86400000}}
+                             "retention_interval_ms": 86400000, "store_idle": 0}}
         cls.g = GraceServer(config=cfg, kernels={"telemetry": {}})
         try:
             cls.g.start()
@@ -506,6 +534,15 @@ class Limits(GraceTestCase):
         self.assertEqual(st, 404)
         q = "/telemetry/traces?attr=" + urllib.parse.quote("grace.request_id=" + unsampled)
         self.assertEqual(g.http("GET", q)[2]["spans"], [])
+
+    def test_store_idle_0_keeps_the_normal_policy(self):
+        st, _, _ = self.g.http("GET", "/telemetry/logs",
+                               headers={"traceparent": "00-%s-%s-01" % ("e1" * 16, "12" * 8)})
+        self.assertEqual(st, 200)
+        self.g.wait_for(lambda: self.g.http("GET", "/telemetry/traces/" + "e1" * 16)[0] == 200,
+                        scaled(20), message="the stored trace")
+        pol = thread_policies(self.g.kernel("telemetry")["pid"])
+        self.assertNotIn(SCHED_IDLE, pol.values(), pol)
 
     def test_429_and_503_while_the_writer_is_behind(self):
         g = self.g

@@ -4,20 +4,26 @@
  * kernel (POST /write); traces and logs are kept in SQLite with
  * retention by age and by size (store.c), and queries: a trace as a span
  * tree, spans by service, name, duration, status, attribute and time, log
- * records by trace and by time. Every SQLite step, and the decoding of a
- * request, runs on one worker thread (sdk_pool): the loop only reads the
- * body and answers. docs/telemetry.md. */
+ * records by trace and by time. The decoding and storing of exports, and
+ * retention, run on one writer thread (sdk_pool), at SCHED_IDLE unless
+ * [telemetry] store_idle = 0; queries on one reader thread with a
+ * read-only connection of its own. The loop only reads the body and
+ * answers. docs/telemetry.md. */
 #include "kernels/telemetry/otlp.h"
 #include "kernels/telemetry/otlp_metrics.h"
 #include "kernels/telemetry/store.h"
 
 #include "kernels/registry.h"
 #include "sdk/clock.h"
+#include "sdk/db.h"
 #include "sdk/log.h"
 #include "sdk/pool.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <event2/buffer.h>
+#include <pthread.h>
+#include <sched.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +39,10 @@ typedef struct job job;
 
 typedef struct tel {
 	sdk_kernel *k;
-	sdk_pool *pool; /* one thread: the only user of k->db after init */
+	sdk_pool *pool;   /* the writer, one thread: the only user of k->db after init */
+	sdk_pool *reader; /* the queries, one thread */
+	sqlite3 *rdb;     /* the reader's connection (read-only): only its thread uses it */
+	bool idle_set;    /* the writer's thread asked for SCHED_IDLE: the writer's */
 	struct event *retain_timer;
 	bool retaining;
 	grace_telemetry cfg;
@@ -362,9 +371,26 @@ static void metrics_send(job *j)
 
 /* ---- queries ---- */
 
+/* On the reader: its connection, opened at its first query. WAL: it reads
+ * the last commit and never waits for the writer. */
+static sqlite3 *reader_db(tel *t, sdk_err *err)
+{
+	if (!t->rdb && (sdk_db_open_checked(t->k->cfg->data_dir, t->k->def->name,
+					    &(sdk_db_check){ .skip = true }, &t->rdb, err) < 0 ||
+			sdk_db_exec(t->rdb, "PRAGMA query_only = 1", err) < 0)) {
+		sqlite3_close(t->rdb);
+		t->rdb = NULL;
+	}
+	return t->rdb;
+}
+
 static void work_query(job *j)
 {
-	sqlite3 *db = j->t->k->db;
+	sqlite3 *db = reader_db(j->t, &j->err);
+	if (!db) {
+		j->rc = SDK_EIO;
+		return;
+	}
 	switch (j->kind) {
 	case JOB_TRACE:
 		j->rc = tel_trace(db, j->trace_id, &j->out, &j->err);
@@ -410,10 +436,35 @@ static void done_retain(job *j)
 
 /* ---- the pool's two ends ---- */
 
+/* The writer's thread at SCHED_IDLE (once, at its first job): it then
+ * runs only when a CPU has nothing else to run, and a thread of any other
+ * policy that wakes preempts it at once. Storing an export of Grace's own
+ * spans took 2-5 ms of CPU at a time; at the normal policy that ran in the
+ * middle of the requests being traced, and the gateway's path stalled (no
+ * answer for 3 ms or more) 8.8-12.6 times a second against 3.0-4.2 with
+ * the store's work dropped or at SCHED_IDLE, nginx's path 2.9-8.0 in the
+ * same runs (bench/gateway_bench.py --stalls, docs/telemetry.md). nice 19
+ * did not help: the scheduler lets a running task finish its slice. An
+ * unprivileged thread cannot come back from SCHED_IDLE, hence a thread
+ * of its own rather than a policy per job. */
+static void writer_idle(tel *t)
+{
+	if (t->idle_set || !t->cfg.store_idle)
+		return;
+	t->idle_set = true;
+	struct sched_param sp = { 0 };
+	int rc = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	if (rc)
+		sdk_warn("telemetry: the store's writer stays at the normal policy: %s",
+			 strerror(rc));
+}
+
 static void on_work(void *arg)
 {
 	job *j = arg;
 	j->ran = true;
+	if (j->kind != JOB_TRACE && j->kind != JOB_SEARCH && j->kind != JOB_LOGS)
+		writer_idle(j->t);
 	if (j->kind == JOB_EXPORT)
 		work_export(j);
 	else if (j->kind == JOB_RETAIN)
@@ -524,7 +575,7 @@ static bool is_hex_id(const char *s, size_t digits)
 static void submit_query(sdk_req *req, tel *t, job *j)
 {
 	j->t = t, j->req = req;
-	int rc = sdk_pool_submit(t->pool, on_work, on_done, j);
+	int rc = sdk_pool_submit(t->reader, on_work, on_done, j);
 	if (rc < 0) {
 		job_free(j);
 		sdk_req_add_header(req, "Retry-After", RETRY_AFTER_S);
@@ -689,10 +740,11 @@ static int telemetry_init(sdk_kernel *k, sdk_err *err)
 	/* One worker: SQLite's connection is used by one thread at a time,
 	 * and the requests are stored in the order they came. */
 	t->pool = sdk_pool_new(k->base, 1, t->cfg.queue_max);
+	t->reader = sdk_pool_new(k->base, 1, t->cfg.queue_max);
 	t->retain_timer = event_new(k->base, -1, EV_PERSIST, on_retain_timer, t);
 	t->acc = otlp_prom_acc_new(DELTA_SERIES_MAX);
 	t->stmts = tel_stmts_new();
-	if (!t->pool || !t->retain_timer || !t->acc || !t->stmts) {
+	if (!t->pool || !t->reader || !t->retain_timer || !t->acc || !t->stmts) {
 		return sdk_fail(err, SDK_EIO, "out of memory");
 	}
 	sdk_pool_set_caller_max(t->pool, t->cfg.caller_requests_max);
@@ -712,6 +764,9 @@ static void telemetry_close(sdk_kernel *k)
 		event_free(t->retain_timer);
 	if (t->pool)
 		sdk_pool_free(t->pool); /* runs every done: the requests are answered */
+	if (t->reader)
+		sdk_pool_free(t->reader);
+	sqlite3_close(t->rdb); /* its thread is gone */
 	/* Metrics requests still waiting for the metrics kernel: their
 	 * calls end unanswered with the caller (after close). */
 	for (job *j = t->sending, *n; j; j = n) {
@@ -749,11 +804,11 @@ static void telemetry_metrics(sdk_kernel *k, struct evbuffer *out)
 			    "# HELP grace_telemetry_retention_deleted_total Rows deleted by retention.\n"
 			    "# TYPE grace_telemetry_retention_deleted_total counter\n"
 			    "grace_telemetry_retention_deleted_total{kernel=\"telemetry\"} %llu\n"
-			    "# HELP grace_telemetry_queued_jobs Requests, queries and retention runs waiting for or on the store's worker.\n"
+			    "# HELP grace_telemetry_queued_jobs Requests, queries and retention runs waiting for or on the store's threads.\n"
 			    "# TYPE grace_telemetry_queued_jobs gauge\n"
 			    "grace_telemetry_queued_jobs{kernel=\"telemetry\"} %zu\n",
 			    t->spans, t->logs, t->rejected, t->bad, t->refused_busy, t->refused_caller,
-			    t->retained, sdk_pool_pending(t->pool));
+			    t->retained, sdk_pool_pending(t->pool) + sdk_pool_pending(t->reader));
 }
 
 static const sdk_route telemetry_routes[] = {
