@@ -311,8 +311,6 @@ static void on_job_cancel(sdk_req *req, void *ctx)
 	writes(k, req, &who, cancel_write, a, 200);
 }
 
-/* A user was deleted in the main process: their documents lose their
- * owner, their ingests stop. Admin only (the purge calls it as admin). */
 static int release_write(sqlite3 *db, lib_ix *single, void *arg, lib_write_res *res,
 			 sdk_err *err)
 {
@@ -321,6 +319,8 @@ static int release_write(sqlite3 *db, lib_ix *single, void *arg, lib_write_res *
 	return lib_owner_release(db, a->name, sdk_wall_ms(), &res->out, err);
 }
 
+/* A user was deleted in the main process: their documents lose their
+ * owner, their ingests stop. Admin only (the purge calls it as admin). */
 static void on_owner_release(sdk_req *req, void *ctx)
 {
 	sdk_kernel *k = ctx;
