@@ -155,28 +155,42 @@ static void job_free(struct job *j)
 	free(j);
 }
 
+/* On the loop: a job's failure answered (true), or nothing answered
+ * (false: it ran and succeeded, the caller answers). `unrun`: what a job
+ * dropped unrun at shutdown says. */
+static bool replied_failure(sdk_req *req, bool ran, int rc, const sdk_err *err, const char *what,
+			    const char *unrun)
+{
+	if (!ran) {
+		sdk_req_add_header(req, "Retry-After", "1");
+		sdk_reply_error(req, 503, "stopping", "%s", unrun);
+		return true;
+	}
+	if (!rc)
+		return false;
+	if (rc == SDK_EIO || rc == SDK_ECORRUPT)
+		sdk_log(SDK_LOG_WARN, sdk_req_id(req), "%s: %s", what, err->msg);
+	sdk_reply_status(req, rc, err);
+	return true;
+}
+
 /* On the loop. A queued job dropped at shutdown comes here unrun. */
 static void search_done(void *arg)
 {
 	struct job *j = arg;
-	struct evbuffer *b;
-	if (!j->ran) {
-		sdk_req_add_header(j->req, "Retry-After", "1");
-		sdk_reply_error(j->req, 503, "stopping", "the librarian is stopping");
-	} else if (j->rc) {
-		if (j->rc == SDK_EIO || j->rc == SDK_ECORRUPT)
-			sdk_log(SDK_LOG_WARN, sdk_req_id(j->req), "search: %s", j->err.msg);
-		sdk_reply_status(j->req, j->rc, &j->err);
-	} else if (!(b = evbuffer_new()) || evbuffer_add(b, j->out.p, j->out.len) ||
-		   evbuffer_add(b, "\n", 1)) {
-		if (b)
-			evbuffer_free(b);
+	if (replied_failure(j->req, j->ran, j->rc, &j->err, "search", "the librarian is stopping")) {
+		job_free(j);
+		return;
+	}
+	struct evbuffer *b = evbuffer_new();
+	if (!b || evbuffer_add(b, j->out.p, j->out.len) || evbuffer_add(b, "\n", 1)) {
 		sdk_reply_error(j->req, 500, "internal", "out of memory");
 	} else {
 		/* as sdk_reply_json sends it: the text, a newline, JSON's type */
 		sdk_reply_raw(j->req, 200, NULL, b);
-		evbuffer_free(b);
 	}
+	if (b)
+		evbuffer_free(b);
 	job_free(j);
 }
 
@@ -279,14 +293,8 @@ static void write_work(void *arg)
 static void write_done(void *arg)
 {
 	struct write *x = arg;
-	if (!x->ran) {
-		sdk_req_add_header(x->req, "Retry-After", "1");
-		sdk_reply_error(x->req, 503, "stopping", "the librarian is stopping; nothing written");
-	} else if (x->rc) {
-		if (x->rc == SDK_EIO || x->rc == SDK_ECORRUPT)
-			sdk_log(SDK_LOG_WARN, sdk_req_id(x->req), "write: %s", x->err.msg);
-		sdk_reply_status(x->req, x->rc, &x->err);
-	} else {
+	if (!replied_failure(x->req, x->ran, x->rc, &x->err, "write",
+			     "the librarian is stopping; nothing written")) {
 		if (x->res.staged)
 			lib_workers_staged(x->w, x->res.staged);
 		sdk_reply_json(x->req, x->ok_status, x->res.out);
@@ -340,16 +348,9 @@ static void bulk_done(void *arg)
 {
 	struct bulk *b = arg;
 	b->w->bulks--;
-	if (!b->ran) {
-		sdk_req_add_header(b->req, "Retry-After", "1");
-		sdk_reply_error(b->req, 503, "stopping", "the librarian is stopping; nothing stored");
-	} else if (b->rc) {
-		if (b->rc == SDK_EIO || b->rc == SDK_ECORRUPT)
-			sdk_log(SDK_LOG_WARN, sdk_req_id(b->req), "bulk: %s", b->err.msg);
-		sdk_reply_status(b->req, b->rc, &b->err);
-	} else {
+	if (!replied_failure(b->req, b->ran, b->rc, &b->err, "bulk",
+			     "the librarian is stopping; nothing stored"))
 		sdk_reply_json(b->req, 200, json_incref(b->out));
-	}
 	bulk_free(b);
 }
 
