@@ -20,11 +20,10 @@
 #include "sdk/pool.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <pthread.h>
 #include <sched.h>
-#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,14 +438,14 @@ static void done_retain(job *j)
 /* The writer's thread at SCHED_IDLE (once, at its first job): it then
  * runs only when a CPU has nothing else to run, and a thread of any other
  * policy that wakes preempts it at once. Storing an export of Grace's own
- * spans took 2-5 ms of CPU at a time; at the normal policy that ran in the
- * middle of the requests being traced, and the gateway's path stalled (no
- * answer for 3 ms or more) 8.8-12.6 times a second against 3.0-4.2 with
- * the store's work dropped or at SCHED_IDLE, nginx's path 2.9-8.0 in the
- * same runs (bench/gateway_bench.py --stalls, docs/telemetry.md). nice 19
- * did not help: the scheduler lets a running task finish its slice. An
- * unprivileged thread cannot come back from SCHED_IDLE, hence a thread
- * of its own rather than a policy per job. */
+ * spans takes 2-5 ms of CPU at a time; at the normal policy that ran in
+ * the middle of the requests being traced: the gateway's path stalled (no
+ * answer for 3 ms or more) 8.8-12.6 times a second as shipped, 5.3-5.9
+ * with this, 7.6 with the kernel at nice 19 instead (the scheduler lets a
+ * running task finish its slice), nginx's path 2.2-4.0 in most of the
+ * same runs (bench/README.md section 5). An unprivileged thread cannot
+ * come back from SCHED_IDLE, hence a thread of its own rather than a
+ * policy per job. */
 static void writer_idle(tel *t)
 {
 	if (t->idle_set || !t->cfg.store_idle)
@@ -737,8 +736,8 @@ static int telemetry_init(sdk_kernel *k, sdk_err *err)
 	k->state = t;
 	t->k = k;
 	t->cfg = k->cfg->telemetry;
-	/* One worker: SQLite's connection is used by one thread at a time,
-	 * and the requests are stored in the order they came. */
+	/* One writer: k->db is used by one thread at a time, and the
+	 * requests are stored in the order they came. */
 	t->pool = sdk_pool_new(k->base, 1, t->cfg.queue_max);
 	t->reader = sdk_pool_new(k->base, 1, t->cfg.queue_max);
 	t->retain_timer = event_new(k->base, -1, EV_PERSIST, on_retain_timer, t);
