@@ -163,13 +163,16 @@ static void step_next(struct run *r)
 		evtimer_add(r->retry, &tv);
 }
 
-/* A job's failure, recorded by the worker like its other writes: on the
- * loop's connection it would wait there for the write lock. */
+/* A job's failure, recorded by the worker like its other writes (on the
+ * loop's connection it would wait there for the write lock), and only
+ * then told to whoever waits: they may read the job at once. */
 struct fail {
 	lib_jobs *j;
 	int64_t id, at_ms;
+	sdk_req *req;   /* waiting for the answer, or NULL */
+	int status;     /* the job's failure: the answer's */
 	sdk_err why;
-	int rc;
+	int rc;         /* the record's: 1 until it ran */
 	sdk_err err;
 };
 
@@ -179,8 +182,8 @@ static void fail_work(void *arg)
 	f->rc = lib_job_fail(f->j->wdb, f->id, f->why.msg, f->at_ms, &f->err);
 }
 
-/* Unrun (the kernel stopping): the job stays unfinished and is taken up
- * again at the next start, as any other. */
+/* Unrun (the kernel stopping) or unrecorded: the job stays unfinished and
+ * is taken up again at the next start, as any other. */
 static void fail_done(void *arg)
 {
 	struct fail *f = arg;
@@ -188,29 +191,32 @@ static void fail_done(void *arg)
 		sdk_warn("ingest %lld: cannot record its failure: %s", (long long)f->id, f->err.msg);
 	else if (!f->rc)
 		sdk_info("ingest %lld failed: %s", (long long)f->id, f->why.msg);
+	if (f->req)
+		reply_status(f->req, f->status, &f->why);
 	free(f);
 }
 
-/* The job failed for good: recorded, and told to whoever waits. */
+/* The job failed for good: recorded, then told to whoever waits. */
 static void run_fail(struct run *r)
 {
 	struct fail *f = calloc(1, sizeof *f);
-	if (f) {
-		*f = (struct fail){ .j = r->j, .id = r->id, .at_ms = sdk_wall_ms(), .why = r->err,
-				    .rc = 1 };
-		if (sdk_pool_submit(r->j->pool, fail_work, fail_done, f) < 0) {
-			f->rc = SDK_EBUSY;
-			sdk_fail(&f->err, SDK_EBUSY, "the worker's queue is full");
-			fail_done(f); /* unfinished, so taken up again at the next start */
-		}
-	} else {
+	if (!f) {
 		sdk_warn("ingest %lld: cannot record its failure: out of memory", (long long)r->id);
-	}
-	if (r->req) {
-		reply_status(r->req, r->status, &r->err);
+		if (r->req)
+			reply_status(r->req, r->status, &r->err);
 		r->req = NULL;
+		run_free(r);
+		return;
 	}
+	*f = (struct fail){ .j = r->j, .id = r->id, .at_ms = sdk_wall_ms(), .req = r->req,
+			    .status = r->status, .why = r->err, .rc = 1 };
+	r->req = NULL;
 	run_free(r);
+	if (sdk_pool_submit(f->j->pool, fail_work, fail_done, f) < 0) {
+		f->rc = SDK_EBUSY;
+		sdk_fail(&f->err, SDK_EBUSY, "the worker's queue is full");
+		fail_done(f);
+	}
 }
 
 /* On the loop, after a step. */
