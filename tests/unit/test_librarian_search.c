@@ -602,7 +602,7 @@ static void test_snippets_equal_fts5(void **state)
 /* ---- 5. tokens */
 
 struct toks {
-	char buf[1 << 16];
+	char buf[1 << 18]; /* every token of a text of at most 16 kB, printed */
 	size_t n;
 	int count;
 };
@@ -654,6 +654,82 @@ static int on_some_tok(void *arg, const char *t, int len, int start, int end)
 	return 0;
 }
 
+/* lib_tok_places's wanted tokens, checked against lib_tok_run's text
+ * (struct some's all, read as the indexes come). */
+struct places {
+	struct some *k;
+	const lib_tok_span *spans;
+	int next, wanted;
+};
+
+static int on_place_stem(void *arg, const char *t, int len, int index)
+{
+	struct places *pl = arg;
+	/* the tokens between the last one reported and this one are not wanted */
+	for (; pl->next <= index; pl->next++) {
+		const char *at = strchr(pl->k->all, '@');
+		assert_non_null(at);
+		int s0, e0, n = 0;
+		assert_int_equal(sscanf(at, "@%d-%d %n", &s0, &e0, &n), 2);
+		assert_int_equal(pl->spans[pl->next].start, s0);
+		assert_int_equal(pl->spans[pl->next].end, e0);
+		unsigned char f = (unsigned char)pl->k->all[0];
+		if (pl->next == index) {
+			assert_true(pl->k->want[f]);
+			assert_int_equal((size_t)len, (size_t)(at - pl->k->all));
+			assert_memory_equal(t, pl->k->all, (size_t)len);
+		}
+		pl->k->all = at + n;
+	}
+	pl->wanted++;
+	return 0;
+}
+
+/* lib_tok_places on text: the places of lib_tok_run's tokens (all), and
+ * the stems of exactly the wanted ones; 1 only for a text past ASCII. */
+static void check_places(lib_tok *tok, const char *text, size_t len, const unsigned char want[256],
+			 const char *all, int count, unsigned *done)
+{
+	/* room for every token (one in two bytes at most), so that spans
+	 * does not move while the callback reads it; grown within a call
+	 * only by the random texts' first few, whose cap starts smaller */
+	static lib_tok_span *spans;
+	static int cap;
+	if ((size_t)cap < len / 2 + 1) {
+		free(spans);
+		cap = (int)(len / 2 + 1);
+		spans = malloc((size_t)cap * sizeof *spans);
+		assert_non_null(spans);
+	}
+	int n = -1;
+	struct some k = { .all = all };
+	memcpy(k.want, want, sizeof k.want);
+	struct places pl = { .k = &k, .spans = spans };
+	int rc = lib_tok_places(tok, text, (int)len, want, &spans, &cap, &n, on_place_stem, &pl);
+	assert_ptr_equal(pl.spans, spans);
+	bool ascii = true;
+	for (size_t i = 0; i < len; i++)
+		ascii = ascii && !((unsigned char)text[i] & 0x80);
+	if (!ascii) {
+		assert_int_equal(rc, 1);
+		return;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(n, count);
+	pl.spans = spans;
+	for (; pl.next < n; pl.next++) { /* the rest: places only, none wanted */
+		const char *at = strchr(k.all, '@');
+		int s0, e0, m = 0;
+		assert_int_equal(sscanf(at, "@%d-%d %n", &s0, &e0, &m), 2);
+		assert_int_equal(spans[pl.next].start, s0);
+		assert_int_equal(spans[pl.next].end, e0);
+		assert_false(want[(unsigned char)k.all[0]]);
+		k.all = at + m;
+	}
+	assert_int_equal(*k.all, '\0');
+	(*done)++;
+}
+
 static void test_tokens_equal_fts5(void **state)
 {
 	struct fx *f = *state, g = *f;
@@ -681,16 +757,29 @@ static void test_tokens_equal_fts5(void **state)
 	static const char *const seps[] = { " ", "  ", "\n", "\t", ".", ", ", "-", "\x01", "\x7f",
 					    "\xc2\xa0", "\xe2\x80\x94", "", "\"", "\\" };
 	struct toks *a = malloc(sizeof *a), *b = malloc(sizeof *b);
-	char text[4096];
-	unsigned texts = f->queries * 4, some_nulls = 0, some_stems = 0;
+	static char text[16384];
+	unsigned texts = f->queries * 4, some_nulls = 0, some_stems = 0, places = 0;
 	for (unsigned it = 0; it < texts; it++) {
 		size_t o = 0;
-		for (unsigned w = below(&g, 40); w; w--) {
+		/* a text in four starts past a filler, so that its words cross
+		 * the tokenizer's windows of 1,024 bytes (tok.c) */
+		if (below(&g, 4) == 0) {
+			unsigned n = 900 + below(&g, 300);
+			for (unsigned i = 0; i < n; i++)
+				text[o++] = below(&g, 5) ? 'a' + (char)below(&g, 26) : ' ';
+		}
+		for (unsigned w = below(&g, 40); w && o < sizeof text - 4096; w--) {
 			const char *p = below(&g, 3) ? parts[below(&g, sizeof parts / sizeof *parts)]
 						     : zipf(&g);
 			if (below(&g, 50) == 0) { /* past STEM_KEY_MAX and LIB_TERM_MAX */
 				unsigned n = 60 + below(&g, 100);
 				memset(text + o, below(&g, 2) ? 'Q' : 'q', n);
+				o += n;
+			} else if (below(&g, 100) == 0) { /* one token over windows, maybe not ASCII */
+				unsigned n = 1000 + below(&g, 2000);
+				memset(text + o, 'w', n);
+				if (below(&g, 2))
+					memcpy(text + o + below(&g, n - 2), "\xc3\xa9", 2);
 				o += n;
 			} else {
 				o += (size_t)snprintf(text + o, sizeof text - o, "%s", p);
@@ -718,10 +807,20 @@ static void test_tokens_equal_fts5(void **state)
 		assert_int_equal(sm.all, a->buf + strlen(a->buf));
 		some_nulls += sm.nulls;
 		some_stems += sm.count - sm.nulls;
+		check_places(f->tok, text, o, sm.want, a->buf, a->count, &places);
+		/* and the same text made ASCII, so that most texts are */
+		for (size_t i = 0; i < o; i++)
+			if ((unsigned char)text[i] & 0x80)
+				text[i] = "x.: 9Z-"[below(&g, 7)];
+		a->n = 0;
+		a->count = 0;
+		a->buf[0] = '\0';
+		assert_int_equal(lib_tok_run(f->tok, LIB_TOK_DOC, text, (int)o, on_tok, a), 0);
+		check_places(f->tok, text, o, sm.want, a->buf, a->count, &places);
 	}
-	print_message("lib_tok_run_some: %u tokens placed only, %u stemmed\n", some_nulls,
-		      some_stems);
-	assert_true(some_nulls > 0 && some_stems > 0);
+	print_message("lib_tok_run_some: %u tokens placed only, %u stemmed; lib_tok_places: %u"
+		      " ASCII texts\n", some_nulls, some_stems, places);
+	assert_true(some_nulls > 0 && some_stems > 0 && places > texts);
 	ref.xDelete(rt);
 	free(a);
 	free(b);

@@ -211,8 +211,8 @@ static int fts_rank(sqlite3 *db, const char *expr, const char *tags, unsigned li
 #define SNIP_CLOSE "</mark>"
 #define SNIP_ELLIPSIS "\xe2\x80\xa6"
 
-struct snip_tok {
-	int start, end;  /* its bytes in the body */
+struct snip_hit {
+	int pos;	  /* the token's index */
 	uint32_t phrases; /* the query's phrases it is (bit i: term i) */
 };
 
@@ -223,9 +223,9 @@ struct snip {
 	size_t wlen[LIB_SQ_WORDS_MAX]; /* sq's words' lengths */
 	unsigned char want[256];       /* sq's words' first bytes (lib_tok_run_some) */
 	const char *body;
-	struct snip_tok *tok; /* every token of the body, in order */
+	lib_tok_span *tok; /* every token of the body, in order */
 	int ntok, cap;
-	int *hit; /* the tokens that are a phrase, ascending */
+	struct snip_hit *hit; /* the tokens that are a phrase, ascending */
 	int nhit, hitcap;
 	bool nomem;
 };
@@ -274,25 +274,37 @@ static bool begins_sentence(const char *body, int pos, int start)
 	return i != start - 1 && (c == '.' || c == ':');
 }
 
-/* t NULL: a token that is none of the words (lib_tok_run_some). */
+/* Token pos, stemmed t: a hit when it is one of the words. */
+static int on_snip_stem(void *arg, const char *t, int len, int pos)
+{
+	struct snip *s = arg;
+	uint32_t ph = 0;
+	for (unsigned i = 0; i < s->sq->nword; i++)
+		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
+			ph |= 1u << i;
+	if (!ph)
+		return 0;
+	if (!grow((void **)&s->hit, &s->hitcap, s->nhit, sizeof *s->hit)) {
+		s->nomem = true;
+		return 1;
+	}
+	s->hit[s->nhit++] = (struct snip_hit){ pos, ph };
+	return 0;
+}
+
+/* lib_tok_run_some's token (t NULL: none of the words), for a body past
+ * ASCII. */
 static int on_snip_token(void *arg, const char *t, int len, int start, int end)
 {
 	struct snip *s = arg;
 	int pos = s->ntok;
-	uint32_t ph = 0;
-	for (unsigned i = 0; t && i < s->sq->nword; i++)
-		if ((size_t)len == s->wlen[i] && !memcmp(t, s->sq->word[i], (size_t)len))
-			ph |= 1u << i;
-	if (!grow((void **)&s->tok, &s->cap, pos, sizeof *s->tok) ||
-	    (ph && !grow((void **)&s->hit, &s->hitcap, s->nhit, sizeof *s->hit))) {
+	if (!grow((void **)&s->tok, &s->cap, pos, sizeof *s->tok)) {
 		s->nomem = true;
 		return 1;
 	}
-	if (ph)
-		s->hit[s->nhit++] = pos;
-	s->tok[pos] = (struct snip_tok){ start, end, ph };
+	s->tok[pos] = (lib_tok_span){ start, end };
 	s->ntok++;
-	return 0;
+	return t ? on_snip_stem(s, t, len, pos) : 0;
 }
 
 /* The score of the window of SNIP_TOKENS from token `from`: 1,000 for each
@@ -303,10 +315,10 @@ static int window_score(const struct snip *s, int from, int *adj)
 	uint32_t seen = 0;
 	int n = 0, first = -1, last = 0;
 	for (int k = 0; k < s->nhit; k++) {
-		int p = s->hit[k];
+		int p = s->hit[k].pos;
 		if (p < from || p >= from + SNIP_TOKENS)
 			continue;
-		uint32_t ph = s->tok[p].phrases;
+		uint32_t ph = s->hit[k].phrases;
 		seen |= ph;
 		n += __builtin_popcount(ph);
 		if (first < 0)
@@ -331,7 +343,7 @@ static int best_start(const struct snip *s)
 	int best = 0, start = 0;
 	int sent = 0, seen = -1; /* the last sentence start <= seen, the last instance looked back from */
 	for (int k = 0; k < s->nhit; k++) {
-		int io = s->hit[k], adj;
+		int io = s->hit[k].pos, adj;
 		/* FTS5 scores each instance (a token of two phrases twice, the
 		 * same window: only strictly better counts, so once is the same) */
 		int sc = window_score(s, io, &adj);
@@ -368,7 +380,7 @@ static void highlight(const struct snip *s, int from, size_t len, sdk_buf *o)
 	const char *b = s->body;
 	int to = from + SNIP_TOKENS - 1;
 	int k = 0; /* the next instance: hit[k] */
-	while (k < s->nhit && s->hit[k] < from)
+	while (k < s->nhit && s->hit[k].pos < from)
 		k++;
 	int off = 0;
 	bool open = false;
@@ -376,7 +388,7 @@ static void highlight(const struct snip *s, int from, size_t len, sdk_buf *o)
 		SNIP_PUT(o, SNIP_ELLIPSIS);
 	for (int pos = from; pos <= to && pos < s->ntok; pos++) {
 		int st = s->tok[pos].start, en = s->tok[pos].end;
-		int cur = k < s->nhit ? s->hit[k] : -1;
+		int cur = k < s->nhit ? s->hit[k].pos : -1;
 		if (from && pos == from)
 			off = st;
 		if (open && (pos <= cur || cur < 0) && st > off) {
@@ -412,16 +424,24 @@ static void highlight(const struct snip *s, int from, size_t len, sdk_buf *o)
 }
 
 /* Appends body's snippet to o; false when the tokenizer fails or memory
- * runs out. Only the words' tokens are stemmed (lib_tok_run_some): the
- * others are counted and placed, all the window needs of them. */
+ * runs out. Only the tokens that may be the words are stemmed: the others
+ * are only placed, all the window needs of them (lib_tok_places for an
+ * ASCII body, else lib_tok_run_some). */
 static bool snippet_into(lib_tok *tok, struct snip *s, const char *body, size_t len,
 			 sdk_buf *o)
 {
 	s->body = body;
 	s->ntok = s->nhit = 0;
 	s->nomem = false;
-	bool ok = len <= INT_MAX && s->sq->nword <= LIB_SQ_WORDS_MAX &&
-		  !lib_tok_run_some(tok, body, (int)len, s->want, on_snip_token, s) && !s->nomem;
+	if (len > INT_MAX || s->sq->nword > LIB_SQ_WORDS_MAX)
+		return false;
+	int rc = lib_tok_places(tok, body, (int)len, s->want, &s->tok, &s->cap, &s->ntok,
+				on_snip_stem, s);
+	if (rc == 1) { /* past ASCII */
+		s->ntok = s->nhit = 0;
+		rc = lib_tok_run_some(tok, body, (int)len, s->want, on_snip_token, s);
+	}
+	bool ok = !rc && !s->nomem;
 	if (ok) {
 		highlight(s, best_start(s), len, o);
 		sdk_buf_put(o, "", 0);
