@@ -163,6 +163,11 @@ static void on_log(void *arg, int code, const char *msg)
 	sdk_db_log_note(code, msg);
 }
 
+void sdk_db_no_memstatus(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int sdk_db_log_install(void)
 {
 	return sqlite3_config(SQLITE_CONFIG_LOG, on_log, NULL) == SQLITE_OK ? 0 : -1;

@@ -62,6 +62,14 @@ void sdk_db_set_stmt_hook(sdk_db_stmt_hook hook);
  * which SQLite does not log). Thread-safe: it notes the code for this
  * thread's running statement only. */
 void sdk_db_log_note(int code, const char *msg);
+/* Before SQLite's first use in a process: no memory statistics. With
+ * them (SQLite's default) every sqlite3_malloc and sqlite3_free takes one
+ * mutex for the whole process, which the librarian's search threads
+ * fought over: 7 % of a search's CPU in that mutex and its futex calls
+ * (perf, 16 clients). Grace reads none of those statistics. Ignored
+ * once SQLite has started. */
+void sdk_db_no_memstatus(void);
+
 /* For a process with no log callback of its own: installs one that only
  * does the above. Call it before the first SQLite use; -1 when SQLite
  * has started already (then failed statements are not told apart). */

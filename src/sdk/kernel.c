@@ -1018,6 +1018,7 @@ int sdk_kernel_run(const sdk_kernel_def *def, const grace_config *cfg)
 	join_take(&rt); /* before anything else: the environment forgets it */
 	/* Before the first open, which initialises SQLite (the log cannot be
 	 * set after that). */
+	sdk_db_no_memstatus();
 	if (sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, &rt.sqlite_report) != SQLITE_OK)
 		sdk_debug("SQLite's error log is not ours: damage is found at open only");
 	k->base = event_base_new();

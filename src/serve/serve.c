@@ -310,6 +310,7 @@ int grace_serve(grace_config *cfg)
 	pthread_sigmask(SIG_BLOCK, &stop_signals, &run_mask);
 	/* Before anything opens a database (the backup check may): a failed
 	 * statement's span says so (sdk/db.h). */
+	sdk_db_no_memstatus();
 	if (sdk_db_log_install() < 0)
 		sdk_debug("SQLite started before its log was set: failed statements' spans are not errors");
 	sdk_err bks_err;
