@@ -33,10 +33,16 @@ typedef struct sdk_route {
 	sdk_route_pattern pattern; /* first, so the router can walk the table */
 	sdk_handler_fn handler;
 	unsigned access; /* who may call it: meaning given by the server's authorize */
+	/* It only reads the kernel's store: a storage verdict up to 100 ms
+	 * old will do (sdk/kernel.c, STORAGE_FRESH_MS). A route that may
+	 * write, whatever its method, leaves it false: it checks the file
+	 * itself, so nothing is acknowledged into a file that is gone. */
+	bool reads_only;
 } sdk_route;
 
-#define SDK_ROUTE(method, path, handler) { { method, path }, handler, 0 }
-#define SDK_ROUTE_ACCESS(method, path, handler, access) { { method, path }, handler, access }
+#define SDK_ROUTE(method, path, handler) { { method, path }, handler, 0, false }
+#define SDK_ROUTE_ACCESS(method, path, handler, access) { { method, path }, handler, access, false }
+#define SDK_ROUTE_READS(method, path, handler) { { method, path }, handler, 0, true }
 
 /* Tracing (sdk/tracer.h): called with trace_ctx just before a routed
  * request's handler runs, right after it returns, and as its answer is

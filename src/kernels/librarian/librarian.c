@@ -409,14 +409,14 @@ static void librarian_close(sdk_kernel *k)
 static const sdk_route librarian_routes[] = {
 	SDK_ROUTE("POST", "/documents", on_put),
 	SDK_ROUTE("POST", "/documents/_bulk", on_bulk),
-	SDK_ROUTE("GET", "/documents/:id", on_get),
+	SDK_ROUTE_READS("GET", "/documents/:id", on_get),
 	SDK_ROUTE("DELETE", "/documents/:id", on_delete),
 	SDK_ROUTE("POST", "/ingest", on_ingest),
 	SDK_ROUTE("GET", "/ingest/jobs", on_jobs_list),
 	SDK_ROUTE("GET", "/ingest/jobs/:id", on_job_get),
 	SDK_ROUTE("DELETE", "/ingest/jobs/:id", on_job_cancel),
 	SDK_ROUTE("DELETE", "/owners/:name", on_owner_release),
-	SDK_ROUTE("GET", "/search", on_search),
+	SDK_ROUTE_READS("GET", "/search", on_search),
 };
 
 const sdk_kernel_def librarian_kernel = {
