@@ -1,13 +1,13 @@
 #include "sdk/pool.h"
 
 #include <event2/event.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 struct job {
@@ -61,7 +61,7 @@ struct sdk_pool {
 	bool stopping;
 	pthread_t *threads;
 	unsigned n_threads;
-	int wake[2]; /* worker -> loop: "something finished" */
+	int wake; /* eventfd, worker -> loop: "something finished" */
 	struct event *wake_ev;
 };
 
@@ -137,11 +137,18 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&p->mu);
 		if (s && !strncmp(s->name, j->caller, SDK_POOL_CALLER_MAX) && s->running)
 			s->running--;
+		/* Only the first job of a list the loop has not taken yet
+		 * wakes it: it takes the whole list (run_finished), so a
+		 * second word would wake it for nothing, a system call each
+		 * way under load. */
+		bool first = !p->finished;
 		j->next = p->finished;
 		p->finished = j;
-		char b = 1;
-		ssize_t w = write(p->wake[1], &b, 1);
-		(void)w; /* a full pipe already says "wake up" */
+		if (first) {
+			uint64_t one = 1;
+			ssize_t w = write(p->wake, &one, sizeof one);
+			(void)w; /* fails only when the counter is full: it says "wake up" already */
+		}
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -201,9 +208,9 @@ static void run_finished(sdk_pool *p)
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
-	char buf[64];
-	while (read(fd, buf, sizeof buf) > 0)
-		;
+	uint64_t n;
+	ssize_t r = read(fd, &n, sizeof n); /* an eventfd's read empties it */
+	(void)r;
 	run_finished(arg);
 }
 
@@ -215,10 +222,10 @@ sdk_pool *sdk_pool_new(struct event_base *base, unsigned threads, size_t queue_m
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->queue_max = queue_max;
-	p->wake[0] = p->wake[1] = -1;
-	if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+	p->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->wake < 0)
 		goto fail;
-	p->wake_ev = event_new(base, p->wake[0], EV_READ | EV_PERSIST, on_wake, p);
+	p->wake_ev = event_new(base, p->wake, EV_READ | EV_PERSIST, on_wake, p);
 	p->threads = calloc(threads, sizeof *p->threads);
 	if (!p->wake_ev || !p->threads)
 		goto fail;
@@ -252,10 +259,8 @@ void sdk_pool_free(sdk_pool *p)
 	}
 	if (p->wake_ev)
 		event_free(p->wake_ev);
-	if (p->wake[0] >= 0)
-		close(p->wake[0]);
-	if (p->wake[1] >= 0)
-		close(p->wake[1]);
+	if (p->wake >= 0)
+		close(p->wake);
 	free(p->threads);
 	free(p->callers);
 	pthread_mutex_destroy(&p->mu);
