@@ -105,12 +105,20 @@ sdk_bundle *sdk_bundle_new(struct sdk_caller *c);
  * must have been dropped without calling back. */
 void sdk_bundle_free(sdk_bundle *b);
 
+/* Makes jwks (a JWKS object with "keys"; the reference is taken) the
+ * bundle, as a good fetch does: what was verified with the one before is
+ * verified again. Tests hand a bundle in this way. */
+void sdk_bundle_take(sdk_bundle *b, json_t *jwks);
+
 /* Verifies with the cached bundle, fetching it first when there is none,
  * when it is older than its refresh hint (in the background), or when kid
  * is unknown and the last fetch is at least 5 s old. 0 with the subject
  * in sub; SDK_EDENIED (the token is bad; reason in err); SDK_EBUSY with
  * *waiting true when cb(arg) will be called once a fetch ends (then call
- * again); SDK_EBUSY with *waiting false when no bundle can be had now. */
+ * again); SDK_EBUSY with *waiting false when no bundle can be had now.
+ * A token that verified is remembered by its bytes (at most 64) and
+ * taken as verified again, for the same audience, until its exp or until
+ * the bundle is replaced. */
 int sdk_bundle_verify(sdk_bundle *b, const char *token, const char *audience, int64_t now_ms,
 		      char *sub, size_t sublen, sdk_err *err, sdk_bundle_cb cb, void *arg,
 		      bool *waiting);

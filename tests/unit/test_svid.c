@@ -118,6 +118,58 @@ static void test_verify_refusals(void **st)
 	json_decref(jwks);
 }
 
+/* sdk_bundle_verify remembers a token that verified, but never past what
+ * verifying it again would say: another audience, its exp, a changed
+ * byte, a bundle replaced since. */
+static void test_bundle_remembers_only_what_holds(void **st)
+{
+	(void)st;
+	tr_key k = make_key("k1", seed, pub);
+	sdk_bundle *b = sdk_bundle_new(NULL); /* never fetches: the bundle is handed in */
+	assert_non_null(b);
+	sdk_bundle_take(b, jwks_of(&k));
+	char *tok = sign(&k, AUD, NOW, 10); /* exp NOW/1000 + 10 */
+	char sub[SDK_SPIFFE_ID_MAX];
+	sdk_err e;
+	bool waiting;
+	for (int i = 0; i < 3; i++) { /* verified, then remembered */
+		memset(sub, 0, sizeof sub);
+		assert_int_equal(sdk_bundle_verify(b, tok, AUD, NOW + 1000, sub, sizeof sub, &e, NULL,
+						   NULL, &waiting), 0);
+		assert_string_equal(sub, SUB);
+	}
+	assert_int_equal(sdk_bundle_verify(b, tok, "spiffe://grace.local/kernel/policy", NOW, sub,
+					   sizeof sub, &e, NULL, NULL, &waiting), SDK_EDENIED);
+	assert_non_null(strstr(e.msg, "aud"));
+	assert_int_equal(sdk_bundle_verify(b, tok, AUD, NOW + 10000, sub, sizeof sub, &e, NULL, NULL,
+					   &waiting), SDK_EDENIED);
+	assert_non_null(strstr(e.msg, "expired"));
+	/* a sub too long for the caller's buffer is not written */
+	char small[8];
+	assert_int_equal(sdk_bundle_verify(b, tok, AUD, NOW, small, sizeof small, &e, NULL, NULL,
+					   &waiting), SDK_EDENIED);
+	char *bad = strdup(tok);
+	char *sig = strrchr(bad, '.') + 2;
+	*sig = *sig == 'A' ? 'B' : 'A';
+	assert_int_equal(sdk_bundle_verify(b, bad, AUD, NOW, sub, sizeof sub, &e, NULL, NULL,
+					   &waiting), SDK_EDENIED);
+	/* k1 is another key in the new bundle: the token no longer verifies */
+	unsigned char s2[32], p2[32], sk2[crypto_sign_SECRETKEYBYTES];
+	randombytes_buf(s2, sizeof s2);
+	crypto_sign_seed_keypair(p2, sk2, s2);
+	tr_key other = make_key("k1", s2, p2);
+	sdk_bundle_take(b, jwks_of(&other));
+	assert_int_equal(sdk_bundle_verify(b, tok, AUD, NOW, sub, sizeof sub, &e, NULL, NULL,
+					   &waiting), SDK_EDENIED);
+	assert_non_null(strstr(e.msg, "signature"));
+	sdk_bundle_take(b, jwks_of(&k));
+	assert_int_equal(sdk_bundle_verify(b, tok, AUD, NOW, sub, sizeof sub, &e, NULL, NULL,
+					   &waiting), 0);
+	free(bad);
+	free(tok);
+	sdk_bundle_free(b);
+}
+
 static void test_renew_at(void **st)
 {
 	(void)st;
@@ -212,6 +264,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_verify_ok),
 		cmocka_unit_test(test_verify_refusals),
+		cmocka_unit_test(test_bundle_remembers_only_what_holds),
 		cmocka_unit_test(test_renew_at),
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_node_ids),
