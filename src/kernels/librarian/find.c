@@ -435,9 +435,10 @@ static bool snippet_into(lib_tok *tok, struct snip *s, const char *body, size_t 
 	s->nomem = false;
 	if (len > INT_MAX || s->sq->nword > LIB_SQ_WORDS_MAX)
 		return false;
-	int rc = lib_tok_places(tok, body, (int)len, s->want, &s->tok, &s->cap, &s->ntok,
+	bool ascii;
+	int rc = lib_tok_places(tok, body, (int)len, s->want, &s->tok, &s->cap, &s->ntok, &ascii,
 				on_snip_stem, s);
-	if (rc == 1) { /* past ASCII */
+	if (!rc && !ascii) {
 		s->ntok = s->nhit = 0;
 		rc = lib_tok_run_some(tok, body, (int)len, s->want, on_snip_token, s);
 	}

@@ -314,7 +314,8 @@ static int wanted(lib_tok *t, const char *text, int start, int end, int index, l
 }
 
 int lib_tok_places(lib_tok *t, const char *text, int len, const unsigned char want[256],
-		   lib_tok_span **spans, int *cap, int *n, lib_tok_at_fn fn, void *arg)
+		   lib_tok_span **spans, int *cap, int *n, bool *ascii, lib_tok_at_fn fn,
+		   void *arg)
 {
 	const unsigned char *s = (const unsigned char *)text;
 	uint64_t tok[SCAN_WORDS], hi, carry = 0; /* carry: the byte before the word is a token's */
@@ -322,11 +323,12 @@ int lib_tok_places(lib_tok *t, const char *text, int len, const unsigned char wa
 	int nt = 0, room = *cap, rc = SDK_OK;	 /* the compiler need not reload them */
 	int pend = -1; /* the open token's index when its stem is wanted */
 	size_t total = len > 0 ? (size_t)len : 0;
+	*ascii = true;
 	for (size_t base = 0; base < total && !rc; base += SCAN_BYTES) {
 		size_t left = total - base, nb = left < SCAN_BYTES ? left : SCAN_BYTES;
 		classify(s + base, nb, tok, &hi);
 		if (hi) {
-			rc = 1;
+			*ascii = false;
 			break;
 		}
 		for (unsigned w = 0; w < (nb + 63) / 64 && !rc; w++) {
@@ -361,7 +363,7 @@ int lib_tok_places(lib_tok *t, const char *text, int len, const unsigned char wa
 			}
 		}
 	}
-	if (!rc && carry) { /* the last token runs to the end */
+	if (!rc && *ascii && carry) { /* the last token runs to the end */
 		sp[nt - 1].end = len;
 		if (pend >= 0)
 			rc = wanted(t, text, sp[pend].start, len, pend, fn, arg);

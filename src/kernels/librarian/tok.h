@@ -18,6 +18,7 @@
 #include "sdk/err.h"
 
 #include <sqlite3.h>
+#include <stdbool.h>
 
 /* Tokens longer than this are counted (they take a position) but not
  * indexed, and a query word longer than this matches nothing. */
@@ -54,15 +55,17 @@ int lib_tok_run_some(lib_tok *t, const char *text, int len, const unsigned char 
 /* Where a document's tokens are, for an ASCII text: spans[0..*n) (grown
  * with realloc; *spans and *cap are the caller's, kept from one call to
  * the next), and for each token whose first byte, folded, is set in
- * want, its stem to fn with its index (in order). 1: the text has a byte
- * past ASCII and nothing is known (call lib_tok_run_some); 0; fn's
- * nonzero value; SDK_EIO (no memory, or FTS5's tokenizer failed). The same tokens as lib_tok_run
+ * want, its stem to fn with its index (in order). *ascii false: the text
+ * has a byte past ASCII, and what was placed or reported is to be
+ * forgotten (call lib_tok_run_some). 0, fn's nonzero value, or SDK_EIO (no
+ * memory, or FTS5's tokenizer failed). The same tokens as lib_tok_run
  * (tok.c says how; test_librarian_search compares them). */
 typedef struct lib_tok_span {
 	int start, end; /* its bytes in the text */
 } lib_tok_span;
 typedef int (*lib_tok_at_fn)(void *arg, const char *stem, int len, int index);
 int lib_tok_places(lib_tok *t, const char *text, int len, const unsigned char want[256],
-		   lib_tok_span **spans, int *cap, int *n, lib_tok_at_fn fn, void *arg);
+		   lib_tok_span **spans, int *cap, int *n, bool *ascii, lib_tok_at_fn fn,
+		   void *arg);
 
 #endif
