@@ -787,6 +787,39 @@ static void assert_usage_counted(sqlite3 *db)
 	sqlite3_finalize(st);
 }
 
+/* A start counts owner_usage again when it disagrees with the documents:
+ * a count too high, a row missing, a row of nobody's. */
+static void test_usage_counted_again_at_start(void **state)
+{
+	struct fx *f = *state;
+	lib_quota q = { .docs = 3, .bytes = 1000 };
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "a", "first", NULL, NULL, NULL,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "b", "second", NULL, NULL, NULL,
+					   &f->err), SDK_OK);
+	assert_int_equal(lib_doc_put_owned(f->db, "bob", &q, "c", "third", NULL, NULL, NULL,
+					   &f->err), SDK_OK);
+	assert_usage_counted(f->db);
+	assert_int_equal(lib_store_init(f->db, &f->err), SDK_OK); /* agrees: unchanged */
+	assert_usage_counted(f->db);
+	assert_int_equal(sqlite3_exec(f->db, "UPDATE owner_usage SET docs = docs + 2"
+					     " WHERE owner = 'alice';"
+					     "DELETE FROM owner_usage WHERE owner = 'bob';"
+					     "INSERT INTO owner_usage VALUES ('ghost', 1, 9);",
+				      NULL, NULL, NULL), SQLITE_OK);
+	/* alice's wrong count would refuse her third document */
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "d", "x", NULL, NULL, NULL,
+					   &f->err), SDK_EQUOTA);
+	assert_int_equal(lib_store_init(f->db, &f->err), SDK_OK);
+	assert_usage_counted(f->db);
+	int64_t docs, bytes;
+	assert_int_equal(lib_usage(f->db, "ghost", &docs, &bytes, &f->err), SDK_OK);
+	assert_int_equal(docs, 0);
+	assert_int_equal(lib_doc_put_owned(f->db, "alice", &q, "d", "x", NULL, NULL, NULL,
+					   &f->err), SDK_OK);
+	assert_usage_counted(f->db);
+}
+
 /* Owners: who may delete, quotas, and a deleted owner's release. */
 static void test_owners_and_quotas(void **state)
 {
@@ -1031,6 +1064,7 @@ int main(void)
 		T(test_ingest_inside_caller_transaction),
 		T(test_migrate_schema_1),
 		T(test_owners_and_quotas),
+		T(test_usage_counted_again_at_start),
 		T(test_jobs),
 	};
 #undef T

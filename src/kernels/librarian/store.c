@@ -6,6 +6,7 @@
  * keeps them consistent without the code having to remember to. */
 #include "sdk/err.h"
 #include "sdk/clock.h"
+#include "sdk/log.h"
 #include "sdk/utf8.h"
 #include "store.h"
 #include "kernels/librarian/index.h"
@@ -190,11 +191,14 @@ static const char lib_migrate_2[] =
  * into ix_pending first (index.h). Nothing to move: an empty table. */
 static const char lib_migrate_3[] = LIB_IX_PENDING_SCHEMA;
 
+/* owner_usage counted from the documents: the migration's fill, and the
+ * start's recount when it disagrees (lib_usage_recount). */
+#define LIB_SQL_USAGE_FILL \
+	"INSERT INTO owner_usage (owner, docs, bytes)" \
+	" SELECT owner, count(*), sum(size) FROM documents WHERE owner IS NOT NULL GROUP BY owner;"
+
 /* Version 4 counted an owner's documents at each write. */
-static const char lib_migrate_4[] =
-	LIB_SCHEMA_USAGE
-	"INSERT INTO owner_usage (owner, docs, bytes)"
-	" SELECT owner, count(*), sum(size) FROM documents WHERE owner IS NOT NULL GROUP BY owner;";
+static const char lib_migrate_4[] = LIB_SCHEMA_USAGE LIB_SQL_USAGE_FILL;
 
 const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
 	{ .what = "(stamp: an unversioned file has version 1's tables)" },
@@ -316,6 +320,7 @@ static bool lib_no_documents(sqlite3 *db)
 }
 
 static int lib_store_indexed(sqlite3 *db, bool *all, lib_err *err);
+static int lib_usage_recount(sqlite3 *db, int64_t *wrong, lib_err *err);
 
 int lib_store_init(sqlite3 *db, lib_err *err)
 {
@@ -350,12 +355,58 @@ int lib_store_init(sqlite3 *db, lib_err *err)
 	rc = lib_tx_commit(db, nested, err);
 	if (!rc)
 		rc = lib_ix_check_quick(db, err);
+	int64_t wrong = 0;
+	if (!rc && !nested)
+		rc = lib_usage_recount(db, &wrong, err);
+	if (wrong)
+		sdk_warn("librarian: %" PRId64 " owners' counted usage disagreed with their"
+			 " documents; counted again (owner_usage)", wrong);
 	bool all = false;
 	if (!rc && !nested)
 		rc = lib_store_indexed(db, &all, err);
 	if (!rc && !nested && !all)
 		rc = lib_store_build(db, err);
 	return rc;
+}
+
+/* owner_usage is derived from the documents (the triggers keep it), and
+ * quotas are decided on it: at every start it is compared with counting
+ * the documents (an index-only scan of documents_by_owner) and, if they
+ * disagree (a file changed by hand with the triggers dropped, or damage),
+ * counted again from the documents. *wrong: the owners whose row was
+ * wrong, missing or extra. */
+static const char lib_sql_usage_wrong[] =
+	"SELECT count(*) FROM"
+	" (SELECT owner, count(*) AS docs, sum(size) AS bytes FROM documents"
+	"  WHERE owner IS NOT NULL GROUP BY owner) AS d"
+	" FULL JOIN (SELECT owner, docs, bytes FROM owner_usage WHERE docs != 0 OR bytes != 0) AS u"
+	" USING (owner) WHERE d.docs IS NOT u.docs OR d.bytes IS NOT u.bytes";
+
+static int lib_usage_recount(sqlite3 *db, int64_t *wrong, lib_err *err)
+{
+	sqlite3_stmt *st;
+	*wrong = 0;
+	if (sqlite3_prepare_v2(db, lib_sql_usage_wrong, -1, &st, NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "check owners' usage");
+	int rc = SDK_OK;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*wrong = sqlite3_column_int64(st, 0);
+	else
+		rc = lib_fail_sql(db, err, "check owners' usage");
+	sqlite3_finalize(st);
+	if (rc || !*wrong)
+		return rc;
+	bool nested;
+	rc = lib_tx_begin(db, &nested, err);
+	if (rc)
+		return rc;
+	if (sqlite3_exec(db, "DELETE FROM owner_usage;" LIB_SQL_USAGE_FILL, NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		rc = lib_fail_sql(db, err, "count owners' usage again");
+		lib_tx_rollback(db, nested);
+		return rc;
+	}
+	return lib_tx_commit(db, nested, err);
 }
 
 /* Whether every stored document is indexed, without reading each: the
