@@ -695,10 +695,10 @@ static void check_places(lib_tok *tok, const char *text, size_t len, const unsig
 	/* room for every token (one in two bytes at most), so that spans
 	 * does not move while the callback reads it */
 	static lib_tok_span *spans;
-	static int cap;
-	if ((size_t)cap < len / 2 + 1) {
+	static size_t cap;
+	if (cap < len / 2 + 1) {
 		free(spans);
-		cap = (int)(len / 2 + 1);
+		cap = len / 2 + 1;
 		spans = malloc((size_t)cap * sizeof *spans);
 		assert_non_null(spans);
 	}

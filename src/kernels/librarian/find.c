@@ -10,6 +10,7 @@
 #include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
 
+#include "sdk/buf.h"
 #include "sdk/jsonw.h"
 
 #include <limits.h>
@@ -224,9 +225,11 @@ struct snip {
 	unsigned char want[256];       /* sq's words' first bytes (lib_tok_run_some) */
 	const char *body;
 	lib_tok_span *tok; /* every token of the body, in order */
-	int ntok, cap;
+	int ntok;
+	size_t cap;
 	struct snip_hit *hit; /* the tokens that are a phrase, ascending */
-	int nhit, hitcap;
+	int nhit;
+	size_t hitcap;
 	bool nomem;
 };
 
@@ -243,19 +246,6 @@ static void snip_free(struct snip *s)
 {
 	free(s->tok);
 	free(s->hit);
-}
-
-static bool grow(void **a, int *cap, int n, size_t size)
-{
-	if (n < *cap)
-		return true;
-	int c = *cap ? *cap * 2 : 256;
-	void *b = realloc(*a, (size_t)c * size);
-	if (!b)
-		return false;
-	*a = b;
-	*cap = c;
-	return true;
 }
 
 /* As FTS5's sentence finder: a token begins a sentence when it is the
@@ -284,10 +274,12 @@ static int on_snip_stem(void *arg, const char *t, int len, int pos)
 			ph |= 1u << i;
 	if (!ph)
 		return 0;
-	if (!grow((void **)&s->hit, &s->hitcap, s->nhit, sizeof *s->hit)) {
+	struct snip_hit *h = sdk_grow(s->hit, &s->hitcap, (size_t)s->nhit, sizeof *h, 256);
+	if (!h) {
 		s->nomem = true;
 		return 1;
 	}
+	s->hit = h;
 	s->hit[s->nhit++] = (struct snip_hit){ pos, ph };
 	return 0;
 }
@@ -298,10 +290,12 @@ static int on_snip_token(void *arg, const char *t, int len, int start, int end)
 {
 	struct snip *s = arg;
 	int pos = s->ntok;
-	if (!grow((void **)&s->tok, &s->cap, pos, sizeof *s->tok)) {
+	lib_tok_span *v = sdk_grow(s->tok, &s->cap, (size_t)pos, sizeof *v, 256);
+	if (!v) {
 		s->nomem = true;
 		return 1;
 	}
+	s->tok = v;
 	s->tok[pos] = (lib_tok_span){ start, end };
 	s->ntok++;
 	return t ? on_snip_stem(s, t, len, pos) : 0;

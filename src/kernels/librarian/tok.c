@@ -1,6 +1,7 @@
 #include "kernels/librarian/tok.h"
 
 #include "kernels/librarian/index.h"
+#include "sdk/buf.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -252,11 +253,6 @@ int lib_tok_run_some(lib_tok *t, const char *text, int len, const unsigned char 
 #define SCAN_WORDS 16                /* a window's bitmap words */
 #define SCAN_BYTES (SCAN_WORDS * 64) /* 1,024 bytes of text a window */
 
-static bool is_word_byte(unsigned char c)
-{
-	return (c >= '0' && c <= '9') || ((c | 0x20u) >= 'a' && (c | 0x20u) <= 'z');
-}
-
 /* Bit i of tok[i / 64]: p[i] is an ASCII letter or digit; of *hi: some
  * p[i] is past ASCII. n <= SCAN_BYTES; the bits past n stay 0. */
 static void classify(const unsigned char *p, size_t n, uint64_t tok[SCAN_WORDS], uint64_t *hi)
@@ -280,9 +276,9 @@ static void classify(const unsigned char *p, size_t n, uint64_t tok[SCAN_WORDS],
 		tok[i >> 6] |= w << (i & 63);
 	}
 #endif
-	for (; i < n; i++) {
-		tok[i >> 6] |= (uint64_t)is_word_byte(p[i]) << (i & 63);
-		h |= p[i] >> 7;
+	for (; i < n; i++) { /* run_doc's classes: 1 a letter or digit, 2 past ASCII */
+		tok[i >> 6] |= (uint64_t)(byte_class[p[i]] == 1) << (i & 63);
+		h |= byte_class[p[i]] >> 1;
 	}
 	*hi = h;
 }
@@ -314,13 +310,14 @@ static int wanted(lib_tok *t, const char *text, int start, int end, int index, l
 }
 
 int lib_tok_places(lib_tok *t, const char *text, int len, const unsigned char want[256],
-		   lib_tok_span **spans, int *cap, int *n, bool *ascii, lib_tok_at_fn fn,
+		   lib_tok_span **spans, size_t *cap, int *n, bool *ascii, lib_tok_at_fn fn,
 		   void *arg)
 {
 	const unsigned char *s = (const unsigned char *)text;
 	uint64_t tok[SCAN_WORDS], hi, carry = 0; /* carry: the byte before the word is a token's */
-	lib_tok_span *sp = *spans;		 /* locals, not through the pointers: */
-	int nt = 0, room = *cap, rc = SDK_OK;	 /* the compiler need not reload them */
+	lib_tok_span *sp = *spans; /* locals, not through the pointers: */
+	size_t room = *cap;	   /* the compiler need not reload them */
+	int nt = 0, rc = SDK_OK;
 	int pend = -1; /* the open token's index when its stem is wanted */
 	size_t total = len > 0 ? (size_t)len : 0;
 	*ascii = true;
@@ -339,15 +336,14 @@ int lib_tok_places(lib_tok *t, const char *text, int len, const unsigned char wa
 				edges &= edges - 1;
 				int at = (int)(base + ((size_t)w << 6) + b);
 				if (x >> b & 1) { /* a start */
-					if (nt == room) {
-						int c = room ? room * 2 : 256;
-						lib_tok_span *g = realloc(sp, (size_t)c * sizeof *g);
+					if ((size_t)nt == room) { /* a call a token would cost */
+						lib_tok_span *g = sdk_grow(sp, &room, (size_t)nt,
+									   sizeof *g, 256);
 						if (!g) {
 							rc = SDK_EIO;
 							break;
 						}
 						sp = g;
-						room = c;
 					}
 					sp[nt].start = at;
 					unsigned char f = s[at];

@@ -19,6 +19,7 @@
 
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Tokens longer than this are counted (they take a position) but not
  * indexed, and a query word longer than this matches nothing. */
@@ -53,7 +54,7 @@ int lib_tok_run_some(lib_tok *t, const char *text, int len, const unsigned char 
 		     lib_tok_fn fn, void *arg);
 
 /* Where a document's tokens are, for an ASCII text: spans[0..*n) (grown
- * with realloc; *spans and *cap are the caller's, kept from one call to
+ * with sdk_grow; *spans and *cap are the caller's, kept from one call to
  * the next), and for each token whose first byte, folded, is set in
  * want, its stem to fn with its index (in order). *ascii false: the text
  * has a byte past ASCII, and what was placed or reported is to be
@@ -65,7 +66,7 @@ typedef struct lib_tok_span {
 } lib_tok_span;
 typedef int (*lib_tok_at_fn)(void *arg, const char *stem, int len, int index);
 int lib_tok_places(lib_tok *t, const char *text, int len, const unsigned char want[256],
-		   lib_tok_span **spans, int *cap, int *n, bool *ascii, lib_tok_at_fn fn,
+		   lib_tok_span **spans, size_t *cap, int *n, bool *ascii, lib_tok_at_fn fn,
 		   void *arg);
 
 #endif
