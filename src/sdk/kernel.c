@@ -789,6 +789,9 @@ static int runtime_setup(struct runtime *rt, sdk_err *err)
 		char service[64];
 		snprintf(service, sizeof service, "grace.%s", k->def->name);
 		rt->tracer = sdk_tracer_new(k->base, k->caller, service);
+		if (rt->tracer)
+			sdk_tracer_set_limits(rt->tracer, k->cfg->telemetry.request_items_max,
+					      grace_config_kernel(k->cfg, "telemetry")->max_body_bytes);
 	}
 	grace_limits limits = k->cfg->limits;
 	limits.max_body_bytes = k->kcfg->max_body_bytes;

@@ -45,6 +45,8 @@ struct sdk_tracer {
 	unsigned sample_percent;
 	bool sending;
 	size_t sending_n;
+	size_t batch_max; /* spans an export holds (sdk_tracer_set_limits) */
+	size_t body_max;  /* bytes an export's body stays under; 0: no bound */
 	rec *queue; /* a ring of SDK_TRACER_QUEUE_MAX */
 	sdk_buf out; /* the export being written, its memory kept between exports */
 	size_t head, n;
@@ -289,6 +291,14 @@ static void on_sent(int status, const char *body, size_t len, double ms, const c
 		t->sent += t->sending_n;
 	else
 		t->dropped += t->sending_n;
+	if (status == 413 && t->batch_max > 1) {
+		/* The telemetry kernel takes less than we were told: those spans
+		 * are lost, the next exports are smaller. */
+		t->batch_max = t->sending_n > 1 ? t->sending_n / 2 : 1;
+		sdk_warn("tracer %s: the telemetry kernel refused an export of %zu spans as too "
+			 "large (413); exports now hold at most %zu", t->service, t->sending_n,
+			 t->batch_max);
+	}
 	t->sending_n = 0;
 }
 
@@ -296,7 +306,7 @@ static void flush(sdk_tracer *t)
 {
 	if (t->sending || t->n == 0)
 		return;
-	size_t n = t->n < SDK_TRACER_BATCH ? t->n : SDK_TRACER_BATCH;
+	size_t n = t->n < t->batch_max ? t->n : t->batch_max;
 	sdk_buf *o = &t->out;
 	sdk_buf_reset(o);
 	sdk_jsonw_raw(o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
@@ -304,14 +314,35 @@ static void flush(sdk_tracer *t)
 	kv_str(o, &first, "service.name", t->service);
 	sdk_jsonw_raw(o, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"grace\",\"version\":\"" GRACE_VERSION
 			 "\"},\"spans\":[");
-	for (size_t i = 0; i < n; i++) {
-		if (i)
+	/* Spans while the body stays under body_max with its closing bytes;
+	 * one that alone would pass it is dropped (it could never be sent). */
+	static const char tail[] = "]}]}]}";
+	size_t taken = 0, sent = 0, skipped = 0;
+	while (taken < n) {
+		size_t before = o->len;
+		if (sent)
 			sdk_jsonw_raw(o, ",");
-		span_json(o, &t->queue[(t->head + i) % SDK_TRACER_QUEUE_MAX]);
+		span_json(o, &t->queue[(t->head + taken) % SDK_TRACER_QUEUE_MAX]);
+		if (t->body_max && !o->oom && o->len + sizeof tail > t->body_max) {
+			o->len = before;
+			o->p[before] = '\0';
+			if (sent)
+				break; /* the next export begins with it */
+			skipped++;
+		} else {
+			sent++;
+		}
+		taken++;
 	}
-	sdk_jsonw_raw(o, "]}]}]}");
-	t->head = (t->head + n) % SDK_TRACER_QUEUE_MAX;
-	t->n -= n;
+	sdk_jsonw_raw(o, tail);
+	t->head = (t->head + taken) % SDK_TRACER_QUEUE_MAX;
+	t->n -= taken;
+	t->dropped += skipped;
+	n = sent;
+	if (!n) {
+		sdk_buf_reset(o);
+		return;
+	}
 	/* Sent with no current span: the export is not itself traced. */
 	const sdk_span *was = sdk_trace_set_current(NULL);
 	if (!o->oom && sdk_call(t->caller, "telemetry", "POST", "/v1/traces", o->p, o->len, NULL,
@@ -533,6 +564,7 @@ sdk_tracer *sdk_tracer_new(struct event_base *base, sdk_caller *caller, const ch
 	t->caller = caller;
 	snprintf(t->service, sizeof t->service, "%s", service);
 	t->sample_percent = 100;
+	t->batch_max = SDK_TRACER_BATCH;
 	t->queue = calloc(SDK_TRACER_QUEUE_MAX, sizeof *t->queue);
 	t->timer = event_new(base, -1, EV_PERSIST, on_timer, t);
 	if (!t->queue || !t->timer) {
@@ -573,6 +605,14 @@ void sdk_tracer_set_every_request(sdk_tracer *t, bool every_request)
 void sdk_tracer_set_sample_percent(sdk_tracer *t, unsigned percent)
 {
 	t->sample_percent = percent > 100 ? 100 : percent;
+}
+
+void sdk_tracer_set_limits(sdk_tracer *t, unsigned items_max, size_t body_max)
+{
+	if (items_max)
+		t->batch_max = items_max < SDK_TRACER_BATCH ? items_max : SDK_TRACER_BATCH;
+	if (body_max)
+		t->body_max = body_max;
 }
 
 unsigned long long sdk_tracer_sent(const sdk_tracer *t) { return t ? t->sent : 0; }

@@ -88,6 +88,13 @@ void sdk_tracer_set_every_request(sdk_tracer *t, bool every_request);
  * downstream); the others are propagated unsampled. 100 by default. A
  * trace that comes with a traceparent keeps its caller's decision. */
 void sdk_tracer_set_sample_percent(sdk_tracer *t, unsigned percent);
+/* What the telemetry kernel takes in one request ([telemetry]
+ * request_items_max spans, its max_body_bytes): an export holds at most
+ * that (and SDK_TRACER_BATCH), so that an operator's lower limit does not
+ * refuse every export of a busy process. 0 leaves a bound as it is. Should
+ * an export still get 413 (the limit lowered since, or another node's),
+ * the tracer halves its span count and says so in the log. */
+void sdk_tracer_set_limits(sdk_tracer *t, unsigned items_max, size_t body_max);
 extern const struct sdk_trace_hooks sdk_tracer_http_hooks;
 
 #endif

@@ -464,7 +464,10 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 								       gw_caller(s.api.gw), "grace"))) {
 		sdk_tracer_set_every_request(s.tracer, true);
 		sdk_tracer_set_sample_percent(s.tracer, cfg->telemetry.sample_percent);
+		sdk_tracer_set_limits(s.tracer, cfg->telemetry.request_items_max,
+				      grace_config_kernel(cfg, "telemetry")->max_body_bytes);
 		gw_set_tracer(s.api.gw, s.tracer);
+		s.api.tracer = s.tracer;
 	}
 	sdk_server_opts ho = { .component = "grace",
 			       .routes = s.routes,

@@ -8,6 +8,7 @@ invalid by the specification are answered as a partial success; retention
 by size deletes the oldest."""
 
 import http.client
+from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import subprocess
@@ -461,6 +462,56 @@ class Telemetry(GraceTestCase):
             p = subprocess.run([promtool, "check", "metrics"], input=counted().encode(),
                                capture_output=True, timeout=30)
             self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+
+
+class ExportLimits(GraceTestCase):
+    """Grace's own exports fit what the telemetry kernel takes: an
+    operator's lower request_items_max or max_body_bytes must not turn
+    every export of a busy process into a 413 and its spans into drops."""
+
+    def burst_then_count(self, g, requests=60):
+        def one(_):
+            st, _, _ = g.http("GET", "/bus/subjects")
+            return st
+        # Many at once, so that far more than one export's worth of spans
+        # wait in each tracer between two flushes (every 200 ms).
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            self.assertEqual(set(pool.map(one, range(requests))), {200})
+
+        def counters():
+            out = {}
+            for port in (g.api_port, g.kernel_port("message_bus")):
+                st, _, body = http_request(port, "GET", "/metrics")
+                text = body.decode() if isinstance(body, bytes) else str(body)
+                for line in text.splitlines():
+                    for name in ("sent", "dropped"):
+                        if line.startswith("grace_trace_spans_%s_total{" % name):
+                            who = line.split('kernel="', 1)[1].split('"', 1)[0]
+                            out[(who, name)] = int(line.split()[-1])
+            return out
+        # The API's two spans a request and the bus's one (its SQLite
+        # statements' spans besides), all sent.
+        def all_sent():
+            c = counters()
+            ok = (c.get(("grace", "sent"), 0) >= 2 * requests
+                  and c.get(("message_bus", "sent"), 0) >= requests)
+            return c if ok else None
+        c = g.wait_for(all_sent, scaled(20),
+                       message=lambda: "the burst's spans sent: %r" % (counters(),))
+        self.assertEqual((c[("grace", "dropped")], c[("message_bus", "dropped")]), (0, 0), c)
+        return c
+
+    def test_exports_hold_at_most_request_items_max(self):
+        with GraceServer(config={"telemetry": {"request_items_max": 5, "sample_percent": 100}},
+                         kernels={"telemetry": {}, "message_bus": {}}) as g:
+            self.burst_then_count(g)
+
+    def test_exports_stay_under_the_kernels_max_body_bytes(self):
+        # A span of this server is 500-900 bytes of OTLP/JSON: 4 KiB holds a few.
+        with GraceServer(config={"telemetry": {"sample_percent": 100}},
+                         kernels={"telemetry": {"max_body_bytes": 4096},
+                                  "message_bus": {}}) as g:
+            self.burst_then_count(g)
 
 
 class Retention(GraceTestCase):

@@ -40,6 +40,7 @@ typedef struct api_ctx {
 	api_memory *mem; /* NULL when memory.db cannot be opened: /memory answers 503 */
 	user_data *ud;   /* purges a user's data with the user (user_data.h) */
 	user_roles *ur;  /* a user's new role told to the kernels (user_roles.h) */
+	struct sdk_tracer *tracer; /* grace serve's own (serve.c's; NULL: not tracing) */
 	api_backup *backup; /* NULL when it could not start: /backup answers 503 */
 	reloader *rl;       /* NULL when it could not start: /reload answers 503 */
 	bk_schedule *bks;   /* NULL when no [backup] schedule is configured */

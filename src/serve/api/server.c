@@ -8,6 +8,7 @@
 #include "serve/healer/advise.h"
 #include "serve/healer/learn.h"
 #include "sdk/metrics.h"
+#include "sdk/tracer.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -134,6 +135,7 @@ void api_metrics_extra(struct evbuffer *out, void *ctx)
 	hl_advise_metrics(hl_adviser(api->hl), out);
 	if (api->chat)
 		chat_metrics(api->chat, out);
+	sdk_tracer_metrics(api->tracer, "grace", out);
 	/* Up is 0 or 1; the state is a state set of its own (OpenMetrics'
 	 * stateset: one series per state, 1 for the current one), so a change
 	 * of state does not end one `up` series and begin another. */
