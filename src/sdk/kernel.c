@@ -42,6 +42,10 @@
 #define JOIN_HEX SDK_JOIN_HEX
 #define JOIN_RETRY_MS 500
 #define JOIN_TRIES_MAX 240
+/* The first tries come sooner: at start every kernel is launched at once,
+ * and one that is up before the trust kernel listens would otherwise hold
+ * its calls (and the requests that need them) half a second. */
+#define JOIN_RETRY_FIRST_MS 10
 /* How often the database file is checked when no request comes. */
 #define STORAGE_WATCH_MS 1000
 /* /health, and a route marked reads_only, answer with a verdict at most
@@ -905,7 +909,10 @@ static void on_joined(int status, const char *body, size_t len, double ms, const
 	 * anything else is a refusal, and final. */
 	if ((status == 404 || status == 503 || status == 0) && ++rt->join_tries < JOIN_TRIES_MAX &&
 	    rt->join_timer) {
-		struct timeval tv = sdk_ms_tv(JOIN_RETRY_MS);
+		/* 10, 20, 40 ... ms, then every JOIN_RETRY_MS. */
+		unsigned shift = rt->join_tries - 1 < 6 ? rt->join_tries - 1 : 6;
+		unsigned ms = JOIN_RETRY_FIRST_MS << shift;
+		struct timeval tv = sdk_ms_tv(ms < JOIN_RETRY_MS ? ms : JOIN_RETRY_MS);
 		evtimer_add(rt->join_timer, &tv);
 		return;
 	}
