@@ -4,9 +4,10 @@
  *   lib_term_rows(?)  each word's ix_terms row (term, id, df):
  *     INSERT INTO ix_terms ... SELECT ... FROM lib_term_rows(?1) WHERE 1
  *     ON CONFLICT (term) DO UPDATE SET df = excluded.df, gen = ...
- *   lib_tail_rows(?)  each word's tail block rewritten in place (term,
- *     old_last, last, n, post, docs, pos, bound): its ix_posts row and its
- *     ix_blocks row (whose key moves from old_last to last)
+ *   lib_tail_rows(?)  each word's tail block rewritten (term, old_last,
+ *     last, n, old_post, post, docs, pos, bound): its ix_posts row, which
+ *     moves from old_post to post (index.c says why), and its ix_blocks
+ *     row (whose key moves from old_last to last)
  *
  * Why: a bulk request's flush writes every word it touched (4,500 words
  * for 600 bench documents), and a statement a word spent as much running
@@ -36,7 +37,7 @@ typedef struct lib_term_rows {
 /* A tail block's rows; its blobs are at offsets of the lib_tail_rows'
  * arenas (which may move while rows are added). */
 typedef struct lib_tail_row {
-	int64_t term, old_last, last, n, post;
+	int64_t term, old_last, last, n, old_post, post;
 	size_t docs, docs_len, pos, pos_len, bound, bound_len;
 } lib_tail_row;
 
@@ -47,8 +48,8 @@ typedef struct lib_tail_rows {
 } lib_tail_rows;
 
 /* The table-valued functions lib_term_rows(rows) (columns term, id, df)
- * and lib_tail_rows(rows) (term, old_last, last, n, post, docs, pos,
- * bound) on this connection. */
+ * and lib_tail_rows(rows) (term, old_last, last, n, old_post, post, docs,
+ * pos, bound) on this connection. */
 int lib_flush_rows_register(sqlite3 *db);
 /* Bind `rows` (borrowed until the statement is reset) to parameter i. */
 int lib_term_rows_bind(sqlite3_stmt *st, int i, const lib_term_rows *rows);
