@@ -226,6 +226,32 @@ class LibrarianSearch(GraceTestCase):
             self.assertGreaterEqual(mean, OVERLAP_MIN)
 
 
+class LibrarianWal(GraceTestCase):
+    def test_an_idle_writer_gives_the_wal_back(self):
+        # A bulk load grows the WAL to tens of MiB (the writer checkpoints
+        # every 64 MiB of it, docs/librarian.md); a second after the last
+        # write the writer checkpoints and truncates it, so a library
+        # loaded once does not keep that space. Searches see everything.
+        rng = random.Random(5)
+        vocab, _ = corpus(5, 1)
+        docs = [{"title": " ".join(rng.choices(vocab, k=4)),
+                 "body": " ".join(rng.choices(vocab, k=250))} for _ in range(3000)]
+        wal_max = 4 << 20  # the librarian's WAL_KEEP_BYTES
+        with GraceServer(kernels={"librarian": {}}) as g:
+            wal = os.path.join(g.data_dir, "librarian.db-wal")
+            grown = 0
+            for i in range(0, len(docs), 500):  # about 0.9 MB a request
+                st, _, r = bulk(g, ndjson(docs[i:i + 500]))
+                self.assertEqual((st, r["created"]), (200, 500), r)
+                grown = max(grown, os.path.getsize(wal))
+            self.assertGreater(grown, wal_max, "the load never grew the WAL past the limit")
+            g.wait_for(lambda: os.path.getsize(wal) <= wal_max, scaled(10),
+                       message=lambda: "the WAL is still %d bytes" % os.path.getsize(wal))
+            word = vocab[0]
+            want = sum(1 for d in docs if word in d["title"].split() or word in d["body"].split())
+            self.assertEqual(search(g, word, limit=1)["total"], want)
+
+
 class LibrarianDurable(GraceTestCase):
     def test_reads_during_writes_and_kill9(self):
         vocab, docs = corpus(9, 200 if SMALL else 600)
