@@ -401,7 +401,7 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 /* The WAL past which an idle writer gives the file's space back. */
 #define WAL_KEEP_BYTES (4 << 20)
 
-/* On the writer, once no write came for LIB_IX_MERGE_IDLE_MS: the WAL
+/* On the writer, once no write came or ran for LIB_IX_MERGE_IDLE_MS: the WAL
  * grows to about 64 MiB under a bulk load (wal_autocheckpoint above) and
  * SQLite keeps the file at its largest, so a library loaded once kept
  * 64 MiB it no longer used (grace_bench.py: 139 MiB on disk for a 75 MiB
@@ -478,7 +478,11 @@ static void on_merge_timer(evutil_socket_t fd, short what, void *arg)
 	if (w->merging) {
 		merge_arm(w); /* one at a time: look again after it */
 	} else {
-		w->idle_run = true; /* read by merge_work, after the pool's handover */
+		/* Idle only if nothing is queued or running: a bulk load of 10 MB
+		 * requests runs for more than the timer, and a truncating
+		 * checkpoint after each of them cost a fifth of the load's rate.
+		 * Read by merge_work, after the pool's handover. */
+		w->idle_run = sdk_pool_pending(w->writer) == 0;
 		merge_queue(w);
 	}
 }
