@@ -55,15 +55,16 @@ static const char *const sql[ST_COUNT] = {
 			" SELECT term, id, df, ?2 FROM lib_term_rows(?1) WHERE 1"
 			" ON CONFLICT (term) DO UPDATE SET df = excluded.df, gen = excluded.gen",
 	/* The flush's tails rewritten (flushrows.h): their postings rows,
-	 * which move to the table's end (tail_defer says why), then their
+	 * which move to the table's end (block_defer says why), then their
 	 * block rows, whose key moves: deleted and inserted (an UPDATE ...
 	 * FROM, which SQLite runs through a table of the join's rows, cost
 	 * more than a statement a word). */
-	[ST_TAIL_UNPOST] = "DELETE FROM ix_posts WHERE id IN (SELECT old_post FROM lib_tail_rows(?1))",
+	[ST_TAIL_UNPOST] = "DELETE FROM ix_posts WHERE id IN"
+			   " (SELECT old_post FROM lib_tail_rows(?1) WHERE old_post != 0)",
 	[ST_TAIL_POSTS] = "INSERT INTO ix_posts (id, docs, pos)"
 			  " SELECT post, docs, pos FROM lib_tail_rows(?1)",
 	[ST_TAIL_UNBLOCK] = "DELETE FROM ix_blocks WHERE (term, last) IN"
-			    " (SELECT term, old_last FROM lib_tail_rows(?1))",
+			    " (SELECT term, old_last FROM lib_tail_rows(?1) WHERE old_last != 0)",
 	[ST_TAIL_BLOCKS] = "INSERT INTO ix_blocks (term, last, n, bound, post)"
 			   " SELECT term, last, n, bound, post FROM lib_tail_rows(?1)",
 	[ST_BLOCK_FIND] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1 AND last >= ?2"
@@ -127,7 +128,7 @@ struct lib_ix {
 	size_t tw_cap;
 	/* the flush's tails rewritten in place, their blobs in the arenas */
 	lib_tail_row *tt;
-	uint32_t ntt;
+	uint32_t ntt, ntt_moved; /* rows deferred; of them, tails that move */
 	size_t tt_cap;
 	lib_buf tdocs, tpos, tbound;
 	int fail; /* a status raised inside a tokenizer callback */
@@ -590,16 +591,20 @@ static int post_id(lib_ix *ix, int64_t *id, sdk_err *err)
 	return SDK_OK;
 }
 
-/* A tail block rewritten (its block row kept, its key moved): encoded
- * into the flush's arenas and written with the flush's others
- * (tails_write). Its postings row moves to a new id past every row
- * (*post_out). Rewritten where it was, each tail dirtied a page of its
+/* A term's last writes of a flush, encoded into the flush's arenas and
+ * written with the flush's others (tails_write), three or four
+ * statements for all instead of two a block: its tail block rewritten
+ * (`post` and `old_last` its rows: its block row's key moves, its
+ * postings row moves to a new id past every row) and the new blocks
+ * after it (`post` and `old_last` 0); *post_out: the block's postings
+ * row. A new block's id is chosen here (post_id), which is what let it be
+ * deferred too. Rewritten where it was, each tail dirtied a page of its
  * own: a tail's row was made when its block began, so the tails lay
  * scattered among the full blocks, and a request of 700 bench documents
  * rewrote about 4,500 pages (17 MB of WAL) for its 4,500 words' tails.
  * Moved, the tails a flush writes lie together at the table's end, and
  * the next flush's deletes free those same pages. */
-static int tail_defer(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b, uint32_t from,
+static int block_defer(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b, uint32_t from,
 		      uint32_t count, int64_t post, double avgdl, int64_t *post_out, sdk_err *err)
 {
 	lib_tail_row *v = sdk_grow(ix->tt, &ix->tt_cap, ix->ntt, sizeof *v, 1024);
@@ -621,6 +626,7 @@ static int tail_defer(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk 
 	r->pos_len = ix->tpos.n - r->pos;
 	r->bound_len = ix->tbound.n - r->bound;
 	ix->ntt++;
+	ix->ntt_moved += post != 0;
 	return SDK_OK;
 }
 
@@ -630,8 +636,8 @@ static int block_write(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk
 		       uint32_t from, uint32_t count, int64_t post, double avgdl, bool defer,
 		       int64_t *post_out, sdk_err *err)
 {
-	if (defer && post && old_last)
-		return tail_defer(ix, term, old_last, b, from, count, post, avgdl, post_out, err);
+	if (defer && (post != 0) == (old_last != 0))
+		return block_defer(ix, term, old_last, b, from, count, post, avgdl, post_out, err);
 	ix->docs.n = ix->pos.n = ix->bound.n = 0;
 	if (!lib_blk_encode(b, from, count, avgdl, &ix->docs, &ix->pos, &ix->bound))
 		return oom(err);
@@ -702,9 +708,9 @@ struct blockref {
 /* Replaces block (term, last, post) with the postings of b: nothing (the
  * block goes), one block, or (past LIB_BLK_MAX, or `append`: past
  * LIB_BLK_TARGET) several of about LIB_BLK_TARGET, the first in the same
- * ix_posts row. last == 0: there was no block. defer: the first is written
- * at the flush's end (tail_defer): only for a term's last write of the
- * flush, since nothing reads it back before. */
+ * ix_posts row. last == 0: there was no block. defer: they are written
+ * at the flush's end (block_defer): only for a term's last write of the
+ * flush, since nothing reads them back before. */
 static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, const lib_blk *b,
 			 bool append, bool defer, double avgdl, struct blockref *tail,
 			 uint32_t *tail_from, sdk_err *err)
@@ -723,7 +729,7 @@ static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, c
 					: (b->n - from) / (chunks - c);
 		int64_t wrote = 0;
 		rc = block_write(ix, term, c == 0 ? last : 0, b, from, count, c == 0 ? post : 0,
-				 avgdl, defer && c == 0, &wrote, err);
+				 avgdl, defer, &wrote, err);
 		if (tail) { /* the last block written, for the tails cache */
 			*tail = (struct blockref){ b->doc[from + count - 1], count, wrote };
 			*tail_from = from;
@@ -1067,8 +1073,10 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 	return SDK_OK;
 }
 
-/* The flush's tails rewritten (tail_defer): their postings rows moved,
- * then their block rows, each statement for all. Every row must move. */
+/* The flush's deferred blocks (block_defer): the tails' old postings rows
+ * deleted, every block's postings inserted, the tails' old block rows
+ * deleted, every block row inserted: each statement for all. Every row
+ * meant must be there. */
 static int tails_write(lib_ix *ix, sdk_err *err)
 {
 	if (!ix->ntt)
@@ -1081,10 +1089,13 @@ static int tails_write(lib_ix *ix, sdk_err *err)
 			return fail_sql(ix, err, "prepare tails");
 		lib_tail_rows_bind(s, 1, &rows);
 		bool posts = which <= ST_TAIL_POSTS;
+		/* The deletes find the tails' old rows; the inserts write all. */
+		uint32_t want = which == ST_TAIL_UNPOST || which == ST_TAIL_UNBLOCK ? ix->ntt_moved
+										     : ix->ntt;
 		rc = exec_simple(ix, s, err, posts ? "write postings" : "write blocks");
-		if (!rc && sqlite3_changes(ix->db) != (int)ix->ntt)
+		if (!rc && sqlite3_changes(ix->db) != (int)want)
 			rc = sdk_fail(err, SDK_ECORRUPT, "index: %d of %" PRIu32 " tail %s are missing",
-				      (int)ix->ntt - sqlite3_changes(ix->db), ix->ntt,
+				      (int)want - sqlite3_changes(ix->db), want,
 				      posts ? "postings" : "blocks");
 		sqlite3_clear_bindings(s); /* rows is this frame's */
 	}
@@ -1133,7 +1144,7 @@ static int flush_blocks(lib_ix *ix, bool merging, sdk_err *err)
 	double avgdl = m.docs + add_docs > 0 ? (double)(m.tokens + add_tokens) /
 						       (double)(m.docs + add_docs)
 					     : 1.0;
-	ix->ntw = ix->ntt = 0;
+	ix->ntw = ix->ntt = ix->ntt_moved = 0;
 	ix->tdocs.n = ix->tpos.n = ix->tbound.n = 0;
 	for (uint32_t i = 0; !rc && i < ix->cap; i++)
 		if (ix->tab[i].term)
@@ -1142,7 +1153,7 @@ static int flush_blocks(lib_ix *ix, bool merging, sdk_err *err)
 		rc = tails_write(ix, err);
 	if (!rc)
 		rc = terms_write(ix, m.gen, err);
-	ix->ntw = ix->ntt = 0;
+	ix->ntw = ix->ntt = ix->ntt_moved = 0;
 	for (uint32_t i = 0; !rc && i < ix->npdoc; i++) {
 		sqlite3_stmt *s = stmt(ix, merging ? ST_PEND_DEL : ST_DOC_INS);
 		sqlite3_bind_int64(s, 1, ix->pdoc[i]);
