@@ -4,10 +4,11 @@
  *   lib_term_rows(?)  each word's ix_terms row (term, id, df):
  *     INSERT INTO ix_terms ... SELECT ... FROM lib_term_rows(?1) WHERE 1
  *     ON CONFLICT (term) DO UPDATE SET df = excluded.df, gen = ...
- *   lib_tail_rows(?)  each word's tail block rewritten (term, old_last,
- *     last, n, old_post, post, docs, pos, bound): its ix_posts row, which
- *     moves from old_post to post (index.c says why), and its ix_blocks
- *     row (whose key moves from old_last to last)
+ *   lib_tail_rows(?)  each word's last blocks of the flush (term,
+ *     old_last, last, n, old_post, post, docs, pos, bound): a tail block
+ *     rewritten, whose ix_posts row moves from old_post to post (index.c
+ *     says why) and whose ix_blocks row's key moves from old_last to
+ *     last, or a new block (old_post and old_last 0)
  *
  * Why: a bulk request's flush writes every word it touched (4,500 words
  * for 600 bench documents), and a statement a word spent as much running
@@ -34,8 +35,9 @@ typedef struct lib_term_rows {
 	size_t n;
 } lib_term_rows;
 
-/* A tail block's rows; its blobs are at offsets of the lib_tail_rows'
- * arenas (which may move while rows are added). */
+/* A deferred block's rows: a tail that moves, or a new block (old_post
+ * and old_last 0); its blobs are at offsets of the lib_tail_rows' arenas
+ * (which may move while rows are added). */
 typedef struct lib_tail_row {
 	int64_t term, old_last, last, n, old_post, post;
 	size_t docs, docs_len, pos, pos_len, bound, bound_len;

@@ -126,7 +126,7 @@ struct lib_ix {
 	lib_term_row *tw;
 	uint32_t ntw;
 	size_t tw_cap;
-	/* the flush's tails rewritten in place, their blobs in the arenas */
+	/* the flush's deferred blocks (block_defer), their blobs in the arenas */
 	lib_tail_row *tt;
 	uint32_t ntt, ntt_moved; /* rows deferred; of them, tails that move */
 	size_t tt_cap;
@@ -1038,7 +1038,7 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 				lib_blk_clear(&ix->a);
 				if (!blk_append(&ix->a, p, i, p->n))
 					return oom(err);
-				rc = block_replace(ix, id, 0, 0, &ix->a, true, false, avgdl, &kept, &kept_from,
+				rc = block_replace(ix, id, 0, 0, &ix->a, true, true, avgdl, &kept, &kept_from,
 						   err);
 			}
 			keep = !rc;

@@ -397,7 +397,6 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 	write_refused(req, rc, "too many bulk loads queued; try again");
 }
 
-/* On the writer: every pending document into the blocks. */
 /* The WAL past which an idle writer gives the file's space back. */
 #define WAL_KEEP_BYTES (4 << 20)
 
@@ -422,6 +421,7 @@ static void wal_shrink(lib_workers *w)
 			(long long)st.st_size, sqlite3_errmsg(w->wdb));
 }
 
+/* On the writer: every pending document into the blocks. */
 static void merge_work(void *arg)
 {
 	lib_workers *w = arg;
