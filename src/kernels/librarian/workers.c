@@ -478,10 +478,11 @@ static void on_merge_timer(evutil_socket_t fd, short what, void *arg)
 	if (w->merging) {
 		merge_arm(w); /* one at a time: look again after it */
 	} else {
-		/* Idle only if nothing is queued or running: a bulk load of 10 MB
-		 * requests runs for more than the timer, and a truncating
-		 * checkpoint after each of them cost a fifth of the load's rate.
-		 * Read by merge_work, after the pool's handover. */
+		/* Idle only if nothing is queued or running: a bulk request of
+		 * 10 MB runs for more than the timer, which counts from the last
+		 * answer, and a load would otherwise copy its whole WAL into the
+		 * file after each request. Read by merge_work, after the pool's
+		 * handover. */
 		w->idle_run = sdk_pool_pending(w->writer) == 0;
 		merge_queue(w);
 	}
