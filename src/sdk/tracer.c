@@ -324,8 +324,7 @@ static void flush(sdk_tracer *t)
 			sdk_jsonw_raw(o, ",");
 		span_json(o, &t->queue[(t->head + taken) % SDK_TRACER_QUEUE_MAX]);
 		if (t->body_max && !o->oom && o->len + sizeof tail > t->body_max) {
-			o->len = before;
-			o->p[before] = '\0';
+			sdk_buf_truncate(o, before);
 			if (sent)
 				break; /* the next export begins with it */
 			skipped++;

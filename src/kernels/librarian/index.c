@@ -112,7 +112,8 @@ struct lib_ix {
 	unsigned field;
 	uint32_t field_pos[LIB_FIELDS];
 	uint32_t *touched; /* entries with a posting for it */
-	uint32_t ntouched, touched_cap;
+	uint32_t ntouched;
+	size_t touched_cap;
 	/* documents collected */
 	int64_t *pdoc;
 	uint32_t *ptok;
@@ -416,13 +417,11 @@ static struct pterm *posting_of(lib_ix *ix, const char *s, uint32_t n)
 	lib_blk *b = &e->blk;
 	if (!lib_blk_reserve(b, b->n + 1))
 		return NULL;
-	if (ix->ntouched == ix->touched_cap) {
-		uint32_t cap = ix->touched_cap ? ix->touched_cap * 2 : 256;
-		uint32_t *t = realloc(ix->touched, cap * sizeof *t);
+	if (ix->ntouched == ix->touched_cap) { /* a call a posting would cost */
+		uint32_t *t = sdk_grow(ix->touched, &ix->touched_cap, ix->ntouched, sizeof *t, 256);
 		if (!t)
 			return NULL;
 		ix->touched = t;
-		ix->touched_cap = cap;
 	}
 	ix->touched[ix->ntouched++] = idx;
 	b->has_pos = false;
@@ -1358,7 +1357,8 @@ int lib_ix_merge_all(sqlite3 *db, lib_ix_tails *t, int64_t *merged, sdk_err *err
 
 struct tset {
 	char **v;
-	uint32_t n, cap;
+	uint32_t n;
+	size_t cap;
 	uint64_t tokens;
 	unsigned field;
 	int fail;
@@ -1372,12 +1372,10 @@ static int tset_cmp(const void *a, const void *b)
 static int tset_add(struct tset *t, const char *s, size_t n)
 {
 	if (t->n == t->cap) {
-		uint32_t cap = t->cap ? t->cap * 2 : 256;
-		char **v = realloc(t->v, cap * sizeof *v);
+		char **v = sdk_grow(t->v, &t->cap, t->n, sizeof *v, 256);
 		if (!v)
 			return t->fail = SDK_EIO;
 		t->v = v;
-		t->cap = cap;
 	}
 	char *c = malloc(n + 1);
 	if (!c)

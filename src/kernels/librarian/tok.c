@@ -159,13 +159,12 @@ static const char *stem_of(lib_tok *t, const char *w, uint32_t n, uint32_t *slen
 		t->an = 0;
 		j = h & (cap - 1);
 	}
-	if (t->an + n + (size_t)o.len > t->acap) {
-		size_t c = t->acap ? t->acap * 2 : 1u << 16;
-		char *a = realloc(t->arena, c);
+	size_t need = t->an + n + (size_t)o.len;
+	if (need > t->acap) {
+		char *a = sdk_grow(t->arena, &t->acap, need - 1, 1, 1u << 16);
 		if (!a)
 			return NULL;
 		t->arena = a;
-		t->acap = c;
 	}
 	struct stem *e = &t->tab[j];
 	*e = (struct stem){ h, (uint32_t)t->an, (uint8_t)n, (uint8_t)o.len };
