@@ -1102,8 +1102,12 @@ class GraceServer:
         start of this data directory (printed once in its log), or None when
         it created none (users existed already)."""
         if self.admin_password is None:
-            # The line is written before the API answers: wait for that.
+            # The line is written before the API answers, and before the
+            # line that says where it listens; but lines reach the file
+            # through a pipe and a copier thread (wait_log), so the API can
+            # answer before either is in the file: wait for the second.
             self.wait_for(lambda: self.health(), scaled(30), message="the API answering")
+            self.wait_log(": API on ", timeout=scaled(30))
             m = re.search(r"created user '(\w+)' \(admin\) with password ([A-Za-z0-9_-]+)",
                           self.log())
             if m:
