@@ -281,6 +281,8 @@ static void span_json(sdk_buf *o, const rec *r)
 	sdk_jsonw_raw(o, "}}");
 }
 
+static void flush(sdk_tracer *t);
+
 static void on_sent(int status, const char *body, size_t len, double ms, const char *error,
 		    void *arg)
 {
@@ -300,6 +302,11 @@ static void on_sent(int status, const char *body, size_t len, double ms, const c
 			 t->batch_max);
 	}
 	t->sending_n = 0;
+	/* A full export's worth still waiting goes now, not at the next tick:
+	 * with a small request_items_max, one export every 200 ms would cap
+	 * a process at a few spans a second and fill its queue. */
+	if (status == 200 && t->n >= t->batch_max)
+		flush(t);
 }
 
 static void flush(sdk_tracer *t)

@@ -151,6 +151,27 @@ static void test_413_halves_the_export(void **state)
 	assert_int_equal(tracer->dropped, 51);
 }
 
+static void test_a_full_export_waiting_goes_at_once(void **state)
+{
+	(void)state;
+	reset(4, 0);
+	queue_spans(10, 10);
+	tracer->sending = true; /* an export in flight */
+	tracer->sending_n = 4;
+	on_sent(200, NULL, 0, 0, NULL, tracer);
+	assert_int_equal(tracer->sent, 4);
+	/* Four of the ten were flushed at once, not at the next tick. */
+	assert_int_equal(tracer->n, 6);
+	assert_int_equal(exported_spans(), 4);
+	/* Fewer than a full export wait for the timer. */
+	reset(4, 0);
+	queue_spans(3, 10);
+	tracer->sending = true;
+	tracer->sending_n = 4;
+	on_sent(200, NULL, 0, 0, NULL, tracer);
+	assert_int_equal(tracer->n, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +179,7 @@ int main(void)
 		cmocka_unit_test(test_under_max_body_bytes),
 		cmocka_unit_test(test_a_span_too_large_alone_is_dropped),
 		cmocka_unit_test(test_413_halves_the_export),
+		cmocka_unit_test(test_a_full_export_waiting_goes_at_once),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
