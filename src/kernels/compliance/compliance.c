@@ -45,7 +45,10 @@ typedef struct cmp {
 	sdk_pool *pool;
 	struct event *sched_timer, *log_timer;
 	struct scan *running; /* one scan at a time */
-	bool logging, closing;
+	/* The log append in flight, or NULL; freed at close, when its
+	 * callback no longer comes (calls end without calling back). */
+	struct log_job *logging;
+	bool closing;
 	int64_t next_ms; /* the next scheduled scan, 0: none */
 	unsigned long long scans, log_failures, bus_failures, alert_failures;
 } cmp;
@@ -553,7 +556,7 @@ static void on_logged(int status, const char *body, size_t len, double ms, const
 	cmp *c = lj->c;
 	int64_t id = lj->id;
 	free(lj);
-	c->logging = false;
+	c->logging = NULL;
 	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
 	json_t *idx = json_object_get(j, "index");
 	const char *leaf = json_string_value(json_object_get(j, "leaf_hash"));
@@ -592,14 +595,15 @@ static int log_append(cmp *c, int64_t id, const char *record)
 	int rc = -1;
 	if (lj) {
 		*lj = (struct log_job){ c, id };
+		c->logging = lj; /* before: were on_logged ever called at once, it clears it */
 		rc = sdk_call(c->k->caller, "immutable_log", "POST", "/entries", body, strlen(body),
 			      NULL, CMP_CALL_TIMEOUT_MS, on_logged, lj);
-		if (rc < 0)
+		if (rc < 0) {
+			c->logging = NULL;
 			free(lj);
+		}
 	}
 	free(body);
-	if (rc == 0)
-		c->logging = true;
 	return rc;
 }
 
@@ -1513,6 +1517,7 @@ static void cmp_close(sdk_kernel *k)
 	/* Calls in flight end without calling back (the runtime frees the
 	 * caller after this); a scan in progress is dropped. */
 	scan_free(c->running);
+	free(c->logging);
 	free(c);
 	k->state = NULL;
 }
