@@ -81,6 +81,12 @@ static int snap_consumers(bus_js *b, json_t *out, sdk_err *err)
 {
 	jsOptions o;
 	b->N.jsOptions_Init(&o);
+	/* Not the short wait of the requests clients make (BUS_JS_API_WAIT_MS,
+	 * so they hear 503 soon during an election): a backup has nobody to
+	 * retry for it, and on a loaded machine a clustered stream's consumer
+	 * list took longer than 2 s once (test_bus_jetstream, right after an
+	 * SSE subscriber's consumer went), failing the snapshot. */
+	o.Wait = BUS_SNAPSHOT_CHUNK_MS;
 	jsConsumerInfoList *list = NULL;
 	jsErrCode jerr = 0;
 	char why[200];
