@@ -277,7 +277,7 @@ def run_wall(a, tmp, bodies, batches, n):
         print("Xapian: python3-xapian is not installed, no peer")
 
 
-def run_through_api(a, bodies, batches, n):
+def run_through_api(a, batches, n):
     os.environ["GRACE_BIN"] = os.path.abspath(os.path.join(a.build, "grace"))
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                     "tests", "blackbox"))
@@ -331,7 +331,7 @@ def main():
     batches = ndjson_batches(bodies, a.request_bytes)
     with tempfile.TemporaryDirectory(prefix="grace-ingest-") as tmp:
         if a.through_api:
-            run_through_api(a, bodies, batches, len(bodies))
+            run_through_api(a, batches, len(bodies))
         elif a.search_callgrind:
             run_search_callgrind(a, tmp, vocab, batches)
         elif a.callgrind:
