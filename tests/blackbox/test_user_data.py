@@ -9,6 +9,7 @@ process keeps is gone), and a purge the journal lists is finished at the
 next start."""
 
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -93,7 +94,9 @@ def assert_clean(t, c, name, sid, doc):
 class UserData(ServerClassCase):
     @classmethod
     def make_server(cls):
-        return GraceServer(config=CONFIG, kernels={"librarian": {}})
+        # The librarian's watchdog is long, so that a stopped librarian
+        # stays stopped for test_a_hung_kernel_holds_a_creation_5_s_at_most.
+        return GraceServer(config=CONFIG, kernels={"librarian": {"watchdog_ms": 60000}})
 
     @classmethod
     def prepare(cls):
@@ -167,13 +170,42 @@ class UserData(ServerClassCase):
                                           c.settled("bob", "GET", "/memory/tables")["tables"]])
         c.create("dave")
         # The creation was answered once nothing of the old dave was left in
-        # the main process: his memory and chat answer at once, never 503.
+        # the main process and every kernel had been asked: his memory, chat
+        # and library answer at once, never 503.
         for path, key in (("/memory/tables", "tables"), ("/chat/sessions", "sessions")):
             st, out = c.call("dave", "GET", path)
             self.assertEqual((st, out.get(key)), (200, []), out)
+        st, out = c.call("dave", "GET", "/librarian/documents/%d" % doc)
+        self.assertEqual(st, 200, out)
+        self.assertIsNone(out["owner"])
         assert_clean(self, c, "dave", sid, doc)
         self.assertNotIn(("dave", "diary"), [(t["owner"], t["name"]) for t in
                                              c.settled("bob", "GET", "/memory/tables")["tables"]])
+
+    def test_a_hung_kernel_holds_a_creation_5_s_at_most(self):
+        """The librarian stopped: the new user is answered after the 5 s
+        bound, not the call's 10 s timeout, uses memory at once, and gets
+        503 with Retry-After from the library until its part is done."""
+        g, c = self.g, self.c
+        pid = g.kernel("librarian")["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            c.create("frank")
+            took = time.monotonic() - t0
+            st, out = c.call("frank", "GET", "/memory/tables")
+            self.assertEqual((st, out.get("tables")), (200, []), out)
+            st, hdrs, out = http_request(g.api_port, "GET", "/librarian/search?q=kestrel",
+                                         headers={"Authorization": "Bearer " + c.tokens["frank"]},
+                                         timeout=scaled(20))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertGreaterEqual(took, 4.5)
+        self.assertLess(took, scaled(8))
+        self.assertEqual(st, 503, out)
+        self.assertEqual(out["error"]["code"], "busy", out)
+        self.assertTrue(hdrs.get("Retry-After"), hdrs)
+        c.settled("frank", "GET", "/librarian/search?q=kestrel")
 
     def test_journal_resumed_at_start(self):
         """A purge in the journal (a crash after it was written) is done at

@@ -27,7 +27,7 @@ _Static_assert((int)AUTH_ROLE_ADMIN == (int)SDK_CALLER_ADMIN && (int)AUTH_ROLE_U
 #define UD_LIBRARY_TIMEOUT_MS 10000
 #define UD_KERNEL_TIMEOUT_MS 10000
 #define UD_ACTOR "grace"          /* who the librarian is told acts */
-#define UD_WAIT_MS 5000           /* the longest a waiter waits for the local parts */
+#define UD_WAIT_MS 5000           /* the longest a new user's creation waits */
 
 enum {
 	PART_MEMORY = 1,
@@ -39,7 +39,7 @@ enum {
 	PART_ALL = 63
 };
 /* The parts kept in this process: done in milliseconds unless the disk is
- * in trouble, so a new user's creation waits for them. */
+ * in trouble, so a new user's creation always waits for them. */
 enum { PART_LOCAL = PART_MEMORY | PART_CHAT };
 
 static const struct {
@@ -145,15 +145,25 @@ static void on_waiter_timeout(evutil_socket_t fd, short what, void *arg)
 	waiter_end(w);
 }
 
-/* Tells every waiter whose name has nothing local left to remove. A ready
- * callback may add or end waiters: the scan starts over after each. */
+/* Whether a waiter for `p` is answered: nothing local is left, and no
+ * kernel's part is in flight. A kernel's part that failed (the kernel
+ * down or not ready yet) is retried in the background and holds nobody:
+ * its routes refuse the user meanwhile. One in flight normally ends in
+ * milliseconds, and waiting for it spares a user created and served at
+ * once a 503 from a purge that had nothing to remove. */
+static bool waiter_done(const struct pending *p)
+{
+	return !p || (!(p->todo & PART_LOCAL) && !(p->running & p->todo));
+}
+
+/* Tells every waiter whose name waiter_done. A ready callback may add or
+ * end waiters: the scan starts over after each. */
 static void waiters_poke(user_data *u)
 {
 	for (bool again = true; again;) {
 		again = false;
 		for (struct waiter *w = u->waiters; w; w = w->next) {
-			const struct pending *p = find(u, w->name);
-			if (!p || !(p->todo & PART_LOCAL)) {
+			if (waiter_done(find(u, w->name))) {
 				waiter_end(w);
 				again = true;
 				break;
@@ -218,8 +228,6 @@ static void part_end(struct pending *p, unsigned part, int status, const char *w
 		journal_write(u, p);
 	}
 	p->again &= ~part;
-	if (status == 0 && (part & PART_LOCAL) && !(p->todo & PART_LOCAL) && p->todo)
-		waiters_poke(u); /* p lives on: the kernels' parts are still to do */
 	if (status != 0) {
 		sdk_warn("user data: purging '%s': %s: %s; trying again", p->name, part_name(part),
 			 why ? why : "failed");
@@ -233,7 +241,9 @@ static void part_end(struct pending *p, unsigned part, int status, const char *w
 		char resource[AUTH_NAME_MAX + 8];
 		snprintf(resource, sizeof resource, "user/%s", p->name);
 		ob_audit(u->api->ob, UD_ACTOR, "user.data_purged", resource, "ok", NULL, NULL);
-		pending_free(u, p);
+		pending_free(u, p); /* (tells its waiters) */
+	} else if (waiter_done(p)) {
+		waiters_poke(u); /* p lives on: a part failed, and is retried */
 	}
 }
 

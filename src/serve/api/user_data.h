@@ -45,10 +45,11 @@ void user_data_free(user_data *u);
  * `name` (see above), now and in the background. */
 void api_user_data_purge(struct api_ctx *api, const char *name);
 /* The same, then `ready(arg)` once nothing of `name` is left in this
- * process (memory, chat: the kernels' parts go on in the background, their
- * routes refused meanwhile), or after 5 s when that takes longer, or at
- * shutdown: exactly once, perhaps before this returns. So a user created
- * is answered when it can use what it was given. */
+ * process (memory, chat) and every kernel's part has been tried once
+ * (a part that failed, its kernel down, is retried in the background,
+ * its routes refused meanwhile), or after 5 s when that takes longer, or
+ * at shutdown: exactly once, perhaps before this returns. So a user
+ * created is answered when it can use what it was given. */
 typedef void (*user_data_ready_cb)(void *arg);
 void api_user_data_purge_wait(struct api_ctx *api, const char *name, user_data_ready_cb ready,
 			      void *arg);
