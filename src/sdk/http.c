@@ -210,6 +210,7 @@ void req_free(sdk_req *r)
 		free(r->head);
 	sdk_server *s = r->srv;
 	if (s) {
+		s->large_bodies -= r->body_reserved;
 		s->inflight--;
 		if (s->n_spare < REQ_SPARE_MAX) {
 			r->spare_next = s->spare;
@@ -780,6 +781,22 @@ void req_dispatch(sdk_req *r)
 	    !s->opts.authorize(r, i >= 0 ? &s->opts.routes[i] : NULL, s->opts.ctx))
 		return;
 	route_run(r);
+}
+
+const sdk_route *req_route_early(const sdk_req *r, char *path, bool *ok)
+{
+	const sdk_server *s = r->srv;
+	const char *t = r->h.target;
+	const char *q = strchr(t, '?');
+	size_t n = q ? (size_t)(q - t) : strlen(t);
+	*ok = t[0] == '/' && n < SDK_PATH_MAX && path_decode(t, n, path) == 0;
+	if (!*ok)
+		return NULL;
+	sdk_route_params params; /* (not kept: dispatch matches again) */
+	const char *method = strcmp(r->h.method, "HEAD") ? r->h.method : "GET";
+	int i = sdk_route_match(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), method, path,
+				&params);
+	return i >= 0 ? &s->opts.routes[i] : NULL;
 }
 
 void sdk_req_resume(sdk_req *r)

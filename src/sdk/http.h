@@ -38,11 +38,22 @@ typedef struct sdk_route {
 	 * write, whatever its method, leaves it false: it checks the file
 	 * itself, so nothing is acknowledged into a file that is gone. */
 	bool reads_only;
+	/* The largest body it takes, when more than the server's
+	 * max_body_bytes (0: the server's): granted, before the body is read,
+	 * only to a request the server's body_limit lets through. */
+	size_t max_body;
 } sdk_route;
 
-#define SDK_ROUTE(method, path, handler) { { method, path }, handler, 0, false }
-#define SDK_ROUTE_ACCESS(method, path, handler, access) { { method, path }, handler, access, false }
-#define SDK_ROUTE_READS(method, path, handler) { { method, path }, handler, 0, true }
+#define SDK_ROUTE(method, path, handler) { { method, path }, handler, 0, false, 0 }
+#define SDK_ROUTE_ACCESS(method, path, handler, access) \
+	{ { method, path }, handler, access, false, 0 }
+#define SDK_ROUTE_READS(method, path, handler) { { method, path }, handler, 0, true, 0 }
+#define SDK_ROUTE_BODY(method, path, handler, max) { { method, path }, handler, 0, false, max }
+
+/* The most the bodies past their server's max_body_bytes may hold at once,
+ * in one server: past it such a request is 503 (Retry-After) before its
+ * body is read, so large bodies cannot take the process's memory. */
+#define SDK_LARGE_BODIES_MAX ((size_t)64 << 20)
 
 /* Tracing (sdk/tracer.h): called with trace_ctx just before a routed
  * request's handler runs, right after it returns, and as its answer is
@@ -68,6 +79,16 @@ typedef struct sdk_server_opts {
 	 * then either answers the request or calls sdk_req_resume. NULL:
 	 * everything may run. */
 	bool (*authorize)(sdk_req *req, const sdk_route *route, void *ctx);
+	/* A request whose body would pass limits.max_body_bytes (its
+	 * Content-Length, or a chunked body as it comes): the most it may
+	 * send, decided from its head alone, before its body is read (route:
+	 * the one its decoded `path` matches, or NULL). limits.max_body_bytes
+	 * (or less) refuses it 413. Called at most once a request, before
+	 * authorize (sdk_req_method and sdk_req_path are not set yet: its
+	 * `method` and decoded `path` are given); NULL: no body passes
+	 * limits.max_body_bytes. */
+	size_t (*body_limit)(sdk_req *req, const sdk_route *route, const char *method,
+			     const char *path, void *ctx);
 	/* Called as each request is answered (before `req` is freed); may be NULL. */
 	void (*on_reply)(sdk_req *req, int status, void *ctx);
 	/* Tracing; NULL: none. */

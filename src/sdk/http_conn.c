@@ -366,6 +366,43 @@ static bool method_known(const char *m)
 	return false;
 }
 
+/* The body of `r` would pass the server's max_body_bytes: asks, once, the
+ * server's body_limit how much it may send (its route and credentials,
+ * from the head alone), and reserves what it may hold from the server's
+ * budget for such bodies. `want`: the Content-Length, or 0 for a chunked
+ * body (its whole allowance is reserved). Returns false after refusing
+ * it: 413, or 503 while the budget is spent. */
+static bool body_allow(sdk_conn *c, sdk_req *r, uint64_t want)
+{
+	sdk_server *s = c->srv;
+	size_t max = s->opts.limits.max_body_bytes, lim = max;
+	if (!r->body_asked && s->opts.body_limit) {
+		char path[SDK_PATH_MAX];
+		bool ok;
+		const sdk_route *route = req_route_early(r, path, &ok);
+		if (ok)
+			lim = s->opts.body_limit(r, route, r->h.method, path, s->opts.ctx);
+	}
+	r->body_asked = true;
+	if (lim <= max || want > lim) {
+		char msg[112];
+		snprintf(msg, sizeof msg, "the body is over %s %zu bytes",
+			 lim > max ? "this route's" : "this server's", lim > max ? lim : max);
+		refuse(c, 413, "body_too_large", msg);
+		return false;
+	}
+	size_t need = want ? (size_t)want : lim;
+	if (need > SDK_LARGE_BODIES_MAX - s->large_bodies) {
+		sdk_req_add_header(r, "Retry-After", "1");
+		refuse(c, 503, "busy", "too many large bodies are being received; try again shortly");
+		return false;
+	}
+	s->large_bodies += need;
+	r->body_reserved = need;
+	r->body_max = lim;
+	return true;
+}
+
 /* A complete head is at the front of c->in: make it a request. Returns
  * false when the connection cannot go on (an answer was queued). */
 static bool take_head(sdk_conn *c, size_t end)
@@ -392,13 +429,9 @@ static bool take_head(sdk_conn *c, size_t end)
 		refuse(c, st, refusal_code(st, why), why);
 		return false;
 	}
-	if (r->h.body == SDK_HTTP_BODY_LENGTH && r->h.content_length > s->opts.limits.max_body_bytes) {
-		char msg[96];
-		snprintf(msg, sizeof msg, "the body is over this server's %zu bytes",
-			 s->opts.limits.max_body_bytes);
-		refuse(c, 413, "body_too_large", msg);
+	if (r->h.body == SDK_HTTP_BODY_LENGTH && r->h.content_length > s->opts.limits.max_body_bytes &&
+	    !body_allow(c, r, r->h.content_length))
 		return false;
-	}
 	if (r->h.body == SDK_HTTP_BODY_NONE) {
 		set_state(c, CONN_BUSY);
 		return true;
@@ -423,7 +456,6 @@ static bool take_head(sdk_conn *c, size_t end)
 static int take_body(sdk_conn *c)
 {
 	sdk_req *r = c->req;
-	size_t max = c->srv->opts.limits.max_body_bytes;
 	if (r->h.body == SDK_HTTP_BODY_LENGTH) {
 		size_t avail = evbuffer_get_length(c->in);
 		size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
@@ -442,11 +474,19 @@ static int take_body(sdk_conn *c)
 			return -1;
 		}
 		if (dlen) {
-			if (evbuffer_get_length(r->body) + dlen > max) {
-				char msg[96];
-				snprintf(msg, sizeof msg, "the body is over this server's %zu bytes", max);
-				refuse(c, 413, "body_too_large", msg);
-				return -1;
+			size_t have = evbuffer_get_length(r->body) + dlen;
+			size_t max = r->body_max ? r->body_max : c->srv->opts.limits.max_body_bytes;
+			if (have > max) {
+				if (!r->body_asked) /* the first time past the server's limit */
+					if (!body_allow(c, r, 0))
+						return -1;
+				if (have > r->body_max) { /* past what it was allowed */
+					char msg[112];
+					snprintf(msg, sizeof msg, "the body is over this route's %zu bytes",
+						 r->body_max);
+					refuse(c, 413, "body_too_large", msg);
+					return -1;
+				}
 			}
 			evbuffer_add(r->body, data, dlen);
 		}

@@ -54,6 +54,7 @@ struct sdk_server {
 	const struct timeval *tmo_head, *tmo_io, *tmo_idle, *tmo_linger; /* common timeouts */
 
 	unsigned inflight;
+	size_t large_bodies; /* reserved by requests' body_reserved, <= SDK_LARGE_BODIES_MAX */
 	sdk_req *spare; /* finished requests for reuse (a list through ->spare_next) */
 	unsigned n_spare;
 	struct timespec started, last_request;
@@ -93,6 +94,11 @@ struct sdk_req {
 	struct hdr_buf hdrs;
 	char user[64];
 	int role;
+	/* A body past the server's max_body_bytes: its allowance, once
+	 * decided (0: not asked), and the bytes reserved for it from the
+	 * server's large_bodies. */
+	size_t body_max, body_reserved;
+	bool body_asked;
 	/* A reply in progress: streaming (its framing) or finished. */
 	bool started, chunked, finished, closed;
 	int status;
@@ -140,6 +146,11 @@ const char *conn_date(sdk_server *s);
 sdk_req *req_new(sdk_conn *c, const char *head, size_t len);
 void req_free(sdk_req *r);
 void req_dispatch(sdk_req *r);
+/* The route r's target matches, read from its head alone (its decoded
+ * path into `path`, SDK_PATH_MAX bytes), or NULL: for body_limit, before
+ * the body is read and dispatch decodes the path for good. *ok false: the
+ * path is not valid (dispatch will refuse it). */
+const sdk_route *req_route_early(const sdk_req *r, char *path, bool *ok);
 /* Answers a request refused before it reached a route (framing, sizes,
  * time): JSON error, Connection: close. r may be a fresh request with no
  * parsed head. */

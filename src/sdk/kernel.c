@@ -487,6 +487,22 @@ static void kernel_metrics_extra(struct evbuffer *out, void *ctx)
 	sdk_tracer_metrics(runtime_of(k)->tracer, k->def->name, out);
 }
 
+/* A body past the kernel's max_body_bytes: only to a route that takes
+ * more (sdk_route.max_body), and only from a caller with the internal
+ * token, so nobody else on the host can make the kernel hold it. */
+static size_t body_limit(sdk_req *req, const sdk_route *route, const char *method,
+			 const char *path, void *ctx)
+{
+	(void)method, (void)path;
+	sdk_kernel *k = ctx;
+	size_t max = k->kcfg->max_body_bytes;
+	const char *given = sdk_req_header(req, SDK_TOKEN_HEADER);
+	if (!route || route->max_body <= max || !k->token[0] || !given ||
+	    !sdk_secret_equal(given, k->token))
+		return max;
+	return route->max_body;
+}
+
 /* Every route but the standard ones needs the internal token. */
 static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 {
@@ -806,6 +822,7 @@ static int runtime_setup(struct runtime *rt, sdk_err *err)
 				 .limits = limits,
 				 .metrics_extra = kernel_metrics_extra,
 				 .authorize = authorize,
+				 .body_limit = body_limit,
 				 .trace_hooks = rt->tracer ? &sdk_tracer_http_hooks : NULL,
 				 .trace_ctx = rt->tracer };
 	k->server = sdk_server_new(k->base, &opts);

@@ -477,6 +477,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 			       .metrics_extra = api_metrics_extra,
 			       .on_reply = api_on_reply,
 			       .authorize = api_audit_authorize,
+			       .body_limit = api_body_limit,
 			       .trace_hooks = s.tracer ? &sdk_tracer_http_hooks : NULL,
 			       .trace_ctx = s.tracer };
 	s.api.server = sdk_server_new(s.api.base, &ho);

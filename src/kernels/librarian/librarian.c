@@ -16,6 +16,7 @@
  * Reads run on the loop's connection (WAL: a reader never waits for the
  * writer), searches on the readers, and every write on the writer's
  * thread (workers.h), so the loop never waits for the write lock. */
+#include "kernels/librarian/bulk.h"
 #include "kernels/librarian/index.h"
 #include "kernels/librarian/jobs.h"
 #include "kernels/librarian/workers.h"
@@ -408,7 +409,7 @@ static void librarian_close(sdk_kernel *k)
 
 static const sdk_route librarian_routes[] = {
 	SDK_ROUTE("POST", "/documents", on_put),
-	SDK_ROUTE("POST", "/documents/_bulk", on_bulk),
+	SDK_ROUTE_BODY("POST", "/documents/_bulk", on_bulk, LIB_BULK_BODY_MAX),
 	SDK_ROUTE_READS("GET", "/documents/:id", on_get),
 	SDK_ROUTE("DELETE", "/documents/:id", on_delete),
 	SDK_ROUTE("POST", "/ingest", on_ingest),

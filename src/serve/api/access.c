@@ -65,9 +65,10 @@ static int delegation_check(api_ctx *api, const char *token, auth_api_token *out
 	return rc == SDK_EIO ? SDK_EIO : rc < 0 ? SDK_ENOTFOUND : 0;
 }
 
-/* Who presents what: 1 with *who filled, 0 when nothing is presented, or
- * -1 after answering 401 (a session or API token that is not valid) or 503. */
-static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by_cookie)
+/* Who presents what, from the request's head alone: 1 with *who filled, 0
+ * when nothing is presented, SDK_EIO when the store cannot say, or
+ * another negative status for a session or API token that is not valid. */
+static int principal_of(api_ctx *api, sdk_req *req, api_principal *who, bool *by_cookie)
 {
 	char cookie[AUTH_TOKEN_MAX + 1];
 	const char *token = auth_presented_token(sdk_req_header(req, "Authorization"),
@@ -79,30 +80,63 @@ static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by
 		int rc = auth_is_delegation(token) ? delegation_check(api, token, &who->token)
 						   : auth_token_check(api->auth->store, token,
 								      sdk_wall_ms(), &who->token);
-		if (rc == SDK_EIO) {
-			store_unavailable(req);
-			return -1;
-		}
-		if (rc < 0) {
-			api_reply_unauthenticated(req, true);
-			return -1;
-		}
+		if (rc < 0)
+			return rc == SDK_EIO ? SDK_EIO : SDK_ENOTFOUND;
 		who->kind = API_PRINCIPAL_TOKEN;
 		snprintf(who->user, sizeof who->user, "%s", who->token.owner);
 		who->role = who->token.role;
 		return 1;
 	}
 	int rc = auth_check(api->auth, token, sdk_wall_ms(), who->user, &who->role);
-	if (rc == SDK_EIO) {
-		store_unavailable(req);
-		return -1;
-	}
-	if (rc < 0) {
-		api_reply_unauthenticated(req, true);
-		return -1;
-	}
+	if (rc < 0)
+		return rc == SDK_EIO ? SDK_EIO : SDK_ENOTFOUND;
 	who->kind = API_PRINCIPAL_USER;
 	return 1;
+}
+
+/* principal_of, answering what is not a principal: 1 or 0 as it, or -1
+ * after answering 401 (a session or API token that is not valid) or 503. */
+static int authenticate(api_ctx *api, sdk_req *req, api_principal *who, bool *by_cookie)
+{
+	int rc = principal_of(api, req, who, by_cookie);
+	if (rc == SDK_EIO)
+		store_unavailable(req);
+	else if (rc < 0)
+		api_reply_unauthenticated(req, true);
+	return rc < 0 ? -1 : rc;
+}
+
+/* sdk_server_opts.body_limit: a body past [limits] max_body_bytes goes
+ * only to a route that takes more (a kernel's, behind its prefix:
+ * gw_body_max), and only from a caller whose session or token is valid,
+ * so nobody unauthenticated makes the server hold more. Whether it may
+ * call the route is decided once the body is in, as for every request. */
+size_t api_body_limit(sdk_req *req, const sdk_route *route, const char *method, const char *path,
+		      void *ctx)
+{
+	api_ctx *api = ctx;
+	size_t max = api->cfg->limits.max_body_bytes, lim = route ? route->max_body : 0;
+	const api_prefix *pre = route ? api_prefix_of(route->pattern.path) : NULL;
+	if (pre) {
+		char name[GRACE_NAME_MAX + 1];
+		const char *rest = path + strlen(pre->path); /* (the pattern matched the path) */
+		if (!pre->kernel) { /* "/kernels/:name": the name is the path's segment */
+			const char *seg = path + strlen("/kernels/"), *end = strchr(seg, '/');
+			if (!end || (size_t)(end - seg) > GRACE_NAME_MAX)
+				return max;
+			memcpy(name, seg, (size_t)(end - seg));
+			name[end - seg] = '\0';
+			rest = end;
+		}
+		sup_kernel *k = sup_find(api->sup, pre->kernel ? pre->kernel : name);
+		if (k && *rest == '/')
+			lim = gw_body_max(k, method, rest);
+	}
+	if (lim <= max)
+		return max;
+	api_principal who = { .kind = API_PRINCIPAL_ANONYMOUS, .role = AUTH_ROLE_NONE };
+	bool by_cookie = false;
+	return principal_of(api, req, &who, &by_cookie) == 1 ? lim : max;
 }
 
 /* The role table: a route's access level against the caller's role, and

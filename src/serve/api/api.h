@@ -62,6 +62,11 @@ enum { ACCESS_ADMIN = 0, ACCESS_PUBLIC = 1, ACCESS_USER = 2, ACCESS_ANON = 3 };
 /* Who may call what (access.c): authentication, then the role table or
  * the policy ([policy] authorizer). May decide later (sdk/http.h). */
 bool api_authorize(sdk_req *req, const sdk_route *route, void *ctx);
+/* sdk_server_opts.body_limit (access.c): past [limits] max_body_bytes only
+ * where the route (a kernel's, behind its prefix) takes more, and only for
+ * a caller with a valid session or token. */
+size_t api_body_limit(sdk_req *req, const sdk_route *route, const char *method, const char *path,
+		      void *ctx);
 
 
 /* Opens DATA_DIR/memory.db and the memory worker pool; NULL (logged) on failure. */

@@ -312,6 +312,18 @@ static const char *forward_svid(gateway *gw, sup_kernel *k, sdk_req *req, const 
 	return NULL;
 }
 
+size_t gw_body_max(const sup_kernel *k, const char *method, const char *path)
+{
+	size_t max = k->cfg->max_body_bytes;
+	const sdk_kernel_def *def = kernel_registry_find(k->cfg->name);
+	if (!def || !def->routes)
+		return max;
+	sdk_route_params params;
+	int i = sdk_route_match(def->routes, def->n_routes, sizeof(sdk_route), method, path,
+				&params);
+	return i >= 0 && def->routes[i].max_body > max ? def->routes[i].max_body : max;
+}
+
 void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 {
 	/* Its node does not answer: said at once, not after the relay's wait. */
@@ -329,10 +341,11 @@ void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path)
 		return;
 	}
 	/* The kernel would refuse it and close while we still write: say it here. */
-	size_t body_len = sdk_req_body_len(req);
-	if (body_len > k->cfg->max_body_bytes) {
-		sdk_reply_error(req, 413, "body_too_large", "kernel %s takes bodies up to %zu bytes",
-				k->cfg->name, k->cfg->max_body_bytes);
+	size_t body_len = sdk_req_body_len(req), body_max;
+	if (body_len > k->cfg->max_body_bytes &&
+	    body_len > (body_max = gw_body_max(k, sdk_req_method(req), path))) {
+		sdk_reply_error(req, 413, "body_too_large", "kernel %s takes bodies up to %zu bytes here",
+				k->cfg->name, body_max);
 		return;
 	}
 	if (sdk_upstream_queued(gw->up, k->port) >= GW_PENDING_MAX) {

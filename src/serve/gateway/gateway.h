@@ -43,6 +43,10 @@ void gw_set_delegation_key(gateway *gw, const unsigned char *key);
  * kernel's answer or a 502/503/504 that says why. */
 void gw_forward(gateway *gw, sup_kernel *k, sdk_req *req, const char *path);
 
+/* The largest body kernel `k` takes on `method` `path` (its own path): its
+ * max_body_bytes, or more where its route says so (sdk_route.max_body). */
+size_t gw_body_max(const sup_kernel *k, const char *method, const char *path);
+
 /* The main process's kernel call path: by kernel name, resolved through the
  * supervisor (for chat, the outbox, the healer). Borrowed. */
 sdk_caller *gw_caller(gateway *gw);
