@@ -117,16 +117,18 @@ size_t api_body_limit(sdk_req *req, const sdk_route *route, const char *method, 
 	api_ctx *api = ctx;
 	size_t max = api->cfg->limits.max_body_bytes, lim = route ? route->max_body : 0;
 	const api_prefix *pre = route ? api_prefix_of(route->pattern.path) : NULL;
-	if (pre) {
+	if (pre) { /* the path begins as the pattern does: its prefix, then "/" */
 		char name[GRACE_NAME_MAX + 1];
-		const char *rest = path + strlen(pre->path); /* (the pattern matched the path) */
-		if (!pre->kernel) { /* "/kernels/:name": the name is the path's segment */
-			const char *seg = path + strlen("/kernels/"), *end = strchr(seg, '/');
-			if (!end || (size_t)(end - seg) > GRACE_NAME_MAX)
+		const char *rest;
+		if (pre->kernel) {
+			rest = path + strlen(pre->path);
+		} else { /* "/kernels/:name": the name is the path's segment */
+			const char *seg = path + strlen("/kernels/");
+			rest = strchr(seg, '/');
+			if (!rest || (size_t)(rest - seg) > GRACE_NAME_MAX)
 				return max;
-			memcpy(name, seg, (size_t)(end - seg));
-			name[end - seg] = '\0';
-			rest = end;
+			memcpy(name, seg, (size_t)(rest - seg));
+			name[rest - seg] = '\0';
 		}
 		sup_kernel *k = sup_find(api->sup, pre->kernel ? pre->kernel : name);
 		if (k && *rest == '/')
