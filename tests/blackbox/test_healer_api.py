@@ -8,7 +8,7 @@ import unittest
 
 from harness import GraceServer, GraceTestCase, scaled, spare_kernels
 from healer_support import (PLAYBOOKS, diagnose, get_json, guardian_kernel,
-                            heal, incidents, proc_state, rounded, stop_process)
+                            heal, incidents, near, proc_state, stop_process)
 
 OTHER = spare_kernels(1)[0]
 
@@ -117,7 +117,7 @@ class HealerApi(GraceTestCase):
             self.assertEqual(len(set(ids)), len(ids))
             for inc in made:
                 stored = get_json(g, "/network-healer/incidents/%d" % inc["id"])
-                self.assertEqual(rounded(stored), rounded(inc))
+                self.assertEqual(near(stored, inc), inc)
 
             # An incident running when grace serve stops is not left "running".
             pid = g.kernel("librarian")["pid"]
@@ -146,7 +146,7 @@ class HealerApi(GraceTestCase):
             g.start()
             after = incidents(g)
             self.assertEqual([i["id"] for i in after[1:]], ids[::-1])
-            self.assertEqual(rounded(after[1:]), rounded(made[::-1]))
+            self.assertEqual(near(after[1:], made[::-1]), made[::-1])
             last = after[0]
             self.assertEqual(last["component"], "librarian")
             # Cut short by the shutdown: finished one way or another, never
@@ -154,8 +154,8 @@ class HealerApi(GraceTestCase):
             self.assertIn(last["outcome"], ("interrupted", "failed"), last)
             self.assertIn("duration_ms", last)
             for inc in made:
-                self.assertEqual(rounded(get_json(g, "/network-healer/incidents/%d" % inc["id"])),
-                                 rounded(inc))
+                self.assertEqual(near(get_json(g, "/network-healer/incidents/%d" % inc["id"]), inc),
+                                 inc)
 
             # Filters and paging.
             lib = incidents(g, component="librarian")
