@@ -153,10 +153,11 @@ def collected(log):
 
 def run_callgrind(a, tmp, batches, n):
     totals = []
+    apart = ["--separate-threads=yes"] if a.threads else []
     for tag, load in (("empty", []), ("loaded", batches)):
         out = os.path.join(tmp, tag + ".cg")
         p, port, token = start_kernel(a, tmp, tag, ["valgrind", "--tool=callgrind",
-                                                    f"--callgrind-out-file={out}"])
+                                                    f"--callgrind-out-file={out}"] + apart)
         try:
             if load:
                 post_all(port, token, load)
@@ -166,6 +167,17 @@ def run_callgrind(a, tmp, batches, n):
     per = (totals[1] - totals[0]) / n
     print(f"Instructions per document (callgrind, kernel alone, {n} documents in {len(batches)}"
           f" requests of <= {a.request_bytes} bytes): {per:,.0f}")
+    if a.threads:
+        # One file a thread: the writer is the pool thread that ran the most;
+        # the threads a request starts (collecting, preparing lines) are
+        # summed. The empty run's threads are not subtracted (its loop and
+        # writer ran start-up only).
+        import glob
+        per_thread = sorted((callgrind_total(f) for f in glob.glob(
+            os.path.join(tmp, "loaded.cg*")) if not f.endswith(".cg")), reverse=True)
+        print("Instructions per document by thread: writer (the busiest) "
+              f"{per_thread[0] / n:,.0f}; the other threads together "
+              f"{sum(per_thread[1:]) / n:,.0f}")
     if a.keep_cg:
         shutil.copy(os.path.join(tmp, "loaded.cg"), a.keep_cg)
 
@@ -318,7 +330,8 @@ def run_through_api(a, batches, n):
             raise RuntimeError(errors[0])
         dt = time.perf_counter() - t0
         lib_cpu, serve_cpu = cpu_secs(lib) - c0, cpu_secs(g.proc.pid) - s0
-    print(f"Bulk ingest through :8000, {a.clients} client(s): {n} documents in {len(batches)} requests of"
+    print(f"Bulk ingest through :8000, {a.clients} client(s): {n} documents in"
+          f" {len(batches)} requests of"
           f" <= {a.request_bytes} bytes (body limits {big or 'as shipped'}): {dt:.2f} s ="
           f" {n / dt:,.0f} docs/s; librarian CPU {lib_cpu / n * 1e6:.0f} us a document,"
           f" grace serve {serve_cpu / n * 1e6:.0f} us")
@@ -336,6 +349,8 @@ def main():
     # Every port below 32768 (the usual ephemeral range), clear of 8000-8149.
     ap.add_argument("--port-offset", type=int, default=24200)
     ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--threads", action="store_true", help="with --callgrind: the writer's"
+                    " thread apart from the others (--separate-threads)")
     ap.add_argument("--owner", help="load as this user (X-Grace-User, role user), as the"
                     " gateway forwards a user's request; default: no owner")
     ap.add_argument("--search-callgrind", action="store_true")

@@ -120,6 +120,78 @@ static void test_ids_and_one_request(void **state)
 	sqlite3_close(db);
 }
 
+/* The lines are parsed and checked in two halves on two threads
+ * (prep_lines) before the run looks them up in order: every item keeps
+ * its line's number and answer, whichever half made it. Blank and CRLF
+ * lines, bad lines in both halves, a duplicate and a source replaced
+ * across the halves. */
+static void test_lines_prepared_in_two_halves(void **state)
+{
+	(void)state;
+	sqlite3 *db = open_store();
+	char body[40000];
+	size_t n = 0;
+	const unsigned lines = 300; /* line numbers 1..300 */
+	for (unsigned line = 1; line <= lines; line++) {
+		const char *fmt = line % 50 == 7    ? "not json %u\n"
+				  : line % 61 == 3  ? "{\"title\":\"no body %u\"}\n"
+				  : line % 23 == 0  ? "  \t\n"
+				  : line == 20      ? "{\"title\":\"t\",\"body\":\"src one\",\"source\":\"s\"}\n"
+				  : line == 280     ? "{\"title\":\"t\",\"body\":\"src two\",\"source\":\"s\"}\n"
+				  : line == 290     ? "{\"title\":\"doc 2\",\"body\":\"same %u\"}\r\n"
+				  : line == 2       ? "{\"title\":\"doc 2\",\"body\":\"same 290\"}\r\n"
+						    : "{\"title\":\"doc\",\"body\":\"body %u\"}\n";
+		n += (size_t)snprintf(body + n, sizeof body - n, fmt, line);
+	}
+	json_t *r = load(db, body);
+	json_t *items = json_object_get(r, "items");
+	unsigned bad = 0, blank = 0;
+	size_t k = 0;
+	for (unsigned line = 1; line <= lines; line++) {
+		if (line % 23 == 0 && line % 50 != 7 && line % 61 != 3) {
+			blank++;
+			continue;
+		}
+		json_t *it = json_array_get(items, k++);
+		assert_non_null(it);
+		assert_int_equal(json_integer_value(json_object_get(it, "line")), line);
+		int status = (int)json_integer_value(json_object_get(it, "status"));
+		const char *msg = json_string_value(
+			json_object_get(json_object_get(it, "error"), "message"));
+		if (line % 50 == 7) {
+			assert_int_equal(status, 400);
+			assert_non_null(strstr(msg, "not JSON"));
+			bad++;
+		} else if (line % 61 == 3) {
+			assert_int_equal(status, 400);
+			assert_non_null(strstr(msg, "title and body are required"));
+			bad++;
+		} else if (line == 290) {
+			assert_int_equal(status, 200); /* the same as line 2 */
+			assert_string_equal(json_string_value(json_object_get(it, "result")),
+					    "duplicate");
+		} else if (line == 280) {
+			assert_int_equal(status, 200); /* replaces line 20's, still waiting */
+			assert_string_equal(json_string_value(json_object_get(it, "result")),
+					    "updated");
+			assert_int_equal(json_integer_value(json_object_get(it, "id")),
+					 json_integer_value(json_object_get(json_array_get(items, 19),
+									    "id")));
+		} else {
+			assert_int_equal(status, 201);
+		}
+	}
+	assert_int_equal(k, json_array_size(items));
+	assert_int_equal(num(r, "failed"), bad);
+	assert_int_equal(num(r, "duplicates"), 1);
+	assert_int_equal(count(db, "SELECT count(*) FROM documents"),
+			 (int64_t)(lines - blank - bad - 2));
+	assert_int_equal(count(db, "SELECT count(*) FROM documents WHERE body = 'src two'"), 1);
+	json_decref(r);
+	assert_sound(db);
+	sqlite3_close(db);
+}
+
 /* SQLite refusing one row of the request's INSERT: the request runs again
  * a line at a time, that line is its error, the others are stored. */
 static void test_refused_row_reruns_carefully(void **state)
@@ -239,6 +311,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ids_and_one_request),
+		cmocka_unit_test(test_lines_prepared_in_two_halves),
 		cmocka_unit_test(test_refused_row_reruns_carefully),
 		cmocka_unit_test(test_tails_cache_changes_nothing),
 	};

@@ -28,6 +28,23 @@ struct pend {
 	bool by_source;
 };
 
+/* What one line says, worked out before the run looks at the database
+ * (parsed, checked, hashed): none of it depends on another line or on
+ * SQLite, so prep_lines makes them on two threads at once, and the
+ * writer's thread, which the whole load waits on, only looks them up. */
+struct prep {
+	unsigned line;
+	json_t *doc;                      /* owned until one() takes it */
+	const char *title, *body, *source; /* in doc */
+	char *tags;                       /* owned until one() takes it */
+	int64_t size;
+	uint8_t hash[LIB_HASH_BYTES];
+	uint8_t key[LIB_HASH_BYTES]; /* the hash, or the source's */
+	int status;                  /* 0, or the line's error (400) with msg */
+	char msg[sizeof((lib_err *)0)->msg];
+	size_t at, len; /* the line, in the request's body */
+};
+
 /* One run over a request's lines. careful: every new document is
  * inserted at its line (the slow way, one FTS5 segment each), so that a
  * constraint refusing one is that line's error; the fast way inserts
@@ -48,6 +65,8 @@ struct run {
 	uint32_t n, done, cap; /* rows pending from `done` to n */
 	uint32_t *slot; /* open addressing over pend by key: index + 1, 0 empty */
 	uint32_t nslot; /* a power of two, at least twice cap */
+	struct prep *prep; /* [nprep]: the lines that are not blank */
+	uint32_t nprep;
 };
 
 #define BULK_REFUSED 1 /* the fast way's INSERT hit a constraint: run carefully */
@@ -216,54 +235,127 @@ static void source_key(const char *source, uint8_t *key)
 	crypto_generichash(key, LIB_HASH_BYTES, (const uint8_t *)source, strlen(source), NULL, 0);
 }
 
-/* One line. A negative return is the batch failing (storage, memory),
- * BULK_REFUSED a constraint in the fast way; a bad line is an item and
- * 0. */
-static int one(struct run *r, const char *s, size_t n, unsigned line, lib_err *err)
+/* Parses, checks and hashes line `p->line`, s[0..n): p->status and
+ * p->msg say what is wrong with it. Touches nothing but `p`. */
+static void prep_one(struct prep *p, const char *s, size_t n)
 {
-	json_t *items = r->items;
-	struct tally *t = &r->t;
 	json_error_t je;
 	json_t *doc = lib_ndjson_plain(s, n);
 	if (!doc)
 		doc = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(doc)) {
-		char msg[200];
-		snprintf(msg, sizeof msg, doc ? "a line must be a JSON object" : "not JSON: %s",
-			 je.text);
+		snprintf(p->msg, sizeof p->msg,
+			 doc ? "a line must be a JSON object" : "not JSON: %s", je.text);
 		json_decref(doc);
-		item_bad(items, t, line, 400, msg);
-		return SDK_OK;
+		p->status = 400;
+		return;
 	}
+	p->doc = doc;
 	bool bad = false;
-	const char *title = opt_str(doc, "title", &bad), *body = opt_str(doc, "body", &bad);
-	const char *source = opt_str(doc, "source", &bad);
+	p->title = opt_str(doc, "title", &bad);
+	p->body = opt_str(doc, "body", &bad);
+	p->source = opt_str(doc, "source", &bad);
 	json_t *tags = json_object_get(doc, "tags");
-	char *tags_text = NULL;
+	lib_err e;
+	if (bad || !p->title || !p->body) {
+		snprintf(p->msg, sizeof p->msg, "%s",
+			 "title and body are required strings; source is a string");
+		p->status = 400;
+		return;
+	}
+	if (lib_check_doc(p->title, p->body, p->source, &e) ||
+	    lib_tags_text(json_is_null(tags) ? NULL : tags, &p->tags, &e)) {
+		snprintf(p->msg, sizeof p->msg, "%s", e.msg);
+		p->status = 400;
+		return;
+	}
+	size_t tl = strlen(p->title), bl = strlen(p->body);
+	p->size = (int64_t)tl + (int64_t)bl;
+	crypto_generichash_state hs;
+	crypto_generichash_init(&hs, NULL, 0, sizeof p->hash);
+	crypto_generichash_update(&hs, (const uint8_t *)p->title, tl + 1);
+	crypto_generichash_update(&hs, (const uint8_t *)p->body, bl + 1);
+	crypto_generichash_update(&hs, (const uint8_t *)p->tags, strlen(p->tags));
+	crypto_generichash_final(&hs, p->hash, sizeof p->hash);
+	if (p->source)
+		source_key(p->source, p->key);
+	else
+		memcpy(p->key, p->hash, sizeof p->key);
+}
+
+struct prep_part {
+	struct prep *prep;
+	uint32_t from, to;
+	const char *body;
+};
+
+static void *prep_part_run(void *arg)
+{
+	struct prep_part *pp = arg;
+	for (uint32_t i = pp->from; i < pp->to; i++) {
+		struct prep *p = &pp->prep[i];
+		prep_one(p, pp->body + p->at, p->len);
+	}
+	return NULL;
+}
+
+/* Finds the lines that are not blank and makes their preps, the second
+ * half on a thread of its own from BULK_PREP_THREAD_MIN lines on. */
+#define BULK_PREP_THREAD_MIN 64
+
+static int prep_lines(struct run *r, const char *body, size_t len, unsigned lines, lib_err *err)
+{
+	r->prep = calloc(lines ? lines : 1, sizeof *r->prep);
+	if (!r->prep)
+		return sdk_fail(err, SDK_EIO, "out of memory");
+	size_t at = 0;
+	for (unsigned line = 1; at < len; line++) {
+		const char *nl = memchr(body + at, '\n', len - at);
+		size_t end = nl ? (size_t)(nl - body) : len, n = end - at;
+		if (n && body[at + n - 1] == '\r')
+			n--;
+		bool blank = true;
+		for (size_t i = 0; blank && i < n; i++)
+			blank = body[at + i] == ' ' || body[at + i] == '\t';
+		if (!blank) {
+			struct prep *p = &r->prep[r->nprep++];
+			*p = (struct prep){ .line = line, .at = at, .len = n };
+		}
+		at = end + 1;
+	}
+	uint32_t half = r->nprep >= BULK_PREP_THREAD_MIN ? r->nprep / 2 : r->nprep;
+	struct prep_part second = { r->prep, half, r->nprep, body }, first = { r->prep, 0, half, body };
+	pthread_t th;
+	bool apart = half < r->nprep && pthread_create(&th, NULL, prep_part_run, &second) == 0;
+	prep_part_run(&first);
+	if (apart)
+		pthread_join(th, NULL);
+	else
+		prep_part_run(&second);
+	return SDK_OK;
+}
+
+/* One prepared line, against the database and the request's waiting
+ * documents; takes p's doc and tags. A negative return is the batch
+ * failing (storage, memory), BULK_REFUSED a constraint in the fast way;
+ * a bad line is an item and 0. */
+static int one(struct run *r, struct prep *p, lib_err *err)
+{
+	json_t *items = r->items;
+	struct tally *t = &r->t;
+	unsigned line = p->line;
+	json_t *doc = p->doc;
+	char *tags_text = p->tags;
+	const char *title = p->title, *body = p->body, *source = p->source;
+	p->doc = NULL, p->tags = NULL;
 	lib_err e;
 	int rc = SDK_OK;
-	if (bad || !title || !body) {
-		item_bad(items, t, line, 400,
-			 "title and body are required strings; source is a string");
+	if (p->status) {
+		item_bad(items, t, line, p->status, p->msg);
 		goto out;
 	}
-	if (lib_check_doc(title, body, source, &e) ||
-	    lib_tags_text(json_is_null(tags) ? NULL : tags, &tags_text, &e)) {
-		item_bad(items, t, line, 400, e.msg);
-		goto out;
-	}
-	int64_t size = (int64_t)strlen(title) + (int64_t)strlen(body), id = 0;
-	uint8_t hash[LIB_HASH_BYTES], key[LIB_HASH_BYTES];
-	crypto_generichash_state hs;
-	crypto_generichash_init(&hs, NULL, 0, sizeof hash);
-	crypto_generichash_update(&hs, (const uint8_t *)title, strlen(title) + 1);
-	crypto_generichash_update(&hs, (const uint8_t *)body, strlen(body) + 1);
-	crypto_generichash_update(&hs, (const uint8_t *)tags_text, strlen(tags_text));
-	crypto_generichash_final(&hs, hash, sizeof hash);
-	if (source)
-		source_key(source, key);
-	else
-		memcpy(key, hash, sizeof key);
+	int64_t size = p->size, id = 0;
+	const uint8_t *hash = p->hash, *key = p->key;
 	/* A document of this request still waiting, else one stored. */
 	int64_t waiting = pending_find(r, key, source != NULL), old = 0;
 	if (waiting >= 0)
@@ -301,23 +393,23 @@ static int one(struct run *r, const char *s, size_t n, unsigned line, lib_err *e
 	} else {
 		/* New, or replacing a waiting one of the same source (its id kept). */
 		uint32_t k = waiting >= 0 ? (uint32_t)waiting : r->n;
-		struct pend *p = &r->pend[k];
+		struct pend *pe = &r->pend[k];
 		lib_row *row = &r->rows[k];
 		if (waiting >= 0) {
-			json_decref(p->doc);
-			free(p->tags);
+			json_decref(pe->doc);
+			free(pe->tags);
 		} else {
 			bool hit;
 			r->slot[key_slot(r, key, source != NULL, &hit)] = k + 1;
 			row->id = r->next_id++;
 			r->n++;
 		}
-		*p = (struct pend){ .doc = doc, .tags = tags_text, .by_source = source != NULL };
-		memcpy(p->hash, hash, sizeof hash);
-		memcpy(p->key, key, sizeof key);
+		*pe = (struct pend){ .doc = doc, .tags = tags_text, .by_source = source != NULL };
+		memcpy(pe->hash, hash, LIB_HASH_BYTES);
+		memcpy(pe->key, key, LIB_HASH_BYTES);
 		*row = (lib_row){ .id = row->id, .created_at = sdk_wall_ms(), .size = size,
 				  .title = title, .body = body, .tags = tags_text, .source = source,
-				  .owner = r->owner, .hash = source ? NULL : p->hash };
+				  .owner = r->owner, .hash = source ? NULL : pe->hash };
 		id = row->id;
 		doc = NULL, tags_text = NULL; /* the row's now */
 		if (r->careful) {
@@ -356,6 +448,11 @@ static void run_free(struct run *r)
 	free(r->pend);
 	free(r->rows);
 	free(r->slot);
+	for (uint32_t i = 0; r->prep && i < r->nprep; i++) {
+		json_decref(r->prep[i].doc);
+		free(r->prep[i].tags);
+	}
+	free(r->prep);
 	json_decref(r->items);
 }
 
@@ -381,19 +478,10 @@ static int run_lines(struct run *r, const char *body, size_t len, unsigned lines
 		rc = lib_ix_open(r->db, &r->ix, err);
 	if (!rc)
 		lib_ix_use_tails(r->ix, r->tails);
-	size_t at = 0;
-	for (unsigned line = 1; !rc && at < len; line++) {
-		const char *nl = memchr(body + at, '\n', len - at);
-		size_t end = nl ? (size_t)(nl - body) : len, n = end - at;
-		if (n && body[at + n - 1] == '\r')
-			n--;
-		bool blank = true;
-		for (size_t i = 0; blank && i < n; i++)
-			blank = strchr(" \t", body[at + i]) != NULL;
-		if (!blank)
-			rc = one(r, body + at, n, line, err);
-		at = end + 1;
-	}
+	if (!rc)
+		rc = prep_lines(r, body, len, lines, err);
+	for (uint32_t i = 0; !rc && i < r->nprep; i++)
+		rc = one(r, &r->prep[i], err);
 	if (!rc)
 		rc = rows_flush(r, err);
 	if (!rc)
