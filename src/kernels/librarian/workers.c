@@ -87,7 +87,8 @@ static void conn_free(struct conn *c)
  * and by the file's other users, with no copy and no system call. A word
  * no earlier search read costs its pages' faults, not a pread each and
  * the cache's churn: one client's p50 for a medium word through :8000
- * was 0.6 ms and is 0.3 (bench/README.md section 4). Only reads are
+ * went from 0.59-0.63 of bare Xapian's to 0.73-0.98 (bench/README.md
+ * section 4). Only reads are
  * mapped (SQLite writes with write calls); pages the WAL holds are still
  * read from the WAL. The mapping is address space, not memory: the file
  * is 330 MB at 100,000 documents. */
