@@ -94,9 +94,11 @@ def assert_clean(t, c, name, sid, doc):
 class UserData(ServerClassCase):
     @classmethod
     def make_server(cls):
-        # The librarian's watchdog is long, so that a stopped librarian
-        # stays stopped for test_a_hung_kernel_holds_a_creation_5_s_at_most.
-        return GraceServer(config=CONFIG, kernels={"librarian": {"watchdog_ms": 60000}})
+        # The librarian's watchdog and probes are far apart, so that a
+        # stopped librarian stays stopped (not restarted by the watchdog or
+        # healed after a probe) for test_a_hung_kernel_holds_a_creation_5_s_at_most.
+        return GraceServer(config=CONFIG, kernels={"librarian": {
+            "watchdog_ms": 60000, "health_interval_ms": 600000}})
 
     @classmethod
     def prepare(cls):
