@@ -750,6 +750,25 @@ void req_drained(sdk_req *r)
 
 /* ---- dispatch ---- */
 
+/* Whether the target can hold a path (absolute, shorter than
+ * SDK_PATH_MAX); *n: the path's length, up to any '?'. */
+static bool target_path(const char *t, size_t *n)
+{
+	const char *q = strchr(t, '?');
+	*n = q ? (size_t)(q - t) : strlen(t);
+	return t[0] == '/' && *n < SDK_PATH_MAX;
+}
+
+/* The route `method` `path` matches (HEAD as GET), or SDK_ROUTE_*. */
+static int route_match(const sdk_server *s, const char *method, const char *path,
+		       sdk_route_params *params)
+{
+	if (!strcmp(method, "HEAD"))
+		method = "GET";
+	return sdk_route_match(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), method, path,
+			       params);
+}
+
 static void route_run(sdk_req *r);
 
 void req_dispatch(sdk_req *r)
@@ -762,19 +781,15 @@ void req_dispatch(sdk_req *r)
 	r->head_only = !strcmp(r->method, "HEAD");
 
 	const char *t = r->h.target;
-	const char *q = strchr(t, '?');
-	size_t n = q ? (size_t)(q - t) : strlen(t);
-	if (t[0] != '/' || n >= SDK_PATH_MAX || !(r->path = malloc(n + 1)) ||
-	    path_decode(t, n, r->path) < 0) {
+	size_t n;
+	if (!target_path(t, &n) || !(r->path = malloc(n + 1)) || path_decode(t, n, r->path) < 0) {
 		/* The reply hooks read r->path: never leave a half-decoded one. */
 		free(r->path);
 		r->path = NULL;
 		sdk_reply_error(r, 400, "bad_path", "the path is not valid");
 		return;
 	}
-	const char *method = r->head_only ? "GET" : r->method;
-	int i = sdk_route_match(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), method,
-				r->path, &r->params);
+	int i = route_match(s, r->method, r->path, &r->params);
 	r->matched = i;
 	/* Authorization first: who may not call anything learns nothing. */
 	if (s->opts.authorize &&
@@ -786,16 +801,12 @@ void req_dispatch(sdk_req *r)
 const sdk_route *req_route_early(const sdk_req *r, char *path, bool *ok)
 {
 	const sdk_server *s = r->srv;
-	const char *t = r->h.target;
-	const char *q = strchr(t, '?');
-	size_t n = q ? (size_t)(q - t) : strlen(t);
-	*ok = t[0] == '/' && n < SDK_PATH_MAX && path_decode(t, n, path) == 0;
+	size_t n;
+	*ok = target_path(r->h.target, &n) && path_decode(r->h.target, n, path) == 0;
 	if (!*ok)
 		return NULL;
 	sdk_route_params params; /* (not kept: dispatch matches again) */
-	const char *method = strcmp(r->h.method, "HEAD") ? r->h.method : "GET";
-	int i = sdk_route_match(s->opts.routes, s->opts.n_routes, sizeof(sdk_route), method, path,
-				&params);
+	int i = route_match(s, r->h.method, path, &params);
 	return i >= 0 ? &s->opts.routes[i] : NULL;
 }
 

@@ -366,6 +366,15 @@ static bool method_known(const char *m)
 	return false;
 }
 
+/* 413, naming the limit passed: the route's own, or the server's. */
+static void refuse_too_large(sdk_conn *c, bool route, size_t max)
+{
+	char msg[112];
+	snprintf(msg, sizeof msg, "the body is over %s %zu bytes",
+		 route ? "this route's" : "this server's", max);
+	refuse(c, 413, "body_too_large", msg);
+}
+
 /* The body of `r` would pass the server's max_body_bytes: asks, once, the
  * server's body_limit how much it may send (its route and credentials,
  * from the head alone), and reserves what it may hold from the server's
@@ -385,10 +394,7 @@ static bool body_allow(sdk_conn *c, sdk_req *r, uint64_t want)
 	}
 	r->body_asked = true;
 	if (lim <= max || want > lim) {
-		char msg[112];
-		snprintf(msg, sizeof msg, "the body is over %s %zu bytes",
-			 lim > max ? "this route's" : "this server's", lim > max ? lim : max);
-		refuse(c, 413, "body_too_large", msg);
+		refuse_too_large(c, lim > max, lim > max ? lim : max);
 		return false;
 	}
 	size_t need = want ? (size_t)want : lim;
@@ -481,10 +487,7 @@ static int take_body(sdk_conn *c)
 					if (!body_allow(c, r, 0))
 						return -1;
 				if (have > r->body_max) { /* past what it was allowed */
-					char msg[112];
-					snprintf(msg, sizeof msg, "the body is over this route's %zu bytes",
-						 r->body_max);
-					refuse(c, 413, "body_too_large", msg);
+					refuse_too_large(c, true, r->body_max);
 					return -1;
 				}
 			}

@@ -487,6 +487,13 @@ static void kernel_metrics_extra(struct evbuffer *out, void *ctx)
 	sdk_tracer_metrics(runtime_of(k)->tracer, k->def->name, out);
 }
 
+/* Whether req presents the kernel's internal token. */
+static bool token_given(const sdk_kernel *k, sdk_req *req)
+{
+	const char *given = sdk_req_header(req, SDK_TOKEN_HEADER);
+	return k->token[0] && given && sdk_secret_equal(given, k->token);
+}
+
 /* A body past the kernel's max_body_bytes: only to a route that takes
  * more (sdk_route.max_body), and only from a caller with the internal
  * token, so nobody else on the host can make the kernel hold it. */
@@ -496,11 +503,7 @@ static size_t body_limit(sdk_req *req, const sdk_route *route, const char *metho
 	(void)method, (void)path;
 	sdk_kernel *k = ctx;
 	size_t max = k->kcfg->max_body_bytes;
-	const char *given = sdk_req_header(req, SDK_TOKEN_HEADER);
-	if (!route || route->max_body <= max || !k->token[0] || !given ||
-	    !sdk_secret_equal(given, k->token))
-		return max;
-	return route->max_body;
+	return route && route->max_body > max && token_given(k, req) ? route->max_body : max;
 }
 
 /* Every route but the standard ones needs the internal token. */
@@ -509,14 +512,13 @@ static bool authorize(sdk_req *req, const sdk_route *route, void *ctx)
 	sdk_kernel *k = ctx;
 	if (route && route->access == ACCESS_OPEN)
 		return true;
-	const char *given = sdk_req_header(req, SDK_TOKEN_HEADER);
 	if (!k->token[0]) {
 		sdk_reply_error(req, 401, "unauthorized",
 				"this kernel has no internal token (see %s in the data directory)",
 				SDK_TOKEN_FILE);
 		return false;
 	}
-	if (!given || !sdk_secret_equal(given, k->token)) {
+	if (!token_given(k, req)) {
 		sdk_reply_error(req, 401, "unauthorized",
 				"kernel routes are reached through the Grace API");
 		return false;
