@@ -241,6 +241,14 @@ fail:
 	return NULL;
 }
 
+void sdk_pool_name(sdk_pool *p, const char *name)
+{
+	char comm[16];
+	snprintf(comm, sizeof comm, "%s", name); /* longer: cut, not refused */
+	for (unsigned i = 0; i < p->n_threads; i++)
+		pthread_setname_np(p->threads[i], comm);
+}
+
 void sdk_pool_free(sdk_pool *p)
 {
 	if (!p)

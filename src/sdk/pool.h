@@ -35,6 +35,9 @@ sdk_pool *sdk_pool_new(struct event_base *base, unsigned threads, size_t queue_m
 /* Waits for the running jobs; drops queued ones after calling their done
  * (so owners can free their arguments). */
 void sdk_pool_free(sdk_pool *p);
+/* Names the pool's threads (at most 15 bytes: the kernel's limit), as
+ * `top -H`, `perf` and /proc/PID/task/TID/comm show them. On the loop. */
+void sdk_pool_name(sdk_pool *p, const char *name);
 /* Jobs one caller may have queued or running at once; 0 (the default):
  * no limit but the queue's. */
 void sdk_pool_set_caller_max(sdk_pool *p, size_t caller_max);
