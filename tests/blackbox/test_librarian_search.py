@@ -15,7 +15,11 @@
 - searches answer while a bulk load is being written (readers never wait
   for the writer);
 - kill -9 of the librarian in the middle of bulk loads: after the restart
-  every acknowledged load is searchable whole, and no load is half there.
+  every acknowledged load is searchable whole, and no load is half there;
+- what the writer leaves to other moments: the WAL's checkpoints are
+  written by the lib-ckpt thread, not the writer's commits, and FTS5's
+  segments are merged once the writer is idle, phrases and prefixes
+  finding the same before and after.
 
 GRACE_SANITIZED=1: a smaller corpus, the same assertions."""
 
@@ -250,6 +254,97 @@ class LibrarianWal(GraceTestCase):
             word = vocab[0]
             want = sum(1 for d in docs if word in d["title"].split() or word in d["body"].split())
             self.assertEqual(search(g, word, limit=1)["total"], want)
+
+
+def thread_io(pid, comm):
+    """wchar (bytes through write calls) of the threads of pid named comm."""
+    total, found = 0, False
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip() != comm:
+                    continue
+            with open("/proc/%d/task/%s/io" % (pid, tid)) as f:
+                io = dict(line.split(": ") for line in f.read().splitlines())
+        except OSError:
+            continue
+        found = True
+        total += int(io["wchar"])
+    assert found, "no thread named %s in %d" % (comm, pid)
+    return total
+
+
+def fts_segments(path):
+    """FTS5's segments in the librarian's file, read beside it (WAL)."""
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        return db.execute("SELECT count(DISTINCT segid) FROM documents_fts_idx").fetchone()[0]
+    finally:
+        db.close()
+
+
+class LibrarianBackground(GraceTestCase):
+    """What the writer leaves to other moments (docs/librarian.md, "Ingest:
+    where the time goes"): the WAL's checkpoints, on a thread of their own,
+    and FTS5's merges, when the writer is idle."""
+
+    def test_checkpoints_run_on_their_own_thread(self):
+        # Past 64 MiB of WAL a checkpoint copies it into the file: it is
+        # the lib-ckpt thread's writes that do it, not the writer's commit
+        # (SQLite's automatic checkpoint ran inside it). The WAL stays
+        # bounded through the load and goes once the writer is idle.
+        rng = random.Random(6)
+        vocab, _ = corpus(6, 1)
+        mib = 1 << 20
+        with GraceServer(kernels={"librarian": {}}) as g:
+            pid = g.kernel("librarian")["pid"]
+            path = os.path.join(g.data_dir, "librarian.db")
+            wal = path + "-wal"
+            self.assertEqual(thread_io(pid, "lib-ckpt"), 0)
+            n = 0
+            for i in range(8):
+                docs = [{"title": "zzload%d %s" % (i, " ".join(rng.choices(vocab, k=4))),
+                         "body": " ".join(rng.choices(vocab, k=250))} for _ in range(5000)]
+                st, _, r = bulk(g, ndjson(docs), timeout=scaled(120))
+                self.assertEqual((st, r["created"]), (200, len(docs)), r)
+                n += len(docs)
+                self.assertLess(os.path.getsize(wal), 320 * mib)
+                if thread_io(pid, "lib-ckpt") > 0:
+                    break
+            ckpt = thread_io(pid, "lib-ckpt")
+            self.assertGreater(ckpt, 32 * mib, "no checkpoint on the lib-ckpt thread "
+                               "after %d documents" % n)
+            g.wait_for(lambda: os.path.getsize(wal) <= 4 * mib, scaled(20),
+                       message=lambda: "the WAL is still %d bytes" % os.path.getsize(wal))
+            for j in range(n // 5000):
+                self.assertEqual(search(g, "zzload%d" % j, limit=1)["total"], 5000)
+
+    def test_fts5_merges_when_the_writer_is_idle(self):
+        # FTS5 merges nothing inside the writes (automerge 0): each of
+        # these requests leaves a segment of its own, and a second after
+        # the last write the writer merges them down, a step at a time.
+        # Phrases (which FTS5 answers) find the same before and after.
+        vocab, docs = corpus(7, 600)
+        with GraceServer(kernels={"librarian": {}}) as g:
+            path = os.path.join(g.data_dir, "librarian.db")
+            db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+            conf = dict(db.execute("SELECT k, v FROM documents_fts_config"))
+            db.close()
+            self.assertEqual(conf.get("automerge"), 0, conf)
+            for i in range(12):
+                part = docs[i * 50:(i + 1) * 50]
+                for d in part[:5]:
+                    d["body"] += " zzphrase zzwords"
+                st, _, r = bulk(g, ndjson(part))
+                self.assertEqual((st, r["created"]), (200, 50), r)
+            before = fts_segments(path)
+            self.assertEqual(search(g, '"zzphrase zzwords"')["total"], 60)
+            g.wait_for(lambda: fts_segments(path) < 4, scaled(20),
+                       message=lambda: "%d segments (12 requests left %d)"
+                       % (fts_segments(path), before))
+            self.assertGreaterEqual(before, 10, "FTS5 merged inside the writes")
+            self.assertEqual(search(g, '"zzphrase zzwords"')["total"], 60)
+            self.assertEqual(search(g, "zzphr*")["total"], 60)
 
 
 class LibrarianDurable(GraceTestCase):

@@ -131,6 +131,14 @@ char *lib_snippet(struct lib_tok *tok, const struct lib_sq *sq, const char *body
 		  size_t *outlen);
 /* Builds what the block index lacks (after a migration), in steps. */
 int lib_store_build(sqlite3 *db, lib_err *err);
+
+/* One step of FTS5's merging of its segments (it merges nothing inside
+ * the writes, LIB_SCHEMA_FTS_MERGE in store.c), in a transaction of its
+ * own: about LIB_FTS_MERGE_PAGES pages written, on a level with 4
+ * segments or more. *worked: it merged something, and there may be
+ * more. On the writer's connection, when no write waits. */
+#define LIB_FTS_MERGE_PAGES 1000 /* 4 MB: tens of ms a write may wait behind */
+int lib_fts_merge(sqlite3 *db, bool *worked, lib_err *err);
 /* For find.c: a column as JSON (NULL on failure). */
 json_t *lib_col_string(sqlite3_stmt *st, int col);
 json_t *lib_col_tags(sqlite3_stmt *st, int col);

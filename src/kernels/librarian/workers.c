@@ -1,6 +1,7 @@
 #include "kernels/librarian/workers.h"
 
 #include "kernels/librarian/bulk.h"
+#include "kernels/librarian/ckpt.h"
 #include "kernels/librarian/index.h"
 #include "kernels/librarian/search.h"
 #include "kernels/librarian/store.h"
@@ -15,7 +16,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* A connection, a tokenizer and the pending documents' cache
  * (search.h); one worker uses it at a time. */
@@ -35,12 +35,15 @@ struct lib_workers {
 	sqlite3 *wdb;     /* the writer's connection: only its thread uses it */
 	lib_ix_tails *tails; /* the writer's tails cache (index.h): its thread's too */
 	lib_ix *single;   /* single writes' index on wdb: its thread's too */
+	lib_ckpt *ckpt;   /* wdb's WAL checkpoints (ckpt.h) */
 	unsigned bulks;   /* bulk loads queued or running; on the loop */
 	/* The pending documents' merge (lib_workers_staged); on the loop. */
 	struct event *merge_timer;
 	unsigned staged;   /* written since the last merge was queued */
 	bool merging;      /* a merge queued or running */
 	bool idle_run;     /* the merge queued by the idle timer: the WAL may shrink too */
+	bool fts_worked;   /* its FTS5 step merged something (its thread's until done) */
+	bool fts_chain;    /* FTS5's steps follow each other while the writer is free */
 	bool stopping;
 	sdk_err merge_err; /* the last merge's failure (its thread's until done) */
 	int merge_rc;
@@ -253,16 +256,9 @@ static int writer_ready(lib_workers *w, sdk_err *err)
 		 * documents, bench/ingest_bench.py). Pages are taken as used,
 		 * up to this; a failure only leaves the default. */
 		sqlite3_exec(w->wdb, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
-		/* A 1 MiB request writes more than SQLite's default of a
-		 * checkpoint a 1,000 pages of WAL (its documents, FTS5's segment,
-		 * thousands of words' tails): every commit copied its pages into
-		 * the file, the same tail pages again at each. With
-		 * 16,384 (64 MiB of WAL) a page rewritten by several requests
-		 * is copied once: 12.6 kB written a document instead of 19.1
-		 * kB, 0.66 reads instead of 2.25 (12,000 bench documents). The
-		 * WAL file keeps its largest size (SQLite reuses it) until the
-		 * writer is idle (wal_shrink). */
-		sqlite3_exec(w->wdb, "PRAGMA wal_autocheckpoint = 16384", NULL, NULL, NULL);
+		/* Its checkpoints run on a thread of their own, past
+		 * LIB_CKPT_FRAMES pages (64 MiB) of WAL: ckpt.h. */
+		lib_ckpt_watch(w->ckpt, w->wdb);
 	}
 	if (!w->tails)
 		w->tails = lib_ix_tails_new(); /* NULL (no memory): no cache */
@@ -312,6 +308,7 @@ static void write_done(void *arg)
 	struct write *x = arg;
 	if (!replied_failure(x->req, x->ran, x->rc, &x->err, "write",
 			     "the librarian is stopping; nothing written")) {
+		lib_ckpt_poke(x->w->ckpt);
 		if (x->res.staged)
 			lib_workers_staged(x->w, x->res.staged);
 		sdk_reply_json(x->req, x->ok_status, x->res.out);
@@ -367,6 +364,7 @@ static void bulk_done(void *arg)
 	b->w->bulks--;
 	if (!replied_failure(b->req, b->ran, b->rc, &b->err, "bulk",
 			     "the librarian is stopping; nothing stored")) {
+		lib_ckpt_poke(b->w->ckpt);
 		lib_workers_staged(b->w, 0); /* the idle merge shrinks the WAL a load grew */
 		sdk_reply_json(b->req, 200, json_incref(b->out));
 	}
@@ -411,41 +409,21 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 	write_refused(req, rc, "too many bulk loads queued; try again");
 }
 
-/* The WAL past which an idle writer gives the file's space back. */
-#define WAL_KEEP_BYTES (4 << 20)
-
-/* On the writer, once no write came or ran for LIB_IX_MERGE_IDLE_MS: the WAL
- * grows to about 64 MiB under a bulk load (wal_autocheckpoint above) and
- * SQLite keeps the file at its largest, so a library loaded once kept
- * 64 MiB it no longer used (grace_bench.py: 139 MiB on disk for a 75 MiB
- * database). A checkpoint that truncates waits for the searches reading
- * the WAL, a few milliseconds; a failure (one that holds a snapshot
- * longer) leaves it for the next idle moment. */
-static void wal_shrink(lib_workers *w)
-{
-	const char *db = sqlite3_db_filename(w->wdb, "main");
-	char wal[4096];
-	struct stat st;
-	if (!db || !*db || (size_t)snprintf(wal, sizeof wal, "%s-wal", db) >= sizeof wal ||
-	    stat(wal, &st) != 0 || st.st_size <= WAL_KEEP_BYTES)
-		return;
-	int rc = sqlite3_wal_checkpoint_v2(w->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-	if (rc != SQLITE_OK)
-		sdk_log(SDK_LOG_INFO, NULL, "WAL of %lld bytes not truncated now: %s",
-			(long long)st.st_size, sqlite3_errmsg(w->wdb));
-}
-
-/* On the writer: every pending document into the blocks. */
+/* On the writer: every pending document into the blocks, and a step of
+ * FTS5's merging (lib_fts_merge); the WAL shrinks once both are done. */
 static void merge_work(void *arg)
 {
 	lib_workers *w = arg;
 	bool idle = w->idle_run;
 	w->idle_run = false;
+	w->fts_worked = false;
 	w->merge_rc = writer_ready(w, &w->merge_err);
 	if (!w->merge_rc)
 		w->merge_rc = lib_ix_merge_all(w->wdb, w->tails, NULL, &w->merge_err);
-	if (!w->merge_rc && idle)
-		wal_shrink(w);
+	if (!w->merge_rc)
+		w->merge_rc = lib_fts_merge(w->wdb, &w->fts_worked, &w->merge_err);
+	if (!w->merge_rc && idle && !w->fts_worked)
+		lib_ckpt_shrink(w->ckpt, w->wdb);
 }
 
 static void merge_arm(lib_workers *w)
@@ -462,6 +440,7 @@ static void merge_done(void *arg)
 {
 	lib_workers *w = arg;
 	w->merging = false;
+	lib_ckpt_poke(w->ckpt);
 	if (w->merge_rc) {
 		/* Left pending, still searchable: tried again after the next idle
 		 * moment, not at once (a busy file would make it spin). */
@@ -470,6 +449,18 @@ static void merge_done(void *arg)
 		merge_arm(w);
 	} else if (w->staged >= LIB_IX_PENDING_MERGE) {
 		merge_queue(w); /* more came while it ran */
+	} else if (w->fts_worked) {
+		/* FTS5 may have more to merge: its next step at once if the
+		 * writer is free, else once it is idle again. */
+		w->fts_chain = true;
+		if (sdk_pool_pending(w->writer) == 0)
+			merge_queue(w);
+		else
+			merge_arm(w);
+	} else if (w->fts_chain) {
+		/* The steps are done: an idle run gives back the WAL they grew. */
+		w->fts_chain = false;
+		merge_arm(w);
 	}
 }
 
@@ -495,11 +486,21 @@ static void on_merge_timer(evutil_socket_t fd, short what, void *arg)
 		/* Idle only if nothing is queued or running: a bulk request of
 		 * 10 MB runs for more than the timer, which counts from the last
 		 * answer, and a load would otherwise copy its whole WAL into the
-		 * file after each request. Read by merge_work, after the pool's
-		 * handover. */
-		w->idle_run = sdk_pool_pending(w->writer) == 0;
+		 * file after each request; and no truncation while a checkpoint
+		 * runs (ckpt_idle looks again after it). Read by merge_work,
+		 * after the pool's handover. */
+		w->idle_run = sdk_pool_pending(w->writer) == 0 && !lib_ckpt_busy(w->ckpt);
 		merge_queue(w);
 	}
+}
+
+/* A checkpoint copied the whole WAL: if nothing else is queued, the idle
+ * timer may truncate it now (ckpt.h). */
+static void ckpt_idle(void *arg)
+{
+	lib_workers *w = arg;
+	if (!w->merging && sdk_pool_pending(w->writer) == 0)
+		merge_arm(w);
 }
 
 void lib_workers_staged(lib_workers *w, unsigned docs)
@@ -527,6 +528,7 @@ lib_workers *lib_workers_new(sdk_kernel *k, sdk_err *err)
 		return NULL;
 	}
 	sdk_pool_set_caller_max(r->pool, LIB_WORKERS_CALLER_MAX);
+	sdk_pool_name(r->pool, "lib-search");
 	r->writer = sdk_pool_new(k->base, 1, LIB_WORKERS_WRITE_QUEUE_MAX);
 	if (!r->writer) {
 		sdk_fail(err, SDK_EIO, "cannot start the writer");
@@ -534,6 +536,13 @@ lib_workers *lib_workers_new(sdk_kernel *k, sdk_err *err)
 		return NULL;
 	}
 	sdk_pool_set_caller_max(r->writer, LIB_WORKERS_WRITE_CALLER_MAX);
+	sdk_pool_name(r->writer, "lib-writer");
+	r->ckpt = lib_ckpt_new(k, err);
+	if (!r->ckpt) {
+		lib_workers_free(r);
+		return NULL;
+	}
+	lib_ckpt_on_done(r->ckpt, ckpt_idle, r);
 	r->merge_timer = evtimer_new(k->base, on_merge_timer, r);
 	if (!r->merge_timer) {
 		sdk_fail(err, SDK_EIO, "out of memory");
@@ -553,6 +562,7 @@ void lib_workers_free(lib_workers *r)
 	r->merge_timer = NULL;
 	sdk_pool_free(r->pool);
 	sdk_pool_free(r->writer);
+	lib_ckpt_free(r->ckpt); /* after the writer, whose commits it watches */
 	lib_ix_close(r->single); /* before its connection */
 	if (r->wdb)
 		sqlite3_close(r->wdb);
