@@ -456,8 +456,9 @@ static void run_free(struct run *r)
 	json_decref(r->items);
 }
 
-/* The lines, inside the caller's transaction. */
-static int run_lines(struct run *r, const char *body, size_t len, unsigned lines, lib_err *err)
+/* The lines into r->ix (open, its tails in use), inside the caller's
+ * transaction; the caller flushes the index. */
+static int run_body(struct run *r, const char *body, size_t len, unsigned lines, lib_err *err)
 {
 	r->cap = lines;
 	r->nslot = 16;
@@ -475,15 +476,22 @@ static int run_lines(struct run *r, const char *body, size_t len, unsigned lines
 	if (!rc)
 		rc = next_id(r, err);
 	if (!rc)
-		rc = lib_ix_open(r->db, &r->ix, err);
-	if (!rc)
-		lib_ix_use_tails(r->ix, r->tails);
-	if (!rc)
 		rc = prep_lines(r, body, len, lines, err);
 	for (uint32_t i = 0; !rc && i < r->nprep; i++)
 		rc = one(r, &r->prep[i], err);
 	if (!rc)
 		rc = rows_flush(r, err);
+	return rc;
+}
+
+/* The lines, inside the caller's transaction. */
+static int run_lines(struct run *r, const char *body, size_t len, unsigned lines, lib_err *err)
+{
+	int rc = lib_ix_open(r->db, &r->ix, err);
+	if (!rc) {
+		lib_ix_use_tails(r->ix, r->tails);
+		rc = run_body(r, body, len, lines, err);
+	}
 	if (!rc)
 		rc = lib_ix_flush(r->ix, err);
 	lib_ix_close(r->ix);
@@ -491,20 +499,44 @@ static int run_lines(struct run *r, const char *body, size_t len, unsigned lines
 	return rc;
 }
 
+/* The body's lines, or SDK_EINVAL when there are none or too many. */
+static int count_lines(const char *body, size_t len, unsigned *lines, lib_err *err)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < len; i++)
+		n += body[i] == '\n';
+	n += len && body[len - 1] != '\n';
+	*lines = n;
+	if (!len || !n)
+		return sdk_fail(err, SDK_EINVAL, "the body is empty: one JSON document a line");
+	if (n > LIB_BULK_LINES_MAX)
+		return sdk_fail(err, SDK_EINVAL, "at most %u lines a request", LIB_BULK_LINES_MAX);
+	return SDK_OK;
+}
+
+/* A run's answer; takes its items. */
+static int report(struct run *r, int64_t t0, json_t **out, lib_err *err)
+{
+	json_t *items = r->items;
+	r->items = NULL;
+	struct tally t = r->t;
+	*out = json_pack("{s:I, s:b, s:I, s:I, s:I, s:I, s:o}", "took_ms",
+			 (json_int_t)(sdk_mono_ms() - t0), "errors", t.failed > 0, "created",
+			 (json_int_t)t.created, "updated", (json_int_t)t.updated, "duplicates",
+			 (json_int_t)t.duplicates, "failed", (json_int_t)t.failed, "items", items);
+	return *out ? SDK_OK : sdk_fail(err, SDK_EIO, "out of memory");
+}
+
 int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
 		  size_t len, json_t **out, lib_err *err)
 {
 	int64_t t0 = sdk_mono_ms();
 	*out = NULL;
-	unsigned lines = 0;
-	for (size_t i = 0; i < len; i++)
-		lines += body[i] == '\n';
-	lines += len && body[len - 1] != '\n';
-	if (!len || !lines)
-		return sdk_fail(err, SDK_EINVAL, "the body is empty: one JSON document a line");
-	if (lines > LIB_BULK_LINES_MAX)
-		return sdk_fail(err, SDK_EINVAL, "at most %u lines a request", LIB_BULK_LINES_MAX);
-	int rc = BULK_REFUSED;
+	unsigned lines;
+	int rc = count_lines(body, len, &lines, err);
+	if (rc)
+		return rc;
+	rc = BULK_REFUSED;
 	struct run r;
 	for (int careful = 0; rc == BULK_REFUSED && careful < 2; careful++) {
 		bool nested;
@@ -524,13 +556,77 @@ int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib
 	}
 	if (rc)
 		return rc;
-	json_t *items = r.items;
-	r.items = NULL;
-	struct tally t = r.t;
+	rc = report(&r, t0, out, err);
 	run_free(&r);
-	*out = json_pack("{s:I, s:b, s:I, s:I, s:I, s:I, s:o}", "took_ms",
-			 (json_int_t)(sdk_mono_ms() - t0), "errors", t.failed > 0, "created",
-			 (json_int_t)t.created, "updated", (json_int_t)t.updated, "duplicates",
-			 (json_int_t)t.duplicates, "failed", (json_int_t)t.failed, "items", items);
-	return *out ? SDK_OK : sdk_fail(err, SDK_EIO, "out of memory");
+	return rc;
+}
+
+/* The group's requests [0, n) with good bodies in one transaction, on
+ * one index whose flush they share: SDK_OK with every run's report, or
+ * a failure (BULK_REFUSED: a constraint the checks did not foresee) with
+ * everything rolled back. */
+static int group_run(sqlite3 *db, lib_ix_tails *tails, lib_bulk_req *q, const unsigned *lines,
+		     struct run *runs, size_t n, int64_t t0, lib_err *err)
+{
+	bool nested;
+	int rc = lib_tx_begin(db, &nested, err);
+	if (rc)
+		return rc;
+	lib_ix *ix = NULL;
+	rc = lib_ix_open(db, &ix, err);
+	if (!rc)
+		lib_ix_use_tails(ix, tails);
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (!lines[i])
+			continue; /* answered alone: its body was refused */
+		runs[i] = (struct run){ .db = db, .ix = ix, .tails = tails, .owner = q[i].owner,
+					.quota = q[i].quota };
+		rc = run_body(&runs[i], q[i].body, q[i].len, lines[i], err);
+	}
+	if (!rc)
+		rc = lib_ix_flush(ix, err);
+	lib_ix_close(ix);
+	for (size_t i = 0; i < n; i++)
+		runs[i].ix = NULL;
+	if (rc)
+		lib_tx_rollback(db, nested);
+	else
+		rc = lib_tx_commit(db, nested, err); /* rolls back when it fails */
+	lib_ix_tails_done(tails, !rc && !nested);
+	for (size_t i = 0; !rc && i < n; i++)
+		if (lines[i])
+			q[i].rc = report(&runs[i], t0, &q[i].out, &q[i].err);
+	return rc;
+}
+
+unsigned lib_bulk_load_group(sqlite3 *db, lib_ix_tails *tails, lib_bulk_req *q, size_t n)
+{
+	int64_t t0 = sdk_mono_ms();
+	unsigned *lines = calloc(n ? n : 1, sizeof *lines);
+	struct run *runs = calloc(n ? n : 1, sizeof *runs);
+	size_t good = 0;
+	for (size_t i = 0; i < n; i++) {
+		q[i].out = NULL;
+		q[i].rc = count_lines(q[i].body, q[i].len, lines ? &lines[i] : &(unsigned){ 0 },
+				      &q[i].err);
+		if (q[i].rc && lines)
+			lines[i] = 0;
+		good += !q[i].rc;
+	}
+	lib_err err;
+	int rc = good > 1 && lines && runs ? group_run(db, tails, q, lines, runs, n, t0, &err) : -1;
+	for (size_t i = 0; runs && i < n; i++)
+		run_free(&runs[i]);
+	/* Alone, as if no other had come: one, or the group failed (each
+	 * then gets its own report, or its own error, by itself). */
+	unsigned tx = !rc;
+	for (size_t i = 0; rc && i < n; i++)
+		if (!q[i].rc) {
+			q[i].rc = lib_bulk_load(db, tails, q[i].owner, q[i].quota, q[i].body, q[i].len,
+						&q[i].out, &q[i].err);
+			tx += !q[i].rc;
+		}
+	free(lines);
+	free(runs);
+	return tx;
 }

@@ -420,6 +420,16 @@ static const sdk_route librarian_routes[] = {
 	SDK_ROUTE_READS("GET", "/search", on_search),
 };
 
+static void librarian_metrics(sdk_kernel *k, struct evbuffer *out)
+{
+	struct lib_state *st = k->state;
+	if (!st || !st->workers)
+		return; /* not started yet */
+	char name[64];
+	sdk_metrics_escape(k->def->name, name, sizeof name);
+	lib_workers_metrics(st->workers, name, out);
+}
+
 const sdk_kernel_def librarian_kernel = {
 	.name = "librarian",
 	.port = 8130, .tier = "agentic",
@@ -434,4 +444,5 @@ const sdk_kernel_def librarian_kernel = {
 	.init = librarian_init,
 	.drain = librarian_drain,
 	.close = librarian_close,
+	.metrics = librarian_metrics,
 };

@@ -13,6 +13,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,14 @@ struct lib_workers {
 	lib_ix *single;   /* single writes' index on wdb: its thread's too */
 	lib_ckpt *ckpt;   /* wdb's WAL checkpoints (ckpt.h) */
 	unsigned bulks;   /* bulk loads queued or running; on the loop */
+	/* Bulk loads queued and not yet run, in the order they came: a
+	 * bulk job takes the ones of its owner behind it into its group
+	 * (bulk_work). Appended on the loop, taken on the writer. */
+	pthread_mutex_t bmu;
+	struct bulk *waiting, *waiting_tail;
+	/* Bulk requests stored and the transactions they took (/metrics);
+	 * on the loop. */
+	uint64_t bulk_written, bulk_tx;
 	/* The pending documents' merge (lib_workers_staged); on the loop. */
 	struct event *merge_timer;
 	unsigned staged;   /* written since the last merge was queued */
@@ -49,6 +58,8 @@ struct lib_workers {
 	int merge_rc;
 };
 
+/* A bulk request. It is its own job's; a group's leader that takes it
+ * (bulk_work) holds a second reference, and answers it. */
 struct bulk {
 	lib_workers *w;
 	sdk_req *req;
@@ -61,6 +72,12 @@ struct bulk {
 	int rc;
 	sdk_err err;
 	json_t *out;
+	unsigned refs;             /* on the loop, but for a leader's taking */
+	bool taken;                /* run in a leader's group: its job does nothing */
+	struct bulk *prev, *next;  /* in lib_workers.waiting, under bmu */
+	struct bulk **group;       /* a leader's: the requests it took, in order */
+	size_t ngroup;
+	unsigned tx;               /* a leader's: the transactions its run committed */
 };
 
 struct job {
@@ -338,37 +355,121 @@ void lib_workers_write(lib_workers *w, sdk_req *req, const char *user, lib_write
 	write_refused(req, rc, "too many writes queued; try again");
 }
 
-/* On the writer. */
+/* Under bmu. */
+static void waiting_unlink(lib_workers *w, struct bulk *b)
+{
+	*(b->prev ? &b->prev->next : &w->waiting) = b->next;
+	*(b->next ? &b->next->prev : &w->waiting_tail) = b->prev;
+	b->prev = b->next = NULL;
+}
+
+static bool same_owner(const struct bulk *a, const struct bulk *b)
+{
+	return (a->owner ? b->owner && !strcmp(a->owner, b->owner) : !b->owner) &&
+	       a->has_quota == b->has_quota && a->quota.docs == b->quota.docs &&
+	       a->quota.bytes == b->quota.bytes;
+}
+
+/* On the writer: b's job. It takes the requests of its owner waiting
+ * behind it (in order, up to LIB_BULK_BODY_MAX in all, stopping at
+ * the first that does not fit so that none passes another of its owner)
+ * and runs them in one transaction (lib_bulk_load_group). Other owners'
+ * requests may be passed: they were not ordered with these. */
 static void bulk_work(void *arg)
 {
 	struct bulk *b = arg;
 	lib_workers *w = b->w;
-	b->ran = true;
-	if ((b->rc = writer_ready(w, &b->err)))
+	pthread_mutex_lock(&w->bmu);
+	if (b->taken) { /* run in its leader's group, which answers it */
+		pthread_mutex_unlock(&w->bmu);
 		return;
-	b->rc = lib_bulk_load(w->wdb, w->tails, b->owner, b->has_quota ? &b->quota : NULL, b->body, b->len,
-			      &b->out, &b->err);
+	}
+	waiting_unlink(w, b);
+	size_t bytes = b->len, n = 0;
+	for (struct bulk *x = w->waiting; x && n < LIB_WORKERS_GROUP_MAX; x = x->next)
+		if (same_owner(b, x)) {
+			if (bytes + x->len > LIB_BULK_BODY_MAX)
+				break;
+			bytes += x->len;
+			n++;
+		}
+	b->group = n ? calloc(n, sizeof *b->group) : NULL;
+	for (struct bulk *x = w->waiting, *next; b->group && b->ngroup < n && x; x = next) {
+		next = x->next;
+		if (!same_owner(b, x))
+			continue;
+		waiting_unlink(w, x);
+		x->taken = true;
+		x->refs++;
+		b->group[b->ngroup++] = x;
+	}
+	pthread_mutex_unlock(&w->bmu);
+	lib_bulk_req one[1 + LIB_WORKERS_GROUP_MAX];
+	sdk_err err = { 0 };
+	int rc = writer_ready(w, &err);
+	for (size_t i = 0; i <= b->ngroup; i++) {
+		struct bulk *x = i ? b->group[i - 1] : b;
+		x->ran = true;
+		one[i] = (lib_bulk_req){ .owner = x->owner, .quota = x->has_quota ? &x->quota : NULL,
+					 .body = x->body, .len = x->len, .rc = rc, .err = err };
+	}
+	if (!rc)
+		b->tx = lib_bulk_load_group(w->wdb, w->tails, one, 1 + b->ngroup);
+	for (size_t i = 0; i <= b->ngroup; i++) {
+		struct bulk *x = i ? b->group[i - 1] : b;
+		x->rc = one[i].rc;
+		x->out = one[i].out;
+		x->err = one[i].err;
+	}
 }
 
-static void bulk_free(struct bulk *b)
+static void bulk_unref(struct bulk *b)
 {
+	if (--b->refs)
+		return;
 	json_decref(b->out);
+	free(b->group);
 	free(b->owner);
 	free(b->body);
 	free(b);
 }
 
+static void bulk_answer(struct bulk *b)
+{
+	if (!replied_failure(b->req, b->ran, b->rc, &b->err, "bulk",
+			     "the librarian is stopping; nothing stored"))
+		sdk_reply_json(b->req, 200, json_incref(b->out));
+}
+
+/* On the loop; also for a job dropped unrun at shutdown (one that was
+ * never taken: a leader that took it ran, and answers it). */
 static void bulk_done(void *arg)
 {
 	struct bulk *b = arg;
-	b->w->bulks--;
-	if (!replied_failure(b->req, b->ran, b->rc, &b->err, "bulk",
-			     "the librarian is stopping; nothing stored")) {
-		lib_ckpt_poke(b->w->ckpt);
-		lib_workers_staged(b->w, 0); /* the idle merge shrinks the WAL a load grew */
-		sdk_reply_json(b->req, 200, json_incref(b->out));
+	lib_workers *w = b->w;
+	w->bulks--;
+	if (b->taken) {
+		bulk_unref(b);
+		return;
 	}
-	bulk_free(b);
+	if (!b->ran) { /* never ran: no longer waiting either */
+		pthread_mutex_lock(&w->bmu);
+		waiting_unlink(w, b);
+		pthread_mutex_unlock(&w->bmu);
+	}
+	if (b->tx) {
+		lib_ckpt_poke(w->ckpt);
+		lib_workers_staged(w, 0); /* the idle merge shrinks the WAL a load grew */
+	}
+	w->bulk_tx += b->tx;
+	w->bulk_written += b->ran && !b->rc;
+	bulk_answer(b);
+	for (size_t i = 0; i < b->ngroup; i++) {
+		w->bulk_written += !b->group[i]->rc;
+		bulk_answer(b->group[i]);
+		bulk_unref(b->group[i]);
+	}
+	bulk_unref(b);
 }
 
 void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
@@ -380,6 +481,7 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 	if (b) {
 		b->w = w;
 		b->req = req;
+		b->refs = 1;
 		b->len = len;
 		b->body = malloc(len + 1);
 		b->owner = owner ? strdup(owner) : NULL;
@@ -391,21 +493,29 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 	if (!b || !b->body || (owner && !b->owner) ||
 	    (len && evbuffer_copyout(in, b->body, len) != (ev_ssize_t)len)) {
 		if (b)
-			bulk_free(b);
+			bulk_unref(b);
 		sdk_reply_error(req, 500, "internal", "out of memory");
 		return;
 	}
 	b->body[len] = '\0';
 	/* Bulk loads have a bound of their own in the writer's queue: each
-	 * holds its body in memory. */
+	 * holds its body in memory. It is waiting (for a leader to take)
+	 * from before its job can run: bulk_work looks under the same lock. */
+	pthread_mutex_lock(&w->bmu);
 	int rc = w->bulks < LIB_WORKERS_BULK_QUEUE_MAX
 			 ? sdk_pool_submit_as(w->writer, owner, bulk_work, bulk_done, b)
 			 : SDK_EBUSY;
 	if (rc == 0) {
+		b->prev = w->waiting_tail;
+		*(w->waiting_tail ? &w->waiting_tail->next : &w->waiting) = b;
+		w->waiting_tail = b;
+	}
+	pthread_mutex_unlock(&w->bmu);
+	if (rc == 0) {
 		w->bulks++;
 		return;
 	}
-	bulk_free(b);
+	bulk_unref(b);
 	write_refused(req, rc, "too many bulk loads queued; try again");
 }
 
@@ -512,6 +622,24 @@ void lib_workers_staged(lib_workers *w, unsigned docs)
 		merge_arm(w);
 }
 
+void lib_workers_metrics(const lib_workers *w, const char *kernel, struct evbuffer *out)
+{
+	evbuffer_add_printf(
+		out,
+		"# HELP grace_librarian_bulk_requests_total Bulk requests stored.\n"
+		"# TYPE grace_librarian_bulk_requests_total counter\n"
+		"grace_librarian_bulk_requests_total{kernel=\"%s\"} %" PRIu64 "\n"
+		"# HELP grace_librarian_bulk_transactions_total Transactions the stored bulk"
+		" requests took: fewer than the requests when an owner's waiting requests were"
+		" written together.\n"
+		"# TYPE grace_librarian_bulk_transactions_total counter\n"
+		"grace_librarian_bulk_transactions_total{kernel=\"%s\"} %" PRIu64 "\n"
+		"# HELP grace_librarian_bulk_queued Bulk requests queued or being written.\n"
+		"# TYPE grace_librarian_bulk_queued gauge\n"
+		"grace_librarian_bulk_queued{kernel=\"%s\"} %u\n",
+		kernel, w->bulk_written, kernel, w->bulk_tx, kernel, w->bulks);
+}
+
 lib_workers *lib_workers_new(sdk_kernel *k, sdk_err *err)
 {
 	lib_workers *r = calloc(1, sizeof *r);
@@ -521,6 +649,7 @@ lib_workers *lib_workers_new(sdk_kernel *k, sdk_err *err)
 	}
 	r->k = k;
 	pthread_mutex_init(&r->mu, NULL);
+	pthread_mutex_init(&r->bmu, NULL);
 	r->pool = sdk_pool_new(k->base, LIB_WORKERS_THREADS, LIB_WORKERS_QUEUE_MAX);
 	if (!r->pool) {
 		sdk_fail(err, SDK_EIO, "cannot start the search workers");
@@ -573,5 +702,6 @@ void lib_workers_free(lib_workers *r)
 		conn_free(c);
 	}
 	pthread_mutex_destroy(&r->mu);
+	pthread_mutex_destroy(&r->bmu);
 	free(r);
 }

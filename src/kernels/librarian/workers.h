@@ -12,7 +12,8 @@
  * Writes (bulk loads, bulk.h, and every single write of a handler): one
  * writer thread with a connection of its own, one at a time (SQLite has
  * one writer); searches go on, and the loop never waits for the write
- * lock. */
+ * lock. Bulk requests of one owner that wait for the writer together
+ * are written together, in one transaction (lib_bulk_load_group). */
 #ifndef GRACE_LIBRARIAN_WORKERS_H
 #define GRACE_LIBRARIAN_WORKERS_H
 
@@ -25,6 +26,10 @@
 #define LIB_WORKERS_QUEUE_MAX 512   /* searches queued or running */
 #define LIB_WORKERS_CALLER_MAX 256  /* of one user */
 #define LIB_WORKERS_BULK_QUEUE_MAX 16 /* bulk requests queued or running */
+/* Bulk requests of one owner waiting together run as one group
+ * (lib_bulk_load_group): at most this many behind the first, and at
+ * most one request's largest (LIB_BULK_BODY_MAX) in all. */
+#define LIB_WORKERS_GROUP_MAX (LIB_WORKERS_BULK_QUEUE_MAX - 1)
 #define LIB_WORKERS_WRITE_QUEUE_MAX 512 /* writes of every kind queued or running */
 #define LIB_WORKERS_WRITE_CALLER_MAX 64 /* of one user */
 
@@ -40,7 +45,8 @@ void lib_workers_search(lib_workers *r, sdk_req *req, const char *user, const ch
 			const char *tag, unsigned limit);
 
 /* Answers `req` with lib_bulk_load's report when done. The body is
- * copied; quota NULL: none. */
+ * copied; quota NULL: none. Requests of one owner waiting together are
+ * written together (lib_bulk_load_group). */
 struct lib_quota;
 void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 		      const struct lib_quota *quota);
@@ -73,5 +79,9 @@ void lib_workers_write(lib_workers *w, sdk_req *req, const char *user, lib_write
  * start (with nothing written yet: what a crash left pending). On the
  * loop. */
 void lib_workers_staged(lib_workers *w, unsigned docs);
+
+/* The writer's counters, in /metrics' text format. On the loop. */
+struct evbuffer;
+void lib_workers_metrics(const lib_workers *w, const char *kernel, struct evbuffer *out);
 
 #endif
