@@ -240,21 +240,25 @@ static void test_refused_row_reruns_carefully(void **state)
 	sqlite3_close(db);
 }
 
-/* The block index's rows, in order, as one text (blobs in hex). */
-static char *index_dump(sqlite3 *db)
+/* The one text `sql` selects (the caller's to free). */
+static char *text_of(sqlite3 *db, const char *sql)
 {
 	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(x, ';') FROM (SELECT"
-					    " t.term || ',' || t.df || ',' || b.last || ',' || b.n || ','"
-					    " || hex(b.bound) || ',' || hex(p.docs) AS x"
-					    " FROM ix_terms t JOIN ix_blocks b ON b.term = t.id"
-					    " JOIN ix_posts p ON p.id = b.post ORDER BY t.term, b.last)",
-					    -1, &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	char *out = strdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return out;
+}
+
+/* The block index's rows, in order, as one text (blobs in hex). */
+static char *index_dump(sqlite3 *db)
+{
+	return text_of(db, "SELECT group_concat(x, ';') FROM (SELECT"
+			   " t.term || ',' || t.df || ',' || b.last || ',' || b.n || ','"
+			   " || hex(b.bound) || ',' || hex(p.docs) AS x"
+			   " FROM ix_terms t JOIN ix_blocks b ON b.term = t.id"
+			   " JOIN ix_posts p ON p.id = b.post ORDER BY t.term, b.last)");
 }
 
 /* Requests of 40 documents over a small vocabulary (tails fill and
@@ -310,18 +314,11 @@ static void test_tails_cache_changes_nothing(void **state)
 /* The documents' rows as one text (not created_at, which is the clock's). */
 static char *docs_dump(sqlite3 *db)
 {
-	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(x, ';') FROM (SELECT id || ','"
-					    " || title || ',' || body || ',' || tags || ','"
-					    " || coalesce(source, '') || ',' || coalesce(owner, '') || ','"
-					    " || size || ',' || coalesce(hex(hash), '') AS x"
-					    " FROM documents ORDER BY id)",
-					    -1, &st, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	char *out = strdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return out;
+	return text_of(db, "SELECT group_concat(x, ';') FROM (SELECT id || ','"
+			   " || title || ',' || body || ',' || tags || ','"
+			   " || coalesce(source, '') || ',' || coalesce(owner, '') || ','"
+			   " || size || ',' || coalesce(hex(hash), '') AS x"
+			   " FROM documents ORDER BY id)");
 }
 
 /* Runs `bodies` as one group on `grouped` and one at a time on `alone`
