@@ -66,7 +66,8 @@ static void test_in_order_one_transaction(void **state)
 	assert_int_equal(sh_batch_action(b, 1, "audit", 1100, 0, "restart_component", "act", NULL),
 			 0);
 	sh_kstate ks = { .name = "audit", .step = 0, .last_action_ms = 1100, .actions = 1 };
-	sh_budget bud = { .tokens = 2.5, .capacity = 3, .last_ms = 1100, .spent = 1 };
+	sh_budget bud = { .bucket = { .tokens = 2.5, .capacity = 3, .per_ms = 3 / 3600000.0, .last_ms = 1100 },
+			  .spent = 1 };
 	assert_int_equal(sh_batch_ladder(b, &ks), 0);
 	assert_int_equal(sh_batch_budget(b, &bud), 0);
 	assert_int_equal(sh_batch_len(b), 6);

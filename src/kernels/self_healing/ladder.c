@@ -67,39 +67,25 @@ int sh_ladder_parse(const char *spec, bool (*known)(const char *), sh_ladder *ou
 
 void sh_budget_init(sh_budget *b, unsigned per_hour, int64_t now_ms)
 {
-	*b = (sh_budget){ .tokens = per_hour, .capacity = per_hour, .last_ms = now_ms };
-}
-
-static void refill(sh_budget *b, int64_t now_ms)
-{
-	if (now_ms > b->last_ms) {
-		b->tokens += (double)(now_ms - b->last_ms) * b->capacity / HOUR_MS;
-		if (b->tokens > b->capacity)
-			b->tokens = b->capacity;
-	}
-	b->last_ms = now_ms > b->last_ms ? now_ms : b->last_ms;
+	*b = (sh_budget){ 0 };
+	sdk_bucket_init(&b->bucket, per_hour, per_hour / HOUR_MS, now_ms);
 }
 
 double sh_budget_tokens(sh_budget *b, int64_t now_ms, int64_t *next_ms)
 {
-	refill(b, now_ms);
-	if (next_ms) {
-		double missing = b->tokens >= 1 ? 0 : 1 - b->tokens;
-		*next_ms = b->capacity > 0 ? (int64_t)(missing * HOUR_MS / b->capacity + 0.999) : -1;
-	}
-	return b->tokens;
+	if (next_ms)
+		*next_ms = sdk_bucket_wait_ms(&b->bucket, now_ms);
+	return sdk_bucket_tokens(&b->bucket, now_ms);
 }
 
 bool sh_budget_take(sh_budget *b, int64_t now_ms)
 {
-	refill(b, now_ms);
-	if (b->tokens < 1) {
+	bool took = sdk_bucket_take(&b->bucket, now_ms);
+	if (took)
+		b->spent++;
+	else
 		b->refused++;
-		return false;
-	}
-	b->tokens -= 1;
-	b->spent++;
-	return true;
+	return took;
 }
 
 void sh_ladder_done(sh_kstate *ks, int64_t now_ms)

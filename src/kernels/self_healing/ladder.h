@@ -16,6 +16,7 @@
 #include "kernels/layer.h"
 
 #include "kernels/self_healing/correlate.h"
+#include "sdk/bucket.h"
 #include "sdk/err.h"
 
 #include <stdbool.h>
@@ -46,8 +47,7 @@ typedef struct sh_kstate {
 } sh_kstate;
 
 typedef struct sh_budget {
-	double tokens, capacity;
-	int64_t last_ms;
+	sdk_bucket bucket; /* per_hour tokens, refilled over the hour */
 	unsigned long long spent, refused;
 } sh_budget;
 

@@ -575,8 +575,8 @@ int sh_store_budget_save(sqlite3 *db, const sh_budget *b, sdk_err *err)
 				&st, err);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_double(st, 1, b->tokens);
-	sqlite3_bind_int64(st, 2, b->last_ms);
+	sqlite3_bind_double(st, 1, b->bucket.tokens);
+	sqlite3_bind_int64(st, 2, b->bucket.last_ms);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)b->spent);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)b->refused);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sdk_db_fail(db, err, "saving the budget");
@@ -594,8 +594,8 @@ int sh_store_budget_load(sqlite3 *db, sh_budget *b, sdk_err *err)
 	int step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
 		double t = sqlite3_column_double(st, 0);
-		b->tokens = t < 0 ? 0 : t > b->capacity ? b->capacity : t;
-		b->last_ms = sqlite3_column_int64(st, 1);
+		b->bucket.tokens = t < 0 ? 0 : t > b->bucket.capacity ? b->bucket.capacity : t;
+		b->bucket.last_ms = sqlite3_column_int64(st, 1);
 		b->spent = (unsigned long long)sqlite3_column_int64(st, 2);
 		b->refused = (unsigned long long)sqlite3_column_int64(st, 3);
 		rc = 1;
