@@ -184,6 +184,7 @@ static const struct cfg_key telemetry_keys[] = {
 	T("caller_requests_max", caller_requests_max, KEY_UINT, 1, 100000),
 	T("self_trace", self_trace, KEY_UINT, 0, 1),
 	T("sample_percent", sample_percent, KEY_UINT, 0, 100),
+	T("sample_rate_max", sample_rate_max, KEY_UINT, 0, 1000000),
 	T("store_idle", store_idle, KEY_UINT, 0, 1),
 #undef T
 };
@@ -1599,6 +1600,7 @@ static void config_defaults(grace_config *cfg)
 					    .caller_requests_max = 64,
 					    .self_trace = 1,
 					    .sample_percent = 1,
+					    .sample_rate_max = 100,
 					    .store_idle = 1 };
 	cfg->learning = (grace_learning){ .policy = "thompson",
 					  .epsilon_percent = 10,

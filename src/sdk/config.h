@@ -201,6 +201,7 @@ typedef struct grace_telemetry {
 	unsigned caller_requests_max;  /* one caller's writes queued at once; past it 429 */
 	unsigned self_trace;           /* 1: Grace's own requests are traced (sdk/tracer.h) */
 	unsigned sample_percent;       /* of the traces :8000 starts, this many are recorded */
+	unsigned sample_rate_max;      /* and at most this many a second; 0: no cap */
 	unsigned store_idle;           /* 1: the store's writer thread runs at SCHED_IDLE */
 } grace_telemetry;
 

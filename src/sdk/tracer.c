@@ -1,6 +1,8 @@
 /* Spans and their exporter (tracer.h). */
 #include "sdk/tracer.h"
 
+#include "sdk/bucket.h"
+#include "sdk/clock.h"
 #include "sdk/call.h"
 #include "sdk/db.h"
 #include "sdk/http.h"
@@ -43,6 +45,8 @@ struct sdk_tracer {
 	struct event *timer;
 	bool every_request;
 	unsigned sample_percent;
+	unsigned sample_rate_max; /* traces it starts recorded a second; 0: no cap */
+	sdk_bucket rate;          /* for sample_rate_max, on the loop */
 	bool sending;
 	size_t sending_n;
 	size_t batch_max; /* spans an export holds (sdk_tracer_set_limits) */
@@ -51,6 +55,7 @@ struct sdk_tracer {
 	sdk_buf out; /* the export being written, its memory kept between exports */
 	size_t head, n;
 	unsigned long long sent, dropped;
+	unsigned long long capped; /* traces left unrecorded by sample_rate_max */
 };
 
 static _Thread_local const sdk_span *current;
@@ -613,6 +618,14 @@ void sdk_tracer_set_sample_percent(sdk_tracer *t, unsigned percent)
 	t->sample_percent = percent > 100 ? 100 : percent;
 }
 
+void sdk_tracer_set_sample_rate_max(sdk_tracer *t, unsigned per_second)
+{
+	t->sample_rate_max = per_second;
+	/* A second's worth at most: a burst after a quiet minute is one
+	 * second's cap, not sixty. */
+	sdk_bucket_init(&t->rate, per_second, per_second / 1000.0, sdk_mono_ms());
+}
+
 void sdk_tracer_set_limits(sdk_tracer *t, unsigned items_max, size_t body_max)
 {
 	if (items_max)
@@ -636,8 +649,11 @@ void sdk_tracer_metrics(const sdk_tracer *t, const char *component, struct evbuf
 			    "grace_trace_spans_sent_total{kernel=\"%s\"} %llu\n"
 			    "# HELP grace_trace_spans_dropped_total Spans dropped: the queue full or the telemetry kernel not taking them.\n"
 			    "# TYPE grace_trace_spans_dropped_total counter\n"
-			    "grace_trace_spans_dropped_total{kernel=\"%s\"} %llu\n",
-			    c, t->sent, c, t->dropped);
+			    "grace_trace_spans_dropped_total{kernel=\"%s\"} %llu\n"
+			    "# HELP grace_trace_capped_total Traces started here and left unrecorded: past [telemetry] sample_rate_max a second.\n"
+			    "# TYPE grace_trace_capped_total counter\n"
+			    "grace_trace_capped_total{kernel=\"%s\"} %llu\n",
+			    c, t->sent, c, t->dropped, c, t->capped);
 }
 
 /* ---- the HTTP server's hooks ---- */
@@ -659,6 +675,11 @@ static void http_begin(void *ctx, sdk_req *req, const sdk_route *route)
 			     (uint32_t)s->ctx.trace_id[14] << 8 | s->ctx.trace_id[15];
 		if ((uint64_t)r * 100 >= (uint64_t)t->sample_percent << 32)
 			s->ctx.flags &= (uint8_t)~SDK_TRACE_FLAG_SAMPLED;
+	}
+	if (!has && t->sample_rate_max && (s->ctx.flags & SDK_TRACE_FLAG_SAMPLED) &&
+	    !sdk_bucket_take(&t->rate, sdk_mono_ms())) {
+		s->ctx.flags &= (uint8_t)~SDK_TRACE_FLAG_SAMPLED;
+		t->capped++;
 	}
 	/* Named only when recorded: the name is read by the export alone, and
 	 * this runs for every request of a traced process. */

@@ -88,6 +88,13 @@ void sdk_tracer_set_every_request(sdk_tracer *t, bool every_request);
  * downstream); the others are propagated unsampled. 100 by default. A
  * trace that comes with a traceparent keeps its caller's decision. */
 void sdk_tracer_set_sample_percent(sdk_tracer *t, unsigned percent);
+/* Of those sampled, at most this many a second are recorded (a token
+ * bucket of a second's worth, as Jaeger's rate-limiting sampler): under
+ * load a percentage records in proportion to the traffic, and storing
+ * 1 % of 50,000 requests a second took the CPU the requests needed. The
+ * others are propagated unsampled and counted (grace_trace_capped_total).
+ * 0 (the default): no cap. */
+void sdk_tracer_set_sample_rate_max(sdk_tracer *t, unsigned per_second);
 /* What the telemetry kernel takes in one request ([telemetry]
  * request_items_max spans, its max_body_bytes): an export holds at most
  * that (and SDK_TRACER_BATCH), so that an operator's lower limit does not

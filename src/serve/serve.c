@@ -464,6 +464,7 @@ static int serve_run(grace_config *cfg, const sigset_t *run_mask)
 								       gw_caller(s.api.gw), "grace"))) {
 		sdk_tracer_set_every_request(s.tracer, true);
 		sdk_tracer_set_sample_percent(s.tracer, cfg->telemetry.sample_percent);
+		sdk_tracer_set_sample_rate_max(s.tracer, cfg->telemetry.sample_rate_max);
 		sdk_tracer_set_limits(s.tracer, cfg->telemetry.request_items_max,
 				      grace_config_kernel(cfg, "telemetry")->max_body_bytes);
 		gw_set_tracer(s.api.gw, s.tracer);

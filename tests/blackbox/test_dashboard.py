@@ -67,7 +67,7 @@ class Dashboard(GraceTestCase):
         # Samples each second: the charts have lines within the test.
         config = {} if SANITIZED else {"metrics": {"scrape_interval_ms": 1000,
                                                    "scrape_timeout_ms": 900},
-                                       "telemetry": {"sample_percent": 100}}
+                                       "telemetry": {"sample_percent": 100, "sample_rate_max": 0}}
         cls.g = GraceServer(kernels=kernels(), config=config)
         try:
             cls.g.start()

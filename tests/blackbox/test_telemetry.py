@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 import urllib.parse
 
@@ -133,7 +134,7 @@ def thread_policies(pid):
 class Telemetry(GraceTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.g = GraceServer(config={"telemetry": {"request_items_max": 50, "sample_percent": 100}},
+        cls.g = GraceServer(config={"telemetry": {"request_items_max": 50, "sample_percent": 100, "sample_rate_max": 0}},
                             kernels={"telemetry": {}, "message_bus": {}})
         try:
             cls.g.start()
@@ -502,16 +503,66 @@ class ExportLimits(GraceTestCase):
         return c
 
     def test_exports_hold_at_most_request_items_max(self):
-        with GraceServer(config={"telemetry": {"request_items_max": 5, "sample_percent": 100}},
+        with GraceServer(config={"telemetry": {"request_items_max": 5, "sample_percent": 100, "sample_rate_max": 0}},
                          kernels={"telemetry": {}, "message_bus": {}}) as g:
             self.burst_then_count(g)
 
     def test_exports_stay_under_the_kernels_max_body_bytes(self):
         # A span of this server is 500-900 bytes of OTLP/JSON: 4 KiB holds a few.
-        with GraceServer(config={"telemetry": {"sample_percent": 100}},
+        with GraceServer(config={"telemetry": {"sample_percent": 100, "sample_rate_max": 0}},
                          kernels={"telemetry": {"max_body_bytes": 4096},
                                   "message_bus": {}}) as g:
             self.burst_then_count(g)
+
+
+class RateCap(GraceTestCase):
+    """[telemetry] sample_rate_max: of the traces :8000 starts and samples,
+    at most that many a second are recorded (a token bucket of one
+    second's worth); the others go on unsampled and are counted in
+    grace_trace_capped_total. A caller's sampled traceparent is followed
+    whatever the cap."""
+
+    def capped(self, g):
+        # With a caller's unsampled traceparent: this request itself is
+        # not one the cap decides on.
+        st, _, body = http_request(g.api_port, "GET", "/metrics", headers={
+            "traceparent": "00-%s-%s-00" % ("ab" * 16, "12" * 8)})
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        for line in text.splitlines():
+            if line.startswith('grace_trace_capped_total{kernel="grace"}'):
+                return int(line.split()[-1])
+        raise AssertionError("no grace_trace_capped_total on :8000's /metrics")
+
+    def test_at_most_the_cap_a_second(self):
+        rate, n = 5, 40
+        with GraceServer(config={"telemetry": {"sample_percent": 100, "sample_rate_max": rate}},
+                         kernels={"telemetry": {}}) as g:
+            before = self.capped(g)
+            ids, t0 = [], time.monotonic()
+            for _ in range(n):
+                st, h, _ = g.http("GET", "/telemetry/logs")
+                self.assertEqual(st, 200)
+                ids.append(h["X-Request-Id"])
+            elapsed = time.monotonic() - t0
+            capped = self.capped(g) - before
+            # A second's worth to start with (less, if the server's own
+            # start took some), then `rate` a second.
+            self.assertGreaterEqual(capped, n - (rate + rate * elapsed + 1), elapsed)
+            self.assertLessEqual(capped, n)
+            # Those left are recorded and stored, the capped ones not: a
+            # request's span is found by its request id.
+            for tid in ("ee" * 16, "ef" * 16):  # sampled by the caller: always
+                st, _, _ = g.http("GET", "/telemetry/logs",
+                                  headers={"traceparent": "00-%s-%s-01" % (tid, "12" * 8)})
+                self.assertEqual(st, 200)
+            for tid in ("ee" * 16, "ef" * 16):
+                g.wait_for(lambda: g.http("GET", "/telemetry/traces/" + tid)[0] == 200,
+                           scaled(20), message="the caller's sampled trace " + tid)
+
+            def stored(rid):
+                q = "/telemetry/traces?attr=" + urllib.parse.quote("grace.request_id=" + rid)
+                return bool(g.http("GET", q)[2]["spans"])
+            self.assertEqual(sum(map(stored, ids)), n - capped)
 
 
 class Retention(GraceTestCase):

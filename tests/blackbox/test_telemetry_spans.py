@@ -31,7 +31,7 @@ class TracedHops(GraceTestCase):
         cls.die_flag = os.path.join(cls.flag_dir, "die")
         # The memory tables in SQLite whatever GRACE_TEST_STORE says: their
         # statements are what one test looks for.
-        cls.g = GraceServer(config={"telemetry": {"sample_percent": 100},
+        cls.g = GraceServer(config={"telemetry": {"sample_percent": 100, "sample_rate_max": 0},
                                     "store": {"engine": "sqlite"}},
                             kernels={"telemetry": {}, "audit": {}, "immutable_log": {},
                                      "librarian": {},
