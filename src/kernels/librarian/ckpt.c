@@ -44,6 +44,7 @@ static void ckpt_work(void *arg)
 {
 	lib_ckpt *c = arg;
 	c->rc = 0;
+	c->all = false;
 	if (!c->db && sdk_db_open_checked(c->k->cfg->data_dir, c->k->def->name,
 					  &(sdk_db_check){ .skip = true }, &c->db, &c->err) < 0) {
 		c->db = NULL;

@@ -691,6 +691,8 @@ void lib_workers_free(lib_workers *r)
 	r->merge_timer = NULL;
 	sdk_pool_free(r->pool);
 	sdk_pool_free(r->writer);
+	if (r->wdb)
+		sqlite3_wal_hook(r->wdb, NULL, NULL); /* its hook's argument goes next */
 	lib_ckpt_free(r->ckpt); /* after the writer, whose commits it watches */
 	lib_ix_close(r->single); /* before its connection */
 	if (r->wdb)
