@@ -345,7 +345,12 @@ class LibrarianBackground(GraceTestCase):
             g.wait_for(lambda: fts_segments(path) < 4, scaled(20),
                        message=lambda: "%d segments (12 requests left %d)"
                        % (fts_segments(path), before))
-            self.assertGreaterEqual(before, 10, "FTS5 merged inside the writes")
+            # A segment a request: 12, or fewer should a request on a
+            # loaded machine take the writer's idle second and let one
+            # merge step in between. (FTS5's automatic merging, as before,
+            # moves too slowly on writes this small to tell here; what
+            # tells is the merging once idle, which nothing did before.)
+            self.assertGreaterEqual(before, 8, "FTS5 merged inside the writes")
             self.assertEqual(search(g, '"zzphrase zzwords"')["total"], 60)
             self.assertEqual(search(g, "zzphr*")["total"], 60)
 
