@@ -527,16 +527,14 @@ static int report(struct run *r, int64_t t0, json_t **out, lib_err *err)
 	return *out ? SDK_OK : sdk_fail(err, SDK_EIO, "out of memory");
 }
 
-int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
-		  size_t len, json_t **out, lib_err *err)
+/* lib_bulk_load of a body whose `lines` count_lines counted, answered
+ * with took_ms since t0. */
+static int load_lines(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib_quota *quota,
+		      const char *body, size_t len, unsigned lines, int64_t t0, json_t **out,
+		      lib_err *err)
 {
-	int64_t t0 = sdk_mono_ms();
 	*out = NULL;
-	unsigned lines;
-	int rc = count_lines(body, len, &lines, err);
-	if (rc)
-		return rc;
-	rc = BULK_REFUSED;
+	int rc = BULK_REFUSED;
 	struct run r;
 	for (int careful = 0; rc == BULK_REFUSED && careful < 2; careful++) {
 		bool nested;
@@ -559,6 +557,16 @@ int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib
 	rc = report(&r, t0, out, err);
 	run_free(&r);
 	return rc;
+}
+
+int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
+		  size_t len, json_t **out, lib_err *err)
+{
+	int64_t t0 = sdk_mono_ms();
+	*out = NULL;
+	unsigned lines;
+	int rc = count_lines(body, len, &lines, err);
+	return rc ? rc : load_lines(db, tails, owner, quota, body, len, lines, t0, out, err);
 }
 
 /* The group's requests [0, n) with good bodies in one transaction, on
@@ -604,26 +612,37 @@ unsigned lib_bulk_load_group(sqlite3 *db, lib_ix_tails *tails, lib_bulk_req *q, 
 	int64_t t0 = sdk_mono_ms();
 	unsigned *lines = calloc(n ? n : 1, sizeof *lines);
 	struct run *runs = calloc(n ? n : 1, sizeof *runs);
+	unsigned tx = 0;
+	if (!lines || !runs) { /* no memory to group in: each alone */
+		for (size_t i = 0; i < n; i++) {
+			q[i].rc = lib_bulk_load(db, tails, q[i].owner, q[i].quota, q[i].body, q[i].len,
+						&q[i].out, &q[i].err);
+			tx += !q[i].rc;
+		}
+		free(lines);
+		free(runs);
+		return tx;
+	}
 	size_t good = 0;
 	for (size_t i = 0; i < n; i++) {
 		q[i].out = NULL;
-		q[i].rc = count_lines(q[i].body, q[i].len, lines ? &lines[i] : &(unsigned){ 0 },
-				      &q[i].err);
-		if (q[i].rc && lines)
-			lines[i] = 0;
+		q[i].rc = count_lines(q[i].body, q[i].len, &lines[i], &q[i].err);
+		if (q[i].rc)
+			lines[i] = 0; /* refused whole: in no run */
 		good += !q[i].rc;
 	}
 	lib_err err;
-	int rc = good > 1 && lines && runs ? group_run(db, tails, q, lines, runs, n, t0, &err) : -1;
-	for (size_t i = 0; runs && i < n; i++)
+	int rc = good > 1 ? group_run(db, tails, q, lines, runs, n, t0, &err) : -1;
+	for (size_t i = 0; i < n; i++)
 		run_free(&runs[i]);
 	/* Alone, as if no other had come: one, or the group failed (each
-	 * then gets its own report, or its own error, by itself). */
-	unsigned tx = !rc;
+	 * then gets its own report, or its own error, by itself). Its lines
+	 * are counted already. */
+	tx = !rc;
 	for (size_t i = 0; rc && i < n; i++)
 		if (!q[i].rc) {
-			q[i].rc = lib_bulk_load(db, tails, q[i].owner, q[i].quota, q[i].body, q[i].len,
-						&q[i].out, &q[i].err);
+			q[i].rc = load_lines(db, tails, q[i].owner, q[i].quota, q[i].body, q[i].len,
+					     lines[i], t0, &q[i].out, &q[i].err);
 			tx += !q[i].rc;
 		}
 	free(lines);
