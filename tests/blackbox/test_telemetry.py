@@ -537,6 +537,8 @@ class RateCap(GraceTestCase):
         rate, n = 5, 40
         with GraceServer(config={"telemetry": {"sample_percent": 100, "sample_rate_max": rate}},
                          kernels={"telemetry": {}}) as g:
+            g.auth_headers()  # the login is a traced request too: before the count
+            time.sleep(1.2)  # the bucket refilled: a second's worth
             before = self.capped(g)
             ids, t0 = [], time.monotonic()
             for _ in range(n):
@@ -545,13 +547,9 @@ class RateCap(GraceTestCase):
                 ids.append(h["X-Request-Id"])
             elapsed = time.monotonic() - t0
             capped = self.capped(g) - before
-            # A second's worth to start with (less, if the server's own
-            # start took some), then `rate` a second.
-            self.assertGreaterEqual(capped, n - (rate + rate * elapsed + 1), elapsed)
-            self.assertLessEqual(capped, n)
-            # Those left are recorded and stored, the capped ones not: a
-            # request's span is found by its request id.
-            for tid in ("ee" * 16, "ef" * 16):  # sampled by the caller: always
+            # A caller's sampled traces are recorded whatever the cap; sent
+            # after the burst, their export follows the burst's.
+            for tid in ("ee" * 16, "ef" * 16):
                 st, _, _ = g.http("GET", "/telemetry/logs",
                                   headers={"traceparent": "00-%s-%s-01" % (tid, "12" * 8)})
                 self.assertEqual(st, 200)
@@ -559,10 +557,19 @@ class RateCap(GraceTestCase):
                 g.wait_for(lambda: g.http("GET", "/telemetry/traces/" + tid)[0] == 200,
                            scaled(20), message="the caller's sampled trace " + tid)
 
+            # A request's span is found by its request id.
             def stored(rid):
                 q = "/telemetry/traces?attr=" + urllib.parse.quote("grace.request_id=" + rid)
                 return bool(g.http("GET", q)[2]["spans"])
-            self.assertEqual(sum(map(stored, ids)), n - capped)
+            recorded = sum(map(stored, ids))
+            # The cap held: a second's worth to start with, then `rate` a
+            # second; and some were recorded.
+            self.assertLessEqual(recorded, rate + rate * elapsed + 1, elapsed)
+            self.assertGreaterEqual(recorded, 1)
+            # Each of ours left out was counted. (The counter also counts
+            # any other request :8000 started a trace for meanwhile: CI
+            # saw two more than the burst, so it is not held to n.)
+            self.assertGreaterEqual(capped, n - recorded)
 
 
 class Retention(GraceTestCase):
