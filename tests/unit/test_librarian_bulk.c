@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "kernels/librarian/block.h"
 #include "kernels/librarian/bulk.h"
 #include "kernels/librarian/index.h"
 
@@ -251,14 +252,17 @@ static char *text_of(sqlite3 *db, const char *sql)
 	return out;
 }
 
-/* The block index's rows, in order, as one text (blobs in hex). */
+/* The block index's rows, in order, as one text (blobs in hex): each
+ * term's blocks, then its tail. */
 static char *index_dump(sqlite3 *db)
 {
 	return text_of(db, "SELECT group_concat(x, ';') FROM (SELECT"
 			   " t.term || ',' || t.df || ',' || b.last || ',' || b.n || ','"
-			   " || hex(b.bound) || ',' || hex(p.docs) AS x"
-			   " FROM ix_terms t JOIN ix_blocks b ON b.term = t.id"
-			   " JOIN ix_posts p ON p.id = b.post ORDER BY t.term, b.last)");
+			   " || hex(b.bound) || ',' || hex(b.docs) AS x"
+			   " FROM ix_terms t JOIN (SELECT b.term, b.last, b.n, b.bound, p.docs"
+			   " FROM ix_blocks b JOIN ix_posts p ON p.id = b.post UNION ALL"
+			   " SELECT term, last, n, bound, docs FROM ix_tails) b ON b.term = t.id"
+			   " ORDER BY t.term, b.last)");
 }
 
 /* Requests of 40 documents over a small vocabulary (tails fill and
@@ -309,6 +313,142 @@ static void test_tails_cache_changes_nothing(void **state)
 	lib_ix_tails_free(tails);
 	sqlite3_close(with);
 	sqlite3_close(without);
+}
+
+/* A request of `n` documents, each "common" and two words of w0..w(v-1). */
+static char *words_body(unsigned *seed, int req, int n, unsigned v)
+{
+	char *body = malloc((size_t)n * 100 + 1);
+	assert_non_null(body);
+	size_t o = 0;
+	for (int i = 0; i < n; i++)
+		o += (size_t)sprintf(body + o, "{\"title\":\"t%d.%d\",\"body\":\"common w%u w%u\"}\n",
+				     req, i, rand_r(seed) % v, rand_r(seed) % v);
+	return body;
+}
+
+static char *posts_dump(sqlite3 *db)
+{
+	return text_of(db, "SELECT coalesce(group_concat(x, ';'), '') FROM (SELECT b.term || ','"
+			   " || b.last || ',' || b.n || ',' || hex(p.docs) AS x FROM ix_blocks b"
+			   " JOIN ix_posts p ON p.id = b.post ORDER BY b.term, b.last)");
+}
+
+/* Each term's last block is its row of ix_tails (index.h): a flush whose
+ * words' tails have room writes no block and no postings row; a tail that
+ * fills becomes blocks of LIB_BLK_TARGET before it; a tail emptied by
+ * removals goes, and the next append makes one; a term whose last block
+ * is among the blocks (as schema 5 left every term) takes appends into a
+ * new tail, and a document replaced inside that block's range merges into
+ * the block. The index sound after each. */
+static void test_tails_in_their_table(void **state)
+{
+	(void)state;
+	sqlite3 *db = open_store();
+	unsigned seed = 11;
+	sdk_err e;
+	char *body = words_body(&seed, 0, 40, 30);
+	json_decref(load(db, body));
+	free(body);
+	assert_int_equal(count(db, "SELECT count(*) FROM ix_blocks"), 0);
+	assert_int_equal(count(db, "SELECT count(*) FROM ix_tails"),
+			 count(db, "SELECT count(*) FROM ix_terms"));
+	assert_int_equal(count(db, "SELECT n FROM ix_tails WHERE term ="
+				   " (SELECT id FROM ix_terms WHERE term = 'common')"), 40);
+	/* Appends with room: no block, no postings row written. */
+	char *before = posts_dump(db);
+	body = words_body(&seed, 1, 20, 30);
+	json_decref(load(db, body));
+	free(body);
+	char *after = posts_dump(db);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	/* "common" past LIB_BLK_TARGET: full blocks before its tail. */
+	for (int req = 2; req < 6; req++) {
+		body = words_body(&seed, req, 40, 30);
+		json_decref(load(db, body));
+		free(body);
+	}
+	int64_t common = count(db, "SELECT id FROM ix_terms WHERE term = 'common'");
+	char q[600];
+	snprintf(q, sizeof q, "SELECT count(*) FROM ix_blocks WHERE term = %lld AND n = %d",
+		 (long long)common, LIB_BLK_TARGET);
+	assert_int_equal(count(db, q), 1); /* 220 postings: 128, then a tail of 92 */
+	snprintf(q, sizeof q, "SELECT n FROM ix_tails WHERE term = %lld", (long long)common);
+	assert_int_equal(count(db, q), 220 - LIB_BLK_TARGET);
+	assert_sound(db);
+	/* Every document of a word's tail removed: its tail goes; then it
+	 * comes back with the next append. A word only the last request has
+	 * is all tail. */
+	json_decref(load(db, "{\"title\":\"x\",\"body\":\"zebra\"}\n"
+			     "{\"title\":\"y\",\"body\":\"zebra common\"}\n"));
+	int64_t zebra = count(db, "SELECT id FROM ix_terms WHERE term = 'zebra'");
+	int64_t last = count(db, "SELECT max(id) FROM documents");
+	assert_int_equal(lib_doc_delete(db, last, &e), 0);
+	assert_int_equal(lib_doc_delete(db, last - 1, &e), 0);
+	snprintf(q, sizeof q, "SELECT count(*) FROM ix_tails WHERE term = %lld", (long long)zebra);
+	assert_int_equal(count(db, q), 0);
+	assert_int_equal(count(db, "SELECT count(*) FROM ix_terms WHERE term = 'zebra'"), 0);
+	assert_sound(db);
+	/* A term whose last block is among the blocks (schema 5's layout):
+	 * its tail made a block, by hand, its last two documents ones with
+	 * a source. */
+	int64_t a, b, a2;
+	assert_int_equal(lib_doc_upsert(db, NULL, NULL, "s1", "common w1", "[]", "s://one", 10, &a,
+					&e), 0);
+	assert_int_equal(lib_doc_upsert(db, NULL, NULL, "s2", "common w1", "[]", "s://two", 10, &a2,
+					&e), 0);
+	assert_int_equal(lib_ix_merge_all(db, NULL, NULL, &e), 0);
+	snprintf(q, sizeof q,
+		 "INSERT INTO ix_posts (id, docs, pos) SELECT (SELECT coalesce(max(id), 0) + 1"
+		 " FROM ix_posts), docs, pos FROM ix_tails WHERE term = %lld", (long long)common);
+	assert_int_equal(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
+	snprintf(q, sizeof q,
+		 "INSERT INTO ix_blocks (term, last, n, bound, post) SELECT term, last, n, bound,"
+		 " (SELECT max(id) FROM ix_posts) FROM ix_tails WHERE term = %lld;"
+		 " DELETE FROM ix_tails WHERE term = %lld", (long long)common, (long long)common);
+	assert_int_equal(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
+	snprintf(q, sizeof q, "SELECT max(last) FROM ix_blocks WHERE term = %lld", (long long)common);
+	assert_int_equal(count(db, q), a2);
+	assert_sound(db);
+	/* The first of them replaced (its id kept, inside the block's range) in
+	 * a bulk request with new ones after it: into the block, and into a
+	 * new tail; then replaced again through the pending documents. */
+	body = words_body(&seed, 7, 30, 30);
+	char *with = malloc(strlen(body) + 100);
+	assert_non_null(with);
+	sprintf(with, "{\"title\":\"again\",\"body\":\"common w2\",\"source\":\"s://one\"}\n%s", body);
+	json_t *r = load(db, with);
+	assert_int_equal(item_id(r, 0), a);
+	json_decref(r);
+	free(with);
+	free(body);
+	assert_sound(db);
+	assert_int_equal(lib_doc_upsert(db, NULL, NULL, "s1", "common w3", "[]", "s://one", 10, &b,
+					&e), 0);
+	assert_int_equal(a, b);
+	assert_int_equal(lib_ix_merge_all(db, NULL, NULL, &e), 0);
+	snprintf(q, sizeof q, "SELECT count(*) FROM ix_tails WHERE term = %lld", (long long)common);
+	assert_int_equal(count(db, q), 1);
+	snprintf(q, sizeof q, "SELECT df FROM ix_terms WHERE id = %lld", (long long)common);
+	assert_int_equal(count(db, q), count(db, "SELECT count(*) FROM documents WHERE"
+						 " body LIKE '%common%'"));
+	assert_sound(db);
+	/* A tail out of order with its blocks is damage the deep check finds. */
+	snprintf(q, sizeof q, "UPDATE ix_tails SET docs = (SELECT p.docs FROM ix_blocks b JOIN"
+		 " ix_posts p ON p.id = b.post WHERE b.term = %lld LIMIT 1), last = (SELECT b.last"
+		 " FROM ix_blocks b WHERE b.term = %lld LIMIT 1), n = (SELECT b.n FROM ix_blocks b"
+		 " WHERE b.term = %lld LIMIT 1) WHERE term = %lld", (long long)common,
+		 (long long)common, (long long)common, (long long)common);
+	assert_int_equal(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
+	lib_tok *tok;
+	json_t *report = NULL;
+	assert_int_equal(lib_tok_new(db, &tok, &e), 0);
+	assert_int_equal(lib_ix_check_deep(db, tok, 0, &report, &e), SDK_ECORRUPT);
+	json_decref(report);
+	lib_tok_free(tok);
+	sqlite3_close(db);
 }
 
 /* The documents' rows as one text (not created_at, which is the clock's). */
@@ -434,6 +574,7 @@ int main(void)
 		cmocka_unit_test(test_lines_prepared_in_two_halves),
 		cmocka_unit_test(test_refused_row_reruns_carefully),
 		cmocka_unit_test(test_tails_cache_changes_nothing),
+		cmocka_unit_test(test_tails_in_their_table),
 		cmocka_unit_test(test_group_is_one_at_a_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

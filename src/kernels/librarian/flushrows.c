@@ -6,7 +6,7 @@
 #define TAIL_ROWS_PTR "lib_tail_rows"
 
 enum { C_TERM, C_ID, C_DF, C_TERM_ROWS };
-enum { T_TERM, T_OLD_LAST, T_LAST, T_N, T_OLD_POST, T_POST, T_DOCS, T_POS, T_BOUND, T_ROWS };
+enum { T_TERM, T_LAST, T_N, T_POST, T_DOCS, T_POS, T_BOUND, T_ROWS };
 
 static void term_column(sqlite3_context *ctx, const void *rows, size_t at, int col)
 {
@@ -32,10 +32,8 @@ static void tail_column(sqlite3_context *ctx, const void *rows, size_t at, int c
 	const lib_tail_row *r = &t->v[at];
 	switch (col) {
 	case T_TERM: sqlite3_result_int64(ctx, r->term); break;
-	case T_OLD_LAST: sqlite3_result_int64(ctx, r->old_last); break;
 	case T_LAST: sqlite3_result_int64(ctx, r->last); break;
 	case T_N: sqlite3_result_int64(ctx, r->n); break;
-	case T_OLD_POST: sqlite3_result_int64(ctx, r->old_post); break;
 	case T_POST: sqlite3_result_int64(ctx, r->post); break;
 	case T_DOCS: blob(ctx, t->docs, r->docs, r->docs_len); break;
 	case T_POS: blob(ctx, t->pos, r->pos, r->pos_len); break;
@@ -56,7 +54,7 @@ static const lib_arraytab term_table = {
 };
 
 static const lib_arraytab tail_table = {
-	.decl = "CREATE TABLE x (term, old_last, last, n, old_post, post, docs, pos, bound, rows HIDDEN)",
+	.decl = "CREATE TABLE x (term, last, n, post, docs, pos, bound, rows HIDDEN)",
 	.ptr = TAIL_ROWS_PTR,
 	.rows_col = T_ROWS,
 	.count = tail_count,

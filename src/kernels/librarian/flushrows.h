@@ -4,11 +4,10 @@
  *   lib_term_rows(?)  each word's ix_terms row (term, id, df):
  *     INSERT INTO ix_terms ... SELECT ... FROM lib_term_rows(?1) WHERE 1
  *     ON CONFLICT (term) DO UPDATE SET df = excluded.df, gen = ...
- *   lib_tail_rows(?)  each word's last blocks of the flush (term,
- *     old_last, last, n, old_post, post, docs, pos, bound): a tail block
- *     rewritten, whose ix_posts row moves from old_post to post (index.c
- *     says why) and whose ix_blocks row's key moves from old_last to
- *     last, or a new block (old_post and old_last 0)
+ *   lib_tail_rows(?)  each word's last blocks of the flush (term, last,
+ *     n, post, docs, pos, bound): its tail (post 0, an ix_tails row
+ *     written whole) and the full blocks before it that the flush made
+ *     (an ix_posts row `post` and an ix_blocks row each)
  *
  * Why: a bulk request's flush writes every word it touched (4,500 words
  * for 600 bench documents), and a statement a word spent as much running
@@ -35,11 +34,11 @@ typedef struct lib_term_rows {
 	size_t n;
 } lib_term_rows;
 
-/* A deferred block's rows: a tail that moves, or a new block (old_post
- * and old_last 0); its blobs are at offsets of the lib_tail_rows' arenas
- * (which may move while rows are added). */
+/* A deferred block's rows: a term's tail (post 0) or a new block; its
+ * blobs are at offsets of the lib_tail_rows' arenas (which may move while
+ * rows are added). */
 typedef struct lib_tail_row {
-	int64_t term, old_last, last, n, old_post, post;
+	int64_t term, last, n, post;
 	size_t docs, docs_len, pos, pos_len, bound, bound_len;
 } lib_tail_row;
 
@@ -50,8 +49,8 @@ typedef struct lib_tail_rows {
 } lib_tail_rows;
 
 /* The table-valued functions lib_term_rows(rows) (columns term, id, df)
- * and lib_tail_rows(rows) (term, old_last, last, n, old_post, post, docs,
- * pos, bound) on this connection. */
+ * and lib_tail_rows(rows) (term, last, n, post, docs, pos, bound) on this
+ * connection. */
 int lib_flush_rows_register(sqlite3 *db);
 /* Bind `rows` (borrowed until the statement is reset) to parameter i. */
 int lib_term_rows_bind(sqlite3_stmt *st, int i, const lib_term_rows *rows);

@@ -18,12 +18,14 @@ enum {
 	ST_TERM_UPD,
 	ST_TERM_DEL,
 	ST_TERM_PUT,
-	ST_TAIL_UNPOST,
-	ST_TAIL_POSTS,
-	ST_TAIL_UNBLOCK,
-	ST_TAIL_BLOCKS,
+	ST_NEW_POSTS,
+	ST_NEW_BLOCKS,
+	ST_TAILS_PUT,
 	ST_BLOCK_FIND,
-	ST_BLOCK_TAIL,
+	ST_TAIL_FIND,
+	ST_TAIL_GET,
+	ST_TAIL_PUT,
+	ST_TAIL_DEL,
 	ST_BLOCK_INS,
 	ST_BLOCK_DEL,
 	ST_BLOCK_UPD,
@@ -54,23 +56,26 @@ static const char *const sql[ST_COUNT] = {
 	[ST_TERM_PUT] = "INSERT INTO ix_terms (term, id, df, gen)"
 			" SELECT term, id, df, ?2 FROM lib_term_rows(?1) WHERE 1"
 			" ON CONFLICT (term) DO UPDATE SET df = excluded.df, gen = excluded.gen",
-	/* The flush's tails rewritten (flushrows.h): their postings rows,
-	 * which move to the table's end (block_defer says why), then their
-	 * block rows, whose key moves: deleted and inserted (an UPDATE ...
-	 * FROM, which SQLite runs through a table of the join's rows, cost
-	 * more than a statement a word). */
-	[ST_TAIL_UNPOST] = "DELETE FROM ix_posts WHERE id IN"
-			   " (SELECT old_post FROM lib_tail_rows(?1) WHERE old_post != 0)",
-	[ST_TAIL_POSTS] = "INSERT INTO ix_posts (id, docs, pos)"
-			  " SELECT post, docs, pos FROM lib_tail_rows(?1)",
-	[ST_TAIL_UNBLOCK] = "DELETE FROM ix_blocks WHERE (term, last) IN"
-			    " (SELECT term, old_last FROM lib_tail_rows(?1) WHERE old_last != 0)",
-	[ST_TAIL_BLOCKS] = "INSERT INTO ix_blocks (term, last, n, bound, post)"
-			   " SELECT term, last, n, bound, post FROM lib_tail_rows(?1)",
+	/* The flush's deferred blocks (flushrows.h): the full blocks it made,
+	 * their postings then their block rows, and every tail it rewrote,
+	 * each in place by its term (an upsert: one row change a word). */
+	[ST_NEW_POSTS] = "INSERT INTO ix_posts (id, docs, pos)"
+			 " SELECT post, docs, pos FROM lib_tail_rows(?1) WHERE post != 0",
+	[ST_NEW_BLOCKS] = "INSERT INTO ix_blocks (term, last, n, bound, post)"
+			  " SELECT term, last, n, bound, post FROM lib_tail_rows(?1) WHERE post != 0",
+	[ST_TAILS_PUT] = "INSERT INTO ix_tails (term, last, n, bound, docs, pos)"
+			 " SELECT term, last, n, bound, docs, pos FROM lib_tail_rows(?1) WHERE post = 0"
+			 " ON CONFLICT (term) DO UPDATE SET last = excluded.last, n = excluded.n,"
+			 " bound = excluded.bound, docs = excluded.docs, pos = excluded.pos",
 	[ST_BLOCK_FIND] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1 AND last >= ?2"
 			  " ORDER BY last LIMIT 1",
-	[ST_BLOCK_TAIL] = "SELECT last, n, post FROM ix_blocks WHERE term = ?1"
-			  " ORDER BY last DESC LIMIT 1",
+	[ST_TAIL_FIND] = "SELECT last, n, 0 FROM ix_tails WHERE term = ?1",
+	[ST_TAIL_GET] = "SELECT docs FROM ix_tails WHERE term = ?1",
+	[ST_TAIL_PUT] = "INSERT INTO ix_tails (term, last, n, bound, docs, pos)"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (term) DO UPDATE SET"
+			" last = excluded.last, n = excluded.n, bound = excluded.bound,"
+			" docs = excluded.docs, pos = excluded.pos",
+	[ST_TAIL_DEL] = "DELETE FROM ix_tails WHERE term = ?1",
 	[ST_BLOCK_INS] = "INSERT INTO ix_blocks (term, last, n, bound, post)"
 			 " VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_BLOCK_DEL] = "DELETE FROM ix_blocks WHERE term = ?1 AND last = ?2",
@@ -129,7 +134,7 @@ struct lib_ix {
 	size_t tw_cap;
 	/* the flush's deferred blocks (block_defer), their blobs in the arenas */
 	lib_tail_row *tt;
-	uint32_t ntt, ntt_moved; /* rows deferred; of them, tails that move */
+	uint32_t ntt, ntt_tails; /* rows deferred; of them, tails */
 	size_t tt_cap;
 	lib_buf tdocs, tpos, tbound;
 	int fail; /* a status raised inside a tokenizer callback */
@@ -145,7 +150,7 @@ struct tail {
 	char *term; /* NULL: a free slot */
 	uint32_t len, hash;
 	bool stale; /* its term was written another way since: read it from the file */
-	int64_t id, df, last, post;
+	int64_t id, df, last;
 	lib_blk blk; /* the tail's postings (no positions) */
 };
 
@@ -175,7 +180,7 @@ static sqlite3_stmt *stmt(lib_ix *ix, int which)
 	if (!s) {
 		int rc = sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
 					    &ix->st[which], NULL);
-		if (rc != SQLITE_OK && which >= ST_TERM_PUT && which <= ST_TAIL_BLOCKS &&
+		if (rc != SQLITE_OK && which >= ST_TERM_PUT && which <= ST_TAILS_PUT &&
 		    lib_flush_rows_register(ix->db) == SQLITE_OK) /* first use on this connection */
 			rc = sqlite3_prepare_v3(ix->db, sql[which], -1, SQLITE_PREPARE_PERSISTENT,
 						&ix->st[which], NULL);
@@ -192,7 +197,8 @@ int lib_ix_init(sqlite3 *db, bool complete_if_new, sdk_err *err)
 	snprintf(q, sizeof q,
 		 "INSERT OR IGNORE INTO ix_meta (id, docs, tokens, gen, next_term, complete)"
 		 " VALUES (1, 0, 0, 1, 1, %d)", complete_if_new ? 1 : 0);
-	if (sqlite3_exec(db, LIB_IX_SCHEMA LIB_IX_PENDING_SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
+	if (sqlite3_exec(db, LIB_IX_SCHEMA LIB_IX_PENDING_SCHEMA LIB_IX_TAILS_SCHEMA, NULL, NULL,
+			 NULL) != SQLITE_OK ||
 	    sqlite3_exec(db, q, NULL, NULL, NULL) != SQLITE_OK)
 		return sdk_fail(err, sdk_status_of_sqlite(sqlite3_extended_errcode(db)),
 				"index schema: %s", sqlite3_errmsg(db));
@@ -546,22 +552,24 @@ int lib_ix_add(lib_ix *ix, int64_t id, const char *title, const char *body, cons
 
 /* ---- writing blocks */
 
-static int post_load(lib_ix *ix, int64_t post, lib_blk *into, sdk_err *err)
+/* Block `post`'s postings, or (post 0) the tail of term `term`. */
+static int post_load(lib_ix *ix, int64_t term, int64_t post, lib_blk *into, sdk_err *err)
 {
-	sqlite3_stmt *s = stmt(ix, ST_POST_GET);
-	sqlite3_bind_int64(s, 1, post);
+	sqlite3_stmt *s = stmt(ix, post ? ST_POST_GET : ST_TAIL_GET);
+	sqlite3_bind_int64(s, 1, post ? post : term);
 	int rc = sqlite3_step(s);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(s);
 		return rc == SQLITE_DONE ? sdk_fail(err, SDK_ECORRUPT, "index: postings %" PRId64
-						    " are missing", post)
+						    " of term %" PRId64 " are missing", post, term)
 					 : fail_sql(ix, err, "read postings");
 	}
 	rc = lib_blk_decode(into, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
 			    NULL, 0);
 	sqlite3_reset(s);
 	if (rc)
-		return sdk_fail(err, SDK_ECORRUPT, "index: postings %" PRId64 " are damaged", post);
+		return sdk_fail(err, SDK_ECORRUPT, "index: postings %" PRId64 " of term %" PRId64
+				" are damaged", post, term);
 	return SDK_OK;
 }
 
@@ -591,52 +599,48 @@ static int post_id(lib_ix *ix, int64_t *id, sdk_err *err)
 }
 
 /* A term's last writes of a flush, encoded into the flush's arenas and
- * written with the flush's others (tails_write), three or four
- * statements for all instead of two a block: its tail block rewritten
- * (`post` and `old_last` its rows: its block row's key moves, its
- * postings row moves to a new id past every row) and the new blocks
- * after it (`post` and `old_last` 0); *post_out: the block's postings
- * row. A new block's id is chosen here (post_id), which is what let it be
- * deferred too. Rewritten where it was, each tail dirtied a page of its
- * own: a tail's row was made when its block began, so the tails lay
- * scattered among the full blocks, and a request of 700 bench documents
- * rewrote about 4,500 pages (17 MB of WAL) for its 4,500 words' tails.
- * Moved, the tails a flush writes lie together at the table's end, and
- * the next flush's deletes free those same pages. */
-static int block_defer(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b, uint32_t from,
-		      uint32_t count, int64_t post, double avgdl, int64_t *post_out, sdk_err *err)
+ * written with the flush's others (tails_write), three statements for
+ * all instead of a few a block: its tail (`tail`: an ix_tails row
+ * rewritten in place) or a full block before it (a new ix_blocks row and
+ * a new ix_posts row past every other, whose id is chosen here,
+ * post_id); *post_out: the block's postings row (0 for the tail). The
+ * tails were once among the blocks: each flush moved a tail's block row
+ * (its key is its last document) and its postings row, four row changes
+ * a word on pages all over both tables; a 1 MiB request of bench
+ * documents wrote about 2,400 pages (10 MB of WAL), half of them the
+ * tails'. */
+static int block_defer(lib_ix *ix, int64_t term, const lib_blk *b, uint32_t from, uint32_t count,
+		       bool tail, double avgdl, int64_t *post_out, sdk_err *err)
 {
 	lib_tail_row *v = sdk_grow(ix->tt, &ix->tt_cap, ix->ntt, sizeof *v, 1024);
 	if (!v)
 		return oom(err);
 	ix->tt = v;
-	int64_t moved;
-	int rc = post_id(ix, &moved, err);
+	int64_t post = 0;
+	int rc = tail ? SDK_OK : post_id(ix, &post, err);
 	if (rc)
 		return rc;
 	lib_tail_row *r = &ix->tt[ix->ntt];
-	*r = (lib_tail_row){ .term = term, .old_last = old_last, .last = b->doc[from + count - 1],
-			     .n = count, .old_post = post, .post = moved, .docs = ix->tdocs.n,
-			     .pos = ix->tpos.n, .bound = ix->tbound.n };
-	*post_out = moved;
+	*r = (lib_tail_row){ .term = term, .last = b->doc[from + count - 1], .n = count,
+			     .post = post, .docs = ix->tdocs.n, .pos = ix->tpos.n,
+			     .bound = ix->tbound.n };
+	*post_out = post;
 	if (!lib_blk_encode(b, from, count, avgdl, &ix->tdocs, &ix->tpos, &ix->tbound))
 		return oom(err);
 	r->docs_len = ix->tdocs.n - r->docs;
 	r->pos_len = ix->tpos.n - r->pos;
 	r->bound_len = ix->tbound.n - r->bound;
 	ix->ntt++;
-	ix->ntt_moved += post != 0;
+	ix->ntt_tails += tail;
 	return SDK_OK;
 }
 
 /* Writes postings [from, from + count) of b as one block of `term`,
  * into the ix_posts row `post` (0: a new row); *post_out: the row. */
 static int block_write(lib_ix *ix, int64_t term, int64_t old_last, const lib_blk *b,
-		       uint32_t from, uint32_t count, int64_t post, double avgdl, bool defer,
-		       int64_t *post_out, sdk_err *err)
+		       uint32_t from, uint32_t count, int64_t post, double avgdl, int64_t *post_out,
+		       sdk_err *err)
 {
-	if (defer && (post != 0) == (old_last != 0))
-		return block_defer(ix, term, old_last, b, from, count, post, avgdl, post_out, err);
 	ix->docs.n = ix->pos.n = ix->bound.n = 0;
 	if (!lib_blk_encode(b, from, count, avgdl, &ix->docs, &ix->pos, &ix->bound))
 		return oom(err);
@@ -704,38 +708,74 @@ struct blockref {
 	int64_t last, n, post;
 };
 
-/* Replaces block (term, last, post) with the postings of b: nothing (the
- * block goes), one block, or (past LIB_BLK_MAX, or `append`: past
- * LIB_BLK_TARGET) several of about LIB_BLK_TARGET, the first in the same
- * ix_posts row. last == 0: there was no block. defer: they are written
- * at the flush's end (block_defer): only for a term's last write of the
- * flush, since nothing reads them back before. */
+/* Replaces block (term, last, post) of ix_blocks with the postings of b:
+ * nothing (the block goes), one block, or (past LIB_BLK_MAX) several of
+ * about LIB_BLK_TARGET, the first in the same ix_posts row. */
 static int block_replace(lib_ix *ix, int64_t term, int64_t last, int64_t post, const lib_blk *b,
-			 bool append, bool defer, double avgdl, struct blockref *tail,
-			 uint32_t *tail_from, sdk_err *err)
+			 double avgdl, sdk_err *err)
 {
 	if (b->n == 0)
-		return last ? block_drop(ix, term, last, post, true, err) : SDK_OK;
+		return block_drop(ix, term, last, post, true, err);
 	int rc = SDK_OK;
 	uint32_t chunks = 1;
-	if (append)
-		chunks = (b->n + LIB_BLK_TARGET - 1) / LIB_BLK_TARGET;
-	else if (b->n > LIB_BLK_MAX)
+	if (b->n > LIB_BLK_MAX)
 		chunks = (b->n + LIB_BLK_TARGET - 1) / LIB_BLK_TARGET;
 	uint32_t from = 0;
 	for (uint32_t c = 0; !rc && c < chunks; c++) {
-		uint32_t count = append ? (b->n - from < LIB_BLK_TARGET ? b->n - from : LIB_BLK_TARGET)
-					: (b->n - from) / (chunks - c);
+		uint32_t count = (b->n - from) / (chunks - c);
 		int64_t wrote = 0;
 		rc = block_write(ix, term, c == 0 ? last : 0, b, from, count, c == 0 ? post : 0,
-				 avgdl, defer, &wrote, err);
-		if (tail) { /* the last block written, for the tails cache */
-			*tail = (struct blockref){ b->doc[from + count - 1], count, wrote };
+				 avgdl, &wrote, err);
+		from += count;
+	}
+	return rc;
+}
+
+/* b's postings (b->n > 0) as the term's tail: full blocks of
+ * LIB_BLK_TARGET from the front, the rest (1 to LIB_BLK_TARGET) the
+ * tail, all written at the flush's end (block_defer): only a term's last
+ * write of a flush, since nothing reads them back before. *tail_from:
+ * where the tail begins in b, for the tails cache. */
+static int tail_write(lib_ix *ix, int64_t term, const lib_blk *b, double avgdl,
+		      struct blockref *tail, uint32_t *tail_from, sdk_err *err)
+{
+	int rc = SDK_OK;
+	uint32_t from = 0;
+	while (!rc && from < b->n) {
+		uint32_t count = b->n - from < LIB_BLK_TARGET ? b->n - from : LIB_BLK_TARGET;
+		bool last = from + count == b->n;
+		int64_t wrote = 0;
+		rc = block_defer(ix, term, b, from, count, last, avgdl, &wrote, err);
+		if (last) {
+			*tail = (struct blockref){ b->doc[b->n - 1], count, 0 };
 			*tail_from = from;
 		}
 		from += count;
 	}
 	return rc;
+}
+
+/* The term's tail rewritten now (a removal), or gone when it is empty. */
+static int tail_store(lib_ix *ix, int64_t term, const lib_blk *b, double avgdl, sdk_err *err)
+{
+	sqlite3_stmt *s;
+	if (b->n == 0) {
+		s = stmt(ix, ST_TAIL_DEL);
+		sqlite3_bind_int64(s, 1, term);
+		return exec_simple(ix, s, err, "delete tail");
+	}
+	ix->docs.n = ix->pos.n = ix->bound.n = 0;
+	if (!lib_blk_encode(b, 0, b->n, avgdl, &ix->docs, &ix->pos, &ix->bound))
+		return oom(err);
+	s = stmt(ix, ST_TAIL_PUT);
+	sqlite3_bind_int64(s, 1, term);
+	sqlite3_bind_int64(s, 2, b->doc[b->n - 1]);
+	sqlite3_bind_int64(s, 3, b->n);
+	sqlite3_bind_blob(s, 4, ix->bound.p, (int)ix->bound.n, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 5, ix->docs.p, (int)ix->docs.n, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 6, ix->pos.p ? (void *)ix->pos.p : (void *)"", (int)ix->pos.n,
+			  SQLITE_STATIC);
+	return exec_simple(ix, s, err, "write tail");
 }
 
 static bool blk_push(lib_blk *dst, const lib_blk *src, uint32_t k)
@@ -957,7 +997,6 @@ static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 	tl->id = id;
 	tl->df = df;
 	tl->last = r->last;
-	tl->post = r->post;
 	tl->stale = false;
 	lib_blk_clear(&tl->blk);
 	if (!blk_append(&tl->blk, &ix->a, from, ix->a.n))
@@ -966,10 +1005,12 @@ static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 
 /* A term's postings of this flush into its blocks. The common case, new
  * documents past every block of the term: with the term's tail in the
- * cache, the tail's postings rewritten, its row updated in place and the
- * term written (three statements); without, the term read, its tail
- * found and read first. Documents inside the term's range (a document
- * re-indexed under its old id) merge into their blocks first. */
+ * cache, the tail's postings rewritten (its ix_tails row, and a full
+ * block before it when it fills) and the term written, all with the
+ * flush's others; without, the term read, its tail found and read first.
+ * Documents inside the term's range (a document re-indexed under its old
+ * id) merge into their blocks first; a term with no tail (index.h) looks
+ * for its block among the blocks. */
 static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl, sdk_err *err)
 {
 	lib_blk *p = &e->blk;
@@ -1007,39 +1048,38 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 	uint32_t kept_from = 0;
 	bool tail = tl != NULL, tail_known = !exists || tl, keep = false;
 	if (tl)
-		tr = (struct blockref){ tl->last, tl->blk.n, tl->post };
+		tr = (struct blockref){ tl->last, tl->blk.n, 0 };
 	rc = SDK_OK;
 	while (!rc && i < p->n) {
 		if (!tail_known) {
-			rc = block_find(ix, ST_BLOCK_TAIL, id, 0, &tr, &tail, err);
+			rc = block_find(ix, ST_TAIL_FIND, id, 0, &tr, &tail, err);
 			tail_known = true;
 			if (rc)
 				break;
 		}
 		struct blockref r;
 		bool found = false;
-		if (tail && p->doc[i] <= tr.last)
+		/* Up to the tail's last document, or with no tail, a document
+		 * may fall in a block's range; past it, only the tail's. */
+		if (exists && (!tail || p->doc[i] <= tr.last))
 			rc = block_find(ix, ST_BLOCK_FIND, id, p->doc[i], &r, &found, err);
 		if (!rc && !found) {
-			/* Past every block: onto the last one while it has room. */
-			if (tail && tr.n < LIB_BLK_TARGET) {
+			/* Past every block: into the tail (a new one if none). */
+			if (tail) {
 				const lib_blk *old = &ix->b;
 				if (tl)
 					old = &tl->blk;
 				else
-					rc = post_load(ix, tr.post, &ix->b, err);
+					rc = post_load(ix, id, 0, &ix->b, err);
 				if (!rc && !merge(old, p, i, p->n, &ix->a, &dups))
 					rc = oom(err);
-				if (!rc)
-					rc = block_replace(ix, id, tr.last, tr.post, &ix->a, true, true, avgdl,
-							   &kept, &kept_from, err);
 			} else {
 				lib_blk_clear(&ix->a);
 				if (!blk_append(&ix->a, p, i, p->n))
 					return oom(err);
-				rc = block_replace(ix, id, 0, 0, &ix->a, true, true, avgdl, &kept, &kept_from,
-						   err);
 			}
+			if (!rc)
+				rc = tail_write(ix, id, &ix->a, avgdl, &kept, &kept_from, err);
 			keep = !rc;
 			i = p->n;
 			break;
@@ -1049,13 +1089,11 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 		uint32_t j = i;
 		while (j < p->n && p->doc[j] <= r.last)
 			j++;
-		rc = post_load(ix, r.post, &ix->b, err);
+		rc = post_load(ix, id, r.post, &ix->b, err);
 		if (!rc && !merge(&ix->b, p, i, j, &ix->a, &dups))
 			rc = oom(err);
-		if (!rc)
-			rc = block_replace(ix, id, r.last, r.post, &ix->a, false, false, avgdl, NULL, NULL,
-					   err);
-		tail_known = false; /* that block may have been the tail, or split */
+		if (!rc) /* a block below the tail: what it splits into stays below */
+			rc = block_replace(ix, id, r.last, r.post, &ix->a, avgdl, err);
 		i = j;
 	}
 	if (rc)
@@ -1072,30 +1110,29 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 	return SDK_OK;
 }
 
-/* The flush's deferred blocks (block_defer): the tails' old postings rows
- * deleted, every block's postings inserted, the tails' old block rows
- * deleted, every block row inserted: each statement for all. Every row
- * meant must be there. */
+/* The flush's deferred blocks (block_defer): the new blocks' postings
+ * rows and block rows, then every tail, each statement for all. Every
+ * row meant must be written. */
 static int tails_write(lib_ix *ix, sdk_err *err)
 {
 	if (!ix->ntt)
 		return SDK_OK;
 	lib_tail_rows rows = { ix->tt, ix->ntt, ix->tdocs.p, ix->tpos.p, ix->tbound.p };
 	int rc = SDK_OK;
-	for (int which = ST_TAIL_UNPOST; !rc && which <= ST_TAIL_BLOCKS; which++) {
+	for (int which = ST_NEW_POSTS; !rc && which <= ST_TAILS_PUT; which++) {
+		uint32_t want = which == ST_TAILS_PUT ? ix->ntt_tails : ix->ntt - ix->ntt_tails;
+		if (!want)
+			continue;
 		sqlite3_stmt *s = stmt(ix, which);
 		if (!s)
 			return fail_sql(ix, err, "prepare tails");
 		lib_tail_rows_bind(s, 1, &rows);
-		bool posts = which <= ST_TAIL_POSTS;
-		/* The deletes find the tails' old rows; the inserts write all. */
-		uint32_t want = which == ST_TAIL_UNPOST || which == ST_TAIL_UNBLOCK ? ix->ntt_moved
-										     : ix->ntt;
-		rc = exec_simple(ix, s, err, posts ? "write postings" : "write blocks");
+		const char *what = which == ST_NEW_POSTS ? "postings" : which == ST_NEW_BLOCKS ? "blocks"
+											: "tails";
+		rc = exec_simple(ix, s, err, what);
 		if (!rc && sqlite3_changes(ix->db) != (int)want)
-			rc = sdk_fail(err, SDK_ECORRUPT, "index: %d of %" PRIu32 " tail %s are missing",
-				      (int)want - sqlite3_changes(ix->db), want,
-				      posts ? "postings" : "blocks");
+			rc = sdk_fail(err, SDK_ECORRUPT, "index: %d of %" PRIu32 " %s written",
+				      sqlite3_changes(ix->db), want, what);
 		sqlite3_clear_bindings(s); /* rows is this frame's */
 	}
 	return rc;
@@ -1143,7 +1180,7 @@ static int flush_blocks(lib_ix *ix, bool merging, sdk_err *err)
 	double avgdl = m.docs + add_docs > 0 ? (double)(m.tokens + add_tokens) /
 						       (double)(m.docs + add_docs)
 					     : 1.0;
-	ix->ntw = ix->ntt = ix->ntt_moved = 0;
+	ix->ntw = ix->ntt = ix->ntt_tails = 0;
 	ix->tdocs.n = ix->tpos.n = ix->tbound.n = 0;
 	for (uint32_t i = 0; !rc && i < ix->cap; i++)
 		if (ix->tab[i].term)
@@ -1152,7 +1189,7 @@ static int flush_blocks(lib_ix *ix, bool merging, sdk_err *err)
 		rc = tails_write(ix, err);
 	if (!rc)
 		rc = terms_write(ix, m.gen, err);
-	ix->ntw = ix->ntt = ix->ntt_moved = 0;
+	ix->ntw = ix->ntt = ix->ntt_tails = 0;
 	for (uint32_t i = 0; !rc && i < ix->npdoc; i++) {
 		sqlite3_stmt *s = stmt(ix, merging ? ST_PEND_DEL : ST_DOC_INS);
 		sqlite3_bind_int64(s, 1, ix->pdoc[i]);
@@ -1468,13 +1505,17 @@ static int term_forget(lib_ix *ix, const char *term, int64_t doc, lib_ix_meta *m
 						    " has a term the index lacks", doc)
 					 : fail_sql(ix, err, "read term");
 	struct blockref r;
-	bool found;
+	bool found, in_tail = false;
 	rc = block_find(ix, ST_BLOCK_FIND, id, doc, &r, &found, err);
+	if (!rc && !found) { /* past every block: the tail's */
+		rc = block_find(ix, ST_TAIL_FIND, id, 0, &r, &found, err);
+		in_tail = found && doc <= r.last;
+	}
 	if (!rc && !found)
 		rc = sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64 " is missing from a"
 			      " term's postings", doc);
 	if (!rc)
-		rc = post_load(ix, r.post, &ix->b, err);
+		rc = post_load(ix, id, r.post, &ix->b, err);
 	if (rc)
 		return rc;
 	lib_blk_clear(&ix->a);
@@ -1488,7 +1529,8 @@ static int term_forget(lib_ix *ix, const char *term, int64_t doc, lib_ix_meta *m
 	if (!seen)
 		return sdk_fail(err, SDK_ECORRUPT, "index: document %" PRId64 " is missing from a"
 				" term's postings", doc);
-	rc = block_replace(ix, id, r.last, r.post, &ix->a, false, false, avgdl, NULL, NULL, err);
+	rc = in_tail ? tail_store(ix, id, &ix->a, avgdl, err)
+		     : block_replace(ix, id, r.last, r.post, &ix->a, avgdl, err);
 	if (rc)
 		return rc;
 	if (--df == 0) {
@@ -1640,6 +1682,7 @@ out:
 int lib_ix_reset(sqlite3 *db, sdk_err *err)
 {
 	if (sqlite3_exec(db, "DELETE FROM ix_terms; DELETE FROM ix_blocks; DELETE FROM ix_posts;"
+			 " DELETE FROM ix_tails;"
 			 "DELETE FROM ix_docs; DELETE FROM ix_pending;"
 			 " UPDATE ix_meta SET docs = 0, tokens = 0,"
 			 " gen = gen + 1, complete = 0 WHERE id = 1;", NULL, NULL, NULL) != SQLITE_OK)

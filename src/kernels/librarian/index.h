@@ -12,6 +12,15 @@
  *   ix_blocks  (term, last doc) -> postings, bound, and the ix_posts row
  *              holding them: the skip list (block.h)
  *   ix_posts   the blocks' docs and positions blobs
+ *   ix_tails   each term's last block, the one appends go to (schema 6):
+ *              its row (by term id) rewritten in place by every flush
+ *              that adds to the term, so a flush's writes lie together
+ *              and cost one row a word, where a tail among the blocks
+ *              cost four (its block row's key and its postings row both
+ *              moved). Its documents come after every block of the
+ *              term's. A term may have none (its tail emptied by
+ *              removals, or a file indexed before schema 6): the next
+ *              append makes one
  *   ix_docs    every indexed document and its length in tokens
  *   ix_pending a document indexed but not yet in the blocks: its terms
  *              with their counts per field (lib_pend_*), written by a
@@ -87,6 +96,18 @@
 	"  seq INTEGER PRIMARY KEY AUTOINCREMENT," \
 	"  doc INTEGER NOT NULL UNIQUE," \
 	"  terms BLOB NOT NULL" \
+	");"
+
+/* Schema 6 (the step 5->6): the tails. Nothing to move: a term without
+ * a tail row keeps its last block among the blocks, which stays valid. */
+#define LIB_IX_TAILS_SCHEMA \
+	"CREATE TABLE IF NOT EXISTS ix_tails (" \
+	"  term INTEGER PRIMARY KEY," \
+	"  last INTEGER NOT NULL," \
+	"  n INTEGER NOT NULL," \
+	"  bound BLOB NOT NULL," \
+	"  docs BLOB NOT NULL," \
+	"  pos BLOB NOT NULL" \
 	");"
 
 #define LIB_TAG_TERM_MARK '\x01'

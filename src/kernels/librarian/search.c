@@ -849,9 +849,14 @@ static int rank_daat(struct ctx *c, struct plan *p, struct heap *hp)
 }
 
 static const char sql_term[] = "SELECT id, df FROM ix_terms WHERE term = ?1";
+/* A term's blocks, then its tail (index.h), which comes after them: the
+ * tail's postings are known by the term's id negated, so that one
+ * statement reads either (each side is a lookup by its table's key). */
 static const char sql_blocks[] = "SELECT last, post, bound FROM ix_blocks WHERE term = ?1"
-				 " ORDER BY last";
-static const char sql_docs[] = "SELECT docs FROM ix_posts WHERE id = ?1";
+				 " UNION ALL SELECT last, -term, bound FROM ix_tails WHERE term = ?1"
+				 " ORDER BY 1";
+static const char sql_docs[] = "SELECT docs FROM ix_posts WHERE id = ?1"
+			       " UNION ALL SELECT docs FROM ix_tails WHERE term = -?1";
 
 static int plan_open(struct ctx *c, lib_sq_cache *pc, const lib_sq *sq, struct plan *p)
 {

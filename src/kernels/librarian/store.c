@@ -213,6 +213,11 @@ static const char lib_migrate_3[] = LIB_IX_PENDING_SCHEMA;
 /* Version 4 counted an owner's documents at each write. */
 static const char lib_migrate_4[] = LIB_SCHEMA_USAGE LIB_SQL_USAGE_FILL;
 
+/* Version 5 kept each term's last block among the blocks; 6 keeps the
+ * block appends go to in ix_tails (index.h). Nothing to move: a term
+ * without a tail row is valid, and its next append makes one. */
+static const char lib_migrate_5[] = LIB_IX_TAILS_SCHEMA;
+
 const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
 	{ .what = "(stamp: an unversioned file has version 1's tables)" },
 	{ .sql = lib_migrate_1, .what = "(documents' owner and size, the ingest tables)" },
@@ -220,6 +225,7 @@ const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
 	  .what = "(documents' hash, the block index's tables, marked to be built)" },
 	{ .sql = lib_migrate_3, .what = "(the block index's pending documents)" },
 	{ .sql = lib_migrate_4, .what = "(each owner's documents and bytes, counted)" },
+	{ .sql = lib_migrate_5, .what = "(the block index's tails)" },
 };
 
 static const char lib_sql_insert[] =

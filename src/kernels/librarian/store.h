@@ -25,7 +25,7 @@
 
 /* A schema change is a new step in lib_migrations and a new fixture
  * directory (docs/upgrades.md). */
-#define LIB_SCHEMA_VERSION 5
+#define LIB_SCHEMA_VERSION 6
 extern const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION];
 #define LIB_TITLE_MAX 1024u
 #define LIB_BODY_MAX (4u << 20)
