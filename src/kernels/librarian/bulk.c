@@ -41,7 +41,7 @@ struct prep {
 	uint8_t hash[LIB_HASH_BYTES];
 	uint8_t key[LIB_HASH_BYTES]; /* the hash, or the source's */
 	int status;                  /* 0, or the line's error (400) with msg */
-	char msg[sizeof((lib_err *)0)->msg];
+	char *msg; /* what is wrong (malloc'd; NULL: no memory to say it) */
 	size_t at, len; /* the line, in the request's body */
 };
 
@@ -235,6 +235,14 @@ static void source_key(const char *source, uint8_t *key)
 	crypto_generichash(key, LIB_HASH_BYTES, (const uint8_t *)source, strlen(source), NULL, 0);
 }
 
+/* The line is bad: 400 and why. Only bad lines hold a message, so a
+ * request of many lines costs a pointer a line for them. */
+static void prep_bad(struct prep *p, const char *msg)
+{
+	p->status = 400;
+	p->msg = strdup(msg);
+}
+
 /* Parses, checks and hashes line `p->line`, s[0..n): p->status and
  * p->msg say what is wrong with it. Touches nothing but `p`. */
 static void prep_one(struct prep *p, const char *s, size_t n)
@@ -244,10 +252,11 @@ static void prep_one(struct prep *p, const char *s, size_t n)
 	if (!doc)
 		doc = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(doc)) {
-		snprintf(p->msg, sizeof p->msg,
-			 doc ? "a line must be a JSON object" : "not JSON: %s", je.text);
+		char msg[sizeof je.text + 16];
+		snprintf(msg, sizeof msg, doc ? "a line must be a JSON object" : "not JSON: %s",
+			 je.text);
 		json_decref(doc);
-		p->status = 400;
+		prep_bad(p, msg);
 		return;
 	}
 	p->doc = doc;
@@ -258,15 +267,12 @@ static void prep_one(struct prep *p, const char *s, size_t n)
 	json_t *tags = json_object_get(doc, "tags");
 	lib_err e;
 	if (bad || !p->title || !p->body) {
-		snprintf(p->msg, sizeof p->msg, "%s",
-			 "title and body are required strings; source is a string");
-		p->status = 400;
+		prep_bad(p, "title and body are required strings; source is a string");
 		return;
 	}
 	if (lib_check_doc(p->title, p->body, p->source, &e) ||
 	    lib_tags_text(json_is_null(tags) ? NULL : tags, &p->tags, &e)) {
-		snprintf(p->msg, sizeof p->msg, "%s", e.msg);
-		p->status = 400;
+		prep_bad(p, e.msg);
 		return;
 	}
 	size_t tl = strlen(p->title), bl = strlen(p->body);
@@ -351,7 +357,7 @@ static int one(struct run *r, struct prep *p, lib_err *err)
 	lib_err e;
 	int rc = SDK_OK;
 	if (p->status) {
-		item_bad(items, t, line, p->status, p->msg);
+		item_bad(items, t, line, p->status, p->msg ? p->msg : "out of memory");
 		goto out;
 	}
 	int64_t size = p->size, id = 0;
@@ -451,6 +457,7 @@ static void run_free(struct run *r)
 	for (uint32_t i = 0; r->prep && i < r->nprep; i++) {
 		json_decref(r->prep[i].doc);
 		free(r->prep[i].tags);
+		free(r->prep[i].msg);
 	}
 	free(r->prep);
 	json_decref(r->items);

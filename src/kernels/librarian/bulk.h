@@ -18,7 +18,11 @@
 
 #include "kernels/librarian/store.h"
 
-#define LIB_BULK_LINES_MAX 10000u /* lines of one request */
+/* Lines of one request: a body at LIB_BULK_BODY_MAX of lines of 336 bytes
+ * or more (a short document) fits. What a line costs beyond its bytes
+ * (its parse, its row, its answer's item) is a few hundred bytes, so
+ * this bounds a request's memory at about twice its body. */
+#define LIB_BULK_LINES_MAX 50000u
 /* The bytes of one request, past the kernel's max_body_bytes (1 MiB) when
  * that is lower: a flush costs about the same whatever a request holds,
  * so larger requests load faster (OpenSearch advises 5-15 MB). Granted
