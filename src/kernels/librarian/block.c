@@ -280,8 +280,10 @@ static bool encode_bound(const lib_blk *b, uint32_t from, uint32_t count, double
 	return ok;
 }
 
-bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgdl, lib_buf *docs,
-		    lib_buf *pos, lib_buf *bound)
+/* Postings [from, from + count) of b into docs, the first as a delta
+ * from `prev` (0: the block's first posting, its document as it is). */
+static bool encode_docs(const lib_blk *b, uint32_t from, uint32_t count, int64_t prev,
+			lib_buf *docs, lib_buf *pos)
 {
 	/* Room for every posting's five varints at once: the writes below
 	 * need no check each (they were a third of encoding). */
@@ -289,8 +291,7 @@ bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgd
 	for (uint32_t k = from; ok && k < from + count; k++) {
 		const uint32_t *tf = b->tf[k];
 		uint8_t *d = docs->p + docs->n;
-		d += put_varint(d, k == from ? (uint64_t)b->doc[k]
-					     : (uint64_t)(b->doc[k] - b->doc[k - 1]));
+		d += put_varint(d, (uint64_t)(b->doc[k] - (k == from ? prev : b->doc[k - 1])));
 		d += put_varint(d, b->dl[k]);
 		d += put_varint(d, (uint64_t)tf[1] << 2 | (tf[0] > 0) << 1 | (tf[2] > 0));
 		if (tf[0])
@@ -307,7 +308,25 @@ bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgd
 			}
 		}
 	}
-	return ok && encode_bound(b, from, count, avgdl, bound);
+	return ok;
+}
+
+bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgdl, lib_buf *docs,
+		    lib_buf *pos, lib_buf *bound)
+{
+	return encode_docs(b, from, count, 0, docs, pos) &&
+	       encode_bound(b, from, count, avgdl, bound);
+}
+
+bool lib_blk_encode_more(const lib_blk *b, uint32_t from, uint32_t count, int64_t prev,
+			 lib_buf *docs)
+{
+	return !b->has_pos && prev > 0 && encode_docs(b, from, count, prev, docs, NULL);
+}
+
+bool lib_blk_encode_bound(const lib_blk *b, double avgdl, lib_buf *bound)
+{
+	return encode_bound(b, 0, b->n, avgdl, bound);
 }
 
 int lib_bound_decode(const uint8_t *p, size_t n, lib_bound *out)

@@ -79,6 +79,16 @@ int lib_blk_decode(lib_blk *b, const uint8_t *docs, size_t docs_len, const uint8
 bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgdl, lib_buf *docs,
 		    lib_buf *pos, lib_buf *bound);
 
+/* A block's docs blob grown in place (the index's tails, which keep no
+ * positions): postings [from, from + count) of b as they would follow a
+ * posting of document `prev` (> 0) in lib_blk_encode's blob, appended
+ * to docs. A blob so grown is the bytes lib_blk_encode writes for the
+ * whole block. */
+bool lib_blk_encode_more(const lib_blk *b, uint32_t from, uint32_t count, int64_t prev,
+			 lib_buf *docs);
+/* The bound lib_blk_encode writes for all of b's postings. */
+bool lib_blk_encode_bound(const lib_blk *b, double avgdl, lib_buf *bound);
+
 int lib_bound_decode(const uint8_t *p, size_t n, lib_bound *out);
 /* The best BM25 term score any posting under `bd` can have. */
 double lib_bound_score(const lib_bound *bd, double idf, double avgdl);

@@ -152,6 +152,8 @@ struct tail {
 	bool stale; /* its term was written another way since: read it from the file */
 	int64_t id, df, last;
 	lib_blk blk; /* the tail's postings (no positions) */
+	lib_buf enc; /* its docs blob as written, when enc_ok (tail_grow appends to it) */
+	bool enc_ok;
 };
 
 struct lib_ix_tails {
@@ -911,6 +913,7 @@ static void tails_clear(lib_ix_tails *t)
 		if (t->tab[i].term) {
 			free(t->tab[i].term);
 			lib_blk_free(&t->tab[i].blk);
+			lib_buf_free(&t->tab[i].enc);
 			t->tab[i] = (struct tail){ 0 };
 		}
 	t->used = 0;
@@ -976,7 +979,8 @@ static struct tail *tail_slot(lib_ix_tails *t, const char *s, uint32_t n, uint32
 	return add ? &t->tab[j] : NULL;
 }
 
-/* The tail of term e as just written: ix->a's postings [from, end). */
+/* The tail of term e as just written: ix->a's postings [from, end), and
+ * its docs blob, the flush's last deferred row (tail_write's last). */
 static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 		      const struct blockref *r, uint32_t from)
 {
@@ -985,7 +989,7 @@ static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 	if (!tl)
 		return; /* out of memory: the term is read from the file next time */
 	if (!tl->term) {
-		size_t cost = sizeof *tl + e->len + LIB_BLK_TARGET * 24u;
+		size_t cost = sizeof *tl + e->len + LIB_BLK_TARGET * 32u;
 		if (t->bytes + cost > TAILS_BYTES_MAX || !(tl->term = malloc(e->len + 1)))
 			return;
 		memcpy(tl->term, e->term, e->len + 1);
@@ -1001,6 +1005,55 @@ static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 	lib_blk_clear(&tl->blk);
 	if (!blk_append(&tl->blk, &ix->a, from, ix->a.n))
 		tl->stale = true;
+	const lib_tail_row *w = &ix->tt[ix->ntt - 1];
+	tl->enc.n = 0;
+	tl->enc_ok = lib_buf_reserve(&tl->enc, w->docs_len);
+	if (tl->enc_ok) {
+		memcpy(tl->enc.p, ix->tdocs.p + w->docs, w->docs_len);
+		tl->enc.n = w->docs_len;
+	}
+}
+
+/* The common case, a cached tail with room for the flush's postings
+ * p[i, end) of its term, all past it: they are appended to the cached
+ * tail, and its docs blob grown in place (lib_blk_encode_more) instead of
+ * the whole tail merged, encoded and copied back (the same bytes:
+ * test_librarian_bulk's cache test compares the index built without the
+ * cache). Its row is deferred with the flush's others. */
+static int tail_grow(lib_ix *ix, int64_t term, struct tail *tl, const lib_blk *p, uint32_t i,
+		     double avgdl, sdk_err *err)
+{
+	int64_t prev = tl->last;
+	uint32_t old = tl->blk.n;
+	tl->stale = true; /* until it is all done (a failed flush empties the cache) */
+	if (!blk_append(&tl->blk, p, i, p->n))
+		return oom(err);
+	lib_tail_row *v = sdk_grow(ix->tt, &ix->tt_cap, ix->ntt, sizeof *v, 1024);
+	if (!v)
+		return oom(err);
+	ix->tt = v;
+	lib_tail_row *r = &ix->tt[ix->ntt];
+	*r = (lib_tail_row){ .term = term, .last = p->doc[p->n - 1], .n = tl->blk.n,
+			     .docs = ix->tdocs.n, .pos = ix->tpos.n, .bound = ix->tbound.n };
+	if (!lib_buf_reserve(&ix->tdocs, tl->enc.n))
+		return oom(err);
+	memcpy(ix->tdocs.p + ix->tdocs.n, tl->enc.p, tl->enc.n);
+	ix->tdocs.n += tl->enc.n;
+	if (!lib_blk_encode_more(&tl->blk, old, tl->blk.n - old, prev, &ix->tdocs) ||
+	    !lib_blk_encode_bound(&tl->blk, avgdl, &ix->tbound))
+		return oom(err);
+	r->docs_len = ix->tdocs.n - r->docs;
+	r->bound_len = ix->tbound.n - r->bound;
+	ix->ntt++;
+	ix->ntt_tails++;
+	tl->enc.n = 0;
+	if (!lib_buf_reserve(&tl->enc, r->docs_len))
+		return oom(err);
+	memcpy(tl->enc.p, ix->tdocs.p + r->docs, r->docs_len);
+	tl->enc.n = r->docs_len;
+	tl->last = r->last;
+	tl->stale = false;
+	return SDK_OK;
 }
 
 /* A term's postings of this flush into its blocks. The common case, new
@@ -1046,7 +1099,7 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 	uint32_t dups = 0, i = 0;
 	struct blockref tr = { 0 }, kept = { 0 };
 	uint32_t kept_from = 0;
-	bool tail = tl != NULL, tail_known = !exists || tl, keep = false;
+	bool tail = tl != NULL, tail_known = !exists || tl, keep = false, grown = false;
 	if (tl)
 		tr = (struct blockref){ tl->last, tl->blk.n, 0 };
 	rc = SDK_OK;
@@ -1065,6 +1118,12 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 			rc = block_find(ix, ST_BLOCK_FIND, id, p->doc[i], &r, &found, err);
 		if (!rc && !found) {
 			/* Past every block: into the tail (a new one if none). */
+			if (tl && tl->enc_ok && tl->blk.n + (p->n - i) <= LIB_BLK_TARGET) {
+				rc = tail_grow(ix, id, tl, p, i, avgdl, err);
+				grown = !rc;
+				i = p->n;
+				break;
+			}
 			if (tail) {
 				const lib_blk *old = &ix->b;
 				if (tl)
@@ -1107,6 +1166,8 @@ static int term_flush(lib_ix *ix, struct pterm *e, lib_ix_meta *m, double avgdl,
 	ix->tw[ix->ntw++] = (lib_term_row){ e->term, e->len, id, df };
 	if (keep && ix->tails) /* a failed flush empties the cache (flush_blocks) */
 		tail_keep(ix, e, id, df, &kept, kept_from);
+	else if (grown)
+		tl->df = df;
 	return SDK_OK;
 }
 
