@@ -208,33 +208,26 @@ int lib_blk_decode(lib_blk *b, const uint8_t *docs, size_t docs_len, const uint8
 	return pos ? decode_pos(b, pos, pos_len) : SDK_OK;
 }
 
-static double point_score(uint32_t f, uint32_t dl, double avgdl)
+void lib_stair_free(lib_stair *s)
 {
-	return lib_bm25_term(1.0, (double)f, (double)dl, avgdl);
+	free(s->pt);
+	*s = (lib_stair){ 0 };
 }
 
-/* The undominated (f, dl) points of the postings, merged down to
- * LIB_BOUND_POINTS: two neighbours become (the larger f, the smaller dl),
- * which covers both; the pair whose merge raises the bound least goes. */
-static bool encode_bound(const lib_blk *b, uint32_t from, uint32_t count, double avgdl,
-			 lib_buf *out)
+/* The staircase of undominated points, f descending (and so dl
+ * descending), kept as the points come: a point no kept one dominates (f
+ * at least its f, dl at most its dl) goes in at its place, and the kept
+ * points it dominates go. The same points, in the same order, as sorting
+ * all of them and keeping each whose dl is below every earlier one's, at a
+ * fraction of the cost (a qsort of every block was half of encoding it),
+ * and whatever order they come in. */
+bool lib_stair_add(lib_stair *s, const lib_blk *b, uint32_t from, uint32_t count)
 {
-	uint32_t (*pt)[2] = malloc((size_t)count * sizeof *pt);
-	if (!pt)
-		return false;
-	/* The staircase of undominated points, f descending (and so dl
-	 * descending), kept as the points come: a point no kept one
-	 * dominates (f at least its f, dl at most its dl) goes in at its
-	 * place, and the kept points it dominates go. The same points, in the
-	 * same order, as sorting all of them and keeping each whose dl is
-	 * below every earlier one's, at a fraction of the cost (a qsort of
-	 * every block was half of encoding it). */
-	uint32_t front = 0;
 	for (uint32_t k = from; k < from + count; k++) {
 		uint32_t f = lib_weighted(b->tf[k], 7), dl = b->dl[k];
 		if (!f)
 			continue;
-		uint32_t at = 0;
+		uint32_t(*pt)[2] = s->pt, front = s->n, at = 0;
 		while (at < front && pt[at][0] > f) /* the kept with a larger f */
 			at++;
 		if (at && pt[at - 1][1] <= dl)
@@ -245,15 +238,42 @@ static bool encode_bound(const lib_blk *b, uint32_t from, uint32_t count, double
 		while (end < front && pt[end][1] >= dl)
 			end++;
 		if (end == at) {
+			if (front == s->cap) {
+				uint32_t cap = s->cap ? s->cap * 2 : 8;
+				uint32_t(*g)[2] = realloc(s->pt, cap * sizeof *g);
+				if (!g)
+					return false;
+				s->pt = pt = g;
+				s->cap = cap;
+			}
 			memmove(&pt[at + 1], &pt[at], (front - at) * sizeof *pt);
-			front++;
+			s->n++;
 		} else if (end > at + 1) {
 			memmove(&pt[at + 1], &pt[end], (front - end) * sizeof *pt);
-			front -= end - at - 1;
+			s->n -= end - at - 1;
 		}
 		pt[at][0] = f;
 		pt[at][1] = dl;
 	}
+	return true;
+}
+
+static double point_score(uint32_t f, uint32_t dl, double avgdl)
+{
+	return lib_bm25_term(1.0, (double)f, (double)dl, avgdl);
+}
+
+/* The staircase's points merged down to LIB_BOUND_POINTS: two neighbours
+ * become (the larger f, the smaller dl), which covers both; the pair
+ * whose merge raises the bound least goes. */
+bool lib_stair_bound(const lib_stair *s, double avgdl, lib_buf *out)
+{
+	uint32_t front = s->n;
+	uint32_t(*pt)[2] = malloc((front ? front : 1) * sizeof *pt);
+	if (!pt)
+		return false;
+	if (front)
+		memcpy(pt, s->pt, front * sizeof *pt);
 	if (avgdl <= 0)
 		avgdl = 1;
 	while (front > LIB_BOUND_POINTS) {
@@ -277,6 +297,17 @@ static bool encode_bound(const lib_blk *b, uint32_t from, uint32_t count, double
 	for (uint32_t k = 0; ok && k < front; k++)
 		ok = lib_buf_varint(out, pt[k][0]) && lib_buf_varint(out, pt[k][1]);
 	free(pt);
+	return ok;
+}
+
+/* The undominated (f, dl) points of the postings, merged down to
+ * LIB_BOUND_POINTS (lib_stair_bound). */
+static bool encode_bound(const lib_blk *b, uint32_t from, uint32_t count, double avgdl,
+			 lib_buf *out)
+{
+	lib_stair s = { 0 };
+	bool ok = lib_stair_add(&s, b, from, count) && lib_stair_bound(&s, avgdl, out);
+	lib_stair_free(&s);
 	return ok;
 }
 
@@ -324,10 +355,7 @@ bool lib_blk_encode_more(const lib_blk *b, uint32_t from, uint32_t count, int64_
 	return !b->has_pos && prev > 0 && encode_docs(b, from, count, prev, docs, NULL);
 }
 
-bool lib_blk_encode_bound(const lib_blk *b, double avgdl, lib_buf *bound)
-{
-	return encode_bound(b, 0, b->n, avgdl, bound);
-}
+
 
 int lib_bound_decode(const uint8_t *p, size_t n, lib_bound *out)
 {

@@ -86,8 +86,18 @@ bool lib_blk_encode(const lib_blk *b, uint32_t from, uint32_t count, double avgd
  * whole block. */
 bool lib_blk_encode_more(const lib_blk *b, uint32_t from, uint32_t count, int64_t prev,
 			 lib_buf *docs);
-/* The bound lib_blk_encode writes for all of b's postings. */
-bool lib_blk_encode_bound(const lib_blk *b, double avgdl, lib_buf *bound);
+/* A block's bound in two steps, so that a block that grows (a tail in
+ * the writer's cache) keeps its undominated points and adds the new
+ * postings' to them: the points of postings [from, from + count) of b
+ * added (the same set whatever order they come in), then the bound
+ * lib_blk_encode writes for the postings added so far, appended to out. */
+typedef struct lib_stair {
+	uint32_t (*pt)[2]; /* (f, dl), f descending; owned */
+	uint32_t n, cap;
+} lib_stair;
+bool lib_stair_add(lib_stair *s, const lib_blk *b, uint32_t from, uint32_t count);
+bool lib_stair_bound(const lib_stair *s, double avgdl, lib_buf *out);
+void lib_stair_free(lib_stair *s);
 
 int lib_bound_decode(const uint8_t *p, size_t n, lib_bound *out);
 /* The best BM25 term score any posting under `bd` can have. */

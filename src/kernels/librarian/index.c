@@ -152,7 +152,10 @@ struct tail {
 	bool stale; /* its term was written another way since: read it from the file */
 	int64_t id, df, last;
 	lib_blk blk; /* the tail's postings (no positions) */
-	lib_buf enc; /* its docs blob as written, when enc_ok (tail_grow appends to it) */
+	/* its docs blob as written and its postings' undominated points,
+	 * when enc_ok (tail_grow adds to both) */
+	lib_buf enc;
+	lib_stair stair;
 	bool enc_ok;
 };
 
@@ -914,6 +917,7 @@ static void tails_clear(lib_ix_tails *t)
 			free(t->tab[i].term);
 			lib_blk_free(&t->tab[i].blk);
 			lib_buf_free(&t->tab[i].enc);
+			lib_stair_free(&t->tab[i].stair);
 			t->tab[i] = (struct tail){ 0 };
 		}
 	t->used = 0;
@@ -1007,7 +1011,9 @@ static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 		tl->stale = true;
 	const lib_tail_row *w = &ix->tt[ix->ntt - 1];
 	tl->enc.n = 0;
-	tl->enc_ok = lib_buf_reserve(&tl->enc, w->docs_len);
+	tl->stair.n = 0;
+	tl->enc_ok = lib_buf_reserve(&tl->enc, w->docs_len) &&
+		     lib_stair_add(&tl->stair, &ix->a, from, ix->a.n - from);
 	if (tl->enc_ok) {
 		memcpy(tl->enc.p, ix->tdocs.p + w->docs, w->docs_len);
 		tl->enc.n = w->docs_len;
@@ -1016,8 +1022,9 @@ static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 
 /* The common case, a cached tail with room for the flush's postings
  * p[i, end) of its term, all past it: they are appended to the cached
- * tail, and its docs blob grown in place (lib_blk_encode_more) instead of
- * the whole tail merged, encoded and copied back (the same bytes:
+ * tail, its docs blob grown in place (lib_blk_encode_more) and its bound
+ * made from its points and theirs (lib_stair_add), instead of the whole
+ * tail merged, encoded and copied back (the same bytes:
  * test_librarian_bulk's cache test compares the index built without the
  * cache). Its row is deferred with the flush's others. */
 static int tail_grow(lib_ix *ix, int64_t term, struct tail *tl, const lib_blk *p, uint32_t i,
@@ -1040,7 +1047,8 @@ static int tail_grow(lib_ix *ix, int64_t term, struct tail *tl, const lib_blk *p
 	memcpy(ix->tdocs.p + ix->tdocs.n, tl->enc.p, tl->enc.n);
 	ix->tdocs.n += tl->enc.n;
 	if (!lib_blk_encode_more(&tl->blk, old, tl->blk.n - old, prev, &ix->tdocs) ||
-	    !lib_blk_encode_bound(&tl->blk, avgdl, &ix->tbound))
+	    !lib_stair_add(&tl->stair, &tl->blk, old, tl->blk.n - old) ||
+	    !lib_stair_bound(&tl->stair, avgdl, &ix->tbound))
 		return oom(err);
 	r->docs_len = ix->tdocs.n - r->docs;
 	r->bound_len = ix->tbound.n - r->bound;
