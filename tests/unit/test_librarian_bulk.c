@@ -497,6 +497,47 @@ static void test_line_limit(void **state)
 	sqlite3_close(db);
 }
 
+/* A document is found by its hash through documents_by_hash8 (a lookup,
+ * never a scan of the documents), and loading it again, alone or among
+ * others, is a duplicate; so is one whose hash shares its first 8 bytes
+ * with another's only when the whole hash is the same. */
+static void test_hash_lookup(void **state)
+{
+	(void)state;
+	sqlite3 *db = open_store();
+	char *plan = NULL;
+	{
+		char q[400];
+		snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", lib_bulk_sql_hash_find);
+		sqlite3_stmt *st;
+		assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		plan = strdup((const char *)sqlite3_column_text(st, 3));
+		sqlite3_finalize(st);
+	}
+	assert_non_null(strstr(plan, "USING INDEX documents_by_hash8"));
+	free(plan);
+	json_decref(load(db, "{\"title\":\"a\",\"body\":\"one\"}\n{\"title\":\"b\",\"body\":\"two\"}\n"));
+	/* A row whose hash is x's but for its last byte (x's hash from a
+	 * store of its own): x is new all the same, and a a duplicate. */
+	sqlite3 *other = open_store();
+	json_decref(load(other, "{\"title\":\"x\",\"body\":\"new\"}\n"));
+	char *xhash = text_of(other, "SELECT hex(substr(hash, 1, 31)) || CASE substr(hash, 32, 1)"
+				     " WHEN x'00' THEN '01' ELSE '00' END FROM documents");
+	sqlite3_close(other);
+	char q[300];
+	snprintf(q, sizeof q, "INSERT INTO documents (title, body, created_at, hash)"
+		 " VALUES ('c', 'three', 0, x'%s')", xhash);
+	free(xhash);
+	assert_int_equal(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
+	json_t *r = load(db, "{\"title\":\"x\",\"body\":\"new\"}\n{\"title\":\"a\",\"body\":\"one\"}\n");
+	assert_int_equal(num(r, "created"), 1);
+	assert_int_equal(num(r, "duplicates"), 1);
+	assert_int_equal(item_id(r, 1), 1);
+	json_decref(r);
+	sqlite3_close(db);
+}
+
 /* The documents' rows as one text (not created_at, which is the clock's). */
 static char *docs_dump(sqlite3 *db)
 {
@@ -622,6 +663,7 @@ int main(void)
 		cmocka_unit_test(test_tails_cache_changes_nothing),
 		cmocka_unit_test(test_tails_in_their_table),
 		cmocka_unit_test(test_line_limit),
+		cmocka_unit_test(test_hash_lookup),
 		cmocka_unit_test(test_group_is_one_at_a_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

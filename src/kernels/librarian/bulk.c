@@ -88,11 +88,12 @@ static void item_ok(json_t *items, unsigned line, int status, const char *result
 					       (json_int_t)id));
 }
 
-static const char sql_hash_find[] = "SELECT id FROM documents WHERE hash = ?1";
+const char lib_bulk_sql_hash_find[] = "SELECT id FROM documents WHERE substr(hash, 1, 8) ="
+				      " substr(?1, 1, 8) AND hash IS NOT NULL AND hash = ?1";
 
 static int hash_find(sqlite3 *db, lib_ix *ix, const uint8_t *hash, int64_t *id, lib_err *err)
 {
-	sqlite3_stmt *st = lib_ix_stmt(ix, sql_hash_find); /* ix's */
+	sqlite3_stmt *st = lib_ix_stmt(ix, lib_bulk_sql_hash_find); /* ix's */
 	*id = 0;
 	if (!st)
 		return lib_fail_sql(db, err, "prepare hash");

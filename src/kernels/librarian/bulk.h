@@ -29,6 +29,11 @@
  * only to a caller with the internal token, and through :8000 only to an
  * authenticated user (sdk_route.max_body). */
 #define LIB_BULK_BODY_MAX ((size_t)16 << 20)
+/* The statement that finds a stored document by its hash (?1): through
+ * documents_by_hash8 (store.c), whose expression and condition its WHERE
+ * repeats so that the planner uses it (test_librarian_bulk checks the
+ * plan). */
+extern const char lib_bulk_sql_hash_find[];
 #define LIB_BULK_ERRORS_MAX 1000u /* bad lines reported one by one; past it, counted */
 
 /* *out: {"took_ms","errors":bool,"created","updated","duplicates","failed",
