@@ -155,7 +155,7 @@ struct cur {
 
 struct ctx {
 	sqlite3 *db;
-	sqlite3_stmt *term, *blocks, *docs;
+	sqlite3_stmt *term, *blocks, *docs, *tail, *tail_docs;
 	int64_t ndocs;
 	double avgdl;
 	int64_t cap; /* count exactly up to here */
@@ -257,7 +257,7 @@ struct pc_term {
 	struct pend p;
 };
 
-#define SQ_STMTS 12 /* a search's statements: 8 today (workers.c, find.c, here) */
+#define SQ_STMTS 12 /* a search's statements: 10 today (workers.c, find.c, here) */
 
 struct sq_stmt {
 	const char *sql; /* NULL: a free slot */
@@ -481,6 +481,53 @@ static double pend_score(const struct ctx *c, const struct cur *u, uint32_t k)
 			     (double)u->p.dl[k], c->avgdl);
 }
 
+/* The skip list's entries statement `st` gives for term `id` (last,
+ * postings, bound), after those u has; *cap: u's arrays' room. */
+static int cur_rows(struct ctx *c, struct cur *u, sqlite3_stmt *st, int64_t id, bool scoring,
+		    uint32_t *cap)
+{
+	int rc;
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (u->nb == *cap) {
+			*cap = *cap ? *cap * 2 : 64;
+			int64_t *l = realloc(u->last, *cap * sizeof *l);
+			if (l)
+				u->last = l;
+			int64_t *p = realloc(u->post, *cap * sizeof *p);
+			if (p)
+				u->post = p;
+			double *b = realloc(u->ub, *cap * sizeof *b);
+			if (b)
+				u->ub = b;
+			if (!l || !p || !b) {
+				sqlite3_reset(st);
+				return sdk_fail(c->err, SDK_EIO, "out of memory");
+			}
+		}
+		u->last[u->nb] = sqlite3_column_int64(st, 0);
+		u->post[u->nb] = sqlite3_column_int64(st, 1);
+		double ub = 0;
+		if (scoring) {
+			lib_bound bd;
+			if (lib_bound_decode(sqlite3_column_blob(st, 2),
+					     (size_t)sqlite3_column_bytes(st, 2), &bd)) {
+				sqlite3_reset(st);
+				return sdk_fail(c->err, SDK_ECORRUPT,
+						"search: a block bound of a term is damaged");
+			}
+			ub = lib_bound_score(&bd, u->idf, c->avgdl);
+		}
+		u->ub[u->nb] = ub;
+		if (ub > u->maxub)
+			u->maxub = ub;
+		u->nb++;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SDK_OK : fail_sql(c, "read blocks");
+}
+
 /* The term's document count (its blocks' and its pending postings') and
  * skip list; u->p is loaded already. A term not in the index has no
  * blocks (every step past it is DOC_END). */
@@ -503,61 +550,27 @@ static int cur_open(struct ctx *c, const char *term, size_t len, bool scoring, s
 	u->maxub = u->pub;
 	if (!id)
 		return SDK_OK;
+	/* Its blocks, then its tail, which comes after them (index.h). */
 	uint32_t cap = 0;
-	sqlite3_reset(c->blocks);
-	sqlite3_bind_int64(c->blocks, 1, id);
-	while ((rc = sqlite3_step(c->blocks)) == SQLITE_ROW) {
-		if (u->nb == cap) {
-			cap = cap ? cap * 2 : 64;
-			int64_t *l = realloc(u->last, cap * sizeof *l);
-			if (l)
-				u->last = l;
-			int64_t *p = realloc(u->post, cap * sizeof *p);
-			if (p)
-				u->post = p;
-			double *b = realloc(u->ub, cap * sizeof *b);
-			if (b)
-				u->ub = b;
-			if (!l || !p || !b) {
-				sqlite3_reset(c->blocks);
-				return sdk_fail(c->err, SDK_EIO, "out of memory");
-			}
-		}
-		u->last[u->nb] = sqlite3_column_int64(c->blocks, 0);
-		u->post[u->nb] = sqlite3_column_int64(c->blocks, 1);
-		double ub = 0;
-		if (scoring) {
-			lib_bound bd;
-			if (lib_bound_decode(sqlite3_column_blob(c->blocks, 2),
-					     (size_t)sqlite3_column_bytes(c->blocks, 2), &bd)) {
-				sqlite3_reset(c->blocks);
-				return sdk_fail(c->err, SDK_ECORRUPT,
-						"search: a block bound of a term is damaged");
-			}
-			ub = lib_bound_score(&bd, u->idf, c->avgdl);
-		}
-		u->ub[u->nb] = ub;
-		if (ub > u->maxub)
-			u->maxub = ub;
-		u->nb++;
-	}
-	sqlite3_reset(c->blocks);
-	return rc == SQLITE_DONE ? SDK_OK : fail_sql(c, "read blocks");
+	rc = cur_rows(c, u, c->blocks, id, scoring, &cap);
+	return rc ? rc : cur_rows(c, u, c->tail, id, scoring, &cap);
 }
 
 static int cur_load(struct ctx *c, struct cur *u, uint32_t b)
 {
-	sqlite3_reset(c->docs);
-	sqlite3_bind_int64(c->docs, 1, u->post[b]);
-	int rc = sqlite3_step(c->docs);
+	/* A tail's postings are known by its term's id negated (sql_tail). */
+	sqlite3_stmt *st = u->post[b] < 0 ? c->tail_docs : c->docs;
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, u->post[b] < 0 ? -u->post[b] : u->post[b]);
+	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		sqlite3_reset(c->docs);
+		sqlite3_reset(st);
 		return rc == SQLITE_DONE ? sdk_fail(c->err, SDK_ECORRUPT, "search: postings missing")
 					 : fail_sql(c, "read postings");
 	}
-	rc = lib_blk_decode(&u->blk, sqlite3_column_blob(c->docs, 0),
-			    (size_t)sqlite3_column_bytes(c->docs, 0), NULL, 0);
-	sqlite3_reset(c->docs);
+	rc = lib_blk_decode(&u->blk, sqlite3_column_blob(st, 0),
+			    (size_t)sqlite3_column_bytes(st, 0), NULL, 0);
+	sqlite3_reset(st);
 	if (rc || u->blk.doc[u->blk.n - 1] != u->last[b])
 		return sdk_fail(c->err, SDK_ECORRUPT, "search: a block of postings is damaged");
 	c->r->blocks++;
@@ -849,14 +862,15 @@ static int rank_daat(struct ctx *c, struct plan *p, struct heap *hp)
 }
 
 static const char sql_term[] = "SELECT id, df FROM ix_terms WHERE term = ?1";
-/* A term's blocks, then its tail (index.h), which comes after them: the
- * tail's postings are known by the term's id negated, so that one
- * statement reads either (each side is a lookup by its table's key). */
+/* A term's blocks, then its tail (index.h), whose postings are known by
+ * the term's id negated: two statements, each a lookup by its table's
+ * key, rather than one UNION ALL ordered by last, which SQLite runs as a
+ * merge of its two sides row by row. */
 static const char sql_blocks[] = "SELECT last, post, bound FROM ix_blocks WHERE term = ?1"
-				 " UNION ALL SELECT last, -term, bound FROM ix_tails WHERE term = ?1"
-				 " ORDER BY 1";
-static const char sql_docs[] = "SELECT docs FROM ix_posts WHERE id = ?1"
-			       " UNION ALL SELECT docs FROM ix_tails WHERE term = -?1";
+				 " ORDER BY last";
+static const char sql_tail[] = "SELECT last, -term, bound FROM ix_tails WHERE term = ?1";
+static const char sql_docs[] = "SELECT docs FROM ix_posts WHERE id = ?1";
+static const char sql_tail_docs[] = "SELECT docs FROM ix_tails WHERE term = ?1";
 
 static int plan_open(struct ctx *c, lib_sq_cache *pc, const lib_sq *sq, struct plan *p)
 {
@@ -936,7 +950,9 @@ int lib_sq_rank_cached(sqlite3 *db, lib_sq_cache *pc, const lib_sq *sq, unsigned
 										 : LIB_TOTAL_EXACT_MAX };
 	if (!(c.term = lib_sq_stmt_take(pc, db, sql_term)) ||
 	    !(c.blocks = lib_sq_stmt_take(pc, db, sql_blocks)) ||
-	    !(c.docs = lib_sq_stmt_take(pc, db, sql_docs))) {
+	    !(c.docs = lib_sq_stmt_take(pc, db, sql_docs)) ||
+	    !(c.tail = lib_sq_stmt_take(pc, db, sql_tail)) ||
+	    !(c.tail_docs = lib_sq_stmt_take(pc, db, sql_tail_docs))) {
 		rc = fail_sql(&c, "prepare");
 		goto out;
 	}
@@ -956,5 +972,7 @@ out:
 	lib_sq_stmt_give(pc, c.term);
 	lib_sq_stmt_give(pc, c.blocks);
 	lib_sq_stmt_give(pc, c.docs);
+	lib_sq_stmt_give(pc, c.tail);
+	lib_sq_stmt_give(pc, c.tail_docs);
 	return rc;
 }
