@@ -337,8 +337,8 @@ static char *posts_dump(sqlite3 *db)
 /* Each term's last block is its row of ix_tails (index.h): a flush whose
  * words' tails have room writes no block and no postings row; a tail that
  * fills becomes blocks of LIB_BLK_TARGET before it; a tail emptied by
- * removals goes, and the next append makes one; a term whose last block
- * is among the blocks (as schema 5 left every term) takes appends into a
+ * removals goes (here with its term); a term with no tail, its last block
+ * among the blocks (as schema 5 left every term), takes appends into a
  * new tail, and a document replaced inside that block's range merges into
  * the block. The index sound after each. */
 static void test_tails_in_their_table(void **state)
@@ -378,9 +378,8 @@ static void test_tails_in_their_table(void **state)
 	snprintf(q, sizeof q, "SELECT n FROM ix_tails WHERE term = %lld", (long long)common);
 	assert_int_equal(count(db, q), 220 - LIB_BLK_TARGET);
 	assert_sound(db);
-	/* Every document of a word's tail removed: its tail goes; then it
-	 * comes back with the next append. A word only the last request has
-	 * is all tail. */
+	/* Every document of a word's tail removed: its tail goes. A word
+	 * only the last request has is all tail. */
 	json_decref(load(db, "{\"title\":\"x\",\"body\":\"zebra\"}\n"
 			     "{\"title\":\"y\",\"body\":\"zebra common\"}\n"));
 	int64_t zebra = count(db, "SELECT id FROM ix_terms WHERE term = 'zebra'");
