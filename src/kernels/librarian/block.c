@@ -355,8 +355,6 @@ bool lib_blk_encode_more(const lib_blk *b, uint32_t from, uint32_t count, int64_
 	return !b->has_pos && prev > 0 && encode_docs(b, from, count, prev, docs, NULL);
 }
 
-
-
 int lib_bound_decode(const uint8_t *p, size_t n, lib_bound *out)
 {
 	size_t i = 0;
