@@ -135,16 +135,19 @@ class Upgrade(GraceTestCase):
                                " ORDER BY owner").fetchall()
             counted = db.execute("SELECT owner, count(*), sum(size) FROM documents"
                                  " WHERE owner IS NOT NULL GROUP BY owner ORDER BY owner").fetchall()
-            # Schema 6: the tails' table, and the hash index on 8 bytes in
-            # place of the whole hash's.
+            # Schema 6: the tails' table, the hash index on 8 bytes in
+            # place of the whole hash's, and the owners' index by id.
             indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master"
                                                 " WHERE type IN ('index', 'table')")}
+            by_owner = db.execute("SELECT sql FROM sqlite_master"
+                                  " WHERE name = 'documents_by_owner'").fetchone()[0]
         finally:
             db.close()
         self.assertEqual(usage, counted)
         self.assertIn("ix_tails", indexes)
         self.assertIn("documents_by_hash8", indexes)
         self.assertNotIn("documents_by_hash", indexes)
+        self.assertIn("(owner, id, size)", by_owner)
 
     def test_a_kernel_database_from_a_newer_grace_is_refused(self):
         g = GraceServer(kernels={"message_bus": {}, "crypto": {}}, autostart=False)

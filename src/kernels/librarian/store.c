@@ -62,7 +62,7 @@
 	") WITHOUT ROWID;" \
 	"CREATE INDEX IF NOT EXISTS document_tags_by_tag" \
 	"  ON document_tags (tag, doc_id);" \
-	"CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (owner, size)" \
+	"CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (owner, id, size)" \
 	"  WHERE owner IS NOT NULL;" \
 	"CREATE INDEX IF NOT EXISTS documents_by_source ON documents (source, owner, size)" \
 	"  WHERE source IS NOT NULL;" \
@@ -222,9 +222,17 @@ static const char lib_migrate_4[] = LIB_SCHEMA_USAGE LIB_SQL_USAGE_FILL;
 /* Version 5 kept each term's last block among the blocks; 6 keeps the
  * block appends go to in ix_tails (index.h). Nothing to move: a term
  * without a tail row is valid, and its next append makes one. And 5
- * indexed the documents' hash whole (LIB_SCHEMA_HASH). */
+ * indexed the documents' hash whole (LIB_SCHEMA_HASH), and each owner's
+ * documents by their size: a new document's entry went to a random page
+ * of its owner's (356 of a 1 MiB request's 2,444 WAL pages, one owner,
+ * 95,000 documents); by id, after the owner's last, with the size still
+ * there for the usage's recount (an index-only scan). */
+#define LIB_SQL_OWNER_INDEX \
+	"DROP INDEX IF EXISTS documents_by_owner;" \
+	"CREATE INDEX documents_by_owner ON documents (owner, id, size)" \
+	"  WHERE owner IS NOT NULL;"
 static const char lib_migrate_5[] = LIB_IX_TAILS_SCHEMA "DROP INDEX IF EXISTS documents_by_hash;"
-	LIB_SCHEMA_HASH;
+	LIB_SCHEMA_HASH LIB_SQL_OWNER_INDEX;
 
 const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
 	{ .what = "(stamp: an unversioned file has version 1's tables)" },
@@ -233,7 +241,8 @@ const sdk_mig_step lib_migrations[LIB_SCHEMA_VERSION] = {
 	  .what = "(documents' hash, the block index's tables, marked to be built)" },
 	{ .sql = lib_migrate_3, .what = "(the block index's pending documents)" },
 	{ .sql = lib_migrate_4, .what = "(each owner's documents and bytes, counted)" },
-	{ .sql = lib_migrate_5, .what = "(the block index's tails; the hash index on 8 bytes)" },
+	{ .sql = lib_migrate_5,
+	  .what = "(the block index's tails; the documents' hash index on 8 bytes, owner index by id)" },
 };
 
 static const char lib_sql_insert[] =
