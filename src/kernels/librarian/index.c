@@ -614,29 +614,42 @@ static int post_id(lib_ix *ix, int64_t *id, sdk_err *err)
  * a word on pages all over both tables; a 1 MiB request of bench
  * documents wrote about 2,400 pages (10 MB of WAL), half of them the
  * tails'. */
-static int block_defer(lib_ix *ix, int64_t term, const lib_blk *b, uint32_t from, uint32_t count,
-		       bool tail, double avgdl, int64_t *post_out, sdk_err *err)
+/* A deferred row begun: its blobs go to the arenas' ends until
+ * row_close (NULL: out of memory). post 0: a tail. */
+static lib_tail_row *row_open(lib_ix *ix, int64_t term, int64_t last, int64_t n, int64_t post)
 {
 	lib_tail_row *v = sdk_grow(ix->tt, &ix->tt_cap, ix->ntt, sizeof *v, 1024);
 	if (!v)
-		return oom(err);
+		return NULL;
 	ix->tt = v;
-	int64_t post = 0;
-	int rc = tail ? SDK_OK : post_id(ix, &post, err);
-	if (rc)
-		return rc;
 	lib_tail_row *r = &ix->tt[ix->ntt];
-	*r = (lib_tail_row){ .term = term, .last = b->doc[from + count - 1], .n = count,
-			     .post = post, .docs = ix->tdocs.n, .pos = ix->tpos.n,
-			     .bound = ix->tbound.n };
-	*post_out = post;
-	if (!lib_blk_encode(b, from, count, avgdl, &ix->tdocs, &ix->tpos, &ix->tbound))
-		return oom(err);
+	*r = (lib_tail_row){ .term = term, .last = last, .n = n, .post = post,
+			     .docs = ix->tdocs.n, .pos = ix->tpos.n, .bound = ix->tbound.n };
+	return r;
+}
+
+/* The row's blobs are what the arenas gained since row_open. */
+static void row_close(lib_ix *ix, lib_tail_row *r)
+{
 	r->docs_len = ix->tdocs.n - r->docs;
 	r->pos_len = ix->tpos.n - r->pos;
 	r->bound_len = ix->tbound.n - r->bound;
 	ix->ntt++;
-	ix->ntt_tails += tail;
+	ix->ntt_tails += r->post == 0;
+}
+
+static int block_defer(lib_ix *ix, int64_t term, const lib_blk *b, uint32_t from, uint32_t count,
+		       bool tail, double avgdl, int64_t *post_out, sdk_err *err)
+{
+	int64_t post = 0;
+	int rc = tail ? SDK_OK : post_id(ix, &post, err);
+	if (rc)
+		return rc;
+	lib_tail_row *r = row_open(ix, term, b->doc[from + count - 1], count, post);
+	*post_out = post;
+	if (!r || !lib_blk_encode(b, from, count, avgdl, &ix->tdocs, &ix->tpos, &ix->tbound))
+		return oom(err);
+	row_close(ix, r);
 	return SDK_OK;
 }
 
@@ -983,6 +996,17 @@ static struct tail *tail_slot(lib_ix_tails *t, const char *s, uint32_t n, uint32
 	return add ? &t->tab[j] : NULL;
 }
 
+/* The docs blob of the tail row r, as written, into the cache's tl. */
+static bool tail_enc_keep(struct tail *tl, const lib_ix *ix, const lib_tail_row *r)
+{
+	tl->enc.n = 0;
+	if (!lib_buf_reserve(&tl->enc, r->docs_len))
+		return false;
+	memcpy(tl->enc.p, ix->tdocs.p + r->docs, r->docs_len);
+	tl->enc.n = r->docs_len;
+	return true;
+}
+
 /* The tail of term e as just written: ix->a's postings [from, end), and
  * its docs blob, the flush's last deferred row (tail_write's last). */
 static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
@@ -1009,15 +1033,9 @@ static void tail_keep(lib_ix *ix, const struct pterm *e, int64_t id, int64_t df,
 	lib_blk_clear(&tl->blk);
 	if (!blk_append(&tl->blk, &ix->a, from, ix->a.n))
 		tl->stale = true;
-	const lib_tail_row *w = &ix->tt[ix->ntt - 1];
-	tl->enc.n = 0;
 	tl->stair.n = 0;
-	tl->enc_ok = lib_buf_reserve(&tl->enc, w->docs_len) &&
+	tl->enc_ok = tail_enc_keep(tl, ix, &ix->tt[ix->ntt - 1]) &&
 		     lib_stair_add(&tl->stair, &ix->a, from, ix->a.n - from);
-	if (tl->enc_ok) {
-		memcpy(tl->enc.p, ix->tdocs.p + w->docs, w->docs_len);
-		tl->enc.n = w->docs_len;
-	}
 }
 
 /* The common case, a cached tail with room for the flush's postings
@@ -1035,14 +1053,8 @@ static int tail_grow(lib_ix *ix, int64_t term, struct tail *tl, const lib_blk *p
 	tl->stale = true; /* until it is all done (a failed flush empties the cache) */
 	if (!blk_append(&tl->blk, p, i, p->n))
 		return oom(err);
-	lib_tail_row *v = sdk_grow(ix->tt, &ix->tt_cap, ix->ntt, sizeof *v, 1024);
-	if (!v)
-		return oom(err);
-	ix->tt = v;
-	lib_tail_row *r = &ix->tt[ix->ntt];
-	*r = (lib_tail_row){ .term = term, .last = p->doc[p->n - 1], .n = tl->blk.n,
-			     .docs = ix->tdocs.n, .pos = ix->tpos.n, .bound = ix->tbound.n };
-	if (!lib_buf_reserve(&ix->tdocs, tl->enc.n))
+	lib_tail_row *r = row_open(ix, term, p->doc[p->n - 1], tl->blk.n, 0);
+	if (!r || !lib_buf_reserve(&ix->tdocs, tl->enc.n))
 		return oom(err);
 	memcpy(ix->tdocs.p + ix->tdocs.n, tl->enc.p, tl->enc.n);
 	ix->tdocs.n += tl->enc.n;
@@ -1050,15 +1062,9 @@ static int tail_grow(lib_ix *ix, int64_t term, struct tail *tl, const lib_blk *p
 	    !lib_stair_add(&tl->stair, &tl->blk, old, tl->blk.n - old) ||
 	    !lib_stair_bound(&tl->stair, avgdl, &ix->tbound))
 		return oom(err);
-	r->docs_len = ix->tdocs.n - r->docs;
-	r->bound_len = ix->tbound.n - r->bound;
-	ix->ntt++;
-	ix->ntt_tails++;
-	tl->enc.n = 0;
-	if (!lib_buf_reserve(&tl->enc, r->docs_len))
+	row_close(ix, r);
+	if (!tail_enc_keep(tl, ix, r))
 		return oom(err);
-	memcpy(tl->enc.p, ix->tdocs.p + r->docs, r->docs_len);
-	tl->enc.n = r->docs_len;
 	tl->last = r->last;
 	tl->stale = false;
 	return SDK_OK;
