@@ -1037,34 +1037,45 @@ def ndjson_batches(bodies, max_bytes):
     return out
 
 
-def load_bulk(port, bodies, threads, headers=None, max_bytes=400_000):
-    """POST /librarian/documents/_bulk: NDJSON batches under the body limit."""
-    batches = ndjson_batches(bodies, max_bytes)
+def ndjson_requests(bodies, docs_per):
+    """The JSON lines `bodies` as NDJSON request bodies of docs_per lines
+    each (OpenSearch Benchmark's bulk_size), the last one shorter."""
+    return [b"\n".join(bodies[i:i + docs_per]) + b"\n" for i in range(0, len(bodies), docs_per)]
+
+
+def load_bulk(port, bodies, clients, docs_per, headers=None):
+    """POST /librarian/documents/_bulk: NDJSON requests of docs_per
+    documents, from `clients` connections, each sending the next request
+    when its last is answered (as OpenSearch Benchmark's bulk operation)."""
+    batches = ndjson_requests(bodies, docs_per)
+    todo = list(reversed(batches))
     errors = []
     h = dict(headers or {})
     h["Content-Type"] = "application/x-ndjson"
 
-    def worker(chunk):
+    def worker():
         c = KeepAlive(port, headers=h)
         try:
-            for body in chunk:
+            while len(errors) <= 20:
+                try:
+                    body = todo.pop()
+                except IndexError:
+                    return
                 st, data = c.request("POST", "/librarian/documents/_bulk", body)
                 j = json.loads(data) if st == 200 else {}
                 if st != 200 or j.get("failed"):
                     errors.append((st, data[:300]))
-                    if len(errors) > 20:
-                        return
         except OSError as e:
             errors.append(("conn", str(e)))
         finally:
             c.close()
-    ts = [threading.Thread(target=worker, args=(batches[i::threads],)) for i in range(threads)]
+    ts = [threading.Thread(target=worker) for _ in range(clients)]
     t0 = now()
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    return now() - t0, errors, len(batches)
+    return now() - t0, errors, len(batches), max(len(b) for b in batches)
 
 
 def dir_bytes(path):
@@ -1193,8 +1204,10 @@ def bench_search(a, R, g):
     gen_s = now() - t0
     nbytes = sum(len(b) for b in bodies)
     log(f"search: generated {nbytes / 1e6:.0f} MB in {gen_s:.1f} s; bulk loading through the API")
-    # One client: the librarian has one writer, more would only queue.
-    dt, errors, nbatch = load_bulk(g.api_port, bodies, 1, g.auth())
+    # As OpenSearch Benchmark loads a corpus (its tracks' bulk_size and
+    # bulk_indexing_clients): the librarian has one writer, and the
+    # requests that queue behind it are committed together.
+    dt, errors, nbatch, big = load_bulk(g.api_port, bodies, a.bulk_clients, a.bulk_docs, g.auth())
     if errors:
         raise BenchError(f"load: {len(errors)} failed bulk POSTs, e.g. {errors[:3]}")
     log(f"search: loaded in {dt:.1f} s; indexing the same into Xapian")
@@ -1275,8 +1288,9 @@ def bench_search(a, R, g):
 
     R(f"4. Librarian search ({a.docs} documents, {a.vocab}-word Zipf vocabulary, "
       f"50-300 words each, seed {a.seed}); peer: Xapian {xapian_version()} in the same run")
-    R(f"   ingest: {a.docs} docs in {nbatch} POST /librarian/documents/_bulk (NDJSON, <400 kB each)"
-      f" via the API, 1 client: {dt:.1f} s = {a.docs / dt:.0f} docs/s; "
+    R(f"   ingest: {a.docs} docs in {nbatch} POST /librarian/documents/_bulk (NDJSON,"
+      f" {a.bulk_docs} documents, <= {big / 1e6:.1f} MB each) via the API, {a.bulk_clients}"
+      f" client(s): {dt:.1f} s = {a.docs / dt:.0f} docs/s; "
       f"Xapian (in process, one writer): {a.docs / x_dt:.0f} docs/s; ratio {x_dt / dt:.2f}")
     R(f"   on disk: librarian {db_bytes / 2**20:.0f} MiB (db + wal, FTS5 and block index;"
       f" wal {wal_bytes / 2**20:.0f} MiB);"
@@ -1366,6 +1380,12 @@ def main():
     ap.add_argument("--kill-spacing", type=float, default=1.3)
     ap.add_argument("--probe-interval", type=float, default=0.0005)
     ap.add_argument("--load-threads", type=int, default=4)
+    # OpenSearch Benchmark's defaults for a track's bulk indexing (e.g.
+    # geonames: bulk_size 5000, bulk_indexing_clients 8).
+    ap.add_argument("--bulk-docs", type=int, default=5000,
+                    help="documents a bulk request when loading the search corpus")
+    ap.add_argument("--bulk-clients", type=int, default=8,
+                    help="connections loading the search corpus at once")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--wrk-conns", type=int, default=16)
     ap.add_argument("--wrk-secs", type=int, default=5)
