@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 import grace_bench as gb
-from grace_bench import (PROCS, BenchError, Grace, Report, choose_offset, log, now,
+from grace_bench import (PROCS, BenchError, Grace, Report, choose_offset, log,
                          parse_wrk, post_json, wrk_argv)
 
 KERNELS = [("policy", 8113), ("librarian", 8130)]

@@ -591,11 +591,11 @@ def bench_gateway(a, R, kernels, cfg, tmp):
       f"(Bearer token checked per request)")
     R(f"   nginx   = nginx {nginx_version()} :{nport}, {a.nginx_workers} worker(s), upstream "
       f"keepalive 64, HTTP/1.1, Connection \"\"")
-    R(f"   CPU/req = utime+stime from /proc/PID/stat over the run / requests; proxy = grace serve, "
-      f"or nginx master+workers")
+    R("   CPU/req = utime+stime from /proc/PID/stat over the run / requests; proxy = grace serve, "
+      "or nginx master+workers")
     if h2o:
         R(f"   h2o     = {h2o_version()} :{h2o.port}, 1 thread, proxy.reverse.url, upstream keep-alive")
-    R(f"   nginx-200 = the same nginx answering `return 200` itself (peer of a kernel's /health)")
+    R("   nginx-200 = the same nginx answering `return 200` itself (peer of a kernel's /health)")
     summary = {}
     for label in [t[0] for t in targets]:
         ws = res[label]
@@ -861,8 +861,8 @@ def bench_guardian(a, R, kernels, tmp, src_ini):
       f"{a.guardian_runs} runs each")
     R(f"   polled = GET /guardian/status every {a.poll_interval * 1e3:g} ms on one keep-alive "
       f"connection (one poll takes {ms(poll_cost)});")
-    R(f"   event  = ts_ms of the guardian's own event (GET /guardian/events) minus the wall clock"
-      f" at the signal (1 ms resolution)")
+    R("   event  = ts_ms of the guardian's own event (GET /guardian/events) minus the wall clock"
+      " at the signal (1 ms resolution)")
     R(f"   crash (kill -9; {a.kill_spacing:g} s of steady ready before each):")
     row("kill -> state leaves ready (polled)", [c["left"] for c in crashes],
         f"   first state seen: {', '.join(sorted(set(c['left_state'] for c in crashes)))}")
@@ -871,8 +871,8 @@ def bench_guardian(a, R, kernels, tmp, src_ini):
     row("kill -> ready again (event)", [c["ev_back"] for c in crashes])
     R(f"       states: {crashes[0]['path'] if crashes else '-'}")
     nmiss = sum(h["missed"] for h in hangs)
-    R(f"   hang (kill -STOP; healed by the guardian through the healer, incident trigger "
-      f"\"guardian\"):")
+    R("   hang (kill -STOP; healed by the guardian through the healer, incident trigger "
+      "\"guardian\"):")
     row("STOP -> degraded, first failed probe (event)", [h["ev_degraded"] for h in hangs])
     row("STOP -> unhealthy (event)", [h["ev_unhealthy"] for h in hangs])
     row("STOP -> unhealthy (polled)", [h["unhealthy"] for h in hangs],
@@ -978,7 +978,7 @@ def bench_heal(a, R, kernels, cfg, tmp):
     if routed:
         R(f"   after rebind_port, GET :{g.api_port}/{name}/health answered from the new port: "
           f"{sum(routed)} of {len(routed)}")
-    R(f"   GET /network-healer/stats:")
+    R("   GET /network-healer/stats:")
     for pb, s in sorted(stats.get("playbooks", {}).items()):
         rate = s.get("success_rate")
         R(f"     {pb:<18} runs {s.get('runs'):>3}  healed {s.get('healed'):>3}  failed "

@@ -7,7 +7,6 @@ here, by pid, also when a phase fails or the run is interrupted.
 """
 
 import argparse
-import bisect
 import configparser
 import errno
 import hashlib
@@ -904,7 +903,7 @@ def bench_memory(a, R, g):
         finally:
             c.close()
     after = mem_snapshot(g)
-    R(f"3. Memory (VmRSS from /proc/PID/status; PSS from smaps_rollup counts shared pages once)")
+    R("3. Memory (VmRSS from /proc/PID/status; PSS from smaps_rollup counts shared pages once)")
     mem_lines(R, "after start", before)
     mem_lines(R, f"after {a.mem_requests} req/kernel", after)
     R(f"   ({n} GETs through the gateway /kernels/NAME/health in {dt:.1f} s = "

@@ -36,7 +36,7 @@ import time
 
 import grace_bench as gb
 from grace_bench import (HOST, PROCS, REPO, BenchError, Grace, Report, clean_env, get_json,
-                         health_once, log, now, pct, pid_alive, wait_ports_free)
+                         health_once, log, now, pct, wait_ports_free)
 
 KERNEL = "librarian"
 SETUPS = ["grace", "grace-spawn", "s6", "runsv"]

@@ -28,7 +28,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import grace_bench as gb  # noqa: E402
 from grace_bench import PROCS, BenchError, Grace, log, parse_wrk, wrk_argv  # noqa: E402
 
 CONFIG = """\

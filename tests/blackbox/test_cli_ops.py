@@ -7,7 +7,6 @@ messages name the command to run; --json everywhere; start, stop, restart
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -15,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled, spare_kernels, wait_for
+from harness import GRACE_BIN, GraceServer, GraceTestCase, scaled, spare_kernels
 from healer_support import run_cli
 
 EXIT = {"ok": 0, "failed": 1, "usage": 2, "refused": 3, "timeout": 4, "unauthorized": 5,

@@ -4,7 +4,6 @@ users, sessions, API tokens and login failures the other sees at once, and
 the schema is migrated once, under its advisory lock, even when both start
 together; a schema newer than the binary is refused."""
 
-import os
 import re
 import threading
 import unittest

@@ -20,7 +20,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import unittest
 
 from harness import GRACE_BIN, GraceServer, GraceTestCase, pid_alive, proc_start_ticks, scaled

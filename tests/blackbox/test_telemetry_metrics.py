@@ -18,7 +18,6 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-import harness  # noqa: E402
 from harness import GraceServer, GraceTestCase, http_request, scaled  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
