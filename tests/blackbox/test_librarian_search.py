@@ -196,9 +196,14 @@ class LibrarianSearch(GraceTestCase):
             # Bad queries: a JSON error naming the problem.
             for query, says in (('"open', "unbalanced quotes"), ("-" + w, "needs a word"),
                                 ("tag:red", "needs a word"), (" ".join([w] * 300), "longer than"),
-                                ("tag:" + "x" * 100 + " " + w, "tag")):
+                                ("tag:" + "x" * 100 + " " + w, "tag"), ("", "required"),
+                                (" ".join("w%d" % i for i in range(65)), "more than 64 parts")):
                 r = search(g, query, expect=400)
                 self.assertIn(says, r["error"]["message"], query)
+            # The issue's query of 10,000 terms: past the request line's
+            # limit before the librarian sees it, and said so.
+            r = search(g, " ".join("w%d" % i for i in range(10000)), expect=414)
+            self.assertEqual(r["error"]["code"], "uri_too_long", r)
 
             # The peer: Xapian, BM25, the same documents and weights.
             xdb = xapian.WritableDatabase("", xapian.DB_BACKEND_INMEMORY)
