@@ -512,5 +512,53 @@ class LibrarianDurable(GraceTestCase):
                 db.close()
 
 
+class LibrarianIndexCheck(GraceTestCase):
+    def test_a_damaged_index_is_built_again_at_start(self):
+        # The start's check finds the block index disagreeing with the
+        # documents (a term's tail gone, its df still counting it): the
+        # index is derived from them, so it is built again in that start,
+        # said at error level, and the kernel comes up with every posting
+        # back. (It used to refuse the start: restarted until the
+        # supervisor gave up, the library down.)
+        _, docs = corpus(23, 60)
+        for d in docs:
+            d["body"] += " zzmended"
+        with GraceServer(kernels={"librarian": {}}) as g:
+            st, _, r = bulk(g, ndjson(docs))
+            self.assertEqual((st, r["created"]), (200, len(docs)), r)
+            self.assertEqual(search(g, "zzmended")["total"], len(docs))
+
+            def restart():
+                st, _, body = g.http("POST", "/kernel-ports/librarian/stop")
+                self.assertEqual(st, 202, body)
+                g.wait_kernel("librarian", lambda k: k["state"] == "stopped")
+                return g.kernel("librarian")
+            restart()
+            db = sqlite3.connect(os.path.join(g.data_dir, "librarian.db"), timeout=scaled(30))
+            try:
+                with db:
+                    db.execute("DELETE FROM ix_tails WHERE term ="
+                               " (SELECT id FROM ix_terms WHERE term = 'zzmend')")
+                    self.assertEqual(db.total_changes, 1)  # the stem's tail: every posting
+            finally:
+                db.close()
+            st, _, body = g.http("POST", "/kernel-ports/librarian/start")
+            self.assertEqual(st, 202, body)
+            k = g.wait_kernel("librarian", lambda k: k["state"] == "ready")
+            g.wait_log(r'"level":"error","kernel":"librarian","msg":"librarian: the block index'
+                       r' disagrees with the documents \(index: [^"]*\); emptied, and built'
+                       r' again from the documents"', regex=True)
+            r = search(g, "zzmended")
+            self.assertEqual((r["total"], r["plan"]), (len(docs), "index"), r)
+            self.assertEqual(k["restarts"], 0, k)
+            # Built right: the next start's check finds nothing.
+            restart()
+            st, _, body = g.http("POST", "/kernel-ports/librarian/start")
+            self.assertEqual(st, 202, body)
+            g.wait_kernel("librarian", lambda k: k["state"] == "ready")
+            self.assertEqual(search(g, "zzmended")["total"], len(docs))
+            self.assertEqual(g.log().count("the block index disagrees"), 1, g.log_tail(20))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -358,6 +358,31 @@ static bool lib_no_documents(sqlite3 *db)
 static int lib_store_indexed(sqlite3 *db, bool *all, lib_err *err);
 static int lib_usage_recount(sqlite3 *db, int64_t *wrong, lib_err *err);
 
+/* The block index disagrees with the documents (lib_ix_check_quick's
+ * finding in err). It is derived from them, as owner_usage is: emptied
+ * here and built again from them by lib_store_build, at this start,
+ * before the kernel says ready (a crash in the middle resumes at the next
+ * start, searches going to FTS5 until it is complete). Refusing the start
+ * instead left the whole library down, restarted until the supervisor
+ * gave up, with nothing an operator could run to mend it. Said at error
+ * level: it means damage, or a fault of ours. A file damaged below the
+ * index is not this: SQLite's quick_check fails the storage before init. */
+static int lib_store_reindex(sqlite3 *db, lib_err *err)
+{
+	sdk_error("librarian: the block index disagrees with the documents (%s);"
+		  " emptied, and built again from the documents", err->msg);
+	bool nested;
+	int rc = lib_tx_begin(db, &nested, err);
+	if (rc)
+		return rc;
+	rc = lib_ix_reset(db, err);
+	if (rc) {
+		lib_tx_rollback(db, nested);
+		return rc;
+	}
+	return lib_tx_commit(db, nested, err);
+}
+
 int lib_store_init(sqlite3 *db, lib_err *err)
 {
 	bool nested;
@@ -391,6 +416,8 @@ int lib_store_init(sqlite3 *db, lib_err *err)
 	rc = lib_tx_commit(db, nested, err);
 	if (!rc)
 		rc = lib_ix_check_quick(db, err);
+	if (rc == SDK_ECORRUPT && !nested)
+		rc = lib_store_reindex(db, err);
 	int64_t wrong = 0;
 	if (!rc && !nested)
 		rc = lib_usage_recount(db, &wrong, err);

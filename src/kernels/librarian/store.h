@@ -49,8 +49,10 @@ typedef struct lib_quota {
 	int64_t bytes; /* titles and bodies */
 } lib_quota;
 
-/* Creates the schema if missing (or migrates an older one). The caller
- * owns `db` (already opened, WAL). */
+/* Creates the schema if missing (or migrates an older one), checks the
+ * block index against the documents, and builds it (again, when the check
+ * found it wrong) before returning. The caller owns `db` (already opened,
+ * WAL). */
 int lib_store_init(sqlite3 *db, lib_err *err);
 
 /* A document with no owner. `tags` may be NULL (borrowed: a JSON array of
