@@ -10,6 +10,7 @@ names change nothing. Per-user quotas (documents and bytes) answer 403
 quota_exceeded and store nothing; per-ingest limits 413, concurrent
 ingests of one user 429."""
 
+import json
 import os
 import sys
 import unittest
@@ -49,6 +50,50 @@ class Owners(ServerClassCase):
         st, out = self.call(who, "POST", "/librarian/documents", {"title": title, "body": body})
         self.assertEqual(st, 201, out)
         return out["id"]
+
+    def test_bulk_line_replacing_anothers_document_is_refused(self):
+        # A bulk line with a source replaces the stored document of that
+        # source: changing it, as ingesting its file again is, so its
+        # owner's or an admin's to do. Bob's line is refused on its own
+        # (403 for that line, the others stored) and alice's text stays.
+        h = {"Content-Type": "application/x-ndjson"}
+
+        def bulk(who, *lines):  # who None: the first admin
+            body = "".join(json.dumps(line) + "\n" for line in lines)
+            if who is None:
+                st, _, out = self.g.http("POST", "/librarian/documents/_bulk", body, h,
+                                         timeout=scaled(20))
+                return st, out
+            return self.call(who, "POST", "/librarian/documents/_bulk", body, headers=h)
+        mine = {"title": "zzzbulkowned", "body": "alice wrote this", "source": "s://zzzowned"}
+        st, r = bulk("alice", mine)
+        self.assertEqual((st, r["created"]), (200, 1), r)
+        doc = r["items"][0]["id"]
+        st, r = bulk("bob", dict(mine, body="bob wrote over it"),
+                     {"title": "zzzbulkbob", "body": "bob's own"})
+        self.assertEqual((st, r["created"], r["updated"], r["failed"]), (200, 1, 0, 1), r)
+        self.assertEqual(r["items"][0], {"line": 1, "status": 403, "error": {
+            "code": "forbidden", "message": "the document of this source belongs to another user"}})
+        st, d = self.call("bob", "GET", "/librarian/documents/%d" % doc)
+        self.assertEqual((d["body"], d["owner"]), ("alice wrote this", "alice"), d)
+        # Its owner and an admin may: the owner stays.
+        st, r = bulk("alice", dict(mine, body="alice again"))
+        self.assertEqual((st, r["updated"], r["items"][0]["id"]), (200, 1, doc), r)
+        st, r = bulk(None, dict(mine, body="an admin's fix"))
+        self.assertEqual((st, r["updated"], r["items"][0]["id"]), (200, 1, doc), r)
+        st, d = self.call("alice", "GET", "/librarian/documents/%d" % doc)
+        self.assertEqual((d["body"], d["owner"]), ("an admin's fix", "alice"), d)
+        # A document of nobody (an internal load): only an admin changes it.
+        nobody = {"title": "zzzbulknobody", "body": "internal", "source": "s://zzznobody"}
+        st, _, r = self.g.kernel_http("librarian", "POST", "/documents/_bulk",
+                                      json.dumps(nobody) + "\n", h, timeout=scaled(20))
+        self.assertEqual((st, r["created"]), (200, 1), r)
+        st, r = bulk("bob", dict(nobody, body="bob again"))
+        self.assertEqual((r["failed"], r["items"][0]["error"]["message"]),
+                         (1, "the document of this source has no owner: only an admin may change it"),
+                         r)
+        st, r = bulk(None, dict(nobody, body="admin again"))
+        self.assertEqual(r["updated"], 1, r)
 
     def test_owner_user_admin(self):
         a = self.new_doc("alice", "Alice's notes")

@@ -63,7 +63,7 @@ static json_t *load_with(sqlite3 *db, lib_ix_tails *tails, const char *body)
 {
 	json_t *out = NULL;
 	sdk_err e;
-	int rc = lib_bulk_load(db, tails, NULL, NULL, body, strlen(body), &out, &e);
+	int rc = lib_bulk_load(db, tails, NULL, false, NULL, body, strlen(body), &out, &e);
 	if (rc)
 		fprintf(stderr, "bulk: %s\n", e.msg);
 	assert_int_equal(rc, 0);
@@ -117,7 +117,7 @@ static void test_ids_and_one_request(void **state)
 	const char *owned = "{\"title\":\"a\",\"body\":\"bb\",\"source\":\"s1\"}\n"
 			    "{\"title\":\"c\",\"body\":\"ddd\"}\n"
 			    "{\"title\":\"a\",\"body\":\"bbbb\",\"source\":\"s1\"}\n";
-	assert_int_equal(lib_bulk_load(db, NULL, "olga", NULL, owned, strlen(owned), &o, &e), 0);
+	assert_int_equal(lib_bulk_load(db, NULL, "olga", false, NULL, owned, strlen(owned), &o, &e), 0);
 	json_decref(o);
 	int64_t docs, bytes;
 	assert_int_equal(lib_usage(db, "olga", &docs, &bytes, &e), 0);
@@ -466,7 +466,7 @@ static void test_line_limit(void **state)
 	memset(body, '\n', LIB_BULK_LINES_MAX + 1);
 	json_t *out = NULL;
 	sdk_err e;
-	assert_int_equal(lib_bulk_load(db, NULL, NULL, NULL, body, LIB_BULK_LINES_MAX + 1, &out, &e),
+	assert_int_equal(lib_bulk_load(db, NULL, NULL, false, NULL, body, LIB_BULK_LINES_MAX + 1, &out, &e),
 			 SDK_EINVAL);
 	char want[64];
 	snprintf(want, sizeof want, "at most %u lines", LIB_BULK_LINES_MAX);
@@ -575,7 +575,7 @@ static void group_against_alone(const char **bodies, size_t n, const char *owner
 	for (size_t i = 0; i < n; i++) {
 		json_t *out = NULL;
 		sdk_err e;
-		int rc = lib_bulk_load(alone, ta, owner, quota, bodies[i], strlen(bodies[i]), &out, &e);
+		int rc = lib_bulk_load(alone, ta, owner, false, quota, bodies[i], strlen(bodies[i]), &out, &e);
 		assert_int_equal(q[i].rc, rc);
 		if (rc) {
 			assert_string_equal(q[i].err.msg, e.msg);

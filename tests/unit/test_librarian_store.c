@@ -1009,6 +1009,37 @@ static bool utf8_by_char(const unsigned char *s, size_t n)
 	return true;
 }
 
+/* lib_may_change, the rule an ingest of a file and a bulk line with a
+ * source both apply to the stored document they would replace: every
+ * caller against an owned document and one of nobody. */
+static void test_may_change(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name;
+		bool admin;
+		const char *owner;
+		bool may;
+	} cases[] = {
+		{ "alice", false, "alice", true },  /* its owner */
+		{ "bob", false, "alice", false },   /* another user */
+		{ "root", true, "alice", true },    /* an admin */
+		{ NULL, false, "alice", false },    /* no caller: not an owned one */
+		{ NULL, true, "alice", false },     /* a role without a name is no one */
+		{ "bob", false, NULL, false },      /* nobody's: not a user's to change */
+		{ "root", true, NULL, true },       /* ... an admin's */
+		{ NULL, false, NULL, true },        /* ... and the kernel's own port's */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		lib_actor who = { cases[i].name, cases[i].admin };
+		const char *why = lib_may_change(&who, cases[i].owner);
+		if ((why == NULL) != cases[i].may)
+			fail_msg("case %zu: %s", i, why ? why : "allowed");
+		if (why)
+			assert_non_null(strstr(why, cases[i].owner ? "another user" : "no owner"));
+	}
+}
+
 static void test_utf8_valid(void **state)
 {
 	(void)state;
@@ -1043,6 +1074,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_init_idempotent),
 		T(test_utf8_valid),
+		T(test_may_change),
 		T(test_init_refuses_newer_schema),
 		T(test_put_get_delete),
 		T(test_put_defaults),

@@ -55,6 +55,7 @@ struct run {
 	lib_ix *ix;
 	lib_ix_tails *tails;
 	const char *owner;
+	bool admin; /* with owner, who the caller is (lib_may_change) */
 	const lib_quota *quota;
 	bool careful;
 	json_t *items;
@@ -71,6 +72,11 @@ struct run {
 
 #define BULK_REFUSED 1 /* the fast way's INSERT hit a constraint: run carefully */
 
+static const char *bad_code(int status)
+{
+	return status == 413 ? "quota" : status == 403 ? "forbidden" : "invalid";
+}
+
 static void item_bad(json_t *items, struct tally *t, unsigned line, int status, const char *msg)
 {
 	t->failed++;
@@ -78,7 +84,7 @@ static void item_bad(json_t *items, struct tally *t, unsigned line, int status, 
 		return;
 	json_array_append_new(items, json_pack("{s:I, s:i, s:{s:s, s:s}}", "line",
 					       (json_int_t)line, "status", status, "error", "code",
-					       status == 413 ? "quota" : "invalid", "message", msg));
+					       bad_code(status), "message", msg));
 }
 
 static void item_ok(json_t *items, unsigned line, int status, const char *result, int64_t id)
@@ -378,6 +384,22 @@ static int one(struct run *r, struct prep *p, lib_err *err)
 		item_ok(items, line, 200, "duplicate", old);
 		goto out;
 	}
+	if (old && waiting < 0) {
+		/* A stored document of this source: replacing it is changing it,
+		 * its owner's or an admin's to do (the owner stays), as an
+		 * ingest of its file. */
+		char *holder = NULL;
+		rc = lib_doc_owner(r->db, old, &holder, err);
+		if (rc < 0)
+			goto out;
+		rc = SDK_OK;
+		const char *denied = lib_may_change(&(lib_actor){ r->owner, r->admin }, holder);
+		free(holder);
+		if (denied) {
+			item_bad(items, t, line, 403, denied);
+			goto out;
+		}
+	}
 	if (r->owner && r->quota &&
 	    ((r->quota->docs && !old && t->docs + 1 > r->quota->docs) ||
 	     (r->quota->bytes && t->bytes + size > r->quota->bytes))) {
@@ -537,16 +559,17 @@ static int report(struct run *r, int64_t t0, json_t **out, lib_err *err)
 
 /* lib_bulk_load of a body whose `lines` count_lines counted, answered
  * with took_ms since t0. */
-static int load_lines(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib_quota *quota,
-		      const char *body, size_t len, unsigned lines, int64_t t0, json_t **out,
-		      lib_err *err)
+static int load_lines(sqlite3 *db, lib_ix_tails *tails, const char *owner, bool admin,
+		      const lib_quota *quota, const char *body, size_t len, unsigned lines,
+		      int64_t t0, json_t **out, lib_err *err)
 {
 	*out = NULL;
 	int rc = BULK_REFUSED;
 	struct run r;
 	for (int careful = 0; rc == BULK_REFUSED && careful < 2; careful++) {
 		bool nested;
-		r = (struct run){ .db = db, .tails = tails, .owner = owner, .quota = quota, .careful = careful };
+		r = (struct run){ .db = db, .tails = tails, .owner = owner, .admin = admin,
+				  .quota = quota, .careful = careful };
 		rc = lib_tx_begin(db, &nested, err);
 		if (rc)
 			return rc;
@@ -567,14 +590,14 @@ static int load_lines(sqlite3 *db, lib_ix_tails *tails, const char *owner, const
 	return rc;
 }
 
-int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
-		  size_t len, json_t **out, lib_err *err)
+int lib_bulk_load(sqlite3 *db, lib_ix_tails *tails, const char *owner, bool admin,
+		  const lib_quota *quota, const char *body, size_t len, json_t **out, lib_err *err)
 {
 	int64_t t0 = sdk_mono_ms();
 	*out = NULL;
 	unsigned lines;
 	int rc = count_lines(body, len, &lines, err);
-	return rc ? rc : load_lines(db, tails, owner, quota, body, len, lines, t0, out, err);
+	return rc ? rc : load_lines(db, tails, owner, admin, quota, body, len, lines, t0, out, err);
 }
 
 /* The group's requests [0, n) with good bodies in one transaction, on
@@ -596,7 +619,7 @@ static int group_run(sqlite3 *db, lib_ix_tails *tails, lib_bulk_req *q, const un
 		if (!lines[i])
 			continue; /* answered alone: its body was refused */
 		runs[i] = (struct run){ .db = db, .ix = ix, .tails = tails, .owner = q[i].owner,
-					.quota = q[i].quota };
+					.admin = q[i].admin, .quota = q[i].quota };
 		rc = run_body(&runs[i], q[i].body, q[i].len, lines[i], err);
 	}
 	if (!rc)
@@ -623,8 +646,8 @@ unsigned lib_bulk_load_group(sqlite3 *db, lib_ix_tails *tails, lib_bulk_req *q, 
 	unsigned tx = 0;
 	if (!lines || !runs) { /* no memory to group in: each alone */
 		for (size_t i = 0; i < n; i++) {
-			q[i].rc = lib_bulk_load(db, tails, q[i].owner, q[i].quota, q[i].body, q[i].len,
-						&q[i].out, &q[i].err);
+			q[i].rc = lib_bulk_load(db, tails, q[i].owner, q[i].admin, q[i].quota,
+						q[i].body, q[i].len, &q[i].out, &q[i].err);
 			tx += !q[i].rc;
 		}
 		free(lines);
@@ -649,8 +672,8 @@ unsigned lib_bulk_load_group(sqlite3 *db, lib_ix_tails *tails, lib_bulk_req *q, 
 	tx = !rc;
 	for (size_t i = 0; rc && i < n; i++)
 		if (!q[i].rc) {
-			q[i].rc = load_lines(db, tails, q[i].owner, q[i].quota, q[i].body, q[i].len,
-					     lines[i], t0, &q[i].out, &q[i].err);
+			q[i].rc = load_lines(db, tails, q[i].owner, q[i].admin, q[i].quota, q[i].body,
+					     q[i].len, lines[i], t0, &q[i].out, &q[i].err);
 			tx += !q[i].rc;
 		}
 	free(lines);

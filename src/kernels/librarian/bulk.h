@@ -43,14 +43,15 @@ extern const char lib_bulk_sql_hash_find[];
  * lines; a storage failure is its status with nothing stored. `tails`:
  * the writer's tails cache (index.h), or NULL. */
 struct lib_ix_tails;
-int lib_bulk_load(sqlite3 *db, struct lib_ix_tails *tails, const char *owner, const lib_quota *quota, const char *body,
-		  size_t len, json_t **out, lib_err *err);
+int lib_bulk_load(sqlite3 *db, struct lib_ix_tails *tails, const char *owner, bool admin,
+		  const lib_quota *quota, const char *body, size_t len, json_t **out, lib_err *err);
 
 /* One request of a group (lib_bulk_load_group): what lib_bulk_load
  * takes, and what it gives (out, the caller's, when rc is 0; err
  * otherwise). */
 typedef struct lib_bulk_req {
 	const char *owner;      /* NULL: none */
+	bool admin;             /* the caller is an admin (lib_may_change) */
 	const lib_quota *quota; /* NULL: none */
 	const char *body;
 	size_t len;

@@ -392,13 +392,10 @@ static int lib_file_ingest(sqlite3 *db, lib_ix *ix, const lib_actor *who, const 
 		free(body);
 		return found;
 	}
-	/* Updating a document is changing it: its owner's, or an admin's to do
-	 * (the owner stays). Without a caller, only documents of nobody. */
-	if (found && !(who->admin && who->name) &&
-	    (owner ? !who->name || strcmp(owner, who->name) : who->name && !who->admin)) {
-		sdk_fail(why, SDK_EDENIED, "%s",
-			 owner ? "the document of this file belongs to another user"
-			       : "the document of this file has no owner: only an admin may change it");
+	/* Updating a document is changing it (lib_may_change). */
+	const char *denied = found ? lib_may_change(who, owner) : NULL;
+	if (denied) {
+		sdk_fail(why, SDK_EDENIED, "%s", denied);
 		rc = LIB_FAILED;
 		goto out;
 	}

@@ -194,7 +194,7 @@ static void on_bulk(sdk_req *req, void *ctx)
 	sdk_kernel *k = ctx;
 	lib_actor who = actor_of(req, k);
 	lib_quota quota = lib_jobs_quota(jobs_of(k));
-	lib_workers_bulk(((struct lib_state *)k->state)->workers, req, who.name, &quota);
+	lib_workers_bulk(((struct lib_state *)k->state)->workers, req, who.name, who.admin, &quota);
 }
 
 static void on_get(sdk_req *req, void *ctx)

@@ -937,9 +937,7 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err)
 	return lib_tx_commit(db, nested, err);
 }
 
-/* The owner of document `id`: 1 and *owner (malloc'd, NULL for none), or
- * SDK_ENOTFOUND. */
-static int lib_doc_owner(sqlite3 *db, int64_t id, char **owner, lib_err *err)
+int lib_doc_owner(sqlite3 *db, int64_t id, char **owner, lib_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -963,6 +961,19 @@ static int lib_doc_owner(sqlite3 *db, int64_t id, char **owner, lib_err *err)
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+const char *lib_may_change(const lib_actor *who, const char *owner)
+{
+	if (who->admin && who->name)
+		return NULL;
+	if (owner)
+		return who->name && !strcmp(owner, who->name)
+			       ? NULL
+			       : "the document of this source belongs to another user";
+	return who->name && !who->admin
+		       ? "the document of this source has no owner: only an admin may change it"
+		       : NULL;
 }
 
 int lib_doc_delete_as(sqlite3 *db, const lib_actor *who, int64_t id,

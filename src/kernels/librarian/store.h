@@ -43,6 +43,17 @@ typedef struct lib_actor {
 	bool admin;
 } lib_actor;
 
+/* Whether `who` may change (replace the text of) a stored document owned
+ * by `owner` (NULL: nobody): its owner or an admin; a caller without a
+ * name (the kernel's own port) only documents of nobody. The owner stays
+ * whoever changes it. NULL when it may, else why not (static text). An
+ * ingest of a file and a bulk line with a source both change the stored
+ * document of that source. */
+const char *lib_may_change(const lib_actor *who, const char *owner);
+/* The owner of document `id`: 1 and *owner (the caller's to free; NULL
+ * for none), or SDK_ENOTFOUND. */
+int lib_doc_owner(sqlite3 *db, int64_t id, char **owner, lib_err *err);
+
 /* An owner's quota; a zero field is no limit. */
 typedef struct lib_quota {
 	int64_t docs;

@@ -64,6 +64,7 @@ struct bulk {
 	lib_workers *w;
 	sdk_req *req;
 	char *owner;
+	bool admin;
 	lib_quota quota;
 	bool has_quota;
 	char *body;
@@ -366,7 +367,7 @@ static void waiting_unlink(lib_workers *w, struct bulk *b)
 static bool same_owner(const struct bulk *a, const struct bulk *b)
 {
 	return (a->owner ? b->owner && !strcmp(a->owner, b->owner) : !b->owner) &&
-	       a->has_quota == b->has_quota && a->quota.docs == b->quota.docs &&
+	       a->admin == b->admin && a->has_quota == b->has_quota && a->quota.docs == b->quota.docs &&
 	       a->quota.bytes == b->quota.bytes;
 }
 
@@ -410,7 +411,8 @@ static void bulk_work(void *arg)
 	for (size_t i = 0; i <= b->ngroup; i++) {
 		struct bulk *x = i ? b->group[i - 1] : b;
 		x->ran = true;
-		one[i] = (lib_bulk_req){ .owner = x->owner, .quota = x->has_quota ? &x->quota : NULL,
+		one[i] = (lib_bulk_req){ .owner = x->owner, .admin = x->admin,
+					 .quota = x->has_quota ? &x->quota : NULL,
 					 .body = x->body, .len = x->len, .rc = rc, .err = err };
 	}
 	if (!rc)
@@ -472,7 +474,7 @@ static void bulk_done(void *arg)
 	bulk_unref(b);
 }
 
-void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
+void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner, bool admin,
 		      const struct lib_quota *quota)
 {
 	struct evbuffer *in = sdk_req_body(req);
@@ -485,6 +487,7 @@ void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
 		b->len = len;
 		b->body = malloc(len + 1);
 		b->owner = owner ? strdup(owner) : NULL;
+		b->admin = admin;
 		if (quota) {
 			b->quota = *quota;
 			b->has_quota = true;

@@ -45,10 +45,10 @@ void lib_workers_search(lib_workers *r, sdk_req *req, const char *user, const ch
 			const char *tag, unsigned limit);
 
 /* Answers `req` with lib_bulk_load's report when done. The body is
- * copied; quota NULL: none. Requests of one owner waiting together are
- * written together (lib_bulk_load_group). */
+ * copied; quota NULL: none; admin: the caller is one. Requests of one
+ * owner waiting together are written together (lib_bulk_load_group). */
 struct lib_quota;
-void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner,
+void lib_workers_bulk(lib_workers *w, sdk_req *req, const char *owner, bool admin,
 		      const struct lib_quota *quota);
 
 /* A handler's one write (a document written or deleted, an ingest
