@@ -41,7 +41,10 @@ extern const char lib_bulk_sql_hash_find[];
  * every line (items past LIB_BULK_ERRORS_MAX failures are counted, not
  * listed). SDK_EINVAL (nothing stored) for an empty body or too many
  * lines; a storage failure is its status with nothing stored. `tails`:
- * the writer's tails cache (index.h), or NULL. */
+ * the writer's tails cache (index.h), or NULL. owner and admin: the
+ * caller; new documents are owner's, and a line with a source replaces
+ * the stored document of that source only if lib_may_change lets it
+ * (else that line is 403). */
 struct lib_ix_tails;
 int lib_bulk_load(sqlite3 *db, struct lib_ix_tails *tails, const char *owner, bool admin,
 		  const lib_quota *quota, const char *body, size_t len, json_t **out, lib_err *err);

@@ -367,8 +367,8 @@ static void waiting_unlink(lib_workers *w, struct bulk *b)
 static bool same_owner(const struct bulk *a, const struct bulk *b)
 {
 	return (a->owner ? b->owner && !strcmp(a->owner, b->owner) : !b->owner) &&
-	       a->admin == b->admin && a->has_quota == b->has_quota && a->quota.docs == b->quota.docs &&
-	       a->quota.bytes == b->quota.bytes;
+	       a->admin == b->admin && a->has_quota == b->has_quota &&
+	       a->quota.docs == b->quota.docs && a->quota.bytes == b->quota.bytes;
 }
 
 /* On the writer: b's job. It takes the requests of its owner waiting
