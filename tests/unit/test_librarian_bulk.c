@@ -125,6 +125,29 @@ static void test_ids_and_one_request(void **state)
 	assert_int_equal(bytes, (1 + 4) + (1 + 3));
 	assert_int_equal(count(db, "SELECT count(*) FROM documents WHERE owner = 'olga'"), docs);
 	assert_int_equal(count(db, "SELECT sum(size) FROM documents WHERE owner = 'olga'"), bytes);
+	/* At her byte quota (9): a replacement is counted by its growth, as
+	 * an ingest counts it (it was counted whole: the smaller s1 was 413).
+	 * s1 shrinks from 5 to 2 (usage 6), a new s2 of 3 brings it to 9, s2
+	 * replaced within the request by one of 2 to 8; then s1 grown by 2
+	 * is past it. */
+	lib_quota q = { .bytes = 9 };
+	const char *smaller = "{\"title\":\"a\",\"body\":\"b\",\"source\":\"s1\"}\n"
+			      "{\"title\":\"e\",\"body\":\"ff\",\"source\":\"s2\"}\n"
+			      "{\"title\":\"e\",\"body\":\"\",\"source\":\"s2\"}\n"
+			      "{\"title\":\"e\",\"body\":\"f\",\"source\":\"s2\"}\n";
+	assert_int_equal(lib_bulk_load(db, NULL, "olga", false, &q, smaller, strlen(smaller), &o, &e), 0);
+	assert_int_equal(num(o, "updated"), 1 + 1);
+	assert_int_equal(num(o, "created"), 1);
+	assert_int_equal(num(o, "failed"), 1); /* the empty body */
+	json_decref(o);
+	assert_int_equal(lib_usage(db, "olga", &docs, &bytes, &e), 0);
+	assert_int_equal(bytes, 2 + 4 + 2);
+	const char *larger = "{\"title\":\"a\",\"body\":\"bbb\",\"source\":\"s1\"}\n";
+	assert_int_equal(lib_bulk_load(db, NULL, "olga", false, &q, larger, strlen(larger), &o, &e), 0);
+	assert_int_equal(json_integer_value(json_object_get(
+				 json_array_get(json_object_get(o, "items"), 0), "status")),
+			 413);
+	json_decref(o);
 	sqlite3_close(db);
 }
 

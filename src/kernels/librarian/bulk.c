@@ -112,6 +112,29 @@ static int hash_find(sqlite3 *db, lib_ix *ix, const uint8_t *hash, int64_t *id, 
 	return rc;
 }
 
+/* Stored document `id`'s owner (*owner the caller's to free; NULL for
+ * none) and size. Prepared at each call: only a line replacing a stored
+ * document asks. */
+static int stored_owner(sqlite3 *db, int64_t id, char **owner, int64_t *size, lib_err *err)
+{
+	sqlite3_stmt *st;
+	*owner = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT owner, size FROM documents WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return lib_fail_sql(db, err, "prepare owner");
+	sqlite3_bind_int64(st, 1, id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *o = (const char *)sqlite3_column_text(st, 0);
+		*size = sqlite3_column_int64(st, 1);
+		rc = o && !(*owner = strdup(o)) ? sdk_fail(err, SDK_EIO, "out of memory") : SDK_OK;
+	} else {
+		rc = lib_fail_sql(db, err, "read owner"); /* found by its source a moment ago */
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static const char *opt_str(json_t *o, const char *key, bool *bad)
 {
 	json_t *v = json_object_get(o, key);
@@ -384,25 +407,33 @@ static int one(struct run *r, struct prep *p, lib_err *err)
 		item_ok(items, line, 200, "duplicate", old);
 		goto out;
 	}
+	/* What the caller's usage gains, for the quota: a new document, or a
+	 * replaced one's growth (a waiting one is a new document of this
+	 * request, counted already). */
+	int64_t grow = waiting >= 0 ? size - r->rows[waiting].size : size;
+	bool counted = true;
 	if (old && waiting < 0) {
 		/* A stored document of this source: replacing it is changing it,
 		 * its owner's or an admin's to do (the owner stays), as an
-		 * ingest of its file. */
+		 * ingest of its file. Another owner's (an admin's change) moves
+		 * that owner's usage, not the caller's: not counted, as there. */
 		char *holder = NULL;
-		rc = lib_doc_owner(r->db, old, &holder, err);
-		if (rc < 0)
+		int64_t was = 0;
+		rc = stored_owner(r->db, old, &holder, &was, err);
+		if (rc)
 			goto out;
-		rc = SDK_OK;
 		const char *denied = lib_may_change(&(lib_actor){ r->owner, r->admin }, holder);
+		counted = holder && r->owner && !strcmp(holder, r->owner);
 		free(holder);
 		if (denied) {
 			item_bad(items, t, line, 403, denied);
 			goto out;
 		}
+		grow = size - was;
 	}
-	if (r->owner && r->quota &&
+	if (r->owner && r->quota && counted &&
 	    ((r->quota->docs && !old && t->docs + 1 > r->quota->docs) ||
-	     (r->quota->bytes && t->bytes + size > r->quota->bytes))) {
+	     (r->quota->bytes && grow > 0 && t->bytes + grow > r->quota->bytes))) {
 		item_bad(items, t, line, 413, "over your librarian quota (documents or bytes)");
 		goto out;
 	}
@@ -455,8 +486,10 @@ static int one(struct run *r, struct prep *p, lib_err *err)
 			}
 		}
 	}
-	t->docs += !old;
-	t->bytes += size;
+	if (counted) {
+		t->docs += !old;
+		t->bytes += grow;
+	}
 	if (old)
 		t->updated++;
 	else

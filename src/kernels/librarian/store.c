@@ -937,7 +937,9 @@ int lib_doc_delete(sqlite3 *db, int64_t id, lib_err *err)
 	return lib_tx_commit(db, nested, err);
 }
 
-int lib_doc_owner(sqlite3 *db, int64_t id, char **owner, lib_err *err)
+/* The owner of document `id`: 1 and *owner (malloc'd, NULL for none), or
+ * SDK_ENOTFOUND. */
+static int lib_doc_owner(sqlite3 *db, int64_t id, char **owner, lib_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;

@@ -50,9 +50,6 @@ typedef struct lib_actor {
  * ingest of a file and a bulk line with a source both change the stored
  * document of that source. */
 const char *lib_may_change(const lib_actor *who, const char *owner);
-/* The owner of document `id`: 1 and *owner (the caller's to free; NULL
- * for none), or SDK_ENOTFOUND. */
-int lib_doc_owner(sqlite3 *db, int64_t id, char **owner, lib_err *err);
 
 /* An owner's quota; a zero field is no limit. */
 typedef struct lib_quota {
