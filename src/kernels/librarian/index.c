@@ -1051,20 +1051,18 @@ static int tail_grow(lib_ix *ix, int64_t term, struct tail *tl, const lib_blk *p
 	int64_t prev = tl->last;
 	uint32_t old = tl->blk.n;
 	tl->stale = true; /* until it is all done (a failed flush empties the cache) */
-	if (!blk_append(&tl->blk, p, i, p->n))
+	if (!blk_append(&tl->blk, p, i, p->n) ||
+	    !lib_blk_encode_more(&tl->blk, old, tl->blk.n - old, prev, &tl->enc) ||
+	    !lib_stair_add(&tl->stair, &tl->blk, old, tl->blk.n - old))
 		return oom(err);
+	/* The cache's grown blob is the row's. */
 	lib_tail_row *r = row_open(ix, term, p->doc[p->n - 1], tl->blk.n, 0);
-	if (!r || !lib_buf_reserve(&ix->tdocs, tl->enc.n))
+	if (!r || !lib_buf_reserve(&ix->tdocs, tl->enc.n) ||
+	    !lib_stair_bound(&tl->stair, avgdl, &ix->tbound))
 		return oom(err);
 	memcpy(ix->tdocs.p + ix->tdocs.n, tl->enc.p, tl->enc.n);
 	ix->tdocs.n += tl->enc.n;
-	if (!lib_blk_encode_more(&tl->blk, old, tl->blk.n - old, prev, &ix->tdocs) ||
-	    !lib_stair_add(&tl->stair, &tl->blk, old, tl->blk.n - old) ||
-	    !lib_stair_bound(&tl->stair, avgdl, &ix->tbound))
-		return oom(err);
 	row_close(ix, r);
-	if (!tail_enc_keep(tl, ix, r))
-		return oom(err);
 	tl->last = r->last;
 	tl->stale = false;
 	return SDK_OK;
