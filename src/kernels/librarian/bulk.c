@@ -112,29 +112,6 @@ static int hash_find(sqlite3 *db, lib_ix *ix, const uint8_t *hash, int64_t *id, 
 	return rc;
 }
 
-/* Stored document `id`'s owner (*owner the caller's to free; NULL for
- * none) and size. Prepared at each call: only a line replacing a stored
- * document asks. */
-static int stored_owner(sqlite3 *db, int64_t id, char **owner, int64_t *size, lib_err *err)
-{
-	sqlite3_stmt *st;
-	*owner = NULL;
-	if (sqlite3_prepare_v2(db, "SELECT owner, size FROM documents WHERE id = ?1", -1, &st,
-			       NULL) != SQLITE_OK)
-		return lib_fail_sql(db, err, "prepare owner");
-	sqlite3_bind_int64(st, 1, id);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		const char *o = (const char *)sqlite3_column_text(st, 0);
-		*size = sqlite3_column_int64(st, 1);
-		rc = o && !(*owner = strdup(o)) ? sdk_fail(err, SDK_EIO, "out of memory") : SDK_OK;
-	} else {
-		rc = lib_fail_sql(db, err, "read owner"); /* found by its source a moment ago */
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
 static const char *opt_str(json_t *o, const char *key, bool *bad)
 {
 	json_t *v = json_object_get(o, key);
@@ -383,6 +360,7 @@ static int one(struct run *r, struct prep *p, lib_err *err)
 	json_t *doc = p->doc;
 	char *tags_text = p->tags;
 	const char *title = p->title, *body = p->body, *source = p->source;
+	char *holder = NULL; /* a stored document of the source's owner */
 	p->doc = NULL, p->tags = NULL;
 	lib_err e;
 	int rc = SDK_OK;
@@ -392,16 +370,18 @@ static int one(struct run *r, struct prep *p, lib_err *err)
 	}
 	int64_t size = p->size, id = 0;
 	const uint8_t *hash = p->hash, *key = p->key;
-	/* A document of this request still waiting, else one stored. */
-	int64_t waiting = pending_find(r, key, source != NULL), old = 0;
+	/* A document of this request still waiting, else one stored (of a
+	 * source: with its owner and size, for the checks below). */
+	int64_t waiting = pending_find(r, key, source != NULL), old = 0, was = 0;
 	if (waiting >= 0)
 		old = r->rows[waiting].id;
 	else if (source)
-		rc = lib_doc_id_by_source(r->db, source, &old, err);
+		rc = lib_source_owner(r->db, source, &old, &holder, &was, err);
 	else
 		rc = hash_find(r->db, r->ix, hash, &old, err);
-	if (rc)
+	if (rc < 0)
 		goto out;
+	rc = SDK_OK; /* lib_source_owner's 1: found */
 	if (!source && old) {
 		t->duplicates++;
 		item_ok(items, line, 200, "duplicate", old);
@@ -417,14 +397,8 @@ static int one(struct run *r, struct prep *p, lib_err *err)
 		 * its owner's or an admin's to do (the owner stays), as an
 		 * ingest of its file. Another owner's (an admin's change) moves
 		 * that owner's usage, not the caller's: not counted, as there. */
-		char *holder = NULL;
-		int64_t was = 0;
-		rc = stored_owner(r->db, old, &holder, &was, err);
-		if (rc)
-			goto out;
 		const char *denied = lib_may_change(&(lib_actor){ r->owner, r->admin }, holder);
 		counted = holder && r->owner && !strcmp(holder, r->owner);
-		free(holder);
 		if (denied) {
 			item_bad(items, t, line, 403, denied);
 			goto out;
@@ -496,6 +470,7 @@ static int one(struct run *r, struct prep *p, lib_err *err)
 		t->created++;
 	item_ok(items, line, old ? 200 : 201, old ? "updated" : "created", id);
 out:
+	free(holder);
 	free(tags_text);
 	json_decref(doc);
 	return rc;

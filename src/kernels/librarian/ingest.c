@@ -387,7 +387,7 @@ static int lib_file_ingest(sqlite3 *db, lib_ix *ix, const lib_actor *who, const 
 		sdk_fail(why, SDK_EINVAL, "%s", skip ? skip : "not a .md or .txt file");
 		return LIB_SKIPPED;
 	}
-	found = lib_source_owner(db, path, &owner, &old_size, err);
+	found = lib_source_owner(db, path, NULL, &owner, &old_size, err);
 	if (found < 0) {
 		free(body);
 		return found;

@@ -1060,14 +1060,14 @@ int lib_quota_check(sqlite3 *db, const char *owner, const lib_quota *quota,
 	return SDK_OK;
 }
 
-int lib_source_owner(sqlite3 *db, const char *source, char **owner,
+int lib_source_owner(sqlite3 *db, const char *source, int64_t *id, char **owner,
 		     int64_t *size, lib_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
 
 	*owner = NULL;
-	if (sqlite3_prepare_v2(db, "SELECT owner, size FROM documents"
+	if (sqlite3_prepare_v2(db, "SELECT owner, size, id FROM documents"
 			       " WHERE source = ?1", -1, &st, NULL) != SQLITE_OK)
 		return lib_fail_sql(db, err, "prepare source");
 	sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
@@ -1075,6 +1075,8 @@ int lib_source_owner(sqlite3 *db, const char *source, char **owner,
 	if (rc == SQLITE_ROW) {
 		const char *o = (const char *)sqlite3_column_text(st, 0);
 		*size = sqlite3_column_int64(st, 1);
+		if (id)
+			*id = sqlite3_column_int64(st, 2);
 		rc = 1;
 		if (o && !(*owner = strdup(o)))
 			rc = lib_oom(err);

@@ -181,9 +181,11 @@ int lib_doc_write_bulk(sqlite3 *db, struct lib_ix *ix, const char *owner, const 
 		       const uint8_t *hash, int64_t *id_out, lib_err *err);
 /* The id of the document with this source (0: none). */
 int lib_doc_id_by_source(sqlite3 *db, const char *source, int64_t *id, lib_err *err);
-/* The owner of the document with this source: 1 and *owner (malloc'd, or
- * NULL for none), 0 when there is no such document. */
-int lib_source_owner(sqlite3 *db, const char *source, char **owner, int64_t *size,
+/* The document with this source: 1 with its id (id may be NULL), its
+ * owner (*owner malloc'd, or NULL for none) and its size, 0 when there is
+ * no such document. One lookup in documents_by_source, which holds them
+ * all. */
+int lib_source_owner(sqlite3 *db, const char *source, int64_t *id, char **owner, int64_t *size,
 		     lib_err *err);
 
 #endif
